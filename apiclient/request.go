@@ -1,0 +1,180 @@
+package apiclient
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+)
+
+// authMode says which credentials a route takes.
+type authMode int
+
+const (
+	authNone    authMode = iota // /health, login, registration
+	authMachine                 // Authorization: Bearer <jwt>
+	authBouncer                 // X-Api-Key
+	authEither                  // X-Api-Key when configured, else JWT
+)
+
+// request is one LAPI call before it is sent.
+type request struct {
+	method string
+	path   string // relative and escaped, e.g. "v1/alerts"
+	query  url.Values
+	body   any // marshalled as JSON when non-nil
+	auth   authMode
+}
+
+// do sends r and, on a 2xx answer, decodes the JSON body into out (when out
+// is non-nil). An empty body leaves out untouched.
+func (c *Client) do(ctx context.Context, r request, out any) error {
+	ctx, cancel := c.withDeadline(ctx)
+	defer cancel()
+
+	resp, u, err := c.send(ctx, r)
+	if err != nil {
+		return err
+	}
+	defer closeBody(resp)
+	if out == nil {
+		return nil
+	}
+	if err := decodeJSON(resp, out); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s %s: decoding response: %w", r.method, u.EscapedPath(), err)
+	}
+	return nil
+}
+
+// send performs r and returns the response when its status is 2xx; the
+// caller closes the body. Anything else is an *APIError. With machine
+// authentication a 401 or 403 drops the token, logs in again and retries
+// once, as upstream's JWT transport does.
+func (c *Client) send(ctx context.Context, r request) (*http.Response, *url.URL, error) {
+	u, err := c.resolve(r.path, r.query)
+	if err != nil {
+		return nil, nil, err
+	}
+	auth := r.auth
+	if auth == authEither {
+		auth = authMachine
+		if c.apiKey != "" {
+			auth = authBouncer
+		}
+	}
+	if err := c.checkCredentials(auth); err != nil {
+		return nil, u, fmt.Errorf("%s %s: %w", r.method, u.EscapedPath(), err)
+	}
+
+	var payload []byte
+	gzipped := false
+	if r.body != nil {
+		payload, err = json.Marshal(r.body)
+		if err != nil {
+			return nil, u, fmt.Errorf("%s %s: encoding body: %w", r.method, u.EscapedPath(), err)
+		}
+		if len(payload) > gzipThreshold {
+			payload, err = gzipBytes(payload)
+			if err != nil {
+				return nil, u, fmt.Errorf("%s %s: compressing body: %w", r.method, u.EscapedPath(), err)
+			}
+			gzipped = true
+		}
+	}
+
+	for attempt := 0; ; attempt++ {
+		var body io.Reader
+		if r.body != nil {
+			body = bytes.NewReader(payload)
+		}
+		req, err := http.NewRequestWithContext(ctx, r.method, u.String(), body)
+		if err != nil {
+			return nil, u, fmt.Errorf("%s %s: %w", r.method, u.EscapedPath(), err)
+		}
+		req.Header.Set("User-Agent", c.userAgent)
+		req.Header.Set("Accept", "application/json")
+		if r.body != nil {
+			req.Header.Set("Content-Type", "application/json")
+			if gzipped {
+				req.Header.Set("Content-Encoding", "gzip")
+			}
+		}
+
+		var token string
+		switch auth {
+		case authMachine:
+			token, err = c.validToken(ctx)
+			if err != nil {
+				return nil, u, fmt.Errorf("%s %s: %w", r.method, u.EscapedPath(), err)
+			}
+			req.Header.Set("Authorization", "Bearer "+token)
+		case authBouncer:
+			if c.apiKey != "" {
+				req.Header.Set("X-Api-Key", c.apiKey)
+			}
+		}
+
+		resp, err := c.http.Do(req)
+		if err != nil {
+			return nil, u, fmt.Errorf("%s %s: %w", r.method, u.EscapedPath(), err)
+		}
+		if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+			return resp, u, nil
+		}
+		if auth == authMachine && attempt == 0 &&
+			(resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+			closeBody(resp)
+			c.dropToken(token)
+			continue
+		}
+		apiErr := newAPIError(r.method, u.EscapedPath(), resp)
+		closeBody(resp)
+		return nil, u, apiErr
+	}
+}
+
+// checkCredentials fails early when the route needs credentials the
+// Config does not have.
+func (c *Client) checkCredentials(auth authMode) error {
+	switch auth {
+	case authMachine:
+		if c.machineID == "" && !c.clientCert {
+			return fmt.Errorf("machine authentication needed but no machine_id or client certificate configured")
+		}
+	case authBouncer:
+		if c.apiKey == "" && !c.clientCert {
+			return fmt.Errorf("bouncer authentication needed but no API key or client certificate configured")
+		}
+	}
+	return nil
+}
+
+// decodeJSON decodes one JSON value from the response body; an empty body
+// is io.EOF.
+func decodeJSON(resp *http.Response, out any) error {
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func gzipBytes(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		return nil, fmt.Errorf("gzip: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("gzip: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// closeBody drains a little of what is left so the connection can be
+// reused, then closes.
+func closeBody(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+}

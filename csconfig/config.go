@@ -1,0 +1,353 @@
+// Package csconfig loads the crowdsec daemon's TOML configuration and the
+// machine credentials file. Its structure and key names follow upstream's
+// config.yaml so CrowdSec users recognise it; it never opens the database.
+package csconfig
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/rampart-ips/rampart/models"
+)
+
+// DefaultPath is where the daemon and cscli look without -c.
+const DefaultPath = "/etc/crowdsec/config.toml"
+
+// Duration is a TOML string parsed with day support ("7d", "1h30m").
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := models.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// Config is the whole daemon configuration.
+type Config struct {
+	Common      Common      `toml:"common"`
+	ConfigPaths ConfigPaths `toml:"config_paths"`
+	Crowdsec    Crowdsec    `toml:"crowdsec_service"`
+	Cscli       Cscli       `toml:"cscli"`
+	DBConfig    DBConfig    `toml:"db_config"`
+	API         API         `toml:"api"`
+	Prometheus  Prometheus  `toml:"prometheus"`
+
+	// Path is the file the configuration was read from.
+	Path string `toml:"-"`
+}
+
+// Common holds logging settings.
+type Common struct {
+	LogMedia string `toml:"log_media"` // stdout or file
+	LogDir   string `toml:"log_dir"`
+	LogLevel string `toml:"log_level"`
+}
+
+// ConfigPaths locates the rest of the configuration.
+type ConfigPaths struct {
+	ConfigDir string `toml:"config_dir"`
+	DataDir   string `toml:"data_dir"`
+	HubDir    string `toml:"hub_dir"`
+}
+
+// Crowdsec configures the agent half.
+type Crowdsec struct {
+	Enable         *bool  `toml:"enable"`
+	AcquisitionDir string `toml:"acquisition_dir"`
+}
+
+// Cscli holds cscli defaults.
+type Cscli struct {
+	Output string `toml:"output"`
+}
+
+// DBConfig selects the database and its retention.
+type DBConfig struct {
+	Type         string    `toml:"type"`
+	DBPath       string    `toml:"db_path"`
+	MaxOpenConns int       `toml:"max_open_conns"`
+	BusyTimeout  Duration  `toml:"busy_timeout"`
+	Flush        *DBFlush  `toml:"flush"`
+	UseWAL       *bool     `toml:"use_wal"`
+	Host         string    `toml:"host"`
+	Port         int       `toml:"port"`
+	User         string    `toml:"user"`
+	Password     string    `toml:"password"`
+	DBName       string    `toml:"db_name"`
+	SSLMode      string    `toml:"sslmode"`
+	_            [0]func() // not comparable
+}
+
+// DBFlush is the retention policy.
+type DBFlush struct {
+	MaxItems           int       `toml:"max_items"`
+	MaxAge             *Duration `toml:"max_age"`
+	BouncersAutodelete struct {
+		APIKey *Duration `toml:"api_key"`
+		Cert   *Duration `toml:"cert"`
+	} `toml:"bouncers_autodelete"`
+	AgentsAutodelete struct {
+		LoginPassword *Duration `toml:"login_password"`
+		Cert          *Duration `toml:"cert"`
+	} `toml:"agents_autodelete"`
+	Interval Duration `toml:"interval"`
+}
+
+// API holds the client and server halves of the local API.
+type API struct {
+	Client APIClient `toml:"client"`
+	Server APIServer `toml:"server"`
+}
+
+// APIClient is how the agent and cscli reach the LAPI.
+type APIClient struct {
+	InsecureSkipVerify *bool  `toml:"insecure_skip_verify"`
+	CredentialsPath    string `toml:"credentials_path"`
+}
+
+// APIServer configures the LAPI.
+type APIServer struct {
+	Enable                        *bool             `toml:"enable"`
+	ListenURI                     string            `toml:"listen_uri"`
+	ListenSocket                  string            `toml:"listen_socket"`
+	ProfilesPath                  string            `toml:"profiles_path"`
+	UseForwardedForHeaders        bool              `toml:"use_forwarded_for_headers"`
+	TrustedProxies                []string          `toml:"trusted_proxies"`
+	TrustedIPs                    []string          `toml:"trusted_ips"`
+	DisableRemoteLAPIRegistration bool              `toml:"disable_remote_lapi_registration"`
+	AllowlistHostAddresses        *bool             `toml:"allowlist_host_addresses"`
+	LongPollMax                   Duration          `toml:"long_poll_max"`
+	TLS                           *TLS              `toml:"tls"`
+	AutoRegistration              *AutoRegistration `toml:"auto_registration"`
+}
+
+// TLS configures HTTPS and client certificates.
+type TLS struct {
+	CertFile           string   `toml:"cert_file"`
+	KeyFile            string   `toml:"key_file"`
+	ClientVerification string   `toml:"client_verification"`
+	CACertPath         string   `toml:"ca_cert_path"`
+	AgentsAllowedOU    []string `toml:"agents_allowed_ou"`
+	BouncersAllowedOU  []string `toml:"bouncers_allowed_ou"`
+	CRLPath            string   `toml:"crl_path"`
+	CacheExpiration    Duration `toml:"cache_expiration"`
+}
+
+// AutoRegistration lets agents register themselves with a shared token.
+type AutoRegistration struct {
+	Enabled       bool     `toml:"enabled"`
+	Token         string   `toml:"token"`
+	AllowedRanges []string `toml:"allowed_ranges"`
+}
+
+// Prometheus configures the metrics listener.
+type Prometheus struct {
+	Enabled    *bool  `toml:"enabled"`
+	Level      string `toml:"level"`
+	ListenAddr string `toml:"listen_addr"`
+	ListenPort int    `toml:"listen_port"`
+}
+
+// Default returns the configuration a package install uses.
+func Default() *Config {
+	c := &Config{}
+	c.setDefaults()
+	return c
+}
+
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Common.LogMedia, "stdout")
+	def(&c.Common.LogLevel, "info")
+	def(&c.Common.LogDir, "/var/log/")
+	def(&c.ConfigPaths.ConfigDir, "/etc/crowdsec/")
+	def(&c.ConfigPaths.DataDir, "/var/lib/crowdsec/data/")
+	def(&c.ConfigPaths.HubDir, filepath.Join(c.ConfigPaths.ConfigDir, "hub"))
+	def(&c.Crowdsec.AcquisitionDir, filepath.Join(c.ConfigPaths.ConfigDir, "acquis.d"))
+	def(&c.Cscli.Output, "human")
+	def(&c.DBConfig.Type, "sqlite")
+	def(&c.DBConfig.DBPath, filepath.Join(c.ConfigPaths.DataDir, "crowdsec.db"))
+	if c.DBConfig.MaxOpenConns == 0 {
+		c.DBConfig.MaxOpenConns = 16
+	}
+	if c.DBConfig.BusyTimeout.Duration == 0 {
+		c.DBConfig.BusyTimeout.Duration = 10 * time.Second
+	}
+	if c.DBConfig.Flush == nil {
+		c.DBConfig.Flush = &DBFlush{MaxItems: 5000}
+	}
+	if c.DBConfig.Flush.MaxAge == nil {
+		c.DBConfig.Flush.MaxAge = &Duration{7 * 24 * time.Hour}
+	}
+	if c.DBConfig.Flush.Interval.Duration == 0 {
+		c.DBConfig.Flush.Interval.Duration = time.Minute
+	}
+	def(&c.API.Client.CredentialsPath, filepath.Join(c.ConfigPaths.ConfigDir, "local_api_credentials.toml"))
+	def(&c.API.Server.ListenURI, "127.0.0.1:8080")
+	def(&c.API.Server.ProfilesPath, filepath.Join(c.ConfigPaths.ConfigDir, "profiles.toml"))
+	if c.API.Server.TrustedIPs == nil {
+		c.API.Server.TrustedIPs = []string{"127.0.0.1", "::1"}
+	}
+	if c.API.Server.LongPollMax.Duration == 0 {
+		c.API.Server.LongPollMax.Duration = 60 * time.Second
+	}
+	if c.API.Server.TLS != nil && c.API.Server.TLS.CacheExpiration.Duration == 0 {
+		c.API.Server.TLS.CacheExpiration.Duration = time.Hour
+	}
+	def(&c.Prometheus.ListenAddr, "127.0.0.1")
+	if c.Prometheus.ListenPort == 0 {
+		c.Prometheus.ListenPort = 6060
+	}
+}
+
+// Bool reads an optional flag with its default.
+func Bool(p *bool, def bool) bool {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// Load reads a configuration file; unknown keys are errors naming the key.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	c, err := Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	c.Path = path
+	return c, nil
+}
+
+// Parse decodes a configuration, applies defaults and validates it.
+func Parse(data []byte, name string) (*Config, error) {
+	var c Config
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&c)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := unknownKeys(md, name); err != nil {
+		return nil, err
+	}
+	c.setDefaults()
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return &c, nil
+}
+
+func unknownKeys(md toml.MetaData, name string) error {
+	und := md.Undecoded()
+	if len(und) == 0 {
+		return nil
+	}
+	keys := make([]string, len(und))
+	for i, k := range und {
+		keys[i] = k.String()
+	}
+	return fmt.Errorf("%s: unknown configuration key %s", name, strings.Join(keys, ", "))
+}
+
+func (c *Config) validate() error {
+	switch c.DBConfig.Type {
+	case "sqlite", "sqlite3":
+	case "postgresql", "postgres", "pgx":
+		return fmt.Errorf("db_config.type %q is not supported yet (use sqlite)", c.DBConfig.Type)
+	default:
+		return fmt.Errorf("db_config.type %q is unknown (use sqlite)", c.DBConfig.Type)
+	}
+	if t := c.API.Server.TLS; t != nil {
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			return fmt.Errorf("api.server.tls needs both cert_file and key_file")
+		}
+		switch t.ClientVerification {
+		case "", "NoClientCert", "RequestClientCert", "RequireAnyClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert":
+		default:
+			return fmt.Errorf("api.server.tls.client_verification %q is unknown", t.ClientVerification)
+		}
+	}
+	switch c.Cscli.Output {
+	case "human", "json", "raw":
+	default:
+		return fmt.Errorf("cscli.output %q must be human, json or raw", c.Cscli.Output)
+	}
+	return nil
+}
+
+// Credentials is the machine login file (local_api_credentials.toml).
+type Credentials struct {
+	URL      string `toml:"url"`
+	Login    string `toml:"login"`
+	Password string `toml:"password"`
+	CACert   string `toml:"ca_cert_path,omitempty"`
+	KeyPath  string `toml:"key_path,omitempty"`
+	CertPath string `toml:"cert_path,omitempty"`
+}
+
+// LoadCredentials reads the machine credentials file.
+func LoadCredentials(path string) (*Credentials, error) {
+	var c Credentials
+	md, err := toml.DecodeFile(path, &c)
+	if err != nil {
+		return nil, fmt.Errorf("reading credentials %s: %w", path, err)
+	}
+	if err := unknownKeys(md, path); err != nil {
+		return nil, err
+	}
+	if c.URL == "" || c.Login == "" {
+		return nil, fmt.Errorf("credentials %s: url and login are required", path)
+	}
+	return &c, nil
+}
+
+// WriteCredentials writes the credentials file with mode 0600.
+func WriteCredentials(path string, c *Credentials) error {
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(c); err != nil {
+		return fmt.Errorf("encoding credentials: %w", err)
+	}
+	if path == "-" {
+		_, err := os.Stdout.Write(buf.Bytes())
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("writing credentials: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing credentials: %w", err)
+	}
+	return nil
+}
+
+// ListenURL is the http(s) URL clients use for the LAPI listener.
+func (c *Config) ListenURL() string {
+	scheme := "http"
+	if c.API.Server.TLS != nil && c.API.Server.TLS.CertFile != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + c.API.Server.ListenURI + "/"
+}

@@ -1,0 +1,291 @@
+package lapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+	log "github.com/sirupsen/logrus"
+
+	"github.com/rampart-ips/rampart/lapi/profiles"
+	"github.com/rampart-ips/rampart/lapi/store"
+	"github.com/rampart-ips/rampart/models"
+)
+
+// postAlerts is POST /v1/alerts: store alerts, turning those without
+// decisions into decisions through the profiles. The whole batch is one
+// transaction, so a failure leaves nothing half-written.
+func (s *Server) postAlerts(c echo.Context) error {
+	ctx := c.Request().Context()
+	body, status, err := readBody(c, authBodyLimit)
+	if err != nil {
+		return jsonError(c, status, err.Error())
+	}
+	alerts, err := models.DecodeAlerts(body)
+	if err != nil {
+		var ve *models.ValidationError
+		if errors.As(err, &ve) {
+			return jsonError(c, http.StatusInternalServerError, ve.Error())
+		}
+		return jsonError(c, http.StatusBadRequest, err.Error())
+	}
+	machineID, _ := c.Get(ctxMachine).(string)
+	now := s.now()
+	allow, err := s.allow.snapshot(ctx)
+	if err != nil {
+		return s.storeError(c, err)
+	}
+	batch := make([]store.NewAlert, 0, len(alerts))
+	for _, a := range alerts {
+		na, keep, err := s.prepareAlert(c, a, machineID, now, allow)
+		if err != nil {
+			var pe *profiles.EvalError
+			if errors.As(err, &pe) {
+				return jsonError(c, http.StatusInternalServerError, err.Error())
+			}
+			return jsonError(c, http.StatusInternalServerError, err.Error())
+		}
+		if keep {
+			batch = append(batch, na)
+		}
+	}
+	ids, err := s.store.CreateAlerts(ctx, batch)
+	if err != nil {
+		return s.storeError(c, err)
+	}
+	if machineID != "" {
+		if err := s.store.MachinePushed(ctx, machineID); err != nil {
+			s.log.WithError(err).Warn("recording machine push")
+		}
+	}
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = strconv.FormatInt(id, 10)
+	}
+	return c.JSON(http.StatusCreated, out)
+}
+
+// prepareAlert normalises one alert and computes its decisions. keep=false
+// drops the alert (allowlisted source, or every decision invalid).
+func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string, now time.Time, allow *allowSnapshot) (store.NewAlert, bool, error) {
+	log := s.log.WithFields(log.Fields{"scenario": a.Scenario, "machine": machineID})
+	a.Source.Scope = models.NormalizeScope(a.Source.Scope)
+	for _, d := range a.Decisions {
+		d.Scope = models.NormalizeScope(d.Scope)
+	}
+	na := store.NewAlert{Alert: a, UUID: uuid.NewString(), MachineID: machineID,
+		StartAt: models.TimeOrNow(a.StartAt, now), StopAt: models.TimeOrNow(a.StopAt, now)}
+	decisions := a.Decisions
+	fromProfiles := false
+	if len(decisions) == 0 {
+		if store.IsAddressScope(a.Source.Scope) {
+			if ok, reason := allow.check(a.Source.Value); ok {
+				log.WithFields(map[string]any{"value": a.Source.Value, "allowlist": reason}).Info("alert source is allowlisted: alert ignored")
+				return na, false, nil
+			}
+		}
+		ds, err := s.profiles.Evaluate(c.Request().Context(), a, s.store)
+		if err != nil {
+			return na, false, err
+		}
+		decisions = ds
+		fromProfiles = true
+	}
+	hadDecisions := len(decisions) > 0
+	for _, d := range decisions {
+		dur, err := models.ParseDuration(d.Duration)
+		if err != nil {
+			return na, false, fmt.Errorf("decision on %s: %w", d.Value, err)
+		}
+		nd := store.NewDecision{UUID: uuid.NewString(), Until: na.StopAt.Add(dur), Scenario: d.Scenario, Type: d.Type,
+			Scope: d.Scope, Value: d.Value, Origin: d.Origin, Simulated: a.Simulated}
+		if store.IsAddressScope(d.Scope) {
+			r, err := store.ParseRange(d.Value)
+			if err != nil {
+				log.WithError(err).WithField("value", d.Value).Warn("dropping decision with an invalid address")
+				continue
+			}
+			nd.Range = r
+			// Operators may force a manual ban past the allowlist (cscli -B);
+			// nothing else may target an allowlisted address.
+			if d.Origin != "cscli" || a.Kind != "cscli" {
+				if ok, reason := allow.check(d.Value); ok {
+					log.WithFields(map[string]any{"value": d.Value, "allowlist": reason, "origin": d.Origin}).Warn("refusing decision on an allowlisted address")
+					continue
+				}
+			}
+		}
+		na.Decisions = append(na.Decisions, nd)
+	}
+	if hadDecisions && len(na.Decisions) == 0 && !fromProfiles {
+		log.Warn("every decision of the alert was dropped: alert ignored")
+		return na, false, nil
+	}
+	return na, true, nil
+}
+
+var alertFilterKeys = map[string]bool{"scope": true, "value": true, "scenario": true, "ip": true, "range": true, "contains": true,
+	"since": true, "until": true, "created_before": true, "decision_type": true, "origin": true, "include_capi": true,
+	"has_active_decision": true, "simulated": true, "kind": true, "with_decisions": true, "limit": true, "sort": true,
+	"machine_id": true}
+
+// alertFilter parses the GET/DELETE /v1/alerts parameters; unknown ones
+// are errors, as upstream.
+func alertFilter(q url.Values, now time.Time, forDelete bool) (store.AlertFilter, error) {
+	f := store.AlertFilter{Contains: true, Limit: 100}
+	for k, vs := range q {
+		if !alertFilterKeys[k] || (forDelete && (k == "with_decisions" || k == "sort")) {
+			return f, fmt.Errorf("filter parameter '%s' is unknown (=%s): invalid filter", k, vs[0])
+		}
+		v := vs[0]
+		dur := func() (*time.Time, error) {
+			d, err := models.ParseDuration(v)
+			if err != nil {
+				return nil, fmt.Errorf("while parsing duration '%s': %w", v, err)
+			}
+			t := now.Add(-d)
+			return &t, nil
+		}
+		var err error
+		switch k {
+		case "scope":
+			f.Scope = models.NormalizeScope(v)
+		case "value":
+			f.Value = v
+		case "scenario":
+			f.Scenario = v
+		case "ip", "range":
+			var r store.Range
+			r, err = store.ParseRange(v)
+			if err != nil {
+				return f, fmt.Errorf("unable to convert '%s' to int: %w", v, err)
+			}
+			f.Range = &r
+		case "contains":
+			f.Contains, err = parseBoolParam(v)
+		case "since":
+			f.Since, err = dur()
+		case "until":
+			f.Until, err = dur()
+		case "created_before":
+			f.CreatedBefore, err = dur()
+		case "decision_type":
+			f.DecisionType = v
+		case "origin":
+			f.Origin = v
+		case "include_capi":
+			f.IncludeCAPI, err = parseBoolParam(v)
+		case "has_active_decision":
+			var b bool
+			b, err = parseBoolParam(v)
+			f.HasActiveDecision = &b
+		case "simulated":
+			f.ExcludeSimulated = v == "false"
+		case "kind":
+			f.Kind = v
+		case "machine_id":
+			f.MachineID = v
+		case "with_decisions":
+			var b bool
+			b, err = parseBoolParam(v)
+			f.WithoutDecisions = !b
+		case "limit":
+			f.Limit, err = strconv.Atoi(v)
+		case "sort":
+			f.SortAsc = v == "ASC" || v == "asc"
+		}
+		if err != nil {
+			return f, err
+		}
+	}
+	if !q.Has("include_capi") {
+		f.IncludeCAPI = true
+	}
+	return f, nil
+}
+
+// getAlerts is GET/HEAD /v1/alerts.
+func (s *Server) getAlerts(c echo.Context) error {
+	now := s.now()
+	f, err := alertFilter(c.QueryParams(), now, false)
+	if err != nil {
+		return jsonError(c, http.StatusInternalServerError, err.Error())
+	}
+	if c.Request().Method == http.MethodHead {
+		return c.String(http.StatusOK, "")
+	}
+	alerts, err := s.store.QueryAlerts(c.Request().Context(), f, now)
+	if err != nil {
+		return s.storeError(c, err)
+	}
+	if len(alerts) == 0 {
+		return c.JSONBlob(http.StatusOK, []byte("null"))
+	}
+	return c.JSON(http.StatusOK, alerts)
+}
+
+// getAlert is GET/HEAD /v1/alerts/{id}.
+func (s *Server) getAlert(c echo.Context) error {
+	id, err := strconv.ParseInt(c.Param("alert_id"), 10, 64)
+	if err != nil {
+		return jsonError(c, http.StatusBadRequest, "alert_id must be valid integer")
+	}
+	a, err := s.store.GetAlert(c.Request().Context(), id, s.now())
+	if errors.Is(err, store.ErrNotFound) {
+		return jsonError(c, http.StatusNotFound, "object not found")
+	}
+	if err != nil {
+		return s.storeError(c, err)
+	}
+	if c.Request().Method == http.MethodHead {
+		return c.String(http.StatusOK, "")
+	}
+	return c.JSON(http.StatusOK, a)
+}
+
+func (s *Server) forbiddenIP(c echo.Context) error {
+	return jsonError(c, http.StatusForbidden, fmt.Sprintf("access forbidden from this IP (%s)", c.RealIP()))
+}
+
+// deleteAlerts is DELETE /v1/alerts (trusted IPs only). The alerts'
+// decisions end and reach bouncers as deleted, unlike upstream.
+func (s *Server) deleteAlerts(c echo.Context) error {
+	if !s.isTrusted(c) {
+		return s.forbiddenIP(c)
+	}
+	f, err := alertFilter(c.QueryParams(), s.now(), true)
+	if err != nil {
+		return jsonError(c, http.StatusInternalServerError, err.Error())
+	}
+	f.Limit = 0
+	n, err := s.store.DeleteAlerts(c.Request().Context(), f)
+	if err != nil {
+		return s.storeError(c, err)
+	}
+	s.log.WithFields(log.Fields{"count": n, "machine": c.Get(ctxMachine)}).Info("alerts deleted")
+	return c.JSON(http.StatusOK, models.DeleteResponse{NbDeleted: strconv.FormatInt(n, 10)})
+}
+
+// deleteAlert is DELETE /v1/alerts/{id} (trusted IPs only).
+func (s *Server) deleteAlert(c echo.Context) error {
+	if !s.isTrusted(c) {
+		return s.forbiddenIP(c)
+	}
+	id, err := strconv.ParseInt(c.Param("alert_id"), 10, 64)
+	if err != nil {
+		return jsonError(c, http.StatusBadRequest, "alert_id must be valid integer")
+	}
+	n, err := s.store.DeleteAlerts(c.Request().Context(), store.AlertFilter{ID: id, IncludeCAPI: true})
+	if err != nil {
+		return s.storeError(c, err)
+	}
+	if n == 0 {
+		return jsonError(c, http.StatusInternalServerError, fmt.Sprintf("alert with id '%d' doesn't exist", id))
+	}
+	return c.JSON(http.StatusOK, models.DeleteResponse{NbDeleted: "1"})
+}

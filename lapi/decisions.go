@@ -1,0 +1,395 @@
+package lapi
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+	log "github.com/sirupsen/logrus"
+
+	"github.com/rampart-ips/rampart/lapi/store"
+	"github.com/rampart-ips/rampart/models"
+)
+
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func normScopes(v string) []string {
+	var out []string
+	for _, s := range splitList(v) {
+		out = append(out, models.NormalizeScope(s))
+	}
+	return out
+}
+
+func parseBoolParam(v string) (bool, error) {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("'%s' is not a boolean: %w", v, err)
+	}
+	return b, nil
+}
+
+// bouncerFilter reads the filters GET /decisions and the stream share;
+// unknown parameters are ignored, as upstream does.
+func bouncerFilter(q url.Values, stream bool) (store.DecisionFilter, error) {
+	var f store.DecisionFilter
+	f.Contains = true
+	scopes := q.Get("scopes")
+	if scopes == "" {
+		scopes = q.Get("scope")
+	}
+	if scopes == "" && stream && !q.Has("scopes") {
+		scopes = "ip,range"
+	}
+	f.Scopes = normScopes(scopes)
+	f.Origins = splitList(q.Get("origins"))
+	f.ScenariosContaining = splitList(q.Get("scenarios_containing"))
+	f.ScenariosNotContaining = splitList(q.Get("scenarios_not_containing"))
+	if q.Has("simulated") && q.Get("simulated") != "false" {
+		f.IncludeSimulated = true
+	}
+	if stream {
+		return f, nil
+	}
+	f.Value = q.Get("value")
+	f.Type = q.Get("type")
+	if v := q.Get("contains"); v != "" {
+		b, err := parseBoolParam(v)
+		if err != nil {
+			return f, err
+		}
+		f.Contains = b
+	}
+	for _, k := range []string{"ip", "range"} {
+		if v := q.Get(k); v != "" {
+			r, err := store.ParseRange(v)
+			if err != nil {
+				return f, fmt.Errorf("unable to convert '%s' to int: %w", v, err)
+			}
+			f.Range = &r
+		}
+	}
+	for k, dst := range map[string]*int{"limit": &f.Limit, "offset": &f.Offset} {
+		if v := q.Get(k); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return f, fmt.Errorf("invalid %s '%s': %w", k, v, err)
+			}
+			*dst = n
+		}
+	}
+	if v := q.Get("id_gt"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return f, fmt.Errorf("invalid id_gt '%s': %w", v, err)
+		}
+		f.IDGt = n
+	}
+	return f, nil
+}
+
+// getDecisions is GET/HEAD /v1/decisions: active decisions, no dedup.
+func (s *Server) getDecisions(c echo.Context) error {
+	f, err := bouncerFilter(c.QueryParams(), false)
+	if err != nil {
+		return jsonError(c, http.StatusInternalServerError, err.Error())
+	}
+	if c.Request().Method == http.MethodHead {
+		return c.String(http.StatusOK, "")
+	}
+	now := s.now()
+	rows, err := s.store.QueryDecisions(c.Request().Context(), f, now)
+	if err != nil {
+		return s.storeError(c, err)
+	}
+	b := c.Get(ctxBouncer).(*store.Bouncer)
+	if b.LastPull == nil || now.Sub(*b.LastPull) >= time.Minute {
+		if err := s.store.SetBouncerPulled(c.Request().Context(), b.ID, nil, now); err != nil {
+			s.log.WithError(err).Warn("recording bouncer pull")
+		}
+	}
+	if len(rows) == 0 {
+		return c.JSONBlob(http.StatusOK, []byte("null"))
+	}
+	buf := make([]byte, 0, 256*len(rows))
+	buf = append(buf, '[')
+	for i := range rows {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendDecision(buf, &rows[i], now, false)
+	}
+	buf = append(buf, ']')
+	return c.JSONBlob(http.StatusOK, buf)
+}
+
+func (s *Server) headStream(c echo.Context) error {
+	return c.String(http.StatusOK, "")
+}
+
+// streamDecisions is GET /v1/decisions/stream. The body is streamed from
+// one database snapshot; the bouncer's cursor moves only once the whole body
+// was written. Rampart's opt-in long-poll: wait=<duration> on a delta holds
+// the request until a decision change concerns this bouncer.
+func (s *Server) streamDecisions(c echo.Context) error {
+	ctx := c.Request().Context()
+	q := c.QueryParams()
+	b := c.Get(ctxBouncer).(*store.Bouncer)
+	f, _ := bouncerFilter(q, true)
+	sq := store.StreamQuery{Filter: f, Startup: q.Get("startup") == "true", NoDedup: q.Get("dedup") == "false"}
+	if b.Cursor == nil {
+		sq.Startup = true
+	} else {
+		sq.Cursor = *b.Cursor
+	}
+	var wait time.Duration
+	if v := q.Get("wait"); v != "" && !sq.Startup {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return jsonError(c, http.StatusBadRequest, fmt.Sprintf("invalid wait '%s': a Go duration such as 30s", v))
+		}
+		wait = min(d, s.cfg.API.Server.LongPollMax.Duration)
+	}
+	if _, err := s.store.SweepExpired(ctx, s.now()); err != nil {
+		s.log.WithError(err).Warn("expiring decisions before stream")
+	}
+
+	if wait > 0 {
+		deadline := time.NewTimer(wait)
+		defer deadline.Stop()
+	poll:
+		for {
+			changed := s.store.Changed()
+			if s.store.Seq() > sq.Cursor {
+				n, seq, err := s.countDelta(c, sq)
+				if err != nil {
+					return s.storeError(c, err)
+				}
+				if n > 0 {
+					break poll
+				}
+				sq.Cursor = seq // nothing for this bouncer up to seq
+			}
+			select {
+			case <-changed:
+			case <-deadline.C:
+				break poll
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+	return s.writeStream(c, b, sq)
+}
+
+// countDelta tells whether a delta would carry anything, without writing.
+func (s *Server) countDelta(c echo.Context, sq store.StreamQuery) (int, int64, error) {
+	n := 0
+	count := func(*store.DecisionRow) error { n++; return nil }
+	seq, err := s.store.Stream(c.Request().Context(), sq, s.now(), count, count)
+	return n, seq, err
+}
+
+func (s *Server) writeStream(c echo.Context, b *store.Bouncer, sq store.StreamQuery) error {
+	ctx := c.Request().Context()
+	now := s.now()
+	resp := c.Response()
+	resp.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	resp.WriteHeader(http.StatusOK)
+	w := bufio.NewWriterSize(resp, 64<<10)
+	buf := make([]byte, 0, 512)
+	first := true
+	emit := func(d *store.DecisionRow) error {
+		buf = buf[:0]
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = appendDecision(buf, d, now, true)
+		_, err := w.Write(buf)
+		return err
+	}
+	if _, err := w.WriteString(`{"new": [`); err != nil {
+		return nil
+	}
+	sawDeleted := false
+	seq, err := s.store.Stream(ctx, sq, now, emit, func(d *store.DecisionRow) error {
+		if !sawDeleted {
+			sawDeleted = true
+			first = true
+			if _, err := w.WriteString(`], "deleted": [`); err != nil {
+				return err
+			}
+		}
+		return emit(d)
+	})
+	if err == nil && !sawDeleted {
+		_, err = w.WriteString(`], "deleted": [`)
+	}
+	if err == nil {
+		_, err = w.WriteString(`]}`)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.WithError(err).WithField("bouncer", b.Name).Warn("decision stream failed mid-body; cursor not moved")
+		}
+		// Abort the connection so the client sees a broken body, never a
+		// truncated one that parses.
+		panic(http.ErrAbortHandler)
+	}
+	if err := s.store.SetBouncerCursor(ctx, b.ID, seq, now); err != nil {
+		s.log.WithError(err).WithField("bouncer", b.Name).Warn("storing stream cursor")
+	}
+	if s.log.Logger.IsLevelEnabled(log.DebugLevel) {
+		s.log.WithFields(log.Fields{"bouncer": b.Name, "startup": sq.Startup, "cursor": seq}).Debug("stream sent")
+	}
+	return nil
+}
+
+// appendDecision renders a decision in upstream's key order.
+func appendDecision(buf []byte, d *store.DecisionRow, now time.Time, withUUID bool) []byte {
+	buf = append(buf, `{"duration":`...)
+	buf = appendJSONString(buf, models.FormatRemaining(d.Until, now))
+	buf = append(buf, `,"id":`...)
+	buf = strconv.AppendInt(buf, d.ID, 10)
+	buf = append(buf, `,"origin":`...)
+	buf = appendJSONString(buf, d.Origin)
+	buf = append(buf, `,"scenario":`...)
+	buf = appendJSONString(buf, d.Scenario)
+	buf = append(buf, `,"scope":`...)
+	buf = appendJSONString(buf, d.Scope)
+	buf = append(buf, `,"type":`...)
+	buf = appendJSONString(buf, d.Type)
+	if withUUID && d.UUID != "" {
+		buf = append(buf, `,"uuid":`...)
+		buf = appendJSONString(buf, d.UUID)
+	}
+	buf = append(buf, `,"value":`...)
+	buf = appendJSONString(buf, d.Value)
+	return append(buf, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendJSONString(buf []byte, s string) []byte {
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			buf = append(buf, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				buf = append(buf, '\\', c)
+			case '\n':
+				buf = append(buf, '\\', 'n')
+			case '\r':
+				buf = append(buf, '\\', 'r')
+			case '\t':
+				buf = append(buf, '\\', 't')
+			default:
+				buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
+}
+
+// deleteFilterKeys are the parameters DELETE /v1/decisions accepts.
+var deleteFilterKeys = map[string]bool{"ip": true, "range": true, "contains": true, "scopes": true, "value": true,
+	"type": true, "origin": true, "scenario": true, "uuid": true}
+
+// deleteDecisions is DELETE /v1/decisions: expire by filter (none = all).
+func (s *Server) deleteDecisions(c echo.Context) error {
+	q := c.QueryParams()
+	var f store.DecisionFilter
+	f.Contains = true
+	for k, vs := range q {
+		if !deleteFilterKeys[k] {
+			return jsonError(c, http.StatusInternalServerError, fmt.Sprintf("'%s' doesn't exist: invalid filter", k))
+		}
+		v := vs[0]
+		switch k {
+		case "ip", "range":
+			r, err := store.ParseRange(v)
+			if err != nil {
+				return jsonError(c, http.StatusInternalServerError, fmt.Sprintf("unable to convert '%s' to int: %s", v, err))
+			}
+			f.Range = &r
+		case "contains":
+			b, err := parseBoolParam(v)
+			if err != nil {
+				return jsonError(c, http.StatusInternalServerError, err.Error())
+			}
+			f.Contains = b
+		case "scopes":
+			f.Scopes = []string{strings.Split(v, ",")[0]}
+		case "value":
+			f.Value = v
+		case "type":
+			f.Type = v
+		case "origin":
+			f.Origins = []string{v}
+		case "scenario":
+			f.Scenario = v
+		case "uuid":
+			f.UUIDs = vs
+		}
+	}
+	n, err := s.store.DeleteDecisions(c.Request().Context(), f)
+	if err != nil {
+		return s.storeError(c, err)
+	}
+	s.log.WithFields(log.Fields{"machine": c.Get(ctxMachine), "count": n, "filter": q.Encode()}).Info("decisions deleted")
+	return c.JSON(http.StatusOK, models.DeleteResponse{NbDeleted: strconv.FormatInt(n, 10)})
+}
+
+// deleteDecision is DELETE /v1/decisions/{id}.
+func (s *Server) deleteDecision(c echo.Context) error {
+	id, err := strconv.ParseInt(c.Param("decision_id"), 10, 64)
+	if err != nil {
+		return jsonError(c, http.StatusBadRequest, "decision_id must be valid integer")
+	}
+	if err := s.store.DeleteDecision(c.Request().Context(), id); err != nil {
+		if store.IsDiskFull(err) {
+			return s.storeError(c, err)
+		}
+		// upstream answers an unknown id with 500, not 404
+		return jsonError(c, http.StatusInternalServerError, strings.TrimSuffix(err.Error(), ": "+store.ErrNotFound.Error()))
+	}
+	return c.JSON(http.StatusOK, models.DeleteResponse{NbDeleted: "1"})
+}

@@ -1,0 +1,419 @@
+// Package lapi is Rampart's local API: CrowdSec's /v1 protocol over HTTP for
+// agents, cscli and bouncers, on top of the store. It is the only component
+// that touches the database; it never drives the firewall.
+package lapi
+
+import (
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	log "github.com/sirupsen/logrus"
+
+	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/lapi/profiles"
+	"github.com/rampart-ips/rampart/lapi/store"
+	"github.com/rampart-ips/rampart/models"
+)
+
+// Body limits after decompression, as upstream.
+const (
+	unauthBodyLimit = 2 << 20
+	authBodyLimit   = 50 << 20
+)
+
+// Server is the LAPI.
+type Server struct {
+	cfg        *csconfig.Config
+	store      *store.Store
+	profiles   *profiles.Set
+	log        *log.Entry
+	echo       *echo.Echo
+	jwt        *jwtKeys
+	allow      *allowChecker
+	trusted    []netip.Prefix
+	autoRanges []netip.Prefix
+	tlsAuth    *tlsAuth
+	now        func() time.Time
+}
+
+// New builds a server over an open store.
+func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profiles.Set) (*Server, error) {
+	s := &Server{cfg: cfg, store: st, profiles: prof, log: log.WithField("component", "lapi"), now: time.Now}
+	var err error
+	if s.jwt, err = loadJWTKeys(ctx, st); err != nil {
+		return nil, err
+	}
+	if s.trusted, err = parsePrefixes(cfg.API.Server.TrustedIPs); err != nil {
+		return nil, fmt.Errorf("api.server.trusted_ips: %w", err)
+	}
+	if ar := cfg.API.Server.AutoRegistration; ar != nil && ar.Enabled {
+		if len(ar.Token) < 32 {
+			return nil, fmt.Errorf("api.server.auto_registration.token must be at least 32 characters")
+		}
+		if s.autoRanges, err = parsePrefixes(ar.AllowedRanges); err != nil {
+			return nil, fmt.Errorf("api.server.auto_registration.allowed_ranges: %w", err)
+		}
+	}
+	if t := cfg.API.Server.TLS; t != nil && (len(t.AgentsAllowedOU) > 0 || len(t.BouncersAllowedOU) > 0) {
+		if s.tlsAuth, err = newTLSAuth(t); err != nil {
+			return nil, err
+		}
+	}
+	s.allow = newAllowChecker(st, csconfig.Bool(cfg.API.Server.AllowlistHostAddresses, true))
+	s.echo = s.routes()
+	return s, nil
+}
+
+func parsePrefixes(vals []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range vals {
+		if strings.Contains(v, "/") {
+			p, err := netip.ParsePrefix(v)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// Handler exposes the HTTP handler (tests and embedding).
+func (s *Server) Handler() http.Handler { return s.echo }
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	if s.cfg.API.Server.UseForwardedForHeaders {
+		var opts []echo.TrustOption
+		for _, p := range s.cfg.API.Server.TrustedProxies {
+			if _, n, err := net.ParseCIDR(p); err == nil {
+				opts = append(opts, echo.TrustIPRange(n))
+			} else if ip := net.ParseIP(p); ip != nil {
+				bits := 32
+				if ip.To4() == nil {
+					bits = 128
+				}
+				opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}))
+			}
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
+	} else {
+		e.IPExtractor = echo.ExtractIPDirect()
+	}
+	e.Use(s.recoverMiddleware, s.logMiddleware)
+
+	e.GET("/health", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "up"}) })
+	v1 := e.Group("/v1")
+	v1.POST("/watchers", s.registerWatcher)
+	v1.POST("/watchers/login", s.login)
+
+	// Middleware per route, not per group: an echo group with middleware
+	// would answer unknown paths with the auth error instead of a 404.
+	j, bo := s.jwtAuth, s.bouncerAuth
+	v1.GET("/refresh_token", s.refreshToken, j)
+	v1.DELETE("/watchers/self", s.deleteSelf, j)
+	v1.POST("/alerts", s.postAlerts, j)
+	v1.GET("/alerts", s.getAlerts, j)
+	v1.HEAD("/alerts", s.getAlerts, j)
+	v1.DELETE("/alerts", s.deleteAlerts, j)
+	v1.GET("/alerts/:alert_id", s.getAlert, j)
+	v1.HEAD("/alerts/:alert_id", s.getAlert, j)
+	v1.DELETE("/alerts/:alert_id", s.deleteAlert, j)
+	v1.DELETE("/decisions", s.deleteDecisions, j)
+	v1.DELETE("/decisions/:decision_id", s.deleteDecision, j)
+	v1.GET("/heartbeat", s.heartbeat, j)
+	v1.GET("/allowlists", s.listAllowlists, j)
+	v1.GET("/allowlists/check/*", s.checkAllowlist, j)
+	v1.HEAD("/allowlists/check/*", s.checkAllowlist, j)
+	v1.POST("/allowlists/check", s.bulkCheckAllowlist, j)
+	v1.GET("/allowlists/:name", s.getAllowlist, j)
+
+	v1.GET("/decisions", s.getDecisions, bo)
+	v1.HEAD("/decisions", s.getDecisions, bo)
+	v1.GET("/decisions/stream", s.streamDecisions, bo)
+	v1.HEAD("/decisions/stream", s.headStream, bo)
+
+	v1.POST("/usage-metrics", s.usageMetrics, s.eitherAuth)
+	return e
+}
+
+// errorHandler answers router 404/405 with an empty body as upstream does,
+// and everything else with {"message": ...}.
+func (s *Server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		if he.Code == http.StatusNotFound || he.Code == http.StatusMethodNotAllowed {
+			_ = c.NoContent(he.Code)
+			return
+		}
+		msg := fmt.Sprint(he.Message)
+		_ = c.JSON(he.Code, models.ErrorResponse{Message: msg})
+		return
+	}
+	s.log.WithError(err).Error("request failed")
+	_ = c.JSON(http.StatusInternalServerError, models.ErrorResponse{Message: err.Error()})
+}
+
+func (s *Server) recoverMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				s.log.WithFields(log.Fields{"panic": r, "path": c.Request().URL.Path}).Error("handler panicked")
+				err = c.JSON(http.StatusInternalServerError, models.ErrorResponse{Message: "internal error"})
+			}
+		}()
+		return next(c)
+	}
+}
+
+func (s *Server) logMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if s.log.Logger.IsLevelEnabled(log.DebugLevel) {
+			s.log.WithFields(log.Fields{"method": c.Request().Method, "path": c.Request().URL.Path, "status": c.Response().Status,
+				"ip": c.RealIP(), "took": time.Since(start)}).Debug("request")
+		}
+		return err
+	}
+}
+
+// jsonError answers a failure with {"message": ...}.
+func jsonError(c echo.Context, status int, msg string) error {
+	return c.JSON(status, models.ErrorResponse{Message: msg})
+}
+
+// storeError maps store errors to upstream's statuses.
+func (s *Server) storeError(c echo.Context, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return jsonError(c, http.StatusNotFound, err.Error())
+	case errors.Is(err, store.ErrExists):
+		return jsonError(c, http.StatusForbidden, err.Error())
+	case errors.Is(err, store.ErrInvalidData):
+		return jsonError(c, http.StatusBadRequest, err.Error())
+	case store.IsDiskFull(err):
+		s.log.WithError(err).Error("database disk is full: writes fail, reads still served")
+		return jsonError(c, http.StatusInsufficientStorage, "database write failed: disk is full")
+	case errors.Is(err, context.Canceled):
+		return nil
+	}
+	s.log.WithError(err).WithField("path", c.Request().URL.Path).Error("database error")
+	return jsonError(c, http.StatusInternalServerError, err.Error())
+}
+
+// readBody reads the request body, decompressing gzip, up to limit bytes.
+func readBody(c echo.Context, limit int64) ([]byte, int, error) {
+	var r io.Reader = c.Request().Body
+	if strings.EqualFold(c.Request().Header.Get("Content-Encoding"), "gzip") {
+		gz, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("invalid gzip body: %w", err)
+		}
+		defer gz.Close()
+		r = gz
+	}
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("reading body: %w", err)
+	}
+	if int64(len(data)) > limit {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body too large (limit %d bytes)", limit)
+	}
+	return data, 0, nil
+}
+
+func (s *Server) clientAddr(c echo.Context) netip.Addr {
+	a, err := netip.ParseAddr(c.RealIP())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a.Unmap()
+}
+
+// isTrusted says whether the caller may use the admin deletion routes.
+func (s *Server) isTrusted(c echo.Context) bool {
+	if c.Request().RemoteAddr == "@" || strings.HasPrefix(c.Request().RemoteAddr, "/") {
+		return true // unix socket
+	}
+	a := s.clientAddr(c)
+	if !a.IsValid() {
+		return false
+	}
+	if a.IsLoopback() {
+		return true
+	}
+	for _, p := range s.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Run serves until ctx is cancelled, then shuts down gracefully. It also
+// runs the expiry sweeper and the retention job.
+func (s *Server) Run(ctx context.Context, ready func()) error {
+	ln, err := s.Listen()
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, ln, ready)
+}
+
+// Listen opens the configured listener (TLS when configured).
+func (s *Server) Listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", s.cfg.API.Server.ListenURI)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", s.cfg.API.Server.ListenURI, err)
+	}
+	if t := s.cfg.API.Server.TLS; t != nil && t.CertFile != "" {
+		tc, err := s.tlsConfig(t)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		ln = tls.NewListener(ln, tc)
+	}
+	return ln, nil
+}
+
+func (s *Server) tlsConfig(t *csconfig.TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("loading LAPI certificate: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.CACertPath != "" {
+		pem, err := os.ReadFile(t.CACertPath)
+		if err != nil {
+			return nil, fmt.Errorf("reading ca_cert_path: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_cert_path %s holds no certificate", t.CACertPath)
+		}
+		tc.ClientCAs = pool
+	}
+	switch t.ClientVerification {
+	case "NoClientCert":
+		tc.ClientAuth = tls.NoClientCert
+	case "RequestClientCert":
+		tc.ClientAuth = tls.RequestClientCert
+	case "RequireAnyClientCert":
+		tc.ClientAuth = tls.RequireAnyClientCert
+	case "RequireAndVerifyClientCert":
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	default:
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return tc, nil
+}
+
+// Serve serves on ln until ctx ends.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error {
+	srv := &http.Server{
+		Handler:           s.echo,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          nil,
+	}
+	jobsCtx, stopJobs := context.WithCancel(ctx)
+	defer stopJobs()
+	go s.runJobs(jobsCtx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.WithField("listen", ln.Addr().String()).Info("local API listening")
+	if ready != nil {
+		ready()
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving LAPI: %w", err)
+	case <-ctx.Done():
+	}
+	shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shCtx); err != nil {
+		srv.Close()
+	}
+	return nil
+}
+
+// runJobs sweeps expired decisions every second (so deltas and long-polls
+// see expiry promptly) and applies retention on its interval.
+func (s *Server) runJobs(ctx context.Context) {
+	sweep := time.NewTicker(time.Second)
+	defer sweep.Stop()
+	fl := s.cfg.DBConfig.Flush
+	flush := time.NewTicker(fl.Interval.Duration)
+	defer flush.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sweep.C:
+			if _, err := s.store.SweepExpired(ctx, s.now()); err != nil && ctx.Err() == nil {
+				s.log.WithError(err).Warn("expiring decisions failed")
+			}
+		case <-flush.C:
+			s.RunRetention(ctx)
+		}
+	}
+}
+
+// RunRetention applies [db_config.flush] once.
+func (s *Server) RunRetention(ctx context.Context) {
+	fl := s.cfg.DBConfig.Flush
+	p := store.FlushPolicy{MaxItems: fl.MaxItems}
+	if fl.MaxAge != nil {
+		p.MaxAge = fl.MaxAge.Duration
+	}
+	res, err := s.store.Flush(ctx, p, s.now())
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.WithError(err).Warn("retention flush failed")
+		}
+		return
+	}
+	if res.Alerts > 0 || res.Decisions > 0 {
+		s.log.WithFields(log.Fields{"alerts": res.Alerts, "decisions": res.Decisions}).Info("retention flushed old data")
+	}
+	now := s.now()
+	if d := fl.BouncersAutodelete.APIKey; d != nil && d.Duration > 0 {
+		if names, err := s.store.PruneBouncers(ctx, now.Add(-d.Duration)); err == nil && len(names) > 0 {
+			s.log.WithField("bouncers", names).Info("auto-deleted stale bouncers")
+		}
+	}
+	if d := fl.AgentsAutodelete.LoginPassword; d != nil && d.Duration > 0 {
+		if names, err := s.store.PruneMachines(ctx, now.Add(-d.Duration), false); err == nil && len(names) > 0 {
+			s.log.WithField("machines", names).Info("auto-deleted stale machines")
+		}
+	}
+}

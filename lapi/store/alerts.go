@@ -1,0 +1,393 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rampart-ips/rampart/models"
+)
+
+// NewAlert is an alert about to be stored with its final decisions.
+type NewAlert struct {
+	Alert     *models.Alert
+	UUID      string
+	MachineID string
+	StartAt   time.Time
+	StopAt    time.Time
+	Decisions []NewDecision
+}
+
+const (
+	maxMetaKey   = 255
+	maxMetaValue = 4095
+)
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// CreateAlerts stores alerts and their decisions in one transaction and
+// returns the new ids in order.
+func (s *Store) CreateAlerts(ctx context.Context, alerts []NewAlert) ([]int64, error) {
+	ids := make([]int64, 0, len(alerts))
+	now := nowNS()
+	err := s.write(ctx, func(tx *wtx) error {
+		ids = ids[:0]
+		astmt, err := tx.PrepareContext(ctx, `INSERT INTO alerts (uuid, machine_id, created_at, scenario, scenario_hash, scenario_version, message,
+			events_count, started_at, stopped_at, capacity, leakspeed, simulated, remediation, kind, source_scope, source_value, source_ip,
+			source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`)
+		if err != nil {
+			return fmt.Errorf("preparing alert insert: %w", err)
+		}
+		defer astmt.Close()
+		for _, na := range alerts {
+			a := na.Alert
+			src := a.Source
+			if src == nil {
+				src = &models.Source{}
+			}
+			var id int64
+			if err := astmt.QueryRowContext(ctx, na.UUID, na.MachineID, now, a.Scenario, a.ScenarioHash, a.ScenarioVersion, a.Message,
+				a.EventsCount, na.StartAt.UnixNano(), na.StopAt.UnixNano(), a.Capacity, a.Leakspeed, a.Simulated, a.Remediation, a.Kind,
+				src.Scope, src.Value, src.IP, src.Range, src.AsNumber, src.AsName, src.Cn, src.Latitude, src.Longitude).Scan(&id); err != nil {
+				return fmt.Errorf("inserting alert: %w", err)
+			}
+			ids = append(ids, id)
+			for _, e := range a.Events {
+				if e == nil {
+					continue
+				}
+				meta := make([]models.Meta, len(e.Meta))
+				for i, m := range e.Meta {
+					meta[i] = models.Meta{Key: truncate(m.Key, maxMetaKey), Value: truncate(m.Value, maxMetaValue)}
+				}
+				blob, _ := json.Marshal(meta)
+				ts := models.TimeOrNow(e.Timestamp, time.Unix(0, now)).UTC().Format(time.RFC3339Nano)
+				if _, err := tx.ExecContext(ctx, `INSERT INTO alert_events (alert_id, ts, meta) VALUES (?, ?, ?)`, id, ts, string(blob)); err != nil {
+					return fmt.Errorf("inserting alert event: %w", err)
+				}
+			}
+			for _, m := range a.Meta {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO alert_meta (alert_id, key, value) VALUES (?, ?, ?)`,
+					id, truncate(m.Key, maxMetaKey), truncate(m.Value, maxMetaValue)); err != nil {
+					return fmt.Errorf("inserting alert meta: %w", err)
+				}
+			}
+			if err := insertDecisions(tx, id, na.Decisions, now); err != nil {
+				return err
+			}
+		}
+		if err := settleInserted(tx); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// MachinePushed records the time of a machine's last alert push.
+func (s *Store) MachinePushed(ctx context.Context, machineID string) error {
+	return s.write(ctx, func(tx *wtx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE machines SET last_push = ? WHERE machine_id = ?`, nowNS(), machineID)
+		return err
+	})
+}
+
+// AlertFilter selects alerts (GET and DELETE /v1/alerts, cscli).
+type AlertFilter struct {
+	ID                int64
+	Scope             string
+	Value             string
+	Scenario          string
+	Range             *Range
+	Contains          bool
+	Since             *time.Time // started_at >= Since
+	Until             *time.Time // started_at <= Until
+	CreatedBefore     *time.Time
+	DecisionType      string
+	Origin            string
+	IncludeCAPI       bool
+	HasActiveDecision *bool
+	ExcludeSimulated  bool
+	Kind              string
+	MachineID         string
+	Limit             int // 0 = no limit
+	SortAsc           bool
+	WithoutDecisions  bool // omit decisions from the result
+}
+
+func (f AlertFilter) where(now int64) ([]string, []any) {
+	var conds []string
+	var args []any
+	add := func(c string, a ...any) { conds = append(conds, c); args = append(args, a...) }
+	if f.ID != 0 {
+		add("a.id = ?", f.ID)
+	}
+	if f.Scope != "" {
+		add("a.source_scope = ?", f.Scope)
+	}
+	if f.Value != "" {
+		add("a.source_value = ?", f.Value)
+	}
+	if f.Scenario != "" {
+		add("(a.scenario = ? OR EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id AND d.scenario = ?))", f.Scenario, f.Scenario)
+	}
+	if f.Range != nil {
+		c, a := rangeCond(*f.Range, f.Contains, "d.")
+		add("EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id AND "+c+")", a...)
+	}
+	if f.Since != nil {
+		add("a.started_at >= ?", f.Since.UnixNano())
+	}
+	if f.Until != nil {
+		add("a.started_at <= ?", f.Until.UnixNano())
+	}
+	if f.CreatedBefore != nil {
+		add("a.created_at <= ?", f.CreatedBefore.UnixNano())
+	}
+	if f.DecisionType != "" {
+		add("EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id AND d.type = ?)", f.DecisionType)
+	}
+	if f.Origin != "" {
+		add("EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id AND d.origin = ?)", f.Origin)
+	}
+	if !f.IncludeCAPI && f.Origin == "" {
+		add("NOT EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id AND d.origin IN ('CAPI', 'lists'))")
+		add("NOT (a.source_scope LIKE 'lists:%' OR a.source_scope = 'crowdsecurity/community-blocklist')")
+	}
+	if f.HasActiveDecision != nil {
+		if *f.HasActiveDecision {
+			add("EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id AND d.active AND d.until >= ?)", now)
+		} else {
+			add("NOT EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id)")
+		}
+	}
+	if f.ExcludeSimulated {
+		add("a.simulated = FALSE")
+	}
+	if f.Kind != "" {
+		add("a.kind = ?", f.Kind)
+	}
+	if f.MachineID != "" {
+		add("a.machine_id = ?", f.MachineID)
+	}
+	return conds, args
+}
+
+const alertCols = `a.id, a.uuid, a.machine_id, a.created_at, a.scenario, a.scenario_hash, a.scenario_version, a.message, a.events_count,
+	a.started_at, a.stopped_at, a.capacity, a.leakspeed, a.simulated, a.remediation, a.kind, a.source_scope, a.source_value, a.source_ip,
+	a.source_range, a.source_as_number, a.source_as_name, a.source_country, a.source_latitude, a.source_longitude`
+
+func rfc3339(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339) }
+
+// QueryAlerts returns alerts with their decisions, events and meta, newest
+// first (SortAsc reverses).
+func (s *Store) QueryAlerts(ctx context.Context, f AlertFilter, now time.Time) ([]*models.Alert, error) {
+	conds, args := f.where(now.UnixNano())
+	q := `SELECT ` + alertCols + ` FROM alerts a`
+	if len(conds) > 0 {
+		q += ` WHERE ` + strings.Join(conds, " AND ")
+	}
+	if f.SortAsc {
+		q += ` ORDER BY a.created_at ASC, a.id ASC`
+	} else {
+		q += ` ORDER BY a.created_at DESC, a.id DESC`
+	}
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("querying alerts: %w", err)
+	}
+	var out []*models.Alert
+	byID := map[int64]*models.Alert{}
+	for rows.Next() {
+		var a models.Alert
+		var src models.Source
+		var created, started, stopped int64
+		if err := rows.Scan(&a.ID, &a.UUID, &a.MachineID, &created, &a.Scenario, &a.ScenarioHash, &a.ScenarioVersion, &a.Message,
+			&a.EventsCount, &started, &stopped, &a.Capacity, &a.Leakspeed, &a.Simulated, &a.Remediation, &a.Kind, &src.Scope, &src.Value,
+			&src.IP, &src.Range, &src.AsNumber, &src.AsName, &src.Cn, &src.Latitude, &src.Longitude); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("reading alert: %w", err)
+		}
+		a.CreatedAt, a.StartAt, a.StopAt = rfc3339(created), rfc3339(started), rfc3339(stopped)
+		if a.MachineID == "" {
+			a.MachineID = "N/A"
+		}
+		a.Source = &src
+		out = append(out, &a)
+		byID[a.ID] = &a
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("querying alerts: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	if err := s.fillAlerts(ctx, out, byID, now, !f.WithoutDecisions); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func idList(alerts []*models.Alert) string {
+	var b strings.Builder
+	for i, a := range alerts {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(a.ID, 10))
+	}
+	return b.String()
+}
+
+// fillAlerts loads the children of alerts in chunks of ids.
+func (s *Store) fillAlerts(ctx context.Context, alerts []*models.Alert, byID map[int64]*models.Alert, now time.Time, withDecisions bool) error {
+	const chunk = 500
+	for start := 0; start < len(alerts); start += chunk {
+		end := min(start+chunk, len(alerts))
+		ids := idList(alerts[start:end])
+		if withDecisions {
+			rows, err := s.r.QueryContext(ctx, `SELECT `+decisionCols+` FROM decisions WHERE alert_id IN (`+ids+`) ORDER BY id`)
+			if err != nil {
+				return fmt.Errorf("reading alert decisions: %w", err)
+			}
+			for rows.Next() {
+				var d DecisionRow
+				if err := scanDecision(rows, &d); err != nil {
+					rows.Close()
+					return fmt.Errorf("reading alert decisions: %w", err)
+				}
+				a := byID[d.AlertID]
+				sim := a.Simulated
+				a.Decisions = append(a.Decisions, &models.Decision{
+					Duration: models.FormatRemaining(d.Until, now), ID: d.ID, Origin: d.Origin, Scenario: d.Scenario,
+					Scope: d.Scope, Simulated: &sim, Type: d.Type, Value: d.Value,
+				})
+			}
+			rows.Close()
+		}
+		rows, err := s.r.QueryContext(ctx, `SELECT alert_id, ts, meta FROM alert_events WHERE alert_id IN (`+ids+`) ORDER BY id`)
+		if err != nil {
+			return fmt.Errorf("reading alert events: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			var ts, blob string
+			if err := rows.Scan(&id, &ts, &blob); err != nil {
+				rows.Close()
+				return fmt.Errorf("reading alert events: %w", err)
+			}
+			e := &models.Event{Meta: []models.Meta{}}
+			_ = json.Unmarshal([]byte(blob), &e.Meta)
+			if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+				e.Timestamp = t.UTC().String()
+			} else {
+				e.Timestamp = ts
+			}
+			byID[id].Events = append(byID[id].Events, e)
+		}
+		rows.Close()
+		rows, err = s.r.QueryContext(ctx, `SELECT alert_id, key, value FROM alert_meta WHERE alert_id IN (`+ids+`) ORDER BY id`)
+		if err != nil {
+			return fmt.Errorf("reading alert meta: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			var m models.Meta
+			if err := rows.Scan(&id, &m.Key, &m.Value); err != nil {
+				rows.Close()
+				return fmt.Errorf("reading alert meta: %w", err)
+			}
+			byID[id].Meta = append(byID[id].Meta, m)
+		}
+		rows.Close()
+	}
+	for _, a := range alerts {
+		if a.Events == nil {
+			a.Events = []*models.Event{}
+		}
+	}
+	return nil
+}
+
+// GetAlert returns one alert or ErrNotFound.
+func (s *Store) GetAlert(ctx context.Context, id int64, now time.Time) (*models.Alert, error) {
+	as, err := s.QueryAlerts(ctx, AlertFilter{ID: id, IncludeCAPI: true}, now)
+	if err != nil {
+		return nil, err
+	}
+	if len(as) == 0 {
+		return nil, ErrNotFound
+	}
+	return as[0], nil
+}
+
+// DeleteAlerts deletes the matching alerts with their events and meta. Their
+// active decisions end and stay behind, detached, so bouncers hear of them.
+func (s *Store) DeleteAlerts(ctx context.Context, f AlertFilter) (int64, error) {
+	f.IncludeCAPI = true
+	now := nowNS()
+	conds, args := f.where(now)
+	sel := `SELECT a.id FROM alerts a`
+	if len(conds) > 0 {
+		sel += ` WHERE ` + strings.Join(conds, " AND ")
+	}
+	var n int64
+	err := s.write(ctx, func(tx *wtx) error {
+		var err error
+		n, err = deleteAlertsTx(tx, sel, args, now)
+		return err
+	})
+	return n, err
+}
+
+func deleteAlertsTx(tx *wtx, sel string, args []any, now int64) (int64, error) {
+	ctx := tx.ctx
+	if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE IF NOT EXISTS doomed_alerts (id INTEGER PRIMARY KEY)`); err != nil {
+		return 0, fmt.Errorf("preparing alert deletion: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM doomed_alerts`); err != nil {
+		return 0, fmt.Errorf("preparing alert deletion: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO doomed_alerts (id) `+sel, args...); err != nil {
+		return 0, fmt.Errorf("selecting alerts to delete: %w", err)
+	}
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM decisions WHERE alert_id IN (SELECT id FROM doomed_alerts) AND active LIMIT 1`).Scan(&one)
+	if err == nil {
+		if _, err := endDecisions(tx, `alert_id IN (SELECT id FROM doomed_alerts) AND until > ?`, []any{now}, now, true); err != nil {
+			return 0, err
+		}
+		// Expired-but-unswept rows end too, keeping their own until.
+		if _, err := endDecisions(tx, `alert_id IN (SELECT id FROM doomed_alerts)`, nil, now, false); err != nil {
+			return 0, err
+		}
+	} else if err != sql.ErrNoRows {
+		return 0, fmt.Errorf("checking decisions of doomed alerts: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE decisions SET alert_id = NULL WHERE alert_id IN (SELECT id FROM doomed_alerts)`); err != nil {
+		return 0, fmt.Errorf("detaching decisions: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM alerts WHERE id IN (SELECT id FROM doomed_alerts)`)
+	if err != nil {
+		return 0, fmt.Errorf("deleting alerts: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}

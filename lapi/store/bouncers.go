@@ -1,0 +1,207 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Bouncer is a remediation component identified by an API key. Each row has
+// its own stream cursor, so a key shared across addresses gets one per IP.
+type Bouncer struct {
+	ID          int64
+	Name        string
+	APIKeyHash  string
+	IPAddress   string
+	Type        string
+	Version     string
+	LastPull    *time.Time
+	Cursor      *int64 // last decision sequence fully delivered; nil = never pulled
+	AuthType    string
+	AutoCreated bool
+	Revoked     bool
+	OSName      string
+	OSVersion   string
+	FeatureFlag string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+const bouncerCols = `id, name, api_key, ip_address, type, version, last_pull, cursor, auth_type, auto_created, revoked, os_name, os_version, featureflags, created_at, updated_at`
+
+func scanBouncer(sc interface{ Scan(...any) error }) (*Bouncer, error) {
+	var b Bouncer
+	var lp, cur sql.NullInt64
+	var created, updated int64
+	if err := sc.Scan(&b.ID, &b.Name, &b.APIKeyHash, &b.IPAddress, &b.Type, &b.Version, &lp, &cur, &b.AuthType,
+		&b.AutoCreated, &b.Revoked, &b.OSName, &b.OSVersion, &b.FeatureFlag, &created, &updated); err != nil {
+		return nil, err
+	}
+	b.LastPull = nullTime(lp)
+	if cur.Valid {
+		v := cur.Int64
+		b.Cursor = &v
+	}
+	b.CreatedAt, b.UpdatedAt = time.Unix(0, created), time.Unix(0, updated)
+	return &b, nil
+}
+
+// CreateBouncer stores a bouncer with the SHA-512 hex of its key.
+func (s *Store) CreateBouncer(ctx context.Context, b Bouncer) (*Bouncer, error) {
+	now := nowNS()
+	if b.AuthType == "" {
+		b.AuthType = "api-key"
+	}
+	var id int64
+	err := s.write(ctx, func(tx *wtx) error {
+		var exists int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM bouncers WHERE name = ?`, b.Name).Scan(&exists)
+		if err == nil {
+			return fmt.Errorf("bouncer %s: %w", b.Name, ErrExists)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("looking up bouncer %s: %w", b.Name, err)
+		}
+		return tx.QueryRowContext(ctx, `INSERT INTO bouncers (name, api_key, ip_address, type, version, auth_type, auto_created, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			b.Name, b.APIKeyHash, b.IPAddress, b.Type, b.Version, b.AuthType, b.AutoCreated, now, now).Scan(&id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.ID = id
+	b.CreatedAt, b.UpdatedAt = time.Unix(0, now), time.Unix(0, now)
+	return &b, nil
+}
+
+// BouncersByKey returns the rows sharing a key hash, ordered by id.
+func (s *Store) BouncersByKey(ctx context.Context, hash, authType string) ([]*Bouncer, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+bouncerCols+` FROM bouncers WHERE api_key = ? AND auth_type = ? ORDER BY id`, hash, authType)
+	if err != nil {
+		return nil, fmt.Errorf("looking up bouncer key: %w", err)
+	}
+	defer rows.Close()
+	var out []*Bouncer
+	for rows.Next() {
+		b, err := scanBouncer(rows)
+		if err != nil {
+			return nil, fmt.Errorf("looking up bouncer key: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// GetBouncer returns one bouncer by name or ErrNotFound.
+func (s *Store) GetBouncer(ctx context.Context, name string) (*Bouncer, error) {
+	b, err := scanBouncer(s.r.QueryRowContext(ctx, `SELECT `+bouncerCols+` FROM bouncers WHERE name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading bouncer %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// ListBouncers returns every bouncer ordered by id.
+func (s *Store) ListBouncers(ctx context.Context) ([]*Bouncer, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+bouncerCols+` FROM bouncers ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("listing bouncers: %w", err)
+	}
+	defer rows.Close()
+	var out []*Bouncer
+	for rows.Next() {
+		b, err := scanBouncer(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing bouncers: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// UpdateBouncerSeen stores the caller's address, type and version.
+func (s *Store) UpdateBouncerSeen(ctx context.Context, id int64, ip, typ, version string) error {
+	return s.write(ctx, func(tx *wtx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE bouncers SET ip_address = ?, type = ?, version = ?, updated_at = ? WHERE id = ?`,
+			ip, typ, version, nowNS(), id)
+		return err
+	})
+}
+
+// SetBouncerPulled moves a bouncer's stream cursor (only ever forward) and
+// records the pull time. Callers do this only once a body was fully sent.
+func (s *Store) SetBouncerPulled(ctx context.Context, id int64, cursor *int64, at time.Time) error {
+	return s.write(ctx, func(tx *wtx) error {
+		if cursor == nil {
+			_, err := tx.ExecContext(ctx, `UPDATE bouncers SET last_pull = ? WHERE id = ?`, at.UnixNano(), id)
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE bouncers SET last_pull = ?, cursor = CASE WHEN cursor IS NULL OR cursor < ? THEN ? ELSE cursor END WHERE id = ?`,
+			at.UnixNano(), *cursor, *cursor, id)
+		return err
+	})
+}
+
+// SetBouncerCursor sets the cursor exactly (startup resets it).
+func (s *Store) SetBouncerCursor(ctx context.Context, id int64, cursor int64, at time.Time) error {
+	return s.write(ctx, func(tx *wtx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE bouncers SET last_pull = ?, cursor = ? WHERE id = ?`, at.UnixNano(), cursor, id)
+		return err
+	})
+}
+
+// DeleteBouncer removes a bouncer; ErrNotFound when absent.
+func (s *Store) DeleteBouncer(ctx context.Context, name string) error {
+	return s.write(ctx, func(tx *wtx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM bouncers WHERE name = ?`, name)
+		if err != nil {
+			return fmt.Errorf("deleting bouncer %s: %w", name, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("bouncer %s: %w", name, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// PruneBouncers deletes bouncers whose last pull (or creation, if they never
+// pulled) is before the given time and returns their names.
+func (s *Store) PruneBouncers(ctx context.Context, before time.Time) ([]string, error) {
+	var names []string
+	err := s.write(ctx, func(tx *wtx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT name FROM bouncers WHERE COALESCE(last_pull, created_at) < ?`, before.UnixNano())
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return err
+			}
+			names = append(names, n)
+		}
+		rows.Close()
+		for _, n := range names {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM bouncers WHERE name = ?`, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return names, err
+}
+
+// StoreUsageMetrics keeps a usage-metrics payload for cscli to show.
+func (s *Store) StoreUsageMetrics(ctx context.Context, kind, by, payload string) error {
+	return s.write(ctx, func(tx *wtx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO usage_metrics (generated_type, generated_by, received_at, payload) VALUES (?, ?, ?, ?)`,
+			kind, by, nowNS(), payload)
+		return err
+	})
+}

@@ -1,0 +1,438 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// NewDecision is a decision about to be stored.
+type NewDecision struct {
+	UUID      string
+	Until     time.Time
+	Scenario  string
+	Type      string
+	Scope     string
+	Value     string
+	Origin    string
+	Simulated bool
+	Range     Range // zero Size for non-address scopes
+}
+
+// DecisionRow is a stored decision.
+type DecisionRow struct {
+	ID        int64
+	UUID      string
+	AlertID   int64
+	Until     time.Time
+	Scenario  string
+	Type      string
+	Scope     string
+	Value     string
+	Origin    string
+	Simulated bool
+	Active    bool
+	CreatedAt time.Time
+}
+
+// DecisionFilter selects decisions. Empty fields do not filter.
+type DecisionFilter struct {
+	Scopes                 []string // exact values (callers normalise)
+	Value                  string
+	Type                   string
+	Origins                []string
+	Scenario               string // exact
+	ScenariosContaining    []string
+	ScenariosNotContaining []string
+	Range                  *Range
+	Contains               bool
+	IncludeSimulated       bool
+	UUIDs                  []string
+	Limit                  int
+	Offset                 int
+	IDGt                   int64
+}
+
+func likeEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(strings.ToLower(s)) + "%"
+}
+
+func inList(col string, vals []string) (string, []any) {
+	ph := make([]string, len(vals))
+	args := make([]any, len(vals))
+	for i, v := range vals {
+		ph[i] = "?"
+		args[i] = v
+	}
+	return col + " IN (" + strings.Join(ph, ", ") + ")", args
+}
+
+// where renders the filter as SQL conditions on the decisions table
+// aliased by prefix ("" or "d.").
+func (f DecisionFilter) where(p string) ([]string, []any) {
+	var conds []string
+	var args []any
+	add := func(c string, a ...any) { conds = append(conds, c); args = append(args, a...) }
+	if len(f.Scopes) > 0 {
+		c, a := inList(p+"scope", f.Scopes)
+		add(c, a...)
+	}
+	if f.Value != "" {
+		add(p+"value = ?", f.Value)
+	}
+	if f.Type != "" {
+		add(p+"type = ?", f.Type)
+	}
+	if len(f.Origins) > 0 {
+		c, a := inList(p+"origin", f.Origins)
+		add(c, a...)
+	}
+	if f.Scenario != "" {
+		add(p+"scenario = ?", f.Scenario)
+	}
+	if len(f.ScenariosContaining) > 0 {
+		var ors []string
+		for _, w := range f.ScenariosContaining {
+			ors = append(ors, "LOWER("+p+"scenario) LIKE ? ESCAPE '\\'")
+			args = append(args, likeEscape(w))
+		}
+		conds = append(conds, "("+strings.Join(ors, " OR ")+")")
+	}
+	for _, w := range f.ScenariosNotContaining {
+		add("LOWER("+p+"scenario) NOT LIKE ? ESCAPE '\\'", likeEscape(w))
+	}
+	if f.Range != nil {
+		c, a := rangeCond(*f.Range, f.Contains, p)
+		add(c, a...)
+	}
+	if !f.IncludeSimulated {
+		add(p + "simulated = FALSE")
+	}
+	if len(f.UUIDs) > 0 {
+		c, a := inList(p+"uuid", f.UUIDs)
+		add(c, a...)
+	}
+	if f.IDGt > 0 {
+		add(p+"id > ?", f.IDGt)
+	}
+	return conds, args
+}
+
+const decisionCols = `id, uuid, COALESCE(alert_id, 0), until, scenario, type, scope, value, origin, simulated, active, created_at`
+
+func scanDecision(sc interface{ Scan(...any) error }, d *DecisionRow) error {
+	var until, created int64
+	if err := sc.Scan(&d.ID, &d.UUID, &d.AlertID, &until, &d.Scenario, &d.Type, &d.Scope, &d.Value, &d.Origin, &d.Simulated, &d.Active, &created); err != nil {
+		return err
+	}
+	d.Until = time.Unix(0, until)
+	d.CreatedAt = time.Unix(0, created)
+	return nil
+}
+
+// insertDecisions stores decisions for an alert and keeps the 'shown'
+// invariant: per (value, type, scope) at most one active shown row, the one
+// with the latest until (an existing row wins ties, so nothing churns).
+func insertDecisions(tx *wtx, alertID int64, ds []NewDecision, created int64) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	seq, err := tx.seq()
+	if err != nil {
+		return err
+	}
+	ctx := tx.ctx
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO decisions (uuid, alert_id, created_at, until, scenario, type, scope, value, origin, simulated,
+		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE, TRUE, ?)`)
+	if err != nil {
+		return fmt.Errorf("preparing decision insert: %w", err)
+	}
+	defer stmt.Close()
+	for i := range ds {
+		d := &ds[i]
+		if _, err := stmt.ExecContext(ctx, d.UUID, alertID, created, d.Until.UnixNano(), d.Scenario, d.Type, d.Scope, d.Value, d.Origin, d.Simulated,
+			d.Range.Size, d.Range.Start, d.Range.End, d.Range.StartSuffix, d.Range.EndSuffix, seq); err != nil {
+			return fmt.Errorf("inserting decision on %s: %w", d.Value, err)
+		}
+	}
+	return nil
+}
+
+// settleInserted fixes the shown flags once all of a transaction's inserts
+// are in; set-based so a 1M import costs three statements, not 1M lookups.
+func settleInserted(tx *wtx) error {
+	if tx.seqVal == 0 {
+		return nil
+	}
+	seq := tx.seqVal
+	stmts := []string{
+		// a new row beaten by another new row of the same key
+		`UPDATE decisions SET shown = FALSE WHERE seq = ? AND active AND shown AND EXISTS (
+			SELECT 1 FROM decisions n WHERE n.value = decisions.value AND n.type = decisions.type AND n.scope = decisions.scope
+			AND n.active AND n.seq = ? AND n.id <> decisions.id AND (n.until > decisions.until OR (n.until = decisions.until AND n.id < decisions.id)))`,
+		// a new row not longer than the row bouncers already hold
+		`UPDATE decisions SET shown = FALSE WHERE seq = ? AND active AND shown AND EXISTS (
+			SELECT 1 FROM decisions o WHERE o.value = decisions.value AND o.type = decisions.type AND o.scope = decisions.scope
+			AND o.active AND o.shown AND o.seq < ? AND o.until >= decisions.until)`,
+		// an old row superseded by a longer new one
+		`UPDATE decisions SET shown = FALSE WHERE id IN (
+			SELECT o.id FROM decisions n JOIN decisions o ON o.value = n.value AND o.type = n.type AND o.scope = n.scope
+			AND o.active AND o.shown AND o.seq < ? WHERE n.seq = ? AND n.active AND n.shown)`,
+	}
+	args := [][]any{{seq, seq}, {seq, seq}, {seq, seq}}
+	for i, q := range stmts {
+		if _, err := tx.ExecContext(tx.ctx, q, args[i]...); err != nil {
+			return fmt.Errorf("settling decision precedence: %w", err)
+		}
+	}
+	return nil
+}
+
+// endDecisions ends the active decisions matching cond (deletion sets until
+// to now, expiry keeps it), then promotes, per key whose shown row ended, the
+// longest remaining active row so bouncers learn the new state.
+func endDecisions(tx *wtx, cond string, args []any, now int64, setUntil bool) (int64, error) {
+	seq, err := tx.seq()
+	if err != nil {
+		return 0, err
+	}
+	ctx := tx.ctx
+	q := `UPDATE decisions SET active = FALSE, seq = ?`
+	a := []any{seq}
+	if setUntil {
+		q += `, until = CASE WHEN until > ? THEN ? ELSE until END`
+		a = append(a, now, now)
+	}
+	q += ` WHERE active AND ` + cond
+	a = append(a, args...)
+	res, err := tx.ExecContext(ctx, q, a...)
+	if err != nil {
+		return 0, fmt.Errorf("ending decisions: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if n == 0 {
+		return 0, nil
+	}
+	if err := settleEnded(tx, seq, now); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+func settleEnded(tx *wtx, seq, now int64) error {
+	stmts := []string{
+		// only the latest ended row of a key stays shown
+		`UPDATE decisions SET shown = FALSE WHERE id IN (
+			SELECT o.id FROM decisions e JOIN decisions o ON o.value = e.value AND o.type = e.type AND o.scope = e.scope
+			AND NOT o.active AND o.shown AND o.seq < ? WHERE e.seq = ? AND NOT e.active AND e.shown)`,
+		// promote the longest remaining active row of keys whose shown row ended
+		`UPDATE decisions SET shown = TRUE, seq = ? WHERE id IN (
+			SELECT (SELECT a.id FROM decisions a WHERE a.value = e.value AND a.type = e.type AND a.scope = e.scope AND a.active AND a.until > ?
+				ORDER BY a.until DESC, a.id ASC LIMIT 1)
+			FROM decisions e WHERE e.seq = ? AND NOT e.active AND e.shown)`,
+	}
+	args := [][]any{{seq, seq}, {seq, now, seq}}
+	for i, q := range stmts {
+		if _, err := tx.ExecContext(tx.ctx, q, args[i]...); err != nil {
+			return fmt.Errorf("settling ended decisions: %w", err)
+		}
+	}
+	return nil
+}
+
+// SweepExpired ends decisions whose time is up, so that bouncers get them in
+// their next delta exactly once. Cheap when nothing expired.
+func (s *Store) SweepExpired(ctx context.Context, now time.Time) (int64, error) {
+	ns := now.UnixNano()
+	var one int
+	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM decisions WHERE active AND until <= ? LIMIT 1`, ns).Scan(&one)
+	if err == sql.ErrNoRows {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("looking for expired decisions: %w", err)
+	}
+	var n int64
+	err = s.write(ctx, func(tx *wtx) error {
+		var err error
+		n, err = endDecisions(tx, `until <= ?`, []any{ns}, ns, false)
+		return err
+	})
+	return n, err
+}
+
+// QueryDecisions returns the active decisions matching f (GET /v1/decisions).
+func (s *Store) QueryDecisions(ctx context.Context, f DecisionFilter, now time.Time) ([]DecisionRow, error) {
+	conds, args := f.where("")
+	conds = append([]string{"active", "until > ?"}, conds...)
+	args = append([]any{now.UnixNano()}, args...)
+	q := `SELECT ` + decisionCols + ` FROM decisions WHERE ` + strings.Join(conds, " AND ") + ` ORDER BY id`
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+		if f.Offset > 0 {
+			q += fmt.Sprintf(" OFFSET %d", f.Offset)
+		}
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("querying decisions: %w", err)
+	}
+	defer rows.Close()
+	var out []DecisionRow
+	for rows.Next() {
+		var d DecisionRow
+		if err := scanDecision(rows, &d); err != nil {
+			return nil, fmt.Errorf("querying decisions: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// DeleteDecisions expires the active decisions matching f and returns how
+// many ended. An empty filter expires everything.
+func (s *Store) DeleteDecisions(ctx context.Context, f DecisionFilter) (int64, error) {
+	f.IncludeSimulated = true
+	conds, args := f.where("")
+	now := nowNS()
+	conds = append(conds, "until > ?")
+	args = append(args, now)
+	var n int64
+	err := s.write(ctx, func(tx *wtx) error {
+		var err error
+		n, err = endDecisions(tx, strings.Join(conds, " AND "), args, now, true)
+		return err
+	})
+	return n, err
+}
+
+// DeleteDecision expires one decision by id; an already ended one is
+// reported to bouncers again. ErrNotFound when the id is unknown.
+func (s *Store) DeleteDecision(ctx context.Context, id int64) error {
+	now := nowNS()
+	return s.write(ctx, func(tx *wtx) error {
+		var active bool
+		err := tx.QueryRowContext(ctx, `SELECT active FROM decisions WHERE id = ?`, id).Scan(&active)
+		if err == sql.ErrNoRows {
+			return fmt.Errorf("decision with id '%d' doesn't exist: unable to delete: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("reading decision %d: %w", id, err)
+		}
+		if active {
+			_, err = endDecisions(tx, `id = ?`, []any{id}, now, true)
+			return err
+		}
+		seq, err := tx.seq()
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE decisions SET until = ?, seq = ? WHERE id = ?`, now, seq, id)
+		return err
+	})
+}
+
+// StreamQuery describes one pull of the decision stream.
+type StreamQuery struct {
+	Filter  DecisionFilter
+	Startup bool  // full state instead of a delta
+	Cursor  int64 // last delivered sequence, for deltas
+	NoDedup bool  // dedup=false: every row, not only the one bouncers hold
+}
+
+// Stream emits the stream's new then deleted decisions from one consistent
+// snapshot, each list by ascending id, and returns the sequence the caller
+// stores as the bouncer's cursor once the response is fully delivered.
+func (s *Store) Stream(ctx context.Context, q StreamQuery, now time.Time, emitNew, emitDeleted func(*DecisionRow) error) (int64, error) {
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return 0, fmt.Errorf("opening stream snapshot: %w", err)
+	}
+	defer tx.Rollback()
+	var seq int64
+	if err := tx.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = 'seq'`).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("reading stream sequence: %w", err)
+	}
+	conds, args := q.Filter.where("")
+	run := func(active bool, emit func(*DecisionRow) error) error {
+		c := append([]string{}, conds...)
+		a := append([]any{}, args...)
+		if active {
+			c = append(c, "active", "until > ?")
+			a = append(a, now.UnixNano())
+		} else {
+			c = append(c, "NOT active")
+		}
+		if !q.NoDedup {
+			c = append(c, "shown")
+		}
+		if !q.Startup {
+			c = append(c, "seq > ?")
+			a = append(a, q.Cursor)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+decisionCols+` FROM decisions WHERE `+strings.Join(c, " AND ")+` ORDER BY id`, a...)
+		if err != nil {
+			return fmt.Errorf("querying stream: %w", err)
+		}
+		defer rows.Close()
+		var d DecisionRow
+		for rows.Next() {
+			if err := scanDecision(rows, &d); err != nil {
+				return fmt.Errorf("reading stream row: %w", err)
+			}
+			if err := emit(&d); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	if err := run(true, emitNew); err != nil {
+		return 0, err
+	}
+	if err := run(false, emitDeleted); err != nil {
+		return 0, err
+	}
+	return seq, nil
+}
+
+// DecisionsCount counts every decision ever stored for value.
+func (s *Store) DecisionsCount(ctx context.Context, value string) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM decisions WHERE value = ?`, value).Scan(&n)
+	return n, err
+}
+
+// DecisionsSinceCount counts decisions for value created since t.
+func (s *Store) DecisionsSinceCount(ctx context.Context, value string, since time.Time) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM decisions WHERE value = ? AND created_at >= ?`, value, since.UnixNano()).Scan(&n)
+	return n, err
+}
+
+// ActiveDecisionsCount counts the active decisions for value.
+func (s *Store) ActiveDecisionsCount(ctx context.Context, value string) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM decisions WHERE value = ? AND active AND until > ?`, value, nowNS()).Scan(&n)
+	return n, err
+}
+
+// ActiveDecisionsTimeLeft returns the longest time left on value's decisions.
+func (s *Store) ActiveDecisionsTimeLeft(ctx context.Context, value string) (time.Duration, error) {
+	var until sql.NullInt64
+	now := nowNS()
+	err := s.r.QueryRowContext(ctx, `SELECT MAX(until) FROM decisions WHERE value = ? AND active AND until > ?`, value, now).Scan(&until)
+	if err != nil || !until.Valid {
+		return 0, err
+	}
+	return time.Duration(until.Int64 - now), nil
+}
+
+// ActiveDecisionCount counts every active decision (for metrics and status).
+func (s *Store) ActiveDecisionCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM decisions WHERE active AND until > ?`, nowNS()).Scan(&n)
+	return n, err
+}

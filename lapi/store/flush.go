@@ -1,0 +1,84 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// FlushPolicy is the retention policy ([db_config.flush]).
+type FlushPolicy struct {
+	MaxAge   time.Duration // alerts created before now-MaxAge go (0: no age limit)
+	MaxItems int           // keep at most this many alerts (0: no count limit)
+	// Ended decisions are kept until every bouncer that pulled within
+	// TombstoneHorizon has received them, and at least TombstoneMinAge.
+	TombstoneHorizon time.Duration
+	TombstoneMinAge  time.Duration
+}
+
+// FlushResult says what a flush removed.
+type FlushResult struct {
+	Alerts    int64
+	Decisions int64
+}
+
+// Flush applies the retention policy. Alerts that still carry an active
+// decision are never removed by age or count: retention must not lift a ban.
+// Ended decisions are purged only once no live bouncer still needs their
+// 'deleted' report.
+func (s *Store) Flush(ctx context.Context, p FlushPolicy, now time.Time) (FlushResult, error) {
+	var res FlushResult
+	ns := now.UnixNano()
+	if _, err := s.SweepExpired(ctx, now); err != nil {
+		return res, err
+	}
+	noActive := `NOT EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id AND d.active)`
+	err := s.write(ctx, func(tx *wtx) error {
+		if p.MaxAge > 0 {
+			n, err := deleteAlertsTx(tx, `SELECT a.id FROM alerts a WHERE a.created_at < ? AND `+noActive, []any{now.Add(-p.MaxAge).UnixNano()}, ns)
+			if err != nil {
+				return fmt.Errorf("flushing alerts by age: %w", err)
+			}
+			res.Alerts += n
+		}
+		if p.MaxItems > 0 {
+			var total int64
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM alerts`).Scan(&total); err != nil {
+				return fmt.Errorf("counting alerts: %w", err)
+			}
+			if excess := total - int64(p.MaxItems); excess > 0 {
+				n, err := deleteAlertsTx(tx, fmt.Sprintf(`SELECT a.id FROM alerts a WHERE %s ORDER BY a.created_at ASC, a.id ASC LIMIT %d`, noActive, excess), nil, ns)
+				if err != nil {
+					return fmt.Errorf("flushing alerts by count: %w", err)
+				}
+				res.Alerts += n
+			}
+		}
+		// The lowest cursor among bouncers that pulled recently bounds what may go.
+		horizon := p.TombstoneHorizon
+		if horizon <= 0 {
+			horizon = 7 * 24 * time.Hour
+		}
+		var minCursor *int64
+		if err := tx.QueryRowContext(ctx, `SELECT MIN(COALESCE(cursor, 0)) FROM bouncers WHERE last_pull >= ?`, now.Add(-horizon).UnixNano()).Scan(&minCursor); err != nil {
+			return fmt.Errorf("reading bouncer cursors: %w", err)
+		}
+		var current int64
+		if err := tx.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = 'seq'`).Scan(&current); err != nil {
+			return fmt.Errorf("reading sequence: %w", err)
+		}
+		limit := current
+		if minCursor != nil && *minCursor < limit {
+			limit = *minCursor
+		}
+		r, err := tx.ExecContext(ctx, `DELETE FROM decisions WHERE NOT active AND seq <= ? AND until < ?
+			AND (alert_id IS NULL OR NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id = decisions.alert_id))`,
+			limit, now.Add(-p.TombstoneMinAge).UnixNano())
+		if err != nil {
+			return fmt.Errorf("purging ended decisions: %w", err)
+		}
+		res.Decisions, _ = r.RowsAffected()
+		return nil
+	})
+	return res, err
+}

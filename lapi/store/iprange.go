@@ -1,0 +1,114 @@
+package store
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Range is an address interval in the numeric form the decisions table
+// indexes: IPv4 lives in Start/End with zero suffixes; IPv6 is split into a
+// 64-bit prefix (Start/End) and suffix. Unsigned values are shifted into
+// signed int64 so that SQL ordering matches address ordering.
+type Range struct {
+	Size        int // 4 or 16; 0 means "not an address"
+	Start, End  int64
+	StartSuffix int64
+	EndSuffix   int64
+}
+
+func shift(u uint64) int64 { return int64(u ^ (1 << 63)) }
+
+// ParseRange parses a bare IP or a CIDR (host bits are masked in the bounds).
+func ParseRange(s string) (Range, error) {
+	s = strings.TrimSpace(s)
+	var p netip.Prefix
+	if strings.Contains(s, "/") {
+		var err error
+		p, err = netip.ParsePrefix(s)
+		if err != nil {
+			return Range{}, fmt.Errorf("invalid ip address '%s': invalid ip address / range", s)
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return Range{}, fmt.Errorf("invalid ip address '%s': invalid ip address / range", s)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	addr := p.Addr()
+	if addr.Zone() != "" {
+		return Range{}, fmt.Errorf("invalid ip address '%s': zones are not allowed", s)
+	}
+	if addr.Is4In6() && !strings.Contains(s, "::") {
+		addr = addr.Unmap()
+	}
+	p = netip.PrefixFrom(addr, p.Bits()).Masked()
+	if addr.Is4() {
+		b := p.Addr().As4()
+		start := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		var hostMask uint32
+		if p.Bits() < 32 {
+			hostMask = ^uint32(0) >> uint(p.Bits())
+		}
+		return Range{Size: 4, Start: int64(start), End: int64(start | hostMask)}, nil
+	}
+	b := p.Addr().As16()
+	var hi, lo uint64
+	for i := 0; i < 8; i++ {
+		hi = hi<<8 | uint64(b[i])
+		lo = lo<<8 | uint64(b[8+i])
+	}
+	bits := p.Bits()
+	endHi, endLo := hi, lo
+	switch {
+	case bits <= 64:
+		if bits < 64 {
+			endHi = hi | (^uint64(0) >> uint(bits))
+		}
+		endLo = ^uint64(0)
+	default:
+		if bits < 128 {
+			endLo = lo | (^uint64(0) >> uint(bits-64))
+		}
+	}
+	return Range{Size: 16, Start: shift(hi), End: shift(endHi), StartSuffix: shift(lo), EndSuffix: shift(endLo)}, nil
+}
+
+// Contains reports whether r covers q entirely.
+func (r Range) Contains(q Range) bool {
+	if r.Size != q.Size || r.Size == 0 {
+		return false
+	}
+	lowOK := r.Start < q.Start || (r.Start == q.Start && r.StartSuffix <= q.StartSuffix)
+	highOK := r.End > q.End || (r.End == q.End && r.EndSuffix >= q.EndSuffix)
+	return lowOK && highOK
+}
+
+// rangeCond returns the SQL condition (and its arguments) matching decisions
+// that contain q (contains=true) or lie inside q (contains=false).
+func rangeCond(q Range, contains bool, prefix string) (string, []any) {
+	c := func(col string) string { return prefix + col }
+	if q.Size == 4 {
+		if contains {
+			return fmt.Sprintf("(%s = 4 AND %s <= ? AND %s >= ?)", c("ip_size"), c("start_ip"), c("end_ip")),
+				[]any{q.Start, q.End}
+		}
+		return fmt.Sprintf("(%s = 4 AND %s >= ? AND %s <= ?)", c("ip_size"), c("start_ip"), c("end_ip")),
+			[]any{q.Start, q.End}
+	}
+	if contains {
+		return fmt.Sprintf("(%[1]s = 16 AND (%[2]s < ? OR (%[2]s = ? AND %[3]s <= ?)) AND (%[4]s > ? OR (%[4]s = ? AND %[5]s >= ?)))",
+				c("ip_size"), c("start_ip"), c("start_suffix"), c("end_ip"), c("end_suffix")),
+			[]any{q.Start, q.Start, q.StartSuffix, q.End, q.End, q.EndSuffix}
+	}
+	return fmt.Sprintf("(%[1]s = 16 AND (%[2]s > ? OR (%[2]s = ? AND %[3]s >= ?)) AND (%[4]s < ? OR (%[4]s = ? AND %[5]s <= ?)))",
+			c("ip_size"), c("start_ip"), c("start_suffix"), c("end_ip"), c("end_suffix")),
+		[]any{q.Start, q.Start, q.StartSuffix, q.End, q.End, q.EndSuffix}
+}
+
+// IsAddressScope reports whether decisions of this scope carry numeric bounds.
+func IsAddressScope(scope string) bool {
+	s := strings.ToLower(scope)
+	return s == "ip" || s == "range"
+}

@@ -1,0 +1,187 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// migrations are applied in order; each runs once, recorded in
+// schema_migrations. Never edit a released migration: append a new one.
+var migrations = []string{
+	// 1: initial schema. Times are unix nanoseconds in BIGINT columns.
+	`
+CREATE TABLE kv (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+INSERT INTO counters (name, value) VALUES ('seq', 0), ('allowlists', 0);
+CREATE TABLE machines (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	machine_id TEXT NOT NULL UNIQUE,
+	password TEXT NOT NULL,
+	ip_address TEXT NOT NULL DEFAULT '',
+	is_validated BOOLEAN NOT NULL DEFAULT FALSE,
+	auth_type TEXT NOT NULL DEFAULT 'password',
+	scenarios TEXT NOT NULL DEFAULT '',
+	version TEXT NOT NULL DEFAULT '',
+	os_name TEXT NOT NULL DEFAULT '',
+	os_version TEXT NOT NULL DEFAULT '',
+	created_at BIGINT NOT NULL,
+	updated_at BIGINT NOT NULL,
+	last_push BIGINT,
+	last_heartbeat BIGINT
+);
+CREATE TABLE bouncers (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	name TEXT NOT NULL UNIQUE,
+	api_key TEXT NOT NULL,
+	ip_address TEXT NOT NULL DEFAULT '',
+	type TEXT NOT NULL DEFAULT '',
+	version TEXT NOT NULL DEFAULT '',
+	last_pull BIGINT,
+	cursor BIGINT,
+	auth_type TEXT NOT NULL DEFAULT 'api-key',
+	auto_created BOOLEAN NOT NULL DEFAULT FALSE,
+	revoked BOOLEAN NOT NULL DEFAULT FALSE,
+	os_name TEXT NOT NULL DEFAULT '',
+	os_version TEXT NOT NULL DEFAULT '',
+	featureflags TEXT NOT NULL DEFAULT '',
+	created_at BIGINT NOT NULL,
+	updated_at BIGINT NOT NULL
+);
+CREATE INDEX bouncers_api_key ON bouncers (api_key);
+CREATE TABLE alerts (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	uuid TEXT NOT NULL,
+	machine_id TEXT NOT NULL DEFAULT '',
+	created_at BIGINT NOT NULL,
+	scenario TEXT NOT NULL,
+	scenario_hash TEXT NOT NULL DEFAULT '',
+	scenario_version TEXT NOT NULL DEFAULT '',
+	message TEXT NOT NULL DEFAULT '',
+	events_count INTEGER NOT NULL DEFAULT 0,
+	started_at BIGINT NOT NULL,
+	stopped_at BIGINT NOT NULL,
+	capacity INTEGER NOT NULL DEFAULT 0,
+	leakspeed TEXT NOT NULL DEFAULT '',
+	simulated BOOLEAN NOT NULL DEFAULT FALSE,
+	remediation BOOLEAN NOT NULL DEFAULT FALSE,
+	kind TEXT NOT NULL DEFAULT '',
+	source_scope TEXT NOT NULL DEFAULT '',
+	source_value TEXT NOT NULL DEFAULT '',
+	source_ip TEXT NOT NULL DEFAULT '',
+	source_range TEXT NOT NULL DEFAULT '',
+	source_as_number TEXT NOT NULL DEFAULT '',
+	source_as_name TEXT NOT NULL DEFAULT '',
+	source_country TEXT NOT NULL DEFAULT '',
+	source_latitude REAL NOT NULL DEFAULT 0,
+	source_longitude REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX alerts_created_at ON alerts (created_at);
+CREATE INDEX alerts_source_value ON alerts (source_value);
+CREATE TABLE alert_events (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	alert_id BIGINT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+	ts TEXT NOT NULL,
+	meta TEXT NOT NULL
+);
+CREATE INDEX alert_events_alert ON alert_events (alert_id);
+CREATE TABLE alert_meta (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	alert_id BIGINT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+	key TEXT NOT NULL,
+	value TEXT NOT NULL
+);
+CREATE INDEX alert_meta_alert ON alert_meta (alert_id);
+-- A decision is active until it ends (expiry, deletion). 'shown' marks the
+-- row bouncers hold for its (value, type, scope) key: the longest active
+-- one, or the last ended one they must remove. 'seq' is the change number
+-- of the row's last reportable change; stream cursors compare against it.
+CREATE TABLE decisions (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	uuid TEXT NOT NULL,
+	alert_id BIGINT,
+	created_at BIGINT NOT NULL,
+	until BIGINT NOT NULL,
+	scenario TEXT NOT NULL,
+	type TEXT NOT NULL,
+	scope TEXT NOT NULL,
+	value TEXT NOT NULL,
+	origin TEXT NOT NULL,
+	simulated BOOLEAN NOT NULL DEFAULT FALSE,
+	ip_size INTEGER NOT NULL DEFAULT 0,
+	start_ip BIGINT NOT NULL DEFAULT 0,
+	end_ip BIGINT NOT NULL DEFAULT 0,
+	start_suffix BIGINT NOT NULL DEFAULT 0,
+	end_suffix BIGINT NOT NULL DEFAULT 0,
+	active BOOLEAN NOT NULL,
+	shown BOOLEAN NOT NULL,
+	seq BIGINT NOT NULL
+);
+CREATE INDEX decisions_key ON decisions (value, type, scope, active, until);
+CREATE INDEX decisions_seq ON decisions (seq);
+CREATE INDEX decisions_active_until ON decisions (active, until);
+CREATE INDEX decisions_shown ON decisions (shown, active);
+CREATE INDEX decisions_alert ON decisions (alert_id);
+CREATE INDEX decisions_range ON decisions (ip_size, start_ip, end_ip);
+CREATE TABLE allowlists (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	name TEXT NOT NULL UNIQUE,
+	description TEXT NOT NULL DEFAULT '',
+	created_at BIGINT NOT NULL,
+	updated_at BIGINT NOT NULL
+);
+CREATE TABLE allowlist_items (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	allowlist_id BIGINT NOT NULL REFERENCES allowlists (id) ON DELETE CASCADE,
+	value TEXT NOT NULL,
+	description TEXT NOT NULL DEFAULT '',
+	created_at BIGINT NOT NULL,
+	expires_at BIGINT,
+	ip_size INTEGER NOT NULL DEFAULT 0,
+	start_ip BIGINT NOT NULL DEFAULT 0,
+	end_ip BIGINT NOT NULL DEFAULT 0,
+	start_suffix BIGINT NOT NULL DEFAULT 0,
+	end_suffix BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX allowlist_items_list ON allowlist_items (allowlist_id);
+CREATE TABLE usage_metrics (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	generated_type TEXT NOT NULL,
+	generated_by TEXT NOT NULL,
+	received_at BIGINT NOT NULL,
+	payload TEXT NOT NULL
+);
+CREATE INDEX usage_metrics_by ON usage_metrics (generated_type, generated_by, received_at);
+`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("creating schema_migrations: %w", err)
+	}
+	var current int
+	if err := s.w.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("reading schema version: %w", err)
+	}
+	if current > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this binary knows (%d): refusing to run an older Rampart on it", current, len(migrations))
+	}
+	for v := current + 1; v <= len(migrations); v++ {
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, nowNS()); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+		s.log.WithField("version", v).Info("applied schema migration")
+	}
+	return nil
+}

@@ -1,0 +1,253 @@
+// Package store is the LAPI's database: machines, bouncers, alerts,
+// decisions, allowlists and the decision change sequence bouncers stream
+// from. It speaks database/sql with portable SQL (SQLite through
+// modernc.org/sqlite today, PostgreSQL behind the same methods later) and it
+// must never know about HTTP.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	log "github.com/sirupsen/logrus"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Errors callers map to HTTP statuses.
+var (
+	ErrNotFound    = errors.New("object not found")
+	ErrExists      = errors.New("already exists")
+	ErrInvalidData = errors.New("invalid data")
+)
+
+// Config selects and tunes the database.
+type Config struct {
+	Type         string        // "sqlite" (default)
+	Path         string        // SQLite file
+	MaxOpenConns int           // readers; the writer is always one connection
+	BusyTimeout  time.Duration // how long SQLite waits for a lock
+}
+
+// Store is the LAPI's handle on its database. It is safe for concurrent use.
+type Store struct {
+	w   *sql.DB // the single writer connection: serialises transactions and the sequence
+	r   *sql.DB // readers (WAL lets them run beside the writer)
+	log *log.Entry
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every committed decision change
+	seq     int64         // last committed decision sequence
+}
+
+// Open opens (creating if needed) the database and applies migrations.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Type == "" {
+		cfg.Type = "sqlite"
+	}
+	if cfg.Type != "sqlite" && cfg.Type != "sqlite3" {
+		return nil, fmt.Errorf("database type %q is not supported yet (only sqlite)", cfg.Type)
+	}
+	if cfg.Path == "" {
+		return nil, fmt.Errorf("db_path is empty")
+	}
+	if cfg.BusyTimeout <= 0 {
+		cfg.BusyTimeout = 10 * time.Second
+	}
+	if cfg.MaxOpenConns <= 0 {
+		cfg.MaxOpenConns = 8
+	}
+	if dir := filepath.Dir(cfg.Path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("creating database folder %s: %w", dir, err)
+		}
+	}
+	dsn := func(txlock string) string {
+		return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=%s",
+			cfg.Path, cfg.BusyTimeout.Milliseconds(), txlock)
+	}
+	w, err := sql.Open("sqlite", dsn("immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", cfg.Path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	r, err := sql.Open("sqlite", dsn("deferred"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("opening %s: %w", cfg.Path, err)
+	}
+	r.SetMaxOpenConns(cfg.MaxOpenConns)
+	r.SetMaxIdleConns(cfg.MaxOpenConns)
+	s := &Store{w: w, r: r, log: log.WithField("component", "store"), changed: make(chan struct{})}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := os.Chmod(cfg.Path, 0o600); err != nil && !os.IsNotExist(err) {
+		s.log.WithError(err).Warn("cannot restrict database file permissions")
+	}
+	if err := s.w.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = 'seq'`).Scan(&s.seq); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("reading decision sequence: %w", err)
+	}
+	return s, nil
+}
+
+// Close releases the database.
+func (s *Store) Close() error {
+	err1 := s.r.Close()
+	err2 := s.w.Close()
+	return errors.Join(err1, err2)
+}
+
+// Seq returns the last committed decision change sequence.
+func (s *Store) Seq() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seq
+}
+
+// Changed returns a channel closed at the next committed decision change.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+func (s *Store) published(seq int64) {
+	s.mu.Lock()
+	if seq > s.seq {
+		s.seq = seq
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}
+	s.mu.Unlock()
+}
+
+// wtx is a write transaction; seq() allocates the transaction's change
+// number lazily, so transactions that change no decision do not wake bouncers.
+type wtx struct {
+	*sql.Tx
+	ctx    context.Context
+	seqVal int64
+}
+
+func (t *wtx) seq() (int64, error) {
+	if t.seqVal != 0 {
+		return t.seqVal, nil
+	}
+	if err := t.QueryRowContext(t.ctx, `UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value`).Scan(&t.seqVal); err != nil {
+		return 0, fmt.Errorf("allocating change sequence: %w", err)
+	}
+	return t.seqVal, nil
+}
+
+// write runs fn in a write transaction, retrying when the database is busy.
+func (s *Store) write(ctx context.Context, fn func(tx *wtx) error) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		err = s.writeOnce(ctx, fn)
+		if err == nil || !isBusy(err) {
+			return err
+		}
+		s.log.WithError(err).WithField("attempt", attempt+1).Warn("database busy, retrying")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(50*(attempt+1)) * time.Millisecond):
+		}
+	}
+	return err
+}
+
+func (s *Store) writeOnce(ctx context.Context, fn func(tx *wtx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	t := &wtx{Tx: tx, ctx: ctx}
+	if err := fn(t); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
+	if t.seqVal != 0 {
+		s.published(t.seqVal)
+	}
+	return nil
+}
+
+func isBusy(err error) bool {
+	if err == nil {
+		return false
+	}
+	m := err.Error()
+	return strings.Contains(m, "SQLITE_BUSY") || strings.Contains(m, "database is locked")
+}
+
+// IsDiskFull reports whether err comes from a full disk.
+func IsDiskFull(err error) bool {
+	if err == nil {
+		return false
+	}
+	m := err.Error()
+	return strings.Contains(m, "SQLITE_FULL") || strings.Contains(m, "database or disk is full") || strings.Contains(m, "no space left")
+}
+
+func nowNS() int64 { return time.Now().UnixNano() }
+
+func nullTime(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := time.Unix(0, v.Int64)
+	return &t
+}
+
+// GetKV returns a stored setting, or ErrNotFound.
+func (s *Store) GetKV(ctx context.Context, name string) (string, error) {
+	var v string
+	err := s.r.QueryRowContext(ctx, `SELECT value FROM kv WHERE name = ?`, name).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading setting %s: %w", name, err)
+	}
+	return v, nil
+}
+
+// GetOrCreateKV returns the setting, storing gen()'s value first if absent.
+func (s *Store) GetOrCreateKV(ctx context.Context, name string, gen func() (string, error)) (string, error) {
+	var out string
+	err := s.write(ctx, func(tx *wtx) error {
+		err := tx.QueryRowContext(ctx, `SELECT value FROM kv WHERE name = ?`, name).Scan(&out)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("reading setting %s: %w", name, err)
+		}
+		out, err = gen()
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO kv (name, value) VALUES (?, ?)`, name, out)
+		return err
+	})
+	return out, err
+}
+
+// QueryRowForTest runs a read query; tests use it to check the database.
+func (s *Store) QueryRowForTest(q string, args ...any) *sql.Row {
+	return s.r.QueryRow(q, args...)
+}

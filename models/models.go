@@ -1,0 +1,335 @@
+// Package models holds the JSON wire types of CrowdSec's Local API /v1
+// protocol, shared by the LAPI server, its Go client, cscli and the bouncer.
+// It must never depend on the server's storage or on HTTP plumbing.
+package models
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Decision is one remediation as it travels on the wire. Field order follows
+// upstream's struct so that marshalled output matches byte for byte.
+type Decision struct {
+	Duration  string `json:"duration"`
+	ID        int64  `json:"id,omitempty"`
+	Origin    string `json:"origin"`
+	Scenario  string `json:"scenario"`
+	Scope     string `json:"scope"`
+	Simulated *bool  `json:"simulated,omitempty"`
+	Type      string `json:"type"`
+	Until     string `json:"until,omitempty"`
+	UUID      string `json:"uuid,omitempty"`
+	Value     string `json:"value"`
+}
+
+// Meta is a key/value pair attached to alerts and events.
+type Meta struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// Source is the attacker an alert is about.
+type Source struct {
+	AsName    string  `json:"as_name,omitempty"`
+	AsNumber  string  `json:"as_number,omitempty"`
+	Cn        string  `json:"cn,omitempty"`
+	IP        string  `json:"ip,omitempty"`
+	Latitude  float32 `json:"latitude,omitempty"`
+	Longitude float32 `json:"longitude,omitempty"`
+	Range     string  `json:"range,omitempty"`
+	Scope     string  `json:"scope"`
+	Value     string  `json:"value"`
+}
+
+// Event is one log event that contributed to an alert.
+type Event struct {
+	Meta      []Meta `json:"meta"`
+	Timestamp string `json:"timestamp"`
+}
+
+// Alert is what agents push and what GET /v1/alerts returns.
+type Alert struct {
+	Capacity        int32       `json:"capacity"`
+	CreatedAt       string      `json:"created_at,omitempty"`
+	Decisions       []*Decision `json:"decisions"`
+	Events          []*Event    `json:"events"`
+	EventsCount     int32       `json:"events_count"`
+	ID              int64       `json:"id,omitempty"`
+	Kind            string      `json:"kind,omitempty"`
+	Labels          []string    `json:"labels"`
+	Leakspeed       string      `json:"leakspeed"`
+	MachineID       string      `json:"machine_id,omitempty"`
+	Message         string      `json:"message"`
+	Meta            []Meta      `json:"meta,omitempty"`
+	Remediation     bool        `json:"remediation"`
+	Scenario        string      `json:"scenario"`
+	ScenarioHash    string      `json:"scenario_hash"`
+	ScenarioVersion string      `json:"scenario_version"`
+	Simulated       bool        `json:"simulated"`
+	Source          *Source     `json:"source"`
+	StartAt         string      `json:"start_at"`
+	StopAt          string      `json:"stop_at"`
+	UUID            string      `json:"uuid,omitempty"`
+}
+
+// GetScope returns the source scope; profiles' filters call it.
+func (a *Alert) GetScope() string {
+	if a.Source == nil {
+		return ""
+	}
+	return a.Source.Scope
+}
+
+// GetValue returns the source value.
+func (a *Alert) GetValue() string {
+	if a.Source == nil {
+		return ""
+	}
+	return a.Source.Value
+}
+
+// GetScenario returns the alert's scenario name.
+func (a *Alert) GetScenario() string { return a.Scenario }
+
+// GetEventsCount returns the number of events the alert reports.
+func (a *Alert) GetEventsCount() int32 { return a.EventsCount }
+
+// GetMeta returns the first alert meta value for key, or "".
+func (a *Alert) GetMeta(key string) string {
+	for _, m := range a.Meta {
+		if m.Key == key {
+			return m.Value
+		}
+	}
+	for _, e := range a.Events {
+		if e == nil {
+			continue
+		}
+		for _, m := range e.Meta {
+			if m.Key == key {
+				return m.Value
+			}
+		}
+	}
+	return ""
+}
+
+// alertRequired lists the keys swagger marks required on a pushed alert.
+var alertRequired = []string{"scenario", "scenario_hash", "scenario_version", "message",
+	"events_count", "start_at", "stop_at", "capacity", "leakspeed", "simulated", "events", "source"}
+
+// DecodeAlerts parses a POST /v1/alerts body. It checks presence of the
+// required keys the way upstream's swagger validation does and returns the
+// same "validation failure list" text on failure. A non-array body is a bind
+// error (the caller answers 400); a validation error is a *ValidationError.
+func DecodeAlerts(body []byte) ([]*Alert, error) {
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err != nil {
+		return nil, fmt.Errorf("decoding alert list: %w", err)
+	}
+	alerts := make([]*Alert, 0, len(raws))
+	var problems []string
+	for i, raw := range raws {
+		var keys map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &keys); err != nil {
+			return nil, &ValidationError{Problems: []string{fmt.Sprintf("%d in body must be of type object: %s", i, err)}}
+		}
+		for _, k := range alertRequired {
+			v, ok := keys[k]
+			if !ok || string(v) == "null" {
+				problems = append(problems, fmt.Sprintf("%d.%s in body is required", i, k))
+			}
+		}
+		if src, ok := keys["source"]; ok && string(src) != "null" {
+			var sk map[string]json.RawMessage
+			if err := json.Unmarshal(src, &sk); err == nil {
+				for _, k := range []string{"scope", "value"} {
+					if v, ok := sk[k]; !ok || string(v) == "null" {
+						problems = append(problems, fmt.Sprintf("%d.source.%s in body is required", i, k))
+					}
+				}
+			}
+		}
+		var a Alert
+		if err := json.Unmarshal(raw, &a); err != nil {
+			problems = append(problems, fmt.Sprintf("%d in body: %s", i, err))
+			continue
+		}
+		for j, d := range a.Decisions {
+			if d == nil {
+				problems = append(problems, fmt.Sprintf("%d.decisions.%d in body must not be null", i, j))
+			}
+		}
+		for j, e := range a.Events {
+			if e == nil {
+				problems = append(problems, fmt.Sprintf("%d.events.%d in body must not be null", i, j))
+			}
+		}
+		alerts = append(alerts, &a)
+	}
+	if len(problems) > 0 {
+		return nil, &ValidationError{Problems: problems}
+	}
+	return alerts, nil
+}
+
+// ValidationError reproduces upstream's swagger validation message.
+type ValidationError struct{ Problems []string }
+
+func (e *ValidationError) Error() string {
+	return "validation failure list:\n" + strings.Join(e.Problems, "\n")
+}
+
+// StreamResponse is the body of GET /v1/decisions/stream.
+type StreamResponse struct {
+	New     []*Decision `json:"new"`
+	Deleted []*Decision `json:"deleted"`
+}
+
+// WatcherAuthRequest is the body of POST /v1/watchers/login.
+type WatcherAuthRequest struct {
+	MachineID *string  `json:"machine_id"`
+	Password  *string  `json:"password"`
+	Scenarios []string `json:"scenarios"`
+}
+
+// WatcherRegistrationRequest is the body of POST /v1/watchers.
+type WatcherRegistrationRequest struct {
+	MachineID         *string `json:"machine_id"`
+	Password          *string `json:"password"`
+	RegistrationToken string  `json:"registration_token,omitempty"`
+}
+
+// WatcherAuthResponse is the body of a successful login.
+type WatcherAuthResponse struct {
+	Code   int    `json:"code"`
+	Expire string `json:"expire"`
+	Token  string `json:"token"`
+}
+
+// ErrorResponse is the body of most failures.
+type ErrorResponse struct {
+	Message string `json:"message"`
+	Errors  string `json:"errors,omitempty"`
+}
+
+// DeleteResponse is the body of the deletion routes; NbDeleted is a string
+// on the wire because upstream's clients decode it as one.
+type DeleteResponse struct {
+	NbDeleted string `json:"nbDeleted"`
+}
+
+// AllowlistItem is one entry of an allowlist.
+type AllowlistItem struct {
+	Value       string `json:"value"`
+	Description string `json:"description,omitempty"`
+	CreatedAt   string `json:"created_at,omitempty"`
+	Expiration  string `json:"expiration,omitempty"`
+}
+
+// Allowlist is the GET /v1/allowlists element.
+type Allowlist struct {
+	Name           string           `json:"name"`
+	AllowlistID    string           `json:"allowlist_id"`
+	Description    string           `json:"description"`
+	Items          []*AllowlistItem `json:"items"`
+	CreatedAt      string           `json:"created_at"`
+	UpdatedAt      string           `json:"updated_at"`
+	ConsoleManaged bool             `json:"console_managed"`
+}
+
+// CheckAllowlistResponse is the answer of GET /v1/allowlists/check/{v}.
+type CheckAllowlistResponse struct {
+	Allowlisted bool   `json:"allowlisted,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// BulkCheckAllowlistRequest is the body of POST /v1/allowlists/check.
+type BulkCheckAllowlistRequest struct {
+	Targets []string `json:"targets"`
+}
+
+// BulkCheckAllowlistResult is one hit of a bulk check.
+type BulkCheckAllowlistResult struct {
+	Target     string   `json:"target"`
+	Allowlists []string `json:"allowlists"`
+}
+
+// BulkCheckAllowlistResponse is the answer of POST /v1/allowlists/check.
+type BulkCheckAllowlistResponse struct {
+	Results []BulkCheckAllowlistResult `json:"results"`
+}
+
+// NormalizeScope maps the well-known scopes case-insensitively to their
+// canonical spelling and leaves the others untouched.
+func NormalizeScope(s string) string {
+	switch strings.ToLower(s) {
+	case "ip":
+		return "Ip"
+	case "range":
+		return "Range"
+	case "as":
+		return "AS"
+	case "country":
+		return "Country"
+	}
+	return s
+}
+
+// ParseDuration parses a Go duration optionally prefixed by whole days
+// ("4h", "7d", "1d12h"). An empty string is an error.
+func ParseDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, fmt.Errorf("empty duration")
+	}
+	neg := false
+	rest := s
+	if strings.HasPrefix(rest, "-") {
+		neg = true
+		rest = rest[1:]
+	}
+	var days int64
+	if i := strings.IndexByte(rest, 'd'); i > 0 {
+		n, err := strconv.ParseInt(rest[:i], 10, 64)
+		if err == nil {
+			if n > 106751 { // beyond time.Duration's range
+				return 0, fmt.Errorf("invalid duration %q: too long", s)
+			}
+			days = n
+			rest = rest[i+1:]
+		}
+	}
+	var d time.Duration
+	if rest != "" {
+		var err error
+		d, err = time.ParseDuration(rest)
+		if err != nil {
+			return 0, fmt.Errorf("invalid duration %q: %w", s, err)
+		}
+	}
+	total := time.Duration(days)*24*time.Hour + d
+	if neg {
+		total = -total
+	}
+	return total, nil
+}
+
+// FormatRemaining renders the time left until 'until' as upstream does: a Go
+// duration rounded to whole seconds, negative once expired, never in days.
+func FormatRemaining(until, now time.Time) string {
+	return until.Sub(now).Round(time.Second).String()
+}
+
+// TimeOrNow parses an RFC3339 time; an unparsable value becomes now, as
+// upstream does.
+func TimeOrNow(s string, now time.Time) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return now
+	}
+	return t
+}
