@@ -2,6 +2,7 @@ package lapi
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -204,40 +205,92 @@ func (s *Server) countDelta(c echo.Context, sq store.StreamQuery) (int, int64, e
 	return n, seq, err
 }
 
+// streamBatch carries rows from the database reader to the HTTP writer.
+type streamBatch struct {
+	rows    []store.DecisionRow
+	deleted bool
+}
+
+const streamBatchRows = 1024
+
 func (s *Server) writeStream(c echo.Context, b *store.Bouncer, sq store.StreamQuery) error {
-	ctx := c.Request().Context()
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	defer cancel()
 	now := s.now()
+
+	// Reading SQLite and rendering JSON each take about one core at 1M
+	// rows, so they run in two goroutines; the channel bounds memory.
+	batches := make(chan streamBatch, 4)
+	var seq int64
+	var readErr error
+	go func() {
+		defer close(batches)
+		cur := streamBatch{rows: make([]store.DecisionRow, 0, streamBatchRows)}
+		flush := func() error {
+			if len(cur.rows) == 0 {
+				return nil
+			}
+			select {
+			case batches <- cur:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			cur = streamBatch{rows: make([]store.DecisionRow, 0, streamBatchRows), deleted: cur.deleted}
+			return nil
+		}
+		add := func(deleted bool) func(*store.DecisionRow) error {
+			return func(d *store.DecisionRow) error {
+				if cur.deleted != deleted {
+					if err := flush(); err != nil {
+						return err
+					}
+					cur.deleted = deleted
+				}
+				cur.rows = append(cur.rows, *d)
+				if len(cur.rows) == streamBatchRows {
+					return flush()
+				}
+				return nil
+			}
+		}
+		seq, readErr = s.store.Stream(ctx, sq, now, add(false), add(true))
+		if readErr == nil {
+			readErr = flush()
+		}
+	}()
+
 	resp := c.Response()
 	resp.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	resp.WriteHeader(http.StatusOK)
 	w := bufio.NewWriterSize(resp, 64<<10)
-	buf := make([]byte, 0, 512)
-	first := true
-	emit := func(d *store.DecisionRow) error {
+	buf := make([]byte, 0, 256*streamBatchRows)
+	_, werr := w.WriteString(`{"new": [`)
+	inDeleted, first := false, true
+	for bt := range batches {
+		if werr != nil {
+			continue // drain so the reader ends
+		}
 		buf = buf[:0]
-		if !first {
-			buf = append(buf, ',')
+		if bt.deleted && !inDeleted {
+			buf = append(buf, `], "deleted": [`...)
+			inDeleted, first = true, true
 		}
-		first = false
-		buf = appendDecision(buf, d, now, true)
-		_, err := w.Write(buf)
-		return err
-	}
-	if _, err := w.WriteString(`{"new": [`); err != nil {
-		return nil
-	}
-	sawDeleted := false
-	seq, err := s.store.Stream(ctx, sq, now, emit, func(d *store.DecisionRow) error {
-		if !sawDeleted {
-			sawDeleted = true
-			first = true
-			if _, err := w.WriteString(`], "deleted": [`); err != nil {
-				return err
+		for i := range bt.rows {
+			if !first {
+				buf = append(buf, ',')
 			}
+			first = false
+			buf = appendDecision(buf, &bt.rows[i], now, true)
 		}
-		return emit(d)
-	})
-	if err == nil && !sawDeleted {
+		if _, werr = w.Write(buf); werr != nil {
+			cancel()
+		}
+	}
+	err := werr
+	if err == nil {
+		err = readErr
+	}
+	if err == nil && !inDeleted {
 		_, err = w.WriteString(`], "deleted": [`)
 	}
 	if err == nil {
@@ -247,14 +300,14 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, sq store.StreamQu
 		err = w.Flush()
 	}
 	if err != nil {
-		if ctx.Err() == nil {
+		if c.Request().Context().Err() == nil {
 			s.log.WithError(err).WithField("bouncer", b.Name).Warn("decision stream failed mid-body; cursor not moved")
 		}
 		// Abort the connection so the client sees a broken body, never a
 		// truncated one that parses.
 		panic(http.ErrAbortHandler)
 	}
-	if err := s.store.SetBouncerCursor(ctx, b.ID, seq, now); err != nil {
+	if err := s.store.SetBouncerCursor(c.Request().Context(), b.ID, seq, now); err != nil {
 		s.log.WithError(err).WithField("bouncer", b.Name).Warn("storing stream cursor")
 	}
 	if s.log.Logger.IsLevelEnabled(log.DebugLevel) {

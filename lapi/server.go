@@ -395,6 +395,7 @@ func (s *Server) RunRetention(ctx context.Context) {
 	if fl.MaxAge != nil {
 		p.MaxAge = fl.MaxAge.Duration
 	}
+	defer s.store.Optimize(ctx)
 	res, err := s.store.Flush(ctx, p, s.now())
 	if err != nil {
 		if ctx.Err() == nil {

@@ -121,6 +121,9 @@ func (f DecisionFilter) where(p string) ([]string, []any) {
 	return conds, args
 }
 
+// streamCols are the only columns a stream row needs: fewer columns scan faster.
+const streamCols = `id, uuid, until, scenario, type, scope, value, origin`
+
 const decisionCols = `id, uuid, COALESCE(alert_id, 0), until, scenario, type, scope, value, origin, simulated, active, created_at`
 
 func scanDecision(sc interface{ Scan(...any) error }, d *DecisionRow) error {
@@ -145,20 +148,53 @@ func insertDecisions(tx *wtx, alertID int64, ds []NewDecision, created int64) er
 		return err
 	}
 	ctx := tx.ctx
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO decisions (uuid, alert_id, created_at, until, scenario, type, scope, value, origin, simulated,
-		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, TRUE, TRUE, ?)`)
-	if err != nil {
-		return fmt.Errorf("preparing decision insert: %w", err)
-	}
-	defer stmt.Close()
-	for i := range ds {
-		d := &ds[i]
-		if _, err := stmt.ExecContext(ctx, d.UUID, alertID, created, d.Until.UnixNano(), d.Scenario, d.Type, d.Scope, d.Value, d.Origin, d.Simulated,
-			d.Range.Size, d.Range.Start, d.Range.End, d.Range.StartSuffix, d.Range.EndSuffix, seq); err != nil {
-			return fmt.Errorf("inserting decision on %s: %w", d.Value, err)
+	// Multi-row statements: modernc's per-statement cost dominates otherwise.
+	const cols = 18
+	const perStmt = 200
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	args := make([]any, 0, cols*perStmt)
+	for start := 0; start < len(ds); start += perStmt {
+		end := min(start+perStmt, len(ds))
+		args = args[:0]
+		for i := start; i < end; i++ {
+			d := &ds[i]
+			args = append(args, d.UUID, alertID, created, d.Until.UnixNano(), d.Scenario, d.Type, d.Scope, d.Value, d.Origin, d.Simulated,
+				d.Range.Size, d.Range.Start, d.Range.End, d.Range.StartSuffix, d.Range.EndSuffix, true, true, seq)
+		}
+		n := end - start
+		if n == perStmt {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, insertDecisionsSQL(perStmt)); err != nil {
+					return fmt.Errorf("preparing decision insert: %w", err)
+				}
+			}
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, insertDecisionsSQL(n), args...)
+		}
+		if err != nil {
+			return fmt.Errorf("inserting decisions: %w", err)
 		}
 	}
 	return nil
+}
+
+func insertDecisionsSQL(rows int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO decisions (uuid, alert_id, created_at, until, scenario, type, scope, value, origin, simulated,
+		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES `)
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	return b.String()
 }
 
 // settleInserted fixes the shown flags once all of a transaction's inserts
@@ -370,19 +406,23 @@ func (s *Store) Stream(ctx context.Context, q StreamQuery, now time.Time, emitNe
 			c = append(c, "shown")
 		}
 		if !q.Startup {
-			c = append(c, "seq > ?")
+			// The subquery steers planners to the seq index: a delta must
+			// cost O(delta), not a scan of every decision.
+			c = append(c, "id IN (SELECT id FROM decisions WHERE seq > ?)")
 			a = append(a, q.Cursor)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+decisionCols+` FROM decisions WHERE `+strings.Join(c, " AND ")+` ORDER BY id`, a...)
+		rows, err := tx.QueryContext(ctx, `SELECT `+streamCols+` FROM decisions WHERE `+strings.Join(c, " AND ")+` ORDER BY id`, a...)
 		if err != nil {
 			return fmt.Errorf("querying stream: %w", err)
 		}
 		defer rows.Close()
-		var d DecisionRow
+		d := DecisionRow{Active: active}
+		var until int64
 		for rows.Next() {
-			if err := scanDecision(rows, &d); err != nil {
+			if err := rows.Scan(&d.ID, &d.UUID, &until, &d.Scenario, &d.Type, &d.Scope, &d.Value, &d.Origin); err != nil {
 				return fmt.Errorf("reading stream row: %w", err)
 			}
+			d.Until = time.Unix(0, until)
 			if err := emit(&d); err != nil {
 				return err
 			}

@@ -119,7 +119,6 @@ CREATE TABLE decisions (
 CREATE INDEX decisions_key ON decisions (value, type, scope, active, until);
 CREATE INDEX decisions_seq ON decisions (seq);
 CREATE INDEX decisions_active_until ON decisions (active, until);
-CREATE INDEX decisions_shown ON decisions (shown, active);
 CREATE INDEX decisions_alert ON decisions (alert_id);
 CREATE INDEX decisions_range ON decisions (ip_size, start_ip, end_ip);
 CREATE TABLE allowlists (

@@ -93,6 +93,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := os.Chmod(cfg.Path, 0o600); err != nil && !os.IsNotExist(err) {
 		s.log.WithError(err).Warn("cannot restrict database file permissions")
 	}
+	s.Optimize(ctx)
 	if err := s.w.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = 'seq'`).Scan(&s.seq); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("reading decision sequence: %w", err)
@@ -250,4 +251,12 @@ func (s *Store) GetOrCreateKV(ctx context.Context, name string, gen func() (stri
 // QueryRowForTest runs a read query; tests use it to check the database.
 func (s *Store) QueryRowForTest(q string, args ...any) *sql.Row {
 	return s.r.QueryRow(q, args...)
+}
+
+// Optimize refreshes the planner's statistics when SQLite thinks they are
+// stale; cheap when they are not. Called at open and by the retention job.
+func (s *Store) Optimize(ctx context.Context) {
+	if _, err := s.w.ExecContext(ctx, `PRAGMA optimize=0x10002`); err != nil {
+		s.log.WithError(err).Debug("PRAGMA optimize failed")
+	}
 }

@@ -1,0 +1,467 @@
+// Command lapibench measures the LAPI as a separate process, the way the
+// issue's targets are stated: cscli decisions import of 1M values, a 1M
+// startup stream (time and the daemon's peak RSS growth), alert ingest in
+// batches of 50 with profiles applied, and 500 bouncers pulling deltas.
+// It only talks to loopback and bounds every load in count and time.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/lapi"
+	"github.com/rampart-ips/rampart/lapi/store"
+	"github.com/rampart-ips/rampart/models"
+)
+
+type env struct {
+	dir, bin, cfg, url string
+	cmd                *exec.Cmd
+}
+
+func main() {
+	bin := flag.String("bin", "build/bin", "folder holding crowdsec and cscli")
+	n := flag.Int("decisions", 1_000_000, "values imported and streamed")
+	bouncers := flag.Int("bouncers", 500, "concurrent bouncers in the pull test")
+	pullFor := flag.Duration("pull-for", 60*time.Second, "how long the bouncers pull")
+	ingestFor := flag.Duration("ingest-for", 10*time.Second, "how long alerts are pushed")
+	only := flag.String("only", "import,stream,ingest,pull", "which measurements to run")
+	flag.Parse()
+	if err := run(*bin, *n, *bouncers, *pullFor, *ingestFor, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "lapibench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin string, n, bouncers int, pullFor, ingestFor time.Duration, only string) error {
+	bin, _ = filepath.Abs(bin)
+	want := map[string]bool{}
+	for _, w := range strings.Split(only, ",") {
+		want[w] = true
+	}
+	fmt.Printf("lapibench on %s, %d CPUs\n", hostname(), numCPU())
+	if want["import"] || want["stream"] || want["ingest"] {
+		e, err := start(bin, 0)
+		if err != nil {
+			return err
+		}
+		defer e.stop()
+		if want["import"] || want["stream"] {
+			if err := benchImport(e, n); err != nil {
+				return err
+			}
+		}
+		if want["stream"] {
+			if err := benchStream(e, n); err != nil {
+				return err
+			}
+		}
+		if want["ingest"] {
+			if err := benchIngest(e, ingestFor); err != nil {
+				return err
+			}
+		}
+		e.stop()
+	}
+	if want["pull"] {
+		e, err := start(bin, bouncers)
+		if err != nil {
+			return err
+		}
+		defer e.stop()
+		if err := benchPull(e, bouncers, pullFor); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hostname() string { h, _ := os.Hostname(); return h }
+
+func numCPU() int {
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(data), "processor\t:")
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// start prepares a config, a machine and nBouncers bouncers (keys written to
+// bouncers.txt), then starts crowdsec -no-cs and waits for /health.
+func start(bin string, nBouncers int) (*env, error) {
+	dir, err := os.MkdirTemp("", "lapibench-")
+	if err != nil {
+		return nil, err
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	e := &env{dir: dir, bin: bin, cfg: filepath.Join(dir, "config.toml"), url: "http://" + addr + "/"}
+	conf := fmt.Sprintf(`[common]
+log_level = "warning"
+[db_config]
+db_path = %q
+[api.client]
+credentials_path = %q
+[api.server]
+listen_uri = %q
+profiles_path = %q
+allowlist_host_addresses = false
+`, filepath.Join(dir, "crowdsec.db"), filepath.Join(dir, "creds.toml"), addr, filepath.Join(dir, "profiles.toml"))
+	if err := os.WriteFile(e.cfg, []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	prof, err := os.ReadFile("config/profiles.toml")
+	if err != nil {
+		return nil, fmt.Errorf("run from the repository root: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "profiles.toml"), prof, 0o600); err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(dir, "crowdsec.db")})
+	if err != nil {
+		return nil, err
+	}
+	hash, _ := bcrypt.GenerateFromPassword([]byte("benchpassword"), bcrypt.DefaultCost)
+	if err := st.CreateMachine(ctx, store.Machine{MachineID: "bench", PasswordHash: string(hash), IsValidated: true}, true); err != nil {
+		return nil, err
+	}
+	if err := csconfig.WriteCredentials(filepath.Join(dir, "creds.toml"), &csconfig.Credentials{URL: e.url, Login: "bench", Password: "benchpassword"}); err != nil {
+		return nil, err
+	}
+	var keys []string
+	for i := 0; i < nBouncers; i++ {
+		k, _ := lapi.GenerateAPIKey()
+		if _, err := st.CreateBouncer(ctx, store.Bouncer{Name: fmt.Sprintf("b%d", i), APIKeyHash: lapi.HashAPIKey(k)}); err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	st.Close()
+	if err := os.WriteFile(filepath.Join(dir, "bouncers.txt"), []byte(strings.Join(keys, "\n")), 0o600); err != nil {
+		return nil, err
+	}
+	logf, _ := os.Create(filepath.Join(dir, "crowdsec.log"))
+	e.cmd = exec.Command(filepath.Join(bin, "crowdsec"), "-c", e.cfg, "-no-cs")
+	e.cmd.Stdout, e.cmd.Stderr = logf, logf
+	if err := e.cmd.Start(); err != nil {
+		return nil, err
+	}
+	for i := 0; i < 100; i++ {
+		if resp, err := http.Get(e.url + "health"); err == nil {
+			resp.Body.Close()
+			return e, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("crowdsec did not come up; see %s", filepath.Join(dir, "crowdsec.log"))
+}
+
+func (e *env) stop() {
+	if e.cmd != nil && e.cmd.Process != nil {
+		e.cmd.Process.Signal(os.Interrupt)
+		e.cmd.Wait()
+		e.cmd = nil
+	}
+	os.RemoveAll(e.dir)
+}
+
+func (e *env) keys() []string {
+	data, _ := os.ReadFile(filepath.Join(e.dir, "bouncers.txt"))
+	return strings.Split(string(data), "\n")
+}
+
+func procKB(pid int, field string) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), field+":") {
+			v, _ := strconv.ParseInt(strings.Fields(sc.Text())[1], 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func benchImport(e *env, n int) error {
+	path := filepath.Join(e.dir, "values.txt")
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(w, "%d.%d.%d.%d\n", 11+i>>24&127, i>>16&255, i>>8&255, i&255)
+	}
+	w.Flush()
+	f.Close()
+	start := time.Now()
+	cmd := exec.Command(filepath.Join(e.bin, "cscli"), "-c", e.cfg, "decisions", "import", "-i", path, "--format", "values", "--error")
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("cscli decisions import: %v: %s", err, out)
+	}
+	fmt.Printf("cscli decisions import of %d values: %.2f s (target <= 20 s)\n", n, took.Seconds())
+	return nil
+}
+
+func benchStream(e *env, n int) error {
+	keys := e.keys()
+	if len(keys) == 0 || keys[0] == "" {
+		st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(e.dir, "crowdsec.db")})
+		if err != nil {
+			return err
+		}
+		k, _ := lapi.GenerateAPIKey()
+		_, err = st.CreateBouncer(context.Background(), store.Bouncer{Name: "stream-bench", APIKeyHash: lapi.HashAPIKey(k)})
+		st.Close()
+		if err != nil {
+			return err
+		}
+		keys = []string{k}
+	}
+	pid := e.cmd.Process.Pid
+	runtimeGC := func() { time.Sleep(500 * time.Millisecond) }
+	runtimeGC()
+	// Reset the peak so VmHWM measures this request only.
+	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+	before := procKB(pid, "VmRSS")
+	start := time.Now()
+	req, _ := http.NewRequest("GET", e.url+"v1/decisions/stream?startup=true&additional_pull=false&community_pull=false", nil)
+	req.Header.Set("X-Api-Key", keys[0])
+	req.Header.Set("User-Agent", "crowdsec-firewall-bouncer/v0.0.31")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	cw := &countWriter{}
+	_, err = io.Copy(cw, resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	if err != nil {
+		return err
+	}
+	peak := procKB(pid, "VmHWM")
+	fmt.Printf("stream startup of %d decisions: %.2f s, body %.1f MB (%d entries), LAPI RSS %d MB before, peak %d MB, growth %d MB (target <= 2 s and <= 100 MB)\n",
+		n, took.Seconds(), float64(cw.n)/1e6, cw.entries, before/1024, peak/1024, (peak-before)/1024)
+	if cw.entries < n {
+		return fmt.Errorf("stream carried %d entries, want %d", cw.entries, n)
+	}
+	return nil
+}
+
+type countWriter struct {
+	n       int64
+	entries int
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	c.entries += bytes.Count(p, []byte(`"duration":`))
+	return len(p), nil
+}
+
+func login(url string) (string, error) {
+	body := `{"machine_id":"bench","password":"benchpassword"}`
+	req, _ := http.NewRequest("POST", url+"v1/watchers/login", strings.NewReader(body))
+	req.Header.Set("User-Agent", "crowdsec/v1.7.8-bench-linux")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var r models.WatcherAuthResponse
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Token == "" {
+		return "", fmt.Errorf("login failed: %d %v", resp.StatusCode, err)
+	}
+	return r.Token, nil
+}
+
+func benchIngest(e *env, d time.Duration) error {
+	token, err := login(e.url)
+	if err != nil {
+		return err
+	}
+	const workers, batch = 4, 50
+	var total, failures atomic.Int64
+	var seq atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Timeout: 30 * time.Second}
+			for time.Now().Before(deadline) {
+				alerts := make([]*models.Alert, batch)
+				now := time.Now().UTC().Format(time.RFC3339Nano)
+				for i := range alerts {
+					k := seq.Add(1)
+					ip := fmt.Sprintf("172.%d.%d.%d", 16+k>>16&15, k>>8&255, k&255)
+					alerts[i] = &models.Alert{Scenario: "crowdsecurity/ssh-bf", ScenarioHash: "h", ScenarioVersion: "0.1",
+						Message: "Ip " + ip + " performed crowdsecurity/ssh-bf", EventsCount: 6, StartAt: now, StopAt: now, Capacity: 5,
+						Leakspeed: "10s", Remediation: true, Kind: "crowdsec", Source: &models.Source{Scope: "Ip", Value: ip, IP: ip},
+						Events: []*models.Event{{Timestamp: now, Meta: []models.Meta{{Key: "source_ip", Value: ip}, {Key: "service", Value: "ssh"}}}},
+						Meta:   []models.Meta{{Key: "service", Value: "ssh"}}}
+				}
+				data, _ := json.Marshal(alerts)
+				req, _ := http.NewRequest("POST", e.url+"v1/alerts", bytes.NewReader(data))
+				req.Header.Set("Authorization", "Bearer "+token)
+				req.Header.Set("User-Agent", "crowdsec/v1.7.8-bench-linux")
+				resp, err := client.Do(req)
+				if err != nil || resp.StatusCode != 201 {
+					failures.Add(1)
+					if resp != nil {
+						resp.Body.Close()
+					}
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				total.Add(batch)
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	fmt.Printf("alert ingest (batches of %d, %d clients, profiles applied, on top of the imported set): %.0f alerts/s over %.1f s, %d failed requests (target >= 5000 alerts/s)\n",
+		batch, workers, float64(total.Load())/took.Seconds(), took.Seconds(), failures.Load())
+	if failures.Load() > 0 {
+		return fmt.Errorf("%d ingest requests failed", failures.Load())
+	}
+	return nil
+}
+
+func benchPull(e *env, n int, d time.Duration) error {
+	keys := e.keys()
+	token, err := login(e.url)
+	if err != nil {
+		return err
+	}
+	transport := &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: 0}
+	client := &http.Client{Transport: transport, Timeout: 10 * time.Second}
+	pull := func(key string, startup bool) (time.Duration, error) {
+		u := e.url + "v1/decisions/stream?additional_pull=false&community_pull=false"
+		if startup {
+			u += "&startup=true"
+		}
+		req, _ := http.NewRequest("GET", u, nil)
+		req.Header.Set("X-Api-Key", key)
+		req.Header.Set("User-Agent", "crowdsec-firewall-bouncer/v0.0.31")
+		t0 := time.Now()
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		var sr models.StreamResponse
+		err = json.NewDecoder(resp.Body).Decode(&sr)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != 200 {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return time.Since(t0), err
+	}
+	// A background writer adds a decision every 100 ms so deltas carry data.
+	stopWriter := make(chan struct{})
+	var writes atomic.Int64
+	go func() {
+		hc := &http.Client{Timeout: 10 * time.Second}
+		for i := 0; ; i++ {
+			select {
+			case <-stopWriter:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			a := []*models.Alert{{Scenario: "crowdsecurity/ssh-bf", Message: "m", EventsCount: 1, Leakspeed: "10s", Remediation: true,
+				StartAt: time.Now().UTC().Format(time.RFC3339), StopAt: time.Now().UTC().Format(time.RFC3339), Events: []*models.Event{},
+				Source: &models.Source{Scope: "Ip", Value: fmt.Sprintf("100.64.%d.%d", i>>8&255, i&255)}}}
+			data, _ := json.Marshal(a)
+			req, _ := http.NewRequest("POST", e.url+"v1/alerts", bytes.NewReader(data))
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("User-Agent", "crowdsec/v1.7.8-bench-linux")
+			if resp, err := hc.Do(req); err == nil {
+				resp.Body.Close()
+				writes.Add(1)
+			}
+		}
+	}()
+	var mu sync.Mutex
+	var lat []time.Duration
+	var errs atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(d)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(key string, offset time.Duration) {
+			defer wg.Done()
+			if _, err := pull(key, true); err != nil {
+				errs.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
+			}
+			time.Sleep(offset)
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for time.Now().Before(deadline) {
+				l, err := pull(key, false)
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				} else {
+					mu.Lock()
+					lat = append(lat, l)
+					mu.Unlock()
+				}
+				<-tick.C
+			}
+		}(keys[i], time.Duration(i)*time.Second/time.Duration(n))
+	}
+	wg.Wait()
+	close(stopWriter)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
+	}
+	fmt.Printf("%d bouncers pulling deltas every 1 s for %s (a decision added every 100 ms, %d added): %d pulls, %d errors, p50 %s, p99 %s, max %s\n",
+		n, d, writes.Load(), len(lat), errs.Load(), pct(0.50).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), pct(1).Round(time.Microsecond))
+	if errs.Load() > 0 {
+		return fmt.Errorf("%d pulls failed (first: %v)", errs.Load(), firstErr.Load())
+	}
+	return nil
+}

@@ -1,0 +1,70 @@
+package lapi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/rampart-ips/rampart/lapi/store"
+	"github.com/rampart-ips/rampart/models"
+)
+
+// fillDecisions stores n IPv4 bans directly (the HTTP path is measured elsewhere).
+func fillDecisions(tb testing.TB, l *testLAPI, n int) {
+	tb.Helper()
+	now := time.Now()
+	const batch = 50_000
+	for start := 0; start < n; start += batch {
+		end := min(start+batch, n)
+		ds := make([]store.NewDecision, 0, end-start)
+		for i := start; i < end; i++ {
+			v := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+			r, _ := store.ParseRange(v)
+			ds = append(ds, store.NewDecision{UUID: fmt.Sprintf("6f1c3e2a-0000-4000-8000-%012d", i), Until: now.Add(4 * time.Hour),
+				Scenario: "manual import", Type: "ban", Scope: "Ip", Value: v, Origin: "cscli-import", Range: r})
+		}
+		a := &models.Alert{Scenario: "manual import", Source: &models.Source{Scope: "cscli-import", Value: "import"}}
+		if _, err := l.Store.CreateAlerts(context.Background(), []store.NewAlert{{Alert: a, UUID: "bench", StartAt: now, StopAt: now, Decisions: ds}}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStreamStartup1M serves a startup stream of 1M decisions over
+// HTTP on loopback and reads the whole body.
+func BenchmarkStreamStartup1M(b *testing.B) {
+	l := startLAPI(&testing.T{}, nil)
+	defer l.Stop()
+	fillDecisions(b, l, 1_000_000)
+	key := l.addBouncerB(b, "bench")
+	b.ResetTimer()
+	var size int64
+	for i := 0; i < b.N; i++ {
+		req, _ := http.NewRequest("GET", l.URL+"/v1/decisions/stream?startup=true", nil)
+		req.Header.Set("X-Api-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			b.Fatalf("status %d err %v", resp.StatusCode, err)
+		}
+	}
+	b.ReportMetric(float64(size)/1e6, "MB/body")
+}
+
+func (l *testLAPI) addBouncerB(b *testing.B, name string) string {
+	key, err := GenerateAPIKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := l.Store.CreateBouncer(context.Background(), store.Bouncer{Name: name, APIKeyHash: HashAPIKey(key)}); err != nil {
+		b.Fatal(err)
+	}
+	return key
+}
