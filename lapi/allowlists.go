@@ -43,7 +43,6 @@ type allowEntry struct {
 type allowSnapshot struct {
 	entries []allowEntry
 	lists   []*store.AllowlistRow
-	now     time.Time
 }
 
 func newAllowChecker(st *store.Store, withHost bool) *allowChecker {
@@ -83,14 +82,13 @@ func (a *allowChecker) snapshot(ctx context.Context) (*allowSnapshot, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.snap != nil && v == a.version && now.Sub(a.loaded) < 30*time.Second {
-		a.snap.now = now
 		return a.snap, nil
 	}
 	lists, err := a.st.ListAllowlists(ctx)
 	if err != nil {
 		return nil, err
 	}
-	snap := &allowSnapshot{lists: lists, now: now}
+	snap := &allowSnapshot{lists: lists}
 	if a.withHost {
 		snap.entries = hostEntries()
 	}
@@ -111,8 +109,9 @@ func (s *allowSnapshot) check(value string) (bool, string) {
 	if err != nil {
 		return false, ""
 	}
+	now := time.Now()
 	for _, e := range s.entries {
-		if e.expires != nil && e.expires.Before(s.now) {
+		if e.expires != nil && e.expires.Before(now) {
 			continue
 		}
 		if e.r.Contains(q) || q.Contains(e.r) {

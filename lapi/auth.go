@@ -106,6 +106,13 @@ func (s *Server) jwtAuth(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return authError(c, "Token is expired or invalid")
 		}
+		// Unlike upstream, a deleted machine loses access at once.
+		if _, err := s.store.GetMachine(c.Request().Context(), id); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return authError(c, "machine "+id+" does not exist")
+			}
+			return s.storeError(c, err)
+		}
 		c.Set(ctxMachine, id)
 		return next(c)
 	}
@@ -306,6 +313,9 @@ func (s *Server) authBouncer(c echo.Context) (*store.Bouncer, error) {
 		}
 		name := base + "@" + ip
 		b, err := s.store.GetBouncer(ctx, name)
+		if err == nil && (b.APIKeyHash != rows[0].APIKeyHash || b.AuthType != "api-key") {
+			return nil, fmt.Errorf("bouncer %s exists with another key", name)
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			b, err = s.store.CreateBouncer(ctx, store.Bouncer{Name: name, APIKeyHash: rows[0].APIKeyHash, IPAddress: ip, AuthType: "api-key", AutoCreated: true})
 			if err == nil {

@@ -382,6 +382,9 @@ func (s *Server) runJobs(ctx context.Context) {
 			if _, err := s.store.SweepExpired(ctx, s.now()); err != nil && ctx.Err() == nil {
 				s.log.WithError(err).Warn("expiring decisions failed")
 			}
+			if err := s.store.RefreshSeq(ctx); err != nil && ctx.Err() == nil {
+				s.log.WithError(err).Warn("reading decision sequence failed")
+			}
 		case <-flush.C:
 			s.RunRetention(ctx)
 		}

@@ -135,7 +135,19 @@ func (s *Server) usageMetrics(c echo.Context) error {
 	if json.Unmarshal(item["utc_startup_timestamp"], &ts) != nil {
 		return jsonError(c, http.StatusUnprocessableEntity, "validation failure list:\nutc_startup_timestamp in body must be of type integer")
 	}
+	var meta struct {
+		OS struct {
+			Name    string `json:"name"`
+			Version string `json:"version"`
+		} `json:"os"`
+		FeatureFlags []string `json:"feature_flags"`
+	}
 	raw, _ := json.Marshal(item)
+	if json.Unmarshal(raw, &meta) == nil && meta.OS.Name != "" {
+		if err := s.store.SetComponentOS(c.Request().Context(), isBouncer, by, meta.OS.Name, meta.OS.Version, strings.Join(meta.FeatureFlags, ",")); err != nil {
+			s.log.WithError(err).Warn("recording component OS")
+		}
+	}
 	if err := s.store.StoreUsageMetrics(c.Request().Context(), kind, by, string(raw)); err != nil {
 		return s.storeError(c, err)
 	}

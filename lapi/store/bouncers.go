@@ -205,3 +205,15 @@ func (s *Store) StoreUsageMetrics(ctx context.Context, kind, by, payload string)
 		return err
 	})
 }
+
+// SetComponentOS records what a component's usage metrics say about it.
+func (s *Store) SetComponentOS(ctx context.Context, bouncer bool, name, osName, osVersion, featureFlags string) error {
+	return s.write(ctx, func(tx *wtx) error {
+		if bouncer {
+			_, err := tx.ExecContext(ctx, `UPDATE bouncers SET os_name = ?, os_version = ?, featureflags = ? WHERE name = ?`, osName, osVersion, featureFlags, name)
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE machines SET os_name = ?, os_version = ? WHERE machine_id = ?`, osName, osVersion, name)
+		return err
+	})
+}

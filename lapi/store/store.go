@@ -33,6 +33,7 @@ type Config struct {
 	Path         string        // SQLite file
 	MaxOpenConns int           // readers; the writer is always one connection
 	BusyTimeout  time.Duration // how long SQLite waits for a lock
+	MustExist    bool          // refuse to create a new database (cscli)
 }
 
 // Store is the LAPI's handle on its database. It is safe for concurrent use.
@@ -62,6 +63,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.MaxOpenConns <= 0 {
 		cfg.MaxOpenConns = 8
+	}
+	if cfg.MustExist {
+		if _, err := os.Stat(cfg.Path); err != nil {
+			return nil, fmt.Errorf("database %s: %w (is db_path right, and has crowdsec run once?)", cfg.Path, err)
+		}
+	}
+	if _, err := os.Stat(cfg.Path); os.IsNotExist(err) {
+		log.WithField("path", cfg.Path).Info("creating a new database")
 	}
 	if dir := filepath.Dir(cfg.Path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -259,4 +268,15 @@ func (s *Store) Optimize(ctx context.Context) {
 	if _, err := s.w.ExecContext(ctx, `PRAGMA optimize=0x10002`); err != nil {
 		s.log.WithError(err).Debug("PRAGMA optimize failed")
 	}
+}
+
+// RefreshSeq picks up decision changes committed by another process (cscli
+// works on the database directly) so long-polls wake for them too.
+func (s *Store) RefreshSeq(ctx context.Context) error {
+	var v int64
+	if err := s.r.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = 'seq'`).Scan(&v); err != nil {
+		return fmt.Errorf("reading decision sequence: %w", err)
+	}
+	s.published(v)
+	return nil
 }
