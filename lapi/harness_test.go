@@ -189,7 +189,7 @@ func manualAlert(value, scope, duration, origin string) *models.Alert {
 	return &models.Alert{
 		Scenario: reason, Message: reason, EventsCount: 1, StartAt: now, StopAt: now, Capacity: 0, Leakspeed: "0",
 		Remediation: true, Kind: "cscli", Events: []*models.Event{},
-		Source: &models.Source{Scope: scope, Value: value},
+		Source:    &models.Source{Scope: scope, Value: value},
 		Decisions: []*models.Decision{{Duration: duration, Origin: origin, Scenario: reason, Scope: scope, Type: "ban", Value: value}},
 	}
 }

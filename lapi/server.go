@@ -259,7 +259,7 @@ func (s *Server) clientAddr(c echo.Context) netip.Addr {
 
 // isTrusted says whether the caller may use the admin deletion routes.
 func (s *Server) isTrusted(c echo.Context) bool {
-	if c.Request().RemoteAddr == "@" || strings.HasPrefix(c.Request().RemoteAddr, "/") {
+	if ra := c.Request().RemoteAddr; ra == "" || ra == "@" || strings.HasPrefix(ra, "/") {
 		return true // unix socket
 	}
 	a := s.clientAddr(c)
@@ -283,6 +283,25 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	ln, err := s.Listen()
 	if err != nil {
 		return err
+	}
+	if sock := s.cfg.API.Server.ListenSocket; sock != "" {
+		_ = os.Remove(sock) // a stale socket from a crash
+		uln, err := net.Listen("unix", sock)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listening on %s: %w", sock, err)
+		}
+		if err := os.Chmod(sock, 0o660); err != nil {
+			s.log.WithError(err).Warn("restricting the LAPI socket")
+		}
+		usrv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := usrv.Serve(uln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.WithError(err).Error("unix socket listener stopped")
+			}
+		}()
+		defer usrv.Close()
+		s.log.WithField("socket", sock).Info("local API listening on unix socket")
 	}
 	return s.Serve(ctx, ln, ready)
 }

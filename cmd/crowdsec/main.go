@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -61,6 +62,15 @@ func run() error {
 		}
 	}
 	log.SetLevel(lvl)
+	if cfg.Common.LogMedia == "file" {
+		path := filepath.Join(cfg.Common.LogDir, "crowdsec.log")
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+		if err != nil {
+			return fmt.Errorf("opening log file: %w", err)
+		}
+		defer f.Close()
+		log.SetOutput(f)
+	}
 	prof, err := profiles.Load(cfg.API.Server.ProfilesPath)
 	if err != nil {
 		return fmt.Errorf("loading profiles: %w", err)
