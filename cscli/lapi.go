@@ -1,0 +1,226 @@
+package cscli
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	log "github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	"github.com/rampart-ips/rampart/apiclient"
+	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/version"
+)
+
+// lapiCallTimeout bounds the login of lapi status and the registration.
+const lapiCallTimeout = 30 * time.Second
+
+// normalizeAPIURL adds the scheme and the trailing slash users leave out;
+// a path starting with "/" is a unix socket and is kept as is.
+func normalizeAPIURL(u string) string {
+	u = strings.TrimSpace(u)
+	if strings.HasPrefix(u, "/") {
+		return u
+	}
+	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		u = "http://" + u
+	}
+	if !strings.HasSuffix(u, "/") {
+		u += "/"
+	}
+	return u
+}
+
+// credentialsTLS builds the TLS settings a credentials file asks for (CA,
+// client certificate) plus api.client.insecure_skip_verify; nil when none.
+func credentialsTLS(cfg *csconfig.Config, creds *csconfig.Credentials) (*tls.Config, error) {
+	insecure := csconfig.Bool(cfg.API.Client.InsecureSkipVerify, false)
+	if creds.CACert == "" && creds.CertPath == "" && creds.KeyPath == "" && !insecure {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} //nolint:gosec // operator's choice
+	if creds.CACert != "" {
+		pem, err := os.ReadFile(creds.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("reading ca_cert_path: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_cert_path %s holds no certificate", creds.CACert)
+		}
+		tc.RootCAs = pool
+	}
+	if (creds.CertPath == "") != (creds.KeyPath == "") {
+		return nil, errors.New("credentials need both cert_path and key_path for a client certificate")
+	}
+	if creds.CertPath != "" {
+		cert, err := tls.LoadX509KeyPair(creds.CertPath, creds.KeyPath)
+		if err != nil {
+			return nil, fmt.Errorf("loading client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+func newLapiCmd(cli *CLI) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:               "lapi [action]",
+		Short:             "Manage interaction with Local API (LAPI)",
+		DisableAutoGenTag: true,
+	}
+	cmd.AddCommand(newLapiStatusCmd(cli), newLapiRegisterCmd(cli))
+	return cmd
+}
+
+func newLapiStatusCmd(cli *CLI) *cobra.Command {
+	return &cobra.Command{
+		Use:               "status",
+		Short:             "Check authentication to Local API (LAPI)",
+		Args:              cobra.NoArgs,
+		DisableAutoGenTag: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cli.prepare(cmd); err != nil {
+				return err
+			}
+			return cli.lapiStatus(cmdContext(cmd))
+		},
+	}
+}
+
+func (cli *CLI) lapiStatus(ctx context.Context) error {
+	cfg, err := cli.Config()
+	if err != nil {
+		return err
+	}
+	path := cfg.API.Client.CredentialsPath
+	creds, err := csconfig.LoadCredentials(path)
+	if err != nil {
+		return fmt.Errorf("loading api client credentials: %w", err)
+	}
+	fmt.Fprintf(cli.Out, "Loaded credentials from %s\n", path)
+	fmt.Fprintf(cli.Out, "Trying to authenticate with username %s on %s\n", creds.Login, creds.URL)
+
+	tc, err := credentialsTLS(cfg, creds)
+	if err != nil {
+		return err
+	}
+	client, err := apiclient.New(apiclient.Config{URL: creds.URL, MachineID: creds.Login, Password: creds.Password,
+		UserAgent: version.UserAgent("crowdsec"), TLS: tc, Timeout: lapiCallTimeout})
+	if err != nil {
+		return fmt.Errorf("failed to authenticate to Local API (LAPI): %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, lapiCallTimeout)
+	defer cancel()
+	if err := client.Login(ctx); err != nil {
+		return fmt.Errorf("failed to authenticate to Local API (LAPI): %w", err)
+	}
+	fmt.Fprintln(cli.Out, "You can successfully interact with Local API (LAPI)")
+	return nil
+}
+
+type lapiRegisterOpts struct {
+	url, file, machine, token string
+}
+
+func newLapiRegisterCmd(cli *CLI) *cobra.Command {
+	var o lapiRegisterOpts
+	cmd := &cobra.Command{
+		Use:   "register",
+		Short: "Register a machine to Local API (LAPI)",
+		Long: `Register your machine to the Local API (LAPI).
+Keep in mind the machine needs to be validated by an administrator on LAPI side to be effective.`,
+		Args:              cobra.NoArgs,
+		DisableAutoGenTag: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cli.prepare(cmd); err != nil {
+				return err
+			}
+			return cli.lapiRegister(cmdContext(cmd), o)
+		},
+	}
+	flags := cmd.Flags()
+	flags.StringVarP(&o.url, "url", "u", "", "URL of the API (ie. http://127.0.0.1)")
+	flags.StringVarP(&o.file, "file", "f", "", "output file destination (defaults to api.client.credentials_path; - for standard output)")
+	flags.StringVar(&o.machine, "machine", "", "Name of the machine to register with")
+	flags.StringVar(&o.token, "token", "", "Auto registration token to use")
+	return cmd
+}
+
+func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
+	cfg, err := cli.Config()
+	if err != nil {
+		return err
+	}
+	login := o.machine
+	if login == "" {
+		if login, err = generateMachineID(); err != nil {
+			return fmt.Errorf("unable to generate machine id: %w", err)
+		}
+	}
+	password, err := randomAlnum(machinePasswordLength)
+	if err != nil {
+		return err
+	}
+
+	// Start from the current credentials file, if any, to keep its URL and
+	// TLS settings.
+	creds := &csconfig.Credentials{}
+	if cfg.API.Client.CredentialsPath != "" {
+		if cur, err := csconfig.LoadCredentials(cfg.API.Client.CredentialsPath); err == nil {
+			creds = cur
+		} else if !errors.Is(err, os.ErrNotExist) {
+			log.Debugf("ignoring current credentials: %s", err)
+		}
+	}
+	if o.url != "" {
+		creds.URL = normalizeAPIURL(o.url)
+	}
+	if creds.URL == "" {
+		return errors.New("no Local API URL. Please provide it in your configuration or with the -u parameter")
+	}
+	creds.Login, creds.Password = login, password
+
+	tc, err := credentialsTLS(cfg, creds)
+	if err != nil {
+		return err
+	}
+	client, err := apiclient.New(apiclient.Config{URL: creds.URL, UserAgent: version.UserAgent("crowdsec"), TLS: tc, Timeout: lapiCallTimeout})
+	if err != nil {
+		return fmt.Errorf("api client register: %w", err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, lapiCallTimeout)
+	defer cancel()
+	if err := client.RegisterWatcher(rctx, login, password, o.token); err != nil {
+		return fmt.Errorf("api client register: %w", err)
+	}
+	log.Info("Successfully registered to Local API (LAPI)")
+
+	dumpFile := o.file
+	if dumpFile == "" {
+		dumpFile = cfg.API.Client.CredentialsPath
+	}
+	if dumpFile == "" {
+		dumpFile = "-"
+	}
+	if err := cli.writeCredentials(dumpFile, creds); err != nil {
+		return fmt.Errorf("write api credentials to '%s' failed: %w", dumpFile, err)
+	}
+	if dumpFile != "-" {
+		log.Infof("Local API credentials written to '%s'", dumpFile)
+	}
+	if o.token == "" {
+		fmt.Fprintf(cli.Err, "Run 'cscli machines validate %s' on the LAPI host to accept this machine.\n", login)
+	}
+	log.Warn("Run 'sudo systemctl reload crowdsec' for the new configuration to be effective.")
+	return nil
+}
