@@ -391,6 +391,9 @@ type tlsVerdict struct {
 func newTLSAuth(t *csconfig.TLS) (*tlsAuth, error) {
 	a := &tlsAuth{agentOU: t.AgentsAllowedOU, bouncerOU: t.BouncersAllowedOU, crlPath: t.CRLPath,
 		cacheTTL: t.CacheExpiration.Duration, cache: map[string]tlsVerdict{}}
+	if a.cacheTTL <= 0 {
+		a.cacheTTL = time.Hour
+	}
 	if a.crlPath != "" {
 		if _, err := os.Stat(a.crlPath); err != nil {
 			return nil, fmt.Errorf("api.server.tls.crl_path: %w", err)

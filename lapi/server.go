@@ -120,7 +120,7 @@ func (s *Server) routes() *echo.Echo {
 	} else {
 		e.IPExtractor = echo.ExtractIPDirect()
 	}
-	e.Use(s.recoverMiddleware, s.logMiddleware)
+	e.Use(s.recoverMiddleware, s.logMiddleware, strictParams)
 
 	e.GET("/health", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "up"}) })
 	v1 := e.Group("/v1")
@@ -175,6 +175,25 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	}
 	s.log.WithError(err).Error("request failed")
 	_ = c.JSON(http.StatusInternalServerError, models.ErrorResponse{Message: err.Error()})
+}
+
+// strictParams answers 404 when a trailing :param swallowed more than one
+// path segment: echo lets "/alerts/:alert_id" match "/alerts/1/extra" (and
+// then runs the handler or answers 405), where upstream's router says 404.
+func strictParams(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		route := c.Path()
+		if strings.Contains(route, "/:") && !strings.HasSuffix(route, "*") {
+			p := c.Request().URL.RawPath
+			if p == "" {
+				p = c.Request().URL.Path
+			}
+			if strings.Count(route, "/") != strings.Count(p, "/") {
+				return echo.ErrNotFound
+			}
+		}
+		return next(c)
+	}
 }
 
 func (s *Server) recoverMiddleware(next echo.HandlerFunc) echo.HandlerFunc {

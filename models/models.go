@@ -6,6 +6,7 @@ package models
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -131,14 +132,31 @@ func DecodeAlerts(body []byte) ([]*Alert, error) {
 	if err := json.Unmarshal(body, &raws); err != nil {
 		return nil, fmt.Errorf("decoding alert list: %w", err)
 	}
+	// Binding comes first, as upstream's ShouldBindJSON: a value of the
+	// wrong type anywhere is a bind error (400), not a validation one.
 	alerts := make([]*Alert, 0, len(raws))
+	for i, raw := range raws {
+		var a Alert
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, fmt.Errorf("decoding alert %d: %w", i, err)
+		}
+		alerts = append(alerts, &a)
+	}
 	var problems []string
 	for i, raw := range raws {
+		a := alerts[i]
 		var keys map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &keys); err != nil {
-			return nil, &ValidationError{Problems: []string{fmt.Sprintf("%d in body must be of type object: %s", i, err)}}
-		}
+		_ = json.Unmarshal(raw, &keys) // an object or null: the bind above succeeded
 		for _, k := range alertRequired {
+			if k == "source" {
+				// checked on the decoded struct: json matches keys
+				// case-insensitively, so {"source":{..},"SOURCE":null}
+				// passes a key check yet decodes to a nil Source.
+				if a.Source == nil {
+					problems = append(problems, fmt.Sprintf("%d.source in body is required", i))
+				}
+				continue
+			}
 			v, ok := keys[k]
 			if !ok || string(v) == "null" {
 				problems = append(problems, fmt.Sprintf("%d.%s in body is required", i, k))
@@ -154,11 +172,6 @@ func DecodeAlerts(body []byte) ([]*Alert, error) {
 				}
 			}
 		}
-		var a Alert
-		if err := json.Unmarshal(raw, &a); err != nil {
-			problems = append(problems, fmt.Sprintf("%d in body: %s", i, err))
-			continue
-		}
 		for j, d := range a.Decisions {
 			if d == nil {
 				problems = append(problems, fmt.Sprintf("%d.decisions.%d in body must not be null", i, j))
@@ -169,7 +182,6 @@ func DecodeAlerts(body []byte) ([]*Alert, error) {
 				problems = append(problems, fmt.Sprintf("%d.events.%d in body must not be null", i, j))
 			}
 		}
-		alerts = append(alerts, &a)
 	}
 	if len(problems) > 0 {
 		return nil, &ValidationError{Problems: problems}
@@ -292,26 +304,34 @@ func ParseDuration(s string) (time.Duration, error) {
 		neg = true
 		rest = rest[1:]
 	}
+	if strings.HasPrefix(rest, "-") || strings.HasPrefix(rest, "+") {
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
 	var days int64
+	hasDays := false
 	if i := strings.IndexByte(rest, 'd'); i > 0 {
 		n, err := strconv.ParseInt(rest[:i], 10, 64)
 		if err == nil {
 			if n > 106751 { // beyond time.Duration's range
 				return 0, fmt.Errorf("invalid duration %q: too long", s)
 			}
-			days = n
+			days, hasDays = n, true
 			rest = rest[i+1:]
 		}
 	}
 	var d time.Duration
-	if rest != "" {
+	if rest != "" || !hasDays { // a bare "-" is not a duration
 		var err error
 		d, err = time.ParseDuration(rest)
 		if err != nil {
 			return 0, fmt.Errorf("invalid duration %q: %w", s, err)
 		}
 	}
-	total := time.Duration(days)*24*time.Hour + d
+	dayPart := time.Duration(days) * 24 * time.Hour
+	if d > 0 && dayPart > math.MaxInt64-d {
+		return 0, fmt.Errorf("invalid duration %q: too long", s)
+	}
+	total := dayPart + d
 	if neg {
 		total = -total
 	}

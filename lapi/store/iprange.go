@@ -34,16 +34,22 @@ func ParseRange(s string) (Range, error) {
 		if err != nil {
 			return Range{}, fmt.Errorf("invalid ip address '%s': invalid ip address / range", s)
 		}
+		// checked here: PrefixFrom drops the zone
+		if a.Zone() != "" {
+			return Range{}, fmt.Errorf("invalid ip address '%s': zones are not allowed", s)
+		}
 		p = netip.PrefixFrom(a, a.BitLen())
 	}
 	addr := p.Addr()
-	if addr.Zone() != "" {
-		return Range{}, fmt.Errorf("invalid ip address '%s': zones are not allowed", s)
+	bits := p.Bits()
+	if addr.Is4In6() {
+		// ::ffff:a.b.c.d is the IPv4 address, as upstream reads it.
+		if bits < 96 {
+			return Range{}, fmt.Errorf("invalid ip address '%s': invalid ip address / range", s)
+		}
+		addr, bits = addr.Unmap(), bits-96
 	}
-	if addr.Is4In6() && !strings.Contains(s, "::") {
-		addr = addr.Unmap()
-	}
-	p = netip.PrefixFrom(addr, p.Bits()).Masked()
+	p = netip.PrefixFrom(addr, bits).Masked()
 	if addr.Is4() {
 		b := p.Addr().As4()
 		start := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
@@ -59,7 +65,7 @@ func ParseRange(s string) (Range, error) {
 		hi = hi<<8 | uint64(b[i])
 		lo = lo<<8 | uint64(b[8+i])
 	}
-	bits := p.Bits()
+	bits = p.Bits()
 	endHi, endLo := hi, lo
 	switch {
 	case bits <= 64:

@@ -1,0 +1,359 @@
+package lapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/lapi/store"
+	"github.com/rampart-ips/rampart/models"
+)
+
+// testPKI is a throw-away CA with helpers to issue certificates.
+type testPKI struct {
+	t      *testing.T
+	dir    string
+	ca     *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+	serial int64
+	pool   *x509.CertPool
+}
+
+func newTestPKI(t *testing.T) *testPKI {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rampart test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	p := &testPKI{t: t, dir: t.TempDir(), ca: ca, caKey: key, serial: 1, pool: x509.NewCertPool()}
+	p.pool.AddCert(ca)
+	p.write("ca.pem", "CERTIFICATE", der)
+	return p
+}
+
+func (p *testPKI) write(name, typ string, der []byte) string {
+	p.t.Helper()
+	path := filepath.Join(p.dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+	return path
+}
+
+type issued struct {
+	cert     *x509.Certificate
+	pair     tls.Certificate
+	certFile string
+	keyFile  string
+}
+
+// issue signs a leaf; server leaves get 127.0.0.1 as SAN.
+func (p *testPKI) issue(name, cn string, ous []string, server bool, notAfter time.Time) issued {
+	p.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.serial++
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: cn, OrganizationalUnit: ous},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	cf := p.write(name+".pem", "CERTIFICATE", der)
+	kf := p.write(name+"-key.pem", "EC PRIVATE KEY", kder)
+	pair, err := tls.LoadX509KeyPair(cf, kf)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return issued{cert: c, pair: pair, certFile: cf, keyFile: kf}
+}
+
+// crl writes a CRL revoking the given certificates.
+func (p *testPKI) crl(revoked ...*x509.Certificate) string {
+	p.t.Helper()
+	var entries []x509.RevocationListEntry
+	for _, c := range revoked {
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: time.Now().Add(-time.Minute)})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number: big.NewInt(1), ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour),
+		RevokedCertificateEntries: entries,
+	}, p.ca, p.caKey)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return p.write("crl.pem", "X509 CRL", der)
+}
+
+func (p *testPKI) client(certs ...tls.Certificate) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: p.pool, Certificates: certs},
+	}}
+}
+
+func httpsURL(l *testLAPI) string { return "https://" + strings.TrimPrefix(l.URL, "http://") }
+
+// tlsSend is send() over a given client; err is the transport error.
+func tlsSend(l *testLAPI, c *http.Client, method, path string, h http.Header, body any) (reply, error) {
+	l.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		data, _ := json.Marshal(b)
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, httpsURL(l)+path, rd)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return reply{}, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return reply{Status: resp.StatusCode, Header: resp.Header, Body: data}, err
+}
+
+func mustTLS(t *testing.T, l *testLAPI, c *http.Client, method, path string, h http.Header, body any) reply {
+	t.Helper()
+	r, err := tlsSend(l, c, method, path, h, body)
+	if err != nil {
+		t.Fatalf("%s %s over TLS: %v", method, path, err)
+	}
+	return r
+}
+
+func TestTLSClientCertificates(t *testing.T) {
+	pki := newTestPKI(t)
+	srv := pki.issue("server", "127.0.0.1", nil, true, time.Now().Add(24*time.Hour))
+	day := time.Now().Add(24 * time.Hour)
+	bouncer := pki.issue("bouncer", "fw-tls", []string{"bouncer-ou"}, false, day)
+	bouncer2 := pki.issue("bouncer2", "fw-multi", []string{"misc", "bouncer-ou"}, false, day)
+	agent := pki.issue("agent", "agent1", []string{"agent-ou"}, false, day)
+	wrongOU := pki.issue("wrong", "intruder", []string{"other-ou"}, false, day)
+	revoked := pki.issue("revoked", "revoked-fw", []string{"bouncer-ou"}, false, day)
+	revokedAgent := pki.issue("revoked-agent", "revoked-agent", []string{"agent-ou"}, false, day)
+	clash := pki.issue("clash", "clash", []string{"bouncer-ou"}, false, day)
+	pwClash := pki.issue("pwclash", "pwagent", []string{"agent-ou"}, false, day)
+	noCN := pki.issue("nocn", "", []string{"bouncer-ou"}, false, day)
+	crl := pki.crl(revoked.cert, revokedAgent.cert)
+
+	l := startLAPI(t, func(c *csconfig.Config) {
+		c.API.Server.TLS = &csconfig.TLS{CertFile: srv.certFile, KeyFile: srv.keyFile, CACertPath: filepath.Join(pki.dir, "ca.pem"),
+			BouncersAllowedOU: []string{"bouncer-ou"}, AgentsAllowedOU: []string{"agent-ou"}, CRLPath: crl}
+	})
+	ctx := context.Background()
+	bua := hdr("User-Agent", "crowdsecurity-firewall-bouncer/v0.0.31")
+	bua.Set("User-Agent", "crowdsec-firewall-bouncer/v0.0.31")
+
+	// plain HTTP to the TLS port never gets an answer from the API
+	if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(l.URL + "/health"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Errorf("plain HTTP to the TLS listener answered 200")
+		}
+	}
+	// TLS below 1.2 is refused
+	old := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool, MaxVersion: tls.VersionTLS11}}}
+	if _, err := tlsSend(l, old, "GET", "/health", nil, nil); err == nil {
+		t.Errorf("TLS 1.1 handshake accepted")
+	}
+	anon := pki.client()
+	if r := mustTLS(t, l, anon, "GET", "/health", nil, nil); r.Status != 200 {
+		t.Errorf("health over TLS: %s", r)
+	}
+
+	// bouncer certificate: stream works, a tls row is auto-created
+	bc := pki.client(bouncer.pair)
+	r := mustTLS(t, l, bc, "GET", "/v1/decisions/stream?startup=true", bua, nil)
+	if r.Status != 200 || strings.TrimSpace(string(r.Body)) != `{"new": [], "deleted": []}` {
+		t.Fatalf("bouncer cert stream: %s", r)
+	}
+	b, err := l.Store.GetBouncer(ctx, "fw-tls@127.0.0.1")
+	if err != nil {
+		t.Fatalf("no bouncer row for the certificate: %v", err)
+	}
+	if b.AuthType != "tls" || !b.AutoCreated || b.IPAddress != "127.0.0.1" || b.Type != "crowdsec-firewall-bouncer" || b.Version != "v0.0.31" || b.Cursor == nil {
+		t.Errorf("certificate bouncer row = %+v", b)
+	}
+	// password login without a certificate still works over TLS, and the
+	// bouncer sees the push
+	l.addMachine(testMachine, testPassword)
+	r = mustTLS(t, l, anon, "POST", "/v1/watchers/login", hdr("User-Agent", testUA), map[string]any{"machine_id": testMachine, "password": testPassword})
+	var login models.WatcherAuthResponse
+	if r.Status != 200 || json.Unmarshal(r.Body, &login) != nil {
+		t.Fatalf("password login over TLS: %s", r)
+	}
+	r = mustTLS(t, l, anon, "POST", "/v1/alerts", hdr("Authorization", "Bearer "+login.Token, "User-Agent", testUA),
+		[]*models.Alert{manualAlert("192.0.2.44", "Ip", "4h", "cscli")})
+	if r.Status != 201 {
+		t.Fatalf("push over TLS: %s", r)
+	}
+	r = mustTLS(t, l, bc, "GET", "/v1/decisions/stream", bua, nil)
+	var sr models.StreamResponse
+	if err := json.Unmarshal(r.Body, &sr); err != nil || len(sr.New) != 1 || sr.New[0].Value != "192.0.2.44" {
+		t.Errorf("certificate bouncer delta: %s", r)
+	}
+	if bs, _ := l.Store.ListBouncers(ctx); len(bs) != 1 {
+		t.Errorf("%d bouncer rows after two pulls, want 1", len(bs))
+	}
+	// GET /v1/decisions and HEAD work with the certificate too
+	if r := mustTLS(t, l, bc, "GET", "/v1/decisions?ip=192.0.2.44", bua, nil); r.Status != 200 || !strings.Contains(string(r.Body), "192.0.2.44") {
+		t.Errorf("certificate bouncer GET /v1/decisions: %s", r)
+	}
+	// any of several OUs may match
+	if r := mustTLS(t, l, pki.client(bouncer2.pair), "GET", "/v1/decisions", bua, nil); r.Status != 200 {
+		t.Errorf("certificate with the OU in second place: %s", r)
+	}
+	// an API key still works without a certificate
+	key := l.addBouncer("keyed")
+	if r := mustTLS(t, l, anon, "GET", "/v1/decisions", keyHdr(key), nil); r.Status != 200 {
+		t.Errorf("API key over TLS: %s", r)
+	}
+
+	// refused certificates
+	for name, cl := range map[string]*http.Client{
+		"wrong OU":   pki.client(wrongOU.pair),
+		"agent cert": pki.client(agent.pair),
+		"revoked":    pki.client(revoked.pair),
+		"no CN":      pki.client(noCN.pair),
+		"no cert":    anon,
+	} {
+		expectMsg(t, name+" on the stream", mustTLS(t, l, cl, "GET", "/v1/decisions/stream?startup=true", bua, nil), 403, "access forbidden")
+	}
+	// an existing API-key bouncer of the same name is not taken over
+	if _, err := l.Store.CreateBouncer(ctx, store.Bouncer{Name: "clash@127.0.0.1", APIKeyHash: HashAPIKey("k"), IPAddress: "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	expectMsg(t, "cert over an api-key bouncer", mustTLS(t, l, pki.client(clash.pair), "GET", "/v1/decisions", bua, nil), 403, "access forbidden")
+	for _, name := range []string{"intruder@127.0.0.1", "revoked-fw@127.0.0.1", "agent1@127.0.0.1", "@127.0.0.1"} {
+		if _, err := l.Store.GetBouncer(ctx, name); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("refused certificate created bouncer %q (%v)", name, err)
+		}
+	}
+
+	// agent certificate: login creates a validated tls machine
+	ac := pki.client(agent.pair)
+	r = mustTLS(t, l, ac, "POST", "/v1/watchers/login", hdr("User-Agent", "crowdsec/v1.7.8-x-linux"), map[string]any{"scenarios": []string{"a/b"}})
+	var tlsLogin models.WatcherAuthResponse
+	if r.Status != 200 || json.Unmarshal(r.Body, &tlsLogin) != nil || tlsLogin.Token == "" {
+		t.Fatalf("agent certificate login: %s", r)
+	}
+	m, err := l.Store.GetMachine(ctx, "agent1@127.0.0.1")
+	if err != nil {
+		t.Fatalf("no machine for the agent certificate: %v", err)
+	}
+	if !m.IsValidated || m.AuthType != "tls" || m.Version != "v1.7.8-x-linux" || m.Scenarios != "a/b" {
+		t.Errorf("certificate machine = %+v", m)
+	}
+	if r := mustTLS(t, l, ac, "GET", "/v1/heartbeat", hdr("Authorization", "Bearer "+tlsLogin.Token), nil); r.Status != 200 {
+		t.Errorf("heartbeat with the certificate token: %s", r)
+	}
+	// a second login reuses the machine
+	if r := mustTLS(t, l, ac, "POST", "/v1/watchers/login", hdr("User-Agent", testUA), map[string]any{}); r.Status != 200 {
+		t.Errorf("second certificate login: %s", r)
+	}
+	// that machine cannot log in with a password
+	expectAuth401(t, "password login of a tls machine", mustTLS(t, l, anon, "POST", "/v1/watchers/login", hdr("User-Agent", testUA),
+		map[string]any{"machine_id": "agent1@127.0.0.1", "password": "x"}), "")
+
+	// refused agent certificates: 401
+	for name, cl := range map[string]*http.Client{
+		"bouncer cert":  bc,
+		"wrong OU":      pki.client(wrongOU.pair),
+		"revoked agent": pki.client(revokedAgent.pair),
+	} {
+		expectAuth401(t, name+" login", mustTLS(t, l, cl, "POST", "/v1/watchers/login", hdr("User-Agent", testUA), map[string]any{"scenarios": []string{}}), "")
+	}
+	expectAuth401(t, "agent cert with a bad user agent", mustTLS(t, l, ac, "POST", "/v1/watchers/login", hdr("User-Agent", "curl"), map[string]any{}), "")
+	// a password machine of the same name is not taken over
+	l.addMachine("pwagent@127.0.0.1", "pw")
+	expectAuth401(t, "cert over a password machine", mustTLS(t, l, pki.client(pwClash.pair), "POST", "/v1/watchers/login", hdr("User-Agent", testUA), map[string]any{}), "")
+	for _, name := range []string{"revoked-agent@127.0.0.1", "intruder@127.0.0.1", "fw-tls@127.0.0.1"} {
+		if _, err := l.Store.GetMachine(ctx, name); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("refused certificate created machine %q (%v)", name, err)
+		}
+	}
+
+	// certificates the TLS layer itself rejects
+	otherCA := newTestPKI(t)
+	foreign := otherCA.issue("foreign", "fw-tls", []string{"bouncer-ou"}, false, day)
+	if _, err := tlsSend(l, pki.client(foreign.pair), "GET", "/v1/decisions/stream", bua, nil); err == nil {
+		t.Errorf("certificate from an unknown CA accepted")
+	}
+	expired := pki.issue("expired", "old-fw", []string{"bouncer-ou"}, false, time.Now().Add(-time.Minute))
+	if r, err := tlsSend(l, pki.client(expired.pair), "GET", "/v1/decisions/stream", bua, nil); err == nil && r.Status == 200 {
+		t.Errorf("expired certificate accepted")
+	}
+	if r := l.send("GET", "/health", nil, nil); r.Status == 200 {
+		t.Errorf("plain HTTP answered after TLS traffic")
+	}
+}
+
+func TestTLSRequireClientCert(t *testing.T) {
+	pki := newTestPKI(t)
+	srv := pki.issue("server", "127.0.0.1", nil, true, time.Now().Add(24*time.Hour))
+	bouncer := pki.issue("bouncer", "fw", []string{"bouncer-ou"}, false, time.Now().Add(24*time.Hour))
+	l := startLAPI(t, func(c *csconfig.Config) {
+		c.API.Server.TLS = &csconfig.TLS{CertFile: srv.certFile, KeyFile: srv.keyFile, CACertPath: filepath.Join(pki.dir, "ca.pem"),
+			ClientVerification: "RequireAndVerifyClientCert", BouncersAllowedOU: []string{"bouncer-ou"}}
+	})
+	if _, err := tlsSend(l, pki.client(), "GET", "/health", nil, nil); err == nil {
+		t.Errorf("connection without a client certificate accepted under RequireAndVerifyClientCert")
+	}
+	if r := mustTLS(t, l, pki.client(bouncer.pair), "GET", "/v1/decisions", hdr("User-Agent", "x/y"), nil); r.Status != 200 {
+		t.Errorf("bouncer with certificate: %s", r)
+	}
+	// no agent OU configured: agent certificate login is refused
+	expectAuth401(t, "agent login without agents_allowed_ou", mustTLS(t, l, pki.client(bouncer.pair), "POST", "/v1/watchers/login",
+		hdr("User-Agent", testUA), map[string]any{}), "")
+}

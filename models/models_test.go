@@ -1,0 +1,232 @@
+package models
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+const validAlert = `[{"scenario":"crowdsecurity/ssh-bf","scenario_hash":"4441","scenario_version":"0.1",
+  "message":"Ip 192.0.2.7 performed 'crowdsecurity/ssh-bf' (6 events over 30ms)",
+  "events_count":6,"start_at":"2026-01-05T10:00:00.02+01:00","stop_at":"2026-01-05T10:00:00.05+01:00",
+  "capacity":5,"leakspeed":"10s","simulated":false,"remediation":true,"decisions":null,
+  "labels":null,"kind":"crowdsec","meta":[{"key":"service","value":"ssh"}],
+  "source":{"scope":"Ip","value":"192.0.2.7","ip":"192.0.2.7","range":"192.0.2.0/24",
+            "as_number":"64500","as_name":"EXAMPLE-AS","cn":"FR","latitude":48.8,"longitude":2.3},
+  "events":[{"timestamp":"2026-01-05T09:59:59Z","meta":[{"key":"source_ip","value":"192.0.2.7"}]}]}]`
+
+const manualAlertJSON = `[{"scenario":"manual 'ban' from 'h'","scenario_hash":"","scenario_version":"","message":"manual 'ban' from 'h'",
+  "events_count":1,"start_at":"2026-01-05T10:00:00Z","stop_at":"2026-01-05T10:00:00Z","capacity":0,"leakspeed":"0",
+  "simulated":false,"remediation":true,"kind":"cscli","events":[],
+  "source":{"scope":"Ip","value":"192.0.2.7","ip":"192.0.2.7"},
+  "decisions":[{"duration":"4h","origin":"cscli","scenario":"manual 'ban' from 'h'","scope":"Ip","type":"ban","value":"192.0.2.7"}]}]`
+
+func TestDecodeAlerts(t *testing.T) {
+	as, err := DecodeAlerts([]byte(validAlert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(as) != 1 || as[0].Source == nil || as[0].Source.Value != "192.0.2.7" || as[0].EventsCount != 6 || len(as[0].Events) != 1 {
+		t.Errorf("decoded %+v", as[0])
+	}
+	if _, err := DecodeAlerts([]byte(manualAlertJSON)); err != nil {
+		t.Errorf("manual alert: %v", err)
+	}
+
+	var ve *ValidationError
+	cases := []struct {
+		name       string
+		body       string
+		validation bool   // a *ValidationError (500) rather than a bind error (400)
+		msg        string // exact ValidationError text when set
+	}{
+		{"object", `{}`, false, ""},
+		{"empty", ``, false, ""},
+		{"number item", `[1]`, false, ""},
+		{"wrong type", strings.Replace(validAlert, `"events_count":6`, `"events_count":"6"`, 1), false, ""},
+		{"int32 overflow", strings.Replace(validAlert, `"capacity":5`, `"capacity":4294967296`, 1), false, ""},
+		{"missing scenario", strings.Replace(validAlert, `"scenario":"crowdsecurity/ssh-bf",`, ``, 1), true,
+			"validation failure list:\n0.scenario in body is required"},
+		{"null events", strings.Replace(validAlert, `"events":[{"timestamp":"2026-01-05T09:59:59Z","meta":[{"key":"source_ip","value":"192.0.2.7"}]}]`, `"events":null`, 1), true,
+			"validation failure list:\n0.events in body is required"},
+		{"null source", `[{"scenario":"","scenario_hash":"","scenario_version":"","message":"","events_count":1,"start_at":"","stop_at":"","capacity":0,"leakspeed":"","simulated":false,"events":[],"source":null}]`, true,
+			"validation failure list:\n0.source in body is required"},
+		{"source shadowed by a case variant", `[{"scenario":"","scenario_hash":"","scenario_version":"","message":"","events_count":1,"start_at":"","stop_at":"","capacity":0,"leakspeed":"","simulated":false,"events":[],"source":{"scope":"Ip","value":"x"},"Source":null}]`, true,
+			"validation failure list:\n0.source in body is required"},
+		{"source without value", strings.Replace(validAlert, `"value":"192.0.2.7","ip"`, `"ip"`, 1), true,
+			"validation failure list:\n0.source.value in body is required"},
+		{"null decision", strings.Replace(manualAlertJSON, `"decisions":[{`, `"decisions":[null,{`, 1), true, ""},
+		{"null alert", `[null]`, true, ""},
+	}
+	for _, c := range cases {
+		_, err := DecodeAlerts([]byte(c.body))
+		if err == nil {
+			t.Errorf("%s: accepted", c.name)
+			continue
+		}
+		if isVE := errors.As(err, &ve); isVE != c.validation {
+			t.Errorf("%s: validation error = %v, want %v (%v)", c.name, isVE, c.validation, err)
+		}
+		if c.msg != "" && err.Error() != c.msg {
+			t.Errorf("%s: %q, want %q", c.name, err.Error(), c.msg)
+		}
+	}
+}
+
+func FuzzDecodeAlerts(f *testing.F) {
+	f.Add([]byte(validAlert))
+	f.Add([]byte(manualAlertJSON))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`[null]`))
+	f.Add([]byte(`[{"source":{"scope":"Ip","value":"x"},"SOURCE":null}]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		as, err := DecodeAlerts(body)
+		if err != nil {
+			return
+		}
+		for i, a := range as {
+			if a == nil {
+				t.Fatalf("alert %d is nil", i)
+			}
+			if a.Source == nil {
+				t.Fatalf("alert %d accepted with a nil source: %q", i, body)
+			}
+			for j, d := range a.Decisions {
+				if d == nil {
+					t.Fatalf("alert %d decision %d is nil", i, j)
+				}
+			}
+			for j, e := range a.Events {
+				if e == nil {
+					t.Fatalf("alert %d event %d is nil", i, j)
+				}
+			}
+			_ = a.GetScope() + a.GetValue() + a.GetMeta("x")
+		}
+	})
+}
+
+func TestParseDuration(t *testing.T) {
+	cases := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"4h", 4 * time.Hour, true},
+		{"45s", 45 * time.Second, true},
+		{"1h30m", 90 * time.Minute, true},
+		{"7d", 7 * 24 * time.Hour, true},
+		{"1d", 24 * time.Hour, true},
+		{"0d", 0, true},
+		{"1d12h", 36 * time.Hour, true},
+		{"2d3h4m5s", 51*time.Hour + 4*time.Minute + 5*time.Second, true},
+		{"-1d", -24 * time.Hour, true},
+		{"-4h", -4 * time.Hour, true},
+		{"0", 0, true},
+		{"106751d", 106751 * 24 * time.Hour, true},
+		{"", 0, false},
+		{"-", 0, false},
+		{"d", 0, false},
+		{"-d", 0, false},
+		{"4", 0, false},
+		{"4x", 0, false},
+		{"1.5d", 0, false},
+		{"1d1d", 0, false},
+		{"dd", 0, false},
+		{"forever", 0, false},
+		{" 4h", 0, false},
+		{"106752d", 0, false},
+		{"106751d24h", 0, false}, // would overflow time.Duration
+		{"99999999999999999999d", 0, false},
+	}
+	for _, c := range cases {
+		got, err := ParseDuration(c.in)
+		if (err == nil) != c.ok {
+			t.Errorf("ParseDuration(%q) error = %v, want ok=%v", c.in, err, c.ok)
+			continue
+		}
+		if c.ok && got != c.want {
+			t.Errorf("ParseDuration(%q) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}
+
+func TestFormatRemaining(t *testing.T) {
+	now := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	cases := []struct {
+		until time.Time
+		want  string
+	}{
+		{now.Add(4*time.Hour - 2*time.Second), "3h59m58s"},
+		{now.Add(4*time.Hour - 1641708614*time.Nanosecond), "3h59m58s"},
+		{now.Add(4*time.Hour - 1400*time.Millisecond), "3h59m59s"},
+		{now.Add(45 * time.Second), "45s"},
+		{now, "0s"},
+		{now.Add(300 * time.Millisecond), "0s"},
+		{now.Add(7*24*time.Hour - time.Second), "167h59m59s"},
+		{now.Add(-(time.Hour + 2*time.Minute + 3*time.Second)), "-1h2m3s"},
+		{now.Add(-1500 * time.Millisecond), "-2s"},
+	}
+	for _, c := range cases {
+		got := FormatRemaining(c.until, now)
+		if got != c.want {
+			t.Errorf("FormatRemaining(%s) = %q, want %q", c.until.Sub(now), got, c.want)
+		}
+		if _, err := time.ParseDuration(got); err != nil {
+			t.Errorf("FormatRemaining output %q does not parse: %v", got, err)
+		}
+		if strings.Contains(got, "d") || strings.Contains(got, ".") {
+			t.Errorf("FormatRemaining output %q has days or fractions", got)
+		}
+	}
+}
+
+func TestNormalizeScope(t *testing.T) {
+	for in, want := range map[string]string{
+		"ip": "Ip", "IP": "Ip", "Ip": "Ip", "iP": "Ip",
+		"range": "Range", "RANGE": "Range", "Range": "Range",
+		"as": "AS", "As": "AS", "AS": "AS",
+		"country": "Country", "COUNTRY": "Country",
+		"username": "username", "UserName": "UserName", "": "", "ip ": "ip ", "lists:foo": "lists:foo",
+		"crowdsecurity/community-blocklist": "crowdsecurity/community-blocklist",
+	} {
+		if got := NormalizeScope(in); got != want {
+			t.Errorf("NormalizeScope(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestTimeOrNow(t *testing.T) {
+	now := time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"2026-01-05T10:00:00.02+01:00": time.Date(2026, 1, 5, 9, 0, 0, 20e6, time.UTC),
+		"2020-10-02T17:09:08Z":         time.Date(2020, 10, 2, 17, 9, 8, 0, time.UTC),
+		"":                             now,
+		"garbage":                      now,
+		"2020-10-02 17:09:08":          now,
+	} {
+		if got := TimeOrNow(in, now); !got.Equal(want) {
+			t.Errorf("TimeOrNow(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// TestDecisionKeyOrder pins the marshalled key order to upstream's struct.
+func TestDecisionKeyOrder(t *testing.T) {
+	f := false
+	b, _ := json.Marshal(&Decision{Duration: "1h", ID: 3, Origin: "cscli", Scenario: "s", Scope: "Ip", Simulated: &f, Type: "ban", UUID: "u", Value: "v"})
+	want := `{"duration":"1h","id":3,"origin":"cscli","scenario":"s","scope":"Ip","simulated":false,"type":"ban","uuid":"u","value":"v"}`
+	if string(b) != want {
+		t.Errorf("decision JSON %s, want %s", b, want)
+	}
+	b, _ = json.Marshal(DeleteResponse{NbDeleted: "3"})
+	if string(b) != `{"nbDeleted":"3"}` {
+		t.Errorf("delete response %s", b)
+	}
+	b, _ = json.Marshal(CheckAllowlistResponse{})
+	if string(b) != `{}` {
+		t.Errorf("empty allowlist check %s, want {}", b)
+	}
+}
