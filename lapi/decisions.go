@@ -205,9 +205,6 @@ func (s *Server) countDelta(c echo.Context, sq store.StreamQuery) (int, int64, e
 	return n, seq, err
 }
 
-// LongPollHeader announces the longest wait= the stream honours.
-const LongPollHeader = "X-Rampart-Long-Poll"
-
 // streamBatch carries rows from the database reader to the HTTP writer.
 type streamBatch struct {
 	rows    []store.DecisionRow
@@ -266,7 +263,7 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, sq store.StreamQu
 	resp.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	// Tells Rampart's bouncer it may long-poll (wait=) up to this long;
 	// upstream clients ignore the header.
-	resp.Header().Set(LongPollHeader, s.cfg.API.Server.LongPollMax.Duration.String())
+	resp.Header().Set(models.LongPollHeader, s.cfg.API.Server.LongPollMax.Duration.String())
 	resp.WriteHeader(http.StatusOK)
 	w := bufio.NewWriterSize(resp, 64<<10)
 	buf := make([]byte, 0, 256*streamBatchRows)

@@ -196,6 +196,11 @@ func (e *ValidationError) Error() string {
 	return "validation failure list:\n" + strings.Join(e.Problems, "\n")
 }
 
+// LongPollHeader is the stream response header in which Rampart's LAPI
+// announces the longest wait= it honours; upstream LAPIs never send it, so
+// a bouncer that does not see it polls instead.
+const LongPollHeader = "X-Rampart-Long-Poll"
+
 // StreamResponse is the body of GET /v1/decisions/stream.
 type StreamResponse struct {
 	New     []*Decision `json:"new"`
