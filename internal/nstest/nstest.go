@@ -1,0 +1,203 @@
+// Package nstest builds throwaway network namespaces for tests that touch
+// netfilter: a "defender" and an "attacker" joined by a veth pair. Nothing
+// here ever changes the host's own namespace; everything is removed when
+// the test ends.
+package nstest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// Pair is two namespaces joined by a veth pair, with IPv4 and IPv6.
+type Pair struct {
+	Defender, Attacker string
+	DefIP4, AttIP4     netip.Addr
+	DefIP6, AttIP6     netip.Addr
+}
+
+// Require skips the test unless it runs as root with ip(8) available.
+func Require(t testing.TB, tools ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces")
+	}
+	for _, tool := range append([]string{"ip"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+}
+
+func run(args ...string) error {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// NewPair creates the namespaces; subnet picks 10.<subnet>.0.0/24 and
+// fd00:<subnet>::/64 so parallel tests do not collide.
+func NewPair(t testing.TB, subnet int) *Pair {
+	t.Helper()
+	Require(t)
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	id := hex.EncodeToString(b)
+	p := &Pair{
+		Defender: "rdef-" + id, Attacker: "ratt-" + id,
+		DefIP4: netip.MustParseAddr(fmt.Sprintf("10.%d.0.1", subnet)), AttIP4: netip.MustParseAddr(fmt.Sprintf("10.%d.0.2", subnet)),
+		DefIP6: netip.MustParseAddr(fmt.Sprintf("fd00:%x::1", subnet)), AttIP6: netip.MustParseAddr(fmt.Sprintf("fd00:%x::2", subnet)),
+	}
+	vd, va := "vd"+id, "va"+id
+	t.Cleanup(func() {
+		_ = run("ip", "netns", "del", p.Defender)
+		_ = run("ip", "netns", "del", p.Attacker)
+	})
+	steps := [][]string{
+		{"ip", "netns", "add", p.Defender},
+		{"ip", "netns", "add", p.Attacker},
+		{"ip", "link", "add", vd, "netns", p.Defender, "type", "veth", "peer", "name", va, "netns", p.Attacker},
+		{"ip", "-n", p.Defender, "link", "set", "lo", "up"},
+		{"ip", "-n", p.Attacker, "link", "set", "lo", "up"},
+		{"ip", "-n", p.Defender, "addr", "add", p.DefIP4.String() + "/24", "dev", vd},
+		{"ip", "-n", p.Attacker, "addr", "add", p.AttIP4.String() + "/24", "dev", va},
+		{"ip", "-n", p.Defender, "addr", "add", p.DefIP6.String() + "/64", "dev", vd, "nodad"},
+		{"ip", "-n", p.Attacker, "addr", "add", p.AttIP6.String() + "/64", "dev", va, "nodad"},
+		{"ip", "-n", p.Defender, "link", "set", vd, "up"},
+		{"ip", "-n", p.Attacker, "link", "set", va, "up"},
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			t.Fatalf("creating namespaces: %v", err)
+		}
+	}
+	return p
+}
+
+// Command returns a command that runs inside namespace ns.
+func (p *Pair) Command(ctx context.Context, ns string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns}, args...)...)
+}
+
+// Run runs a command inside ns and returns its combined output.
+func (p *Pair) Run(t testing.TB, ns string, args ...string) string {
+	t.Helper()
+	out, err := p.Command(context.Background(), ns, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s in %s: %v: %s", strings.Join(args, " "), ns, err, out)
+	}
+	return string(out)
+}
+
+// In runs fn on an OS thread moved into namespace ns (sockets it opens stay
+// in that namespace).
+func In(ns string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// The thread is not unlocked: it dies with the goroutine rather
+		// than carry the namespace back into the scheduler's pool.
+		h, err := netns.GetFromName(ns)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			errc <- err
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// ListenRaw opens a TCP listener inside ns; the caller serves it.
+func (p *Pair) ListenRaw(t testing.TB, ns, addr string) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	if err := In(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("listening on %s in %s: %v", addr, ns, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// Listen opens a TCP listener inside ns that accepts and closes connections
+// (enough to tell a completed handshake from a dropped SYN).
+func (p *Pair) Listen(t testing.TB, ns, addr string) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	if err := In(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("listening on %s in %s: %v", addr, ns, err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// Dial tries a TCP connection from ns; nil means the handshake completed.
+func (p *Pair) Dial(ns, addr string, timeout time.Duration) error {
+	return In(ns, func() error {
+		c, err := net.DialTimeout("tcp", addr, timeout)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+}
+
+// Eventually polls cond until it holds or the timeout passes.
+func Eventually(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// DialConn opens a TCP connection from inside ns and returns it.
+func (p *Pair) DialConn(ns, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := In(ns, func() error {
+		var err error
+		c, err = net.DialTimeout("tcp", addr, timeout)
+		return err
+	})
+	return c, err
+}
