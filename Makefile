@@ -3,9 +3,9 @@ GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
 LDFLAGS   := -s -w -X github.com/rampart-ips/rampart/internal/version.Version=$(VERSION)
 BIN       := build/bin
-BINARIES  := crowdsec cscli
+BINARIES  := crowdsec cscli crowdsec-firewall-bouncer
 
-.PHONY: all build test bench bench-go bench-lapi run vet fmt clean
+.PHONY: all build test bench bench-go bench-lapi bench-fw run vet fmt clean
 
 all: build
 
@@ -25,13 +25,19 @@ test: vet
 	$(GO) test -count=1 -timeout 14m ./...
 
 # Go benchmarks beside the code, then whole-process LAPI figures.
-bench: bench-go bench-lapi
+bench: bench-go bench-lapi bench-fw
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 30m ./...
 
 bench-lapi: build
 	$(GO) run ./internal/lapibench -bin $(BIN)
+
+# The firewall bouncer in a network namespace fwbench creates (needs root;
+# never touches the host's firewall).
+bench-fw: build
+	$(GO) run ./internal/fwbench -bin $(BIN) -mode nftables
+	$(GO) run ./internal/fwbench -bin $(BIN) -mode iptables -latency 0
 
 # Runs Rampart from the source tree in the foreground with an embedded
 # SQLite under build/run. Ctrl-C stops it.

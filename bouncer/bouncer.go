@@ -1,0 +1,405 @@
+// Package bouncer is the firewall bouncer's engine: it consumes the LAPI's
+// decision stream over HTTP (through apiclient, never the server's
+// internals) and keeps a firewall.Backend in sync. Its own compact state is
+// authoritative; it never reads the kernel's sets back to decide a change,
+// never bans the host's own addresses, and never empties the firewall
+// because the LAPI is unreachable.
+package bouncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	log "github.com/sirupsen/logrus"
+
+	"github.com/rampart-ips/rampart/apiclient"
+	"github.com/rampart-ips/rampart/firewall"
+	"github.com/rampart-ips/rampart/models"
+)
+
+// Bouncer ties a LAPI client to a firewall backend.
+type Bouncer struct {
+	cfg     *Config
+	fw      firewall.Backend
+	client  *apiclient.Client
+	log     *log.Entry
+	guard   *guard
+	metrics *Metrics
+
+	mu         sync.Mutex // serialises state and backend changes
+	st         *state
+	resync     bool // the kernel may differ from st: Ensure + Replace
+	longPoll   time.Duration
+	supported  map[string]bool
+	repairTick time.Duration
+	now        func() time.Time
+}
+
+// New builds a bouncer; it touches neither the network nor the firewall.
+func New(cfg *Config, fw firewall.Backend, client *apiclient.Client, m *Metrics) *Bouncer {
+	b := &Bouncer{cfg: cfg, fw: fw, client: client, log: log.WithField("component", "bouncer"),
+		guard: newGuard(cfg.neverBan), metrics: m, st: newState(), supported: map[string]bool{},
+		repairTick: 250 * time.Millisecond, now: time.Now}
+	for _, t := range cfg.SupportedDecisionsTypes {
+		b.supported[strings.ToLower(t)] = true
+	}
+	return b
+}
+
+func (b *Bouncer) filters() url.Values {
+	q := url.Values{}
+	if len(b.cfg.Scopes) > 0 {
+		q.Set("scopes", strings.Join(b.cfg.Scopes, ","))
+	}
+	if len(b.cfg.Origins) > 0 {
+		q.Set("origins", strings.Join(b.cfg.Origins, ","))
+	}
+	if len(b.cfg.ScenariosContaining) > 0 {
+		q.Set("scenarios_containing", strings.Join(b.cfg.ScenariosContaining, ","))
+	}
+	if len(b.cfg.ScenariosNotContaining) > 0 {
+		q.Set("scenarios_not_containing", strings.Join(b.cfg.ScenariosNotContaining, ","))
+	}
+	return q
+}
+
+// Run enforces until ctx ends. ready is called once the first full sync is
+// in the kernel. The firewall objects stay in place when Run returns.
+func (b *Bouncer) Run(ctx context.Context, ready func()) error {
+	if err := b.fw.Ensure(ctx); err != nil {
+		return fmt.Errorf("setting up %s: %w", b.fw.Name(), err)
+	}
+	b.log.WithField("backend", b.fw.Name()).Info("firewall objects in place; existing elements kept until the first sync")
+	if err := b.startup(ctx); err != nil {
+		return err
+	}
+	if ready != nil {
+		ready()
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); b.repairLoop(ctx) }()
+	err := b.deltaLoop(ctx)
+	wg.Wait()
+	return err
+}
+
+// backoff sleeps an exponential, jittered delay; false when ctx ended.
+func backoff(ctx context.Context, attempt int, maxDelay time.Duration) bool {
+	d := time.Second << min(attempt, 6)
+	d = min(d, maxDelay)
+	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// startup pulls the full state, retrying with backoff; the kernel keeps
+// whatever it holds meanwhile (a LAPI down at boot never opens a gap).
+func (b *Bouncer) startup(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		err := b.pullStartup(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		var apiErr *apiclient.APIError
+		if errors.As(err, &apiErr) && apiErr.Status == 403 {
+			b.log.WithError(err).Error("the LAPI refuses this bouncer's key; check api_key (retrying)")
+		} else {
+			b.log.WithError(err).Warn("first sync with the LAPI failed; keeping the firewall as it is and retrying")
+		}
+		if !backoff(ctx, attempt, 30*time.Second) {
+			return nil
+		}
+	}
+}
+
+func (b *Bouncer) reqCtx(ctx context.Context, extra time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, b.cfg.RequestTimeout.Duration+extra)
+}
+
+func (b *Bouncer) pullStartup(ctx context.Context) error {
+	start := b.now()
+	st := newState()
+	skipped := 0
+	rctx, cancel := b.reqCtx(ctx, 2*time.Minute) // a 1M body takes a few seconds
+	defer cancel()
+	hdr, err := b.client.StreamScan(rctx, true, b.filters(), func(deleted bool, d *models.Decision) error {
+		if deleted {
+			return nil // the full state below replaces whatever the kernel holds
+		}
+		p, until, ok := b.accept(d, start)
+		if !ok {
+			skipped++
+			return nil
+		}
+		st.add(p, d.ID, until)
+		return nil
+	})
+	b.metrics.lapiRequest(err)
+	if err != nil {
+		return err
+	}
+	b.noteLongPoll(hdr.Get(models.LongPollHeader))
+	want := st.elements(b.now())
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.fw.Replace(ctx, want); err != nil {
+		b.resync = true
+		return fmt.Errorf("loading %d elements into %s: %w", len(want), b.fw.Name(), err)
+	}
+	b.st = st
+	b.metrics.setBanned(st)
+	b.log.WithFields(log.Fields{"elements": len(want), "skipped": skipped, "took": b.now().Sub(start).Round(time.Millisecond),
+		"long_poll": b.longPoll}).Info("first sync in the kernel")
+	return nil
+}
+
+func (b *Bouncer) noteLongPoll(v string) {
+	b.longPoll = 0
+	if v == "" || (b.cfg.LongPoll != nil && !*b.cfg.LongPoll) {
+		return
+	}
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		b.longPoll = min(d, 30*time.Second)
+	}
+}
+
+// accept validates a decision and returns its prefix and end time. A bad or
+// unwanted decision is skipped with a log line, never a crash.
+func (b *Bouncer) accept(d *models.Decision, now time.Time) (netip.Prefix, int64, bool) {
+	lg := func() *log.Entry {
+		return b.log.WithFields(log.Fields{"id": d.ID, "value": d.Value, "type": d.Type, "scope": d.Scope, "origin": d.Origin})
+	}
+	if d.Value == "" || d.Type == "" || d.Duration == "" {
+		lg().Warn("skipping a decision with missing fields")
+		return netip.Prefix{}, 0, false
+	}
+	if !b.supported[strings.ToLower(d.Type)] {
+		lg().Debug("skipping a decision of an unsupported type")
+		return netip.Prefix{}, 0, false
+	}
+	switch strings.ToLower(d.Scope) {
+	case "ip", "range":
+	default:
+		lg().Debug("skipping a decision of an unsupported scope")
+		return netip.Prefix{}, 0, false
+	}
+	p, err := parsePrefix(d.Value)
+	if err != nil {
+		lg().WithError(err).Warn("skipping a decision with an invalid address")
+		return netip.Prefix{}, 0, false
+	}
+	if (p.Addr().Is4() && b.cfg.DisableIPv4) || (p.Addr().Is6() && b.cfg.DisableIPv6) {
+		return netip.Prefix{}, 0, false
+	}
+	dur, err := time.ParseDuration(d.Duration)
+	if err != nil {
+		lg().WithError(err).Warn("skipping a decision with an invalid duration")
+		return netip.Prefix{}, 0, false
+	}
+	if q, hit := b.guard.blocks(p); hit {
+		lg().WithField("protected", q.String()).Warn("refusing to ban a protected address (loopback, this host or never_ban)")
+		b.metrics.refused.Inc()
+		return netip.Prefix{}, 0, false
+	}
+	return p, now.Add(dur).Unix(), true
+}
+
+// op is one decision of a delta, kept compact until the batch is applied.
+type op struct {
+	deleted bool
+	p       netip.Prefix
+	id      int64
+	until   int64
+}
+
+// deltaLoop pulls and applies deltas: long-poll against Rampart's LAPI,
+// otherwise every update_frequency; failures back off with jitter and the
+// last good state stays enforced.
+func (b *Bouncer) deltaLoop(ctx context.Context) error {
+	failures := 0
+	lastGC := b.now()
+	for {
+		wait := b.longPoll
+		if wait == 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(b.cfg.UpdateFrequency.Duration):
+			}
+		}
+		err := b.pullDelta(ctx, wait)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			failures++
+			b.log.WithError(err).WithField("failures", failures).Warn("pulling decisions failed; the firewall keeps its current state")
+			if !backoff(ctx, failures-1, max(b.cfg.UpdateFrequency.Duration, 30*time.Second)) {
+				return nil
+			}
+			continue
+		}
+		if failures > 0 {
+			b.log.WithField("after_failures", failures).Info("LAPI reachable again; caught up")
+			failures = 0
+		}
+		if b.now().Sub(lastGC) > time.Minute {
+			b.mu.Lock()
+			n := b.st.gc(b.now().Unix())
+			b.metrics.setBanned(b.st)
+			b.mu.Unlock()
+			b.guard.refresh()
+			lastGC = b.now()
+			if n > 0 {
+				b.log.WithField("expired", n).Debug("forgot expired bans")
+			}
+		}
+	}
+}
+
+func (b *Bouncer) pullDelta(ctx context.Context, wait time.Duration) error {
+	q := b.filters()
+	if wait > 0 {
+		q.Set("wait", wait.String())
+	}
+	var ops []op
+	rctx, cancel := b.reqCtx(ctx, wait)
+	defer cancel()
+	_, err := b.client.StreamScan(rctx, false, q, func(deleted bool, d *models.Decision) error {
+		now := b.now()
+		if deleted {
+			p, err := parsePrefix(d.Value)
+			if err != nil {
+				return nil
+			}
+			ops = append(ops, op{deleted: true, p: p, id: d.ID})
+			return nil
+		}
+		p, until, ok := b.accept(d, now)
+		if ok {
+			ops = append(ops, op{p: p, id: d.ID, until: until})
+		}
+		return nil
+	})
+	b.metrics.lapiRequest(err)
+	if err != nil {
+		return err
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	return b.apply(ctx, ops)
+}
+
+// apply runs a delta: deletions first, then additions, as upstream's
+// bouncer does, through one backend call.
+func (b *Bouncer) apply(ctx context.Context, ops []op) error {
+	start := b.now()
+	now := start.Unix()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	touched := map[key]bool{}
+	for _, o := range ops {
+		if !o.deleted {
+			continue
+		}
+		gone, changed, _ := b.st.remove(o.p, o.id, now)
+		if gone || changed {
+			touched[keyOf(o.p)] = true
+		}
+	}
+	for _, o := range ops {
+		if o.deleted {
+			continue
+		}
+		if b.st.add(o.p, o.id, o.until) {
+			touched[keyOf(o.p)] = true
+		}
+	}
+	var adds []firewall.Element
+	var dels []netip.Prefix
+	for k := range touched {
+		if h := b.st.m[k]; h != nil && h.until > now {
+			adds = append(adds, firewall.Element{Prefix: k.prefix(), Timeout: time.Duration(h.until-now) * time.Second})
+		} else {
+			dels = append(dels, k.prefix())
+		}
+	}
+	b.metrics.setBanned(b.st)
+	if len(adds) == 0 && len(dels) == 0 {
+		return nil
+	}
+	if err := b.fw.Apply(ctx, adds, dels); err != nil {
+		b.resync = true // the repair loop reloads the full state
+		return fmt.Errorf("applying %d additions and %d deletions: %w", len(adds), len(dels), err)
+	}
+	took := b.now().Sub(start)
+	b.metrics.applied(took)
+	b.log.WithFields(log.Fields{"added": len(adds), "deleted": len(dels), "took": took.Round(time.Microsecond)}).Info("decisions applied")
+	return nil
+}
+
+// repairLoop restores the firewall when someone flushed or deleted part of
+// it (nft flush ruleset, a firewalld reload, iptables -F) or when a change
+// failed half-way: Ensure, then reload the full state.
+func (b *Bouncer) repairLoop(ctx context.Context) {
+	t := time.NewTicker(b.repairTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ok, err := b.fw.Intact(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		b.mu.Lock()
+		need := b.resync || !ok || err != nil
+		b.mu.Unlock()
+		if !need {
+			continue
+		}
+		if err != nil {
+			b.log.WithError(err).Warn("checking firewall objects failed; repairing")
+		} else if !ok {
+			b.log.Warn("firewall objects were removed or flushed by something else; restoring them")
+		}
+		b.repair(ctx)
+	}
+}
+
+func (b *Bouncer) repair(ctx context.Context) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	start := b.now()
+	if err := b.fw.Ensure(ctx); err != nil {
+		b.log.WithError(err).Error("restoring firewall objects failed")
+		return
+	}
+	want := b.st.elements(start)
+	if err := b.fw.Replace(ctx, want); err != nil {
+		b.log.WithError(err).Error("reloading the firewall state failed")
+		b.resync = true
+		return
+	}
+	b.resync = false
+	b.metrics.repairs.Inc()
+	b.log.WithFields(log.Fields{"elements": len(want), "took": b.now().Sub(start).Round(time.Millisecond)}).Info("firewall restored")
+}

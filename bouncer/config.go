@@ -1,0 +1,280 @@
+package bouncer
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultConfigPath is where the bouncer looks without -c.
+const DefaultConfigPath = "/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.toml"
+
+// Duration is a TOML duration string ("10s", "1m").
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// Config is the bouncer's TOML configuration. Key names follow upstream's
+// YAML so its documentation applies.
+type Config struct {
+	Mode                    string   `toml:"mode"`
+	APIURL                  string   `toml:"api_url"`
+	APIKey                  string   `toml:"api_key"`
+	CertPath                string   `toml:"cert_path"`
+	KeyPath                 string   `toml:"key_path"`
+	CACertPath              string   `toml:"ca_cert_path"`
+	InsecureSkipVerify      bool     `toml:"insecure_skip_verify"`
+	UpdateFrequency         Duration `toml:"update_frequency"`
+	LongPoll                *bool    `toml:"long_poll"`
+	RequestTimeout          Duration `toml:"request_timeout"`
+	SupportedDecisionsTypes []string `toml:"supported_decisions_types"`
+	Scopes                  []string `toml:"scopes"`
+	Origins                 []string `toml:"origins"`
+	ScenariosContaining     []string `toml:"scenarios_containing"`
+	ScenariosNotContaining  []string `toml:"scenarios_not_containing"`
+	DenyAction              string   `toml:"deny_action"`
+	DenyLog                 bool     `toml:"deny_log"`
+	DenyLogPrefix           string   `toml:"deny_log_prefix"`
+	DisableIPv4             bool     `toml:"disable_ipv4"`
+	DisableIPv6             bool     `toml:"disable_ipv6"`
+	NeverBan                []string `toml:"never_ban"`
+	BlacklistsIPv4          string   `toml:"blacklists_ipv4"`
+	BlacklistsIPv6          string   `toml:"blacklists_ipv6"`
+	IpsetSize               int      `toml:"ipset_size"`
+	IptablesChains          []string `toml:"iptables_chains"`
+	NftablesHooks           []string `toml:"nftables_hooks"`
+	Nftables                struct {
+		IPv4 NFTFamily `toml:"ipv4"`
+		IPv6 NFTFamily `toml:"ipv6"`
+	} `toml:"nftables"`
+	Prometheus struct {
+		Enabled    bool   `toml:"enabled"`
+		ListenAddr string `toml:"listen_addr"`
+		ListenPort int    `toml:"listen_port"`
+	} `toml:"prometheus"`
+	LogMode  string `toml:"log_mode"`
+	LogDir   string `toml:"log_dir"`
+	LogLevel string `toml:"log_level"`
+
+	neverBan []netip.Prefix
+}
+
+// NFTFamily configures one nftables family.
+type NFTFamily struct {
+	Enabled  *bool  `toml:"enabled"`
+	SetOnly  bool   `toml:"set-only"`
+	Table    string `toml:"table"`
+	Set      string `toml:"set"`
+	Chain    string `toml:"chain"`
+	Priority int    `toml:"priority"`
+}
+
+// LoadConfig reads and validates a configuration file. Unknown keys are
+// errors naming the key and its line.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	return ParseConfig(data, path)
+}
+
+// ParseConfig decodes, defaults and validates a configuration.
+func ParseConfig(data []byte, name string) (*Config, error) {
+	var c Config
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&c)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0]
+		return nil, fmt.Errorf("%s:%d: unknown configuration key %q", name, keyLine(data, k), k.String())
+	}
+	c.setDefaults()
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return &c, nil
+}
+
+// keyLine finds the line of an undecoded key: the first assignment of its
+// last component after its table header (0 when not found).
+func keyLine(data []byte, k toml.Key) int {
+	lines := strings.Split(string(data), "\n")
+	last := k[len(k)-1]
+	table := strings.Join(k[:len(k)-1], ".")
+	re := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(last) + `"?\s*=`)
+	hdr := regexp.MustCompile(`^\s*\[\[?\s*([^\]]+?)\s*\]\]?`)
+	current := ""
+	for i, l := range lines {
+		if m := hdr.FindStringSubmatch(l); m != nil {
+			current = m[1]
+			if current == strings.Join(k, ".") {
+				return i + 1 // an unknown table
+			}
+			continue
+		}
+		if current == table && re.MatchString(l) {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.APIURL, "http://127.0.0.1:8080/")
+	if !strings.HasSuffix(c.APIURL, "/") {
+		c.APIURL += "/"
+	}
+	if c.UpdateFrequency.Duration == 0 {
+		c.UpdateFrequency.Duration = 10 * time.Second
+	}
+	if c.RequestTimeout.Duration == 0 {
+		c.RequestTimeout.Duration = 30 * time.Second
+	}
+	if len(c.SupportedDecisionsTypes) == 0 {
+		c.SupportedDecisionsTypes = []string{"ban"}
+	}
+	c.DenyAction = strings.ToUpper(c.DenyAction)
+	def(&c.DenyAction, "DROP")
+	def(&c.DenyLogPrefix, "crowdsec drop: ")
+	def(&c.BlacklistsIPv4, "crowdsec-blacklists")
+	def(&c.BlacklistsIPv6, "crowdsec6-blacklists")
+	if c.IpsetSize == 0 {
+		c.IpsetSize = 131072
+	}
+	if c.IptablesChains == nil {
+		c.IptablesChains = []string{"INPUT"}
+	}
+	if c.NftablesHooks == nil {
+		c.NftablesHooks = []string{"input"}
+	}
+	fam := func(f *NFTFamily, table, set, chain string, disabled bool) {
+		def(&f.Table, table)
+		def(&f.Set, set)
+		def(&f.Chain, chain)
+		if f.Enabled == nil {
+			v := !disabled
+			f.Enabled = &v
+		}
+	}
+	fam(&c.Nftables.IPv4, "crowdsec", "crowdsec_blocklist", "crowdsec_chain", c.DisableIPv4)
+	fam(&c.Nftables.IPv6, "crowdsec6", "crowdsec6_blocklist", "crowdsec6_chain", c.DisableIPv6)
+	def(&c.Prometheus.ListenAddr, "127.0.0.1")
+	if c.Prometheus.ListenPort == 0 {
+		c.Prometheus.ListenPort = 60601
+	}
+	def(&c.LogMode, "stdout")
+	def(&c.LogDir, "/var/log/")
+	def(&c.LogLevel, "info")
+}
+
+func (c *Config) validate() error {
+	switch c.Mode {
+	case "":
+		return fmt.Errorf("config does not contain 'mode' (nftables, iptables or ipset)")
+	case "nftables", "iptables", "ipset":
+	default:
+		return fmt.Errorf("firewall '%s' is not supported (use nftables, iptables or ipset)", c.Mode)
+	}
+	if c.APIKey == "" && c.CertPath == "" {
+		return fmt.Errorf("config does not contain LAPI key or certificate")
+	}
+	if c.APIKey != "" && c.CertPath != "" {
+		return fmt.Errorf("cannot use both API key and certificate auth")
+	}
+	if (c.CertPath == "") != (c.KeyPath == "") {
+		return fmt.Errorf("cert_path and key_path go together")
+	}
+	switch c.DenyAction {
+	case "DROP", "REJECT":
+	case "TARPIT":
+		if c.Mode != "iptables" {
+			return fmt.Errorf("deny_action TARPIT needs mode iptables")
+		}
+	default:
+		return fmt.Errorf("invalid deny_action '%s', must be one of DROP, REJECT, TARPIT", c.DenyAction)
+	}
+	if c.DisableIPv4 && c.DisableIPv6 {
+		return fmt.Errorf("disable_ipv4 and disable_ipv6 cannot both be true")
+	}
+	if c.UpdateFrequency.Duration < 10*time.Millisecond {
+		return fmt.Errorf("update_frequency %s is too short", c.UpdateFrequency.Duration)
+	}
+	for _, h := range c.NftablesHooks {
+		if h != "input" && h != "forward" {
+			return fmt.Errorf("nftables_hooks: %q is not supported (input, forward)", h)
+		}
+	}
+	for _, ch := range c.IptablesChains {
+		if ch == "" {
+			return fmt.Errorf("iptables_chains holds an empty name")
+		}
+	}
+	for _, v := range c.NeverBan {
+		p, err := parsePrefix(v)
+		if err != nil {
+			return fmt.Errorf("never_ban: %w", err)
+		}
+		c.neverBan = append(c.neverBan, p)
+	}
+	switch c.LogMode {
+	case "stdout", "file":
+	default:
+		return fmt.Errorf("log_mode %q must be stdout or file", c.LogMode)
+	}
+	return nil
+}
+
+func parsePrefix(v string) (netip.Prefix, error) {
+	if strings.Contains(v, "/") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(v))
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked(), nil
+	}
+	a, err := netip.ParseAddr(strings.TrimSpace(v))
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func unmapBits(p netip.Prefix) int {
+	if p.Addr().Is4In6() {
+		return 96
+	}
+	return 0
+}
+
+// String renders the effective configuration as TOML (-T). Like upstream
+// it includes the key: packaging scripts read it back.
+func (c *Config) String() string {
+	var b bytes.Buffer
+	_ = toml.NewEncoder(&b).Encode(c)
+	return b.String()
+}

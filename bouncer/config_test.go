@@ -1,0 +1,65 @@
+package bouncer
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestConfigErrors(t *testing.T) {
+	base := "api_key = \"k\"\n"
+	for _, c := range []struct {
+		name, toml, want string
+	}{
+		{"missing mode", base, "does not contain 'mode'"},
+		{"unknown mode", base + "mode = \"pf\"\n", "firewall 'pf' is not supported"},
+		{"no key", "mode = \"nftables\"\n", "LAPI key or certificate"},
+		{"key and cert", base + "mode = \"nftables\"\ncert_path = \"a\"\nkey_path = \"b\"\n", "both API key and certificate"},
+		{"bad deny", base + "mode = \"nftables\"\ndeny_action = \"boom\"\n", "invalid deny_action 'BOOM'"},
+		{"tarpit nft", base + "mode = \"nftables\"\ndeny_action = \"tarpit\"\n", "TARPIT needs mode iptables"},
+		{"both families off", base + "mode = \"nftables\"\ndisable_ipv4 = true\ndisable_ipv6 = true\n", "cannot both be true"},
+		{"unknown key", base + "mode = \"nftables\"\n\nupdate_frequncy = \"1s\"\n", `:4: unknown configuration key "update_frequncy"`},
+		{"unknown nested key", base + "mode = \"nftables\"\n[nftables.ipv4]\ntable = \"t\"\nchian = \"c\"\n", `:5: unknown configuration key "nftables.ipv4.chian"`},
+		{"bad never_ban", base + "mode = \"nftables\"\nnever_ban = [\"10.0.0.0/33\"]\n", "never_ban"},
+		{"broken toml", base + "mode = \n", "mode"},
+	} {
+		_, err := ParseConfig([]byte(c.toml), "test.toml")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want it to contain %q", c.name, err, c.want)
+		}
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := ParseConfig([]byte("mode = \"nftables\"\napi_key = \"k\"\napi_url = \"http://127.0.0.1:8080\"\ndeny_action = \"reject\"\n"), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.APIURL != "http://127.0.0.1:8080/" || c.DenyAction != "REJECT" || c.Nftables.IPv4.Table != "crowdsec" ||
+		c.Nftables.IPv6.Set != "crowdsec6_blocklist" || c.Nftables.IPv4.Chain != "crowdsec_chain" || !*c.Nftables.IPv4.Enabled ||
+		c.SupportedDecisionsTypes[0] != "ban" || c.UpdateFrequency.Duration.Seconds() != 10 {
+		t.Errorf("defaults: %+v", c)
+	}
+	if !strings.Contains(c.String(), `mode = "nftables"`) {
+		t.Errorf("-T output lacks the mode:\n%s", c.String())
+	}
+}
+
+// TestShippedConfig parses the file packages install, with a key filled in.
+func TestShippedConfig(t *testing.T) {
+	data, err := os.ReadFile("../config/crowdsec-firewall-bouncer.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseConfig(data, "shipped"); err == nil || !strings.Contains(err.Error(), "LAPI key") {
+		t.Errorf("shipped file without a key: %v", err)
+	}
+	data = []byte(strings.Replace(string(data), `api_key = ""`, `api_key = "abc"`, 1))
+	c, err := ParseConfig(data, "shipped")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Mode != "nftables" || c.Nftables.IPv4.Set != "crowdsec_blocklist" || c.UpdateFrequency.Duration.Seconds() != 10 {
+		t.Errorf("shipped config: %+v", c)
+	}
+}

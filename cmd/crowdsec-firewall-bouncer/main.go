@@ -1,0 +1,150 @@
+// Command crowdsec-firewall-bouncer keeps nftables (or ipset + iptables) in
+// sync with the LAPI's decisions. Flags follow upstream's where they exist.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	log "github.com/sirupsen/logrus"
+
+	"github.com/rampart-ips/rampart/apiclient"
+	"github.com/rampart-ips/rampart/bouncer"
+	"github.com/rampart-ips/rampart/internal/version"
+)
+
+func main() {
+	if err := run(); err != nil {
+		log.WithError(err).Error("crowdsec-firewall-bouncer stopped")
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("crowdsec-firewall-bouncer", flag.ExitOnError)
+	cfgPath := fs.String("c", bouncer.DefaultConfigPath, "configuration file")
+	testOnly := fs.Bool("t", false, "validate the configuration and exit (never touches the firewall)")
+	printCfg := fs.Bool("T", false, "print the effective configuration and exit")
+	flush := fs.Bool("flush", false, "delete every firewall object Rampart created, in every mode, and exit")
+	debug := fs.Bool("v", false, "log at debug level")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.BoolVar(showVersion, "V", false, "print the version and exit")
+	_ = fs.Parse(os.Args[1:])
+	if *showVersion {
+		fmt.Println("crowdsec-firewall-bouncer (Rampart) " + version.Version)
+		return nil
+	}
+	log.SetFormatter(&log.TextFormatter{FullTimestamp: true})
+	cfg, err := bouncer.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *printCfg {
+		fmt.Print(cfg.String())
+		return nil
+	}
+	if *testOnly {
+		fmt.Printf("configuration %s is valid (mode %s)\n", *cfgPath, cfg.Mode)
+		return nil
+	}
+	lvl, err := log.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return fmt.Errorf("log_level: %w", err)
+	}
+	if *debug {
+		lvl = log.DebugLevel
+	}
+	log.SetLevel(lvl)
+	if cfg.LogMode == "file" {
+		f, err := os.OpenFile(filepath.Join(cfg.LogDir, "crowdsec-firewall-bouncer.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+		if err != nil {
+			return fmt.Errorf("opening log file: %w", err)
+		}
+		defer f.Close()
+		log.SetOutput(f)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *flush {
+		if err := bouncer.FlushAll(ctx, cfg); err != nil {
+			return err
+		}
+		log.Info("removed every firewall object Rampart created")
+		return nil
+	}
+
+	client, err := newClient(cfg)
+	if err != nil {
+		return err
+	}
+	bouncer.RemoveOtherModes(ctx, cfg)
+	fw, err := bouncer.NewBackend(cfg)
+	if err != nil {
+		return err
+	}
+	defer fw.Close()
+	log.WithFields(log.Fields{"mode": cfg.Mode, "lapi": cfg.APIURL, "deny_action": cfg.DenyAction}).Info("starting")
+	m := bouncer.NewMetrics(fw)
+	if cfg.Prometheus.Enabled {
+		addr := net.JoinHostPort(cfg.Prometheus.ListenAddr, strconv.Itoa(cfg.Prometheus.ListenPort))
+		srv := &http.Server{Addr: addr, Handler: promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.WithError(err).Error("metrics listener stopped")
+			}
+		}()
+		defer srv.Close()
+	}
+	b := bouncer.New(cfg, fw, client, m)
+	err = b.Run(ctx, func() {
+		if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+			log.WithError(err).Warn("sd_notify failed")
+		} else if ok {
+			log.Debug("notified systemd: ready")
+		}
+	})
+	log.Info("stopping; firewall rules stay in place (elements expire by their own timeouts)")
+	return err
+}
+
+func newClient(cfg *bouncer.Config) (*apiclient.Client, error) {
+	ac := apiclient.Config{URL: cfg.APIURL, APIKey: cfg.APIKey, UserAgent: "crowdsec-firewall-bouncer/" + version.Version, Timeout: cfg.RequestTimeout.Duration}
+	if cfg.CertPath != "" || cfg.CACertPath != "" || cfg.InsecureSkipVerify {
+		tc := &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // the operator asked for it
+		if cfg.CACertPath != "" {
+			pem, err := os.ReadFile(cfg.CACertPath)
+			if err != nil {
+				return nil, fmt.Errorf("reading ca_cert_path: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("ca_cert_path %s holds no certificate", cfg.CACertPath)
+			}
+			tc.RootCAs = pool
+			log.WithField("ca", cfg.CACertPath).Info("Using CA cert")
+		}
+		if cfg.CertPath != "" {
+			cert, err := tls.LoadX509KeyPair(cfg.CertPath, cfg.KeyPath)
+			if err != nil {
+				return nil, fmt.Errorf("loading client certificate: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		ac.TLS = tc
+	}
+	return apiclient.New(ac)
+}

@@ -1,0 +1,256 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rampart-ips/rampart/internal/nstest"
+)
+
+// appliance is Rampart running in a defender namespace: the crowdsec daemon
+// (LAPI), the firewall bouncer and a TCP service, with an attacker namespace
+// on the other side of a veth pair.
+type appliance struct {
+	t       *testing.T
+	ns      *nstest.Pair
+	dir     string
+	cfg     string
+	key     string
+	lapi    *exec.Cmd
+	bouncer *exec.Cmd
+	proxy   *lapiProxy
+	port    int
+}
+
+func newAppliance(t *testing.T, subnet int) *appliance {
+	t.Helper()
+	nstest.Require(t, "nft", "iptables", "ipset")
+	a := &appliance{t: t, ns: nstest.NewPair(t, subnet), dir: t.TempDir(), port: 8000}
+	a.cfg = filepath.Join(a.dir, "config.toml")
+	conf := fmt.Sprintf(`[common]
+log_level = "info"
+[db_config]
+db_path = %q
+[api.client]
+credentials_path = %q
+[api.server]
+listen_uri = "127.0.0.1:8080"
+profiles_path = %q
+`, filepath.Join(a.dir, "crowdsec.db"), filepath.Join(a.dir, "creds.toml"), filepath.Join(a.dir, "profiles.toml"))
+	must(t, os.WriteFile(a.cfg, []byte(conf), 0o600))
+	prof, err := os.ReadFile("../config/profiles.toml")
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(a.dir, "profiles.toml"), prof, 0o600))
+	a.cscli("machines", "add", "e2e", "--auto", "--force")
+	a.startLAPI()
+	a.key = strings.TrimSpace(a.cscli("bouncers", "add", "fw", "-o", "raw"))
+	a.ns.Listen(t, a.ns.Defender, fmt.Sprintf("[::]:%d", a.port))
+	// The proxy sits between bouncer and LAPI so tests can make the LAPI
+	// hang or fail; it passes through by default.
+	a.proxy = newLAPIProxy(t, a.ns, "127.0.0.1:8080")
+	t.Cleanup(func() {
+		a.stopBouncer(syscall.SIGTERM)
+		a.stopLAPI()
+		// Remove what the bouncer left in the namespace (it is deleted anyway).
+		_ = a.ns.Command(context.Background(), a.ns.Defender, filepath.Join(binDir, "crowdsec-firewall-bouncer"), "-c", a.bouncerConfigPath(), "-flush").Run()
+	})
+	return a
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cscli runs cscli inside the defender namespace and returns its stdout.
+func (a *appliance) cscli(args ...string) string {
+	a.t.Helper()
+	cmd := a.ns.Command(context.Background(), a.ns.Defender, append([]string{filepath.Join(binDir, "cscli"), "-c", a.cfg, "--error"}, args...)...)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		a.t.Fatalf("cscli %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
+	}
+	return string(out)
+}
+
+func (a *appliance) logFile(name string) *os.File {
+	f, err := os.OpenFile(filepath.Join(a.dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	must(a.t, err)
+	return f
+}
+
+func (a *appliance) startLAPI() {
+	a.t.Helper()
+	a.lapi = a.ns.Command(context.Background(), a.ns.Defender, filepath.Join(binDir, "crowdsec"), "-c", a.cfg, "-no-cs")
+	f := a.logFile("crowdsec")
+	a.lapi.Stdout, a.lapi.Stderr = f, f
+	must(a.t, a.lapi.Start())
+	if !nstest.Eventually(10*time.Second, func() bool { return a.ns.Dial(a.ns.Defender, "127.0.0.1:8080", 200*time.Millisecond) == nil }) {
+		a.t.Fatalf("LAPI did not start:\n%s", a.readLog("crowdsec"))
+	}
+}
+
+func (a *appliance) stopLAPI() {
+	if a.lapi != nil && a.lapi.Process != nil {
+		_ = a.lapi.Process.Signal(syscall.SIGTERM)
+		_ = a.lapi.Wait()
+		a.lapi = nil
+	}
+}
+
+func (a *appliance) readLog(name string) string {
+	b, _ := os.ReadFile(filepath.Join(a.dir, name+".log"))
+	if len(b) > 6000 {
+		b = b[len(b)-6000:]
+	}
+	return string(b)
+}
+
+func (a *appliance) bouncerConfigPath() string { return filepath.Join(a.dir, "bouncer.toml") }
+
+// writeBouncerConfig writes the bouncer TOML; extra lines are appended.
+func (a *appliance) writeBouncerConfig(mode string, extra ...string) {
+	a.t.Helper()
+	conf := fmt.Sprintf("mode = %q\napi_url = %q\napi_key = %q\nupdate_frequency = \"1s\"\nrequest_timeout = \"3s\"\nlog_level = \"debug\"\n%s\n",
+		mode, "http://"+a.proxy.addr+"/", a.key, strings.Join(extra, "\n"))
+	must(a.t, os.WriteFile(a.bouncerConfigPath(), []byte(conf), 0o600))
+}
+
+func (a *appliance) startBouncer() {
+	a.t.Helper()
+	a.bouncer = a.ns.Command(context.Background(), a.ns.Defender, filepath.Join(binDir, "crowdsec-firewall-bouncer"), "-c", a.bouncerConfigPath())
+	f := a.logFile("bouncer")
+	a.bouncer.Stdout, a.bouncer.Stderr = f, f
+	must(a.t, a.bouncer.Start())
+}
+
+// waitSynced waits until the bouncer logged its first sync.
+func (a *appliance) waitSynced(n int) {
+	a.t.Helper()
+	if !nstest.Eventually(15*time.Second, func() bool { return strings.Count(a.readLogAll("bouncer"), "first sync in the kernel") >= n }) {
+		a.t.Fatalf("bouncer never synced:\n%s", a.readLog("bouncer"))
+	}
+}
+
+func (a *appliance) readLogAll(name string) string {
+	b, _ := os.ReadFile(filepath.Join(a.dir, name+".log"))
+	return string(b)
+}
+
+func (a *appliance) stopBouncer(sig syscall.Signal) {
+	if a.bouncer != nil && a.bouncer.Process != nil {
+		_ = a.bouncer.Process.Signal(sig)
+		_ = a.bouncer.Wait()
+		a.bouncer = nil
+	}
+}
+
+// killBouncer sends SIGKILL to the bouncer itself (not only ip netns exec).
+func (a *appliance) killBouncer() {
+	a.t.Helper()
+	// ip netns exec execs the command, so the pid is the bouncer's.
+	a.stopBouncer(syscall.SIGKILL)
+}
+
+func (a *appliance) target(ip fmt.Stringer) string {
+	return net.JoinHostPort(ip.String(), fmt.Sprint(a.port))
+}
+
+// reachable tries one connection from the attacker with the seed's 1 s timeout.
+func (a *appliance) reachable(ip fmt.Stringer) bool {
+	return a.ns.Dial(a.ns.Attacker, a.target(ip), time.Second) == nil
+}
+
+// waitBlocked waits until connections from the attacker fail and returns
+// how long it took.
+func (a *appliance) waitBlocked(ip fmt.Stringer, within time.Duration) time.Duration {
+	a.t.Helper()
+	start := time.Now()
+	if !nstest.Eventually(within, func() bool { return a.ns.Dial(a.ns.Attacker, a.target(ip), 150*time.Millisecond) != nil }) {
+		a.t.Fatalf("attacker still reaches %s after %s\nnft:\n%s\nbouncer log:\n%s", a.target(ip), within, a.ruleset(), a.readLog("bouncer"))
+	}
+	return time.Since(start)
+}
+
+func (a *appliance) waitOpen(ip fmt.Stringer, within time.Duration) {
+	a.t.Helper()
+	if !nstest.Eventually(within, func() bool { return a.ns.Dial(a.ns.Attacker, a.target(ip), 300*time.Millisecond) == nil }) {
+		a.t.Fatalf("attacker still blocked from %s after %s\nbouncer log:\n%s", a.target(ip), within, a.readLog("bouncer"))
+	}
+}
+
+func (a *appliance) ruleset() string {
+	out, _ := a.ns.Command(context.Background(), a.ns.Defender, "nft", "list", "ruleset").CombinedOutput()
+	return string(out)
+}
+
+func (a *appliance) iptablesRules(bin string) string {
+	out, _ := a.ns.Command(context.Background(), a.ns.Defender, bin, "-S").CombinedOutput()
+	return string(out)
+}
+
+// lapiProxy forwards to the LAPI and can be told to hang or fail.
+type lapiProxy struct {
+	addr    string
+	mode    atomic.Value // "", "hang", "500"
+	release atomic.Value // chan struct{}: closed when the mode changes
+}
+
+func newLAPIProxy(t *testing.T, ns *nstest.Pair, upstream string) *lapiProxy {
+	ln := ns.ListenRaw(t, ns.Defender, "127.0.0.1:0")
+	p := &lapiProxy{addr: ln.Addr().String()}
+	p.mode.Store("")
+	p.release.Store(make(chan struct{}))
+	target, _ := url.Parse("http://" + upstream)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.FlushInterval = -1
+	// The proxy's own outgoing connections must be made inside the
+	// defender namespace: dial through a namespace-bound dialer.
+	rp.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return ns.DialConn(ns.Defender, addr, 5*time.Second)
+	}}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p.mode.Load().(string) {
+		case "hang":
+			// Accept and never answer, like a wedged LAPI; when the test
+			// ends the hang, reset the connection.
+			select {
+			case <-r.Context().Done():
+			case <-p.release.Load().(chan struct{}):
+			}
+			panic(http.ErrAbortHandler)
+		case "500":
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write([]byte(`{"message":"boom"}`))
+			return
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return p
+}
+
+func (p *lapiProxy) set(mode string) {
+	p.mode.Store(mode)
+	old := p.release.Swap(make(chan struct{})).(chan struct{})
+	close(old)
+}

@@ -1,0 +1,226 @@
+package e2e
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestFirewallBouncer is the seed's story on a real kernel, in both modes:
+// cscli bans the attacker and its connection times out within a second.
+func TestFirewallBouncer(t *testing.T) {
+	for i, mode := range []string{"nftables", "iptables"} {
+		t.Run(mode, func(t *testing.T) { firewallStory(t, mode, 70+i) })
+	}
+}
+
+func firewallStory(t *testing.T, mode string, subnet int) {
+	a := newAppliance(t, subnet)
+	att4, att6 := a.ns.AttIP4, a.ns.AttIP6
+	def4, def6 := a.ns.DefIP4, a.ns.DefIP6
+	a.writeBouncerConfig(mode)
+	a.startBouncer()
+	a.waitSynced(1)
+	if !a.reachable(def4) || !a.reachable(def6) {
+		t.Fatalf("attacker cannot reach the service before any ban")
+	}
+
+	// ban and unban one address
+	a.cscli("decisions", "add", "-i", att4.String())
+	took := a.waitBlocked(def4, 2*time.Second)
+	t.Logf("%s: ban effective %s after cscli returned", mode, took.Round(time.Millisecond))
+	if took > time.Second {
+		t.Errorf("ban took %s, want within 1 s", took)
+	}
+	if a.reachable(def4) {
+		t.Fatal("banned attacker connected (1 s timeout)")
+	}
+	if !a.reachable(def6) {
+		t.Error("an IPv4 ban blocked IPv6 too")
+	}
+	switch mode {
+	case "nftables":
+		rs := a.ruleset()
+		for _, want := range []string{"table ip crowdsec", "set crowdsec_blocklist", "type ipv4_addr", "flags interval,timeout",
+			"chain crowdsec_chain", "type filter hook input priority filter; policy accept;", "ip saddr @crowdsec_blocklist counter packets",
+			"drop", "table ip6 crowdsec6", "set crowdsec6_blocklist", "type ipv6_addr", "chain crowdsec6_chain", "ip6 saddr @crowdsec6_blocklist",
+			att4.String()} {
+			if !strings.Contains(rs, want) {
+				t.Errorf("nft list ruleset lacks %q:\n%s", want, rs)
+			}
+		}
+	case "iptables":
+		r := a.iptablesRules("iptables")
+		for _, want := range []string{"-N CROWDSEC_CHAIN", "-A INPUT -j CROWDSEC_CHAIN", "--match-set crowdsec-blacklists src"} {
+			if !strings.Contains(r, want) {
+				t.Errorf("iptables -S lacks %q:\n%s", want, r)
+			}
+		}
+	}
+	a.cscli("decisions", "delete", "-i", att4.String())
+	a.waitOpen(def4, 2*time.Second)
+
+	// a range holding the attacker (not the defender)
+	a.cscli("decisions", "add", "-r", att4.String()+"/31")
+	a.waitBlocked(def4, 2*time.Second)
+	a.cscli("decisions", "delete", "-r", att4.String()+"/31")
+	a.waitOpen(def4, 2*time.Second)
+
+	// IPv6
+	a.cscli("decisions", "add", "-i", att6.String())
+	a.waitBlocked(def6, 2*time.Second)
+	if !a.reachable(def4) {
+		t.Error("an IPv6 ban blocked IPv4 too")
+	}
+	a.cscli("decisions", "delete", "-i", att6.String())
+	a.waitOpen(def6, 2*time.Second)
+
+	// The defender's own address is never banned, whatever the LAPI says.
+	a.cscli("decisions", "add", "-i", def4.String(), "-B")
+	time.Sleep(500 * time.Millisecond)
+	if strings.Contains(a.ruleset()+a.iptablesRules("iptables"), def4.String()+" ") {
+		t.Errorf("the host's own address reached the firewall")
+	}
+
+	// Restart without a gap: probes during a restart never get through.
+	a.cscli("decisions", "add", "-i", att4.String(), "-d", "1h")
+	a.waitBlocked(def4, 2*time.Second)
+	leaked := probeDuring(a, def4, func() {
+		a.stopBouncer(syscall.SIGTERM)
+		a.startBouncer()
+		a.waitSynced(2)
+	})
+	if leaked > 0 {
+		t.Errorf("%d probes got through during a restart", leaked)
+	}
+
+	// Someone flushes the firewall: the bouncer restores it within 1 s.
+	switch mode {
+	case "nftables":
+		a.ns.Run(t, a.ns.Defender, "nft", "flush", "ruleset")
+	case "iptables":
+		a.ns.Run(t, a.ns.Defender, "iptables", "-F", "CROWDSEC_CHAIN")
+	}
+	start := time.Now()
+	a.waitBlocked(def4, 3*time.Second)
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("repair took %s, want about 1 s", d)
+	}
+
+	// kill -9, then restart: no duplicated rules, still enforced.
+	a.killBouncer()
+	if a.reachable(def4) {
+		t.Error("a killed bouncer opened the firewall")
+	}
+	a.startBouncer()
+	a.waitSynced(3)
+	switch mode {
+	case "nftables":
+		if n := strings.Count(a.ruleset(), "@crowdsec_blocklist"); n != 1 {
+			t.Errorf("%d ban rules after kill -9 and restart, want 1:\n%s", n, a.ruleset())
+		}
+	case "iptables":
+		if n := strings.Count(a.iptablesRules("iptables"), "-j CROWDSEC_CHAIN"); n != 1 {
+			t.Errorf("%d jumps after kill -9 and restart, want 1:\n%s", n, a.iptablesRules("iptables"))
+		}
+	}
+
+	// LAPI trouble never empties the firewall, and the bouncer catches up.
+	for _, trouble := range []string{"hang", "500", "down"} {
+		if trouble == "down" {
+			a.stopLAPI()
+		} else {
+			a.proxy.set(trouble)
+		}
+		time.Sleep(2 * time.Second)
+		if a.reachable(def4) {
+			t.Errorf("LAPI %s: the ban was lifted", trouble)
+		}
+		if trouble == "down" {
+			a.startLAPI()
+		} else {
+			a.proxy.set("")
+		}
+		a.cscli("decisions", "add", "-i", att6.String())
+		a.waitBlocked(def6, 40*time.Second)
+		a.cscli("decisions", "delete", "-i", att6.String())
+		a.waitOpen(def6, 40*time.Second)
+	}
+}
+
+// probeDuring connects from the attacker in a loop while fn runs and
+// returns how many connections succeeded.
+func probeDuring(a *appliance, ip fmt.Stringer, fn func()) int {
+	var leaked atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if a.ns.Dial(a.ns.Attacker, a.target(ip), 100*time.Millisecond) == nil {
+				leaked.Add(1)
+			}
+		}
+	}()
+	fn()
+	close(stop)
+	wg.Wait()
+	return int(leaked.Load())
+}
+
+// TestModeSwitch changes mode in the TOML and restarts: the other mode's
+// objects go away and enforcement continues.
+func TestModeSwitch(t *testing.T) {
+	a := newAppliance(t, 72)
+	a.writeBouncerConfig("nftables")
+	a.startBouncer()
+	a.waitSynced(1)
+	a.cscli("decisions", "add", "-i", a.ns.AttIP4.String())
+	a.waitBlocked(a.ns.DefIP4, 2*time.Second)
+
+	a.stopBouncer(syscall.SIGTERM)
+	a.writeBouncerConfig("iptables")
+	a.startBouncer()
+	a.waitSynced(2)
+	if strings.Contains(a.ruleset(), "table ip crowdsec") {
+		t.Errorf("nftables tables left after switching to iptables:\n%s", a.ruleset())
+	}
+	if !strings.Contains(a.iptablesRules("iptables"), "CROWDSEC_CHAIN") {
+		t.Errorf("no iptables chain after switching:\n%s", a.iptablesRules("iptables"))
+	}
+	a.waitBlocked(a.ns.DefIP4, 2*time.Second)
+
+	a.stopBouncer(syscall.SIGTERM)
+	a.writeBouncerConfig("nftables")
+	a.startBouncer()
+	a.waitSynced(3)
+	if strings.Contains(a.iptablesRules("iptables"), "CROWDSEC_CHAIN") {
+		t.Errorf("iptables chain left after switching back:\n%s", a.iptablesRules("iptables"))
+	}
+	a.waitBlocked(a.ns.DefIP4, 2*time.Second)
+
+	// -flush removes everything Rampart created; -t never touches the firewall.
+	a.stopBouncer(syscall.SIGTERM)
+	stable := regexp.MustCompile(`expires \S+`)
+	before := stable.ReplaceAllString(a.ruleset(), "")
+	a.ns.Run(t, a.ns.Defender, binDir+"/crowdsec-firewall-bouncer", "-c", a.bouncerConfigPath(), "-t")
+	if after := stable.ReplaceAllString(a.ruleset(), ""); after != before {
+		t.Errorf("-t changed the firewall:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	a.ns.Run(t, a.ns.Defender, binDir+"/crowdsec-firewall-bouncer", "-c", a.bouncerConfigPath(), "-flush")
+	if strings.Contains(a.ruleset(), "crowdsec") || strings.Contains(a.iptablesRules("iptables"), "CROWDSEC") {
+		t.Errorf("-flush left objects:\n%s\n%s", a.ruleset(), a.iptablesRules("iptables"))
+	}
+	a.waitOpen(a.ns.DefIP4, 2*time.Second)
+}
