@@ -65,8 +65,8 @@ func main() {
 
 type env struct {
 	ns, dir, bin, key, cfg string
-	lapi, bouncer        *exec.Cmd
-	client               *http.Client
+	lapi, bouncer          *exec.Cmd
+	client                 *http.Client
 }
 
 func setup(bin string, n int, extra func(st *store.Store) error) (*env, error) {
@@ -394,7 +394,9 @@ func latency(bin, mode string, n int) error {
 		}
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	p := func(q float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*q))].Round(10 * time.Microsecond) }
+	p := func(q float64) time.Duration {
+		return lat[min(len(lat)-1, int(float64(len(lat))*q))].Round(10 * time.Microsecond)
+	}
 	fmt.Printf("LAPI decision created -> element in the kernel set (long-poll), %d decisions: p50 %s, p99 %s, max %s (target p99 <= 50 ms)\n",
 		len(lat), p(0.5), p(0.99), lat[len(lat)-1].Round(10*time.Microsecond))
 	return nil
@@ -491,4 +493,3 @@ func floorLoad(n int, mode string) (time.Duration, error) {
 	})
 	return took, err
 }
-
