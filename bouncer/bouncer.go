@@ -334,8 +334,8 @@ func (b *Bouncer) apply(ctx context.Context, ops []op) error {
 	var adds []firewall.Element
 	var dels []netip.Prefix
 	for k := range touched {
-		if h := b.st.m[k]; h != nil && h.until > now {
-			adds = append(adds, firewall.Element{Prefix: k.prefix(), Timeout: time.Duration(h.until-now) * time.Second})
+		if u := b.st.until(k); u > now {
+			adds = append(adds, firewall.Element{Prefix: k.prefix(), Timeout: time.Duration(u-now) * time.Second})
 		} else {
 			dels = append(dels, k.prefix())
 		}

@@ -32,23 +32,25 @@ func (k key) prefix() netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte(k.addr[:4])), int(k.bits))
 }
 
-// holder is what the bouncer knows about one prefix: the decision that
-// lasts longest, and any others still active for it (rare), so deleting
-// one of several decisions keeps the prefix banned.
+// holder is what the bouncer knows about one prefix, stored by value (24
+// bytes): the decision that lasts longest, and the others still active for
+// it (rare), so deleting one of several decisions keeps the prefix banned.
 type holder struct {
 	id     int64
 	until  int64 // unix seconds
-	others []dec
+	others *[]dec
 }
 
 type dec struct{ id, until int64 }
 
 // state is the bouncer's authoritative view: what it asked the kernel to
-// hold, compact (about 50 bytes per prefix) and never read back from it.
+// hold, compact (about 60 bytes per prefix) and never read back from it.
 type state struct {
-	m      map[key]*holder
+	m      map[key]holder
 	n4, n6 int // kept as prefixes come and go: metrics never walk m
 }
+
+func newState() *state { return &state{m: make(map[key]holder)} }
 
 func (s *state) count(k key, d int) {
 	if k.v6 {
@@ -58,37 +60,54 @@ func (s *state) count(k key, d int) {
 	}
 }
 
-func newState() *state { return &state{m: make(map[key]*holder)} }
+func (h *holder) list() []dec {
+	if h.others == nil {
+		return nil
+	}
+	return *h.others
+}
+
+func (h *holder) setList(l []dec) {
+	if len(l) == 0 {
+		h.others = nil
+		return
+	}
+	h.others = &l
+}
 
 // add records decision id on p until 'until'; it reports whether the
 // kernel element must be (re)written with a longer timeout.
 func (s *state) add(p netip.Prefix, id, until int64) bool {
 	k := keyOf(p)
-	h := s.m[k]
-	if h == nil {
-		s.m[k] = &holder{id: id, until: until}
+	h, ok := s.m[k]
+	if !ok {
+		s.m[k] = holder{id: id, until: until}
 		s.count(k, 1)
 		return true
 	}
 	if h.id == id {
 		if until > h.until {
 			h.until = until
+			s.m[k] = h
 			return true
 		}
 		return false
 	}
-	for i := range h.others {
-		if h.others[i].id == id {
-			h.others[i].until = max(h.others[i].until, until)
+	l := h.list()
+	for i := range l {
+		if l[i].id == id {
+			l[i].until = max(l[i].until, until)
 			return false
 		}
 	}
 	if until > h.until {
-		h.others = append(h.others, dec{h.id, h.until})
+		h.setList(append(l, dec{h.id, h.until}))
 		h.id, h.until = id, until
+		s.m[k] = h
 		return true
 	}
-	h.others = append(h.others, dec{id, until})
+	h.setList(append(l, dec{id, until}))
+	s.m[k] = h
 	return false
 }
 
@@ -97,14 +116,16 @@ func (s *state) add(p netip.Prefix, id, until int64) bool {
 // changed (rewrite the element with newUntil).
 func (s *state) remove(p netip.Prefix, id int64, now int64) (gone bool, changed bool, newUntil int64) {
 	k := keyOf(p)
-	h := s.m[k]
-	if h == nil {
+	h, ok := s.m[k]
+	if !ok {
 		return false, false, 0
 	}
+	l := h.list()
 	if h.id != id {
-		for i := range h.others {
-			if h.others[i].id == id {
-				h.others = append(h.others[:i], h.others[i+1:]...)
+		for i := range l {
+			if l[i].id == id {
+				h.setList(append(l[:i], l[i+1:]...))
+				s.m[k] = h
 				break
 			}
 		}
@@ -112,8 +133,8 @@ func (s *state) remove(p netip.Prefix, id int64, now int64) (gone bool, changed 
 	}
 	// promote the longest remaining live decision
 	best := -1
-	for i, o := range h.others {
-		if o.until > now && (best < 0 || o.until > h.others[best].until) {
+	for i, o := range l {
+		if o.until > now && (best < 0 || o.until > l[best].until) {
 			best = i
 		}
 	}
@@ -122,10 +143,19 @@ func (s *state) remove(p netip.Prefix, id int64, now int64) (gone bool, changed 
 		s.count(k, -1)
 		return true, false, 0
 	}
-	o := h.others[best]
-	h.others = append(h.others[:best], h.others[best+1:]...)
+	o := l[best]
+	h.setList(append(l[:best], l[best+1:]...))
 	h.id, h.until = o.id, o.until
+	s.m[k] = h
 	return false, true, o.until
+}
+
+// until returns the end of p's longest decision, 0 when p is not held.
+func (s *state) until(k key) int64 {
+	if h, ok := s.m[k]; ok {
+		return h.until
+	}
+	return 0
 }
 
 // elements returns every live prefix with its remaining time.
@@ -142,26 +172,15 @@ func (s *state) elements(now time.Time) []firewall.Element {
 }
 
 // gc drops prefixes whose decisions all expired; the kernel expired them
-// by their own timeouts already.
+// by their own timeouts already (the longest decision is h.until).
 func (s *state) gc(now int64) int {
 	n := 0
 	for k, h := range s.m {
-		if h.until > now {
-			continue
-		}
-		live := h.others[:0]
-		for _, o := range h.others {
-			if o.until > now {
-				live = append(live, o)
-			}
-		}
-		if len(live) == 0 {
+		if h.until <= now {
 			delete(s.m, k)
 			s.count(k, -1)
 			n++
-			continue
 		}
-		h.others = live
 	}
 	return n
 }
