@@ -73,21 +73,7 @@ func (c *Client) StreamDecode(ctx context.Context, startup bool, extra url.Value
 	ctx, cancel := c.withDeadline(ctx)
 	defer cancel()
 
-	query := url.Values{}
-	for k, v := range extra {
-		query[k] = append([]string(nil), v...)
-	}
-	// Upstream's client always sends these CAPI parameters; the LAPI
-	// ignores them.
-	query.Set("community_pull", "false")
-	query.Set("additional_pull", "false")
-	if startup {
-		query.Set("startup", "true")
-	} else {
-		query.Del("startup")
-	}
-
-	resp, u, err := c.send(ctx, request{method: http.MethodGet, path: "v1/decisions/stream", query: query, auth: authBouncer})
+	resp, u, err := c.send(ctx, request{method: http.MethodGet, path: "v1/decisions/stream", query: streamQuery(startup, extra), auth: authBouncer})
 	if err != nil {
 		return err
 	}
@@ -175,4 +161,22 @@ func expectDelim(dec *json.Decoder, want json.Delim) error {
 		return fmt.Errorf("expected %q, got %v", want, tok)
 	}
 	return nil
+}
+
+// streamQuery builds the stream's query: the caller's filters plus the CAPI
+// parameters upstream's client always sends (the LAPI ignores them), and
+// startup only when true.
+func streamQuery(startup bool, extra url.Values) url.Values {
+	query := url.Values{}
+	for k, v := range extra {
+		query[k] = append([]string(nil), v...)
+	}
+	query.Set("community_pull", "false")
+	query.Set("additional_pull", "false")
+	if startup {
+		query.Set("startup", "true")
+	} else {
+		query.Del("startup")
+	}
+	return query
 }

@@ -24,18 +24,7 @@ import (
 // announces long-poll support there).
 func (c *Client) StreamScan(ctx context.Context, startup bool, extra url.Values,
 	fn func(deleted bool, d *models.Decision) error) (http.Header, error) {
-	query := url.Values{}
-	for k, v := range extra {
-		query[k] = append([]string(nil), v...)
-	}
-	query.Set("community_pull", "false")
-	query.Set("additional_pull", "false")
-	if startup {
-		query.Set("startup", "true")
-	} else {
-		query.Del("startup")
-	}
-	resp, u, err := c.send(ctx, request{method: http.MethodGet, path: "v1/decisions/stream", query: query, auth: authBouncer})
+	resp, u, err := c.send(ctx, request{method: http.MethodGet, path: "v1/decisions/stream", query: streamQuery(startup, extra), auth: authBouncer})
 	if err != nil {
 		return nil, err
 	}

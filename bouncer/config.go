@@ -10,26 +10,16 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/rampart-ips/rampart/csconfig"
 )
 
 // DefaultConfigPath is where the bouncer looks without -c.
 const DefaultConfigPath = "/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.toml"
 
-// Duration is a TOML duration string ("10s", "1m").
-type Duration struct{ time.Duration }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+// Duration is a TOML duration string ("10s", "1m"), shared with the
+// daemon's configuration.
+type Duration = csconfig.Duration
 
 // Config is the bouncer's TOML configuration. Key names follow upstream's
 // YAML so its documentation applies.

@@ -7,7 +7,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -27,10 +26,13 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 	"github.com/vishvananda/netns"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rampart-ips/rampart/internal/nstest"
+	"github.com/rampart-ips/rampart/internal/procstat"
 	"github.com/rampart-ips/rampart/lapi"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
@@ -186,7 +188,7 @@ func (e *env) waitLog(re *regexp.Regexp, count int, timeout time.Duration) ([]st
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return nil, fmt.Errorf("timed out waiting for %q; bouncer log:\n%s", re, tail(e.bouncerLog()))
+	return nil, fmt.Errorf("timed out waiting for %q; bouncer log (%s):\n%s", re, filepath.Join(e.dir, "bouncer.log"), tail(e.bouncerLog()))
 }
 
 func tail(s string) string {
@@ -204,30 +206,20 @@ func (e *env) close() {
 		}
 	}
 	_ = exec.Command("ip", "netns", "del", e.ns).Run()
-	os.RemoveAll(e.dir)
+	if os.Getenv("FWBENCH_KEEP") == "" {
+		os.RemoveAll(e.dir)
+	}
 }
 
-func vmKB(pid int, field string) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), field+":") {
-			v, _ := strconv.ParseInt(strings.Fields(sc.Text())[1], 10, 64)
-			return v
-		}
-	}
-	return 0
-}
 
 var syncRe = regexp.MustCompile(`first sync in the kernel.*elements=(\d+)`)
-var appliedRe = regexp.MustCompile(`decisions applied.*added=(\d+) deleted=(\d+) took=(\S+)`)
+var appliedRe = regexp.MustCompile(`decisions applied.*added=(\d+).*deleted=(\d+).*took=(\S+)`)
 
 func coldAndDelta(bin, mode string, n int) error {
 	e, err := setup(bin, n, func(st *store.Store) error { return fill(st, 1000, "bench-old", 50_000_000) })
+	if os.Getenv("FWBENCH_KEEP") != "" {
+		fmt.Println("work dir", e.dir)
+	}
 	if err != nil {
 		return err
 	}
@@ -241,7 +233,7 @@ func coldAndDelta(bin, mode string, n int) error {
 		return err
 	}
 	took := time.Since(start)
-	peak := vmKB(e.bouncer.Process.Pid, "VmHWM")
+	peak := procstat.KB(e.bouncer.Process.Pid, "VmHWM")
 	floor, err := floorLoad(n+1000, mode)
 	if err != nil {
 		return err
@@ -460,7 +452,20 @@ func floorLoad(n int, mode string) (time.Duration, error) {
 			return err
 		}
 		defer h.Close()
-		c, err := nftables.New(nftables.WithNetNSFd(int(h)))
+		bigBuf := func(nc *netlink.Conn) error {
+			rc, err := nc.SyscallConn()
+			if err != nil {
+				return err
+			}
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 64<<20)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+		c, err := nftables.New(nftables.WithNetNSFd(int(h)), nftables.WithSockOptions(bigBuf))
 		if err != nil {
 			return err
 		}
@@ -473,19 +478,24 @@ func floorLoad(n int, mode string) (time.Duration, error) {
 			return err
 		}
 		els := make([]nftables.SetElement, 0, 2*n)
-		for i := n - 1; i >= 0; i-- { // descending, as nft sends intervals
+		for i := 0; i < n; i++ { // each interval's start before its end
 			a := [4]byte{byte(11 + i>>24), byte(i >> 16), byte(i >> 8), byte(i)}
 			b := [4]byte{byte(11 + (i+1)>>24), byte((i + 1) >> 16), byte((i + 1) >> 8), byte(i + 1)}
-			els = append(els, nftables.SetElement{Key: b[:], IntervalEnd: true}, nftables.SetElement{Key: a[:], Timeout: 4 * time.Hour})
+			els = append(els, nftables.SetElement{Key: a[:], Timeout: 4 * time.Hour}, nftables.SetElement{Key: b[:], IntervalEnd: true})
 		}
 		start := time.Now()
-		const chunk = 8000 // 4000 intervals per transaction
-		for i := 0; i < len(els); i += chunk {
-			if err := c.SetAddElements(s, els[i:min(i+chunk, len(els))]); err != nil {
+		// Messages stay under netlink's 64 KiB attribute limit; a
+		// transaction carries 128 of them (128k intervals, with a raised socket buffer).
+		const perMsg, perTx = 2000, 128
+		for i, msgs := 0, 0; i < len(els); i += perMsg {
+			if err := c.SetAddElements(s, els[i:min(i+perMsg, len(els))]); err != nil {
 				return err
 			}
-			if err := c.Flush(); err != nil {
-				return err
+			if msgs++; msgs == perTx || i+perMsg >= len(els) {
+				if err := c.Flush(); err != nil {
+					return err
+				}
+				msgs = 0
 			}
 		}
 		took = time.Since(start)

@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +27,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/procstat"
 	"github.com/rampart-ips/rampart/lapi"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
@@ -218,21 +218,6 @@ func (e *env) keys() []string {
 	return strings.Split(string(data), "\n")
 }
 
-func procKB(pid int, field string) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), field+":") {
-			v, _ := strconv.ParseInt(strings.Fields(sc.Text())[1], 10, 64)
-			return v
-		}
-	}
-	return 0
-}
 
 func benchImport(e *env, n int) error {
 	path := filepath.Join(e.dir, "values.txt")
@@ -276,8 +261,8 @@ func benchStream(e *env, n int) error {
 	runtimeGC := func() { time.Sleep(500 * time.Millisecond) }
 	runtimeGC()
 	// Reset the peak so VmHWM measures this request only.
-	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
-	before := procKB(pid, "VmRSS")
+	_ = procstat.ResetPeak(pid)
+	before := procstat.KB(pid, "VmRSS")
 	start := time.Now()
 	req, _ := http.NewRequest("GET", e.url+"v1/decisions/stream?startup=true&additional_pull=false&community_pull=false", nil)
 	req.Header.Set("X-Api-Key", keys[0])
@@ -293,7 +278,7 @@ func benchStream(e *env, n int) error {
 	if err != nil {
 		return err
 	}
-	peak := procKB(pid, "VmHWM")
+	peak := procstat.KB(pid, "VmHWM")
 	fmt.Printf("stream startup of %d decisions: %.2f s, body %.1f MB (%d entries), LAPI RSS %.1f MB before, peak %.1f MB, growth %.1f MB (target <= 2 s and <= 100 MB)\n",
 		n, took.Seconds(), float64(cw.n)/1e6, cw.entries, float64(before)/1024, float64(peak)/1024, float64(peak-before)/1024)
 	if cw.entries < n {
