@@ -27,9 +27,9 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 	"github.com/vishvananda/netns"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sys/unix"
 
 	"github.com/rampart-ips/rampart/internal/nstest"
 	"github.com/rampart-ips/rampart/internal/procstat"
@@ -210,7 +210,6 @@ func (e *env) close() {
 		os.RemoveAll(e.dir)
 	}
 }
-
 
 var syncRe = regexp.MustCompile(`first sync in the kernel.*elements=(\d+)`)
 var appliedRe = regexp.MustCompile(`decisions applied.*added=(\d+).*deleted=(\d+).*took=(\S+)`)

@@ -218,7 +218,6 @@ func (e *env) keys() []string {
 	return strings.Split(string(data), "\n")
 }
 
-
 func benchImport(e *env, n int) error {
 	path := filepath.Join(e.dir, "values.txt")
 	f, err := os.Create(path)
