@@ -105,7 +105,7 @@ func TestHostileDecisionsAreSkipped(t *testing.T) {
 		dj("198.51.100.100", "Ip", "ban", "1h", 1),
 		dj("198.51.100.0/28", "Range", "ban", "1h", 2),
 		dj("2001:db8::5", "ip", "ban", "2h", 3),
-		`{"id":4,"value":"198.51.100.20"}`,            // missing type, duration, scope
+		`{"id":4,"value":"198.51.100.20"}`,               // missing type, duration, scope
 		`{"id":5,"type":null,"value":null,"scope":null}`, // nulls
 		dj("not-an-ip", "Ip", "ban", "1h", 6),
 		dj("198.51.100.7", "Ip", "ban", "forever", 7),
