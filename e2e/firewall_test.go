@@ -121,8 +121,11 @@ func firewallStory(t *testing.T, mode string, subnet int) {
 	a.waitSynced(3)
 	switch mode {
 	case "nftables":
-		if n := strings.Count(a.ruleset(), "@crowdsec_blocklist"); n != 1 {
-			t.Errorf("%d ban rules after kill -9 and restart, want 1:\n%s", n, a.ruleset())
+		rs := a.ruleset()
+		for _, set := range []string{"@crowdsec_blocklist ", "@crowdsec_blocklist_ips "} {
+			if n := strings.Count(rs, set); n != 1 {
+				t.Errorf("%d rules on %s after kill -9 and restart, want 1:\n%s", n, set, rs)
+			}
 		}
 	case "iptables":
 		if n := strings.Count(a.iptablesRules("iptables"), "-j CROWDSEC_CHAIN"); n != 1 {

@@ -26,15 +26,21 @@ type Config struct {
 // Family is the per-family part of Config.
 type Family struct {
 	Enabled bool
-	// SetOnly manages only the set, inside a table the administrator
-	// created and references from rules of their own: no table, chain or
-	// rule of ours.
-	SetOnly  bool
-	Table    string // default "crowdsec" / "crowdsec6"
-	Set      string // default "crowdsec_blocklist" / "crowdsec6_blocklist"
+	// SetOnly manages only the two sets (Set and Set+"_ips"), inside a
+	// table the administrator created and references from rules of their
+	// own, which must match both sets: no table, chain or rule of ours.
+	SetOnly bool
+	Table   string // default "crowdsec" / "crowdsec6"
+	// Set names the interval set of ranges, default "crowdsec_blocklist" /
+	// "crowdsec6_blocklist"; single addresses go to a hash set named
+	// Set+HostSetSuffix.
+	Set      string
 	Chain    string // default "crowdsec_chain" / "crowdsec6_chain"; other hooks get "_<hook>"
 	Priority int    // base chain priority, default 0
 }
+
+// HostSetSuffix makes the name of a family's host set from Family.Set.
+const HostSetSuffix = "_ips"
 
 // DefaultLogPrefix is the log prefix when DenyLog is set without one.
 const DefaultLogPrefix = "crowdsec drop: "
@@ -53,7 +59,8 @@ type famSpec struct {
 	keyType nftables.SetDatatype
 	keyLen  int
 	chains  []chainSpec
-	tag     []byte // the UserData of our rules, fingerprinting their content
+	tag     []byte // the UserData of our range rule, fingerprinting its content
+	hostTag []byte // the UserData of our host rule
 }
 
 type chainSpec struct {
@@ -61,9 +68,17 @@ type chainSpec struct {
 	hook nftables.ChainHook
 }
 
+// ref names the interval set of ranges.
 func (f *famSpec) ref() *setRef {
 	return &setRef{family: byte(f.tfam), table: f.cfg.Table, set: f.cfg.Set, keyLen: f.keyLen}
 }
+
+// hostRef names the hash set of single addresses.
+func (f *famSpec) hostRef() *setRef {
+	return &setRef{family: byte(f.tfam), table: f.cfg.Table, set: f.hostSet(), keyLen: f.keyLen}
+}
+
+func (f *famSpec) hostSet() string { return f.cfg.Set + HostSetSuffix }
 
 func (f *famSpec) table() *nftables.Table {
 	return &nftables.Table{Name: f.cfg.Table, Family: f.tfam}
@@ -130,7 +145,7 @@ func (c Config) resolve() (Config, []*famSpec, error) {
 		if !fc.Enabled {
 			continue
 		}
-		for _, n := range []string{fc.Table, fc.Set, fc.Chain + "_prerouting"} {
+		for _, n := range []string{fc.Table, fc.Set + HostSetSuffix, fc.Chain + "_prerouting"} {
 			if len(n) > 255 || strings.ContainsRune(n, 0) {
 				return c, nil, fmt.Errorf("ipv%d: name %q: too long or holds a NUL", f.id, n)
 			}
@@ -148,4 +163,12 @@ func (c Config) resolve() (Config, []*famSpec, error) {
 		specs = append(specs, spec)
 	}
 	return c, specs, nil
+}
+
+// proto is the nft keyword of the family's network header: ip or ip6.
+func (f *famSpec) proto() string {
+	if f.id == firewall.IPv6 {
+		return "ip6"
+	}
+	return "ip"
 }

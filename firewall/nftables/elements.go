@@ -14,28 +14,34 @@ import (
 )
 
 // Apply removes dels, then adds adds, in both families, and costs
-// O(len(adds)+len(dels)): it never reads the set back.
+// O(len(adds)+len(dels)): it never reads the sets back.
 //
+//   - Single addresses (/32, /128) go to the host set, ranges to the
+//     interval set; the two never interact in the kernel.
 //   - An element already present gets the new timeout: the kernel updates
 //     the timeout of an element added again, with no gap.
 //   - A prefix listed twice in adds ends with the later entry's timeout.
 //   - Elements of a disabled family, invalid prefixes and timeouts that are
 //     not positive are skipped and counted in Stats.
 //   - Deleting an element that is not there is not an error.
-//   - Overlapping elements (a /24 and a /32 inside it) are both kept: the
-//     kernel gets disjoint segments, each timing out with the longest ban
-//     covering it, and deleting one element leaves the others enforced.
+//   - Overlapping ranges (a /16 and a /24 inside it) are both kept: the
+//     interval set gets disjoint segments, each timing out with the
+//     longest range covering it, and deleting one range leaves the others
+//     enforced. A host inside a banned range is in the host set as well:
+//     deleting either leaves the other enforced.
 //
-// Apply knows the set's content from Ensure (a set it created is empty)
-// and from its own work since; after a restart, call Replace first, or an
-// element left by the previous run may collide with a new range (the
+// Apply knows the interval set's content from Ensure (a set it created is
+// empty) and from its own work since; after a restart, call Replace first,
+// or a range left by the previous run may collide with a new one (the
 // transaction then fails and Intact reports false).
 //
-// Large lists go to the kernel in a few large transactions, and changes
-// that reshape a range (delete and add of segments) share one transaction,
-// so no address that stays banned is ever unbanned in between. When a
-// transaction fails, the error says which, and Intact reports false until
-// Replace has rewritten the sets.
+// Changes go to the kernel in transactions of about Backend.txnBytes: host
+// adds first, then all range changes in a transaction of their own
+// (deletes and adds of segments of a reshaped range must share one), then
+// host deletes. So an address whose ban moves from a range to a host or
+// back is never unbanned in between, and a host deleted and added in one
+// call is only refreshed. When a transaction fails, the error says which, and Intact
+// reports false until Replace has rewritten the sets.
 func (b *Backend) Apply(ctx context.Context, adds []firewall.Element, dels []netip.Prefix) error {
 	if err := b.lock(); err != nil {
 		return err
@@ -58,11 +64,13 @@ func (b *Backend) Apply(ctx context.Context, adds []firewall.Element, dels []net
 
 // Replace makes the sets hold exactly want. The backend keeps no memory
 // across restarts and reading a set back is quadratic in the kernel (a
-// million elements would take minutes), so it does not diff: if the set is
-// empty it loads want in large transactions; otherwise it flushes the set
-// and loads want in one single transaction. The kernel commits a
-// transaction atomically, so an element of want that was present stays
-// enforced throughout, and every other one is gone afterwards.
+// million elements would take minutes), so it does not diff: an empty set
+// is loaded like Apply does; a set that holds anything is flushed and
+// reloaded in one single transaction, which the kernel commits
+// atomically. The host set is handled before and after the interval set
+// (see send), so an element of want that was present stays enforced
+// throughout, even when its ban moves between a range and a host, and
+// every other one is gone afterwards.
 func (b *Backend) Replace(ctx context.Context, want []firewall.Element) error {
 	if err := b.lock(); err != nil {
 		return err
@@ -140,72 +148,96 @@ func (b *Backend) nowMs() uint64 {
 // legacyTxnBytes bounds transactions on kernels without destroy.
 const legacyTxnBytes = 1 << 20
 
-// sweepEvery is how often Apply forgets expired standalone hosts.
+// sweepEvery is how often Apply forgets expired hosts and ranges.
 const sweepEvery = 300 // seconds
 
-// plan records the adds (ranges first: hosts must find their cluster) and
-// dels of one family in p.
-func fill[A addr[A]](p *plan[A], adds []firewall.Element, dels []netip.Prefix) {
+// cancelled marks a planned host delete that a later add of the same host
+// made unnecessary.
+const cancelled = math.MaxUint64
+
+// work is one family's changes to send: range operations (planned by the
+// model) and host deletes up front; host adds are encoded straight from
+// the caller's list while it is sent, never copied.
+type work[A addr[A]] struct {
+	p     *plan[A]
+	ch    []hostEntry[A] // host changes, in the order sent
+	nowMs uint64
+	dels  []op[A] // host deletes; ms == cancelled when a later add wins
+	delAt map[A]int
+	adds  []firewall.Element
+	nAdds int // host adds of the family in adds
+	// For Replace: whether the sets held anything. Apply leaves both
+	// false.
+	replace, hostsFull, rangesFull bool
+}
+
+// element maps a prefix to A's family: its bounds, or ok false.
+func element[A addr[A]](p netip.Prefix) (first, last A, ok bool) {
+	np, ok := normalize(p)
+	if !ok {
+		return first, last, false
+	}
+	return bounds[A](np)
+}
+
+// prepare plans the range changes and collects the host deletes.
+func prepare[A addr[A]](w *work[A], adds []firewall.Element, dels []netip.Prefix) {
+	p := w.p
+	w.delAt = map[A]int{}
 	for _, d := range dels {
-		np, ok := normalize(d)
+		first, last, ok := element[A](d)
 		if !ok {
 			continue
 		}
-		first, last, ok := bounds[A](np)
-		if !ok {
-			continue
-		}
-		if first == last {
-			p.delHost(first)
-		} else {
+		if first != last {
 			p.delRange(rng[A]{first, last})
+			continue
+		}
+		if _, dup := w.delAt[first]; !dup {
+			// Also when not known: the kernel may hold it from a
+			// previous run, and deleting an absent element is harmless.
+			w.delAt[first] = len(w.dels)
+			w.dels = append(w.dels, op[A]{first: first, last: first})
 		}
 	}
-	for pass := 0; pass < 2; pass++ {
-		for _, e := range adds {
-			np, ok := normalize(e.Prefix)
-			ms, tok := timeoutMs(e.Timeout)
-			if !ok || !tok {
-				continue
-			}
-			first, last, ok := bounds[A](np)
-			if !ok {
-				continue
-			}
-			switch {
-			case pass == 0 && first != last:
-				p.addRange(rng[A]{first, last}, ms)
-			case pass == 1 && first == last:
-				p.addHost(first, ms)
-			}
+	w.adds = adds
+	for _, e := range adds {
+		ms, tok := timeoutMs(e.Timeout)
+		if !tok {
+			continue
 		}
-		if pass == 0 {
-			p.rangesDone()
+		first, last, ok := element[A](e.Prefix)
+		switch {
+		case !ok:
+		case first != last:
+			p.addRange(rng[A]{first, last}, ms)
+		default:
+			w.nAdds++
 		}
 	}
 	p.recompute()
+	w.ch = make([]hostEntry[A], 0, len(w.dels)+w.nAdds)
+	for _, d := range w.dels {
+		w.ch = append(w.ch, hostEntry[A]{key: d.first})
+	}
 }
 
 func applyFamily[A addr[A]](ctx context.Context, b *Backend, e *elems[A], adds []firewall.Element, dels []netip.Prefix) error {
 	if e.m == nil {
-		return fmt.Errorf("nftables: apply %s: the set does not exist: call Ensure", e.spec)
+		return fmt.Errorf("nftables: apply %s: the sets do not exist: call Ensure", e.spec)
 	}
 	now := b.nowMs()
-	if sec := uint32(now / 1000); sec-e.lastSweep >= sweepEvery {
+	sec := uint32(now / 1000)
+	sweep := sec-e.lastSweep >= sweepEvery
+	if sweep {
 		e.m.sweep(sec)
 		e.lastSweep = sec
 	}
-	if n := countFamily[A](adds); n > 1024 {
-		// A large load: size the host map and the op list once instead of
-		// growing them (growth keeps old and new tables alive at once).
-		if len(e.m.hosts) == 0 {
-			e.m.hosts = make(map[A]uint32, n)
-		}
-	}
-	p := newPlan(e.m, now)
-	p.adds = make([]op[A], 0, countFamily[A](adds))
-	fill(p, adds, dels)
-	if err := send(ctx, b, e, p, false); err != nil {
+	w := &work[A]{p: newPlan(e.m, now), nowMs: now}
+	prepare(w, adds, dels)
+	err := send(ctx, b, e, w)
+	e.hosts.apply(w.ch, sec, sweep) // also after a failure: what was meant
+	if err != nil {
 		e.tainted = true
 		return fmt.Errorf("nftables: apply %s: %w", e.spec, err)
 	}
@@ -214,39 +246,34 @@ func applyFamily[A addr[A]](ctx context.Context, b *Backend, e *elems[A], adds [
 
 func replaceFamily[A addr[A]](ctx context.Context, b *Backend, e *elems[A], want []firewall.Element) error {
 	if e.m == nil {
-		return fmt.Errorf("nftables: replace %s: the set does not exist: call Ensure", e.spec)
+		return fmt.Errorf("nftables: replace %s: the sets do not exist: call Ensure", e.spec)
 	}
-	hint := countFamily[A](want)
 	now := b.nowMs()
-	m := newModel[A](hint)
-	p := newPlan(m, now)
-	p.adds = make([]op[A], 0, hint)
-	fill(p, want, nil)
-	isEmpty, err := empty(ctx, b.cfg.NetNS, e.spec.ref())
-	if err != nil {
-		return fmt.Errorf("nftables: replace %s: %w", e.spec, err)
+	m := newModel[A]()
+	w := &work[A]{p: newPlan(m, now), nowMs: now}
+	prepare(w, want, nil)
+	w.replace = true
+	for _, full := range []struct {
+		ref *setRef
+		b   *bool
+	}{{e.spec.hostRef(), &w.hostsFull}, {e.spec.ref(), &w.rangesFull}} {
+		isEmpty, err := empty(ctx, b.cfg.NetNS, full.ref)
+		if err != nil {
+			return fmt.Errorf("nftables: replace %s: %w", e.spec, err)
+		}
+		*full.b = !isEmpty
 	}
-	if err := send(ctx, b, e, p, !isEmpty); err != nil {
+	// Let the old index go before building the new one.
+	e.hosts = &hostIndex[A]{}
+	err := send(ctx, b, e, w)
+	e.hosts.apply(w.ch, uint32(now/1000), true)
+	e.m, e.lastSweep = m, uint32(now/1000)
+	if err != nil {
 		e.tainted = true
 		return fmt.Errorf("nftables: replace %s: %w", e.spec, err)
 	}
-	e.m, e.tainted, e.lastSweep = m, false, uint32(now/1000)
+	e.tainted = false
 	return nil
-}
-
-// countFamily counts the elements of A's family in els.
-func countFamily[A addr[A]](els []firewall.Element) int {
-	n := 0
-	for _, e := range els {
-		if a := e.Prefix.Addr(); a.Is4() || a.Is4In6() {
-			if _, ok := any(*new(A)).(ip4); ok {
-				n++
-			}
-		} else if _, ok := any(*new(A)).(ip6); ok {
-			n++
-		}
-	}
-	return n
 }
 
 // delMode returns the message type for deletes and whether each deleted
@@ -265,74 +292,145 @@ func (b *Backend) delMode(ctx context.Context, s *setRef) (uint16, bool, error) 
 	return msgDestroySetElm, false, nil
 }
 
-// send writes the plan to the kernel. With flush, everything goes in one
-// transaction that first empties the set; otherwise cluster changes go
-// first and the rest follows in transactions of about b.txnBytes.
-func send[A addr[A]](ctx context.Context, b *Backend, e *elems[A], p *plan[A], flush bool) error {
-	s := e.spec.ref()
-	delType, own, err := b.delMode(ctx, s)
+// send writes the work to the kernel.
+//
+// The kernel commits a transaction atomically within each set, but not
+// across sets: on Linux 6.18 the interval set publishes its new lookup
+// structure only after the generation switch that already hides the host
+// set's deleted elements (a probe was seen to pass in between, while a ban
+// moved from a host to a range in one transaction). So a change that
+// moves coverage between the sets never shares a transaction: host adds
+// are committed first, then the range changes, then host deletes.
+//
+// For Apply: host adds in transactions of about b.txnBytes, the range
+// changes in one transaction of their own, then host deletes likewise
+// (host adds and deletes share transactions when there is no range
+// change). For Replace: the hosts are added first (only if the host set is
+// empty, when this is the whole load, or if old ranges might go); then the
+// interval set is flushed (if not empty) and reloaded in one transaction;
+// then, if the host set held anything, it is flushed and reloaded in one
+// transaction. Each set's own flush and reload is atomic, so nothing that
+// stays banned is unbanned in between.
+func send[A addr[A]](ctx context.Context, b *Backend, e *elems[A], w *work[A]) error {
+	rs, hs := e.spec.ref(), e.spec.hostRef()
+	delType, own, err := b.delMode(ctx, rs)
 	if err != nil {
 		return err
 	}
-	sortOps(p.adds)
+	p := w.p
+	sortOps(p.gadds)
 	limit := b.txnBytes
-	switch {
-	case flush:
-		limit = math.MaxInt
-	case own:
+	if own {
 		// One message per deleted element: keep the possible error
 		// reports well inside the receive buffer.
 		limit = min(limit, legacyTxnBytes)
 	}
 	var t txn
-	t.flush = flush
-	if est := estimateBytes(s, len(p.gadds)+len(p.adds)); limit < math.MaxInt {
-		t.adds.b = make([]byte, 0, min(est, limit+maxListBytes))
-	} else {
-		t.adds.b = make([]byte, 0, est)
-	}
 	n, done := 0, 0
-	total := len(p.gdels) + len(p.gadds) + len(p.dels) + len(p.adds)
+	total := w.nAdds + len(p.gdels) + len(p.gadds) + len(w.dels)
 	commit := func() error {
+		if t.size() == 0 && len(t.flush) == 0 {
+			return nil
+		}
 		n++
 		pts := t.points()
-		err := b.commit(ctx, s, &t, own)
+		err := b.commit(ctx, &t, own)
 		t.reset()
 		if err != nil {
 			return fmt.Errorf("transaction %d (%d elements, %d of %d changes sent before): %w", n, pts, done, total, err)
 		}
+		done += pts
 		return nil
 	}
-	for _, o := range p.gdels {
-		putDel(&t.dels, b.el, delType, s, o, own)
-	}
-	for _, o := range p.gadds {
-		putAdd(&t.adds, b.el, s, o)
-	}
-	done += len(p.gdels) + len(p.gadds)
-	for _, o := range p.dels {
-		done++
-		if o.ms == cancelled {
-			continue
+	// hostAdds writes the host adds, committing at limit; record notes
+	// them in w.ch.
+	hostAdds := func(limit int, record bool) error {
+		est := estimateHostBytes(hs, w.nAdds)
+		if limit < math.MaxInt-maxListBytes {
+			est = min(est, limit+maxListBytes)
 		}
-		putDel(&t.dels, b.el, delType, s, o, own)
+		if cap(t.adds.b) < est {
+			t.adds.b = make([]byte, 0, est)
+		}
+		for i := range w.adds {
+			ms, tok := timeoutMs(w.adds[i].Timeout)
+			if !tok {
+				continue
+			}
+			h, last, ok := element[A](w.adds[i].Prefix)
+			if !ok || h != last {
+				continue
+			}
+			if record {
+				w.ch = append(w.ch, hostEntry[A]{key: h, exp: expiry(w.nowMs, ms)})
+				if j, ok := w.delAt[h]; ok {
+					w.dels[j].ms = cancelled
+					delete(w.delAt, h)
+				}
+			}
+			putHost(&t.adds, b.el, msgNewSetElem, hs, h, ms, false)
+			if t.size() >= limit {
+				if err := commit(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	ranges := func() error {
+		for _, o := range p.gdels {
+			putDel(&t.dels, b.el, delType, rs, o, own)
+		}
+		for _, o := range p.gadds {
+			putAdd(&t.adds, b.el, rs, o)
+		}
+		return commit()
+	}
+
+	if w.replace {
+		if !w.hostsFull || w.rangesFull {
+			if err := hostAdds(limit, !w.hostsFull); err != nil {
+				return err
+			}
+			if err := commit(); err != nil {
+				return err
+			}
+		}
+		if w.rangesFull {
+			t.flush = append(t.flush, rs)
+		}
+		if err := ranges(); err != nil {
+			return err
+		}
+		if w.hostsFull {
+			t.flush = append(t.flush, hs)
+			if err := hostAdds(math.MaxInt, true); err != nil {
+				return err
+			}
+		}
+		return commit()
+	}
+
+	if err := hostAdds(limit, true); err != nil {
+		return err
+	}
+	if len(p.gdels)+len(p.gadds) > 0 {
+		if err := commit(); err != nil {
+			return err
+		}
+		if err := ranges(); err != nil {
+			return err
+		}
+	}
+	for _, o := range w.dels {
 		if t.size() >= limit {
 			if err := commit(); err != nil {
 				return err
 			}
 		}
-	}
-	for _, o := range p.adds {
-		done++
-		putAdd(&t.adds, b.el, s, o)
-		if t.size() >= limit {
-			if err := commit(); err != nil {
-				return err
-			}
+		if o.ms != cancelled {
+			putHost(&t.dels, b.el, delType, hs, o.first, 0, own)
 		}
-	}
-	if t.size() == 0 && !t.flush {
-		return nil
 	}
 	return commit()
 }
@@ -344,12 +442,18 @@ func estimateBytes(s *setRef, n int) int {
 	return n*per + n*per/maxListBytes*96 + 4096
 }
 
+// estimateHostBytes is the encoded size of n host adds.
+func estimateHostBytes(s *setRef, n int) int {
+	per := 4 + 8 + s.keyLen + 12 // element, key, timeout
+	return n*per + n*per/maxListBytes*96 + 4096
+}
+
 // commit sends one transaction. Without destroy, deleting an absent
 // element fails the whole transaction; each delete then has a message of
 // its own, the kernel reports every failed message, and the transaction is
 // sent again without the deletes it found absent.
-func (b *Backend) commit(ctx context.Context, s *setRef, t *txn, own bool) error {
-	err := b.el.commit(ctx, s, t)
+func (b *Backend) commit(ctx context.Context, t *txn, own bool) error {
+	err := b.el.commit(ctx, t)
 	if err == nil || !own {
 		return err
 	}
@@ -369,5 +473,5 @@ func (b *Backend) commit(ctx context.Context, s *setRef, t *txn, own bool) error
 		drop[me.seq] = true
 	}
 	t.dels = t.dels.without(drop)
-	return b.el.commit(ctx, s, t)
+	return b.el.commit(ctx, t)
 }

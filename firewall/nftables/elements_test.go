@@ -22,55 +22,85 @@ func TestApplyOverlappingRanges(t *testing.T) {
 	ns := newNS(t)
 	b := newBackend(t, testConfig(ns))
 	ensure(t, b)
-	step := func(adds []firewall.Element, dels []netip.Prefix, want ...string) {
+	// step applies a change and checks both sets: the intervals of the
+	// range set, then the host set.
+	step := func(adds []firewall.Element, dels []netip.Prefix, ranges []string, hosts ...string) {
 		t.Helper()
 		if err := b.Apply(ctx, adds, dels); err != nil {
 			t.Fatal(err)
 		}
-		if got := names(v4Elements(t, ns)); !slices.Equal(got, want) {
-			t.Fatalf("kernel holds %v, want %v", got, want)
+		if got := names(v4Elements(t, ns)); !slices.Equal(got, ranges) {
+			t.Fatalf("range set holds %v, want %v", got, ranges)
+		}
+		if got := names(v4Hosts(t, ns)); !slices.Equal(got, hosts) {
+			t.Fatalf("host set holds %v, want %v", got, hosts)
 		}
 	}
+	r := func(s ...string) []string { return s }
+	// A host inside a range goes to the host set, the range stays whole.
 	step([]firewall.Element{el("192.0.2.0/24", time.Hour), el("192.0.2.55/32", 5*time.Hour)}, nil,
-		"192.0.2.0-192.0.2.54", "192.0.2.55", "192.0.2.56-192.0.2.255")
-	els := v4Elements(t, ns)
-	if !near(els[1].timeout, 5*time.Hour) || !near(els[0].timeout, time.Hour) {
-		t.Fatalf("timeouts %v %v", els[0].timeout, els[1].timeout)
+		r("192.0.2.0-192.0.2.255"), "192.0.2.55")
+	if h := v4Hosts(t, ns); !near(h[0].timeout, 5*time.Hour) {
+		t.Fatalf("host timeout %v", h[0].timeout)
 	}
-	step(nil, pfx("192.0.2.55/32"), "192.0.2.0-192.0.2.255")
-	// A wider ban around existing ones, then hosts inside.
+	if g := v4Elements(t, ns); !near(g[0].timeout, time.Hour) {
+		t.Fatalf("range timeout %v", g[0].timeout)
+	}
+	step(nil, pfx("192.0.2.55/32"), r("192.0.2.0-192.0.2.255"))
+	// Nested ranges are cut into segments, each with the longest timeout;
+	// segments with the same expiry merge.
 	step([]firewall.Element{el("192.0.2.55/32", 5*time.Hour), el("192.0.0.0/16", 2*time.Hour)}, nil,
-		"192.0.0.0-192.0.2.54", "192.0.2.55", "192.0.2.56-192.0.255.255")
-	step(nil, pfx("192.0.0.0/16"), "192.0.2.0-192.0.2.54", "192.0.2.55", "192.0.2.56-192.0.2.255")
-	step(nil, pfx("192.0.2.0/24"), "192.0.2.55")
+		r("192.0.0.0-192.0.255.255"), "192.0.2.55")
+	if els := v4Elements(t, ns); !near(els[0].timeout, 2*time.Hour) {
+		t.Fatalf("segment timeout %v", els[0].timeout)
+	}
+	step([]firewall.Element{el("192.0.2.0/24", 3*time.Hour)}, nil,
+		r("192.0.0.0-192.0.1.255", "192.0.2.0-192.0.2.255", "192.0.3.0-192.0.255.255"), "192.0.2.55")
+	if els := v4Elements(t, ns); !near(els[1].timeout, 3*time.Hour) {
+		t.Fatalf("inner segment timeout %v", els[1].timeout)
+	}
+	step(nil, pfx("192.0.0.0/16"), r("192.0.2.0-192.0.2.255"), "192.0.2.55")
+	step(nil, pfx("192.0.2.0/24"), nil, "192.0.2.55")
 	// Adjacent hosts, in one Apply and across Applies.
 	step([]firewall.Element{el("10.0.0.2/32", time.Hour), el("10.0.0.1/32", time.Hour)}, nil,
-		"10.0.0.1", "10.0.0.2", "192.0.2.55")
+		nil, "10.0.0.1", "10.0.0.2", "192.0.2.55")
 	step([]firewall.Element{el("10.0.0.3/32", time.Hour), el("10.0.0.0/32", time.Hour)}, nil,
-		"10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3", "192.0.2.55")
-	// A range over existing standalone hosts swallows them, and gives them
-	// back when it goes.
-	step([]firewall.Element{el("10.0.0.0/30", 10*time.Minute)}, nil, "10.0.0.0-10.0.0.3", "192.0.2.55")
-	step(nil, pfx("10.0.0.0/30"), "10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3", "192.0.2.55")
+		nil, "10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3", "192.0.2.55")
+	// A range over existing hosts leaves them alone, both ways.
+	step([]firewall.Element{el("10.0.0.0/30", 10*time.Minute)}, nil, r("10.0.0.0-10.0.0.3"), "10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3", "192.0.2.55")
+	step(nil, pfx("10.0.0.0/30"), nil, "10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3", "192.0.2.55")
 	// Top of the address space: no end element.
-	step([]firewall.Element{el("255.255.255.0/24", time.Hour), el("255.255.255.255/32", 2*time.Hour)}, pfx("10.0.0.0/32", "10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32"),
-		"192.0.2.55", "255.255.255.0-255.255.255.254", "255.255.255.255")
-	step(nil, pfx("255.255.255.255/32"), "192.0.2.55", "255.255.255.0-255.255.255.255")
-	step(nil, pfx("255.255.255.0/24", "192.0.2.55/32"))
+	step([]firewall.Element{el("255.255.255.0/24", time.Hour), el("255.255.255.255/32", 2*time.Hour), el("255.255.255.128/25", 2*time.Hour)},
+		pfx("10.0.0.0/32", "10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32"),
+		r("255.255.255.0-255.255.255.127", "255.255.255.128-255.255.255.255"), "192.0.2.55", "255.255.255.255")
+	step(nil, pfx("255.255.255.255/32", "255.255.255.128/25"), r("255.255.255.0-255.255.255.255"), "192.0.2.55")
+	step(nil, pfx("255.255.255.0/24", "192.0.2.55/32"), nil)
+	if st := b.Stats(); st.Elements[firewall.IPv4] != 0 {
+		t.Fatalf("stats: %+v", st)
+	}
 
 	// IPv6 the same way.
-	if err := b.Apply(ctx, []firewall.Element{el("2001:db8::/48", time.Hour), el("2001:db8::1/128", 2*time.Hour), el("ffff::/16", time.Hour)}, nil); err != nil {
+	if err := b.Apply(ctx, []firewall.Element{el("2001:db8::/48", time.Hour), el("2001:db8::/64", 2*time.Hour), el("2001:db8::1/128", 2*time.Hour), el("ffff::/16", time.Hour)}, nil); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"2001:db8::", "2001:db8::1", "2001:db8::2-2001:db8:0:ffff:ffff:ffff:ffff:ffff", "ffff::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}
+	want := []string{"2001:db8::-2001:db8::ffff:ffff:ffff:ffff", "2001:db8:0:1::-2001:db8:0:ffff:ffff:ffff:ffff:ffff", "ffff::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}
 	if got := names(v6Elements(t, ns)); !slices.Equal(got, want) {
 		t.Fatalf("v6: %v, want %v", got, want)
 	}
-	if err := b.Apply(ctx, nil, pfx("2001:db8::1/128", "ffff::/16")); err != nil {
+	if got := names(v6Hosts(t, ns)); !slices.Equal(got, []string{"2001:db8::1"}) {
+		t.Fatalf("v6 hosts: %v", got)
+	}
+	if st := b.Stats(); st.Elements[firewall.IPv6] != 4 {
+		t.Fatalf("stats: %+v", st)
+	}
+	if err := b.Apply(ctx, nil, pfx("2001:db8::1/128", "ffff::/16", "2001:db8::/64")); err != nil {
 		t.Fatal(err)
 	}
 	if got := names(v6Elements(t, ns)); !slices.Equal(got, []string{"2001:db8::-2001:db8:0:ffff:ffff:ffff:ffff:ffff"}) {
 		t.Fatalf("v6: %v", got)
+	}
+	if got := v6Hosts(t, ns); len(got) != 0 {
+		t.Fatalf("v6 hosts: %v", names(got))
 	}
 }
 
@@ -83,21 +113,32 @@ func TestApplyRefreshesTimeout(t *testing.T) {
 		if err := b.Apply(ctx, []firewall.Element{el("10.0.0.1/32", d), el("198.51.100.0/24", d), el("2001:db8::1/128", d)}, nil); err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range append(v4Elements(t, ns), v6Elements(t, ns)...) {
+		all := append(append(v4Elements(t, ns), v6Elements(t, ns)...), append(v4Hosts(t, ns), v6Hosts(t, ns)...)...)
+		for _, k := range all {
 			if !near(k.timeout, d) || !near(k.expires, d) {
 				t.Fatalf("after Apply with %v: %s has timeout %v, expires in %v", d, k, k.timeout, k.expires)
 			}
 		}
-		if n := len(v4Elements(t, ns)); n != 2 {
-			t.Fatalf("%d v4 elements", n)
+		if n, m := len(v4Elements(t, ns)), len(v4Hosts(t, ns)); n != 1 || m != 1 || len(all) != 3 {
+			t.Fatalf("%d v4 ranges, %d v4 hosts, %d in all", n, m, len(all))
+		}
+		if st := b.Stats(); st.Elements[firewall.IPv4] != 2 || st.Elements[firewall.IPv6] != 1 {
+			t.Fatalf("stats: %+v", st)
 		}
 	}
 	// Within one list, the later entry wins.
 	if err := b.Apply(ctx, []firewall.Element{el("10.0.0.1/32", 3*time.Hour), el("10.0.0.1/32", 2*time.Hour)}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if k := v4Elements(t, ns)[0]; !near(k.timeout, 2*time.Hour) {
+	if k := v4Hosts(t, ns)[0]; !near(k.timeout, 2*time.Hour) {
 		t.Fatalf("duplicate: timeout %v", k.timeout)
+	}
+	// Deleted and added in one call: refreshed, still there.
+	if err := b.Apply(ctx, []firewall.Element{el("10.0.0.1/32", 4*time.Hour)}, pfx("10.0.0.1/32")); err != nil {
+		t.Fatal(err)
+	}
+	if k := v4Hosts(t, ns); len(k) != 1 || !near(k[0].timeout, 4*time.Hour) {
+		t.Fatalf("del+add: %v", k)
 	}
 }
 
@@ -122,13 +163,13 @@ func TestApplyDeleteAbsent(t *testing.T) {
 			}
 			// Absent hosts (never added) among present ones, and an
 			// element the kernel has expired behind our back.
-			ns.nft(t, "delete", "element", "ip", "crowdsec", "crowdsec_blocklist", "{ 10.0.0.2 }")
+			ns.nft(t, "delete", "element", "ip", "crowdsec", "crowdsec_blocklist_ips", "{ 10.0.0.2 }")
 			err := b.Apply(ctx, []firewall.Element{el("10.0.0.9/32", time.Hour)},
 				pfx("10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32", "203.0.113.0/24", "2001:db8::5/128"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := names(v4Elements(t, ns)); !slices.Equal(got, []string{"10.0.0.9"}) {
+			if got := names(v4Hosts(t, ns)); !slices.Equal(got, []string{"10.0.0.9"}) {
 				t.Fatalf("kernel holds %v", got)
 			}
 			if ok, err := b.Intact(ctx); err != nil || !ok {
@@ -176,36 +217,46 @@ func TestReplace(t *testing.T) {
 	// get their new timeout, and overlaps are cut into segments.
 	b2 := newBackend(t, testConfig(ns))
 	ensure(t, b2)
-	want := []firewall.Element{el("10.0.0.2/32", 3*time.Hour), el("10.0.0.3/32", time.Hour), el("192.0.2.0/24", time.Hour), el("192.0.2.9/32", 2*time.Hour)}
+	want := []firewall.Element{el("10.0.0.2/32", 3*time.Hour), el("10.0.0.3/32", time.Hour), el("10.0.0.3/32", time.Hour),
+		el("192.0.2.0/24", time.Hour), el("192.0.2.128/25", 2*time.Hour), el("192.0.2.9/32", 2*time.Hour)}
 	if err := b2.Replace(ctx, want); err != nil {
 		t.Fatal(err)
 	}
-	got := v4Elements(t, ns)
-	if n := names(got); !slices.Equal(n, []string{"10.0.0.2", "10.0.0.3", "192.0.2.0-192.0.2.8", "192.0.2.9", "192.0.2.10-192.0.2.255"}) {
-		t.Fatalf("after Replace: %v", n)
+	hosts := v4Hosts(t, ns)
+	if n := names(hosts); !slices.Equal(n, []string{"10.0.0.2", "10.0.0.3", "192.0.2.9"}) {
+		t.Fatalf("hosts after Replace: %v", n)
 	}
-	if !near(got[0].timeout, 3*time.Hour) || !near(got[3].timeout, 2*time.Hour) {
-		t.Fatalf("timeouts: %v %v", got[0].timeout, got[3].timeout)
+	if !near(hosts[0].timeout, 3*time.Hour) || !near(hosts[2].timeout, 2*time.Hour) {
+		t.Fatalf("timeouts: %v %v", hosts[0].timeout, hosts[2].timeout)
 	}
-	if n := v6Elements(t, ns); len(n) != 0 {
+	if n := names(v4Elements(t, ns)); !slices.Equal(n, []string{"192.0.2.0-192.0.2.127", "192.0.2.128-192.0.2.255"}) {
+		t.Fatalf("ranges after Replace: %v", n)
+	}
+	if n := append(v6Elements(t, ns), v6Hosts(t, ns)...); len(n) != 0 {
 		t.Fatalf("v6 not emptied: %v", names(n))
 	}
-	if st := b2.Stats(); st.Elements[firewall.IPv4] != 4 || st.Elements[firewall.IPv6] != 0 {
+	if st := b2.Stats(); st.Elements[firewall.IPv4] != 5 || st.Elements[firewall.IPv6] != 0 {
 		t.Fatalf("stats: %+v", st)
 	}
 	// The model is exact after Replace: a later delete reshapes correctly.
-	if err := b2.Apply(ctx, nil, pfx("192.0.2.9/32")); err != nil {
+	if err := b2.Apply(ctx, nil, pfx("192.0.2.9/32", "192.0.2.128/25")); err != nil {
 		t.Fatal(err)
 	}
-	if n := names(v4Elements(t, ns)); !slices.Equal(n, []string{"10.0.0.2", "10.0.0.3", "192.0.2.0-192.0.2.255"}) {
+	if n := names(v4Elements(t, ns)); !slices.Equal(n, []string{"192.0.2.0-192.0.2.255"}) {
+		t.Fatalf("after delete: %v", n)
+	}
+	if n := names(v4Hosts(t, ns)); !slices.Equal(n, []string{"10.0.0.2", "10.0.0.3"}) {
 		t.Fatalf("after delete: %v", n)
 	}
 	// Replace with nothing empties the sets.
 	if err := b2.Replace(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	if n := v4Elements(t, ns); len(n) != 0 {
+	if n := append(v4Elements(t, ns), v4Hosts(t, ns)...); len(n) != 0 {
 		t.Fatalf("not emptied: %v", names(n))
+	}
+	if st := b2.Stats(); st.Elements[firewall.IPv4] != 0 {
+		t.Fatalf("stats: %+v", st)
 	}
 }
 
@@ -244,6 +295,7 @@ func TestApplyRandomAgainstKernel(t *testing.T) {
 			logical[e.Prefix] = e.Timeout
 		}
 		ks := v4Elements(t, ns)
+		hs := v4Hosts(t, ns)
 		for i := 0; i < 256; i++ {
 			a := base
 			a[3] = byte(i)
@@ -258,6 +310,11 @@ func TestApplyRandomAgainstKernel(t *testing.T) {
 			for _, k := range ks {
 				if k.first.Compare(addr) <= 0 && addr.Compare(k.last) <= 0 {
 					got = k.timeout
+				}
+			}
+			for _, k := range hs {
+				if k.first == addr {
+					got = max(got, k.timeout)
 				}
 			}
 			if (want == 0) != (got == 0) || (want != 0 && !near(got, want)) {

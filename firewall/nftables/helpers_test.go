@@ -193,6 +193,42 @@ func kernelElements(tb testing.TB, ns *testNS, fam nftables.TableFamily, table, 
 	return out
 }
 
+// kernelHosts reads a host (hash) set back, sorted by address.
+func kernelHosts(tb testing.TB, ns *testNS, fam nftables.TableFamily, table, set string) []kelem {
+	tb.Helper()
+	c, err := nftables.New(nftables.WithNetNSFd(ns.fd))
+	if err != nil {
+		tb.Fatalf("nftables.New: %v", err)
+	}
+	s, err := c.GetSetByName(&nftables.Table{Name: table, Family: fam}, set)
+	if err != nil {
+		tb.Fatalf("get set %s: %v", set, err)
+	}
+	els, err := c.GetSetElements(s)
+	if err != nil {
+		tb.Fatalf("get elements of %s: %v", set, err)
+	}
+	out := make([]kelem, 0, len(els))
+	for _, e := range els {
+		a, ok := netip.AddrFromSlice(e.Key)
+		if !ok || e.IntervalEnd {
+			tb.Fatalf("bad host element %+v", e)
+		}
+		out = append(out, kelem{first: a, last: a, timeout: e.Timeout, expires: e.Expires})
+	}
+	slices.SortFunc(out, func(x, y kelem) int { return x.first.Compare(y.first) })
+	return out
+}
+
+func v4Hosts(tb testing.TB, ns *testNS) []kelem {
+	return kernelHosts(tb, ns, nftables.TableFamilyIPv4, "crowdsec", "crowdsec_blocklist_ips")
+}
+
+func v6Hosts(tb testing.TB, ns *testNS) []kelem {
+	return kernelHosts(tb, ns, nftables.TableFamilyIPv6, "crowdsec6", "crowdsec6_blocklist_ips")
+}
+
+// v4Elements is the interval set of ranges.
 func v4Elements(tb testing.TB, ns *testNS) []kelem {
 	return kernelElements(tb, ns, nftables.TableFamilyIPv4, "crowdsec", "crowdsec_blocklist")
 }

@@ -8,28 +8,20 @@ import (
 )
 
 // The kernel's interval sets refuse overlapping intervals (EEXIST), even
-// without auto-merge, yet bans overlap: a /24 and a /32 inside it, each
-// with its own timeout. The model below keeps what the caller asked for
-// (the logical elements) and derives what the kernel must hold (disjoint
-// segments), so that Apply only sends the difference.
+// without auto-merge, yet range bans overlap: a /16 and a /24 inside it,
+// each with its own timeout. Hosts never reach the interval set (they go
+// to the host set, a hash), so the model below only deals with ranges. It
+// keeps what the caller asked for (the logical ranges) and derives what the
+// kernel must hold (disjoint segments), so that Apply only sends the
+// difference.
 //
-// A host that lies in no banned range is its own segment, with exactly the
-// caller's timeout: that is the common case and costs one map write. Every
-// maximal banned range (a root) forms a cluster with the ranges and hosts
+// Every maximal banned range (a root) forms a cluster with the ranges
 // inside it; the cluster is cut into segments at the boundaries of its
 // members, each segment timing out with the longest-lived member covering
 // it, and neighbouring segments with the same expiry merged. When a member
 // comes or goes, only that cluster is recomputed and only its changed
 // segments are deleted and added, in one transaction, so addresses that
 // stay banned never see a gap.
-
-// probeLimit is the largest range whose addresses are looked up one by one
-// in the host map to find hosts it swallows; larger ones scan the map once.
-const probeLimit = 1 << 16
-
-// cancelled marks a planned delete that a later add of the same host made
-// unnecessary.
-const cancelled = math.MaxUint64
 
 // rng is an inclusive address range.
 type rng[A addr[A]] struct{ first, last A }
@@ -44,8 +36,8 @@ type seg[A addr[A]] struct {
 	exp         uint32 // seconds since the model's epoch
 }
 
-// op is one kernel change to an interval: an add with a timeout of ms
-// milliseconds, or a delete when ms is 0.
+// op is one kernel change to an interval or a host (first == last): an add
+// with a timeout of ms milliseconds, or a delete when ms is 0.
 type op[A addr[A]] struct {
 	first, last A
 	ms          uint64
@@ -53,28 +45,26 @@ type op[A addr[A]] struct {
 
 type cluster[A addr[A]] struct {
 	rng[A]                     // the root range
-	hosts  map[A]struct{}      // member hosts
 	ranges map[rng[A]]struct{} // member ranges, the root included
 	segs   []seg[A]            // what the kernel holds for the cluster, by address
 }
 
 func newCluster[A addr[A]](r rng[A]) *cluster[A] {
-	return &cluster[A]{rng: r, hosts: map[A]struct{}{}, ranges: map[rng[A]]struct{}{r: {}}}
+	return &cluster[A]{rng: r, ranges: map[rng[A]]struct{}{r: {}}}
 }
 
-// model is the logical content of one family's set.
+// model is the logical content of one family's interval set.
 type model[A addr[A]] struct {
-	hosts  map[A]uint32      // host -> expiry
 	ranges map[rng[A]]uint32 // range (two addresses or more) -> expiry
 	roots  []*cluster[A]     // disjoint, by first address
 }
 
-func newModel[A addr[A]](hint int) *model[A] {
-	return &model[A]{hosts: make(map[A]uint32, hint), ranges: map[rng[A]]uint32{}}
+func newModel[A addr[A]]() *model[A] {
+	return &model[A]{ranges: map[rng[A]]uint32{}}
 }
 
-// size is the number of logical elements.
-func (m *model[A]) size() int { return len(m.hosts) + len(m.ranges) }
+// size is the number of logical ranges.
+func (m *model[A]) size() int { return len(m.ranges) }
 
 // rootOf returns the index of the root holding a, or -1.
 func (m *model[A]) rootOf(a A) int {
@@ -96,47 +86,49 @@ func (m *model[A]) removeRoot(c *cluster[A]) {
 	}
 }
 
-// sweep forgets standalone hosts that have expired; the kernel has already
-// dropped them.
+// sweep forgets clusters whose every range has expired; the kernel has
+// already dropped their segments.
 func (m *model[A]) sweep(now uint32) {
-	for h, exp := range m.hosts {
-		if exp <= now && (len(m.roots) == 0 || m.rootOf(h) < 0) {
-			delete(m.hosts, h)
+	m.roots = slices.DeleteFunc(m.roots, func(c *cluster[A]) bool {
+		for r := range c.ranges {
+			if m.ranges[r] > now {
+				return false
+			}
 		}
-	}
+		for r := range c.ranges {
+			delete(m.ranges, r)
+		}
+		return true
+	})
 }
 
-// plan turns changes of logical elements into kernel operations.
+// plan turns changes of logical ranges into kernel operations on the
+// interval set. They must share one transaction.
 type plan[A addr[A]] struct {
 	m     *model[A]
 	now   uint32 // seconds since the epoch
 	nowMs uint64 // milliseconds since the epoch
 
-	dels  []op[A]   // deletes of standalone hosts
-	adds  []op[A]   // adds of standalone hosts, with the caller's timeout
-	delAt map[A]int // host -> index in dels
-	gdels []op[A]   // cluster changes: must share one transaction
-	gadds []op[A]   //
+	gdels []op[A]
+	gadds []op[A]
 	dirty map[*cluster[A]]bool
-	scan  map[*cluster[A]]bool // new roots too large to probe
 }
 
 func newPlan[A addr[A]](m *model[A], nowMs uint64) *plan[A] {
-	return &plan[A]{
-		m: m, now: uint32(nowMs / 1000), nowMs: nowMs,
-		delAt: map[A]int{}, dirty: map[*cluster[A]]bool{}, scan: map[*cluster[A]]bool{},
-	}
+	return &plan[A]{m: m, now: uint32(nowMs / 1000), nowMs: nowMs, dirty: map[*cluster[A]]bool{}}
 }
 
 // expiry converts a timeout in milliseconds to an expiry in seconds,
 // rounded up.
-func (p *plan[A]) expiry(ms uint64) uint32 {
-	e := (p.nowMs + ms + 999) / 1000
+func expiry(nowMs, ms uint64) uint32 {
+	e := (nowMs + ms + 999) / 1000
 	if e > math.MaxUint32 {
 		return math.MaxUint32
 	}
 	return uint32(e)
 }
+
+func (p *plan[A]) expiry(ms uint64) uint32 { return expiry(p.nowMs, ms) }
 
 // remaining is the timeout in milliseconds left until exp, 0 if none.
 func (p *plan[A]) remaining(exp uint32) uint64 {
@@ -144,18 +136,6 @@ func (p *plan[A]) remaining(exp uint32) uint64 {
 		return end - p.nowMs
 	}
 	return 0
-}
-
-func (p *plan[A]) delHost(h A) {
-	delete(p.m.hosts, h)
-	if i := p.m.rootOf(h); i >= 0 {
-		p.dirty[p.m.roots[i]] = true
-		return
-	}
-	// Also when the model does not know h: the kernel may hold it from a
-	// previous run, and deleting an absent element is harmless.
-	p.delAt[h] = len(p.dels)
-	p.dels = append(p.dels, op[A]{first: h, last: h})
 }
 
 func (p *plan[A]) delRange(r rng[A]) {
@@ -168,8 +148,7 @@ func (p *plan[A]) delRange(r rng[A]) {
 	}
 }
 
-// addRange records r. Call it for every range before addHost, so that
-// hosts find the clusters they belong to.
+// addRange records r.
 func (p *plan[A]) addRange(r rng[A], ms uint64) {
 	m := p.m
 	m.ranges[r] = p.expiry(ms)
@@ -185,79 +164,15 @@ func (p *plan[A]) addRange(r rng[A], ms uint64) {
 	lo := sort.Search(len(m.roots), func(i int) bool { return m.roots[i].first.cmp(r.first) >= 0 })
 	hi := sort.Search(len(m.roots), func(i int) bool { return m.roots[i].first.cmp(r.last) > 0 })
 	for _, old := range m.roots[lo:hi] {
-		for h := range old.hosts {
-			c.hosts[h] = struct{}{}
-		}
 		for or := range old.ranges {
 			c.ranges[or] = struct{}{}
 		}
 		c.segs = append(c.segs, old.segs...)
 		delete(p.dirty, old)
-		if p.scan[old] {
-			delete(p.scan, old)
-			p.scan[c] = true
-		}
 	}
 	m.roots = slices.Replace(m.roots, lo, hi, c)
 	p.dirty[c] = true
-	// Standalone hosts inside r become members; their segments are
-	// replaced along with the cluster's.
-	if r.first.within(r.last, probeLimit) {
-		for a := r.first; ; a = a.next() {
-			if exp, ok := m.hosts[a]; ok {
-				if _, member := c.hosts[a]; !member {
-					c.hosts[a] = struct{}{}
-					c.segs = append(c.segs, seg[A]{a, a, exp})
-				}
-			}
-			if a == r.last {
-				break
-			}
-		}
-	} else {
-		p.scan[c] = true
-	}
 	sortSegs(c.segs)
-}
-
-// rangesDone finds the hosts swallowed by new roots too large to probe, in
-// one pass over the host map.
-func (p *plan[A]) rangesDone() {
-	if len(p.scan) == 0 {
-		return
-	}
-	m := p.m
-	for h, exp := range m.hosts {
-		i := m.rootOf(h)
-		if i < 0 || !p.scan[m.roots[i]] {
-			continue
-		}
-		c := m.roots[i]
-		if _, member := c.hosts[h]; !member {
-			c.hosts[h] = struct{}{}
-			c.segs = append(c.segs, seg[A]{h, h, exp})
-		}
-	}
-	for c := range p.scan {
-		sortSegs(c.segs)
-	}
-	clear(p.scan)
-}
-
-func (p *plan[A]) addHost(h A, ms uint64) {
-	m := p.m
-	m.hosts[h] = p.expiry(ms)
-	if i := m.rootOf(h); i >= 0 {
-		c := m.roots[i]
-		c.hosts[h] = struct{}{}
-		p.dirty[c] = true
-		return
-	}
-	if j, ok := p.delAt[h]; ok {
-		p.dels[j].ms = cancelled
-		delete(p.delAt, h)
-	}
-	p.adds = append(p.adds, op[A]{first: h, last: h, ms: ms})
 }
 
 // recompute derives the segments of every changed cluster and plans the
@@ -285,12 +200,6 @@ func (p *plan[A]) recompute() {
 // prune drops members that were deleted or have expired.
 func (p *plan[A]) prune(c *cluster[A]) {
 	m := p.m
-	for h := range c.hosts {
-		if exp, ok := m.hosts[h]; !ok || exp <= p.now {
-			delete(c.hosts, h)
-			delete(m.hosts, h)
-		}
-	}
 	for r := range c.ranges {
 		if exp, ok := m.ranges[r]; !ok || exp <= p.now {
 			delete(c.ranges, r)
@@ -300,7 +209,7 @@ func (p *plan[A]) prune(c *cluster[A]) {
 }
 
 // dissolve replaces a cluster whose root is gone by the clusters of the
-// remaining maximal ranges and standalone hosts.
+// remaining maximal ranges.
 func (p *plan[A]) dissolve(c *cluster[A]) {
 	m := p.m
 	m.removeRoot(c)
@@ -323,20 +232,11 @@ func (p *plan[A]) dissolve(c *cluster[A]) {
 		subs = append(subs, newCluster(r))
 	}
 	var segs []seg[A]
-	for h := range c.hosts {
-		i := sort.Search(len(subs), func(i int) bool { return subs[i].first.cmp(h) > 0 }) - 1
-		if i >= 0 && h.cmp(subs[i].last) <= 0 {
-			subs[i].hosts[h] = struct{}{}
-			continue
-		}
-		segs = append(segs, seg[A]{h, h, m.hosts[h]})
-	}
 	for _, s := range subs {
 		s.segs = p.segmentize(s)
 		segs = append(segs, s.segs...)
 		m.insertRoot(s)
 	}
-	sortSegs(segs)
 	p.diff(c.segs, segs)
 }
 
@@ -344,12 +244,9 @@ func (p *plan[A]) dissolve(c *cluster[A]) {
 // longest-lived member covering it.
 func (p *plan[A]) segmentize(c *cluster[A]) []seg[A] {
 	m := p.m
-	items := make([]seg[A], 0, len(c.ranges)+len(c.hosts))
+	items := make([]seg[A], 0, len(c.ranges))
 	for r := range c.ranges {
 		items = append(items, seg[A]{r.first, r.last, m.ranges[r]})
-	}
-	for h := range c.hosts {
-		items = append(items, seg[A]{h, h, m.hosts[h]})
 	}
 	// Parents before children: by first address, then widest first.
 	slices.SortFunc(items, func(a, b seg[A]) int {

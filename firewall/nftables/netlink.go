@@ -120,9 +120,10 @@ type msgBuf struct {
 	b      []byte
 	spans  []msgSpan
 	open   bool
-	hdr    int // offset of the open message
-	list   int // offset of its element list attribute
-	points int // elements written
+	set    *setRef // of the open message
+	hdr    int     // offset of the open message
+	list   int     // offset of its element list attribute
+	points int     // elements written
 }
 
 type msgSpan struct {
@@ -131,7 +132,7 @@ type msgSpan struct {
 }
 
 func (m *msgBuf) reset() {
-	m.b, m.spans, m.open, m.points = m.b[:0], m.spans[:0], false, 0
+	m.b, m.spans, m.open, m.set, m.points = m.b[:0], m.spans[:0], false, nil, 0
 }
 
 func (m *msgBuf) len() int { return len(m.b) }
@@ -178,7 +179,7 @@ func (m *msgBuf) start(c *conn, typ uint16, s *setRef) {
 	m.list = len(m.b)
 	m.b = putHdr(m.b, 0, unix.NFTA_SET_ELEM_LIST_ELEMENTS|unix.NLA_F_NESTED)
 	m.spans = append(m.spans, msgSpan{off: m.hdr, seq: seq})
-	m.open = true
+	m.open, m.set = true, s
 }
 
 func (m *msgBuf) end() {
@@ -191,11 +192,12 @@ func (m *msgBuf) end() {
 	m.open = false
 }
 
-// point appends one element: an interval start (with a timeout when ms is
-// not 0) or an interval end. own puts it in a message of its own.
+// point appends one element: a host or an interval start (with a timeout
+// when ms is not 0), or an interval end. own puts it in a message of its
+// own.
 func point[A addr[A]](m *msgBuf, c *conn, typ uint16, s *setRef, key A, isEnd bool, ms uint64, own bool) {
 	const maxPoint = 4 + 8 + 16 + 8 + 12
-	if !m.open || own || len(m.b)-m.list+maxPoint > maxListBytes {
+	if !m.open || m.set != s || own || len(m.b)-m.list+maxPoint > maxListBytes {
 		m.start(c, typ, s)
 	}
 	b := m.b
@@ -232,6 +234,12 @@ func putAdd[A addr[A]](m *msgBuf, c *conn, s *setRef, o op[A]) {
 	}
 }
 
+// putHost writes one element of a host set: an add with a timeout of ms
+// milliseconds, or a delete when ms is 0.
+func putHost[A addr[A]](m *msgBuf, c *conn, typ uint16, s *setRef, key A, ms uint64, own bool) {
+	point(m, c, typ, s, key, false, ms, own)
+}
+
 func putDel[A addr[A]](m *msgBuf, c *conn, typ uint16, s *setRef, o op[A], own bool) {
 	point(m, c, typ, s, o.first, false, 0, own)
 	if !o.last.isMax() {
@@ -260,10 +268,10 @@ func (m *msgBuf) ackLast() {
 	binary.NativeEndian.PutUint16(m.b[sp.off+6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
 }
 
-// txn is one netlink transaction on a set: an optional flush, then
+// txn is one netlink transaction on one or more sets: flushes, then
 // deletes, then adds. The kernel applies it atomically.
 type txn struct {
-	flush bool
+	flush []*setRef
 	dels  msgBuf
 	adds  msgBuf
 }
@@ -273,7 +281,7 @@ func (t *txn) size() int { return t.dels.len() + t.adds.len() }
 func (t *txn) points() int { return t.dels.points + t.adds.points }
 
 func (t *txn) reset() {
-	t.flush = false
+	t.flush = t.flush[:0]
 	t.dels.reset()
 	t.adds.reset()
 }
@@ -304,20 +312,20 @@ func (e *txnError) Unwrap() error { return e.errs[0].errno }
 // asked, and queues its answers in message order, so reading up to the
 // last message's answer collects every error. Thousands of
 // acknowledgements would otherwise overflow the receive buffer (ENOBUFS).
-func (c *conn) commit(ctx context.Context, s *setRef, t *txn) error {
+func (c *conn) commit(ctx context.Context, t *txn) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	t.dels.end()
 	t.adds.end()
-	if t.dels.len() == 0 && t.adds.len() == 0 && !t.flush {
+	if t.dels.len() == 0 && t.adds.len() == 0 && len(t.flush) == 0 {
 		return nil
 	}
 	beginSeq := c.nextSeq()
 	head := batchMsg(nil, unix.NFNL_MSG_BATCH_BEGIN, beginSeq)
 	msgs := len(t.dels.spans) + len(t.adds.spans)
 	var lastSeq uint32
-	if t.flush {
+	for _, s := range t.flush {
 		// A delete without an element list empties the set.
 		var off int
 		lastSeq = c.nextSeq()
@@ -337,7 +345,12 @@ func (c *conn) commit(ctx context.Context, s *setRef, t *txn) error {
 	case len(t.dels.spans) > 0:
 		t.dels.ackLast()
 	default:
-		binary.NativeEndian.PutUint16(head[nlmsgHdrLen+4+6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
+		// Only flushes: acknowledge the last one.
+		last := len(head)
+		for off := nlmsgHdrLen + 4; off < len(head); off += int(binary.NativeEndian.Uint32(head[off:])) {
+			last = off
+		}
+		binary.NativeEndian.PutUint16(head[last+6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
 	}
 	tailSeq := c.nextSeq()
 	tail := batchMsg(nil, unix.NFNL_MSG_BATCH_END, tailSeq)
@@ -446,7 +459,7 @@ func (c *conn) destroySupported(ctx context.Context, table string, family byte) 
 	probe := &setRef{family: family, table: table, set: "rampart-probe-absent-set", keyLen: 4}
 	var t txn
 	t.dels.start(c, msgDestroySetElm, probe)
-	err := c.commit(ctx, probe, &t)
+	err := c.commit(ctx, &t)
 	switch {
 	case errors.Is(err, unix.ENOENT), err == nil:
 		return true, nil

@@ -3,9 +3,14 @@ package nftables
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -180,6 +185,82 @@ func TestPacketsRejected(t *testing.T) {
 	}
 }
 
+// TestPacketsHostInsideRange: a host banned inside a banned range lives in
+// the host set and the range in the interval set; deleting either keeps the
+// other enforced.
+func TestPacketsHostInsideRange(t *testing.T) {
+	ctx := context.Background()
+	l := newLab(t)
+	b := newBackend(t, testConfig(l.def))
+	ensure(t, b)
+	reach := func(dst string, want bool) {
+		t.Helper()
+		err := l.connect(t, dst, 500*time.Millisecond)
+		switch {
+		case want && err != nil:
+			t.Fatalf("connect to %s: %v, want success", dst, err)
+		case !want && !isTimeout(err):
+			t.Fatalf("connect to %s: %v, want a timeout", dst, err)
+		}
+	}
+	apply := func(adds []firewall.Element, dels []netip.Prefix) {
+		t.Helper()
+		if err := b.Apply(ctx, adds, dels); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, fam := range []struct{ dst, host, rng string }{
+		{defV4, attV4 + "/32", "10.99.0.0/24"},
+		{defV6, attV6 + "/128", "fd00:99::/64"},
+	} {
+		reach(fam.dst, true)
+		// The /32 inside the banned /24: dropped; the /24 goes, the /32
+		// still drops.
+		apply([]firewall.Element{el(fam.rng, time.Hour), el(fam.host, time.Hour)}, nil)
+		reach(fam.dst, false)
+		apply(nil, pfx(fam.rng))
+		reach(fam.dst, false)
+		apply(nil, pfx(fam.host))
+		reach(fam.dst, true)
+		// The other way round: the /32 goes, the /24 still drops.
+		apply([]firewall.Element{el(fam.host, time.Hour)}, nil)
+		apply([]firewall.Element{el(fam.rng, time.Hour)}, nil)
+		reach(fam.dst, false)
+		apply(nil, pfx(fam.host))
+		reach(fam.dst, false)
+		// The ban moves from the range to the host, and back, in one
+		// call each: enforced throughout.
+		apply([]firewall.Element{el(fam.host, time.Hour)}, pfx(fam.rng))
+		reach(fam.dst, false)
+		apply([]firewall.Element{el(fam.rng, time.Hour)}, pfx(fam.host))
+		reach(fam.dst, false)
+		apply(nil, pfx(fam.rng))
+		reach(fam.dst, true)
+	}
+	ctr, err := b.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := l.def.nft(t, "list", "ruleset")
+	for _, id := range []firewall.Family{firewall.IPv4, firewall.IPv6} {
+		// Counters sum both rules: each of them dropped packets.
+		if ctr[id].Packets == 0 {
+			t.Fatalf("counters: %+v", ctr)
+		}
+	}
+	if n := strings.Count(out, "counter packets 0 "); n != 0 {
+		t.Fatalf("a rule never matched:\n%s", out)
+	}
+	var sum uint64
+	for _, m := range regexp.MustCompile(`saddr @crowdsec_blocklist(?:_ips)? counter packets (\d+)`).FindAllStringSubmatch(out, -1) {
+		n, _ := strconv.ParseUint(m[1], 10, 64)
+		sum += n
+	}
+	if sum != ctr[firewall.IPv4].Packets {
+		t.Fatalf("ipv4 counters %d, rules say %d:\n%s", ctr[firewall.IPv4].Packets, sum, out)
+	}
+}
+
 // TestReplaceWithoutGap probes a banned address while Replace reloads a
 // large set around it: no probe may get through.
 func TestReplaceWithoutGap(t *testing.T) {
@@ -232,5 +313,132 @@ func TestReplaceWithoutGap(t *testing.T) {
 	}
 	if st := b2.Stats(); st.Elements[firewall.IPv4] != 98_001 {
 		t.Fatalf("elements: %d", st.Elements[firewall.IPv4])
+	}
+}
+
+// TestApplyMoveWithoutGap probes a banned address while large Applies,
+// cut into many transactions, move its ban from a range to the host set
+// and back: no probe may get through.
+func TestApplyMoveWithoutGap(t *testing.T) {
+	ctx := context.Background()
+	l := newLab(t)
+	cfg := testConfig(l.def)
+	cfg.IPv6.Enabled = false
+	b := newBackend(t, cfg)
+	ensure(t, b)
+	b.txnBytes = 64 << 10 // about 2300 hosts per transaction
+	bulk := func(off int) []firewall.Element {
+		out := make([]firewall.Element, 0, 50_000)
+		for i := off; i < off+50_000; i++ {
+			a := netip.AddrFrom4([4]byte{100, byte(i >> 16), byte(i >> 8), byte(i)})
+			out = append(out, firewall.Element{Prefix: netip.PrefixFrom(a, 32), Timeout: time.Hour})
+		}
+		return out
+	}
+	if err := b.Apply(ctx, []firewall.Element{el("10.99.0.0/24", time.Hour)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Besides TCP connects, a ping flood from the attacker, counted by a
+	// rule of another table that sees what our chain let through: windows
+	// of a fraction of a millisecond show up there.
+	l.def.nft(t, "add table ip probe")
+	l.def.nft(t, "add chain ip probe in { type filter hook input priority 10; policy accept; }")
+	l.def.nft(t, "add rule ip probe in ip saddr "+attV4+" icmp type echo-request counter")
+	flood := exec.Command("ip", "netns", "exec", l.att.name, "ping", "-i", "0.00002", "-q", defV4)
+	if err := flood.Start(); err != nil {
+		t.Skipf("ping flood: %v", err)
+	}
+	defer func() { _ = flood.Process.Kill(); _ = flood.Wait() }()
+	t0 := time.Now()
+	var through, tries atomic.Int64
+	var mu sync.Mutex
+	var events []string
+	note := func(s string) {
+		mu.Lock()
+		events = append(events, fmt.Sprintf("%s at %v", s, time.Since(t0)))
+		mu.Unlock()
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			tries.Add(1)
+			at := time.Since(t0)
+			if err := l.connect(t, defV4, 50*time.Millisecond); err == nil {
+				through.Add(1)
+				mu.Lock()
+				events = append(events, fmt.Sprintf("probe through %v-%v", at, time.Since(t0)))
+				mu.Unlock()
+			}
+		}
+	}()
+	for i := 0; i < 3; i++ {
+		// Range to host: the host add comes last in a long list.
+		adds := append(bulk(2*i*50_000), el(attV4+"/32", time.Hour))
+		note("range to host")
+		if err := b.Apply(ctx, adds, pfx("10.99.0.0/24")); err != nil {
+			t.Fatal(err)
+		}
+		note("done")
+		// Host to range: the host delete comes with a long list of deletes.
+		var dels []netip.Prefix
+		for _, e := range bulk(2 * i * 50_000) {
+			dels = append(dels, e.Prefix)
+		}
+		dels = append([]netip.Prefix{netip.MustParsePrefix(attV4 + "/32")}, dels...)
+		note("host to range")
+		if err := b.Apply(ctx, append(bulk((2*i+1)*50_000), el("10.99.0.0/24", time.Hour)), dels); err != nil {
+			t.Fatal(err)
+		}
+		note("done")
+	}
+	if st := b.Stats(); st.Elements[firewall.IPv4] != 150_001 {
+		t.Fatalf("elements: %d", st.Elements[firewall.IPv4])
+	}
+	// The same moves by Replace, both sets holding something, as after a
+	// restart.
+	other := el("198.51.100.0/24", time.Hour)
+	for i := 0; i < 2; i++ {
+		b2 := newBackend(t, cfg)
+		ensure(t, b2)
+		note("replace: range to host")
+		if err := b2.Replace(ctx, append(bulk(0), el(attV4+"/32", time.Hour), other)); err != nil {
+			t.Fatal(err)
+		}
+		note("replace: host to range")
+		if err := b2.Replace(ctx, append(bulk(50_000), el("10.99.0.0/24", time.Hour), other)); err != nil {
+			t.Fatal(err)
+		}
+		note("done")
+		if st := b2.Stats(); st.Elements[firewall.IPv4] != 50_002 {
+			t.Fatalf("elements after Replace: %d", st.Elements[firewall.IPv4])
+		}
+	}
+	close(stop)
+	<-done
+	if through.Load() > 0 {
+		t.Fatalf("%d of %d probes got through: %v", through.Load(), tries.Load(), events)
+	}
+	if tries.Load() < 3 {
+		t.Fatalf("only %d probes", tries.Load())
+	}
+	if out := l.def.nft(t, "list chain ip probe in"); !strings.Contains(out, "counter packets 0 bytes 0") {
+		t.Fatalf("pings got through:\n%s", out)
+	}
+	if out := l.def.nft(t, "list ruleset"); !regexp.MustCompile(`@crowdsec_blocklist_ips counter packets [1-9]`).MatchString(out) ||
+		!regexp.MustCompile(`@crowdsec_blocklist counter packets [1-9]`).MatchString(out) {
+		t.Fatalf("the flood did not reach both rules:\n%s", out)
+	}
+	if got := names(v4Elements(t, l.def)); !slices.Equal(got, []string{"10.99.0.0-10.99.0.255", "198.51.100.0-198.51.100.255"}) {
+		t.Fatalf("ranges: %v", got)
+	}
+	if err := l.connect(t, defV4, 200*time.Millisecond); !isTimeout(err) {
+		t.Fatalf("connect after the moves: %v, want a timeout", err)
 	}
 }

@@ -53,9 +53,9 @@ func ruleExprs(c *Config, f *famSpec, set *nftables.Set) []expr.Any {
 	return e
 }
 
-// ruleTag fingerprints everything that shapes our rule.
-func ruleTag(c *Config, f *famSpec) []byte {
-	h := sha256.Sum256(fmt.Appendf(nil, "v1|%d|%s|%s|%t|%q", f.id, f.cfg.Set, c.DenyAction, c.DenyLog, c.DenyLogPrefix))
+// ruleTag fingerprints everything that shapes our rule matching set.
+func ruleTag(c *Config, f *famSpec, set string) []byte {
+	h := sha256.Sum256(fmt.Appendf(nil, "v1|%d|%s|%s|%t|%q", f.id, set, c.DenyAction, c.DenyLog, c.DenyLogPrefix))
 	v := append([]byte(tagPrefix), hex.EncodeToString(h[:8])...)
 	return append([]byte{tagType, byte(len(v))}, v...)
 }

@@ -29,8 +29,14 @@ const defaultLayout = `table ip crowdsec {
 		flags interval,timeout
 	}
 
+	set crowdsec_blocklist_ips {
+		type ipv4_addr
+		flags timeout
+	}
+
 	chain crowdsec_chain {
 		type filter hook input priority filter; policy accept;
+		ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 drop
 		ip saddr @crowdsec_blocklist counter packets 0 bytes 0 drop
 	}
 }
@@ -40,8 +46,14 @@ table ip6 crowdsec6 {
 		flags interval,timeout
 	}
 
+	set crowdsec6_blocklist_ips {
+		type ipv6_addr
+		flags timeout
+	}
+
 	chain crowdsec6_chain {
 		type filter hook input priority filter; policy accept;
+		ip6 saddr @crowdsec6_blocklist_ips counter packets 0 bytes 0 drop
 		ip6 saddr @crowdsec6_blocklist counter packets 0 bytes 0 drop
 	}
 }`
@@ -59,18 +71,25 @@ func TestEnsureLayoutAndIdempotence(t *testing.T) {
 	}
 
 	// A new process (as after kill -9) adopts everything, elements too.
-	if err := b.Apply(context.Background(), []firewall.Element{el("192.0.2.1/32", time.Hour)}, nil); err != nil {
+	if err := b.Apply(context.Background(), []firewall.Element{el("192.0.2.1/32", time.Hour), el("198.51.100.0/24", time.Hour)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	b2 := newBackend(t, testConfig(ns))
 	ensure(t, b2)
 	ensure(t, b2)
 	out := ns.nft(t, "list", "ruleset")
-	if n := strings.Count(out, "counter packets"); n != 2 {
-		t.Fatalf("want 2 rules after restart, got %d:\n%s", n, out)
+	if n := strings.Count(out, "counter packets"); n != 4 {
+		t.Fatalf("want 4 rules after restart, got %d:\n%s", n, out)
 	}
-	if got := names(v4Elements(t, ns)); len(got) != 1 || got[0] != "192.0.2.1" {
-		t.Fatalf("elements after restart: %v", got)
+	// What the end-to-end test counts after a restart.
+	if n, m := strings.Count(out, "@crowdsec_blocklist "), strings.Count(out, "@crowdsec_blocklist_ips "); n != 1 || m != 1 {
+		t.Fatalf("rule references: %d range, %d host:\n%s", n, m, out)
+	}
+	if got := names(v4Hosts(t, ns)); len(got) != 1 || got[0] != "192.0.2.1" {
+		t.Fatalf("hosts after restart: %v", got)
+	}
+	if got := names(v4Elements(t, ns)); len(got) != 1 || got[0] != "198.51.100.0-198.51.100.255" {
+		t.Fatalf("ranges after restart: %v", got)
 	}
 	if ok, err := b2.Intact(context.Background()); err != nil || !ok {
 		t.Fatalf("Intact after adoption = %v, %v", ok, err)
@@ -90,22 +109,53 @@ func TestEnsureRemovesDuplicatesAndUpdatesRule(t *testing.T) {
 	tbl := &nftables.Table{Name: "crowdsec", Family: nftables.TableFamilyIPv4}
 	ch := &nftables.Chain{Name: "crowdsec_chain", Table: tbl}
 	rules, err := c.GetRules(tbl, ch)
-	if err != nil || len(rules) != 1 {
+	if err != nil || len(rules) != 2 {
 		t.Fatalf("rules: %v %v", rules, err)
 	}
 	for i := 0; i < 2; i++ {
-		c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: rules[0].Exprs, UserData: rules[0].UserData})
+		for _, r := range rules {
+			c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: r.Exprs, UserData: r.UserData})
+		}
 	}
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := b.Intact(context.Background()); ok {
-		t.Fatal("Intact with three copies of the rule")
+		t.Fatal("Intact with three copies of the rules")
 	}
 	ensure(t, b)
 	if got := shape(ns.nft(t, "list", "ruleset")); got != shape(defaultLayout) {
 		t.Fatalf("duplicates not removed:\n%s", ns.nft(t, "list", "ruleset"))
 	}
+
+	// Rules in the wrong order, or only the range rule (as the layout of
+	// an older version left it), are rebuilt in place, between foreign
+	// rules that stay where they are.
+	for _, keep := range [][]int{{1, 0}, {1}, {0}} {
+		ns.nft(t, "flush", "chain", "ip", "crowdsec", "crowdsec_chain")
+		ns.nft(t, "add", "rule", "ip", "crowdsec", "crowdsec_chain", "tcp", "dport", "22", "accept")
+		for _, i := range keep {
+			c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: rules[i].Exprs, UserData: rules[i].UserData})
+		}
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		ns.nft(t, "add", "rule", "ip", "crowdsec", "crowdsec_chain", "udp", "dport", "53", "accept")
+		if ok, _ := b.Intact(context.Background()); ok {
+			t.Fatalf("Intact with our rules %v", keep)
+		}
+		ensure(t, b)
+		got := shape(ns.nft(t, "list", "chain", "ip", "crowdsec", "crowdsec_chain"))
+		want := "tcp dport 22 accept ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 drop ip saddr @crowdsec_blocklist counter packets 0 bytes 0 drop udp dport 53 accept }"
+		if !strings.Contains(got, want) {
+			t.Fatalf("rules %v not rebuilt in place:\n%s", keep, got)
+		}
+		if ok, err := b.Intact(context.Background()); err != nil || !ok {
+			t.Fatalf("Intact after rebuilding %v = %v, %v", keep, ok, err)
+		}
+	}
+	ns.nft(t, "flush", "chain", "ip", "crowdsec", "crowdsec_chain")
+	ensure(t, b)
 
 	// A changed configuration replaces the rule in place, on restart.
 	cfg := testConfig(ns)
@@ -115,15 +165,15 @@ func TestEnsureRemovesDuplicatesAndUpdatesRule(t *testing.T) {
 	ensure(t, b2)
 	out := ns.nft(t, "list", "ruleset")
 	for _, want := range []string{
-		`ip saddr @crowdsec_blocklist counter packets 0 bytes 0 log prefix "crowdsec drop: " reject with icmp admin-prohibited`,
-		`ip6 saddr @crowdsec6_blocklist counter packets 0 bytes 0 log prefix "crowdsec drop: " reject with icmpv6 admin-prohibited`,
+		`ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 log prefix "crowdsec drop: " reject with icmp admin-prohibited ip saddr @crowdsec_blocklist counter packets 0 bytes 0 log prefix "crowdsec drop: " reject with icmp admin-prohibited`,
+		`ip6 saddr @crowdsec6_blocklist_ips counter packets 0 bytes 0 log prefix "crowdsec drop: " reject with icmpv6 admin-prohibited ip6 saddr @crowdsec6_blocklist counter packets 0 bytes 0 log prefix "crowdsec drop: " reject with icmpv6 admin-prohibited`,
 	} {
 		if !strings.Contains(shape(out), want) {
 			t.Errorf("missing %q in:\n%s", want, out)
 		}
 	}
-	if n := strings.Count(out, "counter packets"); n != 2 {
-		t.Fatalf("want 2 rules, got %d:\n%s", n, out)
+	if n := strings.Count(out, "counter packets"); n != 4 {
+		t.Fatalf("want 4 rules, got %d:\n%s", n, out)
 	}
 }
 
@@ -142,13 +192,20 @@ func TestEnsureForwardHookAndPriority(t *testing.T) {
 		flags interval,timeout
 	}
 
+	set crowdsec_blocklist_ips {
+		type ipv4_addr
+		flags timeout
+	}
+
 	chain crowdsec_chain {
 		type filter hook input priority filter - 10; policy accept;
+		ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 drop
 		ip saddr @crowdsec_blocklist counter packets 0 bytes 0 drop
 	}
 
 	chain crowdsec_chain_forward {
 		type filter hook forward priority filter - 10; policy accept;
+		ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 drop
 		ip saddr @crowdsec_blocklist counter packets 0 bytes 0 drop
 	}
 }`
@@ -158,18 +215,21 @@ func TestEnsureForwardHookAndPriority(t *testing.T) {
 
 	// Another priority on restart: the chains are recreated, the set and
 	// its elements stay.
-	if err := b.Apply(context.Background(), []firewall.Element{el("192.0.2.0/24", time.Hour)}, nil); err != nil {
+	if err := b.Apply(context.Background(), []firewall.Element{el("192.0.2.0/24", time.Hour), el("192.0.2.9/32", time.Hour)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	cfg.IPv4.Priority = 0
 	b2 := newBackend(t, cfg)
 	ensure(t, b2)
 	out := ns.nft(t, "list", "ruleset")
-	if strings.Count(out, "priority filter;") != 2 || strings.Count(out, "counter packets") != 2 {
+	if strings.Count(out, "priority filter;") != 2 || strings.Count(out, "counter packets") != 4 {
 		t.Fatalf("chains not recreated with priority 0:\n%s", out)
 	}
 	if got := names(v4Elements(t, ns)); len(got) != 1 || got[0] != "192.0.2.0-192.0.2.255" {
 		t.Fatalf("elements: %v", got)
+	}
+	if got := names(v4Hosts(t, ns)); len(got) != 1 || got[0] != "192.0.2.9" {
+		t.Fatalf("hosts: %v", got)
 	}
 }
 
@@ -185,10 +245,11 @@ func TestSetOnly(t *testing.T) {
 	ensure(t, b)
 	ensure(t, b)
 	out := ns.nft(t, "list", "ruleset")
-	if strings.Count(out, "chain ") != 1 || strings.Count(out, "table ") != 1 || !strings.Contains(out, "set crowdsec_blocklist") {
-		t.Fatalf("set-only created more than the set:\n%s", out)
+	if strings.Count(out, "chain ") != 1 || strings.Count(out, "table ") != 1 || strings.Count(out, "set ") != 2 ||
+		!strings.Contains(out, "set crowdsec_blocklist {") || !strings.Contains(out, "set crowdsec_blocklist_ips {") {
+		t.Fatalf("set-only created more than the sets:\n%s", out)
 	}
-	if err := b.Apply(context.Background(), []firewall.Element{el("192.0.2.7/32", time.Hour)}, nil); err != nil {
+	if err := b.Apply(context.Background(), []firewall.Element{el("192.0.2.7/32", time.Hour), el("198.51.100.0/24", time.Hour)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := b.Intact(context.Background()); err != nil || !ok {
@@ -204,17 +265,21 @@ func TestSetOnly(t *testing.T) {
 		t.Fatalf("Flush changed the admin's table:\n%s\nwant:\n%s", got, before)
 	}
 
-	// When the admin's rules use the set, Flush empties it instead.
+	// When the admin's rules use a set, Flush empties it instead; the
+	// set nothing uses goes.
 	ensure(t, b)
-	ns.nft(t, "add", "rule", "ip", "admin", "input", "ip", "saddr", "@crowdsec_blocklist", "drop")
-	if err := b.Apply(context.Background(), []firewall.Element{el("192.0.2.7/32", time.Hour)}, nil); err != nil {
+	ns.nft(t, "add", "rule", "ip", "admin", "input", "ip", "saddr", "@crowdsec_blocklist_ips", "drop")
+	if err := b.Apply(context.Background(), []firewall.Element{el("192.0.2.7/32", time.Hour), el("198.51.100.0/24", time.Hour)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := kernelElements(t, ns, nftables.TableFamilyIPv4, "admin", "crowdsec_blocklist"); len(got) != 0 {
+	if got := kernelHosts(t, ns, nftables.TableFamilyIPv4, "admin", "crowdsec_blocklist_ips"); len(got) != 0 {
 		t.Fatalf("set not emptied: %v", names(got))
+	}
+	if out := ns.nft(t, "list", "ruleset"); strings.Contains(out, "set crowdsec_blocklist {") {
+		t.Fatalf("unused set kept:\n%s", out)
 	}
 	if !strings.Contains(ns.nft(t, "list", "ruleset"), "tcp dport 22 accept") {
 		t.Fatal("admin rule gone")
@@ -252,7 +317,7 @@ func TestIntact(t *testing.T) {
 	cfg.Hooks = []string{"input", "forward"}
 	b := newBackend(t, cfg)
 	ensure(t, b)
-	want := []firewall.Element{el("192.0.2.1/32", time.Hour), el("2001:db8::/48", time.Hour)}
+	want := []firewall.Element{el("192.0.2.1/32", time.Hour), el("192.0.2.0/24", time.Hour), el("2001:db8::/48", time.Hour)}
 	if err := b.Replace(ctx, want); err != nil {
 		t.Fatal(err)
 	}
@@ -265,6 +330,7 @@ func TestIntact(t *testing.T) {
 		{"delete ipv6 table", []string{"delete", "table", "ip6", "crowdsec6"}},
 		{"flush chain", []string{"flush", "chain", "ip", "crowdsec", "crowdsec_chain"}},
 		{"flush forward chain", []string{"flush", "chain", "ip6", "crowdsec6", "crowdsec6_chain_forward"}},
+		{"delete host set", []string{"flush chain ip6 crowdsec6 crowdsec6_chain; flush chain ip6 crowdsec6 crowdsec6_chain_forward; delete set ip6 crowdsec6 crowdsec6_blocklist_ips"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if ok, err := b.Intact(ctx); err != nil || !ok {
@@ -281,8 +347,11 @@ func TestIntact(t *testing.T) {
 			if ok, err := b.Intact(ctx); err != nil || !ok {
 				t.Fatalf("Intact after repair = %v, %v", ok, err)
 			}
-			if got := names(v4Elements(t, ns)); len(got) != 1 || got[0] != "192.0.2.1" {
-				t.Fatalf("v4 elements after repair: %v", got)
+			if got := names(v4Hosts(t, ns)); len(got) != 1 || got[0] != "192.0.2.1" {
+				t.Fatalf("v4 hosts after repair: %v", got)
+			}
+			if got := names(v4Elements(t, ns)); len(got) != 1 || got[0] != "192.0.2.0-192.0.2.255" {
+				t.Fatalf("v4 ranges after repair: %v", got)
 			}
 			if got := names(v6Elements(t, ns)); len(got) != 1 || got[0] != "2001:db8::-2001:db8:0:ffff:ffff:ffff:ffff:ffff" {
 				t.Fatalf("v6 elements after repair: %v", got)
