@@ -32,68 +32,104 @@ func (k key) prefix() netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte(k.addr[:4])), int(k.bits))
 }
 
-// holder is what the bouncer knows about one prefix, stored by value (24
-// bytes): the decision that lasts longest, and the others still active for
-// it (rare), so deleting one of several decisions keeps the prefix banned.
-type holder struct {
-	id     int64
-	until  int64 // unix seconds
-	others *[]dec
+// entry is what the bouncer knows about one prefix: the decision that lasts
+// longest. Other decisions still active for the same prefix (rare) live in
+// state.extra, so deleting one of several keeps the prefix banned.
+type entry struct {
+	id    int64
+	until int64 // unix seconds
 }
 
 type dec struct{ id, until int64 }
 
 // state is the bouncer's authoritative view: what it asked the kernel to
-// hold, compact (about 60 bytes per prefix) and never read back from it.
+// hold, never read back from it. Single IPv4 addresses, nearly every ban,
+// sit in a map keyed by a uint32 (about 25 bytes per ban at 1M); IPv6 and
+// ranges in a map keyed by the full prefix.
 type state struct {
-	m      map[key]holder
-	n4, n6 int // kept as prefixes come and go: metrics never walk m
+	v4     map[uint32]entry
+	other  map[key]entry
+	extra  map[key][]dec
+	n4, n6 int // kept as prefixes come and go: metrics never walk the maps
 }
 
-func newState() *state { return &state{m: make(map[key]holder)} }
+func newState() *state {
+	return &state{v4: make(map[uint32]entry), other: make(map[key]entry), extra: make(map[key][]dec)}
+}
 
-func (s *state) count(k key, d int) {
-	if k.v6 {
-		s.n6 += d
-	} else {
-		s.n4 += d
+func v4Host(k key) (uint32, bool) {
+	if k.v6 || k.bits != 32 {
+		return 0, false
 	}
+	return uint32(k.addr[0])<<24 | uint32(k.addr[1])<<16 | uint32(k.addr[2])<<8 | uint32(k.addr[3]), true
 }
 
-func (h *holder) list() []dec {
-	if h.others == nil {
-		return nil
+func hostKey(u uint32) key {
+	return key{addr: [16]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)}, bits: 32}
+}
+
+func (s *state) get(k key) (entry, bool) {
+	if u, ok := v4Host(k); ok {
+		e, ok := s.v4[u]
+		return e, ok
 	}
-	return *h.others
+	e, ok := s.other[k]
+	return e, ok
 }
 
-func (h *holder) setList(l []dec) {
-	if len(l) == 0 {
-		h.others = nil
+func (s *state) put(k key, e entry) {
+	if u, ok := v4Host(k); ok {
+		s.v4[u] = e
 		return
 	}
-	h.others = &l
+	s.other[k] = e
+}
+
+func (s *state) del(k key) {
+	if u, ok := v4Host(k); ok {
+		delete(s.v4, u)
+	} else {
+		delete(s.other, k)
+	}
+	delete(s.extra, k)
+	if k.v6 {
+		s.n6--
+	} else {
+		s.n4--
+	}
+}
+
+func (s *state) setExtra(k key, l []dec) {
+	if len(l) == 0 {
+		delete(s.extra, k)
+		return
+	}
+	s.extra[k] = l
 }
 
 // add records decision id on p until 'until'; it reports whether the
 // kernel element must be (re)written with a longer timeout.
 func (s *state) add(p netip.Prefix, id, until int64) bool {
 	k := keyOf(p)
-	h, ok := s.m[k]
+	h, ok := s.get(k)
 	if !ok {
-		s.m[k] = holder{id: id, until: until}
-		s.count(k, 1)
+		s.put(k, entry{id: id, until: until})
+		if k.v6 {
+			s.n6++
+		} else {
+			s.n4++
+		}
 		return true
 	}
 	if h.id == id {
 		if until > h.until {
 			h.until = until
-			s.m[k] = h
+			s.put(k, h)
 			return true
 		}
 		return false
 	}
-	l := h.list()
+	l := s.extra[k]
 	for i := range l {
 		if l[i].id == id {
 			l[i].until = max(l[i].until, until)
@@ -101,13 +137,11 @@ func (s *state) add(p netip.Prefix, id, until int64) bool {
 		}
 	}
 	if until > h.until {
-		h.setList(append(l, dec{h.id, h.until}))
-		h.id, h.until = id, until
-		s.m[k] = h
+		s.setExtra(k, append(l, dec{h.id, h.until}))
+		s.put(k, entry{id: id, until: until})
 		return true
 	}
-	h.setList(append(l, dec{id, until}))
-	s.m[k] = h
+	s.setExtra(k, append(l, dec{id, until}))
 	return false
 }
 
@@ -116,16 +150,15 @@ func (s *state) add(p netip.Prefix, id, until int64) bool {
 // changed (rewrite the element with newUntil).
 func (s *state) remove(p netip.Prefix, id int64, now int64) (gone bool, changed bool, newUntil int64) {
 	k := keyOf(p)
-	h, ok := s.m[k]
+	h, ok := s.get(k)
 	if !ok {
 		return false, false, 0
 	}
-	l := h.list()
+	l := s.extra[k]
 	if h.id != id {
 		for i := range l {
 			if l[i].id == id {
-				h.setList(append(l[:i], l[i+1:]...))
-				s.m[k] = h
+				s.setExtra(k, append(l[:i], l[i+1:]...))
 				break
 			}
 		}
@@ -139,50 +172,56 @@ func (s *state) remove(p netip.Prefix, id int64, now int64) (gone bool, changed 
 		}
 	}
 	if best < 0 {
-		delete(s.m, k)
-		s.count(k, -1)
+		s.del(k)
 		return true, false, 0
 	}
 	o := l[best]
-	h.setList(append(l[:best], l[best+1:]...))
-	h.id, h.until = o.id, o.until
-	s.m[k] = h
+	s.setExtra(k, append(l[:best], l[best+1:]...))
+	s.put(k, entry{id: o.id, until: o.until})
 	return false, true, o.until
 }
 
 // until returns the end of p's longest decision, 0 when p is not held.
 func (s *state) until(k key) int64 {
-	if h, ok := s.m[k]; ok {
-		return h.until
-	}
-	return 0
+	e, _ := s.get(k)
+	return e.until
 }
 
 // elements returns every live prefix with its remaining time.
 func (s *state) elements(now time.Time) []firewall.Element {
-	out := make([]firewall.Element, 0, len(s.m))
+	out := make([]firewall.Element, 0, s.len())
 	n := now.Unix()
-	for k, h := range s.m {
-		if h.until <= n {
-			continue
+	for u, e := range s.v4 {
+		if e.until > n {
+			out = append(out, firewall.Element{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)}), 32),
+				Timeout: time.Duration(e.until-n) * time.Second})
 		}
-		out = append(out, firewall.Element{Prefix: k.prefix(), Timeout: time.Duration(h.until-n) * time.Second})
+	}
+	for k, e := range s.other {
+		if e.until > n {
+			out = append(out, firewall.Element{Prefix: k.prefix(), Timeout: time.Duration(e.until-n) * time.Second})
+		}
 	}
 	return out
 }
 
 // gc drops prefixes whose decisions all expired; the kernel expired them
-// by their own timeouts already (the longest decision is h.until).
+// by their own timeouts already (the longest decision is the entry's).
 func (s *state) gc(now int64) int {
 	n := 0
-	for k, h := range s.m {
-		if h.until <= now {
-			delete(s.m, k)
-			s.count(k, -1)
+	for u, e := range s.v4 {
+		if e.until <= now {
+			s.del(hostKey(u))
+			n++
+		}
+	}
+	for k, e := range s.other {
+		if e.until <= now {
+			s.del(k)
 			n++
 		}
 	}
 	return n
 }
 
-func (s *state) len() int { return len(s.m) }
+func (s *state) len() int { return len(s.v4) + len(s.other) }

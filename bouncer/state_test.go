@@ -31,7 +31,7 @@ func TestStateKeepsLongestAndSurvivesPartialDeletes(t *testing.T) {
 	if gone, _, _ := s.remove(p, 1, now); !gone {
 		t.Fatal("removing the last decision must remove the prefix")
 	}
-	if s.len() != 0 || s.n4 != 0 {
+	if s.len() != 0 || s.n4 != 0 || len(s.extra) != 0 {
 		t.Fatalf("state not empty: %d entries, n4=%d", s.len(), s.n4)
 	}
 }
