@@ -237,8 +237,11 @@ func coldAndDelta(bin, mode string, n int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("cold start, %d IPv4 bans (+1k): %.2f s until all in the kernel (%s), bouncer peak RSS %.1f MB; floor (%s of the same elements): %.2f s\n",
+	fmt.Printf("cold start, %d IPv4 bans (+1k), Rampart LAPI on SQLite: %.2f s until all in the kernel (%s), bouncer peak RSS %.1f MB; floor (%s of the same elements): %.2f s\n",
 		n, took.Seconds(), lines[0][strings.Index(lines[0], "elements="):], float64(peak)/1024, floorName(mode), floor.Seconds())
+	if err := scriptedCold(e, mode, n); err != nil {
+		return err
+	}
 
 	// delta: 1k added and the 1k bench-old deleted, between two polls
 	time.Sleep(2500 * time.Millisecond) // let the first delta poll pass
@@ -484,10 +487,13 @@ func floorLoad(n int, mode string) (time.Duration, error) {
 			els = append(els, nftables.SetElement{Key: a[:], Timeout: 4 * time.Hour})
 		}
 		start := time.Now()
-		const perTx = 4000
+		// Element lists stay under netlink's 64 KiB attribute limit.
+		const perTx, perMsg = 4000, 2000
 		for i := 0; i < len(els); i += perTx {
-			if err := c.SetAddElements(s, els[i:min(i+perTx, len(els))]); err != nil {
-				return err
+			for j := i; j < min(i+perTx, len(els)); j += perMsg {
+				if err := c.SetAddElements(s, els[j:min(j+perMsg, i+perTx, len(els))]); err != nil {
+					return err
+				}
 			}
 			if err := c.Flush(); err != nil {
 				return err
@@ -527,4 +533,62 @@ func floorName(mode string) string {
 		return "a plain google/nftables load into a timeout hash set, 4000 per transaction"
 	}
 	return "ipset restore"
+}
+
+// scriptedCold measures the cold start against a scripted LAPI serving a
+// prebuilt body from memory, as the reference measured upstream's bouncer,
+// in a second namespace so the first run's objects do not count.
+func scriptedCold(parent *env, mode string, n int) error {
+	var body bytes.Buffer
+	body.WriteString(`{"new": [`)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"duration":"3h59m59s","id":%d,"origin":"cscli-import","scenario":"bench","scope":"Ip","type":"ban","uuid":"6f1c3e2a-0000-4000-8000-%012d","value":"%d.%d.%d.%d"}`,
+			i+1, i, 11+i>>24, i>>16&255, i>>8&255, i&255)
+	}
+	body.WriteString(`], "deleted": []}`)
+	e := &env{ns: fmt.Sprintf("rfws-%d", os.Getpid()), bin: parent.bin, key: "scripted"}
+	var err error
+	if e.dir, err = os.MkdirTemp("", "fwbench-s-"); err != nil {
+		return err
+	}
+	defer e.close()
+	_ = exec.Command("ip", "netns", "del", e.ns).Run()
+	if out, err := exec.Command("ip", "netns", "add", e.ns).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns add: %v %s", err, out)
+	}
+	_ = exec.Command("ip", "-n", e.ns, "link", "set", "lo", "up").Run()
+	var ln net.Listener
+	if err := nstest.In(e.ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", "127.0.0.1:8080")
+		return err
+	}); err != nil {
+		return err
+	}
+	data := body.Bytes()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Query().Get("startup") == "true" {
+			_, _ = w.Write(data)
+			return
+		}
+		_, _ = w.Write([]byte(`{"new": [], "deleted": []}`))
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	start, err := e.startBouncer(mode, false)
+	if err != nil {
+		return err
+	}
+	if _, err := e.waitLog(syncRe, 1, 5*time.Minute); err != nil {
+		return err
+	}
+	took := time.Since(start)
+	peak := procstat.KB(e.bouncer.Process.Pid, "VmHWM")
+	fmt.Printf("cold start, %d IPv4 bans, scripted LAPI serving a prebuilt %.0f MB body (as upstream was measured): %.2f s until all in the kernel, bouncer peak RSS %.1f MB\n",
+		n, float64(len(data))/1e6, took.Seconds(), float64(peak)/1024)
+	return nil
 }
