@@ -132,12 +132,46 @@ func (b *Bouncer) reqCtx(ctx context.Context, extra time.Duration) (context.Cont
 	return context.WithTimeout(ctx, b.cfg.RequestTimeout.Duration+extra)
 }
 
+// emptier is implemented by backends that can tell cheaply that their sets
+// hold nothing (a first boot, or after -flush).
+type emptier interface {
+	Empty(ctx context.Context) (bool, error)
+}
+
+// loadBatch is how many elements go to the kernel at once while a first
+// state streams in.
+const loadBatch = 65536
+
 func (b *Bouncer) pullStartup(ctx context.Context) error {
 	// A startup body makes mostly short-lived garbage: collect it sooner so
 	// the peak RSS stays near the live state, and hand it back afterwards.
 	defer debug.SetGCPercent(debug.SetGCPercent(40))
 	defer debug.FreeOSMemory()
 	start := b.now()
+	// With empty sets nothing can be stale, so elements go to the kernel
+	// while the body still streams (one core reads, the other loads)
+	// instead of in one Replace at the end.
+	fresh := false
+	if em, ok := b.fw.(emptier); ok {
+		if empty, err := em.Empty(ctx); err == nil && empty {
+			fresh = true
+		}
+	}
+	var batches chan []firewall.Element
+	applied := make(chan error, 1)
+	var batch []firewall.Element
+	if fresh {
+		batches = make(chan []firewall.Element, 2)
+		go func() {
+			var first error
+			for bt := range batches {
+				if first == nil {
+					first = b.fw.Apply(ctx, bt, nil)
+				}
+			}
+			applied <- first
+		}()
+	}
 	st := newState()
 	skipped := 0
 	rctx, cancel := b.reqCtx(ctx, 2*time.Minute) // a 1M body takes a few seconds
@@ -151,25 +185,42 @@ func (b *Bouncer) pullStartup(ctx context.Context) error {
 			skipped++
 			return nil
 		}
-		st.add(p, d.ID, until)
+		if st.add(p, d.ID, until) && fresh {
+			batch = append(batch, firewall.Element{Prefix: p, Timeout: time.Duration(until-b.now().Unix()) * time.Second})
+			if len(batch) == loadBatch {
+				batches <- batch
+				batch = make([]firewall.Element, 0, loadBatch)
+			}
+		}
 		return nil
 	})
 	b.metrics.lapiRequest(err)
+	var loadErr error
+	if fresh {
+		if err == nil && len(batch) > 0 {
+			batches <- batch
+		}
+		close(batches)
+		loadErr = <-applied
+	}
 	if err != nil {
 		return err
 	}
 	b.noteLongPoll(hdr.Get(models.LongPollHeader))
-	want := st.elements(b.now())
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.fw.Replace(ctx, want); err != nil {
-		b.resync = true
-		return fmt.Errorf("loading %d elements into %s: %w", len(want), b.fw.Name(), err)
+	n := st.len()
+	if !fresh || loadErr != nil {
+		want := st.elements(b.now())
+		if err := b.fw.Replace(ctx, want); err != nil {
+			b.resync = true
+			return fmt.Errorf("loading %d elements into %s: %w", len(want), b.fw.Name(), err)
+		}
 	}
 	b.st = st
 	b.metrics.setBanned(st)
-	b.log.WithFields(log.Fields{"elements": len(want), "skipped": skipped, "took": b.now().Sub(start).Round(time.Millisecond),
-		"long_poll": b.longPoll}).Info("first sync in the kernel")
+	b.log.WithFields(log.Fields{"elements": n, "skipped": skipped, "took": b.now().Sub(start).Round(time.Millisecond),
+		"long_poll": b.longPoll, "streamed": fresh && loadErr == nil}).Info("first sync in the kernel")
 	return nil
 }
 

@@ -475,3 +475,35 @@ func (b *Backend) commit(ctx context.Context, t *txn, own bool) error {
 	t.dels = t.dels.without(drop)
 	return b.el.commit(ctx, t)
 }
+
+// Empty reports whether every set of ours holds no element, reading only
+// the start of a dump per set. A caller that finds them empty may load its
+// first state with Apply as it arrives instead of one Replace at the end.
+func (b *Backend) Empty(ctx context.Context) (bool, error) {
+	for _, check := range []func() (bool, error){
+		func() (bool, error) { return famEmpty(ctx, b, b.v4) },
+		func() (bool, error) { return famEmpty(ctx, b, b.v6) },
+	} {
+		ok, err := check()
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func famEmpty[A addr[A]](ctx context.Context, b *Backend, e *elems[A]) (bool, error) {
+	if e == nil {
+		return true, nil
+	}
+	if e.m == nil {
+		return false, fmt.Errorf("nftables: %s: the sets do not exist: call Ensure", e.spec)
+	}
+	for _, ref := range []*setRef{e.spec.hostRef(), e.spec.ref()} {
+		ok, err := empty(ctx, b.cfg.NetNS, ref)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
