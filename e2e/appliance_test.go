@@ -32,6 +32,8 @@ type appliance struct {
 	bouncer *exec.Cmd
 	proxy   *lapiProxy
 	port    int
+	// bouncerEnv is added to the bouncer's environment (NOTIFY_SOCKET).
+	bouncerEnv []string
 }
 
 func newAppliance(t *testing.T, subnet int) *appliance {
@@ -137,6 +139,7 @@ func (a *appliance) writeBouncerConfig(mode string, extra ...string) {
 func (a *appliance) startBouncer() {
 	a.t.Helper()
 	a.bouncer = a.ns.Command(context.Background(), a.ns.Defender, filepath.Join(binDir, "crowdsec-firewall-bouncer"), "-c", a.bouncerConfigPath())
+	a.bouncer.Env = append(os.Environ(), a.bouncerEnv...)
 	f := a.logFile("bouncer")
 	a.bouncer.Stdout, a.bouncer.Stderr = f, f
 	must(a.t, a.bouncer.Start())

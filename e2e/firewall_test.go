@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -213,6 +216,21 @@ func TestModeSwitch(t *testing.T) {
 	}
 	a.waitBlocked(a.ns.DefIP4, 2*time.Second)
 
+	// ipset mode: only the sets, filled; none of our rules anywhere.
+	a.stopBouncer(syscall.SIGTERM)
+	a.writeBouncerConfig("ipset")
+	a.startBouncer()
+	a.waitSynced(4)
+	if strings.Contains(a.ruleset(), "table ip crowdsec") || strings.Contains(a.iptablesRules("iptables"), "CROWDSEC_CHAIN") {
+		t.Errorf("ipset mode left rules:\n%s\n%s", a.ruleset(), a.iptablesRules("iptables"))
+	}
+	if out := a.ns.Run(t, a.ns.Defender, "ipset", "list", "crowdsec-blacklists"); !strings.Contains(out, a.ns.AttIP4.String()) {
+		t.Errorf("ipset mode did not fill the set:\n%s", out)
+	}
+
+	a.stopBouncer(syscall.SIGTERM)
+	a.writeBouncerConfig("nftables")
+
 	// -flush removes everything Rampart created; -t never touches the firewall.
 	a.stopBouncer(syscall.SIGTERM)
 	stable := regexp.MustCompile(`expires \S+`)
@@ -225,5 +243,36 @@ func TestModeSwitch(t *testing.T) {
 	if strings.Contains(a.ruleset(), "crowdsec") || strings.Contains(a.iptablesRules("iptables"), "CROWDSEC") {
 		t.Errorf("-flush left objects:\n%s\n%s", a.ruleset(), a.iptablesRules("iptables"))
 	}
+	if out, _ := a.ns.Command(context.Background(), a.ns.Defender, "ipset", "list", "-n").CombinedOutput(); strings.Contains(string(out), "crowdsec") {
+		t.Errorf("-flush left ipsets: %s", out)
+	}
 	a.waitOpen(a.ns.DefIP4, 2*time.Second)
+}
+
+// TestReadyAfterFirstSync checks sd_notify READY=1 is sent only once the
+// first sync is in the kernel.
+func TestReadyAfterFirstSync(t *testing.T) {
+	a := newAppliance(t, 73)
+	a.cscli("decisions", "add", "-i", a.ns.AttIP4.String())
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a.writeBouncerConfig("nftables")
+	a.bouncerEnv = []string{"NOTIFY_SOCKET=" + sock}
+	a.startBouncer()
+	buf := make([]byte, 256)
+	_ = ln.SetReadDeadline(time.Now().Add(15 * time.Second))
+	n, _, err := ln.ReadFromUnix(buf)
+	if err != nil {
+		t.Fatalf("no sd_notify message: %v\n%s", err, a.readLog("bouncer"))
+	}
+	if !strings.Contains(string(buf[:n]), "READY=1") {
+		t.Fatalf("unexpected notify message %q", buf[:n])
+	}
+	if rs := a.ruleset(); !strings.Contains(rs, a.ns.AttIP4.String()) {
+		t.Errorf("READY=1 sent before the ban was in the kernel:\n%s", rs)
+	}
 }
