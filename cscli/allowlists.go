@@ -33,21 +33,6 @@ Note: This command requires database direct access, so is intended to be run on 
 	return cmd
 }
 
-// withAllowlistStore runs fn with the database and one operation's context.
-func (cli *CLI) withAllowlistStore(cmd *cobra.Command, fn func(ctx context.Context, st *store.Store) error) error {
-	if err := cli.prepare(cmd); err != nil {
-		return err
-	}
-	st, err := cli.localStore(cmd)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ctx, cancel := dbContext(cmd)
-	defer cancel()
-	return fn(ctx, st)
-}
-
 // findAllowlist returns one allowlist with its items.
 func findAllowlist(ctx context.Context, st *store.Store, name string) (*store.AllowlistRow, error) {
 	lists, err := st.ListAllowlists(ctx)
@@ -96,7 +81,7 @@ func newAllowlistsCreateCmd(cli *CLI) *cobra.Command {
 			if strings.TrimSpace(name) == "" {
 				return errors.New("allowlist name must not be empty")
 			}
-			return cli.withAllowlistStore(cmd, func(ctx context.Context, st *store.Store) error {
+			return cli.withStore(cmd, func(ctx context.Context, st *store.Store) error {
 				err := st.CreateAllowlist(ctx, name, description)
 				if errors.Is(err, store.ErrExists) {
 					return fmt.Errorf("allowlist '%s' already exists", name)
@@ -122,7 +107,7 @@ func newAllowlistsListCmd(cli *CLI) *cobra.Command {
 		Args:              cobra.NoArgs,
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cli.withAllowlistStore(cmd, func(ctx context.Context, st *store.Store) error {
+			return cli.withStore(cmd, func(ctx context.Context, st *store.Store) error {
 				lists, err := st.ListAllowlists(ctx)
 				if err != nil {
 					return fmt.Errorf("listing allowlists: %w", err)
@@ -161,7 +146,7 @@ func newAllowlistsInspectCmd(cli *CLI) *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return cli.withAllowlistStore(cmd, func(ctx context.Context, st *store.Store) error {
+			return cli.withStore(cmd, func(ctx context.Context, st *store.Store) error {
 				l, err := findAllowlist(ctx, st, args[0])
 				if err != nil {
 					return fmt.Errorf("unable to get allowlist: %w", err)
@@ -210,7 +195,7 @@ func newAllowlistsDeleteCmd(cli *CLI) *cobra.Command {
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			return cli.withAllowlistStore(cmd, func(ctx context.Context, st *store.Store) error {
+			return cli.withStore(cmd, func(ctx context.Context, st *store.Store) error {
 				err := st.DeleteAllowlist(ctx, name)
 				if errors.Is(err, store.ErrNotFound) {
 					return fmt.Errorf("allowlist '%s' not found", name)
@@ -243,7 +228,7 @@ func newAllowlistsAddCmd(cli *CLI) *cobra.Command {
 					return err
 				}
 			}
-			return cli.withAllowlistStore(cmd, func(ctx context.Context, st *store.Store) error {
+			return cli.withStore(cmd, func(ctx context.Context, st *store.Store) error {
 				return cli.addToAllowlist(ctx, st, name, values, time.Duration(expiration), comment)
 			})
 		},
@@ -314,7 +299,7 @@ func newAllowlistsRemoveCmd(cli *CLI) *cobra.Command {
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, values := args[0], args[1:]
-			return cli.withAllowlistStore(cmd, func(ctx context.Context, st *store.Store) error {
+			return cli.withStore(cmd, func(ctx context.Context, st *store.Store) error {
 				l, err := findAllowlist(ctx, st, name)
 				if err != nil {
 					return err
@@ -392,7 +377,7 @@ func newAllowlistsCheckCmd(cli *CLI) *cobra.Command {
 				}
 				queries[i] = r
 			}
-			return cli.withAllowlistStore(cmd, func(ctx context.Context, st *store.Store) error {
+			return cli.withStore(cmd, func(ctx context.Context, st *store.Store) error {
 				lists, err := st.ListAllowlists(ctx)
 				if err != nil {
 					return fmt.Errorf("listing allowlists: %w", err)

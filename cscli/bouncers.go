@@ -39,6 +39,21 @@ func (cli *CLI) localStore(cmd *cobra.Command) (*store.Store, error) {
 	return st, nil
 }
 
+// withStore runs fn with the local database and one operation's context.
+func (cli *CLI) withStore(cmd *cobra.Command, fn func(ctx context.Context, st *store.Store) error) error {
+	if err := cli.prepare(cmd); err != nil {
+		return err
+	}
+	st, err := cli.localStore(cmd)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx, cancel := dbContext(cmd)
+	defer cancel()
+	return fn(ctx, st)
+}
+
 // dbContext is the context of one database operation.
 func dbContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmdContext(cmd), directDBTimeout)
@@ -226,33 +241,25 @@ func newBouncersListCmd(cli *CLI) *cobra.Command {
 		Args:              cobra.NoArgs,
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := cli.prepare(cmd); err != nil {
-				return err
-			}
-			st, err := cli.localStore(cmd)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			ctx, cancel := dbContext(cmd)
-			defer cancel()
-			bouncers, err := st.ListBouncers(ctx)
-			if err != nil {
-				return fmt.Errorf("unable to list bouncers: %w", err)
-			}
-			switch cli.OutputFormat() {
-			case "json":
-				info := make([]bouncerInfo, 0, len(bouncers))
-				for _, b := range bouncers {
-					info = append(info, newBouncerInfo(b))
+			return cli.withStore(cmd, func(ctx context.Context, st *store.Store) error {
+				bouncers, err := st.ListBouncers(ctx)
+				if err != nil {
+					return fmt.Errorf("unable to list bouncers: %w", err)
 				}
-				return cli.printJSON(info)
-			case "raw":
-				return bouncersCSV(cli.Out, bouncers)
-			default:
-				bouncersHuman(cli.Out, bouncers)
-				return nil
-			}
+				switch cli.OutputFormat() {
+				case "json":
+					info := make([]bouncerInfo, 0, len(bouncers))
+					for _, b := range bouncers {
+						info = append(info, newBouncerInfo(b))
+					}
+					return cli.printJSON(info)
+				case "raw":
+					return bouncersCSV(cli.Out, bouncers)
+				default:
+					bouncersHuman(cli.Out, bouncers)
+					return nil
+				}
+			})
 		},
 	}
 }
@@ -326,17 +333,9 @@ func newBouncersDeleteCmd(cli *CLI) *cobra.Command {
 		Aliases:           []string{"remove"},
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cli.prepare(cmd); err != nil {
-				return err
-			}
-			st, err := cli.localStore(cmd)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			ctx, cancel := dbContext(cmd)
-			defer cancel()
-			return deleteBouncers(ctx, st, args, ignoreMissing)
+			return cli.withStore(cmd, func(ctx context.Context, st *store.Store) error {
+				return deleteBouncers(ctx, st, args, ignoreMissing)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&ignoreMissing, "ignore-missing", false, "don't print errors if one or more bouncers don't exist")

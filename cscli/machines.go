@@ -1,6 +1,7 @@
 package cscli
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -243,33 +244,25 @@ func newMachinesListCmd(cli *CLI) *cobra.Command {
 		Args:              cobra.NoArgs,
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := cli.prepare(cmd); err != nil {
-				return err
-			}
-			st, err := cli.localStore(cmd)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			ctx, cancel := dbContext(cmd)
-			defer cancel()
-			machines, err := st.ListMachines(ctx)
-			if err != nil {
-				return fmt.Errorf("unable to list machines: %w", err)
-			}
-			switch cli.OutputFormat() {
-			case "json":
-				info := make([]machineInfo, 0, len(machines))
-				for _, m := range machines {
-					info = append(info, newMachineInfo(m))
+			return cli.withStore(cmd, func(ctx context.Context, st *store.Store) error {
+				machines, err := st.ListMachines(ctx)
+				if err != nil {
+					return fmt.Errorf("unable to list machines: %w", err)
 				}
-				return cli.printJSON(info)
-			case "raw":
-				return machinesCSV(cli.Out, machines)
-			default:
-				machinesHuman(cli.Out, machines)
-				return nil
-			}
+				switch cli.OutputFormat() {
+				case "json":
+					info := make([]machineInfo, 0, len(machines))
+					for _, m := range machines {
+						info = append(info, newMachineInfo(m))
+					}
+					return cli.printJSON(info)
+				case "raw":
+					return machinesCSV(cli.Out, machines)
+				default:
+					machinesHuman(cli.Out, machines)
+					return nil
+				}
+			})
 		},
 	}
 }
@@ -417,30 +410,22 @@ func newMachinesDeleteCmd(cli *CLI) *cobra.Command {
 		Aliases:           []string{"remove"},
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cli.prepare(cmd); err != nil {
-				return err
-			}
-			st, err := cli.localStore(cmd)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			ctx, cancel := dbContext(cmd)
-			defer cancel()
-			for _, id := range args {
-				err := st.DeleteMachine(ctx, id)
-				if errors.Is(err, store.ErrNotFound) {
-					if ignoreMissing {
-						continue
+			return cli.withStore(cmd, func(ctx context.Context, st *store.Store) error {
+				for _, id := range args {
+					err := st.DeleteMachine(ctx, id)
+					if errors.Is(err, store.ErrNotFound) {
+						if ignoreMissing {
+							continue
+						}
+						return fmt.Errorf("unable to delete machine '%s': machine not found", id)
 					}
-					return fmt.Errorf("unable to delete machine '%s': machine not found", id)
+					if err != nil {
+						return fmt.Errorf("unable to delete machine '%s': %w", id, err)
+					}
+					log.Infof("machine '%s' deleted successfully", id)
 				}
-				if err != nil {
-					return fmt.Errorf("unable to delete machine '%s': %w", id, err)
-				}
-				log.Infof("machine '%s' deleted successfully", id)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&ignoreMissing, "ignore-missing", false, "don't print errors if one or more machines don't exist")
@@ -456,25 +441,17 @@ func newMachinesValidateCmd(cli *CLI) *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cli.prepare(cmd); err != nil {
-				return err
-			}
-			st, err := cli.localStore(cmd)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			ctx, cancel := dbContext(cmd)
-			defer cancel()
-			err = st.ValidateMachine(ctx, args[0])
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("unable to validate machine '%s': machine not found", args[0])
-			}
-			if err != nil {
-				return fmt.Errorf("unable to validate machine '%s': %w", args[0], err)
-			}
-			log.Infof("machine '%s' validated successfully", args[0])
-			return nil
+			return cli.withStore(cmd, func(ctx context.Context, st *store.Store) error {
+				err := st.ValidateMachine(ctx, args[0])
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("unable to validate machine '%s': machine not found", args[0])
+				}
+				if err != nil {
+					return fmt.Errorf("unable to validate machine '%s': %w", args[0], err)
+				}
+				log.Infof("machine '%s' validated successfully", args[0])
+				return nil
+			})
 		},
 	}
 }
