@@ -358,3 +358,9 @@ func TimeOrNow(s string, now time.Time) time.Time {
 	}
 	return t
 }
+
+// GetScope returns the source's scope (hub test assertions call it).
+func (s Source) GetScope() string { return s.Scope }
+
+// GetValue returns the source's value.
+func (s Source) GetValue() string { return s.Value }
