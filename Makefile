@@ -23,6 +23,7 @@ vet:
 # servers on loopback; netfilter tests run inside namespaces they create).
 test: vet
 	$(GO) test -count=1 -timeout 14m ./...
+	$(GO) run ./cmd/cscli hubtest run --hub ../shared/hub --all
 
 # Go benchmarks beside the code, then whole-process LAPI figures.
 bench: bench-go bench-lapi bench-fw

@@ -78,7 +78,7 @@ func NewRootCommand() *cobra.Command {
 	pf.BoolVar(&trace, "trace", false, "set logging to trace")
 
 	for _, add := range []func(*CLI) *cobra.Command{
-		newDecisionsCmd, newAlertsCmd, newBouncersCmd, newMachinesCmd, newLapiCmd, newAllowlistsCmd,
+		newDecisionsCmd, newAlertsCmd, newBouncersCmd, newMachinesCmd, newLapiCmd, newAllowlistsCmd, newHubtestCmd,
 	} {
 		root.AddCommand(add(cli))
 	}

@@ -364,3 +364,13 @@ func (s Source) GetScope() string { return s.Scope }
 
 // GetValue returns the source's value.
 func (s Source) GetValue() string { return s.Value }
+
+// GetMeta returns the event's first meta value for key (hub assertions).
+func (e *Event) GetMeta(key string) string {
+	for _, m := range e.Meta {
+		if m.Key == key {
+			return m.Value
+		}
+	}
+	return ""
+}

@@ -6,6 +6,7 @@
 package event
 
 import (
+	"sort"
 	"time"
 
 	"github.com/rampart-ips/rampart/models"
@@ -133,4 +134,15 @@ func (e *Event) GetType() string {
 		return "overflow"
 	}
 	return "log"
+}
+
+// GetSources returns the overflow's source keys (hub assertions use
+// `"1.2.3.4" in results[0].Overflow.GetSources()`).
+func (r RuntimeAlert) GetSources() []string {
+	out := make([]string, 0, len(r.Sources))
+	for k := range r.Sources {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -1,0 +1,305 @@
+// Package parser runs hub-format parsers (stages s00-raw, s01-parse,
+// s02-enrich, and postoverflows) over events: filters, grok, statics,
+// whitelists and enrichers, with upstream's node semantics. Every
+// expression and pattern is compiled once at load; it never reads logs or
+// talks to the LAPI.
+package parser
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/expr-lang/expr/vm"
+	log "github.com/sirupsen/logrus"
+
+	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/agent/grok"
+)
+
+// NodeConfig is one parser document or sub-node, in the hub's YAML.
+type NodeConfig struct {
+	Name          string            `yaml:"name"`
+	Description   string            `yaml:"description"`
+	Author        string            `yaml:"author"`
+	Filter        string            `yaml:"filter"`
+	OnSuccess     string            `yaml:"onsuccess"`
+	Debug         bool              `yaml:"debug"`
+	PatternSyntax map[string]string `yaml:"pattern_syntax"`
+	Grok          GrokConfig        `yaml:"grok"`
+	Statics       []Static          `yaml:"statics"`
+	Nodes         []NodeConfig      `yaml:"nodes"`
+	Whitelist     WhitelistConfig   `yaml:"whitelist"`
+	Data          []DataRef         `yaml:"data"`
+	Format        string            `yaml:"format"`
+	Stash         []any             `yaml:"stash"`
+	References    []string          `yaml:"references"`
+	Labels        map[string]any    `yaml:"labels"`
+}
+
+// DataRef is a data file a rule needs (loaded by the expr helpers).
+type DataRef struct {
+	SourceURL string `yaml:"source_url"`
+	DestFile  string `yaml:"dest_file"`
+	Type      string `yaml:"type"`
+	Strategy  string `yaml:"strategy"`
+	Size      int    `yaml:"size"`
+	TTL       string `yaml:"ttl"`
+}
+
+// GrokConfig is a node's grok block.
+type GrokConfig struct {
+	Pattern    string   `yaml:"pattern"`
+	Name       string   `yaml:"name"`
+	ApplyOn    string   `yaml:"apply_on"`
+	Expression string   `yaml:"expression"`
+	Statics    []Static `yaml:"statics"`
+}
+
+// Static is one assignment: a target and a value or expression.
+type Static struct {
+	Meta       string `yaml:"meta"`
+	Parsed     string `yaml:"parsed"`
+	Enriched   string `yaml:"enriched"`
+	Target     string `yaml:"target"`
+	Method     string `yaml:"method"`
+	Value      string `yaml:"value"`
+	Expression string `yaml:"expression"`
+}
+
+// WhitelistConfig is a node's whitelist block.
+type WhitelistConfig struct {
+	Reason     string   `yaml:"reason"`
+	IPs        []string `yaml:"ip"`
+	CIDRs      []string `yaml:"cidr"`
+	Expression []string `yaml:"expression"`
+}
+
+// node is a compiled NodeConfig.
+type node struct {
+	name      string
+	stage     string
+	onSuccess string
+	filter    *vm.Program
+	grok      *grok.Pattern
+	grokName  string
+	applyOn   string
+	grokExpr  *vm.Program
+	grokStats []static
+	statics   []static
+	children  []*node
+	wl        whitelist
+	log       *log.Entry
+}
+
+type static struct {
+	cfg  Static
+	expr *vm.Program
+}
+
+type whitelist struct {
+	reason   string
+	prefixes []netip.Prefix
+	exprs    []*vm.Program
+}
+
+func (w *whitelist) empty() bool { return len(w.prefixes) == 0 && len(w.exprs) == 0 }
+
+// process runs the node on evt with upstream's semantics and reports
+// whether it succeeded.
+func (n *node) process(p *Pipeline, evt *event.Event, env map[string]any) (bool, error) {
+	state := true
+	if n.filter != nil {
+		out, err := vm.Run(n.filter, env)
+		if err != nil {
+			n.log.WithError(err).Debug("filter failed")
+			return false, nil
+		}
+		if b, ok := out.(bool); !ok || !b {
+			return false, nil
+		}
+	}
+	whitelisted := false
+	if !n.wl.empty() {
+		var err error
+		whitelisted, err = n.checkWhitelist(evt, env)
+		if err != nil {
+			return false, nil
+		}
+		if whitelisted && !evt.Whitelisted {
+			evt.Whitelisted = true
+			evt.WhitelistReason = n.wl.reason
+			if evt.Type == event.OVFLW {
+				evt.Overflow.Whitelisted = true
+			}
+		}
+	}
+	grokOK := false
+	if n.grok != nil {
+		var src string
+		haveSrc := true
+		switch {
+		case n.grokExpr != nil:
+			out, err := vm.Run(n.grokExpr, env)
+			if s, ok := out.(string); err == nil && ok {
+				src = s
+			} else {
+				haveSrc = false
+			}
+		case n.applyOn == "Line.Raw" || n.applyOn == "":
+			src = evt.Line.Raw
+		default:
+			v, ok := evt.Parsed[n.applyOn]
+			src, haveSrc = v, ok
+		}
+		if !haveSrc {
+			state = false
+		}
+		if haveSrc && n.grok.ParseInto(src, evt.Parsed) {
+			grokOK = true
+			if err := p.applyStatics(n, n.grokStats, evt, env); err != nil {
+				return false, err
+			}
+		} else {
+			state = false
+		}
+	}
+	for _, c := range n.children {
+		ok, err := c.process(p, evt, env)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			state = true
+			if n.onSuccess == "next_stage" {
+				break
+			}
+		} else if !grokOK {
+			// A node without a successful grok of its own needs its
+			// children to succeed (upstream's rule, quirks included).
+			state = false
+		}
+	}
+	if !state {
+		return false, nil
+	}
+	if len(n.statics) > 0 && (whitelisted || n.wl.empty()) {
+		if err := p.applyStatics(n, n.statics, evt, env); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func (n *node) checkWhitelist(evt *event.Event, env map[string]any) (bool, error) {
+	var ips []string
+	if evt.Type == event.OVFLW {
+		for k := range evt.Overflow.Sources {
+			ips = append(ips, k)
+		}
+	} else if v := evt.Meta["source_ip"]; v != "" {
+		ips = append(ips, v)
+	}
+	for _, s := range ips {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			continue
+		}
+		a = a.Unmap()
+		for _, pfx := range n.wl.prefixes {
+			if pfx.Contains(a) {
+				return true, nil
+			}
+		}
+	}
+	for _, prog := range n.wl.exprs {
+		out, err := vm.Run(prog, env)
+		if err != nil {
+			n.log.WithError(err).Debug("whitelist expression failed")
+			continue
+		}
+		if b, ok := out.(bool); ok && b {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// applyStatics runs assignments; an empty or failing expression skips the
+// assignment (syslog-logs assigns StrTime twice relying on that).
+func (p *Pipeline) applyStatics(n *node, statics []static, evt *event.Event, env map[string]any) error {
+	for _, s := range statics {
+		value := s.cfg.Value
+		if value == "" && s.expr != nil {
+			out, err := vm.Run(s.expr, env)
+			if err != nil {
+				n.log.WithError(err).Debug("static expression failed")
+				continue
+			}
+			switch o := out.(type) {
+			case string:
+				value = o
+			case int:
+				value = strconv.Itoa(o)
+			case float64:
+				value = strconv.FormatFloat(o, 'f', 6, 64)
+			case bool:
+				value = strconv.FormatBool(o)
+			case nil:
+			default:
+				value = fmt.Sprint(o)
+			}
+		}
+		if value == "" && s.cfg.Method != "ParseDate" {
+			continue
+		}
+		switch {
+		case s.cfg.Method != "":
+			fn := p.enrichers[s.cfg.Method]
+			if fn == nil {
+				n.log.WithField("method", s.cfg.Method).Debug("unknown enrichment method")
+				continue
+			}
+			for k, v := range fn(value, evt) {
+				evt.Enriched[k] = v
+			}
+		case s.cfg.Parsed != "":
+			evt.Parsed[s.cfg.Parsed] = value
+		case s.cfg.Meta != "":
+			evt.Meta[s.cfg.Meta] = value
+		case s.cfg.Enriched != "":
+			evt.Enriched[s.cfg.Enriched] = value
+		case s.cfg.Target != "":
+			if !setTarget(evt, s.cfg.Target, value) {
+				n.log.WithField("target", s.cfg.Target).Warn("cannot assign static target")
+			}
+		}
+	}
+	return nil
+}
+
+// setTarget assigns a static target given as a path ("evt.StrTime",
+// "evt.Parsed.x") or a bare field name ("MarshaledTime").
+func setTarget(evt *event.Event, target, value string) bool {
+	t := strings.TrimPrefix(target, "evt.")
+	switch {
+	case t == "StrTime":
+		evt.StrTime = value
+	case t == "MarshaledTime":
+		evt.MarshaledTime = value
+	case t == "StrTimeFormat":
+		evt.StrTimeFormat = value
+	case t == "WhitelistReason":
+		evt.WhitelistReason = value
+	case strings.HasPrefix(t, "Parsed."):
+		evt.Parsed[strings.TrimPrefix(t, "Parsed.")] = value
+	case strings.HasPrefix(t, "Meta."):
+		evt.Meta[strings.TrimPrefix(t, "Meta.")] = value
+	case strings.HasPrefix(t, "Enriched."):
+		evt.Enriched[strings.TrimPrefix(t, "Enriched.")] = value
+	default:
+		return false
+	}
+	return true
+}
