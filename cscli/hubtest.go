@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/agent/hubtest"
 )
 
@@ -25,7 +26,7 @@ func newHubtestCmd(cli *CLI) *cobra.Command {
 cscli hubtest run --hub ../shared/hub sshd-logs`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cli.bindIO(cmd)
-			hub, err := hubtest.OpenHub(hubDir)
+			h, err := hub.OpenHub(hubDir)
 			if err != nil {
 				return err
 			}
@@ -46,7 +47,7 @@ cscli hubtest run --hub ../shared/hub sshd-logs`,
 			if len(names) == 0 {
 				return fmt.Errorf("give test names or --all")
 			}
-			r := &hubtest.Runner{Hub: hub}
+			r := &hubtest.Runner{Hub: h}
 			failed, skipped := 0, 0
 			for _, n := range names {
 				res := r.Run(n)

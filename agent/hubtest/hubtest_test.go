@@ -1,6 +1,7 @@
 package hubtest
 
 import (
+	"github.com/rampart-ips/rampart/agent/hub"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,7 +11,7 @@ import (
 // scenarios must give exactly the results upstream's hubtest expects.
 func TestSharedHub(t *testing.T) {
 	dir := filepath.Join("..", "..", "..", "shared", "hub")
-	hub, err := OpenHub(dir)
+	h, err := hub.OpenHub(dir)
 	if err != nil {
 		t.Skipf("no shared hub: %v", err)
 	}
@@ -18,7 +19,7 @@ func TestSharedHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Runner{Hub: hub}
+	r := &Runner{Hub: h}
 	for _, e := range entries {
 		if !e.IsDir() {
 			continue

@@ -1,3 +1,7 @@
+// Package hubtest runs the hub's .tests cases the way upstream's cscli
+// hubtest does: load the listed rules from a hub folder, replay the log
+// file, and check each line of parser.assert and scenario.assert as an
+// expr-lang boolean over the results. It never contacts the network.
 package hubtest
 
 import (
@@ -16,6 +20,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/event"
 	"github.com/rampart-ips/rampart/agent/exprhelpers"
 	"github.com/rampart-ips/rampart/agent/grok"
+	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/agent/leakybucket"
 	"github.com/rampart-ips/rampart/agent/parser"
 	"github.com/rampart-ips/rampart/rules/patterns"
@@ -71,7 +76,7 @@ func overflowKey(e event.Event) string {
 
 // Runner runs tests from one hub folder.
 type Runner struct {
-	Hub *Hub
+	Hub *hub.Hub
 }
 
 func nonEmpty(in []string) []string {
