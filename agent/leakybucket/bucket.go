@@ -298,6 +298,12 @@ func (e *Engine) Pour(evt *event.Event) []event.Event {
 			delete(e.buckets, bk)
 			b = nil
 		}
+		if b != nil && s.cfg.Type == "conditional" && s.leak > 0 && now.Sub(b.last) >= s.leak {
+			// expired, as gc would have decided: the outcome must not
+			// depend on whether other keys' events made gc run meanwhile
+			delete(e.buckets, bk)
+			b = nil
+		}
 		if s.cancelOn != nil && runBool(s.cancelOn, env) {
 			delete(e.buckets, bk)
 			continue

@@ -1,0 +1,16 @@
+package leakybucket
+
+import "github.com/rampart-ips/rampart/agent/event"
+
+// Matches reports whether evt passes the scenario's filter, that is whether
+// Pour would pour it into one of this scenario's buckets (cscli explain).
+// It has no effect on any bucket.
+func (s *Scenario) Matches(evt *event.Event) bool {
+	if s.filter == nil {
+		return true
+	}
+	return runBool(s.filter, map[string]any{"evt": evt})
+}
+
+// Scenarios returns the engine's scenarios in pour order.
+func (e *Engine) Scenarios() []*Scenario { return e.scenarios }

@@ -1,0 +1,205 @@
+package parser_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/agent/exprhelpers"
+	"github.com/rampart-ips/rampart/agent/grok"
+	"github.com/rampart-ips/rampart/agent/hub"
+	"github.com/rampart-ips/rampart/agent/leakybucket"
+	"github.com/rampart-ips/rampart/agent/parser"
+	"github.com/rampart-ips/rampart/rules/patterns"
+)
+
+// hubEngine is a pipeline and scenarios loaded from the shared hub.
+type hubEngine struct {
+	pipe      *parser.Pipeline
+	scenarios []*leakybucket.Scenario
+}
+
+var fuzzParsers = []string{
+	"crowdsecurity/syslog-logs", "crowdsecurity/sshd-logs", "crowdsecurity/nginx-logs",
+	"crowdsecurity/dateparse-enrich", "crowdsecurity/http-logs",
+}
+
+var fuzzScenarios = []string{"crowdsecurity/ssh-bf", "crowdsecurity/http-probing"}
+
+func sharedHub(tb testing.TB) string {
+	tb.Helper()
+	dir, _ := filepath.Abs("../../../shared/hub")
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
+		tb.Skip("no shared hub")
+	}
+	return dir
+}
+
+func loadHubEngine(tb testing.TB, parsers, scenarios []string) *hubEngine {
+	tb.Helper()
+	dir := sharedHub(tb)
+	h, err := hub.OpenHub(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	lib := grok.NewLibrary()
+	if err := lib.LoadFS(patterns.FS, "."); err != nil {
+		tb.Fatal(err)
+	}
+	if err := lib.LoadDir(filepath.Join(dir, "patterns")); err != nil {
+		tb.Fatal(err)
+	}
+	helpers := exprhelpers.New(filepath.Join(dir, "data"))
+	var items []parser.Item
+	for _, ref := range parsers {
+		path, _, stage, err := h.Resolve("parsers", ref)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		items = append(items, parser.Item{Name: ref, Stage: stage, Path: path})
+	}
+	pipe, err := parser.New(items, lib, helpers, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	he := &hubEngine{pipe: pipe}
+	for _, ref := range scenarios {
+		path, _, _, err := h.Resolve("scenarios", ref)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		sc, err := leakybucket.Load(path, h.Version("scenarios", ref), helpers)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		he.scenarios = append(he.scenarios, sc...)
+	}
+	return he
+}
+
+func (he *hubEngine) parse(tb testing.TB, line, typ string) event.Event {
+	tb.Helper()
+	evt := event.New(event.Line{Raw: line, Src: "/var/log/fuzz.log", Module: "file", Labels: map[string]string{"type": typ}})
+	if err := he.pipe.Parse(&evt, nil); err != nil {
+		tb.Fatalf("Parse(%q): %v", trunc(line), err)
+	}
+	return evt
+}
+
+func trunc(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}
+
+var fuzzSeeds = []string{
+	"Nov  1 12:00:00 host sshd[42]: Failed password for root from 1.2.3.4 port 22 ssh2",
+	"Nov  1 12:00:00 host sshd[42]: Invalid user admin from 1.2.3.4 port 4242",
+	"2026-11-01T12:00:00.123456+01:00 host sshd[42]: Failed password for invalid user bob from 2001:db8::1 port 22 ssh2",
+	`1.2.3.4 - - [01/Nov/2026:12:00:00 +0000] "GET /.env HTTP/1.1" 404 153 "-" "curl/8.0"`,
+	`1.2.3.4 - - [01/Nov/2026:12:00:00 +0000] "GET /index.php?x=%00 HTTP/1.1" 400 0 "-" "-"`,
+	`2026/11/01 12:00:00 [error] 42#42: *1 open() "/usr/share/nginx/html/x" failed (2: No such file or directory), client: 1.2.3.4, server: _, request: "GET /x HTTP/1.1", host: "h"`,
+	"",
+	"\x00\x00\x00",
+	"\xff\xfe\xfd sshd[1]: Failed password for \xff from 1.2.3.4 port 22 ssh2",
+	"Nov  1 12:00:00 host sshd[42]: Failed password for root from 999.2.3.4 port 99999 ssh2",
+}
+
+// FuzzParsePipeline feeds arbitrary lines through real hub parsers: it must
+// never panic or fail, and an event the parsers reject (Process=false)
+// must have no effect on the buckets when poured.
+func FuzzParsePipeline(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	he := loadHubEngine(f, fuzzParsers, fuzzScenarios)
+	engine := leakybucket.NewEngine(he.scenarios, true)
+	f.Fuzz(func(t *testing.T, line string, nginx bool) {
+		typ := "syslog"
+		if nginx {
+			typ = "nginx"
+		}
+		evt := he.parse(t, line, typ)
+		if !evt.Process {
+			before := engine.Buckets()
+			if ovf := engine.Pour(&evt); len(ovf) != 0 {
+				t.Fatalf("unparsed line %q overflowed %d buckets", trunc(line), len(ovf))
+			}
+			if engine.Buckets() > before {
+				t.Fatalf("unparsed line %q created a bucket (stage %s, meta %v)", trunc(line), evt.Stage, evt.Meta)
+			}
+			return
+		}
+		for _, s := range he.scenarios {
+			s.Matches(&evt)
+		}
+		engine.Pour(&evt)
+		if engine.Buckets() > 10000 {
+			t.Fatalf("%d buckets", engine.Buckets())
+		}
+	})
+}
+
+// TestHostileLines sends huge, binary, invalid UTF-8 and NUL-laden lines
+// through the real hub parsers: each parses harmlessly or is unparsed.
+func TestHostileLines(t *testing.T) {
+	he := loadHubEngine(t, fuzzParsers, fuzzScenarios)
+	engine := leakybucket.NewEngine(he.scenarios, true)
+	bin := make([]byte, 4096)
+	for i := range bin {
+		bin[i] = byte(i * 7)
+	}
+	sshPrefix := "Nov  1 12:00:00 host sshd[42]: Failed password for root from 1.2.3.4 port 22 ssh2"
+	cases := map[string]struct {
+		line        string
+		typ         string
+		mayParse    bool
+		mustNotMeta bool
+	}{
+		"10MB of a":          {line: strings.Repeat("a", 10<<20), typ: "syslog"},
+		"10MB nginx-ish":     {line: "1.2.3.4 - - [" + strings.Repeat("x", 10<<20), typ: "nginx"},
+		"10MB sshd message":  {line: "Nov  1 12:00:00 host sshd[42]: Failed password for " + strings.Repeat("r", 10<<20) + " from 1.2.3.4 port 22 ssh2", typ: "syslog", mayParse: true},
+		"binary":             {line: string(bin), typ: "syslog"},
+		"binary nginx":       {line: string(bin), typ: "nginx"},
+		"invalid utf-8":      {line: "\xc3\x28\xa0\xa1\xe2\x28\xa1\xf0\x28\x8c\xbc", typ: "syslog"},
+		"NUL bytes":          {line: strings.Repeat("\x00", 1000), typ: "syslog"},
+		"NUL inside sshd":    {line: strings.Replace(sshPrefix, "root", "ro\x00ot", 1), typ: "syslog", mayParse: true},
+		"invalid utf-8 user": {line: strings.Replace(sshPrefix, "root", "\xff\xfe", 1), typ: "syslog", mayParse: true},
+		"CR LF":              {line: "\r\n\r\n", typ: "syslog"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			if len(c.line) > 1<<20 && testing.Short() {
+				t.Skip("huge line in -short mode")
+			}
+			start := time.Now()
+			evt := he.parse(t, c.line, c.typ)
+			if d := time.Since(start); d > 60*time.Second {
+				t.Errorf("took %s", d)
+			}
+			if evt.Process && !c.mayParse {
+				t.Errorf("parsed: meta %v", evt.Meta)
+			}
+			if !evt.Process {
+				if ovf := engine.Pour(&evt); len(ovf) > 0 {
+					t.Errorf("unparsed line overflowed")
+				}
+				return
+			}
+			// it parsed: the fields must be the line's own bytes
+			for k, v := range evt.Parsed {
+				if len(v) > len(c.line) {
+					t.Errorf("Parsed[%s] longer than the line", k)
+				}
+			}
+			_ = utf8.ValidString(evt.Meta["target_user"])
+			engine.Pour(&evt)
+		})
+	}
+}

@@ -1,0 +1,143 @@
+package cscli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func sharedHubDir(t *testing.T) string {
+	t.Helper()
+	dir, _ := filepath.Abs("../../shared/hub")
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
+		t.Skip("no shared hub")
+	}
+	return dir
+}
+
+func runExplainCmd(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := NewRootCommand()
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(append([]string{"explain"}, args...))
+	err := root.Execute()
+	return out.String(), err
+}
+
+const sshdFailed = "Nov  1 12:00:00 host sshd[42]: Failed password for root from 1.2.3.4 port 22 ssh2"
+
+func TestExplainSSHDLine(t *testing.T) {
+	hubDir := sharedHubDir(t)
+	out, err := runExplainCmd(t, "--hub", hubDir, "--type", "syslog", "-v", "--log", sshdFailed,
+		"--parsers", "crowdsecurity/syslog-logs,crowdsecurity/sshd-logs,crowdsecurity/dateparse-enrich")
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"line: " + sshdFailed,
+		"├ s00-raw", "🟢 crowdsecurity/syslog-logs",
+		"├ s01-parse", "🟢 crowdsecurity/sshd-logs",
+		"├ s02-enrich", "🟢 crowdsecurity/dateparse-enrich",
+		"create evt.Meta.source_ip : 1.2.3.4",
+		"create evt.Parsed.program : sshd",
+		"parser success 🟢",
+		"├ Scenarios", "🟢 crowdsecurity/ssh-bf\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "🔴") {
+		t.Errorf("a parser failed:\n%s", out)
+	}
+}
+
+// TestExplainWholeHub loads every parser and scenario of the index and
+// explains a file given as a DSN: an sshd line, an nginx line and junk.
+func TestExplainWholeHub(t *testing.T) {
+	hubDir := sharedHubDir(t)
+	logf := filepath.Join(t.TempDir(), "mixed.log")
+	nginx := `1.2.3.4 - - [01/Nov/2026:12:00:00 +0000] "GET /.env HTTP/1.1" 404 153 "-" "curl/8.0"`
+	if err := os.WriteFile(logf, []byte(sshdFailed+"\n"+"complete garbage\x00\xff\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runExplainCmd(t, "--hub", hubDir, "--type", "syslog", "--dsn", "file://"+logf)
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	blocks := strings.Split(strings.TrimSpace(out), "\n\n")
+	if len(blocks) != 2 {
+		t.Fatalf("want 2 line blocks, got %d:\n%s", len(blocks), out)
+	}
+	if !strings.Contains(blocks[0], "parser success 🟢") || !strings.Contains(blocks[0], "🟢 crowdsecurity/ssh-bf\n") {
+		t.Errorf("sshd line:\n%s", blocks[0])
+	}
+	if !strings.Contains(blocks[1], "parser failure 🔴") || strings.Contains(blocks[1], "Scenarios") {
+		t.Errorf("junk line:\n%s", blocks[1])
+	}
+	// the -v-less summary counts created fields
+	if !strings.Contains(blocks[0], "🟢 crowdsecurity/sshd-logs (+") {
+		t.Errorf("no change summary:\n%s", blocks[0])
+	}
+
+	out, err = runExplainCmd(t, "--hub", hubDir, "--type", "nginx", "--log", nginx)
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	for _, want := range []string{"🟢 crowdsecurity/nginx-logs", "🟢 crowdsecurity/http-logs", "parser success 🟢", "crowdsecurity/http-probing", "crowdsecurity/http-sensitive-files"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("nginx output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = runExplainCmd(t, "--hub", hubDir, "--type", "nginx", "--log", strings.Replace(nginx, "1.2.3.4", "192.168.1.10", 1))
+	if err != nil || !strings.Contains(out, "[whitelisted]") || !strings.Contains(out, "ignored by whitelist") || strings.Contains(out, "Scenarios") {
+		t.Errorf("private IP: %v\n%s", err, out)
+	}
+	// --failures hides lines that parsed
+	out, err = runExplainCmd(t, "--hub", hubDir, "--type", "nginx", "--log", nginx, "--failures")
+	if err != nil || out != "" {
+		t.Errorf("--failures: %v %q", err, out)
+	}
+}
+
+func TestExplainFileAndStdin(t *testing.T) {
+	hubDir := sharedHubDir(t)
+	logf := filepath.Join(t.TempDir(), "auth.log")
+	if err := os.WriteFile(logf, []byte(sshdFailed+"\r\n\n"+sshdFailed+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	parsers := "crowdsecurity/syslog-logs,crowdsecurity/sshd-logs,crowdsecurity/dateparse-enrich"
+	out, err := runExplainCmd(t, "--hub", hubDir, "--type", "syslog", "--file", logf, "--parsers", parsers, "--scenarios", "crowdsecurity/ssh-bf")
+	if err != nil || strings.Count(out, "parser success 🟢") != 2 || strings.Count(out, "🟢 crowdsecurity/ssh-bf\n") != 2 {
+		t.Errorf("--file: %v\n%s", err, out)
+	}
+	root := NewRootCommand()
+	var buf bytes.Buffer
+	root.SetOut(&buf)
+	root.SetErr(&bytes.Buffer{})
+	root.SetIn(strings.NewReader("not a syslog line\n"))
+	root.SetArgs([]string{"explain", "--hub", hubDir, "--type", "syslog", "--file", "-", "--parsers", parsers, "--only-successful-parsers"})
+	if err := root.Execute(); err != nil || !strings.Contains(buf.String(), "parser failure 🔴") || strings.Contains(buf.String(), "🔴 crowdsecurity") {
+		t.Errorf("--file -: %v\n%s", err, buf.String())
+	}
+}
+
+func TestExplainErrors(t *testing.T) {
+	hubDir := sharedHubDir(t)
+	for _, args := range [][]string{
+		{"--hub", hubDir, "--type", "syslog"},
+		{"--hub", hubDir, "--log", "x"},
+		{"--hub", hubDir, "--type", "syslog", "--log", "x", "--file", "y"},
+		{"--hub", hubDir, "--type", "syslog", "--dsn", "journalctl://filters=x"},
+		{"--hub", hubDir, "--type", "syslog", "--log", "x", "--parsers", "nobody/nothing"},
+		{"--hub", t.TempDir(), "--type", "syslog", "--log", "x"},
+	} {
+		if _, err := runExplainCmd(t, args...); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+}
