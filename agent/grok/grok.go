@@ -298,8 +298,9 @@ type Pattern struct {
 	source   string
 	expanded string
 	re       *regexp.Regexp
-	names    []string // distinct capture names, in order of first appearance
-	groups   [][]int  // per name: submatch indexes, in pattern order
+	anchored *regexp.Regexp // ^(?:re): tried first, see find
+	names    []string       // distinct capture names, in order of first appearance
+	groups   [][]int        // per name: submatch indexes, in pattern order
 }
 
 func newPattern(source, expanded string) (*Pattern, error) {
@@ -312,6 +313,16 @@ func newPattern(source, expanded string) (*Pattern, error) {
 		return nil, fmt.Errorf("grok: compiling %q: %w", source, err)
 	}
 	p := &Pattern{source: source, expanded: tr, re: re}
+	// An unanchored NFA search adds a start thread at every position until
+	// a match is found, which with IPORHOST-style openings costs a large
+	// epsilon closure per byte. Most grok patterns match from the first
+	// byte, and a match starting at 0 is the leftmost one, so the anchored
+	// search gives the same submatches when it succeeds.
+	if !strings.HasPrefix(tr, "^") {
+		if a, err := regexp.Compile("^(?:" + tr + ")"); err == nil && a.NumSubexp() == re.NumSubexp() {
+			p.anchored = a
+		}
+	}
 	pos := make(map[string]int)
 	for idx, sub := range re.SubexpNames() {
 		if sub == "" {
@@ -354,7 +365,7 @@ func (p *Pattern) Match(s string) bool { return p.re.MatchString(s) }
 // participate yields "". When a name appears several times, the last
 // non-empty value wins.
 func (p *Pattern) Parse(s string) map[string]string {
-	loc := p.re.FindStringSubmatchIndex(s)
+	loc := p.find(s)
 	if loc == nil {
 		return nil
 	}
@@ -367,12 +378,22 @@ func (p *Pattern) Parse(s string) map[string]string {
 // not captures of this pattern are left alone). It returns false, leaving
 // dst untouched, when s does not match.
 func (p *Pattern) ParseInto(s string, dst map[string]string) bool {
-	loc := p.re.FindStringSubmatchIndex(s)
+	loc := p.find(s)
 	if loc == nil {
 		return false
 	}
 	p.fill(s, loc, dst)
 	return true
+}
+
+// find is re.FindStringSubmatchIndex, trying the anchored form first.
+func (p *Pattern) find(s string) []int {
+	if p.anchored != nil {
+		if loc := p.anchored.FindStringSubmatchIndex(s); loc != nil {
+			return loc
+		}
+	}
+	return p.re.FindStringSubmatchIndex(s)
 }
 
 func (p *Pattern) fill(s string, loc []int, m map[string]string) {

@@ -1,0 +1,418 @@
+// Command agentbench replays generated sshd and nginx logs (internal/loggen)
+// through the hub's rules the way the agent does (parse, then pour into the
+// scenarios in time-machine mode) and reports wall time, peak RSS, lines
+// per second, parsed/unparsed counts and alerts per scenario. Parsing runs
+// in N goroutines; pouring runs in one, in input order, so the alerts do
+// not depend on N: it checks that by replaying with 1 worker and with N.
+//
+//	go run ./internal/agentbench -hub ../shared/hub -n 1000000 -workers 2
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/agent/exprhelpers"
+	"github.com/rampart-ips/rampart/agent/grok"
+	"github.com/rampart-ips/rampart/agent/hub"
+	"github.com/rampart-ips/rampart/agent/leakybucket"
+	"github.com/rampart-ips/rampart/agent/parser"
+	"github.com/rampart-ips/rampart/internal/loggen"
+	"github.com/rampart-ips/rampart/internal/procstat"
+	"github.com/rampart-ips/rampart/rules/patterns"
+)
+
+// basics are the parsers every setup has (crowdsecurity/linux and
+// crowdsecurity/whitelists upstream): syslog framing, dates, private IPs.
+var basics = []string{"crowdsecurity/syslog-logs", "crowdsecurity/dateparse-enrich", "crowdsecurity/whitelists"}
+
+type logSpec struct {
+	name        string
+	logType     string
+	collections []string
+	gen         func(w *os.File, n int, seed int64) (int, error)
+	attackers   func(seed int64) []string
+	target      time.Duration
+}
+
+var specs = []logSpec{
+	{"sshd", "syslog", []string{"crowdsecurity/sshd"},
+		func(w *os.File, n int, seed int64) (int, error) { return loggen.SSHDCount(w, n, seed) }, loggen.SSHDAttackers, 10 * time.Second},
+	{"nginx", "nginx", []string{"crowdsecurity/nginx", "crowdsecurity/base-http-scenarios", "crowdsecurity/http-cve"},
+		func(w *os.File, n int, seed int64) (int, error) { return loggen.NginxCount(w, n, seed) }, loggen.NginxAttackers, 10 * time.Second},
+}
+
+func main() {
+	hubDir := flag.String("hub", "../shared/hub", "hub folder (index.json, parsers, scenarios, data)")
+	n := flag.Int("n", 1000000, "lines per log")
+	workers := flag.Int("workers", runtime.NumCPU(), "parsing goroutines for the N-worker replay")
+	seed := flag.Int64("seed", 1, "generator seed")
+	only := flag.String("only", "", "sshd or nginx (default both)")
+	dir := flag.String("dir", "", "where to write the logs (default a temporary folder, removed)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the replays")
+	single := flag.Bool("single", false, "replay only with -workers (skip the determinism run)")
+	flag.Parse()
+
+	h, err := hub.OpenHub(*hubDir)
+	if err != nil {
+		fail(err)
+	}
+	work := *dir
+	if work == "" {
+		if work, err = os.MkdirTemp("", "agentbench"); err != nil {
+			fail(err)
+		}
+		defer os.RemoveAll(work)
+	}
+	fmt.Printf("agentbench: %d lines per log, seed %d, %d CPUs, GOMAXPROCS %d, hub %s\n", *n, *seed, runtime.NumCPU(), runtime.GOMAXPROCS(0), *hubDir)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fail(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ok := true
+	for _, sp := range specs {
+		if *only != "" && *only != sp.name {
+			continue
+		}
+		if !bench(h, sp, work, *n, *seed, *workers, *single) {
+			ok = false
+		}
+	}
+	if !ok {
+		pprof.StopCPUProfile()
+		os.Exit(1)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "agentbench:", err)
+	os.Exit(1)
+}
+
+// items is what a set of collections pulls in, recursively.
+type items struct {
+	parsers, scenarios, postoverflows []string
+}
+
+func resolveCollections(h *hub.Hub, names []string) (items, error) {
+	var out items
+	seen := map[string]bool{}
+	var walk func(kind, name string) error
+	walk = func(kind, name string) error {
+		key := kind + ":" + name
+		if name == "" || seen[key] {
+			return nil
+		}
+		seen[key] = true
+		switch kind {
+		case "parsers":
+			out.parsers = append(out.parsers, name)
+			return nil
+		case "scenarios":
+			out.scenarios = append(out.scenarios, name)
+			return nil
+		case "postoverflows":
+			out.postoverflows = append(out.postoverflows, name)
+			return nil
+		case "collections":
+		default:
+			return nil
+		}
+		info, ok := h.Item("collections", name)
+		if !ok {
+			return fmt.Errorf("collection %q is not in the hub index", name)
+		}
+		for _, k := range []string{"parsers", "scenarios", "postoverflows", "collections"} {
+			for _, d := range info.Deps[k] {
+				if err := walk(k, d); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, p := range basics {
+		if _, ok := h.Item("parsers", p); ok {
+			if err := walk("parsers", p); err != nil {
+				return out, err
+			}
+		}
+	}
+	for _, c := range names {
+		if err := walk("collections", c); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+type rules struct {
+	pipe      *parser.Pipeline
+	scenarios []*leakybucket.Scenario
+	items     items
+}
+
+func load(h *hub.Hub, sp logSpec) (*rules, error) {
+	its, err := resolveCollections(h, sp.collections)
+	if err != nil {
+		return nil, err
+	}
+	lib := grok.NewLibrary()
+	if err := lib.LoadFS(patterns.FS, "."); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(h.Dir, "patterns")); err == nil {
+		if err := lib.LoadDir(filepath.Join(h.Dir, "patterns")); err != nil {
+			return nil, err
+		}
+	}
+	helpers := exprhelpers.New(filepath.Join(h.Dir, "data"))
+	var pitems []parser.Item
+	for _, ref := range its.parsers {
+		path, _, stage, err := h.Resolve("parsers", ref)
+		if err != nil {
+			return nil, err
+		}
+		pitems = append(pitems, parser.Item{Name: ref, Stage: stage, Path: path})
+	}
+	pipe, err := parser.New(pitems, lib, helpers, nil)
+	if err != nil {
+		return nil, err
+	}
+	r := &rules{pipe: pipe, items: its}
+	for _, ref := range its.scenarios {
+		path, _, _, err := h.Resolve("scenarios", ref)
+		if err != nil {
+			return nil, err
+		}
+		sc, err := leakybucket.Load(path, h.Version("scenarios", ref), helpers)
+		if err != nil {
+			return nil, err
+		}
+		r.scenarios = append(r.scenarios, sc...)
+	}
+	return r, nil
+}
+
+// result is one replay's figures.
+type result struct {
+	workers                        int
+	lines, parsed, unparsed, white int
+	poured                         int
+	wall                           time.Duration
+	peakKB                         int64
+	perScenario                    map[string]int
+	pairs                          []string // scenario source, in emission order
+	digest                         [32]byte
+	buckets                        int
+	hostileSrcs, otherSrcs         int
+}
+
+type batch struct {
+	lines []string
+	evts  []event.Event
+	err   error
+	done  chan struct{}
+}
+
+const batchSize = 512
+
+func replay(r *rules, path, logType string, workers int, attackers map[string]bool) (*result, error) {
+	runtime.GC()
+	_ = procstat.ResetPeak(os.Getpid())
+	start := time.Now()
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	abs, _ := filepath.Abs(path)
+	labels := map[string]string{"type": logType}
+	work := make(chan *batch, workers*2)
+	ordered := make(chan *batch, workers*4)
+	var readErr error
+	go func() {
+		defer close(work)
+		defer close(ordered)
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		b := &batch{done: make(chan struct{})}
+		flush := func() {
+			ordered <- b
+			work <- b
+			b = &batch{done: make(chan struct{})}
+		}
+		for sc.Scan() {
+			if len(sc.Bytes()) == 0 {
+				continue
+			}
+			b.lines = append(b.lines, sc.Text())
+			if len(b.lines) == batchSize {
+				flush()
+			}
+		}
+		readErr = sc.Err()
+		if len(b.lines) > 0 {
+			flush()
+		}
+	}()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for b := range work {
+				b.evts = make([]event.Event, len(b.lines))
+				for i, l := range b.lines {
+					b.evts[i] = event.New(event.Line{Raw: l, Src: abs, Module: "file", Labels: labels})
+					if err := r.pipe.Parse(&b.evts[i], nil); err != nil && b.err == nil {
+						b.err = err
+					}
+				}
+				close(b.done)
+			}
+		})
+	}
+	res := &result{workers: workers, perScenario: map[string]int{}}
+	engine := leakybucket.NewEngine(r.scenarios, true)
+	h := sha256.New()
+	srcSeen := map[string]bool{}
+	for b := range ordered {
+		<-b.done
+		if b.err != nil {
+			return nil, b.err
+		}
+		for i := range b.evts {
+			evt := &b.evts[i]
+			res.lines++
+			if !evt.Process {
+				res.unparsed++
+				continue
+			}
+			res.parsed++
+			if evt.Whitelisted {
+				res.white++
+				continue
+			}
+			res.poured++
+			for _, ov := range engine.Pour(evt) {
+				sc, src := "", ""
+				if a := ov.Overflow.Alert; a != nil {
+					sc = a.Scenario
+					if a.Source != nil {
+						src = a.Source.Value
+					}
+				}
+				res.perScenario[sc]++
+				p := sc + " " + src
+				res.pairs = append(res.pairs, p)
+				h.Write([]byte(p + "\n"))
+				if !srcSeen[src] {
+					srcSeen[src] = true
+					if attackers[src] {
+						res.hostileSrcs++
+					} else {
+						res.otherSrcs++
+					}
+				}
+			}
+		}
+		b.evts, b.lines = nil, nil
+	}
+	wg.Wait()
+	if readErr != nil {
+		return nil, readErr
+	}
+	res.wall = time.Since(start)
+	res.peakKB = procstat.KB(os.Getpid(), "VmHWM")
+	res.buckets = engine.Buckets()
+	copy(res.digest[:], h.Sum(nil))
+	return res, nil
+}
+
+func bench(h *hub.Hub, sp logSpec, dir string, n int, seed int64, workers int, single bool) bool {
+	fmt.Printf("\n== %s (collections %s)\n", sp.name, strings.Join(sp.collections, ", "))
+	path := filepath.Join(dir, sp.name+".log")
+	t0 := time.Now()
+	f, err := os.Create(path)
+	if err != nil {
+		fail(err)
+	}
+	hostile, err := sp.gen(f, n, seed)
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		fail(err)
+	}
+	st, _ := os.Stat(path)
+	fmt.Printf("generated %s: %d lines, %.1f MB, %.1f%% hostile, in %s\n", path, n, float64(st.Size())/1e6, 100*float64(hostile)/float64(n), time.Since(t0).Round(time.Millisecond))
+	t0 = time.Now()
+	r, err := load(h, sp)
+	if err != nil {
+		fail(err)
+	}
+	fmt.Printf("loaded %d parsers, %d scenario files (%d scenarios), %d postoverflows (not run) in %s\n",
+		len(r.items.parsers), len(r.items.scenarios), len(r.scenarios), len(r.items.postoverflows), time.Since(t0).Round(time.Millisecond))
+	attackers := map[string]bool{}
+	for _, ip := range sp.attackers(seed) {
+		attackers[ip] = true
+	}
+	runs := []int{workers}
+	if !single && workers != 1 {
+		runs = []int{1, workers}
+	}
+	var results []*result
+	for _, w := range runs {
+		res, err := replay(r, path, sp.logType, w, attackers)
+		if err != nil {
+			fail(err)
+		}
+		results = append(results, res)
+		verdict := "OK"
+		if res.wall > sp.target || res.peakKB > 256<<10 {
+			verdict = "ABOVE TARGET"
+		}
+		fmt.Printf("workers=%d: wall %s (target <= %s), peak RSS %.1f MB (target <= 256 MB), %.0f lines/s  [%s]\n",
+			w, res.wall.Round(time.Millisecond), sp.target, float64(res.peakKB)/1024, float64(res.lines)/res.wall.Seconds(), verdict)
+		fmt.Printf("  lines %d, parsed %d, unparsed %d, whitelisted %d, poured %d, alerts %d (from %d attacker and %d other sources), buckets left %d\n",
+			res.lines, res.parsed, res.unparsed, res.white, res.poured, len(res.pairs), res.hostileSrcs, res.otherSrcs, res.buckets)
+	}
+	last := results[len(results)-1]
+	names := make([]string, 0, len(last.perScenario))
+	for k := range last.perScenario {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	fmt.Println("  alerts per scenario:")
+	for _, k := range names {
+		fmt.Printf("    %-45s %6d\n", k, last.perScenario[k])
+	}
+	if len(results) == 2 {
+		a, b := results[0], results[1]
+		same := a.digest == b.digest && len(a.pairs) == len(b.pairs) && fmt.Sprint(a.perScenario) == fmt.Sprint(b.perScenario)
+		if same {
+			fmt.Printf("determinism: workers=1 and workers=%d gave the same %d alerts in the same order (sha256 %x)\n", b.workers, len(a.pairs), a.digest[:8])
+		} else {
+			fmt.Printf("determinism: MISMATCH between workers=1 (%d alerts) and workers=%d (%d alerts)\n", len(a.pairs), b.workers, len(b.pairs))
+			return false
+		}
+	}
+	return true
+}
