@@ -364,6 +364,11 @@ func (b *Backend) Counters(ctx context.Context) (map[firewall.Family]firewall.Co
 // if this Backend created it and nothing references it; otherwise it is
 // only emptied. A set that something else still references is emptied.
 func (b *Backend) Flush(ctx context.Context) error {
+	return b.flush(ctx, true)
+}
+
+// flush removes our rules and, with sets, our sets, family by family.
+func (b *Backend) flush(ctx context.Context, sets bool) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.check(ctx); err != nil {
@@ -376,6 +381,9 @@ func (b *Backend) Flush(ctx context.Context) error {
 				errs = append(errs, err)
 				continue // the set is still referenced
 			}
+		}
+		if !sets {
+			continue
 		}
 		if err := b.flushSet(f); err != nil {
 			errs = append(errs, err)
@@ -395,18 +403,5 @@ func (b *Backend) Close() error {
 // FlushRules removes the iptables side only (jumps, CROWDSEC_CHAIN,
 // CROWDSEC_LOG) and keeps the sets: what switching to ipset mode needs.
 func (b *Backend) FlushRules(ctx context.Context) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err := b.check(ctx); err != nil {
-		return err
-	}
-	var errs []error
-	for _, f := range b.fams {
-		if f.ipt != nil {
-			if err := b.flushRules(f); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
+	return b.flush(ctx, false)
 }
