@@ -92,6 +92,33 @@ type Helpers struct {
 
 	jsonMemo     sync.Map // jsonKey -> string
 	jsonMemoSize atomic.Int64
+
+	// compiled regexps of the `matches` operator: rules such as
+	// any(File(..), {x matches #}) take patterns from data files, which expr
+	// would otherwise compile on every evaluation.
+	matchRe     sync.Map // pattern -> *regexp.Regexp (nil when invalid)
+	matchReSize atomic.Int64
+}
+
+// maxMatchRe bounds the `matches` regexp cache.
+const maxMatchRe = 1 << 14
+
+// Matches implements expr's `matches` operator with compiled patterns
+// cached; an invalid pattern never matches.
+func (h *Helpers) Matches(s, pattern string) bool {
+	if v, ok := h.matchRe.Load(pattern); ok {
+		re, _ := v.(*regexp.Regexp)
+		return re != nil && re.MatchString(s)
+	}
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		re = nil
+	}
+	if h.matchReSize.Load() < maxMatchRe {
+		h.matchRe.Store(pattern, re)
+		h.matchReSize.Add(1)
+	}
+	return re != nil && re.MatchString(s)
 }
 
 // maxJSONMemo bounds the JsonExtract memo (data lines x distinct targets).

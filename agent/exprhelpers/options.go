@@ -59,6 +59,10 @@ var (
 // loaded into h at run time (loading more data later is fine).
 func (h *Helpers) Options() []expr.Option {
 	return []expr.Option{
+		expr.Function("rampartMatches", func(p ...any) (any, error) {
+			return h.Matches(str(p, 0), str(p, 1)), nil
+		}, new(func(string, string) bool)),
+		expr.Operator("matches", "rampartMatches"),
 		// Data-file helpers.
 		expr.Function("File", func(p ...any) (any, error) {
 			return h.File(str(p, 0)), nil
