@@ -81,12 +81,12 @@ func (s *scanner) expect(want byte) error {
 	return nil
 }
 
-// stream walks the top-level object.
-func (s *scanner) stream(fn func(bool, *models.Decision) error) error {
+// object walks a JSON object, calling member with each key once its ':'
+// is read; member must consume the value. key is valid only during the call.
+func (s *scanner) object(member func(key []byte) error) error {
 	if err := s.expect('{'); err != nil {
 		return err
 	}
-	var d models.Decision
 	for first := true; ; first = false {
 		b, err := s.peek()
 		if err != nil {
@@ -108,21 +108,25 @@ func (s *scanner) stream(fn func(bool, *models.Decision) error) error {
 		if err := s.expect(':'); err != nil {
 			return err
 		}
+		if err := member(key); err != nil {
+			return err
+		}
+	}
+}
+
+// stream walks the top-level object.
+func (s *scanner) stream(fn func(bool, *models.Decision) error) error {
+	var d models.Decision
+	return s.object(func(key []byte) error {
 		k := string(key)
 		if k != "new" && k != "deleted" {
-			if err := s.skipValue(0); err != nil {
-				return err
-			}
-			continue
+			return s.skipValue(0)
 		}
 		deleted := k == "deleted"
 		if b, err := s.peek(); err != nil {
 			return err
 		} else if b == 'n' {
-			if err := s.literal("null"); err != nil {
-				return err
-			}
-			continue
+			return s.literal("null")
 		}
 		if err := s.expect('['); err != nil {
 			return err
@@ -134,7 +138,7 @@ func (s *scanner) stream(fn func(bool, *models.Decision) error) error {
 			}
 			if b == ']' {
 				_, _ = s.r.ReadByte()
-				break
+				return nil
 			}
 			if i > 0 {
 				if err := s.expect(','); err != nil {
@@ -149,34 +153,11 @@ func (s *scanner) stream(fn func(bool, *models.Decision) error) error {
 				return err
 			}
 		}
-	}
+	})
 }
 
 func (s *scanner) decision(d *models.Decision) error {
-	if err := s.expect('{'); err != nil {
-		return err
-	}
-	for first := true; ; first = false {
-		b, err := s.peek()
-		if err != nil {
-			return err
-		}
-		if b == '}' {
-			_, _ = s.r.ReadByte()
-			return nil
-		}
-		if !first {
-			if err := s.expect(','); err != nil {
-				return err
-			}
-		}
-		key, err := s.rawString()
-		if err != nil {
-			return err
-		}
-		if err := s.expect(':'); err != nil {
-			return err
-		}
+	return s.object(func(key []byte) error {
 		var dst *string
 		switch string(key) {
 		case "duration":
@@ -191,43 +172,29 @@ func (s *scanner) decision(d *models.Decision) error {
 			dst = &d.Type
 		case "until":
 			dst = &d.Until
-		case "uuid":
-			// Not decoded: no bouncer needs it, and at 1M decisions the
-			// strings would be most of the garbage a cold start makes.
-			if err := s.skipValue(0); err != nil {
-				return err
-			}
-			continue
 		case "value":
 			dst = &d.Value
 		case "id":
 			if b, _ := s.peek(); b == 'n' {
-				if err := s.literal("null"); err != nil {
-					return err
-				}
-				continue
+				return s.literal("null")
 			}
 			n, err := s.number()
 			if err != nil {
 				return fmt.Errorf("id: %w", err)
 			}
 			d.ID = n
-			continue
+			return nil
 		default:
-			if err := s.skipValue(0); err != nil {
-				return err
-			}
-			continue
+			// uuid included: no bouncer needs it, and at 1M decisions its
+			// strings would be most of the garbage a cold start makes.
+			return s.skipValue(0)
 		}
-		b, err = s.peek()
+		b, err := s.peek()
 		if err != nil {
 			return err
 		}
 		if b == 'n' {
-			if err := s.literal("null"); err != nil {
-				return err
-			}
-			continue
+			return s.literal("null")
 		}
 		raw, err := s.rawString()
 		if err != nil {
@@ -236,7 +203,8 @@ func (s *scanner) decision(d *models.Decision) error {
 		// Everything but the value repeats across a startup body (durations
 		// too: they are rounded to seconds), so it is interned.
 		*dst = s.str(raw, dst != &d.Value)
-	}
+		return nil
+	})
 }
 
 // str converts, interning the short repetitive fields (type, scope, origin,

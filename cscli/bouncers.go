@@ -476,49 +476,41 @@ func newBouncersInspectCmd(cli *CLI) *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cli.prepare(cmd); err != nil {
-				return err
-			}
 			name := args[0]
-			st, err := cli.localStore(cmd)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			ctx, cancel := dbContext(cmd)
-			defer cancel()
-			b, err := st.GetBouncer(ctx, name)
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("unable to read bouncer data '%s': bouncer not found", name)
-			}
-			if err != nil {
-				return fmt.Errorf("unable to read bouncer data '%s': %w", name, err)
-			}
-			switch cli.OutputFormat() {
-			case "json":
-				return cli.printJSON(newBouncerInfo(b))
-			case "raw":
-				return bouncersCSV(cli.Out, []*store.Bouncer{b})
-			default:
-				rows := [][]string{
-					{"Created At", rfc3339(b.CreatedAt)},
-					{"Last Update", rfc3339(b.UpdatedAt)},
-					{"Revoked?", strconv.FormatBool(b.Revoked)},
-					{"IP Address", b.IPAddress},
-					{"Type", b.Type},
-					{"Version", b.Version},
-					{"Last Pull", rfc3339Ptr(b.LastPull)},
-					{"Auth type", b.AuthType},
-					{"OS", osNameAndVersion(b.OSName, b.OSVersion)},
-					{"Auto Created", strconv.FormatBool(b.AutoCreated)},
+			return cli.withStore(cmd, func(ctx context.Context, st *store.Store) error {
+				b, err := st.GetBouncer(ctx, name)
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("unable to read bouncer data '%s': bouncer not found", name)
 				}
-				for _, ff := range splitCommaList(b.FeatureFlag) {
-					rows = append(rows, []string{"Feature Flags", ff})
+				if err != nil {
+					return fmt.Errorf("unable to read bouncer data '%s': %w", name, err)
 				}
-				fmt.Fprintf(cli.Out, "Bouncer: %s\n", b.Name)
-				renderTable(cli.Out, nil, rows)
-				return nil
-			}
+				switch cli.OutputFormat() {
+				case "json":
+					return cli.printJSON(newBouncerInfo(b))
+				case "raw":
+					return bouncersCSV(cli.Out, []*store.Bouncer{b})
+				default:
+					rows := [][]string{
+						{"Created At", rfc3339(b.CreatedAt)},
+						{"Last Update", rfc3339(b.UpdatedAt)},
+						{"Revoked?", strconv.FormatBool(b.Revoked)},
+						{"IP Address", b.IPAddress},
+						{"Type", b.Type},
+						{"Version", b.Version},
+						{"Last Pull", rfc3339Ptr(b.LastPull)},
+						{"Auth type", b.AuthType},
+						{"OS", osNameAndVersion(b.OSName, b.OSVersion)},
+						{"Auto Created", strconv.FormatBool(b.AutoCreated)},
+					}
+					for _, ff := range splitCommaList(b.FeatureFlag) {
+						rows = append(rows, []string{"Feature Flags", ff})
+					}
+					fmt.Fprintf(cli.Out, "Bouncer: %s\n", b.Name)
+					renderTable(cli.Out, nil, rows)
+					return nil
+				}
+			})
 		},
 	}
 }

@@ -551,52 +551,44 @@ func newMachinesInspectCmd(cli *CLI) *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cli.prepare(cmd); err != nil {
-				return err
-			}
 			id := args[0]
-			st, err := cli.localStore(cmd)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			ctx, cancel := dbContext(cmd)
-			defer cancel()
-			m, err := st.GetMachine(ctx, id)
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("unable to read machine data '%s': machine not found", id)
-			}
-			if err != nil {
-				return fmt.Errorf("unable to read machine data '%s': %w", id, err)
-			}
-			switch cli.OutputFormat() {
-			case "json":
-				return cli.printJSON(newMachineInfo(m))
-			case "raw":
-				return machinesCSV(cli.Out, []*store.Machine{m})
-			default:
-				hb := "-"
-				if m.LastHeartbeat != nil {
-					hb = rfc3339(*m.LastHeartbeat)
+			return cli.withStore(cmd, func(ctx context.Context, st *store.Store) error {
+				m, err := st.GetMachine(ctx, id)
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("unable to read machine data '%s': machine not found", id)
 				}
-				rows := [][]string{
-					{"IP Address", m.IPAddress},
-					{"Created At", rfc3339(m.CreatedAt)},
-					{"Last Update", rfc3339(m.UpdatedAt)},
-					{"Last Heartbeat", hb},
-					{"Last Push", rfc3339Ptr(m.LastPush)},
-					{"Validated?", strconv.FormatBool(m.IsValidated)},
-					{"CrowdSec version", m.Version},
-					{"OS", osNameAndVersion(m.OSName, m.OSVersion)},
-					{"Auth type", m.AuthType},
+				if err != nil {
+					return fmt.Errorf("unable to read machine data '%s': %w", id, err)
 				}
-				for _, s := range splitCommaList(m.Scenarios) {
-					rows = append(rows, []string{"Scenarios", s})
+				switch cli.OutputFormat() {
+				case "json":
+					return cli.printJSON(newMachineInfo(m))
+				case "raw":
+					return machinesCSV(cli.Out, []*store.Machine{m})
+				default:
+					hb := "-"
+					if m.LastHeartbeat != nil {
+						hb = rfc3339(*m.LastHeartbeat)
+					}
+					rows := [][]string{
+						{"IP Address", m.IPAddress},
+						{"Created At", rfc3339(m.CreatedAt)},
+						{"Last Update", rfc3339(m.UpdatedAt)},
+						{"Last Heartbeat", hb},
+						{"Last Push", rfc3339Ptr(m.LastPush)},
+						{"Validated?", strconv.FormatBool(m.IsValidated)},
+						{"CrowdSec version", m.Version},
+						{"OS", osNameAndVersion(m.OSName, m.OSVersion)},
+						{"Auth type", m.AuthType},
+					}
+					for _, s := range splitCommaList(m.Scenarios) {
+						rows = append(rows, []string{"Scenarios", s})
+					}
+					fmt.Fprintf(cli.Out, "Machine: %s\n", m.MachineID)
+					renderTable(cli.Out, nil, rows)
+					return nil
 				}
-				fmt.Fprintf(cli.Out, "Machine: %s\n", m.MachineID)
-				renderTable(cli.Out, nil, rows)
-				return nil
-			}
+			})
 		},
 	}
 }
