@@ -28,8 +28,13 @@ func TestAnchoredSameAsUnanchored(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, in := range inputs {
-			if got, want := p.find(in), p.re.FindStringSubmatchIndex(in); !slices.Equal(got, want) {
+			if got, want := p.strict.find(in), p.strict.re.FindStringSubmatchIndex(in); !slices.Equal(got, want) {
 				t.Errorf("%s on %q: %v, unanchored %v", src, in, got, want)
+			}
+			if f := p.fast; f != nil {
+				if got, want := f.matcher.find(in), f.re.FindStringSubmatchIndex(in); !slices.Equal(got, want) {
+					t.Errorf("fast %s on %q: %v, unanchored %v", src, in, got, want)
+				}
 			}
 		}
 	}

@@ -13,7 +13,9 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"regexp"
+	"regexp/syntax"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +29,7 @@ type Library struct {
 	defs     map[string]string   // name -> raw definition
 	expanded map[string]string   // name -> fully expanded regex text (cache)
 	compiled map[string]*Pattern // grok source -> compiled pattern (cache)
+	approx   map[string]*approx  // name -> approximation (see approx.go)
 }
 
 // NewLibrary returns an empty library.
@@ -35,6 +38,7 @@ func NewLibrary() *Library {
 		defs:     make(map[string]string),
 		expanded: make(map[string]string),
 		compiled: make(map[string]*Pattern),
+		approx:   make(map[string]*approx),
 	}
 }
 
@@ -99,6 +103,11 @@ func (l *Library) Names() []string {
 // LoadFile loads a pattern file: one "NAME regex" definition per line,
 // '#' comments and blank lines ignored.
 func (l *Library) LoadFile(p string) error {
+	if filepath.Base(p) == ApproxFile {
+		// its lines are not definitions, and whether they apply depends
+		// on the directory's definitions
+		return fmt.Errorf("grok: %s holds approximations: load its directory", p)
+	}
 	data, err := os.ReadFile(p)
 	if err != nil {
 		return fmt.Errorf("grok: %w", err)
@@ -107,7 +116,8 @@ func (l *Library) LoadFile(p string) error {
 }
 
 // LoadDir loads every pattern file of dir (not recursive; hidden files,
-// Go sources and README/markdown files are skipped), in name order.
+// Go sources and README/markdown files are skipped), in name order. A file
+// named ApproxFile holds approximations instead (see AddApprox).
 func (l *Library) LoadDir(dir string) error {
 	return l.loadFS(os.DirFS(dir), ".", dir)
 }
@@ -128,6 +138,11 @@ func (l *Library) loadFS(fsys fs.FS, dir, display string) error {
 	if err != nil {
 		return fmt.Errorf("grok: %w", err)
 	}
+	// the directory's own definitions, to tell whether its approximations
+	// apply to what the library ends up with
+	own := NewLibrary()
+	var approxSrc string
+	var approxData []byte
 	for _, e := range entries { // fs.ReadDir returns entries sorted by name
 		if e.IsDir() || skipFile(e.Name()) {
 			continue
@@ -136,14 +151,31 @@ func (l *Library) loadFS(fsys fs.FS, dir, display string) error {
 		if err != nil {
 			return fmt.Errorf("grok: %w", err)
 		}
-		if err := l.loadBytes(path.Join(display, e.Name()), data); err != nil {
+		src := path.Join(display, e.Name())
+		if e.Name() == ApproxFile {
+			approxSrc, approxData = src, data
+			continue
+		}
+		if err := l.loadBytes(src, data); err != nil {
 			return err
 		}
+		if err := own.loadBytes(src, data); err != nil {
+			return err
+		}
+	}
+	if approxData != nil {
+		return l.loadApprox(approxSrc, approxData, own)
 	}
 	return nil
 }
 
 func (l *Library) loadBytes(src string, data []byte) error {
+	return parseLines(src, data, l.Add)
+}
+
+// parseLines calls fn for each "NAME text" line of a pattern file ('#'
+// comments and blank lines ignored).
+func parseLines(src string, data []byte, fn func(name, text string) error) error {
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	n := 0
@@ -158,7 +190,7 @@ func (l *Library) loadBytes(src string, data []byte) error {
 			return fmt.Errorf("grok: %s:%d: definition %q has no pattern", src, n, line)
 		}
 		name, def := line[:i], strings.TrimSpace(line[i+1:])
-		if err := l.Add(name, def); err != nil {
+		if err := fn(name, def); err != nil {
 			return fmt.Errorf("%s:%d: %w", src, n, err)
 		}
 	}
@@ -171,20 +203,24 @@ func (l *Library) loadBytes(src string, data []byte) error {
 // Compile expands a grok expression and compiles it. %{NAME},
 // %{NAME:capture} and %{NAME:capture:type} (type ignored) are expanded
 // recursively; raw regex named groups (?P<x>..), (?<x>..) and (?'x'..) are
-// captures too. Results are cached per expression.
+// captures too. Results are cached per expression. Errors are
+// *CompileError.
 func (l *Library) Compile(pattern string) (*Pattern, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if p, ok := l.compiled[pattern]; ok {
 		return p, nil
 	}
-	exp, err := l.expand(pattern, nil)
+	exp, err := l.expandPattern(pattern)
 	if err != nil {
 		return nil, err
 	}
 	p, err := newPattern(pattern, exp)
 	if err != nil {
-		return nil, err
+		return nil, l.locate(pattern, exp, err)
+	}
+	if len(l.approx) > 0 {
+		l.addFast(p)
 	}
 	l.compiled[pattern] = p
 	return p, nil
@@ -204,7 +240,15 @@ func (l *Library) MustCompile(pattern string) *Pattern {
 func (l *Library) Expand(pattern string) (string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.expand(pattern, nil)
+	return l.expandPattern(pattern)
+}
+
+func (l *Library) expandPattern(pattern string) (string, error) {
+	exp, err := l.expand(pattern, "", nil)
+	if ce, ok := err.(*CompileError); ok {
+		ce.Pattern = pattern
+	}
+	return exp, err
 }
 
 // parseRef parses the inside of %{...}: NAME[:capture[:type]].
@@ -219,54 +263,75 @@ func parseRef(ref string) (name, capture string, ok bool) {
 	return name, capture, true
 }
 
-// expand replaces grok references in s; stack holds the names being
-// expanded (cycle detection). Caller holds l.mu.
-func (l *Library) expand(s string, stack []string) (string, error) {
+// scanRefs returns s with each grok reference replaced by refText of the
+// body fn returns for it; fn also gets the reference's span [at, end) in
+// s. Text that is not a valid reference is kept as is.
+func scanRefs(s string, fn func(name, capture string, at, end int) (string, error)) (string, error) {
 	if !strings.Contains(s, "%{") {
 		return s, nil
 	}
 	var b strings.Builder
 	b.Grow(len(s) * 2)
-	for {
-		i := strings.Index(s, "%{")
+	for pos := 0; ; {
+		i := strings.Index(s[pos:], "%{")
 		if i < 0 {
-			b.WriteString(s)
+			b.WriteString(s[pos:])
 			break
 		}
-		j := strings.IndexByte(s[i+2:], '}')
+		at := pos + i
+		j := strings.IndexByte(s[at+2:], '}')
 		if j < 0 {
-			b.WriteString(s)
+			b.WriteString(s[pos:])
 			break
 		}
-		name, capture, ok := parseRef(s[i+2 : i+2+j])
+		end := at + 2 + j + 1
+		name, capture, ok := parseRef(s[at+2 : end-1])
 		if !ok {
 			// not a grok reference: keep "%{" literally and go on
-			b.WriteString(s[:i+2])
-			s = s[i+2:]
+			b.WriteString(s[pos : at+2])
+			pos = at + 2
 			continue
 		}
-		b.WriteString(s[:i])
-		s = s[i+2+j+1:]
-		body, err := l.expandName(name, stack)
+		b.WriteString(s[pos:at])
+		body, err := fn(name, capture, at, end)
 		if err != nil {
 			return "", err
 		}
-		if capture != "" {
-			if strings.ContainsAny(capture, "<>()") {
-				return "", fmt.Errorf("grok: invalid capture name %q in %%{%s:%s}", capture, name, capture)
-			}
-			b.WriteString("(?P<")
-			b.WriteString(capture)
-			b.WriteString(">")
-		} else {
-			b.WriteString("(?:")
-		}
-		b.WriteString(body)
-		b.WriteString(")")
+		b.WriteString(refText(capture, body))
+		pos = end
 	}
 	return b.String(), nil
 }
 
+// refText is the regex a reference expands to.
+func refText(capture, body string) string {
+	if capture != "" {
+		return "(?P<" + capture + ">" + body + ")"
+	}
+	return "(?:" + body + ")"
+}
+
+// expand replaces grok references in s, the text of definition name ("" for
+// the pattern being compiled); stack holds the names being expanded (cycle
+// detection). Caller holds l.mu.
+func (l *Library) expand(s, name string, stack []string) (string, error) {
+	return scanRefs(s, func(ref, capture string, at, _ int) (string, error) {
+		if strings.ContainsAny(capture, "<>()") {
+			return "", &CompileError{Name: name, Offset: at, Err: fmt.Errorf("invalid capture name %q in %%{%s:%s}", capture, ref, capture)}
+		}
+		body, err := l.expandName(ref, stack)
+		if err != nil {
+			if _, ok := err.(*CompileError); !ok {
+				err = &CompileError{Name: name, Offset: at, Err: err}
+			}
+			return "", err
+		}
+		return body, nil
+	})
+}
+
+// expandName returns the expanded definition of name. Unknown names and
+// cycles are returned as plain errors for the referrer to locate.
 func (l *Library) expandName(name string, stack []string) (string, error) {
 	if e, ok := l.expanded[name]; ok {
 		return e, nil
@@ -274,17 +339,14 @@ func (l *Library) expandName(name string, stack []string) (string, error) {
 	for k, s := range stack {
 		if s == name {
 			cyc := append(append([]string{}, stack[k:]...), name)
-			return "", fmt.Errorf("grok: cycle detected: %s", strings.Join(cyc, " -> "))
+			return "", fmt.Errorf("cycle detected: %s", strings.Join(cyc, " -> "))
 		}
 	}
 	def, ok := l.defs[name]
 	if !ok {
-		if len(stack) > 0 {
-			return "", fmt.Errorf("grok: unknown pattern %%{%s} (referenced by %s)", name, stack[len(stack)-1])
-		}
-		return "", fmt.Errorf("grok: unknown pattern %%{%s}", name)
+		return "", fmt.Errorf("unknown pattern %%{%s}", name)
 	}
-	e, err := l.expand(def, append(stack, name))
+	e, err := l.expand(def, name, append(stack, name))
 	if err != nil {
 		return "", err
 	}
@@ -297,22 +359,38 @@ func (l *Library) expandName(name string, stack []string) (string, error) {
 type Pattern struct {
 	source   string
 	expanded string
-	re       *regexp.Regexp
-	anchored *regexp.Regexp // ^(?:re): tried first, see find
-	names    []string       // distinct capture names, in order of first appearance
-	groups   [][]int        // per name: submatch indexes, in pattern order
+	strict   matcher
+	names    []string // distinct capture names, in order of first appearance
+	fast     *fastMatcher
 }
 
-func newPattern(source, expanded string) (*Pattern, error) {
-	tr, capNames, err := translate(expanded)
-	if err != nil {
-		return nil, fmt.Errorf("grok: compiling %q: %w", source, err)
-	}
+// matcher is a compiled expression and where each capture name lands in
+// its submatches.
+type matcher struct {
+	re       *regexp.Regexp
+	anchored *regexp.Regexp // ^(?:re): tried first, see find
+	direct   int            // inputs shorter than this skip anchored, see find
+	groups   [][]int        // per Pattern.names entry: submatch indexes, in pattern order
+}
+
+// Go's regexp runs its bit-state backtracker, rather than the NFA, on
+// programs of at most 500 instructions and inputs of at most 256Ki bits /
+// instructions bytes (regexp/backtrack.go). Were these limits to change,
+// only speed would.
+const (
+	backtrackMaxProg = 500
+	backtrackBits    = 256 * 1024
+)
+
+// compileMatcher compiles a translated expression. capNames maps the
+// renamed groups _N back to their names; names not accepted by keep are
+// skipped, the others are appended to *names (when new) and mapped.
+func compileMatcher(tr string, capNames []string, names *[]string, keep func(string) bool) (matcher, error) {
 	re, err := regexp.Compile(tr)
 	if err != nil {
-		return nil, fmt.Errorf("grok: compiling %q: %w", source, err)
+		return matcher{}, err
 	}
-	p := &Pattern{source: source, expanded: tr, re: re}
+	m := matcher{re: re}
 	// An unanchored NFA search adds a start thread at every position until
 	// a match is found, which with IPORHOST-style openings costs a large
 	// epsilon closure per byte. Most grok patterns match from the first
@@ -320,27 +398,66 @@ func newPattern(source, expanded string) (*Pattern, error) {
 	// search gives the same submatches when it succeeds.
 	if !strings.HasPrefix(tr, "^") {
 		if a, err := regexp.Compile("^(?:" + tr + ")"); err == nil && a.NumSubexp() == re.NumSubexp() {
-			p.anchored = a
+			m.anchored = a
 		}
 	}
-	pos := make(map[string]int)
+	// The backtracker tries start offsets in order and returns the first
+	// that matches, sharing one visited set; an anchored try first would
+	// only repeat its work (and clearing that set).
+	if tree, err := syntax.Parse(tr, syntax.Perl); err == nil {
+		if n := progSize(tree); n <= backtrackMaxProg {
+			m.direct = backtrackBits / n
+		}
+	}
+	pos := make(map[string]int, len(*names))
+	for i, n := range *names {
+		pos[n] = i
+	}
+	m.groups = make([][]int, len(*names))
 	for idx, sub := range re.SubexpNames() {
 		if sub == "" {
 			continue
 		}
 		k, err := strconv.Atoi(strings.TrimPrefix(sub, "_"))
 		if err != nil || k < 0 || k >= len(capNames) {
-			return nil, fmt.Errorf("grok: compiling %q: unexpected group name %q", source, sub)
+			return matcher{}, fmt.Errorf("unexpected group name %q", sub)
 		}
 		name := capNames[k]
+		if !keep(name) {
+			continue
+		}
 		i, ok := pos[name]
 		if !ok {
-			i = len(p.names)
+			i = len(*names)
 			pos[name] = i
-			p.names = append(p.names, name)
-			p.groups = append(p.groups, nil)
+			*names = append(*names, name)
+			m.groups = append(m.groups, nil)
 		}
-		p.groups[i] = append(p.groups[i], idx)
+		m.groups[i] = append(m.groups[i], idx)
+	}
+	return m, nil
+}
+
+// find is re.FindStringSubmatchIndex, trying the anchored form first
+// where the NFA would run.
+func (m *matcher) find(s string) []int {
+	if m.anchored != nil && len(s) >= m.direct {
+		if loc := m.anchored.FindStringSubmatchIndex(s); loc != nil {
+			return loc
+		}
+	}
+	return m.re.FindStringSubmatchIndex(s)
+}
+
+func newPattern(source, expanded string) (*Pattern, error) {
+	tr, capNames, err := translate(expanded)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pattern{source: source, expanded: tr}
+	p.strict, err = compileMatcher(tr, capNames, &p.names, func(string) bool { return true })
+	if err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -352,25 +469,38 @@ func (p *Pattern) String() string { return p.source }
 func (p *Pattern) Expanded() string { return p.expanded }
 
 // Regexp returns the underlying compiled expression.
-func (p *Pattern) Regexp() *regexp.Regexp { return p.re }
+func (p *Pattern) Regexp() *regexp.Regexp { return p.strict.re }
 
 // Names returns the capture names the pattern yields (do not modify).
 func (p *Pattern) Names() []string { return p.names }
 
+// Approximated reports whether the pattern matches through approximations
+// (see AddApprox); results are the same either way.
+func (p *Pattern) Approximated() bool { return p.fast != nil }
+
 // Match reports whether s matches, without extracting captures.
-func (p *Pattern) Match(s string) bool { return p.re.MatchString(s) }
+func (p *Pattern) Match(s string) bool {
+	if p.fast != nil {
+		if !p.fast.re.MatchString(s) {
+			return false
+		}
+		loc, _ := p.find(s)
+		return loc != nil
+	}
+	return p.strict.re.MatchString(s)
+}
 
 // Parse searches s (unanchored) and returns the named captures, or nil when
 // s does not match. Every capture name is present; a group that did not
 // participate yields "". When a name appears several times, the last
 // non-empty value wins.
 func (p *Pattern) Parse(s string) map[string]string {
-	loc := p.find(s)
+	loc, groups := p.find(s)
 	if loc == nil {
 		return nil
 	}
 	m := make(map[string]string, len(p.names))
-	p.fill(s, loc, m)
+	p.fill(s, loc, groups, m)
 	return m
 }
 
@@ -378,28 +508,33 @@ func (p *Pattern) Parse(s string) map[string]string {
 // not captures of this pattern are left alone). It returns false, leaving
 // dst untouched, when s does not match.
 func (p *Pattern) ParseInto(s string, dst map[string]string) bool {
-	loc := p.find(s)
+	loc, groups := p.find(s)
 	if loc == nil {
 		return false
 	}
-	p.fill(s, loc, dst)
+	p.fill(s, loc, groups, dst)
 	return true
 }
 
-// find is re.FindStringSubmatchIndex, trying the anchored form first.
-func (p *Pattern) find(s string) []int {
-	if p.anchored != nil {
-		if loc := p.anchored.FindStringSubmatchIndex(s); loc != nil {
-			return loc
+// find returns the submatches of the leftmost-first match of s and the
+// group table they go with.
+func (p *Pattern) find(s string) ([]int, [][]int) {
+	if f := p.fast; f != nil {
+		loc, ok := f.find(s)
+		if loc == nil {
+			return nil, nil // the fast expression accepts a superset
+		}
+		if ok {
+			return loc, f.groups
 		}
 	}
-	return p.re.FindStringSubmatchIndex(s)
+	return p.strict.find(s), p.strict.groups
 }
 
-func (p *Pattern) fill(s string, loc []int, m map[string]string) {
+func (p *Pattern) fill(s string, loc []int, groups [][]int, m map[string]string) {
 	for i, name := range p.names {
 		v := ""
-		for _, g := range p.groups[i] {
+		for _, g := range groups[i] {
 			if a, b := loc[2*g], loc[2*g+1]; a >= 0 && b > a {
 				v = s[a:b]
 			}

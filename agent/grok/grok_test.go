@@ -58,7 +58,7 @@ func TestExpansionAndErrors(t *testing.T) {
 		{pattern: `%{WORD:x} %{NUM:x}!`, input: "ab 12!", want: map[string]string{"x": "12"}},
 		{pattern: `%{WORD:k.sub}`, input: "q", want: map[string]string{"k.sub": "q"}},
 		{pattern: `%{MISSING}`, err: "unknown pattern %{MISSING}"},
-		{pattern: `%{BAD}`, err: "unknown pattern %{NOPE} (referenced by BAD)"},
+		{pattern: `%{BAD}`, err: `pattern "%{BAD}": in %{BAD} at offset 0: unknown pattern %{NOPE}`},
 		{pattern: `%{LOOPA}`, err: "cycle detected: LOOPA -> LOOPB -> LOOPA"},
 		{pattern: `%{SELF}`, err: "cycle detected: SELF -> SELF"},
 		{pattern: `(a`, err: "missing closing )"},
@@ -265,7 +265,7 @@ func indentOf(s string) int { return len(s) - len(strings.TrimLeft(s, " -")) }
 // loadHubParser is a minimal extraction of the first YAML document of a
 // hub parser: pattern_syntax entries (any level) and grok pattern/name/
 // apply_on of the shallowest grok nodes.
-func loadHubParser(t *testing.T, rel string) hubParser {
+func loadHubParser(t testing.TB, rel string) hubParser {
 	t.Helper()
 	f, err := os.Open(filepath.Join(hubDir, rel))
 	if err != nil {
@@ -335,7 +335,7 @@ func loadHubParser(t *testing.T, rel string) hubParser {
 
 // compile registers the parser's local patterns (global registry, first
 // definition wins, like upstream) and compiles its grok nodes.
-func (hp hubParser) compile(t *testing.T, l *Library) []*Pattern {
+func (hp hubParser) compile(t testing.TB, l *Library) []*Pattern {
 	t.Helper()
 	for _, n := range hp.order {
 		if err := l.Add(n, hp.syntax[n]); err != nil {

@@ -1,7 +1,6 @@
 package grok
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -58,7 +57,7 @@ func translate(src string) (string, []string, error) {
 			case strings.HasPrefix(rest, "#"):
 				k := strings.IndexByte(rest, ')')
 				if k < 0 {
-					return "", nil, fmt.Errorf("unterminated comment (?#")
+					return "", nil, posErrorf(i, "unterminated comment (?#")
 				}
 				i += 2 + k + 1
 			case strings.HasPrefix(rest, ">"):
@@ -66,7 +65,7 @@ func translate(src string) (string, []string, error) {
 				i += 3
 			case strings.HasPrefix(rest, "="), strings.HasPrefix(rest, "!"),
 				strings.HasPrefix(rest, "<="), strings.HasPrefix(rest, "<!"):
-				return "", nil, fmt.Errorf("lookaround %q at offset %d is not supported by RE2", snippet(src, i), i)
+				return "", nil, posErrorf(i, "lookaround %q is not supported by RE2", snippet(src, i))
 			case strings.HasPrefix(rest, "P<"), strings.HasPrefix(rest, "<"), strings.HasPrefix(rest, "'"):
 				start := i + 2
 				if rest[0] == 'P' {
@@ -78,7 +77,7 @@ func translate(src string) (string, []string, error) {
 				}
 				k := strings.IndexByte(src[start+1:], closer)
 				if k <= 0 {
-					return "", nil, fmt.Errorf("bad named group %q at offset %d", snippet(src, i), i)
+					return "", nil, posErrorf(i, "bad named group %q", snippet(src, i))
 				}
 				names = append(names, src[start+1:start+1+k])
 				b.WriteString("(?P<_")
@@ -87,11 +86,11 @@ func translate(src string) (string, []string, error) {
 				i = start + 1 + k + 1
 			case strings.HasPrefix(rest, "P="), strings.HasPrefix(rest, "P>"), strings.HasPrefix(rest, "&"),
 				strings.HasPrefix(rest, "R"), len(rest) > 0 && (rest[0] >= '0' && rest[0] <= '9' || rest[0] == '+' || rest[0] == '-' && len(rest) > 1 && rest[1] >= '0' && rest[1] <= '9'):
-				return "", nil, fmt.Errorf("backreference/recursion %q at offset %d is not supported by RE2", snippet(src, i), i)
+				return "", nil, posErrorf(i, "backreference/recursion %q is not supported by RE2", snippet(src, i))
 			case strings.HasPrefix(rest, "|"):
-				return "", nil, fmt.Errorf("branch reset %q at offset %d is not supported by RE2", snippet(src, i), i)
+				return "", nil, posErrorf(i, "branch reset %q is not supported by RE2", snippet(src, i))
 			case strings.HasPrefix(rest, "("):
-				return "", nil, fmt.Errorf("conditional %q at offset %d is not supported by RE2", snippet(src, i), i)
+				return "", nil, posErrorf(i, "conditional %q is not supported by RE2", snippet(src, i))
 			default: // flags: (?i) (?i:...) ...
 				b.WriteString("(?")
 				i += 2
@@ -165,7 +164,7 @@ func repetition(src string, i int) int {
 // RE2 rendering.
 func escape(src string, i int) (int, string, error) {
 	if i+1 >= len(src) {
-		return 0, "", fmt.Errorf("trailing backslash")
+		return 0, "", posErrorf(i, "trailing backslash")
 	}
 	c := src[i+1]
 	switch c {
@@ -181,15 +180,15 @@ func escape(src string, i int) (int, string, error) {
 		if i+2 < len(src) && src[i+2] == '{' {
 			k := strings.IndexByte(src[i+2:], '}')
 			if k < 0 {
-				return 0, "", fmt.Errorf("unterminated %q", snippet(src, i))
+				return 0, "", posErrorf(i, "unterminated %q", snippet(src, i))
 			}
 			return i + 2 + k + 1, src[i : i+2+k+1], nil
 		}
 	case 'k', 'g':
-		return 0, "", fmt.Errorf("backreference %q is not supported by RE2", snippet(src, i))
+		return 0, "", posErrorf(i, "backreference %q is not supported by RE2", snippet(src, i))
 	}
 	if c >= '1' && c <= '9' {
-		return 0, "", fmt.Errorf("backreference %q is not supported by RE2", snippet(src, i))
+		return 0, "", posErrorf(i, "backreference %q is not supported by RE2", snippet(src, i))
 	}
 	_, size := utf8.DecodeRuneInString(src[i+1:])
 	return i + 1 + size, src[i : i+1+size], nil
@@ -208,7 +207,7 @@ func charClass(src string, i int) (int, error) {
 		switch src[j] {
 		case '\\':
 			if j+1 >= len(src) {
-				return 0, fmt.Errorf("trailing backslash in character class")
+				return 0, posErrorf(j, "trailing backslash in character class")
 			}
 			_, size := utf8.DecodeRuneInString(src[j+1:])
 			j += 1 + size
@@ -233,5 +232,5 @@ func charClass(src string, i int) (int, error) {
 			j++
 		}
 	}
-	return 0, fmt.Errorf("missing closing ] in %q", snippet(src, i))
+	return 0, posErrorf(i, "missing closing ] in %q", snippet(src, i))
 }
