@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X github.com/rampart-ips/rampart/internal/version.Version=$(
 BIN       := build/bin
 BINARIES  := crowdsec cscli crowdsec-firewall-bouncer
 
-.PHONY: all build test bench bench-go bench-lapi bench-fw run vet fmt clean
+.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent run vet fmt clean
 
 all: build
 
@@ -26,7 +26,7 @@ test: vet
 	$(GO) run ./cmd/cscli hubtest run --hub ../shared/hub --all
 
 # Go benchmarks beside the code, then whole-process LAPI figures.
-bench: bench-go bench-lapi bench-fw
+bench: bench-go bench-lapi bench-fw bench-agent
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 30m ./...
@@ -39,6 +39,11 @@ bench-lapi: build
 bench-fw: build
 	$(GO) run ./internal/fwbench -bin $(BIN) -mode nftables
 	$(GO) run ./internal/fwbench -bin $(BIN) -mode iptables -latency 0
+
+# The detection engine replaying 1M generated sshd and 1M nginx lines through
+# the hub's rules, once with 1 parse worker and once with 2 (same alerts).
+bench-agent:
+	$(GO) run ./internal/agentbench -hub ../shared/hub -n 1000000 -workers 2
 
 # Runs Rampart from the source tree in the foreground with an embedded
 # SQLite under build/run. Ctrl-C stops it.

@@ -12,8 +12,10 @@ import (
 	"github.com/rampart-ips/rampart/models"
 )
 
-// Kind tells a log event from an overflow.
-type Kind int
+// Kind tells a log event from an overflow. It is an alias of int, as
+// upstream's field is a plain int, so hub expressions such as
+// `evt.Type == 1` type-check.
+type Kind = int
 
 // Event kinds.
 const (
@@ -32,6 +34,8 @@ type Line struct {
 }
 
 // Event is one log line, or one overflow, flowing through the engine.
+// Scenario buckets keep shallow copies sharing its maps, so an event must
+// not change once poured.
 type Event struct {
 	Type            Kind              `json:"Type"`
 	ExpectMode      int               `json:"ExpectMode"`

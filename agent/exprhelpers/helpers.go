@@ -66,6 +66,7 @@ type mapIndex struct {
 	entries   []mapEntry
 	equals    map[string]string // pattern -> tag (first in file wins)
 	contains  []mapEntry
+	lits      *litSet // the contains patterns, ids in file order
 	regexps   []*regexp.Regexp
 	regexTags []string
 }
@@ -74,12 +75,16 @@ type mapIndex struct {
 type snapshot struct {
 	strings map[string][]string
 	regexps map[string][]*regexp.Regexp
+	reSets  map[string]*regexpSet // regexps, indexed for RegexpInFile
 	maps    map[string]*mapIndex
 	caches  map[string]*resultCache
 	// jsonLines marks the lines of string files that look like JSON
 	// objects, so JsonExtract results on them can be memoized (see
 	// http-cve-probing: JsonExtract(#, "uri") over a whole file per event).
 	jsonLines map[string]struct{}
+	// indexes holds the line indexes of rewritten any(File(...)) calls,
+	// built on first use from this snapshot's lines (anyfile.go).
+	indexes sync.Map // indexKey -> *lineIndex
 }
 
 // Helpers holds the loaded data files and implements the helpers that
@@ -132,6 +137,7 @@ func New(dataDir string) *Helpers {
 	h.state.Store(&snapshot{
 		strings:   map[string][]string{},
 		regexps:   map[string][]*regexp.Regexp{},
+		reSets:    map[string]*regexpSet{},
 		maps:      map[string]*mapIndex{},
 		caches:    map[string]*resultCache{},
 		jsonLines: map[string]struct{}{},
@@ -153,6 +159,7 @@ func (h *Helpers) Load(files []DataFile) error {
 	next := &snapshot{
 		strings:   cloneMap(old.strings),
 		regexps:   cloneMap(old.regexps),
+		reSets:    cloneMap(old.reSets),
 		maps:      cloneMap(old.maps),
 		caches:    cloneMap(old.caches),
 		jsonLines: cloneMap(old.jsonLines),
@@ -222,6 +229,7 @@ func (h *Helpers) loadOne(s *snapshot, df DataFile) error {
 			out = append(out, re)
 		}
 		s.regexps[name] = out
+		s.reSets[name] = newRegexpSet(out)
 	case TypeMap:
 		idx, err := buildMapIndex(name, lines)
 		if err != nil {
@@ -341,6 +349,11 @@ func buildMapIndex(name string, lines []line) (*mapIndex, error) {
 		}
 		idx.entries = append(idx.entries, e)
 	}
+	pats := make([]string, len(idx.contains))
+	for i, e := range idx.contains {
+		pats[i] = e.Pattern
+	}
+	idx.lits = newLitSet(pats)
 	return idx, nil
 }
 
@@ -357,7 +370,7 @@ func (h *Helpers) File(name string) []string {
 // false.
 func (h *Helpers) RegexpInFile(data, name string) bool {
 	s := h.state.Load()
-	res, ok := s.regexps[name]
+	rs, ok := s.reSets[name]
 	if !ok {
 		return false
 	}
@@ -367,13 +380,7 @@ func (h *Helpers) RegexpInFile(data, name string) bool {
 			return v
 		}
 	}
-	matched := false
-	for _, re := range res {
-		if re.MatchString(data) {
-			matched = true
-			break
-		}
-	}
+	matched := rs.match(data)
 	if c != nil {
 		c.set(data, matched)
 	}
@@ -393,21 +400,20 @@ func (h *Helpers) LookupFile(value, name string) string {
 	if tag, ok := idx.equals[value]; ok {
 		return tag
 	}
-	best, bestTag := -1, ""
-	for _, e := range idx.contains {
-		if len(e.Pattern) > len(value) {
-			continue
+	// The scan reports matches by increasing position: take the first
+	// entry in the file among those at the first position found.
+	at, best := -1, int32(-1)
+	idx.lits.find(value, func(id int32, pos int) bool {
+		if at >= 0 && pos > at {
+			return true
 		}
-		i := strings.Index(value, e.Pattern)
-		if i >= 0 && (best < 0 || i < best) {
-			best, bestTag = i, e.Tag
-			if i == 0 {
-				break
-			}
+		if at < 0 || id < best {
+			at, best = pos, id
 		}
-	}
+		return false
+	})
 	if best >= 0 {
-		return bestTag
+		return idx.contains[best].Tag
 	}
 	for i, re := range idx.regexps {
 		if re.MatchString(value) {

@@ -1,6 +1,7 @@
 package exprhelpers
 
 import (
+	"regexp"
 	"time"
 
 	"github.com/expr-lang/expr"
@@ -57,7 +58,43 @@ var (
 //
 // The options close over h; programs compiled with them read the data
 // loaded into h at run time (loading more data later is fine).
+//
+// Options also rewrites the costly forms of hub rules at compile time and
+// memoizes the string helpers (see optimize.go); results are unchanged.
 func (h *Helpers) Options() []expr.Option {
+	return append(h.baseOptions(true),
+		expr.Function(fnAnyFile, func(p ...any) (any, error) {
+			site, _ := p[0].(*fileSite)
+			return site.match(str(p, 1)), nil
+		}, new(func(*fileSite, string) bool)),
+		expr.Function(fnFileFilter, func(p ...any) (any, error) {
+			site, _ := p[0].(*fileSite)
+			return site.candidates(str(p, 1)), nil
+		}, new(func(*fileSite, string) []string)),
+		expr.Function(fnMatchRe, func(p ...any) (any, error) {
+			re, _ := p[1].(*regexp.Regexp)
+			return re.MatchString(str(p, 0)), nil
+		}, new(func(string, *regexp.Regexp) bool)),
+		expr.Patch(&rewriter{h: h}),
+	)
+}
+
+// OptionsUnoptimized returns the helpers without the compile-time
+// rewrites and memoization of Options: same results, slower programs
+// (tests compare the two; benchmarks show the difference).
+func (h *Helpers) OptionsUnoptimized() []expr.Option {
+	return h.baseOptions(false)
+}
+
+// strFn is f for expr, memoized when memo is set.
+func strFn(f func(string) string, m *strMemo, memo bool) func(...any) (any, error) {
+	if memo {
+		return memoFn(m)
+	}
+	return fn1(f)
+}
+
+func (h *Helpers) baseOptions(memo bool) []expr.Option {
 	return []expr.Option{
 		expr.Function("rampartMatches", func(p ...any) (any, error) {
 			return h.Matches(str(p, 0), str(p, 1)), nil
@@ -78,11 +115,11 @@ func (h *Helpers) Options() []expr.Option {
 		}, new(func(string) []map[string]any)),
 
 		// Strings and URLs.
-		expr.Function("Upper", fn1(Upper), sigStr),
-		expr.Function("Lower", fn1(Lower), sigStr),
-		expr.Function("PathUnescape", fn1(PathUnescape), sigStr),
+		expr.Function("Upper", strFn(Upper, memoUpper, memo), sigStr),
+		expr.Function("Lower", strFn(Lower, memoLower, memo), sigStr),
+		expr.Function("PathUnescape", strFn(PathUnescape, memoPathUnescape, memo), sigStr),
 		expr.Function("PathEscape", fn1(PathEscape), sigStr),
-		expr.Function("QueryUnescape", fn1(QueryUnescape), sigStr),
+		expr.Function("QueryUnescape", strFn(QueryUnescape, memoQueryUnescape, memo), sigStr),
 		expr.Function("QueryEscape", fn1(QueryEscape), sigStr),
 		expr.Function("TrimSpace", fn1(TrimSpace), sigStr),
 		expr.Function("Split", func(p ...any) (any, error) {

@@ -1,6 +1,10 @@
 package leakybucket
 
-import "github.com/rampart-ips/rampart/agent/event"
+import (
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/rampart-ips/rampart/agent/event"
+)
 
 // Matches reports whether evt passes the scenario's filter, that is whether
 // Pour would pour it into one of this scenario's buckets (cscli explain).
@@ -9,7 +13,8 @@ func (s *Scenario) Matches(evt *event.Event) bool {
 	if s.filter == nil {
 		return true
 	}
-	return runBool(s.filter, map[string]any{"evt": evt})
+	var m vm.VM
+	return runBool(&m, s.filter, map[string]any{"evt": evt})
 }
 
 // Scenarios returns the engine's scenarios in pour order.

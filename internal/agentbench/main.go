@@ -229,6 +229,7 @@ type result struct {
 type batch struct {
 	lines []string
 	evts  []event.Event
+	preps []leakybucket.Prepared
 	err   error
 	done  chan struct{}
 }
@@ -274,15 +275,23 @@ func replay(r *rules, path, logType string, workers int, attackers map[string]bo
 			flush()
 		}
 	}()
+	// Workers parse and run the per-event half of the scenarios (filter,
+	// groupby, distinct, cancel_on); one goroutine pours in input order.
+	engine := leakybucket.NewEngine(r.scenarios, true)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for b := range work {
 				b.evts = make([]event.Event, len(b.lines))
+				b.preps = make([]leakybucket.Prepared, len(b.lines))
 				for i, l := range b.lines {
-					b.evts[i] = event.New(event.Line{Raw: l, Src: abs, Module: "file", Labels: labels})
-					if err := r.pipe.Parse(&b.evts[i], nil); err != nil && b.err == nil {
+					evt := &b.evts[i]
+					*evt = event.New(event.Line{Raw: l, Src: abs, Module: "file", Labels: labels})
+					if err := r.pipe.Parse(evt, nil); err != nil && b.err == nil {
 						b.err = err
+					}
+					if evt.Process && !evt.Whitelisted {
+						b.preps[i] = engine.Prepare(evt)
 					}
 				}
 				close(b.done)
@@ -290,7 +299,6 @@ func replay(r *rules, path, logType string, workers int, attackers map[string]bo
 		})
 	}
 	res := &result{workers: workers, perScenario: map[string]int{}}
-	engine := leakybucket.NewEngine(r.scenarios, true)
 	h := sha256.New()
 	srcSeen := map[string]bool{}
 	for b := range ordered {
@@ -311,7 +319,7 @@ func replay(r *rules, path, logType string, workers int, attackers map[string]bo
 				continue
 			}
 			res.poured++
-			for _, ov := range engine.Pour(evt) {
+			for _, ov := range engine.PourPrepared(evt, b.preps[i]) {
 				sc, src := "", ""
 				if a := ov.Overflow.Alert; a != nil {
 					sc = a.Scenario
@@ -333,7 +341,7 @@ func replay(r *rules, path, logType string, workers int, attackers map[string]bo
 				}
 			}
 		}
-		b.evts, b.lines = nil, nil
+		b.evts, b.lines, b.preps = nil, nil, nil
 	}
 	wg.Wait()
 	if readErr != nil {

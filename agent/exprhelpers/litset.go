@@ -1,0 +1,166 @@
+package exprhelpers
+
+import (
+	"regexp"
+	"regexp/syntax"
+	"strings"
+	"unicode/utf8"
+)
+
+// litSet finds which of a set of literal strings occur in a text in one
+// pass. Literals are indexed by their first two bytes (one byte for
+// single-byte literals) behind bitmaps, so positions where no literal can
+// start cost a couple of bit tests.
+type litSet struct {
+	lits     []string
+	oneMask  [4]uint64 // first bytes of the single-byte literals
+	one      [256][]int32
+	pairMask [1 << 10]uint64 // first two bytes of the longer literals
+	pairs    map[uint16][]int32
+}
+
+// newLitSet indexes non-empty literals; ids are positions in lits.
+func newLitSet(lits []string) *litSet {
+	l := &litSet{lits: lits, pairs: map[uint16][]int32{}}
+	for i, s := range lits {
+		switch len(s) {
+		case 0:
+			continue
+		case 1:
+			b := s[0]
+			l.oneMask[b>>6] |= 1 << (b & 63)
+			l.one[b] = append(l.one[b], int32(i))
+		default:
+			k := uint16(s[0])<<8 | uint16(s[1])
+			l.pairMask[k>>6] |= 1 << (k & 63)
+			l.pairs[k] = append(l.pairs[k], int32(i))
+		}
+	}
+	return l
+}
+
+// find calls found with the id and position of each literal occurring in
+// s, by increasing position (an id may come more than once), until it
+// returns true, and reports whether it did.
+func (l *litSet) find(s string, found func(id int32, pos int) bool) bool {
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if l.oneMask[b>>6]&(1<<(b&63)) != 0 {
+			for _, id := range l.one[b] {
+				if found(id, i) {
+					return true
+				}
+			}
+		}
+		if i+1 == len(s) {
+			break
+		}
+		k := uint16(b)<<8 | uint16(s[i+1])
+		if l.pairMask[k>>6]&(1<<(k&63)) == 0 {
+			continue
+		}
+		for _, id := range l.pairs[k] {
+			if strings.HasPrefix(s[i:], l.lits[id]) && found(id, i) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// regexpSet is a regexp data file prepared for RegexpInFile: most hub
+// patterns (\bNikto\b...) contain a literal that every match contains,
+// so only the patterns whose literal occurs in the input are run, plus
+// those without such a literal. The result is the same as trying every
+// pattern, hundreds of times faster on a bad-user-agent list.
+type regexpSet struct {
+	all    []*regexp.Regexp // file order
+	lits   *litSet
+	byLit  [][]int32 // literal id -> indexes in all
+	always []int32   // patterns without a required literal
+}
+
+func newRegexpSet(res []*regexp.Regexp) *regexpSet {
+	rs := &regexpSet{all: res}
+	ids := map[string]int32{}
+	var lits []string
+	for i, re := range res {
+		lit := ""
+		if t, err := syntax.Parse(re.String(), syntax.Perl); err == nil {
+			lit = requiredLiteral(t)
+		}
+		if lit == "" {
+			rs.always = append(rs.always, int32(i))
+			continue
+		}
+		id, ok := ids[lit]
+		if !ok {
+			id = int32(len(lits))
+			ids[lit] = id
+			lits = append(lits, lit)
+			rs.byLit = append(rs.byLit, nil)
+		}
+		rs.byLit[id] = append(rs.byLit[id], int32(i))
+	}
+	rs.lits = newLitSet(lits)
+	return rs
+}
+
+// requiredLiteral returns a string that every match of t contains, "" if
+// it finds none. Case-folded literals do not count, nor literals holding
+// U+FFFD, which the matcher also sees for invalid UTF-8 bytes.
+func requiredLiteral(t *syntax.Regexp) string {
+	switch t.Op {
+	case syntax.OpLiteral:
+		if t.Flags&syntax.FoldCase != 0 {
+			return ""
+		}
+		s := string(t.Rune)
+		if strings.ContainsRune(s, utf8.RuneError) {
+			return ""
+		}
+		return s
+	case syntax.OpCapture, syntax.OpPlus:
+		return requiredLiteral(t.Sub[0])
+	case syntax.OpRepeat:
+		if t.Min >= 1 {
+			return requiredLiteral(t.Sub[0])
+		}
+	case syntax.OpConcat:
+		best := ""
+		for _, sub := range t.Sub {
+			if l := requiredLiteral(sub); len(l) > len(best) {
+				best = l
+			}
+		}
+		return best
+	}
+	return ""
+}
+
+// match reports whether some pattern matches s.
+func (rs *regexpSet) match(s string) bool {
+	for _, i := range rs.always {
+		if rs.all[i].MatchString(s) {
+			return true
+		}
+	}
+	// A literal may occur many times: run its patterns once.
+	var small [16]uint64
+	tried := small[:]
+	if n := (len(rs.byLit) + 63) / 64; n > len(small) {
+		tried = make([]uint64, n)
+	}
+	return rs.lits.find(s, func(id int32, _ int) bool {
+		if tried[id>>6]&(1<<(id&63)) != 0 {
+			return false
+		}
+		tried[id>>6] |= 1 << (id & 63)
+		for _, i := range rs.byLit[id] {
+			if rs.all[i].MatchString(s) {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -1,0 +1,156 @@
+package leakybucket
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/models"
+)
+
+// overflow turns a full bucket into an overflow event with its alert. ok is
+// false when the overflow is discarded: overflow_filter said no, or a
+// scope other than Ip found no value. The caller has removed the bucket
+// either way; a blackhole starts only for an overflow kept, as upstream,
+// whose overflow filter runs before its blackhole.
+func (e *Engine) overflow(s *Scenario, bk bucketKey, b *bucket, now time.Time) (event.Event, bool) {
+	last := &b.queue[len(b.queue)-1]
+	src, ok := e.source(s, last)
+	if !ok {
+		e.log.WithField("scenario", s.cfg.Name).Warnf("overflow of %q has no %s value: discarded", bk.key, s.scope)
+		return event.Event{}, false
+	}
+	remediation := false
+	if v, ok := s.cfg.Labels["remediation"].(bool); ok {
+		remediation = v
+	}
+	at := now.UTC()
+	alert := &models.Alert{
+		Scenario: s.cfg.Name, ScenarioHash: s.hash, ScenarioVersion: s.Version,
+		Message:     fmt.Sprintf("%s %s performed '%s' (%d events over %s) at %s", src.Scope, src.Value, s.cfg.Name, b.poured, now.Sub(b.first), at),
+		EventsCount: int32(b.poured), Capacity: int32(s.cfg.Capacity), Leakspeed: s.cfg.LeakSpeed,
+		StartAt: b.first.UTC().Format(time.RFC3339), StopAt: at.Format(time.RFC3339),
+		Remediation: remediation, Kind: "crowdsec", Source: &src,
+		Events: alertEvents(b.queue), Meta: e.alertContext(b.queue),
+	}
+	// RFC 3339 with nanoseconds: a re-poured overflow must not move back
+	// in time by truncation.
+	ovf := event.Event{Type: event.OVFLW, Time: now, MarshaledTime: at.Format(time.RFC3339Nano),
+		Overflow: event.RuntimeAlert{Mapkey: bk.key, Reprocess: s.cfg.Reprocess, Alert: alert, Sources: map[string]models.Source{src.Value: src}}}
+	if s.overflowFilter != nil {
+		e.setView(s, bk.key, b, now)
+		e.q.Queue, e.signal = b.queue, ovf.Overflow
+		out, err := e.vm.Run(s.overflowFilter, e.qEnv)
+		e.q.Queue, e.signal = nil, event.RuntimeAlert{}
+		// as upstream, only a clean false discards: an error or a
+		// non-boolean keeps the overflow
+		if keep, isBool := out.(bool); err == nil && isBool && !keep {
+			return event.Event{}, false
+		}
+	}
+	if s.blackhole > 0 {
+		e.blackholes[bk] = now.Add(s.blackhole)
+	}
+	return ovf, true
+}
+
+// source is the alert's source, from the last queued event: its IP and
+// enrichment, or the source of the overflow it is; then the scenario's scope
+// sets Scope and Value (Range: the expression's value, else the IP's range;
+// any other scope: the expression's value). ok is false for an empty value
+// outside the Ip scope, which upstream cannot turn into an alert either.
+func (e *Engine) source(s *Scenario, last *event.Event) (models.Source, bool) {
+	var src models.Source
+	if last.Type == event.OVFLW && last.Overflow.Alert != nil && last.Overflow.Alert.Source != nil {
+		src = *last.Overflow.Alert.Source
+	} else {
+		src = models.Source{IP: last.Meta["source_ip"], Range: sourceRange(last), AsName: last.Enriched["ASNOrg"], Cn: last.Enriched["IsoCode"],
+			AsNumber: last.Enriched["ASNumber"], Latitude: float(last.Enriched["Latitude"]), Longitude: float(last.Enriched["Longitude"])}
+		if src.AsNumber == "" {
+			src.AsNumber = last.Enriched["ASNNumber"]
+		}
+	}
+	switch s.scope {
+	case ScopeIP:
+		src.Scope, src.Value = ScopeIP, src.IP
+		return src, true
+	case ScopeRange:
+		src.Scope, src.Value = ScopeRange, src.Range
+		if s.scopeValue != nil {
+			src.Value = e.evalString(s.scopeValue, last)
+		}
+	default:
+		src = models.Source{Scope: s.scope, Value: e.evalString(s.scopeValue, last)}
+	}
+	return src, src.Value != ""
+}
+
+// sourceRange is the event's source range (the geoip enricher's), as a
+// canonical prefix; "" when absent or not a prefix.
+func sourceRange(evt *event.Event) string {
+	r := evt.Meta["SourceRange"]
+	if r == "" {
+		r = evt.Enriched["SourceRange"]
+	}
+	p, err := netip.ParsePrefix(r)
+	if err != nil {
+		return ""
+	}
+	return p.Masked().String()
+}
+
+func float(s string) float32 {
+	f, err := strconv.ParseFloat(s, 32)
+	if err != nil {
+		return 0
+	}
+	return float32(f)
+}
+
+// evalString runs an expression over one queued event; anything but a
+// string counts as no value, as upstream's scope filter.
+func (e *Engine) evalString(p *vm.Program, evt *event.Event) string {
+	e.evtEnv["evt"] = evt
+	out, err := e.vm.Run(p, e.evtEnv)
+	e.evtEnv["evt"] = nil
+	if err != nil {
+		return ""
+	}
+	v, _ := out.(string)
+	return v
+}
+
+// alertEvents lists the queued events as the alert carries them: meta
+// sorted by key, and the event's timestamp. Events without meta (re-poured
+// overflows) are left out, as upstream.
+func alertEvents(queue []event.Event) []*models.Event {
+	out := make([]*models.Event, 0, len(queue))
+	for i := range queue {
+		qe := &queue[i]
+		if qe.Meta == nil {
+			continue
+		}
+		keys := make([]string, 0, len(qe.Meta))
+		for k := range qe.Meta {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		me := &models.Event{Timestamp: qe.MarshaledTime}
+		if len(keys) > 0 {
+			me.Meta = make([]models.Meta, 0, len(keys))
+		}
+		if me.Timestamp == "" && !qe.Time.IsZero() {
+			me.Timestamp = qe.Time.UTC().Format(time.RFC3339Nano)
+		}
+		for _, k := range keys {
+			me.Meta = append(me.Meta, models.Meta{Key: k, Value: qe.Meta[k]})
+		}
+		out = append(out, me)
+	}
+	return out
+}

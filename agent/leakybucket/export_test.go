@@ -1,0 +1,14 @@
+package leakybucket
+
+// DisableTrim turns off queue trimming, so tests can check it changes no
+// alert.
+func DisableTrim(e *Engine) { e.trim = false }
+
+// QueuedEvents is how many events all buckets hold.
+func QueuedEvents(e *Engine) int {
+	n := 0
+	for _, b := range e.buckets {
+		n += len(b.queue)
+	}
+	return n
+}

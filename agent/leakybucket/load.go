@@ -1,0 +1,371 @@
+package leakybucket
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+	"gopkg.in/yaml.v3"
+
+	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/agent/exprhelpers"
+	"github.com/rampart-ips/rampart/models"
+)
+
+// Config is one scenario document in the hub's YAML.
+type Config struct {
+	Type           string         `yaml:"type"`
+	Name           string         `yaml:"name"`
+	Description    string         `yaml:"description"`
+	Filter         string         `yaml:"filter"`
+	GroupBy        string         `yaml:"groupby"`
+	Distinct       string         `yaml:"distinct"`
+	Capacity       int            `yaml:"capacity"`
+	LeakSpeed      string         `yaml:"leakspeed"`
+	Duration       string         `yaml:"duration"`
+	Blackhole      string         `yaml:"blackhole"`
+	Labels         map[string]any `yaml:"labels"`
+	Reprocess      bool           `yaml:"reprocess"`
+	CacheSize      int            `yaml:"cache_size"`
+	OverflowFilter string         `yaml:"overflow_filter"`
+	Condition      string         `yaml:"condition"`
+	CancelOn       string         `yaml:"cancel_on"`
+	Data           []struct {
+		SourceURL string `yaml:"source_url"`
+		DestFile  string `yaml:"dest_file"`
+		Type      string `yaml:"type"`
+		Strategy  string `yaml:"strategy"`
+		Size      int    `yaml:"size"`
+		TTL       string `yaml:"ttl"`
+	} `yaml:"data"`
+	Format     any      `yaml:"format"`
+	References []string `yaml:"references"`
+	Debug      bool     `yaml:"debug"`
+	Author     string   `yaml:"author"`
+	ScopeType  struct {
+		Type       string `yaml:"type"`
+		Expression string `yaml:"expression"`
+	} `yaml:"scope"`
+}
+
+// Scopes an alert's source can have; Ip is the default.
+const (
+	ScopeIP    = "Ip"
+	ScopeRange = "Range"
+)
+
+// Scenario is a compiled Config. It is read-only once loaded, so engines in
+// several goroutines may share it.
+type Scenario struct {
+	cfg            Config
+	filter         *vm.Program
+	groupby        *vm.Program
+	distinct       *vm.Program
+	condition      *vm.Program
+	cancelOn       *vm.Program
+	overflowFilter *vm.Program
+	scope          string
+	scopeValue     *vm.Program
+	// window, when set, lets a conditional bucket forget events its
+	// condition can no longer read (see queueWindow).
+	window    []windowPred
+	reads     fieldMask
+	leak      time.Duration
+	blackhole time.Duration
+	duration  time.Duration
+	hash      string
+	Version   string
+}
+
+// Name returns the scenario's name.
+func (s *Scenario) Name() string { return s.cfg.Name }
+
+// LoadError says where a scenario file is wrong.
+type LoadError struct {
+	File string
+	Doc  int    // 1-based YAML document, 0 for the whole file
+	Item string // the scenario's name, when the document has one
+	Line int    // YAML line of Key (or of the document), 0 when unknown
+	Key  string // the offending key: filter, groupby, condition, leakspeed...
+	Err  error
+}
+
+func (e *LoadError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Doc > 0 {
+		fmt.Fprintf(&b, ": document %d", e.Doc)
+	}
+	if e.Item != "" {
+		fmt.Fprintf(&b, " (%s)", e.Item)
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ", line %d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": %s", e.Key)
+	}
+	fmt.Fprintf(&b, ": %v", e.Err)
+	return b.String()
+}
+
+func (e *LoadError) Unwrap() error { return e.Err }
+
+// keyError is a compile failure tied to one key of the document, so Load
+// can add that key's line.
+type keyError struct {
+	key string
+	err error
+}
+
+func (e *keyError) Error() string { return e.key + ": " + e.err.Error() }
+
+// Load reads every scenario document of a file. Errors are *LoadError.
+func Load(path, version string, helpers *exprhelpers.Helpers) ([]*Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &LoadError{File: path, Err: err}
+	}
+	return load(path, data, version, helpers)
+}
+
+func load(path string, data []byte, version string, helpers *exprhelpers.Helpers) (out []*Scenario, err error) {
+	doc := 0
+	defer func() {
+		// The YAML and expr libraries are third-party parsers fed with
+		// untrusted files: a bug in them must fail one file, not the agent.
+		if r := recover(); r != nil {
+			out, err = nil, &LoadError{File: path, Doc: doc, Err: fmt.Errorf("internal error: %v", r)}
+		}
+	}()
+	sum := sha256.Sum256(data)
+	hash := hex.EncodeToString(sum[:])
+	// Two decoders walk the same documents in step: the typed one rejects
+	// unknown keys, the node one knows each key's line.
+	typed := yaml.NewDecoder(bytes.NewReader(data))
+	typed.KnownFields(true)
+	nodes := yaml.NewDecoder(bytes.NewReader(data))
+	for doc = 1; ; doc++ {
+		var n yaml.Node
+		err := nodes.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, &LoadError{File: path, Doc: doc, Err: err}
+		}
+		var cfg Config
+		if err := typed.Decode(&cfg); err != nil {
+			// yaml's own message has the line
+			return nil, &LoadError{File: path, Doc: doc, Item: scalarAt(&n, "name"), Err: err}
+		}
+		if cfg.Name == "" {
+			continue
+		}
+		s, err := compile(cfg, helpers)
+		if err != nil {
+			le := &LoadError{File: path, Doc: doc, Item: cfg.Name, Line: n.Line, Err: err}
+			var ke *keyError
+			if errors.As(err, &ke) {
+				le.Key, le.Err = ke.key, ke.err
+				if l := keyLine(&n, ke.key); l > 0 {
+					le.Line = l
+				}
+			}
+			return nil, le
+		}
+		s.hash, s.Version = hash, version
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// mapping returns a document's top-level mapping, or nil.
+func mapping(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	return n
+}
+
+func keyLine(n *yaml.Node, key string) int {
+	if m := mapping(n); m != nil {
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			if m.Content[i].Value == key {
+				return m.Content[i].Line
+			}
+		}
+	}
+	return 0
+}
+
+func scalarAt(n *yaml.Node, key string) string {
+	if m := mapping(n); m != nil {
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			if m.Content[i].Value == key && m.Content[i+1].Kind == yaml.ScalarNode {
+				return m.Content[i+1].Value
+			}
+		}
+	}
+	return ""
+}
+
+// envOptions are the compile options for an expression over env.
+func envOptions(helpers *exprhelpers.Helpers, env map[string]any) []expr.Option {
+	opts := []expr.Option{expr.Env(env)}
+	if helpers != nil {
+		opts = append(opts, helpers.Options()...)
+	}
+	return opts
+}
+
+func evtEnv() map[string]any { return map[string]any{"evt": &event.Event{}} }
+
+func queueEnv() map[string]any {
+	return map[string]any{"queue": &Queue{}, "leaky": &bucketView{}}
+}
+
+func overflowEnv() map[string]any {
+	return map[string]any{"queue": &Queue{}, "leaky": &bucketView{}, "signal": &event.RuntimeAlert{}}
+}
+
+func compile(cfg Config, helpers *exprhelpers.Helpers) (*Scenario, error) {
+	s := &Scenario{cfg: cfg}
+	switch cfg.Type {
+	case "leaky", "trigger", "conditional", "counter":
+	default:
+		return nil, &keyError{"type", fmt.Errorf("unknown scenario type %q", cfg.Type)}
+	}
+	if len(cfg.Data) > 0 && helpers != nil {
+		var files []exprhelpers.DataFile
+		for _, d := range cfg.Data {
+			files = append(files, exprhelpers.DataFile{SourceURL: d.SourceURL, DestFile: d.DestFile, Type: d.Type, Strategy: d.Strategy, Size: d.Size, TTL: d.TTL})
+		}
+		if err := helpers.Load(files); err != nil {
+			return nil, &keyError{"data", err}
+		}
+	}
+	var err error
+	exprs := []struct {
+		key, src string
+		dst      **vm.Program
+		env      map[string]any
+		queued   bool // reads queued copies, not the event being poured
+	}{
+		{"filter", cfg.Filter, &s.filter, evtEnv(), false},
+		{"groupby", cfg.GroupBy, &s.groupby, evtEnv(), false},
+		{"distinct", cfg.Distinct, &s.distinct, evtEnv(), false},
+		{"cancel_on", cfg.CancelOn, &s.cancelOn, evtEnv(), false},
+		{"condition", cfg.Condition, &s.condition, queueEnv(), true},
+		{"overflow_filter", cfg.OverflowFilter, &s.overflowFilter, overflowEnv(), true},
+		{"scope", cfg.ScopeType.Expression, &s.scopeValue, evtEnv(), true},
+	}
+	for _, x := range exprs {
+		if strings.TrimSpace(x.src) == "" {
+			continue
+		}
+		if *x.dst, err = expr.Compile(x.src, envOptions(helpers, x.env)...); err != nil {
+			return nil, &keyError{x.key, err}
+		}
+		if x.queued {
+			s.reads |= fieldsIn(x.src)
+		}
+	}
+	durations := []struct {
+		key, src string
+		dst      *time.Duration
+	}{{"leakspeed", cfg.LeakSpeed, &s.leak}, {"blackhole", cfg.Blackhole, &s.blackhole}, {"duration", cfg.Duration, &s.duration}}
+	for _, d := range durations {
+		if d.src == "" {
+			continue
+		}
+		if *d.dst, err = models.ParseDuration(d.src); err != nil {
+			return nil, &keyError{d.key, err}
+		}
+		if *d.dst < 0 {
+			return nil, &keyError{d.key, fmt.Errorf("negative duration %q", d.src)}
+		}
+	}
+	switch cfg.Type {
+	case "leaky":
+		if s.leak <= 0 || cfg.Capacity <= 0 {
+			return nil, &keyError{"capacity", errors.New("a leaky bucket needs a capacity and a leakspeed")}
+		}
+	case "counter":
+		// upstream: a counter has no capacity (-1) and overflows when its
+		// duration has elapsed
+		if s.duration <= 0 {
+			return nil, &keyError{"duration", errors.New("a counter needs a duration")}
+		}
+		if cfg.Capacity != -1 && cfg.Capacity != 0 {
+			return nil, &keyError{"capacity", errors.New("a counter's capacity must be -1")}
+		}
+	case "conditional":
+		if s.condition == nil {
+			return nil, &keyError{"condition", errors.New("a conditional bucket needs a condition")}
+		}
+		if s.leak <= 0 {
+			return nil, &keyError{"leakspeed", errors.New("a conditional bucket needs a leakspeed")}
+		}
+	}
+	if cfg.CacheSize < 0 {
+		return nil, &keyError{"cache_size", fmt.Errorf("negative cache_size %d", cfg.CacheSize)}
+	}
+	switch t := cfg.ScopeType.Type; {
+	case t == "" || strings.EqualFold(t, ScopeIP):
+		s.scope = ScopeIP
+		if s.scopeValue != nil {
+			return nil, &keyError{"scope", errors.New("the Ip scope takes no expression")}
+		}
+	case strings.EqualFold(t, ScopeRange):
+		s.scope = ScopeRange
+	default:
+		s.scope = t
+		if s.scopeValue == nil {
+			return nil, &keyError{"scope", fmt.Errorf("scope %q needs an expression", t)}
+		}
+	}
+	// Trimming is off when overflow_filter reads the queue: it would see
+	// fewer events than upstream's.
+	if s.condition != nil && cfg.Type == "conditional" && !strings.Contains(cfg.OverflowFilter, "queue") {
+		s.window = compileWindow(cfg.Condition, helpers)
+	}
+	return s, nil
+}
+
+// fieldMask says which of an event's bulky fields a queued copy keeps.
+type fieldMask uint8
+
+const (
+	readsParsed fieldMask = 1 << iota
+	readsLine
+	readsUnmarshaled
+)
+
+// fieldsIn tells which bulky event fields an expression may read. It looks
+// at the source text, so it also catches evt["Parsed"]; a field name built
+// at run time would be missed, which no hub rule does.
+func fieldsIn(src string) fieldMask {
+	var m fieldMask
+	if strings.Contains(src, "Parsed") {
+		m |= readsParsed
+	}
+	if strings.Contains(src, "Line") {
+		m |= readsLine
+	}
+	if strings.Contains(src, "Unmarshaled") {
+		m |= readsUnmarshaled
+	}
+	return m
+}
