@@ -55,14 +55,6 @@ var (
 	}
 )
 
-// memoized are the foldable helpers worth memoizing (they allocate).
-var memoized = map[string]*strMemo{
-	"Upper":         memoUpper,
-	"Lower":         memoLower,
-	"PathUnescape":  memoPathUnescape,
-	"QueryUnescape": memoQueryUnescape,
-}
-
 // fuser compiles one subtree; root is the identifier the event comes
 // from, the same for the whole subtree.
 type fuser struct {
@@ -129,7 +121,7 @@ func (r *rewriter) fuse(node *ast.Node) {
 // helper so the result is not allocated again.
 func (f *fuser) box(n ast.Node, s func(*event.Event) string) func(*event.Event) any {
 	name, arg := helperCall(n)
-	if m := memoized[name]; m != nil && arg != nil {
+	if m := f.r.h.memo[name]; m != nil && arg != nil {
 		if x := f.str(arg); x != nil {
 			return func(e *event.Event) any {
 				_, b := m.get(x(e))
@@ -184,7 +176,7 @@ func (f *fuser) str(n ast.Node) func(*event.Event) string {
 		if x == nil {
 			return nil
 		}
-		if m := memoized[name]; m != nil {
+		if m := f.r.h.memo[name]; m != nil {
 			return func(e *event.Event) string {
 				s, _ := m.get(x(e))
 				return s

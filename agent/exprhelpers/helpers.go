@@ -103,6 +103,8 @@ type Helpers struct {
 	// would otherwise compile on every evaluation.
 	matchRe     sync.Map // pattern -> *regexp.Regexp (nil when invalid)
 	matchReSize atomic.Int64
+
+	memo map[string]*strMemo // memoized string helpers by name; fixed after New
 }
 
 // maxMatchRe bounds the `matches` regexp cache.
@@ -133,7 +135,7 @@ type jsonKey struct{ blob, target string }
 
 // New returns Helpers reading data files from dataDir.
 func New(dataDir string) *Helpers {
-	h := &Helpers{dataDir: dataDir, now: time.Now}
+	h := &Helpers{dataDir: dataDir, now: time.Now, memo: newMemos()}
 	h.state.Store(&snapshot{
 		strings:   map[string][]string{},
 		regexps:   map[string][]*regexp.Regexp{},

@@ -63,13 +63,16 @@ func (m *strMemo) get(s string) (string, any) {
 	return out, e.boxed
 }
 
-// The memoized helpers, shared by all Helpers (they hold no data).
-var (
-	memoUpper         = newStrMemo(Upper)
-	memoLower         = newStrMemo(Lower)
-	memoPathUnescape  = newStrMemo(PathUnescape)
-	memoQueryUnescape = newStrMemo(QueryUnescape)
-)
+// newMemos returns the memoized helpers, by name: the foldable helpers
+// worth memoizing (they allocate). Each Helpers has its own set.
+func newMemos() map[string]*strMemo {
+	return map[string]*strMemo{
+		"Upper":         newStrMemo(Upper),
+		"Lower":         newStrMemo(Lower),
+		"PathUnescape":  newStrMemo(PathUnescape),
+		"QueryUnescape": newStrMemo(QueryUnescape),
+	}
+}
 
 // memoFn adapts a memo to expr's calling convention; like fn1, a non
 // string argument counts as "".

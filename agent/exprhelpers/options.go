@@ -115,11 +115,11 @@ func (h *Helpers) baseOptions(memo bool) []expr.Option {
 		}, new(func(string) []map[string]any)),
 
 		// Strings and URLs.
-		expr.Function("Upper", strFn(Upper, memoUpper, memo), sigStr),
-		expr.Function("Lower", strFn(Lower, memoLower, memo), sigStr),
-		expr.Function("PathUnescape", strFn(PathUnescape, memoPathUnescape, memo), sigStr),
+		expr.Function("Upper", strFn(Upper, h.memo["Upper"], memo), sigStr),
+		expr.Function("Lower", strFn(Lower, h.memo["Lower"], memo), sigStr),
+		expr.Function("PathUnescape", strFn(PathUnescape, h.memo["PathUnescape"], memo), sigStr),
 		expr.Function("PathEscape", fn1(PathEscape), sigStr),
-		expr.Function("QueryUnescape", strFn(QueryUnescape, memoQueryUnescape, memo), sigStr),
+		expr.Function("QueryUnescape", strFn(QueryUnescape, h.memo["QueryUnescape"], memo), sigStr),
 		expr.Function("QueryEscape", fn1(QueryEscape), sigStr),
 		expr.Function("TrimSpace", fn1(TrimSpace), sigStr),
 		expr.Function("Split", func(p ...any) (any, error) {
