@@ -2,7 +2,6 @@ package cscli
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -16,12 +15,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rampart-ips/rampart/agent/event"
-	"github.com/rampart-ips/rampart/agent/exprhelpers"
-	"github.com/rampart-ips/rampart/agent/grok"
 	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/agent/leakybucket"
 	"github.com/rampart-ips/rampart/agent/parser"
-	"github.com/rampart-ips/rampart/rules/patterns"
+	"github.com/rampart-ips/rampart/agent/ruleset"
 )
 
 // explainOpts are cscli explain's flags.
@@ -76,24 +73,12 @@ cscli explain --hub ../shared/hub --type syslog --dsn file:///var/log/auth.log -
 
 // Explainer is a loaded engine that explains lines.
 type Explainer struct {
+	Rules     *ruleset.Ruleset
 	Pipeline  *parser.Pipeline
 	Scenarios []*leakybucket.Scenario
 	// Skipped lists the items that failed to load when the whole hub was
 	// asked for (explicitly listed items that fail are an error).
 	Skipped []error
-}
-
-func explainGrok(hubDir string) (*grok.Library, error) {
-	lib := grok.NewLibrary()
-	if err := lib.LoadFS(patterns.FS, "."); err != nil {
-		return nil, fmt.Errorf("loading Rampart's patterns: %w", err)
-	}
-	if _, err := os.Stat(filepath.Join(hubDir, "patterns")); err == nil {
-		if err := lib.LoadDir(filepath.Join(hubDir, "patterns")); err != nil {
-			return nil, fmt.Errorf("loading the hub's patterns: %w", err)
-		}
-	}
-	return lib, nil
 }
 
 // NewExplainer loads parsers and scenarios from a hub folder; nil lists
@@ -103,75 +88,32 @@ func NewExplainer(hubDir string, parsers, scenarios []string) (*Explainer, error
 	if err != nil {
 		return nil, err
 	}
-	helpers := exprhelpers.New(filepath.Join(hubDir, "data"))
-	ex := &Explainer{}
-	allParsers := len(parsers) == 0
+	allParsers, allScenarios := len(parsers) == 0, len(scenarios) == 0
+	spec := ruleset.Spec{Parsers: parsers, Scenarios: scenarios, Policy: ruleset.SkipBroken}
 	if allParsers {
-		parsers = h.Items("parsers")
+		spec.Parsers = h.Items("parsers")
 	}
-	var items []parser.Item
-	for _, ref := range parsers {
-		path, name, stage, err := h.Resolve("parsers", ref)
-		if err != nil {
-			return nil, err
-		}
-		if !allParsers {
-			name = ref
-		}
-		items = append(items, parser.Item{Name: name, Stage: stage, Path: path})
-	}
-	for {
-		lib, err := explainGrok(hubDir)
-		if err != nil {
-			return nil, err
-		}
-		ex.Pipeline, err = parser.New(items, lib, helpers, nil)
-		if err == nil {
-			break
-		}
-		var le *parser.LoadError
-		if !allParsers || !errors.As(err, &le) {
-			return nil, err
-		}
-		// the whole hub was asked for: drop the broken item and go on
-		n := len(items)
-		items = dropItem(items, le.File)
-		if len(items) == n {
-			return nil, err
-		}
-		ex.Skipped = append(ex.Skipped, err)
-	}
-	allScenarios := len(scenarios) == 0
 	if allScenarios {
-		scenarios = h.Items("scenarios")
+		spec.Scenarios = h.Items("scenarios")
 	}
-	for _, ref := range scenarios {
-		path, _, _, err := h.Resolve("scenarios", ref)
-		if err != nil {
-			return nil, err
+	rs, err := ruleset.Load(h, spec)
+	if err != nil {
+		return nil, err
+	}
+	ex := &Explainer{Rules: rs, Pipeline: rs.Parsers, Scenarios: rs.Scenarios}
+	for _, e := range rs.Skipped {
+		// an item the user named must load; the rest of a whole hub may not
+		if e.Kind == "parsers" && !allParsers || e.Kind == "scenarios" && !allScenarios {
+			rs.Close()
+			return nil, e
 		}
-		sc, err := leakybucket.Load(path, h.Version("scenarios", ref), helpers)
-		if err != nil {
-			if allScenarios {
-				ex.Skipped = append(ex.Skipped, err)
-				continue
-			}
-			return nil, err
-		}
-		ex.Scenarios = append(ex.Scenarios, sc...)
+		ex.Skipped = append(ex.Skipped, e)
 	}
 	return ex, nil
 }
 
-func dropItem(items []parser.Item, path string) []parser.Item {
-	out := items[:0:0]
-	for _, it := range items {
-		if it.Path != path {
-			out = append(out, it)
-		}
-	}
-	return out
-}
+// Close releases what the rules hold open (GeoIP databases).
+func (ex *Explainer) Close() error { return ex.Rules.Close() }
 
 // ParserStep is one node evaluation of one line.
 type ParserStep struct {
@@ -197,6 +139,7 @@ type LineExplanation struct {
 	Whitelisted     bool
 	WhitelistReason string
 	Scenarios       []string
+	TooLong         bool // longer than the pipeline parses
 	Err             error
 }
 
@@ -255,6 +198,7 @@ func (ex *Explainer) Explain(line string, labels map[string]string, src string) 
 		return res
 	}
 	res.Parsed = evt.Process
+	res.TooLong = ex.Pipeline.MaxLineBytes() > 0 && len(line) > ex.Pipeline.MaxLineBytes()
 	res.Whitelisted, res.WhitelistReason = evt.Whitelisted, evt.WhitelistReason
 	if evt.Process && !evt.Whitelisted {
 		for _, s := range ex.Scenarios {
@@ -323,6 +267,8 @@ func (ex *Explainer) render(w io.Writer, r LineExplanation, o *explainOpts) {
 		fmt.Fprintf(w, "\t├-------- parser success, ignored by whitelist (%s) 🟢\n", r.WhitelistReason)
 	case r.Parsed:
 		fmt.Fprintf(w, "\t├-------- parser success 🟢\n")
+	case r.TooLong:
+		fmt.Fprintf(w, "\t├-------- parser failure 🔴: line longer than %d bytes, not parsed\n", ex.Pipeline.MaxLineBytes())
 	default:
 		fmt.Fprintf(w, "\t├-------- parser failure 🔴\n")
 	}
@@ -430,6 +376,7 @@ func runExplain(out io.Writer, in io.Reader, o *explainOpts) error {
 	if err != nil {
 		return err
 	}
+	defer ex.Close()
 	for _, e := range ex.Skipped {
 		log.Warnf("skipped: %v", e)
 	}

@@ -141,3 +141,50 @@ func TestExplainErrors(t *testing.T) {
 		}
 	}
 }
+
+// brokenHub is a hub folder with one good and one broken parser.
+func brokenHub(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"index.json": `{"parsers": {
+			"test/good": {"path": "parsers/s01-parse/test/good.yaml", "stage": "s01-parse"},
+			"test/broken": {"path": "parsers/s01-parse/test/broken.yaml", "stage": "s01-parse"}}}`,
+		"parsers/s01-parse/test/good.yaml":   "name: test/good\ngrok:\n  pattern: \"^hello %{WORD:who}$\"\n  apply_on: Line.Raw\n",
+		"parsers/s01-parse/test/broken.yaml": "name: test/broken\ndescription: oops\nfilter: \"evt.Line.Raw ==\"\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestExplainBrokenItems(t *testing.T) {
+	dir := brokenHub(t)
+	// the whole hub: the broken parser is skipped, the rest explains
+	out, err := runExplainCmd(t, "--hub", dir, "--type", "x", "--log", "hello world")
+	if err != nil || !strings.Contains(out, "🟢 test/good") || !strings.Contains(out, "parser success") {
+		t.Errorf("whole hub: %v\n%s", err, out)
+	}
+	// a broken parser asked for by name is an error naming file, item and line
+	_, err = runExplainCmd(t, "--hub", dir, "--type", "x", "--log", "hello world", "--parsers", "test/good,test/broken")
+	if err == nil {
+		t.Fatal("no error for a broken parser given by name")
+	}
+	for _, want := range []string{"broken.yaml", "test/broken", "line 3", "filter", "(1:"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	// a line longer than the pipeline takes says so
+	out, err = runExplainCmd(t, "--hub", dir, "--type", "x", "--log", "hello "+strings.Repeat("w", 1<<20))
+	if err != nil || !strings.Contains(out, "line longer than") {
+		t.Errorf("long line: %v\n%s", err, out[len(out)-200:])
+	}
+}

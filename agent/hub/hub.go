@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -115,6 +116,35 @@ func (h *Hub) Item(kind, name string) (Info, bool) {
 	return Info{Kind: kind, Name: name, Path: filepath.Join(h.Dir, it.Path), Stage: it.Stage, Version: it.Version,
 		Deps: map[string][]string{"parsers": it.Parsers, "scenarios": it.Scenarios, "postoverflows": it.PostOverflows,
 			"collections": it.Collections, "contexts": it.Contexts}}, true
+}
+
+// Collection returns a collection's description with its dependencies: the
+// index's, plus whatever the collection file lists that the index leaves
+// out (an index may carry no contexts, for one).
+func (h *Hub) Collection(name string) (Info, error) {
+	info, ok := h.Item("collections", name)
+	if !ok {
+		return Info{}, fmt.Errorf("collection %q is not in the hub index", name)
+	}
+	data, err := os.ReadFile(info.Path)
+	if err != nil {
+		return Info{}, fmt.Errorf("reading collection %s: %w", name, err)
+	}
+	var file map[string]any
+	if err := yaml.Unmarshal(data, &file); err != nil {
+		return Info{}, fmt.Errorf("parsing collection %s (%s): %w", name, info.Path, err)
+	}
+	for _, kind := range Kinds {
+		info.Deps[kind] = slices.Clone(info.Deps[kind]) // the index's own slices stay untouched
+		list, _ := file[kind].([]any)
+		for _, v := range list {
+			s, _ := v.(string)
+			if s != "" && !slices.Contains(info.Deps[kind], s) {
+				info.Deps[kind] = append(info.Deps[kind], s)
+			}
+		}
+	}
+	return info, nil
 }
 
 // Installer copies hub items into a configuration folder.

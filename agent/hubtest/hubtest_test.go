@@ -1,10 +1,11 @@
 package hubtest
 
 import (
-	"github.com/rampart-ips/rampart/agent/hub"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/rampart-ips/rampart/agent/hub"
 )
 
 // TestSharedHub runs every .tests case of ../shared/hub: parsers and

@@ -18,12 +18,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/rampart-ips/rampart/agent/event"
-	"github.com/rampart-ips/rampart/agent/exprhelpers"
-	"github.com/rampart-ips/rampart/agent/grok"
 	"github.com/rampart-ips/rampart/agent/hub"
-	"github.com/rampart-ips/rampart/agent/leakybucket"
 	"github.com/rampart-ips/rampart/agent/parser"
-	"github.com/rampart-ips/rampart/rules/patterns"
+	"github.com/rampart-ips/rampart/agent/ruleset"
 )
 
 // Config is a test's config.yaml.
@@ -103,48 +100,22 @@ func (r *Runner) Run(name string) Result {
 		res.Failure = fmt.Sprintf("config.yaml: %v", err)
 		return res
 	}
-	lib := grok.NewLibrary()
-	if err := lib.LoadFS(patterns.FS, "."); err != nil {
-		res.Failure = fmt.Sprintf("loading Rampart's patterns: %v", err)
-		return res
-	}
-	if _, err := os.Stat(filepath.Join(r.Hub.Dir, "patterns")); err == nil {
-		if err := lib.LoadDir(filepath.Join(r.Hub.Dir, "patterns")); err != nil {
-			res.Failure = fmt.Sprintf("loading the hub's patterns: %v", err)
-			return res
-		}
-	}
-	helpers := exprhelpers.New(filepath.Join(r.Hub.Dir, "data"))
-	var items []parser.Item
-	for _, ref := range nonEmpty(cfg.Parsers) {
-		path, _, stage, err := r.Hub.Resolve("parsers", ref)
-		if err != nil {
-			res.Failure = err.Error()
-			return res
-		}
-		items = append(items, parser.Item{Name: ref, Stage: stage, Path: path})
-	}
-	pipe, err := parser.New(items, lib, helpers, nil)
+	rs, err := ruleset.Load(r.Hub, ruleset.Spec{
+		Collections:   nonEmpty(cfg.Collections),
+		Parsers:       nonEmpty(cfg.Parsers),
+		Scenarios:     nonEmpty(cfg.Scenarios),
+		PostOverflows: nonEmpty(cfg.PostOverflows),
+	})
 	if err != nil {
 		res.Failure = err.Error()
 		return res
 	}
-	var scenarios []*leakybucket.Scenario
-	for _, ref := range nonEmpty(cfg.Scenarios) {
-		path, _, _, err := r.Hub.Resolve("scenarios", ref)
-		if err != nil {
-			res.Failure = err.Error()
-			return res
-		}
-		sc, err := leakybucket.Load(path, r.Hub.Version("scenarios", ref), helpers)
-		if err != nil {
-			res.Failure = err.Error()
-			return res
-		}
-		scenarios = append(scenarios, sc...)
-	}
-	engine := leakybucket.NewEngine(scenarios, true)
+	defer rs.Close()
+	pipe := rs.Parsers
+	engine := rs.NewEngine(true)
 	var overflows []event.Event
+	// upstream's dump keeps a "success" stage that hub tests always see
+	// empty
 	results := map[string]map[string][]ParserResult{"success": {}}
 	for _, st := range pipe.Stages() {
 		results[st] = map[string][]ParserResult{}
@@ -181,12 +152,18 @@ func (r *Runner) Run(name string) Result {
 			res.Failure = err.Error()
 			return res
 		}
-		// upstream's dump keeps a "success" stage that hub tests always
-		// see empty
-		if evt.Process {
-			if !evt.Whitelisted {
-				overflows = append(overflows, engine.Pour(&evt)...)
+		if !evt.Process || evt.Whitelisted {
+			continue
+		}
+		for _, ov := range engine.Pour(&evt) {
+			// Upstream dumps overflows after the postoverflows ran and
+			// before it drops whitelisted ones, so a test sees those too
+			// (with Overflow.Whitelisted set).
+			if _, err := rs.PostOverflow(&ov); err != nil {
+				res.Failure = err.Error()
+				return res
 			}
+			overflows = append(overflows, ov)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -201,7 +178,7 @@ func (r *Runner) Run(name string) Result {
 			return res
 		}
 	}
-	if len(nonEmpty(cfg.Scenarios)) > 0 {
+	if len(rs.Items.Scenarios) > 0 {
 		sort.SliceStable(overflows, func(i, j int) bool { return overflowKey(overflows[i]) > overflowKey(overflows[j]) })
 		n, fail := checkAsserts(filepath.Join(dir, "scenario.assert"), map[string]any{"results": overflows})
 		res.ScenarioChecks = n

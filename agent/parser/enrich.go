@@ -1,14 +1,31 @@
 package parser
 
 import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/oschwald/maxminddb-golang/v2"
+	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/agent/event"
 )
 
-// DefaultEnrichers are the statics methods the hub uses. GeoIP methods are
-// a clean no-op until GeoLite2 databases are configured.
+// GeoIP database file names, as upstream looks them up in its data folder.
+const (
+	CityDB = "GeoLite2-City.mmdb"
+	ASNDB  = "GeoLite2-ASN.mmdb"
+)
+
+// DefaultEnrichers are the statics methods the hub uses, without any
+// resource: ParseDate works, the GeoIP methods and reverse_dns enrich
+// nothing (and touch neither files nor the network). OpenEnrichment gives
+// the working ones.
 func DefaultEnrichers() map[string]Enricher {
 	noop := func(string, *event.Event) map[string]string { return nil }
 	return map[string]Enricher{
@@ -18,6 +35,112 @@ func DefaultEnrichers() map[string]Enricher {
 		"IpToRange":   noop,
 		"reverse_dns": noop,
 	}
+}
+
+// EnrichConfig says where the enrichers find their resources. Zero values
+// mean the defaults.
+type EnrichConfig struct {
+	DataDir      string        // holds CityDB and ASNDB; "" for no GeoIP
+	Resolver     *net.Resolver // for reverse_dns; nil for net.DefaultResolver
+	DNSTimeout   time.Duration // longest a PTR lookup may hold an event; default 1 s
+	DNSCacheSize int           // most names cached; default 10,000
+	DNSCacheTTL  time.Duration // how long an answer is reused; default 1 h
+	Log          *log.Entry
+}
+
+// Enrichment holds the statics methods' resources: the GeoIP databases and
+// the reverse DNS cache. Its methods are safe for concurrent use.
+type Enrichment struct {
+	city, asn *maxminddb.Reader
+	dataDir   string
+	dns       *dnsCache
+	log       *log.Entry
+	warnGeo   sync.Once
+}
+
+// OpenEnrichment opens the GeoIP databases of cfg.DataDir when they are
+// there. A missing database is not an error: the GeoIP methods then enrich
+// nothing and warn once, on first use, as upstream does at start-up. A
+// database that is there but unreadable is an error.
+func OpenEnrichment(cfg EnrichConfig) (*Enrichment, error) {
+	e := &Enrichment{dataDir: cfg.DataDir, log: cfg.Log}
+	if e.log == nil {
+		e.log = log.WithField("component", "enrich")
+	}
+	if cfg.DataDir != "" {
+		var err error
+		if e.city, err = openMMDB(filepath.Join(cfg.DataDir, CityDB)); err != nil {
+			return nil, err
+		}
+		if e.asn, err = openMMDB(filepath.Join(cfg.DataDir, ASNDB)); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
+	e.dns = newDNSCache(cfg.Resolver, cfg.DNSTimeout, cfg.DNSCacheSize, cfg.DNSCacheTTL)
+	return e, nil
+}
+
+// openMMDB opens a MaxMind database; a missing file gives nil, nil.
+func openMMDB(path string) (*maxminddb.Reader, error) {
+	r, err := maxminddb.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening GeoIP database %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// Close releases the GeoIP databases.
+func (e *Enrichment) Close() error {
+	var errs []error
+	for _, r := range []*maxminddb.Reader{e.city, e.asn} {
+		if r != nil {
+			errs = append(errs, r.Close())
+		}
+	}
+	e.city, e.asn = nil, nil
+	return errors.Join(errs...)
+}
+
+// Methods returns the statics methods backed by e.
+func (e *Enrichment) Methods() map[string]Enricher {
+	return map[string]Enricher{
+		"ParseDate":   ParseDate,
+		"GeoIpCity":   e.GeoIPCity,
+		"GeoIpASN":    e.GeoIPASN,
+		"IpToRange":   e.IPToRange,
+		"reverse_dns": e.ReverseDNS,
+	}
+}
+
+// missing reports whether db is absent, warning once per Enrichment.
+func (e *Enrichment) missing(db *maxminddb.Reader) bool {
+	if db != nil {
+		return false
+	}
+	e.warnGeo.Do(func() {
+		where := e.dataDir
+		if where == "" {
+			where = "(no data folder)"
+		}
+		e.log.Warnf("GeoIP databases %s/%s not found in %s: GeoIpCity, GeoIpASN and IpToRange enrich nothing", CityDB, ASNDB, where)
+	})
+	return true
+}
+
+// ReverseDNS is the reverse_dns method: the first PTR name of an IP, in
+// Enriched.reverse_dns (with its trailing dot, as upstream). Answers,
+// failures included, are cached; a lookup never holds the event longer
+// than the configured timeout.
+func (e *Enrichment) ReverseDNS(value string, _ *event.Event) map[string]string {
+	name, ok := e.dns.lookup(strings.TrimSpace(value))
+	if !ok || name == "" {
+		return nil
+	}
+	return map[string]string{"reverse_dns": name}
 }
 
 // dateLayouts are tried in order; layouts without a year get one inferred.

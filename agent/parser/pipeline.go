@@ -31,96 +31,178 @@ type Item struct {
 // Observer sees every node evaluation (hubtest's dump, cscli explain).
 type Observer func(stage, parser string, evt *event.Event, success bool)
 
-// Pipeline is a loaded, compiled set of parser stages.
+// DefaultMaxLineBytes is the longest raw line the pipeline parses. Longer
+// lines are left unparsed: no real log line comes near it, upstream's
+// file acquisition never hands such lines over, and running every grok
+// node over megabytes would stall the pipeline.
+const DefaultMaxLineBytes = 64 << 10
+
+// Pipeline is a loaded, compiled set of parser stages. Load and Parse must
+// not run concurrently; Parse itself is safe for concurrent use.
 type Pipeline struct {
 	stages    []string
 	nodes     map[string][]*node
+	files     []loadedFile // sorted by stage, then file name
 	grok      *grok.Library
 	helpers   *exprhelpers.Helpers
 	enrichers map[string]Enricher
+	maxLine   int
 	log       *log.Entry
+}
+
+type loadedFile struct {
+	item  Item
+	nodes []*node
 }
 
 // Enricher is a statics method: it returns values merged into Enriched.
 type Enricher func(value string, evt *event.Event) map[string]string
 
-// LoadError names the file, the item and what failed.
-type LoadError struct {
-	File, Item string
-	Err        error
-}
-
-func (e *LoadError) Error() string {
-	return fmt.Sprintf("%s (%s): %v", e.File, e.Item, e.Err)
-}
-
-func (e *LoadError) Unwrap() error { return e.Err }
-
-// New loads and compiles items. Patterns and helpers are shared with the
-// scenarios; enrichers may be nil for the defaults.
-func New(items []Item, lib *grok.Library, helpers *exprhelpers.Helpers, enrichers map[string]Enricher) (*Pipeline, error) {
-	p := &Pipeline{nodes: map[string][]*node{}, grok: lib, helpers: helpers, enrichers: enrichers, log: log.WithField("component", "parser")}
+// NewPipeline returns an empty pipeline; Load adds parser files to it.
+// Patterns and helpers are shared with the scenarios; enrichers may be nil
+// for DefaultEnrichers.
+func NewPipeline(lib *grok.Library, helpers *exprhelpers.Helpers, enrichers map[string]Enricher) *Pipeline {
+	p := &Pipeline{nodes: map[string][]*node{}, grok: lib, helpers: helpers, enrichers: enrichers,
+		maxLine: DefaultMaxLineBytes, log: log.WithField("component", "parser")}
 	if p.enrichers == nil {
 		p.enrichers = DefaultEnrichers()
 	}
-	sorted := append([]Item{}, items...)
-	// Within a stage, upstream runs parsers in file-name order.
-	sort.SliceStable(sorted, func(i, j int) bool {
-		if sorted[i].Stage != sorted[j].Stage {
-			return sorted[i].Stage < sorted[j].Stage
-		}
-		return filepath.Base(sorted[i].Path) < filepath.Base(sorted[j].Path)
-	})
-	for _, it := range sorted {
-		if err := p.loadFile(it); err != nil {
+	return p
+}
+
+// New loads and compiles items, failing on the first broken one.
+func New(items []Item, lib *grok.Library, helpers *exprhelpers.Helpers, enrichers map[string]Enricher) (*Pipeline, error) {
+	p := NewPipeline(lib, helpers, enrichers)
+	for _, it := range SortItems(items) {
+		if err := p.Load(it); err != nil {
 			return nil, err
 		}
 	}
-	for st := range p.nodes {
-		p.stages = append(p.stages, st)
-	}
-	sort.Strings(p.stages)
 	return p, nil
 }
+
+// SortItems returns items in the order upstream loads and runs them: by
+// stage, and within a stage by file name. Loading in that order matters
+// for pattern_syntax, where the first definition of a name wins.
+func SortItems(items []Item) []Item {
+	sorted := append([]Item{}, items...)
+	sort.SliceStable(sorted, func(i, j int) bool { return itemLess(sorted[i], sorted[j]) })
+	return sorted
+}
+
+// itemLess is upstream's order: by stage, and within a stage by file name.
+func itemLess(a, b Item) bool {
+	if a.Stage != b.Stage {
+		return a.Stage < b.Stage
+	}
+	return filepath.Base(a.Path) < filepath.Base(b.Path)
+}
+
+// SetMaxLineBytes sets the longest raw line Parse runs the nodes on
+// (DefaultMaxLineBytes by default; n <= 0 removes the limit).
+func (p *Pipeline) SetMaxLineBytes(n int) { p.maxLine = n }
+
+// MaxLineBytes is the longest raw line Parse runs the nodes on (0: no
+// limit).
+func (p *Pipeline) MaxLineBytes() int { return p.maxLine }
 
 // Stages returns the stage names in order.
 func (p *Pipeline) Stages() []string { return p.stages }
 
-func (p *Pipeline) loadFile(it Item) error {
+// Items returns the loaded parser files in the order they run.
+func (p *Pipeline) Items() []Item {
+	out := make([]Item, len(p.files))
+	for i, f := range p.files {
+		out[i] = f.item
+	}
+	return out
+}
+
+// Load compiles every document of one parser file and adds them to the
+// pipeline, or none of them: a file that fails leaves the pipeline as it
+// was (except for pattern_syntax already registered in the shared grok
+// library, which upstream cannot undo either). Errors are *LoadError.
+func (p *Pipeline) Load(it Item) error {
 	data, err := os.ReadFile(it.Path)
 	if err != nil {
 		return &LoadError{File: it.Path, Item: it.Name, Err: err}
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	for i := 0; ; i++ {
-		var cfg NodeConfig
-		err := dec.Decode(&cfg)
+	nodes, err := p.compileFile(it, data)
+	if err != nil {
+		return err
+	}
+	at := sort.Search(len(p.files), func(i int) bool { return itemLess(it, p.files[i].item) })
+	p.files = append(p.files, loadedFile{})
+	copy(p.files[at+1:], p.files[at:])
+	p.files[at] = loadedFile{item: it, nodes: nodes}
+	p.index()
+	return nil
+}
+
+// index rebuilds the per-stage node lists from the loaded files.
+func (p *Pipeline) index() {
+	p.nodes = map[string][]*node{}
+	p.stages = nil // a fresh slice: callers may hold the old one
+	for _, f := range p.files {
+		if _, ok := p.nodes[f.item.Stage]; !ok {
+			p.stages = append(p.stages, f.item.Stage)
+		}
+		p.nodes[f.item.Stage] = append(p.nodes[f.item.Stage], f.nodes...)
+	}
+}
+
+func (p *Pipeline) compileFile(it Item, data []byte) (out []*node, err error) {
+	doc := 0
+	defer func() {
+		// yaml, expr and the regexp translator are fed untrusted files: a
+		// bug in them must fail this file, not the agent.
+		if r := recover(); r != nil {
+			out, err = nil, &LoadError{File: it.Path, Item: it.Name, Doc: doc, Err: fmt.Errorf("internal error: %v", r)}
+		}
+	}()
+	// Two decoders walk the same documents in step: the typed one rejects
+	// unknown keys (with their line), the node one gives every key's line.
+	typed := yaml.NewDecoder(bytes.NewReader(data))
+	typed.KnownFields(true)
+	nodes := yaml.NewDecoder(bytes.NewReader(data))
+	for doc = 1; ; doc++ {
+		var yn yaml.Node
+		err := nodes.Decode(&yn)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return &LoadError{File: it.Path, Item: it.Name, Err: fmt.Errorf("document %d: %w", i+1, err)}
+			return nil, &LoadError{File: it.Path, Item: it.Name, Doc: doc, Line: yamlErrLine(err, 0), Err: err}
+		}
+		var cfg NodeConfig
+		if err := typed.Decode(&cfg); err != nil {
+			return nil, &LoadError{File: it.Path, Item: it.Name, Doc: doc, Line: yamlErrLine(err, yn.Line), Err: err}
 		}
 		if cfg.Name == "" && cfg.Filter == "" && len(cfg.Nodes) == 0 && cfg.Grok.Pattern == "" && cfg.Grok.Name == "" && len(cfg.Statics) == 0 {
 			continue // an empty document
 		}
+		m := mappingOf(&yn)
 		if len(cfg.Data) > 0 && p.helpers != nil {
 			files := make([]exprhelpers.DataFile, 0, len(cfg.Data))
 			for _, d := range cfg.Data {
 				files = append(files, exprhelpers.DataFile{SourceURL: d.SourceURL, DestFile: d.DestFile, Type: d.Type, Strategy: d.Strategy, Size: d.Size, TTL: d.TTL})
 			}
 			if err := p.helpers.Load(files); err != nil {
-				return &LoadError{File: it.Path, Item: it.Name, Err: err}
+				return nil, &LoadError{File: it.Path, Item: it.Name, Doc: doc, Key: "data", Line: keyLine(m, "data"), Err: err}
 			}
 		}
-		n, err := p.compile(cfg, it.Stage, it.Name)
+		n, err := p.compile(cfg, m, it.Stage, it.Name)
 		if err != nil {
-			return &LoadError{File: it.Path, Item: it.Name, Err: fmt.Errorf("document %d: %w", i+1, err)}
+			le := &LoadError{File: it.Path, Item: it.Name, Doc: doc, Line: yn.Line, Err: err}
+			if cfg.Name != it.Name {
+				le.Name = cfg.Name
+			}
+			le.locate(err)
+			return nil, le
 		}
-		p.nodes[it.Stage] = append(p.nodes[it.Stage], n)
+		out = append(out, n)
 	}
-	return nil
+	return out, nil
 }
 
 func (p *Pipeline) exprOptions() []expr.Option {
@@ -131,92 +213,113 @@ func (p *Pipeline) exprOptions() []expr.Option {
 	return opts
 }
 
+// compileExpr compiles one expression; its errors keep expr's own
+// "(line:column)" position and snippet within the expression.
 func (p *Pipeline) compileExpr(src string) (*vm.Program, error) {
-	prog, err := expr.Compile(src, p.exprOptions()...)
-	if err != nil {
-		return nil, fmt.Errorf("compiling %q: %w", src, err)
-	}
-	return prog, nil
+	return expr.Compile(src, p.exprOptions()...)
 }
 
-func (p *Pipeline) compile(cfg NodeConfig, stage, fileName string) (*node, error) {
+// compile builds a node from its config; m is the node's YAML mapping
+// (nil when unknown), used to put a line on errors.
+func (p *Pipeline) compile(cfg NodeConfig, m *yaml.Node, stage, fileName string) (*node, error) {
 	name := cfg.Name
 	if name == "" {
 		name = fileName
 	}
 	n := &node{name: name, stage: stage, onSuccess: cfg.OnSuccess, log: p.log.WithField("parser", name)}
-	// pattern_syntax goes into the shared library, as upstream (first wins).
+	// pattern_syntax goes into the shared library, as upstream (first
+	// wins). Every definition is checked once all of the node's are in,
+	// so they may refer to each other in any order.
 	keys := make([]string, 0, len(cfg.PatternSyntax))
 	for k := range cfg.PatternSyntax {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	ps := childMap(m, "pattern_syntax")
 	for _, k := range keys {
 		if err := p.grok.Add(k, cfg.PatternSyntax[k]); err != nil {
-			return nil, fmt.Errorf("pattern_syntax %s: %w", k, err)
+			return nil, keyErr("pattern_syntax."+k, keyLine(ps, k), err)
+		}
+	}
+	for _, k := range keys {
+		if _, err := p.grok.Compile("%{" + k + "}"); err != nil {
+			return nil, keyErr("pattern_syntax."+k, keyLine(ps, k), err)
 		}
 	}
 	var err error
 	if strings.TrimSpace(cfg.Filter) != "" {
 		if n.filter, err = p.compileExpr(cfg.Filter); err != nil {
-			return nil, fmt.Errorf("filter: %w", err)
+			return nil, keyErr("filter", keyLine(m, "filter"), err)
 		}
 	}
 	if cfg.Grok.Pattern != "" || cfg.Grok.Name != "" {
-		pat := cfg.Grok.Pattern
+		g := childMap(m, "grok")
+		pat, key := cfg.Grok.Pattern, "grok.pattern"
 		if pat == "" {
-			pat = "%{" + cfg.Grok.Name + "}"
+			pat, key = "%{"+cfg.Grok.Name+"}", "grok.name"
 			n.grokName = cfg.Grok.Name
 		}
 		if n.grok, err = p.grok.Compile(pat); err != nil {
-			return nil, fmt.Errorf("grok: %w", err)
+			return nil, keyErr(key, keyLine(g, strings.TrimPrefix(key, "grok.")), err)
 		}
 		n.applyOn = cfg.Grok.ApplyOn
 		if cfg.Grok.Expression != "" {
 			if n.grokExpr, err = p.compileExpr(cfg.Grok.Expression); err != nil {
-				return nil, fmt.Errorf("grok expression: %w", err)
+				return nil, keyErr("grok.expression", keyLine(g, "expression"), err)
 			}
 		}
-		if n.grokStats, err = p.compileStatics(cfg.Grok.Statics); err != nil {
+		if n.grokStats, err = p.compileStatics(cfg.Grok.Statics, g, "statics", "grok.statics"); err != nil {
 			return nil, err
 		}
 	}
-	if n.statics, err = p.compileStatics(cfg.Statics); err != nil {
+	if n.statics, err = p.compileStatics(cfg.Statics, m, "statics", "statics"); err != nil {
 		return nil, err
 	}
+	wl := childMap(m, "whitelist")
 	n.wl.reason = cfg.Whitelist.Reason
-	for _, v := range append(append([]string{}, cfg.Whitelist.IPs...), cfg.Whitelist.CIDRs...) {
-		pfx, err := parsePrefix(v)
-		if err != nil {
-			return nil, fmt.Errorf("whitelist: %w", err)
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{{"ip", cfg.Whitelist.IPs}, {"cidr", cfg.Whitelist.CIDRs}} {
+		for i, v := range l.list {
+			pfx, err := parsePrefix(v)
+			if err != nil {
+				return nil, keyErr(fmt.Sprintf("whitelist.%s[%d]", l.key, i), itemLine(wl, l.key, i), err)
+			}
+			n.wl.prefixes = append(n.wl.prefixes, pfx)
 		}
-		n.wl.prefixes = append(n.wl.prefixes, pfx)
 	}
-	for _, e := range cfg.Whitelist.Expression {
+	for i, e := range cfg.Whitelist.Expression {
 		prog, err := p.compileExpr(e)
 		if err != nil {
-			return nil, fmt.Errorf("whitelist expression: %w", err)
+			return nil, keyErr(fmt.Sprintf("whitelist.expression[%d]", i), itemLine(wl, "expression", i), err)
 		}
 		n.wl.exprs = append(n.wl.exprs, prog)
 	}
 	for i, c := range cfg.Nodes {
-		child, err := p.compile(c, stage, fmt.Sprintf("%s/node-%d", name, i))
+		child, err := p.compile(c, mappingOf(seqItem(m, "nodes", i)), stage, fmt.Sprintf("%s/node-%d", name, i))
 		if err != nil {
-			return nil, fmt.Errorf("node %d: %w", i, err)
+			return nil, &nodeError{index: i, err: err}
 		}
 		n.children = append(n.children, child)
 	}
 	return n, nil
 }
 
-func (p *Pipeline) compileStatics(in []Static) ([]static, error) {
+// compileStatics compiles a statics list found under seqKey of the parent
+// mapping; label names it in errors ("statics", "grok.statics").
+func (p *Pipeline) compileStatics(in []Static, parent *yaml.Node, seqKey, label string) ([]static, error) {
 	out := make([]static, 0, len(in))
-	for _, s := range in {
+	for i, s := range in {
 		st := static{cfg: s}
 		if s.Value == "" && s.Expression != "" {
 			prog, err := p.compileExpr(s.Expression)
 			if err != nil {
-				return nil, fmt.Errorf("statics: %w", err)
+				line := keyLine(mappingOf(seqItem(parent, seqKey, i)), "expression")
+				if line == 0 {
+					line = itemLine(parent, seqKey, i)
+				}
+				return nil, keyErr(fmt.Sprintf("%s[%d].expression", label, i), line, err)
 			}
 			st.expr = prog
 		}
@@ -239,8 +342,17 @@ func parsePrefix(v string) (netip.Prefix, error) {
 }
 
 // Parse runs evt through every stage. An event that no node of a stage
-// accepts stops there with Process=false, as upstream. obs may be nil.
-func (p *Pipeline) Parse(evt *event.Event, obs Observer) error {
+// accepts stops there with Process=false, as upstream; so does a line
+// longer than the pipeline's limit. obs may be nil.
+func (p *Pipeline) Parse(evt *event.Event, obs Observer) (err error) {
+	defer func() {
+		// A bug tripped by one hostile line must cost that line, not the
+		// agent.
+		if r := recover(); r != nil {
+			evt.Process = false
+			err = fmt.Errorf("parsing %.80q: internal error: %v", evt.Line.Raw, r)
+		}
+	}()
 	if evt.Parsed == nil {
 		evt.Parsed = map[string]string{}
 	}
@@ -249,6 +361,13 @@ func (p *Pipeline) Parse(evt *event.Event, obs Observer) error {
 	}
 	if evt.Enriched == nil {
 		evt.Enriched = map[string]string{}
+	}
+	if p.maxLine > 0 && len(evt.Line.Raw) > p.maxLine {
+		if len(p.stages) > 0 {
+			evt.Stage = p.stages[0]
+		}
+		evt.Process = false
+		return nil
 	}
 	env := map[string]any{"evt": evt}
 	for _, stage := range p.stages {

@@ -1,0 +1,327 @@
+package ruleset_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/agent/hub"
+	"github.com/rampart-ips/rampart/agent/leakybucket"
+	"github.com/rampart-ips/rampart/agent/parser"
+	"github.com/rampart-ips/rampart/agent/ruleset"
+	"github.com/rampart-ips/rampart/internal/loggen"
+	"github.com/rampart-ips/rampart/models"
+)
+
+func sharedHub(t *testing.T) *hub.Hub {
+	t.Helper()
+	dir, _ := filepath.Abs("../../../shared/hub")
+	h, err := hub.OpenHub(dir)
+	if err != nil {
+		t.Skipf("no shared hub: %v", err)
+	}
+	return h
+}
+
+// TestLoadAllCollections loads every collection of the shared hub together
+// with the base parsers, then replays generated sshd and nginx logs: both
+// must parse and raise alerts.
+func TestLoadAllCollections(t *testing.T) {
+	h := sharedHub(t)
+	var cols []string
+	for _, c := range h.Items("collections") {
+		if strings.HasPrefix(c, "crowdsecurity/") {
+			cols = append(cols, c)
+		}
+	}
+	var base []string
+	for _, p := range []string{"crowdsecurity/syslog-logs", "crowdsecurity/dateparse-enrich", "crowdsecurity/whitelists"} {
+		if _, ok := h.Item("parsers", p); ok {
+			base = append(base, p)
+		}
+	}
+	rs, err := ruleset.Load(h, ruleset.Spec{Collections: cols, Parsers: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	for _, want := range []string{"crowdsecurity/sshd", "crowdsecurity/nginx", "crowdsecurity/base-http-scenarios", "crowdsecurity/http-cve"} {
+		if !slices.Contains(rs.Items.Collections, want) {
+			t.Errorf("collection %s not resolved: %v", want, rs.Items.Collections)
+		}
+	}
+	for _, want := range []string{"crowdsecurity/bf_base", "crowdsecurity/http_base"} {
+		if !slices.Contains(rs.Items.Contexts, want) {
+			t.Errorf("context %s not recorded: %v", want, rs.Items.Contexts)
+		}
+	}
+	if got, want := len(rs.Parsers.Items()), len(base)+4; got != want {
+		t.Errorf("%d parsers loaded, want %d: %v", got, want, rs.Parsers.Items())
+	}
+	if len(rs.Items.Scenarios) < 50 || len(rs.Scenarios) < len(rs.Items.Scenarios) {
+		t.Errorf("%d scenario items, %d scenarios", len(rs.Items.Scenarios), len(rs.Scenarios))
+	}
+	engine := rs.NewEngine(true)
+	for _, c := range []struct {
+		typ string
+		gen func(*bytes.Buffer) error
+	}{
+		{"syslog", func(b *bytes.Buffer) error { _, err := loggen.SSHDCount(b, 3000, 1); return err }},
+		{"nginx", func(b *bytes.Buffer) error { _, err := loggen.NginxCount(b, 3000, 1); return err }},
+	} {
+		var buf bytes.Buffer
+		if err := c.gen(&buf); err != nil {
+			t.Fatal(err)
+		}
+		parsed, alerts := 0, map[string]int{}
+		sc := bufio.NewScanner(&buf)
+		for sc.Scan() {
+			evt := event.New(event.Line{Raw: sc.Text(), Src: "/var/log/test.log", Module: "file", Labels: map[string]string{"type": c.typ}})
+			if err := rs.Parse(&evt, nil); err != nil {
+				t.Fatal(err)
+			}
+			if !evt.Process || evt.Whitelisted {
+				continue
+			}
+			parsed++
+			for _, ov := range engine.Pour(&evt) {
+				if keep, err := rs.PostOverflow(&ov); err != nil || !keep {
+					t.Fatalf("postoverflow: keep %v, %v", keep, err)
+				}
+				alerts[ov.GetScenario()]++
+			}
+		}
+		if parsed < 300 || len(alerts) == 0 {
+			t.Errorf("%s: %d lines parsed, alerts %v", c.typ, parsed, alerts)
+		}
+		t.Logf("%s: %d parsed, alerts %v", c.typ, parsed, alerts)
+	}
+}
+
+// testHub writes a hub folder: index.json plus the given files.
+func testHub(t *testing.T, index map[string]map[string]map[string]any, files map[string]string) *hub.Hub {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := json.Marshal(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, err := hub.OpenHub(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+const goodParser = `name: test/good
+filter: "evt.Line.Labels.type == 'test'"
+onsuccess: next_stage
+grok:
+  pattern: "^login failed from %{IP:source_ip}$"
+  apply_on: Line.Raw
+statics:
+  - meta: source_ip
+    expression: evt.Parsed.source_ip
+  - meta: log_type
+    value: test_fail
+`
+
+const brokenParser = `name: test/broken
+filter: "evt.Line.Labels.type == 'test'"
+statics:
+  - meta: x
+    expression: "evt.Parsed.y +"
+`
+
+const goodScenario = `type: trigger
+name: test/trigger
+filter: "evt.Meta.log_type == 'test_fail'"
+groupby: evt.Meta.source_ip
+blackhole: 1m
+labels:
+  remediation: true
+`
+
+const brokenScenario = `type: leaky
+name: test/broken-scenario
+filter: "evt.Meta.log_type =="
+capacity: 1
+leakspeed: 10s
+`
+
+const poWhitelist = `name: test/po-whitelist
+description: whitelist overflows from a trusted source
+whitelist:
+  reason: trusted scanner
+  ip:
+    - 10.9.9.9
+  expression:
+    - evt.Overflow.Alert.Source.IP == '203.0.113.7'
+`
+
+func brokenHub(t *testing.T) *hub.Hub {
+	return testHub(t, map[string]map[string]map[string]any{
+		"parsers": {
+			"test/good":   {"path": "parsers/s01-parse/test/good.yaml", "stage": "s01-parse"},
+			"test/broken": {"path": "parsers/s01-parse/test/broken.yaml", "stage": "s01-parse"},
+		},
+		"scenarios": {
+			"test/trigger":         {"path": "scenarios/test/trigger.yaml"},
+			"test/broken-scenario": {"path": "scenarios/test/broken-scenario.yaml"},
+		},
+		"postoverflows": {
+			"test/po-whitelist": {"path": "postoverflows/s01-whitelist/test/po-whitelist.yaml", "stage": "s01-whitelist"},
+		},
+		"collections": {
+			"test/all":   {"path": "collections/test/all.yaml", "parsers": []string{"test/good", "test/broken"}, "collections": []string{"test/inner"}},
+			"test/inner": {"path": "collections/test/inner.yaml", "scenarios": []string{"test/trigger", "test/broken-scenario"}, "collections": []string{"test/all"}},
+		},
+	}, map[string]string{
+		"parsers/s01-parse/test/good.yaml":                   goodParser,
+		"parsers/s01-parse/test/broken.yaml":                 brokenParser,
+		"scenarios/test/trigger.yaml":                        goodScenario,
+		"scenarios/test/broken-scenario.yaml":                brokenScenario,
+		"postoverflows/s01-whitelist/test/po-whitelist.yaml": poWhitelist,
+		"collections/test/all.yaml":                          "name: test/all\nparsers: [test/good, test/broken]\ncollections: [test/inner]\ncontexts: [test/ctx]\n",
+		"collections/test/inner.yaml":                        "name: test/inner\nscenarios: [test/trigger, test/broken-scenario]\ncollections: [test/all]\n",
+	})
+}
+
+func TestPolicy(t *testing.T) {
+	h := brokenHub(t)
+	// FailFast: the first broken item (parsers load before scenarios) is
+	// the error, with its file, item and position.
+	_, err := ruleset.Load(h, ruleset.Spec{Collections: []string{"test/all"}})
+	var ie *ruleset.ItemError
+	if !errors.As(err, &ie) || ie.Kind != "parsers" || ie.Name != "test/broken" || !strings.HasSuffix(ie.File, "broken.yaml") {
+		t.Fatalf("FailFast: %v", err)
+	}
+	var le *parser.LoadError
+	if !errors.As(err, &le) || le.Line != 5 || le.Key != "statics[0].expression" {
+		t.Errorf("FailFast: no position: %#v", le)
+	}
+	t.Log(err)
+
+	// SkipBroken: the rest loads; both broken items are reported.
+	rs, err := ruleset.Load(h, ruleset.Spec{Collections: []string{"test/all"}, Policy: ruleset.SkipBroken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	if len(rs.Skipped) != 2 {
+		t.Fatalf("skipped %v", rs.Err())
+	}
+	if rs.Skipped[0].Name != "test/broken" || rs.Skipped[1].Name != "test/broken-scenario" {
+		t.Errorf("skipped %v", rs.Err())
+	}
+	var sle *leakybucket.LoadError
+	if !errors.As(rs.Skipped[1], &sle) || !strings.Contains(rs.Skipped[1].Error(), "broken-scenario.yaml") {
+		t.Errorf("scenario error: %v", rs.Skipped[1])
+	}
+	if got := rs.Parsers.Items(); len(got) != 1 || got[0].Name != "test/good" {
+		t.Errorf("parsers %v", got)
+	}
+	if len(rs.Scenarios) != 1 || rs.Scenarios[0].Name() != "test/trigger" {
+		t.Errorf("%d scenarios", len(rs.Scenarios))
+	}
+	if !slices.Equal(rs.Items.Collections, []string{"test/all", "test/inner"}) || !slices.Equal(rs.Items.Contexts, []string{"test/ctx"}) {
+		t.Errorf("items %+v", rs.Items)
+	}
+
+	// Items that do not exist are item errors too.
+	for _, spec := range []ruleset.Spec{
+		{Collections: []string{"test/nope"}},
+		{Parsers: []string{"test/nope"}},
+		{Scenarios: []string{"./scenarios/nope.yaml"}},
+		{PostOverflows: []string{"test/nope"}},
+	} {
+		if _, err := ruleset.Load(h, spec); !errors.As(err, &ie) {
+			t.Errorf("%+v: %v", spec, err)
+		}
+		spec.Policy = ruleset.SkipBroken
+		rs, err := ruleset.Load(h, spec)
+		if err != nil || len(rs.Skipped) != 1 {
+			t.Errorf("%+v skip: %v", spec, err)
+		}
+	}
+}
+
+func overflow(ip string) event.Event {
+	return event.Event{
+		Type: event.OVFLW,
+		Overflow: event.RuntimeAlert{
+			Sources: map[string]models.Source{ip: {IP: ip, Scope: "Ip", Value: ip}},
+			Alert:   &models.Alert{Scenario: "test/trigger", Source: &models.Source{IP: ip, Scope: "Ip", Value: ip}},
+		},
+	}
+}
+
+func TestPostOverflowWhitelist(t *testing.T) {
+	h := brokenHub(t)
+	rs, err := ruleset.Load(h, ruleset.Spec{Parsers: []string{"test/good"}, Scenarios: []string{"test/trigger"}, PostOverflows: []string{"test/po-whitelist"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	if !rs.HasPostOverflows() {
+		t.Fatal("no postoverflow loaded")
+	}
+	for ip, want := range map[string]bool{"10.9.9.9": false, "203.0.113.7": false, "198.51.100.1": true} {
+		evt := overflow(ip)
+		keep, err := rs.PostOverflow(&evt)
+		if err != nil || keep != want {
+			t.Errorf("%s: keep %v (want %v), %v", ip, keep, want, err)
+		}
+		if !want && (!evt.Overflow.Whitelisted || evt.WhitelistReason != "trusted scanner") {
+			t.Errorf("%s: whitelisted %v reason %q", ip, evt.Overflow.Whitelisted, evt.WhitelistReason)
+		}
+	}
+	// end to end: parse, pour, postoverflow
+	engine := rs.NewEngine(true)
+	kept := map[string]bool{}
+	for _, ip := range []string{"10.9.9.9", "198.51.100.1"} {
+		evt := event.New(event.Line{Raw: "login failed from " + ip, Labels: map[string]string{"type": "test"}})
+		if err := rs.Parse(&evt, nil); err != nil || !evt.Process {
+			t.Fatalf("parse %s: %v %v", ip, evt.Process, err)
+		}
+		for _, ov := range engine.Pour(&evt) {
+			keep, err := rs.PostOverflow(&ov)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept[ip] = keep
+		}
+	}
+	if len(kept) != 2 || kept["10.9.9.9"] || !kept["198.51.100.1"] {
+		t.Errorf("kept %v", kept)
+	}
+
+	// without postoverflows every overflow is kept
+	rs2, err := ruleset.Load(h, ruleset.Spec{Parsers: []string{"test/good"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evt := overflow("10.9.9.9")
+	if keep, err := rs2.PostOverflow(&evt); !keep || err != nil || rs2.HasPostOverflows() {
+		t.Errorf("no postoverflows: keep %v, %v", keep, err)
+	}
+}
