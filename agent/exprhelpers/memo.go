@@ -1,7 +1,6 @@
 package exprhelpers
 
 import (
-	"strings"
 	"sync/atomic"
 	"unsafe"
 )
@@ -13,11 +12,12 @@ import (
 // repeat costs a hash and a string compare instead of an allocation.
 //
 // Slots hold immutable entries swapped atomically: lock-free and safe for
-// concurrent use; a racing store merely loses an entry. An entry keeps a
-// copy of its input and a hit compares the whole input with it, never
-// just the pointer: the address may have been reused for another string,
-// or the bytes rewritten in place (strings made with unsafe over a reused
-// buffer). The copy also keeps the memo from pinning event memory.
+// concurrent use; a racing store merely loses an entry. An entry keeps its
+// input string alive, so its address cannot be reused for another string
+// while the entry exists, and a hit compares the whole input anyway. This
+// pins at most memoSlots recent strings. Strings built with unsafe over a
+// buffer that is later rewritten must not reach expressions (nothing in
+// the agent does that: lines are copied out of the reader's buffer).
 type strMemo struct {
 	f     func(string) string
 	empty any // f(""), boxed
@@ -56,9 +56,8 @@ func (m *strMemo) get(s string) (string, any) {
 	if e := sl.Load(); e != nil && e.in == s {
 		return e.out, e.boxed
 	}
-	in := strings.Clone(s)
-	out := m.f(in) // may alias its input: then it aliases our copy
-	e := &memoEntry{in: in, out: out, boxed: out}
+	out := m.f(s)
+	e := &memoEntry{in: s, out: out, boxed: out}
 	sl.Store(e)
 	return out, e.boxed
 }

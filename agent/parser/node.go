@@ -108,10 +108,10 @@ func (w *whitelist) empty() bool { return len(w.prefixes) == 0 && len(w.exprs) =
 
 // process runs the node on evt with upstream's semantics and reports
 // whether it succeeded.
-func (n *node) process(p *Pipeline, evt *event.Event, env map[string]any) (bool, error) {
+func (n *node) process(p *Pipeline, evt *event.Event, env *runEnv) (bool, error) {
 	state := true
 	if n.filter != nil {
-		out, err := vm.Run(n.filter, env)
+		out, err := env.run(n.filter)
 		if err != nil {
 			n.log.WithError(err).Debug("filter failed")
 			return false, nil
@@ -141,7 +141,7 @@ func (n *node) process(p *Pipeline, evt *event.Event, env map[string]any) (bool,
 		haveSrc := true
 		switch {
 		case n.grokExpr != nil:
-			out, err := vm.Run(n.grokExpr, env)
+			out, err := env.run(n.grokExpr)
 			if s, ok := out.(string); err == nil && ok {
 				src = s
 			} else {
@@ -192,7 +192,7 @@ func (n *node) process(p *Pipeline, evt *event.Event, env map[string]any) (bool,
 	return true, nil
 }
 
-func (n *node) checkWhitelist(evt *event.Event, env map[string]any) (bool, error) {
+func (n *node) checkWhitelist(evt *event.Event, env *runEnv) (bool, error) {
 	var ips []string
 	if evt.Type == event.OVFLW {
 		for k := range evt.Overflow.Sources {
@@ -214,7 +214,7 @@ func (n *node) checkWhitelist(evt *event.Event, env map[string]any) (bool, error
 		}
 	}
 	for _, prog := range n.wl.exprs {
-		out, err := vm.Run(prog, env)
+		out, err := env.run(prog)
 		if err != nil {
 			n.log.WithError(err).Debug("whitelist expression failed")
 			continue
@@ -228,11 +228,11 @@ func (n *node) checkWhitelist(evt *event.Event, env map[string]any) (bool, error
 
 // applyStatics runs assignments; an empty or failing expression skips the
 // assignment (syslog-logs assigns StrTime twice relying on that).
-func (p *Pipeline) applyStatics(n *node, statics []static, evt *event.Event, env map[string]any) error {
+func (p *Pipeline) applyStatics(n *node, statics []static, evt *event.Event, env *runEnv) error {
 	for _, s := range statics {
 		value := s.cfg.Value
 		if value == "" && s.expr != nil {
-			out, err := vm.Run(s.expr, env)
+			out, err := env.run(s.expr)
 			if err != nil {
 				n.log.WithError(err).Debug("static expression failed")
 				continue
@@ -303,3 +303,13 @@ func setTarget(evt *event.Event, target, value string) bool {
 	}
 	return true
 }
+
+// runEnv is what one Parse call evaluates expressions with: the env map
+// and a VM reused for every expression of the line, instead of the fresh
+// VM and stack vm.Run allocates per call. Not for concurrent use.
+type runEnv struct {
+	vm  vm.VM
+	env map[string]any
+}
+
+func (r *runEnv) run(p *vm.Program) (any, error) { return r.vm.Run(p, r.env) }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
@@ -48,6 +49,7 @@ type Pipeline struct {
 	enrichers map[string]Enricher
 	maxLine   int
 	log       *log.Entry
+	scratch   sync.Pool // *runEnv
 }
 
 type loadedFile struct {
@@ -369,7 +371,15 @@ func (p *Pipeline) Parse(evt *event.Event, obs Observer) (err error) {
 		evt.Process = false
 		return nil
 	}
-	env := map[string]any{"evt": evt}
+	env, _ := p.scratch.Get().(*runEnv)
+	if env == nil {
+		env = &runEnv{env: map[string]any{}}
+	}
+	env.env["evt"] = evt
+	defer func() {
+		env.env["evt"] = nil // do not pin the event from the pool
+		p.scratch.Put(env)
+	}()
 	for _, stage := range p.stages {
 		evt.Stage = stage
 		stageOK := false

@@ -23,14 +23,12 @@ import (
 	"time"
 
 	"github.com/rampart-ips/rampart/agent/event"
-	"github.com/rampart-ips/rampart/agent/exprhelpers"
-	"github.com/rampart-ips/rampart/agent/grok"
 	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/agent/leakybucket"
 	"github.com/rampart-ips/rampart/agent/parser"
+	"github.com/rampart-ips/rampart/agent/ruleset"
 	"github.com/rampart-ips/rampart/internal/loggen"
 	"github.com/rampart-ips/rampart/internal/procstat"
-	"github.com/rampart-ips/rampart/rules/patterns"
 )
 
 // basics are the parsers every setup has (crowdsecurity/linux and
@@ -107,109 +105,24 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-// items is what a set of collections pulls in, recursively.
-type items struct {
-	parsers, scenarios, postoverflows []string
-}
-
-func resolveCollections(h *hub.Hub, names []string) (items, error) {
-	var out items
-	seen := map[string]bool{}
-	var walk func(kind, name string) error
-	walk = func(kind, name string) error {
-		key := kind + ":" + name
-		if name == "" || seen[key] {
-			return nil
-		}
-		seen[key] = true
-		switch kind {
-		case "parsers":
-			out.parsers = append(out.parsers, name)
-			return nil
-		case "scenarios":
-			out.scenarios = append(out.scenarios, name)
-			return nil
-		case "postoverflows":
-			out.postoverflows = append(out.postoverflows, name)
-			return nil
-		case "collections":
-		default:
-			return nil
-		}
-		info, ok := h.Item("collections", name)
-		if !ok {
-			return fmt.Errorf("collection %q is not in the hub index", name)
-		}
-		for _, k := range []string{"parsers", "scenarios", "postoverflows", "collections"} {
-			for _, d := range info.Deps[k] {
-				if err := walk(k, d); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	for _, p := range basics {
-		if _, ok := h.Item("parsers", p); ok {
-			if err := walk("parsers", p); err != nil {
-				return out, err
-			}
-		}
-	}
-	for _, c := range names {
-		if err := walk("collections", c); err != nil {
-			return out, err
-		}
-	}
-	return out, nil
-}
-
 type rules struct {
 	pipe      *parser.Pipeline
 	scenarios []*leakybucket.Scenario
-	items     items
+	items     ruleset.Items
 }
 
 func load(h *hub.Hub, sp logSpec) (*rules, error) {
-	its, err := resolveCollections(h, sp.collections)
+	var base []string
+	for _, p := range basics {
+		if _, ok := h.Item("parsers", p); ok {
+			base = append(base, p)
+		}
+	}
+	rs, err := ruleset.Load(h, ruleset.Spec{Collections: sp.collections, Parsers: base})
 	if err != nil {
 		return nil, err
 	}
-	lib := grok.NewLibrary()
-	if err := lib.LoadFS(patterns.FS, "."); err != nil {
-		return nil, err
-	}
-	if _, err := os.Stat(filepath.Join(h.Dir, "patterns")); err == nil {
-		if err := lib.LoadDir(filepath.Join(h.Dir, "patterns")); err != nil {
-			return nil, err
-		}
-	}
-	helpers := exprhelpers.New(filepath.Join(h.Dir, "data"))
-	var pitems []parser.Item
-	for _, ref := range its.parsers {
-		path, _, stage, err := h.Resolve("parsers", ref)
-		if err != nil {
-			return nil, err
-		}
-		pitems = append(pitems, parser.Item{Name: ref, Stage: stage, Path: path})
-	}
-	pipe, err := parser.New(pitems, lib, helpers, nil)
-	if err != nil {
-		return nil, err
-	}
-	r := &rules{pipe: pipe, items: its}
-	for _, ref := range its.scenarios {
-		path, _, _, err := h.Resolve("scenarios", ref)
-		if err != nil {
-			return nil, err
-		}
-		sc, err := leakybucket.Load(path, h.Version("scenarios", ref), helpers)
-		if err != nil {
-			return nil, err
-		}
-		r.scenarios = append(r.scenarios, sc...)
-	}
-	return r, nil
+	return &rules{pipe: rs.Parsers, scenarios: rs.Scenarios, items: rs.Items}, nil
 }
 
 // result is one replay's figures.
@@ -377,7 +290,7 @@ func bench(h *hub.Hub, sp logSpec, dir string, n int, seed int64, workers int, s
 		fail(err)
 	}
 	fmt.Printf("loaded %d parsers, %d scenario files (%d scenarios), %d postoverflows (not run) in %s\n",
-		len(r.items.parsers), len(r.items.scenarios), len(r.scenarios), len(r.items.postoverflows), time.Since(t0).Round(time.Millisecond))
+		len(r.items.Parsers), len(r.items.Scenarios), len(r.scenarios), len(r.items.PostOverflows), time.Since(t0).Round(time.Millisecond))
 	attackers := map[string]bool{}
 	for _, ip := range sp.attackers(seed) {
 		attackers[ip] = true
