@@ -75,7 +75,7 @@ func TestOptimizedHubExpressionsMatch(t *testing.T) {
 			break
 		}
 	}
-	compiled, rewritten := 0, 0
+	compiled, rewritten, direct := 0, 0, 0
 	for _, e := range c.exprs {
 		plain, perr := compileHub(h, e, false)
 		opt, oerr := compileHub(h, e, true)
@@ -91,6 +91,12 @@ func TestOptimizedHubExpressionsMatch(t *testing.T) {
 		if opt.Disassemble() != plain.Disassemble() {
 			rewritten++
 		}
+		fn, isDirect := exprhelpers.Direct(opt)
+		if isDirect && e.key != "condition" {
+			direct++
+		} else {
+			fn = nil
+		}
 		for i := range evts {
 			lo := max(0, i-6)
 			a := evalHub(plain, e, cloneEvent(&evts[i]), evts[lo:i])
@@ -100,11 +106,21 @@ func TestOptimizedHubExpressionsMatch(t *testing.T) {
 					e.item, e.key, e.src, i, evts[i].Line.Raw, a.out, a.err, a.meta, b.out, b.err, b.meta)
 				break
 			}
+			if fn == nil {
+				continue
+			}
+			ev := cloneEvent(&evts[i])
+			out, err := fn(ev)
+			if !reflect.DeepEqual(a.out, out) || (a.err != "") != (err != nil) || !maps.Equal(a.meta, ev.Meta) {
+				t.Errorf("%s %s %q\nevent %d (%q):\nplain  %#v err=%q\ndirect %#v err=%v",
+					e.item, e.key, e.src, i, evts[i].Line.Raw, a.out, a.err, out, err)
+				break
+			}
 		}
 	}
-	t.Logf("%d expressions, %d compiled, %d rewritten, %d events", len(c.exprs), compiled, rewritten, len(evts))
-	if compiled < 100 || rewritten < 20 {
-		t.Errorf("only %d expressions compiled, %d rewritten", compiled, rewritten)
+	t.Logf("%d expressions, %d compiled, %d rewritten, %d run directly, %d events", len(c.exprs), compiled, rewritten, direct, len(evts))
+	if compiled < 100 || rewritten < 20 || direct < 50 {
+		t.Errorf("only %d expressions compiled, %d rewritten, %d direct", compiled, rewritten, direct)
 	}
 }
 

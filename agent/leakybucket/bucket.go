@@ -155,10 +155,39 @@ func replayTime(evt *event.Event) (time.Time, bool) {
 type scratch struct {
 	vm  vm.VM
 	env map[string]any
+	evt *event.Event
+}
+
+// directFn is a program fused into one Go closure (exprhelpers.Direct).
+type directFn func(*event.Event) (any, error)
+
+// run runs p on the scratch's event, through f when p has one.
+func (sc *scratch) run(p *vm.Program, f directFn) (any, error) {
+	if f != nil {
+		return f(sc.evt)
+	}
+	return sc.vm.Run(p, sc.env)
+}
+
+func (sc *scratch) runBool(p *vm.Program, f directFn) bool {
+	out, err := sc.run(p, f)
+	if err != nil {
+		return false
+	}
+	b, _ := out.(bool)
+	return b
+}
+
+func (sc *scratch) runString(p *vm.Program, f directFn) (string, bool) {
+	out, err := sc.run(p, f)
+	return asString(out, err)
 }
 
 func runString(m *vm.VM, p *vm.Program, env map[string]any) (string, bool) {
-	out, err := m.Run(p, env)
+	return asString(m.Run(p, env))
+}
+
+func asString(out any, err error) (string, bool) {
 	if err != nil {
 		return "", false
 	}
@@ -210,24 +239,24 @@ func (e *Engine) Prepare(evt *event.Event) Prepared {
 		p.at, p.timed = replayTime(evt)
 	}
 	sc := e.scratch.Get().(*scratch)
-	sc.env["evt"] = evt
+	sc.env["evt"], sc.evt = evt, evt
 	for i, s := range e.scenarios {
-		if s.filter != nil && !runBool(&sc.vm, s.filter, sc.env) {
+		if s.filter != nil && !sc.runBool(s.filter, s.filterFn) {
 			continue
 		}
 		h := hit{scenario: i}
 		if s.groupby != nil {
-			k, ok := runString(&sc.vm, s.groupby, sc.env)
+			k, ok := sc.runString(s.groupby, s.groupbyFn)
 			if !ok {
 				continue
 			}
 			h.key = k
 		}
 		if s.cancelOn != nil {
-			h.cancel = runBool(&sc.vm, s.cancelOn, sc.env)
+			h.cancel = sc.runBool(s.cancelOn, s.cancelOnFn)
 		}
 		if s.distinct != nil && !h.cancel {
-			v, ok := runString(&sc.vm, s.distinct, sc.env)
+			v, ok := sc.runString(s.distinct, s.distinctFn)
 			h.distinct, h.noDistinct = v, !ok
 		}
 		if p.hits == nil {
@@ -235,7 +264,7 @@ func (e *Engine) Prepare(evt *event.Event) Prepared {
 		}
 		p.hits = append(p.hits, h)
 	}
-	sc.env["evt"] = nil
+	sc.env["evt"], sc.evt = nil, nil
 	e.scratch.Put(sc)
 	return p
 }

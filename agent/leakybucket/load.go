@@ -65,15 +65,18 @@ const (
 // Scenario is a compiled Config. It is read-only once loaded, so engines in
 // several goroutines may share it.
 type Scenario struct {
-	cfg            Config
-	filter         *vm.Program
-	groupby        *vm.Program
-	distinct       *vm.Program
-	condition      *vm.Program
-	cancelOn       *vm.Program
-	overflowFilter *vm.Program
-	scope          string
-	scopeValue     *vm.Program
+	cfg       Config
+	filter    *vm.Program
+	groupby   *vm.Program
+	distinct  *vm.Program
+	condition *vm.Program
+	cancelOn  *vm.Program
+	// The per-event programs that compiled to a single Go closure
+	// (exprhelpers.Direct) also keep it here, to run without the VM.
+	filterFn, groupbyFn, distinctFn, cancelOnFn directFn
+	overflowFilter                              *vm.Program
+	scope                                       string
+	scopeValue                                  *vm.Program
 	// window, when set, lets a conditional bucket forget events its
 	// condition can no longer read (see queueWindow).
 	window    []windowPred
@@ -262,14 +265,15 @@ func compile(cfg Config, helpers *exprhelpers.Helpers) (*Scenario, error) {
 		dst      **vm.Program
 		env      map[string]any
 		queued   bool // reads queued copies, not the event being poured
+		fn       *directFn
 	}{
-		{"filter", cfg.Filter, &s.filter, evtEnv(), false},
-		{"groupby", cfg.GroupBy, &s.groupby, evtEnv(), false},
-		{"distinct", cfg.Distinct, &s.distinct, evtEnv(), false},
-		{"cancel_on", cfg.CancelOn, &s.cancelOn, evtEnv(), false},
-		{"condition", cfg.Condition, &s.condition, queueEnv(), true},
-		{"overflow_filter", cfg.OverflowFilter, &s.overflowFilter, overflowEnv(), true},
-		{"scope", cfg.ScopeType.Expression, &s.scopeValue, evtEnv(), true},
+		{"filter", cfg.Filter, &s.filter, evtEnv(), false, &s.filterFn},
+		{"groupby", cfg.GroupBy, &s.groupby, evtEnv(), false, &s.groupbyFn},
+		{"distinct", cfg.Distinct, &s.distinct, evtEnv(), false, &s.distinctFn},
+		{"cancel_on", cfg.CancelOn, &s.cancelOn, evtEnv(), false, &s.cancelOnFn},
+		{"condition", cfg.Condition, &s.condition, queueEnv(), true, nil},
+		{"overflow_filter", cfg.OverflowFilter, &s.overflowFilter, overflowEnv(), true, nil},
+		{"scope", cfg.ScopeType.Expression, &s.scopeValue, evtEnv(), true, nil},
 	}
 	for _, x := range exprs {
 		if strings.TrimSpace(x.src) == "" {
@@ -280,6 +284,8 @@ func compile(cfg Config, helpers *exprhelpers.Helpers) (*Scenario, error) {
 		}
 		if x.queued {
 			s.reads |= fieldsIn(x.src)
+		} else if f, ok := exprhelpers.Direct(*x.dst); ok && x.fn != nil {
+			*x.fn = f
 		}
 	}
 	durations := []struct {

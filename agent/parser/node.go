@@ -308,8 +308,15 @@ func setTarget(evt *event.Event, target, value string) bool {
 // and a VM reused for every expression of the line, instead of the fresh
 // VM and stack vm.Run allocates per call. Not for concurrent use.
 type runEnv struct {
-	vm  vm.VM
-	env map[string]any
+	vm     vm.VM
+	env    map[string]any
+	evt    *event.Event
+	direct map[*vm.Program]func(*event.Event) (any, error)
 }
 
-func (r *runEnv) run(p *vm.Program) (any, error) { return r.vm.Run(p, r.env) }
+func (r *runEnv) run(p *vm.Program) (any, error) {
+	if f := r.direct[p]; f != nil {
+		return f(r.evt)
+	}
+	return r.vm.Run(p, r.env)
+}

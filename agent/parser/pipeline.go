@@ -50,6 +50,9 @@ type Pipeline struct {
 	maxLine   int
 	log       *log.Entry
 	scratch   sync.Pool // *runEnv
+	// direct holds the programs fused into one Go closure, run without
+	// the VM. Written while loading only: load before parsing.
+	direct map[*vm.Program]func(*event.Event) (any, error)
 }
 
 type loadedFile struct {
@@ -65,6 +68,7 @@ type Enricher func(value string, evt *event.Event) map[string]string
 // for DefaultEnrichers.
 func NewPipeline(lib *grok.Library, helpers *exprhelpers.Helpers, enrichers map[string]Enricher) *Pipeline {
 	p := &Pipeline{nodes: map[string][]*node{}, grok: lib, helpers: helpers, enrichers: enrichers,
+		direct:  map[*vm.Program]func(*event.Event) (any, error){},
 		maxLine: DefaultMaxLineBytes, log: log.WithField("component", "parser")}
 	if p.enrichers == nil {
 		p.enrichers = DefaultEnrichers()
@@ -218,7 +222,14 @@ func (p *Pipeline) exprOptions() []expr.Option {
 // compileExpr compiles one expression; its errors keep expr's own
 // "(line:column)" position and snippet within the expression.
 func (p *Pipeline) compileExpr(src string) (*vm.Program, error) {
-	return expr.Compile(src, p.exprOptions()...)
+	prog, err := expr.Compile(src, p.exprOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	if f, ok := exprhelpers.Direct(prog); ok {
+		p.direct[prog] = f
+	}
+	return prog, nil
 }
 
 // compile builds a node from its config; m is the node's YAML mapping
@@ -373,11 +384,11 @@ func (p *Pipeline) Parse(evt *event.Event, obs Observer) (err error) {
 	}
 	env, _ := p.scratch.Get().(*runEnv)
 	if env == nil {
-		env = &runEnv{env: map[string]any{}}
+		env = &runEnv{env: map[string]any{}, direct: p.direct}
 	}
-	env.env["evt"] = evt
+	env.env["evt"], env.evt = evt, evt
 	defer func() {
-		env.env["evt"] = nil // do not pin the event from the pool
+		env.env["evt"], env.evt = nil, nil // do not pin the event from the pool
 		p.scratch.Put(env)
 	}()
 	for _, stage := range p.stages {

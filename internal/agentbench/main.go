@@ -4,6 +4,8 @@
 // per second, parsed/unparsed counts and alerts per scenario. Parsing runs
 // in N goroutines; pouring runs in one, in input order, so the alerts do
 // not depend on N: it checks that by replaying with 1 worker and with N.
+// The GC runs with the agent's settings (internal/memtune) unless
+// -default-gc is given.
 //
 //	go run ./internal/agentbench -hub ../shared/hub -n 1000000 -workers 2
 package main
@@ -28,6 +30,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/parser"
 	"github.com/rampart-ips/rampart/agent/ruleset"
 	"github.com/rampart-ips/rampart/internal/loggen"
+	"github.com/rampart-ips/rampart/internal/memtune"
 	"github.com/rampart-ips/rampart/internal/procstat"
 )
 
@@ -60,7 +63,13 @@ func main() {
 	dir := flag.String("dir", "", "where to write the logs (default a temporary folder, removed)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the replays")
 	single := flag.Bool("single", false, "replay only with -workers (skip the determinism run)")
+	defaultGC := flag.Bool("default-gc", false, "keep Go's default GC settings instead of the agent's (internal/memtune)")
 	flag.Parse()
+	gc := "Go defaults"
+	if !*defaultGC {
+		st := memtune.Apply()
+		gc = fmt.Sprintf("agent settings (GOGC %d, memory limit %d MiB; -1: from the environment)", st.GCPercent, st.MemoryLimit>>20)
+	}
 
 	h, err := hub.OpenHub(*hubDir)
 	if err != nil {
@@ -73,7 +82,7 @@ func main() {
 		}
 		defer os.RemoveAll(work)
 	}
-	fmt.Printf("agentbench: %d lines per log, seed %d, %d CPUs, GOMAXPROCS %d, hub %s\n", *n, *seed, runtime.NumCPU(), runtime.GOMAXPROCS(0), *hubDir)
+	fmt.Printf("agentbench: %d lines per log, seed %d, %d CPUs, GOMAXPROCS %d, hub %s, GC: %s\n", *n, *seed, runtime.NumCPU(), runtime.GOMAXPROCS(0), *hubDir, gc)
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {

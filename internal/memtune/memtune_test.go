@@ -1,0 +1,33 @@
+package memtune
+
+import (
+	"runtime/debug"
+	"testing"
+)
+
+func TestApplyRespectsEnvironment(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	s := Apply()
+	if s.GCPercent != AgentGCPercent || debug.SetGCPercent(-1) != AgentGCPercent {
+		t.Fatalf("GC percent not applied: %+v", s)
+	}
+	if got := debug.SetMemoryLimit(-1); got != AgentMemoryLimit {
+		t.Fatalf("memory limit = %d, want %d", got, AgentMemoryLimit)
+	}
+
+	debug.SetGCPercent(150)
+	t.Setenv("GOGC", "150")
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	debug.SetMemoryLimit(1 << 30)
+	s = Apply()
+	if s.GCPercent != -1 || s.MemoryLimit != -1 {
+		t.Fatalf("environment overridden: %+v", s)
+	}
+	if debug.SetGCPercent(-1) != 150 || debug.SetMemoryLimit(-1) != 1<<30 {
+		t.Fatal("environment values changed")
+	}
+}
