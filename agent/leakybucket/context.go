@@ -75,19 +75,33 @@ func LoadContexts(paths ...string) (map[string][]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading context: %w", err)
 		}
-		var f contextFile
-		if err := yaml.Unmarshal(data, &f); err != nil {
+		if err := MergeContexts(out, data); err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		for k, exprs := range f.Context {
-			for _, x := range exprs {
-				if x != "" && !slices.Contains(out[k], x) {
-					out[k] = append(out[k], x)
-				}
-			}
 		}
 	}
 	return out, nil
+}
+
+// MergeContexts parses one context file's content and adds its keys to
+// dst, skipping expressions dst already has for the key.
+func MergeContexts(dst map[string][]string, data []byte) error {
+	var f contextFile
+	if err := yaml.Unmarshal(data, &f); err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(f.Context))
+	for k := range f.Context {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, x := range f.Context[k] {
+			if x != "" && !slices.Contains(dst[k], x) {
+				dst[k] = append(dst[k], x)
+			}
+		}
+	}
+	return nil
 }
 
 // alertContext evaluates the contexts over the queued events: for each key

@@ -9,9 +9,12 @@ package ruleset
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/agent/event"
 	"github.com/rampart-ips/rampart/agent/exprhelpers"
@@ -19,6 +22,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/agent/leakybucket"
 	"github.com/rampart-ips/rampart/agent/parser"
+	"github.com/rampart-ips/rampart/rules/contexts"
 	"github.com/rampart-ips/rampart/rules/patterns"
 )
 
@@ -82,7 +86,10 @@ type Ruleset struct {
 	PostOverflows *parser.Pipeline
 	Items         Items        // what was asked for, collections resolved
 	Skipped       []*ItemError // broken items left out (SkipBroken only)
-	enrich        *parser.Enrichment
+	// Contexts are the alert contexts of Items.Contexts, merged: key ->
+	// expressions evaluated over an overflow's events (see NewEngine).
+	Contexts map[string][]string
+	enrich   *parser.Enrichment
 }
 
 // Load resolves spec against h and loads it. Under FailFast the error is
@@ -149,7 +156,50 @@ func Load(h *hub.Hub, spec Spec) (_ *Ruleset, err error) {
 		}
 		r.Scenarios = append(r.Scenarios, sc...)
 	}
+	if err := r.loadContexts(fail); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// loadContexts merges the named alert contexts: the hub's
+// contexts/<author>/<name>.yaml when it has one, else Rampart's built-in
+// file of that name (rules/contexts). Their expressions are compiled once
+// here so a broken one is reported at load, like any other item.
+func (r *Ruleset) loadContexts(fail func(*ItemError) error) error {
+	merged := map[string][]string{}
+	for _, ref := range r.Items.Contexts {
+		author, name, ok := strings.Cut(ref, "/")
+		if !ok {
+			author, name = "", ref
+		}
+		path := filepath.Join(r.Hub.Dir, "contexts", author, name+".yaml")
+		data, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			path = "rules/contexts/" + name + ".yaml (built in)"
+			data, err = fs.ReadFile(contexts.FS, name+".yaml")
+			if errors.Is(err, fs.ErrNotExist) {
+				log.WithField("context", ref).Warn("alert context not found in the hub nor built in: alerts go without it")
+				continue
+			}
+		}
+		if err == nil {
+			err = leakybucket.MergeContexts(merged, data)
+		}
+		if err != nil {
+			if err := fail(&ItemError{Kind: "contexts", Name: ref, File: path, Err: err}); err != nil {
+				return err
+			}
+		}
+	}
+	if len(merged) == 0 {
+		return nil
+	}
+	if err := leakybucket.NewEngine(nil, true).SetContexts(merged, r.Helpers); err != nil {
+		return fail(&ItemError{Kind: "contexts", Name: strings.Join(r.Items.Contexts, ","), Err: err})
+	}
+	r.Contexts = merged
+	return nil
 }
 
 // Patterns builds the grok library: Rampart's embedded patterns first,
@@ -275,7 +325,12 @@ func (r *Ruleset) Parse(evt *event.Event, obs parser.Observer) error {
 // NewEngine returns a bucket engine over the scenarios; replay is
 // time-machine mode (event time drives the buckets).
 func (r *Ruleset) NewEngine(replay bool) *leakybucket.Engine {
-	return leakybucket.NewEngine(r.Scenarios, replay)
+	e := leakybucket.NewEngine(r.Scenarios, replay)
+	if len(r.Contexts) > 0 {
+		// compiled without error at load: same expressions, same helpers
+		_ = e.SetContexts(r.Contexts, r.Helpers)
+	}
+	return e
 }
 
 // PostOverflow runs an overflow through the postoverflow parsers (stages

@@ -68,6 +68,13 @@ func TestLoadAllCollections(t *testing.T) {
 	if len(rs.Items.Scenarios) < 50 || len(rs.Scenarios) < len(rs.Items.Scenarios) {
 		t.Errorf("%d scenario items, %d scenarios", len(rs.Items.Scenarios), len(rs.Scenarios))
 	}
+	for _, k := range []string{"target_user", "target_uri", "user_agent", "status"} {
+		if len(rs.Contexts[k]) == 0 {
+			t.Errorf("built-in alert context %q not loaded: %v", k, rs.Contexts)
+		}
+	}
+	// keys seen in alert meta, per log type
+	ctxKeys := map[string]map[string]bool{"syslog": {}, "nginx": {}}
 	engine := rs.NewEngine(true)
 	for _, c := range []struct {
 		typ string
@@ -96,12 +103,22 @@ func TestLoadAllCollections(t *testing.T) {
 					t.Fatalf("postoverflow: keep %v, %v", keep, err)
 				}
 				alerts[ov.GetScenario()]++
+				for _, m := range ov.Overflow.Alert.Meta {
+					var vals []string
+					if err := json.Unmarshal([]byte(m.Value), &vals); err != nil || len(vals) == 0 {
+						t.Errorf("alert context %s = %q: not a JSON list of values (%v)", m.Key, m.Value, err)
+					}
+					ctxKeys[c.typ][m.Key] = true
+				}
 			}
 		}
 		if parsed < 300 || len(alerts) == 0 {
 			t.Errorf("%s: %d lines parsed, alerts %v", c.typ, parsed, alerts)
 		}
-		t.Logf("%s: %d parsed, alerts %v", c.typ, parsed, alerts)
+		t.Logf("%s: %d parsed, alerts %v, context keys %v", c.typ, parsed, alerts, ctxKeys[c.typ])
+	}
+	if !ctxKeys["syslog"]["target_user"] || !ctxKeys["nginx"]["target_uri"] || !ctxKeys["nginx"]["user_agent"] {
+		t.Errorf("alerts lack their context: %v", ctxKeys)
 	}
 }
 

@@ -115,6 +115,7 @@ func fail(err error) {
 }
 
 type rules struct {
+	rs        *ruleset.Ruleset
 	pipe      *parser.Pipeline
 	scenarios []*leakybucket.Scenario
 	items     ruleset.Items
@@ -131,7 +132,7 @@ func load(h *hub.Hub, sp logSpec) (*rules, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &rules{pipe: rs.Parsers, scenarios: rs.Scenarios, items: rs.Items}, nil
+	return &rules{rs: rs, pipe: rs.Parsers, scenarios: rs.Scenarios, items: rs.Items}, nil
 }
 
 // result is one replay's figures.
@@ -199,7 +200,7 @@ func replay(r *rules, path, logType string, workers int, attackers map[string]bo
 	}()
 	// Workers parse and run the per-event half of the scenarios (filter,
 	// groupby, distinct, cancel_on); one goroutine pours in input order.
-	engine := leakybucket.NewEngine(r.scenarios, true)
+	engine := r.rs.NewEngine(true) // with the collections' alert contexts
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
