@@ -36,9 +36,10 @@ package grok
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"regexp/syntax"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -140,12 +141,7 @@ func (l *Library) addApprox(name, re string) error {
 func (l *Library) Approximations() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make([]string, 0, len(l.approx))
-	for n := range l.approx {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(l.approx))
 }
 
 // captureFree translates exp and parses it as a group body, rejecting

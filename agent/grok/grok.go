@@ -11,12 +11,13 @@ import (
 	"bytes"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
 	"regexp/syntax"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,12 +93,7 @@ func (l *Library) Definition(name string) (string, bool) {
 func (l *Library) Names() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make([]string, 0, len(l.defs))
-	for n := range l.defs {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(l.defs))
 }
 
 // LoadFile loads a pattern file: one "NAME regex" definition per line,
