@@ -174,30 +174,113 @@ var yearless = []string{
 // UTC). A timestamp without a year takes the current UTC year, as
 // upstream; an unparsable one becomes now.
 func ParseDate(in string, evt *event.Event) map[string]string {
-	in = strings.TrimSpace(in)
-	if in != "" {
-		if evt.StrTimeFormat != "" {
-			if t, err := time.Parse(evt.StrTimeFormat, in); err == nil {
-				return marshal(t)
-			}
-		}
-		for _, l := range dateLayouts {
-			if t, err := time.Parse(l, in); err == nil {
-				return marshal(t)
-			}
-		}
-		now := time.Now().UTC()
-		for _, l := range yearless {
-			if t, err := time.Parse(l, in); err == nil {
-				if t.Year() == 0 {
-					t = t.AddDate(now.Year(), 0, 0)
-				}
-				return marshal(t)
-			}
-		}
+	if t, ok := parseDate(strings.TrimSpace(in), evt.StrTimeFormat, true); ok {
+		return marshal(t)
 	}
 	return marshal(time.Now().UTC())
 }
+
+// parseDate tries the event's own format, then the layouts in order; the
+// first that parses wins. With gated, a layout whose fixed-width opening
+// cannot match the input is skipped without calling time.Parse: its
+// failure would only cost an error allocation, and the winner is the
+// same (TestDateGatesAreExact).
+func parseDate(in, format string, gated bool) (time.Time, bool) {
+	if in == "" {
+		return time.Time{}, false
+	}
+	if format != "" {
+		if t, err := time.Parse(format, in); err == nil {
+			return t, true
+		}
+	}
+	for i, l := range dateLayouts {
+		if gated && !dateGates[i](in) {
+			continue
+		}
+		if t, err := time.Parse(l, in); err == nil {
+			return t, true
+		}
+	}
+	now := time.Now().UTC()
+	for i, l := range yearless {
+		if gated && !yearlessGates[i](in) {
+			continue
+		}
+		if t, err := time.Parse(l, in); err == nil {
+			if t.Year() == 0 {
+				t = t.AddDate(now.Year(), 0, 0)
+			}
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+var (
+	dateGates     = gates(dateLayouts)
+	yearlessGates = gates(yearless)
+)
+
+func gates(layouts []string) []func(string) bool {
+	out := make([]func(string) bool, len(layouts))
+	for i, l := range layouts {
+		out[i] = layoutGate(l)
+	}
+	return out
+}
+
+// layoutGate returns a cheap necessary condition for time.Parse(layout, s)
+// to succeed, from the layout's opening element when it has a fixed width
+// in time.Parse: "2006" is exactly 4 digits, "01" and "02" exactly 2,
+// "Jan" and "Mon" exactly one of the 3-letter names (any case); the
+// character after it is a literal. Other openings are not gated.
+func layoutGate(layout string) func(string) bool {
+	always := func(string) bool { return true }
+	digitsThen := func(n int, sep byte) func(string) bool {
+		return func(s string) bool {
+			if len(s) <= n || s[n] != sep {
+				return false
+			}
+			for i := range n {
+				if s[i] < '0' || s[i] > '9' {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	nameThen := func(names []string, sep byte) func(string) bool {
+		return func(s string) bool {
+			if len(s) <= 3 || s[3] != sep {
+				return false
+			}
+			for _, n := range names {
+				if strings.EqualFold(s[:3], n) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	isDigit := func(c byte) bool { return c >= '0' && c <= '9' }
+	switch {
+	case len(layout) > 4 && strings.HasPrefix(layout, "2006") && !isDigit(layout[4]):
+		return digitsThen(4, layout[4])
+	case len(layout) > 2 && (strings.HasPrefix(layout, "01") || strings.HasPrefix(layout, "02")) && !isDigit(layout[2]):
+		return digitsThen(2, layout[2])
+	case len(layout) > 3 && strings.HasPrefix(layout, "Jan") && (layout[3] == ' ' || layout[3] == ','):
+		return nameThen(shortMonths, layout[3])
+	case len(layout) > 3 && strings.HasPrefix(layout, "Mon") && (layout[3] == ' ' || layout[3] == ','):
+		return nameThen(shortDays, layout[3])
+	}
+	return always
+}
+
+var (
+	shortMonths = []string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
+	shortDays   = []string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
+)
 
 func marshal(t time.Time) map[string]string {
 	b, err := t.MarshalText() // keeps the zone, as upstream
