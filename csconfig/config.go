@@ -67,6 +67,25 @@ type ConfigPaths struct {
 type Crowdsec struct {
 	Enable         *bool  `toml:"enable"`
 	AcquisitionDir string `toml:"acquisition_dir"`
+	// Collections are loaded from the hub folder (config_paths.hub_dir),
+	// with every collection installed in config_dir/collections.
+	Collections []string `toml:"collections"`
+	// SkipBrokenRules loads what it can when a rule is broken, reporting
+	// the broken ones, instead of refusing to start.
+	SkipBrokenRules bool `toml:"skip_broken_rules"`
+	// ParserRoutines is how many goroutines parse lines (0: one per CPU).
+	ParserRoutines int `toml:"parser_routines"`
+	// StateDir keeps the sources' positions (journald cursors).
+	StateDir string `toml:"state_dir"`
+	// AlertQueueDir holds alerts not yet delivered to the LAPI; at most
+	// AlertQueueMaxAlerts wait there, the oldest going first when full.
+	AlertQueueDir       string `toml:"alert_queue_dir"`
+	AlertQueueMaxAlerts int    `toml:"alert_queue_max_alerts"`
+}
+
+// DefaultCollections are Rampart's own rules, enabled on a fresh install.
+func DefaultCollections() []string {
+	return []string{"rampart/linux", "rampart/sshd", "rampart/nginx", "rampart/base-http"}
 }
 
 // Cscli holds cscli defaults.
@@ -181,6 +200,14 @@ func (c *Config) setDefaults() {
 	def(&c.ConfigPaths.DataDir, "/var/lib/crowdsec/data/")
 	def(&c.ConfigPaths.HubDir, filepath.Join(c.ConfigPaths.ConfigDir, "hub"))
 	def(&c.Crowdsec.AcquisitionDir, filepath.Join(c.ConfigPaths.ConfigDir, "acquis.d"))
+	if c.Crowdsec.Collections == nil {
+		c.Crowdsec.Collections = DefaultCollections()
+	}
+	def(&c.Crowdsec.StateDir, filepath.Join(c.ConfigPaths.DataDir, "acquisition"))
+	def(&c.Crowdsec.AlertQueueDir, filepath.Join(c.ConfigPaths.DataDir, "alert-queue"))
+	if c.Crowdsec.AlertQueueMaxAlerts == 0 {
+		c.Crowdsec.AlertQueueMaxAlerts = 10000
+	}
 	def(&c.Cscli.Output, "human")
 	def(&c.DBConfig.Type, "sqlite")
 	def(&c.DBConfig.DBPath, filepath.Join(c.ConfigPaths.DataDir, "crowdsec.db"))

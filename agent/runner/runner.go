@@ -1,0 +1,259 @@
+// Package runner is the agent's main loop. Lines from the acquisition
+// sources are parsed, and prepared against the scenarios, by N workers;
+// one goroutine pours them into the buckets in arrival order, so the
+// alerts do not depend on N; overflows that the postoverflows keep leave
+// as alerts through a Sink (the delivery queue). Replay mode (a one-shot
+// DSN) runs on the events' timestamps and returns when every source is
+// done; live mode runs on the clock until its context ends.
+package runner
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	log "github.com/sirupsen/logrus"
+
+	"github.com/rampart-ips/rampart/agent/acquisition"
+	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/agent/leakybucket"
+	"github.com/rampart-ips/rampart/agent/ruleset"
+	"github.com/rampart-ips/rampart/models"
+)
+
+// Sink takes the alerts the agent raises (delivery.Pusher in the daemon).
+type Sink interface {
+	Push(ctx context.Context, alerts ...*models.Alert) error
+}
+
+// Config is what Run needs.
+type Config struct {
+	Rules   *ruleset.Ruleset
+	Sources []acquisition.Source
+	Sink    Sink
+	// Workers parse lines; 0 means GOMAXPROCS.
+	Workers int
+	// Replay selects time-machine mode: event timestamps drive the
+	// buckets and Run returns once the sources are exhausted.
+	Replay bool
+	Logger *log.Entry
+}
+
+// Stats counts what the agent did; safe to read while Run runs.
+type Stats struct {
+	Lines, Parsed, Unparsed, Whitelisted atomic.Int64
+	Overflows, Alerts, Dropped, Lost     atomic.Int64 // Dropped: whitelisted by postoverflows; Lost: refused by the sink
+}
+
+// batch is a run of lines parsed by one worker and poured in order.
+type batch struct {
+	lines []event.Line
+	evts  []event.Event
+	preps []leakybucket.Prepared
+	done  chan struct{}
+}
+
+// maxBatch bounds a batch; a batch never waits to fill up: it takes what
+// is pending when a worker is free, so a lone line is parsed at once.
+const maxBatch = 256
+
+// Agent is a running (or finished) agent; see Run.
+type Agent struct {
+	cfg    Config
+	engine *leakybucket.Engine
+	log    *log.Entry
+	Stats  Stats
+}
+
+// New checks cfg and builds the agent's engine.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Rules == nil {
+		return nil, errors.New("runner: no rules")
+	}
+	if cfg.Sink == nil {
+		return nil, errors.New("runner: no alert sink")
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = log.WithField("component", "agent")
+	}
+	return &Agent{cfg: cfg, engine: cfg.Rules.NewEngine(cfg.Replay), log: cfg.Logger}, nil
+}
+
+// Run reads every source until ctx ends or, in replay mode, until they are
+// all done and every line has been processed.
+func (a *Agent) Run(ctx context.Context) error {
+	if len(a.cfg.Sources) == 0 {
+		return errors.New("runner: no log source configured")
+	}
+	lines := make(chan event.Line, 4*maxBatch)
+	var srcWG sync.WaitGroup
+	for _, src := range a.cfg.Sources {
+		srcWG.Go(func() {
+			l := a.log.WithField("source", src.Name())
+			l.Info("reading")
+			if err := src.Run(ctx, lines); err != nil && ctx.Err() == nil {
+				l.WithError(err).Error("log source stopped")
+				return
+			}
+			l.Debug("source done")
+		})
+	}
+	// In replay, the end of every source is the end of input; live, the
+	// context's end is.
+	go func() {
+		srcWG.Wait()
+		close(lines)
+	}()
+
+	work := make(chan *batch, a.cfg.Workers)
+	ordered := make(chan *batch, 2*a.cfg.Workers)
+	go a.batches(ctx, lines, work, ordered)
+	var wg sync.WaitGroup
+	for range a.cfg.Workers {
+		wg.Go(func() { a.parse(work) })
+	}
+	err := a.pour(ctx, ordered)
+	wg.Wait()
+	return err
+}
+
+// batches groups pending lines and hands each batch both to a worker and,
+// in the same order, to the pourer.
+func (a *Agent) batches(ctx context.Context, lines <-chan event.Line, work, ordered chan<- *batch) {
+	defer close(work)
+	defer close(ordered)
+	for {
+		var first event.Line
+		var ok bool
+		select {
+		case first, ok = <-lines:
+			if !ok {
+				return
+			}
+		case <-ctx.Done():
+			return
+		}
+		b := &batch{lines: []event.Line{first}, done: make(chan struct{})}
+	fill:
+		for len(b.lines) < maxBatch {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					break fill
+				}
+				b.lines = append(b.lines, l)
+			default:
+				break fill
+			}
+		}
+		select {
+		case ordered <- b:
+		case <-ctx.Done():
+			return
+		}
+		work <- b
+	}
+}
+
+func (a *Agent) parse(work <-chan *batch) {
+	for b := range work {
+		b.evts = make([]event.Event, len(b.lines))
+		b.preps = make([]leakybucket.Prepared, len(b.lines))
+		for i, l := range b.lines {
+			evt := &b.evts[i]
+			*evt = event.New(l)
+			if err := a.cfg.Rules.Parse(evt, nil); err != nil {
+				// Parse already made the line unparsed; say why once per line.
+				a.log.WithError(err).Warn("line not parsed")
+			}
+			if evt.Process && !evt.Whitelisted {
+				b.preps[i] = a.engine.Prepare(evt)
+			}
+		}
+		close(b.done)
+	}
+}
+
+// pour runs the buckets: the only goroutine touching the engine.
+func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
+	var tick <-chan time.Time
+	if !a.cfg.Replay {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case b, ok := <-ordered:
+			if !ok {
+				return nil
+			}
+			<-b.done
+			var alerts []*models.Alert
+			for i := range b.evts {
+				evt := &b.evts[i]
+				a.Stats.Lines.Add(1)
+				switch {
+				case !evt.Process:
+					a.Stats.Unparsed.Add(1)
+					continue
+				case evt.Whitelisted:
+					a.Stats.Parsed.Add(1)
+					a.Stats.Whitelisted.Add(1)
+					continue
+				}
+				a.Stats.Parsed.Add(1)
+				alerts = a.overflows(a.engine.PourPrepared(evt, b.preps[i]), alerts)
+			}
+			a.push(ctx, alerts)
+		case now := <-tick:
+			a.push(ctx, a.overflows(a.engine.Tick(now), nil))
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// overflows runs the postoverflows and appends the alerts that survive.
+func (a *Agent) overflows(ovs []event.Event, out []*models.Alert) []*models.Alert {
+	for i := range ovs {
+		ov := &ovs[i]
+		a.Stats.Overflows.Add(1)
+		if ov.Overflow.Alert == nil {
+			continue
+		}
+		keep, err := a.cfg.Rules.PostOverflow(ov)
+		if err != nil {
+			a.log.WithError(err).WithField("scenario", ov.GetScenario()).Warn("postoverflow failed: keeping the alert")
+			keep = true
+		}
+		if !keep {
+			a.Stats.Dropped.Add(1)
+			a.log.WithFields(log.Fields{"scenario": ov.GetScenario(), "source": ov.GetValue(), "reason": ov.WhitelistReason}).Info("overflow whitelisted")
+			continue
+		}
+		a.log.WithFields(log.Fields{"scenario": ov.GetScenario(), "source": ov.GetValue(), "events": ov.Overflow.Alert.EventsCount}).Info("alert")
+		out = append(out, ov.Overflow.Alert)
+	}
+	return out
+}
+
+// push hands alerts to the sink. A sink that refuses them (its disk is
+// full, say) costs those alerts, loudly, but not the agent: detection
+// goes on and the next alerts may get through.
+func (a *Agent) push(ctx context.Context, alerts []*models.Alert) {
+	if len(alerts) == 0 {
+		return
+	}
+	a.Stats.Alerts.Add(int64(len(alerts)))
+	if err := a.cfg.Sink.Push(ctx, alerts...); err != nil && ctx.Err() == nil {
+		a.Stats.Lost.Add(int64(len(alerts)))
+		a.log.WithError(err).WithField("alerts", len(alerts)).Error("alerts lost: the delivery queue refused them")
+	}
+}

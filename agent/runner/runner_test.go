@@ -1,0 +1,173 @@
+package runner_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rampart-ips/rampart/agent/acquisition"
+	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/agent/hub"
+	"github.com/rampart-ips/rampart/agent/ruleset"
+	"github.com/rampart-ips/rampart/agent/runner"
+	"github.com/rampart-ips/rampart/internal/loggen"
+	"github.com/rampart-ips/rampart/models"
+)
+
+const hubDir = "../../../shared/hub"
+
+// lineSource replays a real file, line by line (the acquisition package's
+// file source does the same with rotation and tailing on top).
+type lineSource struct {
+	path   string
+	labels map[string]string
+	live   bool // keep running after EOF, as a live source does
+}
+
+func (s *lineSource) Name() string { return "test:" + s.path }
+
+func (s *lineSource) Run(ctx context.Context, out chan<- event.Line) error {
+	f, err := os.Open(s.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		select {
+		case out <- event.Line{Raw: sc.Text(), Src: s.path, Module: "file", Labels: s.labels, Time: time.Now()}:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	if s.live {
+		<-ctx.Done()
+	}
+	return sc.Err()
+}
+
+// sink collects alerts, as the delivery queue would take them.
+type sink struct {
+	mu     sync.Mutex
+	alerts []*models.Alert
+}
+
+func (s *sink) Push(_ context.Context, alerts ...*models.Alert) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.alerts = append(s.alerts, alerts...)
+	return nil
+}
+
+func (s *sink) keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, a := range s.alerts {
+		out = append(out, a.Scenario+" "+a.Source.Value)
+	}
+	return out
+}
+
+func sshRules(t *testing.T) *ruleset.Ruleset {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(hubDir, "index.json")); err != nil {
+		t.Skipf("hub not available: %v", err)
+	}
+	h, err := hub.OpenHub(hubDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := ruleset.Load(h, ruleset.Spec{Collections: []string{"crowdsecurity/sshd"},
+		Parsers: []string{"crowdsecurity/syslog-logs", "crowdsecurity/dateparse-enrich"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rs.Close() })
+	return rs
+}
+
+// A replay raises the same alerts, in the same order, whatever the number
+// of parsing workers, and Run returns once the file is processed.
+func TestReplaySameAlertsAnyWorkers(t *testing.T) {
+	rs := sshRules(t)
+	var buf bytes.Buffer
+	if _, err := loggen.SSHDCount(&buf, 20000, 3); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "auth.log")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var first []string
+	for _, workers := range []int{1, 4} {
+		s := &sink{}
+		a, err := runner.New(runner.Config{Rules: rs, Sink: s, Workers: workers, Replay: true,
+			Sources: []acquisition.Source{&lineSource{path: path, labels: map[string]string{"type": "syslog"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err = a.Run(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.Stats.Lines.Load(); got != 20000 {
+			t.Fatalf("%d lines processed, want 20000", got)
+		}
+		keys := s.keys()
+		if len(keys) == 0 {
+			t.Fatal("no alert from 20k sshd lines with attacks")
+		}
+		if first == nil {
+			first = keys
+			continue
+		}
+		if !slices.Equal(first, keys) {
+			t.Fatalf("workers=%d: %d alerts differ from workers=1 (%d)", workers, len(keys), len(first))
+		}
+	}
+}
+
+// Live: a brute force written to the log raises its alert while the agent
+// keeps running.
+func TestLiveAlert(t *testing.T) {
+	rs := sshRules(t)
+	path := filepath.Join(t.TempDir(), "auth.log")
+	var b bytes.Buffer
+	now := time.Now()
+	for i := range 10 {
+		fmt.Fprintf(&b, "%s host sshd[%d]: Failed password for root from 203.0.113.77 port %d ssh2\n", now.Format(time.Stamp), 100+i, 40000+i)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &sink{}
+	a, err := runner.New(runner.Config{Rules: rs, Sink: s, Workers: 2,
+		Sources: []acquisition.Source{&lineSource{path: path, labels: map[string]string{"type": "syslog"}, live: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(s.keys(), "crowdsecurity/ssh-bf 203.0.113.77") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no ssh-bf alert; got %v", s.keys())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
