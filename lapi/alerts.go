@@ -78,7 +78,12 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 	for _, d := range a.Decisions {
 		d.Scope = models.NormalizeScope(d.Scope)
 	}
-	na := store.NewAlert{Alert: a, UUID: uuid.NewString(), MachineID: machineID,
+	// The agent's UUID identifies a retried push; anything else gets one.
+	id := uuid.NewString()
+	if u, err := uuid.Parse(a.UUID); err == nil {
+		id = u.String()
+	}
+	na := store.NewAlert{Alert: a, UUID: id, MachineID: machineID,
 		StartAt: models.TimeOrNow(a.StartAt, now), StopAt: models.TimeOrNow(a.StopAt, now)}
 	decisions := a.Decisions
 	fromProfiles := false

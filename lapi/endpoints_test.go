@@ -1951,3 +1951,26 @@ func TestHostAllowlist(t *testing.T) {
 		t.Errorf("alert on loopback kept: %v", ids)
 	}
 }
+
+// An agent that lost the reply to a push sends the same alerts again, with
+// their UUIDs: they are stored once, the retry gets the same ids, and
+// their decisions are not doubled. Alerts without a UUID are all new.
+func TestPostAlertsRetryByUUID(t *testing.T) {
+	l := startLAPI(t, nil)
+	a := agentAlert("192.0.2.50", "crowdsecurity/ssh-bf")
+	a.UUID = "6f1c2b0a-3d4e-4f5a-8b9c-0d1e2f3a4b5c"
+	b := agentAlert("192.0.2.51", "crowdsecurity/ssh-bf")
+	b.UUID = "6f1c2b0a-3d4e-4f5a-8b9c-0d1e2f3a4b5d"
+	first := l.push(a, b)
+	if len(first) != 2 {
+		t.Fatalf("ids %v", first)
+	}
+	l.expectCounts("first push", 2, 2)
+	again := l.push(b, a)
+	if fmt.Sprint(again) != fmt.Sprint([]string{first[1], first[0]}) {
+		t.Errorf("retry ids %v, want %v reversed", again, first)
+	}
+	l.expectCounts("after the retry", 2, 2)
+	l.push(agentAlert("192.0.2.52", "crowdsecurity/ssh-bf"), agentAlert("192.0.2.52", "crowdsecurity/ssh-bf"))
+	l.expectCounts("alerts without UUID", 4, 4)
+}

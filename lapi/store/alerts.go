@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -35,7 +36,9 @@ func truncate(s string, n int) string {
 }
 
 // CreateAlerts stores alerts and their decisions in one transaction and
-// returns the new ids in order.
+// returns their ids in order. An alert whose UUID is already stored (an
+// agent retrying a push whose reply it lost) is not stored again: its
+// existing id is returned and its decisions are not added twice.
 func (s *Store) CreateAlerts(ctx context.Context, alerts []NewAlert) ([]int64, error) {
 	ids := make([]int64, 0, len(alerts))
 	now := nowNS()
@@ -49,7 +52,20 @@ func (s *Store) CreateAlerts(ctx context.Context, alerts []NewAlert) ([]int64, e
 			return fmt.Errorf("preparing alert insert: %w", err)
 		}
 		defer astmt.Close()
+		seen, err := tx.PrepareContext(ctx, `SELECT id FROM alerts WHERE uuid = ?`)
+		if err != nil {
+			return fmt.Errorf("preparing alert lookup: %w", err)
+		}
+		defer seen.Close()
 		for _, na := range alerts {
+			var old int64
+			switch err := seen.QueryRowContext(ctx, na.UUID).Scan(&old); {
+			case err == nil:
+				ids = append(ids, old)
+				continue
+			case !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("looking up alert %s: %w", na.UUID, err)
+			}
 			a := na.Alert
 			src := a.Source
 			if src == nil {

@@ -151,6 +151,9 @@ CREATE TABLE usage_metrics (
 );
 CREATE INDEX usage_metrics_by ON usage_metrics (generated_type, generated_by, received_at);
 `,
+	// 2: an agent resending an alert after a lost reply (its UUID kept)
+	// must not store it twice.
+	`CREATE UNIQUE INDEX alerts_uuid ON alerts (uuid);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -1,0 +1,55 @@
+// Package delivery sends the agent's alerts to a LAPI the way upstream's
+// agent does: machine login (JWT, re-login before expiry and on 401,
+// handled by apiclient), a heartbeat, and batched POST /v1/alerts
+// (gzipped above 5 KiB by apiclient). Alerts first go to a bounded
+// on-disk queue, so that neither a LAPI outage nor an agent restart loses
+// them. It must never block the agent on the network, and never drop an
+// alert except in the cases listed below, each logged and counted.
+//
+// # Durability
+//
+// Pusher.Push returns once the alerts are fsynced. Concurrent Pushes share
+// fsyncs (group commit without a timer: the first caller syncs at once,
+// those arriving meanwhile ride on the next sync), so a lone alert costs
+// one fsync and reaches the delivery loop immediately.
+//
+// The queue is a directory of segment files (4 MiB, smaller for small
+// bounds) of length-prefixed, CRC-32C-checked records, plus an "ack"
+// cursor file replaced atomically (temp file, fsync, rename, directory
+// fsync). A record torn by a crash is found at the next start, cut off
+// and logged with its size; earlier records are intact. A segment goes
+// when every record in it is delivered.
+//
+// # Bounds
+//
+// At most Config.MaxQueueAlerts undelivered alerts (default 10000) and
+// Config.MaxQueueBytes of segment files (default 64 MiB) are kept. Past
+// either bound the OLDEST undelivered alerts are dropped, since the newest
+// attacks matter most, with a warning giving the count and the
+// rampart_delivery_alerts_total{result="dropped"} counter.
+//
+// # Duplicates
+//
+// An alert leaves the queue only after the LAPI acknowledged it (201), and
+// the cursor is written right after that answer. Delivery is therefore
+// at-least-once: a crash between the LAPI's 201 and the cursor's fsync (a
+// window of one fsync) sends those alerts again at the next start, as
+// does a response lost to a timeout. Every queued alert carries a UUID
+// (set by Push when empty) so that a LAPI could recognise a second copy;
+// Rampart's LAPI and upstream's currently assign their own UUIDs and store
+// the copy.
+//
+// # Alerts the LAPI refuses
+//
+// An unreachable or overloaded LAPI (network errors, 401/403 after a new
+// login, 404, 408, 429, 502-504) keeps the batch queued; retries back off
+// from Config.RetryMin to RetryMax, and the outage is logged once, with
+// its end. A batch refused for its content (400, 413, 422, or 500
+// "validation failure list", which is how LAPIs report schema errors) is
+// split in halves until the bad alert is alone; that alert is dropped with
+// an error log. Any other 5xx may be the server's or the alert's fault: an
+// alert failing alone three times is moved behind the rest of the queue,
+// and dropped only if it fails three times again after the LAPI accepted
+// other alerts in between. A LAPI failing on everything thus drops
+// nothing.
+package delivery

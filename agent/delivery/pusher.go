@@ -1,0 +1,570 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	log "github.com/sirupsen/logrus"
+
+	"github.com/rampart-ips/rampart/apiclient"
+	"github.com/rampart-ips/rampart/models"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxQueueBytes     = 64 << 20
+	DefaultMaxQueueAlerts    = 10000
+	DefaultBatchSize         = 50
+	DefaultHeartbeatInterval = 60 * time.Second // upstream's agent heartbeat
+	DefaultRetryMin          = 100 * time.Millisecond
+	DefaultRetryMax          = 10 * time.Second
+
+	// suspectStrikes is how often an alert must fail alone with a 5xx
+	// before the LAPI's acceptance of the alerts behind it convicts it.
+	suspectStrikes = 3
+	// maxMoved bounds the memory of alerts moved behind the others.
+	maxMoved = 1024
+)
+
+// Config tunes a Pusher. Zero values take the defaults above.
+type Config struct {
+	// QueueDir holds the queue, e.g. /var/lib/crowdsec/data/alert-queue.
+	QueueDir string
+	// MaxQueueBytes bounds the segment files on disk; MaxQueueAlerts the
+	// alerts waiting. Past either, the oldest undelivered alerts go.
+	MaxQueueBytes  int64
+	MaxQueueAlerts int
+	// BatchSize is the most alerts per POST /v1/alerts.
+	BatchSize int
+	// FlushInterval, when positive, waits that long after an alert is
+	// queued before pushing, to fill bigger batches. 0 pushes at once,
+	// batching whatever accumulated during the previous push.
+	FlushInterval time.Duration
+	// HeartbeatInterval is the GET /v1/heartbeat period; negative
+	// disables the heartbeat.
+	HeartbeatInterval time.Duration
+	// RetryMin and RetryMax bound the exponential backoff while the LAPI
+	// fails.
+	RetryMin, RetryMax time.Duration
+}
+
+func (c *Config) setDefaults() error {
+	if c.QueueDir == "" {
+		return errors.New("delivery: no queue directory")
+	}
+	if c.MaxQueueBytes == 0 {
+		c.MaxQueueBytes = DefaultMaxQueueBytes
+	}
+	if c.MaxQueueAlerts == 0 {
+		c.MaxQueueAlerts = DefaultMaxQueueAlerts
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = DefaultRetryMin
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = max(DefaultRetryMax, c.RetryMin)
+	}
+	switch {
+	case c.MaxQueueBytes < 4*minSegmentBytes:
+		return fmt.Errorf("delivery: max queue bytes %d is below %d", c.MaxQueueBytes, 4*minSegmentBytes)
+	case c.MaxQueueAlerts < 0 || c.BatchSize < 0 || c.FlushInterval < 0:
+		return errors.New("delivery: negative queue bound, batch size or flush interval")
+	case c.RetryMin < 0 || c.RetryMax < c.RetryMin:
+		return fmt.Errorf("delivery: retry backoff %s..%s is not a range", c.RetryMin, c.RetryMax)
+	}
+	return nil
+}
+
+// Stats are a Pusher's counts since New.
+type Stats struct {
+	Queued    int    // alerts waiting now
+	Delivered uint64 // acknowledged by the LAPI
+	Dropped   uint64 // queue full, rejected by the LAPI, or damaged on disk
+	// LastError is the latest failed delivery or heartbeat ("" if none);
+	// it stays after a success, LastErrorAt says when.
+	LastError   string
+	LastErrorAt time.Time
+}
+
+// Pusher queues alerts on disk and delivers them to the LAPI.
+type Pusher struct {
+	cfg      Config
+	client   *apiclient.Client
+	log      *log.Entry
+	q        *queue
+	metrics  *Metrics
+	maxAlert int // largest encoded alert accepted
+	wake     chan struct{}
+	running  atomic.Bool
+	// onAck, when set (tests, benchmarks), is called after each ack of
+	// delivered alerts with their count.
+	onAck func(n int)
+
+	mu        sync.Mutex // guards the counts below
+	delivered uint64
+	dropped   uint64
+	lastErr   string
+	lastErrAt time.Time
+}
+
+// New opens (or recovers) the queue in cfg.QueueDir. It does not contact
+// the LAPI.
+func New(cfg Config, client *apiclient.Client, logger *log.Entry) (*Pusher, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if client == nil {
+		return nil, errors.New("delivery: no LAPI client")
+	}
+	if logger == nil {
+		logger = log.WithField("component", "delivery")
+	}
+	segBytes := min(int64(defaultSegmentBytes), max(cfg.MaxQueueBytes/8, minSegmentBytes))
+	q, err := openQueue(queueConfig{dir: cfg.QueueDir, maxBytes: cfg.MaxQueueBytes, maxAlerts: cfg.MaxQueueAlerts, segmentBytes: segBytes}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("delivery: %w", err)
+	}
+	p := &Pusher{cfg: cfg, client: client, log: logger, q: q, metrics: newMetrics(),
+		maxAlert: int(min(int64(maxRecordBytes), cfg.MaxQueueBytes/4)), wake: make(chan struct{}, 1)}
+	st := q.stats()
+	p.metrics.queued.Set(float64(st.pending))
+	if st.pending > 0 {
+		logger.WithField("alerts", st.pending).Info("undelivered alerts found in the queue")
+	}
+	return p, nil
+}
+
+// Metrics returns the Pusher's Prometheus series, to Register.
+func (p *Pusher) Metrics() *Metrics { return p.metrics }
+
+// Push queues alerts and returns once they are on stable storage; it never
+// waits for the LAPI. An alert without a UUID is given one (on the queued
+// copy; the caller's alert is not modified). A full queue drops its oldest
+// alerts, never these.
+func (p *Pusher) Push(ctx context.Context, alerts ...*models.Alert) error {
+	if len(alerts) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("queueing alerts: %w", err)
+	}
+	payloads := make([][]byte, 0, len(alerts))
+	for i, a := range alerts {
+		if a == nil || a.Source == nil {
+			return fmt.Errorf("queueing alert %d: no source", i)
+		}
+		c := *a
+		if c.UUID == "" {
+			c.UUID = uuid.NewString()
+		}
+		if c.Events == nil {
+			// The LAPI refuses a null events list; an empty one is fine.
+			c.Events = []*models.Event{}
+		}
+		b, err := json.Marshal(&c)
+		if err != nil {
+			return fmt.Errorf("queueing alert %d (%s): encoding: %w", i, c.Scenario, err)
+		}
+		if len(b) > p.maxAlert {
+			return fmt.Errorf("queueing alert %d (%s): %d bytes encoded, more than the %d a queued alert may take", i, c.Scenario, len(b), p.maxAlert)
+		}
+		payloads = append(payloads, b)
+	}
+	dropped, err := p.q.append(payloads)
+	if dropped > 0 {
+		p.addDropped(dropped)
+		p.log.WithFields(log.Fields{"dropped": dropped, "max_alerts": p.cfg.MaxQueueAlerts, "max_bytes": p.cfg.MaxQueueBytes}).
+			Warn("alert queue full: dropped the oldest undelivered alerts")
+	}
+	p.updateQueued()
+	if err != nil {
+		return fmt.Errorf("queueing alerts: %w", err)
+	}
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Stats returns the current counts.
+func (p *Pusher) Stats() Stats {
+	qs := p.q.stats()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Stats{Queued: qs.pending, Delivered: p.delivered, Dropped: p.dropped + qs.corrupt,
+		LastError: p.lastErr, LastErrorAt: p.lastErrAt}
+}
+
+// Close syncs and closes the queue. Stop Run (cancel its context) first;
+// undelivered alerts stay on disk for the next New.
+func (p *Pusher) Close() error {
+	if err := p.q.close(); err != nil {
+		return fmt.Errorf("delivery: %w", err)
+	}
+	return nil
+}
+
+func (p *Pusher) addDropped(n int) {
+	p.mu.Lock()
+	p.dropped += uint64(n)
+	p.mu.Unlock()
+	p.metrics.dropped.Add(float64(n))
+}
+
+func (p *Pusher) addDelivered(n int) {
+	p.mu.Lock()
+	p.delivered += uint64(n)
+	p.mu.Unlock()
+	p.metrics.delivered.Add(float64(n))
+}
+
+func (p *Pusher) noteError(err error) {
+	p.mu.Lock()
+	p.lastErr, p.lastErrAt = err.Error(), time.Now()
+	p.mu.Unlock()
+}
+
+func (p *Pusher) updateQueued() { p.metrics.queued.Set(float64(p.q.stats().pending)) }
+
+// Run delivers queued alerts and sends heartbeats until ctx ends (then it
+// returns nil). Only one Run may be active at a time.
+func (p *Pusher) Run(ctx context.Context) error {
+	if !p.running.CompareAndSwap(false, true) {
+		return errors.New("delivery: Run is already running")
+	}
+	defer p.running.Store(false)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if p.cfg.HeartbeatInterval > 0 {
+		wg.Go(func() { p.heartbeat(ctx) })
+	}
+	l := &loop{p: p, backoff: p.cfg.RetryMin, moved: map[string]uint64{}}
+	return l.run(ctx)
+}
+
+// heartbeat calls GET /v1/heartbeat now and every HeartbeatInterval.
+func (p *Pusher) heartbeat(ctx context.Context) {
+	t := time.NewTicker(p.cfg.HeartbeatInterval)
+	defer t.Stop()
+	failing := false
+	for {
+		hctx, cancel := context.WithTimeout(ctx, max(p.cfg.HeartbeatInterval, time.Second))
+		err := p.client.Heartbeat(hctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && !failing:
+			failing = true
+			p.noteError(err)
+			p.log.WithError(err).Warn("LAPI heartbeat failed")
+		case err != nil:
+			p.noteError(err)
+			p.log.WithError(err).Debug("LAPI heartbeat failed")
+		case failing:
+			failing = false
+			p.log.Info("LAPI heartbeat works again")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// loop is the delivery loop's state, owned by Run's goroutine.
+type loop struct {
+	p       *Pusher
+	backoff time.Duration
+
+	down       bool      // the last push failed
+	downSince  time.Time // when the outage began
+	recovering bool      // an outage happened and the queue has not drained since
+	backlog    int       // alerts delivered while recovering, reported when the queue drains
+
+	// suspect is the head alert that failed alone with a 5xx; strikes
+	// counts those failures.
+	suspect struct {
+		seq     uint64
+		strikes int
+	}
+	// moved maps the UUIDs of alerts moved to the back of the queue to
+	// the delivered count at the time.
+	moved map[string]uint64
+}
+
+func (l *loop) run(ctx context.Context) error {
+	p := l.p
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		recs, err := p.q.peek(p.cfg.BatchSize)
+		if err != nil {
+			return fmt.Errorf("delivery: %w", err)
+		}
+		if len(recs) == 0 {
+			if l.recovering && !l.down {
+				p.log.WithField("alerts", l.backlog).Info("delivered the alerts queued during the LAPI outage")
+				l.recovering, l.backlog = false, 0
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-p.wake:
+			}
+			if p.cfg.FlushInterval > 0 && !sleepCtx(ctx, p.cfg.FlushInterval) {
+				return nil
+			}
+			continue
+		}
+		err = l.deliver(ctx, recs)
+		p.updateQueued()
+		if err == nil {
+			l.backoff = p.cfg.RetryMin
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		l.failed(err, classify(err))
+		if !sleepCtx(ctx, jitter(l.backoff)) {
+			return nil
+		}
+		l.backoff = min(2*l.backoff, p.cfg.RetryMax)
+	}
+}
+
+// failed records a failed push; an outage is logged once, when it begins.
+func (l *loop) failed(err error, kind failKind) {
+	p := l.p
+	p.noteError(err)
+	if l.down {
+		p.log.WithError(err).Debug("LAPI still failing")
+		return
+	}
+	l.down, l.downSince, l.recovering = true, time.Now(), true
+	msg := "LAPI unreachable: alerts stay queued and are retried"
+	if kind != failTransient {
+		msg = "LAPI fails on an alert: it stays queued and is retried"
+	}
+	p.log.WithError(err).WithField("queued", p.q.stats().pending).Warn(msg)
+}
+
+// succeeded records n alerts acknowledged by the LAPI.
+func (l *loop) succeeded(n int) {
+	if l.down {
+		l.down = false
+		l.p.log.WithFields(log.Fields{"outage": time.Since(l.downSince).Round(time.Millisecond), "queued": l.p.q.stats().pending}).
+			Info("LAPI reachable again: delivering the queued alerts")
+	}
+	if l.recovering {
+		l.backlog += n
+	}
+}
+
+// deliver pushes recs and acknowledges what the LAPI took or what it will
+// never take. A non-nil error means the rest (from the first record not
+// acknowledged) should be retried later.
+func (l *loop) deliver(ctx context.Context, recs []record) error {
+	if l.suspect.strikes > 0 {
+		if recs[0].seq == l.suspect.seq {
+			return l.retrySuspect(ctx, recs)
+		}
+		l.suspect.strikes = 0
+	}
+	return l.split(ctx, recs)
+}
+
+// split pushes recs; when the LAPI refuses the batch itself (rather than
+// being unavailable), it pushes each half on its own so that one bad
+// alert cannot hold back the others.
+func (l *loop) split(ctx context.Context, recs []record) error {
+	_, err := l.p.client.PushAlerts(ctx, alertsOf(recs))
+	if err == nil {
+		l.ack(recs, true)
+		return nil
+	}
+	kind := classify(err)
+	switch {
+	case kind == failTransient:
+		return err
+	case len(recs) > 1:
+		mid := len(recs) / 2
+		if err := l.split(ctx, recs[:mid]); err != nil {
+			return err
+		}
+		return l.split(ctx, recs[mid:])
+	case kind == failRejected:
+		l.drop(recs[0], err)
+		return nil
+	default:
+		l.suspect.seq, l.suspect.strikes = recs[0].seq, 1
+		return err
+	}
+}
+
+// retrySuspect pushes the suspect head alone. After suspectStrikes
+// failures it moves it behind the other queued alerts, so that it holds
+// nobody back; if it fails that often again after the LAPI took other
+// alerts in between, it is the alert's fault and the alert goes.
+func (l *loop) retrySuspect(ctx context.Context, recs []record) error {
+	head := recs[0]
+	_, err := l.p.client.PushAlerts(ctx, alertsOf(recs[:1]))
+	if err == nil {
+		l.suspect.strikes = 0
+		l.ack(recs[:1], true)
+		return nil
+	}
+	switch classify(err) {
+	case failRejected:
+		l.suspect.strikes = 0
+		l.drop(head, err)
+		return nil
+	case failTransient:
+		return err
+	}
+	l.suspect.strikes++
+	if l.suspect.strikes < suspectStrikes {
+		return err
+	}
+	l.suspect.strikes = 0
+	if mark, ok := l.moved[head.alert.UUID]; ok && l.p.Stats().Delivered > mark {
+		delete(l.moved, head.alert.UUID)
+		l.drop(head, err)
+		return nil
+	}
+	payload, merr := json.Marshal(head.alert)
+	if merr == nil {
+		var dropped int
+		dropped, merr = l.p.q.append([][]byte{payload})
+		if dropped > 0 {
+			l.p.addDropped(dropped)
+		}
+	}
+	if merr != nil {
+		l.p.log.WithError(merr).Error("moving a failing alert to the back of the queue")
+		return err
+	}
+	l.ack(recs[:1], false)
+	if len(l.moved) >= maxMoved {
+		// Entries of moved alerts later dropped by the queue bound are
+		// never deleted; forgetting them all costs at most one more move
+		// each.
+		clear(l.moved)
+	}
+	l.moved[head.alert.UUID] = l.p.Stats().Delivered
+	l.p.log.WithError(err).WithFields(log.Fields{"scenario": head.alert.Scenario, "source": head.alert.GetValue(), "uuid": head.alert.UUID}).
+		Warn("LAPI keeps failing on this alert: moved it behind the other queued alerts")
+	return err
+}
+
+// ack removes recs from the queue (delivered or dropped). The cursor is
+// written right after the LAPI's answer, which keeps the window for a
+// duplicate (a crash between the two) as short as one fsync.
+func (l *loop) ack(recs []record, delivered bool) {
+	p := l.p
+	if err := p.q.ack(recs[len(recs)-1].seq + 1); err != nil {
+		// The queue head moved in memory; only a crash before the next
+		// successful ack can bring these alerts back, as duplicates.
+		p.log.WithError(err).Error("recording delivered alerts failed")
+	}
+	if delivered {
+		if len(l.moved) > 0 {
+			for _, r := range recs {
+				delete(l.moved, r.alert.UUID)
+			}
+		}
+		p.addDelivered(len(recs))
+		l.succeeded(len(recs))
+		if p.onAck != nil {
+			p.onAck(len(recs))
+		}
+	}
+}
+
+// drop removes one alert the LAPI refuses for good.
+func (l *loop) drop(r record, cause error) {
+	l.p.log.WithError(cause).WithFields(log.Fields{"scenario": r.alert.Scenario, "source": r.alert.GetValue(), "uuid": r.alert.UUID}).
+		Error("LAPI rejects this alert: dropped it so the alerts queued behind it get through")
+	l.ack([]record{r}, false)
+	l.p.addDropped(1)
+}
+
+type failKind int
+
+const (
+	failTransient failKind = iota // LAPI down or busy, auth: retry the same batch later
+	failRejected                  // this payload can never succeed: isolate and drop
+	failSuspect                   // a server error that may be the payload's fault
+)
+
+// classify sorts a PushAlerts error. Rampart's LAPI, like upstream's,
+// answers a schema violation with 500 "validation failure list", so that
+// 500 is a rejection; other 5xx may be the server's fault or the payload's.
+func classify(err error) failKind {
+	var ae *apiclient.APIError
+	if !errors.As(err, &ae) || strings.HasSuffix(ae.Path, "/watchers/login") {
+		return failTransient
+	}
+	switch {
+	case ae.Status == http.StatusBadRequest, ae.Status == http.StatusRequestEntityTooLarge,
+		ae.Status == http.StatusUnprocessableEntity:
+		return failRejected
+	case ae.Status == http.StatusInternalServerError && strings.HasPrefix(ae.Message, "validation failure list"):
+		return failRejected
+	case ae.Status >= 500 && ae.Status != http.StatusBadGateway &&
+		ae.Status != http.StatusServiceUnavailable && ae.Status != http.StatusGatewayTimeout:
+		return failSuspect
+	}
+	// 401/403 after a fresh login, 404 (wrong URL), 408, 429, 502-504:
+	// nothing about this batch, so retrying it is right.
+	return failTransient
+}
+
+func alertsOf(recs []record) []*models.Alert {
+	out := make([]*models.Alert, len(recs))
+	for i, r := range recs {
+		out[i] = r.alert
+	}
+	return out
+}
+
+// jitter spreads retries by ±20% so agents do not hit a recovering LAPI
+// in lockstep.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d - d/5 + rand.N(2*d/5+1)
+}
+
+// sleepCtx waits d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
