@@ -1,5 +1,7 @@
-// Command crowdsec is Rampart's daemon: the local API (and, in later
-// milestones, the log-processing agent). Flags follow upstream's.
+// Command crowdsec is Rampart's daemon: the log-processing agent and the
+// local API in one process (-no-api: agent only, -no-cs: LAPI only), or a
+// one-shot replay of a log (-dsn file:///path.log -type syslog). Flags
+// follow upstream's.
 package main
 
 import (
@@ -9,12 +11,16 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
-	"github.com/coreos/go-systemd/v22/daemon"
+	sdnotify "github.com/coreos/go-systemd/v22/daemon"
 	log "github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/rampart-ips/rampart/agent/daemon"
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/memtune"
 	"github.com/rampart-ips/rampart/internal/version"
 	"github.com/rampart-ips/rampart/lapi"
 	"github.com/rampart-ips/rampart/lapi/profiles"
@@ -36,6 +42,10 @@ func run() error {
 	noCS := fs.Bool("no-cs", false, "run only the local API")
 	noAPI := fs.Bool("no-api", false, "run only the agent")
 	_ = fs.Bool("no-capi", true, "accepted for compatibility: Rampart has no central API")
+	dsn := fs.String("dsn", "", "replay this source once, in time-machine mode (file:///path.log, journalctl://filters=_SYSTEMD_UNIT=ssh.service), then exit")
+	typ := fs.String("type", "", "with -dsn: the log type label that selects the parsers (syslog, nginx, ...)")
+	var labels labelFlags
+	fs.Var(&labels, "label", "with -dsn: an extra label key:value (repeatable)")
 	levels := map[string]*bool{}
 	for _, l := range []string{"trace", "debug", "info", "warning", "error", "fatal"} {
 		levels[l] = fs.Bool(l, false, "log at "+l+" level")
@@ -79,14 +89,46 @@ func run() error {
 		fmt.Printf("configuration %s is valid (%d profiles)\n", *cfgPath, len(prof.Names()))
 		return nil
 	}
-	if *noAPI {
-		return fmt.Errorf("-no-api: the agent is not part of this build yet; run the LAPI with -no-cs")
-	}
-	if !*noCS && csconfig.Bool(cfg.Crowdsec.Enable, true) {
-		log.Warn("the log-processing agent is not part of this build yet: running the local API only")
+	runAgent := !*noCS && (csconfig.Bool(cfg.Crowdsec.Enable, true) || *noAPI || *dsn != "")
+	runAPI := !*noAPI && csconfig.Bool(cfg.API.Server.Enable, true)
+	if !runAgent && !runAPI {
+		return fmt.Errorf("nothing to run: the agent and the local API are both disabled")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A replay ends the process once its alerts are delivered, the
+	// in-process LAPI (if any) with it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, ctx := errgroup.WithContext(ctx)
+	if runAgent {
+		memtune.Apply()
+		opts := daemon.Options{DSN: *dsn}
+		if *dsn != "" {
+			if opts.Labels, err = daemon.ParseLabels(*typ, labels); err != nil {
+				return err
+			}
+		}
+		ag, err := daemon.New(cfg, opts)
+		if err != nil {
+			return err
+		}
+		defer ag.Close()
+		g.Go(func() error {
+			err := ag.Run(ctx)
+			if *dsn != "" {
+				cancel()
+			}
+			return err
+		})
+	}
+	if runAPI {
+		g.Go(func() error { return runLAPI(ctx, cfg, prof) })
+	}
+	return g.Wait()
+}
+
+func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set) error {
 	st, err := store.Open(ctx, store.Config{Type: cfg.DBConfig.Type, Path: cfg.DBConfig.DBPath,
 		MaxOpenConns: cfg.DBConfig.MaxOpenConns, BusyTimeout: cfg.DBConfig.BusyTimeout.Duration})
 	if err != nil {
@@ -98,10 +140,16 @@ func run() error {
 		return err
 	}
 	return srv.Run(ctx, func() {
-		if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		if ok, err := sdnotify.SdNotify(false, sdnotify.SdNotifyReady); err != nil {
 			log.WithError(err).Warn("sd_notify failed")
 		} else if ok {
 			log.Debug("notified systemd: ready")
 		}
 	})
 }
+
+// labelFlags collects repeated -label key:value flags.
+type labelFlags []string
+
+func (l *labelFlags) String() string     { return strings.Join(*l, ",") }
+func (l *labelFlags) Set(v string) error { *l = append(*l, v); return nil }

@@ -53,15 +53,31 @@ func run(args ...string) error {
 // fd00:<subnet>::/64 so parallel tests do not collide.
 func NewPair(t testing.TB, subnet int) *Pair {
 	t.Helper()
+	return newPair(t, &Pair{
+		DefIP4: netip.MustParseAddr(fmt.Sprintf("10.%d.0.1", subnet)), AttIP4: netip.MustParseAddr(fmt.Sprintf("10.%d.0.2", subnet)),
+		DefIP6: netip.MustParseAddr(fmt.Sprintf("fd00:%x::1", subnet)), AttIP6: netip.MustParseAddr(fmt.Sprintf("fd00:%x::2", subnet)),
+	})
+}
+
+// NewPublicPair is NewPair with public-looking addresses: the
+// documentation ranges 198.51.100.0/24 and 2001:db8:<subnet>::/64, which no
+// private-range whitelist covers (the addresses exist only inside the
+// test's namespaces).
+func NewPublicPair(t testing.TB, subnet int) *Pair {
+	t.Helper()
+	return newPair(t, &Pair{
+		DefIP4: netip.MustParseAddr("198.51.100.1"), AttIP4: netip.MustParseAddr("198.51.100.2"),
+		DefIP6: netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::1", subnet)), AttIP6: netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::2", subnet)),
+	})
+}
+
+func newPair(t testing.TB, p *Pair) *Pair {
+	t.Helper()
 	Require(t)
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	id := hex.EncodeToString(b)
-	p := &Pair{
-		Defender: "rdef-" + id, Attacker: "ratt-" + id,
-		DefIP4: netip.MustParseAddr(fmt.Sprintf("10.%d.0.1", subnet)), AttIP4: netip.MustParseAddr(fmt.Sprintf("10.%d.0.2", subnet)),
-		DefIP6: netip.MustParseAddr(fmt.Sprintf("fd00:%x::1", subnet)), AttIP6: netip.MustParseAddr(fmt.Sprintf("fd00:%x::2", subnet)),
-	}
+	p.Defender, p.Attacker = "rdef-"+id, "ratt-"+id
 	vd, va := "vd"+id, "va"+id
 	t.Cleanup(func() {
 		_ = run("ip", "netns", "del", p.Defender)

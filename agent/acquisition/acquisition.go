@@ -1,0 +1,29 @@
+// Package acquisition reads log lines for the agent: files (globs, tail
+// from the end, rotation, inotify with a polling fallback), journald
+// (journalctl --follow -o json with matches and a saved cursor), a syslog
+// server (UDP/TCP, RFC 3164/5424) and one-shot replays of a DSN
+// (file:///path.log, journalctl://...). Sources are configured in TOML
+// files under /etc/crowdsec/acquis.d; each line leaves as an event.Line
+// carrying its source's labels (type = "syslog", ...). A source that reads
+// nothing for its idle_warning period says so in the log and in metrics.
+// It never interprets a line: parsing is the parsers' business, and a
+// line's time is when it was read.
+package acquisition
+
+import (
+	"context"
+
+	"github.com/rampart-ips/rampart/agent/event"
+)
+
+// Source is one configured log source.
+type Source interface {
+	// Name identifies the source in logs and metrics, e.g.
+	// "file:/var/log/auth.log" or "journalctl:_SYSTEMD_UNIT=ssh.service".
+	Name() string
+	// Run sends lines to out until ctx ends (live sources) or the input is
+	// exhausted (replays: Run then returns nil). It returns an error only
+	// when the source cannot work at all; transient trouble (a file that
+	// vanished, journalctl restarting) is logged and retried.
+	Run(ctx context.Context, out chan<- event.Line) error
+}

@@ -1,0 +1,519 @@
+package acquisition
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	log "github.com/sirupsen/logrus"
+
+	"github.com/rampart-ips/rampart/agent/event"
+)
+
+// journalMaxEntry bounds one JSON entry. Without --all journalctl writes
+// fields over 4096 bytes as null, so real entries stay far below it.
+const journalMaxEntry = 1 << 20
+
+// journalTiming holds the journalctl source's periods; tests shorten them.
+type journalTiming struct {
+	minBackoff time.Duration // first wait before restarting journalctl
+	maxBackoff time.Duration // the wait doubles up to this
+	healthy    time.Duration // a run this long resets the wait
+	saveEvery  time.Duration // the cursor is written at most this often
+	stopGrace  time.Duration // journalctl gets this long to exit on SIGTERM
+}
+
+func defaultJournalTiming() journalTiming {
+	return journalTiming{
+		minBackoff: time.Second,
+		maxBackoff: time.Minute,
+		healthy:    time.Minute,
+		saveEvery:  time.Second,
+		stopGrace:  5 * time.Second,
+	}
+}
+
+// journalSource reads the journal through journalctl's JSON output,
+// following it (live) or once (replay). journalctl rather than
+// sd-journal through cgo: it keeps the binary static and is what
+// upstream runs.
+type journalSource struct {
+	name    string
+	src     string // Line.Src, upstream's "journalctl-<filters joined by .>"
+	filters []string
+	labels  map[string]string
+	bin     string // the journalctl to run; tests point it at a fake
+	follow  bool
+	state   string // cursor file; "" when there is no state directory
+	log     *log.Entry
+	idle    *idleWatch
+	lines   prometheus.Counter
+	timing  journalTiming
+
+	mu     sync.Mutex
+	cursor string // of the last entry sent on
+	saved  string // what the state file holds
+}
+
+func newJournalSource(cfg Config, opts Options) (Source, error) {
+	s, err := newJournalSourceWith(cfg, opts, "journalctl")
+	if err != nil {
+		return nil, err // not a nil *journalSource inside a non-nil Source
+	}
+	return s, nil
+}
+
+// newJournalSourceWith is newJournalSource with the journalctl to run.
+func newJournalSourceWith(cfg Config, opts Options, bin string) (*journalSource, error) {
+	switch {
+	case cfg.Filename != "" || len(cfg.Filenames) > 0 || cfg.PollWithoutInotify:
+		return nil, errors.New("filenames and poll_without_inotify are file keys, not journalctl ones")
+	case cfg.ListenAddr != "" || cfg.ListenPort != 0 || cfg.Protocol != "":
+		return nil, errors.New("listen_addr, listen_port and protocol are syslog keys, not journalctl ones")
+	}
+	s, err := newJournal(cfg.JournalctlFilter, cfg.Labels, opts, bin)
+	if err != nil {
+		return nil, err
+	}
+	s.follow = true
+	if opts.StateDir != "" {
+		s.state = journalCursorPath(opts.StateDir, s.filters)
+	}
+	s.idle = newIdleWatch(s.name, cfg.IdlePeriod(), opts)
+	return s, nil
+}
+
+// newJournalReplay reads what the journal holds for filters, once
+// (journalctl://filters=... DSNs).
+func newJournalReplay(filters []string, labels map[string]string, opts Options) (Source, error) {
+	s, err := newJournalReplayWith(filters, labels, opts, "journalctl")
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func newJournalReplayWith(filters []string, labels map[string]string, opts Options, bin string) (*journalSource, error) {
+	s, err := newJournal(filters, labels, opts, bin)
+	if err != nil {
+		return nil, err
+	}
+	s.idle = newIdleWatch(s.name, 0, opts) // a replay ends; it is never idle
+	return s, nil
+}
+
+func newJournal(filters []string, labels map[string]string, opts Options, bin string) (*journalSource, error) {
+	if err := checkJournalFilters(filters); err != nil {
+		return nil, err
+	}
+	filters = append([]string(nil), filters...)
+	name := "journalctl:" + strings.Join(filters, " ")
+	return &journalSource{
+		name:    name,
+		src:     "journalctl-" + strings.Join(filters, "."),
+		filters: filters,
+		labels:  labels,
+		bin:     bin,
+		log:     opts.logger().WithFields(log.Fields{"source": name, "type": labels["type"]}),
+		lines:   opts.Metrics.lineCounter(name, labels["type"]),
+		timing:  defaultJournalTiming(),
+	}, nil
+}
+
+// journalMatch recognises FIELD=value: field names are upper-case
+// letters, digits and '_', not starting with a digit (journal-file rules).
+var journalMatch = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*=`)
+
+// journalOption tells the journalctl options a filter may hold: those
+// that select entries. Those that choose the output or the position
+// (--output, --lines, --since, --cursor ...) are ours to set.
+func journalOption(opt string) (takesValue, ok bool) {
+	switch opt {
+	case "--unit", "--user-unit", "--identifier", "--priority", "--facility", "--grep",
+		"--namespace", "--directory", "--file", "--machine",
+		"-u", "-t", "-p", "-g", "-D", "-M":
+		return true, true
+	case "--boot", "--case-sensitive", // their value is optional: --boot=-1
+		"--dmesg", "--system", "--user", "--merge", "-b", "-k", "-m":
+		return false, true
+	}
+	return false, false
+}
+
+// checkJournalFilters accepts journalctl matches (FIELD=value), the "+"
+// that ORs groups of them, executable paths (journalctl matches on
+// _EXE), and options that narrow the selection (--unit=ssh.service, or
+// "-u" and "ssh.service" as two items).
+func checkJournalFilters(filters []string) error {
+	if len(filters) == 0 {
+		return errors.New("journalctl_filter is empty: list journal matches, e.g. [\"_SYSTEMD_UNIT=ssh.service\"]")
+	}
+	for i := 0; i < len(filters); i++ {
+		f := filters[i]
+		switch {
+		case f == "+", journalMatch.MatchString(f), strings.HasPrefix(f, "/"):
+			continue
+		case strings.HasPrefix(f, "-"):
+			opt, _, hasValue := strings.Cut(f, "=")
+			takesValue, ok := journalOption(opt)
+			if !ok {
+				return fmt.Errorf("journalctl_filter %q: option not allowed (matches such as _SYSTEMD_UNIT=ssh.service, or --unit=, --identifier=, --priority=, --grep= ...)", f)
+			}
+			if takesValue && !hasValue {
+				if strings.HasPrefix(opt, "--") || i+1 == len(filters) {
+					return fmt.Errorf("journalctl_filter %q: needs a value (%s=...)", f, opt)
+				}
+				i++ // "-u", "ssh.service"
+			}
+		default:
+			return fmt.Errorf("journalctl_filter %q: want FIELD=value (e.g. _SYSTEMD_UNIT=ssh.service), \"+\" or an option such as --unit=", f)
+		}
+	}
+	return nil
+}
+
+// Name implements Source.
+func (s *journalSource) Name() string { return s.name }
+
+// Run implements Source. Live, it follows the journal until ctx ends,
+// restarting journalctl when it exits; a replay returns once journalctl
+// has printed everything.
+func (s *journalSource) Run(ctx context.Context, out chan<- event.Line) error {
+	if _, err := exec.LookPath(s.bin); err != nil {
+		return fmt.Errorf("journalctl source: cannot run %s (is systemd's journalctl installed?): %w", s.bin, err)
+	}
+	if !s.follow {
+		return s.replay(ctx, out)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go s.idle.run(ctx)
+
+	if s.state != "" {
+		c, err := loadJournalCursor(s.state, s.filters)
+		if err != nil {
+			s.log.WithError(err).Warn("ignoring the saved journal cursor: reading new entries only")
+		}
+		s.mu.Lock()
+		s.cursor, s.saved = c, c
+		s.mu.Unlock()
+		saverDone := make(chan struct{})
+		go func() {
+			defer close(saverDone)
+			s.saveLoop(ctx)
+		}()
+		defer func() {
+			cancel()
+			<-saverDone
+			if err := s.saveCursor(); err != nil { // the last position, at exit
+				s.log.WithError(err).Warn("cannot save the journal cursor: the next start reads new entries only")
+			}
+		}()
+	}
+
+	backoff := s.timing.minBackoff
+	for {
+		cursor := s.lastCursor()
+		started := time.Now()
+		res := s.runJournalctl(ctx, s.followArgs(cursor), out)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if cursor != "" && res.lines == 0 && strings.Contains(res.stderr, "cursor") {
+			// The state file holds a cursor journalctl rejects (edited,
+			// or from another machine's journal): start afresh.
+			s.log.WithField("stderr", res.stderr).Warn("journalctl rejected the saved cursor: reading new entries only")
+			s.forgetCursor()
+			continue
+		}
+		if res.lines > 0 || time.Since(started) >= s.timing.healthy {
+			backoff = s.timing.minBackoff
+		}
+		s.log.WithError(res.err).WithFields(log.Fields{"stderr": res.stderr, "retry_in": backoff.String()}).
+			Warn("journalctl exited: restarting it")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, s.timing.maxBackoff)
+	}
+}
+
+// followArgs resumes after cursor, or starts at the end of the journal.
+// --lines=all goes with the cursor because --follow alone shows only the
+// last 10 entries first: the rest of the backlog would wait for the next
+// new entry.
+func (s *journalSource) followArgs(cursor string) []string {
+	args := []string{"--follow", "--output=json"}
+	if cursor != "" {
+		args = append(args, "--after-cursor="+cursor, "--lines=all")
+	} else {
+		args = append(args, "--lines=0")
+	}
+	return append(args, s.filters...)
+}
+
+func (s *journalSource) replay(ctx context.Context, out chan<- event.Line) error {
+	args := append([]string{"--output=json", "--no-pager"}, s.filters...)
+	res := s.runJournalctl(ctx, args, out)
+	if ctx.Err() != nil {
+		return nil
+	}
+	if res.err != nil {
+		if res.stderr != "" {
+			return fmt.Errorf("journalctl %s: %w: %s", strings.Join(args, " "), res.err, res.stderr)
+		}
+		return fmt.Errorf("journalctl %s: %w", strings.Join(args, " "), res.err)
+	}
+	s.log.WithField("lines", res.lines).Info("journal replay done")
+	return nil
+}
+
+// journalRun is how one journalctl process went.
+type journalRun struct {
+	lines  int    // entries sent on
+	stderr string // its last line of complaint
+	err    error  // why it could not start, or its exit status
+}
+
+// runJournalctl runs journalctl once and sends its entries on until it
+// exits or ctx ends (then it is stopped).
+func (s *journalSource) runJournalctl(ctx context.Context, args []string, out chan<- event.Line) journalRun {
+	var res journalRun
+	cmd := exec.CommandContext(ctx, s.bin, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = s.timing.stopGrace
+	stderr := &journalStderr{log: s.log}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		res.err = fmt.Errorf("starting journalctl: %w", err)
+		return res
+	}
+	s.log.WithField("args", strings.Join(args, " ")).Debug("starting journalctl")
+	if err := cmd.Start(); err != nil {
+		res.err = fmt.Errorf("starting journalctl: %w", err)
+		return res
+	}
+	br := bufio.NewReaderSize(stdout, 64<<10)
+	var buf []byte
+	for {
+		line, tooLong, rerr := readJournalLine(br, buf[:0], journalMaxEntry)
+		buf = line
+		if tooLong {
+			s.log.WithField("max", journalMaxEntry).Warn("journal entry too large: skipped")
+		} else if len(bytes.TrimSpace(line)) > 0 {
+			if !s.entry(ctx, line, out) {
+				break
+			}
+			res.lines++
+		}
+		if rerr != nil {
+			if !errors.Is(rerr, io.EOF) && ctx.Err() == nil {
+				// Unreadable output: stop this journalctl rather than
+				// wait for it with nobody reading.
+				s.log.WithError(rerr).Warn("reading journalctl output")
+				_ = cmd.Process.Kill()
+			}
+			break
+		}
+	}
+	// Once ctx is done, CommandContext sends SIGTERM and kills journalctl
+	// after stopGrace, so Wait returns.
+	werr := cmd.Wait()
+	res.stderr = stderr.last()
+	if ctx.Err() != nil {
+		return res
+	}
+	res.err = werr
+	if res.err == nil && s.follow {
+		res.err = errors.New("journalctl exited with status 0")
+	}
+	return res
+}
+
+// entry sends one JSON line on; it returns false once ctx has ended.
+func (s *journalSource) entry(ctx context.Context, line []byte, out chan<- event.Line) bool {
+	if line[0] != '{' {
+		// journalctl may print "-- No entries --" or boot separators
+		// around the JSON, depending on its version.
+		s.log.WithField("line", string(syslogPrefix(line, 80))).Debug("journalctl printed a non-JSON line: skipped")
+		return true
+	}
+	r, err := decodeJournalEntry(line)
+	if err != nil {
+		s.log.WithError(err).Debug("unreadable journal entry: skipped")
+		return true
+	}
+	if !r.HasMsg {
+		// journalctl writes MESSAGE as null when it is over 4096 bytes.
+		s.log.WithField("cursor", r.Cursor).Debug("journal entry without MESSAGE (absent or over 4096 bytes): skipped")
+		s.setCursor(r.Cursor)
+		return true
+	}
+	now := time.Now()
+	t := r.Time
+	if t.IsZero() {
+		t = now
+	}
+	ev := event.Line{
+		Raw:    journalRaw(r, now),
+		Src:    s.src,
+		Module: "journalctl",
+		Labels: s.labels, // shared by every line of the source: events never change it
+		Time:   t,
+	}
+	select {
+	case out <- ev:
+	case <-ctx.Done():
+		return false
+	}
+	s.setCursor(r.Cursor)
+	s.lines.Inc()
+	s.idle.seen()
+	return true
+}
+
+// readJournalLine reads one line into buf (without its "\n"). A line
+// over max is consumed but not kept: tooLong reports it.
+func readJournalLine(br *bufio.Reader, buf []byte, max int) (line []byte, tooLong bool, err error) {
+	for {
+		frag, err := br.ReadSlice('\n')
+		if !tooLong && len(buf)+len(frag) <= max+1 {
+			buf = append(buf, frag...)
+		} else {
+			tooLong, buf = true, buf[:0]
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return bytes.TrimSuffix(buf, []byte("\n")), tooLong, err
+	}
+}
+
+func (s *journalSource) lastCursor() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cursor
+}
+
+func (s *journalSource) setCursor(c string) {
+	if !s.follow {
+		return // a replay has no position to keep
+	}
+	s.mu.Lock()
+	s.cursor = c
+	s.mu.Unlock()
+}
+
+func (s *journalSource) forgetCursor() {
+	s.mu.Lock()
+	s.cursor, s.saved = "", ""
+	s.mu.Unlock()
+	if s.state != "" {
+		if err := os.Remove(s.state); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.WithError(err).Warn("removing the rejected journal cursor")
+		}
+	}
+}
+
+// saveLoop writes the cursor when it moved, at most every saveEvery: a
+// busy journal must not cost a file write per entry.
+func (s *journalSource) saveLoop(ctx context.Context) {
+	t := time.NewTicker(s.timing.saveEvery)
+	defer t.Stop()
+	var lastErr string
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.saveCursor(); err != nil {
+				// Once per distinct failure, not once a second.
+				if err.Error() != lastErr {
+					s.log.WithError(err).Warn("cannot save the journal cursor: a restart will skip entries logged meanwhile")
+				}
+				lastErr = err.Error()
+			} else {
+				lastErr = ""
+			}
+		}
+	}
+}
+
+// saveCursor writes the cursor if it changed since the last write.
+func (s *journalSource) saveCursor() error {
+	s.mu.Lock()
+	c, saved := s.cursor, s.saved
+	s.mu.Unlock()
+	if c == saved || c == "" {
+		return nil
+	}
+	if err := saveJournalCursor(s.state, s.filters, c, time.Now()); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.saved = c
+	s.mu.Unlock()
+	return nil
+}
+
+// journalStderr logs what journalctl says on stderr, a line at a time,
+// and keeps the last line for the error report. exec writes to it from
+// one goroutine, done when Wait returns.
+type journalStderr struct {
+	log     *log.Entry
+	partial []byte
+	mu      sync.Mutex
+	lastMsg string
+}
+
+func (w *journalStderr) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		w.emit(w.partial[:i])
+		w.partial = w.partial[i+1:]
+	}
+	if len(w.partial) > 4096 { // a runaway line without newline
+		w.emit(w.partial)
+		w.partial = w.partial[:0]
+	}
+	return len(p), nil
+}
+
+func (w *journalStderr) emit(b []byte) {
+	msg := strings.TrimSpace(string(b))
+	if msg == "" {
+		return
+	}
+	w.lastMsg = msg
+	w.log.WithField("stderr", msg).Warn("journalctl says")
+}
+
+func (w *journalStderr) last() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.partial) > 0 {
+		w.emit(w.partial)
+		w.partial = nil
+	}
+	return w.lastMsg
+}

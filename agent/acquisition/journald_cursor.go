@@ -1,0 +1,98 @@
+package acquisition
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// journalCursorFile is the state file of one journalctl source: where it
+// stopped reading, so a restart resumes there instead of skipping what
+// was logged while the agent was down. It is JSON:
+//
+//	{"filters":["_SYSTEMD_UNIT=ssh.service"],"cursor":"s=...;i=...","saved":"2025-01-02T03:04:05Z"}
+//
+// Filters is checked on load: a cursor belongs to the matches it was read
+// with.
+type journalCursorFile struct {
+	Filters []string  `json:"filters"`
+	Cursor  string    `json:"cursor"`
+	Saved   time.Time `json:"saved"`
+}
+
+// journalCursorPath names the state file of a set of filters: a hash, as
+// filters hold '/', '=' and anything else, plus a readable hint.
+func journalCursorPath(stateDir string, filters []string) string {
+	sum := sha256.Sum256([]byte(strings.Join(filters, "\x00")))
+	hint := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, strings.Join(filters, "_"))
+	if len(hint) > 48 {
+		hint = hint[:48]
+	}
+	return filepath.Join(stateDir, "journalctl-"+hint+"-"+hex.EncodeToString(sum[:8])+".cursor")
+}
+
+// loadJournalCursor returns the saved cursor, "" when there is none.
+func loadJournalCursor(path string, filters []string) (string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading journal cursor: %w", err)
+	}
+	var f journalCursorFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return "", fmt.Errorf("reading journal cursor %s: %w", path, err)
+	}
+	if !slices.Equal(f.Filters, filters) {
+		return "", fmt.Errorf("journal cursor %s was saved for filters %q", path, f.Filters)
+	}
+	return f.Cursor, nil
+}
+
+// saveJournalCursor replaces the state file atomically: a crash leaves
+// the old cursor or the new one, never half of one.
+func saveJournalCursor(path string, filters []string, cursor string, now time.Time) error {
+	data, err := json.Marshal(journalCursorFile{Filters: filters, Cursor: cursor, Saved: now.UTC()})
+	if err != nil {
+		return fmt.Errorf("encoding journal cursor: %w", err)
+	}
+	data = append(data, '\n')
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("saving journal cursor: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("saving journal cursor: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("saving journal cursor: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("saving journal cursor: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("saving journal cursor: %w", err)
+	}
+	return nil
+}

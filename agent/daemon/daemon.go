@@ -1,0 +1,239 @@
+// Package daemon assembles the crowdsec daemon's agent half from its
+// configuration: the rules (agent/ruleset, from the hub folder), the log
+// sources (agent/acquisition, from acquis.d or a one-shot DSN), the
+// delivery queue to the LAPI (agent/delivery) and the main loop
+// (agent/runner). cmd/crowdsec runs it beside the LAPI, or alone with
+// -no-api.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	log "github.com/sirupsen/logrus"
+	"gopkg.in/yaml.v3"
+
+	"github.com/rampart-ips/rampart/agent/acquisition"
+	"github.com/rampart-ips/rampart/agent/delivery"
+	"github.com/rampart-ips/rampart/agent/hub"
+	"github.com/rampart-ips/rampart/agent/ruleset"
+	"github.com/rampart-ips/rampart/agent/runner"
+	"github.com/rampart-ips/rampart/apiclient"
+	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/version"
+)
+
+// Options are the command line's say over the configuration.
+type Options struct {
+	// DSN, when set, replays that source once (time-machine mode)
+	// instead of the acquisition files; Labels are its labels (type=...).
+	DSN    string
+	Labels map[string]string
+	// Registry receives the agent's metrics (nil: none).
+	Registry prometheus.Registerer
+	// DrainTimeout bounds how long a replay waits, once its lines are
+	// processed, for the queued alerts to reach the LAPI.
+	DrainTimeout time.Duration
+}
+
+// Agent is an assembled agent, ready to Run.
+type Agent struct {
+	cfg     *csconfig.Config
+	opts    Options
+	rules   *ruleset.Ruleset
+	sources []acquisition.Source
+	pusher  *delivery.Pusher
+	runner  *runner.Agent
+	log     *log.Entry
+}
+
+// New loads the rules and the sources and opens the delivery queue. A
+// broken rule is an error unless crowdsec_service.skip_broken_rules is set.
+func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
+	a := &Agent{cfg: cfg, opts: opts, log: log.WithField("component", "agent")}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if a.rules, err = loadRules(cfg, a.log); err != nil {
+		return nil, err
+	}
+	var metrics *acquisition.Metrics
+	if opts.Registry != nil {
+		metrics = acquisition.NewMetrics(opts.Registry)
+	}
+	aopts := acquisition.Options{StateDir: cfg.Crowdsec.StateDir, Metrics: metrics, Logger: log.WithField("component", "acquisition")}
+	if opts.DSN != "" {
+		src, err := acquisition.FromDSN(opts.DSN, opts.Labels, aopts)
+		if err != nil {
+			return nil, fmt.Errorf("-dsn %s: %w", opts.DSN, err)
+		}
+		a.sources = append(a.sources, src)
+	} else {
+		cfgs, err := acquisition.LoadDir(cfg.Crowdsec.AcquisitionDir)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range cfgs {
+			src, err := acquisition.New(c, aopts)
+			if err != nil {
+				return nil, err
+			}
+			a.sources = append(a.sources, src)
+		}
+		if len(a.sources) == 0 {
+			return nil, fmt.Errorf("no log source: add a [[source]] to a .toml file in %s", cfg.Crowdsec.AcquisitionDir)
+		}
+	}
+	client, err := lapiClient(cfg, a.rules)
+	if err != nil {
+		return nil, err
+	}
+	if a.pusher, err = delivery.New(delivery.Config{QueueDir: cfg.Crowdsec.AlertQueueDir, MaxQueueAlerts: cfg.Crowdsec.AlertQueueMaxAlerts},
+		client, log.WithField("component", "delivery")); err != nil {
+		return nil, err
+	}
+	a.runner, err = runner.New(runner.Config{Rules: a.rules, Sources: a.sources, Sink: a.pusher,
+		Workers: cfg.Crowdsec.ParserRoutines, Replay: opts.DSN != "", Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// loadRules loads the configured collections plus the installed ones.
+func loadRules(cfg *csconfig.Config, l *log.Entry) (*ruleset.Ruleset, error) {
+	h, err := hub.OpenHub(cfg.ConfigPaths.HubDir)
+	if err != nil {
+		return nil, fmt.Errorf("opening the rules folder (config_paths.hub_dir): %w", err)
+	}
+	cols := append([]string(nil), cfg.Crowdsec.Collections...)
+	cols = append(cols, installedCollections(filepath.Join(cfg.ConfigPaths.ConfigDir, "collections"))...)
+	policy := ruleset.FailFast
+	if cfg.Crowdsec.SkipBrokenRules {
+		policy = ruleset.SkipBroken
+	}
+	rs, err := ruleset.Load(h, ruleset.Spec{Collections: cols, Policy: policy, DataDir: filepath.Join(cfg.ConfigPaths.HubDir, "data")})
+	if err != nil {
+		return nil, fmt.Errorf("loading rules (set crowdsec_service.skip_broken_rules to start without a broken one): %w", err)
+	}
+	for _, e := range rs.Skipped {
+		l.WithError(e).Error("rule skipped")
+	}
+	l.WithFields(log.Fields{"collections": len(rs.Items.Collections), "parsers": len(rs.Items.Parsers), "scenarios": len(rs.Scenarios)}).Info("rules loaded")
+	return rs, nil
+}
+
+// installedCollections names the collections `cscli collections install`
+// put in dir (the name: field of each file).
+func installedCollections(dir string) []string {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	sort.Strings(files)
+	var out []string
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var c struct {
+			Name string `yaml:"name"`
+		}
+		if yaml.Unmarshal(data, &c) == nil && c.Name != "" {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+// lapiClient reads the machine credentials the agent logs in with.
+func lapiClient(cfg *csconfig.Config, rs *ruleset.Ruleset) (*apiclient.Client, error) {
+	creds, err := csconfig.LoadCredentials(cfg.API.Client.CredentialsPath)
+	if err != nil {
+		return nil, fmt.Errorf("machine credentials (create them with `cscli machines add --auto`): %w", err)
+	}
+	return apiclient.New(apiclient.Config{URL: creds.URL, MachineID: creds.Login, Password: creds.Password,
+		UserAgent: "crowdsec/" + version.Version + " (Rampart)", Scenarios: rs.Items.Scenarios})
+}
+
+// Run runs the agent until ctx ends or, replaying, until every line is
+// processed and its alerts delivered (or DrainTimeout passed).
+func (a *Agent) Run(ctx context.Context) error {
+	pctx, stopPusher := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	var perr error
+	wg.Go(func() { perr = a.pusher.Run(pctx) })
+	err := a.runner.Run(ctx)
+	if a.opts.DSN != "" && ctx.Err() == nil {
+		a.drain(ctx)
+	}
+	stopPusher()
+	wg.Wait()
+	if perr != nil && !errors.Is(perr, context.Canceled) {
+		err = errors.Join(err, perr)
+	}
+	st := &a.runner.Stats
+	a.log.WithFields(log.Fields{"lines": st.Lines.Load(), "parsed": st.Parsed.Load(), "unparsed": st.Unparsed.Load(),
+		"whitelisted": st.Whitelisted.Load(), "alerts": st.Alerts.Load()}).Info("agent stopped")
+	return err
+}
+
+// drain waits for the delivery queue to empty after a replay.
+func (a *Agent) drain(ctx context.Context) {
+	timeout := a.opts.DrainTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if a.pusher.Stats().Queued == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if q := a.pusher.Stats().Queued; q > 0 {
+		a.log.WithField("alerts", q).Warn("replay done but alerts still wait for the LAPI: they stay queued for the next start")
+	}
+}
+
+// Stats are the runner's counters.
+func (a *Agent) Stats() *runner.Stats { return &a.runner.Stats }
+
+// Close releases the queue and the rules' resources.
+func (a *Agent) Close() {
+	if a.pusher != nil {
+		if err := a.pusher.Close(); err != nil {
+			a.log.WithError(err).Warn("closing the alert queue")
+		}
+	}
+	if a.rules != nil {
+		a.rules.Close()
+	}
+}
+
+// ParseLabels reads -label/-type style "key:value" pairs.
+func ParseLabels(typ string, pairs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, ":")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("label %q: want key:value", p)
+		}
+		out[k] = v
+	}
+	if typ != "" {
+		out["type"] = typ
+	}
+	if out["type"] == "" {
+		return nil, errors.New("-dsn needs -type (e.g. -type syslog) to select the parsers")
+	}
+	return out, nil
+}
