@@ -101,6 +101,12 @@ func run() error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, ctx := errgroup.WithContext(ctx)
+	// In one process the agent starts once the LAPI listens, so its first
+	// login does not fail and warn.
+	lapiReady := make(chan struct{})
+	if !runAPI {
+		close(lapiReady)
+	}
 	if runAgent {
 		memtune.Apply()
 		opts := daemon.Options{DSN: *dsn}
@@ -115,6 +121,11 @@ func run() error {
 		}
 		defer ag.Close()
 		g.Go(func() error {
+			select {
+			case <-lapiReady:
+			case <-ctx.Done():
+				return nil
+			}
 			err := ag.Run(ctx)
 			if *dsn != "" {
 				cancel()
@@ -123,12 +134,12 @@ func run() error {
 		})
 	}
 	if runAPI {
-		g.Go(func() error { return runLAPI(ctx, cfg, prof) })
+		g.Go(func() error { return runLAPI(ctx, cfg, prof, func() { close(lapiReady) }) })
 	}
 	return g.Wait()
 }
 
-func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set) error {
+func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, listening func()) error {
 	st, err := store.Open(ctx, store.Config{Type: cfg.DBConfig.Type, Path: cfg.DBConfig.DBPath,
 		MaxOpenConns: cfg.DBConfig.MaxOpenConns, BusyTimeout: cfg.DBConfig.BusyTimeout.Duration})
 	if err != nil {
@@ -140,6 +151,7 @@ func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set) erro
 		return err
 	}
 	return srv.Run(ctx, func() {
+		listening()
 		if ok, err := sdnotify.SdNotify(false, sdnotify.SdNotifyReady); err != nil {
 			log.WithError(err).Warn("sd_notify failed")
 		} else if ok {
