@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X github.com/rampart-ips/rampart/internal/version.Version=$(
 BIN       := build/bin
 BINARIES  := crowdsec cscli crowdsec-firewall-bouncer
 
-.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent run vet fmt clean
+.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent bench-tail bench-block demo run vet fmt clean
 
 all: build
 
@@ -24,9 +24,10 @@ vet:
 test: vet
 	$(GO) test -count=1 -timeout 14m ./...
 	$(GO) run ./cmd/cscli hubtest run --hub ../shared/hub --all
+	$(GO) run ./cmd/cscli hubtest run --hub rules --all
 
 # Go benchmarks beside the code, then whole-process LAPI figures.
-bench: bench-go bench-lapi bench-fw bench-agent
+bench: bench-go bench-lapi bench-fw bench-agent bench-tail bench-block
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 30m ./...
@@ -44,6 +45,20 @@ bench-fw: build
 # the hub's rules, once with 1 parse worker and once with 2 (same alerts).
 bench-agent:
 	$(GO) run ./internal/agentbench -hub ../shared/hub -n 1000000 -workers 2
+
+# The agent live, tailing files with Rampart's rules: lines/s and RSS.
+bench-tail:
+	$(GO) run ./internal/tailbench -rules rules -n 200000
+
+# Time from the log line that overflows a scenario to the first dropped
+# packet, over 100 attacks, in network namespaces (needs root).
+bench-block:
+	$(GO) test ./e2e -run '^$$' -bench TimeToBlock -benchtime 1x -count 1 -timeout 10m
+
+# Plays the seed's story in two network namespaces, step by step (root).
+demo: build
+	$(GO) build -o $(BIN)/demoweb ./internal/demoweb
+	scripts/demo.sh
 
 # Runs Rampart from the source tree in the foreground with an embedded
 # SQLite under build/run. Ctrl-C stops it.

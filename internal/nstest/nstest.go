@@ -24,6 +24,7 @@ import (
 // Pair is two namespaces joined by a veth pair, with IPv4 and IPv6.
 type Pair struct {
 	Defender, Attacker string
+	DefLink, AttLink   string // the veth ends
 	DefIP4, AttIP4     netip.Addr
 	DefIP6, AttIP6     netip.Addr
 }
@@ -79,6 +80,7 @@ func newPair(t testing.TB, p *Pair) *Pair {
 	id := hex.EncodeToString(b)
 	p.Defender, p.Attacker = "rdef-"+id, "ratt-"+id
 	vd, va := "vd"+id, "va"+id
+	p.DefLink, p.AttLink = vd, va
 	t.Cleanup(func() {
 		_ = run("ip", "netns", "del", p.Defender)
 		_ = run("ip", "netns", "del", p.Attacker)
@@ -213,6 +215,18 @@ func (p *Pair) DialConn(ns, addr string, timeout time.Duration) (net.Conn, error
 	err := In(ns, func() error {
 		var err error
 		c, err = net.DialTimeout("tcp", addr, timeout)
+		return err
+	})
+	return c, err
+}
+
+// DialFrom connects from namespace ns with source address src.
+func (p *Pair) DialFrom(ns string, src netip.Addr, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := In(ns, func() error {
+		var err error
+		d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+		c, err = d.Dial("tcp", addr)
 		return err
 	})
 	return c, err
