@@ -9,7 +9,8 @@ run="$root/build/run"
 bin="$root/build/bin"
 mkdir -p "$run/etc/acquis.d" "$run/data"
 listen="${LISTEN:-127.0.0.1:8080}"
-if [ ! -f "$run/etc/config.toml" ]; then
+# (Re)written when missing or from before the agent (no rules folder).
+if ! grep -qs "^hub_dir = \"$root/rules/\"" "$run/etc/config.toml"; then
 	sed -e "s#/etc/crowdsec/#$run/etc/#g" \
 	    -e "s#/var/lib/crowdsec/data/#$run/data/#g" \
 	    -e "s#listen_uri = \"127.0.0.1:8080\"#listen_uri = \"$listen\"#" \
