@@ -310,6 +310,28 @@ func TestSeedStory(t *testing.T) {
 		t.Fatalf("attacker's curl still connects after the web-scan ban\nnft:\n%s", s.ruleset())
 	}
 	t.Logf("web scan: ban by %s %s after the scan started", scenario, time.Since(start).Round(time.Millisecond))
+
+	// what happened, in the daemon's metrics
+	out, err := ns.Command(context.Background(), ns.Defender, "curl", "-s", "http://127.0.0.1:6060/metrics").Output()
+	must(t, err)
+	metric := func(name string) float64 {
+		for _, l := range strings.Split(string(out), "\n") {
+			if v, ok := strings.CutPrefix(l, name+" "); ok {
+				var f float64
+				fmt.Sscan(v, &f)
+				return f
+			}
+		}
+		t.Errorf("metrics lack %s", name)
+		return -1
+	}
+	raised, delivered := metric("rampart_agent_alerts_total"), metric(`rampart_delivery_alerts_total{result="delivered"}`)
+	if raised < 2 || delivered != raised {
+		t.Errorf("metrics: %v alerts raised, %v delivered; want both alike and at least 2", raised, delivered)
+	}
+	if !strings.Contains(string(out), "cs_filesource_hits_total") {
+		t.Error("metrics lack the file source's line counts")
+	}
 }
 
 // An attacker in a private range is whitelisted by Rampart's rules; with

@@ -107,7 +107,34 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Registry != nil {
+		if err := a.pusher.Metrics().Register(opts.Registry); err != nil {
+			return nil, fmt.Errorf("registering delivery metrics: %w", err)
+		}
+		if err := registerStats(opts.Registry, &a.runner.Stats); err != nil {
+			return nil, fmt.Errorf("registering agent metrics: %w", err)
+		}
+	}
 	return a, nil
+}
+
+// registerStats exposes the runner's counters.
+func registerStats(reg prometheus.Registerer, st *runner.Stats) error {
+	lines := func(result string, v interface{ Load() int64 }) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "rampart_agent_lines_total",
+			Help: "Log lines the agent processed, by outcome.", ConstLabels: prometheus.Labels{"result": result}},
+			func() float64 { return float64(v.Load()) })
+	}
+	for _, c := range []prometheus.Collector{
+		lines("parsed", &st.Parsed), lines("unparsed", &st.Unparsed), lines("whitelisted", &st.Whitelisted),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "rampart_agent_alerts_total", Help: "Alerts the agent raised."},
+			func() float64 { return float64(st.Alerts.Load()) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // loadRules loads the configured collections plus the installed ones.

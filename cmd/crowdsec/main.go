@@ -6,15 +6,23 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	sdnotify "github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	log "github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
 
@@ -107,9 +115,13 @@ func run() error {
 	if !runAPI {
 		close(lapiReady)
 	}
+	reg := prometheus.NewRegistry()
+	if csconfig.Bool(cfg.Prometheus.Enabled, true) && *dsn == "" {
+		serveMetrics(ctx, g, cfg, reg)
+	}
 	if runAgent {
 		memtune.Apply()
-		opts := daemon.Options{DSN: *dsn}
+		opts := daemon.Options{DSN: *dsn, Registry: reg}
 		if *dsn != "" {
 			if opts.Labels, err = daemon.ParseLabels(*typ, labels); err != nil {
 				return err
@@ -157,6 +169,26 @@ func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, list
 		} else if ok {
 			log.Debug("notified systemd: ready")
 		}
+	})
+}
+
+// serveMetrics exposes the daemon's Prometheus metrics (prometheus.listen_addr
+// and listen_port, upstream's 127.0.0.1:6060 by default).
+func serveMetrics(ctx context.Context, g *errgroup.Group, cfg *csconfig.Config, reg *prometheus.Registry) {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	addr := net.JoinHostPort(cfg.Prometheus.ListenAddr, strconv.Itoa(cfg.Prometheus.ListenPort))
+	srv := &http.Server{Addr: addr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	g.Go(func() error {
+		<-ctx.Done()
+		return srv.Close()
+	})
+	g.Go(func() error {
+		log.WithField("listen", addr).Info("serving Prometheus metrics")
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			// metrics are not worth stopping detection for
+			log.WithError(err).Error("Prometheus metrics listener failed")
+		}
+		return nil
 	})
 }
 
