@@ -137,6 +137,26 @@ func registerStats(reg prometheus.Registerer, st *runner.Stats) error {
 	return nil
 }
 
+// Check loads what New would, without opening the alert queue or starting
+// anything: the rules and the log sources (crowdsec -t).
+func Check(cfg *csconfig.Config) (rules, sources int, err error) {
+	rs, err := loadRules(cfg, log.WithField("component", "agent"))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rs.Close()
+	cfgs, err := acquisition.LoadDir(cfg.Crowdsec.AcquisitionDir)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, c := range cfgs {
+		if _, err := acquisition.New(c, acquisition.Options{StateDir: cfg.Crowdsec.StateDir}); err != nil {
+			return 0, 0, err
+		}
+	}
+	return len(rs.Scenarios), len(cfgs), nil
+}
+
 // loadRules loads the configured collections plus the installed ones.
 func loadRules(cfg *csconfig.Config, l *log.Entry) (*ruleset.Ruleset, error) {
 	h, err := hub.OpenHub(cfg.ConfigPaths.HubDir)

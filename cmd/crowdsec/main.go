@@ -94,7 +94,15 @@ func run() error {
 		return fmt.Errorf("loading profiles: %w", err)
 	}
 	if *testOnly {
-		fmt.Printf("configuration %s is valid (%d profiles)\n", *cfgPath, len(prof.Names()))
+		msg := fmt.Sprintf("configuration %s is valid (%d profiles", *cfgPath, len(prof.Names()))
+		if !*noCS && csconfig.Bool(cfg.Crowdsec.Enable, true) {
+			scenarios, sources, err := daemon.Check(cfg)
+			if err != nil {
+				return err
+			}
+			msg += fmt.Sprintf(", %d scenarios, %d log sources", scenarios, sources)
+		}
+		fmt.Println(msg + ")")
 		return nil
 	}
 	runAgent := !*noCS && (csconfig.Bool(cfg.Crowdsec.Enable, true) || *noAPI || *dsn != "")
