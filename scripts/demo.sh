@@ -15,6 +15,10 @@ defip=198.51.100.1 attip=198.51.100.2
 work="$(mktemp -d /tmp/rampart-demo.XXXXXX)"
 pids=()
 cleanup() {
+	# everything started in the namespaces, whatever started it
+	for ns in $def $att; do
+		ip netns pids $ns 2>/dev/null | xargs -r kill 2>/dev/null || true
+	done
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	ip netns del $def 2>/dev/null || true
@@ -69,15 +73,15 @@ cscli() { indef "$bin/cscli" -c "$work/config.toml" "$@"; }
 
 step "Start crowdsec (agent + LAPI) and the web server in the defender namespace"
 cscli machines add demo --auto --force >/dev/null
-indef "$bin/crowdsec" -c "$work/config.toml" >"$work/crowdsec.out" 2>&1 & pids+=($!)
-indef "$bin/demoweb" -listen "$defip:80" -log "$work/access.log" >"$work/demoweb.out" 2>&1 & pids+=($!)
+ip netns exec $def "$bin/crowdsec" -c "$work/config.toml" >"$work/crowdsec.out" 2>&1 & pids+=($!)
+ip netns exec $def "$bin/demoweb" -listen "$defip:80" -log "$work/access.log" >"$work/demoweb.out" 2>&1 & pids+=($!)
 for _ in $(seq 50); do indef curl -s -o /dev/null http://127.0.0.1:8080/health && break; sleep 0.2; done
 look "tail -f $work/crowdsec.out"
 
 step "Start the firewall bouncer (nftables)"
 key=$(cscli bouncers add demo-fw -o raw)
 printf 'mode = "nftables"\napi_url = "http://127.0.0.1:8080/"\napi_key = "%s"\n' "$key" > "$work/bouncer.toml"
-indef "$bin/crowdsec-firewall-bouncer" -c "$work/bouncer.toml" >"$work/bouncer.out" 2>&1 & pids+=($!)
+ip netns exec $def "$bin/crowdsec-firewall-bouncer" -c "$work/bouncer.toml" >"$work/bouncer.out" 2>&1 & pids+=($!)
 sleep 1
 look "ip netns exec $def nft list ruleset"
 
