@@ -146,6 +146,10 @@ func run() error {
 			case <-ctx.Done():
 				return nil
 			}
+			if !runAPI && *dsn == "" {
+				// agent only: ready once its rules and sources are loaded
+				notifyReady()
+			}
 			err := ag.Run(ctx)
 			if *dsn != "" {
 				cancel()
@@ -172,12 +176,17 @@ func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, list
 	}
 	return srv.Run(ctx, func() {
 		listening()
-		if ok, err := sdnotify.SdNotify(false, sdnotify.SdNotifyReady); err != nil {
-			log.WithError(err).Warn("sd_notify failed")
-		} else if ok {
-			log.Debug("notified systemd: ready")
-		}
+		notifyReady()
 	})
+}
+
+// notifyReady tells systemd (Type=notify) the daemon serves.
+func notifyReady() {
+	if ok, err := sdnotify.SdNotify(false, sdnotify.SdNotifyReady); err != nil {
+		log.WithError(err).Warn("sd_notify failed")
+	} else if ok {
+		log.Debug("notified systemd: ready")
+	}
 }
 
 // serveMetrics exposes the daemon's Prometheus metrics (prometheus.listen_addr
