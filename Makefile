@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X github.com/rampart-ips/rampart/internal/version.Version=$(
 BIN       := build/bin
 BINARIES  := crowdsec cscli crowdsec-firewall-bouncer
 
-.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent bench-tail bench-block demo run vet fmt clean
+.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent bench-tail bench-block demo run vet fmt clean deb
 
 all: build
 
@@ -64,6 +64,11 @@ demo: build
 # SQLite under build/run. Ctrl-C stops it.
 run: build
 	./scripts/run.sh
+
+# Debian packages crowdsec and crowdsec-firewall-bouncer (build/deb), from
+# the binaries above; mkdeb turns VERSION into a Debian version.
+deb: build
+	$(GO) run ./internal/mkdeb -version '$(VERSION)' -bin $(BIN) -out build/deb
 
 clean:
 	rm -rf build
