@@ -3,6 +3,7 @@ package bouncer
 import (
 	"context"
 	"fmt"
+	"os/exec"
 
 	log "github.com/sirupsen/logrus"
 
@@ -77,10 +78,17 @@ func RemoveOtherModes(ctx context.Context, c *Config) {
 // package removal).
 func FlushAll(ctx context.Context, c *Config) error {
 	var errs []error
-	for _, mk := range []func() (firewall.Backend, error){
+	makers := []func() (firewall.Backend, error){
 		func() (firewall.Backend, error) { return nftables.New(nftConfig(c)) },
-		func() (firewall.Backend, error) { return iptables.New(iptConfig(c, "iptables")) },
-	} {
+	}
+	// Without the iptables program, iptables mode cannot have run here,
+	// so it left nothing to remove (its ipsets only exist beside its rules).
+	if _, err := exec.LookPath("iptables"); err == nil {
+		makers = append(makers, func() (firewall.Backend, error) { return iptables.New(iptConfig(c, "iptables")) })
+	} else {
+		log.Debug("no iptables program: nothing of iptables mode to remove")
+	}
+	for _, mk := range makers {
 		b, err := mk()
 		if err != nil {
 			errs = append(errs, err)
