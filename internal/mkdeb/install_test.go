@@ -156,6 +156,21 @@ func TestInstallCycleDebian12(t *testing.T) {
 			t.Errorf("%s left after purge", p)
 		}
 	}
+	// The bouncer alone (no cscli yet): it installs, says how it will get
+	// its key, and the crowdsec package configured after it registers it.
+	out := mustIn("dpkg", "-i", debs[1][1])
+	if !strings.Contains(out, "no local crowdsec yet") {
+		t.Errorf("bouncer installed without crowdsec did not say how it gets its key:\n%s", out)
+	}
+	if key() != "" {
+		t.Error("bouncer has a key without any LAPI")
+	}
+	mustIn("dpkg", "-i", debs[1][0])
+	if len(key()) < 16 {
+		t.Error("crowdsec configured after the bouncer did not register it")
+	}
+	mustIn("dpkg", "-P", "crowdsec-firewall-bouncer", "crowdsec")
+
 	if out, _ := exec.Command("ip", "netns", "exec", ns, "nft", "list", "tables").CombinedOutput(); strings.TrimSpace(string(out)) != "" {
 		t.Errorf("firewall objects left in the test namespace:\n%s", out)
 	}
