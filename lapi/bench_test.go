@@ -27,7 +27,7 @@ func fillDecisions(tb testing.TB, l *testLAPI, n int) {
 				Scenario: "manual import", Type: "ban", Scope: "Ip", Value: v, Origin: "cscli-import", Range: r})
 		}
 		a := &models.Alert{Scenario: "manual import", Source: &models.Source{Scope: "cscli-import", Value: "import"}}
-		if _, err := l.Store.CreateAlerts(context.Background(), []store.NewAlert{{Alert: a, UUID: "bench", StartAt: now, StopAt: now, Decisions: ds}}); err != nil {
+		if _, err := l.Store.CreateAlerts(context.Background(), []store.NewAlert{{Alert: a, UUID: fmt.Sprintf("bench-%d", start), StartAt: now, StopAt: now, Decisions: ds}}); err != nil {
 			tb.Fatal(err)
 		}
 	}

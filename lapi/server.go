@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -46,6 +47,7 @@ type Server struct {
 	autoRanges []netip.Prefix
 	tlsAuth    *tlsAuth
 	now        func() time.Time
+	metrics    atomic.Pointer[lapiMetrics] // nil until RegisterMetrics
 }
 
 // New builds a server over an open store.
@@ -120,7 +122,7 @@ func (s *Server) routes() *echo.Echo {
 	} else {
 		e.IPExtractor = echo.ExtractIPDirect()
 	}
-	e.Use(s.recoverMiddleware, s.logMiddleware, strictParams)
+	e.Use(s.metricsMiddleware, s.recoverMiddleware, s.logMiddleware, strictParams)
 
 	e.GET("/health", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "up"}) })
 	v1 := e.Group("/v1")

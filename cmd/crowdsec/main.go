@@ -158,12 +158,12 @@ func run() error {
 		})
 	}
 	if runAPI {
-		g.Go(func() error { return runLAPI(ctx, cfg, prof, func() { close(lapiReady) }) })
+		g.Go(func() error { return runLAPI(ctx, cfg, prof, reg, func() { close(lapiReady) }) })
 	}
 	return g.Wait()
 }
 
-func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, listening func()) error {
+func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg prometheus.Registerer, listening func()) error {
 	st, err := store.Open(ctx, store.Config{Type: cfg.DBConfig.Type, Path: cfg.DBConfig.DBPath,
 		MaxOpenConns: cfg.DBConfig.MaxOpenConns, BusyTimeout: cfg.DBConfig.BusyTimeout.Duration})
 	if err != nil {
@@ -172,6 +172,9 @@ func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, list
 	defer st.Close()
 	srv, err := lapi.New(ctx, cfg, st, prof)
 	if err != nil {
+		return err
+	}
+	if err := srv.RegisterMetrics(reg); err != nil {
 		return err
 	}
 	return srv.Run(ctx, func() {

@@ -154,7 +154,7 @@ func fill(st *store.Store, n int, scenario string, base int) error {
 				Type: "ban", Scope: "Ip", Value: v, Origin: "cscli-import", Range: r})
 		}
 		a := &models.Alert{Scenario: scenario, Source: &models.Source{Scope: "cscli-import", Value: scenario}}
-		if _, err := st.CreateAlerts(context.Background(), []store.NewAlert{{Alert: a, UUID: "bench", StartAt: now, StopAt: now, Decisions: ds}}); err != nil {
+		if _, err := st.CreateAlerts(context.Background(), []store.NewAlert{{Alert: a, UUID: fmt.Sprintf("bench-%s-%d-%d", scenario, base, start), StartAt: now, StopAt: now, Decisions: ds}}); err != nil {
 			return err
 		}
 	}

@@ -25,7 +25,7 @@ func fill(tb testing.TB, s *Store, n, batch int) {
 				Scenario: "import", Type: "ban", Scope: "Ip", Value: v, Origin: "cscli-import", Range: r})
 		}
 		a := &models.Alert{Scenario: "import", Source: &models.Source{Scope: "cscli-import", Value: "import"}}
-		if _, err := s.CreateAlerts(ctx, []NewAlert{{Alert: a, UUID: "x", StartAt: now, StopAt: now, Decisions: ds}}); err != nil {
+		if _, err := s.CreateAlerts(ctx, []NewAlert{{Alert: a, UUID: fmt.Sprintf("alert-%d", start), StartAt: now, StopAt: now, Decisions: ds}}); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -64,6 +64,23 @@ func BenchmarkStreamStartup1M(b *testing.B) {
 		}
 		if n != 1_000_000 {
 			b.Fatalf("streamed %d", n)
+		}
+	}
+}
+
+// BenchmarkCountActiveDecisions1M measures the cs_active_decisions query
+// over 1M active decisions.
+func BenchmarkCountActiveDecisions1M(b *testing.B) {
+	s := openBench(b)
+	fill(b, s, 1_000_000, 50_000)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cs, err := s.CountActiveDecisions(context.Background(), time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(cs) != 1 || cs[0].Count != 1_000_000 {
+			b.Fatalf("counted %+v", cs)
 		}
 	}
 }

@@ -1,0 +1,133 @@
+package lapi
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestMetrics(t *testing.T) {
+	l := startLAPI(t, nil)
+	reg := prometheus.NewRegistry()
+	if err := l.Server.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	const ssh = "crowdsecurity/ssh-bf"
+	l.push(agentAlert("1.2.3.4", ssh), agentAlert("1.2.3.5", ssh), agentAlert("1.2.3.6", ssh))
+	l.push(manualAlert("5.6.7.8", "Ip", "4h", "cscli"))
+	if st, _ := l.do("GET", "/v1/alerts", l.jwtHeaders(), nil); st != 200 {
+		t.Fatalf("GET /v1/alerts: %d", st)
+	}
+	key := l.addBouncer("fw")
+	l.stream(key, "&startup=true")
+	l.stream(key, "")
+	if st, _ := l.do("GET", "/v1/decisions?ip=1.2.3.4", keyHeaders(key), nil); st != 200 {
+		t.Fatalf("GET /v1/decisions: %d", st)
+	}
+	// Scanner noise: unknown paths and methods must not become labels.
+	l.do("GET", "/wp-login.php", nil, nil)
+	l.do("GET", "/v1/x/1", nil, nil)
+	l.do("FOO", "/v1/alerts", nil, nil)
+
+	counter := func(name string, labels ...string) float64 {
+		t.Helper()
+		switch name {
+		case "route":
+			return testutil.ToFloat64(l.Server.metrics.Load().routeReqs.WithLabelValues(labels...))
+		case "machine":
+			return testutil.ToFloat64(l.Server.metrics.Load().machineReqs.WithLabelValues(labels...))
+		}
+		return testutil.ToFloat64(l.Server.metrics.Load().bouncerReqs.WithLabelValues(labels...))
+	}
+	checks := []struct {
+		kind   string
+		labels []string
+		want   float64
+	}{
+		{"bouncer", []string{"fw", "/v1/decisions/stream", "GET"}, 2},
+		{"bouncer", []string{"fw", "/v1/decisions", "GET"}, 1},
+		{"machine", []string{testMachine, "/v1/alerts", "POST"}, 2},
+		{"machine", []string{testMachine, "/v1/alerts", "GET"}, 1},
+		{"route", []string{"/v1/decisions/stream", "GET"}, 2},
+		{"route", []string{"/v1/alerts", "POST"}, 2},
+		{"route", []string{"/v1/watchers/login", "POST"}, 1},
+		{"route", []string{unknownLabel, "GET"}, 2},
+		{"route", []string{"/v1/alerts", unknownLabel}, 1},
+	}
+	for _, c := range checks {
+		if got := counter(c.kind, c.labels...); got != c.want {
+			t.Errorf("%s %v = %v, want %v", c.kind, c.labels, got, c.want)
+		}
+	}
+
+	// The whole exposition: no raw URL leaked into a label, and the
+	// database gauges carry upstream's labels.
+	want := `
+# HELP cs_active_decisions Number of active decisions.
+# TYPE cs_active_decisions gauge
+cs_active_decisions{action="ban",origin="cscli",reason="manual 'ban' from 'test'"} 1
+cs_active_decisions{action="ban",origin="crowdsec",reason="crowdsecurity/ssh-bf"} 3
+# HELP cs_alerts Number of alerts (excluding CAPI).
+# TYPE cs_alerts gauge
+cs_alerts{reason="crowdsecurity/ssh-bf"} 3
+cs_alerts{reason="manual 'ban' from 'test'"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "cs_active_decisions", "cs_alerts"); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v := lp.GetValue(); strings.Contains(v, "wp-login") || v == "/v1/x/1" || v == "FOO" {
+					t.Errorf("%s leaks request data in label %s=%q", mf.GetName(), lp.GetName(), v)
+				}
+			}
+		}
+	}
+
+	// Within the TTL a scrape reuses the cached counts; after it, they move.
+	l.push(agentAlert("1.2.3.7", ssh))
+	db := l.Server.metrics.Load().db
+	if got := testutil.ToFloat64(gaugeOf(t, reg, "cs_active_decisions", "crowdsecurity/ssh-bf")); got != 3 {
+		t.Fatalf("cached gauge = %v, want 3", got)
+	}
+	db.mu.Lock()
+	db.now = func() time.Time { return time.Now().Add(dbMetricsTTL) }
+	db.mu.Unlock()
+	if got := testutil.ToFloat64(gaugeOf(t, reg, "cs_active_decisions", "crowdsecurity/ssh-bf")); got != 4 {
+		t.Fatalf("refreshed gauge = %v, want 4", got)
+	}
+}
+
+// gaugeOf gathers reg and returns the named metric's sample whose reason is
+// reason, as a collector testutil.ToFloat64 reads.
+func gaugeOf(t *testing.T, reg *prometheus.Registry, name, reason string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "reason" && lp.GetValue() == reason {
+					g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "x"})
+					g.Set(m.GetGauge().GetValue())
+					return g
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{reason=%q}", name, reason)
+	return nil
+}
