@@ -66,7 +66,7 @@ func dj(value, scope, typ, duration string, id int) string {
 }
 
 // nftInNS builds a real nftables backend inside a namespace the test owns.
-func nftInNS(t *testing.T) (*nftables.Backend, string) {
+func nftInNS(t testing.TB) (*nftables.Backend, string) {
 	t.Helper()
 	nstest.Require(t, "nft")
 	name := fmt.Sprintf("rbt-%d", time.Now().UnixNano()%1e9)

@@ -60,32 +60,52 @@ func (m *Metrics) setBanned(st *state) {
 	m.banned.WithLabelValues("ipv6").Set(float64(st.n6))
 }
 
-// dropCollector reads the ban rules' counters at scrape time.
+// dropCollector reads the rule counters at scrape time: drops from the ban
+// rules and, where the backend counts it, the traffic that traversed its
+// chains.
 type dropCollector struct{ fw firewall.Backend }
 
 var (
-	droppedPackets = prometheus.NewDesc("fw_bouncer_dropped_packets", "Packets dropped by the ban rules.", []string{"ip_type"}, nil)
-	droppedBytes   = prometheus.NewDesc("fw_bouncer_dropped_bytes", "Bytes dropped by the ban rules.", []string{"ip_type"}, nil)
+	droppedPackets   = prometheus.NewDesc("fw_bouncer_dropped_packets", "Packets dropped by the ban rules.", []string{"ip_type"}, nil)
+	droppedBytes     = prometheus.NewDesc("fw_bouncer_dropped_bytes", "Bytes dropped by the ban rules.", []string{"ip_type"}, nil)
+	processedPackets = prometheus.NewDesc("fw_bouncer_processed_packets", "Packets that traversed the bouncer's chains.", []string{"ip_type"}, nil)
+	processedBytes   = prometheus.NewDesc("fw_bouncer_processed_bytes", "Bytes that traversed the bouncer's chains.", []string{"ip_type"}, nil)
 )
 
 func (c *dropCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- droppedPackets
 	ch <- droppedBytes
+	ch <- processedPackets
+	ch <- processedBytes
+}
+
+func familyLabel(f firewall.Family) string {
+	if f == firewall.IPv6 {
+		return "ipv6"
+	}
+	return "ipv4"
 }
 
 func (c *dropCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	counters, err := c.fw.Counters(ctx)
+	var dropped, processed map[firewall.Family]firewall.Counter
+	var err error
+	if tc, ok := c.fw.(firewall.TrafficCounter); ok {
+		dropped, processed, err = tc.TrafficCounters(ctx)
+	} else {
+		dropped, err = c.fw.Counters(ctx)
+	}
 	if err != nil {
 		return
 	}
-	for fam, v := range counters {
-		label := "ipv4"
-		if fam == firewall.IPv6 {
-			label = "ipv6"
+	emit := func(counters map[firewall.Family]firewall.Counter, pk, by *prometheus.Desc) {
+		for fam, v := range counters {
+			label := familyLabel(fam)
+			ch <- prometheus.MustNewConstMetric(pk, prometheus.CounterValue, float64(v.Packets), label)
+			ch <- prometheus.MustNewConstMetric(by, prometheus.CounterValue, float64(v.Bytes), label)
 		}
-		ch <- prometheus.MustNewConstMetric(droppedPackets, prometheus.CounterValue, float64(v.Packets), label)
-		ch <- prometheus.MustNewConstMetric(droppedBytes, prometheus.CounterValue, float64(v.Bytes), label)
 	}
+	emit(dropped, droppedPackets, droppedBytes)
+	emit(processed, processedPackets, processedBytes)
 }

@@ -56,6 +56,14 @@ type Backend interface {
 	Close() error
 }
 
+// TrafficCounter is implemented by backends that also count the traffic
+// that traversed their chains. TrafficCounters returns, per family, what
+// the ban rules dropped (as Backend.Counters) and what was processed,
+// read together from rule counters.
+type TrafficCounter interface {
+	TrafficCounters(ctx context.Context) (dropped, processed map[Family]Counter, err error)
+}
+
 // Counter is packets and bytes matched by a rule.
 type Counter struct {
 	Packets uint64

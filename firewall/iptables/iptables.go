@@ -358,6 +358,31 @@ func (b *Backend) Counters(ctx context.Context) (map[firewall.Family]firewall.Co
 	return out, nil
 }
 
+// TrafficCounters returns what Counters returns and, per family, the
+// packets and bytes that entered CROWDSEC_CHAIN: the counters of our jumps
+// in the configured chains. Neither reads a set.
+func (b *Backend) TrafficCounters(ctx context.Context) (dropped, processed map[firewall.Family]firewall.Counter, err error) {
+	if err := b.check(ctx); err != nil {
+		return nil, nil, err
+	}
+	dropped, processed = map[firewall.Family]firewall.Counter{}, map[firewall.Family]firewall.Counter{}
+	for _, f := range b.fams {
+		if f.ipt == nil {
+			continue
+		}
+		d, err := b.counters(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		p, err := b.jumpCounters(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		dropped[f.fam], processed[f.fam] = d, p
+	}
+	return dropped, processed, nil
+}
+
 // Flush removes what the backend owns. In iptables mode: every jump to
 // CROWDSEC_CHAIN, CROWDSEC_CHAIN, CROWDSEC_LOG and the sets. In ipset mode
 // the administrator's rules reference the sets, so a set is destroyed only

@@ -95,6 +95,9 @@ func TestParseCounters(t *testing.T) {
 	if !ok || p != 12 || b != 720 {
 		t.Fatalf("got %d %d %v", p, b, ok)
 	}
+	if !isJump("INPUT", "-A INPUT -c 7 420 -j CROWDSEC_CHAIN") || isJump("INPUT", "-A INPUT -s 1.2.3.4/32 -c 7 420 -j CROWDSEC_CHAIN") {
+		t.Error("isJump")
+	}
 	if _, _, ok := parseCounters("-A CROWDSEC_CHAIN -j DROP"); ok {
 		t.Fatal("counters found where there are none")
 	}
@@ -200,6 +203,25 @@ func TestPackets(t *testing.T) {
 		}
 	}
 
+	// Processed traffic: every packet that enters CROWDSEC_CHAIN, dropped
+	// or not; a TCP connect sends at least the SYN, ACK and FIN.
+	_, p0, err := b.TrafficCounters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const connects = 5
+	for i := 0; i < connects; i++ {
+		mustPass(defV4, "counting processed packets")
+	}
+	_, p1, err := b.TrafficCounters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p1[firewall.IPv4].Packets - p0[firewall.IPv4].Packets; d < 3*connects || d > 4*connects ||
+		p1[firewall.IPv4].Bytes-p0[firewall.IPv4].Bytes < 3*connects*40 {
+		t.Errorf("processed after %d connects: %+v then %+v", connects, p0, p1)
+	}
+
 	apply(t, b, []firewall.Element{el(attV4+"/32", time.Hour)})
 	mustBlock(defV4, "after banning the attacker's /32")
 	mustPass(defV6, "v6 is not banned")
@@ -209,6 +231,10 @@ func TestPackets(t *testing.T) {
 	}
 	if c[firewall.IPv4].Packets == 0 || c[firewall.IPv4].Bytes == 0 || c[firewall.IPv6].Packets != 0 {
 		t.Errorf("counters after v4 drops: %+v", c)
+	}
+	if d, p2, err := b.TrafficCounters(ctx); err != nil || d[firewall.IPv4] != c[firewall.IPv4] ||
+		p2[firewall.IPv4].Packets-p1[firewall.IPv4].Packets < c[firewall.IPv4].Packets {
+		t.Errorf("TrafficCounters after v4 drops = %+v, %+v, %v (dropped %+v)", d, p2, err, c)
 	}
 
 	// Growing the set past its maxelem swaps a new set in under the rule:

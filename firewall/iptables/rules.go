@@ -278,6 +278,51 @@ func (b *Backend) counters(f *family) (firewall.Counter, error) {
 	return c, nil
 }
 
+// jumpCounters sums the counters of our jumps to CROWDSEC_CHAIN in the
+// configured chains (a chain that does not exist counts nothing).
+func (b *Backend) jumpCounters(f *family) (firewall.Counter, error) {
+	var c firewall.Counter
+	err := b.iptables(f, func(ipt *goipt.IPTables) error {
+		for _, chain := range b.cfg.Chains {
+			exists, err := ipt.ChainExists(table, chain)
+			if err != nil || !exists {
+				continue
+			}
+			lines, err := ipt.ListWithCounters(table, chain)
+			if err != nil {
+				return fmt.Errorf("counters of %s: %w", chain, err)
+			}
+			for _, l := range ruleLines(lines) {
+				p, by, ok := parseCounters(l)
+				if ok && isJump(chain, l) {
+					c.Packets += p
+					c.Bytes += by
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return firewall.Counter{}, fmt.Errorf("%s: %w", iptBinary(f.fam), err)
+	}
+	return c, nil
+}
+
+// isJump reports whether a `-v -S` line is a plain jump to CROWDSEC_CHAIN
+// in chain, whatever its counters.
+func isJump(chain, line string) bool {
+	fs := strings.Fields(line)
+	var kept []string
+	for i := 0; i < len(fs); i++ {
+		if fs[i] == "-c" && i+2 < len(fs) {
+			i += 2
+			continue
+		}
+		kept = append(kept, fs[i])
+	}
+	return strings.Join(kept, " ") == "-A "+chain+" -j "+Chain
+}
+
 // parseCounters finds "-c PACKETS BYTES" in a rule printed by `-v -S`.
 func parseCounters(line string) (packets, bytes uint64, ok bool) {
 	fs := strings.Fields(line)

@@ -104,6 +104,7 @@ func New(cfg Config) (*Backend, error) {
 	for _, s := range specs {
 		s.tag = ruleTag(&b.cfg, s, s.cfg.Set)
 		s.hostTag = ruleTag(&b.cfg, s, s.hostSet())
+		s.procTag = processedTag(s)
 		if s.id == firewall.IPv4 {
 			b.v4 = &elems[ip4]{spec: s}
 		} else {
@@ -323,30 +324,38 @@ func (b *Backend) ensureFamily(f *famSpec) (rangesNew, hostsNew bool, err error)
 	return rangesNew, hostsNew, nil
 }
 
-// ourRulesCurrent reports whether our rules in a chain are exactly the host
-// rule then the range rule, with the current content.
+// ourRulesCurrent reports whether our rules in a chain are exactly the
+// counter rule, the host rule then the range rule, with the current content.
 func ourRulesCurrent(f *famSpec, mine []*nftables.Rule) bool {
-	if len(mine) != 2 {
+	if len(mine) != 3 {
 		return false
 	}
-	hostTag, _ := tagOf(f.hostTag)
-	rangeTag, _ := tagOf(f.tag)
-	t0, _ := tagOf(mine[0].UserData)
-	t1, _ := tagOf(mine[1].UserData)
-	return bytes.Equal(t0, hostTag) && bytes.Equal(t1, rangeTag)
+	for i, want := range [][]byte{f.procTag, f.hostTag, f.tag} {
+		w, _ := tagOf(want)
+		got, _ := tagOf(mine[i].UserData)
+		if !bytes.Equal(got, w) {
+			return false
+		}
+	}
+	return true
 }
 
 func (b *Backend) ensureChain(f *famSpec, t *nftables.Table, ranges, hosts *nftables.Set, chains []*nftables.Chain, cs chainSpec) error {
 	c := b.nft
 	hook, prio, policy := cs.hook, nftables.ChainPriority(f.cfg.Priority), nftables.ChainPolicyAccept
 	want := &nftables.Chain{Name: cs.name, Table: t, Type: nftables.ChainTypeFilter, Hooknum: &hook, Priority: &prio, Policy: &policy}
+	procRule := &nftables.Rule{Table: t, Chain: want, Exprs: processedExprs(), UserData: f.procTag}
 	hostRule := &nftables.Rule{Table: t, Chain: want, Exprs: ruleExprs(&b.cfg, f, hosts), UserData: f.hostTag}
 	rangeRule := &nftables.Rule{Table: t, Chain: want, Exprs: ruleExprs(&b.cfg, f, ranges), UserData: f.tag}
+	addAll := func() {
+		c.AddRule(procRule)
+		c.AddRule(hostRule)
+		c.AddRule(rangeRule)
+	}
 	ex := findChain(chains, cs.name)
 	if ex == nil {
 		c.AddChain(want)
-		c.AddRule(hostRule)
-		c.AddRule(rangeRule)
+		addAll()
 		return nil
 	}
 	rules, err := c.GetRules(t, ex)
@@ -361,24 +370,24 @@ func (b *Backend) ensureChain(f *famSpec, t *nftables.Table, ranges, hosts *nfta
 		c.FlushChain(ex)
 		c.DelChain(ex)
 		c.AddChain(want)
-		c.AddRule(hostRule)
-		c.AddRule(rangeRule)
+		addAll()
 		return nil
 	}
 	var stale []*nftables.Rule
 	switch {
-	case len(mine) >= 2 && ourRulesCurrent(f, mine[:2]):
-		stale = mine[2:]
+	case len(mine) >= 3 && ourRulesCurrent(f, mine[:3]):
+		stale = mine[3:]
 	case len(mine) == 0:
-		c.AddRule(hostRule)
-		c.AddRule(rangeRule)
+		addAll()
 	default:
-		// Our rules from another version or configuration: put the two
+		// Our rules from another version or configuration: put the three
 		// current ones where the first was, in the same transaction. The
-		// host rule goes in before it, then the range rule replaces it,
-		// so they end in this order whether the kernel puts a
-		// replacement before or after the rule it replaces.
+		// counter and host rules go in before it, then the range rule
+		// replaces it, so they end in this order whether the kernel puts
+		// a replacement before or after the rule it replaces.
 		anchor := mine[0]
+		procRule.Position = anchor.Handle
+		c.InsertRule(procRule)
 		hostRule.Position = anchor.Handle
 		c.InsertRule(hostRule)
 		rangeRule.Handle = anchor.Handle
@@ -454,33 +463,43 @@ func (b *Backend) intactFamily(f *famSpec) (bool, error) {
 	return true, nil
 }
 
-// Counters sums the counters of our rules per family (host and range
-// rules, every hook), from the rules alone. Families in set-only mode have no rule of ours and are absent.
+// Counters sums the counters of our ban rules per family (host and range
+// rules, every hook), from the rules alone. Families in set-only mode have
+// no rule of ours and are absent.
 func (b *Backend) Counters(ctx context.Context) (map[firewall.Family]firewall.Counter, error) {
+	dropped, _, err := b.TrafficCounters(ctx)
+	return dropped, err
+}
+
+// TrafficCounters returns, per family, what the ban rules dropped and what
+// traversed our chains (the counter rule at the top of each), in one pass
+// over our chains' rules: it never reads a set.
+func (b *Backend) TrafficCounters(ctx context.Context) (dropped, processed map[firewall.Family]firewall.Counter, err error) {
 	if err := b.lock(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer b.mu.Unlock()
-	out := map[firewall.Family]firewall.Counter{}
+	dropped, processed = map[firewall.Family]firewall.Counter{}, map[firewall.Family]firewall.Counter{}
 	for _, f := range b.specs {
 		if f.cfg.SetOnly {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		exists, err := b.tableExists(f)
 		if err != nil {
-			return nil, fmt.Errorf("nftables: counters %s: %w", f, err)
+			return nil, nil, fmt.Errorf("nftables: counters %s: %w", f, err)
 		}
 		if !exists {
 			continue
 		}
 		chains, err := b.chainsOf(f)
 		if err != nil {
-			return nil, fmt.Errorf("nftables: counters %s: %w", f, err)
+			return nil, nil, fmt.Errorf("nftables: counters %s: %w", f, err)
 		}
-		var sum firewall.Counter
+		procTag, _ := tagOf(f.procTag)
+		var drop, proc firewall.Counter
 		for _, cs := range f.chains {
 			ex := findChain(chains, cs.name)
 			if ex == nil {
@@ -488,10 +507,14 @@ func (b *Backend) Counters(ctx context.Context) (map[firewall.Family]firewall.Co
 			}
 			rules, err := b.nft.GetRules(f.table(), ex)
 			if err != nil {
-				return nil, fmt.Errorf("nftables: counters %s: list rules of chain %s: %w", f, cs.name, err)
+				return nil, nil, fmt.Errorf("nftables: counters %s: list rules of chain %s: %w", f, cs.name, err)
 			}
 			mine, _ := ours(rules)
 			for _, r := range mine {
+				sum := &drop
+				if tag, _ := tagOf(r.UserData); bytes.Equal(tag, procTag) {
+					sum = &proc
+				}
 				for _, e := range r.Exprs {
 					if ctr, ok := e.(*expr.Counter); ok {
 						sum.Packets += ctr.Packets
@@ -500,9 +523,9 @@ func (b *Backend) Counters(ctx context.Context) (map[firewall.Family]firewall.Co
 				}
 			}
 		}
-		out[f.id] = sum
+		dropped[f.id], processed[f.id] = drop, proc
 	}
-	return out, nil
+	return dropped, processed, nil
 }
 
 // Flush deletes what the backend created. A table goes as a whole only

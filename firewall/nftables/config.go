@@ -61,6 +61,7 @@ type famSpec struct {
 	chains  []chainSpec
 	tag     []byte // the UserData of our range rule, fingerprinting its content
 	hostTag []byte // the UserData of our host rule
+	procTag []byte // the UserData of our counter rule (processed traffic)
 }
 
 type chainSpec struct {

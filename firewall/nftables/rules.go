@@ -53,6 +53,17 @@ func ruleExprs(c *Config, f *famSpec, set *nftables.Set) []expr.Any {
 	return e
 }
 
+// processedExprs is a bare `counter`: the first of our rules in every
+// chain, it counts every packet that traverses the chain.
+func processedExprs() []expr.Any { return []expr.Any{&expr.Counter{}} }
+
+// processedTag fingerprints the counter rule.
+func processedTag(f *famSpec) []byte {
+	h := sha256.Sum256(fmt.Appendf(nil, "v1|processed|%d", f.id))
+	v := append([]byte(tagPrefix), hex.EncodeToString(h[:8])...)
+	return append([]byte{tagType, byte(len(v))}, v...)
+}
+
 // ruleTag fingerprints everything that shapes our rule matching set.
 func ruleTag(c *Config, f *famSpec, set string) []byte {
 	h := sha256.Sum256(fmt.Appendf(nil, "v1|%d|%s|%s|%t|%q", f.id, set, c.DenyAction, c.DenyLog, c.DenyLogPrefix))

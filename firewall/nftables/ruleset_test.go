@@ -36,6 +36,7 @@ const defaultLayout = `table ip crowdsec {
 
 	chain crowdsec_chain {
 		type filter hook input priority filter; policy accept;
+		counter packets 0 bytes 0
 		ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 drop
 		ip saddr @crowdsec_blocklist counter packets 0 bytes 0 drop
 	}
@@ -53,6 +54,7 @@ table ip6 crowdsec6 {
 
 	chain crowdsec6_chain {
 		type filter hook input priority filter; policy accept;
+		counter packets 0 bytes 0
 		ip6 saddr @crowdsec6_blocklist_ips counter packets 0 bytes 0 drop
 		ip6 saddr @crowdsec6_blocklist counter packets 0 bytes 0 drop
 	}
@@ -78,8 +80,8 @@ func TestEnsureLayoutAndIdempotence(t *testing.T) {
 	ensure(t, b2)
 	ensure(t, b2)
 	out := ns.nft(t, "list", "ruleset")
-	if n := strings.Count(out, "counter packets"); n != 4 {
-		t.Fatalf("want 4 rules after restart, got %d:\n%s", n, out)
+	if n := strings.Count(out, "counter packets"); n != 6 {
+		t.Fatalf("want 6 rules after restart, got %d:\n%s", n, out)
 	}
 	// What the end-to-end test counts after a restart.
 	if n, m := strings.Count(out, "@crowdsec_blocklist "), strings.Count(out, "@crowdsec_blocklist_ips "); n != 1 || m != 1 {
@@ -109,7 +111,7 @@ func TestEnsureRemovesDuplicatesAndUpdatesRule(t *testing.T) {
 	tbl := &nftables.Table{Name: "crowdsec", Family: nftables.TableFamilyIPv4}
 	ch := &nftables.Chain{Name: "crowdsec_chain", Table: tbl}
 	rules, err := c.GetRules(tbl, ch)
-	if err != nil || len(rules) != 2 {
+	if err != nil || len(rules) != 3 {
 		t.Fatalf("rules: %v %v", rules, err)
 	}
 	for i := 0; i < 2; i++ {
@@ -128,10 +130,11 @@ func TestEnsureRemovesDuplicatesAndUpdatesRule(t *testing.T) {
 		t.Fatalf("duplicates not removed:\n%s", ns.nft(t, "list", "ruleset"))
 	}
 
-	// Rules in the wrong order, or only the range rule (as the layout of
-	// an older version left it), are rebuilt in place, between foreign
-	// rules that stay where they are.
-	for _, keep := range [][]int{{1, 0}, {1}, {0}} {
+	// Rules in the wrong order, only the range rule, or the host and
+	// range rules without the counter rule (as the layouts of older
+	// versions left them), are rebuilt in place, between foreign rules
+	// that stay where they are.
+	for _, keep := range [][]int{{2, 1, 0}, {2, 1}, {2}, {1}, {1, 2}} {
 		ns.nft(t, "flush", "chain", "ip", "crowdsec", "crowdsec_chain")
 		ns.nft(t, "add", "rule", "ip", "crowdsec", "crowdsec_chain", "tcp", "dport", "22", "accept")
 		for _, i := range keep {
@@ -146,7 +149,7 @@ func TestEnsureRemovesDuplicatesAndUpdatesRule(t *testing.T) {
 		}
 		ensure(t, b)
 		got := shape(ns.nft(t, "list", "chain", "ip", "crowdsec", "crowdsec_chain"))
-		want := "tcp dport 22 accept ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 drop ip saddr @crowdsec_blocklist counter packets 0 bytes 0 drop udp dport 53 accept }"
+		want := "tcp dport 22 accept counter packets 0 bytes 0 ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 drop ip saddr @crowdsec_blocklist counter packets 0 bytes 0 drop udp dport 53 accept }"
 		if !strings.Contains(got, want) {
 			t.Fatalf("rules %v not rebuilt in place:\n%s", keep, got)
 		}
@@ -172,8 +175,8 @@ func TestEnsureRemovesDuplicatesAndUpdatesRule(t *testing.T) {
 			t.Errorf("missing %q in:\n%s", want, out)
 		}
 	}
-	if n := strings.Count(out, "counter packets"); n != 4 {
-		t.Fatalf("want 4 rules, got %d:\n%s", n, out)
+	if n := strings.Count(out, "counter packets"); n != 6 {
+		t.Fatalf("want 6 rules, got %d:\n%s", n, out)
 	}
 }
 
@@ -199,12 +202,14 @@ func TestEnsureForwardHookAndPriority(t *testing.T) {
 
 	chain crowdsec_chain {
 		type filter hook input priority filter - 10; policy accept;
+		counter packets 0 bytes 0
 		ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 drop
 		ip saddr @crowdsec_blocklist counter packets 0 bytes 0 drop
 	}
 
 	chain crowdsec_chain_forward {
 		type filter hook forward priority filter - 10; policy accept;
+		counter packets 0 bytes 0
 		ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 drop
 		ip saddr @crowdsec_blocklist counter packets 0 bytes 0 drop
 	}
@@ -222,7 +227,7 @@ func TestEnsureForwardHookAndPriority(t *testing.T) {
 	b2 := newBackend(t, cfg)
 	ensure(t, b2)
 	out := ns.nft(t, "list", "ruleset")
-	if strings.Count(out, "priority filter;") != 2 || strings.Count(out, "counter packets") != 4 {
+	if strings.Count(out, "priority filter;") != 2 || strings.Count(out, "counter packets") != 6 {
 		t.Fatalf("chains not recreated with priority 0:\n%s", out)
 	}
 	if got := names(v4Elements(t, ns)); len(got) != 1 || got[0] != "192.0.2.0-192.0.2.255" {
