@@ -114,6 +114,9 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		if err := registerStats(opts.Registry, &a.runner.Stats); err != nil {
 			return nil, fmt.Errorf("registering agent metrics: %w", err)
 		}
+		if err := opts.Registry.Register(newEngineCollector(a.rules.Parsers, a.runner.Engine())); err != nil {
+			return nil, fmt.Errorf("registering parser and bucket metrics: %w", err)
+		}
 	}
 	return a, nil
 }

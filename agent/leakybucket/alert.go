@@ -56,6 +56,9 @@ func (e *Engine) overflow(s *Scenario, bk bucketKey, b *bucket, now time.Time) (
 	if s.blackhole > 0 {
 		e.blackholes[bk] = now.Add(s.blackhole)
 	}
+	if !b.lastLine.IsZero() {
+		e.stats.delay.observe(time.Since(b.lastLine))
+	}
 	return ovf, true
 }
 

@@ -61,6 +61,9 @@ type bucket struct {
 	matched []uint64
 	counts  []int
 	noTrim  bool
+	// lastLine is when the last poured event's line was read (for the
+	// alert delay).
+	lastLine time.Time
 }
 
 // dropFront forgets the n oldest queued events.
@@ -101,6 +104,7 @@ type Engine struct {
 	trim       bool
 	log        *log.Entry
 	lastGC     time.Time
+	stats      *engineStats
 
 	// Scratch for the sequential stage, reused so that conditions, filters
 	// and contexts do not allocate a VM and an env per evaluation.
@@ -118,7 +122,8 @@ type Engine struct {
 // timestamps) over the clock.
 func NewEngine(scenarios []*Scenario, replay bool) *Engine {
 	e := &Engine{scenarios: scenarios, buckets: map[bucketKey]*bucket{}, blackholes: map[bucketKey]time.Time{},
-		replay: replay, trim: true, log: log.WithField("component", "buckets")}
+		replay: replay, trim: true, log: log.WithField("component", "buckets"),
+		stats: newEngineStats(len(scenarios))}
 	e.qEnv = map[string]any{"queue": &e.q, "leaky": &e.view, "signal": &e.signal}
 	e.evtEnv = map[string]any{"evt": nil}
 	e.scratch.New = func() any { return &scratch{env: map[string]any{"evt": nil}} }
@@ -357,11 +362,11 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time) (event.Event, b
 	if b != nil && dead(s, b, now) {
 		// decided here as gc would have: the outcome must not depend on
 		// whether other keys' events made gc run meanwhile
-		delete(e.buckets, bk)
+		e.dropBucket(bk, &e.stats.scenarios[h.scenario].underflowed)
 		b = nil
 	}
 	if h.cancel {
-		delete(e.buckets, bk)
+		e.dropBucket(bk, &e.stats.scenarios[h.scenario].canceled)
 		return event.Event{}, false
 	}
 	if h.noDistinct {
@@ -379,7 +384,7 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time) (event.Event, b
 			b.counts = make([]int, len(s.window))
 			b.matched = []uint64{}
 		}
-		e.buckets[bk] = b
+		e.addBucket(bk, b)
 		if s.cfg.Type == "counter" {
 			e.counterSeq++
 			heap.Push(&e.counters, counterDue{at: now.Add(s.duration), seq: e.counterSeq, bk: bk, b: b})
@@ -390,6 +395,8 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time) (event.Event, b
 	}
 	b.queue = append(b.queue, e.queued(h.scenario, evt, now))
 	b.poured++
+	b.lastLine = evt.Line.Time
+	e.countPour(h.scenario, evt)
 	if keep := s.queueKeep(); keep > 0 && len(b.queue) > keep {
 		b.dropFront(len(b.queue) - keep)
 	}
@@ -422,7 +429,7 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time) (event.Event, b
 	if !overflow {
 		return event.Event{}, false
 	}
-	delete(e.buckets, bk)
+	e.dropBucket(bk, &e.stats.scenarios[h.scenario].overflowed)
 	return e.overflow(s, bk, b, now)
 }
 
@@ -536,7 +543,7 @@ func (e *Engine) gc(now time.Time) {
 	e.lastGC = now
 	for k, b := range e.buckets {
 		if dead(e.scenarios[k.scenario], b, now) {
-			delete(e.buckets, k)
+			e.dropBucket(k, &e.stats.scenarios[k.scenario].underflowed)
 		}
 	}
 	for k, until := range e.blackholes {
@@ -584,7 +591,7 @@ func (e *Engine) expireCounters(now time.Time) []event.Event {
 		if e.buckets[c.bk] != c.b {
 			continue // cancelled meanwhile
 		}
-		delete(e.buckets, c.bk)
+		e.dropBucket(c.bk, &e.stats.scenarios[c.bk.scenario].overflowed)
 		if ovf, ok := e.overflow(e.scenarios[c.bk.scenario], c.bk, c.b, c.at); ok {
 			out = append(out, ovf)
 		}

@@ -91,6 +91,10 @@ type node struct {
 	children  []*node
 	wl        whitelist
 	log       *log.Entry
+	// slot indexes the node's counters; counted: whether it has its own
+	// hit metrics (top-level or named nodes, as upstream's named ones).
+	slot    int
+	counted bool
 }
 
 type static struct {
@@ -120,12 +124,19 @@ func (n *node) process(p *Pipeline, evt *event.Event, env *runEnv) (bool, error)
 			return false, nil
 		}
 	}
+	if n.counted {
+		env.count(n, cHits)
+	}
 	whitelisted := false
 	if !n.wl.empty() {
 		var err error
+		env.count(n, cWLHits)
 		whitelisted, err = n.checkWhitelist(evt, env)
 		if err != nil {
 			return false, nil
+		}
+		if whitelisted {
+			env.count(n, cWLOK)
 		}
 		if whitelisted && !evt.Whitelisted {
 			evt.Whitelisted = true
@@ -188,6 +199,9 @@ func (n *node) process(p *Pipeline, evt *event.Event, env *runEnv) (bool, error)
 		if err := p.applyStatics(n, n.statics, evt, env); err != nil {
 			return false, err
 		}
+	}
+	if n.counted {
+		env.count(n, cOK)
 	}
 	return true, nil
 }
@@ -312,6 +326,11 @@ type runEnv struct {
 	env    map[string]any
 	evt    *event.Event
 	direct map[*vm.Program]func(*event.Event) (any, error)
+	// shard takes this env's counts; ent caches the entry of the last
+	// (source, type) seen.
+	shard  *shardRef
+	ent    *lineStats
+	entKey srcKey
 }
 
 func (r *runEnv) run(p *vm.Program) (any, error) {

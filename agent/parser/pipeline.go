@@ -53,6 +53,13 @@ type Pipeline struct {
 	// direct holds the programs fused into one Go closure, run without
 	// the VM. Written while loading only: load before parsing.
 	direct map[*vm.Program]func(*event.Event) (any, error)
+
+	// Counters (see stats.go): slots describes the node each counter
+	// slot belongs to; statMu guards the shard lists and shards' maps.
+	slots      []slotInfo
+	statMu     sync.Mutex
+	shards     []*statShard
+	freeShards []*statShard
 }
 
 type loadedFile struct {
@@ -206,6 +213,7 @@ func (p *Pipeline) compileFile(it Item, data []byte) (out []*node, err error) {
 			le.locate(err)
 			return nil, le
 		}
+		n.counted = true // top-level nodes always count, named or not
 		out = append(out, n)
 	}
 	return out, nil
@@ -239,7 +247,9 @@ func (p *Pipeline) compile(cfg NodeConfig, m *yaml.Node, stage, fileName string)
 	if name == "" {
 		name = fileName
 	}
-	n := &node{name: name, stage: stage, onSuccess: cfg.OnSuccess, log: p.log.WithField("parser", name)}
+	n := &node{name: name, stage: stage, onSuccess: cfg.OnSuccess, log: p.log.WithField("parser", name),
+		slot: len(p.slots), counted: cfg.Name != ""}
+	p.slots = append(p.slots, slotInfo{name: name, stage: stage, reason: cfg.Whitelist.Reason})
 	// pattern_syntax goes into the shared library, as upstream (first
 	// wins). Every definition is checked once all of the node's are in,
 	// so they may refer to each other in any order.
@@ -375,6 +385,17 @@ func (p *Pipeline) Parse(evt *event.Event, obs Observer) (err error) {
 	if evt.Enriched == nil {
 		evt.Enriched = map[string]string{}
 	}
+	env, _ := p.scratch.Get().(*runEnv)
+	if env == nil {
+		env = p.newRunEnv()
+	}
+	env.env["evt"], env.evt = evt, evt
+	defer func() {
+		env.env["evt"], env.evt = nil, nil // do not pin the event from the pool
+		p.scratch.Put(env)
+	}()
+	ls := env.lineStats(p, evt.Line.Src, evt.Line.Module)
+	ls.hits.Add(1)
 	if p.maxLine > 0 && len(evt.Line.Raw) > p.maxLine {
 		if len(p.stages) > 0 {
 			evt.Stage = p.stages[0]
@@ -382,15 +403,6 @@ func (p *Pipeline) Parse(evt *event.Event, obs Observer) (err error) {
 		evt.Process = false
 		return nil
 	}
-	env, _ := p.scratch.Get().(*runEnv)
-	if env == nil {
-		env = &runEnv{env: map[string]any{}, direct: p.direct}
-	}
-	env.env["evt"], env.evt = evt, evt
-	defer func() {
-		env.env["evt"], env.evt = nil, nil // do not pin the event from the pool
-		p.scratch.Put(env)
-	}()
 	for _, stage := range p.stages {
 		evt.Stage = stage
 		stageOK := false
@@ -415,5 +427,6 @@ func (p *Pipeline) Parse(evt *event.Event, obs Observer) (err error) {
 		}
 	}
 	evt.Process = true
+	ls.ok.Add(1)
 	return nil
 }

@@ -257,3 +257,6 @@ func (a *Agent) push(ctx context.Context, alerts []*models.Alert) {
 		a.log.WithError(err).WithField("alerts", len(alerts)).Error("alerts lost: the delivery queue refused them")
 	}
 }
+
+// Engine is the agent's bucket engine, for its counters (ScenarioStats).
+func (a *Agent) Engine() *leakybucket.Engine { return a.engine }

@@ -1,0 +1,112 @@
+package daemon
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampart-ips/rampart/agent/leakybucket"
+	"github.com/rampart-ips/rampart/agent/parser"
+)
+
+// engineCollector exposes upstream's parser and bucket metrics. The
+// engine keeps its own plain atomic counters (a CounterVec lookup per line
+// and node would cost the parser several percent); they are read and
+// turned into const metrics only when /metrics is scraped.
+type engineCollector struct {
+	parsers *parser.Pipeline
+	engine  *leakybucket.Engine
+
+	parserHits, parserOK, parserKO *prometheus.Desc
+	nodeHits, nodeOK, nodeKO       *prometheus.Desc
+	wlHits, wlOK                   *prometheus.Desc
+	created, poured, overflowed    *prometheus.Desc
+	underflowed, canceled, buckets *prometheus.Desc
+	delay                          *prometheus.Desc
+}
+
+func newEngineCollector(parsers *parser.Pipeline, engine *leakybucket.Engine) *engineCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	src := []string{"source", "type"}
+	node := []string{"source", "type", "name", "stage"}
+	wl := []string{"source", "type", "name", "reason", "stage"}
+	return &engineCollector{parsers: parsers, engine: engine,
+		parserHits:  d("cs_parser_hits_total", "Total events entered the parser.", src...),
+		parserOK:    d("cs_parser_hits_ok_total", "Total events were successfully parsed.", src...),
+		parserKO:    d("cs_parser_hits_ko_total", "Total events were unsuccessfully parsed.", src...),
+		nodeHits:    d("cs_node_hits_total", "Total events entered node.", node...),
+		nodeOK:      d("cs_node_hits_ok_total", "Total events successfully exited node.", node...),
+		nodeKO:      d("cs_node_hits_ko_total", "Total events unsuccessfully exited node.", node...),
+		wlHits:      d("cs_node_wl_hits_total", "Total events processed by whitelist node.", wl...),
+		wlOK:        d("cs_node_wl_hits_ok_total", "Total events successfully whitelisted by node.", wl...),
+		created:     d("cs_bucket_instantiation_total", "Total buckets were instantiated.", "name"),
+		poured:      d("cs_bucket_poured_total", "Total events were poured in bucket.", "source", "type", "name"),
+		overflowed:  d("cs_bucket_overflowed_total", "Total buckets overflowed.", "name"),
+		underflowed: d("cs_bucket_underflowed_total", "Total buckets underflowed.", "name"),
+		canceled:    d("cs_bucket_canceled_total", "Total buckets canceled.", "name"),
+		buckets:     d("cs_buckets", "Number of buckets that currently exist.", "name"),
+		delay: d("rampart_alert_delay_seconds",
+			"Delay from an overflow's last log line being read to its alert leaving the bucket engine."),
+	}
+}
+
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.parserHits, c.parserOK, c.parserKO, c.nodeHits, c.nodeOK, c.nodeKO,
+		c.wlHits, c.wlOK, c.created, c.poured, c.overflowed, c.underflowed, c.canceled, c.buckets, c.delay} {
+		ch <- d
+	}
+}
+
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	if c.parsers != nil {
+		lines, nodes := c.parsers.Stats()
+		for _, l := range lines {
+			counter(c.parserHits, l.Hits, l.Source, l.Type)
+			counter(c.parserOK, l.OK, l.Source, l.Type)
+			counter(c.parserKO, l.Hits-l.OK, l.Source, l.Type)
+		}
+		for _, n := range nodes {
+			if n.Hits > 0 {
+				counter(c.nodeHits, n.Hits, n.Source, n.Type, n.Name, n.Stage)
+				counter(c.nodeOK, n.OK, n.Source, n.Type, n.Name, n.Stage)
+				counter(c.nodeKO, n.Hits-n.OK, n.Source, n.Type, n.Name, n.Stage)
+			}
+			if n.WLHits > 0 {
+				counter(c.wlHits, n.WLHits, n.Source, n.Type, n.Name, n.Reason, n.Stage)
+				counter(c.wlOK, n.WLOK, n.Source, n.Type, n.Name, n.Reason, n.Stage)
+			}
+		}
+	}
+	if c.engine == nil {
+		return
+	}
+	// Upstream only shows scenarios that had a bucket; so does this, which
+	// keeps hundreds of idle scenarios out of every scrape.
+	for _, s := range c.engine.ScenarioStats() {
+		if s.Created == 0 && len(s.Poured) == 0 {
+			continue
+		}
+		counter(c.created, s.Created, s.Name)
+		counter(c.overflowed, s.Overflowed, s.Name)
+		counter(c.underflowed, s.Underflowed, s.Name)
+		counter(c.canceled, s.Canceled, s.Name)
+		ch <- prometheus.MustNewConstMetric(c.buckets, prometheus.GaugeValue, float64(s.Alive), s.Name)
+		for _, p := range s.Poured {
+			counter(c.poured, p.Poured, p.Source, p.Type, s.Name)
+		}
+	}
+	d := c.engine.AlertDelay()
+	bounds := leakybucket.DelayBuckets()
+	cum := map[float64]uint64{}
+	var total uint64
+	for i, n := range d.Counts {
+		total += n
+		if i < len(bounds) {
+			cum[bounds[i]] = total
+		}
+	}
+	ch <- prometheus.MustNewConstHistogram(c.delay, total, d.Sum, cum)
+}

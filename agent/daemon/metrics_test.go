@@ -1,0 +1,151 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/agent/hub"
+	"github.com/rampart-ips/rampart/agent/ruleset"
+	"github.com/rampart-ips/rampart/internal/loggen"
+)
+
+// TestEngineMetrics replays a generated sshd log through the hub's linux
+// collection and checks the scraped values against what the replay saw.
+func TestEngineMetrics(t *testing.T) {
+	dir, _ := filepath.Abs("../../../shared/hub")
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
+		t.Skip("no shared hub")
+	}
+	h, err := hub.OpenHub(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := ruleset.Load(h, ruleset.Spec{Collections: []string{"crowdsecurity/sshd"},
+		Parsers: []string{"crowdsecurity/syslog-logs", "crowdsecurity/dateparse-enrich", "crowdsecurity/whitelists"}, DataDir: filepath.Join(dir, "data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	var log bytes.Buffer
+	if _, err := loggen.SSHDCount(&log, 3000, 1); err != nil {
+		t.Fatal(err)
+	}
+	engine := rs.NewEngine(true)
+	const src = "/var/log/auth.log"
+	var lines, parsed, poured int
+	alerts := map[string]int{}
+	sc := bufio.NewScanner(&log)
+	for sc.Scan() {
+		lines++
+		evt := event.New(event.Line{Raw: sc.Text(), Src: src, Module: "file", Labels: map[string]string{"type": "syslog"}, Time: time.Now()})
+		if err := rs.Parse(&evt, nil); err != nil {
+			t.Fatal(err)
+		}
+		if !evt.Process || evt.Whitelisted {
+			continue
+		}
+		parsed++
+		poured++
+		for _, ov := range engine.Pour(&evt) {
+			if ov.Overflow.Alert != nil {
+				alerts[ov.Overflow.Alert.GetScenario()]++
+			}
+		}
+	}
+	if alerts["crowdsecurity/ssh-bf"] == 0 {
+		t.Fatalf("no ssh-bf alert: %v", alerts)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newEngineCollector(rs.Parsers, engine))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		byName[mf.GetName()] = mf
+	}
+	// value sums the family's samples whose labels include want.
+	value := func(name string, want map[string]string) float64 {
+		var sum float64
+		mf := byName[name]
+		if mf == nil {
+			return -1
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if got[k] != v {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+		return sum
+	}
+	file := map[string]string{"source": src, "type": "file"}
+	if got := value("cs_parser_hits_total", file); got != float64(lines) {
+		t.Errorf("cs_parser_hits_total = %v, want %d lines", got, lines)
+	}
+	if got := value("cs_parser_hits_ok_total", file); got != float64(parsed) {
+		t.Errorf("cs_parser_hits_ok_total = %v, want %d", got, parsed)
+	}
+	if got := value("cs_parser_hits_ko_total", file); got != float64(lines-parsed) {
+		t.Errorf("cs_parser_hits_ko_total = %v, want %d", got, lines-parsed)
+	}
+	sshd := map[string]string{"source": src, "type": "file", "name": "crowdsecurity/sshd-logs", "stage": "s01-parse"}
+	hits, ok, ko := value("cs_node_hits_total", sshd), value("cs_node_hits_ok_total", sshd), value("cs_node_hits_ko_total", sshd)
+	if hits <= 0 || ok <= 0 || ok+ko != hits {
+		t.Errorf("sshd-logs node: hits %v, ok %v, ko %v", hits, ok, ko)
+	}
+	if got := value("cs_node_hits_total", map[string]string{"name": "crowdsecurity/syslog-logs"}); got != float64(lines) {
+		t.Errorf("syslog-logs node hits = %v, want every line (%d)", got, lines)
+	}
+	wl := map[string]string{"name": "crowdsecurity/whitelists", "stage": "s02-enrich"}
+	if hits, ok := value("cs_node_wl_hits_total", wl), value("cs_node_wl_hits_ok_total", wl); hits != value("cs_node_hits_total", wl) || hits <= 0 || ok < 0 || ok > hits {
+		t.Errorf("whitelists: wl hits %v, wl ok %v", hits, ok)
+	}
+	bf := map[string]string{"name": "crowdsecurity/ssh-bf"}
+	if got := value("cs_bucket_overflowed_total", bf); got != float64(alerts["crowdsecurity/ssh-bf"]) {
+		t.Errorf("ssh-bf overflows = %v, want %d alerts", got, alerts["crowdsecurity/ssh-bf"])
+	}
+	if got := value("cs_bucket_poured_total", map[string]string{"name": "crowdsecurity/ssh-bf", "source": src, "type": "file"}); got <= 0 {
+		t.Errorf("ssh-bf poured = %v", got)
+	}
+	if got := value("cs_buckets", nil); got != float64(engine.Buckets()) {
+		t.Errorf("cs_buckets sums to %v, engine has %d", got, engine.Buckets())
+	}
+	created, over := value("cs_bucket_instantiation_total", nil), value("cs_bucket_overflowed_total", nil)
+	under, canceled := value("cs_bucket_underflowed_total", nil), value("cs_bucket_canceled_total", nil)
+	if created != over+under+canceled+float64(engine.Buckets()) {
+		t.Errorf("created %v != overflowed %v + underflowed %v + canceled %v + alive %d", created, over, under, canceled, engine.Buckets())
+	}
+	t.Logf("lines %d, parsed %d, alerts %v, buckets %d, created %v", lines, parsed, alerts, engine.Buckets(), created)
+	var total int
+	for _, n := range alerts {
+		total += n
+	}
+	if got := value("rampart_alert_delay_seconds", nil); got != float64(total) {
+		t.Errorf("alert delay samples = %v, want %d alerts", got, total)
+	}
+}

@@ -1,0 +1,172 @@
+package leakybucket
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rampart-ips/rampart/agent/event"
+)
+
+// The counters are written only by the pouring goroutine; they are atomics
+// so that a metrics scrape may read them meanwhile without a race or a
+// lock on the hot path.
+
+// scenarioCounters counts one scenario's buckets in one engine.
+type scenarioCounters struct {
+	created, overflowed, underflowed, canceled, alive atomic.Int64
+	// poured is indexed by the engine's source index (pour goroutine only).
+	poured []*atomic.Int64
+}
+
+// pourKey is what upstream labels cs_bucket_poured_total with besides the
+// scenario: the line's source and acquisition module.
+type pourKey struct{ src, typ string }
+
+type pouredCounter struct {
+	scenario int
+	key      pourKey
+	n        *atomic.Int64
+}
+
+// engineStats are an engine's counters.
+type engineStats struct {
+	scenarios []scenarioCounters
+	// srcs indexes the (source, type) pairs seen; last caches the latest.
+	srcs    map[pourKey]int
+	last    pourKey
+	lastIdx int
+	// mu guards poured, the list a scrape reads.
+	mu     sync.Mutex
+	poured []pouredCounter
+	delay  delayHistogram
+}
+
+// DelayBuckets returns the upper bounds, in seconds, of the alert delay
+// histogram (see AlertDelay): from a millisecond, for a live agent, to
+// half a minute, for one that fell behind.
+func DelayBuckets() []float64 { return []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30} }
+
+// nDelayBuckets is len(DelayBuckets()).
+const nDelayBuckets = 10
+
+// delayHistogram counts, per DelayBuckets() bound (and +Inf last), the
+// delays from an overflow's last line being read to its alert leaving the
+// engine.
+type delayHistogram struct {
+	bounds []float64
+	counts [nDelayBuckets + 1]atomic.Int64
+	sumNs  atomic.Int64
+}
+
+func (h *delayHistogram) observe(d time.Duration) {
+	s := d.Seconds()
+	i := sort.SearchFloat64s(h.bounds, s)
+	h.counts[i].Add(1)
+	h.sumNs.Add(int64(d))
+}
+
+func newEngineStats(n int) *engineStats {
+	return &engineStats{scenarios: make([]scenarioCounters, n), srcs: map[pourKey]int{}, lastIdx: -1,
+		delay: delayHistogram{bounds: DelayBuckets()}}
+}
+
+// countPour counts evt poured into a scenario's bucket.
+func (e *Engine) countPour(scenario int, evt *event.Event) {
+	st := e.stats
+	i := st.lastIdx
+	if i < 0 || st.last.src != evt.Line.Src || st.last.typ != evt.Line.Module {
+		k := pourKey{evt.Line.Src, evt.Line.Module}
+		var ok bool
+		if i, ok = st.srcs[k]; !ok {
+			i = len(st.srcs)
+			st.srcs[k] = i
+		}
+		st.last, st.lastIdx = k, i
+	}
+	sc := &st.scenarios[scenario]
+	for len(sc.poured) <= i {
+		sc.poured = append(sc.poured, nil)
+	}
+	c := sc.poured[i]
+	if c == nil {
+		c = new(atomic.Int64)
+		sc.poured[i] = c
+		st.mu.Lock()
+		st.poured = append(st.poured, pouredCounter{scenario: scenario, key: st.last, n: c})
+		st.mu.Unlock()
+	}
+	c.Add(1)
+}
+
+// PouredStat counts the events of one source poured into a scenario.
+type PouredStat struct {
+	Source, Type string
+	Poured       int64
+}
+
+// ScenarioStat is one scenario's bucket counters in an engine: buckets
+// Created, ended by Overflowed, Underflowed (leaked empty or expired) or
+// Canceled (cancel_on), those Alive now, and the events Poured by source.
+type ScenarioStat struct {
+	Name                                              string
+	Created, Overflowed, Underflowed, Canceled, Alive int64
+	Poured                                            []PouredStat
+}
+
+// DelayStat is the alert delay histogram: Counts[i] delays were at most
+// DelayBuckets()[i] (not cumulative; the last is above every bound).
+type DelayStat struct {
+	Counts [nDelayBuckets + 1]uint64
+	Sum    float64 // seconds
+}
+
+// ScenarioStats returns every scenario's counters, in scenario order. Safe
+// to call while events are poured.
+func (e *Engine) ScenarioStats() []ScenarioStat {
+	out := make([]ScenarioStat, len(e.scenarios))
+	for i, s := range e.scenarios {
+		c := &e.stats.scenarios[i]
+		out[i] = ScenarioStat{Name: s.cfg.Name, Created: c.created.Load(), Overflowed: c.overflowed.Load(),
+			Underflowed: c.underflowed.Load(), Canceled: c.canceled.Load(), Alive: c.alive.Load()}
+	}
+	e.stats.mu.Lock()
+	for _, p := range e.stats.poured {
+		out[p.scenario].Poured = append(out[p.scenario].Poured, PouredStat{Source: p.key.src, Type: p.key.typ, Poured: p.n.Load()})
+	}
+	e.stats.mu.Unlock()
+	return out
+}
+
+// AlertDelay returns the alert delay histogram. An overflow's delay runs
+// from its last event's Line.Time (when the line was read) to the moment
+// it leaves the engine; overflows without a line time are not counted.
+func (e *Engine) AlertDelay() DelayStat {
+	var d DelayStat
+	for i := range d.Counts {
+		d.Counts[i] = uint64(e.stats.delay.counts[i].Load())
+	}
+	d.Sum = time.Duration(e.stats.delay.sumNs.Load()).Seconds()
+	return d
+}
+
+// addBucket and dropBucket keep the alive count in step with e.buckets;
+// every insertion and removal goes through them.
+func (e *Engine) addBucket(bk bucketKey, b *bucket) {
+	e.buckets[bk] = b
+	c := &e.stats.scenarios[bk.scenario]
+	c.created.Add(1)
+	c.alive.Add(1)
+}
+
+// dropBucket removes bk, if alive, counting why: into one of the
+// scenario's created/overflowed/underflowed/canceled counters.
+func (e *Engine) dropBucket(bk bucketKey, why *atomic.Int64) {
+	if _, ok := e.buckets[bk]; !ok {
+		return
+	}
+	delete(e.buckets, bk)
+	e.stats.scenarios[bk.scenario].alive.Add(-1)
+	why.Add(1)
+}

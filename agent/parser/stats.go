@@ -1,0 +1,194 @@
+package parser
+
+import (
+	"runtime"
+	"sort"
+
+	"sync/atomic"
+)
+
+// Parse runs on many goroutines at ~100k lines/s: shared counters would
+// bounce one cache line between cores on every node. Counts therefore go
+// to shards, one per scratch runEnv (sync.Pool keeps those per P), as
+// plain atomics; the pipeline only sums the shards when asked.
+
+// Per-node counter layout within a lineStats.nodes slot.
+const (
+	cHits = iota
+	cOK
+	cWLHits
+	cWLOK
+	nodeCounters
+)
+
+// srcKey is what upstream labels parser metrics with: the line's source
+// (file path...) and its acquisition module (type).
+type srcKey struct{ src, typ string }
+
+// lineStats counts one source's lines and its nodes' hits in one shard.
+type lineStats struct {
+	hits, ok atomic.Int64
+	nodes    []atomic.Int64 // nodeCounters per node slot
+}
+
+// statShard is one runEnv's counters. Only the goroutine holding the
+// runEnv writes to it; its map changes under Pipeline.statMu so Stats may
+// read it meanwhile.
+type statShard struct {
+	slots int // node slots the entries have room for
+	m     map[srcKey]*lineStats
+}
+
+// shardRef is what a runEnv's cleanup gets back: the shard, which outlives
+// the runEnv (sync.Pool drops those at GC) so that no count is lost, and
+// is handed to the next runEnv.
+type shardRef struct{ s *statShard }
+
+type slotInfo struct {
+	name, stage, reason string
+}
+
+// takeShard returns a free shard sized for the current nodes, or a new one.
+func (p *Pipeline) takeShard() *statShard {
+	p.statMu.Lock()
+	defer p.statMu.Unlock()
+	for i := len(p.freeShards) - 1; i >= 0; i-- {
+		if s := p.freeShards[i]; s.slots == len(p.slots) {
+			p.freeShards = append(p.freeShards[:i], p.freeShards[i+1:]...)
+			return s
+		}
+	}
+	s := &statShard{slots: len(p.slots), m: map[srcKey]*lineStats{}}
+	p.shards = append(p.shards, s)
+	return s
+}
+
+// newRunEnv makes a scratch env with its own shard, given back for reuse
+// once the env is collected.
+func (p *Pipeline) newRunEnv() *runEnv {
+	env := &runEnv{env: map[string]any{}, direct: p.direct, shard: &shardRef{s: p.takeShard()}}
+	runtime.AddCleanup(env, func(r *shardRef) {
+		p.statMu.Lock()
+		p.freeShards = append(p.freeShards, r.s)
+		p.statMu.Unlock()
+	}, env.shard)
+	return env
+}
+
+// lineStats returns the counters for src and typ in env's shard, caching
+// the last pair: a worker's consecutive lines nearly always share it.
+func (r *runEnv) lineStats(p *Pipeline, src, typ string) *lineStats {
+	if r.ent != nil && r.entKey.src == src && r.entKey.typ == typ {
+		return r.ent
+	}
+	if r.shard.s.slots != len(p.slots) {
+		// Nodes were loaded since: the old shard keeps its counts.
+		r.shard.s = p.takeShard()
+	}
+	k := srcKey{src, typ}
+	s := r.shard.s
+	e := s.m[k]
+	if e == nil {
+		e = &lineStats{nodes: make([]atomic.Int64, nodeCounters*s.slots)}
+		p.statMu.Lock()
+		s.m[k] = e
+		p.statMu.Unlock()
+	}
+	r.ent, r.entKey = e, k
+	return e
+}
+
+// count adds one to counter c of node n for the line being parsed.
+func (r *runEnv) count(n *node, c int) {
+	if r.ent != nil {
+		r.ent.nodes[n.slot*nodeCounters+c].Add(1)
+	}
+}
+
+// LineStat counts the lines of one source (Type is the acquisition
+// module, as upstream's cs_parser_hits_total): those parsed (OK) and not.
+type LineStat struct {
+	Source, Type string
+	Hits, OK     int64
+}
+
+// NodeStat counts one parser node's runs on one source's lines: Hits once
+// its filter passed, OK when it succeeded; WLHits when its whitelist was
+// checked and WLOK when that whitelisted the event.
+type NodeStat struct {
+	Source, Type, Name, Stage, Reason string
+	Hits, OK, WLHits, WLOK            int64
+}
+
+// Stats sums the counters of every shard, sorted by source, type (and
+// node name, stage). Nodes never hit are left out, as upstream's vectors
+// only hold label sets once counted. Safe to call while Parse runs.
+func (p *Pipeline) Stats() ([]LineStat, []NodeStat) {
+	// By name and stage, not slot: two files may name a node alike and
+	// a metric must not repeat a label set.
+	type nodeKey struct {
+		srcKey
+		name, stage string
+	}
+	lines := map[srcKey]*LineStat{}
+	nodes := map[nodeKey]*NodeStat{}
+	p.statMu.Lock()
+	for _, s := range p.shards {
+		for k, e := range s.m {
+			l := lines[k]
+			if l == nil {
+				l = &LineStat{Source: k.src, Type: k.typ}
+				lines[k] = l
+			}
+			// OK before Hits: a line counted OK is already counted as a
+			// hit, so Hits-OK never goes negative.
+			l.OK += e.ok.Load()
+			l.Hits += e.hits.Load()
+			for slot := 0; slot < s.slots; slot++ {
+				c := e.nodes[slot*nodeCounters : (slot+1)*nodeCounters]
+				ok, wlok := c[cOK].Load(), c[cWLOK].Load()
+				hits, wl := c[cHits].Load(), c[cWLHits].Load()
+				if hits == 0 && wl == 0 {
+					continue
+				}
+				info := p.slots[slot]
+				nk := nodeKey{k, info.name, info.stage}
+				n := nodes[nk]
+				if n == nil {
+					n = &NodeStat{Source: k.src, Type: k.typ, Name: info.name, Stage: info.stage, Reason: info.reason}
+					nodes[nk] = n
+				}
+				n.Hits, n.OK, n.WLHits, n.WLOK = n.Hits+hits, n.OK+ok, n.WLHits+wl, n.WLOK+wlok
+			}
+		}
+	}
+	p.statMu.Unlock()
+	outL := make([]LineStat, 0, len(lines))
+	for _, l := range lines {
+		outL = append(outL, *l)
+	}
+	sort.Slice(outL, func(i, j int) bool {
+		if outL[i].Source != outL[j].Source {
+			return outL[i].Source < outL[j].Source
+		}
+		return outL[i].Type < outL[j].Type
+	})
+	outN := make([]NodeStat, 0, len(nodes))
+	for _, n := range nodes {
+		outN = append(outN, *n)
+	}
+	sort.Slice(outN, func(i, j int) bool {
+		a, b := outN[i], outN[j]
+		if a.Source != b.Source {
+			return a.Source < b.Source
+		}
+		if a.Type != b.Type {
+			return a.Type < b.Type
+		}
+		if a.Stage != b.Stage {
+			return a.Stage < b.Stage
+		}
+		return a.Name < b.Name
+	})
+	return outL, outN
+}
