@@ -332,6 +332,17 @@ func TestSeedStory(t *testing.T) {
 	if !strings.Contains(string(out), "cs_filesource_hits_total") {
 		t.Error("metrics lack the file source's line counts")
 	}
+	// cscli metrics reads the same endpoint: its alert counts per scenario
+	// match the alerts the story raised
+	var sections map[string]map[string]any
+	raw := s.cscli("metrics", "-o", "json")
+	must(t, json.Unmarshal([]byte(raw), &sections))
+	if n, _ := sections["alerts"]["rampart/ssh-bf"].(float64); n != 1 {
+		t.Errorf("cscli metrics: %v rampart/ssh-bf alerts, want 1\n%s", sections["alerts"]["rampart/ssh-bf"], raw)
+	}
+	if _, ok := sections["scenarios"]["rampart/ssh-bf"]; !ok {
+		t.Errorf("cscli metrics shows no rampart/ssh-bf scenario:\n%s", raw)
+	}
 }
 
 // An attacker in a private range is whitelisted by Rampart's rules; with
