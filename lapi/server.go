@@ -156,6 +156,7 @@ func (s *Server) routes() *echo.Echo {
 	v1.HEAD("/decisions/stream", s.headStream, bo)
 
 	v1.POST("/usage-metrics", s.usageMetrics, s.eitherAuth)
+	s.uiRoutes(e)
 	return e
 }
 
