@@ -21,6 +21,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/acquisition"
 	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/atomicfile"
 )
 
 // setupDigestPrefix starts the header line holding the digest of what
@@ -664,27 +665,10 @@ func pick(dry bool, ifDry, ifNot string) string {
 // meanwhile never reads half a file. The temporary name does not end in
 // .toml: the agent would load it.
 func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".setup-*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // a no-op once renamed
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteBytes(path, data, 0o644)
 }
 
 // setupCollections makes sure the collections reading each written

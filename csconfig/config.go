@@ -13,6 +13,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rampart-ips/rampart/internal/atomicfile"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -360,11 +361,7 @@ func WriteCredentials(path string, c *Credentials) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
-		return fmt.Errorf("writing credentials: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.WriteBytes(path, buf.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("writing credentials: %w", err)
 	}
 	return nil

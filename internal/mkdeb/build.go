@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"github.com/goreleaser/nfpm/v2"
 	"github.com/goreleaser/nfpm/v2/deb"
 	"github.com/goreleaser/nfpm/v2/files"
+
+	"github.com/rampart-ips/rampart/internal/atomicfile"
 )
 
 // Options says what to package and where from.
@@ -339,21 +342,5 @@ func expandIncludes(text, commonDir string) (string, error) {
 // writePackage writes through a temporary file so that a failed build
 // leaves no truncated .deb behind.
 func writePackage(info *nfpm.Info, path string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".mkdeb-*.deb")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := deb.Default.Package(info, tmp); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error { return deb.Default.Package(info, w) })
 }
