@@ -78,6 +78,11 @@ func (s *Store) Flush(ctx context.Context, p FlushPolicy, now time.Time) (FlushR
 			return fmt.Errorf("purging ended decisions: %w", err)
 		}
 		res.Decisions, _ = r.RowsAffected()
+		// Usage reports are deltas summed for display; a week of them is
+		// what cscli shows, as upstream keeps.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM usage_metrics WHERE received_at < ?`, now.Add(-UsageRetention).UnixNano()); err != nil {
+			return fmt.Errorf("purging usage metrics: %w", err)
+		}
 		return nil
 	})
 	return res, err
