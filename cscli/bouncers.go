@@ -181,6 +181,8 @@ type bouncerInfo struct {
 	OS           string     `json:"os,omitempty"`
 	Featureflags []string   `json:"featureflags,omitempty"`
 	AutoCreated  bool       `json:"auto_created"`
+	// UsageMetrics is set by inspect only: the bouncer's pushed totals.
+	UsageMetrics any `json:"usage_metrics,omitempty"`
 }
 
 func newBouncerInfo(b *store.Bouncer) bouncerInfo {
@@ -485,9 +487,17 @@ func newBouncersInspectCmd(cli *CLI) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("unable to read bouncer data '%s': %w", name, err)
 				}
+				comps, err := bouncerUsage(ctx, st, b.Name)
+				if err != nil {
+					return fmt.Errorf("unable to read usage metrics of '%s': %w", name, err)
+				}
 				switch cli.OutputFormat() {
 				case "json":
-					return cli.printJSON(newBouncerInfo(b))
+					info := newBouncerInfo(b)
+					if len(comps) > 0 {
+						info.UsageMetrics = bouncerUsageJSON(comps)[b.Name]
+					}
+					return cli.printJSON(info)
 				case "raw":
 					return bouncersCSV(cli.Out, []*store.Bouncer{b})
 				default:
@@ -508,6 +518,10 @@ func newBouncersInspectCmd(cli *CLI) *cobra.Command {
 					}
 					fmt.Fprintf(cli.Out, "Bouncer: %s\n", b.Name)
 					renderTable(cli.Out, nil, rows)
+					if len(comps) > 0 {
+						_, _ = io.WriteString(cli.Out, "\n")
+						renderBouncerUsage(cli.Out, comps, func(n int64) string { return formatNumber(n, true) })
+					}
 					return nil
 				}
 			})

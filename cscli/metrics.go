@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/lapi/usage"
 )
 
 // metricsTimeout bounds one scrape: the endpoint is local, so a slow answer
@@ -131,9 +132,9 @@ func metricsSections() []metricsSection {
 				f.byLabels("cs_lapi_decisions_ko_total", add, "Empty", "bouncer")
 				f.byLabels("cs_lapi_decisions_ok_total", add, "NonEmpty", "bouncer")
 			}},
-		// Upstream reads bouncer usage metrics from the database, not from
-		// Prometheus; Rampart does not render them yet, so it stays empty.
-		{name: "bouncers", title: "Bouncer Metrics", desc: "Usage metrics pushed by bouncers (n/a: not read from the database yet)",
+		// Read from the usage metrics bouncers push to the LAPI's database,
+		// as upstream does, not from Prometheus; see showMetrics.
+		{name: "bouncers", title: "Bouncer Metrics", desc: "Usage metrics pushed by bouncers: active decisions, dropped and processed traffic",
 			keys: []string{"Bouncer"}, cols: one, collect: func(families, addFunc) {}},
 	}
 }
@@ -413,29 +414,50 @@ func (cli *CLI) showMetrics(cmd *cobra.Command, opts *metricsOpts, args []string
 	if err != nil {
 		return err
 	}
-	url, origin, err := cli.metricsURL(opts.url)
-	if err != nil {
-		return err
-	}
-	fams, err := scrapeMetrics(cmdContext(cmd), url)
-	if err != nil {
-		return fmt.Errorf("%w (%s)", err, origin)
-	}
 	explicit := len(args) > 0
+	// Bouncer usage comes from the database, everything else from the
+	// daemon's Prometheus endpoint: each is read only when shown.
+	wantBouncers := slices.ContainsFunc(secs, func(s metricsSection) bool { return s.name == "bouncers" })
+	secs = slices.DeleteFunc(secs, func(s metricsSection) bool { return s.name == "bouncers" })
 	var data []*sectionData
-	for _, s := range secs {
-		d := buildSection(s, fams)
-		// Upstream skips empty tables unless they were asked for by name.
-		if len(d.rows) == 0 && !explicit {
-			continue
+	if len(secs) > 0 {
+		url, origin, err := cli.metricsURL(opts.url)
+		if err != nil {
+			return err
 		}
-		data = append(data, d)
+		fams, err := scrapeMetrics(cmdContext(cmd), url)
+		if err != nil {
+			return fmt.Errorf("%w (%s)", err, origin)
+		}
+		for _, s := range secs {
+			d := buildSection(s, fams)
+			// Upstream skips empty tables unless they were asked for by name.
+			if len(d.rows) == 0 && !explicit {
+				continue
+			}
+			data = append(data, d)
+		}
+	}
+	var bouncers []*usage.Component
+	if wantBouncers {
+		bouncers, err = cli.readBouncerUsage(cmd)
+		if err != nil {
+			if explicit {
+				return err
+			}
+			// cscli metrics also runs where only the daemon's endpoint is
+			// reachable; the other sections are still worth showing.
+			_, _ = fmt.Fprintf(cli.Err, "bouncer metrics skipped: %v\n", err)
+		}
 	}
 	switch cli.OutputFormat() {
 	case "json":
 		out := map[string]any{}
 		for _, d := range data {
 			out[d.def.name] = d.jsonValue()
+		}
+		if len(bouncers) > 0 || (wantBouncers && explicit) {
+			out["bouncers"] = bouncerUsageJSON(bouncers)
 		}
 		return cli.printJSON(out)
 	case "raw":
@@ -448,26 +470,45 @@ func (cli *CLI) showMetrics(cmd *cobra.Command, opts *metricsOpts, args []string
 				return err
 			}
 		}
+		if len(bouncers) > 0 {
+			return bouncerUsageCSV(cli.Out, bouncers, true)
+		}
 		return nil
 	default:
+		format := func(n int64) string { return formatNumber(n, !opts.noUnit) }
 		for _, d := range data {
-			h, rows := d.table(func(n int64) string { return formatNumber(n, !opts.noUnit) })
+			h, rows := d.table(format)
 			if _, err := fmt.Fprintf(cli.Out, "%s:\n", d.def.title); err != nil {
 				return fmt.Errorf("writing output: %w", err)
 			}
 			if len(rows) == 0 {
-				note := "no metrics"
-				if d.def.name == "bouncers" {
-					note = "n/a"
-				}
-				_, _ = fmt.Fprintf(cli.Out, "  %s\n\n", note)
+				_, _ = fmt.Fprintf(cli.Out, "  no metrics\n\n")
 				continue
 			}
 			renderTable(cli.Out, h, rows)
 			_, _ = io.WriteString(cli.Out, "\n")
 		}
+		if len(bouncers) == 0 && wantBouncers && explicit {
+			_, _ = fmt.Fprintf(cli.Out, "Bouncer Metrics:\n  no bouncer has reported usage metrics\n\n")
+		}
+		renderBouncerUsage(cli.Out, bouncers, format)
 		return nil
 	}
+}
+
+// readBouncerUsage opens the local database for the bouncers section.
+func (cli *CLI) readBouncerUsage(cmd *cobra.Command) ([]*usage.Component, error) {
+	if _, err := cli.Config(); err != nil {
+		return nil, err
+	}
+	st, err := cli.localStore(cmd)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	ctx, cancel := dbContext(cmd)
+	defer cancel()
+	return bouncerUsage(ctx, st, "")
 }
 
 // metricsURL returns the endpoint and where it came from, so that a
