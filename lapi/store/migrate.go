@@ -154,6 +154,51 @@ CREATE INDEX usage_metrics_by ON usage_metrics (generated_type, generated_by, re
 	// 2: an agent resending an alert after a lost reply (its UUID kept)
 	// must not store it twice.
 	`CREATE UNIQUE INDEX alerts_uuid ON alerts (uuid);`,
+	// 3: active decisions counted per scenario, origin and type (and alerts
+	// per scenario) as rows
+	// come and go, so the cs_active_decisions gauge reads a handful of rows
+	// instead of grouping 1M at every scrape. Decisions change only their
+	// active flag after insertion; scenario, origin and type never change.
+	`
+CREATE TABLE active_decision_counts (
+	scenario TEXT NOT NULL,
+	origin TEXT NOT NULL,
+	type TEXT NOT NULL,
+	n INTEGER NOT NULL,
+	PRIMARY KEY (scenario, origin, type)
+) WITHOUT ROWID;
+CREATE TRIGGER decisions_count_insert AFTER INSERT ON decisions WHEN NEW.active BEGIN
+	INSERT INTO active_decision_counts (scenario, origin, type, n) VALUES (NEW.scenario, NEW.origin, NEW.type, 1)
+		ON CONFLICT (scenario, origin, type) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER decisions_count_end AFTER UPDATE OF active ON decisions WHEN OLD.active AND NOT NEW.active BEGIN
+	UPDATE active_decision_counts SET n = n - 1 WHERE scenario = OLD.scenario AND origin = OLD.origin AND type = OLD.type;
+END;
+CREATE TRIGGER decisions_count_revive AFTER UPDATE OF active ON decisions WHEN NEW.active AND NOT OLD.active BEGIN
+	INSERT INTO active_decision_counts (scenario, origin, type, n) VALUES (NEW.scenario, NEW.origin, NEW.type, 1)
+		ON CONFLICT (scenario, origin, type) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER decisions_count_delete AFTER DELETE ON decisions WHEN OLD.active BEGIN
+	UPDATE active_decision_counts SET n = n - 1 WHERE scenario = OLD.scenario AND origin = OLD.origin AND type = OLD.type;
+END;
+INSERT INTO active_decision_counts (scenario, origin, type, n)
+	SELECT scenario, origin, type, COUNT(*) FROM decisions WHERE active GROUP BY scenario, origin, type;
+CREATE TABLE alert_counts (
+	scenario TEXT NOT NULL PRIMARY KEY,
+	n INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER alerts_count_insert AFTER INSERT ON alerts
+	WHEN NOT (NEW.source_scope LIKE 'lists:%' OR NEW.source_scope = 'crowdsecurity/community-blocklist') BEGIN
+	INSERT INTO alert_counts (scenario, n) VALUES (NEW.scenario, 1) ON CONFLICT (scenario) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER alerts_count_delete AFTER DELETE ON alerts
+	WHEN NOT (OLD.source_scope LIKE 'lists:%' OR OLD.source_scope = 'crowdsecurity/community-blocklist') BEGIN
+	UPDATE alert_counts SET n = n - 1 WHERE scenario = OLD.scenario;
+END;
+INSERT INTO alert_counts (scenario, n)
+	SELECT scenario, COUNT(*) FROM alerts WHERE NOT (source_scope LIKE 'lists:%' OR source_scope = 'crowdsecurity/community-blocklist')
+	GROUP BY scenario;
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
