@@ -123,6 +123,7 @@ func (s *Server) getDecisions(c echo.Context) error {
 			s.log.WithError(err).Warn("recording bouncer pull")
 		}
 	}
+	s.countAnswer(b.Name, len(rows))
 	if len(rows) == 0 {
 		return c.JSONBlob(http.StatusOK, []byte("null"))
 	}
@@ -269,10 +270,12 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, sq store.StreamQu
 	buf := make([]byte, 0, 256*streamBatchRows)
 	_, werr := w.WriteString(`{"new": [`)
 	inDeleted, first := false, true
+	sent := 0
 	for bt := range batches {
 		if werr != nil {
 			continue // drain so the reader ends
 		}
+		sent += len(bt.rows)
 		buf = buf[:0]
 		if bt.deleted && !inDeleted {
 			buf = append(buf, `], "deleted": [`...)
@@ -310,6 +313,7 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, sq store.StreamQu
 		// truncated one that parses.
 		panic(http.ErrAbortHandler)
 	}
+	s.countAnswer(b.Name, sent)
 	if err := s.store.SetBouncerCursor(c.Request().Context(), b.ID, seq, now); err != nil {
 		s.log.WithError(err).WithField("bouncer", b.Name).Warn("storing stream cursor")
 	}

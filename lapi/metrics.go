@@ -26,6 +26,8 @@ type lapiMetrics struct {
 	routeReqs   *prometheus.CounterVec
 	machineReqs *prometheus.CounterVec
 	bouncerReqs *prometheus.CounterVec
+	nonEmpty    *prometheus.CounterVec // cs_lapi_decisions_ok_total
+	empty       *prometheus.CounterVec // cs_lapi_decisions_ko_total
 	routes      map[string]bool // registered route patterns
 	db          *dbCollector
 }
@@ -43,13 +45,21 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 		bouncerReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cs_lapi_bouncer_requests_total", Help: "Number of calls for each bouncer.",
 		}, []string{"bouncer", "route", "method"}),
+		// Upstream counts GET /v1/decisions answers only; Rampart counts
+		// stream answers too, since its own bouncer uses the stream.
+		nonEmpty: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cs_lapi_decisions_ok_total", Help: "Number of decision answers (GET /v1/decisions and the stream) that carried decisions.",
+		}, []string{"bouncer"}),
+		empty: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cs_lapi_decisions_ko_total", Help: "Number of decision answers (GET /v1/decisions and the stream) that carried none.",
+		}, []string{"bouncer"}),
 		routes: map[string]bool{},
 		db:     newDBCollector(s.store, s.log.Logger.WithField("component", "lapi-metrics")),
 	}
 	for _, r := range s.echo.Routes() {
 		m.routes[r.Path] = true
 	}
-	for _, c := range []prometheus.Collector{m.routeReqs, m.machineReqs, m.bouncerReqs, m.db} {
+	for _, c := range []prometheus.Collector{m.routeReqs, m.machineReqs, m.bouncerReqs, m.nonEmpty, m.empty, m.db} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -92,6 +102,19 @@ func (s *Server) metricsMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 			m.bouncerReqs.WithLabelValues(b.Name, route, method).Inc()
 		}
 		return err
+	}
+}
+
+// countAnswer records whether a bouncer's decision answer was empty.
+func (s *Server) countAnswer(bouncer string, decisions int) {
+	m := s.metrics.Load()
+	if m == nil {
+		return
+	}
+	if decisions > 0 {
+		m.nonEmpty.WithLabelValues(bouncer).Inc()
+	} else {
+		m.empty.WithLabelValues(bouncer).Inc()
 	}
 }
 

@@ -62,6 +62,12 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s %v = %v, want %v", c.kind, c.labels, got, c.want)
 		}
 	}
+	// The startup stream and GET ?ip=1.2.3.4 carried decisions; the delta
+	// after startup carried none.
+	m := l.Server.metrics.Load()
+	if ok, ko := testutil.ToFloat64(m.nonEmpty.WithLabelValues("fw")), testutil.ToFloat64(m.empty.WithLabelValues("fw")); ok != 2 || ko != 1 {
+		t.Errorf("decision answers: %v non-empty, %v empty; want 2 and 1", ok, ko)
+	}
 
 	// The whole exposition: no raw URL leaked into a label, and the
 	// database gauges carry upstream's labels.
