@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/rampart-ips/rampart/models"
 )
@@ -466,5 +467,46 @@ func TestOddFiles(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestTimeToDecision: alerts pushed with the read time of their last line
+// are observed once the LAPI accepted them, from that read time; alerts
+// without one are not observed.
+func TestTimeToDecision(t *testing.T) {
+	l := startLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
+	p := newPusher(t, fastConfig(t.TempDir()), l.url())
+	reg := prometheus.NewRegistry()
+	if err := p.Metrics().Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	read := time.Now().Add(-300 * time.Millisecond)
+	if err := p.PushTimed(context.Background(), []time.Time{read, {}}, []*models.Alert{alert("timed"), alert("untimed")}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	run(t, p)
+	waitMessages(t, l, []string{"timed", "untimed"})
+	waitFor(t, "delivered", func() bool { return p.Stats().Delivered == 2 })
+	elapsed := time.Since(read)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h *dto.Histogram
+	for _, mf := range mfs {
+		if mf.GetName() == "rampart_time_to_decision_seconds" {
+			h = mf.GetMetric()[0].GetHistogram()
+		}
+	}
+	if h == nil {
+		t.Fatal("no rampart_time_to_decision_seconds")
+	}
+	if h.GetSampleCount() != 1 {
+		t.Fatalf("%d observations, want 1 (the untimed alert is not timed)", h.GetSampleCount())
+	}
+	// At least the 300 ms before the push, at most until delivery was seen.
+	if s := h.GetSampleSum(); s < 0.3 || s > elapsed.Seconds() {
+		t.Errorf("time to decision %.3fs, want between 0.3s and %.3fs (delivery took %v)", s, elapsed.Seconds(), time.Since(start))
 	}
 }

@@ -14,6 +14,11 @@ type Metrics struct {
 	dropped   prometheus.Counter
 	queued    prometheus.Gauge
 	alerts    *prometheus.CounterVec
+	// toDecision runs from the log line that completed an attack being
+	// read to the LAPI's 201 for its alert: the decision exists and
+	// long-polling bouncers are woken. The bouncer's apply histogram
+	// covers the rest of the way to a dropped packet.
+	toDecision prometheus.Histogram
 }
 
 func newMetrics() *Metrics {
@@ -25,6 +30,11 @@ func newMetrics() *Metrics {
 		alerts:    alerts,
 		delivered: alerts.WithLabelValues("delivered"),
 		dropped:   alerts.WithLabelValues("dropped"),
+		toDecision: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rampart_time_to_decision_seconds",
+			Help:    "Time from the log line that completed an attack being read to the LAPI accepting its alert and decision.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rampart_delivery_queue_alerts",
 			Help: "Alerts waiting in the delivery queue for the LAPI.",
@@ -35,7 +45,7 @@ func newMetrics() *Metrics {
 // Register adds the series to r. Registering twice on the same registry
 // is not an error.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.alerts, m.queued} {
+	for _, c := range []prometheus.Collector{m.alerts, m.queued, m.toDecision} {
 		if err := r.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) && are.ExistingCollector == c {

@@ -115,6 +115,12 @@ type Pusher struct {
 	// delivered alerts with their count.
 	onAck func(n int)
 
+	// readAt holds, per queued alert UUID, when its last log line was
+	// read, for the time-to-decision histogram. In memory only: alerts
+	// recovered from disk after a restart are not timed.
+	readMu sync.Mutex
+	readAt map[string]time.Time
+
 	mu        sync.Mutex // guards the counts below
 	delivered uint64
 	dropped   uint64
@@ -157,6 +163,16 @@ func (p *Pusher) Metrics() *Metrics { return p.metrics }
 // copy; the caller's alert is not modified). A full queue drops its oldest
 // alerts, never these.
 func (p *Pusher) Push(ctx context.Context, alerts ...*models.Alert) error {
+	return p.PushTimed(ctx, nil, alerts)
+}
+
+// maxTimed bounds readAt: alerts the full queue dropped never reach ack,
+// so past this many the map is reset rather than grown.
+const maxTimed = 20_000
+
+// PushTimed is Push with, for each alert, when its last log line was read
+// (zero: unknown), so that delivery can time the whole path to a decision.
+func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*models.Alert) error {
 	if len(alerts) == 0 {
 		return nil
 	}
@@ -180,6 +196,9 @@ func (p *Pusher) Push(ctx context.Context, alerts ...*models.Alert) error {
 		if err != nil {
 			return fmt.Errorf("queueing alert %d (%s): encoding: %w", i, c.Scenario, err)
 		}
+		if i < len(readAt) && !readAt[i].IsZero() {
+			p.noteRead(c.UUID, readAt[i])
+		}
 		if len(b) > p.maxAlert {
 			return fmt.Errorf("queueing alert %d (%s): %d bytes encoded, more than the %d a queued alert may take", i, c.Scenario, len(b), p.maxAlert)
 		}
@@ -200,6 +219,36 @@ func (p *Pusher) Push(ctx context.Context, alerts ...*models.Alert) error {
 	default:
 	}
 	return nil
+}
+
+func (p *Pusher) noteRead(id string, t time.Time) {
+	p.readMu.Lock()
+	defer p.readMu.Unlock()
+	if p.readAt == nil || len(p.readAt) >= maxTimed {
+		p.readAt = map[string]time.Time{}
+	}
+	p.readAt[id] = t
+}
+
+// settled observes the time to decision of delivered alerts and forgets
+// the read times of all of them.
+func (p *Pusher) settled(recs []record, delivered bool) {
+	p.readMu.Lock()
+	defer p.readMu.Unlock()
+	if len(p.readAt) == 0 {
+		return
+	}
+	now := time.Now()
+	for _, r := range recs {
+		t, ok := p.readAt[r.alert.UUID]
+		if !ok {
+			continue
+		}
+		delete(p.readAt, r.alert.UUID)
+		if delivered {
+			p.metrics.toDecision.Observe(now.Sub(t).Seconds())
+		}
+	}
 }
 
 // Stats returns the current counts.
@@ -487,6 +536,7 @@ func (l *loop) ack(recs []record, delivered bool) {
 		// successful ack can bring these alerts back, as duplicates.
 		p.log.WithError(err).Error("recording delivered alerts failed")
 	}
+	p.settled(recs, delivered)
 	if delivered {
 		if len(l.moved) > 0 {
 			for _, r := range recs {

@@ -58,6 +58,8 @@ func (e *Engine) overflow(s *Scenario, bk bucketKey, b *bucket, now time.Time) (
 	}
 	if !b.lastLine.IsZero() {
 		e.stats.delay.observe(time.Since(b.lastLine))
+		// Carried on so delivery can time the path to the decision.
+		ovf.Line.Time = b.lastLine
 	}
 	return ovf, true
 }

@@ -29,6 +29,12 @@ type Sink interface {
 	Push(ctx context.Context, alerts ...*models.Alert) error
 }
 
+// TimedSink is a Sink that also takes, per alert, when its last log line
+// was read (zero if unknown), to measure the time to a decision.
+type TimedSink interface {
+	PushTimed(ctx context.Context, readAt []time.Time, alerts []*models.Alert) error
+}
+
 // Config is what Run needs.
 type Config struct {
 	Rules   *ruleset.Ruleset
@@ -196,6 +202,7 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 			}
 			<-b.done
 			var alerts []*models.Alert
+			var readAt []time.Time
 			for i := range b.evts {
 				evt := &b.evts[i]
 				a.Stats.Lines.Add(1)
@@ -209,11 +216,12 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 					continue
 				}
 				a.Stats.Parsed.Add(1)
-				alerts = a.overflows(a.engine.PourPrepared(evt, b.preps[i]), alerts)
+				alerts, readAt = a.overflows(a.engine.PourPrepared(evt, b.preps[i]), alerts, readAt)
 			}
-			a.push(ctx, alerts)
+			a.push(ctx, alerts, readAt)
 		case now := <-tick:
-			a.push(ctx, a.overflows(a.engine.Tick(now), nil))
+			alerts, readAt := a.overflows(a.engine.Tick(now), nil, nil)
+			a.push(ctx, alerts, readAt)
 		case <-ctx.Done():
 			return nil
 		}
@@ -221,7 +229,7 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 }
 
 // overflows runs the postoverflows and appends the alerts that survive.
-func (a *Agent) overflows(ovs []event.Event, out []*models.Alert) []*models.Alert {
+func (a *Agent) overflows(ovs []event.Event, out []*models.Alert, readAt []time.Time) ([]*models.Alert, []time.Time) {
 	for i := range ovs {
 		ov := &ovs[i]
 		a.Stats.Overflows.Add(1)
@@ -240,19 +248,26 @@ func (a *Agent) overflows(ovs []event.Event, out []*models.Alert) []*models.Aler
 		}
 		a.log.WithFields(log.Fields{"scenario": ov.GetScenario(), "source": ov.GetValue(), "events": ov.Overflow.Alert.EventsCount}).Info("alert")
 		out = append(out, ov.Overflow.Alert)
+		readAt = append(readAt, ov.Line.Time)
 	}
-	return out
+	return out, readAt
 }
 
 // push hands alerts to the sink. A sink that refuses them (its disk is
 // full, say) costs those alerts, loudly, but not the agent: detection
 // goes on and the next alerts may get through.
-func (a *Agent) push(ctx context.Context, alerts []*models.Alert) {
+func (a *Agent) push(ctx context.Context, alerts []*models.Alert, readAt []time.Time) {
 	if len(alerts) == 0 {
 		return
 	}
 	a.Stats.Alerts.Add(int64(len(alerts)))
-	if err := a.cfg.Sink.Push(ctx, alerts...); err != nil && ctx.Err() == nil {
+	var err error
+	if ts, ok := a.cfg.Sink.(TimedSink); ok {
+		err = ts.PushTimed(ctx, readAt, alerts)
+	} else {
+		err = a.cfg.Sink.Push(ctx, alerts...)
+	}
+	if err != nil && ctx.Err() == nil {
 		a.Stats.Lost.Add(int64(len(alerts)))
 		a.log.WithError(err).WithField("alerts", len(alerts)).Error("alerts lost: the delivery queue refused them")
 	}
