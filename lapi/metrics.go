@@ -28,7 +28,7 @@ type lapiMetrics struct {
 	bouncerReqs *prometheus.CounterVec
 	nonEmpty    *prometheus.CounterVec // cs_lapi_decisions_ok_total
 	empty       *prometheus.CounterVec // cs_lapi_decisions_ko_total
-	routes      map[string]bool // registered route patterns
+	routes      map[string]bool        // registered route patterns
 	db          *dbCollector
 }
 

@@ -1,17 +1,23 @@
 package lapi
 
 import (
+	"cmp"
+	"context"
 	"embed"
+	"math"
 	"net/http"
 	"path"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/rampart-ips/rampart/lapi/store"
+	"github.com/rampart-ips/rampart/lapi/usage"
+	"github.com/rampart-ips/rampart/models"
 )
 
-//go:embed ui/index.html ui/app.js ui/style.css
+//go:embed ui/index.html ui/app.js ui/style.css ui/favicon.svg
 var uiFiles embed.FS
 
 // Bounds on what one summary may cost; the page refreshes every 10 s.
@@ -20,6 +26,8 @@ const (
 	uiTop          = 10
 	uiHours        = 24
 	uiMaxBouncers  = 100
+	uiMaxAgents    = 100
+	uiMaxSources   = 50 // per agent
 )
 
 // uiRoutes registers the read-only status page. It has no login of its own,
@@ -52,6 +60,7 @@ var uiTypes = map[string]string{
 	".html": "text/html; charset=utf-8",
 	".js":   "text/javascript; charset=utf-8",
 	".css":  "text/css; charset=utf-8",
+	".svg":  "image/svg+xml",
 }
 
 func (s *Server) uiAsset(c echo.Context) error {
@@ -74,14 +83,43 @@ func (s *Server) uiAsset(c echo.Context) error {
 // uiSummary is what the page shows, gathered in one request so the page
 // makes a single round trip per refresh.
 type uiSummary struct {
-	Now       time.Time         `json:"now"`
-	Decisions []uiDecision      `json:"decisions"`
-	HourStart time.Time         `json:"hour_start"`
-	PerHour   []int64           `json:"alerts_per_hour"`
-	Scenarios []store.UICount   `json:"top_scenarios"`
-	Sources   []store.UICount   `json:"top_sources"`
-	Bouncers  []store.UIBouncer `json:"bouncers"`
-	Truncated bool              `json:"decisions_truncated"`
+	Now       time.Time       `json:"now"`
+	Decisions []uiDecision    `json:"decisions"`
+	HourStart time.Time       `json:"hour_start"`
+	PerHour   []int64         `json:"alerts_per_hour"`
+	Scenarios []store.UICount `json:"top_scenarios"`
+	Sources   []store.UICount `json:"top_sources"`
+	Bouncers  []uiBouncer     `json:"bouncers"`
+	Agents    []uiAgent       `json:"agents"`
+	Truncated bool            `json:"decisions_truncated"`
+}
+
+// uiBouncer adds the traffic a bouncer reported dropping (usage metrics,
+// summed over the retention window). The totals are null when the bouncer
+// never reported, so the page can tell "dropped nothing" from "did not say".
+type uiBouncer struct {
+	store.UIBouncer
+	DroppedPackets *int64 `json:"dropped_packets"`
+	DroppedBytes   *int64 `json:"dropped_bytes"`
+}
+
+// uiAgent is one machine's log sources as its usage reports count them.
+type uiAgent struct {
+	Machine          string     `json:"machine"`
+	Version          string     `json:"version"`
+	LastReport       *time.Time `json:"last_report"` // null when no report could be read
+	Sources          []uiSource `json:"sources"`
+	SourcesTruncated bool       `json:"sources_truncated"`
+}
+
+// uiSource is one acquisition source: lines read, and how many of them the
+// parsers took or left.
+type uiSource struct {
+	Type     string `json:"type"`
+	Source   string `json:"source"`
+	Read     int64  `json:"read"`
+	Parsed   int64  `json:"parsed"`
+	Unparsed int64  `json:"unparsed"`
 }
 
 type uiDecision struct {
@@ -116,8 +154,102 @@ func (s *Server) uiSummary(c echo.Context) error {
 	if out.Sources, err = s.store.UITopAlerts(ctx, "source", since, uiTop); err != nil {
 		return s.storeError(c, err)
 	}
-	if out.Bouncers, err = s.store.UIBouncers(ctx, uiMaxBouncers); err != nil {
+	if out.Bouncers, err = s.uiBouncers(ctx); err != nil {
+		return s.storeError(c, err)
+	}
+	if out.Agents, err = s.uiAgents(ctx); err != nil {
 		return s.storeError(c, err)
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// uiBouncers lists the bouncers with the traffic they reported dropping.
+// Reading every report on each refresh is affordable: retention keeps a few
+// hundred per component.
+func (s *Server) uiBouncers(ctx context.Context) ([]uiBouncer, error) {
+	bs, err := s.store.UIBouncers(ctx, uiMaxBouncers)
+	if err != nil {
+		return nil, err
+	}
+	reports, err := s.store.UsageReports(ctx, "remediation_component", "")
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*usage.Component{}
+	for _, c := range usage.Summarize(reports) {
+		byName[c.Name] = c
+	}
+	out := make([]uiBouncer, len(bs))
+	for i, b := range bs {
+		out[i].UIBouncer = b
+		if c := byName[b.Name]; c != nil {
+			out[i].DroppedPackets = new(usageCount(c.Total(models.UsageDropped, models.UsageUnitPacket, nil)))
+			out[i].DroppedBytes = new(usageCount(c.Total(models.UsageDropped, models.UsageUnitByte, nil)))
+		}
+	}
+	return out, nil
+}
+
+// uiAgents lists the machines that sent usage reports, with their sources.
+func (s *Server) uiAgents(ctx context.Context) ([]uiAgent, error) {
+	reports, err := s.store.UsageReports(ctx, "log_processor", "")
+	if err != nil {
+		return nil, err
+	}
+	comps := usage.Summarize(reports)
+	if len(comps) > uiMaxAgents {
+		// Keep the agents that reported last: they are the ones running.
+		slices.SortStableFunc(comps, func(a, b *usage.Component) int { return b.LastReport.Compare(a.LastReport) })
+		comps = comps[:uiMaxAgents]
+		slices.SortFunc(comps, func(a, b *usage.Component) int { return cmp.Compare(a.Name, b.Name) })
+	}
+	out := make([]uiAgent, 0, len(comps))
+	for _, c := range comps {
+		a := uiAgent{Machine: c.Name, Version: c.Version, Sources: []uiSource{}}
+		if !c.LastReport.IsZero() {
+			a.LastReport = new(c.LastReport.UTC())
+		}
+		type key struct{ typ, src string }
+		idx := map[key]int{}
+		for _, v := range c.Values {
+			if v.Unit != models.UsageUnitLine || (v.Name != models.UsageRead && v.Name != models.UsageParsed && v.Name != models.UsageUnparsed) {
+				continue
+			}
+			k := key{v.Labels["datasource_type"], v.Labels["source"]}
+			i, ok := idx[k]
+			if !ok {
+				i = len(a.Sources)
+				idx[k] = i
+				a.Sources = append(a.Sources, uiSource{Type: k.typ, Source: k.src})
+			}
+			switch n := usageCount(v.Value); v.Name {
+			case models.UsageRead:
+				a.Sources[i].Read += n
+			case models.UsageParsed:
+				a.Sources[i].Parsed += n
+			case models.UsageUnparsed:
+				a.Sources[i].Unparsed += n
+			}
+		}
+		slices.SortFunc(a.Sources, func(x, y uiSource) int {
+			return cmp.Or(cmp.Compare(x.Type, y.Type), cmp.Compare(x.Source, y.Source))
+		})
+		if len(a.Sources) > uiMaxSources {
+			a.Sources, a.SourcesTruncated = a.Sources[:uiMaxSources], true
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// usageCount turns a summed metric into a whole number for display; a
+// component can send any float, so out-of-range values are clamped.
+func usageCount(v float64) int64 {
+	switch {
+	case math.IsNaN(v) || v < 0:
+		return 0
+	case v >= math.MaxInt64:
+		return math.MaxInt64
+	}
+	return int64(math.Round(v))
 }

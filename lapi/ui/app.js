@@ -26,7 +26,13 @@ function fillTable(id, rows, cells) {
   for (const r of rows || []) {
     const tr = el("tr");
     for (const c of cells(r)) {
-      tr.appendChild(typeof c === "object" ? el("td", c.text, c.cls) : el("td", c));
+      if (c !== null && typeof c === "object") {
+        const td = el("td", c.text, c.cls);
+        if (c.title) td.title = c.title;
+        tr.appendChild(td);
+      } else {
+        tr.appendChild(el("td", c));
+      }
     }
     frag.appendChild(tr);
   }
@@ -43,47 +49,61 @@ function duration(sec) {
   return s + "s";
 }
 
+// Fixed locale: the page must read the same whatever the browser's language.
+const NUM = new Intl.NumberFormat("en-US");
+
+// count is a whole number; null means the component never reported it.
+function count(n) {
+  if (n === null || n === undefined) return { text: "\u2013", cls: "num muted", title: "not reported" };
+  return { text: NUM.format(n), cls: "num" };
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return count(n);
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let v = n, u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return { text: (u === 0 ? String(v) : v.toFixed(1)) + " " + units[u], cls: "num", title: NUM.format(n) + " bytes" };
+}
+
 function when(iso) {
   if (!iso) return "never";
   const t = new Date(iso);
   return isNaN(t) ? "" : t.toLocaleString();
 }
 
+function svgEl(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = String(text);
+  return e;
+}
+
+// The SVG scales with the page width (CSS height: auto), so its text scales
+// with it and stays readable on wide screens.
 function drawChart(start, counts) {
-  const W = 720, H = 160, top = 14, bottom = 18;
-  const svg = document.createElementNS(SVG, "svg");
-  svg.setAttribute("viewBox", "0 0 " + W + " " + H);
-  svg.setAttribute("role", "img");
+  const W = 900, H = 170, top = 16, bottom = 20;
+  const svg = svgEl("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "alerts per hour" });
   const max = Math.max(1, ...counts);
-  const bw = W / counts.length;
+  const bw = W / Math.max(1, counts.length);
   const t0 = new Date(start);
+  svg.appendChild(svgEl("line", { x1: 0, x2: W, y1: H - bottom + 0.5, y2: H - bottom + 0.5, class: "axis" }));
   counts.forEach((n, i) => {
     const h = (H - top - bottom) * n / max;
-    const r = document.createElementNS(SVG, "rect");
-    r.setAttribute("x", String(i * bw + 1));
-    r.setAttribute("y", String(H - bottom - h));
-    r.setAttribute("width", String(bw - 2));
-    r.setAttribute("height", String(h));
     const hour = new Date(t0.getTime() + i * 3600e3);
-    const tip = document.createElementNS(SVG, "title");
-    tip.textContent = hour.toLocaleString() + ": " + n;
-    r.appendChild(tip);
+    const r = svgEl("rect", { x: i * bw + 1, y: H - bottom - h, width: bw - 2, height: h });
+    r.appendChild(svgEl("title", {}, hour.toLocaleString() + ": " + n));
     svg.appendChild(r);
     if (n > 0) {
-      const v = document.createElementNS(SVG, "text");
-      v.setAttribute("x", String(i * bw + bw / 2));
-      v.setAttribute("y", String(H - bottom - h - 3));
-      v.setAttribute("text-anchor", "middle");
-      v.textContent = String(n);
-      svg.appendChild(v);
+      svg.appendChild(svgEl("text", { x: i * bw + bw / 2, y: H - bottom - h - 3, "text-anchor": "middle" }, n));
     }
-    if (i % 3 === 0) {
-      const l = document.createElementNS(SVG, "text");
-      l.setAttribute("x", String(i * bw + bw / 2));
-      l.setAttribute("y", String(H - 4));
-      l.setAttribute("text-anchor", "middle");
-      l.textContent = String(hour.getHours()).padStart(2, "0") + "h";
-      svg.appendChild(l);
+    // Count back from the newest bar so the current hour is labelled.
+    if ((counts.length - 1 - i) % 3 === 0) {
+      const label = String(hour.getHours()).padStart(2, "0") + "h";
+      svg.appendChild(svgEl("text", { x: i * bw + bw / 2, y: H - 5, "text-anchor": "middle" }, label));
     }
   });
   document.getElementById("chart").replaceChildren(svg);
@@ -94,13 +114,33 @@ function render(s) {
   fillTable("scenarios", s.top_scenarios, (r) => [r.name, { text: r.count, cls: "num" }]);
   fillTable("sources", s.top_sources, (r) => [r.name, { text: r.count, cls: "num" }]);
   fillTable("decisions", s.decisions, (d) => [
-    d.value, d.scope, d.simulated ? d.type + " (simulated)" : d.type, d.scenario, d.origin, duration(d.expires_in),
+    d.value, d.scope, d.simulated ? d.type + " (simulated)" : d.type, d.scenario, d.origin,
+    { text: duration(d.expires_in), cls: "num", title: "until " + when(d.until) },
   ]);
   const n = (s.decisions || []).length;
   document.getElementById("dcount").textContent = "(" + n + (s.decisions_truncated ? ", newest only" : "") + ")";
   fillTable("bouncers", s.bouncers, (b) => [
     b.revoked ? b.name + " (revoked)" : b.name, b.ip, b.type, b.version, when(b.last_pull),
+    count(b.dropped_packets), bytes(b.dropped_bytes),
   ]);
+  // One row per source; an agent that reported no source still gets a row
+  // so that it shows as alive.
+  const sources = [];
+  for (const a of s.agents || []) {
+    const srcs = a.sources || [];
+    if (srcs.length === 0) sources.push({ agent: a, src: null });
+    for (const src of srcs) sources.push({ agent: a, src: src });
+    if (a.sources_truncated) sources.push({ agent: a, src: null, more: true });
+  }
+  fillTable("agents", sources, (r) => {
+    const name = r.agent.version ? r.agent.machine + " (" + r.agent.version + ")" : r.agent.machine;
+    if (!r.src) {
+      return [name, { text: r.more ? "more sources not shown" : "no source reported", cls: "muted" },
+        count(null), count(null), count(null), when(r.agent.last_report)];
+    }
+    return [name, r.src.type + ":" + r.src.source, count(r.src.read), count(r.src.parsed), count(r.src.unparsed),
+      when(r.agent.last_report)];
+  });
   document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
 

@@ -1,0 +1,307 @@
+package lapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// chromiumPath is Debian's chromium package, which CI installs.
+const chromiumPath = "/usr/bin/chromium"
+
+// browserErrors collects what a person would see as red in the DevTools
+// console, plus failed loads that Chromium does not always log.
+type browserErrors struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (b *browserErrors) add(format string, args ...any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.list = append(b.list, fmt.Sprintf(format, args...))
+}
+
+func (b *browserErrors) all() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.list)
+}
+
+// listen runs on chromedp's reader goroutine, so it only records.
+func (b *browserErrors) listen(ev any) {
+	switch ev := ev.(type) {
+	case *runtime.EventConsoleAPICalled:
+		if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeAssert {
+			var parts []string
+			for _, a := range ev.Args {
+				parts = append(parts, strings.Trim(string(a.Value), `"`)+a.Description)
+			}
+			b.add("console.%s: %s", ev.Type, strings.Join(parts, " "))
+		}
+	case *runtime.EventExceptionThrown:
+		d := ev.ExceptionDetails
+		desc := ""
+		if d.Exception != nil {
+			desc = d.Exception.Description
+		}
+		b.add("exception at %s:%d: %s %s", d.URL, d.LineNumber+1, d.Text, desc)
+	case *log.EventEntryAdded:
+		if ev.Entry.Level == log.EntryLevelError {
+			b.add("log (%s) %s: %s", ev.Entry.Source, ev.Entry.URL, ev.Entry.Text)
+		}
+	case *network.EventResponseReceived:
+		if ev.Response.Status >= 400 {
+			b.add("HTTP %d for %s", ev.Response.Status, ev.Response.URL)
+		}
+	case *network.EventLoadingFailed:
+		if !ev.Canceled {
+			b.add("loading %s failed: %s %s", ev.Type, ev.ErrorText, ev.BlockedReason)
+		}
+	}
+}
+
+// artifactDir is where CI picks up files for people to look at.
+func artifactDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("RAMPART_ARTIFACTS")
+	if dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		root := wd
+		for {
+			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+				break
+			}
+			parent := filepath.Dir(root)
+			if parent == root {
+				t.Fatalf("no go.mod above %s", wd)
+			}
+			root = parent
+		}
+		dir = filepath.Join(root, "build", "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("creating artifact directory: %v", err)
+	}
+	return dir
+}
+
+// uiPage is what the test reads back from the rendered page.
+type uiPage struct {
+	Decisions, Scenarios, Sources, Bouncers, Agents [][]string
+	Bars, Filled                                    int
+	ChartHeight                                     float64
+	CellMarkup                                      int
+	Banner, Updated                                 string
+}
+
+const readPage = `(() => {
+	const rows = (id) => Array.from(document.querySelectorAll("#" + id + " tbody tr"),
+		(tr) => Array.from(tr.cells, (td) => td.textContent));
+	const rects = Array.from(document.querySelectorAll("#chart svg rect"));
+	const banner = document.getElementById("error");
+	return {
+		Decisions: rows("decisions"), Scenarios: rows("scenarios"), Sources: rows("sources"),
+		Bouncers: rows("bouncers"), Agents: rows("agents"),
+		Bars: rects.length,
+		Filled: rects.filter((r) => parseFloat(r.getAttribute("height")) > 0).length,
+		ChartHeight: document.getElementById("chart").getBoundingClientRect().height,
+		CellMarkup: document.querySelectorAll("main td *").length,
+		Banner: banner.hidden ? "" : banner.textContent,
+		Updated: document.getElementById("updated").textContent,
+	};
+})()`
+
+// TestUIBrowser loads the dashboard in headless Chromium against a LAPI
+// holding alerts, decisions and usage reports pushed through the API, checks
+// what the page shows and that it logs no error, and saves a screenshot.
+func TestUIBrowser(t *testing.T) {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("RAMPART_REQUIRE_CHROMIUM") == "1" {
+			t.Fatalf("RAMPART_REQUIRE_CHROMIUM=1 but %s is missing: %v", chromiumPath, err)
+		}
+		t.Skipf("%s is missing (apt-get install chromium): %v", chromiumPath, err)
+	}
+	begin := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	l := startLAPI(t, nil)
+	l.push(manualAlert("192.0.2.10", "Ip", "4h", "cscli"))
+	l.push(agentAlert("198.51.100.20", "crowdsecurity/ssh-bf"), agentAlert("198.51.100.20", "crowdsecurity/ssh-bf"),
+		agentAlert("198.51.100.21", "crowdsecurity/ssh-bf"), agentAlert("198.51.100.22", "crowdsecurity/http-probing"))
+	key := l.addBouncer("fw")
+	l.stream(key, "&startup=true")
+	l.pushBouncerUsage(key, usageWindow(dropped(1200, 90000, map[string]string{"origin": "crowdsec"})...),
+		usageWindow(dropped(34, 8765, map[string]string{"origin": "cscli"})...))
+	l.addBouncer("spare")
+	// The second source's name is markup: the page must show it as text.
+	l.pushAgentUsage(l.login(), usageWindow(append(lines("file", "/var/log/auth.log", 1500, 1200, 300),
+		lines("file", "/var/log/<b>x</b>.log", 10, 10, 0)...)...))
+	wantDecisions := []string{"198.51.100.22", "198.51.100.21", "198.51.100.20", "198.51.100.20", "192.0.2.10"}
+
+	var out syncBuffer
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox, // CI runs as root, where the sandbox cannot start
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		// Nothing but the page under test may touch the network.
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true), // containers have a tiny /dev/shm
+		chromedp.WindowSize(1280, 900),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Env("HOME="+t.TempDir()), // keep ~/.config and ~/.cache out of it
+		chromedp.CombinedOutput(&out),
+	)
+	// Deferred so the browser is gone before t.TempDir is removed.
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(alloc, chromedp.WithLogf(t.Logf))
+	defer cancelBrowser()
+	defer func() {
+		if o := out.String(); t.Failed() && o != "" {
+			t.Logf("chromium output:\n%s", o)
+		}
+	}()
+
+	var errs browserErrors
+	if err := chromedp.Listen(bctx, errs.listen); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Navigate(l.URL+"/ui")); err != nil {
+		t.Fatalf("loading /ui: %v", err)
+	}
+	// Rendering is asynchronous (fetch then fill), so wait for the rows.
+	_, err := chromedp.Run(bctx, chromedp.PollFunction[bool](`(want) => {
+		const got = Array.from(document.querySelectorAll("#decisions tbody tr td:first-child"), (td) => td.textContent);
+		return want.every((ip) => got.includes(ip)) && document.querySelectorAll("#agents tbody tr").length > 0;
+	}`, chromedp.WithPollingArgs(wantDecisions), chromedp.WithPollingTimeout(20*time.Second)))
+	if err != nil {
+		page, _ := chromedp.Run(bctx, chromedp.OuterHTML(chromedp.CSS("main")))
+		t.Fatalf("decisions never shown: %v\nerrors: %q\n%s", err, errs.all(), page)
+	}
+	page, err := chromedp.Run(bctx, chromedp.Evaluate[uiPage](readPage))
+	if err != nil {
+		t.Fatalf("reading the page: %v", err)
+	}
+
+	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	file := filepath.Join(artifactDir(t), "dashboard.png")
+	if err := os.WriteFile(file, shot, 0o644); err != nil {
+		t.Fatalf("saving screenshot: %v", err)
+	}
+	t.Logf("screenshot: %s", file)
+
+	var gotDecisions []string
+	for _, r := range page.Decisions {
+		gotDecisions = append(gotDecisions, r[0])
+	}
+	if !slices.Equal(gotDecisions, wantDecisions) {
+		t.Errorf("decision rows %q, want %q", gotDecisions, wantDecisions)
+	}
+	for _, r := range page.Decisions {
+		want := []string{"3h59m", "4h0m"} // default profile: 4 h bans
+		if len(r) != 6 || r[1] != "Ip" || r[2] != "ban" || !slices.Contains(want, r[5]) {
+			t.Errorf("decision row %q: want Ip ban expiring in %q", r, want)
+		}
+	}
+	if r := page.Decisions[4]; r[3] != "manual 'ban' from 'test'" || r[4] != "cscli" {
+		t.Errorf("manual decision row %q", r)
+	}
+	if len(page.Scenarios) != 3 || !slices.Equal(page.Scenarios[0], []string{"crowdsecurity/ssh-bf", "3"}) {
+		t.Errorf("top scenarios %q", page.Scenarios)
+	}
+	if len(page.Sources) == 0 || !slices.Equal(page.Sources[0], []string{"198.51.100.20", "2"}) {
+		t.Errorf("top sources %q", page.Sources)
+	}
+	if len(page.Bouncers) != 2 {
+		t.Fatalf("bouncer rows %q", page.Bouncers)
+	}
+	if b := page.Bouncers[0]; b[0] != "fw" || b[4] == "never" || b[5] != "1,234" || b[6] != "96.5 KiB" {
+		t.Errorf("bouncer row %q: want fw, a last pull, 1,234 packets, 96.5 KiB", b)
+	}
+	if b := page.Bouncers[1]; b[0] != "spare" || b[4] != "never" || b[5] != "\u2013" || b[6] != "\u2013" {
+		t.Errorf("unreported bouncer row %q: want dashes", b)
+	}
+	if len(page.Agents) != 2 {
+		t.Fatalf("agent rows %q", page.Agents)
+	}
+	// Sources sort by name, and '<' sorts before letters.
+	if a := page.Agents[1]; a[0] != testMachine+" (v1.7.8)" || a[1] != "file:/var/log/auth.log" ||
+		a[2] != "1,500" || a[3] != "1,200" || a[4] != "300" || a[5] == "" || a[5] == "never" {
+		t.Errorf("agent row %q: want file:/var/log/auth.log read 1,500, parsed 1,200, unparsed 300", a)
+	}
+	if a := page.Agents[0]; a[1] != "file:/var/log/<b>x</b>.log" {
+		t.Errorf("agent row %q: want the source name shown as text", a)
+	}
+	if page.CellMarkup != 0 {
+		t.Errorf("%d elements inside table cells: values must be text", page.CellMarkup)
+	}
+	if page.Bars != uiHours || page.Filled == 0 || page.ChartHeight < 100 {
+		t.Errorf("chart: %d bars, %d non-empty, %.0f px high", page.Bars, page.Filled, page.ChartHeight)
+	}
+	if page.Banner != "" || !strings.HasPrefix(page.Updated, "updated ") {
+		t.Errorf("banner %q, updated %q", page.Banner, page.Updated)
+	}
+
+	// A console error of our own proves the listener works, and it comes
+	// after everything the page did so far.
+	if err := chromedp.Do(bctx, chromedp.Evaluate[chromedp.Void](`console.error("rampart-probe")`)); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	for !slices.ContainsFunc(errs.all(), func(e string) bool { return strings.Contains(e, "rampart-probe") }) {
+		if ctx.Err() != nil {
+			t.Fatalf("the console probe never arrived: %v", ctx.Err())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, e := range errs.all() {
+		if !strings.Contains(e, "rampart-probe") {
+			t.Errorf("browser error: %s", e)
+		}
+	}
+	if err := ctx.Err(); errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("test ran out of time: %v", err)
+	}
+	t.Logf("browser test took %v", time.Since(begin).Round(time.Millisecond))
+}
+
+// syncBuffer lets the browser's output goroutine and the test share a buffer.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
