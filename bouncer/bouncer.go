@@ -33,6 +33,7 @@ type Bouncer struct {
 	log     *log.Entry
 	guard   *guard
 	metrics *Metrics
+	usage   *usagePusher // nil when metrics_interval is 0
 
 	mu         sync.Mutex // serialises state and backend changes
 	st         *state
@@ -50,6 +51,9 @@ func New(cfg *Config, fw firewall.Backend, client *apiclient.Client, m *Metrics)
 		repairTick: 250 * time.Millisecond, now: time.Now}
 	for _, t := range cfg.SupportedDecisionsTypes {
 		b.supported[strings.ToLower(t)] = true
+	}
+	if iv := cfg.metricsInterval(); iv > 0 {
+		b.usage = newUsagePusher(b, iv, b.now())
 	}
 	return b
 }
@@ -78,6 +82,12 @@ func (b *Bouncer) Run(ctx context.Context, ready func()) error {
 		return fmt.Errorf("setting up %s: %w", b.fw.Name(), err)
 	}
 	b.log.WithField("backend", b.fw.Name()).Info("firewall objects in place; existing elements kept until the first sync")
+	if b.usage != nil {
+		// Before the first sync, so drops while it loads are reported.
+		b.usage.baseline(ctx)
+	} else {
+		b.log.Info("usage metrics disabled (metrics_interval = \"0s\")")
+	}
 	if err := b.startup(ctx); err != nil {
 		return err
 	}
@@ -87,6 +97,10 @@ func (b *Bouncer) Run(ctx context.Context, ready func()) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); b.repairLoop(ctx) }()
+	if b.usage != nil && ctx.Err() == nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); b.usage.run(ctx) }()
+	}
 	err := b.deltaLoop(ctx)
 	wg.Wait()
 	return err

@@ -22,12 +22,14 @@ import (
 )
 
 // fakeLAPI is a real HTTP server on loopback answering the stream with
-// scripted bodies, like an upstream LAPI would (no long-poll header).
+// scripted bodies, like an upstream LAPI would (no long-poll header). Any
+// other route is a 404, as on an upstream LAPI older than usage metrics.
 type fakeLAPI struct {
 	mu      sync.Mutex
 	startup string
 	deltas  []string
 	pulls   atomic.Int64
+	usage   atomic.Int64 // POST /v1/usage-metrics received
 	srv     *httptest.Server
 }
 
@@ -37,6 +39,14 @@ func newFakeLAPI(t *testing.T, startup string, deltas ...string) *fakeLAPI {
 		if r.Header.Get("X-Api-Key") != "key" {
 			w.WriteHeader(http.StatusForbidden)
 			fmt.Fprint(w, `{"message":"access forbidden"}`)
+			return
+		}
+		if r.URL.Path != "/v1/decisions/stream" {
+			if r.Method == http.MethodPost && r.URL.Path == "/v1/usage-metrics" {
+				f.usage.Add(1)
+			}
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"message":"Page or Method not found"}`)
 			return
 		}
 		if r.URL.Query().Has("wait") {

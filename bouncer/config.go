@@ -63,6 +63,11 @@ type Config struct {
 	LogDir   string `toml:"log_dir"`
 	LogLevel string `toml:"log_level"`
 
+	// MetricsInterval is how often usage metrics go to the LAPI; "0s"
+	// disables them. Upstream's bouncer has no key for it (go-cs-bouncer's
+	// fixed 15 min): the name follows update_frequency's style.
+	MetricsInterval *Duration `toml:"metrics_interval"`
+
 	neverBan []netip.Prefix
 }
 
@@ -144,6 +149,9 @@ func (c *Config) setDefaults() {
 	if c.RequestTimeout.Duration == 0 {
 		c.RequestTimeout.Duration = 30 * time.Second
 	}
+	if c.MetricsInterval == nil {
+		c.MetricsInterval = &Duration{Duration: defaultMetricsInterval}
+	}
 	if len(c.SupportedDecisionsTypes) == 0 {
 		c.SupportedDecisionsTypes = []string{"ban"}
 	}
@@ -213,6 +221,11 @@ func (c *Config) validate() error {
 	if c.UpdateFrequency.Duration < 10*time.Millisecond {
 		return fmt.Errorf("update_frequency %s is too short", c.UpdateFrequency.Duration)
 	}
+	if mi := c.metricsInterval(); mi < 0 {
+		return fmt.Errorf("metrics_interval %s is negative (\"0s\" disables usage metrics)", mi)
+	} else if mi > 0 && mi < minMetricsInterval {
+		return fmt.Errorf("metrics_interval %s is too short (at least %s; \"0s\" disables usage metrics)", mi, minMetricsInterval)
+	}
 	for _, h := range c.NftablesHooks {
 		if h != "input" && h != "forward" {
 			return fmt.Errorf("nftables_hooks: %q is not supported (input, forward)", h)
@@ -236,6 +249,14 @@ func (c *Config) validate() error {
 		return fmt.Errorf("log_mode %q must be stdout or file", c.LogMode)
 	}
 	return nil
+}
+
+// metricsInterval is the usage-metrics period, 0 when disabled.
+func (c *Config) metricsInterval() time.Duration {
+	if c.MetricsInterval == nil {
+		return defaultMetricsInterval
+	}
+	return c.MetricsInterval.Duration
 }
 
 func parsePrefix(v string) (netip.Prefix, error) {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConfigErrors(t *testing.T) {
@@ -22,6 +23,9 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown nested key", base + "mode = \"nftables\"\n[nftables.ipv4]\ntable = \"t\"\nchian = \"c\"\n", `:5: unknown configuration key "nftables.ipv4.chian"`},
 		{"bad never_ban", base + "mode = \"nftables\"\nnever_ban = [\"10.0.0.0/33\"]\n", "never_ban"},
 		{"broken toml", base + "mode = \n", "mode"},
+		{"negative metrics_interval", base + "mode = \"nftables\"\nmetrics_interval = \"-1m\"\n", `metrics_interval -1m0s is negative ("0s" disables usage metrics)`},
+		{"short metrics_interval", base + "mode = \"nftables\"\nmetrics_interval = \"30s\"\n", "metrics_interval 30s is too short (at least 1m0s"},
+		{"bad metrics_interval", base + "mode = \"nftables\"\nmetrics_interval = \"often\"\n", "often"},
 	} {
 		_, err := ParseConfig([]byte(c.toml), "test.toml")
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -43,6 +47,25 @@ func TestConfigDefaults(t *testing.T) {
 	if !strings.Contains(c.String(), `mode = "nftables"`) {
 		t.Errorf("-T output lacks the mode:\n%s", c.String())
 	}
+	if c.metricsInterval() != 15*time.Minute || !strings.Contains(c.String(), `metrics_interval = "15m0s"`) {
+		t.Errorf("metrics_interval default %s, -T:\n%s", c.metricsInterval(), c.String())
+	}
+}
+
+// TestMetricsIntervalKey: "0s" turns the pusher off, a valid value is kept.
+func TestMetricsIntervalKey(t *testing.T) {
+	for in, want := range map[string]time.Duration{"0s": 0, "1m": time.Minute, "1h": time.Hour, "1d": 24 * time.Hour} {
+		c, err := ParseConfig([]byte("mode = \"nftables\"\napi_key = \"k\"\nmetrics_interval = \""+in+"\"\n"), "t")
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if c.metricsInterval() != want {
+			t.Errorf("metrics_interval %q = %s, want %s", in, c.metricsInterval(), want)
+		}
+		if b := New(c, nil, nil, nil); (b.usage != nil) != (want > 0) {
+			t.Errorf("metrics_interval %q: pusher present = %v", in, b.usage != nil)
+		}
+	}
 }
 
 // TestShippedConfig parses the file packages install, with a key filled in.
@@ -59,7 +82,8 @@ func TestShippedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Mode != "nftables" || c.Nftables.IPv4.Set != "crowdsec_blocklist" || c.UpdateFrequency.Duration.Seconds() != 10 {
+	if c.Mode != "nftables" || c.Nftables.IPv4.Set != "crowdsec_blocklist" || c.UpdateFrequency.Duration.Seconds() != 10 ||
+		c.metricsInterval() != 15*time.Minute {
 		t.Errorf("shipped config: %+v", c)
 	}
 }
