@@ -101,7 +101,8 @@ idle_warning = "0"
 		t.Fatalf("crowdsec did not start:\n%s", s.readLog("crowdsec"))
 	}
 	key := strings.TrimSpace(s.cscli("bouncers", "add", "fw", "-o", "raw"))
-	bconf := fmt.Sprintf("mode = \"nftables\"\napi_url = \"http://127.0.0.1:8080/\"\napi_key = %q\nupdate_frequency = \"1s\"\nlog_level = \"debug\"\n", key)
+	bconf := fmt.Sprintf("mode = \"nftables\"\napi_url = \"http://127.0.0.1:8080/\"\napi_key = %q\nupdate_frequency = \"1s\"\nlog_level = \"debug\"\n"+
+		"[prometheus]\nenabled = true\nlisten_addr = \"127.0.0.1\"\nlisten_port = 60601\n", key)
 	must(t, os.WriteFile(filepath.Join(s.dir, "bouncer.toml"), []byte(bconf), 0o600))
 	s.bouncer = s.start("bouncer", filepath.Join(binDir, "crowdsec-firewall-bouncer"), "-c", filepath.Join(s.dir, "bouncer.toml"))
 	if !nstest.Eventually(15*time.Second, func() bool { return strings.Contains(s.readLog("bouncer"), "first sync in the kernel") }) {
