@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -190,6 +191,7 @@ func TestMetricsAfterAttack(t *testing.T) {
 	if dropped < 1 || bp.sum("fw_bouncer_banned_ips", v4) != 1 {
 		t.Errorf("bouncer metrics: %v packets dropped, %v banned; want > 0 and 1", dropped, bp.sum("fw_bouncer_banned_ips", v4))
 	}
+	checkGrafana(t, p, bp)
 	s.stop(s.bouncer)
 	raw = s.cscli("metrics", "show", "bouncers", "-o", "json")
 	doc = nil
@@ -210,5 +212,42 @@ func TestMetricsAfterAttack(t *testing.T) {
 	must(t, json.Unmarshal([]byte(s.cscli("bouncers", "inspect", "fw", "-o", "json")), &info))
 	if info["os"] == nil || info["usage_metrics"] == nil {
 		t.Errorf("cscli bouncers inspect lacks the OS or usage metrics the bouncer reported: %v", info)
+	}
+}
+
+// checkGrafana: every series the shipped Grafana dashboard charts is one
+// the daemon or the bouncer exposes, so no panel stays empty by a typo.
+func checkGrafana(t *testing.T, scraped ...promSamples) {
+	t.Helper()
+	b, err := os.ReadFile("../packaging/grafana/rampart.json")
+	must(t, err)
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	must(t, json.Unmarshal(b, &dash))
+	names := regexp.MustCompile(`\b((?:cs|rampart|fw)_[a-z0-9_]+)`)
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range names.FindAllStringSubmatch(tg.Expr, -1) {
+				name := strings.TrimSuffix(m[1], "_bucket")
+				found := false
+				for _, s := range scraped {
+					found = found || s[name] != nil
+				}
+				if !found {
+					t.Errorf("Grafana panel %q charts %s, which no endpoint exposes", p.Title, m[1])
+				}
+				n++
+			}
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d series found in the Grafana dashboard", n)
 	}
 }
