@@ -358,7 +358,7 @@ func (r *fileRun) openFailed(path string, err error, atEnd bool) {
 }
 
 func (r *fileRun) add(path string, of *openFile) *tailedFile {
-	t := &tailedFile{path: path, cur: of, hits: r.s.opts.Metrics.fileHitCounter(path),
+	t := &tailedFile{path: path, cur: of, hits: r.s.opts.Metrics.hitCounter("file", path, r.typ),
 		lines: r.s.opts.Metrics.lineCounter(path, r.typ)}
 	r.files[path] = t
 	r.s.log.WithFields(log.Fields{"file": path, "offset": of.offset}).Info("tailing file")
@@ -737,7 +737,7 @@ func (s *fileReplay) replay(ctx context.Context, path string, out chan<- event.L
 		defer gz.Close()
 		rd = gz
 	}
-	hits := s.opts.Metrics.fileHitCounter(path)
+	hits := s.opts.Metrics.hitCounter("file", path, s.labels["type"])
 	lines := s.opts.Metrics.lineCounter(path, s.labels["type"])
 	emit := func(b []byte, cut bool) error {
 		if cut {

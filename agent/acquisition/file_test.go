@@ -193,7 +193,7 @@ func TestFileTailFromEnd(t *testing.T) {
 			}
 		}
 		h.expectNone(300 * time.Millisecond)
-		if v := testutil.ToFloat64(h.metrics.fileHits.WithLabelValues(path)); v != 5 {
+		if v := testutil.ToFloat64(h.metrics.hits["file"].WithLabelValues(path, "file", "syslog")); v != 5 {
 			t.Errorf("cs_filesource_hits_total = %v, want 5", v)
 		}
 		if v := testutil.ToFloat64(h.metrics.lines.WithLabelValues(path, "syslog")); v != 5 {

@@ -59,6 +59,7 @@ type journalSource struct {
 	log     *log.Entry
 	idle    *idleWatch
 	lines   prometheus.Counter
+	hits    prometheus.Counter // upstream's per-source counter, by Src
 	timing  journalTiming
 
 	mu     sync.Mutex
@@ -119,14 +120,16 @@ func newJournal(filters []string, labels map[string]string, opts Options, bin st
 	}
 	filters = append([]string(nil), filters...)
 	name := "journalctl:" + strings.Join(filters, " ")
+	src := "journalctl-" + strings.Join(filters, ".")
 	return &journalSource{
 		name:    name,
-		src:     "journalctl-" + strings.Join(filters, "."),
+		src:     src,
 		filters: filters,
 		labels:  labels,
 		bin:     bin,
 		log:     opts.logger().WithFields(log.Fields{"source": name, "type": labels["type"]}),
 		lines:   opts.Metrics.lineCounter(name, labels["type"]),
+		hits:    opts.Metrics.hitCounter("journalctl", src, labels["type"]),
 		timing:  defaultJournalTiming(),
 	}, nil
 }
@@ -382,6 +385,7 @@ func (s *journalSource) entry(ctx context.Context, line []byte, out chan<- event
 	}
 	s.setCursor(r.Cursor)
 	s.lines.Inc()
+	s.hits.Inc()
 	s.idle.seen()
 	return true
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/agent/event"
@@ -200,6 +201,9 @@ func TestJournalFollow(t *testing.T) {
 	}
 	if s.Name() != "journalctl:_SYSTEMD_UNIT=ssh.service + SYSLOG_IDENTIFIER=sshd" {
 		t.Errorf("Name = %q", s.Name())
+	}
+	if v := testutil.ToFloat64(h.metrics.hits["journalctl"].WithLabelValues(got[0].Src, "journalctl", "syslog")); v != 3 {
+		t.Errorf("cs_journalctlsource_hits_total = %v, want 3", v)
 	}
 }
 

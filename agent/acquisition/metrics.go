@@ -12,7 +12,9 @@ import (
 // Metrics are the acquisition's collectors, registered on one registry.
 // A nil *Metrics is valid and counts nothing.
 type Metrics struct {
-	fileHits  *prometheus.CounterVec
+	// hits are upstream's per-datasource line counters
+	// (cs_filesource_hits_total, ...), keyed by datasource type.
+	hits      map[string]*prometheus.CounterVec
 	lines     *prometheus.CounterVec
 	truncated *prometheus.CounterVec
 	idle      *prometheus.GaugeVec
@@ -20,12 +22,22 @@ type Metrics struct {
 
 // NewMetrics creates the acquisition's collectors and registers them on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	hitLabels := []string{"source", "datasource_type", "acquis_type"}
 	m := &Metrics{
-		// Upstream's name, so existing dashboards keep working.
-		fileHits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cs_filesource_hits_total",
-			Help: "Lines read from a file.",
-		}, []string{"source"}),
+		// Upstream's names and labels, so existing dashboards and cscli
+		// metrics keep working. source is what the lines' Src says: the
+		// path, the journal filter, or the syslog peer's address.
+		hits: map[string]*prometheus.CounterVec{
+			"file": prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "cs_filesource_hits_total", Help: "Total lines that were read from a file.",
+			}, hitLabels),
+			"journalctl": prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "cs_journalctlsource_hits_total", Help: "Total lines that were read from journald.",
+			}, hitLabels),
+			"syslog": prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "cs_syslogsource_hits_total", Help: "Total lines that were received from syslog peers.",
+			}, hitLabels),
+		},
 		lines: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rampart_acquisition_lines_total",
 			Help: "Lines read, by source and labels.type.",
@@ -39,7 +51,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while a source has read nothing for its idle_warning period.",
 		}, []string{"source"}),
 	}
-	reg.MustRegister(m.fileHits, m.lines, m.truncated, m.idle)
+	for _, h := range m.hits {
+		reg.MustRegister(h)
+	}
+	reg.MustRegister(m.lines, m.truncated, m.idle)
 	return m
 }
 
@@ -56,12 +71,13 @@ func (m *Metrics) lineCounter(source, typ string) prometheus.Counter {
 	return m.lines.WithLabelValues(source, typ)
 }
 
-// fileHitCounter counts the lines read from one file.
-func (m *Metrics) fileHitCounter(path string) prometheus.Counter {
-	if m == nil {
+// hitCounter counts the lines of one datasource type ("file",
+// "journalctl", "syslog") from one source, with the source's labels.type.
+func (m *Metrics) hitCounter(kind, source, typ string) prometheus.Counter {
+	if m == nil || m.hits[kind] == nil {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered"})
 	}
-	return m.fileHits.WithLabelValues(path)
+	return m.hits[kind].WithLabelValues(source, kind, typ)
 }
 
 // truncatedCounter counts the lines of one source cut to the maximum length.

@@ -60,7 +60,10 @@ type syslogSource struct {
 	log    *log.Entry
 	idle   *idleWatch
 	lines  prometheus.Counter
-	limits syslogLimits
+	// metrics gives upstream's per-peer counter; peers come and go, so it
+	// is looked up per message (syslog rates make that cheap enough).
+	metrics *Metrics
+	limits  syslogLimits
 
 	ready     chan struct{} // closed once the listeners are bound
 	udpAddr   net.Addr      // set before ready is closed
@@ -113,6 +116,7 @@ func newSyslogSource(cfg Config, opts Options) (Source, error) {
 	s.log = opts.logger().WithFields(log.Fields{"source": s.name, "type": cfg.Labels["type"]})
 	s.idle = newIdleWatch(s.name, cfg.IdlePeriod(), opts)
 	s.lines = opts.Metrics.lineCounter(s.name, cfg.Labels["type"])
+	s.metrics = opts.Metrics
 	return s, nil
 }
 
@@ -331,6 +335,9 @@ func (s *syslogSource) handle(ctx context.Context, data []byte, peer string, out
 		return false
 	}
 	s.lines.Inc()
+	if s.metrics != nil {
+		s.metrics.hitCounter("syslog", peer, s.labels["type"]).Inc()
+	}
 	s.idle.seen()
 	return true
 }

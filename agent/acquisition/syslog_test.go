@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/agent/event"
@@ -119,6 +120,10 @@ func TestSyslogUDP(t *testing.T) {
 	}
 	if wt := time.Date(2025, 11, 25, 10, 0, 4, 5e8, time.UTC); !got[3].Time.Equal(wt) {
 		t.Errorf("RFC 5424 time = %v, want %v", got[3].Time, wt)
+	}
+	// upstream's per-peer counter, keyed like the lines' Src
+	if v := testutil.ToFloat64(h.metrics.hits["syslog"].WithLabelValues("127.0.0.1", "syslog", "syslog")); v != 5 {
+		t.Errorf("cs_syslogsource_hits_total = %v, want 5", v)
 	}
 }
 
