@@ -245,8 +245,10 @@ func (p *Pusher) settled(recs []record, delivered bool) {
 			continue
 		}
 		delete(p.readAt, r.alert.UUID)
-		if delivered {
-			p.metrics.toDecision.Observe(now.Sub(t).Seconds())
+		// A syslog line's time is its sender's clock: one from the future
+		// says nothing about the delay.
+		if d := now.Sub(t); delivered && d >= 0 {
+			p.metrics.toDecision.Observe(d.Seconds())
 		}
 	}
 }
