@@ -28,7 +28,8 @@ type lapiMetrics struct {
 	bouncerReqs *prometheus.CounterVec
 	nonEmpty    *prometheus.CounterVec // cs_lapi_decisions_ok_total
 	empty       *prometheus.CounterVec // cs_lapi_decisions_ko_total
-	routes      map[string]bool        // registered route patterns
+	duration    *prometheus.HistogramVec
+	routes      map[string]bool // registered route patterns
 	db          *dbCollector
 }
 
@@ -53,13 +54,19 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 		empty: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cs_lapi_decisions_ko_total", Help: "Number of decision answers (GET /v1/decisions and the stream) that carried none.",
 		}, []string{"bouncer"}),
+		// Upstream's buckets. A long-polled stream request counts its
+		// wait, so that route's figures say how long bouncers waited.
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cs_lapi_request_duration_seconds", Help: "Response time of LAPI.",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
+		}, []string{"endpoint", "method"}),
 		routes: map[string]bool{},
 		db:     newDBCollector(s.store, s.log.Logger.WithField("component", "lapi-metrics")),
 	}
 	for _, r := range s.echo.Routes() {
 		m.routes[r.Path] = true
 	}
-	for _, c := range []prometheus.Collector{m.routeReqs, m.machineReqs, m.bouncerReqs, m.nonEmpty, m.empty, m.db} {
+	for _, c := range []prometheus.Collector{m.routeReqs, m.machineReqs, m.bouncerReqs, m.nonEmpty, m.empty, m.duration, m.db} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -82,6 +89,7 @@ func knownMethod(m string) bool {
 // middleware, which records the caller in the context) has run.
 func (s *Server) metricsMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		start := time.Now()
 		err := next(c)
 		m := s.metrics.Load()
 		if m == nil {
@@ -95,6 +103,7 @@ func (s *Server) metricsMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 			method = unknownLabel
 		}
 		m.routeReqs.WithLabelValues(route, method).Inc()
+		m.duration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 		if id, ok := c.Get(ctxMachine).(string); ok && id != "" {
 			m.machineReqs.WithLabelValues(id, route, method).Inc()
 		}
@@ -125,6 +134,7 @@ type dbCollector struct {
 	log       interface{ Warnf(string, ...any) }
 	decisions *prometheus.Desc
 	alerts    *prometheus.Desc
+	heartbeat *prometheus.Desc
 	ttl       time.Duration
 	now       func() time.Time
 
@@ -141,12 +151,15 @@ func newDBCollector(st *store.Store, l interface{ Warnf(string, ...any) }) *dbCo
 		decisions: prometheus.NewDesc("cs_active_decisions", "Number of active decisions.",
 			[]string{"reason", "origin", "action"}, nil),
 		alerts: prometheus.NewDesc("cs_alerts", "Number of alerts (excluding CAPI).", []string{"reason"}, nil),
+		heartbeat: prometheus.NewDesc("cs_machines_last_heartbeat_timestamp", "Last heartbeat of each machine, as a Unix time.",
+			[]string{"machine"}, nil),
 	}
 }
 
 func (d *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- d.decisions
 	ch <- d.alerts
+	ch <- d.heartbeat
 }
 
 func (d *dbCollector) Collect(ch chan<- prometheus.Metric) {
@@ -181,6 +194,17 @@ func (d *dbCollector) refresh(now time.Time) []prometheus.Metric {
 	} else {
 		for sc, n := range as {
 			out = append(out, prometheus.MustNewConstMetric(d.alerts, prometheus.GaugeValue, float64(n), sc))
+		}
+	}
+	// Machines are a handful of rows, one per agent.
+	if ms, err := d.store.ListMachines(ctx); err != nil {
+		d.log.Warnf("listing machines for metrics: %v", err)
+	} else {
+		for _, m := range ms {
+			if m.LastHeartbeat != nil {
+				out = append(out, prometheus.MustNewConstMetric(d.heartbeat, prometheus.GaugeValue,
+					float64(m.LastHeartbeat.UnixNano())/1e9, m.MachineID))
+			}
 		}
 	}
 	return out

@@ -1,6 +1,7 @@
 package lapi
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,30 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
+
+// histogramCount reads the sample count of the series of name with labels.
+func histogramCount(g prometheus.Gatherer, name string, labels map[string]string, out *uint64) error {
+	mfs, err := g.Gather()
+	if err != nil {
+		return err
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue next
+				}
+			}
+			*out = m.GetHistogram().GetSampleCount()
+			return nil
+		}
+	}
+	return fmt.Errorf("no series %s%v", name, labels)
+}
 
 func TestMetrics(t *testing.T) {
 	l := startLAPI(t, nil)
@@ -27,6 +52,10 @@ func TestMetrics(t *testing.T) {
 	if st, _ := l.do("GET", "/v1/decisions?ip=1.2.3.4", keyHeaders(key), nil); st != 200 {
 		t.Fatalf("GET /v1/decisions: %d", st)
 	}
+	if st, _ := l.do("GET", "/v1/heartbeat", l.jwtHeaders(), nil); st != 200 {
+		t.Fatalf("GET /v1/heartbeat: %d", st)
+	}
+	beat := time.Now()
 	// Scanner noise: unknown paths and methods must not become labels.
 	l.do("GET", "/wp-login.php", nil, nil)
 	l.do("GET", "/v1/x/1", nil, nil)
@@ -84,6 +113,17 @@ cs_alerts{reason="manual 'ban' from 'test'"} 1
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "cs_active_decisions", "cs_alerts"); err != nil {
 		t.Fatal(err)
 	}
+	if hb := testutil.ToFloat64(gaugeOf(t, reg, "cs_machines_last_heartbeat_timestamp", testMachine)); hb < float64(beat.Unix()-2) || hb > float64(time.Now().Unix()+1) {
+		t.Errorf("last heartbeat %v, want about %d", hb, beat.Unix())
+	}
+	// Every counted request was timed, under its route's label.
+	if n := testutil.CollectAndCount(m.duration, "cs_lapi_request_duration_seconds"); n < 5 {
+		t.Errorf("%d duration series, want one per route and method seen", n)
+	}
+	var pushes uint64
+	if err := histogramCount(reg, "cs_lapi_request_duration_seconds", map[string]string{"endpoint": "/v1/alerts", "method": "POST"}, &pushes); err != nil || pushes != 2 {
+		t.Errorf("POST /v1/alerts timed %d times (%v), want 2", pushes, err)
+	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +154,7 @@ cs_alerts{reason="manual 'ban' from 'test'"} 1
 
 // gaugeOf gathers reg and returns the named metric's sample whose reason is
 // reason, as a collector testutil.ToFloat64 reads.
+// gaugeOf finds the gauge of name whose reason (or machine) label is reason.
 func gaugeOf(t *testing.T, reg *prometheus.Registry, name, reason string) prometheus.Collector {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -126,7 +167,7 @@ func gaugeOf(t *testing.T, reg *prometheus.Registry, name, reason string) promet
 		}
 		for _, m := range mf.GetMetric() {
 			for _, lp := range m.GetLabel() {
-				if lp.GetName() == "reason" && lp.GetValue() == reason {
+				if (lp.GetName() == "reason" || lp.GetName() == "machine") && lp.GetValue() == reason {
 					g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "x"})
 					g.Set(m.GetGauge().GetValue())
 					return g

@@ -29,6 +29,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/daemon"
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/memtune"
+	"github.com/rampart-ips/rampart/internal/promlevel"
 	"github.com/rampart-ips/rampart/internal/version"
 	"github.com/rampart-ips/rampart/lapi"
 	"github.com/rampart-ips/rampart/lapi/profiles"
@@ -125,7 +126,9 @@ func run() error {
 	}
 	reg := prometheus.NewRegistry()
 	if csconfig.Bool(cfg.Prometheus.Enabled, true) && *dsn == "" {
-		serveMetrics(ctx, g, cfg, reg)
+		if err := serveMetrics(ctx, g, cfg, reg); err != nil {
+			return err
+		}
 	}
 	if runAgent {
 		memtune.Apply()
@@ -194,10 +197,17 @@ func notifyReady() {
 
 // serveMetrics exposes the daemon's Prometheus metrics (prometheus.listen_addr
 // and listen_port, upstream's 127.0.0.1:6060 by default).
-func serveMetrics(ctx context.Context, g *errgroup.Group, cfg *csconfig.Config, reg *prometheus.Registry) {
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+func serveMetrics(ctx context.Context, g *errgroup.Group, cfg *csconfig.Config, reg *prometheus.Registry) error {
+	info := prometheus.NewGauge(prometheus.GaugeOpts{Name: "cs_info", Help: "Information about Crowdsec.",
+		ConstLabels: prometheus.Labels{"version": version.Version}})
+	info.Set(1)
+	reg.MustRegister(info, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gatherer, err := promlevel.Gatherer(reg, cfg.Prometheus.Level)
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfg.Path, err)
+	}
 	addr := net.JoinHostPort(cfg.Prometheus.ListenAddr, strconv.Itoa(cfg.Prometheus.ListenPort))
-	srv := &http.Server{Addr: addr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Addr: addr, Handler: promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
 	g.Go(func() error {
 		<-ctx.Done()
 		return srv.Close()
@@ -210,6 +220,7 @@ func serveMetrics(ctx context.Context, g *errgroup.Group, cfg *csconfig.Config, 
 		}
 		return nil
 	})
+	return nil
 }
 
 // labelFlags collects repeated -label key:value flags.
