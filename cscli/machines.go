@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/lapi/store"
+	"github.com/rampart-ips/rampart/lapi/usage"
 )
 
 // machinePasswordLength is the length of generated passwords (upstream's).
@@ -165,6 +168,10 @@ type machineInfo struct {
 	AuthType      string     `json:"auth_type"`
 	OS            string     `json:"os,omitempty"`
 	Scenarios     []string   `json:"scenarios,omitempty"`
+	// Set by inspect from the agent's usage metrics.
+	Featureflags []string          `json:"featureflags,omitempty"`
+	Datasources  map[string]int    `json:"datasources,omitempty"`
+	UsageMetrics *machineUsageInfo `json:"usage_metrics,omitempty"`
 }
 
 func utcPtr(t *time.Time) *time.Time {
@@ -544,10 +551,14 @@ func (cli *CLI) pruneMachines(cmd *cobra.Command, duration time.Duration, notVal
 }
 
 func newMachinesInspectCmd(cli *CLI) *cobra.Command {
-	return &cobra.Command{
-		Use:               "inspect [machine_name]",
-		Short:             "inspect a machine by name",
-		Example:           `cscli machines inspect "machine1"`,
+	var showHub bool
+	cmd := &cobra.Command{
+		Use:   "inspect [machine_name]",
+		Short: "inspect a machine by name",
+		Long: `Show a machine, the log sources and line counts its agent reports in its usage metrics,
+or with --hub the hub items it runs.`,
+		Example: `cscli machines inspect "machine1"
+cscli machines inspect "machine1" --hub`,
 		Args:              cobra.ExactArgs(1),
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -560,35 +571,82 @@ func newMachinesInspectCmd(cli *CLI) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("unable to read machine data '%s': %w", id, err)
 				}
-				switch cli.OutputFormat() {
-				case "json":
-					return cli.printJSON(newMachineInfo(m))
-				case "raw":
-					return machinesCSV(cli.Out, []*store.Machine{m})
-				default:
-					hb := "-"
-					if m.LastHeartbeat != nil {
-						hb = rfc3339(*m.LastHeartbeat)
-					}
-					rows := [][]string{
-						{"IP Address", m.IPAddress},
-						{"Created At", rfc3339(m.CreatedAt)},
-						{"Last Update", rfc3339(m.UpdatedAt)},
-						{"Last Heartbeat", hb},
-						{"Last Push", rfc3339Ptr(m.LastPush)},
-						{"Validated?", strconv.FormatBool(m.IsValidated)},
-						{"CrowdSec version", m.Version},
-						{"OS", osNameAndVersion(m.OSName, m.OSVersion)},
-						{"Auth type", m.AuthType},
-					}
-					for _, s := range splitCommaList(m.Scenarios) {
-						rows = append(rows, []string{"Scenarios", s})
-					}
-					fmt.Fprintf(cli.Out, "Machine: %s\n", m.MachineID)
-					renderTable(cli.Out, nil, rows)
-					return nil
+				c, err := machineUsage(ctx, st, m.MachineID)
+				if err != nil {
+					return fmt.Errorf("unable to read usage metrics of '%s': %w", id, err)
 				}
+				if showHub {
+					return cli.printMachineHub(m.MachineID, c)
+				}
+				return cli.inspectMachine(m, c)
 			})
 		},
 	}
+	cmd.Flags().BoolVarP(&showHub, "hub", "H", false, "show the hub items the machine's agent runs")
+	return cmd
+}
+
+// inspectMachine prints a machine with what its usage metrics (c, nil if
+// none) add: datasources, feature flags, collections and line counts.
+func (cli *CLI) inspectMachine(m *store.Machine, c *usage.Component) error {
+	info := newMachineInfo(m)
+	if c != nil {
+		if info.Version == "" {
+			info.Version = c.Version
+		}
+		if info.OS == "" && c.OS != "" {
+			info.OS = c.OS
+		}
+		info.Featureflags = c.FeatureFlags
+		info.Datasources = c.Datasources
+	}
+	switch cli.OutputFormat() {
+	case "json":
+		if c != nil {
+			info.UsageMetrics = newMachineUsageInfo(c)
+		}
+		return cli.printJSON(info)
+	case "raw":
+		return machinesCSV(cli.Out, []*store.Machine{m})
+	}
+	hb := "-"
+	if m.LastHeartbeat != nil {
+		hb = rfc3339(*m.LastHeartbeat)
+	}
+	osName := osNameAndVersion(m.OSName, m.OSVersion)
+	if m.OSName == "" && m.OSVersion == "" && info.OS != "" {
+		osName = info.OS
+	}
+	rows := [][]string{
+		{"IP Address", m.IPAddress},
+		{"Created At", rfc3339(m.CreatedAt)},
+		{"Last Update", rfc3339(m.UpdatedAt)},
+		{"Last Heartbeat", hb},
+		{"Last Push", rfc3339Ptr(m.LastPush)},
+		{"Validated?", strconv.FormatBool(m.IsValidated)},
+		{"CrowdSec version", info.Version},
+		{"OS", osName},
+		{"Auth type", m.AuthType},
+	}
+	for _, s := range info.Scenarios {
+		rows = append(rows, []string{"Scenarios", s})
+	}
+	if c != nil {
+		for _, kind := range slices.Sorted(maps.Keys(c.Datasources)) {
+			rows = append(rows, []string{"Datasources", fmt.Sprintf("%s: %d", kind, c.Datasources[kind])})
+		}
+		for _, ff := range c.FeatureFlags {
+			rows = append(rows, []string{"Feature Flags", ff})
+		}
+		for _, col := range c.HubItems["collections"] {
+			rows = append(rows, []string{"Collections", col.Name})
+		}
+		rows = append(rows, []string{"Last usage report", rfc3339(c.LastReport)})
+	}
+	fmt.Fprintf(cli.Out, "Machine: %s\n", m.MachineID)
+	renderTable(cli.Out, nil, rows)
+	if c != nil {
+		renderMachineUsage(cli.Out, c)
+	}
+	return nil
 }

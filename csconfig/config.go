@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
 	"github.com/rampart-ips/rampart/internal/atomicfile"
+	"github.com/rampart-ips/rampart/internal/promlevel"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -82,7 +84,18 @@ type Crowdsec struct {
 	// AlertQueueMaxAlerts wait there, the oldest going first when full.
 	AlertQueueDir       string `toml:"alert_queue_dir"`
 	AlertQueueMaxAlerts int    `toml:"alert_queue_max_alerts"`
+	// UsageMetricsInterval is how often the agent reports its lines read
+	// and parsed per source to the LAPI (POST /v1/usage-metrics); 0
+	// disables the reports. Set by setDefaults when absent.
+	UsageMetricsInterval *Duration `toml:"usage_metrics_interval"`
 }
+
+// DefaultUsageMetricsInterval is upstream's agent reporting period.
+const DefaultUsageMetricsInterval = 30 * time.Minute
+
+// MinUsageMetricsInterval bounds the reporting period: each report is a
+// row the LAPI keeps for a week.
+const MinUsageMetricsInterval = time.Minute
 
 // DefaultCollections are Rampart's own rules, enabled on a fresh install.
 func DefaultCollections() []string {
@@ -209,6 +222,9 @@ func (c *Config) setDefaults() {
 	if c.Crowdsec.AlertQueueMaxAlerts == 0 {
 		c.Crowdsec.AlertQueueMaxAlerts = 10000
 	}
+	if c.Crowdsec.UsageMetricsInterval == nil {
+		c.Crowdsec.UsageMetricsInterval = &Duration{DefaultUsageMetricsInterval}
+	}
 	def(&c.Cscli.Output, "human")
 	def(&c.DBConfig.Type, "sqlite")
 	def(&c.DBConfig.DBPath, filepath.Join(c.ConfigPaths.DataDir, "crowdsec.db"))
@@ -297,6 +313,9 @@ func unknownKeys(md toml.MetaData, name string) error {
 }
 
 func (c *Config) validate() error {
+	if l := c.Prometheus.Level; l != "" && !slices.Contains(promlevel.Levels, l) {
+		return fmt.Errorf("prometheus.level %q is unknown (use %s)", l, strings.Join(promlevel.Levels, ", "))
+	}
 	switch c.DBConfig.Type {
 	case "sqlite", "sqlite3":
 	case "postgresql", "postgres", "pgx":
@@ -313,6 +332,9 @@ func (c *Config) validate() error {
 		default:
 			return fmt.Errorf("api.server.tls.client_verification %q is unknown", t.ClientVerification)
 		}
+	}
+	if d := c.Crowdsec.UsageMetricsInterval.Duration; d < 0 || (d > 0 && d < MinUsageMetricsInterval) {
+		return fmt.Errorf("crowdsec_service.usage_metrics_interval %s: want 0 (no reports) or at least %s", d, MinUsageMetricsInterval)
 	}
 	switch c.Cscli.Output {
 	case "human", "json", "raw":

@@ -75,8 +75,12 @@ const (
 	UsageParsed          = "parsed"
 	UsageUnparsed        = "unparsed"
 	UsageWhitelisted     = "whitelisted"
-	UsageUnitIP          = "ip"
-	UsageUnitByte        = "byte"
-	UsageUnitPacket      = "packet"
-	UsageUnitLine        = "line"
+	// Recent upstream agents send parsed/unparsed per parser node
+	// (parser_name, parser_stage labels) and these per source.
+	UsageGlobalParsed   = "global_parsed"
+	UsageGlobalUnparsed = "global_unparsed"
+	UsageUnitIP         = "ip"
+	UsageUnitByte       = "byte"
+	UsageUnitPacket     = "packet"
+	UsageUnitLine       = "line"
 )

@@ -52,6 +52,7 @@ type Agent struct {
 	sources []acquisition.Source
 	pusher  *delivery.Pusher
 	runner  *runner.Agent
+	usage   *usagePusher // nil: usage metrics disabled
 	log     *log.Entry
 }
 
@@ -72,12 +73,16 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		metrics = acquisition.NewMetrics(opts.Registry)
 	}
 	aopts := acquisition.Options{StateDir: cfg.Crowdsec.StateDir, Metrics: metrics, Logger: log.WithField("component", "acquisition")}
+	// datasources counts the sources by kind, for the usage metrics.
+	datasources := map[string]int{}
 	if opts.DSN != "" {
 		src, err := acquisition.FromDSN(opts.DSN, opts.Labels, aopts)
 		if err != nil {
 			return nil, fmt.Errorf("-dsn %s: %w", opts.DSN, err)
 		}
 		a.sources = append(a.sources, src)
+		scheme, _, _ := strings.Cut(opts.DSN, "://")
+		datasources[scheme]++
 	} else {
 		cfgs, err := acquisition.LoadDir(cfg.Crowdsec.AcquisitionDir)
 		if err != nil {
@@ -89,6 +94,7 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 				return nil, err
 			}
 			a.sources = append(a.sources, src)
+			datasources[c.Source]++
 		}
 		if len(a.sources) == 0 {
 			return nil, fmt.Errorf("no log source: add a [[source]] to a .toml file in %s", cfg.Crowdsec.AcquisitionDir)
@@ -106,6 +112,14 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		Workers: cfg.Crowdsec.ParserRoutines, Replay: opts.DSN != "", Logger: a.log})
 	if err != nil {
 		return nil, err
+	}
+	if iv := cfg.Crowdsec.UsageMetricsInterval; iv == nil || iv.Duration > 0 {
+		interval := csconfig.DefaultUsageMetricsInterval
+		if iv != nil {
+			interval = iv.Duration
+		}
+		a.usage = newUsagePusher(client, interval, opts.DSN != "", a.runner.SourceStats, datasources,
+			usageHubItems(a.rules), time.Now(), log.WithField("component", "usage-metrics"))
 	}
 	if opts.Registry != nil {
 		if err := a.pusher.Metrics().Register(opts.Registry); err != nil {
@@ -221,6 +235,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	var perr error
 	wg.Go(func() { perr = a.pusher.Run(pctx) })
+	if a.usage != nil {
+		// Stopped with the delivery, once the runner is done: its last
+		// report then holds every line.
+		wg.Go(func() { a.usage.run(pctx) })
+	}
 	err := a.runner.Run(ctx)
 	if a.opts.DSN != "" && ctx.Err() == nil {
 		a.drain(ctx)

@@ -8,9 +8,11 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +56,25 @@ type Stats struct {
 	Overflows, Alerts, Dropped, Lost     atomic.Int64 // Dropped: whitelisted by postoverflows; Lost: refused by the sink
 }
 
+// SourceStat counts one log source's lines by outcome, as the usage
+// metrics report them: Module is the datasource kind ("file"), Source
+// the line's origin (a path, a journal filter, a syslog peer) and Type its
+// labels.type. Read is Parsed plus Unparsed; Whitelisted lines are also
+// Parsed.
+type SourceStat struct {
+	Module, Source, Type                string
+	Read, Parsed, Unparsed, Whitelisted int64
+}
+
+type sourceKey struct{ module, source, typ string }
+
+// sourceRun is a run of consecutive lines of one source within a batch:
+// pour sums those locally and takes the lock once per batch.
+type sourceRun struct {
+	key                                 sourceKey
+	read, parsed, unparsed, whitelisted int64
+}
+
 // batch is a run of lines parsed by one worker and poured in order.
 type batch struct {
 	lines []event.Line
@@ -72,6 +93,10 @@ type Agent struct {
 	engine *leakybucket.Engine
 	log    *log.Entry
 	Stats  Stats
+
+	runs      []sourceRun // pour's scratch, reused per batch
+	sourcesMu sync.Mutex
+	sources   map[sourceKey]*SourceStat
 }
 
 // New checks cfg and builds the agent's engine.
@@ -88,7 +113,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = log.WithField("component", "agent")
 	}
-	return &Agent{cfg: cfg, engine: cfg.Rules.NewEngine(cfg.Replay), log: cfg.Logger}, nil
+	return &Agent{cfg: cfg, engine: cfg.Rules.NewEngine(cfg.Replay), log: cfg.Logger, sources: map[sourceKey]*SourceStat{}}, nil
 }
 
 // Run reads every source until ctx ends or, in replay mode, until they are
@@ -203,21 +228,34 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 			<-b.done
 			var alerts []*models.Alert
 			var readAt []time.Time
+			a.runs = a.runs[:0]
+			var run *sourceRun
 			for i := range b.evts {
 				evt := &b.evts[i]
 				a.Stats.Lines.Add(1)
+				k := sourceKey{evt.Line.Module, evt.Line.Src, evt.Line.Labels["type"]}
+				if run == nil || run.key != k {
+					a.runs = append(a.runs, sourceRun{key: k})
+					run = &a.runs[len(a.runs)-1]
+				}
+				run.read++
 				switch {
 				case !evt.Process:
 					a.Stats.Unparsed.Add(1)
+					run.unparsed++
 					continue
 				case evt.Whitelisted:
 					a.Stats.Parsed.Add(1)
 					a.Stats.Whitelisted.Add(1)
+					run.parsed++
+					run.whitelisted++
 					continue
 				}
 				a.Stats.Parsed.Add(1)
+				run.parsed++
 				alerts, readAt = a.overflows(a.engine.PourPrepared(evt, b.preps[i]), alerts, readAt)
 			}
+			a.addSourceRuns(a.runs)
 			a.push(ctx, alerts, readAt)
 		case now := <-tick:
 			alerts, readAt := a.overflows(a.engine.Tick(now), nil, nil)
@@ -271,6 +309,38 @@ func (a *Agent) push(ctx context.Context, alerts []*models.Alert, readAt []time.
 		a.Stats.Lost.Add(int64(len(alerts)))
 		a.log.WithError(err).WithField("alerts", len(alerts)).Error("alerts lost: the delivery queue refused them")
 	}
+}
+
+// addSourceRuns adds a batch's per-source counts to the totals.
+func (a *Agent) addSourceRuns(runs []sourceRun) {
+	a.sourcesMu.Lock()
+	defer a.sourcesMu.Unlock()
+	for _, r := range runs {
+		st := a.sources[r.key]
+		if st == nil {
+			st = &SourceStat{Module: r.key.module, Source: r.key.source, Type: r.key.typ}
+			a.sources[r.key] = st
+		}
+		st.Read += r.read
+		st.Parsed += r.parsed
+		st.Unparsed += r.unparsed
+		st.Whitelisted += r.whitelisted
+	}
+}
+
+// SourceStats returns the per-source totals since New, sorted by module,
+// source and type. Safe to call while Run runs.
+func (a *Agent) SourceStats() []SourceStat {
+	a.sourcesMu.Lock()
+	out := make([]SourceStat, 0, len(a.sources))
+	for _, st := range a.sources {
+		out = append(out, *st)
+	}
+	a.sourcesMu.Unlock()
+	slices.SortFunc(out, func(x, y SourceStat) int {
+		return cmp.Or(cmp.Compare(x.Module, y.Module), cmp.Compare(x.Source, y.Source), cmp.Compare(x.Type, y.Type))
+	})
+	return out
 }
 
 // Engine is the agent's bucket engine, for its counters (ScenarioStats).

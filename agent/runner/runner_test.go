@@ -171,3 +171,48 @@ func TestLiveAlert(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// SourceStats splits the line counts per source (and its labels.type), even
+// when the sources' lines interleave within batches, and adds up to Stats.
+func TestSourceStats(t *testing.T) {
+	rs := sshRules(t)
+	dir := t.TempDir()
+	var sshd bytes.Buffer
+	if _, err := loggen.SSHDCount(&sshd, 3000, 2); err != nil {
+		t.Fatal(err)
+	}
+	auth, other := filepath.Join(dir, "auth.log"), filepath.Join(dir, "other.log")
+	if err := os.WriteFile(auth, sshd.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var junk bytes.Buffer
+	for i := range 1000 {
+		fmt.Fprintf(&junk, "junk %d\n", i)
+	}
+	if err := os.WriteFile(other, junk.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := runner.New(runner.Config{Rules: rs, Sink: &sink{}, Workers: 2, Replay: true, Sources: []acquisition.Source{
+		&lineSource{path: auth, labels: map[string]string{"type": "syslog"}},
+		&lineSource{path: other, labels: map[string]string{"type": "custom"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := a.SourceStats()
+	if len(got) != 2 || got[0].Source != auth || got[1].Source != other {
+		t.Fatalf("sources: %+v", got)
+	}
+	if s := got[0]; s.Module != "file" || s.Type != "syslog" || s.Read != 3000 || s.Parsed+s.Unparsed != s.Read || s.Parsed == 0 {
+		t.Errorf("auth.log: %+v", s)
+	}
+	if s := got[1]; s.Type != "custom" || s.Read != 1000 || s.Unparsed != 1000 || s.Parsed != 0 {
+		t.Errorf("other.log: %+v", s)
+	}
+	if p, w := got[0].Parsed+got[1].Parsed, got[0].Whitelisted+got[1].Whitelisted; p != a.Stats.Parsed.Load() || w != a.Stats.Whitelisted.Load() {
+		t.Errorf("parsed %d whitelisted %d, Stats say %d %d", p, w, a.Stats.Parsed.Load(), a.Stats.Whitelisted.Load())
+	}
+}

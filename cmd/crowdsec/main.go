@@ -130,6 +130,11 @@ func run() error {
 			return err
 		}
 	}
+	// agentDone closes once the agent has stopped (at once without one).
+	agentDone := make(chan struct{})
+	if !runAgent {
+		close(agentDone)
+	}
 	if runAgent {
 		memtune.Apply()
 		opts := daemon.Options{DSN: *dsn, Registry: reg}
@@ -144,6 +149,7 @@ func run() error {
 		}
 		defer ag.Close()
 		g.Go(func() error {
+			defer close(agentDone)
 			select {
 			case <-lapiReady:
 			case <-ctx.Done():
@@ -161,7 +167,16 @@ func run() error {
 		})
 	}
 	if runAPI {
-		g.Go(func() error { return runLAPI(ctx, cfg, prof, reg, func() { close(lapiReady) }) })
+		// The LAPI stops after the agent beside it, so that what the agent
+		// sends while stopping (its last usage report) still reaches it.
+		lapiCtx, stopLAPI := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopLAPI()
+		go func() {
+			<-ctx.Done()
+			<-agentDone
+			stopLAPI()
+		}()
+		g.Go(func() error { return runLAPI(lapiCtx, cfg, prof, reg, func() { close(lapiReady) }) })
 	}
 	return g.Wait()
 }
