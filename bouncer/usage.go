@@ -1,15 +1,11 @@
 package bouncer
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -63,7 +59,7 @@ type usagePusher struct {
 }
 
 func newUsagePusher(b *Bouncer, interval time.Duration, start time.Time) *usagePusher {
-	name, ver := osRelease("/etc/os-release", "/usr/lib/os-release")
+	name, ver := version.DetectOS()
 	return &usagePusher{b: b, log: b.log.WithField("task", "usage-metrics"), interval: interval,
 		startup: start.Unix(), os: models.UsageOS{Name: name, Version: ver}, prevAt: start.Unix()}
 }
@@ -238,40 +234,4 @@ func counterDelta(cur, prev firewall.Counter) firewall.Counter {
 		return cur
 	}
 	return firewall.Counter{Packets: cur.Packets - prev.Packets, Bytes: cur.Bytes - prev.Bytes}
-}
-
-// osRelease reads NAME and VERSION_ID from the first os-release file that
-// exists, as upstream reports them ("Ubuntu", "24.04"); "linux" and an
-// empty version when none does.
-func osRelease(paths ...string) (string, string) {
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		var name, ver string
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
-			if !ok {
-				continue
-			}
-			if uq, err := strconv.Unquote(v); err == nil {
-				v = uq
-			} else {
-				v = strings.Trim(v, `"'`)
-			}
-			switch k {
-			case "NAME":
-				name = v
-			case "VERSION_ID":
-				ver = v
-			}
-		}
-		_ = f.Close()
-		if name != "" {
-			return name, ver
-		}
-	}
-	return "linux", ""
 }

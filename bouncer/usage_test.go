@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,20 +95,6 @@ func TestUsageItems(t *testing.T) {
 	// Counters unreadable: the bans are still reported.
 	if its := u.items(3, 0, nil); len(its) != 1 || its[0].Name != models.UsageActiveDecisions {
 		t.Errorf("items without counters: %+v", its)
-	}
-}
-
-func TestOSRelease(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "os-release")
-	if err := os.WriteFile(p, []byte("PRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"13\"\nID=debian\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if n, v := osRelease(filepath.Join(dir, "missing"), p); n != "Debian GNU/Linux" || v != "13" {
-		t.Errorf("osRelease = %q %q", n, v)
-	}
-	if n, v := osRelease(filepath.Join(dir, "missing")); n != "linux" || v != "" {
-		t.Errorf("osRelease without a file = %q %q", n, v)
 	}
 }
 

@@ -212,7 +212,14 @@ func (s *Server) uiAgents(ctx context.Context) ([]uiAgent, error) {
 		type key struct{ typ, src string }
 		idx := map[key]int{}
 		for _, v := range c.Values {
-			if v.Unit != models.UsageUnitLine || (v.Name != models.UsageRead && v.Name != models.UsageParsed && v.Name != models.UsageUnparsed) {
+			// Upstream agents also send parsed/unparsed per parser node
+			// (parser_name): those would count a line once per node.
+			_, perNode := v.Labels["parser_name"]
+			switch {
+			case v.Unit != models.UsageUnitLine || perNode:
+				continue
+			case v.Name != models.UsageRead && v.Name != models.UsageParsed && v.Name != models.UsageUnparsed &&
+				v.Name != models.UsageGlobalParsed && v.Name != models.UsageGlobalUnparsed:
 				continue
 			}
 			k := key{v.Labels["datasource_type"], v.Labels["source"]}
@@ -225,9 +232,9 @@ func (s *Server) uiAgents(ctx context.Context) ([]uiAgent, error) {
 			switch n := usageCount(v.Value); v.Name {
 			case models.UsageRead:
 				a.Sources[i].Read += n
-			case models.UsageParsed:
+			case models.UsageParsed, models.UsageGlobalParsed:
 				a.Sources[i].Parsed += n
-			case models.UsageUnparsed:
+			case models.UsageUnparsed, models.UsageGlobalUnparsed:
 				a.Sources[i].Unparsed += n
 			}
 		}
