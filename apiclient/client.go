@@ -150,6 +150,11 @@ func New(cfg Config) (*Client, error) {
 
 // URL returns the base URL requests are resolved against (always ending
 // in "/").
+// CloseIdleConnections closes the kept-alive connections. A component
+// calls it when it stops, so the LAPI's graceful shutdown is not left
+// waiting for a connection that will never carry a request.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
 func (c *Client) URL() string { return c.base.String() }
 
 // resolve turns a relative reference such as "v1/alerts" into an absolute

@@ -103,6 +103,7 @@ func (b *Bouncer) Run(ctx context.Context, ready func()) error {
 	}
 	err := b.deltaLoop(ctx)
 	wg.Wait()
+	b.client.CloseIdleConnections()
 	return err
 }
 

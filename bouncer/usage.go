@@ -130,17 +130,8 @@ func (u *usagePusher) push(ctx context.Context, timeout time.Duration) {
 	items := u.items(n4, n6, cur)
 	window := max(now-u.prevAt, 0)
 	body := &models.UsageMetrics{RemediationComponents: []*models.RemediationComponentUsage{{
-		Type: usageType,
-		BaseUsage: models.BaseUsage{
-			Version:             version.Version,
-			OS:                  &u.os,
-			FeatureFlags:        []string{},
-			UtcStartupTimestamp: u.startup,
-			Metrics: []*models.UsageWindow{{
-				Meta:  models.UsageWindowMeta{WindowSizeSeconds: window, UtcNowTimestamp: now},
-				Items: items,
-			}},
-		},
+		Type:      usageType,
+		BaseUsage: models.NewBaseUsage(version.Version, &u.os, u.startup, window, now, items),
 	}}}
 	err = u.b.client.UsageMetrics(ctx, body)
 	if err != nil {

@@ -15,13 +15,11 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/rampart-ips/rampart/apiclient"
-	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/firewall"
 	"github.com/rampart-ips/rampart/firewall/nftables"
+	"github.com/rampart-ips/rampart/internal/lapitest"
 	"github.com/rampart-ips/rampart/internal/nstest"
 	"github.com/rampart-ips/rampart/internal/version"
-	"github.com/rampart-ips/rampart/lapi"
-	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/lapi/usage"
 	"github.com/rampart-ips/rampart/models"
@@ -101,72 +99,13 @@ func TestUsageItems(t *testing.T) {
 // usageLAPI is a real LAPI on loopback over a SQLite file; stopping and
 // starting it again on the same address and file is a LAPI outage.
 type usageLAPI struct {
-	t      *testing.T
-	addr   string
-	dbPath string
-	st     *store.Store
-	cancel context.CancelFunc
-	done   chan struct{}
+	*lapitest.LAPI
+	t *testing.T
 }
 
 func startUsageLAPI(t *testing.T, dbPath, addr string) *usageLAPI {
 	t.Helper()
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	cfg := csconfig.Default()
-	cfg.DBConfig.DBPath = dbPath
-	cfg.API.Server.ListenURI = addr
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Config{Path: dbPath})
-	if err != nil {
-		cancel()
-		t.Fatalf("opening store: %v", err)
-	}
-	srv, err := lapi.New(ctx, cfg, st, profiles.Default())
-	if err != nil {
-		cancel()
-		st.Close()
-		t.Fatalf("creating LAPI: %v", err)
-	}
-	ln, err := srv.Listen()
-	if err != nil {
-		cancel()
-		st.Close()
-		t.Fatalf("listening: %v", err)
-	}
-	l := &usageLAPI{t: t, addr: ln.Addr().String(), dbPath: dbPath, st: st, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		if err := srv.Serve(ctx, ln, nil); err != nil {
-			t.Errorf("serving LAPI: %v", err)
-		}
-	}()
-	t.Cleanup(l.stop)
-	return l
-}
-
-// stop shuts the LAPI down (idempotent).
-func (l *usageLAPI) stop() {
-	if l.cancel == nil {
-		return
-	}
-	l.cancel()
-	<-l.done
-	l.st.Close()
-	l.cancel = nil
-}
-
-func (l *usageLAPI) addBouncer(name string) string {
-	l.t.Helper()
-	key, err := lapi.GenerateAPIKey()
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	if _, err := l.st.CreateBouncer(context.Background(), store.Bouncer{Name: name, APIKeyHash: lapi.HashAPIKey(key)}); err != nil {
-		l.t.Fatalf("creating bouncer: %v", err)
-	}
-	return key
+	return &usageLAPI{LAPI: lapitest.Start(t, dbPath, addr), t: t}
 }
 
 func (l *usageLAPI) ban(values ...string) {
@@ -182,7 +121,7 @@ func (l *usageLAPI) ban(values ...string) {
 			Scope: "Ip", Value: v, Origin: "cscli", Range: r})
 	}
 	a := &models.Alert{Scenario: "test/usage", Source: &models.Source{Scope: "Ip", Value: values[0]}}
-	if _, err := l.st.CreateAlerts(context.Background(), []store.NewAlert{{Alert: a, UUID: "a-" + values[0], StartAt: now, StopAt: now, Decisions: ds}}); err != nil {
+	if _, err := l.Store.CreateAlerts(context.Background(), []store.NewAlert{{Alert: a, UUID: "a-" + values[0], StartAt: now, StopAt: now, Decisions: ds}}); err != nil {
 		l.t.Fatalf("storing bans: %v", err)
 	}
 }
@@ -190,7 +129,7 @@ func (l *usageLAPI) ban(values ...string) {
 // reports reads back what the bouncer pushed: the raw windows and their sum.
 func (l *usageLAPI) reports(name string) ([]models.RemediationComponentUsage, *usage.Component) {
 	l.t.Helper()
-	rs, err := l.st.UsageReports(context.Background(), "remediation_component", name)
+	rs, err := l.Store.UsageReports(context.Background(), "remediation_component", name)
 	if err != nil {
 		l.t.Fatalf("reading usage reports: %v", err)
 	}
@@ -240,10 +179,10 @@ func newUsageLab(t *testing.T, subnet int, interval time.Duration) *usageLab {
 	t.Cleanup(func() { fw.Close() })
 	ln := ns.Listen(t, ns.Defender, net.JoinHostPort(ns.DefIP4.String(), "0"))
 	l := startUsageLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
-	key := l.addBouncer(usageBouncer)
+	key := l.AddBouncer(usageBouncer)
 	// The attacker, a second IPv4 and an IPv6 address nobody uses.
 	l.ban(ns.AttIP4.String(), "192.0.2.10", "2001:db8:ffff::99")
-	cfg, err := ParseConfig([]byte(fmt.Sprintf("mode = \"nftables\"\napi_key = %q\napi_url = \"http://%s/\"\nupdate_frequency = \"100ms\"\nlong_poll = false\nrequest_timeout = \"2s\"\n", key, l.addr)), "t")
+	cfg, err := ParseConfig([]byte(fmt.Sprintf("mode = \"nftables\"\napi_key = %q\napi_url = \"http://%s/\"\nupdate_frequency = \"100ms\"\nlong_poll = false\nrequest_timeout = \"2s\"\n", key, l.Addr)), "t")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,8 +303,8 @@ func TestUsageMetricsPushed(t *testing.T) {
 	// A LAPI outage: reports fail, the baseline stays, and the first report
 	// after it carries everything dropped meanwhile.
 	failedBefore := lab.b.usage.failed.Load()
-	addr, db := lab.lapi.addr, lab.lapi.dbPath
-	lab.lapi.stop()
+	addr, db := lab.lapi.Addr, lab.lapi.DBPath
+	lab.lapi.Stop()
 	lab.knock(5)
 	if !nstest.Eventually(5*time.Second, func() bool { return lab.b.usage.failed.Load() >= failedBefore+2 }) {
 		t.Fatal("no report failed while the LAPI was down")

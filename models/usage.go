@@ -84,3 +84,18 @@ const (
 	UsageUnitPacket     = "packet"
 	UsageUnitLine       = "line"
 )
+
+// NewBaseUsage is one report of a component with a single window of
+// windowSeconds ending at now (Unix seconds).
+func NewBaseUsage(version string, os *UsageOS, startup, windowSeconds, now int64, items []*UsageItem) BaseUsage {
+	return BaseUsage{
+		Version:             version,
+		OS:                  os,
+		FeatureFlags:        []string{},
+		UtcStartupTimestamp: startup,
+		Metrics: []*UsageWindow{{
+			Meta:  UsageWindowMeta{WindowSizeSeconds: windowSeconds, UtcNowTimestamp: now},
+			Items: items,
+		}},
+	}
+}

@@ -53,6 +53,7 @@ type Agent struct {
 	pusher  *delivery.Pusher
 	runner  *runner.Agent
 	usage   *usagePusher // nil: usage metrics disabled
+	client  *apiclient.Client
 	log     *log.Entry
 }
 
@@ -104,6 +105,7 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
+	a.client = client
 	if a.pusher, err = delivery.New(delivery.Config{QueueDir: cfg.Crowdsec.AlertQueueDir, MaxQueueAlerts: cfg.Crowdsec.AlertQueueMaxAlerts},
 		client, log.WithField("component", "delivery")); err != nil {
 		return nil, err
@@ -246,6 +248,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	stopPusher()
 	wg.Wait()
+	a.client.CloseIdleConnections()
 	if perr != nil && !errors.Is(perr, context.Canceled) {
 		err = errors.Join(err, perr)
 	}

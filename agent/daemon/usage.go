@@ -145,16 +145,7 @@ func (u *usagePusher) push(ctx context.Context, timeout time.Duration) error {
 	}
 	window := max(now-u.prevAt, 0)
 	body := &models.UsageMetrics{LogProcessors: []*models.LogProcessorUsage{{
-		BaseUsage: models.BaseUsage{
-			Version:             u.version,
-			OS:                  &u.os,
-			FeatureFlags:        []string{},
-			UtcStartupTimestamp: u.startup,
-			Metrics: []*models.UsageWindow{{
-				Meta:  models.UsageWindowMeta{WindowSizeSeconds: window, UtcNowTimestamp: now},
-				Items: items,
-			}},
-		},
+		BaseUsage:   models.NewBaseUsage(u.version, &u.os, u.startup, window, now, items),
 		HubItems:    u.hubItems,
 		Datasources: u.datasources,
 	}}}

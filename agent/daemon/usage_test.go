@@ -15,13 +15,11 @@ import (
 	"time"
 
 	log "github.com/sirupsen/logrus"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rampart-ips/rampart/agent/runner"
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/csconfig"
-	"github.com/rampart-ips/rampart/lapi"
-	"github.com/rampart-ips/rampart/lapi/profiles"
+	"github.com/rampart-ips/rampart/internal/lapitest"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/lapi/usage"
 	"github.com/rampart-ips/rampart/models"
@@ -33,78 +31,25 @@ const (
 	waitLimit    = 15 * time.Second
 )
 
-// testLAPI is a real LAPI on loopback over a SQLite file.
+// testLAPI is a real LAPI on loopback over a SQLite file, with the test
+// machine registered.
 type testLAPI struct {
-	t      testing.TB
-	addr   string
-	store  *store.Store
-	cancel context.CancelFunc
-	done   chan struct{}
+	*lapitest.LAPI
+	t testing.TB
 }
 
-// startLAPI serves the database at dbPath on addr ("" = any port), with
-// the test machine registered and validated.
+// startLAPI serves the database at dbPath on addr ("" = any port).
 func startLAPI(t testing.TB, dbPath, addr string) *testLAPI {
 	t.Helper()
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	cfg := csconfig.Default()
-	cfg.DBConfig.DBPath = dbPath
-	cfg.API.Server.ListenURI = addr
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Config{Path: dbPath})
-	if err != nil {
-		cancel()
-		t.Fatalf("opening store: %v", err)
-	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.CreateMachine(ctx, store.Machine{MachineID: testMachine, PasswordHash: string(hash), IsValidated: true}, true); err != nil {
-		t.Fatalf("creating machine: %v", err)
-	}
-	srv, err := lapi.New(ctx, cfg, st, profiles.Default())
-	if err != nil {
-		cancel()
-		st.Close()
-		t.Fatalf("creating LAPI: %v", err)
-	}
-	ln, err := srv.Listen()
-	if err != nil {
-		cancel()
-		st.Close()
-		t.Fatalf("listening: %v", err)
-	}
-	l := &testLAPI{t: t, addr: ln.Addr().String(), store: st, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		if err := srv.Serve(ctx, ln, nil); err != nil {
-			t.Errorf("serving LAPI: %v", err)
-		}
-	}()
-	t.Cleanup(l.stop)
+	l := &testLAPI{LAPI: lapitest.Start(t, dbPath, addr), t: t}
+	l.AddMachine(testMachine, testPassword)
 	return l
-}
-
-func (l *testLAPI) url() string { return "http://" + l.addr + "/" }
-
-// stop shuts the LAPI down (idempotent).
-func (l *testLAPI) stop() {
-	if l.cancel == nil {
-		return
-	}
-	l.cancel()
-	<-l.done
-	l.store.Close()
-	l.cancel = nil
 }
 
 // reports returns the machine's stored usage reports and their summary.
 func (l *testLAPI) reports() ([]store.UsageReport, *usage.Component) {
 	l.t.Helper()
-	rs, err := l.store.UsageReports(context.Background(), "log_processor", testMachine)
+	rs, err := l.Store.UsageReports(context.Background(), "log_processor", testMachine)
 	if err != nil {
 		l.t.Fatalf("reading usage reports: %v", err)
 	}
@@ -194,7 +139,7 @@ func TestUsagePusherDeltas(t *testing.T) {
 	var stats fakeStats
 	hubItems := map[string][]models.UsageHubItem{"collections": {{Name: "rampart/sshd", Version: "0.1", Status: "official"}},
 		"parsers": {}, "scenarios": {}, "postoverflows": {}}
-	u := newUsagePusher(newTestClient(t, l.url()), time.Hour, false, stats.get, map[string]int{"file": 2}, hubItems,
+	u := newUsagePusher(newTestClient(t, l.URL()), time.Hour, false, stats.get, map[string]int{"file": 2}, hubItems,
 		time.Now(), testLogger(t))
 	ctx := context.Background()
 	const auth, nginx = "/var/log/auth.log", "/var/log/nginx/access.log"
@@ -246,8 +191,8 @@ func TestUsagePusherDeltas(t *testing.T) {
 	}
 
 	// LAPI down: the push fails and the baseline stays.
-	addr := l.addr
-	l.stop()
+	addr := l.Addr
+	l.Stop()
 	stats.add(auth, "syslog", 4, 0)
 	if err := u.push(ctx, time.Second); err == nil {
 		t.Fatal("push to a stopped LAPI succeeded")
@@ -287,8 +232,8 @@ func TestUsagePusherRun(t *testing.T) {
 	dbPath := filepath.Join(dir, "crowdsec.db")
 	// A LAPI that is not up yet: take an address, then stop listening.
 	l := startLAPI(t, dbPath, "")
-	addr, url := l.addr, l.url()
-	l.stop()
+	addr, url := l.Addr, l.URL()
+	l.Stop()
 	var stats fakeStats
 	stats.add("/var/log/auth.log", "syslog", 1, 1)
 
@@ -423,7 +368,7 @@ func TestAgentUsageMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	credPath := filepath.Join(dir, "etc", "local_api_credentials.toml")
-	if err := csconfig.WriteCredentials(credPath, &csconfig.Credentials{URL: l.url(), Login: testMachine, Password: testPassword}); err != nil {
+	if err := csconfig.WriteCredentials(credPath, &csconfig.Credentials{URL: l.URL(), Login: testMachine, Password: testPassword}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := csconfig.Default()
@@ -533,7 +478,7 @@ func TestAgentUsageMetrics(t *testing.T) {
 	if c.Version == "" || c.OS == "" {
 		t.Errorf("version %q os %q", c.Version, c.OS)
 	}
-	m, err := l.store.GetMachine(context.Background(), testMachine)
+	m, err := l.Store.GetMachine(context.Background(), testMachine)
 	if err != nil || m.OSName == "" {
 		t.Errorf("the LAPI did not record the machine's OS: %+v %v", m, err)
 	}
@@ -555,7 +500,7 @@ func TestAgentUsageMetricsReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	credPath := filepath.Join(dir, "creds.toml")
-	if err := csconfig.WriteCredentials(credPath, &csconfig.Credentials{URL: l.url(), Login: testMachine, Password: testPassword}); err != nil {
+	if err := csconfig.WriteCredentials(credPath, &csconfig.Credentials{URL: l.URL(), Login: testMachine, Password: testPassword}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := csconfig.Default()

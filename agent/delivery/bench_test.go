@@ -69,7 +69,7 @@ func BenchmarkPushParallel(b *testing.B) {
 // and the ack: the delay between an overflow and the LAPI knowing of it.
 func BenchmarkEndToEnd(b *testing.B) {
 	l := startLAPI(b, filepath.Join(b.TempDir(), "crowdsec.db"), "")
-	p, err := New(Config{QueueDir: b.TempDir(), HeartbeatInterval: -1}, newClient(b, l.url()), testLogger(b))
+	p, err := New(Config{QueueDir: b.TempDir(), HeartbeatInterval: -1}, newClient(b, l.URL()), testLogger(b))
 	if err != nil {
 		b.Fatal(err)
 	}

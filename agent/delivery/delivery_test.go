@@ -20,7 +20,7 @@ import (
 func TestDeliver(t *testing.T) {
 	l := startLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
 	dir := t.TempDir()
-	p := newPusher(t, fastConfig(dir), l.url())
+	p := newPusher(t, fastConfig(dir), l.URL())
 	reg := prometheus.NewRegistry()
 	if err := p.Metrics().Register(reg); err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestRestart(t *testing.T) {
 	}
 
 	l := startLAPI(t, db, addr)
-	p2 := newPusher(t, fastConfig(dir), l.url())
+	p2 := newPusher(t, fastConfig(dir), l.URL())
 	if q := p2.Stats().Queued; q != 12 {
 		t.Fatalf("queued after reopen: %d", q)
 	}
@@ -127,7 +127,7 @@ func TestRestart(t *testing.T) {
 	stop()
 	p2.Close()
 
-	p3 := newPusher(t, fastConfig(dir), l.url())
+	p3 := newPusher(t, fastConfig(dir), l.URL())
 	if q := p3.Stats().Queued; q != 0 {
 		t.Fatalf("queued after a clean restart: %d", q)
 	}
@@ -163,7 +163,7 @@ func TestTornTail(t *testing.T) {
 	f.Close()
 
 	l := startLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), addr)
-	p2 := newPusher(t, fastConfig(dir), l.url())
+	p2 := newPusher(t, fastConfig(dir), l.URL())
 	if q := p2.Stats().Queued; q != 4 {
 		t.Fatalf("queued after recovery: %d, want 4", q)
 	}
@@ -237,7 +237,7 @@ func TestBoundBytes(t *testing.T) {
 // nothing and duplicates nothing.
 func TestServerErrorThenOK(t *testing.T) {
 	l := startLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
-	fp := newFaultProxy(t, l.url())
+	fp := newFaultProxy(t, l.URL())
 	failures := 0
 	fp.setFail(func(r *http.Request) (int, string) {
 		if r.Method == http.MethodPost && r.URL.Path == "/v1/alerts" && failures < 4 {
@@ -262,7 +262,7 @@ func TestServerErrorThenOK(t *testing.T) {
 // LAPI (here a proxy) with a small body limit answers 413 to big batches.
 func TestBadAlerts(t *testing.T) {
 	l := startLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
-	fp := newFaultProxy(t, l.url())
+	fp := newFaultProxy(t, l.URL())
 	fp.setFail(func(r *http.Request) (int, string) {
 		if r.Method == http.MethodPost && r.ContentLength > 6000 {
 			return http.StatusRequestEntityTooLarge, `{"message":"request body too large"}`
@@ -308,7 +308,7 @@ func TestBadAlerts(t *testing.T) {
 // LAPI's database is broken), nothing is dropped.
 func TestServerDownDropsNothing(t *testing.T) {
 	l := startLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
-	fp := newFaultProxy(t, l.url())
+	fp := newFaultProxy(t, l.URL())
 	fp.setFail(func(r *http.Request) (int, string) {
 		if r.Method == http.MethodPost && r.URL.Path == "/v1/alerts" {
 			return 500, `{"message":"disk is full"}`
@@ -332,14 +332,14 @@ func TestRelogin(t *testing.T) {
 	t.Setenv("CS_LAPI_SECRET", strings.Repeat("a", 64))
 	db := filepath.Join(t.TempDir(), "crowdsec.db")
 	l := startLAPI(t, db, "")
-	addr := l.addr
-	fp := newFaultProxy(t, l.url())
+	addr := l.Addr
+	fp := newFaultProxy(t, l.URL())
 	p := newPusher(t, fastConfig(t.TempDir()), fp.url)
 	run(t, p)
 	pushAll(t, p, []string{"jwt-0"})
 	waitMessages(t, l, []string{"jwt-0"})
 
-	l.stop()
+	l.Stop()
 	t.Setenv("CS_LAPI_SECRET", strings.Repeat("b", 64))
 	l = startLAPI(t, db, addr)
 	pushAll(t, p, []string{"jwt-1"})
@@ -356,11 +356,11 @@ func TestHeartbeat(t *testing.T) {
 	l := startLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
 	cfg := fastConfig(t.TempDir())
 	cfg.HeartbeatInterval = 50 * time.Millisecond
-	p := newPusher(t, cfg, l.url())
+	p := newPusher(t, cfg, l.URL())
 	run(t, p)
 	var first time.Time
 	waitFor(t, "two heartbeats", func() bool {
-		m, err := l.store.GetMachine(context.Background(), testMachine)
+		m, err := l.Store.GetMachine(context.Background(), testMachine)
 		if err != nil || m.LastHeartbeat == nil {
 			return false
 		}
@@ -402,7 +402,7 @@ func TestSegmentsReclaimed(t *testing.T) {
 	dir := t.TempDir()
 	cfg := fastConfig(dir)
 	cfg.MaxQueueBytes = 64 << 10 // 8 KiB segments
-	p := newPusher(t, cfg, l.url())
+	p := newPusher(t, cfg, l.URL())
 	want := names("reclaim", 0, 40)
 	for _, m := range want {
 		a := alert(m)
@@ -475,7 +475,7 @@ func TestOddFiles(t *testing.T) {
 // without one are not observed.
 func TestTimeToDecision(t *testing.T) {
 	l := startLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
-	p := newPusher(t, fastConfig(t.TempDir()), l.url())
+	p := newPusher(t, fastConfig(t.TempDir()), l.URL())
 	reg := prometheus.NewRegistry()
 	if err := p.Metrics().Register(reg); err != nil {
 		t.Fatal(err)

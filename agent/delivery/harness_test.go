@@ -16,12 +16,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	log "github.com/sirupsen/logrus"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rampart-ips/rampart/apiclient"
-	"github.com/rampart-ips/rampart/csconfig"
-	"github.com/rampart-ips/rampart/lapi"
-	"github.com/rampart-ips/rampart/lapi/profiles"
+	"github.com/rampart-ips/rampart/internal/lapitest"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -32,13 +29,11 @@ const (
 	waitLimit    = 10 * time.Second
 )
 
-// testLAPI is a real LAPI on loopback over a SQLite file.
+// testLAPI is a real LAPI on loopback over a SQLite file, with the test
+// machine registered.
 type testLAPI struct {
-	t      testing.TB
-	addr   string // host:port
-	store  *store.Store
-	cancel context.CancelFunc
-	done   chan struct{}
+	*lapitest.LAPI
+	t testing.TB
 }
 
 // freeAddr returns a loopback address nothing listens on (yet).
@@ -53,69 +48,18 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-// startLAPI serves the database at dbPath on addr ("" = any port), with
-// the test machine registered and validated.
+// startLAPI serves the database at dbPath on addr ("" = any port).
 func startLAPI(t testing.TB, dbPath, addr string) *testLAPI {
 	t.Helper()
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	cfg := csconfig.Default()
-	cfg.DBConfig.DBPath = dbPath
-	cfg.API.Server.ListenURI = addr
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Config{Path: dbPath})
-	if err != nil {
-		cancel()
-		t.Fatalf("opening store: %v", err)
-	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.CreateMachine(ctx, store.Machine{MachineID: testMachine, PasswordHash: string(hash), IsValidated: true}, true); err != nil {
-		t.Fatalf("creating machine: %v", err)
-	}
-	srv, err := lapi.New(ctx, cfg, st, profiles.Default())
-	if err != nil {
-		cancel()
-		st.Close()
-		t.Fatalf("creating LAPI: %v", err)
-	}
-	ln, err := srv.Listen()
-	if err != nil {
-		cancel()
-		st.Close()
-		t.Fatalf("listening: %v", err)
-	}
-	l := &testLAPI{t: t, addr: ln.Addr().String(), store: st, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		if err := srv.Serve(ctx, ln, nil); err != nil {
-			t.Errorf("serving LAPI: %v", err)
-		}
-	}()
-	t.Cleanup(l.stop)
+	l := &testLAPI{LAPI: lapitest.Start(t, dbPath, addr), t: t}
+	l.AddMachine(testMachine, testPassword)
 	return l
-}
-
-func (l *testLAPI) url() string { return "http://" + l.addr + "/" }
-
-// stop shuts the LAPI down (idempotent).
-func (l *testLAPI) stop() {
-	if l.cancel == nil {
-		return
-	}
-	l.cancel()
-	<-l.done
-	l.store.Close()
-	l.cancel = nil
 }
 
 // messages lists the stored alerts' messages, sorted.
 func (l *testLAPI) messages() []string {
 	l.t.Helper()
-	alerts, err := l.store.QueryAlerts(context.Background(), store.AlertFilter{Limit: 0, IncludeCAPI: true}, time.Now())
+	alerts, err := l.Store.QueryAlerts(context.Background(), store.AlertFilter{Limit: 0, IncludeCAPI: true}, time.Now())
 	if err != nil {
 		l.t.Fatalf("querying alerts: %v", err)
 	}

@@ -1,0 +1,108 @@
+// Package lapitest runs a real LAPI on loopback over a SQLite file for the
+// tests of its clients (the agent's delivery and usage reports, the
+// bouncer). Stopping it and starting it again on the same address and file
+// is how those tests play a LAPI outage.
+package lapitest
+
+import (
+	"context"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/lapi"
+	"github.com/rampart-ips/rampart/lapi/profiles"
+	"github.com/rampart-ips/rampart/lapi/store"
+)
+
+// LAPI is one running server.
+type LAPI struct {
+	Addr   string // host:port it listens on
+	DBPath string
+	Store  *store.Store // the server's own store, for setup and read-back
+
+	t      testing.TB
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start serves the database at dbPath on addr ("" for any free port), with
+// the default profiles. It stops when the test ends.
+func Start(t testing.TB, dbPath, addr string) *LAPI {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	cfg := csconfig.Default()
+	cfg.DBConfig.DBPath = dbPath
+	cfg.API.Server.ListenURI = addr
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.Open(ctx, store.Config{Path: dbPath})
+	if err != nil {
+		cancel()
+		t.Fatalf("opening store: %v", err)
+	}
+	srv, err := lapi.New(ctx, cfg, st, profiles.Default())
+	if err != nil {
+		cancel()
+		st.Close()
+		t.Fatalf("creating LAPI: %v", err)
+	}
+	ln, err := srv.Listen()
+	if err != nil {
+		cancel()
+		st.Close()
+		t.Fatalf("listening: %v", err)
+	}
+	l := &LAPI{Addr: ln.Addr().String(), DBPath: dbPath, Store: st, t: t, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		if err := srv.Serve(ctx, ln, nil); err != nil {
+			t.Errorf("serving LAPI: %v", err)
+		}
+	}()
+	t.Cleanup(l.Stop)
+	return l
+}
+
+// URL is the server's base URL, as clients are configured with it.
+func (l *LAPI) URL() string { return "http://" + l.Addr + "/" }
+
+// Stop shuts the server down and closes its store; calling it again does
+// nothing.
+func (l *LAPI) Stop() {
+	if l.cancel == nil {
+		return
+	}
+	l.cancel()
+	<-l.done
+	l.Store.Close()
+	l.cancel = nil
+}
+
+// AddMachine registers a validated machine (an agent) with its password.
+func (l *LAPI) AddMachine(id, password string) {
+	l.t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	// The machine outlives restarts: it may exist already.
+	if err := l.Store.CreateMachine(context.Background(), store.Machine{MachineID: id, PasswordHash: string(hash), IsValidated: true}, true); err != nil {
+		l.t.Fatalf("creating machine: %v", err)
+	}
+}
+
+// AddBouncer registers a bouncer and returns its API key.
+func (l *LAPI) AddBouncer(name string) string {
+	l.t.Helper()
+	key, err := lapi.GenerateAPIKey()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if _, err := l.Store.CreateBouncer(context.Background(), store.Bouncer{Name: name, APIKeyHash: lapi.HashAPIKey(key)}); err != nil {
+		l.t.Fatalf("creating bouncer: %v", err)
+	}
+	return key
+}
