@@ -504,6 +504,18 @@ func BenchmarkTimeToBlock(b *testing.B) {
 		b.ReportMetric(float64(took[len(took)-1].Microseconds())/1000, "max-ms")
 		b.Logf("time to block over %d attacks: p50 %s, p99 %s, min %s, max %s", len(took), p50, p99, took[0], took[len(took)-1])
 	}
+	// The daemons' own view of the same attacks: log line to decision
+	// (agent + LAPI) and the bouncer's firewall updates.
+	mean := func(p promSamples, name string) float64 {
+		for _, m := range p[name].GetMetric() {
+			if h := m.GetHistogram(); h.GetSampleCount() > 0 {
+				return h.GetSampleSum() / float64(h.GetSampleCount()) * 1000
+			}
+		}
+		return 0
+	}
+	b.ReportMetric(mean(s.scrape("http://127.0.0.1:6060/metrics"), "rampart_time_to_decision_seconds"), "decision-mean-ms")
+	b.ReportMetric(mean(s.scrape("http://127.0.0.1:60601/metrics"), "fw_bouncer_apply_seconds"), "apply-mean-ms")
 }
 
 // A one-shot replay: `crowdsec -dsn file://... -type syslog -no-api` reads
