@@ -20,7 +20,8 @@ type engineCollector struct {
 	wlHits, wlOK                   *prometheus.Desc
 	created, poured, overflowed    *prometheus.Desc
 	underflowed, canceled, buckets *prometheus.Desc
-	delay                          *prometheus.Desc
+	delay, parseTime, pourTime     *prometheus.Desc
+	pourOK, pourKO                 *prometheus.Desc
 }
 
 func newEngineCollector(parsers *parser.Pipeline, engine *leakybucket.Engine) *engineCollector {
@@ -47,12 +48,16 @@ func newEngineCollector(parsers *parser.Pipeline, engine *leakybucket.Engine) *e
 		buckets:     d("cs_buckets", "Number of buckets that currently exist.", "name"),
 		delay: d("rampart_alert_delay_seconds",
 			"Delay from an overflow's last log line being read to its alert leaving the bucket engine."),
+		parseTime: d("cs_parsing_time_seconds", "Time spent parsing a line.", "type", "source"),
+		pourTime:  d("cs_bucket_pour_seconds", "Time spent pouring an event to buckets.", "type", "source"),
+		pourOK:    d("cs_bucket_pour_ok_total", "Events that reached at least one scenario's bucket."),
+		pourKO:    d("cs_bucket_pour_ko_total", "Events that reached no scenario's bucket."),
 	}
 }
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.parserHits, c.parserOK, c.parserKO, c.nodeHits, c.nodeOK, c.nodeKO,
-		c.wlHits, c.wlOK, c.created, c.poured, c.overflowed, c.underflowed, c.canceled, c.buckets, c.delay} {
+		c.wlHits, c.wlOK, c.created, c.poured, c.overflowed, c.underflowed, c.canceled, c.buckets, c.delay, c.parseTime, c.pourTime, c.pourOK, c.pourKO} {
 		ch <- d
 	}
 }
@@ -67,6 +72,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.parserHits, l.Hits, l.Source, l.Type)
 			counter(c.parserOK, l.OK, l.Source, l.Type)
 			counter(c.parserKO, l.Hits-l.OK, l.Source, l.Type)
+			ch <- constHistogram(c.parseTime, parser.ParseTimeBuckets(), l.Durations[:], l.DurationSum, l.Type, l.Source)
 		}
 		for _, n := range nodes {
 			if n.Hits > 0 {
@@ -99,14 +105,26 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	d := c.engine.AlertDelay()
-	bounds := leakybucket.DelayBuckets()
-	cum := map[float64]uint64{}
+	ch <- constHistogram(c.delay, d.Bounds, d.Counts, d.Sum)
+	var ok, ko int64
+	for _, p := range c.engine.SourcePourStats() {
+		ok, ko = ok+p.OK, ko+p.KO
+		ch <- constHistogram(c.pourTime, p.Time.Bounds, p.Time.Counts, p.Time.Sum, p.Type, p.Source)
+	}
+	counter(c.pourOK, ok)
+	counter(c.pourKO, ko)
+}
+
+// constHistogram turns per-bucket counts (not cumulative, one more than
+// bounds for beyond the last) into a Prometheus histogram.
+func constHistogram(desc *prometheus.Desc, bounds []float64, counts []uint64, sum float64, labels ...string) prometheus.Metric {
+	cum := make(map[float64]uint64, len(bounds))
 	var total uint64
-	for i, n := range d.Counts {
+	for i, n := range counts {
 		total += n
 		if i < len(bounds) {
 			cum[bounds[i]] = total
 		}
 	}
-	ch <- prometheus.MustNewConstHistogram(c.delay, total, d.Sum, cum)
+	return prometheus.MustNewConstHistogram(desc, total, sum, cum, labels...)
 }

@@ -113,6 +113,17 @@ func TestEngineMetrics(t *testing.T) {
 	if got := value("cs_parser_hits_ko_total", file); got != float64(lines-parsed) {
 		t.Errorf("cs_parser_hits_ko_total = %v, want %d", got, lines-parsed)
 	}
+	// every line timed once through the parser, every poured event once
+	// through the buckets (histogram sample counts)
+	if got := value("cs_parsing_time_seconds", file); got != float64(lines) {
+		t.Errorf("cs_parsing_time_seconds counts %v lines, want %d", got, lines)
+	}
+	if got := value("cs_bucket_pour_seconds", file); got != float64(poured) {
+		t.Errorf("cs_bucket_pour_seconds counts %v events, want %d", got, poured)
+	}
+	if ok, ko := value("cs_bucket_pour_ok_total", nil), value("cs_bucket_pour_ko_total", nil); ok+ko != float64(poured) || ok <= 0 {
+		t.Errorf("pour ok %v + ko %v, want %d events with some ok", ok, ko, poured)
+	}
 	sshd := map[string]string{"source": src, "type": "file", "name": "crowdsecurity/sshd-logs", "stage": "s01-parse"}
 	hits, ok, ko := value("cs_node_hits_total", sshd), value("cs_node_hits_ok_total", sshd), value("cs_node_hits_ko_total", sshd)
 	if hits <= 0 || ok <= 0 || ok+ko != hits {

@@ -289,7 +289,10 @@ func (e *Engine) Pour(evt *event.Event) []event.Event {
 // returned for it. Events must be poured in their input order, from one
 // goroutine, and not changed once poured (see Pour).
 func (e *Engine) PourPrepared(evt *event.Event, p Prepared) []event.Event {
-	return e.pour(evt, p, 0)
+	start := time.Now()
+	out := e.pour(evt, p, 0)
+	e.countPourTime(evt, len(p.hits) > 0, time.Since(start))
+	return out
 }
 
 // maxReprocessDepth bounds overflow re-pouring: a scenario matching its own

@@ -37,10 +37,11 @@ type engineStats struct {
 	srcs    map[pourKey]int
 	last    pourKey
 	lastIdx int
-	// mu guards poured, the list a scrape reads.
+	// mu guards poured and bySrc's length, the lists a scrape reads.
 	mu     sync.Mutex
 	poured []pouredCounter
-	delay  delayHistogram
+	bySrc  []*sourcePour // by source index
+	delay  *histogram
 }
 
 // DelayBuckets returns the upper bounds, in seconds, of the alert delay
@@ -48,33 +49,62 @@ type engineStats struct {
 // half a minute, for one that fell behind.
 func DelayBuckets() []float64 { return []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30} }
 
-// nDelayBuckets is len(DelayBuckets()).
-const nDelayBuckets = 10
+// PourTimeBuckets returns the upper bounds, in seconds, of the pour-time
+// histogram (cs_bucket_pour_seconds). Upstream's start at a millisecond,
+// where every Rampart pour would land in the first.
+func PourTimeBuckets() []float64 {
+	return []float64{5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 0.001, 0.0025, 0.005, 0.01}
+}
 
-// delayHistogram counts, per DelayBuckets() bound (and +Inf last), the
-// delays from an overflow's last line being read to its alert leaving the
-// engine.
-type delayHistogram struct {
+// histogram counts durations per bound (the last count is above every
+// bound) with atomics: written by the pouring goroutine, read by scrapes.
+type histogram struct {
 	bounds []float64
-	counts [nDelayBuckets + 1]atomic.Int64
+	counts []atomic.Int64
 	sumNs  atomic.Int64
 }
 
-func (h *delayHistogram) observe(d time.Duration) {
-	s := d.Seconds()
-	i := sort.SearchFloat64s(h.bounds, s)
+func newHistogram(bounds []float64) *histogram {
+	return &histogram{bounds: bounds, counts: make([]atomic.Int64, len(bounds)+1)}
+}
+
+func (h *histogram) observe(d time.Duration) {
+	i := sort.SearchFloat64s(h.bounds, d.Seconds())
 	h.counts[i].Add(1)
 	h.sumNs.Add(int64(d))
 }
 
-func newEngineStats(n int) *engineStats {
-	return &engineStats{scenarios: make([]scenarioCounters, n), srcs: map[pourKey]int{}, lastIdx: -1,
-		delay: delayHistogram{bounds: DelayBuckets()}}
+// HistogramStat is a histogram read at one moment: Counts[i] durations
+// were at most Bounds[i] (not cumulative; the last is above every bound).
+type HistogramStat struct {
+	Bounds []float64
+	Counts []uint64
+	Sum    float64 // seconds
 }
 
-// countPour counts evt poured into a scenario's bucket.
-func (e *Engine) countPour(scenario int, evt *event.Event) {
-	st := e.stats
+func (h *histogram) stat() HistogramStat {
+	st := HistogramStat{Bounds: h.bounds, Counts: make([]uint64, len(h.counts)), Sum: time.Duration(h.sumNs.Load()).Seconds()}
+	for i := range h.counts {
+		st.Counts[i] = uint64(h.counts[i].Load())
+	}
+	return st
+}
+
+// sourcePour is what the engine knows of one source's events: how long
+// pouring them took and how many reached a bucket (OK) or none (KO).
+type sourcePour struct {
+	key    pourKey
+	time   *histogram
+	ok, ko atomic.Int64
+}
+
+func newEngineStats(n int) *engineStats {
+	return &engineStats{scenarios: make([]scenarioCounters, n), srcs: map[pourKey]int{}, lastIdx: -1,
+		delay: newHistogram(DelayBuckets())}
+}
+
+// srcIndex returns the index of evt's (source, type), registering it.
+func (st *engineStats) srcIndex(evt *event.Event) int {
 	i := st.lastIdx
 	if i < 0 || st.last.src != evt.Line.Src || st.last.typ != evt.Line.Module {
 		k := pourKey{evt.Line.Src, evt.Line.Module}
@@ -82,9 +112,31 @@ func (e *Engine) countPour(scenario int, evt *event.Event) {
 		if i, ok = st.srcs[k]; !ok {
 			i = len(st.srcs)
 			st.srcs[k] = i
+			st.mu.Lock()
+			st.bySrc = append(st.bySrc, &sourcePour{key: k, time: newHistogram(PourTimeBuckets())})
+			st.mu.Unlock()
 		}
 		st.last, st.lastIdx = k, i
 	}
+	return i
+}
+
+// countPourTime records how long pouring evt took and whether any
+// scenario took it.
+func (e *Engine) countPourTime(evt *event.Event, poured bool, d time.Duration) {
+	sp := e.stats.bySrc[e.stats.srcIndex(evt)]
+	sp.time.observe(d)
+	if poured {
+		sp.ok.Add(1)
+	} else {
+		sp.ko.Add(1)
+	}
+}
+
+// countPour counts evt poured into a scenario's bucket.
+func (e *Engine) countPour(scenario int, evt *event.Event) {
+	st := e.stats
+	i := st.srcIndex(evt)
 	sc := &st.scenarios[scenario]
 	for len(sc.poured) <= i {
 		sc.poured = append(sc.poured, nil)
@@ -115,11 +167,25 @@ type ScenarioStat struct {
 	Poured                                            []PouredStat
 }
 
-// DelayStat is the alert delay histogram: Counts[i] delays were at most
-// DelayBuckets()[i] (not cumulative; the last is above every bound).
-type DelayStat struct {
-	Counts [nDelayBuckets + 1]uint64
-	Sum    float64 // seconds
+// SourcePourStat is one source's pour figures: the time each event took
+// to pour and how many reached a bucket (OK) or none (KO).
+type SourcePourStat struct {
+	Source, Type string
+	OK, KO       int64
+	Time         HistogramStat
+}
+
+// SourcePourStats returns them per source. Safe to call while events are
+// poured.
+func (e *Engine) SourcePourStats() []SourcePourStat {
+	e.stats.mu.Lock()
+	srcs := append([]*sourcePour(nil), e.stats.bySrc...)
+	e.stats.mu.Unlock()
+	out := make([]SourcePourStat, len(srcs))
+	for i, sp := range srcs {
+		out[i] = SourcePourStat{Source: sp.key.src, Type: sp.key.typ, OK: sp.ok.Load(), KO: sp.ko.Load(), Time: sp.time.stat()}
+	}
+	return out
 }
 
 // ScenarioStats returns every scenario's counters, in scenario order. Safe
@@ -142,14 +208,7 @@ func (e *Engine) ScenarioStats() []ScenarioStat {
 // AlertDelay returns the alert delay histogram. An overflow's delay runs
 // from its last event's Line.Time (when the line was read) to the moment
 // it leaves the engine; overflows without a line time are not counted.
-func (e *Engine) AlertDelay() DelayStat {
-	var d DelayStat
-	for i := range d.Counts {
-		d.Counts[i] = uint64(e.stats.delay.counts[i].Load())
-	}
-	d.Sum = time.Duration(e.stats.delay.sumNs.Load()).Seconds()
-	return d
-}
+func (e *Engine) AlertDelay() HistogramStat { return e.stats.delay.stat() }
 
 // addBucket and dropBucket keep the alive count in step with e.buckets;
 // every insertion and removal goes through them.

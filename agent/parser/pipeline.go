@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
@@ -396,6 +397,17 @@ func (p *Pipeline) Parse(evt *event.Event, obs Observer) (err error) {
 	}()
 	ls := env.lineStats(p, evt.Line.Src, evt.Line.Module)
 	ls.hits.Add(1)
+	start := time.Now()
+	err = p.parseStages(evt, obs, env)
+	ls.observe(time.Since(start))
+	if err == nil && evt.Process {
+		ls.ok.Add(1)
+	}
+	return err
+}
+
+// parseStages is Parse's work on one line, timed by Parse.
+func (p *Pipeline) parseStages(evt *event.Event, obs Observer, env *runEnv) error {
 	if p.maxLine > 0 && len(evt.Line.Raw) > p.maxLine {
 		if len(p.stages) > 0 {
 			evt.Stage = p.stages[0]
@@ -427,6 +439,5 @@ func (p *Pipeline) Parse(evt *event.Event, obs Observer) (err error) {
 		}
 	}
 	evt.Process = true
-	ls.ok.Add(1)
 	return nil
 }

@@ -3,8 +3,8 @@ package parser
 import (
 	"runtime"
 	"sort"
-
 	"sync/atomic"
+	"time"
 )
 
 // Parse runs on many goroutines at ~100k lines/s: shared counters would
@@ -25,10 +25,59 @@ const (
 // (file path...) and its acquisition module (type).
 type srcKey struct{ src, typ string }
 
+// ParseTimeBuckets are the upper bounds of the parse-time histogram
+// (cs_parsing_time_seconds). Upstream's start at 0.5 ms, where every line
+// Rampart parses would land in the first; these resolve microseconds.
+func ParseTimeBuckets() []float64 {
+	return []float64{5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 0.001, 0.0025, 0.005, 0.01}
+}
+
+// nParseBuckets is len(ParseTimeBuckets()).
+const nParseBuckets = 11
+
+// parseBucket is the index of the first ParseTimeBuckets bound ns fits
+// under (nParseBuckets: beyond the last), without a slice on the hot path.
+func parseBucket(ns int64) int {
+	switch {
+	case ns <= 5e3:
+		return 0
+	case ns <= 10e3:
+		return 1
+	case ns <= 25e3:
+		return 2
+	case ns <= 50e3:
+		return 3
+	case ns <= 100e3:
+		return 4
+	case ns <= 250e3:
+		return 5
+	case ns <= 500e3:
+		return 6
+	case ns <= 1e6:
+		return 7
+	case ns <= 2.5e6:
+		return 8
+	case ns <= 5e6:
+		return 9
+	case ns <= 10e6:
+		return 10
+	}
+	return nParseBuckets
+}
+
 // lineStats counts one source's lines and its nodes' hits in one shard.
 type lineStats struct {
 	hits, ok atomic.Int64
 	nodes    []atomic.Int64 // nodeCounters per node slot
+	// time to parse a line: per-bucket counts (the last is +Inf) and sum
+	dur    [nParseBuckets + 1]atomic.Int64
+	durSum atomic.Int64
+}
+
+// observe records one line's parse time.
+func (l *lineStats) observe(d time.Duration) {
+	l.dur[parseBucket(int64(d))].Add(1)
+	l.durSum.Add(int64(d))
 }
 
 // statShard is one runEnv's counters. Only the goroutine holding the
@@ -106,10 +155,14 @@ func (r *runEnv) count(n *node, c int) {
 }
 
 // LineStat counts the lines of one source (Type is the acquisition
-// module, as upstream's cs_parser_hits_total): those parsed (OK) and not.
+// module, as upstream's cs_parser_hits_total): those parsed (OK) and not,
+// and how long parsing took: Durations per ParseTimeBuckets bound (not
+// cumulative; one more for beyond the last), DurationSum in seconds.
 type LineStat struct {
 	Source, Type string
 	Hits, OK     int64
+	Durations    [nParseBuckets + 1]uint64
+	DurationSum  float64
 }
 
 // NodeStat counts one parser node's runs on one source's lines: Hits once
@@ -144,6 +197,10 @@ func (p *Pipeline) Stats() ([]LineStat, []NodeStat) {
 			// hit, so Hits-OK never goes negative.
 			l.OK += e.ok.Load()
 			l.Hits += e.hits.Load()
+			for i := range e.dur {
+				l.Durations[i] += uint64(e.dur[i].Load())
+			}
+			l.DurationSum += time.Duration(e.durSum.Load()).Seconds()
 			for slot := 0; slot < s.slots; slot++ {
 				c := e.nodes[slot*nodeCounters : (slot+1)*nodeCounters]
 				ok, wlok := c[cOK].Load(), c[cWLOK].Load()
