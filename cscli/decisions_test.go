@@ -12,12 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/csconfig"
-	"github.com/rampart-ips/rampart/lapi"
-	"github.com/rampart-ips/rampart/lapi/profiles"
+	"github.com/rampart-ips/rampart/internal/lapitest"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -40,53 +37,17 @@ func startLAPI(t testing.TB) *lapiEnv {
 	t.Helper()
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "crowdsec.db")
-	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Config{Path: dbPath})
-	if err != nil {
-		cancel()
-		t.Fatalf("opening store: %v", err)
-	}
-	cfg := csconfig.Default()
-	cfg.DBConfig.DBPath = dbPath
-	cfg.API.Server.ListenURI = "127.0.0.1:0"
-	srv, err := lapi.New(ctx, cfg, st, profiles.Default())
-	if err != nil {
-		cancel()
-		st.Close()
-		t.Fatalf("creating LAPI: %v", err)
-	}
-	ln, err := srv.Listen()
-	if err != nil {
-		cancel()
-		st.Close()
-		t.Fatalf("listening: %v", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ctx, ln, nil)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		st.Close()
-	})
-
-	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.CreateMachine(ctx, store.Machine{MachineID: testLogin, PasswordHash: string(hash), IsValidated: true}, false); err != nil {
-		t.Fatalf("creating machine: %v", err)
-	}
-	env := &lapiEnv{dir: dir, url: "http://" + ln.Addr().String() + "/", st: st}
+	l := lapitest.Start(t, dbPath, "")
+	l.AddMachine(testLogin, testPassword)
+	st := l.Store
+	env := &lapiEnv{dir: dir, url: l.URL(), st: st}
 	credPath := filepath.Join(dir, "local_api_credentials.toml")
 	if err := csconfig.WriteCredentials(credPath, &csconfig.Credentials{URL: env.url, Login: testLogin, Password: testPassword}); err != nil {
 		t.Fatal(err)
 	}
 	env.cfgPath = filepath.Join(dir, "config.toml")
 	conf := fmt.Sprintf("[db_config]\ndb_path = %q\n\n[api.client]\ncredentials_path = %q\n\n[api.server]\nlisten_uri = %q\n",
-		dbPath, credPath, ln.Addr().String())
+		dbPath, credPath, l.Addr)
 	if err := os.WriteFile(env.cfgPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
