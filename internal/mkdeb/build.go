@@ -129,6 +129,8 @@ func crowdsecInfo(o Options, scripts string) (*nfpm.Info, error) {
 		dir("/var/lib/crowdsec", 0o750),
 		dir("/var/lib/crowdsec/data", 0o750),
 		plain(filepath.Join(o.UnitDir, "crowdsec.service"), "/lib/systemd/system/crowdsec.service", 0o644),
+		// for the operator to import into Grafana; nothing reads it here
+		plain(filepath.Join(o.Root, "packaging", "grafana", "rampart.json"), "/usr/share/doc/crowdsec/grafana/rampart.json", 0o644),
 	}
 	hub, err := hubContents(filepath.Join(o.Root, "rules"), "/etc/crowdsec/hub")
 	if err != nil {

@@ -238,6 +238,7 @@ func TestPackages(t *testing.T) {
 			"/var/lib/crowdsec/data/":                                    "drwxr-x---",
 			"/lib/systemd/system/crowdsec.service":                       "-rw-r--r--",
 			"/etc/logrotate.d/crowdsec":                                  "-rw-r--r--",
+			"/usr/share/doc/crowdsec/grafana/rampart.json":               "-rw-r--r--",
 		})
 		for p, f := range files {
 			if strings.Contains(p, "/.tests") || strings.HasSuffix(p, ".go") {
@@ -269,6 +270,7 @@ func TestPackages(t *testing.T) {
 		checkScripts(t, control, "preinst", "postinst", "prerm", "postrm")
 		checkSameFile(t, deb, "/etc/crowdsec/config.toml", filepath.Join(repoRoot, "config", "config.toml"))
 		checkSameFile(t, deb, "/etc/crowdsec/hub/index.json", filepath.Join(repoRoot, "rules", "index.json"))
+		checkSameFile(t, deb, "/usr/share/doc/crowdsec/grafana/rampart.json", filepath.Join(repoRoot, "packaging", "grafana", "rampart.json"))
 		postinst := readFile(t, filepath.Join(control, "postinst"))
 		for _, s := range []string{"machines add --auto --force", "setup --help", "register_bouncer()", "bouncers add"} {
 			if !strings.Contains(postinst, s) {
