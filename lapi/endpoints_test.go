@@ -1772,6 +1772,8 @@ func TestUsageMetrics(t *testing.T) {
 		{"empty object", bh, map[string]any{}, 400},
 		{"bouncer sends log_processors", bh, map[string]any{"log_processors": []any{agentItem}}, 400},
 		{"agent sends remediation_components", jh, map[string]any{"remediation_components": []any{bouncerItem}}, 400},
+		// a report is kept a week: one of over 1 MiB is refused, not stored
+		{"oversized", bh, map[string]any{"remediation_components": []any{bouncerItem}, "padding": strings.Repeat("x", 1<<20)}, 413},
 	}
 	agentGz, _ := json.Marshal(map[string]any{"log_processors": []any{agentItem}})
 	for _, c := range cases {

@@ -32,6 +32,9 @@ import (
 const (
 	unauthBodyLimit = 2 << 20
 	authBodyLimit   = 50 << 20
+	// A usage report is a few hundred items at most (a few KiB); anything
+	// near this is a client gone wrong, and each report is kept a week.
+	usageBodyLimit = 1 << 20
 )
 
 // Server is the LAPI.
@@ -48,6 +51,7 @@ type Server struct {
 	tlsAuth    *tlsAuth
 	now        func() time.Time
 	metrics    atomic.Pointer[lapiMetrics] // nil until RegisterMetrics
+	usage      usageCache
 }
 
 // New builds a server over an open store.

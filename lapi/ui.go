@@ -163,20 +163,19 @@ func (s *Server) uiSummary(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// uiBouncers lists the bouncers with the traffic they reported dropping.
-// Reading every report on each refresh is affordable: retention keeps a few
-// hundred per component.
+// uiBouncers lists the bouncers with the traffic they reported dropping,
+// from the cached summaries of their usage reports.
 func (s *Server) uiBouncers(ctx context.Context) ([]uiBouncer, error) {
 	bs, err := s.store.UIBouncers(ctx, uiMaxBouncers)
 	if err != nil {
 		return nil, err
 	}
-	reports, err := s.store.UsageReports(ctx, "remediation_component", "")
+	comps, err := s.usageSummary(ctx, "remediation_component")
 	if err != nil {
 		return nil, err
 	}
 	byName := map[string]*usage.Component{}
-	for _, c := range usage.Summarize(reports) {
+	for _, c := range comps {
 		byName[c.Name] = c
 	}
 	out := make([]uiBouncer, len(bs))
@@ -192,12 +191,12 @@ func (s *Server) uiBouncers(ctx context.Context) ([]uiBouncer, error) {
 
 // uiAgents lists the machines that sent usage reports, with their sources.
 func (s *Server) uiAgents(ctx context.Context) ([]uiAgent, error) {
-	reports, err := s.store.UsageReports(ctx, "log_processor", "")
+	comps, err := s.usageSummary(ctx, "log_processor")
 	if err != nil {
 		return nil, err
 	}
-	comps := usage.Summarize(reports)
 	if len(comps) > uiMaxAgents {
+		comps = slices.Clone(comps) // the cached order stays by name
 		// Keep the agents that reported last: they are the ones running.
 		slices.SortStableFunc(comps, func(a, b *usage.Component) int { return b.LastReport.Compare(a.LastReport) })
 		comps = comps[:uiMaxAgents]

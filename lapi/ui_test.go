@@ -289,6 +289,13 @@ func TestUISummary(t *testing.T) {
 	if len(srcs) != len(want) || srcs[0] != want[0] || srcs[1] != want[1] {
 		t.Errorf("agent sources %+v, want %+v", srcs, want)
 	}
+
+	// The summaries are cached between refreshes, but a new report shows
+	// at the next one.
+	l.pushBouncerUsage(key, usageWindow(dropped(3, 180, nil)...))
+	if b := l.uiSummary().Bouncers[0]; b.DroppedPackets == nil || *b.DroppedPackets != 50 {
+		t.Errorf("fw1 after another report: %v packets dropped, want 50", deref(b.DroppedPackets))
+	}
 }
 
 func deref[T any](p *T) any {

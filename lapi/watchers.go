@@ -94,7 +94,7 @@ func (s *Server) heartbeat(c echo.Context) error {
 
 // usageMetrics is POST /v1/usage-metrics: checked for shape, stored.
 func (s *Server) usageMetrics(c echo.Context) error {
-	body, status, err := readBody(c, authBodyLimit)
+	body, status, err := readBody(c, usageBodyLimit)
 	if err != nil {
 		return jsonError(c, status, err.Error())
 	}
@@ -151,5 +151,6 @@ func (s *Server) usageMetrics(c echo.Context) error {
 	if err := s.store.StoreUsageMetrics(c.Request().Context(), kind, by, string(raw)); err != nil {
 		return s.storeError(c, err)
 	}
+	s.usage.invalidate()
 	return c.NoContent(http.StatusCreated)
 }

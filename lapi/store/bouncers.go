@@ -200,8 +200,15 @@ func (s *Store) PruneBouncers(ctx context.Context, before time.Time) ([]string, 
 // StoreUsageMetrics keeps a usage-metrics payload for cscli to show.
 func (s *Store) StoreUsageMetrics(ctx context.Context, kind, by, payload string) error {
 	return s.write(ctx, func(tx *wtx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO usage_metrics (generated_type, generated_by, received_at, payload) VALUES (?, ?, ?, ?)`,
-			kind, by, nowNS(), payload)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO usage_metrics (generated_type, generated_by, received_at, payload) VALUES (?, ?, ?, ?)`,
+			kind, by, nowNS(), payload); err != nil {
+			return err
+		}
+		// Beyond the newest MaxUsageReports of this component, the oldest
+		// go; the (type, by, received_at) index serves both queries.
+		_, err := tx.ExecContext(ctx, `DELETE FROM usage_metrics WHERE generated_type = ? AND generated_by = ? AND received_at <= (
+			SELECT received_at FROM usage_metrics WHERE generated_type = ? AND generated_by = ?
+			ORDER BY received_at DESC LIMIT 1 OFFSET ?)`, kind, by, kind, by, MaxUsageReports)
 		return err
 	})
 }

@@ -9,6 +9,12 @@ import (
 // UsageRetention is how long usage-metrics reports are kept.
 const UsageRetention = 7 * 24 * time.Hour
 
+// MaxUsageReports bounds the reports kept per component, whatever their
+// age: a week of one a minute, the shortest interval Rampart's components
+// allow. A client reporting faster loses its oldest windows, not the
+// LAPI's disk or the dashboard's time.
+const MaxUsageReports = 7 * 24 * 60
+
 // UsageReport is one stored usage-metrics item as a component pushed it.
 type UsageReport struct {
 	Kind       string // "remediation_component" or "log_processor"
