@@ -84,6 +84,12 @@ func nftInNS(t testing.TB) (*nftables.Backend, string) {
 		t.Skipf("ip netns add: %v %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	return nftIn(t, name), name
+}
+
+// nftIn builds a real nftables backend inside the existing namespace name.
+func nftIn(t testing.TB, name string) *nftables.Backend {
+	t.Helper()
 	h, err := netns.GetFromName(name)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +101,7 @@ func nftInNS(t testing.TB) (*nftables.Backend, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fw.Close() })
-	return fw, name
+	return fw
 }
 
 func ruleset(t *testing.T, ns string) string {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
-	"github.com/vishvananda/netns"
 
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/firewall"
@@ -166,17 +165,7 @@ func newUsageLab(t *testing.T, subnet int, interval time.Duration) *usageLab {
 	t.Helper()
 	nstest.Require(t, "nft")
 	ns := nstest.NewPair(t, subnet)
-	h, err := netns.GetFromName(ns.Defender)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	enabled := nftables.Family{Enabled: true}
-	fw, err := nftables.New(nftables.Config{IPv4: enabled, IPv6: enabled, NetNS: int(h)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fw.Close() })
+	fw := nftIn(t, ns.Defender)
 	ln := ns.Listen(t, ns.Defender, net.JoinHostPort(ns.DefIP4.String(), "0"))
 	l := startUsageLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
 	key := l.AddBouncer(usageBouncer)
