@@ -165,6 +165,23 @@ type APIServer struct {
 	LongPollMax                   Duration          `toml:"long_poll_max"`
 	TLS                           *TLS              `toml:"tls"`
 	AutoRegistration              *AutoRegistration `toml:"auto_registration"`
+	LoginLimit                    LoginLimit        `toml:"login_limit"`
+}
+
+// LoginLimit throttles failed machine logins, each of which costs a bcrypt
+// comparison: every client address (an IPv6 /64) and every machine name
+// has a bucket of Burst failures, regaining one each Refill. When a bucket
+// is empty the LAPI answers 429 without checking the password; the address
+// a machine last logged in from is not held back by failures on its name.
+type LoginLimit struct {
+	Enabled       *bool    `toml:"enabled"`
+	SourceBurst   int      `toml:"source_burst"`
+	SourceRefill  Duration `toml:"source_refill"`
+	MachineBurst  int      `toml:"machine_burst"`
+	MachineRefill Duration `toml:"machine_refill"`
+	// MaxTracked bounds the addresses and names remembered (each); past it
+	// the newcomers share one bucket.
+	MaxTracked int `toml:"max_tracked"`
 }
 
 // TLS configures HTTPS and client certificates.
@@ -252,6 +269,23 @@ func (c *Config) setDefaults() {
 	if c.API.Server.LongPollMax.Duration == 0 {
 		c.API.Server.LongPollMax.Duration = 60 * time.Second
 	}
+	if ll := &c.API.Server.LoginLimit; Bool(ll.Enabled, true) {
+		defInt := func(v *int, d int) {
+			if *v == 0 {
+				*v = d
+			}
+		}
+		defDur := func(v *Duration, d time.Duration) {
+			if v.Duration == 0 {
+				v.Duration = d
+			}
+		}
+		defInt(&ll.SourceBurst, 10)
+		defDur(&ll.SourceRefill, 10*time.Second)
+		defInt(&ll.MachineBurst, 20)
+		defDur(&ll.MachineRefill, 30*time.Second)
+		defInt(&ll.MaxTracked, 10000)
+	}
 	if c.API.Server.TLS != nil && c.API.Server.TLS.CacheExpiration.Duration == 0 {
 		c.API.Server.TLS.CacheExpiration.Duration = time.Hour
 	}
@@ -331,6 +365,14 @@ func (c *Config) validate() error {
 		case "", "NoClientCert", "RequestClientCert", "RequireAnyClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert":
 		default:
 			return fmt.Errorf("api.server.tls.client_verification %q is unknown", t.ClientVerification)
+		}
+	}
+	if ll := c.API.Server.LoginLimit; Bool(ll.Enabled, true) {
+		if ll.SourceBurst < 1 || ll.MachineBurst < 1 || ll.MaxTracked < 1 {
+			return fmt.Errorf("api.server.login_limit: source_burst, machine_burst and max_tracked must be at least 1 (set enabled = false to turn the limit off)")
+		}
+		if ll.SourceRefill.Duration <= 0 || ll.MachineRefill.Duration <= 0 {
+			return fmt.Errorf("api.server.login_limit: source_refill and machine_refill must be positive")
 		}
 	}
 	if d := c.Crowdsec.UsageMetricsInterval.Duration; d < 0 || (d > 0 && d < MinUsageMetricsInterval) {

@@ -48,3 +48,30 @@ func TestPrometheusLevel(t *testing.T) {
 		t.Errorf("unknown level: %v", err)
 	}
 }
+
+func TestLoginLimit(t *testing.T) {
+	c, err := Parse(nil, "test.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ll := c.API.Server.LoginLimit; ll.SourceBurst != 10 || ll.SourceRefill.Duration != 10*time.Second ||
+		ll.MachineBurst != 20 || ll.MachineRefill.Duration != 30*time.Second || ll.MaxTracked != 10000 {
+		t.Errorf("defaults: %+v", ll)
+	}
+	c, err = Parse([]byte("[api.server.login_limit]\nsource_burst = 3\nmachine_refill = \"1h\"\n"), "test.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ll := c.API.Server.LoginLimit; ll.SourceBurst != 3 || ll.MachineRefill.Duration != time.Hour || ll.MachineBurst != 20 {
+		t.Errorf("partial settings: %+v", ll)
+	}
+	if _, err := Parse([]byte("[api.server.login_limit]\nenabled = false\n"), "test.toml"); err != nil {
+		t.Errorf("disabled: %v", err)
+	}
+	for _, bad := range []string{"source_burst = -1", `machine_refill = "-1s"`, "max_tracked = -5"} {
+		_, err := Parse([]byte("[api.server.login_limit]\n"+bad+"\n"), "test.toml")
+		if err == nil || !strings.Contains(err.Error(), "api.server.login_limit") {
+			t.Errorf("%s: got %v, want a login_limit error", bad, err)
+		}
+	}
+}

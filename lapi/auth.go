@@ -2,15 +2,20 @@ package lapi
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +33,7 @@ import (
 const (
 	tokenLifetime  = time.Hour
 	ctxMachine     = "machine_id"
+	ctxMachineRow  = "machine_row" // *store.Machine, set with ctxMachine
 	ctxBouncer     = "bouncer"
 	jwtSecretKV    = "jwt_secret"
 	loginErrorText = "incorrect Username or Password"
@@ -57,37 +63,69 @@ func loadJWTKeys(ctx context.Context, st *store.Store) (*jwtKeys, error) {
 	return &jwtKeys{secret: []byte(v)}, nil
 }
 
-func (k *jwtKeys) issue(machineID string, now time.Time) (string, time.Time, error) {
+// machineClaims is what a machine's token says. Upstream's agents only
+// hand the token back, so the claims are Rampart's to choose: besides the
+// name ("id", as upstream), the token names the machine's row and a tag of
+// its credentials, so that it dies with them (deletion, a new password)
+// instead of passing to whoever holds the name next.
+type machineClaims struct {
+	Machine string `json:"id"`
+	RowID   int64  `json:"mid"`
+	Cred    string `json:"cred"`
+	OrigIat int64  `json:"orig_iat"`
+	jwt.RegisteredClaims
+}
+
+// credTag fingerprints the machine row and its credentials. It is keyed
+// with the JWT secret, so the token reveals nothing about the password
+// hash; the bcrypt salt changes it on every password change, and the row id
+// (never reused: AUTOINCREMENT) on every re-creation.
+func (k *jwtKeys) credTag(m *store.Machine) string {
+	mac := hmac.New(sha256.New, k.secret)
+	fmt.Fprintf(mac, "machine-credentials\x00%d\x00%s\x00%s", m.ID, m.AuthType, m.PasswordHash)
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:16])
+}
+
+func (k *jwtKeys) issue(m *store.Machine, now time.Time) (string, time.Time, error) {
 	exp := now.Add(tokenLifetime)
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"id": machineID, "exp": exp.Unix(), "orig_iat": now.Unix(),
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, machineClaims{
+		Machine: m.MachineID, RowID: m.ID, Cred: k.credTag(m), OrigIat: now.Unix(),
+		RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(exp)},
 	})
 	s, err := tok.SignedString(k.secret)
 	return s, exp, err
 }
 
-func (k *jwtKeys) verify(raw string) (string, error) {
-	tok, err := jwt.Parse(raw, func(t *jwt.Token) (any, error) { return k.secret, nil },
+// verify checks the token's signature and expiry and returns its claims.
+func (k *jwtKeys) verify(raw string) (*machineClaims, error) {
+	var claims machineClaims
+	_, err := jwt.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) { return k.secret, nil },
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired())
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	claims, ok := tok.Claims.(jwt.MapClaims)
-	if !ok {
-		return "", errors.New("invalid claims")
+	if claims.Machine == "" {
+		return nil, errors.New("token has no identity")
 	}
-	id, _ := claims["id"].(string)
-	if id == "" {
-		return "", errors.New("token has no identity")
-	}
-	return id, nil
+	return &claims, nil
+}
+
+// bound says whether the token was issued to m as it stands: the same row
+// and the same credentials.
+func (k *jwtKeys) bound(claims *machineClaims, m *store.Machine) bool {
+	return claims.RowID == m.ID && hmac.Equal([]byte(claims.Cred), []byte(k.credTag(m)))
 }
 
 func authError(c echo.Context, msg string) error {
 	return c.JSON(http.StatusUnauthorized, map[string]any{"code": http.StatusUnauthorized, "message": msg})
 }
 
-// jwtAuth checks the Bearer token (or the jwt cookie): signature and expiry.
+// jwtAuth checks the Bearer token (or the jwt cookie): signature, expiry,
+// and that the machine row it was issued to still exists with the same
+// credentials and is validated. The row is read on every request (one
+// indexed SELECT, as cheap as the name lookup it replaces): cscli changes
+// machines directly in the database, so a cache in this process could not
+// learn of a deletion.
 func (s *Server) jwtAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		raw := ""
@@ -102,20 +140,50 @@ func (s *Server) jwtAuth(next echo.HandlerFunc) echo.HandlerFunc {
 		if raw == "" {
 			return authError(c, "auth header is empty")
 		}
-		id, err := s.jwt.verify(raw)
+		claims, err := s.jwt.verify(raw)
 		if err != nil {
 			return authError(c, "Token is expired or invalid")
 		}
 		// Unlike upstream, a deleted machine loses access at once.
-		if _, err := s.store.GetMachine(c.Request().Context(), id); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return authError(c, "machine "+id+" does not exist")
-			}
+		m, err := s.store.GetMachine(c.Request().Context(), claims.Machine)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return s.storeError(c, err)
 		}
-		c.Set(ctxMachine, id)
+		if err != nil || !s.jwt.bound(claims, m) {
+			s.log.WithFields(log.Fields{"machine": claims.Machine, "ip": c.RealIP()}).Info("token refused: the machine was deleted or its credentials changed")
+			return authError(c, "Token is expired or invalid")
+		}
+		if !m.IsValidated {
+			return authError(c, fmt.Sprintf("machine %s not validated", m.MachineID))
+		}
+		c.Set(ctxMachine, m.MachineID)
+		c.Set(ctxMachineRow, m)
 		return next(c)
 	}
+}
+
+// dummyPasswordHash is compared against when the claimed machine has no
+// password, so that an unknown name costs the same bcrypt work as a wrong
+// password (bcrypt.DefaultCost, as cscli and registration hash). Nobody
+// knows its password, and matching it would not log anyone in.
+const dummyPasswordHash = "$2a$10$t1UowfHqZuBdbbnIT4L7/OPJegNqLnWZgwGk0nVB2jfQNSq0Q/3zW"
+
+// passwordMatches checks password against m's hash; an unknown machine
+// (nil) or a certificate one goes through the same comparison and fails.
+func passwordMatches(m *store.Machine, password string) bool {
+	hash := dummyPasswordHash
+	usable := m != nil && m.AuthType != "tls"
+	if usable {
+		hash = m.PasswordHash
+	}
+	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil && usable
+}
+
+// tooManyLogins is the answer once a login bucket is empty; it does not
+// say which one.
+func tooManyLogins(c echo.Context, wait time.Duration) error {
+	c.Response().Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	return c.JSON(http.StatusTooManyRequests, map[string]any{"code": http.StatusTooManyRequests, "message": "too many failed logins: retry later"})
 }
 
 // login implements POST /v1/watchers/login (password or certificate).
@@ -136,23 +204,27 @@ func (s *Server) login(c echo.Context) error {
 	if err := json.Unmarshal(body, &req); err != nil {
 		return authError(c, "missing: "+err.Error())
 	}
-	ip := s.clientAddr(c).String()
+	addr := s.clientAddr(c)
+	ip := addr.String()
 
-	var machineID string
+	var m *store.Machine
 	if cert := peerCert(c); cert != nil && s.tlsAuth != nil {
 		id, err := s.tlsAuth.identify(c, cert, s.tlsAuth.agentOU)
 		if err != nil {
 			s.log.WithError(err).Warn("agent certificate refused")
 			return authError(c, "access forbidden: "+err.Error())
 		}
-		machineID = id + "@" + ip
-		m, err := s.store.GetMachine(ctx, machineID)
+		machineID := id + "@" + ip
+		m, err = s.store.GetMachine(ctx, machineID)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			pw := make([]byte, 32)
 			_, _ = rand.Read(pw)
 			hash, _ := bcrypt.GenerateFromPassword([]byte(hex.EncodeToString(pw)), bcrypt.DefaultCost)
 			if err := s.store.CreateMachine(ctx, store.Machine{MachineID: machineID, PasswordHash: string(hash), IPAddress: ip, IsValidated: true, AuthType: "tls"}, false); err != nil {
+				return s.storeError(c, err)
+			}
+			if m, err = s.store.GetMachine(ctx, machineID); err != nil {
 				return s.storeError(c, err)
 			}
 		case err != nil:
@@ -171,40 +243,49 @@ func (s *Server) login(c echo.Context) error {
 		if len(problems) > 0 {
 			return authError(c, "validation failure list:\n"+strings.Join(problems, "\n"))
 		}
-		machineID = *req.MachineID
-		m, err := s.store.GetMachine(ctx, machineID)
+		machineID := *req.MachineID
+		m, err = s.store.GetMachine(ctx, machineID)
 		if errors.Is(err, store.ErrNotFound) {
-			return authError(c, "ent: machine not found")
-		}
-		if err != nil {
+			m = nil
+		} else if err != nil {
 			return s.storeError(c, err)
 		}
-		if m.AuthType == "tls" {
-			return authError(c, "machine uses certificate authentication")
+		now := s.now()
+		known := m != nil && m.IPAddress != "" && m.IPAddress == ip
+		attempt, wait := s.logins.reserve(addr, machineID, known, now)
+		if wait > 0 {
+			s.log.WithFields(log.Fields{"machine": machineID, "ip": ip}).Debug("login refused: too many failed logins")
+			return tooManyLogins(c, wait)
 		}
-		if bcrypt.CompareHashAndPassword([]byte(m.PasswordHash), []byte(*req.Password)) != nil {
+		// An unknown name, a certificate machine and a wrong password get
+		// the same answer after the same work: the name's existence is not
+		// for strangers to learn.
+		if !passwordMatches(m, *req.Password) {
+			s.log.WithFields(log.Fields{"machine": machineID, "ip": ip}).Info("login failed: incorrect username or password")
 			return authError(c, loginErrorText)
 		}
 		if !m.IsValidated {
 			return authError(c, fmt.Sprintf("machine %s not validated", machineID))
 		}
+		s.logins.succeeded(attempt)
 	}
-	if err := s.store.MachineLoggedIn(ctx, machineID, ip, version, req.Scenarios); err != nil {
+	if err := s.store.MachineLoggedIn(ctx, m.MachineID, ip, version, req.Scenarios); err != nil {
 		s.log.WithError(err).Warn("recording login")
 	}
-	return s.issueToken(c, machineID)
+	return s.issueToken(c, m)
 }
 
-func (s *Server) issueToken(c echo.Context, machineID string) error {
-	tok, exp, err := s.jwt.issue(machineID, s.now())
+func (s *Server) issueToken(c echo.Context, m *store.Machine) error {
+	tok, exp, err := s.jwt.issue(m, s.now())
 	if err != nil {
 		return c.JSON(http.StatusInternalServerError, map[string]any{"code": 500, "message": "signing token: " + err.Error()})
 	}
 	return c.JSON(http.StatusOK, models.WatcherAuthResponse{Code: http.StatusOK, Expire: exp.Local().Format(time.RFC3339), Token: tok})
 }
 
+// refreshToken issues a new token to the machine jwtAuth just checked.
 func (s *Server) refreshToken(c echo.Context) error {
-	return s.issueToken(c, c.Get(ctxMachine).(string))
+	return s.issueToken(c, c.Get(ctxMachineRow).(*store.Machine))
 }
 
 // HashAPIKey is how bouncer keys are stored: lowercase SHA-512 hex.

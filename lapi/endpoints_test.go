@@ -522,7 +522,7 @@ func TestLogin(t *testing.T) {
 		{"bad password", testUA, map[string]any{"machine_id": "m1", "password": "nope"}, "incorrect Username or Password"},
 		{"user agent without slash", "crowdsec", map[string]any{"machine_id": "m1", "password": "good-password"}, "incorrect Username or Password"},
 		{"user agent with two slashes", "crowdsec/v1/linux", map[string]any{"machine_id": "m1", "password": "good-password"}, "incorrect Username or Password"},
-		{"unknown machine", testUA, map[string]any{"machine_id": "ghost", "password": "x"}, "ent: machine not found"},
+		{"unknown machine", testUA, map[string]any{"machine_id": "ghost", "password": "x"}, "incorrect Username or Password"},
 		{"missing password", testUA, map[string]any{"machine_id": "m1"}, "validation failure list:\npassword in body is required"},
 		{"bad json", testUA, []byte(`{"machine_id":`), ""},
 	}
@@ -605,10 +605,21 @@ func TestJWT(t *testing.T) {
 	for name, h := range bad {
 		expectAuth401(t, name, hb(h), "")
 	}
-	// a freshly signed valid token with the stored secret works (sanity of the forgery helper)
-	if r := hb(hdr("Authorization", "Bearer "+sign(jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"id": testMachine, "exp": now.Add(time.Hour).Unix()}))); r.Status != 200 {
+	// a freshly signed valid token with the stored secret works (sanity of
+	// the forgery helper); without the binding to the machine row, as
+	// earlier versions issued it, it is refused and the agent logs in again
+	m, err := l.Store.GetMachine(context.Background(), testMachine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := jwt.MapClaims{"id": testMachine, "mid": m.ID, "cred": l.Server.jwt.credTag(m), "exp": now.Add(time.Hour).Unix()}
+	if r := hb(hdr("Authorization", "Bearer "+sign(jwt.SigningMethodHS256, []byte(secret), bound))); r.Status != 200 {
 		t.Errorf("valid forged token refused: %s", r)
 	}
+	expectAuth401(t, "token naming the machine only", hb(hdr("Authorization", "Bearer "+sign(jwt.SigningMethodHS256, []byte(secret),
+		jwt.MapClaims{"id": testMachine, "exp": now.Add(time.Hour).Unix()}))), "Token is expired or invalid")
+	bound["mid"] = m.ID + 1
+	expectAuth401(t, "token naming another row", hb(hdr("Authorization", "Bearer "+sign(jwt.SigningMethodHS256, []byte(secret), bound))), "Token is expired or invalid")
 
 	// The secret is persisted: a restarted LAPI on the same database keeps
 	// accepting the token.
@@ -1724,7 +1735,7 @@ func TestHeartbeatAndDeleteSelf(t *testing.T) {
 	}
 	// and it can no longer log in
 	expectAuth401(t, "login after delete", l.send("POST", "/v1/watchers/login", hdr("User-Agent", testUA),
-		map[string]any{"machine_id": testMachine, "password": testPassword}), "ent: machine not found")
+		map[string]any{"machine_id": testMachine, "password": testPassword}), "incorrect Username or Password")
 	expectAuth401(t, "delete self without token", l.send("DELETE", "/v1/watchers/self", nil, nil), "")
 }
 

@@ -49,6 +49,7 @@ type Server struct {
 	trusted    []netip.Prefix
 	autoRanges []netip.Prefix
 	tlsAuth    *tlsAuth
+	logins     *loginLimiter // nil when api.server.login_limit is off
 	now        func() time.Time
 	metrics    atomic.Pointer[lapiMetrics] // nil until RegisterMetrics
 	usage      usageCache
@@ -77,6 +78,7 @@ func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profi
 			return nil, err
 		}
 	}
+	s.logins = newLoginLimiter(cfg.API.Server.LoginLimit)
 	s.allow = newAllowChecker(st, csconfig.Bool(cfg.API.Server.AllowlistHostAddresses, true))
 	s.echo = s.routes()
 	return s, nil
