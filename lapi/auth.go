@@ -150,7 +150,7 @@ func (s *Server) jwtAuth(next echo.HandlerFunc) echo.HandlerFunc {
 			return s.storeError(c, err)
 		}
 		if err != nil || !s.jwt.bound(claims, m) {
-			s.log.WithFields(log.Fields{"machine": claims.Machine, "ip": c.RealIP()}).Info("token refused: the machine was deleted or its credentials changed")
+			s.log.WithFields(log.Fields{"machine": claims.Machine, "ip": c.RealIP()}).Info("token refused: its machine was deleted or re-created, its password changed, or the token predates binding tokens to machines")
 			return authError(c, "Token is expired or invalid")
 		}
 		if !m.IsValidated {

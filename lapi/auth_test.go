@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -320,5 +321,24 @@ func BenchmarkLoginFailure(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkTokenCheck is an authenticated request that does little else
+// (GET /v1/allowlists with none), served in process: the cost of checking
+// a token against the machine's row on every request.
+func BenchmarkTokenCheck(b *testing.B) {
+	l := startLAPI(&testing.T{}, nil)
+	defer l.Stop()
+	tok := l.login()
+	h := l.Server.Handler()
+	for b.Loop() {
+		req := httptest.NewRequest("GET", "/v1/allowlists", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d", rec.Code)
+		}
 	}
 }
