@@ -44,9 +44,15 @@ func main() {
 	bouncers := flag.Int("bouncers", 500, "concurrent bouncers in the pull test")
 	pullFor := flag.Duration("pull-for", 60*time.Second, "how long the bouncers pull")
 	ingestFor := flag.Duration("ingest-for", 10*time.Second, "how long alerts are pushed")
-	only := flag.String("only", "import,stream,ingest,pull", "which measurements to run")
+	only := flag.String("only", "import,stream,ingest,pull", "which measurements to run (load: bench-load)")
+	loadRate := flag.Int("load-rate", 5000, "alerts per second pushed during the load test")
+	loadFor := flag.Duration("load-for", 60*time.Second, "how long the load test pushes alerts")
 	flag.Parse()
 	if err := run(*bin, *n, *bouncers, *pullFor, *ingestFor, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "lapibench:", err)
+		os.Exit(1)
+	}
+	if err := runLoad(*bin, *bouncers, *loadRate, *loadFor, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "lapibench:", err)
 		os.Exit(1)
 	}
@@ -97,6 +103,20 @@ func run(bin string, n, bouncers int, pullFor, ingestFor time.Duration, only str
 		}
 	}
 	return nil
+}
+
+// runLoad runs the load measurement when asked for.
+func runLoad(bin string, bouncers, rate int, d time.Duration, only string) error {
+	if !strings.Contains(","+only+",", ",load,") {
+		return nil
+	}
+	bin, _ = filepath.Abs(bin)
+	e, err := start(bin, bouncers)
+	if err != nil {
+		return err
+	}
+	defer e.stop()
+	return benchLoad(e, bouncers, rate, d)
 }
 
 func hostname() string { h, _ := os.Hostname(); return h }

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rampart-ips/rampart/internal/procstat"
+	"github.com/rampart-ips/rampart/models"
+)
+
+// loadSample is every how many alerts one carries a marker address whose
+// arrival the measuring bouncers time.
+const loadSample = 100
+
+// benchLoad runs n bouncers long-polling the stream (wait=30s, as
+// Rampart's bouncer does) while alerts are pushed at rate per second for d,
+// in batches of 50 from 4 agents. It reports failed requests (target 0),
+// the time from a sampled alert's 201 to its decision reaching a measuring
+// bouncer (p50/p99/max), and the LAPI's RSS. The load stops at d; bouncers
+// get 30 s more to drain.
+func benchLoad(e *env, n, rate int, d time.Duration) error {
+	keys := e.keys()
+	token, err := login(e.url)
+	if err != nil {
+		return err
+	}
+	pid := e.cmd.Process.Pid
+	_ = procstat.ResetPeak(pid)
+	rssBefore := procstat.KB(pid, "VmRSS")
+
+	var (
+		acked      sync.Map // marker value -> time its alert was acknowledged
+		errs       atomic.Int64
+		firstErr   atomic.Value
+		pushed     atomic.Int64
+		mu         sync.Mutex
+		lat        []time.Duration
+		deliveries atomic.Int64
+	)
+	fail := func(err error) {
+		errs.Add(1)
+		firstErr.CompareAndSwap(nil, err.Error())
+	}
+	start := time.Now()
+	loadEnd := start.Add(d)
+	var drainEnd atomic.Value // set when the agents stop: 30 s more
+	drainEnd.Store(loadEnd.Add(time.Hour))
+	const measuring = 20 // bouncers that parse bodies for markers
+	var wantMarkers atomic.Int64
+
+	// Bouncers: one startup pull, then long-polls until the drain ends.
+	transport := &http.Transport{MaxIdleConnsPerHost: n + 16}
+	client := &http.Client{Transport: transport, Timeout: 45 * time.Second}
+	pull := func(key string, startup bool) ([]byte, error) {
+		u := e.url + "v1/decisions/stream?additional_pull=false&community_pull=false"
+		if startup {
+			u += "&startup=true"
+		} else {
+			u += "&wait=30s"
+		}
+		req, _ := http.NewRequest("GET", u, nil)
+		req.Header.Set("X-Api-Key", key)
+		req.Header.Set("User-Agent", "crowdsec-firewall-bouncer/v0.0.31")
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != 200 {
+			err = fmt.Errorf("stream: status %d", resp.StatusCode)
+		}
+		return b, err
+	}
+	var bwg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		bwg.Add(1)
+		go func(key string, measure bool) {
+			defer bwg.Done()
+			seen := 0
+			for first := true; time.Now().Before(drainEnd.Load().(time.Time)); first = false {
+				body, err := pull(key, first)
+				if err != nil {
+					fail(err)
+					time.Sleep(time.Second)
+					continue
+				}
+				if !measure {
+					continue
+				}
+				now := time.Now()
+				var sr models.StreamResponse
+				if err := json.Unmarshal(body, &sr); err != nil {
+					fail(fmt.Errorf("stream body: %w", err))
+					continue
+				}
+				for _, dd := range sr.New {
+					if at, ok := acked.Load(dd.Value); ok {
+						mu.Lock()
+						lat = append(lat, now.Sub(at.(time.Time)))
+						mu.Unlock()
+						seen++
+						deliveries.Add(1)
+					}
+				}
+				if time.Now().After(loadEnd) && int64(seen) >= wantMarkers.Load() && drainEnd.Load().(time.Time).Before(loadEnd.Add(time.Hour)) {
+					return
+				}
+			}
+		}(keys[i], i < measuring)
+	}
+
+	// Agents: batches of 50, paced to rate alerts per second in all.
+	const agents, batch = 4, 50
+	interval := time.Duration(float64(time.Second) * batch * agents / float64(rate))
+	var seq atomic.Int64
+	var awg sync.WaitGroup
+	for w := 0; w < agents; w++ {
+		awg.Add(1)
+		go func(w int) {
+			defer awg.Done()
+			hc := &http.Client{Timeout: 30 * time.Second}
+			next := start.Add(time.Duration(w) * interval / agents)
+			// Behind schedule, an agent sends at once; it never sends past
+			// the end, so the rate reported is what the LAPI took.
+			for time.Now().Before(loadEnd) {
+				time.Sleep(time.Until(next))
+				next = next.Add(interval)
+				alerts := make([]*models.Alert, batch)
+				var markers []string
+				now := time.Now().UTC().Format(time.RFC3339Nano)
+				for i := range alerts {
+					k := seq.Add(1)
+					ip := fmt.Sprintf("172.%d.%d.%d", 16+k>>16&15, k>>8&255, k&255)
+					if k%loadSample == 0 {
+						ip = fmt.Sprintf("100.%d.%d.%d", 64+k>>16&63, k>>8&255, k&255)
+						markers = append(markers, ip)
+					}
+					alerts[i] = &models.Alert{Scenario: "crowdsecurity/ssh-bf", ScenarioHash: "h", ScenarioVersion: "0.1",
+						Message: "Ip " + ip + " performed crowdsecurity/ssh-bf", EventsCount: 6, StartAt: now, StopAt: now, Capacity: 5,
+						Leakspeed: "10s", Remediation: true, Kind: "crowdsec", Source: &models.Source{Scope: "Ip", Value: ip, IP: ip},
+						Events: []*models.Event{{Timestamp: now, Meta: []models.Meta{{Key: "source_ip", Value: ip}}}}}
+				}
+				data, _ := json.Marshal(alerts)
+				req, _ := http.NewRequest("POST", e.url+"v1/alerts", bytes.NewReader(data))
+				req.Header.Set("Authorization", "Bearer "+token)
+				req.Header.Set("User-Agent", "crowdsec/v1.7.8-bench-linux")
+				resp, err := hc.Do(req)
+				if err != nil {
+					fail(err)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 201 {
+					fail(fmt.Errorf("push: status %d", resp.StatusCode))
+					continue
+				}
+				at := time.Now()
+				for _, m := range markers {
+					acked.Store(m, at)
+				}
+				wantMarkers.Add(int64(len(markers)))
+				pushed.Add(batch)
+			}
+		}(w)
+	}
+	awg.Wait()
+	pushTook := time.Since(start)
+	drainEnd.Store(time.Now().Add(30 * time.Second))
+	bwg.Wait()
+	rss, peak := procstat.KB(pid, "VmRSS"), procstat.KB(pid, "VmHWM")
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
+	}
+	want := wantMarkers.Load() * measuring
+	fmt.Printf("load: %d bouncers long-polling + %d alerts/s asked for %s: %d alerts pushed (%.0f/s), %d failed requests (target 0)\n",
+		n, rate, d, pushed.Load(), float64(pushed.Load())/pushTook.Seconds(), errs.Load())
+	fmt.Printf("load: alert 201 -> decision at a bouncer (%d of %d sampled deliveries): p50 %s, p99 %s, max %s; LAPI RSS %.1f MB before, %.1f MB after, peak %.1f MB\n",
+		deliveries.Load(), want, pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), pct(1).Round(time.Millisecond),
+		float64(rssBefore)/1024, float64(rss)/1024, float64(peak)/1024)
+	if errs.Load() > 0 {
+		return fmt.Errorf("%d requests failed (first: %v)", errs.Load(), firstErr.Load())
+	}
+	if deliveries.Load() < want {
+		return fmt.Errorf("%d sampled decisions never reached their bouncer", want-deliveries.Load())
+	}
+	return nil
+}
