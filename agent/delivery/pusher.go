@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/apiclient"
+	"github.com/rampart-ips/rampart/internal/backoff"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -424,7 +424,7 @@ func (p *Pusher) Run(ctx context.Context) error {
 	if p.cfg.HeartbeatInterval > 0 {
 		wg.Go(func() { p.heartbeat(ctx) })
 	}
-	l := &loop{p: p, backoff: p.cfg.RetryMin, moved: map[string]uint64{}}
+	l := &loop{p: p, backoff: backoff.Backoff{Min: p.cfg.RetryMin, Max: p.cfg.RetryMax}, moved: map[string]uint64{}}
 	return l.run(ctx)
 }
 
@@ -462,7 +462,7 @@ func (p *Pusher) heartbeat(ctx context.Context) {
 // loop is the delivery loop's state, owned by Run's goroutine.
 type loop struct {
 	p       *Pusher
-	backoff time.Duration
+	backoff backoff.Backoff // jittered, so agents do not hit a recovering LAPI in lockstep
 
 	down       bool      // the last push failed
 	downSince  time.Time // when the outage began
@@ -506,7 +506,7 @@ func (l *loop) run(ctx context.Context) error {
 				return nil
 			case <-p.wake:
 			}
-			if p.cfg.FlushInterval > 0 && !sleepCtx(ctx, p.cfg.FlushInterval) {
+			if p.cfg.FlushInterval > 0 && !backoff.Sleep(ctx, p.cfg.FlushInterval) {
 				return nil
 			}
 			continue
@@ -514,7 +514,7 @@ func (l *loop) run(ctx context.Context) error {
 		err = l.deliver(ctx, recs)
 		p.updateQueued()
 		if err == nil {
-			l.backoff = p.cfg.RetryMin
+			l.backoff.Reset()
 			continue
 		}
 		if ctx.Err() != nil {
@@ -524,10 +524,9 @@ func (l *loop) run(ctx context.Context) error {
 		// While the LAPI cannot take them, alerts kept in memory are
 		// better on disk, if it has room again.
 		p.spill()
-		if !sleepCtx(ctx, jitter(l.backoff)) {
+		if !backoff.Sleep(ctx, l.backoff.Next()) {
 			return nil
 		}
-		l.backoff = min(2*l.backoff, p.cfg.RetryMax)
 	}
 }
 
@@ -753,25 +752,4 @@ func alertsOf(recs []record) []*models.Alert {
 		out[i] = r.alert
 	}
 	return out
-}
-
-// jitter spreads retries by ±20% so agents do not hit a recovering LAPI
-// in lockstep.
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return d - d/5 + rand.N(2*d/5+1)
-}
-
-// sleepCtx waits d; false when ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
