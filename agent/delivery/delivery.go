@@ -27,8 +27,8 @@
 // fills the queue's filesystem too. When a write fails (no space, quota,
 // I/O error, read-only), the records that fit are kept (a batch is split,
 // not refused whole) and the rest wait in memory, at most
-// Config.MaxMemoryAlerts (default 10000; past it the OLDEST go, counted
-// as dropped). The delivery loop sends them straight from memory once
+// Config.MaxMemoryAlerts (default 10000) and Config.MaxQueueBytes of
+// them (past either the OLDEST go, counted as dropped). The delivery loop sends them straight from memory once
 // the disk's queue is empty, and while the LAPI is unreachable it moves
 // them to disk as soon as the disk takes them again. Only alerts still in
 // memory when the agent stops are lost (logged and counted). An episode is

@@ -10,10 +10,12 @@ import "sync"
 // front, so an alert is never both sent from memory and written to disk.
 // It is safe for concurrent use.
 type memQueue struct {
-	max int // items kept; past it the oldest go
+	max      int   // items kept; past it the oldest go
+	maxBytes int64 // and past this many payload bytes
 
 	mu    sync.Mutex
 	items []memItem
+	bytes int64  // of the items' payloads
 	next  uint64 // number of the next item added
 }
 
@@ -22,19 +24,26 @@ type memItem struct {
 	payload []byte // the alert as JSON, as a disk record holds it
 }
 
-// add keeps payloads, dropping the oldest items past the bound; it
+// add keeps payloads, dropping the oldest items past either bound; it
 // returns how many it dropped.
 func (m *memQueue) add(payloads [][]byte) (dropped int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range payloads {
 		m.items = append(m.items, memItem{seq: m.next, payload: p})
+		m.bytes += int64(len(p))
 		m.next++
 	}
-	if over := len(m.items) - m.max; m.max > 0 && over > 0 {
+	over := func() bool {
+		return m.max > 0 && len(m.items)-dropped > m.max || m.maxBytes > 0 && m.bytes > m.maxBytes
+	}
+	for dropped < len(m.items) && over() {
+		m.bytes -= int64(len(m.items[dropped].payload))
+		dropped++
+	}
+	if dropped > 0 {
 		// Copy rather than reslice so the dropped payloads can be freed.
-		m.items = append([]memItem(nil), m.items[over:]...)
-		dropped = over
+		m.items = append([]memItem(nil), m.items[dropped:]...)
 	}
 	return dropped
 }
@@ -57,6 +66,7 @@ func (m *memQueue) ack(upto uint64) {
 	defer m.mu.Unlock()
 	i := 0
 	for i < len(m.items) && m.items[i].seq < upto {
+		m.bytes -= int64(len(m.items[i].payload))
 		i++
 	}
 	if i == len(m.items) {

@@ -46,8 +46,8 @@ type Config struct {
 	MaxQueueBytes  int64
 	MaxQueueAlerts int
 	// MaxMemoryAlerts bounds the alerts kept in memory while the queue's
-	// disk refuses writes (full, read-only, failing). Past it the OLDEST
-	// go, as on disk.
+	// disk refuses writes (full, read-only, failing), and MaxQueueBytes
+	// their encoded size. Past either the OLDEST go, as on disk.
 	MaxMemoryAlerts int
 	// BatchSize is the most alerts per POST /v1/alerts.
 	BatchSize int
@@ -162,7 +162,7 @@ func New(cfg Config, client *apiclient.Client, logger *log.Entry) (*Pusher, erro
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
-	p := &Pusher{cfg: cfg, client: client, log: logger, q: q, mem: &memQueue{max: cfg.MaxMemoryAlerts}, metrics: newMetrics(),
+	p := &Pusher{cfg: cfg, client: client, log: logger, q: q, mem: &memQueue{max: cfg.MaxMemoryAlerts, maxBytes: cfg.MaxQueueBytes}, metrics: newMetrics(),
 		maxAlert: int(min(int64(maxRecordBytes), cfg.MaxQueueBytes/4)), wake: make(chan struct{}, 1)}
 	st := q.stats()
 	p.metrics.queued.Set(float64(st.pending))
@@ -295,7 +295,7 @@ func (p *Pusher) keepInMemory(payloads [][]byte) {
 	p.memDropLogged = true
 	p.mu.Unlock()
 	if first {
-		p.log.WithFields(log.Fields{"dropped": n, "max_in_memory": p.cfg.MaxMemoryAlerts}).
+		p.log.WithFields(log.Fields{"dropped": n, "max_in_memory": p.cfg.MaxMemoryAlerts, "max_bytes": p.cfg.MaxQueueBytes}).
 			Error("alerts kept in memory reached their bound while the disk refuses writes: dropping the oldest (counted in rampart_delivery_alerts_total{result=\"dropped\"})")
 	}
 }
