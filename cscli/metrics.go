@@ -76,6 +76,14 @@ func metricsSections() []metricsSection {
 				f.each("cs_bucket_poured_total", func(l map[string]string, v float64) { add([]string{acqSource(l, "")}, "pour", v) })
 				f.each("cs_node_wl_hits_ok_total", func(l map[string]string, v float64) { add([]string{acqSource(l, "")}, "whitelisted", v) })
 			}},
+		// Rampart's: a source that cannot read (its port taken, journalctl
+		// missing) is retried by the agent; this is where it shows.
+		{name: "sources", title: "Log Source Status", desc: "Whether each configured log source reads (Up 1) or fails and is retried (Up 0), and its restarts",
+			keys: []string{"Source", "Type"}, cols: []metricsCol{{"Up", "up"}, {"Restarts", "retries"}},
+			collect: func(f families, add addFunc) {
+				f.byLabels("rampart_acquisition_source_up", add, "up", "source", "type")
+				f.byLabels("rampart_acquisition_source_retries_total", add, "retries", "source", "type")
+			}},
 		{name: "parsers", title: "Parser Metrics", desc: "Hits, successes and failures per parser node",
 			keys: []string{"Parsers"}, cols: []metricsCol{{"Hits", "hits"}, {"Parsed", "parsed"}, {"Unparsed", "unparsed"}},
 			collect: func(f families, add addFunc) {
@@ -142,7 +150,7 @@ func metricsSections() []metricsSection {
 // metricsAliases expands upstream's section groups.
 func metricsAliases() map[string][]string {
 	return map[string][]string{
-		"engine": {"acquisition", "parsers", "scenarios", "stash", "whitelists"},
+		"engine": {"acquisition", "sources", "parsers", "scenarios", "stash", "whitelists"},
 		"lapi":   {"alerts", "decisions", "lapi", "lapi-bouncer", "lapi-decisions", "lapi-machine"},
 	}
 }

@@ -59,6 +59,12 @@ func metricsServer(t *testing.T) *httptest.Server {
 	counter("cs_lapi_machine_requests_total", "machine", "route", "method").WithLabelValues("host", "/v1/alerts", "POST").Add(5)
 	counter("cs_lapi_decisions_ok_total", "bouncer").WithLabelValues("fw").Add(9)
 	counter("cs_lapi_decisions_ko_total", "bouncer").WithLabelValues("fw").Add(1491)
+	up := gauge("rampart_acquisition_source_up", "source", "type")
+	up.WithLabelValues("file:/var/log/auth.log", "syslog").Set(1)
+	up.WithLabelValues("syslog:udp/127.0.0.1:514", "syslog").Set(0)
+	retries := counter("rampart_acquisition_source_retries_total", "source", "type")
+	retries.WithLabelValues("file:/var/log/auth.log", "syslog")
+	retries.WithLabelValues("syslog:udp/127.0.0.1:514", "syslog").Add(7)
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	t.Cleanup(srv.Close)
 	return srv
@@ -110,6 +116,10 @@ func TestMetricsJSONValues(t *testing.T) {
 			"file:/var/log/auth.log":                          map[string]any{"reads": 120.0, "parsed": 100.0, "unparsed": 20.0, "pour": 60.0, "whitelisted": 4.0},
 			"journalctl:journalctl-_SYSTEMD_UNIT=ssh.service": map[string]any{"reads": 3.0},
 		},
+		"sources": map[string]any{
+			"file:/var/log/auth.log":   map[string]any{"syslog": map[string]any{"up": 1.0, "retries": 0.0}},
+			"syslog:udp/127.0.0.1:514": map[string]any{"syslog": map[string]any{"up": 0.0, "retries": 7.0}},
+		},
 		"parsers": map[string]any{"crowdsecurity/sshd-logs": map[string]any{"hits": 120.0, "parsed": 100.0, "unparsed": 20.0}},
 		"scenarios": map[string]any{
 			"crowdsecurity/ssh-bf":      map[string]any{"curr_count": 2.0, "overflow": 1.0, "instantiation": 7.0, "pour": 30.0, "underflow": 4.0},
@@ -139,6 +149,7 @@ func TestMetricsHumanAndShow(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Acquisition Metrics:", "| Source ", "| Lines poured to bucket ", "| file:/var/log/auth.log ",
+		"Log Source Status:", "| syslog:udp/127.0.0.1:514 | syslog | 0  | 7        |",
 		"| 120 ", "| 1.5k ", "Local API Bouncers Decisions:", "| Non-empty answers ",
 	} {
 		if !strings.Contains(out, want) {
@@ -203,7 +214,7 @@ func TestMetricsList(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if len(list) != 12 || list[0]["type"] != "acquisition" || list[0]["title"] != "Acquisition Metrics" || list[0]["description"] == "" {
+	if len(list) != 13 || list[0]["type"] != "acquisition" || list[0]["title"] != "Acquisition Metrics" || list[0]["description"] == "" {
 		t.Errorf("list json: %v", list)
 	}
 }

@@ -199,8 +199,9 @@ type acquisFile struct {
 }
 
 // LoadDir reads every *.toml file of dir, in name order. Unknown keys, a
-// missing labels.type, a bad duration or an unknown source kind are
-// errors naming the file and line. A missing dir holds no sources.
+// missing labels.type, a bad duration, an unknown source kind or two
+// syslog sources on the same port are errors naming the file and line. A
+// missing dir holds no sources.
 func LoadDir(dir string) ([]Config, error) {
 	paths, err := filepath.Glob(filepath.Join(dir, "*.toml"))
 	if err != nil {
@@ -223,6 +224,9 @@ func LoadDir(dir string) ([]Config, error) {
 			return nil, err
 		}
 		all = append(all, cfgs...)
+	}
+	if err := checkListeners(all); err != nil {
+		return nil, err
 	}
 	return all, nil
 }

@@ -127,6 +127,8 @@ func (s *fileSource) Run(ctx context.Context, out chan<- event.Line) error {
 		}
 	}
 	r.watchDirs()
+	// Missing files are waited for, and said so: the source itself is up.
+	markUp(ctx)
 	if err := r.scan(ctx, true); err != nil {
 		return nil // only a cancelled send fails
 	}

@@ -19,6 +19,7 @@ import (
 	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/internal/backoff"
 )
 
 // journalMaxEntry bounds one JSON entry. Without --all journalctl writes
@@ -225,7 +226,7 @@ func (s *journalSource) Run(ctx context.Context, out chan<- event.Line) error {
 		}()
 	}
 
-	backoff := s.timing.minBackoff
+	retry := backoff.Backoff{Min: s.timing.minBackoff, Max: s.timing.maxBackoff}
 	for {
 		cursor := s.lastCursor()
 		started := time.Now()
@@ -241,16 +242,15 @@ func (s *journalSource) Run(ctx context.Context, out chan<- event.Line) error {
 			continue
 		}
 		if res.lines > 0 || time.Since(started) >= s.timing.healthy {
-			backoff = s.timing.minBackoff
+			retry.Reset()
 		}
-		s.log.WithError(res.err).WithFields(log.Fields{"stderr": res.stderr, "retry_in": backoff.String()}).
+		delay := retry.Next()
+		markDown(ctx, res.err, delay)
+		s.log.WithError(res.err).WithFields(log.Fields{"stderr": res.stderr, "retry_in": delay.Round(time.Millisecond).String()}).
 			Warn("journalctl exited: restarting it")
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, delay) {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, s.timing.maxBackoff)
 	}
 }
 
@@ -310,6 +310,7 @@ func (s *journalSource) runJournalctl(ctx context.Context, args []string, out ch
 		res.err = fmt.Errorf("starting journalctl: %w", err)
 		return res
 	}
+	markUp(ctx)
 	br := bufio.NewReaderSize(stdout, 64<<10)
 	var buf []byte
 	for {

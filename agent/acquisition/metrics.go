@@ -18,6 +18,8 @@ type Metrics struct {
 	lines     *prometheus.CounterVec
 	truncated *prometheus.CounterVec
 	idle      *prometheus.GaugeVec
+	up        *prometheus.GaugeVec
+	retries   *prometheus.CounterVec
 }
 
 // NewMetrics creates the acquisition's collectors and registers them on reg.
@@ -50,11 +52,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "rampart_acquisition_idle",
 			Help: "1 while a source has read nothing for its idle_warning period.",
 		}, []string{"source"}),
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rampart_acquisition_source_up",
+			Help: "1 while a configured log source reads (its port bound, journalctl running), 0 while it fails and is retried.",
+		}, []string{"source", "type"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rampart_acquisition_source_retries_total",
+			Help: "Times a log source failed (could not start, or stopped) and was started again.",
+		}, []string{"source", "type"}),
 	}
 	for _, h := range m.hits {
 		reg.MustRegister(h)
 	}
-	reg.MustRegister(m.lines, m.truncated, m.idle)
+	reg.MustRegister(m.lines, m.truncated, m.idle, m.up, m.retries)
 	return m
 }
 
@@ -86,6 +96,22 @@ func (m *Metrics) truncatedCounter(source string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered"})
 	}
 	return m.truncated.WithLabelValues(source)
+}
+
+// upGauge says whether a supervised source reads; retriesCounter counts
+// its restarts.
+func (m *Metrics) upGauge(source, typ string) prometheus.Gauge {
+	if m == nil {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: "unregistered"})
+	}
+	return m.up.WithLabelValues(source, typ)
+}
+
+func (m *Metrics) retriesCounter(source, typ string) prometheus.Counter {
+	if m == nil {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: "unregistered"})
+	}
+	return m.retries.WithLabelValues(source, typ)
 }
 
 func (m *Metrics) idleGauge(source string) prometheus.Gauge {

@@ -65,8 +65,9 @@ type syslogSource struct {
 	metrics *Metrics
 	limits  syslogLimits
 
-	ready     chan struct{} // closed once the listeners are bound
-	udpAddr   net.Addr      // set before ready is closed
+	ready     chan struct{} // closed once the listeners are first bound
+	readyOnce sync.Once
+	udpAddr   net.Addr // set before ready is closed
 	tcpAddr   net.Addr
 	conns     atomic.Int64  // TCP connections being served
 	malformed atomic.Uint64 // messages dropped as unreadable or oversized
@@ -82,23 +83,12 @@ func newSyslogSource(cfg Config, opts Options) (Source, error) {
 	case len(cfg.JournalctlFilter) > 0:
 		return nil, errors.New("journalctl_filter is a journalctl key, not a syslog one")
 	}
-	host := cfg.ListenAddr
-	if host == "" {
-		host = syslogDefaultAddr
-	}
+	host, port, proto := syslogEndpoint(cfg)
 	if net.ParseIP(host) == nil {
 		return nil, fmt.Errorf("listen_addr %q: want an IP address, e.g. 127.0.0.1 or 0.0.0.0", host)
 	}
-	port := cfg.ListenPort
-	if port == 0 {
-		port = syslogDefaultPort
-	}
 	if port < 1 || port > 65535 {
 		return nil, fmt.Errorf("listen_port %d: want 1-65535", port)
-	}
-	proto := cfg.Protocol
-	if proto == "" {
-		proto = syslogDefaultProto
 	}
 	s := &syslogSource{labels: cfg.Labels, limits: defaultSyslogLimits(), ready: make(chan struct{})}
 	switch proto {
@@ -120,6 +110,75 @@ func newSyslogSource(cfg Config, opts Options) (Source, error) {
 	return s, nil
 }
 
+// syslogEndpoint is where a syslog source listens, defaults applied.
+func syslogEndpoint(cfg Config) (host string, port int, proto string) {
+	host, port, proto = cfg.ListenAddr, cfg.ListenPort, cfg.Protocol
+	if host == "" {
+		host = syslogDefaultAddr
+	}
+	if port == 0 {
+		port = syslogDefaultPort
+	}
+	if proto == "" {
+		proto = syslogDefaultProto
+	}
+	return host, port, proto
+}
+
+// checkListeners refuses syslog sources that listen on the same port and
+// protocol at overlapping addresses: only one of them could ever bind it,
+// so the configuration can never work. Sources that are wrong on their
+// own are left to New, which says why.
+func checkListeners(cfgs []Config) error {
+	type listener struct {
+		ip       net.IP
+		port     int
+		udp, tcp bool
+		where    string
+	}
+	var seen []listener
+	for _, c := range cfgs {
+		if c.Source != "syslog" {
+			continue
+		}
+		host, port, proto := syslogEndpoint(c)
+		ip := net.ParseIP(host)
+		if ip == nil {
+			continue
+		}
+		l := listener{ip: ip, port: port, udp: proto == "udp" || proto == "both", tcp: proto == "tcp" || proto == "both", where: c.Where()}
+		for _, o := range seen {
+			if o.port != l.port || !(o.udp && l.udp || o.tcp && l.tcp) || !addrsOverlap(o.ip, l.ip) {
+				continue
+			}
+			proto := "udp"
+			if !(o.udp && l.udp) {
+				proto = "tcp"
+			}
+			return fmt.Errorf("%s: syslog source listens on %s %s, where the syslog source of %s listens on %s: only one of them can ever bind port %d",
+				l.where, proto, net.JoinHostPort(l.ip.String(), strconv.Itoa(port)), o.where, o.ip, port)
+		}
+		seen = append(seen, l)
+	}
+	return nil
+}
+
+// addrsOverlap says whether listening on a and on b, same port, clash:
+// the same address, or a wildcard covering the other (:: is dual-stack as
+// Go binds it; 0.0.0.0 covers IPv4 only).
+func addrsOverlap(a, b net.IP) bool {
+	if a.Equal(b) {
+		return true
+	}
+	for _, p := range [][2]net.IP{{a, b}, {b, a}} {
+		wild, other := p[0], p[1]
+		if wild.Equal(net.IPv6unspecified) || wild.Equal(net.IPv4zero) && other.To4() != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // Name implements Source.
 func (s *syslogSource) Name() string { return s.name }
 
@@ -135,7 +194,8 @@ func (s *syslogSource) boundAddrs(ctx context.Context) (udp, tcp net.Addr, err e
 }
 
 // Run implements Source: it serves until ctx ends, then returns nil. It
-// fails only when it cannot listen. It must be called once.
+// fails only when it cannot listen (the port is taken, the address is not
+// configured yet); it may then be run again. Runs must not overlap.
 func (s *syslogSource) Run(ctx context.Context, out chan<- event.Line) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -160,7 +220,8 @@ func (s *syslogSource) Run(ctx context.Context, out chan<- event.Line) error {
 		defer ln.Close()
 		s.tcpAddr = ln.Addr()
 	}
-	close(s.ready)
+	s.readyOnce.Do(func() { close(s.ready) })
+	markUp(ctx)
 	s.log.WithFields(log.Fields{"udp": s.udpAddr, "tcp": s.tcpAddr}).Info("syslog server listening")
 
 	go s.idle.run(ctx)

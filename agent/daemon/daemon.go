@@ -90,7 +90,8 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 			return nil, err
 		}
 		for _, c := range cfgs {
-			src, err := acquisition.New(c, aopts)
+			// Live sources are retried when they fail, not given up.
+			src, err := acquisition.NewSupervised(c, aopts)
 			if err != nil {
 				return nil, err
 			}

@@ -8,7 +8,8 @@
 //
 // # Durability
 //
-// Pusher.Push returns once the alerts are fsynced. Concurrent Pushes share
+// Pusher.Push returns once the alerts are fsynced (or kept in memory, see
+// below). Concurrent Pushes share
 // fsyncs (group commit without a timer: the first caller syncs at once,
 // those arriving meanwhile ride on the next sync), so a lone alert costs
 // one fsync and reaches the delivery loop immediately.
@@ -19,6 +20,22 @@
 // fsync). A record torn by a crash is found at the next start, cut off
 // and logged with its size; earlier records are intact. A segment goes
 // when every record in it is delivered.
+//
+// # A disk that refuses writes
+//
+// Detection must not depend on the disk: an attacker who fills /var/log
+// fills the queue's filesystem too. When a write fails (no space, quota,
+// I/O error, read-only), the records that fit are kept (a batch is split,
+// not refused whole) and the rest wait in memory, at most
+// Config.MaxMemoryAlerts (default 10000) and Config.MaxQueueBytes of
+// them (past either the OLDEST go, counted as dropped). The delivery loop sends them straight from memory once
+// the disk's queue is empty, and while the LAPI is unreachable it moves
+// them to disk as soon as the disk takes them again. Only alerts still in
+// memory when the agent stops are lost (logged and counted). An episode is
+// logged once when it begins and once when writes work again;
+// rampart_delivery_queue_memory_alerts and
+// rampart_delivery_persist_failures_total show it. A queue whose disk is
+// full at start opens all the same.
 //
 // # Bounds
 //

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	log "github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/internal/lapitest"
@@ -246,8 +248,8 @@ func (fp *faultProxy) count(key string) int {
 	return fp.counts[key]
 }
 
-// gather reads one series from reg: a counter with result=label, or a
-// gauge when label is "".
+// gather reads one series from reg: a counter with result=label, or an
+// unlabelled gauge or counter when label is "".
 func gather(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -260,6 +262,9 @@ func gather(t *testing.T, reg *prometheus.Registry, name, label string) float64 
 		}
 		for _, m := range mf.GetMetric() {
 			if label == "" {
+				if m.Counter != nil {
+					return m.GetCounter().GetValue()
+				}
 				return m.GetGauge().GetValue()
 			}
 			for _, lp := range m.GetLabel() {
@@ -291,4 +296,60 @@ func fileSize(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// smallFS mounts a tmpfs of size bytes on a new directory and unmounts it
+// when the test ends; the test is skipped where mounting is not allowed
+// (not root, or no CAP_SYS_ADMIN).
+func smallFS(t *testing.T, size int64) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root")
+	}
+	dir := filepath.Join(t.TempDir(), "small")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmounting %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// fillFS fills the filesystem of dir with a dummy file, as a flood of log
+// lines would, then frees leave bytes (whole pages) of it again.
+func fillFS(t *testing.T, dir string, leave int64) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 4096)
+	var size int64
+	for {
+		n, err := f.Write(chunk)
+		size += int64(n)
+		if errors.Is(err, unix.ENOSPC) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Truncate(max(0, size-leave)); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if free := int64(st.Bavail) * st.Bsize; free > leave+4096 {
+		t.Fatalf("%d bytes free after filling, want about %d", free, leave)
+	}
 }

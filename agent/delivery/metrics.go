@@ -13,7 +13,12 @@ type Metrics struct {
 	delivered prometheus.Counter
 	dropped   prometheus.Counter
 	queued    prometheus.Gauge
+	inMemory  prometheus.Gauge
 	alerts    *prometheus.CounterVec
+	// persistFailures counts failed writes to the queue's disk (appends,
+	// syncs, cursor updates): each one means alerts kept in memory or a
+	// cursor that may deliver some twice after a crash.
+	persistFailures prometheus.Counter
 	// toDecision runs from the log line that completed an attack being
 	// read to the LAPI's 201 for its alert: the decision exists and
 	// long-polling bouncers are woken. The bouncer's apply histogram
@@ -24,7 +29,7 @@ type Metrics struct {
 func newMetrics() *Metrics {
 	alerts := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rampart_delivery_alerts_total",
-		Help: "Alerts that left the delivery queue, by result: delivered to the LAPI, or dropped (queue full, rejected by the LAPI, damaged on disk).",
+		Help: "Alerts that left the delivery queue, by result: delivered to the LAPI, or dropped (queue full, memory buffer full while the disk refused writes, rejected by the LAPI, damaged on disk).",
 	}, []string{"result"})
 	return &Metrics{
 		alerts:    alerts,
@@ -37,7 +42,15 @@ func newMetrics() *Metrics {
 		}),
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rampart_delivery_queue_alerts",
-			Help: "Alerts waiting in the delivery queue for the LAPI.",
+			Help: "Alerts waiting in the delivery queue for the LAPI, on disk or in memory.",
+		}),
+		inMemory: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rampart_delivery_queue_memory_alerts",
+			Help: "Alerts waiting in memory because the delivery queue's disk refused them (full, read-only or failing); lost if the agent stops.",
+		}),
+		persistFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rampart_delivery_persist_failures_total",
+			Help: "Writes to the delivery queue's disk that failed (no space, quota, I/O error, read-only).",
 		}),
 	}
 }
@@ -45,7 +58,7 @@ func newMetrics() *Metrics {
 // Register adds the series to r. Registering twice on the same registry
 // is not an error.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.alerts, m.queued, m.toDecision} {
+	for _, c := range []prometheus.Collector{m.alerts, m.queued, m.inMemory, m.persistFailures, m.toDecision} {
 		if err := r.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) && are.ExistingCollector == c {

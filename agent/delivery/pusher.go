@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,6 +16,7 @@ import (
 	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/apiclient"
+	"github.com/rampart-ips/rampart/internal/backoff"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -23,6 +24,7 @@ import (
 const (
 	DefaultMaxQueueBytes     = 64 << 20
 	DefaultMaxQueueAlerts    = 10000
+	DefaultMaxMemoryAlerts   = 10000
 	DefaultBatchSize         = 50
 	DefaultHeartbeatInterval = 60 * time.Second // upstream's agent heartbeat
 	DefaultRetryMin          = 100 * time.Millisecond
@@ -43,6 +45,10 @@ type Config struct {
 	// alerts waiting. Past either, the oldest undelivered alerts go.
 	MaxQueueBytes  int64
 	MaxQueueAlerts int
+	// MaxMemoryAlerts bounds the alerts kept in memory while the queue's
+	// disk refuses writes (full, read-only, failing), and MaxQueueBytes
+	// their encoded size. Past either the OLDEST go, as on disk.
+	MaxMemoryAlerts int
 	// BatchSize is the most alerts per POST /v1/alerts.
 	BatchSize int
 	// FlushInterval, when positive, waits that long after an alert is
@@ -67,6 +73,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxQueueAlerts == 0 {
 		c.MaxQueueAlerts = DefaultMaxQueueAlerts
 	}
+	if c.MaxMemoryAlerts == 0 {
+		c.MaxMemoryAlerts = DefaultMaxMemoryAlerts
+	}
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
 	}
@@ -82,7 +91,7 @@ func (c *Config) setDefaults() error {
 	switch {
 	case c.MaxQueueBytes < 4*minSegmentBytes:
 		return fmt.Errorf("delivery: max queue bytes %d is below %d", c.MaxQueueBytes, 4*minSegmentBytes)
-	case c.MaxQueueAlerts < 0 || c.BatchSize < 0 || c.FlushInterval < 0:
+	case c.MaxQueueAlerts < 0 || c.MaxMemoryAlerts < 0 || c.BatchSize < 0 || c.FlushInterval < 0:
 		return errors.New("delivery: negative queue bound, batch size or flush interval")
 	case c.RetryMin < 0 || c.RetryMax < c.RetryMin:
 		return fmt.Errorf("delivery: retry backoff %s..%s is not a range", c.RetryMin, c.RetryMax)
@@ -92,7 +101,8 @@ func (c *Config) setDefaults() error {
 
 // Stats are a Pusher's counts since New.
 type Stats struct {
-	Queued    int    // alerts waiting now
+	Queued    int    // alerts waiting now, on disk or in memory
+	InMemory  int    // of which kept in memory: the disk would not take them
 	Delivered uint64 // acknowledged by the LAPI
 	Dropped   uint64 // queue full, rejected by the LAPI, or damaged on disk
 	// LastError is the latest failed delivery or heartbeat ("" if none);
@@ -107,6 +117,7 @@ type Pusher struct {
 	client   *apiclient.Client
 	log      *log.Entry
 	q        *queue
+	mem      *memQueue // what the disk would not take
 	metrics  *Metrics
 	maxAlert int // largest encoded alert accepted
 	wake     chan struct{}
@@ -121,11 +132,17 @@ type Pusher struct {
 	readMu sync.Mutex
 	readAt map[string]time.Time
 
-	mu        sync.Mutex // guards the counts below
+	mu        sync.Mutex // guards the counts and states below
 	delivered uint64
 	dropped   uint64
 	lastErr   string
 	lastErrAt time.Time
+	// diskFailing is on from a failed write to the queue until a write
+	// works with nothing left in memory: one episode, logged once at
+	// each end. memDropLogged says the memory bound was logged in it.
+	diskFailing   bool
+	diskFailedAt  time.Time
+	memDropLogged bool
 }
 
 // New opens (or recovers) the queue in cfg.QueueDir. It does not contact
@@ -145,7 +162,7 @@ func New(cfg Config, client *apiclient.Client, logger *log.Entry) (*Pusher, erro
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
-	p := &Pusher{cfg: cfg, client: client, log: logger, q: q, metrics: newMetrics(),
+	p := &Pusher{cfg: cfg, client: client, log: logger, q: q, mem: &memQueue{max: cfg.MaxMemoryAlerts, maxBytes: cfg.MaxQueueBytes}, metrics: newMetrics(),
 		maxAlert: int(min(int64(maxRecordBytes), cfg.MaxQueueBytes/4)), wake: make(chan struct{}, 1)}
 	st := q.stats()
 	p.metrics.queued.Set(float64(st.pending))
@@ -161,7 +178,9 @@ func (p *Pusher) Metrics() *Metrics { return p.metrics }
 // Push queues alerts and returns once they are on stable storage; it never
 // waits for the LAPI. An alert without a UUID is given one (on the queued
 // copy; the caller's alert is not modified). A full queue drops its oldest
-// alerts, never these.
+// alerts, never these. Alerts the disk does not take (it is full or
+// failing) are kept in memory and delivered from there: Push fails only
+// on bad alerts and a closed Pusher.
 func (p *Pusher) Push(ctx context.Context, alerts ...*models.Alert) error {
 	return p.PushTimed(ctx, nil, alerts)
 }
@@ -204,14 +223,7 @@ func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*mo
 		}
 		payloads = append(payloads, b)
 	}
-	dropped, err := p.q.append(payloads)
-	if dropped > 0 {
-		p.addDropped(dropped)
-		p.log.WithFields(log.Fields{"dropped": dropped, "max_alerts": p.cfg.MaxQueueAlerts, "max_bytes": p.cfg.MaxQueueBytes}).
-			Warn("alert queue full: dropped the oldest undelivered alerts")
-	}
-	p.updateQueued()
-	if err != nil {
+	if err := p.store(payloads); err != nil {
 		return fmt.Errorf("queueing alerts: %w", err)
 	}
 	select {
@@ -219,6 +231,99 @@ func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*mo
 	default:
 	}
 	return nil
+}
+
+// store appends payloads to the queue on disk; what the disk does not
+// take waits in memory. It fails only once the queue is closed.
+func (p *Pusher) store(payloads [][]byte) error {
+	appended, dropped, err := p.q.append(payloads)
+	p.boundDropped(dropped)
+	if errors.Is(err, errQueueClosed) {
+		return err
+	}
+	if rest := payloads[appended:]; len(rest) > 0 {
+		p.keepInMemory(rest)
+	}
+	p.diskResult(err)
+	p.updateQueued()
+	return nil
+}
+
+// spill moves the alerts kept in memory to the queue on disk, as many as
+// it takes; the delivery loop calls it while the LAPI cannot take them, so
+// that they survive a restart once the disk has room again.
+func (p *Pusher) spill() {
+	items := p.mem.peek(0)
+	if len(items) == 0 {
+		return
+	}
+	payloads := make([][]byte, len(items))
+	for i, it := range items {
+		payloads[i] = it.payload
+	}
+	appended, dropped, err := p.q.append(payloads)
+	p.boundDropped(dropped)
+	if appended > 0 {
+		p.mem.ack(items[appended-1].seq + 1)
+	}
+	if errors.Is(err, errQueueClosed) {
+		return
+	}
+	p.diskResult(err)
+	p.updateQueued()
+}
+
+func (p *Pusher) boundDropped(n int) {
+	if n == 0 {
+		return
+	}
+	p.addDropped(n)
+	p.log.WithFields(log.Fields{"dropped": n, "max_alerts": p.cfg.MaxQueueAlerts, "max_bytes": p.cfg.MaxQueueBytes}).
+		Warn("alert queue full: dropped the oldest undelivered alerts")
+}
+
+// keepInMemory holds payloads the disk did not take. Past the bound the
+// oldest go, logged once per episode and counted.
+func (p *Pusher) keepInMemory(payloads [][]byte) {
+	n := p.mem.add(payloads)
+	if n == 0 {
+		return
+	}
+	p.addDropped(n)
+	p.mu.Lock()
+	first := !p.memDropLogged
+	p.memDropLogged = true
+	p.mu.Unlock()
+	if first {
+		p.log.WithFields(log.Fields{"dropped": n, "max_in_memory": p.cfg.MaxMemoryAlerts, "max_bytes": p.cfg.MaxQueueBytes}).
+			Error("alerts kept in memory reached their bound while the disk refuses writes: dropping the oldest (counted in rampart_delivery_alerts_total{result=\"dropped\"})")
+	}
+}
+
+// diskResult counts a failed write to the queue (append, sync or cursor)
+// and logs where an episode of them begins and ends, not each failure.
+func (p *Pusher) diskResult(err error) {
+	if err != nil {
+		p.metrics.persistFailures.Inc()
+	}
+	p.mu.Lock()
+	switch {
+	case err != nil && !p.diskFailing:
+		p.diskFailing, p.diskFailedAt = true, time.Now()
+		p.mu.Unlock()
+		p.log.WithError(err).WithFields(log.Fields{"in_memory": p.mem.len(), "max_in_memory": p.cfg.MaxMemoryAlerts}).
+			Warn("alert queue cannot write to its disk: alerts the disk does not take are kept in memory and delivered from there, but lost if the agent stops before the LAPI has them")
+	case err != nil:
+		p.mu.Unlock()
+		p.log.WithError(err).Debug("alert queue still cannot write to its disk")
+	case p.diskFailing && p.mem.len() == 0:
+		p.diskFailing, p.memDropLogged = false, false
+		since := p.diskFailedAt
+		p.mu.Unlock()
+		p.log.WithField("after", time.Since(since).Round(time.Millisecond).String()).Info("alert queue writes to its disk again")
+	default:
+		p.mu.Unlock()
+	}
 }
 
 func (p *Pusher) noteRead(id string, t time.Time) {
@@ -256,15 +361,24 @@ func (p *Pusher) settled(recs []record, delivered bool) {
 // Stats returns the current counts.
 func (p *Pusher) Stats() Stats {
 	qs := p.q.stats()
+	inMem := p.mem.len()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return Stats{Queued: qs.pending, Delivered: p.delivered, Dropped: p.dropped + qs.corrupt,
+	return Stats{Queued: qs.pending + inMem, InMemory: inMem, Delivered: p.delivered, Dropped: p.dropped + qs.corrupt,
 		LastError: p.lastErr, LastErrorAt: p.lastErrAt}
 }
 
 // Close syncs and closes the queue. Stop Run (cancel its context) first;
-// undelivered alerts stay on disk for the next New.
+// undelivered alerts stay on disk for the next New. Alerts still kept in
+// memory are written to disk if it now takes them; the rest are lost,
+// logged and counted as dropped.
 func (p *Pusher) Close() error {
+	p.spill()
+	if n := p.mem.len(); n > 0 {
+		p.mem.ack(math.MaxUint64)
+		p.addDropped(n)
+		p.log.WithField("alerts", n).Error("alerts kept in memory are lost: the agent stops and the disk still refuses them")
+	}
 	if err := p.q.close(); err != nil {
 		return fmt.Errorf("delivery: %w", err)
 	}
@@ -291,7 +405,11 @@ func (p *Pusher) noteError(err error) {
 	p.mu.Unlock()
 }
 
-func (p *Pusher) updateQueued() { p.metrics.queued.Set(float64(p.q.stats().pending)) }
+func (p *Pusher) updateQueued() {
+	inMem := p.mem.len()
+	p.metrics.queued.Set(float64(p.q.stats().pending + inMem))
+	p.metrics.inMemory.Set(float64(inMem))
+}
 
 // Run delivers queued alerts and sends heartbeats until ctx ends (then it
 // returns nil). Only one Run may be active at a time.
@@ -306,7 +424,7 @@ func (p *Pusher) Run(ctx context.Context) error {
 	if p.cfg.HeartbeatInterval > 0 {
 		wg.Go(func() { p.heartbeat(ctx) })
 	}
-	l := &loop{p: p, backoff: p.cfg.RetryMin, moved: map[string]uint64{}}
+	l := &loop{p: p, backoff: backoff.Backoff{Min: p.cfg.RetryMin, Max: p.cfg.RetryMax}, moved: map[string]uint64{}}
 	return l.run(ctx)
 }
 
@@ -344,7 +462,7 @@ func (p *Pusher) heartbeat(ctx context.Context) {
 // loop is the delivery loop's state, owned by Run's goroutine.
 type loop struct {
 	p       *Pusher
-	backoff time.Duration
+	backoff backoff.Backoff // jittered, so agents do not hit a recovering LAPI in lockstep
 
 	down       bool      // the last push failed
 	downSince  time.Time // when the outage began
@@ -355,6 +473,7 @@ type loop struct {
 	// counts those failures.
 	suspect struct {
 		seq     uint64
+		mem     bool
 		strikes int
 	}
 	// moved maps the UUIDs of alerts moved to the back of the queue to
@@ -373,6 +492,11 @@ func (l *loop) run(ctx context.Context) error {
 			return fmt.Errorf("delivery: %w", err)
 		}
 		if len(recs) == 0 {
+			// Memory holds what the disk would not take: sent once the
+			// disk's queue is empty, straight from there.
+			recs = l.memBatch()
+		}
+		if len(recs) == 0 {
 			if l.recovering && !l.down {
 				p.log.WithField("alerts", l.backlog).Info("delivered the alerts queued during the LAPI outage")
 				l.recovering, l.backlog = false, 0
@@ -382,7 +506,7 @@ func (l *loop) run(ctx context.Context) error {
 				return nil
 			case <-p.wake:
 			}
-			if p.cfg.FlushInterval > 0 && !sleepCtx(ctx, p.cfg.FlushInterval) {
+			if p.cfg.FlushInterval > 0 && !backoff.Sleep(ctx, p.cfg.FlushInterval) {
 				return nil
 			}
 			continue
@@ -390,17 +514,19 @@ func (l *loop) run(ctx context.Context) error {
 		err = l.deliver(ctx, recs)
 		p.updateQueued()
 		if err == nil {
-			l.backoff = p.cfg.RetryMin
+			l.backoff.Reset()
 			continue
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		l.failed(err, classify(err))
-		if !sleepCtx(ctx, jitter(l.backoff)) {
+		// While the LAPI cannot take them, alerts kept in memory are
+		// better on disk, if it has room again.
+		p.spill()
+		if !backoff.Sleep(ctx, l.backoff.Next()) {
 			return nil
 		}
-		l.backoff = min(2*l.backoff, p.cfg.RetryMax)
 	}
 }
 
@@ -417,14 +543,14 @@ func (l *loop) failed(err error, kind failKind) {
 	if kind != failTransient {
 		msg = "LAPI fails on an alert: it stays queued and is retried"
 	}
-	p.log.WithError(err).WithField("queued", p.q.stats().pending).Warn(msg)
+	p.log.WithError(err).WithField("queued", p.Stats().Queued).Warn(msg)
 }
 
 // succeeded records n alerts acknowledged by the LAPI.
 func (l *loop) succeeded(n int) {
 	if l.down {
 		l.down = false
-		l.p.log.WithFields(log.Fields{"outage": time.Since(l.downSince).Round(time.Millisecond), "queued": l.p.q.stats().pending}).
+		l.p.log.WithFields(log.Fields{"outage": time.Since(l.downSince).Round(time.Millisecond), "queued": l.p.Stats().Queued}).
 			Info("LAPI reachable again: delivering the queued alerts")
 	}
 	if l.recovering {
@@ -437,7 +563,7 @@ func (l *loop) succeeded(n int) {
 // acknowledged) should be retried later.
 func (l *loop) deliver(ctx context.Context, recs []record) error {
 	if l.suspect.strikes > 0 {
-		if recs[0].seq == l.suspect.seq {
+		if recs[0].seq == l.suspect.seq && recs[0].mem == l.suspect.mem {
 			return l.retrySuspect(ctx, recs)
 		}
 		l.suspect.strikes = 0
@@ -468,7 +594,7 @@ func (l *loop) split(ctx context.Context, recs []record) error {
 		l.drop(recs[0], err)
 		return nil
 	default:
-		l.suspect.seq, l.suspect.strikes = recs[0].seq, 1
+		l.suspect.seq, l.suspect.mem, l.suspect.strikes = recs[0].seq, recs[0].mem, 1
 		return err
 	}
 }
@@ -505,11 +631,7 @@ func (l *loop) retrySuspect(ctx context.Context, recs []record) error {
 	}
 	payload, merr := json.Marshal(head.alert)
 	if merr == nil {
-		var dropped int
-		dropped, merr = l.p.q.append([][]byte{payload})
-		if dropped > 0 {
-			l.p.addDropped(dropped)
-		}
+		merr = l.p.store([][]byte{payload})
 	}
 	if merr != nil {
 		l.p.log.WithError(merr).Error("moving a failing alert to the back of the queue")
@@ -533,10 +655,14 @@ func (l *loop) retrySuspect(ctx context.Context, recs []record) error {
 // duplicate (a crash between the two) as short as one fsync.
 func (l *loop) ack(recs []record, delivered bool) {
 	p := l.p
-	if err := p.q.ack(recs[len(recs)-1].seq + 1); err != nil {
-		// The queue head moved in memory; only a crash before the next
-		// successful ack can bring these alerts back, as duplicates.
-		p.log.WithError(err).Error("recording delivered alerts failed")
+	upto := recs[len(recs)-1].seq + 1
+	if recs[0].mem {
+		p.mem.ack(upto)
+	} else if err := p.q.ack(upto); !errors.Is(err, errQueueClosed) {
+		// On failure the queue head moved in memory only; a crash before
+		// the next successful ack would bring these alerts back, as
+		// duplicates. It is one more failed write to the disk.
+		p.diskResult(err)
 	}
 	p.settled(recs, delivered)
 	if delivered {
@@ -549,6 +675,34 @@ func (l *loop) ack(recs []record, delivered bool) {
 		l.succeeded(len(recs))
 		if p.onAck != nil {
 			p.onAck(len(recs))
+		}
+	}
+}
+
+// memBatch returns the oldest alerts kept in memory, up to a batch. An
+// alert that does not decode (Push encoded it: it cannot happen) is
+// dropped with an error.
+func (l *loop) memBatch() []record {
+	p := l.p
+	for {
+		items := p.mem.peek(p.cfg.BatchSize)
+		var recs []record
+		for _, it := range items {
+			var a models.Alert
+			if err := json.Unmarshal(it.payload, &a); err != nil {
+				if len(recs) > 0 {
+					break // it leads the next batch
+				}
+				p.log.WithError(err).Error("an alert kept in memory does not decode: dropped")
+				p.mem.ack(it.seq + 1)
+				p.addDropped(1)
+				recs = nil
+				break
+			}
+			recs = append(recs, record{seq: it.seq, alert: &a, mem: true})
+		}
+		if len(recs) > 0 || len(items) == 0 {
+			return recs
 		}
 	}
 }
@@ -598,25 +752,4 @@ func alertsOf(recs []record) []*models.Alert {
 		out[i] = r.alert
 	}
 	return out
-}
-
-// jitter spreads retries by ±20% so agents do not hit a recovering LAPI
-// in lockstep.
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return d - d/5 + rand.N(2*d/5+1)
-}
-
-// sleepCtx waits d; false when ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -75,6 +75,7 @@ func (s *segment) end() uint64 { return s.first + uint64(len(s.offsets)) }
 type record struct {
 	seq   uint64
 	alert *models.Alert
+	mem   bool // from the memory buffer: seq numbers its items, not the disk's
 }
 
 // queue is the durable, bounded FIFO of alerts waiting for the LAPI. It is
@@ -146,11 +147,12 @@ func openQueue(cfg queueConfig, logger *log.Entry) (_ *queue, err error) {
 		q.next = max(q.next, q.segs[n-1].end())
 	}
 	q.ackWritten = cursor
-	// Appends go to the last segment only when its numbering continues
-	// at q.next; after a cut tail that was already delivered it does not.
-	if n := len(q.segs); n == 0 || q.segs[n-1].end() != q.next || q.segs[n-1].size >= cfg.segmentBytes {
+	if !q.hasTail() || q.segs[len(q.segs)-1].size >= cfg.segmentBytes {
+		// A full disk must not keep the agent from starting: the first
+		// append tries again, and the Pusher keeps alerts in memory
+		// meanwhile.
 		if err := q.addSegment(q.next); err != nil {
-			return nil, err
+			logger.WithError(err).Warn("alert queue: cannot create a segment now; appends will try again")
 		}
 	}
 	q.removeDelivered()
@@ -296,6 +298,15 @@ func writeHeader(f *os.File) error {
 	return nil
 }
 
+// hasTail says whether the last segment takes appends: its numbering
+// continues at q.next. After a cut tail that was already delivered, or
+// when creating a segment failed, it does not. The caller holds q.mu (or
+// has the queue to itself).
+func (q *queue) hasTail() bool {
+	n := len(q.segs)
+	return n > 0 && q.segs[n-1].end() == q.next
+}
+
 // addSegment creates the segment that takes appends from seq first on.
 // The caller holds q.mu (or has the queue to itself).
 func (q *queue) addSegment(first uint64) error {
@@ -304,13 +315,18 @@ func (q *queue) addSegment(first uint64) error {
 	if err != nil {
 		return fmt.Errorf("creating alert queue segment: %w", err)
 	}
-	if err := writeHeader(f); err != nil {
+	// A segment left behind empty would, numbered below records appended
+	// later to the previous one, read as an overlap at the next start.
+	fail := func(err error) error {
 		f.Close()
+		_ = os.Remove(path)
 		return err
 	}
+	if err := writeHeader(f); err != nil {
+		return fail(err)
+	}
 	if err := syncDir(q.cfg.dir); err != nil {
-		f.Close()
-		return err
+		return fail(err)
 	}
 	s := &segment{path: path, f: f, first: first, size: int64(len(segmentMagic))}
 	q.segs = append(q.segs, s)
@@ -331,9 +347,13 @@ func syncDir(dir string) error {
 }
 
 // append writes payloads (JSON alerts) as records and returns once they
-// are on stable storage. dropped counts the oldest undelivered alerts
-// pushed out to stay within the bounds.
-func (q *queue) append(payloads [][]byte) (dropped int, err error) {
+// are on stable storage. appended counts the payloads, from the first,
+// that are now in the queue; when the disk takes only part of them (it is
+// full), those that fit are kept and err says why the rest were not
+// written. A sync failure leaves every appended record in the queue,
+// readable but maybe not durable. dropped counts the oldest undelivered
+// alerts pushed out to stay within the bounds.
+func (q *queue) append(payloads [][]byte) (appended, dropped int, err error) {
 	var buf []byte
 	for _, p := range payloads {
 		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(p)))
@@ -344,41 +364,65 @@ func (q *queue) append(payloads [][]byte) (dropped int, err error) {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		return 0, errQueueClosed
+		return 0, 0, errQueueClosed
+	}
+	if !q.hasTail() {
+		if err := q.addSegment(q.next); err != nil {
+			q.mu.Unlock()
+			return 0, 0, err
+		}
 	}
 	s := q.segs[len(q.segs)-1]
-	if _, err := s.f.WriteAt(buf, s.size); err != nil {
-		// Cut a partial write so the next append starts on a record
-		// boundary.
-		_ = s.f.Truncate(s.size)
-		q.mu.Unlock()
-		return 0, fmt.Errorf("appending to alert queue: %w", err)
+	_, werr := s.f.WriteAt(buf, s.size)
+	appended = len(payloads)
+	if werr != nil {
+		// Keep the whole records that made it and cut the rest, so the
+		// next append starts on a record boundary. WriteAt does not count
+		// a short write followed by a failure; the file's size does.
+		written := 0
+		if fi, err := s.f.Stat(); err == nil {
+			written = int(min(max(fi.Size()-s.size, 0), int64(len(buf))))
+		}
+		kept := 0
+		appended = 0
+		for _, p := range payloads {
+			n := recordHeader + len(p)
+			if kept+n > written {
+				break
+			}
+			kept += n
+			appended++
+		}
+		_ = s.f.Truncate(s.size + int64(kept))
+		werr = fmt.Errorf("appending to alert queue: %w", werr)
+		if appended == 0 {
+			q.mu.Unlock()
+			return 0, 0, werr
+		}
 	}
 	off := s.size
-	for _, p := range payloads {
+	for _, p := range payloads[:appended] {
 		s.offsets = append(s.offsets, off)
 		off += recordHeader + int64(len(p))
 	}
 	q.bytes += off - s.size
 	s.size = off
-	q.next += uint64(len(payloads))
+	q.next += uint64(appended)
 	end := q.next
-	if s.size >= q.cfg.segmentBytes {
+	if werr == nil && s.size >= q.cfg.segmentBytes {
 		// The old segment is synced here, so a group sync that picked it
-		// before the roll still covers everything it holds.
+		// before the roll still covers everything it holds. A failed roll
+		// leaves appends on the old segment; the next one tries again.
 		if err := s.f.Sync(); err != nil {
-			q.mu.Unlock()
-			return 0, fmt.Errorf("syncing alert queue segment: %w", err)
-		}
-		if err := q.addSegment(q.next); err != nil {
-			q.mu.Unlock()
-			return 0, err
+			werr = fmt.Errorf("syncing alert queue segment: %w", err)
+		} else if err := q.addSegment(q.next); err != nil {
+			werr = err
 		}
 	}
 	dropped = q.enforceBounds()
 	q.mu.Unlock()
 
-	return dropped, q.waitSynced(end)
+	return appended, dropped, errors.Join(werr, q.waitSynced(end))
 }
 
 // waitSynced returns once every seq below end is on stable storage.
@@ -394,9 +438,16 @@ func (q *queue) waitSynced(end uint64) error {
 		q.syncMu.Unlock()
 
 		q.mu.Lock()
-		target, f := q.next, q.segs[len(q.segs)-1].f
+		target := q.next
+		var f *os.File
+		if n := len(q.segs); n > 0 {
+			f = q.segs[n-1].f
+		}
 		q.mu.Unlock()
-		err := f.Sync()
+		var err error
+		if f != nil {
+			err = f.Sync()
+		}
 		// A closed file was synced by a roll or by Close before it was
 		// closed.
 		if errors.Is(err, os.ErrClosed) {

@@ -11,6 +11,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
 	"sync"
@@ -117,11 +118,20 @@ func New(cfg Config) (*Agent, error) {
 }
 
 // Run reads every source until ctx ends or, in replay mode, until they are
-// all done and every line has been processed.
+// all done and every line has been processed. A source that fails (the
+// daemon's live sources retry by themselves and fail only when they can
+// never work) ends the run with its error, as does, live, the end of every
+// source: an agent that reads nothing must not look healthy.
 func (a *Agent) Run(ctx context.Context) error {
 	if len(a.cfg.Sources) == 0 {
 		return errors.New("runner: no log source configured")
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		failMu  sync.Mutex
+		srcFail error
+	)
 	lines := make(chan event.Line, 4*maxBatch)
 	var srcWG sync.WaitGroup
 	for _, src := range a.cfg.Sources {
@@ -130,6 +140,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			l.Info("reading")
 			if err := src.Run(ctx, lines); err != nil && ctx.Err() == nil {
 				l.WithError(err).Error("log source stopped")
+				failMu.Lock()
+				if srcFail == nil {
+					srcFail = fmt.Errorf("log source %s: %w", src.Name(), err)
+				}
+				failMu.Unlock()
+				cancel()
 				return
 			}
 			l.Debug("source done")
@@ -151,7 +167,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	err := a.pour(ctx, ordered)
 	wg.Wait()
-	return err
+	failMu.Lock()
+	defer failMu.Unlock()
+	if srcFail == nil && !a.cfg.Replay && ctx.Err() == nil {
+		srcFail = errors.New("every log source stopped")
+	}
+	return errors.Join(err, srcFail)
 }
 
 // batches groups pending lines and hands each batch both to a worker and,

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -214,5 +215,44 @@ func TestSourceStats(t *testing.T) {
 	}
 	if p, w := got[0].Parsed+got[1].Parsed, got[0].Whitelisted+got[1].Whitelisted; p != a.Stats.Parsed.Load() || w != a.Stats.Whitelisted.Load() {
 		t.Errorf("parsed %d whitelisted %d, Stats say %d %d", p, w, a.Stats.Parsed.Load(), a.Stats.Whitelisted.Load())
+	}
+}
+
+// A source that fails ends the run with its error, replaying or live: the
+// daemon must exit rather than run on reading nothing. Live, sources that
+// all end by themselves are an error too.
+func TestSourceFailureEndsRun(t *testing.T) {
+	rs := sshRules(t)
+	good := filepath.Join(t.TempDir(), "auth.log")
+	if err := os.WriteFile(good, []byte("nothing\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"type": "syslog"}
+	for _, tc := range []struct {
+		name    string
+		replay  bool
+		sources []acquisition.Source
+		want    string
+	}{
+		{"replay", true, []acquisition.Source{&lineSource{path: "/nonexistent/auth.log", labels: labels}}, "/nonexistent/auth.log"},
+		{"live, one of two", false, []acquisition.Source{&lineSource{path: good, labels: labels, live: true},
+			&lineSource{path: "/nonexistent/auth.log", labels: labels, live: true}}, "/nonexistent/auth.log"},
+		{"live, all ended", false, []acquisition.Source{&lineSource{path: good, labels: labels}}, "every log source stopped"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := runner.New(runner.Config{Rules: rs, Sink: &sink{}, Workers: 1, Replay: tc.replay, Sources: tc.sources})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err = a.Run(ctx)
+			if ctx.Err() != nil {
+				t.Fatal("Run did not return before its context ended")
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run = %v, want an error about %s", err, tc.want)
+			}
+		})
 	}
 }
