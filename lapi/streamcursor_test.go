@@ -211,3 +211,47 @@ func TestStreamSharedCursorWarning(t *testing.T) {
 		t.Errorf("%d shared-cursor warnings for two processes pulling in turn, want 1 (rate-limited)", n)
 	}
 }
+
+// TestStreamWatch: one process reconnecting, or once pulling over a second
+// pooled connection, is not two processes; steady turns are, reported once
+// an hour; unknown peers are never judged.
+func TestStreamWatch(t *testing.T) {
+	var w streamWatch
+	now := time.Now()
+	n := 0
+	pull := func(bouncer int64, peer string) {
+		now = now.Add(10 * time.Second)
+		if w.shared(bouncer, "fw/1", peer, now) {
+			n++
+		}
+	}
+	for i := range 50 { // reconnecting: a new port each time
+		pull(1, "127.0.0.1:"+strconv.Itoa(40000+i))
+	}
+	for _, p := range []string{"a", "a", "b", "a", "a", "a", "b", "b"} { // one return, then another much later
+		pull(2, p)
+		now = now.Add(2 * time.Minute)
+	}
+	for range 20 {
+		pull(3, "")
+		pull(3, "")
+	}
+	if n != 0 {
+		t.Fatalf("%d warnings without two processes", n)
+	}
+	for range 100 { // two processes for a while
+		pull(4, "a")
+		pull(4, "b")
+	}
+	if n != 1 {
+		t.Errorf("%d warnings for two processes over ~30 min, want 1", n)
+	}
+	now = now.Add(time.Hour)
+	for range 3 {
+		pull(4, "a")
+		pull(4, "b")
+	}
+	if n != 2 {
+		t.Errorf("%d warnings after another hour, want 2", n)
+	}
+}

@@ -11,7 +11,9 @@ import (
 // between pulls, and a reconnect gets a fresh port that does not come back
 // soon, so a peer that pulls again after another one did means two
 // pollers. Best effort: it only sees direct connections that live across
-// pulls. The zero value is ready to use.
+// pulls. A single return can be one process whose pool briefly held two
+// connections (a usage report sent at the same time), so it takes a few
+// within the window. The zero value is ready to use.
 type streamWatch struct {
 	mu    sync.Mutex
 	peers map[streamWatchKey]*streamPeers
@@ -27,6 +29,8 @@ type streamPeers struct {
 	recent map[string]time.Time // earlier peers and when they last pulled
 	warned time.Time
 	seen   time.Time
+	backs  int       // returns of an earlier peer since backAt
+	backAt time.Time // the first of them
 }
 
 const (
@@ -34,6 +38,7 @@ const (
 	streamWatchWarn    = time.Hour        // one warning per client per hour
 	streamWatchPeers   = 8                // earlier peers remembered per client
 	streamWatchClients = 4096             // clients watched at once
+	streamWatchBacks   = 3                // returns within the window that mean two processes
 )
 
 // shared records a pull by peer ("" when unknown) and says whether to warn
@@ -73,7 +78,14 @@ func (w *streamWatch) shared(bouncer int64, ua, peer string, now time.Time) bool
 			delete(p.recent, q)
 		}
 	}
-	if back && now.Sub(p.warned) >= streamWatchWarn {
+	if !back {
+		return false
+	}
+	if now.Sub(p.backAt) >= streamWatchWindow {
+		p.backs, p.backAt = 0, now
+	}
+	p.backs++
+	if p.backs >= streamWatchBacks && now.Sub(p.warned) >= streamWatchWarn {
 		p.warned = now
 		return true
 	}
