@@ -138,7 +138,7 @@ func backoff(ctx context.Context, attempt int, maxDelay time.Duration) bool {
 // whatever it holds meanwhile (a LAPI down at boot never opens a gap).
 func (b *Bouncer) startup(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
-		err := b.pullFull(ctx, true)
+		err := b.pullFull(ctx, "")
 		if err == nil {
 			return nil
 		}
@@ -171,11 +171,12 @@ type emptier interface {
 // state streams in.
 const loadBatch = 65536
 
-// pullFull pulls the full state (startup=true). The first one loads the
-// kernel (Replace: whatever a previous run left is reconciled); later ones
-// (resyncs) change only the prefixes that differ from the bouncer's state,
-// so bans both hold stay enforced throughout.
-func (b *Bouncer) pullFull(ctx context.Context, first bool) error {
+// pullFull pulls the full state (startup=true). The first one (resync "")
+// loads the kernel (Replace: whatever a previous run left is reconciled);
+// later ones (resync says why) change only the prefixes that differ from
+// the bouncer's state, so bans both hold stay enforced throughout.
+func (b *Bouncer) pullFull(ctx context.Context, resync string) error {
+	first := resync == ""
 	// A startup body makes mostly short-lived garbage: collect it sooner so
 	// the peak RSS stays near the live state, and hand it back afterwards.
 	defer debug.SetGCPercent(debug.SetGCPercent(40))
@@ -248,7 +249,7 @@ func (b *Bouncer) pullFull(ctx context.Context, first bool) error {
 	defer b.mu.Unlock()
 	n := st.len()
 	if !first {
-		b.reconcileWith(ctx, st, start, skipped)
+		b.reconcileWith(ctx, resync, st, start, skipped)
 		b.cursor = hdr.Get(models.CursorHeader)
 		return nil
 	}
@@ -271,11 +272,11 @@ func (b *Bouncer) pullFull(ctx context.Context, first bool) error {
 // brings the kernel to it: missing prefixes added, stale ones removed,
 // changed timeouts rewritten, the rest untouched. The caller holds b.mu. A
 // kernel failure leaves the state right and the repair loop reloads it.
-func (b *Bouncer) reconcileWith(ctx context.Context, st *state, start time.Time, skipped int) {
+func (b *Bouncer) reconcileWith(ctx context.Context, reason string, st *state, start time.Time, skipped int) {
 	adds, dels := reconcile(b.st, st, b.now())
 	b.st = st
 	b.metrics.setBanned(st)
-	lg := b.log.WithFields(log.Fields{"elements": st.len(), "skipped": skipped, "added": len(adds), "removed": len(dels),
+	lg := b.log.WithFields(log.Fields{"reason": reason, "elements": st.len(), "skipped": skipped, "added": len(adds), "removed": len(dels),
 		"took": b.now().Sub(start).Round(time.Millisecond)})
 	if len(adds) == 0 && len(dels) == 0 {
 		lg.Info("full resync: the firewall already matched the LAPI")
@@ -307,8 +308,8 @@ func (b *Bouncer) scheduleFull() {
 
 // resyncFull pulls the full state and reconciles the firewall with it.
 func (b *Bouncer) resyncFull(ctx context.Context, reason string) error {
-	b.log.WithField("reason", reason).Info("pulling the full state to reconcile the firewall")
-	if err := b.pullFull(ctx, false); err != nil {
+	b.log.WithField("reason", reason).Debug("pulling the full state to reconcile the firewall")
+	if err := b.pullFull(ctx, reason); err != nil {
 		return fmt.Errorf("full resync (%s): %w", reason, err)
 	}
 	b.missed = false
