@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"runtime/debug"
@@ -42,7 +43,20 @@ type Bouncer struct {
 	supported  map[string]bool
 	repairTick time.Duration
 	now        func() time.Time
+
+	// The stream's position, used by Run's goroutine only: the cursor the
+	// LAPI handed over with the last complete response ("" when the LAPI
+	// keeps it, as upstream's does), whether the stream may have lost
+	// changes (the next pull is a full one), and when the next periodic
+	// full pull is due.
+	cursor   string
+	missed   bool
+	nextFull time.Time
 }
+
+// errCursorGone: the LAPI cannot build a complete delta from this
+// bouncer's cursor any more (410 Gone); only a full pull recovers.
+var errCursorGone = errors.New("the LAPI can no longer serve this bouncer's stream cursor")
 
 // New builds a bouncer; it touches neither the network nor the firewall.
 func New(cfg *Config, fw firewall.Backend, client *apiclient.Client, m *Metrics) *Bouncer {
@@ -124,7 +138,7 @@ func backoff(ctx context.Context, attempt int, maxDelay time.Duration) bool {
 // whatever it holds meanwhile (a LAPI down at boot never opens a gap).
 func (b *Bouncer) startup(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
-		err := b.pullStartup(ctx)
+		err := b.pullFull(ctx, "")
 		if err == nil {
 			return nil
 		}
@@ -157,7 +171,12 @@ type emptier interface {
 // state streams in.
 const loadBatch = 65536
 
-func (b *Bouncer) pullStartup(ctx context.Context) error {
+// pullFull pulls the full state (startup=true). The first one (resync "")
+// loads the kernel (Replace: whatever a previous run left is reconciled);
+// later ones (resync says why) change only the prefixes that differ from
+// the bouncer's state, so bans both hold stay enforced throughout.
+func (b *Bouncer) pullFull(ctx context.Context, resync string) error {
+	first := resync == ""
 	// A startup body makes mostly short-lived garbage: collect it sooner so
 	// the peak RSS stays near the live state, and hand it back afterwards.
 	defer debug.SetGCPercent(debug.SetGCPercent(40))
@@ -167,7 +186,7 @@ func (b *Bouncer) pullStartup(ctx context.Context) error {
 	// while the body still streams (one core reads, the other loads)
 	// instead of in one Replace at the end.
 	fresh := false
-	if em, ok := b.fw.(emptier); ok {
+	if em, ok := b.fw.(emptier); ok && first {
 		if empty, err := em.Empty(ctx); err == nil && empty {
 			fresh = true
 		}
@@ -191,7 +210,11 @@ func (b *Bouncer) pullStartup(ctx context.Context) error {
 	skipped := 0
 	rctx, cancel := b.reqCtx(ctx, 2*time.Minute) // a 1M body takes a few seconds
 	defer cancel()
-	hdr, err := b.client.StreamScan(rctx, true, b.filters(), func(deleted bool, d *models.Decision) error {
+	// cursor= (empty): this process keeps its own cursor, so bouncers
+	// sharing a key never move each other's; upstream LAPIs ignore it.
+	q := b.filters()
+	q.Set("cursor", "")
+	hdr, err := b.client.StreamScan(rctx, true, q, func(deleted bool, d *models.Decision) error {
 		if deleted {
 			return nil // the full state below replaces whatever the kernel holds
 		}
@@ -225,6 +248,11 @@ func (b *Bouncer) pullStartup(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := st.len()
+	if !first {
+		b.reconcileWith(ctx, resync, st, start, skipped)
+		b.cursor = hdr.Get(models.CursorHeader)
+		return nil
+	}
 	if !fresh || loadErr != nil {
 		want := st.elements(b.now())
 		if err := b.fw.Replace(ctx, want); err != nil {
@@ -233,9 +261,59 @@ func (b *Bouncer) pullStartup(ctx context.Context) error {
 		}
 	}
 	b.st = st
+	b.cursor = hdr.Get(models.CursorHeader)
 	b.metrics.setBanned(st)
 	b.log.WithFields(log.Fields{"elements": n, "skipped": skipped, "took": b.now().Sub(start).Round(time.Millisecond),
-		"long_poll": b.longPoll, "streamed": fresh && loadErr == nil}).Info("first sync in the kernel")
+		"long_poll": b.longPoll, "streamed": fresh && loadErr == nil, "own_cursor": b.cursor != ""}).Info("first sync in the kernel")
+	return nil
+}
+
+// reconcileWith makes st, a full state just pulled, the bouncer's state and
+// brings the kernel to it: missing prefixes added, stale ones removed,
+// changed timeouts rewritten, the rest untouched. The caller holds b.mu. A
+// kernel failure leaves the state right and the repair loop reloads it.
+func (b *Bouncer) reconcileWith(ctx context.Context, reason string, st *state, start time.Time, skipped int) {
+	adds, dels := reconcile(b.st, st, b.now())
+	b.st = st
+	b.metrics.setBanned(st)
+	lg := b.log.WithFields(log.Fields{"reason": reason, "elements": st.len(), "skipped": skipped, "added": len(adds), "removed": len(dels),
+		"took": b.now().Sub(start).Round(time.Millisecond)})
+	if len(adds) == 0 && len(dels) == 0 {
+		lg.Info("full resync: the firewall already matched the LAPI")
+		return
+	}
+	if err := b.fw.Apply(ctx, adds, dels); err != nil {
+		b.resync = true
+		lg.WithError(err).Warn("full resync: changing the firewall failed; reloading it")
+		return
+	}
+	lg.Warn("full resync corrected the firewall: the decision stream had lost these changes")
+}
+
+// fullDue says whether the periodic full resync is due.
+func (b *Bouncer) fullDue() bool {
+	return !b.nextFull.IsZero() && !b.now().Before(b.nextFull)
+}
+
+// scheduleFull sets the next periodic full resync, jittered by ±10% so
+// bouncers started together do not pull together.
+func (b *Bouncer) scheduleFull() {
+	iv := b.cfg.resyncInterval()
+	if iv <= 0 {
+		b.nextFull = time.Time{}
+		return
+	}
+	b.nextFull = b.now().Add(iv - iv/10 + time.Duration(rand.Int64N(int64(iv/5)+1)))
+}
+
+// resyncFull pulls the full state and reconciles the firewall with it.
+func (b *Bouncer) resyncFull(ctx context.Context, reason string) error {
+	b.log.WithField("reason", reason).Debug("pulling the full state to reconcile the firewall")
+	if err := b.pullFull(ctx, reason); err != nil {
+		return fmt.Errorf("full resync (%s): %w", reason, err)
+	}
+	b.missed = false
+	b.scheduleFull()
 	return nil
 }
 
@@ -304,6 +382,7 @@ type op struct {
 func (b *Bouncer) deltaLoop(ctx context.Context) error {
 	failures := 0
 	lastGC := b.now()
+	b.scheduleFull()
 	for {
 		wait := b.longPoll
 		if wait == 0 {
@@ -313,12 +392,32 @@ func (b *Bouncer) deltaLoop(ctx context.Context) error {
 			case <-time.After(b.cfg.UpdateFrequency.Duration):
 			}
 		}
-		err := b.pullDelta(ctx, wait)
+		var err error
+		if b.missed {
+			err = b.resyncFull(ctx, "gap")
+		} else {
+			err = b.pullDelta(ctx, wait)
+			switch {
+			case errors.Is(err, errCursorGone):
+				b.log.WithError(err).Warn("the LAPI cannot send this bouncer's missed changes (database restored, or changes purged while it was away); pulling the full state")
+				b.missed = true
+				err = b.resyncFull(ctx, "gap")
+			case err == nil && b.fullDue():
+				// Right after a delta, so what differs is what the
+				// stream lost, not what it has yet to send.
+				err = b.resyncFull(ctx, "periodic")
+			}
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
 			failures++
+			if b.cursor == "" {
+				// The LAPI keeps the cursor (upstream's): it may have
+				// moved past a response that never arrived whole.
+				b.missed = true
+			}
 			b.log.WithError(err).WithField("failures", failures).Warn("pulling decisions failed; the firewall keeps its current state")
 			if !backoff(ctx, failures-1, max(b.cfg.UpdateFrequency.Duration, 30*time.Second)) {
 				return nil
@@ -348,10 +447,13 @@ func (b *Bouncer) pullDelta(ctx context.Context, wait time.Duration) error {
 	if wait > 0 {
 		q.Set("wait", wait.String())
 	}
+	if b.cursor != "" {
+		q.Set("cursor", b.cursor)
+	}
 	var ops []op
 	rctx, cancel := b.reqCtx(ctx, wait)
 	defer cancel()
-	_, err := b.client.StreamScan(rctx, false, q, func(deleted bool, d *models.Decision) error {
+	hdr, err := b.client.StreamScan(rctx, false, q, func(deleted bool, d *models.Decision) error {
 		now := b.now()
 		if deleted {
 			p, err := parsePrefix(d.Value)
@@ -369,8 +471,15 @@ func (b *Bouncer) pullDelta(ctx context.Context, wait time.Duration) error {
 	})
 	b.metrics.lapiRequest(err)
 	if err != nil {
+		var apiErr *apiclient.APIError
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusGone {
+			return fmt.Errorf("%w: %w", errCursorGone, err)
+		}
 		return err
 	}
+	// apply records ops in the state before touching the kernel, so the
+	// cursor may move even if the kernel refuses (the repair loop reloads).
+	b.cursor = hdr.Get(models.CursorHeader)
 	if len(ops) == 0 {
 		return nil
 	}

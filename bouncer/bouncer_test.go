@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,8 +23,9 @@ import (
 )
 
 // fakeLAPI is a real HTTP server on loopback answering the stream with
-// scripted bodies, like an upstream LAPI would (no long-poll header). Any
-// other route is a 404, as on an upstream LAPI older than usage metrics.
+// scripted bodies, like an upstream LAPI would (no long-poll or cursor
+// header); a delta "HTTP <code>" answers that status. Any other route is a
+// 404, as on an upstream LAPI older than usage metrics.
 type fakeLAPI struct {
 	mu      sync.Mutex
 	startup string
@@ -64,8 +66,15 @@ func newFakeLAPI(t *testing.T, startup string, deltas ...string) *fakeLAPI {
 			fmt.Fprint(w, `{"new":[],"deleted":[]}`)
 			return
 		}
-		fmt.Fprint(w, f.deltas[0])
+		d := f.deltas[0]
 		f.deltas = f.deltas[1:]
+		if code, ok := strings.CutPrefix(d, "HTTP "); ok { // a scripted failure
+			n, _ := strconv.Atoi(code)
+			w.WriteHeader(n)
+			fmt.Fprint(w, `{"message":"scripted failure"}`)
+			return
+		}
+		fmt.Fprint(w, d)
 	}))
 	t.Cleanup(f.srv.Close)
 	return f

@@ -68,7 +68,14 @@ type Config struct {
 	// fixed 15 min): the name follows update_frequency's style.
 	MetricsInterval *Duration `toml:"metrics_interval"`
 
+	// ResyncInterval is how often the full state is pulled again and the
+	// firewall reconciled with it, a safety net for changes a delta lost
+	// (upstream's LAPI can lose some for good); "0s" disables it. Rampart's
+	// own: upstream's bouncer never pulls the full state again.
+	ResyncInterval *Duration `toml:"resync_interval"`
+
 	neverBan []netip.Prefix
+	warnings []string
 }
 
 // NFTFamily configures one nftables family.
@@ -88,8 +95,29 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading configuration: %w", err)
 	}
-	return ParseConfig(data, path)
+	c, err := ParseConfig(data, path)
+	if err != nil {
+		return nil, err
+	}
+	if c.APIKey != "" {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o044 != 0 {
+			c.warnings = append(c.warnings, keyFileWarning(path, fi.Mode().Perm()))
+		}
+	}
+	return c, nil
 }
+
+// keyFileWarning is said at every start rather than refusing to start: an
+// existing install with a loose mode keeps enforcing bans (upstream accepts
+// any mode), and the administrator learns the risk and the one-line fix.
+func keyFileWarning(path string, mode os.FileMode) string {
+	return fmt.Sprintf("%s holds api_key and is readable by group or others (mode %04o): anyone who can read it can use "+
+		"this bouncer's key against the LAPI; restrict it with: chmod 600 %s", path, uint32(mode), path)
+}
+
+// Warnings are problems found while loading that do not stop the bouncer;
+// the caller logs them once logging is set up.
+func (c *Config) Warnings() []string { return c.warnings }
 
 // ParseConfig decodes, defaults and validates a configuration.
 func ParseConfig(data []byte, name string) (*Config, error) {
@@ -151,6 +179,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MetricsInterval == nil {
 		c.MetricsInterval = &Duration{Duration: defaultMetricsInterval}
+	}
+	if c.ResyncInterval == nil {
+		c.ResyncInterval = &Duration{Duration: defaultResyncInterval}
 	}
 	if len(c.SupportedDecisionsTypes) == 0 {
 		c.SupportedDecisionsTypes = []string{"ban"}
@@ -226,6 +257,11 @@ func (c *Config) validate() error {
 	} else if mi > 0 && mi < minMetricsInterval {
 		return fmt.Errorf("metrics_interval %s is too short (at least %s; \"0s\" disables usage metrics)", mi, minMetricsInterval)
 	}
+	if ri := c.resyncInterval(); ri < 0 {
+		return fmt.Errorf("resync_interval %s is negative (\"0s\" disables full resyncs)", ri)
+	} else if ri > 0 && ri < minResyncInterval {
+		return fmt.Errorf("resync_interval %s is too short (at least %s; \"0s\" disables full resyncs)", ri, minResyncInterval)
+	}
 	for _, h := range c.NftablesHooks {
 		if h != "input" && h != "forward" {
 			return fmt.Errorf("nftables_hooks: %q is not supported (input, forward)", h)
@@ -257,6 +293,21 @@ func (c *Config) metricsInterval() time.Duration {
 		return defaultMetricsInterval
 	}
 	return c.MetricsInterval.Duration
+}
+
+// Full resyncs: a full pull costs the LAPI about as much as a bouncer's
+// start (seconds at 1M decisions), so not too often.
+const (
+	defaultResyncInterval = 10 * time.Minute
+	minResyncInterval     = time.Minute
+)
+
+// resyncInterval is the full-resync period, 0 when disabled.
+func (c *Config) resyncInterval() time.Duration {
+	if c.ResyncInterval == nil {
+		return defaultResyncInterval
+	}
+	return c.ResyncInterval.Duration
 }
 
 func parsePrefix(v string) (netip.Prefix, error) {

@@ -1,7 +1,9 @@
 package bouncer
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,8 @@ func TestConfigErrors(t *testing.T) {
 		{"negative metrics_interval", base + "mode = \"nftables\"\nmetrics_interval = \"-1m\"\n", `metrics_interval -1m0s is negative ("0s" disables usage metrics)`},
 		{"short metrics_interval", base + "mode = \"nftables\"\nmetrics_interval = \"30s\"\n", "metrics_interval 30s is too short (at least 1m0s"},
 		{"bad metrics_interval", base + "mode = \"nftables\"\nmetrics_interval = \"often\"\n", "often"},
+		{"negative resync_interval", base + "mode = \"nftables\"\nresync_interval = \"-1m\"\n", `resync_interval -1m0s is negative ("0s" disables full resyncs)`},
+		{"short resync_interval", base + "mode = \"nftables\"\nresync_interval = \"10s\"\n", "resync_interval 10s is too short (at least 1m0s"},
 	} {
 		_, err := ParseConfig([]byte(c.toml), "test.toml")
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -49,6 +53,15 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if c.metricsInterval() != 15*time.Minute || !strings.Contains(c.String(), `metrics_interval = "15m0s"`) {
 		t.Errorf("metrics_interval default %s, -T:\n%s", c.metricsInterval(), c.String())
+	}
+	if c.resyncInterval() != 10*time.Minute || !strings.Contains(c.String(), `resync_interval = "10m0s"`) {
+		t.Errorf("resync_interval default %s, -T:\n%s", c.resyncInterval(), c.String())
+	}
+	for in, want := range map[string]time.Duration{"0s": 0, "1m": time.Minute, "1h": time.Hour} {
+		c, err := ParseConfig([]byte("mode = \"nftables\"\napi_key = \"k\"\nresync_interval = \""+in+"\"\n"), "t")
+		if err != nil || c.resyncInterval() != want {
+			t.Errorf("resync_interval %q = %v (%v), want %s", in, c, err, want)
+		}
 	}
 }
 
@@ -83,7 +96,58 @@ func TestShippedConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Mode != "nftables" || c.Nftables.IPv4.Set != "crowdsec_blocklist" || c.UpdateFrequency.Duration.Seconds() != 10 ||
-		c.metricsInterval() != 15*time.Minute {
+		c.metricsInterval() != 15*time.Minute || c.resyncInterval() != 10*time.Minute {
 		t.Errorf("shipped config: %+v", c)
+	}
+}
+
+// TestKeyFileModeWarning: a configuration holding api_key that group or
+// others can read loads (existing installs keep enforcing) but carries a
+// warning naming the file and the fix; a private file, or one without a
+// key (certificate auth), carries none.
+func TestKeyFileModeWarning(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil { // whatever the umask
+			t.Fatal(err)
+		}
+		return p
+	}
+	key := "mode = \"nftables\"\napi_key = \"secret\"\n"
+	cert := "mode = \"nftables\"\ncert_path = \"/c.pem\"\nkey_path = \"/k.pem\"\n"
+	for _, c := range []struct {
+		name, body string
+		mode       os.FileMode
+		warn       bool
+	}{
+		{"world-readable.toml", key, 0o644, true},
+		{"group-readable.toml", key, 0o640, true},
+		{"private.toml", key, 0o600, false},
+		{"owner-only-read.toml", key, 0o400, false},
+		{"cert.toml", cert, 0o644, false},
+	} {
+		p := write(c.name, c.body, c.mode)
+		cfg, err := LoadConfig(p)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		w := cfg.Warnings()
+		if !c.warn {
+			if len(w) != 0 {
+				t.Errorf("%s: unexpected warnings %q", c.name, w)
+			}
+			continue
+		}
+		if len(w) != 1 || !strings.Contains(w[0], p+" holds api_key") || !strings.Contains(w[0], "chmod 600 "+p) ||
+			!strings.Contains(w[0], fmt.Sprintf("%04o", c.mode)) {
+			t.Errorf("%s: warnings %q, want one naming the file, its mode and chmod 600", c.name, w)
+		}
+		if strings.Contains(w[0], "secret") {
+			t.Errorf("%s: the warning leaks the key: %q", c.name, w[0])
+		}
 	}
 }

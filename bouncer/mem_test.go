@@ -62,7 +62,7 @@ func BenchmarkStartupHeap1M(b *testing.B) {
 		fw := &countingFW{}
 		bn := New(cfg, fw, client, nil)
 		runtime.GC()
-		if err := bn.pullStartup(context.Background()); err != nil {
+		if err := bn.pullFull(context.Background(), ""); err != nil {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(fw.heapAtReplace)/1e6, "MB-heap-at-load")

@@ -225,3 +225,49 @@ func (s *state) gc(now int64) int {
 }
 
 func (s *state) len() int { return len(s.v4) + len(s.other) }
+
+// untilSlack is how far two end times of one prefix may differ and still be
+// the same ban: the stream rounds remaining durations to the second.
+const untilSlack = 2
+
+// reconcile lists what turns the kernel from old's view into fresh's: the
+// prefixes fresh holds that old lacks or holds with another end time (to
+// add, which rewrites the timeout), and the live ones only old holds (to
+// delete). A prefix both hold alike is not touched, so it stays enforced.
+func reconcile(old, fresh *state, now time.Time) (adds []firewall.Element, dels []netip.Prefix) {
+	n := now.Unix()
+	check := func(k key, e entry) {
+		if e.until <= n {
+			return
+		}
+		if o, ok := old.get(k); ok && o.until > n && abs(o.until-e.until) <= untilSlack {
+			return
+		}
+		adds = append(adds, firewall.Element{Prefix: k.prefix(), Timeout: time.Duration(e.until-n) * time.Second})
+	}
+	for u, e := range fresh.v4 {
+		check(hostKey(u), e)
+	}
+	for k, e := range fresh.other {
+		check(k, e)
+	}
+	gone := func(k key, e entry) {
+		if f, ok := fresh.get(k); e.until > n && (!ok || f.until <= n) {
+			dels = append(dels, k.prefix())
+		}
+	}
+	for u, e := range old.v4 {
+		gone(hostKey(u), e)
+	}
+	for k, e := range old.other {
+		gone(k, e)
+	}
+	return adds, dels
+}
+
+func abs(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}

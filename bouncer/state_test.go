@@ -108,3 +108,38 @@ func BenchmarkStateAdd1M(b *testing.B) {
 		}
 	}
 }
+
+// TestReconcile: only what differs between the held and the fresh state
+// goes to the kernel; a ban both hold alike (within the stream's rounding)
+// is left alone, and expired entries are nobody's business.
+func TestReconcile(t *testing.T) {
+	now := time.Now()
+	n := now.Unix()
+	pf := netip.MustParsePrefix
+	old, fresh := newState(), newState()
+	old.add(pf("192.0.2.1/32"), 1, n+3600)      // same in both
+	fresh.add(pf("192.0.2.1/32"), 1, n+3601)    // (rounding)
+	old.add(pf("192.0.2.2/32"), 2, n+3600)      // gone from the LAPI
+	fresh.add(pf("192.0.2.3/32"), 3, n+3600)    // missed addition
+	old.add(pf("2001:db8::/64"), 4, n+3600)     // shortened: rewritten
+	fresh.add(pf("2001:db8::/64"), 4, n+600)    //
+	old.add(pf("192.0.2.5/32"), 5, n-1)         // expired in both views
+	fresh.add(pf("198.51.100.0/24"), 6, n+7200) // missed range
+	adds, dels := reconcile(old, fresh, now)
+	got := map[string]time.Duration{}
+	for _, e := range adds {
+		got[e.Prefix.String()] = e.Timeout
+	}
+	want := map[string]time.Duration{"192.0.2.3/32": time.Hour, "2001:db8::/64": 10 * time.Minute, "198.51.100.0/24": 2 * time.Hour}
+	if len(got) != len(want) {
+		t.Errorf("adds = %v, want %v", got, want)
+	}
+	for p, d := range want {
+		if got[p] != d {
+			t.Errorf("add %s timeout %s, want %s", p, got[p], d)
+		}
+	}
+	if len(dels) != 1 || dels[0] != pf("192.0.2.2/32") {
+		t.Errorf("dels = %v, want [192.0.2.2/32]", dels)
+	}
+}

@@ -3,8 +3,11 @@ package lapi
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -146,17 +149,17 @@ func (s *Server) headStream(c echo.Context) error {
 // streamDecisions is GET /v1/decisions/stream. The body is streamed from
 // one database snapshot; the bouncer's cursor moves only once the whole body
 // was written. Rampart's opt-in long-poll: wait=<duration> on a delta holds
-// the request until a decision change concerns this bouncer.
+// the request until a decision change concerns this bouncer. Rampart's
+// opt-in client-kept cursor: cursor=<seq> (see streamCursor).
 func (s *Server) streamDecisions(c echo.Context) error {
 	ctx := c.Request().Context()
 	q := c.QueryParams()
 	b := c.Get(ctxBouncer).(*store.Bouncer)
 	f, _ := bouncerFilter(q, true)
 	sq := store.StreamQuery{Filter: f, Startup: q.Get("startup") == "true", NoDedup: q.Get("dedup") == "false"}
-	if b.Cursor == nil {
-		sq.Startup = true
-	} else {
-		sq.Cursor = *b.Cursor
+	ua := streamClient(c)
+	if err := s.streamCursor(c, b, ua, &sq); err != nil {
+		return err
 	}
 	var wait time.Duration
 	if v := q.Get("wait"); v != "" && !sq.Startup {
@@ -179,7 +182,7 @@ func (s *Server) streamDecisions(c echo.Context) error {
 			if s.store.Seq() > sq.Cursor {
 				n, seq, err := s.countDelta(c, sq)
 				if err != nil {
-					return s.storeError(c, err)
+					return s.streamError(c, err)
 				}
 				if n > 0 {
 					break poll
@@ -195,7 +198,83 @@ func (s *Server) streamDecisions(c echo.Context) error {
 			}
 		}
 	}
-	return s.writeStream(c, b, sq)
+	return s.writeStream(c, b, ua, sq)
+}
+
+// streamClient names the client a server-kept cursor belongs to within its
+// bouncer row: its User-Agent, so that two different bouncers sharing a key
+// on one address (a firewall and a web server bouncer) each get every
+// change. The length is bounded: it is stored.
+func streamClient(c echo.Context) string {
+	ua := c.Request().UserAgent()
+	if len(ua) > 256 {
+		ua = ua[:256]
+	}
+	return ua
+}
+
+// streamCursor fills in where a delta starts. A client that sends cursor=
+// keeps its own cursor (empty on startup, then the models.CursorHeader of
+// its last complete response): any number of its processes can share a
+// key and address, and the server-kept cursors are left alone. Other
+// clients (upstream's) get the cursor kept for their row and User-Agent;
+// two of them on one key, address and User-Agent share it, which is
+// logged because each then misses what the other pulled.
+func (s *Server) streamCursor(c echo.Context, b *store.Bouncer, ua string, sq *store.StreamQuery) error {
+	q := c.QueryParams()
+	if q.Has("cursor") {
+		sq.ClientCursor = true
+		if sq.Startup {
+			return nil
+		}
+		v := q.Get("cursor")
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return jsonError(c, http.StatusBadRequest, fmt.Sprintf("invalid cursor '%s': send the %s of the previous response, or pull startup=true", v, models.CursorHeader))
+		}
+		sq.Cursor = n
+		return nil
+	}
+	cur, err := s.store.StreamCursor(c.Request().Context(), b.ID, ua)
+	if err != nil {
+		return s.storeError(c, err)
+	}
+	if cur == nil {
+		sq.Startup = true
+	} else {
+		sq.Cursor = *cur
+	}
+	if s.streams.shared(b.ID, ua, s.directPeer(c), s.now()) {
+		s.log.WithFields(log.Fields{"bouncer": b.Name, "ip": b.IPAddress, "user_agent": ua}).Warn(
+			"two processes are pulling the decision stream with one API key from one address and the same User-Agent: " +
+				"they share one stream cursor, so each misses the decisions the other pulled; " +
+				"give each its own key (cscli bouncers add) or use Rampart's bouncer, which keeps its own cursor")
+	}
+	return nil
+}
+
+// directPeer is the TCP peer (address and port) when the client connects
+// directly; "" behind a proxy or on a unix socket, where connections say
+// nothing about the processes behind them.
+func (s *Server) directPeer(c echo.Context) string {
+	ra := c.Request().RemoteAddr
+	host, _, err := net.SplitHostPort(ra)
+	if err != nil {
+		return ""
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil || a.Unmap() != s.clientAddr(c) {
+		return ""
+	}
+	return ra
+}
+
+// streamError answers a failure that happened before the body started.
+func (s *Server) streamError(c echo.Context, err error) error {
+	if errors.Is(err, store.ErrCursorGone) {
+		return jsonError(c, http.StatusGone, err.Error())
+	}
+	return s.storeError(c, err)
 }
 
 // countDelta tells whether a delta would carry anything, without writing.
@@ -214,7 +293,7 @@ type streamBatch struct {
 
 const streamBatchRows = 1024
 
-func (s *Server) writeStream(c echo.Context, b *store.Bouncer, sq store.StreamQuery) error {
+func (s *Server) writeStream(c echo.Context, b *store.Bouncer, ua string, sq store.StreamQuery) error {
 	ctx, cancel := context.WithCancel(c.Request().Context())
 	defer cancel()
 	now := s.now()
@@ -224,8 +303,19 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, sq store.StreamQu
 	batches := make(chan streamBatch, 4)
 	var seq int64
 	var readErr error
+	// The reader sends the snapshot's sequence before any row, or -1 when
+	// it failed before opening one: the status and the cursor header are
+	// only known then.
+	snap := make(chan int64, 1)
+	opened := false
+	sq.OnSnapshot = func(seq int64) { opened = true; snap <- seq }
 	go func() {
 		defer close(batches)
+		defer func() {
+			if !opened {
+				snap <- -1
+			}
+		}()
 		cur := streamBatch{rows: make([]store.DecisionRow, 0, streamBatchRows)}
 		flush := func() error {
 			if len(cur.rows) == 0 {
@@ -260,11 +350,19 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, sq store.StreamQu
 		}
 	}()
 
+	at := <-snap
+	if at < 0 {
+		// The reader failed before its snapshot: nothing was sent yet.
+		for range batches {
+		}
+		return s.streamError(c, readErr)
+	}
 	resp := c.Response()
 	resp.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
-	// Tells Rampart's bouncer it may long-poll (wait=) up to this long;
-	// upstream clients ignore the header.
+	// Tells Rampart's bouncer it may long-poll (wait=) up to this long, and
+	// the cursor this body brings it to; upstream clients ignore both.
 	resp.Header().Set(models.LongPollHeader, s.cfg.API.Server.LongPollMax.Duration.String())
+	resp.Header().Set(models.CursorHeader, strconv.FormatInt(at, 10))
 	resp.WriteHeader(http.StatusOK)
 	w := bufio.NewWriterSize(resp, 64<<10)
 	buf := make([]byte, 0, 256*streamBatchRows)
@@ -314,7 +412,14 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, sq store.StreamQu
 		panic(http.ErrAbortHandler)
 	}
 	s.countAnswer(b.Name, sent)
-	if err := s.store.SetBouncerCursor(c.Request().Context(), b.ID, seq, now); err != nil {
+	if sq.ClientCursor {
+		// The client keeps its cursor: only the pull time is shown.
+		if b.LastPull == nil || now.Sub(*b.LastPull) >= time.Minute {
+			if err := s.store.SetBouncerPulled(c.Request().Context(), b.ID, nil, now); err != nil {
+				s.log.WithError(err).WithField("bouncer", b.Name).Warn("recording bouncer pull")
+			}
+		}
+	} else if err := s.store.SetStreamCursor(c.Request().Context(), b.ID, ua, seq, now); err != nil {
 		s.log.WithError(err).WithField("bouncer", b.Name).Warn("storing stream cursor")
 	}
 	if s.log.Logger.IsLevelEnabled(log.DebugLevel) {

@@ -53,6 +53,7 @@ type Server struct {
 	now        func() time.Time
 	metrics    atomic.Pointer[lapiMetrics] // nil until RegisterMetrics
 	usage      usageCache
+	streams    streamWatch
 }
 
 // New builds a server over an open store.

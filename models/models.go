@@ -201,6 +201,14 @@ func (e *ValidationError) Error() string {
 // a bouncer that does not see it polls instead.
 const LongPollHeader = "X-Rampart-Long-Poll"
 
+// CursorHeader is the stream response header carrying the change sequence
+// the body brings its client to. A client that keeps its own cursor sends
+// it back as cursor=<seq> on its next delta (cursor= empty with
+// startup=true); Rampart's LAPI then answers 410 Gone when it can no longer
+// build that delta whole, and the client pulls the full state again.
+// Upstream LAPIs never send it.
+const CursorHeader = "X-Rampart-Cursor"
+
 // StreamResponse is the body of GET /v1/decisions/stream.
 type StreamResponse struct {
 	New     []*Decision `json:"new"`

@@ -58,6 +58,9 @@ func run() error {
 		return nil
 	}
 	if *testOnly {
+		for _, w := range cfg.Warnings() {
+			log.Warn(w)
+		}
 		fmt.Printf("configuration %s is valid (mode %s)\n", *cfgPath, cfg.Mode)
 		return nil
 	}
@@ -76,6 +79,9 @@ func run() error {
 		}
 		defer f.Close()
 		log.SetOutput(f)
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

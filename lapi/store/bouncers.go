@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// Bouncer is a remediation component identified by an API key. Each row has
-// its own stream cursor, so a key shared across addresses gets one per IP.
+// Bouncer is a remediation component identified by an API key. A key used
+// from several addresses gets one row per address; stream cursors are kept
+// per row and User-Agent (stream_cursors).
 type Bouncer struct {
 	ID          int64
 	Name        string
@@ -18,7 +19,7 @@ type Bouncer struct {
 	Type        string
 	Version     string
 	LastPull    *time.Time
-	Cursor      *int64 // last decision sequence fully delivered; nil = never pulled
+	Cursor      *int64 // latest server-kept stream cursor delivered on this row; nil = none
 	AuthType    string
 	AutoCreated bool
 	Revoked     bool
@@ -147,10 +148,41 @@ func (s *Store) SetBouncerPulled(ctx context.Context, id int64, cursor *int64, a
 	})
 }
 
-// SetBouncerCursor sets the cursor exactly (startup resets it).
-func (s *Store) SetBouncerCursor(ctx context.Context, id int64, cursor int64, at time.Time) error {
+// StreamCursor returns the server-kept stream cursor of a bouncer row for
+// one User-Agent; nil when that client never completed a pull.
+func (s *Store) StreamCursor(ctx context.Context, bouncerID int64, userAgent string) (*int64, error) {
+	var c int64
+	err := s.r.QueryRowContext(ctx, `SELECT cursor FROM stream_cursors WHERE bouncer_id = ? AND user_agent = ?`, bouncerID, userAgent).Scan(&c)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading stream cursor: %w", err)
+	}
+	return &c, nil
+}
+
+// MaxStreamClients is how many server-kept cursors (User-Agents) one
+// bouncer row keeps.
+const MaxStreamClients = 16
+
+// SetStreamCursor stores a client's server-kept cursor exactly (a startup
+// resets it) once a body was fully sent, and records the pull on the row;
+// bouncers.cursor keeps the row's latest for display.
+func (s *Store) SetStreamCursor(ctx context.Context, bouncerID int64, userAgent string, cursor int64, at time.Time) error {
 	return s.write(ctx, func(tx *wtx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE bouncers SET last_pull = ?, cursor = ? WHERE id = ?`, at.UnixNano(), cursor, id)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO stream_cursors (bouncer_id, user_agent, cursor, last_pull) VALUES (?, ?, ?, ?)
+			ON CONFLICT (bouncer_id, user_agent) DO UPDATE SET cursor = excluded.cursor, last_pull = excluded.last_pull`,
+			bouncerID, userAgent, cursor, at.UnixNano()); err != nil {
+			return fmt.Errorf("storing stream cursor: %w", err)
+		}
+		// A key holder cycling User-Agents must not grow the table: a row
+		// keeps its most recent few, the others start over (full state).
+		if _, err := tx.ExecContext(ctx, `DELETE FROM stream_cursors WHERE bouncer_id = ? AND user_agent NOT IN (
+			SELECT user_agent FROM stream_cursors WHERE bouncer_id = ? ORDER BY last_pull DESC LIMIT ?)`, bouncerID, bouncerID, MaxStreamClients); err != nil {
+			return fmt.Errorf("bounding stream cursors: %w", err)
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE bouncers SET last_pull = ?, cursor = ? WHERE id = ?`, at.UnixNano(), cursor, bouncerID)
 		return err
 	})
 }

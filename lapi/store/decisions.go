@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -406,7 +407,18 @@ type StreamQuery struct {
 	Startup bool  // full state instead of a delta
 	Cursor  int64 // last delivered sequence, for deltas
 	NoDedup bool  // dedup=false: every row, not only the one bouncers hold
+	// ClientCursor says Cursor comes from the client, which keeps its own:
+	// a delta it cannot get whole fails with ErrCursorGone.
+	ClientCursor bool
+	// OnSnapshot, when set, receives the snapshot's sequence (the cursor
+	// the response brings the client to) before any row is emitted.
+	OnSnapshot func(seq int64)
 }
+
+// ErrCursorGone is a client-kept cursor from which no complete delta can be
+// built: retention purged changes after it, or it is ahead of this
+// database (restored from a backup). The client must pull the full state.
+var ErrCursorGone = errors.New("stream cursor can no longer be served: pull the full state (startup=true)")
 
 // Stream emits the stream's new then deleted decisions from one consistent
 // snapshot, each list by ascending id, and returns the sequence the caller
@@ -417,9 +429,15 @@ func (s *Store) Stream(ctx context.Context, q StreamQuery, now time.Time, emitNe
 		return 0, fmt.Errorf("opening stream snapshot: %w", err)
 	}
 	defer tx.Rollback()
-	var seq int64
-	if err := tx.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = 'seq'`).Scan(&seq); err != nil {
+	var seq, purged int64
+	if err := tx.QueryRowContext(ctx, `SELECT (SELECT value FROM counters WHERE name = 'seq'), (SELECT value FROM counters WHERE name = 'purged')`).Scan(&seq, &purged); err != nil {
 		return 0, fmt.Errorf("reading stream sequence: %w", err)
+	}
+	if q.ClientCursor && !q.Startup && (q.Cursor < purged || q.Cursor > seq) {
+		return 0, fmt.Errorf("cursor %d (changes purged up to %d, current %d): %w", q.Cursor, purged, seq, ErrCursorGone)
+	}
+	if q.OnSnapshot != nil {
+		q.OnSnapshot(seq)
 	}
 	conds, args := q.Filter.where("")
 	run := func(active bool, emit func(*DecisionRow) error) error {

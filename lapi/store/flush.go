@@ -10,11 +10,17 @@ import (
 type FlushPolicy struct {
 	MaxAge   time.Duration // alerts created before now-MaxAge go (0: no age limit)
 	MaxItems int           // keep at most this many alerts (0: no count limit)
-	// Ended decisions are kept until every bouncer that pulled within
-	// TombstoneHorizon has received them, and at least TombstoneMinAge.
+	// Ended decisions are kept until every server-kept cursor that pulled
+	// within TombstoneHorizon (7 days when 0) has received them, and at
+	// least TombstoneMinAge (DefaultTombstoneMinAge when 0).
 	TombstoneHorizon time.Duration
 	TombstoneMinAge  time.Duration
 }
+
+// DefaultTombstoneMinAge keeps ended decisions long enough that a bouncer
+// keeping its own cursor (which retention cannot see) and pulling within
+// it never finds its cursor gone and never needs a full resync.
+const DefaultTombstoneMinAge = time.Hour
 
 // FlushResult says what a flush removed.
 type FlushResult struct {
@@ -54,13 +60,23 @@ func (s *Store) Flush(ctx context.Context, p FlushPolicy, now time.Time) (FlushR
 				res.Alerts += n
 			}
 		}
-		// The lowest cursor among bouncers that pulled recently bounds what may go.
+		// The lowest server-kept cursor that pulled recently bounds what
+		// may go; cursors idle beyond the horizon are forgotten (their
+		// client's next delta is a full state, as for a new client).
 		horizon := p.TombstoneHorizon
 		if horizon <= 0 {
 			horizon = 7 * 24 * time.Hour
 		}
+		minAge := p.TombstoneMinAge
+		if minAge == 0 {
+			minAge = DefaultTombstoneMinAge
+		}
+		since := now.Add(-horizon).UnixNano()
+		if _, err := tx.ExecContext(ctx, `DELETE FROM stream_cursors WHERE last_pull < ?`, since); err != nil {
+			return fmt.Errorf("forgetting idle stream cursors: %w", err)
+		}
 		var minCursor *int64
-		if err := tx.QueryRowContext(ctx, `SELECT MIN(COALESCE(cursor, 0)) FROM bouncers WHERE last_pull >= ?`, now.Add(-horizon).UnixNano()).Scan(&minCursor); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT MIN(cursor) FROM stream_cursors`).Scan(&minCursor); err != nil {
 			return fmt.Errorf("reading bouncer cursors: %w", err)
 		}
 		var current int64
@@ -71,9 +87,15 @@ func (s *Store) Flush(ctx context.Context, p FlushPolicy, now time.Time) (FlushR
 		if minCursor != nil && *minCursor < limit {
 			limit = *minCursor
 		}
-		r, err := tx.ExecContext(ctx, `DELETE FROM decisions WHERE NOT active AND seq <= ? AND until < ?
-			AND (alert_id IS NULL OR NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id = decisions.alert_id))`,
-			limit, now.Add(-p.TombstoneMinAge).UnixNano())
+		purgeable := `FROM decisions WHERE NOT active AND seq <= ? AND until < ?
+			AND (alert_id IS NULL OR NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id = decisions.alert_id))`
+		args := []any{limit, now.Add(-minAge).UnixNano()}
+		// Client-kept cursors below the highest purged change get
+		// ErrCursorGone instead of a delta missing that deletion.
+		if _, err := tx.ExecContext(ctx, `UPDATE counters SET value = MAX(value, COALESCE((SELECT MAX(seq) `+purgeable+`), 0)) WHERE name = 'purged'`, args...); err != nil {
+			return fmt.Errorf("recording purged changes: %w", err)
+		}
+		r, err := tx.ExecContext(ctx, `DELETE `+purgeable, args...)
 		if err != nil {
 			return fmt.Errorf("purging ended decisions: %w", err)
 		}

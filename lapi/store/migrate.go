@@ -199,6 +199,24 @@ INSERT INTO alert_counts (scenario, n)
 	SELECT scenario, COUNT(*) FROM alerts WHERE NOT (source_scope LIKE 'lists:%' OR source_scope = 'crowdsecurity/community-blocklist')
 	GROUP BY scenario;
 `,
+	// 4: server-kept stream cursors per bouncer row and User-Agent, so two
+	// different bouncers sharing a key on one address each get every change
+	// (clients that keep their own cursor, as Rampart's bouncer does, need
+	// no row). 'purged' is the highest change sequence retention deleted: a
+	// client cursor below it may have missed a deletion.
+	`
+CREATE TABLE stream_cursors (
+	bouncer_id BIGINT NOT NULL REFERENCES bouncers (id) ON DELETE CASCADE,
+	user_agent TEXT NOT NULL,
+	cursor BIGINT NOT NULL,
+	last_pull BIGINT NOT NULL,
+	PRIMARY KEY (bouncer_id, user_agent)
+);
+INSERT INTO stream_cursors (bouncer_id, user_agent, cursor, last_pull)
+	SELECT id, CASE WHEN version = 'N/A' THEN type ELSE type || '/' || version END, cursor, COALESCE(last_pull, updated_at)
+	FROM bouncers WHERE cursor IS NOT NULL;
+INSERT INTO counters (name, value) VALUES ('purged', 0);
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
