@@ -93,6 +93,9 @@ func (l *testLAPI) send(method, path string, h http.Header, body any) reply {
 		req.Header[k] = vs
 	}
 	client := &http.Client{Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if l.client != nil {
+		client = l.client
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		l.t.Fatalf("%s %s: %v", method, path, err)

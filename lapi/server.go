@@ -47,6 +47,7 @@ type Server struct {
 	jwt        *jwtKeys
 	allow      *allowChecker
 	trusted    []netip.Prefix
+	proxies    []netip.Prefix // trusted_proxies
 	autoRanges []netip.Prefix
 	tlsAuth    *tlsAuth
 	now        func() time.Time
@@ -63,6 +64,12 @@ func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profi
 	}
 	if s.trusted, err = parsePrefixes(cfg.API.Server.TrustedIPs); err != nil {
 		return nil, fmt.Errorf("api.server.trusted_ips: %w", err)
+	}
+	if s.proxies, err = parsePrefixes(cfg.API.Server.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("api.server.trusted_proxies: %w", err)
+	}
+	if cfg.API.Server.UseForwardedForHeaders && len(s.proxies) == 0 {
+		s.log.Warn("api.server.use_forwarded_for_headers is set but trusted_proxies is empty: X-Forwarded-For is ignored")
 	}
 	if ar := cfg.API.Server.AutoRegistration; ar != nil && ar.Enabled {
 		if len(ar.Token) < 32 {
@@ -109,23 +116,7 @@ func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
-	if s.cfg.API.Server.UseForwardedForHeaders {
-		var opts []echo.TrustOption
-		for _, p := range s.cfg.API.Server.TrustedProxies {
-			if _, n, err := net.ParseCIDR(p); err == nil {
-				opts = append(opts, echo.TrustIPRange(n))
-			} else if ip := net.ParseIP(p); ip != nil {
-				bits := 32
-				if ip.To4() == nil {
-					bits = 128
-				}
-				opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}))
-			}
-		}
-		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
-	} else {
-		e.IPExtractor = echo.ExtractIPDirect()
-	}
+	e.IPExtractor = s.ipExtractor()
 	e.Use(s.metricsMiddleware, s.recoverMiddleware, s.logMiddleware, strictParams)
 
 	e.GET("/health", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "up"}) })
@@ -162,6 +153,22 @@ func (s *Server) routes() *echo.Echo {
 	v1.POST("/usage-metrics", s.usageMetrics, s.eitherAuth)
 	s.uiRoutes(e)
 	return e
+}
+
+// ipExtractor picks the client address requests are judged by. With
+// use_forwarded_for_headers, X-Forwarded-For is read right to left from the
+// peer, and only while each hop is one of trusted_proxies: echo would also
+// trust every loopback, link-local and private peer, letting any LAN client
+// claim to be 127.0.0.1.
+func (s *Server) ipExtractor() echo.IPExtractor {
+	if !s.cfg.API.Server.UseForwardedForHeaders || len(s.proxies) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range s.proxies {
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }
 
 // errorHandler answers router 404/405 with an empty body as upstream does,
