@@ -1179,6 +1179,36 @@ func TestPostAlertsDecisions(t *testing.T) {
 	}
 }
 
+// TestPostAlertsDecisionWithoutType: a decision no bouncer can apply is
+// dropped like one on an invalid address, never stored nor streamed.
+func TestPostAlertsDecisionWithoutType(t *testing.T) {
+	l := startLAPI(t, nil)
+	key := l.addBouncer("fw")
+	a := manualAlert("192.0.2.1", "Ip", "4h", "cscli")
+	a.Decisions = append(a.Decisions,
+		&models.Decision{Duration: "4h", Origin: "cscli", Scenario: "s", Scope: "Ip", Type: "", Value: "192.0.2.2"},
+		&models.Decision{Duration: "4h", Origin: "cscli", Scenario: "s", Scope: "Ip", Type: " \t", Value: "192.0.2.3"},
+		&models.Decision{Duration: "4h", Origin: "cscli", Scenario: "s", Scope: "username", Type: "", Value: "bob"})
+	if ids := l.push(a); len(ids) != 1 {
+		t.Fatalf("ids %v", ids)
+	}
+	if _, ds := l.getDecisions(key, "?scopes=ip,username"); fmt.Sprint(decisionKeys(ds)) != "[Ip:192.0.2.1:ban]" {
+		t.Errorf("decisions = %v, want only the one with a type", decisionKeys(ds))
+	}
+	for _, d := range l.stream(key, "&startup=true&scopes=ip,range,username").New {
+		if strings.TrimSpace(d.Type) == "" {
+			t.Errorf("streamed a decision without a type: %+v", d)
+		}
+	}
+	// every decision without a type: the alert goes too
+	only := manualAlert("192.0.2.4", "Ip", "4h", "cscli")
+	only.Decisions[0].Type = ""
+	if ids := l.push(only); len(ids) != 0 {
+		t.Errorf("alert whose only decision has no type kept: %v", ids)
+	}
+	l.expectCounts("after typeless decisions", 1, 1)
+}
+
 func TestPostAlertsAllowlist(t *testing.T) {
 	l := startLAPI(t, nil)
 	key := l.addBouncer("fw")

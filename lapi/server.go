@@ -187,8 +187,10 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		_ = c.JSON(he.Code, models.ErrorResponse{Message: msg})
 		return
 	}
-	s.log.WithError(err).Error("request failed")
-	_ = c.JSON(http.StatusInternalServerError, models.ErrorResponse{Message: err.Error()})
+	s.log.WithError(err).WithField("path", c.Request().URL.Path).Error("request failed")
+	// The error may come from anywhere (the database among others): its
+	// text is for the log, not for the client.
+	_ = c.JSON(http.StatusInternalServerError, models.ErrorResponse{Message: "internal error"})
 }
 
 // strictParams answers 404 when a trailing :param swallowed more than one
@@ -258,7 +260,8 @@ func (s *Server) storeError(c echo.Context, err error) error {
 		return nil
 	}
 	s.log.WithError(err).WithField("path", c.Request().URL.Path).Error("database error")
-	return jsonError(c, http.StatusInternalServerError, err.Error())
+	// The driver's message can quote SQL: it goes to the log only.
+	return jsonError(c, http.StatusInternalServerError, "database error (details in the LAPI log)")
 }
 
 // readBody reads the request body, decompressing gzip, up to limit bytes.
