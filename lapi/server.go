@@ -330,7 +330,7 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 		if err := os.Chmod(sock, 0o660); err != nil {
 			s.log.WithError(err).Warn("restricting the LAPI socket")
 		}
-		usrv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second}
+		usrv := s.httpServer()
 		go func() {
 			if err := usrv.Serve(uln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.WithError(err).Error("unix socket listener stopped")
@@ -342,12 +342,15 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	return s.Serve(ctx, ln, ready)
 }
 
-// Listen opens the configured listener (TLS when configured).
+// Listen opens the configured listener (TLS when configured), with the
+// connection caps of [api.server].
 func (s *Server) Listen() (net.Listener, error) {
 	ln, err := net.Listen("tcp", s.cfg.API.Server.ListenURI)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", s.cfg.API.Server.ListenURI, err)
 	}
+	// Below TLS: a connection over a cap costs no handshake.
+	ln = s.limitConns(ln)
 	if t := s.cfg.API.Server.TLS; t != nil && t.CertFile != "" {
 		tc, err := s.tlsConfig(t)
 		if err != nil {
@@ -393,12 +396,7 @@ func (s *Server) tlsConfig(t *csconfig.TLS) (*tls.Config, error) {
 
 // Serve serves on ln until ctx ends.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error {
-	srv := &http.Server{
-		Handler:           s.echo,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          nil,
-	}
+	srv := s.httpServer()
 	jobsCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
 	go s.runJobs(jobsCtx)
