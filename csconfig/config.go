@@ -166,6 +166,21 @@ type APIServer struct {
 	TLS                           *TLS              `toml:"tls"`
 	AutoRegistration              *AutoRegistration `toml:"auto_registration"`
 	LoginLimit                    LoginLimit        `toml:"login_limit"`
+
+	// Rampart's bounds on clients (upstream has none). A client has
+	// ReadHeaderTimeout to send its request header and ReadTimeout to send
+	// the whole request, body included; the handler's own time is not
+	// bounded, so long-polls and big streams are not cut. Idle keep-alive
+	// connections close after IdleTimeout. At most MaxConnections are open at once, at most
+	// MaxConnectionsPerSource from one address (trusted_proxies are exempt
+	// from the latter: all their clients share it); others are closed as
+	// soon as they are accepted. Zero values take the defaults.
+	ReadHeaderTimeout       Duration `toml:"read_header_timeout"`
+	ReadTimeout             Duration `toml:"read_timeout"`
+	IdleTimeout             Duration `toml:"idle_timeout"`
+	MaxHeaderBytes          int      `toml:"max_header_bytes"`
+	MaxConnections          int      `toml:"max_connections"`
+	MaxConnectionsPerSource int      `toml:"max_connections_per_source"`
 }
 
 // LoginLimit throttles failed machine logins, each of which costs a bcrypt
@@ -183,6 +198,16 @@ type LoginLimit struct {
 	// the newcomers share one bucket.
 	MaxTracked int `toml:"max_tracked"`
 }
+
+// Defaults of the LAPI's client bounds.
+const (
+	DefaultReadHeaderTimeout       = 10 * time.Second
+	DefaultReadTimeout             = 60 * time.Second
+	DefaultIdleTimeout             = 2 * time.Minute
+	DefaultMaxHeaderBytes          = 128 << 10
+	DefaultMaxConnections          = 1024
+	DefaultMaxConnectionsPerSource = 64
+)
 
 // TLS configures HTTPS and client certificates.
 type TLS struct {
@@ -269,17 +294,24 @@ func (c *Config) setDefaults() {
 	if c.API.Server.LongPollMax.Duration == 0 {
 		c.API.Server.LongPollMax.Duration = 60 * time.Second
 	}
+	defDur := func(d *Duration, v time.Duration) {
+		if d.Duration == 0 {
+			d.Duration = v
+		}
+	}
+	defInt := func(n *int, v int) {
+		if *n == 0 {
+			*n = v
+		}
+	}
+	srv := &c.API.Server
+	defDur(&srv.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	defDur(&srv.ReadTimeout, DefaultReadTimeout)
+	defDur(&srv.IdleTimeout, DefaultIdleTimeout)
+	defInt(&srv.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	defInt(&srv.MaxConnections, DefaultMaxConnections)
+	defInt(&srv.MaxConnectionsPerSource, DefaultMaxConnectionsPerSource)
 	if ll := &c.API.Server.LoginLimit; Bool(ll.Enabled, true) {
-		defInt := func(v *int, d int) {
-			if *v == 0 {
-				*v = d
-			}
-		}
-		defDur := func(v *Duration, d time.Duration) {
-			if v.Duration == 0 {
-				v.Duration = d
-			}
-		}
 		defInt(&ll.SourceBurst, 10)
 		defDur(&ll.SourceRefill, 10*time.Second)
 		defInt(&ll.MachineBurst, 20)
@@ -373,6 +405,22 @@ func (c *Config) validate() error {
 		}
 		if ll.SourceRefill.Duration <= 0 || ll.MachineRefill.Duration <= 0 {
 			return fmt.Errorf("api.server.login_limit: source_refill and machine_refill must be positive")
+		}
+	}
+	srv := &c.API.Server
+	for _, v := range []struct {
+		key string
+		neg bool
+	}{
+		{"read_header_timeout", srv.ReadHeaderTimeout.Duration < 0},
+		{"read_timeout", srv.ReadTimeout.Duration < 0},
+		{"idle_timeout", srv.IdleTimeout.Duration < 0},
+		{"max_header_bytes", srv.MaxHeaderBytes < 0},
+		{"max_connections", srv.MaxConnections < 0},
+		{"max_connections_per_source", srv.MaxConnectionsPerSource < 0},
+	} {
+		if v.neg {
+			return fmt.Errorf("api.server.%s must not be negative (0 takes the default)", v.key)
 		}
 	}
 	if d := c.Crowdsec.UsageMetricsInterval.Duration; d < 0 || (d > 0 && d < MinUsageMetricsInterval) {

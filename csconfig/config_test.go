@@ -75,3 +75,37 @@ func TestLoginLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestAPIServerClientBounds(t *testing.T) {
+	c, err := Parse([]byte("[api.server]\n"), "test.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.API.Server
+	if s.ReadHeaderTimeout.Duration != DefaultReadHeaderTimeout || s.ReadTimeout.Duration != DefaultReadTimeout ||
+		s.IdleTimeout.Duration != DefaultIdleTimeout || s.MaxHeaderBytes != DefaultMaxHeaderBytes ||
+		s.MaxConnections != DefaultMaxConnections || s.MaxConnectionsPerSource != DefaultMaxConnectionsPerSource {
+		t.Errorf("defaults not applied: %+v", s)
+	}
+	c, err = Parse([]byte(`[api.server]
+read_header_timeout = "2s"
+read_timeout = "1m30s"
+idle_timeout = "1h"
+max_header_bytes = 4096
+max_connections = 10
+max_connections_per_source = 2
+`), "test.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = c.API.Server
+	if s.ReadHeaderTimeout.Duration != 2*time.Second || s.ReadTimeout.Duration != 90*time.Second || s.IdleTimeout.Duration != time.Hour ||
+		s.MaxHeaderBytes != 4096 || s.MaxConnections != 10 || s.MaxConnectionsPerSource != 2 {
+		t.Errorf("configured bounds not kept: %+v", s)
+	}
+	for _, bad := range []string{`read_timeout = "-1s"`, `max_connections = -1`, `max_connections_per_source = -5`} {
+		if _, err := Parse([]byte("[api.server]\n"+bad+"\n"), "test.toml"); err == nil || !strings.Contains(err.Error(), "must not be negative") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -103,6 +104,12 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 	}
 	hadDecisions := len(decisions) > 0
 	for _, d := range decisions {
+		// Upstream's swagger only asks for the key; an empty type is a
+		// decision no bouncer can apply, dropped like an invalid address.
+		if strings.TrimSpace(d.Type) == "" {
+			log.WithField("value", d.Value).Warn("dropping decision without a type")
+			continue
+		}
 		dur, err := models.ParseDuration(d.Duration)
 		if err != nil {
 			return na, false, fmt.Errorf("decision on %s: %w", d.Value, err)

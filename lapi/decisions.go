@@ -47,6 +47,31 @@ func parseBoolParam(v string) (bool, error) {
 	return b, nil
 }
 
+// Bounds on the comma-separated filters bouncers send: each value is one
+// SQL parameter (a LIKE for the scenario filters) and SQLite refuses
+// expressions nested too deep, while real bouncers send a handful.
+const (
+	maxListValues   = 100
+	maxListValueLen = 1024
+)
+
+// checkListParams refuses list filters too big to query, before any query
+// runs, naming the parameter.
+func checkListParams(q url.Values) error {
+	for _, name := range []string{"scopes", "scope", "origins", "scenarios_containing", "scenarios_not_containing"} {
+		vals := splitList(q.Get(name))
+		if len(vals) > maxListValues {
+			return fmt.Errorf("%s: %d values, at most %d are allowed", name, len(vals), maxListValues)
+		}
+		for _, v := range vals {
+			if len(v) > maxListValueLen {
+				return fmt.Errorf("%s: a value of %d bytes, at most %d are allowed", name, len(v), maxListValueLen)
+			}
+		}
+	}
+	return nil
+}
+
 // bouncerFilter reads the filters GET /decisions and the stream share;
 // unknown parameters are ignored, as upstream does.
 func bouncerFilter(q url.Values, stream bool) (store.DecisionFilter, error) {
@@ -108,6 +133,9 @@ func bouncerFilter(q url.Values, stream bool) (store.DecisionFilter, error) {
 
 // getDecisions is GET/HEAD /v1/decisions: active decisions, no dedup.
 func (s *Server) getDecisions(c echo.Context) error {
+	if err := checkListParams(c.QueryParams()); err != nil {
+		return jsonError(c, http.StatusBadRequest, err.Error())
+	}
 	f, err := bouncerFilter(c.QueryParams(), false)
 	if err != nil {
 		return jsonError(c, http.StatusInternalServerError, err.Error())
@@ -155,6 +183,9 @@ func (s *Server) streamDecisions(c echo.Context) error {
 	ctx := c.Request().Context()
 	q := c.QueryParams()
 	b := c.Get(ctxBouncer).(*store.Bouncer)
+	if err := checkListParams(q); err != nil {
+		return jsonError(c, http.StatusBadRequest, err.Error())
+	}
 	f, _ := bouncerFilter(q, true)
 	sq := store.StreamQuery{Filter: f, Startup: q.Get("startup") == "true", NoDedup: q.Get("dedup") == "false"}
 	ua := streamClient(c)
@@ -550,7 +581,7 @@ func (s *Server) deleteDecision(c echo.Context) error {
 		return jsonError(c, http.StatusBadRequest, "decision_id must be valid integer")
 	}
 	if err := s.store.DeleteDecision(c.Request().Context(), id); err != nil {
-		if store.IsDiskFull(err) {
+		if !errors.Is(err, store.ErrNotFound) {
 			return s.storeError(c, err)
 		}
 		// upstream answers an unknown id with 500, not 404

@@ -93,6 +93,9 @@ func (l *testLAPI) send(method, path string, h http.Header, body any) reply {
 		req.Header[k] = vs
 	}
 	client := &http.Client{Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if l.client != nil {
+		client = l.client
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		l.t.Fatalf("%s %s: %v", method, path, err)
@@ -1185,6 +1188,36 @@ func TestPostAlertsDecisions(t *testing.T) {
 	if _, ds := l.getDecisions(key, "?ip=198.51.100.77"); len(ds) != 1 || ds[0].Scope != "Range" || ds[0].Origin != "crowdsec" || ds[0].Scenario != "x/range" {
 		t.Errorf("range profile decision = %v", decisionKeys(ds))
 	}
+}
+
+// TestPostAlertsDecisionWithoutType: a decision no bouncer can apply is
+// dropped like one on an invalid address, never stored nor streamed.
+func TestPostAlertsDecisionWithoutType(t *testing.T) {
+	l := startLAPI(t, nil)
+	key := l.addBouncer("fw")
+	a := manualAlert("192.0.2.1", "Ip", "4h", "cscli")
+	a.Decisions = append(a.Decisions,
+		&models.Decision{Duration: "4h", Origin: "cscli", Scenario: "s", Scope: "Ip", Type: "", Value: "192.0.2.2"},
+		&models.Decision{Duration: "4h", Origin: "cscli", Scenario: "s", Scope: "Ip", Type: " \t", Value: "192.0.2.3"},
+		&models.Decision{Duration: "4h", Origin: "cscli", Scenario: "s", Scope: "username", Type: "", Value: "bob"})
+	if ids := l.push(a); len(ids) != 1 {
+		t.Fatalf("ids %v", ids)
+	}
+	if _, ds := l.getDecisions(key, "?scopes=ip,username"); fmt.Sprint(decisionKeys(ds)) != "[Ip:192.0.2.1:ban]" {
+		t.Errorf("decisions = %v, want only the one with a type", decisionKeys(ds))
+	}
+	for _, d := range l.stream(key, "&startup=true&scopes=ip,range,username").New {
+		if strings.TrimSpace(d.Type) == "" {
+			t.Errorf("streamed a decision without a type: %+v", d)
+		}
+	}
+	// every decision without a type: the alert goes too
+	only := manualAlert("192.0.2.4", "Ip", "4h", "cscli")
+	only.Decisions[0].Type = ""
+	if ids := l.push(only); len(ids) != 0 {
+		t.Errorf("alert whose only decision has no type kept: %v", ids)
+	}
+	l.expectCounts("after typeless decisions", 1, 1)
 }
 
 func TestPostAlertsAllowlist(t *testing.T) {

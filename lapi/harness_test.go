@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -29,6 +30,7 @@ type testLAPI struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	token  string
+	client *http.Client // nil: a plain client (see via)
 }
 
 const (
@@ -45,6 +47,12 @@ func startLAPI(t *testing.T, mutate func(*csconfig.Config)) *testLAPI {
 }
 
 func startLAPIAt(t *testing.T, dbPath string, mutate func(*csconfig.Config)) *testLAPI {
+	t.Helper()
+	return startLAPIOn(t, dbPath, nil, mutate)
+}
+
+// startLAPIOn serves on ln, or on the configured listener when ln is nil.
+func startLAPIOn(t *testing.T, dbPath string, ln net.Listener, mutate func(*csconfig.Config)) *testLAPI {
 	t.Helper()
 	cfg := csconfig.Default()
 	cfg.DBConfig.DBPath = dbPath
@@ -65,11 +73,12 @@ func startLAPIAt(t *testing.T, dbPath string, mutate func(*csconfig.Config)) *te
 		st.Close()
 		t.Fatalf("creating server: %v", err)
 	}
-	ln, err := srv.Listen()
-	if err != nil {
-		cancel()
-		st.Close()
-		t.Fatalf("listening: %v", err)
+	if ln == nil {
+		if ln, err = srv.Listen(); err != nil {
+			cancel()
+			st.Close()
+			t.Fatalf("listening: %v", err)
+		}
 	}
 	l := &testLAPI{t: t, URL: "http://" + ln.Addr().String(), Store: st, Server: srv, Cfg: cfg, DBPath: dbPath, cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -91,6 +100,14 @@ func (l *testLAPI) Stop() {
 	<-l.done
 	l.Store.Close()
 	l.cancel = nil
+}
+
+// via is a view of l whose requests go to url through client (another
+// address of the server, another source); stop the server through l.
+func (l *testLAPI) via(url string, client *http.Client) *testLAPI {
+	v := *l
+	v.URL, v.client = url, client
+	return &v
 }
 
 // addMachine creates a validated machine with a password.

@@ -47,6 +47,7 @@ type Server struct {
 	jwt        *jwtKeys
 	allow      *allowChecker
 	trusted    []netip.Prefix
+	proxies    []netip.Prefix // trusted_proxies
 	autoRanges []netip.Prefix
 	tlsAuth    *tlsAuth
 	logins     *loginLimiter // nil when api.server.login_limit is off
@@ -65,6 +66,12 @@ func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profi
 	}
 	if s.trusted, err = parsePrefixes(cfg.API.Server.TrustedIPs); err != nil {
 		return nil, fmt.Errorf("api.server.trusted_ips: %w", err)
+	}
+	if s.proxies, err = parsePrefixes(cfg.API.Server.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("api.server.trusted_proxies: %w", err)
+	}
+	if cfg.API.Server.UseForwardedForHeaders && len(s.proxies) == 0 {
+		s.log.Warn("api.server.use_forwarded_for_headers is set but trusted_proxies is empty: X-Forwarded-For is ignored")
 	}
 	if ar := cfg.API.Server.AutoRegistration; ar != nil && ar.Enabled {
 		if len(ar.Token) < 32 {
@@ -112,23 +119,7 @@ func (s *Server) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
-	if s.cfg.API.Server.UseForwardedForHeaders {
-		var opts []echo.TrustOption
-		for _, p := range s.cfg.API.Server.TrustedProxies {
-			if _, n, err := net.ParseCIDR(p); err == nil {
-				opts = append(opts, echo.TrustIPRange(n))
-			} else if ip := net.ParseIP(p); ip != nil {
-				bits := 32
-				if ip.To4() == nil {
-					bits = 128
-				}
-				opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}))
-			}
-		}
-		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
-	} else {
-		e.IPExtractor = echo.ExtractIPDirect()
-	}
+	e.IPExtractor = s.ipExtractor()
 	e.Use(s.metricsMiddleware, s.recoverMiddleware, s.logMiddleware, strictParams)
 
 	e.GET("/health", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "up"}) })
@@ -167,6 +158,22 @@ func (s *Server) routes() *echo.Echo {
 	return e
 }
 
+// ipExtractor picks the client address requests are judged by. With
+// use_forwarded_for_headers, X-Forwarded-For is read right to left from the
+// peer, and only while each hop is one of trusted_proxies: echo would also
+// trust every loopback, link-local and private peer, letting any LAN client
+// claim to be 127.0.0.1.
+func (s *Server) ipExtractor() echo.IPExtractor {
+	if !s.cfg.API.Server.UseForwardedForHeaders || len(s.proxies) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range s.proxies {
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
 // errorHandler answers router 404/405 with an empty body as upstream does,
 // and everything else with {"message": ...}.
 func (s *Server) errorHandler(err error, c echo.Context) {
@@ -183,8 +190,10 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		_ = c.JSON(he.Code, models.ErrorResponse{Message: msg})
 		return
 	}
-	s.log.WithError(err).Error("request failed")
-	_ = c.JSON(http.StatusInternalServerError, models.ErrorResponse{Message: err.Error()})
+	s.log.WithError(err).WithField("path", c.Request().URL.Path).Error("request failed")
+	// The error may come from anywhere (the database among others): its
+	// text is for the log, not for the client.
+	_ = c.JSON(http.StatusInternalServerError, models.ErrorResponse{Message: "internal error"})
 }
 
 // strictParams answers 404 when a trailing :param swallowed more than one
@@ -254,7 +263,8 @@ func (s *Server) storeError(c echo.Context, err error) error {
 		return nil
 	}
 	s.log.WithError(err).WithField("path", c.Request().URL.Path).Error("database error")
-	return jsonError(c, http.StatusInternalServerError, err.Error())
+	// The driver's message can quote SQL: it goes to the log only.
+	return jsonError(c, http.StatusInternalServerError, "database error (details in the LAPI log)")
 }
 
 // readBody reads the request body, decompressing gzip, up to limit bytes.
@@ -323,7 +333,7 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 		if err := os.Chmod(sock, 0o660); err != nil {
 			s.log.WithError(err).Warn("restricting the LAPI socket")
 		}
-		usrv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second}
+		usrv := s.httpServer()
 		go func() {
 			if err := usrv.Serve(uln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.log.WithError(err).Error("unix socket listener stopped")
@@ -335,12 +345,15 @@ func (s *Server) Run(ctx context.Context, ready func()) error {
 	return s.Serve(ctx, ln, ready)
 }
 
-// Listen opens the configured listener (TLS when configured).
+// Listen opens the configured listener (TLS when configured), with the
+// connection caps of [api.server].
 func (s *Server) Listen() (net.Listener, error) {
 	ln, err := net.Listen("tcp", s.cfg.API.Server.ListenURI)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", s.cfg.API.Server.ListenURI, err)
 	}
+	// Below TLS: a connection over a cap costs no handshake.
+	ln = s.limitConns(ln)
 	if t := s.cfg.API.Server.TLS; t != nil && t.CertFile != "" {
 		tc, err := s.tlsConfig(t)
 		if err != nil {
@@ -386,12 +399,7 @@ func (s *Server) tlsConfig(t *csconfig.TLS) (*tls.Config, error) {
 
 // Serve serves on ln until ctx ends.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error {
-	srv := &http.Server{
-		Handler:           s.echo,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          nil,
-	}
+	srv := s.httpServer()
 	jobsCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
 	go s.runJobs(jobsCtx)

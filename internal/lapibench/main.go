@@ -157,7 +157,11 @@ credentials_path = %q
 listen_uri = %q
 profiles_path = %q
 allowlist_host_addresses = false
-`, filepath.Join(dir, "crowdsec.db"), filepath.Join(dir, "creds.toml"), addr, filepath.Join(dir, "profiles.toml"))
+# every bench bouncer connects from loopback
+max_connections_per_source = %d
+max_connections = %d
+`, filepath.Join(dir, "crowdsec.db"), filepath.Join(dir, "creds.toml"), addr, filepath.Join(dir, "profiles.toml"),
+		nBouncers+csconfig.DefaultMaxConnectionsPerSource, nBouncers+csconfig.DefaultMaxConnections)
 	if err := os.WriteFile(e.cfg, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
