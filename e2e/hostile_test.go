@@ -557,3 +557,120 @@ func TestHostileFlushStorm(t *testing.T) {
 		t.Errorf("the banned address is not back in the set:\n%s", rs)
 	}
 }
+
+// TestHostileForwardedFor: a LAN client claiming to be 127.0.0.1 in
+// X-Forwarded-For is still a LAN client: no dashboard, no registration
+// (defect 1 of issue 12).
+func TestHostileForwardedFor(t *testing.T) {
+	h := newHostile(t, 86, "use_forwarded_for_headers = true", `trusted_proxies = ["192.0.2.1"]`, "disable_remote_lapi_registration = true")
+	att := h.attacker()
+	for _, xff := range []string{"127.0.0.1", "::1", "127.0.0.1, 127.0.0.1", h.ns.DefIP4.String()} {
+		hdr := map[string]string{"X-Forwarded-For": xff}
+		if st, b := att.do("GET", "/ui/api/summary", nil, hdr); st != 403 {
+			t.Errorf("X-Forwarded-For %s: dashboard answered %d %.200s, want 403", xff, st, b)
+		}
+		st, b := att.do("POST", "/v1/watchers", map[string]string{"machine_id": "intruder", "password": "intruder-password-123"}, hdr)
+		if st != 403 {
+			t.Errorf("X-Forwarded-For %s: remote registration answered %d %.200s, want 403", xff, st, b)
+		}
+	}
+	if out := h.cscli("machines", "list", "-o", "json"); strings.Contains(out, "intruder") {
+		t.Errorf("a LAN client registered a machine through a forged header:\n%s", out)
+	}
+	// The host itself is still trusted.
+	if st, b := h.local().do("GET", "/ui/api/summary", nil, nil); st != 200 {
+		t.Errorf("dashboard from loopback: %d %.200s", st, b)
+	}
+}
+
+// TestHostileDeadMachineToken: a deleted machine's token stays dead when
+// someone re-registers its name, and when the administrator re-adds it
+// with a new password (defect 2 of issue 12).
+func TestHostileDeadMachineToken(t *testing.T) {
+	h := newHostile(t, 87)
+	att := h.attacker()
+	h.cscli("machines", "add", "m2", "--password", "m2-first-password-123", "--force", "-f", "-")
+	old := att.login("m2", "m2-first-password-123")
+	if st, b := att.do("GET", "/v1/alerts", nil, bearer(old)); st != 200 {
+		t.Fatalf("m2's token before the delete: %d %s", st, b)
+	}
+	probe := func(when string) {
+		t.Helper()
+		if st, b := att.do("GET", "/v1/alerts", nil, bearer(old)); st != 401 {
+			t.Errorf("%s: old token read alerts: %d %.200s", when, st, b)
+		}
+		if st, b := att.do("GET", "/v1/refresh_token", nil, bearer(old)); st != 401 {
+			t.Errorf("%s: old token refreshed: %d %.200s", when, st, b)
+		}
+		ban := overflow("198.51.100.87", "crowdsecurity/ssh-bf")
+		if st, b := att.do("POST", "/v1/alerts", []*models.Alert{ban}, bearer(old)); st != 401 {
+			t.Errorf("%s: old token posted an alert: %d %.200s", when, st, b)
+		}
+		if h.streamValues()["198.51.100.87"] {
+			t.Fatalf("%s: a dead token's ban reached the bouncers", when)
+		}
+	}
+	h.cscli("machines", "delete", "m2")
+	probe("after delete")
+	// Anyone may register a name (unvalidated): that must not revive it.
+	if st, b := att.do("POST", "/v1/watchers", map[string]string{"machine_id": "m2", "password": "attacker-password-123"}, nil); st != 201 {
+		t.Fatalf("re-registration: %d %s", st, b)
+	}
+	probe("after an unauthenticated re-registration")
+	h.cscli("machines", "delete", "m2")
+	h.cscli("machines", "add", "m2", "--password", "m2-second-password-123", "--force", "-f", "-")
+	probe("after delete and re-add with a new password")
+	if tok := att.login("m2", "m2-second-password-123"); tok == "" {
+		t.Fatal("the re-added machine cannot log in")
+	}
+}
+
+// TestHostileSlowClients: hundreds of LAN connections that send one byte
+// of a 100 kB body neither exhaust the LAPI nor stay open; /health and the
+// bouncer's stream keep answering (defect 10 of issue 12).
+func TestHostileSlowClients(t *testing.T) {
+	h := newHostile(t, 88, `read_timeout = "2s"`, `read_header_timeout = "2s"`, "max_connections_per_source = 50")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	addr := net.JoinHostPort(h.ns.DefIP4.String(), strconv.Itoa(hostilePort))
+	for i := 0; i < 300; i++ {
+		c, err := h.ns.DialConn(h.ns.Attacker, addr, 2*time.Second)
+		if err != nil {
+			t.Logf("connection %d refused: %v", i, err)
+			continue
+		}
+		fmt.Fprintf(c, "POST /v1/watchers/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+		conns = append(conns, c)
+	}
+	// While they hang on: the host and its bouncer are served.
+	for i := 0; i < 3; i++ {
+		if st, _, err := h.local().req("GET", "/health", nil, nil); err != nil || st != 200 {
+			t.Fatalf("/health under 300 slow clients: %d %v", st, err)
+		}
+		if st, b, err := h.local().req("GET", "/v1/decisions/stream?startup=true", nil, map[string]string{"X-Api-Key": h.key}); err != nil || st != 200 {
+			t.Fatalf("bouncer stream under 300 slow clients: %d %v %.200s", st, err, b)
+		}
+	}
+	// Every slow connection is closed by the server (read timeout or cap).
+	open := 0
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 512)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					open++
+				}
+				break
+			}
+		}
+	}
+	if open > 0 {
+		t.Errorf("%d of %d slow connections still open after 10 s", open, len(conns))
+	}
+	h.healthy("slow clients")
+}
