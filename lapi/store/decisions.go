@@ -276,44 +276,17 @@ func settleInserted(tx *wtx, after int64) error {
 		return fmt.Errorf("settling decision precedence (%s): %w", st.what, err)
 	}
 	st = supersededStmt(after)
-	rows, err := tx.QueryContext(tx.ctx, st.q, st.args...)
+	ids, err := queryIDs(tx, st)
 	if err != nil {
 		return fmt.Errorf("settling decision precedence (%s): %w", st.what, err)
 	}
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return fmt.Errorf("settling decision precedence (%s): %w", st.what, err)
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("settling decision precedence (%s): %w", st.what, err)
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	// One rowid at a time: SQLite plans "rowid = ?" without consulting
-	// statistics, while for "id IN (...)" stale ones (a table analysed while
-	// small) choose a scan of every decision.
-	st = hideStmt(0)
-	hide, err := tx.PrepareContext(tx.ctx, st.q)
-	if err != nil {
-		return fmt.Errorf("settling decision precedence (%s): %w", st.what, err)
-	}
-	defer hide.Close()
-	for _, id := range ids {
-		if _, err := hide.ExecContext(tx.ctx, id); err != nil {
-			return fmt.Errorf("settling decision precedence (%s %d): %w", st.what, id, err)
-		}
+	if err := eachID(tx, hideStmt(0), ids); err != nil {
+		return fmt.Errorf("settling decision precedence: %w", err)
 	}
 	return nil
 }
 
-// stmt is one statement settleInserted runs; tests check its query plan.
+// stmt is one statement of the settling; tests check its query plan.
 type stmt struct {
 	what string
 	q    string
@@ -334,7 +307,7 @@ func supersededStmt(after int64) stmt {
 		AND o.id <= ?`, []any{after, after}}
 }
 
-// hideStmt hides one decision.
+// hideStmt hides one decision from bouncers.
 func hideStmt(id int64) stmt {
 	return stmt{"hiding a superseded decision", `UPDATE decisions SET shown = FALSE WHERE id = ?`, []any{id}}
 }
@@ -370,22 +343,90 @@ func endDecisions(tx *wtx, cond string, args []any, now int64, setUntil bool) (i
 	return n, nil
 }
 
+// settleEnded keeps, per key whose shown row ended in this transaction,
+// only that ended row shown and promotes the longest remaining active row.
+// Like settleInserted it must stay linear whatever the statistics: the
+// ended rows are found through decisions_seq (seq = this transaction's),
+// the rest of their key through decisions_key, order and indexes pinned,
+// and rows change one rowid at a time.
 func settleEnded(tx *wtx, seq, now int64) error {
-	stmts := []string{
-		// only the latest ended row of a key stays shown
-		`UPDATE decisions SET shown = FALSE WHERE id IN (
-			SELECT o.id FROM decisions e JOIN decisions o ON o.value = e.value AND o.type = e.type AND o.scope = e.scope
-			AND NOT o.active AND o.shown AND o.seq < ? WHERE e.seq = ? AND NOT e.active AND e.shown)`,
-		// promote the longest remaining active row of keys whose shown row ended
-		`UPDATE decisions SET shown = TRUE, seq = ? WHERE id IN (
-			SELECT (SELECT a.id FROM decisions a WHERE a.value = e.value AND a.type = e.type AND a.scope = e.scope AND a.active AND a.until > ?
-				ORDER BY a.until DESC, a.id ASC LIMIT 1)
-			FROM decisions e WHERE e.seq = ? AND NOT e.active AND e.shown)`,
-	}
-	args := [][]any{{seq, seq}, {seq, now, seq}}
-	for i, q := range stmts {
-		if _, err := tx.ExecContext(tx.ctx, q, args[i]...); err != nil {
+	for _, st := range []struct {
+		find, set stmt
+	}{
+		{olderTombstonesStmt(seq), hideStmt(0)},
+		{promotedStmt(seq, now), promoteStmt(seq, 0)},
+	} {
+		ids, err := queryIDs(tx, st.find)
+		if err != nil {
+			return fmt.Errorf("settling ended decisions (%s): %w", st.find.what, err)
+		}
+		if err := eachID(tx, st.set, ids); err != nil {
 			return fmt.Errorf("settling ended decisions: %w", err)
+		}
+	}
+	return nil
+}
+
+// olderTombstonesStmt finds the ended rows still shown for keys whose shown
+// row ended now: only the latest ended row of a key stays shown.
+func olderTombstonesStmt(seq int64) stmt {
+	return stmt{"finding older ended decisions", `SELECT o.id FROM decisions e INDEXED BY decisions_seq CROSS JOIN decisions o INDEXED BY decisions_key
+		WHERE e.seq = ? AND NOT e.active AND e.shown AND o.value = e.value AND o.type = e.type AND o.scope = e.scope
+		AND o.active = FALSE AND o.shown AND o.seq < ?`, []any{seq, seq}}
+}
+
+// promotedStmt finds, per key whose shown row ended now, the longest
+// remaining active row (NULL when none is left).
+func promotedStmt(seq, now int64) stmt {
+	return stmt{"finding decisions to promote", `SELECT (SELECT a.id FROM decisions a INDEXED BY decisions_key
+			WHERE a.value = e.value AND a.type = e.type AND a.scope = e.scope AND a.active = TRUE AND a.until > ?
+			ORDER BY a.until DESC, a.id ASC LIMIT 1)
+		FROM decisions e INDEXED BY decisions_seq WHERE e.seq = ? AND NOT e.active AND e.shown`, []any{now, seq}}
+}
+
+// promoteStmt shows one decision to bouncers as a change of seq.
+func promoteStmt(seq, id int64) stmt {
+	return stmt{"promoting a decision", `UPDATE decisions SET shown = TRUE, seq = ? WHERE id = ?`, []any{seq, id}}
+}
+
+// queryIDs runs st and returns the ids it selects, NULLs left out.
+func queryIDs(tx *wtx, st stmt) ([]int64, error) {
+	rows, err := tx.QueryContext(tx.ctx, st.q, st.args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id sql.NullInt64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		if id.Valid {
+			ids = append(ids, id.Int64)
+		}
+	}
+	return ids, rows.Err()
+}
+
+// eachID runs st, whose last argument is an id, for every id. One rowid at
+// a time because SQLite plans "rowid = ?" without consulting statistics,
+// while for "id IN (...)" stale ones (a table analysed while small) choose
+// a scan of every decision.
+func eachID(tx *wtx, st stmt, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	ps, err := tx.PrepareContext(tx.ctx, st.q)
+	if err != nil {
+		return fmt.Errorf("%s: %w", st.what, err)
+	}
+	defer ps.Close()
+	args := append([]any{}, st.args...)
+	for _, id := range ids {
+		args[len(args)-1] = id
+		if _, err := ps.ExecContext(tx.ctx, args...); err != nil {
+			return fmt.Errorf("%s %d: %w", st.what, id, err)
 		}
 	}
 	return nil
