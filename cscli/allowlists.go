@@ -263,7 +263,10 @@ func (cli *CLI) addToAllowlist(ctx context.Context, st *store.Store, name string
 	}
 	var expires *time.Time
 	if expiration > 0 {
-		t := time.Now().Add(expiration)
+		t, err := models.Expiry(time.Now(), expiration)
+		if err != nil {
+			return fmt.Errorf("invalid --expiration %s: %w", expiration, err)
+		}
 		expires = &t
 	}
 	if err := st.AddAllowlistItems(ctx, name, toAdd, comment, expires); err != nil {

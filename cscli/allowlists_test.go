@@ -53,6 +53,10 @@ func TestAllowlistsLifecycle(t *testing.T) {
 	if _, _, err := e.run("", "allowlists", "add", "office", "5.5.5.5", "-e", "tomorrow"); err == nil {
 		t.Fatal("an invalid expiration should fail")
 	}
+	// an expiry past 2262 would be stored wrapped into the past
+	if _, _, err := e.run("", "allowlists", "add", "office", "5.5.5.5", "-e", "100000d"); err == nil || !strings.Contains(err.Error(), "2262-04-11") {
+		t.Fatalf("an expiration past 2262: %v", err)
+	}
 	if _, _, err := e.run("", "allowlists", "add", "ghost", "5.5.5.5"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("adding to a missing allowlist: %v", err)
 	}

@@ -481,6 +481,9 @@ func (cli *CLI) addDecision(ctx context.Context, o addOpts) error {
 	if d <= 0 {
 		return fmt.Errorf("invalid --duration %q: it must be positive", o.duration)
 	}
+	if _, err := models.Expiry(time.Now(), d); err != nil {
+		return fmt.Errorf("invalid --duration %q: %w", o.duration, err)
+	}
 
 	client, creds, err := cli.Client()
 	if err != nil {
@@ -753,6 +756,8 @@ func (cli *CLI) importDecisions(ctx context.Context, o importOpts) error {
 	}
 	if d, err := models.ParseDuration(o.duration); err != nil || d <= 0 {
 		return fmt.Errorf("invalid --duration %q: a positive duration like 4h, 30m or 7d is expected", o.duration)
+	} else if _, err := models.Expiry(time.Now(), d); err != nil {
+		return fmt.Errorf("invalid --duration %q: %w", o.duration, err)
 	}
 	batch := o.batch
 	if batch == 0 {
@@ -1057,6 +1062,9 @@ func (im *importer) add(ctx context.Context, what string, n int, rd *rawDecision
 	if rd.Duration != "" {
 		if dur, err := models.ParseDuration(rd.Duration); err != nil || dur <= 0 {
 			im.bad(what, n, fmt.Sprintf("invalid duration %q", rd.Duration))
+			return nil
+		} else if _, err := models.Expiry(time.Now(), dur); err != nil {
+			im.bad(what, n, fmt.Sprintf("invalid duration %q: %v", rd.Duration, err))
 			return nil
 		}
 		d.Duration = rd.Duration

@@ -236,6 +236,10 @@ func TestDecisionsAddRejectsBadInput(t *testing.T) {
 		{[]string{"-r", "nonsense"}, "not a valid range"},
 		{[]string{"-i", "192.0.2.9", "-d", "forever"}, "invalid --duration"},
 		{[]string{"-i", "192.0.2.9", "-d", "-1h"}, "invalid --duration"},
+		// expiries past 2262 would wrap into the past: a ban never applied
+		{[]string{"-i", "203.0.113.99", "-d", "100000d"}, `invalid --duration "100000d": it would end at 2`},
+		{[]string{"-i", "203.0.113.99", "-d", "106751d"}, "times must lie between 1677-09-21 and 2262-04-11"},
+		{[]string{"-i", "203.0.113.99", "-d", "3000000h"}, "longer than 106751d"},
 		{[]string{"--scope", "ip", "-v", "1.2.3.0/24"}, "is a range"},
 		{[]string{}, "a value is required"},
 	} {
@@ -434,6 +438,41 @@ func TestDecisionsImportFormats(t *testing.T) {
 	check("192.0.2.31", "Ip", "captcha", "manual", 3*time.Hour)
 	if len(ds) != 7 {
 		t.Errorf("%d active decisions, want 7", len(ds))
+	}
+}
+
+// TestDecisionsImportTimeRange: an import whose default duration, or an
+// entry whose duration, would end past 2262 is refused (the entry skipped
+// as invalid) instead of being stored as already expired.
+func TestDecisionsImportTimeRange(t *testing.T) {
+	env := startLAPI(t)
+	path := filepath.Join(env.dir, "values.txt")
+	if err := os.WriteFile(path, []byte("192.0.2.40\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := env.run(t, nil, "decisions", "import", "-i", path, "-d", "100000d")
+	if err == nil || !strings.Contains(err.Error(), `invalid --duration "100000d": it would end at 2`) {
+		t.Fatalf("import with -d 100000d: %v", err)
+	}
+
+	jsonPath := filepath.Join(env.dir, "d.json")
+	jsonData := `[{"value":"192.0.2.41","duration":"100000d"},{"value":"192.0.2.42","duration":"106751d"},{"value":"192.0.2.43","duration":"36500d"}]`
+	if err := os.WriteFile(jsonPath, []byte(jsonData), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := env.run(t, nil, "decisions", "import", "-i", jsonPath)
+	if err != nil || !strings.Contains(out, "Imported 1 decisions") || !strings.Contains(out, "2 invalid entries skipped") {
+		t.Fatalf("json import: %v\n%s\n%s", err, out, errOut)
+	}
+	if !strings.Contains(errOut, `item 1: invalid duration "100000d": it would end at 2`) || !strings.Contains(errOut, `item 2: invalid duration "106751d"`) {
+		t.Fatalf("json bad items:\n%s", errOut)
+	}
+	ds := env.activeDecisions(t)
+	if len(ds) != 1 || ds["192.0.2.43"] == nil {
+		t.Fatalf("active decisions %v, want only 192.0.2.43", ds)
+	}
+	if left, err := time.ParseDuration(ds["192.0.2.43"].Duration); err != nil || left < 36499*24*time.Hour {
+		t.Fatalf("36500d decision has %s left (%v)", ds["192.0.2.43"].Duration, err)
 	}
 }
 

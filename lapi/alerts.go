@@ -45,6 +45,11 @@ func (s *Server) postAlerts(c echo.Context) error {
 	for _, a := range alerts {
 		na, keep, err := s.prepareAlert(c, a, machineID, now, allow)
 		if err != nil {
+			// A time out of range would be stored wrapped around (a ban
+			// until 2300 kept as expired in 1716): the request is wrong.
+			if errors.Is(err, models.ErrTimeRange) {
+				return jsonError(c, http.StatusBadRequest, err.Error())
+			}
 			var pe *profiles.EvalError
 			if errors.As(err, &pe) {
 				return jsonError(c, http.StatusInternalServerError, err.Error())
@@ -86,6 +91,12 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 	}
 	na := store.NewAlert{Alert: a, UUID: id, MachineID: machineID,
 		StartAt: models.TimeOrNow(a.StartAt, now), StopAt: models.TimeOrNow(a.StopAt, now)}
+	if err := models.CheckTime(na.StartAt); err != nil {
+		return na, false, fmt.Errorf("start_at: %w", err)
+	}
+	if err := models.CheckTime(na.StopAt); err != nil {
+		return na, false, fmt.Errorf("stop_at: %w", err)
+	}
 	decisions := a.Decisions
 	fromProfiles := false
 	if len(decisions) == 0 {
@@ -114,7 +125,11 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 		if err != nil {
 			return na, false, fmt.Errorf("decision on %s: %w", d.Value, err)
 		}
-		nd := store.NewDecision{UUID: uuid.NewString(), Until: na.StopAt.Add(dur), Scenario: d.Scenario, Type: d.Type,
+		until, err := models.Expiry(na.StopAt, dur)
+		if err != nil {
+			return na, false, fmt.Errorf("decision on %s: duration %q from stop_at: %w", d.Value, d.Duration, err)
+		}
+		nd := store.NewDecision{UUID: uuid.NewString(), Until: until, Scenario: d.Scenario, Type: d.Type,
 			Scope: d.Scope, Value: d.Value, Origin: d.Origin, Simulated: a.Simulated}
 		if store.IsAddressScope(d.Scope) {
 			r, err := store.ParseRange(d.Value)
@@ -161,6 +176,9 @@ func alertFilter(q url.Values, now time.Time, forDelete bool) (store.AlertFilter
 				return nil, fmt.Errorf("while parsing duration '%s': %w", v, err)
 			}
 			t := now.Add(-d)
+			if err := models.CheckTime(t); err != nil {
+				return nil, fmt.Errorf("while parsing duration '%s': %w", v, err)
+			}
 			return &t, nil
 		}
 		var err error

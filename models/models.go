@@ -5,8 +5,10 @@ package models
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -305,11 +307,49 @@ func NormalizeScope(s string) string {
 	return s
 }
 
+// ErrTimeRange is wrapped by the errors about a time or a duration Rampart
+// refuses because it could not keep it: times are int64 Unix nanoseconds
+// (in the database and in time.Duration arithmetic), so an instant must lie
+// between 1677-09-21 and 2262-04-11T23:47:16Z and a duration is at most
+// 106751 days. Anything beyond would wrap around, a ban "until 2299" being
+// stored as already expired; refusing it is the one rule for every path
+// (cscli, the API's alerts and decisions, profiles).
+var ErrTimeRange = errors.New("times must lie between 1677-09-21 and 2262-04-11T23:47:16Z")
+
+// maxDays is the longest duration in days: time.Duration's range.
+const maxDays = 106751
+
+func inTimeRange(t time.Time) bool {
+	return !t.Before(time.Unix(0, math.MinInt64)) && !t.After(time.Unix(0, math.MaxInt64))
+}
+
+// CheckTime refuses, wrapping ErrTimeRange, an instant Rampart cannot keep.
+func CheckTime(t time.Time) error {
+	if !inTimeRange(t) {
+		return fmt.Errorf("%s is out of range: %w", t.UTC().Format(time.RFC3339), ErrTimeRange)
+	}
+	return nil
+}
+
+// Expiry is start+d, when a decision lasting d from start ends, or an error
+// wrapping ErrTimeRange when that instant cannot be kept.
+func Expiry(start time.Time, d time.Duration) (time.Time, error) {
+	end := start.Add(d)
+	if !inTimeRange(end) {
+		return time.Time{}, fmt.Errorf("it would end at %s: %w", end.UTC().Format(time.RFC3339), ErrTimeRange)
+	}
+	return end, nil
+}
+
 // ParseDuration parses a Go duration optionally prefixed by whole days
-// ("4h", "7d", "1d12h"). An empty string is an error.
+// ("4h", "7d", "1d12h"). An empty string is an error; so is a duration
+// beyond time.Duration's range (about 292 years), wrapping ErrTimeRange.
 func ParseDuration(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, fmt.Errorf("empty duration")
+	}
+	tooLong := func() (time.Duration, error) {
+		return 0, fmt.Errorf("invalid duration %q: longer than %dd: %w", s, maxDays, ErrTimeRange)
 	}
 	neg := false
 	rest := s
@@ -324,9 +364,12 @@ func ParseDuration(s string) (time.Duration, error) {
 	hasDays := false
 	if i := strings.IndexByte(rest, 'd'); i > 0 {
 		n, err := strconv.ParseInt(rest[:i], 10, 64)
+		if errors.Is(err, strconv.ErrRange) {
+			return tooLong()
+		}
 		if err == nil {
-			if n > 106751 { // beyond time.Duration's range
-				return 0, fmt.Errorf("invalid duration %q: too long", s)
+			if n > maxDays {
+				return tooLong()
 			}
 			days, hasDays = n, true
 			rest = rest[i+1:]
@@ -337,12 +380,17 @@ func ParseDuration(s string) (time.Duration, error) {
 		var err error
 		d, err = time.ParseDuration(rest)
 		if err != nil {
+			// time.ParseDuration says "invalid duration" for an overflow
+			// too; a well-formed one that failed is too long.
+			if goDuration.MatchString(rest) {
+				return tooLong()
+			}
 			return 0, fmt.Errorf("invalid duration %q: %w", s, err)
 		}
 	}
 	dayPart := time.Duration(days) * 24 * time.Hour
 	if d > 0 && dayPart > math.MaxInt64-d {
-		return 0, fmt.Errorf("invalid duration %q: too long", s)
+		return tooLong()
 	}
 	total := dayPart + d
 	if neg {
@@ -350,6 +398,9 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	return total, nil
 }
+
+// goDuration is time.ParseDuration's syntax, unsigned.
+var goDuration = regexp.MustCompile(`^(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+$`)
 
 // FormatRemaining renders the time left until 'until' as upstream does: a Go
 // duration rounded to whole seconds, negative once expired, never in days.

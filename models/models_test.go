@@ -3,6 +3,7 @@ package models
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -149,6 +150,71 @@ func TestParseDuration(t *testing.T) {
 		}
 		if c.ok && got != c.want {
 			t.Errorf("ParseDuration(%q) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}
+
+// TestTimeRange: durations past time.Duration's range and instants past
+// 2262-04-11 are errors wrapping ErrTimeRange, never values that wrap
+// around; the extremes that fit are accepted.
+func TestTimeRange(t *testing.T) {
+	for _, s := range []string{"106752d", "2562048h", "3000000h", "9999999999999999999ns", "99999999999999999999d", "106751d24h", "-106752d"} {
+		if d, err := ParseDuration(s); !errors.Is(err, ErrTimeRange) || !strings.Contains(err.Error(), "longer than 106751d") {
+			t.Errorf("ParseDuration(%q) = %s, %v; want an error saying it is too long", s, d, err)
+		}
+	}
+	for _, s := range []string{"4x", "1e3h", "forever"} {
+		if _, err := ParseDuration(s); err == nil || errors.Is(err, ErrTimeRange) {
+			t.Errorf("ParseDuration(%q): %v, want a syntax error", s, err)
+		}
+	}
+	if d, err := ParseDuration("2562047h"); err != nil || d != 2562047*time.Hour {
+		t.Errorf(`ParseDuration("2562047h") = %s, %v`, d, err)
+	}
+
+	start := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	latest := time.Unix(0, math.MaxInt64)
+	for _, c := range []struct {
+		start time.Time
+		d     string
+		err   string // "" when it fits
+	}{
+		{start, "100000d", "it would end at 2300-09-21T12:00:00Z: times must lie between 1677-09-21 and 2262-04-11T23:47:16Z"},
+		{start, "106751d", "it would end at 2319-"},
+		{start, "-106751d", ""},
+		{start, "36500d", ""},
+		{latest.Add(-time.Hour), "1h", ""},
+		{latest.Add(-time.Hour), "1h1ns", "it would end at 2262-04-11T23:47:16Z"},
+		{time.Unix(0, math.MinInt64).Add(time.Hour), "-1h1ns", "it would end at 1677-09-21T00:12:43Z"},
+	} {
+		d, err := ParseDuration(c.d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end, err := Expiry(c.start, d)
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("Expiry(%s, %s): %v", c.start, c.d, err)
+		case c.err == "" && (!end.Equal(c.start.Add(d)) || end.UnixNano() != c.start.UnixNano()+int64(d)):
+			t.Errorf("Expiry(%s, %s) = %s, which does not survive int64 nanoseconds", c.start, c.d, end)
+		case c.err != "" && (!errors.Is(err, ErrTimeRange) || !strings.HasPrefix(err.Error(), c.err)):
+			t.Errorf("Expiry(%s, %s) = %s, %v; want an error starting %q", c.start, c.d, end, err, c.err)
+		}
+	}
+
+	for _, c := range []struct {
+		t  time.Time
+		ok bool
+	}{
+		{time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), false},
+		{time.Time{}, false},
+		{latest, true},
+		{latest.Add(time.Nanosecond), false},
+		{time.Unix(0, math.MinInt64), true},
+		{start, true},
+	} {
+		if err := CheckTime(c.t); (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrTimeRange)) {
+			t.Errorf("CheckTime(%s) = %v, want ok=%v", c.t, err, c.ok)
 		}
 	}
 }

@@ -384,5 +384,9 @@ func (c *compiled) duration(e *env) string {
 		c.log.Warnf("duration_expr returned %q, which is not positive; keeping the profile duration", s)
 		return ""
 	}
+	if _, err := models.Expiry(e.now(), d); err != nil {
+		c.log.Warnf("duration_expr returned %q: %v; keeping the profile duration", s, err)
+		return ""
+	}
 	return s
 }

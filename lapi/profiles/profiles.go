@@ -18,6 +18,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -210,6 +211,9 @@ func (p *Profile) validate(idx int) error {
 		}
 		if dur <= 0 {
 			return fmt.Errorf("%s: duration %q must be positive", dw, d.Duration)
+		}
+		if _, err := models.Expiry(time.Now(), dur); err != nil {
+			return fmt.Errorf("%s: duration %q: %w", dw, d.Duration, err)
 		}
 	}
 	return nil

@@ -286,6 +286,20 @@ filters = ["true"]
   [[profile.decisions]]
   type = "ban"
   duration = "0s"`, []string{"positive"}},
+		{"duration ending past 2262", `
+[[profile]]
+name = "x"
+filters = ["true"]
+  [[profile.decisions]]
+  type = "ban"
+  duration = "100000d"`, []string{`profile "x"`, "decision #1", `duration "100000d": it would end at 2`, "2262-04-11"}},
+		{"duration past time.Duration", `
+[[profile]]
+name = "x"
+filters = ["true"]
+  [[profile.decisions]]
+  type = "ban"
+  duration = "3000000h"`, []string{`profile "x"`, "decision #1", "longer than 106751d"}},
 		{"missing type", `
 [[profile]]
 name = "x"
@@ -586,6 +600,8 @@ duration_expr = ` + fmt.Sprintf("%q", durationExpr) + `
 		{"number", "42", nil, "4h"},
 		{"negative", "'-1h'", nil, "4h"},
 		{"zero", "'0s'", nil, "4h"},
+		{"ending past 2262", "'100000d'", nil, "4h"},
+		{"past time.Duration", "'3000000h'", nil, "4h"},
 		{"nil", "nil", nil, "4h"},
 		{"runtime error", "Sprintf('%dh', GetDecisionsCount(Alert.GetValue()))", &fakeCounter{err: errors.New("boom")}, "4h"},
 		{"no counter", "Sprintf('%dh', GetDecisionsCount(Alert.GetValue()))", nil, "4h"},

@@ -57,6 +57,8 @@ func (s *Store) CreateAlerts(ctx context.Context, alerts []NewAlert) ([]int64, e
 			return fmt.Errorf("preparing alert lookup: %w", err)
 		}
 		defer seen.Close()
+		var alertIDs []int64
+		var decisions [][]NewDecision
 		for _, na := range alerts {
 			var old int64
 			switch err := seen.QueryRowContext(ctx, na.UUID).Scan(&old); {
@@ -98,14 +100,27 @@ func (s *Store) CreateAlerts(ctx context.Context, alerts []NewAlert) ([]int64, e
 					return fmt.Errorf("inserting alert meta: %w", err)
 				}
 			}
-			if err := insertDecisions(tx, id, na.Decisions, now); err != nil {
+			if len(na.Decisions) > 0 {
+				alertIDs = append(alertIDs, id)
+				decisions = append(decisions, na.Decisions)
+			}
+		}
+		if len(decisions) == 0 {
+			return nil
+		}
+		// Decision ids only grow and this transaction is the only writer,
+		// so its decisions are exactly those above the current maximum.
+		var after int64
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM decisions`).Scan(&after); err != nil {
+			return fmt.Errorf("reading the last decision id: %w", err)
+		}
+		shown := firstLongest(decisions)
+		for i, ds := range decisions {
+			if err := insertDecisions(tx, alertIDs[i], ds, shown[i], now); err != nil {
 				return err
 			}
 		}
-		if err := settleInserted(tx); err != nil {
-			return err
-		}
-		return nil
+		return settleInserted(tx, after)
 	})
 	if err != nil {
 		return nil, err

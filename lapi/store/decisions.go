@@ -166,10 +166,9 @@ func scanDecision(sc interface{ Scan(...any) error }, d *DecisionRow) error {
 	return nil
 }
 
-// insertDecisions stores decisions for an alert and keeps the 'shown'
-// invariant: per (value, type, scope) at most one active shown row, the one
-// with the latest until (an existing row wins ties, so nothing churns).
-func insertDecisions(tx *wtx, alertID int64, ds []NewDecision, created int64) error {
+// insertDecisions stores decisions for an alert, those marked in shown as
+// shown; settleInserted then compares them with the rows bouncers hold.
+func insertDecisions(tx *wtx, alertID int64, ds []NewDecision, shown []bool, created int64) error {
 	if len(ds) == 0 {
 		return nil
 	}
@@ -194,7 +193,7 @@ func insertDecisions(tx *wtx, alertID int64, ds []NewDecision, created int64) er
 		for i := start; i < end; i++ {
 			d := &ds[i]
 			args = append(args, sanitize(d.UUID), alertID, created, d.Until.UnixNano(), sanitize(d.Scenario), sanitize(d.Type), sanitize(d.Scope), sanitize(d.Value), sanitize(d.Origin), d.Simulated,
-				d.Range.Size, d.Range.Start, d.Range.End, d.Range.StartSuffix, d.Range.EndSuffix, true, true, seq)
+				d.Range.Size, d.Range.Start, d.Range.End, d.Range.StartSuffix, d.Range.EndSuffix, true, shown[i], seq)
 		}
 		n := end - start
 		if n == perStmt {
@@ -227,34 +226,91 @@ func insertDecisionsSQL(rows int) string {
 	return b.String()
 }
 
-// settleInserted fixes the shown flags once all of a transaction's inserts
-// are in; set-based so a 1M import costs three statements, not 1M lookups.
-func settleInserted(tx *wtx) error {
-	if tx.seqVal == 0 {
-		return nil
+// decisionKey is what bouncers hold one decision for.
+type decisionKey struct{ value, typ, scope string }
+
+// firstLongest marks, among the decisions a transaction inserts (in
+// order), the one per (value, type, scope) that may be shown: the longest,
+// the first on ties. Done in Go, in one pass, so that no statement has to
+// compare the new rows with each other.
+func firstLongest(batches [][]NewDecision) [][]bool {
+	type best struct {
+		until     int64
+		batch, at int
 	}
-	seq := tx.seqVal
-	stmts := []string{
-		// a new row beaten by another new row of the same key
-		`UPDATE decisions SET shown = FALSE WHERE seq = ? AND active AND shown AND EXISTS (
-			SELECT 1 FROM decisions n WHERE n.value = decisions.value AND n.type = decisions.type AND n.scope = decisions.scope
-			AND n.active AND n.seq = ? AND n.id <> decisions.id AND (n.until > decisions.until OR (n.until = decisions.until AND n.id < decisions.id)))`,
-		// a new row not longer than the row bouncers already hold
-		`UPDATE decisions SET shown = FALSE WHERE seq = ? AND active AND shown AND EXISTS (
-			SELECT 1 FROM decisions o WHERE o.value = decisions.value AND o.type = decisions.type AND o.scope = decisions.scope
-			AND o.active AND o.shown AND o.seq < ? AND o.until >= decisions.until)`,
-		// an old row superseded by a longer new one
-		`UPDATE decisions SET shown = FALSE WHERE id IN (
-			SELECT o.id FROM decisions n JOIN decisions o ON o.value = n.value AND o.type = n.type AND o.scope = n.scope
-			AND o.active AND o.shown AND o.seq < ? WHERE n.seq = ? AND n.active AND n.shown)`,
+	n := 0
+	for _, ds := range batches {
+		n += len(ds)
 	}
-	args := [][]any{{seq, seq}, {seq, seq}, {seq, seq}}
-	for i, q := range stmts {
-		if _, err := tx.ExecContext(tx.ctx, q, args[i]...); err != nil {
-			return fmt.Errorf("settling decision precedence: %w", err)
+	winner := make(map[decisionKey]best, n)
+	shown := make([][]bool, len(batches))
+	for b, ds := range batches {
+		shown[b] = make([]bool, len(ds))
+		for i := range ds {
+			d := &ds[i]
+			k := decisionKey{sanitize(d.Value), sanitize(d.Type), sanitize(d.Scope)}
+			u := d.Until.UnixNano()
+			if w, ok := winner[k]; ok {
+				if u <= w.until {
+					continue
+				}
+				shown[w.batch][w.at] = false
+			}
+			winner[k] = best{u, b, i}
+			shown[b][i] = true
 		}
 	}
+	return shown
+}
+
+// settleInserted compares a transaction's shown new decisions (ids above
+// after) with the rows bouncers hold: a held row lasting at least as long
+// keeps its place, otherwise the new one supersedes it. The cost must stay
+// linear in the batch whatever statistics the planner holds (with
+// sqlite_stat1 a per-row search through decisions_seq, where every new row
+// shares one seq, made a 10k-decision alert take 90 s): new rows are read by
+// rowid range only and held rows through decisions_key, the join order and
+// indexes pinned with CROSS JOIN, INDEXED BY and NOT INDEXED.
+func settleInserted(tx *wtx, after int64) error {
+	st := beatenStmt(after)
+	if _, err := tx.ExecContext(tx.ctx, st.q, st.args...); err != nil {
+		return fmt.Errorf("settling decision precedence (%s): %w", st.what, err)
+	}
+	st = supersededStmt(after)
+	ids, err := queryIDs(tx, st)
+	if err != nil {
+		return fmt.Errorf("settling decision precedence (%s): %w", st.what, err)
+	}
+	if err := eachID(tx, hideStmt(0), ids); err != nil {
+		return fmt.Errorf("settling decision precedence: %w", err)
+	}
 	return nil
+}
+
+// stmt is one statement of the settling; tests check its query plan.
+type stmt struct {
+	what string
+	q    string
+	args []any
+}
+
+// beatenStmt hides the new decisions a held one lasts at least as long as.
+func beatenStmt(after int64) stmt {
+	return stmt{"hiding new decisions held ones outlast", `UPDATE decisions NOT INDEXED SET shown = FALSE WHERE id > ? AND shown AND EXISTS (
+		SELECT 1 FROM decisions o INDEXED BY decisions_key WHERE o.value = decisions.value AND o.type = decisions.type
+		AND o.scope = decisions.scope AND o.active = TRUE AND o.until >= decisions.until AND o.shown AND o.id <= ?)`, []any{after, after}}
+}
+
+// supersededStmt selects the held decisions a new one supersedes.
+func supersededStmt(after int64) stmt {
+	return stmt{"finding superseded decisions", `SELECT o.id FROM decisions n NOT INDEXED CROSS JOIN decisions o INDEXED BY decisions_key
+		WHERE n.id > ? AND n.shown AND o.value = n.value AND o.type = n.type AND o.scope = n.scope AND o.active = TRUE AND o.shown
+		AND o.id <= ?`, []any{after, after}}
+}
+
+// hideStmt hides one decision from bouncers.
+func hideStmt(id int64) stmt {
+	return stmt{"hiding a superseded decision", `UPDATE decisions SET shown = FALSE WHERE id = ?`, []any{id}}
 }
 
 // endDecisions ends the active decisions matching cond (deletion sets until
@@ -288,22 +344,90 @@ func endDecisions(tx *wtx, cond string, args []any, now int64, setUntil bool) (i
 	return n, nil
 }
 
+// settleEnded keeps, per key whose shown row ended in this transaction,
+// only that ended row shown and promotes the longest remaining active row.
+// Like settleInserted it must stay linear whatever the statistics: the
+// ended rows are found through decisions_seq (seq = this transaction's),
+// the rest of their key through decisions_key, order and indexes pinned,
+// and rows change one rowid at a time.
 func settleEnded(tx *wtx, seq, now int64) error {
-	stmts := []string{
-		// only the latest ended row of a key stays shown
-		`UPDATE decisions SET shown = FALSE WHERE id IN (
-			SELECT o.id FROM decisions e JOIN decisions o ON o.value = e.value AND o.type = e.type AND o.scope = e.scope
-			AND NOT o.active AND o.shown AND o.seq < ? WHERE e.seq = ? AND NOT e.active AND e.shown)`,
-		// promote the longest remaining active row of keys whose shown row ended
-		`UPDATE decisions SET shown = TRUE, seq = ? WHERE id IN (
-			SELECT (SELECT a.id FROM decisions a WHERE a.value = e.value AND a.type = e.type AND a.scope = e.scope AND a.active AND a.until > ?
-				ORDER BY a.until DESC, a.id ASC LIMIT 1)
-			FROM decisions e WHERE e.seq = ? AND NOT e.active AND e.shown)`,
-	}
-	args := [][]any{{seq, seq}, {seq, now, seq}}
-	for i, q := range stmts {
-		if _, err := tx.ExecContext(tx.ctx, q, args[i]...); err != nil {
+	for _, st := range []struct {
+		find, set stmt
+	}{
+		{olderTombstonesStmt(seq), hideStmt(0)},
+		{promotedStmt(seq, now), promoteStmt(seq, 0)},
+	} {
+		ids, err := queryIDs(tx, st.find)
+		if err != nil {
+			return fmt.Errorf("settling ended decisions (%s): %w", st.find.what, err)
+		}
+		if err := eachID(tx, st.set, ids); err != nil {
 			return fmt.Errorf("settling ended decisions: %w", err)
+		}
+	}
+	return nil
+}
+
+// olderTombstonesStmt finds the ended rows still shown for keys whose shown
+// row ended now: only the latest ended row of a key stays shown.
+func olderTombstonesStmt(seq int64) stmt {
+	return stmt{"finding older ended decisions", `SELECT o.id FROM decisions e INDEXED BY decisions_seq CROSS JOIN decisions o INDEXED BY decisions_key
+		WHERE e.seq = ? AND NOT e.active AND e.shown AND o.value = e.value AND o.type = e.type AND o.scope = e.scope
+		AND o.active = FALSE AND o.shown AND o.seq < ?`, []any{seq, seq}}
+}
+
+// promotedStmt finds, per key whose shown row ended now, the longest
+// remaining active row (NULL when none is left).
+func promotedStmt(seq, now int64) stmt {
+	return stmt{"finding decisions to promote", `SELECT (SELECT a.id FROM decisions a INDEXED BY decisions_key
+			WHERE a.value = e.value AND a.type = e.type AND a.scope = e.scope AND a.active = TRUE AND a.until > ?
+			ORDER BY a.until DESC, a.id ASC LIMIT 1)
+		FROM decisions e INDEXED BY decisions_seq WHERE e.seq = ? AND NOT e.active AND e.shown`, []any{now, seq}}
+}
+
+// promoteStmt shows one decision to bouncers as a change of seq.
+func promoteStmt(seq, id int64) stmt {
+	return stmt{"promoting a decision", `UPDATE decisions SET shown = TRUE, seq = ? WHERE id = ?`, []any{seq, id}}
+}
+
+// queryIDs runs st and returns the ids it selects, NULLs left out.
+func queryIDs(tx *wtx, st stmt) ([]int64, error) {
+	rows, err := tx.QueryContext(tx.ctx, st.q, st.args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id sql.NullInt64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		if id.Valid {
+			ids = append(ids, id.Int64)
+		}
+	}
+	return ids, rows.Err()
+}
+
+// eachID runs st, whose last argument is an id, for every id. One rowid at
+// a time because SQLite plans "rowid = ?" without consulting statistics,
+// while for "id IN (...)" stale ones (a table analysed while small) choose
+// a scan of every decision.
+func eachID(tx *wtx, st stmt, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	ps, err := tx.PrepareContext(tx.ctx, st.q)
+	if err != nil {
+		return fmt.Errorf("%s: %w", st.what, err)
+	}
+	defer ps.Close()
+	args := append([]any{}, st.args...)
+	for _, id := range ids {
+		args[len(args)-1] = id
+		if _, err := ps.ExecContext(tx.ctx, args...); err != nil {
+			return fmt.Errorf("%s %d: %w", st.what, id, err)
 		}
 	}
 	return nil
