@@ -563,26 +563,9 @@ func (s *Store) Stream(ctx context.Context, q StreamQuery, now time.Time, emitNe
 	if q.OnSnapshot != nil {
 		q.OnSnapshot(seq)
 	}
-	conds, args := q.Filter.where("")
 	run := func(active bool, emit func(*DecisionRow) error) error {
-		c := append([]string{}, conds...)
-		a := append([]any{}, args...)
-		if active {
-			c = append(c, "active", "until > ?")
-			a = append(a, now.UnixNano())
-		} else {
-			c = append(c, "NOT active")
-		}
-		if !q.NoDedup {
-			c = append(c, "shown")
-		}
-		if !q.Startup {
-			// The subquery steers planners to the seq index: a delta must
-			// cost O(delta), not a scan of every decision.
-			c = append(c, "id IN (SELECT id FROM decisions WHERE seq > ?)")
-			a = append(a, q.Cursor)
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+streamCols+` FROM decisions WHERE `+strings.Join(c, " AND ")+` ORDER BY id`, a...)
+		st := streamStmt(q, active, now)
+		rows, err := tx.QueryContext(ctx, st.q, st.args...)
 		if err != nil {
 			return fmt.Errorf("querying stream: %w", err)
 		}
@@ -611,6 +594,32 @@ func (s *Store) Stream(ctx context.Context, q StreamQuery, now time.Time, emitNe
 		return 0, err
 	}
 	return seq, nil
+}
+
+// streamStmt selects the active (or ended) decisions of a stream answer.
+// A delta is read through decisions_seq, pinned with INDEXED BY: with
+// statistics taken on a small table the planner would otherwise scan every
+// decision, and each bouncer's delta must cost O(delta), not O(table).
+func streamStmt(q StreamQuery, active bool, now time.Time) stmt {
+	c, a := q.Filter.where("")
+	c = append([]string{}, c...)
+	a = append([]any{}, a...)
+	from := "decisions"
+	if !q.Startup {
+		from = "decisions INDEXED BY decisions_seq"
+		c = append([]string{"seq > ?"}, c...)
+		a = append([]any{q.Cursor}, a...)
+	}
+	if active {
+		c = append(c, "active", "until > ?")
+		a = append(a, now.UnixNano())
+	} else {
+		c = append(c, "NOT active")
+	}
+	if !q.NoDedup {
+		c = append(c, "shown")
+	}
+	return stmt{"stream", `SELECT ` + streamCols + ` FROM ` + from + ` WHERE ` + strings.Join(c, " AND ") + ` ORDER BY id`, a}
 }
 
 // DecisionsCount counts every decision ever stored for value.

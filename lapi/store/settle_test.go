@@ -395,3 +395,26 @@ func BenchmarkDeleteDecisions(b *testing.B) {
 		}
 	}
 }
+
+// TestStreamDeltaPlan: a delta is read through decisions_seq whatever the
+// statistics, so each bouncer's poll costs O(delta) and never a scan of
+// every decision (a planner fed statistics from a small table scanned).
+func TestStreamDeltaPlan(t *testing.T) {
+	for _, st := range statistics {
+		t.Run(st.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "plan.db")
+			st.setup(t, path)
+			s := openAt(t, path)
+			defer s.Close()
+			for _, active := range []bool{true, false} {
+				for _, f := range []DecisionFilter{{}, {Scopes: []string{"ip", "range"}}, {Origins: []string{"crowdsec"}}} {
+					q := streamStmt(StreamQuery{Cursor: 5, Filter: f}, active, time.Now())
+					access, all := queryPlan(t, s, q.q, q.args...)
+					if len(access) != 1 || !strings.HasPrefix(access[0], "SEARCH decisions USING INDEX decisions_seq (seq>?)") {
+						t.Errorf("delta (active=%v, %+v): %s", active, f, strings.Join(all, " | "))
+					}
+				}
+			}
+		})
+	}
+}
