@@ -22,6 +22,7 @@ import (
 
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/firewall"
+	"github.com/rampart-ips/rampart/internal/netaddr"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -269,7 +270,7 @@ func (b *Bouncer) accept(d *models.Decision, now time.Time) (netip.Prefix, int64
 		lg().Debug("skipping a decision of an unsupported scope")
 		return netip.Prefix{}, 0, false
 	}
-	p, err := parsePrefix(d.Value)
+	p, err := netaddr.ParsePrefix(d.Value)
 	if err != nil {
 		lg().WithError(err).Warn("skipping a decision with an invalid address")
 		return netip.Prefix{}, 0, false
@@ -354,8 +355,13 @@ func (b *Bouncer) pullDelta(ctx context.Context, wait time.Duration) error {
 	_, err := b.client.StreamScan(rctx, false, q, func(deleted bool, d *models.Decision) error {
 		now := b.now()
 		if deleted {
-			p, err := parsePrefix(d.Value)
+			if s := strings.ToLower(d.Scope); s != "ip" && s != "range" {
+				return nil
+			}
+			p, err := netaddr.ParsePrefix(d.Value)
 			if err != nil {
+				b.log.WithError(err).WithFields(log.Fields{"id": d.ID, "value": d.Value, "scope": d.Scope}).
+					Warn("skipping a deleted decision with an invalid address")
 				return nil
 			}
 			ops = append(ops, op{deleted: true, p: p, id: d.ID})
