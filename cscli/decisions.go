@@ -22,6 +22,7 @@ import (
 
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/internal/netaddr"
+	"github.com/rampart-ips/rampart/lapi"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -495,6 +496,9 @@ func (cli *CLI) addDecision(ctx context.Context, o addOpts) error {
 		switch {
 		case err != nil:
 			fmt.Fprintf(cli.Err, "Cannot check if %s is in allowlist: %s\n", value, err)
+		case resp.Allowlisted && strings.HasSuffix(resp.Reason, " from "+lapi.HostAllowlistName):
+			return fmt.Errorf("%s is protected by item %s (loopback, link-local, multicast or this host's addresses): "+
+				"no decision may cover it, --bypass-allowlist skips user allowlists only", value, resp.Reason)
 		case resp.Allowlisted:
 			return fmt.Errorf("%s is allowlisted by item %s, use --bypass-allowlist to add the decision anyway", value, resp.Reason)
 		}

@@ -78,7 +78,7 @@ func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profi
 			return nil, err
 		}
 	}
-	s.allow = newAllowChecker(st, csconfig.Bool(cfg.API.Server.AllowlistHostAddresses, true))
+	s.allow = newAllowChecker(st, csconfig.Bool(cfg.API.Server.AllowlistHostAddresses, true), s.log)
 	s.echo = s.routes()
 	return s, nil
 }
