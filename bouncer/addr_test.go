@@ -2,6 +2,7 @@ package bouncer
 
 import (
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -104,5 +105,77 @@ func TestMappedPrefixesAreSkipped(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLinkLocalNeverBanned: decisions on link-local and multicast ranges
+// (fe80::/10 from `cscli decisions add -r fe80::/10` on an older LAPI) are
+// refused, at startup and in deltas, so IPv6 neighbour discovery keeps
+// working: between two namespaces, with empty neighbour caches, a TCP
+// connection over link-local addresses (which needs neighbour
+// solicitations from fe80:: sources to pass the defender's input hook)
+// completes after the bouncer applied its decisions.
+func TestLinkLocalNeverBanned(t *testing.T) {
+	nstest.Require(t, "nft")
+	p := nstest.NewPair(t, 90)
+	for _, s := range [][]string{
+		{"ip", "-n", p.Defender, "addr", "add", "fe80::1/64", "dev", p.DefLink, "nodad"},
+		{"ip", "-n", p.Attacker, "addr", "add", "fe80::2/64", "dev", p.AttLink, "nodad"},
+	} {
+		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", s, err, out)
+		}
+	}
+	fw := nftIn(t, p.Defender)
+	protected := []string{"fe80::/10", "fe80::2", "fe80::/64", "ff02::/16", "ff02::1:ff00:1", "ff00::/8", "169.254.0.0/16", "::/0"}
+	var news []string
+	for i, v := range append(protected, "198.51.100.5", "2001:db8:5::5") {
+		scope := "Ip"
+		if strings.Contains(v, "/") {
+			scope = "Range"
+		}
+		news = append(news, dj(v, scope, "ban", "1h", i+1))
+	}
+	delta := `{"new":[` + dj("fe80::/10", "Range", "ban", "1h", 50) + "," + dj("fe80::3", "Ip", "ban", "1h", 51) + "," +
+		dj("198.51.100.6", "Ip", "ban", "1h", 52) + `],"deleted":[]}`
+	f := newFakeLAPI(t, `{"new":[`+strings.Join(news, ",")+`],"deleted":[]}`, delta)
+	b := newTestBouncer(t, f, fw, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() { done <- b.Run(ctx, func() { close(ready) }) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("bouncer never became ready")
+	}
+	if !nstest.Eventually(5*time.Second, func() bool { return strings.Contains(ruleset(t, p.Defender), "198.51.100.6") }) {
+		t.Fatalf("delta not applied:\n%s", ruleset(t, p.Defender))
+	}
+	rs := ruleset(t, p.Defender)
+	for _, want := range []string{"198.51.100.5", "2001:db8:5::5"} {
+		if !strings.Contains(rs, want) {
+			t.Errorf("valid decision %s missing:\n%s", want, rs)
+		}
+	}
+	for _, bad := range []string{"fe80:", "ff02:", "ff00:", "169.254.", "::/0"} {
+		if strings.Contains(rs, bad) {
+			t.Errorf("protected %s reached the kernel:\n%s", bad, rs)
+		}
+	}
+	// neighbour discovery and link-local traffic still pass
+	for _, ns := range []string{p.Defender, p.Attacker} {
+		p.Run(t, ns, "ip", "-6", "neigh", "flush", "all")
+	}
+	ln := p.Listen(t, p.Defender, "[fe80::1%"+p.DefLink+"]:0")
+	_, port, _ := strings.Cut(ln.Addr().String(), "]:")
+	if err := p.Dial(p.Attacker, "[fe80::1%"+p.AttLink+"]:"+port, 3*time.Second); err != nil {
+		t.Errorf("link-local connection failed after the bouncer applied its decisions: %v\n%s", err, ruleset(t, p.Defender))
 	}
 }

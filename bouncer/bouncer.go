@@ -48,8 +48,9 @@ type Bouncer struct {
 // New builds a bouncer; it touches neither the network nor the firewall.
 func New(cfg *Config, fw firewall.Backend, client *apiclient.Client, m *Metrics) *Bouncer {
 	b := &Bouncer{cfg: cfg, fw: fw, client: client, log: log.WithField("component", "bouncer"),
-		guard: newGuard(cfg.neverBan), metrics: m, st: newState(), supported: map[string]bool{},
+		metrics: m, st: newState(), supported: map[string]bool{},
 		repairTick: 250 * time.Millisecond, now: time.Now}
+	b.guard = newGuard(cfg.neverBan, b.log)
 	for _, t := range cfg.SupportedDecisionsTypes {
 		b.supported[strings.ToLower(t)] = true
 	}
@@ -284,8 +285,8 @@ func (b *Bouncer) accept(d *models.Decision, now time.Time) (netip.Prefix, int64
 		return netip.Prefix{}, 0, false
 	}
 	if q, hit := b.guard.blocks(p); hit {
-		lg().WithField("protected", q.String()).Warn("refusing to ban a protected address (loopback, this host or never_ban)")
-		b.metrics.refused.Inc()
+		lg().WithField("protected", q.String()).Warn("refusing to ban a protected address (loopback, link-local, multicast, this host or never_ban)")
+		b.metrics.refusedBan()
 		return netip.Prefix{}, 0, false
 	}
 	return p, now.Add(dur).Unix(), true
