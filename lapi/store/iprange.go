@@ -105,6 +105,5 @@ func rangeCond(q Range, contains bool, prefix string) (string, []any) {
 
 // IsAddressScope reports whether decisions of this scope carry numeric bounds.
 func IsAddressScope(scope string) bool {
-	s := strings.ToLower(scope)
-	return s == "ip" || s == "range"
+	return strings.EqualFold(scope, "ip") || strings.EqualFold(scope, "range")
 }
