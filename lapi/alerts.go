@@ -44,9 +44,9 @@ func (s *Server) postAlerts(c echo.Context) error {
 	batch := make([]store.NewAlert, 0, len(alerts))
 	for _, a := range alerts {
 		na, keep, err := s.prepareAlert(c, a, machineID, now, allow)
-		var pe *protectedError
-		if errors.As(err, &pe) {
-			s.log.WithFields(log.Fields{"machine": machineID, "value": pe.value, "protected": pe.hit.String()}).Warn("refusing a manual decision on a protected address")
+		var prot *protectedError
+		if errors.As(err, &prot) {
+			s.log.WithFields(log.Fields{"machine": machineID, "value": prot.value, "protected": prot.hit.String()}).Warn("refusing a manual decision on a protected address")
 			return jsonError(c, http.StatusBadRequest, err.Error())
 		}
 		if err != nil {

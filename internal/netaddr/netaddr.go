@@ -24,15 +24,32 @@ var (
 	ErrMappedPrefix = errors.New("an IPv4-mapped prefix must be /96 or longer (::ffff:0:0/96 is all of IPv4): write the IPv4 prefix instead")
 )
 
+// parseError is a refused value. Its text is built only when read: the
+// agent's expression helpers probe log fields that are often not
+// addresses.
+type parseError struct {
+	input string
+	what  string // "an IP address", "an IP address or prefix"
+	err   error  // ErrZone, ErrMappedPrefix, or nil for bad syntax
+}
+
+func (e *parseError) Error() string {
+	if e.err != nil {
+		return fmt.Sprintf("%q: %v", e.input, e.err)
+	}
+	return fmt.Sprintf("%q is not %s", e.input, e.what)
+}
+
+func (e *parseError) Unwrap() error { return e.err }
+
 // ParseAddr reads a bare IP address.
 func ParseAddr(s string) (netip.Addr, error) {
-	v := strings.TrimSpace(s)
-	a, err := netip.ParseAddr(v)
+	a, err := netip.ParseAddr(strings.TrimSpace(s))
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("%q is not an IP address", s)
+		return netip.Addr{}, &parseError{input: s, what: "an IP address"}
 	}
 	if a.Zone() != "" {
-		return netip.Addr{}, fmt.Errorf("%q: %w", s, ErrZone)
+		return netip.Addr{}, &parseError{input: s, err: ErrZone}
 	}
 	return a.Unmap(), nil
 }
@@ -41,7 +58,7 @@ func ParseAddr(s string) (netip.Addr, error) {
 func ParsePrefix(s string) (netip.Prefix, error) {
 	v := strings.TrimSpace(s)
 	if !strings.Contains(v, "/") {
-		a, err := ParseAddr(v)
+		a, err := ParseAddr(s)
 		if err != nil {
 			return netip.Prefix{}, err
 		}
@@ -50,15 +67,15 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(v)
 	if err != nil {
 		if strings.Contains(v, "%") {
-			return netip.Prefix{}, fmt.Errorf("%q: %w", s, ErrZone)
+			return netip.Prefix{}, &parseError{input: s, err: ErrZone}
 		}
-		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or prefix", s)
+		return netip.Prefix{}, &parseError{input: s, what: "an IP address or prefix"}
 	}
 	if a := p.Addr(); a.Is4In6() {
 		// Checked before masking: ::ffff:10.0.0.1/64 masks to ::/64, which
 		// no longer looks mapped but was meant as IPv4.
 		if p.Bits() < 96 {
-			return netip.Prefix{}, fmt.Errorf("%q: %w", s, ErrMappedPrefix)
+			return netip.Prefix{}, &parseError{input: s, err: ErrMappedPrefix}
 		}
 		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
 	}
