@@ -23,6 +23,7 @@ import (
 
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/firewall"
+	"github.com/rampart-ips/rampart/internal/netaddr"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -61,8 +62,9 @@ var errCursorGone = errors.New("the LAPI can no longer serve this bouncer's stre
 // New builds a bouncer; it touches neither the network nor the firewall.
 func New(cfg *Config, fw firewall.Backend, client *apiclient.Client, m *Metrics) *Bouncer {
 	b := &Bouncer{cfg: cfg, fw: fw, client: client, log: log.WithField("component", "bouncer"),
-		guard: newGuard(cfg.neverBan), metrics: m, st: newState(), supported: map[string]bool{},
+		metrics: m, st: newState(), supported: map[string]bool{},
 		repairTick: 250 * time.Millisecond, now: time.Now}
+	b.guard = newGuard(cfg.neverBan, b.log)
 	for _, t := range cfg.SupportedDecisionsTypes {
 		b.supported[strings.ToLower(t)] = true
 	}
@@ -347,7 +349,7 @@ func (b *Bouncer) accept(d *models.Decision, now time.Time) (netip.Prefix, int64
 		lg().Debug("skipping a decision of an unsupported scope")
 		return netip.Prefix{}, 0, false
 	}
-	p, err := parsePrefix(d.Value)
+	p, err := netaddr.ParsePrefix(d.Value)
 	if err != nil {
 		lg().WithError(err).Warn("skipping a decision with an invalid address")
 		return netip.Prefix{}, 0, false
@@ -361,8 +363,8 @@ func (b *Bouncer) accept(d *models.Decision, now time.Time) (netip.Prefix, int64
 		return netip.Prefix{}, 0, false
 	}
 	if q, hit := b.guard.blocks(p); hit {
-		lg().WithField("protected", q.String()).Warn("refusing to ban a protected address (loopback, this host or never_ban)")
-		b.metrics.refused.Inc()
+		lg().WithField("protected", q.String()).Warn("refusing to ban a protected address (loopback, link-local, multicast, this host or never_ban)")
+		b.metrics.refusedBan()
 		return netip.Prefix{}, 0, false
 	}
 	return p, now.Add(dur).Unix(), true
@@ -456,8 +458,13 @@ func (b *Bouncer) pullDelta(ctx context.Context, wait time.Duration) error {
 	hdr, err := b.client.StreamScan(rctx, false, q, func(deleted bool, d *models.Decision) error {
 		now := b.now()
 		if deleted {
-			p, err := parsePrefix(d.Value)
+			if s := strings.ToLower(d.Scope); s != "ip" && s != "range" {
+				return nil
+			}
+			p, err := netaddr.ParsePrefix(d.Value)
 			if err != nil {
+				b.log.WithError(err).WithFields(log.Fields{"id": d.ID, "value": d.Value, "scope": d.Scope}).
+					Warn("skipping a deleted decision with an invalid address")
 				return nil
 			}
 			ops = append(ops, op{deleted: true, p: p, id: d.ID})

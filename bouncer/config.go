@@ -12,6 +12,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/netaddr"
 )
 
 // DefaultConfigPath is where the bouncer looks without -c.
@@ -272,13 +273,11 @@ func (c *Config) validate() error {
 			return fmt.Errorf("iptables_chains holds an empty name")
 		}
 	}
-	for _, v := range c.NeverBan {
-		p, err := parsePrefix(v)
-		if err != nil {
-			return fmt.Errorf("never_ban: %w", err)
-		}
-		c.neverBan = append(c.neverBan, p)
+	nb, err := netaddr.ParsePrefixes(c.NeverBan)
+	if err != nil {
+		return fmt.Errorf("never_ban: %w", err)
 	}
+	c.neverBan = nb
 	switch c.LogMode {
 	case "stdout", "file":
 	default:
@@ -308,29 +307,6 @@ func (c *Config) resyncInterval() time.Duration {
 		return defaultResyncInterval
 	}
 	return c.ResyncInterval.Duration
-}
-
-func parsePrefix(v string) (netip.Prefix, error) {
-	if strings.Contains(v, "/") {
-		p, err := netip.ParsePrefix(strings.TrimSpace(v))
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked(), nil
-	}
-	a, err := netip.ParseAddr(strings.TrimSpace(v))
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
-func unmapBits(p netip.Prefix) int {
-	if p.Addr().Is4In6() {
-		return 96
-	}
-	return 0
 }
 
 // String renders the effective configuration as TOML (-T). Like upstream

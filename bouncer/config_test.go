@@ -24,6 +24,9 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown key", base + "mode = \"nftables\"\n\nupdate_frequncy = \"1s\"\n", `:4: unknown configuration key "update_frequncy"`},
 		{"unknown nested key", base + "mode = \"nftables\"\n[nftables.ipv4]\ntable = \"t\"\nchian = \"c\"\n", `:5: unknown configuration key "nftables.ipv4.chian"`},
 		{"bad never_ban", base + "mode = \"nftables\"\nnever_ban = [\"10.0.0.0/33\"]\n", "never_ban"},
+		// was silently ignored: a mapped prefix under /96 straddles IPv4 and IPv6
+		{"mapped never_ban", base + "mode = \"nftables\"\nnever_ban = [\"192.0.2.1\", \"::ffff:0:0/64\"]\n",
+			`never_ban: entry 2: "::ffff:0:0/64": an IPv4-mapped prefix must be /96 or longer`},
 		{"broken toml", base + "mode = \n", "mode"},
 		{"negative metrics_interval", base + "mode = \"nftables\"\nmetrics_interval = \"-1m\"\n", `metrics_interval -1m0s is negative ("0s" disables usage metrics)`},
 		{"short metrics_interval", base + "mode = \"nftables\"\nmetrics_interval = \"30s\"\n", "metrics_interval 30s is too short (at least 1m0s"},
@@ -35,6 +38,17 @@ func TestConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want it to contain %q", c.name, err, c.want)
 		}
+	}
+}
+
+// TestNeverBanMapped: mapped entries of /96 or longer are IPv4 prefixes.
+func TestNeverBanMapped(t *testing.T) {
+	c, err := ParseConfig([]byte("mode = \"nftables\"\napi_key = \"k\"\nnever_ban = [\"::ffff:192.0.2.0/120\", \" ::ffff:198.51.100.7 \"]\n"), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(c.neverBan) != "[192.0.2.0/24 198.51.100.7/32]" {
+		t.Errorf("never_ban read as %v", c.neverBan)
 	}
 }
 

@@ -46,6 +46,12 @@ func (m *Metrics) lapiRequest(err error) {
 	}
 }
 
+func (m *Metrics) refusedBan() {
+	if m != nil {
+		m.refused.Inc()
+	}
+}
+
 func (m *Metrics) applied(d time.Duration) {
 	if m != nil {
 		m.latency.Observe(d.Seconds())

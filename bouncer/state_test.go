@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	log "github.com/sirupsen/logrus"
 )
 
 func TestStateKeepsLongestAndSurvivesPartialDeletes(t *testing.T) {
@@ -80,7 +82,7 @@ func TestKeyRoundTrip(t *testing.T) {
 }
 
 func TestGuardRefusesProtected(t *testing.T) {
-	g := newGuard([]netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")})
+	g := newGuard([]netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}, log.WithField("test", t.Name()))
 	for _, c := range []struct {
 		v       string
 		blocked bool
@@ -89,6 +91,11 @@ func TestGuardRefusesProtected(t *testing.T) {
 		{"::1/128", true},
 		{"203.0.113.9/32", true},
 		{"203.0.0.0/16", true}, // contains a protected range
+		{"fe80::/10", true},
+		{"fe80::1/128", true},
+		{"169.254.7.7/32", true},
+		{"ff02::1:ff00:1/128", true},
+		{"::/0", true},
 		{"198.51.100.1/32", false},
 		{"2001:db8::1/128", false},
 	} {

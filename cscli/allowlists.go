@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/netaddr"
 	"github.com/rampart-ips/rampart/lapi"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
@@ -339,27 +339,13 @@ type allowCheckEntry struct {
 	r           store.Range
 }
 
-// hostAllowEntries mirrors the LAPI's built-in allowlist of loopback and
-// this host's addresses (api.server.allowlist_host_addresses, default on).
+// hostAllowEntries is the LAPI's built-in allowlist, netaddr's protected
+// set (api.server.allowlist_host_addresses, default on).
 func hostAllowEntries() []allowCheckEntry {
-	var out []allowCheckEntry
-	add := func(v string) {
-		if r, err := store.ParseRange(v); err == nil {
-			out = append(out, allowCheckEntry{list: lapi.HostAllowlistName, value: v, r: r})
-		}
-	}
-	add("127.0.0.0/8")
-	add("::1/128")
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return out
-	}
-	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok || ipn.IP.IsLoopback() || ipn.IP.IsLinkLocalUnicast() {
-			continue
-		}
-		add(ipn.IP.String())
+	set, _ := netaddr.ProtectedSet() // without interfaces, the built-in part
+	out := make([]allowCheckEntry, 0, len(set))
+	for _, e := range set {
+		out = append(out, allowCheckEntry{list: lapi.HostAllowlistName, value: e.Prefix.String(), r: store.RangeOf(e.Prefix)})
 	}
 	return out
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -22,6 +21,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rampart-ips/rampart/apiclient"
+	"github.com/rampart-ips/rampart/internal/netaddr"
+	"github.com/rampart-ips/rampart/lapi"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -76,8 +77,7 @@ func checkIP(s string) error {
 	if s == "" {
 		return nil
 	}
-	a, err := netip.ParseAddr(s)
-	if err != nil || a.Zone() != "" {
+	if _, err := netaddr.ParseAddr(s); err != nil {
 		return fmt.Errorf("%s is not a valid ip", s)
 	}
 	return nil
@@ -87,30 +87,28 @@ func checkRange(s string) error {
 	if s == "" {
 		return nil
 	}
-	if _, err := netip.ParsePrefix(s); err != nil {
+	if _, err := netaddr.ParsePrefix(s); err != nil {
+		if errors.Is(err, netaddr.ErrMappedPrefix) {
+			return fmt.Errorf("%s is not a valid range: %w", s, netaddr.ErrMappedPrefix)
+		}
 		return fmt.Errorf("%s is not a valid range", s)
 	}
 	return nil
 }
 
-// checkScopedValue validates value for the Ip and Range scopes; other
-// scopes take any non-empty value.
+// checkScopedValue validates value for the Ip and Range scopes (a bare
+// address is a one-address range); other scopes take any non-empty value.
 func checkScopedValue(scope, value string) error {
 	switch scope {
 	case "Ip":
 		if err := checkIP(value); err != nil {
-			if _, perr := netip.ParsePrefix(value); perr == nil {
+			if checkRange(value) == nil {
 				return fmt.Errorf("%s is a range, not an ip: use --range or --scope range", value)
 			}
 			return err
 		}
 	case "Range":
-		if _, err := netip.ParsePrefix(value); err != nil {
-			if a, aerr := netip.ParseAddr(value); aerr == nil && a.Zone() == "" {
-				return nil // a bare address is a one-address range
-			}
-			return fmt.Errorf("%s is not a valid range", value)
-		}
+		return checkRange(value)
 	}
 	return nil
 }
@@ -501,6 +499,9 @@ func (cli *CLI) addDecision(ctx context.Context, o addOpts) error {
 		switch {
 		case err != nil:
 			fmt.Fprintf(cli.Err, "Cannot check if %s is in allowlist: %s\n", value, err)
+		case resp.Allowlisted && strings.HasSuffix(resp.Reason, " from "+lapi.HostAllowlistName):
+			return fmt.Errorf("%s is protected by item %s (loopback, link-local, multicast or this host's addresses): "+
+				"no decision may cover it, --bypass-allowlist skips user allowlists only", value, resp.Reason)
 		case resp.Allowlisted:
 			return fmt.Errorf("%s is allowlisted by item %s, use --bypass-allowlist to add the decision anyway", value, resp.Reason)
 		}

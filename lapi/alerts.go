@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 	log "github.com/sirupsen/logrus"
 
+	"github.com/rampart-ips/rampart/internal/netaddr"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
@@ -44,6 +45,11 @@ func (s *Server) postAlerts(c echo.Context) error {
 	batch := make([]store.NewAlert, 0, len(alerts))
 	for _, a := range alerts {
 		na, keep, err := s.prepareAlert(c, a, machineID, now, allow)
+		var prot *protectedError
+		if errors.As(err, &prot) {
+			s.log.WithFields(log.Fields{"machine": machineID, "value": prot.value, "protected": prot.hit.String()}).Warn("refusing a manual decision on a protected address")
+			return jsonError(c, http.StatusBadRequest, err.Error())
+		}
 		if err != nil {
 			// A time out of range would be stored wrapped around (a ban
 			// until 2300 kept as expired in 1716): the request is wrong.
@@ -121,6 +127,9 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 			log.WithField("value", d.Value).Warn("dropping decision without a type")
 			continue
 		}
+		// cscli decisions add: one alert, one decision, answered with a
+		// 400 rather than silently dropped.
+		manual := d.Origin == "cscli" && a.Kind == "cscli"
 		dur, err := models.ParseDuration(d.Duration)
 		if err != nil {
 			return na, false, fmt.Errorf("decision on %s: %w", d.Value, err)
@@ -132,16 +141,25 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 		nd := store.NewDecision{UUID: uuid.NewString(), Until: until, Scenario: d.Scenario, Type: d.Type,
 			Scope: d.Scope, Value: d.Value, Origin: d.Origin, Simulated: a.Simulated}
 		if store.IsAddressScope(d.Scope) {
-			r, err := store.ParseRange(d.Value)
+			p, err := netaddr.ParsePrefix(d.Value)
 			if err != nil {
 				log.WithError(err).WithField("value", d.Value).Warn("dropping decision with an invalid address")
 				continue
 			}
-			nd.Range = r
-			// Operators may force a manual ban past the allowlist (cscli -B);
-			// nothing else may target an allowlisted address.
-			if d.Origin != "cscli" || a.Kind != "cscli" {
-				if ok, reason := allow.check(d.Value); ok {
+			nd.Range = store.RangeOf(p)
+			// The protected set binds everyone: kind and origin are the
+			// sender's word, not a credential.
+			if hit, ok := netaddr.Overlapping(allow.protected, p); ok {
+				if manual {
+					return na, false, &protectedError{value: d.Value, p: p, hit: hit}
+				}
+				log.WithFields(map[string]any{"value": d.Value, "protected": hit.String(), "origin": d.Origin}).Warn("refusing decision on a protected address")
+				continue
+			}
+			// Operators may force a manual ban past the user allowlists
+			// (cscli -B); nothing else may target an allowlisted address.
+			if !manual {
+				if ok, reason := allow.checkUser(nd.Range); ok {
 					log.WithFields(map[string]any{"value": d.Value, "allowlist": reason, "origin": d.Origin}).Warn("refusing decision on an allowlisted address")
 					continue
 				}

@@ -2,21 +2,26 @@ package lapi
 
 import (
 	"context"
-	"net"
+	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	log "github.com/sirupsen/logrus"
 
+	"github.com/rampart-ips/rampart/internal/netaddr"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
 
-// HostAllowlistName names the built-in allowlist of loopback and the host's
-// own addresses: no decision may target them.
+// HostAllowlistName names the built-in allowlist: netaddr's protected set
+// (loopback, link-local, IPv6 multicast and the host's own addresses). No
+// decision may cover it, whoever sends it; --bypass-allowlist skips user
+// allowlists only.
 const HostAllowlistName = "rampart-host"
 
 // allowChecker caches the allowlists, reloading when the store's allowlist
@@ -24,7 +29,8 @@ const HostAllowlistName = "rampart-host"
 // addresses periodically.
 type allowChecker struct {
 	st       *store.Store
-	withHost bool
+	withHost bool // api.server.allowlist_host_addresses: off only in test rigs
+	log      *log.Entry
 
 	mu      sync.Mutex
 	version int64
@@ -41,36 +47,14 @@ type allowEntry struct {
 }
 
 type allowSnapshot struct {
-	entries []allowEntry
-	lists   []*store.AllowlistRow
+	protected []netaddr.Protected
+	protRange []store.Range // protected's, for the per-row check of streams
+	entries   []allowEntry  // user allowlists
+	lists     []*store.AllowlistRow
 }
 
-func newAllowChecker(st *store.Store, withHost bool) *allowChecker {
-	return &allowChecker{st: st, withHost: withHost, version: -1}
-}
-
-func hostEntries() []allowEntry {
-	out := []allowEntry{}
-	for _, v := range []string{"127.0.0.0/8", "::1/128"} {
-		r, _ := store.ParseRange(v)
-		out = append(out, allowEntry{list: HostAllowlistName, value: v, r: r, desc: "loopback"})
-	}
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return out
-	}
-	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok || ipn.IP.IsLoopback() || ipn.IP.IsLinkLocalUnicast() {
-			continue
-		}
-		r, err := store.ParseRange(ipn.IP.String())
-		if err != nil {
-			continue
-		}
-		out = append(out, allowEntry{list: HostAllowlistName, value: ipn.IP.String(), r: r, desc: "address of this host"})
-	}
-	return out
+func newAllowChecker(st *store.Store, withHost bool, lg *log.Entry) *allowChecker {
+	return &allowChecker{st: st, withHost: withHost, log: lg, version: -1}
 }
 
 func (a *allowChecker) snapshot(ctx context.Context) (*allowSnapshot, error) {
@@ -90,7 +74,12 @@ func (a *allowChecker) snapshot(ctx context.Context) (*allowSnapshot, error) {
 	}
 	snap := &allowSnapshot{lists: lists}
 	if a.withHost {
-		snap.entries = hostEntries()
+		if snap.protected, err = netaddr.ProtectedSet(); err != nil {
+			a.log.WithError(err).Warn("protecting loopback, link-local and multicast only")
+		}
+		for _, e := range snap.protected {
+			snap.protRange = append(snap.protRange, store.RangeOf(e.Prefix))
+		}
 	}
 	for _, l := range lists {
 		for _, it := range l.Items {
@@ -101,14 +90,22 @@ func (a *allowChecker) snapshot(ctx context.Context) (*allowSnapshot, error) {
 	return snap, nil
 }
 
-// check reports whether value (an IP or range) overlaps an allowlisted
-// entry. Overlap, not containment: banning a range that holds an
-// allowlisted address would lock that address out too.
+// check reports whether value (an IP or range) overlaps the protected set
+// or an allowlisted entry. Overlap, not containment: banning a range that
+// holds an allowlisted address would lock that address out too.
 func (s *allowSnapshot) check(value string) (bool, string) {
-	q, err := store.ParseRange(value)
+	p, err := netaddr.ParsePrefix(value)
 	if err != nil {
 		return false, ""
 	}
+	if e, hit := netaddr.Overlapping(s.protected, p); hit {
+		return true, e.Prefix.String() + " from " + HostAllowlistName
+	}
+	return s.checkUser(store.RangeOf(p))
+}
+
+// checkUser is check against the user allowlists only.
+func (s *allowSnapshot) checkUser(q store.Range) (bool, string) {
 	now := time.Now()
 	for _, e := range s.entries {
 		if e.expires != nil && e.expires.Before(now) {
@@ -119,6 +116,43 @@ func (s *allowSnapshot) check(value string) (bool, string) {
 		}
 	}
 	return false, ""
+}
+
+// servable tells whether a stored decision may go to bouncers: not when it
+// covers a protected address (an older version may have stored one), nor
+// when its address cannot be read, since then that cannot be ruled out.
+func (s *allowSnapshot) servable(d *store.DecisionRow) bool {
+	if len(s.protected) == 0 || !store.IsAddressScope(d.Scope) {
+		return true
+	}
+	p, err := netaddr.ParsePrefix(d.Value)
+	if err != nil {
+		return false
+	}
+	// Integer bounds: this runs for every row of a 1M-row stream.
+	q := store.RangeOf(p)
+	for _, r := range s.protRange {
+		if r.Contains(q) || q.Contains(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// protectedError refuses a manual decision on a protected address.
+type protectedError struct {
+	value string
+	p     netip.Prefix
+	hit   netaddr.Protected
+}
+
+func (e *protectedError) Error() string {
+	how := "covers"
+	if e.hit.Prefix.Bits() <= e.p.Bits() {
+		how = "is in"
+	}
+	return fmt.Sprintf("decision on %s refused: it %s %s, which no decision may cover "+
+		"(loopback, link-local, multicast and this host's addresses; --bypass-allowlist skips user allowlists only)", e.value, how, e.hit)
 }
 
 func (s *Server) checkAllowlist(c echo.Context) error {

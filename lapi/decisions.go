@@ -148,6 +148,9 @@ func (s *Server) getDecisions(c echo.Context) error {
 	if err != nil {
 		return s.storeError(c, err)
 	}
+	if rows, err = s.servable(c, rows); err != nil {
+		return s.storeError(c, err)
+	}
 	b := c.Get(ctxBouncer).(*store.Bouncer)
 	if b.LastPull == nil || now.Sub(*b.LastPull) >= time.Minute {
 		if err := s.store.SetBouncerPulled(c.Request().Context(), b.ID, nil, now); err != nil {
@@ -168,6 +171,21 @@ func (s *Server) getDecisions(c echo.Context) error {
 	}
 	buf = append(buf, ']')
 	return c.JSONBlob(http.StatusOK, buf)
+}
+
+// servable drops the rows no bouncer may get (see allowSnapshot.servable).
+func (s *Server) servable(c echo.Context, rows []store.DecisionRow) ([]store.DecisionRow, error) {
+	snap, err := s.allow.snapshot(c.Request().Context())
+	if err != nil {
+		return nil, err
+	}
+	kept := rows[:0]
+	for i := range rows {
+		if snap.servable(&rows[i]) {
+			kept = append(kept, rows[i])
+		}
+	}
+	return kept, nil
 }
 
 func (s *Server) headStream(c echo.Context) error {
@@ -325,6 +343,10 @@ type streamBatch struct {
 const streamBatchRows = 1024
 
 func (s *Server) writeStream(c echo.Context, b *store.Bouncer, ua string, sq store.StreamQuery) error {
+	allowSnap, serr := s.allow.snapshot(c.Request().Context())
+	if serr != nil {
+		return s.storeError(c, serr)
+	}
 	ctx, cancel := context.WithCancel(c.Request().Context())
 	defer cancel()
 	now := s.now()
@@ -362,6 +384,11 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, ua string, sq sto
 		}
 		add := func(deleted bool) func(*store.DecisionRow) error {
 			return func(d *store.DecisionRow) error {
+				// Deletions always go: a bouncer may hold the decision
+				// from an older version.
+				if !deleted && !allowSnap.servable(d) {
+					return nil
+				}
 				if cur.deleted != deleted {
 					if err := flush(); err != nil {
 						return err

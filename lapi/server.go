@@ -23,6 +23,7 @@ import (
 	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/netaddr"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
@@ -64,10 +65,10 @@ func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profi
 	if s.jwt, err = loadJWTKeys(ctx, st); err != nil {
 		return nil, err
 	}
-	if s.trusted, err = parsePrefixes(cfg.API.Server.TrustedIPs); err != nil {
+	if s.trusted, err = netaddr.ParsePrefixes(cfg.API.Server.TrustedIPs); err != nil {
 		return nil, fmt.Errorf("api.server.trusted_ips: %w", err)
 	}
-	if s.proxies, err = parsePrefixes(cfg.API.Server.TrustedProxies); err != nil {
+	if s.proxies, err = netaddr.ParsePrefixes(cfg.API.Server.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("api.server.trusted_proxies: %w", err)
 	}
 	if cfg.API.Server.UseForwardedForHeaders && len(s.proxies) == 0 {
@@ -77,7 +78,7 @@ func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profi
 		if len(ar.Token) < 32 {
 			return nil, fmt.Errorf("api.server.auto_registration.token must be at least 32 characters")
 		}
-		if s.autoRanges, err = parsePrefixes(ar.AllowedRanges); err != nil {
+		if s.autoRanges, err = netaddr.ParsePrefixes(ar.AllowedRanges); err != nil {
 			return nil, fmt.Errorf("api.server.auto_registration.allowed_ranges: %w", err)
 		}
 	}
@@ -87,29 +88,9 @@ func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profi
 		}
 	}
 	s.logins = newLoginLimiter(cfg.API.Server.LoginLimit)
-	s.allow = newAllowChecker(st, csconfig.Bool(cfg.API.Server.AllowlistHostAddresses, true))
+	s.allow = newAllowChecker(st, csconfig.Bool(cfg.API.Server.AllowlistHostAddresses, true), s.log)
 	s.echo = s.routes()
 	return s, nil
-}
-
-func parsePrefixes(vals []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, v := range vals {
-		if strings.Contains(v, "/") {
-			p, err := netip.ParsePrefix(v)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(v)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, nil
 }
 
 // Handler exposes the HTTP handler (tests and embedding).

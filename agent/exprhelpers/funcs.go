@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/internal/netaddr"
 )
 
 // The stateless helpers. Each takes and returns plain Go values; the expr
@@ -51,11 +52,8 @@ func QueryEscape(s string) string { return url.QueryEscape(s) }
 // parseAddr parses an IP as upstream's net.ParseIP does (no zone), and
 // unmaps IPv4-mapped IPv6 addresses so ::ffff:1.2.3.4 is in 1.2.3.0/24.
 func parseAddr(s string) (netip.Addr, bool) {
-	a, err := netip.ParseAddr(s)
-	if err != nil || a.Zone() != "" {
-		return netip.Addr{}, false
-	}
-	return a, true
+	a, err := netaddr.ParseAddr(s)
+	return a, err == nil
 }
 
 // IpInRange reports whether ip is inside the CIDR ipRange; garbage in
@@ -65,13 +63,12 @@ func IpInRange(ip, ipRange string) bool {
 	if !ok {
 		return false
 	}
-	p, err := netip.ParsePrefix(ipRange)
+	if !strings.Contains(ipRange, "/") {
+		return false // a CIDR, as upstream's net.ParseCIDR wants
+	}
+	p, err := netaddr.ParsePrefix(ipRange)
 	if err != nil {
 		return false
-	}
-	p = p.Masked()
-	if p.Addr().Is4() {
-		a = a.Unmap()
 	}
 	return p.Contains(a)
 }
@@ -80,13 +77,13 @@ func IpInRange(ip, ipRange string) bool {
 // as with net.IP.To4).
 func IsIPV4(s string) bool {
 	a, ok := parseAddr(s)
-	return ok && (a.Is4() || a.Is4In6())
+	return ok && a.Is4()
 }
 
 // IsIPV6 reports whether s is an IPv6 address that is not IPv4-mapped.
 func IsIPV6(s string) bool {
 	a, ok := parseAddr(s)
-	return ok && a.Is6() && !a.Is4In6()
+	return ok && a.Is6()
 }
 
 // IsIP reports whether s is an IP address.
@@ -107,7 +104,6 @@ func IpToRange(ip, cidr string) string {
 	if !ok {
 		return ""
 	}
-	a = a.Unmap()
 	p, err := a.Prefix(bits)
 	if err != nil {
 		return ""

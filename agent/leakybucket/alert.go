@@ -2,7 +2,6 @@ package leakybucket
 
 import (
 	"fmt"
-	"net/netip"
 	"sort"
 	"strconv"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/internal/netaddr"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -102,11 +102,11 @@ func sourceRange(evt *event.Event) string {
 	if r == "" {
 		r = evt.Enriched["SourceRange"]
 	}
-	p, err := netip.ParsePrefix(r)
+	p, err := netaddr.ParsePrefix(r)
 	if err != nil {
 		return ""
 	}
-	return p.Masked().String()
+	return p.String()
 }
 
 func float(s string) float32 {

@@ -3,9 +3,9 @@ package parser
 import (
 	"net/netip"
 	"strconv"
-	"strings"
 
 	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/internal/netaddr"
 )
 
 // country is the part of a GeoLite2-City record upstream reads.
@@ -31,11 +31,8 @@ type asnRecord struct {
 
 // parseIP reads an enricher's argument; "" and garbage give false.
 func parseIP(value string) (netip.Addr, bool) {
-	a, err := netip.ParseAddr(strings.TrimSpace(value))
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	return a.Unmap().WithZone(""), true
+	a, err := netaddr.ParseAddr(value)
+	return a, err == nil
 }
 
 // GeoIPCity is the GeoIpCity method: IsoCode and IsInEU (from the country,

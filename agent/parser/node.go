@@ -16,6 +16,7 @@ import (
 
 	"github.com/rampart-ips/rampart/agent/event"
 	"github.com/rampart-ips/rampart/agent/grok"
+	"github.com/rampart-ips/rampart/internal/netaddr"
 )
 
 // NodeConfig is one parser document or sub-node, in the hub's YAML.
@@ -216,11 +217,10 @@ func (n *node) checkWhitelist(evt *event.Event, env *runEnv) (bool, error) {
 		ips = append(ips, v)
 	}
 	for _, s := range ips {
-		a, err := netip.ParseAddr(s)
+		a, err := netaddr.ParseAddr(s)
 		if err != nil {
 			continue
 		}
-		a = a.Unmap()
 		for _, pfx := range n.wl.prefixes {
 			if pfx.Contains(a) {
 				return true, nil

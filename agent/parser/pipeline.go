@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,6 +20,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/event"
 	"github.com/rampart-ips/rampart/agent/exprhelpers"
 	"github.com/rampart-ips/rampart/agent/grok"
+	"github.com/rampart-ips/rampart/internal/netaddr"
 )
 
 // Item is one parser file to load: its hub name, stage and path.
@@ -306,7 +306,7 @@ func (p *Pipeline) compile(cfg NodeConfig, m *yaml.Node, stage, fileName string)
 		list []string
 	}{{"ip", cfg.Whitelist.IPs}, {"cidr", cfg.Whitelist.CIDRs}} {
 		for i, v := range l.list {
-			pfx, err := parsePrefix(v)
+			pfx, err := netaddr.ParsePrefix(v)
 			if err != nil {
 				return nil, keyErr(fmt.Sprintf("whitelist.%s[%d]", l.key, i), itemLine(wl, l.key, i), err)
 			}
@@ -350,19 +350,6 @@ func (p *Pipeline) compileStatics(in []Static, parent *yaml.Node, seqKey, label 
 		out = append(out, st)
 	}
 	return out, nil
-}
-
-func parsePrefix(v string) (netip.Prefix, error) {
-	v = strings.TrimSpace(v)
-	if strings.Contains(v, "/") {
-		pfx, err := netip.ParsePrefix(v)
-		return pfx.Masked(), err
-	}
-	a, err := netip.ParseAddr(v)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 // Parse runs evt through every stage. An event that no node of a stage

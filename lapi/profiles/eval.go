@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"github.com/sirupsen/logrus"
 
+	"github.com/rampart-ips/rampart/internal/netaddr"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -144,17 +144,21 @@ func (e *env) Upper(s string) string { return strings.ToUpper(s) }
 // IpInRange reports whether ip is inside the CIDR; like upstream it logs
 // and returns false when either does not parse.
 func (e *env) IpInRange(ip, cidr string) bool {
-	addr, err := netip.ParseAddr(ip)
+	addr, err := netaddr.ParseAddr(ip)
 	if err != nil {
 		e.log.Warnf("IpInRange: invalid ip %q: %v", ip, err)
 		return false
 	}
-	prefix, err := netip.ParsePrefix(cidr)
+	if !strings.Contains(cidr, "/") {
+		e.log.Warnf("IpInRange: invalid range %q: not a CIDR", cidr)
+		return false
+	}
+	prefix, err := netaddr.ParsePrefix(cidr)
 	if err != nil {
 		e.log.Warnf("IpInRange: invalid range %q: %v", cidr, err)
 		return false
 	}
-	return prefix.Contains(addr.Unmap())
+	return prefix.Contains(addr)
 }
 
 // NewSet validates and compiles profiles (every expression exactly once)

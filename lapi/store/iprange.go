@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/rampart-ips/rampart/internal/netaddr"
 )
 
 // Range is an address interval in the numeric form the decisions table
@@ -19,37 +21,25 @@ type Range struct {
 
 func shift(u uint64) int64 { return int64(u ^ (1 << 63)) }
 
-// ParseRange parses a bare IP or a CIDR (host bits are masked in the bounds).
+// ParseRange reads a bare IP or a CIDR the way internal/netaddr does; the
+// error keeps upstream's wording, which LAPI answers carry.
 func ParseRange(s string) (Range, error) {
-	s = strings.TrimSpace(s)
-	var p netip.Prefix
-	if strings.Contains(s, "/") {
-		var err error
-		p, err = netip.ParsePrefix(s)
-		if err != nil {
-			return Range{}, fmt.Errorf("invalid ip address '%s': invalid ip address / range", s)
-		}
-	} else {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return Range{}, fmt.Errorf("invalid ip address '%s': invalid ip address / range", s)
-		}
-		// checked here: PrefixFrom drops the zone
-		if a.Zone() != "" {
-			return Range{}, fmt.Errorf("invalid ip address '%s': zones are not allowed", s)
-		}
-		p = netip.PrefixFrom(a, a.BitLen())
+	p, err := netaddr.ParsePrefix(s)
+	if err != nil {
+		return Range{}, fmt.Errorf("invalid ip address '%s': invalid ip address / range", s)
 	}
+	return RangeOf(p), nil
+}
+
+// RangeOf is the numeric form of a prefix from netaddr.ParsePrefix (IPv4
+// unmapped, masked); any other prefix is masked here and an IPv4-mapped one
+// is kept as IPv6. The zero Prefix gives the zero Range.
+func RangeOf(p netip.Prefix) Range {
+	if !p.IsValid() {
+		return Range{}
+	}
+	p = p.Masked()
 	addr := p.Addr()
-	bits := p.Bits()
-	if addr.Is4In6() {
-		// ::ffff:a.b.c.d is the IPv4 address, as upstream reads it.
-		if bits < 96 {
-			return Range{}, fmt.Errorf("invalid ip address '%s': invalid ip address / range", s)
-		}
-		addr, bits = addr.Unmap(), bits-96
-	}
-	p = netip.PrefixFrom(addr, bits).Masked()
 	if addr.Is4() {
 		b := p.Addr().As4()
 		start := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
@@ -57,7 +47,7 @@ func ParseRange(s string) (Range, error) {
 		if p.Bits() < 32 {
 			hostMask = ^uint32(0) >> uint(p.Bits())
 		}
-		return Range{Size: 4, Start: int64(start), End: int64(start | hostMask)}, nil
+		return Range{Size: 4, Start: int64(start), End: int64(start | hostMask)}
 	}
 	b := p.Addr().As16()
 	var hi, lo uint64
@@ -65,7 +55,7 @@ func ParseRange(s string) (Range, error) {
 		hi = hi<<8 | uint64(b[i])
 		lo = lo<<8 | uint64(b[8+i])
 	}
-	bits = p.Bits()
+	bits := p.Bits()
 	endHi, endLo := hi, lo
 	switch {
 	case bits <= 64:
@@ -78,7 +68,7 @@ func ParseRange(s string) (Range, error) {
 			endLo = lo | (^uint64(0) >> uint(bits-64))
 		}
 	}
-	return Range{Size: 16, Start: shift(hi), End: shift(endHi), StartSuffix: shift(lo), EndSuffix: shift(endLo)}, nil
+	return Range{Size: 16, Start: shift(hi), End: shift(endHi), StartSuffix: shift(lo), EndSuffix: shift(endLo)}
 }
 
 // Contains reports whether r covers q entirely.
@@ -115,6 +105,5 @@ func rangeCond(q Range, contains bool, prefix string) (string, []any) {
 
 // IsAddressScope reports whether decisions of this scope carry numeric bounds.
 func IsAddressScope(scope string) bool {
-	s := strings.ToLower(scope)
-	return s == "ip" || s == "range"
+	return strings.EqualFold(scope, "ip") || strings.EqualFold(scope, "range")
 }

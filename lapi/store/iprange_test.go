@@ -2,6 +2,7 @@ package store
 
 import (
 	"math"
+	"net/netip"
 	"testing"
 )
 
@@ -29,6 +30,8 @@ func TestParseRange(t *testing.T) {
 		{"2001:db8::8000:0:0:0/65", Range{Size: 16, Start: u(0x20010db800000000), End: u(0x20010db800000000), StartSuffix: u(0x8000000000000000), EndSuffix: u(max64)}},
 		{"2001:db8::/63", Range{Size: 16, Start: u(0x20010db800000000), End: u(0x20010db800000001), StartSuffix: u(0), EndSuffix: u(max64)}},
 		{"2001:db8::/128", Range{Size: 16, Start: u(0x20010db800000000), End: u(0x20010db800000000), StartSuffix: u(0), EndSuffix: u(0)}},
+		{"::ffff:1.2.3.4", Range{Size: 4, Start: 0x01020304, End: 0x01020304}},
+		{"::ffff:1.2.3.77/120", Range{Size: 4, Start: 0x01020300, End: 0x010203ff}},
 		{"::/0", Range{Size: 16, Start: u(0), End: u(max64), StartSuffix: u(0), EndSuffix: u(max64)}},
 		{"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", Range{Size: 16, Start: u(max64), End: u(max64), StartSuffix: u(max64), EndSuffix: u(max64)}},
 	}
@@ -43,10 +46,14 @@ func TestParseRange(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", " ", "1.2.3", "1.2.3.4.5", "256.0.0.1", "1.2.3.4/33", "1.2.3.4/", "/24", "1.2.3.4/-1", "abc",
-		"2001:db8::/129", "2001:db8:::1", "fe80::1%eth0", "fe80::1%eth0/64", "1.2.3.4\x00", "FR", "1.2.3.4/24/8", "01.2.3.4"} {
+		"2001:db8::/129", "2001:db8:::1", "fe80::1%eth0", "fe80::1%eth0/64", "1.2.3.4\x00", "FR", "1.2.3.4/24/8", "01.2.3.4",
+		"::ffff:10.99.0.1/64", "::ffff:0:0/95"} {
 		if r, err := ParseRange(bad); err == nil {
 			t.Errorf("ParseRange(%q) = %+v, want an error", bad, r)
 		}
+	}
+	if r := RangeOf(netip.Prefix{}); r != (Range{}) {
+		t.Errorf("RangeOf(zero) = %+v", r)
 	}
 	// signed shifting keeps address order
 	lo, _ := ParseRange("7fff:ffff:ffff:ffff::")
