@@ -51,6 +51,10 @@ type Config struct {
 	MachineID, Password string
 	// APIKey is the bouncer key, sent as X-Api-Key.
 	APIKey string
+	// Bouncer marks a bouncer's client: without APIKey its client
+	// certificate authenticates it, on every call, and it never logs in as
+	// a machine (a client certificate alone is a machine's by default).
+	Bouncer bool
 	// TLS configures HTTPS, including an optional client certificate
 	// (which may stand in for MachineID/Password or APIKey).
 	TLS *tls.Config
@@ -69,6 +73,7 @@ type Client struct {
 	machineID  string
 	password   string
 	apiKey     string
+	bouncer    bool
 	clientCert bool
 	timeout    time.Duration
 	scenarios  []string
@@ -133,6 +138,7 @@ func New(cfg Config) (*Client, error) {
 		machineID: cfg.MachineID,
 		password:  cfg.Password,
 		apiKey:    cfg.APIKey,
+		bouncer:   cfg.Bouncer || cfg.APIKey != "",
 		clientCert: cfg.TLS != nil &&
 			(len(cfg.TLS.Certificates) > 0 || cfg.TLS.GetClientCertificate != nil),
 		timeout:   cfg.Timeout,
@@ -194,8 +200,8 @@ func (c *Client) Health(ctx context.Context) error {
 
 // UsageMetrics posts a usage-metrics report (POST /v1/usage-metrics; the
 // LAPI answers 201). body is marshalled as is: {"remediation_components":
-// [...]} for a bouncer, {"log_processors":[...]} for an agent. The bouncer
-// key is used when configured, machine authentication otherwise.
+// [...]} for a bouncer, {"log_processors":[...]} for an agent. A bouncer's
+// client sends its key or certificate, any other a machine's token.
 func (c *Client) UsageMetrics(ctx context.Context, body any) error {
 	return c.do(ctx, request{method: http.MethodPost, path: "v1/usage-metrics", body: body, auth: authEither}, nil)
 }
