@@ -147,14 +147,17 @@ func (s *Server) login(c echo.Context) error {
 		}
 		machineID = id + "@" + ip
 		m, err := s.store.GetMachine(ctx, machineID)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
+		if errors.Is(err, store.ErrNotFound) {
 			pw := make([]byte, 32)
 			_, _ = rand.Read(pw)
 			hash, _ := bcrypt.GenerateFromPassword([]byte(hex.EncodeToString(pw)), bcrypt.DefaultCost)
-			if err := s.store.CreateMachine(ctx, store.Machine{MachineID: machineID, PasswordHash: string(hash), IPAddress: ip, IsValidated: true, AuthType: "tls"}, false); err != nil {
-				return s.storeError(c, err)
+			m = &store.Machine{MachineID: machineID, PasswordHash: string(hash), IPAddress: ip, IsValidated: true, AuthType: "tls"}
+			if err = s.store.CreateMachine(ctx, *m, false); errors.Is(err, store.ErrExists) {
+				// A concurrent first login of the same certificate made it.
+				m, err = s.store.GetMachine(ctx, machineID)
 			}
+		}
+		switch {
 		case err != nil:
 			return s.storeError(c, err)
 		case m.AuthType != "tls":
@@ -260,6 +263,10 @@ func (s *Server) authBouncer(c echo.Context) (*store.Bouncer, error) {
 				return nil, kerr
 			}
 			b, err = s.store.CreateBouncer(ctx, store.Bouncer{Name: name, APIKeyHash: HashAPIKey(key), IPAddress: ip, AuthType: "tls", AutoCreated: true})
+			if errors.Is(err, store.ErrExists) {
+				// A concurrent first request of the same certificate made it.
+				b, err = s.store.GetBouncer(ctx, name)
+			}
 		}
 		if err != nil {
 			return nil, err

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -246,4 +247,51 @@ func TestTLSRequireClientCert(t *testing.T) {
 	// no agent OU configured: agent certificate login is refused
 	expectAuth401(t, "agent login without agents_allowed_ou", mustTLS(t, l, tlsClient(pki, bouncer.Pair), "POST", "/v1/watchers/login",
 		hdr("User-Agent", testUA), map[string]any{}), "")
+}
+
+// The first requests of a certificate may arrive together (an agent and
+// cscli sharing credentials, a bouncer's stream and usage report): they
+// all get in, over one machine or bouncer row.
+func TestTLSConcurrentFirstUse(t *testing.T) {
+	pki := testpki.New(t)
+	day := time.Now().Add(24 * time.Hour)
+	srv := pki.Issue("server", "127.0.0.1", nil, true, day)
+	agent := pki.Issue("agent", "agent1", []string{"agent-ou"}, false, day)
+	bouncer := pki.Issue("bouncer", "fw", []string{"bouncer-ou"}, false, day)
+	l := startLAPI(t, func(c *csconfig.Config) {
+		c.API.Server.TLS = &csconfig.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CACertPath: pki.File,
+			AgentsAllowedOU: []string{"agent-ou"}, BouncersAllowedOU: []string{"bouncer-ou"}}
+	})
+	const n = 8
+	var wg sync.WaitGroup
+	statuses := make([]int, 2*n)
+	for i := range n {
+		wg.Go(func() {
+			r, err := tlsSend(l, tlsClient(pki, agent.Pair), "POST", "/v1/watchers/login", hdr("User-Agent", testUA), map[string]any{})
+			if err != nil {
+				t.Errorf("login %d: %v", i, err)
+			}
+			statuses[i] = r.Status
+		})
+		wg.Go(func() {
+			r, err := tlsSend(l, tlsClient(pki, bouncer.Pair), "GET", "/v1/decisions", hdr("User-Agent", "crowdsec-firewall-bouncer/v0.0.31"), nil)
+			if err != nil {
+				t.Errorf("bouncer request %d: %v", i, err)
+			}
+			statuses[n+i] = r.Status
+		})
+	}
+	wg.Wait()
+	for i, st := range statuses {
+		if st != http.StatusOK {
+			t.Errorf("concurrent first use %d: status %d, want 200", i, st)
+		}
+	}
+	ctx := context.Background()
+	if ms, err := l.Store.ListMachines(ctx); err != nil || len(ms) != 1 {
+		t.Errorf("%d machines (%v), want 1", len(ms), err)
+	}
+	if bs, err := l.Store.ListBouncers(ctx); err != nil || len(bs) != 1 {
+		t.Errorf("%d bouncers (%v), want 1", len(bs), err)
+	}
 }
