@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -386,8 +387,9 @@ type tlsAuth struct {
 	crlPath            string
 	cacheTTL           time.Duration
 
-	mu    sync.Mutex
-	cache map[string]tlsVerdict
+	mu       sync.Mutex
+	cache    map[string]tlsVerdict
+	crlStamp string // the CRL file's size and time when cache was filled
 }
 
 type tlsVerdict struct {
@@ -402,7 +404,8 @@ func newTLSAuth(t *csconfig.TLS) (*tlsAuth, error) {
 		a.cacheTTL = time.Hour
 	}
 	if a.crlPath != "" {
-		if _, err := os.Stat(a.crlPath); err != nil {
+		// Read once now so a wrong file stops the start, not every client.
+		if _, err := readCRLs(a.crlPath); err != nil {
 			return nil, fmt.Errorf("api.server.tls.crl_path: %w", err)
 		}
 	}
@@ -444,7 +447,16 @@ func (a *tlsAuth) revoked(cert *x509.Certificate, now time.Time) error {
 		return nil
 	}
 	key := hex.EncodeToString(cert.SerialNumber.Bytes()) + "/" + cert.Issuer.String()
+	// A rewritten CRL applies at once, not when cached verdicts expire.
+	stamp := ""
+	if fi, err := os.Stat(a.crlPath); err == nil {
+		stamp = fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
+	}
 	a.mu.Lock()
+	if stamp != a.crlStamp {
+		clear(a.cache)
+		a.crlStamp = stamp
+	}
 	if v, ok := a.cache[key]; ok && now.Sub(v.at) < a.cacheTTL {
 		a.mu.Unlock()
 		return v.err
@@ -452,29 +464,19 @@ func (a *tlsAuth) revoked(cert *x509.Certificate, now time.Time) error {
 	a.mu.Unlock()
 	verdict := a.checkCRL(cert)
 	a.mu.Lock()
-	a.cache[key] = tlsVerdict{err: verdict, at: now}
+	if a.crlStamp == stamp { // else read from a CRL already replaced
+		a.cache[key] = tlsVerdict{err: verdict, at: now}
+	}
 	a.mu.Unlock()
 	return verdict
 }
 
 func (a *tlsAuth) checkCRL(cert *x509.Certificate) error {
-	data, err := os.ReadFile(a.crlPath)
+	crls, err := readCRLs(a.crlPath)
 	if err != nil {
-		return fmt.Errorf("reading CRL: %w", err)
+		return err
 	}
-	for len(data) > 0 {
-		der := data
-		var block []byte
-		if b, rest := pemDecode(data); b != nil {
-			block, data = b, rest
-			der = block
-		} else {
-			data = nil
-		}
-		crl, err := x509.ParseRevocationList(der)
-		if err != nil {
-			return fmt.Errorf("parsing CRL: %w", err)
-		}
+	for _, crl := range crls {
 		for _, rc := range crl.RevokedCertificateEntries {
 			if rc.SerialNumber.Cmp(cert.SerialNumber) == 0 {
 				return errors.New("certificate is revoked")
@@ -482,4 +484,37 @@ func (a *tlsAuth) checkCRL(cert *x509.Certificate) error {
 		}
 	}
 	return nil
+}
+
+// readCRLs reads the revocation lists of a file: its X509 CRL PEM blocks,
+// text around them skipped (openssl crl -text writes some), or else the
+// whole file as one DER list.
+func readCRLs(path string) ([]*x509.RevocationList, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading CRL: %w", err)
+	}
+	var crls []*x509.RevocationList
+	for rest := data; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		if blk.Type != "X509 CRL" {
+			continue
+		}
+		crl, err := x509.ParseRevocationList(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing CRL %s: %w", path, err)
+		}
+		crls = append(crls, crl)
+	}
+	if len(crls) > 0 {
+		return crls, nil
+	}
+	crl, err := x509.ParseRevocationList(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s holds no CRL (PEM X509 CRL blocks or DER): %w", path, err)
+	}
+	return []*x509.RevocationList{crl}, nil
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/testpki"
+	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -294,4 +297,69 @@ func TestTLSConcurrentFirstUse(t *testing.T) {
 	if bs, err := l.Store.ListBouncers(ctx); err != nil || len(bs) != 1 {
 		t.Errorf("%d bouncers (%v), want 1", len(bs), err)
 	}
+}
+
+// A CRL file as tools write it (text around the PEM block, blank lines)
+// revokes what it lists and nothing else; a file that holds no CRL stops
+// the LAPI at start with an error naming crl_path.
+func TestTLSCRLFile(t *testing.T) {
+	pki := testpki.New(t)
+	day := time.Now().Add(24 * time.Hour)
+	srv := pki.Issue("server", "127.0.0.1", nil, true, day)
+	good := pki.Issue("good", "fw", []string{"bouncer-ou"}, false, day)
+	revoked := pki.Issue("revoked", "stolen", []string{"bouncer-ou"}, false, day)
+	crlPEM, err := os.ReadFile(pki.CRL(revoked.Cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl := filepath.Join(t.TempDir(), "crl.pem")
+	if err := os.WriteFile(crl, append(append([]byte("Certificate Revocation List (CRL):\n    Version 2 (0x1)\n"), crlPEM...), "\n\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg := func(c *csconfig.Config) {
+		c.API.Server.TLS = &csconfig.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CACertPath: pki.File,
+			BouncersAllowedOU: []string{"bouncer-ou"}, CRLPath: crl}
+	}
+	l := startLAPI(t, tlsCfg)
+	bua := hdr("User-Agent", "crowdsec-firewall-bouncer/v0.0.31")
+	if r := mustTLS(t, l, tlsClient(pki, good.Pair), "GET", "/v1/decisions", bua, nil); r.Status != 200 {
+		t.Errorf("certificate not in the CRL: %s", r)
+	}
+	expectMsg(t, "revoked certificate", mustTLS(t, l, tlsClient(pki, revoked.Pair), "GET", "/v1/decisions", bua, nil), 403, "access forbidden")
+
+	if err := os.WriteFile(crl, []byte("not a CRL\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := csconfig.Default()
+	tlsCfg(cfg)
+	if _, err := New(context.Background(), cfg, l.Store, profiles.Default()); err == nil || !strings.Contains(err.Error(), "crl_path") {
+		t.Errorf("LAPI with a CRL file holding no CRL: %v, want an error naming crl_path", err)
+	}
+}
+
+// A certificate revoked while the LAPI runs is refused from its next
+// request: a changed CRL file drops the cached verdicts.
+func TestTLSCRLChange(t *testing.T) {
+	pki := testpki.New(t)
+	day := time.Now().Add(24 * time.Hour)
+	srv := pki.Issue("server", "127.0.0.1", nil, true, day)
+	fw := pki.Issue("fw", "fw", []string{"bouncer-ou"}, false, day)
+	crl := pki.CRL()
+	l := startLAPI(t, func(c *csconfig.Config) {
+		c.API.Server.TLS = &csconfig.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CACertPath: pki.File,
+			BouncersAllowedOU: []string{"bouncer-ou"}, CRLPath: crl}
+	})
+	bua := hdr("User-Agent", "crowdsec-firewall-bouncer/v0.0.31")
+	if r := mustTLS(t, l, tlsClient(pki, fw.Pair), "GET", "/v1/decisions", bua, nil); r.Status != 200 {
+		t.Fatalf("before revocation: %s", r)
+	}
+	if pki.CRL(fw.Cert) != crl {
+		t.Fatal("the new CRL went to another file")
+	}
+	// The rewrite may land in the same clock tick: date it apart.
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(crl, later, later); err != nil {
+		t.Fatal(err)
+	}
+	expectMsg(t, "after revocation", mustTLS(t, l, tlsClient(pki, fw.Pair), "GET", "/v1/decisions", bua, nil), 403, "access forbidden")
 }
