@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rampart-ips/rampart/csconfig"
-	"github.com/rampart-ips/rampart/lapi"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -336,27 +334,12 @@ type allowCheckEntry struct {
 	r           store.Range
 }
 
-// hostAllowEntries mirrors the LAPI's built-in allowlist of loopback and
-// this host's addresses (api.server.allowlist_host_addresses, default on).
+// hostAllowEntries is the LAPI's built-in allowlist of loopback and this
+// host's addresses (api.server.allowlist_host_addresses, default on).
 func hostAllowEntries() []allowCheckEntry {
 	var out []allowCheckEntry
-	add := func(v string) {
-		if r, err := store.ParseRange(v); err == nil {
-			out = append(out, allowCheckEntry{list: lapi.HostAllowlistName, value: v, r: r})
-		}
-	}
-	add("127.0.0.0/8")
-	add("::1/128")
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return out
-	}
-	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok || ipn.IP.IsLoopback() || ipn.IP.IsLinkLocalUnicast() {
-			continue
-		}
-		add(ipn.IP.String())
+	for _, it := range store.HostAllowItems() {
+		out = append(out, allowCheckEntry{list: store.HostAllowlistName, value: it.Value, r: it.Range})
 	}
 	return out
 }

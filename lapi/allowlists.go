@@ -2,7 +2,6 @@ package lapi
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,10 +13,6 @@ import (
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
-
-// HostAllowlistName names the built-in allowlist of loopback and the host's
-// own addresses: no decision may target them.
-const HostAllowlistName = "rampart-host"
 
 // allowChecker caches the allowlists, reloading when the store's allowlist
 // version moves (cscli edits the database directly) and refreshing the host
@@ -50,25 +45,10 @@ func newAllowChecker(st *store.Store, withHost bool) *allowChecker {
 }
 
 func hostEntries() []allowEntry {
-	out := []allowEntry{}
-	for _, v := range []string{"127.0.0.0/8", "::1/128"} {
-		r, _ := store.ParseRange(v)
-		out = append(out, allowEntry{list: HostAllowlistName, value: v, r: r, desc: "loopback"})
-	}
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return out
-	}
-	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok || ipn.IP.IsLoopback() || ipn.IP.IsLinkLocalUnicast() {
-			continue
-		}
-		r, err := store.ParseRange(ipn.IP.String())
-		if err != nil {
-			continue
-		}
-		out = append(out, allowEntry{list: HostAllowlistName, value: ipn.IP.String(), r: r, desc: "address of this host"})
+	items := store.HostAllowItems()
+	out := make([]allowEntry, 0, len(items))
+	for _, it := range items {
+		out = append(out, allowEntry{list: store.HostAllowlistName, value: it.Value, r: it.Range, desc: it.Description})
 	}
 	return out
 }

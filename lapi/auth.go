@@ -3,7 +3,6 @@ package lapi
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha512"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -211,22 +211,6 @@ func (s *Server) refreshToken(c echo.Context) error {
 	return s.issueToken(c, c.Get(ctxMachine).(string))
 }
 
-// HashAPIKey is how bouncer keys are stored: lowercase SHA-512 hex.
-func HashAPIKey(key string) string {
-	sum := sha512.Sum512([]byte(key))
-	return hex.EncodeToString(sum[:])
-}
-
-// GenerateAPIKey returns a key as upstream's cscli makes them: 32 random
-// bytes, standard base64 without padding.
-func GenerateAPIKey() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("generating API key: %w", err)
-	}
-	return strings.TrimRight(base64Std(b), "="), nil
-}
-
 func forbidden(c echo.Context) error {
 	return jsonError(c, http.StatusForbidden, "access forbidden")
 }
@@ -259,11 +243,11 @@ func (s *Server) authBouncer(c echo.Context) (*store.Bouncer, error) {
 		name := cn + "@" + ip
 		b, err := s.store.GetBouncer(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
-			key, kerr := GenerateAPIKey()
+			key, kerr := apikey.Generate()
 			if kerr != nil {
 				return nil, kerr
 			}
-			b, err = s.store.CreateBouncer(ctx, store.Bouncer{Name: name, APIKeyHash: HashAPIKey(key), IPAddress: ip, AuthType: "tls", AutoCreated: true})
+			b, err = s.store.CreateBouncer(ctx, store.Bouncer{Name: name, APIKeyHash: apikey.Hash(key), IPAddress: ip, AuthType: "tls", AutoCreated: true})
 			if errors.Is(err, store.ErrExists) {
 				// A concurrent first request of the same certificate made it.
 				b, err = s.store.GetBouncer(ctx, name)
@@ -282,7 +266,7 @@ func (s *Server) authBouncer(c echo.Context) (*store.Bouncer, error) {
 	if key == "" {
 		return nil, errors.New("no API key")
 	}
-	rows, err := s.store.BouncersByKey(ctx, HashAPIKey(key), "api-key")
+	rows, err := s.store.BouncersByKey(ctx, apikey.Hash(key), "api-key")
 	if err != nil {
 		return nil, err
 	}

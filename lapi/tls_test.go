@@ -17,6 +17,7 @@ import (
 
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/testpki"
+	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
@@ -165,7 +166,7 @@ func TestTLSClientCertificates(t *testing.T) {
 		expectMsg(t, name+" on the stream", mustTLS(t, l, cl, "GET", "/v1/decisions/stream?startup=true", bua, nil), 403, "access forbidden")
 	}
 	// an existing API-key bouncer of the same name is not taken over
-	if _, err := l.Store.CreateBouncer(ctx, store.Bouncer{Name: "clash@127.0.0.1", APIKeyHash: HashAPIKey("k"), IPAddress: "127.0.0.1"}); err != nil {
+	if _, err := l.Store.CreateBouncer(ctx, store.Bouncer{Name: "clash@127.0.0.1", APIKeyHash: apikey.Hash("k"), IPAddress: "127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
 	expectMsg(t, "cert over an api-key bouncer", mustTLS(t, l, tlsClient(pki, clash.Pair), "GET", "/v1/decisions", bua, nil), 403, "access forbidden")

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 )
 
@@ -26,6 +27,38 @@ type AllowlistRow struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	Items       []AllowlistItemRow
+}
+
+// HostAllowlistName names the built-in allowlist of loopback and the host's
+// own addresses (api.server.allowlist_host_addresses): no decision may
+// target them. It is computed, never stored.
+const HostAllowlistName = "rampart-host"
+
+// HostAllowItems is that allowlist as the host is now: loopback, then each
+// address of an interface, link-local ones left out. The LAPI enforces it
+// and cscli's allowlists check shows it from the same list.
+func HostAllowItems() []AllowlistItemRow {
+	var out []AllowlistItemRow
+	for _, v := range []string{"127.0.0.0/8", "::1/128"} {
+		r, _ := ParseRange(v)
+		out = append(out, AllowlistItemRow{Value: v, Range: r, Description: "loopback"})
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return out
+	}
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.IsLoopback() || ipn.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		r, err := ParseRange(ipn.IP.String())
+		if err != nil {
+			continue
+		}
+		out = append(out, AllowlistItemRow{Value: ipn.IP.String(), Range: r, Description: "address of this host"})
+	}
+	return out
 }
 
 func bumpAllowlists(tx *wtx) error {
