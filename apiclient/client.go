@@ -1,7 +1,8 @@
 // Package apiclient is Rampart's client for the LAPI /v1 protocol, shared by
 // cscli, the agent and the firewall bouncer: it speaks HTTP to a Local API
 // (Rampart's or upstream CrowdSec's) with machine (password + JWT) or bouncer
-// (X-Api-Key) authentication, and it never touches the database.
+// (X-Api-Key) authentication, or a client certificate in place of either
+// (TLSConfig builds every client's TLS), and it never touches the database.
 //
 // Every call takes a context. When that context has no deadline the call is
 // bounded by Config.Timeout (30s by default); the underlying http.Client has
