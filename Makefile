@@ -15,14 +15,26 @@ build:
 		CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/$$b ./cmd/$$b || exit 1; \
 	done
 
+# tools/ is a module of its own (nfpm for mkdeb, chromedp for the dashboard's
+# browser test), kept out of the binaries' module.
+TOOLS     := tools
+
 vet:
 	$(GO) vet ./...
+	$(GO) -C $(TOOLS) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 # The whole suite: unit and integration tests (real SQLite files, real HTTP
 # servers on loopback; netfilter tests run inside namespaces they create).
+# The tools module's tests (mkdeb, the dashboard in Chromium) run beside the
+# main ones, as they did within one module: mkdeb's mostly waits on the
+# Debian mirror. Their output follows the main suite's.
 test: vet
-	$(GO) test -count=1 -timeout 14m ./...
+	@mkdir -p build
+	@$(GO) -C $(TOOLS) test -count=1 -timeout 14m ./... >build/test-tools.log 2>&1 & tools=$$!; \
+	$(GO) test -count=1 -timeout 14m ./...; main=$$?; \
+	wait $$tools; rc=$$?; echo "== tools module ($(TOOLS)/)"; cat build/test-tools.log; \
+	test $$main -eq 0 && test $$rc -eq 0
 	$(GO) run ./cmd/cscli hubtest run --hub ../shared/hub --all
 	$(GO) run ./cmd/cscli hubtest run --hub rules --all
 
@@ -74,7 +86,7 @@ run: build
 # Debian packages crowdsec and crowdsec-firewall-bouncer (build/deb), from
 # the binaries above; mkdeb turns VERSION into a Debian version.
 deb: build
-	$(GO) run ./internal/mkdeb -version '$(VERSION)' -bin $(BIN) -out build/deb
+	$(GO) -C $(TOOLS) run ./mkdeb -root $(CURDIR) -version '$(VERSION)' -bin $(CURDIR)/$(BIN) -out $(CURDIR)/build/deb
 
 clean:
 	rm -rf build

@@ -1,7 +1,8 @@
 // Package apiclient is Rampart's client for the LAPI /v1 protocol, shared by
 // cscli, the agent and the firewall bouncer: it speaks HTTP to a Local API
 // (Rampart's or upstream CrowdSec's) with machine (password + JWT) or bouncer
-// (X-Api-Key) authentication, and it never touches the database.
+// (X-Api-Key) authentication, or a client certificate in place of either
+// (TLSConfig builds every client's TLS), and it never touches the database.
 //
 // Every call takes a context. When that context has no deadline the call is
 // bounded by Config.Timeout (30s by default); the underlying http.Client has
@@ -51,6 +52,10 @@ type Config struct {
 	MachineID, Password string
 	// APIKey is the bouncer key, sent as X-Api-Key.
 	APIKey string
+	// Bouncer marks a bouncer's client: without APIKey its client
+	// certificate authenticates it, on every call, and it never logs in as
+	// a machine (a client certificate alone is a machine's by default).
+	Bouncer bool
 	// TLS configures HTTPS, including an optional client certificate
 	// (which may stand in for MachineID/Password or APIKey).
 	TLS *tls.Config
@@ -69,6 +74,7 @@ type Client struct {
 	machineID  string
 	password   string
 	apiKey     string
+	bouncer    bool
 	clientCert bool
 	timeout    time.Duration
 	scenarios  []string
@@ -133,6 +139,7 @@ func New(cfg Config) (*Client, error) {
 		machineID: cfg.MachineID,
 		password:  cfg.Password,
 		apiKey:    cfg.APIKey,
+		bouncer:   cfg.Bouncer || cfg.APIKey != "",
 		clientCert: cfg.TLS != nil &&
 			(len(cfg.TLS.Certificates) > 0 || cfg.TLS.GetClientCertificate != nil),
 		timeout:   cfg.Timeout,
@@ -194,8 +201,8 @@ func (c *Client) Health(ctx context.Context) error {
 
 // UsageMetrics posts a usage-metrics report (POST /v1/usage-metrics; the
 // LAPI answers 201). body is marshalled as is: {"remediation_components":
-// [...]} for a bouncer, {"log_processors":[...]} for an agent. The bouncer
-// key is used when configured, machine authentication otherwise.
+// [...]} for a bouncer, {"log_processors":[...]} for an agent. A bouncer's
+// client sends its key or certificate, any other a machine's token.
 func (c *Client) UsageMetrics(ctx context.Context, body any) error {
 	return c.do(ctx, request{method: http.MethodPost, path: "v1/usage-metrics", body: body, auth: authEither}, nil)
 }

@@ -19,7 +19,7 @@ const (
 	authNone    authMode = iota // /health, login, registration
 	authMachine                 // Authorization: Bearer <jwt>
 	authBouncer                 // X-Api-Key
-	authEither                  // X-Api-Key when configured, else JWT
+	authEither                  // a bouncer's key or certificate, else a machine's JWT
 )
 
 // request is one LAPI call before it is sent.
@@ -63,7 +63,7 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, *url.URL,
 	auth := r.auth
 	if auth == authEither {
 		auth = authMachine
-		if c.apiKey != "" {
+		if c.bouncer {
 			auth = authBouncer
 		}
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/netaddr"
-	"github.com/rampart-ips/rampart/lapi"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -345,7 +344,7 @@ func hostAllowEntries() []allowCheckEntry {
 	set, _ := netaddr.ProtectedSet() // without interfaces, the built-in part
 	out := make([]allowCheckEntry, 0, len(set))
 	for _, e := range set {
-		out = append(out, allowCheckEntry{list: lapi.HostAllowlistName, value: e.Prefix.String(), r: store.RangeOf(e.Prefix)})
+		out = append(out, allowCheckEntry{list: store.HostAllowlistName, value: e.Prefix.String(), r: store.RangeOf(e.Prefix)})
 	}
 	return out
 }

@@ -12,7 +12,7 @@ import (
 	log "github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
-	"github.com/rampart-ips/rampart/lapi"
+	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -288,7 +288,7 @@ cscli bouncers add MyBouncerName --key <random-key>`,
 			}
 			if key == "" {
 				var err error
-				if key, err = lapi.GenerateAPIKey(); err != nil {
+				if key, err = apikey.Generate(); err != nil {
 					return fmt.Errorf("unable to generate api key: %w", err)
 				}
 			}
@@ -299,7 +299,7 @@ cscli bouncers add MyBouncerName --key <random-key>`,
 			defer st.Close()
 			ctx, cancel := dbContext(cmd)
 			defer cancel()
-			_, err = st.CreateBouncer(ctx, store.Bouncer{Name: name, APIKeyHash: lapi.HashAPIKey(key), AuthType: "api-key"})
+			_, err = st.CreateBouncer(ctx, store.Bouncer{Name: name, APIKeyHash: apikey.Hash(key), AuthType: "api-key"})
 			if errors.Is(err, store.ErrExists) {
 				return fmt.Errorf("unable to create bouncer: bouncer %s already exists", name)
 			}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampart-ips/rampart/lapi"
+	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/store"
 )
 
@@ -114,7 +114,7 @@ func TestBouncersAddListInspectDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha512.Sum512([]byte(key))
-	if want := hex.EncodeToString(sum[:]); b.APIKeyHash != want || lapi.HashAPIKey(key) != want {
+	if want := hex.EncodeToString(sum[:]); b.APIKeyHash != want || apikey.Hash(key) != want {
 		t.Fatalf("stored hash %s, want SHA-512 hex %s", b.APIKeyHash, want)
 	}
 	if b.AuthType != "api-key" || b.Revoked || b.AutoCreated {
@@ -130,7 +130,7 @@ func TestBouncersAddListInspectDelete(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &jkey); err != nil || jkey != "my-own-key" {
 		t.Fatalf("json add output %q: %v", out, err)
 	}
-	if b2, err := st.GetBouncer(ctx, "b2"); err != nil || b2.APIKeyHash != lapi.HashAPIKey("my-own-key") {
+	if b2, err := st.GetBouncer(ctx, "b2"); err != nil || b2.APIKeyHash != apikey.Hash("my-own-key") {
 		t.Fatalf("b2: %+v %v", b2, err)
 	}
 
@@ -202,12 +202,12 @@ func TestBouncersDeleteTakesAutoCreatedRows(t *testing.T) {
 	ctx := context.Background()
 	e.mustRun("bouncers", "add", "fw", "-k", "shared-key")
 	st := e.store()
-	if _, err := st.CreateBouncer(ctx, store.Bouncer{Name: "fw@10.0.0.2", APIKeyHash: lapi.HashAPIKey("shared-key"),
+	if _, err := st.CreateBouncer(ctx, store.Bouncer{Name: "fw@10.0.0.2", APIKeyHash: apikey.Hash("shared-key"),
 		IPAddress: "10.0.0.2", AuthType: "api-key", AutoCreated: true}); err != nil {
 		t.Fatal(err)
 	}
 	// an unrelated bouncer whose name looks like a child must survive
-	if _, err := st.CreateBouncer(ctx, store.Bouncer{Name: "fw@10.0.0.3", APIKeyHash: lapi.HashAPIKey("other"), AuthType: "api-key"}); err != nil {
+	if _, err := st.CreateBouncer(ctx, store.Bouncer{Name: "fw@10.0.0.3", APIKeyHash: apikey.Hash("other"), AuthType: "api-key"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -217,7 +217,7 @@ func TestBouncersDeleteTakesAutoCreatedRows(t *testing.T) {
 	}
 
 	e.mustRun("bouncers", "delete", "fw")
-	rows, err := st.BouncersByKey(ctx, lapi.HashAPIKey("shared-key"), "api-key")
+	rows, err := st.BouncersByKey(ctx, apikey.Hash("shared-key"), "api-key")
 	if err != nil || len(rows) != 0 {
 		t.Fatalf("the key still has %d rows after deleting its bouncer (%v)", len(rows), err)
 	}

@@ -22,7 +22,7 @@ import (
 
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/internal/netaddr"
-	"github.com/rampart-ips/rampart/lapi"
+	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -499,7 +499,7 @@ func (cli *CLI) addDecision(ctx context.Context, o addOpts) error {
 		switch {
 		case err != nil:
 			fmt.Fprintf(cli.Err, "Cannot check if %s is in allowlist: %s\n", value, err)
-		case resp.Allowlisted && strings.HasSuffix(resp.Reason, " from "+lapi.HostAllowlistName):
+		case resp.Allowlisted && strings.HasSuffix(resp.Reason, " from "+store.HostAllowlistName):
 			return fmt.Errorf("%s is protected by item %s (loopback, link-local, multicast or this host's addresses): "+
 				"no decision may cover it, --bypass-allowlist skips user allowlists only", value, resp.Reason)
 		case resp.Allowlisted:

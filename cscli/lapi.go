@@ -2,8 +2,6 @@ package cscli
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -35,41 +33,6 @@ func normalizeAPIURL(u string) string {
 		u += "/"
 	}
 	return u
-}
-
-// credentialsTLS builds the TLS settings a credentials file asks for (CA,
-// client certificate) plus api.client.insecure_skip_verify; nil when none.
-func credentialsTLS(cfg *csconfig.Config, creds *csconfig.Credentials) (*tls.Config, error) {
-	insecure := csconfig.Bool(cfg.API.Client.InsecureSkipVerify, false)
-	if creds.CACert == "" && creds.CertPath == "" && creds.KeyPath == "" && !insecure {
-		return nil, nil
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} //nolint:gosec // operator's choice
-	if creds.CACert != "" {
-		pem, err := os.ReadFile(creds.CACert)
-		if err != nil {
-			return nil, fmt.Errorf("reading ca_cert_path: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_cert_path %s holds no certificate", creds.CACert)
-		}
-		tc.RootCAs = pool
-	}
-	if (creds.CertPath == "") != (creds.KeyPath == "") {
-		return nil, errors.New("credentials need both cert_path and key_path for a client certificate")
-	}
-	if creds.CertPath != "" {
-		cert, err := tls.LoadX509KeyPair(creds.CertPath, creds.KeyPath)
-		if err != nil {
-			return nil, fmt.Errorf("loading client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 func newLapiCmd(cli *CLI) *cobra.Command {
@@ -108,14 +71,18 @@ func (cli *CLI) lapiStatus(ctx context.Context) error {
 		return fmt.Errorf("loading api client credentials: %w", err)
 	}
 	fmt.Fprintf(cli.Out, "Loaded credentials from %s\n", path)
-	fmt.Fprintf(cli.Out, "Trying to authenticate with username %s on %s\n", creds.Login, creds.URL)
+	if creds.CertPath != "" {
+		fmt.Fprintf(cli.Out, "Trying to authenticate with client certificate %s on %s\n", creds.CertPath, creds.URL)
+	} else {
+		fmt.Fprintf(cli.Out, "Trying to authenticate with username %s on %s\n", creds.Login, creds.URL)
+	}
 
-	tc, err := credentialsTLS(cfg, creds)
+	ac, err := cfg.LAPIClient(creds)
 	if err != nil {
 		return err
 	}
-	client, err := apiclient.New(apiclient.Config{URL: creds.URL, MachineID: creds.Login, Password: creds.Password,
-		UserAgent: version.UserAgent("crowdsec"), TLS: tc, Timeout: lapiCallTimeout})
+	ac.UserAgent, ac.Timeout = version.UserAgent("crowdsec"), lapiCallTimeout
+	client, err := apiclient.New(ac)
 	if err != nil {
 		return fmt.Errorf("failed to authenticate to Local API (LAPI): %w", err)
 	}
@@ -190,11 +157,14 @@ func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
 	}
 	creds.Login, creds.Password = login, password
 
-	tc, err := credentialsTLS(cfg, creds)
+	ac, err := cfg.LAPIClient(creds)
 	if err != nil {
 		return err
 	}
-	client, err := apiclient.New(apiclient.Config{URL: creds.URL, UserAgent: version.UserAgent("crowdsec"), TLS: tc, Timeout: lapiCallTimeout})
+	// Registration sends the new login in its body, never a token.
+	ac.MachineID, ac.Password = "", ""
+	ac.UserAgent, ac.Timeout = version.UserAgent("crowdsec"), lapiCallTimeout
+	client, err := apiclient.New(ac)
 	if err != nil {
 		return fmt.Errorf("api client register: %w", err)
 	}

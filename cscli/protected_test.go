@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rampart-ips/rampart/lapi"
+	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/store"
 )
 
@@ -16,11 +16,11 @@ import (
 // allowlists only); the error says why and nothing reaches the stream.
 func TestDecisionsAddProtected(t *testing.T) {
 	env := startLAPI(t)
-	key, err := lapi.GenerateAPIKey()
+	key, err := apikey.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.st.CreateBouncer(context.Background(), store.Bouncer{Name: "fw", APIKeyHash: lapi.HashAPIKey(key)}); err != nil {
+	if _, err := env.st.CreateBouncer(context.Background(), store.Bouncer{Name: "fw", APIKeyHash: apikey.Hash(key)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {

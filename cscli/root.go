@@ -134,8 +134,12 @@ func (cli *CLI) Client() (*apiclient.Client, *csconfig.Credentials, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := apiclient.New(apiclient.Config{URL: creds.URL, MachineID: creds.Login, Password: creds.Password,
-		UserAgent: version.UserAgent("crowdsec"), Timeout: 2 * time.Minute})
+	ac, err := cfg.LAPIClient(creds)
+	if err != nil {
+		return nil, nil, err
+	}
+	ac.UserAgent, ac.Timeout = version.UserAgent("crowdsec"), 2*time.Minute
+	c, err := apiclient.New(ac)
 	if err != nil {
 		return nil, nil, err
 	}

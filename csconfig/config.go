@@ -14,6 +14,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/internal/atomicfile"
 	"github.com/rampart-ips/rampart/internal/promlevel"
 	"github.com/rampart-ips/rampart/models"
@@ -434,7 +435,8 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// Credentials is the machine login file (local_api_credentials.toml).
+// Credentials is the machine login file (local_api_credentials.toml): a
+// login and password, a client certificate, or both.
 type Credentials struct {
 	URL      string `toml:"url"`
 	Login    string `toml:"login"`
@@ -454,10 +456,29 @@ func LoadCredentials(path string) (*Credentials, error) {
 	if err := unknownKeys(md, path); err != nil {
 		return nil, err
 	}
-	if c.URL == "" || c.Login == "" {
-		return nil, fmt.Errorf("credentials %s: url and login are required", path)
+	if c.URL == "" {
+		return nil, fmt.Errorf("credentials %s: url is required", path)
+	}
+	if (c.CertPath == "") != (c.KeyPath == "") {
+		return nil, fmt.Errorf("credentials %s: cert_path and key_path go together", path)
+	}
+	if c.Login == "" && c.CertPath == "" {
+		return nil, fmt.Errorf("credentials %s: login and password, or cert_path and key_path (a client certificate), are required", path)
 	}
 	return &c, nil
+}
+
+// LAPIClient is how the agent and cscli reach the LAPI with creds: its URL,
+// login and TLS (the credentials' CA and client certificate with
+// api.client.insecure_skip_verify). Callers add their user agent and
+// timeouts.
+func (c *Config) LAPIClient(creds *Credentials) (apiclient.Config, error) {
+	tc, err := apiclient.TLSConfig(apiclient.TLSOptions{CACertPath: creds.CACert, CertPath: creds.CertPath, KeyPath: creds.KeyPath,
+		InsecureSkipVerify: Bool(c.API.Client.InsecureSkipVerify, false)})
+	if err != nil {
+		return apiclient.Config{}, fmt.Errorf("credentials TLS: %w", err)
+	}
+	return apiclient.Config{URL: creds.URL, MachineID: creds.Login, Password: creds.Password, TLS: tc}, nil
 }
 
 // WriteCredentials writes the credentials file with mode 0600.

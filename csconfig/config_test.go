@@ -1,9 +1,14 @@
 package csconfig
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rampart-ips/rampart/internal/testpki"
 )
 
 func TestUsageMetricsInterval(t *testing.T) {
@@ -107,5 +112,65 @@ max_connections_per_source = 2
 		if _, err := Parse([]byte("[api.server]\n"+bad+"\n"), "test.toml"); err == nil || !strings.Contains(err.Error(), "must not be negative") {
 			t.Errorf("%s: %v", bad, err)
 		}
+	}
+}
+
+// A credentials file holds a login, a client certificate or both; the
+// LAPI client built from it carries its TLS.
+func TestCredentials(t *testing.T) {
+	pki := testpki.New(t)
+	leaf := pki.Issue("agent", "agent1", []string{"agent"}, false, time.Now().Add(time.Hour))
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, toml, err string
+	}{
+		{"login", `url = "http://127.0.0.1:8080/"` + "\nlogin = \"m\"\npassword = \"p\"\n", ""},
+		{"certificate only", fmt.Sprintf("url = \"https://127.0.0.1:8080/\"\nca_cert_path = %q\ncert_path = %q\nkey_path = %q\n", pki.File, leaf.CertFile, leaf.KeyFile), ""},
+		{"no url", "login = \"m\"\npassword = \"p\"\n", "url is required"},
+		{"neither", `url = "http://127.0.0.1:8080/"` + "\n", "login and password, or cert_path and key_path"},
+		{"certificate without key", fmt.Sprintf("url = \"https://127.0.0.1:8080/\"\ncert_path = %q\n", leaf.CertFile), "cert_path and key_path go together"},
+		{"unknown key", `url = "http://127.0.0.1:8080/"` + "\nlogin = \"m\"\ncert = \"x\"\n", "unknown configuration key cert"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".toml")
+			if err := os.WriteFile(path, []byte(tc.toml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			creds, err := LoadCredentials(path)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %v, want an error with %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ac, err := Default().LAPIClient(creds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ac.URL != creds.URL || ac.MachineID != creds.Login || ac.Password != creds.Password {
+				t.Errorf("client config %+v from %+v", ac, creds)
+			}
+			if hasCert := ac.TLS != nil && len(ac.TLS.Certificates) == 1 && ac.TLS.RootCAs != nil; hasCert != (creds.CertPath != "") {
+				t.Errorf("client TLS %+v from %+v", ac.TLS, creds)
+			}
+		})
+	}
+
+	// insecure_skip_verify alone makes a TLS configuration; a certificate
+	// file gone since the credentials were written is named.
+	c, err := Parse([]byte("[api.client]\ninsecure_skip_verify = true\n"), "t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := c.LAPIClient(&Credentials{URL: "https://h/", Login: "m"})
+	if err != nil || ac.TLS == nil || !ac.TLS.InsecureSkipVerify {
+		t.Errorf("insecure_skip_verify: %+v, %v", ac.TLS, err)
+	}
+	gone := filepath.Join(dir, "gone.pem")
+	if _, err := c.LAPIClient(&Credentials{URL: "https://h/", CertPath: gone, KeyPath: leaf.KeyFile}); err == nil || !strings.Contains(err.Error(), "cert_path") {
+		t.Errorf("missing certificate: %v, want an error naming cert_path", err)
 	}
 }

@@ -18,12 +18,6 @@ import (
 	"github.com/rampart-ips/rampart/models"
 )
 
-// HostAllowlistName names the built-in allowlist: netaddr's protected set
-// (loopback, link-local, IPv6 multicast and the host's own addresses). No
-// decision may cover it, whoever sends it; --bypass-allowlist skips user
-// allowlists only.
-const HostAllowlistName = "rampart-host"
-
 // allowChecker caches the allowlists, reloading when the store's allowlist
 // version moves (cscli edits the database directly) and refreshing the host
 // addresses periodically.
@@ -99,7 +93,7 @@ func (s *allowSnapshot) check(value string) (bool, string) {
 		return false, ""
 	}
 	if e, hit := netaddr.Overlapping(s.protected, p); hit {
-		return true, e.Prefix.String() + " from " + HostAllowlistName
+		return true, e.Prefix.String() + " from " + store.HostAllowlistName
 	}
 	return s.checkUser(store.RangeOf(p))
 }

@@ -5,11 +5,11 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math"
@@ -26,6 +26,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -216,17 +217,19 @@ func (s *Server) login(c echo.Context) error {
 		}
 		machineID := id + "@" + ip
 		m, err = s.store.GetMachine(ctx, machineID)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
+		if errors.Is(err, store.ErrNotFound) {
 			pw := make([]byte, 32)
 			_, _ = rand.Read(pw)
 			hash, _ := bcrypt.GenerateFromPassword([]byte(hex.EncodeToString(pw)), bcrypt.DefaultCost)
-			if err := s.store.CreateMachine(ctx, store.Machine{MachineID: machineID, PasswordHash: string(hash), IPAddress: ip, IsValidated: true, AuthType: "tls"}, false); err != nil {
-				return s.storeError(c, err)
+			err = s.store.CreateMachine(ctx, store.Machine{MachineID: machineID, PasswordHash: string(hash), IPAddress: ip, IsValidated: true, AuthType: "tls"}, false)
+			if err == nil || errors.Is(err, store.ErrExists) {
+				// Read back for the row id the token binds to; ErrExists
+				// means a concurrent first login of the same certificate
+				// made it.
+				m, err = s.store.GetMachine(ctx, machineID)
 			}
-			if m, err = s.store.GetMachine(ctx, machineID); err != nil {
-				return s.storeError(c, err)
-			}
+		}
+		switch {
 		case err != nil:
 			return s.storeError(c, err)
 		case m.AuthType != "tls":
@@ -288,22 +291,6 @@ func (s *Server) refreshToken(c echo.Context) error {
 	return s.issueToken(c, c.Get(ctxMachineRow).(*store.Machine))
 }
 
-// HashAPIKey is how bouncer keys are stored: lowercase SHA-512 hex.
-func HashAPIKey(key string) string {
-	sum := sha512.Sum512([]byte(key))
-	return hex.EncodeToString(sum[:])
-}
-
-// GenerateAPIKey returns a key as upstream's cscli makes them: 32 random
-// bytes, standard base64 without padding.
-func GenerateAPIKey() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("generating API key: %w", err)
-	}
-	return strings.TrimRight(base64Std(b), "="), nil
-}
-
 func forbidden(c echo.Context) error {
 	return jsonError(c, http.StatusForbidden, "access forbidden")
 }
@@ -336,11 +323,15 @@ func (s *Server) authBouncer(c echo.Context) (*store.Bouncer, error) {
 		name := cn + "@" + ip
 		b, err := s.store.GetBouncer(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
-			key, kerr := GenerateAPIKey()
+			key, kerr := apikey.Generate()
 			if kerr != nil {
 				return nil, kerr
 			}
-			b, err = s.store.CreateBouncer(ctx, store.Bouncer{Name: name, APIKeyHash: HashAPIKey(key), IPAddress: ip, AuthType: "tls", AutoCreated: true})
+			b, err = s.store.CreateBouncer(ctx, store.Bouncer{Name: name, APIKeyHash: apikey.Hash(key), IPAddress: ip, AuthType: "tls", AutoCreated: true})
+			if errors.Is(err, store.ErrExists) {
+				// A concurrent first request of the same certificate made it.
+				b, err = s.store.GetBouncer(ctx, name)
+			}
 		}
 		if err != nil {
 			return nil, err
@@ -355,7 +346,7 @@ func (s *Server) authBouncer(c echo.Context) (*store.Bouncer, error) {
 	if key == "" {
 		return nil, errors.New("no API key")
 	}
-	rows, err := s.store.BouncersByKey(ctx, HashAPIKey(key), "api-key")
+	rows, err := s.store.BouncersByKey(ctx, apikey.Hash(key), "api-key")
 	if err != nil {
 		return nil, err
 	}
@@ -460,8 +451,9 @@ type tlsAuth struct {
 	crlPath            string
 	cacheTTL           time.Duration
 
-	mu    sync.Mutex
-	cache map[string]tlsVerdict
+	mu       sync.Mutex
+	cache    map[string]tlsVerdict
+	crlStamp string // the CRL file's size and time when cache was filled
 }
 
 type tlsVerdict struct {
@@ -476,7 +468,8 @@ func newTLSAuth(t *csconfig.TLS) (*tlsAuth, error) {
 		a.cacheTTL = time.Hour
 	}
 	if a.crlPath != "" {
-		if _, err := os.Stat(a.crlPath); err != nil {
+		// Read once now so a wrong file stops the start, not every client.
+		if _, err := readCRLs(a.crlPath); err != nil {
 			return nil, fmt.Errorf("api.server.tls.crl_path: %w", err)
 		}
 	}
@@ -518,7 +511,16 @@ func (a *tlsAuth) revoked(cert *x509.Certificate, now time.Time) error {
 		return nil
 	}
 	key := hex.EncodeToString(cert.SerialNumber.Bytes()) + "/" + cert.Issuer.String()
+	// A rewritten CRL applies at once, not when cached verdicts expire.
+	stamp := ""
+	if fi, err := os.Stat(a.crlPath); err == nil {
+		stamp = fmt.Sprint(fi.Size(), fi.ModTime().UnixNano())
+	}
 	a.mu.Lock()
+	if stamp != a.crlStamp {
+		clear(a.cache)
+		a.crlStamp = stamp
+	}
 	if v, ok := a.cache[key]; ok && now.Sub(v.at) < a.cacheTTL {
 		a.mu.Unlock()
 		return v.err
@@ -526,29 +528,19 @@ func (a *tlsAuth) revoked(cert *x509.Certificate, now time.Time) error {
 	a.mu.Unlock()
 	verdict := a.checkCRL(cert)
 	a.mu.Lock()
-	a.cache[key] = tlsVerdict{err: verdict, at: now}
+	if a.crlStamp == stamp { // else read from a CRL already replaced
+		a.cache[key] = tlsVerdict{err: verdict, at: now}
+	}
 	a.mu.Unlock()
 	return verdict
 }
 
 func (a *tlsAuth) checkCRL(cert *x509.Certificate) error {
-	data, err := os.ReadFile(a.crlPath)
+	crls, err := readCRLs(a.crlPath)
 	if err != nil {
-		return fmt.Errorf("reading CRL: %w", err)
+		return err
 	}
-	for len(data) > 0 {
-		der := data
-		var block []byte
-		if b, rest := pemDecode(data); b != nil {
-			block, data = b, rest
-			der = block
-		} else {
-			data = nil
-		}
-		crl, err := x509.ParseRevocationList(der)
-		if err != nil {
-			return fmt.Errorf("parsing CRL: %w", err)
-		}
+	for _, crl := range crls {
 		for _, rc := range crl.RevokedCertificateEntries {
 			if rc.SerialNumber.Cmp(cert.SerialNumber) == 0 {
 				return errors.New("certificate is revoked")
@@ -556,4 +548,37 @@ func (a *tlsAuth) checkCRL(cert *x509.Certificate) error {
 		}
 	}
 	return nil
+}
+
+// readCRLs reads the revocation lists of a file: its X509 CRL PEM blocks,
+// text around them skipped (openssl crl -text writes some), or else the
+// whole file as one DER list.
+func readCRLs(path string) ([]*x509.RevocationList, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading CRL: %w", err)
+	}
+	var crls []*x509.RevocationList
+	for rest := data; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		if blk.Type != "X509 CRL" {
+			continue
+		}
+		crl, err := x509.ParseRevocationList(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing CRL %s: %w", path, err)
+		}
+		crls = append(crls, crl)
+	}
+	if len(crls) > 0 {
+		return crls, nil
+	}
+	crl, err := x509.ParseRevocationList(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s holds no CRL (PEM X509 CRL blocks or DER): %w", path, err)
+	}
+	return []*x509.RevocationList{crl}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -59,11 +60,11 @@ func BenchmarkStreamStartup1M(b *testing.B) {
 }
 
 func (l *testLAPI) addBouncerB(b *testing.B, name string) string {
-	key, err := GenerateAPIKey()
+	key, err := apikey.Generate()
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := l.Store.CreateBouncer(context.Background(), store.Bouncer{Name: name, APIKeyHash: HashAPIKey(key)}); err != nil {
+	if _, err := l.Store.CreateBouncer(context.Background(), store.Bouncer{Name: name, APIKeyHash: apikey.Hash(key)}); err != nil {
 		b.Fatal(err)
 	}
 	return key

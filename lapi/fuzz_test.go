@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
@@ -48,11 +49,11 @@ func newFuzzLAPI(f *testing.F) *fuzzLAPI {
 	if err := st.CreateMachine(ctx, store.Machine{MachineID: testMachine, PasswordHash: string(hash), IsValidated: true}, false); err != nil {
 		f.Fatal(err)
 	}
-	key, err := GenerateAPIKey()
+	key, err := apikey.Generate()
 	if err != nil {
 		f.Fatal(err)
 	}
-	if _, err := st.CreateBouncer(ctx, store.Bouncer{Name: "fw", APIKeyHash: HashAPIKey(key)}); err != nil {
+	if _, err := st.CreateBouncer(ctx, store.Bouncer{Name: "fw", APIKeyHash: apikey.Hash(key)}); err != nil {
 		f.Fatal(err)
 	}
 	l := &fuzzLAPI{h: srv.Handler(), key: key}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
@@ -125,11 +126,11 @@ func (l *testLAPI) addMachine(id, password string) {
 // addBouncer registers a bouncer and returns its key.
 func (l *testLAPI) addBouncer(name string) string {
 	l.t.Helper()
-	key, err := GenerateAPIKey()
+	key, err := apikey.Generate()
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	if _, err := l.Store.CreateBouncer(context.Background(), store.Bouncer{Name: name, APIKeyHash: HashAPIKey(key)}); err != nil {
+	if _, err := l.Store.CreateBouncer(context.Background(), store.Bouncer{Name: name, APIKeyHash: apikey.Hash(key)}); err != nil {
 		l.t.Fatalf("creating bouncer: %v", err)
 	}
 	return key

@@ -3,134 +3,29 @@ package lapi
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/testpki"
+	"github.com/rampart-ips/rampart/lapi/apikey"
+	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
 
-// testPKI is a throw-away CA with helpers to issue certificates.
-type testPKI struct {
-	t      *testing.T
-	dir    string
-	ca     *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	serial int64
-	pool   *x509.CertPool
-}
-
-func newTestPKI(t *testing.T) *testPKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rampart test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	p := &testPKI{t: t, dir: t.TempDir(), ca: ca, caKey: key, serial: 1, pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	p.write("ca.pem", "CERTIFICATE", der)
-	return p
-}
-
-func (p *testPKI) write(name, typ string, der []byte) string {
-	p.t.Helper()
-	path := filepath.Join(p.dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		p.t.Fatal(err)
-	}
-	return path
-}
-
-type issued struct {
-	cert     *x509.Certificate
-	pair     tls.Certificate
-	certFile string
-	keyFile  string
-}
-
-// issue signs a leaf; server leaves get 127.0.0.1 as SAN.
-func (p *testPKI) issue(name, cn string, ous []string, server bool, notAfter time.Time) issued {
-	p.t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(p.serial), Subject: pkix.Name{CommonName: cn, OrganizationalUnit: ous},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	cf := p.write(name+".pem", "CERTIFICATE", der)
-	kf := p.write(name+"-key.pem", "EC PRIVATE KEY", kder)
-	pair, err := tls.LoadX509KeyPair(cf, kf)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return issued{cert: c, pair: pair, certFile: cf, keyFile: kf}
-}
-
-// crl writes a CRL revoking the given certificates.
-func (p *testPKI) crl(revoked ...*x509.Certificate) string {
-	p.t.Helper()
-	var entries []x509.RevocationListEntry
-	for _, c := range revoked {
-		entries = append(entries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: time.Now().Add(-time.Minute)})
-	}
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
-		Number: big.NewInt(1), ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: time.Now().Add(time.Hour),
-		RevokedCertificateEntries: entries,
-	}, p.ca, p.caKey)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return p.write("crl.pem", "X509 CRL", der)
-}
-
-func (p *testPKI) client(certs ...tls.Certificate) *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: p.pool, Certificates: certs},
-	}}
+// tlsClient is an HTTPS client trusting pki and presenting certs.
+func tlsClient(pki *testpki.CA, certs ...tls.Certificate) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.ClientConfig(certs...)}}
 }
 
 func httpsURL(l *testLAPI) string { return "https://" + strings.TrimPrefix(l.URL, "http://") }
@@ -173,22 +68,22 @@ func mustTLS(t *testing.T, l *testLAPI, c *http.Client, method, path string, h h
 }
 
 func TestTLSClientCertificates(t *testing.T) {
-	pki := newTestPKI(t)
-	srv := pki.issue("server", "127.0.0.1", nil, true, time.Now().Add(24*time.Hour))
+	pki := testpki.New(t)
+	srv := pki.Issue("server", "127.0.0.1", nil, true, time.Now().Add(24*time.Hour))
 	day := time.Now().Add(24 * time.Hour)
-	bouncer := pki.issue("bouncer", "fw-tls", []string{"bouncer-ou"}, false, day)
-	bouncer2 := pki.issue("bouncer2", "fw-multi", []string{"misc", "bouncer-ou"}, false, day)
-	agent := pki.issue("agent", "agent1", []string{"agent-ou"}, false, day)
-	wrongOU := pki.issue("wrong", "intruder", []string{"other-ou"}, false, day)
-	revoked := pki.issue("revoked", "revoked-fw", []string{"bouncer-ou"}, false, day)
-	revokedAgent := pki.issue("revoked-agent", "revoked-agent", []string{"agent-ou"}, false, day)
-	clash := pki.issue("clash", "clash", []string{"bouncer-ou"}, false, day)
-	pwClash := pki.issue("pwclash", "pwagent", []string{"agent-ou"}, false, day)
-	noCN := pki.issue("nocn", "", []string{"bouncer-ou"}, false, day)
-	crl := pki.crl(revoked.cert, revokedAgent.cert)
+	bouncer := pki.Issue("bouncer", "fw-tls", []string{"bouncer-ou"}, false, day)
+	bouncer2 := pki.Issue("bouncer2", "fw-multi", []string{"misc", "bouncer-ou"}, false, day)
+	agent := pki.Issue("agent", "agent1", []string{"agent-ou"}, false, day)
+	wrongOU := pki.Issue("wrong", "intruder", []string{"other-ou"}, false, day)
+	revoked := pki.Issue("revoked", "revoked-fw", []string{"bouncer-ou"}, false, day)
+	revokedAgent := pki.Issue("revoked-agent", "revoked-agent", []string{"agent-ou"}, false, day)
+	clash := pki.Issue("clash", "clash", []string{"bouncer-ou"}, false, day)
+	pwClash := pki.Issue("pwclash", "pwagent", []string{"agent-ou"}, false, day)
+	noCN := pki.Issue("nocn", "", []string{"bouncer-ou"}, false, day)
+	crl := pki.CRL(revoked.Cert, revokedAgent.Cert)
 
 	l := startLAPI(t, func(c *csconfig.Config) {
-		c.API.Server.TLS = &csconfig.TLS{CertFile: srv.certFile, KeyFile: srv.keyFile, CACertPath: filepath.Join(pki.dir, "ca.pem"),
+		c.API.Server.TLS = &csconfig.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CACertPath: pki.File,
 			BouncersAllowedOU: []string{"bouncer-ou"}, AgentsAllowedOU: []string{"agent-ou"}, CRLPath: crl}
 	})
 	ctx := context.Background()
@@ -203,17 +98,17 @@ func TestTLSClientCertificates(t *testing.T) {
 		}
 	}
 	// TLS below 1.2 is refused
-	old := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool, MaxVersion: tls.VersionTLS11}}}
+	old := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool, MaxVersion: tls.VersionTLS11}}}
 	if _, err := tlsSend(l, old, "GET", "/health", nil, nil); err == nil {
 		t.Errorf("TLS 1.1 handshake accepted")
 	}
-	anon := pki.client()
+	anon := tlsClient(pki)
 	if r := mustTLS(t, l, anon, "GET", "/health", nil, nil); r.Status != 200 {
 		t.Errorf("health over TLS: %s", r)
 	}
 
 	// bouncer certificate: stream works, a tls row is auto-created
-	bc := pki.client(bouncer.pair)
+	bc := tlsClient(pki, bouncer.Pair)
 	r := mustTLS(t, l, bc, "GET", "/v1/decisions/stream?startup=true", bua, nil)
 	if r.Status != 200 || strings.TrimSpace(string(r.Body)) != `{"new": [], "deleted": []}` {
 		t.Fatalf("bouncer cert stream: %s", r)
@@ -251,7 +146,7 @@ func TestTLSClientCertificates(t *testing.T) {
 		t.Errorf("certificate bouncer GET /v1/decisions: %s", r)
 	}
 	// any of several OUs may match
-	if r := mustTLS(t, l, pki.client(bouncer2.pair), "GET", "/v1/decisions", bua, nil); r.Status != 200 {
+	if r := mustTLS(t, l, tlsClient(pki, bouncer2.Pair), "GET", "/v1/decisions", bua, nil); r.Status != 200 {
 		t.Errorf("certificate with the OU in second place: %s", r)
 	}
 	// an API key still works without a certificate
@@ -262,19 +157,19 @@ func TestTLSClientCertificates(t *testing.T) {
 
 	// refused certificates
 	for name, cl := range map[string]*http.Client{
-		"wrong OU":   pki.client(wrongOU.pair),
-		"agent cert": pki.client(agent.pair),
-		"revoked":    pki.client(revoked.pair),
-		"no CN":      pki.client(noCN.pair),
+		"wrong OU":   tlsClient(pki, wrongOU.Pair),
+		"agent cert": tlsClient(pki, agent.Pair),
+		"revoked":    tlsClient(pki, revoked.Pair),
+		"no CN":      tlsClient(pki, noCN.Pair),
 		"no cert":    anon,
 	} {
 		expectMsg(t, name+" on the stream", mustTLS(t, l, cl, "GET", "/v1/decisions/stream?startup=true", bua, nil), 403, "access forbidden")
 	}
 	// an existing API-key bouncer of the same name is not taken over
-	if _, err := l.Store.CreateBouncer(ctx, store.Bouncer{Name: "clash@127.0.0.1", APIKeyHash: HashAPIKey("k"), IPAddress: "127.0.0.1"}); err != nil {
+	if _, err := l.Store.CreateBouncer(ctx, store.Bouncer{Name: "clash@127.0.0.1", APIKeyHash: apikey.Hash("k"), IPAddress: "127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
-	expectMsg(t, "cert over an api-key bouncer", mustTLS(t, l, pki.client(clash.pair), "GET", "/v1/decisions", bua, nil), 403, "access forbidden")
+	expectMsg(t, "cert over an api-key bouncer", mustTLS(t, l, tlsClient(pki, clash.Pair), "GET", "/v1/decisions", bua, nil), 403, "access forbidden")
 	for _, name := range []string{"intruder@127.0.0.1", "revoked-fw@127.0.0.1", "agent1@127.0.0.1", "@127.0.0.1"} {
 		if _, err := l.Store.GetBouncer(ctx, name); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("refused certificate created bouncer %q (%v)", name, err)
@@ -282,7 +177,7 @@ func TestTLSClientCertificates(t *testing.T) {
 	}
 
 	// agent certificate: login creates a validated tls machine
-	ac := pki.client(agent.pair)
+	ac := tlsClient(pki, agent.Pair)
 	r = mustTLS(t, l, ac, "POST", "/v1/watchers/login", hdr("User-Agent", "crowdsec/v1.7.8-x-linux"), map[string]any{"scenarios": []string{"a/b"}})
 	var tlsLogin models.WatcherAuthResponse
 	if r.Status != 200 || json.Unmarshal(r.Body, &tlsLogin) != nil || tlsLogin.Token == "" {
@@ -309,15 +204,15 @@ func TestTLSClientCertificates(t *testing.T) {
 	// refused agent certificates: 401
 	for name, cl := range map[string]*http.Client{
 		"bouncer cert":  bc,
-		"wrong OU":      pki.client(wrongOU.pair),
-		"revoked agent": pki.client(revokedAgent.pair),
+		"wrong OU":      tlsClient(pki, wrongOU.Pair),
+		"revoked agent": tlsClient(pki, revokedAgent.Pair),
 	} {
 		expectAuth401(t, name+" login", mustTLS(t, l, cl, "POST", "/v1/watchers/login", hdr("User-Agent", testUA), map[string]any{"scenarios": []string{}}), "")
 	}
 	expectAuth401(t, "agent cert with a bad user agent", mustTLS(t, l, ac, "POST", "/v1/watchers/login", hdr("User-Agent", "curl"), map[string]any{}), "")
 	// a password machine of the same name is not taken over
 	l.addMachine("pwagent@127.0.0.1", "pw")
-	expectAuth401(t, "cert over a password machine", mustTLS(t, l, pki.client(pwClash.pair), "POST", "/v1/watchers/login", hdr("User-Agent", testUA), map[string]any{}), "")
+	expectAuth401(t, "cert over a password machine", mustTLS(t, l, tlsClient(pki, pwClash.Pair), "POST", "/v1/watchers/login", hdr("User-Agent", testUA), map[string]any{}), "")
 	for _, name := range []string{"revoked-agent@127.0.0.1", "intruder@127.0.0.1", "fw-tls@127.0.0.1"} {
 		if _, err := l.Store.GetMachine(ctx, name); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("refused certificate created machine %q (%v)", name, err)
@@ -325,13 +220,13 @@ func TestTLSClientCertificates(t *testing.T) {
 	}
 
 	// certificates the TLS layer itself rejects
-	otherCA := newTestPKI(t)
-	foreign := otherCA.issue("foreign", "fw-tls", []string{"bouncer-ou"}, false, day)
-	if _, err := tlsSend(l, pki.client(foreign.pair), "GET", "/v1/decisions/stream", bua, nil); err == nil {
+	otherCA := testpki.New(t)
+	foreign := otherCA.Issue("foreign", "fw-tls", []string{"bouncer-ou"}, false, day)
+	if _, err := tlsSend(l, tlsClient(pki, foreign.Pair), "GET", "/v1/decisions/stream", bua, nil); err == nil {
 		t.Errorf("certificate from an unknown CA accepted")
 	}
-	expired := pki.issue("expired", "old-fw", []string{"bouncer-ou"}, false, time.Now().Add(-time.Minute))
-	if r, err := tlsSend(l, pki.client(expired.pair), "GET", "/v1/decisions/stream", bua, nil); err == nil && r.Status == 200 {
+	expired := pki.Issue("expired", "old-fw", []string{"bouncer-ou"}, false, time.Now().Add(-time.Minute))
+	if r, err := tlsSend(l, tlsClient(pki, expired.Pair), "GET", "/v1/decisions/stream", bua, nil); err == nil && r.Status == 200 {
 		t.Errorf("expired certificate accepted")
 	}
 	if r := l.send("GET", "/health", nil, nil); r.Status == 200 {
@@ -340,20 +235,132 @@ func TestTLSClientCertificates(t *testing.T) {
 }
 
 func TestTLSRequireClientCert(t *testing.T) {
-	pki := newTestPKI(t)
-	srv := pki.issue("server", "127.0.0.1", nil, true, time.Now().Add(24*time.Hour))
-	bouncer := pki.issue("bouncer", "fw", []string{"bouncer-ou"}, false, time.Now().Add(24*time.Hour))
+	pki := testpki.New(t)
+	srv := pki.Issue("server", "127.0.0.1", nil, true, time.Now().Add(24*time.Hour))
+	bouncer := pki.Issue("bouncer", "fw", []string{"bouncer-ou"}, false, time.Now().Add(24*time.Hour))
 	l := startLAPI(t, func(c *csconfig.Config) {
-		c.API.Server.TLS = &csconfig.TLS{CertFile: srv.certFile, KeyFile: srv.keyFile, CACertPath: filepath.Join(pki.dir, "ca.pem"),
+		c.API.Server.TLS = &csconfig.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CACertPath: pki.File,
 			ClientVerification: "RequireAndVerifyClientCert", BouncersAllowedOU: []string{"bouncer-ou"}}
 	})
-	if _, err := tlsSend(l, pki.client(), "GET", "/health", nil, nil); err == nil {
+	if _, err := tlsSend(l, tlsClient(pki), "GET", "/health", nil, nil); err == nil {
 		t.Errorf("connection without a client certificate accepted under RequireAndVerifyClientCert")
 	}
-	if r := mustTLS(t, l, pki.client(bouncer.pair), "GET", "/v1/decisions", hdr("User-Agent", "x/y"), nil); r.Status != 200 {
+	if r := mustTLS(t, l, tlsClient(pki, bouncer.Pair), "GET", "/v1/decisions", hdr("User-Agent", "x/y"), nil); r.Status != 200 {
 		t.Errorf("bouncer with certificate: %s", r)
 	}
 	// no agent OU configured: agent certificate login is refused
-	expectAuth401(t, "agent login without agents_allowed_ou", mustTLS(t, l, pki.client(bouncer.pair), "POST", "/v1/watchers/login",
+	expectAuth401(t, "agent login without agents_allowed_ou", mustTLS(t, l, tlsClient(pki, bouncer.Pair), "POST", "/v1/watchers/login",
 		hdr("User-Agent", testUA), map[string]any{}), "")
+}
+
+// The first requests of a certificate may arrive together (an agent and
+// cscli sharing credentials, a bouncer's stream and usage report): they
+// all get in, over one machine or bouncer row.
+func TestTLSConcurrentFirstUse(t *testing.T) {
+	pki := testpki.New(t)
+	day := time.Now().Add(24 * time.Hour)
+	srv := pki.Issue("server", "127.0.0.1", nil, true, day)
+	agent := pki.Issue("agent", "agent1", []string{"agent-ou"}, false, day)
+	bouncer := pki.Issue("bouncer", "fw", []string{"bouncer-ou"}, false, day)
+	l := startLAPI(t, func(c *csconfig.Config) {
+		c.API.Server.TLS = &csconfig.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CACertPath: pki.File,
+			AgentsAllowedOU: []string{"agent-ou"}, BouncersAllowedOU: []string{"bouncer-ou"}}
+	})
+	const n = 8
+	var wg sync.WaitGroup
+	statuses := make([]int, 2*n)
+	for i := range n {
+		wg.Go(func() {
+			r, err := tlsSend(l, tlsClient(pki, agent.Pair), "POST", "/v1/watchers/login", hdr("User-Agent", testUA), map[string]any{})
+			if err != nil {
+				t.Errorf("login %d: %v", i, err)
+			}
+			statuses[i] = r.Status
+		})
+		wg.Go(func() {
+			r, err := tlsSend(l, tlsClient(pki, bouncer.Pair), "GET", "/v1/decisions", hdr("User-Agent", "crowdsec-firewall-bouncer/v0.0.31"), nil)
+			if err != nil {
+				t.Errorf("bouncer request %d: %v", i, err)
+			}
+			statuses[n+i] = r.Status
+		})
+	}
+	wg.Wait()
+	for i, st := range statuses {
+		if st != http.StatusOK {
+			t.Errorf("concurrent first use %d: status %d, want 200", i, st)
+		}
+	}
+	ctx := context.Background()
+	if ms, err := l.Store.ListMachines(ctx); err != nil || len(ms) != 1 {
+		t.Errorf("%d machines (%v), want 1", len(ms), err)
+	}
+	if bs, err := l.Store.ListBouncers(ctx); err != nil || len(bs) != 1 {
+		t.Errorf("%d bouncers (%v), want 1", len(bs), err)
+	}
+}
+
+// A CRL file as tools write it (text around the PEM block, blank lines)
+// revokes what it lists and nothing else; a file that holds no CRL stops
+// the LAPI at start with an error naming crl_path.
+func TestTLSCRLFile(t *testing.T) {
+	pki := testpki.New(t)
+	day := time.Now().Add(24 * time.Hour)
+	srv := pki.Issue("server", "127.0.0.1", nil, true, day)
+	good := pki.Issue("good", "fw", []string{"bouncer-ou"}, false, day)
+	revoked := pki.Issue("revoked", "stolen", []string{"bouncer-ou"}, false, day)
+	crlPEM, err := os.ReadFile(pki.CRL(revoked.Cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl := filepath.Join(t.TempDir(), "crl.pem")
+	if err := os.WriteFile(crl, append(append([]byte("Certificate Revocation List (CRL):\n    Version 2 (0x1)\n"), crlPEM...), "\n\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg := func(c *csconfig.Config) {
+		c.API.Server.TLS = &csconfig.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CACertPath: pki.File,
+			BouncersAllowedOU: []string{"bouncer-ou"}, CRLPath: crl}
+	}
+	l := startLAPI(t, tlsCfg)
+	bua := hdr("User-Agent", "crowdsec-firewall-bouncer/v0.0.31")
+	if r := mustTLS(t, l, tlsClient(pki, good.Pair), "GET", "/v1/decisions", bua, nil); r.Status != 200 {
+		t.Errorf("certificate not in the CRL: %s", r)
+	}
+	expectMsg(t, "revoked certificate", mustTLS(t, l, tlsClient(pki, revoked.Pair), "GET", "/v1/decisions", bua, nil), 403, "access forbidden")
+
+	if err := os.WriteFile(crl, []byte("not a CRL\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := csconfig.Default()
+	tlsCfg(cfg)
+	if _, err := New(context.Background(), cfg, l.Store, profiles.Default()); err == nil || !strings.Contains(err.Error(), "crl_path") {
+		t.Errorf("LAPI with a CRL file holding no CRL: %v, want an error naming crl_path", err)
+	}
+}
+
+// A certificate revoked while the LAPI runs is refused from its next
+// request: a changed CRL file drops the cached verdicts.
+func TestTLSCRLChange(t *testing.T) {
+	pki := testpki.New(t)
+	day := time.Now().Add(24 * time.Hour)
+	srv := pki.Issue("server", "127.0.0.1", nil, true, day)
+	fw := pki.Issue("fw", "fw", []string{"bouncer-ou"}, false, day)
+	crl := pki.CRL()
+	l := startLAPI(t, func(c *csconfig.Config) {
+		c.API.Server.TLS = &csconfig.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CACertPath: pki.File,
+			BouncersAllowedOU: []string{"bouncer-ou"}, CRLPath: crl}
+	})
+	bua := hdr("User-Agent", "crowdsec-firewall-bouncer/v0.0.31")
+	if r := mustTLS(t, l, tlsClient(pki, fw.Pair), "GET", "/v1/decisions", bua, nil); r.Status != 200 {
+		t.Fatalf("before revocation: %s", r)
+	}
+	if pki.CRL(fw.Cert) != crl {
+		t.Fatal("the new CRL went to another file")
+	}
+	// The rewrite may land in the same clock tick: date it apart.
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(crl, later, later); err != nil {
+		t.Fatal(err)
+	}
+	expectMsg(t, "after revocation", mustTLS(t, l, tlsClient(pki, fw.Pair), "GET", "/v1/decisions", bua, nil), 403, "access forbidden")
 }

@@ -227,8 +227,12 @@ func lapiClient(cfg *csconfig.Config, rs *ruleset.Ruleset) (*apiclient.Client, e
 	if err != nil {
 		return nil, fmt.Errorf("machine credentials (create them with `cscli machines add --auto`): %w", err)
 	}
-	return apiclient.New(apiclient.Config{URL: creds.URL, MachineID: creds.Login, Password: creds.Password,
-		UserAgent: "crowdsec/" + version.Version + " (Rampart)", Scenarios: rs.Items.Scenarios})
+	ac, err := cfg.LAPIClient(creds)
+	if err != nil {
+		return nil, err
+	}
+	ac.UserAgent, ac.Scenarios = "crowdsec/"+version.Version+" (Rampart)", rs.Items.Scenarios
+	return apiclient.New(ac)
 }
 
 // Run runs the agent until ctx ends or, replaying, until every line is

@@ -4,8 +4,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -128,29 +126,11 @@ func run() error {
 }
 
 func newClient(cfg *bouncer.Config) (*apiclient.Client, error) {
-	ac := apiclient.Config{URL: cfg.APIURL, APIKey: cfg.APIKey, UserAgent: "crowdsec-firewall-bouncer/" + version.Version, Timeout: cfg.RequestTimeout.Duration}
-	if cfg.CertPath != "" || cfg.CACertPath != "" || cfg.InsecureSkipVerify {
-		tc := &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // the operator asked for it
-		if cfg.CACertPath != "" {
-			pem, err := os.ReadFile(cfg.CACertPath)
-			if err != nil {
-				return nil, fmt.Errorf("reading ca_cert_path: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("ca_cert_path %s holds no certificate", cfg.CACertPath)
-			}
-			tc.RootCAs = pool
-			log.WithField("ca", cfg.CACertPath).Info("Using CA cert")
-		}
-		if cfg.CertPath != "" {
-			cert, err := tls.LoadX509KeyPair(cfg.CertPath, cfg.KeyPath)
-			if err != nil {
-				return nil, fmt.Errorf("loading client certificate: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
-		}
-		ac.TLS = tc
+	tc, err := apiclient.TLSConfig(apiclient.TLSOptions{CACertPath: cfg.CACertPath, CertPath: cfg.CertPath, KeyPath: cfg.KeyPath,
+		InsecureSkipVerify: cfg.InsecureSkipVerify})
+	if err != nil {
+		return nil, err
 	}
-	return apiclient.New(ac)
+	return apiclient.New(apiclient.Config{URL: cfg.APIURL, APIKey: cfg.APIKey, Bouncer: true, TLS: tc,
+		UserAgent: "crowdsec-firewall-bouncer/" + version.Version, Timeout: cfg.RequestTimeout.Duration})
 }

@@ -33,7 +33,7 @@ import (
 
 	"github.com/rampart-ips/rampart/internal/nstest"
 	"github.com/rampart-ips/rampart/internal/procstat"
-	"github.com/rampart-ips/rampart/lapi"
+	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -103,8 +103,8 @@ func setup(bin string, n int, extra func(st *store.Store) error) (*env, error) {
 	if err := st.CreateMachine(ctx, store.Machine{MachineID: "bench", PasswordHash: string(hash), IsValidated: true}, true); err != nil {
 		return nil, err
 	}
-	e.key, _ = lapi.GenerateAPIKey()
-	if _, err := st.CreateBouncer(ctx, store.Bouncer{Name: "fw", APIKeyHash: lapi.HashAPIKey(e.key)}); err != nil {
+	e.key, _ = apikey.Generate()
+	if _, err := st.CreateBouncer(ctx, store.Bouncer{Name: "fw", APIKeyHash: apikey.Hash(e.key)}); err != nil {
 		return nil, err
 	}
 	if err := fill(st, n, "bench", 0); err != nil {

@@ -30,7 +30,7 @@ import (
 
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/procstat"
-	"github.com/rampart-ips/rampart/lapi"
+	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -188,8 +188,8 @@ max_connections = %d
 	}
 	var keys []string
 	for i := 0; i < nBouncers; i++ {
-		k, _ := lapi.GenerateAPIKey()
-		if _, err := st.CreateBouncer(ctx, store.Bouncer{Name: fmt.Sprintf("b%d", i), APIKeyHash: lapi.HashAPIKey(k)}); err != nil {
+		k, _ := apikey.Generate()
+		if _, err := st.CreateBouncer(ctx, store.Bouncer{Name: fmt.Sprintf("b%d", i), APIKeyHash: apikey.Hash(k)}); err != nil {
 			return nil, err
 		}
 		keys = append(keys, k)
@@ -363,8 +363,8 @@ func benchStream(e *env, n int) error {
 		if err != nil {
 			return err
 		}
-		k, _ := lapi.GenerateAPIKey()
-		_, err = st.CreateBouncer(context.Background(), store.Bouncer{Name: "stream-bench", APIKeyHash: lapi.HashAPIKey(k)})
+		k, _ := apikey.Generate()
+		_, err = st.CreateBouncer(context.Background(), store.Bouncer{Name: "stream-bench", APIKeyHash: apikey.Hash(k)})
 		st.Close()
 		if err != nil {
 			return err

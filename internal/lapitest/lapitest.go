@@ -12,6 +12,7 @@ import (
 
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/lapi"
+	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 )
@@ -97,11 +98,11 @@ func (l *LAPI) AddMachine(id, password string) {
 // AddBouncer registers a bouncer and returns its API key.
 func (l *LAPI) AddBouncer(name string) string {
 	l.t.Helper()
-	key, err := lapi.GenerateAPIKey()
+	key, err := apikey.Generate()
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	if _, err := l.Store.CreateBouncer(context.Background(), store.Bouncer{Name: name, APIKeyHash: lapi.HashAPIKey(key)}); err != nil {
+	if _, err := l.Store.CreateBouncer(context.Background(), store.Bouncer{Name: name, APIKeyHash: apikey.Hash(key)}); err != nil {
 		l.t.Fatalf("creating bouncer: %v", err)
 	}
 	return key

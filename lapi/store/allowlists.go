@@ -28,6 +28,12 @@ type AllowlistRow struct {
 	Items       []AllowlistItemRow
 }
 
+// HostAllowlistName names the built-in allowlist: netaddr's protected set
+// (loopback, link-local, IPv6 multicast and the host's own addresses). No
+// decision may cover it, whoever sends it; --bypass-allowlist skips user
+// allowlists only. It is computed, never stored.
+const HostAllowlistName = "rampart-host"
+
 func bumpAllowlists(tx *wtx) error {
 	_, err := tx.ExecContext(tx.ctx, `UPDATE counters SET value = value + 1 WHERE name = 'allowlists'`)
 	return err

@@ -3,7 +3,7 @@
 // the files of the source tree, with the nfpm library (no dpkg tooling
 // needed on the build machine).
 //
-//	go run ./internal/mkdeb -version "$(git describe --tags --always --dirty)" -bin build/bin -out build/deb
+//	go -C tools run ./mkdeb -root .. -version "$(git describe --tags --always --dirty)" -bin ../build/bin -out ../build/deb
 package main
 
 import (

@@ -1,4 +1,4 @@
-package lapi
+package uibrowser
 
 import (
 	"context"
@@ -16,10 +16,21 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/rampart-ips/rampart/apiclient"
+	"github.com/rampart-ips/rampart/internal/lapitest"
+	"github.com/rampart-ips/rampart/models"
 )
 
-// chromiumPath is Debian's chromium package, which CI installs.
-const chromiumPath = "/usr/bin/chromium"
+const (
+	// chromiumPath is Debian's chromium package, which CI installs.
+	chromiumPath = "/usr/bin/chromium"
+	// uiHours is the dashboard chart's number of hourly bars.
+	uiHours = 24
+
+	machineID       = "testmachine"
+	machinePassword = "test-password"
+)
 
 // browserErrors collects what a person would see as red in the DevTools
 // console, plus failed loads that Chromium does not always log.
@@ -73,27 +84,13 @@ func (b *browserErrors) listen(ev any) {
 	}
 }
 
-// artifactDir is where CI picks up files for people to look at.
+// artifactDir is where CI picks up files for people to look at:
+// $RAMPART_ARTIFACTS, else build/artifacts at the repository's root.
 func artifactDir(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("RAMPART_ARTIFACTS")
 	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		root := wd
-		for {
-			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-				break
-			}
-			parent := filepath.Dir(root)
-			if parent == root {
-				t.Fatalf("no go.mod above %s", wd)
-			}
-			root = parent
-		}
-		dir = filepath.Join(root, "build", "artifacts")
+		dir = filepath.Join("..", "..", "build", "artifacts")
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatalf("creating artifact directory: %v", err)
@@ -141,18 +138,38 @@ func TestUIBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	l := startLAPI(t, nil)
-	l.push(manualAlert("192.0.2.10", "Ip", "4h", "cscli"))
-	l.push(agentAlert("198.51.100.20", "crowdsecurity/ssh-bf"), agentAlert("198.51.100.20", "crowdsecurity/ssh-bf"),
+	l := lapitest.Start(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
+	l.AddMachine(machineID, machinePassword)
+	agent, err := apiclient.New(apiclient.Config{URL: l.URL(), MachineID: machineID, Password: machinePassword, UserAgent: "crowdsec/v1.7.8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := func(alerts ...*models.Alert) {
+		t.Helper()
+		if _, err := agent.PushAlerts(ctx, alerts); err != nil {
+			t.Fatalf("pushing alerts: %v", err)
+		}
+	}
+	push(manualAlert("192.0.2.10", "Ip", "4h", "cscli"))
+	push(agentAlert("198.51.100.20", "crowdsecurity/ssh-bf"), agentAlert("198.51.100.20", "crowdsecurity/ssh-bf"),
 		agentAlert("198.51.100.21", "crowdsecurity/ssh-bf"), agentAlert("198.51.100.22", "crowdsecurity/http-probing"))
-	key := l.addBouncer("fw")
-	l.stream(key, "&startup=true")
-	l.pushBouncerUsage(key, usageWindow(dropped(1200, 90000, map[string]string{"origin": "crowdsec"})...),
-		usageWindow(dropped(34, 8765, map[string]string{"origin": "cscli"})...))
-	l.addBouncer("spare")
+	fw, err := apiclient.New(apiclient.Config{URL: l.URL(), APIKey: l.AddBouncer("fw"), UserAgent: "crowdsec-firewall-bouncer/v0.0.30"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fw.Stream(ctx, true, nil); err != nil {
+		t.Fatalf("bouncer stream: %v", err)
+	}
+	if err := fw.UsageMetrics(ctx, bouncerUsage(usageWindow(dropped(1200, 90000, map[string]string{"origin": "crowdsec"})...),
+		usageWindow(dropped(34, 8765, map[string]string{"origin": "cscli"})...))); err != nil {
+		t.Fatalf("bouncer usage metrics: %v", err)
+	}
+	l.AddBouncer("spare")
 	// The second source's name is markup: the page must show it as text.
-	l.pushAgentUsage(l.login(), usageWindow(append(lines("file", "/var/log/auth.log", 1500, 1200, 300),
-		lines("file", "/var/log/<b>x</b>.log", 10, 10, 0)...)...))
+	if err := agent.UsageMetrics(ctx, agentUsage(usageWindow(append(lines("file", "/var/log/auth.log", 1500, 1200, 300),
+		lines("file", "/var/log/<b>x</b>.log", 10, 10, 0)...)...))); err != nil {
+		t.Fatalf("agent usage metrics: %v", err)
+	}
 	wantDecisions := []string{"198.51.100.22", "198.51.100.21", "198.51.100.20", "198.51.100.20", "192.0.2.10"}
 
 	var out syncBuffer
@@ -187,11 +204,11 @@ func TestUIBrowser(t *testing.T) {
 	if err := chromedp.Listen(bctx, errs.listen); err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
-	if err := chromedp.Do(bctx, chromedp.Navigate(l.URL+"/ui")); err != nil {
+	if err := chromedp.Do(bctx, chromedp.Navigate(l.URL()+"ui")); err != nil {
 		t.Fatalf("loading /ui: %v", err)
 	}
 	// Rendering is asynchronous (fetch then fill), so wait for the rows.
-	_, err := chromedp.Run(bctx, chromedp.PollFunction[bool](`(want) => {
+	_, err = chromedp.Run(bctx, chromedp.PollFunction[bool](`(want) => {
 		const got = Array.from(document.querySelectorAll("#decisions tbody tr td:first-child"), (td) => td.textContent);
 		return want.every((ip) => got.includes(ip)) && document.querySelectorAll("#agents tbody tr").length > 0;
 	}`, chromedp.WithPollingArgs(wantDecisions), chromedp.WithPollingTimeout(20*time.Second)))
@@ -249,7 +266,7 @@ func TestUIBrowser(t *testing.T) {
 		t.Fatalf("agent rows %q", page.Agents)
 	}
 	// Sources sort by name, and '<' sorts before letters.
-	if a := page.Agents[1]; a[0] != testMachine+" (v1.7.8)" || a[1] != "file:/var/log/auth.log" ||
+	if a := page.Agents[1]; a[0] != machineID+" (v1.7.8)" || a[1] != "file:/var/log/auth.log" ||
 		a[2] != "1,500" || a[3] != "1,200" || a[4] != "300" || a[5] == "" || a[5] == "never" {
 		t.Errorf("agent row %q: want file:/var/log/auth.log read 1,500, parsed 1,200, unparsed 300", a)
 	}
@@ -304,4 +321,66 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// manualAlert is the alert `cscli decisions add` sends.
+func manualAlert(value, scope, duration, origin string) *models.Alert {
+	now := time.Now().UTC().Format(time.RFC3339)
+	reason := "manual 'ban' from 'test'"
+	return &models.Alert{
+		Scenario: reason, Message: reason, EventsCount: 1, StartAt: now, StopAt: now, Capacity: 0, Leakspeed: "0",
+		Remediation: true, Kind: "cscli", Events: []*models.Event{},
+		Source:    &models.Source{Scope: scope, Value: value},
+		Decisions: []*models.Decision{{Duration: duration, Origin: origin, Scenario: reason, Scope: scope, Type: "ban", Value: value}},
+	}
+}
+
+// agentAlert is an overflow as the agent pushes it: no decisions.
+func agentAlert(ip, scenario string) *models.Alert {
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	return &models.Alert{
+		Scenario: scenario, ScenarioHash: "abc", ScenarioVersion: "0.1", Message: "Ip " + ip + " performed " + scenario,
+		EventsCount: 6, StartAt: now, StopAt: now, Capacity: 5, Leakspeed: "10s", Remediation: true, Kind: "crowdsec",
+		Source: &models.Source{Scope: "Ip", Value: ip, IP: ip},
+		Events: []*models.Event{{Timestamp: now, Meta: []models.Meta{{Key: "source_ip", Value: ip}}}},
+		Meta:   []models.Meta{{Key: "service", Value: "ssh"}},
+	}
+}
+
+// usageWindow is one window of usage items, ending now.
+func usageWindow(items ...*models.UsageItem) *models.UsageWindow {
+	return &models.UsageWindow{Meta: models.UsageWindowMeta{WindowSizeSeconds: 1800, UtcNowTimestamp: time.Now().Unix()}, Items: items}
+}
+
+func dropped(packets, bytes float64, labels map[string]string) []*models.UsageItem {
+	return []*models.UsageItem{
+		{Name: models.UsageDropped, Unit: models.UsageUnitPacket, Value: packets, Labels: labels},
+		{Name: models.UsageDropped, Unit: models.UsageUnitByte, Value: bytes, Labels: labels},
+	}
+}
+
+// lines is what an agent reports for one source.
+func lines(typ, source string, read, parsed, unparsed float64) []*models.UsageItem {
+	l := map[string]string{"datasource_type": typ, "source": source}
+	return []*models.UsageItem{
+		{Name: models.UsageRead, Unit: models.UsageUnitLine, Value: read, Labels: l},
+		{Name: models.UsageParsed, Unit: models.UsageUnitLine, Value: parsed, Labels: l},
+		{Name: models.UsageUnparsed, Unit: models.UsageUnitLine, Value: unparsed, Labels: l},
+	}
+}
+
+func bouncerUsage(windows ...*models.UsageWindow) *models.UsageMetrics {
+	return &models.UsageMetrics{RemediationComponents: []*models.RemediationComponentUsage{{
+		Type: "crowdsec-firewall-bouncer",
+		BaseUsage: models.BaseUsage{Version: "v0.0.30", UtcStartupTimestamp: time.Now().Unix(), FeatureFlags: []string{},
+			OS: &models.UsageOS{Name: "debian", Version: "12"}, Metrics: windows},
+	}}}
+}
+
+func agentUsage(windows ...*models.UsageWindow) *models.UsageMetrics {
+	return &models.UsageMetrics{LogProcessors: []*models.LogProcessorUsage{{
+		BaseUsage: models.BaseUsage{Version: "v1.7.8", UtcStartupTimestamp: time.Now().Unix(), FeatureFlags: []string{},
+			OS: &models.UsageOS{Name: "debian", Version: "12"}, Metrics: windows},
+		HubItems: map[string][]models.UsageHubItem{}, Datasources: map[string]int{"file": 1},
+	}}}
 }
