@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -10,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rampart-ips/rampart/internal/nstest"
+	"github.com/rampart-ips/rampart/models"
 )
 
 // appliance is Rampart running in a defender namespace: the crowdsec daemon
@@ -215,6 +220,9 @@ type lapiProxy struct {
 	addr    string
 	mode    atomic.Value // "", "hang", "500"
 	release atomic.Value // chan struct{}: closed when the mode changes
+	// inject holds []*models.Decision added to every stream answer's new
+	// and deleted lists, as a LAPI other than ours might send them.
+	inject atomic.Value
 }
 
 func newLAPIProxy(t *testing.T, ns *nstest.Pair, upstream string) *lapiProxy {
@@ -230,6 +238,29 @@ func newLAPIProxy(t *testing.T, ns *nstest.Pair, upstream string) *lapiProxy {
 	rp.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return ns.DialConn(ns.Defender, addr, 5*time.Second)
 	}}
+	rp.ModifyResponse = func(resp *http.Response) error {
+		extra, _ := p.inject.Load().([]*models.Decision)
+		if len(extra) == 0 || resp.StatusCode != 200 || !strings.HasPrefix(resp.Request.URL.Path, "/v1/decisions/stream") {
+			return nil
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		var sr models.StreamResponse
+		if err := json.Unmarshal(body, &sr); err != nil {
+			return err
+		}
+		sr.New = append(sr.New, extra...)
+		sr.Deleted = append(sr.Deleted, extra...)
+		body, _ = json.Marshal(sr)
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.ContentLength = int64(len(body))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		resp.Header.Del("Content-Encoding")
+		return nil
+	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch p.mode.Load().(string) {
 		case "hang":

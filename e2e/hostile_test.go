@@ -674,3 +674,116 @@ func TestHostileSlowClients(t *testing.T) {
 	}
 	h.healthy("slow clients")
 }
+
+// hostileValues are decisions no bouncer may apply: IPv4-mapped prefixes
+// shorter than /96 (they crashed the bouncer), link-local, multicast,
+// loopback and everything.
+func hostileValues() []*models.Decision {
+	var out []*models.Decision
+	for i, v := range []string{"::ffff:10.99.0.1/64", "::ffff:0.0.0.0/90", "::ffff:0:0/64", "fe80::/10", "fe80::1", "ff02::/16",
+		"169.254.0.0/16", "127.0.0.1", "::1", "::/0", "0.0.0.0/0", "fe80::1%eth0", "", "not-an-ip"} {
+		out = append(out, &models.Decision{ID: int64(900000 + i), Value: v, Scope: "Range", Type: "ban", Duration: "4h", Origin: "crowdsec", Scenario: "hostile"})
+	}
+	out = append(out, &models.Decision{ID: 900100, Value: "198.51.100.1", Scope: "Ip", Type: "", Duration: "4h", Origin: "crowdsec"},
+		&models.Decision{ID: 900101, Value: "198.51.100.2", Scope: "Ip", Type: "ban", Duration: "100000000h", Origin: "crowdsec"})
+	return out
+}
+
+// TestHostileStreamValues: a LAPI other than ours (or a man in the middle
+// of a plain-HTTP stream) sends values that once crashed the bouncer or
+// would cut the host off; the real bouncer process skips them, keeps
+// running, applies the real ban, and IPv6 neighbour discovery still works
+// (defects 4 and 11 of issue 12).
+func TestHostileStreamValues(t *testing.T) {
+	a := newAppliance(t, 89)
+	a.proxy.inject.Store(hostileValues())
+	a.writeBouncerConfig("nftables")
+	a.startBouncer()
+	a.waitSynced(1)
+	a.cscli("decisions", "add", "-i", a.ns.AttIP4.String(), "-d", "1h")
+	a.waitBlocked(a.ns.DefIP4, 3*time.Second)
+	// Several deltas carried the hostile values too.
+	time.Sleep(1500 * time.Millisecond)
+	if a.bouncer.ProcessState != nil {
+		t.Fatalf("the bouncer exited:\n%s", a.readLog("bouncer"))
+	}
+	if log := a.readLogAll("bouncer"); strings.Contains(log, "panic") {
+		t.Fatalf("the bouncer panicked:\n%s", a.readLog("bouncer"))
+	}
+	rs := a.ruleset()
+	for _, bad := range []string{"fe80", "ff02", "169.254", "127.0.0", "::1", "0.0.0.0/0", "::/0", "10.99.0.0", "198.51.100"} {
+		if strings.Contains(rs, bad) {
+			t.Errorf("the ruleset holds %s:\n%s", bad, rs)
+		}
+	}
+	// Neighbour discovery from scratch: both sides forget their neighbours.
+	a.ns.Run(t, a.ns.Defender, "ip", "neigh", "flush", "all")
+	a.ns.Run(t, a.ns.Attacker, "ip", "neigh", "flush", "all")
+	if !a.reachable(a.ns.DefIP6) {
+		t.Errorf("IPv6 unreachable after the hostile stream: neighbour discovery is dropped\n%s", a.ruleset())
+	}
+}
+
+// TestHostileProtectedDecisions: no path puts loopback, link-local or
+// everything on the stream: cscli with --bypass-allowlist, or a machine
+// posting an alert that claims kind and origin "cscli" (defect 3).
+func TestHostileProtectedDecisions(t *testing.T) {
+	h := newHostile(t, 90)
+	for _, args := range [][]string{
+		{"-r", "0.0.0.0/0", "--bypass-allowlist"}, {"-i", "127.0.0.1", "--bypass-allowlist"}, {"-r", "::/0", "-B"},
+		{"-r", "fe80::/10"}, {"-i", h.ns.DefIP4.String(), "-B"}, {"-r", "169.254.0.0/16", "-B"},
+	} {
+		if out, err := h.cscliErr(append([]string{"decisions", "add"}, args...)...); err == nil {
+			t.Errorf("cscli decisions add %s succeeded:\n%s", strings.Join(args, " "), out)
+		}
+	}
+	att := h.attacker()
+	tok := att.login(h.machine, h.password)
+	now := time.Now().UTC().Format(time.RFC3339)
+	for _, v := range []string{"::/0", "0.0.0.0/0", "127.0.0.0/8", "fe80::/10", h.ns.DefIP4.String()} {
+		a := &models.Alert{Scenario: "manual 'ban'", ScenarioHash: "", ScenarioVersion: "", Message: "m", EventsCount: 1, StartAt: now, StopAt: now,
+			Leakspeed: "0", Remediation: true, Kind: "cscli", Events: []*models.Event{}, Source: &models.Source{Scope: "Range", Value: v},
+			Decisions: []*models.Decision{{Duration: "4h", Origin: "cscli", Scenario: "manual", Scope: "Range", Type: "ban", Value: v}}}
+		if st, b := att.do("POST", "/v1/alerts", []*models.Alert{a}, bearer(tok)); st == 201 {
+			t.Logf("POST kind=cscli %s: %d %s", v, st, b)
+		}
+	}
+	got := h.streamValues()
+	for _, v := range []string{"0.0.0.0/0", "127.0.0.1", "::/0", "fe80::/10", "127.0.0.0/8", h.ns.DefIP4.String(), "169.254.0.0/16"} {
+		if got[v] {
+			t.Errorf("%s reached the bouncers' stream", v)
+		}
+	}
+	// An ordinary ban still works.
+	h.cscli("decisions", "add", "-i", "198.51.100.90")
+	if !h.streamValues()["198.51.100.90"] {
+		t.Errorf("an ordinary ban did not reach the stream")
+	}
+}
+
+// TestHostileDurations: durations whose expiry passes 2262 are refused,
+// not stored wrapped into the past (defect 7).
+func TestHostileDurations(t *testing.T) {
+	h := newHostile(t, 91)
+	if out, err := h.cscliErr("decisions", "add", "-i", "203.0.113.99", "-d", "100000d"); err == nil {
+		t.Errorf("cscli decisions add -d 100000d succeeded:\n%s", out)
+	}
+	att := h.attacker()
+	tok := att.login(h.machine, h.password)
+	now := time.Now().UTC().Format(time.RFC3339)
+	for _, c := range []struct{ dur, stop string }{{"106751d", now}, {"4h", "9999-12-31T00:00:00Z"}, {"2562048h", now}} {
+		a := overflow("203.0.113.98", "crowdsecurity/ssh-bf")
+		a.StopAt = c.stop
+		a.Decisions = []*models.Decision{{Duration: c.dur, Origin: "crowdsec", Scenario: "crowdsecurity/ssh-bf", Scope: "Ip", Type: "ban", Value: "203.0.113.98"}}
+		if st, b := att.do("POST", "/v1/alerts", []*models.Alert{a}, bearer(tok)); st != 400 {
+			t.Errorf("duration %s stop_at %s: %d %.200s, want 400", c.dur, c.stop, st, b)
+		}
+	}
+	// A long but representable ban is kept and streamed.
+	if out, err := h.cscliErr("decisions", "add", "-i", "203.0.113.97", "-d", "36500d"); err != nil {
+		t.Fatalf("cscli decisions add -d 36500d: %v\n%s", err, out)
+	}
+	if !h.streamValues()["203.0.113.97"] {
+		t.Errorf("a 100-year ban did not reach the stream")
+	}
+}
