@@ -1,6 +1,8 @@
 package csconfig
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +75,36 @@ func TestLoginLimit(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "api.server.login_limit") {
 			t.Errorf("%s: got %v, want a login_limit error", bad, err)
 		}
+	}
+}
+
+// Decoding problems name the file, the line and the key, in the same
+// format as every other TOML file Rampart reads.
+func TestDecodeErrors(t *testing.T) {
+	for _, tc := range []struct{ toml, want string }{
+		{"[api.server]\nlisten_uri = \"127.0.0.1:8080\"\nlisten_url = \"x\"\n", "test.toml:3: api.server.listen_url: unknown key"},
+		{"[prometheus]\n\nlisten_port = \"many\"\n", "test.toml:3: prometheus.listen_port: incompatible types"},
+		{"[db_config]\ntype = \n", "test.toml:2: db_config.type: expected value"},
+	} {
+		_, err := Parse([]byte(tc.toml), "test.toml")
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q...", tc.toml, err, tc.want)
+		}
+	}
+}
+
+func TestLoadCredentialsErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "creds.toml")
+	if err := os.WriteFile(path, []byte("url = \"http://127.0.0.1:8080/\"\nlogin = \"m\"\npasword = \"p\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadCredentials(path); err == nil || err.Error() != path+":3: pasword: unknown key" {
+		t.Errorf("unknown key: %v", err)
+	}
+	if err := os.WriteFile(path, []byte("url = \"http://127.0.0.1:8080/\"\nlogin = \"m\"\npassword = \"p\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := LoadCredentials(path); err != nil || c.Password != "p" {
+		t.Errorf("valid file: %+v, %v", c, err)
 	}
 }
