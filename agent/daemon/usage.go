@@ -11,6 +11,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/ruleset"
 	"github.com/rampart-ips/rampart/agent/runner"
 	"github.com/rampart-ips/rampart/apiclient"
+	"github.com/rampart-ips/rampart/internal/backoff"
 	"github.com/rampart-ips/rampart/internal/version"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -67,7 +68,7 @@ func (u *usagePusher) run(ctx context.Context) {
 	if u.replay {
 		<-ctx.Done()
 	} else {
-		backoff := u.retryMin
+		retry := backoff.Backoff{Min: u.retryMin, Max: u.interval}
 		t := time.NewTimer(0) // the first report goes at once
 		defer t.Stop()
 	loop:
@@ -78,11 +79,10 @@ func (u *usagePusher) run(ctx context.Context) {
 			case <-t.C:
 			}
 			if u.failed(ctx, u.push(ctx, usageSendTimeout)) {
-				t.Reset(min(backoff, u.interval))
-				backoff = min(2*backoff, u.interval)
+				t.Reset(min(retry.Next(), u.interval))
 			} else {
 				t.Reset(u.interval)
-				backoff = u.retryMin
+				retry.Reset()
 			}
 		}
 	}
