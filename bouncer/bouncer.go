@@ -114,7 +114,7 @@ func (b *Bouncer) Run(ctx context.Context, ready func()) error {
 	go func() { defer wg.Done(); b.repairLoop(ctx) }()
 	if b.usage != nil && ctx.Err() == nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); b.usage.run(ctx) }()
+		go func() { defer wg.Done(); b.usage.rep.Run(ctx) }()
 	}
 	err := b.deltaLoop(ctx)
 	wg.Wait()
