@@ -69,6 +69,10 @@ func decodeError(name string, err error) error {
 	return errorf(name, 0, "", strings.TrimPrefix(msg, "toml: "))
 }
 
+// maxUnknown bounds the unknown keys named one by one: each is a scan of
+// the file, and past a few the file is not what the reader expects anyway.
+const maxUnknown = 10
+
 // unknownKeys names every key nothing was decoded into, one per line; the
 // keys under an unknown table are not repeated. A key met again (in
 // another table of an array) is the next one written.
@@ -77,6 +81,7 @@ func unknownKeys(md toml.MetaData, data []byte, name string) error {
 	var reported []toml.Key
 	seen := map[string]int{}
 	lines := strings.Split(string(data), "\n")
+	more := 0
 outer:
 	for _, k := range md.Undecoded() {
 		for _, r := range reported {
@@ -85,9 +90,16 @@ outer:
 			}
 		}
 		reported = append(reported, k)
+		if len(reported) > maxUnknown {
+			more++
+			continue
+		}
 		n := seen[k.String()]
 		seen[k.String()]++
 		errs = append(errs, errorf(name, keyLine(lines, k, n), k.String(), "unknown key"))
+	}
+	if more > 0 {
+		errs = append(errs, errorf(name, 0, "", fmt.Sprintf("%d more unknown keys", more)))
 	}
 	return errors.Join(errs...)
 }

@@ -1,6 +1,8 @@
 package stricttoml
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -85,5 +87,22 @@ func TestUnplacedKey(t *testing.T) {
 	_, err := Decode([]byte("rules = [\n  { A = 1 },\n  { B = 2 },\n]\n"), "f.toml", &v)
 	if err == nil || err.Error() != "f.toml: rules.B: unknown key" {
 		t.Errorf("got %v", err)
+	}
+}
+
+// Past maxUnknown the unknown keys are counted, not each looked for.
+func TestManyUnknownKeys(t *testing.T) {
+	var b strings.Builder
+	for i := range maxUnknown + 5 {
+		fmt.Fprintf(&b, "k%d = 1\n", i)
+	}
+	var v target
+	_, err := Decode([]byte(b.String()), "f.toml", &v)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != maxUnknown+1 || lines[0] != "f.toml:1: k0: unknown key" || lines[maxUnknown] != "f.toml: 5 more unknown keys" {
+		t.Errorf("got %q", err)
 	}
 }
