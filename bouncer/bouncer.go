@@ -23,6 +23,7 @@ import (
 
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/firewall"
+	"github.com/rampart-ips/rampart/internal/backoff"
 	"github.com/rampart-ips/rampart/internal/netaddr"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -115,7 +116,7 @@ func (b *Bouncer) Run(ctx context.Context, ready func()) error {
 	go func() { defer wg.Done(); b.repairLoop(ctx) }()
 	if b.usage != nil && ctx.Err() == nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); b.usage.run(ctx) }()
+		go func() { defer wg.Done(); b.usage.rep.Run(ctx) }()
 	}
 	err := b.deltaLoop(ctx)
 	wg.Wait()
@@ -123,23 +124,20 @@ func (b *Bouncer) Run(ctx context.Context, ready func()) error {
 	return err
 }
 
-// backoff sleeps an exponential, jittered delay; false when ctx ended.
-func backoff(ctx context.Context, attempt int, maxDelay time.Duration) bool {
-	d := time.Second << min(attempt, 6)
-	d = min(d, maxDelay)
-	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(d):
-		return true
-	}
-}
+// A failed pull is retried after retryMin, doubling up to startupRetryMax
+// while starting; while streaming, up to update_frequency but at least
+// startupRetryMax and at most deltaRetryMax.
+const (
+	retryMin        = time.Second
+	startupRetryMax = 30 * time.Second
+	deltaRetryMax   = 64 * time.Second
+)
 
 // startup pulls the full state, retrying with backoff; the kernel keeps
 // whatever it holds meanwhile (a LAPI down at boot never opens a gap).
 func (b *Bouncer) startup(ctx context.Context) error {
-	for attempt := 0; ; attempt++ {
+	retry := backoff.Backoff{Min: retryMin, Max: startupRetryMax}
+	for {
 		err := b.pullFull(ctx, "")
 		if err == nil {
 			return nil
@@ -153,7 +151,7 @@ func (b *Bouncer) startup(ctx context.Context) error {
 		} else {
 			b.log.WithError(err).Warn("first sync with the LAPI failed; keeping the firewall as it is and retrying")
 		}
-		if !backoff(ctx, attempt, 30*time.Second) {
+		if !backoff.Sleep(ctx, retry.Next()) {
 			return nil
 		}
 	}
@@ -383,6 +381,7 @@ type op struct {
 // last good state stays enforced.
 func (b *Bouncer) deltaLoop(ctx context.Context) error {
 	failures := 0
+	retry := backoff.Backoff{Min: retryMin, Max: min(max(b.cfg.UpdateFrequency.Duration, startupRetryMax), deltaRetryMax)}
 	lastGC := b.now()
 	b.scheduleFull()
 	for {
@@ -421,7 +420,7 @@ func (b *Bouncer) deltaLoop(ctx context.Context) error {
 				b.missed = true
 			}
 			b.log.WithError(err).WithField("failures", failures).Warn("pulling decisions failed; the firewall keeps its current state")
-			if !backoff(ctx, failures-1, max(b.cfg.UpdateFrequency.Duration, 30*time.Second)) {
+			if !backoff.Sleep(ctx, retry.Next()) {
 				return nil
 			}
 			continue
@@ -429,6 +428,7 @@ func (b *Bouncer) deltaLoop(ctx context.Context) error {
 		if failures > 0 {
 			b.log.WithField("after_failures", failures).Info("LAPI reachable again; caught up")
 			failures = 0
+			retry.Reset()
 		}
 		if b.now().Sub(lastGC) > time.Minute {
 			b.mu.Lock()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/netaddr"
+	"github.com/rampart-ips/rampart/internal/stricttoml"
 )
 
 // DefaultConfigPath is where the bouncer looks without -c.
@@ -123,43 +123,14 @@ func (c *Config) Warnings() []string { return c.warnings }
 // ParseConfig decodes, defaults and validates a configuration.
 func ParseConfig(data []byte, name string) (*Config, error) {
 	var c Config
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&c)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		k := und[0]
-		return nil, fmt.Errorf("%s:%d: unknown configuration key %q", name, keyLine(data, k), k.String())
+	if _, err := stricttoml.Decode(data, name, &c); err != nil {
+		return nil, err
 	}
 	c.setDefaults()
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return &c, nil
-}
-
-// keyLine finds the line of an undecoded key: the first assignment of its
-// last component after its table header (0 when not found).
-func keyLine(data []byte, k toml.Key) int {
-	lines := strings.Split(string(data), "\n")
-	last := k[len(k)-1]
-	table := strings.Join(k[:len(k)-1], ".")
-	re := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(last) + `"?\s*=`)
-	hdr := regexp.MustCompile(`^\s*\[\[?\s*([^\]]+?)\s*\]\]?`)
-	current := ""
-	for i, l := range lines {
-		if m := hdr.FindStringSubmatch(l); m != nil {
-			current = m[1]
-			if current == strings.Join(k, ".") {
-				return i + 1 // an unknown table
-			}
-			continue
-		}
-		if current == table && re.MatchString(l) {
-			return i + 1
-		}
-	}
-	return 0
 }
 
 func (c *Config) setDefaults() {

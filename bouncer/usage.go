@@ -2,18 +2,14 @@ package bouncer
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	log "github.com/sirupsen/logrus"
 
-	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/firewall"
-	"github.com/rampart-ips/rampart/internal/version"
+	"github.com/rampart-ips/rampart/internal/usagereport"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -26,10 +22,6 @@ const (
 	// A report is a row the LAPI keeps for a week: anything shorter than a
 	// minute only fills its database.
 	minMetricsInterval = time.Minute
-	usageSendTimeout   = 10 * time.Second
-	// The last report is sent while the process stops: a LAPI that does not
-	// answer must not hold the shutdown up.
-	usageFinalTimeout = 2 * time.Second
 )
 
 // counterSnapshot is what the rule counters held at one moment, per
@@ -38,39 +30,29 @@ type counterSnapshot struct {
 	dropped, processed map[firewall.Family]firewall.Counter
 }
 
-// usagePusher sends the bouncer's usage metrics (POST /v1/usage-metrics):
-// active bans as gauges, dropped and processed traffic as deltas since the
-// last report the LAPI accepted. The baseline only moves on success, so a
-// failed report is covered by the next window and nothing is lost.
+// usagePusher builds the bouncer's usage reports, which rep sends: active
+// bans as gauges, dropped and processed traffic as deltas since the last
+// report the LAPI accepted (prev moves only then).
 type usagePusher struct {
-	b        *Bouncer
-	log      *log.Entry
-	interval time.Duration
-	startup  int64 // unix seconds, utc_startup_timestamp
-	os       models.UsageOS
-
-	prev   *counterSnapshot // counters at the last accepted report; nil = none read yet
-	prevAt int64            // unix seconds the current window starts at
-
-	warned404 bool
-	failing   bool
-	sent      atomic.Int64 // reports the LAPI accepted
-	failed    atomic.Int64 // reports that failed
+	b    *Bouncer
+	log  *log.Entry
+	rep  *usagereport.Reporter
+	prev *counterSnapshot // counters at the last accepted report; nil = none read yet
 }
 
 func newUsagePusher(b *Bouncer, interval time.Duration, start time.Time) *usagePusher {
-	name, ver := version.DetectOS()
-	return &usagePusher{b: b, log: b.log.WithField("task", "usage-metrics"), interval: interval,
-		startup: start.Unix(), os: models.UsageOS{Name: name, Version: ver}, prevAt: start.Unix()}
+	u := &usagePusher{b: b, log: b.log.WithField("task", "usage-metrics")}
+	u.rep = usagereport.New(usagereport.Config{Client: b.client, Interval: interval, Build: u.build, Start: start, Log: u.log})
+	return u
 }
 
 // baseline reads the counters the first window starts from. The kernel
 // objects outlive restarts, so their counters hold what earlier runs
 // already reported; without a baseline they would be reported again.
 func (u *usagePusher) baseline(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, usageSendTimeout)
+	ctx, cancel := context.WithTimeout(ctx, usagereport.SendTimeout)
 	defer cancel()
-	u.prevAt = u.b.now().Unix()
+	u.rep.StartWindow(u.b.now())
 	snap, err := u.read(ctx)
 	if err != nil {
 		u.log.WithError(err).Warn("reading the rule counters failed; the first usage report will hold their whole value")
@@ -94,81 +76,26 @@ func (u *usagePusher) read(ctx context.Context) (*counterSnapshot, error) {
 	return &counterSnapshot{dropped: d}, nil
 }
 
-// run pushes once right away (the LAPI learns the version and OS as soon as
-// the bouncer is in sync), then every interval, and once more when ctx ends.
-func (u *usagePusher) run(ctx context.Context) {
-	u.push(ctx, usageSendTimeout)
-	t := time.NewTicker(u.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			// ctx is over: the last report gets a context of its own.
-			u.push(context.WithoutCancel(ctx), usageFinalTimeout)
-			return
-		case <-t.C:
-			u.push(ctx, usageSendTimeout)
-		}
-	}
-}
-
-// push sends one report; errors are logged, never returned: usage metrics
-// must not disturb enforcement.
-func (u *usagePusher) push(ctx context.Context, timeout time.Duration) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	now := u.b.now().Unix()
+// build makes one report. Counters that cannot be read leave the bans
+// reported and the baseline where it is, so the next readable window
+// carries their whole delta.
+func (u *usagePusher) build(ctx context.Context, w usagereport.Window) (*models.UsageMetrics, func()) {
 	u.b.mu.Lock()
 	n4, n6 := u.b.st.n4, u.b.st.n6
 	u.b.mu.Unlock()
 	cur, err := u.read(ctx)
 	if err != nil {
-		// Still report the bans; the counters' baseline stays, so the next
-		// readable window carries their whole delta.
 		u.log.WithError(err).Warn("usage metrics without traffic counters")
 	}
-	items := u.items(n4, n6, cur)
-	window := max(now-u.prevAt, 0)
 	body := &models.UsageMetrics{RemediationComponents: []*models.RemediationComponentUsage{{
 		Type:      usageType,
-		BaseUsage: models.NewBaseUsage(version.Version, &u.os, u.startup, window, now, items),
+		BaseUsage: w.Base(u.items(n4, n6, cur)),
 	}}}
-	err = u.b.client.UsageMetrics(ctx, body)
-	if err != nil {
-		u.failed.Add(1)
-		u.logFailure(err, window)
-		return
-	}
-	u.sent.Add(1)
-	u.prevAt = now
-	if cur != nil {
-		u.prev = cur
-	}
-	if u.failing {
-		u.log.WithField("window_seconds", window).Info("usage metrics accepted again; the window covers the failed reports")
-		u.failing = false
-	}
-	u.log.WithFields(log.Fields{"items": len(items), "window_seconds": window}).Debug("usage metrics sent")
-}
-
-func (u *usagePusher) logFailure(err error, window int64) {
-	var apiErr *apiclient.APIError
-	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
-		// An upstream LAPI from before usage metrics has no such route: say it once,
-		// keep trying in case it is upgraded.
-		if !u.warned404 {
-			u.log.WithError(err).Warn("LAPI does not accept usage metrics (older LAPI?)")
-			u.warned404 = true
+	return body, func() {
+		if cur != nil {
+			u.prev = cur
 		}
-		return
 	}
-	u.failing = true
-	lg := u.log.WithError(err).WithField("window_seconds", window)
-	if errors.Is(err, context.DeadlineExceeded) {
-		lg.Warn("timeout sending usage metrics; the next report covers this window")
-		return
-	}
-	lg.Warn("sending usage metrics failed; the next report covers this window")
 }
 
 // items builds the report: bans per family as gauges, dropped and processed

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,7 +183,7 @@ func newUsageLab(t *testing.T, subnet int, interval time.Duration) *usageLab {
 		t.Fatal(err)
 	}
 	b := New(cfg, fw, client, nil)
-	b.usage.interval = interval
+	b.usage.rep.Interval = interval
 	lab := &usageLab{t: t, ns: ns, fw: fw, lapi: l, b: b, target: ln.Addr().String(), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	lab.cancel = cancel
@@ -291,11 +294,11 @@ func TestUsageMetricsPushed(t *testing.T) {
 
 	// A LAPI outage: reports fail, the baseline stays, and the first report
 	// after it carries everything dropped meanwhile.
-	failedBefore := lab.b.usage.failed.Load()
+	failedBefore := lab.b.usage.rep.Failed()
 	addr, db := lab.lapi.Addr, lab.lapi.DBPath
 	lab.lapi.Stop()
 	lab.knock(5)
-	if !nstest.Eventually(5*time.Second, func() bool { return lab.b.usage.failed.Load() >= failedBefore+2 }) {
+	if !nstest.Eventually(5*time.Second, func() bool { return lab.b.usage.rep.Failed() >= failedBefore+2 }) {
 		t.Fatal("no report failed while the LAPI was down")
 	}
 	lab.lapi = startUsageLAPI(t, db, addr)
@@ -324,7 +327,7 @@ func TestUsageMetricsPushed(t *testing.T) {
 // what was dropped since.
 func TestUsageFirstAndLastReport(t *testing.T) {
 	lab := newUsageLab(t, 188, time.Hour)
-	if !nstest.Eventually(5*time.Second, func() bool { return lab.b.usage.sent.Load() == 1 }) {
+	if !nstest.Eventually(5*time.Second, func() bool { return lab.b.usage.rep.Sent() == 1 }) {
 		t.Fatal("no report after the first sync")
 	}
 	lab.knock(3)
@@ -351,7 +354,7 @@ func TestUsageOlderLAPI(t *testing.T) {
 	}
 	client, _ := apiclient.New(apiclient.Config{URL: cfg.APIURL, APIKey: cfg.APIKey})
 	b := New(cfg, fw, client, nil)
-	b.usage.interval = 50 * time.Millisecond
+	b.usage.rep.Interval = 50 * time.Millisecond
 	hook := logtest.NewGlobal()
 	defer logrus.StandardLogger().ReplaceHooks(logrus.LevelHooks{})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -376,7 +379,59 @@ func TestUsageOlderLAPI(t *testing.T) {
 	if warned != 1 {
 		t.Errorf("%d warnings about usage metrics, want 1", warned)
 	}
-	if b.usage.sent.Load() != 0 {
+	if b.usage.rep.Sent() != 0 {
 		t.Errorf("reports counted as sent to a LAPI that refused them")
+	}
+}
+
+// TestUsageRetriedEarly: a report the LAPI failed (503) is retried with
+// backoff, long before the interval, like the agent's: the LAPI learns of
+// the bouncer soon after a hiccup, not an interval later.
+func TestUsageRetriedEarly(t *testing.T) {
+	fw, _ := nftInNS(t)
+	var offered, accepted atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Header.Get("X-Api-Key") != "key":
+			w.WriteHeader(http.StatusForbidden)
+		case r.URL.Path == "/v1/decisions/stream":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"new":[],"deleted":[]}`)
+		case r.Method == http.MethodPost && r.URL.Path == "/v1/usage-metrics":
+			if offered.Add(1) == 1 {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprint(w, `{"message":"busy"}`)
+				return
+			}
+			accepted.Add(1)
+			w.WriteHeader(http.StatusCreated)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	cfg, err := ParseConfig([]byte("mode = \"nftables\"\napi_key = \"key\"\napi_url = \""+srv.URL+"\"\nupdate_frequency = \"100ms\"\nlong_poll = false\n"), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := apiclient.New(apiclient.Config{URL: cfg.APIURL, APIKey: cfg.APIKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := New(cfg, fw, client, nil)
+	b.usage.rep.Interval = time.Hour
+	b.usage.rep.RetryMin = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx, nil) }()
+	if !nstest.Eventually(10*time.Second, func() bool { return accepted.Load() == 1 }) {
+		t.Errorf("the failed report was not retried before the interval (%d offered)", offered.Load())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if b.usage.rep.Failed() != 1 || b.usage.rep.Sent() != 2 {
+		t.Errorf("%d failed, %d sent; want the first failed, its retry and the last sent", b.usage.rep.Failed(), b.usage.rep.Sent())
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/internal/atomicfile"
 	"github.com/rampart-ips/rampart/internal/promlevel"
+	"github.com/rampart-ips/rampart/internal/stricttoml"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -336,7 +337,8 @@ func Bool(p *bool, def bool) bool {
 	return *p
 }
 
-// Load reads a configuration file; unknown keys are errors naming the key.
+// Load reads a configuration file; unknown keys are errors naming the key
+// and its line.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -353,11 +355,7 @@ func Load(path string) (*Config, error) {
 // Parse decodes a configuration, applies defaults and validates it.
 func Parse(data []byte, name string) (*Config, error) {
 	var c Config
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&c)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if err := unknownKeys(md, name); err != nil {
+	if _, err := stricttoml.Decode(data, name, &c); err != nil {
 		return nil, err
 	}
 	c.setDefaults()
@@ -365,18 +363,6 @@ func Parse(data []byte, name string) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return &c, nil
-}
-
-func unknownKeys(md toml.MetaData, name string) error {
-	und := md.Undecoded()
-	if len(und) == 0 {
-		return nil
-	}
-	keys := make([]string, len(und))
-	for i, k := range und {
-		keys[i] = k.String()
-	}
-	return fmt.Errorf("%s: unknown configuration key %s", name, strings.Join(keys, ", "))
 }
 
 func (c *Config) validate() error {
@@ -448,12 +434,12 @@ type Credentials struct {
 
 // LoadCredentials reads the machine credentials file.
 func LoadCredentials(path string) (*Credentials, error) {
-	var c Credentials
-	md, err := toml.DecodeFile(path, &c)
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading credentials %s: %w", path, err)
+		return nil, fmt.Errorf("reading credentials: %w", err)
 	}
-	if err := unknownKeys(md, path); err != nil {
+	var c Credentials
+	if _, err := stricttoml.Decode(data, path, &c); err != nil {
 		return nil, err
 	}
 	if c.URL == "" {

@@ -115,6 +115,21 @@ max_connections_per_source = 2
 	}
 }
 
+// Decoding problems name the file, the line and the key, in the same
+// format as every other TOML file Rampart reads.
+func TestDecodeErrors(t *testing.T) {
+	for _, tc := range []struct{ toml, want string }{
+		{"[api.server]\nlisten_uri = \"127.0.0.1:8080\"\nlisten_url = \"x\"\n", "test.toml:3: api.server.listen_url: unknown key"},
+		{"[prometheus]\n\nlisten_port = \"many\"\n", "test.toml:3: prometheus.listen_port: incompatible types"},
+		{"[db_config]\ntype = \n", "test.toml:2: db_config.type: expected value"},
+	} {
+		_, err := Parse([]byte(tc.toml), "test.toml")
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q...", tc.toml, err, tc.want)
+		}
+	}
+}
+
 // A credentials file holds a login, a client certificate or both; the
 // LAPI client built from it carries its TLS.
 func TestCredentials(t *testing.T) {
@@ -129,7 +144,7 @@ func TestCredentials(t *testing.T) {
 		{"no url", "login = \"m\"\npassword = \"p\"\n", "url is required"},
 		{"neither", `url = "http://127.0.0.1:8080/"` + "\n", "login and password, or cert_path and key_path"},
 		{"certificate without key", fmt.Sprintf("url = \"https://127.0.0.1:8080/\"\ncert_path = %q\n", leaf.CertFile), "cert_path and key_path go together"},
-		{"unknown key", `url = "http://127.0.0.1:8080/"` + "\nlogin = \"m\"\ncert = \"x\"\n", "unknown configuration key cert"},
+		{"unknown key", `url = "http://127.0.0.1:8080/"` + "\nlogin = \"m\"\ncert = \"x\"\n", "cert: unknown key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".toml")
@@ -172,5 +187,21 @@ func TestCredentials(t *testing.T) {
 	gone := filepath.Join(dir, "gone.pem")
 	if _, err := c.LAPIClient(&Credentials{URL: "https://h/", CertPath: gone, KeyPath: leaf.KeyFile}); err == nil || !strings.Contains(err.Error(), "cert_path") {
 		t.Errorf("missing certificate: %v, want an error naming cert_path", err)
+	}
+}
+
+func TestLoadCredentialsErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "creds.toml")
+	if err := os.WriteFile(path, []byte("url = \"http://127.0.0.1:8080/\"\nlogin = \"m\"\npasword = \"p\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadCredentials(path); err == nil || err.Error() != path+":3: pasword: unknown key" {
+		t.Errorf("unknown key: %v", err)
+	}
+	if err := os.WriteFile(path, []byte("url = \"http://127.0.0.1:8080/\"\nlogin = \"m\"\npassword = \"p\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := LoadCredentials(path); err != nil || c.Password != "p" {
+		t.Errorf("valid file: %+v, %v", c, err)
 	}
 }

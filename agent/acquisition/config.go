@@ -1,7 +1,6 @@
 package acquisition
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,8 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	log "github.com/sirupsen/logrus"
+
+	"github.com/rampart-ips/rampart/internal/stricttoml"
 )
 
 // DefaultIdleWarning is how long a source may read nothing before it
@@ -234,20 +234,8 @@ func LoadDir(dir string) ([]Config, error) {
 // parseFile decodes and checks one acquisition file.
 func parseFile(data []byte, name string) ([]Config, error) {
 	var f acquisFile
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&f)
-	if err != nil {
-		var perr toml.ParseError
-		if errors.As(err, &perr) {
-			if perr.LastKey != "" {
-				return nil, fmt.Errorf("%s:%d: %s: %s", name, perr.Position.Line, perr.LastKey, perr.Message)
-			}
-			return nil, fmt.Errorf("%s:%d: %s", name, perr.Position.Line, perr.Message)
-		}
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		k := und[0]
-		return nil, fmt.Errorf("%s:%d: unknown key %q", name, undecodedLine(data, k), k.String())
+	if _, err := stricttoml.Decode(data, name, &f); err != nil {
+		return nil, err
 	}
 	lines := sourceLines(data)
 	known := constructors()
@@ -282,28 +270,4 @@ func sourceLines(data []byte) []int {
 		}
 	}
 	return out
-}
-
-// undecodedLine finds the line of an unknown key: the first assignment of
-// its last component inside a table of its parent's name, or the header of
-// an unknown table (0 when not found).
-func undecodedLine(data []byte, k toml.Key) int {
-	last := k[len(k)-1]
-	parent := strings.Join(k[:len(k)-1], ".")
-	assign := regexp.MustCompile(`^\s*"?` + regexp.QuoteMeta(last) + `"?\s*=`)
-	header := regexp.MustCompile(`^\s*\[\[?\s*([^\]]+?)\s*\]\]?`)
-	current := ""
-	for i, l := range strings.Split(string(data), "\n") {
-		if m := header.FindStringSubmatch(l); m != nil {
-			current = m[1]
-			if current == k.String() {
-				return i + 1
-			}
-			continue
-		}
-		if current == parent && assign.MatchString(l) {
-			return i + 1
-		}
-	}
-	return 0
 }

@@ -107,7 +107,7 @@ labels = { type = "syslog" }
 source = "file"
 filenames = ["/var/log/x.log"]
 lables = { type = "syslog" }
-`, `:10: unknown key "source.lables"`},
+`, `:10: source.lables: unknown key`},
 		{"unknown table", `
 [[source]]
 source = "file"
@@ -115,7 +115,7 @@ filenames = ["/var/log/auth.log"]
 labels = { type = "syslog" }
 [source.extra]
 a = 1
-`, `:6: unknown key "source.extra`},
+`, `:6: source.extra: unknown key`},
 		{"missing type", `
 [[source]]
 source = "file"

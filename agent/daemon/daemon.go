@@ -28,6 +28,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/runner"
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/usagereport"
 	"github.com/rampart-ips/rampart/internal/version"
 )
 
@@ -52,7 +53,7 @@ type Agent struct {
 	sources []acquisition.Source
 	pusher  *delivery.Pusher
 	runner  *runner.Agent
-	usage   *usagePusher // nil: usage metrics disabled
+	usage   *usagereport.Reporter // nil: usage metrics disabled
 	client  *apiclient.Client
 	log     *log.Entry
 }
@@ -121,7 +122,7 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		if iv != nil {
 			interval = iv.Duration
 		}
-		a.usage = newUsagePusher(client, interval, opts.DSN != "", a.runner.SourceStats, datasources,
+		a.usage = newUsageReporter(client, interval, opts.DSN != "", a.runner.SourceStats, datasources,
 			usageHubItems(a.rules), time.Now(), log.WithField("component", "usage-metrics"))
 	}
 	if opts.Registry != nil {
@@ -245,7 +246,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.usage != nil {
 		// Stopped with the delivery, once the runner is done: its last
 		// report then holds every line.
-		wg.Go(func() { a.usage.run(pctx) })
+		wg.Go(func() { a.usage.Run(pctx) })
 	}
 	err := a.runner.Run(ctx)
 	if a.opts.DSN != "" && ctx.Err() == nil {

@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
-	"net/http"
 	"time"
 
 	log "github.com/sirupsen/logrus"
@@ -11,153 +9,58 @@ import (
 	"github.com/rampart-ips/rampart/agent/ruleset"
 	"github.com/rampart-ips/rampart/agent/runner"
 	"github.com/rampart-ips/rampart/apiclient"
-	"github.com/rampart-ips/rampart/internal/version"
+	"github.com/rampart-ips/rampart/internal/usagereport"
 	"github.com/rampart-ips/rampart/models"
 )
 
-const (
-	usageSendTimeout = 10 * time.Second
-	// The last report is sent while the agent stops: a LAPI that does not
-	// answer must not hold the shutdown up.
-	usageFinalTimeout = 2 * time.Second
-	// A failed report is retried from this delay, doubling up to the
-	// interval, so that the first report lands soon after the LAPI comes
-	// up rather than one interval later.
-	usageRetryMin = 10 * time.Second
-)
-
-// usagePusher sends the agent's usage metrics (POST /v1/usage-metrics, a
-// log_processors item): what it is (version, OS, datasources, hub items)
-// and, per log source, the lines read, parsed and unparsed since the last
-// report the LAPI accepted. The baseline only moves on success, so a
-// failed report is covered by the next one and nothing is lost.
-type usagePusher struct {
-	client   *apiclient.Client
-	log      *log.Entry
-	interval time.Duration
-	retryMin time.Duration
-	// replay: a one-shot -dsn run reports once, when it ends.
-	replay bool
-	stats  func() []runner.SourceStat
-
-	version     string
-	os          models.UsageOS
-	startup     int64
+// usageCounts builds the agent's usage reports (a log_processors item):
+// what it is (datasources, hub items) and, per log source, the lines read,
+// parsed, unparsed and whitelisted since the last report the LAPI accepted
+// (prev moves only then).
+type usageCounts struct {
+	stats       func() []runner.SourceStat
 	datasources map[string]int
 	hubItems    map[string][]models.UsageHubItem
-
-	// Owned by run's goroutine.
-	prev      map[string]float64 // cumulative values at the last accepted report
-	prevAt    int64              // unix seconds the current window starts at
-	warned404 bool
-	failing   bool
+	prev        map[string]float64 // cumulative values at the last accepted report
 }
 
-func newUsagePusher(client *apiclient.Client, interval time.Duration, replay bool, stats func() []runner.SourceStat,
-	datasources map[string]int, hubItems map[string][]models.UsageHubItem, start time.Time, l *log.Entry) *usagePusher {
-	name, ver := version.DetectOS()
-	return &usagePusher{client: client, log: l, interval: interval, retryMin: usageRetryMin, replay: replay, stats: stats,
-		version: version.Version, os: models.UsageOS{Name: name, Version: ver}, startup: start.Unix(),
-		datasources: datasources, hubItems: hubItems, prev: map[string]float64{}, prevAt: start.Unix()}
-}
-
-// run reports at once (live mode), then every interval, retrying sooner
-// after a failure, and a last time when ctx ends.
-func (u *usagePusher) run(ctx context.Context) {
-	if u.replay {
-		<-ctx.Done()
-	} else {
-		backoff := u.retryMin
-		t := time.NewTimer(0) // the first report goes at once
-		defer t.Stop()
-	loop:
-		for {
-			select {
-			case <-ctx.Done():
-				break loop
-			case <-t.C:
-			}
-			if u.failed(ctx, u.push(ctx, usageSendTimeout)) {
-				t.Reset(min(backoff, u.interval))
-				backoff = min(2*backoff, u.interval)
-			} else {
-				t.Reset(u.interval)
-				backoff = u.retryMin
-			}
-		}
+// newUsageReporter reports every interval; a one-shot -dsn run (replay)
+// reports once, when it ends.
+func newUsageReporter(client *apiclient.Client, interval time.Duration, replay bool, stats func() []runner.SourceStat,
+	datasources map[string]int, hubItems map[string][]models.UsageHubItem, start time.Time, l *log.Entry) *usagereport.Reporter {
+	c := &usageCounts{stats: stats, datasources: datasources, hubItems: hubItems, prev: map[string]float64{}}
+	if replay {
+		interval = 0
 	}
-	// ctx is over: the last report gets a context of its own.
-	if err := u.push(context.WithoutCancel(ctx), usageFinalTimeout); err != nil && !u.is404(err) {
-		u.log.WithError(err).Warn("last usage report failed: the lines read since the previous one are not reported")
-	}
+	return usagereport.New(usagereport.Config{Client: client, Interval: interval, Build: c.build, Start: start, Log: l})
 }
 
-// failed logs the outcome of a report and says whether to retry early.
-// A 404 is an older LAPI: said once, then the normal interval.
-func (u *usagePusher) failed(ctx context.Context, err error) bool {
-	switch {
-	case err == nil:
-		if u.failing {
-			u.log.Info("usage metrics accepted again; the report covered the failed ones")
-			u.failing = false
-		}
-		return false
-	case u.is404(err):
-		if !u.warned404 {
-			u.log.WithError(err).Warn("LAPI does not accept usage metrics (older LAPI?)")
-			u.warned404 = true
-		}
-		return false
-	case ctx.Err() != nil:
-		return false // stopping: the last report follows
-	case !u.failing:
-		u.failing = true
-		u.log.WithError(err).Warn("sending usage metrics failed; retrying, the next report covers this one")
-	default:
-		u.log.WithError(err).Debug("sending usage metrics failed again")
-	}
-	return true
-}
-
-func (u *usagePusher) is404(err error) bool {
-	var apiErr *apiclient.APIError
-	return errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound
-}
-
-// push sends one report with the counts since the last accepted one.
-func (u *usagePusher) push(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	now := time.Now().Unix()
-	cur := usageCounters(u.stats())
+// build makes one report with the counts that moved since the baseline.
+func (c *usageCounts) build(_ context.Context, w usagereport.Window) (*models.UsageMetrics, func()) {
+	cur := usageCounters(c.stats())
 	items := make([]*models.UsageItem, 0, len(cur))
-	for _, c := range cur {
-		d := c.value - u.prev[c.key]
+	for _, uc := range cur {
+		d := uc.value - c.prev[uc.key]
 		if d < 0 {
-			d = c.value // counters only grow; a smaller one is a new one
+			d = uc.value // counters only grow; a smaller one is a new one
 		}
 		if d == 0 {
 			continue
 		}
-		it := c.item
+		it := uc.item
 		it.Value = d
 		items = append(items, &it)
 	}
-	window := max(now-u.prevAt, 0)
 	body := &models.UsageMetrics{LogProcessors: []*models.LogProcessorUsage{{
-		BaseUsage:   models.NewBaseUsage(u.version, &u.os, u.startup, window, now, items),
-		HubItems:    u.hubItems,
-		Datasources: u.datasources,
+		BaseUsage:   w.Base(items),
+		HubItems:    c.hubItems,
+		Datasources: c.datasources,
 	}}}
-	if err := u.client.UsageMetrics(ctx, body); err != nil {
-		return err
+	return body, func() {
+		for _, uc := range cur {
+			c.prev[uc.key] = uc.value
+		}
 	}
-	for _, c := range cur {
-		u.prev[c.key] = c.value
-	}
-	u.prevAt = now
-	u.log.WithFields(log.Fields{"items": len(items), "window_seconds": window}).Debug("usage metrics sent")
-	return nil
 }
 
 // usageCounter is one cumulative count and the item that reports it.

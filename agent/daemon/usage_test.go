@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -139,14 +137,14 @@ func TestUsagePusherDeltas(t *testing.T) {
 	var stats fakeStats
 	hubItems := map[string][]models.UsageHubItem{"collections": {{Name: "rampart/sshd", Version: "0.1", Status: "official"}},
 		"parsers": {}, "scenarios": {}, "postoverflows": {}}
-	u := newUsagePusher(newTestClient(t, l.URL()), time.Hour, false, stats.get, map[string]int{"file": 2}, hubItems,
+	u := newUsageReporter(newTestClient(t, l.URL()), time.Hour, false, stats.get, map[string]int{"file": 2}, hubItems,
 		time.Now(), testLogger(t))
 	ctx := context.Background()
 	const auth, nginx = "/var/log/auth.log", "/var/log/nginx/access.log"
 
 	stats.add(auth, "syslog", 7, 3)
 	stats.add(nginx, "nginx", 5, 0)
-	if err := u.push(ctx, time.Second); err != nil {
+	if err := u.Push(ctx, time.Second); err != nil {
 		t.Fatalf("first push: %v", err)
 	}
 	rs, c := l.reports()
@@ -168,7 +166,7 @@ func TestUsagePusherDeltas(t *testing.T) {
 
 	// Only what moved: nginx did not, so it is not in the second report.
 	stats.add(auth, "syslog", 2, 1)
-	if err := u.push(ctx, time.Second); err != nil {
+	if err := u.Push(ctx, time.Second); err != nil {
 		t.Fatalf("second push: %v", err)
 	}
 	rs, c = l.reports()
@@ -194,15 +192,12 @@ func TestUsagePusherDeltas(t *testing.T) {
 	addr := l.Addr
 	l.Stop()
 	stats.add(auth, "syslog", 4, 0)
-	if err := u.push(ctx, time.Second); err == nil {
+	if err := u.Push(ctx, time.Second); err == nil {
 		t.Fatal("push to a stopped LAPI succeeded")
-	}
-	if !u.failed(ctx, fmt.Errorf("down")) {
-		t.Error("a failed push should be retried early")
 	}
 	stats.add(nginx, "nginx", 0, 6)
 	l = startLAPI(t, dbPath, addr)
-	if err := u.push(ctx, time.Second); err != nil {
+	if err := u.Push(ctx, time.Second); err != nil {
 		t.Fatalf("push after the LAPI came back: %v", err)
 	}
 	rs, c = l.reports()
@@ -219,7 +214,7 @@ func TestUsagePusherDeltas(t *testing.T) {
 	if err := json.Unmarshal([]byte(rs[2].Payload), &last); err != nil {
 		t.Fatal(err)
 	}
-	if w := last.Metrics[0].Meta; w.WindowSizeSeconds < 0 || w.UtcNowTimestamp < u.startup {
+	if w := last.Metrics[0].Meta; w.WindowSizeSeconds < 0 || w.UtcNowTimestamp < u.Start.Unix() {
 		t.Errorf("window %+v", w)
 	}
 }
@@ -237,14 +232,14 @@ func TestUsagePusherRun(t *testing.T) {
 	var stats fakeStats
 	stats.add("/var/log/auth.log", "syslog", 1, 1)
 
-	u := newUsagePusher(newTestClient(t, url), 200*time.Millisecond, false, stats.get, map[string]int{"file": 1},
+	u := newUsageReporter(newTestClient(t, url), 200*time.Millisecond, false, stats.get, map[string]int{"file": 1},
 		map[string][]models.UsageHubItem{}, time.Now(), testLogger(t))
-	u.retryMin = 50 * time.Millisecond
+	u.RetryMin = 50 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		u.run(ctx)
+		u.Run(ctx)
 	}()
 	time.Sleep(120 * time.Millisecond) // a failed attempt or two
 	stats.add("/var/log/auth.log", "syslog", 3, 0)
@@ -271,47 +266,8 @@ func TestUsagePusherRun(t *testing.T) {
 			t.Errorf("%s: read %d parsed %d unparsed %d, want %d %d %d", src, read, parsed, unparsed, w[0]+w[1], w[0], w[1])
 		}
 	}
-	if u.failing {
-		t.Error("still failing after the LAPI came back")
-	}
-}
-
-// TestUsagePusher404 checks that a LAPI without the route (an older one)
-// is reported once and does not make the pusher retry early.
-func TestUsagePusher404(t *testing.T) {
-	var calls int
-	var mu sync.Mutex
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		if r.URL.Path == "/v1/watchers/login" {
-			_, _ = w.Write([]byte(`{"code":200,"expire":"` + time.Now().Add(time.Hour).UTC().Format(time.RFC3339) + `","token":"t"}`))
-			return
-		}
-		calls++
-		http.NotFound(w, r)
-	}))
-	defer srv.Close()
-	var stats fakeStats
-	u := newUsagePusher(newTestClient(t, srv.URL), time.Hour, false, stats.get, map[string]int{}, map[string][]models.UsageHubItem{},
-		time.Now(), testLogger(t))
-	ctx := context.Background()
-	for range 2 {
-		err := u.push(ctx, time.Second)
-		if err == nil || !u.is404(err) {
-			t.Fatalf("want a 404, got %v", err)
-		}
-		if u.failed(ctx, err) {
-			t.Error("a 404 should wait for the interval, not retry early")
-		}
-	}
-	if !u.warned404 || u.failing {
-		t.Errorf("warned404 %v failing %v", u.warned404, u.failing)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if calls != 2 {
-		t.Errorf("usage-metrics calls = %d, want 2", calls)
+	if u.Failed() == 0 {
+		t.Error("no report failed while the LAPI was not up")
 	}
 }
 
@@ -385,8 +341,8 @@ func TestAgentUsageMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ag.Close()
-	ag.usage.interval = 300 * time.Millisecond // below the configurable minimum, to see one in a test
-	ag.usage.log = testLogger(t)
+	ag.usage.Interval = 300 * time.Millisecond // below the configurable minimum, to see one in a test
+	ag.usage.Log = testLogger(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

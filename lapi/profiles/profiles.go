@@ -11,17 +11,14 @@
 package profiles
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
+	"github.com/rampart-ips/rampart/internal/stricttoml"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -101,25 +98,13 @@ type file struct {
 }
 
 // Parse decodes the profiles of one TOML document. name is used in error
-// messages (usually the file path). Unknown keys are errors naming the key.
+// messages (usually the file path). Unknown keys are errors naming the key
+// and its line.
 // Parse checks everything that does not need compiling; NewSet compiles.
 func Parse(data []byte, name string) ([]*Profile, error) {
 	var f file
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&f)
-	if err != nil {
-		var perr toml.ParseError
-		if errors.As(err, &perr) {
-			return nil, fmt.Errorf("%s: %s", name, perr.ErrorWithPosition())
-		}
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		keys := make([]string, 0, len(undecoded))
-		for _, k := range undecoded {
-			keys = append(keys, fmt.Sprintf("%q", k.String()))
-		}
-		sort.Strings(keys)
-		return nil, fmt.Errorf("%s: unknown key %s", name, strings.Join(keys, ", "))
+	if _, err := stricttoml.Decode(data, name, &f); err != nil {
+		return nil, err
 	}
 	for i, p := range f.Profile {
 		if p == nil {

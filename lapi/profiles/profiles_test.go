@@ -245,12 +245,12 @@ func TestParseErrors(t *testing.T) {
 		{"unknown top-level table", `
 [[profiles]]
 name = "x"
-filters = ["true"]`, []string{`"profiles"`}},
+filters = ["true"]`, []string{"test.toml:2: profiles: unknown key"}},
 		{"unknown profile key", `
 [[profile]]
 name = "x"
 filter = ["true"]
-filters = ["true"]`, []string{`unknown key`, `"profile.filter"`}},
+filters = ["true"]`, []string{"test.toml:4: profile.filter: unknown key"}},
 		{"unknown decision key", `
 [[profile]]
 name = "x"
@@ -258,14 +258,14 @@ filters = ["true"]
   [[profile.decisions]]
   type = "ban"
   duration = "4h"
-  value = "1.2.3.4"`, []string{`"profile.decisions.value"`}},
+  value = "1.2.3.4"`, []string{"test.toml:8: profile.decisions.value: unknown key"}},
 		{"wrong type", `
 [[profile]]
 name = "x"
 enabled = "yes"
-filters = ["true"]`, []string{"test.toml", "enabled"}},
+filters = ["true"]`, []string{"test.toml:4: profile.enabled: "}},
 		{"syntax", `[[profile]
-name = "x"`, []string{"test.toml"}},
+name = "x"`, []string{"test.toml:2: "}},
 		{"missing duration", `
 [[profile]]
 name = "x"
@@ -510,7 +510,7 @@ on_success = "` + onSuccess + `"
 		// The base profile matches too but may not add decisions.
 		{"local first, continue", ptr(captcha("continue")), []string{"local_captcha", "base_ban"}, []*models.Decision{captchaDecision}, ""},
 		{"empty local", ptr(""), []string{"base_ban"}, []*models.Decision{ban("Ip", "192.0.2.7", "4h")}, ""},
-		{"broken local names its file", ptr("[[profile]]\nname = \"x\"\nfilters = [\"true\"]\nbogus = 1\n"), nil, nil, "profiles.toml.local: unknown key \"profile.bogus\""},
+		{"broken local names its file", ptr("[[profile]]\nname = \"x\"\nfilters = [\"true\"]\nbogus = 1\n"), nil, nil, "profiles.toml.local:4: profile.bogus: unknown key"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
