@@ -95,20 +95,18 @@ func (d *Drop) String() string {
 // checkSource checks the source address addr that node n just set (see
 // above) and returns why it is in doubt, or nil.
 func checkSource(n *node, evt *event.Event, env *runEnv, addr string) *Drop {
-	picked, err := netip.ParseAddr(addr)
-	if err != nil {
-		return nil // not an address: nothing to ban
-	}
-	picked = picked.Unmap()
 	for h := len(env.hits) - 1; h >= 0; h-- {
 		hit := &env.hits[h]
-		names := hit.node.grok.Names()
-		for i := range names {
+		for i := range hit.node.grok.Names() {
 			a, b := hit.m.Span(i)
 			if a < 0 || hit.src[a:b] != addr {
 				continue
 			}
-			d := hit.doubt(i, a, b, picked)
+			picked, err := netip.ParseAddr(addr)
+			if err != nil {
+				return nil // not an address: nothing to ban
+			}
+			d := hit.doubt(i, a, b, picked.Unmap())
 			if d != nil {
 				d.Stage, d.Parser, d.Address = evt.Stage, n.name, addr
 			}
@@ -153,9 +151,8 @@ func (hit *grokHit) doubt(i, a, b int, picked netip.Addr) *Drop {
 // within returns the name of a capture of the hit other than skip that
 // holds [a, b) (only client-written ones when clientOnly), or "".
 func (hit *grokHit) within(a, b, skip int, clientOnly bool) string {
-	names := hit.node.grok.Names()
-	for j, name := range names {
-		if j == skip || clientOnly && !clientWritten(name) {
+	for j, name := range hit.node.grok.Names() {
+		if j == skip || clientOnly && !hit.node.clientCaps[j] {
 			continue
 		}
 		if s, e := hit.m.Span(j); s >= 0 && s <= a && b <= e {
@@ -178,13 +175,24 @@ func (hit *grokHit) captured(a, b int) bool {
 }
 
 // addrAt reads an address starting at src[start:] and followed by after;
-// it returns the address and where it ends.
+// it returns the address and where it ends. It looks at no more than the
+// longest address text past start and parses at most a few candidates,
+// so a line full of frames costs time linear in its length.
 func addrAt(src string, start int, after string) (netip.Addr, int, bool) {
 	end := start
-	for end < len(src) && end-start < 64 && isAddrByte(src[end]) {
+	for end < len(src) && end-start < maxAddrText && isAddrByte(src[end]) {
 		end++
 	}
-	// the longest run that is an address and is followed by after
+	if after == "" {
+		// the run, less trailing punctuation ("from 1.2.3.4.")
+		for _, e := range [2]int{end, start + len(strings.TrimRight(src[start:end], ".:"))} {
+			if ip, err := netip.ParseAddr(src[start:e]); err == nil {
+				return ip.Unmap(), e, true
+			}
+		}
+		return netip.Addr{}, 0, false
+	}
+	// the longest part of the run that is an address followed by after
 	for e := end; e > start+1; e-- {
 		if !strings.HasPrefix(src[e:], after) {
 			continue
@@ -195,6 +203,10 @@ func addrAt(src string, start int, after string) (netip.Addr, int, bool) {
 	}
 	return netip.Addr{}, 0, false
 }
+
+// maxAddrText is the longest text of an address: an IPv6 address in its
+// longest form with an embedded IPv4 address.
+const maxAddrText = len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")
 
 func isAddrByte(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '.' || c == ':'

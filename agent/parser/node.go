@@ -95,6 +95,10 @@ type node struct {
 	// hit metrics (top-level or named nodes, as upstream's named ones).
 	slot    int
 	counted bool
+
+	// clientCaps tells, per grok.Names() entry, whether the capture is a
+	// field the client writes (see inject.go).
+	clientCaps []bool
 }
 
 type static struct {

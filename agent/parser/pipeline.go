@@ -291,6 +291,9 @@ func (p *Pipeline) compile(cfg NodeConfig, m *yaml.Node, stage, fileName string)
 		if n.grok, err = p.grok.Compile(pat); err != nil {
 			return nil, keyErr(key, keyLine(g, strings.TrimPrefix(key, "grok.")), err)
 		}
+		for _, name := range n.grok.Names() {
+			n.clientCaps = append(n.clientCaps, clientWritten(name))
+		}
 		n.applyOn = cfg.Grok.ApplyOn
 		if cfg.Grok.Expression != "" {
 			if n.grokExpr, err = p.compileExpr(cfg.Grok.Expression); err != nil {
