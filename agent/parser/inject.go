@@ -118,11 +118,9 @@ func checkSource(n *node, evt *event.Event, env *runEnv, addr string) *Drop {
 
 // doubt checks capture i of the hit, found at [a, b) and read as picked.
 func (hit *grokHit) doubt(i, a, b int, picked netip.Addr) *Drop {
-	names := hit.node.grok.Names()
-	d := &Drop{Pattern: hit.node.patternName(), Field: names[i]}
+	field := hit.node.grok.Names()[i]
 	if c := hit.within(a, b, i, true); c != "" {
-		d.Container = c
-		return d
+		return &Drop{Pattern: hit.node.patternName(), Field: field, Container: c}
 	}
 	f := hit.node.grok.Frame(i)
 	if f.Before == "" || strings.TrimSpace(f.Before+f.After) == "" {
@@ -143,8 +141,7 @@ func (hit *grokHit) doubt(i, a, b int, picked netip.Addr) *Drop {
 		if !ok || rival == picked || hit.within(start, end, i, true) != "" || hit.captured(start, end) {
 			continue
 		}
-		d.Rival, d.RivalField = src[start:end], hit.within(start, end, i, false)
-		return d
+		return &Drop{Pattern: hit.node.patternName(), Field: field, Rival: src[start:end], RivalField: hit.within(start, end, i, false)}
 	}
 }
 
@@ -237,7 +234,7 @@ func (p *Pipeline) warnDrop(d *Drop, evt *event.Event) {
 		"field":     d.Field,
 		"source_ip": d.Address,
 		"src":       evt.Line.Src,
-		"line":      truncate(evt.Line.Raw, 200),
+		"line":      fmt.Sprintf("%.200s", evt.Line.Raw),
 		// dropped without a warning since the previous one
 		"unlogged": p.dropsUnwarned.Swap(0),
 	}
@@ -247,11 +244,4 @@ func (p *Pipeline) warnDrop(d *Drop, evt *event.Event) {
 		}
 	}
 	p.log.WithFields(f).Warn("line dropped: " + d.String())
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
