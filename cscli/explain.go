@@ -140,7 +140,10 @@ type LineExplanation struct {
 	WhitelistReason string
 	Scenarios       []string
 	TooLong         bool // longer than the pipeline parses
-	Err             error
+	// Dropped says why a parsed line was dropped: a client-written field
+	// may have forged its source address.
+	Dropped *parser.Drop
+	Err     error
 }
 
 type snapshot struct {
@@ -184,7 +187,7 @@ func (ex *Explainer) Explain(line string, labels map[string]string, src string) 
 	res := LineExplanation{Line: line}
 	evt := event.New(event.Line{Raw: line, Src: src, Module: "file", Labels: labels})
 	prev := snap(&evt)
-	err := ex.Pipeline.Parse(&evt, func(stage, name string, e *event.Event, ok bool) {
+	drop, err := ex.Pipeline.ParseExplain(&evt, func(stage, name string, e *event.Event, ok bool) {
 		cur := snap(e)
 		st := ParserStep{Stage: stage, Parser: name, Success: ok, Whitelisted: cur.whitelisted && !prev.whitelisted}
 		st.Changes = append(st.Changes, diffMaps("evt.Parsed.", prev.parsed, cur.parsed)...)
@@ -197,7 +200,7 @@ func (ex *Explainer) Explain(line string, labels map[string]string, src string) 
 		res.Err = err
 		return res
 	}
-	res.Parsed = evt.Process
+	res.Parsed, res.Dropped = evt.Process, drop
 	res.TooLong = ex.Pipeline.MaxLineBytes() > 0 && len(line) > ex.Pipeline.MaxLineBytes()
 	res.Whitelisted, res.WhitelistReason = evt.Whitelisted, evt.WhitelistReason
 	if evt.Process && !evt.Whitelisted {
@@ -267,6 +270,8 @@ func (ex *Explainer) render(w io.Writer, r LineExplanation, o *explainOpts) {
 		fmt.Fprintf(w, "\t├-------- parser success, ignored by whitelist (%s) 🟢\n", r.WhitelistReason)
 	case r.Parsed:
 		fmt.Fprintf(w, "\t├-------- parser success 🟢\n")
+	case r.Dropped != nil:
+		fmt.Fprintf(w, "\t├-------- parser failure 🔴: dropped by %s: %s\n", r.Dropped.Parser, r.Dropped)
 	case r.TooLong:
 		fmt.Fprintf(w, "\t├-------- parser failure 🔴: line longer than %d bytes, not parsed\n", ex.Pipeline.MaxLineBytes())
 	default:

@@ -56,6 +56,33 @@ func TestExplainSSHDLine(t *testing.T) {
 	}
 }
 
+// TestExplainInjectedLine explains an sshd line whose user name copies
+// sshd's "from <ip> port <n> ssh2": the hub's rule picks the copy, so the
+// line is dropped, and explain says why instead of showing a source and
+// the scenarios it would feed.
+func TestExplainInjectedLine(t *testing.T) {
+	hubDir := sharedHubDir(t)
+	line := "Nov  1 12:00:00 host sshd[1]: Failed password for invalid user x from 198.51.100.200 port 22 ssh2 from 203.0.113.9 port 5555 ssh2"
+	out, err := runExplainCmd(t, "--hub", hubDir, "--type", "syslog", "-v", "--log", line)
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"🔴 crowdsecurity/sshd-logs",
+		"create evt.Parsed.sshd_client_ip : 198.51.100.200",
+		"parser failure 🔴: dropped by crowdsecurity/sshd-logs: source address 198.51.100.200 (sshd_client_ip, from SSHD_USER_FAIL) is in doubt: the line names 203.0.113.9 in the same place too (outside the parsed fields)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, bad := range []string{"evt.Meta.source_ip", "Scenarios", "parser success"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("output has %q:\n%s", bad, out)
+		}
+	}
+}
+
 // TestExplainWholeHub loads every parser and scenario of the index and
 // explains a file given as a DSN: an sshd line, an nginx line and junk.
 func TestExplainWholeHub(t *testing.T) {

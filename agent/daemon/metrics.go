@@ -18,6 +18,7 @@ type engineCollector struct {
 	parserHits, parserOK, parserKO *prometheus.Desc
 	nodeHits, nodeOK, nodeKO       *prometheus.Desc
 	wlHits, wlOK                   *prometheus.Desc
+	injected                       *prometheus.Desc
 	created, poured, overflowed    *prometheus.Desc
 	underflowed, canceled, buckets *prometheus.Desc
 	delay, parseTime, pourTime     *prometheus.Desc
@@ -40,6 +41,7 @@ func newEngineCollector(parsers *parser.Pipeline, engine *leakybucket.Engine) *e
 		nodeKO:      d("cs_node_hits_ko_total", "Total events unsuccessfully exited node.", node...),
 		wlHits:      d("cs_node_wl_hits_total", "Total events processed by whitelist node.", wl...),
 		wlOK:        d("cs_node_wl_hits_ok_total", "Total events successfully whitelisted by node.", wl...),
+		injected:    d("rampart_parser_injection_dropped_total", "Lines dropped because a client-written field may have forged the source address the node set.", node...),
 		created:     d("cs_bucket_instantiation_total", "Total buckets were instantiated.", "name"),
 		poured:      d("cs_bucket_poured_total", "Total events were poured in bucket.", "source", "type", "name"),
 		overflowed:  d("cs_bucket_overflowed_total", "Total buckets overflowed.", "name"),
@@ -57,7 +59,7 @@ func newEngineCollector(parsers *parser.Pipeline, engine *leakybucket.Engine) *e
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.parserHits, c.parserOK, c.parserKO, c.nodeHits, c.nodeOK, c.nodeKO,
-		c.wlHits, c.wlOK, c.created, c.poured, c.overflowed, c.underflowed, c.canceled, c.buckets, c.delay, c.parseTime, c.pourTime, c.pourOK, c.pourKO} {
+		c.wlHits, c.wlOK, c.injected, c.created, c.poured, c.overflowed, c.underflowed, c.canceled, c.buckets, c.delay, c.parseTime, c.pourTime, c.pourOK, c.pourKO} {
 		ch <- d
 	}
 }
@@ -79,6 +81,9 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 				counter(c.nodeHits, n.Hits, n.Source, n.Type, n.Name, n.Stage)
 				counter(c.nodeOK, n.OK, n.Source, n.Type, n.Name, n.Stage)
 				counter(c.nodeKO, n.Hits-n.OK, n.Source, n.Type, n.Name, n.Stage)
+			}
+			if n.Dropped > 0 {
+				counter(c.injected, n.Dropped, n.Source, n.Type, n.Name, n.Stage)
 			}
 			if n.WLHits > 0 {
 				counter(c.wlHits, n.WLHits, n.Source, n.Type, n.Name, n.Reason, n.Stage)

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -158,5 +159,58 @@ func TestEngineMetrics(t *testing.T) {
 	}
 	if got := value("rampart_alert_delay_seconds", nil); got != float64(total) {
 		t.Errorf("alert delay samples = %v, want %d alerts", got, total)
+	}
+}
+
+// TestInjectionDroppedMetric parses sshd lines whose user name copies
+// sshd's "from <ip> port <n> ssh2" through the hub's rules: the parser
+// drops them, and the scrape counts them per node.
+func TestInjectionDroppedMetric(t *testing.T) {
+	dir, _ := filepath.Abs("../../../shared/hub")
+	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
+		t.Skip("no shared hub")
+	}
+	h, err := hub.OpenHub(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := ruleset.Load(h, ruleset.Spec{Parsers: []string{"crowdsecurity/syslog-logs", "crowdsecurity/sshd-logs"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	const src = "/var/log/auth.log"
+	for _, line := range []string{
+		"Feb 12 14:10:21 bastion sshd[1]: Failed password for invalid user x from 198.51.100.200 port 22 ssh2 from 203.0.113.9 port 5555 ssh2",
+		"Feb 12 14:10:22 bastion sshd[1]: Failed password for invalid user x from 10.0.0.1 port 22 ssh2 from 203.0.113.9 port 5555 ssh2",
+		"Feb 12 14:10:23 bastion sshd[1]: Failed password for invalid user x from 203.0.113.9 port 5555 ssh2",
+	} {
+		evt := event.New(event.Line{Raw: line, Src: src, Module: "file", Labels: map[string]string{"type": "syslog"}})
+		if err := rs.Parse(&evt, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newEngineCollector(rs.Parsers, nil))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, mf := range mfs {
+		if mf.GetName() != "rampart_parser_injection_dropped_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			got = append(got, fmt.Sprintf("%s %s %s %s = %v", labels["source"], labels["type"], labels["name"], labels["stage"], m.GetCounter().GetValue()))
+		}
+	}
+	want := src + " file crowdsecurity/sshd-logs s01-parse = 2"
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("rampart_parser_injection_dropped_total: %q, want %q", got, want)
 	}
 }

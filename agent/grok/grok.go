@@ -358,6 +358,7 @@ type Pattern struct {
 	strict   matcher
 	names    []string // distinct capture names, in order of first appearance
 	fast     *fastMatcher
+	frames   []Frame // per names entry, see Frame
 }
 
 // matcher is a compiled expression and where each capture name lands in
@@ -455,6 +456,7 @@ func newPattern(source, expanded string) (*Pattern, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.computeFrames()
 	return p, nil
 }
 
@@ -504,12 +506,40 @@ func (p *Pattern) Parse(s string) map[string]string {
 // not captures of this pattern are left alone). It returns false, leaving
 // dst untouched, when s does not match.
 func (p *Pattern) ParseInto(s string, dst map[string]string) bool {
+	_, ok := p.ParseMatch(s, dst)
+	return ok
+}
+
+// Match is where a pattern matched a text: the place of each capture.
+type Match struct {
+	loc    []int
+	groups [][]int
+}
+
+// Span returns where capture i (an index into Names) lies in the text,
+// [start, end), for the occurrence Parse reports (the last non-empty
+// one), or -1, -1 when it captured nothing.
+func (m Match) Span(i int) (int, int) {
+	if i < 0 || i >= len(m.groups) {
+		return -1, -1
+	}
+	start, end := -1, -1
+	for _, g := range m.groups[i] {
+		if a, b := m.loc[2*g], m.loc[2*g+1]; a >= 0 && b > a {
+			start, end = a, b
+		}
+	}
+	return start, end
+}
+
+// ParseMatch is ParseInto that also returns where the captures lie.
+func (p *Pattern) ParseMatch(s string, dst map[string]string) (Match, bool) {
 	loc, groups := p.find(s)
 	if loc == nil {
-		return false
+		return Match{}, false
 	}
 	p.fill(s, loc, groups, dst)
-	return true
+	return Match{loc: loc, groups: groups}, true
 }
 
 // find returns the submatches of the leftmost-first match of s and the

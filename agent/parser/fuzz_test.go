@@ -190,6 +190,10 @@ func TestHostileLines(t *testing.T) {
 		"NUL inside sshd":    {line: strings.Replace(sshPrefix, "root", "ro\x00ot", 1), typ: "syslog", mayParse: true},
 		"invalid utf-8 user": {line: strings.Replace(sshPrefix, "root", "\xff\xfe", 1), typ: "syslog", mayParse: true},
 		"CR LF":              {line: "\r\n\r\n", typ: "syslog"},
+		// a user name copying sshd's text a thousand times: dropped as
+		// possibly forged, in time linear in the line
+		"injected frames": {line: "Nov  1 12:00:00 host sshd[42]: Failed password for invalid user x" +
+			strings.Repeat(" from 198.51.100.200 port 22 ssh2", 1500) + " from 203.0.113.9 port 5555 ssh2", typ: "syslog"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -96,6 +96,10 @@ type node struct {
 	// hit metrics (top-level or named nodes, as upstream's named ones).
 	slot    int
 	counted bool
+
+	// clientCaps tells, per grok.Names() entry, whether the capture is a
+	// field the client writes (see inject.go).
+	clientCaps []bool
 }
 
 type static struct {
@@ -168,10 +172,18 @@ func (n *node) process(p *Pipeline, evt *event.Event, env *runEnv) (bool, error)
 		if !haveSrc {
 			state = false
 		}
-		if haveSrc && n.grok.ParseInto(src, evt.Parsed) {
+		var m grok.Match
+		if haveSrc {
+			m, haveSrc = n.grok.ParseMatch(src, evt.Parsed)
+		}
+		if haveSrc {
 			grokOK = true
+			env.hits = append(env.hits, grokHit{node: n, src: src, m: m})
 			if err := p.applyStatics(n, n.grokStats, evt, env); err != nil {
 				return false, err
+			}
+			if env.drop != nil {
+				return false, nil
 			}
 		} else {
 			state = false
@@ -181,6 +193,9 @@ func (n *node) process(p *Pipeline, evt *event.Event, env *runEnv) (bool, error)
 		ok, err := c.process(p, evt, env)
 		if err != nil {
 			return false, err
+		}
+		if env.drop != nil {
+			return false, nil
 		}
 		if ok {
 			state = true
@@ -199,6 +214,9 @@ func (n *node) process(p *Pipeline, evt *event.Event, env *runEnv) (bool, error)
 	if len(n.statics) > 0 && (whitelisted || n.wl.empty()) {
 		if err := p.applyStatics(n, n.statics, evt, env); err != nil {
 			return false, err
+		}
+		if env.drop != nil {
+			return false, nil
 		}
 	}
 	if n.counted {
@@ -268,6 +286,7 @@ func (p *Pipeline) applyStatics(n *node, statics []static, evt *event.Event, env
 		if value == "" && s.cfg.Method != "ParseDate" {
 			continue
 		}
+		source := false
 		switch {
 		case s.cfg.Method != "":
 			fn := p.enrichers[s.cfg.Method]
@@ -282,11 +301,21 @@ func (p *Pipeline) applyStatics(n *node, statics []static, evt *event.Event, env
 			evt.Parsed[s.cfg.Parsed] = value
 		case s.cfg.Meta != "":
 			evt.Meta[s.cfg.Meta] = value
+			source = s.cfg.Meta == "source_ip"
 		case s.cfg.Enriched != "":
 			evt.Enriched[s.cfg.Enriched] = value
 		case s.cfg.Target != "":
 			if !setTarget(evt, s.cfg.Target, value) {
 				n.log.WithField("target", s.cfg.Target).Warn("cannot assign static target")
+			}
+			source = strings.TrimPrefix(s.cfg.Target, "evt.") == "Meta.source_ip"
+		}
+		if source {
+			// the address a scenario will blame: check where it came from
+			if d := checkSource(n, evt, env, value); d != nil {
+				delete(evt.Meta, "source_ip")
+				env.drop = d
+				return nil
 			}
 		}
 	}
@@ -326,6 +355,10 @@ type runEnv struct {
 	env    map[string]any
 	evt    *event.Event
 	direct map[*vm.Program]func(*event.Event) (any, error)
+	// hits are the line's successful groks, newest last; drop is set
+	// when the line is dropped (see inject.go).
+	hits []grokHit
+	drop *Drop
 	// shard takes this env's counts; ent caches the entry of the last
 	// (source, type) seen.
 	shard  *shardRef

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/expr-lang/expr"
@@ -61,6 +62,10 @@ type Pipeline struct {
 	statMu     sync.Mutex
 	shards     []*statShard
 	freeShards []*statShard
+
+	// dropWarnNext is when (Unix ns) a dropped line may be logged next;
+	// dropsUnwarned counts those dropped since the last warning.
+	dropWarnNext, dropsUnwarned atomic.Int64
 }
 
 type loadedFile struct {
@@ -286,6 +291,9 @@ func (p *Pipeline) compile(cfg NodeConfig, m *yaml.Node, stage, fileName string)
 		if n.grok, err = p.grok.Compile(pat); err != nil {
 			return nil, keyErr(key, keyLine(g, strings.TrimPrefix(key, "grok.")), err)
 		}
+		for _, name := range n.grok.Names() {
+			n.clientCaps = append(n.clientCaps, clientWritten(name))
+		}
 		n.applyOn = cfg.Grok.ApplyOn
 		if cfg.Grok.Expression != "" {
 			if n.grokExpr, err = p.compileExpr(cfg.Grok.Expression); err != nil {
@@ -354,14 +362,22 @@ func (p *Pipeline) compileStatics(in []Static, parent *yaml.Node, seqKey, label 
 
 // Parse runs evt through every stage. An event that no node of a stage
 // accepts stops there with Process=false, as upstream; so does a line
-// longer than the pipeline's limit. obs may be nil.
-func (p *Pipeline) Parse(evt *event.Event, obs Observer) (err error) {
+// longer than the pipeline's limit, and one whose source address a
+// client-written field may have forged (see inject.go). obs may be nil.
+func (p *Pipeline) Parse(evt *event.Event, obs Observer) error {
+	_, err := p.ParseExplain(evt, obs)
+	return err
+}
+
+// ParseExplain is Parse that also says why it dropped a line a parser had
+// parsed (nil when it did not).
+func (p *Pipeline) ParseExplain(evt *event.Event, obs Observer) (drop *Drop, err error) {
 	defer func() {
 		// A bug tripped by one hostile line must cost that line, not the
 		// agent.
 		if r := recover(); r != nil {
 			evt.Process = false
-			err = fmt.Errorf("parsing %.80q: internal error: %v", evt.Line.Raw, r)
+			drop, err = nil, fmt.Errorf("parsing %.80q: internal error: %v", evt.Line.Raw, r)
 		}
 	}()
 	if evt.Parsed == nil {
@@ -379,7 +395,10 @@ func (p *Pipeline) Parse(evt *event.Event, obs Observer) (err error) {
 	}
 	env.env["evt"], env.evt = evt, evt
 	defer func() {
-		env.env["evt"], env.evt = nil, nil // do not pin the event from the pool
+		// do not pin the event or its text from the pool
+		env.env["evt"], env.evt = nil, nil
+		clear(env.hits)
+		env.hits, env.drop = env.hits[:0], nil
 		p.scratch.Put(env)
 	}()
 	ls := env.lineStats(p, evt.Line.Src, evt.Line.Module)
@@ -390,7 +409,10 @@ func (p *Pipeline) Parse(evt *event.Event, obs Observer) (err error) {
 	if err == nil && evt.Process {
 		ls.ok.Add(1)
 	}
-	return err
+	if env.drop != nil {
+		p.warnDrop(env.drop, evt)
+	}
+	return env.drop, err
 }
 
 // parseStages is Parse's work on one line, timed by Parse.
@@ -409,6 +431,14 @@ func (p *Pipeline) parseStages(evt *event.Event, obs Observer, env *runEnv) erro
 			ok, err := n.process(p, evt, env)
 			if err != nil {
 				return fmt.Errorf("parser %s: %w", n.name, err)
+			}
+			if env.drop != nil {
+				env.count(n, cDropped)
+				if obs != nil {
+					obs(stage, n.name, evt, false)
+				}
+				evt.Process = false
+				return nil
 			}
 			if obs != nil {
 				obs(stage, n.name, evt, ok)

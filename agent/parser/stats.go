@@ -18,6 +18,7 @@ const (
 	cOK
 	cWLHits
 	cWLOK
+	cDropped // lines dropped as possibly forged (inject.go)
 	nodeCounters
 )
 
@@ -115,7 +116,7 @@ func (p *Pipeline) takeShard() *statShard {
 // newRunEnv makes a scratch env with its own shard, given back for reuse
 // once the env is collected.
 func (p *Pipeline) newRunEnv() *runEnv {
-	env := &runEnv{env: map[string]any{}, direct: p.direct, shard: &shardRef{s: p.takeShard()}}
+	env := &runEnv{env: map[string]any{}, direct: p.direct, shard: &shardRef{s: p.takeShard()}, hits: make([]grokHit, 0, 4)}
 	runtime.AddCleanup(env, func(r *shardRef) {
 		p.statMu.Lock()
 		p.freeShards = append(p.freeShards, r.s)
@@ -167,10 +168,12 @@ type LineStat struct {
 
 // NodeStat counts one parser node's runs on one source's lines: Hits once
 // its filter passed, OK when it succeeded; WLHits when its whitelist was
-// checked and WLOK when that whitelisted the event.
+// checked and WLOK when that whitelisted the event; Dropped when the line
+// was dropped because a client-written field may have forged the source
+// address the node set.
 type NodeStat struct {
 	Source, Type, Name, Stage, Reason string
-	Hits, OK, WLHits, WLOK            int64
+	Hits, OK, WLHits, WLOK, Dropped   int64
 }
 
 // Stats sums the counters of every shard, sorted by source, type (and
@@ -203,7 +206,7 @@ func (p *Pipeline) Stats() ([]LineStat, []NodeStat) {
 			l.DurationSum += time.Duration(e.durSum.Load()).Seconds()
 			for slot := 0; slot < s.slots; slot++ {
 				c := e.nodes[slot*nodeCounters : (slot+1)*nodeCounters]
-				ok, wlok := c[cOK].Load(), c[cWLOK].Load()
+				ok, wlok, dropped := c[cOK].Load(), c[cWLOK].Load(), c[cDropped].Load()
 				hits, wl := c[cHits].Load(), c[cWLHits].Load()
 				if hits == 0 && wl == 0 {
 					continue
@@ -216,6 +219,7 @@ func (p *Pipeline) Stats() ([]LineStat, []NodeStat) {
 					nodes[nk] = n
 				}
 				n.Hits, n.OK, n.WLHits, n.WLOK = n.Hits+hits, n.OK+ok, n.WLHits+wl, n.WLOK+wlok
+				n.Dropped += dropped
 			}
 		}
 	}
