@@ -342,3 +342,33 @@ func BenchmarkTokenCheck(b *testing.B) {
 		}
 	}
 }
+
+// TestRegistrationRateLimit: each registration costs a bcrypt hash and a
+// row, so one address gets source_burst of them; an existing name is
+// refused before any hashing, and another address is unaffected.
+func TestRegistrationRateLimit(t *testing.T) {
+	l := startLAPI(t, func(c *csconfig.Config) {
+		c.API.Server.LoginLimit = csconfig.LoginLimit{SourceBurst: 3, SourceRefill: csconfig.Duration{Duration: time.Hour},
+			MachineBurst: 5, MachineRefill: csconfig.Duration{Duration: time.Hour}, MaxTracked: 100}
+	})
+	register := func(src, name string) reply {
+		return l.sendFrom(src, "POST", "/v1/watchers", hdr("User-Agent", testUA), map[string]any{"machine_id": name, "password": "a-long-enough-password"})
+	}
+	for i := range 3 {
+		if r := register("127.0.0.7", "flood"+strconv.Itoa(i)); r.Status != http.StatusCreated {
+			t.Fatalf("registration %d: %s", i+1, r)
+		}
+	}
+	if r := register("127.0.0.7", "flood3"); r.Status != http.StatusTooManyRequests {
+		t.Errorf("4th registration from one address: %s, want 429", r)
+	}
+	if r := register("127.0.0.7", "flood0"); r.Status != http.StatusForbidden {
+		t.Errorf("existing name: %s, want 403", r)
+	}
+	if r := register("127.0.0.8", "elsewhere"); r.Status != http.StatusCreated {
+		t.Errorf("registration from another address: %s", r)
+	}
+	if n := l.count("machines"); n != 4 {
+		t.Errorf("%d machines, want 4", n)
+	}
+}

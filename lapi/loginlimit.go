@@ -65,6 +65,17 @@ func (l *loginLimiter) reserve(addr netip.Addr, name string, known bool, now tim
 	return loginAttempt{source: src, name: nm}, 0
 }
 
+// registration takes one attempt from the client's bucket for good:
+// registering costs a bcrypt hash and leaves a row, and a host registers
+// once, so a flood of registrations is held back like failed logins.
+func (l *loginLimiter) registration(addr netip.Addr, now time.Time) time.Duration {
+	if l == nil {
+		return 0
+	}
+	_, wait := l.sources.reserve(sourceKey(addr), true, now)
+	return wait
+}
+
 // succeeded gives a successful login's attempts back.
 func (l *loginLimiter) succeeded(a loginAttempt) {
 	if l == nil {

@@ -60,6 +60,17 @@ func (s *Server) registerWatcher(c echo.Context) error {
 		}
 		validated, statusOK = true, http.StatusAccepted
 	}
+	// A name that exists is refused before the costly hash; upstream says
+	// so in its answer anyway.
+	if _, err := s.store.GetMachine(ctx, *req.MachineID); err == nil {
+		return jsonError(c, http.StatusForbidden, "user '"+*req.MachineID+"': user already exist")
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return s.storeError(c, err)
+	}
+	if wait := s.logins.registration(addr, s.now()); wait > 0 {
+		s.log.WithField("ip", addr.String()).Debug("registration refused: too many attempts")
+		return tooManyLogins(c, wait)
+	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(*req.Password), bcrypt.DefaultCost)
 	if err != nil {
 		return jsonError(c, http.StatusBadRequest, "hashing password: "+err.Error())
