@@ -151,9 +151,10 @@ func TestHostileLogInjection(t *testing.T) {
 	})
 }
 
-// TestHostileQueueDiskFull: the filesystem under the agent's alert queue
-// (a 64 KiB tmpfs) is full; a brute force is still banned while the LAPI
-// is up, and the failed writes are counted (defect 5 of issue 12).
+// TestHostileQueueDiskFull: the filesystem under the running agent's alert
+// queue (a 64 KiB tmpfs) fills up; brute forces from five addresses, more
+// alerts than the queue's last page holds, are all still banned while the
+// LAPI is up, and the failed writes are counted (defect 5 of issue 12).
 func TestHostileQueueDiskFull(t *testing.T) {
 	nstest.Require(t, "mount", "umount")
 	queue := t.TempDir()
@@ -172,8 +173,13 @@ func TestHostileQueueDiskFull(t *testing.T) {
 	fillDisk(t, filepath.Join(queue, "filler"))
 
 	att := ns.AttIP4.String()
-	s.sshFailures(att, 10)
-	s.waitBan(att, 15*time.Second)
+	attackers := []string{att, "203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"}
+	for _, ip := range attackers {
+		s.sshFailures(ip, 10)
+	}
+	for _, ip := range attackers {
+		s.waitBan(ip, 15*time.Second)
+	}
 	if !nstest.Eventually(10*time.Second, s.curlTimesOut) {
 		t.Fatalf("the attacker's curl still connects\nnft:\n%s", s.ruleset())
 	}
@@ -216,60 +222,71 @@ func TestHostileSourceRetry(t *testing.T) {
 	defer busy.Close()
 	syslogSource := "\n[[source]]\nsource = \"syslog\"\nlisten_addr = \"0.0.0.0\"\nlisten_port = %d\nlabels = { type = \"syslog\" }\n"
 	s := newStoryWith(t, ns, "../rules", storyOptions{acquis: fmt.Sprintf(syslogSource, port)})
-	src := map[string]string{"source": fmt.Sprintf("syslog:udp/0.0.0.0:%d", port), "type": "syslog"}
-	// up is the source's rampart_acquisition_source_up and retries.
-	up := func() (float64, float64) {
-		p := s.scrape("http://127.0.0.1:6060/metrics")
-		return p.sum("rampart_acquisition_source_up", src), p.sum("rampart_acquisition_source_retries_total", src)
-	}
-	if !nstest.Eventually(10*time.Second, func() bool { v, retries := up(); return v == 0 && retries >= 1 }) {
-		t.Errorf("the syslog source is not reported down and retried while its port is taken:\n%s", s.readLog("crowdsec"))
-	}
-	if err := s.crowdsec.Process.Signal(syscall.Signal(0)); err != nil {
-		t.Fatalf("crowdsec exited with its syslog port taken: %v\n%s", err, s.readLog("crowdsec"))
-	}
-	busy.Close()
-	if !nstest.Eventually(20*time.Second, func() bool { v, _ := up(); return v == 1 }) {
-		t.Errorf("the syslog source is not up 20 s after its port was freed:\n%s", s.readLog("crowdsec"))
-	}
-	att := ns.AttIP4.String()
-	must(t, nstest.In(ns.Attacker, func() error {
-		c, err := net.Dial("udp", net.JoinHostPort(ns.DefIP4.String(), fmt.Sprint(port)))
-		if err != nil {
-			return err
+
+	t.Run("port taken at start", func(t *testing.T) {
+		src := map[string]string{"source": fmt.Sprintf("syslog:udp/0.0.0.0:%d", port), "type": "syslog"}
+		// up is the source's rampart_acquisition_source_up and retries.
+		up := func() (float64, float64) {
+			p := s.scrape("http://127.0.0.1:6060/metrics")
+			return p.sum("rampart_acquisition_source_up", src), p.sum("rampart_acquisition_source_retries_total", src)
 		}
-		defer c.Close()
-		for i := range 10 {
-			if _, err := fmt.Fprintf(c, "<38>%s relay sshd[%d]: Failed password for root from %s port %d ssh2",
-				time.Now().Format(time.Stamp), 8000+i, att, 51000+i); err != nil {
+		if !nstest.Eventually(10*time.Second, func() bool { v, retries := up(); return v == 0 && retries >= 1 }) {
+			t.Errorf("the syslog source is not reported down and retried while its port is taken:\n%s", s.readLog("crowdsec"))
+		}
+		if err := s.crowdsec.Process.Signal(syscall.Signal(0)); err != nil {
+			t.Fatalf("crowdsec exited with its syslog port taken: %v\n%s", err, s.readLog("crowdsec"))
+		}
+		busy.Close()
+		// The retries back off up to a minute, the longer the start took.
+		if !nstest.Eventually(70*time.Second, func() bool { v, _ := up(); return v == 1 }) {
+			t.Errorf("the syslog source is not up 70 s after its port was freed")
+		}
+		// A relay on the attacker's side sends its sshd lines.
+		att := ns.AttIP4.String()
+		err := nstest.In(ns.Attacker, func() error {
+			c, err := net.Dial("udp", net.JoinHostPort(ns.DefIP4.String(), fmt.Sprint(port)))
+			if err != nil {
 				return err
 			}
+			defer c.Close()
+			for i := range 10 {
+				if _, err := fmt.Fprintf(c, "<38>%s relay sshd[%d]: Failed password for root from %s port %d ssh2",
+					time.Now().Format(time.Stamp), 8000+i, att, 51000+i); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("sending syslog lines to port %d once it was freed: %v", port, err)
 		}
-		return nil
-	}))
-	s.waitBan(att, 15*time.Second)
+		s.waitBan(att, 15*time.Second)
+	})
 
-	// Two sources on one port and protocol: only one could ever bind it.
-	bad := filepath.Join(s.dir, "bad.d")
-	must(t, os.MkdirAll(bad, 0o755))
-	must(t, os.WriteFile(filepath.Join(bad, "bad.toml"), []byte(fmt.Sprintf(syslogSource, 5600)+fmt.Sprintf(syslogSource, 5600)), 0o600))
-	conf, err := os.ReadFile(s.cfg)
-	must(t, err)
-	badCfg := filepath.Join(s.dir, "bad-config.toml")
-	must(t, os.WriteFile(badCfg, []byte(strings.Replace(string(conf), fmt.Sprintf("acquisition_dir = %q\n", filepath.Join(s.dir, "acquis.d")),
-		fmt.Sprintf("acquisition_dir = %q\nalert_queue_dir = %q\n", bad, filepath.Join(s.dir, "bad-queue")), 1)), 0o600))
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	out, err := ns.Command(ctx, ns.Defender, filepath.Join(binDir, "crowdsec"), "-c", badCfg, "-no-api").CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		t.Fatalf("crowdsec still ran 15 s with two syslog sources on port 5600:\n%s", out)
-	case !errors.As(err, &ee) || ee.ExitCode() == 0:
-		t.Fatalf("crowdsec with two syslog sources on port 5600: %v, want a non-zero exit\n%s", err, out)
-	case !strings.Contains(string(out), "5600") || !strings.Contains(string(out), "bad.toml"):
-		t.Errorf("crowdsec's error does not name the port and the file:\n%s", out)
-	}
+	t.Run("two sources on one port", func(t *testing.T) {
+		bad := filepath.Join(s.dir, "bad.d")
+		must(t, os.MkdirAll(bad, 0o755))
+		must(t, os.WriteFile(filepath.Join(bad, "bad.toml"), []byte(fmt.Sprintf(syslogSource, 5600)+fmt.Sprintf(syslogSource, 5600)), 0o600))
+		conf, err := os.ReadFile(s.cfg)
+		must(t, err)
+		// the story's agent holds the default queue and metrics port
+		badCfg := filepath.Join(s.dir, "bad-config.toml")
+		must(t, os.WriteFile(badCfg, []byte(strings.Replace(string(conf), fmt.Sprintf("acquisition_dir = %q\n", filepath.Join(s.dir, "acquis.d")),
+			fmt.Sprintf("acquisition_dir = %q\nalert_queue_dir = %q\n", bad, filepath.Join(s.dir, "bad-queue")), 1)+"[prometheus]\nenabled = false\n"), 0o600))
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		out, err := ns.Command(ctx, ns.Defender, filepath.Join(binDir, "crowdsec"), "-c", badCfg, "-no-api").CombinedOutput()
+		var ee *exec.ExitError
+		switch {
+		case ctx.Err() != nil:
+			t.Fatalf("crowdsec still ran after 15 s with two syslog sources on port 5600:\n%s", out)
+		case !errors.As(err, &ee) || ee.ExitCode() == 0:
+			t.Fatalf("crowdsec with two syslog sources on port 5600: %v, want a non-zero exit\n%s", err, out)
+		case !strings.Contains(string(out), "5600") || !strings.Contains(string(out), "bad.toml"):
+			t.Errorf("crowdsec's error does not name the port and the file:\n%s", out)
+		}
+		t.Logf("crowdsec refused to start:\n%s", out)
+	})
 }
 
 var benchNet = regexp.MustCompile(`198\.18\.\d+\.\d+`)
@@ -284,14 +301,15 @@ func bannedIn(ns *nstest.Pair, name string) int {
 	return len(seen)
 }
 
-// TestHostileSharedBouncerKey: two bouncer processes on two hosts share
-// one API key and reach the LAPI from the same address with the same
+// TestHostileSharedBouncerKey: two polling bouncer processes on two hosts
+// share one API key and reach the LAPI from the same address with the same
 // User-Agent; while 400 decisions arrive in 20 cscli imports, each must
 // end up enforcing all 400 (defect 9 of issue 12: they shared one stream
 // cursor and stole each other's deltas).
 func TestHostileSharedBouncerKey(t *testing.T) {
 	a := newAppliance(t, 96)
-	a.writeBouncerConfig("nftables")
+	// Polling: each pull starts from the cursor the other's last pull left.
+	a.writeBouncerConfig("nftables", "long_poll = false")
 	a.startBouncer()
 	a.waitSynced(1)
 
