@@ -226,7 +226,14 @@ type lapiProxy struct {
 }
 
 func newLAPIProxy(t *testing.T, ns *nstest.Pair, upstream string) *lapiProxy {
-	ln := ns.ListenRaw(t, ns.Defender, "127.0.0.1:0")
+	return newLAPIProxyIn(t, ns, ns.Defender, upstream)
+}
+
+// newLAPIProxyIn is newLAPIProxy listening on loopback in namespace listen,
+// which may be another pair's: a bouncer there reaches the LAPI in ns's
+// defender namespace as a client on its loopback.
+func newLAPIProxyIn(t *testing.T, ns *nstest.Pair, listen, upstream string) *lapiProxy {
+	ln := ns.ListenRaw(t, listen, "127.0.0.1:0")
 	p := &lapiProxy{addr: ln.Addr().String()}
 	p.mode.Store("")
 	p.release.Store(make(chan struct{}))

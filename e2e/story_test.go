@@ -40,8 +40,19 @@ type story struct {
 	port     int
 }
 
+// storyOptions add to the story's configuration.
+type storyOptions struct {
+	service string // lines appended to [crowdsec_service]
+	acquis  string // sources appended to the acquisition file
+}
+
 // newStory starts everything; rulesDir is the hub folder the agent loads.
 func newStory(t testing.TB, ns *nstest.Pair, rulesDir string) *story {
+	t.Helper()
+	return newStoryWith(t, ns, rulesDir, storyOptions{})
+}
+
+func newStoryWith(t testing.TB, ns *nstest.Pair, rulesDir string, o storyOptions) *story {
 	t.Helper()
 	nstest.Require(t, "nft", "curl")
 	s := &story{t: t, ns: ns, dir: t.TempDir(), port: 8000}
@@ -59,6 +70,7 @@ data_dir = %[2]q
 hub_dir = %[3]q
 [crowdsec_service]
 acquisition_dir = %[4]q
+%[8]s
 [db_config]
 db_path = %[5]q
 [api.client]
@@ -67,7 +79,7 @@ credentials_path = %[6]q
 listen_uri = "127.0.0.1:8080"
 profiles_path = %[7]q
 `, s.dir, filepath.Join(s.dir, "data"), abs, filepath.Join(s.dir, "acquis.d"), filepath.Join(s.dir, "crowdsec.db"),
-		filepath.Join(s.dir, "creds.toml"), filepath.Join(s.dir, "profiles.toml"))
+		filepath.Join(s.dir, "creds.toml"), filepath.Join(s.dir, "profiles.toml"), o.service)
 	must(t, os.WriteFile(s.cfg, []byte(conf), 0o600))
 	prof, err := os.ReadFile("../config/profiles.toml")
 	must(t, err)
@@ -83,7 +95,7 @@ source = "file"
 filenames = [%q]
 labels = { type = "syslog" }
 idle_warning = "0"
-`, s.path("access"), s.path("auth"))
+`, s.path("access"), s.path("auth")) + o.acquis
 	must(t, os.WriteFile(filepath.Join(s.dir, "acquis.d", "story.toml"), []byte(acq), 0o600))
 	// The logs exist before the agent starts: it reads them from their end.
 	for _, l := range []string{"access", "auth"} {
