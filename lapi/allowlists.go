@@ -71,9 +71,18 @@ func (a *allowChecker) snapshot(ctx context.Context) (*allowSnapshot, error) {
 		if snap.protected, err = netaddr.ProtectedSet(); err != nil {
 			a.log.WithError(err).Warn("protecting loopback, link-local and multicast only")
 		}
-		for _, e := range snap.protected {
-			snap.protRange = append(snap.protRange, store.RangeOf(e.Prefix))
+	} else {
+		// Test rigs use loopback and their own addresses as attackers;
+		// link-local and multicast stay protected: no rig needs them and
+		// banning them breaks neighbour discovery.
+		for _, e := range netaddr.BuiltinProtected() {
+			if e.Reason != "loopback" {
+				snap.protected = append(snap.protected, e)
+			}
 		}
+	}
+	for _, e := range snap.protected {
+		snap.protRange = append(snap.protRange, store.RangeOf(e.Prefix))
 	}
 	for _, l := range lists {
 		for _, it := range l.Items {

@@ -127,3 +127,27 @@ func TestProtectedInDatabaseNotServed(t *testing.T) {
 	}
 	expectStream(t, "delta", l.stream(key, ""), nil, []string{"0.0.0.0/0"})
 }
+
+// TestLinkLocalProtectedWithoutHostAllowlist: allowlist_host_addresses =
+// false lets a test rig use loopback as an attacker, but link-local and
+// multicast stay protected: no rig needs them, and banning them breaks
+// neighbour discovery for the whole link.
+func TestLinkLocalProtectedWithoutHostAllowlist(t *testing.T) {
+	l := startLAPI(t, nil) // the harness turns the host allowlist off
+	key := l.addBouncer("fw")
+	for _, v := range []string{"fe80::/10", "169.254.0.0/16", "ff02::1"} {
+		if status, body := l.do("POST", "/v1/alerts", l.jwtHeaders(), []*models.Alert{manualAlert(v, "Range", "4h", "cscli")}); status != 400 {
+			t.Errorf("%s with the host allowlist off: %d %s, want 400", v, status, body)
+		}
+	}
+	if status, body := l.do("POST", "/v1/alerts", l.jwtHeaders(), []*models.Alert{manualAlert("127.0.0.1", "Ip", "4h", "cscli")}); status != 201 {
+		t.Fatalf("loopback with the host allowlist off: %d %s, want 201", status, body)
+	}
+	var values []string
+	for _, d := range l.stream(key, "&startup=true").New {
+		values = append(values, d.Value)
+	}
+	if len(values) != 1 || values[0] != "127.0.0.1" {
+		t.Errorf("stream holds %v, want only 127.0.0.1", values)
+	}
+}
