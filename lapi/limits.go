@@ -27,7 +27,8 @@ func (s *Server) httpServer() *http.Server {
 	}
 }
 
-// connLimiter caps the connections open at once, from one address and in
+// connLimiter caps the connections open at once, from one address (an
+// IPv6 client's /64, as for failed logins: one host holds a /64) and in
 // all. A connection over a cap is closed as soon as it is accepted, before
 // any TLS handshake, so one flooding address cannot take the descriptors
 // every other client, /health and the bouncers' streams need.
@@ -39,7 +40,7 @@ type connLimiter struct {
 
 	mu       sync.Mutex
 	open     int
-	bySource map[netip.Addr]int
+	bySource map[netip.Prefix]int // by sourceKey: an IPv6 client's /64
 	refused  int       // since the last warning
 	warned   time.Time // when refusals were last logged
 }
@@ -60,7 +61,7 @@ func (s *Server) limitConns(ln net.Listener) net.Listener {
 		}
 	}
 	return &connLimiter{Listener: ln, perSource: c.MaxConnectionsPerSource, total: total, exempt: s.proxies,
-		log: s.log, bySource: map[netip.Addr]int{}}
+		log: s.log, bySource: map[netip.Prefix]int{}}
 }
 
 // Accept returns the next connection within the caps, closing the others.
@@ -92,11 +93,11 @@ func (l *connLimiter) acquire(src netip.Addr) bool {
 	switch {
 	case l.total > 0 && l.open >= l.total:
 		limit = "max_connections"
-	case l.perSource > 0 && l.bySource[src] >= l.perSource && !l.isExempt(src):
+	case l.perSource > 0 && l.bySource[sourceKey(src)] >= l.perSource && !l.isExempt(src):
 		limit = "max_connections_per_source"
 	default:
 		l.open++
-		l.bySource[src]++
+		l.bySource[sourceKey(src)]++
 		return true
 	}
 	// One line a minute at most: a flood must not fill the log too.
@@ -122,8 +123,9 @@ func (l *connLimiter) release(src netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.open--
-	if l.bySource[src]--; l.bySource[src] <= 0 {
-		delete(l.bySource, src)
+	k := sourceKey(src)
+	if l.bySource[k]--; l.bySource[k] <= 0 {
+		delete(l.bySource, k)
 	}
 }
 

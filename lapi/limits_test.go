@@ -7,11 +7,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/nstest"
@@ -183,4 +186,27 @@ func TestSlowClientsTimeOut(t *testing.T) {
 	// A body sent in time is read as usual.
 	r := l.send("POST", "/v1/watchers", nil, map[string]any{"machine_id": "m", "password": "p"})
 	expectEmpty(t, "registration beside the slow clients", r, http.StatusCreated)
+}
+
+// TestConnectionCapPerIPv6Network: an IPv6 host holds a whole /64, so the
+// per-source cap counts the /64, not each address an attacker picks in it.
+func TestConnectionCapPerIPv6Network(t *testing.T) {
+	l := &connLimiter{perSource: 2, bySource: map[netip.Prefix]int{}, log: log.NewEntry(log.StandardLogger())}
+	a := func(s string) netip.Addr { return netip.MustParseAddr(s) }
+	for i, c := range []struct {
+		addr string
+		want bool
+	}{
+		{"2001:db8::1", true}, {"2001:db8::2", true}, {"2001:db8::ffff:3", false}, // same /64
+		{"2001:db8:0:1::1", true}, // the next /64
+		{"192.0.2.1", true}, {"192.0.2.1", true}, {"192.0.2.1", false}, {"192.0.2.2", true}, // IPv4: per address
+	} {
+		if got := l.acquire(a(c.addr)); got != c.want {
+			t.Errorf("#%d %s: acquire = %v, want %v", i, c.addr, got, c.want)
+		}
+	}
+	l.release(a("2001:db8::2"))
+	if !l.acquire(a("2001:db8::abcd")) {
+		t.Errorf("a slot given back in 2001:db8::/64 was not reusable")
+	}
 }
