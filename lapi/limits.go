@@ -41,8 +41,8 @@ type connLimiter struct {
 	mu       sync.Mutex
 	open     int
 	bySource map[netip.Prefix]int // by sourceKey: an IPv6 client's /64
-	refused  int       // since the last warning
-	warned   time.Time // when refusals were last logged
+	refused  int                  // since the last warning
+	warned   time.Time            // when refusals were last logged
 }
 
 // limitConns wraps ln with the configured caps (0 or less: no cap). The

@@ -198,7 +198,7 @@ func TestConnectionCapPerIPv6Network(t *testing.T) {
 		want bool
 	}{
 		{"2001:db8::1", true}, {"2001:db8::2", true}, {"2001:db8::ffff:3", false}, // same /64
-		{"2001:db8:0:1::1", true}, // the next /64
+		{"2001:db8:0:1::1", true},                                                           // the next /64
 		{"192.0.2.1", true}, {"192.0.2.1", true}, {"192.0.2.1", false}, {"192.0.2.2", true}, // IPv4: per address
 	} {
 		if got := l.acquire(a(c.addr)); got != c.want {
