@@ -22,7 +22,7 @@ const loadSample = 100
 // benchLoad runs n bouncers long-polling the stream (wait=30s, as
 // Rampart's bouncer does) while alerts are pushed at rate per second for d,
 // in batches of 50 from 4 agents. It reports failed requests (target 0),
-// the time from a sampled alert's 201 to its decision reaching a measuring
+// the time from a sampled alert's push to its decision reaching a measuring
 // bouncer (p50/p99/max), and the LAPI's RSS. The load stops at d; bouncers
 // get 30 s more to drain.
 func benchLoad(e *env, n, rate int, d time.Duration) error {
@@ -36,7 +36,7 @@ func benchLoad(e *env, n, rate int, d time.Duration) error {
 	rssBefore := procstat.KB(pid, "VmRSS")
 
 	var (
-		acked      sync.Map // marker value -> time its alert was acknowledged
+		acked      sync.Map // marker value -> time its alert was sent
 		errs       atomic.Int64
 		firstErr   atomic.Value
 		pushed     atomic.Int64
@@ -58,8 +58,10 @@ func benchLoad(e *env, n, rate int, d time.Duration) error {
 	// Bouncers: one startup pull, then long-polls until the drain ends.
 	transport := &http.Transport{MaxIdleConnsPerHost: n + 16}
 	client := &http.Client{Transport: transport, Timeout: 45 * time.Second}
-	pull := func(key string, startup bool) ([]byte, error) {
-		u := e.url + "v1/decisions/stream?additional_pull=false&community_pull=false"
+	// As Rampart's bouncer pulls: its own cursor (cursor=, then the
+	// X-Rampart-Cursor of its last answer) and wait=30s on deltas.
+	pull := func(key, cursor string, startup bool) ([]byte, string, error) {
+		u := e.url + "v1/decisions/stream?additional_pull=false&community_pull=false&cursor=" + cursor
 		if startup {
 			u += "&startup=true"
 		} else {
@@ -67,17 +69,20 @@ func benchLoad(e *env, n, rate int, d time.Duration) error {
 		}
 		req, _ := http.NewRequest("GET", u, nil)
 		req.Header.Set("X-Api-Key", key)
-		req.Header.Set("User-Agent", "crowdsec-firewall-bouncer/v0.0.31")
+		req.Header.Set("User-Agent", "crowdsec-firewall-bouncer/v0.0.31-rampart")
 		resp, err := client.Do(req)
 		if err != nil {
-			return nil, err
+			return nil, cursor, err
 		}
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)
 		if err == nil && resp.StatusCode != 200 {
 			err = fmt.Errorf("stream: status %d", resp.StatusCode)
 		}
-		return b, err
+		if err != nil {
+			return nil, cursor, err
+		}
+		return b, resp.Header.Get(models.CursorHeader), nil
 	}
 	var bwg sync.WaitGroup
 	for i := 0; i < n; i++ {
@@ -85,8 +90,10 @@ func benchLoad(e *env, n, rate int, d time.Duration) error {
 		go func(key string, measure bool) {
 			defer bwg.Done()
 			seen := 0
+			cursor := ""
 			for first := true; time.Now().Before(drainEnd.Load().(time.Time)); first = false {
-				body, err := pull(key, first)
+				body, next, err := pull(key, cursor, first)
+				cursor = next
 				if err != nil {
 					fail(err)
 					time.Sleep(time.Second)
@@ -148,24 +155,30 @@ func benchLoad(e *env, n, rate int, d time.Duration) error {
 						Leakspeed: "10s", Remediation: true, Kind: "crowdsec", Source: &models.Source{Scope: "Ip", Value: ip, IP: ip},
 						Events: []*models.Event{{Timestamp: now, Meta: []models.Meta{{Key: "source_ip", Value: ip}}}}}
 				}
+				// The send time is stored first: a long-poll may hand the
+				// decision to a bouncer before this agent reads its 201.
+				sentAt := time.Now()
+				for _, m := range markers {
+					acked.Store(m, sentAt)
+				}
 				data, _ := json.Marshal(alerts)
 				req, _ := http.NewRequest("POST", e.url+"v1/alerts", bytes.NewReader(data))
 				req.Header.Set("Authorization", "Bearer "+token)
 				req.Header.Set("User-Agent", "crowdsec/v1.7.8-bench-linux")
 				resp, err := hc.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 201 {
+						err = fmt.Errorf("push: status %d", resp.StatusCode)
+					}
+				}
 				if err != nil {
 					fail(err)
+					for _, m := range markers {
+						acked.Delete(m)
+					}
 					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 201 {
-					fail(fmt.Errorf("push: status %d", resp.StatusCode))
-					continue
-				}
-				at := time.Now()
-				for _, m := range markers {
-					acked.Store(m, at)
 				}
 				wantMarkers.Add(int64(len(markers)))
 				pushed.Add(batch)
@@ -187,7 +200,7 @@ func benchLoad(e *env, n, rate int, d time.Duration) error {
 	want := wantMarkers.Load() * measuring
 	fmt.Printf("load: %d bouncers long-polling + %d alerts/s asked for %s: %d alerts pushed (%.0f/s), %d failed requests (target 0)\n",
 		n, rate, d, pushed.Load(), float64(pushed.Load())/pushTook.Seconds(), errs.Load())
-	fmt.Printf("load: alert 201 -> decision at a bouncer (%d of %d sampled deliveries): p50 %s, p99 %s, max %s; LAPI RSS %.1f MB before, %.1f MB after, peak %.1f MB\n",
+	fmt.Printf("load: alert pushed -> decision at a bouncer (%d of %d sampled deliveries): p50 %s, p99 %s, max %s; LAPI RSS %.1f MB before, %.1f MB after, peak %.1f MB\n",
 		deliveries.Load(), want, pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), pct(1).Round(time.Millisecond),
 		float64(rssBefore)/1024, float64(rss)/1024, float64(peak)/1024)
 	if errs.Load() > 0 {
