@@ -30,6 +30,7 @@ type allowChecker struct {
 	version int64
 	loaded  time.Time
 	snap    *allowSnapshot
+	gen     uint64 // snapshots made so far
 }
 
 type allowEntry struct {
@@ -41,6 +42,7 @@ type allowEntry struct {
 }
 
 type allowSnapshot struct {
+	gen       uint64 // which snapshot this is, for keys of shared answers
 	protected []netaddr.Protected
 	protRange []store.Range // protected's, for the per-row check of streams
 	entries   []allowEntry  // user allowlists
@@ -66,7 +68,8 @@ func (a *allowChecker) snapshot(ctx context.Context) (*allowSnapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap := &allowSnapshot{lists: lists}
+	a.gen++
+	snap := &allowSnapshot{lists: lists, gen: a.gen}
 	if a.withHost {
 		if snap.protected, err = netaddr.ProtectedSet(); err != nil {
 			a.log.WithError(err).Warn("protecting loopback, link-local and multicast only")

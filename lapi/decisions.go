@@ -225,18 +225,41 @@ func (s *Server) streamDecisions(c echo.Context) error {
 	if wait > 0 {
 		deadline := time.NewTimer(wait)
 		defer deadline.Stop()
+		// Bouncers keeping their own cursor share one rendering of each
+		// delta (see sharedDeltas): a change wakes them all at once.
+		var allowSnap *allowSnapshot
+		if sq.ClientCursor {
+			var err error
+			if allowSnap, err = s.allow.snapshot(ctx); err != nil {
+				return s.storeError(c, err)
+			}
+		}
 	poll:
 		for {
 			changed := s.store.Changed()
 			if s.store.Seq() > sq.Cursor {
-				n, seq, err := s.countDelta(c, sq)
-				if err != nil {
-					return s.streamError(c, err)
+				if allowSnap != nil {
+					cur := sq
+					d, err := s.deltas.delta(deltaKey(q, sq.Cursor, allowSnap), s.now(), func() (*renderedDelta, error) {
+						return s.renderDelta(context.WithoutCancel(ctx), cur, allowSnap)
+					})
+					if err != nil {
+						return s.streamError(c, err)
+					}
+					if d.rows > 0 {
+						return s.sendDelta(c, b, d)
+					}
+					sq.Cursor = d.seq // nothing for this bouncer up to seq
+				} else {
+					n, seq, err := s.countDelta(c, sq)
+					if err != nil {
+						return s.streamError(c, err)
+					}
+					if n > 0 {
+						break poll
+					}
+					sq.Cursor = seq
 				}
-				if n > 0 {
-					break poll
-				}
-				sq.Cursor = seq // nothing for this bouncer up to seq
 			}
 			select {
 			case <-changed:

@@ -56,6 +56,7 @@ type Server struct {
 	metrics    atomic.Pointer[lapiMetrics] // nil until RegisterMetrics
 	usage      usageCache
 	streams    streamWatch
+	deltas     sharedDeltas
 }
 
 // New builds a server over an open store.

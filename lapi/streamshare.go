@@ -1,0 +1,153 @@
+package lapi
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/rampart-ips/rampart/lapi/store"
+	"github.com/rampart-ips/rampart/models"
+)
+
+// sharedDeltas renders a delta once for every long-polling bouncer that
+// waits at the same cursor with the same filters: a change wakes them all
+// at once, and a thousand bouncers would otherwise run a thousand identical
+// queries and renderings. Only client-kept cursors (Rampart's bouncer) are
+// shared: any delta from a cursor to a snapshot is a correct answer, and
+// the answer's cursor header says which snapshot it is.
+type sharedDeltas struct {
+	flight  singleflight.Group
+	renders atomic.Int64 // renderings made (tests, and how much is shared)
+	mu      sync.Mutex
+	recent  map[string]*renderedDelta // answers under maxAge, for late wakers
+}
+
+// renderedDelta is a whole stream body and the snapshot it reaches.
+type renderedDelta struct {
+	seq  int64
+	rows int
+	body []byte
+	at   time.Time
+}
+
+// sharedDeltaMaxAge bounds how old a shared body may be: its durations are
+// relative to when it was rendered.
+const sharedDeltaMaxAge = time.Second
+
+// deltaKey names a delta: the cursor, every query parameter that selects
+// decisions (not wait or cursor), and the allowlist snapshot applied.
+func deltaKey(q url.Values, cursor int64, allow *allowSnapshot) string {
+	sel := url.Values{}
+	for k, v := range q {
+		if k != "wait" && k != "cursor" {
+			sel[k] = v
+		}
+	}
+	return strconv.FormatInt(cursor, 10) + "|" + sel.Encode() + "|" + strconv.FormatUint(allow.gen, 10)
+}
+
+// delta returns the rendered delta for key, computing it at most once for
+// all the callers that ask at the same time.
+func (d *sharedDeltas) delta(key string, now time.Time, render func() (*renderedDelta, error)) (*renderedDelta, error) {
+	d.mu.Lock()
+	if r, ok := d.recent[key]; ok && now.Sub(r.at) < sharedDeltaMaxAge {
+		d.mu.Unlock()
+		return r, nil
+	}
+	d.mu.Unlock()
+	v, err, _ := d.flight.Do(key, func() (any, error) {
+		d.renders.Add(1)
+		r, err := render()
+		if err != nil {
+			return nil, err
+		}
+		d.mu.Lock()
+		if d.recent == nil {
+			d.recent = map[string]*renderedDelta{}
+		}
+		for k, old := range d.recent {
+			if r.at.Sub(old.at) >= sharedDeltaMaxAge {
+				delete(d.recent, k)
+			}
+		}
+		d.recent[key] = r
+		d.mu.Unlock()
+		return r, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*renderedDelta), nil
+}
+
+// renderDelta renders the delta from sq.Cursor as writeStream would send
+// it: new decisions the allowlist snapshot lets through, every deletion.
+// ctx is the server's, not a request's: one bouncer leaving must not fail
+// the answer others wait for.
+func (s *Server) renderDelta(ctx context.Context, sq store.StreamQuery, allow *allowSnapshot) (*renderedDelta, error) {
+	now := s.now()
+	buf := make([]byte, 0, 4096)
+	buf = append(buf, `{"new": [`...)
+	rows, first := 0, true
+	emit := func(deleted bool) func(*store.DecisionRow) error {
+		return func(d *store.DecisionRow) error {
+			if !deleted && !allow.servable(d) {
+				return nil
+			}
+			if !first {
+				buf = append(buf, ',')
+			}
+			first = false
+			rows++
+			buf = appendDecision(buf, d, now, true)
+			return nil
+		}
+	}
+	var deleted []store.DecisionRow
+	// Deletions come after every new row; they are kept aside so the
+	// rows counted are what the bouncer receives.
+	seq, err := s.store.Stream(ctx, sq, now, emit(false), func(d *store.DecisionRow) error {
+		deleted = append(deleted, *d)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	buf = append(buf, `], "deleted": [`...)
+	first = true
+	del := emit(true)
+	for i := range deleted {
+		_ = del(&deleted[i])
+	}
+	buf = append(buf, `]}`...)
+	return &renderedDelta{seq: seq, rows: rows, body: buf, at: now}, nil
+}
+
+// sendDelta answers with a shared rendering, as writeStream would for a
+// client-kept cursor.
+func (s *Server) sendDelta(c echo.Context, b *store.Bouncer, d *renderedDelta) error {
+	resp := c.Response()
+	resp.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	resp.Header().Set(models.LongPollHeader, s.cfg.API.Server.LongPollMax.Duration.String())
+	resp.Header().Set(models.CursorHeader, strconv.FormatInt(d.seq, 10))
+	resp.Header().Set(echo.HeaderContentLength, strconv.Itoa(len(d.body)))
+	resp.WriteHeader(http.StatusOK)
+	if _, err := resp.Write(d.body); err != nil {
+		// The client keeps its cursor: it will ask again from the old one.
+		return nil
+	}
+	s.countAnswer(b.Name, d.rows)
+	if now := s.now(); b.LastPull == nil || now.Sub(*b.LastPull) >= time.Minute {
+		if err := s.store.SetBouncerPulled(c.Request().Context(), b.ID, nil, now); err != nil {
+			s.log.WithError(err).WithField("bouncer", b.Name).Warn("recording bouncer pull")
+		}
+	}
+	return nil
+}
