@@ -487,7 +487,17 @@ func TestProcessedCounters(t *testing.T) {
 		}
 	}
 	// Warm up: the first datagrams wait for neighbour resolution, and
-	// some of them may be lost there, before reaching the input hook.
+	// some of them may be lost there, before reaching the input hook. A
+	// lost first ARP request is only retried a second later, so wait until
+	// a connection gets through both ways rather than a fixed time.
+	for _, dst := range []string{defV4, defV6} {
+		deadline := time.Now().Add(10 * time.Second)
+		for l.connect(t, dst, time.Second) != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("the lab never carried a connection to %s", dst)
+			}
+		}
+	}
 	send(defV4)
 	send(defV6)
 	d0, p0 := read()
