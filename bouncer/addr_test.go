@@ -1,7 +1,6 @@
 package bouncer
 
 import (
-	"context"
 	"os/exec"
 	"strings"
 	"testing"
@@ -69,24 +68,11 @@ func TestMappedPrefixesAreSkipped(t *testing.T) {
 			hook := logtest.NewGlobal()
 			defer logrus.StandardLogger().ReplaceHooks(logrus.LevelHooks{})
 			b := newTestBouncer(t, f, fw, "")
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			ready := make(chan struct{})
-			go func() { done <- b.Run(ctx, func() { close(ready) }) }()
-			select {
-			case <-ready:
-			case err := <-done:
-				t.Fatalf("Run ended before the first sync: %v", err)
-			case <-time.After(10 * time.Second):
-				t.Fatal("bouncer never became ready")
-			}
+			stop := runReady(t, b)
 			if !nstest.Eventually(5*time.Second, func() bool { return strings.Contains(ruleset(t, ns), "198.51.100.2") }) {
 				t.Errorf("the delta's valid decision was not applied:\n%s", ruleset(t, ns))
 			}
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
+			stop()
 			rs := ruleset(t, ns)
 			for _, want := range []string{"198.51.100.1", "198.51.100.9", "198.51.100.64/26"} {
 				if !strings.Contains(rs, want) {
@@ -140,21 +126,7 @@ func TestLinkLocalNeverBanned(t *testing.T) {
 		dj("198.51.100.6", "Ip", "ban", "1h", 52) + `],"deleted":[]}`
 	f := newFakeLAPI(t, `{"new":[`+strings.Join(news, ",")+`],"deleted":[]}`, delta)
 	b := newTestBouncer(t, f, fw, "")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	ready := make(chan struct{})
-	go func() { done <- b.Run(ctx, func() { close(ready) }) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("bouncer never became ready")
-	}
+	runReady(t, b)
 	if !nstest.Eventually(5*time.Second, func() bool { return strings.Contains(ruleset(t, p.Defender), "198.51.100.6") }) {
 		t.Fatalf("delta not applied:\n%s", ruleset(t, p.Defender))
 	}

@@ -84,6 +84,34 @@ func dj(value, scope, typ, duration string, id int) string {
 	return fmt.Sprintf(`{"duration":%q,"id":%d,"origin":"crowdsec","scenario":"s","scope":%q,"type":%q,"value":%q}`, duration, id, scope, typ, value)
 }
 
+// runReady runs b until the test ends and waits for its first sync; stop
+// ends it early (the kernel keeps what it holds) and reports Run's error.
+func runReady(t testing.TB, b *Bouncer) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() { done <- b.Run(ctx, func() { close(ready) }) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Run ended before the first sync: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("bouncer never became ready")
+	}
+	return stop
+}
+
 // nftInNS builds a real nftables backend inside a namespace the test owns.
 func nftInNS(t testing.TB) (*nftables.Backend, string) {
 	t.Helper()
@@ -157,15 +185,7 @@ never_ban = ["203.0.113.0/24"]
 		t.Fatal(err)
 	}
 	b := New(cfg, fw, client, NewMetrics(fw))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	ready := make(chan struct{})
-	go func() { done <- b.Run(ctx, func() { close(ready) }) }()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("bouncer never became ready")
-	}
+	stop := runReady(t, b)
 	rs := ruleset(t, ns)
 	for _, want := range []string{"198.51.100.100", "198.51.100.0/28", "2001:db8::5", "198.51.100.30"} {
 		if !strings.Contains(rs, want) {
@@ -187,10 +207,7 @@ never_ban = ["203.0.113.0/24"]
 	if b.longPoll != 0 {
 		t.Errorf("long-poll enabled against a LAPI that never announced it")
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run: %v", err)
-	}
+	stop()
 	if !strings.Contains(ruleset(t, ns), "198.51.100.40") {
 		t.Error("stopping the bouncer removed the bans")
 	}

@@ -66,21 +66,7 @@ func runBouncer(t *testing.T, url, key, extra string) (*Bouncer, string) {
 		t.Fatal(err)
 	}
 	b := New(cfg, fw, client, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	ready := make(chan struct{})
-	go func() { done <- b.Run(ctx, func() { close(ready) }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("bouncer never became ready")
-	}
+	runReady(t, b)
 	return b, ns
 }
 
@@ -213,21 +199,7 @@ func startFake(t *testing.T, fw firewall.Backend, lapi *fakeLAPI, resync time.Du
 		t.Fatal(err)
 	}
 	b := New(cfg, fw, client, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	ready := make(chan struct{})
-	go func() { done <- b.Run(ctx, func() { close(ready) }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatal("bouncer never became ready")
-	}
+	runReady(t, b)
 	return b
 }
 
