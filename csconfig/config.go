@@ -52,6 +52,9 @@ type Config struct {
 
 	// Path is the file the configuration was read from.
 	Path string `toml:"-"`
+	// Simulation is read by Load from config_paths.simulation_path, so a
+	// reload of the configuration reloads it too.
+	Simulation *Simulation `toml:"-"`
 }
 
 // Common holds logging settings.
@@ -66,6 +69,9 @@ type ConfigPaths struct {
 	ConfigDir string `toml:"config_dir"`
 	DataDir   string `toml:"data_dir"`
 	HubDir    string `toml:"hub_dir"`
+	// SimulationPath is the TOML file saying which scenarios are in
+	// simulation (cscli simulation); a missing file simulates nothing.
+	SimulationPath string `toml:"simulation_path"`
 }
 
 // Crowdsec configures the agent half.
@@ -257,6 +263,7 @@ func (c *Config) setDefaults() {
 	def(&c.ConfigPaths.ConfigDir, "/etc/crowdsec/")
 	def(&c.ConfigPaths.DataDir, "/var/lib/crowdsec/data/")
 	def(&c.ConfigPaths.HubDir, filepath.Join(c.ConfigPaths.ConfigDir, "hub"))
+	def(&c.ConfigPaths.SimulationPath, filepath.Join(c.ConfigPaths.ConfigDir, "simulation.toml"))
 	def(&c.Crowdsec.AcquisitionDir, filepath.Join(c.ConfigPaths.ConfigDir, "acquis.d"))
 	if c.Crowdsec.Collections == nil {
 		c.Crowdsec.Collections = DefaultCollections()
@@ -349,6 +356,9 @@ func Load(path string) (*Config, error) {
 		return nil, err
 	}
 	c.Path = path
+	if c.Simulation, err = LoadSimulation(c.ConfigPaths.SimulationPath); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

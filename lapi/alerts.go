@@ -139,7 +139,7 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 			return na, false, fmt.Errorf("decision on %s: duration %q from stop_at: %w", d.Value, d.Duration, err)
 		}
 		nd := store.NewDecision{UUID: uuid.NewString(), Until: until, Scenario: d.Scenario, Type: d.Type,
-			Scope: d.Scope, Value: d.Value, Origin: d.Origin, Simulated: a.Simulated}
+			Scope: d.Scope, Value: d.Value, Origin: d.Origin, Simulated: a.Simulated || (d.Simulated != nil && *d.Simulated)}
 		if store.IsAddressScope(d.Scope) {
 			p, err := netaddr.ParsePrefix(d.Value)
 			if err != nil {

@@ -88,9 +88,8 @@ func bouncerFilter(q url.Values, stream bool) (store.DecisionFilter, error) {
 	f.Origins = splitList(q.Get("origins"))
 	f.ScenariosContaining = splitList(q.Get("scenarios_containing"))
 	f.ScenariosNotContaining = splitList(q.Get("scenarios_not_containing"))
-	if q.Has("simulated") && q.Get("simulated") != "false" {
-		f.IncludeSimulated = true
-	}
+	// simulated=true is ignored: decisions of scenarios in simulation
+	// never reach a bouncer, whatever it asks (upstream would serve them).
 	if stream {
 		return f, nil
 	}

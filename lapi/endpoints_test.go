@@ -850,7 +850,7 @@ func TestGetDecisions(t *testing.T) {
 		{"?range=2001:db8::/48&contains=false", []string{"Ip:2001:db8::5:ban", "Range:2001:db8::/64:ban"}},
 		{"?range=2001:db8::/96", []string{"Range:2001:db8::/64:ban"}},
 		{"?range=::/0&contains=false", []string{"Ip:2001:db8::5:ban", "Range:2001:db8::/64:ban"}},
-		{"?simulated=true&value=192.0.2.99", []string{"Ip:192.0.2.99:ban"}},
+		{"?simulated=true&value=192.0.2.99", nil}, // simulated decisions never reach a bouncer
 		{"?simulated=false&value=192.0.2.99", nil},
 		{"?value=192.0.2.99", nil},
 		{"?value=nothing", nil},
@@ -1158,18 +1158,29 @@ func TestPostAlertsDecisions(t *testing.T) {
 	if _, ds := l.getDecisions(key, "?ip=192.0.2.30"); ds != nil {
 		t.Errorf("simulated decision served by default")
 	}
-	if _, ds := l.getDecisions(key, "?ip=192.0.2.30&simulated=true"); len(ds) != 1 {
-		t.Errorf("simulated decision missing with simulated=true")
+	// not even when a bouncer asks for them (upstream would serve them)
+	if _, ds := l.getDecisions(key, "?ip=192.0.2.30&simulated=true"); ds != nil {
+		t.Errorf("simulated decision served with simulated=true")
+	}
+	for _, d := range l.stream(key, "&startup=true&scopes=ip&simulated=true").New {
+		if d.Value == "192.0.2.30" {
+			t.Errorf("simulated decision in the stream with simulated=true")
+		}
 	}
 	// the stream carries a fresh uuid, not the client's
-	st := l.stream(key, "&startup=true&scopes=ip&simulated=true")
-	if len(st.New) == 0 {
-		t.Errorf("simulated=true stream is empty")
-	}
+	nsim := manualAlert("192.0.2.31", "Ip", "4h", "cscli")
+	nsim.Decisions[0].UUID = "dec-uuid"
+	l.push(nsim)
+	st := l.stream(key, "&startup=true&scopes=ip")
+	found := false
 	for _, d := range st.New {
+		found = found || d.Value == "192.0.2.31"
 		if d.UUID == "dec-uuid" {
 			t.Errorf("client-supplied decision uuid kept")
 		}
+	}
+	if !found {
+		t.Errorf("decision of 192.0.2.31 missing from the stream")
 	}
 
 	// remediation:false: stored, no decision

@@ -194,10 +194,18 @@ func loadRules(cfg *csconfig.Config, l *log.Entry) (*ruleset.Ruleset, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading rules (set crowdsec_service.skip_broken_rules to start without a broken one): %w", err)
 	}
+	rs.Simulated = cfg.Simulation.IsSimulated
 	for _, e := range rs.Skipped {
 		l.WithError(e).Error("rule skipped")
 	}
-	l.WithFields(log.Fields{"collections": len(rs.Items.Collections), "parsers": len(rs.Items.Parsers), "scenarios": len(rs.Scenarios)}).Info("rules loaded")
+	simulated := 0
+	for _, sc := range rs.Items.Scenarios {
+		if rs.IsSimulated(sc) {
+			simulated++
+		}
+	}
+	l.WithFields(log.Fields{"collections": len(rs.Items.Collections), "parsers": len(rs.Items.Parsers), "scenarios": len(rs.Scenarios),
+		"simulated": simulated}).Info("rules loaded")
 	return rs, nil
 }
 

@@ -89,7 +89,16 @@ type Ruleset struct {
 	// Contexts are the alert contexts of Items.Contexts, merged: key ->
 	// expressions evaluated over an overflow's events (see NewEngine).
 	Contexts map[string][]string
-	enrich   *parser.Enrichment
+	// Simulated says which scenarios are in simulation (their alerts are
+	// marked simulated); nil simulates nothing. Kept with the rules so
+	// that loading them again (a reload) takes the new setting.
+	Simulated func(scenario string) bool
+	enrich    *parser.Enrichment
+}
+
+// IsSimulated reports whether scenario's alerts are simulated.
+func (r *Ruleset) IsSimulated(scenario string) bool {
+	return r.Simulated != nil && r.Simulated(scenario)
 }
 
 // Load resolves spec against h and loads it. Under FailFast the error is

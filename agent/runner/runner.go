@@ -305,7 +305,14 @@ func (a *Agent) overflows(ovs []event.Event, out []*models.Alert, readAt []time.
 			a.log.WithFields(log.Fields{"scenario": ov.GetScenario(), "source": ov.GetValue(), "reason": ov.WhitelistReason}).Info("overflow whitelisted")
 			continue
 		}
-		a.log.WithFields(log.Fields{"scenario": ov.GetScenario(), "source": ov.GetValue(), "events": ov.Overflow.Alert.EventsCount}).Info("alert")
+		// As upstream: a simulated scenario's alert goes to the LAPI
+		// marked, which stores its decisions as simulated and never
+		// serves them to bouncers.
+		if a.cfg.Rules.IsSimulated(ov.Overflow.Alert.Scenario) {
+			ov.Overflow.Alert.Simulated = true
+		}
+		a.log.WithFields(log.Fields{"scenario": ov.GetScenario(), "source": ov.GetValue(), "events": ov.Overflow.Alert.EventsCount,
+			"simulated": ov.Overflow.Alert.Simulated}).Info("alert")
 		out = append(out, ov.Overflow.Alert)
 		readAt = append(readAt, ov.Line.Time)
 	}

@@ -43,8 +43,7 @@ func run() error {
 	fs.BoolVar(showVersion, "V", false, "print the version and exit")
 	_ = fs.Parse(os.Args[1:])
 	if *showVersion {
-		fmt.Println("crowdsec-firewall-bouncer (Rampart) " + version.Version)
-		return nil
+		return version.Get("crowdsec-firewall-bouncer").Write(os.Stdout)
 	}
 	log.SetFormatter(&log.TextFormatter{FullTimestamp: true})
 	cfg, err := bouncer.LoadConfig(*cfgPath)

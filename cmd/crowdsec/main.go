@@ -61,8 +61,7 @@ func run() error {
 	}
 	_ = fs.Parse(os.Args[1:])
 	if *showVersion {
-		fmt.Println("crowdsec (Rampart) " + version.Version)
-		return nil
+		return version.Get("crowdsec").Write(os.Stdout)
 	}
 	log.SetFormatter(&log.TextFormatter{FullTimestamp: true})
 	cfg, err := csconfig.Load(*cfgPath)

@@ -232,7 +232,9 @@ type decisionKey struct{ value, typ, scope string }
 // firstLongest marks, among the decisions a transaction inserts (in
 // order), the one per (value, type, scope) that may be shown: the longest,
 // the first on ties. Done in Go, in one pass, so that no statement has to
-// compare the new rows with each other.
+// compare the new rows with each other. A simulated decision is never
+// shown: bouncers must not get it, and it must not hide (supersede) a real
+// one on the same address.
 func firstLongest(batches [][]NewDecision) [][]bool {
 	type best struct {
 		until     int64
@@ -248,6 +250,9 @@ func firstLongest(batches [][]NewDecision) [][]bool {
 		shown[b] = make([]bool, len(ds))
 		for i := range ds {
 			d := &ds[i]
+			if d.Simulated {
+				continue
+			}
 			k := decisionKey{sanitize(d.Value), sanitize(d.Type), sanitize(d.Scope)}
 			u := d.Until.UnixNano()
 			if w, ok := winner[k]; ok {
@@ -377,10 +382,10 @@ func olderTombstonesStmt(seq int64) stmt {
 }
 
 // promotedStmt finds, per key whose shown row ended now, the longest
-// remaining active row (NULL when none is left).
+// remaining active row that is not simulated (NULL when none is left).
 func promotedStmt(seq, now int64) stmt {
 	return stmt{"finding decisions to promote", `SELECT (SELECT a.id FROM decisions a INDEXED BY decisions_key
-			WHERE a.value = e.value AND a.type = e.type AND a.scope = e.scope AND a.active = TRUE AND a.until > ?
+			WHERE a.value = e.value AND a.type = e.type AND a.scope = e.scope AND a.active = TRUE AND a.until > ? AND NOT a.simulated
 			ORDER BY a.until DESC, a.id ASC LIMIT 1)
 		FROM decisions e INDEXED BY decisions_seq WHERE e.seq = ? AND NOT e.active AND e.shown`, []any{now, seq}}
 }
