@@ -44,6 +44,9 @@ type story struct {
 type storyOptions struct {
 	service string // lines appended to [crowdsec_service]
 	acquis  string // sources appended to the acquisition file
+	// simulation, when set, is written to config_dir/simulation.toml
+	// before the daemon starts
+	simulation string
 }
 
 // newStory starts everything; rulesDir is the hub folder the agent loads.
@@ -105,6 +108,9 @@ idle_warning = "0"
 	must(t, err)
 	t.Cleanup(func() { s.access.Close() })
 
+	if o.simulation != "" {
+		must(t, os.WriteFile(filepath.Join(s.dir, "simulation.toml"), []byte(o.simulation), 0o600))
+	}
 	s.cscli("machines", "add", "story", "--auto", "--force")
 	s.crowdsec = s.start("crowdsec", filepath.Join(binDir, "crowdsec"), "-c", s.cfg)
 	if !nstest.Eventually(20*time.Second, func() bool {
