@@ -56,6 +56,9 @@ func TestSimulationStory(t *testing.T) {
 			}
 		}
 	}
+	if out := s.cscli("alerts", "list", "--ip", att); !strings.Contains(out, "(simul)ban") {
+		t.Errorf("cscli alerts list does not mark the simulated ban:\n%s", out)
+	}
 	if out := s.cscli("decisions", "list", "--ip", att); !strings.Contains(out, "(simul)ban") {
 		t.Errorf("cscli decisions list does not mark the simulated ban:\n%s", out)
 	}
