@@ -217,6 +217,21 @@ INSERT INTO stream_cursors (bouncer_id, user_agent, cursor, last_pull)
 	FROM bouncers WHERE cursor IS NOT NULL;
 INSERT INTO counters (name, value) VALUES ('purged', 0);
 `,
+	// 5: a simulated decision is never shown to bouncers, and no longer
+	// supersedes a real one on its address: hide those stored as shown,
+	// then show again, as a new change, the longest active real decision
+	// of every key they left without a shown active row.
+	`
+UPDATE decisions SET shown = FALSE WHERE simulated AND shown;
+UPDATE counters SET value = value + 1 WHERE name = 'seq' AND EXISTS (SELECT 1 FROM decisions WHERE simulated AND active);
+UPDATE decisions SET shown = TRUE, seq = (SELECT value FROM counters WHERE name = 'seq')
+WHERE id IN (
+	SELECT (SELECT a.id FROM decisions a WHERE a.value = k.value AND a.type = k.type AND a.scope = k.scope
+		AND a.active AND NOT a.simulated ORDER BY a.until DESC, a.id ASC LIMIT 1)
+	FROM (SELECT DISTINCT value, type, scope FROM decisions WHERE simulated AND active) k
+	WHERE NOT EXISTS (SELECT 1 FROM decisions o WHERE o.value = k.value AND o.type = k.type AND o.scope = k.scope AND o.active AND o.shown)
+);
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -131,7 +131,8 @@ func TestSettlePlans(t *testing.T) {
 		{supersededStmt(1), []string{"SEARCH n USING INTEGER PRIMARY KEY (rowid>?)", "SEARCH o " + byKey + ")"}, true},
 		{hideStmt(1), []string{"SEARCH decisions USING INTEGER PRIMARY KEY (rowid=?)"}, true},
 		{olderTombstonesStmt(1), []string{ended, "SEARCH o " + byKey + ")"}, false},
-		{promotedStmt(1, 1), []string{ended, "SEARCH a USING COVERING INDEX decisions_key (value=? AND type=? AND scope=? AND active=? AND until>?)"}, false},
+		// not covering: each candidate row's simulated flag is read (a key holds a handful of rows)
+		{promotedStmt(1, 1), []string{ended, "SEARCH a " + byKey + " AND until>?)"}, false},
 		{promoteStmt(1, 1), []string{"SEARCH decisions USING INTEGER PRIMARY KEY (rowid=?)"}, false},
 	}
 	for _, st := range statistics {

@@ -76,3 +76,31 @@ func TestSimulatedDecisionsNeverShown(t *testing.T) {
 		t.Errorf("simulated decision not queryable: %+v %v", rows, err)
 	}
 }
+
+// A database where a simulated decision superseded a real ban (stored by
+// an older version) is repaired at open: the real ban is shown again, as
+// a change bouncers get in their next delta.
+func TestMigrationShowsRealBansHiddenBySimulated(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	s := openAt(t, path)
+	r, _ := ParseRange("192.0.2.1")
+	pushDecisions(t, s, "real", []NewDecision{{UUID: "r", Until: time.Now().Add(time.Hour), Scenario: "real", Type: "ban", Scope: "Ip",
+		Value: "192.0.2.1", Origin: "crowdsec", Range: r}})
+	pushDecisions(t, s, "sim", []NewDecision{{UUID: "s", Until: time.Now().Add(4 * time.Hour), Scenario: "sim", Type: "ban", Scope: "Ip",
+		Value: "192.0.2.1", Origin: "crowdsec", Range: r, Simulated: true}})
+	_, _, cursor := streamValues(t, s, StreamQuery{Startup: true})
+	// the state the older version left
+	mustExec(t, s, `UPDATE decisions SET shown = (scenario = 'sim')`, `DELETE FROM schema_migrations WHERE version >= 5`)
+	if news, _, _ := streamValues(t, s, StreamQuery{Startup: true}); len(news) != 0 {
+		t.Fatalf("setup: startup stream %v, want the real ban hidden", news)
+	}
+	s.Close()
+	s = openAt(t, path)
+	defer s.Close()
+	if news, _, _ := streamValues(t, s, StreamQuery{Startup: true}); len(news) != 1 || news[0] != "192.0.2.1 real" {
+		t.Errorf("startup stream after the migration: %v", news)
+	}
+	if news, dels, _ := streamValues(t, s, StreamQuery{Cursor: cursor}); len(news) != 1 || len(dels) != 0 {
+		t.Errorf("delta after the migration: new %v deleted %v; want the real ban again", news, dels)
+	}
+}
