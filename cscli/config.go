@@ -14,8 +14,11 @@ import (
 
 func newConfigCmd(cli *CLI) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:               "config [command]",
-		Short:             "Allows to view current config",
+		Use:   "config [command]",
+		Short: "Allows to view current config",
+		Long: `View the configuration crowdsec and cscli run with (config.toml, or the file
+given with -c), merged with the defaults.`,
+		Example:           "cscli config show\ncscli config show --key api.server.listen_uri",
 		Args:              cobra.NoArgs,
 		DisableAutoGenTag: true,
 	}

@@ -39,8 +39,11 @@ const (
 
 func newSupportCmd(cli *CLI) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:               "support [action]",
-		Short:             "Provide commands to help during support",
+		Use:   "support [action]",
+		Short: "Provide commands to help during support",
+		Long: `Collect what a support request needs, without secrets (see cscli support
+dump --help).`,
+		Example:           "cscli support dump -f /tmp/crowdsec-support.zip",
 		Args:              cobra.NoArgs,
 		DisableAutoGenTag: true,
 	}
