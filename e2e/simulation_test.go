@@ -1,12 +1,18 @@
 package e2e
 
 import (
+	"archive/zip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/BurntSushi/toml"
 
 	"github.com/rampart-ips/rampart/internal/nstest"
 	"github.com/rampart-ips/rampart/models"
@@ -111,6 +117,64 @@ func TestSimulationStory(t *testing.T) {
 	if !real {
 		t.Errorf("no real http ban on %s in cscli decisions list", att)
 	}
+
+	// A support dump of the running appliance: its live metrics and
+	// lists, and none of its secrets.
+	zipPath := filepath.Join(s.dir, "support.zip")
+	s.cscli("support", "dump", "-f", zipPath, "--journal-lines", "0")
+	files := readZip(t, zipPath)
+	creds, err := os.ReadFile(filepath.Join(s.dir, "creds.toml"))
+	must(t, err)
+	var c struct{ Password string }
+	_, err = toml.Decode(string(creds), &c)
+	must(t, err)
+	bconf, err := os.ReadFile(filepath.Join(s.dir, "bouncer.toml"))
+	must(t, err)
+	var bc struct {
+		APIKey string `toml:"api_key"`
+	}
+	_, err = toml.Decode(string(bconf), &bc)
+	must(t, err)
+	for name, secret := range map[string]string{"machine password": c.Password, "firewall bouncer key": bc.APIKey, "probe bouncer key": key} {
+		if len(secret) < 8 {
+			t.Fatalf("%s %q: too short to search for", name, secret)
+		}
+		for f, data := range files {
+			if strings.Contains(data, secret) {
+				t.Errorf("%s holds the %s", f, name)
+			}
+		}
+	}
+	for f, want := range map[string]string{
+		"metrics/crowdsec.prom":       "cs_active_decisions",
+		"cscli/bouncers-list.txt":     "probe",
+		"cscli/machines-list.txt":     "story",
+		"cscli/lapi-status.txt":       "You can successfully interact with Local API (LAPI)",
+		"cscli/simulation-status.txt": "global simulation: enabled",
+		"config/acquis.d/story.toml":  "syslog",
+	} {
+		if !strings.Contains(files[f], want) {
+			t.Errorf("support dump: %s lacks %q:\n%s", f, want, files[f])
+		}
+	}
+}
+
+// readZip returns a zip's files by name.
+func readZip(t *testing.T, path string) map[string]string {
+	t.Helper()
+	zr, err := zip.OpenReader(path)
+	must(t, err)
+	defer zr.Close()
+	out := map[string]string{}
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		must(t, err)
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		must(t, err)
+		out[f.Name] = string(b)
+	}
+	return out
 }
 
 // bouncerGet makes a bouncer's request to the LAPI from the defender
