@@ -18,7 +18,7 @@ const redacted = "********"
 // read.
 func isSecretKey(k string) bool {
 	k = strings.ToLower(k)
-	for _, w := range []string{"password", "passwd", "secret", "token", "private"} {
+	for _, w := range []string{"password", "passwd", "secret", "token", "private", "authorization", "cookie"} {
 		if strings.Contains(k, w) {
 			return true
 		}
