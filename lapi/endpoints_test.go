@@ -1167,6 +1167,14 @@ func TestPostAlertsDecisions(t *testing.T) {
 			t.Errorf("simulated decision in the stream with simulated=true")
 		}
 	}
+	// a decision marked simulated in a real alert is simulated too
+	dsim := manualAlert("192.0.2.32", "Ip", "4h", "cscli")
+	yes := true
+	dsim.Decisions[0].Simulated = &yes
+	l.push(dsim)
+	if _, ds := l.getDecisions(key, "?ip=192.0.2.32"); ds != nil {
+		t.Errorf("decision marked simulated served to a bouncer")
+	}
 	// the stream carries a fresh uuid, not the client's
 	nsim := manualAlert("192.0.2.31", "Ip", "4h", "cscli")
 	nsim.Decisions[0].UUID = "dec-uuid"
