@@ -94,11 +94,23 @@ type Ruleset struct {
 	// that loading them again (a reload) takes the new setting.
 	Simulated func(scenario string) bool
 	enrich    *parser.Enrichment
+	// scenarioItem names each scenario's hub item: a file may hold
+	// several scenarios (crowdsecurity/ssh-bf also defines
+	// crowdsecurity/ssh-bf_user-enum).
+	scenarioItem map[string]string
 }
 
-// IsSimulated reports whether scenario's alerts are simulated.
+// IsSimulated reports whether scenario's alerts are simulated: the
+// scenario, or the hub item that defines it, is in simulation, so that
+// simulating an item covers every scenario of its file.
 func (r *Ruleset) IsSimulated(scenario string) bool {
-	return r.Simulated != nil && r.Simulated(scenario)
+	if r.Simulated == nil {
+		return false
+	}
+	if item, ok := r.scenarioItem[scenario]; ok && item != scenario && r.Simulated(item) {
+		return true
+	}
+	return r.Simulated(scenario)
 }
 
 // Load resolves spec against h and loads it. Under FailFast the error is
@@ -164,6 +176,12 @@ func Load(h *hub.Hub, spec Spec) (_ *Ruleset, err error) {
 			continue
 		}
 		r.Scenarios = append(r.Scenarios, sc...)
+		for _, one := range sc {
+			if r.scenarioItem == nil {
+				r.scenarioItem = map[string]string{}
+			}
+			r.scenarioItem[one.Name()] = name
+		}
 	}
 	if err := r.loadContexts(fail); err != nil {
 		return nil, err

@@ -342,3 +342,29 @@ func TestPostOverflowWhitelist(t *testing.T) {
 		t.Errorf("no postoverflows: keep %v, %v", keep, err)
 	}
 }
+
+// Simulating a hub item covers every scenario its file defines:
+// crowdsecurity/ssh-bf's file also holds crowdsecurity/ssh-bf_user-enum.
+func TestIsSimulatedByItem(t *testing.T) {
+	h := sharedHub(t)
+	rs, err := ruleset.Load(h, ruleset.Spec{Scenarios: []string{"crowdsecurity/ssh-bf", "crowdsecurity/ssh-slow-bf"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	if rs.IsSimulated("crowdsecurity/ssh-bf") {
+		t.Error("simulated without a simulation setting")
+	}
+	rs.Simulated = func(s string) bool { return s == "crowdsecurity/ssh-bf" }
+	for name, want := range map[string]bool{"crowdsecurity/ssh-bf": true, "crowdsecurity/ssh-bf_user-enum": true,
+		"crowdsecurity/ssh-slow-bf": false, "crowdsecurity/ssh-slow-bf_user-enum": false} {
+		if got := rs.IsSimulated(name); got != want {
+			t.Errorf("IsSimulated(%s) = %v, want %v", name, got, want)
+		}
+	}
+	// a scenario named by its own name, not its item's, is simulated too
+	rs.Simulated = func(s string) bool { return s == "crowdsecurity/ssh-slow-bf_user-enum" }
+	if !rs.IsSimulated("crowdsecurity/ssh-slow-bf_user-enum") || rs.IsSimulated("crowdsecurity/ssh-slow-bf") {
+		t.Error("a scenario simulated by its own name")
+	}
+}
