@@ -226,3 +226,36 @@ func TestMigrationStoppedHalfWay(t *testing.T) {
 		t.Fatalf("hosts: %v", got)
 	}
 }
+
+// TestSetOnlyKeepsOlderLayout: in set-only mode the administrator's rules
+// name the sets, so an older layout (ranges in crowdsec_blocklist, an
+// interval set, addresses in crowdsec_blocklist_ips) is filled as it is,
+// and no set is added, deleted or retyped.
+func TestSetOnlyKeepsOlderLayout(t *testing.T) {
+	ctx := context.Background()
+	ns := newNS(t)
+	ns.nft(t, "add table ip admin")
+	ns.nft(t, "add set ip admin crowdsec_blocklist { type ipv4_addr; flags interval,timeout; }")
+	ns.nft(t, "add set ip admin crowdsec_blocklist_ips { type ipv4_addr; flags timeout; }")
+	ns.nft(t, "add chain ip admin input { type filter hook input priority 0; policy accept; }")
+	ns.nft(t, "add rule ip admin input ip saddr @crowdsec_blocklist_ips drop")
+	ns.nft(t, "add rule ip admin input ip saddr @crowdsec_blocklist drop")
+	b := newBackend(t, Config{IPv4: Family{Enabled: true, SetOnly: true, Table: "admin"}, NetNS: ns.fd})
+	ensure(t, b)
+	if err := b.Replace(ctx, []firewall.Element{el("192.0.2.7/32", time.Hour), el("198.51.100.0/24", time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.Intact(ctx); err != nil || !ok {
+		t.Fatalf("Intact = %v, %v", ok, err)
+	}
+	out := ns.nft(t, "-t", "list", "table", "ip", "admin")
+	if strings.Count(out, "set ") != 2 || strings.Contains(out, "_ranges") {
+		t.Fatalf("set-only changed the administrator's sets:\n%s", out)
+	}
+	if got := names(kernelHosts(t, ns, nftables.TableFamilyIPv4, "admin", "crowdsec_blocklist_ips")); strings.Join(got, ",") != "192.0.2.7" {
+		t.Fatalf("hosts: %v", got)
+	}
+	if got := names(kernelElements(t, ns, nftables.TableFamilyIPv4, "admin", "crowdsec_blocklist")); strings.Join(got, ",") != "198.51.100.0-198.51.100.255" {
+		t.Fatalf("ranges: %v", got)
+	}
+}
