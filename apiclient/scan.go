@@ -30,7 +30,14 @@ func (c *Client) StreamScan(ctx context.Context, startup bool, extra url.Values,
 		return nil, err
 	}
 	defer closeBody(resp)
-	s := newScanner(resp.Body)
+	size := startupBufSize
+	if !startup {
+		// A delta is usually empty or small, and an idle bouncer pulls
+		// one every few seconds: a 64 KiB buffer each time was most of
+		// its garbage.
+		size = deltaBufSize
+	}
+	s := newScannerSize(resp.Body, size)
 	if err := s.stream(fn); err != nil {
 		return resp.Header, fmt.Errorf("GET %s: decoding stream: %w", u.EscapedPath(), err)
 	}
@@ -44,8 +51,16 @@ type scanner struct {
 	intern map[string]string
 }
 
-func newScanner(r io.Reader) *scanner {
-	return &scanner{r: bufio.NewReaderSize(r, 64<<10), intern: make(map[string]string, 64)}
+// Read buffers: a startup body (up to hundreds of MB) and a delta.
+const (
+	startupBufSize = 64 << 10
+	deltaBufSize   = 4 << 10
+)
+
+func newScanner(r io.Reader) *scanner { return newScannerSize(r, startupBufSize) }
+
+func newScannerSize(r io.Reader, size int) *scanner {
+	return &scanner{r: bufio.NewReaderSize(r, size), intern: make(map[string]string, 64)}
 }
 
 func (s *scanner) peek() (byte, error) {

@@ -45,6 +45,8 @@ type Bouncer struct {
 	supported  map[string]bool
 	repairTick time.Duration
 	now        func() time.Time
+	// progressEvery is how often a pending first sync is reported.
+	progressEvery time.Duration
 
 	// The stream's position, used by Run's goroutine only: the cursor the
 	// LAPI handed over with the last complete response ("" when the LAPI
@@ -64,7 +66,7 @@ var errCursorGone = errors.New("the LAPI can no longer serve this bouncer's stre
 func New(cfg *Config, fw firewall.Backend, client *apiclient.Client, m *Metrics) *Bouncer {
 	b := &Bouncer{cfg: cfg, fw: fw, client: client, log: log.WithField("component", "bouncer"),
 		metrics: m, st: newState(), supported: map[string]bool{},
-		repairTick: 250 * time.Millisecond, now: time.Now}
+		repairTick: 250 * time.Millisecond, now: time.Now, progressEvery: startupProgressEvery}
 	b.guard = newGuard(cfg.neverBan, b.log)
 	for _, t := range cfg.SupportedDecisionsTypes {
 		b.supported[strings.ToLower(t)] = true
@@ -133,29 +135,79 @@ const (
 	deltaRetryMax   = 64 * time.Second
 )
 
-// startup pulls the full state, retrying with backoff; the kernel keeps
-// whatever it holds meanwhile (a LAPI down at boot never opens a gap).
+// startupProgressEvery is how often the bouncer says it is still waiting
+// for its first sync.
+const startupProgressEvery = 15 * time.Second
+
+// startup pulls the full state, retrying with backoff unless
+// retry_initial_connect is false; the kernel keeps whatever it holds
+// meanwhile (a LAPI down at boot never opens a gap). It says at once that
+// it waits, and then every startupProgressEvery, so that a LAPI that
+// accepts connections but never answers is visible in the log.
 func (b *Bouncer) startup(ctx context.Context) error {
 	retry := backoff.Backoff{Min: retryMin, Max: startupRetryMax}
-	for {
+	lg := b.log.WithField("lapi", b.cfg.APIURL)
+	lg.Infof("waiting for the local API at %s (first sync)", b.cfg.APIURL)
+	start := b.now()
+	for attempt := 1; ; attempt++ {
+		stop := b.waitProgress(ctx, lg, start, attempt)
 		err := b.pullFull(ctx, "")
+		stop()
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
+		if !b.cfg.retryInitialConnect() {
+			return fmt.Errorf("first sync with the local API at %s failed, and retry_initial_connect is false: %w", b.cfg.APIURL, err)
+		}
+		wait := retry.Next()
+		lg := lg.WithError(err).WithFields(log.Fields{"attempt": attempt, "retry_in": wait.Round(time.Millisecond),
+			"waited": b.now().Sub(start).Round(time.Second)})
 		var apiErr *apiclient.APIError
 		if errors.As(err, &apiErr) && apiErr.Status == 403 {
-			b.log.WithError(err).Error("the LAPI refuses this bouncer's key; check api_key (retrying)")
+			lg.Error("the LAPI refuses this bouncer's key; check api_key (retrying)")
 		} else {
-			b.log.WithError(err).Warn("first sync with the LAPI failed; keeping the firewall as it is and retrying")
+			lg.Warn("first sync with the LAPI failed; keeping the firewall as it is and retrying")
 		}
-		if !backoff.Sleep(ctx, retry.Next()) {
+		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
 	}
 }
+
+// waitProgress logs, every b.progressEvery until stop is called, that the
+// attempt-th first sync is still under way and when it will be given up.
+func (b *Bouncer) waitProgress(ctx context.Context, lg *log.Entry, start time.Time, attempt int) (stop func()) {
+	attemptStart := b.now()
+	limit := b.cfg.RequestTimeout.Duration + startupBodyTime
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(b.progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-t.C:
+				in := b.now().Sub(attemptStart)
+				lg.WithFields(log.Fields{"attempt": attempt, "waited": b.now().Sub(start).Round(time.Second),
+					"gives_up_in": (limit - in).Round(time.Second)}).Info("still waiting for the local API's first answer (or its full state)")
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// startupBodyTime is what a full pull may take beyond request_timeout: a
+// 1M-decision body takes a few seconds to stream and load.
+const startupBodyTime = 2 * time.Minute
 
 func (b *Bouncer) reqCtx(ctx context.Context, extra time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, b.cfg.RequestTimeout.Duration+extra)
@@ -208,7 +260,7 @@ func (b *Bouncer) pullFull(ctx context.Context, resync string) error {
 	}
 	st := newState()
 	skipped := 0
-	rctx, cancel := b.reqCtx(ctx, 2*time.Minute) // a 1M body takes a few seconds
+	rctx, cancel := b.reqCtx(ctx, startupBodyTime)
 	defer cancel()
 	// cursor= (empty): this process keeps its own cursor, so bouncers
 	// sharing a key never move each other's; upstream LAPIs ignore it.

@@ -75,8 +75,77 @@ type Config struct {
 	// own: upstream's bouncer never pulls the full state again.
 	ResyncInterval *Duration `toml:"resync_interval"`
 
+	// RetryInitialConnect, upstream's key: false makes the bouncer stop
+	// with an error when its first sync with the LAPI fails; unset or
+	// true retries with backoff (Rampart's default: at boot the LAPI may
+	// come up later), the firewall keeping what it holds meanwhile.
+	RetryInitialConnect *bool `toml:"retry_initial_connect"`
+
+	// IpsetType is upstream's ipset type; Rampart's sets are always
+	// hash:net (upstream's default "nethash"), which also takes ranges.
+	IpsetType string `toml:"ipset_type"`
+
+	// Upstream keys that do nothing here, accepted so that an upstream
+	// configuration carries over; a set one is warned about (Warnings).
+	IptablesAddRuleComments *bool   `toml:"iptables_add_rule_comments"`
+	LogMaxSize              *int    `toml:"log_max_size"`
+	LogMaxFiles             *int    `toml:"log_max_files"`
+	LogMaxBackups           *int    `toml:"log_max_backups"`
+	LogMaxAge               *int    `toml:"log_max_age"`
+	CompressLogs            *bool   `toml:"compress_logs"`
+	LogCompression          *bool   `toml:"log_compression"`
+	PidDir                  *string `toml:"pid_dir"`
+	Daemonize               *bool   `toml:"daemonize"`
+	PF                      *struct {
+		AnchorName string `toml:"anchor_name"`
+		BatchSize  int    `toml:"batch_size"`
+	} `toml:"pf"`
+
 	neverBan []netip.Prefix
 	warnings []string
+}
+
+// retryInitialConnect says whether a failed first sync is retried.
+func (c *Config) retryInitialConnect() bool {
+	return c.RetryInitialConnect == nil || *c.RetryInitialConnect
+}
+
+// inertKeys warns about upstream keys that are set but mean nothing here,
+// saying why, so that a carried-over configuration starts and the
+// administrator learns what does not apply.
+func (c *Config) inertKeys() {
+	warn := func(key, why string) {
+		c.warnings = append(c.warnings, fmt.Sprintf("%s is upstream's and has no effect here: %s", key, why))
+	}
+	const rotation = "the log file is rotated by logrotate (the package's /etc/logrotate.d/crowdsec-firewall-bouncer)"
+	for _, k := range []struct {
+		set  bool
+		name string
+	}{
+		{c.LogMaxSize != nil, "log_max_size"}, {c.LogMaxFiles != nil, "log_max_files"}, {c.LogMaxBackups != nil, "log_max_backups"},
+		{c.LogMaxAge != nil, "log_max_age"}, {c.CompressLogs != nil, "compress_logs"}, {c.LogCompression != nil, "log_compression"},
+	} {
+		if k.set {
+			warn(k.name, rotation)
+		}
+	}
+	if c.IptablesAddRuleComments != nil && *c.IptablesAddRuleComments {
+		warn("iptables_add_rule_comments", "Rampart's iptables rules live in its own chain CROWDSEC_CHAIN, which names them")
+	}
+	if c.PidDir != nil {
+		warn("pid_dir", "the bouncer writes no PID file (upstream ignores it too)")
+	}
+	if c.Daemonize != nil {
+		warn("daemonize", "the bouncer runs in the foreground under systemd (upstream ignores it too)")
+	}
+	if c.PF != nil {
+		warn("pf", "pf is BSD's firewall; Rampart runs nftables, iptables or ipset")
+	}
+	switch strings.ToLower(c.IpsetType) {
+	case "", "nethash", "hash:net":
+	default:
+		warn(fmt.Sprintf("ipset_type %q", c.IpsetType), "Rampart's sets are always hash:net (upstream's default nethash), which takes addresses and ranges")
+	}
 }
 
 // NFTFamily configures one nftables family.
@@ -127,6 +196,7 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 		return nil, err
 	}
 	c.setDefaults()
+	c.inertKeys()
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}

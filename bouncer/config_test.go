@@ -165,3 +165,92 @@ func TestKeyFileModeWarning(t *testing.T) {
 		}
 	}
 }
+
+// upstreamConfig is upstream's shipped crowdsec-firewall-bouncer.yaml, key
+// for key, in TOML form.
+const upstreamConfig = `mode = "nftables"
+update_frequency = "10s"
+log_mode = "file"
+log_dir = "/var/log/"
+log_level = "info"
+log_compression = true
+log_max_size = 100
+log_max_backups = 3
+log_max_age = 30
+api_url = "http://127.0.0.1:8080/"
+api_key = "k"
+insecure_skip_verify = false
+disable_ipv6 = false
+deny_action = "DROP"
+deny_log = false
+supported_decisions_types = ["ban"]
+deny_log_prefix = "crowdsec: "
+blacklists_ipv4 = "crowdsec-blacklists"
+blacklists_ipv6 = "crowdsec6-blacklists"
+ipset_type = "nethash"
+iptables_chains = ["INPUT"]
+iptables_add_rule_comments = true
+retry_initial_connect = false
+scopes = ["ip", "range"]
+origins = ["crowdsec", "cscli"]
+nftables_hooks = ["input", "forward"]
+[nftables.ipv4]
+enabled = true
+set-only = false
+table = "crowdsec"
+chain = "crowdsec-chain"
+priority = -10
+[nftables.ipv6]
+enabled = true
+set-only = false
+table = "crowdsec6"
+chain = "crowdsec6-chain"
+priority = -10
+[pf]
+anchor_name = ""
+[prometheus]
+enabled = false
+listen_addr = "127.0.0.1"
+listen_port = 60601
+`
+
+// TestUpstreamConfigCarriesOver: upstream's configuration loads with its
+// meaning (retry_initial_connect = false is honoured); keys that mean
+// nothing here give one warning each, naming the key; a typo is still an
+// error.
+func TestUpstreamConfigCarriesOver(t *testing.T) {
+	c, err := ParseConfig([]byte(upstreamConfig), "upstream.toml")
+	if err != nil {
+		t.Fatalf("upstream's configuration refused: %v", err)
+	}
+	if c.retryInitialConnect() || c.DenyLogPrefix != "crowdsec: " || c.Nftables.IPv4.Chain != "crowdsec-chain" ||
+		c.Nftables.IPv4.Priority != -10 || strings.Join(c.NftablesHooks, ",") != "input,forward" || c.LogMode != "file" {
+		t.Errorf("upstream's values not kept: %+v", c)
+	}
+	w := strings.Join(c.Warnings(), "\n")
+	for _, key := range []string{"log_compression", "log_max_size", "log_max_backups", "log_max_age", "iptables_add_rule_comments", "pf"} {
+		if !strings.Contains(w, key+" is upstream's and has no effect here") {
+			t.Errorf("no warning for %s in:\n%s", key, w)
+		}
+	}
+	if strings.Contains(w, "ipset_type") || strings.Contains(w, "retry_initial_connect") {
+		t.Errorf("warnings for keys that apply:\n%s", w)
+	}
+	if len(c.Warnings()) != 6 {
+		t.Errorf("%d warnings, want 6:\n%s", len(c.Warnings()), w)
+	}
+
+	// Unset, the first sync is retried; ipset_type other than hash:net is
+	// said to be ignored.
+	c, err = ParseConfig([]byte("mode = \"ipset\"\napi_key = \"k\"\nipset_type = \"iphash\"\n"), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.retryInitialConnect() || len(c.Warnings()) != 1 || !strings.Contains(c.Warnings()[0], `ipset_type "iphash"`) {
+		t.Errorf("retry %v, warnings %q", c.retryInitialConnect(), c.Warnings())
+	}
+	if _, err := ParseConfig([]byte("retry_inital_connect = true\n"+upstreamConfig), "upstream.toml"); err == nil ||
+		!strings.Contains(err.Error(), "retry_inital_connect: unknown key") {
+		t.Errorf("a typo: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -49,13 +50,18 @@ func firewallStory(t *testing.T, mode string, subnet int) {
 	switch mode {
 	case "nftables":
 		rs := a.ruleset()
-		for _, want := range []string{"table ip crowdsec", "set crowdsec_blocklist", "type ipv4_addr", "flags interval,timeout",
+		for _, want := range []string{"table ip crowdsec", "set crowdsec_blocklist", "type ipv4_addr",
 			"chain crowdsec_chain", "type filter hook input priority filter; policy accept;", "ip saddr @crowdsec_blocklist counter packets",
 			"drop", "table ip6 crowdsec6", "set crowdsec6_blocklist", "type ipv6_addr", "chain crowdsec6_chain", "ip6 saddr @crowdsec6_blocklist",
-			att4.String()} {
+			"set crowdsec_blocklist_ranges", "flags interval,timeout", att4.String()} {
 			if !strings.Contains(rs, want) {
 				t.Errorf("nft list ruleset lacks %q:\n%s", want, rs)
 			}
+		}
+		// Where an administrator looks for a banned address.
+		out, _ := a.ns.Command(context.Background(), a.ns.Defender, "nft", "list", "set", "ip", "crowdsec", "crowdsec_blocklist").CombinedOutput()
+		if !strings.Contains(string(out), att4.String()+" timeout") || !strings.Contains(string(out), "flags timeout") {
+			t.Errorf("nft list set ip crowdsec crowdsec_blocklist does not show %s:\n%s", att4, out)
 		}
 	case "iptables":
 		r := a.iptablesRules("iptables")
@@ -71,6 +77,13 @@ func firewallStory(t *testing.T, mode string, subnet int) {
 	// a range holding the attacker (not the defender)
 	a.cscli("decisions", "add", "-r", att4.String()+"/31")
 	a.waitBlocked(def4, 2*time.Second)
+	if mode == "nftables" {
+		r := netip.PrefixFrom(att4, 31).Masked().String()
+		out, _ := a.ns.Command(context.Background(), a.ns.Defender, "nft", "list", "set", "ip", "crowdsec", "crowdsec_blocklist_ranges").CombinedOutput()
+		if !strings.Contains(string(out), r) {
+			t.Errorf("nft list set ip crowdsec crowdsec_blocklist_ranges does not show %s:\n%s", r, out)
+		}
+	}
 	a.cscli("decisions", "delete", "-r", att4.String()+"/31")
 	a.waitOpen(def4, 2*time.Second)
 
@@ -130,7 +143,7 @@ func firewallStory(t *testing.T, mode string, subnet int) {
 	switch mode {
 	case "nftables":
 		rs := a.ruleset()
-		for _, set := range []string{"@crowdsec_blocklist ", "@crowdsec_blocklist_ips "} {
+		for _, set := range []string{"@crowdsec_blocklist ", "@crowdsec_blocklist_ranges "} {
 			if n := strings.Count(rs, set); n != 1 {
 				t.Errorf("%d rules on %s after kill -9 and restart, want 1:\n%s", n, set, rs)
 			}

@@ -548,7 +548,7 @@ func TestHostileFlushStorm(t *testing.T) {
 		t.Fatalf("the bouncer exited during the storm:\n%s", a.readLog("bouncer"))
 	}
 	rs := a.ruleset()
-	for _, rule := range []string{"ip saddr @crowdsec_blocklist ", "ip saddr @crowdsec_blocklist_ips "} {
+	for _, rule := range []string{"ip saddr @crowdsec_blocklist ", "ip saddr @crowdsec_blocklist_ranges "} {
 		if c := strings.Count(rs, rule); c != 1 {
 			t.Errorf("%d rules %q after the storm, want 1:\n%s", c, rule, rs)
 		}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/bouncer"
+	"github.com/rampart-ips/rampart/internal/memtune"
 	"github.com/rampart-ips/rampart/internal/version"
 )
 
@@ -90,6 +91,7 @@ func run() error {
 		return nil
 	}
 
+	memtune.ApplyBouncer()
 	client, err := newClient(cfg)
 	if err != nil {
 		return err

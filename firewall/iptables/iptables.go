@@ -84,6 +84,9 @@ type Backend struct {
 	mu     sync.Mutex // serialises Ensure, Apply, Replace and Flush
 	capped atomic.Bool
 	closed atomic.Bool
+	// actionLogged: the deny action is said once, by the first Ensure,
+	// so a backend built only to remove another mode's objects says nothing.
+	actionLogged bool
 }
 
 // family is one address family's set and rules.
@@ -149,7 +152,6 @@ func New(cfg Config) (*Backend, error) {
 	if b.nl, err = dial(b.ns); err != nil {
 		return nil, err
 	}
-	b.log.Infof("using %q as deny action", cfg.DenyAction)
 	return b, nil
 }
 
@@ -247,6 +249,10 @@ func (b *Backend) Ensure(ctx context.Context) error {
 	defer b.mu.Unlock()
 	if err := b.check(ctx); err != nil {
 		return err
+	}
+	if !b.actionLogged && b.cfg.Mode == ModeIPTables {
+		b.log.Infof("using %q as deny action", b.cfg.DenyAction)
+		b.actionLogged = true
 	}
 	var errs []error
 	for _, f := range b.fams {

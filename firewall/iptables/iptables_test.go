@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/rampart-ips/rampart/firewall"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -722,5 +724,44 @@ func TestFlushReferencedSet(t *testing.T) {
 	}
 	if m := members(t, n, DefaultSetV4); len(m) != 0 {
 		t.Errorf("referenced set not emptied: %v", m)
+	}
+}
+
+// A backend built only to remove iptables mode's leftovers (the nftables
+// bouncer does that at start) must not log iptables' deny action: only the
+// active backend's first Ensure says it, once, with its own backend field.
+func TestDenyActionLoggedByActiveBackendOnly(t *testing.T) {
+	n := newNS(t)
+	for _, mode := range []string{ModeIPTables, ModeIPSet} {
+		l := logrus.New()
+		l.Out = io.Discard
+		hook := logtest.NewLocal(l)
+		b := newBackend(t, n, Config{Mode: mode, IPv4: true, Log: l})
+		for _, e := range hook.AllEntries() {
+			if strings.Contains(e.Message, "deny action") {
+				t.Errorf("%s: New logged %q (backend=%v) before being used", mode, e.Message, e.Data["backend"])
+			}
+		}
+		for range 2 {
+			if err := b.Ensure(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		said := 0
+		for _, e := range hook.AllEntries() {
+			if strings.Contains(e.Message, "deny action") {
+				said++
+				if e.Data["backend"] != mode {
+					t.Errorf("%s: deny action logged with backend=%v", mode, e.Data["backend"])
+				}
+			}
+		}
+		want := map[string]int{ModeIPTables: 1, ModeIPSet: 0}[mode]
+		if said != want {
+			t.Errorf("%s: deny action logged %d times, want %d", mode, said, want)
+		}
+		if err := b.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

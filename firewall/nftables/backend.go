@@ -47,6 +47,15 @@ type Backend struct {
 
 	ignoredDisabled, ignoredInvalid uint64
 	setOnlyLogged                   bool
+
+	// checkedGen is the ruleset generation at the start of the last full
+	// Intact check that passed (valid when checked): while the generation
+	// stays the same, nothing changed and Intact need not list anything.
+	// The repair loop calls Intact four times a second; a full check made
+	// about 110 KB of garbage each time, which let an idle bouncer's heap
+	// grow by half its size between collections.
+	checkedGen uint32
+	checked    bool
 }
 
 // elems is one family's share of the element work.
@@ -102,8 +111,6 @@ func New(cfg Config) (*Backend, error) {
 	}
 	b := &Backend{cfg: cfg, specs: specs, nft: nft, el: el, epoch: time.Now(), now: time.Now, txnBytes: defaultTxnBytes}
 	for _, s := range specs {
-		s.tag = ruleTag(&b.cfg, s, s.cfg.Set)
-		s.hostTag = ruleTag(&b.cfg, s, s.hostSet())
 		s.procTag = processedTag(s)
 		if s.id == firewall.IPv4 {
 			b.v4 = &elems[ip4]{spec: s}
@@ -171,9 +178,15 @@ func (b *Backend) Ensure(ctx context.Context) error {
 			return fmt.Errorf("nftables: ensure %s: %w", f, err)
 		}
 		if f.cfg.SetOnly && !b.setOnlyLogged {
+			lay := f.lay
 			log.WithField("backend", "nftables").Infof("set-only mode: bans of %s go to two sets of table %s: "+
 				"addresses to %s, ranges to %s; the table's rules must match both, e.g. `%s saddr @%s drop` and `%s saddr @%s drop`",
-				f, f.cfg.Table, f.hostSet(), f.cfg.Set, f.proto(), f.hostSet(), f.proto(), f.cfg.Set)
+				f, f.cfg.Table, lay.hosts, lay.ranges, f.proto(), lay.hosts, f.proto(), lay.ranges)
+			if lay.hosts != f.cfg.Set {
+				log.WithField("backend", "nftables").Warnf("set-only mode: %s is an interval set of an older version, kept with its layout "+
+					"because your rules use it; to get addresses in %s and ranges in %s, delete both sets and point your rules at the new names",
+					f.cfg.Set, f.cfg.Set, f.rangeSet())
+			}
 		}
 		// A set we just created is empty, so its model is exact; a set
 		// we adopted holds what it holds until Replace.
@@ -215,24 +228,40 @@ func (b *Backend) tableExists(f *famSpec) (bool, error) {
 	return false, nil
 }
 
-// findSets returns our interval set, our host set (nil when absent) and
-// every set of the table.
-func (b *Backend) findSets(f *famSpec) (ranges, hosts *nftables.Set, all []*nftables.Set, err error) {
+// findSets returns the sets of the table that bear one of our names (Set,
+// its range set, the older layout's host set), by name, and how many sets
+// the table holds in all.
+func (b *Backend) findSets(f *famSpec) (mine map[string]*nftables.Set, all int, err error) {
 	sets, err := b.nft.GetSets(f.table())
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("list sets of table %s: %w", f.cfg.Table, err)
+		return nil, 0, fmt.Errorf("list sets of table %s: %w", f.cfg.Table, err)
 	}
+	mine = map[string]*nftables.Set{}
 	for _, s := range sets {
 		switch s.Name {
-		case f.cfg.Set:
+		case f.cfg.Set, f.rangeSet(), f.oldHostSet():
 			s.Table = f.table()
-			ranges = s
-		case f.hostSet():
-			s.Table = f.table()
-			hosts = s
+			mine[s.Name] = s
 		}
 	}
-	return ranges, hosts, sets, nil
+	return mine, len(sets), nil
+}
+
+// layoutOf tells the layout of the sets found in the kernel: the older one
+// when Set is an interval set.
+func layoutOf(f *famSpec, sets map[string]*nftables.Set) layout {
+	lay := f.current()
+	old := sets[f.oldHostSet()]
+	if s := sets[f.cfg.Set]; s != nil && setShapeOK(f, s, true) {
+		if f.cfg.SetOnly {
+			return layout{hosts: f.oldHostSet(), ranges: f.cfg.Set}
+		}
+		return layout{hosts: f.oldHostSet(), ranges: f.rangeSet(), oldRanges: true, oldHosts: true}
+	}
+	if old != nil && setShapeOK(f, old, false) && !f.cfg.SetOnly {
+		lay.oldHosts = true // a migration stopped half-way
+	}
+	return lay
 }
 
 func setShapeOK(f *famSpec, s *nftables.Set, interval bool) bool {
@@ -276,15 +305,17 @@ func (b *Backend) ensureFamily(f *famSpec) (rangesNew, hostsNew bool, err error)
 		}
 		c.AddTable(t)
 	}
-	var ranges, hosts *nftables.Set
+	sets := map[string]*nftables.Set{}
 	if exists {
-		if ranges, hosts, _, err = b.findSets(f); err != nil {
+		if sets, _, err = b.findSets(f); err != nil {
 			return false, false, err
 		}
 	}
-	ensureSet := func(s **nftables.Set, name string, interval bool) (bool, error) {
-		if *s != nil {
-			if !setShapeOK(f, *s, interval) {
+	prev := f.lay
+	f.lay = layoutOf(f, sets)
+	ensureSet := func(name string, interval bool) (bool, error) {
+		if s := sets[name]; s != nil {
+			if !setShapeOK(f, s, interval) {
 				flags := "timeout"
 				if interval {
 					flags = "interval,timeout"
@@ -293,16 +324,17 @@ func (b *Backend) ensureFamily(f *famSpec) (rangesNew, hostsNew bool, err error)
 			}
 			return false, nil
 		}
-		*s = &nftables.Set{Table: t, Name: name, KeyType: f.keyType, Interval: interval, HasTimeout: true}
-		if err := c.AddSet(*s, nil); err != nil {
+		s := &nftables.Set{Table: t, Name: name, KeyType: f.keyType, Interval: interval, HasTimeout: true}
+		if err := c.AddSet(s, nil); err != nil {
 			return false, fmt.Errorf("add set %s: %w", name, err)
 		}
+		sets[name] = s
 		return true, nil
 	}
-	if rangesNew, err = ensureSet(&ranges, f.cfg.Set, true); err != nil {
+	if hostsNew, err = ensureSet(f.lay.hosts, false); err != nil {
 		return false, false, err
 	}
-	if hostsNew, err = ensureSet(&hosts, f.hostSet(), false); err != nil {
+	if rangesNew, err = ensureSet(f.lay.ranges, true); err != nil {
 		return false, false, err
 	}
 	if !f.cfg.SetOnly {
@@ -313,7 +345,7 @@ func (b *Backend) ensureFamily(f *famSpec) (rangesNew, hostsNew bool, err error)
 			}
 		}
 		for _, cs := range f.chains {
-			if err := b.ensureChain(f, t, ranges, hosts, chains, cs); err != nil {
+			if err := b.ensureChain(f, t, sets, chains, cs); err != nil {
 				return false, false, err
 			}
 		}
@@ -321,17 +353,30 @@ func (b *Backend) ensureFamily(f *famSpec) (rangesNew, hostsNew bool, err error)
 	if err := c.Flush(); err != nil {
 		return false, false, fmt.Errorf("create objects in table %s: %w", t.Name, err)
 	}
+	if f.lay.oldRanges && !prev.oldRanges {
+		log.WithFields(log.Fields{"backend": "nftables", "table": t.Name}).Infof("%s holds the older set layout (ranges in %s, addresses in %s): "+
+			"it keeps enforcing until the first full sync moves addresses to %s and ranges to %s", f, f.cfg.Set, f.oldHostSet(), f.cfg.Set, f.rangeSet())
+	}
 	return rangesNew, hostsNew, nil
 }
 
-// ourRulesCurrent reports whether our rules in a chain are exactly the
-// counter rule, the host rule then the range rule, with the current content.
-func ourRulesCurrent(f *famSpec, mine []*nftables.Rule) bool {
-	if len(mine) != 3 {
+// wantTags are the tags of our rules in a chain, in order: the counter
+// rule, then the ban rules.
+func wantTags(c *Config, f *famSpec) [][]byte {
+	out := [][]byte{f.procTag}
+	for _, r := range banRules(c, f) {
+		out = append(out, r.tag)
+	}
+	return out
+}
+
+// tagsMatch reports whether our rules carry the tags want, in order.
+func tagsMatch(mine []*nftables.Rule, want [][]byte) bool {
+	if len(mine) != len(want) {
 		return false
 	}
-	for i, want := range [][]byte{f.procTag, f.hostTag, f.tag} {
-		w, _ := tagOf(want)
+	for i := range want {
+		w, _ := tagOf(want[i])
 		got, _ := tagOf(mine[i].UserData)
 		if !bytes.Equal(got, w) {
 			return false
@@ -340,17 +385,32 @@ func ourRulesCurrent(f *famSpec, mine []*nftables.Rule) bool {
 	return true
 }
 
-func (b *Backend) ensureChain(f *famSpec, t *nftables.Table, ranges, hosts *nftables.Set, chains []*nftables.Chain, cs chainSpec) error {
+// ourRulesCurrent reports whether our rules in a chain are exactly the
+// counter rule then the ban rules of the family's layout.
+func ourRulesCurrent(c *Config, f *famSpec, mine []*nftables.Rule) bool {
+	return tagsMatch(mine, wantTags(c, f))
+}
+
+func (b *Backend) ensureChain(f *famSpec, t *nftables.Table, sets map[string]*nftables.Set, chains []*nftables.Chain, cs chainSpec) error {
 	c := b.nft
 	hook, prio, policy := cs.hook, nftables.ChainPriority(f.cfg.Priority), nftables.ChainPolicyAccept
 	want := &nftables.Chain{Name: cs.name, Table: t, Type: nftables.ChainTypeFilter, Hooknum: &hook, Priority: &prio, Policy: &policy}
-	procRule := &nftables.Rule{Table: t, Chain: want, Exprs: processedExprs(), UserData: f.procTag}
-	hostRule := &nftables.Rule{Table: t, Chain: want, Exprs: ruleExprs(&b.cfg, f, hosts), UserData: f.hostTag}
-	rangeRule := &nftables.Rule{Table: t, Chain: want, Exprs: ruleExprs(&b.cfg, f, ranges), UserData: f.tag}
+	rules := []*nftables.Rule{{Table: t, Chain: want, Exprs: processedExprs(), UserData: f.procTag}}
+	for _, br := range banRules(&b.cfg, f) {
+		set := sets[br.set]
+		if set == nil {
+			return fmt.Errorf("set %s is missing", br.set)
+		}
+		rules = append(rules, &nftables.Rule{Table: t, Chain: want, Exprs: ruleExprs(&b.cfg, f, set), UserData: br.tag})
+	}
+	tags := make([][]byte, len(rules))
+	for i, r := range rules {
+		tags[i] = r.UserData
+	}
 	addAll := func() {
-		c.AddRule(procRule)
-		c.AddRule(hostRule)
-		c.AddRule(rangeRule)
+		for _, r := range rules {
+			c.AddRule(r)
+		}
 	}
 	ex := findChain(chains, cs.name)
 	if ex == nil {
@@ -358,11 +418,11 @@ func (b *Backend) ensureChain(f *famSpec, t *nftables.Table, ranges, hosts *nfta
 		addAll()
 		return nil
 	}
-	rules, err := c.GetRules(t, ex)
+	have, err := c.GetRules(t, ex)
 	if err != nil {
 		return fmt.Errorf("list rules of chain %s: %w", cs.name, err)
 	}
-	mine, others := ours(rules)
+	mine, others := ours(have)
 	if !sameBase(ex, cs, f.cfg.Priority) {
 		if len(others) > 0 {
 			return fmt.Errorf("chain %s exists with another type, hook or priority and holds rules that are not ours", cs.name)
@@ -373,25 +433,34 @@ func (b *Backend) ensureChain(f *famSpec, t *nftables.Table, ranges, hosts *nfta
 		addAll()
 		return nil
 	}
+	n := len(rules)
 	var stale []*nftables.Rule
 	switch {
-	case len(mine) >= 3 && ourRulesCurrent(f, mine[:3]):
-		stale = mine[3:]
+	case len(mine) >= n && tagsMatch(mine[:n], tags):
+		stale = mine[n:]
 	case len(mine) == 0:
 		addAll()
+	case len(mine) < n && tagsMatch(mine, tags[:len(mine)]):
+		// The older layout adopted: its rules stay as they are and the
+		// missing ones go right after them, last first.
+		anchor := mine[len(mine)-1]
+		for i := n - 1; i >= len(mine); i-- {
+			rules[i].Position = anchor.Handle
+			c.AddRule(rules[i])
+		}
 	default:
-		// Our rules from another version or configuration: put the three
-		// current ones where the first was, in the same transaction. The
-		// counter and host rules go in before it, then the range rule
-		// replaces it, so they end in this order whether the kernel puts
-		// a replacement before or after the rule it replaces.
+		// Our rules from another version or configuration: put the
+		// current ones where the first was, in the same transaction. All
+		// but the last go in before it, then the last replaces it, so
+		// they end in this order whether the kernel puts a replacement
+		// before or after the rule it replaces.
 		anchor := mine[0]
-		procRule.Position = anchor.Handle
-		c.InsertRule(procRule)
-		hostRule.Position = anchor.Handle
-		c.InsertRule(hostRule)
-		rangeRule.Handle = anchor.Handle
-		c.ReplaceRule(rangeRule)
+		for _, r := range rules[:n-1] {
+			r.Position = anchor.Handle
+			c.InsertRule(r)
+		}
+		rules[n-1].Handle = anchor.Handle
+		c.ReplaceRule(rules[n-1])
 		stale = mine[1:]
 	}
 	for _, r := range stale {
@@ -414,11 +483,18 @@ func (b *Backend) Intact(ctx context.Context) (bool, error) {
 	}
 	defer b.mu.Unlock()
 	for _, f := range b.specs {
-		if err := ctx.Err(); err != nil {
-			return false, err
-		}
 		if (f.id == firewall.IPv4 && (b.v4.tainted || b.v4.m == nil)) || (f.id == firewall.IPv6 && (b.v6.tainted || b.v6.m == nil)) {
 			return false, nil
+		}
+	}
+	gen, genErr := b.el.generation(ctx)
+	if genErr == nil && b.checked && gen == b.checkedGen {
+		return true, nil
+	}
+	b.checked = false
+	for _, f := range b.specs {
+		if err := ctx.Err(); err != nil {
+			return false, err
 		}
 		ok, err := b.intactFamily(f)
 		if err != nil || !ok {
@@ -428,6 +504,9 @@ func (b *Backend) Intact(ctx context.Context) (bool, error) {
 			return false, err
 		}
 	}
+	// Read before the check: a change made during it moves the
+	// generation, and the next call checks again.
+	b.checkedGen, b.checked = gen, genErr == nil
 	return true, nil
 }
 
@@ -436,9 +515,18 @@ func (b *Backend) intactFamily(f *famSpec) (bool, error) {
 	if err != nil || !exists {
 		return false, err
 	}
-	ranges, hosts, _, err := b.findSets(f)
-	if err != nil || ranges == nil || hosts == nil || !setShapeOK(f, ranges, true) || !setShapeOK(f, hosts, false) {
+	sets, _, err := b.findSets(f)
+	if err != nil {
 		return false, err
+	}
+	if layoutOf(f, sets) != f.lay {
+		return false, nil
+	}
+	if s := sets[f.lay.ranges]; s == nil || !setShapeOK(f, s, true) {
+		return false, nil
+	}
+	if s := sets[f.lay.hosts]; s == nil || !setShapeOK(f, s, false) {
+		return false, nil
 	}
 	if f.cfg.SetOnly {
 		return true, nil
@@ -456,7 +544,7 @@ func (b *Backend) intactFamily(f *famSpec) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("list rules of chain %s: %w", cs.name, err)
 		}
-		if mine, _ := ours(rules); !ourRulesCurrent(f, mine) {
+		if mine, _ := ours(rules); !ourRulesCurrent(&b.cfg, f, mine) {
 			return false, nil
 		}
 	}
@@ -562,15 +650,13 @@ func (b *Backend) flushFamily(f *famSpec) error {
 	if err != nil || !exists {
 		return err
 	}
-	ranges, hosts, sets, err := b.findSets(f)
+	found, nsets, err := b.findSets(f)
 	if err != nil {
 		return err
 	}
 	var mySets []*nftables.Set
-	for _, s := range []*nftables.Set{hosts, ranges} {
-		if s != nil {
-			mySets = append(mySets, s)
-		}
+	for _, s := range found {
+		mySets = append(mySets, s)
 	}
 	if f.cfg.SetOnly {
 		return b.delSets(mySets, nil)
@@ -579,7 +665,7 @@ func (b *Backend) flushFamily(f *famSpec) error {
 	if err != nil {
 		return err
 	}
-	foreign := len(sets) > len(mySets)
+	foreign := nsets > len(mySets)
 	type chainRules struct {
 		ch           *nftables.Chain
 		mine, others []*nftables.Rule

@@ -26,21 +26,29 @@ type Config struct {
 // Family is the per-family part of Config.
 type Family struct {
 	Enabled bool
-	// SetOnly manages only the two sets (Set and Set+"_ips"), inside a
-	// table the administrator created and references from rules of their
-	// own, which must match both sets: no table, chain or rule of ours.
+	// SetOnly manages only the two sets (Set and Set+RangeSetSuffix),
+	// inside a table the administrator created and references from rules
+	// of their own, which must match both sets: no table, chain or rule
+	// of ours.
 	SetOnly bool
 	Table   string // default "crowdsec" / "crowdsec6"
-	// Set names the interval set of ranges, default "crowdsec_blocklist" /
-	// "crowdsec6_blocklist"; single addresses go to a hash set named
-	// Set+HostSetSuffix.
+	// Set names the hash set of single addresses, default
+	// "crowdsec_blocklist" / "crowdsec6_blocklist", where an administrator
+	// looks for a banned address; ranges go to an interval set named
+	// Set+RangeSetSuffix.
 	Set      string
 	Chain    string // default "crowdsec_chain" / "crowdsec6_chain"; other hooks get "_<hook>"
 	Priority int    // base chain priority, default 0
 }
 
-// HostSetSuffix makes the name of a family's host set from Family.Set.
-const HostSetSuffix = "_ips"
+// RangeSetSuffix makes the name of a family's interval set of ranges from
+// Family.Set.
+const RangeSetSuffix = "_ranges"
+
+// OldHostSetSuffix named the host set of older versions, which kept ranges
+// in Set itself (an interval set). Ensure adopts that layout and Replace
+// moves it to the current one (see layout).
+const OldHostSetSuffix = "_ips"
 
 // DefaultLogPrefix is the log prefix when DenyLog is set without one.
 const DefaultLogPrefix = "crowdsec drop: "
@@ -59,27 +67,46 @@ type famSpec struct {
 	keyType nftables.SetDatatype
 	keyLen  int
 	chains  []chainSpec
-	tag     []byte // the UserData of our range rule, fingerprinting its content
-	hostTag []byte // the UserData of our host rule
 	procTag []byte // the UserData of our counter rule (processed traffic)
+	lay     layout // which sets hold what, as Ensure found the kernel
 }
+
+// layout says which of our sets hold what. The current one keeps single
+// addresses in Set (a hash set) and ranges in Set+"_ranges". Older versions
+// kept ranges in Set (an interval set) and addresses in Set+"_ips"; the
+// kernel cannot rename a set or change its type, so Ensure adopts such a
+// layout as it is (its rules keep enforcing), adding the range set and its
+// rule, and Replace, which knows the whole state, finishes the move without
+// a gap (see migrate). In set-only mode the older layout is kept for good:
+// the administrator's rules name its sets.
+type layout struct {
+	hosts, ranges string // the sets Apply and Replace fill
+	oldRanges     bool   // Set is still the older interval set, with its rule
+	oldHosts      bool   // Set+"_ips" still exists, with its rule
+}
+
+func (l layout) migrating() bool { return l.oldRanges || l.oldHosts }
 
 type chainSpec struct {
 	name string
 	hook nftables.ChainHook
 }
 
-// ref names the interval set of ranges.
+// ref names the interval set that takes ranges.
 func (f *famSpec) ref() *setRef {
-	return &setRef{family: byte(f.tfam), table: f.cfg.Table, set: f.cfg.Set, keyLen: f.keyLen}
+	return &setRef{family: byte(f.tfam), table: f.cfg.Table, set: f.lay.ranges, keyLen: f.keyLen}
 }
 
-// hostRef names the hash set of single addresses.
+// hostRef names the hash set that takes single addresses.
 func (f *famSpec) hostRef() *setRef {
-	return &setRef{family: byte(f.tfam), table: f.cfg.Table, set: f.hostSet(), keyLen: f.keyLen}
+	return &setRef{family: byte(f.tfam), table: f.cfg.Table, set: f.lay.hosts, keyLen: f.keyLen}
 }
 
-func (f *famSpec) hostSet() string { return f.cfg.Set + HostSetSuffix }
+func (f *famSpec) rangeSet() string   { return f.cfg.Set + RangeSetSuffix }
+func (f *famSpec) oldHostSet() string { return f.cfg.Set + OldHostSetSuffix }
+
+// current is the layout a fresh install gets.
+func (f *famSpec) current() layout { return layout{hosts: f.cfg.Set, ranges: f.rangeSet()} }
 
 func (f *famSpec) table() *nftables.Table {
 	return &nftables.Table{Name: f.cfg.Table, Family: f.tfam}
@@ -146,12 +173,13 @@ func (c Config) resolve() (Config, []*famSpec, error) {
 		if !fc.Enabled {
 			continue
 		}
-		for _, n := range []string{fc.Table, fc.Set + HostSetSuffix, fc.Chain + "_prerouting"} {
+		for _, n := range []string{fc.Table, fc.Set + RangeSetSuffix, fc.Chain + "_prerouting"} {
 			if len(n) > 255 || strings.ContainsRune(n, 0) {
 				return c, nil, fmt.Errorf("ipv%d: name %q: too long or holds a NUL", f.id, n)
 			}
 		}
 		spec := &famSpec{id: f.id, cfg: *fc, tfam: f.tfam, keyType: f.keyType, keyLen: f.keyLen}
+		spec.lay = spec.current()
 		if !fc.SetOnly {
 			for _, h := range c.Hooks {
 				name := fc.Chain

@@ -1,17 +1,21 @@
 // Package nftables enforces bans with nftables over netlink: per family one
 // table, two sets with timeouts, and one base chain per hook. Single
-// addresses (/32, /128) go to a hash set named Set+"_ips", ranges to an
-// interval set named Set; each chain holds two rules, in this order:
+// addresses (/32, /128), the bulk of any blocklist, go to a hash set named
+// Set (crowdsec_blocklist, where an administrator looks for a ban), ranges
+// to an interval set named Set+"_ranges"; each chain holds two rules, in
+// this order:
 //
-//	ip saddr @crowdsec_blocklist_ips counter drop
 //	ip saddr @crowdsec_blocklist counter drop
+//	ip saddr @crowdsec_blocklist_ranges counter drop
 //
-// (or log and reject). It implements firewall.Backend.
+// (or log and reject). It implements firewall.Backend. Older versions kept
+// ranges in Set and addresses in Set+"_ips"; Ensure adopts that layout and
+// Replace moves it to this one without a gap (see layout).
 //
 // It never runs nft and never touches objects it did not create: its rules
 // carry a tag in their UserData, a second Ensure or a restart after a crash
-// adopts them instead of appending duplicates (an older layout's single
-// rule is rebuilt into the two in place), and Flush removes a table only
+// adopts them instead of appending duplicates (an older version's rules
+// are rebuilt in place), and Flush removes a table only
 // when nothing else lives in it. In set-only mode it manages just the two
 // sets, inside a table and chains the administrator owns, whose rules must
 // match both sets.

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/google/nftables"
+	log "github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/rampart-ips/rampart/firewall"
@@ -268,11 +270,129 @@ func replaceFamily[A addr[A]](ctx context.Context, b *Backend, e *elems[A], want
 	err := send(ctx, b, e, w)
 	e.hosts.apply(w.ch, uint32(now/1000), true)
 	e.m, e.lastSweep = m, uint32(now/1000)
+	if err == nil && e.spec.lay.migrating() {
+		err = migrate(ctx, b, e, want)
+	}
 	if err != nil {
 		e.tainted = true
 		return fmt.Errorf("nftables: replace %s: %w", e.spec, err)
 	}
 	e.tainted = false
+	return nil
+}
+
+// migrate moves a family from the older layout to the current one once
+// Replace has loaded the whole state (want) into the older host set and
+// the new range set, never leaving a gap. The older interval set goes,
+// with its rule, in the transaction that creates the new host set under
+// its name and the rule matching it; ranges are enforced by the range set
+// and addresses by the older host set meanwhile. Then the addresses are
+// loaded into the new host set, and only then the older host set and its
+// rule go. A failure leaves a layout Ensure adopts and the next Replace
+// finishes.
+func migrate[A addr[A]](ctx context.Context, b *Backend, e *elems[A], want []firewall.Element) error {
+	f := e.spec
+	c := b.nft
+	t := f.table()
+	chains, err := b.chainsOf(f)
+	if err != nil {
+		return err
+	}
+	// rulesOf lists our chains' rules, ready for DelRule.
+	rulesOf := func() (map[string][]*nftables.Rule, error) {
+		out := map[string][]*nftables.Rule{}
+		for _, cs := range f.chains {
+			ex := findChain(chains, cs.name)
+			if ex == nil {
+				return nil, fmt.Errorf("chain %s is missing", cs.name)
+			}
+			rules, err := c.GetRules(t, ex)
+			if err != nil {
+				return nil, fmt.Errorf("list rules of chain %s: %w", cs.name, err)
+			}
+			for _, r := range rules {
+				r.Table, r.Chain = t, ex
+			}
+			out[cs.name] = rules
+		}
+		return out, nil
+	}
+	if f.lay.oldRanges {
+		sets, _, err := b.findSets(f)
+		if err != nil {
+			return err
+		}
+		rules, err := rulesOf()
+		if err != nil {
+			return err
+		}
+		oldTag := ruleTag(&b.cfg, f, f.cfg.Set, "v1")
+		rangeTag := ruleTag(&b.cfg, f, f.rangeSet(), "v2")
+		next := layout{hosts: f.cfg.Set, ranges: f.rangeSet(), oldHosts: true}
+		hosts := &nftables.Set{Table: t, Name: f.cfg.Set, KeyType: f.keyType, HasTimeout: true}
+		for _, cs := range f.chains {
+			if r := findTagged(rules[cs.name], oldTag); r != nil {
+				if err := c.DelRule(r); err != nil {
+					return fmt.Errorf("delete the older range rule in chain %s: %w", cs.name, err)
+				}
+			}
+		}
+		if old := sets[f.cfg.Set]; old != nil {
+			c.DelSet(old)
+		}
+		if err := c.AddSet(hosts, nil); err != nil {
+			return fmt.Errorf("add set %s: %w", hosts.Name, err)
+		}
+		for _, cs := range f.chains {
+			ch := findChain(chains, cs.name)
+			r := &nftables.Rule{Table: t, Chain: ch, Exprs: ruleExprs(&b.cfg, f, hosts), UserData: ruleTag(&b.cfg, f, hosts.Name, "v2")}
+			if rr := findTagged(rules[cs.name], rangeTag); rr != nil {
+				r.Position = rr.Handle
+				c.InsertRule(r) // just before the range rule
+			} else {
+				c.AddRule(r)
+			}
+		}
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("replace the older interval set %s by a host set: %w", f.cfg.Set, err)
+		}
+		f.lay = next
+		// The addresses again, into the new host set; the range plan of
+		// this second pass is thrown away (the ranges are in place).
+		w := &work[A]{p: newPlan(newModel[A](), b.nowMs()), nowMs: b.nowMs()}
+		prepare(w, want, nil)
+		w.p.gadds, w.p.gdels = nil, nil
+		if err := send(ctx, b, e, w); err != nil {
+			return fmt.Errorf("load addresses into %s: %w", f.cfg.Set, err)
+		}
+	}
+	if f.lay.oldHosts {
+		sets, _, err := b.findSets(f)
+		if err != nil {
+			return err
+		}
+		rules, err := rulesOf()
+		if err != nil {
+			return err
+		}
+		oldTag := ruleTag(&b.cfg, f, f.oldHostSet(), "v1")
+		for _, cs := range f.chains {
+			if r := findTagged(rules[cs.name], oldTag); r != nil {
+				if err := c.DelRule(r); err != nil {
+					return fmt.Errorf("delete the older host rule in chain %s: %w", cs.name, err)
+				}
+			}
+		}
+		if old := sets[f.oldHostSet()]; old != nil {
+			c.DelSet(old)
+		}
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("delete the older host set %s: %w", f.oldHostSet(), err)
+		}
+		f.lay.oldHosts = false
+		log.WithFields(log.Fields{"backend": "nftables", "table": t.Name}).Infof("%s moved to the current set layout: addresses in %s, ranges in %s",
+			f, f.cfg.Set, f.rangeSet())
+	}
 	return nil
 }
 
@@ -498,6 +618,9 @@ func famEmpty[A addr[A]](ctx context.Context, b *Backend, e *elems[A]) (bool, er
 	}
 	if e.m == nil {
 		return false, fmt.Errorf("nftables: %s: the sets do not exist: call Ensure", e.spec)
+	}
+	if e.spec.lay.migrating() {
+		return false, nil // the older sets may hold anything: only Replace moves them
 	}
 	for _, ref := range []*setRef{e.spec.hostRef(), e.spec.ref()} {
 		ok, err := empty(ctx, b.cfg.NetNS, ref)

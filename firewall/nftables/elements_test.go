@@ -163,7 +163,7 @@ func TestApplyDeleteAbsent(t *testing.T) {
 			}
 			// Absent hosts (never added) among present ones, and an
 			// element the kernel has expired behind our back.
-			ns.nft(t, "delete", "element", "ip", "crowdsec", "crowdsec_blocklist_ips", "{ 10.0.0.2 }")
+			ns.nft(t, "delete", "element", "ip", "crowdsec", "crowdsec_blocklist", "{ 10.0.0.2 }")
 			err := b.Apply(ctx, []firewall.Element{el("10.0.0.9/32", time.Hour)},
 				pfx("10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32", "203.0.113.0/24", "2001:db8::5/128"))
 			if err != nil {
@@ -185,7 +185,7 @@ func TestApplyFailureTaints(t *testing.T) {
 	b := newBackend(t, testConfig(ns))
 	ensure(t, b)
 	// Someone else puts an element where our range goes.
-	ns.nft(t, "add", "element", "ip", "crowdsec", "crowdsec_blocklist", "{ 192.0.2.7 timeout 1h }")
+	ns.nft(t, "add", "element", "ip", "crowdsec", "crowdsec_blocklist_ranges", "{ 192.0.2.7 timeout 1h }")
 	err := b.Apply(ctx, []firewall.Element{el("192.0.2.0/24", time.Hour)}, nil)
 	if err == nil || !strings.Contains(err.Error(), "apply ipv4: transaction 1") {
 		t.Fatalf("Apply over a foreign element: %v", err)

@@ -221,20 +221,20 @@ func kernelHosts(tb testing.TB, ns *testNS, fam nftables.TableFamily, table, set
 }
 
 func v4Hosts(tb testing.TB, ns *testNS) []kelem {
-	return kernelHosts(tb, ns, nftables.TableFamilyIPv4, "crowdsec", "crowdsec_blocklist_ips")
+	return kernelHosts(tb, ns, nftables.TableFamilyIPv4, "crowdsec", "crowdsec_blocklist")
 }
 
 func v6Hosts(tb testing.TB, ns *testNS) []kelem {
-	return kernelHosts(tb, ns, nftables.TableFamilyIPv6, "crowdsec6", "crowdsec6_blocklist_ips")
+	return kernelHosts(tb, ns, nftables.TableFamilyIPv6, "crowdsec6", "crowdsec6_blocklist")
 }
 
 // v4Elements is the interval set of ranges.
 func v4Elements(tb testing.TB, ns *testNS) []kelem {
-	return kernelElements(tb, ns, nftables.TableFamilyIPv4, "crowdsec", "crowdsec_blocklist")
+	return kernelElements(tb, ns, nftables.TableFamilyIPv4, "crowdsec", "crowdsec_blocklist_ranges")
 }
 
 func v6Elements(tb testing.TB, ns *testNS) []kelem {
-	return kernelElements(tb, ns, nftables.TableFamilyIPv6, "crowdsec6", "crowdsec6_blocklist")
+	return kernelElements(tb, ns, nftables.TableFamilyIPv6, "crowdsec6", "crowdsec6_blocklist_ranges")
 }
 
 func (k kelem) String() string {

@@ -252,7 +252,7 @@ func TestPacketsHostInsideRange(t *testing.T) {
 		t.Fatalf("a rule never matched:\n%s", out)
 	}
 	var sum uint64
-	for _, m := range regexp.MustCompile(`saddr @crowdsec_blocklist(?:_ips)? counter packets (\d+)`).FindAllStringSubmatch(out, -1) {
+	for _, m := range regexp.MustCompile(`saddr @crowdsec_blocklist(?:_ranges)? counter packets (\d+)`).FindAllStringSubmatch(out, -1) {
 		n, _ := strconv.ParseUint(m[1], 10, 64)
 		sum += n
 	}
@@ -431,8 +431,8 @@ func TestApplyMoveWithoutGap(t *testing.T) {
 	if out := l.def.nft(t, "list chain ip probe in"); !strings.Contains(out, "counter packets 0 bytes 0") {
 		t.Fatalf("pings got through:\n%s", out)
 	}
-	if out := l.def.nft(t, "list ruleset"); !regexp.MustCompile(`@crowdsec_blocklist_ips counter packets [1-9]`).MatchString(out) ||
-		!regexp.MustCompile(`@crowdsec_blocklist counter packets [1-9]`).MatchString(out) {
+	if out := l.def.nft(t, "list ruleset"); !regexp.MustCompile(`@crowdsec_blocklist counter packets [1-9]`).MatchString(out) ||
+		!regexp.MustCompile(`@crowdsec_blocklist_ranges counter packets [1-9]`).MatchString(out) {
 		t.Fatalf("the flood did not reach both rules:\n%s", out)
 	}
 	if got := names(v4Elements(t, l.def)); !slices.Equal(got, []string{"10.99.0.0-10.99.0.255", "198.51.100.0-198.51.100.255"}) {

@@ -64,11 +64,48 @@ func processedTag(f *famSpec) []byte {
 	return append([]byte{tagType, byte(len(v))}, v...)
 }
 
-// ruleTag fingerprints everything that shapes our rule matching set.
-func ruleTag(c *Config, f *famSpec, set string) []byte {
-	h := sha256.Sum256(fmt.Appendf(nil, "v1|%d|%s|%s|%t|%q", f.id, set, c.DenyAction, c.DenyLog, c.DenyLogPrefix))
+// ruleTag fingerprints everything that shapes our rule matching set. ver
+// tells the current layout's rules ("v2") from the older layout's ("v1"),
+// whose range rule matched a set of the name the host set has now.
+func ruleTag(c *Config, f *famSpec, set, ver string) []byte {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s|%d|%s|%s|%t|%q", ver, f.id, set, c.DenyAction, c.DenyLog, c.DenyLogPrefix))
 	v := append([]byte(tagPrefix), hex.EncodeToString(h[:8])...)
 	return append([]byte{tagType, byte(len(v))}, v...)
+}
+
+// banRule is one of our ban rules: the set it matches and its tag.
+type banRule struct {
+	set string
+	tag []byte
+}
+
+// banRules are our ban rules of a chain, in order, for the family's
+// layout: the older layout's rules first (they keep enforcing until
+// migrate retires them), then the host rule, then the range rule.
+func banRules(c *Config, f *famSpec) []banRule {
+	l := f.lay
+	var out []banRule
+	if l.oldHosts {
+		out = append(out, banRule{f.oldHostSet(), ruleTag(c, f, f.oldHostSet(), "v1")})
+	}
+	if l.oldRanges {
+		out = append(out, banRule{f.cfg.Set, ruleTag(c, f, f.cfg.Set, "v1")})
+	}
+	if !l.oldHosts || l.hosts != f.oldHostSet() {
+		out = append(out, banRule{l.hosts, ruleTag(c, f, l.hosts, "v2")})
+	}
+	return append(out, banRule{l.ranges, ruleTag(c, f, l.ranges, "v2")})
+}
+
+// findTagged returns the rule carrying tag, or nil.
+func findTagged(rules []*nftables.Rule, tag []byte) *nftables.Rule {
+	want, _ := tagOf(tag)
+	for _, r := range rules {
+		if got, ok := tagOf(r.UserData); ok && bytes.Equal(got, want) {
+			return r
+		}
+	}
+	return nil
 }
 
 // tagOf returns the value of our tag in a rule's UserData, if any. It

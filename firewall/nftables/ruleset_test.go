@@ -26,37 +26,37 @@ func shape(s string) string {
 const defaultLayout = `table ip crowdsec {
 	set crowdsec_blocklist {
 		type ipv4_addr
-		flags interval,timeout
+		flags timeout
 	}
 
-	set crowdsec_blocklist_ips {
+	set crowdsec_blocklist_ranges {
 		type ipv4_addr
-		flags timeout
+		flags interval,timeout
 	}
 
 	chain crowdsec_chain {
 		type filter hook input priority filter; policy accept;
 		counter packets 0 bytes 0
-		ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 drop
 		ip saddr @crowdsec_blocklist counter packets 0 bytes 0 drop
+		ip saddr @crowdsec_blocklist_ranges counter packets 0 bytes 0 drop
 	}
 }
 table ip6 crowdsec6 {
 	set crowdsec6_blocklist {
 		type ipv6_addr
-		flags interval,timeout
+		flags timeout
 	}
 
-	set crowdsec6_blocklist_ips {
+	set crowdsec6_blocklist_ranges {
 		type ipv6_addr
-		flags timeout
+		flags interval,timeout
 	}
 
 	chain crowdsec6_chain {
 		type filter hook input priority filter; policy accept;
 		counter packets 0 bytes 0
-		ip6 saddr @crowdsec6_blocklist_ips counter packets 0 bytes 0 drop
 		ip6 saddr @crowdsec6_blocklist counter packets 0 bytes 0 drop
+		ip6 saddr @crowdsec6_blocklist_ranges counter packets 0 bytes 0 drop
 	}
 }`
 
@@ -84,7 +84,7 @@ func TestEnsureLayoutAndIdempotence(t *testing.T) {
 		t.Fatalf("want 6 rules after restart, got %d:\n%s", n, out)
 	}
 	// What the end-to-end test counts after a restart.
-	if n, m := strings.Count(out, "@crowdsec_blocklist "), strings.Count(out, "@crowdsec_blocklist_ips "); n != 1 || m != 1 {
+	if n, m := strings.Count(out, "@crowdsec_blocklist_ranges "), strings.Count(out, "@crowdsec_blocklist "); n != 1 || m != 1 {
 		t.Fatalf("rule references: %d range, %d host:\n%s", n, m, out)
 	}
 	if got := names(v4Hosts(t, ns)); len(got) != 1 || got[0] != "192.0.2.1" {
@@ -149,7 +149,7 @@ func TestEnsureRemovesDuplicatesAndUpdatesRule(t *testing.T) {
 		}
 		ensure(t, b)
 		got := shape(ns.nft(t, "list", "chain", "ip", "crowdsec", "crowdsec_chain"))
-		want := "tcp dport 22 accept counter packets 0 bytes 0 ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 drop ip saddr @crowdsec_blocklist counter packets 0 bytes 0 drop udp dport 53 accept }"
+		want := "tcp dport 22 accept counter packets 0 bytes 0 ip saddr @crowdsec_blocklist counter packets 0 bytes 0 drop ip saddr @crowdsec_blocklist_ranges counter packets 0 bytes 0 drop udp dport 53 accept }"
 		if !strings.Contains(got, want) {
 			t.Fatalf("rules %v not rebuilt in place:\n%s", keep, got)
 		}
@@ -168,8 +168,8 @@ func TestEnsureRemovesDuplicatesAndUpdatesRule(t *testing.T) {
 	ensure(t, b2)
 	out := ns.nft(t, "list", "ruleset")
 	for _, want := range []string{
-		`ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 log prefix "crowdsec drop: " reject with icmp admin-prohibited ip saddr @crowdsec_blocklist counter packets 0 bytes 0 log prefix "crowdsec drop: " reject with icmp admin-prohibited`,
-		`ip6 saddr @crowdsec6_blocklist_ips counter packets 0 bytes 0 log prefix "crowdsec drop: " reject with icmpv6 admin-prohibited ip6 saddr @crowdsec6_blocklist counter packets 0 bytes 0 log prefix "crowdsec drop: " reject with icmpv6 admin-prohibited`,
+		`ip saddr @crowdsec_blocklist counter packets 0 bytes 0 log prefix "crowdsec drop: " reject with icmp admin-prohibited ip saddr @crowdsec_blocklist_ranges counter packets 0 bytes 0 log prefix "crowdsec drop: " reject with icmp admin-prohibited`,
+		`ip6 saddr @crowdsec6_blocklist counter packets 0 bytes 0 log prefix "crowdsec drop: " reject with icmpv6 admin-prohibited ip6 saddr @crowdsec6_blocklist_ranges counter packets 0 bytes 0 log prefix "crowdsec drop: " reject with icmpv6 admin-prohibited`,
 	} {
 		if !strings.Contains(shape(out), want) {
 			t.Errorf("missing %q in:\n%s", want, out)
@@ -192,26 +192,26 @@ func TestEnsureForwardHookAndPriority(t *testing.T) {
 	want := `table ip crowdsec {
 	set crowdsec_blocklist {
 		type ipv4_addr
-		flags interval,timeout
+		flags timeout
 	}
 
-	set crowdsec_blocklist_ips {
+	set crowdsec_blocklist_ranges {
 		type ipv4_addr
-		flags timeout
+		flags interval,timeout
 	}
 
 	chain crowdsec_chain {
 		type filter hook input priority filter - 10; policy accept;
 		counter packets 0 bytes 0
-		ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 drop
 		ip saddr @crowdsec_blocklist counter packets 0 bytes 0 drop
+		ip saddr @crowdsec_blocklist_ranges counter packets 0 bytes 0 drop
 	}
 
 	chain crowdsec_chain_forward {
 		type filter hook forward priority filter - 10; policy accept;
 		counter packets 0 bytes 0
-		ip saddr @crowdsec_blocklist_ips counter packets 0 bytes 0 drop
 		ip saddr @crowdsec_blocklist counter packets 0 bytes 0 drop
+		ip saddr @crowdsec_blocklist_ranges counter packets 0 bytes 0 drop
 	}
 }`
 	if got := shape(ns.nft(t, "list", "ruleset")); got != shape(want) {
@@ -251,7 +251,7 @@ func TestSetOnly(t *testing.T) {
 	ensure(t, b)
 	out := ns.nft(t, "list", "ruleset")
 	if strings.Count(out, "chain ") != 1 || strings.Count(out, "table ") != 1 || strings.Count(out, "set ") != 2 ||
-		!strings.Contains(out, "set crowdsec_blocklist {") || !strings.Contains(out, "set crowdsec_blocklist_ips {") {
+		!strings.Contains(out, "set crowdsec_blocklist {") || !strings.Contains(out, "set crowdsec_blocklist_ranges {") {
 		t.Fatalf("set-only created more than the sets:\n%s", out)
 	}
 	if err := b.Apply(context.Background(), []firewall.Element{el("192.0.2.7/32", time.Hour), el("198.51.100.0/24", time.Hour)}, nil); err != nil {
@@ -273,17 +273,17 @@ func TestSetOnly(t *testing.T) {
 	// When the admin's rules use a set, Flush empties it instead; the
 	// set nothing uses goes.
 	ensure(t, b)
-	ns.nft(t, "add", "rule", "ip", "admin", "input", "ip", "saddr", "@crowdsec_blocklist_ips", "drop")
+	ns.nft(t, "add", "rule", "ip", "admin", "input", "ip", "saddr", "@crowdsec_blocklist", "drop")
 	if err := b.Apply(context.Background(), []firewall.Element{el("192.0.2.7/32", time.Hour), el("198.51.100.0/24", time.Hour)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := kernelHosts(t, ns, nftables.TableFamilyIPv4, "admin", "crowdsec_blocklist_ips"); len(got) != 0 {
+	if got := kernelHosts(t, ns, nftables.TableFamilyIPv4, "admin", "crowdsec_blocklist"); len(got) != 0 {
 		t.Fatalf("set not emptied: %v", names(got))
 	}
-	if out := ns.nft(t, "list", "ruleset"); strings.Contains(out, "set crowdsec_blocklist {") {
+	if out := ns.nft(t, "list", "ruleset"); strings.Contains(out, "set crowdsec_blocklist_ranges {") {
 		t.Fatalf("unused set kept:\n%s", out)
 	}
 	if !strings.Contains(ns.nft(t, "list", "ruleset"), "tcp dport 22 accept") {
@@ -335,7 +335,7 @@ func TestIntact(t *testing.T) {
 		{"delete ipv6 table", []string{"delete", "table", "ip6", "crowdsec6"}},
 		{"flush chain", []string{"flush", "chain", "ip", "crowdsec", "crowdsec_chain"}},
 		{"flush forward chain", []string{"flush", "chain", "ip6", "crowdsec6", "crowdsec6_chain_forward"}},
-		{"delete host set", []string{"flush chain ip6 crowdsec6 crowdsec6_chain; flush chain ip6 crowdsec6 crowdsec6_chain_forward; delete set ip6 crowdsec6 crowdsec6_blocklist_ips"}},
+		{"delete host set", []string{"flush chain ip6 crowdsec6 crowdsec6_chain; flush chain ip6 crowdsec6 crowdsec6_chain_forward; delete set ip6 crowdsec6 crowdsec6_blocklist"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if ok, err := b.Intact(ctx); err != nil || !ok {

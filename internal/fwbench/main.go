@@ -43,6 +43,7 @@ func main() {
 	sizes := flag.String("n", "100000,1000000", "ban counts for the cold start")
 	mode := flag.String("mode", "nftables", "bouncer mode")
 	latN := flag.Int("latency", 200, "decisions for the latency measurement")
+	idle := flag.Duration("idle", 0, "after each cold start, measure the bouncer's RSS again after this long idle (polling a quiet LAPI)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "fwbench needs root (it creates network namespaces)")
@@ -52,7 +53,7 @@ func main() {
 	fmt.Printf("fwbench: %s mode, %d CPUs\n", *mode, runtime.NumCPU())
 	for _, s := range strings.Split(*sizes, ",") {
 		n, _ := strconv.Atoi(s)
-		if err := coldAndDelta(binAbs, *mode, n); err != nil {
+		if err := coldAndDelta(binAbs, *mode, n, *idle); err != nil {
 			fmt.Fprintln(os.Stderr, "fwbench:", err)
 			os.Exit(1)
 		}
@@ -214,7 +215,7 @@ func (e *env) close() {
 var syncRe = regexp.MustCompile(`first sync in the kernel.*elements=(\d+)`)
 var appliedRe = regexp.MustCompile(`decisions applied.*added=(\d+).*deleted=(\d+).*took=(\S+)`)
 
-func coldAndDelta(bin, mode string, n int) error {
+func coldAndDelta(bin, mode string, n int, idle time.Duration) error {
 	e, err := setup(bin, n, func(st *store.Store) error { return fill(st, 1000, "bench-old", 50_000_000) })
 	if os.Getenv("FWBENCH_KEEP") != "" {
 		fmt.Println("work dir", e.dir)
@@ -239,6 +240,13 @@ func coldAndDelta(bin, mode string, n int) error {
 	}
 	fmt.Printf("cold start, %d IPv4 bans (+1k), Rampart LAPI on SQLite: %.2f s until all in the kernel (%s), bouncer peak RSS %.1f MB; floor (%s of the same elements): %.2f s\n",
 		n, took.Seconds(), lines[0][strings.Index(lines[0], "elements="):], float64(peak)/1024, floorName(mode), floor.Seconds())
+	if idle > 0 {
+		pid := e.bouncer.Process.Pid
+		loaded := procstat.KB(pid, "VmRSS")
+		time.Sleep(idle)
+		fmt.Printf("idle bouncer at %d bans: RSS %.1f MB after the load, %.1f MB after %s of polling a quiet LAPI\n",
+			n, float64(loaded)/1024, float64(procstat.KB(pid, "VmRSS"))/1024, idle)
+	}
 	if err := scriptedCold(e, mode, n); err != nil {
 		return err
 	}

@@ -31,3 +31,23 @@ func TestApplyRespectsEnvironment(t *testing.T) {
 		t.Fatal("environment values changed")
 	}
 }
+
+func TestApplyBouncer(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	before := debug.SetMemoryLimit(-1)
+	s := ApplyBouncer()
+	if s.GCPercent != BouncerGCPercent || debug.SetGCPercent(-1) != BouncerGCPercent {
+		t.Fatalf("GC percent not applied: %+v", s)
+	}
+	if s.MemoryLimit != -1 || debug.SetMemoryLimit(-1) != before {
+		t.Fatalf("the bouncer got a memory limit: %+v", s)
+	}
+	debug.SetGCPercent(150)
+	t.Setenv("GOGC", "150")
+	if s := ApplyBouncer(); s.GCPercent != -1 || debug.SetGCPercent(-1) != 150 {
+		t.Fatalf("environment overridden: %+v", s)
+	}
+}
