@@ -28,6 +28,7 @@ import (
 
 	"github.com/rampart-ips/rampart/agent/daemon"
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/journallog"
 	"github.com/rampart-ips/rampart/internal/memtune"
 	"github.com/rampart-ips/rampart/internal/promlevel"
 	"github.com/rampart-ips/rampart/internal/version"
@@ -64,7 +65,10 @@ func run() error {
 		fmt.Println("crowdsec (Rampart) " + version.Version)
 		return nil
 	}
-	log.SetFormatter(&log.TextFormatter{FullTimestamp: true})
+	textFormat := &log.TextFormatter{FullTimestamp: true}
+	log.SetFormatter(textFormat)
+	// Under systemd each line gets its journal priority (-p warning).
+	journallog.Setup(log.StandardLogger(), os.Stderr)
 	cfg, err := csconfig.Load(*cfgPath)
 	if err != nil {
 		return err
@@ -89,6 +93,7 @@ func run() error {
 		}
 		defer f.Close()
 		log.SetOutput(f)
+		log.SetFormatter(textFormat)
 	}
 	prof, err := profiles.Load(cfg.API.Server.ProfilesPath)
 	if err != nil {
