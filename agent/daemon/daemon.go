@@ -76,7 +76,17 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 	if opts.Registry != nil {
 		metrics = acquisition.NewMetrics(opts.Registry)
 	}
-	aopts := acquisition.Options{StateDir: cfg.Crowdsec.StateDir, Metrics: metrics, Logger: log.WithField("component", "acquisition")}
+	aopts := acquisition.Options{StateDir: cfg.Crowdsec.StateDir, Metrics: metrics, Logger: log.WithField("component", "acquisition"),
+		MaxBacklogBytes: cfg.Crowdsec.MaxBacklogBytes}
+	if d := cfg.Crowdsec.StateSaveInterval; d != nil {
+		aopts.SaveInterval = d.Duration
+	}
+	if d := cfg.Crowdsec.MaxBacklogAge; d != nil {
+		aopts.MaxBacklogAge = d.Duration
+		if d.Duration == 0 {
+			aopts.MaxBacklogAge = -1 // "0": never resume
+		}
+	}
 	// datasources counts the sources by kind, for the usage metrics.
 	datasources := map[string]int{}
 	if opts.DSN != "" {
