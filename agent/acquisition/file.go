@@ -152,6 +152,7 @@ func (s *fileSource) Run(ctx context.Context, out chan<- event.Line) error {
 		// Also now: a crash before the first tick must not skip the
 		// lines written until the next start.
 		r.saveState()
+		defer r.startWriter()() // before the last save (defers run in reverse)
 		save := time.NewTicker(s.opts.saveInterval())
 		defer save.Stop()
 		saveC = save.C
@@ -179,7 +180,7 @@ func (s *fileSource) Run(ctx context.Context, out chan<- event.Line) error {
 			r.watchDirs()
 			err = r.scan(ctx, false)
 		case <-saveC:
-			r.saveState()
+			r.queueSave()
 		}
 		if err != nil {
 			return nil
@@ -202,12 +203,13 @@ type fileRun struct {
 	buf      []byte
 
 	// saved is what the state file held at start, to resume from; nil
-	// when there is nothing to resume. lastSaved is the latest write, to
-	// skip writing the same positions again; saveErr the latest failure,
-	// logged once.
+	// when there is nothing to resume. lastSaved is the latest handed to
+	// the writer, to skip writing the same positions again; saveErr the
+	// latest failure, logged once.
 	saved     *fileStateFile
 	lastSaved []filePosition
-	saveErr   string
+	saveErr   string              // owned by the writer while it runs
+	saveQ     chan []filePosition // to the writer (startWriter)
 }
 
 // openErr remembers why a path could not be opened, to log it once, and

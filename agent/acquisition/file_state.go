@@ -311,12 +311,52 @@ func (r *fileRun) positions() []filePosition {
 	return out
 }
 
-// saveState writes the positions if they moved since the last write.
+// saveState writes the positions if they moved since the last write, at
+// once: at start and at exit, with no writer running.
 func (r *fileRun) saveState() {
 	pos := r.positions()
 	if r.lastSaved != nil && slices.Equal(pos, r.lastSaved) {
 		return
 	}
+	if r.writeState(pos) {
+		r.lastSaved = pos
+	}
+}
+
+// queueSave hands the positions, if they moved, to the writer: tailing
+// never waits for the fsyncs. A writer still busy with the previous ones
+// gets these at the next tick.
+func (r *fileRun) queueSave() {
+	pos := r.positions()
+	if r.lastSaved != nil && slices.Equal(pos, r.lastSaved) {
+		return
+	}
+	select {
+	case r.saveQ <- pos:
+		r.lastSaved = pos
+	default:
+	}
+}
+
+// startWriter runs the writer queueSave feeds; the returned func stops it
+// once it has written what it was handed.
+func (r *fileRun) startWriter() (stop func()) {
+	r.saveQ = make(chan []filePosition, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for pos := range r.saveQ {
+			r.writeState(pos)
+		}
+	}()
+	return func() {
+		close(r.saveQ)
+		<-done
+	}
+}
+
+// writeState writes pos to the state file and reports whether it did.
+func (r *fileRun) writeState(pos []filePosition) bool {
 	err := saveFileState(r.s.state, &fileStateFile{Patterns: r.s.patterns, Saved: time.Now().UTC(), Files: pos})
 	if err != nil {
 		// Once per distinct failure, not once a second.
@@ -324,7 +364,8 @@ func (r *fileRun) saveState() {
 			r.s.log.WithError(err).Warn("cannot save the file positions: a restart will skip lines written meanwhile")
 		}
 		r.saveErr = err.Error()
-		return
+		return false
 	}
-	r.saveErr, r.lastSaved = "", pos
+	r.saveErr = ""
+	return true
 }

@@ -189,3 +189,43 @@ func TestFileStateDamaged(t *testing.T) {
 	appendLines(t, log, "new\n")
 	checkLines(t, raws(h.collect(1, 5*time.Second)), "new")
 }
+
+// BenchmarkFileSaveState is the cost of one periodic write of a source's
+// positions (two files; an atomic replace with two fsyncs), paid once per
+// state_save_interval while lines arrive, never per line.
+func BenchmarkFileSaveState(b *testing.B) {
+	dir := b.TempDir()
+	opts, _, _ := acqTestOptions()
+	opts.StateDir = filepath.Join(dir, "state")
+	var paths []string
+	for _, n := range []string{"auth.log", "access.log"} {
+		p := filepath.Join(dir, n)
+		if err := os.WriteFile(p, []byte(strings.Repeat("a line of some log\n", 100)), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	src, err := New(Config{Source: "file", Filenames: paths, Labels: map[string]string{"type": "syslog"}}, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := &fileRun{s: src.(*fileSource), files: map[string]*tailedFile{}, openErrs: map[string]openErr{}}
+	defer r.close()
+	for _, p := range paths {
+		of, err := r.open(p, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.files[p] = &tailedFile{path: p, cur: of}
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		for _, t := range r.files {
+			t.cur.offset = int64(i % 1900) // moved: each save writes
+		}
+		r.saveState()
+	}
+	if r.saveErr != "" {
+		b.Fatal(r.saveErr)
+	}
+}
