@@ -206,10 +206,11 @@ type fileRun struct {
 	// when there is nothing to resume. lastSaved is the latest handed to
 	// the writer, to skip writing the same positions again; saveErr the
 	// latest failure, logged once.
-	saved     *fileStateFile
-	lastSaved []filePosition
-	saveErr   string              // owned by the writer while it runs
-	saveQ     chan []filePosition // to the writer (startWriter)
+	saved       *fileStateFile
+	lastSaved   []filePosition
+	lastSavedAt time.Time
+	saveErr     string              // owned by the writer while it runs
+	saveQ       chan []filePosition // to the writer (startWriter)
 }
 
 // openErr remembers why a path could not be opened, to log it once, and

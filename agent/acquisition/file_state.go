@@ -37,6 +37,10 @@ const (
 	// device and inode: an inode reused by a new file after a rotation
 	// deleted the old one has another first line.
 	headBytes = 256
+	// stateRefresh is how often unchanged positions are written anyway:
+	// the file's time says how long ago the source last ran, which
+	// max_backlog_age is checked against, even when its logs are idle.
+	stateRefresh = time.Minute
 )
 
 // fileStateFile is the state file of one file source: where it stopped in
@@ -311,15 +315,12 @@ func (r *fileRun) positions() []filePosition {
 	return out
 }
 
-// saveState writes the positions if they moved since the last write, at
-// once: at start and at exit, with no writer running.
+// saveState writes the positions at once, moved or not (their time is
+// when the source last ran): at start and at exit, with no writer running.
 func (r *fileRun) saveState() {
 	pos := r.positions()
-	if r.lastSaved != nil && slices.Equal(pos, r.lastSaved) {
-		return
-	}
 	if r.writeState(pos) {
-		r.lastSaved = pos
+		r.lastSaved, r.lastSavedAt = pos, time.Now()
 	}
 }
 
@@ -328,12 +329,12 @@ func (r *fileRun) saveState() {
 // gets these at the next tick.
 func (r *fileRun) queueSave() {
 	pos := r.positions()
-	if r.lastSaved != nil && slices.Equal(pos, r.lastSaved) {
+	if r.lastSaved != nil && slices.Equal(pos, r.lastSaved) && time.Since(r.lastSavedAt) < stateRefresh {
 		return
 	}
 	select {
 	case r.saveQ <- pos:
-		r.lastSaved = pos
+		r.lastSaved, r.lastSavedAt = pos, time.Now()
 	default:
 	}
 }
