@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -228,4 +229,39 @@ func BenchmarkFileSaveState(b *testing.B) {
 	if r.saveErr != "" {
 		b.Fatal(r.saveErr)
 	}
+}
+
+// With a glob that also matches the rotated name (auth.log*), the rotated
+// file is found by its inode under its new name: its rest is read once,
+// and the new auth.log from its start.
+func TestFileResumeRotationGlob(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	log := filepath.Join(dir, "auth.log")
+	appendLines(t, log, "")
+	opts, hook, m := acqTestOptions()
+	opts.StateDir = state
+	start := func() *srcHarness {
+		src, err := New(Config{Source: "file", Filenames: []string{log + "*"}, Labels: map[string]string{"type": "syslog"}}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src.(*fileSource).timing.drainGrace = 300 * time.Millisecond
+		return runSource(t, src, hook, m)
+	}
+	h := start()
+	h.waitLog("tailing file", log)
+	appendLines(t, log, "a1\n")
+	checkLines(t, raws(h.collect(1, 5*time.Second)), "a1")
+	h.stop()
+
+	appendLines(t, log, "a2\n")
+	if err := os.Rename(log, log+".1"); err != nil {
+		t.Fatal(err)
+	}
+	appendLines(t, log, "n1\n")
+	h = start()
+	got := raws(h.collect(2, 5*time.Second))
+	slices.Sort(got)
+	checkLines(t, got, "a2", "n1")
+	h.expectNone(time.Second)
 }
