@@ -143,6 +143,9 @@ func (s *fileSource) Run(ctx context.Context, out chan<- event.Line) error {
 	if err := r.scan(ctx, true); err != nil {
 		return nil // only a cancelled send fails
 	}
+	// Resuming is for the files there at start: one unreadable then and
+	// readable later is read from its end, as before.
+	r.saved = nil
 	tick := time.NewTicker(r.tickPeriod())
 	defer tick.Stop()
 	rescan := time.NewTicker(s.timing.rescan)
