@@ -16,6 +16,7 @@ import (
 
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/journallog"
 	"github.com/rampart-ips/rampart/internal/version"
 	"github.com/rampart-ips/rampart/lapi/store"
 )
@@ -59,6 +60,7 @@ func NewRootCommand() *cobra.Command {
 			}
 			log.SetLevel(lvl)
 			log.SetOutput(cli.Err)
+			journallog.Setup(log.StandardLogger(), cli.Err)
 			switch cli.Output {
 			case "", "human", "json", "raw":
 			default:

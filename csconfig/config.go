@@ -86,8 +86,15 @@ type Crowdsec struct {
 	SkipBrokenRules bool `toml:"skip_broken_rules"`
 	// ParserRoutines is how many goroutines parse lines (0: one per CPU).
 	ParserRoutines int `toml:"parser_routines"`
-	// StateDir keeps the sources' positions (journald cursors).
-	StateDir string `toml:"state_dir"`
+	// StateDir keeps the sources' positions (journald cursors, file
+	// offsets), written every StateSaveInterval and at stop.
+	StateDir          string    `toml:"state_dir"`
+	StateSaveInterval *Duration `toml:"state_save_interval"`
+	// MaxBacklogAge: a file source stopped for longer starts at the end of
+	// its files ("0": always); MaxBacklogBytes bounds what is read, per
+	// file, of what was written while it was stopped.
+	MaxBacklogAge   *Duration `toml:"max_backlog_age"`
+	MaxBacklogBytes int64     `toml:"max_backlog_bytes"`
 	// AlertQueueDir holds alerts not yet delivered to the LAPI; at most
 	// AlertQueueMaxAlerts wait there, the oldest going first when full.
 	AlertQueueDir       string `toml:"alert_queue_dir"`
@@ -422,6 +429,15 @@ func (c *Config) validate() error {
 	}
 	if d := c.Crowdsec.UsageMetricsInterval.Duration; d < 0 || (d > 0 && d < MinUsageMetricsInterval) {
 		return fmt.Errorf("crowdsec_service.usage_metrics_interval %s: want 0 (no reports) or at least %s", d, MinUsageMetricsInterval)
+	}
+	if d := c.Crowdsec.StateSaveInterval; d != nil && d.Duration <= 0 {
+		return fmt.Errorf("crowdsec_service.state_save_interval %s: want a positive duration", d.Duration)
+	}
+	if d := c.Crowdsec.MaxBacklogAge; d != nil && d.Duration < 0 {
+		return fmt.Errorf("crowdsec_service.max_backlog_age %s must not be negative (0: never read what was written while stopped)", d.Duration)
+	}
+	if c.Crowdsec.MaxBacklogBytes < 0 {
+		return fmt.Errorf("crowdsec_service.max_backlog_bytes %d must not be negative (0 takes the default, 64 MiB)", c.Crowdsec.MaxBacklogBytes)
 	}
 	switch c.Cscli.Output {
 	case "human", "json", "raw":

@@ -205,3 +205,21 @@ func TestLoadCredentialsErrors(t *testing.T) {
 		t.Errorf("valid file: %+v, %v", c, err)
 	}
 }
+
+func TestFilePositionKeys(t *testing.T) {
+	for _, tc := range []struct {
+		toml string
+		err  string
+	}{
+		{"", ""},
+		{"state_save_interval = \"5s\"\nmax_backlog_age = \"0\"\nmax_backlog_bytes = 1048576", ""},
+		{`state_save_interval = "0s"`, "state_save_interval 0s: want a positive duration"},
+		{`max_backlog_age = "-1h"`, "max_backlog_age -1h0m0s must not be negative"},
+		{`max_backlog_bytes = -1`, "max_backlog_bytes -1 must not be negative"},
+	} {
+		_, err := Parse([]byte("[crowdsec_service]\n"+tc.toml+"\n"), "test.toml")
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%q: got %v, want %q", tc.toml, err, tc.err)
+		}
+	}
+}

@@ -536,9 +536,10 @@ func BenchmarkTimeToBlock(b *testing.B) {
 	b.ReportMetric(mean(s.scrape("http://127.0.0.1:60601/metrics"), "fw_bouncer_apply_seconds"), "apply-mean-ms")
 }
 
-// A one-shot replay: `crowdsec -dsn file://... -type syslog -no-api` reads
-// the file in time-machine mode, delivers its alerts to the running LAPI
-// and exits.
+// A one-shot replay: `crowdsec -dsn file://... -type syslog -no-api` with
+// the service's own configuration, while the service runs and holds its
+// alert queue, reads the file in time-machine mode, delivers its alerts to
+// the running LAPI and exits 0; the service's queue is left as it was.
 func TestReplayDSN(t *testing.T) {
 	ns := nstest.NewPublicPair(t, 44)
 	s := newStory(t, ns, "../rules")
@@ -552,23 +553,70 @@ func TestReplayDSN(t *testing.T) {
 	}
 	old := filepath.Join(s.dir, "old-auth.log")
 	must(t, os.WriteFile(old, []byte(b.String()), 0o600))
-	// its own queue: the running agent holds the default one
-	conf, err := os.ReadFile(s.cfg)
-	must(t, err)
-	replayCfg := filepath.Join(s.dir, "replay.toml")
-	must(t, os.WriteFile(replayCfg, []byte(strings.Replace(string(conf), "[crowdsec_service]\n",
-		fmt.Sprintf("[crowdsec_service]\nalert_queue_dir = %q\n", filepath.Join(s.dir, "replay-queue")), 1)), 0o600))
+	queue := filepath.Join(s.dir, "data", "alert-queue")
+	before := dirState(t, queue)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := ns.Command(ctx, ns.Defender, filepath.Join(binDir, "crowdsec"), "-c", replayCfg,
-		"-dsn", "file://"+old, "-type", "syslog", "-no-api").CombinedOutput()
+	tmp := t.TempDir()
+	replay := ns.Command(ctx, ns.Defender, filepath.Join(binDir, "crowdsec"), "-c", s.cfg,
+		"-dsn", "file://"+old, "-type", "syslog", "-no-api")
+	replay.Env = append(os.Environ(), "TMPDIR="+tmp)
+	out, err := replay.CombinedOutput()
 	if err != nil {
-		t.Fatalf("replay: %v\n%s", err, out)
+		t.Fatalf("replay beside the running service: %v\n%s", err, out)
 	}
 	if !s.hasAlert("192.0.2.200", "rampart/ssh") {
 		t.Fatalf("replayed brute force left no alert\n%s", out)
 	}
-	if !strings.Contains(string(out), "lines=8") {
-		t.Errorf("replay did not report its 8 lines:\n%s", out)
+	if !strings.Contains(string(out), "lines=8") || !strings.Contains(string(out), "every alert delivered") {
+		t.Errorf("replay did not report its 8 lines and its delivery:\n%s", out)
 	}
+	if after := dirState(t, queue); after != before {
+		t.Errorf("the replay changed the service's queue:\nbefore %s\nafter  %s", before, after)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("the replay left its queue behind: %v", left)
+	}
+
+	// With the LAPI unreachable the replay fails, says what happened to
+	// its alerts, and still leaves the service's queue alone.
+	creds, err := os.ReadFile(filepath.Join(s.dir, "creds.toml"))
+	must(t, err)
+	deadCreds := filepath.Join(s.dir, "dead-creds.toml")
+	must(t, os.WriteFile(deadCreds, []byte(strings.Replace(string(creds), "127.0.0.1:8080", "127.0.0.1:9", 1)), 0o600))
+	conf, err := os.ReadFile(s.cfg)
+	must(t, err)
+	deadCfg := filepath.Join(s.dir, "dead.toml")
+	must(t, os.WriteFile(deadCfg, []byte(strings.Replace(string(conf), filepath.Join(s.dir, "creds.toml"), deadCreds, 1)), 0o600))
+	replay = ns.Command(ctx, ns.Defender, filepath.Join(binDir, "crowdsec"), "-c", deadCfg,
+		"-dsn", "file://"+old, "-type", "syslog", "-no-api", "-replay-wait", "1s")
+	replay.Env = append(os.Environ(), "TMPDIR="+tmp)
+	out, err = replay.CombinedOutput()
+	if err == nil {
+		t.Fatalf("a replay whose alerts never reached the LAPI exited 0:\n%s", out)
+	}
+	if !strings.Contains(string(out), "2 of 2 alerts not delivered") || !strings.Contains(string(out), "run the replay again") {
+		t.Errorf("the failed replay does not say what happened to its alerts:\n%s", out)
+	}
+	if after := dirState(t, queue); after != before {
+		t.Errorf("the failed replay changed the service's queue:\nbefore %s\nafter  %s", before, after)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("the failed replay left its queue behind: %v", left)
+	}
+}
+
+// dirState lists a directory's files with their sizes and modification
+// times: a change to any shows.
+func dirState(t *testing.T, dir string) string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	must(t, err)
+	var b strings.Builder
+	for _, e := range ents {
+		fi, err := e.Info()
+		must(t, err)
+		fmt.Fprintf(&b, "%s:%d:%d ", e.Name(), fi.Size(), fi.ModTime().UnixNano())
+	}
+	return b.String()
 }

@@ -1,5 +1,6 @@
 // Package acquisition reads log lines for the agent: files (globs, tail
-// from the end, rotation, inotify with a polling fallback), journald
+// from the end at a first start and from the saved positions after that,
+// rotation, inotify with a polling fallback), journald
 // (journalctl --follow -o json with matches and a saved cursor), a syslog
 // server (UDP/TCP, RFC 3164/5424) and one-shot replays of a DSN
 // (file:///path.log, journalctl://...). Sources are configured in TOML

@@ -92,12 +92,41 @@ func (d Duration) MarshalText() ([]byte, error) {
 
 // Options are what every source shares, whatever its configuration.
 type Options struct {
-	// StateDir is where sources persist positions (journald cursors).
+	// StateDir is where sources persist positions (journald cursors, file
+	// offsets); "" keeps none.
 	StateDir string
+	// SaveInterval is how often positions are written (0: the default).
+	SaveInterval time.Duration
+	// MaxBacklogAge and MaxBacklogBytes bound what a file source reads at
+	// start of what was written while it was stopped (0: the defaults;
+	// a negative age: never resume, start at the end).
+	MaxBacklogAge   time.Duration
+	MaxBacklogBytes int64
 	// Metrics receives line counts and idle states; nil disables metrics.
 	Metrics *Metrics
 	// Logger is the parent logger; nil means logrus' standard logger.
 	Logger *log.Entry
+}
+
+func (o Options) saveInterval() time.Duration {
+	if o.SaveInterval <= 0 {
+		return DefaultStateSaveInterval
+	}
+	return o.SaveInterval
+}
+
+func (o Options) maxBacklogAge() time.Duration {
+	if o.MaxBacklogAge == 0 {
+		return DefaultMaxBacklogAge
+	}
+	return o.MaxBacklogAge
+}
+
+func (o Options) maxBacklogBytes() int64 {
+	if o.MaxBacklogBytes <= 0 {
+		return DefaultMaxBacklogBytes
+	}
+	return o.MaxBacklogBytes
 }
 
 func (o Options) logger() *log.Entry {

@@ -58,6 +58,7 @@ type fileSource struct {
 	log      *log.Entry
 	idle     *idleWatch
 	timing   fileTiming
+	state    string // positions file; "" without a state directory
 }
 
 func newFileSource(cfg Config, opts Options) (Source, error) {
@@ -72,7 +73,12 @@ func newFileSource(cfg Config, opts Options) (Source, error) {
 		return nil, errors.New("listen_addr, listen_port and protocol are syslog keys, not file ones")
 	}
 	name := "file:" + strings.Join(patterns, ",")
+	var state string
+	if opts.StateDir != "" {
+		state = fileStatePath(opts.StateDir, patterns)
+	}
 	return &fileSource{
+		state:    state,
 		name:     name,
 		patterns: patterns,
 		labels:   cfg.Labels,
@@ -118,6 +124,11 @@ func (s *fileSource) Run(ctx context.Context, out chan<- event.Line) error {
 	r := &fileRun{s: s, out: out, files: map[string]*tailedFile{}, openErrs: map[string]openErr{},
 		buf: make([]byte, 64<<10), typ: s.labels["type"]}
 	defer r.close()
+	if s.state != "" {
+		r.loadState()
+		// The last positions, at exit, before the files are closed.
+		defer r.saveState()
+	}
 	if !s.poll {
 		w, err := fsnotify.NewWatcher()
 		if err != nil {
@@ -132,10 +143,23 @@ func (s *fileSource) Run(ctx context.Context, out chan<- event.Line) error {
 	if err := r.scan(ctx, true); err != nil {
 		return nil // only a cancelled send fails
 	}
+	// Resuming is for the files there at start: one unreadable then and
+	// readable later is read from its end, as before.
+	r.saved = nil
 	tick := time.NewTicker(r.tickPeriod())
 	defer tick.Stop()
 	rescan := time.NewTicker(s.timing.rescan)
 	defer rescan.Stop()
+	var saveC <-chan time.Time
+	if s.state != "" {
+		// Also now: a crash before the first tick must not skip the
+		// lines written until the next start.
+		r.saveState()
+		defer r.startWriter()() // before the last save (defers run in reverse)
+		save := time.NewTicker(s.opts.saveInterval())
+		defer save.Stop()
+		saveC = save.C
+	}
 	for {
 		var events chan fsnotify.Event
 		var errs chan error
@@ -158,6 +182,8 @@ func (s *fileSource) Run(ctx context.Context, out chan<- event.Line) error {
 		case <-rescan.C:
 			r.watchDirs()
 			err = r.scan(ctx, false)
+		case <-saveC:
+			r.queueSave()
 		}
 		if err != nil {
 			return nil
@@ -178,6 +204,16 @@ type fileRun struct {
 	files    map[string]*tailedFile
 	openErrs map[string]openErr // paths that could not be opened
 	buf      []byte
+
+	// saved is what the state file held at start, to resume from; nil
+	// when there is nothing to resume. lastSaved is the latest handed to
+	// the writer, to skip writing the same positions again; saveErr the
+	// latest failure, logged once.
+	saved       *fileStateFile
+	lastSaved   []filePosition
+	lastSavedAt time.Time
+	saveErr     string              // owned by the writer while it runs
+	saveQ       chan []filePosition // to the writer (startWriter)
 }
 
 // openErr remembers why a path could not be opened, to log it once, and
@@ -205,6 +241,12 @@ type openFile struct {
 	offset     int64
 	lastGrowth time.Time
 	split      lineSplitter
+	// backlogUntil is where the lines written while the agent was
+	// stopped end: those before it are marked as backlog.
+	backlogUntil int64
+	// headLen and head identify the file's content in the state file.
+	headLen int
+	head    string
 }
 
 func (r *fileRun) tickPeriod() time.Duration {
@@ -294,7 +336,7 @@ func (r *fileRun) scan(ctx context.Context, first bool) error {
 			if err != nil {
 				return err
 			}
-			if t != nil && !first {
+			if t != nil && (!first || t.cur != nil && t.cur.offset < t.cur.backlogUntil) {
 				if err := r.check(ctx, t); err != nil {
 					return err
 				}
@@ -313,7 +355,8 @@ func (r *fileRun) track(ctx context.Context, path string, atEnd bool) (*tailedFi
 	if prev, ok := r.openErrs[path]; ok {
 		atEnd = atEnd || prev.atEnd
 	}
-	of, err := r.open(path, atEnd)
+	resuming := atEnd && r.saved != nil
+	of, err := r.open(path, atEnd && !resuming)
 	if err != nil {
 		r.openFailed(path, err, atEnd)
 		return nil, nil
@@ -322,6 +365,13 @@ func (r *fileRun) track(ctx context.Context, path string, atEnd bool) (*tailedFi
 		return nil, nil
 	}
 	delete(r.openErrs, path)
+	var rotated *openFile // the rest of the file rotated away while stopped
+	if resuming {
+		if rotated, err = r.resume(path, of); err != nil {
+			of.f.Close()
+			return nil, nil
+		}
+	}
 	// The same inode under another name: a rotated file the globs also
 	// match (auth.log.1 for /var/log/*) or a link. Reading it again would
 	// repeat its lines, so continue where its reader is.
@@ -347,7 +397,16 @@ func (r *fileRun) track(ctx context.Context, path string, atEnd bool) (*tailedFi
 			}
 		}
 	}
-	return r.add(path, of), nil
+	t := r.add(path, of)
+	if rotated != nil {
+		// Read it now, before the file that replaced it.
+		rotated.lastGrowth = time.Now()
+		t.draining = append(t.draining, rotated)
+		if _, err := r.read(ctx, t, rotated); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
 }
 
 // openFailed logs that path cannot be opened, once per distinct error.
@@ -552,8 +611,12 @@ func (r *fileRun) check(ctx context.Context, t *tailedFile) error {
 
 // read sends the complete lines of what of holds past its offset.
 func (r *fileRun) read(ctx context.Context, t *tailedFile, of *openFile) (grew bool, err error) {
-	emit := func(b []byte, cut bool) error { return r.emit(ctx, t, b, cut) }
+	backlog := false
+	emit := func(b []byte, cut bool) error { return r.emitLine(ctx, t, b, cut, backlog) }
 	for {
+		// By read: a chunk across the end of the backlog marks its
+		// newest lines too, which only gives them their own time.
+		backlog = of.offset < of.backlogUntil
 		n, rerr := of.f.Read(r.buf)
 		if n > 0 {
 			grew = true
@@ -576,11 +639,15 @@ func (r *fileRun) flush(ctx context.Context, t *tailedFile, of *openFile) error 
 }
 
 func (r *fileRun) emit(ctx context.Context, t *tailedFile, b []byte, cut bool) error {
+	return r.emitLine(ctx, t, b, cut, false)
+}
+
+func (r *fileRun) emitLine(ctx context.Context, t *tailedFile, b []byte, cut, backlog bool) error {
 	if cut {
 		r.s.opts.Metrics.truncatedCounter(t.path).Inc()
 	}
 	// Labels is shared by every line of the source: events never change it.
-	ev := event.Line{Raw: string(b), Src: t.path, Module: "file", Labels: r.s.labels, Time: time.Now()}
+	ev := event.Line{Raw: string(b), Src: t.path, Module: "file", Labels: r.s.labels, Time: time.Now(), Backlog: backlog}
 	select {
 	case r.out <- ev:
 	case <-ctx.Done():

@@ -468,11 +468,34 @@ func TestIdleWarningDisabled(t *testing.T) {
 }
 
 // BenchmarkFileTail measures lines per second from a file appended to
-// while the source tails it (go test -bench FileTail -benchtime 200000x).
+// while the source tails it (go test -bench FileTail -benchtime 200000x),
+// without a state directory and with positions saved every second (the
+// daemon's default) or every 10 ms (their cost magnified).
 func BenchmarkFileTail(b *testing.B) {
+	b.Run("no-positions", func(b *testing.B) { benchFileTail(b, nil) })
+	b.Run("positions-1s", func(b *testing.B) {
+		benchFileTail(b, func(o *Options) { o.StateDir = b.TempDir() })
+	})
+	b.Run("positions-10ms", func(b *testing.B) {
+		benchFileTail(b, func(o *Options) { o.StateDir, o.SaveInterval = b.TempDir(), 10*time.Millisecond })
+	})
+}
+
+func benchFileTail(b *testing.B, tweak func(*Options)) {
 	path := filepath.Join(b.TempDir(), "bench.log")
 	w := appendFile(b, path)
-	h := startFile(b, Config{Filenames: []string{path}}, nil)
+	var h *srcHarness
+	if tweak == nil {
+		h = startFile(b, Config{Filenames: []string{path}}, nil)
+	} else {
+		opts, hook, m := acqTestOptions()
+		tweak(&opts)
+		src, err := New(Config{Source: "file", Filenames: []string{path}, Labels: map[string]string{"type": "syslog"}}, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h = runSource(b, src, hook, m)
+	}
 	h.waitLog("tailing file", path)
 	line := `Nov 25 21:16:01 host sshd[1234]: Failed password for invalid user admin from 192.0.2.10 port 52144 ssh2` + "\n"
 	b.ReportAllocs()

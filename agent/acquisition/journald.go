@@ -63,6 +63,10 @@ type journalSource struct {
 	hits    prometheus.Counter // upstream's per-source counter, by Src
 	timing  journalTiming
 
+	// started is when the live source started: entries logged before it
+	// (read from the saved cursor) are backlog. Set before journalctl runs.
+	started time.Time
+
 	mu     sync.Mutex
 	cursor string // of the last entry sent on
 	saved  string // what the state file holds
@@ -203,6 +207,7 @@ func (s *journalSource) Run(ctx context.Context, out chan<- event.Line) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go s.idle.run(ctx)
+	s.started = time.Now()
 
 	if s.state != "" {
 		c, err := loadJournalCursor(s.state, s.filters)
@@ -378,6 +383,8 @@ func (s *journalSource) entry(ctx context.Context, line []byte, out chan<- event
 		Module: "journalctl",
 		Labels: s.labels, // shared by every line of the source: events never change it
 		Time:   t,
+		// Logged while the agent was stopped, resumed from the cursor.
+		Backlog: s.follow && !r.Time.IsZero() && r.Time.Before(s.started),
 	}
 	select {
 	case out <- ev:

@@ -1,8 +1,6 @@
 package acquisition
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/rampart-ips/rampart/internal/atomicfile"
@@ -30,20 +27,9 @@ type journalCursorFile struct {
 	Saved   time.Time `json:"saved"`
 }
 
-// journalCursorPath names the state file of a set of filters: a hash, as
-// filters hold '/', '=' and anything else, plus a readable hint.
+// journalCursorPath names the state file of a set of filters.
 func journalCursorPath(stateDir string, filters []string) string {
-	sum := sha256.Sum256([]byte(strings.Join(filters, "\x00")))
-	hint := strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_' {
-			return r
-		}
-		return '_'
-	}, strings.Join(filters, "_"))
-	if len(hint) > 48 {
-		hint = hint[:48]
-	}
-	return filepath.Join(stateDir, "journalctl-"+hint+"-"+hex.EncodeToString(sum[:8])+".cursor")
+	return stateFileName(stateDir, "journalctl", filters, ".cursor")
 }
 
 // loadJournalCursor returns the saved cursor, "" when there is none.

@@ -243,9 +243,13 @@ func TestJournalCursorResume(t *testing.T) {
 	if !slices.Equal(argv, want) {
 		t.Errorf("argv after restart = %q, want %q", argv, want)
 	}
-	fj.add(2, jentry("s=1;i=4", 4, "sshd", "1", "four"))
-	if l := h2.collect(1, 5*time.Second)[0]; !strings.HasSuffix(l.Raw, "sshd[1]: four") {
-		t.Errorf("after restart got %q", l.Raw)
+	fj.add(2, jentry("s=1;i=4", 4, "sshd", "1", "four"), jentry("s=1;i=5", time.Now().Add(time.Minute).UnixMicro(), "sshd", "1", "five"))
+	got := h2.collect(2, 5*time.Second)
+	if l := got[0]; !strings.HasSuffix(l.Raw, "sshd[1]: four") || !l.Backlog {
+		t.Errorf("after restart got %q (backlog %v), want four, logged before the start, as backlog", l.Raw, l.Backlog)
+	}
+	if l := got[1]; l.Backlog {
+		t.Errorf("an entry logged after the start is marked as backlog: %q", l.Raw)
 	}
 }
 

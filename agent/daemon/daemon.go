@@ -56,6 +56,8 @@ type Agent struct {
 	usage   *usagereport.Reporter // nil: usage metrics disabled
 	client  *apiclient.Client
 	log     *log.Entry
+	// replayQueue is a replay's own queue directory ("" live).
+	replayQueue string
 }
 
 // New loads the rules and the sources and opens the delivery queue. A
@@ -74,7 +76,17 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 	if opts.Registry != nil {
 		metrics = acquisition.NewMetrics(opts.Registry)
 	}
-	aopts := acquisition.Options{StateDir: cfg.Crowdsec.StateDir, Metrics: metrics, Logger: log.WithField("component", "acquisition")}
+	aopts := acquisition.Options{StateDir: cfg.Crowdsec.StateDir, Metrics: metrics, Logger: log.WithField("component", "acquisition"),
+		MaxBacklogBytes: cfg.Crowdsec.MaxBacklogBytes}
+	if d := cfg.Crowdsec.StateSaveInterval; d != nil {
+		aopts.SaveInterval = d.Duration
+	}
+	if d := cfg.Crowdsec.MaxBacklogAge; d != nil {
+		aopts.MaxBacklogAge = d.Duration
+		if d.Duration == 0 {
+			aopts.MaxBacklogAge = -1 // "0": never resume
+		}
+	}
 	// datasources counts the sources by kind, for the usage metrics.
 	datasources := map[string]int{}
 	if opts.DSN != "" {
@@ -108,7 +120,17 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		return nil, err
 	}
 	a.client = client
-	if a.pusher, err = delivery.New(delivery.Config{QueueDir: cfg.Crowdsec.AlertQueueDir, MaxQueueAlerts: cfg.Crowdsec.AlertQueueMaxAlerts},
+	queueDir := cfg.Crowdsec.AlertQueueDir
+	if opts.DSN != "" {
+		// A replay runs beside the service, which holds alert_queue_dir
+		// locked: it queues in a directory of its own, removed at exit,
+		// and waits for delivery before exiting (drain).
+		if queueDir, err = os.MkdirTemp("", "crowdsec-replay-queue-"); err != nil {
+			return nil, fmt.Errorf("creating the replay's alert queue: %w", err)
+		}
+		a.replayQueue = queueDir
+	}
+	if a.pusher, err = delivery.New(delivery.Config{QueueDir: queueDir, MaxQueueAlerts: cfg.Crowdsec.AlertQueueMaxAlerts},
 		client, log.WithField("component", "delivery")); err != nil {
 		return nil, err
 	}
@@ -257,8 +279,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Go(func() { a.usage.Run(pctx) })
 	}
 	err := a.runner.Run(ctx)
-	if a.opts.DSN != "" && ctx.Err() == nil {
-		a.drain(ctx)
+	if a.opts.DSN != "" && err == nil {
+		err = a.drain(ctx)
 	}
 	stopPusher()
 	wg.Wait()
@@ -272,32 +294,55 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
-// drain waits for the delivery queue to empty after a replay.
-func (a *Agent) drain(ctx context.Context) {
+// drain waits for a replay's queue to empty, and fails when some of its
+// alerts did not reach the LAPI: the exit code must tell an administrator
+// whether the replay's verdicts are in the LAPI.
+func (a *Agent) drain(ctx context.Context) error {
 	timeout := a.opts.DrainTimeout
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if a.pusher.Stats().Queued == 0 {
-			return
-		}
+	for time.Now().Before(deadline) && ctx.Err() == nil && a.pusher.Stats().Queued > 0 {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if q := a.pusher.Stats().Queued; q > 0 {
-		a.log.WithField("alerts", q).Warn("replay done but alerts still wait for the LAPI: they stay queued for the next start")
+	st := a.pusher.Stats()
+	var errs []error
+	if st.Queued > 0 {
+		why := "the replay was interrupted"
+		if ctx.Err() == nil {
+			why = fmt.Sprintf("the LAPI at %s did not take them within %s", a.client.URL(), timeout)
+			if st.LastError != "" {
+				why += " (last error: " + st.LastError + ")"
+			}
+		}
+		errs = append(errs, fmt.Errorf("replay: %d of %d alerts not delivered: %s; they are discarded with the replay's queue, run the replay again once the LAPI answers",
+			st.Queued, st.Queued+int(st.Delivered+st.Dropped), why))
 	}
+	if st.Dropped > 0 {
+		errs = append(errs, fmt.Errorf("replay: the LAPI refused %d alerts (see the errors above)", st.Dropped))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	a.log.WithField("alerts", st.Delivered).Info("replay: every alert delivered to the LAPI")
+	return nil
 }
 
 // Stats are the runner's counters.
 func (a *Agent) Stats() *runner.Stats { return &a.runner.Stats }
 
-// Close releases the queue and the rules' resources.
+// Close releases the queue and the rules' resources, and removes a
+// replay's queue.
 func (a *Agent) Close() {
 	if a.pusher != nil {
 		if err := a.pusher.Close(); err != nil {
 			a.log.WithError(err).Warn("closing the alert queue")
+		}
+	}
+	if a.replayQueue != "" {
+		if err := os.RemoveAll(a.replayQueue); err != nil {
+			a.log.WithError(err).Warn("removing the replay's alert queue")
 		}
 	}
 	if a.rules != nil {

@@ -31,6 +31,10 @@ type Line struct {
 	Labels  map[string]string `json:"Labels,omitempty"`
 	Process bool              `json:"Process,omitempty"`
 	Module  string            `json:"Module,omitempty"`
+	// Backlog marks a line written while the agent was stopped and read
+	// at its start: its own timestamp, not the clock, times it in the
+	// scenarios, so a backlog read at once is not taken for a burst.
+	Backlog bool `json:"Backlog,omitempty"`
 }
 
 // Event is one log line, or one overflow, flowing through the engine.

@@ -242,6 +242,12 @@ func (e *Engine) Prepare(evt *event.Event) Prepared {
 	var p Prepared
 	if e.replay {
 		p.at, p.timed = replayTime(evt)
+	} else if evt.Line.Backlog {
+		// Written while the agent was stopped: its own time, never one
+		// ahead of the clock (a year-less syslog date guessed wrong).
+		if at, ok := replayTime(evt); ok && at.Before(time.Now()) {
+			p.at, p.timed = at, true
+		}
 	}
 	sc := e.scratch.Get().(*scratch)
 	sc.env["evt"], sc.evt = evt, evt

@@ -22,6 +22,7 @@ import (
 
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/bouncer"
+	"github.com/rampart-ips/rampart/internal/journallog"
 	"github.com/rampart-ips/rampart/internal/memtune"
 	"github.com/rampart-ips/rampart/internal/version"
 )
@@ -46,7 +47,10 @@ func run() error {
 	if *showVersion {
 		return version.Get("crowdsec-firewall-bouncer").Write(os.Stdout)
 	}
-	log.SetFormatter(&log.TextFormatter{FullTimestamp: true})
+	textFormat := &log.TextFormatter{FullTimestamp: true}
+	log.SetFormatter(textFormat)
+	// Under systemd each line gets its journal priority (-p warning).
+	journallog.Setup(log.StandardLogger(), os.Stderr)
 	cfg, err := bouncer.LoadConfig(*cfgPath)
 	if err != nil {
 		return err
@@ -77,6 +81,7 @@ func run() error {
 		}
 		defer f.Close()
 		log.SetOutput(f)
+		log.SetFormatter(textFormat)
 	}
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)

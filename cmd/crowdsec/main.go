@@ -28,6 +28,7 @@ import (
 
 	"github.com/rampart-ips/rampart/agent/daemon"
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/journallog"
 	"github.com/rampart-ips/rampart/internal/memtune"
 	"github.com/rampart-ips/rampart/internal/promlevel"
 	"github.com/rampart-ips/rampart/internal/version"
@@ -53,6 +54,7 @@ func run() error {
 	_ = fs.Bool("no-capi", true, "accepted for compatibility: Rampart has no central API")
 	dsn := fs.String("dsn", "", "replay this source once, in time-machine mode (file:///path.log, journalctl://filters=_SYSTEMD_UNIT=ssh.service), then exit")
 	typ := fs.String("type", "", "with -dsn: the log type label that selects the parsers (syslog, nginx, ...)")
+	replayWait := fs.Duration("replay-wait", 30*time.Second, "with -dsn: how long to wait, once the source is read, for the LAPI to take its alerts (the exit code says whether it did)")
 	var labels labelFlags
 	fs.Var(&labels, "label", "with -dsn: an extra label key:value (repeatable)")
 	levels := map[string]*bool{}
@@ -63,7 +65,10 @@ func run() error {
 	if *showVersion {
 		return version.Get("crowdsec").Write(os.Stdout)
 	}
-	log.SetFormatter(&log.TextFormatter{FullTimestamp: true})
+	textFormat := &log.TextFormatter{FullTimestamp: true}
+	log.SetFormatter(textFormat)
+	// Under systemd each line gets its journal priority (-p warning).
+	journallog.Setup(log.StandardLogger(), os.Stderr)
 	cfg, err := csconfig.Load(*cfgPath)
 	if err != nil {
 		return err
@@ -88,6 +93,7 @@ func run() error {
 		}
 		defer f.Close()
 		log.SetOutput(f)
+		log.SetFormatter(textFormat)
 	}
 	prof, err := profiles.Load(cfg.API.Server.ProfilesPath)
 	if err != nil {
@@ -136,7 +142,7 @@ func run() error {
 	}
 	if runAgent {
 		memtune.Apply()
-		opts := daemon.Options{DSN: *dsn, Registry: reg}
+		opts := daemon.Options{DSN: *dsn, Registry: reg, DrainTimeout: *replayWait}
 		if *dsn != "" {
 			if opts.Labels, err = daemon.ParseLabels(*typ, labels); err != nil {
 				return err

@@ -41,15 +41,18 @@ func (c *countSink) Push(_ context.Context, alerts ...*models.Alert) error {
 func main() {
 	rulesDir := flag.String("rules", "rules", "hub folder with Rampart's rules")
 	n := flag.Int("n", 500000, "lines per log (sshd and nginx each)")
+	state := flag.Bool("state", true, "keep file positions in a state directory, as the daemon does")
+	saveEvery := flag.Duration("save-interval", acquisition.DefaultStateSaveInterval, "with -state: how often positions are written")
 	flag.Parse()
 	memtune.Apply()
-	if err := run(*rulesDir, *n); err != nil {
+	opts := acquisition.Options{SaveInterval: *saveEvery}
+	if err := run(*rulesDir, *n, *state, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "tailbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rulesDir string, n int) error {
+func run(rulesDir string, n int, state bool, opts acquisition.Options) error {
 	h, err := hub.OpenHub(rulesDir)
 	if err != nil {
 		return err
@@ -84,7 +87,10 @@ func run(rulesDir string, n int) error {
 		{Source: "file", Filenames: []string{auth}, Labels: map[string]string{"type": "syslog"}},
 		{Source: "file", Filenames: []string{access}, Labels: map[string]string{"type": "nginx"}},
 	} {
-		src, err := acquisition.New(c, acquisition.Options{StateDir: dir})
+		if state {
+			opts.StateDir = filepath.Join(dir, "state")
+		}
+		src, err := acquisition.New(c, opts)
 		if err != nil {
 			return err
 		}
@@ -130,7 +136,11 @@ func run(rulesDir string, n int) error {
 	fmt.Printf("tailbench: %d lines (%d sshd + %d nginx) appended in %s, processed in %s: %.0f lines/s; peak RSS %.1f MB; %d CPUs\n",
 		total, n, n, wrote.Round(time.Millisecond), took.Round(time.Millisecond), float64(total)/took.Seconds(),
 		float64(procstat.KB(os.Getpid(), "VmHWM"))/1024, runtime.NumCPU())
-	fmt.Printf("  parsed %d, unparsed %d, whitelisted %d, alerts %d\n", ag.Stats.Parsed.Load(), ag.Stats.Unparsed.Load(), ag.Stats.Whitelisted.Load(), sink.n.Load())
+	positions := "no positions kept"
+	if state {
+		positions = "positions saved every " + opts.SaveInterval.String()
+	}
+	fmt.Printf("  %s; parsed %d, unparsed %d, whitelisted %d, alerts %d\n", positions, ag.Stats.Parsed.Load(), ag.Stats.Unparsed.Load(), ag.Stats.Whitelisted.Load(), sink.n.Load())
 	return nil
 }
 

@@ -1,0 +1,372 @@
+package acquisition
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	log "github.com/sirupsen/logrus"
+
+	"github.com/rampart-ips/rampart/internal/atomicfile"
+)
+
+// Defaults of the file sources' resume bounds (Options).
+const (
+	// DefaultMaxBacklogAge: a file source stopped for longer starts at
+	// the end of its files again, as if new: what was logged meanwhile is
+	// too old to act upon.
+	DefaultMaxBacklogAge = time.Hour
+	// DefaultMaxBacklogBytes: of a larger backlog only the last this many
+	// bytes of a file are read, the newest lines mattering most.
+	DefaultMaxBacklogBytes = 64 << 20
+	// DefaultStateSaveInterval is how often positions are written: a
+	// kill -9 makes the next start read again at most what was read in
+	// that interval (duplicates, never misses).
+	DefaultStateSaveInterval = time.Second
+	// headBytes is how much of a file's start identifies it, besides its
+	// device and inode: an inode reused by a new file after a rotation
+	// deleted the old one has another first line.
+	headBytes = 256
+	// stateRefresh is how often unchanged positions are written anyway:
+	// the file's time says how long ago the source last ran, which
+	// max_backlog_age is checked against, even when its logs are idle.
+	stateRefresh = time.Minute
+)
+
+// fileStateFile is the state file of one file source: where it stopped in
+// each file, so that a restart reads what was written while the agent was
+// down. It is JSON:
+//
+//	{"patterns":["/var/log/auth.log"],"saved":"...","files":[{"path":"/var/log/auth.log",
+//	 "dev":2049,"ino":131,"offset":8812,"size":8812,"head_len":256,"head":"<sha256 hex>"}]}
+type fileStateFile struct {
+	Patterns []string       `json:"patterns"`
+	Saved    time.Time      `json:"saved"`
+	Files    []filePosition `json:"files"`
+}
+
+// filePosition is how far one file was read: offset is the start of the
+// first line not sent on yet (a partial last line is read again), size
+// how much of it was read.
+type filePosition struct {
+	Path    string `json:"path"`
+	Dev     uint64 `json:"dev"`
+	Ino     uint64 `json:"ino"`
+	Offset  int64  `json:"offset"`
+	Size    int64  `json:"size"`
+	HeadLen int    `json:"head_len"`
+	Head    string `json:"head"`
+}
+
+// stateFileName names a source's state file in stateDir: kind, a readable
+// hint of its keys and a hash of them (keys hold '/', '=', anything).
+func stateFileName(stateDir, kind string, keys []string, ext string) string {
+	sum := sha256.Sum256([]byte(strings.Join(keys, "\x00")))
+	hint := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, strings.Join(keys, "_"))
+	if len(hint) > 48 {
+		hint = hint[:48]
+	}
+	return filepath.Join(stateDir, kind+"-"+hint+"-"+hex.EncodeToString(sum[:8])+ext)
+}
+
+// fileStatePath names the state file of a file source's patterns.
+func fileStatePath(stateDir string, patterns []string) string {
+	return stateFileName(stateDir, "file", patterns, ".offsets")
+}
+
+// loadFileState reads a source's saved positions; nil when there are none.
+func loadFileState(path string, patterns []string) (*fileStateFile, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading file positions: %w", err)
+	}
+	var st fileStateFile
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("reading file positions %s: %w", path, err)
+	}
+	if !slices.Equal(st.Patterns, patterns) {
+		return nil, fmt.Errorf("file positions %s were saved for filenames %q", path, st.Patterns)
+	}
+	return &st, nil
+}
+
+// saveFileState replaces the state file atomically: a crash leaves the old
+// positions or the new ones, never half of them.
+func saveFileState(path string, st *fileStateFile) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encoding file positions: %w", err)
+	}
+	data = append(data, '\n')
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+	if err := atomicfile.WriteBytes(path, data, 0o600); err != nil {
+		return fmt.Errorf("saving file positions: %w", err)
+	}
+	return nil
+}
+
+// devIno returns a file's device and inode.
+func devIno(fi os.FileInfo) (dev, ino uint64, ok bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, 0, false
+	}
+	return uint64(st.Dev), st.Ino, true //nolint:unconvert // Dev's type varies by platform
+}
+
+// headHash hashes the first n bytes of f (fewer if f is shorter), without
+// moving its offset; n and the hash are what identify f's content.
+func headHash(f *os.File, n int) (int, string, error) {
+	buf := make([]byte, n)
+	k, err := f.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, "", fmt.Errorf("reading the start of %s: %w", f.Name(), err)
+	}
+	sum := sha256.Sum256(buf[:k])
+	return k, hex.EncodeToString(sum[:]), nil
+}
+
+// sameFile tells whether f, with info fi, is the file pos was saved for:
+// same device and inode, and the same first bytes.
+func (pos *filePosition) sameFile(f *os.File, fi os.FileInfo) bool {
+	dev, ino, ok := devIno(fi)
+	if !ok || dev != pos.Dev || ino != pos.Ino {
+		return false
+	}
+	if pos.HeadLen == 0 {
+		return true // it was empty: nothing more to compare
+	}
+	if fi.Size() < int64(pos.HeadLen) {
+		return false // shorter than its saved start: truncated, a new file
+	}
+	_, h, err := headHash(f, pos.HeadLen)
+	return err == nil && h == pos.Head
+}
+
+// loadState reads the positions to resume from, unless they are missing,
+// unreadable or older than the backlog age (then the files are read from
+// their end, as at a first start, and the log says why).
+func (r *fileRun) loadState() {
+	st, err := loadFileState(r.s.state, r.s.patterns)
+	if err != nil {
+		r.s.log.WithError(err).Warn("ignoring the saved file positions: reading new lines only")
+		return
+	}
+	if st == nil {
+		return
+	}
+	maxAge := r.s.opts.maxBacklogAge()
+	if age := time.Since(st.Saved); maxAge < 0 || age > maxAge {
+		if maxAge >= 0 {
+			r.s.log.WithFields(log.Fields{"stopped_for": age.Round(time.Second).String(), "max_backlog_age": maxAge.String()}).
+				Warn("the source was stopped longer than max_backlog_age: skipping what was written meanwhile")
+		}
+		return
+	}
+	r.saved = st
+}
+
+// savedFor finds the saved position of the file f is (same device, inode
+// and first bytes), preferring the one saved under path.
+func (r *fileRun) savedFor(path string, f *os.File, fi os.FileInfo) *filePosition {
+	var found *filePosition
+	for i := range r.saved.Files {
+		p := &r.saved.Files[i]
+		if (found == nil || p.Path == path) && p.sameFile(f, fi) {
+			found = p
+		}
+	}
+	return found
+}
+
+// resume places of, just opened at its start, where reading path must go
+// on: at its saved offset when it is the file read before; at its start
+// when it was truncated, or is a new file under the name (rotated while
+// stopped: the rest of the old one, if still found next to it, is
+// returned to be read first); at its end when it is a file never read,
+// older than the state.
+func (r *fileRun) resume(path string, of *openFile) (rotated *openFile, err error) {
+	size := of.fi.Size()
+	l := r.s.log.WithField("file", path)
+	if pos := r.savedFor(path, of.f, of.fi); pos != nil {
+		if size < pos.Offset {
+			l.WithFields(log.Fields{"offset": pos.Offset, "size": size}).Info("file truncated while stopped: reading it from its start")
+			return nil, r.seekBacklog(path, of, 0)
+		}
+		return nil, r.seekBacklog(path, of, pos.Offset)
+	}
+	var old *filePosition
+	for i := range r.saved.Files {
+		if r.saved.Files[i].Path == path {
+			old = &r.saved.Files[i]
+		}
+	}
+	if old == nil && !of.fi.ModTime().After(r.saved.Saved) {
+		// Not read before and untouched since: history, as at a first start.
+		return nil, r.seekBacklog(path, of, size)
+	}
+	if old != nil {
+		rotated = r.openRotated(path, old)
+	}
+	l.WithField("rotated_rest_found", rotated != nil).Info("file replaced while stopped: reading the new one from its start")
+	return rotated, r.seekBacklog(path, of, 0)
+}
+
+// openRotated looks for the file that was under path, renamed by a
+// rotation while the agent was stopped (path.1, or path-DATE), and opens
+// it at its saved offset. A name the globs match is left alone: it has
+// its own reader, which finds its position by inode.
+func (r *fileRun) openRotated(path string, pos *filePosition) *openFile {
+	cands := []string{path + ".1"}
+	dated, _ := filepath.Glob(path + "-*")
+	cands = append(cands, dated...)
+	for _, c := range cands {
+		if strings.HasSuffix(c, ".gz") || r.matches(c) {
+			continue
+		}
+		of, err := r.open(c, false)
+		if err != nil || of == nil {
+			continue
+		}
+		if !pos.sameFile(of.f, of.fi) || of.fi.Size() < pos.Offset {
+			of.f.Close()
+			continue
+		}
+		if err := r.seekBacklog(c, of, pos.Offset); err != nil {
+			of.f.Close()
+			continue
+		}
+		return of
+	}
+	return nil
+}
+
+// seekBacklog moves of to from, and marks what lies past it as backlog,
+// at most MaxBacklogBytes of it: of a larger backlog the oldest part is
+// skipped (and the line cut by the skip dropped).
+func (r *fileRun) seekBacklog(path string, of *openFile, from int64) error {
+	size := of.fi.Size()
+	backlog := size - from
+	if maxBytes := r.s.opts.maxBacklogBytes(); backlog > maxBytes {
+		r.s.log.WithFields(log.Fields{"file": path, "backlog_bytes": backlog, "skipped_bytes": backlog - maxBytes}).
+			Warn("backlog larger than max_backlog_bytes: reading only its newest part")
+		from = size - maxBytes
+		of.split.discarding = from > 0
+	}
+	if _, err := of.f.Seek(from, io.SeekStart); err != nil {
+		r.s.log.WithError(err).WithField("file", path).Warn("seeking to the saved position")
+		return fmt.Errorf("seeking %s: %w", path, err)
+	}
+	of.offset, of.backlogUntil = from, size
+	if from < size {
+		r.s.log.WithFields(log.Fields{"file": path, "offset": from, "backlog_bytes": size - from}).
+			Info("reading what was written while the agent was stopped")
+	}
+	return nil
+}
+
+// positions lists where each tailed file is: the start of its first line
+// not sent on, so that a partial line is read whole next time.
+func (r *fileRun) positions() []filePosition {
+	out := make([]filePosition, 0, len(r.files))
+	for path, t := range r.files {
+		of := t.cur
+		if of == nil {
+			continue
+		}
+		dev, ino, ok := devIno(of.fi)
+		if !ok {
+			continue
+		}
+		off := of.offset - int64(len(of.split.partial))
+		if of.split.discarding {
+			off = of.offset // inside a line already cut: no use reading it again
+		}
+		if of.headLen < headBytes && off > int64(of.headLen) {
+			// Identify the file by as much of its start as exists now.
+			if n, h, err := headHash(of.f, headBytes); err == nil {
+				of.headLen, of.head = n, h
+			}
+		}
+		out = append(out, filePosition{Path: path, Dev: dev, Ino: ino, Offset: off, Size: of.offset,
+			HeadLen: of.headLen, Head: of.head})
+	}
+	slices.SortFunc(out, func(a, b filePosition) int { return strings.Compare(a.Path, b.Path) })
+	return out
+}
+
+// saveState writes the positions at once, moved or not (their time is
+// when the source last ran): at start and at exit, with no writer running.
+func (r *fileRun) saveState() {
+	pos := r.positions()
+	if r.writeState(pos) {
+		r.lastSaved, r.lastSavedAt = pos, time.Now()
+	}
+}
+
+// queueSave hands the positions, if they moved, to the writer: tailing
+// never waits for the fsyncs. A writer still busy with the previous ones
+// gets these at the next tick.
+func (r *fileRun) queueSave() {
+	pos := r.positions()
+	if r.lastSaved != nil && slices.Equal(pos, r.lastSaved) && time.Since(r.lastSavedAt) < stateRefresh {
+		return
+	}
+	select {
+	case r.saveQ <- pos:
+		r.lastSaved, r.lastSavedAt = pos, time.Now()
+	default:
+	}
+}
+
+// startWriter runs the writer queueSave feeds; the returned func stops it
+// once it has written what it was handed.
+func (r *fileRun) startWriter() (stop func()) {
+	r.saveQ = make(chan []filePosition, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for pos := range r.saveQ {
+			r.writeState(pos)
+		}
+	}()
+	return func() {
+		close(r.saveQ)
+		<-done
+	}
+}
+
+// writeState writes pos to the state file and reports whether it did.
+func (r *fileRun) writeState(pos []filePosition) bool {
+	err := saveFileState(r.s.state, &fileStateFile{Patterns: r.s.patterns, Saved: time.Now().UTC(), Files: pos})
+	if err != nil {
+		// Once per distinct failure, not once a second.
+		if err.Error() != r.saveErr {
+			r.s.log.WithError(err).Warn("cannot save the file positions: a restart will skip lines written meanwhile")
+		}
+		r.saveErr = err.Error()
+		return false
+	}
+	r.saveErr = ""
+	return true
+}
