@@ -107,6 +107,10 @@ func DefaultCollections() []string {
 // Cscli holds cscli defaults.
 type Cscli struct {
 	Output string `toml:"output"`
+	// HubURL is where `cscli hub update` reads a hub from when --from is
+	// not given: a file:// URL of a hub folder or of a .tar.gz/.zip
+	// archive of one (Rampart never downloads).
+	HubURL string `toml:"hub_url"`
 }
 
 // DBConfig selects the database and its retention.

@@ -1,0 +1,213 @@
+package hub
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/rampart-ips/rampart/internal/atomicfile"
+)
+
+// Installer installs hub items into a configuration folder: a copy of
+// the hub's file under <ConfigDir>/<kind>[/<stage>]/<author>/<file>, so
+// two authors' items of one file name (rampart/sshd, crowdsecurity/sshd)
+// never collide.
+type Installer struct {
+	Hub       *Hub
+	ConfigDir string // e.g. /etc/crowdsec
+	// Collections are the configuration's crowdsec_service.collections:
+	// enabled without files, they count as installed.
+	Collections []string
+	// Force overwrites tainted files (install, upgrade).
+	Force bool
+}
+
+// Enabled is what the configuration enables (Hub.Enabled).
+func (in *Installer) Enabled() *Enabled {
+	return in.Hub.Enabled(in.ConfigDir, in.Collections)
+}
+
+// dest is where a new item goes once installed.
+func (in *Installer) dest(i Info) string {
+	base := filepath.Base(i.Path)
+	author, _, ok := strings.Cut(i.Name, "/")
+	if !ok {
+		author = ""
+	}
+	if i.Stage != "" {
+		return filepath.Join(in.ConfigDir, i.Kind, i.Stage, author, base)
+	}
+	return filepath.Join(in.ConfigDir, i.Kind, author, base)
+}
+
+// Install installs an item and, for a collection, every item it lists
+// (recursively). An item already installed is rewritten with the index's
+// version, except a tainted one unless Force (it is reported, and kept).
+// It returns what it installed.
+func (in *Installer) Install(kind, name string) ([]string, error) {
+	en := in.Enabled()
+	seen := map[string]bool{}
+	var done []string
+	var walk func(kind, name string) error
+	walk = func(kind, name string) error {
+		key := kind + ":" + name
+		if seen[key] || name == "" {
+			return nil
+		}
+		seen[key] = true
+		i, ok := in.Hub.Item(kind, name)
+		if !ok {
+			return fmt.Errorf("%s %q is not in the hub", kind, name)
+		}
+		cur, installed := en.Get(kind, name)
+		switch {
+		case installed && cur.ByConfig == "" && cur.Tainted && !in.Force:
+			done = append(done, kind+"/"+name+" (tainted, kept: --force overwrites it)")
+		case installed && cur.ByConfig == "" && cur.Local:
+			return fmt.Errorf("%s %s: %s is a local file of that name; remove it first", kind, name, cur.Path)
+		default:
+			dst := in.dest(i)
+			if installed && cur.ByConfig == "" {
+				dst = cur.Path
+			}
+			if err := in.write(i, dst); err != nil {
+				return err
+			}
+			done = append(done, kind+"/"+name)
+		}
+		for _, k := range []string{"parsers", "scenarios", "postoverflows", "collections", "contexts"} {
+			for _, dep := range i.Deps[k] {
+				if _, ok := in.Hub.Item(k, dep); !ok {
+					continue // not in this hub folder (e.g. appsec items, built-in contexts)
+				}
+				if err := walk(k, dep); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	err := walk(kind, name)
+	return done, err
+}
+
+// write copies the hub's file of i to dst; a symlink there is replaced by
+// the copy rather than written through.
+func (in *Installer) write(i Info, dst string) error {
+	data, err := os.ReadFile(i.Path)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", i.Path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("installing %s: %w", i.Name, err)
+	}
+	if fi, err := os.Lstat(dst); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if err := os.Remove(dst); err != nil {
+			return fmt.Errorf("installing %s: %w", i.Name, err)
+		}
+	}
+	if err := atomicfile.WriteBytes(dst, data, 0o644); err != nil {
+		return fmt.Errorf("installing %s: %w", i.Name, err)
+	}
+	return nil
+}
+
+// dataFiles lists the data files an item declares (data: dest_file).
+func dataFiles(item []byte) ([]string, error) {
+	var out []string
+	dec := yaml.NewDecoder(bytes.NewReader(item))
+	for {
+		var doc struct {
+			Data []struct {
+				DestFile string `yaml:"dest_file"`
+			} `yaml:"data"`
+		}
+		if err := dec.Decode(&doc); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return out, fmt.Errorf("reading data references: %w", err)
+		}
+		for _, d := range doc.Data {
+			if d.DestFile != "" {
+				out = append(out, d.DestFile)
+			}
+		}
+	}
+}
+
+// Remove deletes an installed item's file (not its dependencies). An
+// item the configuration's collections list enables has no file to
+// delete: the error says where to change it.
+func (in *Installer) Remove(kind, name string) error {
+	st, ok := in.Enabled().Get(kind, name)
+	if !ok {
+		if _, known := in.Hub.Item(kind, name); !known {
+			return fmt.Errorf("%s %q is not in the hub and not installed", kind, name)
+		}
+		return fmt.Errorf("%s %q is not installed", kind, name)
+	}
+	if st.ByConfig != "" {
+		return fmt.Errorf("%s %s is enabled by %s in the configuration file, not by a file: remove it (or its collection) from there", kind, name, st.ByConfig)
+	}
+	if err := os.Remove(st.Path); err != nil {
+		return fmt.Errorf("removing %s: %w", name, err)
+	}
+	return nil
+}
+
+// Installed reports whether an item is enabled and whether it is tainted.
+func (in *Installer) Installed(kind, name string) (installed, tainted bool) {
+	st, ok := in.Enabled().Get(kind, name)
+	return ok, ok && st.Tainted
+}
+
+// Change is one item Upgrade handled.
+type Change struct {
+	Kind, Name, From, To string
+	// Skipped says why the item was left as it is ("" when upgraded).
+	Skipped string
+}
+
+// Upgrade rewrites every installed hub item that is not the index's
+// current version with that version, tainted ones only with Force, and
+// installs what an upgraded collection now lists. Items the
+// configuration's collections enable are the hub folder's own files and
+// so always current.
+func (in *Installer) Upgrade() ([]Change, error) {
+	var out []Change
+	for _, st := range in.Enabled().Items {
+		if st.ByConfig != "" || st.Local || (st.UpToDate() && !in.Force) {
+			continue
+		}
+		i, ok := in.Hub.Item(st.Kind, st.Name)
+		if !ok {
+			continue
+		}
+		from := st.Version
+		if st.Tainted {
+			from = "tainted"
+		}
+		c := Change{Kind: st.Kind, Name: st.Name, From: from, To: i.Version}
+		if st.Tainted && !in.Force {
+			c.Skipped = "tainted (" + st.Note + "): --force overwrites it"
+			out = append(out, c)
+			continue
+		}
+		if st.Kind == "collections" {
+			if _, err := in.Install(st.Kind, st.Name); err != nil {
+				return out, err
+			}
+		} else if err := in.write(i, st.Path); err != nil {
+			return out, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
