@@ -139,4 +139,3 @@ func TestLoadRulesProblems(t *testing.T) {
 		t.Errorf("collections %v, skipped %v", rs.Items.Collections, rs.Skipped)
 	}
 }
-

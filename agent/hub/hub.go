@@ -234,4 +234,3 @@ func (h *Hub) Collection(name string) (Info, error) {
 	}
 	return info, nil
 }
-
