@@ -67,13 +67,16 @@ func (in *Installer) Install(kind, name string) ([]string, error) {
 		}
 		cur, installed := en.Get(kind, name)
 		switch {
-		case installed && cur.ByConfig == "" && cur.Tainted && !in.Force:
+		case installed && cur.ByConfig != "":
+			done = append(done, kind+"/"+name+" (already enabled by "+cur.ByConfig+")")
+			return nil // and so are the items it lists
+		case installed && cur.Tainted && !in.Force:
 			done = append(done, kind+"/"+name+" (tainted, kept: --force overwrites it)")
-		case installed && cur.ByConfig == "" && cur.Local:
+		case installed && cur.Local:
 			return fmt.Errorf("%s %s: %s is a local file of that name; remove it first", kind, name, cur.Path)
 		default:
 			dst := in.dest(i)
-			if installed && cur.ByConfig == "" {
+			if installed {
 				dst = cur.Path
 			}
 			if err := in.write(i, dst); err != nil {
