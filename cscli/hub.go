@@ -97,7 +97,7 @@ func newHubCmd(cli *CLI) *cobra.Command {
 			}
 			defer cleanup()
 			fmt.Fprintf(cli.Out, "Reading the hub index from %s\n", src)
-			rep, err := in.Hub.Import(srcHub, nil)
+			rep, err := in.Import(srcHub, nil)
 			for _, s := range rep.Skipped {
 				fmt.Fprintf(cli.Err, "warning: skipped %s\n", s)
 			}
@@ -393,7 +393,7 @@ func (cli *CLI) importItems(in *hub.Installer, src, kind string, names []string)
 			return err
 		}
 	}
-	rep, err := in.Hub.Import(srcHub, only)
+	rep, err := in.Import(srcHub, only)
 	for _, s := range rep.Skipped {
 		fmt.Fprintf(cli.Err, "warning: skipped %s\n", s)
 	}

@@ -200,6 +200,15 @@ func TestHubStatesUpdateUpgrade(t *testing.T) {
 	if n := e.scenarios(); n != 3 {
 		t.Errorf("the daemon loads %d scenarios, want the 3 in place", n)
 	}
+	// and one installed by cscli: a symlink into the hub folder
+	e.mustRun("scenarios", "install", "rampart/ssh-probing")
+	probing := filepath.Join(e.conf, "scenarios/rampart/ssh-probing.yaml")
+	if fi, err := os.Lstat(probing); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("ssh-probing is not installed as a symlink: %v", err)
+	}
+	if n := e.scenarios(); n != 4 {
+		t.Errorf("the daemon loads %d scenarios, want 4", n)
+	}
 	e.want("parsers", "rampart/sshd-logs", "enabled", "0.1")
 	e.want("scenarios", "rampart/ssh-bf", "enabled", "0.1")
 	e.want("scenarios", "me/ssh-any", "enabled,local", "")
@@ -210,7 +219,7 @@ func TestHubStatesUpdateUpgrade(t *testing.T) {
 	bf := filepath.Join(e.conf, "scenarios/ssh-bf.yaml")
 	e.put("scenarios/ssh-bf.yaml", read(t, bf)+"# tuned here\n")
 	e.want("scenarios", "rampart/ssh-bf", "enabled,tainted", "")
-	if n := e.scenarios(); n != 3 {
+	if n := e.scenarios(); n != 4 {
 		t.Errorf("the daemon loads %d scenarios with one tainted", n)
 	}
 
@@ -221,8 +230,8 @@ func TestHubStatesUpdateUpgrade(t *testing.T) {
 	if err := json.Unmarshal([]byte(read(t, filepath.Join(newHub, "index.json"))), &idx); err != nil {
 		t.Fatal(err)
 	}
-	for kind, name := range map[string]string{"parsers": "rampart/sshd-logs", "scenarios": "rampart/ssh-bf"} {
-		it := idx[kind][name]
+	for _, kn := range [][2]string{{"parsers", "rampart/sshd-logs"}, {"scenarios", "rampart/ssh-bf"}, {"scenarios", "rampart/ssh-probing"}, {"parsers", "rampart/syslog-logs"}} {
+		it := idx[kn[0]][kn[1]]
 		p := filepath.Join(newHub, it["path"].(string))
 		if err := os.WriteFile(p, []byte(read(t, p)+"# 0.2: better\n"), 0o644); err != nil {
 			t.Fatal(err)
@@ -244,6 +253,12 @@ func TestHubStatesUpdateUpgrade(t *testing.T) {
 	e.want("scenarios", "rampart/ssh-bf", "enabled,tainted", "")
 	e.want("scenarios", "rampart/ssh-user-enum", "enabled", "0.1")
 	e.want("scenarios", "me/ssh-any", "enabled,local", "")
+	// what runs does not change before the upgrade, linked or not
+	e.want("scenarios", "rampart/ssh-probing", "enabled,update-available", "0.1")
+	e.want("parsers", "rampart/syslog-logs", "enabled,update-available", "0.1") // by crowdsec_service.collections
+	if strings.Contains(read(t, probing), "# 0.2") {
+		t.Error("hub update changed an installed item")
+	}
 	out, _ = e.mustRun("hub", "update", "--from", archive)
 	if !strings.Contains(out, "Nothing to do") {
 		t.Errorf("second hub update:\n%s", out)
@@ -254,6 +269,11 @@ func TestHubStatesUpdateUpgrade(t *testing.T) {
 		t.Errorf("hub upgrade:\n%s", out)
 	}
 	e.want("parsers", "rampart/sshd-logs", "enabled", "0.2")
+	e.want("scenarios", "rampart/ssh-probing", "enabled", "0.2")
+	e.want("parsers", "rampart/syslog-logs", "enabled", "0.2")
+	if !strings.HasSuffix(read(t, probing), "# 0.2: better\n") {
+		t.Error("the linked scenario is not the new version")
+	}
 	if got := read(t, filepath.Join(e.conf, "parsers/s01-parse/sshd-logs.yaml")); !strings.HasSuffix(got, "# 0.2: better\n") {
 		t.Error("the installed parser is not the new version")
 	}
@@ -262,7 +282,7 @@ func TestHubStatesUpdateUpgrade(t *testing.T) {
 	}
 	e.mustRun("hub", "upgrade", "--force")
 	e.want("scenarios", "rampart/ssh-bf", "enabled", "0.2")
-	if n := e.scenarios(); n != 3 {
+	if n := e.scenarios(); n != 4 {
 		t.Errorf("the daemon loads %d scenarios after the upgrade", n)
 	}
 	out, _ = e.mustRun("hub", "upgrade")

@@ -10,14 +10,13 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
-
-	"github.com/rampart-ips/rampart/internal/atomicfile"
 )
 
-// Installer installs hub items into a configuration folder: a copy of
-// the hub's file under <ConfigDir>/<kind>[/<stage>]/<author>/<file>, so
-// two authors' items of one file name (rampart/sshd, crowdsecurity/sshd)
-// never collide.
+// Installer installs hub items into a configuration folder as upstream's
+// cscli does, a symlink to the hub folder's file, but under
+// <ConfigDir>/<kind>[/<stage>]/<author>/<file> so that two authors' items
+// of one file name (rampart/sshd, crowdsecurity/sshd) never collide. A
+// package upgrade of the hub folder thus upgrades what is installed.
 type Installer struct {
 	Hub       *Hub
 	ConfigDir string // e.g. /etc/crowdsec
@@ -79,7 +78,7 @@ func (in *Installer) Install(kind, name string) ([]string, error) {
 			if installed {
 				dst = cur.Path
 			}
-			if err := in.write(i, dst); err != nil {
+			if err := in.link(i, dst); err != nil {
 				return err
 			}
 			done = append(done, kind+"/"+name)
@@ -100,22 +99,22 @@ func (in *Installer) Install(kind, name string) ([]string, error) {
 	return done, err
 }
 
-// write copies the hub's file of i to dst; a symlink there is replaced by
-// the copy rather than written through.
-func (in *Installer) write(i Info, dst string) error {
-	data, err := os.ReadFile(i.Path)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", i.Path, err)
+// link makes dst a symlink to the hub's file of i, replacing what is
+// there (a copy or an older link) in one rename.
+func (in *Installer) link(i Info, dst string) error {
+	if _, err := os.Stat(i.Path); err != nil {
+		return fmt.Errorf("installing %s: %w", i.Name, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return fmt.Errorf("installing %s: %w", i.Name, err)
 	}
-	if fi, err := os.Lstat(dst); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-		if err := os.Remove(dst); err != nil {
-			return fmt.Errorf("installing %s: %w", i.Name, err)
-		}
+	tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".new")
+	_ = os.Remove(tmp)
+	if err := os.Symlink(i.Path, tmp); err != nil {
+		return fmt.Errorf("installing %s: %w", i.Name, err)
 	}
-	if err := atomicfile.WriteBytes(dst, data, 0o644); err != nil {
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("installing %s: %w", i.Name, err)
 	}
 	return nil
@@ -178,15 +177,16 @@ type Change struct {
 	Skipped string
 }
 
-// Upgrade rewrites every installed hub item that is not the index's
-// current version with that version, tainted ones only with Force, and
-// installs what an upgraded collection now lists. Items the
-// configuration's collections enable are the hub folder's own files and
-// so always current.
+// Upgrade brings every enabled hub item that is not the index's current
+// version to it, tainted ones only with Force, and installs what an
+// upgraded collection now lists. A hub file in use waits in the pending
+// folder since `hub update` (Import) and is moved into place here, which
+// upgrades the symlinks to it and the items the configuration's
+// collections enable; a copy (placed by hand) is rewritten.
 func (in *Installer) Upgrade() ([]Change, error) {
 	var out []Change
 	for _, st := range in.Enabled().Items {
-		if st.ByConfig != "" || st.Local || (st.UpToDate() && !in.Force) {
+		if st.Local || (st.UpToDate() && !in.Force) {
 			continue
 		}
 		i, ok := in.Hub.Item(st.Kind, st.Name)
@@ -203,12 +203,29 @@ func (in *Installer) Upgrade() ([]Change, error) {
 			out = append(out, c)
 			continue
 		}
-		if st.Kind == "collections" {
+		if err := in.Hub.applyPending(i); err != nil {
+			return out, err
+		}
+		switch {
+		case st.Kind == "collections" && st.ByConfig == "":
 			if _, err := in.Install(st.Kind, st.Name); err != nil {
 				return out, err
 			}
-		} else if err := in.write(i, st.Path); err != nil {
-			return out, err
+		case !st.Linked:
+			if err := copyFile(i.Path, st.Path); err != nil {
+				return out, fmt.Errorf("upgrading %s: %w", st.Name, err)
+			}
+		}
+		if data, err := os.ReadFile(i.Path); err == nil {
+			now := State{Kind: st.Kind, Name: st.Name, Latest: i.Version}
+			if in.Hub.versionOf(&now, data); !now.UpToDate() {
+				c.Skipped = "the hub folder has no file of version " + i.Version + ": run 'cscli hub update' again"
+				out = append(out, c)
+				continue
+			}
+		}
+		if st.UpToDate() {
+			continue // forced over a current item: nothing to report
 		}
 		out = append(out, c)
 	}

@@ -50,6 +50,9 @@ type State struct {
 	ByConfig string
 	// Note says why an item is tainted.
 	Note string
+	// Linked: Path is the hub folder's own file (a symlink into it, as
+	// cscli installs, or ByConfig), so upgrading the hub file upgrades it.
+	Linked bool
 }
 
 // UpToDate reports whether the file is the index's current version.
@@ -184,7 +187,7 @@ func (h *Hub) Enabled(configDir string, collections []string) *Enabled {
 				e.Problems = append(e.Problems, &Problem{Kind: kind, Name: name, Err: fmt.Errorf("not in the hub index of %s (named by %s)", h.Dir, from)})
 				return
 			}
-			st := State{Kind: kind, Name: name, Stage: it.Stage, Path: filepath.Join(h.Dir, it.Path), Latest: it.Version, ByConfig: ConfigSource}
+			st := State{Kind: kind, Name: name, Stage: it.Stage, Path: filepath.Join(h.Dir, it.Path), Latest: it.Version, ByConfig: ConfigSource, Linked: true}
 			if data, err := os.ReadFile(st.Path); err != nil {
 				e.Problems = append(e.Problems, &Problem{Kind: kind, Name: name, File: st.Path, Err: err})
 				return
@@ -306,7 +309,7 @@ func (h *Hub) identify(kind, root, p string) (State, error) {
 			if r, err := filepath.Rel(hubDir, target); err == nil && !strings.HasPrefix(r, "..") {
 				for name, it := range items {
 					if filepath.Clean(it.Path) == r {
-						st.Name = name
+						st.Name, st.Linked = name, true
 						break
 					}
 				}
@@ -343,8 +346,9 @@ func (h *Hub) identify(kind, root, p string) (State, error) {
 }
 
 // versionOf sets st.Version to the published version whose digest data
-// has (the index's versions, or the hub folder's current file), and
-// st.Tainted when it has none.
+// has, and st.Tainted when it has none. An index without digests (a hub
+// folder used in place, never imported) has only the hub folder's current
+// file to compare with.
 func (h *Hub) versionOf(st *State, data []byte) {
 	it := h.index[st.Kind][st.Name]
 	sum := sha256.Sum256(data)
@@ -353,11 +357,18 @@ func (h *Hub) versionOf(st *State, data []byte) {
 		st.Version = it.Version
 		return
 	}
+	digests := false
 	for name, v := range it.Versions {
+		digests = digests || v.Digest != ""
 		if v.Digest == digest {
 			st.Version = name
 			return
 		}
+	}
+	if digests {
+		st.Tainted = true
+		st.Note = "differs from every published version"
+		return
 	}
 	if hubFile, err := os.ReadFile(filepath.Join(h.Dir, it.Path)); err == nil && bytes.Equal(hubFile, data) {
 		st.Version = it.Version

@@ -207,7 +207,7 @@ type ImportReport struct {
 // Changed reports whether the index differs from before.
 func (r ImportReport) Changed() bool { return len(r.New)+len(r.Upgraded) > 0 }
 
-// Import brings src's items into h's folder: their files at the index's
+// Import brings src's items into the hub folder: their files at the index's
 // paths, the data files and grok patterns, and their index entries into
 // .index.json, each version's digest recorded (computed from the file
 // when src's index has none) with the digests of the versions h knew
@@ -215,7 +215,44 @@ func (r ImportReport) Changed() bool { return len(r.New)+len(r.Upgraded) > 0 }
 // "update-available" and not as "tainted". With only nil, every item is
 // imported and .index.json is replaced (cscli hub update); otherwise only
 // those kind:name keys are, merged into it (cscli install --hub).
-func (h *Hub) Import(src *Hub, only map[string]bool) (ImportReport, error) {
+//
+// A hub file in use (the target of an installed symlink, or an item the
+// configuration's collections enable) is not replaced: its new version
+// waits in PendingDir until Upgrade, so that update only tells and
+// upgrade changes what runs, as upstream's.
+func (in *Installer) Import(src *Hub, only map[string]bool) (ImportReport, error) {
+	inUse := map[string]bool{}
+	for _, st := range in.Enabled().Items {
+		if st.Linked {
+			if i, ok := in.Hub.Item(st.Kind, st.Name); ok {
+				inUse[filepath.Clean(i.Path)] = true
+			}
+		}
+	}
+	return in.Hub.importFrom(src, only, inUse)
+}
+
+// PendingDir holds, inside the hub folder, new versions of files in use
+// until `cscli hub upgrade`.
+const PendingDir = ".pending"
+
+// applyPending moves i's pending file, if any, into place.
+func (h *Hub) applyPending(i Info) error {
+	rel, err := filepath.Rel(h.Dir, i.Path)
+	if err != nil {
+		return err
+	}
+	pending := filepath.Join(h.Dir, PendingDir, rel)
+	if _, err := os.Stat(pending); err != nil {
+		return nil
+	}
+	if err := os.Rename(pending, i.Path); err != nil {
+		return fmt.Errorf("upgrading %s: %w", i.Name, err)
+	}
+	return nil
+}
+
+func (h *Hub) importFrom(src *Hub, only map[string]bool, inUse map[string]bool) (ImportReport, error) {
 	var rep ImportReport
 	fetched, err := readIndex(filepath.Join(h.Dir, FetchedIndexFile))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -334,7 +371,15 @@ func (h *Hub) Import(src *Hub, only map[string]bool) (ImportReport, error) {
 				continue
 			}
 			seen[j.to] = true
-			if err := copyFile(j.from, j.to); err != nil {
+			to := j.to
+			rel, _ := filepath.Rel(h.Dir, to)
+			pending := filepath.Join(h.Dir, PendingDir, rel)
+			if inUse[filepath.Clean(to)] && !sameContent(j.from, to) {
+				to = pending
+			} else {
+				_ = os.Remove(pending)
+			}
+			if err := copyFile(j.from, to); err != nil {
 				return rep, fmt.Errorf("importing into %s: %w", h.Dir, err)
 			}
 		}
@@ -357,6 +402,15 @@ func (h *Hub) Import(src *Hub, only map[string]bool) (ImportReport, error) {
 	}
 	h.index = fresh.index
 	return rep, nil
+}
+
+func sameContent(a, b string) bool {
+	x, err := os.ReadFile(a)
+	if err != nil {
+		return false
+	}
+	y, err := os.ReadFile(b)
+	return err == nil && bytes.Equal(x, y)
 }
 
 func copyFile(from, to string) error {
