@@ -360,6 +360,14 @@ func Load(path string) (*Config, error) {
 func Parse(data []byte, name string) (*Config, error) {
 	var c Config
 	if _, err := stricttoml.Decode(data, name, &c); err != nil {
+		for _, kind := range []string{"parsers", "scenarios", "postoverflows", "contexts"} {
+			if strings.Contains(err.Error(), "crowdsec_service."+kind+": unknown key") {
+				// A natural guess next to collections; upstream enables
+				// single items by files, and so does Rampart.
+				return nil, fmt.Errorf("%w (single %s are enabled by their files in config_dir's %s/ folder, as upstream's: 'cscli %s install NAME', or a local file there)",
+					err, kind, kind, kind)
+			}
+		}
 		return nil, err
 	}
 	c.setDefaults()
