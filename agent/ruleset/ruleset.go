@@ -96,6 +96,13 @@ type Ruleset struct {
 	files    map[string]hub.State // kind:name -> file, from Spec.Enabled
 }
 
+// State is an item's state as Spec.Enabled resolved it (false when the
+// item came by name, not through Spec.Enabled).
+func (r *Ruleset) State(kind, name string) (hub.State, bool) {
+	st, ok := r.files[kind+":"+name]
+	return st, ok
+}
+
 // ref resolves an item to its file: Spec.Enabled's, else the hub's.
 func (r *Ruleset) ref(kind, ref string) (path, name, stage, version string, err error) {
 	if st, ok := r.files[kind+":"+ref]; ok {
