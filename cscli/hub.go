@@ -138,28 +138,34 @@ func newHubCmd(cli *CLI) *cobra.Command {
 				return err
 			}
 			in.Force = force
-			changes, err := in.Upgrade()
-			printChanges(cli, changes)
-			if err != nil {
-				return err
-			}
-			upgraded := 0
-			for _, c := range changes {
-				if c.Skipped == "" {
-					upgraded++
-				}
-			}
-			if upgraded == 0 {
-				fmt.Fprintln(cli.Out, "Nothing to do, every installed item is up to date.")
-				return nil
-			}
-			fmt.Fprintln(cli.Out, reloadHint)
-			return nil
+			return cli.upgrade(in, "")
 		},
 	}
 	upgrade.Flags().BoolVar(&force, "force", false, "overwrite tainted items too")
 	cmd.AddCommand(list, update, upgrade)
 	return cmd
+}
+
+// upgrade runs an upgrade (of kind's names, or of everything) and says
+// what it did.
+func (cli *CLI) upgrade(in *hub.Installer, kind string, names ...string) error {
+	changes, err := in.Upgrade(kind, names...)
+	printChanges(cli, changes)
+	if err != nil {
+		return err
+	}
+	upgraded := 0
+	for _, c := range changes {
+		if c.Skipped == "" {
+			upgraded++
+		}
+	}
+	if upgraded == 0 {
+		fmt.Fprintln(cli.Out, "Nothing to do, every installed item is up to date.")
+		return nil
+	}
+	fmt.Fprintln(cli.Out, reloadHint)
+	return nil
 }
 
 func countUpdatable(en *hub.Enabled) int {
@@ -348,7 +354,23 @@ func newItemsCmd(kind string) func(*CLI) *cobra.Command {
 				return cli.inspectItem(in, kind, args[0])
 			},
 		}
-		cmd.AddCommand(list, install, remove, inspect)
+		var upForce bool
+		upgrade := &cobra.Command{
+			Use:   "upgrade NAME...",
+			Short: "Upgrade installed " + kind + " to the hub index's version (tainted ones only with --force)",
+			Args:  cobra.MinimumNArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				cli.bindIO(cmd)
+				in, err := cli.hubInstaller()
+				if err != nil {
+					return err
+				}
+				in.Force = upForce
+				return cli.upgrade(in, kind, args...)
+			},
+		}
+		upgrade.Flags().BoolVar(&upForce, "force", false, "overwrite tainted (locally modified) items")
+		cmd.AddCommand(list, install, remove, inspect, upgrade)
 		return cmd
 	}
 }

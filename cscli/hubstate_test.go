@@ -264,6 +264,17 @@ func TestHubStatesUpdateUpgrade(t *testing.T) {
 		t.Errorf("second hub update:\n%s", out)
 	}
 
+	// one item alone
+	out, _ = e.mustRun("scenarios", "upgrade", "rampart/ssh-probing")
+	if !strings.Contains(out, "scenarios: rampart/ssh-probing (0.1 -> 0.2)") || strings.Contains(out, "sshd-logs") {
+		t.Errorf("scenarios upgrade rampart/ssh-probing:\n%s", out)
+	}
+	e.want("scenarios", "rampart/ssh-probing", "enabled", "0.2")
+	e.want("parsers", "rampart/sshd-logs", "enabled,update-available", "0.1")
+	if _, _, err := e.run("", "scenarios", "upgrade", "rampart/http-probing"); err == nil {
+		t.Error("upgrading an item that is not installed succeeded")
+	}
+
 	out, _ = e.mustRun("hub", "upgrade")
 	if !strings.Contains(out, "parsers: rampart/sshd-logs (0.1 -> 0.2)") || !strings.Contains(out, "not upgraded\n scenarios: rampart/ssh-bf: tainted") {
 		t.Errorf("hub upgrade:\n%s", out)

@@ -183,9 +183,23 @@ type Change struct {
 // folder since `hub update` (Import) and is moved into place here, which
 // upgrades the symlinks to it and the items the configuration's
 // collections enable; a copy (placed by hand) is rewritten.
-func (in *Installer) Upgrade() ([]Change, error) {
+//
+// With names, only those items of kind are upgraded (cscli KIND upgrade
+// NAME...); one that is not enabled is an error.
+func (in *Installer) Upgrade(kind string, names ...string) ([]Change, error) {
 	var out []Change
-	for _, st := range in.Enabled().Items {
+	en := in.Enabled()
+	only := map[string]bool{}
+	for _, n := range names {
+		if _, ok := en.Get(kind, n); !ok {
+			return nil, fmt.Errorf("%s %s is not installed", kind, n)
+		}
+		only[kind+":"+n] = true
+	}
+	for _, st := range en.Items {
+		if len(only) > 0 && !only[st.Kind+":"+st.Name] {
+			continue
+		}
 		if st.Local || (st.UpToDate() && !in.Force) {
 			continue
 		}
