@@ -26,7 +26,7 @@ import (
 // Archive bounds: a hub is some thousands of small files (upstream's is
 // about 50 MB unpacked); past these an archive is refused as not a hub.
 const (
-	maxArchiveBytes = 1 << 30
+	maxArchiveBytes = 512 << 20
 	maxArchiveFiles = 100_000
 )
 
