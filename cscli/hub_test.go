@@ -26,7 +26,7 @@ func TestHubInstallListRemove(t *testing.T) {
 	if !strings.Contains(out, "enabled scenarios/crowdsecurity/ssh-bf") {
 		t.Errorf("install output:\n%s", out)
 	}
-	for _, f := range []string{"collections/sshd.yaml", "parsers/s01-parse/sshd-logs.yaml", "scenarios/ssh-bf.yaml"} {
+	for _, f := range []string{"collections/crowdsecurity/sshd.yaml", "parsers/s01-parse/crowdsecurity/sshd-logs.yaml", "scenarios/crowdsecurity/ssh-bf.yaml"} {
 		if _, err := os.Stat(filepath.Join(confDir, f)); err != nil {
 			t.Errorf("%s not installed: %v", f, err)
 		}
@@ -45,13 +45,8 @@ func TestHubInstallListRemove(t *testing.T) {
 	if !found {
 		t.Errorf("ssh-bf not listed as enabled: %s", out)
 	}
-	// data files come along with the scenarios that need them
-	e.mustRun("scenarios", "install", "crowdsecurity/http-sensitive-files")
-	if _, err := os.Stat(filepath.Join(dataDir, "sensitive_data.txt")); err != nil {
-		t.Errorf("data file not installed: %v", err)
-	}
 	e.mustRun("scenarios", "remove", "crowdsecurity/ssh-bf")
-	if _, err := os.Stat(filepath.Join(confDir, "scenarios/ssh-bf.yaml")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(confDir, "scenarios/crowdsecurity/ssh-bf.yaml")); !os.IsNotExist(err) {
 		t.Errorf("ssh-bf still installed: %v", err)
 	}
 	if _, _, err := e.run("", "scenarios", "install", "crowdsecurity/nope"); err == nil {

@@ -700,7 +700,7 @@ func (cli *CLI) setupCollections(cfg *csconfig.Config, inRoot func(string) strin
 					if err != nil {
 						return "", err
 					}
-					in = &hub.Installer{Hub: h, ConfigDir: inRoot(cfg.ConfigPaths.ConfigDir), DataDir: inRoot(cfg.ConfigPaths.DataDir)}
+					in = &hub.Installer{Hub: h, ConfigDir: inRoot(cfg.ConfigPaths.ConfigDir), Collections: cfg.Crowdsec.Collections}
 				}
 				if ok, _ := in.Installed("collections", name); ok {
 					return "installed", nil

@@ -319,7 +319,7 @@ func TestSetupInstallsCollections(t *testing.T) {
 	if !strings.Contains(out, "rampart/nginx (installed now)") || !strings.Contains(out, "rampart/base-http (installed now)") {
 		t.Errorf("output:\n%s", out)
 	}
-	for _, f := range []string{"collections/nginx.yaml", "collections/base-http.yaml", "parsers/s01-parse/nginx-logs.yaml"} {
+	for _, f := range []string{"collections/rampart/nginx.yaml", "collections/rampart/base-http.yaml", "parsers/s01-parse/rampart/nginx-logs.yaml"} {
 		if _, err := os.Stat(e.path("/etc/crowdsec/" + f)); err != nil {
 			t.Errorf("%s not installed: %v", f, err)
 		}

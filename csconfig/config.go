@@ -120,6 +120,10 @@ func DefaultCollections() []string {
 // Cscli holds cscli defaults.
 type Cscli struct {
 	Output string `toml:"output"`
+	// HubURL is where `cscli hub update` reads a hub from when --from is
+	// not given: a file:// URL of a hub folder or of a .tar.gz/.zip
+	// archive of one (Rampart never downloads).
+	HubURL string `toml:"hub_url"`
 }
 
 // DBConfig selects the database and its retention.
@@ -373,6 +377,14 @@ func Load(path string) (*Config, error) {
 func Parse(data []byte, name string) (*Config, error) {
 	var c Config
 	if _, err := stricttoml.Decode(data, name, &c); err != nil {
+		for _, kind := range []string{"parsers", "scenarios", "postoverflows", "contexts"} {
+			if strings.Contains(err.Error(), "crowdsec_service."+kind+": unknown key") {
+				// A natural guess next to collections; upstream enables
+				// single items by files, and so does Rampart.
+				return nil, fmt.Errorf("%w (single %s are enabled by their files in config_dir's %s/ folder, as upstream's: 'cscli %s install NAME', or a local file there)",
+					err, kind, kind, kind)
+			}
+		}
 		return nil, err
 	}
 	c.setDefaults()

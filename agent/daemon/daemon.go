@@ -12,14 +12,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	log "github.com/sirupsen/logrus"
-	"gopkg.in/yaml.v3"
 
 	"github.com/rampart-ips/rampart/agent/acquisition"
 	"github.com/rampart-ips/rampart/agent/delivery"
@@ -200,25 +198,35 @@ func Check(cfg *csconfig.Config) (rules, sources int, err error) {
 	return len(rs.Scenarios), len(cfgs), nil
 }
 
-// loadRules loads the configured collections plus the installed ones.
+// loadRules loads what the configuration enables (hub.Hub.Enabled, the
+// resolver cscli lists with): every item file under config_dir's
+// parsers/, scenarios/, postoverflows/, collections/ and contexts/, plus
+// the collections crowdsec_service.collections names, from the hub folder.
 func loadRules(cfg *csconfig.Config, l *log.Entry) (*ruleset.Ruleset, error) {
 	h, err := hub.OpenHub(cfg.ConfigPaths.HubDir)
 	if err != nil {
 		return nil, fmt.Errorf("opening the rules folder (config_paths.hub_dir): %w", err)
 	}
-	cols := append([]string(nil), cfg.Crowdsec.Collections...)
-	cols = append(cols, installedCollections(filepath.Join(cfg.ConfigPaths.ConfigDir, "collections"))...)
+	enabled := h.Enabled(cfg.ConfigPaths.ConfigDir, cfg.Crowdsec.Collections)
 	policy := ruleset.FailFast
 	if cfg.Crowdsec.SkipBrokenRules {
 		policy = ruleset.SkipBroken
 	}
-	rs, err := ruleset.Load(h, ruleset.Spec{Collections: cols, Policy: policy, DataDir: filepath.Join(cfg.ConfigPaths.HubDir, "data")})
+	rs, err := ruleset.Load(h, ruleset.Spec{Enabled: enabled, Policy: policy, DataDir: filepath.Join(cfg.ConfigPaths.HubDir, "data")})
 	if err != nil {
 		return nil, fmt.Errorf("loading rules (set crowdsec_service.skip_broken_rules to start without a broken one): %w", err)
 	}
 	rs.Simulated = cfg.Simulation.IsSimulated
 	for _, e := range rs.Skipped {
 		l.WithError(e).Error("rule skipped")
+	}
+	for _, w := range enabled.Warnings {
+		l.Warn(w)
+	}
+	for _, st := range enabled.Items {
+		if st.Tainted || st.Local {
+			l.WithFields(log.Fields{"item": st.Kind + "/" + st.Name, "file": st.Path, "status": st.Status()}).Info("loading a local or modified rule")
+		}
 	}
 	simulated := 0
 	for _, sc := range rs.Items.Scenarios {
@@ -227,29 +235,8 @@ func loadRules(cfg *csconfig.Config, l *log.Entry) (*ruleset.Ruleset, error) {
 		}
 	}
 	l.WithFields(log.Fields{"collections": len(rs.Items.Collections), "parsers": len(rs.Items.Parsers), "scenarios": len(rs.Scenarios),
-		"simulated": simulated}).Info("rules loaded")
+		"postoverflows": len(rs.Items.PostOverflows), "simulated": simulated}).Info("rules loaded")
 	return rs, nil
-}
-
-// installedCollections names the collections `cscli collections install`
-// put in dir (the name: field of each file).
-func installedCollections(dir string) []string {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	sort.Strings(files)
-	var out []string
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		var c struct {
-			Name string `yaml:"name"`
-		}
-		if yaml.Unmarshal(data, &c) == nil && c.Name != "" {
-			out = append(out, c.Name)
-		}
-	}
-	return out
 }
 
 // lapiClient reads the machine credentials the agent logs in with.

@@ -95,7 +95,8 @@ func usageCounters(stats []runner.SourceStat) []usageCounter {
 }
 
 // usageHubItems lists the rules the agent runs, by kind: "official" when
-// the hub index has them (with its version), "custom" for local files.
+// the hub index has them (with the version loaded), "tainted" when the
+// file is no published version, "custom" for local files.
 // Items skipped as broken are left out: the agent does not run them.
 func usageHubItems(rs *ruleset.Ruleset) map[string][]models.UsageHubItem {
 	skipped := map[string]bool{}
@@ -119,7 +120,16 @@ func usageHubItems(rs *ruleset.Ruleset) map[string][]models.UsageHubItem {
 		items := []models.UsageHubItem{}
 		for _, ref := range k.refs {
 			it := models.UsageHubItem{Name: ref, Status: "custom"}
-			if info, ok := rs.Hub.Item(kind, ref); ok {
+			if st, ok := rs.State(kind, ref); ok {
+				// as the daemon loaded it: the file's own version, and
+				// upstream's tainted for a modified hub item
+				switch {
+				case st.Tainted:
+					it.Version, it.Status = st.Latest, "tainted"
+				case !st.Local:
+					it.Version, it.Status = st.Version, "official"
+				}
+			} else if info, ok := rs.Hub.Item(kind, ref); ok {
 				it.Version, it.Status = info.Version, "official"
 			} else if _, name, _, err := rs.Hub.Resolve(kind, ref); err == nil {
 				it.Name = name

@@ -1,14 +1,16 @@
 // Package hub reads a CrowdSec hub folder (index.json and the items it
-// lists) and installs items into a configuration folder the way upstream's
-// cscli does. It never contacts the network.
+// lists), tells which items a configuration folder enables and in what
+// state (state.go: the one resolver behind the daemon and cscli), installs
+// and upgrades them the way upstream's cscli does, and imports a hub from
+// a local folder or archive (update.go). It never contacts the network.
 package hub
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,15 +26,72 @@ type Hub struct {
 	index map[string]map[string]indexItem
 }
 
+// IndexFile is the index Rampart ships with its rules; FetchedIndexFile
+// (upstream's name) is the one `cscli hub update` writes. Both list paths
+// relative to the hub folder; an item in both is taken from the fetched
+// one.
+const (
+	IndexFile        = "index.json"
+	FetchedIndexFile = ".index.json"
+)
+
 type indexItem struct {
-	Path          string   `json:"path"`
-	Stage         string   `json:"stage"`
-	Version       string   `json:"version"`
-	Parsers       []string `json:"parsers"`
-	Scenarios     []string `json:"scenarios"`
-	PostOverflows []string `json:"postoverflows"`
-	Collections   []string `json:"collections"`
-	Contexts      []string `json:"contexts"`
+	Path          string                  `json:"path"`
+	Stage         string                  `json:"stage,omitempty"`
+	Version       string                  `json:"version"`
+	Versions      map[string]indexVersion `json:"versions,omitempty"`
+	Parsers       []string                `json:"parsers,omitempty"`
+	Scenarios     []string                `json:"scenarios,omitempty"`
+	PostOverflows []string                `json:"postoverflows,omitempty"`
+	Collections   []string                `json:"collections,omitempty"`
+	Contexts      []string                `json:"contexts,omitempty"`
+	// Rest keeps the keys Rampart does not use (author, description,
+	// labels, ...) so an imported index is written back whole.
+	Rest map[string]json.RawMessage `json:"-"`
+}
+
+// indexVersion is one published version of an item: its file's sha256.
+type indexVersion struct {
+	Digest     string `json:"digest"`
+	Deprecated bool   `json:"deprecated"`
+}
+
+var knownIndexKeys = []string{"path", "stage", "version", "versions", "parsers", "scenarios", "postoverflows", "collections", "contexts"}
+
+func (it *indexItem) UnmarshalJSON(b []byte) error {
+	type plain indexItem
+	if err := json.Unmarshal(b, (*plain)(it)); err != nil {
+		return err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &all); err != nil {
+		return err
+	}
+	for _, k := range knownIndexKeys {
+		delete(all, k)
+	}
+	if len(all) > 0 {
+		it.Rest = all
+	}
+	return nil
+}
+
+func (it indexItem) MarshalJSON() ([]byte, error) {
+	type plain indexItem
+	b, err := json.Marshal(plain(it))
+	if err != nil || len(it.Rest) == 0 {
+		return b, err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &all); err != nil {
+		return nil, err
+	}
+	for k, v := range it.Rest {
+		if _, ok := all[k]; !ok {
+			all[k] = v
+		}
+	}
+	return json.Marshal(all)
 }
 
 // Version returns an item's version from the index ("" for local paths).
@@ -40,17 +99,46 @@ func (h *Hub) Version(kind, ref string) string {
 	return h.index[kind][ref].Version
 }
 
-// OpenHub reads DIR/index.json.
+// OpenHub reads DIR/index.json and DIR/.index.json (at least one must
+// exist); items of the second replace those of the first.
 func OpenHub(dir string) (*Hub, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "index.json"))
-	if err != nil {
-		return nil, fmt.Errorf("reading hub index: %w", err)
+	h := &Hub{Dir: dir, index: map[string]map[string]indexItem{}}
+	found := false
+	for _, name := range []string{IndexFile, FetchedIndexFile} {
+		idx, err := readIndex(filepath.Join(dir, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		found = true
+		for kind, items := range idx {
+			if h.index[kind] == nil {
+				h.index[kind] = map[string]indexItem{}
+			}
+			maps.Copy(h.index[kind], items)
+		}
 	}
-	h := &Hub{Dir: dir}
-	if err := json.Unmarshal(data, &h.index); err != nil {
-		return nil, fmt.Errorf("parsing %s: %w", filepath.Join(dir, "index.json"), err)
+	if !found {
+		return nil, fmt.Errorf("reading hub index: %s has neither %s nor %s: %w", dir, IndexFile, FetchedIndexFile, fs.ErrNotExist)
 	}
 	return h, nil
+}
+
+func readIndex(path string) (map[string]map[string]indexItem, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("reading hub index: %w", err)
+	}
+	var idx map[string]map[string]indexItem
+	if err := json.Unmarshal(data, &idx); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", path, err)
+	}
+	return idx, nil
 }
 
 // Resolve maps a hub name ("crowdsecurity/sshd-logs") or a path relative
@@ -145,135 +233,4 @@ func (h *Hub) Collection(name string) (Info, error) {
 		}
 	}
 	return info, nil
-}
-
-// Installer copies hub items into a configuration folder.
-type Installer struct {
-	Hub       *Hub
-	ConfigDir string // e.g. /etc/crowdsec
-	DataDir   string // e.g. /var/lib/crowdsec/data
-}
-
-// dest is where an item lives once installed: parsers and postoverflows
-// by stage, the others flat, as upstream lays them out.
-func (in *Installer) dest(i Info) string {
-	base := filepath.Base(i.Path)
-	if i.Stage != "" {
-		return filepath.Join(in.ConfigDir, i.Kind, i.Stage, base)
-	}
-	return filepath.Join(in.ConfigDir, i.Kind, base)
-}
-
-// Install installs an item, its data files and, for a collection, every
-// item it lists (recursively). It returns what it installed.
-func (in *Installer) Install(kind, name string) ([]string, error) {
-	seen := map[string]bool{}
-	var done []string
-	var walk func(kind, name string) error
-	walk = func(kind, name string) error {
-		key := kind + ":" + name
-		if seen[key] || name == "" {
-			return nil
-		}
-		seen[key] = true
-		i, ok := in.Hub.Item(kind, name)
-		if !ok {
-			return fmt.Errorf("%s %q is not in the hub", kind, name)
-		}
-		data, err := os.ReadFile(i.Path)
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", i.Path, err)
-		}
-		dst := in.dest(i)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return fmt.Errorf("installing %s: %w", name, err)
-		}
-		if err := os.WriteFile(dst, data, 0o644); err != nil {
-			return fmt.Errorf("installing %s: %w", name, err)
-		}
-		if err := in.copyData(data); err != nil {
-			return fmt.Errorf("installing %s: %w", name, err)
-		}
-		done = append(done, kind+"/"+name)
-		for _, k := range []string{"parsers", "scenarios", "postoverflows", "collections", "contexts"} {
-			for _, dep := range i.Deps[k] {
-				if _, ok := in.Hub.Item(k, dep); !ok {
-					continue // not in this hub folder (e.g. appsec items)
-				}
-				if err := walk(k, dep); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
-	err := walk(kind, name)
-	return done, err
-}
-
-// copyData copies the data files an item declares (data: dest_file).
-func (in *Installer) copyData(item []byte) error {
-	dec := yaml.NewDecoder(bytes.NewReader(item))
-	for {
-		var doc struct {
-			Data []struct {
-				DestFile string `yaml:"dest_file"`
-			} `yaml:"data"`
-		}
-		if err := dec.Decode(&doc); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("reading data references: %w", err)
-		}
-		for _, d := range doc.Data {
-			if d.DestFile == "" {
-				continue
-			}
-			src := filepath.Join(in.Hub.Dir, "data", d.DestFile)
-			b, err := os.ReadFile(src)
-			if errors.Is(err, os.ErrNotExist) {
-				continue // e.g. GeoIP databases, not shipped in the hub
-			}
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(in.DataDir, 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(filepath.Join(in.DataDir, d.DestFile), b, 0o644); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-// Remove deletes an installed item (not its dependencies).
-func (in *Installer) Remove(kind, name string) error {
-	i, ok := in.Hub.Item(kind, name)
-	if !ok {
-		return fmt.Errorf("%s %q is not in the hub", kind, name)
-	}
-	if err := os.Remove(in.dest(i)); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("%s %q is not installed", kind, name)
-		}
-		return fmt.Errorf("removing %s: %w", name, err)
-	}
-	return nil
-}
-
-// Installed reports whether an item is installed and whether its file
-// differs from the hub's ("tainted", in upstream's words).
-func (in *Installer) Installed(kind, name string) (installed, tainted bool) {
-	i, ok := in.Hub.Item(kind, name)
-	if !ok {
-		return false, false
-	}
-	got, err := os.ReadFile(in.dest(i))
-	if err != nil {
-		return false, false
-	}
-	want, err := os.ReadFile(i.Path)
-	return true, err != nil || !bytes.Equal(got, want)
 }

@@ -44,7 +44,10 @@ type Spec struct {
 	Parsers       []string // hub names or paths (see hub.Resolve)
 	Scenarios     []string
 	PostOverflows []string
-	Policy        Policy
+	// Enabled are items already resolved to files (hub.Hub.Enabled: what
+	// a configuration folder enables); each is loaded from its file.
+	Enabled *hub.Enabled
+	Policy  Policy
 	// DataDir holds the rules' data files and the GeoIP databases;
 	// default <hub>/data.
 	DataDir string
@@ -94,6 +97,7 @@ type Ruleset struct {
 	// that loading them again (a reload) takes the new setting.
 	Simulated func(scenario string) bool
 	enrich    *parser.Enrichment
+	files     map[string]hub.State // kind:name -> file, from Spec.Enabled
 	// scenarioItem names each scenario's hub item: a file may hold
 	// several scenarios (crowdsecurity/ssh-bf also defines
 	// crowdsecurity/ssh-bf_user-enum).
@@ -111,6 +115,22 @@ func (r *Ruleset) IsSimulated(scenario string) bool {
 		return true
 	}
 	return r.Simulated(scenario)
+}
+
+// State is an item's state as Spec.Enabled resolved it (false when the
+// item came by name, not through Spec.Enabled).
+func (r *Ruleset) State(kind, name string) (hub.State, bool) {
+	st, ok := r.files[kind+":"+name]
+	return st, ok
+}
+
+// ref resolves an item to its file: Spec.Enabled's, else the hub's.
+func (r *Ruleset) ref(kind, ref string) (path, name, stage, version string, err error) {
+	if st, ok := r.files[kind+":"+ref]; ok {
+		return st.Path, st.Name, st.Stage, st.Version, nil
+	}
+	path, name, stage, err = r.Hub.Resolve(kind, ref)
+	return path, name, stage, r.Hub.Version(kind, ref), err
 }
 
 // Load resolves spec against h and loads it. Under FailFast the error is
@@ -157,7 +177,7 @@ func Load(h *hub.Hub, spec Spec) (_ *Ruleset, err error) {
 	}
 	seen := map[string]bool{}
 	for _, ref := range r.Items.Scenarios {
-		path, name, _, rerr := h.Resolve("scenarios", ref)
+		path, name, _, version, rerr := r.ref("scenarios", ref)
 		if rerr != nil {
 			if err := fail(&ItemError{Kind: "scenarios", Name: ref, Err: rerr}); err != nil {
 				return nil, err
@@ -168,7 +188,7 @@ func Load(h *hub.Hub, spec Spec) (_ *Ruleset, err error) {
 			continue
 		}
 		seen[path] = true
-		sc, lerr := leakybucket.Load(path, h.Version("scenarios", ref), r.Helpers)
+		sc, lerr := leakybucket.Load(path, version, r.Helpers)
 		if lerr != nil {
 			if err := fail(&ItemError{Kind: "scenarios", Name: name, File: path, Err: lerr}); err != nil {
 				return nil, err
@@ -189,10 +209,11 @@ func Load(h *hub.Hub, spec Spec) (_ *Ruleset, err error) {
 	return r, nil
 }
 
-// loadContexts merges the named alert contexts: the hub's
-// contexts/<author>/<name>.yaml when it has one, else Rampart's built-in
-// file of that name (rules/contexts). Their expressions are compiled once
-// here so a broken one is reported at load, like any other item.
+// loadContexts merges the named alert contexts: an enabled file
+// (Spec.Enabled), else the hub's contexts/<author>/<name>.yaml when it has
+// one, else Rampart's built-in file of that name (rules/contexts). Their
+// expressions are compiled once here so a broken one is reported at load,
+// like any other item.
 func (r *Ruleset) loadContexts(fail func(*ItemError) error) error {
 	merged := map[string][]string{}
 	for _, ref := range r.Items.Contexts {
@@ -201,6 +222,9 @@ func (r *Ruleset) loadContexts(fail func(*ItemError) error) error {
 			author, name = "", ref
 		}
 		path := filepath.Join(r.Hub.Dir, "contexts", author, name+".yaml")
+		if st, ok := r.files["contexts:"+ref]; ok {
+			path = st.Path
+		}
 		data, err := os.ReadFile(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			path = "rules/contexts/" + name + ".yaml (built in)"
@@ -251,7 +275,7 @@ func (r *Ruleset) pipeline(kind string, refs []string, methods map[string]parser
 	var items []parser.Item
 	seen := map[string]bool{}
 	for _, ref := range refs {
-		path, name, stage, err := r.Hub.Resolve(kind, ref)
+		path, name, stage, _, err := r.ref(kind, ref)
 		if err != nil {
 			if err := fail(&ItemError{Kind: kind, Name: ref, Err: err}); err != nil {
 				return nil, err
@@ -300,6 +324,33 @@ func (r *Ruleset) resolve(spec Spec, fail func(*ItemError) error) error {
 		for _, ref := range l.refs {
 			if add(l.kind, ref) {
 				*l.dst = append(*l.dst, ref)
+			}
+		}
+	}
+	if en := spec.Enabled; en != nil {
+		// Resolved already: collections are not walked again, their
+		// items are in the list.
+		r.files = map[string]hub.State{}
+		for _, p := range en.Problems {
+			name := p.Name
+			if name == "" {
+				name = p.File
+			}
+			if err := fail(&ItemError{Kind: p.Kind, Name: name, File: p.File, Err: p.Err}); err != nil {
+				return err
+			}
+		}
+		dst := map[string]*[]string{"collections": &r.Items.Collections, "parsers": &r.Items.Parsers, "scenarios": &r.Items.Scenarios,
+			"postoverflows": &r.Items.PostOverflows, "contexts": &r.Items.Contexts}
+		for _, st := range en.Items {
+			r.files[st.Kind+":"+st.Name] = st
+			if d := dst[st.Kind]; d != nil && add(st.Kind, st.Name) {
+				*d = append(*d, st.Name)
+			}
+		}
+		for _, c := range en.ContextRefs {
+			if add("contexts", c) {
+				r.Items.Contexts = append(r.Items.Contexts, c)
 			}
 		}
 	}

@@ -124,6 +124,22 @@ func TestInstallCycleDebian12(t *testing.T) {
 	if out := mustIn("crowdsec", "-c", "/etc/crowdsec/config.toml", "-t"); !strings.Contains(out, "is valid") {
 		t.Errorf("crowdsec -t in the installed root:\n%s", out)
 	}
+	// what the daemon runs is what cscli lists: the four collections the
+	// shipped config.toml names, and their items
+	var items map[string][]struct{ Name, Status string }
+	must(t, json.Unmarshal([]byte(mustIn("cscli", "--error", "hub", "list", "-o", "json")), &items))
+	enabled := map[string]string{}
+	for kind, list := range items {
+		for _, it := range list {
+			enabled[kind+" "+it.Name] = it.Status
+		}
+	}
+	for _, want := range []string{"collections rampart/linux", "collections rampart/sshd", "collections rampart/nginx",
+		"collections rampart/base-http", "parsers rampart/sshd-logs", "scenarios rampart/ssh-bf"} {
+		if enabled[want] != "enabled" {
+			t.Errorf("cscli hub list after install: %s is %q", want, enabled[want])
+		}
+	}
 
 	// upgrade: configs and key kept
 	f, err := os.OpenFile(path("/etc/crowdsec/config.toml"), os.O_APPEND|os.O_WRONLY, 0)
