@@ -122,6 +122,7 @@ type reloadDaemon struct {
 	logPath  string
 	cmd      *exec.Cmd
 	done     chan struct{}
+	notify   *notifications // what it tells systemd
 }
 
 func startReloadDaemon(t *testing.T) *reloadDaemon {
@@ -166,6 +167,8 @@ listen_port = %[9]d
 	must(t, err)
 	d.cmd = exec.Command(filepath.Join(binDir, "crowdsec"), "-c", d.cfg)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.notify = newNotifications(t)
+	d.cmd.Env = append(os.Environ(), d.notify.env)
 	must(t, d.cmd.Start())
 	d.done = make(chan struct{})
 	go func() {
@@ -184,6 +187,9 @@ listen_port = %[9]d
 		return d.alive() && strings.Contains(d.readLog(), "local API listening") && d.scrape() != nil
 	}) {
 		t.Fatalf("crowdsec did not start:\n%s", d.readLog())
+	}
+	if m := d.notify.next(); !strings.Contains(m, "READY=1") {
+		t.Fatalf("first notification %q, want READY=1", m)
 	}
 	return d
 }
@@ -307,6 +313,13 @@ func (d *reloadDaemon) reload() (ok bool) {
 	if !d.alive() {
 		d.t.Fatalf("crowdsec exited on SIGHUP:\n%s", log)
 	}
+	// systemd sees the reload start and end, whatever its outcome.
+	if m := d.notify.next(); !strings.Contains(m, "RELOADING=1") {
+		d.t.Errorf("notification after SIGHUP %q, want RELOADING=1", m)
+	}
+	if m := d.notify.next(); !strings.Contains(m, "READY=1") {
+		d.t.Errorf("notification after the reload %q, want READY=1", m)
+	}
 	return count(log, "configuration reloaded") > okBefore
 }
 
@@ -396,4 +409,84 @@ func TestReloadRules(t *testing.T) {
 	if reqs.Load() == 0 {
 		t.Error("no LAPI request was made")
 	}
+}
+
+// notifications reads sd_notify messages sent to a socket of its own.
+type notifications struct {
+	t    *testing.T
+	conn *net.UnixConn
+	env  string
+}
+
+func newNotifications(t *testing.T) *notifications {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	must(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return &notifications{t: t, conn: conn, env: "NOTIFY_SOCKET=" + sock}
+}
+
+// next returns the next message (within 30 s).
+func (n *notifications) next() string {
+	n.t.Helper()
+	buf := make([]byte, 4096)
+	must(n.t, n.conn.SetReadDeadline(time.Now().Add(30*time.Second)))
+	k, _, err := n.conn.ReadFromUnix(buf)
+	if err != nil {
+		n.t.Fatalf("no sd_notify message: %v", err) // the caller logs what it waited for
+	}
+	return string(buf[:k])
+}
+
+// TestBouncerReload: SIGHUP makes the firewall bouncer start over with its
+// edited file (telling systemd RELOADING=1, then READY=1 after the sync),
+// or keep the old one when the file is broken; it never exits on it, and
+// decisions keep reaching the kernel.
+func TestBouncerReload(t *testing.T) {
+	a := newAppliance(t, 63)
+	n := newNotifications(t)
+	a.writeBouncerConfig("nftables")
+	a.bouncerEnv = []string{n.env}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("bouncer log:\n%s", a.readLog("bouncer"))
+		}
+	})
+	a.startBouncer()
+	if m := n.next(); !strings.Contains(m, "READY=1") {
+		t.Fatalf("first notification %q, want READY=1", m)
+	}
+	alive := func() {
+		t.Helper()
+		if err := a.bouncer.Process.Signal(syscall.Signal(0)); err != nil {
+			t.Fatalf("the bouncer exited: %v\n%s", err, a.readLog("bouncer"))
+		}
+	}
+	a.writeBouncerConfig("nftables", `resync_interval = "5m"`)
+	must(t, a.bouncer.Process.Signal(syscall.SIGHUP))
+	if m := n.next(); !strings.Contains(m, "RELOADING=1") {
+		t.Fatalf("notification after SIGHUP %q, want RELOADING=1", m)
+	}
+	if m := n.next(); !strings.Contains(m, "READY=1") {
+		t.Fatalf("notification after the reload %q, want READY=1", m)
+	}
+	alive()
+	// Open before the ban, so the check below proves the ban.
+	a.waitOpen(a.ns.DefIP4, 15*time.Second)
+	if !strings.Contains(a.readLogAll("bouncer"), "configuration reloaded") {
+		t.Errorf("the reload is not logged:\n%s", a.readLog("bouncer"))
+	}
+	a.cscli("decisions", "add", "-i", a.ns.AttIP4.String())
+	a.waitBlocked(a.ns.DefIP4, 15*time.Second)
+
+	// A broken file: logged, the running configuration goes on.
+	must(t, os.WriteFile(a.bouncerConfigPath(), []byte("mode = \"bogus\"\n"), 0o600))
+	must(t, a.bouncer.Process.Signal(syscall.SIGHUP))
+	if !nstest.Eventually(15*time.Second, func() bool { return strings.Contains(a.readLogAll("bouncer"), "reload failed") }) {
+		t.Fatalf("a broken file on SIGHUP is not reported:\n%s", a.readLog("bouncer"))
+	}
+	alive()
+	a.cscli("decisions", "delete", "-i", a.ns.AttIP4.String())
+	a.waitOpen(a.ns.DefIP4, 15*time.Second)
 }

@@ -104,8 +104,8 @@ func run() error {
 		go func() {
 			done <- serve(runCtx, cfg, func() {
 				if reloading {
-					notify(daemon.SdNotifyReady + "\nSTATUS=running")
 					log.Info("configuration reloaded")
+					notify(daemon.SdNotifyReady + "\nSTATUS=running")
 					return
 				}
 				notify(daemon.SdNotifyReady)
