@@ -59,8 +59,10 @@ type Agent struct {
 	pusher *delivery.Pusher
 	runner *runner.Agent
 	usage  *usagereport.Reporter // nil: usage metrics disabled
-	client *apiclient.Client
-	log    *log.Entry
+	// usageInfo is what the usage reports say the agent runs.
+	usageInfo *usageCounts
+	client    *apiclient.Client
+	log       *log.Entry
 }
 
 // New loads the rules and the sources and opens the delivery queue. A
@@ -129,7 +131,7 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		if iv != nil {
 			interval = iv.Duration
 		}
-		a.usage = newUsageReporter(client, interval, opts.DSN != "", a.runner.SourceStats, datasources,
+		a.usage, a.usageInfo = newUsageReporter(client, interval, opts.DSN != "", a.runner.SourceStats, datasources,
 			usageHubItems(a.rules), time.Now(), log.WithField("component", "usage-metrics"))
 	}
 	if opts.Registry != nil {

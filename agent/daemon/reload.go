@@ -76,6 +76,13 @@ func (a *Agent) Reload(ctx context.Context, cfg *csconfig.Config) (ReloadSummary
 		return ReloadSummary{}, err
 	}
 	a.live, a.cfg = next, cfg
+	if a.usageInfo != nil {
+		datasources := map[string]int{}
+		for _, c := range cfgs {
+			datasources[c.Source]++
+		}
+		a.usageInfo.setInfo(datasources, usageHubItems(rules))
+	}
 	sum := ReloadSummary{Scenarios: len(rules.Scenarios), KeptScenarios: res.KeptScenarios, KeptBuckets: res.KeptBuckets,
 		Sources: len(next), SourcesAdded: len(add), SourcesRemoved: len(remove)}
 	a.log.WithFields(log.Fields{"scenarios": sum.Scenarios, "kept_scenarios": sum.KeptScenarios, "kept_buckets": sum.KeptBuckets,
