@@ -191,6 +191,7 @@ func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
 	if o.token == "" {
 		fmt.Fprintf(cli.Err, "Run 'cscli machines validate %s' on the LAPI host to accept this machine.\n", login)
 	}
-	log.Warn("Run 'sudo systemctl reload crowdsec' for the new configuration to be effective.")
+	// credentials are read at start only; a reload does not log in again
+	log.Warn("Run 'sudo systemctl restart crowdsec' for the new configuration to be effective.")
 	return nil
 }

@@ -802,7 +802,7 @@ func (cli *CLI) printSetup(results []*setupResult, dryRun bool) error {
 	case dryRun:
 		fmt.Fprintln(cli.Out, "Dry run: nothing was written.")
 	case changed:
-		fmt.Fprintln(cli.Out, "Restart crowdsec (sudo systemctl restart crowdsec) for the agent to read them.")
+		fmt.Fprintln(cli.Out, "Reload crowdsec (sudo systemctl reload crowdsec) for the agent to read them.")
 	}
 	return nil
 }

@@ -112,7 +112,7 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 				return na, false, nil
 			}
 		}
-		ds, err := s.profiles.Evaluate(c.Request().Context(), a, s.store)
+		ds, err := s.profiles.Load().Evaluate(c.Request().Context(), a, s.store)
 		if err != nil {
 			return na, false, err
 		}

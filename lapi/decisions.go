@@ -224,6 +224,8 @@ func (s *Server) streamDecisions(c echo.Context) error {
 	if wait > 0 {
 		deadline := time.NewTimer(wait)
 		defer deadline.Stop()
+		s.longPolls.Add(1)
+		defer s.longPolls.Add(-1)
 		// Bouncers keeping their own cursor share one rendering of each
 		// delta (see sharedDeltas): a change wakes them all at once.
 		var allowSnap *allowSnapshot
@@ -263,6 +265,13 @@ func (s *Server) streamDecisions(c echo.Context) error {
 			select {
 			case <-changed:
 			case <-deadline.C:
+				break poll
+			case <-s.stopping:
+				// Shutting down: answer now with what there is (usually
+				// an empty delta and the same cursor), as a wait that
+				// timed out would, so the client records no failure; it
+				// reconnects when the LAPI is back.
+				c.Response().Header().Set(echo.HeaderConnection, "close")
 				break poll
 			case <-ctx.Done():
 				return nil

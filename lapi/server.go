@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,7 +43,7 @@ const (
 type Server struct {
 	cfg        *csconfig.Config
 	store      *store.Store
-	profiles   *profiles.Set
+	profiles   atomic.Pointer[profiles.Set] // swapped whole by SetProfiles (reload)
 	log        *log.Entry
 	echo       *echo.Echo
 	jwt        *jwtKeys
@@ -57,11 +58,21 @@ type Server struct {
 	usage      usageCache
 	streams    streamWatch
 	deltas     sharedDeltas
+	// stopping closes when shutdown begins: waiting long-polls answer at
+	// once, or http.Server.Shutdown would wait out their wait= (30 s).
+	stopping  chan struct{}
+	stopOnce  sync.Once
+	longPolls atomic.Int64 // long-polls waiting now
+	// shutdownTimeout bounds the graceful shutdown before connections are
+	// cut (5 s; tests shorten it).
+	shutdownTimeout time.Duration
 }
 
 // New builds a server over an open store.
 func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profiles.Set) (*Server, error) {
-	s := &Server{cfg: cfg, store: st, profiles: prof, log: log.WithField("component", "lapi"), now: time.Now}
+	s := &Server{cfg: cfg, store: st, log: log.WithField("component", "lapi"), now: time.Now,
+		stopping: make(chan struct{}), shutdownTimeout: 5 * time.Second}
+	s.profiles.Store(prof)
 	var err error
 	if s.jwt, err = loadJWTKeys(ctx, st); err != nil {
 		return nil, err
@@ -396,9 +407,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error
 		return fmt.Errorf("serving LAPI: %w", err)
 	case <-ctx.Done():
 	}
-	shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	s.stopOnce.Do(func() { close(s.stopping) })
+	shCtx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shCtx); err != nil {
+		s.log.WithError(err).WithField("timeout", s.shutdownTimeout).Warn("requests still running at shutdown: connections closed")
 		srv.Close()
 	}
 	return nil
@@ -459,3 +472,7 @@ func (s *Server) RunRetention(ctx context.Context) {
 		}
 	}
 }
+
+// SetProfiles replaces the profiles alerts are evaluated with (a reload):
+// each alert sees the old set or the new one whole, never a mix.
+func (s *Server) SetProfiles(p *profiles.Set) { s.profiles.Store(p) }

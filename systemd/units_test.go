@@ -166,12 +166,18 @@ func checkCommon(t *testing.T, u unitFile, cmd, cfgPath string) {
 	if d, err := time.ParseDuration(u.last("Service", "RestartSec")); err != nil || d <= 0 {
 		t.Errorf("RestartSec=%q: want a positive duration", u.last("Service", "RestartSec"))
 	}
-	// Go exits on SIGHUP and systemd counts that as a clean exit.
+	// Before the handler is installed Go exits on SIGHUP, and systemd
+	// counts that as a clean exit.
 	if !slices.Contains(u.words("Service", "RestartForceExitStatus"), "SIGHUP") {
 		t.Errorf("RestartForceExitStatus=%q lacks SIGHUP", u.words("Service", "RestartForceExitStatus"))
 	}
 	if hup, reload := handlesSIGHUP(t, cmd), len(u["Service"]["ExecReload"]) > 0; hup != reload {
 		t.Errorf("cmd/%s handles SIGHUP: %v, but the unit has ExecReload: %v", cmd, hup, reload)
+	}
+	// A reload validates first, so a broken file fails `systemctl reload`
+	// without reaching the daemon, then signals it.
+	if r := u["Service"]["ExecReload"]; len(r) > 0 && !slices.Equal(r, []string{start + " -t", "/bin/kill -HUP $MAINPID"}) {
+		t.Errorf("ExecReload=%q, want the -t check then /bin/kill -HUP $MAINPID", r)
 	}
 	for key, val := range map[string]string{
 		"NoNewPrivileges":         "yes",

@@ -22,6 +22,8 @@ import (
 	"github.com/rampart-ips/rampart/agent/acquisition"
 	"github.com/rampart-ips/rampart/agent/delivery"
 	"github.com/rampart-ips/rampart/agent/hub"
+	"github.com/rampart-ips/rampart/agent/leakybucket"
+	"github.com/rampart-ips/rampart/agent/parser"
 	"github.com/rampart-ips/rampart/agent/ruleset"
 	"github.com/rampart-ips/rampart/agent/runner"
 	"github.com/rampart-ips/rampart/apiclient"
@@ -47,13 +49,18 @@ type Options struct {
 type Agent struct {
 	cfg     *csconfig.Config
 	opts    Options
-	rules   *ruleset.Ruleset
+	rules   *ruleset.Ruleset // as loaded by New; the runner owns it once built
 	sources []acquisition.Source
-	pusher  *delivery.Pusher
-	runner  *runner.Agent
-	usage   *usagereport.Reporter // nil: usage metrics disabled
-	client  *apiclient.Client
-	log     *log.Entry
+	// live are the acquis.d sources by sourceKey, for reloads.
+	live   map[string]acquisition.Source
+	aopts  acquisition.Options
+	pusher *delivery.Pusher
+	runner *runner.Agent
+	usage  *usagereport.Reporter // nil: usage metrics disabled
+	// usageInfo is what the usage reports say the agent runs.
+	usageInfo *usageCounts
+	client    *apiclient.Client
+	log       *log.Entry
 	// replayQueue is a replay's own queue directory ("" live).
 	replayQueue string
 }
@@ -85,6 +92,7 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 			aopts.MaxBacklogAge = -1 // "0": never resume
 		}
 	}
+	a.aopts, a.live = aopts, map[string]acquisition.Source{}
 	// datasources counts the sources by kind, for the usage metrics.
 	datasources := map[string]int{}
 	if opts.DSN != "" {
@@ -100,13 +108,14 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, c := range cfgs {
+		for key, c := range sourceKeys(cfgs) {
 			// Live sources are retried when they fail, not given up.
 			src, err := acquisition.NewSupervised(c, aopts)
 			if err != nil {
 				return nil, err
 			}
 			a.sources = append(a.sources, src)
+			a.live[key] = src
 			datasources[c.Source]++
 		}
 		if len(a.sources) == 0 {
@@ -142,7 +151,7 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		if iv != nil {
 			interval = iv.Duration
 		}
-		a.usage = newUsageReporter(client, interval, opts.DSN != "", a.runner.SourceStats, datasources,
+		a.usage, a.usageInfo = newUsageReporter(client, interval, opts.DSN != "", a.runner.SourceStats, datasources,
 			usageHubItems(a.rules), time.Now(), log.WithField("component", "usage-metrics"))
 	}
 	if opts.Registry != nil {
@@ -152,7 +161,9 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		if err := registerStats(opts.Registry, &a.runner.Stats); err != nil {
 			return nil, fmt.Errorf("registering agent metrics: %w", err)
 		}
-		if err := opts.Registry.Register(newEngineCollector(a.rules.Parsers, a.runner.Engine())); err != nil {
+		ec := newEngineCollector(nil, nil)
+		ec.current = func() (*parser.Pipeline, *leakybucket.Engine) { return a.runner.Rules().Parsers, a.runner.Engine() }
+		if err := opts.Registry.Register(ec); err != nil {
 			return nil, fmt.Errorf("registering parser and bucket metrics: %w", err)
 		}
 	}
@@ -332,7 +343,10 @@ func (a *Agent) Close() {
 			a.log.WithError(err).Warn("removing the replay's alert queue")
 		}
 	}
-	if a.rules != nil {
+	switch {
+	case a.runner != nil:
+		a.runner.Rules().Close()
+	case a.rules != nil:
 		a.rules.Close()
 	}
 }

@@ -12,8 +12,9 @@ import (
 // and node would cost the parser several percent); they are read and
 // turned into const metrics only when /metrics is scraped.
 type engineCollector struct {
-	parsers *parser.Pipeline
-	engine  *leakybucket.Engine
+	// current returns the parsers and the engine to read: a reload
+	// replaces both (their counters start over, as after a restart).
+	current func() (*parser.Pipeline, *leakybucket.Engine)
 
 	parserHits, parserOK, parserKO *prometheus.Desc
 	nodeHits, nodeOK, nodeKO       *prometheus.Desc
@@ -32,7 +33,7 @@ func newEngineCollector(parsers *parser.Pipeline, engine *leakybucket.Engine) *e
 	src := []string{"source", "type"}
 	node := []string{"source", "type", "name", "stage"}
 	wl := []string{"source", "type", "name", "reason", "stage"}
-	return &engineCollector{parsers: parsers, engine: engine,
+	return &engineCollector{current: func() (*parser.Pipeline, *leakybucket.Engine) { return parsers, engine },
 		parserHits:  d("cs_parser_hits_total", "Total events entered the parser.", src...),
 		parserOK:    d("cs_parser_hits_ok_total", "Total events were successfully parsed.", src...),
 		parserKO:    d("cs_parser_hits_ko_total", "Total events were unsuccessfully parsed.", src...),
@@ -68,8 +69,9 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	if c.parsers != nil {
-		lines, nodes := c.parsers.Stats()
+	parsers, engine := c.current()
+	if parsers != nil {
+		lines, nodes := parsers.Stats()
 		for _, l := range lines {
 			counter(c.parserHits, l.Hits, l.Source, l.Type)
 			counter(c.parserOK, l.OK, l.Source, l.Type)
@@ -91,12 +93,12 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	if c.engine == nil {
+	if engine == nil {
 		return
 	}
 	// Upstream only shows scenarios that had a bucket; so does this, which
 	// keeps hundreds of idle scenarios out of every scrape.
-	for _, s := range c.engine.ScenarioStats() {
+	for _, s := range engine.ScenarioStats() {
 		if s.Created == 0 && len(s.Poured) == 0 {
 			continue
 		}
@@ -109,10 +111,10 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.poured, p.Poured, p.Source, p.Type, s.Name)
 		}
 	}
-	d := c.engine.AlertDelay()
+	d := engine.AlertDelay()
 	ch <- constHistogram(c.delay, d.Bounds, d.Counts, d.Sum)
 	var ok, ko int64
-	for _, p := range c.engine.SourcePourStats() {
+	for _, p := range engine.SourcePourStats() {
 		ok, ko = ok+p.OK, ko+p.KO
 		ch <- constHistogram(c.pourTime, p.Time.Bounds, p.Time.Counts, p.Time.Sum, p.Type, p.Source)
 	}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	log "github.com/sirupsen/logrus"
@@ -18,21 +19,30 @@ import (
 // parsed, unparsed and whitelisted since the last report the LAPI accepted
 // (prev moves only then).
 type usageCounts struct {
-	stats       func() []runner.SourceStat
+	stats func() []runner.SourceStat
+	// mu guards datasources and hubItems, which a reload replaces.
+	mu          sync.Mutex
 	datasources map[string]int
 	hubItems    map[string][]models.UsageHubItem
 	prev        map[string]float64 // cumulative values at the last accepted report
 }
 
+// setInfo replaces what the agent runs (after a reload).
+func (c *usageCounts) setInfo(datasources map[string]int, hubItems map[string][]models.UsageHubItem) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.datasources, c.hubItems = datasources, hubItems
+}
+
 // newUsageReporter reports every interval; a one-shot -dsn run (replay)
 // reports once, when it ends.
 func newUsageReporter(client *apiclient.Client, interval time.Duration, replay bool, stats func() []runner.SourceStat,
-	datasources map[string]int, hubItems map[string][]models.UsageHubItem, start time.Time, l *log.Entry) *usagereport.Reporter {
+	datasources map[string]int, hubItems map[string][]models.UsageHubItem, start time.Time, l *log.Entry) (*usagereport.Reporter, *usageCounts) {
 	c := &usageCounts{stats: stats, datasources: datasources, hubItems: hubItems, prev: map[string]float64{}}
 	if replay {
 		interval = 0
 	}
-	return usagereport.New(usagereport.Config{Client: client, Interval: interval, Build: c.build, Start: start, Log: l})
+	return usagereport.New(usagereport.Config{Client: client, Interval: interval, Build: c.build, Start: start, Log: l}), c
 }
 
 // build makes one report with the counts that moved since the baseline.
@@ -51,10 +61,13 @@ func (c *usageCounts) build(_ context.Context, w usagereport.Window) (*models.Us
 		it.Value = d
 		items = append(items, &it)
 	}
+	c.mu.Lock()
+	hubItems, datasources := c.hubItems, c.datasources
+	c.mu.Unlock()
 	body := &models.UsageMetrics{LogProcessors: []*models.LogProcessorUsage{{
 		BaseUsage:   w.Base(items),
-		HubItems:    c.hubItems,
-		Datasources: c.datasources,
+		HubItems:    hubItems,
+		Datasources: datasources,
 	}}}
 	return body, func() {
 		for _, uc := range cur {

@@ -137,7 +137,7 @@ func TestUsagePusherDeltas(t *testing.T) {
 	var stats fakeStats
 	hubItems := map[string][]models.UsageHubItem{"collections": {{Name: "rampart/sshd", Version: "0.1", Status: "official"}},
 		"parsers": {}, "scenarios": {}, "postoverflows": {}}
-	u := newUsageReporter(newTestClient(t, l.URL()), time.Hour, false, stats.get, map[string]int{"file": 2}, hubItems,
+	u, _ := newUsageReporter(newTestClient(t, l.URL()), time.Hour, false, stats.get, map[string]int{"file": 2}, hubItems,
 		time.Now(), testLogger(t))
 	ctx := context.Background()
 	const auth, nginx = "/var/log/auth.log", "/var/log/nginx/access.log"
@@ -232,7 +232,7 @@ func TestUsagePusherRun(t *testing.T) {
 	var stats fakeStats
 	stats.add("/var/log/auth.log", "syslog", 1, 1)
 
-	u := newUsageReporter(newTestClient(t, url), 200*time.Millisecond, false, stats.get, map[string]int{"file": 1},
+	u, _ := newUsageReporter(newTestClient(t, url), 200*time.Millisecond, false, stats.get, map[string]int{"file": 1},
 		map[string][]models.UsageHubItem{}, time.Now(), testLogger(t))
 	u.RetryMin = 50 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())

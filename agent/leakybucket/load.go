@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -86,7 +87,17 @@ type Scenario struct {
 	duration  time.Duration
 	hash      string
 	Version   string
+	// dataSum digests the data files the scenario loads (see Identity).
+	dataSum string
+	// identity says what the scenario is; see Identity.
+	identity string
 }
+
+// Identity digests everything that defines the scenario: its file, its
+// name within it, and the content of the data files it loads. Two loads
+// with the same identity behave the same, so a reload keeps the buckets
+// of such a scenario (Engine.Adopt).
+func (s *Scenario) Identity() string { return s.identity }
 
 // Name returns the scenario's name.
 func (s *Scenario) Name() string { return s.cfg.Name }
@@ -186,6 +197,8 @@ func load(path string, data []byte, version string, helpers *exprhelpers.Helpers
 			return nil, le
 		}
 		s.hash, s.Version = hash, version
+		id := sha256.Sum256([]byte(hash + "\x00" + cfg.Name + "\x00" + version + "\x00" + s.dataSum))
+		s.identity = hex.EncodeToString(id[:])
 		out = append(out, s)
 	}
 	return out, nil
@@ -258,6 +271,7 @@ func compile(cfg Config, helpers *exprhelpers.Helpers) (*Scenario, error) {
 		if err := helpers.Load(files); err != nil {
 			return nil, &keyError{"data", err}
 		}
+		s.dataSum = dataSum(helpers.DataDir(), files)
 	}
 	var err error
 	exprs := []struct {
@@ -374,4 +388,18 @@ func fieldsIn(src string) fieldMask {
 		m |= readsUnmarshaled
 	}
 	return m
+}
+
+// dataSum digests the content of a scenario's data files, so that an
+// edited list (a new bad user-agent) counts as a changed scenario.
+func dataSum(dir string, files []exprhelpers.DataFile) string {
+	h := sha256.New()
+	for _, f := range files {
+		h.Write([]byte(f.DestFile + "\x00"))
+		if data, err := os.ReadFile(filepath.Join(dir, f.DestFile)); err == nil {
+			h.Write(data)
+		}
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -11,7 +11,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"runtime"
 	"slices"
 	"sync"
@@ -82,6 +81,31 @@ type batch struct {
 	evts  []event.Event
 	preps []leakybucket.Prepared
 	done  chan struct{}
+	// gen is the rules the batch is parsed and poured with.
+	gen *generation
+	// reload, on a batch without lines, makes gen the pourer's from there
+	// on: every batch before it went to the old engine, every one after
+	// it was parsed by the new rules.
+	reload *reloadReq
+}
+
+// generation is one set of rules and the bucket engine over its
+// scenarios. A reload replaces both at a batch boundary.
+type generation struct {
+	rules  *ruleset.Ruleset
+	engine *leakybucket.Engine
+}
+
+// reloadReq asks the running agent to switch to new rules.
+type reloadReq struct {
+	gen  *generation
+	done chan ReloadResult
+}
+
+// ReloadResult says what a rules switch kept.
+type ReloadResult struct {
+	// Scenarios kept (same Identity), and their live buckets moved over.
+	KeptScenarios, KeptBuckets int
 }
 
 // maxBatch bounds a batch; a batch never waits to fill up: it takes what
@@ -90,10 +114,13 @@ const maxBatch = 256
 
 // Agent is a running (or finished) agent; see Run.
 type Agent struct {
-	cfg    Config
-	engine *leakybucket.Engine
-	log    *log.Entry
-	Stats  Stats
+	cfg Config
+	// gen is the generation the pourer uses (metrics read it).
+	gen     atomic.Pointer[generation]
+	reloads chan *reloadReq
+	srcs    sourceSet
+	log     *log.Entry
+	Stats   Stats
 
 	runs      []sourceRun // pour's scratch, reused per batch
 	sourcesMu sync.Mutex
@@ -114,7 +141,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = log.WithField("component", "agent")
 	}
-	return &Agent{cfg: cfg, engine: cfg.Rules.NewEngine(cfg.Replay), log: cfg.Logger, sources: map[sourceKey]*SourceStat{}}, nil
+	a := &Agent{cfg: cfg, log: cfg.Logger, sources: map[sourceKey]*SourceStat{}, reloads: make(chan *reloadReq)}
+	a.gen.Store(&generation{rules: cfg.Rules, engine: cfg.Rules.NewEngine(cfg.Replay)})
+	return a, nil
 }
 
 // Run reads every source until ctx ends or, in replay mode, until they are
@@ -128,33 +157,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var (
-		failMu  sync.Mutex
-		srcFail error
-	)
 	lines := make(chan event.Line, 4*maxBatch)
-	var srcWG sync.WaitGroup
+	a.srcs.start(ctx, cancel, lines, a.log, a.cfg.Replay)
 	for _, src := range a.cfg.Sources {
-		srcWG.Go(func() {
-			l := a.log.WithField("source", src.Name())
-			l.Info("reading")
-			if err := src.Run(ctx, lines); err != nil && ctx.Err() == nil {
-				l.WithError(err).Error("log source stopped")
-				failMu.Lock()
-				if srcFail == nil {
-					srcFail = fmt.Errorf("log source %s: %w", src.Name(), err)
-				}
-				failMu.Unlock()
-				cancel()
-				return
-			}
-			l.Debug("source done")
-		})
+		a.srcs.add(src)
 	}
 	// In replay, the end of every source is the end of input; live, the
 	// context's end is.
 	go func() {
-		srcWG.Wait()
+		if !a.cfg.Replay {
+			<-ctx.Done()
+		}
+		a.srcs.wait()
 		close(lines)
 	}()
 
@@ -166,13 +180,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Go(func() { a.parse(work) })
 	}
 	err := a.pour(ctx, ordered)
+	cancel()
 	wg.Wait()
-	failMu.Lock()
-	defer failMu.Unlock()
-	if srcFail == nil && !a.cfg.Replay && ctx.Err() == nil {
-		srcFail = errors.New("every log source stopped")
-	}
-	return errors.Join(err, srcFail)
+	return errors.Join(err, a.srcs.failure())
 }
 
 // batches groups pending lines and hands each batch both to a worker and,
@@ -180,6 +190,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) batches(ctx context.Context, lines <-chan event.Line, work, ordered chan<- *batch) {
 	defer close(work)
 	defer close(ordered)
+	gen := a.gen.Load()
 	for {
 		var first event.Line
 		var ok bool
@@ -188,10 +199,22 @@ func (a *Agent) batches(ctx context.Context, lines <-chan event.Line, work, orde
 			if !ok {
 				return
 			}
+		case req := <-a.reloads:
+			// A marker in the pourer's order: batches already sent are
+			// poured with the old engine, those after with the new one.
+			gen = req.gen
+			m := &batch{gen: gen, reload: req, done: make(chan struct{})}
+			close(m.done)
+			select {
+			case ordered <- m:
+			case <-ctx.Done():
+				return
+			}
+			continue
 		case <-ctx.Done():
 			return
 		}
-		b := &batch{lines: []event.Line{first}, done: make(chan struct{})}
+		b := &batch{lines: []event.Line{first}, done: make(chan struct{}), gen: gen}
 	fill:
 		for len(b.lines) < maxBatch {
 			select {
@@ -220,12 +243,12 @@ func (a *Agent) parse(work <-chan *batch) {
 		for i, l := range b.lines {
 			evt := &b.evts[i]
 			*evt = event.New(l)
-			if err := a.cfg.Rules.Parse(evt, nil); err != nil {
+			if err := b.gen.rules.Parse(evt, nil); err != nil {
 				// Parse already made the line unparsed; say why once per line.
 				a.log.WithError(err).Warn("line not parsed")
 			}
 			if evt.Process && !evt.Whitelisted {
-				b.preps[i] = a.engine.Prepare(evt)
+				b.preps[i] = b.gen.engine.Prepare(evt)
 			}
 		}
 		close(b.done)
@@ -240,6 +263,7 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 		defer t.Stop()
 		tick = t.C
 	}
+	g := a.gen.Load()
 	for {
 		select {
 		case b, ok := <-ordered:
@@ -247,6 +271,10 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 				return nil
 			}
 			<-b.done
+			if b.reload != nil {
+				g = a.switchTo(g, b.reload)
+				continue
+			}
 			var alerts []*models.Alert
 			var readAt []time.Time
 			a.runs = a.runs[:0]
@@ -274,12 +302,12 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 				}
 				a.Stats.Parsed.Add(1)
 				run.parsed++
-				alerts, readAt = a.overflows(a.engine.PourPrepared(evt, b.preps[i]), alerts, readAt)
+				alerts, readAt = a.overflows(g, g.engine.PourPrepared(evt, b.preps[i]), alerts, readAt)
 			}
 			a.addSourceRuns(a.runs)
 			a.push(ctx, alerts, readAt)
 		case now := <-tick:
-			alerts, readAt := a.overflows(a.engine.Tick(now), nil, nil)
+			alerts, readAt := a.overflows(g, g.engine.Tick(now), nil, nil)
 			a.push(ctx, alerts, readAt)
 		case <-ctx.Done():
 			return nil
@@ -288,14 +316,14 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 }
 
 // overflows runs the postoverflows and appends the alerts that survive.
-func (a *Agent) overflows(ovs []event.Event, out []*models.Alert, readAt []time.Time) ([]*models.Alert, []time.Time) {
+func (a *Agent) overflows(g *generation, ovs []event.Event, out []*models.Alert, readAt []time.Time) ([]*models.Alert, []time.Time) {
 	for i := range ovs {
 		ov := &ovs[i]
 		a.Stats.Overflows.Add(1)
 		if ov.Overflow.Alert == nil {
 			continue
 		}
-		keep, err := a.cfg.Rules.PostOverflow(ov)
+		keep, err := g.rules.PostOverflow(ov)
 		if err != nil {
 			a.log.WithError(err).WithField("scenario", ov.GetScenario()).Warn("postoverflow failed: keeping the alert")
 			keep = true
@@ -371,5 +399,60 @@ func (a *Agent) SourceStats() []SourceStat {
 	return out
 }
 
-// Engine is the agent's bucket engine, for its counters (ScenarioStats).
-func (a *Agent) Engine() *leakybucket.Engine { return a.engine }
+// Engine is the agent's current bucket engine, for its counters
+// (ScenarioStats); a reload replaces it.
+func (a *Agent) Engine() *leakybucket.Engine { return a.gen.Load().engine }
+
+// Rules are the rules the agent runs now; a reload replaces them.
+func (a *Agent) Rules() *ruleset.Ruleset { return a.gen.Load().rules }
+
+// switchTo makes req's generation the pourer's: the buckets of unchanged
+// scenarios move to its engine, and the old rules are released (no worker
+// uses them any more: every batch parsed with them was poured).
+func (a *Agent) switchTo(old *generation, req *reloadReq) *generation {
+	kept, buckets := req.gen.engine.Adopt(old.engine)
+	a.gen.Store(req.gen)
+	if old.rules != req.gen.rules {
+		if err := old.rules.Close(); err != nil {
+			a.log.WithError(err).Warn("releasing the previous rules")
+		}
+	}
+	req.done <- ReloadResult{KeptScenarios: kept, KeptBuckets: buckets}
+	return req.gen
+}
+
+// Reload switches the running agent to rules, between two batches of
+// lines: lines read before it are parsed and poured with the old rules,
+// lines after it with the new ones; the buckets of scenarios whose
+// Identity did not change are kept. Then it stops the sources in remove
+// and starts those in add. The agent owns rules from then on (it closes
+// them when they are replaced). It fails only when the agent is not
+// running; the caller has checked rules and sources already.
+func (a *Agent) Reload(ctx context.Context, rules *ruleset.Ruleset, add, remove []acquisition.Source) (ReloadResult, error) {
+	if a.cfg.Replay {
+		return ReloadResult{}, errors.New("a replay cannot be reloaded")
+	}
+	req := &reloadReq{gen: &generation{rules: rules, engine: rules.NewEngine(false)}, done: make(chan ReloadResult, 1)}
+	select {
+	case a.reloads <- req:
+	case <-a.srcs.ended():
+		return ReloadResult{}, errors.New("the agent is not running")
+	case <-ctx.Done():
+		return ReloadResult{}, ctx.Err()
+	}
+	var res ReloadResult
+	select {
+	case res = <-req.done:
+	case <-a.srcs.ended():
+		return ReloadResult{}, errors.New("the agent stopped during the reload")
+	case <-ctx.Done():
+		return ReloadResult{}, ctx.Err()
+	}
+	for _, src := range remove {
+		a.srcs.remove(src)
+	}
+	for _, src := range add {
+		a.srcs.add(src)
+	}
+	return res, nil
+}

@@ -97,6 +97,65 @@ func run() error {
 	}
 
 	memtune.ApplyBouncer()
+	// SIGHUP reloads the configuration: the bouncer starts over in this
+	// process with the new file, as a restart would (the kernel keeps its
+	// sets meanwhile and the first sync reconciles them), or, if the file
+	// is broken, goes on with the old one and says why.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for reloading := false; ; reloading = true {
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- serve(runCtx, cfg, func() {
+				if reloading {
+					log.Info("configuration reloaded")
+					notify(daemon.SdNotifyReady + "\nSTATUS=running")
+					return
+				}
+				notify(daemon.SdNotifyReady)
+			})
+		}()
+	wait:
+		for {
+			select {
+			case err := <-done:
+				cancel()
+				return err
+			case <-hup:
+				next, err := bouncer.LoadConfig(*cfgPath)
+				if err != nil {
+					log.WithError(err).Error("reload failed: the previous configuration keeps running")
+					continue
+				}
+				for _, w := range next.Warnings() {
+					log.Warn(w)
+				}
+				notify(daemon.SdNotifyReloading + "\nSTATUS=reloading")
+				cancel()
+				if err := <-done; err != nil {
+					return err
+				}
+				cfg = next
+				break wait
+			}
+		}
+	}
+}
+
+// notify sends state to systemd (Type=notify) when it supervises us.
+func notify(state string) {
+	if ok, err := daemon.SdNotify(false, state); err != nil {
+		log.WithError(err).Warn("sd_notify failed")
+	} else if ok {
+		log.WithField("state", state).Debug("notified systemd")
+	}
+}
+
+// serve runs the bouncer with cfg until ctx ends; ready is called after
+// the first sync.
+func serve(ctx context.Context, cfg *bouncer.Config, ready func()) error {
 	client, err := newClient(cfg)
 	if err != nil {
 		return err
@@ -120,13 +179,7 @@ func run() error {
 		defer srv.Close()
 	}
 	b := bouncer.New(cfg, fw, client, m)
-	err = b.Run(ctx, func() {
-		if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
-			log.WithError(err).Warn("sd_notify failed")
-		} else if ok {
-			log.Debug("notified systemd: ready")
-		}
-	})
+	err = b.Run(ctx, ready)
 	log.Info("stopping; firewall rules stay in place (elements expire by their own timeouts)")
 	return err
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	log "github.com/sirupsen/logrus"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/rampart-ips/rampart/agent/daemon"
 	"github.com/rampart-ips/rampart/csconfig"
@@ -116,6 +118,11 @@ func run() error {
 	if !runAgent && !runAPI {
 		return fmt.Errorf("nothing to run: the agent and the local API are both disabled")
 	}
+	// SIGHUP reloads; caught from here on so that a HUP during the start
+	// (Go's default is to exit) cannot stop the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// A replay ends the process once its alerts are delivered, the
@@ -140,6 +147,8 @@ func run() error {
 	if !runAgent {
 		close(agentDone)
 	}
+	var ag *daemon.Agent
+	var lapiSrv atomic.Pointer[lapi.Server]
 	if runAgent {
 		memtune.Apply()
 		opts := daemon.Options{DSN: *dsn, Registry: reg, DrainTimeout: *replayWait}
@@ -148,8 +157,7 @@ func run() error {
 				return err
 			}
 		}
-		ag, err := daemon.New(cfg, opts)
-		if err != nil {
+		if ag, err = daemon.New(cfg, opts); err != nil {
 			return err
 		}
 		defer ag.Close()
@@ -181,12 +189,82 @@ func run() error {
 			<-agentDone
 			stopLAPI()
 		}()
-		g.Go(func() error { return runLAPI(lapiCtx, cfg, prof, reg, func() { close(lapiReady) }) })
+		g.Go(func() error { return runLAPI(lapiCtx, cfg, prof, reg, &lapiSrv, func() { close(lapiReady) }) })
 	}
+	go func() {
+		for {
+			select {
+			case <-hup:
+			case <-ctx.Done():
+				return
+			}
+			if *dsn != "" {
+				log.Warn("SIGHUP ignored: a replay is not reloaded")
+				continue
+			}
+			reload(ctx, *cfgPath, ag, lapiSrv.Load())
+		}
+	}()
 	return g.Wait()
 }
 
-func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg prometheus.Registerer, listening func()) error {
+// reload rereads the configuration on SIGHUP and applies its rules, log
+// sources and profiles (see daemon.Agent.Reload), or nothing at all if any
+// of them is broken: the daemon then keeps running as before and says why.
+// systemd learns of it (Type=notify: RELOADING=1, then READY=1) so that
+// `systemctl reload` and `status` show it.
+func reload(ctx context.Context, cfgPath string, ag *daemon.Agent, srv *lapi.Server) {
+	notify(fmt.Sprintf("%s\nMONOTONIC_USEC=%d\nSTATUS=reloading", sdnotify.SdNotifyReloading, monotonicUsec()))
+	start := time.Now()
+	err := func() error {
+		cfg, err := csconfig.Load(cfgPath)
+		if err != nil {
+			return err
+		}
+		var prof *profiles.Set
+		if srv != nil {
+			if prof, err = profiles.Load(cfg.API.Server.ProfilesPath); err != nil {
+				return fmt.Errorf("loading profiles: %w", err)
+			}
+		}
+		if ag != nil {
+			if _, err := ag.Reload(ctx, cfg); err != nil {
+				return err
+			}
+		}
+		if srv != nil {
+			srv.SetProfiles(prof)
+		}
+		return nil
+	}()
+	status := "running"
+	if err != nil {
+		log.WithError(err).Error("reload failed: the previous rules, log sources and profiles keep running")
+		status = "reload failed, previous configuration kept: " + err.Error()
+	} else {
+		log.WithField("took", time.Since(start).Round(time.Millisecond)).Info("configuration reloaded")
+	}
+	notify(sdnotify.SdNotifyReady + "\nSTATUS=" + strings.ReplaceAll(status, "\n", " "))
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, which systemd wants
+// with RELOADING=1 (from version 253; older ones ignore it).
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano() / 1000
+}
+
+// notify sends state to systemd when it supervises the daemon.
+func notify(state string) {
+	if _, err := sdnotify.SdNotify(false, state); err != nil {
+		log.WithError(err).Warn("sd_notify failed")
+	}
+}
+
+func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg prometheus.Registerer, out *atomic.Pointer[lapi.Server], listening func()) error {
 	st, err := store.Open(ctx, store.Config{Type: cfg.DBConfig.Type, Path: cfg.DBConfig.DBPath,
 		MaxOpenConns: cfg.DBConfig.MaxOpenConns, BusyTimeout: cfg.DBConfig.BusyTimeout.Duration})
 	if err != nil {
@@ -200,6 +278,7 @@ func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg 
 	if err := srv.RegisterMetrics(reg); err != nil {
 		return err
 	}
+	out.Store(srv)
 	return srv.Run(ctx, func() {
 		listening()
 		notifyReady()
