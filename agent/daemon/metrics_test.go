@@ -19,7 +19,8 @@ import (
 )
 
 // TestEngineMetrics replays a generated sshd log through the hub's linux
-// collection and checks the scraped values against what the replay saw.
+// collection, under a cap on live buckets small enough to evict, and
+// checks the scraped values against what the replay saw.
 func TestEngineMetrics(t *testing.T) {
 	dir, _ := filepath.Abs("../../../shared/hub")
 	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
@@ -40,6 +41,8 @@ func TestEngineMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	engine := rs.NewEngine(true)
+	const limit = 20
+	engine.SetLimit(limit)
 	const src = "/var/log/auth.log"
 	var lines, parsed, poured int
 	alerts := map[string]int{}
@@ -149,8 +152,23 @@ func TestEngineMetrics(t *testing.T) {
 	}
 	created, over := value("cs_bucket_instantiation_total", nil), value("cs_bucket_overflowed_total", nil)
 	under, canceled := value("cs_bucket_underflowed_total", nil), value("cs_bucket_canceled_total", nil)
-	if created != over+under+canceled+float64(engine.Buckets()) {
-		t.Errorf("created %v != overflowed %v + underflowed %v + canceled %v + alive %d", created, over, under, canceled, engine.Buckets())
+	evicted := value("rampart_bucket_evicted_total", nil)
+	if created != over+under+canceled+evicted+float64(engine.Buckets()) {
+		t.Errorf("created %v != overflowed %v + underflowed %v + canceled %v + evicted %v + alive %d", created, over, under, canceled, evicted, engine.Buckets())
+	}
+	if got := value("rampart_buckets_limit", nil); got != limit {
+		t.Errorf("rampart_buckets_limit = %v, want %d", got, limit)
+	}
+	if evicted <= 0 {
+		t.Errorf("no eviction under a cap of %d", limit)
+	}
+	for _, s := range engine.ScenarioStats() {
+		if got := value("rampart_bucket_evicted_total", map[string]string{"name": s.Name}); s.Created > 0 && got != float64(s.Evicted) {
+			t.Errorf("%s: evicted metric %v, engine %d", s.Name, got, s.Evicted)
+		}
+		if s.Alive > limit {
+			t.Errorf("%s: %d live buckets over the cap", s.Name, s.Alive)
+		}
 	}
 	t.Logf("lines %d, parsed %d, alerts %v, buckets %d, created %v", lines, parsed, alerts, engine.Buckets(), created)
 	var total int

@@ -48,7 +48,10 @@ type Config struct {
 	// Replay selects time-machine mode: event timestamps drive the
 	// buckets and Run returns once the sources are exhausted.
 	Replay bool
-	Logger *log.Entry
+	// BucketLimit caps each scenario's live buckets; 0 for no cap (see
+	// leakybucket.Engine.SetLimit).
+	BucketLimit int
+	Logger      *log.Entry
 }
 
 // Stats counts what the agent did; safe to read while Run runs.
@@ -114,7 +117,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = log.WithField("component", "agent")
 	}
-	return &Agent{cfg: cfg, engine: cfg.Rules.NewEngine(cfg.Replay), log: cfg.Logger, sources: map[sourceKey]*SourceStat{}}, nil
+	engine := cfg.Rules.NewEngine(cfg.Replay)
+	engine.SetLimit(cfg.BucketLimit)
+	return &Agent{cfg: cfg, engine: engine, log: cfg.Logger, sources: map[sourceKey]*SourceStat{}}, nil
 }
 
 // Run reads every source until ctx ends or, in replay mode, until they are
