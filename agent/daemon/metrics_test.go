@@ -15,6 +15,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/event"
 	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/agent/ruleset"
+	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/loggen"
 )
 
@@ -230,5 +231,28 @@ func TestInjectionDroppedMetric(t *testing.T) {
 	want := src + " file crowdsecurity/sshd-logs s01-parse = 2"
 	if len(got) != 1 || got[0] != want {
 		t.Errorf("rampart_parser_injection_dropped_total: %q, want %q", got, want)
+	}
+}
+
+// TestBucketLimitFromConfig: crowdsec_service.max_buckets_per_scenario
+// reaches the agent's engine (its default when absent), and the scrape
+// shows it.
+func TestBucketLimitFromConfig(t *testing.T) {
+	for _, tc := range []struct {
+		set  *int
+		want int
+	}{{nil, csconfig.DefaultMaxBucketsPerScenario}, {new(7), 7}, {new(0), 0}} {
+		cfg := sourcesConfig(t, "[[source]]\nsource = \"file\"\nfilenames = [\"/nonexistent/auth.log\"]\nlabels = { type = \"syslog\" }\n")
+		cfg.Crowdsec.MaxBucketsPerScenario = tc.set
+		reg := prometheus.NewRegistry()
+		ag, err := New(cfg, Options{Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := sample(t, reg, "rampart_buckets_limit", nil)
+		ag.Close()
+		if !ok || got != float64(tc.want) {
+			t.Errorf("max_buckets_per_scenario %v: rampart_buckets_limit %v (present %v), want %d", tc.set, got, ok, tc.want)
+		}
 	}
 }
