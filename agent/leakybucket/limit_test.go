@@ -115,3 +115,40 @@ func TestEmptyBucketFreed(t *testing.T) {
 		}
 	}
 }
+
+// TestCapSlowBruteForceTradeOff pins the trade-off the README states: a
+// slow brute force (ssh-slow-bf, one attempt a minute: it overflows at the
+// 20th) between its first two attempts holds less than one event, as
+// evictable as any flood source's bucket. A flood of fewer than the cap's
+// worth of new sources per attempt gap cannot push it out; one of more,
+// sustained, can.
+func TestCapSlowBruteForceTradeOff(t *testing.T) {
+	const limit, gap = 1000, time.Minute
+	run := func(perSecond int) bool {
+		e := leakybucket.NewEngine(rampartSSH(t), true)
+		e.SetLimit(limit)
+		fired := false
+		n := 0
+		for s := range 25 * 60 {
+			at := t0.Add(time.Duration(s) * time.Second)
+			if s%int(gap/time.Second) == 0 {
+				for _, o := range e.Pour(sshEvent("198.51.100.3", "root", "ssh_failed-auth", at)) {
+					fired = fired || o.Overflow.Alert.Scenario == "rampart/ssh-slow-bf"
+				}
+			}
+			for range perSecond {
+				n++
+				e.Pour(sshEvent(fmt.Sprintf("11.%d.%d.%d", n>>16&255, n>>8&255, n&255), "root", "ssh_failed-auth", at))
+			}
+		}
+		return fired
+	}
+	// 10/s: 600 new sources per gap, under the cap of 1,000
+	if !run(10) {
+		t.Error("a flood under the cap's worth of sources per attempt gap hid a slow brute force")
+	}
+	// 25/s: 1,500 per gap, over it: the attacker's bucket goes each time
+	if run(25) {
+		t.Error("the slow brute force alerted under a flood of more than the cap per gap: the README's trade-off is out of date")
+	}
+}
