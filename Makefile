@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X github.com/rampart-ips/rampart/internal/version.Version=$(
 BIN       := build/bin
 BINARIES  := crowdsec cscli crowdsec-firewall-bouncer
 
-.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent bench-tail bench-block bench-load demo run vet fmt clean deb
+.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent bench-tail bench-flood bench-block bench-load demo run vet fmt clean deb
 
 all: build
 
@@ -39,7 +39,7 @@ test: vet
 	$(GO) run ./cmd/cscli hubtest run --hub rules --all
 
 # Go benchmarks beside the code, then whole-process LAPI figures.
-bench: bench-go bench-lapi bench-fw bench-agent bench-tail bench-block
+bench: bench-go bench-lapi bench-fw bench-agent bench-tail bench-flood bench-block
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 30m ./...
@@ -67,6 +67,13 @@ bench-agent:
 # The agent live, tailing files with Rampart's rules: lines/s and RSS.
 bench-tail:
 	$(GO) run ./internal/tailbench -rules rules -n 200000
+
+# Bucket memory under a flood of 200,000 distinct sources, one failed ssh
+# login each, through rules/' ssh scenarios: without a cap on live buckets,
+# then with the default one (max_buckets_per_scenario); peak heap and RSS,
+# bytes per live bucket, and how long until the buckets are freed.
+bench-flood:
+	$(GO) run ./internal/floodbench -rules rules -sources 200000 -cap 100000
 
 # Time from the log line that overflows a scenario to the first dropped
 # packet, over 100 attacks, in network namespaces (needs root).

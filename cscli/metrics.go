@@ -91,16 +91,19 @@ func metricsSections() []metricsSection {
 				f.byLabels("cs_node_hits_ok_total", add, "parsed", "name")
 				f.byLabels("cs_node_hits_ko_total", add, "unparsed", "name")
 			}},
-		{name: "scenarios", title: "Scenario Metrics", desc: "Bucket counts, overflows and pours per scenario",
+		// Evicted is Rampart's: buckets dropped to stay within
+		// crowdsec_service.max_buckets_per_scenario.
+		{name: "scenarios", title: "Scenario Metrics", desc: "Bucket counts, overflows, pours and evictions per scenario",
 			keys: []string{"Scenario"},
 			cols: []metricsCol{{"Current Count", "curr_count"}, {"Overflows", "overflow"}, {"Instantiated", "instantiation"},
-				{"Poured", "pour"}, {"Expired", "underflow"}},
+				{"Poured", "pour"}, {"Expired", "underflow"}, {"Evicted", "evicted"}},
 			collect: func(f families, add addFunc) {
 				f.byLabels("cs_buckets", add, "curr_count", "name")
 				f.byLabels("cs_bucket_overflowed_total", add, "overflow", "name")
 				f.byLabels("cs_bucket_instantiation_total", add, "instantiation", "name")
 				f.byLabels("cs_bucket_poured_total", add, "pour", "name")
 				f.byLabels("cs_bucket_underflowed_total", add, "underflow", "name")
+				f.byLabels("rampart_bucket_evicted_total", add, "evicted", "name")
 			}},
 		{name: "stash", title: "Parser Stash Metrics", desc: "Items held in parser stashes",
 			keys: []string{"Name", "Type"}, cols: []metricsCol{{"Items", ""}},

@@ -52,6 +52,7 @@ func metricsServer(t *testing.T) *httptest.Server {
 	counter("cs_bucket_instantiation_total", "name").WithLabelValues("crowdsecurity/ssh-bf").Add(7)
 	counter("cs_bucket_overflowed_total", "name").WithLabelValues("crowdsecurity/ssh-bf").Add(1)
 	counter("cs_bucket_underflowed_total", "name").WithLabelValues("crowdsecurity/ssh-bf").Add(4)
+	counter("rampart_bucket_evicted_total", "name").WithLabelValues("crowdsecurity/ssh-slow-bf").Add(12)
 	gauge("cs_alerts", "reason").WithLabelValues("crowdsecurity/ssh-bf").Set(5)
 	gauge("cs_active_decisions", "reason", "origin", "action").WithLabelValues("crowdsecurity/ssh-bf", "crowdsec", "ban").Set(3)
 	counter("cs_lapi_route_requests_total", "route", "method").WithLabelValues("/v1/decisions/stream", "GET").Add(1500)
@@ -123,7 +124,7 @@ func TestMetricsJSONValues(t *testing.T) {
 		"parsers": map[string]any{"crowdsecurity/sshd-logs": map[string]any{"hits": 120.0, "parsed": 100.0, "unparsed": 20.0}},
 		"scenarios": map[string]any{
 			"crowdsecurity/ssh-bf":      map[string]any{"curr_count": 2.0, "overflow": 1.0, "instantiation": 7.0, "pour": 30.0, "underflow": 4.0},
-			"crowdsecurity/ssh-slow-bf": map[string]any{"pour": 30.0},
+			"crowdsecurity/ssh-slow-bf": map[string]any{"pour": 30.0, "evicted": 12.0},
 		},
 		"whitelists": map[string]any{"crowdsecurity/whitelists": map[string]any{
 			"private ipv4/ipv6 ip/ranges": map[string]any{"hits": 100.0, "whitelisted": 4.0}}},

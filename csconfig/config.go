@@ -103,7 +103,16 @@ type Crowdsec struct {
 	// and parsed per source to the LAPI (POST /v1/usage-metrics); 0
 	// disables the reports. Set by setDefaults when absent.
 	UsageMetricsInterval *Duration `toml:"usage_metrics_interval"`
+	// MaxBucketsPerScenario caps each scenario's live buckets (0: no cap):
+	// at the cap, the least full bucket makes room for a new source. Set
+	// by setDefaults when absent.
+	MaxBucketsPerScenario *int `toml:"max_buckets_per_scenario"`
 }
+
+// DefaultMaxBucketsPerScenario bounds the memory a flood of distinct
+// sources can take: a live bucket costs about 1 KB with its event, so a
+// few scenarios filled at once stay within a few hundred MB.
+const DefaultMaxBucketsPerScenario = 100000
 
 // DefaultUsageMetricsInterval is upstream's agent reporting period.
 const DefaultUsageMetricsInterval = 30 * time.Minute
@@ -287,6 +296,10 @@ func (c *Config) setDefaults() {
 	if c.Crowdsec.UsageMetricsInterval == nil {
 		c.Crowdsec.UsageMetricsInterval = &Duration{DefaultUsageMetricsInterval}
 	}
+	if c.Crowdsec.MaxBucketsPerScenario == nil {
+		n := DefaultMaxBucketsPerScenario
+		c.Crowdsec.MaxBucketsPerScenario = &n
+	}
 	def(&c.Cscli.Output, "human")
 	def(&c.DBConfig.Type, "sqlite")
 	def(&c.DBConfig.DBPath, filepath.Join(c.ConfigPaths.DataDir, "crowdsec.db"))
@@ -450,6 +463,9 @@ func (c *Config) validate() error {
 	}
 	if c.Crowdsec.MaxBacklogBytes < 0 {
 		return fmt.Errorf("crowdsec_service.max_backlog_bytes %d must not be negative (0 takes the default, 64 MiB)", c.Crowdsec.MaxBacklogBytes)
+	}
+	if n := *c.Crowdsec.MaxBucketsPerScenario; n < 0 {
+		return fmt.Errorf("crowdsec_service.max_buckets_per_scenario %d: want 0 (no cap) or more", n)
 	}
 	switch c.Cscli.Output {
 	case "human", "json", "raw":

@@ -42,6 +42,35 @@ func TestUsageMetricsInterval(t *testing.T) {
 	}
 }
 
+func TestMaxBucketsPerScenario(t *testing.T) {
+	for _, tc := range []struct {
+		toml string
+		want int
+		err  string
+	}{
+		{"", DefaultMaxBucketsPerScenario, ""},
+		{"max_buckets_per_scenario = 5000", 5000, ""},
+		{"max_buckets_per_scenario = 0", 0, ""},
+		{"max_buckets_per_scenario = -1", 0, "max_buckets_per_scenario -1"},
+		{`max_buckets_per_scenario = "many"`, 0, "max_buckets_per_scenario"},
+	} {
+		c, err := Parse([]byte("[crowdsec_service]\n"+tc.toml+"\n"), "test.toml")
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: got %v, want an error with %q", tc.toml, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.toml, err)
+			continue
+		}
+		if got := *c.Crowdsec.MaxBucketsPerScenario; got != tc.want {
+			t.Errorf("%q: %d, want %d", tc.toml, got, tc.want)
+		}
+	}
+}
+
 func TestPrometheusLevel(t *testing.T) {
 	for _, l := range []string{"", "full", "aggregated", "none"} {
 		if _, err := Parse([]byte("[prometheus]\nlevel = \""+l+"\"\n"), "test.toml"); err != nil {

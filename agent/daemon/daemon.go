@@ -142,7 +142,7 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		return nil, err
 	}
 	a.runner, err = runner.New(runner.Config{Rules: a.rules, Sources: a.sources, Sink: a.pusher,
-		Workers: cfg.Crowdsec.ParserRoutines, Replay: opts.DSN != "", Logger: a.log})
+		Workers: cfg.Crowdsec.ParserRoutines, Replay: opts.DSN != "", BucketLimit: bucketLimit(cfg), Logger: a.log})
 	if err != nil {
 		return nil, err
 	}
@@ -368,4 +368,12 @@ func ParseLabels(typ string, pairs []string) (map[string]string, error) {
 		return nil, errors.New("-dsn needs -type (e.g. -type syslog) to select the parsers")
 	}
 	return out, nil
+}
+
+// bucketLimit is the cap on each scenario's live buckets.
+func bucketLimit(cfg *csconfig.Config) int {
+	if n := cfg.Crowdsec.MaxBucketsPerScenario; n != nil {
+		return *n
+	}
+	return csconfig.DefaultMaxBucketsPerScenario
 }

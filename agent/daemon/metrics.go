@@ -22,6 +22,7 @@ type engineCollector struct {
 	injected                       *prometheus.Desc
 	created, poured, overflowed    *prometheus.Desc
 	underflowed, canceled, buckets *prometheus.Desc
+	evicted, limit                 *prometheus.Desc
 	delay, parseTime, pourTime     *prometheus.Desc
 	pourOK, pourKO                 *prometheus.Desc
 }
@@ -49,6 +50,8 @@ func newEngineCollector(parsers *parser.Pipeline, engine *leakybucket.Engine) *e
 		underflowed: d("cs_bucket_underflowed_total", "Total buckets underflowed.", "name"),
 		canceled:    d("cs_bucket_canceled_total", "Total buckets canceled.", "name"),
 		buckets:     d("cs_buckets", "Number of buckets that currently exist.", "name"),
+		evicted:     d("rampart_bucket_evicted_total", "Buckets evicted, the least full first, to keep the scenario within its cap on live buckets.", "name"),
+		limit:       d("rampart_buckets_limit", "Cap on each scenario's live buckets (crowdsec_service.max_buckets_per_scenario; 0: none)."),
 		delay: d("rampart_alert_delay_seconds",
 			"Delay from an overflow's last log line being read to its alert leaving the bucket engine."),
 		parseTime: d("cs_parsing_time_seconds", "Time spent parsing a line.", "type", "source"),
@@ -60,7 +63,7 @@ func newEngineCollector(parsers *parser.Pipeline, engine *leakybucket.Engine) *e
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.parserHits, c.parserOK, c.parserKO, c.nodeHits, c.nodeOK, c.nodeKO,
-		c.wlHits, c.wlOK, c.injected, c.created, c.poured, c.overflowed, c.underflowed, c.canceled, c.buckets, c.delay, c.parseTime, c.pourTime, c.pourOK, c.pourKO} {
+		c.wlHits, c.wlOK, c.injected, c.created, c.poured, c.overflowed, c.underflowed, c.canceled, c.buckets, c.evicted, c.limit, c.delay, c.parseTime, c.pourTime, c.pourOK, c.pourKO} {
 		ch <- d
 	}
 }
@@ -106,11 +109,13 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.overflowed, s.Overflowed, s.Name)
 		counter(c.underflowed, s.Underflowed, s.Name)
 		counter(c.canceled, s.Canceled, s.Name)
+		counter(c.evicted, s.Evicted, s.Name)
 		ch <- prometheus.MustNewConstMetric(c.buckets, prometheus.GaugeValue, float64(s.Alive), s.Name)
 		for _, p := range s.Poured {
 			counter(c.poured, p.Poured, p.Source, p.Type, s.Name)
 		}
 	}
+	ch <- prometheus.MustNewConstMetric(c.limit, prometheus.GaugeValue, float64(engine.Limit()))
 	d := engine.AlertDelay()
 	ch <- constHistogram(c.delay, d.Bounds, d.Counts, d.Sum)
 	var ok, ko int64

@@ -15,11 +15,13 @@ import (
 	"github.com/rampart-ips/rampart/agent/event"
 	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/agent/ruleset"
+	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/loggen"
 )
 
 // TestEngineMetrics replays a generated sshd log through the hub's linux
-// collection and checks the scraped values against what the replay saw.
+// collection, under a cap on live buckets small enough to evict, and
+// checks the scraped values against what the replay saw.
 func TestEngineMetrics(t *testing.T) {
 	dir, _ := filepath.Abs("../../../shared/hub")
 	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
@@ -40,6 +42,8 @@ func TestEngineMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	engine := rs.NewEngine(true)
+	const limit = 20
+	engine.SetLimit(limit)
 	const src = "/var/log/auth.log"
 	var lines, parsed, poured int
 	alerts := map[string]int{}
@@ -149,8 +153,23 @@ func TestEngineMetrics(t *testing.T) {
 	}
 	created, over := value("cs_bucket_instantiation_total", nil), value("cs_bucket_overflowed_total", nil)
 	under, canceled := value("cs_bucket_underflowed_total", nil), value("cs_bucket_canceled_total", nil)
-	if created != over+under+canceled+float64(engine.Buckets()) {
-		t.Errorf("created %v != overflowed %v + underflowed %v + canceled %v + alive %d", created, over, under, canceled, engine.Buckets())
+	evicted := value("rampart_bucket_evicted_total", nil)
+	if created != over+under+canceled+evicted+float64(engine.Buckets()) {
+		t.Errorf("created %v != overflowed %v + underflowed %v + canceled %v + evicted %v + alive %d", created, over, under, canceled, evicted, engine.Buckets())
+	}
+	if got := value("rampart_buckets_limit", nil); got != limit {
+		t.Errorf("rampart_buckets_limit = %v, want %d", got, limit)
+	}
+	if evicted <= 0 {
+		t.Errorf("no eviction under a cap of %d", limit)
+	}
+	for _, s := range engine.ScenarioStats() {
+		if got := value("rampart_bucket_evicted_total", map[string]string{"name": s.Name}); s.Created > 0 && got != float64(s.Evicted) {
+			t.Errorf("%s: evicted metric %v, engine %d", s.Name, got, s.Evicted)
+		}
+		if s.Alive > limit {
+			t.Errorf("%s: %d live buckets over the cap", s.Name, s.Alive)
+		}
 	}
 	t.Logf("lines %d, parsed %d, alerts %v, buckets %d, created %v", lines, parsed, alerts, engine.Buckets(), created)
 	var total int
@@ -212,5 +231,28 @@ func TestInjectionDroppedMetric(t *testing.T) {
 	want := src + " file crowdsecurity/sshd-logs s01-parse = 2"
 	if len(got) != 1 || got[0] != want {
 		t.Errorf("rampart_parser_injection_dropped_total: %q, want %q", got, want)
+	}
+}
+
+// TestBucketLimitFromConfig: crowdsec_service.max_buckets_per_scenario
+// reaches the agent's engine (its default when absent), and the scrape
+// shows it.
+func TestBucketLimitFromConfig(t *testing.T) {
+	for _, tc := range []struct {
+		set  *int
+		want int
+	}{{nil, csconfig.DefaultMaxBucketsPerScenario}, {new(7), 7}, {new(0), 0}} {
+		cfg := sourcesConfig(t, "[[source]]\nsource = \"file\"\nfilenames = [\"/nonexistent/auth.log\"]\nlabels = { type = \"syslog\" }\n")
+		cfg.Crowdsec.MaxBucketsPerScenario = tc.set
+		reg := prometheus.NewRegistry()
+		ag, err := New(cfg, Options{Registry: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := sample(t, reg, "rampart_buckets_limit", nil)
+		ag.Close()
+		if !ok || got != float64(tc.want) {
+			t.Errorf("max_buckets_per_scenario %v: rampart_buckets_limit %v (present %v), want %d", tc.set, got, ok, tc.want)
+		}
 	}
 }

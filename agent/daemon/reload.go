@@ -71,7 +71,7 @@ func (a *Agent) Reload(ctx context.Context, cfg *csconfig.Config) (ReloadSummary
 		}
 	}
 	handed = true
-	res, err := a.runner.Reload(ctx, rules, add, remove)
+	res, err := a.runner.Reload(ctx, rules, bucketLimit(cfg), add, remove)
 	if err != nil {
 		return ReloadSummary{}, err
 	}

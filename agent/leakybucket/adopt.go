@@ -1,9 +1,6 @@
 package leakybucket
 
-import (
-	"container/heap"
-	"time"
-)
+import "container/heap"
 
 // Adopt moves into e, a fresh engine from a reload, the state old holds
 // for the scenarios both have with the same Identity: live buckets,
@@ -37,24 +34,22 @@ func (e *Engine) Adopt(old *Engine) (kept, buckets int) {
 			nc.canceled.Store(oc.canceled.Load())
 		}
 	}
-	for bk, b := range old.buckets {
-		j := remap[bk.scenario]
+	// A scenario's state (live buckets, their expiry heap, blackholes,
+	// cap warnings) moves whole: ranks depend only on the scenario's
+	// definition, which is the same.
+	for i, sb := range old.state {
+		j := remap[i]
 		if j < 0 {
 			continue
 		}
-		nk := bucketKey{j, bk.key}
-		e.buckets[nk] = b
-		e.stats.scenarios[j].alive.Add(1)
-		buckets++
-	}
-	for bk, until := range old.blackholes {
-		if j := remap[bk.scenario]; j >= 0 {
-			e.blackholes[bucketKey{j, bk.key}] = until
-		}
+		e.state[j] = sb
+		e.stats.scenarios[j].alive.Add(int64(len(sb.live)))
+		e.stats.scenarios[j].evicted.Store(old.stats.scenarios[i].evicted.Load())
+		buckets += len(sb.live)
 	}
 	for _, c := range old.counters {
 		j := remap[c.bk.scenario]
-		if j < 0 || old.buckets[c.bk] != c.b {
+		if j < 0 || old.state[c.bk.scenario].live[c.bk.key] != c.b {
 			continue
 		}
 		// the old sequence numbers keep the order of counters due together
@@ -62,6 +57,9 @@ func (e *Engine) Adopt(old *Engine) (kept, buckets int) {
 	}
 	e.counterSeq = max(e.counterSeq, old.counterSeq)
 	e.lastGC = old.lastGC
-	old.buckets, old.blackholes, old.counters = map[bucketKey]*bucket{}, map[bucketKey]time.Time{}, nil
+	for i := range old.state {
+		old.state[i] = newScenarioBuckets()
+	}
+	old.counters = nil
 	return kept, buckets
 }

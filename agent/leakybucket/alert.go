@@ -18,11 +18,11 @@ import (
 // scope other than Ip found no value. The caller has removed the bucket
 // either way; a blackhole starts only for an overflow kept, as upstream,
 // whose overflow filter runs before its blackhole.
-func (e *Engine) overflow(s *Scenario, bk bucketKey, b *bucket, now time.Time) (event.Event, bool) {
-	last := &b.queue[len(b.queue)-1]
+func (e *Engine) overflow(s *Scenario, scenario int, b *bucket, now time.Time) (event.Event, bool) {
+	last := b.queue[len(b.queue)-1]
 	src, ok := e.source(s, last)
 	if !ok {
-		e.log.WithField("scenario", s.cfg.Name).Warnf("overflow of %q has no %s value: discarded", bk.key, s.scope)
+		e.log.WithField("scenario", s.cfg.Name).Warnf("overflow of %q has no %s value: discarded", b.key, s.scope)
 		return event.Event{}, false
 	}
 	remediation := false
@@ -30,20 +30,21 @@ func (e *Engine) overflow(s *Scenario, bk bucketKey, b *bucket, now time.Time) (
 		remediation = v
 	}
 	at := now.UTC()
+	first := time.Unix(0, b.first).UTC()
 	alert := &models.Alert{
 		Scenario: s.cfg.Name, ScenarioHash: s.hash, ScenarioVersion: s.Version,
-		Message:     fmt.Sprintf("%s %s performed '%s' (%d events over %s) at %s", src.Scope, src.Value, s.cfg.Name, b.poured, now.Sub(b.first), at),
+		Message:     fmt.Sprintf("%s %s performed '%s' (%d events over %s) at %s", src.Scope, src.Value, s.cfg.Name, b.poured, now.Sub(first), at),
 		EventsCount: int32(b.poured), Capacity: int32(s.cfg.Capacity), Leakspeed: s.cfg.LeakSpeed,
-		StartAt: b.first.UTC().Format(time.RFC3339), StopAt: at.Format(time.RFC3339),
+		StartAt: first.Format(time.RFC3339), StopAt: at.Format(time.RFC3339),
 		Remediation: remediation, Kind: "crowdsec", Source: &src,
 		Events: alertEvents(b.queue), Meta: e.alertContext(b.queue),
 	}
 	// RFC 3339 with nanoseconds: a re-poured overflow must not move back
 	// in time by truncation.
 	ovf := event.Event{Type: event.OVFLW, Time: now, MarshaledTime: at.Format(time.RFC3339Nano),
-		Overflow: event.RuntimeAlert{Mapkey: bk.key, Reprocess: s.cfg.Reprocess, Alert: alert, Sources: map[string]models.Source{src.Value: src}}}
+		Overflow: event.RuntimeAlert{Mapkey: b.key, Reprocess: s.cfg.Reprocess, Alert: alert, Sources: map[string]models.Source{src.Value: src}}}
 	if s.overflowFilter != nil {
-		e.setView(s, bk.key, b, now)
+		e.setView(s, b.key, b, now)
 		e.q.Queue, e.signal = b.queue, ovf.Overflow
 		out, err := e.vm.Run(s.overflowFilter, e.qEnv)
 		e.q.Queue, e.signal = nil, event.RuntimeAlert{}
@@ -54,12 +55,13 @@ func (e *Engine) overflow(s *Scenario, bk bucketKey, b *bucket, now time.Time) (
 		}
 	}
 	if s.blackhole > 0 {
-		e.blackholes[bk] = now.Add(s.blackhole)
+		e.addBlackhole(scenario, b.key, now.Add(s.blackhole).UnixNano())
 	}
-	if !b.lastLine.IsZero() {
-		e.stats.delay.observe(time.Since(b.lastLine))
+	if b.lastLine != 0 {
+		lastLine := time.Unix(0, b.lastLine)
+		e.stats.delay.observe(time.Since(lastLine))
 		// Carried on so delivery can time the path to the decision.
-		ovf.Line.Time = b.lastLine
+		ovf.Line.Time = lastLine
 	}
 	return ovf, true
 }
@@ -133,10 +135,9 @@ func (e *Engine) evalString(p *vm.Program, evt *event.Event) string {
 // alertEvents lists the queued events as the alert carries them: meta
 // sorted by key, and the event's timestamp. Events without meta (re-poured
 // overflows) are left out, as upstream.
-func alertEvents(queue []event.Event) []*models.Event {
+func alertEvents(queue []*event.Event) []*models.Event {
 	out := make([]*models.Event, 0, len(queue))
-	for i := range queue {
-		qe := &queue[i]
+	for _, qe := range queue {
 		if qe.Meta == nil {
 			continue
 		}

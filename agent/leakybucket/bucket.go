@@ -12,6 +12,7 @@ package leakybucket
 import (
 	"container/heap"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,9 +22,10 @@ import (
 	"github.com/rampart-ips/rampart/agent/event"
 )
 
-// Queue is what conditions and overflow filters see as `queue`.
+// Queue is what conditions and overflow filters see as `queue`. Its
+// events are pointers: the scenarios an event fills share one copy of it.
 type Queue struct {
-	Queue []event.Event
+	Queue []*event.Event
 }
 
 // bucketView is what conditions and overflow filters see as `leaky`; the
@@ -46,24 +48,66 @@ type bucketKey struct {
 	key      string
 }
 
+// bucket is one live bucket. A flood of distinct sources makes hundreds of
+// thousands of them, so it is kept small: times as Unix nanoseconds, the
+// queue as pointers to copies shared between scenarios, a short list for
+// distinct values, trimming state only where a condition is trimmed.
 type bucket struct {
+	key string
 	// tokens is kept in nanoseconds of leak (one token = leakspeed) so
 	// refills are exact: floating point made 540s/60s fall just short of 9.
 	tokens int64
-	last   time.Time
-	first  time.Time
-	queue  []event.Event
+	// last and first are Unix nanoseconds; lastLine is when the last
+	// poured event's line was read (for the alert delay), 0 when unknown.
+	last, first, lastLine int64
+	// rank orders the scenario's buckets for expiry and eviction (see
+	// Scenario.rank); idx is the bucket's place in that heap.
+	rank   int64
+	idx    int
 	poured int
-	// distinct is nil unless the scenario has a distinct expression.
-	distinct map[string]bool
-	// matched[i] holds which window predicates queue[i] matched, counts
-	// how many queued events match each; both nil unless trimming.
+	queue  []*event.Event
+	// distinct holds the values seen (distinct scenarios only): a list
+	// while short, as most buckets see one or two, then distinctSet.
+	distinct    []string
+	distinctSet map[string]struct{}
+	// win is nil unless the scenario's condition is trimmed (see
+	// queueWindow).
+	win *window
+}
+
+// window is a trimmed bucket's bookkeeping: matched[i] holds which window
+// predicates queue[i] matched, counts how many queued events match each.
+type window struct {
 	matched []uint64
 	counts  []int
-	noTrim  bool
-	// lastLine is when the last poured event's line was read (for the
-	// alert delay).
-	lastLine time.Time
+}
+
+// maxDistinctList is how many distinct values a bucket keeps in a list
+// before switching to a map.
+const maxDistinctList = 8
+
+func (b *bucket) seen(v string) bool {
+	if b.distinctSet != nil {
+		_, ok := b.distinctSet[v]
+		return ok
+	}
+	return slices.Contains(b.distinct, v)
+}
+
+func (b *bucket) remember(v string) {
+	switch {
+	case b.distinctSet != nil:
+		b.distinctSet[v] = struct{}{}
+	case len(b.distinct) < maxDistinctList:
+		b.distinct = append(b.distinct, v)
+	default:
+		b.distinctSet = make(map[string]struct{}, 2*maxDistinctList)
+		for _, d := range b.distinct {
+			b.distinctSet[d] = struct{}{}
+		}
+		b.distinctSet[v] = struct{}{}
+		b.distinct = nil
+	}
 }
 
 // dropFront forgets the n oldest queued events.
@@ -71,20 +115,100 @@ func (b *bucket) dropFront(n int) {
 	if n <= 0 {
 		return
 	}
-	// Zeroed so the dropped events' maps are freed now rather than when
-	// append next moves the array.
+	// Zeroed so the dropped events are freed now rather than when append
+	// next moves the array.
 	clear(b.queue[:n])
 	b.queue = b.queue[n:]
-	if b.matched != nil {
-		for _, bits := range b.matched[:n] {
-			for i := range b.counts {
+	if b.win != nil {
+		for _, bits := range b.win.matched[:n] {
+			for i := range b.win.counts {
 				if bits&(1<<i) != 0 {
-					b.counts[i]--
+					b.win.counts[i]--
 				}
 			}
 		}
-		b.matched = b.matched[n:]
+		b.win.matched = b.win.matched[n:]
 	}
+}
+
+// scenarioBuckets is one scenario's live state: its buckets, ordered for
+// expiry and eviction, and its blackholes. Everything the cap on live
+// buckets needs lives here, so it goes wherever the scenario's buckets go.
+type scenarioBuckets struct {
+	live  map[string]*bucket
+	order bucketHeap
+	// blackholes maps a key to when its blackhole ends (Unix ns);
+	// holeOrder lists them by start, which is by end as every blackhole of
+	// a scenario lasts the same.
+	blackholes map[string]int64
+	holeOrder  []hole
+	// warned is when the cap was last logged (wall clock).
+	warned time.Time
+}
+
+type hole struct {
+	key   string
+	until int64
+}
+
+func newScenarioBuckets() *scenarioBuckets {
+	return &scenarioBuckets{live: map[string]*bucket{}, blackholes: map[string]int64{}}
+}
+
+// bucketHeap is a scenario's buckets, lowest rank first.
+type bucketHeap []*bucket
+
+func (h bucketHeap) Len() int           { return len(h) }
+func (h bucketHeap) Less(i, j int) bool { return h[i].rank < h[j].rank }
+func (h bucketHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *bucketHeap) Push(x any) {
+	b := x.(*bucket)
+	b.idx = len(*h)
+	*h = append(*h, b)
+}
+func (h *bucketHeap) Pop() any {
+	old := *h
+	b := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return b
+}
+
+// rank orders a scenario's buckets: the lowest is the first to expire and,
+// when the scenario is at its cap, the first evicted, being the least
+// likely to overflow. A leaky bucket's rank is when it will have leaked
+// empty (its last pour plus what it holds times the leakspeed): ordering by
+// it is ordering by how full the bucket is now, whatever now is. A
+// conditional bucket's is when it expires (its last pour plus the
+// leakspeed); a counter's, how many events it counted (counters end at
+// their duration, the fullest is the likeliest to matter).
+func (s *Scenario) rank(b *bucket) int64 {
+	switch s.cfg.Type {
+	case "leaky":
+		return b.last + int64(s.cfg.Capacity)*int64(s.leak) - b.tokens
+	case "conditional":
+		return b.last + int64(s.leak)
+	case "counter":
+		return int64(b.poured)
+	}
+	return b.last
+}
+
+// expires reports whether a scenario's buckets die of their rank: leaky
+// ones when they have leaked empty, conditional ones when idle for their
+// leakspeed.
+func (s *Scenario) expires() bool {
+	return s.cfg.Type == "leaky" || s.cfg.Type == "conditional"
+}
+
+// dead reports whether a bucket has expired by now: an underflow. A leaky
+// bucket that has leaked empty is dead at once: a new bucket for its key
+// would behave the same, and keeping it only costs memory.
+func dead(s *Scenario, b *bucket, now int64) bool {
+	return s.expires() && b.rank <= now
 }
 
 // Engine pours events into the scenarios' buckets.
@@ -96,15 +220,17 @@ type Engine struct {
 	scenarios  []*Scenario
 	reads      []fieldMask // per scenario: its own queue readers' and the contexts'
 	contexts   []contextKey
-	buckets    map[bucketKey]*bucket
-	blackholes map[bucketKey]time.Time
+	state      []*scenarioBuckets // per scenario
 	counters   counterHeap
 	counterSeq uint64
 	replay     bool
 	trim       bool
-	log        *log.Entry
-	lastGC     time.Time
-	stats      *engineStats
+	// limit caps each scenario's live buckets (and blackholes); 0 for
+	// none. See SetLimit.
+	limit  int
+	log    *log.Entry
+	lastGC time.Time
+	stats  *engineStats
 
 	// Scratch for the sequential stage, reused so that conditions, filters
 	// and contexts do not allocate a VM and an env per evaluation.
@@ -121,9 +247,12 @@ type Engine struct {
 // NewEngine builds an engine; replay selects time-machine mode (event
 // timestamps) over the clock.
 func NewEngine(scenarios []*Scenario, replay bool) *Engine {
-	e := &Engine{scenarios: scenarios, buckets: map[bucketKey]*bucket{}, blackholes: map[bucketKey]time.Time{},
+	e := &Engine{scenarios: scenarios, state: make([]*scenarioBuckets, len(scenarios)),
 		replay: replay, trim: true, log: log.WithField("component", "buckets"),
 		stats: newEngineStats(len(scenarios))}
+	for i := range e.state {
+		e.state[i] = newScenarioBuckets()
+	}
 	e.qEnv = map[string]any{"queue": &e.q, "leaky": &e.view, "signal": &e.signal}
 	e.evtEnv = map[string]any{"evt": nil}
 	e.scratch.New = func() any { return &scratch{env: map[string]any{"evt": nil}} }
@@ -142,8 +271,27 @@ func (e *Engine) computeReads() {
 	}
 }
 
+// SetLimit caps each scenario's live buckets at n (0: no cap); it must be
+// called before pouring starts. A scenario at its cap that needs a bucket
+// for a new key first drops its dead buckets, then evicts its least full
+// one (see Scenario.rank), counted in ScenarioStat.Evicted and logged. A
+// flood of sources sending one event each thus only pushes out buckets
+// holding less than one event, never a fuller one: a brute force in
+// progress keeps its bucket. Blackholes are capped alike, the soonest to
+// end dropped.
+func (e *Engine) SetLimit(n int) { e.limit = max(n, 0) }
+
+// Limit returns the cap on each scenario's live buckets, 0 for none.
+func (e *Engine) Limit() int { return e.limit }
+
 // Buckets returns how many buckets are alive.
-func (e *Engine) Buckets() int { return len(e.buckets) }
+func (e *Engine) Buckets() int {
+	n := 0
+	for _, sb := range e.state {
+		n += len(sb.live)
+	}
+	return n
+}
 
 // replayTime is an event's own time: its MarshaledTime, else its Time.
 func replayTime(evt *event.Event) (time.Time, bool) {
@@ -311,12 +459,17 @@ func (e *Engine) pour(evt *event.Event, p Prepared, depth int) []event.Event {
 		now = time.Now()
 	}
 	out := e.expireCounters(now)
+	// the queued copies of evt, by what they keep: scenarios reading the
+	// same fields share one
+	var copies [1 << fieldBits]*event.Event
 	for _, h := range p.hits {
-		if ovf, ok := e.pourHit(evt, h, now); ok {
+		if ovf, ok := e.pourHit(evt, h, now, &copies); ok {
 			out = append(out, ovf)
 		}
 	}
-	if now.Sub(e.lastGC) > time.Minute {
+	// gc only pops expired buckets off each scenario's heap, so it can run
+	// every second of event time: buckets are freed as soon as they die.
+	if now.Sub(e.lastGC) >= time.Second || now.Before(e.lastGC) {
 		e.gc(now)
 	}
 	return e.reprocess(out, depth)
@@ -350,66 +503,68 @@ func (e *Engine) Tick(now time.Time) []event.Event {
 	return e.reprocess(out, 0)
 }
 
-// dead reports whether a bucket has expired by now.
-func dead(s *Scenario, b *bucket, now time.Time) bool {
-	if s.leak > 0 && s.cfg.Capacity > 0 && now.Sub(b.last) >= time.Duration(s.cfg.Capacity)*s.leak {
-		return true // fully leaked: an underflow
-	}
-	return s.cfg.Type == "conditional" && s.leak > 0 && now.Sub(b.last) >= s.leak
-}
-
-func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time) (event.Event, bool) {
+func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time, copies *[1 << fieldBits]*event.Event) (event.Event, bool) {
 	s := e.scenarios[h.scenario]
-	bk := bucketKey{h.scenario, h.key}
-	if until, ok := e.blackholes[bk]; ok {
-		if now.Before(until) {
+	sb := e.state[h.scenario]
+	ns := now.UnixNano()
+	if until, ok := sb.blackholes[h.key]; ok {
+		if ns < until {
 			return event.Event{}, false
 		}
-		delete(e.blackholes, bk)
+		delete(sb.blackholes, h.key)
 	}
-	b := e.buckets[bk]
-	if b != nil && dead(s, b, now) {
+	b := sb.live[h.key]
+	if b != nil && dead(s, b, ns) {
 		// decided here as gc would have: the outcome must not depend on
 		// whether other keys' events made gc run meanwhile
-		e.dropBucket(bk, &e.stats.scenarios[h.scenario].underflowed)
+		e.dropBucket(h.scenario, b, &e.stats.scenarios[h.scenario].underflowed)
 		b = nil
 	}
 	if h.cancel {
-		e.dropBucket(bk, &e.stats.scenarios[h.scenario].canceled)
+		if b != nil {
+			e.dropBucket(h.scenario, b, &e.stats.scenarios[h.scenario].canceled)
+		}
 		return event.Event{}, false
 	}
 	if h.noDistinct {
 		return event.Event{}, false
 	}
-	if s.distinct != nil && b != nil && b.distinct[h.distinct] {
+	if s.distinct != nil && b != nil && b.seen(h.distinct) {
 		return event.Event{}, false
 	}
 	if b == nil {
-		b = &bucket{tokens: int64(s.cfg.Capacity) * int64(s.leak), last: now, first: now}
-		if s.distinct != nil {
-			b.distinct = map[string]bool{}
+		if e.limit > 0 && len(sb.live) >= e.limit {
+			e.makeRoom(h.scenario, ns)
 		}
+		b = &bucket{key: h.key, tokens: int64(s.cfg.Capacity) * int64(s.leak), last: ns, first: ns}
 		if len(s.window) > 0 && e.trim {
-			b.counts = make([]int, len(s.window))
-			b.matched = []uint64{}
+			b.win = &window{counts: make([]int, len(s.window)), matched: []uint64{}}
 		}
-		e.addBucket(bk, b)
+		b.rank = s.rank(b)
+		e.addBucket(h.scenario, b)
 		if s.cfg.Type == "counter" {
 			e.counterSeq++
-			heap.Push(&e.counters, counterDue{at: now.Add(s.duration), seq: e.counterSeq, bk: bk, b: b})
+			heap.Push(&e.counters, counterDue{at: now.Add(s.duration), seq: e.counterSeq, bk: bucketKey{h.scenario, h.key}, b: b})
 		}
 	}
 	if s.distinct != nil {
-		b.distinct[h.distinct] = true
+		b.remember(h.distinct)
 	}
-	b.queue = append(b.queue, e.queued(h.scenario, evt, now))
+	m := e.reads[h.scenario]
+	if copies[m] == nil {
+		copies[m] = queued(evt, m, now)
+	}
+	b.queue = append(b.queue, copies[m])
 	b.poured++
-	b.lastLine = evt.Line.Time
+	b.lastLine = 0
+	if !evt.Line.Time.IsZero() {
+		b.lastLine = evt.Line.Time.UnixNano()
+	}
 	e.countPour(h.scenario, evt)
 	if keep := s.queueKeep(); keep > 0 && len(b.queue) > keep {
 		b.dropFront(len(b.queue) - keep)
 	}
-	if b.matched != nil {
+	if b.win != nil {
 		e.trimWindow(s, b)
 	}
 	overflow := false
@@ -417,40 +572,61 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time) (event.Event, b
 	case "trigger":
 		overflow = true
 	case "leaky":
-		if el := now.Sub(b.last); el > 0 {
-			b.tokens = min(int64(s.cfg.Capacity)*int64(s.leak), b.tokens+int64(el))
+		if el := ns - b.last; el > 0 {
+			b.tokens = min(int64(s.cfg.Capacity)*int64(s.leak), b.tokens+el)
 		}
-		b.last = now
+		b.last = ns
 		if b.tokens >= int64(s.leak) {
 			b.tokens -= int64(s.leak)
 		} else {
 			overflow = true
 		}
 	case "conditional":
-		b.last = now
+		b.last = ns
 		e.setView(s, h.key, b, time.Time{})
 		e.q.Queue = b.queue
 		overflow = runBool(&e.vm, s.condition, e.qEnv)
 		e.q.Queue = nil
 	case "counter":
-		b.last = now
+		b.last = ns
 	}
 	if !overflow {
+		b.rank = s.rank(b)
+		heap.Fix(&sb.order, b.idx)
 		return event.Event{}, false
 	}
-	e.dropBucket(bk, &e.stats.scenarios[h.scenario].overflowed)
-	return e.overflow(s, bk, b, now)
+	e.dropBucket(h.scenario, b, &e.stats.scenarios[h.scenario].overflowed)
+	return e.overflow(s, h.scenario, b, now)
 }
 
-// queued is the copy of evt a bucket keeps: a shallow copy sharing evt's
-// maps (the caller does not change evt after pouring it), without the bulky
-// fields nothing reading the queue of that scenario looks at. Alerts read
-// Meta, Enriched, Time and MarshaledTime; conditions, overflow filters,
-// scope expressions and contexts may read more, and fieldsIn says what.
-func (e *Engine) queued(scenario int, evt *event.Event, now time.Time) event.Event {
+// makeRoom frees a place for a new bucket in a scenario at its cap: its
+// dead buckets go first; if none was, the least full one is evicted.
+func (e *Engine) makeRoom(scenario int, now int64) {
+	sb := e.state[scenario]
+	e.gcScenario(scenario, now)
+	if len(sb.live) < e.limit || len(sb.order) == 0 {
+		return
+	}
+	c := &e.stats.scenarios[scenario]
+	e.dropBucket(scenario, sb.order[0], &c.evicted)
+	if t := time.Now(); t.Sub(sb.warned) >= time.Minute {
+		sb.warned = t
+		e.log.WithFields(log.Fields{"scenario": e.scenarios[scenario].cfg.Name, "limit": e.limit, "evicted": c.evicted.Load()}).
+			Warn("scenario at its cap on live buckets: evicting the least full ones to make room for new sources (crowdsec_service.max_buckets_per_scenario)")
+	}
+}
+
+// queued is the copy of evt buckets keep, without the bulky fields m says
+// nothing reading the queue looks at. Alerts read Meta, Enriched, Time and
+// MarshaledTime; conditions, overflow filters, scope expressions and
+// contexts may read more, and fieldsIn says what. Meta and Enriched are
+// copied to maps of their size: the parser makes them roomy, and a bucket
+// may keep them for many minutes.
+func queued(evt *event.Event, m fieldMask, now time.Time) *event.Event {
 	c := *evt
 	c.Time = now
-	m := e.reads[scenario]
+	c.Meta = compact(evt.Meta)
+	c.Enriched = compact(evt.Enriched)
 	if m&readsParsed == 0 {
 		c.Parsed = nil
 	}
@@ -459,6 +635,17 @@ func (e *Engine) queued(scenario int, evt *event.Event, now time.Time) event.Eve
 	}
 	if m&readsUnmarshaled == 0 {
 		c.Unmarshaled = nil
+	}
+	return &c
+}
+
+func compact(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
 	}
 	return c
 }
@@ -484,22 +671,20 @@ func (s *Scenario) queueKeep() int {
 // matches, then drops the oldest events the condition can no longer read
 // (see queueWindow for the rule). The newest event always stays.
 func (e *Engine) trimWindow(s *Scenario, b *bucket) {
-	if b.noTrim {
-		return
-	}
 	n := len(b.queue)
 	e.q.Queue = b.queue[n-1:]
 	var bits uint64
+	failed := false
 	for i, w := range s.window {
 		out, err := e.vm.Run(w.match, e.qEnv)
 		res, ok := out.([]any)
 		if err != nil || !ok || len(res) != 1 {
-			b.noTrim = true
+			failed = true
 			break
 		}
 		m, ok := res[0].(bool)
 		if !ok {
-			b.noTrim = true
+			failed = true
 			break
 		}
 		if m {
@@ -507,21 +692,22 @@ func (e *Engine) trimWindow(s *Scenario, b *bucket) {
 		}
 	}
 	e.q.Queue = nil
-	if b.noTrim {
-		b.matched, b.counts = nil, nil
+	if failed {
+		b.win = nil // this bucket keeps every event from now on
 		return
 	}
+	w := b.win
 	for i := range s.window {
 		if bits&(1<<i) != 0 {
-			b.counts[i]++
+			w.counts[i]++
 		}
 	}
-	b.matched = append(b.matched, bits)
+	w.matched = append(w.matched, bits)
 	drop := 0
 	var left [maxWindowPreds]int
-	copy(left[:], b.counts)
+	copy(left[:], w.counts)
 	for ; drop < n-1; drop++ {
-		old := b.matched[drop]
+		old := w.matched[drop]
 		needed := false
 		for i, w := range s.window {
 			if old&(1<<i) != 0 && left[i] <= w.keep {
@@ -543,23 +729,71 @@ func (e *Engine) trimWindow(s *Scenario, b *bucket) {
 
 func (e *Engine) setView(s *Scenario, key string, b *bucket, ovflw time.Time) {
 	e.view = bucketView{Name: s.cfg.Name, Mapkey: key, Capacity: s.cfg.Capacity, Leakspeed: s.leak, Duration: s.duration,
-		Total_count: b.poured, First_ts: b.first, Last_ts: b.last, Ovflw_ts: ovflw}
+		Total_count: b.poured, First_ts: time.Unix(0, b.first).UTC(), Last_ts: time.Unix(0, b.last).UTC(), Ovflw_ts: ovflw}
 }
 
-// gc drops dead buckets and ended blackholes so memory stays bounded on
-// long replays.
+// gc drops dead buckets and ended blackholes. Each scenario's buckets are
+// ordered by when they die, so it costs only what it frees.
 func (e *Engine) gc(now time.Time) {
 	e.lastGC = now
-	for k, b := range e.buckets {
-		if dead(e.scenarios[k.scenario], b, now) {
-			e.dropBucket(k, &e.stats.scenarios[k.scenario].underflowed)
-		}
+	ns := now.UnixNano()
+	for i := range e.state {
+		e.gcScenario(i, ns)
 	}
-	for k, until := range e.blackholes {
-		if now.After(until) {
-			delete(e.blackholes, k)
-		}
+}
+
+func (e *Engine) gcScenario(scenario int, now int64) {
+	s, sb := e.scenarios[scenario], e.state[scenario]
+	c := &e.stats.scenarios[scenario]
+	for len(sb.order) > 0 && dead(s, sb.order[0], now) {
+		e.dropBucket(scenario, sb.order[0], &c.underflowed)
 	}
+	n := 0
+	for _, h := range sb.holeOrder {
+		if h.until > now {
+			break
+		}
+		if until, ok := sb.blackholes[h.key]; ok && until == h.until {
+			delete(sb.blackholes, h.key)
+		}
+		n++
+	}
+	sb.popHoles(n)
+}
+
+// popHoles forgets the n oldest entries of holeOrder, reusing its array
+// once half of it is spent.
+func (sb *scenarioBuckets) popHoles(n int) {
+	if n == 0 {
+		return
+	}
+	clear(sb.holeOrder[:n])
+	sb.holeOrder = sb.holeOrder[n:]
+	if len(sb.holeOrder) == 0 {
+		sb.holeOrder = nil
+	}
+}
+
+// addBlackhole mutes key until then; at the cap, the blackholes ending
+// first make room (a source let out early may raise one more alert, which
+// hides nothing).
+func (e *Engine) addBlackhole(scenario int, key string, until int64) {
+	sb := e.state[scenario]
+	if e.limit > 0 && len(sb.blackholes) >= e.limit {
+		n := 0
+		for _, h := range sb.holeOrder {
+			if len(sb.blackholes) < e.limit {
+				break
+			}
+			if u, ok := sb.blackholes[h.key]; ok && u == h.until {
+				delete(sb.blackholes, h.key)
+			}
+			n++
+		}
+		sb.popHoles(n)
+	}
+	sb.blackholes[key] = until
+	sb.holeOrder = append(sb.holeOrder, hole{key, until})
 }
 
 // counterDue is when a counter bucket overflows; seq orders counters due
@@ -597,11 +831,11 @@ func (e *Engine) expireCounters(now time.Time) []event.Event {
 	var out []event.Event
 	for len(e.counters) > 0 && !now.Before(e.counters[0].at) {
 		c := heap.Pop(&e.counters).(counterDue)
-		if e.buckets[c.bk] != c.b {
-			continue // cancelled meanwhile
+		if e.state[c.bk.scenario].live[c.bk.key] != c.b {
+			continue // cancelled or evicted meanwhile
 		}
-		e.dropBucket(c.bk, &e.stats.scenarios[c.bk.scenario].overflowed)
-		if ovf, ok := e.overflow(e.scenarios[c.bk.scenario], c.bk, c.b, c.at); ok {
+		e.dropBucket(c.bk.scenario, c.b, &e.stats.scenarios[c.bk.scenario].overflowed)
+		if ovf, ok := e.overflow(e.scenarios[c.bk.scenario], c.bk.scenario, c.b, c.at); ok {
 			out = append(out, ovf)
 		}
 	}

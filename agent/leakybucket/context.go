@@ -107,7 +107,7 @@ func MergeContexts(dst map[string][]string, data []byte) error {
 // alertContext evaluates the contexts over the queued events: for each key
 // (sorted), its distinct non-empty values in queue order, as a JSON array
 // string of at most MaxContextValueLen bytes.
-func (e *Engine) alertContext(queue []event.Event) []models.Meta {
+func (e *Engine) alertContext(queue []*event.Event) []models.Meta {
 	if len(e.contexts) == 0 {
 		return nil
 	}
@@ -115,8 +115,8 @@ func (e *Engine) alertContext(queue []event.Event) []models.Meta {
 	var vals []string
 	for _, c := range e.contexts {
 		vals = vals[:0]
-		for i := range queue {
-			e.evtEnv["evt"] = &queue[i]
+		for _, qe := range queue {
+			e.evtEnv["evt"] = qe
 			for _, p := range c.exprs {
 				res, err := e.vm.Run(p, e.evtEnv)
 				if err != nil {

@@ -7,8 +7,10 @@ func DisableTrim(e *Engine) { e.trim = false }
 // QueuedEvents is how many events all buckets hold.
 func QueuedEvents(e *Engine) int {
 	n := 0
-	for _, b := range e.buckets {
-		n += len(b.queue)
+	for _, sb := range e.state {
+		for _, b := range sb.live {
+			n += len(b.queue)
+		}
 	}
 	return n
 }

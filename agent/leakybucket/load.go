@@ -371,6 +371,8 @@ const (
 	readsParsed fieldMask = 1 << iota
 	readsLine
 	readsUnmarshaled
+	// fieldBits is how many bits a fieldMask uses.
+	fieldBits = iota
 )
 
 // fieldsIn tells which bulky event fields an expression may read. It looks

@@ -1,6 +1,7 @@
 package leakybucket
 
 import (
+	"container/heap"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -15,7 +16,7 @@ import (
 
 // scenarioCounters counts one scenario's buckets in one engine.
 type scenarioCounters struct {
-	created, overflowed, underflowed, canceled, alive atomic.Int64
+	created, overflowed, underflowed, canceled, evicted, alive atomic.Int64
 	// poured is indexed by the engine's source index (pour goroutine only).
 	poured []*atomic.Int64
 }
@@ -159,12 +160,13 @@ type PouredStat struct {
 }
 
 // ScenarioStat is one scenario's bucket counters in an engine: buckets
-// Created, ended by Overflowed, Underflowed (leaked empty or expired) or
-// Canceled (cancel_on), those Alive now, and the events Poured by source.
+// Created, ended by Overflowed, Underflowed (leaked empty or expired),
+// Canceled (cancel_on) or Evicted (to stay within the cap, see SetLimit),
+// those Alive now, and the events Poured by source.
 type ScenarioStat struct {
-	Name                                              string
-	Created, Overflowed, Underflowed, Canceled, Alive int64
-	Poured                                            []PouredStat
+	Name                                                       string
+	Created, Overflowed, Underflowed, Canceled, Evicted, Alive int64
+	Poured                                                     []PouredStat
 }
 
 // SourcePourStat is one source's pour figures: the time each event took
@@ -195,7 +197,7 @@ func (e *Engine) ScenarioStats() []ScenarioStat {
 	for i, s := range e.scenarios {
 		c := &e.stats.scenarios[i]
 		out[i] = ScenarioStat{Name: s.cfg.Name, Created: c.created.Load(), Overflowed: c.overflowed.Load(),
-			Underflowed: c.underflowed.Load(), Canceled: c.canceled.Load(), Alive: c.alive.Load()}
+			Underflowed: c.underflowed.Load(), Canceled: c.canceled.Load(), Evicted: c.evicted.Load(), Alive: c.alive.Load()}
 	}
 	e.stats.mu.Lock()
 	for _, p := range e.stats.poured {
@@ -210,22 +212,26 @@ func (e *Engine) ScenarioStats() []ScenarioStat {
 // it leaves the engine; overflows without a line time are not counted.
 func (e *Engine) AlertDelay() HistogramStat { return e.stats.delay.stat() }
 
-// addBucket and dropBucket keep the alive count in step with e.buckets;
-// every insertion and removal goes through them.
-func (e *Engine) addBucket(bk bucketKey, b *bucket) {
-	e.buckets[bk] = b
-	c := &e.stats.scenarios[bk.scenario]
+// addBucket and dropBucket keep the alive count in step with the
+// scenarios' live buckets; every insertion and removal goes through them.
+func (e *Engine) addBucket(scenario int, b *bucket) {
+	sb := e.state[scenario]
+	sb.live[b.key] = b
+	heap.Push(&sb.order, b)
+	c := &e.stats.scenarios[scenario]
 	c.created.Add(1)
 	c.alive.Add(1)
 }
 
-// dropBucket removes bk, if alive, counting why: into one of the
-// scenario's created/overflowed/underflowed/canceled counters.
-func (e *Engine) dropBucket(bk bucketKey, why *atomic.Int64) {
-	if _, ok := e.buckets[bk]; !ok {
+// dropBucket removes b, if alive, counting why: into one of the
+// scenario's overflowed/underflowed/canceled/evicted counters.
+func (e *Engine) dropBucket(scenario int, b *bucket, why *atomic.Int64) {
+	sb := e.state[scenario]
+	if sb.live[b.key] != b {
 		return
 	}
-	delete(e.buckets, bk)
-	e.stats.scenarios[bk.scenario].alive.Add(-1)
+	delete(sb.live, b.key)
+	heap.Remove(&sb.order, b.idx)
+	e.stats.scenarios[scenario].alive.Add(-1)
 	why.Add(1)
 }

@@ -47,7 +47,10 @@ type Config struct {
 	// Replay selects time-machine mode: event timestamps drive the
 	// buckets and Run returns once the sources are exhausted.
 	Replay bool
-	Logger *log.Entry
+	// BucketLimit caps each scenario's live buckets; 0 for no cap (see
+	// leakybucket.Engine.SetLimit).
+	BucketLimit int
+	Logger      *log.Entry
 }
 
 // Stats counts what the agent did; safe to read while Run runs.
@@ -142,7 +145,9 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Logger = log.WithField("component", "agent")
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, sources: map[sourceKey]*SourceStat{}, reloads: make(chan *reloadReq)}
-	a.gen.Store(&generation{rules: cfg.Rules, engine: cfg.Rules.NewEngine(cfg.Replay)})
+	engine := cfg.Rules.NewEngine(cfg.Replay)
+	engine.SetLimit(cfg.BucketLimit)
+	a.gen.Store(&generation{rules: cfg.Rules, engine: engine})
 	return a, nil
 }
 
@@ -427,12 +432,15 @@ func (a *Agent) switchTo(old *generation, req *reloadReq) *generation {
 // Identity did not change are kept. Then it stops the sources in remove
 // and starts those in add. The agent owns rules from then on (it closes
 // them when they are replaced). It fails only when the agent is not
-// running; the caller has checked rules and sources already.
-func (a *Agent) Reload(ctx context.Context, rules *ruleset.Ruleset, add, remove []acquisition.Source) (ReloadResult, error) {
+// running; the caller has checked rules and sources already. bucketLimit
+// is the new cap on each scenario's live buckets (0 for none).
+func (a *Agent) Reload(ctx context.Context, rules *ruleset.Ruleset, bucketLimit int, add, remove []acquisition.Source) (ReloadResult, error) {
 	if a.cfg.Replay {
 		return ReloadResult{}, errors.New("a replay cannot be reloaded")
 	}
-	req := &reloadReq{gen: &generation{rules: rules, engine: rules.NewEngine(false)}, done: make(chan ReloadResult, 1)}
+	engine := rules.NewEngine(false)
+	engine.SetLimit(bucketLimit)
+	req := &reloadReq{gen: &generation{rules: rules, engine: engine}, done: make(chan ReloadResult, 1)}
 	select {
 	case a.reloads <- req:
 	case <-a.srcs.ended():
