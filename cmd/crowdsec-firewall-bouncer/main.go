@@ -22,6 +22,7 @@ import (
 
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/bouncer"
+	"github.com/rampart-ips/rampart/internal/manpage"
 	"github.com/rampart-ips/rampart/internal/version"
 )
 
@@ -41,7 +42,11 @@ func run() error {
 	debug := fs.Bool("v", false, "log at debug level")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.BoolVar(showVersion, "V", false, "print the version and exit")
+	manDir := manpage.Flag(fs)
 	_ = fs.Parse(os.Args[1:])
+	if *manDir != "" {
+		return manpage.WriteFlagPage(*manDir, page, fs, manpage.InfoFromEnv(version.Version))
+	}
 	if *showVersion {
 		fmt.Println("crowdsec-firewall-bouncer (Rampart) " + version.Version)
 		return nil
