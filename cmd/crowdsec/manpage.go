@@ -20,7 +20,7 @@ The configuration is a TOML file with upstream CrowdSec's structure and key name
 
 /etc/crowdsec/profiles.toml: how alerts become decisions.
 
-/etc/crowdsec/hub/: Rampart's rules (collections, parsers, scenarios).
+/etc/crowdsec/hub/: Rampart's rules (collections, parsers, scenarios), a link to /usr/share/crowdsec/hub.
 
 /var/lib/crowdsec/data/: the SQLite database, the alert queue and the sources' positions.`},
 		{Title: "EXIT STATUS", Text: `0 when stopped by SIGTERM or SIGINT, or when a replay or a check succeeded; 1 with a message on standard error otherwise.`},
