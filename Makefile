@@ -9,9 +9,24 @@ BINARIES  := crowdsec cscli crowdsec-firewall-bouncer
 
 all: build
 
+# Packages of the binaries (and the standard library) not yet in the build
+# cache, for the build's flags; fails when a module is not downloaded yet.
+STALE := CGO_ENABLED=0 $(GO) list -trimpath -ldflags '$(LDFLAGS)' -deps \
+	-f '{{if and .Stale (ne .Name "main")}}{{.ImportPath}}{{end}}' ./cmd/...
+
+# A first build downloads the modules and compiles ~400 packages, which
+# takes minutes in silence: say so before, then name each binary.
 build:
 	@mkdir -p $(BIN)
+	@if ! stale=$$(GOPROXY=off $(STALE) 2>/dev/null); then \
+		echo "go: downloading modules (first build)..."; \
+		$(GO) mod download && stale=$$($(STALE)) || exit 1; \
+	fi; \
+	n=$$(printf '%s' "$$stale" | grep -c .); \
+	if [ "$$n" -gt 100 ]; then echo "go: compiling $$n packages (first build: a few minutes)..."; \
+	elif [ "$$n" -gt 0 ]; then echo "go: compiling $$n packages..."; fi
 	@for b in $(BINARIES); do \
+		echo "go build $(BIN)/$$b"; \
 		CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/$$b ./cmd/$$b || exit 1; \
 	done
 

@@ -17,6 +17,8 @@ import (
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/journallog"
+	"github.com/rampart-ips/rampart/internal/manpage"
+	"github.com/rampart-ips/rampart/internal/manpage/cobraman"
 	"github.com/rampart-ips/rampart/internal/version"
 	"github.com/rampart-ips/rampart/lapi/store"
 )
@@ -37,12 +39,21 @@ type CLI struct {
 func NewRootCommand() *cobra.Command {
 	cli := &CLI{Out: os.Stdout, Err: os.Stderr, In: os.Stdin}
 	var debug, info, warning, errLvl, trace bool
+	var manDir *string
 	root := &cobra.Command{
 		Use:           "cscli",
 		Short:         "cscli allows you to manage Rampart (CrowdSec-compatible)",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version.Version,
+		// Without a command: the help, or the man pages when packaging asks.
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if *manDir != "" {
+				return cobraman.WritePages(*manDir, cmd, manpage.InfoFromEnv(version.Version),
+					[]string{"crowdsec(1)", "crowdsec-firewall-bouncer(1)"})
+			}
+			return cmd.Help()
+		},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			cli.bindIO(cmd)
 			lvl := log.InfoLevel
@@ -78,6 +89,7 @@ func NewRootCommand() *cobra.Command {
 	pf.BoolVar(&warning, "warning", false, "set logging to warning")
 	pf.BoolVar(&errLvl, "error", false, "set logging to error")
 	pf.BoolVar(&trace, "trace", false, "set logging to trace")
+	manDir = cobraman.Flag(root)
 
 	for _, add := range []func(*CLI) *cobra.Command{
 		newDecisionsCmd, newAlertsCmd, newBouncersCmd, newMachinesCmd, newLapiCmd, newAllowlistsCmd, newHubtestCmd,

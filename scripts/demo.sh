@@ -2,8 +2,11 @@
 # Plays the seed's story for a person: a defender network namespace runs
 # crowdsec (agent + LAPI, Rampart's rules), the firewall bouncer and a web
 # server; an attacker namespace brute-forces ssh (lines appended to the
-# auth log the agent tails) and scans the web server. Each step says what
-# to look at. Needs root; touches only the two namespaces it creates.
+# auth log the agent tails) and scans the web server. Each step shows the
+# command it runs and its output. From a terminal, the demo then waits for
+# Enter with everything still running, listing commands to explore it with;
+# otherwise it stops at once. Needs root; touches only the two namespaces
+# it creates, and removes them when it stops.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/build/bin"
@@ -27,6 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# look shows the command about to run here, whose output follows.
 look() { printf '   \033[36m$ %s\033[0m\n' "$*"; }
 indef() { ip netns exec $def "$@"; }
 inatt() { ip netns exec $att "$@"; }
@@ -69,21 +73,24 @@ filenames = ["$work/auth.log"]
 labels = { type = "syslog" }
 ACQ
 touch "$work/access.log" "$work/auth.log"
-cscli() { indef "$bin/cscli" -c "$work/config.toml" "$@"; }
+# --warning: the demo shows results, not cscli's info lines (opening or
+# creating the database); warnings and errors still show.
+cscli() { indef "$bin/cscli" --warning -c "$work/config.toml" "$@"; }
 
 step "Start crowdsec (agent + LAPI) and the web server in the defender namespace"
 cscli machines add demo --auto --force >/dev/null
 ip netns exec $def "$bin/crowdsec" -c "$work/config.toml" >"$work/crowdsec.out" 2>&1 & pids+=($!)
 ip netns exec $def "$bin/demoweb" -listen "$defip:80" -log "$work/access.log" >"$work/demoweb.out" 2>&1 & pids+=($!)
 for _ in $(seq 50); do indef curl -s -o /dev/null http://127.0.0.1:8080/health && break; sleep 0.2; done
-look "tail -f $work/crowdsec.out"
+indef curl -s -o /dev/null http://127.0.0.1:8080/health || { echo "crowdsec did not start:"; tail -n 20 "$work/crowdsec.out"; exit 1; }
+echo "   crowdsec logs to $work/crowdsec.out"
 
 step "Start the firewall bouncer (nftables)"
 key=$(cscli bouncers add demo-fw -o raw)
 printf 'mode = "nftables"\napi_url = "http://127.0.0.1:8080/"\napi_key = "%s"\n' "$key" > "$work/bouncer.toml"
 ip netns exec $def "$bin/crowdsec-firewall-bouncer" -c "$work/bouncer.toml" >"$work/bouncer.out" 2>&1 & pids+=($!)
 sleep 1
-look "ip netns exec $def nft list ruleset"
+look "nft list tables"; indef nft list tables
 
 step "The attacker reaches the web server"
 inatt curl -s --connect-timeout 1 "http://$defip/" && echo "   (answered)"
@@ -112,3 +119,17 @@ look "cscli decisions list"; cscli decisions list
 if inatt curl -s -o /dev/null --connect-timeout 1 "http://$defip/"; then echo "   unexpected: it connected"; else echo "   timed out again: banned for the scan"; fi
 
 step "Done. Logs: $work/{crowdsec,bouncer,demoweb}.out"
+if [ -t 0 ] && [ -t 1 ]; then
+	# Everything still runs: the commands below work until Enter is pressed.
+	echo "   The demo keeps running. In another terminal (as root), try:"
+	for c in "ip netns exec $def $bin/cscli -c $work/config.toml decisions list" \
+		"ip netns exec $def $bin/cscli -c $work/config.toml alerts list" \
+		"ip netns exec $def nft list ruleset" \
+		"ip netns exec $att curl --connect-timeout 1 http://$defip/" \
+		"tail -f $work/crowdsec.out"; do
+		printf '   \033[36m$ %s\033[0m\n' "$c"
+	done
+	read -r -p "   Press Enter to stop the demo and delete the namespaces $def and $att. " _ || true
+else
+	echo "   (run it from a terminal to keep it running and explore it)"
+fi

@@ -23,6 +23,7 @@ import (
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/bouncer"
 	"github.com/rampart-ips/rampart/internal/journallog"
+	"github.com/rampart-ips/rampart/internal/manpage"
 	"github.com/rampart-ips/rampart/internal/memtune"
 	"github.com/rampart-ips/rampart/internal/version"
 )
@@ -43,7 +44,11 @@ func run() error {
 	debug := fs.Bool("v", false, "log at debug level")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.BoolVar(showVersion, "V", false, "print the version and exit")
+	manDir := manpage.Flag(fs)
 	_ = fs.Parse(os.Args[1:])
+	if *manDir != "" {
+		return manpage.WriteFlagPage(*manDir, page, fs, manpage.InfoFromEnv(version.Version))
+	}
 	if *showVersion {
 		return version.Get("crowdsec-firewall-bouncer").Write(os.Stdout)
 	}

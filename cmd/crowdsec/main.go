@@ -31,6 +31,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/daemon"
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/journallog"
+	"github.com/rampart-ips/rampart/internal/manpage"
 	"github.com/rampart-ips/rampart/internal/memtune"
 	"github.com/rampart-ips/rampart/internal/promlevel"
 	"github.com/rampart-ips/rampart/internal/version"
@@ -63,7 +64,11 @@ func run() error {
 	for _, l := range []string{"trace", "debug", "info", "warning", "error", "fatal"} {
 		levels[l] = fs.Bool(l, false, "log at "+l+" level")
 	}
+	manDir := manpage.Flag(fs)
 	_ = fs.Parse(os.Args[1:])
+	if *manDir != "" {
+		return manpage.WriteFlagPage(*manDir, page, fs, manpage.InfoFromEnv(version.Version))
+	}
 	if *showVersion {
 		return version.Get("crowdsec").Write(os.Stdout)
 	}

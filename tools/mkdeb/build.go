@@ -22,13 +22,14 @@ import (
 
 // Options says what to package and where from.
 type Options struct {
-	Root    string    // source tree: config/, rules/, packaging/
-	UnitDir string    // systemd unit files; Root/systemd when empty
-	BinDir  string    // the three binaries
-	OutDir  string    // receives the .deb files
-	Version string    // Debian version (see DebianVersion)
-	Arch    string    // GOARCH of the binaries
-	MTime   time.Time // stamped on every file, for reproducible packages
+	Root     string    // source tree: config/, rules/, packaging/
+	UnitDir  string    // systemd unit files; Root/systemd when empty
+	BinDir   string    // the three binaries
+	OutDir   string    // receives the .deb files
+	Version  string    // Debian version (see DebianVersion), with a Debian revision or without (native)
+	Describe string    // git describe output, named in the changelog; optional
+	Arch     string    // GOARCH of the binaries
+	MTime    time.Time // stamped on every file, for reproducible packages
 }
 
 const (
@@ -62,7 +63,7 @@ func Build(o Options) ([]string, error) {
 	if o.MTime.IsZero() {
 		o.MTime = time.Now().UTC().Truncate(time.Second)
 	}
-	if !validDebian.MatchString(o.Version) {
+	if !validPackageVersion.MatchString(o.Version) {
 		return nil, fmt.Errorf("version %q is not a valid Debian version", o.Version)
 	}
 	arch, ok := debArch[o.Arch]
@@ -92,6 +93,17 @@ func Build(o Options) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
+		var bins []string
+		for _, c := range info.Contents {
+			if b, ok := strings.CutPrefix(c.Destination, "/usr/bin/"); ok {
+				bins = append(bins, b)
+			}
+		}
+		doc, err := docContents(o, info.Name, bins, scripts)
+		if err != nil {
+			return nil, err
+		}
+		info.Contents = append(info.Contents, doc...)
 		info.Arch = arch
 		info.Version = o.Version
 		info.VersionSchema = "none" // already a Debian version: no semver reshaping
@@ -132,16 +144,22 @@ func crowdsecInfo(o Options, scripts string) (*nfpm.Info, error) {
 		// for the operator to import into Grafana; nothing reads it here
 		plain(filepath.Join(o.Root, "packaging", "grafana", "rampart.json"), "/usr/share/doc/crowdsec/grafana/rampart.json", 0o644),
 	}
-	hub, err := hubContents(filepath.Join(o.Root, "rules"), "/etc/crowdsec/hub")
+	// The rules belong to the package, so they live under /usr/share
+	// (files in /etc must be conffiles); /etc/crowdsec/hub, the hub_dir of
+	// config.toml and upstream's place, points there.
+	hub, err := hubContents(filepath.Join(o.Root, "rules"), "/usr/share/crowdsec/hub")
 	if err != nil {
 		return nil, err
 	}
+	contents = append(contents, &files.Content{Source: "/usr/share/crowdsec/hub", Destination: "/etc/crowdsec/hub", Type: files.TypeSymlink,
+		FileInfo: &files.ContentFileInfo{Mode: 0o777}})
 	info := &nfpm.Info{
 		Name: "crowdsec",
-		Description: "CrowdSec-compatible intrusion detection: agent, local API and cscli\n" +
+		Description: "intrusion detection compatible with CrowdSec: agent, local API, cscli\n" +
 			"Rampart's crowdsec reads logs, detects attacks with hub-format rules\n" +
-			"(Rampart's own rules are installed in /etc/crowdsec/hub) and serves the\n" +
-			"CrowdSec local API, with its SQLite database, to bouncers.",
+			"(Rampart's own rules are installed in /usr/share/crowdsec/hub, seen\n" +
+			"as /etc/crowdsec/hub) and serves the CrowdSec local API, with its\n" +
+			"SQLite database, to bouncers.",
 	}
 	info.Contents = append(contents, hub...)
 	// Decisions only reach the firewall through a bouncer.

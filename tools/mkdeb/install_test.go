@@ -98,7 +98,7 @@ func TestInstallCycleDebian12(t *testing.T) {
 	// install, the bouncer first: whichever is configured second registers it
 	mustIn("dpkg", "-i", debs[0][1], debs[0][0])
 	for _, p := range []string{"/usr/bin/crowdsec", "/usr/bin/cscli", "/usr/bin/crowdsec-firewall-bouncer",
-		"/etc/crowdsec/config.toml", "/etc/crowdsec/local_api_credentials.toml", "/etc/crowdsec/hub/index.json",
+		"/etc/crowdsec/config.toml", "/etc/crowdsec/local_api_credentials.toml", "/usr/share/crowdsec/hub/index.json",
 		"/lib/systemd/system/crowdsec.service", "/lib/systemd/system/crowdsec-firewall-bouncer.service"} {
 		if _, err := os.Stat(path(p)); err != nil {
 			t.Errorf("after install: %v", err)

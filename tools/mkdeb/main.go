@@ -19,12 +19,13 @@ import (
 
 func main() {
 	var o Options
-	var describe string
+	var describe, revision string
 	flag.StringVar(&describe, "version", "", "git describe --tags --always --dirty output (run here when empty)")
 	flag.StringVar(&o.Root, "root", ".", "source tree: config/, rules/, packaging/, systemd/")
 	flag.StringVar(&o.BinDir, "bin", "build/bin", "directory holding crowdsec, cscli and crowdsec-firewall-bouncer")
 	flag.StringVar(&o.OutDir, "out", "build/deb", "where the .deb files go")
 	flag.StringVar(&o.Arch, "arch", runtime.GOARCH, "Go architecture the binaries were built for")
+	flag.StringVar(&revision, "revision", "1", "Debian revision: the packaging's own version, after the upstream one")
 	flag.Parse()
 
 	if describe == "" {
@@ -39,7 +40,11 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
-	o.Version = v
+	if !validDebian.MatchString(revision) {
+		fatal(fmt.Errorf("revision %q is not a valid Debian revision", revision))
+	}
+	o.Version = v + "-" + revision
+	o.Describe = describe
 	paths, err := Build(o)
 	if err != nil {
 		fatal(err)

@@ -44,7 +44,8 @@ func binaries(t *testing.T) string {
 	}
 	buildOnce.Do(func() {
 		binDir = filepath.Join(tmpRoot, "bin")
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/crowdsec", "./cmd/cscli", "./cmd/crowdsec-firewall-bouncer")
+		// as make build does: lintian wants them stripped
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", binDir+"/", "./cmd/crowdsec", "./cmd/cscli", "./cmd/crowdsec-firewall-bouncer")
 		cmd.Dir = repoRoot
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -222,23 +223,30 @@ func TestPackages(t *testing.T) {
 		})
 		files := contents(t, deb)
 		checkModes(t, files, map[string]string{
-			"/usr/bin/crowdsec":                                          "-rwxr-xr-x",
-			"/usr/bin/cscli":                                             "-rwxr-xr-x",
-			"/etc/crowdsec/config.toml":                                  "-rw-r--r--",
-			"/etc/crowdsec/profiles.toml":                                "-rw-r--r--",
-			"/etc/crowdsec/acquis.d/":                                    "drwxr-xr-x",
-			"/etc/crowdsec/hub/":                                         "drwxr-xr-x",
-			"/etc/crowdsec/hub/index.json":                               "-rw-r--r--",
-			"/etc/crowdsec/hub/patterns/ssh":                             "-rw-r--r--",
-			"/etc/crowdsec/hub/contexts/bf_base.yaml":                    "-rw-r--r--",
-			"/etc/crowdsec/hub/collections/rampart/sshd.yaml":            "-rw-r--r--",
-			"/etc/crowdsec/hub/scenarios/rampart/ssh-bf.yaml":            "-rw-r--r--",
-			"/etc/crowdsec/hub/data/rampart-backdoors.txt":               "-rw-r--r--",
-			"/etc/crowdsec/hub/parsers/s01-parse/rampart/sshd-logs.yaml": "-rw-r--r--",
-			"/var/lib/crowdsec/data/":                                    "drwxr-x---",
-			"/lib/systemd/system/crowdsec.service":                       "-rw-r--r--",
-			"/etc/logrotate.d/crowdsec":                                  "-rw-r--r--",
-			"/usr/share/doc/crowdsec/grafana/rampart.json":               "-rw-r--r--",
+			"/usr/bin/crowdsec":                                                "-rwxr-xr-x",
+			"/usr/bin/cscli":                                                   "-rwxr-xr-x",
+			"/etc/crowdsec/config.toml":                                        "-rw-r--r--",
+			"/etc/crowdsec/profiles.toml":                                      "-rw-r--r--",
+			"/etc/crowdsec/acquis.d/":                                          "drwxr-xr-x",
+			"/etc/crowdsec/hub":                                                "lrwxrwxrwx",
+			"/usr/share/crowdsec/hub/":                                         "drwxr-xr-x",
+			"/usr/share/man/man1/crowdsec.1.gz":                                "-rw-r--r--",
+			"/usr/share/man/man1/cscli.1.gz":                                   "-rw-r--r--",
+			"/usr/share/man/man1/cscli-decisions-list.1.gz":                    "-rw-r--r--",
+			"/usr/share/doc/crowdsec/copyright":                                "-rw-r--r--",
+			"/usr/share/doc/crowdsec/changelog.gz":                             "-rw-r--r--",
+			"/usr/share/lintian/overrides/crowdsec":                            "-rw-r--r--",
+			"/usr/share/crowdsec/hub/index.json":                               "-rw-r--r--",
+			"/usr/share/crowdsec/hub/patterns/ssh":                             "-rw-r--r--",
+			"/usr/share/crowdsec/hub/contexts/bf_base.yaml":                    "-rw-r--r--",
+			"/usr/share/crowdsec/hub/collections/rampart/sshd.yaml":            "-rw-r--r--",
+			"/usr/share/crowdsec/hub/scenarios/rampart/ssh-bf.yaml":            "-rw-r--r--",
+			"/usr/share/crowdsec/hub/data/rampart-backdoors.txt":               "-rw-r--r--",
+			"/usr/share/crowdsec/hub/parsers/s01-parse/rampart/sshd-logs.yaml": "-rw-r--r--",
+			"/var/lib/crowdsec/data/":                                          "drwxr-x---",
+			"/lib/systemd/system/crowdsec.service":                             "-rw-r--r--",
+			"/etc/logrotate.d/crowdsec":                                        "-rw-r--r--",
+			"/usr/share/doc/crowdsec/grafana/rampart.json":                     "-rw-r--r--",
 		})
 		for p, f := range files {
 			if strings.Contains(p, "/.tests") || strings.HasSuffix(p, ".go") {
@@ -256,7 +264,7 @@ func TestPackages(t *testing.T) {
 				return filepath.SkipDir
 			}
 			if err == nil && d.Type().IsRegular() && !strings.HasSuffix(p, ".go") {
-				if _, ok := files["/etc/crowdsec/hub/"+filepath.ToSlash(rel)]; !ok {
+				if _, ok := files["/usr/share/crowdsec/hub/"+filepath.ToSlash(rel)]; !ok {
 					missing = append(missing, rel)
 				}
 			}
@@ -269,7 +277,7 @@ func TestPackages(t *testing.T) {
 		checkConffiles(t, control, "/etc/crowdsec/config.toml", "/etc/crowdsec/profiles.toml", "/etc/logrotate.d/crowdsec")
 		checkScripts(t, control, "preinst", "postinst", "prerm", "postrm")
 		checkSameFile(t, deb, "/etc/crowdsec/config.toml", filepath.Join(repoRoot, "config", "config.toml"))
-		checkSameFile(t, deb, "/etc/crowdsec/hub/index.json", filepath.Join(repoRoot, "rules", "index.json"))
+		checkSameFile(t, deb, "/usr/share/crowdsec/hub/index.json", filepath.Join(repoRoot, "rules", "index.json"))
 		checkSameFile(t, deb, "/usr/share/doc/crowdsec/grafana/rampart.json", filepath.Join(repoRoot, "packaging", "grafana", "rampart.json"))
 		postinst := readFile(t, filepath.Join(control, "postinst"))
 		for _, s := range []string{"machines add --auto --force", "setup --help", "register_bouncer()", "bouncers add"} {
@@ -291,7 +299,15 @@ func TestPackages(t *testing.T) {
 			"/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.toml": "-rw-------",
 			"/lib/systemd/system/crowdsec-firewall-bouncer.service": "-rw-r--r--",
 			"/etc/logrotate.d/crowdsec-firewall-bouncer":            "-rw-r--r--",
+			"/usr/share/man/man1/crowdsec-firewall-bouncer.1.gz":    "-rw-r--r--",
+			"/usr/share/doc/crowdsec-firewall-bouncer/copyright":    "-rw-r--r--",
+			"/usr/share/doc/crowdsec-firewall-bouncer/changelog.gz": "-rw-r--r--",
 		})
+		for p := range files {
+			if strings.HasPrefix(p, "/usr/share/man/man1/cscli") {
+				t.Errorf("bouncer package ships %s", p)
+			}
+		}
 		for p := range files {
 			if strings.HasPrefix(p, "/usr/bin/") && p != "/usr/bin/" && p != "/usr/bin/crowdsec-firewall-bouncer" {
 				t.Errorf("bouncer package ships %s", p)
@@ -591,7 +607,8 @@ func (s *sandbox) unpack(deb string) {
 	run(s.t, "dpkg-deb", "-x", deb, s.root)
 	if strings.HasPrefix(filepath.Base(deb), "crowdsec_") {
 		p := filepath.Join(s.root, "etc", "crowdsec", "config.toml")
-		cfg := strings.NewReplacer("/etc/crowdsec/", s.root+"/etc/crowdsec/", "/var/lib/crowdsec/", s.root+"/var/lib/crowdsec/").Replace(readFile(s.t, p))
+		// /etc/crowdsec/hub links to /usr/share/crowdsec/hub, outside the root
+		cfg := strings.NewReplacer("/etc/crowdsec/hub/", s.root+"/usr/share/crowdsec/hub/", "/etc/crowdsec/", s.root+"/etc/crowdsec/", "/var/lib/crowdsec/", s.root+"/var/lib/crowdsec/").Replace(readFile(s.t, p))
 		if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 			s.t.Fatal(err)
 		}

@@ -14,6 +14,9 @@ var (
 	untagged = regexp.MustCompile(`^([0-9a-f]{4,40})(-dirty)?$`)
 	// Debian upstream_version without a revision: no hyphen allowed.
 	validDebian = regexp.MustCompile(`^[0-9][0-9A-Za-z.+~]*$`)
+	// a package's whole version: upstream_version, then an optional
+	// Debian revision (a native package has none)
+	validPackageVersion = regexp.MustCompile(`^[0-9][0-9A-Za-z.+~]*(-[0-9A-Za-z.+~]+)?$`)
 )
 
 // DebianVersion turns `git describe --tags --always --dirty` output into a
