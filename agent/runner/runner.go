@@ -124,7 +124,13 @@ func New(cfg Config) (*Agent, error) {
 // source: an agent that reads nothing must not look healthy.
 func (a *Agent) Run(ctx context.Context) error {
 	if len(a.cfg.Sources) == 0 {
-		return errors.New("runner: no log source configured")
+		if a.cfg.Replay {
+			return errors.New("runner: no log source configured")
+		}
+		// Live without sources (a host whose services were not detected):
+		// nothing to read, but not a failure either.
+		<-ctx.Done()
+		return nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
