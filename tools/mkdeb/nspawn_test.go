@@ -254,6 +254,9 @@ func debianRoot(t *testing.T) string {
 		}
 		resolv, _ := os.ReadFile("/etc/resolv.conf")
 		must(t, os.WriteFile(filepath.Join(stage, "etc/resolv.conf"), resolv, 0o644))
+		// debootstrap's own downloads are installed already: only the
+		// packages the test installs later stay in apt's cache.
+		_ = exec.Command("chroot", stage, "apt-get", "clean").Run()
 		aptArgs := append([]string{stage, "apt-get", "install", "-y", "-qq", "--download-only", "--no-install-recommends"}, nspawnDownload...)
 		if out, err := exec.Command("chroot", aptArgs...).CombinedOutput(); err != nil {
 			t.Skipf("apt-get --download-only in the root (needs the Debian mirror): %v\n%s", err, tail(out))
@@ -521,7 +524,7 @@ func (b *booted) waitFor(what string, cond func() bool) {
 	b.t.Helper()
 	for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			b.t.Fatalf("no %s within 2 minutes\ncrowdsec:\n%s\nbouncer:\n%s", what,
+			b.t.Fatalf("still waiting for %s after 2 minutes\ncrowdsec:\n%s\nbouncer:\n%s", what,
 				b.out("journalctl", "-u", "crowdsec", "-n", "40", "--no-pager"),
 				b.out("journalctl", "-u", "crowdsec-firewall-bouncer", "-n", "20", "--no-pager"))
 		}
