@@ -321,6 +321,7 @@ func newItemsCmd(kind string) func(*CLI) *cobra.Command {
 		}
 		install.Flags().StringVar(&srcDir, "hub", "", "import the items from this hub folder or archive first")
 		install.Flags().BoolVar(&force, "force", false, "overwrite tainted (locally modified) items")
+		var removeForce bool
 		remove := &cobra.Command{
 			Use:   "remove NAME...",
 			Short: "Remove installed " + kind,
@@ -331,16 +332,21 @@ func newItemsCmd(kind string) func(*CLI) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				in.Force = removeForce
 				for _, n := range args {
-					if err := in.Remove(kind, n); err != nil {
+					done, err := in.Remove(kind, n)
+					for _, d := range done {
+						fmt.Fprintf(cli.Out, "disabled %s\n", d)
+					}
+					if err != nil {
 						return err
 					}
-					fmt.Fprintf(cli.Out, "disabled %s/%s\n", kind, n)
 				}
 				fmt.Fprintln(cli.Out, reloadHint)
 				return nil
 			},
 		}
+		remove.Flags().BoolVar(&removeForce, "force", false, "also remove the tainted or local items a removed collection lists")
 		inspect := &cobra.Command{
 			Use:   "inspect NAME",
 			Short: "Show one of the " + kind + ": its file, version and state",

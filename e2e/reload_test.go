@@ -127,6 +127,13 @@ type reloadDaemon struct {
 
 func startReloadDaemon(t *testing.T) *reloadDaemon {
 	t.Helper()
+	return startReloadDaemonReading(t, "a")
+}
+
+// startReloadDaemonReading starts crowdsec with acquis.d reading the
+// files named (none: no log source at all).
+func startReloadDaemonReading(t *testing.T, sources ...string) *reloadDaemon {
+	t.Helper()
 	d := &reloadDaemon{t: t, dir: t.TempDir(), hub: reloadHub(t)}
 	for _, sub := range []string{"acquis.d", "data"} {
 		must(t, os.MkdirAll(filepath.Join(d.dir, sub), 0o755))
@@ -160,7 +167,7 @@ listen_port = %[9]d
 	prof, err := os.ReadFile("../config/profiles.toml")
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(d.dir, "profiles.toml"), prof, 0o600))
-	d.writeSources("a")
+	d.writeSources(sources...)
 	d.cscli("machines", "add", "reload", "--auto", "--force")
 	d.logPath = filepath.Join(d.dir, "crowdsec.out")
 	d.log, err = os.Create(d.logPath)
@@ -409,6 +416,25 @@ func TestReloadRules(t *testing.T) {
 	if reqs.Load() == 0 {
 		t.Error("no LAPI request was made")
 	}
+}
+
+// TestReloadAddsFirstSource: a daemon started with no log source (a
+// fresh install on a host where nothing was detected) runs its LAPI, and
+// a reload after a source is added to acquis.d starts reading it: the
+// administrator's path after installing a service and running cscli
+// setup.
+func TestReloadAddsFirstSource(t *testing.T) {
+	d := startReloadDaemonReading(t)
+	if !strings.Contains(d.readLog(), "no log source") {
+		t.Errorf("crowdsec does not say it has no log source:\n%s", d.readLog())
+	}
+	d.writeSources("b")
+	if !d.reload() {
+		t.Fatalf("the reload failed:\n%s", d.readLog())
+	}
+	d.write("b", "new 192.0.2.40")
+	d.write("b", "slow 192.0.2.41", "slow 192.0.2.41", "slow 192.0.2.41", "slow 192.0.2.41", "slow 192.0.2.41")
+	d.waitAlert("192.0.2.41", "e2e/slow")
 }
 
 // notifications reads sd_notify messages sent to a socket of its own.

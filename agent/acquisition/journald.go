@@ -263,8 +263,18 @@ func (s *journalSource) Run(ctx context.Context, out chan<- event.Line) error {
 // --lines=all goes with the cursor because --follow alone shows only the
 // last 10 entries first: the rest of the backlog would wait for the next
 // new entry.
+//
+// --merge: since systemd 250 --follow implies --boot, a match on the boot
+// id journalctl reads from /proc/sys/kernel/random/boot_id. In a container
+// (nspawn, LXC) that file is the manager's overmount, which the unit's
+// fresh /proc (ProtectKernelTunables, ProtectControlGroups, ProtectProc
+// each mount one) does not have: journalctl sees the host's boot id and
+// matches none of the container's entries. --merge drops that implied
+// match (the journal files read are the same: this host's, plus remote
+// ones only where systemd-journal-remote writes them); it also lets a
+// cursor from before a reboot resume into the current boot.
 func (s *journalSource) followArgs(cursor string) []string {
-	args := []string{"--follow", "--output=json"}
+	args := []string{"--follow", "--merge", "--output=json"}
 	if cursor != "" {
 		args = append(args, "--after-cursor="+cursor, "--lines=all")
 	} else {

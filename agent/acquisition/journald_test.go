@@ -164,7 +164,7 @@ func TestJournalFollow(t *testing.T) {
 	fj := newFakeJournal(t)
 	h, s := startJournal(t, fj, "")
 	argv := fj.waitRuns(1)
-	want := append([]string{"--follow", "--output=json", "--lines=0"}, journalTestFilters...)
+	want := append([]string{"--follow", "--merge", "--output=json", "--lines=0"}, journalTestFilters...)
 	if !slices.Equal(argv, want) {
 		t.Errorf("argv = %q, want %q", argv, want)
 	}
@@ -239,7 +239,7 @@ func TestJournalCursorResume(t *testing.T) {
 	// A new source (an agent restart) resumes after the saved cursor.
 	h2, _ := startJournal(t, fj, state)
 	argv := fj.waitRuns(2)
-	want := append([]string{"--follow", "--output=json", "--after-cursor=s=1;i=3", "--lines=all"}, journalTestFilters...)
+	want := append([]string{"--follow", "--merge", "--output=json", "--after-cursor=s=1;i=3", "--lines=all"}, journalTestFilters...)
 	if !slices.Equal(argv, want) {
 		t.Errorf("argv after restart = %q, want %q", argv, want)
 	}

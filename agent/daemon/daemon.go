@@ -119,7 +119,10 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 			datasources[c.Source]++
 		}
 		if len(a.sources) == 0 {
-			return nil, fmt.Errorf("no log source: add a [[source]] to a .toml file in %s", cfg.Crowdsec.AcquisitionDir)
+			// The LAPI beside it is useful without local logs (manual
+			// decisions, blocklists, remote agents): idle and say so.
+			a.log.WithField("acquisition_dir", cfg.Crowdsec.AcquisitionDir).
+				Warn("no log source: the agent reads nothing until a [[source]] is added to a .toml file there (cscli setup finds the services this host runs)")
 		}
 	}
 	client, err := lapiClient(cfg, a.rules)
@@ -326,6 +329,9 @@ func (a *Agent) drain(ctx context.Context) error {
 	a.log.WithField("alerts", st.Delivered).Info("replay: every alert delivered to the LAPI")
 	return nil
 }
+
+// Sources is the number of log sources the agent reads.
+func (a *Agent) Sources() int { return len(a.sources) }
 
 // Stats are the runner's counters.
 func (a *Agent) Stats() *runner.Stats { return &a.runner.Stats }

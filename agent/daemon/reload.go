@@ -48,7 +48,8 @@ func (a *Agent) Reload(ctx context.Context, cfg *csconfig.Config) (ReloadSummary
 		return ReloadSummary{}, err
 	}
 	if len(cfgs) == 0 {
-		return ReloadSummary{}, fmt.Errorf("no log source: add a [[source]] to a .toml file in %s", cfg.Crowdsec.AcquisitionDir)
+		a.log.WithField("dir", cfg.Crowdsec.AcquisitionDir).
+			Warn("no log source: the agent reads nothing until a [[source]] is added to a .toml file there (cscli setup finds the services this host runs)")
 	}
 	next := map[string]acquisition.Source{}
 	var add []acquisition.Source

@@ -238,3 +238,40 @@ func TestReplayCannotRun(t *testing.T) {
 		t.Fatalf("replay without journalctl: Run = %v, want an error", err)
 	}
 }
+
+// TestNoLogSource: a host where cscli setup found no service has an empty
+// acquis.d; the agent starts, says it reads nothing, and keeps running
+// (its LAPI serves decisions without local logs) until stopped.
+func TestNoLogSource(t *testing.T) {
+	cfg := sourcesConfig(t, "")
+	ag, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatalf("agent without log sources: %v, want it to start", err)
+	}
+	if n := ag.Sources(); n != 0 {
+		t.Errorf("Sources() = %d", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	defer ag.Close()
+	// A Run that returns on its own does so at once; loading the rules
+	// again (Check) gives it ample time to.
+	if _, _, err := Check(cfg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned %v without being stopped", err)
+	default:
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after stop = %v, want nil", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("Run did not return after stop")
+	}
+}

@@ -191,3 +191,66 @@ func TestOpenSourceArchives(t *testing.T) {
 		t.Error("a missing file opened")
 	}
 }
+
+// TestRemoveCollection: removing a collection removes the items it
+// installed, as upstream's cscli does, except one another enabled
+// collection still lists and a hand-edited one (kept unless Force).
+func TestRemoveCollection(t *testing.T) {
+	hubDir, conf := t.TempDir(), t.TempDir()
+	writeTree(t, hubDir, map[string]string{
+		"index.json": `{"collections": {
+				"a/one": {"path": "collections/a/one.yaml", "version": "1", "parsers": ["a/p"], "scenarios": ["a/s", "a/shared", "a/edited"]},
+				"a/two": {"path": "collections/a/two.yaml", "version": "1", "scenarios": ["a/shared"]}},
+			"parsers": {"a/p": {"path": "parsers/s01-parse/a/p.yaml", "stage": "s01-parse", "version": "1"}},
+			"scenarios": {"a/s": {"path": "scenarios/a/s.yaml", "version": "1"},
+				"a/shared": {"path": "scenarios/a/shared.yaml", "version": "1"},
+				"a/edited": {"path": "scenarios/a/edited.yaml", "version": "1"}}}`,
+		"collections/a/one.yaml":     "name: a/one\nparsers: [a/p]\nscenarios: [a/s, a/shared, a/edited]\n",
+		"collections/a/two.yaml":     "name: a/two\nscenarios: [a/shared]\n",
+		"parsers/s01-parse/a/p.yaml": "name: a/p\n",
+		"scenarios/a/s.yaml":         "name: a/s\n",
+		"scenarios/a/shared.yaml":    "name: a/shared\n",
+		"scenarios/a/edited.yaml":    "name: a/edited\n",
+	})
+	h, err := OpenHub(hubDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &Installer{Hub: h, ConfigDir: conf}
+	for _, c := range []string{"a/one", "a/two"} {
+		if _, err := in.Install("collections", c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a local edit: the link replaced by a modified copy
+	edited := filepath.Join(conf, "scenarios/a/edited.yaml")
+	if err := os.Remove(edited); err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, conf, map[string]string{"scenarios/a/edited.yaml": "name: a/edited\n# mine\n"})
+
+	done, err := in.Remove("collections", "a/one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	en := in.Enabled()
+	for _, k := range []struct {
+		kind, name string
+		want       bool
+	}{{"collections", "a/one", false}, {"parsers", "a/p", false}, {"scenarios", "a/s", false},
+		{"scenarios", "a/shared", true}, {"scenarios", "a/edited", true}, {"collections", "a/two", true}} {
+		if _, ok := en.Get(k.kind, k.name); ok != k.want {
+			t.Errorf("%s %s enabled = %v after removing a/one, want %v (removed: %q)", k.kind, k.name, ok, k.want, done)
+		}
+	}
+	if !slices.ContainsFunc(done, func(s string) bool { return strings.HasPrefix(s, "scenarios/a/edited (") }) {
+		t.Errorf("the kept tainted item is not reported: %q", done)
+	}
+	in.Force = true
+	if _, err := in.Remove("collections", "a/two"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := in.Enabled().Get("scenarios", "a/shared"); ok {
+		t.Error("a/shared still enabled once no collection lists it")
+	}
+}

@@ -144,24 +144,70 @@ func dataFiles(item []byte) ([]string, error) {
 	}
 }
 
-// Remove deletes an installed item's file (not its dependencies). An
-// item the configuration's collections list enables has no file to
-// delete: the error says where to change it.
-func (in *Installer) Remove(kind, name string) error {
+// Remove deletes an installed item's file and, for a collection, as
+// upstream's cscli does, the files of the items it lists (recursively)
+// that no collection still enabled lists: a scenario two collections
+// share stays while one of them does. Tainted and local dependencies are
+// kept (reported in the returned list) unless Force. An item the
+// configuration's collections list enables has no file to delete: the
+// error says where to change it. It returns what it removed.
+func (in *Installer) Remove(kind, name string) ([]string, error) {
 	st, ok := in.Enabled().Get(kind, name)
 	if !ok {
 		if _, known := in.Hub.Item(kind, name); !known {
-			return fmt.Errorf("%s %q is not in the hub and not installed", kind, name)
+			return nil, fmt.Errorf("%s %q is not in the hub and not installed", kind, name)
 		}
-		return fmt.Errorf("%s %q is not installed", kind, name)
+		return nil, fmt.Errorf("%s %q is not installed", kind, name)
 	}
 	if st.ByConfig != "" {
-		return fmt.Errorf("%s %s is enabled by %s in the configuration file, not by a file: remove it (or its collection) from there", kind, name, st.ByConfig)
+		return nil, fmt.Errorf("%s %s is enabled by %s in the configuration file, not by a file: remove it (or its collection) from there", kind, name, st.ByConfig)
 	}
 	if err := os.Remove(st.Path); err != nil {
-		return fmt.Errorf("removing %s: %w", name, err)
+		return nil, fmt.Errorf("removing %s: %w", name, err)
 	}
-	return nil
+	done := []string{kind + "/" + name}
+	if kind != "collections" {
+		return done, nil
+	}
+	i, ok := in.Hub.Item(kind, name)
+	if !ok {
+		return done, nil
+	}
+	for _, k := range []string{"parsers", "scenarios", "postoverflows", "collections", "contexts"} {
+		for _, dep := range i.Deps[k] {
+			en := in.Enabled()
+			cur, installed := en.Get(k, dep)
+			if !installed || cur.ByConfig != "" || in.listedByEnabled(en, k, dep) {
+				continue
+			}
+			if (cur.Tainted || cur.Local) && !in.Force {
+				done = append(done, k+"/"+dep+" ("+cur.Status()+", kept: --force removes it)")
+				continue
+			}
+			more, err := in.Remove(k, dep)
+			done = append(done, more...)
+			if err != nil {
+				return done, err
+			}
+		}
+	}
+	return done, nil
+}
+
+// listedByEnabled reports whether an enabled collection lists kind/name.
+func (in *Installer) listedByEnabled(en *Enabled, kind, name string) bool {
+	for _, c := range en.Of("collections") {
+		i, ok := in.Hub.Item("collections", c.Name)
+		if !ok {
+			continue
+		}
+		for _, d := range i.Deps[kind] {
+			if d == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Installed reports whether an item is enabled and whether it is tainted.

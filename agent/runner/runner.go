@@ -157,7 +157,9 @@ func New(cfg Config) (*Agent, error) {
 // never work) ends the run with its error, as does, live, the end of every
 // source: an agent that reads nothing must not look healthy.
 func (a *Agent) Run(ctx context.Context) error {
-	if len(a.cfg.Sources) == 0 {
+	// Live without sources (a host whose services were not detected) is
+	// not a failure: the run idles, and a reload can add sources later.
+	if len(a.cfg.Sources) == 0 && a.cfg.Replay {
 		return errors.New("runner: no log source configured")
 	}
 	ctx, cancel := context.WithCancel(ctx)

@@ -166,6 +166,9 @@ func run() error {
 			return err
 		}
 		defer ag.Close()
+		if ag.Sources() == 0 && !runAPI {
+			return fmt.Errorf("no log source in %s and the local API is disabled: nothing to run", cfg.Crowdsec.AcquisitionDir)
+		}
 		g.Go(func() error {
 			defer close(agentDone)
 			select {

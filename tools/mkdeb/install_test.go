@@ -31,17 +31,9 @@ func TestInstallCycleDebian12(t *testing.T) {
 		t.Skip("the Debian root is amd64")
 	}
 	bin := binaries(t)
-	root := filepath.Join(t.TempDir(), "bookworm")
-	if out, err := exec.Command("debootstrap", "--variant=minbase", "bookworm", root, "http://deb.debian.org/debian").CombinedOutput(); err != nil {
-		t.Skipf("debootstrap (needs the Debian mirror): %v\n%s", err, tail(out))
-	}
-	// nftables from the mirror, with the host's network: its package
-	// scripts start nothing in a chroot.
-	resolv, _ := os.ReadFile("/etc/resolv.conf")
-	must(t, os.WriteFile(filepath.Join(root, "etc/resolv.conf"), resolv, 0o644))
-	if out, err := exec.Command("chroot", root, "apt-get", "install", "-y", "-qq", "--no-install-recommends", "nftables").CombinedOutput(); err != nil {
-		t.Skipf("apt-get install nftables in the root: %v\n%s", err, tail(out))
-	}
+	// The booted test's root (nftables included), unpacked afresh: one
+	// debootstrap for both tests.
+	root := debianRoot(t)
 
 	var debs [2][]string
 	for i, v := range []string{"0.1.0", "0.1.1"} {

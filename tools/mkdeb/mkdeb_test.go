@@ -700,9 +700,11 @@ func TestLifecycleCrowdsecFirst(t *testing.T) {
 	if !hasCall(calls, "systemctl enable crowdsec.service") || !hasCall(calls, "systemctl daemon-reload") {
 		t.Errorf("crowdsec postinst calls: %q", calls)
 	}
+	// Started whatever cscli setup found: the LAPI serves the bouncer
+	// without local logs.
 	sources, _ := filepath.Glob(s.path("etc/crowdsec/acquis.d/*.toml"))
-	if started := hasCall(calls, "systemctl start crowdsec.service"); started != (len(sources) > 0) {
-		t.Errorf("started = %v with log sources %v\n%s", started, sources, out)
+	if !hasCall(calls, "systemctl start crowdsec.service") {
+		t.Errorf("crowdsec not started (log sources %v)\n%s", sources, out)
 	}
 	if len(sources) == 0 && !strings.Contains(out, "no log source") {
 		t.Errorf("no message about missing log sources:\n%s", out)
@@ -710,7 +712,7 @@ func TestLifecycleCrowdsecFirst(t *testing.T) {
 	firstCreds := readFile(t, creds)
 
 	s.unpack(bDeb)
-	// crowdsec (no log source here) is not running: the bouncer, whose
+	// crowdsec is not running (its start failed): the bouncer, whose
 	// first sync would wait for it, is not started.
 	out, calls = s.script("crowdsec-firewall-bouncer.postinst", []string{"CS_ACTIVE_RC=3"}, "configure", "")
 	toml := readFile(t, btoml)
