@@ -50,6 +50,9 @@ func (a *Agent) Reload(ctx context.Context, cfg *csconfig.Config) (ReloadSummary
 	if len(cfgs) == 0 {
 		return ReloadSummary{}, fmt.Errorf("no log source: add a [[source]] to a .toml file in %s", cfg.Crowdsec.AcquisitionDir)
 	}
+	// New sources warm up over the new rules' window; running ones keep
+	// theirs (it only bounds what a later start reads again).
+	a.aopts.WarmupWindow = warmupWindow(cfg, rules)
 	next := map[string]acquisition.Source{}
 	var add []acquisition.Source
 	for key, c := range sourceKeys(cfgs) {
