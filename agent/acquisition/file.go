@@ -59,6 +59,9 @@ type fileSource struct {
 	idle     *idleWatch
 	timing   fileTiming
 	state    string // positions file; "" without a state directory
+	// warmed: a Run already warmed up; a Run again (a restart by the
+	// supervisor) must not pour those lines twice into the same buckets.
+	warmed bool
 }
 
 func newFileSource(cfg Config, opts Options) (Source, error) {
@@ -125,6 +128,8 @@ func (s *fileSource) Run(ctx context.Context, out chan<- event.Line) error {
 		buf: make([]byte, 64<<10), typ: s.labels["type"]}
 	defer r.close()
 	if s.state != "" {
+		r.warm = !s.warmed && s.opts.warmupWindow() > 0
+		s.warmed = true
 		r.loadState()
 		// The last positions, at exit, before the files are closed.
 		defer r.saveState()
@@ -218,7 +223,9 @@ type fileRun struct {
 	lastSavedAt time.Time
 	saveErr     string              // owned by the writer while it runs
 	saveQ       chan []filePosition // to the writer (startWriter)
-	// warmBytes is how much the first scan reads again as warm-up.
+	// warm: this run may warm up; warmBytes is how much its first scan
+	// reads again as warm-up.
+	warm      bool
 	warmBytes int64
 }
 

@@ -348,7 +348,7 @@ func (r *fileRun) seekWarm(path string, of *openFile, pos *filePosition) error {
 		of.ring = warmRing{{At: time.Now(), Offset: pos.Offset}}
 	}
 	from, ok := of.ring.from(time.Now(), window)
-	if !ok || of.offset != pos.Offset || from >= pos.Offset || from < 0 {
+	if !ok || !r.warm || of.offset != pos.Offset || from >= pos.Offset || from < 0 {
 		return nil
 	}
 	cut := false

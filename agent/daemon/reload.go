@@ -50,9 +50,11 @@ func (a *Agent) Reload(ctx context.Context, cfg *csconfig.Config) (ReloadSummary
 	if len(cfgs) == 0 {
 		return ReloadSummary{}, fmt.Errorf("no log source: add a [[source]] to a .toml file in %s", cfg.Crowdsec.AcquisitionDir)
 	}
-	// New sources warm up over the new rules' window; running ones keep
-	// theirs (it only bounds what a later start reads again).
-	a.aopts.WarmupWindow = warmupWindow(cfg, rules)
+	// A source added by a reload does not warm up: one with the patterns
+	// of a source it replaces would pour again lines whose buckets the
+	// reload kept.
+	aopts := a.aopts
+	aopts.WarmupWindow = 0
 	next := map[string]acquisition.Source{}
 	var add []acquisition.Source
 	for key, c := range sourceKeys(cfgs) {
@@ -60,7 +62,7 @@ func (a *Agent) Reload(ctx context.Context, cfg *csconfig.Config) (ReloadSummary
 			next[key] = src
 			continue
 		}
-		src, err := acquisition.NewSupervised(c, a.aopts)
+		src, err := acquisition.NewSupervised(c, aopts)
 		if err != nil {
 			return ReloadSummary{}, err
 		}
