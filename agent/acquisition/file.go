@@ -264,7 +264,7 @@ type openFile struct {
 	// buckets end (the saved position): those before it are warm-up.
 	warmUntil int64
 	// ring is the checkpoints the warm-up position is computed from.
-	ring warmRing
+	ring fileRing
 }
 
 func (r *fileRun) tickPeriod() time.Duration {
@@ -487,7 +487,7 @@ func (r *fileRun) open(path string, atEnd bool) (*openFile, error) {
 		}
 	}
 	// Nothing before its opening offset was read by this reader.
-	of.ring = warmRing{{At: time.Now(), Offset: of.offset}}
+	of.ring = fileRing{{At: time.Now(), Pos: of.offset}}
 	return of, nil
 }
 

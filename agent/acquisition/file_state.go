@@ -70,7 +70,7 @@ type filePosition struct {
 	// within the warm-up window before this position; Warm the
 	// checkpoints it is computed from (at the next start, with its clock).
 	WarmFrom int64    `json:"warm_from"`
-	Warm     warmRing `json:"warm,omitempty"`
+	Warm     fileRing `json:"warm,omitempty"`
 }
 
 // equal compares two positions, checkpoints included.
@@ -80,36 +80,32 @@ func (pos filePosition) equal(o filePosition) bool {
 		slices.Equal(pos.Warm, o.Warm)
 }
 
-// checkpoint says that at At a file had been read up to Offset: every
-// line read after At starts at Offset or past it.
-type checkpoint struct {
-	At     time.Time `json:"at"`
-	Offset int64     `json:"offset"`
+// checkpoint says that at At a source had read up to Pos (a file offset,
+// a journal cursor): everything it read after At comes at Pos or after.
+type checkpoint[T comparable] struct {
+	At  time.Time `json:"at"`
+	Pos T         `json:"pos"`
 }
 
-// warmRingSize bounds a file's checkpoints: a new one is taken at most
-// every window/warmRingSize, which re-reads at most that much more.
+// warmRingSize bounds a ring: a new checkpoint is taken at most every
+// window/warmRingSize, which re-reads at most that much more.
 const warmRingSize = 32
 
-// warmRing is a file's checkpoints, oldest first, taken at each save of
-// the positions. Only true statements are kept, so any subset of them
-// gives a start that misses no line read within the window.
-type warmRing []checkpoint
+// warmRing is a source's checkpoints, oldest first, taken at each save of
+// its position. Only true statements are kept, so any subset of them
+// gives a warm-up start that misses nothing read within the window.
+type warmRing[T comparable] []checkpoint[T]
 
-// add records that at now the file was read up to off and drops the
+// add records that at now the source had read up to pos and drops the
 // checkpoints the window no longer needs (all but the newest one at or
-// before now-window). A smaller offset than the last (truncation) starts
-// the ring again: the older offsets are of content that is gone.
-func (r warmRing) add(now time.Time, off int64, window time.Duration) warmRing {
+// before now-window).
+func (r warmRing[T]) add(now time.Time, pos T, window time.Duration) warmRing[T] {
 	if window <= 0 {
 		return nil
 	}
 	n := len(r)
-	switch {
-	case n == 0 || off < r[n-1].Offset:
-		r = warmRing{{At: now, Offset: off}}
-	case off != r[n-1].Offset && now.Sub(r[n-1].At) >= window/warmRingSize:
-		r = append(r, checkpoint{At: now, Offset: off})
+	if n == 0 || pos != r[n-1].Pos && now.Sub(r[n-1].At) >= window/warmRingSize {
+		r = append(r, checkpoint[T]{At: now, Pos: pos})
 	}
 	cut := now.Add(-window)
 	i := 0
@@ -122,22 +118,36 @@ func (r warmRing) add(now time.Time, off int64, window time.Duration) warmRing {
 	return r
 }
 
-// from is where to read again to see every line read since now-window:
-// the offset of the newest checkpoint at or before then, else the oldest
-// one (nothing older was read by this file's reader).
-func (r warmRing) from(now time.Time, window time.Duration) (int64, bool) {
+// from is where to read again to see everything read since now-window:
+// the newest checkpoint at or before then, else the oldest one (nothing
+// older was read by this reader).
+func (r warmRing[T]) from(now time.Time, window time.Duration) (T, bool) {
+	var zero T
 	if len(r) == 0 || window <= 0 {
-		return 0, false
+		return zero, false
 	}
 	cut := now.Add(-window)
-	off := r[0].Offset
+	pos := r[0].Pos
 	for _, c := range r[1:] {
 		if c.At.After(cut) {
 			break
 		}
-		off = c.Offset
+		pos = c.Pos
 	}
-	return off, true
+	return pos, true
+}
+
+// fileRing is a file's checkpoints, by offset.
+type fileRing = warmRing[int64]
+
+// addOffset is add for a file's ring: a smaller offset than the last (a
+// truncation) starts it again, the older offsets being of content that is
+// gone.
+func addOffset(r fileRing, now time.Time, off int64, window time.Duration) fileRing {
+	if n := len(r); n > 0 && off < r[n-1].Pos {
+		r = nil
+	}
+	return r.add(now, off, window)
 }
 
 // stateFileName names a source's state file in stateDir: kind, a readable
@@ -345,7 +355,7 @@ func (r *fileRun) seekWarm(path string, of *openFile, pos *filePosition) error {
 	window := r.s.opts.warmupWindow()
 	of.ring = slices.Clone(pos.Warm)
 	if len(of.ring) == 0 {
-		of.ring = warmRing{{At: time.Now(), Offset: pos.Offset}}
+		of.ring = fileRing{{At: time.Now(), Pos: pos.Offset}}
 	}
 	from, ok := of.ring.from(time.Now(), window)
 	if !ok || !r.warm || of.offset != pos.Offset || from >= pos.Offset || from < 0 {
@@ -388,7 +398,7 @@ func (r *fileRun) seekBacklog(path string, of *openFile, from int64) error {
 		return fmt.Errorf("seeking %s: %w", path, err)
 	}
 	of.offset, of.backlogUntil = from, size
-	of.ring = warmRing{{At: time.Now(), Offset: from}}
+	of.ring = fileRing{{At: time.Now(), Pos: from}}
 	if from < size {
 		r.s.log.WithFields(log.Fields{"file": path, "offset": from, "backlog_bytes": size - from}).
 			Info("reading what was written while the agent was stopped")
@@ -422,7 +432,7 @@ func (r *fileRun) positions() []filePosition {
 				of.headLen, of.head = n, h
 			}
 		}
-		of.ring = of.ring.add(now, off, window)
+		of.ring = addOffset(of.ring, now, off, window)
 		warmFrom, ok := of.ring.from(now, window)
 		if !ok {
 			warmFrom = off

@@ -14,24 +14,24 @@ import (
 func TestWarmRing(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	const w = 32 * time.Minute // a checkpoint per minute at most
-	var r warmRing
-	r = r.add(t0, 100, w)
+	var r fileRing
+	r = addOffset(r, t0, 100, w)
 	if from, ok := r.from(t0, w); !ok || from != 100 {
 		t.Fatalf("one checkpoint: from %d %v, want 100", from, ok)
 	}
 	// Within a minute of the last one: not recorded (a start re-reads a
 	// little more, never less).
-	r = r.add(t0.Add(30*time.Second), 150, w)
+	r = addOffset(r, t0.Add(30*time.Second), 150, w)
 	if len(r) != 1 {
 		t.Fatalf("checkpoint taken within window/%d: %+v", warmRingSize, r)
 	}
 	// Unmoved offsets are not recorded either.
-	r = r.add(t0.Add(5*time.Minute), 100, w)
+	r = addOffset(r, t0.Add(5*time.Minute), 100, w)
 	if len(r) != 1 {
 		t.Fatalf("unmoved offset recorded: %+v", r)
 	}
 	for i := 1; i <= 100; i++ {
-		r = r.add(t0.Add(time.Duration(i)*time.Minute), int64(100+i*10), w)
+		r = addOffset(r, t0.Add(time.Duration(i)*time.Minute), int64(100+i*10), w)
 	}
 	// Bounded: the window's checkpoints and one anchor before it.
 	if len(r) > warmRingSize+2 {
@@ -52,14 +52,14 @@ func TestWarmRing(t *testing.T) {
 		t.Fatalf("after the window: from %d, want the last offset", from3)
 	}
 	// A truncation starts the ring again.
-	r = r.add(now.Add(time.Minute), 5, w)
-	if len(r) != 1 || r[0].Offset != 5 {
+	r = addOffset(r, now.Add(time.Minute), 5, w)
+	if len(r) != 1 || r[0].Pos != 5 {
 		t.Fatalf("after a truncation: %+v", r)
 	}
-	if r.add(now, 10, 0) != nil {
+	if addOffset(r, now, 10, 0) != nil {
 		t.Fatal("a zero window keeps checkpoints")
 	}
-	if _, ok := warmRing(nil).from(now, w); ok {
+	if _, ok := fileRing(nil).from(now, w); ok {
 		t.Fatal("an empty ring gives a warm-up offset")
 	}
 }
@@ -153,8 +153,8 @@ func TestFileWarmupBounds(t *testing.T) {
 	// Checkpoints as if old1 and old2 had been read two hours ago.
 	now := time.Now()
 	st := readState(t, state)
-	st.Files[0].Warm = warmRing{{At: now.Add(-3 * time.Hour), Offset: 0}, {At: now.Add(-2 * time.Hour), Offset: 10},
-		{At: now.Add(-time.Minute), Offset: st.Files[0].Offset}}
+	st.Files[0].Warm = fileRing{{At: now.Add(-3 * time.Hour), Pos: 0}, {At: now.Add(-2 * time.Hour), Pos: 10},
+		{At: now.Add(-time.Minute), Pos: st.Files[0].Offset}}
 	writeState(t, state, st)
 	h = stateRun(t, log, state, withWarmup(time.Hour, 0))
 	h.waitLog("tailing file", log)
