@@ -122,19 +122,24 @@ func (r warmRing[T]) add(now time.Time, pos T, window time.Duration) warmRing[T]
 // the newest checkpoint at or before then, else the oldest one (nothing
 // older was read by this reader).
 func (r warmRing[T]) from(now time.Time, window time.Duration) (T, bool) {
-	var zero T
+	c, ok := r.anchor(now, window)
+	return c.Pos, ok
+}
+
+// anchor is the checkpoint from returns the position of.
+func (r warmRing[T]) anchor(now time.Time, window time.Duration) (checkpoint[T], bool) {
 	if len(r) == 0 || window <= 0 {
-		return zero, false
+		return checkpoint[T]{}, false
 	}
 	cut := now.Add(-window)
-	pos := r[0].Pos
+	a := r[0]
 	for _, c := range r[1:] {
 		if c.At.After(cut) {
 			break
 		}
-		pos = c.Pos
+		a = c
 	}
-	return pos, true
+	return a, true
 }
 
 // fileRing is a file's checkpoints, by offset.
