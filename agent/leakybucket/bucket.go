@@ -560,7 +560,7 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time, copies *[1 << f
 	b.queue = append(b.queue, copies[m])
 	b.poured++
 	b.lastLine = 0
-	if !evt.Line.Time.IsZero() {
+	if !evt.Line.Time.IsZero() && !evt.Line.Warmup { // a warm-up overflow is no alert to time
 		b.lastLine = evt.Line.Time.UnixNano()
 	}
 	e.countPour(h.scenario, evt)

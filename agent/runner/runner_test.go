@@ -323,4 +323,11 @@ func TestWarmupRebuildsBucketsWithoutAlerts(t *testing.T) {
 	if st := a.SourceStats(); len(st) != 1 || st[0].Read != 8 {
 		t.Fatalf("source stats %+v: want the 8 new lines read", st)
 	}
+	var timed uint64
+	for _, c := range a.Engine().AlertDelay().Counts {
+		timed += c
+	}
+	if timed != 2 {
+		t.Fatalf("%d alert delays observed, want 2 (the warm-up overflow is no alert)", timed)
+	}
 }
