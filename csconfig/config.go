@@ -95,6 +95,10 @@ type Crowdsec struct {
 	// file, of what was written while it was stopped.
 	MaxBacklogAge   *Duration `toml:"max_backlog_age"`
 	MaxBacklogBytes int64     `toml:"max_backlog_bytes"`
+	// WarmupWindow caps how far back a file source reads again, at start,
+	// lines it had already processed, to rebuild the buckets (nil: 30m;
+	// "0": no warm-up).
+	WarmupWindow *Duration `toml:"warmup_window"`
 	// AlertQueueDir holds alerts not yet delivered to the LAPI; at most
 	// AlertQueueMaxAlerts wait there, the oldest going first when full.
 	AlertQueueDir       string `toml:"alert_queue_dir"`
@@ -460,6 +464,9 @@ func (c *Config) validate() error {
 	}
 	if d := c.Crowdsec.MaxBacklogAge; d != nil && d.Duration < 0 {
 		return fmt.Errorf("crowdsec_service.max_backlog_age %s must not be negative (0: never read what was written while stopped)", d.Duration)
+	}
+	if d := c.Crowdsec.WarmupWindow; d != nil && d.Duration < 0 {
+		return fmt.Errorf("crowdsec_service.warmup_window %s must not be negative (0: no warm-up)", d.Duration)
 	}
 	if c.Crowdsec.MaxBacklogBytes < 0 {
 		return fmt.Errorf("crowdsec_service.max_backlog_bytes %d must not be negative (0 takes the default, 64 MiB)", c.Crowdsec.MaxBacklogBytes)

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -56,4 +58,111 @@ func (s *story) restart(name string) *exec.Cmd {
 		s.t.Fatalf("crowdsec did not start again:\n%s", s.readLog(name))
 	}
 	return cmd
+}
+
+// With the default state_save_interval (1 s) a restart resumes past the
+// lines already read, so the buckets they filled must be rebuilt: the
+// file source reads them again as warm-up, whose overflows are dropped.
+// In turn: 3 + 4 failed logins around a kill -9, then around a clean stop,
+// each end in a ban; the warm-up that re-reads an attack already banned
+// raises no second alert; and 5 failures (one short of rampart/ssh-bf)
+// read again after a kill -9 are not counted twice.
+func TestWarmupAcrossRestarts(t *testing.T) {
+	ns := nstest.NewPublicPair(t, 49)
+	s := newStory(t, ns, "../rules")
+	killed := "192.0.2.71"
+	s.sshFailures(killed, 3)
+	s.waitSaved()
+	must(t, s.crowdsec.Process.Kill())
+	_ = s.crowdsec.Wait()
+	s.sshFailures(killed, 4)
+	s.crowdsec = s.restart("crowdsec-2")
+	if scenario := s.waitBan(killed, 20*time.Second); scenario != "rampart/ssh-bf" {
+		t.Fatalf("3 + 4 failed logins around a kill -9 (positions saved): ban from %q, want rampart/ssh-bf\n%s", scenario, s.readLog("crowdsec-2"))
+	}
+
+	stopped := "192.0.2.72"
+	s.sshFailures(stopped, 3)
+	s.waitSaved()
+	s.stop(s.crowdsec)
+	s.sshFailures(stopped, 4)
+	s.crowdsec = s.restart("crowdsec-3")
+	if scenario := s.waitBan(stopped, 20*time.Second); scenario != "rampart/ssh-bf" {
+		t.Fatalf("3 + 4 failed logins around a clean stop: ban from %q, want rampart/ssh-bf\n%s", scenario, s.readLog("crowdsec-3"))
+	}
+
+	below := "192.0.2.73"
+	s.sshFailures(below, 5)
+	s.waitSaved()
+	must(t, s.crowdsec.Process.Kill())
+	_ = s.crowdsec.Wait()
+	s.crowdsec = s.restart("crowdsec-4")
+	// A ban written after the restart: every line before it, warm-up
+	// included, was poured and its alerts delivered before this one.
+	marker := "192.0.2.74"
+	s.sshFailures(marker, 6)
+	s.waitBan(marker, 20*time.Second)
+	if l := s.readLog("crowdsec-4"); !strings.Contains(l, "warm-up: re-reading") {
+		t.Fatalf("no warm-up after the restart:\n%s", l)
+	}
+	if n := s.alertCount(below); n != 0 {
+		t.Fatalf("5 failed logins read again after a kill -9: %d alerts, want none (counted twice)\n%s", n, s.readLog("crowdsec-4"))
+	}
+	// The warm-ups of crowdsec-3 and crowdsec-4 read both attacks again.
+	for _, ip := range []string{killed, stopped} {
+		if n := s.alertCount(ip); n != 1 {
+			t.Fatalf("%s: %d alerts after warm-ups that read its attack again, want 1\n%s", ip, n, s.cscli("alerts", "list", "--ip", ip))
+		}
+	}
+}
+
+// waitSaved waits until the agent's saved position in the auth log is its
+// end: a kill then resumes past every line written so far.
+func (s *story) waitSaved() {
+	s.t.Helper()
+	auth := s.path("auth")
+	if !nstest.Eventually(10*time.Second, func() bool {
+		fi, err := os.Stat(auth)
+		if err != nil {
+			return false
+		}
+		states, _ := filepath.Glob(filepath.Join(s.dir, "data", "acquisition", "file-*.offsets"))
+		for _, p := range states {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				continue
+			}
+			var st struct {
+				Files []struct {
+					Path   string `json:"path"`
+					Offset int64  `json:"offset"`
+				} `json:"files"`
+			}
+			if json.Unmarshal(data, &st) != nil {
+				continue
+			}
+			for _, f := range st.Files {
+				if f.Path == auth && f.Offset == fi.Size() {
+					return true
+				}
+			}
+		}
+		return false
+	}) {
+		s.t.Fatalf("the position in %s was never saved at its end\n%s", auth, s.readLog("crowdsec"))
+	}
+}
+
+// alertCount counts the alerts on ip.
+func (s *story) alertCount(ip string) int {
+	s.t.Helper()
+	out := strings.TrimSpace(s.cscli("alerts", "list", "-o", "json", "--ip", ip))
+	if out == "" || out == "null" {
+		return 0
+	}
+	var alerts []json.RawMessage
+	if err := json.Unmarshal([]byte(out), &alerts); err != nil {
+		s.t.Fatalf("cscli alerts list -o json: %v\n%s", err, out)
+	}
+	return len(alerts)
 }

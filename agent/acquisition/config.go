@@ -102,6 +102,11 @@ type Options struct {
 	// a negative age: never resume, start at the end).
 	MaxBacklogAge   time.Duration
 	MaxBacklogBytes int64
+	// WarmupWindow is how far back a file source reads again, at start,
+	// lines it had processed before the stop, marked event.Line.Warmup,
+	// so that the buckets are rebuilt (0: no warm-up). It is bounded by
+	// MaxBacklogAge, and its bytes by MaxBacklogBytes.
+	WarmupWindow time.Duration
 	// Metrics receives line counts and idle states; nil disables metrics.
 	Metrics *Metrics
 	// Logger is the parent logger; nil means logrus' standard logger.
@@ -120,6 +125,15 @@ func (o Options) maxBacklogAge() time.Duration {
 		return DefaultMaxBacklogAge
 	}
 	return o.MaxBacklogAge
+}
+
+// warmupWindow is WarmupWindow within the backlog age (0: none).
+func (o Options) warmupWindow() time.Duration {
+	age := o.maxBacklogAge()
+	if o.WarmupWindow <= 0 || age < 0 {
+		return 0
+	}
+	return min(o.WarmupWindow, age)
 }
 
 func (o Options) maxBacklogBytes() int64 {

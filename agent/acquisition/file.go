@@ -59,6 +59,9 @@ type fileSource struct {
 	idle     *idleWatch
 	timing   fileTiming
 	state    string // positions file; "" without a state directory
+	// warmed: a Run already warmed up; a Run again (a restart by the
+	// supervisor) must not pour those lines twice into the same buckets.
+	warmed bool
 }
 
 func newFileSource(cfg Config, opts Options) (Source, error) {
@@ -125,6 +128,8 @@ func (s *fileSource) Run(ctx context.Context, out chan<- event.Line) error {
 		buf: make([]byte, 64<<10), typ: s.labels["type"]}
 	defer r.close()
 	if s.state != "" {
+		r.warm = !s.warmed && s.opts.warmupWindow() > 0
+		s.warmed = true
 		r.loadState()
 		// The last positions, at exit, before the files are closed.
 		defer r.saveState()
@@ -142,6 +147,10 @@ func (s *fileSource) Run(ctx context.Context, out chan<- event.Line) error {
 	markUp(ctx)
 	if err := r.scan(ctx, true); err != nil {
 		return nil // only a cancelled send fails
+	}
+	if r.warmBytes > 0 {
+		s.log.WithFields(log.Fields{"bytes": r.warmBytes, "window": s.opts.warmupWindow().String()}).
+			Infof("warm-up: re-reading %d bytes written in the last %s to restore bucket state", r.warmBytes, s.opts.warmupWindow())
 	}
 	// Resuming is for the files there at start: one unreadable then and
 	// readable later is read from its end, as before.
@@ -214,6 +223,10 @@ type fileRun struct {
 	lastSavedAt time.Time
 	saveErr     string              // owned by the writer while it runs
 	saveQ       chan []filePosition // to the writer (startWriter)
+	// warm: this run may warm up; warmBytes is how much its first scan
+	// reads again as warm-up.
+	warm      bool
+	warmBytes int64
 }
 
 // openErr remembers why a path could not be opened, to log it once, and
@@ -247,6 +260,11 @@ type openFile struct {
 	// headLen and head identify the file's content in the state file.
 	headLen int
 	head    string
+	// warmUntil is where the lines read again at start to rebuild the
+	// buckets end (the saved position): those before it are warm-up.
+	warmUntil int64
+	// ring is the checkpoints the warm-up position is computed from.
+	ring fileRing
 }
 
 func (r *fileRun) tickPeriod() time.Duration {
@@ -468,6 +486,8 @@ func (r *fileRun) open(path string, atEnd bool) (*openFile, error) {
 			return nil, fmt.Errorf("seeking to end: %w", err)
 		}
 	}
+	// Nothing before its opening offset was read by this reader.
+	of.ring = fileRing{{At: time.Now(), Pos: of.offset}}
 	return of, nil
 }
 
@@ -552,7 +572,7 @@ func (r *fileRun) check(ctx context.Context, t *tailedFile) error {
 			if _, err := of.f.Seek(0, io.SeekStart); err != nil {
 				r.s.log.WithError(err).WithField("file", t.path).Warn("seeking to start after truncation")
 			}
-			of.offset = 0
+			of.offset, of.warmUntil = 0, 0
 		}
 		if _, err := r.read(ctx, t, of); err != nil {
 			return err
@@ -611,13 +631,19 @@ func (r *fileRun) check(ctx context.Context, t *tailedFile) error {
 
 // read sends the complete lines of what of holds past its offset.
 func (r *fileRun) read(ctx context.Context, t *tailedFile, of *openFile) (grew bool, err error) {
-	backlog := false
-	emit := func(b []byte, cut bool) error { return r.emitLine(ctx, t, b, cut, backlog) }
+	backlog, warm := false, false
+	emit := func(b []byte, cut bool) error { return r.emitLine(ctx, t, b, cut, backlog, warm) }
 	for {
 		// By read: a chunk across the end of the backlog marks its
-		// newest lines too, which only gives them their own time.
+		// newest lines too, which only gives them their own time. A
+		// chunk never crosses the end of the warm-up: the overflows of
+		// warm-up lines are dropped, so no new line may be one.
 		backlog = of.offset < of.backlogUntil
-		n, rerr := of.f.Read(r.buf)
+		buf := r.buf
+		if warm = of.offset < of.warmUntil; warm && int64(len(buf)) > of.warmUntil-of.offset {
+			buf = buf[:of.warmUntil-of.offset]
+		}
+		n, rerr := of.f.Read(buf)
 		if n > 0 {
 			grew = true
 			of.offset += int64(n)
@@ -639,15 +665,17 @@ func (r *fileRun) flush(ctx context.Context, t *tailedFile, of *openFile) error 
 }
 
 func (r *fileRun) emit(ctx context.Context, t *tailedFile, b []byte, cut bool) error {
-	return r.emitLine(ctx, t, b, cut, false)
+	return r.emitLine(ctx, t, b, cut, false, false)
 }
 
-func (r *fileRun) emitLine(ctx context.Context, t *tailedFile, b []byte, cut, backlog bool) error {
+// emitLine sends a line on. Warm-up lines are counted as read (they are),
+// not as new by the runner.
+func (r *fileRun) emitLine(ctx context.Context, t *tailedFile, b []byte, cut, backlog, warm bool) error {
 	if cut {
 		r.s.opts.Metrics.truncatedCounter(t.path).Inc()
 	}
 	// Labels is shared by every line of the source: events never change it.
-	ev := event.Line{Raw: string(b), Src: t.path, Module: "file", Labels: r.s.labels, Time: time.Now(), Backlog: backlog}
+	ev := event.Line{Raw: string(b), Src: t.path, Module: "file", Labels: r.s.labels, Time: time.Now(), Backlog: backlog, Warmup: warm}
 	select {
 	case r.out <- ev:
 	case <-ctx.Done():

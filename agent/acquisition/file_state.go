@@ -66,6 +66,93 @@ type filePosition struct {
 	Size    int64  `json:"size"`
 	HeadLen int    `json:"head_len"`
 	Head    string `json:"head"`
+	// WarmFrom is where a start reads again, as warm-up, the lines read
+	// within the warm-up window before this position; Warm the
+	// checkpoints it is computed from (at the next start, with its clock).
+	WarmFrom int64    `json:"warm_from"`
+	Warm     fileRing `json:"warm,omitempty"`
+}
+
+// equal compares two positions, checkpoints included.
+func (pos filePosition) equal(o filePosition) bool {
+	return pos.Path == o.Path && pos.Dev == o.Dev && pos.Ino == o.Ino && pos.Offset == o.Offset &&
+		pos.Size == o.Size && pos.HeadLen == o.HeadLen && pos.Head == o.Head && pos.WarmFrom == o.WarmFrom &&
+		slices.Equal(pos.Warm, o.Warm)
+}
+
+// checkpoint says that at At a source had read up to Pos (a file offset,
+// a journal cursor): everything it read after At comes at Pos or after.
+type checkpoint[T comparable] struct {
+	At  time.Time `json:"at"`
+	Pos T         `json:"pos"`
+}
+
+// warmRingSize bounds a ring: a new checkpoint is taken at most every
+// window/warmRingSize, which re-reads at most that much more.
+const warmRingSize = 32
+
+// warmRing is a source's checkpoints, oldest first, taken at each save of
+// its position. Only true statements are kept, so any subset of them
+// gives a warm-up start that misses nothing read within the window.
+type warmRing[T comparable] []checkpoint[T]
+
+// add records that at now the source had read up to pos and drops the
+// checkpoints the window no longer needs (all but the newest one at or
+// before now-window).
+func (r warmRing[T]) add(now time.Time, pos T, window time.Duration) warmRing[T] {
+	if window <= 0 {
+		return nil
+	}
+	n := len(r)
+	if n == 0 || pos != r[n-1].Pos && now.Sub(r[n-1].At) >= window/warmRingSize {
+		r = append(r, checkpoint[T]{At: now, Pos: pos})
+	}
+	cut := now.Add(-window)
+	i := 0
+	for i+1 < len(r) && !r[i+1].At.After(cut) {
+		i++
+	}
+	if i > 0 {
+		r = append(r[:0], r[i:]...)
+	}
+	return r
+}
+
+// from is where to read again to see everything read since now-window:
+// the newest checkpoint at or before then, else the oldest one (nothing
+// older was read by this reader).
+func (r warmRing[T]) from(now time.Time, window time.Duration) (T, bool) {
+	c, ok := r.anchor(now, window)
+	return c.Pos, ok
+}
+
+// anchor is the checkpoint from returns the position of.
+func (r warmRing[T]) anchor(now time.Time, window time.Duration) (checkpoint[T], bool) {
+	if len(r) == 0 || window <= 0 {
+		return checkpoint[T]{}, false
+	}
+	cut := now.Add(-window)
+	a := r[0]
+	for _, c := range r[1:] {
+		if c.At.After(cut) {
+			break
+		}
+		a = c
+	}
+	return a, true
+}
+
+// fileRing is a file's checkpoints, by offset.
+type fileRing = warmRing[int64]
+
+// addOffset is add for a file's ring: a smaller offset than the last (a
+// truncation) starts it again, the older offsets being of content that is
+// gone.
+func addOffset(r fileRing, now time.Time, off int64, window time.Duration) fileRing {
+	if n := len(r); n > 0 && off < r[n-1].Pos {
+		r = nil
+	}
+	return r.add(now, off, window)
 }
 
 // stateFileName names a source's state file in stateDir: kind, a readable
@@ -213,7 +300,7 @@ func (r *fileRun) resume(path string, of *openFile) (rotated *openFile, err erro
 			l.WithFields(log.Fields{"offset": pos.Offset, "size": size}).Info("file truncated while stopped: reading it from its start")
 			return nil, r.seekBacklog(path, of, 0)
 		}
-		return nil, r.seekBacklog(path, of, pos.Offset)
+		return nil, r.seekWarm(path, of, pos)
 	}
 	var old *filePosition
 	for i := range r.saved.Files {
@@ -252,12 +339,50 @@ func (r *fileRun) openRotated(path string, pos *filePosition) *openFile {
 			of.f.Close()
 			continue
 		}
-		if err := r.seekBacklog(c, of, pos.Offset); err != nil {
+		if err := r.seekWarm(c, of, pos); err != nil {
 			of.f.Close()
 			continue
 		}
 		return of
 	}
+	return nil
+}
+
+// seekWarm moves of, the file pos was saved for, to its saved offset, and
+// first back to where the lines read within the warm-up window before it
+// start, to read those again marked as warm-up: the runner pours them
+// only to rebuild the buckets. There is no warm-up when the backlog is
+// cut by max_backlog_bytes (what it rebuilt would be older than the gap).
+func (r *fileRun) seekWarm(path string, of *openFile, pos *filePosition) error {
+	if err := r.seekBacklog(path, of, pos.Offset); err != nil {
+		return err
+	}
+	window := r.s.opts.warmupWindow()
+	of.ring = slices.Clone(pos.Warm)
+	if len(of.ring) == 0 {
+		of.ring = fileRing{{At: time.Now(), Pos: pos.Offset}}
+	}
+	from, ok := of.ring.from(time.Now(), window)
+	if !ok || !r.warm || of.offset != pos.Offset || from >= pos.Offset || from < 0 {
+		return nil
+	}
+	cut := false
+	if floor := pos.Offset - r.s.opts.maxBacklogBytes(); from < floor {
+		from, cut = floor, true
+	}
+	if _, err := of.f.Seek(from, io.SeekStart); err != nil {
+		// Not fatal: resume without warm-up.
+		r.s.log.WithError(err).WithField("file", path).Warn("seeking to the warm-up position: no warm-up")
+		_, err = of.f.Seek(pos.Offset, io.SeekStart)
+		if err != nil {
+			return fmt.Errorf("seeking %s: %w", path, err)
+		}
+		return nil
+	}
+	of.offset, of.warmUntil = from, pos.Offset
+	of.split.discarding = cut // the line the cut lands in is partial
+	r.warmBytes += pos.Offset - from
+	r.s.log.WithFields(log.Fields{"file": path, "from": from, "offset": pos.Offset}).Debug("warm-up")
 	return nil
 }
 
@@ -278,6 +403,7 @@ func (r *fileRun) seekBacklog(path string, of *openFile, from int64) error {
 		return fmt.Errorf("seeking %s: %w", path, err)
 	}
 	of.offset, of.backlogUntil = from, size
+	of.ring = fileRing{{At: time.Now(), Pos: from}}
 	if from < size {
 		r.s.log.WithFields(log.Fields{"file": path, "offset": from, "backlog_bytes": size - from}).
 			Info("reading what was written while the agent was stopped")
@@ -288,6 +414,7 @@ func (r *fileRun) seekBacklog(path string, of *openFile, from int64) error {
 // positions lists where each tailed file is: the start of its first line
 // not sent on, so that a partial line is read whole next time.
 func (r *fileRun) positions() []filePosition {
+	now, window := time.Now(), r.s.opts.warmupWindow()
 	out := make([]filePosition, 0, len(r.files))
 	for path, t := range r.files {
 		of := t.cur
@@ -302,14 +429,22 @@ func (r *fileRun) positions() []filePosition {
 		if of.split.discarding {
 			off = of.offset // inside a line already cut: no use reading it again
 		}
+		// Stopped during a warm-up: those lines were processed already.
+		off = max(off, of.warmUntil)
 		if of.headLen < headBytes && off > int64(of.headLen) {
 			// Identify the file by as much of its start as exists now.
 			if n, h, err := headHash(of.f, headBytes); err == nil {
 				of.headLen, of.head = n, h
 			}
 		}
+		of.ring = addOffset(of.ring, now, off, window)
+		warmFrom, ok := of.ring.from(now, window)
+		if !ok {
+			warmFrom = off
+		}
+		// A copy: the writer goroutine encodes it while the ring changes.
 		out = append(out, filePosition{Path: path, Dev: dev, Ino: ino, Offset: off, Size: of.offset,
-			HeadLen: of.headLen, Head: of.head})
+			HeadLen: of.headLen, Head: of.head, WarmFrom: warmFrom, Warm: slices.Clone(of.ring)})
 	}
 	slices.SortFunc(out, func(a, b filePosition) int { return strings.Compare(a.Path, b.Path) })
 	return out
@@ -329,7 +464,7 @@ func (r *fileRun) saveState() {
 // gets these at the next tick.
 func (r *fileRun) queueSave() {
 	pos := r.positions()
-	if r.lastSaved != nil && slices.Equal(pos, r.lastSaved) && time.Since(r.lastSavedAt) < stateRefresh {
+	if r.lastSaved != nil && slices.EqualFunc(pos, r.lastSaved, filePosition.equal) && time.Since(r.lastSavedAt) < stateRefresh {
 		return
 	}
 	select {

@@ -70,6 +70,14 @@ type journalSource struct {
 	mu     sync.Mutex
 	cursor string // of the last entry sent on
 	saved  string // what the state file holds
+
+	// window is the warm-up window (Options.WarmupWindow); ring the
+	// checkpoints a next start's warm-up begins at, owned by whoever
+	// saves the cursor; warmed that a Run already warmed up (a restarted
+	// Run must not pour those entries twice into the same buckets).
+	window time.Duration
+	ring   journalRing
+	warmed bool
 }
 
 func newJournalSource(cfg Config, opts Options) (Source, error) {
@@ -95,6 +103,7 @@ func newJournalSourceWith(cfg Config, opts Options, bin string) (*journalSource,
 	s.follow = true
 	if opts.StateDir != "" {
 		s.state = journalCursorPath(opts.StateDir, s.filters)
+		s.window = opts.warmupWindow()
 	}
 	s.idle = newIdleWatch(s.name, cfg.IdlePeriod(), opts)
 	return s, nil
@@ -210,13 +219,28 @@ func (s *journalSource) Run(ctx context.Context, out chan<- event.Line) error {
 	s.started = time.Now()
 
 	if s.state != "" {
-		c, err := loadJournalCursor(s.state, s.filters)
+		st, err := loadJournalState(s.state, s.filters)
 		if err != nil {
 			s.log.WithError(err).Warn("ignoring the saved journal cursor: reading new entries only")
 		}
+		c := st.Cursor
 		s.mu.Lock()
 		s.cursor, s.saved = c, c
 		s.mu.Unlock()
+		switch {
+		case c == "":
+			// Read from the journal's end as it is now: a checkpoint
+			// without cursor, at the start time.
+			s.ring = journalRing{{At: s.started}}
+		case len(st.Warm) > 0:
+			s.ring = st.Warm
+		default:
+			s.ring = journalRing{{At: st.Saved, Pos: c}}
+		}
+		if !s.warmed && c != "" {
+			s.warmup(ctx, c, st.Saved, out)
+		}
+		s.warmed = true
 		saverDone := make(chan struct{})
 		go func() {
 			defer close(saverDone)
@@ -382,20 +406,7 @@ func (s *journalSource) entry(ctx context.Context, line []byte, out chan<- event
 		s.setCursor(r.Cursor)
 		return true
 	}
-	now := time.Now()
-	t := r.Time
-	if t.IsZero() {
-		t = now
-	}
-	ev := event.Line{
-		Raw:    journalRaw(r, now),
-		Src:    s.src,
-		Module: "journalctl",
-		Labels: s.labels, // shared by every line of the source: events never change it
-		Time:   t,
-		// Logged while the agent was stopped, resumed from the cursor.
-		Backlog: s.follow && !r.Time.IsZero() && r.Time.Before(s.started),
-	}
+	ev := s.line(r)
 	select {
 	case out <- ev:
 	case <-ctx.Done():
@@ -406,6 +417,99 @@ func (s *journalSource) entry(ctx context.Context, line []byte, out chan<- event
 	s.hits.Inc()
 	s.idle.seen()
 	return true
+}
+
+// line is the event.Line of an entry.
+func (s *journalSource) line(r journalRecord) event.Line {
+	now := time.Now()
+	t := r.Time
+	if t.IsZero() {
+		t = now
+	}
+	return event.Line{
+		Raw:    journalRaw(r, now),
+		Src:    s.src,
+		Module: "journalctl",
+		Labels: s.labels, // shared by every line of the source: events never change it
+		Time:   t,
+		// Logged while the agent was stopped, resumed from the cursor.
+		Backlog: s.follow && !r.Time.IsZero() && r.Time.Before(s.started),
+	}
+}
+
+// warmup reads again, marked as warm-up, the entries read within the
+// warm-up window before the saved cursor: the runner pours them only to
+// rebuild the buckets. journalctl cannot stop at a cursor, so the read
+// stops at the entry with the saved cursor, or failing it (the journal
+// was vacuumed) at the first entry logged after the cursor was saved:
+// that one and those after it were never read, the follow reads them.
+// Failures only cost the warm-up.
+func (s *journalSource) warmup(ctx context.Context, until string, savedAt time.Time, out chan<- event.Line) {
+	a, ok := s.ring.anchor(time.Now(), s.window)
+	if !ok || a.Pos == until {
+		return
+	}
+	args := []string{"--output=json", "--no-pager"}
+	if a.Pos == "" {
+		args = append(args, fmt.Sprintf("--since=@%d", a.At.Unix()))
+	} else {
+		args = append(args, "--after-cursor="+a.Pos)
+	}
+	args = append(args, s.filters...)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.bin, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = s.timing.stopGrace
+	cmd.Stderr = &journalStderr{log: s.log}
+	stdout, err := cmd.StdoutPipe()
+	if err == nil {
+		err = cmd.Start()
+	}
+	if err != nil {
+		s.log.WithError(err).Warn("warm-up: cannot run journalctl: no warm-up")
+		return
+	}
+	br := bufio.NewReaderSize(stdout, 64<<10)
+	var buf []byte
+	n := 0
+	for {
+		line, tooLong, rerr := readJournalLine(br, buf[:0], journalMaxEntry)
+		buf = line
+		if !tooLong && len(line) > 0 && line[0] == '{' {
+			r, err := decodeJournalEntry(line)
+			switch {
+			case err != nil:
+			case r.Time.After(savedAt):
+				rerr = io.EOF // never read before
+			case a.Pos == "" && r.Time.Before(a.At):
+				// logged before the source first started: never read
+			case r.HasMsg:
+				ev := s.line(r)
+				ev.Backlog, ev.Warmup = false, true
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					rerr = ctx.Err()
+				}
+				n++
+				s.lines.Inc()
+				s.hits.Inc()
+			}
+			if err == nil && r.Cursor == until {
+				rerr = io.EOF
+			}
+		}
+		if rerr != nil {
+			break
+		}
+	}
+	cancel()
+	_ = cmd.Wait() // stopped by cancel once past the saved cursor
+	if n > 0 {
+		s.log.WithFields(log.Fields{"entries": n, "window": s.window.String()}).
+			Infof("warm-up: re-reading %d entries logged in the last %s to restore bucket state", n, s.window)
+	}
 }
 
 // readJournalLine reads one line into buf (without its "\n"). A line
@@ -480,10 +584,16 @@ func (s *journalSource) saveCursor() error {
 	s.mu.Lock()
 	c, saved := s.cursor, s.saved
 	s.mu.Unlock()
-	if c == saved || c == "" {
+	if c == "" {
 		return nil
 	}
-	if err := saveJournalCursor(s.state, s.filters, c, time.Now()); err != nil {
+	now := time.Now()
+	s.ring = s.ring.add(now, c, s.window)
+	if c == saved {
+		return nil
+	}
+	err := saveJournalState(s.state, journalCursorFile{Filters: s.filters, Cursor: c, Saved: now.UTC(), Warm: s.ring})
+	if err != nil {
 		return err
 	}
 	s.mu.Lock()

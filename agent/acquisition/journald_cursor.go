@@ -25,7 +25,14 @@ type journalCursorFile struct {
 	Filters []string  `json:"filters"`
 	Cursor  string    `json:"cursor"`
 	Saved   time.Time `json:"saved"`
+	// Warm is the checkpoints a start's warm-up begins at (see
+	// journalSource.warmup); a checkpoint without cursor is the end of
+	// the journal when the source started without one.
+	Warm journalRing `json:"warm,omitempty"`
 }
+
+// journalRing is a journal source's checkpoints, by cursor.
+type journalRing = warmRing[string]
 
 // journalCursorPath names the state file of a set of filters.
 func journalCursorPath(stateDir string, filters []string) string {
@@ -34,27 +41,37 @@ func journalCursorPath(stateDir string, filters []string) string {
 
 // loadJournalCursor returns the saved cursor, "" when there is none.
 func loadJournalCursor(path string, filters []string) (string, error) {
+	f, err := loadJournalState(path, filters)
+	return f.Cursor, err
+}
+
+// loadJournalState returns the state file, empty when there is none.
+func loadJournalState(path string, filters []string) (journalCursorFile, error) {
+	var f journalCursorFile
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
+		return f, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("reading journal cursor: %w", err)
+		return f, fmt.Errorf("reading journal cursor: %w", err)
 	}
-	var f journalCursorFile
 	if err := json.Unmarshal(data, &f); err != nil {
-		return "", fmt.Errorf("reading journal cursor %s: %w", path, err)
+		return journalCursorFile{}, fmt.Errorf("reading journal cursor %s: %w", path, err)
 	}
 	if !slices.Equal(f.Filters, filters) {
-		return "", fmt.Errorf("journal cursor %s was saved for filters %q", path, f.Filters)
+		return journalCursorFile{}, fmt.Errorf("journal cursor %s was saved for filters %q", path, f.Filters)
 	}
-	return f.Cursor, nil
+	return f, nil
 }
 
 // saveJournalCursor replaces the state file atomically: a crash leaves
 // the old cursor or the new one, never half of one.
 func saveJournalCursor(path string, filters []string, cursor string, now time.Time) error {
-	data, err := json.Marshal(journalCursorFile{Filters: filters, Cursor: cursor, Saved: now.UTC()})
+	return saveJournalState(path, journalCursorFile{Filters: filters, Cursor: cursor, Saved: now.UTC()})
+}
+
+func saveJournalState(path string, f journalCursorFile) error {
+	data, err := json.Marshal(f)
 	if err != nil {
 		return fmt.Errorf("encoding journal cursor: %w", err)
 	}

@@ -133,8 +133,14 @@ var journalTestFilters = []string{"_SYSTEMD_UNIT=ssh.service", "+", "SYSLOG_IDEN
 
 func startJournal(t *testing.T, fj *fakeJournal, stateDir string) (*srcHarness, *journalSource) {
 	t.Helper()
+	return startJournalWith(t, fj, stateDir, 0)
+}
+
+// startJournalWith is startJournal with a warm-up window.
+func startJournalWith(t *testing.T, fj *fakeJournal, stateDir string, warmup time.Duration) (*srcHarness, *journalSource) {
+	t.Helper()
 	opts, hook, m := acqTestOptions()
-	opts.StateDir = stateDir
+	opts.StateDir, opts.WarmupWindow = stateDir, warmup
 	s, err := newJournalSourceWith(Config{Source: "journalctl", JournalctlFilter: journalTestFilters,
 		Labels: map[string]string{"type": "syslog", "env": "test"}}, opts, fj.bin)
 	if err != nil {
@@ -476,5 +482,48 @@ func TestJournalReal(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("nothing read back from the journal")
 		}
+	}
+}
+
+// A restart first reads again, marked as warm-up, the entries read within
+// the window before the saved cursor, up to that cursor (an entry logged
+// after the save is never warm-up), then follows after the cursor.
+func TestJournalWarmup(t *testing.T) {
+	fj := newFakeJournal(t)
+	state := filepath.Join(t.TempDir(), "state")
+	h, _ := startJournalWith(t, fj, state, time.Hour)
+	fj.waitRuns(1)
+	now := time.Now().UnixMicro()
+	e := []string{jentry("s=1;i=1", now, "sshd", "1", "one"), jentry("s=1;i=2", now, "sshd", "1", "two"),
+		jentry("s=1;i=3", now, "sshd", "1", "three"), jentry("s=1;i=4", time.Now().Add(time.Minute).UnixMicro(), "sshd", "1", "four")}
+	fj.add(1, e[:3]...)
+	h.collect(3, 5*time.Second)
+	stopJournal(t, h)
+
+	// What journalctl prints from the warm-up start: the three read, and
+	// one logged while stopped.
+	fj.write("replay.jsonl", strings.Join(e, "\n")+"\n")
+	h2, _ := startJournalWith(t, fj, state, time.Hour)
+	argv := fj.waitRuns(2)
+	if len(argv) < 3 || argv[0] != "--output=json" || !strings.HasPrefix(argv[2], "--since=@") || slices.Contains(argv, "--follow") {
+		t.Fatalf("warm-up argv %q: want a read since the first start", argv)
+	}
+	for i, l := range h2.collect(3, 5*time.Second) {
+		if !l.Warmup || l.Backlog || !strings.HasSuffix(l.Raw, []string{"one", "two", "three"}[i]) {
+			t.Fatalf("warm-up line %d: %+v", i, l)
+		}
+	}
+	want := append([]string{"--follow", "--output=json", "--after-cursor=s=1;i=3", "--lines=all"}, journalTestFilters...)
+	if argv := fj.waitRuns(3); !slices.Equal(argv, want) {
+		t.Fatalf("follow after the warm-up: %q, want %q", argv, want)
+	}
+	fj.add(3, e[3])
+	if l := h2.collect(1, 5*time.Second)[0]; l.Warmup || !strings.HasSuffix(l.Raw, "four") {
+		t.Fatalf("after the warm-up: %+v", l)
+	}
+	stopJournal(t, h2)
+	st, err := loadJournalState(journalCursorPath(state, journalTestFilters), journalTestFilters)
+	if err != nil || st.Cursor != "s=1;i=4" || len(st.Warm) == 0 || st.Warm[0].Pos != "" {
+		t.Fatalf("saved %+v, %v: want cursor s=1;i=4 and checkpoints from the first start", st, err)
 	}
 }

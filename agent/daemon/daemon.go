@@ -92,6 +92,7 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 			aopts.MaxBacklogAge = -1 // "0": never resume
 		}
 	}
+	aopts.WarmupWindow = warmupWindow(cfg, a.rules)
 	a.aopts, a.live = aopts, map[string]acquisition.Source{}
 	// datasources counts the sources by kind, for the usage metrics.
 	datasources := map[string]int{}
@@ -382,4 +383,18 @@ func bucketLimit(cfg *csconfig.Config) int {
 		return *n
 	}
 	return csconfig.DefaultMaxBucketsPerScenario
+}
+
+// DefaultWarmupWindow caps crowdsec_service.warmup_window when unset.
+const DefaultWarmupWindow = 30 * time.Minute
+
+// warmupWindow is how far back file sources read again at start to
+// rebuild the buckets: as long as a loaded scenario can keep state, at
+// most warmup_window.
+func warmupWindow(cfg *csconfig.Config, rules *ruleset.Ruleset) time.Duration {
+	limit := DefaultWarmupWindow
+	if d := cfg.Crowdsec.WarmupWindow; d != nil {
+		limit = d.Duration
+	}
+	return min(limit, leakybucket.StateWindow(rules.Scenarios))
 }

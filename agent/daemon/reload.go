@@ -51,6 +51,11 @@ func (a *Agent) Reload(ctx context.Context, cfg *csconfig.Config) (ReloadSummary
 		a.log.WithField("dir", cfg.Crowdsec.AcquisitionDir).
 			Warn("no log source: the agent reads nothing until a [[source]] is added to a .toml file there (cscli setup finds the services this host runs)")
 	}
+	// A source added by a reload does not warm up: one with the patterns
+	// of a source it replaces would pour again lines whose buckets the
+	// reload kept.
+	aopts := a.aopts
+	aopts.WarmupWindow = 0
 	next := map[string]acquisition.Source{}
 	var add []acquisition.Source
 	for key, c := range sourceKeys(cfgs) {
@@ -58,7 +63,7 @@ func (a *Agent) Reload(ctx context.Context, cfg *csconfig.Config) (ReloadSummary
 			next[key] = src
 			continue
 		}
-		src, err := acquisition.NewSupervised(c, a.aopts)
+		src, err := acquisition.NewSupervised(c, aopts)
 		if err != nil {
 			return ReloadSummary{}, err
 		}

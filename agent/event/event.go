@@ -35,6 +35,10 @@ type Line struct {
 	// at its start: its own timestamp, not the clock, times it in the
 	// scenarios, so a backlog read at once is not taken for a burst.
 	Backlog bool `json:"Backlog,omitempty"`
+	// Warmup marks a line read again at start, already processed before
+	// the stop, only to rebuild the buckets: timed like a backlog line,
+	// its overflows are dropped (they were raised before the stop).
+	Warmup bool `json:"Warmup,omitempty"`
 }
 
 // Event is one log line, or one overflow, flowing through the engine.

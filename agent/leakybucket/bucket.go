@@ -390,8 +390,9 @@ func (e *Engine) Prepare(evt *event.Event) Prepared {
 	var p Prepared
 	if e.replay {
 		p.at, p.timed = replayTime(evt)
-	} else if evt.Line.Backlog {
-		// Written while the agent was stopped: its own time, never one
+	} else if evt.Line.Backlog || evt.Line.Warmup {
+		// Written while the agent was stopped, or read again to rebuild
+		// the buckets (warm-up): its own time, never one
 		// ahead of the clock (a year-less syslog date guessed wrong).
 		if at, ok := replayTime(evt); ok && at.Before(time.Now()) {
 			p.at, p.timed = at, true
@@ -445,7 +446,9 @@ func (e *Engine) Pour(evt *event.Event) []event.Event {
 func (e *Engine) PourPrepared(evt *event.Event, p Prepared) []event.Event {
 	start := time.Now()
 	out := e.pour(evt, p, 0)
-	e.countPourTime(evt, len(p.hits) > 0, time.Since(start))
+	if !evt.Line.Warmup { // counted when first read, before the stop
+		e.countPourTime(evt, len(p.hits) > 0, time.Since(start))
+	}
 	return out
 }
 
@@ -557,7 +560,7 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time, copies *[1 << f
 	b.queue = append(b.queue, copies[m])
 	b.poured++
 	b.lastLine = 0
-	if !evt.Line.Time.IsZero() {
+	if !evt.Line.Time.IsZero() && !evt.Line.Warmup { // a warm-up overflow is no alert to time
 		b.lastLine = evt.Line.Time.UnixNano()
 	}
 	e.countPour(h.scenario, evt)

@@ -411,3 +411,22 @@ condition: "len(queue.Queue) >= 3"
 		t.Errorf("an expired conditional bucket kept its queue: %d overflows", without)
 	}
 }
+
+// StateWindow is how long a scenario can keep state: what a warm-up must
+// read again for its buckets to be rebuilt.
+func TestStateWindow(t *testing.T) {
+	leaky := loadYAML(t, leakyDoc+"blackhole: 1m\n")
+	if w := leaky[0].StateWindow(); w != 5*10*time.Second+time.Minute {
+		t.Errorf("leaky: %s, want capacity x leakspeed + blackhole", w)
+	}
+	counter := loadYAML(t, "type: counter\nname: test/counter\nfilter: \"true\"\ncapacity: -1\nduration: 20m\n")
+	if w := counter[0].StateWindow(); w != 20*time.Minute {
+		t.Errorf("counter: %s, want its duration", w)
+	}
+	if w := leakybucket.StateWindow(append(leaky, counter...)); w != 20*time.Minute {
+		t.Errorf("both: %s, want the longest", w)
+	}
+	if w := leakybucket.StateWindow(nil); w != 0 {
+		t.Errorf("none: %s", w)
+	}
+}

@@ -1,6 +1,8 @@
 package leakybucket
 
 import (
+	"time"
+
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/rampart-ips/rampart/agent/event"
@@ -19,3 +21,22 @@ func (s *Scenario) Matches(evt *event.Event) bool {
 
 // Scenarios returns the engine's scenarios in pour order.
 func (e *Engine) Scenarios() []*Scenario { return e.scenarios }
+
+// StateWindow is how long the scenario's buckets can keep state: how long
+// a full leaky bucket takes to empty (capacity × leakspeed), or a
+// counter's duration, plus the blackhole after an overflow. Lines older
+// than that cannot change what it decides now (see the warm-up of the
+// file sources).
+func (s *Scenario) StateWindow() time.Duration {
+	span := s.leak * time.Duration(max(s.cfg.Capacity, 1))
+	return max(span, s.duration) + s.blackhole
+}
+
+// StateWindow is the longest StateWindow of scenarios.
+func StateWindow(scenarios []*Scenario) time.Duration {
+	var w time.Duration
+	for _, s := range scenarios {
+		w = max(w, s.StateWindow())
+	}
+	return w
+}

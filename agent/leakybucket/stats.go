@@ -136,6 +136,9 @@ func (e *Engine) countPourTime(evt *event.Event, poured bool, d time.Duration) {
 
 // countPour counts evt poured into a scenario's bucket.
 func (e *Engine) countPour(scenario int, evt *event.Event) {
+	if evt.Line.Warmup {
+		return // counted when first read, before the stop
+	}
 	st := e.stats
 	i := st.srcIndex(evt)
 	sc := &st.scenarios[scenario]

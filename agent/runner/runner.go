@@ -57,6 +57,11 @@ type Config struct {
 type Stats struct {
 	Lines, Parsed, Unparsed, Whitelisted atomic.Int64
 	Overflows, Alerts, Dropped, Lost     atomic.Int64 // Dropped: whitelisted by postoverflows; Lost: refused by the sink
+	// Warmup counts the lines read again at start to rebuild the buckets
+	// (event.Line.Warmup), which the counters above leave out: they were
+	// counted before the stop. WarmupOverflows counts the overflows they
+	// caused, dropped: they were raised before the stop.
+	Warmup, WarmupOverflows atomic.Int64
 }
 
 // SourceStat counts one log source's lines by outcome, as the usage
@@ -251,8 +256,13 @@ func (a *Agent) parse(work <-chan *batch) {
 			evt := &b.evts[i]
 			*evt = event.New(l)
 			if err := b.gen.rules.Parse(evt, nil); err != nil {
-				// Parse already made the line unparsed; say why once per line.
-				a.log.WithError(err).Warn("line not parsed")
+				// Parse already made the line unparsed; say why once per
+				// line (a warm-up line was said so before the stop).
+				if l.Warmup {
+					a.log.WithError(err).Debug("warm-up line not parsed")
+				} else {
+					a.log.WithError(err).Warn("line not parsed")
+				}
 			}
 			if evt.Process && !evt.Whitelisted {
 				b.preps[i] = b.gen.engine.Prepare(evt)
@@ -271,6 +281,11 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 		tick = t.C
 	}
 	g := a.gen.Load()
+	// warming: a warm-up line was poured since the last tick, so more may
+	// follow, timed in the past. The clock's tick waits (a tick at most):
+	// it would end buckets that are empty now but that the next warm-up
+	// lines, older, still fill.
+	warming := false
 	for {
 		select {
 		case b, ok := <-ordered:
@@ -288,6 +303,11 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 			var run *sourceRun
 			for i := range b.evts {
 				evt := &b.evts[i]
+				if evt.Line.Warmup {
+					warming = true
+					a.warmup(g, evt, b.preps[i])
+					continue
+				}
 				a.Stats.Lines.Add(1)
 				k := sourceKey{evt.Line.Module, evt.Line.Src, evt.Line.Labels["type"]}
 				if run == nil || run.key != k {
@@ -314,11 +334,29 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 			a.addSourceRuns(a.runs)
 			a.push(ctx, alerts, readAt)
 		case now := <-tick:
+			if warming {
+				warming = false // once: the warm-up may be over
+				continue
+			}
 			alerts, readAt := a.overflows(g, g.engine.Tick(now), nil, nil)
 			a.push(ctx, alerts, readAt)
 		case <-ctx.Done():
 			return nil
 		}
+	}
+}
+
+// warmup pours a line read again at start only for the bucket state it
+// leaves (blackholes included): what it overflows was raised before the
+// stop, from the same line, and is dropped without a word at info level.
+func (a *Agent) warmup(g *generation, evt *event.Event, p leakybucket.Prepared) {
+	a.Stats.Warmup.Add(1)
+	if !evt.Process || evt.Whitelisted {
+		return
+	}
+	for _, ov := range g.engine.PourPrepared(evt, p) {
+		a.Stats.WarmupOverflows.Add(1)
+		a.log.WithFields(log.Fields{"scenario": ov.GetScenario(), "source": ov.GetValue()}).Debug("warm-up overflow dropped: raised before the stop")
 	}
 }
 

@@ -256,3 +256,78 @@ func TestSourceFailureEndsRun(t *testing.T) {
 		})
 	}
 }
+
+// linesSource sends its lines, then runs until cancelled, as a live
+// source does.
+type linesSource struct{ lines []event.Line }
+
+func (s *linesSource) Name() string { return "test:lines" }
+
+func (s *linesSource) Run(ctx context.Context, out chan<- event.Line) error {
+	for _, l := range s.lines {
+		select {
+		case out <- l:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// Warm-up lines rebuild the buckets, blackholes included, but raise no
+// alert and are not counted as lines read: 6 failures from .1 read again
+// (an overflow raised before the stop) then a 7th, new, is in the
+// blackhole; 5 from .2 read again then a 6th, new, overflows.
+func TestWarmupRebuildsBucketsWithoutAlerts(t *testing.T) {
+	rs := sshRules(t)
+	now := time.Now()
+	var lines []event.Line
+	add := func(ip string, n int, warm bool) {
+		for i := range n {
+			raw := fmt.Sprintf("%s host sshd[%d]: Failed password for root from %s port %d ssh2", now.Format(time.Stamp), 100+i, ip, 40000+i)
+			lines = append(lines, event.Line{Raw: raw, Src: "auth.log", Module: "file", Labels: map[string]string{"type": "syslog"},
+				Time: now, Warmup: warm})
+		}
+	}
+	add("203.0.113.1", 6, true)
+	add("203.0.113.2", 5, true)
+	add("203.0.113.1", 1, false)
+	add("203.0.113.2", 1, false)
+	add("203.0.113.3", 6, false) // the barrier: its alert comes last
+	s := &sink{}
+	a, err := runner.New(runner.Config{Rules: rs, Sink: s, Workers: 2, Sources: []acquisition.Source{&linesSource{lines: lines}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(s.keys(), "crowdsecurity/ssh-bf 203.0.113.3") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no ssh-bf alert for the barrier; got %v", s.keys())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.keys(), []string{"crowdsecurity/ssh-bf 203.0.113.2", "crowdsecurity/ssh-bf 203.0.113.3"}; !slices.Equal(got, want) {
+		t.Fatalf("alerts %v, want %v", got, want)
+	}
+	if w, wo, l := a.Stats.Warmup.Load(), a.Stats.WarmupOverflows.Load(), a.Stats.Lines.Load(); w != 11 || wo != 1 || l != 8 {
+		t.Fatalf("warm-up lines %d, their overflows %d, lines %d: want 11, 1, 8", w, wo, l)
+	}
+	if st := a.SourceStats(); len(st) != 1 || st[0].Read != 8 {
+		t.Fatalf("source stats %+v: want the 8 new lines read", st)
+	}
+	var timed uint64
+	for _, c := range a.Engine().AlertDelay().Counts {
+		timed += c
+	}
+	if timed != 2 {
+		t.Fatalf("%d alert delays observed, want 2 (the warm-up overflow is no alert)", timed)
+	}
+}
