@@ -15,7 +15,7 @@ import (
 func newConfigCmd(cli *CLI) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config [command]",
-		Short: "Allows to view current config",
+		Short: "Show the configuration crowdsec and cscli use",
 		Long: `View the configuration crowdsec and cscli run with (config.toml, or the file
 given with -c), merged with the defaults.`,
 		Example:           "cscli config show\ncscli config show --key api.server.listen_uri",
