@@ -513,7 +513,7 @@ func TestJournalWarmup(t *testing.T) {
 			t.Fatalf("warm-up line %d: %+v", i, l)
 		}
 	}
-	want := append([]string{"--follow", "--output=json", "--after-cursor=s=1;i=3", "--lines=all"}, journalTestFilters...)
+	want := append([]string{"--follow", "--merge", "--output=json", "--after-cursor=s=1;i=3", "--lines=all"}, journalTestFilters...)
 	if argv := fj.waitRuns(3); !slices.Equal(argv, want) {
 		t.Fatalf("follow after the warm-up: %q, want %q", argv, want)
 	}
