@@ -129,7 +129,18 @@ func TestBootedDebian12(t *testing.T) {
 		t.Errorf("cscli setup did not find nginx's files:\n%s", out)
 	}
 	b.must("cscli", "collections", "install", "rampart/nginx")
+	// A reload, not a restart: the same process loads the new set. The
+	// ExecReload returns once the configuration is checked and the signal
+	// sent; the unit shows "reloading" until the daemon's READY=1.
+	pid := b.out("systemctl", "show", "-p", "MainPID", "--value", "crowdsec")
 	b.must("systemctl", "reload", "crowdsec")
+	b.waitFor("crowdsec to finish its reload", func() bool {
+		return b.out("systemctl", "is-active", "crowdsec") == "active" &&
+			strings.Contains(b.out("journalctl", "-u", "crowdsec", "--no-pager"), "configuration reloaded")
+	})
+	if now := b.out("systemctl", "show", "-p", "MainPID", "--value", "crowdsec"); now != pid {
+		t.Errorf("crowdsec's main PID went from %s to %s on reload: restarted, not reloaded", pid, now)
+	}
 	b.active("after the nginx collection", "crowdsec")
 	b.waitFor("nginx answering the scanner", func() bool { return b.reach(httpAtk, 80) })
 	for i := 0; i < 60 && (i%10 != 9 || !b.banned(httpAtk)); i++ {
