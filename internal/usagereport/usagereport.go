@@ -133,13 +133,25 @@ func (r *Reporter) loop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if r.retryEarly(ctx, r.Push(ctx, SendTimeout)) {
+		if r.retryEarly(ctx, r.pushInLoop(ctx)) {
 			t.Reset(min(retry.Next(), r.Interval))
 		} else {
 			retry.Reset()
 			t.Reset(r.Interval)
 		}
 	}
+}
+
+// pushInLoop sends an interval's report. A stop does not cut it short at
+// once: the LAPI may already have stored it, and a client that saw an
+// error would send the same counts again in the last report. It gets
+// FinalTimeout after the stop to finish, as the last report does.
+func (r *Reporter) pushInLoop(ctx context.Context) error {
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(FinalTimeout, cancel) })
+	defer stop()
+	return r.Push(rctx, SendTimeout)
 }
 
 // Push builds and sends one report within timeout; the baseline moves

@@ -6,6 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -188,5 +192,49 @@ func TestRetryEarly(t *testing.T) {
 	// The first outage, the older LAPI, the second outage; one recovery.
 	if warns != 3 || infos != 1 {
 		t.Errorf("%d warnings and %d infos, want 3 and 1: %v", warns, infos, hook.AllEntries())
+	}
+}
+
+// TestStopDuringReport: a report the LAPI stores while the component
+// stops must not be sent again by the last report. The proxy lets the
+// LAPI store the report, stops the component, then answers: before, the
+// stop cancelled the request in flight, the client saw an error, did not
+// move its baseline, and the last report counted the same lines twice.
+func TestStopDuringReport(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "crowdsec.db")
+	l := lapitest.Start(t, db, "")
+	key := l.AddBouncer(component)
+	target, err := neturl.Parse(l.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var once sync.Once
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(*http.Response) error {
+		once.Do(func() {
+			cancel()
+			time.Sleep(200 * time.Millisecond)
+		})
+		return nil
+	}
+	srv := httptest.NewServer(proxy)
+	defer srv.Close()
+	client, err := apiclient.New(apiclient.Config{URL: srv.URL, APIKey: key, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c counter
+	c.add(4)
+	r := New(Config{Client: client, Interval: time.Hour, Build: c.build, Start: time.Now(), Log: quietLog()})
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	<-done
+	sum := 0.0
+	for _, rep := range stored(t, l) {
+		sum += rep.Metrics[0].Items[0].Value
+	}
+	if sum != 4 {
+		t.Errorf("stored reports sum to %v, want 4: a report in flight at stop was sent again", sum)
 	}
 }
