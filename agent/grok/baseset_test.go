@@ -76,7 +76,7 @@ func TestBaseSetSamples(t *testing.T) {
 		}
 	}
 	// DATE_X is an alternative of DATE, tried from the leftmost offset: the
-	// year is not cut to its last digit as a US date would read it
+	// date is not read from its third digit on ("24/01/31", an EU date)
 	if got := l.MustCompile(`%{DATE:d}`).Parse("on 2024/01/31 at"); got["d"] != "2024/01/31" {
 		t.Errorf("DATE = %q", got["d"])
 	}
