@@ -139,6 +139,36 @@ func TestBlackhole(t *testing.T) {
 	}
 }
 
+// One slow ssh attacker, 28 failed logins, against ssh-slow-bf's
+// parameters: 11 in 10 s overflow and start the 1 m blackhole; the next 17,
+// every 6 s, fill a fresh bucket that overflows (on its 12th, at 82 s)
+// after the blackhole has ended. Upstream raises two alerts; dropping the
+// events inside the blackhole left too few after it for a second.
+func TestBlackholeSlowAttacker(t *testing.T) {
+	e := leakybucket.NewEngine(loadYAML(t, `type: leaky
+name: test/ssh-slow-bf
+filter: "evt.Meta.log_type == 'ssh_failed-auth'"
+groupby: evt.Meta.source_ip
+capacity: 10
+leakspeed: 60s
+blackhole: 1m
+`), true)
+	ovf := pour(e, "198.51.100.7", 11, t0, time.Second)
+	ovf = append(ovf, pour(e, "198.51.100.7", 17, t0.Add(16*time.Second), 6*time.Second)...)
+	if len(ovf) != 2 {
+		t.Fatalf("%d alerts, want 2", len(ovf))
+	}
+	for i, want := range []struct {
+		at     time.Duration
+		events int32
+	}{{10 * time.Second, 11}, {82 * time.Second, 12}} {
+		a := ovf[i].Overflow.Alert
+		if a.StopAt != t0.Add(want.at).UTC().Format(time.RFC3339) || a.EventsCount != want.events {
+			t.Errorf("alert %d: at %s with %d events, want at %s with %d", i+1, a.StopAt, a.EventsCount, t0.Add(want.at).UTC().Format(time.RFC3339), want.events)
+		}
+	}
+}
+
 func TestDistinct(t *testing.T) {
 	e := leakybucket.NewEngine(loadYAML(t, `type: leaky
 name: test/user-enum
