@@ -44,3 +44,27 @@ func TestAdopt(t *testing.T) {
 		t.Fatalf("a changed scenario inherited the old bucket")
 	}
 }
+
+// A reload inside a blackhole keeps it and the bucket filling meanwhile:
+// the key's overflow still inside it is discarded, the first after it ends
+// is an alert.
+func TestAdoptBlackhole(t *testing.T) {
+	doc := leakyDoc + "blackhole: 1m\n"
+	old := leakybucket.NewEngine(loadYAML(t, doc), true)
+	if ovf := pour(old, "1.2.3.4", 6, t0, 100*time.Millisecond); len(ovf) != 1 {
+		t.Fatalf("first burst: %d overflows", len(ovf))
+	}
+	pour(old, "1.2.3.4", 3, t0.Add(58*time.Second), 100*time.Millisecond)
+	e := leakybucket.NewEngine(loadYAML(t, doc), true)
+	if kept, buckets := e.Adopt(old); kept != 1 || buckets != 1 {
+		t.Fatalf("Adopt kept %d scenarios, %d buckets; want 1, 1", kept, buckets)
+	}
+	if ovf := pour(e, "1.2.3.4", 3, t0.Add(58300*time.Millisecond), 100*time.Millisecond); len(ovf) != 0 {
+		t.Fatalf("an overflow inside the adopted blackhole was kept")
+	}
+	pour(e, "1.2.3.4", 5, t0.Add(59*time.Second), 100*time.Millisecond)
+	ovf := pour(e, "1.2.3.4", 1, t0.Add(61*time.Second), 0)
+	if len(ovf) != 1 || ovf[0].Overflow.Alert.EventsCount != 6 {
+		t.Fatalf("after the blackhole: %d overflows, want 1 of 6 events", len(ovf))
+	}
+}

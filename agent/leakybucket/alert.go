@@ -14,10 +14,12 @@ import (
 )
 
 // overflow turns a full bucket into an overflow event with its alert. ok is
-// false when the overflow is discarded: overflow_filter said no, or a
-// scope other than Ip found no value. The caller has removed the bucket
-// either way; a blackhole starts only for an overflow kept, as upstream,
-// whose overflow filter runs before its blackhole.
+// false when the overflow is discarded: overflow_filter said no, a scope
+// other than Ip found no value, or the key is in its blackhole. The caller
+// has removed the bucket either way, so the key's next event starts a
+// fresh one, as upstream. A blackhole starts only for an overflow kept and
+// is not extended by those it discards, as upstream, whose overflow filter
+// runs before its blackhole.
 func (e *Engine) overflow(s *Scenario, scenario int, b *bucket, now time.Time) (event.Event, bool) {
 	last := b.queue[len(b.queue)-1]
 	src, ok := e.source(s, last)
@@ -55,6 +57,9 @@ func (e *Engine) overflow(s *Scenario, scenario int, b *bucket, now time.Time) (
 		}
 	}
 	if s.blackhole > 0 {
+		if e.blackholed(scenario, b.key, now.UnixNano()) {
+			return event.Event{}, false
+		}
 		e.addBlackhole(scenario, b.key, now.Add(s.blackhole).UnixNano())
 	}
 	if b.lastLine != 0 {

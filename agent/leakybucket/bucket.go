@@ -510,12 +510,8 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time, copies *[1 << f
 	s := e.scenarios[h.scenario]
 	sb := e.state[h.scenario]
 	ns := now.UnixNano()
-	if until, ok := sb.blackholes[h.key]; ok {
-		if ns < until {
-			return event.Event{}, false
-		}
-		delete(sb.blackholes, h.key)
-	}
+	// A blackholed key still fills its bucket, as upstream: the blackhole
+	// only discards the overflows it sees (see overflow).
 	b := sb.live[h.key]
 	if b != nil && dead(s, b, ns) {
 		// decided here as gc would have: the outcome must not depend on
@@ -777,9 +773,26 @@ func (sb *scenarioBuckets) popHoles(n int) {
 	}
 }
 
-// addBlackhole mutes key until then; at the cap, the blackholes ending
-// first make room (a source let out early may raise one more alert, which
-// hides nothing).
+// blackholed reports whether key's overflow at now falls inside a
+// blackhole, which then swallows it: the key's blackhole started at an
+// earlier overflow kept and ends blackhole later (exclusive), as upstream.
+// An ended one is forgotten here as gc would.
+func (e *Engine) blackholed(scenario int, key string, now int64) bool {
+	sb := e.state[scenario]
+	until, ok := sb.blackholes[key]
+	if !ok {
+		return false
+	}
+	if now < until {
+		return true
+	}
+	delete(sb.blackholes, key)
+	return false
+}
+
+// addBlackhole mutes key's overflows until then; at the cap, the
+// blackholes ending first make room (a source let out early may raise one
+// more alert, which hides nothing).
 func (e *Engine) addBlackhole(scenario int, key string, until int64) {
 	sb := e.state[scenario]
 	if e.limit > 0 && len(sb.blackholes) >= e.limit {

@@ -100,25 +100,72 @@ func TestLeakyOverflowTiming(t *testing.T) {
 	}
 }
 
+// A blackhole discards only the overflows it sees, as upstream: the key's
+// events keep filling a fresh bucket meanwhile, its overflow inside the
+// blackhole is discarded (and the bucket emptied, not kept full), and the
+// first overflow after the blackhole ends is an alert at once.
 func TestBlackhole(t *testing.T) {
 	e := leakybucket.NewEngine(loadYAML(t, leakyDoc+"blackhole: 1m\n"), true)
 	if ovf := pour(e, "1.2.3.4", 6, t0, 100*time.Millisecond); len(ovf) != 1 {
 		t.Fatalf("first burst: %d overflows", len(ovf))
 	}
-	// within the blackhole: suppressed, and no bucket fills
+	// within the blackhole: the burst fills buckets, whose overflows are
+	// discarded; 20 events make 3 overflows (6+6+6), 2 left in a bucket
 	if ovf := pour(e, "1.2.3.4", 20, t0.Add(2*time.Second), 100*time.Millisecond); len(ovf) != 0 {
 		t.Errorf("blackholed burst overflowed %d times", len(ovf))
 	}
-	if e.Buckets() != 0 {
-		t.Errorf("a blackholed key has %d buckets", e.Buckets())
+	if e.Buckets() != 1 {
+		t.Errorf("a blackholed key has %d buckets, want the one still filling", e.Buckets())
 	}
 	// another key is not blackholed
 	if ovf := pour(e, "5.6.7.8", 6, t0.Add(3*time.Second), 100*time.Millisecond); len(ovf) != 1 {
 		t.Errorf("other key: %d overflows", len(ovf))
 	}
-	// after the blackhole ends, the key overflows again
-	if ovf := pour(e, "1.2.3.4", 6, t0.Add(2*time.Minute), 100*time.Millisecond); len(ovf) != 1 {
-		t.Errorf("after the blackhole: %d overflows", len(ovf))
+	// the blackhole ends 1m after the first overflow (t0+500ms), not after
+	// the discarded ones (this one at t0+50.5s): a bucket filled before
+	// then overflows just after it, on its 6th event
+	if ovf := pour(e, "1.2.3.4", 6, t0.Add(50*time.Second), 100*time.Millisecond); len(ovf) != 0 {
+		t.Errorf("late in the blackhole: %d overflows", len(ovf))
+	}
+	if ovf := pour(e, "1.2.3.4", 5, t0.Add(58*time.Second), 100*time.Millisecond); len(ovf) != 0 {
+		t.Errorf("5 events overflowed")
+	}
+	ovf := pour(e, "1.2.3.4", 1, t0.Add(61*time.Second), 0)
+	if len(ovf) != 1 {
+		t.Fatalf("first overflow after the blackhole: %d overflows", len(ovf))
+	}
+	if n := ovf[0].Overflow.Alert.EventsCount; n != 6 {
+		t.Errorf("events_count %d, want the 6 of the bucket filled across the blackhole's end", n)
+	}
+}
+
+// One slow ssh attacker, 28 failed logins, against ssh-slow-bf's
+// parameters: 11 in 10 s overflow and start the 1 m blackhole; the next 17,
+// every 6 s, fill a fresh bucket that overflows (on its 12th, at 82 s)
+// after the blackhole has ended. Upstream raises two alerts; dropping the
+// events inside the blackhole left too few after it for a second.
+func TestBlackholeSlowAttacker(t *testing.T) {
+	e := leakybucket.NewEngine(loadYAML(t, `type: leaky
+name: test/ssh-slow-bf
+filter: "evt.Meta.log_type == 'ssh_failed-auth'"
+groupby: evt.Meta.source_ip
+capacity: 10
+leakspeed: 60s
+blackhole: 1m
+`), true)
+	ovf := pour(e, "198.51.100.7", 11, t0, time.Second)
+	ovf = append(ovf, pour(e, "198.51.100.7", 17, t0.Add(16*time.Second), 6*time.Second)...)
+	if len(ovf) != 2 {
+		t.Fatalf("%d alerts, want 2", len(ovf))
+	}
+	for i, want := range []struct {
+		at     time.Duration
+		events int32
+	}{{10 * time.Second, 11}, {82 * time.Second, 12}} {
+		a := ovf[i].Overflow.Alert
+		if a.StopAt != t0.Add(want.at).UTC().Format(time.RFC3339) || a.EventsCount != want.events {
+			t.Errorf("alert %d: at %s with %d events, want at %s with %d", i+1, a.StopAt, a.EventsCount, t0.Add(want.at).UTC().Format(time.RFC3339), want.events)
+		}
 	}
 }
 
