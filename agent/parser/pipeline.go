@@ -389,6 +389,10 @@ func (p *Pipeline) ParseExplain(evt *event.Event, obs Observer) (drop *Drop, err
 	if evt.Enriched == nil {
 		evt.Enriched = map[string]string{}
 	}
+	if evt.Unmarshaled == nil {
+		// UnmarshalJSON/ParseKV write into it: it must exist, as upstream.
+		evt.Unmarshaled = map[string]any{}
+	}
 	env, _ := p.scratch.Get().(*runEnv)
 	if env == nil {
 		env = p.newRunEnv()
