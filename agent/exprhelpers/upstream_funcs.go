@@ -478,7 +478,7 @@ func upstreamOptions() []expr.Option {
 		}, new(func(string, string) int)),
 		expr.Function("Join", func(p ...any) (any, error) {
 			return strings.Join(strSlice(p, 0), str(p, 1)), nil
-		}, new(func([]string, string) string)),
+		}, new(func([]string, string) string), new(func([]any, string) string)),
 		expr.Function("SplitN", strSliceIntFn(strings.SplitN), new(func(string, string, int) []string)),
 		expr.Function("SplitAfter", str2SliceFn(strings.SplitAfter), sigStr2Slice),
 		expr.Function("SplitAfterN", strSliceIntFn(strings.SplitAfterN), new(func(string, string, int) []string)),
@@ -509,7 +509,7 @@ func upstreamOptions() []expr.Option {
 		}, new(func(string, map[string]any) bool)),
 		expr.Function("Get", func(p ...any) (any, error) {
 			return Get(strSlice(p, 0), intArg(p, 1)), nil
-		}, new(func([]string, int) string)),
+		}, new(func([]string, int) string), new(func([]any, int) string)),
 		expr.Function("Flatten", func(p ...any) (any, error) {
 			return Flatten(p...), nil
 		}),
