@@ -159,26 +159,16 @@ func B64Decode(s string) (string, error) {
 	return string(b), nil
 }
 
-// ParseUnix turns Unix-epoch seconds ("1672239773" or "1672239773.359")
-// into RFC 3339 (UTC); "" when s is not such a number, as upstream.
+// ParseUnix turns Unix-epoch seconds ("1672239773", or "1672239773.359"
+// whose fraction is ignored, as upstream) into RFC 3339 in UTC; "" when
+// the seconds are not a positive integer.
 func ParseUnix(s string) string {
-	sec, frac, _ := strings.Cut(s, ".")
+	sec, _, _ := strings.Cut(s, ".")
 	n, err := strconv.ParseInt(sec, 10, 64)
-	if err != nil {
+	if err != nil || n <= 0 {
 		return ""
 	}
-	var ns int64
-	if frac != "" {
-		if len(frac) > 9 {
-			frac = frac[:9]
-		}
-		f, err := strconv.ParseInt(frac, 10, 64)
-		if err != nil || f < 0 {
-			return ""
-		}
-		ns = f * int64(math.Pow10(9-len(frac)))
-	}
-	return time.Unix(n, ns).UTC().Format(time.RFC3339)
+	return time.Unix(n, 0).UTC().Format(time.RFC3339)
 }
 
 // ParseQuery parses a URL query string; empty values on error.
