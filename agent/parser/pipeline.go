@@ -66,6 +66,11 @@ type Pipeline struct {
 	// dropWarnNext is when (Unix ns) a dropped line may be logged next;
 	// dropsUnwarned counts those dropped since the last warning.
 	dropWarnNext, dropsUnwarned atomic.Int64
+
+	// usesUnmarshaled is set when a loaded expression names
+	// evt.Unmarshaled (UnmarshalJSON, ParseKV write into it), so Parse
+	// creates that map only for pipelines that need it.
+	usesUnmarshaled atomic.Bool
 }
 
 type loadedFile struct {
@@ -243,6 +248,9 @@ func (p *Pipeline) compileExpr(src string) (*vm.Program, error) {
 	if f, ok := exprhelpers.Direct(prog); ok {
 		p.direct[prog] = f
 	}
+	if strings.Contains(src, "Unmarshaled") {
+		p.usesUnmarshaled.Store(true)
+	}
 	return prog, nil
 }
 
@@ -388,6 +396,10 @@ func (p *Pipeline) ParseExplain(evt *event.Event, obs Observer) (drop *Drop, err
 	}
 	if evt.Enriched == nil {
 		evt.Enriched = map[string]string{}
+	}
+	if evt.Unmarshaled == nil && p.usesUnmarshaled.Load() {
+		// UnmarshalJSON/ParseKV write into it: it must exist, as upstream.
+		evt.Unmarshaled = map[string]any{}
 	}
 	env, _ := p.scratch.Get().(*runEnv)
 	if env == nil {
