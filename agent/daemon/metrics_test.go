@@ -142,8 +142,11 @@ func TestEngineMetrics(t *testing.T) {
 		t.Errorf("whitelists: wl hits %v, wl ok %v", hits, ok)
 	}
 	bf := map[string]string{"name": "crowdsecurity/ssh-bf"}
-	if got := value("cs_bucket_overflowed_total", bf); got != float64(alerts["crowdsecurity/ssh-bf"]) {
-		t.Errorf("ssh-bf overflows = %v, want %d alerts", got, alerts["crowdsecurity/ssh-bf"])
+	// Every alert is an overflow; an overflow inside the key's blackhole
+	// is counted too (the bucket did overflow) but raises no alert, as
+	// upstream.
+	if got := value("cs_bucket_overflowed_total", bf); got < float64(alerts["crowdsecurity/ssh-bf"]) || got <= 0 {
+		t.Errorf("ssh-bf overflows = %v, want at least its %d alerts", got, alerts["crowdsecurity/ssh-bf"])
 	}
 	if got := value("cs_bucket_poured_total", map[string]string{"name": "crowdsecurity/ssh-bf", "source": src, "type": "file"}); got <= 0 {
 		t.Errorf("ssh-bf poured = %v", got)
