@@ -95,7 +95,7 @@ func strFn(f func(string) string, m *strMemo, memo bool) func(...any) (any, erro
 }
 
 func (h *Helpers) baseOptions(memo bool) []expr.Option {
-	return []expr.Option{
+	return append(h.extOptions(), []expr.Option{
 		expr.Function("rampartMatches", func(p ...any) (any, error) {
 			return h.Matches(str(p, 0), str(p, 1)), nil
 		}, new(func(string, string) bool)),
@@ -190,7 +190,7 @@ func (h *Helpers) baseOptions(memo bool) []expr.Option {
 			new(func([]event.Event) time.Duration),
 			new(func([]*event.Event) time.Duration),
 		),
-	}
+	}...)
 }
 
 // Env returns the run-time environment of a parser or scenario-filter
