@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr"
+	log "github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
 func runExpr(t *testing.T, h *Helpers, src string, env map[string]any) any {
@@ -166,5 +168,50 @@ func TestLookupHostAndDecisions(t *testing.T) {
 	}
 	if _, err := expr.Run(prog, nil); err == nil {
 		t.Fatal("CrowdsecCTI without a key gave no error")
+	}
+}
+
+// With every lookup slot taken, a helper answers the zero value at once
+// without reaching the network (so a slow server never stalls the
+// pipeline), and caches nothing so a later event can try again.
+func TestNetInFlightBound(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	h := New(t.TempDir())
+	n := &h.ext().net
+	for range netMaxInFlight {
+		n.sem <- struct{}{}
+	}
+	if got := h.HTTPGet(srv.URL); got != "" || hits.Load() != 0 {
+		t.Fatalf("with no slot free: %q, %d requests", got, hits.Load())
+	}
+	for range netMaxInFlight {
+		<-n.sem
+	}
+	if got := h.HTTPGet(srv.URL); got != "ok" || hits.Load() != 1 {
+		t.Fatalf("after slots freed: %q, %d requests", got, hits.Load())
+	}
+}
+
+func TestDecisionHelpersWarnOnce(t *testing.T) {
+	hook := logtest.NewGlobal()
+	defer hook.Reset()
+	h := New(t.TempDir())
+	for range 3 {
+		h.GetDecisionsCount("1.2.3.4")
+		h.GetActiveDecisionsCount("1.2.3.4")
+	}
+	n := 0
+	for _, e := range hook.AllEntries() {
+		if e.Level == log.WarnLevel {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d warnings, want one per helper", n)
 	}
 }
