@@ -1,8 +1,10 @@
 package exprhelpers
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -214,4 +216,34 @@ func TestDecisionHelpersWarnOnce(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("%d warnings, want one per helper", n)
 	}
+}
+
+// Workers share one Helpers: the XML document cache and the stash are
+// used from many goroutines at once (run with -race).
+func TestExtConcurrent(t *testing.T) {
+	h := New(t.TempDir())
+	if err := h.DeclareStash(StashConfig{Name: "c", Size: 16}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				doc := fmt.Sprintf("<E><D N='a'>%d</D></E>", (w*200+i)%20)
+				want := fmt.Sprint((w*200 + i) % 20)
+				if got := h.XMLGetNodeValue(doc, "/E/D[@N='a']"); got != want {
+					t.Errorf("got %q want %q", got, want)
+					return
+				}
+				h.SetInStash("c", want, doc, nil)
+				if got := h.GetFromStash("c", want); got != "" && got != doc {
+					t.Errorf("stash %q = %q", want, got)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
