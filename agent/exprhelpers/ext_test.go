@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -246,4 +248,22 @@ func TestExtConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// BenchmarkXMLWindowsStatics is windows-logs' s00 statics plus
+// windows-auth's: nine queries on one event, the document parsed once.
+func BenchmarkXMLWindowsStatics(b *testing.B) {
+	h := New(b.TempDir())
+	paths := []string{"/Event/System[1]/Channel", "/Event/System[1]/EventID", "/Event/System[1]/Computer",
+		"/Event/EventData[1]/Data[@Name='IpAddress']", "/Event/EventData[1]/Data[@Name='TargetUserName']",
+		"/Event/EventData[1]/Data[@Name='LogonType']"}
+	for i := 0; b.Loop(); i++ {
+		doc := strings.Replace(winEvent, "1.2.3.4", strconv.Itoa(i), 1) // a new event each time
+		h.XMLGetAttributeValue(doc, "/Event/System[1]/TimeCreated", "SystemTime")
+		h.XMLGetAttributeValue(doc, "/Event/System[1]/Provider", "Name")
+		h.XMLGetAttributeValue(doc, "/Event/System[1]/Security", "UserID")
+		for _, p := range paths {
+			h.XMLGetNodeValue(doc, p)
+		}
+	}
 }
