@@ -105,6 +105,8 @@ type Helpers struct {
 	matchReSize atomic.Int64
 
 	memo map[string]*strMemo // memoized string helpers by name; fixed after New
+
+	extH extHolder // XML, stash and network helpers (ext.go)
 }
 
 // maxMatchRe bounds the `matches` regexp cache.

@@ -191,7 +191,8 @@ func (h *Helpers) baseOptions(memo bool) []expr.Option {
 			new(func([]*event.Event) time.Duration),
 		),
 	}
-	return append(opts, upstreamOptions()...)
+	opts = append(opts, upstreamOptions()...)
+	return append(opts, h.extOptions()...)
 }
 
 // Env returns the run-time environment of a parser or scenario-filter

@@ -34,7 +34,7 @@ type NodeConfig struct {
 	Whitelist     WhitelistConfig   `yaml:"whitelist"`
 	Data          []DataRef         `yaml:"data"`
 	Format        string            `yaml:"format"`
-	Stash         []any             `yaml:"stash"`
+	Stash         []StashConfig     `yaml:"stash"`
 	References    []string          `yaml:"references"`
 	Labels        map[string]any    `yaml:"labels"`
 }
@@ -89,6 +89,7 @@ type node struct {
 	grokExpr  *vm.Program
 	grokStats []static
 	statics   []static
+	stash     []stash
 	children  []*node
 	wl        whitelist
 	log       *log.Entry
@@ -188,6 +189,11 @@ func (n *node) process(p *Pipeline, evt *event.Event, env *runEnv) (bool, error)
 		} else {
 			state = false
 		}
+	}
+	// Upstream fills the stash once the node's own grok matched (or when
+	// it has none), before its children run.
+	if len(n.stash) > 0 && (grokOK || n.grok == nil) {
+		p.applyStash(n, evt, env)
 	}
 	for _, c := range n.children {
 		ok, err := c.process(p, evt, env)

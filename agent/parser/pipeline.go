@@ -315,6 +315,9 @@ func (p *Pipeline) compile(cfg NodeConfig, m *yaml.Node, stage, fileName string)
 	if n.statics, err = p.compileStatics(cfg.Statics, m, "statics", "statics"); err != nil {
 		return nil, err
 	}
+	if n.stash, err = p.compileStash(cfg.Stash, m); err != nil {
+		return nil, err
+	}
 	wl := childMap(m, "whitelist")
 	n.wl.reason = cfg.Whitelist.Reason
 	for _, l := range []struct {
