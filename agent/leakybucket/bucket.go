@@ -390,6 +390,11 @@ func (e *Engine) Prepare(evt *event.Event) Prepared {
 	var p Prepared
 	if e.replay {
 		p.at, p.timed = replayTime(evt)
+		if !p.timed {
+			// As upstream's time machine: an event with no time of its
+			// own (no parsed date) goes into no bucket.
+			return p
+		}
 	} else if evt.Line.Backlog || evt.Line.Warmup {
 		// Written while the agent was stopped, or read again to rebuild
 		// the buckets (warm-up): its own time, never one
