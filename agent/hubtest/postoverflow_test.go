@@ -53,8 +53,6 @@ statics:
     expression: evt.Parsed.source_ip
   - meta: log_type
     value: test_fail
-  - target: evt.MarshaledTime # replay pours only dated events
-    value: "2026-01-01T00:00:00Z"
 `,
 		"scenarios/test/trigger.yaml": `type: trigger
 name: test/trigger

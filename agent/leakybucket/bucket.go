@@ -390,11 +390,6 @@ func (e *Engine) Prepare(evt *event.Event) Prepared {
 	var p Prepared
 	if e.replay {
 		p.at, p.timed = replayTime(evt)
-		if !p.timed {
-			// As upstream's time machine: an event with no time of its
-			// own (no parsed date) goes into no bucket.
-			return p
-		}
 	} else if evt.Line.Backlog || evt.Line.Warmup {
 		// Written while the agent was stopped, or read again to rebuild
 		// the buckets (warm-up): its own time, never one
@@ -407,6 +402,12 @@ func (e *Engine) Prepare(evt *event.Event) Prepared {
 	sc.env["evt"], sc.evt = evt, evt
 	for i, s := range e.scenarios {
 		if s.filter != nil && !sc.runBool(s.filter, s.filterFn) {
+			continue
+		}
+		if e.replay && !p.timed && s.cfg.Type != "trigger" {
+			// As upstream's time machine: an event with no time of its
+			// own (no parsed date) is poured into no bucket but a
+			// trigger's, which overflows at the wall clock.
 			continue
 		}
 		h := hit{scenario: i}

@@ -320,7 +320,6 @@ func TestPostOverflowWhitelist(t *testing.T) {
 		if err := rs.Parse(&evt, nil); err != nil || !evt.Process {
 			t.Fatalf("parse %s: %v %v", ip, evt.Process, err)
 		}
-		evt.MarshaledTime = "2026-01-01T00:00:00Z" // replay pours only dated events
 		for _, ov := range engine.Pour(&evt) {
 			keep, err := rs.PostOverflow(&ov)
 			if err != nil {
