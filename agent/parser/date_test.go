@@ -76,3 +76,25 @@ func BenchmarkParseDate(b *testing.B) {
 		})
 	}
 }
+
+// Upstream's month-first layout and its Unix-epoch fallback: a value no
+// layout matches is read as whole epoch seconds before it becomes now.
+func TestParseDateMonthFirstAndEpoch(t *testing.T) {
+	for in, want := range map[string]string{
+		"10/19/2022 05:34:02": "2022-10-19T05:34:02Z", // bind9, suricata fast.log
+		"1690466804":          "2023-07-27T14:06:44Z", // webmin
+		"1690466804.987":      "2023-07-27T14:06:44Z", // fraction ignored
+	} {
+		got := ParseDate(in, &event.Event{})["MarshaledTime"]
+		if got != want {
+			t.Errorf("ParseDate(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// Not a positive epoch: falls back to now.
+	for _, in := range []string{"0", "-5", "12ab", ".5"} {
+		got, err := time.Parse(time.RFC3339Nano, ParseDate(in, &event.Event{})["MarshaledTime"])
+		if err != nil || time.Since(got) > time.Hour {
+			t.Errorf("ParseDate(%q) = %v (%v), want now", in, got, err)
+		}
+	}
+}

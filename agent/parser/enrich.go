@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -151,6 +152,7 @@ var dateLayouts = []string{
 	"2006-01-02 15:04:05",
 	"2006-01-02T15:04:05",
 	"2006/01/02 15:04:05",
+	"01/02/2006 15:04:05", // month first, as upstream (bind9, suricata fast.log)
 	"02/Jan/2006:15:04:05 -0700",
 	"02/Jan/2006:15:04:05",
 	"Mon Jan 2 15:04:05 2006",
@@ -172,12 +174,28 @@ var yearless = []string{
 
 // ParseDate parses evt.StrTime-style values into MarshaledTime (RFC 3339,
 // UTC). A timestamp without a year takes the current UTC year, as
-// upstream; an unparsable one becomes now.
+// upstream. When no layout matches, the value is read as Unix-epoch
+// seconds (webmin logs them), and only then does it become now.
 func ParseDate(in string, evt *event.Event) map[string]string {
-	if t, ok := parseDate(strings.TrimSpace(in), evt.StrTimeFormat, true); ok {
+	in = strings.TrimSpace(in)
+	if t, ok := parseDate(in, evt.StrTimeFormat, true); ok {
+		return marshal(t)
+	}
+	if t, ok := parseEpoch(in); ok {
 		return marshal(t)
 	}
 	return marshal(time.Now().UTC())
+}
+
+// parseEpoch reads whole Unix seconds; a fractional part after "." is
+// ignored and a value that is not positive is refused, as upstream.
+func parseEpoch(in string) (time.Time, bool) {
+	whole, _, _ := strings.Cut(in, ".")
+	n, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil || n <= 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(n, 0).UTC(), true
 }
 
 // parseDate tries the event's own format, then the layouts in order; the

@@ -228,6 +228,9 @@ func (n *node) process(p *Pipeline, evt *event.Event, env *runEnv) (bool, error)
 	if n.counted {
 		env.count(n, cOK)
 	}
+	if n.onSuccess == "next_stage" {
+		env.moves++ // a child moves the event as its parent does (upstream)
+	}
 	return true, nil
 }
 
@@ -365,6 +368,9 @@ type runEnv struct {
 	// when the line is dropped (see inject.go).
 	hits []grokHit
 	drop *Drop
+	// moves counts the successful next_stage nodes since parseStages
+	// last looked: each moves the event one stage on.
+	moves int
 	// shard takes this env's counts; ent caches the entry of the last
 	// (source, type) seen.
 	shard  *shardRef

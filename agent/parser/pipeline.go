@@ -439,11 +439,25 @@ func (p *Pipeline) parseStages(evt *event.Event, obs Observer, env *runEnv) erro
 		evt.Process = false
 		return nil
 	}
-	for _, stage := range p.stages {
+	// at is the stage the event has reached, as upstream's evt.Stage: only
+	// a successful node with onsuccess: next_stage moves it on. A stage
+	// left without such a node ends the parse (the event is not
+	// processed) unless it is the last; a stage moved past is skipped.
+	at, last := 0, len(p.stages)-1
+	env.moves = 0
+	for i, stage := range p.stages {
+		if at > i {
+			continue
+		}
+		if at < i {
+			evt.Process = false
+			return nil
+		}
 		evt.Stage = stage
 		stageOK := false
 		for _, n := range p.nodes[stage] {
 			ok, err := n.process(p, evt, env)
+			at, env.moves = min(at+env.moves, last), 0
 			if err != nil {
 				return fmt.Errorf("parser %s: %w", n.name, err)
 			}
@@ -463,6 +477,9 @@ func (p *Pipeline) parseStages(evt *event.Event, obs Observer, env *runEnv) erro
 				if n.onSuccess == "next_stage" {
 					break
 				}
+			}
+			if at != i {
+				break
 			}
 		}
 		if !stageOK {
