@@ -1,7 +1,6 @@
 package exprhelpers
 
 import (
-	"container/list"
 	"fmt"
 	"strings"
 	"sync"
@@ -33,18 +32,7 @@ type stashStore struct {
 	now    func() time.Time
 }
 
-type stashCache struct {
-	mu    sync.Mutex
-	size  int
-	ttl   time.Duration
-	order *list.List // front = most recently used
-	items map[string]*list.Element
-}
-
-type stashEntry struct {
-	key, value string
-	expires    time.Time // zero: never
-}
+type stashCache = lruCache[string]
 
 // DeclareStash creates the named cache; a name already declared keeps its
 // first declaration (upstream: the first cache of that name is the one
@@ -72,7 +60,7 @@ func (h *Helpers) DeclareStash(c StashConfig) error {
 		s.caches = map[string]*stashCache{}
 	}
 	if _, ok := s.caches[c.Name]; !ok {
-		s.caches[c.Name] = &stashCache{size: size, ttl: c.TTL, order: list.New(), items: map[string]*list.Element{}}
+		s.caches[c.Name] = newLRUCache[string](size, c.TTL, s.now)
 	}
 	return nil
 }
@@ -107,20 +95,8 @@ func (h *Helpers) GetFromStash(name, key string) string {
 	if c == nil {
 		return ""
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[key]
-	if !ok {
-		return ""
-	}
-	e := el.Value.(*stashEntry)
-	if !e.expires.IsZero() && !s.now().Before(e.expires) {
-		c.order.Remove(el)
-		delete(c.items, key)
-		return ""
-	}
-	c.order.MoveToFront(el)
-	return e.value
+	v, _ := c.get(key)
+	return v
 }
 
 // SetInStash stores value under key in the named cache, for ttl when ttl
@@ -136,22 +112,5 @@ func (h *Helpers) SetInStash(name, key, value string, ttl *time.Duration) {
 	if ttl != nil {
 		d = *ttl
 	}
-	var expires time.Time
-	if d > 0 {
-		expires = s.now().Add(d)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		e := el.Value.(*stashEntry)
-		e.value, e.expires = value, expires
-		c.order.MoveToFront(el)
-		return
-	}
-	for c.order.Len() >= c.size {
-		old := c.order.Back()
-		c.order.Remove(old)
-		delete(c.items, old.Value.(*stashEntry).key)
-	}
-	c.items[key] = c.order.PushFront(&stashEntry{key: key, value: value, expires: expires})
+	c.setTTL(key, value, d)
 }
