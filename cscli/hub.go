@@ -51,16 +51,11 @@ func newHubCmd(cli *CLI) *cobra.Command {
 		Use:   "list",
 		Short: "List enabled items of every kind (-a: every item of the hub too)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cli.bindIO(cmd)
-			in, err := cli.hubInstaller()
-			if err != nil {
-				return err
-			}
+		RunE: cli.withInstaller(func(in *hub.Installer, _ []string) error {
 			en := in.Enabled()
 			cli.warnEnabled(en)
 			return cli.listItems(in, en, hub.Kinds, all)
-		},
+		}),
 	}
 	list.Flags().BoolVarP(&all, "all", "a", false, "list every item of the hub, enabled or not")
 	var from string
@@ -131,15 +126,10 @@ func newHubCmd(cli *CLI) *cobra.Command {
 			"and installs what an upgraded collection now lists. Tainted (locally modified) items are\n" +
 			"left alone unless --force. Run 'cscli hub update' first to get newer versions.",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cli.bindIO(cmd)
-			in, err := cli.hubInstaller()
-			if err != nil {
-				return err
-			}
+		RunE: cli.withInstaller(func(in *hub.Installer, _ []string) error {
 			in.Force = force
 			return cli.upgrade(in, "")
-		},
+		}),
 	}
 	upgrade.Flags().BoolVar(&force, "force", false, "overwrite tainted items too")
 	cmd.AddCommand(list, update, upgrade)
@@ -273,16 +263,11 @@ func newItemsCmd(kind string) func(*CLI) *cobra.Command {
 			Use:   "list",
 			Short: "List enabled " + kind + " (-a: every one of the hub too)",
 			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				cli.bindIO(cmd)
-				in, err := cli.hubInstaller()
-				if err != nil {
-					return err
-				}
+			RunE: cli.withInstaller(func(in *hub.Installer, _ []string) error {
 				en := in.Enabled()
 				cli.warnEnabled(en)
 				return cli.listItems(in, en, []string{kind}, all)
-			},
+			}),
 		}
 		list.Flags().BoolVarP(&all, "all", "a", false, "list every item of the hub, enabled or not")
 		var srcDir string
@@ -294,12 +279,7 @@ func newItemsCmd(kind string) func(*CLI) *cobra.Command {
 				"under a per-author folder. With --hub, the items (and what they need) are first imported\n" +
 				"from that hub folder or archive into config_paths.hub_dir, as 'cscli hub update' would.",
 			Args: cobra.MinimumNArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				cli.bindIO(cmd)
-				in, err := cli.hubInstaller()
-				if err != nil {
-					return err
-				}
+			RunE: cli.withInstaller(func(in *hub.Installer, args []string) error {
 				in.Force = force
 				if srcDir != "" {
 					if err := cli.importItems(in, srcDir, kind, args); err != nil {
@@ -317,7 +297,7 @@ func newItemsCmd(kind string) func(*CLI) *cobra.Command {
 				}
 				fmt.Fprintln(cli.Out, reloadHint)
 				return nil
-			},
+			}),
 		}
 		install.Flags().StringVar(&srcDir, "hub", "", "import the items from this hub folder or archive first")
 		install.Flags().BoolVar(&force, "force", false, "overwrite tainted (locally modified) items")
@@ -326,12 +306,7 @@ func newItemsCmd(kind string) func(*CLI) *cobra.Command {
 			Use:   "remove NAME...",
 			Short: "Remove installed " + kind,
 			Args:  cobra.MinimumNArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				cli.bindIO(cmd)
-				in, err := cli.hubInstaller()
-				if err != nil {
-					return err
-				}
+			RunE: cli.withInstaller(func(in *hub.Installer, args []string) error {
 				in.Force = removeForce
 				for _, n := range args {
 					done, err := in.Remove(kind, n)
@@ -344,36 +319,26 @@ func newItemsCmd(kind string) func(*CLI) *cobra.Command {
 				}
 				fmt.Fprintln(cli.Out, reloadHint)
 				return nil
-			},
+			}),
 		}
 		remove.Flags().BoolVar(&removeForce, "force", false, "also remove the tainted or local items a removed collection lists")
 		inspect := &cobra.Command{
 			Use:   "inspect NAME",
 			Short: "Show one of the " + kind + ": its file, version and state",
 			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				cli.bindIO(cmd)
-				in, err := cli.hubInstaller()
-				if err != nil {
-					return err
-				}
+			RunE: cli.withInstaller(func(in *hub.Installer, args []string) error {
 				return cli.inspectItem(in, kind, args[0])
-			},
+			}),
 		}
 		var upForce bool
 		upgrade := &cobra.Command{
 			Use:   "upgrade NAME...",
 			Short: "Upgrade installed " + kind + " to the hub index's version (tainted ones only with --force)",
 			Args:  cobra.MinimumNArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				cli.bindIO(cmd)
-				in, err := cli.hubInstaller()
-				if err != nil {
-					return err
-				}
+			RunE: cli.withInstaller(func(in *hub.Installer, args []string) error {
 				in.Force = upForce
 				return cli.upgrade(in, kind, args...)
-			},
+			}),
 		}
 		upgrade.Flags().BoolVar(&upForce, "force", false, "overwrite tainted (locally modified) items")
 		cmd.AddCommand(list, install, remove, inspect, upgrade)
@@ -469,4 +434,17 @@ func (cli *CLI) inspectItem(in *hub.Installer, kind, name string) error {
 	}
 	renderTable(cli.Out, []string{"Key", "Value"}, rows)
 	return nil
+}
+
+// withInstaller makes a command's RunE that binds its output and opens
+// the hub installer before running f.
+func (cli *CLI) withInstaller(f func(in *hub.Installer, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		cli.bindIO(cmd)
+		in, err := cli.hubInstaller()
+		if err != nil {
+			return err
+		}
+		return f(in, args)
+	}
 }
