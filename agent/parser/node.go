@@ -8,6 +8,7 @@ package parser
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -351,8 +352,60 @@ func setTarget(evt *event.Event, target, value string) bool {
 	case strings.HasPrefix(t, "Enriched."):
 		evt.Enriched[strings.TrimPrefix(t, "Enriched.")] = value
 	default:
+		return setByPath(reflect.ValueOf(evt).Elem(), t, value)
+	}
+	return true
+}
+
+// setByPath is upstream's general static target: walk the dotted path
+// through struct fields ("Line.Module") until a string field, or a map,
+// whose entry named by the next element is set ("Line.Labels.x",
+// "Unmarshaled.k"). Anything else is not a target.
+func setByPath(v reflect.Value, path, value string) bool {
+	for f := range strings.SplitSeq(path, ".") {
+		switch v.Kind() {
+		case reflect.Struct:
+			v = v.FieldByName(f)
+			if !v.IsValid() || !v.CanSet() {
+				return false
+			}
+			if v.Kind() == reflect.Pointer {
+				if v.IsNil() {
+					return false
+				}
+				v = v.Elem()
+			}
+		case reflect.Map:
+			// as upstream: the entry named by the next element, the
+			// rest of the path ignored
+			return setMapEntry(v, f, value)
+		default:
+			return false
+		}
+	}
+	if v.Kind() != reflect.String || !v.CanSet() {
 		return false
 	}
+	v.SetString(value)
+	return true
+}
+
+// setMapEntry sets m[key] = value when a string fits the map's values.
+func setMapEntry(m reflect.Value, key, value string) bool {
+	if m.Type().Key().Kind() != reflect.String {
+		return false
+	}
+	val := reflect.ValueOf(value)
+	if !val.Type().AssignableTo(m.Type().Elem()) {
+		return false
+	}
+	if m.IsNil() {
+		if !m.CanSet() {
+			return false
+		}
+		m.Set(reflect.MakeMap(m.Type()))
+	}
+	m.SetMapIndex(reflect.ValueOf(key).Convert(m.Type().Key()), val)
 	return true
 }
 

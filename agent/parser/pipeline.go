@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -151,6 +152,13 @@ func (p *Pipeline) Load(it Item) error {
 	if err != nil {
 		return &LoadError{File: it.Path, Item: it.Name, Err: err}
 	}
+	return p.LoadData(it, data)
+}
+
+// LoadData is Load with the file's content given: for a parser that is
+// built, not read (hubtest's override_statics node, as upstream's). it.Path
+// still orders the file within its stage and names it in errors.
+func (p *Pipeline) LoadData(it Item, data []byte) error {
 	nodes, err := p.compileFile(it, data)
 	if err != nil {
 		return err
@@ -489,4 +497,32 @@ func (p *Pipeline) parseStages(evt *event.Event, obs Observer, env *runEnv) erro
 	}
 	evt.Process = true
 	return nil
+}
+
+// UsesMethod reports whether a loaded node (or sub-node) calls one of the
+// statics methods named (GeoIpCity, reverse_dns...): hubtest tells by it
+// whether a test needs the GeoIP databases.
+func (p *Pipeline) UsesMethod(names ...string) bool {
+	var walk func(ns []*node) bool
+	walk = func(ns []*node) bool {
+		for _, n := range ns {
+			for _, list := range [][]static{n.statics, n.grokStats} {
+				for _, s := range list {
+					if s.cfg.Method != "" && slices.Contains(names, s.cfg.Method) {
+						return true
+					}
+				}
+			}
+			if walk(n.children) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, f := range p.files {
+		if walk(f.nodes) {
+			return true
+		}
+	}
+	return false
 }

@@ -133,6 +133,20 @@ func (r *Ruleset) ref(kind, ref string) (path, name, stage, version string, err 
 	return path, name, stage, r.Hub.Version(kind, ref), err
 }
 
+// Resolve resolves spec's collections against h without loading anything:
+// the items Load would load (hubtest coverage reads it). Under FailFast
+// the error is the first unknown collection.
+func Resolve(h *hub.Hub, spec Spec) (Items, error) {
+	r := &Ruleset{Hub: h}
+	err := r.resolve(spec, func(e *ItemError) error {
+		if spec.Policy == SkipBroken {
+			return nil
+		}
+		return e
+	})
+	return r.Items, err
+}
+
 // Load resolves spec against h and loads it. Under FailFast the error is
 // the first broken item's *ItemError; under SkipBroken only a failure that
 // is no item's (the pattern library, a GeoIP database) is an error.
