@@ -27,8 +27,8 @@ func TestSharedHub(t *testing.T) {
 		}
 		t.Run(e.Name(), func(t *testing.T) {
 			res := r.Run(e.Name())
-			if res.Failure != "" || res.Skipped != "" || !res.Passed {
-				t.Fatalf("%s%s", res.Failure, res.Skipped)
+			if res.Failed() || res.Skipped != "" || !res.Passed {
+				t.Fatalf("%s%s%v", res.Error, res.Skipped, res.Failures)
 			}
 			if res.ParserChecks+res.ScenarioChecks == 0 {
 				t.Errorf("no assertion was checked")
