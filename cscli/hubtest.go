@@ -2,15 +2,22 @@ package cscli
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/agent/hubtest"
 )
+
+// maxFailuresShown bounds the failed assertions printed per test in
+// human output: the rest are counted (json output has them all).
+const maxFailuresShown = 20
 
 func newHubtestCmd(cli *CLI) *cobra.Command {
 	cmd := &cobra.Command{
@@ -19,13 +26,18 @@ func newHubtestCmd(cli *CLI) *cobra.Command {
 	}
 	var hubDir string
 	var all bool
+	var parallel int
 	run := &cobra.Command{
 		Use:   "run [--all | NAME...]",
 		Short: "Run hub tests and check parser.assert and scenario.assert",
 		Example: `cscli hubtest run --hub ../shared/hub --all
-cscli hubtest run --hub ../shared/hub sshd-logs`,
+cscli hubtest run --hub ../shared/hub sshd-logs
+cscli hubtest run --hub ../shared/hub --all --parallel 1 -o json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cli.bindIO(cmd)
+			if parallel < 1 {
+				return fmt.Errorf("--parallel must be at least 1, not %d", parallel)
+			}
 			h, err := hub.OpenHub(hubDir)
 			if err != nil {
 				return err
@@ -47,30 +59,137 @@ cscli hubtest run --hub ../shared/hub sshd-logs`,
 			if len(names) == 0 {
 				return fmt.Errorf("give test names or --all")
 			}
+			asJSON := cli.OutputFormat() == "json"
 			r := &hubtest.Runner{Hub: h}
+			var results []hubtest.Result
 			failed, skipped := 0, 0
-			for _, n := range names {
-				res := r.Run(n)
+			r.RunAll(cmd.Context(), names, parallel, func(res hubtest.Result) {
 				switch {
-				case res.Failure != "":
+				case res.Failed():
 					failed++
-					fmt.Fprintf(cli.Out, "FAIL  %s: %s\n", n, res.Failure)
 				case res.Skipped != "":
 					skipped++
-					fmt.Fprintf(cli.Out, "SKIP  %s: %s (%d parser assertions held)\n", n, res.Skipped, res.ParserChecks)
-				default:
-					fmt.Fprintf(cli.Out, "PASS  %s (%d parser and %d scenario assertions)\n", n, res.ParserChecks, res.ScenarioChecks)
 				}
+				if asJSON {
+					results = append(results, res)
+				} else {
+					printHubtestResult(cli.Out, res)
+				}
+			})
+			if asJSON {
+				if err := cli.printJSON(results); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(cli.Out, "%d tests: %d passed, %d failed, %d skipped\n", len(names), len(names)-failed-skipped, failed, skipped)
 			}
-			fmt.Fprintf(cli.Out, "%d tests: %d passed, %d failed, %d not run\n", len(names), len(names)-failed-skipped, failed, skipped)
-			if failed > 0 || skipped > 0 {
-				return fmt.Errorf("%d hub tests failed, %d not run", failed, skipped)
+			if failed > 0 {
+				return fmt.Errorf("%d hub tests failed", failed)
 			}
 			return nil
 		},
 	}
 	run.Flags().StringVar(&hubDir, "hub", "/etc/crowdsec/hub", "hub folder (with index.json and .tests)")
 	run.Flags().BoolVar(&all, "all", false, "run every test of the hub")
-	cmd.AddCommand(run)
+	run.Flags().IntVar(&parallel, "parallel", runtime.NumCPU(), "how many tests run at once")
+	cmd.AddCommand(run, newHubtestCoverageCmd(cli))
+	return cmd
+}
+
+func printHubtestResult(w io.Writer, res hubtest.Result) {
+	switch {
+	case res.Error != "":
+		fmt.Fprintf(w, "FAIL  %s: %s\n", res.Name, res.Error)
+	case len(res.Failures) > 0:
+		fmt.Fprintf(w, "FAIL  %s: %d assertions failed (%d parser and %d scenario assertions held)\n",
+			res.Name, len(res.Failures), res.ParserChecks, res.ScenarioChecks)
+		for i, f := range res.Failures {
+			if i == maxFailuresShown {
+				fmt.Fprintf(w, "      ... and %d more\n", len(res.Failures)-maxFailuresShown)
+				break
+			}
+			// an expr error spans lines (the snippet and its caret)
+			fmt.Fprintf(w, "      %s\n", strings.ReplaceAll(f.String(), "\n", "\n      "))
+		}
+	case res.Skipped != "":
+		fmt.Fprintf(w, "SKIP  %s: %s\n", res.Name, res.Skipped)
+	default:
+		fmt.Fprintf(w, "PASS  %s (%d parser and %d scenario assertions)\n", res.Name, res.ParserChecks, res.ScenarioChecks)
+	}
+}
+
+func newHubtestCoverageCmd(cli *CLI) *cobra.Command {
+	var hubDir string
+	var parsers, scenarios bool
+	cmd := &cobra.Command{
+		Use:   "coverage",
+		Short: "Show which parsers and scenarios of the hub some test loads",
+		Example: `cscli hubtest coverage --hub ../shared/hub
+cscli hubtest coverage --hub ../shared/hub --scenarios -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cli.bindIO(cmd)
+			h, err := hub.OpenHub(hubDir)
+			if err != nil {
+				return err
+			}
+			cov, err := hubtest.CoverageOf(h)
+			if err != nil {
+				return err
+			}
+			if !parsers && !scenarios {
+				parsers, scenarios = true, true
+			}
+			if !parsers {
+				cov.Parsers = nil
+			}
+			if !scenarios {
+				cov.Scenarios = nil
+			}
+			if cli.OutputFormat() == "json" {
+				type kindJSON struct {
+					Percent float64                `json:"percent"`
+					Items   []hubtest.ItemCoverage `json:"items"`
+				}
+				out := map[string]kindJSON{}
+				if parsers {
+					out["parsers"] = kindJSON{hubtest.Percent(cov.Parsers), cov.Parsers}
+				}
+				if scenarios {
+					out["scenarios"] = kindJSON{hubtest.Percent(cov.Scenarios), cov.Scenarios}
+				}
+				return cli.printJSON(out)
+			}
+			for _, k := range []struct {
+				kind  string
+				items []hubtest.ItemCoverage
+				on    bool
+			}{{"parsers", cov.Parsers, parsers}, {"scenarios", cov.Scenarios, scenarios}} {
+				if !k.on {
+					continue
+				}
+				rows := make([][]string, 0, len(k.items))
+				for _, it := range k.items {
+					mark := "no"
+					if len(it.Tests) > 0 {
+						mark = "yes"
+					}
+					rows = append(rows, []string{it.Name, mark, fmt.Sprint(len(it.Tests))})
+				}
+				renderTable(cli.Out, []string{strings.TrimSuffix(k.kind, "s"), "tested", "tests"}, rows)
+				tested := 0
+				for _, it := range k.items {
+					if len(it.Tests) > 0 {
+						tested++
+					}
+				}
+				fmt.Fprintf(cli.Out, "%s coverage: %d/%d (%.0f%%)\n\n", k.kind, tested, len(k.items), hubtest.Percent(k.items))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&hubDir, "hub", "/etc/crowdsec/hub", "hub folder (with index.json and .tests)")
+	cmd.Flags().BoolVar(&parsers, "parsers", false, "show parser coverage only")
+	cmd.Flags().BoolVar(&scenarios, "scenarios", false, "show scenario coverage only")
 	return cmd
 }
