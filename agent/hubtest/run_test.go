@@ -32,8 +32,8 @@ statics:
   - meta: user
     expression: evt.Unmarshaled.app.user
 `,
-		".tests/t/config.yaml": "parsers:\n- test/json\nlog_file: t.log\nlog_type: json\n",
-		".tests/t/t.log":       `{"ip":"192.0.2.7","user":"bob","ts":1693840791.7565}` + "\n",
+		".tests/t/config.yaml":   "parsers:\n- test/json\nlog_file: t.log\nlog_type: json\n",
+		".tests/t/t.log":         `{"ip":"192.0.2.7","user":"bob","ts":1693840791.7565}` + "\n",
 		".tests/t/parser.assert": parserAssert,
 	})
 }
