@@ -3,6 +3,7 @@ package hubtest
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/rampart-ips/rampart/agent/hub"
@@ -46,6 +47,33 @@ func TestBasenameShim(t *testing.T) {
 	} {
 		if got := basenameShim(in); got != want {
 			t.Errorf("%s\n got %s\nwant %s", in, got, want)
+		}
+	}
+}
+
+// TestCorpusCases runs the whole-hub corpus's tests that need the rules'
+// expr helpers in assertions (caddy-logs, base-upsun-httplog-logs), a
+// static override of evt.Line.Module (windows-bf, iis-xml-logs) or the
+// GeoIP databases, which the corpus does not ship: those are skipped.
+func TestCorpusCases(t *testing.T) {
+	dir := filepath.Join("..", "..", "..", "shared", "hub-corpus")
+	h, err := hub.OpenHub(dir)
+	if err != nil {
+		t.Skipf("no hub corpus: %v", err)
+	}
+	r := &Runner{Hub: h}
+	for _, name := range []string{"caddy-logs", "base-upsun-httplog-logs", "windows-bf", "iis-xml-logs"} {
+		if res := r.Run(name); !res.Passed {
+			t.Errorf("%s: %s %v", name, res.Error, res.Failures)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "GeoLite2-City.mmdb")); err == nil {
+		return
+	}
+	for _, name := range []string{"geoip-enrich", "magento-ccs-by-as", "magento-ccs-by-country",
+		"sshd-impossible-travel", "sshd-impossible-travel-user", "sftpgo-impossible-travel"} {
+		if res := r.Run(name); !strings.HasPrefix(res.Skipped, "needs GeoLite2 databases") || res.Failed() {
+			t.Errorf("%s: not skipped: %+v", name, res)
 		}
 	}
 }
