@@ -30,6 +30,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rampart-ips/rampart/agent/geoip"
 )
 
 // Data file types, as written in a data item's `type`.
@@ -107,6 +109,8 @@ type Helpers struct {
 	memo map[string]*strMemo // memoized string helpers by name; fixed after New
 
 	extH extHolder // XML, stash and network helpers (ext.go)
+
+	geo atomic.Pointer[geoip.DB] // GeoIP databases (geo.go); nil for none
 }
 
 // maxMatchRe bounds the `matches` regexp cache.

@@ -192,6 +192,7 @@ func (h *Helpers) baseOptions(memo bool) []expr.Option {
 		),
 	}
 	opts = append(opts, upstreamOptions()...)
+	opts = append(opts, h.geoOptions()...)
 	return append(opts, h.extOptions()...)
 }
 

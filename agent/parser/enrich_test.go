@@ -10,64 +10,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/maxmind/mmdbwriter"
-	"github.com/maxmind/mmdbwriter/mmdbtype"
 	log "github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/agent/geoip/geoiptest"
 	"github.com/rampart-ips/rampart/agent/grok"
 )
 
-// writeMMDB builds a small MaxMind database of the given type.
-func writeMMDB(t *testing.T, path, dbType string, records map[string]mmdbtype.Map) {
-	t.Helper()
-	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: dbType, IncludeReservedNetworks: true, RecordSize: 24})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for cidr, rec := range records {
-		_, network, err := net.ParseCIDR(cidr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tree.Insert(network, rec); err != nil {
-			t.Fatalf("insert %s: %v", cidr, err)
-		}
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tree.WriteTo(f); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func geoDataDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	country := func(iso string, eu bool) mmdbtype.Map {
-		return mmdbtype.Map{"iso_code": mmdbtype.String(iso), "is_in_european_union": mmdbtype.Bool(eu)}
-	}
-	writeMMDB(t, filepath.Join(dir, CityDB), "GeoLite2-City", map[string]mmdbtype.Map{
-		"203.0.113.0/24": {"country": country("FR", true), "registered_country": country("FR", true),
-			"location": mmdbtype.Map{"latitude": mmdbtype.Float64(48.8566), "longitude": mmdbtype.Float64(2.3522)}},
-		// no country: upstream falls back to the registered one
-		"198.51.100.0/24": {"registered_country": country("US", false),
-			"location": mmdbtype.Map{"latitude": mmdbtype.Float64(37.751), "longitude": mmdbtype.Float64(-97.822)}},
-		"2001:db8::/32": {"country": country("DE", true)},
-	})
-	writeMMDB(t, filepath.Join(dir, ASNDB), "GeoLite2-ASN", map[string]mmdbtype.Map{
-		"203.0.113.0/24":  {"autonomous_system_number": mmdbtype.Uint32(64500), "autonomous_system_organization": mmdbtype.String("Example Net")},
-		"2001:db8:1::/48": {"autonomous_system_number": mmdbtype.Uint32(64501), "autonomous_system_organization": mmdbtype.String("Example Six")},
-	})
-	return dir
-}
+func geoDataDir(t *testing.T) string { return geoiptest.DataDir(t) }
 
 func TestGeoIP(t *testing.T) {
 	e, err := OpenEnrichment(EnrichConfig{DataDir: geoDataDir(t)})
