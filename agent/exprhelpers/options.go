@@ -193,6 +193,7 @@ func (h *Helpers) baseOptions(memo bool) []expr.Option {
 	}
 	opts = append(opts, upstreamOptions()...)
 	opts = append(opts, h.geoOptions()...)
+	opts = append(opts, libinjectionOptions()...)
 	return append(opts, h.extOptions()...)
 }
 
