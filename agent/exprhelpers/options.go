@@ -194,6 +194,7 @@ func (h *Helpers) baseOptions(memo bool) []expr.Option {
 	opts = append(opts, upstreamOptions()...)
 	opts = append(opts, h.geoOptions()...)
 	opts = append(opts, libinjectionOptions()...)
+	opts = append(opts, ja4hOptions()...)
 	return append(opts, h.extOptions()...)
 }
 
