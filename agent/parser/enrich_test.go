@@ -1,7 +1,6 @@
 package parser
 
 import (
-	"context"
 	"errors"
 	"net"
 	"os"
@@ -12,11 +11,11 @@ import (
 
 	log "github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
-	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/rampart-ips/rampart/agent/event"
 	"github.com/rampart-ips/rampart/agent/geoip/geoiptest"
 	"github.com/rampart-ips/rampart/agent/grok"
+	"github.com/rampart-ips/rampart/internal/dnstest"
 )
 
 func geoDataDir(t *testing.T) string { return geoiptest.DataDir(t) }
@@ -135,56 +134,15 @@ func TestGeoIPAbsent(t *testing.T) {
 // names get NXDOMAIN. With silent it reads queries and never answers.
 func dnsServer(t *testing.T, names map[string]string, silent bool) (addr string, queries *atomic.Int32) {
 	t.Helper()
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	recs := dnstest.Records{PTR: map[string][]string{}}
+	for ip, name := range names {
+		recs.PTR[ip] = []string{name}
 	}
-	t.Cleanup(func() { conn.Close() })
-	queries = &atomic.Int32{}
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := conn.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			queries.Add(1)
-			if silent {
-				continue
-			}
-			var msg dnsmessage.Message
-			if err := msg.Unpack(buf[:n]); err != nil || len(msg.Questions) != 1 {
-				continue
-			}
-			q := msg.Questions[0]
-			resp := dnsmessage.Message{
-				Header:    dnsmessage.Header{ID: msg.ID, Response: true, Authoritative: true, RecursionDesired: msg.RecursionDesired, RecursionAvailable: true},
-				Questions: msg.Questions,
-			}
-			if name, ok := names[q.Name.String()]; ok && q.Type == dnsmessage.TypePTR {
-				resp.Answers = []dnsmessage.Resource{{
-					Header: dnsmessage.ResourceHeader{Name: q.Name, Type: dnsmessage.TypePTR, Class: dnsmessage.ClassINET, TTL: 60},
-					Body:   &dnsmessage.PTRResource{PTR: dnsmessage.MustNewName(name)},
-				}}
-			} else {
-				resp.RCode = dnsmessage.RCodeNameError
-			}
-			out, err := resp.Pack()
-			if err != nil {
-				continue
-			}
-			conn.WriteTo(out, from)
-		}
-	}()
-	return conn.LocalAddr().String(), queries
+	s := dnstest.Start(t, recs, silent)
+	return s.Addr, &s.Queries
 }
 
-func loopbackResolver(addr string) *net.Resolver {
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp", addr)
-	}}
-}
+func loopbackResolver(addr string) *net.Resolver { return dnstest.Resolver(addr) }
 
 func TestReverseDNS(t *testing.T) {
 	addr, queries := dnsServer(t, map[string]string{"9.113.0.203.in-addr.arpa.": "host.example.test."}, false)
