@@ -174,17 +174,18 @@ func ParseUri(uri string) map[string][]string {
 	return out
 }
 
-// ExtractQueryParam returns the values of one query parameter of uri.
+// ExtractQueryParam returns the values of one query parameter of uri:
+// the query is what follows the first '?', parsed leniently as upstream
+// (ParseQuery); an empty list when the parameter is absent.
 func ExtractQueryParam(uri, param string) []string {
-	u, err := url.Parse(uri)
-	if err != nil {
-		return nil
+	_, q, ok := strings.Cut(uri, "?")
+	if !ok {
+		return []string{}
 	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return nil
+	if v, ok := ParseQuery(q)[param]; ok {
+		return v
 	}
-	return q[param]
+	return []string{}
 }
 
 // MedianInterval returns the median of the intervals between consecutive

@@ -141,7 +141,7 @@ func TestMiscHelpers(t *testing.T) {
 	if got := ExtractQueryParam("/x?id=1&id=2", "id"); !reflect.DeepEqual(got, []string{"1", "2"}) {
 		t.Errorf("ExtractQueryParam = %v", got)
 	}
-	if got := ExtractQueryParam("/x?id=1", "nope"); got != nil {
+	if got := ExtractQueryParam("/x?id=1", "nope"); got == nil || len(got) != 0 {
 		t.Errorf("ExtractQueryParam missing = %v", got)
 	}
 }

@@ -30,6 +30,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rampart-ips/rampart/agent/geoip"
 )
 
 // Data file types, as written in a data item's `type`.
@@ -37,6 +39,7 @@ const (
 	TypeString = "string"
 	TypeRegexp = "regexp"
 	TypeMap    = "map"
+	TypeBots   = "bots" // one bot definition per JSON line (MatchKnownBot)
 )
 
 // defaultCacheSize is the RegexpInFile cache size when a data item enables
@@ -77,6 +80,7 @@ type snapshot struct {
 	regexps map[string][]*regexp.Regexp
 	reSets  map[string]*regexpSet // regexps, indexed for RegexpInFile
 	maps    map[string]*mapIndex
+	bots    map[string][]*botEntry
 	caches  map[string]*resultCache
 	// jsonLines marks the lines of string files that look like JSON
 	// objects, so JsonExtract results on them can be memoized (see
@@ -107,6 +111,8 @@ type Helpers struct {
 	memo map[string]*strMemo // memoized string helpers by name; fixed after New
 
 	extH extHolder // XML, stash and network helpers (ext.go)
+
+	geo atomic.Pointer[geoip.DB] // GeoIP databases (geo.go); nil for none
 }
 
 // maxMatchRe bounds the `matches` regexp cache.
@@ -143,6 +149,7 @@ func New(dataDir string) *Helpers {
 		regexps:   map[string][]*regexp.Regexp{},
 		reSets:    map[string]*regexpSet{},
 		maps:      map[string]*mapIndex{},
+		bots:      map[string][]*botEntry{},
 		caches:    map[string]*resultCache{},
 		jsonLines: map[string]struct{}{},
 	})
@@ -165,6 +172,7 @@ func (h *Helpers) Load(files []DataFile) error {
 		regexps:   cloneMap(old.regexps),
 		reSets:    cloneMap(old.reSets),
 		maps:      cloneMap(old.maps),
+		bots:      cloneMap(old.bots),
 		caches:    cloneMap(old.caches),
 		jsonLines: cloneMap(old.jsonLines),
 	}
@@ -197,9 +205,9 @@ func (h *Helpers) loadOne(s *snapshot, df DataFile) error {
 	switch typ {
 	case "regex":
 		typ = TypeRegexp
-	case TypeString, TypeRegexp, TypeMap:
+	case TypeString, TypeRegexp, TypeMap, TypeBots:
 	default:
-		return fmt.Errorf("data file %s: unknown type %q (want string, regexp or map)", name, df.Type)
+		return fmt.Errorf("data file %s: unknown type %q (want string, regexp, map or bots)", name, df.Type)
 	}
 	if typ == TypeRegexp {
 		if err := h.setupCache(s, name, df); err != nil {
@@ -240,6 +248,12 @@ func (h *Helpers) loadOne(s *snapshot, df DataFile) error {
 			return err
 		}
 		s.maps[name] = idx
+	case TypeBots:
+		bots, err := parseBots(name, lines)
+		if err != nil {
+			return err
+		}
+		s.bots[name] = bots
 	}
 	return nil
 }
@@ -253,6 +267,8 @@ func loaded(s *snapshot, name, typ string) bool {
 		_, ok = s.regexps[name]
 	case TypeMap:
 		_, ok = s.maps[name]
+	case TypeBots:
+		_, ok = s.bots[name]
 	}
 	return ok
 }

@@ -251,6 +251,8 @@ func TestUntypedEnvHostileValues(t *testing.T) {
 		`Upper(m.x)`, `IpInRange(m.x, m.x)`, `File(m.x)`, `RegexpInFile(m.x, "bad_user_agents.regex.txt")`,
 		`LookupFile(m.x, m.x)`, `JsonExtract(m.x, m.x)`, `MedianInterval(m.x)`, `Atof(m.x)`, `Sprintf(m.x)`,
 		`JsonExtractLib(m.x, m.x)`, `ToString(m.x)`, `Distance(m.x, m.x, m.x, m.x)`,
+		`LibInjectionIsSQLI(m.x)`, `LibInjectionIsXSS(m.x)`, `IPToCountry(m.x)`, `GeoIPEnrich(m.x)`,
+		`MatchKnownBot(m.x, m.x, m.x, m.x)`,
 	}
 	for _, src := range srcs {
 		prog, err := expr.Compile(src, append(h.Options(), expr.Env(map[string]any{"m": map[string]any{}}))...)

@@ -42,10 +42,11 @@ type netResult struct {
 }
 
 type netState struct {
-	now    func() time.Time
-	client *http.Client
-	sf     singleflight.Group
-	sem    chan struct{}
+	now      func() time.Time
+	client   *http.Client
+	resolver *net.Resolver // LookupHost and MatchKnownBot's FCrDNS
+	sf       singleflight.Group
+	sem      chan struct{}
 
 	mu     sync.Mutex
 	cache  map[string]netResult
@@ -56,6 +57,7 @@ type netState struct {
 func (n *netState) init(now func() time.Time) {
 	n.now = now
 	n.client = &http.Client{Timeout: netTimeout}
+	n.resolver = net.DefaultResolver
 	n.sem = make(chan struct{}, netMaxInFlight)
 	n.cache = map[string]netResult{}
 	n.warned = map[string]time.Time{}
@@ -196,7 +198,7 @@ func (h *Helpers) HTTPHead(rawURL string) int {
 func (h *Helpers) LookupHost(host string) []string {
 	n := &h.ext().net
 	v := n.cached("LookupHost", "dns\x00"+host, []string{}, func(ctx context.Context) (any, error) {
-		return net.DefaultResolver.LookupHost(ctx, host)
+		return n.resolver.LookupHost(ctx, host)
 	})
 	s, _ := v.([]string)
 	if s == nil {

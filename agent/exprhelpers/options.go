@@ -192,6 +192,10 @@ func (h *Helpers) baseOptions(memo bool) []expr.Option {
 		),
 	}
 	opts = append(opts, upstreamOptions()...)
+	opts = append(opts, h.geoOptions()...)
+	opts = append(opts, libinjectionOptions()...)
+	opts = append(opts, ja4hOptions()...)
+	opts = append(opts, h.botOptions()...)
 	return append(opts, h.extOptions()...)
 }
 

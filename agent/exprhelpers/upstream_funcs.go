@@ -171,13 +171,60 @@ func ParseUnix(s string) string {
 	return time.Unix(n, 0).UTC().Format(time.RFC3339)
 }
 
-// ParseQuery parses a URL query string; empty values on error.
+// ParseQuery parses a URL query string as upstream does: pairs are split
+// on '&' only (a ';' stays in the value), '+' is a space, and a '%'
+// escape that is not two hex digits is kept as written. It never fails:
+// net/url's parser gives up on such input, which would hide an attack
+// payload from the rule that looks at it.
 func ParseQuery(q string) url.Values {
-	v, err := url.ParseQuery(q)
-	if err != nil {
-		return url.Values{}
+	v := url.Values{}
+	for q != "" {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		if pair == "" {
+			continue
+		}
+		k, val, _ := strings.Cut(pair, "=")
+		k = unescapeLenient(k)
+		v[k] = append(v[k], unescapeLenient(val))
 	}
 	return v
+}
+
+// unescapeLenient undoes query escapes ('+' and valid %XX), keeping
+// anything else as is.
+func unescapeLenient(s string) string {
+	if !strings.ContainsAny(s, "+%") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			b.WriteByte(' ')
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
 }
 
 // FloatApproxEqual reports whether a and b differ by less than 1e-6.

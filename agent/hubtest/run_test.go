@@ -10,9 +10,9 @@ import (
 
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 
+	"github.com/rampart-ips/rampart/agent/geoip/geoiptest"
 	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/agent/parser"
-	"github.com/rampart-ips/rampart/internal/geotest"
 )
 
 type index = map[string]map[string]map[string]any
@@ -183,7 +183,7 @@ func TestGeoIPSkip(t *testing.T) {
 		t.Fatal(err)
 	}
 	country := mmdbtype.Map{"iso_code": mmdbtype.String("FR"), "is_in_european_union": mmdbtype.Bool(true)}
-	geotest.WriteMMDB(t, filepath.Join(h.Dir, "data", parser.CityDB), "GeoLite2-City", map[string]mmdbtype.Map{
+	geoiptest.Write(t, filepath.Join(h.Dir, "data", parser.CityDB), "GeoLite2-City", map[string]mmdbtype.Map{
 		"203.0.113.0/24": {"country": country},
 	})
 	if res := r.Run("geo"); !res.Passed || res.Skipped != "" || res.ParserChecks != 1 {

@@ -1,26 +1,22 @@
 package parser
 
 import (
-	"errors"
-	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/oschwald/maxminddb-golang/v2"
 	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/agent/geoip"
 )
 
 // GeoIP database file names, as upstream looks them up in its data folder.
 const (
-	CityDB = "GeoLite2-City.mmdb"
-	ASNDB  = "GeoLite2-ASN.mmdb"
+	CityDB = geoip.CityDB
+	ASNDB  = geoip.ASNDB
 )
 
 // DefaultEnrichers are the statics methods the hub uses, without any
@@ -52,11 +48,11 @@ type EnrichConfig struct {
 // Enrichment holds the statics methods' resources: the GeoIP databases and
 // the reverse DNS cache. Its methods are safe for concurrent use.
 type Enrichment struct {
-	city, asn *maxminddb.Reader
-	dataDir   string
-	dns       *dnsCache
-	log       *log.Entry
-	warnGeo   sync.Once
+	geo     *geoip.DB
+	dataDir string
+	dns     *dnsCache
+	log     *log.Entry
+	warnGeo sync.Once
 }
 
 // OpenEnrichment opens the GeoIP databases of cfg.DataDir when they are
@@ -68,43 +64,20 @@ func OpenEnrichment(cfg EnrichConfig) (*Enrichment, error) {
 	if e.log == nil {
 		e.log = log.WithField("component", "enrich")
 	}
-	if cfg.DataDir != "" {
-		var err error
-		if e.city, err = openMMDB(filepath.Join(cfg.DataDir, CityDB)); err != nil {
-			return nil, err
-		}
-		if e.asn, err = openMMDB(filepath.Join(cfg.DataDir, ASNDB)); err != nil {
-			e.Close()
-			return nil, err
-		}
+	var err error
+	if e.geo, err = geoip.Open(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	e.dns = newDNSCache(cfg.Resolver, cfg.DNSTimeout, cfg.DNSCacheSize, cfg.DNSCacheTTL)
 	return e, nil
 }
 
-// openMMDB opens a MaxMind database; a missing file gives nil, nil.
-func openMMDB(path string) (*maxminddb.Reader, error) {
-	r, err := maxminddb.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("opening GeoIP database %s: %w", path, err)
-	}
-	return r, nil
-}
-
 // Close releases the GeoIP databases.
-func (e *Enrichment) Close() error {
-	var errs []error
-	for _, r := range []*maxminddb.Reader{e.city, e.asn} {
-		if r != nil {
-			errs = append(errs, r.Close())
-		}
-	}
-	e.city, e.asn = nil, nil
-	return errors.Join(errs...)
-}
+func (e *Enrichment) Close() error { return e.geo.Close() }
+
+// GeoIP returns the opened GeoIP databases, for the expr helpers
+// (exprhelpers.Helpers.SetGeoIP): one set of readers for both.
+func (e *Enrichment) GeoIP() *geoip.DB { return e.geo }
 
 // Methods returns the statics methods backed by e.
 func (e *Enrichment) Methods() map[string]Enricher {
@@ -117,9 +90,10 @@ func (e *Enrichment) Methods() map[string]Enricher {
 	}
 }
 
-// missing reports whether db is absent, warning once per Enrichment.
-func (e *Enrichment) missing(db *maxminddb.Reader) bool {
-	if db != nil {
+// missing reports whether a database is absent (has is false), warning
+// once per Enrichment.
+func (e *Enrichment) missing(has bool) bool {
+	if has {
 		return false
 	}
 	e.warnGeo.Do(func() {

@@ -1,7 +1,6 @@
 package parser
 
 import (
-	"context"
 	"errors"
 	"net"
 	"os"
@@ -10,36 +9,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/maxmind/mmdbwriter/mmdbtype"
 	log "github.com/sirupsen/logrus"
 	logtest "github.com/sirupsen/logrus/hooks/test"
-	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/agent/geoip/geoiptest"
 	"github.com/rampart-ips/rampart/agent/grok"
-	"github.com/rampart-ips/rampart/internal/geotest"
+	"github.com/rampart-ips/rampart/internal/dnstest"
 )
 
-func geoDataDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	country := func(iso string, eu bool) mmdbtype.Map {
-		return mmdbtype.Map{"iso_code": mmdbtype.String(iso), "is_in_european_union": mmdbtype.Bool(eu)}
-	}
-	geotest.WriteMMDB(t, filepath.Join(dir, CityDB), "GeoLite2-City", map[string]mmdbtype.Map{
-		"203.0.113.0/24": {"country": country("FR", true), "registered_country": country("FR", true),
-			"location": mmdbtype.Map{"latitude": mmdbtype.Float64(48.8566), "longitude": mmdbtype.Float64(2.3522)}},
-		// no country: upstream falls back to the registered one
-		"198.51.100.0/24": {"registered_country": country("US", false),
-			"location": mmdbtype.Map{"latitude": mmdbtype.Float64(37.751), "longitude": mmdbtype.Float64(-97.822)}},
-		"2001:db8::/32": {"country": country("DE", true)},
-	})
-	geotest.WriteMMDB(t, filepath.Join(dir, ASNDB), "GeoLite2-ASN", map[string]mmdbtype.Map{
-		"203.0.113.0/24":  {"autonomous_system_number": mmdbtype.Uint32(64500), "autonomous_system_organization": mmdbtype.String("Example Net")},
-		"2001:db8:1::/48": {"autonomous_system_number": mmdbtype.Uint32(64501), "autonomous_system_organization": mmdbtype.String("Example Six")},
-	})
-	return dir
-}
+func geoDataDir(t *testing.T) string { return geoiptest.DataDir(t) }
 
 func TestGeoIP(t *testing.T) {
 	e, err := OpenEnrichment(EnrichConfig{DataDir: geoDataDir(t)})
@@ -155,56 +134,15 @@ func TestGeoIPAbsent(t *testing.T) {
 // names get NXDOMAIN. With silent it reads queries and never answers.
 func dnsServer(t *testing.T, names map[string]string, silent bool) (addr string, queries *atomic.Int32) {
 	t.Helper()
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	recs := dnstest.Records{PTR: map[string][]string{}}
+	for ip, name := range names {
+		recs.PTR[ip] = []string{name}
 	}
-	t.Cleanup(func() { conn.Close() })
-	queries = &atomic.Int32{}
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := conn.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			queries.Add(1)
-			if silent {
-				continue
-			}
-			var msg dnsmessage.Message
-			if err := msg.Unpack(buf[:n]); err != nil || len(msg.Questions) != 1 {
-				continue
-			}
-			q := msg.Questions[0]
-			resp := dnsmessage.Message{
-				Header:    dnsmessage.Header{ID: msg.ID, Response: true, Authoritative: true, RecursionDesired: msg.RecursionDesired, RecursionAvailable: true},
-				Questions: msg.Questions,
-			}
-			if name, ok := names[q.Name.String()]; ok && q.Type == dnsmessage.TypePTR {
-				resp.Answers = []dnsmessage.Resource{{
-					Header: dnsmessage.ResourceHeader{Name: q.Name, Type: dnsmessage.TypePTR, Class: dnsmessage.ClassINET, TTL: 60},
-					Body:   &dnsmessage.PTRResource{PTR: dnsmessage.MustNewName(name)},
-				}}
-			} else {
-				resp.RCode = dnsmessage.RCodeNameError
-			}
-			out, err := resp.Pack()
-			if err != nil {
-				continue
-			}
-			conn.WriteTo(out, from)
-		}
-	}()
-	return conn.LocalAddr().String(), queries
+	s := dnstest.Start(t, recs, silent)
+	return s.Addr, &s.Queries
 }
 
-func loopbackResolver(addr string) *net.Resolver {
-	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "udp", addr)
-	}}
-}
+func loopbackResolver(addr string) *net.Resolver { return dnstest.Resolver(addr) }
 
 func TestReverseDNS(t *testing.T) {
 	addr, queries := dnsServer(t, map[string]string{"9.113.0.203.in-addr.arpa.": "host.example.test."}, false)

@@ -41,11 +41,11 @@ func parseIP(value string) (netip.Addr, bool) {
 // IsInEU false and zero coordinates, as upstream.
 func (e *Enrichment) GeoIPCity(value string, _ *event.Event) map[string]string {
 	ip, ok := parseIP(value)
-	if !ok || e.missing(e.city) {
+	if !ok || e.missing(e.geo.HasCity()) {
 		return nil
 	}
 	var rec cityRecord
-	if err := e.city.Lookup(ip).Decode(&rec); err != nil {
+	if _, err := e.geo.DecodeCity(ip, &rec); err != nil {
 		e.log.WithError(err).Debugf("GeoIpCity %s", ip)
 		return nil
 	}
@@ -69,11 +69,11 @@ func (e *Enrichment) GeoIPCity(value string, _ *event.Event) map[string]string {
 // gives number 0 and an empty organisation, as upstream.
 func (e *Enrichment) GeoIPASN(value string, _ *event.Event) map[string]string {
 	ip, ok := parseIP(value)
-	if !ok || e.missing(e.asn) {
+	if !ok || e.missing(e.geo.HasASN()) {
 		return nil
 	}
 	var rec asnRecord
-	if err := e.asn.Lookup(ip).Decode(&rec); err != nil {
+	if _, err := e.geo.DecodeASN(ip, &rec); err != nil {
 		e.log.WithError(err).Debugf("GeoIpASN %s", ip)
 		return nil
 	}
@@ -85,16 +85,16 @@ func (e *Enrichment) GeoIPASN(value string, _ *event.Event) map[string]string {
 // database that holds the address; nothing when no network does.
 func (e *Enrichment) IPToRange(value string, _ *event.Event) map[string]string {
 	ip, ok := parseIP(value)
-	if !ok || e.missing(e.asn) {
+	if !ok || e.missing(e.geo.HasASN()) {
 		return nil
 	}
-	res := e.asn.Lookup(ip)
-	if err := res.Err(); err != nil {
+	p, found, _, err := e.geo.ASNNetwork(ip)
+	if err != nil {
 		e.log.WithError(err).Debugf("IpToRange %s", ip)
 		return nil
 	}
-	if !res.Found() {
+	if !found {
 		return nil
 	}
-	return map[string]string{"SourceRange": res.Prefix().String()}
+	return map[string]string{"SourceRange": p.String()}
 }

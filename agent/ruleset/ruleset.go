@@ -182,6 +182,7 @@ func Load(h *hub.Hub, spec Spec) (_ *Ruleset, err error) {
 	if r.enrich, err = parser.OpenEnrichment(ecfg); err != nil {
 		return nil, err
 	}
+	r.Helpers.SetGeoIP(r.enrich.GeoIP())
 	methods := r.enrich.Methods()
 	if r.Parsers, err = r.pipeline("parsers", r.Items.Parsers, methods, fail); err != nil {
 		return nil, err
