@@ -181,6 +181,9 @@ func (d *decisionState) query(h *Helpers, helper string, src DecisionCounter, ke
 			return
 		}
 		d.cache.setTTL(key, a, d.stale)
+		d.mu.Lock()
+		d.failing = time.Time{} // answering again: misses may wait again
+		d.mu.Unlock()
 	}()
 	return ch, true
 }

@@ -244,7 +244,8 @@ func TestDecisionHelpersHungLAPI(t *testing.T) {
 	if n := h.GetDecisionsCount("203.0.113.7"); n != 0 {
 		t.Fatalf("count %d", n)
 	}
-	// Returned while the one request sent is still held by the server.
+	// They returned while the one request sent is held by the server.
+	waitFor(t, "the request to reach the server", func() bool { return started.Load() == 1 })
 	if s, f := started.Load(), finished.Load(); s != 1 || f != 0 {
 		t.Fatalf("%d requests started, %d finished; want 1 held", s, f)
 	}
