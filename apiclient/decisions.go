@@ -36,6 +36,22 @@ func (c *Client) DeleteDecision(ctx context.Context, id int64) (int, error) {
 	return c.deleteCount(ctx, "v1/decisions/"+strconv.FormatInt(id, 10), nil)
 }
 
+// CountDecisions asks how many decisions cover value, an IP or a range
+// (GET /v1/decisions/count, machine authentication, a Rampart addition):
+// in all, active, and created within since when since is not "" (a Go
+// duration, optionally with days). An upstream LAPI answers 404.
+func (c *Client) CountDecisions(ctx context.Context, value, since string) (*models.DecisionCountsResponse, error) {
+	q := url.Values{"value": {value}}
+	if since != "" {
+		q.Set("since", since)
+	}
+	var out models.DecisionCountsResponse
+	if err := c.do(ctx, request{method: http.MethodGet, path: "v1/decisions/count", query: q, auth: authMachine}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Stream pulls the decision stream (GET /v1/decisions/stream, bouncer
 // authentication) and returns it whole. startup=true asks for the full
 // snapshot; otherwise the LAPI answers with the delta since this key's last

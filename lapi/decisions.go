@@ -647,3 +647,45 @@ func (s *Server) deleteDecision(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, models.DeleteResponse{NbDeleted: "1"})
 }
+
+// countDecisions is GET /v1/decisions/count?value=V[&since=D], a Rampart
+// addition for machines: how many decisions cover V (an IP or a range),
+// how many of them are active, how many were created within D, and the
+// longest time left, which upstream's agent reads from the database for
+// its GetDecisionsCount family of expression helpers.
+func (s *Server) countDecisions(c echo.Context) error {
+	q := c.QueryParams()
+	for k := range q {
+		if k != "value" && k != "since" {
+			return jsonError(c, http.StatusBadRequest, fmt.Sprintf("unknown parameter '%s' (value and since are accepted)", k))
+		}
+	}
+	value := q.Get("value")
+	if value == "" {
+		return jsonError(c, http.StatusBadRequest, "value is required: an IP address or range")
+	}
+	now := time.Now()
+	var since time.Time
+	if raw, ok := q["since"]; ok {
+		d, err := models.ParseDuration(raw[0])
+		if err != nil || d < 0 {
+			return jsonError(c, http.StatusBadRequest, fmt.Sprintf("since: '%s' is not a duration", raw[0]))
+		}
+		since = now.Add(-d)
+	}
+	counts, err := s.store.CountDecisions(c.Request().Context(), value, since, now)
+	if errors.Is(err, store.ErrNotAddress) {
+		return jsonError(c, http.StatusBadRequest, fmt.Sprintf("value '%s' is not an IP address or range", value))
+	}
+	if err != nil {
+		return s.storeError(c, err)
+	}
+	resp := models.DecisionCountsResponse{Value: value, Count: counts.Total, ActiveCount: counts.Active, TimeLeft: "0s"}
+	if !since.IsZero() {
+		resp.SinceCount = &counts.Since
+	}
+	if !counts.Until.IsZero() {
+		resp.TimeLeft = counts.Until.Sub(now).String()
+	}
+	return c.JSON(http.StatusOK, resp)
+}

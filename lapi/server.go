@@ -133,6 +133,7 @@ func (s *Server) routes() *echo.Echo {
 	v1.HEAD("/alerts/:alert_id", s.getAlert, j)
 	v1.DELETE("/alerts/:alert_id", s.deleteAlert, j)
 	v1.DELETE("/decisions", s.deleteDecisions, j)
+	v1.GET("/decisions/count", s.countDecisions, j) // Rampart's, for the agent's decision helpers
 	v1.DELETE("/decisions/:decision_id", s.deleteDecision, j)
 	v1.GET("/heartbeat", s.heartbeat, j)
 	v1.GET("/allowlists", s.listAllowlists, j)

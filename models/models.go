@@ -291,6 +291,22 @@ type BulkCheckAllowlistResponse struct {
 	Results []BulkCheckAllowlistResult `json:"results"`
 }
 
+// DecisionCountsResponse is the answer of GET /v1/decisions/count, a
+// Rampart addition (machine authentication) that serves the agent's
+// GetDecisionsCount, GetDecisionsSinceCount, GetActiveDecisionsCount and
+// GetActiveDecisionsTimeLeft helpers with one round trip per value.
+type DecisionCountsResponse struct {
+	Value       string `json:"value"`
+	Count       int    `json:"count"`        // decisions covering value, expired included
+	ActiveCount int    `json:"active_count"` // those still in force
+	// SinceCount is present when the request had since=: the decisions
+	// created within that duration.
+	SinceCount *int `json:"since_count,omitempty"`
+	// TimeLeft is the longest time left among the active decisions, as a
+	// Go duration ("0s" when none).
+	TimeLeft string `json:"time_left"`
+}
+
 // NormalizeScope maps the well-known scopes case-insensitively to their
 // canonical spelling and leaves the others untouched.
 func NormalizeScope(s string) string {

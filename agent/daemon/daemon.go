@@ -131,6 +131,8 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		return nil, err
 	}
 	a.client = client
+	// The decision helpers of the rules ask the LAPI as this machine.
+	a.rules.Helpers.SetDecisionCounter(client)
 	queueDir := cfg.Crowdsec.AlertQueueDir
 	if opts.DSN != "" {
 		// A replay runs beside the service, which holds alert_queue_dir

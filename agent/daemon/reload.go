@@ -37,6 +37,7 @@ func (a *Agent) Reload(ctx context.Context, cfg *csconfig.Config) (ReloadSummary
 	if err != nil {
 		return ReloadSummary{}, err
 	}
+	rules.Helpers.SetDecisionCounter(a.client)
 	handed := false
 	defer func() {
 		if !handed {

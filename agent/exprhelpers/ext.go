@@ -9,6 +9,7 @@ type extState struct {
 	xml   xmlState
 	stash stashStore
 	net   netState
+	dec   decisionState
 }
 
 // extHolder is embedded in Helpers.
@@ -26,5 +27,6 @@ func newExtState(h *Helpers) *extState {
 	s := &extState{}
 	s.stash.now = h.now
 	s.net.init(h.now)
+	s.dec.init(h.now)
 	return s
 }

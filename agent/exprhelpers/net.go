@@ -15,12 +15,13 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// Helpers that reach the network (HTTP*, LookupHost, CrowdsecCTI) or the
-// LAPI (the decision counts). A rule runs them on the event path, so each
-// is bounded: a short timeout, at most netMaxInFlight lookups at once
-// (beyond that the zero value at once), identical calls coalesced and
-// their results, failures included, cached for a while. Failures give the
-// zero value and a warning at most once a minute per helper.
+// Helpers that reach the network (HTTP*, LookupHost, CrowdsecCTI; the
+// decision counts, which ask the LAPI, are in decisions.go). A rule runs
+// them on the event path, so each is bounded: a short timeout, at most
+// netMaxInFlight lookups at once (beyond that the zero value at once),
+// identical calls coalesced and their results, failures included, cached
+// for a while. Failures give the zero value and a warning at most once a
+// minute per helper.
 
 const (
 	netTimeout     = 2 * time.Second
@@ -212,35 +213,4 @@ func (h *Helpers) LookupHost(host string) []string {
 func (h *Helpers) CrowdsecCTI(ip string) (any, error) {
 	h.ext().net.warnOnce("CrowdsecCTI", "CrowdsecCTI: no CTI API key configured; the helper returns an error")
 	return nil, errCTIDisabled
-}
-
-// decisionsUnavailable is the answer of the decision-count helpers: the
-// agent's rule engine is not wired to the LAPI's decisions yet, which is
-// upstream's state without a database (count 0, time left 0).
-func (h *Helpers) decisionsUnavailable(helper string) {
-	h.ext().net.warnOnce(helper, helper+": decisions are not available to rules on this agent; it returns 0")
-}
-
-// GetActiveDecisionsCount returns how many active decisions target value (0 here).
-func (h *Helpers) GetActiveDecisionsCount(value string) int {
-	h.decisionsUnavailable("GetActiveDecisionsCount")
-	return 0
-}
-
-// GetActiveDecisionsTimeLeft returns the time left of the longest active decision on value (0 here).
-func (h *Helpers) GetActiveDecisionsTimeLeft(value string) time.Duration {
-	h.decisionsUnavailable("GetActiveDecisionsTimeLeft")
-	return 0
-}
-
-// GetDecisionsCount returns how many decisions ever targeted value (0 here).
-func (h *Helpers) GetDecisionsCount(value string) int {
-	h.decisionsUnavailable("GetDecisionsCount")
-	return 0
-}
-
-// GetDecisionsSinceCount returns how many decisions targeted value within since, e.g. "24h" (0 here).
-func (h *Helpers) GetDecisionsSinceCount(value, since string) int {
-	h.decisionsUnavailable("GetDecisionsSinceCount")
-	return 0
 }

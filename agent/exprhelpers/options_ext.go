@@ -6,8 +6,8 @@ import (
 	"github.com/expr-lang/expr"
 )
 
-// extOptions registers the XML, stash and network helpers (xml.go,
-// stash.go, net.go) with upstream's signatures.
+// extOptions registers the XML, stash, network and decision helpers
+// (xml.go, stash.go, net.go, decisions.go) with upstream's signatures.
 func (h *Helpers) extOptions() []expr.Option {
 	return []expr.Option{
 		expr.Function("XMLGetAttributeValue", func(p ...any) (any, error) {
@@ -54,10 +54,10 @@ func (h *Helpers) extOptions() []expr.Option {
 			return h.CrowdsecCTI(str(p, 0))
 		}, new(func(string) (any, error))),
 		expr.Function("GetActiveDecisionsCount", func(p ...any) (any, error) {
-			return h.GetActiveDecisionsCount(str(p, 0)), nil
+			return h.GetActiveDecisionsCount(str(p, 0))
 		}, new(func(string) int)),
 		expr.Function("GetActiveDecisionsTimeLeft", func(p ...any) (any, error) {
-			return h.GetActiveDecisionsTimeLeft(str(p, 0)), nil
+			return h.GetActiveDecisionsTimeLeft(str(p, 0))
 		}, new(func(string) time.Duration)),
 		expr.Function("GetDecisionsCount", func(p ...any) (any, error) {
 			return h.GetDecisionsCount(str(p, 0)), nil

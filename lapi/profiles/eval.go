@@ -18,7 +18,9 @@ import (
 
 // Counter answers the expression helpers that need decision history. The
 // LAPI's store implements it; this package never queries the database
-// itself. value is compared with the decision value as stored.
+// itself. value is an IP or a CIDR range, and a decision counts when its
+// range covers value (upstream's semantics): a value that is neither is an
+// error.
 type Counter interface {
 	// DecisionsCount counts every decision (active or not) for value.
 	DecisionsCount(ctx context.Context, value string) (int, error)
@@ -88,7 +90,21 @@ func (e *env) GetDecisionsCount(value string) (int, error) {
 	if e.counter == nil {
 		return 0, errNoCounter
 	}
+	if !e.isAddress("GetDecisionsCount", value) {
+		return 0, nil
+	}
 	return e.counter.DecisionsCount(e.ctx, value)
+}
+
+// isAddress says whether value can have decisions; upstream's
+// GetDecisionsCount and GetDecisionsSinceCount log and count 0 for any
+// other value, where the Active helpers fail (the Counter's error).
+func (e *env) isAddress(helper, value string) bool {
+	if _, err := netaddr.ParsePrefix(value); err != nil {
+		e.log.WithField("value", value).Warnf("%s: not an IP address or range, counting 0", helper)
+		return false
+	}
+	return true
 }
 
 // GetDecisionsSinceCount returns how many decisions for value were created
@@ -100,6 +116,9 @@ func (e *env) GetDecisionsSinceCount(value string, since string) (int, error) {
 	}
 	if e.counter == nil {
 		return 0, errNoCounter
+	}
+	if !e.isAddress("GetDecisionsSinceCount", value) {
+		return 0, nil
 	}
 	return e.counter.DecisionsSinceCount(e.ctx, value, e.now().UTC().Add(-d))
 }

@@ -883,3 +883,33 @@ func TestConcurrentEvaluate(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// As upstream's, the counting helpers answer 0 for a value that is not an
+// address without asking the store, and the Active ones fail.
+func TestHelpersOnNonAddress(t *testing.T) {
+	for filter, wantErr := range map[string]bool{
+		"GetDecisionsCount(Alert.GetValue()) == 0":                       false,
+		"GetDecisionsSinceCount(Alert.GetValue(), '1h') == 0":            false,
+		"GetActiveDecisionsCount(Alert.GetValue()) == 0":                 true,
+		"GetActiveDecisionsTimeLeft(Alert.GetValue()) == duration('0s')": true,
+	} {
+		s := mustSet(t, `
+[[profile]]
+name = "x"
+filters = [`+fmt.Sprintf("%q", filter)+`]
+  [[profile.decisions]]
+  type = "ban"
+  duration = "4h"
+`)
+		got, err := s.Evaluate(context.Background(), alert("Username", "alice", true), &fakeCounter{err: errors.New("not an IP address or range")})
+		if wantErr {
+			if err == nil {
+				t.Errorf("%s: no error", filter)
+			}
+			continue
+		}
+		if err != nil || len(got) != 1 {
+			t.Errorf("%s: %d decisions, %v; want the profile to match", filter, len(got), err)
+		}
+	}
+}

@@ -627,38 +627,6 @@ func streamStmt(q StreamQuery, active bool, now time.Time) stmt {
 	return stmt{"stream", `SELECT ` + streamCols + ` FROM ` + from + ` WHERE ` + strings.Join(c, " AND ") + ` ORDER BY id`, a}
 }
 
-// DecisionsCount counts every decision ever stored for value.
-func (s *Store) DecisionsCount(ctx context.Context, value string) (int, error) {
-	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM decisions WHERE value = ?`, value).Scan(&n)
-	return n, err
-}
-
-// DecisionsSinceCount counts decisions for value created since t.
-func (s *Store) DecisionsSinceCount(ctx context.Context, value string, since time.Time) (int, error) {
-	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM decisions WHERE value = ? AND created_at >= ?`, value, since.UnixNano()).Scan(&n)
-	return n, err
-}
-
-// ActiveDecisionsCount counts the active decisions for value.
-func (s *Store) ActiveDecisionsCount(ctx context.Context, value string) (int, error) {
-	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM decisions WHERE value = ? AND active AND until > ?`, value, nowNS()).Scan(&n)
-	return n, err
-}
-
-// ActiveDecisionsTimeLeft returns the longest time left on value's decisions.
-func (s *Store) ActiveDecisionsTimeLeft(ctx context.Context, value string) (time.Duration, error) {
-	var until sql.NullInt64
-	now := nowNS()
-	err := s.r.QueryRowContext(ctx, `SELECT MAX(until) FROM decisions WHERE value = ? AND active AND until > ?`, value, now).Scan(&until)
-	if err != nil || !until.Valid {
-		return 0, err
-	}
-	return time.Duration(until.Int64 - now), nil
-}
-
 // ActiveDecisionCount counts every active decision (for metrics and status).
 func (s *Store) ActiveDecisionCount(ctx context.Context) (int64, error) {
 	var n int64
