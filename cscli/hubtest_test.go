@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/rampart-ips/rampart/internal/testhub"
 )
 
 func runHubtestCmd(t *testing.T, args ...string) (string, error) {
@@ -18,7 +20,7 @@ func runHubtestCmd(t *testing.T, args ...string) (string, error) {
 }
 
 func TestHubtestRun(t *testing.T) {
-	hubDir := sharedHubDir(t)
+	hubDir := testhub.Dir(t)
 	out, err := runHubtestCmd(t, "--hub", hubDir, "ssh-bf", "whitelists")
 	if err != nil || !strings.Contains(out, "PASS  ssh-bf (") || !strings.Contains(out, "2 tests: 2 passed, 0 failed") {
 		t.Errorf("%v\n%s", err, out)

@@ -17,15 +17,15 @@ import (
 	"github.com/rampart-ips/rampart/agent/parser"
 	"github.com/rampart-ips/rampart/agent/ruleset"
 	"github.com/rampart-ips/rampart/internal/loggen"
+	"github.com/rampart-ips/rampart/internal/testhub"
 	"github.com/rampart-ips/rampart/models"
 )
 
 func sharedHub(t *testing.T) *hub.Hub {
 	t.Helper()
-	dir, _ := filepath.Abs("../../../shared/hub")
-	h, err := hub.OpenHub(dir)
+	h, err := hub.OpenHub(testhub.Dir(t))
 	if err != nil {
-		t.Skipf("no shared hub: %v", err)
+		t.Fatal(err)
 	}
 	return h
 }
