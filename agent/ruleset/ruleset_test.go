@@ -368,3 +368,28 @@ func TestIsSimulatedByItem(t *testing.T) {
 		t.Error("a scenario simulated by its own name")
 	}
 }
+
+// TestCorpusLoads loads every parser, scenario and postoverflow of the
+// whole-hub corpus: none may be refused, so the load-time refusals of
+// constructs Rampart does not implement (README, "Hub constructs Rampart
+// refuses") cost no hub rule.
+func TestCorpusLoads(t *testing.T) {
+	h, err := hub.OpenHub(testhub.Corpus(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := ruleset.Spec{Parsers: h.Items("parsers"), Scenarios: h.Items("scenarios"),
+		PostOverflows: h.Items("postoverflows"), Policy: ruleset.SkipBroken}
+	rs, err := ruleset.Load(h, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	for _, s := range rs.Skipped {
+		t.Errorf("refused: %v", s)
+	}
+	if len(spec.Parsers) == 0 || len(rs.Scenarios) < len(spec.Scenarios) {
+		t.Errorf("loaded %d scenarios from %d items, %d parsers", len(rs.Scenarios), len(spec.Scenarios), len(spec.Parsers))
+	}
+	t.Logf("%d parsers, %d scenario items (%d scenarios), %d postoverflows", len(spec.Parsers), len(spec.Scenarios), len(rs.Scenarios), len(spec.PostOverflows))
+}
