@@ -393,3 +393,32 @@ func TestCorpusLoads(t *testing.T) {
 	}
 	t.Logf("%d parsers, %d scenario items (%d scenarios), %d postoverflows", len(spec.Parsers), len(spec.Scenarios), len(rs.Scenarios), len(spec.PostOverflows))
 }
+
+// TestAppsecCollectionRefused: a collection listing AppSec rules loads
+// neither partly nor silently: the error names its file, the list and its
+// line, from a Spec and from a configuration folder alike.
+func TestAppsecCollectionRefused(t *testing.T) {
+	h := testHub(t, map[string]map[string]map[string]any{
+		"parsers":     {"test/good": {"path": "parsers/s01-parse/test/good.yaml", "stage": "s01-parse"}},
+		"collections": {"test/waf": {"path": "collections/test/waf.yaml", "parsers": []string{"test/good"}}},
+	}, map[string]string{
+		"parsers/s01-parse/test/good.yaml": goodParser,
+		"collections/test/waf.yaml":        "name: test/waf\nparsers:\n  - test/good\nappsec-rules:\n  - test/vpatch\n",
+	})
+	_, err := ruleset.Load(h, ruleset.Spec{Collections: []string{"test/waf"}})
+	var ie *ruleset.ItemError
+	if !errors.As(err, &ie) || ie.Name != "test/waf" || !strings.HasSuffix(ie.File, "waf.yaml") {
+		t.Fatalf("Spec: %v", err)
+	}
+	for _, want := range []string{"waf.yaml", "line 4", "appsec-rules", "not supported by Rampart"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Spec: message lacks %q: %v", want, err)
+		}
+	}
+
+	conf := t.TempDir()
+	_, err = ruleset.Load(h, ruleset.Spec{Enabled: h.Enabled(conf, []string{"test/waf"})})
+	if err == nil || !strings.Contains(err.Error(), "line 4: appsec-rules") {
+		t.Errorf("configuration folder: %v", err)
+	}
+}
