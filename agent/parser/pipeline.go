@@ -324,6 +324,10 @@ func (p *Pipeline) compile(cfg NodeConfig, m *yaml.Node, stage, fileName string)
 		for _, name := range n.grok.Names() {
 			n.clientCaps = append(n.clientCaps, clientWritten(name))
 		}
+		if cfg.Grok.ApplyOn == "" && cfg.Grok.Expression == "" {
+			// upstream refuses it rather than pick a field
+			return nil, keyErr("grok", keyLine(m, "grok"), errors.New("grok needs apply_on or expression"))
+		}
 		n.applyOn = cfg.Grok.ApplyOn
 		if cfg.Grok.Expression != "" {
 			if n.grokExpr, err = p.compileExpr(cfg.Grok.Expression); err != nil {
