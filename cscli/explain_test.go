@@ -6,16 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-func sharedHubDir(t *testing.T) string {
-	t.Helper()
-	dir, _ := filepath.Abs("../../shared/hub")
-	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
-		t.Skip("no shared hub")
-	}
-	return dir
-}
+	"github.com/rampart-ips/rampart/internal/testhub"
+)
 
 func runExplainCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
@@ -31,7 +24,7 @@ func runExplainCmd(t *testing.T, args ...string) (string, error) {
 const sshdFailed = "Nov  1 12:00:00 host sshd[42]: Failed password for root from 1.2.3.4 port 22 ssh2"
 
 func TestExplainSSHDLine(t *testing.T) {
-	hubDir := sharedHubDir(t)
+	hubDir := testhub.Dir(t)
 	out, err := runExplainCmd(t, "--hub", hubDir, "--type", "syslog", "-v", "--log", sshdFailed,
 		"--parsers", "crowdsecurity/syslog-logs,crowdsecurity/sshd-logs,crowdsecurity/dateparse-enrich")
 	if err != nil {
@@ -61,7 +54,7 @@ func TestExplainSSHDLine(t *testing.T) {
 // line is dropped, and explain says why instead of showing a source and
 // the scenarios it would feed.
 func TestExplainInjectedLine(t *testing.T) {
-	hubDir := sharedHubDir(t)
+	hubDir := testhub.Dir(t)
 	line := "Nov  1 12:00:00 host sshd[1]: Failed password for invalid user x from 198.51.100.200 port 22 ssh2 from 203.0.113.9 port 5555 ssh2"
 	out, err := runExplainCmd(t, "--hub", hubDir, "--type", "syslog", "-v", "--log", line)
 	if err != nil {
@@ -86,7 +79,7 @@ func TestExplainInjectedLine(t *testing.T) {
 // TestExplainWholeHub loads every parser and scenario of the index and
 // explains a file given as a DSN: an sshd line, an nginx line and junk.
 func TestExplainWholeHub(t *testing.T) {
-	hubDir := sharedHubDir(t)
+	hubDir := testhub.Dir(t)
 	logf := filepath.Join(t.TempDir(), "mixed.log")
 	nginx := `1.2.3.4 - - [01/Nov/2026:12:00:00 +0000] "GET /.env HTTP/1.1" 404 153 "-" "curl/8.0"`
 	if err := os.WriteFile(logf, []byte(sshdFailed+"\n"+"complete garbage\x00\xff\n"), 0o600); err != nil {
@@ -132,7 +125,7 @@ func TestExplainWholeHub(t *testing.T) {
 }
 
 func TestExplainFileAndStdin(t *testing.T) {
-	hubDir := sharedHubDir(t)
+	hubDir := testhub.Dir(t)
 	logf := filepath.Join(t.TempDir(), "auth.log")
 	if err := os.WriteFile(logf, []byte(sshdFailed+"\r\n\n"+sshdFailed+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -154,7 +147,7 @@ func TestExplainFileAndStdin(t *testing.T) {
 }
 
 func TestExplainErrors(t *testing.T) {
-	hubDir := sharedHubDir(t)
+	hubDir := testhub.Dir(t)
 	for _, args := range [][]string{
 		{"--hub", hubDir, "--type", "syslog"},
 		{"--hub", hubDir, "--log", "x"},

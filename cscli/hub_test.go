@@ -6,15 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rampart-ips/rampart/internal/testhub"
 )
 
 // TestHubInstallListRemove installs a collection from the shared hub into a
 // temporary configuration folder and checks what lands where.
 func TestHubInstallListRemove(t *testing.T) {
-	hubDir, _ := filepath.Abs("../../shared/hub")
-	if _, err := os.Stat(filepath.Join(hubDir, "index.json")); err != nil {
-		t.Skip("no shared hub")
-	}
+	hubDir := testhub.Dir(t)
 	e := newOpsEnv(t, "127.0.0.1:8080")
 	confDir, dataDir := filepath.Join(e.dir, "etc"), filepath.Join(e.dir, "data")
 	cfg, _ := os.ReadFile(e.cfgPath)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rampart-ips/rampart/agent/daemon"
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/testhub"
 )
 
 // hubEnv is cscli over a configuration folder and a writable copy of
@@ -163,10 +164,7 @@ func TestHubListShowsConfiguredCollections(t *testing.T) {
 	}
 
 	// crowdsecurity/sshd beside rampart/sshd: two items, neither tainted
-	shared, _ := filepath.Abs("../../shared/hub")
-	if _, err := os.Stat(filepath.Join(shared, "index.json")); err != nil {
-		t.Skip("no shared hub")
-	}
+	shared := testhub.Dir(t)
 	before := e.scenarios()
 	e.mustRun("collections", "install", "crowdsecurity/sshd", "--hub", shared)
 	e.want("collections", "crowdsecurity/sshd", "enabled", "0.9")

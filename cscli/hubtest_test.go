@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/rampart-ips/rampart/agent/hubtest"
+	"github.com/rampart-ips/rampart/internal/testhub"
 )
 
 func runHubtestCmd(t *testing.T, args ...string) (string, error) {
@@ -25,7 +26,7 @@ func runHubtestCmd(t *testing.T, args ...string) (string, error) {
 }
 
 func TestHubtestRun(t *testing.T) {
-	hubDir := sharedHubDir(t)
+	hubDir := testhub.Dir(t)
 	out, err := runHubtestCmd(t, "--hub", hubDir, "ssh-bf", "whitelists")
 	if err != nil || !strings.Contains(out, "PASS  ssh-bf (") || !strings.Contains(out, "2 tests: 2 passed, 0 failed") {
 		t.Errorf("%v\n%s", err, out)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rampart-ips/rampart/internal/nstest"
+	"github.com/rampart-ips/rampart/internal/testhub"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -68,16 +69,12 @@ func (s *story) neverBlamed(ips ...string) {
 	}
 }
 
-// hubWithSyslog copies the CrowdSec hub (../../shared/hub, the reference
-// hub beside the repository) and adds the collection e2e/sshd: the hub's
+// hubWithSyslog copies the CrowdSec hub (the reference hub beside the
+// repository, found by testhub) and adds the collection e2e/sshd: the hub's
 // sshd collection behind the syslog, date and whitelist parsers.
 func hubWithSyslog(t *testing.T) string {
 	t.Helper()
-	src, err := filepath.Abs("../../shared/hub")
-	must(t, err)
-	if _, err := os.Stat(filepath.Join(src, "index.json")); err != nil {
-		t.Skipf("no CrowdSec hub at %s", src)
-	}
+	src := testhub.Dir(t)
 	dst := filepath.Join(t.TempDir(), "hub")
 	if out, err := exec.Command("cp", "-r", src, dst).CombinedOutput(); err != nil {
 		t.Fatalf("copying the hub: %v\n%s", err, out)

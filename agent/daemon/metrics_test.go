@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,16 +16,14 @@ import (
 	"github.com/rampart-ips/rampart/agent/ruleset"
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/loggen"
+	"github.com/rampart-ips/rampart/internal/testhub"
 )
 
 // TestEngineMetrics replays a generated sshd log through the hub's linux
 // collection, under a cap on live buckets small enough to evict, and
 // checks the scraped values against what the replay saw.
 func TestEngineMetrics(t *testing.T) {
-	dir, _ := filepath.Abs("../../../shared/hub")
-	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
-		t.Skip("no shared hub")
-	}
+	dir := testhub.Dir(t)
 	h, err := hub.OpenHub(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -188,10 +185,7 @@ func TestEngineMetrics(t *testing.T) {
 // sshd's "from <ip> port <n> ssh2" through the hub's rules: the parser
 // drops them, and the scrape counts them per node.
 func TestInjectionDroppedMetric(t *testing.T) {
-	dir, _ := filepath.Abs("../../../shared/hub")
-	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
-		t.Skip("no shared hub")
-	}
+	dir := testhub.Dir(t)
 	h, err := hub.OpenHub(dir)
 	if err != nil {
 		t.Fatal(err)

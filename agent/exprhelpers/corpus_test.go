@@ -21,6 +21,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/agent/parser"
 	"github.com/rampart-ips/rampart/internal/loggen"
+	"github.com/rampart-ips/rampart/internal/testhub"
 	"github.com/rampart-ips/rampart/rules/patterns"
 )
 
@@ -28,8 +29,6 @@ import (
 // and events parsed from generated nginx and sshd logs by the hub's own
 // parsers, to check the optimized programs against the plain ones and to
 // benchmark them.
-
-const hubDir = "/work/shared/hub"
 
 // nginxCollections are the collections whose scenarios the nginx
 // benchmark evaluates (what agentbench replays nginx logs against).
@@ -58,17 +57,15 @@ var (
 
 func loadCorpus(tb testing.TB) *corpus {
 	tb.Helper()
-	if _, err := os.Stat(filepath.Join(hubDir, "index.json")); err != nil {
-		tb.Skipf("hub not available: %v", err)
-	}
-	corpusOnce.Do(func() { corpusVal, corpusErr = buildCorpus() })
+	hubDir := testhub.Dir(tb)
+	corpusOnce.Do(func() { corpusVal, corpusErr = buildCorpus(hubDir) })
 	if corpusErr != nil {
 		tb.Fatal(corpusErr)
 	}
 	return corpusVal
 }
 
-func buildCorpus() (*corpus, error) {
+func buildCorpus(hubDir string) (*corpus, error) {
 	h, err := hub.OpenHub(hubDir)
 	if err != nil {
 		return nil, err

@@ -3,7 +3,6 @@ package exprhelpers_test
 import (
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/rampart-ips/rampart/agent/event"
 	"github.com/rampart-ips/rampart/agent/exprhelpers"
+	"github.com/rampart-ips/rampart/internal/testhub"
 )
 
 // FuzzOptimizedExpr is a differential fuzzer of the compile-time rewrites:
@@ -38,10 +38,7 @@ func FuzzOptimizedExpr(f *testing.F) {
 	for _, s := range seeds {
 		f.Add(s, "/index.php?x=%2F..%2f", "Mozilla/5.0 (Nikto)", "404")
 	}
-	dataDir := filepath.Join(hubDir, "data")
-	if _, err := os.Stat(dataDir); err != nil {
-		f.Skipf("hub data not available: %v", err)
-	}
+	dataDir := filepath.Join(testhub.Dir(f), "data")
 	h := exprhelpers.New(dataDir)
 	var files []exprhelpers.DataFile
 	for _, n := range []string{"backdoors.txt", "sensitive_data.txt", "sqli_probe_patterns.txt", "log4j2_cve_2021_44228.txt", "http_path_traversal.txt"} {

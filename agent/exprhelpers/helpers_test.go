@@ -7,10 +7,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rampart-ips/rampart/internal/testhub"
 )
 
 // hubData is the real hub data directory the tests load.
-const hubData = "/work/shared/hub/data"
+func hubData(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(testhub.Dir(t), "data")
+}
 
 // hubDataFiles are the typed data items of the hub scenarios, as declared
 // there (http-bad-user-agent and thinkphp set the LRU cache).
@@ -32,10 +37,7 @@ var hubDataFiles = []DataFile{
 
 func hubHelpers(t testing.TB) *Helpers {
 	t.Helper()
-	if _, err := os.Stat(hubData); err != nil {
-		t.Skipf("hub data not available: %v", err)
-	}
-	h := New(hubData)
+	h := New(hubData(t))
 	if err := h.Load(hubDataFiles); err != nil {
 		t.Fatalf("Load hub data: %v", err)
 	}
@@ -45,7 +47,7 @@ func hubHelpers(t testing.TB) *Helpers {
 // countLines counts a file's lines that are neither empty nor comments.
 func countLines(t *testing.T, name string) int {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(hubData, name))
+	b, err := os.ReadFile(filepath.Join(hubData(t), name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +109,7 @@ func TestLoadHubData(t *testing.T) {
 
 func readFile(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(hubData, name))
+	b, err := os.ReadFile(filepath.Join(hubData(t), name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,8 @@ import (
 	"github.com/rampart-ips/rampart/agent/event"
 )
 
-// Filters copied verbatim from /work/shared/hub/scenarios/crowdsecurity.
+// Filters copied verbatim from the reference hub's scenarios/crowdsecurity
+// (../shared/hub beside the repository).
 const (
 	filterSensitiveFiles = `evt.Meta.log_type in ["http_access-log", "http_error-log"] and any(File("sensitive_data.txt"), { evt.Parsed.request endsWith #})`
 	filterBadUserAgent   = `evt.Meta.log_type in ["http_access-log", "http_error-log"] && RegexpInFile(evt.Parsed.http_user_agent, "bad_user_agents.regex.txt")`

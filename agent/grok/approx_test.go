@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/rampart-ips/rampart/internal/loggen"
+	"github.com/rampart-ips/rampart/internal/testhub"
 	"github.com/rampart-ips/rampart/rules/patterns"
 )
 
@@ -22,8 +23,9 @@ import (
 func hubGrok(t testing.TB) (*Library, []*Pattern) {
 	t.Helper()
 	l := rampartLib(t)
+	hubDir := testhub.Dir(t)
 	if err := l.LoadDir(filepath.Join(hubDir, "patterns")); err != nil {
-		t.Skipf("hub not available: %v", err)
+		t.Fatal(err)
 	}
 	files, _ := filepath.Glob(filepath.Join(hubDir, "parsers", "*", "*", "*.yaml"))
 	var sources []string
@@ -222,7 +224,7 @@ func TestApproxEquivalence(t *testing.T) {
 	}
 	gen := strings.Split(strings.TrimSpace(ssh.String()+ngx.String()), "\n")
 	lines = append(lines, gen...)
-	logs, _ := filepath.Glob(filepath.Join(hubDir, ".tests", "*", "*.log"))
+	logs, _ := filepath.Glob(filepath.Join(testhub.Dir(t), ".tests", "*", "*.log"))
 	for _, f := range logs {
 		data, err := os.ReadFile(f)
 		if err != nil {

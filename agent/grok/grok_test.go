@@ -9,10 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rampart-ips/rampart/internal/testhub"
 	"github.com/rampart-ips/rampart/rules/patterns"
 )
-
-const hubDir = "/work/shared/hub"
 
 func rampartLib(t testing.TB) *Library {
 	t.Helper()
@@ -267,9 +266,9 @@ func indentOf(s string) int { return len(s) - len(strings.TrimLeft(s, " -")) }
 // apply_on of the shallowest grok nodes.
 func loadHubParser(t testing.TB, rel string) hubParser {
 	t.Helper()
-	f, err := os.Open(filepath.Join(hubDir, rel))
+	f, err := os.Open(filepath.Join(testhub.Dir(t), rel))
 	if err != nil {
-		t.Skipf("hub not available: %v", err)
+		t.Fatal(err)
 	}
 	defer f.Close()
 	hp := hubParser{syntax: map[string]string{}}
@@ -377,9 +376,9 @@ type expectation struct {
 // loadAsserts returns, for one stage/parser, the expectations per result index.
 func loadAsserts(t *testing.T, test, stage, parser string) map[int]*expectation {
 	t.Helper()
-	f, err := os.Open(filepath.Join(hubDir, ".tests", test, "parser.assert"))
+	f, err := os.Open(filepath.Join(testhub.Dir(t), ".tests", test, "parser.assert"))
 	if err != nil {
-		t.Skipf("hub test not available: %v", err)
+		t.Fatal(err)
 	}
 	defer f.Close()
 	out := map[int]*expectation{}
@@ -411,9 +410,9 @@ func loadAsserts(t *testing.T, test, stage, parser string) map[int]*expectation 
 
 func readLines(t *testing.T, test string) []string {
 	t.Helper()
-	matches, _ := filepath.Glob(filepath.Join(hubDir, ".tests", test, "*.log"))
+	matches, _ := filepath.Glob(filepath.Join(testhub.Dir(t), ".tests", test, "*.log"))
 	if len(matches) == 0 {
-		t.Skipf("no log for %s", test)
+		t.Fatalf("no log for %s", test)
 	}
 	data, err := os.ReadFile(matches[0])
 	if err != nil {

@@ -183,6 +183,34 @@ var Kinds = []string{"collections", "parsers", "scenarios", "postoverflows", "co
 type Info struct {
 	Kind, Name, Path, Stage, Version string
 	Deps                             map[string][]string // collections: kind -> names
+	// Unsupported says, for a collection, which of its lists name items
+	// Rampart cannot run (AppSec rules and configs), with their lines;
+	// loading refuses such a collection rather than run it partly.
+	Unsupported []string
+}
+
+// unsupportedKinds are collection lists of item kinds Rampart does not
+// implement.
+var unsupportedKinds = map[string]string{
+	"appsec-rules":   "AppSec rules are not supported by Rampart",
+	"appsec-configs": "AppSec configurations are not supported by Rampart",
+}
+
+// unsupportedLists names, with their lines, the non-empty lists of a
+// collection file that name items of unsupportedKinds.
+func unsupportedLists(data []byte) []string {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil
+	}
+	var out []string
+	m := doc.Content[0].Content
+	for i := 0; i+1 < len(m); i += 2 {
+		if why, ok := unsupportedKinds[m[i].Value]; ok && len(m[i+1].Content) > 0 {
+			out = append(out, fmt.Sprintf("line %d: %s: %s", m[i].Line, m[i].Value, why))
+		}
+	}
+	return out
 }
 
 // Items returns the names of kind in the index, sorted.
@@ -222,6 +250,7 @@ func (h *Hub) Collection(name string) (Info, error) {
 	if err := yaml.Unmarshal(data, &file); err != nil {
 		return Info{}, fmt.Errorf("parsing collection %s (%s): %w", name, info.Path, err)
 	}
+	info.Unsupported = unsupportedLists(data)
 	for _, kind := range Kinds {
 		info.Deps[kind] = slices.Clone(info.Deps[kind]) // the index's own slices stay untouched
 		list, _ := file[kind].([]any)

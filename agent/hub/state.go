@@ -222,6 +222,11 @@ func (h *Hub) Enabled(configDir string, collections []string) *Enabled {
 		if st.Kind != "collections" {
 			continue
 		}
+		if data, err := os.ReadFile(st.Path); err == nil {
+			if u := unsupportedLists(data); len(u) > 0 {
+				e.Problems = append(e.Problems, &Problem{Kind: st.Kind, Name: st.Name, File: st.Path, Err: errors.New(strings.Join(u, "; "))})
+			}
+		}
 		deps := h.collectionDeps(*st)
 		var missing []string
 		for _, k := range []string{"parsers", "scenarios", "postoverflows", "collections"} {

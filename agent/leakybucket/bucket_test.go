@@ -13,6 +13,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/exprhelpers"
 	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/agent/leakybucket"
+	"github.com/rampart-ips/rampart/internal/testhub"
 )
 
 var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
@@ -358,10 +359,7 @@ condition: "len(queue.Queue) > 1000"
 // ssh-bf and http-probing scenarios: no panic, and the number of buckets
 // stays bounded by the number of distinct keys.
 func FuzzPour(f *testing.F) {
-	dir, _ := filepath.Abs("../../../shared/hub")
-	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
-		f.Skip("no shared hub")
-	}
+	dir := testhub.Dir(f)
 	h, err := hub.OpenHub(dir)
 	if err != nil {
 		f.Fatal(err)

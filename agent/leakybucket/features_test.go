@@ -2,6 +2,7 @@ package leakybucket_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -265,6 +266,14 @@ func TestLoadErrorPositions(t *testing.T) {
 		{"second document", "type: trigger\nname: test/ok\nfilter: 'true'\n---\ntype: trigger\nname: test/x\nfilter: 'true'\ngroupby: \"evt.Meta[\"\n", "groupby", 8, `document 2`},
 		{"scope", "type: trigger\nname: test/x\nfilter: 'true'\nscope:\n  type: Range\n  expression: \"IpToRange(\"\n", "scope", 4, `\(1:\d+\)`},
 		{"duration", "type: leaky\nname: test/x\nfilter: 'true'\ncapacity: 5\nleakspeed: 1s\nblackhole: soon\n", "blackhole", 6, ``},
+		// constructs Rampart refuses rather than load and behave otherwise
+		{"unknown key", "type: trigger\nname: test/x\nfilter: 'true'\nblackhole: 1m\nfitler: 'false'\n", "fitler", 5, `unknown key`},
+		{"nested unknown key", "type: trigger\nname: test/x\nfilter: 'true'\nscope:\n  type: Range\n  expresion: x\n", "expresion", 6, `unknown key`},
+		{"bayesian key", "type: trigger\nname: test/x\nfilter: 'true'\nbayesian_prior: 0.5\n", "bayesian_prior", 4, `bayesian scenario type is not supported by Rampart`},
+		{"bayesian type", "name: test/x\ntype: bayesian\nfilter: 'true'\ncapacity: -1\n", "type", 2, `bayesian scenarios are not supported`},
+		{"trigger capacity", "type: trigger\nname: test/x\nfilter: 'true'\ncapacity: 3\n", "capacity", 4, `capacity must be 0`},
+		{"no filter", "type: trigger\nname: test/x\ngroupby: evt.Meta.source_ip\n", "filter", 1, `needs a filter`},
+		{"format", "type: trigger\nname: test/x\nformat: 4.0\nfilter: 'true'\n", "format", 3, `format 4 is not supported`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -282,6 +291,11 @@ func TestLoadErrorPositions(t *testing.T) {
 			}
 			if c.want != "" && !regexp.MustCompile(c.want).MatchString(err.Error()) {
 				t.Errorf("message lacks %s: %v", c.want, err)
+			}
+			for _, part := range []string{p, "(test/x)", fmt.Sprintf("line %d", c.line), c.key} {
+				if !strings.Contains(err.Error(), part) {
+					t.Errorf("message lacks %q: %v", part, err)
+				}
 			}
 			t.Log(err)
 		})

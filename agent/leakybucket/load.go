@@ -18,6 +18,7 @@ import (
 
 	"github.com/rampart-ips/rampart/agent/event"
 	"github.com/rampart-ips/rampart/agent/exprhelpers"
+	"github.com/rampart-ips/rampart/internal/hubformat"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -55,6 +56,17 @@ type Config struct {
 		Type       string `yaml:"type"`
 		Expression string `yaml:"expression"`
 	} `yaml:"scope"`
+}
+
+// upstreamOnly are the scenario keys upstream reads and Rampart does not
+// implement: the strict decoding refuses them, with what they are for.
+var upstreamOnly = map[string]string{
+	"bayesian_prior":      "the bayesian scenario type",
+	"bayesian_threshold":  "the bayesian scenario type",
+	"bayesian_conditions": "the bayesian scenario type",
+	"profiling":           "upstream's per-scenario profiling",
+	"simulated":           "simulation set in a scenario file (simulation.yaml sets it)",
+	"version":             "a version set in a scenario file (the hub index gives it)",
 }
 
 // Scopes an alert's source can have; Ip is the default.
@@ -178,8 +190,11 @@ func load(path string, data []byte, version string, helpers *exprhelpers.Helpers
 		}
 		var cfg Config
 		if err := typed.Decode(&cfg); err != nil {
-			// yaml's own message has the line
-			return nil, &LoadError{File: path, Doc: doc, Item: scalarAt(&n, "name"), Err: err}
+			le := &LoadError{File: path, Doc: doc, Item: scalarAt(&n, "name"), Err: err} // yaml's own message has the line
+			if ke := hubformat.UnknownKey(err, upstreamOnly); ke != nil {
+				le.Key, le.Line, le.Err = ke.Key, ke.Line, ke.Err
+			}
+			return nil, le
 		}
 		if cfg.Name == "" {
 			continue
@@ -260,8 +275,18 @@ func compile(cfg Config, helpers *exprhelpers.Helpers) (*Scenario, error) {
 	s := &Scenario{cfg: cfg}
 	switch cfg.Type {
 	case "leaky", "trigger", "conditional", "counter":
+	case "bayesian":
+		return nil, &keyError{"type", errors.New("bayesian scenarios are not supported by Rampart")}
 	default:
 		return nil, &keyError{"type", fmt.Errorf("unknown scenario type %q", cfg.Type)}
+	}
+	if err := hubformat.CheckFormat(cfg.Format); err != nil {
+		return nil, &keyError{"format", err}
+	}
+	// upstream refuses a scenario without a filter rather than pour every
+	// event into it
+	if strings.TrimSpace(cfg.Filter) == "" {
+		return nil, &keyError{"filter", errors.New("a scenario needs a filter")}
 	}
 	if len(cfg.Data) > 0 && helpers != nil {
 		var files []exprhelpers.DataFile
@@ -330,6 +355,11 @@ func compile(cfg Config, helpers *exprhelpers.Helpers) (*Scenario, error) {
 		}
 		if cfg.Capacity != -1 && cfg.Capacity != 0 {
 			return nil, &keyError{"capacity", errors.New("a counter's capacity must be -1")}
+		}
+	case "trigger":
+		// upstream refuses any other: a trigger overflows on its first event
+		if cfg.Capacity != 0 {
+			return nil, &keyError{"capacity", errors.New("a trigger's capacity must be 0")}
 		}
 	case "conditional":
 		if s.condition == nil {

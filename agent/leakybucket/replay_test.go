@@ -16,6 +16,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/leakybucket"
 	"github.com/rampart-ips/rampart/agent/parser"
 	"github.com/rampart-ips/rampart/internal/loggen"
+	"github.com/rampart-ips/rampart/internal/testhub"
 	"github.com/rampart-ips/rampart/rules/patterns"
 )
 
@@ -31,10 +32,10 @@ type replay struct {
 // when the shared hub is not there.
 func hubReplay(t *testing.T, kind string, n int) *replay {
 	t.Helper()
-	dir, _ := filepath.Abs("../../../shared/hub")
+	dir := testhub.Dir(t)
 	h, err := hub.OpenHub(dir)
 	if err != nil {
-		t.Skipf("no shared hub: %v", err)
+		t.Fatal(err)
 	}
 	parsers := []string{"crowdsecurity/syslog-logs", "crowdsecurity/dateparse-enrich", "crowdsecurity/whitelists"}
 	var scenarios []string

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/internal/testhub"
 )
 
 func TestQueueWindow(t *testing.T) {
@@ -73,7 +74,10 @@ func TestContextValue(t *testing.T) {
 // FuzzLoad loads arbitrary scenario files: an error or scenarios, never a
 // panic; and whatever loads can be poured into.
 func FuzzLoad(f *testing.F) {
-	hub, _ := filepath.Glob("../../../shared/hub/scenarios/crowdsecurity/ssh-*.yaml")
+	var hub []string
+	if dir := testhub.DirIfPresent(f); dir != "" {
+		hub, _ = filepath.Glob(filepath.Join(dir, "scenarios", "crowdsecurity", "ssh-*.yaml"))
+	}
 	for _, p := range hub {
 		if data, err := os.ReadFile(p); err == nil {
 			f.Add(data)

@@ -80,8 +80,8 @@ func TestParserLoadErrors(t *testing.T) {
 		{"yaml bad indent", "name: test/broken\n filter: x\nfoo: bar\n", 1, "", "", 2, []string{"yaml"}},
 		{"yaml tab", "name: test/broken\n\tfilter: x\n", 1, "", "", 2, []string{"yaml"}},
 		{"not a mapping", "- a\n- b\n", 1, "", "", 1, []string{"cannot unmarshal"}},
-		{"unknown field", "name: test/broken\nfilterz: \"true\"\n", 1, "", "", 2, []string{"filterz"}},
-		{"unknown nested field", "name: test/broken\ngrok:\n  pattern: a\n  apply_onn: message\n", 1, "", "", 4, []string{"apply_onn"}},
+		{"unknown field", "name: test/broken\nfilterz: \"true\"\n", 1, "", "filterz", 2, []string{"unknown key"}},
+		{"unknown nested field", "name: test/broken\ngrok:\n  pattern: a\n  apply_onn: message\n", 1, "", "apply_onn", 4, []string{"unknown key"}},
 		{"wrong type", "name: test/broken\nstatics: {meta: x}\n", 1, "", "", 2, []string{"cannot unmarshal"}},
 		{"second document", "name: test/ok\nfilter: \"true\"\n---\nname: test/broken\nstatics: {meta: x}\n", 2, "", "", 5, []string{"document 2"}},
 		{"expr filter", "name: test/broken\nfilter: \"evt.Parsed.program == \"\n", 1, "", "filter", 2, []string{"(1:22)"}},
@@ -101,6 +101,15 @@ func TestParserLoadErrors(t *testing.T) {
 		{"whitelist cidr", "name: test/broken\nwhitelist:\n  reason: r\n  cidr:\n    - 10.0.0.0/8\n    - 10.0.0.0/99\n", 1, "", "whitelist.cidr[1]", 6, []string{"10.0.0.0/99"}},
 		{"whitelist ip", "name: test/broken\nwhitelist:\n  reason: r\n  ip: [\"1.2.3.999\"]\n", 1, "", "whitelist.ip[0]", 4, []string{"1.2.3.999"}},
 		{"data type", "name: test/broken\ndata:\n  - dest_file: x.txt\n    type: nope\n", 1, "", "data", 2, nil},
+		// constructs Rampart refuses rather than load and behave otherwise
+		{"upstream-only key", "name: test/broken\nprofiling: true\nfilter: \"true\"\n", 1, "", "profiling", 2, []string{"not supported by Rampart"}},
+		{"format", "name: test/broken\nformat: 5.0\nfilter: \"true\"\n", 1, "", "format", 2, []string{"format 5.0 is not supported"}},
+		{"onsuccess", "name: test/broken\nfilter: \"true\"\nonsuccess: next_parser\nstatics:\n  - meta: a\n    value: b\n", 1, "", "onsuccess", 3, []string{"next_parser"}},
+		{"onsuccess in sub-node", "name: test/broken\nnodes:\n  - filter: \"true\"\n    onsuccess: stop\n", 1, "node 0", "onsuccess", 4, []string{"stop"}},
+		{"enrichment method", "name: test/broken\nstatics:\n  - meta: a\n    value: b\n  - method: UnmarshalJSON\n    expression: evt.Line.Raw\n", 1, "", "statics[1].method", 5, []string{"UnmarshalJSON", "not supported by Rampart"}},
+		{"static target upstream sets", "name: test/broken\nstatics:\n  - target: evt.StrTime\n    value: b\n  - target: evt.Line.Labels.type\n    value: b\n", 1, "", "statics[1].target", 5, []string{"evt.Line.Labels.type", "not supported by Rampart"}},
+		{"grok without apply_on", "name: test/broken\nfilter: \"true\"\ngrok:\n  pattern: \"%{IP:ip}\"\n", 1, "", "grok", 3, []string{"apply_on or expression"}},
+		{"static without destination", "name: test/broken\nstatics:\n  - value: b\n", 1, "", "statics[0]", 3, []string{"needs a method, meta"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

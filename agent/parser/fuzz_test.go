@@ -14,6 +14,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/agent/leakybucket"
 	"github.com/rampart-ips/rampart/agent/parser"
+	"github.com/rampart-ips/rampart/internal/testhub"
 	"github.com/rampart-ips/rampart/rules/patterns"
 )
 
@@ -32,20 +33,7 @@ var fuzzScenarios = []string{"crowdsecurity/ssh-bf", "crowdsecurity/http-probing
 
 func sharedHub(tb testing.TB) string {
 	tb.Helper()
-	dir := sharedHubDir()
-	if dir == "" {
-		tb.Skip("no shared hub")
-	}
-	return dir
-}
-
-// sharedHubDir is ../shared/hub, or "" when it is not there.
-func sharedHubDir() string {
-	dir, _ := filepath.Abs("../../../shared/hub")
-	if _, err := os.Stat(filepath.Join(dir, "index.json")); err != nil {
-		return ""
-	}
-	return dir
+	return testhub.Dir(tb)
 }
 
 func loadHubEngine(tb testing.TB, parsers, scenarios []string) *hubEngine {
@@ -226,7 +214,7 @@ func TestHostileLines(t *testing.T) {
 // pipeline or a *parser.LoadError, never a panic (and never one caught by
 // the loader's own recover, which would hide a bug).
 func FuzzLoadParser(f *testing.F) {
-	if dir := sharedHubDir(); dir != "" {
+	if dir := testhub.DirIfPresent(f); dir != "" {
 		files, _ := filepath.Glob(filepath.Join(dir, "parsers", "*", "*", "*.yaml"))
 		for _, p := range files {
 			if data, err := os.ReadFile(p); err == nil {

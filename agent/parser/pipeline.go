@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/event"
 	"github.com/rampart-ips/rampart/agent/exprhelpers"
 	"github.com/rampart-ips/rampart/agent/grok"
+	"github.com/rampart-ips/rampart/internal/hubformat"
 	"github.com/rampart-ips/rampart/internal/netaddr"
 )
 
@@ -208,7 +210,11 @@ func (p *Pipeline) compileFile(it Item, data []byte) (out []*node, err error) {
 		}
 		var cfg NodeConfig
 		if err := typed.Decode(&cfg); err != nil {
-			return nil, &LoadError{File: it.Path, Item: it.Name, Doc: doc, Line: yamlErrLine(err, yn.Line), Err: err}
+			le := &LoadError{File: it.Path, Item: it.Name, Doc: doc, Line: yamlErrLine(err, yn.Line), Err: err}
+			if ke := hubformat.UnknownKey(err, upstreamOnly); ke != nil {
+				le.Key, le.Line, le.Err = ke.Key, ke.Line, ke.Err
+			}
+			return nil, le
 		}
 		if cfg.Name == "" && cfg.Filter == "" && len(cfg.Nodes) == 0 && cfg.Grok.Pattern == "" && cfg.Grok.Name == "" && len(cfg.Statics) == 0 {
 			continue // an empty document
@@ -262,6 +268,13 @@ func (p *Pipeline) compileExpr(src string) (*vm.Program, error) {
 	return prog, nil
 }
 
+// upstreamOnly are the parser node keys upstream reads and Rampart does not
+// implement: the strict decoding refuses them, with what they are for.
+var upstreamOnly = map[string]string{
+	"profiling": "upstream's per-node profiling",
+	"stage":     "a stage set in a parser file (its folder gives it)",
+}
+
 // compile builds a node from its config; m is the node's YAML mapping
 // (nil when unknown), used to put a line on errors.
 func (p *Pipeline) compile(cfg NodeConfig, m *yaml.Node, stage, fileName string) (*node, error) {
@@ -291,6 +304,15 @@ func (p *Pipeline) compile(cfg NodeConfig, m *yaml.Node, stage, fileName string)
 			return nil, keyErr("pattern_syntax."+k, keyLine(ps, k), err)
 		}
 	}
+	if err := hubformat.CheckFormat(cfg.Format); err != nil {
+		return nil, keyErr("format", keyLine(m, "format"), err)
+	}
+	switch cfg.OnSuccess {
+	case "", "continue", "next_stage":
+	default:
+		// upstream refuses any other value too
+		return nil, keyErr("onsuccess", keyLine(m, "onsuccess"), fmt.Errorf("onsuccess %q is neither continue nor next_stage", cfg.OnSuccess))
+	}
 	var err error
 	if strings.TrimSpace(cfg.Filter) != "" {
 		if n.filter, err = p.compileExpr(cfg.Filter); err != nil {
@@ -309,6 +331,10 @@ func (p *Pipeline) compile(cfg NodeConfig, m *yaml.Node, stage, fileName string)
 		}
 		for _, name := range n.grok.Names() {
 			n.clientCaps = append(n.clientCaps, clientWritten(name))
+		}
+		if cfg.Grok.ApplyOn == "" && cfg.Grok.Expression == "" {
+			// upstream refuses it rather than pick a field
+			return nil, keyErr("grok", keyLine(m, "grok"), errors.New("grok needs apply_on or expression"))
 		}
 		n.applyOn = cfg.Grok.ApplyOn
 		if cfg.Grok.Expression != "" {
@@ -357,12 +383,60 @@ func (p *Pipeline) compile(cfg NodeConfig, m *yaml.Node, stage, fileName string)
 	return n, nil
 }
 
+// upstreamOnlyTarget reports whether upstream would assign a static target
+// that setTarget cannot: upstream walks the path by reflection and sets a
+// string field or a map entry. A path naming neither ("source_ip") is a
+// no-op upstream as here, so it loads.
+func upstreamOnlyTarget(target string) bool {
+	scratch := event.Event{Parsed: map[string]string{}, Meta: map[string]string{}, Enriched: map[string]string{}}
+	if setTarget(&scratch, target, "x") {
+		return false
+	}
+	t := reflect.TypeFor[event.Event]()
+	for _, seg := range strings.Split(strings.TrimPrefix(target, "evt."), ".") {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if t.Kind() == reflect.Map {
+			return true
+		}
+		if t.Kind() != reflect.Struct {
+			return false
+		}
+		f, ok := t.FieldByName(seg)
+		if !ok {
+			return false
+		}
+		t = f.Type
+	}
+	return t.Kind() == reflect.String || t.Kind() == reflect.Map
+}
+
 // compileStatics compiles a statics list found under seqKey of the parent
 // mapping; label names it in errors ("statics", "grok.statics").
 func (p *Pipeline) compileStatics(in []Static, parent *yaml.Node, seqKey, label string) ([]static, error) {
 	out := make([]static, 0, len(in))
 	for i, s := range in {
 		st := static{cfg: s}
+		item := mappingOf(seqItem(parent, seqKey, i))
+		line := itemLine(parent, seqKey, i)
+		switch {
+		case s.Method != "":
+			// applyStatics could only skip it, where upstream enriches
+			if _, ok := p.enrichers[s.Method]; !ok {
+				if l := keyLine(item, "method"); l > 0 {
+					line = l
+				}
+				return nil, keyErr(fmt.Sprintf("%s[%d].method", label, i), line, fmt.Errorf("enrichment method %q is not supported by Rampart", s.Method))
+			}
+		case s.Meta == "" && s.Parsed == "" && s.Enriched == "" && s.Target == "":
+			return nil, keyErr(fmt.Sprintf("%s[%d]", label, i), line, errors.New("a static needs a method, meta, parsed, enriched or target"))
+		case s.Meta == "" && s.Parsed == "" && s.Enriched == "" && upstreamOnlyTarget(s.Target):
+			if l := keyLine(item, "target"); l > 0 {
+				line = l
+			}
+			return nil, keyErr(fmt.Sprintf("%s[%d].target", label, i), line, fmt.Errorf("static target %q is not supported by Rampart", s.Target))
+		}
 		if s.Value == "" && s.Expression != "" {
 			prog, err := p.compileExpr(s.Expression)
 			if err != nil {

@@ -382,6 +382,10 @@ func (r *Ruleset) resolve(spec Spec, fail func(*ItemError) error) error {
 			}
 			return fail(&ItemError{Kind: "collections", Name: name, File: file, Err: err})
 		}
+		if len(info.Unsupported) > 0 {
+			return fail(&ItemError{Kind: "collections", Name: name, File: info.Path,
+				Err: fmt.Errorf("%s: %s", info.Path, strings.Join(info.Unsupported, "; "))})
+		}
 		r.Items.Collections = append(r.Items.Collections, name)
 		for _, l := range lists {
 			for _, dep := range info.Deps[l.kind] {

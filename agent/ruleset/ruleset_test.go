@@ -17,15 +17,15 @@ import (
 	"github.com/rampart-ips/rampart/agent/parser"
 	"github.com/rampart-ips/rampart/agent/ruleset"
 	"github.com/rampart-ips/rampart/internal/loggen"
+	"github.com/rampart-ips/rampart/internal/testhub"
 	"github.com/rampart-ips/rampart/models"
 )
 
 func sharedHub(t *testing.T) *hub.Hub {
 	t.Helper()
-	dir, _ := filepath.Abs("../../../shared/hub")
-	h, err := hub.OpenHub(dir)
+	h, err := hub.OpenHub(testhub.Dir(t))
 	if err != nil {
-		t.Skipf("no shared hub: %v", err)
+		t.Fatal(err)
 	}
 	return h
 }
@@ -366,5 +366,59 @@ func TestIsSimulatedByItem(t *testing.T) {
 	rs.Simulated = func(s string) bool { return s == "crowdsecurity/ssh-slow-bf_user-enum" }
 	if !rs.IsSimulated("crowdsecurity/ssh-slow-bf_user-enum") || rs.IsSimulated("crowdsecurity/ssh-slow-bf") {
 		t.Error("a scenario simulated by its own name")
+	}
+}
+
+// TestCorpusLoads loads every parser, scenario and postoverflow of the
+// whole-hub corpus: none may be refused, so the load-time refusals of
+// constructs Rampart does not implement (README, "Hub constructs Rampart
+// refuses") cost no hub rule.
+func TestCorpusLoads(t *testing.T) {
+	h, err := hub.OpenHub(testhub.Corpus(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := ruleset.Spec{Parsers: h.Items("parsers"), Scenarios: h.Items("scenarios"),
+		PostOverflows: h.Items("postoverflows"), Policy: ruleset.SkipBroken}
+	rs, err := ruleset.Load(h, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	for _, s := range rs.Skipped {
+		t.Errorf("refused: %v", s)
+	}
+	if len(spec.Parsers) == 0 || len(rs.Scenarios) < len(spec.Scenarios) {
+		t.Errorf("loaded %d scenarios from %d items, %d parsers", len(rs.Scenarios), len(spec.Scenarios), len(spec.Parsers))
+	}
+	t.Logf("%d parsers, %d scenario items (%d scenarios), %d postoverflows", len(spec.Parsers), len(spec.Scenarios), len(rs.Scenarios), len(spec.PostOverflows))
+}
+
+// TestAppsecCollectionRefused: a collection listing AppSec rules loads
+// neither partly nor silently: the error names its file, the list and its
+// line, from a Spec and from a configuration folder alike.
+func TestAppsecCollectionRefused(t *testing.T) {
+	h := testHub(t, map[string]map[string]map[string]any{
+		"parsers":     {"test/good": {"path": "parsers/s01-parse/test/good.yaml", "stage": "s01-parse"}},
+		"collections": {"test/waf": {"path": "collections/test/waf.yaml", "parsers": []string{"test/good"}}},
+	}, map[string]string{
+		"parsers/s01-parse/test/good.yaml": goodParser,
+		"collections/test/waf.yaml":        "name: test/waf\nparsers:\n  - test/good\nappsec-rules:\n  - test/vpatch\n",
+	})
+	_, err := ruleset.Load(h, ruleset.Spec{Collections: []string{"test/waf"}})
+	var ie *ruleset.ItemError
+	if !errors.As(err, &ie) || ie.Name != "test/waf" || !strings.HasSuffix(ie.File, "waf.yaml") {
+		t.Fatalf("Spec: %v", err)
+	}
+	for _, want := range []string{"waf.yaml", "line 4", "appsec-rules", "not supported by Rampart"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Spec: message lacks %q: %v", want, err)
+		}
+	}
+
+	conf := t.TempDir()
+	_, err = ruleset.Load(h, ruleset.Spec{Enabled: h.Enabled(conf, []string{"test/waf"})})
+	if err == nil || !strings.Contains(err.Error(), "line 4: appsec-rules") {
+		t.Errorf("configuration folder: %v", err)
 	}
 }

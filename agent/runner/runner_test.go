@@ -19,10 +19,9 @@ import (
 	"github.com/rampart-ips/rampart/agent/ruleset"
 	"github.com/rampart-ips/rampart/agent/runner"
 	"github.com/rampart-ips/rampart/internal/loggen"
+	"github.com/rampart-ips/rampart/internal/testhub"
 	"github.com/rampart-ips/rampart/models"
 )
-
-const hubDir = "../../../shared/hub"
 
 // lineSource replays a real file, line by line (the acquisition package's
 // file source does the same with rotation and tailing on top).
@@ -79,10 +78,7 @@ func (s *sink) keys() []string {
 
 func sshRules(t *testing.T) *ruleset.Ruleset {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(hubDir, "index.json")); err != nil {
-		t.Skipf("hub not available: %v", err)
-	}
-	h, err := hub.OpenHub(hubDir)
+	h, err := hub.OpenHub(testhub.Dir(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,11 +7,18 @@ import (
 	"runtime/debug"
 )
 
+// HubFormatMin and HubFormatMax bound the "format" versions of parsers and
+// scenarios the agent loads (internal/hubformat refuses the others).
+const (
+	HubFormatMin = "1.0"
+	HubFormatMax = "3.0"
+)
+
 // Constraints are the hub format versions the agent understands, in
 // upstream's `crowdsec -version` words, so hub tooling can compare.
 var constraints = [][2]string{
-	{"Constraint_parser", ">= 1.0, <= 3.0"},
-	{"Constraint_scenario", ">= 1.0, <= 3.0"},
+	{"Constraint_parser", ">= " + HubFormatMin + ", <= " + HubFormatMax},
+	{"Constraint_scenario", ">= " + HubFormatMin + ", <= " + HubFormatMax},
 	{"Constraint_api", "v1"},
 	{"Constraint_acquis", ">= 1.0, < 2.0"},
 }
