@@ -4,43 +4,12 @@ import (
 	"bufio"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/expr-lang/expr/conf"
+	"github.com/rampart-ips/rampart/internal/testhub"
 )
-
-// referenceFile returns ../shared/reference/<name> beside the module root
-// (the folder holding the go.mod of github.com/rampart-ips/rampart). Like
-// the hub checks it skips when the reference is absent, and fails instead
-// with RAMPART_REQUIRE_HUB=1 (CI).
-func referenceFile(t *testing.T, name string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.HasPrefix(string(b), "module github.com/rampart-ips/rampart\n") {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod of github.com/rampart-ips/rampart above the test")
-		}
-		dir = parent
-	}
-	path := filepath.Join(filepath.Dir(dir), "shared", "reference", name)
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("RAMPART_REQUIRE_HUB") == "1" {
-			t.Fatalf("RAMPART_REQUIRE_HUB=1 but %v", err)
-		}
-		t.Skipf("skipped: %v", err)
-	}
-	return path
-}
 
 // upstreamHelperNames reads the names listed after "Upstream's expr
 // helpers, all N names" in section 9 of hub-format.md.
@@ -77,7 +46,7 @@ func upstreamHelperNames(path string) ([]string, error) {
 // registers (hub-format.md, section 9) is registered here too, with both
 // option sets, so no hub rule fails to compile for a missing function.
 func TestUpstreamHelpersRegistered(t *testing.T) {
-	names, err := upstreamHelperNames(referenceFile(t, "hub-format.md"))
+	names, err := upstreamHelperNames(testhub.Reference(t, "hub-format.md"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,24 @@ func DirIfPresent(tb testing.TB) string {
 	return find(tb, "hub", false)
 }
 
+// Reference returns ../shared/reference/<name> (a reference document such
+// as hub-format.md), skipping or failing like Dir when it is absent.
+func Reference(tb testing.TB, name string) string {
+	tb.Helper()
+	root, err := moduleRoot()
+	if err == nil {
+		path := filepath.Join(filepath.Dir(root), "shared", "reference", name)
+		if _, err = os.Stat(path); err == nil {
+			return path
+		}
+	}
+	if os.Getenv(RequireEnv) == "1" {
+		tb.Fatalf("%s=1 but reference %s is missing: %v", RequireEnv, name, err)
+	}
+	tb.Skipf("skipped: no reference %s beside the repository (%v); set %s=1 to make this a failure", name, err, RequireEnv)
+	return ""
+}
+
 func find(tb testing.TB, name string, skip bool) string {
 	tb.Helper()
 	dir, err := locate(name)
