@@ -18,6 +18,11 @@ import (
 // SetGeoIP gives the helpers the opened GeoIP databases (nil for none).
 func (h *Helpers) SetGeoIP(db *geoip.DB) { h.geo.Store(db) }
 
+// GeoIPMissed tells whether a GeoIP helper ran without the database it
+// reads, so a result may differ from one with the databases (hubtest
+// reports such a test as skipped rather than failed).
+func (h *Helpers) GeoIPMissed() bool { return h.geoMissed.Load() }
+
 // geoAddr parses ip as upstream (net.ParseIP: no zone, no port); an
 // address it refuses is the lookup error upstream's reader returns for a
 // nil IP, prefixed by the helper's name.
@@ -36,6 +41,7 @@ func geoAddr(helper, ip string) (netip.Addr, error) {
 func (h *Helpers) GeoIPEnrich(ip string) (*geoip.City, error) {
 	db := h.geo.Load()
 	if !db.HasCity() {
+		h.geoMissed.Store(true)
 		return nil, nil
 	}
 	a, err := geoAddr("GeoIPEnrich", ip)
@@ -57,6 +63,7 @@ func (h *Helpers) GeoIPEnrich(ip string) (*geoip.City, error) {
 func (h *Helpers) GeoIPASNEnrich(ip string) (*geoip.ASN, error) {
 	db := h.geo.Load()
 	if !db.HasASN() {
+		h.geoMissed.Store(true)
 		return nil, nil
 	}
 	a, err := geoAddr("GeoIPASNEnrich", ip)
@@ -80,6 +87,7 @@ func (h *Helpers) GeoIPASNEnrich(ip string) (*geoip.ASN, error) {
 func (h *Helpers) GeoIPRangeEnrich(ip string) (*net.IPNet, error) {
 	db := h.geo.Load()
 	if !db.HasASN() {
+		h.geoMissed.Store(true)
 		return nil, nil
 	}
 	a, err := geoAddr("GeoIPRangeEnrich", ip)

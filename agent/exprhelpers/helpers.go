@@ -112,7 +112,8 @@ type Helpers struct {
 
 	extH extHolder // XML, stash and network helpers (ext.go)
 
-	geo atomic.Pointer[geoip.DB] // GeoIP databases (geo.go); nil for none
+	geo       atomic.Pointer[geoip.DB] // GeoIP databases (geo.go); nil for none
+	geoMissed atomic.Bool              // a GeoIP helper ran without its database
 }
 
 // maxMatchRe bounds the `matches` regexp cache.

@@ -138,6 +138,7 @@ func geoHub(t *testing.T) *hub.Hub {
 		"parsers": {
 			"test/ip":  {"path": "parsers/s01-parse/test/ip.yaml", "stage": "s01-parse"},
 			"test/geo": {"path": "parsers/s02-enrich/test/geo.yaml", "stage": "s02-enrich"},
+			"test/cc":  {"path": "parsers/s02-enrich/test/cc.yaml", "stage": "s02-enrich"},
 		},
 	}, map[string]string{
 		"parsers/s01-parse/test/ip.yaml": `name: test/ip
@@ -155,8 +156,17 @@ statics:
   - meta: IsoCode
     expression: evt.Enriched.IsoCode
 `,
-		".tests/geo/config.yaml": "parsers:\n- test/ip\n- test/geo\nlog_file: t.log\nlog_type: x\n",
-		".tests/geo/t.log":       "203.0.113.9\n",
+		"parsers/s02-enrich/test/cc.yaml": `name: test/cc
+filter: "true"
+statics:
+  - meta: country
+    expression: IPToCountry(evt.Meta.source_ip)
+`,
+		".tests/cc/config.yaml":   "parsers:\n- test/ip\n- test/cc\nlog_file: t.log\nlog_type: x\n",
+		".tests/cc/t.log":         "203.0.113.9\n",
+		".tests/cc/parser.assert": `results["s02-enrich"]["test/cc"][0].Evt.Meta["country"] == "FR"` + "\n",
+		".tests/geo/config.yaml":  "parsers:\n- test/ip\n- test/geo\nlog_file: t.log\nlog_type: x\n",
+		".tests/geo/t.log":        "203.0.113.9\n",
 		".tests/geo/parser.assert": `results["s02-enrich"]["test/geo"][0].Evt.Meta["IsoCode"] == "FR"
 `,
 		".tests/plain/config.yaml":   "parsers:\n- test/ip\nlog_file: t.log\nlog_type: x\n",
@@ -179,6 +189,10 @@ func TestGeoIPSkip(t *testing.T) {
 	if res := r.Run("plain"); !res.Passed || res.Skipped != "" {
 		t.Fatalf("a test without GeoIP: %+v", res)
 	}
+	// an expr helper, not an enricher method: known only once it ran
+	if res := r.Run("cc"); !strings.Contains(res.Skipped, "a GeoIP expr helper ran without them") || res.Failed() {
+		t.Fatalf("IPToCountry without databases: %+v", res)
+	}
 	if err := os.MkdirAll(filepath.Join(h.Dir, "data"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -188,6 +202,9 @@ func TestGeoIPSkip(t *testing.T) {
 	})
 	if res := r.Run("geo"); !res.Passed || res.Skipped != "" || res.ParserChecks != 1 {
 		t.Fatalf("with the City database: %+v", res)
+	}
+	if res := r.Run("cc"); !res.Passed || res.Skipped != "" || res.ParserChecks != 1 {
+		t.Fatalf("IPToCountry with the City database: %+v", res)
 	}
 }
 
