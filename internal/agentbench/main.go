@@ -8,6 +8,13 @@
 // -default-gc is given.
 //
 //	go run ./internal/agentbench -hub ../shared/hub -n 1000000 -workers 2
+//
+// To compare with another tool's replay of the very same files: -dir DIR
+// keeps the logs, -reuse replays them again, -alerts OUT writes the alerts
+// as JSON lines (scenario, ip, start, stop, count) and -compare REF prints,
+// scenario by scenario, the alert counts, the sources only one side
+// alerted on and the sources alerted on a different number of times or at
+// other times, against REF/sshd.alerts.jsonl and REF/nginx.alerts.jsonl.
 package main
 
 import (
