@@ -32,6 +32,23 @@ type replay struct {
 // when the shared hub is not there.
 func hubReplay(t *testing.T, kind string, n int) *replay {
 	t.Helper()
+	var buf bytes.Buffer
+	var err error
+	switch kind {
+	case "sshd":
+		_, err = loggen.SSHDCount(&buf, n, 7)
+	case "nginx":
+		_, err = loggen.NginxCount(&buf, n, 7)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hubReplayLog(t, kind, buf.Bytes())
+}
+
+// hubReplayLog is hubReplay of the given log lines.
+func hubReplayLog(t *testing.T, kind string, log []byte) *replay {
+	t.Helper()
 	dir := testhub.Dir(t)
 	h, err := hub.OpenHub(dir)
 	if err != nil {
@@ -56,21 +73,15 @@ func hubReplay(t *testing.T, kind string, n int) *replay {
 			walk(c)
 		}
 	}
-	var buf bytes.Buffer
 	logType := "syslog"
 	switch kind {
 	case "sshd":
 		walk("crowdsecurity/sshd")
-		_, err = loggen.SSHDCount(&buf, n, 7)
 	case "nginx":
 		logType = "nginx"
 		for _, c := range []string{"crowdsecurity/nginx", "crowdsecurity/base-http-scenarios", "crowdsecurity/http-cve"} {
 			walk(c)
 		}
-		_, err = loggen.NginxCount(&buf, n, 7)
-	}
-	if err != nil {
-		t.Fatal(err)
 	}
 	lib := grok.NewLibrary()
 	if err := lib.LoadFS(patterns.FS, "."); err != nil {
@@ -109,7 +120,7 @@ func hubReplay(t *testing.T, kind string, n int) *replay {
 		r.scenarios = append(r.scenarios, sc...)
 	}
 	labels := map[string]string{"type": logType}
-	sc := bufio.NewScanner(&buf)
+	sc := bufio.NewScanner(bytes.NewReader(log))
 	for sc.Scan() {
 		evt := event.New(event.Line{Raw: sc.Text(), Src: "/var/log/" + kind + ".log", Module: "file", Labels: labels})
 		if err := pipe.Parse(&evt, nil); err != nil {

@@ -8,6 +8,13 @@
 // -default-gc is given.
 //
 //	go run ./internal/agentbench -hub ../shared/hub -n 1000000 -workers 2
+//
+// To compare with another tool's replay of the very same files: -dir DIR
+// keeps the logs, -reuse replays them again, -alerts OUT writes the alerts
+// as JSON lines (scenario, ip, start, stop, count) and -compare REF prints,
+// scenario by scenario, the alert counts, the sources only one side
+// alerted on and the sources alerted on a different number of times or at
+// other times, against REF/sshd.alerts.jsonl and REF/nginx.alerts.jsonl.
 package main
 
 import (
@@ -29,6 +36,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/leakybucket"
 	"github.com/rampart-ips/rampart/agent/parser"
 	"github.com/rampart-ips/rampart/agent/ruleset"
+	"github.com/rampart-ips/rampart/internal/alertdiff"
 	"github.com/rampart-ips/rampart/internal/loggen"
 	"github.com/rampart-ips/rampart/internal/memtune"
 	"github.com/rampart-ips/rampart/internal/procstat"
@@ -64,6 +72,9 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the replays")
 	single := flag.Bool("single", false, "replay only with -workers (skip the determinism run)")
 	defaultGC := flag.Bool("default-gc", false, "keep Go's default GC settings instead of the agent's (internal/memtune)")
+	reuse := flag.Bool("reuse", false, "replay the logs already in -dir instead of generating them (to replay the same files with another tool)")
+	alertsDir := flag.String("alerts", "", "write each log's alerts as JSON lines to DIR/NAME.alerts.jsonl")
+	compare := flag.String("compare", "", "compare each log's alerts, scenario by scenario and source by source, with DIR/NAME.alerts.jsonl (another tool's replay of the same log)")
 	flag.Parse()
 	gc := "Go defaults"
 	if !*defaultGC {
@@ -99,7 +110,7 @@ func main() {
 		if *only != "" && *only != sp.name {
 			continue
 		}
-		if !bench(h, sp, work, *n, *seed, *workers, *single) {
+		if !bench(h, sp, opts{dir: work, n: *n, seed: *seed, workers: *workers, single: *single, reuse: *reuse, alerts: *alertsDir, compare: *compare}) {
 			ok = false
 		}
 	}
@@ -144,6 +155,7 @@ type result struct {
 	peakKB                         int64
 	perScenario                    map[string]int
 	pairs                          []string // scenario source, in emission order
+	alerts                         []alertdiff.Alert
 	digest                         [32]byte
 	buckets                        int
 	hostileSrcs, otherSrcs         int
@@ -251,6 +263,9 @@ func replay(r *rules, path, logType string, workers int, attackers map[string]bo
 					}
 				}
 				res.perScenario[sc]++
+				if a := ov.Overflow.Alert; a != nil {
+					res.alerts = append(res.alerts, alertdiff.Alert{Scenario: sc, IP: src, Start: a.StartAt, Stop: a.StopAt, Count: int(a.EventsCount)})
+				}
 				p := sc + " " + src
 				res.pairs = append(res.pairs, p)
 				h.Write([]byte(p + "\n"))
@@ -277,23 +292,38 @@ func replay(r *rules, path, logType string, workers int, attackers map[string]bo
 	return res, nil
 }
 
-func bench(h *hub.Hub, sp logSpec, dir string, n int, seed int64, workers int, single bool) bool {
+// opts are the command line's settings for one log.
+type opts struct {
+	dir             string
+	n               int
+	seed            int64
+	workers         int
+	single, reuse   bool
+	alerts, compare string
+}
+
+func bench(h *hub.Hub, sp logSpec, o opts) bool {
 	fmt.Printf("\n== %s (collections %s)\n", sp.name, strings.Join(sp.collections, ", "))
-	path := filepath.Join(dir, sp.name+".log")
+	path := filepath.Join(o.dir, sp.name+".log")
+	seed, workers := o.seed, o.workers
 	t0 := time.Now()
-	f, err := os.Create(path)
-	if err != nil {
-		fail(err)
+	if st, err := os.Stat(path); o.reuse && err == nil {
+		fmt.Printf("reusing %s: %.1f MB\n", path, float64(st.Size())/1e6)
+	} else {
+		f, err := os.Create(path)
+		if err != nil {
+			fail(err)
+		}
+		hostile, err := sp.gen(f, o.n, seed)
+		if err == nil {
+			err = f.Close()
+		}
+		if err != nil {
+			fail(err)
+		}
+		st, _ := os.Stat(path)
+		fmt.Printf("generated %s: %d lines, %.1f MB, %.1f%% hostile, in %s\n", path, o.n, float64(st.Size())/1e6, 100*float64(hostile)/float64(o.n), time.Since(t0).Round(time.Millisecond))
 	}
-	hostile, err := sp.gen(f, n, seed)
-	if err == nil {
-		err = f.Close()
-	}
-	if err != nil {
-		fail(err)
-	}
-	st, _ := os.Stat(path)
-	fmt.Printf("generated %s: %d lines, %.1f MB, %.1f%% hostile, in %s\n", path, n, float64(st.Size())/1e6, 100*float64(hostile)/float64(n), time.Since(t0).Round(time.Millisecond))
 	t0 = time.Now()
 	r, err := load(h, sp)
 	if err != nil {
@@ -306,7 +336,7 @@ func bench(h *hub.Hub, sp logSpec, dir string, n int, seed int64, workers int, s
 		attackers[ip] = true
 	}
 	runs := []int{workers}
-	if !single && workers != 1 {
+	if !o.single && workers != 1 {
 		runs = []int{1, workers}
 	}
 	var results []*result
@@ -326,6 +356,22 @@ func bench(h *hub.Hub, sp logSpec, dir string, n int, seed int64, workers int, s
 			res.lines, res.parsed, res.unparsed, res.white, res.poured, len(res.pairs), res.hostileSrcs, res.otherSrcs, res.buckets)
 	}
 	last := results[len(results)-1]
+	if o.alerts != "" {
+		out := filepath.Join(o.alerts, sp.name+".alerts.jsonl")
+		if err := alertdiff.WriteFile(out, last.alerts); err != nil {
+			fail(err)
+		}
+		fmt.Printf("  wrote %d alerts to %s\n", len(last.alerts), out)
+	}
+	if o.compare != "" {
+		ref := filepath.Join(o.compare, sp.name+".alerts.jsonl")
+		theirs, err := alertdiff.ReadFile(ref)
+		if err != nil {
+			fail(err)
+		}
+		fmt.Printf("  compared with %s (%d alerts):\n", ref, len(theirs))
+		alertdiff.Report(os.Stdout, alertdiff.Diff(last.alerts, theirs, 3), "rampart", "other")
+	}
 	names := make([]string, 0, len(last.perScenario))
 	for k := range last.perScenario {
 		names = append(names, k)
