@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Library is a set of named grok pattern definitions plus a cache of
@@ -31,6 +32,22 @@ type Library struct {
 	expanded map[string]string   // name -> fully expanded regex text (cache)
 	compiled map[string]*Pattern // grok source -> compiled pattern (cache)
 	approx   map[string]*approx  // name -> approximation (see approx.go)
+	// stats: what compiling has cost, for the loader's figures
+	stats Stats
+}
+
+// Stats are a library's compilation figures: distinct expressions
+// compiled (cache misses) and the time spent compiling them.
+type Stats struct {
+	Compiled int
+	Took     time.Duration
+}
+
+// Stats returns what compiling has cost so far.
+func (l *Library) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stats
 }
 
 // NewLibrary returns an empty library.
@@ -207,6 +224,11 @@ func (l *Library) Compile(pattern string) (*Pattern, error) {
 	if p, ok := l.compiled[pattern]; ok {
 		return p, nil
 	}
+	start := time.Now()
+	defer func() {
+		l.stats.Compiled++
+		l.stats.Took += time.Since(start)
+	}()
 	exp, err := l.expandPattern(pattern)
 	if err != nil {
 		return nil, err
