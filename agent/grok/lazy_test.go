@@ -90,3 +90,32 @@ func TestApproxAfterCompile(t *testing.T) {
 		t.Errorf("got %v", m)
 	}
 }
+
+// BenchmarkCompile is what loading costs per expression (a fresh library
+// each time, so nothing is cached); BenchmarkFirstMatch adds what the
+// first line matched against it costs.
+func BenchmarkCompile(b *testing.B) {
+	for b.Loop() {
+		l := rampartLib(b)
+		l.Add("NGCUSTOMUSER", `[a-zA-Z0-9\.\@\-\+_%]+`)
+		l.MustCompile(nginxCombined)
+	}
+}
+
+func BenchmarkFirstMatch(b *testing.B) {
+	line := `203.0.113.7 - - [12/Feb/2026:14:10:21 +0000] "GET /wp-login.php HTTP/1.1" 404 153 "-" "curl/8.0"`
+	for b.Loop() {
+		l := rampartLib(b)
+		l.Add("NGCUSTOMUSER", `[a-zA-Z0-9\.\@\-\+_%]+`)
+		if l.MustCompile(nginxCombined).Parse(line) == nil {
+			b.Fatal("no match")
+		}
+	}
+}
+
+// BenchmarkLibrary is the library alone, to subtract from the above.
+func BenchmarkLibrary(b *testing.B) {
+	for b.Loop() {
+		rampartLib(b)
+	}
+}
