@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X github.com/rampart-ips/rampart/internal/version.Version=$(
 BIN       := build/bin
 BINARIES  := crowdsec cscli crowdsec-firewall-bouncer
 
-.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent bench-tail bench-flood bench-block bench-load demo run vet fmt clean deb
+.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent bench-tail bench-flood bench-block bench-load bench-startup demo run vet fmt clean deb
 
 all: build
 
@@ -54,7 +54,7 @@ test: vet
 	$(GO) run ./cmd/cscli hubtest run --hub rules --all
 
 # Go benchmarks beside the code, then whole-process LAPI figures.
-bench: bench-go bench-lapi bench-fw bench-agent bench-tail bench-flood bench-block
+bench: bench-go bench-lapi bench-fw bench-agent bench-tail bench-flood bench-block bench-startup
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 30m ./...
@@ -78,6 +78,13 @@ bench-fw: build
 # the hub's rules, once with 1 parse worker and once with 2 (same alerts).
 bench-agent:
 	$(GO) run ./internal/agentbench -hub ../shared/hub -n 1000000 -workers 2
+
+# The daemon's start with every item of the whole-hub corpus enabled at
+# once: time from exec to READY=1 (sd_notify, sent once the rules are
+# loaded and the LAPI listens), CPU time and RSS then, the loader's own
+# figures, and every item that failed to load (median of 5 starts).
+bench-startup: build
+	$(GO) run ./internal/startupbench -bin $(BIN) -hub ../shared/hub-corpus -runs 5
 
 # The agent live, tailing files with Rampart's rules: lines/s and RSS.
 bench-tail:

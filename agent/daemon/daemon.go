@@ -220,6 +220,7 @@ func Check(cfg *csconfig.Config) (rules, sources int, err error) {
 // parsers/, scenarios/, postoverflows/, collections/ and contexts/, plus
 // the collections crowdsec_service.collections names, from the hub folder.
 func loadRules(cfg *csconfig.Config, l *log.Entry) (*ruleset.Ruleset, error) {
+	start := time.Now()
 	h, err := hub.OpenHub(cfg.ConfigPaths.HubDir)
 	if err != nil {
 		return nil, fmt.Errorf("opening the rules folder (config_paths.hub_dir): %w", err)
@@ -251,8 +252,12 @@ func loadRules(cfg *csconfig.Config, l *log.Entry) (*ruleset.Ruleset, error) {
 			simulated++
 		}
 	}
+	// took and the grok figures (its share of took) tell where a slow
+	// start goes: grok compilation is most of it with a large hub.
+	gs := rs.Grok.Stats()
 	l.WithFields(log.Fields{"collections": len(rs.Items.Collections), "parsers": len(rs.Items.Parsers), "scenarios": len(rs.Scenarios),
-		"postoverflows": len(rs.Items.PostOverflows), "simulated": simulated}).Info("rules loaded")
+		"postoverflows": len(rs.Items.PostOverflows), "simulated": simulated, "skipped": len(rs.Skipped),
+		"took": time.Since(start).Round(time.Millisecond), "grok_compiled": gs.Compiled, "grok_took": gs.Took.Round(time.Millisecond)}).Info("rules loaded")
 	return rs, nil
 }
 

@@ -28,10 +28,10 @@ func TestAnchoredSameAsUnanchored(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, in := range inputs {
-			if got, want := p.strict.find(in), p.strict.re.FindStringSubmatchIndex(in); !slices.Equal(got, want) {
+			if got, want := p.matchers().strict.find(in), p.matchers().strict.re.FindStringSubmatchIndex(in); !slices.Equal(got, want) {
 				t.Errorf("%s on %q: %v, unanchored %v", src, in, got, want)
 			}
-			if f := p.fast; f != nil {
+			if f := p.matchers().fast; f != nil {
 				if got, want := f.matcher.find(in), f.re.FindStringSubmatchIndex(in); !slices.Equal(got, want) {
 					t.Errorf("fast %s on %q: %v, unanchored %v", src, in, got, want)
 				}

@@ -133,7 +133,11 @@ func (l *Library) addApprox(name, re string) error {
 	if _, ap.reTree, err = captureFree(re); err != nil {
 		return fmt.Errorf("grok: approximation of %s: %w", name, err)
 	}
-	l.approx[name] = ap
+	// a new map, not an update: a compiled pattern builds with the
+	// approximations there were when it was compiled (Pattern.approx)
+	m := maps.Clone(l.approx)
+	m[name] = ap
+	l.approx = m
 	return nil
 }
 
@@ -212,14 +216,15 @@ func internalIndex(capName string) (int, bool) {
 // approximated names, in the order strict expansion meets them.
 type fastExpansion struct {
 	l      *Library
-	marked bool         // emit the definition inside the internal group (to inspect its context)
-	strict map[int]bool // occurrences kept strict
+	approx map[string]*approx // the pattern's (Pattern.approx)
+	marked bool               // emit the definition inside the internal group (to inspect its context)
+	strict map[int]bool       // occurrences kept strict
 	occ    []*approx
 }
 
 func (fe *fastExpansion) expand(s string) (string, error) {
 	return scanRefs(s, func(name, _ string, _, _ int) (string, error) {
-		ap := fe.l.approx[name]
+		ap := fe.approx[name]
 		if ap == nil {
 			def, ok := fe.l.defs[name]
 			if !ok {
@@ -295,7 +300,7 @@ func (l *Library) addFast(p *Pattern) {
 		return
 	}
 	strict := make(map[int]bool)
-	fe := &fastExpansion{l: l, marked: true, strict: strict}
+	fe := &fastExpansion{l: l, approx: p.approx, marked: true, strict: strict}
 	_, capNames, tree, err := fe.parse(p.source)
 	if err != nil || len(fe.occ) == 0 {
 		return

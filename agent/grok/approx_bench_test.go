@@ -13,11 +13,11 @@ func parseMode(p *Pattern, s string, dst map[string]string, strict bool) bool {
 	if !strict {
 		return p.ParseInto(s, dst)
 	}
-	loc := p.strict.find(s)
+	loc := p.matchers().strict.find(s)
 	if loc == nil {
 		return false
 	}
-	p.fill(s, loc, p.strict.groups, dst)
+	p.fill(s, loc, p.matchers().strict.groups, dst)
 	return true
 }
 

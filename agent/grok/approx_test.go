@@ -155,12 +155,12 @@ func mutate(r *rand.Rand, s string) string {
 
 // strictParse is Parse without approximations.
 func strictParse(p *Pattern, s string) map[string]string {
-	loc := p.strict.find(s)
+	loc := p.matchers().strict.find(s)
 	if loc == nil {
 		return nil
 	}
 	m := map[string]string{}
-	p.fill(s, loc, p.strict.groups, m)
+	p.fill(s, loc, p.matchers().strict.groups, m)
 	return m
 }
 
@@ -181,8 +181,8 @@ func (e *equivalence) check(p *Pattern, s string) {
 			e.t.Errorf("%q on %q:\n fast   %v\n strict %v", p.source, s, got, want)
 		}
 	}
-	if p.fast != nil {
-		if loc, ok := p.fast.find(s); loc != nil && ok {
+	if p.matchers().fast != nil {
+		if loc, ok := p.matchers().fast.find(s); loc != nil && ok {
 			e.verified[p]++
 		} else if loc != nil {
 			e.fallback[p]++
@@ -249,7 +249,7 @@ func TestApproxEquivalence(t *testing.T) {
 	e := &equivalence{t: t, verified: map[*Pattern]int{}, fallback: map[*Pattern]int{}}
 	fast := 0
 	for _, p := range pats {
-		if p.fast != nil {
+		if p.matchers().fast != nil {
 			fast++
 		}
 	}
@@ -270,8 +270,8 @@ func TestApproxEquivalence(t *testing.T) {
 			ngxPat = p
 		}
 	}
-	if ngxPat.fast == nil || e.verified[ngxPat] < len(gen)/3 || e.fallback[ngxPat] > e.verified[ngxPat]/5 {
-		t.Errorf("nginx expression: fast %v, verified %d, fell back %d", ngxPat.fast != nil, e.verified[ngxPat], e.fallback[ngxPat])
+	if ngxPat.matchers().fast == nil || e.verified[ngxPat] < len(gen)/3 || e.fallback[ngxPat] > e.verified[ngxPat]/5 {
+		t.Errorf("nginx expression: fast %v, verified %d, fell back %d", ngxPat.matchers().fast != nil, e.verified[ngxPat], e.fallback[ngxPat])
 	}
 	t.Logf("%d lines, %d expressions (%d approximated), nginx verified %d fell back %d",
 		len(lines), len(pats), fast, e.verified[ngxPat], e.fallback[ngxPat])
@@ -302,8 +302,8 @@ func TestApproxShapes(t *testing.T) {
 	// a repeated occurrence only shows its last submatch: stays strict
 	for _, src := range []string{`(?:%{IPV4} )+end`, `(?:%{IPV4:ip},){2}`} {
 		p := l.MustCompile(src)
-		if p.fast != nil {
-			for _, c := range p.fast.checks {
+		if p.matchers().fast != nil {
+			for _, c := range p.matchers().fast.checks {
 				t.Errorf("%s: internal group %d is repeated but approximated", src, c.group)
 			}
 		}
@@ -313,8 +313,8 @@ func TestApproxShapes(t *testing.T) {
 	// flags change what the definition accepts: keep those occurrences strict
 	for _, src := range []string{`(?i)%{MONTH:m} %{IPV4:ip}`, `(?i:%{HOSTNAME:h})`, `(?U)%{IPV6:ip}`} {
 		p := l.MustCompile(src)
-		if p.fast != nil {
-			for _, c := range p.fast.checks {
+		if p.matchers().fast != nil {
+			for _, c := range p.matchers().fast.checks {
 				if c.ap.name != "IPV4" { // digits read the same under (?i)
 					t.Errorf("%s: %s approximated under flags", src, c.ap.name)
 				}

@@ -132,7 +132,7 @@ func TestApproxBaseSet(t *testing.T) {
 	for _, n := range strings.Fields(addedNames) {
 		for _, sh := range []string{`%{N:x}`, `^%{N:x}$`, `%{N:x} %{GREEDYDATA:rest}`} {
 			// without an approximated reference there is no fast path to check
-			if p := l.MustCompile(strings.ReplaceAll(sh, "%{N:", "%{"+n+":")); p.fast != nil {
+			if p := l.MustCompile(strings.ReplaceAll(sh, "%{N:", "%{"+n+":")); p.matchers().fast != nil {
 				pats = append(pats, p)
 			}
 		}
@@ -148,7 +148,7 @@ func TestApproxBaseSet(t *testing.T) {
 	for p, n := range e.verified {
 		if strings.HasPrefix(p.source, "%{HTTPD_ERRORLOG:") {
 			verified += n
-			if p.fast == nil {
+			if p.matchers().fast == nil {
 				t.Errorf("%s is not approximated", p.source)
 			}
 		}

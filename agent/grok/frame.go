@@ -30,13 +30,9 @@ func (p *Pattern) Frame(i int) Frame {
 	return p.frames[i]
 }
 
-// computeFrames fills p.frames from the strict expression.
-func (p *Pattern) computeFrames() {
+// computeFrames fills p.frames from the strict expression's tree.
+func (p *Pattern) computeFrames(tree *syntax.Regexp) {
 	p.frames = make([]Frame, len(p.names))
-	tree, err := syntax.Parse(p.expanded, syntax.Perl)
-	if err != nil {
-		return // cannot happen: the expression compiled
-	}
 	byCap := map[int]Frame{}
 	var walk func(re *syntax.Regexp, path []*syntax.Regexp)
 	walk = func(re *syntax.Regexp, path []*syntax.Regexp) {
@@ -49,7 +45,7 @@ func (p *Pattern) computeFrames() {
 		}
 	}
 	walk(tree, nil)
-	for i, groups := range p.strict.groups {
+	for i, groups := range p.groups {
 		for k, g := range groups {
 			f := byCap[g]
 			if k > 0 && f != p.frames[i] {

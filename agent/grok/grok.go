@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Library is a set of named grok pattern definitions plus a cache of
@@ -31,6 +32,22 @@ type Library struct {
 	expanded map[string]string   // name -> fully expanded regex text (cache)
 	compiled map[string]*Pattern // grok source -> compiled pattern (cache)
 	approx   map[string]*approx  // name -> approximation (see approx.go)
+	// stats: what compiling has cost, for the loader's figures
+	stats Stats
+}
+
+// Stats are a library's compilation figures: distinct expressions
+// compiled (cache misses) and the time spent compiling them.
+type Stats struct {
+	Compiled int
+	Took     time.Duration
+}
+
+// Stats returns what compiling has cost so far.
+func (l *Library) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stats
 }
 
 // NewLibrary returns an empty library.
@@ -207,6 +224,11 @@ func (l *Library) Compile(pattern string) (*Pattern, error) {
 	if p, ok := l.compiled[pattern]; ok {
 		return p, nil
 	}
+	start := time.Now()
+	defer func() {
+		l.stats.Compiled++
+		l.stats.Took += time.Since(start)
+	}()
 	exp, err := l.expandPattern(pattern)
 	if err != nil {
 		return nil, err
@@ -215,9 +237,7 @@ func (l *Library) Compile(pattern string) (*Pattern, error) {
 	if err != nil {
 		return nil, l.locate(pattern, exp, err)
 	}
-	if len(l.approx) > 0 {
-		l.addFast(p)
-	}
+	p.lib, p.approx = l, l.approx
 	l.compiled[pattern] = p
 	return p, nil
 }
@@ -352,13 +372,26 @@ func (l *Library) expandName(name string, stack []string) (string, error) {
 
 // Pattern is a compiled grok expression. It is immutable and safe for
 // concurrent use.
+//
+// Compiling checks the expression and works out its captures; the regular
+// expressions that match are built on first use (see build): a daemon
+// loading a whole hub compiles hundreds of large expressions of which a
+// host uses a few, and building them all took seconds and most of its
+// memory.
 type Pattern struct {
 	source   string
 	expanded string
-	strict   matcher
+	capNames []string // translate's names of the groups _N
 	names    []string // distinct capture names, in order of first appearance
-	fast     *fastMatcher
-	frames   []Frame // per names entry, see Frame
+	groups   [][]int  // per names entry: submatch indexes of the strict expression
+	frames   []Frame  // per names entry, see Frame
+	// lib and its approximations when the pattern was compiled, for build
+	lib    *Library
+	approx map[string]*approx
+
+	once   sync.Once
+	strict matcher
+	fast   *fastMatcher
 }
 
 // matcher is a compiled expression and where each capture name lands in
@@ -406,18 +439,30 @@ func compileMatcher(tr string, capNames []string, names *[]string, keep func(str
 			m.direct = backtrackBits / n
 		}
 	}
+	if m.groups, err = mapGroups(re.SubexpNames(), capNames, names, keep); err != nil {
+		return matcher{}, err
+	}
+	return m, nil
+}
+
+// mapGroups maps the submatches of an expression whose groups are named
+// subexpNames (regexp's SubexpNames, syntax's CapNames) to capture names:
+// capNames maps the renamed groups _N back to their names; names not
+// accepted by keep are skipped, the others are appended to *names (when
+// new). It returns the submatch indexes of each *names entry.
+func mapGroups(subexpNames, capNames []string, names *[]string, keep func(string) bool) ([][]int, error) {
 	pos := make(map[string]int, len(*names))
 	for i, n := range *names {
 		pos[n] = i
 	}
-	m.groups = make([][]int, len(*names))
-	for idx, sub := range re.SubexpNames() {
+	groups := make([][]int, len(*names))
+	for idx, sub := range subexpNames {
 		if sub == "" {
 			continue
 		}
 		k, err := strconv.Atoi(strings.TrimPrefix(sub, "_"))
 		if err != nil || k < 0 || k >= len(capNames) {
-			return matcher{}, fmt.Errorf("unexpected group name %q", sub)
+			return nil, fmt.Errorf("unexpected group name %q", sub)
 		}
 		name := capNames[k]
 		if !keep(name) {
@@ -428,11 +473,11 @@ func compileMatcher(tr string, capNames []string, names *[]string, keep func(str
 			i = len(*names)
 			pos[name] = i
 			*names = append(*names, name)
-			m.groups = append(m.groups, nil)
+			groups = append(groups, nil)
 		}
-		m.groups[i] = append(m.groups[i], idx)
+		groups[i] = append(groups[i], idx)
 	}
-	return m, nil
+	return groups, nil
 }
 
 // find is re.FindStringSubmatchIndex, trying the anchored form first
@@ -451,13 +496,44 @@ func newPattern(source, expanded string) (*Pattern, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pattern{source: source, expanded: tr}
-	p.strict, err = compileMatcher(tr, capNames, &p.names, func(string) bool { return true })
+	// Parsing is all of regexp.Compile that can fail (syntax.Compile and
+	// the rest cannot), so build will succeed; the tree gives the
+	// captures and their frames, and is not kept (it is large).
+	tree, err := syntax.Parse(tr, syntax.Perl)
 	if err != nil {
 		return nil, err
 	}
-	p.computeFrames()
+	p := &Pattern{source: source, expanded: tr, capNames: capNames}
+	if p.groups, err = mapGroups(tree.CapNames(), capNames, &p.names, keepAll); err != nil {
+		return nil, err
+	}
+	p.computeFrames(tree)
 	return p, nil
+}
+
+func keepAll(string) bool { return true }
+
+// build compiles the expressions that match: the strict one and, when
+// the library's approximations make it smaller, the fast one.
+func (p *Pattern) build() {
+	names := slices.Clone(p.names)
+	m, err := compileMatcher(p.expanded, p.capNames, &names, keepAll)
+	if err != nil || len(names) != len(p.names) {
+		// newPattern parsed this very expression without error
+		panic(fmt.Sprintf("grok: %q parsed but does not compile: %v", p.source, err))
+	}
+	p.strict = m
+	if len(p.approx) > 0 && p.lib != nil {
+		p.lib.mu.Lock()
+		defer p.lib.mu.Unlock()
+		p.lib.addFast(p)
+	}
+}
+
+// matchers builds the expressions on first use.
+func (p *Pattern) matchers() *Pattern {
+	p.once.Do(p.build)
+	return p
 }
 
 // String returns the grok source of the pattern.
@@ -467,17 +543,18 @@ func (p *Pattern) String() string { return p.source }
 func (p *Pattern) Expanded() string { return p.expanded }
 
 // Regexp returns the underlying compiled expression.
-func (p *Pattern) Regexp() *regexp.Regexp { return p.strict.re }
+func (p *Pattern) Regexp() *regexp.Regexp { return p.matchers().strict.re }
 
 // Names returns the capture names the pattern yields (do not modify).
 func (p *Pattern) Names() []string { return p.names }
 
 // Approximated reports whether the pattern matches through approximations
 // (see AddApprox); results are the same either way.
-func (p *Pattern) Approximated() bool { return p.fast != nil }
+func (p *Pattern) Approximated() bool { return p.matchers().fast != nil }
 
 // Match reports whether s matches, without extracting captures.
 func (p *Pattern) Match(s string) bool {
+	p.matchers()
 	if p.fast != nil {
 		if !p.fast.re.MatchString(s) {
 			return false
@@ -545,6 +622,7 @@ func (p *Pattern) ParseMatch(s string, dst map[string]string) (Match, bool) {
 // find returns the submatches of the leftmost-first match of s and the
 // group table they go with.
 func (p *Pattern) find(s string) ([]int, [][]int) {
+	p.matchers()
 	if f := p.fast; f != nil {
 		loc, ok := f.find(s)
 		if loc == nil {

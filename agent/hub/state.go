@@ -134,6 +134,7 @@ func (e *Enabled) Of(kind string) []State {
 func (h *Hub) Enabled(configDir string, collections []string) *Enabled {
 	e := &Enabled{}
 	seen := map[string]int{} // kind:name -> index in e.Items
+	id := h.newIdentifier()
 	for _, kind := range InstallKinds {
 		root := filepath.Join(configDir, kind)
 		var files []string
@@ -157,7 +158,7 @@ func (h *Hub) Enabled(configDir string, collections []string) *Enabled {
 		})
 		sort.Strings(files)
 		for _, p := range files {
-			st, err := h.identify(kind, root, p)
+			st, err := id.identify(kind, root, p)
 			if err != nil {
 				e.Problems = append(e.Problems, &Problem{Kind: kind, Name: st.Name, File: p, Err: err})
 				continue
@@ -289,12 +290,39 @@ func (h *Hub) collectionDeps(st State) map[string][]string {
 	return deps
 }
 
+// identifier identifies installed files (identify) against one hub
+// folder: where the folder really is and which item each of its files is
+// are worked out once, not per file (a configuration may install hundreds).
+type identifier struct {
+	h *Hub
+	// hubDir is h.Dir with symlinks resolved ("" when it cannot be)
+	hubDir string
+	// byPath names the item of each index path, by kind
+	byPath map[string]map[string]string
+}
+
+func (h *Hub) newIdentifier() *identifier {
+	id := &identifier{h: h, byPath: map[string]map[string]string{}}
+	if d, err := filepath.EvalSymlinks(h.Dir); err == nil {
+		id.hubDir = d
+	}
+	for kind, items := range h.index {
+		m := make(map[string]string, len(items))
+		for name, it := range items {
+			m[filepath.Clean(it.Path)] = name
+		}
+		id.byPath[kind] = m
+	}
+	return id
+}
+
 // identify tells which item the file p (under root, the kind's folder)
 // is: the hub item its symlink points at, else the hub item its name:
 // field names, else the hub item its per-author path names
 // (<author>/<file>, for files without a name such as contexts), else a
 // local item named by its name: field or its path.
-func (h *Hub) identify(kind, root, p string) (State, error) {
+func (id *identifier) identify(kind, root, p string) (State, error) {
+	h := id.h
 	rel, _ := filepath.Rel(root, p)
 	parts := strings.Split(filepath.ToSlash(rel), "/")
 	st := State{Kind: kind, Path: p}
@@ -309,20 +337,19 @@ func (h *Hub) identify(kind, root, p string) (State, error) {
 		return st, err
 	}
 	items := h.index[kind]
-	if target, err := filepath.EvalSymlinks(p); err == nil && target != p {
-		if hubDir, err := filepath.EvalSymlinks(h.Dir); err == nil {
-			if r, err := filepath.Rel(hubDir, target); err == nil && !strings.HasPrefix(r, "..") {
-				for name, it := range items {
-					if filepath.Clean(it.Path) == r {
-						st.Name, st.Linked = name, true
-						break
-					}
-				}
+	if target, err := filepath.EvalSymlinks(p); err == nil && target != p && id.hubDir != "" {
+		if r, err := filepath.Rel(id.hubDir, target); err == nil && !strings.HasPrefix(r, "..") {
+			if name, ok := id.byPath[kind][r]; ok {
+				st.Name, st.Linked = name, true
 			}
 		}
 	}
+	if st.Name != "" {
+		// a link into the hub folder: its name: field is not needed
+		return id.finish(st, data), nil
+	}
 	fileName := yamlName(data)
-	if st.Name == "" && fileName != "" {
+	if fileName != "" {
 		if _, ok := items[fileName]; ok {
 			st.Name = fileName
 		}
@@ -341,13 +368,18 @@ func (h *Hub) identify(kind, root, p string) (State, error) {
 		}
 		return st, nil
 	}
-	it := items[st.Name]
+	return id.finish(st, data), nil
+}
+
+// finish fills the state of a file identified as the hub item st.Name.
+func (id *identifier) finish(st State, data []byte) State {
+	it := id.h.index[st.Kind][st.Name]
 	st.Latest = it.Version
 	if st.Stage == "" {
 		st.Stage = it.Stage
 	}
-	h.versionOf(&st, data)
-	return st, nil
+	id.h.versionOf(&st, data)
+	return st
 }
 
 // versionOf sets st.Version to the published version whose digest data

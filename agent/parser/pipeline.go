@@ -58,6 +58,10 @@ type Pipeline struct {
 	// direct holds the programs fused into one Go closure, run without
 	// the VM. Written while loading only: load before parsing.
 	direct map[*vm.Program]func(*event.Event) (any, error)
+	// progs are the programs compiled so far by source: half of a hub's
+	// expressions repeat (evt.Parsed.source_ip, ...), and a program is
+	// immutable, its runs independent. Written while loading only.
+	progs map[string]*vm.Program
 
 	// Counters (see stats.go): slots describes the node each counter
 	// slot belongs to; statMu guards the shard lists and shards' maps.
@@ -89,7 +93,7 @@ type Enricher func(value string, evt *event.Event) map[string]string
 // for DefaultEnrichers.
 func NewPipeline(lib *grok.Library, helpers *exprhelpers.Helpers, enrichers map[string]Enricher) *Pipeline {
 	p := &Pipeline{nodes: map[string][]*node{}, grok: lib, helpers: helpers, enrichers: enrichers,
-		direct:  map[*vm.Program]func(*event.Event) (any, error){},
+		direct: map[*vm.Program]func(*event.Event) (any, error){}, progs: map[string]*vm.Program{},
 		maxLine: DefaultMaxLineBytes, log: log.WithField("component", "parser")}
 	if p.enrichers == nil {
 		p.enrichers = DefaultEnrichers()
@@ -255,10 +259,14 @@ func (p *Pipeline) exprOptions() []expr.Option {
 // compileExpr compiles one expression; its errors keep expr's own
 // "(line:column)" position and snippet within the expression.
 func (p *Pipeline) compileExpr(src string) (*vm.Program, error) {
+	if prog, ok := p.progs[src]; ok {
+		return prog, nil
+	}
 	prog, err := expr.Compile(src, p.exprOptions()...)
 	if err != nil {
 		return nil, err
 	}
+	p.progs[src] = prog
 	if f, ok := exprhelpers.Direct(prog); ok {
 		p.direct[prog] = f
 	}
