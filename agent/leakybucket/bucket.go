@@ -211,6 +211,21 @@ func dead(s *Scenario, b *bucket, now int64) bool {
 	return s.expires() && b.rank <= now
 }
 
+// outlived reports whether a bucket is past upstream's lifetime by now:
+// capacity+1 leaks after its last pour for a leaky bucket (when it is
+// long empty), the leakspeed for a conditional one. In a replay, another
+// source's line is no clock for a bucket: sources' lines interleave out of
+// time order (hub tests repeat blocks of lines, files are merged), and
+// upstream ends a time-machine bucket only by its own lines or by a
+// garbage collection every 5,000 events. So a replay's pours free a bucket
+// only once outlived; its own next line still finds it empty (dead).
+func outlived(s *Scenario, b *bucket, now int64) bool {
+	if s.cfg.Type == "leaky" && s.cfg.Capacity > 0 {
+		return now > b.last+int64(s.cfg.Capacity+1)*int64(s.leak)
+	}
+	return dead(s, b, now)
+}
+
 // Engine pours events into the scenarios' buckets.
 //
 // Prepare may be called from any number of goroutines at once, also while
@@ -560,7 +575,7 @@ func (e *Engine) pour(evt *event.Event, p Prepared, depth int) []event.Event {
 	// gc only pops expired buckets off each scenario's heap, so it can run
 	// every second of event time: buckets are freed as soon as they die.
 	if now.Sub(e.lastGC) >= time.Second || now.Before(e.lastGC) {
-		e.gc(now)
+		e.gc(now, e.replay && p.timed)
 	}
 	return e.reprocess(out, depth)
 }
@@ -589,7 +604,7 @@ func (e *Engine) reprocess(out []event.Event, depth int) []event.Event {
 // may call it with its last event's time to flush counters at the end.
 func (e *Engine) Tick(now time.Time) []event.Event {
 	out := e.expireCounters(now)
-	e.gc(now)
+	e.gc(now, false)
 	return e.reprocess(out, 0)
 }
 
@@ -703,7 +718,7 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time, copies *[1 << f
 // dead buckets go first; if none was, the least full one is evicted.
 func (e *Engine) makeRoom(scenario int, now int64) {
 	sb := e.state[scenario]
-	e.gcScenario(scenario, now)
+	e.gcScenario(scenario, now, false)
 	if len(sb.live) < e.limit || len(sb.order) == 0 {
 		return
 	}
@@ -834,18 +849,26 @@ func (e *Engine) setView(s *Scenario, key string, b *bucket, ovflw time.Time) {
 
 // gc drops dead buckets and ended blackholes. Each scenario's buckets are
 // ordered by when they die, so it costs only what it frees.
-func (e *Engine) gc(now time.Time) {
+//
+// lineTime says now is a replayed line's time rather than a clock: then
+// only outlived buckets go (see outlived). The heap is in rank order, so
+// such a gc may leave one a few leaks longer than its lifetime.
+func (e *Engine) gc(now time.Time, lineTime bool) {
 	e.lastGC = now
 	ns := now.UnixNano()
 	for i := range e.state {
-		e.gcScenario(i, ns)
+		e.gcScenario(i, ns, lineTime)
 	}
 }
 
-func (e *Engine) gcScenario(scenario int, now int64) {
+func (e *Engine) gcScenario(scenario int, now int64, lineTime bool) {
 	s, sb := e.scenarios[scenario], e.state[scenario]
 	c := &e.stats.scenarios[scenario]
-	for len(sb.order) > 0 && dead(s, sb.order[0], now) {
+	over := dead
+	if lineTime {
+		over = outlived
+	}
+	for len(sb.order) > 0 && over(s, sb.order[0], now) {
 		e.dropBucket(scenario, sb.order[0], &c.underflowed)
 	}
 	n := 0
