@@ -2,7 +2,8 @@
 // leaky, trigger, conditional and counter buckets keyed by groupby, with
 // distinct, blackhole, cancel_on and overflow_filter, turning overflows into
 // alerts (with their scope and context) and re-pouring those marked
-// reprocess. Time comes from the events in replay (time-machine) mode and
+// reprocess. As upstream, scenarios with the same name and filter share
+// their buckets (see sharePeers). Time comes from the events in replay (time-machine) mode and
 // from the clock in live mode. Per-event work (filters, groupby, distinct,
 // cancel_on) may run in many goroutines through Prepare; the bucket work
 // runs in one, in input order, so alerts never depend on how many
