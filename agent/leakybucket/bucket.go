@@ -212,21 +212,6 @@ func dead(s *Scenario, b *bucket, now int64) bool {
 	return s.expires() && b.rank <= now
 }
 
-// outlived reports whether a bucket is past upstream's lifetime by now:
-// capacity+1 leaks after its last pour for a leaky bucket (when it is
-// long empty), the leakspeed for a conditional one. In a replay, another
-// source's line is no clock for a bucket: sources' lines interleave out of
-// time order (hub tests repeat blocks of lines, files are merged), and
-// upstream ends a time-machine bucket only by its own lines or by a
-// garbage collection every 5,000 events. So a replay's pours free a bucket
-// only once outlived; its own next line still finds it empty (dead).
-func outlived(s *Scenario, b *bucket, now int64) bool {
-	if s.cfg.Type == "leaky" && s.cfg.Capacity > 0 {
-		return now > b.last+int64(s.cfg.Capacity+1)*int64(s.leak)
-	}
-	return dead(s, b, now)
-}
-
 // Engine pours events into the scenarios' buckets.
 //
 // Prepare may be called from any number of goroutines at once, also while
@@ -249,6 +234,8 @@ type Engine struct {
 	limit  int
 	log    *log.Entry
 	lastGC time.Time
+	// poured counts a replay's pours, for its gc (see pour).
+	poured uint64
 	stats  *engineStats
 
 	// Scratch for the sequential stage, reused so that conditions, filters
@@ -555,6 +542,10 @@ func (e *Engine) PourPrepared(evt *event.Event, p Prepared) []event.Event {
 	return out
 }
 
+// replayGCEvery is how many events a replay pours between two gc runs,
+// upstream's figure.
+const replayGCEvery = 5000
+
 // maxReprocessDepth bounds overflow re-pouring: a scenario matching its own
 // overflows would otherwise loop forever.
 const maxReprocessDepth = 3
@@ -565,6 +556,16 @@ func (e *Engine) pour(evt *event.Event, p Prepared, depth int) []event.Event {
 		now = time.Now()
 	}
 	out := e.expireCounters(now)
+	if e.replay {
+		// As upstream's time machine, a replay frees buckets every 5,000
+		// events, by the time of the one at hand: sources' lines
+		// interleave out of time order (merged files, hub tests repeating
+		// blocks), so one source's later line is no clock for another's
+		// bucket, whose own lines still find it dead (see pourHit).
+		if e.poured++; e.poured%replayGCEvery == 0 {
+			e.gc(now)
+		}
+	}
 	// the queued copies of evt, by what they keep: scenarios reading the
 	// same fields share one
 	var copies [1 << fieldBits]*event.Event
@@ -573,10 +574,10 @@ func (e *Engine) pour(evt *event.Event, p Prepared, depth int) []event.Event {
 			out = append(out, ovf)
 		}
 	}
-	// gc only pops expired buckets off each scenario's heap, so it can run
-	// every second of event time: buckets are freed as soon as they die.
-	if now.Sub(e.lastGC) >= time.Second || now.Before(e.lastGC) {
-		e.gc(now, e.replay && p.timed)
+	// gc only pops expired buckets off each scenario's heap, so live it
+	// can run every second: buckets are freed as soon as they die.
+	if !e.replay && (now.Sub(e.lastGC) >= time.Second || now.Before(e.lastGC)) {
+		e.gc(now)
 	}
 	return e.reprocess(out, depth)
 }
@@ -605,7 +606,7 @@ func (e *Engine) reprocess(out []event.Event, depth int) []event.Event {
 // may call it with its last event's time to flush counters at the end.
 func (e *Engine) Tick(now time.Time) []event.Event {
 	out := e.expireCounters(now)
-	e.gc(now, false)
+	e.gc(now)
 	return e.reprocess(out, 0)
 }
 
@@ -719,7 +720,7 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time, copies *[1 << f
 // dead buckets go first; if none was, the least full one is evicted.
 func (e *Engine) makeRoom(scenario int, now int64) {
 	sb := e.state[scenario]
-	e.gcScenario(scenario, now, false)
+	e.gcScenario(scenario, now)
 	if len(sb.live) < e.limit || len(sb.order) == 0 {
 		return
 	}
@@ -850,26 +851,18 @@ func (e *Engine) setView(s *Scenario, key string, b *bucket, ovflw time.Time) {
 
 // gc drops dead buckets and ended blackholes. Each scenario's buckets are
 // ordered by when they die, so it costs only what it frees.
-//
-// lineTime says now is a replayed line's time rather than a clock: then
-// only outlived buckets go (see outlived). The heap is in rank order, so
-// such a gc may leave one a few leaks longer than its lifetime.
-func (e *Engine) gc(now time.Time, lineTime bool) {
+func (e *Engine) gc(now time.Time) {
 	e.lastGC = now
 	ns := now.UnixNano()
 	for i := range e.state {
-		e.gcScenario(i, ns, lineTime)
+		e.gcScenario(i, ns)
 	}
 }
 
-func (e *Engine) gcScenario(scenario int, now int64, lineTime bool) {
+func (e *Engine) gcScenario(scenario int, now int64) {
 	s, sb := e.scenarios[scenario], e.state[scenario]
 	c := &e.stats.scenarios[scenario]
-	over := dead
-	if lineTime {
-		over = outlived
-	}
-	for len(sb.order) > 0 && over(s, sb.order[0], now) {
+	for len(sb.order) > 0 && dead(s, sb.order[0], now) {
 		e.dropBucket(scenario, sb.order[0], &c.underflowed)
 	}
 	n := 0
