@@ -8,12 +8,11 @@ import (
 	"github.com/rampart-ips/rampart/agent/leakybucket"
 )
 
-// In a replay, one source's later line does not end another's bucket
-// before upstream's lifetime (capacity+1 leaks): as in the endlessh hub
-// test, two sources' lines alternate, all of one at 16:55:35, all of the
-// other six minutes later, which is past when the first's one-event bucket
-// has leaked empty (5 min) but within its lifetime (30 min). Both overflow
-// at their sixth line.
+// In a replay, one source's later line does not end another's bucket: as
+// in the endlessh hub test, two sources' lines alternate, all of one at
+// t0, all of the other six minutes later, past when the first's one-event
+// bucket has leaked empty (5 min). As upstream's time machine, which frees
+// buckets only every 5,000 events, both overflow at their sixth line.
 func TestReplayOtherSourceLaterDoesNotEndBucket(t *testing.T) {
 	e := leakybucket.NewEngine(loadYAML(t, strings.Replace(leakyDoc, "leakspeed: 10s", "leakspeed: 5m", 1)), true)
 	var got []string
