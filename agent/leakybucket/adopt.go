@@ -56,7 +56,7 @@ func (e *Engine) Adopt(old *Engine) (kept, buckets int) {
 		heap.Push(&e.counters, counterDue{at: c.at, seq: c.seq, bk: bucketKey{j, c.bk.key}, b: c.b})
 	}
 	e.counterSeq = max(e.counterSeq, old.counterSeq)
-	e.lastGC = old.lastGC
+	e.lastGC, e.poured = old.lastGC, old.poured
 	for i := range old.state {
 		old.state[i] = newScenarioBuckets()
 	}

@@ -2,7 +2,8 @@
 // leaky, trigger, conditional and counter buckets keyed by groupby, with
 // distinct, blackhole, cancel_on and overflow_filter, turning overflows into
 // alerts (with their scope and context) and re-pouring those marked
-// reprocess. Time comes from the events in replay (time-machine) mode and
+// reprocess. As upstream, scenarios with the same name and filter share
+// their buckets (see sharePeers). Time comes from the events in replay (time-machine) mode and
 // from the clock in live mode. Per-event work (filters, groupby, distinct,
 // cancel_on) may run in many goroutines through Prepare; the bucket work
 // runs in one, in input order, so alerts never depend on how many
@@ -217,10 +218,13 @@ func dead(s *Scenario, b *bucket, now int64) bool {
 // PourPrepared runs; Pour, PourPrepared and Tick from one goroutine at a
 // time; SetContexts before any of them.
 type Engine struct {
-	scenarios  []*Scenario
-	reads      []fieldMask // per scenario: its own queue readers' and the contexts'
-	contexts   []contextKey
-	state      []*scenarioBuckets // per scenario
+	scenarios []*Scenario
+	reads     []fieldMask // per scenario: its own queue readers' and the contexts'
+	contexts  []contextKey
+	state     []*scenarioBuckets // per scenario
+	// peers lists, per scenario, the other scenarios whose buckets it
+	// shares (see sharePeers); nil for almost all.
+	peers      [][]int
 	counters   counterHeap
 	counterSeq uint64
 	replay     bool
@@ -230,6 +234,8 @@ type Engine struct {
 	limit  int
 	log    *log.Entry
 	lastGC time.Time
+	// poured counts a replay's pours, for its gc (see pour).
+	poured uint64
 	stats  *engineStats
 
 	// Scratch for the sequential stage, reused so that conditions, filters
@@ -257,7 +263,85 @@ func NewEngine(scenarios []*Scenario, replay bool) *Engine {
 	e.evtEnv = map[string]any{"evt": nil}
 	e.scratch.New = func() any { return &scratch{env: map[string]any{"evt": nil}} }
 	e.computeReads()
+	e.peers = sharePeers(scenarios)
 	return e
+}
+
+// sharePeers finds the scenarios that share buckets. Upstream names a
+// bucket by its scenario's filter text, groupby value and name, so
+// scenarios with the same name and filter (several documents of one file,
+// like a brute force and a user enumeration) fill one bucket per key:
+// whichever of them creates it, its settings (type, capacity, distinct,
+// cancel_on, blackhole...) rule it, and the others' matching events are
+// poured into it too, each event once per scenario.
+func sharePeers(scenarios []*Scenario) [][]int {
+	type ident struct{ name, filter string }
+	groups := map[ident][]int{}
+	for i, s := range scenarios {
+		id := ident{s.cfg.Name, s.cfg.Filter}
+		groups[id] = append(groups[id], i)
+	}
+	var peers [][]int
+	for _, g := range groups {
+		if len(g) < 2 {
+			continue
+		}
+		if peers == nil {
+			peers = make([][]int, len(scenarios))
+		}
+		for _, i := range g {
+			for _, j := range g {
+				if j != i {
+					peers[i] = append(peers[i], j)
+				}
+			}
+		}
+	}
+	return peers
+}
+
+// peerBucket is the bucket for key a peer of scenario holds, and that
+// peer; the scenario itself when none does. Buckets are only created when
+// no peer holds one, so at most one does.
+func (e *Engine) peerBucket(scenario int, key string) (int, *bucket) {
+	if e.peers == nil {
+		return scenario, nil
+	}
+	for _, j := range e.peers[scenario] {
+		if b := e.state[j].live[key]; b != nil {
+			return j, b
+		}
+	}
+	return scenario, nil
+}
+
+// ownerHit redoes a hit's cancel_on and distinct with the programs of the
+// scenario owning the bucket it goes to, a peer of the one it matched:
+// upstream runs them as the bucket's own processors.
+func (e *Engine) ownerHit(evt *event.Event, h hit, owner *Scenario) hit {
+	h.cancel, h.distinct, h.noDistinct = false, "", false
+	e.evtEnv["evt"] = evt
+	defer func() { e.evtEnv["evt"] = nil }()
+	if owner.cancelOn != nil {
+		if owner.cancelOnFn != nil {
+			out, err := owner.cancelOnFn(evt)
+			b, _ := out.(bool)
+			h.cancel = err == nil && b
+		} else {
+			h.cancel = runBool(&e.vm, owner.cancelOn, e.evtEnv)
+		}
+	}
+	if owner.distinct != nil && !h.cancel {
+		var v string
+		var ok bool
+		if owner.distinctFn != nil {
+			v, ok = asString(owner.distinctFn(evt))
+		} else {
+			v, ok = runString(&e.vm, owner.distinct, e.evtEnv)
+		}
+		h.distinct, h.noDistinct = v, !ok
+	}
+	return h
 }
 
 func (e *Engine) computeReads() {
@@ -458,6 +542,10 @@ func (e *Engine) PourPrepared(evt *event.Event, p Prepared) []event.Event {
 	return out
 }
 
+// replayGCEvery is how many events a replay pours between two gc runs,
+// upstream's figure.
+const replayGCEvery = 5000
+
 // maxReprocessDepth bounds overflow re-pouring: a scenario matching its own
 // overflows would otherwise loop forever.
 const maxReprocessDepth = 3
@@ -468,6 +556,16 @@ func (e *Engine) pour(evt *event.Event, p Prepared, depth int) []event.Event {
 		now = time.Now()
 	}
 	out := e.expireCounters(now)
+	if e.replay {
+		// As upstream's time machine, a replay frees buckets every 5,000
+		// events, by the time of the one at hand: sources' lines
+		// interleave out of time order (merged files, hub tests repeating
+		// blocks), so one source's later line is no clock for another's
+		// bucket, whose own lines still find it dead (see pourHit).
+		if e.poured++; e.poured%replayGCEvery == 0 {
+			e.gc(now)
+		}
+	}
 	// the queued copies of evt, by what they keep: scenarios reading the
 	// same fields share one
 	var copies [1 << fieldBits]*event.Event
@@ -476,9 +574,9 @@ func (e *Engine) pour(evt *event.Event, p Prepared, depth int) []event.Event {
 			out = append(out, ovf)
 		}
 	}
-	// gc only pops expired buckets off each scenario's heap, so it can run
-	// every second of event time: buckets are freed as soon as they die.
-	if now.Sub(e.lastGC) >= time.Second || now.Before(e.lastGC) {
+	// gc only pops expired buckets off each scenario's heap, so live it
+	// can run every second: buckets are freed as soon as they die.
+	if !e.replay && (now.Sub(e.lastGC) >= time.Second || now.Before(e.lastGC)) {
 		e.gc(now)
 	}
 	return e.reprocess(out, depth)
@@ -513,21 +611,35 @@ func (e *Engine) Tick(now time.Time) []event.Event {
 }
 
 func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time, copies *[1 << fieldBits]*event.Event) (event.Event, bool) {
-	s := e.scenarios[h.scenario]
-	sb := e.state[h.scenario]
+	// owner is the scenario whose bucket the event goes to: the hit's own,
+	// or a peer's already holding one for the key (see sharePeers).
+	owner := h.scenario
+	b := e.state[owner].live[h.key]
+	if b == nil && e.peers != nil && e.peers[owner] != nil {
+		owner, b = e.peerBucket(owner, h.key)
+	}
+	s := e.scenarios[owner]
+	sb := e.state[owner]
 	ns := now.UnixNano()
 	// A blackholed key still fills its bucket, as upstream: the blackhole
 	// only discards the overflows it sees (see overflow).
-	b := sb.live[h.key]
 	if b != nil && dead(s, b, ns) {
 		// decided here as gc would have: the outcome must not depend on
 		// whether other keys' events made gc run meanwhile
-		e.dropBucket(h.scenario, b, &e.stats.scenarios[h.scenario].underflowed)
+		e.dropBucket(owner, b, &e.stats.scenarios[owner].underflowed)
 		b = nil
+	}
+	if b == nil && owner != h.scenario {
+		// the peer's bucket was dead: a new one is the hit's own
+		owner = h.scenario
+		s, sb = e.scenarios[owner], e.state[owner]
+	}
+	if owner != h.scenario {
+		h = e.ownerHit(evt, h, s)
 	}
 	if h.cancel {
 		if b != nil {
-			e.dropBucket(h.scenario, b, &e.stats.scenarios[h.scenario].canceled)
+			e.dropBucket(owner, b, &e.stats.scenarios[owner].canceled)
 		}
 		return event.Event{}, false
 	}
@@ -539,23 +651,23 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time, copies *[1 << f
 	}
 	if b == nil {
 		if e.limit > 0 && len(sb.live) >= e.limit {
-			e.makeRoom(h.scenario, ns)
+			e.makeRoom(owner, ns)
 		}
 		b = &bucket{key: h.key, tokens: int64(s.cfg.Capacity) * int64(s.leak), last: ns, first: ns}
 		if len(s.window) > 0 && e.trim {
 			b.win = &window{counts: make([]int, len(s.window)), matched: []uint64{}}
 		}
 		b.rank = s.rank(b)
-		e.addBucket(h.scenario, b)
+		e.addBucket(owner, b)
 		if s.cfg.Type == "counter" {
 			e.counterSeq++
-			heap.Push(&e.counters, counterDue{at: now.Add(s.duration), seq: e.counterSeq, bk: bucketKey{h.scenario, h.key}, b: b})
+			heap.Push(&e.counters, counterDue{at: now.Add(s.duration), seq: e.counterSeq, bk: bucketKey{owner, h.key}, b: b})
 		}
 	}
 	if s.distinct != nil {
 		b.remember(h.distinct)
 	}
-	m := e.reads[h.scenario]
+	m := e.reads[owner]
 	if copies[m] == nil {
 		copies[m] = queued(evt, m, now)
 	}
@@ -565,7 +677,7 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time, copies *[1 << f
 	if !evt.Line.Time.IsZero() && !evt.Line.Warmup { // a warm-up overflow is no alert to time
 		b.lastLine = evt.Line.Time.UnixNano()
 	}
-	e.countPour(h.scenario, evt)
+	e.countPour(owner, evt)
 	if keep := s.queueKeep(); keep > 0 && len(b.queue) > keep {
 		b.dropFront(len(b.queue) - keep)
 	}
@@ -600,8 +712,8 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time, copies *[1 << f
 		heap.Fix(&sb.order, b.idx)
 		return event.Event{}, false
 	}
-	e.dropBucket(h.scenario, b, &e.stats.scenarios[h.scenario].overflowed)
-	return e.overflow(s, h.scenario, b, now)
+	e.dropBucket(owner, b, &e.stats.scenarios[owner].overflowed)
+	return e.overflow(s, owner, b, now)
 }
 
 // makeRoom frees a place for a new bucket in a scenario at its cap: its

@@ -349,9 +349,24 @@ condition: "len(queue.Queue) > 1000"
 	if n := e.Buckets(); n != 400 {
 		t.Fatalf("%d buckets, want 400", n)
 	}
-	e.Pour(sshEvent("9.9.9.9", "root", "ssh_failed-auth", t0.Add(time.Hour)))
+	// As upstream's time machine, a replay frees buckets every 5,000
+	// events, by the time of the one at hand: one source's events an
+	// hour later (11 s apart, never overflowing) free the others' at the
+	// 5,000th.
+	at := t0.Add(time.Hour)
+	for i := 200; i < 4999; i++ {
+		e.Pour(sshEvent("9.9.9.9", "root", "ssh_failed-auth", at))
+		at = at.Add(11 * time.Second)
+	}
+	if n := e.Buckets(); n != 402 {
+		t.Fatalf("after 4,999 events: %d buckets, want 402", n)
+	}
+	e.Pour(sshEvent("9.9.9.9", "root", "ssh_failed-auth", at))
 	if n := e.Buckets(); n != 2 {
-		t.Errorf("after an hour: %d buckets, want 2 (the new event's)", n)
+		t.Errorf("after the 5,000th event: %d buckets, want 2 (the new source's)", n)
+	}
+	if e.Tick(at.Add(time.Hour)); e.Buckets() != 0 {
+		t.Errorf("a tick an hour later left %d buckets", e.Buckets())
 	}
 }
 

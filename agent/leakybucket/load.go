@@ -106,7 +106,8 @@ type Scenario struct {
 }
 
 // Identity digests everything that defines the scenario: its file, its
-// name within it, and the content of the data files it loads. Two loads
+// name within it (and its rank among the file's scenarios of that name),
+// and the content of the data files it loads. Two loads
 // with the same identity behave the same, so a reload keeps the buckets
 // of such a scenario (Engine.Adopt).
 func (s *Scenario) Identity() string { return s.identity }
@@ -179,6 +180,10 @@ func load(path string, data []byte, version string, helpers *exprhelpers.Helpers
 	typed := yaml.NewDecoder(bytes.NewReader(data))
 	typed.KnownFields(true)
 	nodes := yaml.NewDecoder(bytes.NewReader(data))
+	// how many scenarios of each name came before: same-named documents
+	// of one file (which share buckets, see sharePeers) each keep their
+	// own identity
+	named := map[string]int{}
 	for doc = 1; ; doc++ {
 		var n yaml.Node
 		err := nodes.Decode(&n)
@@ -212,7 +217,9 @@ func load(path string, data []byte, version string, helpers *exprhelpers.Helpers
 			return nil, le
 		}
 		s.hash, s.Version = hash, version
-		id := sha256.Sum256([]byte(hash + "\x00" + cfg.Name + "\x00" + version + "\x00" + s.dataSum))
+		nth := named[cfg.Name]
+		named[cfg.Name]++
+		id := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d\x00%s\x00%s", hash, cfg.Name, nth, version, s.dataSum))
 		s.identity = hex.EncodeToString(id[:])
 		out = append(out, s)
 	}

@@ -351,6 +351,8 @@ func setTarget(evt *event.Event, target, value string) bool {
 		evt.Meta[strings.TrimPrefix(t, "Meta.")] = value
 	case strings.HasPrefix(t, "Enriched."):
 		evt.Enriched[strings.TrimPrefix(t, "Enriched.")] = value
+	case strings.HasPrefix(t, "Overflow.Alert.Source."):
+		return setAlertSource(evt, strings.TrimPrefix(t, "Overflow.Alert.Source."), value)
 	default:
 		return setByPath(reflect.ValueOf(evt).Elem(), t, value)
 	}
@@ -406,6 +408,48 @@ func setMapEntry(m reflect.Value, key, value string) bool {
 		m.Set(reflect.MakeMap(m.Type()))
 	}
 	m.SetMapIndex(reflect.ValueOf(key).Convert(m.Type().Key()), val)
+	return true
+}
+
+// setAlertSource sets a field of an overflow's alert source, as the
+// postoverflow crowdsecurity/ipv6_to_range does (Value to the /64 range,
+// Scope to Range). Upstream's alert source shares Scope and Value
+// (pointers) with the overflow's Sources entry it was made from, so that
+// entry shows the change too.
+func setAlertSource(evt *event.Event, field, value string) bool {
+	a := evt.Overflow.Alert
+	if a == nil || a.Source == nil {
+		return false
+	}
+	src := a.Source
+	old := *src
+	switch field {
+	case "Value":
+		src.Value = value
+	case "Scope":
+		src.Scope = value
+	case "Range":
+		src.Range = value
+	case "IP":
+		src.IP = value
+	case "AsName":
+		src.AsName = value
+	case "AsNumber":
+		src.AsNumber = value
+	case "Cn":
+		src.Cn = value
+	default:
+		return false
+	}
+	if field != "Value" && field != "Scope" {
+		return true
+	}
+	for k, s := range evt.Overflow.Sources {
+		if s.Scope == old.Scope && s.Value == old.Value && s.IP == old.IP {
+			s.Scope, s.Value = src.Scope, src.Value
+			evt.Overflow.Sources[k] = s
+		}
+	}
 	return true
 }
 

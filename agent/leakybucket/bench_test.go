@@ -1,0 +1,49 @@
+package leakybucket_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/agent/leakybucket"
+)
+
+// benchScenarios is a small hub: a leaky brute force, a distinct user
+// enumeration and a trigger, all matching the same ssh events.
+const benchScenarios = leakyDoc + `---
+type: leaky
+name: test/user-enum
+filter: "evt.Meta.log_type == 'ssh_failed-auth'"
+groupby: evt.Meta.source_ip
+distinct: evt.Meta.target_user
+capacity: 5
+leakspeed: 10s
+blackhole: 1m
+---
+type: trigger
+name: test/other
+filter: "evt.Meta.log_type == 'other'"
+groupby: evt.Meta.source_ip
+`
+
+// BenchmarkPour pours failed logins from 1,000 sources, one event per
+// source per second of log time, through Prepare and PourPrepared.
+func BenchmarkPour(b *testing.B) {
+	e := leakybucket.NewEngine(loadYAML(b, benchScenarios), true)
+	const sources = 1000
+	evts := make([]*event.Event, sources*8)
+	for i := range evts {
+		at := t0.Add(time.Duration(i/sources) * time.Second)
+		evts[i] = sshEvent(fmt.Sprintf("10.0.%d.%d", (i%sources)/256, i%256), fmt.Sprintf("user%d", i%7), "ssh_failed-auth", at)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// each round of events is a later hour, so the buckets of the
+		// previous one have leaked empty
+		evt := *evts[i%len(evts)]
+		evt.MarshaledTime = t0.Add(time.Duration(i/len(evts))*time.Hour + time.Duration(i%len(evts)/sources)*time.Second).Format(time.RFC3339Nano)
+		e.PourPrepared(&evt, e.Prepare(&evt))
+	}
+}
