@@ -168,7 +168,9 @@ func (r *Runner) Run(name string) Result {
 		res.Failures = append(res.Failures, fails...)
 	}
 	if len(rs.Items.Scenarios) > 0 {
-		sort.SliceStable(overflows, func(i, j int) bool { return overflowKey(overflows[i]) > overflowKey(overflows[j]) })
+		// not stable, as upstream's sort.Sort: overflows with equal keys come
+		// out in the order its asserts were written from (authelia-bf)
+		sort.Slice(overflows, func(i, j int) bool { return overflowKey(overflows[i]) > overflowKey(overflows[j]) })
 		n, fails, err := checkAsserts(rs, filepath.Join(dir, "scenario.assert"), map[string]any{"results": overflows})
 		if err != nil {
 			res.Error = err.Error()

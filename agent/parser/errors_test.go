@@ -107,7 +107,6 @@ func TestParserLoadErrors(t *testing.T) {
 		{"onsuccess", "name: test/broken\nfilter: \"true\"\nonsuccess: next_parser\nstatics:\n  - meta: a\n    value: b\n", 1, "", "onsuccess", 3, []string{"next_parser"}},
 		{"onsuccess in sub-node", "name: test/broken\nnodes:\n  - filter: \"true\"\n    onsuccess: stop\n", 1, "node 0", "onsuccess", 4, []string{"stop"}},
 		{"enrichment method", "name: test/broken\nstatics:\n  - meta: a\n    value: b\n  - method: UnmarshalJSON\n    expression: evt.Line.Raw\n", 1, "", "statics[1].method", 5, []string{"UnmarshalJSON", "not supported by Rampart"}},
-		{"static target upstream sets", "name: test/broken\nstatics:\n  - target: evt.StrTime\n    value: b\n  - target: evt.Line.Labels.type\n    value: b\n", 1, "", "statics[1].target", 5, []string{"evt.Line.Labels.type", "not supported by Rampart"}},
 		{"grok without apply_on", "name: test/broken\nfilter: \"true\"\ngrok:\n  pattern: \"%{IP:ip}\"\n", 1, "", "grok", 3, []string{"apply_on or expression"}},
 		{"static without destination", "name: test/broken\nstatics:\n  - value: b\n", 1, "", "statics[0]", 3, []string{"needs a method, meta"}},
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/rampart-ips/rampart/agent/grok"
 	"github.com/rampart-ips/rampart/internal/hubformat"
 	"github.com/rampart-ips/rampart/internal/netaddr"
+	"github.com/rampart-ips/rampart/models"
 )
 
 // Item is one parser file to load: its hub name, stage and path.
@@ -396,7 +397,9 @@ func (p *Pipeline) compile(cfg NodeConfig, m *yaml.Node, stage, fileName string)
 // string field or a map entry. A path naming neither ("source_ip") is a
 // no-op upstream as here, so it loads.
 func upstreamOnlyTarget(target string) bool {
-	scratch := event.Event{Parsed: map[string]string{}, Meta: map[string]string{}, Enriched: map[string]string{}}
+	// a postoverflow's event carries an alert: its fields are targets too
+	scratch := event.Event{Parsed: map[string]string{}, Meta: map[string]string{}, Enriched: map[string]string{},
+		Overflow: event.RuntimeAlert{Alert: &models.Alert{Source: &models.Source{}}}}
 	if setTarget(&scratch, target, "x") {
 		return false
 	}
