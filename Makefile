@@ -52,6 +52,7 @@ test: vet
 	test $$main -eq 0 && test $$rc -eq 0
 	$(GO) run ./cmd/cscli hubtest run --hub ../shared/hub --all
 	$(GO) run ./cmd/cscli hubtest run --hub rules --all
+	$(GO) run ./cmd/cscli hubtest run --hub ../shared/hub-corpus --all --known-failures testdata/hub-corpus.known-failures
 
 # Go benchmarks beside the code, then whole-process LAPI figures.
 bench: bench-go bench-lapi bench-fw bench-agent bench-tail bench-flood bench-block bench-startup

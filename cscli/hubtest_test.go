@@ -134,6 +134,33 @@ func TestHubtestRunReport(t *testing.T) {
 	}
 }
 
+// TestHubtestKnownFailures: a listed test that fails is an XFAIL and
+// does not fail the run; a listed test that passes fails it, so the list
+// cannot go stale; an entry without a reason is refused.
+func TestHubtestKnownFailures(t *testing.T) {
+	dir := hubtestFixture(t)
+	list := filepath.Join(t.TempDir(), "known")
+	write := func(body string) {
+		if err := os.WriteFile(list, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("# comment\n\nfail25 asserts written for another engine\n")
+	out, err := runHubtestCmd(t, "--hub", dir, "one", "fail25", "--known-failures", list)
+	if err != nil || !strings.Contains(out, "XFAIL fail25: known failure: asserts written for another engine") ||
+		!strings.Contains(out, "2 tests: 1 passed, 0 failed, 0 skipped, 1 known failures") {
+		t.Errorf("xfail: %v\n%s", err, out)
+	}
+	write("one no longer fails\n")
+	if _, err := runHubtestCmd(t, "--hub", dir, "one", "--known-failures", list); err == nil || !strings.Contains(err.Error(), "passed") {
+		t.Errorf("a listed test that passed: %v", err)
+	}
+	write("fail25\n")
+	if _, err := runHubtestCmd(t, "--hub", dir, "one", "--known-failures", list); err == nil || !strings.Contains(err.Error(), "gives no reason") {
+		t.Errorf("an entry without a reason: %v", err)
+	}
+}
+
 // TestHubtestCoverage: an item is covered when a test's config.yaml
 // loads it, by name, by path or through a collection.
 func TestHubtestCoverage(t *testing.T) {
