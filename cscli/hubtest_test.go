@@ -81,15 +81,7 @@ func hubtestFixture(t *testing.T) string {
 		".tests/geo/x.log":                 "hello\n",
 		".tests/geo/parser.assert":         "len(results) == 3\n",
 	}
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testhub.WriteTree(t, dir, files)
 	return dir
 }
 

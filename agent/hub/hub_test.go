@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/rampart-ips/rampart/internal/testhub"
 )
 
 // TestCollection: a collection's dependencies are the index's plus what
@@ -46,26 +48,12 @@ func TestCollection(t *testing.T) {
 	}
 }
 
-// writeTree writes files (path -> body) under dir.
-func writeTree(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestEnabledStates: what a configuration folder holds, identified by
 // symlink, name: field or per-author path, with a collection missing an
 // item tainted and a second copy of an item ignored with a warning.
 func TestEnabledStates(t *testing.T) {
 	hubDir, conf := t.TempDir(), t.TempDir()
-	writeTree(t, hubDir, map[string]string{
+	testhub.WriteTree(t, hubDir, map[string]string{
 		"index.json": `{"collections": {"a/col": {"path": "collections/a/col.yaml", "version": "1", "parsers": ["a/p"], "scenarios": ["a/s"]}},
 			"parsers": {"a/p": {"path": "parsers/s01-parse/a/p.yaml", "stage": "s01-parse", "version": "1"}},
 			"scenarios": {"a/s": {"path": "scenarios/a/s.yaml", "version": "1"}},
@@ -83,7 +71,7 @@ func TestEnabledStates(t *testing.T) {
 	if _, err := in.Install("collections", "a/col"); err != nil {
 		t.Fatal(err)
 	}
-	writeTree(t, conf, map[string]string{
+	testhub.WriteTree(t, conf, map[string]string{
 		"contexts/a/ctx.yaml":            "context:\n  k: [evt.Meta.x]\n", // no name: found by its path
 		"parsers/s01-parse/p-again.yaml": "name: a/p\n",                   // a second copy
 	})
@@ -120,7 +108,7 @@ func TestEnabledStates(t *testing.T) {
 	if _, err := h.importFrom(h, nil, nil); err != nil { // digests recorded, as after an update
 		t.Fatal(err)
 	}
-	writeTree(t, hubDir, map[string]string{"parsers/s01-parse/a/p.yaml": "name: a/p\n# edited twice\n"})
+	testhub.WriteTree(t, hubDir, map[string]string{"parsers/s01-parse/a/p.yaml": "name: a/p\n# edited twice\n"})
 	if st, _ := in.Enabled().Get("parsers", "a/p"); st.Status() != "enabled,tainted" {
 		t.Errorf("edited hub file: %q", st.Status())
 	}
@@ -197,7 +185,7 @@ func TestOpenSourceArchives(t *testing.T) {
 // collection still lists and a hand-edited one (kept unless Force).
 func TestRemoveCollection(t *testing.T) {
 	hubDir, conf := t.TempDir(), t.TempDir()
-	writeTree(t, hubDir, map[string]string{
+	testhub.WriteTree(t, hubDir, map[string]string{
 		"index.json": `{"collections": {
 				"a/one": {"path": "collections/a/one.yaml", "version": "1", "parsers": ["a/p"], "scenarios": ["a/s", "a/shared", "a/edited"]},
 				"a/two": {"path": "collections/a/two.yaml", "version": "1", "scenarios": ["a/shared"]}},
@@ -227,7 +215,7 @@ func TestRemoveCollection(t *testing.T) {
 	if err := os.Remove(edited); err != nil {
 		t.Fatal(err)
 	}
-	writeTree(t, conf, map[string]string{"scenarios/a/edited.yaml": "name: a/edited\n# mine\n"})
+	testhub.WriteTree(t, conf, map[string]string{"scenarios/a/edited.yaml": "name: a/edited\n# mine\n"})
 
 	done, err := in.Remove("collections", "a/one")
 	if err != nil {

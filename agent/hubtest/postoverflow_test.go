@@ -1,32 +1,16 @@
 package hubtest
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/rampart-ips/rampart/agent/hub"
+	"github.com/rampart-ips/rampart/internal/testhub"
 )
 
 // writeHub writes a hub folder from an index and files.
 func writeHub(t *testing.T, index map[string]map[string]map[string]any, files map[string]string) *hub.Hub {
 	t.Helper()
-	dir := t.TempDir()
-	data, err := json.Marshal(index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files["index.json"] = string(data)
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := testhub.WriteHub(t, index, files)
 	h, err := hub.OpenHub(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -125,23 +123,7 @@ func TestLoadAllCollections(t *testing.T) {
 // testHub writes a hub folder: index.json plus the given files.
 func testHub(t *testing.T, index map[string]map[string]map[string]any, files map[string]string) *hub.Hub {
 	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	data, err := json.Marshal(index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "index.json"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir := testhub.WriteHub(t, index, files)
 	h, err := hub.OpenHub(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ package testhub
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -136,4 +137,35 @@ func modulePathOf(gomod string) (string, error) {
 		return "", fmt.Errorf("reading %s: %w", gomod, err)
 	}
 	return "", nil
+}
+
+// WriteTree writes files (slash path relative to dir -> body) under dir,
+// creating folders: the fixture hubs and configuration folders of tests.
+func WriteTree(tb testing.TB, dir string, files map[string]string) {
+	tb.Helper()
+	for name, body := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// WriteHub writes a fixture hub in a fresh temporary folder: index (which
+// is marshalled to index.json) and files, and returns the folder.
+func WriteHub(tb testing.TB, index any, files map[string]string) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	data, err := json.Marshal(index)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	WriteTree(tb, dir, files)
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), data, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
 }
