@@ -61,6 +61,9 @@ type Config struct {
 	// RetryMin and RetryMax bound the exponential backoff while the LAPI
 	// fails.
 	RetryMin, RetryMax time.Duration
+	// Ephemeral says the queue dies with the process (a replay's): its
+	// writes are never fsynced, as no later run recovers it.
+	Ephemeral bool
 }
 
 func (c *Config) setDefaults() error {
@@ -158,7 +161,7 @@ func New(cfg Config, client *apiclient.Client, logger *log.Entry) (*Pusher, erro
 		logger = log.WithField("component", "delivery")
 	}
 	segBytes := min(int64(defaultSegmentBytes), max(cfg.MaxQueueBytes/8, minSegmentBytes))
-	q, err := openQueue(queueConfig{dir: cfg.QueueDir, maxBytes: cfg.MaxQueueBytes, maxAlerts: cfg.MaxQueueAlerts, segmentBytes: segBytes}, logger)
+	q, err := openQueue(queueConfig{dir: cfg.QueueDir, maxBytes: cfg.MaxQueueBytes, maxAlerts: cfg.MaxQueueAlerts, segmentBytes: segBytes, ephemeral: cfg.Ephemeral}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}

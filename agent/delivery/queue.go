@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	log "github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -58,6 +59,10 @@ type queueConfig struct {
 	maxBytes     int64 // segment bytes on disk, delivered or not
 	maxAlerts    int   // undelivered alerts
 	segmentBytes int64
+	// ephemeral: the queue dies with the process (a replay's, removed at
+	// exit, is never recovered), so nothing is fsynced: a sync would only
+	// make the agent wait on the disk for durability nobody uses.
+	ephemeral bool
 }
 
 // segment is one file of records.
@@ -104,6 +109,8 @@ type queue struct {
 
 	ackMu      sync.Mutex // serialises cursor file writes
 	ackWritten uint64
+
+	fsyncs atomic.Uint64 // files and directories synced, for the tests
 }
 
 // openQueue opens or creates the queue in cfg.dir and recovers it: a torn
@@ -227,7 +234,7 @@ func (q *queue) openSegment(path string, first uint64, last bool) (*segment, err
 	switch {
 	case len(data) < len(segmentMagic) && bytes.HasPrefix([]byte(segmentMagic), data):
 		// Created but the header never made it to disk: rewrite it.
-		if err := writeHeader(f); err != nil {
+		if err := q.writeHeader(f); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -288,11 +295,29 @@ func (q *queue) checkRecord(b []byte) (int64, bool) {
 	return recordHeader + int64(n), true
 }
 
-func writeHeader(f *os.File) error {
+// sync flushes f to stable storage, unless the queue is ephemeral.
+func (q *queue) sync(f *os.File) error {
+	if q.cfg.ephemeral {
+		return nil
+	}
+	q.fsyncs.Add(1)
+	return f.Sync()
+}
+
+// syncDir is syncDir for the queue's directory, unless it is ephemeral.
+func (q *queue) syncDir() error {
+	if q.cfg.ephemeral {
+		return nil
+	}
+	q.fsyncs.Add(1)
+	return syncDir(q.cfg.dir)
+}
+
+func (q *queue) writeHeader(f *os.File) error {
 	if _, err := f.WriteAt([]byte(segmentMagic), 0); err != nil {
 		return fmt.Errorf("writing alert queue segment header: %w", err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := q.sync(f); err != nil {
 		return fmt.Errorf("syncing alert queue segment header: %w", err)
 	}
 	return nil
@@ -322,10 +347,10 @@ func (q *queue) addSegment(first uint64) error {
 		_ = os.Remove(path)
 		return err
 	}
-	if err := writeHeader(f); err != nil {
+	if err := q.writeHeader(f); err != nil {
 		return fail(err)
 	}
-	if err := syncDir(q.cfg.dir); err != nil {
+	if err := q.syncDir(); err != nil {
 		return fail(err)
 	}
 	s := &segment{path: path, f: f, first: first, size: int64(len(segmentMagic))}
@@ -413,7 +438,7 @@ func (q *queue) append(payloads [][]byte) (appended, dropped int, err error) {
 		// The old segment is synced here, so a group sync that picked it
 		// before the roll still covers everything it holds. A failed roll
 		// leaves appends on the old segment; the next one tries again.
-		if err := s.f.Sync(); err != nil {
+		if err := q.sync(s.f); err != nil {
 			werr = fmt.Errorf("syncing alert queue segment: %w", err)
 		} else if err := q.addSegment(q.next); err != nil {
 			werr = err
@@ -446,7 +471,7 @@ func (q *queue) waitSynced(end uint64) error {
 		q.mu.Unlock()
 		var err error
 		if f != nil {
-			err = f.Sync()
+			err = q.sync(f)
 		}
 		// A closed file was synced by a roll or by Close before it was
 		// closed.
@@ -627,7 +652,7 @@ func (q *queue) writeCursor(head uint64) error {
 	}
 	_, err = f.Write(b[:])
 	if err == nil {
-		err = f.Sync()
+		err = q.sync(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -638,7 +663,7 @@ func (q *queue) writeCursor(head uint64) error {
 	if err := os.Rename(tmp, filepath.Join(q.cfg.dir, cursorName)); err != nil {
 		return fmt.Errorf("writing alert queue cursor: %w", err)
 	}
-	if err := syncDir(q.cfg.dir); err != nil {
+	if err := q.syncDir(); err != nil {
 		return err
 	}
 	q.ackWritten = head
@@ -686,7 +711,7 @@ func (q *queue) close() error {
 	q.closed = true
 	var err error
 	if n := len(q.segs); n > 0 {
-		if serr := q.segs[n-1].f.Sync(); serr != nil {
+		if serr := q.sync(q.segs[n-1].f); serr != nil {
 			err = fmt.Errorf("syncing alert queue: %w", serr)
 		}
 	}
