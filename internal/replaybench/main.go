@@ -163,8 +163,8 @@ func run(o options) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			fmt.Printf("%s daemon run %d: wall %.2f s, CPU %.2f s, peak RSS %.1f MB, %d alerts at the LAPI\n",
-				name, i+1, res.wall.Seconds(), res.cpu.Seconds(), float64(res.maxRSSKB)/1024, sum(res.perScenario))
+			fmt.Printf("%s daemon run %d: wall %.2f s, CPU %.2f s, peak RSS %.1f MB, %d alerts at the LAPI (LAPI CPU %.2f s)\n",
+				name, i+1, res.wall.Seconds(), res.cpu.Seconds(), float64(res.maxRSSKB)/1024, sum(res.perScenario), res.lapiCPU.Seconds())
 			if best == nil || res.wall < best.wall {
 				best = res
 			}
@@ -183,6 +183,7 @@ type replayResult struct {
 	wall, cpu   time.Duration
 	maxRSSKB    int64
 	perScenario map[string]int
+	lapiCPU     time.Duration // the LAPI's, from its start to its stop
 }
 
 // replay runs one daemon replay of ref's log against a fresh LAPI.
@@ -225,6 +226,7 @@ func replay(o options, name string, ref figures, i int) (*replayResult, error) {
 	if res.perScenario, err = l.alertsPerScenario(); err != nil {
 		return nil, err
 	}
+	res.lapiCPU = l.stop()
 	return res, nil
 }
 
@@ -248,6 +250,7 @@ func report(name string, ref figures, r *replayResult) bool {
 	fmt.Printf("  %-28s %8.2f %8.2f %10.1f %12.0f\n", "agentbench (replay only)", ref.WallSec, ref.CPUSec, float64(ref.PeakRSSKB)/1024, float64(ref.Lines)/ref.WallSec)
 	fmt.Printf("  %-28s %8.2f %8s %10s\n", "agentbench rules load", ref.LoadSec, "", "")
 	fmt.Printf("  %-28s %8.2f %8.2f %10.1f %12.0f\n", "crowdsec -dsn (whole run)", r.wall.Seconds(), r.cpu.Seconds(), float64(r.maxRSSKB)/1024, float64(ref.Lines)/r.wall.Seconds())
+	fmt.Printf("  %-28s %8s %8.2f\n", "LAPI process (same 2 CPUs)", "", r.lapiCPU.Seconds())
 	fmt.Printf("  ratio daemon/agentbench: wall %.2fx (%.2fx counting the rules' load), CPU %.2fx\n",
 		r.wall.Seconds()/ref.WallSec, r.wall.Seconds()/(ref.WallSec+ref.LoadSec), r.cpu.Seconds()/ref.CPUSec)
 	fmt.Printf("  targets: wall <= %s, RSS <= %d MB, <= %.1fx agentbench  [%s]\n", target, targetRSSKB>>10, targetRatio, verdict)
@@ -380,9 +383,10 @@ enabled = false
 	}
 }
 
-func (l *lapi) stop() {
+// stop stops the LAPI and returns the CPU time (user+sys) it used.
+func (l *lapi) stop() time.Duration {
 	if l.cmd == nil {
-		return
+		return 0
 	}
 	_ = l.cmd.Process.Signal(os.Interrupt)
 	select {
@@ -391,7 +395,12 @@ func (l *lapi) stop() {
 		_ = l.cmd.Process.Kill()
 		<-l.done
 	}
+	var cpu time.Duration
+	if ru, ok := l.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
 	l.cmd = nil
+	return cpu
 }
 
 // alertsPerScenario asks the LAPI (cscli alerts list, as an operator
