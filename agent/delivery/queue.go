@@ -111,7 +111,17 @@ type queue struct {
 	ackWritten uint64
 
 	fsyncs atomic.Uint64 // files and directories synced, for the tests
+
+	// decoded holds, by seq, alerts appended by this process and not yet
+	// delivered, as they were pushed, so that peek does not read back and
+	// decode what it has in memory (at most maxDecoded; the rest is read
+	// from disk). Guarded by mu.
+	decoded map[uint64]*models.Alert
 }
+
+// maxDecoded bounds the alerts queue keeps decoded: a few batches, the
+// backlog of a LAPI that keeps up; an outage's backlog is read from disk.
+const maxDecoded = 1024
 
 // openQueue opens or creates the queue in cfg.dir and recovers it: a torn
 // record at the tail (a crash mid-append) is cut off and logged.
@@ -378,7 +388,10 @@ func syncDir(dir string) error {
 // written. A sync failure leaves every appended record in the queue,
 // readable but maybe not durable. dropped counts the oldest undelivered
 // alerts pushed out to stay within the bounds.
-func (q *queue) append(payloads [][]byte) (appended, dropped int, err error) {
+//
+// alerts, when not nil, are the payloads decoded (same order): peek hands
+// them out instead of reading the records back.
+func (q *queue) append(payloads [][]byte, alerts []*models.Alert) (appended, dropped int, err error) {
 	var buf []byte
 	for _, p := range payloads {
 		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(p)))
@@ -426,7 +439,13 @@ func (q *queue) append(payloads [][]byte) (appended, dropped int, err error) {
 		}
 	}
 	off := s.size
-	for _, p := range payloads[:appended] {
+	for i, p := range payloads[:appended] {
+		if i < len(alerts) && len(q.decoded) < maxDecoded {
+			if q.decoded == nil {
+				q.decoded = map[uint64]*models.Alert{}
+			}
+			q.decoded[q.next+uint64(i)] = alerts[i]
+		}
 		s.offsets = append(s.offsets, off)
 		off += recordHeader + int64(len(p))
 	}
@@ -445,6 +464,9 @@ func (q *queue) append(payloads [][]byte) (appended, dropped int, err error) {
 		}
 	}
 	dropped = q.enforceBounds()
+	if dropped > 0 {
+		q.forgetDecodedLocked()
+	}
 	q.mu.Unlock()
 
 	return appended, dropped, errors.Join(werr, q.waitSynced(end))
@@ -488,6 +510,16 @@ func (q *queue) waitSynced(end uint64) error {
 		q.synced = max(q.synced, target)
 	}
 	return nil
+}
+
+// forgetDecodedLocked drops the decoded alerts behind the head. The
+// caller holds q.mu.
+func (q *queue) forgetDecodedLocked() {
+	for seq := range q.decoded {
+		if seq < q.head {
+			delete(q.decoded, seq)
+		}
+	}
 }
 
 // enforceBounds drops the oldest undelivered alerts beyond maxAlerts, then
@@ -584,6 +616,10 @@ func (q *queue) peek(n int) ([]record, error) {
 			break
 		}
 		for ; seq < s.end() && len(out) < n; seq++ {
+			if a, ok := q.decoded[seq]; ok {
+				out = append(out, record{seq: seq, alert: a})
+				continue
+			}
 			a, err := q.readLocked(s, int(seq-s.first))
 			if err != nil {
 				if len(out) > 0 {
@@ -629,6 +665,7 @@ func (q *queue) ack(upto uint64) error {
 	}
 	q.head = max(q.head, upto)
 	head := q.head
+	q.forgetDecodedLocked()
 	q.removeDelivered()
 	q.mu.Unlock()
 	return q.writeCursor(head)
