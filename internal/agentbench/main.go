@@ -88,6 +88,8 @@ func main() {
 			fail(err)
 		}
 		defer os.RemoveAll(work)
+	} else if err := os.MkdirAll(work, 0o755); err != nil {
+		fail(err)
 	}
 	fmt.Printf("agentbench: %d lines per log, seed %d, %d CPUs, GOMAXPROCS %d, hub %s, GC: %s\n", *n, *seed, runtime.NumCPU(), runtime.GOMAXPROCS(0), *hubDir, gc)
 	if *cpuprofile != "" {

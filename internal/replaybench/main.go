@@ -79,7 +79,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 2, "measurements of each kind; the best counts")
 	flag.StringVar(&o.only, "only", "", "sshd or nginx (default both)")
 	flag.StringVar(&o.work, "dir", "", "work folder, kept (default a temporary one, removed)")
-	flag.BoolVar(&o.profile, "profile", false, "write the daemon's CPU and heap profiles (crowdsec -cpuprofile/-memprofile) into the work folder, kept")
+	flag.BoolVar(&o.profile, "profile", false, "write the replay's and the LAPI's CPU and heap profiles (crowdsec -cpuprofile/-memprofile) into the work folder, kept")
 	flag.StringVar(&o.reuse, "reuse", "", "skip agentbench: take its figures and logs from this -json file of an earlier run")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound on each process run")
 	flag.Parse()
@@ -356,7 +356,11 @@ enabled = false
 	if err != nil {
 		return nil, err
 	}
-	l.cmd = exec.Command(filepath.Join(o.bin, "crowdsec"), "-c", l.cfg, "-no-cs")
+	args := []string{"-c", l.cfg, "-no-cs"}
+	if o.profile {
+		args = append(args, "-cpuprofile", filepath.Join(dir, "lapi-cpu.pprof"), "-memprofile", filepath.Join(dir, "lapi-heap.pprof"))
+	}
+	l.cmd = exec.Command(filepath.Join(o.bin, "crowdsec"), args...)
 	l.cmd.Stdout, l.cmd.Stderr = logf, logf
 	if err := l.cmd.Start(); err != nil {
 		logf.Close()
