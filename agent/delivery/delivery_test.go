@@ -538,3 +538,29 @@ func TestEphemeralQueueNeverSyncs(t *testing.T) {
 		}
 	}
 }
+
+// The alerts the queue keeps decoded for delivery are bounded during an
+// outage's backlog (the rest is read back from disk, in order) and all
+// forgotten once delivered.
+func TestDecodedAlertsBounded(t *testing.T) {
+	addr := freeAddr(t)
+	p := newPusher(t, fastConfig(t.TempDir()), "http://"+addr+"/")
+	run(t, p)
+	want := names("backlog", 0, maxDecoded+200)
+	pushAll(t, p, want)
+	p.q.mu.Lock()
+	kept := len(p.q.decoded)
+	p.q.mu.Unlock()
+	if kept != maxDecoded {
+		t.Errorf("%d alerts kept decoded for %d queued, want the bound %d", kept, len(want), maxDecoded)
+	}
+	l := startLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), addr)
+	waitMessages(t, l, want)
+	waitFor(t, "delivered count", func() bool { s := p.Stats(); return s.Delivered == uint64(len(want)) && s.Queued == 0 })
+	p.q.mu.Lock()
+	left := len(p.q.decoded)
+	p.q.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d decoded alerts left after delivery, want none", left)
+	}
+}
