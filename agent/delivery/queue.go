@@ -120,8 +120,9 @@ type queue struct {
 }
 
 // maxDecoded bounds the alerts queue keeps decoded: a few batches, the
-// backlog of a LAPI that keeps up; an outage's backlog is read from disk.
-const maxDecoded = 1024
+// backlog of a LAPI that keeps up; a bigger backlog (an outage, a replay
+// faster than the LAPI) is read from disk rather than held in memory.
+const maxDecoded = 256
 
 // openQueue opens or creates the queue in cfg.dir and recovers it: a torn
 // record at the tail (a crash mid-append) is cut off and logged.

@@ -21,12 +21,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +37,7 @@ import (
 	"time"
 
 	"github.com/rampart-ips/rampart/agent/hub"
+	"github.com/rampart-ips/rampart/internal/procstat"
 )
 
 // figures mirrors agentbench's -json output for one log.
@@ -211,6 +215,14 @@ func replay(o options, name string, ref figures, i int) (*replayResult, error) {
 	}
 	defer logf.Close()
 	env := append(os.Environ(), "TMPDIR="+dir) // the replay's own alert queue
+	// The child's maxrss counts this process's peak RSS (Linux keeps the
+	// high-water mark of the memory it was started from): start it from
+	// this process's current, small RSS.
+	runtime.GC()
+	debug.FreeOSMemory()
+	if err := procstat.ResetPeak(os.Getpid()); err != nil {
+		return nil, fmt.Errorf("resetting this process's peak RSS: %w", err)
+	}
 	start := time.Now()
 	ps, err := runChild(o.timeout, logf, env, filepath.Join(o.bin, "crowdsec"), args...)
 	wall := time.Since(start)
@@ -413,19 +425,32 @@ func (l *lapi) alertsPerScenario() (map[string]int, error) {
 	cmd := exec.Command(l.cscli, "-c", l.cfg, "alerts", "list", "-o", "json", "--limit", "0")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := cmd.StdoutPipe()
 	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	// Decoded one alert at a time: the whole list is hundreds of MB,
+	// which would count in the next replay's maxrss (see replay).
+	n := map[string]int{}
+	dec := json.NewDecoder(out)
+	_, derr := dec.Token() // [
+	for derr == nil && dec.More() {
+		var a struct {
+			Scenario string `json:"scenario"`
+		}
+		if derr = dec.Decode(&a); derr == nil {
+			n[a.Scenario]++
+		}
+	}
+	_, _ = io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil {
 		return nil, fmt.Errorf("cscli alerts list: %w\n%s", err, stderr.Bytes())
 	}
-	var alerts []struct {
-		Scenario string `json:"scenario"`
-	}
-	if err := json.Unmarshal(out, &alerts); err != nil {
-		return nil, fmt.Errorf("cscli alerts list: %w", err)
-	}
-	n := map[string]int{}
-	for _, a := range alerts {
-		n[a.Scenario]++
+	if derr != nil {
+		return nil, fmt.Errorf("cscli alerts list: %w", derr)
 	}
 	return n, nil
 }
