@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X github.com/rampart-ips/rampart/internal/version.Version=$(
 BIN       := build/bin
 BINARIES  := crowdsec cscli crowdsec-firewall-bouncer
 
-.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent bench-tail bench-flood bench-block bench-load bench-startup demo run vet fmt clean deb
+.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent bench-replay bench-tail bench-flood bench-block bench-load bench-startup demo run vet fmt clean deb
 
 all: build
 
@@ -55,7 +55,7 @@ test: vet
 	$(GO) run ./cmd/cscli hubtest run --hub ../shared/hub-corpus --all --known-failures testdata/hub-corpus.known-failures
 
 # Go benchmarks beside the code, then whole-process LAPI figures.
-bench: bench-go bench-lapi bench-fw bench-agent bench-tail bench-flood bench-block bench-startup
+bench: bench-go bench-lapi bench-fw bench-agent bench-replay bench-tail bench-flood bench-block bench-startup
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 30m ./...
@@ -86,6 +86,14 @@ bench-agent:
 # figures, and every item that failed to load (median of 5 starts).
 bench-startup: build
 	$(GO) run ./internal/startupbench -bin $(BIN) -hub ../shared/hub-corpus -runs 5
+
+# The real daemon path on agentbench's logs: `crowdsec -dsn file://... -no-api`
+# delivering to a LAPI process on a fresh SQLite file, beside agentbench's
+# in-process figures (wall, CPU, RSS, alerts per scenario at the LAPI).
+bench-replay: build
+	@mkdir -p build/bench
+	$(GO) build -o build/bench/agentbench ./internal/agentbench
+	$(GO) run ./internal/replaybench -bin $(BIN) -agentbench build/bench/agentbench -hub ../shared/hub -n 1000000 -workers 2 -runs 2
 
 # The agent live, tailing files with Rampart's rules: lines/s and RSS.
 bench-tail:

@@ -143,7 +143,7 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		}
 		a.replayQueue = queueDir
 	}
-	if a.pusher, err = delivery.New(delivery.Config{QueueDir: queueDir, MaxQueueAlerts: cfg.Crowdsec.AlertQueueMaxAlerts},
+	if a.pusher, err = delivery.New(delivery.Config{QueueDir: queueDir, MaxQueueAlerts: cfg.Crowdsec.AlertQueueMaxAlerts, Ephemeral: opts.DSN != ""},
 		client, log.WithField("component", "delivery")); err != nil {
 		return nil, err
 	}

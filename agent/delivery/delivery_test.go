@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -508,5 +509,58 @@ func TestTimeToDecision(t *testing.T) {
 	// At least the 300 ms before the push, at most until delivery was seen.
 	if s := h.GetSampleSum(); s < 0.3 || s > elapsed.Seconds() {
 		t.Errorf("time to decision %.3fs, want between 0.3s and %.3fs (delivery took %v)", s, elapsed.Seconds(), time.Since(start))
+	}
+}
+
+// A replay's queue dies with the process, so it is never fsynced (the
+// agent would wait on the disk for nothing), yet it still delivers every
+// alert; a live agent's queue is synced.
+func TestEphemeralQueueNeverSyncs(t *testing.T) {
+	l := startLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
+	for _, ephemeral := range []bool{true, false} {
+		cfg := fastConfig(t.TempDir())
+		cfg.Ephemeral = ephemeral
+		p := newPusher(t, cfg, l.URL())
+		stop := run(t, p)
+		want := names(fmt.Sprintf("ephemeral-%v", ephemeral), 0, 60)
+		pushAll(t, p, want)
+		waitFor(t, "delivery", func() bool { s := p.Stats(); return s.Delivered == 60 && s.Queued == 0 })
+		stop()
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		n := p.q.fsyncs.Load()
+		if ephemeral && n != 0 {
+			t.Errorf("ephemeral queue: %d fsyncs, want none", n)
+		}
+		if !ephemeral && n == 0 {
+			t.Error("durable queue: no fsync")
+		}
+	}
+}
+
+// The alerts the queue keeps decoded for delivery are bounded during an
+// outage's backlog (the rest is read back from disk, in order) and all
+// forgotten once delivered.
+func TestDecodedAlertsBounded(t *testing.T) {
+	addr := freeAddr(t)
+	p := newPusher(t, fastConfig(t.TempDir()), "http://"+addr+"/")
+	run(t, p)
+	want := names("backlog", 0, maxDecoded+200)
+	pushAll(t, p, want)
+	p.q.mu.Lock()
+	kept := len(p.q.decoded)
+	p.q.mu.Unlock()
+	if kept != maxDecoded {
+		t.Errorf("%d alerts kept decoded for %d queued, want the bound %d", kept, len(want), maxDecoded)
+	}
+	l := startLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), addr)
+	waitMessages(t, l, want)
+	waitFor(t, "delivered count", func() bool { s := p.Stats(); return s.Delivered == uint64(len(want)) && s.Queued == 0 })
+	p.q.mu.Lock()
+	left := len(p.q.decoded)
+	p.q.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d decoded alerts left after delivery, want none", left)
 	}
 }

@@ -61,6 +61,9 @@ type Config struct {
 	// RetryMin and RetryMax bound the exponential backoff while the LAPI
 	// fails.
 	RetryMin, RetryMax time.Duration
+	// Ephemeral says the queue dies with the process (a replay's): its
+	// writes are never fsynced, as no later run recovers it.
+	Ephemeral bool
 }
 
 func (c *Config) setDefaults() error {
@@ -158,7 +161,7 @@ func New(cfg Config, client *apiclient.Client, logger *log.Entry) (*Pusher, erro
 		logger = log.WithField("component", "delivery")
 	}
 	segBytes := min(int64(defaultSegmentBytes), max(cfg.MaxQueueBytes/8, minSegmentBytes))
-	q, err := openQueue(queueConfig{dir: cfg.QueueDir, maxBytes: cfg.MaxQueueBytes, maxAlerts: cfg.MaxQueueAlerts, segmentBytes: segBytes}, logger)
+	q, err := openQueue(queueConfig{dir: cfg.QueueDir, maxBytes: cfg.MaxQueueBytes, maxAlerts: cfg.MaxQueueAlerts, segmentBytes: segBytes, ephemeral: cfg.Ephemeral}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
@@ -199,6 +202,7 @@ func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*mo
 		return fmt.Errorf("queueing alerts: %w", err)
 	}
 	payloads := make([][]byte, 0, len(alerts))
+	queued := make([]*models.Alert, 0, len(alerts))
 	for i, a := range alerts {
 		if a == nil || a.Source == nil {
 			return fmt.Errorf("queueing alert %d: no source", i)
@@ -222,8 +226,9 @@ func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*mo
 			return fmt.Errorf("queueing alert %d (%s): %d bytes encoded, more than the %d a queued alert may take", i, c.Scenario, len(b), p.maxAlert)
 		}
 		payloads = append(payloads, b)
+		queued = append(queued, &c)
 	}
-	if err := p.store(payloads); err != nil {
+	if err := p.store(payloads, queued); err != nil {
 		return fmt.Errorf("queueing alerts: %w", err)
 	}
 	select {
@@ -233,10 +238,11 @@ func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*mo
 	return nil
 }
 
-// store appends payloads to the queue on disk; what the disk does not
-// take waits in memory. It fails only once the queue is closed.
-func (p *Pusher) store(payloads [][]byte) error {
-	appended, dropped, err := p.q.append(payloads)
+// store appends payloads to the queue on disk (alerts: the same decoded,
+// see queue.append); what the disk does not take waits in memory. It
+// fails only once the queue is closed.
+func (p *Pusher) store(payloads [][]byte, alerts []*models.Alert) error {
+	appended, dropped, err := p.q.append(payloads, alerts)
 	p.boundDropped(dropped)
 	if errors.Is(err, errQueueClosed) {
 		return err
@@ -261,7 +267,7 @@ func (p *Pusher) spill() {
 	for i, it := range items {
 		payloads[i] = it.payload
 	}
-	appended, dropped, err := p.q.append(payloads)
+	appended, dropped, err := p.q.append(payloads, nil)
 	p.boundDropped(dropped)
 	if appended > 0 {
 		p.mem.ack(items[appended-1].seq + 1)
@@ -631,7 +637,7 @@ func (l *loop) retrySuspect(ctx context.Context, recs []record) error {
 	}
 	payload, merr := json.Marshal(head.alert)
 	if merr == nil {
-		merr = l.p.store([][]byte{payload})
+		merr = l.p.store([][]byte{payload}, nil)
 	}
 	if merr != nil {
 		l.p.log.WithError(merr).Error("moving a failing alert to the back of the queue")

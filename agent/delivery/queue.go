@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	log "github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -58,6 +59,10 @@ type queueConfig struct {
 	maxBytes     int64 // segment bytes on disk, delivered or not
 	maxAlerts    int   // undelivered alerts
 	segmentBytes int64
+	// ephemeral: the queue dies with the process (a replay's, removed at
+	// exit, is never recovered), so nothing is fsynced: a sync would only
+	// make the agent wait on the disk for durability nobody uses.
+	ephemeral bool
 }
 
 // segment is one file of records.
@@ -104,7 +109,20 @@ type queue struct {
 
 	ackMu      sync.Mutex // serialises cursor file writes
 	ackWritten uint64
+
+	fsyncs atomic.Uint64 // files and directories synced, for the tests
+
+	// decoded holds, by seq, alerts appended by this process and not yet
+	// delivered, as they were pushed, so that peek does not read back and
+	// decode what it has in memory (at most maxDecoded; the rest is read
+	// from disk). Guarded by mu.
+	decoded map[uint64]*models.Alert
 }
+
+// maxDecoded bounds the alerts queue keeps decoded: a few batches, the
+// backlog of a LAPI that keeps up; a bigger backlog (an outage, a replay
+// faster than the LAPI) is read from disk rather than held in memory.
+const maxDecoded = 256
 
 // openQueue opens or creates the queue in cfg.dir and recovers it: a torn
 // record at the tail (a crash mid-append) is cut off and logged.
@@ -227,7 +245,7 @@ func (q *queue) openSegment(path string, first uint64, last bool) (*segment, err
 	switch {
 	case len(data) < len(segmentMagic) && bytes.HasPrefix([]byte(segmentMagic), data):
 		// Created but the header never made it to disk: rewrite it.
-		if err := writeHeader(f); err != nil {
+		if err := q.writeHeader(f); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -288,11 +306,29 @@ func (q *queue) checkRecord(b []byte) (int64, bool) {
 	return recordHeader + int64(n), true
 }
 
-func writeHeader(f *os.File) error {
+// sync flushes f to stable storage, unless the queue is ephemeral.
+func (q *queue) sync(f *os.File) error {
+	if q.cfg.ephemeral {
+		return nil
+	}
+	q.fsyncs.Add(1)
+	return f.Sync()
+}
+
+// syncDir is syncDir for the queue's directory, unless it is ephemeral.
+func (q *queue) syncDir() error {
+	if q.cfg.ephemeral {
+		return nil
+	}
+	q.fsyncs.Add(1)
+	return syncDir(q.cfg.dir)
+}
+
+func (q *queue) writeHeader(f *os.File) error {
 	if _, err := f.WriteAt([]byte(segmentMagic), 0); err != nil {
 		return fmt.Errorf("writing alert queue segment header: %w", err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := q.sync(f); err != nil {
 		return fmt.Errorf("syncing alert queue segment header: %w", err)
 	}
 	return nil
@@ -322,10 +358,10 @@ func (q *queue) addSegment(first uint64) error {
 		_ = os.Remove(path)
 		return err
 	}
-	if err := writeHeader(f); err != nil {
+	if err := q.writeHeader(f); err != nil {
 		return fail(err)
 	}
-	if err := syncDir(q.cfg.dir); err != nil {
+	if err := q.syncDir(); err != nil {
 		return fail(err)
 	}
 	s := &segment{path: path, f: f, first: first, size: int64(len(segmentMagic))}
@@ -353,7 +389,10 @@ func syncDir(dir string) error {
 // written. A sync failure leaves every appended record in the queue,
 // readable but maybe not durable. dropped counts the oldest undelivered
 // alerts pushed out to stay within the bounds.
-func (q *queue) append(payloads [][]byte) (appended, dropped int, err error) {
+//
+// alerts, when not nil, are the payloads decoded (same order): peek hands
+// them out instead of reading the records back.
+func (q *queue) append(payloads [][]byte, alerts []*models.Alert) (appended, dropped int, err error) {
 	var buf []byte
 	for _, p := range payloads {
 		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(p)))
@@ -401,7 +440,13 @@ func (q *queue) append(payloads [][]byte) (appended, dropped int, err error) {
 		}
 	}
 	off := s.size
-	for _, p := range payloads[:appended] {
+	for i, p := range payloads[:appended] {
+		if i < len(alerts) && len(q.decoded) < maxDecoded {
+			if q.decoded == nil {
+				q.decoded = map[uint64]*models.Alert{}
+			}
+			q.decoded[q.next+uint64(i)] = alerts[i]
+		}
 		s.offsets = append(s.offsets, off)
 		off += recordHeader + int64(len(p))
 	}
@@ -413,13 +458,16 @@ func (q *queue) append(payloads [][]byte) (appended, dropped int, err error) {
 		// The old segment is synced here, so a group sync that picked it
 		// before the roll still covers everything it holds. A failed roll
 		// leaves appends on the old segment; the next one tries again.
-		if err := s.f.Sync(); err != nil {
+		if err := q.sync(s.f); err != nil {
 			werr = fmt.Errorf("syncing alert queue segment: %w", err)
 		} else if err := q.addSegment(q.next); err != nil {
 			werr = err
 		}
 	}
 	dropped = q.enforceBounds()
+	if dropped > 0 {
+		q.forgetDecodedLocked()
+	}
 	q.mu.Unlock()
 
 	return appended, dropped, errors.Join(werr, q.waitSynced(end))
@@ -446,7 +494,7 @@ func (q *queue) waitSynced(end uint64) error {
 		q.mu.Unlock()
 		var err error
 		if f != nil {
-			err = f.Sync()
+			err = q.sync(f)
 		}
 		// A closed file was synced by a roll or by Close before it was
 		// closed.
@@ -463,6 +511,16 @@ func (q *queue) waitSynced(end uint64) error {
 		q.synced = max(q.synced, target)
 	}
 	return nil
+}
+
+// forgetDecodedLocked drops the decoded alerts behind the head. The
+// caller holds q.mu.
+func (q *queue) forgetDecodedLocked() {
+	for seq := range q.decoded {
+		if seq < q.head {
+			delete(q.decoded, seq)
+		}
+	}
 }
 
 // enforceBounds drops the oldest undelivered alerts beyond maxAlerts, then
@@ -559,6 +617,10 @@ func (q *queue) peek(n int) ([]record, error) {
 			break
 		}
 		for ; seq < s.end() && len(out) < n; seq++ {
+			if a, ok := q.decoded[seq]; ok {
+				out = append(out, record{seq: seq, alert: a})
+				continue
+			}
 			a, err := q.readLocked(s, int(seq-s.first))
 			if err != nil {
 				if len(out) > 0 {
@@ -604,6 +666,7 @@ func (q *queue) ack(upto uint64) error {
 	}
 	q.head = max(q.head, upto)
 	head := q.head
+	q.forgetDecodedLocked()
 	q.removeDelivered()
 	q.mu.Unlock()
 	return q.writeCursor(head)
@@ -627,7 +690,7 @@ func (q *queue) writeCursor(head uint64) error {
 	}
 	_, err = f.Write(b[:])
 	if err == nil {
-		err = f.Sync()
+		err = q.sync(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -638,7 +701,7 @@ func (q *queue) writeCursor(head uint64) error {
 	if err := os.Rename(tmp, filepath.Join(q.cfg.dir, cursorName)); err != nil {
 		return fmt.Errorf("writing alert queue cursor: %w", err)
 	}
-	if err := syncDir(q.cfg.dir); err != nil {
+	if err := q.syncDir(); err != nil {
 		return err
 	}
 	q.ackWritten = head
@@ -686,7 +749,7 @@ func (q *queue) close() error {
 	q.closed = true
 	var err error
 	if n := len(q.segs); n > 0 {
-		if serr := q.segs[n-1].f.Sync(); serr != nil {
+		if serr := q.sync(q.segs[n-1].f); serr != nil {
 			err = fmt.Errorf("syncing alert queue: %w", serr)
 		}
 	}

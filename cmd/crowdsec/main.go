@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -64,6 +65,8 @@ func run() error {
 	for _, l := range []string{"trace", "debug", "info", "warning", "error", "fatal"} {
 		levels[l] = fs.Bool(l, false, "log at "+l+" level")
 	}
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile (pprof: allocations and what is in use) to this file at exit")
 	manDir := manpage.Flag(fs)
 	_ = fs.Parse(os.Args[1:])
 	if *manDir != "" {
@@ -72,6 +75,11 @@ func run() error {
 	if *showVersion {
 		return version.Get("crowdsec").Write(os.Stdout)
 	}
+	stopProfiles, err := startProfiles(*cpuProfile, *memProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
 	textFormat := &log.TextFormatter{FullTimestamp: true}
 	log.SetFormatter(textFormat)
 	// Under systemd each line gets its journal priority (-p warning).
@@ -328,6 +336,50 @@ func serveMetrics(ctx context.Context, g *errgroup.Group, cfg *csconfig.Config, 
 		return nil
 	})
 	return nil
+}
+
+// startProfiles starts the CPU profile, if asked for, and returns what
+// stops it and writes the heap profile at exit.
+func startProfiles(cpuPath, memPath string) (func(), error) {
+	stop := func() {}
+	if cpuPath != "" {
+		f, err := os.Create(cpuPath)
+		if err != nil {
+			return nil, fmt.Errorf("-cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("-cpuprofile: %w", err)
+		}
+		stop = func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				log.WithError(err).Error("writing the CPU profile")
+			}
+		}
+	}
+	if memPath == "" {
+		return stop, nil
+	}
+	stopCPU := stop
+	return func() {
+		stopCPU()
+		if err := writeHeapProfile(memPath); err != nil {
+			log.WithError(err).Error("writing the heap profile")
+		}
+	}, nil
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // labelFlags collects repeated -label key:value flags.

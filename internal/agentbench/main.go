@@ -7,6 +7,10 @@
 // The GC runs with the agent's settings (internal/memtune) unless
 // -default-gc is given.
 //
+// With -dir the logs stay there (sshd.log, nginx.log) and -json writes the
+// figures, for internal/replaybench, which replays the same logs through
+// the real daemon and compares.
+//
 //	go run ./internal/agentbench -hub ../shared/hub -n 1000000 -workers 2
 //
 // To compare with another tool's replay of the very same files: -dir DIR
@@ -20,6 +24,7 @@ package main
 import (
 	"bufio"
 	"crypto/sha256"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -29,6 +34,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rampart-ips/rampart/agent/event"
@@ -75,6 +81,7 @@ func main() {
 	reuse := flag.Bool("reuse", false, "replay the logs already in -dir instead of generating them (to replay the same files with another tool)")
 	alertsDir := flag.String("alerts", "", "write each log's alerts as JSON lines to DIR/NAME.alerts.jsonl")
 	compare := flag.String("compare", "", "compare each log's alerts, scenario by scenario and source by source, with DIR/NAME.alerts.jsonl (another tool's replay of the same log)")
+	jsonOut := flag.String("json", "", "also write the figures of the -workers replays to this file (JSON, per log)")
 	flag.Parse()
 	gc := "Go defaults"
 	if !*defaultGC {
@@ -92,6 +99,8 @@ func main() {
 			fail(err)
 		}
 		defer os.RemoveAll(work)
+	} else if err := os.MkdirAll(work, 0o755); err != nil {
+		fail(err)
 	}
 	fmt.Printf("agentbench: %d lines per log, seed %d, %d CPUs, GOMAXPROCS %d, hub %s, GC: %s\n", *n, *seed, runtime.NumCPU(), runtime.GOMAXPROCS(0), *hubDir, gc)
 	if *cpuprofile != "" {
@@ -106,12 +115,22 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	ok := true
+	report := map[string]Figures{}
 	for _, sp := range specs {
 		if *only != "" && *only != sp.name {
 			continue
 		}
-		if !bench(h, sp, opts{dir: work, n: *n, seed: *seed, workers: *workers, single: *single, reuse: *reuse, alerts: *alertsDir, compare: *compare}) {
-			ok = false
+		fig, good := bench(h, sp, opts{dir: work, n: *n, seed: *seed, workers: *workers, single: *single, reuse: *reuse, alerts: *alertsDir, compare: *compare})
+		ok = ok && good
+		report[sp.name] = fig
+	}
+	if *jsonOut != "" {
+		data, err := json.MarshalIndent(report, "", "  ")
+		if err == nil {
+			err = os.WriteFile(*jsonOut, data, 0o600)
+		}
+		if err != nil {
+			fail(fmt.Errorf("writing -json: %w", err))
 		}
 	}
 	if !ok {
@@ -126,6 +145,7 @@ func fail(err error) {
 }
 
 type rules struct {
+	basics    []string // the basics the hub has
 	rs        *ruleset.Ruleset
 	pipe      *parser.Pipeline
 	scenarios []*leakybucket.Scenario
@@ -143,7 +163,23 @@ func load(h *hub.Hub, sp logSpec) (*rules, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &rules{rs: rs, pipe: rs.Parsers, scenarios: rs.Scenarios, items: rs.Items}, nil
+	return &rules{basics: base, rs: rs, pipe: rs.Parsers, scenarios: rs.Scenarios, items: rs.Items}, nil
+}
+
+// Figures are what -json writes for one log: its file, the rules' load
+// time, and the -workers replay's wall and CPU time (user+sys), peak RSS
+// and alerts per scenario.
+type Figures struct {
+	Log         string         `json:"log"`
+	Type        string         `json:"type"`        // labels.type
+	Collections []string       `json:"collections"` // what the rules are
+	Parsers     []string       `json:"parsers"`     // loaded besides the collections
+	Lines       int            `json:"lines"`
+	LoadSec     float64        `json:"load_sec"`
+	WallSec     float64        `json:"wall_sec"`
+	CPUSec      float64        `json:"cpu_sec"`
+	PeakRSSKB   int64          `json:"peak_rss_kb"`
+	PerScenario map[string]int `json:"alerts_per_scenario"`
 }
 
 // result is one replay's figures.
@@ -151,7 +187,7 @@ type result struct {
 	workers                        int
 	lines, parsed, unparsed, white int
 	poured                         int
-	wall                           time.Duration
+	wall, cpu                      time.Duration
 	peakKB                         int64
 	perScenario                    map[string]int
 	pairs                          []string // scenario source, in emission order
@@ -174,7 +210,7 @@ const batchSize = 512
 func replay(r *rules, path, logType string, workers int, attackers map[string]bool) (*result, error) {
 	runtime.GC()
 	_ = procstat.ResetPeak(os.Getpid())
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -285,11 +321,20 @@ func replay(r *rules, path, logType string, workers int, attackers map[string]bo
 	if readErr != nil {
 		return nil, readErr
 	}
-	res.wall = time.Since(start)
+	res.wall, res.cpu = time.Since(start), cpuTime()-cpu0
 	res.peakKB = procstat.KB(os.Getpid(), "VmHWM")
 	res.buckets = engine.Buckets()
 	copy(res.digest[:], h.Sum(nil))
 	return res, nil
+}
+
+// cpuTime is the user+sys time this process used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // opts are the command line's settings for one log.
@@ -302,7 +347,7 @@ type opts struct {
 	alerts, compare string
 }
 
-func bench(h *hub.Hub, sp logSpec, o opts) bool {
+func bench(h *hub.Hub, sp logSpec, o opts) (Figures, bool) {
 	fmt.Printf("\n== %s (collections %s)\n", sp.name, strings.Join(sp.collections, ", "))
 	path := filepath.Join(o.dir, sp.name+".log")
 	seed, workers := o.seed, o.workers
@@ -329,6 +374,7 @@ func bench(h *hub.Hub, sp logSpec, o opts) bool {
 	if err != nil {
 		fail(err)
 	}
+	loadTime := time.Since(t0)
 	fmt.Printf("loaded %d parsers, %d scenario files (%d scenarios), %d postoverflows (not run) in %s\n",
 		len(r.items.Parsers), len(r.items.Scenarios), len(r.scenarios), len(r.items.PostOverflows), time.Since(t0).Round(time.Millisecond))
 	attackers := map[string]bool{}
@@ -350,8 +396,8 @@ func bench(h *hub.Hub, sp logSpec, o opts) bool {
 		if res.wall > sp.target || res.peakKB > 256<<10 {
 			verdict = "ABOVE TARGET"
 		}
-		fmt.Printf("workers=%d: wall %s (target <= %s), peak RSS %.1f MB (target <= 256 MB), %.0f lines/s  [%s]\n",
-			w, res.wall.Round(time.Millisecond), sp.target, float64(res.peakKB)/1024, float64(res.lines)/res.wall.Seconds(), verdict)
+		fmt.Printf("workers=%d: wall %s (target <= %s), CPU %s, peak RSS %.1f MB (target <= 256 MB), %.0f lines/s  [%s]\n",
+			w, res.wall.Round(time.Millisecond), sp.target, res.cpu.Round(time.Millisecond), float64(res.peakKB)/1024, float64(res.lines)/res.wall.Seconds(), verdict)
 		fmt.Printf("  lines %d, parsed %d, unparsed %d, whitelisted %d, poured %d, alerts %d (from %d attacker and %d other sources), buckets left %d\n",
 			res.lines, res.parsed, res.unparsed, res.white, res.poured, len(res.pairs), res.hostileSrcs, res.otherSrcs, res.buckets)
 	}
@@ -372,6 +418,8 @@ func bench(h *hub.Hub, sp logSpec, o opts) bool {
 		fmt.Printf("  compared with %s (%d alerts):\n", ref, len(theirs))
 		alertdiff.Report(os.Stdout, alertdiff.Diff(last.alerts, theirs, 3), "rampart", "other")
 	}
+	fig := Figures{Log: path, Type: sp.logType, Collections: sp.collections, Parsers: r.basics, Lines: last.lines, LoadSec: loadTime.Seconds(), WallSec: last.wall.Seconds(), CPUSec: last.cpu.Seconds(),
+		PeakRSSKB: last.peakKB, PerScenario: last.perScenario}
 	names := make([]string, 0, len(last.perScenario))
 	for k := range last.perScenario {
 		names = append(names, k)
@@ -388,8 +436,8 @@ func bench(h *hub.Hub, sp logSpec, o opts) bool {
 			fmt.Printf("determinism: workers=1 and workers=%d gave the same %d alerts in the same order (sha256 %x)\n", b.workers, len(a.pairs), a.digest[:8])
 		} else {
 			fmt.Printf("determinism: MISMATCH between workers=1 (%d alerts) and workers=%d (%d alerts)\n", len(a.pairs), b.workers, len(b.pairs))
-			return false
+			return fig, false
 		}
 	}
-	return true
+	return fig, true
 }
