@@ -41,18 +41,22 @@ vet:
 
 # The whole suite: unit and integration tests (real SQLite files, real HTTP
 # servers on loopback; netfilter tests run inside namespaces they create).
-# The tools module's tests (mkdeb, the dashboard in Chromium) run beside the
-# main ones, as they did within one module: mkdeb's mostly waits on the
-# Debian mirror. Their output follows the main suite's.
+# The tools module's tests (mkdeb, the dashboard in Chromium; mkdeb's mostly
+# wait on debootstrap and dpkg) and the hub functional tests (the hub, our
+# rules, the whole-hub corpus) run beside the main suite; each writes its
+# own log, printed after the main suite's.
 test: vet
 	@mkdir -p build
 	@$(GO) -C $(TOOLS) test -count=1 -timeout 14m ./... >build/test-tools.log 2>&1 & tools=$$!; \
+	{ $(GO) build -o build/test-cscli ./cmd/cscli && \
+	  build/test-cscli hubtest run --hub ../shared/hub --all && \
+	  build/test-cscli hubtest run --hub rules --all && \
+	  build/test-cscli hubtest run --hub ../shared/hub-corpus --all --known-failures testdata/hub-corpus.known-failures; \
+	} >build/test-hub.log 2>&1 & hubs=$$!; \
 	$(GO) test -count=1 -timeout 14m ./...; main=$$?; \
+	wait $$hubs; hub=$$?; echo "== hub functional tests (cscli hubtest)"; cat build/test-hub.log; \
 	wait $$tools; rc=$$?; echo "== tools module ($(TOOLS)/)"; cat build/test-tools.log; \
-	test $$main -eq 0 && test $$rc -eq 0
-	$(GO) run ./cmd/cscli hubtest run --hub ../shared/hub --all
-	$(GO) run ./cmd/cscli hubtest run --hub rules --all
-	$(GO) run ./cmd/cscli hubtest run --hub ../shared/hub-corpus --all --known-failures testdata/hub-corpus.known-failures
+	test $$main -eq 0 && test $$hub -eq 0 && test $$rc -eq 0
 
 # Go benchmarks beside the code, then whole-process LAPI figures.
 bench: bench-go bench-lapi bench-fw bench-agent bench-replay bench-tail bench-flood bench-block bench-startup
