@@ -69,8 +69,9 @@ func TestWaitForRoomLosesNothing(t *testing.T) {
 		t.Fatal("Push still waits after the LAPI came back")
 	}
 	waitMessages(t, l, want)
-	waitFor(t, "an empty queue", func() bool { return p.Stats().Queued == 0 })
-	if s := p.Stats(); s.Dropped != 0 || s.Refused != 0 || s.Delivered != 100 {
+	// Delivered is counted just after the queue's head moves.
+	waitFor(t, "every alert delivered", func() bool { s := p.Stats(); return s.Queued == 0 && s.Delivered == 100 })
+	if s := p.Stats(); s.Dropped != 0 || s.Refused != 0 {
 		t.Errorf("stats: %+v", s)
 	}
 }
@@ -183,11 +184,39 @@ func TestWaitForRoomBytes(t *testing.T) {
 	if err := <-pushed; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "an empty queue", func() bool { return p.Stats().Queued == 0 })
-	if s := p.Stats(); s.Dropped != 0 || s.Delivered != 200 {
+	waitFor(t, "every alert delivered", func() bool { s := p.Stats(); return s.Queued == 0 && s.Delivered == 200 })
+	if s := p.Stats(); s.Dropped != 0 {
 		t.Errorf("stats: %+v", s)
 	}
 	if got := len(l.messages()); got != 200 {
 		t.Errorf("LAPI holds %d alerts, want 200", got)
+	}
+}
+
+// TestWaitForRoomMoveDropsNothing: moving a failing alert behind the
+// others in a full queue (it is appended before its old place is freed)
+// must not push an alert out with WaitForRoom.
+func TestWaitForRoomMoveDropsNothing(t *testing.T) {
+	l := startLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
+	fp := newFaultProxy(t, l.URL())
+	var failures atomic.Int32
+	fp.setFail(func(r *http.Request) (int, string) {
+		// The batch, its first half, then the head alone three times:
+		// the head is moved behind the others.
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/alerts" && failures.Add(1) <= 5 {
+			return 500, `{"message":"database is locked"}`
+		}
+		return 0, ""
+	})
+	cfg := fastConfig(t.TempDir())
+	cfg.MaxQueueAlerts = 5
+	cfg.WaitForRoom = time.Minute
+	p := newPusher(t, cfg, fp.url)
+	pushAll(t, p, names("move", 0, 5))
+	run(t, p)
+	waitMessages(t, l, names("move", 0, 5))
+	waitFor(t, "every alert delivered", func() bool { return p.Stats().Delivered == 5 })
+	if s := p.Stats(); s.Dropped != 0 {
+		t.Errorf("stats: %+v", s)
 	}
 }

@@ -260,7 +260,7 @@ func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*mo
 	if p.cfg.WaitForRoom > 0 {
 		return p.storeWaiting(ctx, payloads, queued)
 	}
-	if err := p.store(payloads, queued); err != nil {
+	if err := p.store(payloads, queued, true); err != nil {
 		return fmt.Errorf("queueing alerts: %w", err)
 	}
 	p.kick()
@@ -284,7 +284,7 @@ func (p *Pusher) storeWaiting(ctx context.Context, payloads [][]byte, alerts []*
 	for len(payloads) > 0 {
 		n, err := p.waitRoom(ctx, payloads)
 		if err == nil {
-			err = p.store(payloads[:n], alerts[:n])
+			err = p.store(payloads[:n], alerts[:n], true)
 		}
 		if err != nil {
 			p.addRefused(len(payloads))
@@ -390,8 +390,8 @@ func (p *Pusher) freed() {
 // store appends payloads to the queue on disk (alerts: the same decoded,
 // see queue.append); what the disk does not take waits in memory. It
 // fails only once the queue is closed.
-func (p *Pusher) store(payloads [][]byte, alerts []*models.Alert) error {
-	appended, dropped, err := p.q.append(payloads, alerts)
+func (p *Pusher) store(payloads [][]byte, alerts []*models.Alert, bounded bool) error {
+	appended, dropped, err := p.q.append(payloads, alerts, bounded)
 	p.boundDropped(dropped)
 	if errors.Is(err, errQueueClosed) {
 		return err
@@ -416,7 +416,7 @@ func (p *Pusher) spill() {
 	for i, it := range items {
 		payloads[i] = it.payload
 	}
-	appended, dropped, err := p.q.append(payloads, nil)
+	appended, dropped, err := p.q.append(payloads, nil, true)
 	p.boundDropped(dropped)
 	if appended > 0 {
 		p.mem.ack(items[appended-1].seq + 1)
@@ -792,7 +792,10 @@ func (l *loop) retrySuspect(ctx context.Context, recs []record) error {
 	}
 	payload, merr := json.Marshal(head.alert)
 	if merr == nil {
-		merr = l.p.store([][]byte{payload}, nil)
+		// Appended before its old place is freed: in a full queue that
+		// waits for room rather than dropping (a replay's), the bound
+		// would push out the oldest alert, this one, for a moment.
+		merr = l.p.store([][]byte{payload}, nil, l.p.cfg.WaitForRoom == 0)
 	}
 	if merr != nil {
 		l.p.log.WithError(merr).Error("moving a failing alert to the back of the queue")
