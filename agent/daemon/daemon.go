@@ -143,7 +143,14 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		}
 		a.replayQueue = queueDir
 	}
-	if a.pusher, err = delivery.New(delivery.Config{QueueDir: queueDir, MaxQueueAlerts: cfg.Crowdsec.AlertQueueMaxAlerts, Ephemeral: opts.DSN != ""},
+	dcfg := delivery.Config{QueueDir: queueDir, MaxQueueAlerts: cfg.Crowdsec.AlertQueueMaxAlerts}
+	if opts.DSN != "" {
+		// A replay has no live traffic to protect and may lose nothing: a
+		// full queue holds the reading back rather than dropping alerts,
+		// for as long as the replay would wait for delivery at its end.
+		dcfg.Ephemeral, dcfg.WaitForRoom = true, a.drainTimeout()
+	}
+	if a.pusher, err = delivery.New(dcfg,
 		client, log.WithField("component", "delivery")); err != nil {
 		return nil, err
 	}
@@ -287,8 +294,26 @@ func (a *Agent) Run(ctx context.Context) error {
 		// report then holds every line.
 		wg.Go(func() { a.usage.Run(pctx) })
 	}
-	err := a.runner.Run(ctx)
-	if a.opts.DSN != "" && err == nil {
+	rctx, stopRunner := context.WithCancelCause(ctx)
+	defer stopRunner(nil)
+	if a.opts.DSN != "" {
+		// A stalled queue takes no more alerts: reading on would only
+		// raise alerts to discard.
+		go func() {
+			select {
+			case <-a.pusher.Stalled():
+				stopRunner(delivery.ErrStalled)
+			case <-rctx.Done():
+			}
+		}()
+	}
+	err := a.runner.Run(rctx)
+	switch {
+	case a.opts.DSN == "":
+	case a.stalled() && ctx.Err() == nil:
+		// The runner may have ended by itself meanwhile: the queue says.
+		err = errors.Join(err, a.undelivered(ctx, "the replay stopped once its queue was full"))
+	case err == nil:
 		err = a.drain(ctx)
 	}
 	stopPusher()
@@ -307,26 +332,50 @@ func (a *Agent) Run(ctx context.Context) error {
 // alerts did not reach the LAPI: the exit code must tell an administrator
 // whether the replay's verdicts are in the LAPI.
 func (a *Agent) drain(ctx context.Context) error {
-	timeout := a.opts.DrainTimeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
-	}
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(a.drainTimeout())
 	for time.Now().Before(deadline) && ctx.Err() == nil && a.pusher.Stats().Queued > 0 {
 		time.Sleep(50 * time.Millisecond)
 	}
+	return a.undelivered(ctx, "")
+}
+
+// stalled says whether the replay's queue stopped taking alerts.
+func (a *Agent) stalled() bool {
+	select {
+	case <-a.pusher.Stalled():
+		return true
+	default:
+		return false
+	}
+}
+
+// drainTimeout is Options.DrainTimeout or its default.
+func (a *Agent) drainTimeout() time.Duration {
+	if a.opts.DrainTimeout > 0 {
+		return a.opts.DrainTimeout
+	}
+	return 30 * time.Second
+}
+
+// undelivered reports a replay's alerts that did not reach the LAPI
+// (queued still, or never queued: the queue was full and the LAPI took
+// nothing), and those the LAPI refused; more says what else happened.
+func (a *Agent) undelivered(ctx context.Context, more string) error {
 	st := a.pusher.Stats()
 	var errs []error
-	if st.Queued > 0 {
+	if lost := st.Queued + int(st.Refused); lost > 0 {
 		why := "the replay was interrupted"
 		if ctx.Err() == nil {
-			why = fmt.Sprintf("the LAPI at %s did not take them within %s", a.client.URL(), timeout)
+			why = fmt.Sprintf("the LAPI at %s did not take them within %s", a.client.URL(), a.drainTimeout())
 			if st.LastError != "" {
 				why += " (last error: " + st.LastError + ")"
 			}
 		}
+		if more != "" {
+			why += "; " + more
+		}
 		errs = append(errs, fmt.Errorf("replay: %d of %d alerts not delivered: %s; they are discarded with the replay's queue, run the replay again once the LAPI answers",
-			st.Queued, st.Queued+int(st.Delivered+st.Dropped), why))
+			lost, lost+int(st.Delivered+st.Dropped), why))
 	}
 	if st.Dropped > 0 {
 		errs = append(errs, fmt.Errorf("replay: the LAPI refused %d alerts (see the errors above)", st.Dropped))

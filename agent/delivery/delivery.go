@@ -45,6 +45,13 @@
 // attacks matter most, with a warning giving the count and the
 // rampart_delivery_alerts_total{result="dropped"} counter.
 //
+// A replay (Config.WaitForRoom) drops nothing to stay within them: it has
+// no newer traffic to protect, so a Push that would overflow waits until
+// the LAPI takes queued alerts. If the LAPI takes none for WaitForRoom the
+// queue stalls (ErrStalled): that Push and every later one fail, and the
+// alerts they carried are counted as refused in Stats, so that the replay
+// can say how many it did not deliver.
+//
 // # Duplicates
 //
 // An alert leaves the queue only after the LAPI acknowledged it (201), and

@@ -64,7 +64,17 @@ type Config struct {
 	// Ephemeral says the queue dies with the process (a replay's): its
 	// writes are never fsynced, as no later run recovers it.
 	Ephemeral bool
+	// WaitForRoom, when positive, makes a full queue push back instead of
+	// dropping its oldest alerts: Push waits for the LAPI to take enough
+	// of them. A replay sets it, since unlike a live agent it has no
+	// newer traffic to protect and may lose nothing. If no room comes for
+	// that long, Push fails with ErrStalled, and so does every later Push.
+	WaitForRoom time.Duration
 }
+
+// ErrStalled is Push's error once a queue with Config.WaitForRoom stayed
+// full for that long: the LAPI is taking nothing.
+var ErrStalled = errors.New("alert queue stalled")
 
 func (c *Config) setDefaults() error {
 	if c.QueueDir == "" {
@@ -94,7 +104,7 @@ func (c *Config) setDefaults() error {
 	switch {
 	case c.MaxQueueBytes < 4*minSegmentBytes:
 		return fmt.Errorf("delivery: max queue bytes %d is below %d", c.MaxQueueBytes, 4*minSegmentBytes)
-	case c.MaxQueueAlerts < 0 || c.MaxMemoryAlerts < 0 || c.BatchSize < 0 || c.FlushInterval < 0:
+	case c.MaxQueueAlerts < 0 || c.MaxMemoryAlerts < 0 || c.BatchSize < 0 || c.FlushInterval < 0 || c.WaitForRoom < 0:
 		return errors.New("delivery: negative queue bound, batch size or flush interval")
 	case c.RetryMin < 0 || c.RetryMax < c.RetryMin:
 		return fmt.Errorf("delivery: retry backoff %s..%s is not a range", c.RetryMin, c.RetryMax)
@@ -108,6 +118,9 @@ type Stats struct {
 	InMemory  int    // of which kept in memory: the disk would not take them
 	Delivered uint64 // acknowledged by the LAPI
 	Dropped   uint64 // queue full, rejected by the LAPI, or damaged on disk
+	// Refused are alerts Push failed to queue while waiting for room
+	// (Config.WaitForRoom): the queue stalled or the push was cancelled.
+	Refused uint64
 	// LastError is the latest failed delivery or heartbeat ("" if none);
 	// it stays after a success, LastErrorAt says when.
 	LastError   string
@@ -125,6 +138,13 @@ type Pusher struct {
 	maxAlert int // largest encoded alert accepted
 	wake     chan struct{}
 	running  atomic.Bool
+	// room is signalled when alerts leave the queue, for Pushes waiting
+	// for room (Config.WaitForRoom); stalled is closed once one waited
+	// in vain. roomMu makes a waiting Push's check for room and its
+	// append one step, so that another Push cannot take the room between.
+	room    chan struct{}
+	stalled chan struct{}
+	roomMu  sync.Mutex
 	// onAck, when set (tests, benchmarks), is called after each ack of
 	// delivered alerts with their count.
 	onAck func(n int)
@@ -138,6 +158,8 @@ type Pusher struct {
 	mu        sync.Mutex // guards the counts and states below
 	delivered uint64
 	dropped   uint64
+	refused   uint64
+	stallErr  error
 	lastErr   string
 	lastErrAt time.Time
 	// diskFailing is on from a failed write to the queue until a write
@@ -166,7 +188,8 @@ func New(cfg Config, client *apiclient.Client, logger *log.Entry) (*Pusher, erro
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
 	p := &Pusher{cfg: cfg, client: client, log: logger, q: q, mem: &memQueue{max: cfg.MaxMemoryAlerts, maxBytes: cfg.MaxQueueBytes}, metrics: newMetrics(),
-		maxAlert: int(min(int64(maxRecordBytes), cfg.MaxQueueBytes/4)), wake: make(chan struct{}, 1)}
+		maxAlert: int(min(int64(maxRecordBytes), cfg.MaxQueueBytes/4)), wake: make(chan struct{}, 1),
+		room: make(chan struct{}, 1), stalled: make(chan struct{})}
 	st := q.stats()
 	p.metrics.queued.Set(float64(st.pending))
 	if st.pending > 0 {
@@ -181,9 +204,10 @@ func (p *Pusher) Metrics() *Metrics { return p.metrics }
 // Push queues alerts and returns once they are on stable storage; it never
 // waits for the LAPI. An alert without a UUID is given one (on the queued
 // copy; the caller's alert is not modified). A full queue drops its oldest
-// alerts, never these. Alerts the disk does not take (it is full or
+// alerts, never these, or with Config.WaitForRoom waits for room (and
+// fails once it waited that long, or ctx ended). Alerts the disk does not take (it is full or
 // failing) are kept in memory and delivered from there: Push fails only
-// on bad alerts and a closed Pusher.
+// on bad alerts, a closed Pusher and, with WaitForRoom, no room.
 func (p *Pusher) Push(ctx context.Context, alerts ...*models.Alert) error {
 	return p.PushTimed(ctx, nil, alerts)
 }
@@ -199,6 +223,11 @@ func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*mo
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
+		if p.cfg.WaitForRoom > 0 {
+			// Counted, as when the context ends during the wait: a
+			// replay reports every alert it did not deliver.
+			p.addRefused(len(alerts))
+		}
 		return fmt.Errorf("queueing alerts: %w", err)
 	}
 	payloads := make([][]byte, 0, len(alerts))
@@ -228,21 +257,141 @@ func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*mo
 		payloads = append(payloads, b)
 		queued = append(queued, &c)
 	}
-	if err := p.store(payloads, queued); err != nil {
+	if p.cfg.WaitForRoom > 0 {
+		return p.storeWaiting(ctx, payloads, queued)
+	}
+	if err := p.store(payloads, queued, true); err != nil {
 		return fmt.Errorf("queueing alerts: %w", err)
 	}
+	p.kick()
+	return nil
+}
+
+// kick wakes the delivery loop.
+func (p *Pusher) kick() {
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
+}
+
+// storeWaiting stores payloads as room appears in the queue, waiting for
+// the LAPI to take queued alerts instead of dropping them. What it could
+// not queue is counted as refused.
+func (p *Pusher) storeWaiting(ctx context.Context, payloads [][]byte, alerts []*models.Alert) error {
+	p.roomMu.Lock()
+	defer p.roomMu.Unlock()
+	for len(payloads) > 0 {
+		n, err := p.waitRoom(ctx, payloads)
+		if err == nil {
+			err = p.store(payloads[:n], alerts[:n], true)
+		}
+		if err != nil {
+			p.addRefused(len(payloads))
+			return fmt.Errorf("queueing alerts: %w", err)
+		}
+		p.kick()
+		payloads, alerts = payloads[n:], alerts[n:]
+	}
 	return nil
+}
+
+// waitRoom returns how many of payloads, from the first, the queue takes
+// now without dropping any alert, waiting until it takes at least one.
+// It fails when ctx ends, or with ErrStalled when no room came within
+// WaitForRoom (and at once after that).
+func (p *Pusher) waitRoom(ctx context.Context, payloads [][]byte) (int, error) {
+	var timer *time.Timer
+	for {
+		if err := p.stallError(); err != nil {
+			return 0, err
+		}
+		if n := p.fits(payloads); n > 0 {
+			return n, nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(p.cfg.WaitForRoom)
+			defer timer.Stop()
+			p.kick()
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("waiting for room in the alert queue: %w", ctx.Err())
+		case <-p.room:
+			// The LAPI took alerts: a slow LAPI is not a stalled one,
+			// even when what it took is not yet room enough (bytes).
+			timer.Reset(p.cfg.WaitForRoom)
+		case <-timer.C:
+			return 0, p.stall()
+		}
+	}
+}
+
+// fits counts the payloads, from the first, that the queue (disk and
+// memory) takes without going past a bound. An empty queue takes one
+// whatever its size, so that nothing waits for ever.
+func (p *Pusher) fits(payloads [][]byte) int {
+	qs := p.q.stats()
+	inMem := p.mem.len()
+	limit := p.cfg.MaxQueueAlerts
+	if p.cfg.MaxMemoryAlerts > 0 {
+		limit = min(limit, p.cfg.MaxMemoryAlerts)
+	}
+	room := limit - qs.pending - inMem
+	// A new segment's header may come with the append.
+	bytesRoom := p.cfg.MaxQueueBytes - qs.bytes - int64(len(segmentMagic))
+	n := 0
+	for _, b := range payloads {
+		need := int64(recordHeader + len(b))
+		if n >= room || need > bytesRoom {
+			break
+		}
+		bytesRoom -= need
+		n++
+	}
+	if n == 0 && qs.pending+inMem == 0 {
+		n = 1
+	}
+	return n
+}
+
+// stall records that a Push waited WaitForRoom in vain; every Push fails
+// from then on.
+func (p *Pusher) stall() error {
+	qs := p.q.stats()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stallErr == nil {
+		p.stallErr = fmt.Errorf("%w: it holds %d alerts, its bound, and the LAPI took none of them for %s", ErrStalled, qs.pending+p.mem.len(), p.cfg.WaitForRoom)
+		close(p.stalled)
+		p.log.WithError(p.stallErr).WithField("last_error", p.lastErr).Error("alert queue full and the LAPI takes nothing: no more alerts are queued")
+	}
+	return p.stallErr
+}
+
+func (p *Pusher) stallError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stallErr
+}
+
+// Stalled is closed once a Push waited Config.WaitForRoom for room in
+// vain (see ErrStalled).
+func (p *Pusher) Stalled() <-chan struct{} { return p.stalled }
+
+// freed tells Pushes waiting for room that alerts left the queue.
+func (p *Pusher) freed() {
+	select {
+	case p.room <- struct{}{}:
+	default:
+	}
 }
 
 // store appends payloads to the queue on disk (alerts: the same decoded,
 // see queue.append); what the disk does not take waits in memory. It
 // fails only once the queue is closed.
-func (p *Pusher) store(payloads [][]byte, alerts []*models.Alert) error {
-	appended, dropped, err := p.q.append(payloads, alerts)
+func (p *Pusher) store(payloads [][]byte, alerts []*models.Alert, bounded bool) error {
+	appended, dropped, err := p.q.append(payloads, alerts, bounded)
 	p.boundDropped(dropped)
 	if errors.Is(err, errQueueClosed) {
 		return err
@@ -267,7 +416,7 @@ func (p *Pusher) spill() {
 	for i, it := range items {
 		payloads[i] = it.payload
 	}
-	appended, dropped, err := p.q.append(payloads, nil)
+	appended, dropped, err := p.q.append(payloads, nil, true)
 	p.boundDropped(dropped)
 	if appended > 0 {
 		p.mem.ack(items[appended-1].seq + 1)
@@ -371,7 +520,7 @@ func (p *Pusher) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return Stats{Queued: qs.pending + inMem, InMemory: inMem, Delivered: p.delivered, Dropped: p.dropped + qs.corrupt,
-		LastError: p.lastErr, LastErrorAt: p.lastErrAt}
+		Refused: p.refused, LastError: p.lastErr, LastErrorAt: p.lastErrAt}
 }
 
 // Close syncs and closes the queue. Stop Run (cancel its context) first;
@@ -396,6 +545,12 @@ func (p *Pusher) addDropped(n int) {
 	p.dropped += uint64(n)
 	p.mu.Unlock()
 	p.metrics.dropped.Add(float64(n))
+}
+
+func (p *Pusher) addRefused(n int) {
+	p.mu.Lock()
+	p.refused += uint64(n)
+	p.mu.Unlock()
 }
 
 func (p *Pusher) addDelivered(n int) {
@@ -637,7 +792,10 @@ func (l *loop) retrySuspect(ctx context.Context, recs []record) error {
 	}
 	payload, merr := json.Marshal(head.alert)
 	if merr == nil {
-		merr = l.p.store([][]byte{payload}, nil)
+		// Appended before its old place is freed: in a full queue that
+		// waits for room rather than dropping (a replay's), the bound
+		// would push out the oldest alert, this one, for a moment.
+		merr = l.p.store([][]byte{payload}, nil, l.p.cfg.WaitForRoom == 0)
 	}
 	if merr != nil {
 		l.p.log.WithError(merr).Error("moving a failing alert to the back of the queue")
@@ -670,6 +828,7 @@ func (l *loop) ack(recs []record, delivered bool) {
 		// duplicates. It is one more failed write to the disk.
 		p.diskResult(err)
 	}
+	p.freed()
 	p.settled(recs, delivered)
 	if delivered {
 		if len(l.moved) > 0 {

@@ -391,8 +391,9 @@ func syncDir(dir string) error {
 // alerts pushed out to stay within the bounds.
 //
 // alerts, when not nil, are the payloads decoded (same order): peek hands
-// them out instead of reading the records back.
-func (q *queue) append(payloads [][]byte, alerts []*models.Alert) (appended, dropped int, err error) {
+// them out instead of reading the records back. bounded false leaves the
+// bounds alone this once: the caller frees the room right after.
+func (q *queue) append(payloads [][]byte, alerts []*models.Alert, bounded bool) (appended, dropped int, err error) {
 	var buf []byte
 	for _, p := range payloads {
 		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(p)))
@@ -464,7 +465,9 @@ func (q *queue) append(payloads [][]byte, alerts []*models.Alert) (appended, dro
 			werr = err
 		}
 	}
-	dropped = q.enforceBounds()
+	if bounded {
+		dropped = q.enforceBounds()
+	}
 	if dropped > 0 {
 		q.forgetDecodedLocked()
 	}

@@ -58,7 +58,7 @@ func run() error {
 	_ = fs.Bool("no-capi", true, "accepted for compatibility: Rampart has no central API")
 	dsn := fs.String("dsn", "", "replay this source once, in time-machine mode (file:///path.log, journalctl://filters=_SYSTEMD_UNIT=ssh.service), then exit")
 	typ := fs.String("type", "", "with -dsn: the log type label that selects the parsers (syslog, nginx, ...)")
-	replayWait := fs.Duration("replay-wait", 30*time.Second, "with -dsn: how long to wait, once the source is read, for the LAPI to take its alerts (the exit code says whether it did)")
+	replayWait := fs.Duration("replay-wait", 30*time.Second, "with -dsn: how long to wait, once the source is read or while the alert queue is full, for the LAPI to take alerts (the exit code says whether it took them all)")
 	var labels labelFlags
 	fs.Var(&labels, "label", "with -dsn: an extra label key:value (repeatable)")
 	levels := map[string]*bool{}
