@@ -269,9 +269,6 @@ func (e *Engine) indexGuards() {
 	e.scenGuards = make([][]int, len(e.scenarios))
 	e.mayWrite = make([]bool, len(e.scenarios))
 	for i, s := range e.scenarios {
-		if s.filter == nil {
-			continue
-		}
 		// SetMeta and SetParsed are the only writes an expression can
 		// make: after a scenario that may call one, tested guards are
 		// tested again.
@@ -279,6 +276,9 @@ func (e *Engine) indexGuards() {
 			if strings.Contains(src, "Set") {
 				e.mayWrite[i] = true
 			}
+		}
+		if s.filter == nil {
+			continue
 		}
 		for _, g := range exprhelpers.LeadingGuards(s.cfg.Filter) {
 			k := g.Map + "\x00" + g.Key + "\x00" + strings.Join(g.Values, "\x00")
