@@ -21,9 +21,9 @@ import (
 //
 // Only subtrees that cannot fail nor have effects are fused: string and
 // boolean constants, string fields and map[string]string values of an
-// *event.Event, the pure string helpers, ==, !=, contains, startsWith,
-// endsWith, in [constant strings], matches 'constant', and, or, not,
-// the ternary, and the rewritten any(File(...)) and matches calls. They
+// *event.Event, the pure string helpers, string concatenation, ==, !=,
+// contains, startsWith, endsWith, in [constant strings], matches
+// 'constant', and, or, not, the ternary, and the rewritten any(File(...)) and matches calls. They
 // keep expr's evaluation order and short-circuits; the one possible
 // failure, a nil event pointer, is a run-time error as in expr.
 
@@ -183,6 +183,19 @@ func (f *fuser) str(n ast.Node) func(*event.Event) string {
 			}
 		}
 		return func(e *event.Event) string { return fn(x(e)) }
+	case *ast.BinaryNode:
+		// Concatenation, as in the groupby evt.Meta.source_ip + '/' +
+		// evt.Parsed.target_fqdn: fused, the whole key runs without the
+		// VM (Direct). Both sides are strings, so + cannot mean anything
+		// else.
+		if n.Operator != "+" {
+			return nil
+		}
+		a, b := f.str(n.Left), f.str(n.Right)
+		if a == nil || b == nil {
+			return nil
+		}
+		return func(e *event.Event) string { return a(e) + b(e) }
 	case *ast.ConditionalNode:
 		c, a, b := f.boolean(n.Cond), f.str(n.Exp1), f.str(n.Exp2)
 		if c == nil || a == nil || b == nil {

@@ -163,6 +163,36 @@ func TestRewriteShapes(t *testing.T) {
 	}
 }
 
+// A concatenation of event strings, the shape of hub groupbys such as
+// evt.Meta.source_ip + '/' + evt.Parsed.target_fqdn, is fused whole: it
+// runs directly, without the VM, and gives what expr gives.
+func TestConcatRunsDirect(t *testing.T) {
+	h := rewriteHelpers(t)
+	for _, src := range []string{
+		`evt.Meta.p + '/' + evt.Parsed.q`,
+		`Upper(evt.Meta.p) + evt.Line.Raw + evt.Meta.missing`,
+		`(evt.Meta.p == 'foo' ? 'x' : evt.Parsed.q) + 'y'`,
+	} {
+		plain, opt := compileBoth(t, h, src)
+		fn, ok := Direct(opt)
+		if !ok {
+			t.Fatalf("%s: not run directly:\n%s", src, opt.Disassemble())
+		}
+		for _, e := range rewriteEvents() {
+			want, err := expr.Run(plain, Env(e))
+			if err != nil {
+				t.Fatalf("%s: %v", src, err)
+			}
+			if got, err := fn(e); err != nil || got != want {
+				t.Errorf("%s on %q: direct %#v, %v; expr %#v", src, e.Meta["p"], got, err, want)
+			}
+		}
+		if _, err := fn(nil); err == nil {
+			t.Errorf("%s: a nil event gave no error", src)
+		}
+	}
+}
+
 // A nil event fails in both forms, and an empty file still short-cuts.
 func TestRewriteNilEvent(t *testing.T) {
 	h := rewriteHelpers(t)

@@ -14,6 +14,7 @@ import (
 	"container/heap"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/agent/event"
+	"github.com/rampart-ips/rampart/agent/exprhelpers"
 )
 
 // Queue is what conditions and overflow filters see as `queue`. Its
@@ -248,6 +250,47 @@ type Engine struct {
 	evtEnv map[string]any
 	// scratch holds *scratch for Prepare, which runs concurrently.
 	scratch sync.Pool
+	// guards are the distinct leading guards of the scenario filters
+	// (scenGuards indexes them): Prepare tests each once per event.
+	guards []exprhelpers.Guard
+	// scenGuards index, per scenario, the guards its filter opens with;
+	// mayWrite tells that an expression of the scenario may change the
+	// event (see indexGuards).
+	scenGuards [][]int
+	mayWrite   []bool
+}
+
+// indexGuards collects the leading guards of the filters (most hub
+// filters open with the same log_type, service or status tests) so that
+// Prepare tests each once per event and skips the scenarios one of them
+// fails, instead of running every filter.
+func (e *Engine) indexGuards() {
+	seen := map[string]int{}
+	e.scenGuards = make([][]int, len(e.scenarios))
+	e.mayWrite = make([]bool, len(e.scenarios))
+	for i, s := range e.scenarios {
+		// SetMeta and SetParsed are the only writes an expression can
+		// make: after a scenario that may call one, tested guards are
+		// tested again.
+		for _, src := range []string{s.cfg.Filter, s.cfg.GroupBy, s.cfg.Distinct, s.cfg.CancelOn} {
+			if strings.Contains(src, "Set") {
+				e.mayWrite[i] = true
+			}
+		}
+		if s.filter == nil {
+			continue
+		}
+		for _, g := range exprhelpers.LeadingGuards(s.cfg.Filter) {
+			k := g.Map + "\x00" + g.Key + "\x00" + strings.Join(g.Values, "\x00")
+			idx, ok := seen[k]
+			if !ok {
+				idx = len(e.guards)
+				seen[k] = idx
+				e.guards = append(e.guards, g)
+			}
+			e.scenGuards[i] = append(e.scenGuards[i], idx)
+		}
+	}
 }
 
 // NewEngine builds an engine; replay selects time-machine mode (event
@@ -261,7 +304,10 @@ func NewEngine(scenarios []*Scenario, replay bool) *Engine {
 	}
 	e.qEnv = map[string]any{"queue": &e.q, "leaky": &e.view, "signal": &e.signal}
 	e.evtEnv = map[string]any{"evt": nil}
-	e.scratch.New = func() any { return &scratch{env: map[string]any{"evt": nil}} }
+	e.indexGuards()
+	e.scratch.New = func() any {
+		return &scratch{env: map[string]any{"evt": nil}, guard: make([]uint8, len(e.guards))}
+	}
 	e.computeReads()
 	e.peers = sharePeers(scenarios)
 	return e
@@ -393,6 +439,28 @@ type scratch struct {
 	vm  vm.VM
 	env map[string]any
 	evt *event.Event
+	// guard holds, per Engine.guards entry, 0 when not yet tested on
+	// the event, else 1 (passed) or 2 (failed).
+	guard []uint8
+}
+
+// passes tells whether sc's event passes all of the guards gs, testing
+// each guard at most once per event.
+func (sc *scratch) passes(e *Engine, gs []int) bool {
+	for _, g := range gs {
+		st := sc.guard[g]
+		if st == 0 {
+			st = 2
+			if e.guards[g].Test(sc.evt) {
+				st = 1
+			}
+			sc.guard[g] = st
+		}
+		if st == 2 {
+			return false
+		}
+	}
+	return true
 }
 
 // directFn is a program fused into one Go closure (exprhelpers.Direct).
@@ -484,7 +552,18 @@ func (e *Engine) Prepare(evt *event.Event) Prepared {
 	}
 	sc := e.scratch.Get().(*scratch)
 	sc.env["evt"], sc.evt = evt, evt
+	clear(sc.guard)
+	dirty := false // the last scenario run may have changed the event
 	for i, s := range e.scenarios {
+		if dirty {
+			clear(sc.guard)
+			dirty = false
+		}
+		// A failed guard is a false filter: skip its evaluation.
+		if !sc.passes(e, e.scenGuards[i]) {
+			continue
+		}
+		dirty = e.mayWrite[i]
 		if s.filter != nil && !sc.runBool(s.filter, s.filterFn) {
 			continue
 		}

@@ -76,6 +76,7 @@ func main() {
 	only := flag.String("only", "", "sshd or nginx (default both)")
 	dir := flag.String("dir", "", "where to write the logs (default a temporary folder, removed)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the replays")
+	memprofile := flag.String("memprofile", "", "write an allocation profile (pprof -sample_index=alloc_space) of the run when it ends")
 	single := flag.Bool("single", false, "replay only with -workers (skip the determinism run)")
 	defaultGC := flag.Bool("default-gc", false, "keep Go's default GC settings instead of the agent's (internal/memtune)")
 	reuse := flag.Bool("reuse", false, "replay the logs already in -dir instead of generating them (to replay the same files with another tool)")
@@ -113,6 +114,9 @@ func main() {
 			fail(err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memprofile != "" {
+		defer writeMemProfile(*memprofile)
 	}
 	ok := true
 	report := map[string]Figures{}
@@ -440,4 +444,19 @@ func bench(h *hub.Hub, sp logSpec, o opts) (Figures, bool) {
 		}
 	}
 	return fig, true
+}
+
+// writeMemProfile writes the heap profile, whose alloc_space sample counts
+// every allocation since the start: where the replay's garbage comes from.
+func writeMemProfile(path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "agentbench: writing -memprofile: %v\n", err)
+	}
 }
