@@ -40,87 +40,27 @@ func truncate(s string, n int) string {
 // agent retrying a push whose reply it lost) is not stored again: its
 // existing id is returned and its decisions are not added twice.
 func (s *Store) CreateAlerts(ctx context.Context, alerts []NewAlert) ([]int64, error) {
+	return s.PushAlerts(ctx, "", alerts)
+}
+
+// PushAlerts is CreateAlerts for a machine's push: the machine's last push
+// time is recorded in the same transaction (a second commit per push cost
+// as much as the inserts). machineID "" records nothing.
+func (s *Store) PushAlerts(ctx context.Context, machineID string, alerts []NewAlert) ([]int64, error) {
 	ids := make([]int64, 0, len(alerts))
 	now := nowNS()
 	err := s.write(ctx, func(tx *wtx) error {
 		ids = ids[:0]
-		astmt, err := tx.PrepareContext(ctx, `INSERT INTO alerts (uuid, machine_id, created_at, scenario, scenario_hash, scenario_version, message,
-			events_count, started_at, stopped_at, capacity, leakspeed, simulated, remediation, kind, source_scope, source_value, source_ip,
-			source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`)
-		if err != nil {
-			return fmt.Errorf("preparing alert insert: %w", err)
+		if err := createAlerts(tx, alerts, now, &ids); err != nil {
+			return err
 		}
-		defer astmt.Close()
-		seen, err := tx.PrepareContext(ctx, `SELECT id FROM alerts WHERE uuid = ?`)
-		if err != nil {
-			return fmt.Errorf("preparing alert lookup: %w", err)
-		}
-		defer seen.Close()
-		var alertIDs []int64
-		var decisions [][]NewDecision
-		for _, na := range alerts {
-			var old int64
-			switch err := seen.QueryRowContext(ctx, na.UUID).Scan(&old); {
-			case err == nil:
-				ids = append(ids, old)
-				continue
-			case !errors.Is(err, sql.ErrNoRows):
-				return fmt.Errorf("looking up alert %s: %w", na.UUID, err)
-			}
-			a := na.Alert
-			src := a.Source
-			if src == nil {
-				src = &models.Source{}
-			}
-			var id int64
-			if err := astmt.QueryRowContext(ctx, na.UUID, na.MachineID, now, a.Scenario, a.ScenarioHash, a.ScenarioVersion, a.Message,
-				a.EventsCount, na.StartAt.UnixNano(), na.StopAt.UnixNano(), a.Capacity, a.Leakspeed, a.Simulated, a.Remediation, a.Kind,
-				src.Scope, src.Value, src.IP, src.Range, src.AsNumber, src.AsName, src.Cn, src.Latitude, src.Longitude).Scan(&id); err != nil {
-				return fmt.Errorf("inserting alert: %w", err)
-			}
-			ids = append(ids, id)
-			for _, e := range a.Events {
-				if e == nil {
-					continue
-				}
-				meta := make([]models.Meta, len(e.Meta))
-				for i, m := range e.Meta {
-					meta[i] = models.Meta{Key: truncate(m.Key, maxMetaKey), Value: truncate(m.Value, maxMetaValue)}
-				}
-				blob, _ := json.Marshal(meta)
-				ts := models.TimeOrNow(e.Timestamp, time.Unix(0, now)).UTC().Format(time.RFC3339Nano)
-				if _, err := tx.ExecContext(ctx, `INSERT INTO alert_events (alert_id, ts, meta) VALUES (?, ?, ?)`, id, ts, string(blob)); err != nil {
-					return fmt.Errorf("inserting alert event: %w", err)
-				}
-			}
-			for _, m := range a.Meta {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO alert_meta (alert_id, key, value) VALUES (?, ?, ?)`,
-					id, truncate(m.Key, maxMetaKey), truncate(m.Value, maxMetaValue)); err != nil {
-					return fmt.Errorf("inserting alert meta: %w", err)
-				}
-			}
-			if len(na.Decisions) > 0 {
-				alertIDs = append(alertIDs, id)
-				decisions = append(decisions, na.Decisions)
-			}
-		}
-		if len(decisions) == 0 {
+		if machineID == "" {
 			return nil
 		}
-		// Decision ids only grow and this transaction is the only writer,
-		// so its decisions are exactly those above the current maximum.
-		var after int64
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM decisions`).Scan(&after); err != nil {
-			return fmt.Errorf("reading the last decision id: %w", err)
+		if _, err := tx.ExecContext(ctx, `UPDATE machines SET last_push = ? WHERE machine_id = ?`, now, machineID); err != nil {
+			return fmt.Errorf("recording the machine's push: %w", err)
 		}
-		shown := firstLongest(decisions)
-		for i, ds := range decisions {
-			if err := insertDecisions(tx, alertIDs[i], ds, shown[i], now); err != nil {
-				return err
-			}
-		}
-		return settleInserted(tx, after)
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -128,12 +68,168 @@ func (s *Store) CreateAlerts(ctx context.Context, alerts []NewAlert) ([]int64, e
 	return ids, nil
 }
 
-// MachinePushed records the time of a machine's last alert push.
-func (s *Store) MachinePushed(ctx context.Context, machineID string) error {
-	return s.write(ctx, func(tx *wtx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE machines SET last_push = ? WHERE machine_id = ?`, nowNS(), machineID)
+func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
+	if len(alerts) == 0 {
+		return nil
+	}
+	ctx := tx.ctx
+	astmt, err := tx.PrepareContext(ctx, `INSERT INTO alerts (uuid, machine_id, created_at, scenario, scenario_hash, scenario_version, message,
+			events_count, started_at, stopped_at, capacity, leakspeed, simulated, remediation, kind, source_scope, source_value, source_ip,
+			source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`)
+	if err != nil {
+		return fmt.Errorf("preparing alert insert: %w", err)
+	}
+	defer astmt.Close()
+	seen, err := tx.PrepareContext(ctx, `SELECT id FROM alerts WHERE uuid = ?`)
+	if err != nil {
+		return fmt.Errorf("preparing alert lookup: %w", err)
+	}
+	defer seen.Close()
+	// Events and meta go in multi-row statements after the alerts, in the
+	// same order as one by one: modernc's per-statement cost dominated.
+	events := newRowInserter(tx, "alert event", `INSERT INTO alert_events (alert_id, ts, meta) VALUES `, 3, 300)
+	defer events.close()
+	metas := newRowInserter(tx, "alert meta", `INSERT INTO alert_meta (alert_id, key, value) VALUES `, 3, 300)
+	defer metas.close()
+	var alertIDs []int64
+	var decisions [][]NewDecision
+	var meta []models.Meta
+	nowT := time.Unix(0, now)
+	for _, na := range alerts {
+		var old int64
+		switch err := seen.QueryRowContext(ctx, na.UUID).Scan(&old); {
+		case err == nil:
+			*ids = append(*ids, old)
+			continue
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("looking up alert %s: %w", na.UUID, err)
+		}
+		a := na.Alert
+		src := a.Source
+		if src == nil {
+			src = &models.Source{}
+		}
+		var id int64
+		if err := astmt.QueryRowContext(ctx, na.UUID, na.MachineID, now, a.Scenario, a.ScenarioHash, a.ScenarioVersion, a.Message,
+			a.EventsCount, na.StartAt.UnixNano(), na.StopAt.UnixNano(), a.Capacity, a.Leakspeed, a.Simulated, a.Remediation, a.Kind,
+			src.Scope, src.Value, src.IP, src.Range, src.AsNumber, src.AsName, src.Cn, src.Latitude, src.Longitude).Scan(&id); err != nil {
+			return fmt.Errorf("inserting alert: %w", err)
+		}
+		*ids = append(*ids, id)
+		for _, e := range a.Events {
+			if e == nil {
+				continue
+			}
+			meta = meta[:0]
+			for _, m := range e.Meta {
+				meta = append(meta, models.Meta{Key: truncate(m.Key, maxMetaKey), Value: truncate(m.Value, maxMetaValue)})
+			}
+			if meta == nil {
+				meta = []models.Meta{} // stored as [], not null
+			}
+			blob, _ := json.Marshal(meta)
+			ts := models.TimeOrNow(e.Timestamp, nowT).UTC().Format(time.RFC3339Nano)
+			if err := events.add(id, ts, string(blob)); err != nil {
+				return err
+			}
+		}
+		for _, m := range a.Meta {
+			if err := metas.add(id, truncate(m.Key, maxMetaKey), truncate(m.Value, maxMetaValue)); err != nil {
+				return err
+			}
+		}
+		if len(na.Decisions) > 0 {
+			alertIDs = append(alertIDs, id)
+			decisions = append(decisions, na.Decisions)
+		}
+	}
+	if err := events.flush(); err != nil {
 		return err
-	})
+	}
+	if err := metas.flush(); err != nil {
+		return err
+	}
+	if len(decisions) == 0 {
+		return nil
+	}
+	// Decision ids only grow and this transaction is the only writer,
+	// so its decisions are exactly those above the current maximum.
+	var after int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM decisions`).Scan(&after); err != nil {
+		return fmt.Errorf("reading the last decision id: %w", err)
+	}
+	shown := firstLongest(decisions)
+	if err := insertAlertsDecisions(tx, alertIDs, decisions, shown, now); err != nil {
+		return err
+	}
+	return settleInserted(tx, after)
+}
+
+// rowInserter inserts rows through multi-row INSERT statements of up to
+// per rows, the full-size one prepared once per transaction.
+type rowInserter struct {
+	tx         *wtx
+	what, head string
+	cols, per  int
+	full       *sql.Stmt
+	args       []any
+}
+
+func newRowInserter(tx *wtx, what, head string, cols, per int) *rowInserter {
+	return &rowInserter{tx: tx, what: what, head: head, cols: cols, per: per}
+}
+
+func (r *rowInserter) add(row ...any) error {
+	r.args = append(r.args, row...)
+	if len(r.args) < r.cols*r.per {
+		return nil
+	}
+	if r.full == nil {
+		st, err := r.tx.PrepareContext(r.tx.ctx, r.sql(r.per))
+		if err != nil {
+			return fmt.Errorf("preparing %s insert: %w", r.what, err)
+		}
+		r.full = st
+	}
+	_, err := r.full.ExecContext(r.tx.ctx, r.args...)
+	r.args = r.args[:0]
+	if err != nil {
+		return fmt.Errorf("inserting %s: %w", r.what, err)
+	}
+	return nil
+}
+
+// flush inserts the rows added since the last full statement.
+func (r *rowInserter) flush() error {
+	if len(r.args) == 0 {
+		return nil
+	}
+	_, err := r.tx.ExecContext(r.tx.ctx, r.sql(len(r.args)/r.cols), r.args...)
+	r.args = r.args[:0]
+	if err != nil {
+		return fmt.Errorf("inserting %s: %w", r.what, err)
+	}
+	return nil
+}
+
+func (r *rowInserter) close() {
+	if r.full != nil {
+		r.full.Close()
+	}
+}
+
+func (r *rowInserter) sql(rows int) string {
+	var b strings.Builder
+	b.WriteString(r.head)
+	row := "(?" + strings.Repeat(", ?", r.cols-1) + ")"
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	return b.String()
 }
 
 // AlertFilter selects alerts (GET and DELETE /v1/alerts, cscli).
