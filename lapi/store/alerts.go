@@ -47,6 +47,9 @@ func (s *Store) CreateAlerts(ctx context.Context, alerts []NewAlert) ([]int64, e
 // time is recorded in the same transaction (a second commit per push cost
 // as much as the inserts). machineID "" records nothing.
 func (s *Store) PushAlerts(ctx context.Context, machineID string, alerts []NewAlert) ([]int64, error) {
+	if err := s.prepare(ctx, alertStatements()); err != nil {
+		return nil, err
+	}
 	ids := make([]int64, 0, len(alerts))
 	now := nowNS()
 	err := s.write(ctx, func(tx *wtx) error {
@@ -73,25 +76,20 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 		return nil
 	}
 	ctx := tx.ctx
-	astmt, err := tx.PrepareContext(ctx, `INSERT INTO alerts (uuid, machine_id, created_at, scenario, scenario_hash, scenario_version, message,
-			events_count, started_at, stopped_at, capacity, leakspeed, simulated, remediation, kind, source_scope, source_value, source_ip,
-			source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`)
+	astmt, err := tx.stmt(insertAlertSQL)
 	if err != nil {
 		return fmt.Errorf("preparing alert insert: %w", err)
 	}
 	defer astmt.Close()
-	seen, err := tx.PrepareContext(ctx, `SELECT id FROM alerts WHERE uuid = ?`)
+	seen, err := tx.stmt(alertByUUIDSQL)
 	if err != nil {
 		return fmt.Errorf("preparing alert lookup: %w", err)
 	}
 	defer seen.Close()
 	// Events and meta go in multi-row statements after the alerts, in the
 	// same order as one by one: modernc's per-statement cost dominated.
-	events := newRowInserter(tx, "alert event", `INSERT INTO alert_events (alert_id, ts, meta) VALUES `, 3, 300)
-	defer events.close()
-	metas := newRowInserter(tx, "alert meta", `INSERT INTO alert_meta (alert_id, key, value) VALUES `, 3, 300)
-	defer metas.close()
+	events := newRowInserter(tx, eventRows)
+	metas := newRowInserter(tx, metaRows)
 	var alertIDs []int64
 	var decisions [][]NewDecision
 	var meta []models.Meta
@@ -166,60 +164,41 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 	return settleInserted(tx, after)
 }
 
-// rowInserter inserts rows through multi-row INSERT statements of up to
-// per rows, the full-size one prepared once per transaction.
-type rowInserter struct {
-	tx         *wtx
+const (
+	insertAlertSQL = `INSERT INTO alerts (uuid, machine_id, created_at, scenario, scenario_hash, scenario_version, message,
+		events_count, started_at, stopped_at, capacity, leakspeed, simulated, remediation, kind, source_scope, source_value, source_ip,
+		source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+	alertByUUIDSQL = `SELECT id FROM alerts WHERE uuid = ?`
+)
+
+// rowSpec is a multi-row INSERT: head, then up to per rows of cols values.
+type rowSpec struct {
 	what, head string
 	cols, per  int
-	full       *sql.Stmt
-	args       []any
 }
 
-func newRowInserter(tx *wtx, what, head string, cols, per int) *rowInserter {
-	return &rowInserter{tx: tx, what: what, head: head, cols: cols, per: per}
-}
+var (
+	eventRows    = rowSpec{"alert event", `INSERT INTO alert_events (alert_id, ts, meta) VALUES `, 3, 256}
+	metaRows     = rowSpec{"alert meta", `INSERT INTO alert_meta (alert_id, key, value) VALUES `, 3, 256}
+	decisionRows = rowSpec{"decision", `INSERT INTO decisions (uuid, alert_id, created_at, until, scenario, type, scope, value, origin, simulated,
+		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES `, 18, 256}
+)
 
-func (r *rowInserter) add(row ...any) error {
-	r.args = append(r.args, row...)
-	if len(r.args) < r.cols*r.per {
-		return nil
-	}
-	if r.full == nil {
-		st, err := r.tx.PrepareContext(r.tx.ctx, r.sql(r.per))
-		if err != nil {
-			return fmt.Errorf("preparing %s insert: %w", r.what, err)
+// alertStatements lists the statements storing alerts: the alert insert
+// and lookup and each multi-row size an inserter uses (per, then the
+// powers of two below it for the rest).
+func alertStatements() []string {
+	qs := []string{insertAlertSQL, alertByUUIDSQL}
+	for _, r := range []rowSpec{eventRows, metaRows, decisionRows} {
+		for n := r.per; n >= 1; n /= 2 {
+			qs = append(qs, r.sql(n))
 		}
-		r.full = st
 	}
-	_, err := r.full.ExecContext(r.tx.ctx, r.args...)
-	r.args = r.args[:0]
-	if err != nil {
-		return fmt.Errorf("inserting %s: %w", r.what, err)
-	}
-	return nil
+	return qs
 }
 
-// flush inserts the rows added since the last full statement.
-func (r *rowInserter) flush() error {
-	if len(r.args) == 0 {
-		return nil
-	}
-	_, err := r.tx.ExecContext(r.tx.ctx, r.sql(len(r.args)/r.cols), r.args...)
-	r.args = r.args[:0]
-	if err != nil {
-		return fmt.Errorf("inserting %s: %w", r.what, err)
-	}
-	return nil
-}
-
-func (r *rowInserter) close() {
-	if r.full != nil {
-		r.full.Close()
-	}
-}
-
-func (r *rowInserter) sql(rows int) string {
+func (r rowSpec) sql(rows int) string {
 	var b strings.Builder
 	b.WriteString(r.head)
 	row := "(?" + strings.Repeat(", ?", r.cols-1) + ")"
@@ -230,6 +209,50 @@ func (r *rowInserter) sql(rows int) string {
 		b.WriteString(row)
 	}
 	return b.String()
+}
+
+// rowInserter inserts rows through multi-row INSERT statements: per rows
+// at a time, the rest in power-of-two chunks, so that a handful of
+// statement texts serve every count and stay prepared.
+type rowInserter struct {
+	tx   *wtx
+	spec rowSpec
+	args []any
+}
+
+func newRowInserter(tx *wtx, spec rowSpec) *rowInserter {
+	return &rowInserter{tx: tx, spec: spec}
+}
+
+func (r *rowInserter) add(row ...any) error {
+	r.args = append(r.args, row...)
+	if len(r.args) < r.spec.cols*r.spec.per {
+		return nil
+	}
+	return r.flush()
+}
+
+// flush inserts the rows added so far.
+func (r *rowInserter) flush() error {
+	args := r.args
+	for len(args) > 0 {
+		n := r.spec.per
+		for n*r.spec.cols > len(args) {
+			n /= 2
+		}
+		st, err := r.tx.stmt(r.spec.sql(n))
+		if err != nil {
+			return fmt.Errorf("preparing %s insert: %w", r.spec.what, err)
+		}
+		_, err = st.ExecContext(r.tx.ctx, args[:n*r.spec.cols]...)
+		st.Close()
+		if err != nil {
+			return fmt.Errorf("inserting %s: %w", r.spec.what, err)
+		}
+		args = args[n*r.spec.cols:]
+	}
+	r.args = r.args[:0]
+	return nil
 }
 
 // AlertFilter selects alerts (GET and DELETE /v1/alerts, cscli).

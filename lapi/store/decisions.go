@@ -175,9 +175,7 @@ func insertAlertsDecisions(tx *wtx, alertIDs []int64, batches [][]NewDecision, s
 		return err
 	}
 	// Multi-row statements: modernc's per-statement cost dominates otherwise.
-	ins := newRowInserter(tx, "decision", `INSERT INTO decisions (uuid, alert_id, created_at, until, scenario, type, scope, value, origin, simulated,
-		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES `, 18, 200)
-	defer ins.close()
+	ins := newRowInserter(tx, decisionRows)
 	for b, ds := range batches {
 		for i := range ds {
 			d := &ds[i]
