@@ -66,14 +66,9 @@ func (s *Server) postAlerts(c echo.Context) error {
 			batch = append(batch, na)
 		}
 	}
-	ids, err := s.store.CreateAlerts(ctx, batch)
+	ids, err := s.store.PushAlerts(ctx, machineID, batch)
 	if err != nil {
 		return s.storeError(c, err)
-	}
-	if machineID != "" {
-		if err := s.store.MachinePushed(ctx, machineID); err != nil {
-			s.log.WithError(err).Warn("recording machine push")
-		}
 	}
 	out := make([]string, len(ids))
 	for i, id := range ids {

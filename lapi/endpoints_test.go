@@ -2039,3 +2039,34 @@ func TestPostAlertsRetryByUUID(t *testing.T) {
 	l.push(agentAlert("192.0.2.52", "crowdsecurity/ssh-bf"), agentAlert("192.0.2.52", "crowdsecurity/ssh-bf"))
 	l.expectCounts("alerts without UUID", 4, 4)
 }
+
+// TestPostAlertsBatchOneInvalid: one bad alert (an odd-cased required key,
+// which the key check does not take for the key) refuses the whole batch
+// with its index, storing nothing; the same batch corrected is stored whole.
+func TestPostAlertsBatchOneInvalid(t *testing.T) {
+	l := startLAPI(t, nil)
+	l.login()
+	batch := func(key string) []any {
+		var as []any
+		for i := range 3 {
+			a := rawAlert(t, agentAlert(fmt.Sprintf("192.0.2.%d", i+1), "x/y"))
+			if i == 1 {
+				v := a["message"]
+				delete(a, "message")
+				a[key] = v
+			}
+			as = append(as, a)
+		}
+		return as
+	}
+	expectMsg(t, "odd-cased key", l.pushRaw(batch("Message")), 500, "validation failure list:\n1.message in body is required")
+	if n, err := l.Store.CountAlertsByScenario(context.Background()); err != nil || len(n) != 0 {
+		t.Fatalf("refused batch stored alerts: %v %v", n, err)
+	}
+	if r := l.pushRaw(batch("message")); r.Status != 201 {
+		t.Fatalf("valid batch: %s", r)
+	}
+	if n, err := l.Store.CountAlertsByScenario(context.Background()); err != nil || n["x/y"] != 3 {
+		t.Fatalf("stored %v %v, want 3 alerts", n, err)
+	}
+}

@@ -130,6 +130,217 @@ var alertRequired = []string{"scenario", "scenario_hash", "scenario_version", "m
 // same "validation failure list" text on failure. A non-array body is a bind
 // error (the caller answers 400); a validation error is a *ValidationError.
 func DecodeAlerts(body []byte) ([]*Alert, error) {
+	// Fast path: one decode of the whole list and one light scan of its
+	// keys. It accepts only what the full check below accepts; anything
+	// it is unsure of goes through the full check, which words the error.
+	var alerts []*Alert
+	if err := json.Unmarshal(body, &alerts); err == nil && alertsValid(body, alerts) {
+		if alerts == nil {
+			alerts = []*Alert{}
+		}
+		return alerts, nil
+	}
+	return decodeAlertsChecked(body)
+}
+
+// alertsValid reports whether the decoded alerts and the keys of body (a
+// JSON array that decoded without error) pass every check
+// decodeAlertsChecked makes. Keys are matched exactly, the last of
+// duplicates counting, as a decode into a map does.
+func alertsValid(body []byte, alerts []*Alert) bool {
+	for _, a := range alerts {
+		if a == nil || a.Source == nil {
+			return false
+		}
+		for _, d := range a.Decisions {
+			if d == nil {
+				return false
+			}
+		}
+		for _, e := range a.Events {
+			if e == nil {
+				return false
+			}
+		}
+	}
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '[' {
+		return false
+	}
+	i = skipSpace(body, i+1)
+	n := 0
+	if i < len(body) && body[i] == ']' {
+		return len(alerts) == 0
+	}
+	for i < len(body) {
+		end := skipValue(body, i)
+		if end < 0 || !alertKeysValid(body[i:end]) {
+			return false
+		}
+		n++
+		i = skipSpace(body, end)
+		if i >= len(body) {
+			return false
+		}
+		if body[i] == ']' {
+			return n == len(alerts)
+		}
+		if body[i] != ',' {
+			return false
+		}
+		i = skipSpace(body, i+1)
+	}
+	return false
+}
+
+// alertKeysValid checks one alert object for the required keys, and its
+// source object for scope and value.
+func alertKeysValid(obj []byte) bool {
+	var seen [16]bool // by index in alertRequired
+	var source []byte
+	ok := eachKey(obj, func(key string, val []byte) {
+		for k, name := range alertRequired {
+			if key == name {
+				seen[k] = !isNull(val)
+				if name == "source" {
+					source = val
+				}
+			}
+		}
+	})
+	if !ok {
+		return false
+	}
+	for k, name := range alertRequired {
+		if !seen[k] && name != "source" { // source: checked on the struct
+			return false
+		}
+	}
+	if source == nil || isNull(source) {
+		return true
+	}
+	var scope, value bool
+	return eachKey(source, func(key string, val []byte) {
+		switch key {
+		case "scope":
+			scope = !isNull(val)
+		case "value":
+			value = !isNull(val)
+		}
+	}) && scope && value
+}
+
+func isNull(v []byte) bool { return string(v) == "null" }
+
+// eachKey calls fn with each key (unescaped) and raw value of a JSON
+// object known to be valid; false when obj is not an object.
+func eachKey(obj []byte, fn func(key string, val []byte)) bool {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return false
+	}
+	i = skipSpace(obj, i+1)
+	if i < len(obj) && obj[i] == '}' {
+		return true
+	}
+	for i < len(obj) {
+		if obj[i] != '"' {
+			return false
+		}
+		kend := skipValue(obj, i)
+		if kend < 0 {
+			return false
+		}
+		raw := obj[i:kend]
+		key := string(raw[1 : len(raw)-1])
+		if strings.IndexByte(key, '\\') >= 0 {
+			if err := json.Unmarshal(raw, &key); err != nil {
+				return false
+			}
+		}
+		i = skipSpace(obj, kend)
+		if i >= len(obj) || obj[i] != ':' {
+			return false
+		}
+		i = skipSpace(obj, i+1)
+		vend := skipValue(obj, i)
+		if vend < 0 {
+			return false
+		}
+		fn(key, obj[i:vend])
+		i = skipSpace(obj, vend)
+		if i >= len(obj) {
+			return false
+		}
+		if obj[i] == '}' {
+			return true
+		}
+		if obj[i] != ',' {
+			return false
+		}
+		i = skipSpace(obj, i+1)
+	}
+	return false
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the end of the JSON value starting at i in valid JSON,
+// or -1.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		for j := i + 1; j < len(b); j++ {
+			switch b[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1
+			}
+		}
+		return -1
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				e := skipValue(b, j)
+				if e < 0 {
+					return -1
+				}
+				j = e - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+		j++
+	}
+	if j == i {
+		return -1
+	}
+	return j
+}
+
+// decodeAlertsChecked is DecodeAlerts' full check: each alert decoded on
+// its own and its keys read into maps, every problem listed.
+func decodeAlertsChecked(body []byte) ([]*Alert, error) {
 	var raws []json.RawMessage
 	if err := json.Unmarshal(body, &raws); err != nil {
 		return nil, fmt.Errorf("decoding alert list: %w", err)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -76,14 +77,68 @@ func TestDecodeAlerts(t *testing.T) {
 	}
 }
 
+// TestDecodeAlertsKeyCases pins how odd-cased, escaped and duplicate keys
+// and a batch with one bad alert are judged: the required-key check matches
+// keys exactly (the last duplicate counting) while the decode itself
+// matches them case-insensitively.
+func TestDecodeAlertsKeyCases(t *testing.T) {
+	one := strings.TrimSuffix(strings.TrimPrefix(validAlert, "["), "]")
+	cases := []struct {
+		name string
+		body string
+		msg  string // "" = accepted
+	}{
+		{"upper-cased key", strings.Replace(validAlert, `"scenario":`, `"SCENARIO":`, 1),
+			"validation failure list:\n0.scenario in body is required"},
+		{"escaped key", strings.Replace(validAlert, `"scenario":`, `"sc\u0065nario":`, 1), ""},
+		{"duplicate key, null last", strings.Replace(validAlert, `"scenario":"crowdsecurity/ssh-bf",`, `"scenario":"crowdsecurity/ssh-bf","scenario":null,`, 1),
+			"validation failure list:\n0.scenario in body is required"},
+		{"duplicate key, null first", strings.Replace(validAlert, `"scenario":"crowdsecurity/ssh-bf",`, `"scenario":null,"scenario":"crowdsecurity/ssh-bf",`, 1), ""},
+		{"case variant after the key", strings.Replace(validAlert, `"scenario":"crowdsecurity/ssh-bf",`, `"scenario":"crowdsecurity/ssh-bf","Scenario":null,`, 1), ""},
+		{"upper-cased source scope", strings.Replace(validAlert, `"scope":"Ip"`, `"Scope":"Ip"`, 1),
+			"validation failure list:\n0.source.scope in body is required"},
+		{"upper-cased source key", strings.Replace(validAlert, `"source":{`, `"SOURCE":{`, 1), ""},
+		{"source twice, the last without value", strings.Replace(validAlert, `"source":{`, `"source":{"scope":"Ip"},"source":{`, 1), ""},
+		{"source twice, the first without value", strings.Replace(validAlert, `"events":[`, `"source":{"scope":"Ip"},"events":[`, 1),
+			"validation failure list:\n0.source.value in body is required"},
+		{"second of three invalid", "[" + one + "," + strings.Replace(one, `"message":`, `"Message":`, 1) + "," + strings.Replace(one, `"capacity":5,`, ``, 1) + "]",
+			"validation failure list:\n1.message in body is required\n2.capacity in body is required"},
+		{"three valid", "[" + one + ",\n" + one + " , " + one + "]", ""},
+		{"null", `null`, ""},
+		{"empty list", ` [ ] `, ""},
+	}
+	for _, c := range cases {
+		as, err := DecodeAlerts([]byte(c.body))
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != c.msg {
+			t.Errorf("%s: error %q, want %q", c.name, got, c.msg)
+		}
+		if err == nil && as == nil {
+			t.Errorf("%s: nil list", c.name)
+		}
+	}
+}
+
 func FuzzDecodeAlerts(f *testing.F) {
 	f.Add([]byte(validAlert))
 	f.Add([]byte(manualAlertJSON))
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`[null]`))
 	f.Add([]byte(`[{"source":{"scope":"Ip","value":"x"},"SOURCE":null}]`))
+	f.Add([]byte(strings.Replace(validAlert, `"scenario":"crowdsecurity/ssh-bf",`, `"scenario":"x","sc\u0065nario":null,"Scenario":"y",`, 1)))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		as, err := DecodeAlerts(body)
+		// The fast path must judge and decode exactly as the full check.
+		want, werr := decodeAlertsChecked(body)
+		if (err == nil) != (werr == nil) || (err != nil && err.Error() != werr.Error()) {
+			t.Fatalf("fast path error %v, full check %v: %q", err, werr, body)
+		}
+		if err == nil && !reflect.DeepEqual(as, want) {
+			t.Fatalf("fast path decoded %+v, full check %+v: %q", as, want, body)
+		}
 		if err != nil {
 			return
 		}

@@ -40,87 +40,30 @@ func truncate(s string, n int) string {
 // agent retrying a push whose reply it lost) is not stored again: its
 // existing id is returned and its decisions are not added twice.
 func (s *Store) CreateAlerts(ctx context.Context, alerts []NewAlert) ([]int64, error) {
+	return s.PushAlerts(ctx, "", alerts)
+}
+
+// PushAlerts is CreateAlerts for a machine's push: the machine's last push
+// time is recorded in the same transaction (a second commit per push cost
+// as much as the inserts). machineID "" records nothing.
+func (s *Store) PushAlerts(ctx context.Context, machineID string, alerts []NewAlert) ([]int64, error) {
+	if err := s.prepare(ctx, alertStatements()); err != nil {
+		return nil, err
+	}
 	ids := make([]int64, 0, len(alerts))
 	now := nowNS()
 	err := s.write(ctx, func(tx *wtx) error {
 		ids = ids[:0]
-		astmt, err := tx.PrepareContext(ctx, `INSERT INTO alerts (uuid, machine_id, created_at, scenario, scenario_hash, scenario_version, message,
-			events_count, started_at, stopped_at, capacity, leakspeed, simulated, remediation, kind, source_scope, source_value, source_ip,
-			source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`)
-		if err != nil {
-			return fmt.Errorf("preparing alert insert: %w", err)
+		if err := createAlerts(tx, alerts, now, &ids); err != nil {
+			return err
 		}
-		defer astmt.Close()
-		seen, err := tx.PrepareContext(ctx, `SELECT id FROM alerts WHERE uuid = ?`)
-		if err != nil {
-			return fmt.Errorf("preparing alert lookup: %w", err)
-		}
-		defer seen.Close()
-		var alertIDs []int64
-		var decisions [][]NewDecision
-		for _, na := range alerts {
-			var old int64
-			switch err := seen.QueryRowContext(ctx, na.UUID).Scan(&old); {
-			case err == nil:
-				ids = append(ids, old)
-				continue
-			case !errors.Is(err, sql.ErrNoRows):
-				return fmt.Errorf("looking up alert %s: %w", na.UUID, err)
-			}
-			a := na.Alert
-			src := a.Source
-			if src == nil {
-				src = &models.Source{}
-			}
-			var id int64
-			if err := astmt.QueryRowContext(ctx, na.UUID, na.MachineID, now, a.Scenario, a.ScenarioHash, a.ScenarioVersion, a.Message,
-				a.EventsCount, na.StartAt.UnixNano(), na.StopAt.UnixNano(), a.Capacity, a.Leakspeed, a.Simulated, a.Remediation, a.Kind,
-				src.Scope, src.Value, src.IP, src.Range, src.AsNumber, src.AsName, src.Cn, src.Latitude, src.Longitude).Scan(&id); err != nil {
-				return fmt.Errorf("inserting alert: %w", err)
-			}
-			ids = append(ids, id)
-			for _, e := range a.Events {
-				if e == nil {
-					continue
-				}
-				meta := make([]models.Meta, len(e.Meta))
-				for i, m := range e.Meta {
-					meta[i] = models.Meta{Key: truncate(m.Key, maxMetaKey), Value: truncate(m.Value, maxMetaValue)}
-				}
-				blob, _ := json.Marshal(meta)
-				ts := models.TimeOrNow(e.Timestamp, time.Unix(0, now)).UTC().Format(time.RFC3339Nano)
-				if _, err := tx.ExecContext(ctx, `INSERT INTO alert_events (alert_id, ts, meta) VALUES (?, ?, ?)`, id, ts, string(blob)); err != nil {
-					return fmt.Errorf("inserting alert event: %w", err)
-				}
-			}
-			for _, m := range a.Meta {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO alert_meta (alert_id, key, value) VALUES (?, ?, ?)`,
-					id, truncate(m.Key, maxMetaKey), truncate(m.Value, maxMetaValue)); err != nil {
-					return fmt.Errorf("inserting alert meta: %w", err)
-				}
-			}
-			if len(na.Decisions) > 0 {
-				alertIDs = append(alertIDs, id)
-				decisions = append(decisions, na.Decisions)
-			}
-		}
-		if len(decisions) == 0 {
+		if machineID == "" {
 			return nil
 		}
-		// Decision ids only grow and this transaction is the only writer,
-		// so its decisions are exactly those above the current maximum.
-		var after int64
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM decisions`).Scan(&after); err != nil {
-			return fmt.Errorf("reading the last decision id: %w", err)
+		if _, err := tx.ExecContext(ctx, `UPDATE machines SET last_push = ? WHERE machine_id = ?`, now, machineID); err != nil {
+			return fmt.Errorf("recording the machine's push: %w", err)
 		}
-		shown := firstLongest(decisions)
-		for i, ds := range decisions {
-			if err := insertDecisions(tx, alertIDs[i], ds, shown[i], now); err != nil {
-				return err
-			}
-		}
-		return settleInserted(tx, after)
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -128,12 +71,188 @@ func (s *Store) CreateAlerts(ctx context.Context, alerts []NewAlert) ([]int64, e
 	return ids, nil
 }
 
-// MachinePushed records the time of a machine's last alert push.
-func (s *Store) MachinePushed(ctx context.Context, machineID string) error {
-	return s.write(ctx, func(tx *wtx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE machines SET last_push = ? WHERE machine_id = ?`, nowNS(), machineID)
+func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
+	if len(alerts) == 0 {
+		return nil
+	}
+	ctx := tx.ctx
+	astmt, err := tx.stmt(insertAlertSQL)
+	if err != nil {
+		return fmt.Errorf("preparing alert insert: %w", err)
+	}
+	defer astmt.Close()
+	seen, err := tx.stmt(alertByUUIDSQL)
+	if err != nil {
+		return fmt.Errorf("preparing alert lookup: %w", err)
+	}
+	defer seen.Close()
+	// Events and meta go in multi-row statements after the alerts, in the
+	// same order as one by one: modernc's per-statement cost dominated.
+	events := newRowInserter(tx, eventRows)
+	metas := newRowInserter(tx, metaRows)
+	var alertIDs []int64
+	var decisions [][]NewDecision
+	var meta []models.Meta
+	nowT := time.Unix(0, now)
+	for _, na := range alerts {
+		var old int64
+		switch err := seen.QueryRowContext(ctx, na.UUID).Scan(&old); {
+		case err == nil:
+			*ids = append(*ids, old)
+			continue
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("looking up alert %s: %w", na.UUID, err)
+		}
+		a := na.Alert
+		src := a.Source
+		if src == nil {
+			src = &models.Source{}
+		}
+		var id int64
+		if err := astmt.QueryRowContext(ctx, na.UUID, na.MachineID, now, a.Scenario, a.ScenarioHash, a.ScenarioVersion, a.Message,
+			a.EventsCount, na.StartAt.UnixNano(), na.StopAt.UnixNano(), a.Capacity, a.Leakspeed, a.Simulated, a.Remediation, a.Kind,
+			src.Scope, src.Value, src.IP, src.Range, src.AsNumber, src.AsName, src.Cn, src.Latitude, src.Longitude).Scan(&id); err != nil {
+			return fmt.Errorf("inserting alert: %w", err)
+		}
+		*ids = append(*ids, id)
+		for _, e := range a.Events {
+			if e == nil {
+				continue
+			}
+			meta = meta[:0]
+			for _, m := range e.Meta {
+				meta = append(meta, models.Meta{Key: truncate(m.Key, maxMetaKey), Value: truncate(m.Value, maxMetaValue)})
+			}
+			if meta == nil {
+				meta = []models.Meta{} // stored as [], not null
+			}
+			blob, _ := json.Marshal(meta)
+			ts := models.TimeOrNow(e.Timestamp, nowT).UTC().Format(time.RFC3339Nano)
+			if err := events.add(id, ts, string(blob)); err != nil {
+				return err
+			}
+		}
+		for _, m := range a.Meta {
+			if err := metas.add(id, truncate(m.Key, maxMetaKey), truncate(m.Value, maxMetaValue)); err != nil {
+				return err
+			}
+		}
+		if len(na.Decisions) > 0 {
+			alertIDs = append(alertIDs, id)
+			decisions = append(decisions, na.Decisions)
+		}
+	}
+	if err := events.flush(); err != nil {
 		return err
-	})
+	}
+	if err := metas.flush(); err != nil {
+		return err
+	}
+	if len(decisions) == 0 {
+		return nil
+	}
+	// Decision ids only grow and this transaction is the only writer,
+	// so its decisions are exactly those above the current maximum.
+	var after int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM decisions`).Scan(&after); err != nil {
+		return fmt.Errorf("reading the last decision id: %w", err)
+	}
+	shown := firstLongest(decisions)
+	if err := insertAlertsDecisions(tx, alertIDs, decisions, shown, now); err != nil {
+		return err
+	}
+	return settleInserted(tx, after)
+}
+
+const (
+	insertAlertSQL = `INSERT INTO alerts (uuid, machine_id, created_at, scenario, scenario_hash, scenario_version, message,
+		events_count, started_at, stopped_at, capacity, leakspeed, simulated, remediation, kind, source_scope, source_value, source_ip,
+		source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+	alertByUUIDSQL = `SELECT id FROM alerts WHERE uuid = ?`
+)
+
+// rowSpec is a multi-row INSERT: head, then up to per rows of cols values.
+type rowSpec struct {
+	what, head string
+	cols, per  int
+}
+
+var (
+	eventRows    = rowSpec{"alert event", `INSERT INTO alert_events (alert_id, ts, meta) VALUES `, 3, 256}
+	metaRows     = rowSpec{"alert meta", `INSERT INTO alert_meta (alert_id, key, value) VALUES `, 3, 256}
+	decisionRows = rowSpec{"decision", `INSERT INTO decisions (uuid, alert_id, created_at, until, scenario, type, scope, value, origin, simulated,
+		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES `, 18, 256}
+)
+
+// alertStatements lists the statements storing alerts: the alert insert
+// and lookup and each multi-row size an inserter uses (per, then the
+// powers of two below it for the rest).
+func alertStatements() []string {
+	qs := []string{insertAlertSQL, alertByUUIDSQL}
+	for _, r := range []rowSpec{eventRows, metaRows, decisionRows} {
+		for n := r.per; n >= 1; n /= 2 {
+			qs = append(qs, r.sql(n))
+		}
+	}
+	return qs
+}
+
+func (r rowSpec) sql(rows int) string {
+	var b strings.Builder
+	b.WriteString(r.head)
+	row := "(?" + strings.Repeat(", ?", r.cols-1) + ")"
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	return b.String()
+}
+
+// rowInserter inserts rows through multi-row INSERT statements: per rows
+// at a time, the rest in power-of-two chunks, so that a handful of
+// statement texts serve every count and stay prepared.
+type rowInserter struct {
+	tx   *wtx
+	spec rowSpec
+	args []any
+}
+
+func newRowInserter(tx *wtx, spec rowSpec) *rowInserter {
+	return &rowInserter{tx: tx, spec: spec}
+}
+
+func (r *rowInserter) add(row ...any) error {
+	r.args = append(r.args, row...)
+	if len(r.args) < r.spec.cols*r.spec.per {
+		return nil
+	}
+	return r.flush()
+}
+
+// flush inserts the rows added so far.
+func (r *rowInserter) flush() error {
+	args := r.args
+	for len(args) > 0 {
+		n := r.spec.per
+		for n*r.spec.cols > len(args) {
+			n /= 2
+		}
+		st, err := r.tx.stmt(r.spec.sql(n))
+		if err != nil {
+			return fmt.Errorf("preparing %s insert: %w", r.spec.what, err)
+		}
+		_, err = st.ExecContext(r.tx.ctx, args[:n*r.spec.cols]...)
+		st.Close()
+		if err != nil {
+			return fmt.Errorf("inserting %s: %w", r.spec.what, err)
+		}
+		args = args[n*r.spec.cols:]
+	}
+	r.args = r.args[:0]
+	return nil
 }
 
 // AlertFilter selects alerts (GET and DELETE /v1/alerts, cscli).

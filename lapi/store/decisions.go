@@ -166,64 +166,26 @@ func scanDecision(sc interface{ Scan(...any) error }, d *DecisionRow) error {
 	return nil
 }
 
-// insertDecisions stores decisions for an alert, those marked in shown as
-// shown; settleInserted then compares them with the rows bouncers hold.
-func insertDecisions(tx *wtx, alertID int64, ds []NewDecision, shown []bool, created int64) error {
-	if len(ds) == 0 {
-		return nil
-	}
+// insertAlertsDecisions stores each alert's decisions (batches[i] for
+// alertIDs[i]), those marked in shown as shown; settleInserted then compares
+// them with the rows bouncers hold.
+func insertAlertsDecisions(tx *wtx, alertIDs []int64, batches [][]NewDecision, shown [][]bool, created int64) error {
 	seq, err := tx.seq()
 	if err != nil {
 		return err
 	}
-	ctx := tx.ctx
 	// Multi-row statements: modernc's per-statement cost dominates otherwise.
-	const cols = 18
-	const perStmt = 200
-	var full *sql.Stmt
-	defer func() {
-		if full != nil {
-			full.Close()
-		}
-	}()
-	args := make([]any, 0, cols*perStmt)
-	for start := 0; start < len(ds); start += perStmt {
-		end := min(start+perStmt, len(ds))
-		args = args[:0]
-		for i := start; i < end; i++ {
+	ins := newRowInserter(tx, decisionRows)
+	for b, ds := range batches {
+		for i := range ds {
 			d := &ds[i]
-			args = append(args, sanitize(d.UUID), alertID, created, d.Until.UnixNano(), sanitize(d.Scenario), sanitize(d.Type), sanitize(d.Scope), sanitize(d.Value), sanitize(d.Origin), d.Simulated,
-				d.Range.Size, d.Range.Start, d.Range.End, d.Range.StartSuffix, d.Range.EndSuffix, true, shown[i], seq)
-		}
-		n := end - start
-		if n == perStmt {
-			if full == nil {
-				if full, err = tx.PrepareContext(ctx, insertDecisionsSQL(perStmt)); err != nil {
-					return fmt.Errorf("preparing decision insert: %w", err)
-				}
+			if err := ins.add(sanitize(d.UUID), alertIDs[b], created, d.Until.UnixNano(), sanitize(d.Scenario), sanitize(d.Type), sanitize(d.Scope), sanitize(d.Value), sanitize(d.Origin), d.Simulated,
+				d.Range.Size, d.Range.Start, d.Range.End, d.Range.StartSuffix, d.Range.EndSuffix, true, shown[b][i], seq); err != nil {
+				return err
 			}
-			_, err = full.ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, insertDecisionsSQL(n), args...)
-		}
-		if err != nil {
-			return fmt.Errorf("inserting decisions: %w", err)
 		}
 	}
-	return nil
-}
-
-func insertDecisionsSQL(rows int) string {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO decisions (uuid, alert_id, created_at, until, scenario, type, scope, value, origin, simulated,
-		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES `)
-	for i := 0; i < rows; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-	}
-	return b.String()
+	return ins.flush()
 }
 
 // decisionKey is what bouncers hold one decision for.

@@ -45,6 +45,9 @@ type Store struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every committed decision change
 	seq     int64         // last committed decision sequence
+
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt // the writer's statements kept prepared across transactions
 }
 
 // Open opens (creating if needed) the database and applies migrations.
@@ -112,6 +115,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 // Close releases the database.
 func (s *Store) Close() error {
+	s.stmtMu.Lock()
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	s.stmts = nil
+	s.stmtMu.Unlock()
 	err1 := s.r.Close()
 	err2 := s.w.Close()
 	return errors.Join(err1, err2)
@@ -147,6 +156,42 @@ type wtx struct {
 	*sql.Tx
 	ctx    context.Context
 	seqVal int64
+	s      *Store
+}
+
+// stmt returns q bound to this transaction: prepared once on the writer
+// connection when Store.prepare has seen it (parsing a statement costs
+// modernc as much as running it), else prepared for this transaction only.
+// Close the result.
+func (t *wtx) stmt(q string) (*sql.Stmt, error) {
+	t.s.stmtMu.Lock()
+	st, ok := t.s.stmts[q]
+	t.s.stmtMu.Unlock()
+	if ok {
+		return t.StmtContext(t.ctx, st), nil
+	}
+	return t.PrepareContext(t.ctx, q)
+}
+
+// prepare keeps qs prepared on the writer connection. Called outside any
+// transaction: the writer has a single connection, a transaction holds it.
+func (s *Store) prepare(ctx context.Context, qs []string) error {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	for _, q := range qs {
+		if _, ok := s.stmts[q]; ok {
+			continue
+		}
+		st, err := s.w.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("preparing a statement: %w", err)
+		}
+		if s.stmts == nil {
+			s.stmts = make(map[string]*sql.Stmt)
+		}
+		s.stmts[q] = st
+	}
+	return nil
 }
 
 func (t *wtx) seq() (int64, error) {
@@ -182,7 +227,7 @@ func (s *Store) writeOnce(ctx context.Context, fn func(tx *wtx) error) error {
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
 	}
-	t := &wtx{Tx: tx, ctx: ctx}
+	t := &wtx{Tx: tx, ctx: ctx, s: s}
 	if err := fn(t); err != nil {
 		_ = tx.Rollback()
 		return err
