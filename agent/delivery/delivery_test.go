@@ -348,7 +348,10 @@ func TestRelogin(t *testing.T) {
 	if n := fp.count("POST /v1/watchers/login"); n != 2 {
 		t.Errorf("logins: %d, want 2", n)
 	}
-	if s := p.Stats(); s.Delivered != 2 || s.Dropped != 0 {
+	// Delivered counts once the LAPI's answer is back, just after the
+	// alert is stored: wait for it rather than race it
+	waitFor(t, "two delivered", func() bool { return p.Stats().Delivered == 2 })
+	if s := p.Stats(); s.Dropped != 0 {
 		t.Errorf("stats: %+v", s)
 	}
 }

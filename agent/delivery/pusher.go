@@ -820,6 +820,11 @@ func (l *loop) retrySuspect(ctx context.Context, recs []record) error {
 func (l *loop) ack(recs []record, delivered bool) {
 	p := l.p
 	upto := recs[len(recs)-1].seq + 1
+	if delivered {
+		// counted before the queue lets them go, so whoever sees the
+		// queue empty also sees them delivered
+		p.addDelivered(len(recs))
+	}
 	if recs[0].mem {
 		p.mem.ack(upto)
 	} else if err := p.q.ack(upto); !errors.Is(err, errQueueClosed) {
@@ -836,7 +841,6 @@ func (l *loop) ack(recs []record, delivered bool) {
 				delete(l.moved, r.alert.UUID)
 			}
 		}
-		p.addDelivered(len(recs))
 		l.succeeded(len(recs))
 		if p.onAck != nil {
 			p.onAck(len(recs))
