@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/expr-lang/expr/vm"
 	log "github.com/sirupsen/logrus"
@@ -107,6 +108,9 @@ type node struct {
 type static struct {
 	cfg  Static
 	expr *vm.Program
+	// warned is set once a target could not be assigned: that is a
+	// property of the rule, so one warning says it, not one per line
+	warned *atomic.Bool
 }
 
 type whitelist struct {
@@ -316,7 +320,11 @@ func (p *Pipeline) applyStatics(n *node, statics []static, evt *event.Event, env
 			evt.Enriched[s.cfg.Enriched] = value
 		case s.cfg.Target != "":
 			if !setTarget(evt, s.cfg.Target, value) {
-				n.log.WithField("target", s.cfg.Target).Warn("cannot assign static target")
+				if s.warned != nil && s.warned.CompareAndSwap(false, true) {
+					n.log.WithField("target", s.cfg.Target).Warn("cannot assign static target (warned once; later lines at debug level)")
+				} else {
+					n.log.WithField("target", s.cfg.Target).Debug("cannot assign static target")
+				}
 			}
 			source = strings.TrimPrefix(s.cfg.Target, "evt.") == "Meta.source_ip"
 		}

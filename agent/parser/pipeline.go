@@ -428,7 +428,7 @@ func upstreamOnlyTarget(target string) bool {
 func (p *Pipeline) compileStatics(in []Static, parent *yaml.Node, seqKey, label string) ([]static, error) {
 	out := make([]static, 0, len(in))
 	for i, s := range in {
-		st := static{cfg: s}
+		st := static{cfg: s, warned: new(atomic.Bool)}
 		item := mappingOf(seqItem(parent, seqKey, i))
 		line := itemLine(parent, seqKey, i)
 		switch {

@@ -1,11 +1,14 @@
 package parser_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/rampart-ips/rampart/agent/event"
 	"github.com/rampart-ips/rampart/agent/exprhelpers"
 	"github.com/rampart-ips/rampart/agent/parser"
+	log "github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 )
 
 // TestStaticTargets: a static's target may be any string field of the
@@ -88,5 +91,42 @@ statics:
 	}
 	if err := p.LoadData(parser.Item{Name: "bad", Stage: "s00-raw", Path: "bad.yaml"}, []byte("filter: \"evt.Nope(\"\n")); err == nil {
 		t.Error("a broken parser given as bytes loaded")
+	}
+}
+
+// TestUnassignableTargetWarnsOnce: a target no event field answers to is
+// a property of the rule; it is said once, not once per line (a busy log
+// would flood the journal).
+func TestUnassignableTargetWarnsOnce(t *testing.T) {
+	hook := &logtest.Hook{}
+	std := log.StandardLogger()
+	saved := std.ReplaceHooks(log.LevelHooks{})
+	std.AddHook(hook)
+	t.Cleanup(func() { std.ReplaceHooks(saved) })
+
+	path := writeRule(t, "nofield.yaml", `name: test/nofield
+filter: "true"
+statics:
+  - target: evt.NoSuchField
+    value: x
+`)
+	p, err := parser.New([]parser.Item{{Name: "test/nofield", Stage: "s00-raw", Path: path}}, testLibrary(t), exprhelpers.New(t.TempDir()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		evt := event.New(event.Line{Raw: "x", Module: "file"})
+		if err := p.Parse(&evt, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	warnings := 0
+	for _, e := range hook.AllEntries() {
+		if e.Level <= log.WarnLevel && strings.Contains(e.Message, "cannot assign static target") {
+			warnings++
+		}
+	}
+	if warnings != 1 {
+		t.Errorf("%d warnings for 5 lines, want 1", warnings)
 	}
 }
