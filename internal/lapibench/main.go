@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +28,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/loopback"
 	"github.com/rampart-ips/rampart/internal/procstat"
 	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/store"
@@ -128,15 +128,6 @@ func numCPU() int {
 	return strings.Count(string(data), "processor\t:")
 }
 
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // start prepares a config, a machine and nBouncers bouncers (keys written to
 // bouncers.txt), then starts crowdsec -no-cs and waits for /health.
 func start(bin string, nBouncers int) (*env, error) {
@@ -144,7 +135,7 @@ func start(bin string, nBouncers int) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr, err := freePort()
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		return nil, err
 	}

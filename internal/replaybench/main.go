@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,6 +36,7 @@ import (
 	"time"
 
 	"github.com/rampart-ips/rampart/agent/hub"
+	"github.com/rampart-ips/rampart/internal/loopback"
 	"github.com/rampart-ips/rampart/internal/procstat"
 )
 
@@ -311,22 +311,13 @@ type lapi struct {
 	done                 chan error
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // startLAPI writes a LAPI-only configuration into dir, registers a watcher
 // (its credentials in dir/creds.toml) and starts `crowdsec -no-cs`.
 func startLAPI(o options, dir string) (*lapi, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	addr, err := freeAddr()
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,7 @@ import (
 
 	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/loopback"
 	"github.com/rampart-ips/rampart/internal/procstat"
 	"github.com/rampart-ips/rampart/lapi/store"
 )
@@ -158,11 +159,11 @@ func prepare(dir, hubDir string) (*env, string, error) {
 	if err := os.MkdirAll(acquis, 0o755); err != nil {
 		return nil, "", err
 	}
-	lapiAddr, err := freePort()
+	lapiAddr, err := loopback.FreeAddr()
 	if err != nil {
 		return nil, "", err
 	}
-	metricsAddr, err := freePort()
+	metricsAddr, err := loopback.FreeAddr()
 	if err != nil {
 		return nil, "", err
 	}
@@ -383,13 +384,4 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(strings.Fields(string(data))[:3], " ")
-}
-
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
