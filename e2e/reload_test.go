@@ -217,6 +217,25 @@ func (d *reloadDaemon) writeSources(names ...string) {
 
 func (d *reloadDaemon) path(name string) string { return filepath.Join(d.dir, name+".log") }
 
+// waitTailing waits until the daemon tails NAME.log. A source added by a
+// reload opens its file just after the reload reports done, at the end
+// of the file as upstream's does: a line written before that is not
+// read, so the test writes after it.
+func (d *reloadDaemon) waitTailing(name string) {
+	d.t.Helper()
+	want := "file=" + d.path(name) + " offset="
+	if !nstest.Eventually(20*time.Second, func() bool {
+		for _, l := range strings.Split(d.readLog(), "\n") {
+			if strings.Contains(l, "tailing file") && strings.Contains(l, want) {
+				return true
+			}
+		}
+		return false
+	}) {
+		d.t.Fatalf("%s.log is not tailed:\n%s", name, d.readLog())
+	}
+}
+
 func (d *reloadDaemon) readLog() string {
 	b, _ := os.ReadFile(d.logPath)
 	return string(b)
@@ -399,6 +418,7 @@ func TestReloadRules(t *testing.T) {
 	if !d.reload() {
 		t.Fatalf("the reload failed:\n%s", d.readLog())
 	}
+	d.waitTailing("b")
 	before := d.parsed()
 	d.write("a", "new 192.0.2.30")
 	d.write("b", "new 192.0.2.31")
@@ -432,6 +452,7 @@ func TestReloadAddsFirstSource(t *testing.T) {
 	if !d.reload() {
 		t.Fatalf("the reload failed:\n%s", d.readLog())
 	}
+	d.waitTailing("b")
 	d.write("b", "new 192.0.2.40")
 	d.write("b", "slow 192.0.2.41", "slow 192.0.2.41", "slow 192.0.2.41", "slow 192.0.2.41", "slow 192.0.2.41")
 	d.waitAlert("192.0.2.41", "e2e/slow")

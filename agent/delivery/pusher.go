@@ -162,11 +162,15 @@ type Pusher struct {
 	stallErr  error
 	lastErr   string
 	lastErrAt time.Time
-	// diskFailing is on from a failed write to the queue until a write
-	// works with nothing left in memory: one episode, logged once at
+	// diskFailing is on from a failed write to the queue until writes
+	// work again with nothing left in memory: one episode, logged once at
 	// each end. memDropLogged says the memory bound was logged in it.
-	diskFailing   bool
-	diskFailedAt  time.Time
+	diskFailing  bool
+	diskFailedAt time.Time
+	// diskOKs counts the writes that worked since the last failure: a
+	// nearly full disk still takes a small write now and then, and one
+	// such write is no end of the episode (the log would flap)
+	diskOKs       int
 	memDropLogged bool
 }
 
@@ -424,7 +428,11 @@ func (p *Pusher) spill() {
 	if errors.Is(err, errQueueClosed) {
 		return
 	}
-	p.diskResult(err)
+	oks := 1
+	if err == nil && appended == len(items) {
+		oks = diskRecoveredAfter
+	}
+	p.diskResultOf(err, oks)
 	p.updateQueued()
 }
 
@@ -457,11 +465,25 @@ func (p *Pusher) keepInMemory(payloads [][]byte) {
 
 // diskResult counts a failed write to the queue (append, sync or cursor)
 // and logs where an episode of them begins and ends, not each failure.
-func (p *Pusher) diskResult(err error) {
+// diskRecoveredAfter is how many writes in a row must work for a disk
+// episode to end: an alert's append and its cursor's write after delivery.
+const diskRecoveredAfter = 2
+
+func (p *Pusher) diskResult(err error) { p.diskResultOf(err, 1) }
+
+// diskResultOf is diskResult for a write that counts as oks writes in a
+// row (a spill that moved every alert kept in memory to disk proves the
+// disk takes writes again on its own).
+func (p *Pusher) diskResultOf(err error, oks int) {
 	if err != nil {
 		p.metrics.persistFailures.Inc()
 	}
 	p.mu.Lock()
+	if err != nil {
+		p.diskOKs = 0
+	} else {
+		p.diskOKs += oks
+	}
 	switch {
 	case err != nil && !p.diskFailing:
 		p.diskFailing, p.diskFailedAt = true, time.Now()
@@ -471,7 +493,7 @@ func (p *Pusher) diskResult(err error) {
 	case err != nil:
 		p.mu.Unlock()
 		p.log.WithError(err).Debug("alert queue still cannot write to its disk")
-	case p.diskFailing && p.mem.len() == 0:
+	case p.diskFailing && p.diskOKs >= diskRecoveredAfter && p.mem.len() == 0:
 		p.diskFailing, p.memDropLogged = false, false
 		since := p.diskFailedAt
 		p.mu.Unlock()
