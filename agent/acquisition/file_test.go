@@ -439,13 +439,23 @@ func TestIdleWarning(t *testing.T) {
 		}
 	}
 	waitGauge(1)
-	warnings := 0
-	for _, e := range h.hook.AllEntries() {
-		if e.Level == log.WarnLevel && strings.HasPrefix(e.Message, "no lines read from "+name+" for 200ms: check the path") {
-			warnings++
+	idleWarnings := func() int {
+		n := 0
+		for _, e := range h.hook.AllEntries() {
+			if e.Level == log.WarnLevel && strings.HasPrefix(e.Message, "no lines read from "+name+" for 200ms: check the path") {
+				n++
+			}
 		}
+		return n
 	}
-	if warnings != 1 {
+	// the gauge is set just before the warning is logged: wait for it,
+	// then make sure one stays one
+	deadline := time.Now().Add(5 * time.Second)
+	for idleWarnings() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if warnings := idleWarnings(); warnings != 1 {
 		t.Fatalf("%d idle warnings, want 1", warnings)
 	}
 	writeLines(t, w, []string{"wake up"})
