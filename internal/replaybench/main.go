@@ -167,8 +167,8 @@ func run(o options) error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			fmt.Printf("%s daemon run %d: wall %.2f s, CPU %.2f s, peak RSS %.1f MB, %d alerts at the LAPI (LAPI CPU %.2f s)\n",
-				name, i+1, res.wall.Seconds(), res.cpu.Seconds(), float64(res.maxRSSKB)/1024, sum(res.perScenario), res.lapiCPU.Seconds())
+			fmt.Printf("%s daemon run %d: wall %.2f s, CPU %.2f s, peak RSS %.1f MB, %d alerts at the LAPI (LAPI CPU %.2f s during the replay, %.2f s in all)\n",
+				name, i+1, res.wall.Seconds(), res.cpu.Seconds(), float64(res.maxRSSKB)/1024, sum(res.perScenario), res.lapiReplay.Seconds(), res.lapiCPU.Seconds())
 			if best == nil || res.wall < best.wall {
 				best = res
 			}
@@ -188,6 +188,7 @@ type replayResult struct {
 	maxRSSKB    int64
 	perScenario map[string]int
 	lapiCPU     time.Duration // the LAPI's, from its start to its stop
+	lapiReplay  time.Duration // the LAPI's while the replay ran (no start-up, no closing list)
 }
 
 // replay runs one daemon replay of ref's log against a fresh LAPI.
@@ -223,14 +224,16 @@ func replay(o options, name string, ref figures, i int) (*replayResult, error) {
 	if err := procstat.ResetPeak(os.Getpid()); err != nil {
 		return nil, fmt.Errorf("resetting this process's peak RSS: %w", err)
 	}
+	lapiBefore := procstat.CPU(l.cmd.Process.Pid)
 	start := time.Now()
 	ps, err := runChild(o.timeout, logf, env, filepath.Join(o.bin, "crowdsec"), args...)
 	wall := time.Since(start)
+	lapiDuring := procstat.CPU(l.cmd.Process.Pid) - lapiBefore
 	if err != nil {
 		return nil, fmt.Errorf("crowdsec replay (see %s): %w", logf.Name(), err)
 	}
 	ru, _ := ps.SysUsage().(*syscall.Rusage)
-	res := &replayResult{wall: wall}
+	res := &replayResult{wall: wall, lapiReplay: lapiDuring}
 	if ru != nil {
 		res.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		res.maxRSSKB = ru.Maxrss // kB on Linux
@@ -262,7 +265,8 @@ func report(name string, ref figures, r *replayResult) bool {
 	fmt.Printf("  %-28s %8.2f %8.2f %10.1f %12.0f\n", "agentbench (replay only)", ref.WallSec, ref.CPUSec, float64(ref.PeakRSSKB)/1024, float64(ref.Lines)/ref.WallSec)
 	fmt.Printf("  %-28s %8.2f %8s %10s\n", "agentbench rules load", ref.LoadSec, "", "")
 	fmt.Printf("  %-28s %8.2f %8.2f %10.1f %12.0f\n", "crowdsec -dsn (whole run)", r.wall.Seconds(), r.cpu.Seconds(), float64(r.maxRSSKB)/1024, float64(ref.Lines)/r.wall.Seconds())
-	fmt.Printf("  %-28s %8s %8.2f\n", "LAPI process (same 2 CPUs)", "", r.lapiCPU.Seconds())
+	fmt.Printf("  %-28s %8s %8.2f\n", "LAPI during the replay", "", r.lapiReplay.Seconds())
+	fmt.Printf("  %-28s %8s %8.2f\n", "LAPI in all (+start, list)", "", r.lapiCPU.Seconds())
 	fmt.Printf("  ratio daemon/agentbench: wall %.2fx (%.2fx counting the rules' load), CPU %.2fx\n",
 		r.wall.Seconds()/ref.WallSec, r.wall.Seconds()/(ref.WallSec+ref.LoadSec), r.cpu.Seconds()/ref.CPUSec)
 	fmt.Printf("  targets: wall <= %s, RSS <= %d MB, <= %.1fx agentbench  [%s]\n", target, targetRSSKB>>10, targetRatio, verdict)

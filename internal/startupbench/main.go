@@ -294,7 +294,7 @@ func (e *env) start(bin string, i int) (sample, error) {
 		return s, fmt.Errorf("crowdsec not ready after 2 minutes; see %s", logPath)
 	}
 	pid := cmd.Process.Pid
-	s.cpu, s.rss, s.peak = cpuTime(pid), procstat.KB(pid, "VmRSS"), procstat.KB(pid, "VmHWM")
+	s.cpu, s.rss, s.peak = procstat.CPU(pid), procstat.KB(pid, "VmRSS"), procstat.KB(pid, "VmHWM")
 	resp, err := http.Get(e.url + "health")
 	if err == nil {
 		resp.Body.Close()
@@ -355,27 +355,6 @@ func fields(m map[string]string) string {
 	}
 	slices.Sort(out)
 	return strings.Join(out, " ")
-}
-
-// cpuTime is the process's user plus system time (/proc/PID/stat).
-func cpuTime(pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// the command name, in parentheses, may hold spaces
-	_, rest, ok := strings.Cut(string(data), ") ")
-	if !ok {
-		return 0
-	}
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	// USER_HZ is 100 on every Linux architecture Go supports
-	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func loadAvg() string {
