@@ -69,18 +69,7 @@ func TestAgentRulesSeeLAPIDecisions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	credPath := filepath.Join(dir, "etc", "local_api_credentials.toml")
-	if err := csconfig.WriteCredentials(credPath, &csconfig.Credentials{URL: l.URL(), Login: testMachine, Password: testPassword}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := csconfig.Default()
-	cfg.ConfigPaths.ConfigDir = filepath.Join(dir, "etc")
-	cfg.ConfigPaths.HubDir = rulesDir
-	cfg.Crowdsec.AcquisitionDir = filepath.Join(dir, "acquis.d")
-	cfg.Crowdsec.Collections = []string{"rampart/sshd"}
-	cfg.Crowdsec.StateDir = filepath.Join(dir, "state")
-	cfg.Crowdsec.AlertQueueDir = filepath.Join(dir, "queue")
-	cfg.API.Client.CredentialsPath = credPath
+	cfg := agentConfig(t, dir, rulesDir, l.URL())
 	zero := csconfig.Duration{}
 	cfg.Crowdsec.UsageMetricsInterval = &zero
 	ag, err := New(cfg, Options{})

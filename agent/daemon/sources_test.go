@@ -36,8 +36,18 @@ func sourcesConfig(t *testing.T, acquis string) *csconfig.Config {
 			t.Fatal(err)
 		}
 	}
+	cfg := agentConfig(t, dir, rulesDir, l.URL())
+	cfg.Crowdsec.ParserRoutines = 1
+	return cfg
+}
+
+// agentConfig is the configuration of an agent in dir (etc/, acquis.d/,
+// state/, queue/) with the rules of rulesDir's rampart/sshd collection,
+// delivering as the test machine to the LAPI at lapiURL.
+func agentConfig(t *testing.T, dir, rulesDir, lapiURL string) *csconfig.Config {
+	t.Helper()
 	credPath := filepath.Join(dir, "etc", "local_api_credentials.toml")
-	if err := csconfig.WriteCredentials(credPath, &csconfig.Credentials{URL: l.URL(), Login: testMachine, Password: testPassword}); err != nil {
+	if err := csconfig.WriteCredentials(credPath, &csconfig.Credentials{URL: lapiURL, Login: testMachine, Password: testPassword}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := csconfig.Default()
@@ -47,7 +57,6 @@ func sourcesConfig(t *testing.T, acquis string) *csconfig.Config {
 	cfg.Crowdsec.Collections = []string{"rampart/sshd"}
 	cfg.Crowdsec.StateDir = filepath.Join(dir, "state")
 	cfg.Crowdsec.AlertQueueDir = filepath.Join(dir, "queue")
-	cfg.Crowdsec.ParserRoutines = 1
 	cfg.API.Client.CredentialsPath = credPath
 	return cfg
 }

@@ -323,19 +323,8 @@ func TestAgentUsageMetrics(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "acquis.d", "test.toml"), []byte(acquis), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	credPath := filepath.Join(dir, "etc", "local_api_credentials.toml")
-	if err := csconfig.WriteCredentials(credPath, &csconfig.Credentials{URL: l.URL(), Login: testMachine, Password: testPassword}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := csconfig.Default()
-	cfg.ConfigPaths.ConfigDir = filepath.Join(dir, "etc")
-	cfg.ConfigPaths.HubDir = rulesDir
-	cfg.Crowdsec.AcquisitionDir = filepath.Join(dir, "acquis.d")
-	cfg.Crowdsec.Collections = []string{"rampart/sshd"}
-	cfg.Crowdsec.StateDir = filepath.Join(dir, "state")
-	cfg.Crowdsec.AlertQueueDir = filepath.Join(dir, "queue")
+	cfg := agentConfig(t, dir, rulesDir, l.URL())
 	cfg.Crowdsec.ParserRoutines = 2
-	cfg.API.Client.CredentialsPath = credPath
 	ag, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
