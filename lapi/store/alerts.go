@@ -4,8 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,57 +76,58 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 		return nil
 	}
 	ctx := tx.ctx
-	astmt, err := tx.stmt(insertAlertSQL)
+	// One lookup for the batch's UUIDs, and the new alerts inserted by
+	// multi-row statements: two statements per alert cost as much as
+	// everything else of a push.
+	known, err := knownAlerts(tx, alerts)
 	if err != nil {
-		return fmt.Errorf("preparing alert insert: %w", err)
+		return err
 	}
-	defer astmt.Close()
-	seen, err := tx.stmt(alertByUUIDSQL)
+	fresh := make([]*NewAlert, 0, len(alerts))
+	first := make(map[string]int, len(alerts)) // UUID -> index in fresh
+	slot := make([]int, len(alerts))           // index in fresh, or -1: known
+	for i := range alerts {
+		na := &alerts[i]
+		if _, ok := known[na.UUID]; ok {
+			slot[i] = -1
+			continue
+		}
+		// A UUID twice in one push is one alert, as across pushes.
+		if k, ok := first[na.UUID]; ok {
+			slot[i] = k
+			continue
+		}
+		first[na.UUID] = len(fresh)
+		slot[i] = len(fresh)
+		fresh = append(fresh, na)
+	}
+	freshIDs, err := insertAlertRows(tx, fresh, now)
 	if err != nil {
-		return fmt.Errorf("preparing alert lookup: %w", err)
+		return err
 	}
-	defer seen.Close()
+	for i, k := range slot {
+		if k < 0 {
+			*ids = append(*ids, known[alerts[i].UUID])
+		} else {
+			*ids = append(*ids, freshIDs[k])
+		}
+	}
 	// Events and meta go in multi-row statements after the alerts, in the
 	// same order as one by one: modernc's per-statement cost dominated.
 	events := newRowInserter(tx, eventRows)
 	metas := newRowInserter(tx, metaRows)
 	var alertIDs []int64
 	var decisions [][]NewDecision
-	var meta []models.Meta
+	var blob []byte
 	nowT := time.Unix(0, now)
-	for _, na := range alerts {
-		var old int64
-		switch err := seen.QueryRowContext(ctx, na.UUID).Scan(&old); {
-		case err == nil:
-			*ids = append(*ids, old)
-			continue
-		case !errors.Is(err, sql.ErrNoRows):
-			return fmt.Errorf("looking up alert %s: %w", na.UUID, err)
-		}
+	for k, na := range fresh {
+		id := freshIDs[k]
 		a := na.Alert
-		src := a.Source
-		if src == nil {
-			src = &models.Source{}
-		}
-		var id int64
-		if err := astmt.QueryRowContext(ctx, na.UUID, na.MachineID, now, a.Scenario, a.ScenarioHash, a.ScenarioVersion, a.Message,
-			a.EventsCount, na.StartAt.UnixNano(), na.StopAt.UnixNano(), a.Capacity, a.Leakspeed, a.Simulated, a.Remediation, a.Kind,
-			src.Scope, src.Value, src.IP, src.Range, src.AsNumber, src.AsName, src.Cn, src.Latitude, src.Longitude).Scan(&id); err != nil {
-			return fmt.Errorf("inserting alert: %w", err)
-		}
-		*ids = append(*ids, id)
 		for _, e := range a.Events {
 			if e == nil {
 				continue
 			}
-			meta = meta[:0]
-			for _, m := range e.Meta {
-				meta = append(meta, models.Meta{Key: truncate(m.Key, maxMetaKey), Value: truncate(m.Value, maxMetaValue)})
-			}
-			if meta == nil {
-				meta = []models.Meta{} // stored as [], not null
-			}
-			blob, _ := json.Marshal(meta)
+			blob = appendMetaJSON(blob[:0], e.Meta)
 			ts := models.TimeOrNow(e.Timestamp, nowT).UTC().Format(time.RFC3339Nano)
 			if err := events.add(id, ts, string(blob)); err != nil {
 				return err
@@ -164,33 +165,135 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 	return settleInserted(tx, after)
 }
 
-const (
-	insertAlertSQL = `INSERT INTO alerts (uuid, machine_id, created_at, scenario, scenario_hash, scenario_version, message,
-		events_count, started_at, stopped_at, capacity, leakspeed, simulated, remediation, kind, source_scope, source_value, source_ip,
-		source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
-	alertByUUIDSQL = `SELECT id FROM alerts WHERE uuid = ?`
-)
+// knownAlerts returns the ids of the alerts already stored under the
+// UUIDs of alerts (an agent retrying a push whose reply it lost).
+func knownAlerts(tx *wtx, alerts []NewAlert) (map[string]int64, error) {
+	known := map[string]int64{}
+	uuids := make([]any, len(alerts))
+	for i := range alerts {
+		uuids[i] = alerts[i].UUID
+	}
+	for len(uuids) > 0 {
+		n := alertLookupRows.per
+		for n > len(uuids) {
+			n /= 2
+		}
+		st, err := tx.stmt(alertLookupRows.sql(n))
+		if err != nil {
+			return nil, fmt.Errorf("preparing alert lookup: %w", err)
+		}
+		rows, err := st.QueryContext(tx.ctx, uuids[:n]...)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("looking up alerts: %w", err)
+		}
+		for rows.Next() {
+			var u string
+			var id int64
+			if err := rows.Scan(&u, &id); err != nil {
+				rows.Close()
+				st.Close()
+				return nil, fmt.Errorf("looking up alerts: %w", err)
+			}
+			known[u] = id
+		}
+		err = rows.Err()
+		rows.Close()
+		st.Close()
+		if err != nil {
+			return nil, fmt.Errorf("looking up alerts: %w", err)
+		}
+		uuids = uuids[n:]
+	}
+	return known, nil
+}
 
-// rowSpec is a multi-row INSERT: head, then up to per rows of cols values.
+// insertAlertRows inserts the alert rows and returns their ids in order.
+func insertAlertRows(tx *wtx, alerts []*NewAlert, now int64) ([]int64, error) {
+	ids := make([]int64, 0, len(alerts))
+	args := make([]any, 0, alertRows.cols*min(len(alerts), alertRows.per))
+	for len(alerts) > 0 {
+		n := alertRows.per
+		for n > len(alerts) {
+			n /= 2
+		}
+		args = args[:0]
+		for _, na := range alerts[:n] {
+			a := na.Alert
+			src := a.Source
+			if src == nil {
+				src = &models.Source{}
+			}
+			args = append(args, na.UUID, na.MachineID, now, a.Scenario, a.ScenarioHash, a.ScenarioVersion, a.Message,
+				a.EventsCount, na.StartAt.UnixNano(), na.StopAt.UnixNano(), a.Capacity, a.Leakspeed, a.Simulated, a.Remediation, a.Kind,
+				src.Scope, src.Value, src.IP, src.Range, src.AsNumber, src.AsName, src.Cn, src.Latitude, src.Longitude)
+		}
+		got, err := insertReturningIDs(tx, alertRows.sql(n), args)
+		if err != nil {
+			return nil, err
+		}
+		// The rows are inserted in VALUES order, each taking the next
+		// id: the sorted ids are theirs in order. Anything else would be
+		// a bug worth failing the push for.
+		slices.Sort(got)
+		if len(got) != n || got[n-1]-got[0] != int64(n-1) {
+			return nil, fmt.Errorf("inserting alerts: %d rows gave ids %v", n, got)
+		}
+		ids = append(ids, got...)
+		alerts = alerts[n:]
+	}
+	return ids, nil
+}
+
+func insertReturningIDs(tx *wtx, q string, args []any) ([]int64, error) {
+	st, err := tx.stmt(q)
+	if err != nil {
+		return nil, fmt.Errorf("preparing alert insert: %w", err)
+	}
+	defer st.Close()
+	rows, err := st.QueryContext(tx.ctx, args...)
+	if err != nil {
+		return nil, fmt.Errorf("inserting alerts: %w", err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("inserting alerts: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("inserting alerts: %w", err)
+	}
+	return ids, nil
+}
+
+// rowSpec is a multi-row statement: head, then up to per rows of cols
+// values, then tail.
 type rowSpec struct {
 	what, head string
 	cols, per  int
+	tail       string
 }
 
 var (
-	eventRows    = rowSpec{"alert event", `INSERT INTO alert_events (alert_id, ts, meta) VALUES `, 3, 256}
-	metaRows     = rowSpec{"alert meta", `INSERT INTO alert_meta (alert_id, key, value) VALUES `, 3, 256}
-	decisionRows = rowSpec{"decision", `INSERT INTO decisions (uuid, alert_id, created_at, until, scenario, type, scope, value, origin, simulated,
-		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES `, 18, 256}
+	alertRows = rowSpec{"alert", `INSERT INTO alerts (uuid, machine_id, created_at, scenario, scenario_hash, scenario_version, message,
+		events_count, started_at, stopped_at, capacity, leakspeed, simulated, remediation, kind, source_scope, source_value, source_ip,
+		source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude) VALUES `, 24, 64, ` RETURNING id`}
+	alertLookupRows = rowSpec{"alert lookup", `SELECT uuid, id FROM alerts WHERE uuid IN (`, 1, 64, `)`}
+	eventRows       = rowSpec{"alert event", `INSERT INTO alert_events (alert_id, ts, meta) VALUES `, 3, 256, ""}
+	metaRows        = rowSpec{"alert meta", `INSERT INTO alert_meta (alert_id, key, value) VALUES `, 3, 256, ""}
+	decisionRows    = rowSpec{"decision", `INSERT INTO decisions (uuid, alert_id, created_at, until, scenario, type, scope, value, origin, simulated,
+		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES `, 18, 256, ""}
 )
 
-// alertStatements lists the statements storing alerts: the alert insert
-// and lookup and each multi-row size an inserter uses (per, then the
-// powers of two below it for the rest).
+// alertStatements lists the statements storing alerts: each multi-row
+// size used (per, then the powers of two below it for the rest).
 func alertStatements() []string {
-	qs := []string{insertAlertSQL, alertByUUIDSQL}
-	for _, r := range []rowSpec{eventRows, metaRows, decisionRows} {
+	var qs []string
+	for _, r := range []rowSpec{alertRows, alertLookupRows, eventRows, metaRows, decisionRows} {
 		for n := r.per; n >= 1; n /= 2 {
 			qs = append(qs, r.sql(n))
 		}
@@ -208,6 +311,7 @@ func (r rowSpec) sql(rows int) string {
 		}
 		b.WriteString(row)
 	}
+	b.WriteString(r.tail)
 	return b.String()
 }
 
