@@ -60,7 +60,7 @@ func (s *Store) PushAlerts(ctx context.Context, machineID string, alerts []NewAl
 		if machineID == "" {
 			return nil
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE machines SET last_push = ? WHERE machine_id = ?`, now, machineID); err != nil {
+		if _, err := tx.exec(lastPushSQL, now, machineID); err != nil {
 			return fmt.Errorf("recording the machine's push: %w", err)
 		}
 		return nil
@@ -155,7 +155,13 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 	// Decision ids only grow and this transaction is the only writer,
 	// so its decisions are exactly those above the current maximum.
 	var after int64
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM decisions`).Scan(&after); err != nil {
+	last, err := tx.stmt(lastDecisionSQL)
+	if err != nil {
+		return fmt.Errorf("reading the last decision id: %w", err)
+	}
+	err = last.QueryRowContext(ctx).Scan(&after)
+	last.Close()
+	if err != nil {
 		return fmt.Errorf("reading the last decision id: %w", err)
 	}
 	shown := firstLongest(decisions)
@@ -289,10 +295,16 @@ var (
 		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES `, 18, 256, ""}
 )
 
-// alertStatements lists the statements storing alerts: each multi-row
-// size used (per, then the powers of two below it for the rest).
+const (
+	lastPushSQL     = `UPDATE machines SET last_push = ? WHERE machine_id = ?`
+	lastDecisionSQL = `SELECT COALESCE(MAX(id), 0) FROM decisions`
+)
+
+// alertStatements lists the statements storing alerts: those each push
+// runs, and each multi-row size used (per, then the powers of two below it
+// for the rest). Parsing them once saves modernc a parse per push each.
 func alertStatements() []string {
-	var qs []string
+	qs := []string{lastPushSQL, lastDecisionSQL, nextSeqSQL, beatenStmt(0).q, supersededStmt(0).q, hideStmt(0).q}
 	for _, r := range []rowSpec{alertRows, alertLookupRows, eventRows, metaRows, decisionRows} {
 		for n := r.per; n >= 1; n /= 2 {
 			qs = append(qs, r.sql(n))

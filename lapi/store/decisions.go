@@ -240,7 +240,7 @@ func firstLongest(batches [][]NewDecision) [][]bool {
 // indexes pinned with CROSS JOIN, INDEXED BY and NOT INDEXED.
 func settleInserted(tx *wtx, after int64) error {
 	st := beatenStmt(after)
-	if _, err := tx.ExecContext(tx.ctx, st.q, st.args...); err != nil {
+	if _, err := tx.exec(st.q, st.args...); err != nil {
 		return fmt.Errorf("settling decision precedence (%s): %w", st.what, err)
 	}
 	st = supersededStmt(after)
@@ -359,7 +359,12 @@ func promoteStmt(seq, id int64) stmt {
 
 // queryIDs runs st and returns the ids it selects, NULLs left out.
 func queryIDs(tx *wtx, st stmt) ([]int64, error) {
-	rows, err := tx.QueryContext(tx.ctx, st.q, st.args...)
+	ps, err := tx.stmt(st.q)
+	if err != nil {
+		return nil, err
+	}
+	defer ps.Close()
+	rows, err := ps.QueryContext(tx.ctx, st.args...)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +390,7 @@ func eachID(tx *wtx, st stmt, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	ps, err := tx.PrepareContext(tx.ctx, st.q)
+	ps, err := tx.stmt(st.q)
 	if err != nil {
 		return fmt.Errorf("%s: %w", st.what, err)
 	}

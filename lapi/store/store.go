@@ -80,8 +80,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("creating database folder %s: %w", dir, err)
 		}
 	}
+	// temp_store(MEMORY) keeps statement journals (which let a failing
+	// multi-row INSERT undo itself inside its transaction) in memory: on
+	// disk, each push opened, wrote and closed a temporary file. They are
+	// never needed after a crash, the WAL is.
 	dsn := func(txlock string) string {
-		return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=%s",
+		return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_txlock=%s",
 			cfg.Path, cfg.BusyTimeout.Milliseconds(), txlock)
 	}
 	w, err := sql.Open("sqlite", dsn("immediate"))
@@ -194,11 +198,28 @@ func (s *Store) prepare(ctx context.Context, qs []string) error {
 	return nil
 }
 
+const nextSeqSQL = `UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value`
+
+// exec runs q through stmt (prepared once when Store.prepare has seen it).
+func (t *wtx) exec(q string, args ...any) (sql.Result, error) {
+	st, err := t.stmt(q)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	return st.ExecContext(t.ctx, args...)
+}
+
 func (t *wtx) seq() (int64, error) {
 	if t.seqVal != 0 {
 		return t.seqVal, nil
 	}
-	if err := t.QueryRowContext(t.ctx, `UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value`).Scan(&t.seqVal); err != nil {
+	st, err := t.stmt(nextSeqSQL)
+	if err != nil {
+		return 0, fmt.Errorf("allocating change sequence: %w", err)
+	}
+	defer st.Close()
+	if err := st.QueryRowContext(t.ctx).Scan(&t.seqVal); err != nil {
 		return 0, fmt.Errorf("allocating change sequence: %w", err)
 	}
 	return t.seqVal, nil
