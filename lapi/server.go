@@ -4,10 +4,12 @@
 package lapi
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -263,23 +265,48 @@ func (s *Server) storeError(c echo.Context, err error) error {
 
 // readBody reads the request body, decompressing gzip, up to limit bytes.
 func readBody(c echo.Context, limit int64) ([]byte, int, error) {
-	var r io.Reader = c.Request().Body
-	if strings.EqualFold(c.Request().Header.Get("Content-Encoding"), "gzip") {
-		gz, err := gzip.NewReader(r)
-		if err != nil {
-			return nil, http.StatusBadRequest, fmt.Errorf("invalid gzip body: %w", err)
-		}
-		defer gz.Close()
-		r = gz
+	req := c.Request()
+	if !strings.EqualFold(req.Header.Get("Content-Encoding"), "gzip") {
+		return readLimited(req.Body, limit, limit, req.ContentLength)
 	}
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	// The compressed body first: its gzip trailer gives the size to
+	// expect, so that the body is inflated into one buffer rather than
+	// one grown by doubling (a fifth of a push's allocations). A gzip
+	// stream over limit plus its framing cannot inflate within limit.
+	zipped, status, err := readLimited(req.Body, limit+limit/16+64<<10, limit, req.ContentLength)
 	if err != nil {
+		return nil, status, err
+	}
+	gz, err := gzip.NewReader(bytes.NewReader(zipped))
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Errorf("invalid gzip body: %w", err)
+	}
+	defer gz.Close()
+	// The trailer is the sender's word: trusted no further than deflate's
+	// best ratio (1032:1) and the limit.
+	hint := int64(-1)
+	if n := len(zipped); n >= 4 {
+		hint = min(int64(binary.LittleEndian.Uint32(zipped[n-4:])), 1032*int64(n), limit+1)
+	}
+	return readLimited(gz, limit, limit, hint)
+}
+
+// readLimited reads r whole into a buffer sized for size bytes (-1:
+// unknown), refusing more than max bytes with a 413 that names limit.
+func readLimited(r io.Reader, max, limit, size int64) ([]byte, int, error) {
+	var buf bytes.Buffer
+	if size >= 0 {
+		// bytes.MinRead more than the body: ReadFrom wants that much
+		// room before it reads the end of the stream.
+		buf.Grow(int(min(size, max+1)) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(r, max+1)); err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("reading body: %w", err)
 	}
-	if int64(len(data)) > limit {
+	if int64(buf.Len()) > max {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body too large (limit %d bytes)", limit)
 	}
-	return data, 0, nil
+	return buf.Bytes(), 0, nil
 }
 
 func (s *Server) clientAddr(c echo.Context) netip.Addr {

@@ -47,7 +47,7 @@ func (s *Store) CreateAlerts(ctx context.Context, alerts []NewAlert) ([]int64, e
 // time is recorded in the same transaction (a second commit per push cost
 // as much as the inserts). machineID "" records nothing.
 func (s *Store) PushAlerts(ctx context.Context, machineID string, alerts []NewAlert) ([]int64, error) {
-	if err := s.prepare(ctx, alertStatements()); err != nil {
+	if err := s.prepare(ctx, pushStatements); err != nil {
 		return nil, err
 	}
 	ids := make([]int64, 0, len(alerts))
@@ -277,22 +277,46 @@ func insertReturningIDs(tx *wtx, q string, args []any) ([]int64, error) {
 }
 
 // rowSpec is a multi-row statement: head, then up to per rows of cols
-// values, then tail.
+// values, then tail. per is a power of two.
 type rowSpec struct {
-	what, head string
-	cols, per  int
-	tail       string
+	what      string
+	cols, per int
+	texts     map[int]string // by number of rows: per and the powers of two below
 }
 
+func newRowSpec(what, head string, cols, per int, tail string) *rowSpec {
+	r := &rowSpec{what: what, cols: cols, per: per, texts: map[int]string{}}
+	row := "(?" + strings.Repeat(", ?", cols-1) + ")"
+	for n := per; n >= 1; n /= 2 {
+		var b strings.Builder
+		b.WriteString(head)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(row)
+		}
+		b.WriteString(tail)
+		r.texts[n] = b.String()
+	}
+	return r
+}
+
+// sql is the statement for rows rows, a power of two up to per.
+func (r *rowSpec) sql(rows int) string { return r.texts[rows] }
+
+// The multi-row statements, built once: a push used to rebuild their
+// texts, a tenth of its allocations.
 var (
-	alertRows = rowSpec{"alert", `INSERT INTO alerts (uuid, machine_id, created_at, scenario, scenario_hash, scenario_version, message,
+	alertRows = newRowSpec("alert", `INSERT INTO alerts (uuid, machine_id, created_at, scenario, scenario_hash, scenario_version, message,
 		events_count, started_at, stopped_at, capacity, leakspeed, simulated, remediation, kind, source_scope, source_value, source_ip,
-		source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude) VALUES `, 24, 64, ` RETURNING id`}
-	alertLookupRows = rowSpec{"alert lookup", `SELECT uuid, id FROM alerts WHERE uuid IN (`, 1, 64, `)`}
-	eventRows       = rowSpec{"alert event", `INSERT INTO alert_events (alert_id, ts, meta) VALUES `, 3, 256, ""}
-	metaRows        = rowSpec{"alert meta", `INSERT INTO alert_meta (alert_id, key, value) VALUES `, 3, 256, ""}
-	decisionRows    = rowSpec{"decision", `INSERT INTO decisions (uuid, alert_id, created_at, until, scenario, type, scope, value, origin, simulated,
-		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES `, 18, 256, ""}
+		source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude) VALUES `, 24, 64, ` RETURNING id`)
+	alertLookupRows = newRowSpec("alert lookup", `SELECT uuid, id FROM alerts WHERE uuid IN (`, 1, 64, `)`)
+	eventRows       = newRowSpec("alert event", `INSERT INTO alert_events (alert_id, ts, meta) VALUES `, 3, 256, "")
+	metaRows        = newRowSpec("alert meta", `INSERT INTO alert_meta (alert_id, key, value) VALUES `, 3, 256, "")
+	decisionRows    = newRowSpec("decision", `INSERT INTO decisions (uuid, alert_id, created_at, until, scenario, type, scope, value, origin, simulated,
+		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES `, 18, 256, "")
+	pushStatements = alertStatements()
 )
 
 const (
@@ -305,7 +329,7 @@ const (
 // for the rest). Parsing them once saves modernc a parse per push each.
 func alertStatements() []string {
 	qs := []string{lastPushSQL, lastDecisionSQL, nextSeqSQL, beatenStmt(0).q, supersededStmt(0).q, hideStmt(0).q}
-	for _, r := range []rowSpec{alertRows, alertLookupRows, eventRows, metaRows, decisionRows} {
+	for _, r := range []*rowSpec{alertRows, alertLookupRows, eventRows, metaRows, decisionRows} {
 		for n := r.per; n >= 1; n /= 2 {
 			qs = append(qs, r.sql(n))
 		}
@@ -313,30 +337,16 @@ func alertStatements() []string {
 	return qs
 }
 
-func (r rowSpec) sql(rows int) string {
-	var b strings.Builder
-	b.WriteString(r.head)
-	row := "(?" + strings.Repeat(", ?", r.cols-1) + ")"
-	for i := 0; i < rows; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(row)
-	}
-	b.WriteString(r.tail)
-	return b.String()
-}
-
 // rowInserter inserts rows through multi-row INSERT statements: per rows
 // at a time, the rest in power-of-two chunks, so that a handful of
 // statement texts serve every count and stay prepared.
 type rowInserter struct {
 	tx   *wtx
-	spec rowSpec
+	spec *rowSpec
 	args []any
 }
 
-func newRowInserter(tx *wtx, spec rowSpec) *rowInserter {
+func newRowInserter(tx *wtx, spec *rowSpec) *rowInserter {
 	return &rowInserter{tx: tx, spec: spec}
 }
 
