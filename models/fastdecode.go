@@ -46,8 +46,9 @@ func fastDecodeAlerts(body []byte) ([]*Alert, bool) {
 // decoder reads JSON from b at i; its methods report false at anything the
 // fast path leaves to encoding/json.
 type decoder struct {
-	b []byte
-	i int
+	b       []byte
+	i       int
+	scratch []Meta
 }
 
 func (d *decoder) space() {
@@ -288,7 +289,10 @@ func (d *decoder) metas(v *[]Meta) bool {
 		*v = nil
 		return true
 	}
-	out := []Meta{}
+	// Decoded into the decoder's scratch list, then copied at its size:
+	// growing each event's list by appending was a tenth of a push's
+	// allocations.
+	out := d.scratch[:0]
 	ok := d.array(func() bool {
 		var m Meta
 		var seen [2]bool
@@ -304,7 +308,8 @@ func (d *decoder) metas(v *[]Meta) bool {
 			return false
 		})
 	})
-	*v = out
+	d.scratch = out
+	*v = append(make([]Meta, 0, len(out)), out...)
 	return ok
 }
 

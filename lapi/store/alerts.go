@@ -46,7 +46,13 @@ func (s *Store) CreateAlerts(ctx context.Context, alerts []NewAlert) ([]int64, e
 // PushAlerts is CreateAlerts for a machine's push: the machine's last push
 // time is recorded in the same transaction (a second commit per push cost
 // as much as the inserts). machineID "" records nothing.
+//
+// The push is not interrupted when its client goes away: with a context
+// that can end, the SQLite driver starts a goroutine and a progress
+// callback for every statement, and a push whose reply was lost is
+// answered from its UUIDs when the client sends it again.
 func (s *Store) PushAlerts(ctx context.Context, machineID string, alerts []NewAlert) ([]int64, error) {
+	ctx = context.WithoutCancel(ctx)
 	if err := s.prepare(ctx, pushStatements); err != nil {
 		return nil, err
 	}
