@@ -71,9 +71,16 @@ func (s *Store) CreateMachine(ctx context.Context, m Machine, force bool) error 
 	})
 }
 
+const getMachineSQL = `SELECT ` + machineCols + ` FROM machines WHERE machine_id = ?`
+
 // GetMachine returns one machine or ErrNotFound.
 func (s *Store) GetMachine(ctx context.Context, machineID string) (*Machine, error) {
-	m, err := scanMachine(s.r.QueryRowContext(ctx, `SELECT `+machineCols+` FROM machines WHERE machine_id = ?`, machineID))
+	// Every authenticated agent request reads its machine.
+	st, err := s.readStmt(ctx, getMachineSQL)
+	if err != nil {
+		return nil, fmt.Errorf("reading machine %s: %w", machineID, err)
+	}
+	m, err := scanMachine(st.QueryRowContext(ctx, machineID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

@@ -48,6 +48,7 @@ type Store struct {
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // the writer's statements kept prepared across transactions
+	rstmts map[string]*sql.Stmt // the readers' hot statements (database/sql prepares them per connection)
 }
 
 // Open opens (creating if needed) the database and applies migrations.
@@ -123,7 +124,10 @@ func (s *Store) Close() error {
 	for _, st := range s.stmts {
 		st.Close()
 	}
-	s.stmts = nil
+	for _, st := range s.rstmts {
+		st.Close()
+	}
+	s.stmts, s.rstmts = nil, nil
 	s.stmtMu.Unlock()
 	err1 := s.r.Close()
 	err2 := s.w.Close()
@@ -208,6 +212,26 @@ func (t *wtx) exec(q string, args ...any) (sql.Result, error) {
 	}
 	defer st.Close()
 	return st.ExecContext(t.ctx, args...)
+}
+
+// readStmt returns q prepared on the readers, for the reads every
+// request makes (modernc's parse costs as much as the read). Not to be
+// closed: Close does.
+func (s *Store) readStmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if st, ok := s.rstmts[q]; ok {
+		return st, nil
+	}
+	st, err := s.r.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("preparing a statement: %w", err)
+	}
+	if s.rstmts == nil {
+		s.rstmts = make(map[string]*sql.Stmt)
+	}
+	s.rstmts[q] = st
+	return st, nil
 }
 
 func (t *wtx) seq() (int64, error) {
