@@ -42,8 +42,13 @@ func bumpAllowlists(tx *wtx) error {
 // AllowlistsVersion changes whenever an allowlist changes, so the LAPI can
 // cache them and still see cscli's direct edits.
 func (s *Store) AllowlistsVersion(ctx context.Context) (int64, error) {
+	// Every push asks.
+	st, err := s.readStmt(ctx, `SELECT value FROM counters WHERE name = 'allowlists'`)
+	if err != nil {
+		return 0, err
+	}
 	var v int64
-	err := s.r.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = 'allowlists'`).Scan(&v)
+	err = st.QueryRowContext(ctx).Scan(&v)
 	return v, err
 }
 
