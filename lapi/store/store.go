@@ -81,21 +81,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("creating database folder %s: %w", dir, err)
 		}
 	}
-	// temp_store(MEMORY) keeps statement journals (which let a failing
+	dsn := func(txlock, extra string) string {
+		return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)%s&_txlock=%s",
+			cfg.Path, cfg.BusyTimeout.Milliseconds(), extra, txlock)
+	}
+	// The writer keeps its statement journals (which let a failing
 	// multi-row INSERT undo itself inside its transaction) in memory: on
 	// disk, each push opened, wrote and closed a temporary file. They are
-	// never needed after a crash, the WAL is.
-	dsn := func(txlock string) string {
-		return fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_txlock=%s",
-			cfg.Path, cfg.BusyTimeout.Milliseconds(), txlock)
-	}
-	w, err := sql.Open("sqlite", dsn("immediate"))
+	// never needed after a crash, the WAL is. The readers keep spilling
+	// their temporary files to disk, so that a large sort cannot take the
+	// memory.
+	w, err := sql.Open("sqlite", dsn("immediate", "&_pragma=temp_store(MEMORY)"))
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", cfg.Path, err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	r, err := sql.Open("sqlite", dsn("deferred"))
+	r, err := sql.Open("sqlite", dsn("deferred", ""))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("opening %s: %w", cfg.Path, err)
