@@ -279,6 +279,9 @@ func lapiClient(cfg *csconfig.Config, rs *ruleset.Ruleset) (*apiclient.Client, e
 		return nil, err
 	}
 	ac.UserAgent, ac.Scenarios = "crowdsec/"+version.Version+" (Rampart)", rs.Items.Scenarios
+	// A LAPI on this host gets its alerts plain: gzip would cost both
+	// processes CPU (as much as encoding the alerts) for no gain.
+	ac.Uncompressed = apiclient.Local(ac.URL)
 	return apiclient.New(ac)
 }
 
