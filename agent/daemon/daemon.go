@@ -149,6 +149,9 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		// full queue holds the reading back rather than dropping alerts,
 		// for as long as the replay would wait for delivery at its end.
 		dcfg.Ephemeral, dcfg.WaitForRoom = true, a.drainTimeout()
+		// Alerts come by thousands a second: bigger batches spare both
+		// ends per-request work (the LAPI commits once per batch).
+		dcfg.BatchSize = replayBatchSize
 	}
 	if a.pusher, err = delivery.New(dcfg,
 		client, log.WithField("component", "delivery")); err != nil {
@@ -457,3 +460,7 @@ func warmupWindow(cfg *csconfig.Config, rules *ruleset.Ruleset) time.Duration {
 	}
 	return min(limit, leakybucket.StateWindow(rules.Scenarios))
 }
+
+// replayBatchSize is the most alerts per POST in a replay: a few hundred
+// KB of JSON, far below the LAPI's body limit.
+const replayBatchSize = 500
