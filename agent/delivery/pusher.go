@@ -187,7 +187,8 @@ func New(cfg Config, client *apiclient.Client, logger *log.Entry) (*Pusher, erro
 		logger = log.WithField("component", "delivery")
 	}
 	segBytes := min(int64(defaultSegmentBytes), max(cfg.MaxQueueBytes/8, minSegmentBytes))
-	q, err := openQueue(queueConfig{dir: cfg.QueueDir, maxBytes: cfg.MaxQueueBytes, maxAlerts: cfg.MaxQueueAlerts, segmentBytes: segBytes, ephemeral: cfg.Ephemeral}, logger)
+	q, err := openQueue(queueConfig{dir: cfg.QueueDir, maxBytes: cfg.MaxQueueBytes, maxAlerts: cfg.MaxQueueAlerts, segmentBytes: segBytes, ephemeral: cfg.Ephemeral,
+		maxDecoded: cfg.BatchSize}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}

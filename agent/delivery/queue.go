@@ -63,6 +63,9 @@ type queueConfig struct {
 	// exit, is never recovered), so nothing is fsynced: a sync would only
 	// make the agent wait on the disk for durability nobody uses.
 	ephemeral bool
+	// maxDecoded bounds the alerts kept decoded (see queue.decoded); 0
+	// for the default, maxDecoded.
+	maxDecoded int
 }
 
 // segment is one file of records.
@@ -131,6 +134,7 @@ type pushed struct {
 // maxDecoded bounds the alerts queue keeps decoded: a few batches, the
 // backlog of a LAPI that keeps up; a bigger backlog (an outage, a replay
 // faster than the LAPI) is read from disk rather than held in memory.
+// A bigger batch (a replay's) raises it to the batch's size.
 const maxDecoded = 256
 
 // openQueue opens or creates the queue in cfg.dir and recovers it: a torn
@@ -451,7 +455,7 @@ func (q *queue) append(payloads [][]byte, alerts []*models.Alert, bounded bool) 
 	}
 	off := s.size
 	for i, p := range payloads[:appended] {
-		if i < len(alerts) && len(q.decoded) < maxDecoded {
+		if i < len(alerts) && len(q.decoded) < max(q.cfg.maxDecoded, maxDecoded) {
 			if q.decoded == nil {
 				q.decoded = map[uint64]pushed{}
 			}
