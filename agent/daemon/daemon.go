@@ -339,8 +339,10 @@ func (a *Agent) Run(ctx context.Context) error {
 // whether the replay's verdicts are in the LAPI.
 func (a *Agent) drain(ctx context.Context) error {
 	deadline := time.Now().Add(a.drainTimeout())
+	// A short poll: the wait is part of the replay's run time, and the
+	// last batch usually lands within milliseconds.
 	for time.Now().Before(deadline) && ctx.Err() == nil && a.pusher.Stats().Queued > 0 {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	return a.undelivered(ctx, "")
 }
