@@ -70,7 +70,10 @@ func (m *Maker) Kept(e *Event) {
 // them (nil maps), so that a mistaken later read of e finds nothing
 // rather than another event's fields.
 func (m *Maker) Drop(e *Event) {
-	if e.Parsed == nil || e.Enriched == nil || e.Meta == nil {
+	// Maps grown past maxHint are left to the collector: a kept event
+	// must not get a huge map from a dropped one.
+	if e.Parsed == nil || e.Enriched == nil || e.Meta == nil ||
+		len(e.Parsed) > maxHint || len(e.Enriched) > maxHint || len(e.Meta) > maxHint {
 		e.Parsed, e.Enriched, e.Meta = nil, nil, nil
 		return
 	}

@@ -98,3 +98,16 @@ func BenchmarkEvents(b *testing.B) {
 		}
 	})
 }
+
+func TestMakerLeavesHugeMapsToTheCollector(t *testing.T) {
+	var m Maker
+	a := m.New(Line{})
+	fill(&a, maxHint+1, 1)
+	big := a.Parsed
+	m.Drop(&a)
+	b := m.New(Line{})
+	b.Parsed["x"] = "1"
+	if _, ok := big["x"]; ok {
+		t.Fatal("a map grown past maxHint was reused")
+	}
+}
