@@ -226,7 +226,11 @@ func (a *Agent) batches(ctx context.Context, lines <-chan event.Line, work, orde
 		case <-ctx.Done():
 			return
 		}
-		b := &batch{lines: []event.Line{first}, done: make(chan struct{}), gen: gen}
+		// sized for the lines already waiting, which it takes: growing it
+		// line by line cost more than the copy
+		buf := make([]event.Line, 1, min(1+len(lines), maxBatch))
+		buf[0] = first
+		b := &batch{lines: buf, done: make(chan struct{}), gen: gen}
 	fill:
 		for len(b.lines) < maxBatch {
 			select {
