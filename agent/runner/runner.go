@@ -298,10 +298,20 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 	// it would end buckets that are empty now but that the next warm-up
 	// lines, older, still fill.
 	warming := false
+	// A replay's alerts wait while the next batch is ready already, up to
+	// maxBatch of them: fewer, bigger pushes (each one writes the queue).
+	// Live, they go at once.
+	var alerts []*models.Alert
+	var readAt []time.Time
+	flush := func() {
+		a.push(ctx, alerts, readAt)
+		alerts, readAt = nil, nil
+	}
 	for {
 		select {
 		case b, ok := <-ordered:
 			if !ok {
+				flush()
 				return nil
 			}
 			<-b.done
@@ -309,8 +319,6 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 				g = a.switchTo(g, b.reload)
 				continue
 			}
-			var alerts []*models.Alert
-			var readAt []time.Time
 			a.runs = a.runs[:0]
 			var run *sourceRun
 			for i := range b.evts {
@@ -344,15 +352,20 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 				alerts, readAt = a.overflows(g, g.engine.PourPrepared(evt, b.preps[i]), alerts, readAt)
 			}
 			a.addSourceRuns(a.runs)
-			a.push(ctx, alerts, readAt)
+			if !a.cfg.Replay || len(ordered) == 0 || len(alerts) >= maxBatch {
+				flush()
+			}
 		case now := <-tick:
 			if warming {
 				warming = false // once: the warm-up may be over
 				continue
 			}
-			alerts, readAt := a.overflows(g, g.engine.Tick(now), nil, nil)
-			a.push(ctx, alerts, readAt)
+			alerts, readAt = a.overflows(g, g.engine.Tick(now), alerts, readAt)
+			flush()
 		case <-ctx.Done():
+			// a replay's waiting alerts: its queue counts those it
+			// refuses now as undelivered, rather than their vanishing
+			flush()
 			return nil
 		}
 	}
