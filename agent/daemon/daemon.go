@@ -465,4 +465,4 @@ func warmupWindow(cfg *csconfig.Config, rules *ruleset.Ruleset) time.Duration {
 
 // replayBatchSize is the most alerts per POST in a replay: a few hundred
 // KB of JSON, far below the LAPI's body limit.
-const replayBatchSize = 500
+const replayBatchSize = 200

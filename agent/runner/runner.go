@@ -120,6 +120,11 @@ type ReloadResult struct {
 // is pending when a worker is free, so a lone line is parsed at once.
 const maxBatch = 256
 
+// maxWaitingAlerts bounds the alerts a replay's pourer holds back to push
+// them together (see pour): more would only grow the heap, which the GC
+// settings (internal/memtune) multiply into RSS.
+const maxWaitingAlerts = 128
+
 // Agent is a running (or finished) agent; see Run.
 type Agent struct {
 	cfg Config
@@ -299,7 +304,7 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 	// lines, older, still fill.
 	warming := false
 	// A replay's alerts wait while the next batch is ready already, up to
-	// maxBatch of them: fewer, bigger pushes (each one writes the queue).
+	// maxWaitingAlerts: fewer, bigger pushes (each one writes the queue).
 	// Live, they go at once.
 	var alerts []*models.Alert
 	var readAt []time.Time
@@ -352,7 +357,7 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 				alerts, readAt = a.overflows(g, g.engine.PourPrepared(evt, b.preps[i]), alerts, readAt)
 			}
 			a.addSourceRuns(a.runs)
-			if !a.cfg.Replay || len(ordered) == 0 || len(alerts) >= maxBatch {
+			if !a.cfg.Replay || len(ordered) == 0 || len(alerts) >= maxWaitingAlerts {
 				flush()
 			}
 		case now := <-tick:
