@@ -28,6 +28,33 @@ func (c *Client) PushAlerts(ctx context.Context, alerts []*models.Alert) ([]stri
 	return ids, nil
 }
 
+// PushAlertsEncoded is PushAlerts for alerts already encoded as JSON, one
+// per element (the agent's delivery queue holds them so): they are sent
+// as they are, not encoded again.
+func (c *Client) PushAlertsEncoded(ctx context.Context, alerts [][]byte) ([]string, error) {
+	n := 2
+	for _, a := range alerts {
+		n += len(a) + 1
+	}
+	body := make([]byte, 0, n)
+	body = append(body, '[')
+	for i, a := range alerts {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, a...)
+	}
+	body = append(body, ']')
+	var ids []string
+	if err := c.do(ctx, request{method: http.MethodPost, path: "v1/alerts", raw: body, auth: authMachine}, &ids); err != nil {
+		return nil, err
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	return ids, nil
+}
+
 // ListAlerts returns the alerts matching filter (GET /v1/alerts), e.g.
 // has_active_decision=true&include_capi=false&limit=100. The LAPI's "null"
 // for no match is an empty slice.

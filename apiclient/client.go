@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -64,6 +65,10 @@ type Config struct {
 	Timeout time.Duration
 	// Scenarios are sent at login; the agent sends its installed ones.
 	Scenarios []string
+	// Uncompressed sends every body plain, large ones too: for a LAPI on
+	// the same host (see Local), gzip costs both ends CPU and saves
+	// nothing.
+	Uncompressed bool
 }
 
 // Client talks to one LAPI. It is safe for concurrent use.
@@ -78,6 +83,7 @@ type Client struct {
 	clientCert bool
 	timeout    time.Duration
 	scenarios  []string
+	plain      bool // Config.Uncompressed
 
 	// loginSem serialises logins (buffered, capacity 1) while still
 	// letting a waiting caller give up when its context ends.
@@ -144,6 +150,7 @@ func New(cfg Config) (*Client, error) {
 			(len(cfg.TLS.Certificates) > 0 || cfg.TLS.GetClientCertificate != nil),
 		timeout:   cfg.Timeout,
 		scenarios: append([]string(nil), cfg.Scenarios...),
+		plain:     cfg.Uncompressed,
 		loginSem:  make(chan struct{}, 1),
 	}
 	if c.userAgent == "" {
@@ -205,4 +212,22 @@ func (c *Client) Health(ctx context.Context) error {
 // client sends its key or certificate, any other a machine's token.
 func (c *Client) UsageMetrics(ctx context.Context, body any) error {
 	return c.do(ctx, request{method: http.MethodPost, path: "v1/usage-metrics", body: body, auth: authEither}, nil)
+}
+
+// Local tells whether a LAPI URL (as Config.URL) is on this host: a unix
+// socket, localhost or a loopback address.
+func Local(lapiURL string) bool {
+	if strings.HasPrefix(lapiURL, "/") {
+		return true
+	}
+	u, err := url.Parse(lapiURL)
+	if err != nil {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

@@ -383,13 +383,17 @@ func TestConcurrentCallsLogInOnce(t *testing.T) {
 
 func TestGzipLargeBodies(t *testing.T) {
 	tests := []struct {
-		name       string
-		msgLen     int
-		wantGzip   bool
-		wantIDsLen int
+		name         string
+		msgLen       int
+		uncompressed bool // Config.Uncompressed
+		encoded      bool // sent with PushAlertsEncoded
+		wantGzip     bool
 	}{
 		{name: "small body sent plain", msgLen: 100, wantGzip: false},
 		{name: "body over 5KiB gzipped", msgLen: 20 << 10, wantGzip: true},
+		{name: "uncompressed client sends large bodies plain", msgLen: 20 << 10, uncompressed: true, wantGzip: false},
+		{name: "encoded alerts sent as they are", msgLen: 100, encoded: true, wantGzip: false},
+		{name: "encoded alerts over 5KiB gzipped", msgLen: 20 << 10, encoded: true, wantGzip: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -426,10 +430,24 @@ func TestGzipLargeBodies(t *testing.T) {
 				}
 				writeJSON(w, http.StatusCreated, ids)
 			})
-			c := f.client(t, nil)
+			c := f.client(t, func(cfg *Config) { cfg.Uncompressed = tc.uncompressed })
 			msg := strings.Repeat("x", tc.msgLen)
 			alerts := []*models.Alert{testAlert("192.0.2.7", msg), testAlert("192.0.2.8", "short")}
-			ids, err := c.PushAlerts(context.Background(), alerts)
+			var ids []string
+			var err error
+			if tc.encoded {
+				var encoded [][]byte
+				for _, a := range alerts {
+					b, merr := json.Marshal(a)
+					if merr != nil {
+						t.Fatal(merr)
+					}
+					encoded = append(encoded, b)
+				}
+				ids, err = c.PushAlertsEncoded(context.Background(), encoded)
+			} else {
+				ids, err = c.PushAlerts(context.Background(), alerts)
+			}
 			if err != nil {
 				t.Fatalf("PushAlerts: %v", err)
 			}
@@ -446,6 +464,25 @@ func TestGzipLargeBodies(t *testing.T) {
 				t.Errorf("server decoded %d alerts, first message %d bytes", len(gotAlerts), len(gotAlerts[0].Message))
 			}
 		})
+	}
+}
+
+func TestLocal(t *testing.T) {
+	for url, want := range map[string]bool{
+		"http://127.0.0.1:8080/":     true,
+		"http://127.3.2.1:8080":      true,
+		"http://localhost:8080/":     true,
+		"https://[::1]:8080/":        true,
+		"/run/crowdsec/lapi.sock":    true,
+		"http://192.0.2.1:8080/":     false,
+		"https://lapi.example.com/":  false,
+		"http://[2001:db8::1]:8080/": false,
+		"http://localhost.example/":  false,
+		"://bad":                     false,
+	} {
+		if got := Local(url); got != want {
+			t.Errorf("Local(%q) = %v, want %v", url, got, want)
+		}
 	}
 }
 

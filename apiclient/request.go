@@ -28,7 +28,9 @@ type request struct {
 	path   string // relative and escaped, e.g. "v1/alerts"
 	query  url.Values
 	body   any // marshalled as JSON when non-nil
-	auth   authMode
+	// raw, when non-nil, is the body already encoded (body is ignored)
+	raw  []byte
+	auth authMode
 }
 
 // do sends r and, on a 2xx answer, decodes the JSON body into out (when out
@@ -71,14 +73,17 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, *url.URL,
 		return nil, u, fmt.Errorf("%s %s: %w", r.method, u.EscapedPath(), err)
 	}
 
-	var payload []byte
+	payload := r.raw
 	gzipped := false
-	if r.body != nil {
+	if r.raw == nil && r.body != nil {
 		payload, err = json.Marshal(r.body)
 		if err != nil {
 			return nil, u, fmt.Errorf("%s %s: encoding body: %w", r.method, u.EscapedPath(), err)
 		}
-		if len(payload) > gzipThreshold {
+	}
+	hasBody := payload != nil
+	if hasBody {
+		if len(payload) > gzipThreshold && !c.plain {
 			payload, err = gzipBytes(payload)
 			if err != nil {
 				return nil, u, fmt.Errorf("%s %s: compressing body: %w", r.method, u.EscapedPath(), err)
@@ -89,7 +94,7 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, *url.URL,
 
 	for attempt := 0; ; attempt++ {
 		var body io.Reader
-		if r.body != nil {
+		if hasBody {
 			body = bytes.NewReader(payload)
 		}
 		req, err := http.NewRequestWithContext(ctx, r.method, u.String(), body)
@@ -98,7 +103,7 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, *url.URL,
 		}
 		req.Header.Set("User-Agent", c.userAgent)
 		req.Header.Set("Accept", "application/json")
-		if r.body != nil {
+		if hasBody {
 			req.Header.Set("Content-Type", "application/json")
 			if gzipped {
 				req.Header.Set("Content-Encoding", "gzip")

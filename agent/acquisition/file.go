@@ -836,14 +836,24 @@ func (s *fileReplay) replay(ctx context.Context, path string, out chan<- event.L
 	}
 	hits := s.opts.Metrics.hitCounter("file", path, s.labels["type"])
 	lines := s.opts.Metrics.lineCounter(path, s.labels["type"])
+	// readAt is when the buffer being split was read: the time of each of
+	// its lines (one clock read per buffer, not per line).
+	var readAt time.Time
 	emit := func(b []byte, cut bool) error {
 		if cut {
 			s.opts.Metrics.truncatedCounter(path).Inc()
 		}
+		l := event.Line{Raw: string(b), Src: path, Module: "file", Labels: s.labels, Time: readAt}
+		// The agent takes lines by batches: most sends find room and go
+		// at once, cheaper than a select on ctx too.
 		select {
-		case out <- event.Line{Raw: string(b), Src: path, Module: "file", Labels: s.labels, Time: time.Now()}:
-		case <-ctx.Done():
-			return ctx.Err()
+		case out <- l:
+		default:
+			select {
+			case out <- l:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		hits.Inc()
 		lines.Inc()
@@ -854,6 +864,7 @@ func (s *fileReplay) replay(ctx context.Context, path string, out chan<- event.L
 	n := 0
 	for {
 		k, rerr := rd.Read(buf)
+		readAt = time.Now()
 		n += k
 		if err := split.feed(buf[:k], emit); err != nil {
 			return err

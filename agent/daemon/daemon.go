@@ -149,6 +149,9 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 		// full queue holds the reading back rather than dropping alerts,
 		// for as long as the replay would wait for delivery at its end.
 		dcfg.Ephemeral, dcfg.WaitForRoom = true, a.drainTimeout()
+		// Alerts come by thousands a second: bigger batches spare both
+		// ends per-request work (the LAPI commits once per batch).
+		dcfg.BatchSize = replayBatchSize
 	}
 	if a.pusher, err = delivery.New(dcfg,
 		client, log.WithField("component", "delivery")); err != nil {
@@ -279,6 +282,9 @@ func lapiClient(cfg *csconfig.Config, rs *ruleset.Ruleset) (*apiclient.Client, e
 		return nil, err
 	}
 	ac.UserAgent, ac.Scenarios = "crowdsec/"+version.Version+" (Rampart)", rs.Items.Scenarios
+	// A LAPI on this host gets its alerts plain: gzip would cost both
+	// processes CPU (as much as encoding the alerts) for no gain.
+	ac.Uncompressed = apiclient.Local(ac.URL)
 	return apiclient.New(ac)
 }
 
@@ -333,8 +339,10 @@ func (a *Agent) Run(ctx context.Context) error {
 // whether the replay's verdicts are in the LAPI.
 func (a *Agent) drain(ctx context.Context) error {
 	deadline := time.Now().Add(a.drainTimeout())
+	// A short poll: the wait is part of the replay's run time, and the
+	// last batch usually lands within milliseconds.
 	for time.Now().Before(deadline) && ctx.Err() == nil && a.pusher.Stats().Queued > 0 {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	return a.undelivered(ctx, "")
 }
@@ -454,3 +462,7 @@ func warmupWindow(cfg *csconfig.Config, rules *ruleset.Ruleset) time.Duration {
 	}
 	return min(limit, leakybucket.StateWindow(rules.Scenarios))
 }
+
+// replayBatchSize is the most alerts per POST in a replay: a few hundred
+// KB of JSON, far below the LAPI's body limit.
+const replayBatchSize = 200

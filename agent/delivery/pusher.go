@@ -187,7 +187,8 @@ func New(cfg Config, client *apiclient.Client, logger *log.Entry) (*Pusher, erro
 		logger = log.WithField("component", "delivery")
 	}
 	segBytes := min(int64(defaultSegmentBytes), max(cfg.MaxQueueBytes/8, minSegmentBytes))
-	q, err := openQueue(queueConfig{dir: cfg.QueueDir, maxBytes: cfg.MaxQueueBytes, maxAlerts: cfg.MaxQueueAlerts, segmentBytes: segBytes, ephemeral: cfg.Ephemeral}, logger)
+	q, err := openQueue(queueConfig{dir: cfg.QueueDir, maxBytes: cfg.MaxQueueBytes, maxAlerts: cfg.MaxQueueAlerts, segmentBytes: segBytes, ephemeral: cfg.Ephemeral,
+		maxDecoded: cfg.BatchSize}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
@@ -758,7 +759,7 @@ func (l *loop) deliver(ctx context.Context, recs []record) error {
 // being unavailable), it pushes each half on its own so that one bad
 // alert cannot hold back the others.
 func (l *loop) split(ctx context.Context, recs []record) error {
-	_, err := l.p.client.PushAlerts(ctx, alertsOf(recs))
+	_, err := l.push(ctx, recs)
 	if err == nil {
 		l.ack(recs, true)
 		return nil
@@ -788,7 +789,7 @@ func (l *loop) split(ctx context.Context, recs []record) error {
 // alerts in between, it is the alert's fault and the alert goes.
 func (l *loop) retrySuspect(ctx context.Context, recs []record) error {
 	head := recs[0]
-	_, err := l.p.client.PushAlerts(ctx, alertsOf(recs[:1]))
+	_, err := l.push(ctx, recs[:1])
 	if err == nil {
 		l.suspect.strikes = 0
 		l.ack(recs[:1], true)
@@ -890,7 +891,7 @@ func (l *loop) memBatch() []record {
 				recs = nil
 				break
 			}
-			recs = append(recs, record{seq: it.seq, alert: &a, mem: true})
+			recs = append(recs, record{seq: it.seq, alert: &a, payload: it.payload, mem: true})
 		}
 		if len(recs) > 0 || len(items) == 0 {
 			return recs
@@ -937,10 +938,21 @@ func classify(err error) failKind {
 	return failTransient
 }
 
-func alertsOf(recs []record) []*models.Alert {
-	out := make([]*models.Alert, len(recs))
+// push sends recs to the LAPI, each alert as Push encoded it when this
+// process did (encoding it again cost as much CPU as the first time).
+func (l *loop) push(ctx context.Context, recs []record) ([]string, error) {
+	payloads := make([][]byte, len(recs))
 	for i, r := range recs {
-		out[i] = r.alert
+		payloads[i] = r.payload
+		if payloads[i] == nil {
+			b, err := json.Marshal(r.alert)
+			if err != nil {
+				// It was decoded from JSON: it cannot happen.
+				return nil, fmt.Errorf("encoding queued alert %s: %w", r.alert.UUID, err)
+			}
+			payloads[i] = b
+		}
 	}
-	return out
+	// the client's error already names the request; classify reads it
+	return l.p.client.PushAlertsEncoded(ctx, payloads)
 }

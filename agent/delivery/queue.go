@@ -63,6 +63,9 @@ type queueConfig struct {
 	// exit, is never recovered), so nothing is fsynced: a sync would only
 	// make the agent wait on the disk for durability nobody uses.
 	ephemeral bool
+	// maxDecoded bounds the alerts kept decoded (see queue.decoded); 0
+	// for the default, maxDecoded.
+	maxDecoded int
 }
 
 // segment is one file of records.
@@ -80,7 +83,10 @@ func (s *segment) end() uint64 { return s.first + uint64(len(s.offsets)) }
 type record struct {
 	seq   uint64
 	alert *models.Alert
-	mem   bool // from the memory buffer: seq numbers its items, not the disk's
+	// payload is alert as this process encoded it when pushed, sent as
+	// is; nil for a record read back from disk, which is encoded again.
+	payload []byte
+	mem     bool // from the memory buffer: seq numbers its items, not the disk's
 }
 
 // queue is the durable, bounded FIFO of alerts waiting for the LAPI. It is
@@ -116,12 +122,19 @@ type queue struct {
 	// delivered, as they were pushed, so that peek does not read back and
 	// decode what it has in memory (at most maxDecoded; the rest is read
 	// from disk). Guarded by mu.
-	decoded map[uint64]*models.Alert
+	decoded map[uint64]pushed
+}
+
+// pushed is an alert appended by this process, decoded and encoded.
+type pushed struct {
+	alert   *models.Alert
+	payload []byte
 }
 
 // maxDecoded bounds the alerts queue keeps decoded: a few batches, the
 // backlog of a LAPI that keeps up; a bigger backlog (an outage, a replay
 // faster than the LAPI) is read from disk rather than held in memory.
+// A bigger batch (a replay's) raises it to the batch's size.
 const maxDecoded = 256
 
 // openQueue opens or creates the queue in cfg.dir and recovers it: a torn
@@ -442,11 +455,11 @@ func (q *queue) append(payloads [][]byte, alerts []*models.Alert, bounded bool) 
 	}
 	off := s.size
 	for i, p := range payloads[:appended] {
-		if i < len(alerts) && len(q.decoded) < maxDecoded {
+		if i < len(alerts) && len(q.decoded) < max(q.cfg.maxDecoded, maxDecoded) {
 			if q.decoded == nil {
-				q.decoded = map[uint64]*models.Alert{}
+				q.decoded = map[uint64]pushed{}
 			}
-			q.decoded[q.next+uint64(i)] = alerts[i]
+			q.decoded[q.next+uint64(i)] = pushed{alert: alerts[i], payload: p}
 		}
 		s.offsets = append(s.offsets, off)
 		off += recordHeader + int64(len(p))
@@ -620,8 +633,8 @@ func (q *queue) peek(n int) ([]record, error) {
 			break
 		}
 		for ; seq < s.end() && len(out) < n; seq++ {
-			if a, ok := q.decoded[seq]; ok {
-				out = append(out, record{seq: seq, alert: a})
+			if d, ok := q.decoded[seq]; ok {
+				out = append(out, record{seq: seq, alert: d.alert, payload: d.payload})
 				continue
 			}
 			a, err := q.readLocked(s, int(seq-s.first))

@@ -77,9 +77,10 @@ type RuntimeAlert struct {
 
 // New returns a log event with its maps allocated.
 func New(line Line) Event {
-	// Sized for a typical web or sshd line (about 20 parsed fields, 10
-	// meta): growing the maps key by key cost more than the parse.
-	return Event{Type: LOG, Line: line, Parsed: make(map[string]string, 24), Enriched: make(map[string]string, 4), Meta: make(map[string]string, 12), Process: true}
+	// Sized for a typical line (see defaultParsed); Maker does better for
+	// a stream of lines.
+	return Event{Type: LOG, Line: line, Parsed: make(map[string]string, defaultParsed), Enriched: make(map[string]string, defaultEnriched),
+		Meta: make(map[string]string, defaultMeta), Process: true}
 }
 
 // GetMeta returns a meta value; for an overflow, the first alert meta or

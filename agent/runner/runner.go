@@ -120,6 +120,11 @@ type ReloadResult struct {
 // is pending when a worker is free, so a lone line is parsed at once.
 const maxBatch = 256
 
+// maxWaitingAlerts bounds the alerts a replay's pourer holds back to push
+// them together (see pour): more would only grow the heap, which the GC
+// settings (internal/memtune) multiply into RSS.
+const maxWaitingAlerts = 128
+
 // Agent is a running (or finished) agent; see Run.
 type Agent struct {
 	cfg Config
@@ -226,7 +231,11 @@ func (a *Agent) batches(ctx context.Context, lines <-chan event.Line, work, orde
 		case <-ctx.Done():
 			return
 		}
-		b := &batch{lines: []event.Line{first}, done: make(chan struct{}), gen: gen}
+		// sized for the lines already waiting, which it takes: growing it
+		// line by line cost more than the copy
+		buf := make([]event.Line, 1, min(1+len(lines), maxBatch))
+		buf[0] = first
+		b := &batch{lines: buf, done: make(chan struct{}), gen: gen}
 	fill:
 		for len(b.lines) < maxBatch {
 			select {
@@ -249,12 +258,16 @@ func (a *Agent) batches(ctx context.Context, lines <-chan event.Line, work, orde
 }
 
 func (a *Agent) parse(work <-chan *batch) {
+	// Most lines of many logs are never poured (sshd: 80% match no
+	// parser): their maps serve the next line, and the maps of the lines
+	// poured are sized from those before them.
+	var mk event.Maker
 	for b := range work {
 		b.evts = make([]event.Event, len(b.lines))
 		b.preps = make([]leakybucket.Prepared, len(b.lines))
 		for i, l := range b.lines {
 			evt := &b.evts[i]
-			*evt = event.New(l)
+			*evt = mk.New(l)
 			if err := b.gen.rules.Parse(evt, nil); err != nil {
 				// Parse already made the line unparsed; say why once per
 				// line (a warm-up line was said so before the stop).
@@ -266,6 +279,10 @@ func (a *Agent) parse(work <-chan *batch) {
 			}
 			if evt.Process && !evt.Whitelisted {
 				b.preps[i] = b.gen.engine.Prepare(evt)
+				mk.Kept(evt)
+			} else {
+				// pour only counts it: nothing reads its maps
+				mk.Drop(evt)
 			}
 		}
 		close(b.done)
@@ -286,10 +303,20 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 	// it would end buckets that are empty now but that the next warm-up
 	// lines, older, still fill.
 	warming := false
+	// A replay's alerts wait while the next batch is ready already, up to
+	// maxWaitingAlerts: fewer, bigger pushes (each one writes the queue).
+	// Live, they go at once.
+	var alerts []*models.Alert
+	var readAt []time.Time
+	flush := func() {
+		a.push(ctx, alerts, readAt)
+		alerts, readAt = nil, nil
+	}
 	for {
 		select {
 		case b, ok := <-ordered:
 			if !ok {
+				flush()
 				return nil
 			}
 			<-b.done
@@ -297,8 +324,6 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 				g = a.switchTo(g, b.reload)
 				continue
 			}
-			var alerts []*models.Alert
-			var readAt []time.Time
 			a.runs = a.runs[:0]
 			var run *sourceRun
 			for i := range b.evts {
@@ -332,15 +357,20 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 				alerts, readAt = a.overflows(g, g.engine.PourPrepared(evt, b.preps[i]), alerts, readAt)
 			}
 			a.addSourceRuns(a.runs)
-			a.push(ctx, alerts, readAt)
+			if !a.cfg.Replay || len(ordered) == 0 || len(alerts) >= maxWaitingAlerts {
+				flush()
+			}
 		case now := <-tick:
 			if warming {
 				warming = false // once: the warm-up may be over
 				continue
 			}
-			alerts, readAt := a.overflows(g, g.engine.Tick(now), nil, nil)
-			a.push(ctx, alerts, readAt)
+			alerts, readAt = a.overflows(g, g.engine.Tick(now), alerts, readAt)
+			flush()
 		case <-ctx.Done():
+			// a replay's waiting alerts: its queue counts those it
+			// refuses now as undelivered, rather than their vanishing
+			flush()
 			return nil
 		}
 	}
