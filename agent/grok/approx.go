@@ -62,6 +62,7 @@ type approx struct {
 
 	once   sync.Once
 	verify [4]*regexp.Regexp // ^def$ with a context rune before (bit 0) and/or after (bit 1)
+	walk   [4]*walker        // the same, walked (nil: regexp only)
 }
 
 func (ap *approx) compileVerifiers() {
@@ -77,6 +78,12 @@ func (ap *approx) compileVerifiers() {
 		// The definition compiled as part of a pattern already, so this
 		// cannot fail; a nil verifier would only force the strict path.
 		ap.verify[v], _ = regexp.Compile(s + "$")
+		if ap.verify[v] != nil {
+			// no groups (captureFree)
+			if w, err := newWalker(s + "$"); err == nil && w.nsub == 2 {
+				ap.walk[v] = w
+			}
+		}
 	}
 }
 
@@ -94,6 +101,11 @@ func (ap *approx) accepts(s string, a, b int) bool {
 		_, n := utf8.DecodeRuneInString(s[b:])
 		hi += n
 		v |= 2
+	}
+	if w := ap.walk[v]; w != nil {
+		if matched, ok := w.matches(s[lo:hi]); ok {
+			return matched
+		}
 	}
 	re := ap.verify[v]
 	return re != nil && re.MatchString(s[lo:hi])

@@ -401,6 +401,7 @@ type matcher struct {
 	anchored *regexp.Regexp // ^(?:re): tried first, see find
 	direct   int            // inputs shorter than this skip anchored, see find
 	groups   [][]int        // per Pattern.names entry: submatch indexes, in pattern order
+	walk     *walker        // the same search, cheaper (nil: not supported), see walk.go
 }
 
 // Go's regexp runs its bit-state backtracker, rather than the NFA, on
@@ -442,6 +443,9 @@ func compileMatcher(tr string, capNames []string, names *[]string, keep func(str
 	if m.groups, err = mapGroups(re.SubexpNames(), capNames, names, keep); err != nil {
 		return matcher{}, err
 	}
+	if w, err := newWalker(tr); err == nil && w.nsub == 2*(re.NumSubexp()+1) {
+		m.walk = w
+	}
 	return m, nil
 }
 
@@ -480,9 +484,20 @@ func mapGroups(subexpNames, capNames []string, names *[]string, keep func(string
 	return groups, nil
 }
 
-// find is re.FindStringSubmatchIndex, trying the anchored form first
-// where the NFA would run.
+// find is re.FindStringSubmatchIndex: the walker's when it has an
+// answer, else regexp's.
 func (m *matcher) find(s string) []int {
+	if m.walk != nil {
+		if loc, ok := m.walk.find(s); ok {
+			return loc
+		}
+	}
+	return m.findRegexp(s)
+}
+
+// findRegexp is re.FindStringSubmatchIndex, trying the anchored form
+// first where the NFA would run.
+func (m *matcher) findRegexp(s string) []int {
 	if m.anchored != nil && len(s) >= m.direct {
 		if loc := m.anchored.FindStringSubmatchIndex(s); loc != nil {
 			return loc
