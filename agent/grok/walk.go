@@ -26,18 +26,23 @@ package grok
 // expression to regexp: repetitions of something that can match empty
 // (where the compiler's handling of empty iterations matters).
 //
-// Shortcuts, none of which changes which match is found first:
+// Shortcuts, none of which changes which match is found first: each
+// only skips attempts that would fail without setting anything.
 //   - runs: a repetition of a one-rune expression ([^"]*, .*?, \d+) is one
 //     step that tries its possible ends in priority order (longest first
 //     when greedy, shortest first otherwise);
-//   - an end of a run, or a start offset, from which the next thing to
-//     match is a literal is tried only where that literal follows: from
-//     anywhere else the continuation fails at once;
-//   - required literals: text of the expression that every match must
-//     contain (literals outside alternatives and optional parts); a line
-//     without one of them has no match;
-//   - first bytes: a start offset whose byte cannot begin a match is not
-//     tried.
+//   - first bytes: every node knows a superset of the bytes a match can
+//     go on with from there (all of them where the rest can match
+//     without consuming, assertions counted as holding); a start offset,
+//     an alternative, a loop's body or exit, an end of a run whose byte is
+//     not in that set is not tried;
+//   - follow literals: where what comes after a run or a loop starts with
+//     a literal, only ends the literal starts at are tried, found with
+//     strings.Index (non-greedy, unbounded runs) or strings.LastIndex
+//     (greedy runs of one-byte runes, where every offset is an end);
+//   - required literals: text every match contains (literals outside
+//     alternatives and optional parts, the two longest); a line without
+//     one of them has no match.
 //
 // Without regexp's visited set, backtracking can take exponential time on
 // hostile input; a walk gives up after a budget of steps proportional to
@@ -112,18 +117,42 @@ func (b *byteSet) at(s string, i int) bool { return i >= len(s) || b.has(s[i]) }
 // runeClass is a set of runes: a bitmap for ASCII, sorted pairs above.
 type runeClass struct {
 	ascii [2]uint64
-	high  []rune // lo, hi pairs
+	high  []rune // lo, hi pairs, sorted by lo
+	// but, when not -1, is the only rune (ASCII) not in the class
+	// ([^"], . without (?s)): a run of it ends at the next such byte
+	but int
 }
 
 func newRuneClass(pairs []rune) *runeClass {
-	c := &runeClass{}
+	c := &runeClass{but: -1}
+	var high [][2]rune
 	for k := 0; k+1 < len(pairs); k += 2 {
 		lo, hi := pairs[k], pairs[k+1]
 		for r := lo; r <= hi && r < utf8.RuneSelf; r++ {
 			c.ascii[r>>6] |= 1 << (r & 63)
 		}
 		if hi >= utf8.RuneSelf {
-			c.high = append(c.high, max(lo, utf8.RuneSelf), hi)
+			high = append(high, [2]rune{max(lo, utf8.RuneSelf), hi})
+		}
+	}
+	// a case-folding orbit comes unsorted
+	slices.SortFunc(high, func(a, b [2]rune) int { return int(a[0] - b[0]) })
+	for _, h := range high {
+		c.high = append(c.high, h[0], h[1])
+	}
+	if len(high) == 1 && high[0] == [2]rune{utf8.RuneSelf, unicode.MaxRune} {
+		missing := -1
+		for b := 0; b < utf8.RuneSelf; b++ {
+			if !c.has(rune(b)) {
+				if missing >= 0 {
+					missing = -2
+					break
+				}
+				missing = b
+			}
+		}
+		if missing >= 0 {
+			c.but = missing
 		}
 	}
 	return c
@@ -854,7 +883,16 @@ func (st *walk) run(n *wnode, i int) bool {
 			if k < 0 {
 				return false
 			}
-			for stop := e + k; e < stop; {
+			stop := e + k
+			if cls.but >= 0 {
+				// the literal starts with ASCII or a leading byte,
+				// so stop is where a rune starts
+				if strings.IndexByte(s[e:stop], byte(cls.but)) >= 0 {
+					return false
+				}
+				e = stop
+			}
+			for e < stop {
 				w := cls.step(s, e)
 				if w == 0 {
 					return false
@@ -866,38 +904,42 @@ func (st *walk) run(n *wnode, i int) bool {
 	// greedy: find the longest run; while every rune is one byte wide,
 	// its ends are every offset down to i+min
 	e, count, wide := i, 0, false
-	base := len(st.ends)
-	for n.max < 0 || count < n.max {
-		if e < len(s) && s[e] < utf8.RuneSelf {
-			// ASCII, inline
-			if b := s[e]; cls.ascii[b>>6]&(1<<(b&63)) == 0 {
+	if cls.but >= 0 && n.max < 0 {
+		// every rune but one byte: the run ends there
+		if k := strings.IndexByte(s[i:], byte(cls.but)); k >= 0 {
+			e = i + k
+		} else {
+			e = len(s)
+		}
+		count = e - i
+		for k := i; k < e; k++ {
+			if s[k] >= utf8.RuneSelf {
+				wide = true
+				count = utf8.RuneCountInString(s[i:e])
 				break
 			}
-			if wide {
-				st.ends = append(st.ends, e)
+		}
+	} else {
+		for n.max < 0 || count < n.max {
+			if e < len(s) && s[e] < utf8.RuneSelf {
+				// ASCII, inline
+				if b := s[e]; cls.ascii[b>>6]&(1<<(b&63)) == 0 {
+					break
+				}
+				e++
+				count++
+				continue
 			}
-			e++
+			w := cls.step(s, e)
+			if w == 0 {
+				break
+			}
+			wide = wide || w > 1
+			e += w
 			count++
-			continue
 		}
-		w := cls.step(s, e)
-		if w == 0 {
-			break
-		}
-		if w > 1 && !wide {
-			wide = true
-			for k := i; k < e; k++ {
-				st.ends = append(st.ends, k)
-			}
-		}
-		if wide {
-			st.ends = append(st.ends, e)
-		}
-		e += w
-		count++
 	}
 	if count < n.min {
-		st.ends = st.ends[:base]
 		return false
 	}
 	if !wide {
@@ -921,9 +963,21 @@ func (st *walk) run(n *wnode, i int) bool {
 		}
 		return false
 	}
-	// ends[base+k] is where rune k of the run starts
+	// the longest first; then the others, which need where each rune
+	// starts: ends[base+k] for rune k
+	if st.end(n, e, mark) {
+		return true
+	}
+	if st.over || count == n.min {
+		return false
+	}
+	base := len(st.ends)
+	for k, j := 0, i; k < count; k++ {
+		st.ends = append(st.ends, j)
+		j += cls.step(s, j)
+	}
 	found := false
-	for k := count; k >= n.min; k-- {
+	for k := count - 1; k >= n.min; k-- {
 		end := e
 		if k < count {
 			end = st.ends[base+k]
