@@ -654,8 +654,16 @@ func (w *walker) search(s string, loc []int, sc *walkScratch) (matched, ok bool)
 	st := walk{s: s, cap: loc, steps: 64*len(s) + 1024}
 	if sc != nil {
 		st.trail, st.ends = sc.trail[:0], sc.ends[:0]
-		defer func() { sc.trail, sc.ends = st.trail[:0], st.ends[:0] }()
 	}
+	matched, ok = st.search(w, s)
+	if sc != nil {
+		// keep what the slices grew to
+		sc.trail, sc.ends = st.trail[:0], st.ends[:0]
+	}
+	return matched, ok
+}
+
+func (st *walk) search(w *walker, s string) (matched, ok bool) {
 	for k := range st.cap {
 		st.cap[k] = -1
 	}
