@@ -351,6 +351,7 @@ func (l *Library) addFast(p *Pattern) {
 	if err != nil || len(names) != len(p.names) {
 		return
 	}
+	m.addWalker(tr)
 	f := &fastMatcher{matcher: m}
 	for idx, sub := range m.re.SubexpNames() {
 		n, err := strconv.Atoi(strings.TrimPrefix(sub, "_"))

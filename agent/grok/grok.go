@@ -443,9 +443,6 @@ func compileMatcher(tr string, capNames []string, names *[]string, keep func(str
 	if m.groups, err = mapGroups(re.SubexpNames(), capNames, names, keep); err != nil {
 		return matcher{}, err
 	}
-	if w, err := newWalker(tr); err == nil && w.nsub == 2*(re.NumSubexp()+1) {
-		m.walk = w
-	}
 	return m, nil
 }
 
@@ -542,6 +539,21 @@ func (p *Pattern) build() {
 		p.lib.mu.Lock()
 		defer p.lib.mu.Unlock()
 		p.lib.addFast(p)
+	}
+	if p.fast == nil {
+		// With a fast expression the strict one only serves the lines
+		// an approximation let through wrongly, rare enough for regexp:
+		// its walker would be the largest structure of the pattern
+		// (heavy definitions expanded), for little.
+		p.strict.addWalker(p.expanded)
+	}
+}
+
+// addWalker gives m a walker for its expression tr, when the walker
+// supports it.
+func (m *matcher) addWalker(tr string) {
+	if w, err := newWalker(tr); err == nil && w.nsub == 2*(m.re.NumSubexp()+1) {
+		m.walk = w
 	}
 }
 

@@ -50,6 +50,7 @@ package grok
 
 import (
 	"errors"
+	"fmt"
 	"regexp/syntax"
 	"slices"
 	"strings"
@@ -74,8 +75,9 @@ const (
 	wFail                // never matches
 )
 
-// wnode is one step; next is what follows it (nodes are shared, never
-// modified once built, so a walker is safe for concurrent use).
+// wnode is one step; next is what follows it. Nodes are shared, and
+// never modified once newWalker returns, so a walker is safe for
+// concurrent use.
 type wnode struct {
 	kind   wkind
 	greedy bool
@@ -83,19 +85,17 @@ type wnode struct {
 	min    int
 	max    int
 	slots  []int
-	lit    string
-	cls    *runeClass
-	alts   []*wnode
-	body   *wnode
-	next   *wnode
-	// follow is the literal the continuation of a run or loop starts
-	// with ("" when it does not): only ends followed by it can match.
-	follow string
-	// first bytes (see firstOf): of what follows a run or loop (next),
-	// of a loop's body, of each alternative; an offset whose byte is
-	// not in the set cannot go on there
-	nextFirst, bodyFirst byteSet
-	altFirst             []byteSet
+	// lit is a wLit's bytes; for a run or a loop, the literal what
+	// follows it starts with ("" when it does not): only ends followed
+	// by it can match
+	lit  string
+	cls  *runeClass
+	alts []*wnode
+	body *wnode
+	next *wnode
+	// first is the set of bytes a match can go on with from here (see
+	// firstSets): an offset whose byte is not in it cannot go on here
+	first *byteSet
 }
 
 // byteSet is a set of bytes.
@@ -196,7 +196,7 @@ type walker struct {
 // walkScratch is the room a search needs besides the submatches, kept
 // between searches (a pool rather than one allocation per search).
 type walkScratch struct {
-	trail, ends []int
+	cap, trail, ends []int
 }
 
 // newWalker compiles a translated grok expression (regexp syntax), or
@@ -206,17 +206,23 @@ func newWalker(expr string) (*walker, error) {
 	if err != nil {
 		return nil, err
 	}
-	// compiled from the tree as parsed: compileWalk simplifies as it
+	// compiled from the tree as parsed: compile simplifies as it
 	// goes, keeping counted repetitions of one rune as runs
 	w := &walker{nsub: 2 * (tree.MaxCap() + 1)}
-	if w.start, err = compileWalk(tree, &wnode{kind: wMatch}); err != nil {
+	c := &wcompiler{classes: map[string]*runeClass{}}
+	if w.start, err = c.compile(tree, &wnode{kind: wMatch}); err != nil {
 		return nil, err
 	}
 	tree = tree.Simplify()
 	// longest first: the likeliest to be missing, and the first missing
 	// one ends the search
 	w.required = requiredLits(tree, nil)
-	slices.SortStableFunc(w.required, func(a, b string) int { return len(b) - len(a) })
+	slices.SortFunc(w.required, func(a, b string) int {
+		if len(a) != len(b) {
+			return len(b) - len(a)
+		}
+		return strings.Compare(a, b)
+	})
 	// each costs a scan of the line: a few are enough
 	w.required = slices.Compact(w.required)
 	w.required = w.required[:min(len(w.required), 2)]
@@ -230,7 +236,25 @@ func newWalker(expr string) (*walker, error) {
 	return w, nil
 }
 
-// compileWalk returns the entry of re followed by next, matching as
+// wcompiler builds the nodes of one walker.
+type wcompiler struct {
+	classes map[string]*runeClass // one of each
+}
+
+// class returns the class equal to cls the walker already has, if any.
+func (c *wcompiler) class(cls *runeClass) *runeClass {
+	if cls == nil {
+		return nil
+	}
+	key := fmt.Sprint(cls.ascii, cls.high)
+	if have := c.classes[key]; have != nil {
+		return have
+	}
+	c.classes[key] = cls
+	return cls
+}
+
+// compile returns the entry of re followed by next, matching as
 // re.Simplify() compiled by regexp/syntax does. Simplify only rewrites
 // repetitions: x{n,m} into n copies of x and m-n nested x? (x{n,} into
 // n-1 copies and x+), and x** x++ x?? (same greediness) or a repeated
@@ -238,7 +262,7 @@ func newWalker(expr string) (*walker, error) {
 // the longest run first (non-greedy: the shortest), as a run does, so a
 // counted repetition of one rune becomes a run; the others are compiled
 // simplified, and star, plus and quest mirror Simplify's rewrites.
-func compileWalk(re *syntax.Regexp, next *wnode) (*wnode, error) {
+func (c *wcompiler) compile(re *syntax.Regexp, next *wnode) (*wnode, error) {
 	switch re.Op {
 	case syntax.OpNoMatch:
 		return &wnode{kind: wFail}, nil
@@ -257,18 +281,18 @@ func compileWalk(re *syntax.Regexp, next *wnode) (*wnode, error) {
 				k = j
 				continue
 			}
-			next = &wnode{kind: wClass, cls: runeOrbit(re.Rune[k-1], re.Flags), next: next}
+			next = &wnode{kind: wClass, cls: c.class(runeOrbit(re.Rune[k-1], re.Flags)), next: next}
 			k--
 		}
 		return next, nil
 	case syntax.OpCharClass, syntax.OpAnyChar, syntax.OpAnyCharNotNL:
-		return &wnode{kind: wClass, cls: oneRune(re), next: next}, nil
+		return &wnode{kind: wClass, cls: c.class(oneRune(re)), next: next}, nil
 	case syntax.OpBeginLine, syntax.OpEndLine, syntax.OpBeginText, syntax.OpEndText,
 		syntax.OpWordBoundary, syntax.OpNoWordBoundary:
 		return &wnode{kind: wAssert, assert: emptyOp(re.Op), next: next}, nil
 	case syntax.OpCapture:
 		closer := capsNode(2*re.Cap+1, next)
-		body, err := compileWalk(re.Sub[0], closer)
+		body, err := c.compile(re.Sub[0], closer)
 		if err != nil {
 			return nil, err
 		}
@@ -276,7 +300,7 @@ func compileWalk(re *syntax.Regexp, next *wnode) (*wnode, error) {
 	case syntax.OpConcat:
 		var err error
 		for k := len(re.Sub) - 1; k >= 0; k-- {
-			if next, err = compileWalk(re.Sub[k], next); err != nil {
+			if next, err = c.compile(re.Sub[k], next); err != nil {
 				return nil, err
 			}
 		}
@@ -284,7 +308,7 @@ func compileWalk(re *syntax.Regexp, next *wnode) (*wnode, error) {
 	case syntax.OpAlternate:
 		n := &wnode{kind: wAlt}
 		for _, sub := range re.Sub {
-			a, err := compileWalk(sub, next)
+			a, err := c.compile(sub, next)
 			if err != nil {
 				return nil, err
 			}
@@ -295,16 +319,16 @@ func compileWalk(re *syntax.Regexp, next *wnode) (*wnode, error) {
 		if re.Min == 0 && re.Max == 0 {
 			return next, nil
 		}
-		if cls := oneRune(re.Sub[0]); cls != nil && (re.Max < 0 || re.Max >= re.Min) {
+		if cls := c.class(oneRune(re.Sub[0])); cls != nil && (re.Max < 0 || re.Max >= re.Min) {
 			return &wnode{kind: wRun, cls: cls, greedy: re.Flags&syntax.NonGreedy == 0,
-				min: re.Min, max: re.Max, next: next, follow: followLit(next)}, nil
+				min: re.Min, max: re.Max, next: next, lit: followLit(next)}, nil
 		}
-		return compileWalk(re.Simplify(), next)
+		return c.compile(re.Simplify(), next)
 	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
 		greedy := re.Flags&syntax.NonGreedy == 0
 		sub := re.Sub[0]
-		if cls := oneRune(sub); cls != nil {
-			n := &wnode{kind: wRun, cls: cls, greedy: greedy, max: -1, next: next, follow: followLit(next)}
+		if cls := c.class(oneRune(sub)); cls != nil {
+			n := &wnode{kind: wRun, cls: cls, greedy: greedy, max: -1, next: next, lit: followLit(next)}
 			switch re.Op {
 			case syntax.OpPlus:
 				n.min = 1
@@ -318,12 +342,12 @@ func compileWalk(re *syntax.Regexp, next *wnode) (*wnode, error) {
 		case ss.Op == syntax.OpEmptyMatch:
 			return next, nil
 		case ss.Op == re.Op && ss.Flags&syntax.NonGreedy == re.Flags&syntax.NonGreedy:
-			return compileWalk(sub, next)
+			return c.compile(sub, next)
 		}
 		if re.Op == syntax.OpQuest {
 			// regexp compiles x? as a choice between x and skipping
 			// it, x first unless non-greedy
-			body, err := compileWalk(sub, next)
+			body, err := c.compile(sub, next)
 			if err != nil {
 				return nil, err
 			}
@@ -338,8 +362,8 @@ func compileWalk(re *syntax.Regexp, next *wnode) (*wnode, error) {
 			// handles those specially, don't guess
 			return nil, errWalkUnsupported
 		}
-		loop := &wnode{kind: wLoop, greedy: greedy, next: next, follow: followLit(next)}
-		body, err := compileWalk(sub, loop)
+		loop := &wnode{kind: wLoop, greedy: greedy, next: next, lit: followLit(next)}
+		body, err := c.compile(sub, loop)
 		if err != nil {
 			return nil, err
 		}
@@ -518,8 +542,9 @@ func beginsWithText(re *syntax.Regexp) bool {
 // consuming (it reaches the end, or an assertion, which is passed over
 // as if it held).
 type firstSets struct {
-	memo map[*wnode]*byteSet
-	done map[*wnode]bool
+	memo   map[*wnode]*byteSet
+	done   map[*wnode]bool
+	shared map[byteSet]*byteSet
 }
 
 func (fs *firstSets) of(n *wnode) *byteSet {
@@ -573,24 +598,25 @@ func (fs *firstSets) of(n *wnode) *byteSet {
 	return set
 }
 
-// fill sets the first-byte fields of every node reachable from n.
+// fill sets first on every node reachable from n, one set shared by
+// the nodes that have the same.
 func (fs *firstSets) fill(n *wnode) {
 	if fs.done == nil {
 		fs.done = map[*wnode]bool{}
+		fs.shared = map[byteSet]*byteSet{}
 	}
 	for n != nil && !fs.done[n] {
 		fs.done[n] = true
-		switch n.kind {
-		case wRun:
-			n.nextFirst = *fs.of(n.next)
-		case wLoop:
-			n.nextFirst, n.bodyFirst = *fs.of(n.next), *fs.of(n.body)
+		set := *fs.of(n)
+		if fs.shared[set] == nil {
+			fs.shared[set] = &set
+		}
+		n.first = fs.shared[set]
+		for _, a := range n.alts {
+			fs.fill(a)
+		}
+		if n.body != nil {
 			fs.fill(n.body)
-		case wAlt:
-			for _, a := range n.alts {
-				n.altFirst = append(n.altFirst, *fs.of(a))
-				fs.fill(a)
-			}
 		}
 		n = n.next
 	}
@@ -612,17 +638,20 @@ func (w *walker) find(s string) ([]int, bool) {
 	if w.lacks(s) {
 		return nil, true
 	}
-	loc := make([]int, w.nsub)
 	sc, _ := w.scratch.Get().(*walkScratch)
 	if sc == nil {
-		sc = &walkScratch{}
+		sc = &walkScratch{cap: make([]int, w.nsub)}
 	}
-	matched, ok := w.search(s, loc, sc)
+	matched, ok := w.search(s, sc.cap, sc)
+	var loc []int
+	if matched {
+		// the submatches are the caller's to keep; a search that
+		// finds nothing (most, for a parser trying its patterns in
+		// turn) allocates nothing
+		loc = slices.Clone(sc.cap)
+	}
 	w.scratch.Put(sc)
-	if !matched {
-		return nil, ok
-	}
-	return loc, true
+	return loc, ok
 }
 
 // matches is regexp's MatchString(s) for an expression without groups,
@@ -799,8 +828,8 @@ func (st *walk) m(n *wnode, i int) bool {
 			}
 		case wAlt:
 			mark, last := len(st.trail), len(n.alts)-1
-			for k, a := range n.alts[:last] {
-				if !n.altFirst[k].at(s, i) {
+			for _, a := range n.alts[:last] {
+				if !a.first.at(s, i) {
 					continue
 				}
 				if st.m(a, i) {
@@ -811,7 +840,7 @@ func (st *walk) m(n *wnode, i int) bool {
 				}
 				st.undo(mark)
 			}
-			if !n.altFirst[last].at(s, i) {
+			if !n.alts[last].first.at(s, i) {
 				return false
 			}
 			n = n.alts[last]
@@ -819,7 +848,7 @@ func (st *walk) m(n *wnode, i int) bool {
 		case wLoop:
 			// the body consumes: no endless loop
 			first, second := n.body, n.next
-			firstOK, secondOK := n.bodyFirst.at(s, i), st.follows(n, i)
+			firstOK, secondOK := n.body.first.at(s, i), st.follows(n, i)
 			if !n.greedy {
 				first, second = second, first
 				firstOK, secondOK = secondOK, firstOK
@@ -849,7 +878,7 @@ func (st *walk) m(n *wnode, i int) bool {
 // follows reports whether what follows run or loop n can match at i as
 // far as its first byte and first literal tell.
 func (st *walk) follows(n *wnode, i int) bool {
-	return n.nextFirst.at(st.s, i) && (n.follow == "" || strings.HasPrefix(st.s[i:], n.follow))
+	return n.next.first.at(st.s, i) && (n.lit == "" || strings.HasPrefix(st.s[i:], n.lit))
 }
 
 // end tries what follows run n from e; false also when over.
@@ -881,13 +910,13 @@ func (st *walk) run(n *wnode, i int) bool {
 			}
 			e += w
 			count++
-			if count < n.min || n.max >= 0 || n.follow == "" {
+			if count < n.min || n.max >= 0 || n.lit == "" {
 				continue
 			}
 			// the count no longer matters and only an end the follow
 			// literal starts at can match: go to the next one, as long
 			// as the run reaches it
-			k := strings.Index(s[e:], n.follow)
+			k := strings.Index(s[e:], n.lit)
 			if k < 0 {
 				return false
 			}
@@ -954,9 +983,9 @@ func (st *walk) run(n *wnode, i int) bool {
 		// every offset from i+min to e is an end
 		lo := i + n.min
 		for ; e >= lo; e-- {
-			if n.follow != "" {
+			if n.lit != "" {
 				// only an end the follow literal starts at can match
-				k := strings.LastIndex(s[lo:min(e+len(n.follow), len(s))], n.follow)
+				k := strings.LastIndex(s[lo:min(e+len(n.lit), len(s))], n.lit)
 				if k < 0 {
 					return false
 				}
