@@ -11,9 +11,9 @@ import (
 
 // parseMode is ParseInto in one of the ways a pattern can match:
 // "fast" (as ParseInto: approximations, walked), "strict" (no
-// approximations, walked), and the same through regexp only:
-// "fast-regexp" (what ParseInto did before the walker) and
-// "strict-regexp".
+// approximations, as the fallback runs: walked unless the pattern has a
+// fast expression), and through regexp only: "fast-regexp" (what
+// ParseInto did before the walker) and "strict-regexp".
 func parseMode(p *Pattern, s string, dst map[string]string, mode string) bool {
 	p.matchers()
 	var loc []int
