@@ -717,6 +717,23 @@ func (st *walk) search(w *walker, s string) (matched, ok bool) {
 	return false, true
 }
 
+// hasWide reports whether s has a byte above ASCII, 8 bytes at a time.
+func hasWide(s string) bool {
+	for ; len(s) >= 8; s = s[8:] {
+		v := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+		if v&0x8080808080808080 != 0 {
+			return true
+		}
+	}
+	for k := 0; k < len(s); k++ {
+		if s[k] >= utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
+}
+
 func runeWidth(s string, i int) int {
 	if s[i] < utf8.RuneSelf {
 		return 1
@@ -949,12 +966,9 @@ func (st *walk) run(n *wnode, i int) bool {
 			e = len(s)
 		}
 		count = e - i
-		for k := i; k < e; k++ {
-			if s[k] >= utf8.RuneSelf {
-				wide = true
-				count = utf8.RuneCountInString(s[i:e])
-				break
-			}
+		if hasWide(s[i:e]) {
+			wide = true
+			count = utf8.RuneCountInString(s[i:e])
 		}
 	} else {
 		for n.max < 0 || count < n.max {

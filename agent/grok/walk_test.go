@@ -45,7 +45,7 @@ var walkCases = []struct {
 	{`(?i)1-2`, []string{"1-2", "x1-2"}},
 	{`(?i)σ+`, []string{"Σς", "σ", "xΣ"}},
 	{`(.*?)€`, []string{"a\xe2\xe2\x82\xac", "\n€", "ab€c€"}},
-	{`([^"]*)(.)`, []string{`ab"c`, "é\xff\"", `"`, "aé"}},
+	{`([^"]*)(.)`, []string{`ab"c`, "é\xff\"", `"`, "aé", "abcdefgh\"", "abcdefghé\"", "abcdefghijklmnoé"}},
 	{`([^a]{2,})(é?)`, []string{"ééé", "bbé", "b"}},
 	{`(?i)(s+)tr(a)ße`, []string{"ſSSTRAẞE", "STRASSE", "xsstrAße"}},
 	{`[Jj]an(?:uary)?\b`, []string{"Jan", "jANUARY", "January x", "jan2"}},
