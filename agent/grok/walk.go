@@ -742,17 +742,6 @@ func runeWidth(s string, i int) int {
 	return n
 }
 
-// runeAt decodes the rune at i as regexp does; width 0 at the end.
-func runeAt(s string, i int) (rune, int) {
-	if i >= len(s) {
-		return -1, 0
-	}
-	if c := s[i]; c < utf8.RuneSelf {
-		return rune(c), 1
-	}
-	return utf8.DecodeRuneInString(s[i:])
-}
-
 // step returns the width of the rune at i when c has it, else 0.
 func (c *runeClass) step(s string, i int) int {
 	if i >= len(s) {
