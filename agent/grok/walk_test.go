@@ -265,3 +265,22 @@ func FuzzWalk(f *testing.F) {
 		checkWalk(t, re, w, s)
 	})
 }
+
+// TestWalkServesHubParsers: the expressions of the sshd and nginx
+// parsers, which most hosts run, are walked rather than left to regexp.
+func TestWalkServesHubParsers(t *testing.T) {
+	l := rampartLib(t)
+	pats := []*Pattern{l.MustCompile(`^%{SYSLOGLINE}`)}
+	for _, rel := range []string{"parsers/s01-parse/crowdsecurity/sshd-logs.yaml", "parsers/s01-parse/crowdsecurity/nginx-logs.yaml"} {
+		pats = append(pats, loadHubParser(t, rel).compile(t, l)...)
+	}
+	for _, p := range pats {
+		m := &p.matchers().strict
+		if p.fast != nil {
+			m = &p.fast.matcher
+		}
+		if m.walk == nil {
+			t.Errorf("%s: not walked", p.source)
+		}
+	}
+}
