@@ -49,8 +49,8 @@ package grok
 // the input and the caller falls back to regexp.
 
 import (
+	"encoding/binary"
 	"errors"
-	"fmt"
 	"regexp/syntax"
 	"slices"
 	"strings"
@@ -121,6 +121,10 @@ type runeClass struct {
 	// but, when not -1, is the only rune (ASCII) not in the class
 	// ([^"], . without (?s)): a run of it ends at the next such byte
 	but int
+	// first is the bytes a rune of the class can start with, worked out
+	// once while building the walker (classes are not shared between
+	// walkers)
+	first *byteSet
 }
 
 func newRuneClass(pairs []rune) *runeClass {
@@ -246,11 +250,16 @@ func (c *wcompiler) class(cls *runeClass) *runeClass {
 	if cls == nil {
 		return nil
 	}
-	key := fmt.Sprint(cls.ascii, cls.high)
-	if have := c.classes[key]; have != nil {
+	key := make([]byte, 0, 16+4*len(cls.high))
+	key = binary.LittleEndian.AppendUint64(key, cls.ascii[0])
+	key = binary.LittleEndian.AppendUint64(key, cls.ascii[1])
+	for _, r := range cls.high {
+		key = binary.LittleEndian.AppendUint32(key, uint32(r))
+	}
+	if have := c.classes[string(key)]; have != nil {
 		return have
 	}
-	c.classes[key] = cls
+	c.classes[string(key)] = cls
 	return cls
 }
 
@@ -563,11 +572,15 @@ func (fs *firstSets) of(n *wnode) *byteSet {
 	fs.memo[n] = nil
 	set := new(byteSet)
 	addClass := func(c *runeClass) {
-		for b := 0; b < 256; b++ {
-			if c.hasByte(byte(b)) {
-				set.add(byte(b))
+		if c.first == nil {
+			c.first = new(byteSet)
+			for b := 0; b < 256; b++ {
+				if c.hasByte(byte(b)) {
+					c.first.add(byte(b))
+				}
 			}
 		}
+		set.union(c.first)
 	}
 	switch n.kind {
 	case wMatch:
