@@ -60,9 +60,10 @@ type approx struct {
 	reTree  *syntax.Regexp // parsed re and def, to check that an
 	defTree *syntax.Regexp // occurrence reads the same in context
 
-	once   sync.Once
-	verify [4]*regexp.Regexp // ^def$ with a context rune before (bit 0) and/or after (bit 1)
-	walk   [4]*walker        // the same, walked (nil: regexp only)
+	once     sync.Once
+	verify   [4]*regexp.Regexp // ^def$ with a context rune before (bit 0) and/or after (bit 1)
+	walkOnce [4]sync.Once      // each built on first use: not every context occurs
+	walk     [4]*walker        // the same, walked (nil: regexp only)
 }
 
 func (ap *approx) compileVerifiers() {
@@ -78,13 +79,20 @@ func (ap *approx) compileVerifiers() {
 		// The definition compiled as part of a pattern already, so this
 		// cannot fail; a nil verifier would only force the strict path.
 		ap.verify[v], _ = regexp.Compile(s + "$")
-		if ap.verify[v] != nil {
+	}
+}
+
+// walker returns the walker of verifier v, nil when there is none.
+func (ap *approx) walker(v int) *walker {
+	ap.walkOnce[v].Do(func() {
+		if re := ap.verify[v]; re != nil {
 			// no groups (captureFree)
-			if w, err := newWalker(s + "$"); err == nil && w.nsub == 2 {
+			if w, err := newWalker(re.String()); err == nil && w.nsub == 2 {
 				ap.walk[v] = w
 			}
 		}
-	}
+	})
+	return ap.walk[v]
 }
 
 // accepts reports whether the definition matches s[a:b] exactly, seen in
@@ -102,7 +110,7 @@ func (ap *approx) accepts(s string, a, b int) bool {
 		hi += n
 		v |= 2
 	}
-	if w := ap.walk[v]; w != nil {
+	if w := ap.walker(v); w != nil {
 		if matched, ok := w.matches(s[lo:hi]); ok {
 			return matched
 		}
