@@ -60,8 +60,10 @@ type approx struct {
 	reTree  *syntax.Regexp // parsed re and def, to check that an
 	defTree *syntax.Regexp // occurrence reads the same in context
 
-	once   sync.Once
-	verify [4]*regexp.Regexp // ^def$ with a context rune before (bit 0) and/or after (bit 1)
+	once     sync.Once
+	verify   [4]*regexp.Regexp // ^def$ with a context rune before (bit 0) and/or after (bit 1)
+	walkOnce [4]sync.Once      // each built on first use: not every context occurs
+	walk     [4]*walker        // the same, walked (nil: regexp only)
 }
 
 func (ap *approx) compileVerifiers() {
@@ -80,6 +82,19 @@ func (ap *approx) compileVerifiers() {
 	}
 }
 
+// walker returns the walker of verifier v, nil when there is none.
+func (ap *approx) walker(v int) *walker {
+	ap.walkOnce[v].Do(func() {
+		if re := ap.verify[v]; re != nil {
+			// no groups (captureFree)
+			if w, err := newWalker(re.String()); err == nil && w.nsub == 2 {
+				ap.walk[v] = w
+			}
+		}
+	})
+	return ap.walk[v]
+}
+
 // accepts reports whether the definition matches s[a:b] exactly, seen in
 // its context: the verifier includes the rune before and after, so word
 // boundaries and text anchors at the edges evaluate as in the line.
@@ -94,6 +109,11 @@ func (ap *approx) accepts(s string, a, b int) bool {
 		_, n := utf8.DecodeRuneInString(s[b:])
 		hi += n
 		v |= 2
+	}
+	if w := ap.walker(v); w != nil {
+		if matched, ok := w.matches(s[lo:hi]); ok {
+			return matched
+		}
 	}
 	re := ap.verify[v]
 	return re != nil && re.MatchString(s[lo:hi])
@@ -339,6 +359,7 @@ func (l *Library) addFast(p *Pattern) {
 	if err != nil || len(names) != len(p.names) {
 		return
 	}
+	m.addWalker(tr)
 	f := &fastMatcher{matcher: m}
 	for idx, sub := range m.re.SubexpNames() {
 		n, err := strconv.Atoi(strings.TrimPrefix(sub, "_"))

@@ -22,8 +22,13 @@ import (
 // (first definition wins, as in the agent).
 func hubGrok(t testing.TB) (*Library, []*Pattern) {
 	t.Helper()
+	return hubGrokAt(t, testhub.Dir(t))
+}
+
+// hubGrokAt is hubGrok for the hub in hubDir.
+func hubGrokAt(t testing.TB, hubDir string) (*Library, []*Pattern) {
+	t.Helper()
 	l := rampartLib(t)
-	hubDir := testhub.Dir(t)
 	if err := l.LoadDir(filepath.Join(hubDir, "patterns")); err != nil {
 		t.Fatal(err)
 	}

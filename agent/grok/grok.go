@@ -401,6 +401,7 @@ type matcher struct {
 	anchored *regexp.Regexp // ^(?:re): tried first, see find
 	direct   int            // inputs shorter than this skip anchored, see find
 	groups   [][]int        // per Pattern.names entry: submatch indexes, in pattern order
+	walk     *walker        // the same search, cheaper (nil: not supported), see walk.go
 }
 
 // Go's regexp runs its bit-state backtracker, rather than the NFA, on
@@ -480,9 +481,20 @@ func mapGroups(subexpNames, capNames []string, names *[]string, keep func(string
 	return groups, nil
 }
 
-// find is re.FindStringSubmatchIndex, trying the anchored form first
-// where the NFA would run.
+// find is re.FindStringSubmatchIndex: the walker's when it has an
+// answer, else regexp's.
 func (m *matcher) find(s string) []int {
+	if m.walk != nil {
+		if loc, ok := m.walk.find(s); ok {
+			return loc
+		}
+	}
+	return m.findRegexp(s)
+}
+
+// findRegexp is re.FindStringSubmatchIndex, trying the anchored form
+// first where the NFA would run.
+func (m *matcher) findRegexp(s string) []int {
 	if m.anchored != nil && len(s) >= m.direct {
 		if loc := m.anchored.FindStringSubmatchIndex(s); loc != nil {
 			return loc
@@ -527,6 +539,21 @@ func (p *Pattern) build() {
 		p.lib.mu.Lock()
 		defer p.lib.mu.Unlock()
 		p.lib.addFast(p)
+	}
+	if p.fast == nil {
+		// With a fast expression the strict one only serves the lines
+		// an approximation let through wrongly, rare enough for regexp:
+		// its walker would be the largest structure of the pattern
+		// (heavy definitions expanded), for little.
+		p.strict.addWalker(p.expanded)
+	}
+}
+
+// addWalker gives m a walker for its expression tr, when the walker
+// supports it.
+func (m *matcher) addWalker(tr string) {
+	if w, err := newWalker(tr); err == nil && w.nsub == 2*(m.re.NumSubexp()+1) {
+		m.walk = w
 	}
 }
 
