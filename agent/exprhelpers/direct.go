@@ -17,6 +17,17 @@ import (
 // the program would (bool or string); a panic, which the VM would report
 // as a run-time error, becomes an error.
 func Direct(p *vm.Program) (func(*event.Event) (any, error), bool) {
+	f, ok := DirectFrame(p)
+	if !ok {
+		return nil, false
+	}
+	return func(e *event.Event) (any, error) { return f(e, nil) }, true
+}
+
+// DirectFrame is Direct with a Frame: programs run on the same event with
+// the same frame compute each value they share once (see Frame). A nil
+// frame caches nothing.
+func DirectFrame(p *vm.Program) (func(*event.Event, *Frame) (any, error), bool) {
 	if p == nil {
 		return nil, false
 	}
@@ -31,19 +42,30 @@ func Direct(p *vm.Program) (func(*event.Event) (any, error), bool) {
 	if !ok {
 		return nil, false
 	}
+	var probe fusedProbe
 	switch f := k.Value.(type) {
 	case func(any) bool:
-		return func(e *event.Event) (out any, err error) {
-			defer recoverInto(&err)
-			return f(e), nil
-		}, true
+		f(&probe)
 	case func(any) any:
-		return func(e *event.Event) (out any, err error) {
+		f(&probe)
+	}
+	out := probe.out
+	switch {
+	case out == nil:
+		return nil, false
+	case out.b != nil:
+		b, t := out.b, out.slots
+		return func(e *event.Event, fr *Frame) (res any, err error) {
 			defer recoverInto(&err)
-			return f(e), nil
+			return b(e, fr.of(t)), nil
+		}, true
+	default:
+		box, t := out.box, out.slots
+		return func(e *event.Event, fr *Frame) (res any, err error) {
+			defer recoverInto(&err)
+			return box(e, fr.of(t)), nil
 		}, true
 	}
-	return nil, false
 }
 
 func recoverInto(err *error) {

@@ -87,6 +87,9 @@ type Scenario struct {
 	// The per-event programs that compiled to a single Go closure
 	// (exprhelpers.Direct) also keep it here, to run without the VM.
 	filterFn, groupbyFn, distinctFn, cancelOnFn directFn
+	// helpers compiled the programs (nil: none were given); the engine
+	// tests the filters' leading guards with them (Engine.indexGuards).
+	helpers *exprhelpers.Helpers
 	overflowFilter                              *vm.Program
 	scope                                       string
 	scopeValue                                  *vm.Program
@@ -279,7 +282,7 @@ func overflowEnv() map[string]any {
 }
 
 func compile(cfg Config, helpers *exprhelpers.Helpers) (*Scenario, error) {
-	s := &Scenario{cfg: cfg}
+	s := &Scenario{cfg: cfg, helpers: helpers}
 	switch cfg.Type {
 	case "leaky", "trigger", "conditional", "counter":
 	case "bayesian":
@@ -330,7 +333,7 @@ func compile(cfg Config, helpers *exprhelpers.Helpers) (*Scenario, error) {
 		}
 		if x.queued {
 			s.reads |= fieldsIn(x.src)
-		} else if f, ok := exprhelpers.Direct(*x.dst); ok && x.fn != nil {
+		} else if f, ok := exprhelpers.DirectFrame(*x.dst); ok && x.fn != nil {
 			*x.fn = f
 		}
 	}

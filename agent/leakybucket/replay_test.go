@@ -30,7 +30,7 @@ type replay struct {
 // hubReplay parses n generated lines of a log kind ("sshd" or "nginx")
 // with the parsers of its collections, and loads their scenarios; it skips
 // when the shared hub is not there.
-func hubReplay(t *testing.T, kind string, n int) *replay {
+func hubReplay(t testing.TB, kind string, n int) *replay {
 	t.Helper()
 	var buf bytes.Buffer
 	var err error
@@ -47,7 +47,7 @@ func hubReplay(t *testing.T, kind string, n int) *replay {
 }
 
 // hubReplayLog is hubReplay of the given log lines.
-func hubReplayLog(t *testing.T, kind string, log []byte) *replay {
+func hubReplayLog(t testing.TB, kind string, log []byte) *replay {
 	t.Helper()
 	dir := testhub.Dir(t)
 	h, err := hub.OpenHub(dir)
