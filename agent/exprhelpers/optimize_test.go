@@ -422,3 +422,23 @@ func TestLookupFileContainsOrder(t *testing.T) {
 		}
 	}
 }
+
+// The prefix and suffix indexes answer what testing every line does.
+func TestLineIndexEdges(t *testing.T) {
+	lines := []string{".sql", ".sql.gz", "env.bak", ".env", "/.git/config", "a", "ba", "/admin", "/admin/", "x/.env"}
+	xs := []string{"", "a", "/backup.sql", "/backup.sql.gz", "/.env", "/x/.env", ".env", "env", "/admin", "/ADMIN/", "/admin/x", "b", "aba", "/z.sql.tar"}
+	for _, op := range []int{opStartsWith, opEndsWith} {
+		for _, fold := range []lineFold{{}, {kind: foldUpper}} {
+			idx := buildLineIndex(lines, fold, op)
+			for _, x := range xs {
+				want := false
+				for i := range lines {
+					want = want || idx.test(x, i)
+				}
+				if got := idx.has(x); got != want {
+					t.Errorf("op %d fold %d: has(%q) = %v, want %v", op, fold.kind, x, got, want)
+				}
+			}
+		}
+	}
+}
