@@ -3,7 +3,6 @@ package exprhelpers
 import (
 	"fmt"
 
-	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/rampart-ips/rampart/agent/event"
@@ -28,28 +27,7 @@ func Direct(p *vm.Program) (func(*event.Event) (any, error), bool) {
 // the same frame compute each value they share once (see Frame). A nil
 // frame caches nothing.
 func DirectFrame(p *vm.Program) (func(*event.Event, *Frame) (any, error), bool) {
-	if p == nil {
-		return nil, false
-	}
-	c, ok := p.Node().(*ast.CallNode)
-	if !ok || len(c.Arguments) != 1 {
-		return nil, false
-	}
-	if id, ok := c.Arguments[0].(*ast.IdentifierNode); !ok || id.Value != "evt" {
-		return nil, false
-	}
-	k, ok := c.Callee.(*ast.ConstantNode)
-	if !ok {
-		return nil, false
-	}
-	var probe fusedProbe
-	switch f := k.Value.(type) {
-	case func(any) bool:
-		f(&probe)
-	case func(any) any:
-		f(&probe)
-	}
-	out := probe.out
+	out := probe(p)
 	switch {
 	case out == nil:
 		return nil, false

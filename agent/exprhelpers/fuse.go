@@ -39,6 +39,7 @@ type fused struct {
 	s     fusedStr
 	box   func(*event.Event, *Frame) any
 	key   string
+	reqs  []requirement // of a boolean tree (see Gate)
 }
 
 // fusedProbe asks a fused call's callee for its closures (see Direct):
@@ -103,7 +104,7 @@ func (r *rewriter) fuse(node *ast.Node) {
 	var callee any
 	f := &fuser{r: r}
 	if b := f.boolean(n); b != nil {
-		out, typ = &fused{slots: &r.h.slots, b: b}, boolType
+		out, typ = &fused{slots: &r.h.slots, b: b, reqs: (&fuser{r: r}).reqsOf(n)}, boolType
 		callee = func(e any) bool {
 			if p, ok := e.(*fusedProbe); ok {
 				p.out = out

@@ -259,6 +259,9 @@ type Engine struct {
 	// event (see indexGuards).
 	scenGuards [][]int
 	mayWrite   []bool
+	// gate skips the filters whose required literals an event lacks
+	// (exprhelpers.Gate); nil when no scenario was compiled with helpers.
+	gate *exprhelpers.Gate
 }
 
 // indexGuards collects the leading guards of the filters (most hub
@@ -298,6 +301,25 @@ func (e *Engine) indexGuards() {
 	}
 }
 
+// newGate is the gate of the filters compiled with the first helpers
+// found (a gate's frame serves one Helpers: all of them, in the agent).
+func newGate(scenarios []*Scenario) *exprhelpers.Gate {
+	var h *exprhelpers.Helpers
+	progs := make([]*vm.Program, len(scenarios))
+	for i, s := range scenarios {
+		if h == nil {
+			h = s.helpers
+		}
+		if h != nil && s.helpers == h {
+			progs[i] = s.filter
+		}
+	}
+	if h == nil {
+		return nil
+	}
+	return h.NewGate(progs)
+}
+
 // NewEngine builds an engine; replay selects time-machine mode (event
 // timestamps) over the clock.
 func NewEngine(scenarios []*Scenario, replay bool) *Engine {
@@ -310,6 +332,7 @@ func NewEngine(scenarios []*Scenario, replay bool) *Engine {
 	e.qEnv = map[string]any{"queue": &e.q, "leaky": &e.view, "signal": &e.signal}
 	e.evtEnv = map[string]any{"evt": nil}
 	e.indexGuards()
+	e.gate = newGate(scenarios)
 	e.scratch.New = func() any {
 		return &scratch{env: map[string]any{"evt": nil}, guard: make([]uint8, len(e.guards))}
 	}
@@ -444,6 +467,8 @@ type scratch struct {
 	vm  vm.VM
 	env map[string]any
 	evt *event.Event
+	// gate is the state of Engine.gate for the event.
+	gate exprhelpers.GateState
 	// frame holds the values the event's direct programs share; writes
 	// tells that the programs of the scenario being run may change the
 	// event (Engine.mayWrite).
@@ -579,6 +604,10 @@ func (e *Engine) Prepare(evt *event.Event) Prepared {
 		}
 		// A failed guard is a false filter: skip its evaluation.
 		if !sc.passes(e, e.scenGuards[i]) {
+			continue
+		}
+		// As a failed guard: a literal the filter requires is missing.
+		if e.gate != nil && !e.gate.Open(i, evt, &sc.frame, &sc.gate) {
 			continue
 		}
 		dirty = e.mayWrite[i]

@@ -89,10 +89,10 @@ type Scenario struct {
 	filterFn, groupbyFn, distinctFn, cancelOnFn directFn
 	// helpers compiled the programs (nil: none were given); the engine
 	// tests the filters' leading guards with them (Engine.indexGuards).
-	helpers *exprhelpers.Helpers
-	overflowFilter                              *vm.Program
-	scope                                       string
-	scopeValue                                  *vm.Program
+	helpers        *exprhelpers.Helpers
+	overflowFilter *vm.Program
+	scope          string
+	scopeValue     *vm.Program
 	// window, when set, lets a conditional bucket forget events its
 	// condition can no longer read (see queueWindow).
 	window    []windowPred
