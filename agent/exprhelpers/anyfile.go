@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+
+	"github.com/rampart-ips/rampart/agent/event"
 )
 
 // This file serves the rewritten form of hub predicates such as
@@ -161,6 +163,24 @@ func buildLineIndex(raw []string, fold lineFold, op int) *lineIndex {
 
 func (idx *lineIndex) has(x string) bool {
 	return idx.test(x, -1)
+}
+
+// hasOf is has(x), x evaluated on e: for Upper(y) or Lower(y) and a
+// contains index, an ASCII y is scanned folding, unless the frame holds
+// x already (the user agent and referer are only upper-cased for
+// apache_log4j2's sites).
+func (idx *lineIndex) hasOf(x strVal, e *event.Event, fr *Frame) bool {
+	if idx.op != opContains || x.fold == nil || idx.empty {
+		return idx.has(x.fn(e, fr))
+	}
+	if s, ok := x.peek(fr); ok {
+		return idx.has(s)
+	}
+	y := x.arg(e, fr)
+	if !isASCII(y) {
+		return idx.has(x.fn(e, fr))
+	}
+	return idx.lits.findFold(y, x.fold, func(int32, int) bool { return true })
 }
 
 // test reports whether line i satisfies op against x, or with i < 0

@@ -39,6 +39,7 @@ type fused struct {
 	s     fusedStr
 	box   func(*event.Event, *Frame) any
 	key   string
+	sv    strVal        // s, with what str knows of it
 	reqs  []requirement // of a boolean tree (see Gate)
 }
 
@@ -81,6 +82,22 @@ type fuser struct {
 type strVal struct {
 	fn  fusedStr
 	key string
+	// slot is 1 + the frame slot holding the value, 0 for none.
+	slot int
+	// For Upper(x) and Lower(x): x, and the map of an ASCII x's bytes
+	// that gives the value (upperASCII, lowerASCII), for the scans that
+	// fold as they go instead of making the string (litSet.findFold).
+	arg  fusedStr
+	fold *[256]byte
+}
+
+// peek returns the value of v held in fr, if it is there.
+func (v strVal) peek(fr *Frame) (string, bool) {
+	if fr == nil || v.slot == 0 || v.slot > len(fr.strs) {
+		return "", false
+	}
+	sl := &fr.strs[v.slot-1]
+	return sl.s, sl.epoch == fr.epoch
 }
 
 // fuse replaces n by a fused call when n is fusable and is neither a
@@ -120,7 +137,7 @@ func (r *rewriter) fuse(node *ast.Node) {
 			return
 		}
 		box := f.box(n, s)
-		out, typ = &fused{slots: &r.h.slots, s: s.fn, box: box, key: s.key}, stringType
+		out, typ = &fused{slots: &r.h.slots, s: s.fn, box: box, key: s.key, sv: s}, stringType
 		// The call's type (string, below) is what parents see; returning
 		// an interface lets a memo hand over its boxed result.
 		callee = func(e any) any {
@@ -199,21 +216,22 @@ func (f *fuser) useRoot(name string) bool {
 // per event when run with a frame.
 func (f *fuser) cache(x fusedStr, key string) strVal {
 	if key == "" {
-		return strVal{x, ""}
+		return strVal{fn: x}
 	}
-	return strVal{cachedStr(f.r.h.slots.id(false, key), x), key}
+	id := f.r.h.slots.id(false, key)
+	return strVal{fn: cachedStr(id, x), key: key, slot: id + 1}
 }
 
 // str compiles a string-valued subtree, or returns a nil fn.
 func (f *fuser) str(n ast.Node) strVal {
 	if s, ok := constString(n); ok {
-		return strVal{func(*event.Event, *Frame) string { return s }, strconv.Quote(s)}
+		return strVal{fn: func(*event.Event, *Frame) string { return s }, key: strconv.Quote(s)}
 	}
 	if g, root := f.fusedCall(n); g != nil {
 		if g.s == nil || !f.useRoot(root) {
 			return strVal{}
 		}
-		return strVal{g.s, g.key}
+		return g.sv
 	}
 	switch n := n.(type) {
 	case *ast.IdentifierNode:
@@ -237,13 +255,20 @@ func (f *fuser) str(n ast.Node) strVal {
 		if m := f.r.h.memo[name]; m != nil {
 			// Without a frame, the memo spares the allocation when the
 			// filters of an event call it again; with one, the slot does.
-			return f.cache(func(e *event.Event, fr *Frame) string {
+			v := f.cache(func(e *event.Event, fr *Frame) string {
 				if fr == nil {
 					s, _ := m.get(x.fn(e, nil))
 					return s
 				}
 				return fn(x.fn(e, fr))
 			}, key)
+			switch name {
+			case "Upper":
+				v.arg, v.fold = x.fn, upperASCII
+			case "Lower":
+				v.arg, v.fold = x.fn, lowerASCII
+			}
+			return v
 		}
 		return f.cache(func(e *event.Event, fr *Frame) string { return fn(x.fn(e, fr)) }, key)
 	case *ast.BinaryNode:
@@ -268,12 +293,12 @@ func (f *fuser) str(n ast.Node) strVal {
 		if c == nil || a.fn == nil || b.fn == nil {
 			return strVal{}
 		}
-		return strVal{func(e *event.Event, fr *Frame) string {
+		return strVal{fn: func(e *event.Event, fr *Frame) string {
 			if c(e, fr) {
 				return a.fn(e, fr)
 			}
 			return b.fn(e, fr)
-		}, ""}
+		}}
 	}
 	return strVal{}
 }
@@ -299,7 +324,7 @@ func (f *fuser) member(n *ast.MemberNode) strVal {
 		return strVal{}
 	}
 	if get, ok := eventStrings[strings.Join(path, ".")]; ok {
-		return strVal{func(e *event.Event, _ *Frame) string { return get(e) }, ""}
+		return strVal{fn: func(e *event.Event, _ *Frame) string { return get(e) }}
 	}
 	if len(path) < 2 {
 		return strVal{}
@@ -549,7 +574,7 @@ func (f *fuser) call(n *ast.CallNode) fusedBool {
 			if len(idx.lines) == 0 {
 				return site.negate
 			}
-			return idx.has(x.fn(e, fr)) != site.negate
+			return idx.hasOf(x, e, fr) != site.negate
 		}
 	case id.Value == "RegexpInFile" && len(args) == 2:
 		name, ok := constString(args[1])

@@ -16,7 +16,7 @@ import (
 // scan of the path, and runs only the filters whose literal is there.
 type requirement struct {
 	key  string
-	fn   fusedStr
+	sv   strVal
 	lits []string // none empty
 	// exact: from == or in, as the guards the filters open with
 	// (evt.Meta.log_type in [...]), which nearly every event passes.
@@ -43,7 +43,7 @@ func (f *fuser) reqsOf(n ast.Node) []requirement {
 					if x.key == y.key {
 						lits := append(slices.Clip(x.lits), y.lits...)
 						slices.Sort(lits)
-						return []requirement{{x.key, x.fn, slices.Compact(lits), x.exact && y.exact}}
+						return []requirement{{x.key, x.sv, slices.Compact(lits), x.exact && y.exact}}
 					}
 				}
 			}
@@ -107,7 +107,7 @@ func (f *fuser) require(x ast.Node, lits []string, exact bool) []requirement {
 	if s.fn == nil || s.key == "" {
 		return nil
 	}
-	return []requirement{{s.key, s.fn, lits, exact}}
+	return []requirement{{s.key, s, lits, exact}}
 }
 
 // Gate runs, for a set of programs (a scenario set's filters), the
@@ -122,7 +122,7 @@ type Gate struct {
 }
 
 type gateSubject struct {
-	fn    fusedStr
+	sv    strVal
 	lits  *litSet
 	progs [][]int32 // literal id -> programs requiring it
 }
@@ -180,7 +180,7 @@ func (h *Helpers) NewGate(progs []*vm.Program) *Gate {
 		if s == nil {
 			s = &subj{idx: len(g.subjects), lits: map[string]int32{}}
 			subjects[best.key] = s
-			g.subjects = append(g.subjects, gateSubject{fn: best.fn})
+			g.subjects = append(g.subjects, gateSubject{sv: best.sv})
 		}
 		gs := &g.subjects[s.idx]
 		for _, l := range best.lits {
@@ -227,12 +227,25 @@ func (g *Gate) Open(i int, e *event.Event, fr *Frame, st *GateState) bool {
 	if !st.scanned[s] {
 		st.scanned[s] = true
 		sub := &g.subjects[s]
-		sub.lits.find(sub.fn(e, fr.of(g.slots)), func(id int32, _ int) bool {
+		mark := func(id int32, _ int) bool {
 			for _, p := range sub.progs[id] {
 				st.open[p] = true
 			}
 			return false
-		})
+		}
+		// Upper(evt.Meta.http_path): the filters that pass need it, the
+		// others not; scan an ASCII path folding rather than make it.
+		fr := fr.of(g.slots)
+		if x, ok := sub.sv.peek(fr); ok || sub.sv.fold == nil {
+			if !ok {
+				x = sub.sv.fn(e, fr)
+			}
+			sub.lits.find(x, mark)
+		} else if y := sub.sv.arg(e, fr); isASCII(y) {
+			sub.lits.findFold(y, sub.sv.fold, mark)
+		} else {
+			sub.lits.find(sub.sv.fn(e, fr), mark)
+		}
 	}
 	return st.open[i]
 }

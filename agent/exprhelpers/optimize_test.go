@@ -442,3 +442,43 @@ func TestLineIndexEdges(t *testing.T) {
 		}
 	}
 }
+
+// On an ASCII text, the folding scan reports what the plain scan of the
+// upper- (lower-) cased text does.
+func TestLitSetFindFold(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	word := func(n int, alpha string) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alpha[r.IntN(len(alpha))]
+		}
+		return string(b)
+	}
+	scan := func(l *litSet, s string, fold *[256]byte) []string {
+		var out []string
+		f := func(id int32, pos int) bool {
+			out = append(out, fmt.Sprint(pos, ":", id))
+			return false
+		}
+		if fold == nil {
+			l.find(s, f)
+		} else {
+			l.findFold(s, fold, f)
+		}
+		return out
+	}
+	for range 3000 {
+		lits := make([]string, 1+r.IntN(6))
+		for i := range lits {
+			lits[i] = word(r.IntN(4), "aAbB/zZ@[")
+		}
+		l := newLitSet(lits)
+		s := word(r.IntN(14), "aAbB/zZ@[`{")
+		if got, want := scan(l, s, upperASCII), scan(l, Upper(s), nil); !slices.Equal(got, want) {
+			t.Fatalf("upper: lits %q in %q: got %v, want %v", lits, s, got, want)
+		}
+		if got, want := scan(l, s, lowerASCII), scan(l, Lower(s), nil); !slices.Equal(got, want) {
+			t.Fatalf("lower: lits %q in %q: got %v, want %v", lits, s, got, want)
+		}
+	}
+}
