@@ -21,6 +21,11 @@ type requirement struct {
 	// exact: from == or in, as the guards the filters open with
 	// (evt.Meta.log_type in [...]), which nearly every event passes.
 	exact bool
+	// For RegexpInFile(x, file): the file's patterns, each requiring
+	// one of the literals (regexpSet); loading the file again makes them
+	// stale.
+	file string
+	re   *regexpSet
 }
 
 // reqsOf returns requirements of the boolean subtree n, all of which hold
@@ -40,10 +45,10 @@ func (f *fuser) reqsOf(n ast.Node) []requirement {
 			a, b := f.reqsOf(n.Left), f.reqsOf(n.Right)
 			for _, x := range a {
 				for _, y := range b {
-					if x.key == y.key {
+					if x.key == y.key && x.re == y.re {
 						lits := append(slices.Clip(x.lits), y.lits...)
 						slices.Sort(lits)
-						return []requirement{{x.key, x.sv, slices.Compact(lits), x.exact && y.exact}}
+						return []requirement{{x.key, x.sv, slices.Compact(lits), x.exact && y.exact, x.file, x.re}}
 					}
 				}
 			}
@@ -70,6 +75,26 @@ func (f *fuser) reqsOf(n ast.Node) []requirement {
 			}
 			return f.require(n.Left, lits, true)
 		}
+	case *ast.CallNode:
+		// RegexpInFile(x, 'file'): some pattern of the file matches x,
+		// so x contains the literal it requires, when all have one.
+		id, ok := n.Callee.(*ast.IdentifierNode)
+		if !ok || id.Value != "RegexpInFile" || len(n.Arguments) != 2 {
+			return nil
+		}
+		name, ok := constString(n.Arguments[1])
+		if !ok {
+			return nil
+		}
+		rs := f.r.h.state.Load().reSets[name]
+		if rs == nil || len(rs.always) > 0 || len(rs.lits.lits) == 0 {
+			return nil
+		}
+		reqs := f.require(n.Arguments[0], rs.lits.lits, false)
+		for i := range reqs {
+			reqs[i].file, reqs[i].re = name, rs
+		}
+		return reqs
 	case *ast.ConditionalNode:
 		// c ? a : false holds when c and a do.
 		if b, ok := n.Exp2.(*ast.BoolNode); ok && !b.Value {
@@ -107,7 +132,7 @@ func (f *fuser) require(x ast.Node, lits []string, exact bool) []requirement {
 	if s.fn == nil || s.key == "" {
 		return nil
 	}
-	return []requirement{{s.key, s, lits, exact}}
+	return []requirement{{key: s.key, sv: s, lits: lits, exact: exact}}
 }
 
 // Gate runs, for a set of programs (a scenario set's filters), the
@@ -116,9 +141,15 @@ func (f *fuser) require(x ast.Node, lits []string, exact bool) []requirement {
 // Open says false for the others, which are false on the event. A Gate
 // is read-only: goroutines share it, each with its own GateState.
 type Gate struct {
+	h        *Helpers
 	slots    *slotTable
 	subjects []gateSubject
 	of       []int32 // program -> subject index, -1 for none
+	// data marks the programs whose literals come from a data file
+	// (RegexpInFile): they stay open once data is loaded after snap,
+	// the data NewGate saw.
+	data []bool
+	snap *snapshot
 }
 
 type gateSubject struct {
@@ -141,7 +172,7 @@ type GateState struct {
 // cheaply), on the string most programs require literals of, so that few
 // strings are scanned.
 func (h *Helpers) NewGate(progs []*vm.Program) *Gate {
-	g := &Gate{slots: &h.slots, of: make([]int32, len(progs))}
+	g := &Gate{h: h, slots: &h.slots, of: make([]int32, len(progs)), data: make([]bool, len(progs)), snap: h.state.Load()}
 	reqs := make([][]requirement, len(progs))
 	count := map[string]int{}
 	for i, p := range progs {
@@ -149,7 +180,7 @@ func (h *Helpers) NewGate(progs []*vm.Program) *Gate {
 			reqs[i] = out.reqs
 			seen := map[string]bool{}
 			for _, r := range out.reqs {
-				if !r.exact && !seen[r.key] {
+				if usable(r, g.snap) && !seen[r.key] {
 					seen[r.key] = true
 					count[r.key]++
 				}
@@ -166,7 +197,7 @@ func (h *Helpers) NewGate(progs []*vm.Program) *Gate {
 		g.of[i] = -1
 		var best *requirement
 		for j, r := range reqs[i] {
-			if r.exact {
+			if !usable(r, g.snap) {
 				continue
 			}
 			if best == nil || count[r.key] > count[best.key] || (count[r.key] == count[best.key] && len(r.lits) < len(best.lits)) {
@@ -196,6 +227,7 @@ func (h *Helpers) NewGate(progs []*vm.Program) *Gate {
 			}
 		}
 		g.of[i] = int32(s.idx)
+		g.data[i] = best.re != nil
 	}
 	for _, s := range subjects {
 		g.subjects[s.idx].lits = newLitSet(s.all)
@@ -203,12 +235,17 @@ func (h *Helpers) NewGate(progs []*vm.Program) *Gate {
 	return g
 }
 
+// usable tells that r may gate: not exact, and from the current data.
+func usable(r requirement, snap *snapshot) bool {
+	return !r.exact && (r.re == nil || snap.reSets[r.file] == r.re)
+}
+
 // Open tells whether program i may be true on e: false when its required
 // string lacks all its literals. fr is the frame the programs run with
 // (the strings are read through it, and a Reset of it resets st).
 func (g *Gate) Open(i int, e *event.Event, fr *Frame, st *GateState) bool {
 	s := g.of[i]
-	if s < 0 || e == nil {
+	if s < 0 || e == nil || (g.data[i] && g.h.state.Load() != g.snap) {
 		return true
 	}
 	if fr == nil || !st.valid || st.epoch != fr.epoch {
