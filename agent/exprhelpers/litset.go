@@ -21,6 +21,39 @@ type litSet struct {
 	// pair's rank indexes pairs, the literals starting with it.
 	pairRank [1 << 10]uint16
 	pairs    [][]int32
+	// pairShort marks the pairs that are a literal; for the others the
+	// third byte must pass triMask (a hash of the first three bytes of
+	// the longer literals): hundreds of user-agent words share most
+	// letter pairs.
+	pairShort [1 << 10]uint64
+	triMask   [1 << (triBits - 6)]uint64
+}
+
+const triBits = 15
+
+func triHash(a, b, c byte) uint32 {
+	return (uint32(a)<<16 | uint32(b)<<8 | uint32(c)) * 0x9e3779b1 >> (32 - triBits)
+}
+
+// hasPair tells whether some literal starts with the pair k.
+func (l *litSet) hasPair(k uint16) bool {
+	return l.pairMask[k>>6]&(1<<(k&63)) != 0
+}
+
+// candidates returns the literals that may start with the pair k (which
+// hasPair) and then c2 (when has2), nil when none can.
+func (l *litSet) candidates(k uint16, c2 byte, has2 bool) []int32 {
+	w, bit := k>>6, uint64(1)<<(k&63)
+	if l.pairShort[w]&bit == 0 {
+		if !has2 {
+			return nil
+		}
+		h := triHash(byte(k>>8), byte(k), c2)
+		if l.triMask[h>>6]&(1<<(h&63)) == 0 {
+			return nil
+		}
+	}
+	return l.pairs[int(l.pairRank[w])+bits.OnesCount64(l.pairMask[w]&(bit-1))]
 }
 
 // newLitSet indexes non-empty literals; ids are positions in lits.
@@ -39,6 +72,12 @@ func newLitSet(lits []string) *litSet {
 			k := uint16(s[0])<<8 | uint16(s[1])
 			l.pairMask[k>>6] |= 1 << (k & 63)
 			byPair[k] = append(byPair[k], int32(i))
+			if len(s) == 2 {
+				l.pairShort[k>>6] |= 1 << (k & 63)
+			} else {
+				h := triHash(s[0], s[1], s[2])
+				l.triMask[h>>6] |= 1 << (h & 63)
+			}
 		}
 	}
 	n := 0
@@ -52,15 +91,6 @@ func newLitSet(lits []string) *litSet {
 		}
 	}
 	return l
-}
-
-// pair returns the literals starting with the pair k, nil if none.
-func (l *litSet) pair(k uint16) []int32 {
-	w, bit := k>>6, uint64(1)<<(k&63)
-	if l.pairMask[w]&bit == 0 {
-		return nil
-	}
-	return l.pairs[int(l.pairRank[w])+bits.OnesCount64(l.pairMask[w]&(bit-1))]
 }
 
 // find calls found with the id and position of each literal occurring in
@@ -79,7 +109,15 @@ func (l *litSet) find(s string, found func(id int32, pos int) bool) bool {
 		if i+1 == len(s) {
 			break
 		}
-		for _, id := range l.pair(uint16(b)<<8 | uint16(s[i+1])) {
+		k := uint16(b)<<8 | uint16(s[i+1])
+		if !l.hasPair(k) {
+			continue
+		}
+		var c2 byte
+		if i+2 < len(s) {
+			c2 = s[i+2]
+		}
+		for _, id := range l.candidates(k, c2, i+2 < len(s)) {
 			if strings.HasPrefix(s[i:], l.lits[id]) && found(id, i) {
 				return true
 			}
@@ -121,7 +159,15 @@ func (l *litSet) findFold(s string, fold *[256]byte, found func(id int32, pos in
 		if i+1 == len(s) {
 			break
 		}
-		for _, id := range l.pair(uint16(b)<<8 | uint16(fold[s[i+1]])) {
+		k := uint16(b)<<8 | uint16(fold[s[i+1]])
+		if !l.hasPair(k) {
+			continue
+		}
+		var c2 byte
+		if i+2 < len(s) {
+			c2 = fold[s[i+2]]
+		}
+		for _, id := range l.candidates(k, c2, i+2 < len(s)) {
 			if hasPrefixFold(s[i:], l.lits[id], fold) && found(id, i) {
 				return true
 			}
