@@ -85,10 +85,11 @@ type Scenario struct {
 	condition *vm.Program
 	cancelOn  *vm.Program
 	// The per-event programs that compiled to a single Go closure
-	// (exprhelpers.Direct) also keep it here, to run without the VM.
+	// (exprhelpers.DirectFrame) also keep it here, to run without the VM.
 	filterFn, groupbyFn, distinctFn, cancelOnFn directFn
 	// helpers compiled the programs (nil: none were given); the engine
-	// tests the filters' leading guards with them (Engine.indexGuards).
+	// tests the filters' leading guards and literals with them, sharing
+	// the filters' frame (Engine.indexGuards, newGate).
 	helpers        *exprhelpers.Helpers
 	overflowFilter *vm.Program
 	scope          string
