@@ -163,14 +163,3 @@ func cachedBool(id int, x fusedBool) fusedBool {
 		return v
 	}
 }
-
-// cached returns the string slot of key, if a subtree was cached there.
-func (t *slotTable) cached(key string) (int, bool) {
-	if key == "" {
-		return 0, false
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	id, ok := t.strs[key]
-	return id, ok
-}

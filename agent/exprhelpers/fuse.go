@@ -29,18 +29,13 @@ import (
 // failure, a nil event pointer, is a run-time error as in expr.
 
 // fused is a compiled subtree: b for a boolean one, s for a string one
-// (box gives s as an interface, for a program returning it). key, when
-// not empty, is the canonical text of a string subtree that is a pure
-// function of the event (a map read, a helper call on one...): equal keys
-// mean equal values, so a Frame may hold one value per key.
+// (box gives it as an interface, for a program returning it).
 type fused struct {
 	slots *slotTable // of the Helpers compiling it
 	b     fusedBool
-	s     fusedStr
+	reqs  []requirement // of b (see Gate)
+	s     strVal
 	box   func(*event.Event, *Frame) any
-	key   string
-	sv    strVal        // s, with what str knows of it
-	reqs  []requirement // of a boolean tree (see Gate)
 }
 
 // fusedProbe asks a fused call's callee for its closures (see Direct):
@@ -78,7 +73,10 @@ type fuser struct {
 	vars map[string]strVal
 }
 
-// strVal is a compiled string subtree and its key (see fused).
+// strVal is a compiled string subtree. key, when not empty, is its
+// canonical text, when it is a pure function of the event (a map read, a
+// helper call on one...): equal keys mean equal values, so a Frame holds
+// one value per key.
 type strVal struct {
 	fn  fusedStr
 	key string
@@ -137,7 +135,7 @@ func (r *rewriter) fuse(node *ast.Node) {
 			return
 		}
 		box := f.box(n, s)
-		out, typ = &fused{slots: &r.h.slots, s: s.fn, box: box, key: s.key, sv: s}, stringType
+		out, typ = &fused{slots: &r.h.slots, s: s, box: box}, stringType
 		// The call's type (string, below) is what parents see; returning
 		// an interface lets a memo hand over its boxed result.
 		callee = func(e any) any {
@@ -180,8 +178,8 @@ func (f *fuser) box(n ast.Node, s strVal) func(*event.Event, *Frame) any {
 			}
 		}
 	}
-	if id, ok := f.r.h.slots.cached(s.key); ok {
-		slot := boxedSlot(id, s.fn)
+	if s.slot != 0 {
+		slot := boxedSlot(s.slot-1, s.fn)
 		return func(e *event.Event, fr *Frame) any {
 			if fr != nil {
 				return slot(e, fr)
@@ -228,10 +226,10 @@ func (f *fuser) str(n ast.Node) strVal {
 		return strVal{fn: func(*event.Event, *Frame) string { return s }, key: strconv.Quote(s)}
 	}
 	if g, root := f.fusedCall(n); g != nil {
-		if g.s == nil || !f.useRoot(root) {
+		if g.s.fn == nil || !f.useRoot(root) {
 			return strVal{}
 		}
-		return g.sv
+		return g.s
 	}
 	switch n := n.(type) {
 	case *ast.IdentifierNode:
