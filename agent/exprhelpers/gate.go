@@ -1,7 +1,9 @@
 package exprhelpers
 
 import (
+	"hash/maphash"
 	"slices"
+	"sync/atomic"
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
@@ -156,6 +158,46 @@ type gateSubject struct {
 	sv    strVal
 	lits  *litSet
 	progs [][]int32 // literal id -> programs requiring it
+	// memo keeps the literals found in recent values of a subject with
+	// many literals (the user agent against the bad user agents' words):
+	// a value comes back often, and hashing it costs less than the scan.
+	memo *scanMemo
+}
+
+// memoLits is the number of literals from which a subject's scans are
+// memoized.
+const memoLits = 64
+
+// scanMemo is a direct-mapped cache of scans, safe for concurrent use
+// (entries are immutable, swapped atomically; a racing store merely
+// loses one).
+type scanMemo struct {
+	seed  maphash.Seed
+	slots [256]atomic.Pointer[scanEntry]
+}
+
+type scanEntry struct {
+	in  string
+	ids []int32 // literals found in in, each once
+}
+
+// scan returns the literals of l found in x.
+func (m *scanMemo) scan(l *litSet, x string) []int32 {
+	sl := &m.slots[maphash.String(m.seed, x)&255]
+	if e := sl.Load(); e != nil && e.in == x {
+		return e.ids
+	}
+	var ids []int32
+	seen := map[int32]bool{}
+	l.find(x, func(id int32, _ int) bool {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+		return false
+	})
+	sl.Store(&scanEntry{in: x, ids: ids})
+	return ids
 }
 
 // GateState is a Gate's per-event state; the zero value is ready.
@@ -230,7 +272,11 @@ func (h *Helpers) NewGate(progs []*vm.Program) *Gate {
 		g.data[i] = best.re != nil
 	}
 	for _, s := range subjects {
-		g.subjects[s.idx].lits = newLitSet(s.all)
+		gs := &g.subjects[s.idx]
+		gs.lits = newLitSet(s.all)
+		if len(s.all) >= memoLits && gs.sv.fold == nil {
+			gs.memo = &scanMemo{seed: maphash.MakeSeed()}
+		}
 	}
 	return g
 }
@@ -273,7 +319,11 @@ func (g *Gate) Open(i int, e *event.Event, fr *Frame, st *GateState) bool {
 		// Upper(evt.Meta.http_path): the filters that pass need it, the
 		// others not; scan an ASCII path folding rather than make it.
 		fr := fr.of(g.slots)
-		if x, ok := sub.sv.peek(fr); ok || sub.sv.fold == nil {
+		if sub.memo != nil {
+			for _, id := range sub.memo.scan(sub.lits, sub.sv.fn(e, fr)) {
+				mark(id, 0)
+			}
+		} else if x, ok := sub.sv.peek(fr); ok || sub.sv.fold == nil {
 			if !ok {
 				x = sub.sv.fn(e, fr)
 			}

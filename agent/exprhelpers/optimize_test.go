@@ -2,6 +2,7 @@ package exprhelpers
 
 import (
 	"fmt"
+	"hash/maphash"
 	"maps"
 	"math/rand/v2"
 	"reflect"
@@ -479,6 +480,44 @@ func TestLitSetFindFold(t *testing.T) {
 		}
 		if got, want := scan(l, s, lowerASCII), scan(l, Lower(s), nil); !slices.Equal(got, want) {
 			t.Fatalf("lower: lits %q in %q: got %v, want %v", lits, s, got, want)
+		}
+	}
+}
+
+// A memoized scan finds what a scan does, on new and repeated values.
+func TestScanMemo(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	word := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = "abcd/"[r.IntN(5)]
+		}
+		return string(b)
+	}
+	lits := make([]string, 40)
+	for i := range lits {
+		lits[i] = word(1 + r.IntN(3))
+	}
+	l := newLitSet(lits)
+	m := &scanMemo{seed: maphash.MakeSeed()}
+	values := make([]string, 600) // more than the memo's slots: collisions
+	for i := range values {
+		values[i] = word(r.IntN(10))
+	}
+	for range 3 {
+		for _, v := range values {
+			want := map[int32]bool{}
+			l.find(v, func(id int32, _ int) bool { want[id] = true; return false })
+			got := map[int32]bool{}
+			for _, id := range m.scan(l, v) {
+				if got[id] {
+					t.Fatalf("%q: literal %d twice", v, id)
+				}
+				got[id] = true
+			}
+			if !maps.Equal(got, want) {
+				t.Fatalf("%q: memo found %v, scan %v", v, got, want)
+			}
 		}
 	}
 }
