@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+
+	"github.com/rampart-ips/rampart/agent/event"
 )
 
 // This file serves the rewritten form of hub predicates such as
@@ -81,9 +83,13 @@ type lineIndex struct {
 	op    int
 	raw   []string            // the file's lines
 	lines []string            // folded lines, file order
-	set   map[string]struct{} // opEqual, opStartsWith, opEndsWith
-	lens  []int               // distinct line lengths, ascending (prefix/suffix ops)
+	set   map[string]struct{} // opEqual
 	empty bool                // some line is "" (contained in everything)
+	// opStartsWith, opEndsWith: the distinct non-empty lines by their
+	// first (last) byte, which x must start (end) with too; a
+	// sensitive-files list has lines of a score of lengths, each a map
+	// lookup otherwise.
+	byEdge *[256][]string
 	// opContains: the lines as a literal set, to scan x once.
 	lits *litSet
 	// opMatches: compiled lines; invalid patterns are dropped, as the
@@ -122,16 +128,26 @@ func buildLineIndex(raw []string, fold lineFold, op int) *lineIndex {
 		idx.lines[i] = fold.apply(l)
 	}
 	switch op {
-	case opEqual, opStartsWith, opEndsWith:
+	case opEqual:
 		idx.set = make(map[string]struct{}, len(idx.lines))
 		for _, l := range idx.lines {
-			if _, dup := idx.set[l]; !dup {
-				idx.set[l] = struct{}{}
-				idx.lens = append(idx.lens, len(l))
+			idx.set[l] = struct{}{}
+		}
+	case opStartsWith, opEndsWith:
+		idx.byEdge = new([256][]string)
+		for _, l := range idx.lines {
+			if l == "" {
+				idx.empty = true
+				continue
+			}
+			b := l[0]
+			if op == opEndsWith {
+				b = l[len(l)-1]
+			}
+			if !slices.Contains(idx.byEdge[b], l) {
+				idx.byEdge[b] = append(idx.byEdge[b], l)
 			}
 		}
-		slices.Sort(idx.lens)
-		idx.lens = slices.Compact(idx.lens)
 	case opContains:
 		idx.empty = slices.Contains(idx.lines, "")
 		idx.lits = newLitSet(idx.lines)
@@ -147,6 +163,24 @@ func buildLineIndex(raw []string, fold lineFold, op int) *lineIndex {
 
 func (idx *lineIndex) has(x string) bool {
 	return idx.test(x, -1)
+}
+
+// hasOf is has(x), x evaluated on e: for Upper(y) or Lower(y) and a
+// contains index, an ASCII y is scanned folding, unless the frame holds
+// x already (the user agent and referer are only upper-cased for
+// apache_log4j2's sites).
+func (idx *lineIndex) hasOf(x strVal, e *event.Event, fr *Frame) bool {
+	if idx.op != opContains || x.fold == nil || idx.empty {
+		return idx.has(x.fn(e, fr))
+	}
+	if s, ok := x.peek(fr); ok {
+		return idx.has(s)
+	}
+	y := x.arg(e, fr)
+	if !isASCII(y) {
+		return idx.has(x.fn(e, fr))
+	}
+	return idx.lits.findFold(y, x.fold, func(int32, int) bool { return true })
 }
 
 // test reports whether line i satisfies op against x, or with i < 0
@@ -177,21 +211,25 @@ func (idx *lineIndex) test(x string, i int) bool {
 		_, ok := idx.set[x]
 		return ok
 	case opStartsWith:
-		for _, n := range idx.lens {
-			if n > len(x) {
-				break
-			}
-			if _, ok := idx.set[x[:n]]; ok {
-				return true
+		if idx.empty {
+			return true
+		}
+		if x != "" {
+			for _, l := range idx.byEdge[x[0]] {
+				if strings.HasPrefix(x, l) {
+					return true
+				}
 			}
 		}
 	case opEndsWith:
-		for _, n := range idx.lens {
-			if n > len(x) {
-				break
-			}
-			if _, ok := idx.set[x[len(x)-n:]]; ok {
-				return true
+		if idx.empty {
+			return true
+		}
+		if x != "" {
+			for _, l := range idx.byEdge[x[len(x)-1]] {
+				if strings.HasSuffix(x, l) {
+					return true
+				}
 			}
 		}
 	case opContains:

@@ -3,7 +3,6 @@ package exprhelpers
 import (
 	"fmt"
 
-	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/rampart-ips/rampart/agent/event"
@@ -17,33 +16,34 @@ import (
 // the program would (bool or string); a panic, which the VM would report
 // as a run-time error, becomes an error.
 func Direct(p *vm.Program) (func(*event.Event) (any, error), bool) {
-	if p == nil {
-		return nil, false
-	}
-	c, ok := p.Node().(*ast.CallNode)
-	if !ok || len(c.Arguments) != 1 {
-		return nil, false
-	}
-	if id, ok := c.Arguments[0].(*ast.IdentifierNode); !ok || id.Value != "evt" {
-		return nil, false
-	}
-	k, ok := c.Callee.(*ast.ConstantNode)
+	f, ok := DirectFrame(p)
 	if !ok {
 		return nil, false
 	}
-	switch f := k.Value.(type) {
-	case func(any) bool:
-		return func(e *event.Event) (out any, err error) {
+	return func(e *event.Event) (any, error) { return f(e, nil) }, true
+}
+
+// DirectFrame is Direct with a Frame: programs run on the same event with
+// the same frame compute each value they share once (see Frame). A nil
+// frame caches nothing.
+func DirectFrame(p *vm.Program) (func(*event.Event, *Frame) (any, error), bool) {
+	out := probe(p)
+	switch {
+	case out == nil:
+		return nil, false
+	case out.b != nil:
+		b, t := out.b, out.slots
+		return func(e *event.Event, fr *Frame) (res any, err error) {
 			defer recoverInto(&err)
-			return f(e), nil
+			return b(e, fr.of(t)), nil
 		}, true
-	case func(any) any:
-		return func(e *event.Event) (out any, err error) {
+	default:
+		box, t := out.box, out.slots
+		return func(e *event.Event, fr *Frame) (res any, err error) {
 			defer recoverInto(&err)
-			return f(e), nil
+			return box(e, fr.of(t)), nil
 		}, true
 	}
-	return nil, false
 }
 
 func recoverInto(err *error) {

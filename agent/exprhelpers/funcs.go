@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/rampart-ips/rampart/agent/event"
 	"github.com/rampart-ips/rampart/internal/netaddr"
@@ -19,10 +21,40 @@ import (
 // (or, for the unescapers, the input unchanged, as upstream).
 
 // Upper returns s in upper case.
-func Upper(s string) string { return strings.ToUpper(s) }
+func Upper(s string) string { return foldASCII(s, 'a', strings.ToUpper) }
 
 // Lower returns s in lower case.
-func Lower(s string) string { return strings.ToLower(s) }
+func Lower(s string) string { return foldASCII(s, 'A', strings.ToLower) }
+
+// foldASCII is slow(s) (strings.ToUpper or ToLower), converting an ASCII
+// s itself: the letters from `from` (a or A) move by 32. The hub's
+// filters upper-case several request fields per event; strings.ToUpper
+// writes its result a byte at a time through a Builder.
+func foldASCII(s string, from byte, slow func(string) string) string {
+	first := -1
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return slow(s)
+		}
+		if first < 0 && c-from < 26 {
+			first = i
+		}
+	}
+	if first < 0 {
+		return s
+	}
+	b := make([]byte, len(s))
+	copy(b, s[:first])
+	for i := first; i < len(s); i++ {
+		c := s[i]
+		if c-from < 26 {
+			c ^= 0x20
+		}
+		b[i] = c
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
 
 // PathUnescape URL-path-unescapes s; on a malformed escape it returns s.
 func PathUnescape(s string) string {

@@ -3,6 +3,7 @@ package exprhelpers
 import (
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -253,5 +254,22 @@ func TestJsonExtract(t *testing.T) {
 	}
 	if got := JsonExtractObject(blob, "uri"); got != nil {
 		t.Errorf("JsonExtractObject on a string = %#v", got)
+	}
+}
+
+// Upper and Lower give strings.ToUpper and ToLower, converting ASCII
+// themselves.
+func TestUpperLowerASCII(t *testing.T) {
+	in := []string{"", "a", "Z", "/index.PHP?x=1", "ALREADY UPPER 123", "already lower", "@[`{", "ÉtÉ", "a\xffb", "mixed ß ǅ", "\x00\x7f"}
+	for c := 0; c < 256; c++ {
+		in = append(in, string([]byte{byte(c)}), "x"+string([]byte{byte(c)})+"Y")
+	}
+	for _, s := range in {
+		if got, want := Upper(s), strings.ToUpper(s); got != want {
+			t.Errorf("Upper(%q) = %q, want %q", s, got, want)
+		}
+		if got, want := Lower(s), strings.ToLower(s); got != want {
+			t.Errorf("Lower(%q) = %q, want %q", s, got, want)
+		}
 	}
 }

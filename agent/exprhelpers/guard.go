@@ -36,6 +36,20 @@ func (g *Guard) Test(e *event.Event) bool {
 	return false
 }
 
+// GuardFunc returns g's test sharing a Frame with the programs compiled
+// with h's options: the value it reads and its result are those of the
+// same test in a filter (evt.Meta.log_type in [...]), made once per event.
+func (h *Helpers) GuardFunc(g Guard) func(*event.Event, *Frame) bool {
+	get, ok := eventMaps[g.Map]
+	if !ok {
+		return func(e *event.Event, _ *Frame) bool { return g.Test(e) }
+	}
+	f := &fuser{r: &rewriter{h: h}}
+	test := f.oneOf(f.mapRead("evt", g.Map, get, g.Key), g.Values)
+	t := &h.slots
+	return func(e *event.Event, fr *Frame) bool { return test(e, fr.of(t)) }
+}
+
 // LeadingGuards returns the guards a boolean expression starts with: the
 // conjuncts of its top-level `and` chain, from the left, up to the first
 // one that is not a guard. When one of them fails the expression is false

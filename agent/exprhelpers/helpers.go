@@ -110,6 +110,8 @@ type Helpers struct {
 
 	memo map[string]*strMemo // memoized string helpers by name; fixed after New
 
+	slots slotTable // Frame slots of the fused subexpressions (frame.go)
+
 	extH extHolder // XML, stash and network helpers (ext.go)
 
 	geo       atomic.Pointer[geoip.DB] // GeoIP databases (geo.go); nil for none

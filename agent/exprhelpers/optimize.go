@@ -263,7 +263,7 @@ func (r *rewriter) safeString(n ast.Node) bool {
 
 func (r *rewriter) safe(n ast.Node) bool {
 	if f, _ := (&fuser{r: r}).fusedCall(n); f != nil {
-		return f.s != nil
+		return f.s.fn != nil
 	}
 	switch n := n.(type) {
 	case *ast.StringNode:

@@ -2,6 +2,7 @@ package exprhelpers
 
 import (
 	"fmt"
+	"hash/maphash"
 	"maps"
 	"math/rand/v2"
 	"reflect"
@@ -419,6 +420,104 @@ func TestLookupFileContainsOrder(t *testing.T) {
 		}
 		if got := h.LookupFile(s, "m.json"); got != want {
 			t.Fatalf("LookupFile(%q) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+// The prefix and suffix indexes answer what testing every line does.
+func TestLineIndexEdges(t *testing.T) {
+	lines := []string{".sql", ".sql.gz", "env.bak", ".env", "/.git/config", "a", "ba", "/admin", "/admin/", "x/.env"}
+	xs := []string{"", "a", "/backup.sql", "/backup.sql.gz", "/.env", "/x/.env", ".env", "env", "/admin", "/ADMIN/", "/admin/x", "b", "aba", "/z.sql.tar"}
+	for _, op := range []int{opStartsWith, opEndsWith} {
+		for _, fold := range []lineFold{{}, {kind: foldUpper}} {
+			idx := buildLineIndex(lines, fold, op)
+			for _, x := range xs {
+				want := false
+				for i := range lines {
+					want = want || idx.test(x, i)
+				}
+				if got := idx.has(x); got != want {
+					t.Errorf("op %d fold %d: has(%q) = %v, want %v", op, fold.kind, x, got, want)
+				}
+			}
+		}
+	}
+}
+
+// On an ASCII text, the folding scan reports what the plain scan of the
+// upper- (lower-) cased text does.
+func TestLitSetFindFold(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	word := func(n int, alpha string) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alpha[r.IntN(len(alpha))]
+		}
+		return string(b)
+	}
+	scan := func(l *litSet, s string, fold *[256]byte) []string {
+		var out []string
+		f := func(id int32, pos int) bool {
+			out = append(out, fmt.Sprint(pos, ":", id))
+			return false
+		}
+		if fold == nil {
+			l.find(s, f)
+		} else {
+			l.findFold(s, fold, f)
+		}
+		return out
+	}
+	for range 3000 {
+		lits := make([]string, 1+r.IntN(6))
+		for i := range lits {
+			lits[i] = word(r.IntN(4), "aAbB/zZ@[")
+		}
+		l := newLitSet(lits)
+		s := word(r.IntN(14), "aAbB/zZ@[`{")
+		if got, want := scan(l, s, upperASCII), scan(l, Upper(s), nil); !slices.Equal(got, want) {
+			t.Fatalf("upper: lits %q in %q: got %v, want %v", lits, s, got, want)
+		}
+		if got, want := scan(l, s, lowerASCII), scan(l, Lower(s), nil); !slices.Equal(got, want) {
+			t.Fatalf("lower: lits %q in %q: got %v, want %v", lits, s, got, want)
+		}
+	}
+}
+
+// A memoized scan finds what a scan does, on new and repeated values.
+func TestScanMemo(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	word := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = "abcd/"[r.IntN(5)]
+		}
+		return string(b)
+	}
+	lits := make([]string, 40)
+	for i := range lits {
+		lits[i] = word(1 + r.IntN(3))
+	}
+	l := newLitSet(lits)
+	m := &scanMemo{seed: maphash.MakeSeed()}
+	values := make([]string, 600) // more than the memo's slots: collisions
+	for i := range values {
+		values[i] = word(r.IntN(10))
+	}
+	for range 3 {
+		for _, v := range values {
+			want := map[int32]bool{}
+			l.find(v, func(id int32, _ int) bool { want[id] = true; return false })
+			got := map[int32]bool{}
+			for _, id := range m.scan(l, v) {
+				if got[id] {
+					t.Fatalf("%q: literal %d twice", v, id)
+				}
+				got[id] = true
+			}
+			if !maps.Equal(got, want) {
+				t.Fatalf("%q: memo found %v, scan %v", v, got, want)
+			}
 		}
 	}
 }

@@ -47,3 +47,25 @@ func BenchmarkPour(b *testing.B) {
 		e.PourPrepared(&evt, e.Prepare(&evt))
 	}
 }
+
+// BenchmarkPrepareHub runs Prepare (every scenario's filter, then the
+// groupby, distinct and cancel_on of those that match) on events parsed
+// from a generated log by the hub's parsers, with the scenarios of its
+// collections, as agentbench does; one op is one event. The events are
+// few enough to stay in the CPU caches, as an event just parsed is when
+// agentbench prepares it.
+func BenchmarkPrepareHub(b *testing.B) {
+	for _, kind := range []string{"nginx", "sshd"} {
+		b.Run(kind, func(b *testing.B) {
+			r := hubReplay(b, kind, 512)
+			e := leakybucket.NewEngine(r.scenarios, true)
+			evts := r.fresh()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				e.Prepare(&evts[i%len(evts)])
+				i++
+			}
+		})
+	}
+}

@@ -250,14 +250,18 @@ type Engine struct {
 	evtEnv map[string]any
 	// scratch holds *scratch for Prepare, which runs concurrently.
 	scratch sync.Pool
-	// guards are the distinct leading guards of the scenario filters
-	// (scenGuards indexes them): Prepare tests each once per event.
-	guards []exprhelpers.Guard
+	// guards are the tests of the distinct leading guards of the
+	// scenario filters (scenGuards indexes them): Prepare tests each once
+	// per event, sharing the frame of the filters.
+	guards []func(*event.Event, *exprhelpers.Frame) bool
 	// scenGuards index, per scenario, the guards its filter opens with;
 	// mayWrite tells that an expression of the scenario may change the
 	// event (see indexGuards).
 	scenGuards [][]int
 	mayWrite   []bool
+	// gate skips the filters whose required literals an event lacks
+	// (exprhelpers.Gate); nil when no scenario was compiled with helpers.
+	gate *exprhelpers.Gate
 }
 
 // indexGuards collects the leading guards of the filters (most hub
@@ -286,11 +290,34 @@ func (e *Engine) indexGuards() {
 			if !ok {
 				idx = len(e.guards)
 				seen[k] = idx
-				e.guards = append(e.guards, g)
+				test := func(e *event.Event, _ *exprhelpers.Frame) bool { return g.Test(e) }
+				if s.helpers != nil {
+					test = s.helpers.GuardFunc(g)
+				}
+				e.guards = append(e.guards, test)
 			}
 			e.scenGuards[i] = append(e.scenGuards[i], idx)
 		}
 	}
+}
+
+// newGate is the gate of the filters compiled with the first helpers
+// found (a gate's frame serves one Helpers: all of them, in the agent).
+func newGate(scenarios []*Scenario) *exprhelpers.Gate {
+	var h *exprhelpers.Helpers
+	progs := make([]*vm.Program, len(scenarios))
+	for i, s := range scenarios {
+		if h == nil {
+			h = s.helpers
+		}
+		if h != nil && s.helpers == h {
+			progs[i] = s.filter
+		}
+	}
+	if h == nil {
+		return nil
+	}
+	return h.NewGate(progs)
 }
 
 // NewEngine builds an engine; replay selects time-machine mode (event
@@ -305,6 +332,7 @@ func NewEngine(scenarios []*Scenario, replay bool) *Engine {
 	e.qEnv = map[string]any{"queue": &e.q, "leaky": &e.view, "signal": &e.signal}
 	e.evtEnv = map[string]any{"evt": nil}
 	e.indexGuards()
+	e.gate = newGate(scenarios)
 	e.scratch.New = func() any {
 		return &scratch{env: map[string]any{"evt": nil}, guard: make([]uint8, len(e.guards))}
 	}
@@ -370,7 +398,7 @@ func (e *Engine) ownerHit(evt *event.Event, h hit, owner *Scenario) hit {
 	defer func() { e.evtEnv["evt"] = nil }()
 	if owner.cancelOn != nil {
 		if owner.cancelOnFn != nil {
-			out, err := owner.cancelOnFn(evt)
+			out, err := owner.cancelOnFn(evt, nil)
 			b, _ := out.(bool)
 			h.cancel = err == nil && b
 		} else {
@@ -381,7 +409,7 @@ func (e *Engine) ownerHit(evt *event.Event, h hit, owner *Scenario) hit {
 		var v string
 		var ok bool
 		if owner.distinctFn != nil {
-			v, ok = asString(owner.distinctFn(evt))
+			v, ok = asString(owner.distinctFn(evt, nil))
 		} else {
 			v, ok = runString(&e.vm, owner.distinct, e.evtEnv)
 		}
@@ -439,6 +467,13 @@ type scratch struct {
 	vm  vm.VM
 	env map[string]any
 	evt *event.Event
+	// gate is the state of Engine.gate for the event.
+	gate exprhelpers.GateState
+	// frame holds the values the event's direct programs share; writes
+	// tells that the programs of the scenario being run may change the
+	// event (Engine.mayWrite).
+	frame  exprhelpers.Frame
+	writes bool
 	// guard holds, per Engine.guards entry, 0 when not yet tested on
 	// the event, else 1 (passed) or 2 (failed).
 	guard []uint8
@@ -451,7 +486,7 @@ func (sc *scratch) passes(e *Engine, gs []int) bool {
 		st := sc.guard[g]
 		if st == 0 {
 			st = 2
-			if e.guards[g].Test(sc.evt) {
+			if e.guards[g](sc.evt, &sc.frame) {
 				st = 1
 			}
 			sc.guard[g] = st
@@ -463,13 +498,20 @@ func (sc *scratch) passes(e *Engine, gs []int) bool {
 	return true
 }
 
-// directFn is a program fused into one Go closure (exprhelpers.Direct).
-type directFn func(*event.Event) (any, error)
+// directFn is a program fused into one Go closure
+// (exprhelpers.DirectFrame).
+type directFn func(*event.Event, *exprhelpers.Frame) (any, error)
 
-// run runs p on the scratch's event, through f when p has one.
+// run runs p on the scratch's event, through f when p has one, which
+// shares the values it computes with the others through the scratch's
+// frame. A program run by the VM may change the event (SetMeta) when the
+// scenario's may (writes): the frame then forgets what it held.
 func (sc *scratch) run(p *vm.Program, f directFn) (any, error) {
 	if f != nil {
-		return f(sc.evt)
+		return f(sc.evt, &sc.frame)
+	}
+	if sc.writes {
+		defer sc.frame.Reset()
 	}
 	return sc.vm.Run(p, sc.env)
 }
@@ -552,6 +594,7 @@ func (e *Engine) Prepare(evt *event.Event) Prepared {
 	}
 	sc := e.scratch.Get().(*scratch)
 	sc.env["evt"], sc.evt = evt, evt
+	sc.frame.Reset()
 	clear(sc.guard)
 	dirty := false // the last scenario run may have changed the event
 	for i, s := range e.scenarios {
@@ -563,7 +606,12 @@ func (e *Engine) Prepare(evt *event.Event) Prepared {
 		if !sc.passes(e, e.scenGuards[i]) {
 			continue
 		}
+		// As a failed guard: a literal the filter requires is missing.
+		if e.gate != nil && !e.gate.Open(i, evt, &sc.frame, &sc.gate) {
+			continue
+		}
 		dirty = e.mayWrite[i]
+		sc.writes = dirty
 		if s.filter != nil && !sc.runBool(s.filter, s.filterFn) {
 			continue
 		}

@@ -1,5 +1,11 @@
 package leakybucket
 
+import (
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/rampart-ips/rampart/agent/event"
+)
+
 // DisableTrim turns off queue trimming, so tests can check it changes no
 // alert.
 func DisableTrim(e *Engine) { e.trim = false }
@@ -13,4 +19,23 @@ func QueuedEvents(e *Engine) int {
 		}
 	}
 	return n
+}
+
+// HitScenarios returns the indexes of the scenarios p poured into.
+func HitScenarios(p Prepared) []int {
+	var out []int
+	for _, h := range p.hits {
+		out = append(out, h.scenario)
+	}
+	return out
+}
+
+// GroupByOK tells whether the scenario's groupby runs on evt (by the VM).
+func GroupByOK(s *Scenario, evt *event.Event) bool {
+	if s.groupby == nil {
+		return true
+	}
+	var m vm.VM
+	_, ok := runString(&m, s.groupby, map[string]any{"evt": evt})
+	return ok
 }

@@ -85,11 +85,15 @@ type Scenario struct {
 	condition *vm.Program
 	cancelOn  *vm.Program
 	// The per-event programs that compiled to a single Go closure
-	// (exprhelpers.Direct) also keep it here, to run without the VM.
+	// (exprhelpers.DirectFrame) also keep it here, to run without the VM.
 	filterFn, groupbyFn, distinctFn, cancelOnFn directFn
-	overflowFilter                              *vm.Program
-	scope                                       string
-	scopeValue                                  *vm.Program
+	// helpers compiled the programs (nil: none were given); the engine
+	// tests the filters' leading guards and literals with them, sharing
+	// the filters' frame (Engine.indexGuards, newGate).
+	helpers        *exprhelpers.Helpers
+	overflowFilter *vm.Program
+	scope          string
+	scopeValue     *vm.Program
 	// window, when set, lets a conditional bucket forget events its
 	// condition can no longer read (see queueWindow).
 	window    []windowPred
@@ -279,7 +283,7 @@ func overflowEnv() map[string]any {
 }
 
 func compile(cfg Config, helpers *exprhelpers.Helpers) (*Scenario, error) {
-	s := &Scenario{cfg: cfg}
+	s := &Scenario{cfg: cfg, helpers: helpers}
 	switch cfg.Type {
 	case "leaky", "trigger", "conditional", "counter":
 	case "bayesian":
@@ -330,7 +334,7 @@ func compile(cfg Config, helpers *exprhelpers.Helpers) (*Scenario, error) {
 		}
 		if x.queued {
 			s.reads |= fieldsIn(x.src)
-		} else if f, ok := exprhelpers.Direct(*x.dst); ok && x.fn != nil {
+		} else if f, ok := exprhelpers.DirectFrame(*x.dst); ok && x.fn != nil {
 			*x.fn = f
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 
@@ -30,7 +31,7 @@ type replay struct {
 // hubReplay parses n generated lines of a log kind ("sshd" or "nginx")
 // with the parsers of its collections, and loads their scenarios; it skips
 // when the shared hub is not there.
-func hubReplay(t *testing.T, kind string, n int) *replay {
+func hubReplay(t testing.TB, kind string, n int) *replay {
 	t.Helper()
 	var buf bytes.Buffer
 	var err error
@@ -47,7 +48,7 @@ func hubReplay(t *testing.T, kind string, n int) *replay {
 }
 
 // hubReplayLog is hubReplay of the given log lines.
-func hubReplayLog(t *testing.T, kind string, log []byte) *replay {
+func hubReplayLog(t testing.TB, kind string, log []byte) *replay {
 	t.Helper()
 	dir := testhub.Dir(t)
 	h, err := hub.OpenHub(dir)
@@ -271,4 +272,34 @@ func TestTrimmingKeepsAlerts(t *testing.T) {
 		t.Errorf("trimming kept %d of %d queued events", kept, all)
 	}
 	t.Logf("%d alerts (%d time-based); queued events at the end: %d trimmed, %d not", len(full), timeBased, kept, all)
+}
+
+// Prepare, which runs the filters through a shared frame and skips those
+// a guard or the literal gate rules out, pours each event of the hub's
+// logs into the scenarios whose filter the VM finds true (run in order on
+// another copy, as the filters may set meta), and changes it alike.
+func TestPrepareMatchesVM(t *testing.T) {
+	for _, kind := range []string{"nginx", "sshd"} {
+		r := hubReplay(t, kind, 6000)
+		e := leakybucket.NewEngine(r.scenarios, false)
+		a, b := r.fresh(), r.fresh()
+		hits := 0
+		for k := range a {
+			got := leakybucket.HitScenarios(e.Prepare(&a[k]))
+			var want []int
+			for i, s := range r.scenarios {
+				if s.Matches(&b[k]) && leakybucket.GroupByOK(s, &b[k]) {
+					want = append(want, i)
+				}
+			}
+			if !slices.Equal(got, want) || !maps.Equal(a[k].Meta, b[k].Meta) {
+				t.Fatalf("%s event %d (%q): Prepare poured into %v, the VM's filters match %v\nmeta %v\nwant %v", kind, k, a[k].Line.Raw, got, want, a[k].Meta, b[k].Meta)
+			}
+			hits += len(got)
+		}
+		t.Logf("%s: %d events, %d hits", kind, len(a), hits)
+		if hits == 0 {
+			t.Errorf("%s: no event matched a scenario", kind)
+		}
+	}
 }
