@@ -256,17 +256,23 @@ func replay(r *rules, path, logType string, workers int, attackers map[string]bo
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
+			// events are made as the daemon's parse workers make them
+			// (agent/runner), so the two paths compare like for like
+			var mk event.Maker
 			for b := range work {
 				b.evts = make([]event.Event, len(b.lines))
 				b.preps = make([]leakybucket.Prepared, len(b.lines))
 				for i, l := range b.lines {
 					evt := &b.evts[i]
-					*evt = event.New(event.Line{Raw: l, Src: abs, Module: "file", Labels: labels})
+					*evt = mk.New(event.Line{Raw: l, Src: abs, Module: "file", Labels: labels})
 					if err := r.pipe.Parse(evt, nil); err != nil && b.err == nil {
 						b.err = err
 					}
 					if evt.Process && !evt.Whitelisted {
 						b.preps[i] = engine.Prepare(evt)
+						mk.Kept(evt)
+					} else {
+						mk.Drop(evt)
 					}
 				}
 				close(b.done)
