@@ -151,14 +151,52 @@ var yearless = []string{
 // upstream. When no layout matches, the value is read as Unix-epoch
 // seconds (webmin logs them), and only then does it become now.
 func ParseDate(in string, evt *event.Event) map[string]string {
+	mt, ok, _ := parseDateText(in, evt.StrTimeFormat)
+	if !ok {
+		return nil
+	}
+	return map[string]string{"MarshaledTime": mt}
+}
+
+// parseDateText is ParseDate's work: the MarshaledTime text, whether
+// there is one, and how long it holds: 0 when it is always the answer for
+// (in, format), else the year it was inferred in (a timestamp without
+// one) or -1 when it is the clock's time (no layout matched).
+func parseDateText(in, format string) (mt string, ok bool, year int) {
 	in = strings.TrimSpace(in)
-	if t, ok := parseDate(in, evt.StrTimeFormat, true); ok {
-		return marshal(t)
+	t, inferred, ok := parseDateYear(in, format, true)
+	switch {
+	case ok && inferred:
+		year = t.Year() // the year added to the timestamp
+	case ok:
+	default:
+		if t, ok = parseEpoch(in); !ok {
+			t, year = time.Now().UTC(), -1
+		}
 	}
-	if t, ok := parseEpoch(in); ok {
-		return marshal(t)
+	mt, ok = marshalText(t)
+	return mt, ok, year
+}
+
+// dateMemo is a parse worker's last ParseDate answer: log lines come in
+// time order, many in the same second, so most lines ask again for the
+// timestamp the previous line asked for.
+type dateMemo struct {
+	in, format, mt string
+	ok, set        bool
+	year           int // as parseDateText's
+}
+
+// get is parseDateText(in, format), remembered for the next call.
+func (m *dateMemo) get(in, format string) (string, bool) {
+	if m.set && m.year >= 0 && m.in == in && m.format == format {
+		if m.year == 0 || m.year == time.Now().UTC().Year() {
+			return m.mt, m.ok
+		}
 	}
-	return marshal(time.Now().UTC())
+	mt, ok, year := parseDateText(in, format)
+	*m = dateMemo{in: in, format: format, mt: mt, ok: ok, set: true, year: year}
+	return mt, ok
 }
 
 // parseEpoch reads whole Unix seconds; a fractional part after "." is
@@ -178,12 +216,19 @@ func parseEpoch(in string) (time.Time, bool) {
 // failure would only cost an error allocation, and the winner is the
 // same (TestDateGatesAreExact).
 func parseDate(in, format string, gated bool) (time.Time, bool) {
+	t, _, ok := parseDateYear(in, format, gated)
+	return t, ok
+}
+
+// parseDateYear is parseDate that also tells whether the year is the
+// current one, inferred.
+func parseDateYear(in, format string, gated bool) (t time.Time, inferred, ok bool) {
 	if in == "" {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
 	if format != "" {
 		if t, err := time.Parse(format, in); err == nil {
-			return t, true
+			return t, false, true
 		}
 	}
 	for i, l := range dateLayouts {
@@ -191,22 +236,22 @@ func parseDate(in, format string, gated bool) (time.Time, bool) {
 			continue
 		}
 		if t, err := time.Parse(l, in); err == nil {
-			return t, true
+			return t, false, true
 		}
 	}
-	now := time.Now().UTC()
 	for i, l := range yearless {
 		if gated && !yearlessGates[i](in) {
 			continue
 		}
 		if t, err := time.Parse(l, in); err == nil {
 			if t.Year() == 0 {
-				t = t.AddDate(now.Year(), 0, 0)
+				t = t.AddDate(time.Now().UTC().Year(), 0, 0)
+				return t, true, true
 			}
-			return t, true
+			return t, false, true
 		}
 	}
-	return time.Time{}, false
+	return time.Time{}, false, false
 }
 
 var (
@@ -274,10 +319,10 @@ var (
 	shortDays   = []string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
 )
 
-func marshal(t time.Time) map[string]string {
+func marshalText(t time.Time) (string, bool) {
 	b, err := t.MarshalText() // keeps the zone, as upstream
 	if err != nil {
-		return nil
+		return "", false
 	}
-	return map[string]string{"MarshaledTime": string(b)}
+	return string(b), true
 }

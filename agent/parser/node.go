@@ -84,11 +84,11 @@ type node struct {
 	name      string
 	stage     string
 	onSuccess string
-	filter    *vm.Program
+	filter    *program
 	grok      *grok.Pattern
 	grokName  string
 	applyOn   string
-	grokExpr  *vm.Program
+	grokExpr  *program
 	grokStats []static
 	statics   []static
 	stash     []stash
@@ -107,7 +107,10 @@ type node struct {
 
 type static struct {
 	cfg  Static
-	expr *vm.Program
+	expr *program
+	// date is set when the method is this package's ParseDate, which
+	// applyStatics runs through the env's memo (see dateMemo).
+	date bool
 	// warned is set once a target could not be assigned: that is a
 	// property of the rule, so one warning says it, not one per line
 	warned *atomic.Bool
@@ -116,7 +119,7 @@ type static struct {
 type whitelist struct {
 	reason   string
 	prefixes []netip.Prefix
-	exprs    []*vm.Program
+	exprs    []*program
 }
 
 func (w *whitelist) empty() bool { return len(w.prefixes) == 0 && len(w.exprs) == 0 }
@@ -277,7 +280,9 @@ func (n *node) checkWhitelist(evt *event.Event, env *runEnv) (bool, error) {
 func (p *Pipeline) applyStatics(n *node, statics []static, evt *event.Event, env *runEnv) error {
 	for _, s := range statics {
 		value := s.cfg.Value
-		if value == "" && s.expr != nil {
+		if value == "" && s.expr != nil && s.expr.field != nil {
+			value = s.expr.field(evt)
+		} else if value == "" && s.expr != nil {
 			out, err := env.run(s.expr)
 			if err != nil {
 				n.log.WithError(err).Debug("static expression failed")
@@ -302,6 +307,11 @@ func (p *Pipeline) applyStatics(n *node, statics []static, evt *event.Event, env
 		}
 		source := false
 		switch {
+		case s.date:
+			// ParseDate, without its map: one entry
+			if mt, ok := env.date.get(value, evt.StrTimeFormat); ok {
+				evt.Enriched["MarshaledTime"] = mt
+			}
 		case s.cfg.Method != "":
 			fn := p.enrichers[s.cfg.Method]
 			if fn == nil {
@@ -465,10 +475,11 @@ func setAlertSource(evt *event.Event, field, value string) bool {
 // and a VM reused for every expression of the line, instead of the fresh
 // VM and stack vm.Run allocates per call. Not for concurrent use.
 type runEnv struct {
-	vm     vm.VM
-	env    map[string]any
-	evt    *event.Event
-	direct map[*vm.Program]func(*event.Event) (any, error)
+	vm  vm.VM
+	env map[string]any
+	evt *event.Event
+	// date remembers the last ParseDate answer (see dateMemo).
+	date dateMemo
 	// hits are the line's successful groks, newest last; drop is set
 	// when the line is dropped (see inject.go).
 	hits []grokHit
@@ -483,9 +494,9 @@ type runEnv struct {
 	entKey srcKey
 }
 
-func (r *runEnv) run(p *vm.Program) (any, error) {
-	if f := r.direct[p]; f != nil {
-		return f(r.evt)
+func (r *runEnv) run(p *program) (any, error) {
+	if p.direct != nil {
+		return p.direct(r.evt)
 	}
-	return r.vm.Run(p, r.env)
+	return r.vm.Run(p.vm, r.env)
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr"
-	"github.com/expr-lang/expr/vm"
 	log "github.com/sirupsen/logrus"
 	"gopkg.in/yaml.v3"
 
@@ -56,13 +55,10 @@ type Pipeline struct {
 	maxLine   int
 	log       *log.Entry
 	scratch   sync.Pool // *runEnv
-	// direct holds the programs fused into one Go closure, run without
-	// the VM. Written while loading only: load before parsing.
-	direct map[*vm.Program]func(*event.Event) (any, error)
 	// progs are the programs compiled so far by source: half of a hub's
 	// expressions repeat (evt.Parsed.source_ip, ...), and a program is
 	// immutable, its runs independent. Written while loading only.
-	progs map[string]*vm.Program
+	progs map[string]*program
 
 	// Counters (see stats.go): slots describes the node each counter
 	// slot belongs to; statMu guards the shard lists and shards' maps.
@@ -94,7 +90,7 @@ type Enricher func(value string, evt *event.Event) map[string]string
 // for DefaultEnrichers.
 func NewPipeline(lib *grok.Library, helpers *exprhelpers.Helpers, enrichers map[string]Enricher) *Pipeline {
 	p := &Pipeline{nodes: map[string][]*node{}, grok: lib, helpers: helpers, enrichers: enrichers,
-		direct: map[*vm.Program]func(*event.Event) (any, error){}, progs: map[string]*vm.Program{},
+		progs:   map[string]*program{},
 		maxLine: DefaultMaxLineBytes, log: log.WithField("component", "parser")}
 	if p.enrichers == nil {
 		p.enrichers = DefaultEnrichers()
@@ -259,18 +255,19 @@ func (p *Pipeline) exprOptions() []expr.Option {
 
 // compileExpr compiles one expression; its errors keep expr's own
 // "(line:column)" position and snippet within the expression.
-func (p *Pipeline) compileExpr(src string) (*vm.Program, error) {
+func (p *Pipeline) compileExpr(src string) (*program, error) {
 	if prog, ok := p.progs[src]; ok {
 		return prog, nil
 	}
-	prog, err := expr.Compile(src, p.exprOptions()...)
+	vp, err := expr.Compile(src, p.exprOptions()...)
 	if err != nil {
 		return nil, err
 	}
-	p.progs[src] = prog
-	if f, ok := exprhelpers.Direct(prog); ok {
-		p.direct[prog] = f
+	prog := &program{vm: vp, field: fieldRead(src)}
+	if f, ok := exprhelpers.Direct(vp); ok {
+		prog.direct = f
 	}
+	p.progs[src] = prog
 	if strings.Contains(src, "Unmarshaled") {
 		p.usesUnmarshaled.Store(true)
 	}
@@ -428,7 +425,8 @@ func upstreamOnlyTarget(target string) bool {
 func (p *Pipeline) compileStatics(in []Static, parent *yaml.Node, seqKey, label string) ([]static, error) {
 	out := make([]static, 0, len(in))
 	for i, s := range in {
-		st := static{cfg: s, warned: new(atomic.Bool)}
+		st := static{cfg: s, warned: new(atomic.Bool),
+			date: s.Method == "ParseDate" && reflect.ValueOf(p.enrichers[s.Method]).Pointer() == reflect.ValueOf(ParseDate).Pointer()}
 		item := mappingOf(seqItem(parent, seqKey, i))
 		line := itemLine(parent, seqKey, i)
 		switch {

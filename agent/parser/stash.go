@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
 
 	"github.com/rampart-ips/rampart/agent/event"
@@ -29,7 +28,7 @@ type StashConfig struct {
 // stash is a compiled StashConfig.
 type stash struct {
 	name       string
-	key, value *vm.Program
+	key, value *program
 	ttl        time.Duration
 }
 

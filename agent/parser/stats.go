@@ -116,7 +116,7 @@ func (p *Pipeline) takeShard() *statShard {
 // newRunEnv makes a scratch env with its own shard, given back for reuse
 // once the env is collected.
 func (p *Pipeline) newRunEnv() *runEnv {
-	env := &runEnv{env: map[string]any{}, direct: p.direct, shard: &shardRef{s: p.takeShard()}, hits: make([]grokHit, 0, 4)}
+	env := &runEnv{env: map[string]any{}, shard: &shardRef{s: p.takeShard()}, hits: make([]grokHit, 0, 4)}
 	runtime.AddCleanup(env, func(r *shardRef) {
 		p.statMu.Lock()
 		p.freeShards = append(p.freeShards, r.s)
