@@ -278,7 +278,8 @@ func (n *node) checkWhitelist(evt *event.Event, env *runEnv) (bool, error) {
 // applyStatics runs assignments; an empty or failing expression skips the
 // assignment (syslog-logs assigns StrTime twice relying on that).
 func (p *Pipeline) applyStatics(n *node, statics []static, evt *event.Event, env *runEnv) error {
-	for _, s := range statics {
+	for i := range statics {
+		s := &statics[i] // not a copy: a static is large
 		value := s.cfg.Value
 		if value == "" && s.expr != nil && s.expr.field != nil {
 			value = s.expr.field(evt)
