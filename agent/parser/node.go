@@ -6,10 +6,8 @@
 package parser
 
 import (
-	"fmt"
 	"net/netip"
 	"reflect"
-	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -281,27 +279,15 @@ func (p *Pipeline) applyStatics(n *node, statics []static, evt *event.Event, env
 	for i := range statics {
 		s := &statics[i] // not a copy: a static is large
 		value := s.cfg.Value
-		if value == "" && s.expr != nil && s.expr.field != nil {
-			value = s.expr.field(evt)
+		if value == "" && s.expr != nil && s.expr.text != nil {
+			value = s.expr.text(evt)
 		} else if value == "" && s.expr != nil {
 			out, err := env.run(s.expr)
 			if err != nil {
 				n.log.WithError(err).Debug("static expression failed")
 				continue
 			}
-			switch o := out.(type) {
-			case string:
-				value = o
-			case int:
-				value = strconv.Itoa(o)
-			case float64:
-				value = strconv.FormatFloat(o, 'f', 6, 64)
-			case bool:
-				value = strconv.FormatBool(o)
-			case nil:
-			default:
-				value = fmt.Sprint(o)
-			}
+			value = staticText(out)
 		}
 		if value == "" && s.cfg.Method != "ParseDate" {
 			continue

@@ -263,7 +263,7 @@ func (p *Pipeline) compileExpr(src string) (*program, error) {
 	if err != nil {
 		return nil, err
 	}
-	prog := &program{vm: vp, field: fieldRead(src)}
+	prog := &program{vm: vp, text: textOf(src)}
 	if f, ok := exprhelpers.Direct(vp); ok {
 		prog.direct = f
 	}

@@ -1,6 +1,10 @@
 package parser
 
 import (
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
@@ -15,22 +19,53 @@ type program struct {
 	// direct is the program fused into one Go closure by exprhelpers,
 	// run without the VM; nil when it cannot be.
 	direct func(*event.Event) (any, error)
-	// field is set when the expression only reads a string field or a
-	// string map entry of the event ("evt.Parsed.remote_addr"): a static
-	// then copies it, without running the program or boxing the value.
-	// It gives what the program gives, "" for an entry that is missing.
-	field func(*event.Event) string
+	// text is set when the expression only reads a string field or a
+	// string map entry of the event ("evt.Parsed.remote_addr"), or takes
+	// the length of one: a static then gets its value without running
+	// the program or boxing the result. It gives the text applyStatics
+	// makes of the program's result ("" for a missing entry).
+	text func(*event.Event) string
 }
 
-// fieldRead returns the reader of an expression that is a plain read of
-// one of the event's string fields or string map entries, nil otherwise.
-func fieldRead(src string) func(*event.Event) string {
+// staticText returns the text of a program's result that a static
+// assigns: "" for nil (nothing to assign).
+func staticText(out any) string {
+	switch o := out.(type) {
+	case string:
+		return o
+	case int:
+		return strconv.Itoa(o)
+	case float64:
+		return strconv.FormatFloat(o, 'f', 6, 64)
+	case bool:
+		return strconv.FormatBool(o)
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(o)
+	}
+}
+
+// textOf is program.text for the expression src: a plain read, or len()
+// of one (expr's len counts a string's runes).
+func textOf(src string) func(*event.Event) string {
 	tree, err := parser.Parse(src)
 	if err != nil {
 		return nil
 	}
+	if c, ok := tree.Node.(*ast.BuiltinNode); ok && c.Name == "len" && len(c.Arguments) == 1 {
+		if f := fieldRead(c.Arguments[0]); f != nil {
+			return func(e *event.Event) string { return strconv.Itoa(utf8.RuneCountInString(f(e))) }
+		}
+		return nil
+	}
+	return fieldRead(tree.Node)
+}
+
+// fieldRead returns the reader of an expression that is a plain read of
+// one of the event's string fields or string map entries, nil otherwise.
+func fieldRead(n ast.Node) func(*event.Event) string {
 	var path []string
-	n := tree.Node
 	for {
 		switch m := n.(type) {
 		case *ast.MemberNode:

@@ -64,25 +64,27 @@ func hubStaticExprs(t *testing.T) []string {
 	return out
 }
 
-// A static whose expression is a plain field read is copied without
-// running the program: the copy must be what the program gives, over the
-// hub's static expressions and hand-picked ones, on events with the field
-// set, set empty, missing, and with nil maps.
-func TestFieldReadMatchesProgram(t *testing.T) {
+// A static whose expression is a plain field read, or its len(), gets its
+// value without running the program: that value must be the text of what
+// the program gives, over the hub's static expressions and hand-picked
+// ones, on events with the field set (multibyte text too), set empty,
+// missing, and with nil maps.
+func TestStaticTextMatchesProgram(t *testing.T) {
 	p := NewPipeline(nil, exprhelpers.New(t.TempDir()), nil)
 	exprs := append(hubStaticExprs(t), "evt.Parsed.x", `evt.Parsed["x"]`, "evt.Meta.x", "evt.Enriched.x",
 		"evt.Line.Raw", "evt.Line.Src", "evt.Line.Module", "evt.Line.Labels.type", "evt.StrTime",
 		"evt.StrTimeFormat", "evt.MarshaledTime", "evt.WhitelistReason", "evt.Stage",
+		"len(evt.Parsed.x)", "len(evt.Parsed.nope)", "len(evt.Line.Raw)", "len(evt.Meta.x)",
 		// not plain reads: run as programs
-		"evt.Parsed?.x", "evt.Parsed.x + evt.Parsed.y", "len(evt.Parsed.x)", "evt.Unmarshaled.x",
+		"evt.Parsed?.x", "evt.Parsed.x + evt.Parsed.y", "evt.Unmarshaled.x", "len(evt.Line.Labels)",
 		"evt.Line.Labels", "evt.Parsed.x.y", "evt.Type", "x.Parsed.x", `evt["Parsed"]["x"]`)
 	full := func() *event.Event {
-		e := event.New(event.Line{Raw: "raw", Src: "/var/log/x", Module: "file", Labels: map[string]string{"type": "nginx"}})
+		e := event.New(event.Line{Raw: "raw ünïcødé", Src: "/var/log/x", Module: "file", Labels: map[string]string{"type": "nginx"}})
 		e.StrTime, e.StrTimeFormat, e.MarshaledTime, e.WhitelistReason, e.Stage = "st", "fmt", "mt", "wr", "s01-parse"
 		e.Unmarshaled = map[string]any{"x": "u"}
 		for i, m := range []map[string]string{e.Parsed, e.Meta, e.Enriched} {
 			for _, k := range []string{"x", "y", "remote_addr", "time_local", "http_path", "MarshaledTime", "timestamp", "program", "message", "source_ip", "logsource"} {
-				m[k] = k + "-value-" + string(rune('a'+i)) // which map it came from shows
+				m[k] = k + "-välue-" + string(rune('a'+i)) // which map it came from shows
 			}
 		}
 		return &e
@@ -107,7 +109,7 @@ func TestFieldReadMatchesProgram(t *testing.T) {
 		if err != nil {
 			continue // a helper this test does not load data for
 		}
-		if prog.field == nil {
+		if prog.text == nil {
 			continue
 		}
 		plain++
@@ -119,26 +121,23 @@ func TestFieldReadMatchesProgram(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s (event %d): %v", src, i, err)
 			}
-			want, ok := out.(string)
-			if !ok && out != nil {
-				t.Fatalf("%s (event %d): program gives %T %v, not a string", src, i, out, out)
-			}
-			if got := prog.field(evt); got != want {
-				t.Errorf("%s (event %d): field read %q, program %q", src, i, got, want)
+			if got, want := prog.text(evt), staticText(out); got != want {
+				t.Errorf("%s (event %d): text %q, program %q", src, i, got, want)
 			}
 		}
 	}
 	if plain < 10 {
 		t.Fatalf("only %d plain reads among %d expressions", plain, len(exprs))
 	}
-	for _, src := range []string{"evt.Parsed?.x", "evt.Parsed.x + evt.Parsed.y", "len(evt.Parsed.x)", "evt.Unmarshaled.x",
-		"evt.Line.Labels", "evt.Parsed.x.y", "evt.Type", "x.Parsed.x", "evt.Parsed.x ?? 'a'", "evt.Line.Time"} {
-		if fieldRead(src) != nil {
+	for _, src := range []string{"evt.Parsed?.x", "evt.Parsed.x + evt.Parsed.y", "evt.Unmarshaled.x", "len(evt.Line.Labels)",
+		"evt.Line.Labels", "evt.Parsed.x.y", "evt.Type", "x.Parsed.x", "evt.Parsed.x ?? 'a'", "evt.Line.Time",
+		"len(evt.Parsed)", "Upper(evt.Parsed.x)"} {
+		if textOf(src) != nil {
 			t.Errorf("%s taken for a plain field read", src)
 		}
 	}
-	for _, src := range []string{"evt.Parsed.x", `evt.Parsed["x"]`, " evt.Meta.source_ip ", "evt.Line.Labels.type"} {
-		if fieldRead(src) == nil {
+	for _, src := range []string{"evt.Parsed.x", `evt.Parsed["x"]`, " evt.Meta.source_ip ", "evt.Line.Labels.type", "len(evt.Parsed.http_args)"} {
+		if textOf(src) == nil {
 			t.Errorf("%s not taken for a plain field read", src)
 		}
 	}
