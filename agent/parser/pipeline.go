@@ -425,6 +425,8 @@ func upstreamOnlyTarget(target string) bool {
 func (p *Pipeline) compileStatics(in []Static, parent *yaml.Node, seqKey, label string) ([]static, error) {
 	out := make([]static, 0, len(in))
 	for i, s := range in {
+		// date: only this package's ParseDate is memoized; an enricher a
+		// caller put in its place runs as given
 		st := static{cfg: s, warned: new(atomic.Bool),
 			date: s.Method == "ParseDate" && reflect.ValueOf(p.enrichers[s.Method]).Pointer() == reflect.ValueOf(ParseDate).Pointer()}
 		item := mappingOf(seqItem(parent, seqKey, i))
