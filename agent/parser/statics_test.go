@@ -205,3 +205,47 @@ func TestDateMemoKeepsNoClockTime(t *testing.T) {
 		t.Fatalf("dated timestamp memoized for year %d, want always (0)", m.year)
 	}
 }
+
+// The date memo stands in for this package's ParseDate only: an enricher
+// a caller registers under that name still runs, on every line.
+func TestParseDateReplacedRuns(t *testing.T) {
+	calls := 0
+	own := func(in string, _ *event.Event) map[string]string {
+		calls++
+		return map[string]string{"MarshaledTime": "own:" + in}
+	}
+	for _, tc := range []struct {
+		name    string
+		methods map[string]Enricher
+		want    string
+	}{
+		{"default", nil, "2026-02-12T10:00:00Z"},
+		{"replaced", map[string]Enricher{"ParseDate": own}, "own:2026-02-12T10:00:00Z"},
+	} {
+		p := NewPipeline(nil, exprhelpers.New(t.TempDir()), tc.methods)
+		err := p.LoadData(Item{Name: "test/date", Stage: "s02-enrich", Path: "date.yaml"}, []byte(`name: test/date
+filter: "true"
+statics:
+  - method: ParseDate
+    expression: evt.StrTime
+  - meta: timestamp
+    expression: evt.Enriched.MarshaledTime
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			evt := event.New(event.Line{Raw: "x"})
+			evt.StrTime = "2026-02-12T10:00:00Z"
+			if err := p.Parse(&evt, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got := evt.Meta["timestamp"]; got != tc.want {
+				t.Fatalf("%s: timestamp %q, want %q", tc.name, got, tc.want)
+			}
+		}
+	}
+	if calls != 3 {
+		t.Fatalf("replaced ParseDate ran %d times for 3 lines", calls)
+	}
+}
