@@ -120,14 +120,6 @@ type ReloadResult struct {
 // is pending when a worker is free, so a lone line is parsed at once.
 const maxBatch = 256
 
-// replayMaxBatch bounds a replay's batches: it has no latency to keep
-// low, and with batches twice as big the stages (reader, workers, pourer)
-// hand work to each other, and wake each other, half as often, which left
-// the cores idle less (issue 14: idle CPU of a 1M-line sshd replay 1.5 s
-// -> 0.5 s on a loaded 2-core machine). Not more: the batches waiting for
-// the pourer hold parsed events, which the GC settings multiply into RSS.
-const replayMaxBatch = 512
-
 // maxWaitingAlerts bounds the alerts a replay's pourer holds back to push
 // them together (see pour): more would only grow the heap, which the GC
 // settings (internal/memtune) multiply into RSS.
@@ -185,11 +177,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	mark(&a.Timing.Started)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batchMax := maxBatch
-	if a.cfg.Replay {
-		batchMax = replayMaxBatch
-	}
-	lines := make(chan event.Line, 4*batchMax)
+	lines := make(chan event.Line, 4*maxBatch)
 	a.srcs.start(ctx, cancel, lines, a.log, a.cfg.Replay)
 	for _, src := range a.cfg.Sources {
 		a.srcs.add(src)
@@ -207,7 +195,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	work := make(chan *batch, a.cfg.Workers)
 	ordered := make(chan *batch, 2*a.cfg.Workers)
-	go a.batches(ctx, lines, work, ordered, batchMax)
+	go a.batches(ctx, lines, work, ordered)
 	var wg sync.WaitGroup
 	for range a.cfg.Workers {
 		wg.Go(func() { a.parse(work) })
@@ -221,7 +209,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // batches groups pending lines and hands each batch both to a worker and,
 // in the same order, to the pourer.
-func (a *Agent) batches(ctx context.Context, lines <-chan event.Line, work, ordered chan<- *batch, maxBatch int) {
+func (a *Agent) batches(ctx context.Context, lines <-chan event.Line, work, ordered chan<- *batch) {
 	defer close(work)
 	defer close(ordered)
 	gen := a.gen.Load()
