@@ -164,8 +164,9 @@ func run() error {
 	var lapiSrv atomic.Pointer[lapi.Server]
 	if runAgent {
 		memtune.Apply()
-		opts := daemon.Options{DSN: *dsn, Registry: reg, DrainTimeout: *replayWait, Started: processStart()}
+		opts := daemon.Options{DSN: *dsn, Registry: reg, DrainTimeout: *replayWait}
 		if *dsn != "" {
+			opts.Started = processStart()
 			if opts.Labels, err = daemon.ParseLabels(*typ, labels); err != nil {
 				return err
 			}
