@@ -43,6 +43,9 @@ type Options struct {
 	// DrainTimeout bounds how long a replay waits, once its lines are
 	// processed, for the queued alerts to reach the LAPI.
 	DrainTimeout time.Duration
+	// Started is when the process started, for a replay's timeline (zero:
+	// New's call).
+	Started time.Time
 }
 
 // Agent is an assembled agent, ready to Run.
@@ -63,12 +66,15 @@ type Agent struct {
 	log       *log.Entry
 	// replayQueue is a replay's own queue directory ("" live).
 	replayQueue string
+	// newStarted and rulesLoaded are when New began and had the rules,
+	// for a replay's timeline.
+	newStarted, rulesLoaded time.Time
 }
 
 // New loads the rules and the sources and opens the delivery queue. A
 // broken rule is an error unless crowdsec_service.skip_broken_rules is set.
 func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
-	a := &Agent{cfg: cfg, opts: opts, log: log.WithField("component", "agent")}
+	a := &Agent{cfg: cfg, opts: opts, log: log.WithField("component", "agent"), newStarted: time.Now()}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -77,6 +83,7 @@ func New(cfg *csconfig.Config, opts Options) (_ *Agent, err error) {
 	if a.rules, err = loadRules(cfg, a.log); err != nil {
 		return nil, err
 	}
+	a.rulesLoaded = time.Now()
 	var metrics *acquisition.Metrics
 	if opts.Registry != nil {
 		metrics = acquisition.NewMetrics(opts.Registry)
@@ -292,13 +299,16 @@ func lapiClient(cfg *csconfig.Config, rs *ruleset.Ruleset) (*apiclient.Client, e
 // processed and its alerts delivered (or DrainTimeout passed).
 func (a *Agent) Run(ctx context.Context) error {
 	pctx, stopPusher := context.WithCancel(context.WithoutCancel(ctx))
+	uctx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopUsage()
 	var wg sync.WaitGroup
 	var perr error
 	wg.Go(func() { perr = a.pusher.Run(pctx) })
 	if a.usage != nil {
-		// Stopped with the delivery, once the runner is done: its last
-		// report then holds every line.
-		wg.Go(func() { a.usage.Run(pctx) })
+		// Stopped once the runner is done, so that its last report holds
+		// every line; a replay's goes while its last alerts are
+		// delivered, not after.
+		wg.Go(func() { a.usage.Run(uctx) })
 	}
 	rctx, stopRunner := context.WithCancelCause(ctx)
 	defer stopRunner(nil)
@@ -314,6 +324,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	err := a.runner.Run(rctx)
+	stopUsage()
 	switch {
 	case a.opts.DSN == "":
 	case a.stalled() && ctx.Err() == nil:
@@ -322,8 +333,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	case err == nil:
 		err = a.drain(ctx)
 	}
+	drained := time.Now()
 	stopPusher()
 	wg.Wait()
+	if a.opts.DSN != "" {
+		a.replayTimeline(drained)
+	}
 	a.client.CloseIdleConnections()
 	if perr != nil && !errors.Is(perr, context.Canceled) {
 		err = errors.Join(err, perr)
@@ -338,12 +353,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // alerts did not reach the LAPI: the exit code must tell an administrator
 // whether the replay's verdicts are in the LAPI.
 func (a *Agent) drain(ctx context.Context) error {
-	deadline := time.Now().Add(a.drainTimeout())
-	// A short poll: the wait is part of the replay's run time, and the
-	// last batch usually lands within milliseconds.
-	for time.Now().Before(deadline) && ctx.Err() == nil && a.pusher.Stats().Queued > 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	a.pusher.WaitEmpty(ctx, a.drainTimeout())
 	return a.undelivered(ctx, "")
 }
 

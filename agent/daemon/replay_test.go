@@ -1,14 +1,18 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/lapi/store"
@@ -69,6 +73,10 @@ func TestReplayWaitsForRoom(t *testing.T) {
 	dir := t.TempDir()
 	addr := loopbackAddr(t)
 	ag := replayAgent(t, dir, addr, 100, 20, time.Minute)
+	var logs syncBuffer
+	lg := log.New()
+	lg.SetOutput(&logs)
+	ag.log = lg.WithField("component", "agent")
 	done := make(chan error, 1)
 	go func() { done <- ag.Run(context.Background()) }()
 
@@ -104,6 +112,37 @@ func TestReplayWaitsForRoom(t *testing.T) {
 	if len(seen) != 100 {
 		t.Errorf("the LAPI has alerts for %d addresses, want 100", len(seen))
 	}
+	// The replay says where its time went, up to its last acknowledged
+	// alert.
+	var timeline string
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, `msg="replay timeline"`) {
+			timeline = line
+		}
+	}
+	for _, f := range []string{"rules_loaded=", "first_line=", "last_line=", "last_poured=", "first_ack=", "last_ack=", "drained=", "posts=", "workers_idle="} {
+		if !strings.Contains(timeline, f) || strings.Contains(timeline, f+"- ") {
+			t.Errorf("replay timeline without %s: %q", f, timeline)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger's output.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // TestReplayLAPINeverBack: with the LAPI down for good, a replay whose

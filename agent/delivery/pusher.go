@@ -144,10 +144,14 @@ type Pusher struct {
 	// append one step, so that another Push cannot take the room between.
 	room    chan struct{}
 	stalled chan struct{}
-	roomMu  sync.Mutex
+	// left is signalled, as room is, when alerts leave the queue, for
+	// WaitEmpty.
+	left   chan struct{}
+	roomMu sync.Mutex
 	// onAck, when set (tests, benchmarks), is called after each ack of
 	// delivered alerts with their count.
-	onAck func(n int)
+	onAck  func(n int)
+	timing timing
 
 	// readAt holds, per queued alert UUID, when its last log line was
 	// read, for the time-to-decision histogram. In memory only: alerts
@@ -194,7 +198,7 @@ func New(cfg Config, client *apiclient.Client, logger *log.Entry) (*Pusher, erro
 	}
 	p := &Pusher{cfg: cfg, client: client, log: logger, q: q, mem: &memQueue{max: cfg.MaxMemoryAlerts, maxBytes: cfg.MaxQueueBytes}, metrics: newMetrics(),
 		maxAlert: int(min(int64(maxRecordBytes), cfg.MaxQueueBytes/4)), wake: make(chan struct{}, 1),
-		room: make(chan struct{}, 1), stalled: make(chan struct{})}
+		room: make(chan struct{}, 1), stalled: make(chan struct{}), left: make(chan struct{}, 1)}
 	st := q.stats()
 	p.metrics.queued.Set(float64(st.pending))
 	if st.pending > 0 {
@@ -390,6 +394,29 @@ func (p *Pusher) freed() {
 	case p.room <- struct{}{}:
 	default:
 	}
+	select {
+	case p.left <- struct{}{}:
+	default:
+	}
+}
+
+// WaitEmpty waits until no alert is queued (delivered, or dropped), ctx
+// ends or timeout passes, and says whether the queue is empty. It wakes
+// as each batch leaves the queue, not on a timer: a replay waits for its
+// last batch with it. One caller at a time.
+func (p *Pusher) WaitEmpty(ctx context.Context, timeout time.Duration) bool {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for p.Stats().Queued > 0 {
+		select {
+		case <-p.left:
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return p.Stats().Queued == 0
+		}
+	}
+	return true
 }
 
 // store appends payloads to the queue on disk (alerts: the same decoded,
@@ -847,6 +874,9 @@ func (l *loop) ack(recs []record, delivered bool) {
 		// counted before the queue lets them go, so whoever sees the
 		// queue empty also sees them delivered
 		p.addDelivered(len(recs))
+		now := time.Now().UnixNano()
+		p.timing.firstAck.CompareAndSwap(0, now)
+		p.timing.lastAck.Store(now)
 	}
 	if recs[0].mem {
 		p.mem.ack(upto)
@@ -954,5 +984,37 @@ func (l *loop) push(ctx context.Context, recs []record) ([]string, error) {
 		}
 	}
 	// the client's error already names the request; classify reads it
-	return l.p.client.PushAlertsEncoded(ctx, payloads)
+	t0 := time.Now()
+	ids, err := l.p.client.PushAlertsEncoded(ctx, payloads)
+	l.p.timing.posts.Add(1)
+	l.p.timing.posting.Add(int64(time.Since(t0)))
+	return ids, err
+}
+
+// timing is what Timing reports.
+type timing struct {
+	posts, posting, firstAck, lastAck atomic.Int64
+}
+
+// Timing says how the delivery spent its time: for a replay's summary.
+type Timing struct {
+	// Posts counts the POSTs of alerts, Posting is their time summed (a
+	// first one includes the login).
+	Posts   int64
+	Posting time.Duration
+	// FirstAck and LastAck are when the LAPI took alerts first and last
+	// (zero: never).
+	FirstAck, LastAck time.Time
+}
+
+// Timing returns the delivery's timing so far.
+func (p *Pusher) Timing() Timing {
+	t := Timing{Posts: p.timing.posts.Load(), Posting: time.Duration(p.timing.posting.Load())}
+	if n := p.timing.firstAck.Load(); n != 0 {
+		t.FirstAck = time.Unix(0, n)
+	}
+	if n := p.timing.lastAck.Load(); n != 0 {
+		t.LastAck = time.Unix(0, n)
+	}
+	return t
 }

@@ -407,7 +407,11 @@ func syncDir(dir string) error {
 // them out instead of reading the records back. bounded false leaves the
 // bounds alone this once: the caller frees the room right after.
 func (q *queue) append(payloads [][]byte, alerts []*models.Alert, bounded bool) (appended, dropped int, err error) {
-	var buf []byte
+	size := 0
+	for _, p := range payloads {
+		size += recordHeader + len(p)
+	}
+	buf := make([]byte, 0, size)
 	for _, p := range payloads {
 		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(p)))
 		buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(p, q.crc))

@@ -134,6 +134,8 @@ type Agent struct {
 	srcs    sourceSet
 	log     *log.Entry
 	Stats   Stats
+	// Timing says where the run's time went (see Timing).
+	Timing Timing
 
 	runs      []sourceRun // pour's scratch, reused per batch
 	sourcesMu sync.Mutex
@@ -172,6 +174,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if len(a.cfg.Sources) == 0 && a.cfg.Replay {
 		return errors.New("runner: no log source configured")
 	}
+	mark(&a.Timing.Started)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	lines := make(chan event.Line, 4*maxBatch)
@@ -186,6 +189,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			<-ctx.Done()
 		}
 		a.srcs.wait()
+		mark(&a.Timing.SourcesDone)
 		close(lines)
 	}()
 
@@ -197,6 +201,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Go(func() { a.parse(work) })
 	}
 	err := a.pour(ctx, ordered)
+	mark(&a.Timing.LastPoured)
 	cancel()
 	wg.Wait()
 	return errors.Join(err, a.srcs.failure())
@@ -211,11 +216,14 @@ func (a *Agent) batches(ctx context.Context, lines <-chan event.Line, work, orde
 	for {
 		var first event.Line
 		var ok bool
+		t0 := time.Now()
 		select {
 		case first, ok = <-lines:
+			since(t0, &a.Timing.BatcherIdle)
 			if !ok {
 				return
 			}
+			markOnce(&a.Timing.FirstLine)
 		case req := <-a.reloads:
 			// A marker in the pourer's order: batches already sent are
 			// poured with the old engine, those after with the new one.
@@ -248,12 +256,15 @@ func (a *Agent) batches(ctx context.Context, lines <-chan event.Line, work, orde
 				break fill
 			}
 		}
+		t0 = time.Now()
 		select {
 		case ordered <- b:
 		case <-ctx.Done():
 			return
 		}
 		work <- b
+		since(t0, &a.Timing.BatcherBlocked)
+		a.Timing.Batches.Add(1)
 	}
 }
 
@@ -262,7 +273,15 @@ func (a *Agent) parse(work <-chan *batch) {
 	// parser): their maps serve the next line, and the maps of the lines
 	// poured are sized from those before them.
 	var mk event.Maker
-	for b := range work {
+	var idle time.Duration
+	defer func() { a.Timing.WorkersIdle.Add(int64(idle)) }()
+	for {
+		t0 := time.Now()
+		b, ok := <-work
+		idle += time.Since(t0)
+		if !ok {
+			return
+		}
 		b.evts = make([]event.Event, len(b.lines))
 		b.preps = make([]leakybucket.Prepared, len(b.lines))
 		for i, l := range b.lines {
@@ -309,17 +328,26 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 	var alerts []*models.Alert
 	var readAt []time.Time
 	flush := func() {
-		a.push(ctx, alerts, readAt)
+		if len(alerts) > 0 {
+			t0 := time.Now()
+			a.push(ctx, alerts, readAt)
+			since(t0, &a.Timing.PourPush)
+			mark(&a.Timing.LastPush)
+		}
 		alerts, readAt = nil, nil
 	}
 	for {
+		t0 := time.Now()
 		select {
 		case b, ok := <-ordered:
+			since(t0, &a.Timing.PourIdle)
 			if !ok {
 				flush()
 				return nil
 			}
+			t0 = time.Now()
 			<-b.done
+			since(t0, &a.Timing.PourParse)
 			if b.reload != nil {
 				g = a.switchTo(g, b.reload)
 				continue

@@ -125,6 +125,7 @@ func TestReplaySameAlertsAnyWorkers(t *testing.T) {
 		if len(keys) == 0 {
 			t.Fatal("no alert from 20k sshd lines with attacks")
 		}
+		checkTiming(t, &a.Timing, 20000)
 		if first == nil {
 			first = keys
 			continue
@@ -132,6 +133,27 @@ func TestReplaySameAlertsAnyWorkers(t *testing.T) {
 		if !slices.Equal(first, keys) {
 			t.Fatalf("workers=%d: %d alerts differ from workers=1 (%d)", workers, len(keys), len(first))
 		}
+	}
+}
+
+// checkTiming checks that a finished replay's milestones came in order
+// and that its batches hold its lines.
+func checkTiming(t *testing.T, tm *runner.Timing, lines int64) {
+	t.Helper()
+	steps := []struct {
+		name string
+		at   int64
+	}{{"started", tm.Started.Load()}, {"first line", tm.FirstLine.Load()}, {"sources done", tm.SourcesDone.Load()},
+		{"last pushed", tm.LastPush.Load()}, {"last poured", tm.LastPoured.Load()}}
+	for i, s := range steps {
+		if s.at == 0 {
+			t.Errorf("timing: %s not marked", s.name)
+		} else if i > 0 && s.at < steps[i-1].at {
+			t.Errorf("timing: %s before %s", s.name, steps[i-1].name)
+		}
+	}
+	if n := tm.Batches.Load(); n == 0 || n > lines {
+		t.Errorf("timing: %d batches for %d lines", n, lines)
 	}
 }
 

@@ -166,6 +166,7 @@ func run() error {
 		memtune.Apply()
 		opts := daemon.Options{DSN: *dsn, Registry: reg, DrainTimeout: *replayWait}
 		if *dsn != "" {
+			opts.Started = processStart()
 			if opts.Labels, err = daemon.ParseLabels(*typ, labels); err != nil {
 				return err
 			}
@@ -380,6 +381,37 @@ func writeHeapProfile(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// processStart is when the kernel started this process (to 10 ms), for a
+// replay's timeline, which then counts the loading of the binary too; now
+// if /proc does not say.
+func processStart() time.Time {
+	now := time.Now()
+	stat, err1 := os.ReadFile("/proc/self/stat")
+	up, err2 := os.ReadFile("/proc/uptime")
+	if err1 != nil || err2 != nil {
+		return now
+	}
+	// The command name (field 2) may hold spaces: fields count from the
+	// last ')'. starttime is field 22, in clock ticks (USER_HZ, 100 on
+	// Linux) since boot.
+	rest := stat[strings.LastIndexByte(string(stat), ')')+1:]
+	f := strings.Fields(string(rest))
+	upf := strings.Fields(string(up))
+	if len(f) < 20 || len(upf) < 1 {
+		return now
+	}
+	ticks, err1 := strconv.ParseInt(f[19], 10, 64)
+	uptime, err2 := strconv.ParseFloat(upf[0], 64)
+	if err1 != nil || err2 != nil {
+		return now
+	}
+	age := time.Duration(uptime*float64(time.Second)) - time.Duration(ticks)*10*time.Millisecond
+	if age < 0 || age > time.Minute {
+		return now
+	}
+	return now.Add(-age)
 }
 
 // labelFlags collects repeated -label key:value flags.

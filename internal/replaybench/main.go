@@ -169,6 +169,9 @@ func run(o options) error {
 			}
 			fmt.Printf("%s daemon run %d: wall %.2f s, CPU %.2f s, peak RSS %.1f MB, %d alerts at the LAPI (LAPI CPU %.2f s during the replay, %.2f s in all)\n",
 				name, i+1, res.wall.Seconds(), res.cpu.Seconds(), float64(res.maxRSSKB)/1024, sum(res.perScenario), res.lapiReplay.Seconds(), res.lapiCPU.Seconds())
+			if res.timeline != "" {
+				fmt.Printf("  timeline: %s\n", res.timeline)
+			}
 			if best == nil || res.wall < best.wall {
 				best = res
 			}
@@ -184,6 +187,9 @@ func run(o options) error {
 }
 
 type replayResult struct {
+	// timeline is the replay's own account of its time (the fields of
+	// its "replay timeline" log line), "" if it logged none.
+	timeline    string
 	wall, cpu   time.Duration
 	maxRSSKB    int64
 	perScenario map[string]int
@@ -238,11 +244,29 @@ func replay(o options, name string, ref figures, i int) (*replayResult, error) {
 		res.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		res.maxRSSKB = ru.Maxrss // kB on Linux
 	}
+	res.timeline = timelineOf(logf.Name())
 	if res.perScenario, err = l.alertsPerScenario(); err != nil {
 		return nil, err
 	}
 	res.lapiCPU = l.stop()
 	return res, nil
+}
+
+// timelineOf returns the fields of the "replay timeline" line in the
+// replay's log: when each step ended, counted from the process's start,
+// and how long each stage waited for the others.
+func timelineOf(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	const msg = `msg="replay timeline" `
+	for line := range strings.Lines(string(data)) {
+		if _, fields, ok := strings.Cut(line, msg); ok {
+			return strings.TrimSpace(fields)
+		}
+	}
+	return ""
 }
 
 func sum(m map[string]int) int {
