@@ -158,29 +158,7 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 	if err := insertAlertsDecisions(tx, alertIDs, decisions, shown, now); err != nil {
 		return err
 	}
-	if err := settleInserted(tx, after); err != nil {
-		return err
-	}
-	// Decisions that arrive expired (a replay's, from old logs) end here,
-	// as the next sweep would have: that sweep rewrote the rows this
-	// transaction just wrote, in a transaction and a commit of its own.
-	if !anyExpired(decisions, now) {
-		return nil
-	}
-	_, err = endDecisions(tx, `id > ? AND until <= ?`, []any{after, now}, now, false)
-	return err
-}
-
-// anyExpired says whether a decision of batches ends at or before now.
-func anyExpired(batches [][]NewDecision, now int64) bool {
-	for _, ds := range batches {
-		for i := range ds {
-			if ds[i].Until.UnixNano() <= now {
-				return true
-			}
-		}
-	}
-	return false
+	return settleInserted(tx, after)
 }
 
 // knownAlerts returns the ids of the alerts already stored under the
