@@ -598,14 +598,10 @@ func readEvents(blob string) []*models.Event {
 }
 
 // parseStoredEvents reads an events column as appendEventsJSON writes it,
-// or as migration 6 left it (a JSON array of {"ts", "meta"} objects), its
-// strings needing no unescaping and printable ASCII: listing every alert
-// spent most of its time in encoding/json on them. Anything else says
-// !ok, for encoding/json.
+// its strings needing no unescaping and printable ASCII: listing every
+// alert spent most of its time in encoding/json on them. Anything else
+// says !ok, for encoding/json.
 func parseStoredEvents(s string) ([]storedEvent, bool) {
-	if strings.HasPrefix(s, "[") {
-		return parseMigratedEvents(s)
-	}
 	p := storedParser{s: s}
 	if !p.lit(`{"e":[`) {
 		return nil, false
@@ -671,13 +667,10 @@ func pairs(items []string) []models.Meta {
 	return m
 }
 
-// decodeEvents is parseStoredEvents for any text encoding/json reads.
+// decodeEvents is parseStoredEvents for any text encoding/json reads;
+// what it cannot read shows as no events, as a row's bad meta did.
 func decodeEvents(s string) []storedEvent {
 	var stored []storedEvent
-	if strings.HasPrefix(s, "[") {
-		_ = json.Unmarshal([]byte(s), &stored) // what cannot be read shows as no events, as a row's bad meta did
-		return stored
-	}
 	var doc struct {
 		E [][]json.RawMessage `json:"e"`
 	}
@@ -710,63 +703,6 @@ func decodeEvents(s string) []storedEvent {
 		prev = cur
 	}
 	return stored
-}
-
-// parseMigratedEvents reads the events column of an alert migration 6
-// converted.
-func parseMigratedEvents(s string) ([]storedEvent, bool) {
-	p := storedParser{s: s}
-	if !p.lit("[") {
-		return nil, false
-	}
-	if p.lit("]") {
-		return []storedEvent{}, p.i == len(s)
-	}
-	// Counted from the text, for one allocation of each.
-	out := make([]storedEvent, 0, strings.Count(s, `{"ts":`))
-	metas := make([]models.Meta, 0, strings.Count(s, `{"key":`))
-	for {
-		var e storedEvent
-		if !p.lit(`{"ts":`) {
-			return nil, false
-		}
-		if e.TS, p.ok = p.str(); !p.ok || !p.lit(`,"meta":[`) {
-			return nil, false
-		}
-		start := len(metas)
-		if !p.lit("]") {
-			for {
-				var m models.Meta
-				if !p.lit(`{"key":`) {
-					return nil, false
-				}
-				if m.Key, p.ok = p.str(); !p.ok || !p.lit(`,"value":`) {
-					return nil, false
-				}
-				if m.Value, p.ok = p.str(); !p.ok || !p.lit("}") {
-					return nil, false
-				}
-				metas = append(metas, m)
-				if p.lit("]") {
-					break
-				}
-				if !p.lit(",") {
-					return nil, false
-				}
-			}
-		}
-		e.Meta = metas[start:len(metas):len(metas)]
-		if !p.lit("}") {
-			return nil, false
-		}
-		out = append(out, e)
-		if p.lit("]") {
-			return out, p.i == len(s)
-		}
-		if !p.lit(",") {
-			return nil, false
-		}
-	}
 }
 
 type storedParser struct {

@@ -124,6 +124,11 @@ func TestEventsMigration(t *testing.T) {
 			t.Errorf("alert a1 meta %v", a.Meta)
 		}
 	}
+	var blob string
+	if err := s.QueryRowForTest(`SELECT events FROM alerts WHERE uuid = 'a1'`).Scan(&blob); err != nil ||
+		blob != `{"e":[["2024-01-02T03:04:05.123456789Z",["log_type","ssh_failed-auth","user","r\u003coot\"é"]],["not a time",["k",""]]]}` {
+		t.Errorf("a1's events stored as %s (%v), as a push writes them", blob, err)
+	}
 	var n int
 	if err := s.QueryRowForTest(`SELECT COUNT(*) FROM sqlite_master WHERE name = 'alert_events'`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("alert_events left after the migration (%d, %v)", n, err)

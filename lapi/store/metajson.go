@@ -60,20 +60,27 @@ type storedEvent struct {
 // mostly share their keys and most values (source, log type, machine):
 // written in full they were three quarters of the database.
 func appendEventsJSON(dst []byte, events []*models.Event, now time.Time) []byte {
+	stored := make([]storedEvent, 0, len(events))
+	for _, e := range events {
+		if e != nil {
+			stored = append(stored, storedEvent{TS: models.TimeOrNow(e.Timestamp, now).UTC().Format(time.RFC3339Nano), Meta: e.Meta})
+		}
+	}
+	return appendStoredEvents(dst, stored)
+}
+
+// appendStoredEvents is appendEventsJSON for events whose time is already
+// as stored.
+func appendStoredEvents(dst []byte, events []storedEvent) []byte {
 	dst = append(dst, `{"e":[`...)
 	var prev, cur []string
-	n := 0
-	for _, e := range events {
-		if e == nil {
-			continue
-		}
+	for n, e := range events {
 		if n > 0 {
 			dst = append(dst, ',')
 		}
-		n++
-		dst = append(dst, `["`...)
-		dst = models.TimeOrNow(e.Timestamp, now).UTC().AppendFormat(dst, time.RFC3339Nano)
-		dst = append(dst, `",[`...)
+		dst = append(dst, '[')
+		dst = appendJSONString(dst, e.TS)
+		dst = append(dst, ",["...)
 		cur = cur[:0]
 		for _, m := range e.Meta {
 			cur = append(cur, truncate(m.Key, maxMetaKey), truncate(m.Value, maxMetaValue))
