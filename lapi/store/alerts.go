@@ -118,27 +118,14 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 			*ids = append(*ids, freshIDs[k])
 		}
 	}
-	// Events and meta go in multi-row statements after the alerts, in the
-	// same order as one by one: modernc's per-statement cost dominated.
-	events := newRowInserter(tx, eventRows)
+	// Meta goes in multi-row statements after the alerts, in the same
+	// order as one by one: modernc's per-statement cost dominated.
 	metas := newRowInserter(tx, metaRows)
 	var alertIDs []int64
 	var decisions [][]NewDecision
-	var blob []byte
-	nowT := time.Unix(0, now)
 	for k, na := range fresh {
 		id := freshIDs[k]
 		a := na.Alert
-		for _, e := range a.Events {
-			if e == nil {
-				continue
-			}
-			blob = appendMetaJSON(blob[:0], e.Meta)
-			ts := models.TimeOrNow(e.Timestamp, nowT).UTC().Format(time.RFC3339Nano)
-			if err := events.add(id, ts, string(blob)); err != nil {
-				return err
-			}
-		}
 		for _, m := range a.Meta {
 			if err := metas.add(id, truncate(m.Key, maxMetaKey), truncate(m.Value, maxMetaValue)); err != nil {
 				return err
@@ -148,9 +135,6 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 			alertIDs = append(alertIDs, id)
 			decisions = append(decisions, na.Decisions)
 		}
-	}
-	if err := events.flush(); err != nil {
-		return err
 	}
 	if err := metas.flush(); err != nil {
 		return err
@@ -224,6 +208,8 @@ func knownAlerts(tx *wtx, alerts []NewAlert) (map[string]int64, error) {
 func insertAlertRows(tx *wtx, alerts []*NewAlert, now int64) ([]int64, error) {
 	ids := make([]int64, 0, len(alerts))
 	args := make([]any, 0, alertRows.cols*min(len(alerts), alertRows.per))
+	var blob []byte
+	nowT := time.Unix(0, now)
 	for len(alerts) > 0 {
 		n := alertRows.per
 		for n > len(alerts) {
@@ -239,6 +225,8 @@ func insertAlertRows(tx *wtx, alerts []*NewAlert, now int64) ([]int64, error) {
 			args = append(args, na.UUID, na.MachineID, now, a.Scenario, a.ScenarioHash, a.ScenarioVersion, a.Message,
 				a.EventsCount, na.StartAt.UnixNano(), na.StopAt.UnixNano(), a.Capacity, a.Leakspeed, a.Simulated, a.Remediation, a.Kind,
 				src.Scope, src.Value, src.IP, src.Range, src.AsNumber, src.AsName, src.Cn, src.Latitude, src.Longitude)
+			blob = appendEventsJSON(blob[:0], a.Events, nowT)
+			args = append(args, string(blob))
 		}
 		got, err := insertReturningIDs(tx, alertRows.sql(n), args)
 		if err != nil {
@@ -316,9 +304,8 @@ func (r *rowSpec) sql(rows int) string { return r.texts[rows] }
 var (
 	alertRows = newRowSpec("alert", `INSERT INTO alerts (uuid, machine_id, created_at, scenario, scenario_hash, scenario_version, message,
 		events_count, started_at, stopped_at, capacity, leakspeed, simulated, remediation, kind, source_scope, source_value, source_ip,
-		source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude) VALUES `, 24, 64, ` RETURNING id`)
+		source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude, events) VALUES `, 25, 64, ` RETURNING id`)
 	alertLookupRows = newRowSpec("alert lookup", `SELECT uuid, id FROM alerts WHERE uuid IN (`, 1, 64, `)`)
-	eventRows       = newRowSpec("alert event", `INSERT INTO alert_events (alert_id, ts, meta) VALUES `, 3, 256, "")
 	metaRows        = newRowSpec("alert meta", `INSERT INTO alert_meta (alert_id, key, value) VALUES `, 3, 256, "")
 	decisionRows    = newRowSpec("decision", `INSERT INTO decisions (uuid, alert_id, created_at, until, scenario, type, scope, value, origin, simulated,
 		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES `, 18, 256, "")
@@ -335,7 +322,7 @@ const (
 // for the rest). Parsing them once saves modernc a parse per push each.
 func alertStatements() []string {
 	qs := []string{lastPushSQL, lastDecisionSQL, nextSeqSQL, beatenStmt(0).q, supersededStmt(0).q, hideStmt(0).q}
-	for _, r := range []*rowSpec{alertRows, alertLookupRows, eventRows, metaRows, decisionRows} {
+	for _, r := range []*rowSpec{alertRows, alertLookupRows, metaRows, decisionRows} {
 		for n := r.per; n >= 1; n /= 2 {
 			qs = append(qs, r.sql(n))
 		}
@@ -470,7 +457,7 @@ func (f AlertFilter) where(now int64) ([]string, []any) {
 
 const alertCols = `a.id, a.uuid, a.machine_id, a.created_at, a.scenario, a.scenario_hash, a.scenario_version, a.message, a.events_count,
 	a.started_at, a.stopped_at, a.capacity, a.leakspeed, a.simulated, a.remediation, a.kind, a.source_scope, a.source_value, a.source_ip,
-	a.source_range, a.source_as_number, a.source_as_name, a.source_country, a.source_latitude, a.source_longitude`
+	a.source_range, a.source_as_number, a.source_as_name, a.source_country, a.source_latitude, a.source_longitude, a.events`
 
 func rfc3339(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339) }
 
@@ -500,12 +487,14 @@ func (s *Store) QueryAlerts(ctx context.Context, f AlertFilter, now time.Time) (
 		var a models.Alert
 		var src models.Source
 		var created, started, stopped int64
+		var events string
 		if err := rows.Scan(&a.ID, &a.UUID, &a.MachineID, &created, &a.Scenario, &a.ScenarioHash, &a.ScenarioVersion, &a.Message,
 			&a.EventsCount, &started, &stopped, &a.Capacity, &a.Leakspeed, &a.Simulated, &a.Remediation, &a.Kind, &src.Scope, &src.Value,
-			&src.IP, &src.Range, &src.AsNumber, &src.AsName, &src.Cn, &src.Latitude, &src.Longitude); err != nil {
+			&src.IP, &src.Range, &src.AsNumber, &src.AsName, &src.Cn, &src.Latitude, &src.Longitude, &events); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("reading alert: %w", err)
 		}
+		a.Events = readEvents(events)
 		a.CreatedAt, a.StartAt, a.StopAt = rfc3339(created), rfc3339(started), rfc3339(stopped)
 		if a.MachineID == "" {
 			a.MachineID = "N/A"
@@ -564,28 +553,7 @@ func (s *Store) fillAlerts(ctx context.Context, alerts []*models.Alert, byID map
 			}
 			rows.Close()
 		}
-		rows, err := s.r.QueryContext(ctx, `SELECT alert_id, ts, meta FROM alert_events WHERE alert_id IN (`+ids+`) ORDER BY id`)
-		if err != nil {
-			return fmt.Errorf("reading alert events: %w", err)
-		}
-		for rows.Next() {
-			var id int64
-			var ts, blob string
-			if err := rows.Scan(&id, &ts, &blob); err != nil {
-				rows.Close()
-				return fmt.Errorf("reading alert events: %w", err)
-			}
-			e := &models.Event{Meta: []models.Meta{}}
-			_ = json.Unmarshal([]byte(blob), &e.Meta)
-			if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
-				e.Timestamp = t.UTC().String()
-			} else {
-				e.Timestamp = ts
-			}
-			byID[id].Events = append(byID[id].Events, e)
-		}
-		rows.Close()
-		rows, err = s.r.QueryContext(ctx, `SELECT alert_id, key, value FROM alert_meta WHERE alert_id IN (`+ids+`) ORDER BY id`)
+		rows, err := s.r.QueryContext(ctx, `SELECT alert_id, key, value FROM alert_meta WHERE alert_id IN (`+ids+`) ORDER BY id`)
 		if err != nil {
 			return fmt.Errorf("reading alert meta: %w", err)
 		}
@@ -600,12 +568,173 @@ func (s *Store) fillAlerts(ctx context.Context, alerts []*models.Alert, byID map
 		}
 		rows.Close()
 	}
-	for _, a := range alerts {
-		if a.Events == nil {
-			a.Events = []*models.Event{}
+	return nil
+}
+
+// readEvents decodes an alert's events column as GET /v1/alerts shows
+// them: each time parsed and written as Go prints a UTC time, as upstream
+// does; never nil.
+func readEvents(blob string) []*models.Event {
+	stored, ok := parseStoredEvents(blob)
+	if !ok {
+		stored = decodeEvents(blob)
+	}
+	events := make([]*models.Event, len(stored))
+	slab := make([]models.Event, len(stored))
+	var lastTS, lastShown string
+	for i, se := range stored {
+		e := &slab[i]
+		e.Meta, e.Timestamp = se.Meta, se.TS
+		// An alert's events mostly share their time's text: parsed once.
+		if se.TS == lastTS && i > 0 {
+			e.Timestamp = lastShown
+		} else if t, err := time.Parse(time.RFC3339Nano, se.TS); err == nil {
+			e.Timestamp = t.UTC().String()
+		}
+		lastTS, lastShown = se.TS, e.Timestamp
+		events[i] = e
+	}
+	return events
+}
+
+// parseStoredEvents reads an events column as appendEventsJSON writes it,
+// its strings needing no unescaping and printable ASCII: listing every
+// alert spent most of its time in encoding/json on them. Anything else
+// says !ok, for encoding/json.
+func parseStoredEvents(s string) ([]storedEvent, bool) {
+	p := storedParser{s: s}
+	if !p.lit(`{"e":[`) {
+		return nil, false
+	}
+	if p.lit("]}") {
+		return []storedEvent{}, p.i == len(s)
+	}
+	// Counted from the text, for one allocation of each: an upper bound.
+	out := make([]storedEvent, 0, strings.Count(s, `",[`))
+	items := make([]string, 0, strings.Count(s, ",")+1)
+	prev := 0 // start of the previous event's items
+	for {
+		var e storedEvent
+		if !p.lit("[") {
+			return nil, false
+		}
+		if e.TS, p.ok = p.str(); !p.ok || !p.lit(",[") {
+			return nil, false
+		}
+		start := len(items)
+		if !p.lit("]") {
+			for {
+				var item string
+				if p.lit("0") {
+					k := len(items) - start
+					if prev+k >= start {
+						return nil, false
+					}
+					item = items[prev+k]
+				} else if item, p.ok = p.str(); !p.ok {
+					return nil, false
+				}
+				items = append(items, item)
+				if p.lit("]") {
+					break
+				}
+				if !p.lit(",") {
+					return nil, false
+				}
+			}
+		}
+		if !p.lit("]") || (len(items)-start)%2 != 0 {
+			return nil, false
+		}
+		e.Meta = pairs(items[start:])
+		prev = start
+		out = append(out, e)
+		if p.lit("]}") {
+			return out, p.i == len(s)
+		}
+		if !p.lit(",") {
+			return nil, false
 		}
 	}
-	return nil
+}
+
+// pairs turns flat key, value items into meta.
+func pairs(items []string) []models.Meta {
+	m := make([]models.Meta, len(items)/2)
+	for i := range m {
+		m[i] = models.Meta{Key: items[2*i], Value: items[2*i+1]}
+	}
+	return m
+}
+
+// decodeEvents is parseStoredEvents for any text encoding/json reads;
+// what it cannot read shows as no events, as a row's bad meta did.
+func decodeEvents(s string) []storedEvent {
+	var stored []storedEvent
+	var doc struct {
+		E [][]json.RawMessage `json:"e"`
+	}
+	if err := json.Unmarshal([]byte(s), &doc); err != nil {
+		return nil
+	}
+	var prev []string
+	for _, raw := range doc.E {
+		var e storedEvent
+		var items []any
+		if len(raw) != 2 || json.Unmarshal(raw[0], &e.TS) != nil || json.Unmarshal(raw[1], &items) != nil || len(items)%2 != 0 {
+			return nil
+		}
+		cur := make([]string, len(items))
+		for i, it := range items {
+			switch v := it.(type) {
+			case string:
+				cur[i] = v
+			case float64:
+				if v != 0 || i >= len(prev) {
+					return nil
+				}
+				cur[i] = prev[i]
+			default:
+				return nil
+			}
+		}
+		e.Meta = pairs(cur)
+		stored = append(stored, e)
+		prev = cur
+	}
+	return stored
+}
+
+type storedParser struct {
+	s  string
+	i  int
+	ok bool
+}
+
+func (p *storedParser) lit(l string) bool {
+	if strings.HasPrefix(p.s[p.i:], l) {
+		p.i += len(l)
+		return true
+	}
+	return false
+}
+
+// str reads a JSON string that needs no unescaping.
+func (p *storedParser) str() (string, bool) {
+	if p.i >= len(p.s) || p.s[p.i] != '"' {
+		return "", false
+	}
+	for j := p.i + 1; j < len(p.s); j++ {
+		switch c := p.s[j]; {
+		case c == '"':
+			v := p.s[p.i+1 : j]
+			p.i = j + 1
+			return v, true
+		case c == '\\' || c < 0x20 || c > 0x7e:
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // GetAlert returns one alert or ErrNotFound.

@@ -90,6 +90,7 @@ func TestMigrationShowsRealBansHiddenBySimulated(t *testing.T) {
 		Value: "192.0.2.1", Origin: "crowdsec", Range: r, Simulated: true}})
 	_, _, cursor := streamValues(t, s, StreamQuery{Startup: true})
 	// the state the older version left
+	toSchema5(t, s)
 	mustExec(t, s, `UPDATE decisions SET shown = (scenario = 'sim')`, `DELETE FROM schema_migrations WHERE version >= 5`)
 	if news, _, _ := streamValues(t, s, StreamQuery{Startup: true}); len(news) != 0 {
 		t.Fatalf("setup: startup stream %v, want the real ban hidden", news)
