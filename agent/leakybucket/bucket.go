@@ -863,14 +863,14 @@ func (e *Engine) makeRoom(scenario int, now int64) {
 // queued is the copy of evt buckets keep, without the bulky fields m says
 // nothing reading the queue looks at. Alerts read Meta, Enriched, Time and
 // MarshaledTime; conditions, overflow filters, scope expressions and
-// contexts may read more, and fieldsIn says what. Meta and Enriched are
-// copied to maps of their size: the parser makes them roomy, and a bucket
-// may keep them for many minutes.
+// contexts may read more, and fieldsIn says what. The copy shares evt's
+// maps, Meta and Enriched included: nothing changes a poured event (see
+// Pour), and the parse workers size those maps from the events they keep
+// (event.Maker), so copying them to maps of their size, as was done,
+// cost the serial stage more than it saved in memory.
 func queued(evt *event.Event, m fieldMask, now time.Time) *event.Event {
 	c := *evt
 	c.Time = now
-	c.Meta = compact(evt.Meta)
-	c.Enriched = compact(evt.Enriched)
 	if m&readsParsed == 0 {
 		c.Parsed = nil
 	}
@@ -881,17 +881,6 @@ func queued(evt *event.Event, m fieldMask, now time.Time) *event.Event {
 		c.Unmarshaled = nil
 	}
 	return &c
-}
-
-func compact(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	c := make(map[string]string, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
 }
 
 // queueKeep is how many events a bucket queue holds, 0 for no bound. As
