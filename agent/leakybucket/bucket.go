@@ -247,7 +247,9 @@ type Engine struct {
 	view   bucketView
 	signal event.RuntimeAlert
 	qEnv   map[string]any
-	evtEnv map[string]any
+	// winLists holds the lists windowed conditions read (see windowed).
+	winLists [][]any
+	evtEnv   map[string]any
 	// scratch holds *scratch for Prepare, which runs concurrently.
 	scratch sync.Pool
 	// guards are the tests of the distinct leading guards of the
@@ -828,6 +830,10 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time, copies *[1 << f
 	case "conditional":
 		b.last = ns
 		e.setView(s, h.key, b, time.Time{})
+		if b.win != nil && s.windowCond != nil {
+			overflow = e.windowed(s, b)
+			break
+		}
 		e.q.Queue = b.queue
 		overflow = runBool(&e.vm, s.condition, e.qEnv)
 		e.q.Queue = nil
@@ -909,14 +915,20 @@ func (e *Engine) trimWindow(s *Scenario, b *bucket) {
 	var bits uint64
 	failed := false
 	for i, w := range s.window {
-		out, err := e.vm.Run(w.match, e.qEnv)
-		res, ok := out.([]any)
-		if err != nil || !ok || len(res) != 1 {
-			failed = true
-			break
+		var out any
+		var err error
+		if w.direct != nil {
+			out, err = w.direct(b.queue[n-1], nil)
+		} else {
+			out, err = e.vm.Run(w.match, e.qEnv)
+			if res, ok := out.([]any); ok && len(res) == 1 {
+				out = res[0]
+			} else {
+				out = nil
+			}
 		}
-		m, ok := res[0].(bool)
-		if !ok {
+		m, ok := out.(bool)
+		if err != nil || !ok {
 			failed = true
 			break
 		}
@@ -958,6 +970,33 @@ func (e *Engine) trimWindow(s *Scenario, b *bucket) {
 		}
 	}
 	b.dropFront(drop)
+}
+
+// windowed runs the windowed condition of a trimmed bucket (see
+// compileWindow): each list holds, in queue order, the queued events whose
+// bits say they match its P, which is what filter(queue.Queue, P) gives.
+func (e *Engine) windowed(s *Scenario, b *bucket) bool {
+	for len(e.winLists) < len(s.window) {
+		e.winLists = append(e.winLists, nil)
+	}
+	lists := e.winLists[:len(s.window)]
+	for i := range lists {
+		l := lists[i][:0]
+		for j, bits := range b.win.matched {
+			if bits&(1<<i) != 0 {
+				l = append(l, b.queue[j])
+			}
+		}
+		lists[i] = l
+	}
+	e.qEnv[windowVar] = lists
+	overflow := runBool(&e.vm, s.windowCond, e.qEnv)
+	e.qEnv[windowVar] = nil
+	for i := range lists {
+		// the queued events are the bucket's to free
+		clear(lists[i])
+	}
+	return overflow
 }
 
 func (e *Engine) setView(s *Scenario, key string, b *bucket, ovflw time.Time) {
