@@ -1,7 +1,6 @@
 package leakybucket
 
 import (
-	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -35,7 +34,10 @@ func (e *Engine) overflow(s *Scenario, scenario int, b *bucket, now time.Time) (
 	first := time.Unix(0, b.first).UTC()
 	alert := &models.Alert{
 		Scenario: s.cfg.Name, ScenarioHash: s.hash, ScenarioVersion: s.Version,
-		Message:     fmt.Sprintf("%s %s performed '%s' (%d events over %s) at %s", src.Scope, src.Value, s.cfg.Name, b.poured, now.Sub(first), at),
+		// fmt.Sprintf("%s %s performed '%s' (%d events over %s) at %s"), one
+		// concatenation
+		Message: src.Scope + " " + src.Value + " performed '" + s.cfg.Name + "' (" + strconv.Itoa(b.poured) + " events over " +
+			now.Sub(first).String() + ") at " + at.String(),
 		EventsCount: int32(b.poured), Capacity: int32(s.cfg.Capacity), Leakspeed: s.cfg.LeakSpeed,
 		StartAt: first.Format(time.RFC3339), StopAt: at.Format(time.RFC3339),
 		Remediation: remediation, Kind: "crowdsec", Source: &src,
