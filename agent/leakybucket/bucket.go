@@ -870,13 +870,12 @@ func (e *Engine) makeRoom(scenario int, now int64) {
 // nothing reading the queue looks at. Alerts read Meta, Enriched, Time and
 // MarshaledTime; conditions, overflow filters, scope expressions and
 // contexts may read more, and fieldsIn says what. The copy shares evt's
-// maps, Meta and Enriched included: nothing changes a poured event (see
-// Pour), and the parse workers size those maps from the events they keep
-// (event.Maker), so copying them to maps of their size, as was done,
-// cost the serial stage more than it saved in memory.
+// maps (nothing changes a poured event, see Pour), but for a small Meta
+// (see compact): copying them all was most of the cost of pouring.
 func queued(evt *event.Event, m fieldMask, now time.Time) *event.Event {
 	c := *evt
 	c.Time = now
+	c.Meta = compact(evt.Meta)
 	if m&readsParsed == 0 {
 		c.Parsed = nil
 	}
@@ -887,6 +886,27 @@ func queued(evt *event.Event, m fieldMask, now time.Time) *event.Event {
 		c.Unmarshaled = nil
 	}
 	return &c
+}
+
+// smallMap is how many entries a Go map holds in its single group, at the
+// smallest size a map has.
+const smallMap = 8
+
+// compact returns a copy of a Meta that fits one group, else Meta itself.
+// A bucket may keep the event for many minutes, and event.New sizes Meta
+// for 12 entries, two groups, where an sshd line has 8: the copy halves
+// what a flood of one-line sources holds (internal/floodbench). A larger
+// Meta (nginx lines have 11) would copy to about its size. Enriched is
+// shared: New sizes it for one group.
+func compact(m map[string]string) map[string]string {
+	if m == nil || len(m) > smallMap {
+		return m
+	}
+	c := make(map[string]string, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
 }
 
 // queueKeep is how many events a bucket queue holds, 0 for no bound. As
