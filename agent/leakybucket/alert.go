@@ -1,8 +1,7 @@
 package leakybucket
 
 import (
-	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 
@@ -35,7 +34,10 @@ func (e *Engine) overflow(s *Scenario, scenario int, b *bucket, now time.Time) (
 	first := time.Unix(0, b.first).UTC()
 	alert := &models.Alert{
 		Scenario: s.cfg.Name, ScenarioHash: s.hash, ScenarioVersion: s.Version,
-		Message:     fmt.Sprintf("%s %s performed '%s' (%d events over %s) at %s", src.Scope, src.Value, s.cfg.Name, b.poured, now.Sub(first), at),
+		// fmt.Sprintf("%s %s performed '%s' (%d events over %s) at %s"), one
+		// concatenation
+		Message: src.Scope + " " + src.Value + " performed '" + s.cfg.Name + "' (" + strconv.Itoa(b.poured) + " events over " +
+			now.Sub(first).String() + ") at " + at.String(),
 		EventsCount: int32(b.poured), Capacity: int32(s.cfg.Capacity), Leakspeed: s.cfg.LeakSpeed,
 		StartAt: first.Format(time.RFC3339), StopAt: at.Format(time.RFC3339),
 		Remediation: remediation, Kind: "crowdsec", Source: &src,
@@ -139,29 +141,61 @@ func (e *Engine) evalString(p *vm.Program, evt *event.Event) string {
 
 // alertEvents lists the queued events as the alert carries them: meta
 // sorted by key, and the event's timestamp. Events without meta (re-poured
-// overflows) are left out, as upstream.
+// overflows) are left out, as upstream. The events and their meta are cut
+// from two arrays, and the queued events of a bucket mostly have the same
+// meta keys, so the sorted keys of one serve the next while they fit.
 func alertEvents(queue []*event.Event) []*models.Event {
-	out := make([]*models.Event, 0, len(queue))
+	n, metas := 0, 0
+	for _, qe := range queue {
+		if qe.Meta != nil {
+			n++
+			metas += len(qe.Meta)
+		}
+	}
+	out := make([]*models.Event, 0, n)
+	evs := make([]models.Event, n)
+	all := make([]models.Meta, metas)
+	var keys []string
 	for _, qe := range queue {
 		if qe.Meta == nil {
 			continue
 		}
-		keys := make([]string, 0, len(qe.Meta))
-		for k := range qe.Meta {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		me := &models.Event{Timestamp: qe.MarshaledTime}
-		if len(keys) > 0 {
-			me.Meta = make([]models.Meta, 0, len(keys))
-		}
+		me := &evs[len(out)]
+		me.Timestamp = qe.MarshaledTime
 		if me.Timestamp == "" && !qe.Time.IsZero() {
 			me.Timestamp = qe.Time.UTC().Format(time.RFC3339Nano)
 		}
-		for _, k := range keys {
-			me.Meta = append(me.Meta, models.Meta{Key: k, Value: qe.Meta[k]})
+		if k := len(qe.Meta); k > 0 {
+			// capped: appending to one event's meta must not overwrite
+			// the next one's
+			me.Meta, all = all[:k:k], all[k:]
+			if !sortedMeta(me.Meta, keys, qe.Meta) {
+				keys = keys[:0]
+				for k := range qe.Meta {
+					keys = append(keys, k)
+				}
+				slices.Sort(keys)
+				sortedMeta(me.Meta, keys, qe.Meta)
+			}
 		}
 		out = append(out, me)
 	}
 	return out
+}
+
+// sortedMeta fills dst with m's entries in the order of keys, when keys
+// are exactly m's keys (sorted, so the order is the keys'); false
+// otherwise.
+func sortedMeta(dst []models.Meta, keys []string, m map[string]string) bool {
+	if len(keys) != len(m) {
+		return false
+	}
+	for i, k := range keys {
+		v, ok := m[k]
+		if !ok {
+			return false
+		}
+		dst[i] = models.Meta{Key: k, Value: v}
+	}
+	return true
 }

@@ -247,7 +247,9 @@ type Engine struct {
 	view   bucketView
 	signal event.RuntimeAlert
 	qEnv   map[string]any
-	evtEnv map[string]any
+	// winLists holds the lists windowed conditions read (see windowed).
+	winLists [][]any
+	evtEnv   map[string]any
 	// scratch holds *scratch for Prepare, which runs concurrently.
 	scratch sync.Pool
 	// guards are the tests of the distinct leading guards of the
@@ -828,6 +830,10 @@ func (e *Engine) pourHit(evt *event.Event, h hit, now time.Time, copies *[1 << f
 	case "conditional":
 		b.last = ns
 		e.setView(s, h.key, b, time.Time{})
+		if b.win != nil && s.windowCond != nil {
+			overflow = e.windowed(s, b)
+			break
+		}
 		e.q.Queue = b.queue
 		overflow = runBool(&e.vm, s.condition, e.qEnv)
 		e.q.Queue = nil
@@ -863,14 +869,13 @@ func (e *Engine) makeRoom(scenario int, now int64) {
 // queued is the copy of evt buckets keep, without the bulky fields m says
 // nothing reading the queue looks at. Alerts read Meta, Enriched, Time and
 // MarshaledTime; conditions, overflow filters, scope expressions and
-// contexts may read more, and fieldsIn says what. Meta and Enriched are
-// copied to maps of their size: the parser makes them roomy, and a bucket
-// may keep them for many minutes.
+// contexts may read more, and fieldsIn says what. The copy shares evt's
+// maps (nothing changes a poured event, see Pour), but for a small Meta
+// (see compact): copying them all was most of the cost of pouring.
 func queued(evt *event.Event, m fieldMask, now time.Time) *event.Event {
 	c := *evt
 	c.Time = now
 	c.Meta = compact(evt.Meta)
-	c.Enriched = compact(evt.Enriched)
 	if m&readsParsed == 0 {
 		c.Parsed = nil
 	}
@@ -883,9 +888,19 @@ func queued(evt *event.Event, m fieldMask, now time.Time) *event.Event {
 	return &c
 }
 
+// smallMap is how many entries a Go map holds in its single group, at the
+// smallest size a map has.
+const smallMap = 8
+
+// compact returns a copy of a Meta that fits one group, else Meta itself.
+// A bucket may keep the event for many minutes, and event.New sizes Meta
+// for 12 entries, two groups, where an sshd line has 8: the copy halves
+// what a flood of one-line sources holds (internal/floodbench). A larger
+// Meta (nginx lines have 11) would copy to about its size. Enriched is
+// shared: New sizes it for one group.
 func compact(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
+	if m == nil || len(m) > smallMap {
+		return m
 	}
 	c := make(map[string]string, len(m))
 	for k, v := range m {
@@ -920,14 +935,20 @@ func (e *Engine) trimWindow(s *Scenario, b *bucket) {
 	var bits uint64
 	failed := false
 	for i, w := range s.window {
-		out, err := e.vm.Run(w.match, e.qEnv)
-		res, ok := out.([]any)
-		if err != nil || !ok || len(res) != 1 {
-			failed = true
-			break
+		var out any
+		var err error
+		if w.direct != nil {
+			out, err = w.direct(b.queue[n-1], nil)
+		} else {
+			out, err = e.vm.Run(w.match, e.qEnv)
+			if res, ok := out.([]any); ok && len(res) == 1 {
+				out = res[0]
+			} else {
+				out = nil
+			}
 		}
-		m, ok := res[0].(bool)
-		if !ok {
+		m, ok := out.(bool)
+		if err != nil || !ok {
 			failed = true
 			break
 		}
@@ -969,6 +990,33 @@ func (e *Engine) trimWindow(s *Scenario, b *bucket) {
 		}
 	}
 	b.dropFront(drop)
+}
+
+// windowed runs the windowed condition of a trimmed bucket (see
+// compileWindow): each list holds, in queue order, the queued events whose
+// bits say they match its P, which is what filter(queue.Queue, P) gives.
+func (e *Engine) windowed(s *Scenario, b *bucket) bool {
+	for len(e.winLists) < len(s.window) {
+		e.winLists = append(e.winLists, nil)
+	}
+	lists := e.winLists[:len(s.window)]
+	for i := range lists {
+		l := lists[i][:0]
+		for j, bits := range b.win.matched {
+			if bits&(1<<i) != 0 {
+				l = append(l, b.queue[j])
+			}
+		}
+		lists[i] = l
+	}
+	e.qEnv[windowVar] = lists
+	overflow := runBool(&e.vm, s.windowCond, e.qEnv)
+	e.qEnv[windowVar] = nil
+	for i := range lists {
+		// the queued events are the bucket's to free
+		clear(lists[i])
+	}
+	return overflow
 }
 
 func (e *Engine) setView(s *Scenario, key string, b *bucket, ovflw time.Time) {

@@ -490,3 +490,17 @@ func TestStateWindow(t *testing.T) {
 		t.Errorf("none: %s", w)
 	}
 }
+
+// TestAlertMessage: the alert's message is upstream's, to the character.
+func TestAlertMessage(t *testing.T) {
+	e := leakybucket.NewEngine(loadYAML(t, leakyDoc), true)
+	start := t0.Add(1500 * time.Millisecond)
+	out := pour(e, "192.0.2.7", 6, start, 250*time.Millisecond)
+	if len(out) != 1 {
+		t.Fatalf("%d overflows, want 1", len(out))
+	}
+	want := "Ip 192.0.2.7 performed 'test/leaky' (6 events over 1.25s) at 2026-11-01 12:00:02.75 +0000 UTC"
+	if got := out[0].Overflow.Alert.Message; got != want {
+		t.Errorf("message\n %q\nwant\n %q", got, want)
+	}
+}

@@ -27,6 +27,9 @@ const MaxContextValueLen = 4000
 type contextKey struct {
 	key   string
 	exprs []*vm.Program
+	// fns holds, per expression, its closure when it compiled to one
+	// (exprhelpers.DirectFrame), else nil: it then runs in the VM.
+	fns   []directFn
 	reads fieldMask
 }
 
@@ -49,6 +52,11 @@ func (e *Engine) SetContexts(contexts map[string][]string, helpers *exprhelpers.
 				return fmt.Errorf("context %s: %q: %w", k, src, err)
 			}
 			c.exprs = append(c.exprs, p)
+			var fn directFn
+			if f, ok := exprhelpers.DirectFrame(p); ok {
+				fn = f
+			}
+			c.fns = append(c.fns, fn)
 			c.reads |= fieldsIn(src)
 		}
 		if len(c.exprs) > 0 {
@@ -117,8 +125,14 @@ func (e *Engine) alertContext(queue []*event.Event) []models.Meta {
 		vals = vals[:0]
 		for _, qe := range queue {
 			e.evtEnv["evt"] = qe
-			for _, p := range c.exprs {
-				res, err := e.vm.Run(p, e.evtEnv)
+			for i, p := range c.exprs {
+				var res any
+				var err error
+				if f := c.fns[i]; f != nil {
+					res, err = f(qe, nil)
+				} else {
+					res, err = e.vm.Run(p, e.evtEnv)
+				}
 				if err != nil {
 					continue
 				}

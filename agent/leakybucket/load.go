@@ -96,13 +96,16 @@ type Scenario struct {
 	scopeValue     *vm.Program
 	// window, when set, lets a conditional bucket forget events its
 	// condition can no longer read (see queueWindow).
-	window    []windowPred
-	reads     fieldMask
-	leak      time.Duration
-	blackhole time.Duration
-	duration  time.Duration
-	hash      string
-	Version   string
+	window []windowPred
+	// windowCond is the condition reading the window's lists (see
+	// compileWindow), for buckets that trim; nil when the rewrite failed.
+	windowCond *vm.Program
+	reads      fieldMask
+	leak       time.Duration
+	blackhole  time.Duration
+	duration   time.Duration
+	hash       string
+	Version    string
 	// dataSum digests the data files the scenario loads (see Identity).
 	dataSum string
 	// identity says what the scenario is; see Identity.
@@ -400,7 +403,7 @@ func compile(cfg Config, helpers *exprhelpers.Helpers) (*Scenario, error) {
 	// Trimming is off when overflow_filter reads the queue: it would see
 	// fewer events than upstream's.
 	if s.condition != nil && cfg.Type == "conditional" && !strings.Contains(cfg.OverflowFilter, "queue") {
-		s.window = compileWindow(cfg.Condition, helpers)
+		s.window, s.windowCond = compileWindow(cfg.Condition, helpers)
 	}
 	return s, nil
 }

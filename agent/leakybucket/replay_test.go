@@ -145,7 +145,7 @@ func (r *replay) fresh() []event.Event {
 	return out
 }
 
-func (r *replay) engine(t *testing.T) *leakybucket.Engine {
+func (r *replay) engine(t testing.TB) *leakybucket.Engine {
 	t.Helper()
 	e := leakybucket.NewEngine(r.scenarios, true)
 	ctx, err := leakybucket.LoadContexts("../../rules/contexts/bf_base.yaml", "../../rules/contexts/http_base.yaml")

@@ -6,6 +6,7 @@ import (
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 
+	"github.com/rampart-ips/rampart/agent/event"
 	"github.com/rampart-ips/rampart/agent/exprhelpers"
 )
 
@@ -33,31 +34,144 @@ import (
 // bucket then stops trimming.
 
 // windowPred is one P: match runs `map(queue.Queue, {P})` over a one-event
-// queue to tell whether that event matches.
+// queue to tell whether that event matches; direct, when P compiles to one
+// Go closure with `#` read as `evt` (exprhelpers.DirectFrame), tells it
+// without the VM.
 type windowPred struct {
-	match *vm.Program
-	keep  int
+	match  *vm.Program
+	direct directFn
+	keep   int
 }
 
 // maxWindowPreds bounds the predicates so a bit set per queued event holds
 // them.
 const maxWindowPreds = 64
 
-func compileWindow(condition string, helpers *exprhelpers.Helpers) []windowPred {
-	preds, ok := queueWindow(condition)
-	if !ok || len(preds) > maxWindowPreds {
-		return nil
+// windowVar is the env entry through which the windowed condition (see
+// compileWindow) reads the queued events matching each P: a [][]any, one
+// list per P, as filter builds them. No hub identifier starts with
+// underscores; a condition declaring it keeps the plain condition.
+const windowVar = "__rampart_window"
+
+// compileWindow compiles the predicates of a condition following the rule
+// above and the windowed condition: the condition with each
+// `filter(queue.Queue, P)` replaced by the list of the queued events
+// matching P, which the engine keeps as it pours (window.matched), so that
+// each P runs once per event rather than once per queued event at every
+// pour. cond is nil when the rewrite fails; preds nil when the rule does
+// not hold.
+func compileWindow(condition string, helpers *exprhelpers.Helpers) (preds []windowPred, cond *vm.Program) {
+	found, ok := queueWindow(condition)
+	if !ok || len(found) > maxWindowPreds {
+		return nil, nil
 	}
-	out := make([]windowPred, 0, len(preds))
-	for _, p := range preds {
+	out := make([]windowPred, 0, len(found))
+	index := make(map[string]int, len(found))
+	for i, p := range found {
 		prog, err := expr.Compile("map(queue.Queue, {"+p.src+"})", envOptions(helpers, map[string]any{"queue": &Queue{}})...)
 		if err != nil {
-			return nil
+			return nil, nil
 		}
-		out = append(out, windowPred{match: prog, keep: p.keep})
+		out = append(out, windowPred{match: prog, direct: directPred(p.src, helpers), keep: p.keep})
+		index[p.src] = i
 	}
-	return out
+	return out, windowCondition(condition, index, helpers)
 }
+
+// directPred compiles P as an expression on `evt` and returns its closure,
+// nil when it has none. A P holding a predicate of its own is left to the
+// VM: its inner `#` is another element.
+func directPred(src string, helpers *exprhelpers.Helpers) directFn {
+	if helpers == nil {
+		return nil
+	}
+	tree, err := parser.Parse("map(queue.Queue, {" + src + "})")
+	if err != nil {
+		return nil
+	}
+	m, ok := tree.Node.(*ast.BuiltinNode)
+	if !ok || len(m.Arguments) != 2 {
+		return nil
+	}
+	pred, ok := m.Arguments[1].(*ast.PredicateNode)
+	if !ok {
+		return nil
+	}
+	nested := false
+	ast.Walk(&pred.Node, visitor(func(n *ast.Node) {
+		switch x := (*n).(type) {
+		case *ast.PredicateNode:
+			nested = true
+		case *ast.PointerNode:
+			if x.Name == "" {
+				ast.Patch(n, &ast.IdentifierNode{Value: "evt"})
+			}
+		}
+	}))
+	if nested {
+		return nil
+	}
+	prog, err := expr.Compile(pred.Node.String(), envOptions(helpers, evtEnv())...)
+	if err != nil {
+		return nil
+	}
+	f, ok := exprhelpers.DirectFrame(prog)
+	if !ok {
+		return nil
+	}
+	return f
+}
+
+// windowCondition compiles the condition with each `filter(queue.Queue,
+// P)` read from windowVar, the list of P index[P] (see compileWindow). Its
+// types are the condition's: the lists are declared []*event.Event, as
+// filter's result is, and hold what filter's does at run time ([]any of
+// the queued *event.Event).
+func windowCondition(condition string, index map[string]int, helpers *exprhelpers.Helpers) *vm.Program {
+	env := queueEnv()
+	env[windowVar] = [][]*event.Event{}
+	queues, patched, failed := 0, 0, false
+	patch := visitor(func(n *ast.Node) {
+		switch x := (*n).(type) {
+		case *ast.IdentifierNode:
+			if x.Value == "queue" {
+				queues++
+			}
+		case *ast.VariableDeclaratorNode:
+			if x.Name == windowVar {
+				failed = true
+			}
+		case *ast.BuiltinNode:
+			if x.Name != "filter" || len(x.Arguments) != 2 || !isQueueQueue(x.Arguments[0]) {
+				return
+			}
+			pred, ok := x.Arguments[1].(*ast.PredicateNode)
+			if !ok {
+				return
+			}
+			i, ok := index[pred.Node.String()]
+			if !ok {
+				failed = true
+				return
+			}
+			ast.Patch(n, &ast.MemberNode{Node: &ast.IdentifierNode{Value: windowVar}, Property: &ast.IntegerNode{Value: i}})
+			patched++
+		}
+	})
+	opts := append([]expr.Option{expr.Env(env), expr.Patch(patch)}, envOptions(helpers, env)[1:]...)
+	prog, err := expr.Compile(condition, opts...)
+	// every read of the queue (each inside a filter, queueWindow checked)
+	// must have been replaced
+	if err != nil || failed || patched == 0 || patched != queues {
+		return nil
+	}
+	return prog
+}
+
+// visitor is an ast.Visitor of a function.
+type visitor func(*ast.Node)
+
+func (v visitor) Visit(n *ast.Node) { v(n) }
 
 type predWindow struct {
 	src  string
