@@ -380,23 +380,9 @@ func (f *fuser) boolean(n ast.Node) fusedBool {
 		// let name = value; body, value a pure string (it cannot fail
 		// nor have effects): the body reads value wherever it names
 		// it, which gives what evaluating it once first would.
-		if n.Name == f.root || n.Name == "evt" {
+		var body fusedBool
+		if !f.let(n, func() { body = f.boolean(n.Expr) }) {
 			return nil
-		}
-		v := f.str(n.Value)
-		if v.fn == nil {
-			return nil
-		}
-		outer, had := f.vars[n.Name]
-		if f.vars == nil {
-			f.vars = map[string]strVal{}
-		}
-		f.vars[n.Name] = v
-		body := f.boolean(n.Expr)
-		if had {
-			f.vars[n.Name] = outer
-		} else {
-			delete(f.vars, n.Name)
 		}
 		if body == nil || f.root == "" || f.root == n.Name {
 			return nil
@@ -404,6 +390,31 @@ func (f *fuser) boolean(n ast.Node) fusedBool {
 		return body
 	}
 	return nil
+}
+
+// let runs fn with n's name bound to its value, a pure string, and the
+// outer binding back after; false (fn not run) when the value is not one
+// or the name would hide the event or the root.
+func (f *fuser) let(n *ast.VariableDeclaratorNode, fn func()) bool {
+	if n.Name == f.root || n.Name == "evt" {
+		return false
+	}
+	v := f.str(n.Value)
+	if v.fn == nil {
+		return false
+	}
+	outer, had := f.vars[n.Name]
+	if f.vars == nil {
+		f.vars = map[string]strVal{}
+	}
+	f.vars[n.Name] = v
+	fn()
+	if had {
+		f.vars[n.Name] = outer
+	} else {
+		delete(f.vars, n.Name)
+	}
+	return true
 }
 
 func (f *fuser) binary(n *ast.BinaryNode) fusedBool {

@@ -104,24 +104,8 @@ func (f *fuser) reqsOf(n ast.Node) []requirement {
 		}
 	case *ast.VariableDeclaratorNode:
 		// As boolean: the body reads the value where it names it.
-		if n.Name == f.root || n.Name == "evt" {
-			return nil
-		}
-		v := f.str(n.Value)
-		if v.fn == nil {
-			return nil
-		}
-		outer, had := f.vars[n.Name]
-		if f.vars == nil {
-			f.vars = map[string]strVal{}
-		}
-		f.vars[n.Name] = v
-		reqs := f.reqsOf(n.Expr)
-		if had {
-			f.vars[n.Name] = outer
-		} else {
-			delete(f.vars, n.Name)
-		}
+		var reqs []requirement
+		f.let(n, func() { reqs = f.reqsOf(n.Expr) })
 		return reqs
 	}
 	return nil

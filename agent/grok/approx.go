@@ -95,11 +95,10 @@ func (ap *approx) walker(v int) *walker {
 	return ap.walk[v]
 }
 
-// accepts reports whether the definition matches s[a:b] exactly, seen in
-// its context: the verifier includes the rune before and after, so word
-// boundaries and text anchors at the edges evaluate as in the line.
-func (ap *approx) accepts(s string, a, b int) bool {
-	v, lo, hi := 0, a, b
+// inContext widens s[a:b] by the rune on each side, where there is one,
+// and says which (the verifier variant: bit 0 before, bit 1 after).
+func inContext(s string, a, b int) (v, lo, hi int) {
+	v, lo, hi = 0, a, b
 	if a > 0 {
 		_, n := utf8.DecodeLastRuneInString(s[:a])
 		lo -= n
@@ -110,6 +109,14 @@ func (ap *approx) accepts(s string, a, b int) bool {
 		hi += n
 		v |= 2
 	}
+	return v, lo, hi
+}
+
+// accepts reports whether the definition matches s[a:b] exactly, seen in
+// its context: the verifier includes the rune before and after, so word
+// boundaries and text anchors at the edges evaluate as in the line.
+func (ap *approx) accepts(s string, a, b int) bool {
+	v, lo, hi := inContext(s, a, b)
 	if w := ap.walker(v); w != nil {
 		if matched, ok := w.matches(s[lo:hi]); ok {
 			return matched

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"github.com/rampart-ips/rampart/internal/loggen"
 )
@@ -61,17 +60,7 @@ func findRegexpOnly(p *Pattern, s string) ([]int, [][]int) {
 
 // verifyRegexp is approx.accepts with regexp alone.
 func verifyRegexp(ap *approx, s string, a, b int) bool {
-	v, lo, hi := 0, a, b
-	if a > 0 {
-		_, n := utf8.DecodeLastRuneInString(s[:a])
-		lo -= n
-		v |= 1
-	}
-	if b < len(s) {
-		_, n := utf8.DecodeRuneInString(s[b:])
-		hi += n
-		v |= 2
-	}
+	v, lo, hi := inContext(s, a, b)
 	re := ap.verify[v]
 	return re != nil && re.MatchString(s[lo:hi])
 }
