@@ -1,18 +1,12 @@
 package grok
 
 import (
-	"bytes"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 
-	"github.com/rampart-ips/rampart/internal/loggen"
 	"github.com/rampart-ips/rampart/internal/testhub"
 )
 
@@ -70,50 +64,6 @@ var walkCases = []struct {
 	{`(?:(?:ab)*)(c)`, []string{"ababc", "abac"}},
 	{`((a)|(b))*`, []string{"ab", "ba", "abab"}},
 	{`(?:\.|\b)x`, []string{".x", "ax", " x", "x"}},
-}
-
-// walkLines are the texts the walker is checked on: generated sshd and
-// nginx lines, the test logs of the hub and of the whole-hub corpus,
-// hostile tokens in context, and mutations and random bytes.
-func walkLines(t *testing.T) []string {
-	t.Helper()
-	var ssh, ngx bytes.Buffer
-	if _, err := loggen.SSHDCount(&ssh, 400, 7); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := loggen.NginxCount(&ngx, 400, 7); err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(ssh.String()+ngx.String()), "\n")
-	for _, dir := range []string{testhub.Dir(t), testhub.Corpus(t)} {
-		logs, _ := filepath.Glob(filepath.Join(dir, ".tests", "*", "*.log"))
-		if len(logs) == 0 {
-			t.Fatalf("no test logs under %s", dir)
-		}
-		for _, f := range logs {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			lines = append(lines, strings.Split(string(data), "\n")...)
-		}
-	}
-	lines = append(lines, hostileLines()...)
-	slices.Sort(lines)
-	lines = slices.Compact(lines)
-	r := rand.New(rand.NewPCG(3, 4))
-	base := len(lines)
-	for range 1000 {
-		lines = append(lines, mutate(r, lines[r.IntN(base)]))
-	}
-	for range 100 {
-		b := make([]byte, r.IntN(120))
-		for i := range b {
-			b[i] = byte(r.IntN(256))
-		}
-		lines = append(lines, string(b))
-	}
-	return lines
 }
 
 // walkExprs are the expressions of every grok pattern of the hub and the
@@ -196,7 +146,7 @@ func TestWalkCases(t *testing.T) {
 // nearly every line. With -short, on a sample of the lines.
 func TestWalkHub(t *testing.T) {
 	exprs := walkExprs(t)
-	lines := walkLines(t)
+	lines := testLines(t, 3, 1000, 100, testhub.Dir(t), testhub.Corpus(t))
 	if testing.Short() {
 		var sample []string
 		for k := 0; k < len(lines); k += 8 {
