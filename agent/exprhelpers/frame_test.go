@@ -52,19 +52,7 @@ func TestFrameGateMatchPlain(t *testing.T) {
 		plainGuards = append(plainGuards, exprhelpers.LeadingGuards(f.src))
 	}
 	gate := h.NewGate(opt)
-	var evts []event.Event
-	evts = append(evts, c.events["nginx"]...)
-	evts = append(evts, c.events["sshd"]...)
-	if testing.Short() {
-		evts = evts[:300:300]
-	}
-	evts = append(evts, edgeEvents()...)
-	for _, e := range c.events["nginx"] {
-		if e.Process && e.Meta["log_type"] == "http_access-log" {
-			evts = append(evts, c.probeEvents(e)...)
-			break
-		}
-	}
+	evts := c.testEvents()
 	var fr exprhelpers.Frame
 	var st exprhelpers.GateState
 	var m vm.VM

@@ -56,12 +56,10 @@ func evalHub(p *vm.Program, e hubExpr, evt *event.Event, window []event.Event) r
 	return r
 }
 
-// Every hub expression gives the same results, errors and event changes
-// with and without the compile-time rewrites, over parsed nginx and sshd
-// events and hand-made edge cases.
-func TestOptimizedHubExpressionsMatch(t *testing.T) {
-	c := loadCorpus(t)
-	h := c.helpers
+// testEvents are the events the hub-expression equivalence tests run:
+// the parsed nginx and sshd lines (300 with -short), the edge cases and
+// the probe events made from one nginx access line.
+func (c *corpus) testEvents() []event.Event {
 	var evts []event.Event
 	evts = append(evts, c.events["nginx"]...)
 	evts = append(evts, c.events["sshd"]...)
@@ -75,6 +73,16 @@ func TestOptimizedHubExpressionsMatch(t *testing.T) {
 			break
 		}
 	}
+	return evts
+}
+
+// Every hub expression gives the same results, errors and event changes
+// with and without the compile-time rewrites, over parsed nginx and sshd
+// events and hand-made edge cases.
+func TestOptimizedHubExpressionsMatch(t *testing.T) {
+	c := loadCorpus(t)
+	h := c.helpers
+	evts := c.testEvents()
 	compiled, rewritten, direct := 0, 0, 0
 	for _, e := range c.exprs {
 		plain, perr := compileHub(h, e, false)
