@@ -38,16 +38,7 @@ func TestWaitForRoomLosesNothing(t *testing.T) {
 	run(t, p)
 
 	want := names("bp", 0, 100)
-	pushed := make(chan error, 1)
-	go func() {
-		for _, m := range want {
-			if err := p.Push(context.Background(), alert(m)); err != nil {
-				pushed <- err
-				return
-			}
-		}
-		pushed <- nil
-	}()
+	pushed := pushInBackground(p, want)
 	waitFor(t, "a full queue", func() bool { return p.Stats().Queued == 20 })
 	waitFor(t, "retries against the paused LAPI", func() bool { return fp.count("POST /v1/alerts") > 5 })
 	select {
@@ -163,19 +154,10 @@ func TestWaitForRoomBytes(t *testing.T) {
 	run(t, p)
 	big := strings.Repeat("x", 900)
 	var want []string
-	pushed := make(chan error, 1)
 	for i := range 200 {
 		want = append(want, big+names("-", i, i+1)[0])
 	}
-	go func() {
-		for _, m := range want {
-			if err := p.Push(context.Background(), alert(m)); err != nil {
-				pushed <- err
-				return
-			}
-		}
-		pushed <- nil
-	}()
+	pushed := pushInBackground(p, want)
 	waitFor(t, "a full queue", func() bool {
 		qs := p.q.stats()
 		return qs.bytes+2*int64(len(big)) > cfg.MaxQueueBytes
@@ -219,4 +201,20 @@ func TestWaitForRoomMoveDropsNothing(t *testing.T) {
 	if s := p.Stats(); s.Dropped != 0 {
 		t.Errorf("stats: %+v", s)
 	}
+}
+
+// pushInBackground is pushAll in a goroutine; the channel gets the
+// first error, or nil once every push returned.
+func pushInBackground(p *Pusher, names []string) <-chan error {
+	pushed := make(chan error, 1)
+	go func() {
+		for _, m := range names {
+			if err := p.Push(context.Background(), alert(m)); err != nil {
+				pushed <- err
+				return
+			}
+		}
+		pushed <- nil
+	}()
+	return pushed
 }
