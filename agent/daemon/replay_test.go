@@ -14,7 +14,6 @@ import (
 
 	log "github.com/sirupsen/logrus"
 
-	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/lapi/store"
 )
 
@@ -34,18 +33,8 @@ func replayAgent(t *testing.T, dir, lapiAddr string, ips, maxQueued int, wait ti
 	if err := os.WriteFile(logPath, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	credPath := filepath.Join(dir, "creds.toml")
-	if err := csconfig.WriteCredentials(credPath, &csconfig.Credentials{URL: "http://" + lapiAddr + "/", Login: testMachine, Password: testPassword}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := csconfig.Default()
-	cfg.ConfigPaths.ConfigDir = dir
-	cfg.ConfigPaths.HubDir = rulesDir
-	cfg.Crowdsec.Collections = []string{"rampart/sshd"}
-	cfg.Crowdsec.StateDir = filepath.Join(dir, "state")
-	cfg.Crowdsec.AlertQueueDir = filepath.Join(dir, "queue")
+	cfg := agentConfig(t, dir, rulesDir, "http://"+lapiAddr+"/")
 	cfg.Crowdsec.AlertQueueMaxAlerts = maxQueued
-	cfg.API.Client.CredentialsPath = credPath
 	ag, err := New(cfg, Options{DSN: "file://" + logPath, Labels: map[string]string{"type": "syslog"}, DrainTimeout: wait})
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,6 @@ import (
 
 	"github.com/rampart-ips/rampart/agent/runner"
 	"github.com/rampart-ips/rampart/apiclient"
-	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/lapitest"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/lapi/usage"
@@ -444,17 +443,7 @@ func TestAgentUsageMetricsReplay(t *testing.T) {
 	if err := os.WriteFile(logPath, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	credPath := filepath.Join(dir, "creds.toml")
-	if err := csconfig.WriteCredentials(credPath, &csconfig.Credentials{URL: l.URL(), Login: testMachine, Password: testPassword}); err != nil {
-		t.Fatal(err)
-	}
-	cfg := csconfig.Default()
-	cfg.ConfigPaths.ConfigDir = dir
-	cfg.ConfigPaths.HubDir = rulesDir
-	cfg.Crowdsec.Collections = []string{"rampart/sshd"}
-	cfg.Crowdsec.StateDir = filepath.Join(dir, "state")
-	cfg.Crowdsec.AlertQueueDir = filepath.Join(dir, "queue")
-	cfg.API.Client.CredentialsPath = credPath
+	cfg := agentConfig(t, dir, rulesDir, l.URL())
 	ag, err := New(cfg, Options{DSN: "file://" + logPath, Labels: map[string]string{"type": "syslog"}, DrainTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
