@@ -16,11 +16,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rampart-ips/rampart/internal/netaddr"
 )
 
 const (
@@ -228,6 +229,6 @@ func Local(lapiURL string) bool {
 	if host == "localhost" {
 		return true
 	}
-	ip, err := netip.ParseAddr(host)
+	ip, err := netaddr.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
 }

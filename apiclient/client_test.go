@@ -473,6 +473,7 @@ func TestLocal(t *testing.T) {
 		"http://127.3.2.1:8080":      true,
 		"http://localhost:8080/":     true,
 		"https://[::1]:8080/":        true,
+		"http://[::ffff:127.0.0.1]/": true,
 		"/run/crowdsec/lapi.sock":    true,
 		"http://192.0.2.1:8080/":     false,
 		"https://lapi.example.com/":  false,
