@@ -93,6 +93,16 @@ func (f *fakeJournal) waitRuns(n int) []string {
 	return runs[n-1]
 }
 
+// waitRun returns the arguments of run n once it has started, whether or
+// not run n+1 has too: a run that exits at once (a warm-up read) is
+// followed at once by the next.
+func (f *fakeJournal) waitRun(n int) []string {
+	f.t.Helper()
+	var runs [][]string
+	syslogWaitFor(f.t, fmt.Sprintf("%d journalctl runs", n), func() bool { runs = f.invocations(); return len(runs) >= n })
+	return runs[n-1]
+}
+
 // add appends lines to what invocation n prints.
 func (f *fakeJournal) add(n int, lines ...string) {
 	f.t.Helper()
@@ -504,7 +514,7 @@ func TestJournalWarmup(t *testing.T) {
 	// one logged while stopped.
 	fj.write("replay.jsonl", strings.Join(e, "\n")+"\n")
 	h2, _ := startJournalWith(t, fj, state, time.Hour)
-	argv := fj.waitRuns(2)
+	argv := fj.waitRun(2)
 	if len(argv) < 3 || argv[0] != "--output=json" || !strings.HasPrefix(argv[2], "--since=@") || slices.Contains(argv, "--follow") {
 		t.Fatalf("warm-up argv %q: want a read since the first start", argv)
 	}
