@@ -2,8 +2,10 @@ package apiclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/rampart-ips/rampart/models"
@@ -86,6 +88,11 @@ func (c *Client) login(ctx context.Context) (string, error) {
 	}
 	resp, u, err := c.send(ctx, request{method: http.MethodPost, path: "v1/watchers/login", body: body, auth: authNone})
 	if err != nil {
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized && strings.HasSuffix(ae.Message, " not validated") {
+			// a registered machine waiting for the LAPI's administrator
+			return "", fmt.Errorf("login: machine %s is not validated yet: run 'cscli machines validate %s' on the LAPI host (%w)", machineID, machineID, err)
+		}
 		return "", fmt.Errorf("login: %w", err)
 	}
 	defer closeBody(resp)

@@ -2,9 +2,11 @@ package cscli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -96,7 +98,7 @@ func (cli *CLI) lapiStatus(ctx context.Context) error {
 }
 
 type lapiRegisterOpts struct {
-	url, file, machine, token string
+	url, file, machine, token, caCert string
 }
 
 func newLapiRegisterCmd(cli *CLI) *cobra.Command {
@@ -105,7 +107,14 @@ func newLapiRegisterCmd(cli *CLI) *cobra.Command {
 		Use:   "register",
 		Short: "Register a machine to Local API (LAPI)",
 		Long: `Register your machine to the Local API (LAPI).
-Keep in mind the machine needs to be validated by an administrator on LAPI side to be effective.`,
+Keep in mind the machine needs to be validated by an administrator on LAPI side to be effective.
+
+For a LAPI with TLS, --ca-cert names the CA that signed its certificate (it
+is trusted in addition to the system's roots and written to the credentials
+as ca_cert_path); the certificate is always verified unless
+api.client.insecure_skip_verify is set.`,
+		Example: `cscli lapi register --url https://lapi.example.net:8080/ --ca-cert /etc/crowdsec/ssl/ca.pem
+cscli lapi register -u https://10.0.0.1:8080 --machine web1 --token <auto-registration token>`,
 		Args:              cobra.NoArgs,
 		DisableAutoGenTag: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -120,8 +129,14 @@ Keep in mind the machine needs to be validated by an administrator on LAPI side 
 	flags.StringVarP(&o.file, "file", "f", "", "output file destination (defaults to api.client.credentials_path; - for standard output)")
 	flags.StringVar(&o.machine, "machine", "", "Name of the machine to register with")
 	flags.StringVar(&o.token, "token", "", "Auto registration token to use")
+	flags.StringVar(&o.caCert, "ca-cert", "", "PEM file of the CA that signed the LAPI's certificate (written as ca_cert_path)")
 	return cmd
 }
+
+// unreadableByService are the directories crowdsec.service cannot read
+// (ProtectHome=yes, PrivateTmp=yes): a CA file there works for cscli but
+// not for the agent.
+var unreadableByService = []string{"/home/", "/root/", "/run/user/", "/tmp/", "/var/tmp/"}
 
 func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
 	cfg, err := cli.Config()
@@ -140,7 +155,7 @@ func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
 	}
 
 	// Start from the current credentials file, if any, to keep its URL and
-	// TLS settings.
+	// TLS settings; those of another LAPI are not carried over to a new URL.
 	creds := &csconfig.Credentials{}
 	if cfg.API.Client.CredentialsPath != "" {
 		if cur, err := csconfig.LoadCredentials(cfg.API.Client.CredentialsPath); err == nil {
@@ -150,10 +165,37 @@ func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
 		}
 	}
 	if o.url != "" {
-		creds.URL = normalizeAPIURL(o.url)
+		u := strings.TrimSpace(o.url)
+		// a CA file means TLS: a bare host:port is then https
+		if o.caCert != "" && !strings.Contains(u, "://") && !strings.HasPrefix(u, "/") {
+			u = "https://" + u
+		}
+		if u = normalizeAPIURL(u); u != creds.URL {
+			creds = &csconfig.Credentials{URL: u}
+		}
 	}
 	if creds.URL == "" {
 		return errors.New("no Local API URL. Please provide it in your configuration or with the -u parameter")
+	}
+	if o.caCert != "" {
+		if !strings.HasPrefix(creds.URL, "https://") {
+			return fmt.Errorf("--ca-cert is for an https URL, not %s", creds.URL)
+		}
+		// the agent reads the credentials from another directory
+		abs, err := filepath.Abs(o.caCert)
+		if err != nil {
+			return fmt.Errorf("--ca-cert: %w", err)
+		}
+		creds.CACert = abs
+		for _, dir := range unreadableByService {
+			if strings.HasPrefix(abs, dir) {
+				log.Warnf("%s is under %s, which crowdsec.service cannot read (ProtectHome, PrivateTmp): copy it to /etc/crowdsec/ssl/ and register again, or set ca_cert_path in the credentials", abs, dir)
+				break
+			}
+		}
+	}
+	if strings.HasPrefix(creds.URL, "http://") && !apiclient.Local(creds.URL) {
+		log.Warnf("%s is plain http: this machine's password and its alerts cross the network unencrypted; give the LAPI a certificate ([api.server.tls]) and register with an https URL", creds.URL)
 	}
 	creds.Login, creds.Password = login, password
 
@@ -171,7 +213,7 @@ func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
 	rctx, cancel := context.WithTimeout(ctx, lapiCallTimeout)
 	defer cancel()
 	if err := client.RegisterWatcher(rctx, login, password, o.token); err != nil {
-		return fmt.Errorf("api client register: %w", err)
+		return fmt.Errorf("api client register: %w%s", err, tlsHint(err))
 	}
 	log.Info("Successfully registered to Local API (LAPI)")
 
@@ -190,8 +232,30 @@ func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
 	}
 	if o.token == "" {
 		fmt.Fprintf(cli.Err, "Run 'cscli machines validate %s' on the LAPI host to accept this machine.\n", login)
+		fmt.Fprintln(cli.Err, "Until then the agent keeps its alerts queued and retries; it delivers them once validated, without a restart.")
+	}
+	if dumpFile == cfg.API.Client.CredentialsPath && !apiclient.Local(creds.URL) && csconfig.Bool(cfg.API.Server.Enable, true) {
+		fmt.Fprintf(cli.Err, "This host's own local API is no longer used: set 'enable = false' in [api.server] of %s.\n", cli.ConfigPath)
 	}
 	// credentials are read at start only; a reload does not log in again
 	log.Warn("Run 'sudo systemctl restart crowdsec' for the new configuration to be effective.")
 	return nil
+}
+
+// tlsHint says what to do about a certificate the client refused.
+func tlsHint(err error) string {
+	var (
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &unknown):
+		return " (the LAPI's certificate is signed by a CA this host does not trust: pass that CA with --ca-cert FILE)"
+	case errors.As(err, &hostname):
+		return " (the LAPI's certificate is not for this address: use the name or address it was issued for in --url)"
+	case errors.As(err, &invalid):
+		return " (the LAPI's certificate is not valid: check its dates and usage)"
+	}
+	return ""
 }

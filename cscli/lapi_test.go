@@ -2,11 +2,15 @@ package cscli
 
 import (
 	"context"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/testpki"
 	"github.com/rampart-ips/rampart/lapi"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
@@ -145,5 +149,59 @@ func TestLapiRegister(t *testing.T) {
 
 	if _, _, err := e.run("", "lapi", "register", "--machine", "agent3", "--token", strings.Repeat("x", 32), "-f", "-"); err == nil {
 		t.Fatal("a wrong token should be refused")
+	}
+}
+
+// TestLapiRegisterTLS: registration with a LAPI serving TLS. The LAPI's
+// certificate is verified: an unknown CA or a wrong name fail with a hint;
+// --ca-cert trusts the CA, makes a bare host:port https and is written to
+// the credentials, with which the machine, once validated, logs in.
+func TestLapiRegisterTLS(t *testing.T) {
+	pki := testpki.New(t)
+	srv := pki.Issue("lapi", "lapi", nil, true, time.Now().Add(time.Hour))
+	e, addr := newLapiOpsEnv(t, func(c *csconfig.Config) {
+		c.API.Server.TLS = &csconfig.TLS{CertFile: srv.CertFile, KeyFile: srv.KeyFile}
+	})
+	_, port, _ := net.SplitHostPort(addr)
+
+	_, _, err := e.run("", "lapi", "register", "--machine", "remote1", "-u", "https://"+addr)
+	if err == nil || !strings.Contains(err.Error(), "--ca-cert") {
+		t.Fatalf("unknown CA: want an error naming --ca-cert, got %v", err)
+	}
+	_, _, err = e.run("", "lapi", "register", "--machine", "remote1", "-u", "https://localhost:"+port, "--ca-cert", pki.File)
+	if err == nil || !strings.Contains(err.Error(), "not for this address") {
+		t.Fatalf("certificate for another name: want a hostname hint, got %v", err)
+	}
+	if _, _, err := e.run("", "lapi", "register", "--machine", "remote1", "-u", "http://"+addr, "--ca-cert", pki.File); err == nil {
+		t.Fatal("--ca-cert with an http URL should be refused")
+	}
+	if _, err := os.Stat(e.credPath); err == nil {
+		t.Fatal("a failed registration wrote credentials")
+	}
+
+	_, errs := e.mustRun("lapi", "register", "--machine", "remote1", "-u", addr, "--ca-cert", pki.File)
+	creds, err := csconfig.LoadCredentials(e.credPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if creds.URL != "https://"+addr+"/" || creds.CACert != pki.File || creds.Login != "remote1" {
+		t.Fatalf("credentials: %+v", creds)
+	}
+	if !strings.Contains(errs, "cscli machines validate remote1") {
+		t.Errorf("no validation hint:\n%s", errs)
+	}
+	_, _, err = e.run("", "lapi", "status")
+	if err == nil || !strings.Contains(err.Error(), "run 'cscli machines validate remote1' on the LAPI host") {
+		t.Fatalf("status while pending: want the validation hint, got %v", err)
+	}
+	e.mustRun("machines", "validate", "remote1")
+	if out, _ := e.mustRun("lapi", "status"); !strings.Contains(out, "https://"+addr+"/") {
+		t.Errorf("status:\n%s", out)
+	}
+
+	// Registering again with the same URL keeps the CA of the credentials.
+	e.mustRun("lapi", "register", "--machine", "remote2", "-u", "https://"+addr+"/")
+	if creds, err := csconfig.LoadCredentials(e.credPath); err != nil || creds.CACert != pki.File || creds.Login != "remote2" {
+		t.Fatalf("credentials after a second registration: %+v %v", creds, err)
 	}
 }

@@ -267,10 +267,12 @@ func (s *Server) login(c echo.Context) error {
 			s.log.WithFields(log.Fields{"machine": machineID, "ip": ip}).Info("login failed: incorrect username or password")
 			return authError(c, loginErrorText)
 		}
+		// The right password is no guess: a machine waiting for its
+		// validation retries without draining its address's bucket.
+		s.logins.succeeded(attempt)
 		if !m.IsValidated {
 			return authError(c, fmt.Sprintf("machine %s not validated", machineID))
 		}
-		s.logins.succeeded(attempt)
 	}
 	if err := s.store.MachineLoggedIn(ctx, m.MachineID, ip, version, req.Scenarios); err != nil {
 		s.log.WithError(err).Warn("recording login")

@@ -223,6 +223,36 @@ func TestLoginRateLimit(t *testing.T) {
 	expect429("127.0.0.2 exhausted", login("127.0.0.2", "other", "other-password"))
 }
 
+// TestPendingMachineNotLimited: a registered machine waiting for its
+// validation retries its login with the right password; the LAPI answers
+// "not validated" each time and never 429, so the agent gets in as soon as
+// the administrator validates it.
+func TestPendingMachineNotLimited(t *testing.T) {
+	l := startLAPI(t, func(c *csconfig.Config) {
+		c.API.Server.LoginLimit = csconfig.LoginLimit{SourceBurst: 2, SourceRefill: csconfig.Duration{Duration: time.Hour},
+			MachineBurst: 2, MachineRefill: csconfig.Duration{Duration: time.Hour}, MaxTracked: 100}
+	})
+	hash, err := bcrypt.GenerateFromPassword([]byte("pending-password"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := l.Store.CreateMachine(ctx, store.Machine{MachineID: "remote", PasswordHash: string(hash), IPAddress: "127.0.0.9"}, false); err != nil {
+		t.Fatal(err)
+	}
+	ua := hdr("User-Agent", testUA)
+	for i := range 5 {
+		r := l.sendFrom("127.0.0.9", "POST", "/v1/watchers/login", ua, loginBody("remote", "pending-password"))
+		expectAuth401(t, "pending login "+strconv.Itoa(i+1), r, "machine remote not validated")
+	}
+	if err := l.Store.ValidateMachine(ctx, "remote"); err != nil {
+		t.Fatal(err)
+	}
+	if r := l.sendFrom("127.0.0.9", "POST", "/v1/watchers/login", ua, loginBody("remote", "pending-password")); r.Status != http.StatusOK {
+		t.Fatalf("login once validated: %s", r)
+	}
+}
+
 // TestFailureBuckets checks refill and the memory bound on a clock of the
 // test's own.
 func TestFailureBuckets(t *testing.T) {
