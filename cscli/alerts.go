@@ -455,6 +455,9 @@ func (cli *CLI) flushAlerts(ctx context.Context, maxItems int, maxAge string) er
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
+	if err := cli.requireLocalAPI(); err != nil {
+		return err
+	}
 	st, err := cli.Store(ctx)
 	if err != nil {
 		return fmt.Errorf("opening the database: %w", err)

@@ -30,6 +30,9 @@ const (
 
 // localStore opens the database named in the configuration.
 func (cli *CLI) localStore(cmd *cobra.Command) (*store.Store, error) {
+	if err := cli.requireLocalAPI(); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(cmdContext(cmd), directDBTimeout)
 	defer cancel()
 	st, err := cli.Store(ctx)

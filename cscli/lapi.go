@@ -259,3 +259,22 @@ func tlsHint(err error) string {
 	}
 	return ""
 }
+
+// requireLocalAPI refuses the commands that work on the LAPI's database
+// (machines, bouncers, allowlists, alerts flush) on a host whose local API
+// is disabled: there they would create and fill a database of their own
+// that no LAPI reads, as a bouncer key made here would never work.
+func (cli *CLI) requireLocalAPI() error {
+	cfg, err := cli.Config()
+	if err != nil {
+		return err
+	}
+	if csconfig.Bool(cfg.API.Server.Enable, true) {
+		return nil
+	}
+	where := "the LAPI host"
+	if creds, err := csconfig.LoadCredentials(cfg.API.Client.CredentialsPath); err == nil && !strings.HasPrefix(creds.URL, "/") {
+		where += " (" + creds.URL + ")"
+	}
+	return fmt.Errorf("the local API is disabled on this host ([api.server] enable = false in %s): run this command on %s", cli.ConfigPath, where)
+}

@@ -205,3 +205,35 @@ func TestLapiRegisterTLS(t *testing.T) {
 		t.Fatalf("credentials after a second registration: %+v %v", creds, err)
 	}
 }
+
+// TestAgentOnlyHostRefusesDatabaseCommands: with [api.server] enable =
+// false the commands working on the LAPI's database say where to run them
+// and create no database here.
+func TestAgentOnlyHostRefusesDatabaseCommands(t *testing.T) {
+	e := newOpsEnvAt(t, "127.0.0.1:1", "")
+	cfg, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.cfgPath, append(cfg, "enable = false\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := csconfig.WriteCredentials(e.credPath, &csconfig.Credentials{URL: "https://10.0.0.1:8080/", Login: "web1", Password: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"bouncers", "add", "fw"},
+		{"machines", "list"},
+		{"machines", "validate", "web1"},
+		{"allowlists", "list"},
+		{"alerts", "flush"},
+	} {
+		_, _, err := e.run("", args...)
+		if err == nil || !strings.Contains(err.Error(), "local API is disabled on this host") || !strings.Contains(err.Error(), "https://10.0.0.1:8080/") {
+			t.Errorf("cscli %s: want the agent-only refusal, got %v", strings.Join(args, " "), err)
+		}
+	}
+	if _, err := os.Stat(e.dbPath); !os.IsNotExist(err) {
+		t.Errorf("a database was created on an agent-only host: %v", err)
+	}
+}
