@@ -110,26 +110,32 @@ func run() error {
 		log.SetOutput(f)
 		log.SetFormatter(textFormat)
 	}
-	prof, err := profiles.Load(cfg.API.Server.ProfilesPath)
-	if err != nil {
-		return fmt.Errorf("loading profiles: %w", err)
+	runAgent := !*noCS && (csconfig.Bool(cfg.Crowdsec.Enable, true) || *noAPI || *dsn != "")
+	runAPI := !*noAPI && csconfig.Bool(cfg.API.Server.Enable, true)
+	if !runAgent && !runAPI {
+		return fmt.Errorf("nothing to run: the agent ([crowdsec_service] enable, -no-cs) and the local API ([api.server] enable, -no-api) are both disabled")
+	}
+	// Profiles are the LAPI's: an agent-only host needs none.
+	var prof *profiles.Set
+	if runAPI {
+		if prof, err = profiles.Load(cfg.API.Server.ProfilesPath); err != nil {
+			return fmt.Errorf("loading profiles: %w", err)
+		}
 	}
 	if *testOnly {
-		msg := fmt.Sprintf("configuration %s is valid (%d profiles", *cfgPath, len(prof.Names()))
-		if !*noCS && csconfig.Bool(cfg.Crowdsec.Enable, true) {
+		var parts []string
+		if runAPI {
+			parts = append(parts, fmt.Sprintf("local API: %d profiles", len(prof.Names())))
+		}
+		if runAgent {
 			scenarios, sources, err := daemon.Check(cfg)
 			if err != nil {
 				return err
 			}
-			msg += fmt.Sprintf(", %d scenarios, %d log sources", scenarios, sources)
+			parts = append(parts, fmt.Sprintf("agent: %d scenarios, %d log sources", scenarios, sources))
 		}
-		fmt.Println(msg + ")")
+		fmt.Printf("configuration %s is valid (%s)\n", *cfgPath, strings.Join(parts, "; "))
 		return nil
-	}
-	runAgent := !*noCS && (csconfig.Bool(cfg.Crowdsec.Enable, true) || *noAPI || *dsn != "")
-	runAPI := !*noAPI && csconfig.Bool(cfg.API.Server.Enable, true)
-	if !runAgent && !runAPI {
-		return fmt.Errorf("nothing to run: the agent and the local API are both disabled")
 	}
 	// SIGHUP reloads; caught from here on so that a HUP during the start
 	// (Go's default is to exit) cannot stop the daemon.

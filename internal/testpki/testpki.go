@@ -80,6 +80,18 @@ func (ca *CA) write(name, typ string, der []byte) string {
 // 127.0.0.1 and ::1; any other is a client certificate.
 func (ca *CA) Issue(name, cn string, ous []string, server bool, notAfter time.Time) Leaf {
 	ca.t.Helper()
+	return ca.issue(name, cn, ous, server, notAfter, nil)
+}
+
+// IssueServerFor is a server leaf for hosts (IP addresses or DNS names)
+// besides loopback: a LAPI other hosts reach over the network.
+func (ca *CA) IssueServerFor(name string, notAfter time.Time, hosts ...string) Leaf {
+	ca.t.Helper()
+	return ca.issue(name, hosts[0], nil, true, notAfter, hosts)
+}
+
+func (ca *CA) issue(name, cn string, ous []string, server bool, notAfter time.Time, hosts []string) Leaf {
+	ca.t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		ca.t.Fatal(err)
@@ -93,6 +105,13 @@ func (ca *CA) Issue(name, cn string, ous []string, server bool, notAfter time.Ti
 	if server {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+		for _, h := range hosts {
+			if ip := net.ParseIP(h); ip != nil {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			} else {
+				tmpl.DNSNames = append(tmpl.DNSNames, h)
+			}
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
