@@ -8,8 +8,10 @@ CS_CREDS=/etc/crowdsec/local_api_credentials.toml
 CSCLI=/usr/bin/cscli
 BOUNCER_NAME=crowdsec-firewall-bouncer
 BOUNCER_TOML=/etc/crowdsec/bouncers/crowdsec-firewall-bouncer.toml
-# Set to 1 by register_bouncer when it wrote a new key.
+# Set to 1 by register_bouncer when it wrote a new key, or when it said
+# how to get one.
 BOUNCER_REGISTERED=0
+BOUNCER_HELPED=0
 
 # lapi_url prints the URL local clients reach the LAPI at, from
 # [api.server] listen_uri (a wildcard address becomes loopback, a TLS
@@ -48,19 +50,73 @@ bouncer_has_credentials() {
 		grep -Eq '^[[:space:]]*cert_path[[:space:]]*=[[:space:]]*"[^"]+"' "$BOUNCER_TOML"
 }
 
+# creds_value KEY prints a top-level string of this machine's credentials
+# (url, ca_cert_path); nothing when the file or the key is missing.
+creds_value() {
+	[ -f "$CS_CREDS" ] || return 0
+	sed -n -E "s|^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"([^\"]*)\".*|\1|p" "$CS_CREDS" | head -n 1
+}
+
+# is_local_url: a LAPI URL on this host (loopback, or a unix socket).
+is_local_url() {
+	case "$1" in
+	/* | http://127.* | https://127.* | http://localhost[:/]* | https://localhost[:/]* | http://\[::1\]* | https://\[::1\]*) return 0 ;;
+	esac
+	return 1
+}
+
+# remote_bouncer_help URL REASON: the bouncer's key must come from a LAPI
+# on another host, which no script here can reach: say exactly what to run
+# there and what to write here.
+remote_bouncer_help() {
+	ca=$(creds_value ca_cert_path)
+	{
+		echo "crowdsec-firewall-bouncer: $2: the bouncer's API key must come from the LAPI at $1."
+		echo "  1. On the LAPI host run:  cscli bouncers add $BOUNCER_NAME-$(uname -n)"
+		echo "  2. In $BOUNCER_TOML set:"
+		echo "       api_url = \"$1\""
+		echo "       api_key = \"<the key printed by step 1>\""
+		case "$1" in
+		https://*)
+			if [ -n "$ca" ]; then
+				echo "       ca_cert_path = \"$ca\"   (the CA this host's agent trusts for that LAPI)"
+			else
+				echo "       ca_cert_path = \"/etc/crowdsec/ssl/ca.pem\"   (only if the LAPI's certificate is signed by your own CA)"
+			fi
+			;;
+		esac
+		echo "  3. Then run:  systemctl restart $BOUNCER_NAME"
+	} >&2
+}
+
 # register_bouncer never fails the installation: a bouncer without a key
 # only means the firewall is not fed yet, and the message says how to fix it.
+# It registers with the local API only: on a host whose agent reports to
+# another LAPI, or without a local API, it says what to do there instead.
 register_bouncer() {
 	[ -f "$BOUNCER_TOML" ] || return 0
 	bouncer_has_credentials && return 0
-	if [ ! -x "$CSCLI" ] || [ ! -f "$CS_CREDS" ] || [ ! -f "$CS_CONFIG" ]; then
+	if [ ! -x "$CSCLI" ] || [ ! -f "$CS_CONFIG" ]; then
 		echo "crowdsec-firewall-bouncer: no local crowdsec yet; it gets its API key when the crowdsec package is configured." >&2
 		echo "  (for a remote LAPI: cscli bouncers add $BOUNCER_NAME there, then set api_url and api_key in $BOUNCER_TOML)" >&2
+		BOUNCER_HELPED=1
 		return 0
 	fi
+	remote=$(creds_value url)
 	if ! url=$(lapi_url); then
-		echo "crowdsec-firewall-bouncer: the local API is disabled in $CS_CONFIG ([api.server] enable = false);" >&2
-		echo "  register the bouncer on your LAPI host (cscli bouncers add $BOUNCER_NAME) and set api_url and api_key in $BOUNCER_TOML" >&2
+		remote_bouncer_help "${remote:-https://<LAPI host>:8080/}" "this host has no local API ([api.server] enable = false in $CS_CONFIG)"
+		BOUNCER_HELPED=1
+		return 0
+	fi
+	if [ -n "$remote" ] && ! is_local_url "$remote"; then
+		remote_bouncer_help "$remote" "this host's agent reports to another host"
+		BOUNCER_HELPED=1
+		return 0
+	fi
+	if [ ! -f "$CS_CREDS" ]; then
+		echo "crowdsec-firewall-bouncer: no local crowdsec yet; it gets its API key when the crowdsec package is configured." >&2
+		echo "  (for a remote LAPI: cscli bouncers add $BOUNCER_NAME there, then set api_url and api_key in $BOUNCER_TOML)" >&2
+		BOUNCER_HELPED=1
 		return 0
 	fi
 	# The TOML has no key, so any earlier registration's key is lost: replace it.
@@ -73,6 +129,7 @@ register_bouncer() {
 		echo "crowdsec-firewall-bouncer: registering with the local API failed; run:" >&2
 		echo "  cscli bouncers add $BOUNCER_NAME -o raw   (then put the key in api_key in $BOUNCER_TOML)" >&2
 		echo "  systemctl restart $BOUNCER_NAME" >&2
+		BOUNCER_HELPED=1
 		return 0
 		;;
 	esac

@@ -859,3 +859,108 @@ func TestLifecycleBouncerFirst(t *testing.T) {
 		t.Errorf("bouncer prerm without a key did not flush: %q", calls)
 	}
 }
+
+// TestLifecycleAgentOnly: hosts whose agent reports to a LAPI elsewhere.
+// With [api.server] enable = false and no credentials, crowdsec's postinst
+// creates no machine and no database, says how to register with the LAPI
+// host, and does not start the agent; the registration's remote credentials
+// survive upgrades; the bouncer's postinst, unable to reach that LAPI,
+// says what to run there and what to write here, without failing. The
+// same holds when the credentials name a remote LAPI while the local API
+// is still enabled.
+func TestLifecycleAgentOnly(t *testing.T) {
+	csDeb, bDeb := buildForSandbox(t)
+	s := newSandbox(t, []string{csDeb, bDeb})
+	cfgPath := s.path("etc/crowdsec/config.toml")
+	creds := s.path("etc/crowdsec/local_api_credentials.toml")
+	db := s.path("var/lib/crowdsec/data/crowdsec.db")
+	btoml := s.path("etc/crowdsec/bouncers/crowdsec-firewall-bouncer.toml")
+	setAPI := func(enable string) {
+		t.Helper()
+		cfg := regexp.MustCompile(`(?m)^(\[api\.server\]\n)enable = \w+\n`).ReplaceAllString(readFile(t, cfgPath), "${1}enable = "+enable+"\n")
+		if !strings.Contains(cfg, "[api.server]\nenable = "+enable+"\n") {
+			t.Fatalf("config.toml has no [api.server] enable line to set:\n%s", cfg)
+		}
+		must(t, os.WriteFile(cfgPath, []byte(cfg), 0o644))
+	}
+	noDatabase := func(when string) {
+		t.Helper()
+		if _, err := os.Stat(db); !os.IsNotExist(err) {
+			t.Errorf("%s: a local database exists (%v)", when, err)
+		}
+	}
+
+	// A configuration management tool wrote config.toml before the install.
+	s.unpack(csDeb)
+	setAPI("false")
+	out, calls := s.script("crowdsec.postinst", nil, "configure", "")
+	t.Logf("crowdsec postinst (agent-only, first install):\n%s", out)
+	if _, err := os.Stat(creds); !os.IsNotExist(err) {
+		t.Errorf("agent-only first install wrote credentials: %v", err)
+	}
+	noDatabase("agent-only first install")
+	for _, want := range []string{"cscli lapi register --url https://", "cscli machines validate", "not started until this agent is registered"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("crowdsec postinst does not say %q:\n%s", want, out)
+		}
+	}
+	if !hasCall(calls, "systemctl enable crowdsec.service") || hasCall(calls, "systemctl start crowdsec.service") {
+		t.Errorf("agent-only without credentials: calls %q", calls)
+	}
+
+	// The bouncer: no local API to get a key from.
+	s.unpack(bDeb)
+	out, calls = s.script("crowdsec-firewall-bouncer.postinst", nil, "configure", "")
+	t.Logf("bouncer postinst (agent-only, unregistered):\n%s", out)
+	if !strings.Contains(out, "this host has no local API") || !strings.Contains(out, "cscli bouncers add crowdsec-firewall-bouncer-") ||
+		!strings.Contains(out, "api_key = \"<the key printed by step 1>\"") || strings.Contains(out, "Installing crowdsec fills in") {
+		t.Errorf("bouncer postinst on an agent-only host:\n%s", out)
+	}
+	if bouncerKey(t, readFile(t, btoml)) != "" || hasCall(calls, "systemctl start crowdsec-firewall-bouncer.service") {
+		t.Errorf("bouncer got a key or was started: calls %q", calls)
+	}
+	noDatabase("bouncer postinst on an agent-only host")
+
+	// `cscli lapi register --url https://10.0.0.1:8080/ --ca-cert ...` ran.
+	remote := "url = \"https://10.0.0.1:8080/\"\nlogin = \"web1\"\npassword = \"secret\"\nca_cert_path = \"/etc/crowdsec/ssl/ca.pem\"\n"
+	must(t, os.WriteFile(creds, []byte(remote), 0o600))
+	must(t, os.WriteFile(s.path("etc/crowdsec/acquis.d/auth.toml"), []byte("[[source]]\nsource = \"file\"\nfilenames = [\"/var/log/auth.log\"]\nlabels = { type = \"syslog\" }\n"), 0o644))
+	out, calls = s.script("crowdsec.postinst", nil, "configure", "1.0.0")
+	if readFile(t, creds) != remote || !hasCall(calls, "systemctl try-restart crowdsec.service") || strings.Contains(out, "serves no one") {
+		t.Errorf("agent-only upgrade: calls %q\n%s", calls, out)
+	}
+	noDatabase("agent-only upgrade")
+	out, _ = s.script("crowdsec-firewall-bouncer.postinst", nil, "configure", "1.0.0")
+	for _, want := range []string{"api_url = \"https://10.0.0.1:8080/\"", "ca_cert_path = \"/etc/crowdsec/ssl/ca.pem\"", "systemctl restart crowdsec-firewall-bouncer"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bouncer postinst after registration does not say %q:\n%s", want, out)
+		}
+	}
+
+	// The local API left enabled beside remote credentials: still no local
+	// machine, database or bouncer key, and a hint to disable it.
+	setAPI("true")
+	out, _ = s.script("crowdsec.postinst", nil, "configure", "1.0.0")
+	if readFile(t, creds) != remote || !strings.Contains(out, "reports to the LAPI at https://10.0.0.1:8080/") {
+		t.Errorf("remote credentials with the local API enabled:\n%s", out)
+	}
+	out, _ = s.script("crowdsec-firewall-bouncer.postinst", nil, "configure", "1.0.0")
+	if bouncerKey(t, readFile(t, btoml)) != "" || !strings.Contains(out, "reports to another host: the bouncer's API key must come from the LAPI at https://10.0.0.1:8080/") {
+		t.Errorf("bouncer with remote credentials:\n%s", out)
+	}
+	noDatabase("remote credentials, local API enabled")
+
+	// The administrator followed the instructions: an upgrade keeps the
+	// key, and removing crowdsec does not claim the bouncer lost its feed.
+	configured := strings.NewReplacer("api_url = \"http://127.0.0.1:8080/\"", "api_url = \"https://10.0.0.1:8080/\"",
+		"api_key = \"\"", "api_key = \"remote-key\"").Replace(readFile(t, btoml))
+	must(t, os.WriteFile(btoml, []byte(configured), 0o600))
+	out, _ = s.script("crowdsec-firewall-bouncer.postinst", nil, "configure", "1.0.0")
+	if readFile(t, btoml) != configured || strings.Contains(out, "cscli bouncers add") {
+		t.Errorf("bouncer upgrade with a remote key:\n%s\n%s", out, readFile(t, btoml))
+	}
+	out, _ = s.script("crowdsec.prerm", nil, "remove")
+	if strings.Contains(out, "gets no new ones") {
+		t.Errorf("crowdsec prerm on a host whose bouncer has no local LAPI:\n%s", out)
+	}
+}
