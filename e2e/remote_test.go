@@ -109,6 +109,16 @@ enabled = false
 	prof, err := os.ReadFile("../config/profiles.toml")
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(central.dir, "profiles.toml"), prof, 0o600))
+	// crowdsec.service's ExecStartPre, then its ExecStart: the same
+	// command line on every host, the configuration says what runs.
+	checkConfig := func(h *host, want string) {
+		t.Helper()
+		out, err := h.ns.Command(context.Background(), h.net, filepath.Join(binDir, "crowdsec"), "-c", h.cfg, "-t").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Fatalf("crowdsec -t on %s: %v\n%s", filepath.Base(h.dir), err, out)
+		}
+	}
+	checkConfig(central, "(local API: ")
 	central.start("crowdsec", filepath.Join(binDir, "crowdsec"), "-c", central.cfg)
 	if !nstest.Eventually(20*time.Second, func() bool { return ns.Dial(ns.Defender, lapiAddr, 200*time.Millisecond) == nil }) {
 		t.Fatalf("central LAPI did not start:\n%s", central.readLog("crowdsec"))
@@ -150,6 +160,7 @@ enabled = false
 		t.Errorf("bouncers add on the agent-only host: %v\n%s", err, out)
 	}
 
+	checkConfig(remote, "(agent: ")
 	agent := remote.start("crowdsec", filepath.Join(binDir, "crowdsec"), "-c", remote.cfg)
 	if !nstest.Eventually(20*time.Second, func() bool { return strings.Contains(remote.readLog("crowdsec"), "tailing file") }) {
 		t.Fatalf("remote agent did not start:\n%s", remote.readLog("crowdsec"))

@@ -877,8 +877,9 @@ func TestLifecycleAgentOnly(t *testing.T) {
 	btoml := s.path("etc/crowdsec/bouncers/crowdsec-firewall-bouncer.toml")
 	setAPI := func(enable string) {
 		t.Helper()
-		cfg := regexp.MustCompile(`(?m)^(\[api\.server\]\n)enable = \w+\n`).ReplaceAllString(readFile(t, cfgPath), "${1}enable = "+enable+"\n")
-		if !strings.Contains(cfg, "[api.server]\nenable = "+enable+"\n") {
+		re := regexp.MustCompile(`(?m)^(\[api\.server\]\n(?:#.*\n)*)enable = \w+\n`)
+		cfg := re.ReplaceAllString(readFile(t, cfgPath), "${1}enable = "+enable+"\n")
+		if m := re.FindStringSubmatch(cfg); m == nil || !strings.HasSuffix(m[0], "enable = "+enable+"\n") {
 			t.Fatalf("config.toml has no [api.server] enable line to set:\n%s", cfg)
 		}
 		must(t, os.WriteFile(cfgPath, []byte(cfg), 0o644))
