@@ -1,6 +1,7 @@
 package lapi
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -46,7 +47,8 @@ func (s *Server) registerWatcher(c echo.Context) error {
 	statusOK := http.StatusCreated
 	if req.RegistrationToken != "" {
 		ar := s.cfg.API.Server.AutoRegistration
-		if ar == nil || !ar.Enabled || req.RegistrationToken != ar.Token {
+		// constant time: the token is a shared secret
+		if ar == nil || !ar.Enabled || subtle.ConstantTimeCompare([]byte(req.RegistrationToken), []byte(ar.Token)) != 1 {
 			return jsonError(c, http.StatusUnauthorized, "invalid token for auto registration")
 		}
 		inRange := false

@@ -282,7 +282,7 @@ func loadRules(cfg *csconfig.Config, l *log.Entry) (*ruleset.Ruleset, error) {
 func lapiClient(cfg *csconfig.Config, rs *ruleset.Ruleset) (*apiclient.Client, error) {
 	creds, err := csconfig.LoadCredentials(cfg.API.Client.CredentialsPath)
 	if err != nil {
-		return nil, fmt.Errorf("machine credentials (create them with `cscli machines add --auto`): %w", err)
+		return nil, fmt.Errorf("machine credentials (create them with `cscli machines add --auto` on the LAPI's host, or `cscli lapi register --url` here for a LAPI on another host): %w", err)
 	}
 	ac, err := cfg.LAPIClient(creds)
 	if err != nil {
