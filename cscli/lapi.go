@@ -242,7 +242,8 @@ func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
 	return nil
 }
 
-// tlsHint says what to do about a certificate the client refused.
+// tlsHint says what to do about a certificate the client refused, or a
+// URL whose scheme does not match the LAPI's listener.
 func tlsHint(err error) string {
 	var (
 		unknown  x509.UnknownAuthorityError
@@ -256,6 +257,11 @@ func tlsHint(err error) string {
 		return " (the LAPI's certificate is not for this address: use the name or address it was issued for in --url)"
 	case errors.As(err, &invalid):
 		return " (the LAPI's certificate is not valid: check its dates and usage)"
+	// net/http's own words for a scheme that does not match the listener
+	case strings.Contains(err.Error(), "Client sent an HTTP request to an HTTPS server"):
+		return " (the LAPI serves TLS: use an https:// URL)"
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return " (the LAPI serves plain http: use an http:// URL, or give it a certificate)"
 	}
 	return ""
 }

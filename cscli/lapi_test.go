@@ -108,6 +108,9 @@ func TestLapiRegister(t *testing.T) {
 	ctx := context.Background()
 	st := e.store()
 
+	if _, _, err := e.run("", "lapi", "register", "--machine", "agent1", "-u", "https://"+addr); err == nil || !strings.Contains(err.Error(), "serves plain http") {
+		t.Fatalf("https URL to a plain listener: want a scheme hint, got %v", err)
+	}
 	_, errs := e.mustRun("lapi", "register", "--machine", "agent1", "-u", addr)
 	if !strings.Contains(errs, "cscli machines validate agent1") {
 		t.Fatalf("register should tell how to validate the machine:\n%s", errs)
@@ -174,6 +177,9 @@ func TestLapiRegisterTLS(t *testing.T) {
 	}
 	if _, _, err := e.run("", "lapi", "register", "--machine", "remote1", "-u", "http://"+addr, "--ca-cert", pki.File); err == nil {
 		t.Fatal("--ca-cert with an http URL should be refused")
+	}
+	if _, _, err := e.run("", "lapi", "register", "--machine", "remote1", "-u", "http://"+addr); err == nil || !strings.Contains(err.Error(), "use an https:// URL") {
+		t.Fatalf("http URL to a TLS listener: want a scheme hint, got %v", err)
 	}
 	if _, err := os.Stat(e.credPath); err == nil {
 		t.Fatal("a failed registration wrote credentials")
