@@ -922,6 +922,12 @@ func TestLifecycleAgentOnly(t *testing.T) {
 	}
 	noDatabase("bouncer postinst on an agent-only host")
 
+	// Credentials for a local API the configuration disables: said so.
+	must(t, os.WriteFile(creds, []byte("url = \"http://127.0.0.1:8080/\"\nlogin = \"x\"\npassword = \"y\"\n"), 0o600))
+	if out, _ = s.script("crowdsec.postinst", nil, "configure", "1.0.0"); !strings.Contains(out, "names this host's local API") {
+		t.Errorf("local credentials on an agent-only host:\n%s", out)
+	}
+
 	// `cscli lapi register --url https://10.0.0.1:8080/ --ca-cert ...` ran.
 	remote := "url = \"https://10.0.0.1:8080/\"\nlogin = \"web1\"\npassword = \"secret\"\nca_cert_path = \"/etc/crowdsec/ssl/ca.pem\"\n"
 	must(t, os.WriteFile(creds, []byte(remote), 0o600))
