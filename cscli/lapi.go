@@ -194,6 +194,9 @@ func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
 			}
 		}
 	}
+	if strings.HasPrefix(creds.URL, "https://") && csconfig.Bool(cfg.API.Client.InsecureSkipVerify, false) {
+		log.Warnf("[api.client] insecure_skip_verify is set in %s: the certificate of %s is not verified, so anyone on the path can pose as the LAPI", cli.ConfigPath, creds.URL)
+	}
 	if strings.HasPrefix(creds.URL, "http://") && !apiclient.Local(creds.URL) {
 		log.Warnf("%s is plain http: this machine's password and its alerts cross the network unencrypted; give the LAPI a certificate ([api.server.tls]) and register with an https URL", creds.URL)
 	}
