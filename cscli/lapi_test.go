@@ -210,6 +210,23 @@ func TestLapiRegisterTLS(t *testing.T) {
 	if creds, err := csconfig.LoadCredentials(e.credPath); err != nil || creds.CACert != pki.File || creds.Login != "remote2" {
 		t.Fatalf("credentials after a second registration: %+v %v", creds, err)
 	}
+
+	// Without the CA, only when the configuration asks not to verify.
+	if err := os.Remove(e.credPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.run("", "lapi", "register", "--machine", "remote3", "-u", "https://"+addr); err == nil {
+		t.Fatal("registered without the CA")
+	}
+	cfg, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insecure := strings.Replace(string(cfg), "[api.client]\n", "[api.client]\ninsecure_skip_verify = true\n", 1)
+	if err := os.WriteFile(e.cfgPath, []byte(insecure), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRun("lapi", "register", "--machine", "remote3", "-u", "https://"+addr)
 }
 
 // TestAgentOnlyHostRefusesDatabaseCommands: with [api.server] enable =
