@@ -142,20 +142,20 @@ func CheckURL(raw string) error {
 // against, always ending in "/"; nil for a unix socket.
 func parseBase(raw string) (*url.URL, error) {
 	if raw == "" {
-		return nil, fmt.Errorf("apiclient: empty LAPI URL")
+		return nil, fmt.Errorf("empty LAPI URL")
 	}
 	if strings.HasPrefix(raw, "/") {
 		return nil, nil
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("apiclient: parsing LAPI URL: %w", err)
+		return nil, fmt.Errorf("parsing LAPI URL: %w", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("apiclient: LAPI URL %q: scheme must be http or https", raw)
+		return nil, fmt.Errorf("LAPI URL %q: scheme must be http or https (or the path of a unix socket)", raw)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("apiclient: LAPI URL %q has no host", raw)
+		return nil, fmt.Errorf("LAPI URL %q has no host", raw)
 	}
 	if !strings.HasSuffix(u.Path, "/") {
 		u.Path += "/"
@@ -209,7 +209,7 @@ func New(cfg Config) (*Client, error) {
 	for _, raw := range urls {
 		ep, err := newEndpoint(raw, cfg.TLS)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("apiclient: %w", err)
 		}
 		key := ep.base.String()
 		if strings.HasPrefix(raw, "/") {
