@@ -86,6 +86,21 @@ func (s *streamLog) count(prefix string) int {
 	return n
 }
 
+func failoverMetric(t *testing.T, m *Metrics) float64 {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "fw_bouncer_lapi_failovers_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("no fw_bouncer_lapi_failovers_total")
+	return 0
+}
+
 // TestFailoverKeepsDeltas runs a bouncer with api_urls against two real
 // LAPIs serving one SQLite file (a fleet on one database). LAPI 1 dies
 // mid-run: the bouncer keeps enforcing what it holds (no removal, no
@@ -116,7 +131,8 @@ func TestFailoverKeepsDeltas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := New(cfg, fw, client, nil)
+	m := NewMetrics(fw)
+	b := New(cfg, fw, client, m)
 	b.log = logrus.NewEntry(logger).WithField("component", "bouncer")
 	runReady(t, b)
 	if !nstest.Eventually(5*time.Second, func() bool { return kernelBans(t, ns) == 1 }) {
@@ -142,8 +158,8 @@ func TestFailoverKeepsDeltas(t *testing.T) {
 	if pulls := p2.list(); len(pulls) == 0 || pulls[0] != "delta cursor=1" {
 		t.Errorf("LAPI 2 pulls %v: want the first one a delta from the cursor LAPI 1 handed over (1)", pulls)
 	}
-	if client.Failovers() == 0 {
-		t.Error("Failovers() = 0 after LAPI 1 died")
+	if n := failoverMetric(t, m); n == 0 || n != float64(client.Failovers()) {
+		t.Errorf("fw_bouncer_lapi_failovers_total = %v after LAPI 1 died, client counted %d", n, client.Failovers())
 	}
 	moved := false
 	for _, e := range hook.AllEntries() {

@@ -31,7 +31,7 @@ func (l *testLAPI) uuidCounts() map[string]int {
 // database); the agent's client lists LAPI 1 (behind a proxy that stages
 // its failures) then LAPI 2. Whatever way LAPI 1 fails while alerts are
 // queued (503, connection reset before or after it stored the alerts,
-// killed), every alert is delivered, through LAPI 2, and stored exactly
+// killed mid-run), every alert is delivered, through LAPI 2, and stored exactly
 // once (counted by UUID at the database), and the move is counted.
 func TestFailover(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "crowdsec.db")
@@ -72,15 +72,23 @@ func TestFailover(t *testing.T) {
 					}
 					return 0, ""
 				})
-			case "killed":
-				fp.setFail(nil)
-				l1.Stop()
-				fp.srv.Close()
 			}
 			tried := fp.count("POST /v1/alerts")
-			msgs := names(mode, 0, 30)
-			pushAll(t, p, msgs)
 			stop := run(t, p)
+			if mode == "killed" {
+				// Mid-run: half the alerts reach LAPI 1, then it dies.
+				fp.setFail(nil)
+				pushAll(t, p, names(mode, 0, 15))
+				waitFor(t, "the first alerts delivered", func() bool { s := p.Stats(); return s.Delivered == 15 && s.Queued == 0 })
+				if client.URL() != fp.url {
+					t.Fatalf("left LAPI 1 before it died")
+				}
+				l1.Stop()
+				fp.srv.Close()
+				pushAll(t, p, names(mode, 15, 30))
+			} else {
+				pushAll(t, p, names(mode, 0, 30))
+			}
 			waitFor(t, "every alert delivered", func() bool { s := p.Stats(); return s.Delivered == 30 && s.Queued == 0 })
 			stop()
 			if s := p.Stats(); s.Dropped != 0 || s.Delivered != 30 {
