@@ -489,11 +489,11 @@ func (c *Config) validate() error {
 type Credentials struct {
 	URL      string   `toml:"url,omitempty"`
 	URLs     []string `toml:"urls,omitempty"`
-	Login    string `toml:"login"`
-	Password string `toml:"password"`
-	CACert   string `toml:"ca_cert_path,omitempty"`
-	KeyPath  string `toml:"key_path,omitempty"`
-	CertPath string `toml:"cert_path,omitempty"`
+	Login    string   `toml:"login"`
+	Password string   `toml:"password"`
+	CACert   string   `toml:"ca_cert_path,omitempty"`
+	KeyPath  string   `toml:"key_path,omitempty"`
+	CertPath string   `toml:"cert_path,omitempty"`
 }
 
 // LoadCredentials reads the machine credentials file.
