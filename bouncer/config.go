@@ -27,8 +27,8 @@ type Duration = csconfig.Duration
 // YAML so its documentation applies.
 type Config struct {
 	Mode                    string   `toml:"mode"`
-	APIURL                  string   `toml:"api_url"`
-	APIURLs                 []string `toml:"api_urls"`
+	APIURL                  string   `toml:"api_url,omitempty"`
+	APIURLs                 []string `toml:"api_urls,omitempty"`
 	APIKey                  string   `toml:"api_key"`
 	CertPath                string   `toml:"cert_path"`
 	KeyPath                 string   `toml:"key_path"`
