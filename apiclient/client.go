@@ -4,6 +4,9 @@
 // (X-Api-Key) authentication, or a client certificate in place of either
 // (TLSConfig builds every client's TLS), and it never touches the database.
 //
+// A Client may be given several LAPI URLs (Config.URLs): it then fails
+// over between them, see failover.go.
+//
 // Every call takes a context. When that context has no deadline the call is
 // bounded by Config.Timeout (30s by default); the underlying http.Client has
 // no global timeout, so a long-poll on the decision stream is bounded only by
@@ -19,7 +22,10 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/internal/netaddr"
 )
@@ -48,6 +54,17 @@ type Config struct {
 	// prefix is kept: "https://h/lapi" gives "https://h/lapi/v1/...". A URL
 	// starting with "/" is the path of a unix socket.
 	URL string
+	// URLs are several LAPIs of one database (a fleet), in order of
+	// preference, in place of URL: the client fails over between them
+	// (see failover.go). Setting both is an error.
+	URLs []string
+	// Failback is how long the client stays on a LAPI later in URLs before
+	// it checks (GET /health) whether an earlier one works again and goes
+	// back to it; 0 means DefaultFailback, negative never.
+	Failback time.Duration
+	// Log receives the failover messages; nil logs with the standard
+	// logger, component=apiclient.
+	Log *log.Entry
 	// UserAgent defaults to DefaultUserAgent.
 	UserAgent string
 	// MachineID and Password are the machine credentials (agent, cscli).
@@ -72,10 +89,10 @@ type Config struct {
 	Uncompressed bool
 }
 
-// Client talks to one LAPI. It is safe for concurrent use.
+// Client talks to a LAPI, or fails over between several. It is safe for
+// concurrent use.
 type Client struct {
-	base       *url.URL
-	http       *http.Client
+	eps        []*endpoint // one per URL, in order of preference
 	userAgent  string
 	machineID  string
 	password   string
@@ -93,55 +110,120 @@ type Client struct {
 	mu     sync.Mutex // guards token and expire
 	token  string
 	expire time.Time
+
+	// Failover state (failover.go); unused with one URL.
+	log       *log.Entry
+	failback  time.Duration
+	failovers atomic.Uint64
+	fmu       sync.Mutex // guards cur, since and probing
+	cur       int        // index in eps of the LAPI calls go to
+	since     time.Time  // when cur last changed, or a failback probe last started
+	probing   bool
 }
 
-// New validates cfg and returns a Client. It does not contact the LAPI: a
-// machine logs in on its first authenticated call (or through Login).
-func New(cfg Config) (*Client, error) {
-	if cfg.URL == "" {
-		return nil, fmt.Errorf("apiclient: empty LAPI URL")
-	}
-	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("apiclient: negative timeout %s", cfg.Timeout)
-	}
+// endpoint is one LAPI URL with its own transport (a unix socket's dials
+// differ from a TCP one's).
+type endpoint struct {
+	raw     string // as configured, for logs
+	base    *url.URL
+	http    *http.Client
+	failing atomic.Bool // its last call failed over; cleared by a success
+}
 
+// CheckURL validates a LAPI URL as Config.URL takes it (http or https with
+// a host, or the absolute path of a unix socket), so that a configuration
+// can refuse a bad one when it is loaded.
+func CheckURL(raw string) error {
+	_, err := parseBase(raw)
+	return err
+}
+
+// parseBase turns a LAPI URL into the base requests are resolved
+// against, always ending in "/"; nil for a unix socket.
+func parseBase(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("empty LAPI URL")
+	}
+	if strings.HasPrefix(raw, "/") {
+		return nil, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parsing LAPI URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("LAPI URL %q: scheme must be http or https (or the path of a unix socket)", raw)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("LAPI URL %q has no host", raw)
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+		if u.RawPath != "" {
+			u.RawPath += "/"
+		}
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u, nil
+}
+
+func newEndpoint(raw string, tc *tls.Config) (*endpoint, error) {
+	base, err := parseBase(raw)
+	if err != nil {
+		return nil, err
+	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	var base *url.URL
-	if strings.HasPrefix(cfg.URL, "/") {
-		socket := strings.TrimSuffix(cfg.URL, "/")
+	if base == nil {
+		socket := strings.TrimSuffix(raw, "/")
 		dialer := &net.Dialer{}
 		transport.Proxy = nil
 		transport.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return dialer.DialContext(ctx, "unix", socket)
 		}
 		base = &url.URL{Scheme: "http", Host: "unix", Path: "/"}
-	} else {
-		u, err := url.Parse(cfg.URL)
-		if err != nil {
-			return nil, fmt.Errorf("apiclient: parsing LAPI URL: %w", err)
-		}
-		if u.Scheme != "http" && u.Scheme != "https" {
-			return nil, fmt.Errorf("apiclient: LAPI URL %q: scheme must be http or https", cfg.URL)
-		}
-		if u.Host == "" {
-			return nil, fmt.Errorf("apiclient: LAPI URL %q has no host", cfg.URL)
-		}
-		if !strings.HasSuffix(u.Path, "/") {
-			u.Path += "/"
-			if u.RawPath != "" {
-				u.RawPath += "/"
-			}
-		}
-		u.RawQuery, u.Fragment = "", ""
-		base = u
 	}
-	if cfg.TLS != nil {
-		transport.TLSClientConfig = cfg.TLS.Clone()
+	if tc != nil {
+		transport.TLSClientConfig = tc.Clone()
+	}
+	// no Timeout: deadlines come from contexts
+	return &endpoint{raw: raw, base: base, http: &http.Client{Transport: transport}}, nil
+}
+
+// New validates cfg and returns a Client. It does not contact the LAPI: a
+// machine logs in on its first authenticated call (or through Login).
+func New(cfg Config) (*Client, error) {
+	urls := cfg.URLs
+	switch {
+	case cfg.URL != "" && len(urls) > 0:
+		return nil, fmt.Errorf("apiclient: both URL and URLs set")
+	case cfg.URL != "":
+		urls = []string{cfg.URL}
+	case len(urls) == 0:
+		return nil, fmt.Errorf("apiclient: empty LAPI URL")
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("apiclient: negative timeout %s", cfg.Timeout)
+	}
+	var eps []*endpoint
+	seen := map[string]bool{}
+	for _, raw := range urls {
+		ep, err := newEndpoint(raw, cfg.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("apiclient: %w", err)
+		}
+		key := ep.base.String()
+		if strings.HasPrefix(raw, "/") {
+			key = strings.TrimSuffix(raw, "/")
+		}
+		if seen[key] {
+			return nil, fmt.Errorf("apiclient: LAPI URL %q listed twice", raw)
+		}
+		seen[key] = true
+		eps = append(eps, ep)
 	}
 
 	c := &Client{
-		base:      base,
-		http:      &http.Client{Transport: transport}, // no Timeout: deadlines come from contexts
+		eps:       eps,
 		userAgent: cfg.UserAgent,
 		machineID: cfg.MachineID,
 		password:  cfg.Password,
@@ -153,6 +235,15 @@ func New(cfg Config) (*Client, error) {
 		scenarios: append([]string(nil), cfg.Scenarios...),
 		plain:     cfg.Uncompressed,
 		loginSem:  make(chan struct{}, 1),
+		log:       cfg.Log,
+		failback:  cfg.Failback,
+		since:     time.Now(),
+	}
+	if c.log == nil {
+		c.log = log.WithField("component", "apiclient")
+	}
+	if c.failback == 0 {
+		c.failback = DefaultFailback
 	}
 	if c.userAgent == "" {
 		c.userAgent = DefaultUserAgent
@@ -163,23 +254,32 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// URL returns the base URL requests are resolved against (always ending
-// in "/").
 // CloseIdleConnections closes the kept-alive connections. A component
 // calls it when it stops, so the LAPI's graceful shutdown is not left
 // waiting for a connection that will never carry a request.
-func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() {
+	for _, ep := range c.eps {
+		ep.http.CloseIdleConnections()
+	}
+}
 
-func (c *Client) URL() string { return c.base.String() }
+// URL returns the base URL requests are resolved against (always ending
+// in "/"): with several URLs, the current one's.
+func (c *Client) URL() string { return c.currentEndpoint().base.String() }
 
 // resolve turns a relative reference such as "v1/alerts" into an absolute
-// URL under the base, keeping any path prefix. ref must already be escaped.
+// URL under the current base, keeping any path prefix. ref must already be
+// escaped.
 func (c *Client) resolve(ref string, query url.Values) (*url.URL, error) {
+	return c.currentEndpoint().resolve(ref, query)
+}
+
+func (ep *endpoint) resolve(ref string, query url.Values) (*url.URL, error) {
 	r, err := url.Parse(ref)
 	if err != nil {
 		return nil, fmt.Errorf("building URL for %q: %w", ref, err)
 	}
-	u := c.base.ResolveReference(r)
+	u := ep.base.ResolveReference(r)
 	if len(query) > 0 {
 		u.RawQuery = query.Encode()
 	}
@@ -213,6 +313,16 @@ func (c *Client) Health(ctx context.Context) error {
 // client sends its key or certificate, any other a machine's token.
 func (c *Client) UsageMetrics(ctx context.Context, body any) error {
 	return c.do(ctx, request{method: http.MethodPost, path: "v1/usage-metrics", body: body, auth: authEither}, nil)
+}
+
+// LocalAll tells whether every one of urls is on this host (see Local).
+func LocalAll(urls []string) bool {
+	for _, u := range urls {
+		if !Local(u) {
+			return false
+		}
+	}
+	return len(urls) > 0
 }
 
 // Local tells whether a LAPI URL (as Config.URL) is on this host: a unix

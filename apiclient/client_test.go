@@ -1024,8 +1024,8 @@ func TestDefaultDeadline(t *testing.T) {
 		}
 	})
 	c := f.client(t, func(cfg *Config) { cfg.Timeout = 200 * time.Millisecond })
-	if c.http.Timeout != 0 {
-		t.Errorf("http.Client.Timeout = %s, want 0 (deadlines come from contexts)", c.http.Timeout)
+	if c.eps[0].http.Timeout != 0 {
+		t.Errorf("http.Client.Timeout = %s, want 0 (deadlines come from contexts)", c.eps[0].http.Timeout)
 	}
 	start := time.Now()
 	err := c.Health(context.Background())

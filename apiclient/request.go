@@ -56,9 +56,12 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 // send performs r and returns the response when its status is 2xx; the
 // caller closes the body. Anything else is an *APIError. With machine
 // authentication a 401 or 403 drops the token, logs in again and retries
-// once, as upstream's JWT transport does.
+// once, as upstream's JWT transport does. With several LAPI URLs, a LAPI
+// that is unreachable or unavailable hands the call to the next one (see
+// failover.go).
 func (c *Client) send(ctx context.Context, r request) (*http.Response, *url.URL, error) {
-	u, err := c.resolve(r.path, r.query)
+	ep := c.currentEndpoint()
+	u, err := ep.resolve(r.path, r.query)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -81,41 +84,61 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, *url.URL,
 			return nil, u, fmt.Errorf("%s %s: encoding body: %w", r.method, u.EscapedPath(), err)
 		}
 	}
-	hasBody := payload != nil
-	if hasBody {
-		if len(payload) > gzipThreshold && !c.plain {
-			payload, err = gzipBytes(payload)
-			if err != nil {
-				return nil, u, fmt.Errorf("%s %s: compressing body: %w", r.method, u.EscapedPath(), err)
-			}
-			gzipped = true
+	if payload != nil && len(payload) > gzipThreshold && !c.plain {
+		payload, err = gzipBytes(payload)
+		if err != nil {
+			return nil, u, fmt.Errorf("%s %s: compressing body: %w", r.method, u.EscapedPath(), err)
 		}
+		gzipped = true
 	}
+	out := outgoing{request: r, auth: auth, payload: payload, gzipped: gzipped}
+	if len(c.eps) == 1 {
+		resp, u, _, err := c.sendTo(ctx, ep, &out)
+		return resp, u, err
+	}
+	return c.sendFailover(ctx, ep, &out)
+}
 
+// outgoing is a request with its body encoded, ready to go to any LAPI.
+type outgoing struct {
+	request
+	auth    authMode // authEither resolved
+	payload []byte   // nil: no body
+	gzipped bool
+}
+
+// sendTo performs o against one LAPI. unavailable says the failure is the
+// LAPI's being unreachable or unavailable (see failover.go), not an answer
+// about the request.
+func (c *Client) sendTo(ctx context.Context, ep *endpoint, o *outgoing) (resp *http.Response, u *url.URL, unavailable bool, err error) {
+	u, err = ep.resolve(o.path, o.query)
+	if err != nil {
+		return nil, nil, false, err
+	}
 	for attempt := 0; ; attempt++ {
 		var body io.Reader
-		if hasBody {
-			body = bytes.NewReader(payload)
+		if o.payload != nil {
+			body = bytes.NewReader(o.payload)
 		}
-		req, err := http.NewRequestWithContext(ctx, r.method, u.String(), body)
+		req, err := http.NewRequestWithContext(ctx, o.method, u.String(), body)
 		if err != nil {
-			return nil, u, fmt.Errorf("%s %s: %w", r.method, u.EscapedPath(), err)
+			return nil, u, false, fmt.Errorf("%s %s: %w", o.method, u.EscapedPath(), err)
 		}
 		req.Header.Set("User-Agent", c.userAgent)
 		req.Header.Set("Accept", "application/json")
-		if hasBody {
+		if o.payload != nil {
 			req.Header.Set("Content-Type", "application/json")
-			if gzipped {
+			if o.gzipped {
 				req.Header.Set("Content-Encoding", "gzip")
 			}
 		}
 
 		var token string
-		switch auth {
+		switch o.auth {
 		case authMachine:
 			token, err = c.validToken(ctx)
 			if err != nil {
-				return nil, u, fmt.Errorf("%s %s: %w", r.method, u.EscapedPath(), err)
+				return nil, u, false, fmt.Errorf("%s %s: %w", o.method, u.EscapedPath(), err)
 			}
 			req.Header.Set("Authorization", "Bearer "+token)
 		case authBouncer:
@@ -124,22 +147,26 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, *url.URL,
 			}
 		}
 
-		resp, err := c.http.Do(req)
+		resp, err := ep.http.Do(req)
 		if err != nil {
-			return nil, u, fmt.Errorf("%s %s: %w", r.method, u.EscapedPath(), err)
+			// A call its caller cancelled says nothing about the LAPI;
+			// one that ran out of time does.
+			return nil, u, !errors.Is(ctx.Err(), context.Canceled), fmt.Errorf("%s %s: %w", o.method, u.EscapedPath(), err)
 		}
 		if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
-			return resp, u, nil
+			return resp, u, false, nil
 		}
-		if auth == authMachine && attempt == 0 &&
+		if o.auth == authMachine && attempt == 0 &&
 			(resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+			// Also what a LAPI with another JWT secret says to a token
+			// another LAPI of the fleet issued.
 			closeBody(resp)
 			c.dropToken(token)
 			continue
 		}
-		apiErr := newAPIError(r.method, u.EscapedPath(), resp)
+		apiErr := newAPIError(o.method, u.EscapedPath(), resp)
 		closeBody(resp)
-		return nil, u, apiErr
+		return nil, u, unavailableStatus(resp.StatusCode), apiErr
 	}
 }
 

@@ -71,6 +71,7 @@ func New(cfg *Config, fw firewall.Backend, client *apiclient.Client, m *Metrics)
 	for _, t := range cfg.SupportedDecisionsTypes {
 		b.supported[strings.ToLower(t)] = true
 	}
+	m.watchClient(client)
 	if iv := cfg.metricsInterval(); iv > 0 {
 		b.usage = newUsagePusher(b, iv, b.now())
 	}
@@ -146,8 +147,9 @@ const startupProgressEvery = 15 * time.Second
 // accepts connections but never answers is visible in the log.
 func (b *Bouncer) startup(ctx context.Context) error {
 	retry := backoff.Backoff{Min: retryMin, Max: startupRetryMax}
-	lg := b.log.WithField("lapi", b.cfg.APIURL)
-	lg.Infof("waiting for the local API at %s (first sync)", b.cfg.APIURL)
+	lapis := strings.Join(b.cfg.LAPIURLs(), ", ")
+	lg := b.log.WithField("lapi", lapis)
+	lg.Infof("waiting for the local API at %s (first sync)", lapis)
 	start := b.now()
 	for attempt := 1; ; attempt++ {
 		stop := b.waitProgress(ctx, lg, start, attempt)
@@ -160,7 +162,7 @@ func (b *Bouncer) startup(ctx context.Context) error {
 			return nil
 		}
 		if !b.cfg.retryInitialConnect() {
-			return fmt.Errorf("first sync with the local API at %s failed, and retry_initial_connect is false: %w", b.cfg.APIURL, err)
+			return fmt.Errorf("first sync with the local API at %s failed, and retry_initial_connect is false: %w", lapis, err)
 		}
 		wait := retry.Next()
 		lg := lg.WithError(err).WithFields(log.Fields{"attempt": attempt, "retry_in": wait.Round(time.Millisecond),
@@ -452,7 +454,8 @@ func (b *Bouncer) deltaLoop(ctx context.Context) error {
 			err = b.pullDelta(ctx, wait)
 			switch {
 			case errors.Is(err, errCursorGone):
-				b.log.WithError(err).Warn("the LAPI cannot send this bouncer's missed changes (database restored, or changes purged while it was away); pulling the full state")
+				b.log.WithError(err).WithField("lapi", b.client.URL()).Warn("the LAPI cannot send this bouncer's missed changes " +
+					"(database restored, changes purged while it was away, or a LAPI of another database in api_urls); pulling the full state")
 				b.missed = true
 				err = b.resyncFull(ctx, "gap")
 			case err == nil && b.fullDue():
@@ -539,6 +542,9 @@ func (b *Bouncer) pullDelta(ctx context.Context, wait time.Duration) error {
 	// apply records ops in the state before touching the kernel, so the
 	// cursor may move even if the kernel refuses (the repair loop reloads).
 	b.cursor = hdr.Get(models.CursorHeader)
+	// Read at every pull: after a failover the LAPI answering may be
+	// another (an upstream one would ignore wait= and answer at once).
+	b.noteLongPoll(hdr.Get(models.LongPollHeader))
 	if len(ops) == 0 {
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/netaddr"
 	"github.com/rampart-ips/rampart/internal/stricttoml"
@@ -26,7 +27,8 @@ type Duration = csconfig.Duration
 // YAML so its documentation applies.
 type Config struct {
 	Mode                    string   `toml:"mode"`
-	APIURL                  string   `toml:"api_url"`
+	APIURL                  string   `toml:"api_url,omitempty"`
+	APIURLs                 []string `toml:"api_urls,omitempty"`
 	APIKey                  string   `toml:"api_key"`
 	CertPath                string   `toml:"cert_path"`
 	KeyPath                 string   `toml:"key_path"`
@@ -103,6 +105,57 @@ type Config struct {
 
 	neverBan []netip.Prefix
 	warnings []string
+}
+
+// lapiURLs checks api_url and api_urls. api_urls lists several LAPIs of
+// one database (a fleet) in order of preference: the bouncer fails over
+// between them (apiclient's failover). It replaces api_url, which stays for
+// one LAPI (upstream's key); both set is an error rather than a merge, so
+// that the order of preference is the one written.
+func (c *Config) lapiURLs(listed bool) error {
+	if !listed {
+		if c.APIURL != "" {
+			if err := apiclient.CheckURL(c.APIURL); err != nil {
+				return fmt.Errorf("api_url: %w", err)
+			}
+		}
+		return nil
+	}
+	if c.APIURL != "" {
+		return fmt.Errorf("api_url and api_urls are both set: list every LAPI in api_urls, in order of preference, and remove api_url")
+	}
+	if len(c.APIURLs) == 0 {
+		return fmt.Errorf("api_urls is empty: list at least one LAPI URL (or use api_url)")
+	}
+	seen := map[string]bool{}
+	for i, u := range c.APIURLs {
+		if err := apiclient.CheckURL(u); err != nil {
+			return fmt.Errorf("api_urls: entry %d: %w", i+1, err)
+		}
+		u = withSlash(u)
+		if seen[u] {
+			return fmt.Errorf("api_urls: entry %d: %q is listed twice", i+1, u)
+		}
+		seen[u] = true
+		c.APIURLs[i] = u
+	}
+	return nil
+}
+
+func withSlash(u string) string {
+	if strings.HasSuffix(u, "/") {
+		return u
+	}
+	return u + "/"
+}
+
+// LAPIURLs returns the LAPI URLs the bouncer uses, in order of preference:
+// api_urls, or api_url alone.
+func (c *Config) LAPIURLs() []string {
+	if len(c.APIURLs) > 0 {
+		return append([]string(nil), c.APIURLs...)
+	}
+	return []string{c.APIURL}
 }
 
 // retryInitialConnect says whether a failed first sync is retried.
@@ -192,8 +245,12 @@ func (c *Config) Warnings() []string { return c.warnings }
 // ParseConfig decodes, defaults and validates a configuration.
 func ParseConfig(data []byte, name string) (*Config, error) {
 	var c Config
-	if _, err := stricttoml.Decode(data, name, &c); err != nil {
+	md, err := stricttoml.Decode(data, name, &c)
+	if err != nil {
 		return nil, err
+	}
+	if err := c.lapiURLs(md.IsDefined("api_urls")); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	c.setDefaults()
 	c.inertKeys()
@@ -209,9 +266,9 @@ func (c *Config) setDefaults() {
 			*s = v
 		}
 	}
-	def(&c.APIURL, "http://127.0.0.1:8080/")
-	if !strings.HasSuffix(c.APIURL, "/") {
-		c.APIURL += "/"
+	if len(c.APIURLs) == 0 {
+		def(&c.APIURL, "http://127.0.0.1:8080/")
+		c.APIURL = withSlash(c.APIURL)
 	}
 	if c.UpdateFrequency.Duration == 0 {
 		c.UpdateFrequency.Duration = 10 * time.Second

@@ -33,11 +33,44 @@ func TestConfigErrors(t *testing.T) {
 		{"bad metrics_interval", base + "mode = \"nftables\"\nmetrics_interval = \"often\"\n", "often"},
 		{"negative resync_interval", base + "mode = \"nftables\"\nresync_interval = \"-1m\"\n", `resync_interval -1m0s is negative ("0s" disables full resyncs)`},
 		{"short resync_interval", base + "mode = \"nftables\"\nresync_interval = \"10s\"\n", "resync_interval 10s is too short (at least 1m0s"},
+		{"empty api_urls", base + "mode = \"nftables\"\napi_urls = []\n", "test.toml: api_urls is empty: list at least one LAPI URL"},
+		{"bad api_urls", base + "mode = \"nftables\"\napi_urls = [\"https://a:8080/\", \"b:8080\"]\n", `api_urls: entry 2: LAPI URL "b:8080": scheme must be http or https`},
+		{"hostless api_urls", base + "mode = \"nftables\"\napi_urls = [\"https://\"]\n", `api_urls: entry 1: LAPI URL "https://" has no host`},
+		{"api_urls twice", base + "mode = \"nftables\"\napi_urls = [\"https://a:8080\", \"https://a:8080/\"]\n", `api_urls: entry 2: "https://a:8080/" is listed twice`},
+		{"api_url and api_urls", base + "mode = \"nftables\"\napi_url = \"https://a:8080/\"\napi_urls = [\"https://b:8080/\"]\n", "api_url and api_urls are both set"},
+		{"api_urls not a list", base + "mode = \"nftables\"\napi_urls = \"https://a:8080/\"\n", "api_urls"},
+		{"bad api_url", base + "mode = \"nftables\"\napi_url = \"ftp://a/\"\n", `api_url: LAPI URL "ftp://a/": scheme must be http or https`},
 	} {
 		_, err := ParseConfig([]byte(c.toml), "test.toml")
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want it to contain %q", c.name, err, c.want)
 		}
+	}
+}
+
+// TestAPIURLs: api_urls is read in order, each URL given its slash; -T
+// prints a configuration that loads again; api_url alone still works.
+func TestAPIURLs(t *testing.T) {
+	c, err := ParseConfig([]byte("mode = \"nftables\"\napi_key = \"k\"\napi_urls = [\"https://b:8080\", \"https://a:8080/lapi\"]\n"), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.LAPIURLs(), " "); got != "https://b:8080/ https://a:8080/lapi/" {
+		t.Errorf("LAPIURLs() = %q", got)
+	}
+	again, err := ParseConfig([]byte(c.String()), "-T")
+	if err != nil {
+		t.Fatalf("-T output does not load: %v\n%s", err, c.String())
+	}
+	if fmt.Sprint(again.LAPIURLs()) != fmt.Sprint(c.LAPIURLs()) {
+		t.Errorf("-T round trip: %v, want %v", again.LAPIURLs(), c.LAPIURLs())
+	}
+	one, err := ParseConfig([]byte("mode = \"nftables\"\napi_key = \"k\"\n"), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(one.LAPIURLs()) != "[http://127.0.0.1:8080/]" {
+		t.Errorf("default LAPIURLs() = %v", one.LAPIURLs())
 	}
 }
 

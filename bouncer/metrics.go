@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/firewall"
 )
 
@@ -34,6 +35,16 @@ func NewMetrics(fw firewall.Backend) *Metrics {
 	m.refused = prometheus.NewCounter(prometheus.CounterOpts{Name: "fw_bouncer_refused_bans_total", Help: "Bans refused because they target a protected address."})
 	m.Registry.MustRegister(m.banned, m.requests, m.failures, m.latency, m.repairs, m.refused, &dropCollector{fw: fw})
 	return m
+}
+
+// watchClient exports the client's failovers between its LAPIs.
+func (m *Metrics) watchClient(c *apiclient.Client) {
+	if m == nil || c == nil {
+		return
+	}
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fw_bouncer_lapi_failovers_total",
+		Help: "Moves from one LAPI of api_urls to another: one failed, or a preferred one answers again."},
+		func() float64 { return float64(c.Failovers()) }))
 }
 
 func (m *Metrics) lapiRequest(err error) {

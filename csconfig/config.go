@@ -483,14 +483,17 @@ func (c *Config) validate() error {
 }
 
 // Credentials is the machine login file (local_api_credentials.toml): a
-// login and password, a client certificate, or both.
+// login and password, a client certificate, or both, and the LAPI: url,
+// or urls for several LAPIs of one database (a fleet) in order of
+// preference, between which the client fails over (apiclient's failover).
 type Credentials struct {
-	URL      string `toml:"url"`
-	Login    string `toml:"login"`
-	Password string `toml:"password"`
-	CACert   string `toml:"ca_cert_path,omitempty"`
-	KeyPath  string `toml:"key_path,omitempty"`
-	CertPath string `toml:"cert_path,omitempty"`
+	URL      string   `toml:"url,omitempty"`
+	URLs     []string `toml:"urls,omitempty"`
+	Login    string   `toml:"login"`
+	Password string   `toml:"password"`
+	CACert   string   `toml:"ca_cert_path,omitempty"`
+	KeyPath  string   `toml:"key_path,omitempty"`
+	CertPath string   `toml:"cert_path,omitempty"`
 }
 
 // LoadCredentials reads the machine credentials file.
@@ -500,11 +503,28 @@ func LoadCredentials(path string) (*Credentials, error) {
 		return nil, fmt.Errorf("reading credentials: %w", err)
 	}
 	var c Credentials
-	if _, err := stricttoml.Decode(data, path, &c); err != nil {
+	md, err := stricttoml.Decode(data, path, &c)
+	if err != nil {
 		return nil, err
 	}
-	if c.URL == "" {
+	switch {
+	case md.IsDefined("urls") && c.URL != "":
+		return nil, fmt.Errorf("credentials %s: url and urls are both set: list every LAPI in urls, in order of preference, and remove url", path)
+	case md.IsDefined("urls") && len(c.URLs) == 0:
+		return nil, fmt.Errorf("credentials %s: urls is empty: list at least one LAPI URL (or use url)", path)
+	case !md.IsDefined("urls") && c.URL == "":
 		return nil, fmt.Errorf("credentials %s: url is required", path)
+	}
+	seen := map[string]bool{}
+	for i, u := range c.URLs {
+		if err := apiclient.CheckURL(u); err != nil {
+			return nil, fmt.Errorf("credentials %s: urls: entry %d: %w", path, i+1, err)
+		}
+		k := strings.TrimSuffix(u, "/")
+		if seen[k] {
+			return nil, fmt.Errorf("credentials %s: urls: entry %d: %q is listed twice", path, i+1, u)
+		}
+		seen[k] = true
 	}
 	if (c.CertPath == "") != (c.KeyPath == "") {
 		return nil, fmt.Errorf("credentials %s: cert_path and key_path go together", path)
@@ -515,7 +535,7 @@ func LoadCredentials(path string) (*Credentials, error) {
 	return &c, nil
 }
 
-// LAPIClient is how the agent and cscli reach the LAPI with creds: its URL,
+// LAPIClient is how the agent and cscli reach the LAPI with creds: its URLs,
 // login and TLS (the credentials' CA and client certificate with
 // api.client.insecure_skip_verify). Callers add their user agent and
 // timeouts.
@@ -525,7 +545,16 @@ func (c *Config) LAPIClient(creds *Credentials) (apiclient.Config, error) {
 	if err != nil {
 		return apiclient.Config{}, fmt.Errorf("credentials TLS: %w", err)
 	}
-	return apiclient.Config{URL: creds.URL, MachineID: creds.Login, Password: creds.Password, TLS: tc}, nil
+	return apiclient.Config{URL: creds.URL, URLs: creds.URLs, MachineID: creds.Login, Password: creds.Password, TLS: tc}, nil
+}
+
+// LAPIURLs returns the LAPI URLs of the credentials, in order of
+// preference: urls, or url alone.
+func (c *Credentials) LAPIURLs() []string {
+	if len(c.URLs) > 0 {
+		return append([]string(nil), c.URLs...)
+	}
+	return []string{c.URL}
 }
 
 // WriteCredentials writes the credentials file with mode 0600.

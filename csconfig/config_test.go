@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/internal/testpki"
 )
 
@@ -174,6 +175,11 @@ func TestCredentials(t *testing.T) {
 		{"neither", `url = "http://127.0.0.1:8080/"` + "\n", "login and password, or cert_path and key_path"},
 		{"certificate without key", fmt.Sprintf("url = \"https://127.0.0.1:8080/\"\ncert_path = %q\n", leaf.CertFile), "cert_path and key_path go together"},
 		{"unknown key", `url = "http://127.0.0.1:8080/"` + "\nlogin = \"m\"\ncert = \"x\"\n", "cert: unknown key"},
+		{"several LAPIs", `urls = ["https://a:8080/", "https://b:8080"]` + "\nlogin = \"m\"\npassword = \"p\"\n", ""},
+		{"url and urls", `url = "https://a:8080/"` + "\n" + `urls = ["https://b:8080/"]` + "\nlogin = \"m\"\n", "url and urls are both set"},
+		{"empty urls", "urls = []\nlogin = \"m\"\n", "urls is empty: list at least one LAPI URL"},
+		{"bad urls", `urls = ["https://a:8080/", "a:8080"]` + "\nlogin = \"m\"\n", `urls: entry 2: LAPI URL "a:8080": scheme must be http or https`},
+		{"urls twice", `urls = ["https://a:8080/", "https://a:8080"]` + "\nlogin = \"m\"\n", `urls: entry 2: "https://a:8080" is listed twice`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".toml")
@@ -194,8 +200,11 @@ func TestCredentials(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ac.URL != creds.URL || ac.MachineID != creds.Login || ac.Password != creds.Password {
+			if ac.URL != creds.URL || fmt.Sprint(ac.URLs) != fmt.Sprint(creds.URLs) || ac.MachineID != creds.Login || ac.Password != creds.Password {
 				t.Errorf("client config %+v from %+v", ac, creds)
+			}
+			if _, err := apiclient.New(ac); err != nil {
+				t.Errorf("apiclient.New: %v", err)
 			}
 			if hasCert := ac.TLS != nil && len(ac.TLS.Certificates) == 1 && ac.TLS.RootCAs != nil; hasCert != (creds.CertPath != "") {
 				t.Errorf("client TLS %+v from %+v", ac.TLS, creds)

@@ -291,7 +291,7 @@ func lapiClient(cfg *csconfig.Config, rs *ruleset.Ruleset) (*apiclient.Client, e
 	ac.UserAgent, ac.Scenarios = "crowdsec/"+version.Version+" (Rampart)", rs.Items.Scenarios
 	// A LAPI on this host gets its alerts plain: gzip would cost both
 	// processes CPU (as much as encoding the alerts) for no gain.
-	ac.Uncompressed = apiclient.Local(ac.URL)
+	ac.Uncompressed = apiclient.LocalAll(creds.LAPIURLs())
 	return apiclient.New(ac)
 }
 

@@ -58,10 +58,11 @@
 // the cursor is written right after that answer. Delivery is therefore
 // at-least-once: a crash between the LAPI's 201 and the cursor's fsync (a
 // window of one fsync) sends those alerts again at the next start, as
-// does a response lost to a timeout. Every queued alert carries a UUID
-// (set by Push when empty) so that a LAPI could recognise a second copy;
-// Rampart's LAPI and upstream's currently assign their own UUIDs and store
-// the copy.
+// does a response lost to a timeout or a broken connection, to the same
+// LAPI or, with several (apiclient's failover), the next one. Every queued
+// alert carries a UUID (set by Push when empty): Rampart's LAPI recognises
+// a second copy by it and answers with the stored alert, so a fleet on one
+// database stores it once; upstream's stores the copy.
 //
 // # Alerts the LAPI refuses
 //

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
@@ -222,7 +224,27 @@ func newFaultProxy(t *testing.T, backend string) *faultProxy {
 		fail := fp.fail
 		fp.mu.Unlock()
 		if fail != nil {
-			if status, body := fail(r); status != 0 {
+			status, body := fail(r)
+			switch status {
+			case 0:
+			case statusReset, statusStoredThenReset:
+				if status == statusStoredThenReset {
+					// The LAPI takes the request; its answer is lost.
+					rp.ServeHTTP(httptest.NewRecorder(), r)
+				} else {
+					_, _ = io.Copy(io.Discard, r.Body)
+				}
+				conn, _, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					t.Errorf("hijacking: %v", err)
+					return
+				}
+				if tc, ok := conn.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0) // a reset, not a clean close
+				}
+				conn.Close()
+				return
+			default:
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(status)
 				fmt.Fprint(w, body)
@@ -235,6 +257,14 @@ func newFaultProxy(t *testing.T, backend string) *faultProxy {
 	t.Cleanup(func() { fp.srv.Close() })
 	return fp
 }
+
+// Statuses a faultProxy's fail function may return beside HTTP ones: the
+// connection is reset mid-request, before the LAPI sees the request or
+// after the LAPI took it.
+const (
+	statusReset           = -1
+	statusStoredThenReset = -2
+)
 
 func (fp *faultProxy) setFail(f func(r *http.Request) (int, string)) {
 	fp.mu.Lock()

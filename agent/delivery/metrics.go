@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampart-ips/rampart/apiclient"
 )
 
 // Metrics are the Pusher's Prometheus series. A Pusher always keeps them
@@ -24,9 +26,12 @@ type Metrics struct {
 	// long-polling bouncers are woken. The bouncer's apply histogram
 	// covers the rest of the way to a dropped packet.
 	toDecision prometheus.Histogram
+	// failovers counts the LAPI client's moves between the LAPIs of its
+	// credentials' urls.
+	failovers prometheus.CounterFunc
 }
 
-func newMetrics() *Metrics {
+func newMetrics(client *apiclient.Client) *Metrics {
 	alerts := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rampart_delivery_alerts_total",
 		Help: "Alerts that left the delivery queue, by result: delivered to the LAPI, or dropped (queue full, memory buffer full while the disk refused writes, rejected by the LAPI, damaged on disk).",
@@ -48,6 +53,10 @@ func newMetrics() *Metrics {
 			Name: "rampart_delivery_queue_memory_alerts",
 			Help: "Alerts waiting in memory because the delivery queue's disk refused them (full, read-only or failing); lost if the agent stops.",
 		}),
+		failovers: prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "rampart_lapi_failovers_total",
+			Help: "Moves of the agent's LAPI client from one LAPI of its credentials' urls to another: one failed, or a preferred one answers again.",
+		}, func() float64 { return float64(client.Failovers()) }),
 		persistFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rampart_delivery_persist_failures_total",
 			Help: "Writes to the delivery queue's disk that failed (no space, quota, I/O error, read-only).",
@@ -58,7 +67,7 @@ func newMetrics() *Metrics {
 // Register adds the series to r. Registering twice on the same registry
 // is not an error.
 func (m *Metrics) Register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.alerts, m.queued, m.inMemory, m.persistFailures, m.toDecision} {
+	for _, c := range []prometheus.Collector{m.alerts, m.queued, m.inMemory, m.persistFailures, m.toDecision, m.failovers} {
 		if err := r.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) && are.ExistingCollector == c {

@@ -196,7 +196,7 @@ func New(cfg Config, client *apiclient.Client, logger *log.Entry) (*Pusher, erro
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
-	p := &Pusher{cfg: cfg, client: client, log: logger, q: q, mem: &memQueue{max: cfg.MaxMemoryAlerts, maxBytes: cfg.MaxQueueBytes}, metrics: newMetrics(),
+	p := &Pusher{cfg: cfg, client: client, log: logger, q: q, mem: &memQueue{max: cfg.MaxMemoryAlerts, maxBytes: cfg.MaxQueueBytes}, metrics: newMetrics(client),
 		maxAlert: int(min(int64(maxRecordBytes), cfg.MaxQueueBytes/4)), wake: make(chan struct{}, 1),
 		room: make(chan struct{}, 1), stalled: make(chan struct{}), left: make(chan struct{}, 1)}
 	st := q.stats()

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -171,7 +172,7 @@ func serve(ctx context.Context, cfg *bouncer.Config, ready func()) error {
 		return err
 	}
 	defer fw.Close()
-	log.WithFields(log.Fields{"mode": cfg.Mode, "lapi": cfg.APIURL, "deny_action": cfg.DenyAction}).Info("starting")
+	log.WithFields(log.Fields{"mode": cfg.Mode, "lapi": strings.Join(cfg.LAPIURLs(), ", "), "deny_action": cfg.DenyAction}).Info("starting")
 	m := bouncer.NewMetrics(fw)
 	if cfg.Prometheus.Enabled {
 		addr := net.JoinHostPort(cfg.Prometheus.ListenAddr, strconv.Itoa(cfg.Prometheus.ListenPort))
@@ -195,6 +196,6 @@ func newClient(cfg *bouncer.Config) (*apiclient.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return apiclient.New(apiclient.Config{URL: cfg.APIURL, APIKey: cfg.APIKey, Bouncer: true, TLS: tc,
+	return apiclient.New(apiclient.Config{URLs: cfg.LAPIURLs(), APIKey: cfg.APIKey, Bouncer: true, TLS: tc,
 		UserAgent: "crowdsec-firewall-bouncer/" + version.Version, Timeout: cfg.RequestTimeout.Duration})
 }
