@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,9 +75,9 @@ func (cli *CLI) lapiStatus(ctx context.Context) error {
 	}
 	fmt.Fprintf(cli.Out, "Loaded credentials from %s\n", path)
 	if creds.CertPath != "" {
-		fmt.Fprintf(cli.Out, "Trying to authenticate with client certificate %s on %s\n", creds.CertPath, creds.URL)
+		fmt.Fprintf(cli.Out, "Trying to authenticate with client certificate %s on %s\n", creds.CertPath, strings.Join(creds.LAPIURLs(), ", "))
 	} else {
-		fmt.Fprintf(cli.Out, "Trying to authenticate with username %s on %s\n", creds.Login, creds.URL)
+		fmt.Fprintf(cli.Out, "Trying to authenticate with username %s on %s\n", creds.Login, strings.Join(creds.LAPIURLs(), ", "))
 	}
 
 	ac, err := cfg.LAPIClient(creds)
@@ -170,16 +171,24 @@ func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
 		if o.caCert != "" && !strings.Contains(u, "://") && !strings.HasPrefix(u, "/") {
 			u = "https://" + u
 		}
-		if u = normalizeAPIURL(u); u != creds.URL {
+		// One of the current LAPIs (urls: several of one database) keeps
+		// the list; another LAPI starts afresh.
+		if u = normalizeAPIURL(u); !slices.Contains(creds.LAPIURLs(), u) {
 			creds = &csconfig.Credentials{URL: u}
 		}
 	}
-	if creds.URL == "" {
+	urls := creds.LAPIURLs()
+	if urls[0] == "" {
 		return errors.New("no Local API URL. Please provide it in your configuration or with the -u parameter")
 	}
+	// With urls, the registration goes to the first that answers: they
+	// share one database.
+	target := urls[0]
 	if o.caCert != "" {
-		if !strings.HasPrefix(creds.URL, "https://") {
-			return fmt.Errorf("--ca-cert is for an https URL, not %s", creds.URL)
+		for _, u := range urls {
+			if !strings.HasPrefix(u, "https://") {
+				return fmt.Errorf("--ca-cert is for an https URL, not %s", u)
+			}
 		}
 		// the agent reads the credentials from another directory
 		abs, err := filepath.Abs(o.caCert)
@@ -194,11 +203,13 @@ func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
 			}
 		}
 	}
-	if strings.HasPrefix(creds.URL, "https://") && csconfig.Bool(cfg.API.Client.InsecureSkipVerify, false) {
-		log.Warnf("[api.client] insecure_skip_verify is set in %s: the certificate of %s is not verified, so anyone on the path can pose as the LAPI", cli.ConfigPath, creds.URL)
+	if strings.HasPrefix(target, "https://") && csconfig.Bool(cfg.API.Client.InsecureSkipVerify, false) {
+		log.Warnf("[api.client] insecure_skip_verify is set in %s: the certificate of %s is not verified, so anyone on the path can pose as the LAPI", cli.ConfigPath, target)
 	}
-	if strings.HasPrefix(creds.URL, "http://") && !apiclient.Local(creds.URL) {
-		log.Warnf("%s is plain http: this machine's password and its alerts cross the network unencrypted; give the LAPI a certificate ([api.server.tls]) and register with an https URL", creds.URL)
+	for _, u := range urls {
+		if strings.HasPrefix(u, "http://") && !apiclient.Local(u) {
+			log.Warnf("%s is plain http: this machine's password and its alerts cross the network unencrypted; give the LAPI a certificate ([api.server.tls]) and register with an https URL", u)
+		}
 	}
 	creds.Login, creds.Password = login, password
 
@@ -237,7 +248,7 @@ func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
 		fmt.Fprintf(cli.Err, "Run 'cscli machines validate %s' on the LAPI host to accept this machine.\n", login)
 		fmt.Fprintln(cli.Err, "Until then the agent keeps its alerts queued and retries; it delivers them once validated, without a restart.")
 	}
-	if dumpFile == cfg.API.Client.CredentialsPath && !apiclient.Local(creds.URL) && csconfig.Bool(cfg.API.Server.Enable, true) {
+	if dumpFile == cfg.API.Client.CredentialsPath && !apiclient.Local(target) && csconfig.Bool(cfg.API.Server.Enable, true) {
 		fmt.Fprintf(cli.Err, "This host's own local API is no longer used: set 'enable = false' in [api.server] of %s.\n", cli.ConfigPath)
 	}
 	// credentials are read at start only; a reload does not log in again
@@ -282,8 +293,8 @@ func (cli *CLI) requireLocalAPI() error {
 		return nil
 	}
 	where := "the LAPI host"
-	if creds, err := csconfig.LoadCredentials(cfg.API.Client.CredentialsPath); err == nil && !strings.HasPrefix(creds.URL, "/") {
-		where += " (" + creds.URL + ")"
+	if creds, err := csconfig.LoadCredentials(cfg.API.Client.CredentialsPath); err == nil && !apiclient.Local(creds.LAPIURLs()[0]) {
+		where += " (" + strings.Join(creds.LAPIURLs(), ", ") + ")"
 	}
 	return fmt.Errorf("the local API is disabled on this host ([api.server] enable = false in %s): run this command on %s", cli.ConfigPath, where)
 }

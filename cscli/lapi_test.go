@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,6 +153,23 @@ func TestLapiRegister(t *testing.T) {
 
 	if _, _, err := e.run("", "lapi", "register", "--machine", "agent3", "--token", strings.Repeat("x", 32), "-f", "-"); err == nil {
 		t.Fatal("a wrong token should be refused")
+	}
+
+	// Credentials listing several LAPIs of one database: registering on
+	// one of them, with or without --url, keeps the list.
+	fleet := []string{"http://" + addr + "/", "http://127.0.0.1:1/"}
+	if err := csconfig.WriteCredentials(e.credPath, &csconfig.Credentials{URLs: fleet, Login: "old", Password: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRun("lapi", "register", "--machine", "agent4")
+	e.mustRun("lapi", "register", "--machine", "agent5", "-u", addr)
+	if creds, err := csconfig.LoadCredentials(e.credPath); err != nil || creds.Login != "agent5" || !slices.Equal(creds.URLs, fleet) {
+		t.Fatalf("credentials after registering with urls: %+v %v", creds, err)
+	}
+	for _, m := range []string{"agent4", "agent5"} {
+		if _, err := st.GetMachine(ctx, m); err != nil {
+			t.Errorf("%s not registered: %v", m, err)
+		}
 	}
 }
 

@@ -57,6 +57,17 @@ creds_value() {
 	sed -n -E "s|^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"([^\"]*)\".*|\1|p" "$CS_CREDS" | head -n 1
 }
 
+# creds_url prints the LAPI URL of this machine's credentials: url, or the
+# first of urls (several LAPIs of one database); nothing without either.
+creds_url() {
+	[ -f "$CS_CREDS" ] || return 0
+	awk '
+	/^[[:space:]]*\[/ { exit }
+	/^[[:space:]]*urls?[[:space:]]*=/ { want = 1 }
+	want && match($0, /"[^"]*"/) { print substr($0, RSTART + 1, RLENGTH - 2); exit }
+	' "$CS_CREDS"
+}
+
 # is_local_url: a LAPI URL on this host (loopback, or a unix socket).
 is_local_url() {
 	case "$1" in
@@ -75,6 +86,9 @@ remote_bouncer_help() {
 		echo "  1. On the LAPI host run:  cscli bouncers add $BOUNCER_NAME-$(uname -n)"
 		echo "  2. In $BOUNCER_TOML set:"
 		echo "       api_url = \"$1\""
+		if grep -Eq '^[[:space:]]*urls[[:space:]]*=' "$CS_CREDS" 2>/dev/null; then
+			echo "       (or api_urls = [...] with every LAPI of the credentials' urls)"
+		fi
 		echo "       api_key = \"<the key printed by step 1>\""
 		case "$1" in
 		https://*)
@@ -102,7 +116,7 @@ register_bouncer() {
 		BOUNCER_HELPED=1
 		return 0
 	fi
-	remote=$(creds_value url)
+	remote=$(creds_url)
 	if ! url=$(lapi_url); then
 		remote_bouncer_help "${remote:-https://<LAPI host>:8080/}" "this host has no local API ([api.server] enable = false in $CS_CONFIG)"
 		BOUNCER_HELPED=1

@@ -539,6 +539,28 @@ func TestLAPIURL(t *testing.T) {
 	}
 }
 
+// TestCredsURL: the postinsts read the LAPI URL of the machine
+// credentials as cscli writes them (url, or urls for several LAPIs).
+func TestCredsURL(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ creds, want string }{
+		{"url = \"https://10.0.0.1:8080/\"\nlogin = \"a\"\npassword = \"urls = x\"\n", "https://10.0.0.1:8080/"},
+		{"urls = [\"https://10.0.0.1:8080/\", \"https://10.0.0.2:8080/\"]\nlogin = \"a\"\n", "https://10.0.0.1:8080/"},
+		{"login = \"a\"\nurls = [\n  \"https://10.0.0.3:8080/\",\n  \"https://10.0.0.2:8080/\",\n]\n", "https://10.0.0.3:8080/"},
+		{"login = \"a\"\n", ""},
+	} {
+		path := filepath.Join(dir, "creds.toml")
+		if err := os.WriteFile(path, []byte(c.creds), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		snippet := filepath.Join(repoRoot, "packaging", "common", "bouncer-key.sh")
+		out, err := exec.Command("sh", "-c", fmt.Sprintf(". %q; CS_CREDS=%q; creds_url", snippet, path)).CombinedOutput()
+		if got := strings.TrimSpace(string(out)); err != nil || got != c.want {
+			t.Errorf("creds_url for\n%s= %q (%v), want %q", c.creds, got, err, c.want)
+		}
+	}
+}
+
 // sandbox is a package "installed" by extraction under a temporary root,
 // with maintainer scripts whose absolute paths are moved under that root
 // and stubs for systemctl, nft, iptables, dpkg-query and the bouncer's
