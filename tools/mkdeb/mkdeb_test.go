@@ -685,18 +685,31 @@ func bouncerKey(t *testing.T, toml string) string {
 	return m[1]
 }
 
+// buildForSandbox builds the packages once for every sandbox test: each
+// only reads them.
 func buildForSandbox(t *testing.T) (crowdsecDeb, bouncerDeb string) {
 	t.Helper()
 	needDpkgDeb(t)
 	if runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64" {
 		t.Skip("package test runs on amd64 and arm64")
 	}
-	paths, err := Build(Options{Root: repoRoot, UnitDir: unitDir(t), BinDir: binaries(t), OutDir: t.TempDir(),
-		Version: "1.0.0", Arch: runtime.GOARCH, MTime: time.Unix(1764107165, 0)})
-	if err != nil {
-		t.Fatal(err)
+	units, bin := unitDir(t), binaries(t)
+	sandboxDebs.once.Do(func() {
+		out := filepath.Join(tmpRoot, "sandbox-debs")
+		sandboxDebs.paths, sandboxDebs.err = Build(Options{Root: repoRoot, UnitDir: units, BinDir: bin, OutDir: out,
+			Version: "1.0.0", Arch: runtime.GOARCH, MTime: time.Unix(1764107165, 0)})
+	})
+	if sandboxDebs.err != nil {
+		t.Fatal(sandboxDebs.err)
 	}
-	return paths[0], paths[1]
+	return sandboxDebs.paths[0], sandboxDebs.paths[1]
+}
+
+// sandboxDebs are the packages buildForSandbox built.
+var sandboxDebs struct {
+	once  sync.Once
+	paths []string
+	err   error
 }
 
 // TestLifecycleCrowdsecFirst: crowdsec configured, then the bouncer (which
