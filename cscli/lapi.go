@@ -134,11 +134,6 @@ cscli lapi register -u https://10.0.0.1:8080 --machine web1 --token <auto-regist
 	return cmd
 }
 
-// unreadableByService are the directories crowdsec.service cannot read
-// (ProtectHome=yes, PrivateTmp=yes): a CA file there works for cscli but
-// not for the agent.
-var unreadableByService = []string{"/home/", "/root/", "/run/user/", "/tmp/", "/var/tmp/"}
-
 func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
 	cfg, err := cli.Config()
 	if err != nil {
@@ -196,9 +191,11 @@ func (cli *CLI) lapiRegister(ctx context.Context, o lapiRegisterOpts) error {
 			return fmt.Errorf("--ca-cert: %w", err)
 		}
 		creds.CACert = abs
-		for _, dir := range unreadableByService {
+		// crowdsec.service cannot read these (ProtectHome=yes,
+		// PrivateTmp=yes): the file works for cscli, not for the agent
+		for _, dir := range []string{"/home/", "/root/", "/run/user/", "/tmp/", "/var/tmp/"} {
 			if strings.HasPrefix(abs, dir) {
-				log.Warnf("%s is under %s, which crowdsec.service cannot read (ProtectHome, PrivateTmp): copy it to /etc/crowdsec/ssl/ and register again, or set ca_cert_path in the credentials", abs, dir)
+				log.Warnf("%s is under %s, which crowdsec.service cannot read (ProtectHome, PrivateTmp): copy it to /etc/crowdsec/ssl/ and point ca_cert_path of the credentials there", abs, dir)
 				break
 			}
 		}
