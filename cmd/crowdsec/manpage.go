@@ -8,7 +8,7 @@ var page = manpage.Page{
 	Name:     "crowdsec",
 	Short:    "CrowdSec-compatible log-processing agent and local API (Rampart)",
 	Synopsis: "[-c file] [-t] [-no-api | -no-cs] [-dsn source -type type [-label key:value]...]",
-	Description: `crowdsec reads log sources (files, journald, syslog), parses their lines and runs the detection scenarios of a hub-format rules folder on them. An attack that overflows a scenario becomes an alert, and the profiles turn alerts into decisions (bans) in the local API (LAPI), which serves them to bouncers such as crowdsec-firewall-bouncer(1). The agent and the LAPI run in one process unless -no-api or -no-cs is given.
+	Description: `crowdsec reads log sources (files, journald, syslog), parses their lines and runs the detection scenarios of a hub-format rules folder on them. An attack that overflows a scenario becomes an alert, and the profiles turn alerts into decisions (bans) in the local API (LAPI), which serves them to bouncers such as crowdsec-firewall-bouncer(1). The agent and the LAPI run in one process unless -no-api or -no-cs is given, or the configuration disables one: [api.server] enable = false makes an agent-only host, which reports to the LAPI its credentials name (see cscli-lapi-register(1)); [crowdsec_service] enable = false makes a LAPI-only host, for agents on other hosts.
 
 With -dsn, crowdsec replays one source once, in time-machine mode (timestamps are read from the lines), delivers the alerts and exits.
 
