@@ -183,6 +183,10 @@ enabled = false
 		t.Fatalf("the pending agent's log lacks %q:\n%s", hint, remote.readLog("crowdsec"))
 	}
 
+	if !nstest.Eventually(30*time.Second, func() bool { return strings.Contains(remote.readLog("crowdsec"), "LAPI refuses this machine") }) {
+		t.Errorf("the pending agent's delivery does not say the LAPI refuses it:\n%s", remote.readLog("crowdsec"))
+	}
+
 	// A bouncer key made on the central host, used from the remote one.
 	key := strings.TrimSpace(central.mustCscli("--error", "bouncers", "add", "fw-web1", "-o", "raw"))
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{

@@ -751,8 +751,13 @@ func (l *loop) failed(err error, kind failKind) {
 	}
 	l.down, l.downSince, l.recovering = true, time.Now(), true
 	msg := "LAPI unreachable: alerts stay queued and are retried"
-	if kind != failTransient {
+	var ae *apiclient.APIError
+	switch {
+	case kind != failTransient:
 		msg = "LAPI fails on an alert: it stays queued and is retried"
+	case errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden):
+		// a pending, deleted or misconfigured machine: the error says which
+		msg = "LAPI refuses this machine: alerts stay queued and are retried"
 	}
 	p.log.WithError(err).WithField("queued", p.Stats().Queued).Warn(msg)
 }
