@@ -1,7 +1,8 @@
 # --- shared by both packages' postinst (mkdeb inlines this file) ---
 # Whichever of crowdsec and crowdsec-firewall-bouncer is configured second
 # finds both the local API's credentials and the bouncer's TOML, registers
-# the bouncer with the local API and writes the key into that TOML.
+# the bouncer with the local API and writes the key into that TOML. A LAPI
+# on another host is never contacted: the messages say what to run there.
 
 CS_CONFIG=/etc/crowdsec/config.toml
 CS_CREDS=/etc/crowdsec/local_api_credentials.toml
