@@ -382,8 +382,17 @@ func (s *Server) Listen() (net.Listener, error) {
 			return nil, err
 		}
 		ln = tls.NewListener(ln, tc)
+	} else if !loopbackOnly(ln.Addr()) {
+		s.log.WithField("listen", ln.Addr().String()).Warn("the local API listens beyond loopback without TLS: machine passwords, tokens and bouncer keys cross the network in clear; set cert_file and key_file in [api.server.tls]")
 	}
 	return ln, nil
+}
+
+// loopbackOnly: a listener no other host can reach (a wildcard address
+// can be).
+func loopbackOnly(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return !ok || ta.IP.IsLoopback()
 }
 
 func (s *Server) tlsConfig(t *csconfig.TLS) (*tls.Config, error) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -363,4 +364,21 @@ func TestTLSCRLChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectMsg(t, "after revocation", mustTLS(t, l, tlsClient(pki, fw.Pair), "GET", "/v1/decisions", bua, nil), 403, "access forbidden")
+}
+
+// TestLoopbackOnly decides the warning of a LAPI listening on the network
+// without TLS.
+func TestLoopbackOnly(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "[::1]:8080": true,
+		"0.0.0.0:8080": false, "[::]:8080": false, "10.0.0.1:8080": false,
+	} {
+		ta, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := loopbackOnly(ta); got != want {
+			t.Errorf("loopbackOnly(%s) = %v, want %v", addr, got, want)
+		}
+	}
 }
