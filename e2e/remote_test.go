@@ -223,6 +223,13 @@ enabled = false
 	if ds := bans(); !strings.HasPrefix(ds[0].Scenario, "rampart/ssh") || ds[0].Type != "ban" {
 		t.Errorf("decision %s %s, want a ban from an ssh scenario", ds[0].Type, ds[0].Scenario)
 	}
+	// cscli on the agent-only host works through the central LAPI.
+	if out := remote.mustCscli("lapi", "status"); !strings.Contains(out, "You can successfully interact") {
+		t.Errorf("cscli lapi status on the remote host:\n%s", out)
+	}
+	if out := remote.mustCscli("decisions", "list", "-o", "json"); !strings.Contains(out, attacker) {
+		t.Errorf("cscli decisions list on the remote host lacks %s:\n%s", attacker, out)
+	}
 	// Delivered by the agent started before the validation.
 	if err := agent.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Errorf("the agent is no longer running: %v", err)
