@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/apiclient"
@@ -248,7 +247,7 @@ func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*mo
 		}
 		c := *a
 		if c.UUID == "" {
-			c.UUID = newAlertUUID()
+			c.UUID = models.NewAlertUUID()
 		}
 		if c.Events == nil {
 			// The LAPI refuses a null events list; an empty one is fine.
@@ -277,19 +276,6 @@ func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*mo
 	}
 	p.kick()
 	return nil
-}
-
-// newAlertUUID names an alert for the LAPI, which looks a push's alerts
-// up by UUID (a retried push is not stored twice) and indexes them: a
-// version 7 UUID starts with its time, so the alerts an agent sends land
-// at the end of that index instead of all over it. A replay's pushes
-// rewrote most of the index's pages at every commit (the LAPI wrote five
-// times its database's size). Random (version 4) if the clock fails.
-func newAlertUUID() string {
-	if u, err := uuid.NewV7(); err == nil {
-		return u.String()
-	}
-	return uuid.NewString()
 }
 
 // kick wakes the delivery loop.

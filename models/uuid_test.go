@@ -1,4 +1,4 @@
-package delivery
+package models
 
 import (
 	"slices"
@@ -13,7 +13,7 @@ import (
 func TestAlertUUIDsGrow(t *testing.T) {
 	ids := make([]string, 1000)
 	for i := range ids {
-		ids[i] = newAlertUUID()
+		ids[i] = NewAlertUUID()
 		u, err := uuid.Parse(ids[i])
 		if err != nil {
 			t.Fatal(err)
