@@ -86,9 +86,11 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 		d.Scope = models.NormalizeScope(d.Scope)
 	}
 	// The agent's UUID identifies a retried push; anything else gets one.
-	id := uuid.NewString()
+	var id string
 	if u, err := uuid.Parse(a.UUID); err == nil {
 		id = u.String()
+	} else {
+		id = models.NewAlertUUID()
 	}
 	na := store.NewAlert{Alert: a, UUID: id, MachineID: machineID,
 		StartAt: models.TimeOrNow(a.StartAt, now), StopAt: models.TimeOrNow(a.StopAt, now)}

@@ -112,7 +112,12 @@ func TestStreamStory(t *testing.T) {
 	expectStream(t, "A delta after alert deletion", l.stream(a, ""), nil, []string{"203.0.113.0/24"})
 
 	// retention: an alert whose decision expired is flushed before A pulls
-	l.push(manualAlert("192.0.2.77", "Ip", "1s", "cscli"))
+	// Its second counts from now: from the start of the current second
+	// (manualAlert's RFC 3339 time), it could be over by the time it is
+	// stored or streamed.
+	a77 := manualAlert("192.0.2.77", "Ip", "1s", "cscli")
+	a77.StopAt = time.Now().UTC().Format(time.RFC3339Nano)
+	l.push(a77)
 	expectStream(t, "A delta after add .77", l.stream(a, ""), []string{"192.0.2.77"}, nil)
 	time.Sleep(1200 * time.Millisecond)
 	res, err := l.Store.Flush(context.Background(), store.FlushPolicy{MaxItems: 1}, time.Now())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -516,8 +517,9 @@ func TestTimeToDecision(t *testing.T) {
 }
 
 // A replay's queue dies with the process, so it is never fsynced (the
-// agent would wait on the disk for nothing), yet it still delivers every
-// alert; a live agent's queue is synced.
+// agent would wait on the disk for nothing) nor its cursor written, yet it
+// still delivers every alert; a live agent's queue is synced and its
+// cursor kept.
 func TestEphemeralQueueNeverSyncs(t *testing.T) {
 	l := startLAPI(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
 	for _, ephemeral := range []bool{true, false} {
@@ -538,6 +540,13 @@ func TestEphemeralQueueNeverSyncs(t *testing.T) {
 		}
 		if !ephemeral && n == 0 {
 			t.Error("durable queue: no fsync")
+		}
+		_, err := os.Stat(filepath.Join(cfg.QueueDir, cursorName))
+		if ephemeral && !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("ephemeral queue: cursor written (%v)", err)
+		}
+		if !ephemeral && err != nil {
+			t.Errorf("durable queue: no cursor: %v", err)
 		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/apiclient"
@@ -241,22 +240,25 @@ func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*mo
 	}
 	payloads := make([][]byte, 0, len(alerts))
 	queued := make([]*models.Alert, 0, len(alerts))
+	var scratch []byte // encoded into, then copied at its size as json.Marshal does
 	for i, a := range alerts {
 		if a == nil || a.Source == nil {
 			return fmt.Errorf("queueing alert %d: no source", i)
 		}
 		c := *a
 		if c.UUID == "" {
-			c.UUID = uuid.NewString()
+			c.UUID = models.NewAlertUUID()
 		}
 		if c.Events == nil {
 			// The LAPI refuses a null events list; an empty one is fine.
 			c.Events = []*models.Event{}
 		}
-		b, err := json.Marshal(&c)
+		var err error
+		scratch, err = models.AppendAlertJSON(scratch[:0], &c)
 		if err != nil {
 			return fmt.Errorf("queueing alert %d (%s): encoding: %w", i, c.Scenario, err)
 		}
+		b := append([]byte(nil), scratch...)
 		if i < len(readAt) && !readAt[i].IsZero() {
 			p.noteRead(c.UUID, readAt[i])
 		}

@@ -693,11 +693,17 @@ func (q *queue) ack(upto uint64) error {
 }
 
 // writeCursor persists head atomically: temp file, fsync, rename, fsync
-// of the directory. A crash leaves either the old or the new cursor.
+// of the directory. A crash leaves either the old or the new cursor. An
+// ephemeral queue is never reopened, so its cursor is not written at all
+// (four file operations per acknowledged batch of a replay, for nothing).
 func (q *queue) writeCursor(head uint64) error {
 	q.ackMu.Lock()
 	defer q.ackMu.Unlock()
 	if head <= q.ackWritten {
+		return nil
+	}
+	if q.cfg.ephemeral {
+		q.ackWritten = head
 		return nil
 	}
 	var b [cursorSize]byte

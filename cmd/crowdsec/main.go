@@ -166,10 +166,14 @@ func run() error {
 	if !runAgent {
 		close(agentDone)
 	}
+	// The LAPI alone runs with the GC of the default process (agent and
+	// LAPI in one): at Go's default it spent a sixth of its CPU in the
+	// collector taking a replay's pushes (each one's body, decoded alerts
+	// and statement arguments are garbage once stored).
+	memtune.Apply()
 	var ag *daemon.Agent
 	var lapiSrv atomic.Pointer[lapi.Server]
 	if runAgent {
-		memtune.Apply()
 		opts := daemon.Options{DSN: *dsn, Registry: reg, DrainTimeout: *replayWait}
 		if *dsn != "" {
 			opts.Started = processStart()

@@ -5,8 +5,11 @@
 // every few milliseconds and takes ~15% of the CPU of a log replay;
 // GOGC=300 roughly halves that, and a soft memory limit makes the
 // collector work harder before the heap could approach the agent's memory
-// budget, so peak RSS stays bounded either way. GOGC and GOMEMLIMIT set
-// in the environment win, as an administrator expects.
+// budget, so peak RSS stays bounded either way. The LAPI's is alike (a
+// small live heap; every push's body, decoded alerts and statement
+// arguments are garbage once stored), and crowdsec applies the same
+// settings whether it runs the agent, the LAPI or both. GOGC and
+// GOMEMLIMIT set in the environment win, as an administrator expects.
 package memtune
 
 import (

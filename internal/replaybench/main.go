@@ -83,7 +83,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 2, "measurements of each kind; the best counts")
 	flag.StringVar(&o.only, "only", "", "sshd or nginx (default both)")
 	flag.StringVar(&o.work, "dir", "", "work folder, kept (default a temporary one, removed)")
-	flag.BoolVar(&o.profile, "profile", false, "write the replay's and the LAPI's CPU and heap profiles (crowdsec -cpuprofile/-memprofile) into the work folder, kept")
+	flag.BoolVar(&o.profile, "profile", false, "write the replay's and the LAPI's CPU and heap profiles (crowdsec -cpuprofile/-memprofile) into the work folder, kept; the LAPI's stop before the alerts are listed")
 	flag.StringVar(&o.reuse, "reuse", "", "skip agentbench: take its figures and logs from this -json file of an earlier run")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound on each process run")
 	flag.Parse()
@@ -245,10 +245,20 @@ func replay(o options, name string, ref figures, i int) (*replayResult, error) {
 		res.maxRSSKB = ru.Maxrss // kB on Linux
 	}
 	res.timeline = timelineOf(logf.Name())
+	var startCPU time.Duration
+	if o.profile {
+		// The LAPI's profiles cover the replay only: it stops (and
+		// writes them) before the alerts are listed by a LAPI started
+		// again on the same database.
+		startCPU = l.stop()
+		if err := l.start(); err != nil {
+			return nil, err
+		}
+	}
 	if res.perScenario, err = l.alertsPerScenario(); err != nil {
 		return nil, err
 	}
-	res.lapiCPU = l.stop()
+	res.lapiCPU = startCPU + l.stop()
 	return res, nil
 }
 
@@ -334,9 +344,9 @@ func runChild(timeout time.Duration, out *os.File, env []string, bin string, arg
 
 // lapi is a LAPI process on a fresh database.
 type lapi struct {
-	dir, cfg, cscli, url string
-	cmd                  *exec.Cmd
-	done                 chan error
+	dir, cfg, cscli, url, bin string
+	cmd                       *exec.Cmd
+	done                      chan error
 }
 
 // startLAPI writes a LAPI-only configuration into dir, registers a watcher
@@ -383,19 +393,25 @@ enabled = false
 	if out, err := exec.Command(l.cscli, "-c", l.cfg, "machines", "add", "replaybench", "--auto", "--url", l.url).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("cscli machines add: %w\n%s", err, out)
 	}
-	logf, err := os.Create(filepath.Join(dir, "lapi.log"))
-	if err != nil {
-		return nil, err
-	}
-	args := []string{"-c", l.cfg, "-no-cs"}
+	l.bin = filepath.Join(o.bin, "crowdsec")
+	var profiles []string
 	if o.profile {
-		args = append(args, "-cpuprofile", filepath.Join(dir, "lapi-cpu.pprof"), "-memprofile", filepath.Join(dir, "lapi-heap.pprof"))
+		profiles = []string{"-cpuprofile", filepath.Join(dir, "lapi-cpu.pprof"), "-memprofile", filepath.Join(dir, "lapi-heap.pprof")}
 	}
-	l.cmd = exec.Command(filepath.Join(o.bin, "crowdsec"), args...)
+	return l, l.start(profiles...)
+}
+
+// start starts the LAPI process (again) and waits for it to answer.
+func (l *lapi) start(extra ...string) error {
+	logf, err := os.OpenFile(filepath.Join(l.dir, "lapi.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	l.cmd = exec.Command(l.bin, append([]string{"-c", l.cfg, "-no-cs"}, extra...)...)
 	l.cmd.Stdout, l.cmd.Stderr = logf, logf
 	if err := l.cmd.Start(); err != nil {
 		logf.Close()
-		return nil, err
+		return err
 	}
 	l.done = make(chan error, 1)
 	go func() { l.done <- l.cmd.Wait(); logf.Close() }()
@@ -403,17 +419,17 @@ enabled = false
 	for {
 		if resp, err := http.Get(l.url + "health"); err == nil {
 			resp.Body.Close()
-			return l, nil
+			return nil
 		}
 		select {
 		case err := <-l.done:
 			l.cmd = nil
-			return nil, fmt.Errorf("the LAPI stopped at start (%v); see %s", err, logf.Name())
+			return fmt.Errorf("the LAPI stopped at start (%v); see %s", err, logf.Name())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			l.stop()
-			return nil, fmt.Errorf("the LAPI did not answer within 30 s; see %s", logf.Name())
+			return fmt.Errorf("the LAPI did not answer within 30 s; see %s", logf.Name())
 		}
 	}
 }

@@ -168,7 +168,10 @@ func scanDecision(sc interface{ Scan(...any) error }, d *DecisionRow) error {
 
 // insertAlertsDecisions stores each alert's decisions (batches[i] for
 // alertIDs[i]), those marked in shown as shown; settleInserted then compares
-// them with the rows bouncers hold.
+// them with the rows bouncers hold. A decision already over when stored
+// (a replay of old logs: upstream dates it from the alert's stop_at) is
+// stored ended and hidden, as the expiry sweep would leave it: no bouncer
+// can hold it, and the sweep had to end and settle every one of them.
 func insertAlertsDecisions(tx *wtx, alertIDs []int64, batches [][]NewDecision, shown [][]bool, created int64) error {
 	seq, err := tx.seq()
 	if err != nil {
@@ -179,8 +182,12 @@ func insertAlertsDecisions(tx *wtx, alertIDs []int64, batches [][]NewDecision, s
 	for b, ds := range batches {
 		for i := range ds {
 			d := &ds[i]
-			if err := ins.add(sanitize(d.UUID), alertIDs[b], created, d.Until.UnixNano(), sanitize(d.Scenario), sanitize(d.Type), sanitize(d.Scope), sanitize(d.Value), sanitize(d.Origin), d.Simulated,
-				d.Range.Size, d.Range.Start, d.Range.End, d.Range.StartSuffix, d.Range.EndSuffix, true, shown[b][i], seq); err != nil {
+			until := d.Until.UnixNano()
+			// A live decision outlasts an ended one, so firstLongest
+			// shows an ended one only when its key has no live one.
+			live := until > created
+			if err := ins.add(sanitize(d.UUID), alertIDs[b], created, until, sanitize(d.Scenario), sanitize(d.Type), sanitize(d.Scope), sanitize(d.Value), sanitize(d.Origin), d.Simulated,
+				d.Range.Size, d.Range.Start, d.Range.End, d.Range.StartSuffix, d.Range.EndSuffix, live, live && shown[b][i], seq); err != nil {
 				return err
 			}
 		}
