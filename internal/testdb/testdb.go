@@ -137,4 +137,3 @@ func envOr(k, def string) string {
 	}
 	return def
 }
-
