@@ -1,8 +1,53 @@
 // Package store is the LAPI's database: machines, bouncers, alerts,
 // decisions, allowlists and the decision change sequence bouncers stream
-// from. It speaks database/sql with portable SQL (SQLite through
-// modernc.org/sqlite today, PostgreSQL behind the same methods later) and it
-// must never know about HTTP.
+// from. It speaks database/sql to SQLite (modernc.org/sqlite), PostgreSQL
+// (jackc/pgx) or MySQL/MariaDB (go-sql-driver/mysql) with one set of SQL
+// written for SQLite and rewritten once per text for the servers (dialect.go),
+// and it must never know about HTTP.
+//
+// # The change sequence across several LAPIs
+//
+// Every transaction that changes what bouncers hold takes the next number
+// of counters.seq and stamps the rows it changes with it; a bouncer's
+// delta is the rows whose seq is above its cursor, and its new cursor is
+// the counter. That is only right if no transaction can commit a seq at or
+// below a counter value a reader has already seen: the classic gap of a
+// plain sequence, where a transaction holding 10 commits after one holding
+// 11 and a bouncer whose cursor moved to 11 never sees 10.
+//
+// The number is taken by updating the counter row inside the writing
+// transaction (UPDATE ... RETURNING; on MySQL LAST_INSERT_ID(value + 1)),
+// and that row lock is held until the transaction ends. So:
+//
+//   - Sequence order is commit order. A transaction T wanting the next
+//     number waits for the holder H of the previous one to end; H's commit
+//     is visible to new snapshots before its locks are released
+//     (PostgreSQL ends the transaction in the proc array before releasing
+//     locks, InnoDB before releasing row locks), so H is visible to every
+//     snapshot that can see T. A rolled-back transaction leaves no number.
+//   - A stream reads the counter and the rows from one snapshot (SQLite: a
+//     read transaction; PostgreSQL: REPEATABLE READ; InnoDB: its consistent
+//     read view, taken at the first read, which is the counter). A snapshot
+//     that sees counter value v sees every transaction numbered up to v,
+//     whole, and none numbered above it (it would see a larger counter).
+//     The delta (cursor, v] is therefore complete, and the next one starts
+//     above v: every change is delivered once.
+//   - Writers on MySQL run at READ COMMITTED, so that their reads after
+//     taking the number see what the previous holder committed (PostgreSQL's
+//     default already does); a change to decisions always takes the number
+//     first, so decision writers are serialised while readers never wait.
+//
+// The number is taken as late as the transaction allows (wtx.seq, lazily)
+// to keep that lock short. Transactions that change no decision never take
+// it. The expiry sweep and retention run in every LAPI: two sweeps are
+// serialised by the lock and the second finds nothing left to end; a
+// deadlock or serialisation failure between retention jobs is retried.
+//
+// Wake-ups: a committing transaction publishes its number to this
+// process's long-polls; other LAPIs learn of it through PostgreSQL's
+// LISTEN/NOTIFY (pg_notify inside the transaction, delivered at commit; the
+// listener re-reads the counter after every reconnection) or, on MySQL, by
+// reading the counter every pollInterval.
 package store
 
 import (
