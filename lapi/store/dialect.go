@@ -151,6 +151,14 @@ func isWordByte(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
+// args adapts a statement's arguments to the engine (see pgText).
+func (d *dialect) args(a []any) []any {
+	if d.kind == postgresDB {
+		return pgText(a)
+	}
+	return a
+}
+
 // db is a connection pool whose SQL passes through the dialect.
 type db struct {
 	*sql.DB
@@ -158,19 +166,19 @@ type db struct {
 }
 
 func (b *db) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return b.DB.ExecContext(ctx, b.d.sql(q), args...)
+	return b.DB.ExecContext(ctx, b.d.sql(q), b.d.args(args)...)
 }
 
 func (b *db) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return b.DB.QueryContext(ctx, b.d.sql(q), args...)
+	return b.DB.QueryContext(ctx, b.d.sql(q), b.d.args(args)...)
 }
 
 func (b *db) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
-	return b.DB.QueryRowContext(ctx, b.d.sql(q), args...)
+	return b.DB.QueryRowContext(ctx, b.d.sql(q), b.d.args(args)...)
 }
 
 func (b *db) QueryRow(q string, args ...any) *sql.Row {
-	return b.DB.QueryRow(b.d.sql(q), args...)
+	return b.DB.QueryRow(b.d.sql(q), b.d.args(args)...)
 }
 
 func (b *db) PrepareContext(ctx context.Context, q string) (*sql.Stmt, error) {
@@ -192,15 +200,15 @@ type dtx struct {
 }
 
 func (t *dtx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return t.Tx.ExecContext(ctx, t.d.sql(q), args...)
+	return t.Tx.ExecContext(ctx, t.d.sql(q), t.d.args(args)...)
 }
 
 func (t *dtx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return t.Tx.QueryContext(ctx, t.d.sql(q), args...)
+	return t.Tx.QueryContext(ctx, t.d.sql(q), t.d.args(args)...)
 }
 
 func (t *dtx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
-	return t.Tx.QueryRowContext(ctx, t.d.sql(q), args...)
+	return t.Tx.QueryRowContext(ctx, t.d.sql(q), t.d.args(args)...)
 }
 
 func (t *dtx) PrepareContext(ctx context.Context, q string) (*sql.Stmt, error) {

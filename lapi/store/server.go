@@ -240,18 +240,44 @@ func (s *Store) poll(ctx context.Context) {
 }
 
 // serverRetryable reports a server error a write retries: a deadlock or a
-// serialisation failure (PostgreSQL 40P01, 40001; MySQL 1213) or a lock
-// wait timeout (MySQL 1205, PostgreSQL 55P03).
+// serialisation failure (PostgreSQL 40P01, 40001; MySQL 1213), a lock
+// wait timeout (MySQL 1205, PostgreSQL 55P03), or a unique violation
+// (PostgreSQL 23505, MySQL 1062): the store's writes check before they
+// insert, which SQLite's single writer makes atomic; on a server another
+// LAPI can insert in between, and the retry's check then sees its row (a
+// machine's concurrent first login, an alert pushed twice at once).
 func serverRetryable(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		return pe.Code == "40P01" || pe.Code == "40001" || pe.Code == "55P03"
+		switch pe.Code {
+		case "40P01", "40001", "55P03", "23505":
+			return true
+		}
+		return false
 	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
-		return me.Number == 1213 || me.Number == 1205
+		return me.Number == 1213 || me.Number == 1205 || me.Number == 1062
 	}
 	return false
+}
+
+// pgText keeps NUL out of text sent to PostgreSQL, whose text cannot hold
+// it (SQLite and MySQL store it): it becomes U+FFFD, as invalid UTF-8 does
+// when a request is decoded. args is copied only when a NUL is found.
+func pgText(args []any) []any {
+	for i, a := range args {
+		if s, ok := a.(string); ok && strings.IndexByte(s, 0) >= 0 {
+			out := append([]any(nil), args...)
+			for j := i; j < len(out); j++ {
+				if s, ok := out[j].(string); ok {
+					out[j] = strings.ReplaceAll(s, "\x00", "\uFFFD")
+				}
+			}
+			return out
+		}
+	}
+	return args
 }
 
 // migrationLockKey is the PostgreSQL advisory lock (and, as text, the

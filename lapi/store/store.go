@@ -491,6 +491,12 @@ func (s *Store) QueryRowForTest(q string, args ...any) *sql.Row {
 	return s.r.QueryRow(q, args...)
 }
 
+// ExecForTest runs a statement; tests use it to break the database.
+func (s *Store) ExecForTest(q string, args ...any) error {
+	_, err := s.w.ExecContext(context.Background(), q, args...)
+	return err
+}
+
 // Optimize refreshes the planner's statistics when SQLite thinks they are
 // stale; cheap when they are not. Called at open and by the retention job.
 func (s *Store) Optimize(ctx context.Context) {
