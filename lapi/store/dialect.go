@@ -159,6 +159,15 @@ func (d *dialect) args(a []any) []any {
 	return a
 }
 
+// intDiv is the integer quotient of a by b: "/" on SQLite and PostgreSQL
+// (integer operands), DIV on MySQL (whose "/" gives a decimal).
+func (d *dialect) intDiv(a, b string) string {
+	if d.kind == mysqlDB {
+		return "(" + a + ") DIV (" + b + ")"
+	}
+	return "(" + a + ") / (" + b + ")"
+}
+
 // db is a connection pool whose SQL passes through the dialect.
 type db struct {
 	*sql.DB
