@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rampart-ips/rampart/internal/testdb"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -166,6 +168,82 @@ func TestChangedAcrossStores(t *testing.T) {
 		}
 		if got := b.Seq(); got <= before || got != a.Seq() {
 			t.Errorf("round %d: store B's seq is %d (was %d), store A's %d", round, got, before, a.Seq())
+		}
+	}
+}
+
+// TestListenerReconnects: when PostgreSQL drops the listening connection
+// (a server restart, a proxy timeout), the store reconnects, and a change
+// committed meanwhile still wakes it: it re-reads the sequence after
+// reconnecting.
+func TestListenerReconnects(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "relisten.db")
+	a := openAt(t, path)
+	defer a.Close()
+	b := openAt(t, path)
+	defer b.Close()
+	if b.d.kind != postgresDB {
+		t.Skip("LISTEN/NOTIFY is PostgreSQL's")
+	}
+	for round := range 2 {
+		ch := b.Changed()
+		before := b.Seq()
+		// Both listeners connect in the background: wait for them.
+		for n, deadline := 0, time.Now().Add(time.Minute); n != 2; time.Sleep(10 * time.Millisecond) {
+			if err := a.QueryRowForTest(`SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()
+				AND application_name = ?`, listenerName).Scan(&n); err != nil || time.Now().After(deadline) {
+				t.Fatalf("round %d: %d listeners connected (%v), want 2", round, n, err)
+			}
+		}
+		var killed int
+		if err := a.QueryRowForTest(`SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = ?`, listenerName).Scan(&killed); err != nil || killed != 2 {
+			t.Fatalf("round %d: terminating the listeners: %d (%v), want 2", round, killed, err)
+		}
+		tag := fmt.Sprintf("relisten-%d", round)
+		pushDecisions(t, a, tag, ipBans(tag, 1, time.Hour))
+		select {
+		case <-ch:
+		case <-time.After(time.Minute):
+			t.Fatalf("round %d: store B was not woken after its listener was cut", round)
+		}
+		if got := b.Seq(); got <= before {
+			t.Errorf("round %d: store B's seq stayed at %d", round, got)
+		}
+	}
+}
+
+// TestServerConfigErrors: a server configuration that cannot work says
+// what is wrong and where.
+func TestServerConfigErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Type: "postgresql", DBName: "x"}, "db_config.host is empty"},
+		{Config{Type: "mysql", Host: "127.0.0.1"}, "db_config.db_name is empty"},
+		{Config{Type: "oracle"}, `database type "oracle" is unknown (use sqlite, postgresql or mysql)`},
+		{Config{Type: "postgres", Host: "127.0.0.1", Port: 1, DBName: "x"}, "cannot connect to postgresql at 127.0.0.1:1 (database \"x\"): "},
+		{Config{Type: "mysql", Host: "127.0.0.1", Port: 1, DBName: "x"}, "cannot connect to mysql at 127.0.0.1:1 (database \"x\"): "},
+	} {
+		s, err := Open(ctx, c.cfg)
+		if err == nil {
+			s.Close()
+			t.Errorf("%+v: opened", c.cfg)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.cfg, err, c.want)
+		}
+	}
+	// A wrong password, where the server checks one (MariaDB's root here;
+	// the test PostgreSQL trusts local connections).
+	if testdb.Kind() == "mysql" {
+		d := testdb.Fresh(t)
+		_, err := Open(ctx, Config{Type: "mysql", Host: d.Host, Port: d.Port, User: d.User, Password: "wrong", DBName: d.Name})
+		if err == nil || !strings.Contains(err.Error(), "cannot connect to mysql at") || !strings.Contains(err.Error(), "Access denied") {
+			t.Errorf("wrong password: %v", err)
 		}
 	}
 }

@@ -23,6 +23,10 @@ import (
 // changed decisions announces its sequence on.
 const notifyChannel = "rampart_seq"
 
+// listenerName is the application_name of the listening connection (the
+// pool's is "rampart-lapi"), for pg_stat_activity.
+const listenerName = "rampart-lapi-listener"
+
 // pollInterval is how often a MySQL/MariaDB store reads the sequence to
 // learn of changes committed by other LAPIs (one primary-key read).
 const pollInterval = 75 * time.Millisecond
@@ -75,6 +79,7 @@ func pgConnConfig(cfg Config) (*pgx.ConnConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgresql settings: %w", err)
 	}
+	pc.RuntimeParams["application_name"] = "rampart-lapi"
 	return pc, nil
 }
 
@@ -191,7 +196,9 @@ func (s *Store) listen(ctx context.Context, pc *pgx.ConnConfig) {
 }
 
 func (s *Store) listenOnce(ctx context.Context, pc *pgx.ConnConfig, bo *backoff.Backoff) error {
-	conn, err := pgx.ConnectConfig(ctx, pc)
+	lc := pc.Copy()
+	lc.RuntimeParams["application_name"] = listenerName
+	conn, err := pgx.ConnectConfig(ctx, lc)
 	if err != nil {
 		return fmt.Errorf("connecting: %w", err)
 	}
