@@ -17,8 +17,8 @@ import (
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/internal/atomicfile"
 	"github.com/rampart-ips/rampart/internal/promlevel"
-	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/internal/stricttoml"
+	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
 
