@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -143,7 +144,10 @@ func (l *testLAPI) login() string {
 	if l.token != "" {
 		return l.token
 	}
-	l.addMachine(testMachine, testPassword)
+	// Another LAPI on the same database may have created it already.
+	if _, err := l.Store.GetMachine(context.Background(), testMachine); errors.Is(err, store.ErrNotFound) {
+		l.addMachine(testMachine, testPassword)
+	}
 	status, body := l.do("POST", "/v1/watchers/login", map[string]string{"User-Agent": testUA},
 		map[string]any{"machine_id": testMachine, "password": testPassword, "scenarios": []string{"a/b"}})
 	if status != 200 {

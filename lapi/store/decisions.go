@@ -532,8 +532,14 @@ func (s *Store) DeleteDecisions(ctx context.Context, f DecisionFilter) (int64, e
 func (s *Store) DeleteDecision(ctx context.Context, id int64) error {
 	now := nowNS()
 	return s.write(ctx, func(tx *wtx) error {
+		// The change number first: on a server another LAPI may end the
+		// decision between this read and the update otherwise.
+		seq, err := tx.seq()
+		if err != nil {
+			return err
+		}
 		var active bool
-		err := tx.QueryRowContext(ctx, `SELECT active FROM decisions WHERE id = ?`, id).Scan(&active)
+		err = tx.QueryRowContext(ctx, `SELECT active FROM decisions WHERE id = ?`, id).Scan(&active)
 		if err == sql.ErrNoRows {
 			return fmt.Errorf("decision with id '%d' doesn't exist: unable to delete: %w", id, ErrNotFound)
 		}
@@ -542,10 +548,6 @@ func (s *Store) DeleteDecision(ctx context.Context, id int64) error {
 		}
 		if active {
 			_, err = endDecisions(tx, `id = ?`, []any{id}, now, true)
-			return err
-		}
-		seq, err := tx.seq()
-		if err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE decisions SET until = ?, seq = ? WHERE id = ?`, now, seq, id)

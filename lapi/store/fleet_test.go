@@ -247,3 +247,80 @@ func TestServerConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepAndFlushAcrossStores: every LAPI runs the expiry sweep and
+// retention; run together on one database they end each expired decision
+// once (the sweeps' counts add up, bouncers get each deletion once) and
+// fail nowhere.
+func TestSweepAndFlushAcrossStores(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sweep.db")
+	a := openAt(t, path)
+	defer a.Close()
+	b := openAt(t, path)
+	defer b.Close()
+	ctx := context.Background()
+	const n = 200
+	for i := range 4 {
+		tag := fmt.Sprintf("sweep-%d", i)
+		ds := ipBans(tag, n/4, time.Second)
+		for j := range ds {
+			ds[j].Value = fmt.Sprintf("198.51.%d.%d", i, j)
+			ds[j].Range, _ = ParseRange(ds[j].Value)
+		}
+		pushDecisions(t, a, tag, ds)
+	}
+	cursor := a.Seq()
+	later := time.Now().Add(time.Minute)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var ended int64
+	errs := make(chan error, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := []*Store{a, b}[i%2]
+			if i < 4 {
+				got, err := s.SweepExpired(ctx, later)
+				if err != nil {
+					errs <- fmt.Errorf("sweep %d: %w", i, err)
+					return
+				}
+				mu.Lock()
+				ended += got
+				mu.Unlock()
+				return
+			}
+			if _, err := s.Flush(ctx, FlushPolicy{MaxItems: 2}, later); err != nil {
+				errs <- fmt.Errorf("flush %d: %w", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// Flush sweeps first too: what the sweeps report is at most n, and
+	// the stream says which ended.
+	if ended > n {
+		t.Errorf("the sweeps ended %d decisions, only %d existed", ended, n)
+	}
+	deleted := map[string]int{}
+	if _, err := b.Stream(ctx, StreamQuery{Cursor: cursor, ClientCursor: true}, later,
+		func(d *DecisionRow) error { t.Errorf("%s still active", d.Value); return nil },
+		func(d *DecisionRow) error { deleted[d.Value]++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(deleted) != n {
+		t.Errorf("%d decisions reported deleted, want %d", len(deleted), n)
+	}
+	for v, c := range deleted {
+		if c != 1 {
+			t.Errorf("%s reported deleted %d times", v, c)
+		}
+	}
+	if got, err := a.ActiveDecisionCount(ctx); err != nil || got != 0 {
+		t.Errorf("%d active decisions left (%v)", got, err)
+	}
+}
