@@ -104,6 +104,9 @@ func translate(k kind, q string) string {
 			if strings.EqualFold(w, "INDEXED") || strings.EqualFold(w, "NOT") {
 				// "INDEXED BY name" / "NOT INDEXED": skip the hint.
 				if rest, ok := hint(q[j:], w); ok {
+					if str := b.String(); strings.HasSuffix(str, " ") {
+						rest = strings.TrimLeft(rest, " ")
+					}
 					i = len(q) - len(rest)
 					continue
 				}
