@@ -33,6 +33,16 @@ func (k kind) String() string {
 // rewrites it for a server once per distinct text and keeps the result,
 // so a hot statement is translated once, not per execution. On SQLite it
 // returns its argument untouched.
+//
+// What translation cannot do is written per engine where it happens: the
+// sequence's UPDATE ... RETURNING (MySQL: LAST_INSERT_ID), upserts (MySQL:
+// ON DUPLICATE KEY), integer division (intDiv), statements MySQL refuses
+// (an UPDATE reading its own table, LIMIT in an IN subquery: written so
+// that all three accept them), the schema (migrate_server.go) and NUL in
+// PostgreSQL text (pgText). Reserved words are quoted in the shared SQL
+// ("cursor", "key"; MySQL sessions use ANSI_QUOTES). Multi-row statements
+// stay under every engine's 65,535 parameters (the largest, 256 decision
+// rows, has 4,608).
 type dialect struct {
 	kind  kind
 	cache sync.Map // SQLite text -> server text

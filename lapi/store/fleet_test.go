@@ -324,3 +324,41 @@ func TestSweepAndFlushAcrossStores(t *testing.T) {
 		t.Errorf("%d active decisions left (%v)", got, err)
 	}
 }
+
+// TestConcurrentOpenMigratesOnce: LAPIs starting together on a new server
+// database migrate it once, under the migration lock, and all start.
+func TestConcurrentOpenMigratesOnce(t *testing.T) {
+	cfg := testConfig(t, filepath.Join(t.TempDir(), "together.db"))
+	if cfg.Type == "sqlite" {
+		t.Skip("one LAPI per SQLite file")
+	}
+	const n = 4
+	stores := make([]*Store, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stores[i], errs[i] = Open(context.Background(), cfg)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("store %d: %v", i, err)
+		}
+		defer stores[i].Close()
+	}
+	var rows, versions int
+	if err := stores[0].QueryRowForTest(`SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations`).Scan(&rows, &versions); err != nil {
+		t.Fatal(err)
+	}
+	want := len(pgMigrations)
+	if cfg.Type == "mysql" {
+		want = len(mysqlMigrations)
+	}
+	if rows != want || versions != want {
+		t.Errorf("schema_migrations holds %d rows of %d versions, want %d", rows, versions, want)
+	}
+}
