@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha512"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampart-ips/rampart/internal/testdb/storecfg"
 	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/store"
 )
@@ -43,7 +44,7 @@ func newOpsEnvAt(t *testing.T, listenURI, dbPath string) *opsEnv {
 	}
 	e := &opsEnv{t: t, dir: dir, cfgPath: filepath.Join(dir, "config.toml"),
 		dbPath: dbPath, credPath: filepath.Join(dir, "local_api_credentials.toml")}
-	cfg := "[db_config]\ndb_path = " + strconv.Quote(e.dbPath) + "\n\n" +
+	cfg := dbConfigTOML(t, e.dbPath) + "\n" +
 		"[api.client]\ncredentials_path = " + strconv.Quote(e.credPath) + "\n\n" +
 		"[api.server]\nlisten_uri = " + strconv.Quote(listenURI) + "\n"
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
@@ -75,7 +76,7 @@ func (e *opsEnv) mustRun(args ...string) (string, string) {
 // store opens the environment's database directly.
 func (e *opsEnv) store() *store.Store {
 	e.t.Helper()
-	st, err := store.Open(context.Background(), store.Config{Path: e.dbPath})
+	st, err := store.Open(context.Background(), storecfg.At(e.t, e.dbPath))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -83,15 +84,19 @@ func (e *opsEnv) store() *store.Store {
 	return st
 }
 
+// dbConfigTOML is the [db_config] section of the test database known by
+// path, on the engine RAMPART_TEST_DB selects (internal/testdb).
+func dbConfigTOML(t testing.TB, path string) string {
+	t.Helper()
+	c := storecfg.At(t, path)
+	return fmt.Sprintf("[db_config]\ntype = %q\ndb_path = %q\nhost = %q\nport = %d\nuser = %q\npassword = %q\ndb_name = %q\n",
+		c.Type, c.Path, c.Host, c.Port, c.User, c.Password, c.DBName)
+}
+
 // exec runs raw SQL on the database, to age rows.
 func (e *opsEnv) exec(query string, args ...any) {
 	e.t.Helper()
-	db, err := sql.Open("sqlite", "file:"+e.dbPath+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(query, args...); err != nil {
+	if err := e.store().ExecForTest(query, args...); err != nil {
 		e.t.Fatalf("%s: %v", query, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/testdb/storecfg"
 	"github.com/rampart-ips/rampart/internal/testpki"
 	"github.com/rampart-ips/rampart/lapi"
 	"github.com/rampart-ips/rampart/lapi/profiles"
@@ -28,7 +29,7 @@ func startOpsLAPI(t *testing.T, dbPath string, mutate func(*csconfig.Config)) st
 		mutate(cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Config{Path: dbPath})
+	st, err := store.Open(ctx, storecfg.At(t, dbPath))
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/testdb/storecfg"
 	"github.com/rampart-ips/rampart/internal/version"
 	"github.com/rampart-ips/rampart/lapi/store"
 )
@@ -272,7 +273,7 @@ func TestSupportDump(t *testing.T) {
 	}
 	e.mustRun("simulation", "enable", "rampart/ssh-bf")
 	// the LAPI's JWT secret lives in the database
-	st, err := store.Open(context.Background(), store.Config{Path: e.dbPath})
+	st, err := store.Open(context.Background(), storecfg.At(t, e.dbPath))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/testdb/storecfg"
 	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
@@ -63,7 +65,7 @@ func startLAPIOn(t *testing.T, dbPath string, ln net.Listener, mutate func(*csco
 		mutate(cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Config{Path: dbPath})
+	st, err := store.Open(ctx, testStoreConfig(t, dbPath))
 	if err != nil {
 		cancel()
 		t.Fatalf("opening store: %v", err)
@@ -142,7 +144,10 @@ func (l *testLAPI) login() string {
 	if l.token != "" {
 		return l.token
 	}
-	l.addMachine(testMachine, testPassword)
+	// Another LAPI on the same database may have created it already.
+	if _, err := l.Store.GetMachine(context.Background(), testMachine); errors.Is(err, store.ErrNotFound) {
+		l.addMachine(testMachine, testPassword)
+	}
 	status, body := l.do("POST", "/v1/watchers/login", map[string]string{"User-Agent": testUA},
 		map[string]any{"machine_id": testMachine, "password": testPassword, "scenarios": []string{"a/b"}})
 	if status != 200 {
@@ -250,4 +255,11 @@ func (l *testLAPI) stream(key string, query string) models.StreamResponse {
 		l.t.Fatalf("stream body %q: %v", body, err)
 	}
 	return r
+}
+
+// testStoreConfig is the store configuration of the test database known
+// by path, on the engine RAMPART_TEST_DB selects.
+func testStoreConfig(t testing.TB, path string) store.Config {
+	t.Helper()
+	return storecfg.At(t, path)
 }
