@@ -24,7 +24,7 @@ func TestDecisionOverWhenStored(t *testing.T) {
 	pushDecisions(t, s, "mixed", append(append(past, live...), late...))
 
 	var active, shown int
-	if err := s.r.QueryRow(`SELECT COALESCE(SUM(active), 0), COALESCE(SUM(shown), 0) FROM decisions`).Scan(&active, &shown); err != nil {
+	if err := s.r.QueryRow(`SELECT COUNT(CASE WHEN active THEN 1 END), COUNT(CASE WHEN shown THEN 1 END) FROM decisions`).Scan(&active, &shown); err != nil {
 		t.Fatal(err)
 	}
 	if active != 1 || shown != 1 {
