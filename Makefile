@@ -43,11 +43,16 @@ vet:
 # servers on loopback; netfilter tests run inside namespaces they create).
 # The tools module's tests (mkdeb, the dashboard in Chromium; mkdeb's mostly
 # wait on debootstrap and dpkg) and the hub functional tests (the hub, our
-# rules, the whole-hub corpus) run beside the main suite; each writes its
-# own log, printed after the main suite's.
+# rules, the whole-hub corpus) run beside the main suite, and so do the
+# store's and the LAPI's suites on PostgreSQL and on MySQL/MariaDB (each test
+# on its own database; they skip when the server is unreachable, fail with
+# RAMPART_REQUIRE_DB=1); each writes its own log, printed after the main
+# suite's.
 test: vet
 	@mkdir -p build
 	@$(GO) -C $(TOOLS) test -count=1 -timeout 14m ./... >build/test-tools.log 2>&1 & tools=$$!; \
+	RAMPART_TEST_DB=postgresql $(GO) test -count=1 -timeout 14m ./lapi/store/ ./lapi/ >build/test-postgresql.log 2>&1 & pg=$$!; \
+	RAMPART_TEST_DB=mysql $(GO) test -count=1 -timeout 14m ./lapi/store/ ./lapi/ >build/test-mysql.log 2>&1 & my=$$!; \
 	{ $(GO) build -o build/test-cscli ./cmd/cscli && \
 	  build/test-cscli hubtest run --hub ../shared/hub --all && \
 	  build/test-cscli hubtest run --hub rules --all && \
@@ -56,7 +61,9 @@ test: vet
 	$(GO) test -count=1 -timeout 14m ./...; main=$$?; \
 	wait $$hubs; hub=$$?; echo "== hub functional tests (cscli hubtest)"; cat build/test-hub.log; \
 	wait $$tools; rc=$$?; echo "== tools module ($(TOOLS)/)"; cat build/test-tools.log; \
-	test $$main -eq 0 && test $$hub -eq 0 && test $$rc -eq 0
+	wait $$pg; pgrc=$$?; echo "== store and LAPI on PostgreSQL"; grep -v 'level=' build/test-postgresql.log; \
+	wait $$my; myrc=$$?; echo "== store and LAPI on MySQL/MariaDB"; grep -v 'level=' build/test-mysql.log; \
+	test $$main -eq 0 && test $$hub -eq 0 && test $$rc -eq 0 && test $$pgrc -eq 0 && test $$myrc -eq 0
 
 # Go benchmarks beside the code, then whole-process LAPI figures.
 bench: bench-go bench-lapi bench-fw bench-agent bench-replay bench-tail bench-flood bench-block bench-startup

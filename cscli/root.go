@@ -134,8 +134,9 @@ func (cli *CLI) Store(ctx context.Context) (*store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return store.Open(ctx, store.Config{Type: cfg.DBConfig.Type, Path: cfg.DBConfig.DBPath, MaxOpenConns: 4,
-		BusyTimeout: cfg.DBConfig.BusyTimeout.Duration})
+	sc := cfg.DBConfig.StoreConfig()
+	sc.MaxOpenConns = 4
+	return store.Open(ctx, sc)
 }
 
 // Client returns a LAPI client logged in with the machine credentials.

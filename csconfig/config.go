@@ -18,6 +18,7 @@ import (
 	"github.com/rampart-ips/rampart/internal/atomicfile"
 	"github.com/rampart-ips/rampart/internal/promlevel"
 	"github.com/rampart-ips/rampart/internal/stricttoml"
+	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -154,6 +155,12 @@ type DBConfig struct {
 	DBName       string    `toml:"db_name"`
 	SSLMode      string    `toml:"sslmode"`
 	_            [0]func() // not comparable
+}
+
+// StoreConfig is the store's configuration for these settings.
+func (c DBConfig) StoreConfig() store.Config {
+	return store.Config{Type: c.Type, Path: c.DBPath, MaxOpenConns: c.MaxOpenConns, BusyTimeout: c.BusyTimeout.Duration,
+		Host: c.Host, Port: c.Port, User: c.User, Password: c.Password, DBName: c.DBName, SSLMode: c.SSLMode}
 }
 
 // DBFlush is the retention policy.
@@ -415,12 +422,17 @@ func (c *Config) validate() error {
 	if l := c.Prometheus.Level; l != "" && !slices.Contains(promlevel.Levels, l) {
 		return fmt.Errorf("prometheus.level %q is unknown (use %s)", l, strings.Join(promlevel.Levels, ", "))
 	}
-	switch c.DBConfig.Type {
-	case "sqlite", "sqlite3":
-	case "postgresql", "postgres", "pgx":
-		return fmt.Errorf("db_config.type %q is not supported yet (use sqlite)", c.DBConfig.Type)
-	default:
-		return fmt.Errorf("db_config.type %q is unknown (use sqlite)", c.DBConfig.Type)
+	kind, err := c.DBConfig.StoreConfig().Kind()
+	if err != nil {
+		return fmt.Errorf("db_config.type: %w", err)
+	}
+	if kind != "sqlite" {
+		if c.DBConfig.Host == "" {
+			return fmt.Errorf("db_config.host is empty: a %s database needs its server's address", kind)
+		}
+		if c.DBConfig.DBName == "" {
+			return fmt.Errorf("db_config.db_name is empty: name the %s database to use", kind)
+		}
 	}
 	if t := c.API.Server.TLS; t != nil {
 		if (t.CertFile == "") != (t.KeyFile == "") {

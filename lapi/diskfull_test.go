@@ -8,12 +8,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rampart-ips/rampart/internal/testdb"
 	"github.com/rampart-ips/rampart/models"
 )
 
 // TestDiskFull fills a small tmpfs holding the database: writes must fail
 // with a clear message while reads and health keep working.
 func TestDiskFull(t *testing.T) {
+	testdb.SkipUnlessSQLite(t, "fills the SQLite file's disk")
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a small tmpfs")
 	}

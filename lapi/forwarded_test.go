@@ -117,7 +117,7 @@ func TestTrustedProxiesMustParse(t *testing.T) {
 	cfg.DBConfig.DBPath = filepath.Join(t.TempDir(), "crowdsec.db")
 	cfg.API.Server.UseForwardedForHeaders = true
 	cfg.API.Server.TrustedProxies = []string{"10.0.0.0/33"}
-	st, err := store.Open(context.Background(), store.Config{Path: cfg.DBConfig.DBPath})
+	st, err := store.Open(context.Background(), testStoreConfig(t, cfg.DBConfig.DBPath))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func newFuzzLAPI(f *testing.F) *fuzzLAPI {
 	cfg.API.Server.ListenURI = "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Cleanup(cancel)
-	st, err := store.Open(ctx, store.Config{Path: dbPath})
+	st, err := store.Open(ctx, testStoreConfig(f, dbPath))
 	if err != nil {
 		f.Fatal(err)
 	}

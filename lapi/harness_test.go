@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/testdb/storecfg"
 	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
@@ -63,7 +64,7 @@ func startLAPIOn(t *testing.T, dbPath string, ln net.Listener, mutate func(*csco
 		mutate(cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Config{Path: dbPath})
+	st, err := store.Open(ctx, testStoreConfig(t, dbPath))
 	if err != nil {
 		cancel()
 		t.Fatalf("opening store: %v", err)
@@ -250,4 +251,11 @@ func (l *testLAPI) stream(key string, query string) models.StreamResponse {
 		l.t.Fatalf("stream body %q: %v", body, err)
 	}
 	return r
+}
+
+// testStoreConfig is the store configuration of the test database known
+// by path, on the engine RAMPART_TEST_DB selects.
+func testStoreConfig(t testing.TB, path string) store.Config {
+	t.Helper()
+	return storecfg.At(t, path)
 }

@@ -288,8 +288,7 @@ func notify(state string) {
 }
 
 func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg prometheus.Registerer, out *atomic.Pointer[lapi.Server], listening func()) error {
-	st, err := store.Open(ctx, store.Config{Type: cfg.DBConfig.Type, Path: cfg.DBConfig.DBPath,
-		MaxOpenConns: cfg.DBConfig.MaxOpenConns, BusyTimeout: cfg.DBConfig.BusyTimeout.Duration})
+	st, err := store.Open(ctx, cfg.DBConfig.StoreConfig())
 	if err != nil {
 		return err
 	}

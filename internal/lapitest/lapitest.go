@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/testdb/storecfg"
 	"github.com/rampart-ips/rampart/lapi"
 	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/profiles"
@@ -39,7 +40,7 @@ func Start(t testing.TB, dbPath, addr string) *LAPI {
 	cfg.DBConfig.DBPath = dbPath
 	cfg.API.Server.ListenURI = addr
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Config{Path: dbPath})
+	st, err := store.Open(ctx, storecfg.At(t, dbPath))
 	if err != nil {
 		cancel()
 		t.Fatalf("opening store: %v", err)

@@ -142,8 +142,12 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 	if len(decisions) == 0 {
 		return nil
 	}
-	// Decision ids only grow and this transaction is the only writer,
+	// Decision ids only grow and, once the transaction holds its change
+	// number, it is the only writer of decisions (see the package doc),
 	// so its decisions are exactly those above the current maximum.
+	if _, err := tx.seq(); err != nil {
+		return err
+	}
 	var after int64
 	last, err := tx.stmt(lastDecisionSQL)
 	if err != nil {
@@ -234,9 +238,14 @@ func insertAlertRows(tx *wtx, alerts []*NewAlert, now int64) ([]int64, error) {
 		}
 		// The rows are inserted in VALUES order, each taking the next
 		// id: the sorted ids are theirs in order. Anything else would be
-		// a bug worth failing the push for.
-		slices.Sort(got)
-		if len(got) != n || got[n-1]-got[0] != int64(n-1) {
+		// a bug worth failing the push for. On servers other LAPIs insert
+		// alerts at the same time, so ids need not be consecutive; there
+		// RETURNING gives them in VALUES order.
+		consecutive := tx.s.d.kind == sqliteDB
+		if consecutive {
+			slices.Sort(got)
+		}
+		if len(got) != n || consecutive && got[n-1]-got[0] != int64(n-1) {
 			return nil, fmt.Errorf("inserting alerts: %d rows gave ids %v", n, got)
 		}
 		ids = append(ids, got...)
@@ -306,7 +315,7 @@ var (
 		events_count, started_at, stopped_at, capacity, leakspeed, simulated, remediation, kind, source_scope, source_value, source_ip,
 		source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude, events) VALUES `, 25, 64, ` RETURNING id`)
 	alertLookupRows = newRowSpec("alert lookup", `SELECT uuid, id FROM alerts WHERE uuid IN (`, 1, 64, `)`)
-	metaRows        = newRowSpec("alert meta", `INSERT INTO alert_meta (alert_id, key, value) VALUES `, 3, 256, "")
+	metaRows        = newRowSpec("alert meta", `INSERT INTO alert_meta (alert_id, "key", value) VALUES `, 3, 256, "")
 	decisionRows    = newRowSpec("decision", `INSERT INTO decisions (uuid, alert_id, created_at, until, scenario, type, scope, value, origin, simulated,
 		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES `, 18, 256, "")
 	pushStatements = alertStatements()
@@ -553,7 +562,7 @@ func (s *Store) fillAlerts(ctx context.Context, alerts []*models.Alert, byID map
 			}
 			rows.Close()
 		}
-		rows, err := s.r.QueryContext(ctx, `SELECT alert_id, key, value FROM alert_meta WHERE alert_id IN (`+ids+`) ORDER BY id`)
+		rows, err := s.r.QueryContext(ctx, `SELECT alert_id, "key", value FROM alert_meta WHERE alert_id IN (`+ids+`) ORDER BY id`)
 		if err != nil {
 			return fmt.Errorf("reading alert meta: %w", err)
 		}
@@ -770,7 +779,7 @@ func (s *Store) DeleteAlerts(ctx context.Context, f AlertFilter) (int64, error) 
 
 func deleteAlertsTx(tx *wtx, sel string, args []any, now int64) (int64, error) {
 	ctx := tx.ctx
-	if _, err := tx.ExecContext(ctx, `CREATE TEMP TABLE IF NOT EXISTS doomed_alerts (id INTEGER PRIMARY KEY)`); err != nil {
+	if _, err := tx.ExecContext(ctx, `CREATE TEMPORARY TABLE IF NOT EXISTS doomed_alerts (id INTEGER PRIMARY KEY)`); err != nil {
 		return 0, fmt.Errorf("preparing alert deletion: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM doomed_alerts`); err != nil {

@@ -30,7 +30,7 @@ type Bouncer struct {
 	UpdatedAt   time.Time
 }
 
-const bouncerCols = `id, name, api_key, ip_address, type, version, last_pull, cursor, auth_type, auto_created, revoked, os_name, os_version, featureflags, created_at, updated_at`
+const bouncerCols = `id, name, api_key, ip_address, type, version, last_pull, "cursor", auth_type, auto_created, revoked, os_name, os_version, featureflags, created_at, updated_at`
 
 func scanBouncer(sc interface{ Scan(...any) error }) (*Bouncer, error) {
 	var b Bouncer
@@ -142,7 +142,7 @@ func (s *Store) SetBouncerPulled(ctx context.Context, id int64, cursor *int64, a
 			_, err := tx.ExecContext(ctx, `UPDATE bouncers SET last_pull = ? WHERE id = ?`, at.UnixNano(), id)
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE bouncers SET last_pull = ?, cursor = CASE WHEN cursor IS NULL OR cursor < ? THEN ? ELSE cursor END WHERE id = ?`,
+		_, err := tx.ExecContext(ctx, `UPDATE bouncers SET last_pull = ?, "cursor" = CASE WHEN "cursor" IS NULL OR "cursor" < ? THEN ? ELSE "cursor" END WHERE id = ?`,
 			at.UnixNano(), *cursor, *cursor, id)
 		return err
 	})
@@ -152,7 +152,7 @@ func (s *Store) SetBouncerPulled(ctx context.Context, id int64, cursor *int64, a
 // one User-Agent; nil when that client never completed a pull.
 func (s *Store) StreamCursor(ctx context.Context, bouncerID int64, userAgent string) (*int64, error) {
 	var c int64
-	err := s.r.QueryRowContext(ctx, `SELECT cursor FROM stream_cursors WHERE bouncer_id = ? AND user_agent = ?`, bouncerID, userAgent).Scan(&c)
+	err := s.r.QueryRowContext(ctx, `SELECT "cursor" FROM stream_cursors WHERE bouncer_id = ? AND user_agent = ?`, bouncerID, userAgent).Scan(&c)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -171,18 +171,23 @@ const MaxStreamClients = 16
 // bouncers.cursor keeps the row's latest for display.
 func (s *Store) SetStreamCursor(ctx context.Context, bouncerID int64, userAgent string, cursor int64, at time.Time) error {
 	return s.write(ctx, func(tx *wtx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO stream_cursors (bouncer_id, user_agent, cursor, last_pull) VALUES (?, ?, ?, ?)
-			ON CONFLICT (bouncer_id, user_agent) DO UPDATE SET cursor = excluded.cursor, last_pull = excluded.last_pull`,
+		upsert := `INSERT INTO stream_cursors (bouncer_id, user_agent, "cursor", last_pull) VALUES (?, ?, ?, ?)
+			ON CONFLICT (bouncer_id, user_agent) DO UPDATE SET "cursor" = excluded."cursor", last_pull = excluded.last_pull`
+		if s.d.kind == mysqlDB {
+			upsert = `INSERT INTO stream_cursors (bouncer_id, user_agent, "cursor", last_pull) VALUES (?, ?, ?, ?)
+			ON DUPLICATE KEY UPDATE "cursor" = VALUES("cursor"), last_pull = VALUES(last_pull)`
+		}
+		if _, err := tx.ExecContext(ctx, upsert,
 			bouncerID, userAgent, cursor, at.UnixNano()); err != nil {
 			return fmt.Errorf("storing stream cursor: %w", err)
 		}
 		// A key holder cycling User-Agents must not grow the table: a row
 		// keeps its most recent few, the others start over (full state).
-		if _, err := tx.ExecContext(ctx, `DELETE FROM stream_cursors WHERE bouncer_id = ? AND user_agent NOT IN (
-			SELECT user_agent FROM stream_cursors WHERE bouncer_id = ? ORDER BY last_pull DESC LIMIT ?)`, bouncerID, bouncerID, MaxStreamClients); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM stream_cursors WHERE bouncer_id = ? AND user_agent NOT IN (SELECT user_agent FROM (
+			SELECT user_agent FROM stream_cursors WHERE bouncer_id = ? ORDER BY last_pull DESC LIMIT ?) kept)`, bouncerID, bouncerID, MaxStreamClients); err != nil {
 			return fmt.Errorf("bounding stream cursors: %w", err)
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE bouncers SET last_pull = ?, cursor = ? WHERE id = ?`, at.UnixNano(), cursor, bouncerID)
+		_, err := tx.ExecContext(ctx, `UPDATE bouncers SET last_pull = ?, "cursor" = ? WHERE id = ?`, at.UnixNano(), cursor, bouncerID)
 		return err
 	})
 }
@@ -238,9 +243,9 @@ func (s *Store) StoreUsageMetrics(ctx context.Context, kind, by, payload string)
 		}
 		// Beyond the newest MaxUsageReports of this component, the oldest
 		// go; the (type, by, received_at) index serves both queries.
-		_, err := tx.ExecContext(ctx, `DELETE FROM usage_metrics WHERE generated_type = ? AND generated_by = ? AND received_at <= (
+		_, err := tx.ExecContext(ctx, `DELETE FROM usage_metrics WHERE generated_type = ? AND generated_by = ? AND received_at <= (SELECT received_at FROM (
 			SELECT received_at FROM usage_metrics WHERE generated_type = ? AND generated_by = ?
-			ORDER BY received_at DESC LIMIT 1 OFFSET ?)`, kind, by, kind, by, MaxUsageReports)
+			ORDER BY received_at DESC LIMIT 1 OFFSET ?) oldest)`, kind, by, kind, by, MaxUsageReports)
 		return err
 	})
 }

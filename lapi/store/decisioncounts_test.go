@@ -6,12 +6,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rampart-ips/rampart/internal/testdb"
 )
 
 // TestCountPlan pins the counts' plan: a search of decisions_range by
 // ip_size and the listed starts, under every kind of statistics, never a
 // scan of the decisions starting below the value.
 func TestCountPlan(t *testing.T) {
+	testdb.SkipUnlessSQLite(t, "checks SQLite query plans")
 	for _, st := range statistics {
 		t.Run(st.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "plan.db")

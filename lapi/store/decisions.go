@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -240,8 +241,21 @@ func firstLongest(batches [][]NewDecision) [][]bool {
 // indexes pinned with CROSS JOIN, INDEXED BY and NOT INDEXED.
 func settleInserted(tx *wtx, after int64) error {
 	st := beatenStmt(after)
-	if _, err := tx.exec(st.q, st.args...); err != nil {
-		return fmt.Errorf("settling decision precedence (%s): %w", st.what, err)
+	if tx.s.d.kind == sqliteDB {
+		if _, err := tx.exec(st.q, st.args...); err != nil {
+			return fmt.Errorf("settling decision precedence (%s): %w", st.what, err)
+		}
+	} else {
+		// MySQL cannot update a table its subquery reads: the servers
+		// find the beaten rows first, then hide them.
+		st = beatenIDsStmt(after)
+		ids, err := queryIDs(tx, st)
+		if err == nil {
+			err = eachID(tx, hideStmt(0), ids)
+		}
+		if err != nil {
+			return fmt.Errorf("settling decision precedence (%s): %w", st.what, err)
+		}
 	}
 	st = supersededStmt(after)
 	ids, err := queryIDs(tx, st)
@@ -266,6 +280,13 @@ func beatenStmt(after int64) stmt {
 	return stmt{"hiding new decisions held ones outlast", `UPDATE decisions NOT INDEXED SET shown = FALSE WHERE id > ? AND shown AND EXISTS (
 		SELECT 1 FROM decisions o INDEXED BY decisions_key WHERE o.value = decisions.value AND o.type = decisions.type
 		AND o.scope = decisions.scope AND o.active = TRUE AND o.until >= decisions.until AND o.shown AND o.id <= ?)`, []any{after, after}}
+}
+
+// beatenIDsStmt selects what beatenStmt hides (servers).
+func beatenIDsStmt(after int64) stmt {
+	return stmt{"finding new decisions held ones outlast", `SELECT n.id FROM decisions n WHERE n.id > ? AND n.shown AND EXISTS (
+		SELECT 1 FROM decisions o WHERE o.value = n.value AND o.type = n.type
+		AND o.scope = n.scope AND o.active = TRUE AND o.until >= n.until AND o.shown AND o.id <= ?)`, []any{after, after}}
 }
 
 // supersededStmt selects the held decisions a new one supersedes.
@@ -386,9 +407,15 @@ func queryIDs(tx *wtx, st stmt) ([]int64, error) {
 // a time because SQLite plans "rowid = ?" without consulting statistics,
 // while for "id IN (...)" stale ones (a table analysed while small) choose
 // a scan of every decision.
+//
+// On servers (a round trip per statement) the ids go in IN lists instead:
+// their planners do not have SQLite's trouble with them.
 func eachID(tx *wtx, st stmt, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
+	}
+	if tx.s.d.kind != sqliteDB {
+		return eachIDList(tx, st, ids)
 	}
 	ps, err := tx.stmt(st.q)
 	if err != nil {
@@ -401,6 +428,35 @@ func eachID(tx *wtx, st stmt, ids []int64) error {
 		if _, err := ps.ExecContext(tx.ctx, args...); err != nil {
 			return fmt.Errorf("%s %d: %w", st.what, id, err)
 		}
+	}
+	return nil
+}
+
+// eachIDList is eachID for servers: st's "id = ?" becomes "id IN (...)",
+// up to 1000 ids a statement, written as literals (they are integers).
+func eachIDList(tx *wtx, st stmt, ids []int64) error {
+	head, ok := strings.CutSuffix(st.q, "id = ?")
+	if !ok {
+		return fmt.Errorf("%s: statement does not end with an id", st.what)
+	}
+	args := st.args[:len(st.args)-1]
+	var b strings.Builder
+	for len(ids) > 0 {
+		n := min(len(ids), 1000)
+		b.Reset()
+		b.WriteString(head)
+		b.WriteString("id IN (")
+		for i, id := range ids[:n] {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.FormatInt(id, 10))
+		}
+		b.WriteByte(')')
+		if _, err := tx.ExecContext(tx.ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("%s: %w", st.what, err)
+		}
+		ids = ids[n:]
 	}
 	return nil
 }
@@ -520,7 +576,14 @@ var ErrCursorGone = errors.New("stream cursor can no longer be served: pull the 
 // snapshot, each list by ascending id, and returns the sequence the caller
 // stores as the bouncer's cursor once the response is fully delivered.
 func (s *Store) Stream(ctx context.Context, q StreamQuery, now time.Time, emitNew, emitDeleted func(*DecisionRow) error) (int64, error) {
-	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	// The sequence and the rows come from one snapshot: on servers a
+	// REPEATABLE READ transaction, whose snapshot is taken at its first
+	// read (the sequence); see the package doc for why that has no gap.
+	opts := &sql.TxOptions{ReadOnly: true}
+	if s.d.kind != sqliteDB {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := s.r.BeginTx(ctx, opts)
 	if err != nil {
 		return 0, fmt.Errorf("opening stream snapshot: %w", err)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampart-ips/rampart/internal/testdb"
+
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -55,6 +57,7 @@ func toSchema5(tb testing.TB, s *Store) {
 // version wrote them (a row each, interleaved between alerts), reads back
 // the same after migration 6 moved them onto their alerts.
 func TestEventsMigration(t *testing.T) {
+	testdb.SkipUnlessSQLite(t, "migrates SQLite files of an older schema")
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
 	db, err := sql.Open("sqlite", "file:"+path)
@@ -138,6 +141,7 @@ func TestEventsMigration(t *testing.T) {
 // Alerts pushed through the API read back the same before and after a
 // round trip through the previous schema and migration 6.
 func TestEventsMigrationRoundTrip(t *testing.T) {
+	testdb.SkipUnlessSQLite(t, "migrates SQLite files of an older schema")
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "db")
 	s := openAt(t, path)

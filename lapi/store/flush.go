@@ -76,7 +76,7 @@ func (s *Store) Flush(ctx context.Context, p FlushPolicy, now time.Time) (FlushR
 			return fmt.Errorf("forgetting idle stream cursors: %w", err)
 		}
 		var minCursor *int64
-		if err := tx.QueryRowContext(ctx, `SELECT MIN(cursor) FROM stream_cursors`).Scan(&minCursor); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT MIN("cursor") FROM stream_cursors`).Scan(&minCursor); err != nil {
 			return fmt.Errorf("reading bouncer cursors: %w", err)
 		}
 		var current int64
@@ -92,7 +92,11 @@ func (s *Store) Flush(ctx context.Context, p FlushPolicy, now time.Time) (FlushR
 		args := []any{limit, now.Add(-minAge).UnixNano()}
 		// Client-kept cursors below the highest purged change get
 		// ErrCursorGone instead of a delta missing that deletion.
-		if _, err := tx.ExecContext(ctx, `UPDATE counters SET value = MAX(value, COALESCE((SELECT MAX(seq) `+purgeable+`), 0)) WHERE name = 'purged'`, args...); err != nil {
+		var top int64
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) `+purgeable, args...).Scan(&top); err != nil {
+			return fmt.Errorf("recording purged changes: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE counters SET value = ? WHERE name = 'purged' AND value < ?`, top, top); err != nil {
 			return fmt.Errorf("recording purged changes: %w", err)
 		}
 		r, err := tx.ExecContext(ctx, `DELETE `+purgeable, args...)

@@ -45,7 +45,7 @@ func (s *Store) CountActiveDecisions(ctx context.Context, now time.Time) ([]Deci
 	if err := read(`SELECT scenario, origin, type, n FROM active_decision_counts WHERE n > 0`, 1); err != nil {
 		return nil, err
 	}
-	if err := read(`SELECT scenario, origin, type, COUNT(*) FROM decisions WHERE active = 1 AND until <= ?
+	if err := read(`SELECT scenario, origin, type, COUNT(*) FROM decisions WHERE active = TRUE AND until <= ?
 		GROUP BY scenario, origin, type`, -1, now.UnixNano()); err != nil {
 		return nil, err
 	}

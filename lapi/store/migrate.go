@@ -332,7 +332,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("migration %d: %w", v, err)
 		}
 		if step := migrationStep(v); step != nil {
-			if err := step(ctx, tx); err != nil {
+			if err := step(ctx, tx.Tx); err != nil {
 				tx.Rollback()
 				return fmt.Errorf("migration %d: %w", v, err)
 			}

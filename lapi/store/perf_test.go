@@ -33,7 +33,7 @@ func fill(tb testing.TB, s *Store, n, batch int) {
 
 func openBench(tb testing.TB) *Store {
 	tb.Helper()
-	s, err := Open(context.Background(), Config{Path: filepath.Join(tb.TempDir(), "bench.db")})
+	s, err := Open(context.Background(), testConfig(tb, filepath.Join(tb.TempDir(), "bench.db")))
 	if err != nil {
 		tb.Fatal(err)
 	}

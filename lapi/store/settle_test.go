@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampart-ips/rampart/internal/testdb"
+
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -39,7 +41,7 @@ func ipBans(tag string, n int, d time.Duration) []NewDecision {
 
 func openAt(tb testing.TB, path string) *Store {
 	tb.Helper()
-	s, err := Open(context.Background(), Config{Path: path})
+	s, err := Open(context.Background(), testConfig(tb, path))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -70,12 +72,14 @@ var statistics = []struct {
 		// the caller's Open runs PRAGMA optimize, which analyses decisions now
 	}},
 	{"ANALYZE after a large import", func(tb testing.TB, path string) {
+		testdb.SkipUnlessSQLite(tb, "SQLite planner statistics")
 		s := openAt(tb, path)
 		pushDecisions(tb, s, "large", ipBans("large", 5000, time.Hour))
 		mustExec(tb, s, `ANALYZE`)
 		s.Close()
 	}},
 	{"statistics favouring decisions_seq", func(tb testing.TB, path string) {
+		testdb.SkipUnlessSQLite(tb, "SQLite planner statistics")
 		s := openAt(tb, path)
 		pushDecisions(tb, s, "few", ipBans("few", 3, time.Hour))
 		mustExec(tb, s, `ANALYZE`,
@@ -120,6 +124,7 @@ func queryPlan(t *testing.T, s *Store, q string, args ...any) (access, all []str
 // decisions_key, searched per key; decisions is never scanned; rows change
 // one rowid at a time.
 func TestSettlePlans(t *testing.T) {
+	testdb.SkipUnlessSQLite(t, "checks SQLite query plans")
 	const byKey = "USING INDEX decisions_key (value=? AND type=? AND scope=? AND active=?"
 	const ended = "SEARCH e USING INDEX decisions_seq (seq=?)"
 	cases := []struct {
@@ -401,6 +406,7 @@ func BenchmarkDeleteDecisions(b *testing.B) {
 // statistics, so each bouncer's poll costs O(delta) and never a scan of
 // every decision (a planner fed statistics from a small table scanned).
 func TestStreamDeltaPlan(t *testing.T) {
+	testdb.SkipUnlessSQLite(t, "checks SQLite query plans")
 	for _, st := range statistics {
 		t.Run(st.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "plan.db")

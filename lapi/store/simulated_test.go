@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/rampart-ips/rampart/internal/testdb"
 )
 
 // streamValues is the stream's new and deleted decisions as "value until".
@@ -81,6 +83,7 @@ func TestSimulatedDecisionsNeverShown(t *testing.T) {
 // an older version) is repaired at open: the real ban is shown again, as
 // a change bouncers get in their next delta.
 func TestMigrationShowsRealBansHiddenBySimulated(t *testing.T) {
+	testdb.SkipUnlessSQLite(t, "replays SQLite migration 5")
 	path := filepath.Join(t.TempDir(), "db")
 	s := openAt(t, path)
 	r, _ := ParseRange("192.0.2.1")

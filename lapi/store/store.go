@@ -1,8 +1,53 @@
 // Package store is the LAPI's database: machines, bouncers, alerts,
 // decisions, allowlists and the decision change sequence bouncers stream
-// from. It speaks database/sql with portable SQL (SQLite through
-// modernc.org/sqlite today, PostgreSQL behind the same methods later) and it
-// must never know about HTTP.
+// from. It speaks database/sql to SQLite (modernc.org/sqlite), PostgreSQL
+// (jackc/pgx) or MySQL/MariaDB (go-sql-driver/mysql) with one set of SQL
+// written for SQLite and rewritten once per text for the servers (dialect.go),
+// and it must never know about HTTP.
+//
+// # The change sequence across several LAPIs
+//
+// Every transaction that changes what bouncers hold takes the next number
+// of counters.seq and stamps the rows it changes with it; a bouncer's
+// delta is the rows whose seq is above its cursor, and its new cursor is
+// the counter. That is only right if no transaction can commit a seq at or
+// below a counter value a reader has already seen: the classic gap of a
+// plain sequence, where a transaction holding 10 commits after one holding
+// 11 and a bouncer whose cursor moved to 11 never sees 10.
+//
+// The number is taken by updating the counter row inside the writing
+// transaction (UPDATE ... RETURNING; on MySQL LAST_INSERT_ID(value + 1)),
+// and that row lock is held until the transaction ends. So:
+//
+//   - Sequence order is commit order. A transaction T wanting the next
+//     number waits for the holder H of the previous one to end; H's commit
+//     is visible to new snapshots before its locks are released
+//     (PostgreSQL ends the transaction in the proc array before releasing
+//     locks, InnoDB before releasing row locks), so H is visible to every
+//     snapshot that can see T. A rolled-back transaction leaves no number.
+//   - A stream reads the counter and the rows from one snapshot (SQLite: a
+//     read transaction; PostgreSQL: REPEATABLE READ; InnoDB: its consistent
+//     read view, taken at the first read, which is the counter). A snapshot
+//     that sees counter value v sees every transaction numbered up to v,
+//     whole, and none numbered above it (it would see a larger counter).
+//     The delta (cursor, v] is therefore complete, and the next one starts
+//     above v: every change is delivered once.
+//   - Writers on MySQL run at READ COMMITTED, so that their reads after
+//     taking the number see what the previous holder committed (PostgreSQL's
+//     default already does); a change to decisions always takes the number
+//     first, so decision writers are serialised while readers never wait.
+//
+// The number is taken as late as the transaction allows (wtx.seq, lazily)
+// to keep that lock short. Transactions that change no decision never take
+// it. The expiry sweep and retention run in every LAPI: two sweeps are
+// serialised by the lock and the second finds nothing left to end; a
+// deadlock or serialisation failure between retention jobs is retried.
+//
+// Wake-ups: a committing transaction publishes its number to this
+// process's long-polls; other LAPIs learn of it through PostgreSQL's
+// LISTEN/NOTIFY (pg_notify inside the transaction, delivered at commit; the
+// listener re-reads the counter after every reconnection) or, on MySQL, by
+// reading the counter every pollInterval.
 package store
 
 import (
@@ -12,6 +57,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,19 +73,47 @@ var (
 	ErrInvalidData = errors.New("invalid data")
 )
 
-// Config selects and tunes the database.
+// Config selects and tunes the database ([db_config]).
 type Config struct {
-	Type         string        // "sqlite" (default)
+	Type         string        // "sqlite" (default, also "sqlite3"), "postgresql" ("postgres", "pgx") or "mysql"
 	Path         string        // SQLite file
-	MaxOpenConns int           // readers; the writer is always one connection
+	MaxOpenConns int           // readers on SQLite (the writer is one connection); the pool on servers
 	BusyTimeout  time.Duration // how long SQLite waits for a lock
 	MustExist    bool          // refuse to create a new database (cscli)
+
+	// Servers (PostgreSQL, MySQL/MariaDB).
+	Host     string // name or address; a path is a Unix socket folder (PostgreSQL) or socket (MySQL)
+	Port     int    // 5432 / 3306 when 0
+	User     string
+	Password string
+	DBName   string
+	SSLMode  string // PostgreSQL sslmode; MySQL: "disable" or empty for no TLS, else the driver's tls value
+}
+
+// Kind normalises Type: "sqlite", "postgresql" or "mysql"; an error names
+// an unknown one.
+func (c Config) Kind() (string, error) {
+	k, err := parseKind(c.Type)
+	return k.String(), err
+}
+
+func parseKind(t string) (kind, error) {
+	switch strings.ToLower(t) {
+	case "", "sqlite", "sqlite3":
+		return sqliteDB, nil
+	case "postgresql", "postgres", "pgx":
+		return postgresDB, nil
+	case "mysql", "mariadb":
+		return mysqlDB, nil
+	}
+	return sqliteDB, fmt.Errorf("database type %q is unknown (use sqlite, postgresql or mysql)", t)
 }
 
 // Store is the LAPI's handle on its database. It is safe for concurrent use.
 type Store struct {
-	w   *sql.DB // the single writer connection: serialises transactions and the sequence
-	r   *sql.DB // readers (WAL lets them run beside the writer)
+	d   *dialect
+	w   *db // SQLite: the single writer connection, serialising transactions; servers: the pool
+	r   *db // SQLite: readers (WAL lets them run beside the writer); servers: the same pool as w
 	log *log.Entry
 
 	mu      sync.Mutex
@@ -47,26 +121,30 @@ type Store struct {
 	seq     int64         // last committed decision sequence
 
 	stmtMu sync.Mutex
-	stmts  map[string]*sql.Stmt // the writer's statements kept prepared across transactions
+	stmts  map[string]*sql.Stmt // the writer's statements kept prepared across transactions (SQLite)
 	rstmts map[string]*sql.Stmt // the readers' hot statements (database/sql prepares them per connection)
+
+	stop context.CancelFunc // ends the wake-up watcher (servers)
+	bg   sync.WaitGroup
 }
 
 // Open opens (creating if needed) the database and applies migrations.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	if cfg.Type == "" {
-		cfg.Type = "sqlite"
+	k, err := parseKind(cfg.Type)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Type != "sqlite" && cfg.Type != "sqlite3" {
-		return nil, fmt.Errorf("database type %q is not supported yet (only sqlite)", cfg.Type)
+	if cfg.MaxOpenConns <= 0 {
+		cfg.MaxOpenConns = 8
+	}
+	if k != sqliteDB {
+		return openServer(ctx, k, cfg)
 	}
 	if cfg.Path == "" {
 		return nil, fmt.Errorf("db_path is empty")
 	}
 	if cfg.BusyTimeout <= 0 {
 		cfg.BusyTimeout = 10 * time.Second
-	}
-	if cfg.MaxOpenConns <= 0 {
-		cfg.MaxOpenConns = 8
 	}
 	if cfg.MustExist {
 		if _, err := os.Stat(cfg.Path); err != nil {
@@ -107,7 +185,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	r.SetMaxOpenConns(cfg.MaxOpenConns)
 	r.SetMaxIdleConns(cfg.MaxOpenConns)
-	s := &Store{w: w, r: r, log: log.WithField("component", "store"), changed: make(chan struct{})}
+	d := &dialect{kind: sqliteDB}
+	s := &Store{d: d, w: &db{w, d}, r: &db{r, d}, log: log.WithField("component", "store"), changed: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -123,6 +202,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// Kind is the database engine: "sqlite", "postgresql" or "mysql".
+func (s *Store) Kind() string { return s.d.kind.String() }
+
 // Close releases the database.
 func (s *Store) Close() error {
 	s.stmtMu.Lock()
@@ -134,6 +216,13 @@ func (s *Store) Close() error {
 	}
 	s.stmts, s.rstmts = nil, nil
 	s.stmtMu.Unlock()
+	if s.stop != nil {
+		s.stop()
+	}
+	s.bg.Wait()
+	if s.r.DB == s.w.DB {
+		return s.r.Close()
+	}
 	err1 := s.r.Close()
 	err2 := s.w.Close()
 	return errors.Join(err1, err2)
@@ -166,7 +255,7 @@ func (s *Store) published(seq int64) {
 // wtx is a write transaction; seq() allocates the transaction's change
 // number lazily, so transactions that change no decision do not wake bouncers.
 type wtx struct {
-	*sql.Tx
+	*dtx
 	ctx    context.Context
 	seqVal int64
 	s      *Store
@@ -175,8 +264,11 @@ type wtx struct {
 // stmt returns q bound to this transaction: prepared once on the writer
 // connection when Store.prepare has seen it (parsing a statement costs
 // modernc as much as running it), else prepared for this transaction only.
-// Close the result.
-func (t *wtx) stmt(q string) (*sql.Stmt, error) {
+// Close the result. On servers the text runs directly.
+func (t *wtx) stmt(q string) (stmter, error) {
+	if t.s.d.kind != sqliteDB {
+		return textStmt{q: q, x: t.dtx}, nil
+	}
 	t.s.stmtMu.Lock()
 	st, ok := t.s.stmts[q]
 	t.s.stmtMu.Unlock()
@@ -189,6 +281,9 @@ func (t *wtx) stmt(q string) (*sql.Stmt, error) {
 // prepare keeps qs prepared on the writer connection. Called outside any
 // transaction: the writer has a single connection, a transaction holds it.
 func (s *Store) prepare(ctx context.Context, qs []string) error {
+	if s.d.kind != sqliteDB {
+		return nil
+	}
 	s.stmtMu.Lock()
 	defer s.stmtMu.Unlock()
 	for _, q := range qs {
@@ -207,7 +302,15 @@ func (s *Store) prepare(ctx context.Context, qs []string) error {
 	return nil
 }
 
+// nextSeqSQL allocates a transaction's change number (SQLite and
+// PostgreSQL); the row lock it takes is held until commit, which is what
+// orders commits by sequence on servers (see the package doc).
 const nextSeqSQL = `UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value`
+
+// nextSeqMySQL is nextSeqSQL for MySQL/MariaDB, which have no
+// UPDATE ... RETURNING: the new value comes back as the statement's
+// LAST_INSERT_ID, in the same round trip.
+const nextSeqMySQL = `UPDATE counters SET value = LAST_INSERT_ID(value + 1) WHERE name = 'seq'`
 
 // exec runs q through stmt (prepared once when Store.prepare has seen it).
 func (t *wtx) exec(q string, args ...any) (sql.Result, error) {
@@ -221,8 +324,11 @@ func (t *wtx) exec(q string, args ...any) (sql.Result, error) {
 
 // readStmt returns q prepared on the readers, for the reads every
 // request makes (modernc's parse costs as much as the read). Not to be
-// closed: Close does.
-func (s *Store) readStmt(ctx context.Context, q string) (*sql.Stmt, error) {
+// closed: Close does. On servers the text runs directly.
+func (s *Store) readStmt(ctx context.Context, q string) (stmter, error) {
+	if s.d.kind != sqliteDB {
+		return textStmt{q: q, x: s.r}, nil
+	}
 	s.stmtMu.Lock()
 	defer s.stmtMu.Unlock()
 	if st, ok := s.rstmts[q]; ok {
@@ -241,6 +347,16 @@ func (s *Store) readStmt(ctx context.Context, q string) (*sql.Stmt, error) {
 
 func (t *wtx) seq() (int64, error) {
 	if t.seqVal != 0 {
+		return t.seqVal, nil
+	}
+	if t.s.d.kind == mysqlDB {
+		res, err := t.ExecContext(t.ctx, nextSeqMySQL)
+		if err != nil {
+			return 0, fmt.Errorf("allocating change sequence: %w", err)
+		}
+		if t.seqVal, err = res.LastInsertId(); err != nil || t.seqVal == 0 {
+			return 0, fmt.Errorf("allocating change sequence: got %d: %v", t.seqVal, err)
+		}
 		return t.seqVal, nil
 	}
 	st, err := t.stmt(nextSeqSQL)
@@ -273,14 +389,29 @@ func (s *Store) write(ctx context.Context, fn func(tx *wtx) error) error {
 }
 
 func (s *Store) writeOnce(ctx context.Context, fn func(tx *wtx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+	var opts *sql.TxOptions
+	if s.d.kind == mysqlDB {
+		// InnoDB's default (REPEATABLE READ) would let a transaction's
+		// reads after it took the sequence lock miss what the previous
+		// holder committed; every statement must see the latest commits,
+		// as on PostgreSQL's default.
+		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+	}
+	tx, err := s.w.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
 	}
-	t := &wtx{Tx: tx, ctx: ctx, s: s}
+	t := &wtx{dtx: tx, ctx: ctx, s: s}
 	if err := fn(t); err != nil {
 		_ = tx.Rollback()
 		return err
+	}
+	if t.seqVal != 0 && s.d.kind == postgresDB {
+		// Delivered to the other LAPIs' listeners at commit, not before.
+		if _, err := tx.ExecContext(ctx, `SELECT pg_notify('`+notifyChannel+`', ?)`, strconv.FormatInt(t.seqVal, 10)); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("announcing change %d: %w", t.seqVal, err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("committing: %w", err)
@@ -294,6 +425,9 @@ func (s *Store) writeOnce(ctx context.Context, fn func(tx *wtx) error) error {
 func isBusy(err error) bool {
 	if err == nil {
 		return false
+	}
+	if serverRetryable(err) {
+		return true
 	}
 	m := err.Error()
 	return strings.Contains(m, "SQLITE_BUSY") || strings.Contains(m, "database is locked")
@@ -357,9 +491,18 @@ func (s *Store) QueryRowForTest(q string, args ...any) *sql.Row {
 	return s.r.QueryRow(q, args...)
 }
 
+// ExecForTest runs a statement; tests use it to break the database.
+func (s *Store) ExecForTest(q string, args ...any) error {
+	_, err := s.w.ExecContext(context.Background(), q, args...)
+	return err
+}
+
 // Optimize refreshes the planner's statistics when SQLite thinks they are
 // stale; cheap when they are not. Called at open and by the retention job.
 func (s *Store) Optimize(ctx context.Context) {
+	if s.d.kind != sqliteDB {
+		return // the servers keep their own statistics (autovacuum, InnoDB)
+	}
 	if _, err := s.w.ExecContext(ctx, `PRAGMA optimize=0x10002`); err != nil {
 		s.log.WithError(err).Debug("PRAGMA optimize failed")
 	}

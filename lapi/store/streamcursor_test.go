@@ -7,12 +7,15 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/rampart-ips/rampart/internal/testdb"
 )
 
 // TestStreamCursorsMigration: a database from before per-client cursors
 // keeps each bouncer's cursor, now under the User-Agent it last pulled with,
 // so an upgrade does not send every bouncer a full state as its next delta.
 func TestStreamCursorsMigration(t *testing.T) {
+	testdb.SkipUnlessSQLite(t, "migrates SQLite files of an older schema")
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
 	db, err := sql.Open("sqlite", "file:"+path)
@@ -74,7 +77,7 @@ func TestStreamCursorsMigration(t *testing.T) {
 // deleting a bouncer deletes its cursors.
 func TestStreamCursorsBounded(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, Config{Path: filepath.Join(t.TempDir(), "c.db")})
+	s, err := Open(ctx, testConfig(t, filepath.Join(t.TempDir(), "c.db")))
 	if err != nil {
 		t.Fatal(err)
 	}

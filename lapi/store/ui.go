@@ -69,7 +69,7 @@ func (s *Store) UIActiveDecisions(ctx context.Context, now time.Time, limit int)
 func (s *Store) UIAlertsPerHour(ctx context.Context, now time.Time, n int) (start time.Time, counts []int64, err error) {
 	start = now.Truncate(time.Hour).Add(-time.Duration(n-1) * time.Hour)
 	counts = make([]int64, n)
-	rows, err := s.r.QueryContext(ctx, `SELECT (a.created_at - ?) / ? AS h, COUNT(*) FROM alerts a
+	rows, err := s.r.QueryContext(ctx, `SELECT `+s.d.intDiv("a.created_at - ?", "?")+` AS h, COUNT(*) FROM alerts a
 		WHERE a.created_at >= ? AND `+uiLocalAlerts+` GROUP BY h`,
 		start.UnixNano(), int64(time.Hour), start.UnixNano())
 	if err != nil {
