@@ -33,6 +33,14 @@ type LAPI struct {
 // the default profiles. It stops when the test ends.
 func Start(t testing.TB, dbPath, addr string) *LAPI {
 	t.Helper()
+	return StartOn(t, storecfg.At(t, dbPath), addr)
+}
+
+// StartOn is Start over the database sc names, whatever RAMPART_TEST_DB
+// says (a test moving data between engines).
+func StartOn(t testing.TB, sc store.Config, addr string) *LAPI {
+	t.Helper()
+	dbPath := sc.Path
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -40,7 +48,7 @@ func Start(t testing.TB, dbPath, addr string) *LAPI {
 	cfg.DBConfig.DBPath = dbPath
 	cfg.API.Server.ListenURI = addr
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, storecfg.At(t, dbPath))
+	st, err := store.Open(ctx, sc)
 	if err != nil {
 		cancel()
 		t.Fatalf("opening store: %v", err)
