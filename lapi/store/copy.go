@@ -24,7 +24,8 @@ var copyTables = []string{
 	"allowlists", "allowlist_items", "usage_metrics",
 }
 
-// derivedTables are kept by the target's triggers as rows are copied.
+// derivedTables are kept by triggers: the target's count the copied rows
+// (MySQL), or they are copied with the triggers off (PostgreSQL).
 var derivedTables = []string{"active_decision_counts", "alert_counts"}
 
 // CopyOptions tunes CopyTo.
@@ -114,8 +115,7 @@ func readCounters(ctx context.Context, rtx *dtx) ([]counter, error) {
 	return out, nil
 }
 
-// sourceRows streams a source table in id order (rowid for tables
-// without one).
+// sourceRows streams a source table (in rowid order: SQLite's table scan).
 type sourceRows struct {
 	rows *sql.Rows
 	cols []string
@@ -127,7 +127,7 @@ type sourceRows struct {
 }
 
 func openSource(ctx context.Context, rtx *dtx, table string) (*sourceRows, error) {
-	rows, err := rtx.QueryContext(ctx, `SELECT * FROM "`+table+`" ORDER BY rowid`)
+	rows, err := rtx.QueryContext(ctx, `SELECT * FROM "`+table+`"`)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", table, err)
 	}
@@ -262,8 +262,26 @@ func copyPostgres(ctx context.Context, rtx *dtx, c *pgx.Conn, counters []counter
 			return nil, fmt.Errorf("emptying the target: %w", err)
 		}
 	}
+	// The count triggers would update one row per scenario once per copied
+	// row, and PostgreSQL keeps every version of it until the transaction
+	// ends: each update walks the versions before it, quadratic in the
+	// rows (100k decisions took minutes). Off for the copy, the counts are
+	// copied as the source holds them. ALTER TABLE needs the tables' owner;
+	// without it the triggers keep counting, slowly but right.
+	tables := copyTables
+	if _, err := tx.Exec(ctx, `SAVEPOINT triggers`); err != nil {
+		return nil, fmt.Errorf("preparing the target: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `ALTER TABLE decisions DISABLE TRIGGER USER`); err == nil {
+		if _, err := tx.Exec(ctx, `ALTER TABLE alerts DISABLE TRIGGER USER`); err != nil {
+			return nil, fmt.Errorf("preparing the target: %w", err)
+		}
+		tables = append(append([]string{}, copyTables...), derivedTables...)
+	} else if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT triggers`); err != nil {
+		return nil, fmt.Errorf("preparing the target: %w", err)
+	}
 	var out []TableCount
-	for _, table := range copyTables {
+	for _, table := range tables {
 		src, err := openSource(ctx, rtx, table)
 		if err != nil {
 			return nil, err
@@ -278,6 +296,13 @@ func copyPostgres(ctx context.Context, rtx *dtx, c *pgx.Conn, counters []counter
 		out = append(out, TableCount{table, n})
 		if opt.Progress != nil {
 			opt.Progress(table, n)
+		}
+	}
+	if len(tables) > len(copyTables) {
+		for _, table := range []string{"decisions", "alerts"} {
+			if _, err := tx.Exec(ctx, `ALTER TABLE `+table+` ENABLE TRIGGER USER`); err != nil {
+				return nil, fmt.Errorf("preparing the target: %w", err)
+			}
 		}
 	}
 	for _, cn := range counters {
