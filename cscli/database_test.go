@@ -351,3 +351,58 @@ func TestDatabaseMigrateRefusals(t *testing.T) {
 		t.Fatalf("migrate to a closed port: %v", err)
 	}
 }
+
+// TestCscliOnServers runs the commands that open the database directly
+// (bouncers, machines, allowlists, alerts flush) with [db_config] naming a
+// PostgreSQL and a MySQL/MariaDB database.
+func TestCscliOnServers(t *testing.T) {
+	for _, kind := range []string{"postgresql", "mysql"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			d := testdb.ConfigFor(t, kind, filepath.Join(dir, "cscli-"+kind))
+			sc := store.Config{Type: d.Type, Host: d.Host, Port: d.Port, User: d.User, Password: d.Password, DBName: d.Name}
+			e := newMigEnv(t, dir, sc, "127.0.0.1:1")
+			key := strings.TrimSpace(e.mustRun("bouncers", "add", "b1", "-o", "raw"))
+			if len(key) != 43 {
+				t.Fatalf("bouncer key %q", key)
+			}
+			e.mustRun("bouncers", "add", "b2", "--key", "b2-key-0123456789abcdef0123456789")
+			if out := e.mustRun("bouncers", "list", "-o", "raw"); !strings.Contains(out, "b1") || !strings.Contains(out, "b2") {
+				t.Fatalf("bouncers list:\n%s", out)
+			}
+			e.mustRun("bouncers", "inspect", "b1")
+			e.mustRun("bouncers", "delete", "b1")
+			if out := e.mustRun("bouncers", "list", "-o", "raw"); strings.Contains(out, "b1") || !strings.Contains(out, "b2") {
+				t.Fatalf("bouncers list after delete:\n%s", out)
+			}
+
+			e.mustRun("machines", "add", "m1", "--password", "m1-password-0123456789abcd", "-f", filepath.Join(dir, "m1.toml"))
+			e.mustRun("machines", "add", "m2", "--auto", "-f", filepath.Join(dir, "m2.toml"))
+			e.mustRun("machines", "validate", "m1")
+			if out := e.mustRun("machines", "list", "-o", "raw"); !strings.Contains(out, "m1") || !strings.Contains(out, "m2") {
+				t.Fatalf("machines list:\n%s", out)
+			}
+			e.mustRun("machines", "inspect", "m1")
+			e.mustRun("machines", "delete", "m2")
+			if out := e.mustRun("machines", "list", "-o", "raw"); strings.Contains(out, "m2") {
+				t.Fatalf("machines list after delete:\n%s", out)
+			}
+
+			e.mustRun("allowlists", "create", "l1", "-d", "list one")
+			e.mustRun("allowlists", "add", "l1", "203.0.113.7", "203.0.113.0/28", "2001:db8::/64")
+			e.mustRun("allowlists", "remove", "l1", "203.0.113.7")
+			out := e.mustRun("allowlists", "inspect", "l1")
+			if strings.Contains(out, "203.0.113.7 ") || !strings.Contains(out, "203.0.113.0/28") || !strings.Contains(out, "2001:db8::/64") {
+				t.Fatalf("allowlists inspect:\n%s", out)
+			}
+			if out := e.mustRun("allowlists", "list", "-o", "raw"); !strings.Contains(out, "l1") {
+				t.Fatalf("allowlists list:\n%s", out)
+			}
+			e.mustRun("allowlists", "delete", "l1")
+			if out := e.mustRun("allowlists", "list", "-o", "raw"); strings.Contains(out, "l1") {
+				t.Fatalf("allowlists list after delete:\n%s", out)
+			}
+			e.mustRun("alerts", "flush", "--max-items", "10")
+		})
+	}
+}
