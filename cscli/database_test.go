@@ -34,18 +34,21 @@ func newMigEnv(t *testing.T, dir string, sc store.Config, listen string) *migEnv
 		t.Fatal(err)
 	}
 	e := &migEnv{t: t, cfgPath: filepath.Join(dir, "config.toml"), credPath: filepath.Join(dir, "local_api_credentials.toml")}
-	var db string
-	if sc.Type == "" || sc.Type == "sqlite" {
-		db = fmt.Sprintf("db_path = %q\n", sc.Path)
-	} else {
-		db = fmt.Sprintf("type = %q\nhost = %q\nport = %d\nuser = %q\npassword = %q\ndb_name = %q\n", sc.Type, sc.Host, sc.Port, sc.User, sc.Password, sc.DBName)
-	}
-	cfg := "[db_config]\n" + db + "\n[api.client]\ncredentials_path = " + fmt.Sprintf("%q", e.credPath) +
+	cfg := dbConfigTOML(sc) + "\n[api.client]\ncredentials_path = " + fmt.Sprintf("%q", e.credPath) +
 		"\n\n[api.server]\nlisten_uri = " + fmt.Sprintf("%q", listen) + "\n"
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// dbConfigTOML is the [db_config] section naming sc.
+func dbConfigTOML(sc store.Config) string {
+	if sc.Type == "" || sc.Type == "sqlite" {
+		return fmt.Sprintf("[db_config]\ndb_path = %q\n", sc.Path)
+	}
+	return fmt.Sprintf("[db_config]\ntype = %q\nhost = %q\nport = %d\nuser = %q\npassword = %q\ndb_name = %q\n",
+		sc.Type, sc.Host, sc.Port, sc.User, sc.Password, sc.DBName)
 }
 
 func (e *migEnv) run(args ...string) (string, string, error) {

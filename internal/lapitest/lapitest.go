@@ -22,6 +22,7 @@ import (
 type LAPI struct {
 	Addr   string // host:port it listens on
 	DBPath string
+	Config store.Config // the database it serves (a client's [db_config])
 	Store  *store.Store // the server's own store, for setup and read-back
 
 	t      testing.TB
@@ -65,7 +66,7 @@ func StartOn(t testing.TB, sc store.Config, addr string) *LAPI {
 		st.Close()
 		t.Fatalf("listening: %v", err)
 	}
-	l := &LAPI{Addr: ln.Addr().String(), DBPath: dbPath, Store: st, t: t, cancel: cancel, done: make(chan struct{})}
+	l := &LAPI{Addr: ln.Addr().String(), DBPath: dbPath, Config: sc, Store: st, t: t, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		if err := srv.Serve(ctx, ln, nil); err != nil {
