@@ -49,10 +49,12 @@ Afterwards put the printed [db_config] lines in config.toml and start crowdsec. 
 is left untouched: keep it until the new database has served for a while.
 
 --to takes a URL:
+
   postgresql://USER:PASSWORD@HOST:5432/DBNAME?sslmode=disable   (also postgres://)
   postgresql://USER@/DBNAME?host=/run/postgresql                (Unix socket folder)
   mysql://USER:PASSWORD@HOST:3306/DBNAME                        (also mariadb://; ?tls=true)
   mysql://USER:PASSWORD@/DBNAME?socket=/run/mysqld/mysqld.sock  (Unix socket)
+
 Characters special in URLs (@ : / ? # %) in the password are written %XX.`
 
 func newDatabaseMigrateCmd(cli *CLI) *cobra.Command {
@@ -196,14 +198,14 @@ func (cli *CLI) migrateDatabase(ctx context.Context, to string, force, allowRunn
 	target.MaxOpenConns = 2
 	dst, err := store.Open(ctx, target)
 	if err != nil {
-		return fmt.Errorf("opening the target database: %w", err)
+		return fmt.Errorf("opening the target database (create it and its user first, see cscli database migrate --help): %w", err)
 	}
 	defer dst.Close()
 	where := targetName(target)
 	fmt.Fprintf(cli.Err, "copying %s to %s\n", sc.Path, where)
 	start := time.Now()
 	counts, err := store.CopyTo(ctx, src, dst, store.CopyOptions{Force: force, Progress: func(table string, n int64) {
-		fmt.Fprintf(cli.Err, "  %-16s %d rows\n", table, n)
+		fmt.Fprintf(cli.Err, "  %-24s %d rows\n", table, n)
 	}})
 	if err != nil {
 		if errors.Is(err, store.ErrTargetNotEmpty) {
