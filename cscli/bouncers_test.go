@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -44,7 +43,7 @@ func newOpsEnvAt(t *testing.T, listenURI, dbPath string) *opsEnv {
 	}
 	e := &opsEnv{t: t, dir: dir, cfgPath: filepath.Join(dir, "config.toml"),
 		dbPath: dbPath, credPath: filepath.Join(dir, "local_api_credentials.toml")}
-	cfg := dbConfigTOML(t, e.dbPath) + "\n" +
+	cfg := dbConfigTOML(storecfg.At(t, e.dbPath)) + "\n" +
 		"[api.client]\ncredentials_path = " + strconv.Quote(e.credPath) + "\n\n" +
 		"[api.server]\nlisten_uri = " + strconv.Quote(listenURI) + "\n"
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
@@ -82,15 +81,6 @@ func (e *opsEnv) store() *store.Store {
 	}
 	e.t.Cleanup(func() { st.Close() })
 	return st
-}
-
-// dbConfigTOML is the [db_config] section of the test database known by
-// path, on the engine RAMPART_TEST_DB selects (internal/testdb).
-func dbConfigTOML(t testing.TB, path string) string {
-	t.Helper()
-	c := storecfg.At(t, path)
-	return fmt.Sprintf("[db_config]\ntype = %q\ndb_path = %q\nhost = %q\nport = %d\nuser = %q\npassword = %q\ndb_name = %q\n",
-		c.Type, c.Path, c.Host, c.Port, c.User, c.Password, c.DBName)
 }
 
 // exec runs raw SQL on the database, to age rows.

@@ -46,7 +46,8 @@ func startLAPI(t testing.TB) *lapiEnv {
 		t.Fatal(err)
 	}
 	env.cfgPath = filepath.Join(dir, "config.toml")
-	conf := dbConfigTOML(t, dbPath) + fmt.Sprintf("\n[api.client]\ncredentials_path = %q\n\n[api.server]\nlisten_uri = %q\n",
+	// cscli's own database is the LAPI's, on whichever engine the tests run.
+	conf := dbConfigTOML(l.Config) + fmt.Sprintf("\n[api.client]\ncredentials_path = %q\n\n[api.server]\nlisten_uri = %q\n",
 		credPath, l.Addr)
 	if err := os.WriteFile(env.cfgPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

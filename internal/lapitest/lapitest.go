@@ -22,6 +22,7 @@ import (
 type LAPI struct {
 	Addr   string // host:port it listens on
 	DBPath string
+	Config store.Config // the database it serves (a client's [db_config])
 	Store  *store.Store // the server's own store, for setup and read-back
 
 	t      testing.TB
@@ -33,6 +34,14 @@ type LAPI struct {
 // the default profiles. It stops when the test ends.
 func Start(t testing.TB, dbPath, addr string) *LAPI {
 	t.Helper()
+	return StartOn(t, storecfg.At(t, dbPath), addr)
+}
+
+// StartOn is Start over the database sc names, whatever RAMPART_TEST_DB
+// says (a test moving data between engines).
+func StartOn(t testing.TB, sc store.Config, addr string) *LAPI {
+	t.Helper()
+	dbPath := sc.Path
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -40,7 +49,7 @@ func Start(t testing.TB, dbPath, addr string) *LAPI {
 	cfg.DBConfig.DBPath = dbPath
 	cfg.API.Server.ListenURI = addr
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, storecfg.At(t, dbPath))
+	st, err := store.Open(ctx, sc)
 	if err != nil {
 		cancel()
 		t.Fatalf("opening store: %v", err)
@@ -57,7 +66,7 @@ func Start(t testing.TB, dbPath, addr string) *LAPI {
 		st.Close()
 		t.Fatalf("listening: %v", err)
 	}
-	l := &LAPI{Addr: ln.Addr().String(), DBPath: dbPath, Store: st, t: t, cancel: cancel, done: make(chan struct{})}
+	l := &LAPI{Addr: ln.Addr().String(), DBPath: dbPath, Config: sc, Store: st, t: t, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		if err := srv.Serve(ctx, ln, nil); err != nil {
