@@ -213,7 +213,13 @@ listen_port = 6060
 	f.alertOnce(att[3])
 	f.stillDropped(f.attacked...)
 	f.noAlertLost()
-	for _, h := range f.lapis[1:] {
+	for name, h := range f.hosts {
+		// The outage is the database's: no LAPI refused a bouncer's key.
+		if strings.Contains(h.readLog("bouncer"), "access forbidden") {
+			t.Errorf("bouncer of host %s was refused during the database outage:\n%s", name, h.readLog("bouncer"))
+		}
+	}
+	for _, h := range f.lapis[nLAPI-1:] {
 		if strings.Contains(h.readLog("crowdsec"), "panic") {
 			t.Errorf("LAPI log shows a panic:\n%s", h.readLog("crowdsec"))
 		}

@@ -384,3 +384,19 @@ func TestDatabaseErrorsStayInTheLog(t *testing.T) {
 		expectMsg(t, c.method+" "+c.path+" on a broken database", r, http.StatusInternalServerError, "database error (details in the LAPI log)")
 	}
 }
+
+// TestBouncerAuthDatabaseError: a bouncer whose key cannot be checked
+// because the database fails gets the database error (500), not 403
+// "access forbidden", which says its key was refused (seen while a fleet's
+// PostgreSQL restarted).
+func TestBouncerAuthDatabaseError(t *testing.T) {
+	l := startLAPI(t, nil)
+	key := l.addBouncer("fw")
+	if err := l.Store.ExecForTest(`ALTER TABLE bouncers RENAME TO bouncers_gone`); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/v1/decisions", "/v1/decisions/stream"} {
+		r := l.send("GET", path, keyHdr(key), nil)
+		expectMsg(t, "GET "+path+" while the bouncers table fails", r, http.StatusInternalServerError, "database error (details in the LAPI log)")
+	}
+}
