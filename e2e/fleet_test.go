@@ -214,9 +214,13 @@ listen_port = 6060
 	f.stillDropped(f.attacked...)
 	f.noAlertLost()
 	for name, h := range f.hosts {
-		// The outage is the database's: no LAPI refused a bouncer's key.
-		if strings.Contains(h.readLog("bouncer"), "access forbidden") {
-			t.Errorf("bouncer of host %s was refused during the database outage:\n%s", name, h.readLog("bouncer"))
+		// The outage is the database's and the LAPIs say so (503): no
+		// bouncer's key was refused, no alert blamed.
+		if bl := h.readLog("bouncer"); strings.Contains(bl, "access forbidden") || !strings.Contains(bl, "HTTP 503: database unavailable") {
+			t.Errorf("bouncer of host %s was not told the database is unavailable:\n%s", name, bl)
+		}
+		if strings.Contains(h.readLog("crowdsec"), "LAPI keeps failing on this alert") {
+			t.Errorf("agent of host %s blamed its alert for the database outage:\n%s", name, h.readLog("crowdsec"))
 		}
 	}
 	for _, h := range f.lapis[nLAPI-1:] {

@@ -257,6 +257,11 @@ func (s *Server) storeError(c echo.Context, err error) error {
 		return jsonError(c, http.StatusInsufficientStorage, "database write failed: disk is full")
 	case errors.Is(err, context.Canceled):
 		return nil
+	case store.IsUnavailable(err):
+		// The server, not the request: 503 moves a fleet's clients to
+		// another LAPI and keeps an agent's alert queued unblamed.
+		s.log.WithError(err).WithField("path", c.Request().URL.Path).Error("database unavailable")
+		return jsonError(c, http.StatusServiceUnavailable, "database unavailable (details in the LAPI log)")
 	}
 	s.log.WithError(err).WithField("path", c.Request().URL.Path).Error("database error")
 	// The driver's message can quote SQL: it goes to the log only.
