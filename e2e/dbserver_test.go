@@ -91,6 +91,7 @@ func newPostgres(t *testing.T) *dbServer {
 	s.admin.Close()
 	s.admin, err = sql.Open("pgx", fmt.Sprintf("host=%s user=postgres dbname=rampart sslmode=disable", dir))
 	must(t, err)
+	s.admin.SetMaxIdleConns(0) // none left to find broken after a restart
 	return s
 }
 
@@ -121,6 +122,7 @@ func newMariaDB(t *testing.T) *dbServer {
 	s.admin.Close()
 	s.admin, err = sql.Open("mysql", "root@unix("+sock+")/rampart")
 	must(t, err)
+	s.admin.SetMaxIdleConns(0) // none left to find broken after a restart
 	return s
 }
 
