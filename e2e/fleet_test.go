@@ -37,14 +37,15 @@ func TestFleet(t *testing.T) {
 }
 
 type fleet struct {
-	t        *testing.T
-	db       *dbServer
-	lan      *nstest.LAN
-	lapis    []*host
-	lapiCmd  []*exec.Cmd
-	hosts    map[string]*host // "a", "b", "c"
-	port     int              // the service each host runs, that a ban closes
-	attacked []netip.Addr     // the sources of the attacks so far
+	t         *testing.T
+	db        *dbServer
+	lan       *nstest.LAN
+	lapis     []*host
+	lapiCmd   []*exec.Cmd
+	lapiAddrs []string
+	hosts     map[string]*host // "a", "b", "c"
+	port      int              // the service each host runs, that a ban closes
+	attacked  []netip.Addr     // the sources of the attacks so far
 }
 
 func fleetStory(t *testing.T, db *dbServer, nLAPI int) {
@@ -93,11 +94,9 @@ long_poll_max = "1s"
 [prometheus]
 enabled = false
 `, h.dir, filepath.Join(h.dir, "data"), rules, db.dbConfig(), addr, filepath.Join(h.dir, "profiles.toml")), 0o600))
-		f.lapiCmd = append(f.lapiCmd, h.start("crowdsec", filepath.Join(binDir, "crowdsec"), "-c", h.cfg))
-		if !nstest.Eventually(30*time.Second, func() bool { return lan.Dial(h.net, addr, 200*time.Millisecond) == nil }) {
-			t.Fatalf("%s did not start:\n%s", name, h.readLog("crowdsec"))
-		}
 		f.lapis = append(f.lapis, h)
+		f.lapiAddrs = append(f.lapiAddrs, addr)
+		f.lapiCmd = append(f.lapiCmd, f.startLAPI(i, "crowdsec"))
 		urls = append(urls, "http://"+addr+"/")
 	}
 	lapi1 := f.lapis[0]
@@ -180,13 +179,16 @@ listen_port = 6060
 		if n := f.scrape("c").sum("rampart_lapi_failovers_total", nil); n < 1 {
 			t.Errorf("agent of host C counts %v failovers, want at least 1", n)
 		}
+		// LAPI 1 comes back for the rest of the story.
+		f.lapiCmd[0] = f.startLAPI(0, "crowdsec-restarted")
 	}
 	f.noAlertLost()
 
 	// 3. The database server restarts. While it is down every bouncer's
 	// pull fails and its firewall keeps enforcing; an attack on host B
-	// meanwhile stays queued by its agent. After, the LAPIs reconnect:
-	// that alert arrives once, and a new attack reaches every host.
+	// meanwhile stays queued by its agent. After, the LAPIs reconnect
+	// (their change listeners too): that alert arrives once, and a new
+	// attack reaches every host, whichever LAPI it polls now.
 	const failed = "pulling decisions failed; the firewall keeps its current state"
 	before := map[string]int{}
 	for name, h := range f.hosts {
@@ -206,6 +208,14 @@ listen_port = 6060
 		t.Errorf("agent of host B does not hold its alert queued during the outage:\n%s", f.hosts["b"].readLog("crowdsec"))
 	}
 	db.start()
+	if db.kind == "postgresql" {
+		// Every LAPI listens for the others' changes again.
+		if !nstest.Eventually(20*time.Second, func() bool {
+			return db.count(`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rampart-lapi-listener'`) == nLAPI
+		}) {
+			t.Errorf("not every LAPI's change listener reconnected")
+		}
+	}
 	f.waitDropped(att[2], "a", "b", "c")
 	f.alertOnce(att[2])
 	f.attack("a", att[3])
@@ -228,17 +238,29 @@ listen_port = 6060
 			t.Errorf("bouncer of host %s pulled the full state %d times", name, n)
 		}
 	}
-	logs := []*host{f.lapis[nLAPI-1]} // the LAPI still running
+	var logs []*host
 	for _, h := range f.hosts {
 		logs = append(logs, h)
 	}
-	for _, h := range logs {
-		for _, name := range []string{"crowdsec", "bouncer"} {
+	for _, h := range append(logs, f.lapis...) {
+		for _, name := range []string{"crowdsec", "crowdsec-restarted", "bouncer"} {
 			if l := h.readLog(name); strings.Contains(l, "panic") {
 				t.Errorf("%s log of %s shows a panic:\n%s", name, filepath.Base(h.dir), l)
 			}
 		}
 	}
+}
+
+// startLAPI starts LAPI i (from 0), logging to name, and waits until it
+// listens.
+func (f *fleet) startLAPI(i int, name string) *exec.Cmd {
+	f.t.Helper()
+	h := f.lapis[i]
+	cmd := h.start(name, filepath.Join(binDir, "crowdsec"), "-c", h.cfg)
+	if !nstest.Eventually(30*time.Second, func() bool { return f.lan.Dial(h.net, f.lapiAddrs[i], 200*time.Millisecond) == nil }) {
+		f.t.Fatalf("LAPI %d did not start:\n%s", i+1, h.readLog(name))
+	}
+	return cmd
 }
 
 func tomlList(s []string) string {
