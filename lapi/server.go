@@ -467,17 +467,29 @@ func (s *Server) runJobs(ctx context.Context) {
 	fl := s.cfg.DBConfig.Flush
 	flush := time.NewTicker(fl.Interval.Duration)
 	defer flush.Stop()
+	// A failing database is logged when the sweeps start failing and
+	// when they work again, not every second in between.
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-sweep.C:
-			if _, err := s.store.SweepExpired(ctx, s.now()); err != nil && ctx.Err() == nil {
-				s.log.WithError(err).Warn("expiring decisions failed")
+			_, err := s.store.SweepExpired(ctx, s.now())
+			if err == nil {
+				err = s.store.RefreshSeq(ctx)
 			}
-			if err := s.store.RefreshSeq(ctx); err != nil && ctx.Err() == nil {
-				s.log.WithError(err).Warn("reading decision sequence failed")
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil && !failing:
+				s.log.WithError(err).Warn("expiring decisions failed; retried every second, logged again when it works")
+			case err != nil:
+				s.log.WithError(err).Debug("expiring decisions still fails")
+			case failing:
+				s.log.Info("expiring decisions works again")
 			}
+			failing = err != nil
 		case <-flush.C:
 			s.RunRetention(ctx)
 		}
