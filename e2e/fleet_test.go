@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +109,7 @@ enabled = false
 	for _, name := range []string{"a", "b", "c"} {
 		urls := urls
 		if name == "b" {
-			urls = append(urls[1:], urls[0])
+			urls = slices.Concat(urls[1:], urls[:1])
 		}
 		h := &host{t: t, ns: &lan.Pair, net: lan.NS[name], dir: filepath.Join(dir, name)}
 		f.hosts[name] = h
