@@ -301,6 +301,11 @@ func forbidden(c echo.Context) error {
 func (s *Server) bouncerAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		b, err := s.authBouncer(c)
+		var dbe dbFailure
+		if errors.As(err, &dbe) {
+			// The key may be fine: say what failed, not "forbidden".
+			return s.storeError(c, dbe.err)
+		}
 		if err != nil {
 			s.log.WithError(err).WithField("ip", c.RealIP()).Info("bouncer authentication failed")
 			return forbidden(c)
@@ -313,6 +318,14 @@ func (s *Server) bouncerAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// dbFailure is a database error met while checking a bouncer's
+// credentials, as opposed to credentials refused.
+type dbFailure struct{ err error }
+
+func (e dbFailure) Error() string { return e.err.Error() }
+
+// authBouncer finds the calling bouncer; a database error comes back as a
+// dbFailure.
 func (s *Server) authBouncer(c echo.Context) (*store.Bouncer, error) {
 	ctx := c.Request().Context()
 	req := c.Request()
@@ -336,7 +349,7 @@ func (s *Server) authBouncer(c echo.Context) (*store.Bouncer, error) {
 			}
 		}
 		if err != nil {
-			return nil, err
+			return nil, dbFailure{err}
 		}
 		if b.AuthType != "tls" {
 			return nil, fmt.Errorf("bouncer %s exists with API key authentication", name)
@@ -350,7 +363,7 @@ func (s *Server) authBouncer(c echo.Context) (*store.Bouncer, error) {
 	}
 	rows, err := s.store.BouncersByKey(ctx, apikey.Hash(key), "api-key")
 	if err != nil {
-		return nil, err
+		return nil, dbFailure{err}
 	}
 	if len(rows) == 0 {
 		return nil, errors.New("unknown API key")
@@ -397,7 +410,7 @@ func (s *Server) authBouncer(c echo.Context) (*store.Bouncer, error) {
 			}
 		}
 		if err != nil {
-			return nil, err
+			return nil, dbFailure{err}
 		}
 		found = b
 	}

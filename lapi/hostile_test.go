@@ -8,10 +8,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	log "github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
+	"github.com/rampart-ips/rampart/internal/nstest"
 	"github.com/rampart-ips/rampart/internal/testdb"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -382,5 +385,73 @@ func TestDatabaseErrorsStayInTheLog(t *testing.T) {
 	} {
 		r := l.send(c.method, c.path, c.h, nil)
 		expectMsg(t, c.method+" "+c.path+" on a broken database", r, http.StatusInternalServerError, "database error (details in the LAPI log)")
+	}
+}
+
+// TestBouncerAuthDatabaseError: a bouncer whose key cannot be checked
+// because the database fails gets the database error (500), not 403
+// "access forbidden", which says its key was refused (seen while a fleet's
+// PostgreSQL restarted).
+func TestBouncerAuthDatabaseError(t *testing.T) {
+	l := startLAPI(t, nil)
+	key := l.addBouncer("fw")
+	if err := l.Store.ExecForTest(`ALTER TABLE bouncers RENAME TO bouncers_gone`); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/v1/decisions", "/v1/decisions/stream"} {
+		r := l.send("GET", path, keyHdr(key), nil)
+		expectMsg(t, "GET "+path+" while the bouncers table fails", r, http.StatusInternalServerError, "database error (details in the LAPI log)")
+	}
+}
+
+// TestSweepLogsAnOutageOnce: while the database fails, the LAPI's
+// every-second sweep logs one warning, not one a second, and says when it
+// works again.
+func TestSweepLogsAnOutageOnce(t *testing.T) {
+	hook := logtest.NewGlobal()
+	defer hook.Reset()
+	defer log.SetLevel(log.GetLevel())
+	log.SetLevel(log.DebugLevel) // the repeats, counted to know the sweep ran
+	l := startLAPI(t, nil)
+	// The sweep's log entries about the failure, and how many warn (the
+	// store's own poller on MySQL logs its one warning besides).
+	failures := func() (all, warnings int) {
+		for _, e := range hook.AllEntries() {
+			if e.Data["component"] != "lapi" {
+				continue
+			}
+			if strings.Contains(e.Message, "expiring decisions") || strings.Contains(e.Message, "decision sequence") {
+				if strings.Contains(e.Message, "works again") {
+					continue
+				}
+				all++
+				if e.Level <= log.WarnLevel {
+					warnings++
+				}
+			}
+		}
+		return all, warnings
+	}
+	if err := l.Store.ExecForTest(`ALTER TABLE counters RENAME TO counters_gone`); err != nil {
+		t.Fatal(err)
+	}
+	if !nstest.Eventually(10*time.Second, func() bool { n, _ := failures(); return n >= 3 }) {
+		t.Fatal("the sweep did not fail three times")
+	}
+	if _, w := failures(); w != 1 {
+		t.Errorf("%d warnings for three failed sweeps, want 1", w)
+	}
+	if err := l.Store.ExecForTest(`ALTER TABLE counters_gone RENAME TO counters`); err != nil {
+		t.Fatal(err)
+	}
+	if !nstest.Eventually(10*time.Second, func() bool {
+		for _, e := range hook.AllEntries() {
+			if e.Message == "expiring decisions works again" {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Error("no log line says the sweep works again")
 	}
 }

@@ -257,6 +257,11 @@ func (s *Server) storeError(c echo.Context, err error) error {
 		return jsonError(c, http.StatusInsufficientStorage, "database write failed: disk is full")
 	case errors.Is(err, context.Canceled):
 		return nil
+	case store.IsUnavailable(err):
+		// The server, not the request: 503 moves a fleet's clients to
+		// another LAPI and keeps an agent's alert queued unblamed.
+		s.log.WithError(err).WithField("path", c.Request().URL.Path).Error("database unavailable")
+		return jsonError(c, http.StatusServiceUnavailable, "database unavailable (details in the LAPI log)")
 	}
 	s.log.WithError(err).WithField("path", c.Request().URL.Path).Error("database error")
 	// The driver's message can quote SQL: it goes to the log only.
@@ -462,17 +467,29 @@ func (s *Server) runJobs(ctx context.Context) {
 	fl := s.cfg.DBConfig.Flush
 	flush := time.NewTicker(fl.Interval.Duration)
 	defer flush.Stop()
+	// A failing database is logged when the sweeps start failing and
+	// when they work again, not every second in between.
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-sweep.C:
-			if _, err := s.store.SweepExpired(ctx, s.now()); err != nil && ctx.Err() == nil {
-				s.log.WithError(err).Warn("expiring decisions failed")
+			_, err := s.store.SweepExpired(ctx, s.now())
+			if err == nil {
+				err = s.store.RefreshSeq(ctx)
 			}
-			if err := s.store.RefreshSeq(ctx); err != nil && ctx.Err() == nil {
-				s.log.WithError(err).Warn("reading decision sequence failed")
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil && !failing:
+				s.log.WithError(err).Warn("expiring decisions failed; retried every second, logged again when it works")
+			case err != nil:
+				s.log.WithError(err).Debug("expiring decisions still fails")
+			case failing:
+				s.log.Info("expiring decisions works again")
 			}
+			failing = err != nil
 		case <-flush.C:
 			s.RunRetention(ctx)
 		}

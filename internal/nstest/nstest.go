@@ -231,3 +231,65 @@ func (p *Pair) DialFrom(ns string, src netip.Addr, addr string, timeout time.Dur
 	})
 	return c, err
 }
+
+// LAN is several namespaces on one Ethernet segment: each has a veth
+// whose other end is a port of a bridge in a namespace of its own, so
+// nothing of it touches the host's network. The embedded Pair's methods
+// (Command, Run, Listen, Dial, DialFrom) work in any namespace; its own
+// fields are unset.
+type LAN struct {
+	Pair
+	NS   map[string]string     // member name → namespace
+	Addr map[string]netip.Addr // member name → its first address
+	dev  map[string]string     // member name → its veth
+}
+
+// NewLAN creates the segment with one namespace per member, member i
+// (from 0) holding prefix's address number i+1 (prefix is a /24 such as
+// 198.51.100.0/24).
+func NewLAN(t testing.TB, prefix netip.Prefix, members ...string) *LAN {
+	t.Helper()
+	Require(t)
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	id := hex.EncodeToString(b)
+	l := &LAN{NS: map[string]string{}, Addr: map[string]netip.Addr{}, dev: map[string]string{}}
+	sw := "rlan-" + id
+	t.Cleanup(func() { _ = run("ip", "netns", "del", sw) })
+	steps := [][]string{
+		{"ip", "netns", "add", sw},
+		{"ip", "-n", sw, "link", "add", "br0", "type", "bridge"},
+		{"ip", "-n", sw, "link", "set", "br0", "up"},
+	}
+	addr := prefix.Masked().Addr()
+	for i, m := range members {
+		ns := fmt.Sprintf("r%d-%s", i, id)
+		addr = addr.Next()
+		in, port := fmt.Sprintf("e%d%s", i, id), fmt.Sprintf("p%d%s", i, id)
+		l.NS[m], l.Addr[m], l.dev[m] = ns, addr, in
+		t.Cleanup(func() { _ = run("ip", "netns", "del", ns) })
+		steps = append(steps,
+			[]string{"ip", "netns", "add", ns},
+			[]string{"ip", "link", "add", in, "netns", ns, "type", "veth", "peer", "name", port, "netns", sw},
+			[]string{"ip", "-n", sw, "link", "set", port, "master", "br0", "up"},
+			[]string{"ip", "-n", ns, "link", "set", "lo", "up"},
+			[]string{"ip", "-n", ns, "addr", "add", fmt.Sprintf("%s/%d", addr, prefix.Bits()), "dev", in},
+			[]string{"ip", "-n", ns, "link", "set", in, "up"},
+		)
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			t.Fatalf("creating the LAN: %v", err)
+		}
+	}
+	return l
+}
+
+// AddAddr gives member another address on the segment (an attacker
+// with several sources).
+func (l *LAN) AddAddr(t testing.TB, member string, a netip.Addr, bits int) {
+	t.Helper()
+	if err := run("ip", "-n", l.NS[member], "addr", "add", fmt.Sprintf("%s/%d", a, bits), "dev", l.dev[member]); err != nil {
+		t.Fatalf("adding %s to %s: %v", a, member, err)
+	}
+}

@@ -112,11 +112,7 @@ func server(t testing.TB, kind, path string) DB {
 		if admin != nil {
 			admin.Close()
 		}
-		msg := fmt.Sprintf("%s test server unreachable at %s:%d: %v", kind, cfg.Host, cfg.Port, err)
-		if os.Getenv("RAMPART_REQUIRE_DB") == "1" {
-			t.Fatalf("%s (RAMPART_REQUIRE_DB=1)", msg)
-		}
-		t.Skip(msg + " (set RAMPART_REQUIRE_DB=1 to fail instead)")
+		Unavailable(t, fmt.Sprintf("%s test server unreachable at %s:%d: %v", kind, cfg.Host, cfg.Port, err))
 	}
 	if _, err := admin.Exec(create); err != nil && !strings.Contains(err.Error(), "already exists") {
 		admin.Close()
@@ -129,6 +125,16 @@ func server(t testing.TB, kind, path string) DB {
 		}
 	})
 	return cfg
+}
+
+// Unavailable skips the test because a database server it needs is
+// missing (msg says which and why), or fails it under RAMPART_REQUIRE_DB=1.
+func Unavailable(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("RAMPART_REQUIRE_DB") == "1" {
+		t.Fatalf("%s (RAMPART_REQUIRE_DB=1)", msg)
+	}
+	t.Skip(msg + " (set RAMPART_REQUIRE_DB=1 to fail instead)")
 }
 
 func envOr(k, def string) string {
