@@ -171,7 +171,7 @@ func (cli *CLI) migrateDatabase(ctx context.Context, to string, force, allowRunn
 	if err != nil {
 		return err
 	}
-	sc := cfg.DBConfig.StoreConfig()
+	sc := store.ConfigOf(cfg.DBConfig)
 	if kind, err := sc.Kind(); err != nil {
 		return fmt.Errorf("db_config.type: %w", err)
 	} else if kind != "sqlite" {

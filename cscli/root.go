@@ -134,7 +134,7 @@ func (cli *CLI) Store(ctx context.Context) (*store.Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := cfg.DBConfig.StoreConfig()
+	sc := store.ConfigOf(cfg.DBConfig)
 	sc.MaxOpenConns = 4
 	return store.Open(ctx, sc)
 }

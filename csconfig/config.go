@@ -16,9 +16,9 @@ import (
 
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/internal/atomicfile"
+	"github.com/rampart-ips/rampart/internal/dbkind"
 	"github.com/rampart-ips/rampart/internal/promlevel"
 	"github.com/rampart-ips/rampart/internal/stricttoml"
-	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -155,12 +155,6 @@ type DBConfig struct {
 	DBName       string    `toml:"db_name"`
 	SSLMode      string    `toml:"sslmode"`
 	_            [0]func() // not comparable
-}
-
-// StoreConfig is the store's configuration for these settings.
-func (c DBConfig) StoreConfig() store.Config {
-	return store.Config{Type: c.Type, Path: c.DBPath, MaxOpenConns: c.MaxOpenConns, BusyTimeout: c.BusyTimeout.Duration,
-		Host: c.Host, Port: c.Port, User: c.User, Password: c.Password, DBName: c.DBName, SSLMode: c.SSLMode}
 }
 
 // DBFlush is the retention policy.
@@ -422,7 +416,7 @@ func (c *Config) validate() error {
 	if l := c.Prometheus.Level; l != "" && !slices.Contains(promlevel.Levels, l) {
 		return fmt.Errorf("prometheus.level %q is unknown (use %s)", l, strings.Join(promlevel.Levels, ", "))
 	}
-	kind, err := c.DBConfig.StoreConfig().Kind()
+	kind, err := dbkind.Parse(c.DBConfig.Type)
 	if err != nil {
 		return fmt.Errorf("db_config.type: %w", err)
 	}

@@ -292,7 +292,7 @@ func notify(state string) {
 }
 
 func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg prometheus.Registerer, out *atomic.Pointer[lapi.Server], listening func()) error {
-	st, err := store.Open(ctx, cfg.DBConfig.StoreConfig())
+	st, err := store.Open(ctx, store.ConfigOf(cfg.DBConfig))
 	if err != nil {
 		return err
 	}

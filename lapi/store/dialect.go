@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/rampart-ips/rampart/internal/dbkind"
 )
 
 // kind is the database engine behind a Store.
@@ -21,11 +23,11 @@ const (
 func (k kind) String() string {
 	switch k {
 	case postgresDB:
-		return "postgresql"
+		return dbkind.PostgreSQL
 	case mysqlDB:
-		return "mysql"
+		return dbkind.MySQL
 	}
-	return "sqlite"
+	return dbkind.SQLite
 }
 
 // dialect is the one place SQL text differs between engines. The store's

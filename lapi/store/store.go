@@ -62,6 +62,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/dbkind"
+
 	log "github.com/sirupsen/logrus"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -98,15 +101,20 @@ func (c Config) Kind() (string, error) {
 }
 
 func parseKind(t string) (kind, error) {
-	switch strings.ToLower(t) {
-	case "", "sqlite", "sqlite3":
-		return sqliteDB, nil
-	case "postgresql", "postgres", "pgx":
-		return postgresDB, nil
-	case "mysql", "mariadb":
-		return mysqlDB, nil
+	name, err := dbkind.Parse(t)
+	switch name {
+	case dbkind.PostgreSQL:
+		return postgresDB, err
+	case dbkind.MySQL:
+		return mysqlDB, err
 	}
-	return sqliteDB, fmt.Errorf("database type %q is unknown (use sqlite, postgresql or mysql)", t)
+	return sqliteDB, err
+}
+
+// ConfigOf is the store's configuration for a config file's [db_config].
+func ConfigOf(c csconfig.DBConfig) Config {
+	return Config{Type: c.Type, Path: c.DBPath, MaxOpenConns: c.MaxOpenConns, BusyTimeout: c.BusyTimeout.Duration,
+		Host: c.Host, Port: c.Port, User: c.User, Password: c.Password, DBName: c.DBName, SSLMode: c.SSLMode}
 }
 
 // Store is the LAPI's handle on its database. It is safe for concurrent use.
