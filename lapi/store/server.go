@@ -104,6 +104,9 @@ func mysqlConfig(cfg Config) (*mysql.Config, error) {
 	mc.Timeout = connectTimeout
 	mc.InterpolateParams = true // one round trip per statement instead of prepare, execute, close
 	mc.Collation = "utf8mb4_bin"
+	// The driver's own messages (a bad idle connection after a server
+	// restart...) go through logrus, not raw to stderr.
+	mc.Logger = mysqlLogger{log.WithFields(log.Fields{"component": "store", "db": "mysql"})}
 	mc.Params = map[string]string{
 		"sql_mode": "'ANSI_QUOTES,PIPES_AS_CONCAT,NO_BACKSLASH_ESCAPES,STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'",
 	}
@@ -114,6 +117,11 @@ func mysqlConfig(cfg Config) (*mysql.Config, error) {
 	}
 	return mc, nil
 }
+
+// mysqlLogger hands go-sql-driver/mysql's messages to logrus.
+type mysqlLogger struct{ l *log.Entry }
+
+func (m mysqlLogger) Print(v ...any) { m.l.Warn(strings.TrimSpace(fmt.Sprint(v...))) }
 
 // openServer opens a PostgreSQL or MySQL/MariaDB store.
 func openServer(ctx context.Context, k kind, cfg Config) (*Store, error) {
