@@ -26,7 +26,7 @@ import (
 // to a bouncer on LAPI B.
 // Every sample-th alert carries a marker address whose arrival the
 // measuring bouncers time.
-func benchLoad(r *report, es []*env, n, rate, batch, sample int, d time.Duration) error {
+func benchLoad(r *report, es []*env, n int, rate float64, batch, sample int, d time.Duration) error {
 	e, last := es[0], es[len(es)-1]
 	keys := e.keys()
 	token, err := login(e.url)
@@ -129,7 +129,7 @@ func benchLoad(r *report, es []*env, n, rate, batch, sample int, d time.Duration
 
 	// Agents: batches of 50, paced to rate alerts per second in all.
 	const agents = 4
-	interval := time.Duration(float64(time.Second) * float64(batch*agents) / float64(rate))
+	interval := time.Duration(float64(time.Second) * float64(batch*agents) / rate)
 	var seq atomic.Int64
 	var awg sync.WaitGroup
 	for w := 0; w < agents; w++ {
@@ -202,12 +202,12 @@ func benchLoad(r *report, es []*env, n, rate, batch, sample int, d time.Duration
 		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
 	}
 	want := wantMarkers.Load() * measuring
-	fmt.Printf("load: %d bouncers long-polling %d LAPI(s) + %d alerts/s asked for %s (pushed to the first LAPI): %d alerts pushed (%.0f/s), %d failed requests (target 0), LAPIs %.1f CPU-s\n",
+	fmt.Printf("load: %d bouncers long-polling %d LAPI(s) + %g alerts/s asked for %s (pushed to the first LAPI): %d alerts pushed (%.0f/s), %d failed requests (target 0), LAPIs %.1f CPU-s\n",
 		n, len(es), rate, d, pushed.Load(), float64(pushed.Load())/pushTook.Seconds(), errs.Load(), lapiCPU.Seconds())
 	fmt.Printf("load: alert pushed to the first LAPI -> decision at a bouncer of the last (%d of %d sampled deliveries): p50 %s, p99 %s, max %s; last LAPI RSS %.1f MB before, %.1f MB after, peak %.1f MB\n",
 		deliveries.Load(), want, pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), pct(1).Round(time.Millisecond),
 		float64(rssBefore)/1024, float64(rss)/1024, float64(peak)/1024)
-	r.add(fmt.Sprintf("%d bouncers long-polling, %d alerts/s in %d (0 errors)", n, rate, batch), e.db.kind,
+	r.add(fmt.Sprintf("%d bouncers long-polling, %g alerts/s in %d (0 errors)", n, rate, batch), e.db.kind,
 		fmt.Sprintf("%d err, %d LAPI(s), %.0f CPU-s", errs.Load(), len(es), lapiCPU.Seconds()))
 	r.add("  decision on A -> bouncer on B, p99 (<= 100 ms)", e.db.kind,
 		fmt.Sprintf("p50 %s p99 %s (%d/%d)", pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), deliveries.Load(), want))

@@ -36,6 +36,8 @@ import (
 
 type env struct {
 	dir, bin, cfg, url string
+	profile            string // folder for CPU profiles, or ""
+	launches           int
 	cmd                *exec.Cmd
 	db                 *benchDB
 	peers              []*env // more LAPIs on the same database (server databases)
@@ -49,16 +51,24 @@ func main() {
 	pullFor := flag.Duration("pull-for", 60*time.Second, "how long the bouncers pull")
 	ingestFor := flag.Duration("ingest-for", 10*time.Second, "how long alerts are pushed")
 	only := flag.String("only", "import,stream,ingest,pull", "which measurements to run (load: bench-load)")
-	loadRate := flag.Int("load-rate", 5000, "alerts per second pushed during the load test")
+	loadRate := flag.Float64("load-rate", 5000, "alerts per second pushed during the load test")
 	loadFor := flag.Duration("load-for", 60*time.Second, "how long the load test pushes alerts")
 	loadBatch := flag.Int("load-batch", 50, "alerts per request in the load test")
 	loadSample := flag.Int("load-sample", 100, "every how many alerts of the load test one is timed to the bouncers")
 	dbs := flag.String("db", "sqlite", "databases to measure on, in turn: sqlite, postgresql, mysql (comma-separated)")
 	lapis := flag.Int("lapis", 1, "LAPI processes sharing a server database for ingest and load (SQLite: always 1)")
+	profile := flag.String("profile", "", "folder where every LAPI process writes a CPU profile of its run (crowdsec -cpuprofile)")
 	flag.Parse()
 	o := opts{bin: *bin, n: *n, bouncers: *bouncers, pullFor: *pullFor, ingestFor: *ingestFor, loadRate: *loadRate, loadFor: *loadFor, lapis: *lapis,
 		loadBatch: max(*loadBatch, 1), loadSample: max(*loadSample, 1)}
 	o.bin, _ = filepath.Abs(o.bin)
+	if *profile != "" {
+		if err := os.MkdirAll(*profile, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "lapibench:", err)
+			os.Exit(1)
+		}
+		o.profile, _ = filepath.Abs(*profile)
+	}
 	o.want = map[string]bool{}
 	for _, w := range strings.Split(*only, ",") {
 		o.want[w] = true
@@ -83,17 +93,18 @@ func main() {
 
 // opts are the command's settings; kind is the database of this round.
 type opts struct {
-	bin, kind                    string
-	n, bouncers, loadRate, lapis int
-	loadBatch, loadSample        int
-	pullFor, ingestFor, loadFor  time.Duration
-	want                         map[string]bool
+	bin, kind, profile          string
+	n, bouncers, lapis          int
+	loadRate                    float64
+	loadBatch, loadSample       int
+	pullFor, ingestFor, loadFor time.Duration
+	want                        map[string]bool
 }
 
 func run(o opts, r *report) error {
 	want := o.want
 	if want["import"] || want["stream"] || want["ingest"] {
-		e, err := start(o.bin, o.kind, 0)
+		e, err := start(o.bin, o.kind, o.profile, 0)
 		if err != nil {
 			return err
 		}
@@ -129,7 +140,7 @@ func run(o opts, r *report) error {
 		e.stop()
 	}
 	if want["pull"] {
-		e, err := start(o.bin, o.kind, o.bouncers)
+		e, err := start(o.bin, o.kind, o.profile, o.bouncers)
 		if err != nil {
 			return err
 		}
@@ -140,7 +151,7 @@ func run(o opts, r *report) error {
 		e.stop()
 	}
 	if want["load"] {
-		e, err := start(o.bin, o.kind, o.bouncers)
+		e, err := start(o.bin, o.kind, o.profile, o.bouncers)
 		if err != nil {
 			return err
 		}
@@ -166,7 +177,7 @@ func numCPU() int {
 // start prepares a database of the kind, a config, a machine and
 // nBouncers bouncers (keys written to bouncers.txt), then starts crowdsec
 // -no-cs and waits for /health.
-func start(bin, kind string, nBouncers int) (*env, error) {
+func start(bin, kind, profile string, nBouncers int) (*env, error) {
 	dir, err := os.MkdirTemp("", "lapibench-")
 	if err != nil {
 		return nil, err
@@ -176,7 +187,7 @@ func start(bin, kind string, nBouncers int) (*env, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	e := &env{dir: dir, bin: bin, db: bdb, owner: true}
+	e := &env{dir: dir, bin: bin, db: bdb, owner: true, profile: profile}
 	if err := e.configure("config.toml", nBouncers); err != nil {
 		e.stop()
 		return nil, err
@@ -258,7 +269,7 @@ func (e *env) addPeers(n int) error {
 		return nil
 	}
 	for i := len(e.peers); i < n; i++ {
-		p := &env{dir: e.dir, bin: e.bin, db: e.db}
+		p := &env{dir: e.dir, bin: e.bin, db: e.db, profile: e.profile}
 		if err := p.configure(fmt.Sprintf("config-%d.toml", i+2), len(e.keys())); err != nil {
 			return err
 		}
@@ -275,7 +286,12 @@ func (e *env) all() []*env { return append([]*env{e}, e.peers...) }
 
 func (e *env) launch() error {
 	logf, _ := os.OpenFile(e.cfg+".log", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	e.cmd = exec.Command(filepath.Join(e.bin, "crowdsec"), "-c", e.cfg, "-no-cs")
+	args := []string{"-c", e.cfg, "-no-cs"}
+	if e.profile != "" {
+		e.launches++
+		args = append(args, "-cpuprofile", filepath.Join(e.profile, fmt.Sprintf("%s-%s-%d.prof", e.db.kind, strings.TrimSuffix(filepath.Base(e.cfg), ".toml"), e.launches)))
+	}
+	e.cmd = exec.Command(filepath.Join(e.bin, "crowdsec"), args...)
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
 	if err := e.cmd.Start(); err != nil {
 		return err
