@@ -12,6 +12,7 @@ import (
 	_ "github.com/go-sql-driver/mysql" // registers "mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
 
+	"github.com/rampart-ips/rampart/internal/procstat"
 	"github.com/rampart-ips/rampart/lapi/store"
 )
 
@@ -145,4 +146,27 @@ func (b *benchDB) drop() {
 	}
 	b.admin.Close()
 	b.admin = nil
+}
+
+// serverCPU is the CPU time so far of the PostgreSQL backends connected to
+// the bench database (the LAPIs' pools; cscli's too while it runs): where
+// the work of a server database goes, which the LAPIs' own figure leaves
+// out. 0 on the other engines (MariaDB serves everyone from one process).
+func (b *benchDB) serverCPU() time.Duration {
+	if b.kind != "postgresql" || b.admin == nil {
+		return 0
+	}
+	rows, err := b.admin.Query(`SELECT pid FROM pg_stat_activity WHERE datname = $1`, b.name)
+	if err != nil {
+		return 0
+	}
+	defer rows.Close()
+	var t time.Duration
+	for rows.Next() {
+		var pid int
+		if rows.Scan(&pid) == nil {
+			t += procstat.CPU(pid)
+		}
+	}
+	return t
 }

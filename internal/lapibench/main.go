@@ -372,11 +372,11 @@ func benchImport(r *report, e *env, n int) error {
 	stop := make(chan struct{})
 	go func() { probes <- e.probeBouncersAdd(stop) }()
 	start := time.Now()
-	cpu0 := cpu(e.all())
+	cpu0, db0 := cpu(e.all()), e.db.serverCPU()
 	cmd := exec.Command(filepath.Join(e.bin, "cscli"), "-c", e.cfg, "decisions", "import", "-i", path, "--format", "values")
 	out, err := cmd.CombinedOutput()
 	took := time.Since(start)
-	lapiCPU := cpu(e.all()) - cpu0
+	lapiCPU, dbCPU := cpu(e.all())-cpu0, e.db.serverCPU()-db0
 	close(stop)
 	waits := <-probes
 	var longest time.Duration
@@ -389,8 +389,8 @@ func benchImport(r *report, e *env, n int) error {
 	}
 	if err == nil {
 		cliCPU := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-		fmt.Printf("cscli decisions import of %d values (planner statistics present): %.2f s, cscli %.1f CPU-s, LAPI %.1f CPU-s (target <= 20 s)\n%s",
-			n, took.Seconds(), cliCPU.Seconds(), lapiCPU.Seconds(), lastLines(out, 4))
+		fmt.Printf("cscli decisions import of %d values (planner statistics present): %.2f s, cscli %.1f CPU-s, LAPI %.1f CPU-s, %s(target <= 20 s)\n%s",
+			n, took.Seconds(), cliCPU.Seconds(), lapiCPU.Seconds(), serverCPU(e.db, dbCPU), lastLines(out, 4))
 		r.add(fmt.Sprintf("cscli decisions import %d values (<= 20 s)", n), e.db.kind,
 			fmt.Sprintf("%.2f s (cscli %.1f CPU-s)", took.Seconds(), cliCPU.Seconds()))
 	}
@@ -552,7 +552,7 @@ func benchIngest(r *report, es []*env, d time.Duration) error {
 		}
 	}
 	const workers, batch = 4, 50
-	cpu0 := cpu(es)
+	cpu0, db0 := cpu(es), es[0].db.serverCPU()
 	var total, failures atomic.Int64
 	var seq atomic.Int64
 	deadline := time.Now().Add(d)
@@ -595,9 +595,9 @@ func benchIngest(r *report, es []*env, d time.Duration) error {
 	}
 	wg.Wait()
 	took := time.Since(start)
-	lapiCPU := cpu(es) - cpu0
-	fmt.Printf("alert ingest (batches of %d, %d clients over %d LAPIs, profiles applied, on top of the imported set): %.0f alerts/s over %.1f s, LAPIs %.1f CPU-s, %d failed requests (target >= 5000 alerts/s)\n",
-		batch, workers, len(es), float64(total.Load())/took.Seconds(), took.Seconds(), lapiCPU.Seconds(), failures.Load())
+	lapiCPU, dbCPU := cpu(es)-cpu0, es[0].db.serverCPU()-db0
+	fmt.Printf("alert ingest (batches of %d, %d clients over %d LAPIs, profiles applied, on top of the imported set): %.0f alerts/s over %.1f s, LAPIs %.1f CPU-s, %s%d failed requests (target >= 5000 alerts/s)\n",
+		batch, workers, len(es), float64(total.Load())/took.Seconds(), took.Seconds(), lapiCPU.Seconds(), serverCPU(es[0].db, dbCPU), failures.Load())
 	r.add("alert ingest (>= 5000/s, 0 errors)", es[0].db.kind, fmt.Sprintf("%.0f/s, %d err, %d LAPI(s), %.1f CPU-s/10k",
 		float64(total.Load())/took.Seconds(), failures.Load(), len(es), lapiCPU.Seconds()*10000/float64(max(total.Load(), 1))))
 	if failures.Load() > 0 {
@@ -713,4 +713,12 @@ func lastLines(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return "  cscli: " + strings.Join(lines, "\n  cscli: ") + "\n"
+}
+
+// serverCPU words a database server's CPU figure, if there is one.
+func serverCPU(db *benchDB, t time.Duration) string {
+	if db.kind != "postgresql" {
+		return ""
+	}
+	return fmt.Sprintf("PostgreSQL backends %.1f CPU-s, ", t.Seconds())
 }
