@@ -228,11 +228,12 @@ credentials_path = %q
 listen_uri = %q
 profiles_path = %q
 allowlist_host_addresses = false
-# every bench bouncer connects from loopback
+# every bench bouncer connects from loopback, and an HTTP client may
+# open a second connection while its first is being handed back
 max_connections_per_source = %d
 max_connections = %d
 `, e.db.toml(), filepath.Join(e.dir, "creds.toml"), addr, filepath.Join(e.dir, "profiles.toml"),
-		nBouncers+csconfig.DefaultMaxConnectionsPerSource, nBouncers+csconfig.DefaultMaxConnections)
+		2*nBouncers+csconfig.DefaultMaxConnectionsPerSource, 2*nBouncers+csconfig.DefaultMaxConnections)
 	return os.WriteFile(e.cfg, []byte(conf), 0o600)
 }
 
