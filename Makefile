@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X github.com/rampart-ips/rampart/internal/version.Version=$(
 BIN       := build/bin
 BINARIES  := crowdsec cscli crowdsec-firewall-bouncer
 
-.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent bench-replay bench-tail bench-flood bench-block bench-load bench-startup demo run vet fmt clean deb
+.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent bench-replay bench-tail bench-flood bench-block bench-load bench-fleet bench-startup demo run vet fmt clean deb
 
 all: build
 
@@ -79,6 +79,17 @@ bench-lapi: build
 # alert's 201 to its decision at a bouncer, the LAPI's RSS.
 bench-load: build
 	$(GO) run ./internal/lapibench -bin $(BIN) -only load -bouncers 1000 -load-rate 5000 -load-for 60s
+
+# The fleet figures (issue 15) on SQLite, PostgreSQL and MariaDB in one run,
+# side by side: cscli decisions import of 1M values, the 1M startup stream
+# from a restarted LAPI on an analyzed database, alert ingest through two
+# LAPIs, 5,000 bouncers long-polling two LAPIs for 60 s while a decision is
+# added on the first every 2 s (each timed to 20 bouncers of the second; every
+# decision wakes all 5,000). SQLite runs one LAPI. Needs the local servers (127.0.0.1:5432 postgres, :3306 root);
+# its databases are created and dropped.
+bench-fleet: build
+	$(GO) run ./internal/lapibench -bin $(BIN) -db sqlite,postgresql,mysql -lapis 2 -only import,stream,ingest,load \
+		-bouncers 5000 -load-rate 0.5 -load-batch 1 -load-sample 1 -load-for 60s
 
 # The firewall bouncer in a network namespace fwbench creates (needs root;
 # never touches the host's firewall).

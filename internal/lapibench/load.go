@@ -15,25 +15,28 @@ import (
 	"github.com/rampart-ips/rampart/models"
 )
 
-// loadSample is every how many alerts one carries a marker address whose
-// arrival the measuring bouncers time.
-const loadSample = 100
-
 // benchLoad runs n bouncers long-polling the stream (wait=30s, as
 // Rampart's bouncer does) while alerts are pushed at rate per second for d,
-// in batches of 50 from 4 agents. It reports failed requests (target 0),
+// in batches from 4 agents. It reports failed requests (target 0),
 // the time from a sampled alert's push to its decision reaching a measuring
 // bouncer (p50/p99/max), and the LAPI's RSS. The load stops at d; bouncers
-// get 30 s more to drain.
-func benchLoad(e *env, n, rate int, d time.Duration) error {
+// get 30 s more to drain. With several LAPIs es (on one server database),
+// the agents push to the first, bouncer i long-polls es[i%len(es)], and the
+// measuring bouncers are on the last: a decision added on LAPI A is timed
+// to a bouncer on LAPI B.
+// Every sample-th alert carries a marker address whose arrival the
+// measuring bouncers time.
+func benchLoad(r *report, es []*env, n int, rate float64, batch, sample int, d time.Duration) error {
+	e, last := es[0], es[len(es)-1]
 	keys := e.keys()
 	token, err := login(e.url)
 	if err != nil {
 		return err
 	}
-	pid := e.cmd.Process.Pid
+	pid := last.cmd.Process.Pid
 	_ = procstat.ResetPeak(pid)
 	rssBefore := procstat.KB(pid, "VmRSS")
+	cpu0 := cpu(es)
 
 	var (
 		acked      sync.Map // marker value -> time its alert was sent
@@ -60,8 +63,8 @@ func benchLoad(e *env, n, rate int, d time.Duration) error {
 	client := &http.Client{Transport: transport, Timeout: 45 * time.Second}
 	// As Rampart's bouncer pulls: its own cursor (cursor=, then the
 	// X-Rampart-Cursor of its last answer) and wait=30s on deltas.
-	pull := func(key, cursor string, startup bool) ([]byte, string, error) {
-		u := e.url + "v1/decisions/stream?additional_pull=false&community_pull=false&cursor=" + cursor
+	pull := func(url, key, cursor string, startup bool) ([]byte, string, error) {
+		u := url + "v1/decisions/stream?additional_pull=false&community_pull=false&cursor=" + cursor
 		if startup {
 			u += "&startup=true"
 		} else {
@@ -87,12 +90,12 @@ func benchLoad(e *env, n, rate int, d time.Duration) error {
 	var bwg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		bwg.Add(1)
-		go func(key string, measure bool) {
+		go func(url, key string, measure bool) {
 			defer bwg.Done()
 			seen := 0
 			cursor := ""
 			for first := true; time.Now().Before(drainEnd.Load().(time.Time)); first = false {
-				body, next, err := pull(key, cursor, first)
+				body, next, err := pull(url, key, cursor, first)
 				cursor = next
 				if err != nil {
 					fail(err)
@@ -121,12 +124,12 @@ func benchLoad(e *env, n, rate int, d time.Duration) error {
 					return
 				}
 			}
-		}(keys[i], i < measuring)
+		}(es[i%len(es)].url, keys[i], i%len(es) == len(es)-1 && i/len(es) < measuring)
 	}
 
 	// Agents: batches of 50, paced to rate alerts per second in all.
-	const agents, batch = 4, 50
-	interval := time.Duration(float64(time.Second) * batch * agents / float64(rate))
+	const agents = 4
+	interval := time.Duration(float64(time.Second) * float64(batch*agents) / rate)
 	var seq atomic.Int64
 	var awg sync.WaitGroup
 	for w := 0; w < agents; w++ {
@@ -146,7 +149,7 @@ func benchLoad(e *env, n, rate int, d time.Duration) error {
 				for i := range alerts {
 					k := seq.Add(1)
 					ip := fmt.Sprintf("172.%d.%d.%d", 16+k>>16&15, k>>8&255, k&255)
-					if k%loadSample == 0 {
+					if k%int64(sample) == 0 {
 						ip = fmt.Sprintf("100.%d.%d.%d", 64+k>>16&63, k>>8&255, k&255)
 						markers = append(markers, ip)
 					}
@@ -181,7 +184,7 @@ func benchLoad(e *env, n, rate int, d time.Duration) error {
 					continue
 				}
 				wantMarkers.Add(int64(len(markers)))
-				pushed.Add(batch)
+				pushed.Add(int64(batch))
 			}
 		}(w)
 	}
@@ -189,6 +192,7 @@ func benchLoad(e *env, n, rate int, d time.Duration) error {
 	pushTook := time.Since(start)
 	drainEnd.Store(time.Now().Add(30 * time.Second))
 	bwg.Wait()
+	lapiCPU := cpu(es) - cpu0
 	rss, peak := procstat.KB(pid, "VmRSS"), procstat.KB(pid, "VmHWM")
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	pct := func(p float64) time.Duration {
@@ -198,11 +202,15 @@ func benchLoad(e *env, n, rate int, d time.Duration) error {
 		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
 	}
 	want := wantMarkers.Load() * measuring
-	fmt.Printf("load: %d bouncers long-polling + %d alerts/s asked for %s: %d alerts pushed (%.0f/s), %d failed requests (target 0)\n",
-		n, rate, d, pushed.Load(), float64(pushed.Load())/pushTook.Seconds(), errs.Load())
-	fmt.Printf("load: alert pushed -> decision at a bouncer (%d of %d sampled deliveries): p50 %s, p99 %s, max %s; LAPI RSS %.1f MB before, %.1f MB after, peak %.1f MB\n",
+	fmt.Printf("load: %d bouncers long-polling %d LAPI(s) + %g alerts/s asked for %s (pushed to the first LAPI): %d alerts pushed (%.0f/s), %d failed requests (target 0), LAPIs %.1f CPU-s\n",
+		n, len(es), rate, d, pushed.Load(), float64(pushed.Load())/pushTook.Seconds(), errs.Load(), lapiCPU.Seconds())
+	fmt.Printf("load: alert pushed to the first LAPI -> decision at a bouncer of the last (%d of %d sampled deliveries): p50 %s, p99 %s, max %s; last LAPI RSS %.1f MB before, %.1f MB after, peak %.1f MB\n",
 		deliveries.Load(), want, pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), pct(1).Round(time.Millisecond),
 		float64(rssBefore)/1024, float64(rss)/1024, float64(peak)/1024)
+	r.add(fmt.Sprintf("%d bouncers long-polling, %g alerts/s in %d (0 errors)", n, rate, batch), e.db.kind,
+		fmt.Sprintf("%d err, %d LAPI(s), %.0f CPU-s", errs.Load(), len(es), lapiCPU.Seconds()))
+	r.add("  decision on A -> bouncer on B, p99 (<= 100 ms)", e.db.kind,
+		fmt.Sprintf("p50 %s p99 %s (%d/%d)", pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), deliveries.Load(), want))
 	if errs.Load() > 0 {
 		return fmt.Errorf("%d requests failed (first: %v)", errs.Load(), firstErr.Load())
 	}

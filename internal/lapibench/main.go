@@ -10,7 +10,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -37,7 +36,12 @@ import (
 
 type env struct {
 	dir, bin, cfg, url string
+	profile            string // folder for CPU profiles, or ""
+	launches           int
 	cmd                *exec.Cmd
+	db                 *benchDB
+	peers              []*env // more LAPIs on the same database (server databases)
+	owner              bool   // removes the folder and the database on stop
 }
 
 func main() {
@@ -47,78 +51,120 @@ func main() {
 	pullFor := flag.Duration("pull-for", 60*time.Second, "how long the bouncers pull")
 	ingestFor := flag.Duration("ingest-for", 10*time.Second, "how long alerts are pushed")
 	only := flag.String("only", "import,stream,ingest,pull", "which measurements to run (load: bench-load)")
-	loadRate := flag.Int("load-rate", 5000, "alerts per second pushed during the load test")
+	loadRate := flag.Float64("load-rate", 5000, "alerts per second pushed during the load test")
 	loadFor := flag.Duration("load-for", 60*time.Second, "how long the load test pushes alerts")
+	loadBatch := flag.Int("load-batch", 50, "alerts per request in the load test")
+	loadSample := flag.Int("load-sample", 100, "every how many alerts of the load test one is timed to the bouncers")
+	dbs := flag.String("db", "sqlite", "databases to measure on, in turn: sqlite, postgresql, mysql (comma-separated)")
+	lapis := flag.Int("lapis", 1, "LAPI processes sharing a server database for ingest and load (SQLite: always 1)")
+	profile := flag.String("profile", "", "folder where every LAPI process writes a CPU profile of its run (crowdsec -cpuprofile)")
 	flag.Parse()
-	if err := run(*bin, *n, *bouncers, *pullFor, *ingestFor, *only); err != nil {
-		fmt.Fprintln(os.Stderr, "lapibench:", err)
-		os.Exit(1)
+	o := opts{bin: *bin, n: *n, bouncers: *bouncers, pullFor: *pullFor, ingestFor: *ingestFor, loadRate: *loadRate, loadFor: *loadFor, lapis: *lapis,
+		loadBatch: max(*loadBatch, 1), loadSample: max(*loadSample, 1)}
+	o.bin, _ = filepath.Abs(o.bin)
+	if *profile != "" {
+		if err := os.MkdirAll(*profile, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "lapibench:", err)
+			os.Exit(1)
+		}
+		o.profile, _ = filepath.Abs(*profile)
 	}
-	if err := runLoad(*bin, *bouncers, *loadRate, *loadFor, *only); err != nil {
-		fmt.Fprintln(os.Stderr, "lapibench:", err)
+	o.want = map[string]bool{}
+	for _, w := range strings.Split(*only, ",") {
+		o.want[w] = true
+	}
+	fmt.Printf("lapibench on %s, %d CPUs, load average %s\n", hostname(), numCPU(), loadavg())
+	r := &report{}
+	failed := false
+	for _, kind := range strings.Split(*dbs, ",") {
+		o.kind = strings.TrimSpace(kind)
+		fmt.Printf("== %s\n", o.kind)
+		if err := run(o, r); err != nil {
+			fmt.Fprintf(os.Stderr, "lapibench on %s: %v\n", o.kind, err)
+			r.add("error", o.kind, err.Error())
+			failed = true
+		}
+	}
+	r.print()
+	if failed {
 		os.Exit(1)
 	}
 }
 
-func run(bin string, n, bouncers int, pullFor, ingestFor time.Duration, only string) error {
-	bin, _ = filepath.Abs(bin)
-	want := map[string]bool{}
-	for _, w := range strings.Split(only, ",") {
-		want[w] = true
-	}
-	fmt.Printf("lapibench on %s, %d CPUs\n", hostname(), numCPU())
+// opts are the command's settings; kind is the database of this round.
+type opts struct {
+	bin, kind, profile          string
+	n, bouncers, lapis          int
+	loadRate                    float64
+	loadBatch, loadSample       int
+	pullFor, ingestFor, loadFor time.Duration
+	want                        map[string]bool
+}
+
+func run(o opts, r *report) error {
+	want := o.want
 	if want["import"] || want["stream"] || want["ingest"] {
-		e, err := start(bin, 0)
+		e, err := start(o.bin, o.kind, o.profile, 0)
 		if err != nil {
 			return err
 		}
 		defer e.stop()
 		if want["import"] || want["stream"] {
-			if err := benchImport(e, n); err != nil {
+			if err := benchImport(r, e, o.n); err != nil {
 				return err
 			}
 		}
 		if want["stream"] {
-			// A fresh process, so the import's heap does not hide the stream's.
+			// As autovacuum would after the import, and a fresh process,
+			// so the import's heap does not hide the stream's.
+			if e.db.kind != "sqlite" {
+				if err := e.db.analyze(); err != nil {
+					return err
+				}
+			}
 			if err := e.restart(); err != nil {
 				return err
 			}
-			if err := benchStream(e, n); err != nil {
+			if err := benchStream(r, e, o.n); err != nil {
 				return err
 			}
 		}
 		if want["ingest"] {
-			if err := benchIngest(e, ingestFor); err != nil {
+			if err := e.addPeers(o.lapis - 1); err != nil {
+				return err
+			}
+			if err := benchIngest(r, e.all(), o.ingestFor); err != nil {
 				return err
 			}
 		}
 		e.stop()
 	}
 	if want["pull"] {
-		e, err := start(bin, bouncers)
+		e, err := start(o.bin, o.kind, o.profile, o.bouncers)
 		if err != nil {
 			return err
 		}
 		defer e.stop()
-		if err := benchPull(e, bouncers, pullFor); err != nil {
+		if err := benchPull(e, o.bouncers, o.pullFor); err != nil {
 			return err
 		}
+		e.stop()
+	}
+	if want["load"] {
+		e, err := start(o.bin, o.kind, o.profile, o.bouncers)
+		if err != nil {
+			return err
+		}
+		defer e.stop()
+		if err := e.addPeers(o.lapis - 1); err != nil {
+			return err
+		}
+		if err := benchLoad(r, e.all(), o.bouncers, o.loadRate, o.loadBatch, o.loadSample, o.loadFor); err != nil {
+			return err
+		}
+		e.stop()
 	}
 	return nil
-}
-
-// runLoad runs the load measurement when asked for.
-func runLoad(bin string, bouncers, rate int, d time.Duration, only string) error {
-	if !strings.Contains(","+only+",", ",load,") {
-		return nil
-	}
-	bin, _ = filepath.Abs(bin)
-	e, err := start(bin, bouncers)
-	if err != nil {
-		return err
-	}
-	defer e.stop()
-	return benchLoad(e, bouncers, rate, d)
 }
 
 func hostname() string { h, _ := os.Hostname(); return h }
@@ -128,88 +174,137 @@ func numCPU() int {
 	return strings.Count(string(data), "processor\t:")
 }
 
-// start prepares a config, a machine and nBouncers bouncers (keys written to
-// bouncers.txt), then starts crowdsec -no-cs and waits for /health.
-func start(bin string, nBouncers int) (*env, error) {
+// start prepares a database of the kind, a config, a machine and
+// nBouncers bouncers (keys written to bouncers.txt), then starts crowdsec
+// -no-cs and waits for /health.
+func start(bin, kind, profile string, nBouncers int) (*env, error) {
 	dir, err := os.MkdirTemp("", "lapibench-")
 	if err != nil {
 		return nil, err
 	}
-	addr, err := loopback.FreeAddr()
+	bdb, err := newDB(kind, dir)
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
-	e := &env{dir: dir, bin: bin, cfg: filepath.Join(dir, "config.toml"), url: "http://" + addr + "/"}
-	conf := fmt.Sprintf(`[common]
-log_level = "warning"
-[db_config]
-db_path = %q
-[api.client]
-credentials_path = %q
-[api.server]
-listen_uri = %q
-profiles_path = %q
-allowlist_host_addresses = false
-# every bench bouncer connects from loopback
-max_connections_per_source = %d
-max_connections = %d
-`, filepath.Join(dir, "crowdsec.db"), filepath.Join(dir, "creds.toml"), addr, filepath.Join(dir, "profiles.toml"),
-		nBouncers+csconfig.DefaultMaxConnectionsPerSource, nBouncers+csconfig.DefaultMaxConnections)
-	if err := os.WriteFile(e.cfg, []byte(conf), 0o600); err != nil {
+	e := &env{dir: dir, bin: bin, db: bdb, owner: true, profile: profile}
+	if err := e.configure("config.toml", nBouncers); err != nil {
+		e.stop()
 		return nil, err
 	}
 	prof, err := os.ReadFile("config/profiles.toml")
 	if err != nil {
+		e.stop()
 		return nil, fmt.Errorf("run from the repository root: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "profiles.toml"), prof, 0o600); err != nil {
+		e.stop()
 		return nil, err
 	}
-	ctx := context.Background()
-	st, err := store.Open(ctx, store.Config{Path: filepath.Join(dir, "crowdsec.db")})
-	if err != nil {
-		return nil, err
-	}
-	hash, _ := bcrypt.GenerateFromPassword([]byte("benchpassword"), bcrypt.DefaultCost)
-	if err := st.CreateMachine(ctx, store.Machine{MachineID: "bench", PasswordHash: string(hash), IsValidated: true}, true); err != nil {
-		return nil, err
-	}
-	if err := csconfig.WriteCredentials(filepath.Join(dir, "creds.toml"), &csconfig.Credentials{URL: e.url, Login: "bench", Password: "benchpassword"}); err != nil {
-		return nil, err
-	}
-	var keys []string
-	for i := 0; i < nBouncers; i++ {
-		k, _ := apikey.Generate()
-		if _, err := st.CreateBouncer(ctx, store.Bouncer{Name: fmt.Sprintf("b%d", i), APIKeyHash: apikey.Hash(k)}); err != nil {
-			return nil, err
-		}
-		keys = append(keys, k)
-	}
-	st.Close()
-	if err := os.WriteFile(filepath.Join(dir, "bouncers.txt"), []byte(strings.Join(keys, "\n")), 0o600); err != nil {
+	if err := e.populate(nBouncers); err != nil {
+		e.stop()
 		return nil, err
 	}
 	if err := e.launch(); err != nil {
+		e.stop()
 		return nil, err
 	}
 	return e, nil
 }
 
+// configure writes this LAPI's configuration file, on a free port.
+func (e *env) configure(name string, nBouncers int) error {
+	addr, err := loopback.FreeAddr()
+	if err != nil {
+		return err
+	}
+	e.cfg, e.url = filepath.Join(e.dir, name), "http://"+addr+"/"
+	conf := fmt.Sprintf(`[common]
+log_level = "warning"
+[db_config]
+%s[api.client]
+credentials_path = %q
+[api.server]
+listen_uri = %q
+profiles_path = %q
+allowlist_host_addresses = false
+# every bench bouncer connects from loopback, and an HTTP client may
+# open a second connection while its first is being handed back
+max_connections_per_source = %d
+max_connections = %d
+`, e.db.toml(), filepath.Join(e.dir, "creds.toml"), addr, filepath.Join(e.dir, "profiles.toml"),
+		2*nBouncers+csconfig.DefaultMaxConnectionsPerSource, 2*nBouncers+csconfig.DefaultMaxConnections)
+	return os.WriteFile(e.cfg, []byte(conf), 0o600)
+}
+
+// populate creates the machine and the bouncers through the store.
+func (e *env) populate(nBouncers int) error {
+	ctx := context.Background()
+	st, err := store.Open(ctx, e.db.storeConfig())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	hash, _ := bcrypt.GenerateFromPassword([]byte("benchpassword"), bcrypt.DefaultCost)
+	if err := st.CreateMachine(ctx, store.Machine{MachineID: "bench", PasswordHash: string(hash), IsValidated: true}, true); err != nil {
+		return err
+	}
+	if err := csconfig.WriteCredentials(filepath.Join(e.dir, "creds.toml"), &csconfig.Credentials{URL: e.url, Login: "bench", Password: "benchpassword"}); err != nil {
+		return err
+	}
+	var keys []string
+	for i := 0; i < nBouncers; i++ {
+		k, _ := apikey.Generate()
+		if _, err := st.CreateBouncer(ctx, store.Bouncer{Name: fmt.Sprintf("b%d", i), APIKeyHash: apikey.Hash(k)}); err != nil {
+			return err
+		}
+		keys = append(keys, k)
+	}
+	return os.WriteFile(filepath.Join(e.dir, "bouncers.txt"), []byte(strings.Join(keys, "\n")), 0o600)
+}
+
+// addPeers starts n more LAPIs on the same server database (none on
+// SQLite, which one LAPI owns).
+func (e *env) addPeers(n int) error {
+	if e.db.kind == "sqlite" {
+		return nil
+	}
+	for i := len(e.peers); i < n; i++ {
+		p := &env{dir: e.dir, bin: e.bin, db: e.db, profile: e.profile}
+		if err := p.configure(fmt.Sprintf("config-%d.toml", i+2), len(e.keys())); err != nil {
+			return err
+		}
+		if err := p.launch(); err != nil {
+			return err
+		}
+		e.peers = append(e.peers, p)
+	}
+	return nil
+}
+
+// all is this LAPI and its peers, this one first.
+func (e *env) all() []*env { return append([]*env{e}, e.peers...) }
+
 func (e *env) launch() error {
-	logf, _ := os.OpenFile(filepath.Join(e.dir, "crowdsec.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	e.cmd = exec.Command(filepath.Join(e.bin, "crowdsec"), "-c", e.cfg, "-no-cs")
+	logf, _ := os.OpenFile(e.cfg+".log", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	args := []string{"-c", e.cfg, "-no-cs"}
+	if e.profile != "" {
+		e.launches++
+		args = append(args, "-cpuprofile", filepath.Join(e.profile, fmt.Sprintf("%s-%s-%d.prof", e.db.kind, strings.TrimSuffix(filepath.Base(e.cfg), ".toml"), e.launches)))
+	}
+	e.cmd = exec.Command(filepath.Join(e.bin, "crowdsec"), args...)
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
 	if err := e.cmd.Start(); err != nil {
 		return err
 	}
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 300; i++ {
 		if resp, err := http.Get(e.url + "health"); err == nil {
 			resp.Body.Close()
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("crowdsec did not come up; see %s", filepath.Join(e.dir, "crowdsec.log"))
+	return fmt.Errorf("crowdsec did not come up; see %s.log", e.cfg)
 }
 
 func (e *env) halt() {
@@ -225,9 +320,28 @@ func (e *env) restart() error {
 	return e.launch()
 }
 
+// stop halts the LAPIs; the owner removes the folder and the database.
 func (e *env) stop() {
+	for _, p := range e.peers {
+		p.halt()
+	}
+	e.peers = nil
 	e.halt()
-	os.RemoveAll(e.dir)
+	if e.owner {
+		e.db.drop()
+		os.RemoveAll(e.dir)
+	}
+}
+
+// cpu is the LAPIs' CPU time so far.
+func cpu(es []*env) time.Duration {
+	var t time.Duration
+	for _, e := range es {
+		if e.cmd != nil && e.cmd.Process != nil {
+			t += procstat.CPU(e.cmd.Process.Pid)
+		}
+	}
+	return t
 }
 
 func (e *env) keys() []string {
@@ -239,7 +353,7 @@ func (e *env) keys() []string {
 // has planner statistics as any LAPI does after a restart (a fresh database
 // has none, and plans that are fine without them went quadratic with them),
 // while another operator adds bouncers every second.
-func benchImport(e *env, n int) error {
+func benchImport(r *report, e *env, n int) error {
 	if err := e.withStatistics(); err != nil {
 		return err
 	}
@@ -259,9 +373,11 @@ func benchImport(e *env, n int) error {
 	stop := make(chan struct{})
 	go func() { probes <- e.probeBouncersAdd(stop) }()
 	start := time.Now()
+	cpu0, db0 := cpu(e.all()), e.db.serverCPU()
 	cmd := exec.Command(filepath.Join(e.bin, "cscli"), "-c", e.cfg, "decisions", "import", "-i", path, "--format", "values")
 	out, err := cmd.CombinedOutput()
 	took := time.Since(start)
+	lapiCPU, dbCPU := cpu(e.all())-cpu0, e.db.serverCPU()-db0
 	close(stop)
 	waits := <-probes
 	var longest time.Duration
@@ -273,7 +389,11 @@ func benchImport(e *env, n int) error {
 		}
 	}
 	if err == nil {
-		fmt.Printf("cscli decisions import of %d values (planner statistics present): %.2f s (target <= 20 s)\n%s", n, took.Seconds(), lastLines(out, 4))
+		cliCPU := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		fmt.Printf("cscli decisions import of %d values (planner statistics present): %.2f s, cscli %.1f CPU-s, LAPI %.1f CPU-s, %s(target <= 20 s)\n%s",
+			n, took.Seconds(), cliCPU.Seconds(), lapiCPU.Seconds(), serverCPU(e.db, dbCPU), lastLines(out, 4))
+		r.add(fmt.Sprintf("cscli decisions import %d values (<= 20 s)", n), e.db.kind,
+			fmt.Sprintf("%.2f s (cscli %.1f CPU-s)", took.Seconds(), cliCPU.Seconds()))
 	}
 	fmt.Printf("cscli bouncers add during the import: %d runs, %d failed, longest %.2f s (%.2f s on the idle LAPI before)\n",
 		len(waits), failed, longest.Seconds(), idle.took.Seconds())
@@ -288,7 +408,8 @@ func benchImport(e *env, n int) error {
 
 // withStatistics gives the LAPI's database a little history and restarts
 // the LAPI, whose PRAGMA optimize at start then writes sqlite_stat1 for the
-// decisions table, and checks that it did.
+// decisions table (checked); a server database is analyzed, as autovacuum
+// would.
 func (e *env) withStatistics() error {
 	for i := 0; i < 10; i++ {
 		cmd := exec.Command(filepath.Join(e.bin, "cscli"), "-c", e.cfg, "decisions", "add", "-i", fmt.Sprintf("198.51.100.%d", i), "-d", "4h")
@@ -299,16 +420,7 @@ func (e *env) withStatistics() error {
 	if err := e.restart(); err != nil {
 		return err
 	}
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.dir, "crowdsec.db")+"?mode=ro")
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	var rows int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_stat1 WHERE tbl = 'decisions'`).Scan(&rows); err != nil || rows == 0 {
-		return fmt.Errorf("the restarted LAPI wrote no planner statistics for decisions (%d rows, %v)", rows, err)
-	}
-	return nil
+	return e.db.analyze()
 }
 
 // probeBouncersAdd runs cscli bouncers add from 100 ms on, every 500 ms,
@@ -347,10 +459,10 @@ func (e *env) bouncersAdd(name string) probe {
 	return p
 }
 
-func benchStream(e *env, n int) error {
+func benchStream(r *report, e *env, n int) error {
 	keys := e.keys()
 	if len(keys) == 0 || keys[0] == "" {
-		st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(e.dir, "crowdsec.db")})
+		st, err := store.Open(context.Background(), e.db.storeConfig())
 		if err != nil {
 			return err
 		}
@@ -368,6 +480,7 @@ func benchStream(e *env, n int) error {
 	// Reset the peak so VmHWM measures this request only.
 	_ = procstat.ResetPeak(pid)
 	before := procstat.KB(pid, "VmRSS")
+	cpu0 := procstat.CPU(pid)
 	start := time.Now()
 	req, _ := http.NewRequest("GET", e.url+"v1/decisions/stream?startup=true&additional_pull=false&community_pull=false", nil)
 	req.Header.Set("X-Api-Key", keys[0])
@@ -384,8 +497,11 @@ func benchStream(e *env, n int) error {
 		return err
 	}
 	peak := procstat.KB(pid, "VmHWM")
-	fmt.Printf("stream startup of %d decisions: %.2f s, body %.1f MB (%d entries), LAPI RSS %.1f MB before, peak %.1f MB, growth %.1f MB (target <= 2 s and <= 100 MB)\n",
-		n, took.Seconds(), float64(cw.n)/1e6, cw.entries, float64(before)/1024, float64(peak)/1024, float64(peak-before)/1024)
+	lapiCPU := procstat.CPU(pid) - cpu0
+	fmt.Printf("stream startup of %d decisions: %.2f s, LAPI %.2f CPU-s, body %.1f MB (%d entries), LAPI RSS %.1f MB before, peak %.1f MB, growth %.1f MB (target <= 2 s and <= 100 MB)\n",
+		n, took.Seconds(), lapiCPU.Seconds(), float64(cw.n)/1e6, cw.entries, float64(before)/1024, float64(peak)/1024, float64(peak-before)/1024)
+	r.add(fmt.Sprintf("stream startup %d decisions (<= 2 s)", n), e.db.kind, fmt.Sprintf("%.2f s (LAPI %.2f CPU-s)", took.Seconds(), lapiCPU.Seconds()))
+	r.add("  its LAPI RSS growth (<= 100 MB)", e.db.kind, fmt.Sprintf("%.1f MB", float64(peak-before)/1024))
 	if cw.entries < n {
 		return fmt.Errorf("stream carried %d entries, want %d", cw.entries, n)
 	}
@@ -427,12 +543,17 @@ func login(url string) (string, error) {
 	return r.Token, nil
 }
 
-func benchIngest(e *env, d time.Duration) error {
-	token, err := login(e.url)
-	if err != nil {
-		return err
+// benchIngest pushes alerts from 4 agents spread over the LAPIs es.
+func benchIngest(r *report, es []*env, d time.Duration) error {
+	tokens := make([]string, len(es))
+	for i, e := range es {
+		var err error
+		if tokens[i], err = login(e.url); err != nil {
+			return err
+		}
 	}
 	const workers, batch = 4, 50
+	cpu0, db0 := cpu(es), es[0].db.serverCPU()
 	var total, failures atomic.Int64
 	var seq atomic.Int64
 	deadline := time.Now().Add(d)
@@ -440,7 +561,7 @@ func benchIngest(e *env, d time.Duration) error {
 	start := time.Now()
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
-		go func() {
+		go func(url, token string) {
 			defer wg.Done()
 			client := &http.Client{Timeout: 30 * time.Second}
 			for time.Now().Before(deadline) {
@@ -456,7 +577,7 @@ func benchIngest(e *env, d time.Duration) error {
 						Meta:   []models.Meta{{Key: "service", Value: "ssh"}}}
 				}
 				data, _ := json.Marshal(alerts)
-				req, _ := http.NewRequest("POST", e.url+"v1/alerts", bytes.NewReader(data))
+				req, _ := http.NewRequest("POST", url+"v1/alerts", bytes.NewReader(data))
 				req.Header.Set("Authorization", "Bearer "+token)
 				req.Header.Set("User-Agent", "crowdsec/v1.7.8-bench-linux")
 				resp, err := client.Do(req)
@@ -471,12 +592,15 @@ func benchIngest(e *env, d time.Duration) error {
 				resp.Body.Close()
 				total.Add(batch)
 			}
-		}()
+		}(es[w%len(es)].url, tokens[w%len(es)])
 	}
 	wg.Wait()
 	took := time.Since(start)
-	fmt.Printf("alert ingest (batches of %d, %d clients, profiles applied, on top of the imported set): %.0f alerts/s over %.1f s, %d failed requests (target >= 5000 alerts/s)\n",
-		batch, workers, float64(total.Load())/took.Seconds(), took.Seconds(), failures.Load())
+	lapiCPU, dbCPU := cpu(es)-cpu0, es[0].db.serverCPU()-db0
+	fmt.Printf("alert ingest (batches of %d, %d clients over %d LAPIs, profiles applied, on top of the imported set): %.0f alerts/s over %.1f s, LAPIs %.1f CPU-s, %s%d failed requests (target >= 5000 alerts/s)\n",
+		batch, workers, len(es), float64(total.Load())/took.Seconds(), took.Seconds(), lapiCPU.Seconds(), serverCPU(es[0].db, dbCPU), failures.Load())
+	r.add("alert ingest (>= 5000/s, 0 errors)", es[0].db.kind, fmt.Sprintf("%.0f/s, %d err, %d LAPI(s), %.1f CPU-s/10k",
+		float64(total.Load())/took.Seconds(), failures.Load(), len(es), lapiCPU.Seconds()*10000/float64(max(total.Load(), 1))))
 	if failures.Load() > 0 {
 		return fmt.Errorf("%d ingest requests failed", failures.Load())
 	}
@@ -590,4 +714,12 @@ func lastLines(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return "  cscli: " + strings.Join(lines, "\n  cscli: ") + "\n"
+}
+
+// serverCPU words a database server's CPU figure, if there is one.
+func serverCPU(db *benchDB, t time.Duration) string {
+	if db.kind != "postgresql" {
+		return ""
+	}
+	return fmt.Sprintf("PostgreSQL backends %.1f CPU-s, ", t.Seconds())
 }

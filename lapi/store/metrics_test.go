@@ -124,3 +124,24 @@ func TestCountActiveDecisionsMatchesTable(t *testing.T) {
 	add("a4", "crowdsecurity/ssh-bf", "crowdsec", "ban", 4, 4*time.Hour)
 	check("re-added", now, 4)
 }
+
+// TestServerCountTriggersPerStatement: on PostgreSQL the decision counts are
+// kept by statement-level triggers. Row-level ones update one counts row
+// once per decision, and within a transaction each update walks the chain
+// of versions the earlier ones left: an import push of 50,000 decisions
+// took about 40 s.
+func TestServerCountTriggersPerStatement(t *testing.T) {
+	s := openBench(t)
+	if s.d.kind != postgresDB {
+		t.Skip("PostgreSQL only: the other engines' triggers are per row")
+	}
+	var rowLevel int
+	// tgtype bit 0 is TRIGGER_TYPE_ROW.
+	if err := s.r.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM pg_trigger
+		WHERE tgrelid = 'decisions'::regclass AND NOT tgisinternal AND tgtype & 1 = 1`).Scan(&rowLevel); err != nil {
+		t.Fatal(err)
+	}
+	if rowLevel != 0 {
+		t.Fatalf("%d row-level triggers on decisions", rowLevel)
+	}
+}

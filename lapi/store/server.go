@@ -80,6 +80,13 @@ func pgConnConfig(cfg Config) (*pgx.ConnConfig, error) {
 		return nil, fmt.Errorf("postgresql settings: %w", err)
 	}
 	pc.RuntimeParams["application_name"] = "rampart-lapi"
+	// Plan every execution with its values. pgx keeps statements prepared,
+	// and after five executions PostgreSQL may keep a generic plan, costed
+	// without the values and with the statistics of that moment: the
+	// push's lookup of 50 alert UUIDs stayed a sequential scan of alerts,
+	// planned while the table was small, as it grew to thousands of rows
+	// (25 ms and most of the server's CPU per push).
+	pc.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	return pc, nil
 }
 
