@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/rampart-ips/rampart/models"
@@ -18,27 +17,12 @@ func appendMetaJSON(dst []byte, meta []models.Meta) []byte {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `{"key":`...)
-		dst = appendJSONString(dst, truncate(m.Key, maxMetaKey))
+		dst = models.AppendJSONString(dst, truncate(m.Key, maxMetaKey))
 		dst = append(dst, `,"value":`...)
-		dst = appendJSONString(dst, truncate(m.Value, maxMetaValue))
+		dst = models.AppendJSONString(dst, truncate(m.Value, maxMetaValue))
 		dst = append(dst, '}')
 	}
 	return append(dst, ']')
-}
-
-// appendJSONString appends s as json.Marshal writes it. Printable ASCII
-// without the characters it escapes is copied as is; anything else (other
-// escapes, UTF-8, invalid bytes) is left to encoding/json.
-func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s) // a string always marshals
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
 }
 
 // storedEvent is an event as an alert's events column holds it: its time
@@ -79,7 +63,7 @@ func appendStoredEvents(dst []byte, events []storedEvent) []byte {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, '[')
-		dst = appendJSONString(dst, e.TS)
+		dst = models.AppendJSONString(dst, e.TS)
 		dst = append(dst, ",["...)
 		cur = cur[:0]
 		for _, m := range e.Meta {
@@ -92,7 +76,7 @@ func appendStoredEvents(dst []byte, events []storedEvent) []byte {
 			if i < len(prev) && prev[i] == item {
 				dst = append(dst, '0')
 			} else {
-				dst = appendJSONString(dst, item)
+				dst = models.AppendJSONString(dst, item)
 			}
 		}
 		dst = append(dst, "]]"...)
