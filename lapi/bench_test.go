@@ -69,3 +69,43 @@ func (l *testLAPI) addBouncerB(b *testing.B, name string) string {
 	}
 	return key
 }
+
+// BenchmarkStreamDelta is one bouncer's delta pull bringing one new
+// decision over HTTP on loopback: what each long-polling bouncer of a
+// large fleet costs the LAPI when a decision wakes them all.
+func BenchmarkStreamDelta(b *testing.B) {
+	l := startLAPI(&testing.T{}, nil)
+	defer l.Stop()
+	fillDecisions(b, l, 1000)
+	key := l.addBouncerB(b, "bench")
+	pull := func(startup bool) {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/v1/decisions/stream?startup=%t", l.URL, startup), nil)
+		req.Header.Set("X-Api-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			b.Fatalf("status %d err %v", resp.StatusCode, err)
+		}
+	}
+	pull(true)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		now := time.Now()
+		v := fmt.Sprintf("192.0.%d.%d", i>>8&255, i&255)
+		r, _ := store.ParseRange(v)
+		a := &models.Alert{Scenario: "manual", Source: &models.Source{Scope: "Ip", Value: v}}
+		if _, err := l.Store.CreateAlerts(context.Background(), []store.NewAlert{{Alert: a, UUID: fmt.Sprintf("delta-%d", i), StartAt: now, StopAt: now,
+			Decisions: []store.NewDecision{{UUID: fmt.Sprintf("6f1c3e2a-0000-4000-9000-%012d", i), Until: now.Add(time.Hour), Scenario: "manual",
+				Type: "ban", Scope: "Ip", Value: v, Origin: "cscli", Range: r}}}}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		pull(false)
+	}
+}

@@ -1,7 +1,6 @@
 package lapi
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -373,6 +372,9 @@ type streamBatch struct {
 
 const streamBatchRows = 1024
 
+// streamWriteSize is the least a stream body writes at once.
+const streamWriteSize = 64 << 10
+
 func (s *Server) writeStream(c echo.Context, b *store.Bouncer, ua string, sq store.StreamQuery) error {
 	allowSnap, serr := s.allow.snapshot(c.Request().Context())
 	if serr != nil {
@@ -400,17 +402,24 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, ua string, sq sto
 				snap <- -1
 			}
 		}()
-		cur := streamBatch{rows: make([]store.DecisionRow, 0, streamBatchRows)}
+		// Batches start small and reach streamBatchRows only in a large
+		// stream: a long-poll's delta brings a row or two, and a decision
+		// wakes every bouncer of a fleet at once.
+		cur := streamBatch{rows: make([]store.DecisionRow, 0, 16)}
 		flush := func() error {
 			if len(cur.rows) == 0 {
 				return nil
+			}
+			next := 16
+			if len(cur.rows) == streamBatchRows {
+				next = streamBatchRows
 			}
 			select {
 			case batches <- cur:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			cur = streamBatch{rows: make([]store.DecisionRow, 0, streamBatchRows), deleted: cur.deleted}
+			cur = streamBatch{rows: make([]store.DecisionRow, 0, next), deleted: cur.deleted}
 			return nil
 		}
 		add := func(deleted bool) func(*store.DecisionRow) error {
@@ -453,9 +462,11 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, ua string, sq sto
 	resp.Header().Set(models.LongPollHeader, s.cfg.API.Server.LongPollMax.Duration.String())
 	resp.Header().Set(models.CursorHeader, strconv.FormatInt(at, 10))
 	resp.WriteHeader(http.StatusOK)
-	w := bufio.NewWriterSize(resp, 64<<10)
-	buf := make([]byte, 0, 256*streamBatchRows)
-	_, werr := w.WriteString(`{"new": [`)
+	// The body is rendered into buf, written out in pieces of at least
+	// streamWriteSize: buf grows with what a stream brings rather than
+	// being sized for the largest (a delta is a few hundred bytes).
+	buf := append(make([]byte, 0, 1024), `{"new": [`...)
+	var werr error
 	inDeleted, first := false, true
 	sent := 0
 	for bt := range batches {
@@ -463,7 +474,6 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, ua string, sq sto
 			continue // drain so the reader ends
 		}
 		sent += len(bt.rows)
-		buf = buf[:0]
 		if bt.deleted && !inDeleted {
 			buf = append(buf, `], "deleted": [`...)
 			inDeleted, first = true, true
@@ -475,22 +485,22 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, ua string, sq sto
 			first = false
 			buf = appendDecision(buf, &bt.rows[i], now, true)
 		}
-		if _, werr = w.Write(buf); werr != nil {
-			cancel()
+		if len(buf) >= streamWriteSize {
+			if _, werr = resp.Write(buf); werr != nil {
+				cancel()
+			}
+			buf = buf[:0]
 		}
 	}
 	err := werr
 	if err == nil {
 		err = readErr
 	}
-	if err == nil && !inDeleted {
-		_, err = w.WriteString(`], "deleted": [`)
-	}
 	if err == nil {
-		_, err = w.WriteString(`]}`)
-	}
-	if err == nil {
-		err = w.Flush()
+		if !inDeleted {
+			buf = append(buf, `], "deleted": [`...)
+		}
+		_, err = resp.Write(append(buf, `]}`...))
 	}
 	if err != nil {
 		if c.Request().Context().Err() == nil {
