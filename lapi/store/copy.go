@@ -126,6 +126,30 @@ type sourceRows struct {
 	err  error
 }
 
+// copyEach copies tables in order from the source snapshot with one
+// engine's writer, reporting each table's count.
+func copyEach(ctx context.Context, rtx *dtx, tables []string, opt CopyOptions, write func(string, *sourceRows) (int64, error)) ([]TableCount, error) {
+	var out []TableCount
+	for _, table := range tables {
+		src, err := openSource(ctx, rtx, table)
+		if err != nil {
+			return nil, err
+		}
+		n, err := write(table, src)
+		if cerr := src.close(); err == nil && cerr != nil {
+			err = fmt.Errorf("reading %s: %w", table, cerr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, TableCount{table, n})
+		if opt.Progress != nil {
+			opt.Progress(table, n)
+		}
+	}
+	return out, nil
+}
+
 func openSource(ctx context.Context, rtx *dtx, table string) (*sourceRows, error) {
 	rows, err := rtx.QueryContext(ctx, `SELECT * FROM "`+table+`"`)
 	if err != nil {
@@ -280,23 +304,11 @@ func copyPostgres(ctx context.Context, rtx *dtx, c *pgx.Conn, counters []counter
 	} else if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT triggers`); err != nil {
 		return nil, fmt.Errorf("preparing the target: %w", err)
 	}
-	var out []TableCount
-	for _, table := range tables {
-		src, err := openSource(ctx, rtx, table)
-		if err != nil {
-			return nil, err
-		}
-		n, err := pgCopyTable(ctx, tx, table, src)
-		if cerr := src.close(); err == nil && cerr != nil {
-			err = fmt.Errorf("reading %s: %w", table, cerr)
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, TableCount{table, n})
-		if opt.Progress != nil {
-			opt.Progress(table, n)
-		}
+	out, err := copyEach(ctx, rtx, tables, opt, func(table string, src *sourceRows) (int64, error) {
+		return pgCopyTable(ctx, tx, table, src)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(tables) > len(copyTables) {
 		for _, table := range []string{"decisions", "alerts"} {
@@ -448,23 +460,11 @@ func copyMySQL(ctx context.Context, rtx *dtx, conn *sql.Conn, counters []counter
 			}
 		}
 	}
-	var out []TableCount
-	for _, table := range copyTables {
-		src, err := openSource(ctx, rtx, table)
-		if err != nil {
-			return nil, err
-		}
-		n, err := mysqlCopyTable(ctx, tx, table, src)
-		if cerr := src.close(); err == nil && cerr != nil {
-			err = fmt.Errorf("reading %s: %w", table, cerr)
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, TableCount{table, n})
-		if opt.Progress != nil {
-			opt.Progress(table, n)
-		}
+	out, err := copyEach(ctx, rtx, copyTables, opt, func(table string, src *sourceRows) (int64, error) {
+		return mysqlCopyTable(ctx, tx, table, src)
+	})
+	if err != nil {
+		return nil, err
 	}
 	for _, cn := range counters {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (name, value) VALUES (?, ?) ON DUPLICATE KEY UPDATE value = VALUES(value)`, cn.name, cn.value); err != nil {
