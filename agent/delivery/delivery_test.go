@@ -56,9 +56,8 @@ func TestDeliver(t *testing.T) {
 	if v := gather(t, reg, "rampart_delivery_alerts_total", "delivered"); v != 60 {
 		t.Errorf("delivered counter = %v", v)
 	}
-	if v := gather(t, reg, "rampart_delivery_queue_alerts", ""); v != 0 {
-		t.Errorf("queue gauge = %v", v)
-	}
+	// The gauge is set just after the stats move: wait for it too.
+	waitFor(t, "queue gauge 0", func() bool { return gather(t, reg, "rampart_delivery_queue_alerts", "") == 0 })
 }
 
 func TestPushLeavesCallerAlone(t *testing.T) {
