@@ -48,6 +48,7 @@ func StartOn(t testing.TB, sc store.Config, addr string) *LAPI {
 	cfg := csconfig.Default()
 	cfg.DBConfig.DBPath = dbPath
 	cfg.API.Server.ListenURI = addr
+	cfg.ConfigPaths.NotificationDir = "" // never the host's
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, sc)
 	if err != nil {
