@@ -1,11 +1,14 @@
 package notify
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rampart-ips/rampart/models"
 )
 
 func TestParseLayouts(t *testing.T) {
@@ -118,5 +121,25 @@ func TestLoadDirAndReferences(t *testing.T) {
 	}
 	if cs, err := LoadDir(filepath.Join(dir, "missing")); err != nil || cs != nil {
 		t.Errorf("missing folder: %v %v", cs, err)
+	}
+}
+
+// The examples the package installs in /etc/crowdsec/notifications load,
+// and name nothing a profile uses yet.
+func TestShippedExamples(t *testing.T) {
+	cs, err := LoadDir(filepath.Join("..", "..", "config", "notifications"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{}
+	for _, c := range cs {
+		names[c.Name] = c.Type
+		if _, err := c.Render([]*models.Alert{TestAlert(time.Now())}); err != nil {
+			t.Errorf("%s: %v", c.Name, err)
+		}
+	}
+	want := map[string]string{"http_default": "http", "slack_default": "slack", "email_default": "email", "file_default": "file"}
+	if fmt.Sprint(names) != fmt.Sprint(want) {
+		t.Errorf("examples %v, want %v", names, want)
 	}
 }
