@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
@@ -118,6 +121,29 @@ func TestNotificationEndToEnd(t *testing.T) {
 	}
 	if got := h.got(); len(got) != 2 || !strings.Contains(got[1], "ban 203.0.113.6") {
 		t.Errorf("after a manual decision: %q", got)
+	}
+	// The deliveries are counted beside the LAPI's other metrics (the
+	// webhook has the message a moment before the broker counts it).
+	reg := prometheus.NewRegistry()
+	if err := l.Server.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	want := `# HELP cs_lapi_notifications_sent_total Notification messages delivered.
+# TYPE cs_lapi_notifications_sent_total counter
+cs_lapi_notifications_sent_total{notification="hook",type="http"} 2
+# HELP cs_lapi_notifications_dropped_total Alerts not notified: the notification's queue was full, or the alert could not be read back.
+# TYPE cs_lapi_notifications_dropped_total counter
+cs_lapi_notifications_dropped_total{notification="hook",type="http"} 0
+`
+	var err2 error
+	for time.Now().Before(deadline) {
+		if err2 = testutil.GatherAndCompare(reg, strings.NewReader(want), "cs_lapi_notifications_sent_total", "cs_lapi_notifications_dropped_total"); err2 == nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err2 != nil {
+		t.Error(err2)
 	}
 }
 

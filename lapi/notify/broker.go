@@ -79,7 +79,9 @@ type worker struct {
 	log    *log.Entry
 
 	sent, failed, dropped atomic.Uint64
-	pending               atomic.Int64 // alerts read from the queue, not yet sent or failed
+	// waiting counts the alerts queued or grouped, not yet sent or given
+	// up: raised before the queue takes one, so it is never short.
+	waiting atomic.Int64
 	lastDropLog           atomic.Int64 // unix nanoseconds
 }
 
@@ -145,9 +147,11 @@ func (b *Broker) Enqueue(names []string, id int64) {
 		if !ok {
 			continue
 		}
+		w.waiting.Add(1)
 		select {
 		case w.queue <- id:
 		default:
+			w.waiting.Add(-1)
 			w.drop(b.now(), "queue full", id)
 		}
 	}
@@ -173,7 +177,7 @@ func (b *Broker) Stats() []Stats {
 	for _, n := range b.order {
 		w := b.workers[n]
 		out = append(out, Stats{Name: n, Type: w.cfg.Type, Sent: w.sent.Load(), Failed: w.failed.Load(),
-			Dropped: w.dropped.Load(), Queued: len(w.queue) + int(w.pending.Load())})
+			Dropped: w.dropped.Load(), Queued: int(w.waiting.Load())})
 	}
 	return out
 }
@@ -204,7 +208,7 @@ func (w *worker) run(ctx context.Context) {
 		if err := w.sender.close(); err != nil {
 			w.log.WithError(err).Warn("closing notification")
 		}
-		if n := w.pending.Load() + int64(len(w.queue)); n > 0 {
+		if n := w.waiting.Load(); n > 0 {
 			w.log.WithField("alerts", n).Warn("stopping with alerts not notified")
 		}
 	}()
@@ -224,7 +228,7 @@ func (w *worker) run(ctx context.Context) {
 		for len(group) > 0 && ctx.Err() == nil {
 			n := min(size, len(group))
 			w.send(ctx, group[:n])
-			w.pending.Add(-int64(n))
+			w.waiting.Add(-int64(n))
 			group = group[n:]
 		}
 		group = nil
@@ -236,10 +240,9 @@ func (w *worker) run(ctx context.Context) {
 		case <-fire:
 			flush()
 		case id := <-w.queue:
-			w.pending.Add(1)
 			a, err := w.read(ctx, id)
 			if err != nil {
-				w.pending.Add(-1)
+				w.waiting.Add(-1)
 				if ctx.Err() == nil {
 					w.drop(w.b.now(), "reading the alert: "+err.Error(), id)
 				}

@@ -22,6 +22,7 @@ func bodies(r *recorder) []string {
 const ipsFormat = `{{range $i, $a := .}}{{if $i}},{{end}}{{$a.Source.IP}}{{end}}`
 
 func TestGroupWaitAloneSendsOneMessage(t *testing.T) {
+	t.Parallel()
 	st := testStore(t)
 	rec := &recorder{}
 	srv := startRecorder(t, rec)
@@ -44,6 +45,7 @@ func TestGroupWaitAloneSendsOneMessage(t *testing.T) {
 }
 
 func TestGroupThresholdChunks(t *testing.T) {
+	t.Parallel()
 	st := testStore(t)
 	rec := &recorder{}
 	srv := startRecorder(t, rec)
@@ -63,6 +65,7 @@ func TestGroupThresholdChunks(t *testing.T) {
 }
 
 func TestGroupWaitWithThresholdChunks(t *testing.T) {
+	t.Parallel()
 	st := testStore(t)
 	rec := &recorder{}
 	srv := startRecorder(t, rec)
@@ -80,6 +83,7 @@ func TestGroupWaitWithThresholdChunks(t *testing.T) {
 // A dead endpoint fills the queue; Enqueue still returns at once and the
 // overflow is counted, per notification: another one is unaffected.
 func TestQueueOverflowDropsWithoutBlocking(t *testing.T) {
+	t.Parallel()
 	st := testStore(t)
 	dead := &recorder{hang: make(chan struct{}), hangN: 1 << 30}
 	deadSrv := startRecorder(t, dead)
