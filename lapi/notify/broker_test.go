@@ -95,13 +95,10 @@ func TestQueueOverflowDropsWithoutBlocking(t *testing.T) {
 	id := storeAlert(t, st, "192.0.2.1", "s")
 	b.Enqueue([]string{"dead"}, id)
 	waitFor(t, "the dead endpoint to hold the worker", func() bool { return len(dead.got()) == 1 })
+	// A blocking Enqueue would hang here (and the test time out).
 	extra := 10
-	start := time.Now()
 	for range QueueSize + extra {
 		b.Enqueue([]string{"dead"}, id)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("enqueueing took %s", d)
 	}
 	s := stats(b, "dead")
 	if s.Dropped != uint64(extra) || s.Queued != QueueSize+1 {

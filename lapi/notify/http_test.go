@@ -157,6 +157,7 @@ max_retry = 2
 }
 
 func TestHTTPTimeoutThenRetry(t *testing.T) {
+	t.Parallel()
 	st := testStore(t)
 	rec := &recorder{hang: make(chan struct{}), hangN: 1}
 	srv := startRecorder(t, rec)
@@ -165,7 +166,7 @@ type = "http"
 name = "hook"
 format = "x"
 url = "`+srv.URL+`"
-timeout = "100ms"
+timeout = "1s"
 max_retry = 3
 `)
 	b := runBroker(t, st, c)
