@@ -145,6 +145,11 @@ cs_lapi_notifications_dropped_total{notification="hook",type="http"} 0
 	if err2 != nil {
 		t.Error(err2)
 	}
+	// And on the dashboard.
+	ns := l.uiSummary().Notifications
+	if len(ns) != 1 || ns[0].Name != "hook" || ns[0].Type != "http" || ns[0].Sent != 2 || ns[0].LastSent == nil || ns[0].LastErrorAt != nil {
+		t.Errorf("dashboard notifications: %+v", ns)
+	}
 }
 
 // A hanging endpoint delays nothing: the push is answered and the ban is

@@ -57,6 +57,10 @@ type Stats struct {
 	Dropped uint64
 	// Queued is how many alerts wait now.
 	Queued int
+	// LastSent is when a message last got through; LastError says why
+	// the last failed attempt failed, and when (zero: none yet).
+	LastSent, LastErrorAt time.Time
+	LastError             string
 }
 
 // Broker delivers alerts to notifications: one bounded queue and one
@@ -81,8 +85,25 @@ type worker struct {
 	sent, failed, dropped atomic.Uint64
 	// waiting counts the alerts queued or grouped, not yet sent or given
 	// up: raised before the queue takes one, so it is never short.
-	waiting atomic.Int64
-	lastDropLog           atomic.Int64 // unix nanoseconds
+	waiting     atomic.Int64
+	lastDropLog atomic.Int64 // unix nanoseconds
+
+	mu          sync.Mutex // guards the fields below
+	lastSent    time.Time
+	lastErr     string
+	lastErrTime time.Time
+}
+
+// note records the outcome of an attempt for Stats.
+func (w *worker) note(err error) {
+	now := w.b.now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err == nil {
+		w.lastSent = now
+		return
+	}
+	w.lastErr, w.lastErrTime = err.Error(), now
 }
 
 // NewBroker prepares a worker for every notification; src reads the
@@ -176,8 +197,12 @@ func (b *Broker) Stats() []Stats {
 	out := make([]Stats, 0, len(b.order))
 	for _, n := range b.order {
 		w := b.workers[n]
-		out = append(out, Stats{Name: n, Type: w.cfg.Type, Sent: w.sent.Load(), Failed: w.failed.Load(),
-			Dropped: w.dropped.Load(), Queued: int(w.waiting.Load())})
+		st := Stats{Name: n, Type: w.cfg.Type, Sent: w.sent.Load(), Failed: w.failed.Load(),
+			Dropped: w.dropped.Load(), Queued: int(w.waiting.Load())}
+		w.mu.Lock()
+		st.LastSent, st.LastError, st.LastErrorAt = w.lastSent, w.lastErr, w.lastErrTime
+		w.mu.Unlock()
+		out = append(out, st)
 	}
 	return out
 }
@@ -271,7 +296,7 @@ func (w *worker) read(ctx context.Context, id int64) (*models.Alert, error) {
 
 // send renders and delivers one message, counting the outcome.
 func (w *worker) send(ctx context.Context, alerts []*models.Alert) {
-	err := deliver(ctx, w.cfg, w.sender, alerts, w.cfg.policy(w.b.retryMin, w.b.retryMax), w.log)
+	err := deliverNoting(ctx, w.cfg, w.sender, alerts, w.cfg.policy(w.b.retryMin, w.b.retryMax), w.log, w.note)
 	switch {
 	case err == nil:
 		w.sent.Add(1)
@@ -302,8 +327,15 @@ func (c *Config) policy(minWait, maxWait time.Duration) retryPolicy {
 // deliver renders alerts and sends them, with a timeout per attempt and
 // retries spaced by backoff as p says.
 func deliver(ctx context.Context, c *Config, s sender, alerts []*models.Alert, p retryPolicy, l *log.Entry) error {
+	return deliverNoting(ctx, c, s, alerts, p, l, func(error) {})
+}
+
+// deliverNoting is deliver telling note the outcome of each attempt
+// (the rendering counting as one).
+func deliverNoting(ctx context.Context, c *Config, s sender, alerts []*models.Alert, p retryPolicy, l *log.Entry, note func(error)) error {
 	text, err := c.Render(alerts)
 	if err != nil {
+		note(err)
 		return &permanentError{err}
 	}
 	bo := backoff.Backoff{Min: p.min, Max: p.max}
@@ -314,6 +346,7 @@ func deliver(ctx context.Context, c *Config, s sender, alerts []*models.Alert, p
 		timedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if err == nil {
+			note(nil)
 			if attempt > 1 {
 				l.WithField("attempts", attempt).Info("notification delivered after retries")
 			}
@@ -321,6 +354,9 @@ func deliver(ctx context.Context, c *Config, s sender, alerts []*models.Alert, p
 		}
 		if timedOut {
 			err = fmt.Errorf("timeout exceeded (%s): %w", c.Timeout.Duration, err)
+		}
+		if ctx.Err() == nil {
+			note(err)
 		}
 		var perm *permanentError
 		if errors.As(err, &perm) || ctx.Err() != nil {

@@ -151,7 +151,7 @@ max_retry = 2
 	if n := len(rec.got()); n != 3 {
 		t.Errorf("%d attempts, want 3 (max_retry = 2)", n)
 	}
-	if s := stats(b, "hook"); s.Sent != 0 {
+	if s := stats(b, "hook"); s.Sent != 0 || s.LastError != "HTTP status 404: Not Found" || s.LastErrorAt.IsZero() || !s.LastSent.IsZero() {
 		t.Errorf("stats %+v", s)
 	}
 }
