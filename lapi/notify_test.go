@@ -204,3 +204,36 @@ func TestUnknownNotificationStopsStart(t *testing.T) {
 		t.Errorf("New: %v, want an error naming the profile and the notification", err)
 	}
 }
+
+// A reload must not bring in a profile naming a notification the running
+// LAPI does not have (notifications are read at start only).
+func TestCheckProfilesOnReload(t *testing.T) {
+	l := notifyLAPI(t, "http://127.0.0.1:1/", "")
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	writeFile(t, good, "[[profile]]\nname = \"p\"\nfilters = [\"true\"]\nnotifications = [\"hook\"]\n")
+	bad := filepath.Join(dir, "bad.toml")
+	writeFile(t, bad, "[[profile]]\nname = \"p2\"\nfilters = [\"true\"]\nnotifications = [\"hook\", \"teams\"]\n")
+	for _, tc := range []struct {
+		path string
+		want string
+	}{{good, ""}, {bad, `profile "p2" names notification "teams"`}} {
+		set, err := profiles.Load(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = l.Server.CheckProfiles(set)
+		if (tc.want == "" && err != nil) || (tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want))) {
+			t.Errorf("%s: %v, want %q", tc.path, err, tc.want)
+		}
+	}
+	// Without any notification, only profiles naming none pass.
+	plain := startLAPI(t, nil)
+	set, _ := profiles.Load(bad)
+	if err := plain.Server.CheckProfiles(set); err == nil {
+		t.Error("a LAPI without notifications accepted profiles naming some")
+	}
+	if err := plain.Server.CheckProfiles(profiles.Default()); err != nil {
+		t.Errorf("default profiles: %v", err)
+	}
+}

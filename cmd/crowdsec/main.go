@@ -118,12 +118,12 @@ func run() error {
 	}
 	// Profiles are the LAPI's: an agent-only host needs none.
 	var prof *profiles.Set
+	var nc []*notifications.Config
 	if runAPI {
 		if prof, err = profiles.Load(cfg.API.Server.ProfilesPath); err != nil {
 			return fmt.Errorf("loading profiles: %w", err)
 		}
-		nc, err := notifications.LoadDir(cfg.ConfigPaths.NotificationDir)
-		if err != nil {
+		if nc, err = notifications.LoadDir(cfg.ConfigPaths.NotificationDir); err != nil {
 			return fmt.Errorf("loading notifications: %w", err)
 		}
 		if err := notifications.CheckReferences(prof.Notifications(), nc, cfg.ConfigPaths.NotificationDir); err != nil {
@@ -133,7 +133,7 @@ func run() error {
 	if *testOnly {
 		var parts []string
 		if runAPI {
-			parts = append(parts, fmt.Sprintf("local API: %d profiles", len(prof.Names())))
+			parts = append(parts, fmt.Sprintf("local API: %d profiles, %d notifications", len(prof.Names()), len(nc)))
 		}
 		if runAgent {
 			scenarios, sources, err := daemon.Check(cfg)
