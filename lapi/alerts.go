@@ -77,9 +77,12 @@ func (s *Server) postAlerts(c echo.Context) error {
 	if err != nil {
 		return s.storeError(c, err)
 	}
-	// Stored (and so on the stream) first; the broker only queues.
+	// Stored (and so on the stream) first; the broker only queues. A
+	// retried push notifies nothing again.
 	for i, names := range notifyTo {
-		s.notify.Enqueue(names, ids[i])
+		if !batch[i].Duplicate {
+			s.notify.Enqueue(names, ids[i])
+		}
 	}
 	out := make([]string, len(ids))
 	for i, id := range ids {

@@ -114,13 +114,19 @@ func TestNotificationEndToEnd(t *testing.T) {
 		t.Errorf("body %q, stored decision %+v (%v)", got[0], a.Decisions, err)
 	}
 	// A manual decision (alert with its own decision) matching the
-	// profile is notified too, as upstream.
+	// profile is notified too, as upstream; an agent's retried push (the
+	// same UUIDs) is not notified again, nor a UUID twice in one push.
+	retried := agentAlert("203.0.113.7", "crowdsecurity/ssh-bf")
+	retried.UUID = "0b7d5c4e-1f2a-4b3c-9d8e-7f6a5b4c3d2e"
+	l.push(retried, retried)
+	l.push(retried)
 	l.push(manualAlert("203.0.113.6", "Ip", "1h", "cscli"))
-	for len(h.got()) < 2 && time.Now().Before(deadline) {
+	for len(h.got()) < 3 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got := h.got(); len(got) != 2 || !strings.Contains(got[1], "ban 203.0.113.6") {
-		t.Errorf("after a manual decision: %q", got)
+	// The broker sends in queue order: the manual one comes last.
+	if got := h.got(); len(got) != 3 || !strings.Contains(got[1], "ban 203.0.113.7") || !strings.Contains(got[2], "ban 203.0.113.6") {
+		t.Errorf("after a retried push and a manual decision: %q", got)
 	}
 	// The deliveries are counted beside the LAPI's other metrics (the
 	// webhook has the message a moment before the broker counts it).
@@ -130,7 +136,7 @@ func TestNotificationEndToEnd(t *testing.T) {
 	}
 	want := `# HELP cs_lapi_notifications_sent_total Notification messages delivered.
 # TYPE cs_lapi_notifications_sent_total counter
-cs_lapi_notifications_sent_total{notification="hook",type="http"} 2
+cs_lapi_notifications_sent_total{notification="hook",type="http"} 3
 # HELP cs_lapi_notifications_dropped_total Alerts not notified: the notification's queue was full, or the alert could not be read back.
 # TYPE cs_lapi_notifications_dropped_total counter
 cs_lapi_notifications_dropped_total{notification="hook",type="http"} 0
@@ -147,7 +153,7 @@ cs_lapi_notifications_dropped_total{notification="hook",type="http"} 0
 	}
 	// And on the dashboard.
 	ns := l.uiSummary().Notifications
-	if len(ns) != 1 || ns[0].Name != "hook" || ns[0].Type != "http" || ns[0].Sent != 2 || ns[0].LastSent == nil || ns[0].LastErrorAt != nil {
+	if len(ns) != 1 || ns[0].Name != "hook" || ns[0].Type != "http" || ns[0].Sent != 3 || ns[0].LastSent == nil || ns[0].LastErrorAt != nil {
 		t.Errorf("dashboard notifications: %+v", ns)
 	}
 }
