@@ -147,12 +147,16 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// redactNotification is a copy of c with its secrets hidden: the SMTP
-// password and the values of secret-looking headers (Authorization...).
+// redactNotification is a copy of c with its secrets hidden, as cscli
+// config show and support dump hide them: the SMTP password, a Slack
+// webhook (its URL is its credential) and the values of secret-looking
+// headers (Authorization...).
 func redactNotification(c *notify.Config) *notify.Config {
 	r := *c
-	if r.SMTPPassword != "" {
-		r.SMTPPassword = redacted
+	for _, p := range []*string{&r.SMTPPassword, &r.Webhook} {
+		if *p != "" {
+			*p = redacted
+		}
 	}
 	if len(c.Headers) > 0 {
 		r.Headers = map[string]string{}
