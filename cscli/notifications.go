@@ -39,7 +39,7 @@ func newNotificationsCmd(cli *CLI) *cobra.Command {
 // them: what every subcommand starts from.
 type notifState struct {
 	configs  []*notify.Config
-	refs     map[string][]string // notification -> profiles
+	refs     map[string][]string // notification -> enabled profiles
 	profiles *profiles.Set
 }
 
@@ -59,11 +59,10 @@ func (cli *CLI) loadNotifications() (*notifState, error) {
 	if err != nil {
 		return nil, err
 	}
-	refs := prof.Notifications()
-	if err := notify.CheckReferences(refs, configs, dir); err != nil {
+	if err := notify.CheckReferences(prof.Notifications(), configs, dir); err != nil {
 		return nil, err
 	}
-	return &notifState{configs: configs, refs: refs, profiles: prof}, nil
+	return &notifState{configs: configs, refs: prof.EnabledNotifications(), profiles: prof}, nil
 }
 
 func (s *notifState) find(name string) (*notify.Config, error) {

@@ -81,6 +81,12 @@ filters = ["Alert.Remediation == true && Alert.GetScope() == 'Ip'"]
 decisions = [{type = "ban", duration = "4h"}]
 notifications = `+profileNotifs+`
 on_success = "break"
+
+[[profile]]
+name = "off"
+enabled = false
+filters = ["true"]
+notifications = ["spare"]
 `)
 	conf, err := os.ReadFile(env.cfgPath)
 	if err != nil {

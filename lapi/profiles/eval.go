@@ -61,6 +61,8 @@ type Set struct {
 	// disabled ones included (so that enabling one cannot reveal a name
 	// that does not exist).
 	refs map[string][]string
+	// enabledRefs is refs without the disabled profiles.
+	enabledRefs map[string][]string
 	// notifies: some enabled profile has notifications.
 	notifies bool
 }
@@ -193,7 +195,7 @@ func (e *env) IpInRange(ip, cidr string) bool {
 // that enabling one later cannot reveal a broken expression. An empty Set is
 // valid and never produces decisions.
 func NewSet(profiles []*Profile) (*Set, error) {
-	s := &Set{now: time.Now, refs: map[string][]string{}}
+	s := &Set{now: time.Now, refs: map[string][]string{}, enabledRefs: map[string][]string{}}
 	for i, p := range profiles {
 		if p == nil {
 			return nil, fmt.Errorf("profile #%d is nil", i+1)
@@ -208,6 +210,9 @@ func NewSet(profiles []*Profile) (*Set, error) {
 		for _, n := range p.Notifications {
 			if !slices.Contains(s.refs[n], p.Name) {
 				s.refs[n] = append(s.refs[n], p.Name)
+				if p.IsEnabled() {
+					s.enabledRefs[n] = append(s.enabledRefs[n], p.Name)
+				}
 			}
 		}
 		if p.IsEnabled() {
@@ -281,10 +286,17 @@ func (s *Set) Names() []string {
 }
 
 // Notifications maps each notification name profiles use to the names of
-// the profiles naming it, disabled profiles included.
-func (s *Set) Notifications() map[string][]string {
-	out := make(map[string][]string, len(s.refs))
-	for n, ps := range s.refs {
+// the profiles naming it, disabled profiles included: every name must
+// exist, even one that only a disabled profile uses.
+func (s *Set) Notifications() map[string][]string { return cloneRefs(s.refs) }
+
+// EnabledNotifications is Notifications without the disabled profiles:
+// the notifications alerts can reach.
+func (s *Set) EnabledNotifications() map[string][]string { return cloneRefs(s.enabledRefs) }
+
+func cloneRefs(refs map[string][]string) map[string][]string {
+	out := make(map[string][]string, len(refs))
+	for n, ps := range refs {
 		out[n] = slices.Clone(ps)
 	}
 	return out

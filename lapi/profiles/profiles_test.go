@@ -944,6 +944,10 @@ notifications = ["disabled"]
 	if fmt.Sprint(refs) != fmt.Sprint(want) {
 		t.Errorf("Notifications() = %v, want %v", refs, want)
 	}
+	delete(want, "disabled")
+	if got := s.EnabledNotifications(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("EnabledNotifications() = %v, want %v", got, want)
+	}
 	a := alert("Ip", "192.0.2.7", true)
 	a.Scenario = "ssh-bf"
 	o, err := s.Apply(context.Background(), a, &fakeCounter{})
