@@ -228,6 +228,9 @@ func (b *Broker) Run(ctx context.Context) {
 //   - group_wait: group_wait after the first alert of a group, every
 //     alert waiting then in one message (upstream sends one per alert),
 //     or in messages of group_threshold when both are set.
+//
+// A group never holds more than QueueSize alerts (read back in memory):
+// reaching that sends it early.
 func (w *worker) run(ctx context.Context) {
 	defer func() {
 		if err := w.sender.close(); err != nil {
@@ -277,7 +280,7 @@ func (w *worker) run(ctx context.Context) {
 			switch {
 			case c.GroupWait.Duration == 0 && c.GroupThreshold == 0:
 				flush()
-			case c.GroupThreshold > 0 && len(group) >= c.GroupThreshold:
+			case c.GroupThreshold > 0 && len(group) >= c.GroupThreshold, len(group) >= QueueSize:
 				flush()
 			case c.GroupWait.Duration > 0 && timer == nil:
 				timer = time.NewTimer(c.GroupWait.Duration)

@@ -146,3 +146,25 @@ format = '''{{range .}}{{GetMeta . "target_user" | join ","}}|{{.Scenario | uppe
 		t.Errorf("CrowdsecCTI: %v", err)
 	}
 }
+
+// A long group_wait does not let a group grow without bound in memory: at
+// QueueSize alerts it is sent.
+func TestGroupIsBounded(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	rec := &recorder{}
+	srv := startRecorder(t, rec)
+	c := mustParse(t, "type = \"http\"\nname = \"g\"\nformat = '{{len .}}'\ngroup_wait = \"1h\"\nurl = "+q(srv.URL))
+	b := runBroker(t, st, c)
+	id := storeAlert(t, st, "192.0.2.1", "s")
+	for range QueueSize {
+		b.Enqueue([]string{"g"}, id)
+	}
+	waitFor(t, "the full group", func() bool { return stats(b, "g").Sent == 1 })
+	if got := bodies(rec); !slices.Equal(got, []string{fmt.Sprint(QueueSize)}) {
+		t.Errorf("messages %q, want one of %d alerts", got, QueueSize)
+	}
+	if s := stats(b, "g"); s.Queued != 0 || s.Dropped != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
