@@ -24,6 +24,8 @@ import (
 	"text/template"
 	"time"
 
+	log "github.com/sirupsen/logrus"
+
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/stricttoml"
 )
@@ -336,6 +338,7 @@ func (c *Config) expandEnv() {
 // LoadDir reads every *.toml file directly in dir, in name order. A
 // missing folder holds no notification. Two notifications with one name
 // are an error naming both files (upstream warns and keeps the last).
+// Upstream's YAML files there are not read, with a warning.
 func LoadDir(dir string) ([]*Config, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -345,8 +348,12 @@ func LoadDir(dir string) ([]*Config, error) {
 		return nil, fmt.Errorf("reading notification folder: %w", err)
 	}
 	var out []*Config
+	var yamls []string
 	seen := map[string]*Config{}
 	for _, e := range entries {
+		if !e.IsDir() && (strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
+			yamls = append(yamls, e.Name())
+		}
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".toml") || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
@@ -366,6 +373,11 @@ func LoadDir(dir string) ([]*Config, error) {
 			seen[c.Name] = c
 			out = append(out, c)
 		}
+	}
+	if len(yamls) > 0 {
+		// Left by CrowdSec: the same keys, but Rampart's files are TOML.
+		log.WithFields(log.Fields{"folder": dir, "files": yamls}).
+			Warn("notification files in YAML are not read: write them in TOML (the same keys) as *.toml")
 	}
 	return out, nil
 }

@@ -104,6 +104,8 @@ func TestLoadDirAndReferences(t *testing.T) {
 	// A file all comments (the shipped examples) defines nothing.
 	write("slack.toml", "# type = \"slack\"\n# name = \"slack_default\"\n")
 	write("notes.txt", "not a notification")
+	// Upstream's YAML files are left alone (with a warning).
+	write("slack.yaml", "type: slack\nname: slack_default\n")
 	cs, err := LoadDir(dir)
 	if err != nil || len(cs) != 1 || cs[0].Name != "hook" {
 		t.Fatalf("LoadDir: %v %+v", err, cs)
