@@ -31,6 +31,9 @@ var operatorSecrets = map[string]string{
 	"bouncer key":        "bouncerKey-5f2e81c9d4a7",
 	"TLS key file":       "TLSKEYMATERIAL-0b7d",
 	"acquisition secret": "kafkaPassw0rd-e11a",
+	"smtp password":      "smtpPassw0rd-2c7e",
+	"slack webhook":      "SlackHookT0ken-91ab",
+	"webhook header":     "hookBearer-5d0f3a",
 }
 
 // operatorEnv is a full configuration under a temporary folder: config
@@ -95,6 +98,9 @@ listen_port = %s
 	write("local_api_credentials.toml", fmt.Sprintf("url = \"http://127.0.0.1:1/\"\nlogin = \"m1\"\npassword = %q\n", operatorSecrets["machine password"]))
 	write("profiles.toml", "[[profile]]\nname = \"default_ip_remediation\"\nfilters = [\"Alert.Remediation == true && Alert.GetScope() == 'Ip'\"]\ndecisions = [{ type = \"ban\", duration = \"4h\" }]\non_success = \"break\"\n")
 	write("acquis.d/ssh.toml", fmt.Sprintf("[[source]]\nsource = \"file\"\nfilenames = [\"/var/log/auth.log\"]\nlabels = { type = \"syslog\" }\n\n[[source]]\nsource = \"kafka\"\nsasl_password = %q\n", operatorSecrets["acquisition secret"]))
+	write("notifications/mail.toml", fmt.Sprintf("type = \"email\"\nname = \"mail\"\nformat = \"x\"\nsmtp_host = \"mail.example.test\"\nreceiver_emails = [\"a@example.test\"]\nsmtp_username = \"u\"\nsmtp_password = %q\n", operatorSecrets["smtp password"]))
+	write("notifications/hooks.toml", fmt.Sprintf("[[notification]]\ntype = \"slack\"\nname = \"slack\"\nformat = \"x\"\nwebhook = \"https://hooks.slack.com/services/T0/B0/%s\"\n\n[[notification]]\ntype = \"http\"\nname = \"hook\"\nformat = \"x\"\nurl = \"https://hook.example.test/\"\nheaders = { Authorization = \"Bearer %s\" }\n",
+		operatorSecrets["slack webhook"], operatorSecrets["webhook header"]))
 	write("bouncers/crowdsec-firewall-bouncer.toml", fmt.Sprintf("mode = \"nftables\"\napi_url = \"http://127.0.0.1:1/\"\napi_key = %q\n", operatorSecrets["bouncer key"]))
 	// a log line that leaked a secret: the dump must scrub it anyway
 	write("log/crowdsec.log", "time=x level=info msg=\"started\"\ntime=x level=debug msg=\"oops\" key="+operatorSecrets["bouncer key"]+"\n")
@@ -327,6 +333,8 @@ func TestSupportDump(t *testing.T) {
 		"config/profiles.toml":                           "default_ip_remediation",
 		"config/simulation.toml":                         "rampart/ssh-bf",
 		"config/acquis.d/ssh.toml":                       "/var/log/auth.log",
+		"config/notifications/mail.toml":                 "smtp_host = \"mail.example.test\"",
+		"config/notifications/hooks.toml":                "webhook = \"********\"",
 		"config/bouncers/crowdsec-firewall-bouncer.toml": "api_key = \"********\"",
 		"metrics/crowdsec.prom":                          "cs_info",
 		"metrics/crowdsec-firewall-bouncer.prom":         "fw_bouncer_banned_ips 42",

@@ -13,7 +13,8 @@ import (
 const redacted = "********"
 
 // isSecretKey says whether a configuration key holds a secret: passwords,
-// API and bouncer keys, tokens, JWT and other secrets. Paths to key files
+// API and bouncer keys, tokens, JWT and other secrets, and a Slack webhook
+// (its URL is its credential). Paths to key files
 // (key_path, key_file) are not secrets; the files themselves are never
 // read.
 func isSecretKey(k string) bool {
@@ -23,7 +24,7 @@ func isSecretKey(k string) bool {
 			return true
 		}
 	}
-	return k == "key" || strings.HasSuffix(k, "_key") || strings.HasSuffix(k, "apikey")
+	return k == "key" || k == "webhook" || strings.HasSuffix(k, "_key") || strings.HasSuffix(k, "apikey")
 }
 
 // redactTree replaces, in a decoded TOML document, the value of every

@@ -55,7 +55,7 @@ dump --help).`,
 		Long: `Dump the information a support request needs into one zip file:
 - versions and OS (version.txt, os.txt)
 - the configuration: the effective one and the files (config.toml, profiles,
-  simulation, acquisition, bouncer and credentials files)
+  simulation, acquisition, notification, bouncer and credentials files)
 - the Prometheus metrics of crowdsec and of the firewall bouncer, when they
   answer, and cscli metrics
 - recent logs: the end of each crowdsec*.log in common.log_dir, and the last
@@ -147,6 +147,7 @@ func (d *supportDumper) collect(ctx context.Context, journalLines int) {
 	d.addTOML("config/profiles.toml.local", cfg.API.Server.ProfilesPath+".local")
 	d.addTOML("config/simulation.toml", cfg.ConfigPaths.SimulationPath)
 	d.addDir("config/acquis.d", cfg.Crowdsec.AcquisitionDir, "*.toml")
+	d.addDir("config/notifications", cfg.ConfigPaths.NotificationDir, "*.toml")
 	bouncerFiles := d.addDir("config/bouncers", filepath.Join(cfg.ConfigPaths.ConfigDir, "bouncers"), "*.toml")
 	d.jwtSecret(ctx)
 

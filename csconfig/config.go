@@ -73,6 +73,9 @@ type ConfigPaths struct {
 	// SimulationPath is the TOML file saying which scenarios are in
 	// simulation (cscli simulation); a missing file simulates nothing.
 	SimulationPath string `toml:"simulation_path"`
+	// NotificationDir holds the notifications profiles may name, one or
+	// more per *.toml file (upstream's notification_dir).
+	NotificationDir string `toml:"notification_dir"`
 }
 
 // Crowdsec configures the agent half.
@@ -289,6 +292,7 @@ func (c *Config) setDefaults() {
 	def(&c.ConfigPaths.DataDir, "/var/lib/crowdsec/data/")
 	def(&c.ConfigPaths.HubDir, filepath.Join(c.ConfigPaths.ConfigDir, "hub"))
 	def(&c.ConfigPaths.SimulationPath, filepath.Join(c.ConfigPaths.ConfigDir, "simulation.toml"))
+	def(&c.ConfigPaths.NotificationDir, filepath.Join(c.ConfigPaths.ConfigDir, "notifications"))
 	def(&c.Crowdsec.AcquisitionDir, filepath.Join(c.ConfigPaths.ConfigDir, "acquis.d"))
 	if c.Crowdsec.Collections == nil {
 		c.Crowdsec.Collections = DefaultCollections()

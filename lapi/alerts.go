@@ -43,8 +43,9 @@ func (s *Server) postAlerts(c echo.Context) error {
 		return s.storeError(c, err)
 	}
 	batch := make([]store.NewAlert, 0, len(alerts))
+	var notifyTo [][]string // per batch entry, when some alert has any
 	for _, a := range alerts {
-		na, keep, err := s.prepareAlert(c, a, machineID, now, allow)
+		na, keep, names, err := s.prepareAlert(c, a, machineID, now, allow)
 		var prot *protectedError
 		if errors.As(err, &prot) {
 			s.log.WithFields(log.Fields{"machine": machineID, "value": prot.value, "protected": prot.hit.String()}).Warn("refusing a manual decision on a protected address")
@@ -63,12 +64,25 @@ func (s *Server) postAlerts(c echo.Context) error {
 			return jsonError(c, http.StatusInternalServerError, err.Error())
 		}
 		if keep {
+			if len(names) > 0 && notifyTo == nil {
+				notifyTo = make([][]string, len(batch), len(alerts))
+			}
+			if notifyTo != nil {
+				notifyTo = append(notifyTo, names)
+			}
 			batch = append(batch, na)
 		}
 	}
 	ids, err := s.store.PushAlerts(ctx, machineID, batch)
 	if err != nil {
 		return s.storeError(c, err)
+	}
+	// Stored (and so on the stream) first; the broker only queues. A
+	// retried push notifies nothing again.
+	for i, names := range notifyTo {
+		if !batch[i].Duplicate {
+			s.notify.Enqueue(names, ids[i])
+		}
 	}
 	out := make([]string, len(ids))
 	for i, id := range ids {
@@ -77,9 +91,10 @@ func (s *Server) postAlerts(c echo.Context) error {
 	return c.JSON(http.StatusCreated, out)
 }
 
-// prepareAlert normalises one alert and computes its decisions. keep=false
-// drops the alert (allowlisted source, or every decision invalid).
-func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string, now time.Time, allow *allowSnapshot) (store.NewAlert, bool, error) {
+// prepareAlert normalises one alert and computes its decisions, and the
+// notifications it goes to once stored. keep=false drops the alert
+// (allowlisted source, or every decision invalid).
+func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string, now time.Time, allow *allowSnapshot) (store.NewAlert, bool, []string, error) {
 	log := s.log.WithFields(log.Fields{"scenario": a.Scenario, "machine": machineID})
 	a.Source.Scope = models.NormalizeScope(a.Source.Scope)
 	for _, d := range a.Decisions {
@@ -95,26 +110,35 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 	na := store.NewAlert{Alert: a, UUID: id, MachineID: machineID,
 		StartAt: models.TimeOrNow(a.StartAt, now), StopAt: models.TimeOrNow(a.StopAt, now)}
 	if err := models.CheckTime(na.StartAt); err != nil {
-		return na, false, fmt.Errorf("start_at: %w", err)
+		return na, false, nil, fmt.Errorf("start_at: %w", err)
 	}
 	if err := models.CheckTime(na.StopAt); err != nil {
-		return na, false, fmt.Errorf("stop_at: %w", err)
+		return na, false, nil, fmt.Errorf("stop_at: %w", err)
 	}
 	decisions := a.Decisions
 	fromProfiles := false
+	var notifyTo []string
 	if len(decisions) == 0 {
 		if store.IsAddressScope(a.Source.Scope) {
 			if ok, reason := allow.check(a.Source.Value); ok {
 				log.WithFields(map[string]any{"value": a.Source.Value, "allowlist": reason}).Info("alert source is allowlisted: alert ignored")
-				return na, false, nil
+				return na, false, nil, nil
 			}
 		}
-		ds, err := s.profiles.Load().Evaluate(c.Request().Context(), a, s.store)
+		o, err := s.profiles.Load().Apply(c.Request().Context(), a, s.store)
 		if err != nil {
-			return na, false, err
+			return na, false, nil, err
 		}
-		decisions = ds
+		decisions, notifyTo = o.Decisions, o.Notify
 		fromProfiles = true
+	} else if s.notify != nil {
+		// As upstream, an alert with its own decisions still goes to the
+		// notifications of the profiles it matches; a filter failing on
+		// it costs the notification only.
+		var err error
+		if notifyTo, err = s.profiles.Load().Notify(c.Request().Context(), a, s.store); err != nil {
+			log.WithError(err).Warn("evaluating profiles for notifications")
+		}
 	}
 	hadDecisions := len(decisions) > 0
 	for _, d := range decisions {
@@ -129,11 +153,11 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 		manual := d.Origin == "cscli" && a.Kind == "cscli"
 		dur, err := models.ParseDuration(d.Duration)
 		if err != nil {
-			return na, false, fmt.Errorf("decision on %s: %w", d.Value, err)
+			return na, false, nil, fmt.Errorf("decision on %s: %w", d.Value, err)
 		}
 		until, err := models.Expiry(na.StopAt, dur)
 		if err != nil {
-			return na, false, fmt.Errorf("decision on %s: duration %q from stop_at: %w", d.Value, d.Duration, err)
+			return na, false, nil, fmt.Errorf("decision on %s: duration %q from stop_at: %w", d.Value, d.Duration, err)
 		}
 		nd := store.NewDecision{UUID: uuid.NewString(), Until: until, Scenario: d.Scenario, Type: d.Type,
 			Scope: d.Scope, Value: d.Value, Origin: d.Origin, Simulated: a.Simulated || (d.Simulated != nil && *d.Simulated)}
@@ -148,7 +172,7 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 			// sender's word, not a credential.
 			if hit, ok := netaddr.Overlapping(allow.protected, p); ok {
 				if manual {
-					return na, false, &protectedError{value: d.Value, p: p, hit: hit}
+					return na, false, nil, &protectedError{value: d.Value, p: p, hit: hit}
 				}
 				log.WithFields(map[string]any{"value": d.Value, "protected": hit.String(), "origin": d.Origin}).Warn("refusing decision on a protected address")
 				continue
@@ -166,9 +190,9 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 	}
 	if hadDecisions && len(na.Decisions) == 0 && !fromProfiles {
 		log.Warn("every decision of the alert was dropped: alert ignored")
-		return na, false, nil
+		return na, false, nil, nil
 	}
-	return na, true, nil
+	return na, true, notifyTo, nil
 }
 
 var alertFilterKeys = map[string]bool{"scope": true, "value": true, "scenario": true, "ip": true, "range": true, "contains": true,

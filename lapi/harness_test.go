@@ -61,8 +61,18 @@ func startLAPIOn(t *testing.T, dbPath string, ln net.Listener, mutate func(*csco
 	cfg.DBConfig.DBPath = dbPath
 	cfg.API.Server.ListenURI = "127.0.0.1:0"
 	cfg.API.Server.AllowlistHostAddresses = new(bool) // tests use loopback as attackers unless they say otherwise
+	// Never the host's notifications; a test writes its own there.
+	cfg.ConfigPaths.NotificationDir = filepath.Join(filepath.Dir(dbPath), "notifications")
+	defaultProfiles := cfg.API.Server.ProfilesPath
 	if mutate != nil {
 		mutate(cfg)
+	}
+	prof := profiles.Default()
+	if p := cfg.API.Server.ProfilesPath; p != defaultProfiles {
+		var err error
+		if prof, err = profiles.Load(p); err != nil {
+			t.Fatalf("loading profiles: %v", err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, testStoreConfig(t, dbPath))
@@ -70,7 +80,7 @@ func startLAPIOn(t *testing.T, dbPath string, ln net.Listener, mutate func(*csco
 		cancel()
 		t.Fatalf("opening store: %v", err)
 	}
-	srv, err := New(ctx, cfg, st, profiles.Default())
+	srv, err := New(ctx, cfg, st, prof)
 	if err != nil {
 		cancel()
 		st.Close()

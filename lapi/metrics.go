@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rampart-ips/rampart/lapi/notify"
 	"github.com/rampart-ips/rampart/lapi/store"
 )
 
@@ -66,7 +67,11 @@ func (s *Server) RegisterMetrics(reg prometheus.Registerer) error {
 	for _, r := range s.echo.Routes() {
 		m.routes[r.Path] = true
 	}
-	for _, c := range []prometheus.Collector{m.routeReqs, m.machineReqs, m.bouncerReqs, m.nonEmpty, m.empty, m.duration, m.db} {
+	cs := []prometheus.Collector{m.routeReqs, m.machineReqs, m.bouncerReqs, m.nonEmpty, m.empty, m.duration, m.db}
+	if s.notify != nil {
+		cs = append(cs, newNotifyCollector(s.notify))
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -208,4 +213,41 @@ func (d *dbCollector) refresh(now time.Time) []prometheus.Metric {
 		}
 	}
 	return out
+}
+
+// notifyCollector reports the notification broker's figures at scrape
+// time (Rampart's; upstream has no delivery metrics).
+type notifyCollector struct {
+	b                             *notify.Broker
+	sent, failed, dropped, queued *prometheus.Desc
+}
+
+func newNotifyCollector(b *notify.Broker) *notifyCollector {
+	labels := []string{"notification", "type"}
+	return &notifyCollector{b: b,
+		sent: prometheus.NewDesc("cs_lapi_notifications_sent_total",
+			"Notification messages delivered.", labels, nil),
+		failed: prometheus.NewDesc("cs_lapi_notifications_failed_total",
+			"Notification messages given up after their retries.", labels, nil),
+		dropped: prometheus.NewDesc("cs_lapi_notifications_dropped_total",
+			"Alerts not notified: the notification's queue was full, or the alert could not be read back.", labels, nil),
+		queued: prometheus.NewDesc("cs_lapi_notifications_queued",
+			"Alerts waiting to be notified.", labels, nil),
+	}
+}
+
+func (n *notifyCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- n.sent
+	ch <- n.failed
+	ch <- n.dropped
+	ch <- n.queued
+}
+
+func (n *notifyCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range n.b.Stats() {
+		ch <- prometheus.MustNewConstMetric(n.sent, prometheus.CounterValue, float64(st.Sent), st.Name, st.Type)
+		ch <- prometheus.MustNewConstMetric(n.failed, prometheus.CounterValue, float64(st.Failed), st.Name, st.Type)
+		ch <- prometheus.MustNewConstMetric(n.dropped, prometheus.CounterValue, float64(st.Dropped), st.Name, st.Type)
+		ch <- prometheus.MustNewConstMetric(n.queued, prometheus.GaugeValue, float64(st.Queued), st.Name, st.Type)
+	}
 }

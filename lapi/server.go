@@ -27,6 +27,7 @@ import (
 
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/netaddr"
+	"github.com/rampart-ips/rampart/lapi/notify"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
@@ -46,6 +47,7 @@ type Server struct {
 	cfg        *csconfig.Config
 	store      *store.Store
 	profiles   atomic.Pointer[profiles.Set] // swapped whole by SetProfiles (reload)
+	notify     *notify.Broker               // nil without notifications
 	log        *log.Entry
 	echo       *echo.Echo
 	jwt        *jwtKeys
@@ -76,6 +78,9 @@ func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profi
 		stopping: make(chan struct{}), shutdownTimeout: 5 * time.Second}
 	s.profiles.Store(prof)
 	var err error
+	if s.notify, err = loadNotifications(cfg, prof, st); err != nil {
+		return nil, err
+	}
 	if s.jwt, err = loadJWTKeys(ctx, st); err != nil {
 		return nil, err
 	}
@@ -438,6 +443,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error
 	jobsCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
 	go s.runJobs(jobsCtx)
+	go s.notify.Run(jobsCtx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.log.WithField("listen", ln.Addr().String()).Info("local API listening")
@@ -528,5 +534,35 @@ func (s *Server) RunRetention(ctx context.Context) {
 }
 
 // SetProfiles replaces the profiles alerts are evaluated with (a reload):
-// each alert sees the old set or the new one whole, never a mix.
+// each alert sees the old set or the new one whole, never a mix. Check
+// them with CheckProfiles first.
 func (s *Server) SetProfiles(p *profiles.Set) { s.profiles.Store(p) }
+
+// CheckProfiles fails when p names a notification the server does not
+// have (notifications themselves are read at start only).
+func (s *Server) CheckProfiles(p *profiles.Set) error {
+	return notify.CheckReferences(p.Notifications(), s.notify.Configs(), s.cfg.ConfigPaths.NotificationDir)
+}
+
+// loadNotifications reads the notification folder and checks that every
+// notification the profiles name exists. nil when there is none.
+func loadNotifications(cfg *csconfig.Config, prof *profiles.Set, st *store.Store) (*notify.Broker, error) {
+	dir := cfg.ConfigPaths.NotificationDir
+	var configs []*notify.Config
+	if dir != "" {
+		var err error
+		if configs, err = notify.LoadDir(dir); err != nil {
+			return nil, err
+		}
+	}
+	if err := notify.CheckReferences(prof.Notifications(), configs, dir); err != nil {
+		return nil, err
+	}
+	if len(configs) == 0 {
+		return nil, nil
+	}
+	return notify.NewBroker(configs, st)
+}
+
+// Notifications is the server's notification broker (nil without any).
+func (s *Server) Notifications() *notify.Broker { return s.notify }

@@ -92,6 +92,38 @@ type uiSummary struct {
 	Bouncers  []uiBouncer     `json:"bouncers"`
 	Agents    []uiAgent       `json:"agents"`
 	Truncated bool            `json:"decisions_truncated"`
+	// Notifications are the deliveries since the LAPI started.
+	Notifications []uiNotification `json:"notifications"`
+}
+
+// uiNotification is one notification's deliveries; the times are null
+// when nothing happened yet.
+type uiNotification struct {
+	Name        string     `json:"name"`
+	Type        string     `json:"type"`
+	Sent        uint64     `json:"sent"`
+	Failed      uint64     `json:"failed"`
+	Dropped     uint64     `json:"dropped"`
+	Queued      int        `json:"queued"`
+	LastSent    *time.Time `json:"last_sent"`
+	LastError   string     `json:"last_error"`
+	LastErrorAt *time.Time `json:"last_error_at"`
+}
+
+func (s *Server) uiNotifications() []uiNotification {
+	out := []uiNotification{}
+	opt := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		return new(t.UTC())
+	}
+	for _, st := range s.notify.Stats() {
+		out = append(out, uiNotification{Name: st.Name, Type: st.Type, Sent: st.Sent, Failed: st.Failed,
+			Dropped: st.Dropped, Queued: st.Queued, LastSent: opt(st.LastSent), LastError: st.LastError,
+			LastErrorAt: opt(st.LastErrorAt)})
+	}
+	return out
 }
 
 // uiBouncer adds the traffic a bouncer reported dropping (usage metrics,
@@ -160,6 +192,7 @@ func (s *Server) uiSummary(c echo.Context) error {
 	if out.Agents, err = s.uiAgents(ctx); err != nil {
 		return s.storeError(c, err)
 	}
+	out.Notifications = s.uiNotifications()
 	return c.JSON(http.StatusOK, out)
 }
 

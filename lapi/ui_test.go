@@ -90,6 +90,14 @@ type uiSummaryReply struct {
 		}
 		SourcesTruncated bool `json:"sources_truncated"`
 	}
+	Notifications []struct {
+		Name, Type            string
+		Sent, Failed, Dropped uint64
+		Queued                int
+		LastSent              *time.Time `json:"last_sent"`
+		LastError             string     `json:"last_error"`
+		LastErrorAt           *time.Time `json:"last_error_at"`
+	}
 }
 
 // usageWindow is one window of usage items, ending now.
@@ -173,7 +181,7 @@ func TestUISummary(t *testing.T) {
 	l := startLAPI(t, nil)
 	empty := l.uiSummary()
 	if len(empty.Decisions) != 0 || len(empty.PerHour) != 24 || len(empty.Scenarios) != 0 || len(empty.Sources) != 0 ||
-		len(empty.Bouncers) != 0 || len(empty.Agents) != 0 {
+		len(empty.Bouncers) != 0 || len(empty.Agents) != 0 || empty.Notifications == nil || len(empty.Notifications) != 0 {
 		t.Fatalf("empty summary: %+v", empty)
 	}
 

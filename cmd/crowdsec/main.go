@@ -37,6 +37,7 @@ import (
 	"github.com/rampart-ips/rampart/internal/promlevel"
 	"github.com/rampart-ips/rampart/internal/version"
 	"github.com/rampart-ips/rampart/lapi"
+	notifications "github.com/rampart-ips/rampart/lapi/notify"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 )
@@ -117,15 +118,22 @@ func run() error {
 	}
 	// Profiles are the LAPI's: an agent-only host needs none.
 	var prof *profiles.Set
+	var nc []*notifications.Config
 	if runAPI {
 		if prof, err = profiles.Load(cfg.API.Server.ProfilesPath); err != nil {
 			return fmt.Errorf("loading profiles: %w", err)
+		}
+		if nc, err = notifications.LoadDir(cfg.ConfigPaths.NotificationDir); err != nil {
+			return fmt.Errorf("loading notifications: %w", err)
+		}
+		if err := notifications.CheckReferences(prof.Notifications(), nc, cfg.ConfigPaths.NotificationDir); err != nil {
+			return err
 		}
 	}
 	if *testOnly {
 		var parts []string
 		if runAPI {
-			parts = append(parts, fmt.Sprintf("local API: %d profiles", len(prof.Names())))
+			parts = append(parts, fmt.Sprintf("local API: %d profiles, %d notifications", len(prof.Names()), len(nc)))
 		}
 		if runAgent {
 			scenarios, sources, err := daemon.Check(cfg)
@@ -252,6 +260,9 @@ func reload(ctx context.Context, cfgPath string, ag *daemon.Agent, srv *lapi.Ser
 		if srv != nil {
 			if prof, err = profiles.Load(cfg.API.Server.ProfilesPath); err != nil {
 				return fmt.Errorf("loading profiles: %w", err)
+			}
+			if err := srv.CheckProfiles(prof); err != nil {
+				return fmt.Errorf("loading profiles: %w (notifications are read at start only: restart to add one)", err)
 			}
 		}
 		if ag != nil {

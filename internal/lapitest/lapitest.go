@@ -24,6 +24,7 @@ type LAPI struct {
 	DBPath string
 	Config store.Config // the database it serves (a client's [db_config])
 	Store  *store.Store // the server's own store, for setup and read-back
+	Server *lapi.Server
 
 	t      testing.TB
 	cancel context.CancelFunc
@@ -41,6 +42,18 @@ func Start(t testing.TB, dbPath, addr string) *LAPI {
 // says (a test moving data between engines).
 func StartOn(t testing.TB, sc store.Config, addr string) *LAPI {
 	t.Helper()
+	return start(t, sc, addr, profiles.Default(), "")
+}
+
+// StartNotifying is Start with the profiles prof and the notifications
+// of the folder notificationDir.
+func StartNotifying(t testing.TB, dbPath string, prof *profiles.Set, notificationDir string) *LAPI {
+	t.Helper()
+	return start(t, storecfg.At(t, dbPath), "", prof, notificationDir)
+}
+
+func start(t testing.TB, sc store.Config, addr string, prof *profiles.Set, notificationDir string) *LAPI {
+	t.Helper()
 	dbPath := sc.Path
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -48,13 +61,14 @@ func StartOn(t testing.TB, sc store.Config, addr string) *LAPI {
 	cfg := csconfig.Default()
 	cfg.DBConfig.DBPath = dbPath
 	cfg.API.Server.ListenURI = addr
+	cfg.ConfigPaths.NotificationDir = notificationDir // "": none, never the host's
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, sc)
 	if err != nil {
 		cancel()
 		t.Fatalf("opening store: %v", err)
 	}
-	srv, err := lapi.New(ctx, cfg, st, profiles.Default())
+	srv, err := lapi.New(ctx, cfg, st, prof)
 	if err != nil {
 		cancel()
 		st.Close()
@@ -66,7 +80,7 @@ func StartOn(t testing.TB, sc store.Config, addr string) *LAPI {
 		st.Close()
 		t.Fatalf("listening: %v", err)
 	}
-	l := &LAPI{Addr: ln.Addr().String(), DBPath: dbPath, Config: sc, Store: st, t: t, cancel: cancel, done: make(chan struct{})}
+	l := &LAPI{Addr: ln.Addr().String(), DBPath: dbPath, Config: sc, Store: st, Server: srv, t: t, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		if err := srv.Serve(ctx, ln, nil); err != nil {

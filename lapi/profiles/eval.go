@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,6 +57,14 @@ var errNoCounter = errors.New("no decision counter available")
 type Set struct {
 	profiles []*compiled
 	now      func() time.Time
+	// refs maps each notification name to the profiles naming it,
+	// disabled ones included (so that enabling one cannot reveal a name
+	// that does not exist).
+	refs map[string][]string
+	// enabledRefs is refs without the disabled profiles.
+	enabledRefs map[string][]string
+	// notifies: some enabled profile has notifications.
+	notifies bool
 }
 
 // compiled is a validated profile with its expressions compiled once.
@@ -67,6 +76,7 @@ type compiled struct {
 	durationExpr *vm.Program
 	onSuccess    string
 	onError      string
+	notify       []string
 	log          *logrus.Entry
 	debug        bool
 }
@@ -185,7 +195,7 @@ func (e *env) IpInRange(ip, cidr string) bool {
 // that enabling one later cannot reveal a broken expression. An empty Set is
 // valid and never produces decisions.
 func NewSet(profiles []*Profile) (*Set, error) {
-	s := &Set{now: time.Now}
+	s := &Set{now: time.Now, refs: map[string][]string{}, enabledRefs: map[string][]string{}}
 	for i, p := range profiles {
 		if p == nil {
 			return nil, fmt.Errorf("profile #%d is nil", i+1)
@@ -197,8 +207,17 @@ func NewSet(profiles []*Profile) (*Set, error) {
 		if err != nil {
 			return nil, err
 		}
+		for _, n := range p.Notifications {
+			if !slices.Contains(s.refs[n], p.Name) {
+				s.refs[n] = append(s.refs[n], p.Name)
+				if p.IsEnabled() {
+					s.enabledRefs[n] = append(s.enabledRefs[n], p.Name)
+				}
+			}
+		}
 		if p.IsEnabled() {
 			s.profiles = append(s.profiles, c)
+			s.notifies = s.notifies || len(c.notify) > 0
 		}
 	}
 	return s, nil
@@ -217,6 +236,7 @@ func compile(p *Profile, idx int) (*compiled, error) {
 		decisions: append([]DecisionTemplate(nil), p.Decisions...),
 		onSuccess: p.OnSuccess,
 		onError:   p.OnError,
+		notify:    append([]string(nil), p.Notifications...),
 		debug:     p.Debug,
 	}
 	if c.onSuccess == "" {
@@ -265,6 +285,32 @@ func (s *Set) Names() []string {
 	return names
 }
 
+// Notifications maps each notification name profiles use to the names of
+// the profiles naming it, disabled profiles included: every name must
+// exist, even one that only a disabled profile uses.
+func (s *Set) Notifications() map[string][]string { return cloneRefs(s.refs) }
+
+// EnabledNotifications is Notifications without the disabled profiles:
+// the notifications alerts can reach.
+func (s *Set) EnabledNotifications() map[string][]string { return cloneRefs(s.enabledRefs) }
+
+func cloneRefs(refs map[string][]string) map[string][]string {
+	out := make(map[string][]string, len(refs))
+	for n, ps := range refs {
+		out[n] = slices.Clone(ps)
+	}
+	return out
+}
+
+// Outcome is what the profiles make of an alert.
+type Outcome struct {
+	// Decisions to attach to an alert that came without any.
+	Decisions []*models.Decision
+	// Notify names the notifications of every matching profile, in
+	// profile order, each once.
+	Notify []string
+}
+
 // Evaluate runs the profiles, in order, against an alert that carries no
 // decisions and returns the decisions to attach to it (nil when no profile
 // yields any). The alert is not modified.
@@ -282,16 +328,39 @@ func (s *Set) Names() []string {
 // origin "crowdsec" (or "crowdsec/<origin>"), and the template's duration
 // as written, unless duration_expr yields a valid duration.
 func (s *Set) Evaluate(ctx context.Context, alert *models.Alert, counter Counter) ([]*models.Decision, error) {
+	o, err := s.Apply(ctx, alert, counter)
+	return o.Decisions, err
+}
+
+// Apply is Evaluate, also saying which notifications the alert goes to.
+func (s *Set) Apply(ctx context.Context, alert *models.Alert, counter Counter) (Outcome, error) {
+	return s.run(ctx, alert, counter, true)
+}
+
+// Notify runs the profiles against an alert that came with its decisions
+// (cscli decisions add, an agent's own) and names the notifications of
+// the matching ones, as upstream does; nothing is generated. It does no
+// work when no profile has notifications.
+func (s *Set) Notify(ctx context.Context, alert *models.Alert, counter Counter) ([]string, error) {
+	if !s.notifies {
+		return nil, nil
+	}
+	o, err := s.run(ctx, alert, counter, false)
+	return o.Notify, err
+}
+
+// run evaluates the profiles in order; generate: fill Decisions.
+func (s *Set) run(ctx context.Context, alert *models.Alert, counter Counter, generate bool) (Outcome, error) {
+	var o Outcome
 	if alert == nil {
-		return nil, errors.New("profiles: nil alert")
+		return o, errors.New("profiles: nil alert")
 	}
 	if alert.Source == nil {
-		return nil, errors.New("profiles: alert has no source")
+		return o, errors.New("profiles: alert has no source")
 	}
-	var out []*models.Decision
 	for _, p := range s.profiles {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return Outcome{}, err
 		}
 		e := &env{Alert: alert, ctx: ctx, counter: counter, now: s.now, log: p.log}
 		matched, err := p.match(e)
@@ -305,20 +374,25 @@ func (s *Set) Evaluate(ctx context.Context, alert *models.Alert, counter Counter
 				p.log.Warnf("skipping profile (on_error = %q): %v", p.onError, err)
 				continue
 			default:
-				return nil, err
+				return Outcome{}, err
 			}
 		}
 		if !matched {
 			continue
 		}
-		if err == nil && len(out) == 0 {
-			out = p.generate(e)
+		if generate && err == nil && len(o.Decisions) == 0 {
+			o.Decisions = p.generate(e)
+		}
+		for _, n := range p.notify {
+			if !slices.Contains(o.Notify, n) {
+				o.Notify = append(o.Notify, n)
+			}
 		}
 		if p.onSuccess == Break {
 			break
 		}
 	}
-	return out, nil
+	return o, nil
 }
 
 // match reports whether any filter is true, stopping at the first one.

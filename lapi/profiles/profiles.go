@@ -58,7 +58,8 @@ type Profile struct {
 	// OnError is "apply", "continue", "ignore" or "break"; when unset an
 	// evaluation error fails the whole Evaluate call.
 	OnError string `toml:"on_error"`
-	// Notifications is accepted for compatibility and ignored.
+	// Notifications names the notifications (files of the notification
+	// folder) that the alerts this profile matches are sent to.
 	Notifications []string `toml:"notifications"`
 
 	source string // file the profile was read from, for error messages
@@ -181,6 +182,11 @@ func (p *Profile) validate(idx int) error {
 	default:
 		return fmt.Errorf("%s: on_error must be one of %q, %q, %q, %q or unset, not %q",
 			where, Apply, Continue, Ignore, Break, p.OnError)
+	}
+	for i, n := range p.Notifications {
+		if strings.TrimSpace(n) == "" {
+			return fmt.Errorf("%s: notification #%d is empty", where, i+1)
+		}
 	}
 	for i, d := range p.Decisions {
 		dw := fmt.Sprintf("%s: decision #%d", where, i+1)

@@ -913,3 +913,62 @@ filters = [`+fmt.Sprintf("%q", filter)+`]
 		}
 	}
 }
+
+func TestNotifications(t *testing.T) {
+	s := mustSet(t, `
+[[profile]]
+name = "ssh"
+filters = ["Alert.Scenario == 'ssh-bf'"]
+decisions = [{type = "ban", duration = "4h"}]
+notifications = ["mail", "hook"]
+
+[[profile]]
+name = "all"
+filters = ["true"]
+notifications = ["hook", "file"]
+on_success = "break"
+
+[[profile]]
+name = "never"
+filters = ["true"]
+notifications = ["late"]
+
+[[profile]]
+name = "off"
+enabled = false
+filters = ["true"]
+notifications = ["disabled"]
+`)
+	refs := s.Notifications()
+	want := map[string][]string{"mail": {"ssh"}, "hook": {"ssh", "all"}, "file": {"all"}, "late": {"never"}, "disabled": {"off"}}
+	if fmt.Sprint(refs) != fmt.Sprint(want) {
+		t.Errorf("Notifications() = %v, want %v", refs, want)
+	}
+	delete(want, "disabled")
+	if got := s.EnabledNotifications(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("EnabledNotifications() = %v, want %v", got, want)
+	}
+	a := alert("Ip", "192.0.2.7", true)
+	a.Scenario = "ssh-bf"
+	o, err := s.Apply(context.Background(), a, &fakeCounter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every matching profile up to the break, each name once, in order.
+	if fmt.Sprint(o.Notify) != "[mail hook file]" || len(o.Decisions) != 1 {
+		t.Errorf("Apply: notify %v, %d decisions", o.Notify, len(o.Decisions))
+	}
+	a.Scenario = "other"
+	a.Decisions = []*models.Decision{ban("Ip", "192.0.2.7", "1h")}
+	names, err := s.Notify(context.Background(), a, &fakeCounter{})
+	if err != nil || fmt.Sprint(names) != "[hook file]" {
+		t.Errorf("Notify: %v %v", names, err)
+	}
+	if names, _ := Default().Notify(context.Background(), a, nil); names != nil {
+		t.Errorf("no profile with notifications: %v", names)
+	}
+	if _, err := Parse([]byte("[[profile]]\nname = \"p\"\nfilters = [\"true\"]\nnotifications = [\"\"]"), "p.toml"); err == nil ||
+		!strings.Contains(err.Error(), "notification #1 is empty") {
+		t.Errorf("empty name: %v", err)
+	}
+}

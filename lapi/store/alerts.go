@@ -21,6 +21,11 @@ type NewAlert struct {
 	StartAt   time.Time
 	StopAt    time.Time
 	Decisions []NewDecision
+	// Duplicate is set by CreateAlerts and PushAlerts when the alert was
+	// not stored because its UUID already was (a retried push, or the
+	// UUID twice in one), so that what follows a store (notifications)
+	// happens once.
+	Duplicate bool
 }
 
 const (
@@ -94,6 +99,7 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 	slot := make([]int, len(alerts))           // index in fresh, or -1: known
 	for i := range alerts {
 		na := &alerts[i]
+		na.Duplicate = true
 		if _, ok := known[na.UUID]; ok {
 			slot[i] = -1
 			continue
@@ -103,6 +109,7 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 			slot[i] = k
 			continue
 		}
+		na.Duplicate = false
 		first[na.UUID] = len(fresh)
 		slot[i] = len(fresh)
 		fresh = append(fresh, na)

@@ -141,6 +141,10 @@ function render(s) {
     return [name, r.src.type + ":" + r.src.source, count(r.src.read), count(r.src.parsed), count(r.src.unparsed),
       when(r.agent.last_report)];
   });
+  fillTable("notifications", s.notifications, (n) => [
+    n.name, n.type, count(n.sent), count(n.failed), count(n.dropped), count(n.queued), when(n.last_sent),
+    n.last_error ? { text: when(n.last_error_at) + ": " + n.last_error, title: n.last_error } : { text: "none", cls: "muted" },
+  ]);
   document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
 

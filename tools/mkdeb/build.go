@@ -132,6 +132,11 @@ func crowdsecInfo(o Options, scripts string) (*nfpm.Info, error) {
 		binary(o, "cscli"),
 		conffile(filepath.Join(o.Root, "config", "config.toml"), "/etc/crowdsec/config.toml", 0o644),
 		conffile(filepath.Join(o.Root, "config", "profiles.toml"), "/etc/crowdsec/profiles.toml", 0o644),
+		// Examples, used by no profile until the operator names them.
+		conffile(filepath.Join(o.Root, "config", "notifications", "http.toml"), "/etc/crowdsec/notifications/http.toml", 0o644),
+		conffile(filepath.Join(o.Root, "config", "notifications", "slack.toml"), "/etc/crowdsec/notifications/slack.toml", 0o644),
+		conffile(filepath.Join(o.Root, "config", "notifications", "email.toml"), "/etc/crowdsec/notifications/email.toml", 0o644),
+		conffile(filepath.Join(o.Root, "config", "notifications", "file.toml"), "/etc/crowdsec/notifications/file.toml", 0o644),
 		conffile(filepath.Join(o.Root, "packaging", "crowdsec", "logrotate"), "/etc/logrotate.d/crowdsec", 0o644),
 		dir("/etc/crowdsec/acquis.d", 0o755),
 		// The database, with every machine's password hash and bouncer key

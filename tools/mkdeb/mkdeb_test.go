@@ -227,6 +227,8 @@ func TestPackages(t *testing.T) {
 			"/usr/bin/cscli":                                                   "-rwxr-xr-x",
 			"/etc/crowdsec/config.toml":                                        "-rw-r--r--",
 			"/etc/crowdsec/profiles.toml":                                      "-rw-r--r--",
+			"/etc/crowdsec/notifications/http.toml":                            "-rw-r--r--",
+			"/etc/crowdsec/notifications/email.toml":                           "-rw-r--r--",
 			"/etc/crowdsec/acquis.d/":                                          "drwxr-xr-x",
 			"/etc/crowdsec/hub":                                                "lrwxrwxrwx",
 			"/usr/share/crowdsec/hub/":                                         "drwxr-xr-x",
@@ -274,7 +276,9 @@ func TestPackages(t *testing.T) {
 			t.Errorf("rules missing from the package: %v", missing)
 		}
 		control := extractControl(t, deb)
-		checkConffiles(t, control, "/etc/crowdsec/config.toml", "/etc/crowdsec/profiles.toml", "/etc/logrotate.d/crowdsec")
+		checkConffiles(t, control, "/etc/crowdsec/config.toml", "/etc/crowdsec/profiles.toml", "/etc/logrotate.d/crowdsec",
+			"/etc/crowdsec/notifications/http.toml", "/etc/crowdsec/notifications/slack.toml",
+			"/etc/crowdsec/notifications/email.toml", "/etc/crowdsec/notifications/file.toml")
 		checkScripts(t, control, "preinst", "postinst", "prerm", "postrm")
 		checkSameFile(t, deb, "/etc/crowdsec/config.toml", filepath.Join(repoRoot, "config", "config.toml"))
 		checkSameFile(t, deb, "/usr/share/crowdsec/hub/index.json", filepath.Join(repoRoot, "rules", "index.json"))

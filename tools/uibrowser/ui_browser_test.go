@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/rampart-ips/rampart/apiclient"
 	"github.com/rampart-ips/rampart/internal/lapitest"
+	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -100,11 +103,11 @@ func artifactDir(t *testing.T) string {
 
 // uiPage is what the test reads back from the rendered page.
 type uiPage struct {
-	Decisions, Scenarios, Sources, Bouncers, Agents [][]string
-	Bars, Filled                                    int
-	ChartHeight                                     float64
-	CellMarkup                                      int
-	Banner, Updated                                 string
+	Decisions, Scenarios, Sources, Bouncers, Agents, Notifications [][]string
+	Bars, Filled                                                   int
+	ChartHeight                                                    float64
+	CellMarkup                                                     int
+	Banner, Updated                                                string
 }
 
 const readPage = `(() => {
@@ -114,7 +117,7 @@ const readPage = `(() => {
 	const banner = document.getElementById("error");
 	return {
 		Decisions: rows("decisions"), Scenarios: rows("scenarios"), Sources: rows("sources"),
-		Bouncers: rows("bouncers"), Agents: rows("agents"),
+		Bouncers: rows("bouncers"), Agents: rows("agents"), Notifications: rows("notifications"),
 		Bars: rects.length,
 		Filled: rects.filter((r) => parseFloat(r.getAttribute("height")) > 0).length,
 		ChartHeight: document.getElementById("chart").getBoundingClientRect().height,
@@ -138,7 +141,41 @@ func TestUIBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	l := lapitest.Start(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
+	// Two notifications of every ban: a webhook that takes them, and one
+	// whose endpoint refuses them (the page shows why).
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer ok.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }))
+	defer down.Close()
+	dir := t.TempDir()
+	writeTest(t, filepath.Join(dir, "notifications", "hooks.toml"), `
+[[notification]]
+type = "http"
+name = "webhook"
+format = "{{len .}}"
+url = "`+ok.URL+`"
+
+[[notification]]
+type = "http"
+name = "pager"
+format = "{{len .}}"
+url = "`+down.URL+`"
+group_wait = "1s"
+max_retry = 1
+`)
+	writeTest(t, filepath.Join(dir, "profiles.toml"), `
+[[profile]]
+name = "default_ip_remediation"
+filters = ["Alert.Remediation == true && Alert.GetScope() == 'Ip'"]
+decisions = [{type = "ban", duration = "4h"}]
+notifications = ["webhook", "pager"]
+on_success = "break"
+`)
+	prof, err := profiles.Load(filepath.Join(dir, "profiles.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := lapitest.StartNotifying(t, filepath.Join(dir, "crowdsec.db"), prof, filepath.Join(dir, "notifications"))
 	l.AddMachine(machineID, machinePassword)
 	agent, err := apiclient.New(apiclient.Config{URL: l.URL(), MachineID: machineID, Password: machinePassword, UserAgent: "crowdsec/v1.7.8"})
 	if err != nil {
@@ -171,6 +208,17 @@ func TestUIBrowser(t *testing.T) {
 		t.Fatalf("agent usage metrics: %v", err)
 	}
 	wantDecisions := []string{"198.51.100.22", "198.51.100.21", "198.51.100.20", "198.51.100.20", "192.0.2.10"}
+	// The page reads what the broker did: wait for it to be done.
+	for {
+		st := l.Server.Notifications().Stats()
+		if st[0].Sent == 5 && st[1].Failed >= 1 && st[1].Queued == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("notifications never done: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	var out syncBuffer
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
@@ -272,6 +320,15 @@ func TestUIBrowser(t *testing.T) {
 	}
 	if a := page.Agents[0]; a[1] != "file:/var/log/<b>x</b>.log" {
 		t.Errorf("agent row %q: want the source name shown as text", a)
+	}
+	if len(page.Notifications) != 2 {
+		t.Fatalf("notification rows %q", page.Notifications)
+	}
+	if n := page.Notifications[0]; !slices.Equal(n[:6], []string{"webhook", "http", "5", "0", "0", "0"}) || n[6] == "never" || n[7] != "none" {
+		t.Errorf("notification row %q: want webhook, 5 sent, a last delivery, no error", n)
+	}
+	if n := page.Notifications[1]; n[0] != "pager" || n[2] != "0" || n[3] == "0" || n[6] != "never" || !strings.Contains(n[7], "HTTP status 503") {
+		t.Errorf("notification row %q: want pager failing with its status", n)
 	}
 	if page.CellMarkup != 0 {
 		t.Errorf("%d elements inside table cells: values must be text", page.CellMarkup)
@@ -383,4 +440,14 @@ func agentUsage(windows ...*models.UsageWindow) *models.UsageMetrics {
 			OS: &models.UsageOS{Name: "debian", Version: "12"}, Metrics: windows},
 		HubItems: map[string][]models.UsageHubItem{}, Datasources: map[string]int{"file": 1},
 	}}}
+}
+
+func writeTest(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,0 +1,210 @@
+package cscli
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// webhook is a loopback endpoint keeping the bodies it receives; it
+// answers status (200 when 0).
+type webhook struct {
+	mu     sync.Mutex
+	bodies []string
+	status int
+}
+
+func (w *webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	w.mu.Lock()
+	w.bodies = append(w.bodies, string(b))
+	status := w.status
+	w.mu.Unlock()
+	if status != 0 {
+		rw.WriteHeader(status)
+	}
+}
+
+func (w *webhook) got() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.bodies...)
+}
+
+// notifEnv is a LAPI environment whose cscli configuration has profiles
+// naming "hook" (an http notification to a loopback webhook) and a
+// notification folder with "hook", "spare" (in no profile) and "broken"
+// (an endpoint answering 500).
+func notifEnv(t *testing.T, profileNotifs string) (*lapiEnv, *webhook, *webhook) {
+	t.Helper()
+	env := startLAPI(t)
+	hook, broken := &webhook{}, &webhook{status: 500}
+	hs, bs := httptest.NewServer(hook), httptest.NewServer(broken)
+	t.Cleanup(hs.Close)
+	t.Cleanup(bs.Close)
+	dir := filepath.Join(env.dir, "notifications")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(p, s string) {
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(dir, "http.toml"), `
+[[notification]]
+type = "http"
+name = "hook"
+url = "`+hs.URL+`/in"
+headers = { Authorization = "Bearer hidden-token", X-Rampart = "yes" }
+format = '''{{range .}}{{.ID}} {{.Scenario}} {{.Source.IP}}{{end}}'''
+
+[[notification]]
+type = "http"
+name = "broken"
+url = "`+bs.URL+`"
+format = "x"
+`)
+	write(filepath.Join(dir, "file.toml"), "type = \"file\"\nname = \"spare\"\nformat = \"x\"\nlog_path = \""+filepath.Join(env.dir, "spare.log")+"\"\n")
+	prof := filepath.Join(env.dir, "profiles.toml")
+	write(prof, `
+[[profile]]
+name = "default_ip_remediation"
+filters = ["Alert.Remediation == true && Alert.GetScope() == 'Ip'"]
+decisions = [{type = "ban", duration = "4h"}]
+notifications = `+profileNotifs+`
+on_success = "break"
+
+[[profile]]
+name = "off"
+enabled = false
+filters = ["true"]
+notifications = ["spare"]
+`)
+	conf, err := os.ReadFile(env.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := "[config_paths]\nnotification_dir = " + strconv.Quote(dir) + "\n\n" +
+		strings.Replace(string(conf), "[api.server]\n", "[api.server]\nprofiles_path = "+strconv.Quote(prof)+"\n", 1)
+	write(env.cfgPath, c)
+	return env, hook, broken
+}
+
+func TestNotificationsListInspect(t *testing.T) {
+	env, _, _ := notifEnv(t, `["hook"]`)
+	out := env.mustRun(t, "notifications", "list")
+	for _, want := range []string{"Active", "Profile name", markCheck, "hook", "default_ip_remediation", markProhibited, "spare", "file"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list lacks %q:\n%s", want, out)
+		}
+	}
+	// The most used first.
+	if strings.Index(out, "hook") > strings.Index(out, "spare") {
+		t.Errorf("order:\n%s", out)
+	}
+	raw := env.mustRun(t, "notifications", "list", "-o", "raw")
+	if want := "Name,Type,Profile name\nhook,http,default_ip_remediation\nbroken,http,\nspare,file,\n"; raw != want {
+		t.Errorf("raw:\n%s\nwant\n%s", raw, want)
+	}
+	var list map[string]struct {
+		Config   map[string]any `json:"plugin_config"`
+		Profiles []string       `json:"associated_profiles"`
+	}
+	if err := json.Unmarshal([]byte(env.mustRun(t, "notifications", "list", "-o", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	h := list["hook"]
+	if h.Config["Name"] != "hook" || h.Config["Type"] != "http" || len(h.Profiles) != 1 || list["spare"].Profiles == nil {
+		t.Errorf("json list: %+v", list)
+	}
+	if hdr := h.Config["Headers"].(map[string]any); hdr["Authorization"] != redacted || hdr["X-Rampart"] != "yes" {
+		t.Errorf("headers shown %v", hdr)
+	}
+
+	out = env.mustRun(t, "notifications", "inspect", "hook")
+	for _, want := range []string{"Type", "http", "Name", "Timeout", "5s", "Format", "{{range .}}", "url", "/in", "method", "POST"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "hidden-token") {
+		t.Errorf("inspect shows a secret:\n%s", out)
+	}
+	// -o json is the notification (upstream prints its whole cscli
+	// configuration instead).
+	var one struct {
+		Config map[string]any `json:"plugin_config"`
+	}
+	if err := json.Unmarshal([]byte(env.mustRun(t, "notifications", "inspect", "spare", "-o", "json")), &one); err != nil {
+		t.Fatal(err)
+	}
+	if one.Config["Name"] != "spare" || one.Config["LogPath"] == "" {
+		t.Errorf("inspect -o json: %+v", one)
+	}
+	if _, _, err := env.run(t, nil, "notifications", "inspect", "nope"); err == nil || !strings.Contains(err.Error(), `"nope" not found`) {
+		t.Errorf("inspect of an unknown name: %v", err)
+	}
+}
+
+func TestNotificationsUnknownInProfile(t *testing.T) {
+	env, _, _ := notifEnv(t, `["hook", "mattermost"]`)
+	_, _, err := env.run(t, nil, "notifications", "list")
+	if err == nil || !strings.Contains(err.Error(), `profile "default_ip_remediation" names notification "mattermost"`) {
+		t.Errorf("list with an unknown notification: %v", err)
+	}
+}
+
+func TestNotificationsTest(t *testing.T) {
+	env, hook, broken := notifEnv(t, `["hook"]`)
+	out := env.mustRun(t, "notifications", "test", "hook")
+	if !strings.Contains(out, `notification "hook" delivered`) {
+		t.Errorf("output %q", out)
+	}
+	if got := hook.got(); len(got) != 1 || got[0] != "0 test alert 10.10.10.10" {
+		t.Errorf("webhook got %q", got)
+	}
+	env.mustRun(t, "notifications", "test", "hook", "-a", `{"scenario": "custom/scenario", "source": {"ip": "192.0.2.44", "scope": "Ip", "value": "192.0.2.44"}}`)
+	if got := hook.got(); len(got) != 2 || got[1] != "0 custom/scenario 192.0.2.44" {
+		t.Errorf("with --alert, webhook got %q", got)
+	}
+	if _, _, err := env.run(t, nil, "notifications", "test", "hook", "-a", `{"scenaro": "x"}`); err == nil || !strings.Contains(err.Error(), "scenaro") {
+		t.Errorf("misspelt override: %v", err)
+	}
+	// Unlike upstream, a failed delivery is a failure of the command.
+	_, _, err := env.run(t, nil, "notifications", "test", "broken")
+	if err == nil || !strings.Contains(err.Error(), "HTTP status 500") {
+		t.Errorf("test of a broken endpoint: %v", err)
+	}
+	if len(broken.got()) != 1 {
+		t.Errorf("broken endpoint called %d times, want 1 (max_retry = 0)", len(broken.got()))
+	}
+}
+
+func TestNotificationsReinject(t *testing.T) {
+	env, hook, _ := notifEnv(t, `["hook"]`)
+	id := pushAgentAlert(t, env, "192.0.2.60", true)
+	out := env.mustRun(t, "notifications", "reinject", strconv.FormatInt(id, 10))
+	if !strings.Contains(out, `sent to notification "hook"`) {
+		t.Errorf("output %q", out)
+	}
+	want := strconv.FormatInt(id, 10) + " crowdsecurity/ssh-bf 192.0.2.60"
+	if got := hook.got(); len(got) != 1 || got[0] != want {
+		t.Errorf("webhook got %q, want %q (the stored alert, with its id)", got, want)
+	}
+	// An override that makes the profile miss: nothing is sent.
+	out = env.mustRun(t, "notifications", "reinject", strconv.FormatInt(id, 10), "-a", `{"remediation": false}`)
+	if !strings.Contains(out, "matches no profile") || len(hook.got()) != 1 {
+		t.Errorf("override: %q, %d messages", out, len(hook.got()))
+	}
+	if _, _, err := env.run(t, nil, "notifications", "reinject", "999999"); err == nil {
+		t.Error("reinject of a missing alert succeeded")
+	}
+}

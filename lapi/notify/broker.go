@@ -1,0 +1,411 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	log "github.com/sirupsen/logrus"
+
+	"github.com/rampart-ips/rampart/internal/backoff"
+	"github.com/rampart-ips/rampart/models"
+)
+
+// QueueSize is how many alerts wait for each notification; more are
+// dropped (and counted) rather than ever slowing the LAPI down.
+const QueueSize = 1024
+
+// Retry spacing, upstream's: from 1 s, doubling, up to 30 s.
+const (
+	retryMin = time.Second
+	retryMax = 30 * time.Second
+)
+
+// dropLogEvery bounds the overflow warnings: a flood would otherwise log
+// one line per alert.
+const dropLogEvery = 10 * time.Second
+
+// AlertSource reads a stored alert with its decisions (the LAPI's store).
+type AlertSource interface {
+	GetAlert(ctx context.Context, id int64, now time.Time) (*models.Alert, error)
+}
+
+// sender delivers one rendered message.
+type sender interface {
+	send(ctx context.Context, text string) error
+	close() error
+}
+
+// permanentError is a failure no retry can fix (a template that does not
+// render, a file format the text does not fit).
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Stats are one notification's delivery figures since start.
+type Stats struct {
+	Name, Type string
+	// Sent and Failed count messages (a message carries one group or
+	// chunk of alerts); Failed ones were given up after their retries.
+	Sent, Failed uint64
+	// Dropped counts alerts lost before any message: the queue was full
+	// or the alert could not be read back.
+	Dropped uint64
+	// Queued is how many alerts wait now.
+	Queued int
+	// LastSent is when a message last got through; LastError says why
+	// the last failed attempt failed, and when (zero: none yet).
+	LastSent, LastErrorAt time.Time
+	LastError             string
+}
+
+// Broker delivers alerts to notifications: one bounded queue and one
+// worker per notification. Enqueue never blocks.
+type Broker struct {
+	log      *log.Entry
+	src      AlertSource
+	workers  map[string]*worker
+	order    []string
+	retryMin time.Duration // tests shorten the backoff
+	retryMax time.Duration
+	now      func() time.Time
+}
+
+type worker struct {
+	b      *Broker
+	cfg    *Config
+	sender sender
+	queue  chan int64
+	log    *log.Entry
+
+	sent, failed, dropped atomic.Uint64
+	// waiting counts the alerts queued or grouped, not yet sent or given
+	// up: raised before the queue takes one, so it is never short.
+	waiting     atomic.Int64
+	lastDropLog atomic.Int64 // unix nanoseconds
+
+	mu          sync.Mutex // guards the fields below
+	lastSent    time.Time
+	lastErr     string
+	lastErrTime time.Time
+}
+
+// note records the outcome of an attempt for Stats.
+func (w *worker) note(err error) {
+	now := w.b.now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err == nil {
+		w.lastSent = now
+		return
+	}
+	w.lastErr, w.lastErrTime = err.Error(), now
+}
+
+// NewBroker prepares a worker for every notification; src reads the
+// alerts back from the store. Run starts them.
+func NewBroker(configs []*Config, src AlertSource) (*Broker, error) {
+	b := &Broker{log: log.WithField("component", "notifications"), src: src, workers: map[string]*worker{},
+		retryMin: retryMin, retryMax: retryMax, now: time.Now}
+	for _, c := range configs {
+		s, err := newSender(c)
+		if err != nil {
+			return nil, fmt.Errorf("notification %q: %w", c.Name, err)
+		}
+		b.workers[c.Name] = &worker{b: b, cfg: c, sender: s, queue: make(chan int64, QueueSize),
+			log: b.log.WithFields(log.Fields{"notification": c.Name, "type": c.Type})}
+		b.order = append(b.order, c.Name)
+	}
+	return b, nil
+}
+
+func newSender(c *Config) (sender, error) {
+	switch c.Type {
+	case TypeHTTP, TypeSlack:
+		return newHTTPSender(c)
+	case TypeEmail:
+		return &emailSender{cfg: c}, nil
+	case TypeFile:
+		return newFileSender(c), nil
+	}
+	return nil, fmt.Errorf("type %q is not built in", c.Type)
+}
+
+// Has reports whether a notification is configured.
+func (b *Broker) Has(name string) bool {
+	if b == nil {
+		return false
+	}
+	_, ok := b.workers[name]
+	return ok
+}
+
+// Configs returns the notifications, in load order.
+func (b *Broker) Configs() []*Config {
+	if b == nil {
+		return nil
+	}
+	out := make([]*Config, 0, len(b.order))
+	for _, n := range b.order {
+		out = append(out, b.workers[n].cfg)
+	}
+	return out
+}
+
+// Enqueue queues the stored alert id for each named notification, without
+// ever blocking: a full queue drops the alert for that notification and
+// counts it. Unknown names are ignored (profiles are checked at load).
+func (b *Broker) Enqueue(names []string, id int64) {
+	if b == nil {
+		return
+	}
+	for _, n := range names {
+		w, ok := b.workers[n]
+		if !ok {
+			continue
+		}
+		w.waiting.Add(1)
+		select {
+		case w.queue <- id:
+		default:
+			w.waiting.Add(-1)
+			w.drop(b.now(), "queue full", id)
+		}
+	}
+}
+
+// drop counts a lost alert and warns, at most once per dropLogEvery.
+func (w *worker) drop(now time.Time, why string, id int64) {
+	total := w.dropped.Add(1)
+	last := w.lastDropLog.Load()
+	if now.UnixNano()-last < int64(dropLogEvery) || !w.lastDropLog.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	w.log.WithFields(log.Fields{"alert_id": id, "dropped_total": total, "queue_size": QueueSize}).
+		Warnf("alert not notified: %s (further drops logged at most every %s)", why, dropLogEvery)
+}
+
+// Stats returns each notification's figures, in load order.
+func (b *Broker) Stats() []Stats {
+	if b == nil {
+		return nil
+	}
+	out := make([]Stats, 0, len(b.order))
+	for _, n := range b.order {
+		w := b.workers[n]
+		st := Stats{Name: n, Type: w.cfg.Type, Sent: w.sent.Load(), Failed: w.failed.Load(),
+			Dropped: w.dropped.Load(), Queued: int(w.waiting.Load())}
+		w.mu.Lock()
+		st.LastSent, st.LastError, st.LastErrorAt = w.lastSent, w.lastErr, w.lastErrTime
+		w.mu.Unlock()
+		out = append(out, st)
+	}
+	return out
+}
+
+// Run runs the workers until ctx ends. Alerts still waiting then are not
+// sent: like upstream, nothing is persisted (the alerts stay in the
+// database, and cscli notifications reinject can send them).
+func (b *Broker) Run(ctx context.Context) {
+	if b == nil {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, n := range b.order {
+		w := b.workers[n]
+		wg.Go(func() { w.run(ctx) })
+	}
+	wg.Wait()
+}
+
+// run groups alerts as the configuration says and sends them:
+//   - neither group_wait nor group_threshold: each alert on its own;
+//   - group_threshold: as soon as that many wait, in messages of that many;
+//   - group_wait: group_wait after the first alert of a group, every
+//     alert waiting then in one message (upstream sends one per alert),
+//     or in messages of group_threshold when both are set.
+//
+// A group never holds more than QueueSize alerts (read back in memory):
+// reaching that sends it early.
+func (w *worker) run(ctx context.Context) {
+	defer func() {
+		if err := w.sender.close(); err != nil {
+			w.log.WithError(err).Warn("closing notification")
+		}
+		if n := w.waiting.Load(); n > 0 {
+			w.log.WithField("alerts", n).Warn("stopping with alerts not notified")
+		}
+	}()
+	c := w.cfg
+	var group []*models.Alert
+	var timer *time.Timer
+	var fire <-chan time.Time
+	flush := func() {
+		if timer != nil {
+			timer.Stop()
+			timer, fire = nil, nil
+		}
+		size := len(group)
+		if c.GroupThreshold > 0 {
+			size = c.GroupThreshold
+		}
+		for len(group) > 0 && ctx.Err() == nil {
+			n := min(size, len(group))
+			w.send(ctx, group[:n])
+			w.waiting.Add(-int64(n))
+			group = group[n:]
+		}
+		group = nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-fire:
+			flush()
+		case id := <-w.queue:
+			a, err := w.read(ctx, id)
+			if err != nil {
+				w.waiting.Add(-1)
+				if ctx.Err() == nil {
+					w.drop(w.b.now(), "reading the alert: "+err.Error(), id)
+				}
+				continue
+			}
+			group = append(group, a)
+			switch {
+			case c.GroupWait.Duration == 0 && c.GroupThreshold == 0:
+				flush()
+			case c.GroupThreshold > 0 && len(group) >= c.GroupThreshold, len(group) >= QueueSize:
+				flush()
+			case c.GroupWait.Duration > 0 && timer == nil:
+				timer = time.NewTimer(c.GroupWait.Duration)
+				fire = timer.C
+			}
+		}
+	}
+}
+
+// read fetches a stored alert, with its decisions and their ids.
+func (w *worker) read(ctx context.Context, id int64) (*models.Alert, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return w.b.src.GetAlert(ctx, id, w.b.now())
+}
+
+// send renders and delivers one message, counting the outcome.
+func (w *worker) send(ctx context.Context, alerts []*models.Alert) {
+	err := deliverNoting(ctx, w.cfg, w.sender, alerts, w.cfg.policy(w.b.retryMin, w.b.retryMax), w.log, w.note)
+	switch {
+	case err == nil:
+		w.sent.Add(1)
+	case ctx.Err() != nil:
+		// Stopping: neither sent nor given up.
+	default:
+		w.failed.Add(1)
+		w.log.WithError(err).WithField("alerts", len(alerts)).Error("notification not delivered")
+	}
+}
+
+// retryPolicy spaces and bounds the attempts of one message.
+type retryPolicy struct {
+	attempts int // at most this many; 0: for retryFor (max_retry = 0)
+	min, max time.Duration
+}
+
+// policy is the retry policy of c's broker deliveries: max_retry more
+// attempts, or for 5 minutes when max_retry is 0 (upstream's rule).
+func (c *Config) policy(minWait, maxWait time.Duration) retryPolicy {
+	p := retryPolicy{min: minWait, max: maxWait}
+	if c.MaxRetry > 0 {
+		p.attempts = c.MaxRetry + 1
+	}
+	return p
+}
+
+// deliver renders alerts and sends them, with a timeout per attempt and
+// retries spaced by backoff as p says.
+func deliver(ctx context.Context, c *Config, s sender, alerts []*models.Alert, p retryPolicy, l *log.Entry) error {
+	return deliverNoting(ctx, c, s, alerts, p, l, func(error) {})
+}
+
+// deliverNoting is deliver telling note the outcome of each attempt
+// (the rendering counting as one).
+func deliverNoting(ctx context.Context, c *Config, s sender, alerts []*models.Alert, p retryPolicy, l *log.Entry, note func(error)) error {
+	text, err := c.Render(alerts)
+	if err != nil {
+		note(err)
+		return &permanentError{err}
+	}
+	bo := backoff.Backoff{Min: p.min, Max: p.max}
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, c.Timeout.Duration)
+		err = s.send(actx, text)
+		timedOut := actx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if err == nil {
+			note(nil)
+			if attempt > 1 {
+				l.WithField("attempts", attempt).Info("notification delivered after retries")
+			}
+			return nil
+		}
+		if timedOut {
+			err = fmt.Errorf("timeout exceeded (%s): %w", c.Timeout.Duration, err)
+		}
+		if ctx.Err() == nil {
+			note(err)
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) || ctx.Err() != nil {
+			return err
+		}
+		if p.attempts > 0 && attempt >= p.attempts {
+			if attempt == 1 {
+				return err
+			}
+			return fmt.Errorf("after %d attempts: %w", attempt, err)
+		}
+		if p.attempts == 0 && time.Since(start) >= retryFor {
+			return fmt.Errorf("after %d attempts in %s: %w", attempt, retryFor, err)
+		}
+		d := bo.Next()
+		l.WithError(err).WithFields(log.Fields{"attempt": attempt, "retry_in": d.Round(time.Millisecond)}).Warn("notification failed, retrying")
+		if !backoff.Sleep(ctx, d) {
+			return err
+		}
+	}
+}
+
+// Send renders alerts with the notification c and delivers them now, with
+// c's timeout and at most attempts attempts (at least one), for cscli
+// notifications test and reinject: the error says whether the message
+// got through.
+func Send(ctx context.Context, c *Config, alerts []*models.Alert, attempts int) error {
+	s, err := newSender(c)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	p := retryPolicy{attempts: max(attempts, 1), min: retryMin, max: retryMax}
+	return deliver(ctx, c, s, alerts, p, log.WithField("notification", c.Name))
+}
+
+// TestAlert is the alert cscli notifications test sends, upstream's.
+func TestAlert(now time.Time) *models.Alert {
+	ts := now.UTC().Format(time.RFC3339)
+	sim := false
+	return &models.Alert{
+		Scenario: "test alert", Message: "test alert", Kind: "cscli", Capacity: 0, EventsCount: 1,
+		Leakspeed: "0", ScenarioHash: "", ScenarioVersion: "", Remediation: true, StartAt: ts, StopAt: ts, CreatedAt: ts,
+		Source: &models.Source{IP: "10.10.10.10", Scope: "Ip", Value: "10.10.10.10"},
+		Decisions: []*models.Decision{{Type: "ban", Duration: "4h", Origin: "cscli", Scenario: "test alert",
+			Scope: "Ip", Value: "10.10.10.10", Simulated: &sim}},
+		Events: []*models.Event{},
+	}
+}

@@ -1,0 +1,170 @@
+package notify
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rampart-ips/rampart/models"
+)
+
+// bodies returns the bodies received, in order.
+func bodies(r *recorder) []string {
+	var out []string
+	for _, q := range r.got() {
+		out = append(out, q.body)
+	}
+	return out
+}
+
+const ipsFormat = `{{range $i, $a := .}}{{if $i}},{{end}}{{$a.Source.IP}}{{end}}`
+
+func TestGroupWaitAloneSendsOneMessage(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	rec := &recorder{}
+	srv := startRecorder(t, rec)
+	// Long enough for the three alerts to be queued within it, even on a
+	// loaded machine; the test waits for the message, not for the time.
+	c := mustParse(t, "type = \"http\"\nname = \"g\"\nformat = '"+ipsFormat+"'\ngroup_wait = \"1s\"\nurl = "+q(srv.URL))
+	b := runBroker(t, st, c)
+	var ids []int64
+	for i := 1; i <= 3; i++ {
+		ids = append(ids, storeAlert(t, st, fmt.Sprintf("192.0.2.%d", i), "s"))
+	}
+	for _, id := range ids {
+		b.Enqueue([]string{"g"}, id)
+	}
+	waitFor(t, "the grouped message", func() bool { return stats(b, "g").Sent >= 1 && stats(b, "g").Queued == 0 })
+	// Upstream sends three messages here (one alert each).
+	if got := bodies(rec); !slices.Equal(got, []string{"192.0.2.1,192.0.2.2,192.0.2.3"}) {
+		t.Errorf("messages %q, want one with the three alerts", got)
+	}
+}
+
+func TestGroupThresholdChunks(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	rec := &recorder{}
+	srv := startRecorder(t, rec)
+	c := mustParse(t, "type = \"http\"\nname = \"g\"\nformat = '"+ipsFormat+"'\ngroup_threshold = 2\nurl = "+q(srv.URL))
+	b := runBroker(t, st, c)
+	for i := 1; i <= 5; i++ {
+		b.Enqueue([]string{"g"}, storeAlert(t, st, fmt.Sprintf("192.0.2.%d", i), "s"))
+	}
+	waitFor(t, "two messages", func() bool { return stats(b, "g").Sent == 2 })
+	// The fifth waits for a sixth (threshold only, as upstream).
+	if s := stats(b, "g"); s.Queued != 1 {
+		t.Errorf("queued %d, want 1", s.Queued)
+	}
+	if got := bodies(rec); !slices.Equal(got, []string{"192.0.2.1,192.0.2.2", "192.0.2.3,192.0.2.4"}) {
+		t.Errorf("messages %q", got)
+	}
+}
+
+func TestGroupWaitWithThresholdChunks(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	rec := &recorder{}
+	srv := startRecorder(t, rec)
+	c := mustParse(t, "type = \"http\"\nname = \"g\"\nformat = '"+ipsFormat+"'\ngroup_wait = \"1s\"\ngroup_threshold = 2\nurl = "+q(srv.URL))
+	b := runBroker(t, st, c)
+	for i := 1; i <= 3; i++ {
+		b.Enqueue([]string{"g"}, storeAlert(t, st, fmt.Sprintf("192.0.2.%d", i), "s"))
+	}
+	waitFor(t, "both messages", func() bool { return stats(b, "g").Sent == 2 })
+	if got := bodies(rec); !slices.Equal(got, []string{"192.0.2.1,192.0.2.2", "192.0.2.3"}) {
+		t.Errorf("messages %q", got)
+	}
+}
+
+// A dead endpoint fills the queue; Enqueue still returns at once and the
+// overflow is counted, per notification: another one is unaffected.
+func TestQueueOverflowDropsWithoutBlocking(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	dead := &recorder{hang: make(chan struct{}), hangN: 1 << 30}
+	deadSrv := startRecorder(t, dead)
+	live := &recorder{}
+	liveSrv := startRecorder(t, live)
+	cd := mustParse(t, "type = \"http\"\nname = \"dead\"\nformat = \"x\"\ntimeout = \"1h\"\nurl = "+q(deadSrv.URL))
+	cl := mustParse(t, "type = \"http\"\nname = \"live\"\nformat = \"x\"\nurl = "+q(liveSrv.URL))
+	b := runBroker(t, st, cd, cl)
+	id := storeAlert(t, st, "192.0.2.1", "s")
+	b.Enqueue([]string{"dead"}, id)
+	waitFor(t, "the dead endpoint to hold the worker", func() bool { return len(dead.got()) == 1 })
+	// A blocking Enqueue would hang here (and the test time out).
+	extra := 10
+	for range QueueSize + extra {
+		b.Enqueue([]string{"dead"}, id)
+	}
+	s := stats(b, "dead")
+	if s.Dropped != uint64(extra) || s.Queued != QueueSize+1 {
+		t.Errorf("stats %+v, want %d dropped and %d queued", s, extra, QueueSize+1)
+	}
+	b.Enqueue([]string{"live", "unknown"}, id)
+	waitFor(t, "the other notification", func() bool { return stats(b, "live").Sent == 1 })
+}
+
+func TestRenderErrorIsNotRetried(t *testing.T) {
+	st := testStore(t)
+	rec := &recorder{}
+	srv := startRecorder(t, rec)
+	// Valid template, failing at run time: index out of range.
+	c := mustParse(t, "type = \"http\"\nname = \"bad\"\nformat = '{{index . 5}}'\nurl = "+q(srv.URL))
+	b := runBroker(t, st, c)
+	b.Enqueue([]string{"bad"}, storeAlert(t, st, "192.0.2.1", "s"))
+	waitFor(t, "the failure", func() bool { return stats(b, "bad").Failed == 1 })
+	if n := len(rec.got()); n != 0 {
+		t.Errorf("%d requests for a message that did not render", n)
+	}
+}
+
+func TestTemplateFunctions(t *testing.T) {
+	st := testStore(t)
+	id := storeAlert(t, st, "192.0.2.9", "crowdsecurity/ssh-bf")
+	a, err := st.GetAlert(t.Context(), id, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mustParse(t, `type = "file"
+name = "f"
+log_path = "/nonexistent/x"
+format = '''{{range .}}{{GetMeta . "target_user" | join ","}}|{{.Scenario | upper}}|{{HTMLEscape "<b>"}}|{{ne (index .Decisions 0).ID 0}}|{{toJson .Source}}{{end}}|{{len Hostname | lt 0}}'''`)
+	got, err := c.Render([]*models.Alert{a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `root|CROWDSECURITY/SSH-BF|&lt;b&gt;|true|{"ip":"192.0.2.9","scope":"Ip","value":"192.0.2.9"}|true`
+	if got != want {
+		t.Errorf("rendered\n%s\nwant\n%s", got, want)
+	}
+	cti := mustParse(t, "type = \"file\"\nname = \"f\"\nlog_path = \"/x\"\nformat = '{{CrowdsecCTI \"1.2.3.4\"}}'")
+	if _, err := cti.Render(nil); err == nil || !strings.Contains(err.Error(), "not configured") {
+		t.Errorf("CrowdsecCTI: %v", err)
+	}
+}
+
+// A long group_wait does not let a group grow without bound in memory: at
+// QueueSize alerts it is sent.
+func TestGroupIsBounded(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	rec := &recorder{}
+	srv := startRecorder(t, rec)
+	c := mustParse(t, "type = \"http\"\nname = \"g\"\nformat = '{{len .}}'\ngroup_wait = \"1h\"\nurl = "+q(srv.URL))
+	b := runBroker(t, st, c)
+	id := storeAlert(t, st, "192.0.2.1", "s")
+	for range QueueSize {
+		b.Enqueue([]string{"g"}, id)
+	}
+	waitFor(t, "the full group", func() bool { return stats(b, "g").Sent == 1 })
+	if got := bodies(rec); !slices.Equal(got, []string{fmt.Sprint(QueueSize)}) {
+		t.Errorf("messages %q, want one of %d alerts", got, QueueSize)
+	}
+	if s := stats(b, "g"); s.Queued != 0 || s.Dropped != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}

@@ -1,0 +1,405 @@
+// Package notify sends notifications about alerts, as CrowdSec's
+// notification plugins do, but built in: http (webhooks), slack, email
+// (SMTP) and file. A profile names the notifications its alerts go to
+// (notifications = ["name"]); each notification is a TOML file under the
+// notification folder with upstream's keys.
+//
+// The Broker delivers them off the ban path: the LAPI hands it the id of
+// an alert it has stored, a bounded queue per notification takes it or
+// counts it as dropped, and a worker per notification groups the alerts
+// (group_wait, group_threshold), renders the format template over them
+// and sends, retrying with backoff on errors and on HTTP error statuses.
+// Nothing here can block an alert's ingestion or a decision's delivery.
+package notify
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+
+	log "github.com/sirupsen/logrus"
+
+	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/stricttoml"
+)
+
+// Types of notification.
+const (
+	TypeHTTP  = "http"
+	TypeSlack = "slack"
+	TypeEmail = "email"
+	TypeFile  = "file"
+)
+
+// Defaults, upstream's where upstream has one.
+const (
+	DefaultTimeout = 5 * time.Second
+	// retryFor is how long delivery is retried when max_retry is 0.
+	retryFor = 5 * time.Minute
+)
+
+// Config is one notification as written in its TOML file: upstream's
+// common keys, then the keys of each type. A key of another type than
+// the notification's is an error (a typo or a copy-paste gone wrong).
+type Config struct {
+	Type   string `toml:"type"`
+	Name   string `toml:"name"`
+	Format string `toml:"format"`
+	// GroupWait holds alerts this long after the first one of a group,
+	// then sends them together.
+	GroupWait csconfig.Duration `toml:"group_wait"`
+	// GroupThreshold sends as soon as this many alerts wait, and cuts
+	// larger groups into messages of this many alerts.
+	GroupThreshold int `toml:"group_threshold"`
+	// MaxRetry > 0: at most max_retry+1 attempts; 0: retry for 5 minutes.
+	MaxRetry int `toml:"max_retry"`
+	// Timeout bounds each attempt (default 5s).
+	Timeout csconfig.Duration `toml:"timeout"`
+	// LogLevel is accepted for upstream's files; the LAPI's level applies.
+	LogLevel string `toml:"log_level"`
+
+	// http
+	URL                 string            `toml:"url"`
+	Method              string            `toml:"method"`
+	Headers             map[string]string `toml:"headers"`
+	SkipTLSVerification bool              `toml:"skip_tls_verification"`
+	CACertPath          string            `toml:"ca_cert_path"`
+	CertPath            string            `toml:"cert_path"`
+	KeyPath             string            `toml:"key_path"`
+	UnixSocket          string            `toml:"unix_socket"`
+
+	// slack
+	Webhook   string `toml:"webhook"`
+	Channel   string `toml:"channel"`
+	Username  string `toml:"username"`
+	IconEmoji string `toml:"icon_emoji"`
+	IconURL   string `toml:"icon_url"`
+
+	// email
+	SMTPHost       string            `toml:"smtp_host"`
+	SMTPPort       int               `toml:"smtp_port"`
+	SMTPUsername   string            `toml:"smtp_username"`
+	SMTPPassword   string            `toml:"smtp_password"`
+	SenderEmail    string            `toml:"sender_email"`
+	SenderName     string            `toml:"sender_name"`
+	ReceiverEmails []string          `toml:"receiver_emails"`
+	EmailSubject   string            `toml:"email_subject"`
+	EncryptionType string            `toml:"encryption_type"`
+	AuthType       string            `toml:"auth_type"`
+	HeloHost       string            `toml:"helo_host"`
+	ConnectTimeout csconfig.Duration `toml:"connect_timeout"`
+	SendTimeout    csconfig.Duration `toml:"send_timeout"`
+
+	// file
+	LogPath string `toml:"log_path"`
+	// FileFormat is "text" (the rendered text appended as it is, as
+	// upstream) or "json" (the rendered text must be JSON values, each
+	// appended compacted on a line of its own: JSON lines).
+	FileFormat string `toml:"file_format"`
+	Rotate     Rotate `toml:"rotate"`
+
+	// Source is the file the notification was read from.
+	Source string `toml:"-"`
+
+	tmpl *template.Template
+}
+
+// Rotate is the file type's rotation, upstream's keys.
+type Rotate struct {
+	Enabled bool `toml:"enabled"`
+	// MaxSize in megabytes: the file is rotated before it would grow past.
+	MaxSize int `toml:"max_size"`
+	// MaxFiles rotated files are kept (0: all).
+	MaxFiles int `toml:"max_files"`
+	// MaxAge in days: older rotated files are removed (0: kept).
+	MaxAge   int  `toml:"max_age"`
+	Compress bool `toml:"compress"`
+}
+
+// typeKeys are the keys only some types accept (types joined by commas).
+// skip_tls_verification and ca_cert_path also serve email, which upstream
+// gives no way to trust a private CA.
+var typeKeys = map[string]string{
+	"url": TypeHTTP, "method": TypeHTTP, "headers": TypeHTTP, "skip_tls_verification": TypeHTTP + "," + TypeEmail,
+	"ca_cert_path": TypeHTTP + "," + TypeEmail, "cert_path": TypeHTTP, "key_path": TypeHTTP, "unix_socket": TypeHTTP,
+	"webhook": TypeSlack, "channel": TypeSlack, "username": TypeSlack, "icon_emoji": TypeSlack, "icon_url": TypeSlack,
+	"smtp_host": TypeEmail, "smtp_port": TypeEmail, "smtp_username": TypeEmail, "smtp_password": TypeEmail,
+	"sender_email": TypeEmail, "sender_name": TypeEmail, "receiver_emails": TypeEmail, "email_subject": TypeEmail,
+	"encryption_type": TypeEmail, "auth_type": TypeEmail, "helo_host": TypeEmail, "connect_timeout": TypeEmail,
+	"send_timeout": TypeEmail,
+	"log_path":     TypeFile, "file_format": TypeFile, "rotate": TypeFile,
+}
+
+// fileLayout is a notification file: one notification written at the top
+// level (upstream's single-document file), or several as
+// [[notification]] tables (upstream's multi-document file), or both.
+type fileLayout struct {
+	Config
+	Notification []*Config `toml:"notification"`
+}
+
+// Parse decodes the notifications of one TOML document; name is used in
+// messages (usually the file path). Every notification is validated, its
+// defaults applied and its format compiled.
+func Parse(data []byte, name string) ([]*Config, error) {
+	var f fileLayout
+	md, err := stricttoml.Decode(data, name, &f)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Config
+	top := false
+	for _, k := range md.Keys() {
+		if len(k) >= 1 && k[0] != "notification" {
+			top = true
+		}
+	}
+	if top {
+		c := f.Config
+		if err := c.check(name, ""); err != nil {
+			return nil, err
+		}
+		out = append(out, &c)
+	}
+	for i, c := range f.Notification {
+		if c == nil {
+			continue
+		}
+		if err := c.check(name, fmt.Sprintf("notification #%d", i+1)); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// check validates c, applies defaults and compiles the format.
+func (c *Config) check(file, where string) error {
+	c.Source = file
+	label := file + ": "
+	if where != "" {
+		label += where + ": "
+	}
+	if strings.TrimSpace(c.Name) == "" {
+		return fmt.Errorf("%smissing name", label)
+	}
+	label = fmt.Sprintf("%snotification %q: ", label, c.Name)
+	switch c.Type {
+	case TypeHTTP, TypeSlack, TypeEmail, TypeFile:
+	case "":
+		return fmt.Errorf("%smissing type (%s, %s, %s or %s)", label, TypeHTTP, TypeSlack, TypeEmail, TypeFile)
+	default:
+		return fmt.Errorf("%stype %q is not built in (%s, %s, %s or %s; Rampart runs no plugin binaries)",
+			label, c.Type, TypeHTTP, TypeSlack, TypeEmail, TypeFile)
+	}
+	for _, k := range slices.Sorted(maps.Keys(typeKeys)) {
+		if t := typeKeys[k]; !slices.Contains(strings.Split(t, ","), c.Type) && c.wrote(k) {
+			return fmt.Errorf("%skey %s belongs to type %s, not %s", label, k, strings.ReplaceAll(t, ",", " and "), c.Type)
+		}
+	}
+	if c.GroupThreshold < 0 {
+		return fmt.Errorf("%sgroup_threshold must not be negative", label)
+	}
+	if c.MaxRetry < 0 {
+		return fmt.Errorf("%smax_retry must not be negative", label)
+	}
+	if c.GroupWait.Duration < 0 || c.Timeout.Duration < 0 {
+		return fmt.Errorf("%sgroup_wait and timeout must not be negative", label)
+	}
+	if c.Timeout.Duration == 0 {
+		c.Timeout.Duration = DefaultTimeout
+	}
+	if strings.TrimSpace(c.Format) == "" {
+		return fmt.Errorf("%smissing format (a Go template over the list of alerts)", label)
+	}
+	t, err := template.New(c.Name).Funcs(funcMap()).Parse(c.Format)
+	if err != nil {
+		return fmt.Errorf("%sformat: %w", label, err)
+	}
+	c.tmpl = t
+	c.expandEnv()
+	var terr error
+	switch c.Type {
+	case TypeHTTP:
+		terr = c.checkHTTP()
+	case TypeSlack:
+		if c.Webhook == "" {
+			terr = errors.New("missing webhook")
+		}
+	case TypeEmail:
+		terr = c.checkEmail()
+	case TypeFile:
+		terr = c.checkFile()
+	}
+	if terr != nil {
+		return fmt.Errorf("%s%w", label, terr)
+	}
+	return nil
+}
+
+// wrote reports whether the type-specific key k holds a value in c (the
+// decoder's metadata cannot say which [[notification]] table set a key).
+func (c *Config) wrote(k string) bool {
+	switch k {
+	case "url":
+		return c.URL != ""
+	case "method":
+		return c.Method != ""
+	case "headers":
+		return len(c.Headers) > 0
+	case "skip_tls_verification":
+		return c.SkipTLSVerification
+	case "ca_cert_path":
+		return c.CACertPath != ""
+	case "cert_path":
+		return c.CertPath != ""
+	case "key_path":
+		return c.KeyPath != ""
+	case "unix_socket":
+		return c.UnixSocket != ""
+	case "webhook":
+		return c.Webhook != ""
+	case "channel":
+		return c.Channel != ""
+	case "username":
+		return c.Username != ""
+	case "icon_emoji":
+		return c.IconEmoji != ""
+	case "icon_url":
+		return c.IconURL != ""
+	case "smtp_host":
+		return c.SMTPHost != ""
+	case "smtp_port":
+		return c.SMTPPort != 0
+	case "smtp_username":
+		return c.SMTPUsername != ""
+	case "smtp_password":
+		return c.SMTPPassword != ""
+	case "sender_email":
+		return c.SenderEmail != ""
+	case "sender_name":
+		return c.SenderName != ""
+	case "receiver_emails":
+		return len(c.ReceiverEmails) > 0
+	case "email_subject":
+		return c.EmailSubject != ""
+	case "encryption_type":
+		return c.EncryptionType != ""
+	case "auth_type":
+		return c.AuthType != ""
+	case "helo_host":
+		return c.HeloHost != ""
+	case "connect_timeout":
+		return c.ConnectTimeout.Duration != 0
+	case "send_timeout":
+		return c.SendTimeout.Duration != 0
+	case "log_path":
+		return c.LogPath != ""
+	case "file_format":
+		return c.FileFormat != ""
+	case "rotate":
+		return c.Rotate != Rotate{}
+	}
+	return false
+}
+
+// expandEnv replaces $VAR and ${VAR} by the variable's value in the keys
+// that hold addresses and secrets, as upstream does for a whole config,
+// leaving an undefined variable as written. Unlike upstream, the format
+// is left alone: a template may well print a dollar sign.
+func (c *Config) expandEnv() {
+	exp := func(s string) string {
+		return os.Expand(s, func(v string) string {
+			if val, ok := os.LookupEnv(v); ok {
+				return val
+			}
+			return "${" + v + "}"
+		})
+	}
+	for _, p := range []*string{&c.URL, &c.UnixSocket, &c.Webhook, &c.SMTPHost, &c.SMTPUsername,
+		&c.SMTPPassword, &c.SenderEmail, &c.LogPath, &c.CACertPath, &c.CertPath, &c.KeyPath} {
+		*p = exp(*p)
+	}
+	for k, v := range c.Headers {
+		c.Headers[k] = exp(v)
+	}
+	for i, r := range c.ReceiverEmails {
+		c.ReceiverEmails[i] = exp(r)
+	}
+}
+
+// LoadDir reads every *.toml file directly in dir, in name order. A
+// missing folder holds no notification. Two notifications with one name
+// are an error naming both files (upstream warns and keeps the last).
+// Upstream's YAML files there are not read, with a warning.
+func LoadDir(dir string) ([]*Config, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading notification folder: %w", err)
+	}
+	var out []*Config
+	var yamls []string
+	seen := map[string]*Config{}
+	for _, e := range entries {
+		if !e.IsDir() && (strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
+			yamls = append(yamls, e.Name())
+		}
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".toml") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading notification: %w", err)
+		}
+		cs, err := Parse(data, path)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range cs {
+			if prev, ok := seen[c.Name]; ok {
+				return nil, fmt.Errorf("notification %q is defined twice: in %s and in %s", c.Name, prev.Source, c.Source)
+			}
+			seen[c.Name] = c
+			out = append(out, c)
+		}
+	}
+	if len(yamls) > 0 {
+		// Left by CrowdSec: the same keys, but Rampart's files are TOML.
+		log.WithFields(log.Fields{"folder": dir, "files": yamls}).
+			Warn("notification files in YAML are not read: write them in TOML (the same keys) as *.toml")
+	}
+	return out, nil
+}
+
+// CheckReferences fails when a profile names a notification that is not
+// configured: refs maps each notification name to the profiles naming it.
+func CheckReferences(refs map[string][]string, configs []*Config, dir string) error {
+	known := map[string]bool{}
+	for _, c := range configs {
+		known[c.Name] = true
+	}
+	var names []string
+	for n := range refs {
+		if !known[n] {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	slices.Sort(names)
+	n := names[0]
+	return fmt.Errorf("profile %q names notification %q, which is not configured (no file in %s defines name = %q)",
+		refs[n][0], n, dir, n)
+}

@@ -1,0 +1,147 @@
+package notify
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rampart-ips/rampart/models"
+)
+
+func TestParseLayouts(t *testing.T) {
+	// One notification at the top level, as upstream's single-document
+	// files, and several as [[notification]] tables.
+	c := mustParse(t, `type = "http"
+name = "a"
+format = "x"
+url = "http://127.0.0.1/"`)
+	if c.Method != "POST" || c.Timeout.Duration != DefaultTimeout || c.Source != "test.toml" {
+		t.Errorf("defaults: %+v", c)
+	}
+	cs, err := Parse([]byte(`
+[[notification]]
+type = "slack"
+name = "s"
+format = "x"
+webhook = "https://hooks.slack.test/x"
+
+[[notification]]
+type = "email"
+name = "e"
+format = "x"
+smtp_host = "mail.test"
+receiver_emails = ["a@b.test"]
+group_wait = "30s"
+`), "multi.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 2 || cs[0].Name != "s" || cs[1].Name != "e" {
+		t.Fatalf("got %d: %+v", len(cs), cs)
+	}
+	e := cs[1]
+	if e.SMTPPort != 25 || e.EncryptionType != "ssltls" || e.AuthType != "none" || e.SenderEmail != "crowdsec@crowdsec.local" ||
+		e.EmailSubject != "Crowdsec notification" || e.HeloHost != "localhost" || e.GroupWait.Duration != 30*time.Second {
+		t.Errorf("email defaults: %+v", e)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"type = \"http\"\nname = \"a\"\nformat = \"x\"\nurl = \"http://h/\"\nuri = \"x\"", "uri"},
+		{"type = \"http\"\nformat = \"x\"\nurl = \"http://h/\"", "missing name"},
+		{"type = \"sentinel\"\nname = \"a\"\nformat = \"x\"", `type "sentinel" is not built in`},
+		{"name = \"a\"\nformat = \"x\"", "missing type"},
+		{"type = \"http\"\nname = \"a\"\nurl = \"http://h/\"", "missing format"},
+		{"type = \"http\"\nname = \"a\"\nformat = \"{{.Foo\"\nurl = \"http://h/\"", "format"},
+		{"type = \"http\"\nname = \"a\"\nformat = \"x\"", "missing url"},
+		{"type = \"http\"\nname = \"a\"\nformat = \"x\"\nurl = \"ftp://h/\"", "scheme"},
+		{"type = \"slack\"\nname = \"a\"\nformat = \"x\"\nwebhook = \"http://h/\"\nsmtp_host = \"m\"", "key smtp_host belongs to type email, not slack"},
+		{"type = \"email\"\nname = \"a\"\nformat = \"x\"\nsmtp_host = \"m\"", "missing receiver_emails"},
+		{"type = \"email\"\nname = \"a\"\nformat = \"x\"\nsmtp_host = \"m\"\nreceiver_emails = [\"a@b\"]\nauth_type = \"ntlm\"", "auth_type"},
+		{"type = \"email\"\nname = \"a\"\nformat = \"x\"\nsmtp_host = \"m\"\nreceiver_emails = [\"a@b\"]\nauth_type = \"plain\"", "needs smtp_username"},
+		{"type = \"email\"\nname = \"a\"\nformat = \"x\"\nsmtp_host = \"m\"\nreceiver_emails = [\"a@b\"]\nencryption_type = \"tls\"", "encryption_type"},
+		{"type = \"file\"\nname = \"a\"\nformat = \"x\"\nlog_path = \"rel.log\"", "absolute"},
+		{"type = \"file\"\nname = \"a\"\nformat = \"x\"\nlog_path = \"/a.log\"\nfile_format = \"xml\"", "file_format"},
+		{"type = \"file\"\nname = \"a\"\nformat = \"x\"\nlog_path = \"/a.log\"\n[rotate]\nmax_sise = 3", "max_sise"},
+		{"type = \"http\"\nname = \"a\"\nformat = \"x\"\nurl = \"http://h/\"\ntimeout = \"soon\"", "timeout"},
+	} {
+		_, err := Parse([]byte(tc.doc), "n.toml")
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "n.toml") {
+			t.Errorf("%q: error %v, want one from n.toml naming %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+func TestEnvExpansion(t *testing.T) {
+	t.Setenv("RAMPART_TEST_TOKEN", "s3cret")
+	c := mustParse(t, `type = "http"
+name = "a"
+format = "cost: $5 ${RAMPART_TEST_TOKEN}"
+url = "http://127.0.0.1/${RAMPART_TEST_TOKEN}/$RAMPART_TEST_UNSET"
+headers = { Authorization = "Bearer ${RAMPART_TEST_TOKEN}" }`)
+	if c.URL != "http://127.0.0.1/s3cret/${RAMPART_TEST_UNSET}" || c.Headers["Authorization"] != "Bearer s3cret" {
+		t.Errorf("expanded: url %q headers %v", c.URL, c.Headers)
+	}
+	// The format is a template, not a place for secrets (upstream
+	// expands it too, eating the dollar signs of a template).
+	if got, _ := c.Render(nil); got != "cost: $5 ${RAMPART_TEST_TOKEN}" {
+		t.Errorf("format rendered %q", got)
+	}
+}
+
+func TestLoadDirAndReferences(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, doc string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("http.toml", "type = \"http\"\nname = \"hook\"\nformat = \"x\"\nurl = \"http://127.0.0.1/\"")
+	// A file all comments (the shipped examples) defines nothing.
+	write("slack.toml", "# type = \"slack\"\n# name = \"slack_default\"\n")
+	write("notes.txt", "not a notification")
+	// Upstream's YAML files are left alone (with a warning).
+	write("slack.yaml", "type: slack\nname: slack_default\n")
+	cs, err := LoadDir(dir)
+	if err != nil || len(cs) != 1 || cs[0].Name != "hook" {
+		t.Fatalf("LoadDir: %v %+v", err, cs)
+	}
+	if err := CheckReferences(map[string][]string{"hook": {"p"}}, cs, dir); err != nil {
+		t.Errorf("known name: %v", err)
+	}
+	err = CheckReferences(map[string][]string{"hook": {"p"}, "mail": {"default_ip_remediation"}}, cs, dir)
+	if err == nil || !strings.Contains(err.Error(), `profile "default_ip_remediation" names notification "mail"`) {
+		t.Errorf("unknown name: %v", err)
+	}
+	write("dup.toml", "type = \"file\"\nname = \"hook\"\nformat = \"x\"\nlog_path = \"/tmp/x\"")
+	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "defined twice") {
+		t.Errorf("duplicate name: %v", err)
+	}
+	if cs, err := LoadDir(filepath.Join(dir, "missing")); err != nil || cs != nil {
+		t.Errorf("missing folder: %v %v", cs, err)
+	}
+}
+
+// The examples the package installs in /etc/crowdsec/notifications load,
+// and name nothing a profile uses yet.
+func TestShippedExamples(t *testing.T) {
+	cs, err := LoadDir(filepath.Join("..", "..", "config", "notifications"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{}
+	for _, c := range cs {
+		names[c.Name] = c.Type
+		if _, err := c.Render([]*models.Alert{TestAlert(time.Now())}); err != nil {
+			t.Errorf("%s: %v", c.Name, err)
+		}
+	}
+	want := map[string]string{"http_default": "http", "slack_default": "slack", "email_default": "email", "file_default": "file"}
+	if fmt.Sprint(names) != fmt.Sprint(want) {
+		t.Errorf("examples %v, want %v", names, want)
+	}
+}

@@ -1,0 +1,245 @@
+package lapi
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/lapi/profiles"
+	"github.com/rampart-ips/rampart/lapi/store"
+)
+
+// hook is a webhook endpoint on loopback; while hang is open, requests
+// wait for it to close.
+type hook struct {
+	mu     sync.Mutex
+	bodies []string
+	hang   chan struct{}
+}
+
+func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	h.mu.Lock()
+	h.bodies = append(h.bodies, string(b))
+	hang := h.hang
+	h.mu.Unlock()
+	if hang != nil {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *hook) got() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.bodies...)
+}
+
+// notifyLAPI starts a LAPI whose profile bans every IP alert for 4h and
+// notifies "hook", an http notification posting to url.
+func notifyLAPI(t *testing.T, url string, extra string) *testLAPI {
+	t.Helper()
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "profiles.toml")
+	writeFile(t, prof, `
+[[profile]]
+name = "default_ip_remediation"
+filters = ["Alert.Remediation == true && Alert.GetScope() == 'Ip'"]
+decisions = [{type = "ban", duration = "4h"}]
+notifications = ["hook"]
+on_success = "break"
+`)
+	writeFile(t, filepath.Join(dir, "notifications", "http.toml"), `
+type = "http"
+name = "hook"
+url = "`+url+`"
+format = '''{{range .}}{{.Scenario}} from {{.Source.IP}}: {{range .Decisions}}{{.Type}} {{.Value}} id={{.ID}}{{end}}{{end}}'''
+`+extra)
+	return startLAPIAt(t, filepath.Join(dir, "crowdsec.db"), func(c *csconfig.Config) {
+		c.API.Server.ProfilesPath = prof
+		c.ConfigPaths.NotificationDir = filepath.Join(dir, "notifications")
+	})
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNotificationEndToEnd(t *testing.T) {
+	h := &hook{}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	l := notifyLAPI(t, srv.URL, "")
+	ids := l.push(agentAlert("203.0.113.5", "crowdsecurity/ssh-bf"))
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.got()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := h.got()
+	if len(got) != 1 {
+		t.Fatalf("webhook received %d messages, want 1", len(got))
+	}
+	// Rendered after the insert: the decision has its id.
+	if want := "crowdsecurity/ssh-bf from 203.0.113.5: ban 203.0.113.5 id="; !strings.HasPrefix(got[0], want) || strings.HasSuffix(got[0], "id=0") {
+		t.Errorf("webhook body %q, want %q and an id", got[0], want)
+	}
+	id, err := strconv.ParseInt(ids[0], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := l.Store.GetAlert(context.Background(), id, time.Now())
+	if err != nil || !strings.HasSuffix(got[0], "id="+strconv.FormatInt(a.Decisions[0].ID, 10)) {
+		t.Errorf("body %q, stored decision %+v (%v)", got[0], a.Decisions, err)
+	}
+	// A manual decision (alert with its own decision) matching the
+	// profile is notified too, as upstream; an agent's retried push (the
+	// same UUIDs) is not notified again, nor a UUID twice in one push.
+	retried := agentAlert("203.0.113.7", "crowdsecurity/ssh-bf")
+	retried.UUID = "0b7d5c4e-1f2a-4b3c-9d8e-7f6a5b4c3d2e"
+	l.push(retried, retried)
+	l.push(retried)
+	l.push(manualAlert("203.0.113.6", "Ip", "1h", "cscli"))
+	for len(h.got()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The broker sends in queue order: the manual one comes last.
+	if got := h.got(); len(got) != 3 || !strings.Contains(got[1], "ban 203.0.113.7") || !strings.Contains(got[2], "ban 203.0.113.6") {
+		t.Errorf("after a retried push and a manual decision: %q", got)
+	}
+	// The deliveries are counted beside the LAPI's other metrics (the
+	// webhook has the message a moment before the broker counts it).
+	reg := prometheus.NewRegistry()
+	if err := l.Server.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	want := `# HELP cs_lapi_notifications_sent_total Notification messages delivered.
+# TYPE cs_lapi_notifications_sent_total counter
+cs_lapi_notifications_sent_total{notification="hook",type="http"} 3
+# HELP cs_lapi_notifications_dropped_total Alerts not notified: the notification's queue was full, or the alert could not be read back.
+# TYPE cs_lapi_notifications_dropped_total counter
+cs_lapi_notifications_dropped_total{notification="hook",type="http"} 0
+`
+	var err2 error
+	for time.Now().Before(deadline) {
+		if err2 = testutil.GatherAndCompare(reg, strings.NewReader(want), "cs_lapi_notifications_sent_total", "cs_lapi_notifications_dropped_total"); err2 == nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err2 != nil {
+		t.Error(err2)
+	}
+	// And on the dashboard.
+	ns := l.uiSummary().Notifications
+	if len(ns) != 1 || ns[0].Name != "hook" || ns[0].Type != "http" || ns[0].Sent != 3 || ns[0].LastSent == nil || ns[0].LastErrorAt != nil {
+		t.Errorf("dashboard notifications: %+v", ns)
+	}
+}
+
+// A hanging endpoint delays nothing: the push is answered and the ban is
+// on the stream while the notification waits.
+func TestNotificationNeverDelaysBan(t *testing.T) {
+	h := &hook{hang: make(chan struct{})}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { close(h.hang); srv.Close() })
+	l := notifyLAPI(t, srv.URL, "timeout = \"1h\"\n")
+	key := l.addBouncer("fw")
+	l.stream(key, "&startup=true")
+	l.push(agentAlert("203.0.113.9", "crowdsecurity/ssh-bf"))
+	// The broker is stuck in the webhook...
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.got()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(h.got()) != 1 {
+		t.Fatal("the webhook was never called")
+	}
+	// ...and the bouncer gets the ban, as do the pushes after it.
+	r := l.stream(key, "")
+	if len(r.New) != 1 || r.New[0].Value != "203.0.113.9" {
+		t.Fatalf("stream while the webhook hangs: %+v", r.New)
+	}
+	l.push(agentAlert("203.0.113.10", "crowdsecurity/ssh-bf"))
+	if r := l.stream(key, ""); len(r.New) != 1 || r.New[0].Value != "203.0.113.10" {
+		t.Fatalf("second ban while the webhook hangs: %+v", r.New)
+	}
+	if st := l.Server.Notifications().Stats(); len(st) != 1 || st[0].Queued != 2 || st[0].Sent != 0 {
+		t.Errorf("stats %+v, want 2 waiting", st)
+	}
+}
+
+func TestUnknownNotificationStopsStart(t *testing.T) {
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "profiles.toml")
+	writeFile(t, prof, "[[profile]]\nname = \"p1\"\nfilters = [\"true\"]\nnotifications = [\"slack_default\"]\n")
+	set, err := profiles.Load(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := csconfig.Default()
+	cfg.ConfigPaths.NotificationDir = filepath.Join(dir, "notifications")
+	st, err := store.Open(context.Background(), testStoreConfig(t, filepath.Join(dir, "crowdsec.db")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	_, err = New(context.Background(), cfg, st, set)
+	if err == nil || !strings.Contains(err.Error(), `profile "p1" names notification "slack_default"`) {
+		t.Errorf("New: %v, want an error naming the profile and the notification", err)
+	}
+}
+
+// A reload must not bring in a profile naming a notification the running
+// LAPI does not have (notifications are read at start only).
+func TestCheckProfilesOnReload(t *testing.T) {
+	l := notifyLAPI(t, "http://127.0.0.1:1/", "")
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	writeFile(t, good, "[[profile]]\nname = \"p\"\nfilters = [\"true\"]\nnotifications = [\"hook\"]\n")
+	bad := filepath.Join(dir, "bad.toml")
+	writeFile(t, bad, "[[profile]]\nname = \"p2\"\nfilters = [\"true\"]\nnotifications = [\"hook\", \"teams\"]\n")
+	for _, tc := range []struct {
+		path string
+		want string
+	}{{good, ""}, {bad, `profile "p2" names notification "teams"`}} {
+		set, err := profiles.Load(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = l.Server.CheckProfiles(set)
+		if (tc.want == "" && err != nil) || (tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want))) {
+			t.Errorf("%s: %v, want %q", tc.path, err, tc.want)
+		}
+	}
+	// Without any notification, only profiles naming none pass.
+	plain := startLAPI(t, nil)
+	set, _ := profiles.Load(bad)
+	if err := plain.Server.CheckProfiles(set); err == nil {
+		t.Error("a LAPI without notifications accepted profiles naming some")
+	}
+	if err := plain.Server.CheckProfiles(profiles.Default()); err != nil {
+		t.Errorf("default profiles: %v", err)
+	}
+}
