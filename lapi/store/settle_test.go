@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -423,5 +424,91 @@ func TestStreamDeltaPlan(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSettlePlansServer pins, on PostgreSQL and MariaDB, the plan of the
+// statement settling a push's new decisions: new rows read by id range,
+// held ones through decisions_key, never a scan, hash or sort of decisions.
+// Statistics are taken on a small table and decisions then grows, as when
+// an import follows a restart: planned freely, both servers drove the join
+// from the held rows (or hashed them all), reading the whole table once per
+// push.
+func TestSettlePlansServer(t *testing.T) {
+	if testdb.IsSQLite() {
+		t.Skip("checks server query plans; TestSettlePlans covers SQLite")
+	}
+	path := filepath.Join(t.TempDir(), "plan.db")
+	s := openAt(t, path)
+	defer s.Close()
+	pushDecisions(t, s, "few", ipBans("few", 10, time.Hour))
+	if s.d.kind == postgresDB {
+		mustExec(t, s, `ANALYZE`)
+	} else {
+		mustExec(t, s, `ANALYZE TABLE decisions`)
+	}
+	for i := 0; i < 4; i++ {
+		pushDecisions(t, s, fmt.Sprintf("big-%d", i), ipBans(fmt.Sprintf("big-%d", i), 5000, time.Hour))
+	}
+	var after int64
+	if err := s.r.QueryRow(`SELECT MAX(id) - 5000 FROM decisions`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	st := pairsStmt(s.d.kind, after)
+	var plan []string
+	err := s.write(context.Background(), func(tx *wtx) error {
+		return pinnedPlans(tx, func() error {
+			rows, err := tx.QueryContext(tx.ctx, "EXPLAIN "+st.q, st.args...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			cols, _ := rows.Columns()
+			for rows.Next() {
+				vals := make([]sql.NullString, len(cols))
+				ptrs := make([]any, len(cols))
+				for i := range vals {
+					ptrs[i] = &vals[i]
+				}
+				if err := rows.Scan(ptrs...); err != nil {
+					return err
+				}
+				var line []string
+				for i, v := range vals {
+					line = append(line, cols[i]+"="+v.String)
+				}
+				plan = append(plan, strings.Join(line, " "))
+			}
+			return rows.Err()
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(plan, "\n")
+	var want, never []string
+	if s.d.kind == postgresDB {
+		want = []string{"Nested Loop", "on decisions n", "decisions_pkey", "Index Scan using decisions_key on decisions o"}
+		never = []string{"Seq Scan", "Hash", "Sort", "Merge"}
+		// n is the outer side: it comes first.
+		if i, j := strings.Index(all, "decisions n"), strings.Index(all, "decisions o"); i < 0 || j < i {
+			t.Errorf("new rows are not the outer side:\n%s", all)
+		}
+	} else {
+		if len(plan) != 2 || !strings.Contains(plan[0], "table=n ") || !strings.Contains(plan[0], "key=PRIMARY ") ||
+			!strings.Contains(plan[1], "table=o ") || !strings.Contains(plan[1], "key=decisions_key ") {
+			t.Errorf("want n by PRIMARY then o by decisions_key:\n%s", all)
+		}
+		never = []string{"type=ALL", "filesort", "join buffer"}
+	}
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("plan lacks %q:\n%s", w, all)
+		}
+	}
+	for _, w := range never {
+		if strings.Contains(all, w) {
+			t.Errorf("plan has %q:\n%s", w, all)
+		}
 	}
 }
