@@ -180,17 +180,33 @@ func insertAlertsDecisions(tx *wtx, alertIDs []int64, batches [][]NewDecision, s
 	if err != nil {
 		return err
 	}
+	vals := make([]any, 0, len(newDecisionCols))
+	row := func(b, i int) []any {
+		d := &batches[b][i]
+		until := d.Until.UnixNano()
+		// A live decision outlasts an ended one, so firstLongest
+		// shows an ended one only when its key has no live one.
+		live := until > created
+		return append(vals[:0], sanitize(d.UUID), alertIDs[b], created, until, sanitize(d.Scenario), sanitize(d.Type), sanitize(d.Scope),
+			sanitize(d.Value), sanitize(d.Origin), d.Simulated, d.Range.Size, d.Range.Start, d.Range.End, d.Range.StartSuffix,
+			d.Range.EndSuffix, live, live && shown[b][i], seq)
+	}
+	if tx.s.d.kind == postgresDB {
+		// COPY: the multi-row INSERTs of a 50k-decision import push
+		// cost PostgreSQL about a third more.
+		var at [][2]int
+		for b, ds := range batches {
+			for i := range ds {
+				at = append(at, [2]int{b, i})
+			}
+		}
+		return tx.copyFrom("decisions", newDecisionCols, len(at), func(k int) []any { return row(at[k][0], at[k][1]) })
+	}
 	// Multi-row statements: modernc's per-statement cost dominates otherwise.
 	ins := newRowInserter(tx, decisionRows)
 	for b, ds := range batches {
 		for i := range ds {
-			d := &ds[i]
-			until := d.Until.UnixNano()
-			// A live decision outlasts an ended one, so firstLongest
-			// shows an ended one only when its key has no live one.
-			live := until > created
-			if err := ins.add(sanitize(d.UUID), alertIDs[b], created, until, sanitize(d.Scenario), sanitize(d.Type), sanitize(d.Scope), sanitize(d.Value), sanitize(d.Origin), d.Simulated,
-				d.Range.Size, d.Range.Start, d.Range.End, d.Range.StartSuffix, d.Range.EndSuffix, live, live && shown[b][i], seq); err != nil {
+			if err := ins.add(row(b, i)...); err != nil {
 				return err
 			}
 		}
