@@ -323,9 +323,11 @@ var (
 		source_range, source_as_number, source_as_name, source_country, source_latitude, source_longitude, events) VALUES `, 25, 64, ` RETURNING id`)
 	alertLookupRows = newRowSpec("alert lookup", `SELECT uuid, id FROM alerts WHERE uuid IN (`, 1, 64, `)`)
 	metaRows        = newRowSpec("alert meta", `INSERT INTO alert_meta (alert_id, "key", value) VALUES `, 3, 256, "")
-	decisionRows    = newRowSpec("decision", `INSERT INTO decisions (uuid, alert_id, created_at, until, scenario, type, scope, value, origin, simulated,
-		ip_size, start_ip, end_ip, start_suffix, end_suffix, active, shown, seq) VALUES `, 18, 256, "")
-	pushStatements = alertStatements()
+	decisionRows    = newRowSpec("decision", `INSERT INTO decisions (`+strings.Join(newDecisionCols, ", ")+`) VALUES `, len(newDecisionCols), 256, "")
+	pushStatements  = alertStatements()
+	// newDecisionCols are the columns a new decision row sets.
+	newDecisionCols = []string{"uuid", "alert_id", "created_at", "until", "scenario", "type", "scope", "value", "origin", "simulated",
+		"ip_size", "start_ip", "end_ip", "start_suffix", "end_suffix", "active", "shown", "seq"}
 )
 
 const (

@@ -368,3 +368,24 @@ func (s *Store) migrateServer(ctx context.Context) error {
 	}
 	return nil
 }
+
+// copyFrom inserts n rows into table by PostgreSQL's COPY, inside the
+// transaction: rows stream in one statement instead of a round trip,
+// parse and plan per multi-row INSERT, and statement triggers fire once.
+// row(i) returns row i's values in cols order; its slice may be reused.
+func (t *wtx) copyFrom(table string, cols []string, n int, row func(i int) []any) error {
+	if t.conn == nil {
+		return fmt.Errorf("copying into %s: COPY is PostgreSQL's", table)
+	}
+	return t.conn.Raw(func(dc any) error {
+		pc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("copying into %s: connection is %T, not pgx", table, dc)
+		}
+		src := pgx.CopyFromSlice(n, func(i int) ([]any, error) { return pgText(row(i)), nil })
+		if _, err := pc.Conn().CopyFrom(t.ctx, pgx.Identifier{table}, cols, src); err != nil {
+			return fmt.Errorf("copying into %s: %w", table, err)
+		}
+		return nil
+	})
+}

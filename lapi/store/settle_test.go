@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -423,5 +424,146 @@ func TestStreamDeltaPlan(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// grownAfterStatistics opens a server store whose statistics were taken on
+// a handful of decisions lasting an hour before it grew to 20k lasting ten,
+// as when an import follows a restart.
+func grownAfterStatistics(t *testing.T) *Store {
+	t.Helper()
+	s := openAt(t, filepath.Join(t.TempDir(), "plan.db"))
+	t.Cleanup(func() { s.Close() })
+	pushDecisions(t, s, "few", ipBans("few", 10, time.Hour))
+	if s.d.kind == postgresDB {
+		mustExec(t, s, `ANALYZE`)
+	} else {
+		mustExec(t, s, `ANALYZE TABLE decisions`)
+	}
+	for i := 0; i < 4; i++ {
+		pushDecisions(t, s, fmt.Sprintf("big-%d", i), ipBans(fmt.Sprintf("big-%d", i), 5000, 10*time.Hour))
+	}
+	return s
+}
+
+// serverPlan returns the lines of a server's EXPLAIN of q, each column as
+// name=value, run in a write transaction (pinned: inside pinnedPlans).
+func serverPlan(t *testing.T, s *Store, pinned bool, q string, args ...any) []string {
+	t.Helper()
+	var plan []string
+	explain := func(tx *wtx) error {
+		rows, err := tx.QueryContext(tx.ctx, "EXPLAIN "+q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]sql.NullString, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				return err
+			}
+			var line []string
+			for i, v := range vals {
+				line = append(line, cols[i]+"="+v.String)
+			}
+			plan = append(plan, strings.Join(line, " "))
+		}
+		return rows.Err()
+	}
+	err := s.write(context.Background(), func(tx *wtx) error {
+		if pinned {
+			return pinnedPlans(tx, func() error { return explain(tx) })
+		}
+		return explain(tx)
+	})
+	if err != nil {
+		t.Fatalf("explaining %s: %v", q, err)
+	}
+	return plan
+}
+
+// TestSettlePlansServer pins, on PostgreSQL and MariaDB, the plan of the
+// statement settling a push's new decisions: new rows read by id range,
+// held ones through decisions_key, never a scan, hash or sort of decisions.
+// Planned freely with statistics from a small table, both servers drove
+// the join from the held rows (or hashed them all), reading the whole
+// table once per push.
+func TestSettlePlansServer(t *testing.T) {
+	if testdb.IsSQLite() {
+		t.Skip("checks server query plans; TestSettlePlans covers SQLite")
+	}
+	s := grownAfterStatistics(t)
+	var after int64
+	if err := s.r.QueryRow(`SELECT MAX(id) - 5000 FROM decisions`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	st := pairsStmt(s.d.kind, after)
+	plan := serverPlan(t, s, true, st.q, st.args...)
+	all := strings.Join(plan, "\n")
+	var want, never []string
+	if s.d.kind == postgresDB {
+		want = []string{"Nested Loop", "on decisions n", "decisions_pkey", "Index Scan using decisions_key on decisions o"}
+		never = []string{"Seq Scan", "Hash", "Sort", "Merge"}
+		// n is the outer side: it comes first.
+		if i, j := strings.Index(all, "decisions n"), strings.Index(all, "decisions o"); i < 0 || j < i {
+			t.Errorf("new rows are not the outer side:\n%s", all)
+		}
+	} else {
+		if len(plan) != 2 || !strings.Contains(plan[0], "table=n ") || !strings.Contains(plan[0], "key=PRIMARY ") ||
+			!strings.Contains(plan[1], "table=o ") || !strings.Contains(plan[1], "key=decisions_key ") {
+			t.Errorf("want n by PRIMARY then o by decisions_key:\n%s", all)
+		}
+		never = []string{"type=ALL", "filesort", "join buffer"}
+	}
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("plan lacks %q:\n%s", w, all)
+		}
+	}
+	for _, w := range never {
+		if strings.Contains(all, w) {
+			t.Errorf("plan has %q:\n%s", w, all)
+		}
+	}
+}
+
+// TestSweepProbePlan: the expiry probe, run every second and before every
+// stream pull, seeks into decisions_active_until on every engine and
+// under every statistics (it read every active decision on SQLite and
+// MariaDB, and PostgreSQL scanned the table when its statistics were old).
+func TestSweepProbePlan(t *testing.T) {
+	now := time.Now().UnixNano()
+	if testdb.IsSQLite() {
+		for _, st := range statistics {
+			t.Run(st.name, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "plan.db")
+				st.setup(t, path)
+				s := openAt(t, path)
+				defer s.Close()
+				access, all := queryPlan(t, s, sweepProbeSQL, now)
+				want := []string{"SEARCH decisions USING COVERING INDEX decisions_active_until (active=? AND until<?)"}
+				if !slices.Equal(access, want) || slices.ContainsFunc(all, func(l string) bool { return strings.Contains(l, "TEMP B-TREE") }) {
+					t.Errorf("sweep probe: %s", strings.Join(all, " | "))
+				}
+			})
+		}
+		return
+	}
+	// Two hours on, the statistics say every decision has expired: the
+	// planner expects the first row it reads to match.
+	s := grownAfterStatistics(t)
+	all := strings.Join(serverPlan(t, s, false, sweepProbeSQL, time.Now().Add(2*time.Hour).UnixNano()), "\n")
+	if s.d.kind == postgresDB {
+		if !strings.Contains(all, "Index Only Scan using decisions_active_until") || strings.Contains(all, "Seq Scan") || strings.Contains(all, "Sort") {
+			t.Errorf("sweep probe:\n%s", all)
+		}
+	} else if !strings.Contains(all, "key=decisions_active_until key_len=9 ") || strings.Contains(all, "filesort") {
+		// key_len 9: active and until, not active alone.
+		t.Errorf("sweep probe:\n%s", all)
 	}
 }

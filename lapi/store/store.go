@@ -267,6 +267,7 @@ type wtx struct {
 	ctx    context.Context
 	seqVal int64
 	s      *Store
+	conn   *sql.Conn // PostgreSQL: the connection the transaction runs on
 }
 
 // stmt returns q bound to this transaction: prepared once on the writer
@@ -405,11 +406,28 @@ func (s *Store) writeOnce(ctx context.Context, fn func(tx *wtx) error) error {
 		// as on PostgreSQL's default.
 		opts = &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 	}
-	tx, err := s.w.BeginTx(ctx, opts)
-	if err != nil {
+	var conn *sql.Conn
+	var tx *dtx
+	var err error
+	if s.d.kind == postgresDB {
+		// On a connection of its own, so that pgx's COPY (copyFrom),
+		// which database/sql cannot run, can join the transaction.
+		if conn, err = s.w.DB.Conn(ctx); err != nil {
+			return fmt.Errorf("beginning transaction: %w", err)
+		}
+		defer conn.Close()
+		var stx *sql.Tx
+		if stx, err = conn.BeginTx(ctx, opts); err != nil {
+			return fmt.Errorf("beginning transaction: %w", err)
+		}
+		tx = &dtx{Tx: stx, d: s.d}
+	} else if tx, err = s.w.BeginTx(ctx, opts); err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
 	}
-	t := &wtx{dtx: tx, ctx: ctx, s: s}
+	// Ends the transaction before conn goes back to the pool (Close waits
+	// for it) if fn panics; a no-op after Commit or Rollback.
+	defer tx.Rollback()
+	t := &wtx{dtx: tx, ctx: ctx, s: s, conn: conn}
 	if err := fn(t); err != nil {
 		_ = tx.Rollback()
 		return err
