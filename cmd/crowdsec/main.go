@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rampart-ips/rampart/agent/daemon"
+	"github.com/rampart-ips/rampart/capi"
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/journallog"
 	"github.com/rampart-ips/rampart/internal/manpage"
@@ -55,7 +56,7 @@ func run() error {
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	noCS := fs.Bool("no-cs", false, "run only the local API")
 	noAPI := fs.Bool("no-api", false, "run only the agent")
-	_ = fs.Bool("no-capi", true, "accepted for compatibility: Rampart has no central API")
+	noCAPI := fs.Bool("no-capi", false, "do not talk to the Central API (no signals sent, no community blocklist), whatever [api.server.online_client] says")
 	dsn := fs.String("dsn", "", "replay this source once, in time-machine mode (file:///path.log, journalctl://filters=_SYSTEMD_UNIT=ssh.service), then exit")
 	typ := fs.String("type", "", "with -dsn: the log type label that selects the parsers (syslog, nginx, ...)")
 	replayWait := fs.Duration("replay-wait", 30*time.Second, "with -dsn: how long to wait, once the source is read or while the alert queue is full, for the LAPI to take alerts (the exit code says whether it took them all)")
@@ -109,6 +110,9 @@ func run() error {
 		defer f.Close()
 		log.SetOutput(f)
 		log.SetFormatter(textFormat)
+	}
+	if *noCAPI {
+		cfg.API.Server.OnlineClient = nil
 	}
 	runAgent := !*noCS && (csconfig.Bool(cfg.Crowdsec.Enable, true) || *noAPI || *dsn != "")
 	runAPI := !*noAPI && csconfig.Bool(cfg.API.Server.Enable, true)
@@ -303,6 +307,25 @@ func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg 
 	}
 	if err := srv.RegisterMetrics(reg); err != nil {
 		return err
+	}
+	// The Central API never holds the LAPI's start: it logs in, pushes and
+	// pulls in the background, retrying while CAPI is away.
+	svc, share, err := capi.Setup(cfg, st, srv.FilterPulled)
+	if err != nil {
+		return err
+	}
+	if svc != nil {
+		srv.ShareSignals(share)
+		capiCtx, stopCAPI := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			svc.Run(capiCtx)
+		}()
+		defer func() {
+			stopCAPI()
+			<-done
+		}()
 	}
 	out.Store(srv)
 	return srv.Run(ctx, func() {

@@ -1,0 +1,335 @@
+package capi_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rampart-ips/rampart/capi"
+	"github.com/rampart-ips/rampart/internal/capitest"
+	"github.com/rampart-ips/rampart/lapi/store"
+	"github.com/rampart-ips/rampart/models"
+)
+
+// Signals posted while CAPI is down wait in the database, survive a LAPI
+// restart, and all arrive once CAPI is back: none lost, none twice, at
+// most 50 per POST.
+func TestSignalsSurviveOutageAndRestart(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	cs.SetDown(true)
+	dbPath := filepath.Join(t.TempDir(), "crowdsec.db")
+	r := startRig(t, dbPath, cs, nil)
+	r.addAgent("crowdsecurity/ssh-bf")
+	const n = 120
+	var batch []*models.Alert
+	for i := 0; i < n; i++ {
+		batch = append(batch, alert(fmt.Sprintf("192.0.2.%d", i), i))
+	}
+	if _, err := r.agent().PushAlerts(context.Background(), batch[:70]); err != nil {
+		t.Fatal(err)
+	}
+	// The service tried (and failed) while CAPI was down.
+	waitFor(t, "a refused login", func() bool { return cs.Requests("/v3/watchers/login") >= 3 })
+	r.Stop()
+	r = startRig(t, dbPath, cs, nil)
+	if _, err := r.agent().PushAlerts(context.Background(), batch[70:]); err != nil {
+		t.Fatal(err)
+	}
+	if q, err := r.Store.SignalQueueLen(context.Background()); err != nil || q != n {
+		t.Fatalf("queued signals = %d, %v; want %d", q, err, n)
+	}
+	cs.SetDown(false)
+	waitFor(t, "every signal", func() bool { return len(cs.Signals()) >= n })
+	waitFor(t, "an empty queue", func() bool { q, _ := r.Store.SignalQueueLen(context.Background()); return q == 0 })
+	seen := map[string]bool{}
+	for _, s := range cs.Signals() {
+		if seen[s.UUID] {
+			t.Errorf("signal %s sent twice", s.UUID)
+		}
+		seen[s.UUID] = true
+		if s.ScenarioTrust != capi.TrustCertified || s.MachineID != agentID || s.Source.Value == "" || len(s.Decisions) != 1 || s.Context != nil {
+			t.Errorf("signal %+v", s)
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct signals, want %d", len(seen), n)
+	}
+	for _, p := range cs.SignalPosts() {
+		if p > 50 {
+			t.Errorf("a POST carried %d signals, want at most 50", p)
+		}
+	}
+	for _, ua := range cs.UserAgents() {
+		if !strings.HasPrefix(ua, "crowdsec/") || !strings.HasSuffix(ua, "-linux") {
+			t.Errorf("User-Agent %q", ua)
+		}
+	}
+}
+
+// A refused token (401) leads to a new login and the signals still go;
+// 429 and 503 are waited out; the token is kept across a restart.
+func TestReloginAndBusy(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	dbPath := filepath.Join(t.TempDir(), "crowdsec.db")
+	r := startRig(t, dbPath, cs, func(o *capi.Options) { o.PushInterval = time.Hour })
+	r.addAgent("crowdsecurity/ssh-bf", "crowdsecurity/http-probing")
+	ctx := context.Background()
+	if _, err := r.agent().PushAlerts(ctx, []*models.Alert{alert("192.0.2.1", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Svc.PushSignals(ctx); err != nil {
+		t.Fatal(err)
+	}
+	logins := len(cs.Logins())
+	if logins == 0 || len(cs.Signals()) != 1 {
+		t.Fatalf("logins %d, signals %d", logins, len(cs.Signals()))
+	}
+	cs.RevokeTokens()
+	cs.Fail("/v3/signals", http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusGatewayTimeout)
+	if _, err := r.agent().PushAlerts(ctx, []*models.Alert{alert("192.0.2.2", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Svc.PushSignals(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(cs.Signals()) != 2 || len(cs.Logins()) != logins+1 {
+		t.Fatalf("signals %d (want 2), logins %d (want %d)", len(cs.Signals()), len(cs.Logins()), logins+1)
+	}
+	// The login sends the union of the machines' scenarios.
+	if sc := cs.Logins()[logins].Scenarios; strings.Join(sc, ",") != "crowdsecurity/http-probing,crowdsecurity/ssh-bf" {
+		t.Errorf("login scenarios %v", sc)
+	}
+	// A restart reuses the stored token: no login.
+	logins = len(cs.Logins())
+	r.Stop()
+	r = startRig(t, dbPath, cs, func(o *capi.Options) { o.PushInterval = time.Hour })
+	if _, err := r.agent().PushAlerts(ctx, []*models.Alert{alert("192.0.2.3", 3)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Svc.PushSignals(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(cs.Signals()) != 3 || len(cs.Logins()) != logins {
+		t.Fatalf("after restart: signals %d (want 3), logins %d (want %d)", len(cs.Signals()), len(cs.Logins()), logins)
+	}
+}
+
+// The trust classification and console options decide what is shared;
+// simulated alerts never are.
+func TestSharePolicy(t *testing.T) {
+	base := func() *models.Alert {
+		return &models.Alert{Scenario: "s", ScenarioHash: "h", ScenarioVersion: "1", Source: &models.Source{Scope: "Ip", Value: "192.0.2.1"},
+			Meta: []models.Meta{{Key: "k", Value: `["v"]`}}}
+	}
+	ban := []*models.Decision{{Origin: "crowdsec", Type: "ban", Scope: "Ip", Value: "192.0.2.1", Duration: "4h"}}
+	manual := []*models.Decision{{Origin: "cscli", Type: "ban", Scope: "Ip", Value: "192.0.2.1", Duration: "4h"}}
+	def := capi.SharePolicy{}
+	def.Console.Custom, def.Console.Tainted = true, true
+	cases := []struct {
+		name   string
+		mod    func(*models.Alert)
+		ds     []*models.Decision
+		pol    capi.SharePolicy
+		trust  string
+		shared bool
+	}{
+		{"certified", nil, ban, def, capi.TrustCertified, true},
+		{"custom", func(a *models.Alert) { a.ScenarioHash = "" }, ban, def, capi.TrustCustom, true},
+		{"tainted", func(a *models.Alert) { a.ScenarioVersion = "?" }, ban, def, capi.TrustTainted, true},
+		{"manual off by default", nil, manual, def, capi.TrustManual, false},
+		{"manual shared", nil, manual, capi.SharePolicy{Console: struct{ Manual, Custom, Tainted, Context, Management bool }{Manual: true}}, capi.TrustManual, true},
+		{"custom off", func(a *models.Alert) { a.ScenarioHash = "" }, ban, capi.SharePolicy{}, capi.TrustCustom, false},
+		{"simulated", func(a *models.Alert) { a.Simulated = true }, ban, def, capi.TrustCertified, false},
+	}
+	for _, c := range cases {
+		a := base()
+		if c.mod != nil {
+			c.mod(a)
+		}
+		view := *a
+		view.Decisions = c.ds
+		if got := capi.Trust(&view); got != c.trust {
+			t.Errorf("%s: trust %s, want %s", c.name, got, c.trust)
+		}
+		body := c.pol.Encode(a, c.ds, "m", "u", time.Now())
+		if (body != nil) != c.shared {
+			t.Errorf("%s: shared = %v, want %v", c.name, body != nil, c.shared)
+		}
+		if body != nil && !strings.Contains(string(body), `"context":null`) {
+			t.Errorf("%s: context not null without share_context: %s", c.name, body)
+		}
+	}
+	ctxPol := def
+	ctxPol.Console.Context = true
+	if body := ctxPol.Encode(base(), ban, "m", "u", time.Now()); !strings.Contains(string(body), `"context":[{"key":"k","value":"[\"v\"]"}]`) {
+		t.Errorf("share_context: %s", body)
+	}
+	if body := def.Encode(base(), nil, "m", "u", time.Now()); strings.Contains(string(body), `"decisions"`) {
+		t.Errorf("decisions not omitted when empty: %s", body)
+	}
+}
+
+// The community pull reaches a bouncer with upstream's origin and
+// scenario; allowlisted addresses and ranges overlapping them never do;
+// linked lists are stored with origin lists, a failing list does not stop
+// the next one, and an unchanged list answers 304.
+func TestCommunityPull(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	startup := capi.StreamResponse{
+		New: []capi.StreamGroup{
+			{Scenario: "crowdsecurity/ssh-bf", Scope: "ip", Decisions: []capi.StreamDecision{
+				{Value: "198.51.100.1", Duration: "24h"}, {Value: "198.51.100.2", Duration: "24h"},
+				{Value: "203.0.113.7", Duration: "24h"}, // allowlisted by 203.0.113.0/24
+				{Value: "not-an-ip", Duration: "24h"}, {Value: "198.51.100.3", Duration: "bogus"}}},
+			{Scenario: "crowdsecurity/http-probing", Scope: "range", Decisions: []capi.StreamDecision{
+				{Value: "192.0.2.0/24", Duration: "12h"},
+				{Value: "100.64.0.0/16", Duration: "12h"}}}, // holds the allowlisted 100.64.1.1
+		},
+		Links: &capi.StreamLinks{Blocklists: []capi.BlocklistLink{
+			{Name: "broken", URL: cs.ListURL("broken"), Remediation: "ban", Scope: "ip", Duration: "24h"},
+			{Name: "mylist", URL: cs.ListURL("mylist"), Remediation: "captcha", Scope: "ip", Duration: "24h"},
+		}},
+	}
+	cs.SetStartup(startup)
+	cs.SetStream(capi.StreamResponse{Links: startup.Links})
+	cs.SetList("broken", &capitest.List{Status: http.StatusInternalServerError})
+	cs.SetList("mylist", &capitest.List{Body: "# a comment\n233.252.0.1\n\n233.252.0.2\nbad line\n", Modified: time.Now().Add(-time.Hour)})
+	dbPath := filepath.Join(t.TempDir(), "crowdsec.db")
+	r := startRig(t, dbPath, cs, func(o *capi.Options) { o.MinPullGap = -1 })
+	ctx := context.Background()
+	if err := r.Store.CreateAllowlist(ctx, "mine", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Store.AddAllowlistItems(ctx, "mine", []string{"203.0.113.0/24", "100.64.1.1"}, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	b := r.bouncer("fw")
+	// No agent yet: no pull. Then an agent logs in and the pull runs.
+	r.addAgent("crowdsecurity/ssh-bf")
+	waitFor(t, "the blocklist", func() bool { return cs.GetList("mylist").Fetches >= 1 && len(streamValues(t, b)) >= 5 })
+	got := streamValues(t, b)
+	want := map[string][3]string{
+		"198.51.100.1": {"CAPI", "crowdsecurity/ssh-bf", "ban"},
+		"198.51.100.2": {"CAPI", "crowdsecurity/ssh-bf", "ban"},
+		"192.0.2.0/24": {"CAPI", "crowdsecurity/http-probing", "ban"},
+		"233.252.0.1":  {"lists", "mylist", "captcha"},
+		"233.252.0.2":  {"lists", "mylist", "captcha"},
+	}
+	for v, w := range want {
+		d, ok := got[v]
+		if !ok {
+			t.Errorf("%s missing from the bouncer stream", v)
+			continue
+		}
+		if d.Origin != w[0] || d.Scenario != w[1] || d.Type != w[2] {
+			t.Errorf("%s: origin %s scenario %s type %s, want %v", v, d.Origin, d.Scenario, d.Type, w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("bouncer holds %d decisions, want %d: %v", len(got), len(want), got)
+	}
+	if q := cs.Queries(); len(q) == 0 || q[0] != "startup=true" {
+		t.Errorf("first stream query %v, want startup=true", q)
+	}
+	// Second pull: a delta (no startup), the list not modified.
+	if err := r.Svc.Pull(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if q := cs.Queries(); q[len(q)-1] != "" {
+		t.Errorf("second stream query %q, want none", q[len(q)-1])
+	}
+	if l := cs.GetList("mylist"); l.NotMod != 1 {
+		t.Errorf("mylist: %d fetches, %d answered 304; want one 304", l.Fetches, l.NotMod)
+	}
+	if n := r.Svc.Stats.ListsFailed.Load(); n != 2 {
+		t.Errorf("%d list failures, want 2 (broken, twice)", n)
+	}
+	// The alerts are stored as upstream stores them.
+	alerts, err := r.Store.QueryAlerts(ctx, store.AlertFilter{IncludeCAPI: true}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	scopes := map[string]string{}
+	for _, a := range alerts {
+		scopes[a.Source.Scope] = a.Scenario
+	}
+	if scopes[store.CommunitySourceScope] != "update : +3/-0 IPs" || scopes["lists:mylist"] != "update : +2/-0 IPs" {
+		t.Errorf("pull alerts %v", scopes)
+	}
+}
+
+// A failing pull leaves what is enforced in place; CAPI's explicit
+// deletions end the decisions they name and reach the bouncer.
+func TestFailingPullKeepsDecisionsAndDeletions(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	cs.SetStartup(capitest.Community("crowdsecurity/ssh-bf", 10, "24h"))
+	r := startRig(t, filepath.Join(t.TempDir(), "crowdsec.db"), cs, func(o *capi.Options) { o.PullInterval = 20 * time.Millisecond; o.MinPullGap = -1 })
+	b := r.bouncer("fw")
+	r.addAgent("crowdsecurity/ssh-bf")
+	waitFor(t, "the community list", func() bool { return len(streamValues(t, b)) == 10 })
+	cs.SetDown(true)
+	fails := r.Svc.Stats.PullFailures.Load()
+	waitFor(t, "failed pulls", func() bool { return r.Svc.Stats.PullFailures.Load() >= fails+2 })
+	if n := len(streamValues(t, b)); n != 10 {
+		t.Fatalf("after failed pulls the bouncer holds %d decisions, want 10", n)
+	}
+	cs.SetStream(capi.StreamResponse{Deleted: []capi.DeletedGroup{{Scope: "ip", Decisions: []string{"10.0.0.1", "10.0.0.2"}}}})
+	cs.SetDown(false)
+	waitFor(t, "the deletions", func() bool { return len(streamValues(t, b)) == 8 })
+	got := streamValues(t, b)
+	if _, ok := got["10.0.0.1"]; ok {
+		t.Error("10.0.0.1 still held")
+	}
+}
+
+// The LAPI starts and takes alerts while CAPI is down, and pulls once it
+// is back.
+func TestLAPIStartsWhileCAPIDown(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	cs.SetDown(true)
+	cs.SetStartup(capitest.Community("crowdsecurity/ssh-bf", 3, "24h"))
+	r := startRig(t, filepath.Join(t.TempDir(), "crowdsec.db"), cs, nil)
+	r.addAgent("crowdsecurity/ssh-bf")
+	if _, err := r.agent().PushAlerts(context.Background(), []*models.Alert{alert("192.0.2.9", 1)}); err != nil {
+		t.Fatalf("the LAPI does not take alerts while CAPI is down: %v", err)
+	}
+	b := r.bouncer("fw")
+	if n := len(streamValues(t, b)); n != 1 {
+		t.Fatalf("bouncer holds %d, want the local ban", n)
+	}
+	cs.SetDown(false)
+	waitFor(t, "the pull after the outage", func() bool { return len(streamValues(t, b)) == 4 })
+	waitFor(t, "the signal", func() bool { return len(cs.Signals()) == 1 })
+}
+
+// Metrics list the machines and bouncers.
+func TestMetrics(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	r := startRig(t, filepath.Join(t.TempDir(), "crowdsec.db"), cs, nil)
+	r.addAgent("crowdsecurity/ssh-bf")
+	r.bouncer("fw")
+	if err := r.Svc.SendMetrics(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The routine's own first report may land after ours: look for ours.
+	for _, m := range cs.Metrics() {
+		if len(m.Bouncers) == 1 {
+			if m.ApilVersion != "test" || len(m.Machines) != 1 || m.Machines[0].Name != agentID || m.Bouncers[0].CustomName != "fw" ||
+				m.Machines[0].LastPush != "0001-01-01T00:00:00Z" || m.Bouncers[0].LastPull != "" {
+				t.Errorf("metrics %+v", m)
+			}
+			return
+		}
+	}
+	t.Errorf("no metrics with the bouncer: %+v", cs.Metrics())
+}

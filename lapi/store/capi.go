@@ -1,0 +1,229 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Origins and alert source scopes of the decisions pulled from the Central
+// API, as upstream stores them.
+const (
+	OriginCAPI           = "CAPI"
+	OriginLists          = "lists"
+	CommunitySourceScope = "crowdsecurity/community-blocklist"
+	ListSourcePrefix     = "lists:"
+)
+
+// QueuedSignal is one signal waiting for the Central API.
+type QueuedSignal struct {
+	ID   int64
+	Body []byte
+}
+
+// PendingSignals returns up to limit queued signals, oldest first.
+func (s *Store) PendingSignals(ctx context.Context, limit int) ([]QueuedSignal, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, body FROM capi_signals ORDER BY id LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading queued signals: %w", err)
+	}
+	defer rows.Close()
+	var out []QueuedSignal
+	for rows.Next() {
+		var q QueuedSignal
+		var body string
+		if err := rows.Scan(&q.ID, &body); err != nil {
+			return nil, fmt.Errorf("reading queued signals: %w", err)
+		}
+		q.Body = []byte(body)
+		out = append(out, q)
+	}
+	return out, rows.Err()
+}
+
+// SignalQueueLen is how many signals wait for the Central API.
+func (s *Store) SignalQueueLen(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM capi_signals`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting queued signals: %w", err)
+	}
+	return n, nil
+}
+
+// AckSignals deletes the signals the Central API took.
+func (s *Store) AckSignals(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.write(ctx, func(tx *wtx) error {
+		cond, args := inInts("id", ids)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM capi_signals WHERE `+cond, args...); err != nil {
+			return fmt.Errorf("deleting sent signals: %w", err)
+		}
+		return nil
+	})
+}
+
+// TrimSignals keeps the newest max queued signals and returns how many
+// older ones it dropped.
+func (s *Store) TrimSignals(ctx context.Context, max int) (int64, error) {
+	var dropped int64
+	err := s.write(ctx, func(tx *wtx) error {
+		// Two statements: MySQL refuses a DELETE reading its own table.
+		var cut int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM capi_signals ORDER BY id DESC LIMIT 1 OFFSET ?`, max).Scan(&cut)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("bounding the signal queue: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM capi_signals WHERE id <= ?`, cut)
+		if err != nil {
+			return fmt.Errorf("bounding the signal queue: %w", err)
+		}
+		dropped, _ = res.RowsAffected()
+		return nil
+	})
+	return dropped, err
+}
+
+func inInts(col string, ids []int64) (string, []any) {
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	return col + " IN (?" + strings.Repeat(", ?", len(ids)-1) + ")", args
+}
+
+// PutKV stores a setting, replacing its value.
+func (s *Store) PutKV(ctx context.Context, name, value string) error {
+	return s.write(ctx, func(tx *wtx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE kv SET value = ? WHERE name = ?`, value, name)
+		if err != nil {
+			return fmt.Errorf("writing setting %s: %w", name, err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO kv (name, value) VALUES (?, ?)`, name, value); err != nil {
+			return fmt.Errorf("writing setting %s: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// MachineScenarios is the union of the scenarios every machine sent at
+// login (what the LAPI tells the Central API it runs), sorted.
+func (s *Store) MachineScenarios(ctx context.Context) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT scenarios FROM machines WHERE scenarios <> ''`)
+	if err != nil {
+		return nil, fmt.Errorf("reading machine scenarios: %w", err)
+	}
+	defer rows.Close()
+	seen := map[string]bool{}
+	var out []string
+	for rows.Next() {
+		var list string
+		if err := rows.Scan(&list); err != nil {
+			return nil, fmt.Errorf("reading machine scenarios: %w", err)
+		}
+		for _, sc := range strings.Split(list, ",") {
+			if sc = strings.TrimSpace(sc); sc != "" && !seen[sc] {
+				seen[sc] = true
+				out = append(out, sc)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading machine scenarios: %w", err)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// ReplacePulled stores an alert of pulled decisions (the community list, or
+// one blocklist) and ends the active decisions of the same origin on the
+// same values held by other alerts, in one transaction: bouncers see the
+// new decisions take over, never a gap. Values missing from the alert are
+// left alone (they run out, or CAPI deletes them), as upstream does.
+func (s *Store) ReplacePulled(ctx context.Context, a NewAlert, origin string) (int64, error) {
+	ctx = context.WithoutCancel(ctx) // see PushAlerts
+	if err := s.prepare(ctx, pushStatements); err != nil {
+		return 0, err
+	}
+	var id int64
+	now := nowNS()
+	err := s.write(ctx, func(tx *wtx) error {
+		var ids []int64
+		if err := createAlerts(tx, []NewAlert{a}, now, &ids); err != nil {
+			return err
+		}
+		id = ids[0]
+		if len(a.Decisions) == 0 {
+			return nil
+		}
+		_, err := endDecisions(tx, `origin = ? AND alert_id <> ? AND value IN (SELECT n.value FROM decisions n WHERE n.alert_id = ?)`,
+			[]any{origin, id, id}, now, true)
+		return err
+	})
+	return id, err
+}
+
+// ExpirePulled ends the active decisions of origin on values (CAPI's
+// explicit deletions); a scope other than Ip must match too. It returns
+// how many ended.
+func (s *Store) ExpirePulled(ctx context.Context, origin, scope string, values []string) (int64, error) {
+	var total int64
+	for len(values) > 0 {
+		n := min(len(values), 500)
+		chunk := values[:n]
+		values = values[n:]
+		err := s.write(ctx, func(tx *wtx) error {
+			cond, args := inList("value", chunk)
+			cond = "origin = ? AND " + cond
+			args = append([]any{origin}, args...)
+			if !strings.EqualFold(scope, "ip") {
+				cond += " AND LOWER(scope) = LOWER(?)"
+				args = append(args, scope)
+			}
+			k, err := endDecisions(tx, cond, args, nowNS(), true)
+			total += k
+			return err
+		})
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// LastAlertCreated is when the newest alert of this source scope was
+// stored (zero when there is none).
+func (s *Store) LastAlertCreated(ctx context.Context, sourceScope string) (time.Time, error) {
+	var v sql.NullInt64
+	if err := s.r.QueryRowContext(ctx, `SELECT MAX(created_at) FROM alerts WHERE source_scope = ?`, sourceScope).Scan(&v); err != nil {
+		return time.Time{}, fmt.Errorf("reading the last pull: %w", err)
+	}
+	if !v.Valid {
+		return time.Time{}, nil
+	}
+	return time.Unix(0, v.Int64), nil
+}
+
+// LatestUntil is the furthest end of the active decisions of origin and
+// scenario (zero when none is active).
+func (s *Store) LatestUntil(ctx context.Context, origin, scenario string) (time.Time, error) {
+	var v sql.NullInt64
+	if err := s.r.QueryRowContext(ctx, `SELECT MAX(until) FROM decisions WHERE active AND origin = ? AND scenario = ?`, origin, scenario).Scan(&v); err != nil {
+		return time.Time{}, fmt.Errorf("reading decisions of %s: %w", scenario, err)
+	}
+	if !v.Valid {
+		return time.Time{}, nil
+	}
+	return time.Unix(0, v.Int64), nil
+}
