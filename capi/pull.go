@@ -175,7 +175,7 @@ func (s *Service) store(ctx context.Context, ds []store.NewDecision, origin, sou
 	a := &models.Alert{Scenario: fmt.Sprintf("update : +%d/-%d IPs", len(ds), deleted), Kind: "capi", Remediation: true,
 		StartAt: ts, StopAt: ts, Source: &models.Source{Scope: sourceScope}}
 	na := store.NewAlert{Alert: a, UUID: models.NewAlertUUID(), StartAt: now, StopAt: now, Decisions: ds}
-	if _, err := s.o.Store.ReplacePulled(ctx, na, origin); err != nil {
+	if _, err := s.o.Store.ReplacePulled(ctx, na, origin, s.o.ApplyChunk); err != nil {
 		return 0, fmt.Errorf("storing %s decisions: %w", sourceScope, err)
 	}
 	return len(ds), nil

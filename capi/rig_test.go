@@ -31,7 +31,7 @@ const (
 // rig is a real LAPI on loopback over a real SQLite file, with the CAPI
 // service wired as cmd/crowdsec wires it, talking to a capitest server.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	dbPath string
 	URL    string
 	Store  *store.Store
@@ -43,7 +43,7 @@ type rig struct {
 
 // startRig starts a LAPI over dbPath and its CAPI service on cs (short
 // intervals: pushes every 20 ms, retries from 20 ms); opt adjusts them.
-func startRig(t *testing.T, dbPath string, cs *capitest.Server, opt func(*capi.Options)) *rig {
+func startRig(t testing.TB, dbPath string, cs *capitest.Server, opt func(*capi.Options)) *rig {
 	t.Helper()
 	cfg := csconfig.Default()
 	cfg.DBConfig.DBPath = dbPath
@@ -163,7 +163,7 @@ func alert(ip string, i int) *models.Alert {
 }
 
 // waitFor polls cond until it holds or a minute passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for !cond() {
@@ -175,7 +175,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // streamValues is the bouncer's startup stream as value -> decision.
-func streamValues(t *testing.T, b *apiclient.Client) map[string]*models.Decision {
+func streamValues(t testing.TB, b *apiclient.Client) map[string]*models.Decision {
 	t.Helper()
 	resp, err := b.Stream(context.Background(), true, nil)
 	if err != nil {

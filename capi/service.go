@@ -27,6 +27,9 @@ const (
 	recentPull = 90 * time.Minute
 	// signalBatch is how many signals go in one POST, as upstream.
 	signalBatch = 50
+	// defaultApplyChunk: a 5000-decision transaction holds the database
+	// writer for tens of milliseconds.
+	defaultApplyChunk = 5000
 )
 
 // FilterFunc drops the pulled decisions the allowlists cover and says how
@@ -55,6 +58,9 @@ type Options struct {
 	// stored its decisions less than this ago; 0 means 1 h 30 (upstream),
 	// negative never skips.
 	MinPullGap time.Duration
+	// ApplyChunk is how many pulled decisions are stored per transaction
+	// (the agents' pushes wait for each); 0 means 5000, negative all at once.
+	ApplyChunk int
 	// ScenarioPoll is how often the pull checks that an agent has logged
 	// in (no scenarios, no pull); 0 means 1 s.
 	ScenarioPoll time.Duration
@@ -96,6 +102,9 @@ func New(o Options) *Service {
 	}
 	if o.MinPullGap == 0 {
 		o.MinPullGap = recentPull
+	}
+	if o.ApplyChunk == 0 {
+		o.ApplyChunk = defaultApplyChunk
 	}
 	if o.ScenarioPoll <= 0 {
 		o.ScenarioPoll = time.Second

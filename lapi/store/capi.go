@@ -148,16 +148,28 @@ func (s *Store) MachineScenarios(ctx context.Context) ([]string, error) {
 
 // ReplacePulled stores an alert of pulled decisions (the community list, or
 // one blocklist) and ends the active decisions of the same origin on the
-// same values held by other alerts, in one transaction: bouncers see the
-// new decisions take over, never a gap. Values missing from the alert are
-// left alone (they run out, or CAPI deletes them), as upstream does.
-func (s *Store) ReplacePulled(ctx context.Context, a NewAlert, origin string) (int64, error) {
+// same values held by other alerts: bouncers see the new decisions take
+// over, never a gap. Values missing from the alert are left alone (they
+// run out, or CAPI deletes them), as upstream does.
+//
+// The decisions go chunk at a time (all at once when chunk <= 0), each
+// chunk in its own transaction with the ending of what it replaces: one
+// transaction of 100k decisions held the database's writer for seconds,
+// and every agent's push waited behind it.
+func (s *Store) ReplacePulled(ctx context.Context, a NewAlert, origin string, chunk int) (int64, error) {
 	ctx = context.WithoutCancel(ctx) // see PushAlerts
 	if err := s.prepare(ctx, pushStatements); err != nil {
 		return 0, err
 	}
+	all := a.Decisions
+	if chunk <= 0 || chunk > len(all) {
+		chunk = len(all)
+	}
+	a.Decisions = all[:chunk]
+	all = all[chunk:]
 	var id int64
 	now := nowNS()
+	const replaced = `origin = ? AND alert_id <> ? AND value IN (SELECT n.value FROM decisions n WHERE n.alert_id = ? AND n.id > ?)`
 	err := s.write(ctx, func(tx *wtx) error {
 		var ids []int64
 		if err := createAlerts(tx, []NewAlert{a}, now, &ids); err != nil {
@@ -167,10 +179,34 @@ func (s *Store) ReplacePulled(ctx context.Context, a NewAlert, origin string) (i
 		if len(a.Decisions) == 0 {
 			return nil
 		}
-		_, err := endDecisions(tx, `origin = ? AND alert_id <> ? AND value IN (SELECT n.value FROM decisions n WHERE n.alert_id = ?)`,
-			[]any{origin, id, id}, now, true)
+		_, err := endDecisions(tx, replaced, []any{origin, id, id, 0}, now, true)
 		return err
 	})
+	for err == nil && len(all) > 0 {
+		n := min(chunk, len(all))
+		part := all[:n]
+		all = all[n:]
+		err = s.write(ctx, func(tx *wtx) error {
+			// Once the transaction holds its change number it is the only
+			// writer of decisions: its rows are those above the maximum.
+			if _, err := tx.seq(); err != nil {
+				return err
+			}
+			var after int64
+			if err := tx.QueryRowContext(ctx, lastDecisionSQL).Scan(&after); err != nil {
+				return fmt.Errorf("reading the last decision id: %w", err)
+			}
+			batch := [][]NewDecision{part}
+			if err := insertAlertsDecisions(tx, []int64{id}, batch, firstLongest(batch), now); err != nil {
+				return err
+			}
+			if err := settleInserted(tx, after); err != nil {
+				return err
+			}
+			_, err := endDecisions(tx, replaced, []any{origin, id, id, after}, now, true)
+			return err
+		})
+	}
 	return id, err
 }
 
