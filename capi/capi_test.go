@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rampart-ips/rampart/capi"
+	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/capitest"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
@@ -332,4 +334,45 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	t.Errorf("no metrics with the bouncer: %+v", cs.Metrics())
+}
+
+// Setup: no section, a missing or empty credentials file turn CAPI off
+// (no error: packages ship an empty file); a broken file is an error;
+// sharing off gives no signal policy.
+func TestSetup(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(context.Background(), store.Config{Path: filepath.Join(dir, "crowdsec.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := csconfig.Default()
+	cfg.API.Server.ConsolePath = filepath.Join(dir, "console.yaml")
+	if svc, _, err := capi.Setup(cfg, st, nil); svc != nil || err != nil {
+		t.Errorf("no online_client: %v, %v", svc, err)
+	}
+	creds := filepath.Join(dir, "online_api_credentials.yaml")
+	cfg.API.Server.OnlineClient = &csconfig.OnlineClient{CredentialsPath: creds}
+	if svc, _, err := capi.Setup(cfg, st, nil); svc != nil || err != nil {
+		t.Errorf("missing credentials: %v, %v", svc, err)
+	}
+	for body, wantErr := range map[string]bool{"": false, "url: https://a/\n": false, "bogus: [": true} {
+		if err := os.WriteFile(creds, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		svc, _, err := capi.Setup(cfg, st, nil)
+		if svc != nil || (err != nil) != wantErr {
+			t.Errorf("credentials %q: %v, %v", body, svc, err)
+		}
+	}
+	if err := os.WriteFile(creds, []byte("url: https://a/\nlogin: l\npassword: p\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if svc, pol, err := capi.Setup(cfg, st, nil); svc == nil || pol == nil || err != nil || !pol.Console.Custom {
+		t.Errorf("complete credentials: %v, %v, %v", svc, pol, err)
+	}
+	cfg.API.Server.OnlineClient.Sharing = new(bool)
+	if svc, pol, err := capi.Setup(cfg, st, nil); svc == nil || pol != nil || err != nil {
+		t.Errorf("sharing off: %v, %v, %v", svc, pol, err)
+	}
 }
