@@ -376,3 +376,61 @@ func TestSetup(t *testing.T) {
 		t.Errorf("sharing off: %v, %v, %v", svc, pol, err)
 	}
 }
+
+// Console allowlists linked by the pull are stored as allowlists, keep the
+// pull's own decisions off their entries (ranges included), and end the
+// active decisions they cover, local ones too; expired entries are not
+// kept.
+func TestConsoleAllowlist(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	cs.SetList("console-al", &capitest.List{Modified: time.Now(), Body: `{"value":"198.51.100.2","description":"partner","expiration":"","created_at":"2026-01-01T00:00:00Z"}
+{"value":"192.0.2.128/25","description":"office"}
+{"value":"203.0.113.5","description":"gone","expiration":"2020-01-01T00:00:00Z"}
+{"value":"nonsense"}
+`})
+	cs.SetStartup(capi.StreamResponse{
+		New: []capi.StreamGroup{
+			{Scenario: "crowdsecurity/ssh-bf", Scope: "Ip", Decisions: []capi.StreamDecision{{Value: "198.51.100.1", Duration: "24h"}, {Value: "198.51.100.2", Duration: "24h"}}},
+			{Scenario: "crowdsecurity/ssh-bf", Scope: "Range", Decisions: []capi.StreamDecision{{Value: "192.0.2.0/24", Duration: "24h"}}},
+		},
+		Links: &capi.StreamLinks{Allowlists: []capi.AllowlistLink{{ID: "1", Name: "console-al", Description: "from the console", URL: cs.ListURL("console-al")}}},
+	})
+	r := startRig(t, filepath.Join(t.TempDir(), "crowdsec.db"), cs, nil)
+	b := r.bouncer("fw")
+	r.addAgent() // scenarios come later: no pull yet
+	ctx := context.Background()
+	// A local ban the console allowlist covers.
+	if _, err := r.agent().PushAlerts(ctx, []*models.Alert{alert("192.0.2.200", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := streamValues(t, b)["192.0.2.200"]; !ok {
+		t.Fatal("local ban missing")
+	}
+	r.addAgent("crowdsecurity/ssh-bf")
+	waitFor(t, "the pull and the allowlist applied", func() bool {
+		got := streamValues(t, b)
+		_, pulled := got["198.51.100.1"]
+		_, local := got["192.0.2.200"]
+		return pulled && !local
+	})
+	got := streamValues(t, b)
+	if len(got) != 1 {
+		t.Errorf("bouncer holds %v, want only 198.51.100.1", got)
+	}
+	lists, err := r.Store.ListAllowlists(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vals []string
+	for _, l := range lists {
+		if l.Name == "console-al" {
+			for _, it := range l.Items {
+				vals = append(vals, it.Value)
+			}
+		}
+	}
+	if strings.Join(vals, ",") != "198.51.100.2,192.0.2.128/25" {
+		t.Errorf("console allowlist holds %v", vals)
+	}
+}

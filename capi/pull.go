@@ -3,6 +3,8 @@ package capi
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -114,8 +116,17 @@ func (s *Service) apply(ctx context.Context, resp *StreamResponse, force bool) e
 	if deleted > 0 {
 		s.log.WithField("deleted", deleted).Info("capi/community-blocklist: explicit deletions")
 	}
-	if resp.Links != nil && len(resp.Links.Allowlists) > 0 {
-		s.log.WithField("allowlists", len(resp.Links.Allowlists)).Warn("console allowlists are not supported yet: ignored")
+	var allowed []store.Range // the console allowlists' entries
+	if resp.Links != nil {
+		for _, l := range resp.Links.Allowlists {
+			rs, err := s.pullAllowlist(ctx, l)
+			if err != nil {
+				s.Stats.ListsFailed.Add(1)
+				s.log.WithError(err).WithField("allowlist", l.Name).Warn("fetching a console allowlist failed: it stays as it was")
+				continue
+			}
+			allowed = append(allowed, rs...)
+		}
 	}
 	var ds []store.NewDecision
 	bad := 0
@@ -152,7 +163,97 @@ func (s *Service) apply(ctx context.Context, resp *StreamResponse, force bool) e
 			}
 		}
 	}
+	// What the console allowlists cover ends, whatever its origin.
+	var ended int64
+	for i := range allowed {
+		n, err := s.o.Store.DeleteDecisions(ctx, store.DecisionFilter{Range: &allowed[i]})
+		if err != nil {
+			return fmt.Errorf("applying the console allowlists to active decisions: %w", err)
+		}
+		ended += n
+	}
+	if ended > 0 {
+		s.log.WithField("decisions", ended).Info("decisions ended by the console allowlists")
+	}
 	return nil
+}
+
+// allowEntry is one line of a console allowlist (NDJSON).
+type allowEntry struct {
+	Value       string `json:"value"`
+	Description string `json:"description"`
+	Expiration  string `json:"expiration"`
+	CreatedAt   string `json:"created_at"`
+}
+
+// pullAllowlist fetches one console allowlist and replaces the local
+// allowlist of that name with it; it returns the entries in force.
+func (s *Service) pullAllowlist(ctx context.Context, l AllowlistLink) ([]store.Range, error) {
+	if l.Name == "" || l.URL == "" {
+		return nil, nil // as upstream: skipped
+	}
+	body, err := s.fetch(ctx, l.URL, "")
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	var items []store.AllowItem
+	var ranges []store.Range
+	now := time.Now()
+	dec := json.NewDecoder(body)
+	for {
+		var e allowEntry
+		if err := dec.Decode(&e); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("allowlist %s: %w", l.Name, err)
+		}
+		r, err := store.ParseRange(e.Value)
+		if err != nil {
+			s.log.WithField("allowlist", l.Name).WithField("value", e.Value).Warn("skipping an allowlist entry that is not an address or range")
+			continue
+		}
+		it := store.AllowItem{Value: e.Value, Description: e.Description}
+		if t, err := time.Parse(time.RFC3339, e.Expiration); err == nil && !t.IsZero() && t.Year() > 1 {
+			if t.Before(now) {
+				continue
+			}
+			it.Expires = &t
+		}
+		items = append(items, it)
+		ranges = append(ranges, r)
+	}
+	if err := s.o.Store.ReplaceAllowlist(ctx, l.Name, l.Description, items); err != nil {
+		return nil, fmt.Errorf("allowlist %s: %w", l.Name, err)
+	}
+	s.log.WithFields(log.Fields{"allowlist": l.Name, "entries": len(items)}).Info("console allowlist stored")
+	return ranges, nil
+}
+
+// fetch GETs a list link (no token: the links are signed); a 304 gives
+// a nil body and no error, any status but 200 an error.
+func (s *Service) fetch(ctx context.Context, u, ifModifiedSince string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", s.o.Client.ua)
+	if ifModifiedSince != "" {
+		req.Header.Set("If-Modified-Since", ifModifiedSince)
+	}
+	resp, err := s.o.Client.lists.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return resp.Body, nil
+	case http.StatusNotModified:
+		resp.Body.Close()
+		return nil, nil
+	}
+	resp.Body.Close()
+	return nil, fmt.Errorf("%s answered %d", u, resp.StatusCode)
 }
 
 // store filters ds through the allowlists and saves them as one alert of
@@ -226,34 +327,26 @@ func (s *Service) pullList(ctx context.Context, l BlocklistLink, force bool) err
 		}
 		force = until.Before(now.Add(s.o.PullInterval + listSlack))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.URL, nil)
-	if err != nil {
-		return fmt.Errorf("list %s: %w", l.Name, err)
-	}
-	req.Header.Set("User-Agent", s.o.Client.ua)
+	var ims string
 	if !force {
 		if last, err := s.o.Store.GetKV(ctx, listKey(l.Name)); err == nil {
-			req.Header.Set("If-Modified-Since", last)
+			ims = last
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	resp, err := s.o.Client.lists.Do(req.WithContext(ctx))
+	body, err := s.fetch(ctx, l.URL, ims)
 	if err != nil {
 		return fmt.Errorf("list %s: %w", l.Name, err)
 	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusNotModified:
+	if body == nil {
 		s.log.WithField("list", l.Name).Debug("blocklist not modified")
 		return nil
-	case http.StatusOK:
-	default:
-		return fmt.Errorf("list %s: %s answered %d", l.Name, l.URL, resp.StatusCode)
 	}
+	defer body.Close()
 	var ds []store.NewDecision
 	bad := 0
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, maxListBytes))
+	sc := bufio.NewScanner(io.LimitReader(body, maxListBytes))
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
 	for sc.Scan() {
 		v := strings.TrimSpace(sc.Text())

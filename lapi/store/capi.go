@@ -263,3 +263,56 @@ func (s *Store) LatestUntil(ctx context.Context, origin, scenario string) (time.
 	}
 	return time.Unix(0, v.Int64), nil
 }
+
+// AllowItem is one entry of an allowlist being replaced.
+type AllowItem struct {
+	Value, Description string
+	Expires            *time.Time
+}
+
+// ReplaceAllowlist makes the allowlist name (created if missing) hold
+// exactly items, in one transaction: the console's allowlists are pulled
+// whole. Items that do not parse are an error before anything changes.
+func (s *Store) ReplaceAllowlist(ctx context.Context, name, description string, items []AllowItem) error {
+	ranges := make([]Range, len(items))
+	for i, it := range items {
+		r, err := ParseRange(it.Value)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidData, err)
+		}
+		ranges[i] = r
+	}
+	now := nowNS()
+	return s.write(ctx, func(tx *wtx) error {
+		var id int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM allowlists WHERE name = ?`, name).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO allowlists (name, description, created_at, updated_at) VALUES (?, ?, ?, ?)`,
+				name, description, now, now); err != nil {
+				return fmt.Errorf("creating allowlist %s: %w", name, err)
+			}
+			err = tx.QueryRowContext(ctx, `SELECT id FROM allowlists WHERE name = ?`, name).Scan(&id)
+		}
+		if err != nil {
+			return fmt.Errorf("allowlist %s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM allowlist_items WHERE allowlist_id = ?`, id); err != nil {
+			return fmt.Errorf("emptying allowlist %s: %w", name, err)
+		}
+		for i, it := range items {
+			var exp any
+			if it.Expires != nil {
+				exp = it.Expires.UnixNano()
+			}
+			r := ranges[i]
+			if _, err := tx.ExecContext(ctx, `INSERT INTO allowlist_items (allowlist_id, value, description, created_at, expires_at, ip_size, start_ip, end_ip, start_suffix, end_suffix)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, id, it.Value, it.Description, now, exp, r.Size, r.Start, r.End, r.StartSuffix, r.EndSuffix); err != nil {
+				return fmt.Errorf("adding %s to allowlist %s: %w", it.Value, name, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE allowlists SET description = ?, updated_at = ? WHERE id = ?`, description, now, id); err != nil {
+			return err
+		}
+		return bumpAllowlists(tx)
+	})
+}
