@@ -434,3 +434,47 @@ func TestConsoleAllowlist(t *testing.T) {
 		t.Errorf("console allowlist holds %v", vals)
 	}
 }
+
+// Two LAPIs of one database send each queued signal once, and pull the
+// community list once at a time.
+func TestTwoLAPIsOneDatabase(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	cs.SetStartup(capitest.Community("crowdsecurity/ssh-bf", 50, "24h"))
+	dbPath := filepath.Join(t.TempDir(), "crowdsec.db")
+	r1 := startRig(t, dbPath, cs, func(o *capi.Options) { o.PushInterval = time.Millisecond; o.RetryMin = time.Millisecond })
+	r2 := startRig(t, dbPath, cs, func(o *capi.Options) { o.PushInterval = time.Millisecond; o.RetryMin = time.Millisecond })
+	r1.addAgent("crowdsecurity/ssh-bf")
+	const n = 300
+	for i := 0; i < n; i += 30 {
+		var batch []*models.Alert
+		for j := i; j < i+30; j++ {
+			batch = append(batch, alert(fmt.Sprintf("192.0.%d.%d", 2+j/250, j%250), j))
+		}
+		via := r1
+		if i%60 == 0 {
+			via = r2
+		}
+		if _, err := via.agent().PushAlerts(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every signal", func() bool { q, _ := r1.Store.SignalQueueLen(context.Background()); return q == 0 && len(cs.Signals()) >= n })
+	seen := map[string]int{}
+	for _, s := range cs.Signals() {
+		seen[s.UUID]++
+	}
+	for u, k := range seen {
+		if k > 1 {
+			t.Errorf("signal %s sent %d times", u, k)
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct signals, want %d", len(seen), n)
+	}
+	waitFor(t, "the pull", func() bool { c, _ := r1.Store.ActiveDecisionCount(context.Background()); return c >= n+50 })
+	if q := cs.Queries(); len(q) != 1 {
+		// The second LAPI skips: its pull is within 1h30 of the first.
+		t.Errorf("%d stream requests, want 1: %v", len(q), q)
+	}
+}

@@ -70,6 +70,19 @@ func (s *Service) pullLoop(ctx context.Context) {
 func (s *Service) Pull(ctx context.Context, force bool) error {
 	s.pullMu.Lock()
 	defer s.pullMu.Unlock()
+	ok, err := s.o.Store.TryLock(ctx, "pullCAPI", s.owner, pullLockStale)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		s.log.Info("PullCAPI is already running (another LAPI of this database), skipping")
+		return nil
+	}
+	defer func() {
+		if err := s.o.Store.Unlock(context.WithoutCancel(ctx), "pullCAPI", s.owner); err != nil {
+			s.log.WithError(err).Warn("releasing the pull lock")
+		}
+	}()
 	if !force && s.o.MinPullGap > 0 {
 		last, err := s.o.Store.LastAlertCreated(ctx, store.CommunitySourceScope)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rampart-ips/rampart/internal/backoff"
 	"github.com/rampart-ips/rampart/lapi/store"
+	"github.com/rampart-ips/rampart/models"
 )
 
 // Upstream's schedules.
@@ -27,6 +28,10 @@ const (
 	recentPull = 90 * time.Minute
 	// signalBatch is how many signals go in one POST, as upstream.
 	signalBatch = 50
+	// pushLockStale and pullLockStale: a lock older than this is taken
+	// to belong to a LAPI that died holding it (upstream: 10 min for pulls).
+	pushLockStale = 2 * time.Minute
+	pullLockStale = 10 * time.Minute
 	// defaultApplyChunk: a 5000-decision transaction holds the database
 	// writer for tens of milliseconds.
 	defaultApplyChunk = 5000
@@ -84,6 +89,10 @@ type Service struct {
 
 	pullMu  sync.Mutex // one pull at a time
 	startup atomic.Bool
+	// owner names this service in the database locks that keep the LAPIs
+	// of one database (a fleet) from pulling, or sending the same queued
+	// signals, at the same time.
+	owner string
 }
 
 // New builds a service; Run starts it.
@@ -116,7 +125,7 @@ func New(o Options) *Service {
 	if lg == nil {
 		lg = log.WithField("component", "capi")
 	}
-	s := &Service{o: o, log: lg}
+	s := &Service{o: o, log: lg, owner: models.NewAlertUUID()}
 	s.startup.Store(true)
 	return s
 }
@@ -168,6 +177,15 @@ func (s *Service) pushLoop(ctx context.Context) {
 // took it. A batch CAPI refuses as invalid (400, 422) can never be taken:
 // it is dropped, counted and logged.
 func (s *Service) PushSignals(ctx context.Context) error {
+	ok, err := s.o.Store.TryLock(ctx, "pushCAPI", s.owner, pushLockStale)
+	if err != nil || !ok {
+		return err // another LAPI of the database sends them
+	}
+	defer func() {
+		if err := s.o.Store.Unlock(context.WithoutCancel(ctx), "pushCAPI", s.owner); err != nil {
+			s.log.WithError(err).Warn("releasing the signal push lock")
+		}
+	}()
 	if n, err := s.o.Store.TrimSignals(ctx, s.o.QueueMax); err != nil {
 		return err
 	} else if n > 0 {
@@ -175,7 +193,12 @@ func (s *Service) PushSignals(ctx context.Context) error {
 		s.log.WithFields(log.Fields{"dropped": n, "total_dropped": s.Stats.SignalsDropped.Load(), "bound": s.o.QueueMax}).
 			Warn("the signal queue is full (online_client.signal_queue_max): the oldest signals were dropped")
 	}
-	for {
+	for first := true; ; first = false {
+		if !first { // refreshed per batch: a long drain keeps its lock
+			if ok, err := s.o.Store.TryLock(ctx, "pushCAPI", s.owner, pushLockStale); err != nil || !ok {
+				return err
+			}
+		}
 		batch, err := s.o.Store.PendingSignals(ctx, signalBatch)
 		if err != nil || len(batch) == 0 {
 			return err

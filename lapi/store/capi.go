@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -314,5 +315,56 @@ func (s *Store) ReplaceAllowlist(ctx context.Context, name, description string, 
 			return err
 		}
 		return bumpAllowlists(tx)
+	})
+}
+
+// TryLock takes the named lock for owner across every LAPI of the database
+// unless another owner took it less than stale ago; false when it is held.
+// A lock whose holder died is taken over once stale.
+func (s *Store) TryLock(ctx context.Context, name, owner string, stale time.Duration) (bool, error) {
+	key := "lock:" + name
+	got := false
+	err := s.write(ctx, func(tx *wtx) error {
+		var v string
+		err := tx.QueryRowContext(ctx, `SELECT value FROM kv WHERE name = ?`, key).Scan(&v)
+		now := time.Now()
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = tx.ExecContext(ctx, `INSERT INTO kv (name, value) VALUES (?, ?)`, key, fmt.Sprintf("%s %d", owner, now.UnixNano()))
+		case err != nil:
+		default:
+			holder, at, _ := strings.Cut(v, " ")
+			ns, _ := strconv.ParseInt(at, 10, 64)
+			if holder != owner && now.Sub(time.Unix(0, ns)) < stale {
+				return nil
+			}
+			_, err = tx.ExecContext(ctx, `UPDATE kv SET value = ? WHERE name = ?`, fmt.Sprintf("%s %d", owner, now.UnixNano()), key)
+		}
+		if err != nil {
+			return fmt.Errorf("taking lock %s: %w", name, err)
+		}
+		got = true
+		return nil
+	})
+	return got, err
+}
+
+// Unlock releases the named lock if owner holds it.
+func (s *Store) Unlock(ctx context.Context, name, owner string) error {
+	key := "lock:" + name
+	return s.write(ctx, func(tx *wtx) error {
+		var v string
+		err := tx.QueryRowContext(ctx, `SELECT value FROM kv WHERE name = ?`, key).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("releasing lock %s: %w", name, err)
+		}
+		if holder, _, _ := strings.Cut(v, " "); holder != owner {
+			return nil // taken over after it went stale
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM kv WHERE name = ?`, key)
+		return err
 	})
 }

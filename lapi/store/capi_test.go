@@ -116,3 +116,29 @@ func TestReplacePulled(t *testing.T) {
 		t.Errorf("last pull %v, %v", last, err)
 	}
 }
+
+// A lock is held against other owners until it goes stale, refreshed by
+// its owner, and released only by its owner.
+func TestTryLock(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "l.db"))
+	defer s.Close()
+	ctx := context.Background()
+	try := func(owner string, stale time.Duration, want bool) {
+		t.Helper()
+		if got, err := s.TryLock(ctx, "pullCAPI", owner, stale); err != nil || got != want {
+			t.Fatalf("TryLock(%s) = %v, %v; want %v", owner, got, err, want)
+		}
+	}
+	try("a", time.Hour, true)
+	try("a", time.Hour, true) // its owner refreshes it
+	try("b", time.Hour, false)
+	if err := s.Unlock(ctx, "pullCAPI", "b"); err != nil {
+		t.Fatal(err)
+	}
+	try("b", time.Hour, false)      // b could not release a's lock
+	try("b", time.Nanosecond, true) // stale: taken over
+	if err := s.Unlock(ctx, "pullCAPI", "b"); err != nil {
+		t.Fatal(err)
+	}
+	try("c", time.Hour, true)
+}
