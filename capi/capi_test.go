@@ -459,7 +459,10 @@ func TestTwoLAPIsOneDatabase(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "every signal", func() bool { q, _ := r1.Store.SignalQueueLen(context.Background()); return q == 0 && len(cs.Signals()) >= n })
+	waitFor(t, "every signal", func() bool {
+		q, _ := r1.Store.SignalQueueLen(context.Background())
+		return q == 0 && len(cs.Signals()) >= n
+	})
 	seen := map[string]int{}
 	for _, s := range cs.Signals() {
 		seen[s.UUID]++
