@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rampart-ips/rampart/capi"
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/capitest"
@@ -480,4 +482,56 @@ func TestTwoLAPIsOneDatabase(t *testing.T) {
 		// The second LAPI skips: its pull is within 1h30 of the first.
 		t.Errorf("%d stream requests, want 1: %v", len(q), q)
 	}
+}
+
+// The service's Prometheus metrics count what it did and read the queue.
+func TestPrometheusMetrics(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	cs.SetDown(true)
+	r := startRig(t, filepath.Join(t.TempDir(), "crowdsec.db"), cs, nil)
+	reg := prometheus.NewRegistry()
+	if err := r.Svc.RegisterMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	r.addAgent("crowdsecurity/ssh-bf")
+	if _, err := r.agent().PushAlerts(context.Background(), []*models.Alert{alert("192.0.2.1", 1), alert("192.0.2.2", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	value := func(name string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				m := mf.GetMetric()[0]
+				if m.GetGauge() != nil {
+					return m.GetGauge().GetValue()
+				}
+				return m.GetCounter().GetValue()
+			}
+		}
+		t.Fatalf("no metric %s", name)
+		return 0
+	}
+	if q := value("cs_capi_signals_queued"); q != 2 {
+		t.Errorf("queued %v, want 2", q)
+	}
+	waitFor(t, "a failed pull", func() bool { return value("cs_capi_pull_failures_total") >= 1 })
+	cs.SetDown(false)
+	waitFor(t, "the signals sent", func() bool { return value("cs_capi_signals_sent_total") == 2 && value("cs_capi_signals_queued") == 0 })
+}
+
+// A new machine is reported at once, not at the next 30 min tick.
+func TestMetricsOnNewMachine(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	r := startRig(t, filepath.Join(t.TempDir(), "crowdsec.db"), cs, func(o *capi.Options) { o.MetricsInterval, o.MachineCheck = time.Hour, 10*time.Millisecond })
+	waitFor(t, "the first metrics", func() bool { return len(cs.Metrics()) >= 1 })
+	r.addAgent("crowdsecurity/ssh-bf")
+	waitFor(t, "metrics naming the new machine", func() bool {
+		m := cs.Metrics()
+		return len(m[len(m)-1].Machines) == 1
+	})
 }

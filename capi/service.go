@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,9 @@ type Options struct {
 	PushInterval    time.Duration // between pushes (first one jittered ±70%)
 	PullInterval    time.Duration // between pulls (first one jittered ±5 min)
 	MetricsInterval time.Duration
+	// MachineCheck is how often the metrics routine looks for a new or
+	// deleted machine (reported at once); 0 means 20 s.
+	MachineCheck time.Duration
 	// RetryMin is the first wait after a failed push or pull (doubling up
 	// to the push or pull interval); 0 means the push interval.
 	RetryMin time.Duration
@@ -105,6 +109,9 @@ func New(o Options) *Service {
 	}
 	if o.MetricsInterval <= 0 {
 		o.MetricsInterval = DefaultMetricsInterval
+	}
+	if o.MachineCheck <= 0 {
+		o.MachineCheck = 20 * time.Second
 	}
 	if o.RetryMin <= 0 {
 		o.RetryMin = o.PushInterval
@@ -230,17 +237,43 @@ func (s *Service) PushSignals(ctx context.Context) error {
 	}
 }
 
+// metricsLoop sends the metrics at once, then every MetricsInterval (the
+// first one jittered), and as soon as the set of machines changes (checked
+// every MachineCheck), as upstream.
 func (s *Service) metricsLoop(ctx context.Context) {
-	wait := time.Millisecond
+	check := min(s.o.MachineCheck, s.o.MetricsInterval)
+	next := time.Now().Add(time.Millisecond)
+	interval := jitter(s.o.MetricsInterval, s.o.MetricsInterval/2)
+	var sent string
 	for {
-		if !backoff.Sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, min(check, max(time.Until(next), time.Millisecond))) {
 			return
+		}
+		machines := s.machineSet(ctx)
+		if time.Now().Before(next) && machines == sent {
+			continue
 		}
 		if err := s.SendMetrics(ctx); err != nil && ctx.Err() == nil {
 			s.log.WithError(err).Warn("sending metrics to the Central API failed")
 		}
-		wait = s.o.MetricsInterval
+		sent = machines
+		next = time.Now().Add(interval)
+		interval = s.o.MetricsInterval
 	}
+}
+
+// machineSet names the machines, to notice a change ("" on error).
+func (s *Service) machineSet(ctx context.Context) string {
+	ms, err := s.o.Store.ListMachines(ctx)
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, m := range ms {
+		b.WriteString(m.MachineID)
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 // SendMetrics posts the machines and bouncers (POST /v3/metrics/).

@@ -315,6 +315,9 @@ func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg 
 		return err
 	}
 	if svc != nil {
+		if err := svc.RegisterMetrics(reg); err != nil {
+			return err
+		}
 		srv.ShareSignals(share)
 		capiCtx, stopCAPI := context.WithCancel(ctx)
 		done := make(chan struct{})
