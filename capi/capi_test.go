@@ -535,3 +535,60 @@ func TestMetricsOnNewMachine(t *testing.T) {
 		return len(m[len(m)-1].Machines) == 1
 	})
 }
+
+// Usage reports the components sent the LAPI go to CAPI once each: kept
+// after a failure, marked sent after a success or a 422.
+func TestUsageMetrics(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	r := startRig(t, filepath.Join(t.TempDir(), "crowdsec.db"), cs, func(o *capi.Options) { o.ConsoleOptions = "custom,tainted" })
+	ctx := context.Background()
+	b := r.bouncer("fw")
+	report := func(dropped float64) {
+		t.Helper()
+		body := models.UsageMetrics{RemediationComponents: []*models.RemediationComponentUsage{{Type: "crowdsec-firewall-bouncer",
+			BaseUsage: models.NewBaseUsage("v0.0.1", &models.UsageOS{Name: "Debian", Version: "12"}, time.Now().Unix(), 1800, time.Now().Unix(),
+				[]*models.UsageItem{{Name: models.UsageDropped, Value: dropped, Unit: models.UsageUnitPacket}})}}}
+		if err := b.UsageMetrics(ctx, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report(5)
+	cs.Fail("/v3/usage-metrics", http.StatusInternalServerError)
+	if err := r.Svc.SendUsageMetrics(ctx); err == nil {
+		t.Fatal("a 500 was taken for a success")
+	}
+	report(7)
+	if err := r.Svc.SendUsageMetrics(ctx); err != nil {
+		t.Fatal(err)
+	}
+	u := cs.Usage()
+	if len(u) != 1 || len(u[0].RemediationComponents) != 1 {
+		t.Fatalf("usage %+v", u)
+	}
+	rc := u[0].RemediationComponents[0]
+	if rc.Name != "fw" || rc.Type != "crowdsec-firewall-bouncer" || len(rc.Metrics) != 2 || rc.Metrics[1].Items[0].Value != 7 || rc.OS.Name != "Debian" {
+		t.Errorf("component %+v", rc)
+	}
+	if u[0].LAPI.ConsoleOptions[0] != "custom,tainted" || u[0].LogProcessors == nil {
+		t.Errorf("lapi %+v", u[0].LAPI)
+	}
+	// Sent: not again.
+	if err := r.Svc.SendUsageMetrics(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u := cs.Usage(); len(u) != 2 || len(u[1].RemediationComponents) != 0 {
+		t.Errorf("second send %+v", u[len(u)-1])
+	}
+	report(9)
+	cs.Fail("/v3/usage-metrics", http.StatusUnprocessableEntity)
+	if err := r.Svc.SendUsageMetrics(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Svc.SendUsageMetrics(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u := cs.Usage(); len(u) != 3 || len(u[2].RemediationComponents) != 0 {
+		t.Errorf("after a 422 the reports were sent again: %+v", u[len(u)-1])
+	}
+}

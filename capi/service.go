@@ -74,7 +74,13 @@ type Options struct {
 	// in (no scenarios, no pull); 0 means 1 s.
 	ScenarioPoll time.Duration
 	Version      string // the LAPI's, sent with the metrics
-	Log          *log.Entry
+	// UsageMetrics sends the components' usage reports every
+	// MetricsInterval (api.server.disable_usage_metrics_export turns it off).
+	UsageMetrics bool
+	// ConsoleOptions is upstream's console_options item of the usage
+	// metrics ("custom,tainted").
+	ConsoleOptions string
+	Log            *log.Entry
 }
 
 // Stats count what the service did, for logs, metrics and tests.
@@ -148,6 +154,9 @@ func (s *Service) Run(ctx context.Context) {
 	}
 	wg.Go(func() { s.pullLoop(ctx) })
 	wg.Go(func() { s.metricsLoop(ctx) })
+	if s.o.UsageMetrics {
+		wg.Go(func() { s.usageLoop(ctx) })
+	}
 	wg.Wait()
 }
 
@@ -259,6 +268,21 @@ func (s *Service) metricsLoop(ctx context.Context) {
 		sent = machines
 		next = time.Now().Add(interval)
 		interval = s.o.MetricsInterval
+	}
+}
+
+// usageLoop sends the usage metrics every MetricsInterval, the first
+// after MetricsInterval ± half of it.
+func (s *Service) usageLoop(ctx context.Context) {
+	wait := jitter(s.o.MetricsInterval, s.o.MetricsInterval/2)
+	for {
+		if !backoff.Sleep(ctx, wait) {
+			return
+		}
+		if err := s.SendUsageMetrics(ctx); err != nil && ctx.Err() == nil {
+			s.log.WithError(err).Warn("sending usage metrics to the Central API failed: they are sent with the next ones")
+		}
+		wait = s.o.MetricsInterval
 	}
 }
 

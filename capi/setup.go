@@ -43,12 +43,12 @@ func Setup(cfg *csconfig.Config, st *store.Store, filter FilterFunc) (*Service, 
 		return nil, nil, fmt.Errorf("%s: %w", oc.CredentialsPath, err)
 	}
 	sharing := csconfig.Bool(oc.Sharing, true)
-	svc := New(Options{Client: client, Store: st, Filter: filter, Sharing: sharing,
+	pol := &SharePolicy{Console: console}
+	svc := New(Options{UsageMetrics: !cfg.API.Server.DisableUsageMetricsExport, ConsoleOptions: consoleOptions(pol, console.Management), Client: client, Store: st, Filter: filter, Sharing: sharing,
 		PullCommunity: csconfig.Bool(oc.Pull.Community, true), PullBlocklists: csconfig.Bool(oc.Pull.Blocklists, true),
 		QueueMax: oc.SignalQueueMax, Version: version.Version, Log: lg})
-	var pol *SharePolicy
-	if sharing {
-		pol = &SharePolicy{Console: console}
+	if !sharing {
+		pol = nil
 	}
 	lg.WithFields(log.Fields{"url": creds.URL, "login": creds.Login, "sharing": sharing}).Info("Central API client configured")
 	return svc, pol, nil

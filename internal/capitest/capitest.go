@@ -47,6 +47,7 @@ type Server struct {
 	gzipped  int
 	metrics  []capi.MetricsRequest
 	requests map[string]int // by path, refused ones included
+	usage    []capi.UsageRequest
 }
 
 // List is a blocklist the server serves at /lists/<name>.
@@ -298,9 +299,29 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.metrics = append(s.metrics, m)
 		s.mu.Unlock()
 		writeJSON(w, http.StatusCreated, map[string]string{"message": "OK"})
+	case "POST /v3/usage-metrics":
+		if !s.authorized(w, r) {
+			return
+		}
+		var u capi.UsageRequest
+		if err := json.Unmarshal(body, &u); err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": err.Error()})
+			return
+		}
+		s.mu.Lock()
+		s.usage = append(s.usage, u)
+		s.mu.Unlock()
+		writeJSON(w, http.StatusCreated, map[string]string{"message": "OK"})
 	default:
 		w.WriteHeader(http.StatusNotFound)
 	}
+}
+
+// Usage returns the usage metrics received.
+func (s *Server) Usage() []capi.UsageRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]capi.UsageRequest(nil), s.usage...)
 }
 
 func (s *Server) readBody(r *http.Request) ([]byte, error) {
