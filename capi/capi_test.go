@@ -15,6 +15,8 @@ import (
 	"github.com/rampart-ips/rampart/capi"
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/capitest"
+	"github.com/rampart-ips/rampart/lapi"
+	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -590,5 +592,54 @@ func TestUsageMetrics(t *testing.T) {
 	}
 	if u := cs.Usage(); len(u) != 3 || len(u[2].RemediationComponents) != 0 {
 		t.Errorf("after a 422 the reports were sent again: %+v", u[len(u)-1])
+	}
+}
+
+// The runner starts the service once credentials appear (a reload after
+// cscli capi register), replaces it on each reload, and -no-capi wins.
+func TestRunnerReload(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	dir := t.TempDir()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(dir, "crowdsec.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := csconfig.Default()
+	cfg.DBConfig.DBPath = filepath.Join(dir, "crowdsec.db")
+	cfg.API.Server.ConsolePath = filepath.Join(dir, "console.yaml")
+	creds := filepath.Join(dir, "online_api_credentials.yaml")
+	cfg.API.Server.OnlineClient = &csconfig.OnlineClient{CredentialsPath: creds, SignalQueueMax: 10}
+	srv, err := lapi.New(ctx, cfg, st, profiles.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	r := &capi.Runner{St: st, Filter: srv.FilterPulled, Share: srv, Reg: reg}
+	defer r.Stop()
+	if err := r.Apply(ctx, cfg); err != nil || r.Service() != nil {
+		t.Fatalf("without credentials: %v, %v", r.Service(), err)
+	}
+	if err := os.WriteFile(creds, []byte("url: "+cs.URL()+"\nlogin: "+capiLogin+"\npassword: "+capiPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // a second reload replaces the service, metrics included
+		if err := r.Apply(ctx, cfg); err != nil || r.Service() == nil {
+			t.Fatalf("with credentials: %v, %v", r.Service(), err)
+		}
+	}
+	waitFor(t, "the metrics sent", func() bool { return len(cs.Metrics()) >= 1 })
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) == 0 {
+		t.Errorf("metrics after two reloads: %d, %v", len(mfs), err)
+	}
+	r.Off = true
+	if err := r.Apply(ctx, cfg); err != nil || r.Service() != nil {
+		t.Fatalf("-no-capi: %v, %v", r.Service(), err)
+	}
+	if mfs, _ := reg.Gather(); len(mfs) != 0 {
+		t.Errorf("metrics left registered: %d", len(mfs))
 	}
 }

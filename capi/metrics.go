@@ -10,6 +10,15 @@ import (
 // RegisterMetrics exposes the service's counters and the signal queue's
 // length (read from the database at each scrape) with the LAPI's metrics.
 func (s *Service) RegisterMetrics(reg prometheus.Registerer) error {
+	for _, c := range s.collectors() {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) collectors() []prometheus.Collector {
 	counter := func(name, help string, v func() int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v()) })
 	}
@@ -31,10 +40,5 @@ func (s *Service) RegisterMetrics(reg prometheus.Registerer) error {
 		counter("cs_capi_pull_failures_total", "Failed decision pulls from the Central API.", s.Stats.PullFailures.Load),
 		counter("cs_capi_list_failures_total", "Failed fetches of linked blocklists and allowlists.", s.Stats.ListsFailed.Load),
 	}
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
+	return cs
 }

@@ -111,9 +111,6 @@ func run() error {
 		log.SetOutput(f)
 		log.SetFormatter(textFormat)
 	}
-	if *noCAPI {
-		cfg.API.Server.OnlineClient = nil
-	}
 	runAgent := !*noCS && (csconfig.Bool(cfg.Crowdsec.Enable, true) || *noAPI || *dsn != "")
 	runAPI := !*noAPI && csconfig.Bool(cfg.API.Server.Enable, true)
 	if !runAgent && !runAPI {
@@ -177,6 +174,7 @@ func run() error {
 	memtune.Apply()
 	var ag *daemon.Agent
 	var lapiSrv atomic.Pointer[lapi.Server]
+	var capiRunner atomic.Pointer[capi.Runner]
 	if runAgent {
 		opts := daemon.Options{DSN: *dsn, Registry: reg, DrainTimeout: *replayWait}
 		if *dsn != "" {
@@ -220,7 +218,7 @@ func run() error {
 			<-agentDone
 			stopLAPI()
 		}()
-		g.Go(func() error { return runLAPI(lapiCtx, cfg, prof, reg, &lapiSrv, func() { close(lapiReady) }) })
+		g.Go(func() error { return runLAPI(lapiCtx, cfg, prof, reg, &lapiSrv, *noCAPI, &capiRunner, func() { close(lapiReady) }) })
 	}
 	go func() {
 		for {
@@ -233,7 +231,7 @@ func run() error {
 				log.Warn("SIGHUP ignored: a replay is not reloaded")
 				continue
 			}
-			reload(ctx, *cfgPath, ag, lapiSrv.Load())
+			reload(ctx, *cfgPath, ag, lapiSrv.Load(), capiRunner.Load())
 		}
 	}()
 	return g.Wait()
@@ -244,7 +242,7 @@ func run() error {
 // of them is broken: the daemon then keeps running as before and says why.
 // systemd learns of it (Type=notify: RELOADING=1, then READY=1) so that
 // `systemctl reload` and `status` show it.
-func reload(ctx context.Context, cfgPath string, ag *daemon.Agent, srv *lapi.Server) {
+func reload(ctx context.Context, cfgPath string, ag *daemon.Agent, srv *lapi.Server, cr *capi.Runner) {
 	notify(fmt.Sprintf("%s\nMONOTONIC_USEC=%d\nSTATUS=reloading", sdnotify.SdNotifyReloading, monotonicUsec()))
 	start := time.Now()
 	err := func() error {
@@ -265,6 +263,12 @@ func reload(ctx context.Context, cfgPath string, ag *daemon.Agent, srv *lapi.Ser
 		}
 		if srv != nil {
 			srv.SetProfiles(prof)
+		}
+		// After `cscli capi register`: the credentials are read again.
+		if cr != nil {
+			if err := cr.Apply(ctx, cfg); err != nil {
+				return fmt.Errorf("central API: %w (the rest of the configuration was applied)", err)
+			}
 		}
 		return nil
 	}()
@@ -295,7 +299,8 @@ func notify(state string) {
 	}
 }
 
-func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg prometheus.Registerer, out *atomic.Pointer[lapi.Server], listening func()) error {
+func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg prometheus.Registerer, out *atomic.Pointer[lapi.Server],
+	noCAPI bool, capiRunner *atomic.Pointer[capi.Runner], listening func()) error {
 	st, err := store.Open(ctx, store.ConfigOf(cfg.DBConfig))
 	if err != nil {
 		return err
@@ -310,26 +315,12 @@ func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg 
 	}
 	// The Central API never holds the LAPI's start: it logs in, pushes and
 	// pulls in the background, retrying while CAPI is away.
-	svc, share, err := capi.Setup(cfg, st, srv.FilterPulled)
-	if err != nil {
+	runner := &capi.Runner{St: st, Filter: srv.FilterPulled, Share: srv, Reg: reg, Off: noCAPI}
+	if err := runner.Apply(ctx, cfg); err != nil {
 		return err
 	}
-	if svc != nil {
-		if err := svc.RegisterMetrics(reg); err != nil {
-			return err
-		}
-		srv.ShareSignals(share)
-		capiCtx, stopCAPI := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			svc.Run(capiCtx)
-		}()
-		defer func() {
-			stopCAPI()
-			<-done
-		}()
-	}
+	defer runner.Stop()
+	capiRunner.Store(runner)
 	out.Store(srv)
 	return srv.Run(ctx, func() {
 		listening()
