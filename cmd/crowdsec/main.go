@@ -218,7 +218,9 @@ func run() error {
 			<-agentDone
 			stopLAPI()
 		}()
-		g.Go(func() error { return runLAPI(lapiCtx, cfg, prof, reg, &lapiSrv, *noCAPI, &capiRunner, func() { close(lapiReady) }) })
+		g.Go(func() error {
+			return runLAPI(lapiCtx, cfg, prof, reg, &lapiSrv, *noCAPI, &capiRunner, func() { close(lapiReady) })
+		})
 	}
 	go func() {
 		for {
