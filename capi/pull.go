@@ -141,7 +141,11 @@ func (s *Service) apply(ctx context.Context, resp *StreamResponse, force bool) e
 			allowed = append(allowed, rs...)
 		}
 	}
-	var ds []store.NewDecision
+	total := 0
+	for _, g := range resp.New {
+		total += len(g.Decisions)
+	}
+	ds := make([]store.NewDecision, 0, total)
 	bad := 0
 	for _, g := range resp.New {
 		scope := models.NormalizeScope(g.Scope)
