@@ -643,3 +643,34 @@ func TestRunnerReload(t *testing.T) {
 		t.Errorf("metrics left registered: %d", len(mfs))
 	}
 }
+
+// A stored token is reused only by the login it was issued to: new
+// credentials log in.
+func TestStoredTokenIsPerLogin(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	cs.AddMachine("other", "other-password")
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "crowdsec.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for i, login := range []string{capiLogin, capiLogin, "other"} {
+		pw := capiPassword
+		if login == "other" {
+			pw = "other-password"
+		}
+		c, err := capi.NewClient(capi.ClientConfig{URL: cs.URL(), Login: login, Password: pw, Tokens: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc := capi.New(capi.Options{Client: c, Store: st})
+		if err := svc.SendMetrics(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if want := []int{1, 1, 2}[i]; len(cs.Logins()) != want {
+			t.Errorf("client %d (%s): %d logins, want %d", i, login, len(cs.Logins()), want)
+		}
+	}
+}

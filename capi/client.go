@@ -32,8 +32,11 @@ const (
 	authRetries = 2
 	busyRetries = 5
 	// TokenKey is the store setting the token is kept in across
-	// restarts (upstream's config item).
-	TokenKey = "apic_token"
+	// restarts (upstream's config item); tokenLoginKey the login it is
+	// for, so that new credentials (cscli capi register) are not served
+	// the previous machine's token.
+	TokenKey      = "apic_token"
+	tokenLoginKey = "apic_token_login"
 )
 
 // TokenStore keeps the token across restarts (the LAPI's store; nil keeps
@@ -180,7 +183,11 @@ func (c *Client) loginLocked(ctx context.Context) error {
 	c.token, c.expire, c.claims, c.loaded = resp.Token, exp, claims, true
 	c.mu.Unlock()
 	if c.cfg.Tokens != nil {
-		if err := c.cfg.Tokens.PutKV(ctx, TokenKey, resp.Token); err != nil {
+		err := c.cfg.Tokens.PutKV(ctx, tokenLoginKey, c.cfg.Login)
+		if err == nil {
+			err = c.cfg.Tokens.PutKV(ctx, TokenKey, resp.Token)
+		}
+		if err != nil {
 			c.log.WithError(err).Warn("saving the CAPI token (it is used anyway)")
 		}
 	}
@@ -207,7 +214,8 @@ func (c *Client) validToken(ctx context.Context) (string, error) {
 	c.mu.Lock()
 	if !c.loaded && c.cfg.Tokens != nil {
 		c.loaded = true
-		if tok, err := c.cfg.Tokens.GetKV(ctx, TokenKey); err == nil && tok != "" {
+		login, _ := c.cfg.Tokens.GetKV(ctx, tokenLoginKey)
+		if tok, err := c.cfg.Tokens.GetKV(ctx, TokenKey); err == nil && tok != "" && login == c.cfg.Login {
 			if exp, claims := tokenExpiry(tok); !exp.IsZero() {
 				c.token, c.expire, c.claims = tok, exp, claims
 			}
