@@ -179,6 +179,11 @@ func (c *Client) loginLocked(ctx context.Context) error {
 	if t, err := time.Parse(time.RFC3339, resp.Expire); err == nil && (exp.IsZero() || t.Before(exp)) {
 		exp = t
 	}
+	if exp.IsZero() {
+		// No expiry anywhere: kept an hour (a 401 renews it sooner), not
+		// renewed before every request.
+		exp = time.Now().Add(time.Hour)
+	}
 	c.mu.Lock()
 	c.token, c.expire, c.claims, c.loaded = resp.Token, exp, claims, true
 	c.mu.Unlock()
