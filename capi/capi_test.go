@@ -674,3 +674,31 @@ func TestStoredTokenIsPerLogin(t *testing.T) {
 		}
 	}
 }
+
+// A pull the database fails to store asks for the whole list again next
+// time (startup=true), and stores it then.
+func TestFailedStoreAsksForStartupAgain(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	cs.SetStartup(capitest.Community("crowdsecurity/ssh-bf", 20, "24h"))
+	r := startRig(t, filepath.Join(t.TempDir(), "crowdsec.db"), cs, func(o *capi.Options) { o.MinPullGap = -1 })
+	ctx := context.Background()
+	if err := r.Store.ExecForTest(`CREATE TRIGGER capi_test_fail BEFORE INSERT ON decisions BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Svc.Pull(ctx, true); err == nil {
+		t.Fatal("the pull succeeded with a failing database")
+	}
+	if err := r.Store.ExecForTest(`DROP TRIGGER capi_test_fail`); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Svc.Pull(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if q := cs.Queries(); len(q) != 2 || q[1] != "startup=true" {
+		t.Errorf("queries %v, want startup=true twice", q)
+	}
+	if n, err := r.Store.ActiveDecisionCount(ctx); err != nil || n != 20 {
+		t.Errorf("%d active decisions, %v; want 20", n, err)
+	}
+}

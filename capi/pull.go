@@ -108,14 +108,17 @@ func (s *Service) Pull(ctx context.Context, force bool) error {
 		s.Stats.PullFailures.Add(1)
 		return err
 	}
-	s.startup.Store(false)
 	s.Stats.Pulls.Add(1)
-	return s.apply(ctx, &resp, force)
+	if err := s.apply(ctx, &resp, force); err != nil {
+		return err // startup=true again next time: the full list is asked for again
+	}
+	s.startup.Store(false)
+	return nil
 }
 
-// apply stores a pull in upstream's order: explicit deletions, the
-// community decisions, then each linked list. Console allowlist links are
-// not fetched yet (logged).
+// apply stores a pull in upstream's order: explicit deletions, console
+// allowlists, the community decisions (filtered by every allowlist), each
+// linked blocklist, then the ending of what the console allowlists cover.
 func (s *Service) apply(ctx context.Context, resp *StreamResponse, force bool) error {
 	now := time.Now()
 	deleted := int64(0)
