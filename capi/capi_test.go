@@ -702,3 +702,27 @@ func TestFailedStoreAsksForStartupAgain(t *testing.T) {
 		t.Errorf("%d active decisions, %v; want 20", n, err)
 	}
 }
+
+// Past signal_queue_max the oldest signals go, counted; the newest arrive.
+func TestSignalQueueBound(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	cs.SetDown(true)
+	r := startRig(t, filepath.Join(t.TempDir(), "crowdsec.db"), cs, func(o *capi.Options) { o.QueueMax = 5 })
+	r.addAgent()
+	var batch []*models.Alert
+	for i := range 8 {
+		batch = append(batch, alert(fmt.Sprintf("192.0.2.%d", i), i))
+	}
+	if _, err := r.agent().PushAlerts(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the oldest dropped", func() bool { return r.Svc.Stats.SignalsDropped.Load() == 3 })
+	cs.SetDown(false)
+	waitFor(t, "the rest sent", func() bool { return len(cs.Signals()) == 5 })
+	for _, s := range cs.Signals() {
+		if s.Message < "alert 3" {
+			t.Errorf("an old signal was kept: %s", s.Message)
+		}
+	}
+}

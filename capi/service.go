@@ -193,6 +193,11 @@ func (s *Service) pushLoop(ctx context.Context) {
 // took it. A batch CAPI refuses as invalid (400, 422) can never be taken:
 // it is dropped, counted and logged.
 func (s *Service) PushSignals(ctx context.Context) error {
+	// An idle queue costs one read every push tick, no write.
+	queued, err := s.o.Store.SignalQueueLen(ctx)
+	if err != nil || queued == 0 {
+		return err
+	}
 	ok, err := s.o.Store.TryLock(ctx, "pushCAPI", s.owner, pushLockStale)
 	if err != nil || !ok {
 		return err // another LAPI of the database sends them
@@ -202,7 +207,9 @@ func (s *Service) PushSignals(ctx context.Context) error {
 			s.log.WithError(err).Warn("releasing the signal push lock")
 		}
 	}()
-	if n, err := s.o.Store.TrimSignals(ctx, s.o.QueueMax); err != nil {
+	if queued <= int64(s.o.QueueMax) {
+		// within the bound
+	} else if n, err := s.o.Store.TrimSignals(ctx, s.o.QueueMax); err != nil {
 		return err
 	} else if n > 0 {
 		s.Stats.SignalsDropped.Add(n)
