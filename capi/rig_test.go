@@ -14,6 +14,7 @@ import (
 	"github.com/rampart-ips/rampart/capi"
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/capitest"
+	"github.com/rampart-ips/rampart/internal/testdb/storecfg"
 	"github.com/rampart-ips/rampart/lapi"
 	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/profiles"
@@ -50,7 +51,7 @@ func startRig(t testing.TB, dbPath string, cs *capitest.Server, opt func(*capi.O
 	cfg.API.Server.ListenURI = "127.0.0.1:0"
 	cfg.API.Server.AllowlistHostAddresses = new(bool)
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, store.Config{Path: dbPath})
+	st, err := store.Open(ctx, storecfg.At(t, dbPath))
 	if err != nil {
 		cancel()
 		t.Fatalf("opening store: %v", err)

@@ -101,17 +101,15 @@ func inInts(col string, ids []int64) (string, []any) {
 	return col + " IN (?" + strings.Repeat(", ?", len(ids)-1) + ")", args
 }
 
-// PutKV stores a setting, replacing its value.
+// PutKV stores a setting, replacing its value. An upsert: MySQL counts an
+// UPDATE writing the same value as affecting no row.
 func (s *Store) PutKV(ctx context.Context, name, value string) error {
+	q := `INSERT INTO kv (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value`
+	if s.d.kind == mysqlDB {
+		q = `INSERT INTO kv (name, value) VALUES (?, ?) ON DUPLICATE KEY UPDATE value = VALUES(value)`
+	}
 	return s.write(ctx, func(tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE kv SET value = ? WHERE name = ?`, value, name)
-		if err != nil {
-			return fmt.Errorf("writing setting %s: %w", name, err)
-		}
-		if n, _ := res.RowsAffected(); n > 0 {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO kv (name, value) VALUES (?, ?)`, name, value); err != nil {
+		if _, err := tx.ExecContext(ctx, q, name, value); err != nil {
 			return fmt.Errorf("writing setting %s: %w", name, err)
 		}
 		return nil
@@ -170,7 +168,6 @@ func (s *Store) ReplacePulled(ctx context.Context, a NewAlert, origin string, ch
 	all = all[chunk:]
 	var id int64
 	now := nowNS()
-	const replaced = `origin = ? AND alert_id <> ? AND value IN (SELECT n.value FROM decisions n WHERE n.alert_id = ? AND n.id > ?)`
 	err := s.write(ctx, func(tx *wtx) error {
 		var ids []int64
 		if err := createAlerts(tx, []NewAlert{a}, now, &ids); err != nil {
@@ -180,8 +177,7 @@ func (s *Store) ReplacePulled(ctx context.Context, a NewAlert, origin string, ch
 		if len(a.Decisions) == 0 {
 			return nil
 		}
-		_, err := endDecisions(tx, replaced, []any{origin, id, id, 0}, now, true)
-		return err
+		return endReplaced(tx, origin, id, 0, now)
 	})
 	for err == nil && len(all) > 0 {
 		n := min(chunk, len(all))
@@ -204,11 +200,48 @@ func (s *Store) ReplacePulled(ctx context.Context, a NewAlert, origin string, ch
 			if err := settleInserted(tx, after); err != nil {
 				return err
 			}
-			_, err := endDecisions(tx, replaced, []any{origin, id, id, after}, now, true)
-			return err
+			return endReplaced(tx, origin, id, after, now)
 		})
 	}
 	return id, err
+}
+
+// endReplaced ends the active decisions of origin, held by other alerts,
+// on the values of alert id's decisions above after.
+func endReplaced(tx *wtx, origin string, id, after, now int64) error {
+	if tx.s.d.kind != mysqlDB {
+		_, err := endDecisions(tx, `origin = ? AND alert_id <> ? AND value IN (SELECT n.value FROM decisions n WHERE n.alert_id = ? AND n.id > ?)`,
+			[]any{origin, id, id, after}, now, true)
+		return err
+	}
+	// MySQL refuses an UPDATE whose subquery reads its own table: the
+	// values first, then the ending by lists of them.
+	rows, err := tx.QueryContext(tx.ctx, `SELECT DISTINCT value FROM decisions WHERE alert_id = ? AND id > ?`, id, after)
+	if err != nil {
+		return fmt.Errorf("reading pulled values: %w", err)
+	}
+	var values []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("reading pulled values: %w", err)
+		}
+		values = append(values, v)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading pulled values: %w", err)
+	}
+	for len(values) > 0 {
+		n := min(len(values), 1000)
+		cond, args := inList("value", values[:n])
+		values = values[n:]
+		if _, err := endDecisions(tx, `origin = ? AND alert_id <> ? AND `+cond, append([]any{origin, id}, args...), now, true); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ExpirePulled ends the active decisions of origin on values (CAPI's

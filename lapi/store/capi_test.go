@@ -142,3 +142,18 @@ func TestTryLock(t *testing.T) {
 	}
 	try("c", time.Hour, true)
 }
+
+// PutKV creates, replaces, and writes the same value again.
+func TestPutKV(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "kv.db"))
+	defer s.Close()
+	ctx := context.Background()
+	for _, v := range []string{"a", "b", "b"} {
+		if err := s.PutKV(ctx, "k", v); err != nil {
+			t.Fatalf("PutKV(%q): %v", v, err)
+		}
+		if got, err := s.GetKV(ctx, "k"); err != nil || got != v {
+			t.Fatalf("GetKV = %q, %v; want %q", got, err, v)
+		}
+	}
+}
