@@ -728,3 +728,35 @@ func TestSignalQueueBound(t *testing.T) {
 		}
 	}
 }
+
+// The token is renewed a minute before it expires, not before.
+func TestTokenRefreshMargin(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{Path: filepath.Join(t.TempDir(), "crowdsec.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, c := range []struct {
+		ttl    time.Duration
+		logins int
+	}{{2 * time.Minute, 1}, {50 * time.Second, 3}} {
+		cs.SetTokenTTL(c.ttl)
+		client, err := capi.NewClient(capi.ClientConfig{URL: cs.URL(), Login: capiLogin, Password: capiPassword})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc := capi.New(capi.Options{Client: client, Store: st})
+		before := len(cs.Logins())
+		for range 3 {
+			if err := svc.SendMetrics(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := len(cs.Logins()) - before; got != c.logins {
+			t.Errorf("token lifetime %s: %d logins for 3 calls, want %d", c.ttl, got, c.logins)
+		}
+	}
+}

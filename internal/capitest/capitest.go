@@ -33,7 +33,7 @@ type Server struct {
 	mu       sync.Mutex
 	machines map[string]string // login -> password
 	tokens   map[string]bool   // valid tokens
-	TokenTTL time.Duration     // lifetime of the tokens it issues (1 h)
+	tokenTTL time.Duration     // lifetime of the tokens it issues (1 h)
 	logins   []capi.LoginRequest
 	signals  []capi.Signal
 	posts    []int // items per accepted signals POST
@@ -65,7 +65,7 @@ func Start(t testing.TB) *Server { return StartAt(t, "127.0.0.1:0") }
 // StartAt runs a server on addr (the same address again plays a restart).
 func StartAt(t testing.TB, addr string) *Server {
 	s := &Server{t: t, key: []byte("capitest-signing-key"), machines: map[string]string{}, tokens: map[string]bool{},
-		TokenTTL: time.Hour, lists: map[string]*List{}, fail: map[string][]int{}, agents: map[string]bool{}, requests: map[string]int{}}
+		tokenTTL: time.Hour, lists: map[string]*List{}, fail: map[string][]int{}, agents: map[string]bool{}, requests: map[string]int{}}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("listening on %s: %v", addr, err)
@@ -83,6 +83,13 @@ func (s *Server) URL() string { return s.srv.URL + "/" }
 
 // Close stops the server.
 func (s *Server) Close() { s.srv.Close() }
+
+// SetTokenTTL sets the lifetime of the tokens issued from now on.
+func (s *Server) SetTokenTTL(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokenTTL = d
+}
 
 // AddMachine registers a login directly.
 func (s *Server) AddMachine(login, password string) {
@@ -355,7 +362,7 @@ func (s *Server) login(w http.ResponseWriter, body []byte) {
 		_ = json.NewEncoder(w).Encode(map[string]string{"message": "incorrect Username or Password"})
 		return
 	}
-	exp := time.Now().Add(s.TokenTTL)
+	exp := time.Now().Add(s.tokenTTL)
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"id": req.MachineID, "exp": exp.Unix(),
 		"subscription_type": "COMMUNITY", "n": len(s.logins)}).SignedString(s.key)
 	if err != nil {
