@@ -202,6 +202,12 @@ type APIServer struct {
 	TLS                           *TLS              `toml:"tls"`
 	AutoRegistration              *AutoRegistration `toml:"auto_registration"`
 	LoginLimit                    LoginLimit        `toml:"login_limit"`
+	// OnlineClient is the Central API client (signals out, community
+	// blocklist in); absent, the LAPI does not talk to CAPI.
+	OnlineClient *OnlineClient `toml:"online_client"`
+	// ConsolePath is upstream's console.yaml (sharing options).
+	ConsolePath               string `toml:"console_path"`
+	DisableUsageMetricsExport bool   `toml:"disable_usage_metrics_export"`
 
 	// Rampart's bounds on clients (upstream has none). A client has
 	// ReadHeaderTimeout to send its request header and ReadTimeout to send
@@ -360,6 +366,11 @@ func (c *Config) setDefaults() {
 		defDur(&ll.MachineRefill, 30*time.Second)
 		defInt(&ll.MaxTracked, 10000)
 	}
+	def(&c.API.Server.ConsolePath, filepath.Join(c.ConfigPaths.ConfigDir, "console.yaml"))
+	if oc := c.API.Server.OnlineClient; oc != nil {
+		def(&oc.CredentialsPath, filepath.Join(c.ConfigPaths.ConfigDir, "online_api_credentials.yaml"))
+		defInt(&oc.SignalQueueMax, DefaultSignalQueueMax)
+	}
 	if c.API.Server.TLS != nil && c.API.Server.TLS.CacheExpiration.Duration == 0 {
 		c.API.Server.TLS.CacheExpiration.Duration = time.Hour
 	}
@@ -477,6 +488,9 @@ func (c *Config) validate() error {
 	}
 	if d := c.Crowdsec.WarmupWindow; d != nil && d.Duration < 0 {
 		return fmt.Errorf("crowdsec_service.warmup_window %s must not be negative (0: no warm-up)", d.Duration)
+	}
+	if oc := c.API.Server.OnlineClient; oc != nil && oc.SignalQueueMax < 1 {
+		return fmt.Errorf("api.server.online_client.signal_queue_max %d: want at least 1", oc.SignalQueueMax)
 	}
 	if c.Crowdsec.MaxBacklogBytes < 0 {
 		return fmt.Errorf("crowdsec_service.max_backlog_bytes %d must not be negative (0 takes the default, 64 MiB)", c.Crowdsec.MaxBacklogBytes)

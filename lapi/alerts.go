@@ -141,6 +141,7 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 		}
 	}
 	hadDecisions := len(decisions) > 0
+	var kept []*models.Decision // those stored, for the signal
 	for _, d := range decisions {
 		// Upstream's swagger only asks for the key; an empty type is a
 		// decision no bouncer can apply, dropped like an invalid address.
@@ -187,10 +188,14 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 			}
 		}
 		na.Decisions = append(na.Decisions, nd)
+		kept = append(kept, d)
 	}
 	if hadDecisions && len(na.Decisions) == 0 && !fromProfiles {
 		log.Warn("every decision of the alert was dropped: alert ignored")
 		return na, false, nil, nil
+	}
+	if p := s.share.Load(); p != nil {
+		na.Signal = p.Encode(a, kept, machineID, id, now)
 	}
 	return na, true, notifyTo, nil
 }

@@ -110,6 +110,17 @@ func (s *allowSnapshot) check(value string) (bool, string) {
 	return s.checkUser(store.RangeOf(p))
 }
 
+// overlaps is check for a parsed range.
+func (s *allowSnapshot) overlaps(q store.Range) bool {
+	for _, r := range s.protRange {
+		if r.Contains(q) || q.Contains(r) {
+			return true
+		}
+	}
+	ok, _ := s.checkUser(q)
+	return ok
+}
+
 // checkUser is check against the user allowlists only.
 func (s *allowSnapshot) checkUser(q store.Range) (bool, string) {
 	now := time.Now()

@@ -25,6 +25,7 @@ import (
 	"github.com/labstack/echo/v4"
 	log "github.com/sirupsen/logrus"
 
+	"github.com/rampart-ips/rampart/capi"
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/netaddr"
 	"github.com/rampart-ips/rampart/lapi/notify"
@@ -60,6 +61,7 @@ type Server struct {
 	now        func() time.Time
 	metrics    atomic.Pointer[lapiMetrics] // nil until RegisterMetrics
 	usage      usageCache
+	share      atomic.Pointer[capi.SharePolicy] // nil: no signals queued for the Central API
 	streams    streamWatch
 	deltas     sharedDeltas
 	// stopping closes when shutdown begins: waiting long-polls answer at
@@ -531,6 +533,30 @@ func (s *Server) RunRetention(ctx context.Context) {
 			s.log.WithField("machines", names).Info("auto-deleted stale machines")
 		}
 	}
+}
+
+// ShareSignals queues, from now on, the alerts p shares as signals for
+// the Central API, in the transaction that stores them; nil stops.
+func (s *Server) ShareSignals(p *capi.SharePolicy) { s.share.Store(p) }
+
+// FilterPulled drops the pulled decisions (community list, blocklists)
+// whose address or range overlaps the host allowlist or a user allowlist:
+// those always win, ranges included. It returns how many it dropped.
+func (s *Server) FilterPulled(ctx context.Context, ds []store.NewDecision) ([]store.NewDecision, int, error) {
+	allow, err := s.allow.snapshot(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := ds[:0]
+	dropped := 0
+	for _, d := range ds {
+		if store.IsAddressScope(d.Scope) && allow.overlaps(d.Range) {
+			dropped++
+			continue
+		}
+		out = append(out, d)
+	}
+	return out, dropped, nil
 }
 
 // SetProfiles replaces the profiles alerts are evaluated with (a reload):

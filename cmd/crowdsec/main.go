@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rampart-ips/rampart/agent/daemon"
+	"github.com/rampart-ips/rampart/capi"
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/journallog"
 	"github.com/rampart-ips/rampart/internal/manpage"
@@ -56,7 +57,7 @@ func run() error {
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	noCS := fs.Bool("no-cs", false, "run only the local API")
 	noAPI := fs.Bool("no-api", false, "run only the agent")
-	_ = fs.Bool("no-capi", true, "accepted for compatibility: Rampart has no central API")
+	noCAPI := fs.Bool("no-capi", false, "do not talk to the Central API (no signals sent, no community blocklist), whatever [api.server.online_client] says")
 	dsn := fs.String("dsn", "", "replay this source once, in time-machine mode (file:///path.log, journalctl://filters=_SYSTEMD_UNIT=ssh.service), then exit")
 	typ := fs.String("type", "", "with -dsn: the log type label that selects the parsers (syslog, nginx, ...)")
 	replayWait := fs.Duration("replay-wait", 30*time.Second, "with -dsn: how long to wait, once the source is read or while the alert queue is full, for the LAPI to take alerts (the exit code says whether it took them all)")
@@ -181,6 +182,7 @@ func run() error {
 	memtune.Apply()
 	var ag *daemon.Agent
 	var lapiSrv atomic.Pointer[lapi.Server]
+	var capiRunner atomic.Pointer[capi.Runner]
 	if runAgent {
 		opts := daemon.Options{DSN: *dsn, Registry: reg, DrainTimeout: *replayWait}
 		if *dsn != "" {
@@ -224,7 +226,9 @@ func run() error {
 			<-agentDone
 			stopLAPI()
 		}()
-		g.Go(func() error { return runLAPI(lapiCtx, cfg, prof, reg, &lapiSrv, func() { close(lapiReady) }) })
+		g.Go(func() error {
+			return runLAPI(lapiCtx, cfg, prof, reg, &lapiSrv, *noCAPI, &capiRunner, func() { close(lapiReady) })
+		})
 	}
 	go func() {
 		for {
@@ -237,7 +241,7 @@ func run() error {
 				log.Warn("SIGHUP ignored: a replay is not reloaded")
 				continue
 			}
-			reload(ctx, *cfgPath, ag, lapiSrv.Load())
+			reload(ctx, *cfgPath, ag, lapiSrv.Load(), capiRunner.Load())
 		}
 	}()
 	return g.Wait()
@@ -248,7 +252,7 @@ func run() error {
 // of them is broken: the daemon then keeps running as before and says why.
 // systemd learns of it (Type=notify: RELOADING=1, then READY=1) so that
 // `systemctl reload` and `status` show it.
-func reload(ctx context.Context, cfgPath string, ag *daemon.Agent, srv *lapi.Server) {
+func reload(ctx context.Context, cfgPath string, ag *daemon.Agent, srv *lapi.Server, cr *capi.Runner) {
 	notify(fmt.Sprintf("%s\nMONOTONIC_USEC=%d\nSTATUS=reloading", sdnotify.SdNotifyReloading, monotonicUsec()))
 	start := time.Now()
 	err := func() error {
@@ -272,6 +276,12 @@ func reload(ctx context.Context, cfgPath string, ag *daemon.Agent, srv *lapi.Ser
 		}
 		if srv != nil {
 			srv.SetProfiles(prof)
+		}
+		// After `cscli capi register`: the credentials are read again.
+		if cr != nil {
+			if err := cr.Apply(ctx, cfg); err != nil {
+				return fmt.Errorf("central API: %w (the rest of the configuration was applied)", err)
+			}
 		}
 		return nil
 	}()
@@ -302,7 +312,8 @@ func notify(state string) {
 	}
 }
 
-func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg prometheus.Registerer, out *atomic.Pointer[lapi.Server], listening func()) error {
+func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg prometheus.Registerer, out *atomic.Pointer[lapi.Server],
+	noCAPI bool, capiRunner *atomic.Pointer[capi.Runner], listening func()) error {
 	st, err := store.Open(ctx, store.ConfigOf(cfg.DBConfig))
 	if err != nil {
 		return err
@@ -315,6 +326,14 @@ func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg 
 	if err := srv.RegisterMetrics(reg); err != nil {
 		return err
 	}
+	// The Central API never holds the LAPI's start: it logs in, pushes and
+	// pulls in the background, retrying while CAPI is away.
+	runner := &capi.Runner{St: st, Filter: srv.FilterPulled, Share: srv, Reg: reg, Off: noCAPI}
+	if err := runner.Apply(ctx, cfg); err != nil {
+		return err
+	}
+	defer runner.Stop()
+	capiRunner.Store(runner)
 	out.Store(srv)
 	return srv.Run(ctx, func() {
 		listening()

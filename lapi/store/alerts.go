@@ -26,6 +26,10 @@ type NewAlert struct {
 	// UUID twice in one), so that what follows a store (notifications)
 	// happens once.
 	Duplicate bool
+	// Signal is the alert as the Central API takes it (one JSON item of
+	// POST /v3/signals), nil when it is not shared: queued in the same
+	// transaction as the alert, once per alert however often it is pushed.
+	Signal []byte
 }
 
 const (
@@ -128,11 +132,17 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 	// Meta goes in multi-row statements after the alerts, in the same
 	// order as one by one: modernc's per-statement cost dominated.
 	metas := newRowInserter(tx, metaRows)
+	signals := newRowInserter(tx, signalRows)
 	var alertIDs []int64
 	var decisions [][]NewDecision
 	for k, na := range fresh {
 		id := freshIDs[k]
 		a := na.Alert
+		if na.Signal != nil {
+			if err := signals.add(now, string(na.Signal)); err != nil {
+				return err
+			}
+		}
 		for _, m := range a.Meta {
 			if err := metas.add(id, truncate(m.Key, maxMetaKey), truncate(m.Value, maxMetaValue)); err != nil {
 				return err
@@ -144,6 +154,9 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 		}
 	}
 	if err := metas.flush(); err != nil {
+		return err
+	}
+	if err := signals.flush(); err != nil {
 		return err
 	}
 	if len(decisions) == 0 {
@@ -324,6 +337,7 @@ var (
 	alertLookupRows = newRowSpec("alert lookup", `SELECT uuid, id FROM alerts WHERE uuid IN (`, 1, 64, `)`)
 	metaRows        = newRowSpec("alert meta", `INSERT INTO alert_meta (alert_id, "key", value) VALUES `, 3, 256, "")
 	decisionRows    = newRowSpec("decision", `INSERT INTO decisions (`+strings.Join(newDecisionCols, ", ")+`) VALUES `, len(newDecisionCols), 256, "")
+	signalRows      = newRowSpec("signal", `INSERT INTO capi_signals (created_at, body) VALUES `, 2, 64, "")
 	pushStatements  = alertStatements()
 	// newDecisionCols are the columns a new decision row sets.
 	newDecisionCols = []string{"uuid", "alert_id", "created_at", "until", "scenario", "type", "scope", "value", "origin", "simulated",
@@ -340,7 +354,7 @@ const (
 // for the rest). Parsing them once saves modernc a parse per push each.
 func alertStatements() []string {
 	qs := []string{lastPushSQL, lastDecisionSQL, nextSeqSQL, beatenStmt(0).q, supersededStmt(0).q, hideStmt(0).q}
-	for _, r := range []*rowSpec{alertRows, alertLookupRows, metaRows, decisionRows} {
+	for _, r := range []*rowSpec{alertRows, alertLookupRows, metaRows, decisionRows, signalRows} {
 		for n := r.per; n >= 1; n /= 2 {
 			qs = append(qs, r.sql(n))
 		}

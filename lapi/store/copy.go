@@ -21,7 +21,7 @@ import (
 var copyTables = []string{
 	"kv", "machines", "bouncers", "stream_cursors",
 	"alerts", "alert_meta", "decisions",
-	"allowlists", "allowlist_items", "usage_metrics",
+	"allowlists", "allowlist_items", "usage_metrics", "capi_signals",
 }
 
 // derivedTables are kept by triggers: the target's count the copied rows

@@ -242,6 +242,17 @@ WHERE id IN (
 	`
 ALTER TABLE alerts ADD COLUMN events TEXT NOT NULL DEFAULT '{"e":[]}';
 `,
+	// 7: signals waiting for the Central API, queued in the transaction
+	// that stores their alert and deleted only once CAPI took them, so a
+	// CAPI outage or a restart loses none (upstream keeps them in memory).
+	// IF NOT EXISTS: tests replay the migrations after 5 and 6.
+	`
+CREATE TABLE IF NOT EXISTS capi_signals (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	created_at BIGINT NOT NULL,
+	body TEXT NOT NULL
+);
+`,
 }
 
 // migrationStep is the work of migration v that SQL alone cannot do, run

@@ -53,3 +53,28 @@ func (s *Store) UsageReports(ctx context.Context, kind, by string) ([]UsageRepor
 	}
 	return out, nil
 }
+
+// UsageReportsAfter returns the reports stored after id (every kind),
+// oldest first, with the largest id returned (id itself when none).
+func (s *Store) UsageReportsAfter(ctx context.Context, id int64) ([]UsageReport, int64, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, generated_type, generated_by, received_at, payload FROM usage_metrics WHERE id > ? ORDER BY id`, id)
+	if err != nil {
+		return nil, id, fmt.Errorf("reading usage metrics: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []UsageReport
+	last := id
+	for rows.Next() {
+		var r UsageReport
+		var ns int64
+		if err := rows.Scan(&last, &r.Kind, &r.By, &ns, &r.Payload); err != nil {
+			return nil, id, fmt.Errorf("reading usage metrics: %w", err)
+		}
+		r.ReceivedAt = time.Unix(0, ns)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, id, fmt.Errorf("reading usage metrics: %w", err)
+	}
+	return out, last, nil
+}

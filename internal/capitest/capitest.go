@@ -1,0 +1,417 @@
+// Package capitest is a Central API on loopback for tests: registration,
+// login with expiring JWTs, signals (recorded), the decision stream
+// (startup and deltas) with links to lists it serves itself, and the
+// failure modes a client must survive: refused tokens (401), busy answers
+// (429/503), an outage, 304 on lists, a list that fails, a huge community
+// list.
+package capitest
+
+import (
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/rampart-ips/rampart/capi"
+)
+
+// Server is one running test Central API.
+type Server struct {
+	t   testing.TB
+	srv *httptest.Server
+	key []byte
+
+	mu       sync.Mutex
+	machines map[string]string // login -> password
+	tokens   map[string]bool   // valid tokens
+	tokenTTL time.Duration     // lifetime of the tokens it issues (1 h)
+	logins   []capi.LoginRequest
+	signals  []capi.Signal
+	posts    []int // items per accepted signals POST
+	stream   capi.StreamResponse
+	startup  *capi.StreamResponse // answer to startup=true, when set
+	queries  []string
+	lists    map[string]*List
+	fail     map[string][]int // path -> statuses to answer next, in order
+	down     bool
+	agents   map[string]bool // User-Agents seen
+	gzipped  int
+	metrics  []capi.MetricsRequest
+	requests map[string]int // by path, refused ones included
+	usage    []capi.UsageRequest
+}
+
+// List is a blocklist the server serves at /lists/<name>.
+type List struct {
+	Body     string
+	Modified time.Time
+	Status   int // non-zero: always answer this status (a failing list)
+	Fetches  int
+	NotMod   int // 304 answers
+}
+
+// Start runs a server on a free loopback port until the test ends.
+func Start(t testing.TB) *Server { return StartAt(t, "127.0.0.1:0") }
+
+// StartAt runs a server on addr (the same address again plays a restart).
+func StartAt(t testing.TB, addr string) *Server {
+	s := &Server{t: t, key: []byte("capitest-signing-key"), machines: map[string]string{}, tokens: map[string]bool{},
+		tokenTTL: time.Hour, lists: map[string]*List{}, fail: map[string][]int{}, agents: map[string]bool{}, requests: map[string]int{}}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listening on %s: %v", addr, err)
+	}
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
+	s.srv.Listener.Close()
+	s.srv.Listener = ln
+	s.srv.Start()
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// URL is the base URL, as the credentials file holds it ("/" at the end).
+func (s *Server) URL() string { return s.srv.URL + "/" }
+
+// Close stops the server.
+func (s *Server) Close() { s.srv.Close() }
+
+// SetTokenTTL sets the lifetime of the tokens issued from now on.
+func (s *Server) SetTokenTTL(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokenTTL = d
+}
+
+// AddMachine registers a login directly.
+func (s *Server) AddMachine(login, password string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.machines[login] = password
+}
+
+// SetStream sets what GET /v3/decisions/stream answers (a delta);
+// SetStartup what it answers to startup=true (the delta otherwise).
+func (s *Server) SetStream(r capi.StreamResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stream = r
+}
+
+// SetStartup sets the answer to startup=true.
+func (s *Server) SetStartup(r capi.StreamResponse) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.startup = &r
+}
+
+// SetList serves a list at ListURL(name).
+func (s *Server) SetList(name string, l *List) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lists[name] = l
+}
+
+// ListURL is where list name is served.
+func (s *Server) ListURL(name string) string { return s.srv.URL + "/lists/" + name }
+
+// GetList returns the list's state (fetch counts).
+func (s *Server) GetList(name string) List {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return *s.lists[name]
+}
+
+// Fail makes the next requests on path ("/v3/signals"...) answer these
+// statuses, one each, in order.
+func (s *Server) Fail(path string, statuses ...int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail[path] = append(s.fail[path], statuses...)
+}
+
+// SetDown makes every request answer 503 (an outage) or serves again.
+func (s *Server) SetDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = down
+}
+
+// RevokeTokens forgets every token issued: the next call gets a 401.
+func (s *Server) RevokeTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens = map[string]bool{}
+}
+
+// Signals returns the signals received.
+func (s *Server) Signals() []capi.Signal {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]capi.Signal(nil), s.signals...)
+}
+
+// SignalPosts returns the item count of each accepted POST /v3/signals.
+func (s *Server) SignalPosts() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int(nil), s.posts...)
+}
+
+// Logins returns the logins received.
+func (s *Server) Logins() []capi.LoginRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]capi.LoginRequest(nil), s.logins...)
+}
+
+// Queries returns the query strings of the stream requests.
+func (s *Server) Queries() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.queries...)
+}
+
+// Requests is how many requests came for path, refused ones included.
+func (s *Server) Requests(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests[path]
+}
+
+// Metrics returns the metrics received.
+func (s *Server) Metrics() []capi.MetricsRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]capi.MetricsRequest(nil), s.metrics...)
+}
+
+// UserAgents returns the User-Agents seen on /v3 calls.
+func (s *Server) UserAgents() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for ua := range s.agents {
+		out = append(out, ua)
+	}
+	return out
+}
+
+// Gzipped is how many request bodies came gzipped.
+func (s *Server) Gzipped() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gzipped
+}
+
+// Community builds a startup answer of n addresses (10.x.y.z, then
+// 11.x...) for scenario, each for duration.
+func Community(scenario string, n int, duration string) capi.StreamResponse {
+	g := capi.StreamGroup{Scenario: scenario, Scope: "ip", Decisions: make([]capi.StreamDecision, 0, n)}
+	for i := 0; i < n; i++ {
+		g.Decisions = append(g.Decisions, capi.StreamDecision{Value: fmt.Sprintf("%d.%d.%d.%d", 10+i>>24, (i>>16)&255, (i>>8)&255, i&255), Duration: duration})
+	}
+	return capi.StreamResponse{New: []capi.StreamGroup{g}}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.requests[r.URL.Path]++
+	if s.down {
+		s.mu.Unlock()
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"message": "down"})
+		return
+	}
+	if q := s.fail[r.URL.Path]; len(q) > 0 {
+		st := q[0]
+		s.fail[r.URL.Path] = q[1:]
+		s.mu.Unlock()
+		writeJSON(w, st, map[string]string{"message": "injected failure"})
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/v3/") {
+		s.agents[r.UserAgent()] = true
+	}
+	s.mu.Unlock()
+	if strings.HasPrefix(r.URL.Path, "/lists/") {
+		s.serveList(w, r, strings.TrimPrefix(r.URL.Path, "/lists/"))
+		return
+	}
+	body, err := s.readBody(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"message": err.Error()})
+		return
+	}
+	switch r.Method + " " + r.URL.Path {
+	case "POST /v3/watchers":
+		var req capi.RegisterRequest
+		if err := json.Unmarshal(body, &req); err != nil || req.MachineID == "" || req.Password == "" {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"message": "invalid registration"})
+			return
+		}
+		s.AddMachine(req.MachineID, req.Password)
+		writeJSON(w, http.StatusCreated, map[string]string{"message": "OK"})
+	case "POST /v3/watchers/login":
+		s.login(w, body)
+	case "POST /v3/signals":
+		if !s.authorized(w, r) {
+			return
+		}
+		var items []capi.Signal
+		if err := json.Unmarshal(body, &items); err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": err.Error()})
+			return
+		}
+		s.mu.Lock()
+		s.signals = append(s.signals, items...)
+		s.posts = append(s.posts, len(items))
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]string{"message": "OK"})
+	case "GET /v3/decisions/stream":
+		if !s.authorized(w, r) {
+			return
+		}
+		s.mu.Lock()
+		s.queries = append(s.queries, r.URL.RawQuery)
+		resp := s.stream
+		if r.URL.Query().Get("startup") == "true" && s.startup != nil {
+			resp = *s.startup
+		}
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, resp)
+	case "POST /v3/metrics/":
+		if !s.authorized(w, r) {
+			return
+		}
+		var m capi.MetricsRequest
+		if err := json.Unmarshal(body, &m); err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": err.Error()})
+			return
+		}
+		s.mu.Lock()
+		s.metrics = append(s.metrics, m)
+		s.mu.Unlock()
+		writeJSON(w, http.StatusCreated, map[string]string{"message": "OK"})
+	case "POST /v3/usage-metrics":
+		if !s.authorized(w, r) {
+			return
+		}
+		var u capi.UsageRequest
+		if err := json.Unmarshal(body, &u); err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": err.Error()})
+			return
+		}
+		s.mu.Lock()
+		s.usage = append(s.usage, u)
+		s.mu.Unlock()
+		writeJSON(w, http.StatusCreated, map[string]string{"message": "OK"})
+	default:
+		w.WriteHeader(http.StatusNotFound)
+	}
+}
+
+// Usage returns the usage metrics received.
+func (s *Server) Usage() []capi.UsageRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]capi.UsageRequest(nil), s.usage...)
+}
+
+func (s *Server) readBody(r *http.Request) ([]byte, error) {
+	var rd io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		gz, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		defer gz.Close()
+		rd = gz
+		s.mu.Lock()
+		s.gzipped++
+		s.mu.Unlock()
+	}
+	return io.ReadAll(rd)
+}
+
+func (s *Server) login(w http.ResponseWriter, body []byte) {
+	var req capi.LoginRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"message": err.Error()})
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.logins = append(s.logins, req)
+	if pw, ok := s.machines[req.MachineID]; !ok || pw != req.Password {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_ = json.NewEncoder(w).Encode(map[string]string{"message": "incorrect Username or Password"})
+		return
+	}
+	exp := time.Now().Add(s.tokenTTL)
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"id": req.MachineID, "exp": exp.Unix(),
+		"subscription_type": "COMMUNITY", "n": len(s.logins)}).SignedString(s.key)
+	if err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	s.tokens[tok] = true
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(capi.LoginResponse{Code: 200, Expire: exp.UTC().Format(time.RFC3339), Token: tok})
+}
+
+// authorized checks the Bearer token: issued, not revoked, not expired.
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
+	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	ok := s.tokens[tok]
+	s.mu.Unlock()
+	if ok {
+		_, err := jwt.Parse(tok, func(*jwt.Token) (any, error) { return s.key, nil }, jwt.WithValidMethods([]string{"HS256"}))
+		ok = err == nil
+	}
+	if !ok {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "token is expired or invalid"})
+	}
+	return ok
+}
+
+func (s *Server) serveList(w http.ResponseWriter, r *http.Request, name string) {
+	s.mu.Lock()
+	l, ok := s.lists[name]
+	if !ok {
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	l.Fetches++
+	st, body, mod := l.Status, l.Body, l.Modified
+	if st == 0 {
+		if ims, err := http.ParseTime(r.Header.Get("If-Modified-Since")); err == nil && !mod.Truncate(time.Second).After(ims) {
+			l.NotMod++
+			st = http.StatusNotModified
+		}
+	}
+	s.mu.Unlock()
+	switch st {
+	case 0:
+		w.Header().Set("Last-Modified", mod.UTC().Format(http.TimeFormat))
+		_, _ = io.WriteString(w, body)
+	default:
+		w.WriteHeader(st)
+	}
+}

@@ -1,0 +1,159 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rampart-ips/rampart/models"
+)
+
+// The signal queue keeps what is pushed with an alert (once, however often
+// the alert is retried), gives it back oldest first, forgets what is
+// acknowledged, and keeps only the newest when bounded.
+func TestSignalQueue(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "q.db"))
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now()
+	var push []NewAlert
+	for i := range 10 {
+		push = append(push, NewAlert{Alert: &models.Alert{Scenario: "s", Source: &models.Source{Scope: "Ip", Value: "192.0.2.1"}},
+			UUID: fmt.Sprintf("u%d", i), StartAt: now, StopAt: now, Signal: fmt.Appendf(nil, `{"n":%d}`, i)})
+	}
+	for range 2 { // a retried push queues nothing more
+		if _, err := s.CreateAlerts(ctx, push); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.SignalQueueLen(ctx); err != nil || n != 10 {
+		t.Fatalf("queue %d, %v; want 10", n, err)
+	}
+	got, err := s.PendingSignals(ctx, 4)
+	if err != nil || len(got) != 4 || string(got[0].Body) != `{"n":0}` || string(got[3].Body) != `{"n":3}` {
+		t.Fatalf("pending %v, %v", got, err)
+	}
+	if err := s.AckSignals(ctx, []int64{got[0].ID, got[1].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if dropped, err := s.TrimSignals(ctx, 5); err != nil || dropped != 3 {
+		t.Fatalf("trim dropped %d, %v; want 3", dropped, err)
+	}
+	got, err = s.PendingSignals(ctx, 50)
+	if err != nil || len(got) != 5 || string(got[0].Body) != `{"n":5}` {
+		t.Fatalf("after trim %v, %v", got, err)
+	}
+	if dropped, err := s.TrimSignals(ctx, 5); err != nil || dropped != 0 {
+		t.Fatalf("second trim dropped %d, %v", dropped, err)
+	}
+}
+
+// A pull replaces the same origin's decisions on the values it brings
+// (chunk by chunk), leaves other values and other origins alone, and
+// bouncers see the new decisions hold every value; CAPI's deletions end
+// theirs.
+func TestReplacePulled(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "p.db"))
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now()
+	pulled := func(until time.Time, values ...string) NewAlert {
+		var ds []NewDecision
+		for _, v := range values {
+			ds = append(ds, NewDecision{UUID: v + until.String(), Until: until, Scenario: "crowdsecurity/ssh-bf", Type: "ban", Scope: "Ip",
+				Value: v, Origin: OriginCAPI, Range: RangeOf(netip.MustParsePrefix(v + "/32"))})
+		}
+		return NewAlert{Alert: &models.Alert{Scenario: "update", Source: &models.Source{Scope: CommunitySourceScope}},
+			UUID: models.NewAlertUUID(), StartAt: now, StopAt: now, Decisions: ds}
+	}
+	if _, err := s.ReplacePulled(ctx, pulled(now.Add(time.Hour), "192.0.2.1", "192.0.2.2", "192.0.2.3"), OriginCAPI, 2); err != nil {
+		t.Fatal(err)
+	}
+	// A local ban on .3 is not CAPI's: it stays.
+	local := NewAlert{Alert: &models.Alert{Scenario: "local", Source: &models.Source{Scope: "Ip", Value: "192.0.2.3"}}, UUID: "local",
+		StartAt: now, StopAt: now, Decisions: []NewDecision{{UUID: "l", Until: now.Add(time.Hour), Scenario: "local", Type: "ban", Scope: "Ip",
+			Value: "192.0.2.3", Origin: "crowdsec", Range: RangeOf(netip.MustParsePrefix("192.0.2.3/32"))}}}
+	if _, err := s.CreateAlerts(ctx, []NewAlert{local}); err != nil {
+		t.Fatal(err)
+	}
+	later := now.Add(2 * time.Hour)
+	if _, err := s.ReplacePulled(ctx, pulled(later, "192.0.2.4", "192.0.2.2", "192.0.2.3"), OriginCAPI, 2); err != nil {
+		t.Fatal(err)
+	}
+	active, err := s.QueryDecisions(ctx, DecisionFilter{Origins: []string{OriginCAPI}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vals []string
+	for _, d := range active {
+		vals = append(vals, d.Value)
+		if d.Value != "192.0.2.1" && d.Until.UnixNano() != later.UnixNano() {
+			t.Errorf("%s until %s, want the new pull's", d.Value, d.Until)
+		}
+	}
+	slices.Sort(vals)
+	if want := []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"}; !slices.Equal(vals, want) {
+		t.Errorf("active CAPI decisions on %v, want %v", vals, want)
+	}
+	if n, err := s.ExpirePulled(ctx, OriginCAPI, "Ip", []string{"192.0.2.1", "192.0.2.3"}); err != nil || n != 2 {
+		t.Fatalf("expired %d, %v; want 2", n, err)
+	}
+	held := map[string]string{}
+	if _, err := s.Stream(ctx, StreamQuery{Startup: true}, now, func(d *DecisionRow) error {
+		held[d.Value] = d.Origin
+		return nil
+	}, func(*DecisionRow) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"192.0.2.2": OriginCAPI, "192.0.2.3": "crowdsec", "192.0.2.4": OriginCAPI}; fmt.Sprint(held) != fmt.Sprint(want) {
+		t.Errorf("bouncers hold %v, want %v", held, want)
+	}
+	if last, err := s.LastAlertCreated(ctx, CommunitySourceScope); err != nil || last.IsZero() {
+		t.Errorf("last pull %v, %v", last, err)
+	}
+}
+
+// A lock is held against other owners until it goes stale, refreshed by
+// its owner, and released only by its owner.
+func TestTryLock(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "l.db"))
+	defer s.Close()
+	ctx := context.Background()
+	try := func(owner string, stale time.Duration, want bool) {
+		t.Helper()
+		if got, err := s.TryLock(ctx, "pullCAPI", owner, stale); err != nil || got != want {
+			t.Fatalf("TryLock(%s) = %v, %v; want %v", owner, got, err, want)
+		}
+	}
+	try("a", time.Hour, true)
+	try("a", time.Hour, true) // its owner refreshes it
+	try("b", time.Hour, false)
+	if err := s.Unlock(ctx, "pullCAPI", "b"); err != nil {
+		t.Fatal(err)
+	}
+	try("b", time.Hour, false)      // b could not release a's lock
+	try("b", time.Nanosecond, true) // stale: taken over
+	if err := s.Unlock(ctx, "pullCAPI", "b"); err != nil {
+		t.Fatal(err)
+	}
+	try("c", time.Hour, true)
+}
+
+// PutKV creates, replaces, and writes the same value again.
+func TestPutKV(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "kv.db"))
+	defer s.Close()
+	ctx := context.Background()
+	for _, v := range []string{"a", "b", "b"} {
+		if err := s.PutKV(ctx, "k", v); err != nil {
+			t.Fatalf("PutKV(%q): %v", v, err)
+		}
+		if got, err := s.GetKV(ctx, "k"); err != nil || got != v {
+			t.Fatalf("GetKV = %q, %v; want %q", got, err, v)
+		}
+	}
+}
