@@ -50,6 +50,8 @@ type Config struct {
 	DBConfig    DBConfig    `toml:"db_config"`
 	API         API         `toml:"api"`
 	Prometheus  Prometheus  `toml:"prometheus"`
+	// Blocklists are the LAPI's feed subscriptions ([[blocklists]]).
+	Blocklists []Blocklist `toml:"blocklists"`
 
 	// Path is the file the configuration was read from.
 	Path string `toml:"-"`
@@ -359,6 +361,9 @@ func (c *Config) setDefaults() {
 	if c.API.Server.TLS != nil && c.API.Server.TLS.CacheExpiration.Duration == 0 {
 		c.API.Server.TLS.CacheExpiration.Duration = time.Hour
 	}
+	for i := range c.Blocklists {
+		c.Blocklists[i].SetDefaults()
+	}
 	def(&c.Prometheus.ListenAddr, "127.0.0.1")
 	if c.Prometheus.ListenPort == 0 {
 		c.Prometheus.ListenPort = 6060
@@ -479,6 +484,9 @@ func (c *Config) validate() error {
 	}
 	if n := *c.Crowdsec.MaxBucketsPerScenario; n < 0 {
 		return fmt.Errorf("crowdsec_service.max_buckets_per_scenario %d: want 0 (no cap) or more", n)
+	}
+	if err := validateBlocklists(c.Blocklists); err != nil {
+		return err
 	}
 	switch c.Cscli.Output {
 	case "human", "json", "raw":

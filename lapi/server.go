@@ -27,6 +27,7 @@ import (
 
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/netaddr"
+	"github.com/rampart-ips/rampart/lapi/blocklists"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
@@ -50,6 +51,7 @@ type Server struct {
 	echo       *echo.Echo
 	jwt        *jwtKeys
 	allow      *allowChecker
+	lists      *blocklists.Runner
 	trusted    []netip.Prefix
 	proxies    []netip.Prefix // trusted_proxies
 	autoRanges []netip.Prefix
@@ -103,6 +105,13 @@ func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profi
 	}
 	s.logins = newLoginLimiter(cfg.API.Server.LoginLimit)
 	s.allow = newAllowChecker(st, csconfig.Bool(cfg.API.Server.AllowlistHostAddresses, true), s.log)
+	s.lists = blocklists.New(st, func(ctx context.Context) (func(string) (bool, string), error) {
+		snap, err := s.allow.snapshot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return snap.check, nil
+	})
 	s.echo = s.routes()
 	return s, nil
 }
@@ -143,6 +152,8 @@ func (s *Server) routes() *echo.Echo {
 	v1.HEAD("/allowlists/check/*", s.checkAllowlist, j)
 	v1.POST("/allowlists/check", s.bulkCheckAllowlist, j)
 	v1.GET("/allowlists/:name", s.getAllowlist, j)
+	v1.GET("/blocklists", s.listBlocklists, j)
+	v1.POST("/blocklists/refresh", s.refreshBlocklists, j)
 
 	v1.GET("/decisions", s.getDecisions, bo)
 	v1.HEAD("/decisions", s.getDecisions, bo)
@@ -438,6 +449,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error
 	jobsCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
 	go s.runJobs(jobsCtx)
+	listsDone := make(chan struct{})
+	go func() {
+		defer close(listsDone)
+		s.lists.Run(jobsCtx, s.cfg.Blocklists)
+	}()
+	defer func() { stopJobs(); <-listsDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.log.WithField("listen", ln.Addr().String()).Info("local API listening")
@@ -526,6 +543,11 @@ func (s *Server) RunRetention(ctx context.Context) {
 		}
 	}
 }
+
+// SetBlocklists replaces the blocklist subscriptions (a reload): new and
+// changed feeds start (and refresh at once), removed ones end their
+// decisions, unchanged ones keep running.
+func (s *Server) SetBlocklists(lists []csconfig.Blocklist) error { return s.lists.Set(lists) }
 
 // SetProfiles replaces the profiles alerts are evaluated with (a reload):
 // each alert sees the old set or the new one whole, never a mix.

@@ -1,0 +1,228 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/rampart-ips/rampart/models"
+)
+
+// ListOrigin is the origin of the decisions blocklist feeds bring, as
+// upstream names those of its subscribed lists.
+const ListOrigin = "lists"
+
+// ListScenario is the decisions' scenario (and their alerts' source scope)
+// for the feed name.
+func ListScenario(name string) string { return "lists:" + name }
+
+// ListEntry is one address or range of a feed.
+type ListEntry struct {
+	Value string // canonical: an address (scope Ip) or a masked prefix (scope Range)
+	Scope string // models.ScopeIP or models.ScopeRange
+	Range Range
+}
+
+// ListUpdate is the whole content of a feed, to be stored in place of what
+// the feed held before.
+type ListUpdate struct {
+	Name     string
+	Type     string // decision type
+	Duration time.Duration
+	Entries  []ListEntry
+}
+
+// ListResult says what ReplaceList changed.
+type ListResult struct {
+	Added, Removed, Renewed, Kept int
+	AlertID                       int64 // the alert owning the added decisions (0: no change)
+}
+
+// ReplaceList makes the active decisions of feed u.Name exactly u.Entries,
+// in one transaction, so that bouncers get additions and removals in one
+// delta: entries no longer in the feed end now, new ones are added under
+// one alert ("update : +N/-M IPs", source scope lists:<name>), entries
+// present in both keep their rows (and ids). A kept entry with less than
+// half of u.Duration left is renewed to now+u.Duration, which bouncers see
+// as a change of its duration; renewing at half-life keeps renewals rare
+// (about twice per duration) while a feed that stops answering is still
+// enforced for at least half a duration.
+func (s *Store) ReplaceList(ctx context.Context, u ListUpdate, now time.Time) (ListResult, error) {
+	var res ListResult
+	if u.Name == "" || u.Type == "" || u.Duration <= 0 {
+		return res, fmt.Errorf("list update needs a name, a type and a duration: %w", ErrInvalidData)
+	}
+	ctx = context.WithoutCancel(ctx)
+	scenario := ListScenario(u.Name)
+	ns := now.UnixNano()
+	until := now.Add(u.Duration).UnixNano()
+	renewBelow := ns + int64(u.Duration/2)
+
+	want := make(map[decisionKey]int, len(u.Entries))
+	for i := range u.Entries {
+		e := &u.Entries[i]
+		want[decisionKey{sanitize(e.Value), sanitize(u.Type), sanitize(e.Scope)}] = i
+	}
+	err := s.write(ctx, func(tx *wtx) error {
+		res = ListResult{}
+		// The change number first: it serialises decision writers, so
+		// what is read next is what this transaction changes.
+		seq, err := tx.seq()
+		if err != nil {
+			return err
+		}
+		held, err := heldListRows(tx, scenario, ns)
+		if err != nil {
+			return err
+		}
+		seen := make(map[decisionKey]bool, len(held))
+		var ended, renewed []int64
+		var hiddenRenewed []heldRow
+		for _, h := range held {
+			if _, ok := want[h.key]; !ok || seen[h.key] {
+				ended = append(ended, h.id)
+				continue
+			}
+			seen[h.key] = true
+			if h.until < renewBelow {
+				renewed = append(renewed, h.id)
+				if !h.shown {
+					hiddenRenewed = append(hiddenRenewed, h)
+				}
+			} else {
+				res.Kept++
+			}
+		}
+		res.Removed, res.Renewed = len(ended), len(renewed)
+		var added []NewDecision
+		for i := range u.Entries {
+			e := &u.Entries[i]
+			k := decisionKey{sanitize(e.Value), sanitize(u.Type), sanitize(e.Scope)}
+			if seen[k] || want[k] != i {
+				continue // held, or a duplicate in the feed
+			}
+			added = append(added, NewDecision{UUID: uuid.NewString(), Until: time.Unix(0, until), Scenario: scenario, Type: u.Type,
+				Scope: e.Scope, Value: e.Value, Origin: ListOrigin, Range: e.Range})
+		}
+		res.Added = len(added)
+		if len(ended) > 0 {
+			end := stmt{"ending a list decision", `UPDATE decisions SET active = FALSE, seq = ?, until = CASE WHEN until > ? THEN ? ELSE until END WHERE id = ?`,
+				[]any{seq, ns, ns, int64(0)}}
+			if err := eachID(tx, end, ended); err != nil {
+				return err
+			}
+			if err := settleEnded(tx, seq, ns); err != nil {
+				return err
+			}
+		}
+		if len(renewed) > 0 {
+			renew := stmt{"renewing a list decision", `UPDATE decisions SET until = ?, seq = ? WHERE id = ?`, []any{until, seq, int64(0)}}
+			if err := eachID(tx, renew, renewed); err != nil {
+				return err
+			}
+			if err := settleRenewed(tx, seq, until, hiddenRenewed); err != nil {
+				return err
+			}
+		}
+		if len(added) == 0 && len(ended) == 0 {
+			return nil
+		}
+		a := &models.Alert{Scenario: fmt.Sprintf("update : +%d/-%d IPs", len(added), len(ended)), Kind: "capi",
+			Remediation: true, Source: &models.Source{Scope: scenario}}
+		var ids []int64
+		if err := createAlerts(tx, []NewAlert{{Alert: a, UUID: uuid.NewString(), StartAt: now, StopAt: now, Decisions: added}}, ns, &ids); err != nil {
+			return fmt.Errorf("storing list %s: %w", u.Name, err)
+		}
+		res.AlertID = ids[0]
+		return nil
+	})
+	if err != nil {
+		return ListResult{}, fmt.Errorf("replacing list %s: %w", u.Name, err)
+	}
+	return res, nil
+}
+
+type heldRow struct {
+	id    int64
+	key   decisionKey
+	until int64
+	shown bool
+}
+
+// heldListRows reads the active decisions of a list, through the index on
+// (active, until): a list's rows are a fraction of the active ones.
+func heldListRows(tx *wtx, scenario string, now int64) ([]heldRow, error) {
+	rows, err := tx.QueryContext(tx.ctx, `SELECT id, value, type, scope, until, shown FROM decisions INDEXED BY decisions_active_until
+		WHERE active = TRUE AND until > ? AND origin = ? AND scenario = ? ORDER BY id`, now, ListOrigin, scenario)
+	if err != nil {
+		return nil, fmt.Errorf("reading the list's decisions: %w", err)
+	}
+	defer rows.Close()
+	var out []heldRow
+	for rows.Next() {
+		var h heldRow
+		if err := rows.Scan(&h.id, &h.key.value, &h.key.typ, &h.key.scope, &h.until, &h.shown); err != nil {
+			return nil, fmt.Errorf("reading the list's decisions: %w", err)
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// settleRenewed shows a renewed decision that was hidden behind a longer
+// one (a manual ban on the same address) when it now outlasts it. Rare, so
+// one lookup per row.
+func settleRenewed(tx *wtx, seq, until int64, rows []heldRow) error {
+	for _, h := range rows {
+		var oid, ountil int64
+		err := tx.QueryRowContext(tx.ctx, `SELECT id, until FROM decisions INDEXED BY decisions_key
+			WHERE value = ? AND type = ? AND scope = ? AND active = TRUE AND shown AND id <> ? ORDER BY until DESC LIMIT 1`,
+			h.key.value, h.key.typ, h.key.scope, h.id).Scan(&oid, &ountil)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("settling a renewed list decision: %w", err)
+		case ountil >= until:
+			continue
+		default:
+			if err := eachID(tx, hideStmt(0), []int64{oid}); err != nil {
+				return err
+			}
+		}
+		if err := eachID(tx, promoteStmt(seq, 0), []int64{h.id}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ListNames returns the names of the lists holding active decisions
+// (scenario lists:<name>), so that the LAPI can end those of feeds no
+// longer configured.
+func (s *Store) ListNames(ctx context.Context, now time.Time) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT scenario FROM decisions INDEXED BY decisions_active_until
+		WHERE active = TRUE AND until > ? AND origin = ? AND scenario LIKE 'lists:%'`, now.UnixNano(), ListOrigin)
+	if err != nil {
+		return nil, fmt.Errorf("reading list names: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var sc string
+		if err := rows.Scan(&sc); err != nil {
+			return nil, fmt.Errorf("reading list names: %w", err)
+		}
+		out = append(out, strings.TrimPrefix(sc, "lists:"))
+	}
+	return out, rows.Err()
+}
+
+// EndList ends every active decision of a list (a feed unsubscribed).
+func (s *Store) EndList(ctx context.Context, name string) (int64, error) {
+	return s.DeleteDecisions(ctx, DecisionFilter{Origins: []string{ListOrigin}, Scenario: ListScenario(name)})
+}
