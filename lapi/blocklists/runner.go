@@ -28,7 +28,7 @@ type Status struct {
 	Format      string    `json:"format"`
 	Interval    string    `json:"interval"`
 	LastAttempt time.Time `json:"last_attempt"`
-	LastChange  time.Time `json:"last_change"` // last content stored (200 or a changed file)
+	LastApplied time.Time `json:"last_applied"` // last content stored or checked against the store
 	LastError   string    `json:"last_error,omitempty"`
 	Entries     int       `json:"entries"`     // in the feed at its last content
 	Allowlisted int       `json:"allowlisted"` // of those, left out for an allowlist
@@ -56,6 +56,7 @@ type feed struct {
 	mu      sync.Mutex
 	status  Status
 	running sync.Mutex // one refresh of this feed at a time
+	last    *Parsed    // the content last stored, before allowlisting (under running)
 }
 
 // New prepares a runner; Run starts it.
@@ -259,27 +260,39 @@ func (r *Runner) refresh(ctx context.Context, f *feed) error {
 
 func (r *Runner) refreshOnce(ctx context.Context, f *feed, lg *log.Entry) error {
 	body, err := f.src.fetch(ctx)
-	if errors.Is(err, errNotModified) {
+	var p Parsed
+	switch {
+	case errors.Is(err, errNotModified) && f.last != nil:
+		// The same content again: applied anyway, so that allowlist
+		// changes and decisions deleted by hand are caught up with; an
+		// unchanged result costs one read and no change number.
 		lg.Debug("blocklist not modified")
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	p, err := Parse(body, f.cfg.Format)
-	if err != nil {
+		p = *f.last
+	case errors.Is(err, errNotModified):
+		// Not modified since a content this process never stored: read
+		// it whole.
 		f.src.forget()
-		return fmt.Errorf("parsing: %w", err)
-	}
-	if p.Bad > 0 {
-		lg.WithFields(log.Fields{"bad": p.Bad, "lines": lineList(p.BadAt, p.Bad)}).Warn("blocklist lines skipped: not an IP address or CIDR")
+		if body, err = f.src.fetch(ctx); err != nil {
+			return err
+		}
+		fallthrough
+	case err == nil:
+		if p, err = Parse(body, f.cfg.Format); err != nil {
+			f.src.forget()
+			return fmt.Errorf("parsing: %w", err)
+		}
+		if p.Bad > 0 {
+			lg.WithFields(log.Fields{"bad": p.Bad, "lines": lineList(p.BadAt, p.Bad)}).Warn("blocklist lines skipped: not an IP address or CIDR")
+		}
+	default:
+		return err
 	}
 	check, err := r.allow(ctx)
 	if err != nil {
 		f.src.forget()
 		return fmt.Errorf("reading the allowlists: %w", err)
 	}
-	kept := p.Entries[:0]
+	kept := make([]store.ListEntry, 0, len(p.Entries))
 	allowed := 0
 	for _, e := range p.Entries {
 		if hit, why := check(e.Value); hit {
@@ -297,11 +310,17 @@ func (r *Runner) refreshOnce(ctx context.Context, f *feed, lg *log.Entry) error 
 		f.src.forget()
 		return err
 	}
+	f.last = &p
 	f.mu.Lock()
-	f.status.Format, f.status.LastChange = p.Format, r.now()
+	f.status.Format, f.status.LastApplied = p.Format, r.now()
 	f.status.Entries, f.status.Allowlisted, f.status.BadLines = len(kept)+allowed, allowed, p.Bad
 	f.mu.Unlock()
-	lg.WithFields(log.Fields{"entries": len(kept), "added": res.Added, "removed": res.Removed, "renewed": res.Renewed,
-		"allowlisted": allowed, "bad_lines": p.Bad}).Info("blocklist refreshed")
+	fields := lg.WithFields(log.Fields{"entries": len(kept), "added": res.Added, "removed": res.Removed, "renewed": res.Renewed,
+		"allowlisted": allowed, "bad_lines": p.Bad})
+	if res.Added+res.Removed+res.Renewed == 0 {
+		fields.Debug("blocklist unchanged")
+	} else {
+		fields.Info("blocklist refreshed")
+	}
 	return nil
 }

@@ -130,6 +130,11 @@ func (s *Store) ReplaceList(ctx context.Context, u ListUpdate, now time.Time) (L
 			}
 		}
 		if len(added) == 0 && len(ended) == 0 {
+			if len(renewed) == 0 {
+				// Rolled back: the change number is not spent, so
+				// bouncers are not woken for an empty delta.
+				return errListUnchanged
+			}
 			return nil
 		}
 		a := &models.Alert{Scenario: fmt.Sprintf("update : +%d/-%d IPs", len(added), len(ended)), Kind: "capi",
@@ -141,11 +146,16 @@ func (s *Store) ReplaceList(ctx context.Context, u ListUpdate, now time.Time) (L
 		res.AlertID = ids[0]
 		return nil
 	})
+	if errors.Is(err, errListUnchanged) {
+		return res, nil
+	}
 	if err != nil {
 		return ListResult{}, fmt.Errorf("replacing list %s: %w", u.Name, err)
 	}
 	return res, nil
 }
+
+var errListUnchanged = errors.New("list unchanged")
 
 type heldRow struct {
 	id    int64
