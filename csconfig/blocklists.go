@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -112,7 +113,10 @@ func (b *Blocklist) Validate() error {
 	return nil
 }
 
-func validateBlocklists(lists []Blocklist) error {
+func validateBlocklists(lists []Blocklist, out []ListOut) error {
+	if err := validateListsOut(out); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for i := range lists {
 		b := &lists[i]
@@ -123,6 +127,41 @@ func validateBlocklists(lists []Blocklist) error {
 			return fmt.Errorf("blocklists: name %q is used twice", b.Name)
 		}
 		seen[b.Name] = true
+	}
+	return nil
+}
+
+// ListOut is one [[lists_out]] feed the LAPI serves at /v1/lists/<name>
+// to bouncer keys: its active decisions on addresses and ranges as plain
+// text, one a line, for firewalls that cannot run a bouncer. "all" (every
+// ban) needs no entry. Query parameters of a request replace these.
+type ListOut struct {
+	Name      string   `toml:"name"`
+	Origins   []string `toml:"origins"`    // e.g. ["crowdsec", "cscli", "lists"]; empty: any
+	Scenarios []string `toml:"scenarios"`  // scenario substrings; empty: any
+	Scopes    []string `toml:"scopes"`     // "ip", "range"; empty: both
+	Type      string   `toml:"type"`       // decision type ("ban"); "all": any
+	IPVersion int      `toml:"ip_version"` // 4 or 6; 0: both
+}
+
+func validateListsOut(lists []ListOut) error {
+	seen := map[string]bool{"all": true}
+	for _, l := range lists {
+		if !blocklistName.MatchString(l.Name) {
+			return fmt.Errorf("lists_out: name %q: want 1 to 64 letters, digits, '.', '_' or '-'", l.Name)
+		}
+		if seen[l.Name] {
+			return fmt.Errorf("lists_out: name %q is used twice (or is the built-in all)", l.Name)
+		}
+		seen[l.Name] = true
+		if l.IPVersion != 0 && l.IPVersion != 4 && l.IPVersion != 6 {
+			return fmt.Errorf("lists_out %s: ip_version %d: want 4, 6 or 0 (both)", l.Name, l.IPVersion)
+		}
+		for _, sc := range l.Scopes {
+			if !strings.EqualFold(sc, "ip") && !strings.EqualFold(sc, "range") {
+				return fmt.Errorf("lists_out %s: scope %q: a plain list holds ip and range only", l.Name, sc)
+			}
+		}
 	}
 	return nil
 }

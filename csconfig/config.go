@@ -52,6 +52,8 @@ type Config struct {
 	Prometheus  Prometheus  `toml:"prometheus"`
 	// Blocklists are the LAPI's feed subscriptions ([[blocklists]]).
 	Blocklists []Blocklist `toml:"blocklists"`
+	// ListsOut are the plain-text feeds the LAPI serves ([[lists_out]]).
+	ListsOut []ListOut `toml:"lists_out"`
 
 	// Path is the file the configuration was read from.
 	Path string `toml:"-"`
@@ -485,7 +487,7 @@ func (c *Config) validate() error {
 	if n := *c.Crowdsec.MaxBucketsPerScenario; n < 0 {
 		return fmt.Errorf("crowdsec_service.max_buckets_per_scenario %d: want 0 (no cap) or more", n)
 	}
-	if err := validateBlocklists(c.Blocklists); err != nil {
+	if err := validateBlocklists(c.Blocklists, c.ListsOut); err != nil {
 		return err
 	}
 	switch c.Cscli.Output {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/lapi/blocklists"
+	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -249,5 +252,139 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// get sends a GET with headers and returns the status, the body and the
+// response headers.
+func (l *testLAPI) get(path string, headers map[string]string) (int, string, http.Header) {
+	l.t.Helper()
+	req, err := http.NewRequest("GET", l.URL+path, nil)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return resp.StatusCode, string(b), resp.Header
+}
+
+// TestListsOut: /v1/lists/<name> serves the active decisions on addresses
+// as plain text for bouncer keys, filtered by the list and the query, with
+// an ETag that answers 304 until the decisions change.
+func TestListsOut(t *testing.T) {
+	l := startLAPI(t, func(c *csconfig.Config) {
+		c.ListsOut = []csconfig.ListOut{{Name: "v4lists", Origins: []string{"lists"}, IPVersion: 4}}
+	})
+	l.push(manualAlert("192.0.2.1", "Ip", "4h", "cscli"), manualAlert("192.0.2.1", "Ip", "2h", "cscli"),
+		manualAlert("198.51.100.0/24", "Range", "4h", "cscli"), manualAlert("2001:db8::1", "Ip", "4h", "cscli"),
+		manualAlert("FR", "Country", "4h", "cscli"))
+	captcha := manualAlert("192.0.2.2", "Ip", "4h", "cscli")
+	captcha.Decisions[0].Type = "captcha"
+	l.push(captcha)
+	if _, err := l.Store.ReplaceList(context.Background(), store.ListUpdate{Name: "feed", Type: "ban", Duration: time.Hour,
+		Entries: []store.ListEntry{{Value: "203.0.113.7", Scope: "Ip", Range: store.RangeOf(netip.MustParsePrefix("203.0.113.7/32"))},
+			{Value: "2001:db8:1::/48", Scope: "Range", Range: store.RangeOf(netip.MustParsePrefix("2001:db8:1::/48"))}}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	key := keyHeaders(l.addBouncer("fw"))
+
+	if status, _, _ := l.get("/v1/lists/all", nil); status != http.StatusForbidden && status != http.StatusUnauthorized {
+		t.Fatalf("no key: %d", status)
+	}
+	for _, c := range []struct{ path, want string }{
+		{"/v1/lists/all", "192.0.2.1\n198.51.100.0/24\n203.0.113.7\n2001:db8::1\n2001:db8:1::/48\n"},
+		{"/v1/lists/all?ipv6only", "2001:db8::1\n2001:db8:1::/48\n"},
+		{"/v1/lists/all?ipv4only=true&origin=cscli", "192.0.2.1\n198.51.100.0/24\n"},
+		{"/v1/lists/all?type=captcha", "192.0.2.2\n"},
+		{"/v1/lists/all?scope=range", "198.51.100.0/24\n2001:db8:1::/48\n"},
+		{"/v1/lists/all?scenario=lists:", "203.0.113.7\n2001:db8:1::/48\n"},
+		{"/v1/lists/v4lists", "203.0.113.7\n"},
+		{"/v1/lists/v4lists?ipv4only=false", "203.0.113.7\n2001:db8:1::/48\n"},
+	} {
+		status, body, h := l.get(c.path, key)
+		if status != 200 || body != c.want || !strings.HasPrefix(h.Get("Content-Type"), "text/plain") {
+			t.Fatalf("%s: %d %q, want %q", c.path, status, body, c.want)
+		}
+	}
+	for path, want := range map[string]int{"/v1/lists/nosuch": 404, "/v1/lists/all?bogus=1": 400, "/v1/lists/all?scope=country": 400,
+		"/v1/lists/all?ipv4only&ipv6only": 400} {
+		if status, body, _ := l.get(path, key); status != want {
+			t.Fatalf("%s: %d %s, want %d", path, status, body, want)
+		}
+	}
+
+	_, _, h := l.get("/v1/lists/all", key)
+	etag, lm := h.Get("ETag"), h.Get("Last-Modified")
+	if etag == "" || lm == "" {
+		t.Fatalf("no validators: %v", h)
+	}
+	cond := map[string]string{"If-None-Match": etag}
+	for k, v := range key {
+		cond[k] = v
+	}
+	if status, body, _ := l.get("/v1/lists/all", cond); status != http.StatusNotModified || body != "" {
+		t.Fatalf("If-None-Match: %d %q", status, body)
+	}
+	l.push(manualAlert("192.0.2.99", "Ip", "4h", "cscli"))
+	status, body, h := l.get("/v1/lists/all", cond)
+	if status != 200 || !strings.Contains(body, "192.0.2.99\n") || h.Get("ETag") == etag {
+		t.Fatalf("after a change: %d %q %v", status, body, h)
+	}
+}
+
+// TestListsOutSubscribed: a second Rampart subscribes to the first one's
+// /v1/lists/all with a bouncer key; what the first bans reaches the second
+// one's bouncers as list decisions, removals included, and an unchanged
+// feed is answered 304.
+func TestListsOutSubscribed(t *testing.T) {
+	a := startLAPI(t, nil)
+	a.push(manualAlert("192.0.2.1", "Ip", "4h", "cscli"), manualAlert("198.51.100.0/24", "Range", "4h", "cscli"))
+	keyA := a.addBouncer("rampart-b")
+	b := startLAPI(t, func(c *csconfig.Config) {
+		bl := blocklistCfg("upstream", a.URL+"/v1/lists/all?ipv4only")
+		bl.Headers = map[string]string{"X-Api-Key": keyA}
+		c.Blocklists = []csconfig.Blocklist{bl}
+	})
+	keyB := b.addBouncer("fw")
+	if status, st, msg := b.refreshLists(""); status != 200 || st[0].Entries != 2 {
+		t.Fatalf("refresh: %d %+v %s", status, st, msg)
+	}
+	first := b.stream(keyB, "&startup=true")
+	if got := sortedValues(first.New); !slices.Equal(got, []string{"192.0.2.1", "198.51.100.0/24"}) {
+		t.Fatalf("B's bouncer: %v", got)
+	}
+	for _, d := range first.New {
+		if d.Origin != "lists" || d.Scenario != "lists:upstream" {
+			t.Fatalf("B's decision %+v", d)
+		}
+	}
+	// Unchanged: B's conditional request is answered 304 by A.
+	if status, st, _ := b.refreshLists(""); status != 200 || st[0].LastFetch != "not modified" {
+		t.Fatalf("refresh: %d %+v", status, st)
+	}
+	if d := b.stream(keyB, ""); len(d.New)+len(d.Deleted) != 0 {
+		t.Fatalf("unchanged upstream sent %+v", d)
+	}
+	// A lifts one ban and adds another: B's bouncer gets both in one delta.
+	if status, body := a.do("DELETE", "/v1/decisions?ip=192.0.2.1", a.jwtHeaders(), nil); status != 200 {
+		t.Fatalf("delete on A: %d %s", status, body)
+	}
+	a.push(manualAlert("203.0.113.9", "Ip", "4h", "cscli"))
+	if status, _, msg := b.refreshLists(""); status != 200 {
+		t.Fatal(status, msg)
+	}
+	d := b.stream(keyB, "")
+	if got, gone := sortedValues(d.New), sortedValues(d.Deleted); !slices.Equal(got, []string{"203.0.113.9"}) || !slices.Equal(gone, []string{"192.0.2.1"}) {
+		t.Fatalf("B's delta: +%v -%v", got, gone)
 	}
 }

@@ -52,6 +52,7 @@ type Server struct {
 	jwt        *jwtKeys
 	allow      *allowChecker
 	lists      *blocklists.Runner
+	listsOut   listOutCache
 	trusted    []netip.Prefix
 	proxies    []netip.Prefix // trusted_proxies
 	autoRanges []netip.Prefix
@@ -159,6 +160,8 @@ func (s *Server) routes() *echo.Echo {
 	v1.HEAD("/decisions", s.getDecisions, bo)
 	v1.GET("/decisions/stream", s.streamDecisions, bo)
 	v1.HEAD("/decisions/stream", s.headStream, bo)
+	v1.GET("/lists/:name", s.getListOut, bo)
+	v1.HEAD("/lists/:name", s.getListOut, bo)
 
 	v1.POST("/usage-metrics", s.usageMetrics, s.eitherAuth)
 	s.uiRoutes(e)

@@ -30,9 +30,12 @@ type Status struct {
 	LastAttempt time.Time `json:"last_attempt"`
 	LastApplied time.Time `json:"last_applied"` // last content stored or checked against the store
 	LastError   string    `json:"last_error,omitempty"`
-	Entries     int       `json:"entries"`     // in the feed at its last content
-	Allowlisted int       `json:"allowlisted"` // of those, left out for an allowlist
-	BadLines    int       `json:"bad_lines"`
+	// LastFetch is what the last successful fetch got: "content", or
+	// "not modified" (a 304, or a file unchanged).
+	LastFetch   string `json:"last_fetch,omitempty"`
+	Entries     int    `json:"entries"`     // in the feed at its last content
+	Allowlisted int    `json:"allowlisted"` // of those, left out for an allowlist
+	BadLines    int    `json:"bad_lines"`
 }
 
 // Runner refreshes the configured feeds.
@@ -261,13 +264,14 @@ func (r *Runner) refresh(ctx context.Context, f *feed) error {
 func (r *Runner) refreshOnce(ctx context.Context, f *feed, lg *log.Entry) error {
 	body, err := f.src.fetch(ctx)
 	var p Parsed
+	notModified := false
 	switch {
 	case errors.Is(err, errNotModified) && f.last != nil:
 		// The same content again: applied anyway, so that allowlist
 		// changes and decisions deleted by hand are caught up with; an
 		// unchanged result costs one read and no change number.
 		lg.Debug("blocklist not modified")
-		p = *f.last
+		p, notModified = *f.last, true
 	case errors.Is(err, errNotModified):
 		// Not modified since a content this process never stored: read
 		// it whole.
@@ -312,6 +316,10 @@ func (r *Runner) refreshOnce(ctx context.Context, f *feed, lg *log.Entry) error 
 	}
 	f.last = &p
 	f.mu.Lock()
+	f.status.LastFetch = "content"
+	if notModified {
+		f.status.LastFetch = "not modified"
+	}
 	f.status.Format, f.status.LastApplied = p.Format, r.now()
 	f.status.Entries, f.status.Allowlisted, f.status.BadLines = len(kept)+allowed, allowed, p.Bad
 	f.mu.Unlock()
