@@ -1,11 +1,21 @@
 package csconfig
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/rampart-ips/rampart/internal/atomicfile"
+	"github.com/rampart-ips/rampart/internal/stricttoml"
 )
 
 // Blocklist is one [[blocklists]] subscription of the LAPI: a feed of
@@ -162,6 +172,77 @@ func validateListsOut(lists []ListOut) error {
 				return fmt.Errorf("lists_out %s: scope %q: a plain list holds ip and range only", l.Name, sc)
 			}
 		}
+	}
+	return nil
+}
+
+// blocklistsFile is the layout of config_paths.blocklists_path, the file
+// `cscli blocklists add|remove` manage beside config.toml's own
+// [[blocklists]].
+type blocklistsFile struct {
+	Blocklists []Blocklist `toml:"blocklists"`
+}
+
+// LoadBlocklistsFile reads the subscriptions cscli manages, as written
+// (no defaults); a missing file holds none.
+func LoadBlocklistsFile(path string) ([]Blocklist, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading blocklists: %w", err)
+	}
+	var f blocklistsFile
+	if _, err := stricttoml.Decode(data, path, &f); err != nil {
+		return nil, err
+	}
+	return f.Blocklists, nil
+}
+
+// WriteBlocklistsFile replaces the file cscli manages atomically, writing
+// only the keys each subscription sets.
+func WriteBlocklistsFile(path string, lists []Blocklist) error {
+	var buf bytes.Buffer
+	buf.WriteString("# Blocklist subscriptions managed by `cscli blocklists add|remove`; the\n" +
+		"# LAPI reads them with config.toml's own [[blocklists]] at start and reload.\n")
+	for _, b := range lists {
+		m := map[string]any{"name": b.Name}
+		set := func(k, v string) {
+			if v != "" {
+				m[k] = v
+			}
+		}
+		set("url", b.URL)
+		set("file", b.File)
+		set("format", b.Format)
+		set("type", b.Type)
+		set("ca_cert_path", b.CACertPath)
+		for k, d := range map[string]Duration{"interval": b.Interval, "duration": b.Duration, "timeout": b.Timeout} {
+			if d.Duration != 0 {
+				m[k] = d.Duration.String()
+			}
+		}
+		if len(b.Headers) > 0 {
+			m["headers"] = b.Headers
+		}
+		if b.InsecureSkipVerify {
+			m["insecure_skip_verify"] = true
+		}
+		if b.MaxBytes != 0 {
+			m["max_bytes"] = b.MaxBytes
+		}
+		buf.WriteString("\n")
+		if err := toml.NewEncoder(&buf).Encode(map[string]any{"blocklists": []map[string]any{m}}); err != nil {
+			return fmt.Errorf("encoding blocklist %s: %w", b.Name, err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
+	}
+	// 0600: headers may hold another LAPI's API key.
+	if err := atomicfile.WriteBytes(path, buf.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }

@@ -77,6 +77,9 @@ type ConfigPaths struct {
 	// SimulationPath is the TOML file saying which scenarios are in
 	// simulation (cscli simulation); a missing file simulates nothing.
 	SimulationPath string `toml:"simulation_path"`
+	// BlocklistsPath holds the [[blocklists]] `cscli blocklists add`
+	// manages, read beside config.toml's own; a missing file holds none.
+	BlocklistsPath string `toml:"blocklists_path"`
 }
 
 // Crowdsec configures the agent half.
@@ -293,6 +296,7 @@ func (c *Config) setDefaults() {
 	def(&c.ConfigPaths.DataDir, "/var/lib/crowdsec/data/")
 	def(&c.ConfigPaths.HubDir, filepath.Join(c.ConfigPaths.ConfigDir, "hub"))
 	def(&c.ConfigPaths.SimulationPath, filepath.Join(c.ConfigPaths.ConfigDir, "simulation.toml"))
+	def(&c.ConfigPaths.BlocklistsPath, filepath.Join(c.ConfigPaths.ConfigDir, "blocklists.toml"))
 	def(&c.Crowdsec.AcquisitionDir, filepath.Join(c.ConfigPaths.ConfigDir, "acquis.d"))
 	if c.Crowdsec.Collections == nil {
 		c.Crowdsec.Collections = DefaultCollections()
@@ -394,6 +398,19 @@ func Load(path string) (*Config, error) {
 	c.Path = path
 	if c.Simulation, err = LoadSimulation(c.ConfigPaths.SimulationPath); err != nil {
 		return nil, err
+	}
+	more, err := LoadBlocklistsFile(c.ConfigPaths.BlocklistsPath)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range more {
+		b.SetDefaults()
+		c.Blocklists = append(c.Blocklists, b)
+	}
+	if len(more) > 0 {
+		if err := validateBlocklists(c.Blocklists, c.ListsOut); err != nil {
+			return nil, fmt.Errorf("%s with %s: %w", path, c.ConfigPaths.BlocklistsPath, err)
+		}
 	}
 	return c, nil
 }

@@ -41,6 +41,12 @@ func Start(t testing.TB, dbPath, addr string) *LAPI {
 // says (a test moving data between engines).
 func StartOn(t testing.TB, sc store.Config, addr string) *LAPI {
 	t.Helper()
+	return StartWith(t, sc, addr, nil)
+}
+
+// StartWith is StartOn with mutate adjusting the configuration first.
+func StartWith(t testing.TB, sc store.Config, addr string, mutate func(*csconfig.Config)) *LAPI {
+	t.Helper()
 	dbPath := sc.Path
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -48,6 +54,9 @@ func StartOn(t testing.TB, sc store.Config, addr string) *LAPI {
 	cfg := csconfig.Default()
 	cfg.DBConfig.DBPath = dbPath
 	cfg.API.Server.ListenURI = addr
+	if mutate != nil {
+		mutate(cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, sc)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/backoff"
 	"github.com/rampart-ips/rampart/lapi/store"
+	"github.com/rampart-ips/rampart/models"
 )
 
 // AllowFunc returns, for one refresh, the check of the allowlists (the
@@ -21,22 +22,8 @@ import (
 // overlaps one, and which.
 type AllowFunc func(ctx context.Context) (func(value string) (bool, string), error)
 
-// Status is what a feed did last, for cscli and the logs.
-type Status struct {
-	Name        string    `json:"name"`
-	Source      string    `json:"source"`
-	Format      string    `json:"format"`
-	Interval    string    `json:"interval"`
-	LastAttempt time.Time `json:"last_attempt"`
-	LastApplied time.Time `json:"last_applied"` // last content stored or checked against the store
-	LastError   string    `json:"last_error,omitempty"`
-	// LastFetch is what the last successful fetch got: "content", or
-	// "not modified" (a 304, or a file unchanged).
-	LastFetch   string `json:"last_fetch,omitempty"`
-	Entries     int    `json:"entries"`     // in the feed at its last content
-	Allowlisted int    `json:"allowlisted"` // of those, left out for an allowlist
-	BadLines    int    `json:"bad_lines"`
-}
+// Status is what a feed did last (GET /v1/blocklists).
+type Status = models.BlocklistStatus
 
 // Runner refreshes the configured feeds.
 type Runner struct {
