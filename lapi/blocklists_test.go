@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -386,5 +387,31 @@ func TestListsOutSubscribed(t *testing.T) {
 	d := b.stream(keyB, "")
 	if got, gone := sortedValues(d.New), sortedValues(d.Deleted); !slices.Equal(got, []string{"203.0.113.9"}) || !slices.Equal(gone, []string{"192.0.2.1"}) {
 		t.Fatalf("B's delta: +%v -%v", got, gone)
+	}
+}
+
+// TestBlocklistFleet: two LAPIs on one database subscribed to the same
+// feed fetch it once between them, and both serve its decisions.
+func TestBlocklistFleet(t *testing.T) {
+	feed := newFeedServer(t)
+	feed.set("", "192.0.2.1\n192.0.2.2\n", `"v1"`)
+	path := filepath.Join(t.TempDir(), "crowdsec.db")
+	with := func(c *csconfig.Config) { c.Blocklists = []csconfig.Blocklist{blocklistCfg("feed", feed.URL)} }
+	la := startLAPIAt(t, path, with)
+	lb := startLAPIAt(t, path, with)
+	attempted := func(l *testLAPI) bool {
+		status, body := l.do("GET", "/v1/blocklists", l.jwtHeaders(), nil)
+		var st []blocklists.Status
+		return status == 200 && json.Unmarshal(body, &st) == nil && len(st) == 1 && !st[0].LastAttempt.IsZero()
+	}
+	waitFor(t, "both LAPIs to try the feed", func() bool { return attempted(la) && attempted(lb) })
+	if n, _ := feed.counts(); n != 1 {
+		t.Fatalf("the feed was fetched %d times by two LAPIs at start, want once", n)
+	}
+	for _, l := range []*testLAPI{la, lb} {
+		key := l.addBouncer("fw-" + l.URL[len(l.URL)-5:])
+		if got := sortedValues(l.stream(key, "&startup=true").New); !slices.Equal(got, []string{"192.0.2.1", "192.0.2.2"}) {
+			t.Fatalf("%s serves %v", l.URL, got)
+		}
 	}
 }

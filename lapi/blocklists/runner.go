@@ -2,6 +2,9 @@ package blocklists
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -47,6 +50,9 @@ type feed struct {
 	status  Status
 	running sync.Mutex // one refresh of this feed at a time
 	last    *Parsed    // the content last stored, before allowlisting (under running)
+	// claimKey names the feed and its settings in the store's refresh
+	// claims (ClaimListRefresh).
+	claimKey string
 }
 
 // New prepares a runner; Run starts it.
@@ -100,7 +106,7 @@ func (r *Runner) Set(lists []csconfig.Blocklist) error {
 			continue
 		}
 		fctx, cancel := context.WithCancel(r.ctx)
-		f := &feed{cfg: l, src: src, kick: make(chan chan error), stop: cancel}
+		f := &feed{cfg: l, src: src, kick: make(chan chan error), stop: cancel, claimKey: claimKey(l)}
 		f.status = Status{Name: l.Name, Source: l.URL + l.File, Format: l.Format, Interval: l.Interval.Duration.String()}
 		r.feeds[l.Name] = f
 		r.wg.Add(1)
@@ -115,6 +121,13 @@ func (r *Runner) Set(lists []csconfig.Blocklist) error {
 		r.endUnconfigured(r.ctx, keep)
 	}()
 	return nil
+}
+
+// claimKey is the feed's name and a digest of its settings.
+func claimKey(b csconfig.Blocklist) string {
+	j, _ := json.Marshal(b)
+	sum := sha256.Sum256(j)
+	return b.Name + ":" + hex.EncodeToString(sum[:8])
 }
 
 func sameConfig(a, b csconfig.Blocklist) bool { return reflect.DeepEqual(a, b) }
@@ -156,7 +169,7 @@ func (r *Runner) loop(ctx context.Context, f *feed) {
 		case reply = <-f.kick:
 			t.Stop()
 		}
-		err := r.refresh(ctx, f)
+		err := r.refresh(ctx, f, reply != nil)
 		if reply != nil {
 			reply <- err
 		}
@@ -229,12 +242,35 @@ func (r *Runner) Statuses() []Status {
 
 // refresh fetches, parses and stores one feed. Any failure keeps what is
 // stored.
-func (r *Runner) refresh(ctx context.Context, f *feed) error {
+func (r *Runner) refresh(ctx context.Context, f *feed, forced bool) error {
 	f.running.Lock()
 	defer f.running.Unlock()
 	lg := r.log.WithField("list", f.cfg.Name)
 	start := r.now()
-	err := r.refreshOnce(ctx, f, lg)
+	// LAPIs sharing the database take turns: a scheduled refresh that
+	// another one (or this one before a restart) made less than most of
+	// an interval ago is skipped. cscli's refresh always runs.
+	minAge := f.cfg.Interval.Duration * 9 / 10
+	if forced {
+		minAge = 0
+	}
+	claimed, err := r.st.ClaimListRefresh(ctx, f.claimKey, start, minAge)
+	if err != nil {
+		return err
+	}
+	if !claimed {
+		lg.Debug("blocklist refreshed recently by another LAPI (or before a restart): skipped")
+		f.mu.Lock()
+		f.status.LastAttempt, f.status.LastError, f.status.LastFetch = start, "", "refreshed by another LAPI"
+		f.mu.Unlock()
+		return nil
+	}
+	err = r.refreshOnce(ctx, f, lg)
+	if err != nil {
+		if uerr := r.st.UnclaimListRefresh(context.WithoutCancel(ctx), f.claimKey, start); uerr != nil {
+			lg.WithError(uerr).Warn("releasing the blocklist refresh claim")
+		}
+	}
 	f.mu.Lock()
 	f.status.LastAttempt = start
 	f.status.LastError = ""

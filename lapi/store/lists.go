@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -235,4 +236,59 @@ func (s *Store) ListNames(ctx context.Context, now time.Time) ([]string, error) 
 // EndList ends every active decision of a list (a feed unsubscribed).
 func (s *Store) EndList(ctx context.Context, name string) (int64, error) {
 	return s.DeleteDecisions(ctx, DecisionFilter{Origins: []string{ListOrigin}, Scenario: ListScenario(name)})
+}
+
+// ClaimListRefresh records that this LAPI refreshes list name now, unless
+// one did less than minAge ago (false): the LAPIs of one database then
+// fetch each feed about once per interval between them rather than once
+// each, and never two at a time. The claim is a compare-and-set of the
+// list's kv row, so two LAPIs claiming together cannot both win. A LAPI
+// that dies after claiming delays the next refresh by one interval.
+// The key names the list (and, from the caller, its settings: a changed
+// subscription is not held back by its former self's claim).
+func (s *Store) ClaimListRefresh(ctx context.Context, key string, now time.Time, minAge time.Duration) (bool, error) {
+	key = "list-refresh:" + key
+	next := strconv.FormatInt(now.UnixNano(), 10)
+	claimed := false
+	err := s.write(ctx, func(tx *wtx) error {
+		claimed = false
+		var prev string
+		err := tx.QueryRowContext(ctx, `SELECT value FROM kv WHERE name = ?`, key).Scan(&prev)
+		if errors.Is(err, sql.ErrNoRows) {
+			// Two LAPIs inserting together: the loser's unique
+			// violation is retried by write, and finds the row.
+			if _, err := tx.ExecContext(ctx, `INSERT INTO kv (name, value) VALUES (?, ?)`, key, next); err != nil {
+				return err
+			}
+			claimed = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if last, err := strconv.ParseInt(prev, 10, 64); err == nil && now.Sub(time.Unix(0, last)) < minAge {
+			return nil
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE kv SET value = ? WHERE name = ? AND value = ?`, next, key, prev)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		claimed = err == nil && n == 1
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("claiming the refresh of list %s: %w", key, err)
+	}
+	return claimed, nil
+}
+
+// UnclaimListRefresh gives up the claim ClaimListRefresh made at now (the
+// refresh failed), so that the next attempt, here or on another LAPI, is
+// not held back by it.
+func (s *Store) UnclaimListRefresh(ctx context.Context, key string, now time.Time) error {
+	return s.write(ctx, func(tx *wtx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE kv SET value = '0' WHERE name = ? AND value = ?`, "list-refresh:"+key, strconv.FormatInt(now.UnixNano(), 10))
+		return err
+	})
 }

@@ -205,3 +205,41 @@ func TestReplaceListBesideOtherDecisions(t *testing.T) {
 		t.Fatalf("192.0.2.2 held %v", held.added)
 	}
 }
+
+// TestClaimListRefresh: one claim per interval between LAPIs; a forced one
+// (minAge 0) always wins; a released claim lets the next attempt in.
+func TestClaimListRefresh(t *testing.T) {
+	ctx := context.Background()
+	s := openListStore(t)
+	now := time.Now()
+	claim := func(at time.Time, minAge time.Duration) bool {
+		t.Helper()
+		ok, err := s.ClaimListRefresh(ctx, "feed:abc", at, minAge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !claim(now, time.Hour) {
+		t.Fatal("first claim lost")
+	}
+	if claim(now.Add(time.Minute), time.Hour) {
+		t.Fatal("a second claim within the interval won")
+	}
+	if !claim(now.Add(61*time.Minute), time.Hour) {
+		t.Fatal("a claim after the interval lost")
+	}
+	at := now.Add(62 * time.Minute)
+	if !claim(at, 0) {
+		t.Fatal("a forced claim lost")
+	}
+	if err := s.UnclaimListRefresh(ctx, "feed:abc", at); err != nil {
+		t.Fatal(err)
+	}
+	if !claim(at.Add(time.Second), time.Hour) {
+		t.Fatal("a claim after a release lost")
+	}
+	if ok, err := s.ClaimListRefresh(ctx, "other:def", at, time.Hour); err != nil || !ok {
+		t.Fatalf("another list's claim: %v %v", ok, err)
+	}
+}
