@@ -234,6 +234,13 @@ func TestBlocklistDeadAtStart(t *testing.T) {
 	if status, _, _ := l.refreshLists("nosuch"); status == 200 {
 		t.Fatal("refreshing an unknown list succeeded")
 	}
+	// List decisions stored by something else (the Central API's lists)
+	// are not this runner's to end.
+	if _, err := l.Store.ReplaceList(context.Background(), store.ListUpdate{Name: "capi-list", Type: "ban", Duration: time.Hour,
+		Entries: []store.ListEntry{{Value: "203.0.113.1", Scope: "Ip", Range: store.RangeOf(netip.MustParsePrefix("203.0.113.1/32"))}}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	l.stream(key, "")
 	// Unsubscribed: the good list's decisions end.
 	if err := l.Server.SetBlocklists([]csconfig.Blocklist{blocklistCfg("dead", feed.URL)}); err != nil {
 		t.Fatal(err)
@@ -242,6 +249,9 @@ func TestBlocklistDeadAtStart(t *testing.T) {
 		d := l.stream(key, "")
 		return slices.Equal(sortedValues(d.Deleted), []string{"192.0.2.50"})
 	})
+	if rows, err := l.Store.QueryDecisions(context.Background(), store.DecisionFilter{Scenario: "lists:capi-list"}, time.Now()); err != nil || len(rows) != 1 {
+		t.Fatalf("another list's decisions: %+v %v", rows, err)
+	}
 }
 
 // waitFor polls cond until it holds, failing after a generous deadline.

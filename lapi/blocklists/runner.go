@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,10 +85,10 @@ func (r *Runner) Set(lists []csconfig.Blocklist) error {
 	if r.ctx == nil {
 		return errors.New("blocklists runner is not running")
 	}
-	keep := map[string]bool{}
+	keep, current := map[string]bool{}, map[string]bool{}
 	var start []csconfig.Blocklist
 	for _, l := range lists {
-		keep[l.Name] = true
+		keep[l.Name], current[claimKey(l)] = true, true
 		if f, ok := r.feeds[l.Name]; ok && sameConfig(f.cfg, l) {
 			continue
 		}
@@ -118,7 +119,7 @@ func (r *Runner) Set(lists []csconfig.Blocklist) error {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		r.endUnconfigured(r.ctx, keep)
+		r.endUnconfigured(r.ctx, keep, current)
 	}()
 	return nil
 }
@@ -132,26 +133,36 @@ func claimKey(b csconfig.Blocklist) string {
 
 func sameConfig(a, b csconfig.Blocklist) bool { return reflect.DeepEqual(a, b) }
 
-// endUnconfigured ends the decisions of lists that are no longer
-// subscribed.
-func (r *Runner) endUnconfigured(ctx context.Context, keep map[string]bool) {
-	names, err := r.st.ListNames(ctx, r.now())
+// endUnconfigured ends the decisions of the feeds this database's LAPIs
+// refreshed that are no longer subscribed, and forgets the claims of
+// former settings. Only feeds with a claim are ended: list decisions
+// stored by anything else are not this runner's.
+func (r *Runner) endUnconfigured(ctx context.Context, keep map[string]bool, current map[string]bool) {
+	keys, err := r.st.ListClaims(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			r.log.WithError(err).Warn("looking for the decisions of unsubscribed blocklists")
+			r.log.WithError(err).Warn("looking for unsubscribed blocklists")
 		}
 		return
 	}
-	for _, n := range names {
-		if keep[n] {
+	ended := map[string]bool{}
+	for _, k := range keys {
+		if current[k] {
 			continue
 		}
-		ended, err := r.st.EndList(ctx, n)
-		if err != nil {
-			r.log.WithError(err).WithField("list", n).Warn("ending the decisions of an unsubscribed blocklist")
-			continue
+		name := k[:max(strings.LastIndexByte(k, ':'), 0)]
+		if !keep[name] && !ended[name] {
+			ended[name] = true
+			n, err := r.st.EndList(ctx, name)
+			if err != nil {
+				r.log.WithError(err).WithField("list", name).Warn("ending the decisions of an unsubscribed blocklist")
+				continue
+			}
+			r.log.WithFields(log.Fields{"list": name, "ended": n}).Info("blocklist no longer subscribed: its decisions ended")
 		}
-		r.log.WithFields(log.Fields{"list": n, "ended": ended}).Info("blocklist no longer subscribed: its decisions ended")
+		if err := r.st.DropListClaim(ctx, k); err != nil {
+			r.log.WithError(err).WithField("list", name).Warn("forgetting a former blocklist claim")
+		}
 	}
 }
 

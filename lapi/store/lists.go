@@ -212,25 +212,33 @@ func settleRenewed(tx *wtx, seq, until int64, rows []heldRow) error {
 	return nil
 }
 
-// ListNames returns the names of the lists holding active decisions
-// (scenario lists:<name>), so that the LAPI can end those of feeds no
-// longer configured.
-func (s *Store) ListNames(ctx context.Context, now time.Time) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT scenario FROM decisions INDEXED BY decisions_active_until
-		WHERE active = TRUE AND until > ? AND origin = ? AND scenario LIKE 'lists:%'`, now.UnixNano(), ListOrigin)
+// ListClaims returns the keys ClaimListRefresh has recorded: the feeds
+// this database's LAPIs have refreshed, under their settings of the time.
+// Only those are ever ended as unsubscribed, so that list decisions
+// stored by anything else (the Central API's lists) are left alone.
+func (s *Store) ListClaims(ctx context.Context) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name FROM kv WHERE name LIKE 'list-refresh:%'`)
 	if err != nil {
-		return nil, fmt.Errorf("reading list names: %w", err)
+		return nil, fmt.Errorf("reading list claims: %w", err)
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
-		var sc string
-		if err := rows.Scan(&sc); err != nil {
-			return nil, fmt.Errorf("reading list names: %w", err)
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, fmt.Errorf("reading list claims: %w", err)
 		}
-		out = append(out, strings.TrimPrefix(sc, "lists:"))
+		out = append(out, strings.TrimPrefix(k, "list-refresh:"))
 	}
 	return out, rows.Err()
+}
+
+// DropListClaim forgets a claim key (a feed unsubscribed or changed).
+func (s *Store) DropListClaim(ctx context.Context, key string) error {
+	return s.write(ctx, func(tx *wtx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM kv WHERE name = ?`, "list-refresh:"+key)
+		return err
+	})
 }
 
 // EndList ends every active decision of a list (a feed unsubscribed).
