@@ -46,7 +46,8 @@ type ListResult struct {
 
 // ReplaceList makes the active decisions of feed u.Name exactly u.Entries,
 // in one transaction, so that bouncers get additions and removals in one
-// delta: entries no longer in the feed end now, new ones are added under
+// delta (beyond listAddsPerTx additions, the rest follow in transactions
+// of their own): entries no longer in the feed end now, new ones are added under
 // one alert ("update : +N/-M IPs", source scope lists:<name>), entries
 // present in both keep their rows (and ids). A kept entry with less than
 // half of u.Duration left is renewed to now+u.Duration, which bouncers see
@@ -69,8 +70,13 @@ func (s *Store) ReplaceList(ctx context.Context, u ListUpdate, now time.Time) (L
 		e := &u.Entries[i]
 		want[decisionKey{sanitize(e.Value), sanitize(u.Type), sanitize(e.Scope)}] = i
 	}
+	if err := s.prepare(ctx, pushStatements); err != nil {
+		return res, err
+	}
+	var later []NewDecision  // additions past the first transaction's share
+	var laterRenew []heldRow // renewals past it
 	err := s.write(ctx, func(tx *wtx) error {
-		res = ListResult{}
+		res, later, laterRenew = ListResult{}, nil, nil
 		// The change number first: it serialises decision writers, so
 		// what is read next is what this transaction changes.
 		seq, err := tx.seq()
@@ -82,8 +88,8 @@ func (s *Store) ReplaceList(ctx context.Context, u ListUpdate, now time.Time) (L
 			return err
 		}
 		seen := make(map[decisionKey]bool, len(held))
-		var ended, renewed []int64
-		var hiddenRenewed []heldRow
+		var ended []int64
+		var renewed []heldRow
 		for _, h := range held {
 			if _, ok := want[h.key]; !ok || seen[h.key] {
 				ended = append(ended, h.id)
@@ -91,10 +97,7 @@ func (s *Store) ReplaceList(ctx context.Context, u ListUpdate, now time.Time) (L
 			}
 			seen[h.key] = true
 			if h.until < renewBelow {
-				renewed = append(renewed, h.id)
-				if !h.shown {
-					hiddenRenewed = append(hiddenRenewed, h)
-				}
+				renewed = append(renewed, h)
 			} else {
 				res.Kept++
 			}
@@ -121,14 +124,10 @@ func (s *Store) ReplaceList(ctx context.Context, u ListUpdate, now time.Time) (L
 				return err
 			}
 		}
-		if len(renewed) > 0 {
-			renew := stmt{"renewing a list decision", `UPDATE decisions SET until = ?, seq = ? WHERE id = ?`, []any{until, seq, int64(0)}}
-			if err := eachID(tx, renew, renewed); err != nil {
-				return err
-			}
-			if err := settleRenewed(tx, seq, until, hiddenRenewed); err != nil {
-				return err
-			}
+		renewNow := renewed[:min(len(renewed), listAddsPerTx)]
+		laterRenew = renewed[len(renewNow):]
+		if err := renewList(tx, renewNow, until); err != nil {
+			return err
 		}
 		if len(added) == 0 && len(ended) == 0 {
 			if len(renewed) == 0 {
@@ -141,12 +140,35 @@ func (s *Store) ReplaceList(ctx context.Context, u ListUpdate, now time.Time) (L
 		a := &models.Alert{Scenario: fmt.Sprintf("update : +%d/-%d IPs", len(added), len(ended)), Kind: "capi",
 			Remediation: true, Source: &models.Source{Scope: scenario}}
 		var ids []int64
-		if err := createAlerts(tx, []NewAlert{{Alert: a, UUID: uuid.NewString(), StartAt: now, StopAt: now, Decisions: added}}, ns, &ids); err != nil {
+		first := added[:min(len(added), listAddsPerTx)]
+		later = added[len(first):]
+		if err := createAlerts(tx, []NewAlert{{Alert: a, UUID: uuid.NewString(), StartAt: now, StopAt: now, Decisions: first}}, ns, &ids); err != nil {
 			return fmt.Errorf("storing list %s: %w", u.Name, err)
 		}
 		res.AlertID = ids[0]
 		return nil
 	})
+	// The rest of a large renewal or addition follows in transactions of
+	// its own, so that pushes get the writer in between (a 100k-entry
+	// feed in one transaction held them for seconds). Only these are
+	// split: the removals and the first additions form one delta, and an
+	// address banned (or renewed) a moment later than another harms
+	// nothing. A failure leaves the rest to the next refresh.
+	for err == nil && len(laterRenew) > 0 {
+		chunk := laterRenew[:min(len(laterRenew), listAddsPerTx)]
+		laterRenew = laterRenew[len(chunk):]
+		err = s.write(ctx, func(tx *wtx) error { return renewList(tx, chunk, until) })
+	}
+	for err == nil && len(later) > 0 {
+		chunk := later[:min(len(later), listAddsPerTx)]
+		later = later[len(chunk):]
+		err = s.write(ctx, func(tx *wtx) error {
+			return insertDecisions(tx, []int64{res.AlertID}, [][]NewDecision{chunk}, ns)
+		})
+		if err != nil {
+			res.Added -= len(chunk) + len(later)
+		}
+	}
 	if errors.Is(err, errListUnchanged) {
 		return res, nil
 	}
@@ -157,6 +179,10 @@ func (s *Store) ReplaceList(ctx context.Context, u ListUpdate, now time.Time) (L
 }
 
 var errListUnchanged = errors.New("list unchanged")
+
+// listAddsPerTx bounds the additions one transaction of ReplaceList
+// stores: about a tenth of a second of the writer on SQLite.
+const listAddsPerTx = 10000
 
 type heldRow struct {
 	id    int64
@@ -183,6 +209,30 @@ func heldListRows(tx *wtx, scenario string, now int64) ([]heldRow, error) {
 		out = append(out, h)
 	}
 	return out, rows.Err()
+}
+
+// renewList extends rows to until, as a change bouncers see.
+func renewList(tx *wtx, rows []heldRow, until int64) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	seq, err := tx.seq()
+	if err != nil {
+		return err
+	}
+	ids := make([]int64, len(rows))
+	var hidden []heldRow
+	for i, h := range rows {
+		ids[i] = h.id
+		if !h.shown {
+			hidden = append(hidden, h)
+		}
+	}
+	renew := stmt{"renewing a list decision", `UPDATE decisions SET until = ?, seq = ? WHERE id = ?`, []any{until, seq, int64(0)}}
+	if err := eachID(tx, renew, ids); err != nil {
+		return err
+	}
+	return settleRenewed(tx, seq, until, hidden)
 }
 
 // settleRenewed shows a renewed decision that was hidden behind a longer

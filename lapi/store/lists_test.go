@@ -243,3 +243,41 @@ func TestClaimListRefresh(t *testing.T) {
 		t.Fatalf("another list's claim: %v %v", ok, err)
 	}
 }
+
+// TestReplaceListLarge: additions beyond one transaction's share all
+// arrive (in a few deltas), and a later change is again one delta.
+func TestReplaceListLarge(t *testing.T) {
+	ctx := context.Background()
+	s := openListStore(t)
+	now := time.Now()
+	n := 2*listAddsPerTx + 5
+	all := benchEntries(n, 0)
+	res, err := s.ReplaceList(ctx, ListUpdate{Name: "big", Type: "ban", Duration: 24 * time.Hour, Entries: all}, now)
+	if err != nil || res.Added != n {
+		t.Fatalf("%+v %v", res, err)
+	}
+	full := pull(t, s, 0, true, now)
+	if len(full.added) != n || full.seq != 3 {
+		t.Fatalf("startup: %d decisions at seq %d, want %d at 3", len(full.added), full.seq, n)
+	}
+	next := append(append([]ListEntry{}, all[1:]...), benchEntries(1, n)...)
+	if res, err = s.ReplaceList(ctx, ListUpdate{Name: "big", Type: "ban", Duration: 24 * time.Hour, Entries: next}, now); err != nil || res.Added != 1 || res.Removed != 1 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	d := pull(t, s, full.seq, false, now)
+	if len(d.added) != 1 || len(d.deleted) != 1 || d.seq != full.seq+1 {
+		t.Fatalf("delta: %+v", d)
+	}
+	// A renewal of them all, in a few transactions: every row extended.
+	later := now.Add(13 * time.Hour)
+	if res, err = s.ReplaceList(ctx, ListUpdate{Name: "big", Type: "ban", Duration: 24 * time.Hour, Entries: next}, later); err != nil || res.Renewed != n {
+		t.Fatalf("renewal: %+v %v", res, err)
+	}
+	if r := pull(t, s, d.seq, false, later); len(r.added) != n || len(r.deleted) != 0 {
+		t.Fatalf("renewal delta: +%d -%d", len(r.added), len(r.deleted))
+	}
+	var short int
+	if err := s.QueryRowForTest(`SELECT COUNT(*) FROM decisions WHERE active AND until < ?`, later.Add(23*time.Hour).UnixNano()).Scan(&short); err != nil || short != 0 {
+		t.Fatalf("%d rows not renewed (%v)", short, err)
+	}
+}
