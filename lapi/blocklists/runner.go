@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -108,7 +109,7 @@ func (r *Runner) Set(lists []csconfig.Blocklist) error {
 		}
 		fctx, cancel := context.WithCancel(r.ctx)
 		f := &feed{cfg: l, src: src, kick: make(chan chan error), stop: cancel, claimKey: claimKey(l)}
-		f.status = Status{Name: l.Name, Source: l.URL + l.File, Format: l.Format, Interval: l.Interval.Duration.String()}
+		f.status = Status{Name: l.Name, Source: redactURL(l.URL) + l.File, Format: l.Format, Interval: l.Interval.Duration.String()}
 		r.feeds[l.Name] = f
 		r.wg.Add(1)
 		go func() {
@@ -365,4 +366,14 @@ func (r *Runner) refreshOnce(ctx context.Context, f *feed, lg *log.Entry) error 
 		fields.Info("blocklist refreshed")
 	}
 	return nil
+}
+
+// redactURL hides a password in a feed's URL from the status machines
+// read.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || raw == "" {
+		return raw
+	}
+	return u.Redacted()
 }
