@@ -18,7 +18,8 @@ const redacted = "********"
 // (key_path, key_file) are not secrets; the files themselves are never
 // read.
 func isSecretKey(k string) bool {
-	k = strings.ToLower(k)
+	// Header names too: a [[blocklists]] headers table's "X-Api-Key".
+	k = strings.ReplaceAll(strings.ToLower(k), "-", "_")
 	for _, w := range []string{"password", "passwd", "secret", "token", "private", "authorization", "cookie"} {
 		if strings.Contains(k, w) {
 			return true

@@ -8,7 +8,7 @@ import (
 func TestIsSecretKey(t *testing.T) {
 	for k, want := range map[string]bool{
 		"password": true, "sasl_password": true, "api_key": true, "key": true, "token": true, "jwt_secret": true,
-		"Authorization": true, "secret_access_key": true, "private_key": true, "apikey": true,
+		"Authorization": true, "X-Api-Key": true, "secret_access_key": true, "private_key": true, "apikey": true,
 		"key_path": false, "key_file": false, "cert_path": false, "credentials_path": false, "login": false,
 		"listen_uri": false, "max_header_bytes": false, "bouncers_allowed_ou": false, "skip_broken_rules": false,
 	} {

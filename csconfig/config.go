@@ -50,6 +50,10 @@ type Config struct {
 	DBConfig    DBConfig    `toml:"db_config"`
 	API         API         `toml:"api"`
 	Prometheus  Prometheus  `toml:"prometheus"`
+	// Blocklists are the LAPI's feed subscriptions ([[blocklists]]).
+	Blocklists []Blocklist `toml:"blocklists"`
+	// ListsOut are the plain-text feeds the LAPI serves ([[lists_out]]).
+	ListsOut []ListOut `toml:"lists_out"`
 
 	// Path is the file the configuration was read from.
 	Path string `toml:"-"`
@@ -76,6 +80,9 @@ type ConfigPaths struct {
 	// NotificationDir holds the notifications profiles may name, one or
 	// more per *.toml file (upstream's notification_dir).
 	NotificationDir string `toml:"notification_dir"`
+	// BlocklistsPath holds the [[blocklists]] `cscli blocklists add`
+	// manages, read beside config.toml's own; a missing file holds none.
+	BlocklistsPath string `toml:"blocklists_path"`
 }
 
 // Crowdsec configures the agent half.
@@ -299,6 +306,7 @@ func (c *Config) setDefaults() {
 	def(&c.ConfigPaths.HubDir, filepath.Join(c.ConfigPaths.ConfigDir, "hub"))
 	def(&c.ConfigPaths.SimulationPath, filepath.Join(c.ConfigPaths.ConfigDir, "simulation.toml"))
 	def(&c.ConfigPaths.NotificationDir, filepath.Join(c.ConfigPaths.ConfigDir, "notifications"))
+	def(&c.ConfigPaths.BlocklistsPath, filepath.Join(c.ConfigPaths.ConfigDir, "blocklists.toml"))
 	def(&c.Crowdsec.AcquisitionDir, filepath.Join(c.ConfigPaths.ConfigDir, "acquis.d"))
 	if c.Crowdsec.Collections == nil {
 		c.Crowdsec.Collections = DefaultCollections()
@@ -374,6 +382,9 @@ func (c *Config) setDefaults() {
 	if c.API.Server.TLS != nil && c.API.Server.TLS.CacheExpiration.Duration == 0 {
 		c.API.Server.TLS.CacheExpiration.Duration = time.Hour
 	}
+	for i := range c.Blocklists {
+		c.Blocklists[i].SetDefaults()
+	}
 	def(&c.Prometheus.ListenAddr, "127.0.0.1")
 	if c.Prometheus.ListenPort == 0 {
 		c.Prometheus.ListenPort = 6060
@@ -402,6 +413,19 @@ func Load(path string) (*Config, error) {
 	c.Path = path
 	if c.Simulation, err = LoadSimulation(c.ConfigPaths.SimulationPath); err != nil {
 		return nil, err
+	}
+	more, err := LoadBlocklistsFile(c.ConfigPaths.BlocklistsPath)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range more {
+		b.SetDefaults()
+		c.Blocklists = append(c.Blocklists, b)
+	}
+	if len(more) > 0 {
+		if err := validateBlocklists(c.Blocklists, c.ListsOut); err != nil {
+			return nil, fmt.Errorf("%s with %s: %w", path, c.ConfigPaths.BlocklistsPath, err)
+		}
 	}
 	return c, nil
 }
@@ -497,6 +521,9 @@ func (c *Config) validate() error {
 	}
 	if n := *c.Crowdsec.MaxBucketsPerScenario; n < 0 {
 		return fmt.Errorf("crowdsec_service.max_buckets_per_scenario %d: want 0 (no cap) or more", n)
+	}
+	if err := validateBlocklists(c.Blocklists, c.ListsOut); err != nil {
+		return err
 	}
 	switch c.Cscli.Output {
 	case "human", "json", "raw":

@@ -28,6 +28,7 @@ import (
 	"github.com/rampart-ips/rampart/capi"
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/netaddr"
+	"github.com/rampart-ips/rampart/lapi/blocklists"
 	"github.com/rampart-ips/rampart/lapi/notify"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
@@ -53,6 +54,8 @@ type Server struct {
 	echo       *echo.Echo
 	jwt        *jwtKeys
 	allow      *allowChecker
+	lists      *blocklists.Runner
+	listsOut   listOutCache
 	trusted    []netip.Prefix
 	proxies    []netip.Prefix // trusted_proxies
 	autoRanges []netip.Prefix
@@ -110,6 +113,13 @@ func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profi
 	}
 	s.logins = newLoginLimiter(cfg.API.Server.LoginLimit)
 	s.allow = newAllowChecker(st, csconfig.Bool(cfg.API.Server.AllowlistHostAddresses, true), s.log)
+	s.lists = blocklists.New(st, func(ctx context.Context) (func(string) (bool, string), error) {
+		snap, err := s.allow.snapshot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return snap.check, nil
+	})
 	s.echo = s.routes()
 	return s, nil
 }
@@ -150,11 +160,15 @@ func (s *Server) routes() *echo.Echo {
 	v1.HEAD("/allowlists/check/*", s.checkAllowlist, j)
 	v1.POST("/allowlists/check", s.bulkCheckAllowlist, j)
 	v1.GET("/allowlists/:name", s.getAllowlist, j)
+	v1.GET("/blocklists", s.listBlocklists, j)
+	v1.POST("/blocklists/refresh", s.refreshBlocklists, j)
 
 	v1.GET("/decisions", s.getDecisions, bo)
 	v1.HEAD("/decisions", s.getDecisions, bo)
 	v1.GET("/decisions/stream", s.streamDecisions, bo)
 	v1.HEAD("/decisions/stream", s.headStream, bo)
+	v1.GET("/lists/:name", s.getListOut, bo)
+	v1.HEAD("/lists/:name", s.getListOut, bo)
 
 	v1.POST("/usage-metrics", s.usageMetrics, s.eitherAuth)
 	s.uiRoutes(e)
@@ -446,6 +460,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error
 	defer stopJobs()
 	go s.runJobs(jobsCtx)
 	go s.notify.Run(jobsCtx)
+	listsDone := make(chan struct{})
+	go func() {
+		defer close(listsDone)
+		s.lists.Run(jobsCtx, s.cfg.Blocklists)
+	}()
+	defer func() { stopJobs(); <-listsDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.log.WithField("listen", ln.Addr().String()).Info("local API listening")
@@ -558,6 +578,11 @@ func (s *Server) FilterPulled(ctx context.Context, ds []store.NewDecision) ([]st
 	}
 	return out, dropped, nil
 }
+
+// SetBlocklists replaces the blocklist subscriptions (a reload): new and
+// changed feeds start (and refresh at once), removed ones end their
+// decisions, unchanged ones keep running.
+func (s *Server) SetBlocklists(lists []csconfig.Blocklist) error { return s.lists.Set(lists) }
 
 // SetProfiles replaces the profiles alerts are evaluated with (a reload):
 // each alert sees the old set or the new one whole, never a mix. Check

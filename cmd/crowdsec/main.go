@@ -276,6 +276,9 @@ func reload(ctx context.Context, cfgPath string, ag *daemon.Agent, srv *lapi.Ser
 		}
 		if srv != nil {
 			srv.SetProfiles(prof)
+			if err := srv.SetBlocklists(cfg.Blocklists); err != nil {
+				return fmt.Errorf("blocklists: %w", err)
+			}
 		}
 		// After `cscli capi register`: the credentials are read again.
 		if cr != nil {

@@ -42,17 +42,23 @@ func Start(t testing.TB, dbPath, addr string) *LAPI {
 // says (a test moving data between engines).
 func StartOn(t testing.TB, sc store.Config, addr string) *LAPI {
 	t.Helper()
-	return start(t, sc, addr, profiles.Default(), "")
+	return StartWith(t, sc, addr, nil)
+}
+
+// StartWith is StartOn with mutate adjusting the configuration first.
+func StartWith(t testing.TB, sc store.Config, addr string, mutate func(*csconfig.Config)) *LAPI {
+	t.Helper()
+	return start(t, sc, addr, profiles.Default(), mutate)
 }
 
 // StartNotifying is Start with the profiles prof and the notifications
 // of the folder notificationDir.
 func StartNotifying(t testing.TB, dbPath string, prof *profiles.Set, notificationDir string) *LAPI {
 	t.Helper()
-	return start(t, storecfg.At(t, dbPath), "", prof, notificationDir)
+	return start(t, storecfg.At(t, dbPath), "", prof, func(c *csconfig.Config) { c.ConfigPaths.NotificationDir = notificationDir })
 }
 
-func start(t testing.TB, sc store.Config, addr string, prof *profiles.Set, notificationDir string) *LAPI {
+func start(t testing.TB, sc store.Config, addr string, prof *profiles.Set, mutate func(*csconfig.Config)) *LAPI {
 	t.Helper()
 	dbPath := sc.Path
 	if addr == "" {
@@ -61,7 +67,10 @@ func start(t testing.TB, sc store.Config, addr string, prof *profiles.Set, notif
 	cfg := csconfig.Default()
 	cfg.DBConfig.DBPath = dbPath
 	cfg.API.Server.ListenURI = addr
-	cfg.ConfigPaths.NotificationDir = notificationDir // "": none, never the host's
+	cfg.ConfigPaths.NotificationDir = "" // none unless asked, never the host's
+	if mutate != nil {
+		mutate(cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, sc)
 	if err != nil {

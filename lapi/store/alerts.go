@@ -90,7 +90,6 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 	if len(alerts) == 0 {
 		return nil
 	}
-	ctx := tx.ctx
 	// One lookup for the batch's UUIDs, and the new alerts inserted by
 	// multi-row statements: two statements per alert cost as much as
 	// everything else of a push.
@@ -159,6 +158,12 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 	if err := signals.flush(); err != nil {
 		return err
 	}
+	return insertDecisions(tx, alertIDs, decisions, now)
+}
+
+// insertDecisions stores decisions[i] for alertIDs[i] and settles which
+// of them bouncers hold.
+func insertDecisions(tx *wtx, alertIDs []int64, decisions [][]NewDecision, now int64) error {
 	if len(decisions) == 0 {
 		return nil
 	}
@@ -173,7 +178,7 @@ func createAlerts(tx *wtx, alerts []NewAlert, now int64, ids *[]int64) error {
 	if err != nil {
 		return fmt.Errorf("reading the last decision id: %w", err)
 	}
-	err = last.QueryRowContext(ctx).Scan(&after)
+	err = last.QueryRowContext(tx.ctx).Scan(&after)
 	last.Close()
 	if err != nil {
 		return fmt.Errorf("reading the last decision id: %w", err)

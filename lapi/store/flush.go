@@ -87,8 +87,12 @@ func (s *Store) Flush(ctx context.Context, p FlushPolicy, now time.Time) (FlushR
 		if minCursor != nil && *minCursor < limit {
 			limit = *minCursor
 		}
+		// Ended list decisions go even while their alert lives: the alert
+		// of a feed's update keeps its entries still in the feed alive
+		// for as long as the feed lists them, and one ended entry per
+		// refresh would otherwise pile up under it.
 		purgeable := `FROM decisions WHERE NOT active AND seq <= ? AND until < ?
-			AND (alert_id IS NULL OR NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id = decisions.alert_id))`
+			AND (alert_id IS NULL OR origin = 'lists' OR NOT EXISTS (SELECT 1 FROM alerts a WHERE a.id = decisions.alert_id))`
 		args := []any{limit, now.Add(-minAge).UnixNano()}
 		// Client-kept cursors below the highest purged change get
 		// ErrCursorGone instead of a delta missing that deletion.
