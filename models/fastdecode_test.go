@@ -151,3 +151,44 @@ func BenchmarkDecodeAlerts(b *testing.B) {
 		}
 	}
 }
+
+// DecodeAlert decodes one alert as json.Unmarshal does, through the fast
+// decoder or, for what it refuses, through encoding/json; bad JSON fails.
+func TestDecodeAlert(t *testing.T) {
+	one := strings.TrimSuffix(strings.TrimPrefix(validAlert, "["), "]")
+	bodies := []string{one, " " + one + "\n", strings.Replace(one, `"message":`, `"extra":1,"message":`, 1)}
+	for _, body := range fastSamples(t) {
+		var as []*Alert
+		if err := json.Unmarshal(body, &as); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range as {
+			b, err := json.Marshal(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bodies = append(bodies, string(b))
+		}
+	}
+	for _, body := range bodies {
+		got, err := DecodeAlert([]byte(body))
+		if err != nil {
+			t.Errorf("DecodeAlert(%s): %v", body, err)
+			continue
+		}
+		want := &Alert{}
+		if err := json.Unmarshal([]byte(body), want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			gj, _ := json.Marshal(got)
+			wj, _ := json.Marshal(want)
+			t.Errorf("DecodeAlert decoded\n%s\nencoding/json\n%s", gj, wj)
+		}
+	}
+	for _, bad := range []string{"", "{", one + "}", "[" + one + "]"} {
+		if _, err := DecodeAlert([]byte(bad)); err == nil {
+			t.Errorf("DecodeAlert(%q): no error", bad)
+		}
+	}
+}
