@@ -201,8 +201,13 @@ func New(cfg Config, client *apiclient.Client, logger *log.Entry) (*Pusher, erro
 		logger = log.WithField("component", "delivery")
 	}
 	segBytes := min(int64(defaultSegmentBytes), max(cfg.MaxQueueBytes/8, minSegmentBytes))
+	decoded := cfg.BatchSize
+	if cfg.FullBatches {
+		// the batch posted, and the next one filling meanwhile
+		decoded *= 2
+	}
 	q, err := openQueue(queueConfig{dir: cfg.QueueDir, maxBytes: cfg.MaxQueueBytes, maxAlerts: cfg.MaxQueueAlerts, segmentBytes: segBytes, ephemeral: cfg.Ephemeral,
-		maxDecoded: cfg.BatchSize}, logger)
+		maxDecoded: decoded}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
