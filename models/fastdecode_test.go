@@ -124,6 +124,50 @@ func FuzzFastDecodeAlerts(f *testing.F) {
 // BenchmarkDecodeAlerts decodes a push of 50 sshd alerts as an agent
 // sends them: 6 events of 8 meta each.
 func BenchmarkDecodeAlerts(b *testing.B) {
+	body, err := json.Marshal(sshdAlerts())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeAlerts(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeAlert decodes one of those alerts as the agent's queue
+// reads it back (DecodeAlert), and as it did before (json.Unmarshal).
+func BenchmarkDecodeAlert(b *testing.B) {
+	body, err := json.Marshal(sshdAlerts()[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("DecodeAlert", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := DecodeAlert(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("json.Unmarshal", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			var a Alert
+			if err := json.Unmarshal(body, &a); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// sshdAlerts are 50 sshd alerts as an agent pushes them: 6 events of 8
+// meta each.
+func sshdAlerts() []*Alert {
 	var as []*Alert
 	for i := range 50 {
 		a := &Alert{Scenario: "crowdsecurity/ssh-bf", ScenarioHash: "4441", ScenarioVersion: "0.1", Message: "Ip 192.0.2.7 performed 'crowdsecurity/ssh-bf' (6 events over 30ms)",
@@ -139,17 +183,7 @@ func BenchmarkDecodeAlerts(b *testing.B) {
 		a.Message += string(rune('a' + i%26))
 		as = append(as, a)
 	}
-	body, err := json.Marshal(as)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := DecodeAlerts(body); err != nil {
-			b.Fatal(err)
-		}
-	}
+	return as
 }
 
 // DecodeAlert decodes one alert as json.Unmarshal does, through the fast
