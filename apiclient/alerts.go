@@ -32,21 +32,20 @@ func (c *Client) PushAlerts(ctx context.Context, alerts []*models.Alert) ([]stri
 // per element (the agent's delivery queue holds them so): they are sent
 // as they are, not encoded again.
 func (c *Client) PushAlertsEncoded(ctx context.Context, alerts [][]byte) ([]string, error) {
-	n := 2
-	for _, a := range alerts {
-		n += len(a) + 1
-	}
-	body := make([]byte, 0, n)
-	body = append(body, '[')
+	// The body is the JSON array of them, sent from the alerts' own
+	// buffers rather than copied into one (a replay's full batches are
+	// megabytes, held twice for the request's time).
+	parts := make([][]byte, 0, 2*len(alerts)+1)
+	parts = append(parts, arrayOpen)
 	for i, a := range alerts {
 		if i > 0 {
-			body = append(body, ',')
+			parts = append(parts, arrayComma)
 		}
-		body = append(body, a...)
+		parts = append(parts, a)
 	}
-	body = append(body, ']')
+	parts = append(parts, arrayClose)
 	var ids []string
-	if err := c.do(ctx, request{method: http.MethodPost, path: "v1/alerts", raw: body, auth: authMachine}, &ids); err != nil {
+	if err := c.do(ctx, request{method: http.MethodPost, path: "v1/alerts", parts: parts, auth: authMachine}, &ids); err != nil {
 		return nil, err
 	}
 	if ids == nil {
@@ -54,6 +53,10 @@ func (c *Client) PushAlertsEncoded(ctx context.Context, alerts [][]byte) ([]stri
 	}
 	return ids, nil
 }
+
+// The JSON array's punctuation, for PushAlertsEncoded's parts (never
+// written to).
+var arrayOpen, arrayComma, arrayClose = []byte("["), []byte(","), []byte("]")
 
 // ListAlerts returns the alerts matching filter (GET /v1/alerts), e.g.
 // has_active_decision=true&include_capi=false&limit=100. The LAPI's "null"

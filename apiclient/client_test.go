@@ -394,6 +394,7 @@ func TestGzipLargeBodies(t *testing.T) {
 		{name: "uncompressed client sends large bodies plain", msgLen: 20 << 10, uncompressed: true, wantGzip: false},
 		{name: "encoded alerts sent as they are", msgLen: 100, encoded: true, wantGzip: false},
 		{name: "encoded alerts over 5KiB gzipped", msgLen: 20 << 10, encoded: true, wantGzip: true},
+		{name: "encoded alerts over 5KiB sent plain by an uncompressed client", msgLen: 20 << 10, encoded: true, uncompressed: true, wantGzip: false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -401,8 +402,11 @@ func TestGzipLargeBodies(t *testing.T) {
 			var gotEncoding string
 			var gotAlerts []*models.Alert
 			var wireLen int
+			var length int64
+			var chunked []string
 			f.machine("POST /v1/alerts", func(w http.ResponseWriter, r *http.Request) {
 				gotEncoding = r.Header.Get("Content-Encoding")
+				length, chunked = r.ContentLength, r.TransferEncoding
 				raw, err := io.ReadAll(r.Body)
 				if err != nil {
 					t.Errorf("reading body: %v", err)
@@ -456,6 +460,10 @@ func TestGzipLargeBodies(t *testing.T) {
 			}
 			if (gotEncoding == "gzip") != tc.wantGzip {
 				t.Errorf("Content-Encoding = %q, want gzip=%v", gotEncoding, tc.wantGzip)
+			}
+			// sent with its length, as a server expects a body
+			if length != int64(wireLen) || len(chunked) > 0 {
+				t.Errorf("Content-Length %d, transfer encoding %v, for a body of %d bytes", length, chunked, wireLen)
 			}
 			if tc.wantGzip && wireLen >= tc.msgLen {
 				t.Errorf("gzipped body is %d bytes for a %d-byte message", wireLen, tc.msgLen)

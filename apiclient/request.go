@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 )
 
 // authMode says which credentials a route takes.
@@ -28,9 +30,11 @@ type request struct {
 	path   string // relative and escaped, e.g. "v1/alerts"
 	query  url.Values
 	body   any // marshalled as JSON when non-nil
-	// raw, when non-nil, is the body already encoded (body is ignored)
-	raw  []byte
-	auth authMode
+	// raw, when non-nil, is the body already encoded (body is ignored);
+	// parts, when non-nil, is it in pieces, sent one after the other.
+	raw   []byte
+	parts [][]byte
+	auth  authMode
 }
 
 // do sends r and, on a 2xx answer, decodes the JSON body into out (when out
@@ -76,22 +80,33 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, *url.URL,
 		return nil, u, fmt.Errorf("%s %s: %w", r.method, u.EscapedPath(), err)
 	}
 
-	payload := r.raw
+	payload, parts := r.raw, r.parts
 	gzipped := false
-	if r.raw == nil && r.body != nil {
+	size := len(payload)
+	switch {
+	case parts != nil:
+		payload, size = nil, 0
+		for _, p := range parts {
+			size += len(p)
+		}
+	case r.raw == nil && r.body != nil:
 		payload, err = json.Marshal(r.body)
 		if err != nil {
 			return nil, u, fmt.Errorf("%s %s: encoding body: %w", r.method, u.EscapedPath(), err)
 		}
+		size = len(payload)
 	}
-	if payload != nil && len(payload) > gzipThreshold && !c.plain {
+	if (payload != nil || parts != nil) && size > gzipThreshold && !c.plain {
+		if parts != nil {
+			payload, parts = bytes.Join(parts, nil), nil
+		}
 		payload, err = gzipBytes(payload)
 		if err != nil {
 			return nil, u, fmt.Errorf("%s %s: compressing body: %w", r.method, u.EscapedPath(), err)
 		}
 		gzipped = true
 	}
-	out := outgoing{request: r, auth: auth, payload: payload, gzipped: gzipped}
+	out := outgoing{request: r, auth: auth, payload: payload, parts: parts, size: size, gzipped: gzipped}
 	if len(c.eps) == 1 {
 		resp, u, _, err := c.sendTo(ctx, ep, &out)
 		return resp, u, err
@@ -103,8 +118,23 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, *url.URL,
 type outgoing struct {
 	request
 	auth    authMode // authEither resolved
-	payload []byte   // nil: no body
+	payload []byte   // nil: no body, or parts
+	parts   [][]byte // the body in pieces (request.parts), not gzipped
+	size    int      // of parts
 	gzipped bool
+}
+
+// body returns a reader of o's body from its start, nil for none.
+func (o *outgoing) body() io.Reader {
+	switch {
+	case o.parts != nil:
+		// net.Buffers consumes the list it reads: a copy per attempt.
+		b := net.Buffers(slices.Clone(o.parts))
+		return &b
+	case o.payload != nil:
+		return bytes.NewReader(o.payload)
+	}
+	return nil
 }
 
 // sendTo performs o against one LAPI. unavailable says the failure is the
@@ -116,17 +146,19 @@ func (c *Client) sendTo(ctx context.Context, ep *endpoint, o *outgoing) (resp *h
 		return nil, nil, false, err
 	}
 	for attempt := 0; ; attempt++ {
-		var body io.Reader
-		if o.payload != nil {
-			body = bytes.NewReader(o.payload)
-		}
-		req, err := http.NewRequestWithContext(ctx, o.method, u.String(), body)
+		req, err := http.NewRequestWithContext(ctx, o.method, u.String(), o.body())
 		if err != nil {
 			return nil, u, false, fmt.Errorf("%s %s: %w", o.method, u.EscapedPath(), err)
 		}
+		if o.parts != nil {
+			// A reader NewRequest does not know: its length, or the body
+			// would go chunked, and how to read it again.
+			req.ContentLength = int64(o.size)
+			req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(o.body()), nil }
+		}
 		req.Header.Set("User-Agent", c.userAgent)
 		req.Header.Set("Accept", "application/json")
-		if o.payload != nil {
+		if o.payload != nil || o.parts != nil {
 			req.Header.Set("Content-Type", "application/json")
 			if o.gzipped {
 				req.Header.Set("Content-Encoding", "gzip")

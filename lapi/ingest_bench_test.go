@@ -48,10 +48,14 @@ func replayAlert(i, events int, nginx bool) *models.Alert {
 // BenchmarkPostAlerts is POST /v1/alerts as a replay drives it, over HTTP
 // on loopback into a fresh SQLite file: sshd, full batches of 50 alerts of
 // 6 events; nginx, batches of 8 alerts of one event (what the agent's
-// pushes averaged in those replays).
+// pushes averaged in those replays); sshd-replay, the full batches of 300
+// a replay posts since it waits for them (delivery.Config.FullBatches).
 func BenchmarkPostAlerts(b *testing.B) {
 	b.Run("sshd", func(b *testing.B) { benchmarkPostAlerts(b, 50, 6, false) })
 	b.Run("nginx", func(b *testing.B) { benchmarkPostAlerts(b, 8, 1, true) })
+	// What a replay posts now: full batches of 300 (sshd: about 10
+	// events each).
+	b.Run("sshd-replay", func(b *testing.B) { benchmarkPostAlerts(b, 300, 10, false) })
 }
 
 func benchmarkPostAlerts(b *testing.B, batch, events int, nginx bool) {

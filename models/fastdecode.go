@@ -43,6 +43,23 @@ func fastDecodeAlerts(body []byte) ([]*Alert, bool) {
 	}
 }
 
+// DecodeAlert decodes one alert as json.Unmarshal does (the agent's
+// queue reads back what it wrote with AppendAlertJSON): through the fast
+// decoder when it takes it, else through encoding/json.
+func DecodeAlert(b []byte) (*Alert, error) {
+	d := decoder{b: b}
+	d.space()
+	a := &Alert{}
+	if d.alert(a) && d.end() {
+		return a, nil
+	}
+	a = &Alert{}
+	if err := json.Unmarshal(b, a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
 // decoder reads JSON from b at i; its methods report false at anything the
 // fast path leaves to encoding/json.
 type decoder struct {

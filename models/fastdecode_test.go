@@ -124,6 +124,50 @@ func FuzzFastDecodeAlerts(f *testing.F) {
 // BenchmarkDecodeAlerts decodes a push of 50 sshd alerts as an agent
 // sends them: 6 events of 8 meta each.
 func BenchmarkDecodeAlerts(b *testing.B) {
+	body, err := json.Marshal(sshdAlerts())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeAlerts(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeAlert decodes one of those alerts as the agent's queue
+// reads it back (DecodeAlert), and as it did before (json.Unmarshal).
+func BenchmarkDecodeAlert(b *testing.B) {
+	body, err := json.Marshal(sshdAlerts()[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("DecodeAlert", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := DecodeAlert(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("json.Unmarshal", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			var a Alert
+			if err := json.Unmarshal(body, &a); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// sshdAlerts are 50 sshd alerts as an agent pushes them: 6 events of 8
+// meta each.
+func sshdAlerts() []*Alert {
 	var as []*Alert
 	for i := range 50 {
 		a := &Alert{Scenario: "crowdsecurity/ssh-bf", ScenarioHash: "4441", ScenarioVersion: "0.1", Message: "Ip 192.0.2.7 performed 'crowdsecurity/ssh-bf' (6 events over 30ms)",
@@ -139,15 +183,46 @@ func BenchmarkDecodeAlerts(b *testing.B) {
 		a.Message += string(rune('a' + i%26))
 		as = append(as, a)
 	}
-	body, err := json.Marshal(as)
-	if err != nil {
-		b.Fatal(err)
+	return as
+}
+
+// DecodeAlert decodes one alert as json.Unmarshal does, through the fast
+// decoder or, for what it refuses, through encoding/json; bad JSON fails.
+func TestDecodeAlert(t *testing.T) {
+	one := strings.TrimSuffix(strings.TrimPrefix(validAlert, "["), "]")
+	bodies := []string{one, " " + one + "\n", strings.Replace(one, `"message":`, `"extra":1,"message":`, 1)}
+	for _, body := range fastSamples(t) {
+		var as []*Alert
+		if err := json.Unmarshal(body, &as); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range as {
+			b, err := json.Marshal(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bodies = append(bodies, string(b))
+		}
 	}
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := DecodeAlerts(body); err != nil {
-			b.Fatal(err)
+	for _, body := range bodies {
+		got, err := DecodeAlert([]byte(body))
+		if err != nil {
+			t.Errorf("DecodeAlert(%s): %v", body, err)
+			continue
+		}
+		want := &Alert{}
+		if err := json.Unmarshal([]byte(body), want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			gj, _ := json.Marshal(got)
+			wj, _ := json.Marshal(want)
+			t.Errorf("DecodeAlert decoded\n%s\nencoding/json\n%s", gj, wj)
+		}
+	}
+	for _, bad := range []string{"", "{", one + "}", "[" + one + "]"} {
+		if _, err := DecodeAlert([]byte(bad)); err == nil {
+			t.Errorf("DecodeAlert(%q): no error", bad)
 		}
 	}
 }

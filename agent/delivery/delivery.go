@@ -50,7 +50,9 @@
 // the LAPI takes queued alerts. If the LAPI takes none for WaitForRoom the
 // queue stalls (ErrStalled): that Push and every later one fail, and the
 // alerts they carried are counted as refused in Stats, so that the replay
-// can say how many it did not deliver.
+// can say how many it did not deliver. It also posts only full batches
+// (Config.FullBatches) until its input ends: the alerts are queued as
+// before, only their POST waits.
 //
 // # Duplicates
 //

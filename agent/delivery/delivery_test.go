@@ -74,8 +74,8 @@ func TestPushLeavesCallerAlone(t *testing.T) {
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("peek: %v %v", recs, err)
 	}
-	if recs[0].alert.UUID == "" || recs[0].alert.Events == nil {
-		t.Errorf("queued alert: uuid %q events %v", recs[0].alert.UUID, recs[0].alert.Events)
+	if q := queuedAlert(t, recs[0]); recs[0].alert.UUID == "" || q.UUID != recs[0].alert.UUID || q.Events == nil {
+		t.Errorf("queued alert: uuid %q (%q in its payload) events %v", recs[0].alert.UUID, q.UUID, q.Events)
 	}
 	if err := p.Push(context.Background(), &models.Alert{Scenario: "x"}); err == nil {
 		t.Error("an alert without a source was queued")
@@ -229,8 +229,9 @@ func TestBoundBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != s.Queued || recs[len(recs)-1].alert.EventsCount != 299 || recs[0].alert.EventsCount != int32(s.Dropped) {
-		t.Errorf("kept %d alerts, first %d last %d", len(recs), recs[0].alert.EventsCount, recs[len(recs)-1].alert.EventsCount)
+	first, last := queuedAlert(t, recs[0]), queuedAlert(t, recs[len(recs)-1])
+	if len(recs) != s.Queued || last.EventsCount != 299 || first.EventsCount != int32(s.Dropped) {
+		t.Errorf("kept %d alerts, first %d last %d", len(recs), first.EventsCount, last.EventsCount)
 	}
 }
 
@@ -444,7 +445,7 @@ func TestAckedTornTail(t *testing.T) {
 	}
 	pushAll(t, p2, []string{"acked-new"})
 	recs, err := p2.q.peek(10)
-	if err != nil || len(recs) != 1 || recs[0].alert.Message != "acked-new" || recs[0].seq != 3 {
+	if err != nil || len(recs) != 1 || queuedAlert(t, recs[0]).Message != "acked-new" || recs[0].seq != 3 {
 		t.Fatalf("peek after recovery: %+v %v", recs, err)
 	}
 }

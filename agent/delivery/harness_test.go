@@ -143,6 +143,17 @@ func alert(msg string) *models.Alert {
 	}
 }
 
+// queuedAlert is the alert r carries, as its payload says (what the LAPI
+// gets).
+func queuedAlert(t *testing.T, r record) *models.Alert {
+	t.Helper()
+	a, err := models.DecodeAlert(r.payload)
+	if err != nil {
+		t.Fatalf("queued alert %d: %v", r.seq, err)
+	}
+	return a
+}
+
 func names(prefix string, from, to int) []string {
 	var out []string
 	for i := from; i < to; i++ {

@@ -63,6 +63,13 @@ type Config struct {
 	// Ephemeral says the queue dies with the process (a replay's): its
 	// writes are never fsynced, as no later run recovers it.
 	Ephemeral bool
+	// FullBatches holds queued alerts back until BatchSize of them wait,
+	// so that every POST is a full one: a replay's alerts come by
+	// thousands a second, and each POST costs the LAPI a request, a
+	// transaction and the index pages it rewrites, whatever its size. A
+	// smaller batch goes once Flush was called (the end of the input,
+	// WaitEmpty calls it) or while a Push waits for room.
+	FullBatches bool
 	// WaitForRoom, when positive, makes a full queue push back instead of
 	// dropping its oldest alerts: Push waits for the LAPI to take enough
 	// of them. A replay sets it, since unlike a live agent it has no
@@ -147,6 +154,10 @@ type Pusher struct {
 	// WaitEmpty.
 	left   chan struct{}
 	roomMu sync.Mutex
+	// flushing (Flush) and roomWaiters (Pushes waiting for room) end
+	// Config.FullBatches' hold on a partial batch.
+	flushing    atomic.Bool
+	roomWaiters atomic.Int32
 	// onAck, when set (tests, benchmarks), is called after each ack of
 	// delivered alerts with their count.
 	onAck  func(n int)
@@ -190,8 +201,13 @@ func New(cfg Config, client *apiclient.Client, logger *log.Entry) (*Pusher, erro
 		logger = log.WithField("component", "delivery")
 	}
 	segBytes := min(int64(defaultSegmentBytes), max(cfg.MaxQueueBytes/8, minSegmentBytes))
+	decoded := cfg.BatchSize
+	if cfg.FullBatches {
+		// the batch posted, and the next one filling meanwhile
+		decoded *= 2
+	}
 	q, err := openQueue(queueConfig{dir: cfg.QueueDir, maxBytes: cfg.MaxQueueBytes, maxAlerts: cfg.MaxQueueAlerts, segmentBytes: segBytes, ephemeral: cfg.Ephemeral,
-		maxDecoded: cfg.BatchSize}, logger)
+		maxDecoded: decoded}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("delivery: %w", err)
 	}
@@ -266,7 +282,10 @@ func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*mo
 			return fmt.Errorf("queueing alert %d (%s): %d bytes encoded, more than the %d a queued alert may take", i, c.Scenario, len(b), p.maxAlert)
 		}
 		payloads = append(payloads, b)
-		queued = append(queued, &c)
+		// What delivery reads of a queued alert besides its payload (the
+		// UUID, and for its logs the scenario and source): the events
+		// are not held while the alert waits.
+		queued = append(queued, &models.Alert{UUID: c.UUID, Scenario: c.Scenario, Source: c.Source})
 	}
 	if p.cfg.WaitForRoom > 0 {
 		return p.storeWaiting(ctx, payloads, queued)
@@ -323,6 +342,10 @@ func (p *Pusher) waitRoom(ctx context.Context, payloads [][]byte) (int, error) {
 		if timer == nil {
 			timer = time.NewTimer(p.cfg.WaitForRoom)
 			defer timer.Stop()
+			// The delivery loop must not hold a partial batch back
+			// (Config.FullBatches) while this Push waits for it.
+			p.roomWaiters.Add(1)
+			defer p.roomWaiters.Add(-1)
 			p.kick()
 		}
 		select {
@@ -402,11 +425,26 @@ func (p *Pusher) freed() {
 	}
 }
 
+// Flush ends Config.FullBatches' hold: from now on the delivery loop
+// sends what is queued without waiting for a full batch. A replay's
+// input is over.
+func (p *Pusher) Flush() {
+	p.flushing.Store(true)
+	p.kick()
+}
+
+// holding says whether the delivery loop should wait for more alerts than
+// pending before it sends them (Config.FullBatches).
+func (p *Pusher) holding(pending int) bool {
+	return p.cfg.FullBatches && pending < p.cfg.BatchSize && !p.flushing.Load() && p.roomWaiters.Load() == 0
+}
+
 // WaitEmpty waits until no alert is queued (delivered, or dropped), ctx
 // ends or timeout passes, and says whether the queue is empty. It wakes
 // as each batch leaves the queue, not on a timer: a replay waits for its
-// last batch with it. One caller at a time.
+// last batch with it, after a Flush (which it does). One caller at a time.
 func (p *Pusher) WaitEmpty(ctx context.Context, timeout time.Duration) bool {
+	p.Flush()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for p.Stats().Queued > 0 {
@@ -700,6 +738,14 @@ func (l *loop) run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if n := p.q.stats().pending + p.mem.len(); n > 0 && p.holding(n) {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-p.wake:
+			}
+			continue
+		}
 		recs, err := p.q.peek(p.cfg.BatchSize)
 		if err != nil {
 			return fmt.Errorf("delivery: %w", err)
@@ -847,14 +893,10 @@ func (l *loop) retrySuspect(ctx context.Context, recs []record) error {
 		l.drop(head, err)
 		return nil
 	}
-	payload, merr := json.Marshal(head.alert)
-	if merr == nil {
-		// Appended before its old place is freed: in a full queue that
-		// waits for room rather than dropping (a replay's), the bound
-		// would push out the oldest alert, this one, for a moment.
-		merr = l.p.store([][]byte{payload}, nil, l.p.cfg.WaitForRoom == 0)
-	}
-	if merr != nil {
+	// Appended before its old place is freed: in a full queue that waits
+	// for room rather than dropping (a replay's), the bound would push
+	// out the oldest alert, this one, for a moment.
+	if merr := l.p.store([][]byte{head.payload}, nil, l.p.cfg.WaitForRoom == 0); merr != nil {
 		l.p.log.WithError(merr).Error("moving a failing alert to the back of the queue")
 		return err
 	}
@@ -975,20 +1017,12 @@ func classify(err error) failKind {
 	return failTransient
 }
 
-// push sends recs to the LAPI, each alert as Push encoded it when this
-// process did (encoding it again cost as much CPU as the first time).
+// push sends recs to the LAPI, each alert as Push encoded it (encoding it
+// again cost as much CPU as the first time).
 func (l *loop) push(ctx context.Context, recs []record) ([]string, error) {
 	payloads := make([][]byte, len(recs))
 	for i, r := range recs {
 		payloads[i] = r.payload
-		if payloads[i] == nil {
-			b, err := json.Marshal(r.alert)
-			if err != nil {
-				// It was decoded from JSON: it cannot happen.
-				return nil, fmt.Errorf("encoding queued alert %s: %w", r.alert.UUID, err)
-			}
-			payloads[i] = b
-		}
 	}
 	// the client's error already names the request; classify reads it
 	t0 := time.Now()

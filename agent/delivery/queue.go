@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -81,10 +80,13 @@ func (s *segment) end() uint64 { return s.first + uint64(len(s.offsets)) }
 
 // record is one queued alert as peek returns it.
 type record struct {
-	seq   uint64
+	seq uint64
+	// alert is what delivery reads of it: its UUID, and for the logs its
+	// scenario and source (an alert appended by this process carries
+	// only those; one read back from disk is whole).
 	alert *models.Alert
-	// payload is alert as this process encoded it when pushed, sent as
-	// is; nil for a record read back from disk, which is encoded again.
+	// payload is the alert as it was encoded when pushed (kept in memory,
+	// or read back from disk): it is sent as it is.
 	payload []byte
 	mem     bool // from the memory buffer: seq numbers its items, not the disk's
 }
@@ -119,13 +121,13 @@ type queue struct {
 	fsyncs atomic.Uint64 // files and directories synced, for the tests
 
 	// decoded holds, by seq, alerts appended by this process and not yet
-	// delivered, as they were pushed, so that peek does not read back and
-	// decode what it has in memory (at most maxDecoded; the rest is read
-	// from disk). Guarded by mu.
+	// delivered, as they were pushed (see record), so that peek does not
+	// read back and decode what it has in memory (at most maxDecoded; the
+	// rest is read from disk). Guarded by mu.
 	decoded map[uint64]pushed
 }
 
-// pushed is an alert appended by this process, decoded and encoded.
+// pushed is an alert appended by this process, as record holds it.
 type pushed struct {
 	alert   *models.Alert
 	payload []byte
@@ -403,8 +405,9 @@ func syncDir(dir string) error {
 // readable but maybe not durable. dropped counts the oldest undelivered
 // alerts pushed out to stay within the bounds.
 //
-// alerts, when not nil, are the payloads decoded (same order): peek hands
-// them out instead of reading the records back. bounded false leaves the
+// alerts, when not nil, are the payloads' UUIDs, scenarios and sources
+// (same order): peek hands them out with the payloads instead of reading
+// the records back. bounded false leaves the
 // bounds alone this once: the caller frees the room right after.
 func (q *queue) append(payloads [][]byte, alerts []*models.Alert, bounded bool) (appended, dropped int, err error) {
 	size := 0
@@ -641,7 +644,7 @@ func (q *queue) peek(n int) ([]record, error) {
 				out = append(out, record{seq: seq, alert: d.alert, payload: d.payload})
 				continue
 			}
-			a, err := q.readLocked(s, int(seq-s.first))
+			a, payload, err := q.readLocked(s, int(seq-s.first))
 			if err != nil {
 				if len(out) > 0 {
 					return out, nil
@@ -651,29 +654,33 @@ func (q *queue) peek(n int) ([]record, error) {
 				q.head = seq + 1
 				continue
 			}
-			out = append(out, record{seq: seq, alert: a})
+			out = append(out, record{seq: seq, alert: a, payload: payload})
 		}
 	}
 	return out, nil
 }
 
-func (q *queue) readLocked(s *segment, i int) (*models.Alert, error) {
+// readLocked reads record i of s back: the alert decoded, and its
+// payload, which is sent as it is (a replay faster than its LAPI reads
+// most of its alerts back: encoding/json's decoding and encoding again
+// cost more than the rest of delivery).
+func (q *queue) readLocked(s *segment, i int) (*models.Alert, []byte, error) {
 	end := s.size
 	if i+1 < len(s.offsets) {
 		end = s.offsets[i+1]
 	}
 	buf := make([]byte, end-s.offsets[i])
 	if _, err := s.f.ReadAt(buf, s.offsets[i]); err != nil {
-		return nil, fmt.Errorf("reading alert queue record: %w", err)
+		return nil, nil, fmt.Errorf("reading alert queue record: %w", err)
 	}
 	if _, ok := q.checkRecord(buf); !ok {
-		return nil, errors.New("bad length or checksum")
+		return nil, nil, errors.New("bad length or checksum")
 	}
-	var a models.Alert
-	if err := json.Unmarshal(buf[recordHeader:], &a); err != nil {
-		return nil, fmt.Errorf("decoding queued alert: %w", err)
+	a, err := models.DecodeAlert(buf[recordHeader:])
+	if err != nil {
+		return nil, nil, fmt.Errorf("decoding queued alert: %w", err)
 	}
-	return &a, nil
+	return a, buf[recordHeader:], nil
 }
 
 // ack marks every record below upto delivered (or deliberately dropped):
