@@ -5,17 +5,18 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/internal/backoff"
@@ -74,7 +75,7 @@ type Client struct {
 	mu      sync.Mutex
 	token   string
 	expire  time.Time
-	claims  jwt.MapClaims
+	claims  map[string]any
 	loaded  bool // the stored token was looked at
 }
 
@@ -127,7 +128,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 func (c *Client) URL() string { return c.base.String() }
 
 // Claims are the current token's claims (nil before a login).
-func (c *Client) Claims() jwt.MapClaims {
+func (c *Client) Claims() map[string]any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.claims
@@ -200,17 +201,33 @@ func (c *Client) loginLocked(ctx context.Context) error {
 }
 
 // tokenExpiry reads a JWT's exp without checking its signature (only CAPI
-// can; the client needs to know when to renew).
-func tokenExpiry(tok string) (time.Time, jwt.MapClaims) {
-	claims := jwt.MapClaims{}
-	if _, _, err := jwt.NewParser().ParseUnverified(tok, claims); err != nil {
+// can; the client needs to know when to renew). The payload is decoded by
+// hand: cscli links this package and stays free of the JWT library.
+func tokenExpiry(tok string) (time.Time, map[string]any) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
 		return time.Time{}, nil
 	}
-	exp, err := claims.GetExpirationTime()
-	if err != nil || exp == nil {
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return time.Time{}, nil
+	}
+	claims := map[string]any{}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(&claims); err != nil {
+		return time.Time{}, nil
+	}
+	n, ok := claims["exp"].(json.Number)
+	if !ok {
 		return time.Time{}, claims
 	}
-	return exp.Time, claims
+	exp, err := n.Float64()
+	if err != nil || exp <= 0 {
+		return time.Time{}, claims
+	}
+	sec, frac := math.Modf(exp)
+	return time.Unix(int64(sec), int64(frac*1e9)), claims
 }
 
 // validToken returns a token that is not about to expire, logging in if
