@@ -25,6 +25,7 @@ type allowChecker struct {
 	st       *store.Store
 	withHost bool // api.server.allowlist_host_addresses: off only in test rigs
 	log      *log.Entry
+	versions *rounds[struct{}, int64] // the allowlists' version, read for every stream
 
 	mu      sync.Mutex
 	version int64
@@ -49,12 +50,17 @@ type allowSnapshot struct {
 	lists     []*store.AllowlistRow
 }
 
-func newAllowChecker(st *store.Store, withHost bool, lg *log.Entry) *allowChecker {
-	return &allowChecker{st: st, withHost: withHost, log: lg, version: -1}
+func newAllowChecker(ctx context.Context, st *store.Store, withHost bool, lg *log.Entry) *allowChecker {
+	a := &allowChecker{st: st, withHost: withHost, log: lg, version: -1}
+	a.versions = newRounds(ctx, func(ctx context.Context, _ []struct{}) (map[struct{}]int64, error) {
+		v, err := st.AllowlistsVersion(ctx)
+		return map[struct{}]int64{{}: v}, err
+	})
+	return a
 }
 
 func (a *allowChecker) snapshot(ctx context.Context) (*allowSnapshot, error) {
-	v, err := a.st.AllowlistsVersion(ctx)
+	v, err := a.versions.get(ctx, struct{}{})
 	if err != nil {
 		return nil, err
 	}

@@ -361,9 +361,16 @@ func (s *Server) authBouncer(c echo.Context) (*store.Bouncer, error) {
 	if key == "" {
 		return nil, errors.New("no API key")
 	}
-	rows, err := s.store.BouncersByKey(ctx, apikey.Hash(key), "api-key")
+	shared, err := s.keys.get(ctx, apikey.Hash(key))
 	if err != nil {
 		return nil, dbFailure{err}
+	}
+	// The rows may be another request's too (same key, same round): this
+	// request changes its own copies.
+	rows := make([]*store.Bouncer, len(shared))
+	for i, b := range shared {
+		c := *b
+		rows[i] = &c
 	}
 	if len(rows) == 0 {
 		return nil, errors.New("unknown API key")

@@ -216,8 +216,12 @@ func (s *Server) streamDecisions(c echo.Context) error {
 		}
 		wait = min(d, s.cfg.API.Server.LongPollMax.Duration)
 	}
-	if _, err := s.store.SweepExpired(ctx, s.now()); err != nil {
-		s.log.WithError(err).Warn("expiring decisions before stream")
+	// Expired decisions go out as deletions in this very answer. The
+	// requests of a herd share one sweep (or one look finding none due).
+	if s.store.SweepDue(s.now()) {
+		if _, err := s.sweeps.get(ctx, struct{}{}); err != nil {
+			s.log.WithError(err).Warn("expiring decisions before stream")
+		}
 	}
 
 	if wait > 0 {

@@ -60,6 +60,11 @@ type Server struct {
 	usage      usageCache
 	streams    streamWatch
 	deltas     sharedDeltas
+	// Reads every bouncer request makes, shared by the requests waiting
+	// at once (see rounds): key lookups and the sweep of expired
+	// decisions a stream does first.
+	keys   *rounds[string, []*store.Bouncer]
+	sweeps *rounds[struct{}, int64]
 	// stopping closes when shutdown begins: waiting long-polls answer at
 	// once, or http.Server.Shutdown would wait out their wait= (30 s).
 	stopping  chan struct{}
@@ -102,7 +107,17 @@ func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profi
 		}
 	}
 	s.logins = newLoginLimiter(cfg.API.Server.LoginLimit)
-	s.allow = newAllowChecker(st, csconfig.Bool(cfg.API.Server.AllowlistHostAddresses, true), s.log)
+	// Shared reads outlive any request, and a shutdown still answers
+	// the requests in flight.
+	readCtx := context.WithoutCancel(ctx)
+	s.allow = newAllowChecker(readCtx, st, csconfig.Bool(cfg.API.Server.AllowlistHostAddresses, true), s.log)
+	s.keys = newRounds(readCtx, func(ctx context.Context, hashes []string) (map[string][]*store.Bouncer, error) {
+		return st.BouncersByKeys(ctx, hashes, "api-key")
+	})
+	s.sweeps = newRounds(readCtx, func(ctx context.Context, _ []struct{}) (map[struct{}]int64, error) {
+		n, err := st.SweepExpired(ctx, s.now())
+		return map[struct{}]int64{{}: n}, err
+	})
 	s.echo = s.routes()
 	return s, nil
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -79,20 +80,61 @@ func (s *Store) CreateBouncer(ctx context.Context, b Bouncer) (*Bouncer, error) 
 
 // BouncersByKey returns the rows sharing a key hash, ordered by id.
 func (s *Store) BouncersByKey(ctx context.Context, hash, authType string) ([]*Bouncer, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+bouncerCols+` FROM bouncers WHERE api_key = ? AND auth_type = ? ORDER BY id`, hash, authType)
-	if err != nil {
-		return nil, fmt.Errorf("looking up bouncer key: %w", err)
-	}
-	defer rows.Close()
-	var out []*Bouncer
-	for rows.Next() {
-		b, err := scanBouncer(rows)
+	m, err := s.BouncersByKeys(ctx, []string{hash}, authType)
+	return m[hash], err
+}
+
+// bouncersByKeysChunk bounds the placeholders of one lookup.
+const bouncersByKeysChunk = 256
+
+// BouncersByKeys returns the rows of each key hash, ordered by id; a key
+// no row has is absent. Every bouncer request looks its key up: a fleet's
+// requests arriving together are looked up in one statement.
+func (s *Store) BouncersByKeys(ctx context.Context, hashes []string, authType string) (map[string][]*Bouncer, error) {
+	out := make(map[string][]*Bouncer, len(hashes))
+	for len(hashes) > 0 {
+		n := min(len(hashes), bouncersByKeysChunk)
+		var q string
+		if n == 1 {
+			q = `SELECT ` + bouncerCols + ` FROM bouncers WHERE api_key = ? AND auth_type = ? ORDER BY id`
+		} else {
+			q = `SELECT ` + bouncerCols + ` FROM bouncers WHERE api_key IN (?` + strings.Repeat(", ?", n-1) + `) AND auth_type = ? ORDER BY id`
+		}
+		args := make([]any, 0, n+1)
+		for _, h := range hashes[:n] {
+			args = append(args, h)
+		}
+		args = append(args, authType)
+		hashes = hashes[n:]
+		// A lone key (no herd) is the common statement: prepared once.
+		var rows *sql.Rows
+		var err error
+		if n == 1 {
+			var st stmter
+			if st, err = s.readStmt(ctx, q); err == nil {
+				rows, err = st.QueryContext(ctx, args...)
+			}
+		} else {
+			rows, err = s.r.QueryContext(ctx, q, args...)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("looking up bouncer key: %w", err)
 		}
-		out = append(out, b)
+		for rows.Next() {
+			b, err := scanBouncer(rows)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("looking up bouncer key: %w", err)
+			}
+			out[b.APIKeyHash] = append(out[b.APIKeyHash], b)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("looking up bouncer key: %w", err)
+		}
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // GetBouncer returns one bouncer by name or ErrNotFound.

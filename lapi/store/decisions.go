@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -469,16 +470,37 @@ func eachIDList(tx *wtx, st stmt, ids []int64) error {
 }
 
 // SweepExpired ends decisions whose time is up, so that bouncers get them in
-// their next delta exactly once. Cheap when nothing expired.
+// their next delta exactly once. Every stream request calls it first, so
+// it remembers when the next active decision expires: until then, and
+// until another decision change is published, nothing can have expired and
+// the database is not asked. (A change another process made and this one
+// has not heard of yet can only be seen late, by at most the wake-up lag a
+// long-poll has anyway: its stream leaves expired rows out, and the
+// bouncer expires what it holds by duration.)
 func (s *Store) SweepExpired(ctx context.Context, now time.Time) (int64, error) {
 	ns := now.UnixNano()
-	var one int
-	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM decisions WHERE active AND until <= ? LIMIT 1`, ns).Scan(&one)
-	if err == sql.ErrNoRows {
+	seq := s.Seq()
+	if !s.sweepDue(seq, ns) {
 		return 0, nil
 	}
+	// "active = TRUE", unlike "active", lets SQLite seek the index to the
+	// earliest: "active AND until <= ?" scanned every active row.
+	st, err := s.readStmt(ctx, `SELECT MIN(until) FROM decisions WHERE active = TRUE`)
 	if err != nil {
+		return 0, err
+	}
+	var next sql.NullInt64
+	if err := st.QueryRowContext(ctx).Scan(&next); err != nil {
 		return 0, fmt.Errorf("looking for expired decisions: %w", err)
+	}
+	if !next.Valid || next.Int64 > ns {
+		if !next.Valid {
+			next.Int64 = math.MaxInt64 // none active: the next comes with a change
+		}
+		s.expMu.Lock()
+		s.expSeq, s.expNext = seq, next.Int64
+		s.expMu.Unlock()
+		return 0, nil
 	}
 	var n int64
 	err = s.write(ctx, func(tx *wtx) error {
@@ -487,6 +509,18 @@ func (s *Store) SweepExpired(ctx context.Context, now time.Time) (int64, error) 
 		return err
 	})
 	return n, err
+}
+
+// SweepDue says whether SweepExpired at now would ask the database: false
+// when no active decision can have expired yet.
+func (s *Store) SweepDue(now time.Time) bool {
+	return s.sweepDue(s.Seq(), now.UnixNano())
+}
+
+func (s *Store) sweepDue(seq, ns int64) bool {
+	s.expMu.Lock()
+	defer s.expMu.Unlock()
+	return s.expSeq != seq || s.expNext == 0 || ns >= s.expNext
 }
 
 // QueryDecisions returns the active decisions matching f (GET /v1/decisions).
