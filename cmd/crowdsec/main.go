@@ -169,8 +169,13 @@ func run() error {
 	// The LAPI alone runs with the GC of the default process (agent and
 	// LAPI in one): at Go's default it spent a sixth of its CPU in the
 	// collector taking a replay's pushes (each one's body, decoded alerts
-	// and statement arguments are garbage once stored).
-	memtune.Apply()
+	// and statement arguments are garbage once stored). Its memory limit
+	// makes room for the connections it may serve.
+	conns := 0
+	if runAPI {
+		conns = cfg.API.Server.MaxConnections
+	}
+	memtune.Apply(conns)
 	var ag *daemon.Agent
 	var lapiSrv atomic.Pointer[lapi.Server]
 	if runAgent {
