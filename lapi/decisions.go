@@ -150,11 +150,7 @@ func (s *Server) getDecisions(c echo.Context) error {
 		return s.storeError(c, err)
 	}
 	b := c.Get(ctxBouncer).(*store.Bouncer)
-	if b.LastPull == nil || now.Sub(*b.LastPull) >= time.Minute {
-		if err := s.store.SetBouncerPulled(c.Request().Context(), b.ID, nil, now); err != nil {
-			s.log.WithError(err).Warn("recording bouncer pull")
-		}
-	}
+	s.recordPull(b.ID, b.LastPull, now)
 	s.countAnswer(b.Name, len(rows))
 	if len(rows) == 0 {
 		return c.JSONBlob(http.StatusOK, []byte("null"))
@@ -517,11 +513,7 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, ua string, sq sto
 	s.countAnswer(b.Name, sent)
 	if sq.ClientCursor {
 		// The client keeps its cursor: only the pull time is shown.
-		if b.LastPull == nil || now.Sub(*b.LastPull) >= time.Minute {
-			if err := s.store.SetBouncerPulled(c.Request().Context(), b.ID, nil, now); err != nil {
-				s.log.WithError(err).WithField("bouncer", b.Name).Warn("recording bouncer pull")
-			}
-		}
+		s.recordPull(b.ID, b.LastPull, now)
 	} else if err := s.store.SetStreamCursor(c.Request().Context(), b.ID, ua, seq, now); err != nil {
 		s.log.WithError(err).WithField("bouncer", b.Name).Warn("storing stream cursor")
 	}

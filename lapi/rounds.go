@@ -29,11 +29,12 @@ type rounds[K comparable, V any] struct {
 }
 
 type round[K comparable, V any] struct {
-	keys []K
-	seen map[K]bool
-	done chan struct{}
-	vals map[K]V
-	err  error
+	keys    []K
+	seen    map[K]bool
+	callers int
+	done    chan struct{}
+	vals    map[K]V
+	err     error
 }
 
 func newRounds[K comparable, V any](ctx context.Context, read func(ctx context.Context, keys []K) (map[K]V, error)) *rounds[K, V] {
@@ -48,6 +49,7 @@ func (g *rounds[K, V]) get(ctx context.Context, k K) (V, error) {
 		r = &round[K, V]{seen: map[K]bool{}, done: make(chan struct{})}
 		g.next = r
 	}
+	r.callers++
 	if !r.seen[k] {
 		r.seen[k] = true
 		r.keys = append(r.keys, k)

@@ -65,6 +65,7 @@ type Server struct {
 	// decisions a stream does first.
 	keys   *rounds[string, []*store.Bouncer]
 	sweeps *rounds[struct{}, int64]
+	pulls  pullTimes // bouncers' pull times not yet written
 	// stopping closes when shutdown begins: waiting long-polls answer at
 	// once, or http.Server.Shutdown would wait out their wait= (30 s).
 	stopping  chan struct{}
@@ -452,7 +453,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error
 	srv := s.httpServer()
 	jobsCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
-	go s.runJobs(jobsCtx)
+	jobsDone := make(chan struct{})
+	go func() {
+		defer close(jobsDone)
+		s.runJobs(jobsCtx)
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.log.WithField("listen", ln.Addr().String()).Info("local API listening")
@@ -471,11 +476,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error
 		s.log.WithError(err).WithField("timeout", s.shutdownTimeout).Warn("requests still running at shutdown: connections closed")
 		srv.Close()
 	}
+	// The pulls answered since the last flush; the jobs have stopped.
+	stopJobs()
+	<-jobsDone
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), s.shutdownTimeout)
+	defer cancelFlush()
+	if err := s.flushPulls(flushCtx); err != nil {
+		s.log.WithError(err).Warn("recording bouncer pull times at shutdown")
+	}
 	return nil
 }
 
 // runJobs sweeps expired decisions every second (so deltas and long-polls
-// see expiry promptly) and applies retention on its interval.
+// see expiry promptly), writes the bouncers' pull times gathered, and
+// applies retention on its interval.
 func (s *Server) runJobs(ctx context.Context) {
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
@@ -490,6 +504,9 @@ func (s *Server) runJobs(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-sweep.C:
+			if err := s.flushPulls(ctx); err != nil && ctx.Err() == nil {
+				s.log.WithError(err).Warn("recording bouncer pull times; retried in a second")
+			}
 			_, err := s.store.SweepExpired(ctx, s.now())
 			if err == nil {
 				err = s.store.RefreshSeq(ctx)

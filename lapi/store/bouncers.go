@@ -190,6 +190,29 @@ func (s *Store) SetBouncerPulled(ctx context.Context, id int64, cursor *int64, a
 	})
 }
 
+// SetBouncersPulled records pull times of many bouncers in one
+// transaction (the LAPI gathers them: a fleet of long-polls pulls at
+// once). A time never moves back: two LAPIs may flush out of order.
+func (s *Store) SetBouncersPulled(ctx context.Context, pulls map[int64]time.Time) error {
+	if len(pulls) == 0 {
+		return nil
+	}
+	return s.write(ctx, func(tx *wtx) error {
+		st, err := tx.stmt(`UPDATE bouncers SET last_pull = CASE WHEN last_pull IS NULL OR last_pull < ? THEN ? ELSE last_pull END WHERE id = ?`)
+		if err != nil {
+			return fmt.Errorf("recording bouncer pulls: %w", err)
+		}
+		defer st.Close()
+		for id, at := range pulls {
+			ns := at.UnixNano()
+			if _, err := st.ExecContext(ctx, ns, ns, id); err != nil {
+				return fmt.Errorf("recording bouncer pulls: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
 // StreamCursor returns the server-kept stream cursor of a bouncer row for
 // one User-Agent; nil when that client never completed a pull.
 func (s *Store) StreamCursor(ctx context.Context, bouncerID int64, userAgent string) (*int64, error) {

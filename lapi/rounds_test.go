@@ -1,0 +1,110 @@
+package lapi
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/rampart-ips/rampart/lapi/store"
+)
+
+// TestRoundsFreshAndShared: a caller arriving while a read runs does not
+// get that read's result but the next one's, which it shares with every
+// caller that arrived meanwhile, each getting its own key.
+func TestRoundsFreshAndShared(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		version int
+		reads   [][]int
+	)
+	first := make(chan struct{})
+	release := make(chan struct{})
+	g := newRounds(context.Background(), func(_ context.Context, keys []int) (map[int]int, error) {
+		mu.Lock()
+		version++
+		v := version
+		reads = append(reads, keys)
+		mu.Unlock()
+		if v == 1 {
+			close(first)
+			<-release // the first read is slow: callers gather meanwhile
+		}
+		m := map[int]int{}
+		for _, k := range keys {
+			m[k] = v*1000 + k
+		}
+		return m, nil
+	})
+	got0 := make(chan int, 1)
+	go func() {
+		v, err := g.get(context.Background(), 0)
+		if err != nil {
+			t.Error(err)
+		}
+		got0 <- v
+	}()
+	<-first
+	const n = 20
+	var wg sync.WaitGroup
+	got := make([]int, n)
+	for i := 1; i <= n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := g.get(context.Background(), i%5+1)
+			if err != nil {
+				t.Error(err)
+			}
+			got[i-1] = v
+		}()
+	}
+	// Every caller joins the gathering round before the first read ends.
+	eventually(t, "callers to gather", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.next != nil && g.next.callers == n
+	})
+	close(release)
+	wg.Wait()
+	if v := <-got0; v != 1000 {
+		t.Errorf("first caller got %d, want 1000 (the first read)", v)
+	}
+	for i, v := range got {
+		if want := 2000 + (i+1)%5 + 1; v != want {
+			t.Errorf("caller %d got %d, want %d (the second read)", i+1, v, want)
+		}
+	}
+	if r := g.reads.Load(); r != 2 {
+		t.Errorf("%d reads for %d callers, want 2", r, n+1)
+	}
+	if len(reads) != 2 || len(reads[1]) != 5 {
+		t.Errorf("reads %v: the second must hold the 5 keys once each", reads)
+	}
+	// Idle again: a lone caller reads at once.
+	if v, err := g.get(context.Background(), 7); err != nil || v != 3007 {
+		t.Errorf("lone caller got %d (%v), want 3007", v, err)
+	}
+}
+
+// TestPullTimesWrittenAtShutdown: a pull's time, gathered in memory, is in
+// the database once the LAPI has stopped, however soon after the pull.
+func TestPullTimesWrittenAtShutdown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "crowdsec.db")
+	l := startLAPIAt(t, path, nil)
+	key := l.addBouncer("fw")
+	l.stream(key, "&startup=true&cursor=")
+	l.Stop()
+	st, err := store.Open(context.Background(), testStoreConfig(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	b, err := st.GetBouncer(context.Background(), "fw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.LastPull == nil {
+		t.Fatal("the pull's time was lost at shutdown")
+	}
+}
