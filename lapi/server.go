@@ -66,6 +66,10 @@ type Server struct {
 	keys   *rounds[string, []*store.Bouncer]
 	sweeps *rounds[struct{}, int64]
 	pulls  pullTimes // bouncers' pull times not yet written
+	// openConns counts the connections the listeners hold; onConns
+	// hears of it every second when it changed (see OnConnections).
+	openConns atomic.Int64
+	onConns   func(open int)
 	// stopping closes when shutdown begins: waiting long-polls answer at
 	// once, or http.Server.Shutdown would wait out their wait= (30 s).
 	stopping  chan struct{}
@@ -448,6 +452,11 @@ func (s *Server) tlsConfig(t *csconfig.TLS) (*tls.Config, error) {
 	return tc, nil
 }
 
+// OnConnections has fn called with the number of connections open, from
+// the server's jobs (every second) when it changed; crowdsec sizes its
+// memory limit with it (memtune). Set it before Serve.
+func (s *Server) OnConnections(fn func(open int)) { s.onConns = fn }
+
 // Serve serves on ln until ctx ends.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error {
 	srv := s.httpServer()
@@ -488,8 +497,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error
 }
 
 // runJobs sweeps expired decisions every second (so deltas and long-polls
-// see expiry promptly), writes the bouncers' pull times gathered, and
-// applies retention on its interval.
+// see expiry promptly), writes the bouncers' pull times gathered, tells
+// onConns of the connections open, and applies retention on its interval.
 func (s *Server) runJobs(ctx context.Context) {
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
@@ -499,11 +508,16 @@ func (s *Server) runJobs(ctx context.Context) {
 	// A failing database is logged when the sweeps start failing and
 	// when they work again, not every second in between.
 	failing := false
+	conns := int64(0)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-sweep.C:
+			if n := s.openConns.Load(); n != conns && s.onConns != nil {
+				s.onConns(int(n))
+				conns = n
+			}
 			if err := s.flushPulls(ctx); err != nil && ctx.Err() == nil {
 				s.log.WithError(err).Warn("recording bouncer pull times; retried in a second")
 			}

@@ -170,12 +170,8 @@ func run() error {
 	// LAPI in one): at Go's default it spent a sixth of its CPU in the
 	// collector taking a replay's pushes (each one's body, decoded alerts
 	// and statement arguments are garbage once stored). Its memory limit
-	// makes room for the connections it may serve.
-	conns := 0
-	if runAPI {
-		conns = cfg.API.Server.MaxConnections
-	}
-	memtune.Apply(conns)
+	// follows the connections it holds open (see lapi.Server.OnConnections).
+	mem := memtune.Apply()
 	var ag *daemon.Agent
 	var lapiSrv atomic.Pointer[lapi.Server]
 	if runAgent {
@@ -221,7 +217,9 @@ func run() error {
 			<-agentDone
 			stopLAPI()
 		}()
-		g.Go(func() error { return runLAPI(lapiCtx, cfg, prof, reg, &lapiSrv, func() { close(lapiReady) }) })
+		g.Go(func() error {
+			return runLAPI(lapiCtx, cfg, prof, reg, &lapiSrv, mem.Connections, func() { close(lapiReady) })
+		})
 	}
 	go func() {
 		for {
@@ -296,7 +294,7 @@ func notify(state string) {
 	}
 }
 
-func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg prometheus.Registerer, out *atomic.Pointer[lapi.Server], listening func()) error {
+func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg prometheus.Registerer, out *atomic.Pointer[lapi.Server], onConns func(int), listening func()) error {
 	st, err := store.Open(ctx, store.ConfigOf(cfg.DBConfig))
 	if err != nil {
 		return err
@@ -309,6 +307,7 @@ func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg 
 	if err := srv.RegisterMetrics(reg); err != nil {
 		return err
 	}
+	srv.OnConnections(onConns)
 	out.Store(srv)
 	return srv.Run(ctx, func() {
 		listening()

@@ -86,7 +86,7 @@ func main() {
 	flag.Parse()
 	gc := "Go defaults"
 	if !*defaultGC {
-		st := memtune.Apply(0)
+		st := memtune.Apply()
 		gc = fmt.Sprintf("agent settings (GOGC %d, memory limit %d MiB; -1: from the environment)", st.GCPercent, st.MemoryLimit>>20)
 	}
 

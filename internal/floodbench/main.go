@@ -42,7 +42,7 @@ func main() {
 	settle := flag.Duration("settle", time.Minute, "once every bucket is freed, watch the RSS this long (real time)")
 	flag.Parse()
 	if *child >= 0 {
-		memtune.Apply(0)
+		memtune.Apply()
 		if err := run(*rulesDir, *sources, *rate, *child, *memProfile, *settle); err != nil {
 			fmt.Fprintln(os.Stderr, "floodbench:", err)
 			os.Exit(1)

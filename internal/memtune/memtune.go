@@ -37,18 +37,24 @@ type Settings struct {
 // above live, for a collection every few hundred polls.
 const BouncerGCPercent = 25
 
-// ConnectionMemory is what one open LAPI connection may hold: a
-// long-polling bouncer's keeps two goroutines' stacks, 4 KiB read and write
-// buffers and its request (about 40 KB of RSS each at 5,000).
-const ConnectionMemory = 64 << 10
+// Apply sets the agent defaults unless the environment sets them.
+func Apply() Settings { return apply(AgentGCPercent, AgentMemoryLimit) }
 
-// Apply sets the agent defaults unless the environment sets them. A LAPI
-// serving up to connections clients gets ConnectionMemory more limit for
-// each: under a limit below what its open connections hold, the collector
-// runs back to back (5,000 long-polling bouncers under 200 MiB: a third of
-// the LAPI's CPU, the most of its cost per decision).
-func Apply(connections int) Settings {
-	return apply(AgentGCPercent, AgentMemoryLimit+int64(max(connections, 0))*ConnectionMemory)
+// ConnectionMemory is the limit a LAPI gets for each connection it holds
+// open: a long-polling bouncer's keeps two goroutines' stacks, 4 KiB read
+// and write buffers and its request, about 40 KB of RSS each at 5,000.
+const ConnectionMemory = 48 << 10
+
+// Connections sets the soft memory limit Apply chose plus ConnectionMemory
+// for each of open connections (unless GOMEMLIMIT came from the
+// environment). Under a limit below what its connections hold the collector
+// runs back to back: 5,000 long-polling bouncers under 200 MiB spent a
+// third of the LAPI's CPU in it.
+func (s Settings) Connections(open int) {
+	if s.MemoryLimit < 0 {
+		return
+	}
+	debug.SetMemoryLimit(s.MemoryLimit + int64(max(open, 0))*ConnectionMemory)
 }
 
 // ApplyBouncer sets the bouncer's GOGC unless the environment sets it; it

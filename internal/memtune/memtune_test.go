@@ -11,7 +11,7 @@ func TestApplyRespectsEnvironment(t *testing.T) {
 
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
-	s := Apply(0)
+	s := Apply()
 	if s.GCPercent != AgentGCPercent || debug.SetGCPercent(-1) != AgentGCPercent {
 		t.Fatalf("GC percent not applied: %+v", s)
 	}
@@ -23,7 +23,7 @@ func TestApplyRespectsEnvironment(t *testing.T) {
 	t.Setenv("GOGC", "150")
 	t.Setenv("GOMEMLIMIT", "1GiB")
 	debug.SetMemoryLimit(1 << 30)
-	s = Apply(1000)
+	s = Apply()
 	if s.GCPercent != -1 || s.MemoryLimit != -1 {
 		t.Fatalf("environment overridden: %+v", s)
 	}
@@ -32,15 +32,28 @@ func TestApplyRespectsEnvironment(t *testing.T) {
 	}
 }
 
-// TestApplyConnections: the LAPI's open connections raise the limit.
-func TestApplyConnections(t *testing.T) {
+// TestConnections: open connections raise the limit Apply chose, not one
+// from the environment.
+func TestConnections(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
-	want := int64(AgentMemoryLimit + 5000*ConnectionMemory)
-	if s := Apply(5000); s.MemoryLimit != want || debug.SetMemoryLimit(-1) != want {
-		t.Fatalf("memory limit %+v (runtime %d), want %d", s, debug.SetMemoryLimit(-1), want)
+	s := Apply()
+	s.Connections(5000)
+	if got, want := debug.SetMemoryLimit(-1), int64(AgentMemoryLimit+5000*ConnectionMemory); got != want {
+		t.Fatalf("memory limit %d, want %d", got, want)
+	}
+	s.Connections(0)
+	if got := debug.SetMemoryLimit(-1); got != AgentMemoryLimit {
+		t.Fatalf("memory limit %d once the connections closed, want %d", got, AgentMemoryLimit)
+	}
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	debug.SetMemoryLimit(1 << 30)
+	s = Apply()
+	s.Connections(5000)
+	if got := debug.SetMemoryLimit(-1); got != 1<<30 {
+		t.Fatalf("environment's limit changed to %d", got)
 	}
 }
 

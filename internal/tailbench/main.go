@@ -44,7 +44,7 @@ func main() {
 	state := flag.Bool("state", true, "keep file positions in a state directory, as the daemon does")
 	saveEvery := flag.Duration("save-interval", acquisition.DefaultStateSaveInterval, "with -state: how often positions are written")
 	flag.Parse()
-	memtune.Apply(0)
+	memtune.Apply()
 	opts := acquisition.Options{SaveInterval: *saveEvery}
 	if err := run(*rulesDir, *n, *state, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "tailbench:", err)

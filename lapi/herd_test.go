@@ -2,10 +2,15 @@ package lapi
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 
+	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 )
 
@@ -107,4 +112,55 @@ func TestPullTimesWrittenAtShutdown(t *testing.T) {
 	if b.LastPull == nil {
 		t.Fatal("the pull's time was lost at shutdown")
 	}
+}
+
+// TestOnConnections: the hook hears how many connections the LAPI holds
+// open, as they open and close.
+func TestOnConnections(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "crowdsec.db")
+	cfg := csconfig.Default()
+	cfg.DBConfig.DBPath = path
+	cfg.API.Server.ListenURI = "127.0.0.1:0"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := store.Open(ctx, testStoreConfig(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv, err := New(ctx, cfg, st, profiles.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open atomic.Int64
+	open.Store(-1)
+	srv.OnConnections(func(n int) { open.Store(int64(n)) })
+	ln, err := srv.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ctx, ln, nil); err != nil {
+			t.Error(err)
+		}
+	}()
+	defer func() { cancel(); <-done }()
+	var clients []*http.Client
+	for i := 0; i < 3; i++ {
+		c := &http.Client{Transport: &http.Transport{}}
+		resp, err := c.Get("http://" + ln.Addr().String() + "/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		clients = append(clients, c)
+	}
+	eventually(t, "3 connections reported", func() bool { return open.Load() == 3 })
+	for _, c := range clients {
+		c.CloseIdleConnections()
+	}
+	eventually(t, "0 connections reported", func() bool { return open.Load() == 0 })
 }
