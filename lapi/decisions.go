@@ -150,7 +150,7 @@ func (s *Server) getDecisions(c echo.Context) error {
 		return s.storeError(c, err)
 	}
 	b := c.Get(ctxBouncer).(*store.Bouncer)
-	s.recordPull(b.ID, b.LastPull, now)
+	s.recordPull(b, now)
 	s.countAnswer(b.Name, len(rows))
 	if len(rows) == 0 {
 		return c.JSONBlob(http.StatusOK, []byte("null"))
@@ -230,7 +230,9 @@ func (s *Server) streamDecisions(c echo.Context) error {
 		var allowSnap *allowSnapshot
 		if sq.ClientCursor {
 			var err error
-			if allowSnap, err = s.allow.snapshot(ctx); err != nil {
+			// The allowlists' version was read with the key, just now.
+			counts, _ := c.Get(ctxCounts).(changeCounts)
+			if allowSnap, err = s.allow.snapshotAt(ctx, counts.allowlists); err != nil {
 				return s.storeError(c, err)
 			}
 		}
@@ -513,7 +515,7 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, ua string, sq sto
 	s.countAnswer(b.Name, sent)
 	if sq.ClientCursor {
 		// The client keeps its cursor: only the pull time is shown.
-		s.recordPull(b.ID, b.LastPull, now)
+		s.recordPull(b, now)
 	} else if err := s.store.SetStreamCursor(c.Request().Context(), b.ID, ua, seq, now); err != nil {
 		s.log.WithError(err).WithField("bouncer", b.Name).Warn("storing stream cursor")
 	}

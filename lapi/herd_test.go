@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/lapi/apikey"
 	"github.com/rampart-ips/rampart/lapi/profiles"
 	"github.com/rampart-ips/rampart/lapi/store"
 )
@@ -163,4 +164,50 @@ func TestOnConnections(t *testing.T) {
 		c.CloseIdleConnections()
 	}
 	eventually(t, "0 connections reported", func() bool { return open.Load() == 0 })
+}
+
+// TestKeyCacheSeesDeletion: a bouncer whose key lookups are kept is
+// refused at its next request once another process (cscli) deletes it,
+// and a new bouncer of the same name and another key is let in; pulls
+// alone do not drop what is kept.
+func TestKeyCacheSeesDeletion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "crowdsec.db")
+	l := startLAPIAt(t, path, nil)
+	key := l.addBouncer("fw")
+	for i := 0; i < 3; i++ {
+		if st, body := l.do("GET", "/v1/decisions/stream?startup=true&cursor=", keyHeaders(key), nil); st != 200 {
+			t.Fatalf("pull %d: %d %s", i, st, body)
+		}
+	}
+	before := l.Server.keys.reads.Load()
+	if st, _ := l.do("GET", "/v1/decisions/stream?startup=true&cursor=", keyHeaders(key), nil); st != 200 {
+		t.Fatalf("pull: %d", st)
+	}
+	if r := l.Server.keys.reads.Load() - before; r != 0 {
+		t.Errorf("%d key lookups for a key already looked up, want 0 (kept)", r)
+	}
+	cli, err := store.Open(context.Background(), testStoreConfig(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if err := cli.DeleteBouncer(context.Background(), "fw"); err != nil {
+		t.Fatal(err)
+	}
+	if st, body := l.do("GET", "/v1/decisions/stream?startup=true&cursor=", keyHeaders(key), nil); st != http.StatusForbidden {
+		t.Fatalf("deleted bouncer's pull: %d %s, want 403", st, body)
+	}
+	key2, err := apikey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.CreateBouncer(context.Background(), store.Bouncer{Name: "fw", APIKeyHash: apikey.Hash(key2)}); err != nil {
+		t.Fatal(err)
+	}
+	if st, body := l.do("GET", "/v1/decisions/stream?startup=true&cursor=", keyHeaders(key2), nil); st != 200 {
+		t.Fatalf("new key: %d %s", st, body)
+	}
+	if st, _ := l.do("GET", "/v1/decisions/stream?startup=true&cursor=", keyHeaders(key), nil); st != http.StatusForbidden {
+		t.Fatalf("old key after the new bouncer: %d, want 403", st)
+	}
 }

@@ -41,7 +41,7 @@ type connLimiter struct {
 
 	mu       sync.Mutex
 	open     int
-	all      *atomic.Int64        // open connections of every listener (Server.openConns)
+	all      *atomic.Int64        // open connections of every listener (Server.openConns); may be nil
 	bySource map[netip.Prefix]int // by sourceKey: an IPv6 client's /64
 	refused  int                  // since the last warning
 	warned   time.Time            // when refusals were last logged
@@ -99,7 +99,9 @@ func (l *connLimiter) acquire(src netip.Addr) bool {
 		limit = "max_connections_per_source"
 	default:
 		l.open++
-		l.all.Add(1)
+		if l.all != nil {
+			l.all.Add(1)
+		}
 		l.bySource[sourceKey(src)]++
 		return true
 	}
@@ -126,7 +128,9 @@ func (l *connLimiter) release(src netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.open--
-	l.all.Add(-1)
+	if l.all != nil {
+		l.all.Add(-1)
+	}
 	k := sourceKey(src)
 	if l.bySource[k]--; l.bySource[k] <= 0 {
 		delete(l.bySource, k)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/rampart-ips/rampart/lapi/store"
 )
 
 // pullTimes gathers the bouncers' pull times (bouncers.last_pull, shown by
@@ -42,11 +44,12 @@ func (p *pullTimes) take() map[int64]time.Time {
 	return m
 }
 
-// recordPull notes that bouncer id pulled at now, if what the database
-// holds (last, as read at authentication) is older than pullRecordAge.
-func (s *Server) recordPull(id int64, last *time.Time, now time.Time) {
-	if last == nil || now.Sub(*last) >= pullRecordAge {
-		s.pulls.record(id, now)
+// recordPull notes that bouncer b pulled at now, if its last pull (as read
+// at authentication) is older than pullRecordAge.
+func (s *Server) recordPull(b *store.Bouncer, now time.Time) {
+	if b.LastPull == nil || now.Sub(*b.LastPull) >= pullRecordAge {
+		s.pulls.record(b.ID, now)
+		s.keyRows.pulled(b.APIKeyHash, b.ID, now)
 	}
 }
 

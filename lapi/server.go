@@ -61,11 +61,14 @@ type Server struct {
 	streams    streamWatch
 	deltas     sharedDeltas
 	// Reads every bouncer request makes, shared by the requests waiting
-	// at once (see rounds): key lookups and the sweep of expired
+	// at once (see rounds): the change counters, key lookups (kept in
+	// keyRows while the bouncers' counter stays) and the sweep of expired
 	// decisions a stream does first.
-	keys   *rounds[string, []*store.Bouncer]
-	sweeps *rounds[struct{}, int64]
-	pulls  pullTimes // bouncers' pull times not yet written
+	counts  *rounds[struct{}, changeCounts]
+	keys    *rounds[string, []*store.Bouncer]
+	keyRows keyCache
+	sweeps  *rounds[struct{}, int64]
+	pulls   pullTimes // bouncers' pull times not yet written
 	// openConns counts the connections the listeners hold; onConns
 	// hears of it every second when it changed (see OnConnections).
 	openConns atomic.Int64
@@ -115,7 +118,14 @@ func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profi
 	// Shared reads outlive any request, and a shutdown still answers
 	// the requests in flight.
 	readCtx := context.WithoutCancel(ctx)
-	s.allow = newAllowChecker(readCtx, st, csconfig.Bool(cfg.API.Server.AllowlistHostAddresses, true), s.log)
+	s.counts = newRounds(readCtx, func(ctx context.Context, _ []struct{}) (map[struct{}]changeCounts, error) {
+		a, b, err := st.Versions(ctx)
+		return map[struct{}]changeCounts{{}: {allowlists: a, bouncers: b}}, err
+	})
+	s.allow = newAllowChecker(st, csconfig.Bool(cfg.API.Server.AllowlistHostAddresses, true), s.log, func(ctx context.Context) (int64, error) {
+		c, err := s.counts.get(ctx, struct{}{})
+		return c.allowlists, err
+	})
 	s.keys = newRounds(readCtx, func(ctx context.Context, hashes []string) (map[string][]*store.Bouncer, error) {
 		return st.BouncersByKeys(ctx, hashes, "api-key")
 	})

@@ -144,6 +144,6 @@ func (s *Server) sendDelta(c echo.Context, b *store.Bouncer, d *renderedDelta) e
 		return nil
 	}
 	s.countAnswer(b.Name, d.rows)
-	s.recordPull(b.ID, b.LastPull, s.now())
+	s.recordPull(b, s.now())
 	return nil
 }

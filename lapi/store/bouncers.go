@@ -66,9 +66,12 @@ func (s *Store) CreateBouncer(ctx context.Context, b Bouncer) (*Bouncer, error) 
 		if !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("looking up bouncer %s: %w", b.Name, err)
 		}
-		return tx.QueryRowContext(ctx, `INSERT INTO bouncers (name, api_key, ip_address, type, version, auth_type, auto_created, created_at, updated_at)
+		if err := tx.QueryRowContext(ctx, `INSERT INTO bouncers (name, api_key, ip_address, type, version, auth_type, auto_created, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			b.Name, b.APIKeyHash, b.IPAddress, b.Type, b.Version, b.AuthType, b.AutoCreated, now, now).Scan(&id)
+			b.Name, b.APIKeyHash, b.IPAddress, b.Type, b.Version, b.AuthType, b.AutoCreated, now, now).Scan(&id); err != nil {
+			return err
+		}
+		return bumpBouncers(tx)
 	})
 	if err != nil {
 		return nil, err
@@ -76,6 +79,35 @@ func (s *Store) CreateBouncer(ctx context.Context, b Bouncer) (*Bouncer, error) 
 	b.ID = id
 	b.CreatedAt, b.UpdatedAt = time.Unix(0, now), time.Unix(0, now)
 	return &b, nil
+}
+
+// bumpBouncers counts a change of bouncer rows (not of their pull times
+// or cursors, which change on every pull), so that the LAPI may keep key
+// lookups until the count moves (BouncersVersion). The row is made by the
+// first change: databases from before have none (version 0).
+func bumpBouncers(tx *wtx) error {
+	q := `INSERT INTO counters (name, value) VALUES ('bouncers', 1) ON CONFLICT (name) DO UPDATE SET value = counters.value + 1`
+	if tx.s.d.kind == mysqlDB {
+		q = `INSERT INTO counters (name, value) VALUES ('bouncers', 1) ON DUPLICATE KEY UPDATE value = value + 1`
+	}
+	if _, err := tx.ExecContext(tx.ctx, q); err != nil {
+		return fmt.Errorf("counting a bouncer change: %w", err)
+	}
+	return nil
+}
+
+// Versions returns the allowlists' version (AllowlistsVersion) and the
+// bouncers' (bumped by every change of a bouncer row but its pull time
+// and cursor), read together: every bouncer request asks.
+func (s *Store) Versions(ctx context.Context) (allowlists, bouncers int64, err error) {
+	st, err := s.readStmt(ctx, `SELECT (SELECT value FROM counters WHERE name = 'allowlists'), COALESCE((SELECT value FROM counters WHERE name = 'bouncers'), 0)`)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := st.QueryRowContext(ctx).Scan(&allowlists, &bouncers); err != nil {
+		return 0, 0, fmt.Errorf("reading change counts: %w", err)
+	}
+	return allowlists, bouncers, nil
 }
 
 // BouncersByKey returns the rows sharing a key hash, ordered by id.
@@ -170,9 +202,11 @@ func (s *Store) ListBouncers(ctx context.Context) ([]*Bouncer, error) {
 // UpdateBouncerSeen stores the caller's address, type and version.
 func (s *Store) UpdateBouncerSeen(ctx context.Context, id int64, ip, typ, version string) error {
 	return s.write(ctx, func(tx *wtx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE bouncers SET ip_address = ?, type = ?, version = ?, updated_at = ? WHERE id = ?`,
-			ip, typ, version, nowNS(), id)
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE bouncers SET ip_address = ?, type = ?, version = ?, updated_at = ? WHERE id = ?`,
+			ip, typ, version, nowNS(), id); err != nil {
+			return err
+		}
+		return bumpBouncers(tx)
 	})
 }
 
@@ -267,7 +301,7 @@ func (s *Store) DeleteBouncer(ctx context.Context, name string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("bouncer %s: %w", name, ErrNotFound)
 		}
-		return nil
+		return bumpBouncers(tx)
 	})
 }
 
@@ -294,7 +328,10 @@ func (s *Store) PruneBouncers(ctx context.Context, before time.Time) ([]string, 
 				return err
 			}
 		}
-		return nil
+		if len(names) == 0 {
+			return nil
+		}
+		return bumpBouncers(tx)
 	})
 	return names, err
 }
@@ -319,8 +356,10 @@ func (s *Store) StoreUsageMetrics(ctx context.Context, kind, by, payload string)
 func (s *Store) SetComponentOS(ctx context.Context, bouncer bool, name, osName, osVersion, featureFlags string) error {
 	return s.write(ctx, func(tx *wtx) error {
 		if bouncer {
-			_, err := tx.ExecContext(ctx, `UPDATE bouncers SET os_name = ?, os_version = ?, featureflags = ? WHERE name = ?`, osName, osVersion, featureFlags, name)
-			return err
+			if _, err := tx.ExecContext(ctx, `UPDATE bouncers SET os_name = ?, os_version = ?, featureflags = ? WHERE name = ?`, osName, osVersion, featureFlags, name); err != nil {
+				return err
+			}
+			return bumpBouncers(tx)
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE machines SET os_name = ?, os_version = ? WHERE machine_id = ?`, osName, osVersion, name)
 		return err

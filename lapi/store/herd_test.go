@@ -141,3 +141,55 @@ func TestSetBouncersPulled(t *testing.T) {
 		}
 	}
 }
+
+// TestBouncersVersion: every change of a bouncer row moves the bouncers'
+// version (the LAPI keeps key lookups while it stays), pull times and
+// cursors do not; the allowlists' version is read with it.
+func TestBouncersVersion(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "version.db"))
+	defer s.Close()
+	ctx := context.Background()
+	last := int64(-1)
+	step := func(what string, moves bool, fn func() error) {
+		t.Helper()
+		if err := fn(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		_, v, err := s.Versions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if moved := v != last; moved != moves {
+			t.Errorf("%s: version %d -> %d, want moved=%v", what, last, v, moves)
+		}
+		last = v
+	}
+	step("nothing yet", true, func() error { return nil })
+	var b *Bouncer
+	step("create", true, func() (err error) { b, err = s.CreateBouncer(ctx, Bouncer{Name: "fw", APIKeyHash: "h"}); return })
+	step("seen", true, func() error { return s.UpdateBouncerSeen(ctx, b.ID, "10.0.0.1", "fw", "v1") })
+	step("os", true, func() error { return s.SetComponentOS(ctx, true, "fw", "linux", "6", "") })
+	step("pulled", false, func() error { return s.SetBouncerPulled(ctx, b.ID, nil, time.Now()) })
+	step("pulls", false, func() error { return s.SetBouncersPulled(ctx, map[int64]time.Time{b.ID: time.Now()}) })
+	step("cursor", false, func() error { return s.SetStreamCursor(ctx, b.ID, "ua", 0, time.Now()) })
+	step("delete", true, func() error { return s.DeleteBouncer(ctx, "fw") })
+	step("create old", true, func() (err error) {
+		_, err = s.CreateBouncer(ctx, Bouncer{Name: "old", APIKeyHash: "o"})
+		return
+	})
+	step("prune", true, func() error {
+		_, err := s.PruneBouncers(ctx, time.Now().Add(time.Hour))
+		return err
+	})
+	step("prune none", false, func() error {
+		_, err := s.PruneBouncers(ctx, time.Now().Add(time.Hour))
+		return err
+	})
+	a0, _, _ := s.Versions(ctx)
+	if err := s.CreateAllowlist(ctx, "l", ""); err != nil {
+		t.Fatal(err)
+	}
+	if a1, _, _ := s.Versions(ctx); a1 == a0 {
+		t.Error("the allowlists' version did not move with an allowlist")
+	}
+}
