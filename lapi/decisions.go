@@ -230,9 +230,14 @@ func (s *Server) streamDecisions(c echo.Context) error {
 		var allowSnap *allowSnapshot
 		if sq.ClientCursor {
 			var err error
-			// The allowlists' version was read with the key, just now.
-			counts, _ := c.Get(ctxCounts).(changeCounts)
-			if allowSnap, err = s.allow.snapshotAt(ctx, counts.allowlists); err != nil {
+			// The allowlists' version was read with an API key, just now
+			// (a certificate's bouncer has not read it).
+			if counts, ok := c.Get(ctxCounts).(changeCounts); ok {
+				allowSnap, err = s.allow.snapshotAt(ctx, counts.allowlists)
+			} else {
+				allowSnap, err = s.allow.snapshot(ctx)
+			}
+			if err != nil {
 				return s.storeError(c, err)
 			}
 		}
