@@ -368,13 +368,15 @@ func (s *Server) authBouncer(c echo.Context) (*store.Bouncer, error) {
 	}
 	c.Set(ctxCounts, counts)
 	hash := apikey.Hash(key)
-	rows, ok := s.keyRows.get(counts.bouncers, hash)
+	// Rows age in wall time (s.now is the decisions' clock).
+	now := time.Now()
+	rows, ok := s.keyRows.get(counts.bouncers, hash, now)
 	if !ok {
 		shared, err := s.keys.get(ctx, hash)
 		if err != nil {
 			return nil, dbFailure{err}
 		}
-		s.keyRows.put(counts.bouncers, hash, shared)
+		s.keyRows.put(counts.bouncers, hash, shared, now)
 		// The rows may be another request's too (same key, same round):
 		// this request changes its own copies.
 		rows = make([]*store.Bouncer, len(shared))

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/lapi/apikey"
@@ -209,5 +210,36 @@ func TestKeyCacheSeesDeletion(t *testing.T) {
 	}
 	if st, _ := l.do("GET", "/v1/decisions/stream?startup=true&cursor=", keyHeaders(key), nil); st != http.StatusForbidden {
 		t.Fatalf("old key after the new bouncer: %d, want 403", st)
+	}
+}
+
+// TestKeyCacheKeeps: rows are kept for their version only, for
+// keyCacheMaxAge at most, an older version's read does not replace them,
+// and a recorded pull time shows in the next copies.
+func TestKeyCacheKeeps(t *testing.T) {
+	var k keyCache
+	t0 := time.Now()
+	k.put(2, "h", []*store.Bouncer{{ID: 7, Name: "fw"}}, t0)
+	if rows, ok := k.get(2, "h", t0.Add(keyCacheMaxAge/2)); !ok || len(rows) != 1 || rows[0].Name != "fw" {
+		t.Fatalf("kept rows: %v %v", rows, ok)
+	}
+	if _, ok := k.get(2, "h", t0.Add(keyCacheMaxAge)); ok {
+		t.Error("rows kept past keyCacheMaxAge")
+	}
+	if _, ok := k.get(3, "h", t0); ok {
+		t.Error("rows kept across a version change")
+	}
+	k.put(1, "h", []*store.Bouncer{{ID: 7, Name: "old"}}, t0)
+	if rows, ok := k.get(2, "h", t0); !ok || rows[0].Name != "fw" {
+		t.Errorf("an older version's read replaced the rows: %v %v", rows, ok)
+	}
+	k.pulled("h", 7, t0)
+	rows, _ := k.get(2, "h", t0)
+	if rows[0].LastPull == nil || !rows[0].LastPull.Equal(t0) {
+		t.Errorf("pull time not kept: %v", rows[0].LastPull)
+	}
+	rows[0].Name = "changed"
+	if again, _ := k.get(2, "h", t0); again[0].Name != "fw" {
+		t.Error("a copy's change reached the kept rows")
 	}
 }
