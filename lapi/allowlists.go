@@ -25,12 +25,13 @@ type allowChecker struct {
 	st       *store.Store
 	withHost bool // api.server.allowlist_host_addresses: off only in test rigs
 	log      *log.Entry
+	version  func(context.Context) (int64, error) // the allowlists' version, read for every stream
 
-	mu      sync.Mutex
-	version int64
-	loaded  time.Time
-	snap    *allowSnapshot
-	gen     uint64 // snapshots made so far
+	mu            sync.Mutex
+	loadedVersion int64
+	loaded        time.Time
+	snap          *allowSnapshot
+	gen           uint64 // snapshots made so far
 }
 
 type allowEntry struct {
@@ -49,19 +50,25 @@ type allowSnapshot struct {
 	lists     []*store.AllowlistRow
 }
 
-func newAllowChecker(st *store.Store, withHost bool, lg *log.Entry) *allowChecker {
-	return &allowChecker{st: st, withHost: withHost, log: lg, version: -1}
+// newAllowChecker reads the allowlists' version with version.
+func newAllowChecker(st *store.Store, withHost bool, lg *log.Entry, version func(context.Context) (int64, error)) *allowChecker {
+	return &allowChecker{st: st, withHost: withHost, log: lg, version: version, loadedVersion: -1}
 }
 
 func (a *allowChecker) snapshot(ctx context.Context) (*allowSnapshot, error) {
-	v, err := a.st.AllowlistsVersion(ctx)
+	v, err := a.version(ctx)
 	if err != nil {
 		return nil, err
 	}
+	return a.snapshotAt(ctx, v)
+}
+
+// snapshotAt is snapshot when the allowlists' version v was just read.
+func (a *allowChecker) snapshotAt(ctx context.Context, v int64) (*allowSnapshot, error) {
 	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.snap != nil && v == a.version && now.Sub(a.loaded) < 30*time.Second {
+	if a.snap != nil && v == a.loadedVersion && now.Sub(a.loaded) < 30*time.Second {
 		return a.snap, nil
 	}
 	lists, err := a.st.ListAllowlists(ctx)
@@ -92,7 +99,7 @@ func (a *allowChecker) snapshot(ctx context.Context) (*allowSnapshot, error) {
 			snap.entries = append(snap.entries, allowEntry{list: l.Name, value: it.Value, r: it.Range, expires: it.ExpiresAt, desc: it.Description})
 		}
 	}
-	a.snap, a.version, a.loaded = snap, v, now
+	a.snap, a.loadedVersion, a.loaded = snap, v, now
 	return snap, nil
 }
 

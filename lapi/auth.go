@@ -36,6 +36,7 @@ const (
 	ctxMachine     = "machine_id"
 	ctxMachineRow  = "machine_row" // *store.Machine, set with ctxMachine
 	ctxBouncer     = "bouncer"
+	ctxCounts      = "change_counts" // changeCounts read while authenticating a bouncer
 	jwtSecretKV    = "jwt_secret"
 	loginErrorText = "incorrect Username or Password"
 )
@@ -361,9 +362,28 @@ func (s *Server) authBouncer(c echo.Context) (*store.Bouncer, error) {
 	if key == "" {
 		return nil, errors.New("no API key")
 	}
-	rows, err := s.store.BouncersByKey(ctx, apikey.Hash(key), "api-key")
+	counts, err := s.counts.get(ctx, struct{}{})
 	if err != nil {
 		return nil, dbFailure{err}
+	}
+	c.Set(ctxCounts, counts)
+	hash := apikey.Hash(key)
+	// Rows age in wall time (s.now is the decisions' clock).
+	now := time.Now()
+	rows, ok := s.keyRows.get(counts.bouncers, hash, now)
+	if !ok {
+		shared, err := s.keys.get(ctx, hash)
+		if err != nil {
+			return nil, dbFailure{err}
+		}
+		s.keyRows.put(counts.bouncers, hash, shared, now)
+		// The rows may be another request's too (same key, same round):
+		// this request changes its own copies.
+		rows = make([]*store.Bouncer, len(shared))
+		for i, b := range shared {
+			c := *b
+			rows[i] = &c
+		}
 	}
 	if len(rows) == 0 {
 		return nil, errors.New("unknown API key")

@@ -150,11 +150,7 @@ func (s *Server) getDecisions(c echo.Context) error {
 		return s.storeError(c, err)
 	}
 	b := c.Get(ctxBouncer).(*store.Bouncer)
-	if b.LastPull == nil || now.Sub(*b.LastPull) >= time.Minute {
-		if err := s.store.SetBouncerPulled(c.Request().Context(), b.ID, nil, now); err != nil {
-			s.log.WithError(err).Warn("recording bouncer pull")
-		}
-	}
+	s.recordPull(b, now)
 	s.countAnswer(b.Name, len(rows))
 	if len(rows) == 0 {
 		return c.JSONBlob(http.StatusOK, []byte("null"))
@@ -216,8 +212,12 @@ func (s *Server) streamDecisions(c echo.Context) error {
 		}
 		wait = min(d, s.cfg.API.Server.LongPollMax.Duration)
 	}
-	if _, err := s.store.SweepExpired(ctx, s.now()); err != nil {
-		s.log.WithError(err).Warn("expiring decisions before stream")
+	// Expired decisions go out as deletions in this very answer. The
+	// requests of a herd share one sweep (or one look finding none due).
+	if s.store.SweepDue(s.now()) {
+		if _, err := s.sweeps.get(ctx, struct{}{}); err != nil {
+			s.log.WithError(err).Warn("expiring decisions before stream")
+		}
 	}
 
 	if wait > 0 {
@@ -230,7 +230,14 @@ func (s *Server) streamDecisions(c echo.Context) error {
 		var allowSnap *allowSnapshot
 		if sq.ClientCursor {
 			var err error
-			if allowSnap, err = s.allow.snapshot(ctx); err != nil {
+			// The allowlists' version was read with an API key, just now
+			// (a certificate's bouncer has not read it).
+			if counts, ok := c.Get(ctxCounts).(changeCounts); ok {
+				allowSnap, err = s.allow.snapshotAt(ctx, counts.allowlists)
+			} else {
+				allowSnap, err = s.allow.snapshot(ctx)
+			}
+			if err != nil {
 				return s.storeError(c, err)
 			}
 		}
@@ -513,11 +520,7 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, ua string, sq sto
 	s.countAnswer(b.Name, sent)
 	if sq.ClientCursor {
 		// The client keeps its cursor: only the pull time is shown.
-		if b.LastPull == nil || now.Sub(*b.LastPull) >= time.Minute {
-			if err := s.store.SetBouncerPulled(c.Request().Context(), b.ID, nil, now); err != nil {
-				s.log.WithError(err).WithField("bouncer", b.Name).Warn("recording bouncer pull")
-			}
-		}
+		s.recordPull(b, now)
 	} else if err := s.store.SetStreamCursor(c.Request().Context(), b.ID, ua, seq, now); err != nil {
 		s.log.WithError(err).WithField("bouncer", b.Name).Warn("storing stream cursor")
 	}

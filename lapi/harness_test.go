@@ -215,6 +215,18 @@ func (l *testLAPI) do(method, path string, headers map[string]string, body any) 
 	return resp.StatusCode, data
 }
 
+// eventually waits (10 s at most) until cond holds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // manualAlert is the alert `cscli decisions add` sends.
 func manualAlert(value, scope, duration, origin string) *models.Alert {
 	now := time.Now().UTC().Format(time.RFC3339)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,6 +41,7 @@ type connLimiter struct {
 
 	mu       sync.Mutex
 	open     int
+	all      *atomic.Int64        // open connections of every listener (Server.openConns); may be nil
 	bySource map[netip.Prefix]int // by sourceKey: an IPv6 client's /64
 	refused  int                  // since the last warning
 	warned   time.Time            // when refusals were last logged
@@ -61,7 +63,7 @@ func (s *Server) limitConns(ln net.Listener) net.Listener {
 		}
 	}
 	return &connLimiter{Listener: ln, perSource: c.MaxConnectionsPerSource, total: total, exempt: s.proxies,
-		log: s.log, bySource: map[netip.Prefix]int{}}
+		log: s.log, all: &s.openConns, bySource: map[netip.Prefix]int{}}
 }
 
 // Accept returns the next connection within the caps, closing the others.
@@ -97,6 +99,9 @@ func (l *connLimiter) acquire(src netip.Addr) bool {
 		limit = "max_connections_per_source"
 	default:
 		l.open++
+		if l.all != nil {
+			l.all.Add(1)
+		}
 		l.bySource[sourceKey(src)]++
 		return true
 	}
@@ -123,6 +128,9 @@ func (l *connLimiter) release(src netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.open--
+	if l.all != nil {
+		l.all.Add(-1)
+	}
 	k := sourceKey(src)
 	if l.bySource[k]--; l.bySource[k] <= 0 {
 		delete(l.bySource, k)

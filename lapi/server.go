@@ -67,6 +67,19 @@ type Server struct {
 	share      atomic.Pointer[capi.SharePolicy] // nil: no signals queued for the Central API
 	streams    streamWatch
 	deltas     sharedDeltas
+	// Reads every bouncer request makes, shared by the requests waiting
+	// at once (see rounds): the change counters, key lookups (kept in
+	// keyRows while the bouncers' counter stays) and the sweep of expired
+	// decisions a stream does first.
+	counts  *rounds[struct{}, changeCounts]
+	keys    *rounds[string, []*store.Bouncer]
+	keyRows keyCache
+	sweeps  *rounds[struct{}, int64]
+	pulls   pullTimes // bouncers' pull times not yet written
+	// openConns counts the connections the listeners hold; onConns
+	// hears of it every second when it changed (see OnConnections).
+	openConns atomic.Int64
+	onConns   func(open int)
 	// stopping closes when shutdown begins: waiting long-polls answer at
 	// once, or http.Server.Shutdown would wait out their wait= (30 s).
 	stopping  chan struct{}
@@ -112,7 +125,24 @@ func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profi
 		}
 	}
 	s.logins = newLoginLimiter(cfg.API.Server.LoginLimit)
-	s.allow = newAllowChecker(st, csconfig.Bool(cfg.API.Server.AllowlistHostAddresses, true), s.log)
+	// Shared reads outlive any request, and a shutdown still answers
+	// the requests in flight.
+	readCtx := context.WithoutCancel(ctx)
+	s.counts = newRounds(readCtx, func(ctx context.Context, _ []struct{}) (map[struct{}]changeCounts, error) {
+		a, b, err := st.Versions(ctx)
+		return map[struct{}]changeCounts{{}: {allowlists: a, bouncers: b}}, err
+	})
+	s.allow = newAllowChecker(st, csconfig.Bool(cfg.API.Server.AllowlistHostAddresses, true), s.log, func(ctx context.Context) (int64, error) {
+		c, err := s.counts.get(ctx, struct{}{})
+		return c.allowlists, err
+	})
+	s.keys = newRounds(readCtx, func(ctx context.Context, hashes []string) (map[string][]*store.Bouncer, error) {
+		return st.BouncersByKeys(ctx, hashes, "api-key")
+	})
+	s.sweeps = newRounds(readCtx, func(ctx context.Context, _ []struct{}) (map[struct{}]int64, error) {
+		n, err := st.SweepExpired(ctx, s.now())
+		return map[struct{}]int64{{}: n}, err
+	})
 	s.lists = blocklists.New(st, func(ctx context.Context) (func(string) (bool, string), error) {
 		snap, err := s.allow.snapshot(ctx)
 		if err != nil {
@@ -453,12 +483,21 @@ func (s *Server) tlsConfig(t *csconfig.TLS) (*tls.Config, error) {
 	return tc, nil
 }
 
+// OnConnections has fn called with the number of connections open, from
+// the server's jobs (every second) when it changed; crowdsec sizes its
+// memory limit with it (memtune). Set it before Serve.
+func (s *Server) OnConnections(fn func(open int)) { s.onConns = fn }
+
 // Serve serves on ln until ctx ends.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error {
 	srv := s.httpServer()
 	jobsCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
-	go s.runJobs(jobsCtx)
+	jobsDone := make(chan struct{})
+	go func() {
+		defer close(jobsDone)
+		s.runJobs(jobsCtx)
+	}()
 	go s.notify.Run(jobsCtx)
 	listsDone := make(chan struct{})
 	go func() {
@@ -484,11 +523,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error
 		s.log.WithError(err).WithField("timeout", s.shutdownTimeout).Warn("requests still running at shutdown: connections closed")
 		srv.Close()
 	}
+	// The pulls answered since the last flush; the jobs have stopped.
+	stopJobs()
+	<-jobsDone
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), s.shutdownTimeout)
+	defer cancelFlush()
+	if err := s.flushPulls(flushCtx); err != nil {
+		s.log.WithError(err).Warn("recording bouncer pull times at shutdown")
+	}
 	return nil
 }
 
 // runJobs sweeps expired decisions every second (so deltas and long-polls
-// see expiry promptly) and applies retention on its interval.
+// see expiry promptly), writes the bouncers' pull times gathered, tells
+// onConns of the connections open, and applies retention on its interval.
 func (s *Server) runJobs(ctx context.Context) {
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
@@ -498,11 +546,19 @@ func (s *Server) runJobs(ctx context.Context) {
 	// A failing database is logged when the sweeps start failing and
 	// when they work again, not every second in between.
 	failing := false
+	conns := int64(0)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-sweep.C:
+			if n := s.openConns.Load(); n != conns && s.onConns != nil {
+				s.onConns(int(n))
+				conns = n
+			}
+			if err := s.flushPulls(ctx); err != nil && ctx.Err() == nil {
+				s.log.WithError(err).Warn("recording bouncer pull times; retried in a second")
+			}
 			_, err := s.store.SweepExpired(ctx, s.now())
 			if err == nil {
 				err = s.store.RefreshSeq(ctx)

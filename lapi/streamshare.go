@@ -144,10 +144,6 @@ func (s *Server) sendDelta(c echo.Context, b *store.Bouncer, d *renderedDelta) e
 		return nil
 	}
 	s.countAnswer(b.Name, d.rows)
-	if now := s.now(); b.LastPull == nil || now.Sub(*b.LastPull) >= time.Minute {
-		if err := s.store.SetBouncerPulled(c.Request().Context(), b.ID, nil, now); err != nil {
-			s.log.WithError(err).WithField("bouncer", b.Name).Warn("recording bouncer pull")
-		}
-	}
+	s.recordPull(b, s.now())
 	return nil
 }

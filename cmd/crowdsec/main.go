@@ -178,8 +178,9 @@ func run() error {
 	// The LAPI alone runs with the GC of the default process (agent and
 	// LAPI in one): at Go's default it spent a sixth of its CPU in the
 	// collector taking a replay's pushes (each one's body, decoded alerts
-	// and statement arguments are garbage once stored).
-	memtune.Apply()
+	// and statement arguments are garbage once stored). Its memory limit
+	// follows the connections it holds open (see lapi.Server.OnConnections).
+	mem := memtune.Apply()
 	var ag *daemon.Agent
 	var lapiSrv atomic.Pointer[lapi.Server]
 	var capiRunner atomic.Pointer[capi.Runner]
@@ -227,7 +228,7 @@ func run() error {
 			stopLAPI()
 		}()
 		g.Go(func() error {
-			return runLAPI(lapiCtx, cfg, prof, reg, &lapiSrv, *noCAPI, &capiRunner, func() { close(lapiReady) })
+			return runLAPI(lapiCtx, cfg, prof, reg, &lapiSrv, *noCAPI, &capiRunner, mem.Connections, func() { close(lapiReady) })
 		})
 	}
 	go func() {
@@ -316,7 +317,7 @@ func notify(state string) {
 }
 
 func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg prometheus.Registerer, out *atomic.Pointer[lapi.Server],
-	noCAPI bool, capiRunner *atomic.Pointer[capi.Runner], listening func()) error {
+	noCAPI bool, capiRunner *atomic.Pointer[capi.Runner], onConns func(int), listening func()) error {
 	st, err := store.Open(ctx, store.ConfigOf(cfg.DBConfig))
 	if err != nil {
 		return err
@@ -337,6 +338,7 @@ func runLAPI(ctx context.Context, cfg *csconfig.Config, prof *profiles.Set, reg 
 	}
 	defer runner.Stop()
 	capiRunner.Store(runner)
+	srv.OnConnections(onConns)
 	out.Store(srv)
 	return srv.Run(ctx, func() {
 		listening()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,7 @@ func benchLoad(r *report, es []*env, n int, rate float64, batch, sample int, d t
 	pid := last.cmd.Process.Pid
 	_ = procstat.ResetPeak(pid)
 	rssBefore := procstat.KB(pid, "VmRSS")
-	cpu0 := cpu(es)
+	cpu0, self0 := cpu(es), procstat.CPU(os.Getpid())
 
 	var (
 		acked      sync.Map // marker value -> time its alert was sent
@@ -51,10 +52,15 @@ func benchLoad(r *report, es []*env, n int, rate float64, batch, sample int, d t
 		errs.Add(1)
 		firstErr.CompareAndSwap(nil, err.Error())
 	}
-	start := time.Now()
-	loadEnd := start.Add(d)
-	var drainEnd atomic.Value // set when the agents stop: 30 s more
-	drainEnd.Store(loadEnd.Add(time.Hour))
+	// The agents start once every bouncer has its startup stream and
+	// long-polls: a decision pushed during the fleet's startup would time
+	// how fast 5,000 startup pulls are served, not a wake-up.
+	var started sync.WaitGroup
+	started.Add(n)
+	var loadEnd time.Time
+	var agentsDone atomic.Bool // every push answered: wantMarkers is final
+	var drainEnd atomic.Value  // set when the agents stop: 30 s more
+	drainEnd.Store(time.Now().Add(time.Hour))
 	const measuring = 20 // bouncers that parse bodies for markers
 	var wantMarkers atomic.Int64
 
@@ -97,6 +103,9 @@ func benchLoad(r *report, es []*env, n int, rate float64, batch, sample int, d t
 			for first := true; time.Now().Before(drainEnd.Load().(time.Time)); first = false {
 				body, next, err := pull(url, key, cursor, first)
 				cursor = next
+				if first {
+					started.Done()
+				}
 				if err != nil {
 					fail(err)
 					time.Sleep(time.Second)
@@ -120,12 +129,18 @@ func benchLoad(r *report, es []*env, n int, rate float64, batch, sample int, d t
 						deliveries.Add(1)
 					}
 				}
-				if time.Now().After(loadEnd) && int64(seen) >= wantMarkers.Load() && drainEnd.Load().(time.Time).Before(loadEnd.Add(time.Hour)) {
+				if agentsDone.Load() && int64(seen) >= wantMarkers.Load() {
 					return
 				}
 			}
 		}(es[i%len(es)].url, keys[i], i%len(es) == len(es)-1 && i/len(es) < measuring)
 	}
+
+	fleetStart := time.Now()
+	started.Wait()
+	fmt.Printf("load: %d bouncers pulled their startup stream in %s\n", n, time.Since(fleetStart).Round(time.Millisecond))
+	start := time.Now()
+	loadEnd = start.Add(d)
 
 	// Agents: batches of 50, paced to rate alerts per second in all.
 	const agents = 4
@@ -191,8 +206,9 @@ func benchLoad(r *report, es []*env, n int, rate float64, batch, sample int, d t
 	awg.Wait()
 	pushTook := time.Since(start)
 	drainEnd.Store(time.Now().Add(30 * time.Second))
+	agentsDone.Store(true)
 	bwg.Wait()
-	lapiCPU := cpu(es) - cpu0
+	lapiCPU, selfCPU := cpu(es)-cpu0, procstat.CPU(os.Getpid())-self0
 	rss, peak := procstat.KB(pid, "VmRSS"), procstat.KB(pid, "VmHWM")
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	pct := func(p float64) time.Duration {
@@ -202,8 +218,8 @@ func benchLoad(r *report, es []*env, n int, rate float64, batch, sample int, d t
 		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
 	}
 	want := wantMarkers.Load() * measuring
-	fmt.Printf("load: %d bouncers long-polling %d LAPI(s) + %g alerts/s asked for %s (pushed to the first LAPI): %d alerts pushed (%.0f/s), %d failed requests (target 0), LAPIs %.1f CPU-s\n",
-		n, len(es), rate, d, pushed.Load(), float64(pushed.Load())/pushTook.Seconds(), errs.Load(), lapiCPU.Seconds())
+	fmt.Printf("load: %d bouncers long-polling %d LAPI(s) + %g alerts/s asked for %s (pushed to the first LAPI): %d alerts pushed (%.0f/s), %d failed requests (target 0), LAPIs %.1f CPU-s, bench client %.1f CPU-s\n",
+		n, len(es), rate, d, pushed.Load(), float64(pushed.Load())/pushTook.Seconds(), errs.Load(), lapiCPU.Seconds(), selfCPU.Seconds())
 	fmt.Printf("load: alert pushed to the first LAPI -> decision at a bouncer of the last (%d of %d sampled deliveries): p50 %s, p99 %s, max %s; last LAPI RSS %.1f MB before, %.1f MB after, peak %.1f MB\n",
 		deliveries.Load(), want, pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), pct(1).Round(time.Millisecond),
 		float64(rssBefore)/1024, float64(rss)/1024, float64(peak)/1024)

@@ -32,6 +32,31 @@ func TestApplyRespectsEnvironment(t *testing.T) {
 	}
 }
 
+// TestConnections: open connections raise the limit Apply chose, not one
+// from the environment.
+func TestConnections(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	s := Apply()
+	s.Connections(5000)
+	if got, want := debug.SetMemoryLimit(-1), int64(AgentMemoryLimit+5000*ConnectionMemory); got != want {
+		t.Fatalf("memory limit %d, want %d", got, want)
+	}
+	s.Connections(0)
+	if got := debug.SetMemoryLimit(-1); got != AgentMemoryLimit {
+		t.Fatalf("memory limit %d once the connections closed, want %d", got, AgentMemoryLimit)
+	}
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	debug.SetMemoryLimit(1 << 30)
+	s = Apply()
+	s.Connections(5000)
+	if got := debug.SetMemoryLimit(-1); got != 1<<30 {
+		t.Fatalf("environment's limit changed to %d", got)
+	}
+}
+
 func TestApplyBouncer(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))

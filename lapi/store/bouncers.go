@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -65,9 +66,12 @@ func (s *Store) CreateBouncer(ctx context.Context, b Bouncer) (*Bouncer, error) 
 		if !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("looking up bouncer %s: %w", b.Name, err)
 		}
-		return tx.QueryRowContext(ctx, `INSERT INTO bouncers (name, api_key, ip_address, type, version, auth_type, auto_created, created_at, updated_at)
+		if err := tx.QueryRowContext(ctx, `INSERT INTO bouncers (name, api_key, ip_address, type, version, auth_type, auto_created, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-			b.Name, b.APIKeyHash, b.IPAddress, b.Type, b.Version, b.AuthType, b.AutoCreated, now, now).Scan(&id)
+			b.Name, b.APIKeyHash, b.IPAddress, b.Type, b.Version, b.AuthType, b.AutoCreated, now, now).Scan(&id); err != nil {
+			return err
+		}
+		return bumpBouncers(tx)
 	})
 	if err != nil {
 		return nil, err
@@ -77,22 +81,92 @@ func (s *Store) CreateBouncer(ctx context.Context, b Bouncer) (*Bouncer, error) 
 	return &b, nil
 }
 
+// bumpBouncers counts a change of bouncer rows (not of their pull times
+// or cursors, which change on every pull), so that the LAPI may keep key
+// lookups until the count moves (BouncersVersion). The row is made by the
+// first change: databases from before have none (version 0).
+func bumpBouncers(tx *wtx) error {
+	q := `INSERT INTO counters (name, value) VALUES ('bouncers', 1) ON CONFLICT (name) DO UPDATE SET value = counters.value + 1`
+	if tx.s.d.kind == mysqlDB {
+		q = `INSERT INTO counters (name, value) VALUES ('bouncers', 1) ON DUPLICATE KEY UPDATE value = value + 1`
+	}
+	if _, err := tx.ExecContext(tx.ctx, q); err != nil {
+		return fmt.Errorf("counting a bouncer change: %w", err)
+	}
+	return nil
+}
+
+// Versions returns the allowlists' version (AllowlistsVersion) and the
+// bouncers' (bumped by every change of a bouncer row but its pull time
+// and cursor), read together: every bouncer request asks.
+func (s *Store) Versions(ctx context.Context) (allowlists, bouncers int64, err error) {
+	st, err := s.readStmt(ctx, `SELECT (SELECT value FROM counters WHERE name = 'allowlists'), COALESCE((SELECT value FROM counters WHERE name = 'bouncers'), 0)`)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := st.QueryRowContext(ctx).Scan(&allowlists, &bouncers); err != nil {
+		return 0, 0, fmt.Errorf("reading change counts: %w", err)
+	}
+	return allowlists, bouncers, nil
+}
+
 // BouncersByKey returns the rows sharing a key hash, ordered by id.
 func (s *Store) BouncersByKey(ctx context.Context, hash, authType string) ([]*Bouncer, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+bouncerCols+` FROM bouncers WHERE api_key = ? AND auth_type = ? ORDER BY id`, hash, authType)
-	if err != nil {
-		return nil, fmt.Errorf("looking up bouncer key: %w", err)
-	}
-	defer rows.Close()
-	var out []*Bouncer
-	for rows.Next() {
-		b, err := scanBouncer(rows)
+	m, err := s.BouncersByKeys(ctx, []string{hash}, authType)
+	return m[hash], err
+}
+
+// bouncersByKeysChunk bounds the placeholders of one lookup.
+const bouncersByKeysChunk = 256
+
+// BouncersByKeys returns the rows of each key hash, ordered by id; a key
+// no row has is absent. Every bouncer request looks its key up: a fleet's
+// requests arriving together are looked up in one statement.
+func (s *Store) BouncersByKeys(ctx context.Context, hashes []string, authType string) (map[string][]*Bouncer, error) {
+	out := make(map[string][]*Bouncer, len(hashes))
+	for len(hashes) > 0 {
+		n := min(len(hashes), bouncersByKeysChunk)
+		var q string
+		if n == 1 {
+			q = `SELECT ` + bouncerCols + ` FROM bouncers WHERE api_key = ? AND auth_type = ? ORDER BY id`
+		} else {
+			q = `SELECT ` + bouncerCols + ` FROM bouncers WHERE api_key IN (?` + strings.Repeat(", ?", n-1) + `) AND auth_type = ? ORDER BY id`
+		}
+		args := make([]any, 0, n+1)
+		for _, h := range hashes[:n] {
+			args = append(args, h)
+		}
+		args = append(args, authType)
+		hashes = hashes[n:]
+		// A lone key (no herd) is the common statement: prepared once.
+		var rows *sql.Rows
+		var err error
+		if n == 1 {
+			var st stmter
+			if st, err = s.readStmt(ctx, q); err == nil {
+				rows, err = st.QueryContext(ctx, args...)
+			}
+		} else {
+			rows, err = s.r.QueryContext(ctx, q, args...)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("looking up bouncer key: %w", err)
 		}
-		out = append(out, b)
+		for rows.Next() {
+			b, err := scanBouncer(rows)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("looking up bouncer key: %w", err)
+			}
+			out[b.APIKeyHash] = append(out[b.APIKeyHash], b)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("looking up bouncer key: %w", err)
+		}
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // GetBouncer returns one bouncer by name or ErrNotFound.
@@ -128,9 +202,11 @@ func (s *Store) ListBouncers(ctx context.Context) ([]*Bouncer, error) {
 // UpdateBouncerSeen stores the caller's address, type and version.
 func (s *Store) UpdateBouncerSeen(ctx context.Context, id int64, ip, typ, version string) error {
 	return s.write(ctx, func(tx *wtx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE bouncers SET ip_address = ?, type = ?, version = ?, updated_at = ? WHERE id = ?`,
-			ip, typ, version, nowNS(), id)
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE bouncers SET ip_address = ?, type = ?, version = ?, updated_at = ? WHERE id = ?`,
+			ip, typ, version, nowNS(), id); err != nil {
+			return err
+		}
+		return bumpBouncers(tx)
 	})
 }
 
@@ -145,6 +221,29 @@ func (s *Store) SetBouncerPulled(ctx context.Context, id int64, cursor *int64, a
 		_, err := tx.ExecContext(ctx, `UPDATE bouncers SET last_pull = ?, "cursor" = CASE WHEN "cursor" IS NULL OR "cursor" < ? THEN ? ELSE "cursor" END WHERE id = ?`,
 			at.UnixNano(), *cursor, *cursor, id)
 		return err
+	})
+}
+
+// SetBouncersPulled records pull times of many bouncers in one
+// transaction (the LAPI gathers them: a fleet of long-polls pulls at
+// once). A time never moves back: two LAPIs may flush out of order.
+func (s *Store) SetBouncersPulled(ctx context.Context, pulls map[int64]time.Time) error {
+	if len(pulls) == 0 {
+		return nil
+	}
+	return s.write(ctx, func(tx *wtx) error {
+		st, err := tx.stmt(`UPDATE bouncers SET last_pull = CASE WHEN last_pull IS NULL OR last_pull < ? THEN ? ELSE last_pull END WHERE id = ?`)
+		if err != nil {
+			return fmt.Errorf("recording bouncer pulls: %w", err)
+		}
+		defer st.Close()
+		for id, at := range pulls {
+			ns := at.UnixNano()
+			if _, err := st.ExecContext(ctx, ns, ns, id); err != nil {
+				return fmt.Errorf("recording bouncer pulls: %w", err)
+			}
+		}
+		return nil
 	})
 }
 
@@ -202,7 +301,7 @@ func (s *Store) DeleteBouncer(ctx context.Context, name string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("bouncer %s: %w", name, ErrNotFound)
 		}
-		return nil
+		return bumpBouncers(tx)
 	})
 }
 
@@ -229,7 +328,10 @@ func (s *Store) PruneBouncers(ctx context.Context, before time.Time) ([]string, 
 				return err
 			}
 		}
-		return nil
+		if len(names) == 0 {
+			return nil
+		}
+		return bumpBouncers(tx)
 	})
 	return names, err
 }
@@ -254,8 +356,10 @@ func (s *Store) StoreUsageMetrics(ctx context.Context, kind, by, payload string)
 func (s *Store) SetComponentOS(ctx context.Context, bouncer bool, name, osName, osVersion, featureFlags string) error {
 	return s.write(ctx, func(tx *wtx) error {
 		if bouncer {
-			_, err := tx.ExecContext(ctx, `UPDATE bouncers SET os_name = ?, os_version = ?, featureflags = ? WHERE name = ?`, osName, osVersion, featureFlags, name)
-			return err
+			if _, err := tx.ExecContext(ctx, `UPDATE bouncers SET os_name = ?, os_version = ?, featureflags = ? WHERE name = ?`, osName, osVersion, featureFlags, name); err != nil {
+				return err
+			}
+			return bumpBouncers(tx)
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE machines SET os_name = ?, os_version = ? WHERE machine_id = ?`, osName, osVersion, name)
 		return err

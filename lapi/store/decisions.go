@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -563,26 +564,46 @@ func eachIDList(tx *wtx, st stmt, ids []int64) error {
 	return nil
 }
 
-// sweepProbeSQL finds one expired active decision. It runs every second and
-// before every stream pull, so it must be a seek into decisions_active_until
-// whatever the statistics: a bare "active" is no index constraint to SQLite
-// or MariaDB (both read every active decision: 1M entries a probe), hence
-// "= TRUE"; and with statistics taken on a small table PostgreSQL expected
-// many matches and scanned the table for the first one (0.56 s at 1M),
-// which the ORDER BY the index gives for free rules out.
-const sweepProbeSQL = `SELECT 1 FROM decisions WHERE active = TRUE AND until <= ? ORDER BY until LIMIT 1`
+// sweepProbeSQL finds when the next active decision expires. It runs at
+// least every second and before stream pulls while a change is unseen, so
+// it must be a seek into decisions_active_until whatever the statistics: a
+// bare "active" is no index constraint to SQLite or MariaDB (both read
+// every active decision: 1M entries a probe), hence "= TRUE"; and with
+// statistics taken on a small table PostgreSQL expected many matches and
+// scanned the table (0.56 s at 1M), which the ORDER BY the index gives for
+// free rules out.
+const sweepProbeSQL = `SELECT until FROM decisions WHERE active = TRUE ORDER BY until LIMIT 1`
 
 // SweepExpired ends decisions whose time is up, so that bouncers get them in
-// their next delta exactly once. Cheap when nothing expired.
+// their next delta exactly once. Every stream request calls it first, so
+// it remembers when the next active decision expires: until then, and
+// until another decision change is published, nothing can have expired and
+// the database is not asked. (A change another process made and this one
+// has not heard of yet can only be seen late, by at most the wake-up lag a
+// long-poll has anyway: its stream leaves expired rows out, and the
+// bouncer expires what it holds by duration.)
 func (s *Store) SweepExpired(ctx context.Context, now time.Time) (int64, error) {
 	ns := now.UnixNano()
-	var one int
-	err := s.r.QueryRowContext(ctx, sweepProbeSQL, ns).Scan(&one)
-	if err == sql.ErrNoRows {
+	seq := s.Seq()
+	if !s.sweepDue(seq, ns) {
 		return 0, nil
 	}
+	st, err := s.readStmt(ctx, sweepProbeSQL)
 	if err != nil {
+		return 0, err
+	}
+	var next sql.NullInt64
+	if err := st.QueryRowContext(ctx).Scan(&next); err != nil && err != sql.ErrNoRows {
 		return 0, fmt.Errorf("looking for expired decisions: %w", err)
+	}
+	if !next.Valid || next.Int64 > ns {
+		if !next.Valid {
+			next.Int64 = math.MaxInt64 // none active: the next comes with a change
+		}
+		s.expMu.Lock()
+		s.expSeq, s.expNext = seq, next.Int64
+		s.expMu.Unlock()
+		return 0, nil
 	}
 	var n int64
 	err = s.write(ctx, func(tx *wtx) error {
@@ -593,6 +614,18 @@ func (s *Store) SweepExpired(ctx context.Context, now time.Time) (int64, error) 
 		return err
 	})
 	return n, err
+}
+
+// SweepDue says whether SweepExpired at now would ask the database: false
+// when no active decision can have expired yet.
+func (s *Store) SweepDue(now time.Time) bool {
+	return s.sweepDue(s.Seq(), now.UnixNano())
+}
+
+func (s *Store) sweepDue(seq, ns int64) bool {
+	s.expMu.Lock()
+	defer s.expMu.Unlock()
+	return s.expSeq != seq || s.expNext == 0 || ns >= s.expNext
 }
 
 // QueryDecisions returns the active decisions matching f (GET /v1/decisions).

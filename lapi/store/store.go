@@ -128,6 +128,12 @@ type Store struct {
 	changed chan struct{} // closed and replaced on every committed decision change
 	seq     int64         // last committed decision sequence
 
+	// SweepExpired's memory: as of decision sequence expSeq, no active
+	// decision expires before expNext (UnixNano; 0 = not known).
+	expMu   sync.Mutex
+	expSeq  int64
+	expNext int64
+
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // the writer's statements kept prepared across transactions (SQLite)
 	rstmts map[string]*sql.Stmt // the readers' hot statements (database/sql prepares them per connection)
