@@ -351,9 +351,18 @@ type capiCounter struct {
 var capiMarker = []byte(`"origin":"CAPI"`)
 
 func (c *capiCounter) Write(p []byte) (int, error) {
-	joined := append(c.tail, p...)
-	c.n += bytes.Count(joined, capiMarker)
-	keep := min(len(joined), len(capiMarker)-1)
-	c.tail = append(c.tail[:0], joined[len(joined)-keep:]...)
+	// A marker across the previous write's end: the tail and p's head are
+	// each shorter than one, so this counts only those.
+	if len(c.tail) > 0 {
+		c.n += bytes.Count(append(c.tail, p[:min(len(p), len(capiMarker)-1)]...), capiMarker)
+	}
+	c.n += bytes.Count(p, capiMarker)
+	keep := len(capiMarker) - 1
+	if len(p) >= keep {
+		c.tail = append(c.tail[:0], p[len(p)-keep:]...)
+	} else {
+		c.tail = append(c.tail, p...)
+		c.tail = append(c.tail[:0], c.tail[max(0, len(c.tail)-keep):]...)
+	}
 	return len(p), nil
 }
