@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X github.com/rampart-ips/rampart/internal/version.Version=$(
 BIN       := build/bin
 BINARIES  := crowdsec cscli crowdsec-firewall-bouncer
 
-.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent bench-replay bench-tail bench-flood bench-block bench-load bench-fleet bench-startup demo run vet fmt clean deb
+.PHONY: all build test bench bench-go bench-lapi bench-fw bench-agent bench-replay bench-tail bench-flood bench-block bench-load bench-fleet bench-startup bench-capi demo run vet fmt clean deb
 
 all: build
 
@@ -66,7 +66,7 @@ test: vet
 	test $$main -eq 0 && test $$hub -eq 0 && test $$rc -eq 0 && test $$pgrc -eq 0 && test $$myrc -eq 0
 
 # Go benchmarks beside the code, then whole-process LAPI figures.
-bench: bench-go bench-lapi bench-fw bench-agent bench-replay bench-tail bench-flood bench-block bench-startup
+bench: bench-go bench-lapi bench-fw bench-agent bench-replay bench-tail bench-flood bench-block bench-startup bench-capi
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x -timeout 30m ./...
@@ -79,6 +79,15 @@ bench-lapi: build
 # alert's 201 to its decision at a bouncer, the LAPI's RSS.
 bench-load: build
 	$(GO) run ./internal/lapibench -bin $(BIN) -only load -bouncers 1000 -load-rate 5000 -load-for 60s
+
+# Issue 16's Central API figures (about 10 s): a 100k-address community
+# pull from the capitest Central API on loopback into a LAPI process on
+# SQLite while 50 bouncers long-poll and an agent pushes 100 alerts/s:
+# time until every bouncer holds the list, the pushes' worst and p99
+# latency during the pull (a push over 1 s is a stall), the LAPI's peak
+# RSS and CPU-s.
+bench-capi: build
+	$(GO) run ./internal/lapibench -bin $(BIN) -only capi -capi-decisions 100000 -capi-bouncers 50 -capi-rate 100
 
 # The fleet figures (issue 15) on SQLite, PostgreSQL and MariaDB in one run,
 # side by side: cscli decisions import of 1M values, the 1M startup stream

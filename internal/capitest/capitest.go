@@ -26,7 +26,6 @@ import (
 
 // Server is one running test Central API.
 type Server struct {
-	t   testing.TB
 	srv *httptest.Server
 	key []byte
 
@@ -62,20 +61,31 @@ type List struct {
 // Start runs a server on a free loopback port until the test ends.
 func Start(t testing.TB) *Server { return StartAt(t, "127.0.0.1:0") }
 
-// StartAt runs a server on addr (the same address again plays a restart).
+// StartAt runs a server on addr (the same address again plays a restart)
+// until the test ends.
 func StartAt(t testing.TB, addr string) *Server {
-	s := &Server{t: t, key: []byte("capitest-signing-key"), machines: map[string]string{}, tokens: map[string]bool{},
+	s, err := New(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// New runs a server on addr outside a test (benchmark commands); Close
+// stops it.
+func New(addr string) (*Server, error) {
+	s := &Server{key: []byte("capitest-signing-key"), machines: map[string]string{}, tokens: map[string]bool{},
 		tokenTTL: time.Hour, lists: map[string]*List{}, fail: map[string][]int{}, agents: map[string]bool{}, requests: map[string]int{}}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatalf("listening on %s: %v", addr, err)
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.Listener.Close()
 	s.srv.Listener = ln
 	s.srv.Start()
-	t.Cleanup(s.srv.Close)
-	return s
+	return s, nil
 }
 
 // URL is the base URL, as the credentials file holds it ("/" at the end).

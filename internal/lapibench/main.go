@@ -2,8 +2,9 @@
 // issue's targets are stated: cscli decisions import of 1M values (into a
 // LAPI with planner statistics, while cscli bouncers add runs), a 1M
 // startup stream (time and the daemon's peak RSS growth), alert ingest in
-// batches of 50 with profiles applied, and 500 bouncers pulling deltas.
-// It only talks to loopback and bounds every load in count and time.
+// batches of 50 with profiles applied, and 500 bouncers pulling deltas;
+// -only capi: a Central API community pull of 100k addresses reaching
+// long-polling bouncers while alerts are pushed (issue 16). It only talks to loopback and bounds every load in count and time.
 package main
 
 import (
@@ -50,7 +51,11 @@ func main() {
 	bouncers := flag.Int("bouncers", 500, "concurrent bouncers in the pull test")
 	pullFor := flag.Duration("pull-for", 60*time.Second, "how long the bouncers pull")
 	ingestFor := flag.Duration("ingest-for", 10*time.Second, "how long alerts are pushed")
-	only := flag.String("only", "import,stream,ingest,pull", "which measurements to run (load: bench-load)")
+	only := flag.String("only", "import,stream,ingest,pull", "which measurements to run (load: bench-load, capi: bench-capi)")
+	capiN := flag.Int("capi-decisions", 100_000, "addresses in the Central API's community list (capi)")
+	capiBouncers := flag.Int("capi-bouncers", 50, "bouncers long-polling while the community list is pulled (capi)")
+	capiRate := flag.Float64("capi-rate", 100, "alerts per second pushed, in batches of 10, during the pull (capi)")
+	capiTimeout := flag.Duration("capi-timeout", 3*time.Minute, "the capi measurement's bound, from the LAPI's start")
 	loadRate := flag.Float64("load-rate", 5000, "alerts per second pushed during the load test")
 	loadFor := flag.Duration("load-for", 60*time.Second, "how long the load test pushes alerts")
 	loadBatch := flag.Int("load-batch", 50, "alerts per request in the load test")
@@ -60,7 +65,8 @@ func main() {
 	profile := flag.String("profile", "", "folder where every LAPI process writes a CPU profile of its run (crowdsec -cpuprofile)")
 	flag.Parse()
 	o := opts{bin: *bin, n: *n, bouncers: *bouncers, pullFor: *pullFor, ingestFor: *ingestFor, loadRate: *loadRate, loadFor: *loadFor, lapis: *lapis,
-		loadBatch: max(*loadBatch, 1), loadSample: max(*loadSample, 1)}
+		loadBatch: max(*loadBatch, 1), loadSample: max(*loadSample, 1),
+		capiN: *capiN, capiBouncers: max(*capiBouncers, 1), capiRate: *capiRate, capiTimeout: *capiTimeout}
 	o.bin, _ = filepath.Abs(o.bin)
 	if *profile != "" {
 		if err := os.MkdirAll(*profile, 0o755); err != nil {
@@ -99,6 +105,9 @@ type opts struct {
 	loadBatch, loadSample       int
 	pullFor, ingestFor, loadFor time.Duration
 	want                        map[string]bool
+	capiN, capiBouncers         int
+	capiRate                    float64
+	capiTimeout                 time.Duration
 }
 
 func run(o opts, r *report) error {
@@ -150,6 +159,11 @@ func run(o opts, r *report) error {
 		}
 		e.stop()
 	}
+	if want["capi"] {
+		if err := benchCAPI(r, o); err != nil {
+			return err
+		}
+	}
 	if want["load"] {
 		e, err := start(o.bin, o.kind, o.profile, o.bouncers)
 		if err != nil {
@@ -178,6 +192,20 @@ func numCPU() int {
 // nBouncers bouncers (keys written to bouncers.txt), then starts crowdsec
 // -no-cs and waits for /health.
 func start(bin, kind, profile string, nBouncers int) (*env, error) {
+	e, err := prepare(bin, kind, profile, nBouncers)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.launch(); err != nil {
+		e.stop()
+		return nil, err
+	}
+	return e, nil
+}
+
+// prepare is start without the launch, for a measurement that adds to the
+// configuration first.
+func prepare(bin, kind, profile string, nBouncers int) (*env, error) {
 	dir, err := os.MkdirTemp("", "lapibench-")
 	if err != nil {
 		return nil, err
@@ -202,10 +230,6 @@ func start(bin, kind, profile string, nBouncers int) (*env, error) {
 		return nil, err
 	}
 	if err := e.populate(nBouncers); err != nil {
-		e.stop()
-		return nil, err
-	}
-	if err := e.launch(); err != nil {
 		e.stop()
 		return nil, err
 	}
