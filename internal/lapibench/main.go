@@ -551,21 +551,8 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func login(url string) (string, error) {
-	body := `{"machine_id":"bench","password":"benchpassword"}`
-	req, _ := http.NewRequest("POST", url+"v1/watchers/login", strings.NewReader(body))
-	req.Header.Set("User-Agent", "crowdsec/v1.7.8-bench-linux")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var r models.WatcherAuthResponse
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.Token == "" {
-		return "", fmt.Errorf("login failed: %d %v", resp.StatusCode, err)
-	}
-	return r.Token, nil
-}
+// login logs the bench machine in without declaring scenarios.
+func login(url string) (string, error) { return loginScenarios(url, nil) }
 
 // benchIngest pushes alerts from 4 agents spread over the LAPIs es.
 func benchIngest(r *report, es []*env, d time.Duration) error {
