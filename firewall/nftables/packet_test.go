@@ -99,27 +99,31 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// reach connects from the attacker to dst and fails the test unless the
+// connection succeeds (want) or times out (a drop).
+func (l *lab) reach(t *testing.T, dst string, want bool, timeout time.Duration) {
+	t.Helper()
+	err := l.connect(t, dst, timeout)
+	// A lost first ARP request is retried only a second later: under load
+	// a connection that should pass can time out once (CI failed that way
+	// before any ban), so success gets a few tries.
+	for deadline := time.Now().Add(10 * time.Second); want && isTimeout(err) && time.Now().Before(deadline); {
+		err = l.connect(t, dst, time.Second)
+	}
+	switch {
+	case want && err != nil:
+		t.Fatalf("connect to %s: %v, want success", dst, err)
+	case !want && !isTimeout(err):
+		t.Fatalf("connect to %s: %v, want a timeout", dst, err)
+	}
+}
+
 func TestPacketsDropped(t *testing.T) {
 	ctx := context.Background()
 	l := newLab(t)
 	b := newBackend(t, testConfig(l.def))
 	ensure(t, b)
-	reach := func(dst string, want bool) {
-		t.Helper()
-		err := l.connect(t, dst, time.Second)
-		// A lost first ARP request is retried only a second later: under
-		// load a connection that should pass can time out once (CI failed
-		// that way before any ban), so success gets a few tries.
-		for deadline := time.Now().Add(10 * time.Second); want && err != nil && isTimeout(err) && time.Now().Before(deadline); {
-			err = l.connect(t, dst, time.Second)
-		}
-		switch {
-		case want && err != nil:
-			t.Fatalf("connect to %s: %v, want success", dst, err)
-		case !want && !isTimeout(err):
-			t.Fatalf("connect to %s: %v, want a timeout", dst, err)
-		}
-	}
+	reach := func(dst string, want bool) { t.Helper(); l.reach(t, dst, want, time.Second) }
 	apply := func(adds []firewall.Element, dels []netip.Prefix) {
 		t.Helper()
 		if err := b.Apply(ctx, adds, dels); err != nil {
@@ -199,16 +203,7 @@ func TestPacketsHostInsideRange(t *testing.T) {
 	l := newLab(t)
 	b := newBackend(t, testConfig(l.def))
 	ensure(t, b)
-	reach := func(dst string, want bool) {
-		t.Helper()
-		err := l.connect(t, dst, 500*time.Millisecond)
-		switch {
-		case want && err != nil:
-			t.Fatalf("connect to %s: %v, want success", dst, err)
-		case !want && !isTimeout(err):
-			t.Fatalf("connect to %s: %v, want a timeout", dst, err)
-		}
-	}
+	reach := func(dst string, want bool) { t.Helper(); l.reach(t, dst, want, 500*time.Millisecond) }
 	apply := func(adds []firewall.Element, dels []netip.Prefix) {
 		t.Helper()
 		if err := b.Apply(ctx, adds, dels); err != nil {
