@@ -140,6 +140,35 @@ func (c *Client) Register(ctx context.Context, machineID, password string) error
 	return err
 }
 
+// Enroll asks the console to attach this instance (cscli console enroll).
+// already is CAPI's 200: the instance was enrolled before and nothing
+// changed; any other success means the request waits in the console. The
+// answer is read for an automatic enrollment only (its link).
+func (c *Client) Enroll(ctx context.Context, req EnrollRequest) (already bool, resp EnrollResponse, err error) {
+	if req.Tags == nil {
+		req.Tags = []string{}
+	}
+	var out any
+	if req.AutoEnroll {
+		out = &resp
+	}
+	status, err := c.do(ctx, http.MethodPost, "v3/watchers/enroll", nil, req, out)
+	if err != nil {
+		return false, resp, err
+	}
+	return status == http.StatusOK, resp, nil
+}
+
+// ForgetToken drops the token kept for the LAPI, so that its next start
+// or reload logs in again: after an enrollment only a new token carries
+// the organization that turns the console features on.
+func ForgetToken(ctx context.Context, tokens TokenStore) error {
+	if err := tokens.PutKV(ctx, TokenKey, ""); err != nil {
+		return fmt.Errorf("forgetting the CAPI token: %w", err)
+	}
+	return nil
+}
+
 // Login logs in now, with the scenarios, and keeps the token.
 func (c *Client) Login(ctx context.Context) error {
 	c.loginMu.Lock()

@@ -153,3 +153,21 @@ type MetricBouncer struct {
 	Version    string `json:"version,omitempty"`
 	LastPull   string `json:"last_pull,omitempty"`
 }
+
+// EnrollRequest is POST /v3/watchers/enroll. The console refuses an
+// automatic enrollment that carries a key or overwrite, even empty or
+// false: both are left out unless set.
+type EnrollRequest struct {
+	AttachmentKey string   `json:"attachment_key,omitempty"`
+	Name          string   `json:"name"`
+	Tags          []string `json:"tags"`
+	Overwrite     bool     `json:"overwrite,omitempty"`
+	AutoEnroll    bool     `json:"autoenroll"`
+}
+
+// EnrollResponse is the answer to an automatic enrollment: the link that
+// attaches the instance, valid until ExpireAt (Unix milliseconds).
+type EnrollResponse struct {
+	URL      string `json:"url"`
+	ExpireAt int64  `json:"expire_at"`
+}

@@ -114,22 +114,13 @@ func newCapiStatusCmd(cli *CLI) *cobra.Command {
 // capiStatus logs in as the LAPI would (its machines' scenarios), keeps the
 // token in the database for the LAPI, and says what is enabled.
 func (cli *CLI) capiStatus(ctx context.Context, st *store.Store) error {
-	cfg, err := cli.Config()
-	if err != nil {
-		return err
-	}
-	oc := cfg.API.Server.OnlineClient
-	if oc == nil {
-		return errors.New("no [api.server.online_client] section in the configuration: the Central API is not used")
-	}
-	creds, err := csconfig.LoadCAPICredentials(oc.CredentialsPath)
+	oc, creds, err := cli.capiCredentials()
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(cli.Out, "Loaded credentials from %s\n", oc.CredentialsPath)
 	fmt.Fprintf(cli.Out, "Trying to authenticate with username %s on %s\n", creds.Login, creds.URL)
-	client, err := capi.NewClient(capi.ClientConfig{URL: creds.URL, Login: creds.Login, Password: creds.Password,
-		Scenarios: st.MachineScenarios, Tokens: st})
+	client, err := capiClient(creds, st)
 	if err != nil {
 		return err
 	}

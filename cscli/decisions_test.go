@@ -31,6 +31,7 @@ type lapiEnv struct {
 	cfgPath string
 	url     string
 	st      *store.Store
+	lapi    *lapitest.LAPI
 }
 
 func startLAPI(t testing.TB) *lapiEnv {
@@ -40,7 +41,7 @@ func startLAPI(t testing.TB) *lapiEnv {
 	l := lapitest.Start(t, dbPath, "")
 	l.AddMachine(testLogin, testPassword)
 	st := l.Store
-	env := &lapiEnv{dir: dir, url: l.URL(), st: st}
+	env := &lapiEnv{dir: dir, url: l.URL(), st: st, lapi: l}
 	credPath := filepath.Join(dir, "local_api_credentials.toml")
 	if err := csconfig.WriteCredentials(credPath, &csconfig.Credentials{URL: env.url, Login: testLogin, Password: testPassword}); err != nil {
 		t.Fatal(err)

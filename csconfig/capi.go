@@ -131,6 +131,44 @@ type ConsoleOptions struct {
 	Manual, Custom, Tainted, Context, Management bool
 }
 
+// ConsoleOptionNames are cscli's names of the console options, in
+// upstream's order ("all" stands for every one of them).
+var ConsoleOptionNames = []string{"custom", "manual", "tainted", "context", "console_management"}
+
+// Option points at the option cscli calls name (nil for an unknown name).
+func (o *ConsoleOptions) Option(name string) *bool {
+	switch name {
+	case "custom":
+		return &o.Custom
+	case "manual":
+		return &o.Manual
+	case "tainted":
+		return &o.Tainted
+	case "context":
+		return &o.Context
+	case "console_management":
+		return &o.Management
+	}
+	return nil
+}
+
+// WriteConsole writes console.yaml with every key set (mode 0600), as
+// upstream's cscli rewrites it.
+func WriteConsole(path string, o ConsoleOptions) error {
+	data, err := yaml.Marshal(Console{ShareManualDecisions: &o.Manual, ShareCustom: &o.Custom, ShareTainted: &o.Tainted,
+		ShareContext: &o.Context, ConsoleManagement: &o.Management})
+	if err != nil {
+		return fmt.Errorf("encoding console options: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(path), err)
+	}
+	if err := atomicfile.WriteBytes(path, data, 0o600); err != nil {
+		return fmt.Errorf("writing console options: %w", err)
+	}
+	return nil
+}
+
 // LoadConsole reads console.yaml; a missing file or key takes upstream's
 // default (custom and tainted shared, manual and context not).
 func LoadConsole(path string) (ConsoleOptions, error) {

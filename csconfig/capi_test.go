@@ -78,3 +78,28 @@ func TestOnlineClientConfig(t *testing.T) {
 		t.Error("a negative signal_queue_max was accepted")
 	}
 }
+
+// cscli's rewrite of console.yaml reads back the same, every key written.
+func TestWriteConsole(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "etc", "console.yaml")
+	want := ConsoleOptions{Manual: true, Tainted: true, Context: true}
+	if err := WriteConsole(p, want); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := LoadConsole(p); err != nil || got != want {
+		t.Errorf("read back %+v, %v; want %+v", got, err, want)
+	}
+	data, _ := os.ReadFile(p)
+	for _, k := range []string{"share_manual_decisions: true", "share_custom: false", "share_tainted: true", "share_context: true", "console_management: false"} {
+		if !strings.Contains(string(data), k) {
+			t.Errorf("console.yaml lacks %q:\n%s", k, data)
+		}
+	}
+	var o ConsoleOptions
+	for _, n := range ConsoleOptionNames {
+		*o.Option(n) = true
+	}
+	if o != (ConsoleOptions{true, true, true, true, true}) || o.Option("bogus") != nil {
+		t.Errorf("options by name: %+v", o)
+	}
+}

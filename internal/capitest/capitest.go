@@ -1,5 +1,6 @@
 // Package capitest is a Central API on loopback for tests: registration,
-// login with expiring JWTs, signals (recorded), the decision stream
+// login with expiring JWTs, console enrollment (strictly checked, accepted
+// by the test), signals (recorded), the decision stream
 // (startup and deltas) with links to lists it serves itself, and the
 // failure modes a client must survive: refused tokens (401), busy answers
 // (429/503), an outage, 304 on lists, a list that fails, a huge community
@@ -47,7 +48,13 @@ type Server struct {
 	metrics  []capi.MetricsRequest
 	requests map[string]int // by path, refused ones included
 	usage    []capi.UsageRequest
+	enrolls  []map[string]any      // enroll bodies, as decoded JSON
+	pending  map[string]string     // login -> attachment key waiting in the console
+	orgs     map[string]enrollment // login -> accepted enrollment
 }
+
+// enrollment is an instance attached to an organization.
+type enrollment struct{ org, subscription string }
 
 // List is a blocklist the server serves at /lists/<name>.
 type List struct {
@@ -76,7 +83,8 @@ func StartAt(t testing.TB, addr string) *Server {
 // stops it.
 func New(addr string) (*Server, error) {
 	s := &Server{key: []byte("capitest-signing-key"), machines: map[string]string{}, tokens: map[string]bool{},
-		tokenTTL: time.Hour, lists: map[string]*List{}, fail: map[string][]int{}, agents: map[string]bool{}, requests: map[string]int{}}
+		tokenTTL: time.Hour, lists: map[string]*List{}, fail: map[string][]int{}, agents: map[string]bool{}, requests: map[string]int{},
+		pending: map[string]string{}, orgs: map[string]enrollment{}}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
@@ -277,6 +285,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusCreated, map[string]string{"message": "OK"})
 	case "POST /v3/watchers/login":
 		s.login(w, body)
+	case "POST /v3/watchers/enroll":
+		login, ok := s.machineOf(w, r)
+		if !ok {
+			return
+		}
+		s.enroll(w, login, body)
 	case "POST /v3/signals":
 		if !s.authorized(w, r) {
 			return
@@ -373,8 +387,11 @@ func (s *Server) login(w http.ResponseWriter, body []byte) {
 		return
 	}
 	exp := time.Now().Add(s.tokenTTL)
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"id": req.MachineID, "exp": exp.Unix(),
-		"subscription_type": "COMMUNITY", "n": len(s.logins)}).SignedString(s.key)
+	claims := jwt.MapClaims{"id": req.MachineID, "exp": exp.Unix(), "subscription_type": "COMMUNITY", "n": len(s.logins)}
+	if e, ok := s.orgs[req.MachineID]; ok {
+		claims["organization_id"], claims["subscription_type"] = e.org, e.subscription
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(s.key)
 	if err != nil {
 		w.WriteHeader(http.StatusInternalServerError)
 		return
@@ -424,4 +441,122 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, name string) 
 	default:
 		w.WriteHeader(st)
 	}
+}
+
+// machineOf checks the Bearer token as authorized does and returns the
+// login it was issued to.
+func (s *Server) machineOf(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if !s.authorized(w, r) {
+		return "", false
+	}
+	claims := jwt.MapClaims{}
+	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if _, err := jwt.ParseWithClaims(tok, claims, func(*jwt.Token) (any, error) { return s.key, nil }); err != nil {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": err.Error()})
+		return "", false
+	}
+	login, _ := claims["id"].(string)
+	return login, true
+}
+
+// enroll checks the body's shape as strictly as the console's client
+// sends it (an unknown key, a null tags, a false overwrite or a key with
+// autoenroll are refused with 422) and answers 200 when the instance is
+// already enrolled, 202 when the request now waits in the console (with
+// the link for an automatic enrollment).
+func (s *Server) enroll(w http.ResponseWriter, login string, body []byte) {
+	refuse := func(format string, args ...any) {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": fmt.Sprintf(format, args...)})
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		refuse("invalid enroll request: %v", err)
+		return
+	}
+	var req capi.EnrollRequest
+	for k, v := range raw {
+		var err error
+		switch k {
+		case "attachment_key":
+			err = json.Unmarshal(v, &req.AttachmentKey)
+			if err == nil && req.AttachmentKey == "" {
+				err = fmt.Errorf("empty")
+			}
+		case "name":
+			err = json.Unmarshal(v, &req.Name)
+		case "tags":
+			err = json.Unmarshal(v, &req.Tags)
+			if err == nil && req.Tags == nil {
+				err = fmt.Errorf("null")
+			}
+		case "overwrite":
+			err = json.Unmarshal(v, &req.Overwrite)
+			if err == nil && !req.Overwrite {
+				err = fmt.Errorf("false (sent only when true)")
+			}
+		case "autoenroll":
+			err = json.Unmarshal(v, &req.AutoEnroll)
+		default:
+			err = fmt.Errorf("unknown field")
+		}
+		if err != nil {
+			refuse("%s: %v", k, err)
+			return
+		}
+	}
+	for _, k := range []string{"name", "tags", "autoenroll"} {
+		if _, ok := raw[k]; !ok {
+			refuse("%s is required", k)
+			return
+		}
+	}
+	switch {
+	case req.Name == "":
+		refuse("name is empty")
+		return
+	case req.AutoEnroll && (raw["attachment_key"] != nil || raw["overwrite"] != nil):
+		refuse("autoenroll with attachment_key or overwrite")
+		return
+	case !req.AutoEnroll && req.AttachmentKey == "":
+		refuse("attachment_key is required without autoenroll")
+		return
+	}
+	var decoded map[string]any
+	_ = json.Unmarshal(body, &decoded)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.enrolls = append(s.enrolls, decoded)
+	if _, ok := s.orgs[login]; ok && !req.Overwrite {
+		writeJSON(w, http.StatusOK, map[string]string{"message": "instance already enrolled"})
+		return
+	}
+	s.pending[login] = req.AttachmentKey
+	if req.AutoEnroll {
+		writeJSON(w, http.StatusAccepted, capi.EnrollResponse{URL: s.srv.URL + "/enroll/" + login,
+			ExpireAt: time.Now().Add(15 * time.Minute).UnixMilli()})
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"message": "OK"})
+}
+
+// Enrolls returns the enroll request bodies received (decoded JSON).
+func (s *Server) Enrolls() []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]map[string]any(nil), s.enrolls...)
+}
+
+// Accept plays the user accepting login's pending enrollment in the
+// console: its tokens from the next login on carry the organization and
+// the subscription type (COMMUNITY, ENTERPRISE, SECOPS). It says whether
+// an enrollment was pending.
+func (s *Server) Accept(login, org, subscription string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.pending[login]; !ok {
+		return false
+	}
+	delete(s.pending, login)
+	s.orgs[login] = enrollment{org: org, subscription: subscription}
+	return true
 }
