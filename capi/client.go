@@ -293,6 +293,44 @@ func (c *Client) validToken(ctx context.Context) (string, error) {
 	return c.token, nil
 }
 
+// ResetToken forgets the token: the next request logs in again (PAPI's
+// reauth order, after the console changed what the token should say).
+func (c *Client) ResetToken() {
+	c.mu.Lock()
+	c.token = ""
+	c.mu.Unlock()
+}
+
+// Token returns a token that is not about to expire, logging in if
+// needed, with its claims.
+func (c *Client) Token(ctx context.Context) (string, map[string]any, error) {
+	tok, err := c.validToken(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	return tok, c.Claims(), nil
+}
+
+// longPoll GETs u (a full URL) with tok; the server may hold the request
+// up to wait. The caller reads and closes the body, whatever the status.
+func (c *Client) longPoll(ctx context.Context, u, tok string, wait time.Duration) (*http.Response, context.CancelFunc, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait+c.cfg.Timeout)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("building GET %s: %w", u, err)
+	}
+	req.Header.Set("User-Agent", c.ua)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	return resp, cancel, nil
+}
+
 // dropToken forgets tok after CAPI refused it.
 func (c *Client) dropToken(tok string) {
 	c.mu.Lock()

@@ -183,7 +183,12 @@ func (s *Service) apply(ctx context.Context, resp *StreamResponse, force bool) e
 			}
 		}
 	}
-	// What the console allowlists cover ends, whatever its origin.
+	return s.endAllowed(ctx, allowed)
+}
+
+// endAllowed ends what the console allowlists' entries cover, whatever
+// its origin.
+func (s *Service) endAllowed(ctx context.Context, allowed []store.Range) error {
 	var ended int64
 	for i := range allowed {
 		n, err := s.o.Store.DeleteDecisions(ctx, store.DecisionFilter{Range: &allowed[i]})

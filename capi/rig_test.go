@@ -69,7 +69,7 @@ func startRig(t testing.TB, dbPath string, cs *capitest.Server, opt func(*capi.O
 	}
 	o := capi.Options{Client: client, Store: st, Filter: srv.FilterPulled, Sharing: true, PullCommunity: true, PullBlocklists: true,
 		QueueMax: 10000, PushInterval: 20 * time.Millisecond, PullInterval: time.Hour, RetryMin: 20 * time.Millisecond,
-		MetricsInterval: time.Hour, ScenarioPoll: 10 * time.Millisecond, Version: "test"}
+		MetricsInterval: time.Hour, ScenarioPoll: 10 * time.Millisecond, Version: "test", Console: srv}
 	if opt != nil {
 		opt(&o)
 	}

@@ -52,6 +52,9 @@ func (r *Runner) Apply(ctx context.Context, cfg *csconfig.Config) error {
 	if svc == nil {
 		return nil
 	}
+	if sink, ok := r.Share.(ConsoleSink); ok {
+		svc.o.Console = sink
+	}
 	if r.Reg != nil {
 		r.coll = svc.collectors()
 		for _, c := range r.coll {

@@ -80,7 +80,14 @@ type Options struct {
 	// ConsoleOptions is upstream's console_options item of the usage
 	// metrics ("custom,tainted").
 	ConsoleOptions string
-	Log            *log.Entry
+	// PAPIURL is the console's polling API (papi_url); "" never polls it.
+	PAPIURL string
+	// PAPIRecheck is how often, while the token does not open PAPI, it
+	// is looked at again; 0 means 5 min.
+	PAPIRecheck time.Duration
+	// Console stores the alerts PAPI orders (the LAPI).
+	Console ConsoleSink
+	Log     *log.Entry
 }
 
 // Stats count what the service did, for logs, metrics and tests.
@@ -90,7 +97,7 @@ type Stats struct {
 	ListsFailed                                  atomic.Int64
 }
 
-// Service runs the push, pull and metrics routines. They are independent:
+// Service runs the push, pull, metrics and PAPI routines. They are independent:
 // one failing never stops the others (upstream's kill one another).
 type Service struct {
 	o     Options
@@ -131,6 +138,9 @@ func New(o Options) *Service {
 	if o.ScenarioPoll <= 0 {
 		o.ScenarioPoll = time.Second
 	}
+	if o.PAPIRecheck <= 0 {
+		o.PAPIRecheck = 5 * time.Minute
+	}
 	if o.QueueMax <= 0 {
 		o.QueueMax = 100000
 	}
@@ -156,6 +166,9 @@ func (s *Service) Run(ctx context.Context) {
 	wg.Go(func() { s.metricsLoop(ctx) })
 	if s.o.UsageMetrics {
 		wg.Go(func() { s.usageLoop(ctx) })
+	}
+	if s.o.PAPIURL != "" {
+		wg.Go(func() { s.papiLoop(ctx) })
 	}
 	wg.Wait()
 }

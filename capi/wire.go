@@ -6,6 +6,11 @@
 // upstream's /v3 protocol; internal/capitest serves them for tests.
 package capi
 
+import (
+	"encoding/json"
+	"time"
+)
+
 // LoginRequest is POST /v3/watchers/login (and, without scenarios,
 // POST /v3/watchers to register).
 type LoginRequest struct {
@@ -170,4 +175,63 @@ type EnrollRequest struct {
 type EnrollResponse struct {
 	URL      string `json:"url"`
 	ExpireAt int64  `json:"expire_at"`
+}
+
+// PAPIPoll is one JSON object of a PAPI long-poll answer (several may
+// follow one another in a body): events, or on timeout an error message
+// and the server's time (Unix milliseconds).
+type PAPIPoll struct {
+	Events    []PAPIEvent `json:"events,omitempty"`
+	Timestamp int64       `json:"timestamp,omitempty"`
+	Error     string      `json:"error,omitempty"`
+}
+
+// PAPIEvent is one order; Data holds a PAPIMessage as a JSON string.
+type PAPIEvent struct {
+	Timestamp int64  `json:"timestamp"` // Unix milliseconds
+	Category  string `json:"category"`
+	Data      string `json:"data"`
+	ID        string `json:"id"`
+}
+
+// PAPIMessage is an order: what to do (header) and on what (data).
+type PAPIMessage struct {
+	Header *PAPIHeader     `json:"header"`
+	Data   json.RawMessage `json:"data"`
+}
+
+// PAPIHeader says which operation an order is, and who gave it.
+type PAPIHeader struct {
+	OperationType string      `json:"operation_type"` // decision, alert, management
+	OperationCmd  string      `json:"operation_cmd"`
+	Timestamp     time.Time   `json:"timestamp"`
+	Message       string      `json:"message"`
+	UUID          string      `json:"uuid"`
+	Source        *PAPISource `json:"source"`
+	Destination   string      `json:"destination"`
+}
+
+// PAPISource is the console user behind an order.
+type PAPISource struct {
+	User string `json:"user"`
+}
+
+// PAPIDecisionDelete is the data of a decision delete order.
+type PAPIDecisionDelete struct {
+	UUID      string   `json:"uuid"`
+	Decisions []string `json:"decisions"`
+}
+
+// PAPIForcePull is the data of a force_pull order: one list, or (neither
+// set) the whole pull.
+type PAPIForcePull struct {
+	Blocklist *BlocklistLink `json:"blocklist,omitempty"`
+	Allowlist *AllowlistLink `json:"allowlist,omitempty"`
+}
+
+// PAPIUnsubscribe is the data of blocklist_unsubscribe and
+// allowlist_unsubscribe orders.
+type PAPIUnsubscribe struct {
+	Name string `json:"name"`
+	ID   string `json:"id,omitempty"`
 }

@@ -89,6 +89,9 @@ func LoadCAPICredentials(path string) (*CAPICredentials, error) {
 	if c.PAPIURL == "" {
 		c.PAPIURL = DefaultPAPIURL
 	}
+	if !strings.HasSuffix(c.PAPIURL, "/") {
+		c.PAPIURL += "/"
+	}
 	return &c, nil
 }
 

@@ -1,6 +1,7 @@
 package lapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -45,7 +46,7 @@ func (s *Server) postAlerts(c echo.Context) error {
 	batch := make([]store.NewAlert, 0, len(alerts))
 	var notifyTo [][]string // per batch entry, when some alert has any
 	for _, a := range alerts {
-		na, keep, names, err := s.prepareAlert(c, a, machineID, now, allow)
+		na, keep, names, err := s.prepareAlert(ctx, a, machineID, now, allow, false)
 		var prot *protectedError
 		if errors.As(err, &prot) {
 			s.log.WithFields(log.Fields{"machine": machineID, "value": prot.value, "protected": prot.hit.String()}).Warn("refusing a manual decision on a protected address")
@@ -93,8 +94,9 @@ func (s *Server) postAlerts(c echo.Context) error {
 
 // prepareAlert normalises one alert and computes its decisions, and the
 // notifications it goes to once stored. keep=false drops the alert
-// (allowlisted source, or every decision invalid).
-func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string, now time.Time, allow *allowSnapshot) (store.NewAlert, bool, []string, error) {
+// (allowlisted source, or every decision invalid). keepUUIDs keeps the
+// decisions' own UUIDs (the console's, which its later orders name).
+func (s *Server) prepareAlert(ctx context.Context, a *models.Alert, machineID string, now time.Time, allow *allowSnapshot, keepUUIDs bool) (store.NewAlert, bool, []string, error) {
 	log := s.log.WithFields(log.Fields{"scenario": a.Scenario, "machine": machineID})
 	a.Source.Scope = models.NormalizeScope(a.Source.Scope)
 	for _, d := range a.Decisions {
@@ -125,7 +127,7 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 				return na, false, nil, nil
 			}
 		}
-		o, err := s.profiles.Load().Apply(c.Request().Context(), a, s.store)
+		o, err := s.profiles.Load().Apply(ctx, a, s.store)
 		if err != nil {
 			return na, false, nil, err
 		}
@@ -136,7 +138,7 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 		// notifications of the profiles it matches; a filter failing on
 		// it costs the notification only.
 		var err error
-		if notifyTo, err = s.profiles.Load().Notify(c.Request().Context(), a, s.store); err != nil {
+		if notifyTo, err = s.profiles.Load().Notify(ctx, a, s.store); err != nil {
 			log.WithError(err).Warn("evaluating profiles for notifications")
 		}
 	}
@@ -160,7 +162,11 @@ func (s *Server) prepareAlert(c echo.Context, a *models.Alert, machineID string,
 		if err != nil {
 			return na, false, nil, fmt.Errorf("decision on %s: duration %q from stop_at: %w", d.Value, d.Duration, err)
 		}
-		nd := store.NewDecision{UUID: uuid.NewString(), Until: until, Scenario: d.Scenario, Type: d.Type,
+		id := uuid.NewString()
+		if u, err := uuid.Parse(d.UUID); keepUUIDs && err == nil {
+			id = u.String()
+		}
+		nd := store.NewDecision{UUID: id, Until: until, Scenario: d.Scenario, Type: d.Type,
 			Scope: d.Scope, Value: d.Value, Origin: d.Origin, Simulated: a.Simulated || (d.Simulated != nil && *d.Simulated)}
 		if store.IsAddressScope(d.Scope) {
 			p, err := netaddr.ParsePrefix(d.Value)
@@ -362,4 +368,31 @@ func (s *Server) deleteAlert(c echo.Context) error {
 		return jsonError(c, http.StatusInternalServerError, fmt.Sprintf("alert with id '%d' doesn't exist", id))
 	}
 	return c.JSON(http.StatusOK, models.DeleteResponse{NbDeleted: "1"})
+}
+
+// AddConsoleAlert stores an alert the console ordered (a PAPI "alert add")
+// as an agent's would be, allowlists and signal included, keeping its
+// decisions' UUIDs: the console deletes them by UUID later. It returns
+// the alert's id, 0 when nothing was kept.
+func (s *Server) AddConsoleAlert(ctx context.Context, a *models.Alert) (int64, error) {
+	allow, err := s.allow.snapshot(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if a.Source == nil {
+		a.Source = &models.Source{}
+	}
+	na, keep, names, err := s.prepareAlert(ctx, a, "", s.now(), allow, true)
+	if err != nil || !keep {
+		return 0, err
+	}
+	batch := []store.NewAlert{na}
+	ids, err := s.store.CreateAlerts(ctx, batch)
+	if err != nil {
+		return 0, err
+	}
+	if len(names) > 0 && !batch[0].Duplicate {
+		s.notify.Enqueue(names, ids[0])
+	}
+	return ids[0], nil
 }

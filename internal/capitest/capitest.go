@@ -1,6 +1,7 @@
 // Package capitest is a Central API on loopback for tests: registration,
 // login with expiring JWTs, console enrollment (strictly checked, accepted
-// by the test), signals (recorded), the decision stream
+// by the test), PAPI long polls with the orders a test gives, signals
+// (recorded), the decision stream
 // (startup and deltas) with links to lists it serves itself, and the
 // failure modes a client must survive: refused tokens (401), busy answers
 // (429/503), an outage, 304 on lists, a list that fails, a huge community
@@ -15,12 +16,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
 
 	"github.com/rampart-ips/rampart/capi"
 )
@@ -51,6 +54,11 @@ type Server struct {
 	enrolls  []map[string]any      // enroll bodies, as decoded JSON
 	pending  map[string]string     // login -> attachment key waiting in the console
 	orgs     map[string]enrollment // login -> accepted enrollment
+	orders   []capi.PAPIEvent      // PAPI orders, oldest first
+	wake     chan struct{}         // closed (and replaced) when an order comes
+	polls    []string              // query strings of the PAPI polls
+	done     chan struct{}         // closed by Close: held polls end
+	closed   sync.Once
 }
 
 // enrollment is an instance attached to an organization.
@@ -84,7 +92,7 @@ func StartAt(t testing.TB, addr string) *Server {
 func New(addr string) (*Server, error) {
 	s := &Server{key: []byte("capitest-signing-key"), machines: map[string]string{}, tokens: map[string]bool{},
 		tokenTTL: time.Hour, lists: map[string]*List{}, fail: map[string][]int{}, agents: map[string]bool{}, requests: map[string]int{},
-		pending: map[string]string{}, orgs: map[string]enrollment{}}
+		pending: map[string]string{}, orgs: map[string]enrollment{}, wake: make(chan struct{}), done: make(chan struct{})}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
@@ -100,7 +108,10 @@ func New(addr string) (*Server, error) {
 func (s *Server) URL() string { return s.srv.URL + "/" }
 
 // Close stops the server.
-func (s *Server) Close() { s.srv.Close() }
+func (s *Server) Close() {
+	s.closed.Do(func() { close(s.done) })
+	s.srv.Close()
+}
 
 // SetTokenTTL sets the lifetime of the tokens issued from now on.
 func (s *Server) SetTokenTTL(d time.Duration) {
@@ -291,6 +302,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.enroll(w, login, body)
+	case "GET /papi/v1/decisions/stream/poll":
+		login, ok := s.machineOf(w, r)
+		if !ok {
+			return
+		}
+		s.poll(w, r, login)
 	case "POST /v3/signals":
 		if !s.authorized(w, r) {
 			return
@@ -559,4 +576,94 @@ func (s *Server) Accept(login, org, subscription string) bool {
 	delete(s.pending, login)
 	s.orgs[login] = enrollment{org: org, subscription: subscription}
 	return true
+}
+
+// PAPIURL is the base of the polling API, as papi_url holds it.
+func (s *Server) PAPIURL() string { return s.srv.URL + "/papi/" }
+
+// SetEnrolled attaches login to an organization at once (the console
+// accepted it): its tokens from the next login on say so.
+func (s *Server) SetEnrolled(login, org, subscription string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.orgs[login] = enrollment{org: org, subscription: subscription}
+}
+
+// Order queues a PAPI order for every poller, as the console sends it: a
+// message (header and data) JSON-encoded in the event's data. It returns
+// the event's timestamp (Unix milliseconds, increasing).
+func (s *Server) Order(operation, cmd, message string, data any) int64 {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		panic(err) // a test's own data
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ts := time.Now().UnixMilli()
+	if n := len(s.orders); n > 0 && ts <= s.orders[n-1].Timestamp {
+		ts = s.orders[n-1].Timestamp + 1
+	}
+	id := uuid.NewString()
+	msg, _ := json.Marshal(capi.PAPIMessage{Header: &capi.PAPIHeader{OperationType: operation, OperationCmd: cmd, Timestamp: time.UnixMilli(ts).UTC(),
+		Message: message, UUID: id, Source: &capi.PAPISource{User: "tester@example.com"}}, Data: raw})
+	s.orders = append(s.orders, capi.PAPIEvent{Timestamp: ts, Category: "order", Data: string(msg), ID: id})
+	close(s.wake)
+	s.wake = make(chan struct{})
+	return ts
+}
+
+// Polls returns the query strings of the PAPI polls received.
+func (s *Server) Polls() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.polls...)
+}
+
+// poll answers a long poll as PAPI does: the orders after since_time at
+// once, else those that come within timeout seconds, else PAPI's timeout
+// message. A token of an instance that is not enrolled with a paying plan
+// gets 402.
+func (s *Server) poll(w http.ResponseWriter, r *http.Request, login string) {
+	q := r.URL.Query()
+	since, err1 := strconv.ParseInt(q.Get("since_time"), 10, 64)
+	timeout, err2 := strconv.Atoi(q.Get("timeout"))
+	if err1 != nil || err2 != nil || timeout <= 0 {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "since_time and timeout are required integers"})
+		return
+	}
+	s.mu.Lock()
+	s.polls = append(s.polls, r.URL.RawQuery)
+	e, ok := s.orgs[login]
+	s.mu.Unlock()
+	if !ok || (e.subscription != "ENTERPRISE" && e.subscription != "SECOPS") {
+		writeJSON(w, http.StatusPaymentRequired, map[string]string{"error": "this instance's plan has no console management"})
+		return
+	}
+	deadline := time.NewTimer(time.Duration(timeout) * time.Second)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		var out []capi.PAPIEvent
+		for _, o := range s.orders {
+			if o.Timestamp > since {
+				out = append(out, o)
+			}
+		}
+		wake := s.wake
+		s.mu.Unlock()
+		if len(out) > 0 {
+			writeJSON(w, http.StatusOK, capi.PAPIPoll{Events: out})
+			return
+		}
+		select {
+		case <-wake:
+		case <-deadline.C:
+			writeJSON(w, http.StatusOK, capi.PAPIPoll{Error: "no events before timeout", Timestamp: time.Now().UnixMilli()})
+			return
+		case <-r.Context().Done():
+			return
+		case <-s.done:
+			return
+		}
+	}
 }

@@ -1,0 +1,124 @@
+package capi_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/rampart-ips/rampart/capi"
+	"github.com/rampart-ips/rampart/internal/capitest"
+	"github.com/rampart-ips/rampart/lapi/store"
+	"github.com/rampart-ips/rampart/models"
+)
+
+// An instance enrolled with an ENTERPRISE plan carries out the console's
+// orders as they come over PAPI: decisions added (UUIDs kept, shared back
+// as a signal) and deleted, a list dropped, a pull forced, a new login; a
+// bad order is skipped without harm (an empty delete ends nothing), and
+// after a restart the polls resume after the last order taken.
+func TestPAPIOrders(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	cs.SetEnrolled(capiLogin, "org-1", "ENTERPRISE")
+	cs.SetList("mylist", &capitest.List{Modified: time.Now(), Body: "198.51.100.77\n"})
+	cs.SetStartup(capi.StreamResponse{Links: &capi.StreamLinks{Blocklists: []capi.BlocklistLink{
+		{Name: "mylist", URL: cs.ListURL("mylist"), Remediation: "ban", Scope: "ip", Duration: "24h"}}}})
+	dbPath := filepath.Join(t.TempDir(), "crowdsec.db")
+	opt := func(o *capi.Options) { o.PAPIURL = cs.PAPIURL() }
+	r := startRig(t, dbPath, cs, opt)
+	b := r.bouncer("fw")
+	r.addAgent("crowdsecurity/ssh-bf")
+	ctx := context.Background()
+	has := func(v string) func() bool {
+		return func() bool { _, ok := streamValues(t, b)[v]; return ok }
+	}
+	gone := func(v string) func() bool {
+		return func() bool { _, ok := streamValues(t, b)[v]; return !ok }
+	}
+	waitFor(t, "the list pulled", has("198.51.100.77"))
+	if _, err := r.agent().PushAlerts(ctx, []*models.Alert{alert("192.0.2.9", 1)}); err != nil {
+		t.Fatal(err)
+	}
+
+	u1 := uuid.NewString()
+	cs.Order("alert", "add", "ban from console", models.Alert{Decisions: []*models.Decision{
+		{UUID: u1, Type: "ban", Scope: "Ip", Value: "192.0.2.50", Duration: "4h", Origin: "console"}}})
+	waitFor(t, "the console's decision", has("192.0.2.50"))
+	if d := streamValues(t, b)["192.0.2.50"]; d.Origin != "console" || d.Scenario != "ban from console" {
+		t.Errorf("console decision %+v", d)
+	}
+	if rows, err := r.Store.QueryDecisions(ctx, store.DecisionFilter{UUIDs: []string{u1}}, time.Now()); err != nil || len(rows) != 1 {
+		t.Errorf("the console's decision UUID was not kept: %d rows, %v", len(rows), err)
+	}
+	waitFor(t, "the console alert shared as a signal", func() bool {
+		return slices.ContainsFunc(cs.Signals(), func(s capi.Signal) bool {
+			return s.Scenario == "ban from console" && s.ScenarioTrust == capi.TrustCustom
+		})
+	})
+
+	cs.Order("decision", "delete", "", capi.PAPIDecisionDelete{Decisions: []string{u1}})
+	waitFor(t, "the console's deletion", gone("192.0.2.50"))
+	cs.Order("management", "blocklist_unsubscribe", "", capi.PAPIUnsubscribe{Name: "mylist"})
+	waitFor(t, "the list dropped", gone("198.51.100.77"))
+
+	// A delete naming nothing must not end everything; the next order
+	// still runs.
+	cs.Order("decision", "delete", "", capi.PAPIDecisionDelete{})
+	cs.Order("alert", "add", "second", models.Alert{Decisions: []*models.Decision{
+		{UUID: uuid.NewString(), Type: "ban", Scope: "Ip", Value: "192.0.2.51", Duration: "4h"}}})
+	waitFor(t, "the order after a bad one", has("192.0.2.51"))
+	if !has("192.0.2.9")() {
+		t.Error("an empty delete order ended a local decision")
+	}
+
+	pulls := len(cs.Queries())
+	cs.Order("management", "force_pull", "", map[string]any{})
+	waitFor(t, "the forced pull", func() bool { return len(cs.Queries()) > pulls })
+	logins := len(cs.Logins())
+	last := cs.Order("management", "reauth", "", map[string]any{})
+	waitFor(t, "the login after reauth", func() bool { return len(cs.Logins()) > logins })
+
+	want, _ := time.UnixMilli(last).UTC().MarshalText()
+	waitFor(t, "papi:last_pull at the last order", func() bool {
+		v, err := r.Store.GetKV(ctx, capi.PAPILastPullKey)
+		return err == nil && v == string(want)
+	})
+	r.Stop()
+	polls := len(cs.Polls())
+	r = startRig(t, dbPath, cs, opt)
+	since := "since_time=" + strconv.FormatInt(last, 10) + "&timeout=45"
+	waitFor(t, "a poll resuming after the last order", func() bool {
+		return slices.Contains(cs.Polls()[polls:], since)
+	})
+}
+
+// Without an organization, or with the community plan, PAPI is not
+// polled at all.
+func TestPAPINotEligible(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	r := startRig(t, filepath.Join(t.TempDir(), "crowdsec.db"), cs, nil)
+	c, err := capi.NewClient(capi.ClientConfig{URL: cs.URL(), Login: capiLogin, Password: capiPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"", "COMMUNITY"} {
+		if sub != "" {
+			cs.SetEnrolled(capiLogin, "org-1", sub)
+		}
+		c.ResetToken()
+		svc := capi.New(capi.Options{Client: c, Store: r.Store, PAPIURL: cs.PAPIURL()})
+		if _, err := svc.PollPAPI(context.Background()); !errors.Is(err, capi.ErrPAPINotEligible) {
+			t.Errorf("plan %q: %v", sub, err)
+		}
+	}
+	if n := len(cs.Polls()); n != 0 {
+		t.Errorf("%d polls without a plan that has console management", n)
+	}
+}
