@@ -220,11 +220,15 @@ func (s *Service) handleOrder(ctx context.Context, ev PAPIEvent) error {
 		if len(d.Decisions) == 0 {
 			return bad(errors.New("no decision UUID"))
 		}
-		n, err := s.o.Store.DeleteDecisions(ctx, store.DecisionFilter{UUIDs: d.Decisions})
+		// Told back to the console, as a local deletion is.
+		ended, err := s.o.Store.DeleteDecisionsUUIDs(ctx, store.DecisionFilter{UUIDs: d.Decisions})
 		if err != nil {
 			return fmt.Errorf("unable to expire decisions %v: %w", d.Decisions, err)
 		}
-		lg.WithField("deleted", n).Info("decisions deleted from the console")
+		if s.o.ShareDeletions {
+			s.QueueDeleted(ended)
+		}
+		lg.WithField("deleted", len(ended)).Info("decisions deleted from the console")
 	case "alert add":
 		if s.o.Console == nil {
 			return errors.New("no LAPI to store console alerts in")

@@ -3,6 +3,7 @@ package capi_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -30,7 +31,7 @@ func TestPAPIOrders(t *testing.T) {
 	cs.SetStartup(capi.StreamResponse{Links: &capi.StreamLinks{Blocklists: []capi.BlocklistLink{
 		{Name: "mylist", URL: cs.ListURL("mylist"), Remediation: "ban", Scope: "ip", Duration: "24h"}}}})
 	dbPath := filepath.Join(t.TempDir(), "crowdsec.db")
-	opt := func(o *capi.Options) { o.PAPIURL = cs.PAPIURL() }
+	opt := func(o *capi.Options) { o.PAPIURL, o.ShareDeletions = cs.PAPIURL(), true }
 	r := startRig(t, dbPath, cs, opt)
 	b := r.bouncer("fw")
 	r.addAgent("crowdsecurity/ssh-bf")
@@ -64,6 +65,7 @@ func TestPAPIOrders(t *testing.T) {
 
 	cs.Order("decision", "delete", "", capi.PAPIDecisionDelete{Decisions: []string{u1}})
 	waitFor(t, "the console's deletion", gone("192.0.2.50"))
+	waitFor(t, "the console's deletion told back", func() bool { return slices.Contains(cs.Deleted(), u1) })
 	cs.Order("management", "blocklist_unsubscribe", "", capi.PAPIUnsubscribe{Name: "mylist"})
 	waitFor(t, "the list dropped", gone("198.51.100.77"))
 
@@ -120,5 +122,77 @@ func TestPAPINotEligible(t *testing.T) {
 	}
 	if n := len(cs.Polls()); n != 0 {
 		t.Errorf("%d polls without a plan that has console management", n)
+	}
+}
+
+// Decisions the machines delete are told to the console by UUID (by
+// filter and by id), 50 per request; a failed request keeps them for the
+// next try; an instance that is not enrolled sends nothing.
+func TestDeletionsToConsole(t *testing.T) {
+	cs := capitest.Start(t)
+	cs.AddMachine(capiLogin, capiPassword)
+	cs.SetEnrolled(capiLogin, "org-1", "COMMUNITY")
+	r := startRig(t, filepath.Join(t.TempDir(), "crowdsec.db"), cs, func(o *capi.Options) { o.ShareDeletions = true })
+	r.addAgent()
+	ctx := context.Background()
+	if _, err := r.agent().PushAlerts(ctx, []*models.Alert{alert("192.0.2.70", 1), alert("192.0.2.71", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := r.Store.QueryDecisions(ctx, store.DecisionFilter{}, time.Now())
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("decisions %d, %v", len(rows), err)
+	}
+	want := map[string]string{}
+	var id71 int64
+	for _, d := range rows {
+		want[d.Value] = d.UUID
+		if d.Value == "192.0.2.71" {
+			id71 = d.ID
+		}
+	}
+	ag := r.agent()
+	if _, err := ag.DeleteDecisions(ctx, url.Values{"ip": {"192.0.2.70"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ag.DeleteDecision(ctx, id71); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both deletions told to the console", func() bool {
+		got := cs.Deleted()
+		return slices.Contains(got, want["192.0.2.70"]) && slices.Contains(got, want["192.0.2.71"])
+	})
+
+	// A service of its own, without its loop: the calls decide.
+	c, err := capi.NewClient(capi.ClientConfig{URL: cs.URL(), Login: capiLogin, Password: capiPassword, BusyWait: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := capi.New(capi.Options{Client: c, Store: r.Store})
+	many := make([]string, 120)
+	for i := range many {
+		many[i] = uuid.NewString()
+	}
+	svc.QueueDeleted(many)
+	before := len(cs.Deleted())
+	cs.Fail("/v3/decisions/delete", 500)
+	if err := svc.PushDeletions(ctx); err == nil {
+		t.Fatal("a refused request was reported sent")
+	}
+	if err := svc.PushDeletions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := cs.Deleted()[before:]; !slices.Equal(got, many) {
+		t.Errorf("after a failure: %d of %d sent", len(got), len(many))
+	}
+	cs.AddMachine("lonely", "lonely-password")
+	c2, err := capi.NewClient(capi.ClientConfig{URL: cs.URL(), Login: "lonely", Password: "lonely-password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc = capi.New(capi.Options{Client: c2, Store: r.Store})
+	svc.QueueDeleted([]string{uuid.NewString()})
+	before = len(cs.Deleted())
+	if err := svc.PushDeletions(ctx); err != nil || len(cs.Deleted()) != before {
+		t.Errorf("not enrolled: %v, %d sent", err, len(cs.Deleted())-before)
 	}
 }

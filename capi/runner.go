@@ -16,6 +16,12 @@ type Sharer interface {
 	ShareSignals(*SharePolicy)
 }
 
+// DeletionReporter is told which decisions the LAPI's deletions end
+// (lapi.Server).
+type DeletionReporter interface {
+	ReportDeletions(func(uuids []string))
+}
+
 // Runner runs the service the configuration asks for, and replaces it
 // when the configuration is reloaded: `cscli capi register` then a
 // reload is how upstream's users turn the Central API on.
@@ -49,11 +55,18 @@ func (r *Runner) Apply(ctx context.Context, cfg *csconfig.Config) error {
 	defer r.mu.Unlock()
 	r.stopLocked()
 	r.Share.ShareSignals(share)
+	rep, _ := r.Share.(DeletionReporter)
+	if rep != nil {
+		rep.ReportDeletions(nil)
+	}
 	if svc == nil {
 		return nil
 	}
 	if sink, ok := r.Share.(ConsoleSink); ok {
 		svc.o.Console = sink
+	}
+	if rep != nil && svc.o.ShareDeletions {
+		rep.ReportDeletions(svc.QueueDeleted)
 	}
 	if r.Reg != nil {
 		r.coll = svc.collectors()

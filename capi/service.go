@@ -87,7 +87,10 @@ type Options struct {
 	PAPIRecheck time.Duration
 	// Console stores the alerts PAPI orders (the LAPI).
 	Console ConsoleSink
-	Log     *log.Entry
+	// ShareDeletions tells the console of the decisions ended here
+	// (share_manual_decisions or console_management).
+	ShareDeletions bool
+	Log            *log.Entry
 }
 
 // Stats count what the service did, for logs, metrics and tests.
@@ -104,6 +107,7 @@ type Service struct {
 	log   *log.Entry
 	Stats Stats
 
+	deleted deletions  // UUIDs of ended decisions for the console
 	pullMu  sync.Mutex // one pull at a time
 	startup atomic.Bool
 	// owner names this service in the database locks that keep the LAPIs
@@ -169,6 +173,9 @@ func (s *Service) Run(ctx context.Context) {
 	}
 	if s.o.PAPIURL != "" {
 		wg.Go(func() { s.papiLoop(ctx) })
+	}
+	if s.o.ShareDeletions {
+		wg.Go(func() { s.deleteLoop(ctx) })
 	}
 	wg.Wait()
 }

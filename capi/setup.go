@@ -46,7 +46,7 @@ func Setup(cfg *csconfig.Config, st *store.Store, filter FilterFunc) (*Service, 
 	pol := &SharePolicy{Console: console}
 	svc := New(Options{UsageMetrics: !cfg.API.Server.DisableUsageMetricsExport, ConsoleOptions: consoleOptions(pol, console.Management), Client: client, Store: st, Filter: filter, Sharing: sharing,
 		PullCommunity: csconfig.Bool(oc.Pull.Community, true), PullBlocklists: csconfig.Bool(oc.Pull.Blocklists, true),
-		QueueMax: oc.SignalQueueMax, PAPIURL: creds.PAPIURL, Version: version.Version, Log: lg})
+		QueueMax: oc.SignalQueueMax, PAPIURL: creds.PAPIURL, ShareDeletions: console.Manual || console.Management, Version: version.Version, Log: lg})
 	if !sharing {
 		pol = nil
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/rampart-ips/rampart/capi"
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/capitest"
+	"github.com/rampart-ips/rampart/lapi/store"
 )
 
 // cscli capi register writes credentials CAPI accepts; capi status logs
@@ -231,6 +233,7 @@ func TestConsoleOptionsGateSignals(t *testing.T) {
 	env := startLAPI(t)
 	cs := capitest.Start(t)
 	cs.AddMachine("console-login", "console-password")
+	cs.SetEnrolled("console-login", "org-1", "COMMUNITY")
 	credPath := filepath.Join(env.dir, "online_api_credentials.yaml")
 	if err := csconfig.WriteCAPICredentials(credPath, &csconfig.CAPICredentials{URL: cs.URL(), Login: "console-login", Password: "console-password"}, nil); err != nil {
 		t.Fatal(err)
@@ -266,9 +269,22 @@ func TestConsoleOptionsGateSignals(t *testing.T) {
 		return n
 	}
 
+	uuidOf := func(v string) string {
+		t.Helper()
+		rows, err := env.st.QueryDecisions(ctx, store.DecisionFilter{Value: v}, time.Now())
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("decisions on %s: %d, %v", v, len(rows), err)
+		}
+		return rows[0].UUID
+	}
 	env.mustRun(t, "decisions", "add", "-i", "192.0.2.10")
 	if n := queued(); n != 0 {
 		t.Errorf("a manual decision was queued as a signal with manual sharing off (%d)", n)
+	}
+	off := uuidOf("192.0.2.10")
+	env.mustRun(t, "decisions", "delete", "-i", "192.0.2.10")
+	if err := r.Service().PushDeletions(ctx); err != nil || len(cs.Deleted()) != 0 {
+		t.Errorf("a deletion with manual sharing off was told to the console: %v, %v", cs.Deleted(), err)
 	}
 	env.mustRun(t, "console", "enable", "manual")
 	reload()
@@ -286,6 +302,22 @@ func TestConsoleOptionsGateSignals(t *testing.T) {
 			t.Fatal("the signal never reached the Central API")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	// Its deletion is told to the console too; the one made with manual
+	// sharing off never is.
+	on := uuidOf("192.0.2.11")
+	env.mustRun(t, "decisions", "delete", "-i", "192.0.2.11")
+	for !slices.Contains(cs.Deleted(), on) {
+		if err := r.Service().PushDeletions(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the deletion never reached the Central API")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if slices.Contains(cs.Deleted(), off) {
+		t.Error("a deletion made with manual sharing off was told to the console")
 	}
 	sigs := cs.Signals()
 	if len(sigs) != 1 || sigs[0].ScenarioTrust != capi.TrustManual || sigs[0].Source.Value != "192.0.2.11" ||

@@ -637,8 +637,16 @@ func (s *Server) deleteDecisions(c echo.Context) error {
 			f.UUIDs = vs
 		}
 	}
-	n, err := s.store.DeleteDecisions(c.Request().Context(), f)
-	if err != nil {
+	var n int64
+	var err error
+	if report := s.deleted.Load(); report != nil {
+		uuids, err := s.store.DeleteDecisionsUUIDs(c.Request().Context(), f)
+		if err != nil {
+			return s.storeError(c, err)
+		}
+		n = int64(len(uuids))
+		(*report)(uuids)
+	} else if n, err = s.store.DeleteDecisions(c.Request().Context(), f); err != nil {
 		return s.storeError(c, err)
 	}
 	s.log.WithFields(log.Fields{"machine": c.Get(ctxMachine), "count": n, "filter": q.Encode()}).Info("decisions deleted")
@@ -651,12 +659,27 @@ func (s *Server) deleteDecision(c echo.Context) error {
 	if err != nil {
 		return jsonError(c, http.StatusBadRequest, "decision_id must be valid integer")
 	}
+	// Looked up first: the console is told of a decision that ends here.
+	var uuid string
+	report := s.deleted.Load()
+	if report != nil {
+		u, active, err := s.store.DecisionUUID(c.Request().Context(), id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return s.storeError(c, err)
+		}
+		if active {
+			uuid = u
+		}
+	}
 	if err := s.store.DeleteDecision(c.Request().Context(), id); err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			return s.storeError(c, err)
 		}
 		// upstream answers an unknown id with 500, not 404
 		return jsonError(c, http.StatusInternalServerError, strings.TrimSuffix(err.Error(), ": "+store.ErrNotFound.Error()))
+	}
+	if uuid != "" {
+		(*report)([]string{uuid})
 	}
 	return c.JSON(http.StatusOK, models.DeleteResponse{NbDeleted: "1"})
 }

@@ -65,6 +65,7 @@ type Server struct {
 	metrics    atomic.Pointer[lapiMetrics] // nil until RegisterMetrics
 	usage      usageCache
 	share      atomic.Pointer[capi.SharePolicy] // nil: no signals queued for the Central API
+	deleted    atomic.Pointer[func([]string)]   // told the UUIDs DELETE /v1/decisions ends; nil: nobody
 	streams    streamWatch
 	deltas     sharedDeltas
 	// Reads every bouncer request makes, shared by the requests waiting
@@ -614,6 +615,17 @@ func (s *Server) RunRetention(ctx context.Context) {
 // ShareSignals queues, from now on, the alerts p shares as signals for
 // the Central API, in the transaction that stores them; nil stops.
 func (s *Server) ShareSignals(p *capi.SharePolicy) { s.share.Store(p) }
+
+// ReportDeletions tells f, from now on, the UUIDs of the decisions the
+// machines' DELETE /v1/decisions ends (the console keeps its copy of
+// them); nil stops. f must not block.
+func (s *Server) ReportDeletions(f func(uuids []string)) {
+	if f == nil {
+		s.deleted.Store(nil)
+		return
+	}
+	s.deleted.Store(&f)
+}
 
 // FilterPulled drops the pulled decisions (community list, blocklists)
 // whose address or range overlaps the host allowlist or a user allowlist:

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,7 @@ type Server struct {
 	polls    []string              // query strings of the PAPI polls
 	done     chan struct{}         // closed by Close: held polls end
 	closed   sync.Once
+	deleted  []string // UUIDs received on /v3/decisions/delete
 }
 
 // enrollment is an instance attached to an organization.
@@ -308,6 +310,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.poll(w, r, login)
+	case "POST /v3/decisions/delete":
+		if !s.authorized(w, r) {
+			return
+		}
+		var uuids []string
+		if err := json.Unmarshal(body, &uuids); err != nil || uuids == nil || len(uuids) > 50 || slices.Contains(uuids, "") {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": "want a JSON array of 1 to 50 decision UUIDs"})
+			return
+		}
+		s.mu.Lock()
+		s.deleted = append(s.deleted, uuids...)
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]string{"message": "OK"})
 	case "POST /v3/signals":
 		if !s.authorized(w, r) {
 			return
@@ -666,4 +681,11 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, login string) {
 			return
 		}
 	}
+}
+
+// Deleted returns the decision UUIDs received on /v3/decisions/delete.
+func (s *Server) Deleted() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.deleted...)
 }

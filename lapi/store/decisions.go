@@ -673,6 +673,59 @@ func (s *Store) DeleteDecisions(ctx context.Context, f DecisionFilter) (int64, e
 	return n, err
 }
 
+// DeleteDecisionsUUIDs is DeleteDecisions returning the UUIDs of the
+// decisions it ended (for the console, which keeps its own copy of them).
+// It reads them first in the same transaction: DeleteDecisions stays the
+// cheaper call when nobody needs them.
+func (s *Store) DeleteDecisionsUUIDs(ctx context.Context, f DecisionFilter) ([]string, error) {
+	f.IncludeSimulated = true
+	conds, args := f.where("")
+	now := nowNS()
+	conds = append(conds, "until > ?")
+	args = append(args, now)
+	cond := strings.Join(conds, " AND ")
+	var uuids []string
+	err := s.write(ctx, func(tx *wtx) error {
+		uuids = uuids[:0]
+		rows, err := tx.QueryContext(ctx, `SELECT uuid FROM decisions WHERE active AND `+cond, args...)
+		if err != nil {
+			return fmt.Errorf("reading the decisions to end: %w", err)
+		}
+		for rows.Next() {
+			var u string
+			if err := rows.Scan(&u); err != nil {
+				rows.Close()
+				return fmt.Errorf("reading the decisions to end: %w", err)
+			}
+			uuids = append(uuids, u)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = endDecisions(tx, cond, args, now, true)
+		return err
+	})
+	return uuids, err
+}
+
+// DecisionUUID is the UUID of decision id and whether it is active;
+// ErrNotFound when the id is unknown.
+func (s *Store) DecisionUUID(ctx context.Context, id int64) (string, bool, error) {
+	var u string
+	var active bool
+	err := s.r.QueryRowContext(ctx, `SELECT uuid, active FROM decisions WHERE id = ?`, id).Scan(&u, &active)
+	if err == sql.ErrNoRows {
+		return "", false, ErrNotFound
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading decision %d: %w", id, err)
+	}
+	return u, active, nil
+}
+
 // DeleteDecision expires one decision by id; an already ended one is
 // reported to bouncers again. ErrNotFound when the id is unknown.
 func (s *Store) DeleteDecision(ctx context.Context, id int64) error {

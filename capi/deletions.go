@@ -1,0 +1,114 @@
+package capi
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	log "github.com/sirupsen/logrus"
+
+	"github.com/rampart-ips/rampart/internal/backoff"
+)
+
+// Decisions ended here are told to the console (POST /v3/decisions/delete,
+// a JSON array of UUIDs), as upstream does for enrolled instances sharing
+// manual decisions or managed from the console.
+const (
+	// deletedQueueMax bounds the UUIDs waiting while CAPI is away.
+	deletedQueueMax = 10000
+	// deleteBatch and deleteTimeout are upstream's per request.
+	deleteBatch   = 50
+	deleteTimeout = 5 * time.Second
+)
+
+// deletions are the UUIDs waiting to be sent. Kept in memory (a restart
+// loses them, as upstream's), but a failed request keeps them for the
+// next try rather than dropping them.
+type deletions struct {
+	mu      sync.Mutex
+	uuids   []string
+	dropped int64
+}
+
+// QueueDeleted queues the UUIDs of decisions that ended (the LAPI's
+// ReportDeletions); it never blocks. Beyond the bound the oldest go.
+func (s *Service) QueueDeleted(uuids []string) {
+	if len(uuids) == 0 {
+		return
+	}
+	d := &s.deleted
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.uuids = append(d.uuids, uuids...)
+	if over := len(d.uuids) - deletedQueueMax; over > 0 {
+		d.uuids = append(d.uuids[:0], d.uuids[over:]...)
+		d.dropped += int64(over)
+		s.log.WithField("dropped", d.dropped).Warn("too many decision deletions wait for the Central API: the oldest were dropped")
+	}
+}
+
+// PushDeletions sends the queued UUIDs, 50 per request. An instance that
+// is not enrolled tells the console nothing: the queue is emptied.
+func (s *Service) PushDeletions(ctx context.Context) error {
+	d := &s.deleted
+	d.mu.Lock()
+	pending := d.uuids
+	d.uuids = nil
+	d.mu.Unlock()
+	if len(pending) == 0 {
+		return nil
+	}
+	requeue := func(rest []string) {
+		d.mu.Lock()
+		d.uuids = append(rest, d.uuids...)
+		d.mu.Unlock()
+	}
+	_, claims, err := s.o.Client.Token(ctx)
+	if err != nil {
+		requeue(pending)
+		return err
+	}
+	if _, ok := claims["organization_id"]; !ok {
+		s.log.WithField("deletions", len(pending)).Debug("not enrolled in the console: decision deletions not sent")
+		return nil
+	}
+	for len(pending) > 0 {
+		n := min(deleteBatch, len(pending))
+		rctx, cancel := context.WithTimeout(ctx, deleteTimeout)
+		status, err := s.o.Client.do(rctx, http.MethodPost, "v3/decisions/delete", nil, pending[:n], nil)
+		cancel()
+		if err != nil {
+			if status == http.StatusBadRequest || status == http.StatusUnprocessableEntity {
+				s.log.WithError(err).WithField("deletions", n).Error("the Central API refused decision deletions as invalid: dropped")
+			} else {
+				requeue(pending)
+				return err
+			}
+		}
+		pending = pending[n:]
+	}
+	return nil
+}
+
+// deleteLoop sends the queued deletions every push interval (upstream:
+// every 10 s).
+func (s *Service) deleteLoop(ctx context.Context) {
+	b := backoff.Backoff{Min: s.o.RetryMin, Max: max(5*time.Minute, s.o.RetryMin)}
+	wait := s.o.PushInterval
+	for {
+		if !backoff.Sleep(ctx, wait) {
+			return
+		}
+		if err := s.PushDeletions(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			wait = b.Next()
+			s.log.WithError(err).WithFields(log.Fields{"retry_in": wait.Round(time.Second)}).Warn("sending decision deletions to the Central API failed: they stay queued")
+			continue
+		}
+		b.Reset()
+		wait = s.o.PushInterval
+	}
+}
