@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rampart-ips/rampart/apiclient"
+	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/internal/capitest"
 	"github.com/rampart-ips/rampart/internal/nstest"
 	"github.com/rampart-ips/rampart/models"
@@ -159,5 +160,57 @@ func TestCentralAPI(t *testing.T) {
 	d = startCAPIDaemon(t, dir, "-no-capi")
 	if strings.Contains(d.log(), "Central API client configured") {
 		t.Errorf("-no-capi still set up the Central API client:\n%s", d.log())
+	}
+}
+
+// A registered daemon enrolled with `cscli console enroll`: once the
+// console accepts it (with a plan that has console management) a reload
+// logs in again, capi status shows the plan, and the console's orders
+// over PAPI reach a bouncer.
+func TestConsoleEnrollment(t *testing.T) {
+	cs := capitest.Start(t)
+	dir := t.TempDir()
+	d := startCAPIDaemon(t, dir)
+	d.cscli("capi", "register", "--url", cs.URL())
+	credPath := filepath.Join(dir, "online_api_credentials.yaml")
+	creds, err := csconfig.LoadCAPICredentials(credPath)
+	must(t, err)
+	f, err := os.OpenFile(credPath, os.O_APPEND|os.O_WRONLY, 0)
+	must(t, err)
+	_, err = f.WriteString("papi_url: " + cs.PAPIURL() + "\n")
+	must(t, err)
+	must(t, f.Close())
+	must(t, d.cmd.Process.Signal(syscall.SIGHUP))
+	if !nstest.Eventually(20*time.Second, func() bool { return len(cs.Metrics()) >= 1 }) {
+		t.Fatal("no metrics reached CAPI after the reload")
+	}
+	key := strings.TrimSpace(d.cscli("bouncers", "add", "fw", "-o", "raw"))
+
+	d.cscli("console", "enroll", "E2E-KEY", "--name", "e2e", "--tags", "lab")
+	if e := cs.Enrolls(); len(e) != 1 || e[0]["attachment_key"] != "E2E-KEY" || e[0]["name"] != "e2e" {
+		t.Fatalf("enroll requests %v", e)
+	}
+	if out := d.cscli("console", "status", "-o", "raw"); !strings.Contains(out, "manual,true\n") || !strings.Contains(out, "context,true\n") {
+		t.Errorf("console status after enroll:\n%s", out)
+	}
+	if !cs.Accept(creds.Login, "org-e2e", "ENTERPRISE") {
+		t.Fatal("no enrollment pending")
+	}
+	must(t, d.cmd.Process.Signal(syscall.SIGHUP))
+	if !nstest.Eventually(20*time.Second, func() bool { return len(cs.Polls()) >= 1 }) {
+		t.Fatal("the daemon never polled PAPI after the enrollment and a reload")
+	}
+	cs.Order("alert", "add", "e2e console ban", models.Alert{Decisions: []*models.Decision{
+		{Type: "ban", Scope: "Ip", Value: "192.0.2.88", Duration: "4h", Origin: "console"}}})
+	bouncer, err := apiclient.New(apiclient.Config{URL: d.lapi, APIKey: key})
+	must(t, err)
+	if !nstest.Eventually(20*time.Second, func() bool {
+		resp, err := bouncer.Stream(context.Background(), true, nil)
+		return err == nil && len(resp.New) == 1 && resp.New[0].Value == "192.0.2.88" && resp.New[0].Origin == "console"
+	}) {
+		t.Fatal("the console's decision did not reach the bouncer")
+	}
+	if out := d.cscli("capi", "status"); !strings.Contains(out, "Your instance is enrolled in the console") || !strings.Contains(out, "Subscription type: ENTERPRISE") {
+		t.Errorf("capi status:\n%s", out)
 	}
 }

@@ -616,6 +616,13 @@ func (s *Server) RunRetention(ctx context.Context) {
 // the Central API, in the transaction that stores them; nil stops.
 func (s *Server) ShareSignals(p *capi.SharePolicy) { s.share.Store(p) }
 
+// The Central API runner finds these by type: a slip here would turn them
+// off silently.
+var (
+	_ capi.ConsoleSink      = (*Server)(nil)
+	_ capi.DeletionReporter = (*Server)(nil)
+)
+
 // ReportDeletions tells f, from now on, the UUIDs of the decisions the
 // machines' DELETE /v1/decisions ends (the console keeps its copy of
 // them); nil stops. f must not block.
