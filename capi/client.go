@@ -311,9 +311,10 @@ func (c *Client) Token(ctx context.Context) (string, map[string]any, error) {
 	return tok, c.Claims(), nil
 }
 
-// longPoll GETs u (a full URL) with tok; the server may hold the request
-// up to wait. The caller reads and closes the body, whatever the status.
-func (c *Client) longPoll(ctx context.Context, u, tok string, wait time.Duration) (*http.Response, context.CancelFunc, error) {
+// get GETs u (a full URL: PAPI is not under the CAPI base) with tok; the
+// server may hold the request up to wait (a long poll). The caller reads
+// and closes the body, whatever the status.
+func (c *Client) get(ctx context.Context, u, tok string, wait time.Duration) (*http.Response, context.CancelFunc, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait+c.cfg.Timeout)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {

@@ -140,7 +140,7 @@ func (s *Service) PollPAPI(ctx context.Context) (int, error) {
 	}
 	u.RawQuery = url.Values{"since_time": {strconv.FormatInt(ms, 10)},
 		"timeout": {strconv.Itoa(int(papiWait.Seconds()))}}.Encode()
-	resp, cancel, err := s.o.Client.longPoll(ctx, u.String(), tok, papiWait)
+	resp, cancel, err := s.o.Client.get(ctx, u.String(), tok, papiWait)
 	if err != nil {
 		return 0, err
 	}
@@ -340,4 +340,54 @@ func (s *Service) forcePull(ctx context.Context, lg *log.Entry, fp PAPIForcePull
 	}
 	lg.Info("Received force_pull command from PAPI, pulling community, 3rd-party blocklists and allowlists")
 	return s.Pull(ctx, true)
+}
+
+// PAPIPermissions is GET <papi_url>v1/permissions: the plan and the
+// categories of orders this instance receives.
+type PAPIPermissions struct {
+	Status     string   `json:"status"`
+	Plan       string   `json:"plan"`
+	Categories []string `json:"categories"`
+}
+
+// GetPAPIPermissions asks PAPI what this instance may receive (cscli papi
+// status).
+func (c *Client) GetPAPIPermissions(ctx context.Context, papiURL string) (PAPIPermissions, error) {
+	var perms PAPIPermissions
+	base, err := url.Parse(papiURL)
+	if err != nil {
+		return perms, fmt.Errorf("papi_url %q: %w", papiURL, err)
+	}
+	u := base.ResolveReference(&url.URL{Path: "v1/permissions"}).String()
+	for attempt := 0; ; attempt++ {
+		tok, err := c.validToken(ctx)
+		if err != nil {
+			return perms, err
+		}
+		resp, cancel, err := c.get(ctx, u, tok, 0)
+		if err != nil {
+			return perms, err
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		cancel()
+		if err != nil {
+			return perms, fmt.Errorf("reading PAPI's permissions: %w", err)
+		}
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			if err := json.Unmarshal(body, &perms); err != nil {
+				return perms, fmt.Errorf("decoding PAPI's permissions: %w", err)
+			}
+			return perms, nil
+		case (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) && attempt < authRetries:
+			c.dropToken(tok)
+			continue
+		}
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(body, &e)
+		return perms, fmt.Errorf("unable to query PAPI : %s (%d)", e.Error, resp.StatusCode)
+	}
 }

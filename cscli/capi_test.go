@@ -325,3 +325,35 @@ func TestConsoleOptionsGateSignals(t *testing.T) {
 		t.Errorf("signals %+v", sigs)
 	}
 }
+
+// cscli papi status shows the plan and categories PAPI grants, and the
+// last order taken; without a plan that has console management it fails
+// with PAPI's word.
+func TestPapiStatus(t *testing.T) {
+	e, cs, _ := consoleEnv(t)
+	credPath := filepath.Join(e.dir, "online_api_credentials.yaml")
+	f, err := os.OpenFile(credPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString("papi_url: " + cs.PAPIURL() + "\n")
+	f.Close()
+	if _, _, err := e.run("", "papi", "status"); err == nil || !strings.Contains(err.Error(), "unable to get PAPI permissions") ||
+		!strings.Contains(err.Error(), "(402)") {
+		t.Errorf("not enrolled: %v", err)
+	}
+	cs.SetEnrolled("console-login", "org-1", "SECOPS")
+	st := e.store()
+	// The token kept by the first try predates the enrollment.
+	if err := capi.ForgetToken(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	out, _ := e.mustRun("papi", "status")
+	for _, w := range []string{"You can successfully interact with Polling API (PAPI)", "Console plan: SECOPS", "Last order received: never",
+		"PAPI subscriptions:\n - decision\n - management\n"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("papi status lacks %q:\n%s", w, out)
+		}
+	}
+}

@@ -94,7 +94,7 @@ func NewRootCommand() *cobra.Command {
 	for _, add := range []func(*CLI) *cobra.Command{
 		newDecisionsCmd, newAlertsCmd, newBouncersCmd, newMachinesCmd, newLapiCmd, newAllowlistsCmd, newHubtestCmd,
 		newHubCmd, newExplainCmd, newItemsCmd("collections"), newItemsCmd("parsers"), newItemsCmd("scenarios"), newItemsCmd("postoverflows"), newItemsCmd("contexts"), newSetupCmd,
-		newMetricsCmd, newVersionCmd, newConfigCmd, newSimulationCmd, newSupportCmd, newDatabaseCmd, newNotificationsCmd, newCapiCmd, newConsoleCmd, newBlocklistsCmd,
+		newMetricsCmd, newVersionCmd, newConfigCmd, newSimulationCmd, newSupportCmd, newDatabaseCmd, newNotificationsCmd, newCapiCmd, newConsoleCmd, newPapiCmd, newBlocklistsCmd,
 	} {
 		root.AddCommand(add(cli))
 	}

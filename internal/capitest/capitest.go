@@ -323,6 +323,19 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.deleted = append(s.deleted, uuids...)
 		s.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]string{"message": "OK"})
+	case "GET /papi/v1/permissions":
+		login, ok := s.machineOf(w, r)
+		if !ok {
+			return
+		}
+		s.mu.Lock()
+		e, ok := s.orgs[login]
+		s.mu.Unlock()
+		if !ok || (e.subscription != "ENTERPRISE" && e.subscription != "SECOPS") {
+			writeJSON(w, http.StatusPaymentRequired, map[string]string{"error": "this instance's plan has no console management"})
+			return
+		}
+		writeJSON(w, http.StatusOK, capi.PAPIPermissions{Status: "success", Plan: e.subscription, Categories: []string{"decision", "management"}})
 	case "POST /v3/signals":
 		if !s.authorized(w, r) {
 			return
