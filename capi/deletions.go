@@ -5,10 +5,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	log "github.com/sirupsen/logrus"
-
-	"github.com/rampart-ips/rampart/internal/backoff"
 )
 
 // Decisions ended here are told to the console (POST /v3/decisions/delete,
@@ -94,21 +90,5 @@ func (s *Service) PushDeletions(ctx context.Context) error {
 // deleteLoop sends the queued deletions every push interval (upstream:
 // every 10 s).
 func (s *Service) deleteLoop(ctx context.Context) {
-	b := backoff.Backoff{Min: s.o.RetryMin, Max: max(5*time.Minute, s.o.RetryMin)}
-	wait := s.o.PushInterval
-	for {
-		if !backoff.Sleep(ctx, wait) {
-			return
-		}
-		if err := s.PushDeletions(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			wait = b.Next()
-			s.log.WithError(err).WithFields(log.Fields{"retry_in": wait.Round(time.Second)}).Warn("sending decision deletions to the Central API failed: they stay queued")
-			continue
-		}
-		b.Reset()
-		wait = s.o.PushInterval
-	}
+	s.sendLoop(ctx, s.o.PushInterval, "decision deletions", s.PushDeletions)
 }

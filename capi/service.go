@@ -189,18 +189,25 @@ func jitter(d, delta time.Duration) time.Duration {
 }
 
 func (s *Service) pushLoop(ctx context.Context) {
-	wait := jitter(s.o.PushInterval, s.o.PushInterval*7/10)
+	s.sendLoop(ctx, jitter(s.o.PushInterval, s.o.PushInterval*7/10), "signals", s.PushSignals)
+}
+
+// sendLoop calls send after first, then every PushInterval; after a
+// failure it waits from RetryMin doubling up to 5 min, what was to go
+// staying queued.
+func (s *Service) sendLoop(ctx context.Context, first time.Duration, what string, send func(context.Context) error) {
+	wait := first
 	b := backoff.Backoff{Min: s.o.RetryMin, Max: max(5*time.Minute, s.o.RetryMin)}
 	for {
 		if !backoff.Sleep(ctx, wait) {
 			return
 		}
-		if err := s.PushSignals(ctx); err != nil {
+		if err := send(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			wait = b.Next()
-			s.log.WithError(err).WithField("retry_in", wait.Round(time.Second)).Warn("sending signals to the Central API failed: they stay queued")
+			s.log.WithError(err).WithField("retry_in", wait.Round(time.Second)).Warn("sending " + what + " to the Central API failed: they stay queued")
 			continue
 		}
 		b.Reset()

@@ -71,26 +71,43 @@ func TestCapiRegisterStatus(t *testing.T) {
 	}
 }
 
-// consoleEnv is an operator environment registered with a capitest
-// Central API (credentials written directly), console.yaml in its folder.
-func consoleEnv(t *testing.T) (*opsEnv, *capitest.Server, string) {
+// joinCAPI starts a capitest Central API knowing console-login, writes
+// its credentials in dir and names them, with console.yaml in dir, in the
+// configuration cfgPath (which ends in [api.server]).
+func joinCAPI(t *testing.T, dir, cfgPath string) *capitest.Server {
 	t.Helper()
 	cs := capitest.Start(t)
 	cs.AddMachine("console-login", "console-password")
-	e := newOpsEnvAt(t, "127.0.0.1:0", "")
-	credPath := filepath.Join(e.dir, "online_api_credentials.yaml")
-	consolePath := filepath.Join(e.dir, "console.yaml")
+	credPath := filepath.Join(dir, "online_api_credentials.yaml")
 	if err := csconfig.WriteCAPICredentials(credPath, &csconfig.CAPICredentials{URL: cs.URL(), Login: "console-login", Password: "console-password"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.OpenFile(e.cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	appendFile(t, cfgPath, "console_path = "+strconv.Quote(filepath.Join(dir, "console.yaml"))+
+		"\n[api.server.online_client]\ncredentials_path = "+strconv.Quote(credPath)+"\n")
+	return cs
+}
+
+// appendFile adds text at the end of the file at path.
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = f.WriteString("console_path = " + strconv.Quote(consolePath) + "\n[api.server.online_client]\ncredentials_path = " + strconv.Quote(credPath) + "\n")
-	f.Close()
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// consoleEnv is an operator environment registered with a capitest
+// Central API, console.yaml in its folder.
+func consoleEnv(t *testing.T) (*opsEnv, *capitest.Server, string) {
+	t.Helper()
+	e := newOpsEnvAt(t, "127.0.0.1:0", "")
+	cs := joinCAPI(t, e.dir, e.cfgPath)
 	e.store().Close()
-	return e, cs, consolePath
+	return e, cs, filepath.Join(e.dir, "console.yaml")
 }
 
 // cscli console enroll sends upstream's request (tags [] when none,
@@ -231,21 +248,8 @@ func TestConsoleOptions(t *testing.T) {
 // scenario_trust manual.
 func TestConsoleOptionsGateSignals(t *testing.T) {
 	env := startLAPI(t)
-	cs := capitest.Start(t)
-	cs.AddMachine("console-login", "console-password")
+	cs := joinCAPI(t, env.dir, env.cfgPath)
 	cs.SetEnrolled("console-login", "org-1", "COMMUNITY")
-	credPath := filepath.Join(env.dir, "online_api_credentials.yaml")
-	if err := csconfig.WriteCAPICredentials(credPath, &csconfig.CAPICredentials{URL: cs.URL(), Login: "console-login", Password: "console-password"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(env.cfgPath, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The configuration ends in [api.server].
-	_, _ = f.WriteString("console_path = " + strconv.Quote(filepath.Join(env.dir, "console.yaml")) +
-		"\n[api.server.online_client]\ncredentials_path = " + strconv.Quote(credPath) + "\n")
-	f.Close()
 	ctx := context.Background()
 	r := &capi.Runner{St: env.lapi.Store, Filter: env.lapi.Server.FilterPulled, Share: env.lapi.Server}
 	defer r.Stop()
@@ -331,13 +335,7 @@ func TestConsoleOptionsGateSignals(t *testing.T) {
 // with PAPI's word.
 func TestPapiStatus(t *testing.T) {
 	e, cs, _ := consoleEnv(t)
-	credPath := filepath.Join(e.dir, "online_api_credentials.yaml")
-	f, err := os.OpenFile(credPath, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = f.WriteString("papi_url: " + cs.PAPIURL() + "\n")
-	f.Close()
+	appendFile(t, filepath.Join(e.dir, "online_api_credentials.yaml"), "papi_url: "+cs.PAPIURL()+"\n")
 	if _, _, err := e.run("", "papi", "status"); err == nil || !strings.Contains(err.Error(), "unable to get PAPI permissions") ||
 		!strings.Contains(err.Error(), "(402)") {
 		t.Errorf("not enrolled: %v", err)

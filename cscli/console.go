@@ -159,8 +159,7 @@ func (cli *CLI) consoleEnroll(ctx context.Context, st *store.Store, key string, 
 	if err != nil {
 		return err
 	}
-	path := cli.cfg.API.Server.ConsolePath
-	opts, err := csconfig.LoadConsole(path)
+	opts, err := csconfig.LoadConsole(cli.cfg.API.Server.ConsolePath)
 	if err != nil {
 		return err
 	}
@@ -190,7 +189,7 @@ func (cli *CLI) consoleEnroll(ctx context.Context, st *store.Store, key string, 
 	for _, n := range disable {
 		*opts.Option(n) = false
 	}
-	if err := csconfig.WriteConsole(path, opts); err != nil {
+	if err := csconfig.WriteConsole(cli.cfg.API.Server.ConsolePath, opts); err != nil {
 		return err
 	}
 	for _, n := range enable {
