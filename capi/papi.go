@@ -29,7 +29,7 @@ const (
 	papiWait = 45 * time.Second
 	// papiTimeoutMessage is PAPI's answer to a poll no order came to.
 	papiTimeoutMessage = "no events before timeout"
-	// consoleOrigin is the origin and source scope of console orders.
+	// consoleOrigin is the origin of console decisions that name none.
 	consoleOrigin = "console"
 )
 
@@ -247,6 +247,11 @@ func (s *Service) handleOrder(ctx context.Context, ev PAPIEvent) error {
 		id, err := s.o.Console.AddConsoleAlert(ctx, &a)
 		if err != nil {
 			return fmt.Errorf("storing the console's alert: %w", err)
+		}
+		if id == 0 {
+			// The host allowlist and the user allowlists win here too.
+			lg.Warn("every decision of the console's alert was refused (allowlisted or protected addresses, or invalid)")
+			return nil
 		}
 		lg.WithField("alert_id", id).Info("console decisions added")
 	case "management reauth":

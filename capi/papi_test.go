@@ -79,6 +79,27 @@ func TestPAPIOrders(t *testing.T) {
 		t.Error("an empty delete order ended a local decision")
 	}
 
+	// One list or one allowlist pulled on order; an allowlist dropped on
+	// order; the console's decision on an allowlisted address refused.
+	cs.SetList("other", &capitest.List{Modified: time.Now(), Body: "198.51.100.88\n"})
+	cs.Order("management", "force_pull", "", capi.PAPIForcePull{Blocklist: &capi.BlocklistLink{
+		Name: "other", URL: cs.ListURL("other"), Remediation: "ban", Scope: "ip", Duration: "24h"}})
+	waitFor(t, "the list pulled on order", has("198.51.100.88"))
+	cs.SetList("console-al", &capitest.List{Modified: time.Now(), Body: `{"value":"198.51.100.88","description":"partner"}` + "\n"})
+	cs.Order("management", "force_pull", "", capi.PAPIForcePull{Allowlist: &capi.AllowlistLink{
+		ID: "al-1", Name: "console-al", URL: cs.ListURL("console-al")}})
+	waitFor(t, "the allowlist pulled on order ending what it covers", gone("198.51.100.88"))
+	cs.Order("alert", "add", "on a partner", models.Alert{Decisions: []*models.Decision{
+		{UUID: uuid.NewString(), Type: "ban", Scope: "Ip", Value: "198.51.100.88", Duration: "4h"}}})
+	cs.Order("management", "allowlist_unsubscribe", "", capi.PAPIUnsubscribe{Name: "console-al", ID: "al-1"})
+	waitFor(t, "the allowlist dropped on order", func() bool {
+		als, err := r.Store.ListAllowlists(ctx)
+		return err == nil && !slices.ContainsFunc(als, func(a *store.AllowlistRow) bool { return a.Name == "console-al" })
+	})
+	if has("198.51.100.88")() {
+		t.Error("the console's decision on an allowlisted address was stored")
+	}
+
 	pulls := len(cs.Queries())
 	cs.Order("management", "force_pull", "", map[string]any{})
 	waitFor(t, "the forced pull", func() bool { return len(cs.Queries()) > pulls })

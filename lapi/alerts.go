@@ -162,9 +162,14 @@ func (s *Server) prepareAlert(ctx context.Context, a *models.Alert, machineID st
 		if err != nil {
 			return na, false, nil, fmt.Errorf("decision on %s: duration %q from stop_at: %w", d.Value, d.Duration, err)
 		}
-		id := uuid.NewString()
-		if u, err := uuid.Parse(d.UUID); keepUUIDs && err == nil {
-			id = u.String()
+		id := ""
+		if keepUUIDs {
+			if u, err := uuid.Parse(d.UUID); err == nil {
+				id = u.String()
+			}
+		}
+		if id == "" {
+			id = uuid.NewString()
 		}
 		nd := store.NewDecision{UUID: id, Until: until, Scenario: d.Scenario, Type: d.Type,
 			Scope: d.Scope, Value: d.Value, Origin: d.Origin, Simulated: a.Simulated || (d.Simulated != nil && *d.Simulated)}

@@ -660,7 +660,7 @@ func (s *Server) deleteDecision(c echo.Context) error {
 		return jsonError(c, http.StatusBadRequest, "decision_id must be valid integer")
 	}
 	// Looked up first: the console is told of a decision that ends here.
-	var uuid string
+	var ending string
 	report := s.deleted.Load()
 	if report != nil {
 		u, active, err := s.store.DecisionUUID(c.Request().Context(), id)
@@ -668,7 +668,7 @@ func (s *Server) deleteDecision(c echo.Context) error {
 			return s.storeError(c, err)
 		}
 		if active {
-			uuid = u
+			ending = u
 		}
 	}
 	if err := s.store.DeleteDecision(c.Request().Context(), id); err != nil {
@@ -678,8 +678,8 @@ func (s *Server) deleteDecision(c echo.Context) error {
 		// upstream answers an unknown id with 500, not 404
 		return jsonError(c, http.StatusInternalServerError, strings.TrimSuffix(err.Error(), ": "+store.ErrNotFound.Error()))
 	}
-	if uuid != "" {
-		(*report)([]string{uuid})
+	if ending != "" {
+		(*report)([]string{ending})
 	}
 	return c.JSON(http.StatusOK, models.DeleteResponse{NbDeleted: "1"})
 }
