@@ -99,7 +99,7 @@ func TestWriteConsole(t *testing.T) {
 	for _, n := range ConsoleOptionNames {
 		*o.Option(n) = true
 	}
-	if o != (ConsoleOptions{true, true, true, true, true}) || o.Option("bogus") != nil {
+	if o != (ConsoleOptions{Manual: true, Custom: true, Tainted: true, Context: true, Management: true}) || o.Option("bogus") != nil {
 		t.Errorf("options by name: %+v", o)
 	}
 }
