@@ -19,8 +19,8 @@ const (
 )
 
 // deletions are the UUIDs waiting to be sent. Kept in memory (a restart
-// loses them, as upstream's), but a failed request keeps them for the
-// next try rather than dropping them.
+// loses them, as upstream's; a reload hands them to the new service), but
+// a failed request keeps them for the next try rather than dropping them.
 type deletions struct {
 	mu      sync.Mutex
 	uuids   []string
@@ -44,14 +44,20 @@ func (s *Service) QueueDeleted(uuids []string) {
 	}
 }
 
+// takeDeleted empties the queue and returns what it held.
+func (s *Service) takeDeleted() []string {
+	s.deleted.mu.Lock()
+	defer s.deleted.mu.Unlock()
+	u := s.deleted.uuids
+	s.deleted.uuids = nil
+	return u
+}
+
 // PushDeletions sends the queued UUIDs, 50 per request. An instance that
 // is not enrolled tells the console nothing: the queue is emptied.
 func (s *Service) PushDeletions(ctx context.Context) error {
 	d := &s.deleted
-	d.mu.Lock()
-	pending := d.uuids
-	d.uuids = nil
-	d.mu.Unlock()
+	pending := s.takeDeleted()
 	if len(pending) == 0 {
 		return nil
 	}

@@ -53,7 +53,12 @@ func (r *Runner) Apply(ctx context.Context, cfg *csconfig.Config) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	old := r.cur
 	r.stopLocked()
+	// Deletions the stopped service had not sent yet go with the new one.
+	if old != nil && svc != nil && svc.o.ShareDeletions {
+		svc.QueueDeleted(old.takeDeleted())
+	}
 	r.Share.ShareSignals(share)
 	rep, _ := r.Share.(DeletionReporter)
 	if rep != nil {

@@ -307,10 +307,11 @@ func TestConsoleOptionsGateSignals(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	// Its deletion is told to the console too; the one made with manual
-	// sharing off never is.
+	// Its deletion is told to the console too, a reload in between; the
+	// one made with manual sharing off never is.
 	on := uuidOf("192.0.2.11")
 	env.mustRun(t, "decisions", "delete", "-i", "192.0.2.11")
+	reload()
 	for !slices.Contains(cs.Deleted(), on) {
 		if err := r.Service().PushDeletions(ctx); err != nil {
 			t.Fatal(err)
