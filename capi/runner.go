@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/lapi/store"
@@ -32,6 +33,8 @@ type Runner struct {
 	Reg    prometheus.Registerer // nil: no metrics
 	// Off is crowdsec -no-capi: whatever the configuration says.
 	Off bool
+	// Log is where the service logs; nil means the standard logger.
+	Log *log.Entry
 
 	mu   sync.Mutex
 	stop context.CancelFunc
@@ -47,7 +50,7 @@ func (r *Runner) Apply(ctx context.Context, cfg *csconfig.Config) error {
 	var share *SharePolicy
 	if !r.Off {
 		var err error
-		if svc, share, err = Setup(cfg, r.St, r.Filter); err != nil {
+		if svc, share, err = setup(cfg, r.St, r.Filter, r.Log); err != nil {
 			return err
 		}
 	}

@@ -18,7 +18,15 @@ import (
 // no online_client, or credentials missing or incomplete (a warning, as
 // upstream; packages ship an empty file). Broken files are errors.
 func Setup(cfg *csconfig.Config, st *store.Store, filter FilterFunc) (*Service, *SharePolicy, error) {
-	lg := log.WithField("component", "capi")
+	return setup(cfg, st, filter, nil)
+}
+
+// setup is Setup logging to lg (nil: the standard logger).
+func setup(cfg *csconfig.Config, st *store.Store, filter FilterFunc, lg *log.Entry) (*Service, *SharePolicy, error) {
+	if lg == nil {
+		lg = log.NewEntry(log.StandardLogger())
+	}
+	lg = lg.WithField("component", "capi")
 	oc := cfg.API.Server.OnlineClient
 	if oc == nil {
 		lg.Info("no [api.server.online_client]: push and pull to Central API disabled")

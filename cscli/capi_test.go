@@ -3,6 +3,7 @@ package cscli
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/capi"
 	"github.com/rampart-ips/rampart/csconfig"
@@ -251,7 +254,11 @@ func TestConsoleOptionsGateSignals(t *testing.T) {
 	cs := joinCAPI(t, env.dir, env.cfgPath)
 	cs.SetEnrolled("console-login", "org-1", "COMMUNITY")
 	ctx := context.Background()
-	r := &capi.Runner{St: env.lapi.Store, Filter: env.lapi.Server.FilterPulled, Share: env.lapi.Server}
+	// The service logs apart: cscli's runs point the standard logger at
+	// their own buffers.
+	quiet := logrus.New()
+	quiet.SetOutput(io.Discard)
+	r := &capi.Runner{St: env.lapi.Store, Filter: env.lapi.Server.FilterPulled, Share: env.lapi.Server, Log: logrus.NewEntry(quiet)}
 	defer r.Stop()
 	reload := func() {
 		t.Helper()
