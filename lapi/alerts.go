@@ -97,7 +97,9 @@ func (s *Server) postAlerts(c echo.Context) error {
 // (allowlisted source, or every decision invalid). keepUUIDs keeps the
 // decisions' own UUIDs (the console's, which its later orders name).
 func (s *Server) prepareAlert(ctx context.Context, a *models.Alert, machineID string, now time.Time, allow *allowSnapshot, keepUUIDs bool) (store.NewAlert, bool, []string, error) {
-	log := s.log.WithFields(log.Fields{"scenario": a.Scenario, "machine": machineID})
+	// Built only when something is logged: most alerts log nothing, and
+	// building the fields' map for each showed in a replay's LAPI profile.
+	alertLog := func() *log.Entry { return s.log.WithFields(log.Fields{"scenario": a.Scenario, "machine": machineID}) }
 	a.Source.Scope = models.NormalizeScope(a.Source.Scope)
 	for _, d := range a.Decisions {
 		d.Scope = models.NormalizeScope(d.Scope)
@@ -123,7 +125,7 @@ func (s *Server) prepareAlert(ctx context.Context, a *models.Alert, machineID st
 	if len(decisions) == 0 {
 		if store.IsAddressScope(a.Source.Scope) {
 			if ok, reason := allow.check(a.Source.Value); ok {
-				log.WithFields(map[string]any{"value": a.Source.Value, "allowlist": reason}).Info("alert source is allowlisted: alert ignored")
+				alertLog().WithFields(map[string]any{"value": a.Source.Value, "allowlist": reason}).Info("alert source is allowlisted: alert ignored")
 				return na, false, nil, nil
 			}
 		}
@@ -139,7 +141,7 @@ func (s *Server) prepareAlert(ctx context.Context, a *models.Alert, machineID st
 		// it costs the notification only.
 		var err error
 		if notifyTo, err = s.profiles.Load().Notify(ctx, a, s.store); err != nil {
-			log.WithError(err).Warn("evaluating profiles for notifications")
+			alertLog().WithError(err).Warn("evaluating profiles for notifications")
 		}
 	}
 	hadDecisions := len(decisions) > 0
@@ -148,7 +150,7 @@ func (s *Server) prepareAlert(ctx context.Context, a *models.Alert, machineID st
 		// Upstream's swagger only asks for the key; an empty type is a
 		// decision no bouncer can apply, dropped like an invalid address.
 		if strings.TrimSpace(d.Type) == "" {
-			log.WithField("value", d.Value).Warn("dropping decision without a type")
+			alertLog().WithField("value", d.Value).Warn("dropping decision without a type")
 			continue
 		}
 		// cscli decisions add: one alert, one decision, answered with a
@@ -176,7 +178,7 @@ func (s *Server) prepareAlert(ctx context.Context, a *models.Alert, machineID st
 		if store.IsAddressScope(d.Scope) {
 			p, err := netaddr.ParsePrefix(d.Value)
 			if err != nil {
-				log.WithError(err).WithField("value", d.Value).Warn("dropping decision with an invalid address")
+				alertLog().WithError(err).WithField("value", d.Value).Warn("dropping decision with an invalid address")
 				continue
 			}
 			nd.Range = store.RangeOf(p)
@@ -186,14 +188,14 @@ func (s *Server) prepareAlert(ctx context.Context, a *models.Alert, machineID st
 				if manual {
 					return na, false, nil, &protectedError{value: d.Value, p: p, hit: hit}
 				}
-				log.WithFields(map[string]any{"value": d.Value, "protected": hit.String(), "origin": d.Origin}).Warn("refusing decision on a protected address")
+				alertLog().WithFields(map[string]any{"value": d.Value, "protected": hit.String(), "origin": d.Origin}).Warn("refusing decision on a protected address")
 				continue
 			}
 			// Operators may force a manual ban past the user allowlists
 			// (cscli -B); nothing else may target an allowlisted address.
 			if !manual {
 				if ok, reason := allow.checkUser(nd.Range); ok {
-					log.WithFields(map[string]any{"value": d.Value, "allowlist": reason, "origin": d.Origin}).Warn("refusing decision on an allowlisted address")
+					alertLog().WithFields(map[string]any{"value": d.Value, "allowlist": reason, "origin": d.Origin}).Warn("refusing decision on an allowlisted address")
 					continue
 				}
 			}
@@ -202,7 +204,7 @@ func (s *Server) prepareAlert(ctx context.Context, a *models.Alert, machineID st
 		kept = append(kept, d)
 	}
 	if hadDecisions && len(na.Decisions) == 0 && !fromProfiles {
-		log.Warn("every decision of the alert was dropped: alert ignored")
+		alertLog().Warn("every decision of the alert was dropped: alert ignored")
 		return na, false, nil, nil
 	}
 	if p := s.share.Load(); p != nil {
