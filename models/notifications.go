@@ -12,10 +12,11 @@ type NotificationStatus struct {
 	// Failed ones were given up after their retries.
 	Sent   uint64 `json:"sent"`
 	Failed uint64 `json:"failed"`
-	// Dropped counts alerts lost before any message (queue full).
+	// Dropped counts alerts lost before any message (queue full, or the
+	// alert could not be read back).
 	Dropped uint64 `json:"dropped"`
-	// Queued counts the alerts not sent yet, Retrying those of the
-	// message waiting for its next attempt.
+	// Queued counts the alerts not sent nor given up yet, Retrying those
+	// of the message being retried (an attempt failed).
 	Queued      int        `json:"queued"`
 	Retrying    int        `json:"retrying"`
 	LastSent    *time.Time `json:"last_sent"`

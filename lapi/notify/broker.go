@@ -62,8 +62,8 @@ type Stats struct {
 	// Queued is how many alerts wait now, those of a message being
 	// retried included.
 	Queued int
-	// Retrying is how many alerts the message waiting for its next
-	// attempt holds (0: no message is between attempts).
+	// Retrying is how many alerts the message being retried holds: an
+	// attempt failed, and it is neither sent nor given up yet (0: none).
 	Retrying int
 	// LastSent is when a message last got through; LastError says why
 	// the last failed attempt failed, and when (zero: none yet).
@@ -105,7 +105,7 @@ type worker struct {
 	// waiting counts the alerts queued or grouped, not yet sent or given
 	// up: raised before the queue takes one, so it is never short.
 	waiting     atomic.Int64
-	retrying    atomic.Int64 // alerts of the message between attempts
+	retrying    atomic.Int64 // alerts of the message being retried
 	lastDropLog atomic.Int64 // unix nanoseconds
 
 	mu          sync.Mutex // guards the fields below
