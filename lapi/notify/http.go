@@ -146,8 +146,8 @@ func (h *httpSender) where() string {
 		return "the Slack webhook"
 	}
 	u, err := url.Parse(h.cfg.URL)
-	if err != nil {
-		return "the URL"
+	if err != nil || u.Host == "" {
+		return "the endpoint"
 	}
 	return u.Scheme + "://" + u.Host + u.Path
 }
