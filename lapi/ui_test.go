@@ -80,10 +80,12 @@ type uiSummaryReply struct {
 		Origin string
 		Count  int64
 		Types  map[string]int64
+		Scopes map[string]int64
 		Lists  []struct {
-			Name  string
-			Count int64
-			Types map[string]int64
+			Name   string
+			Count  int64
+			Types  map[string]int64
+			Scopes map[string]int64
 		}
 	} `json:"decision_origins"`
 	HourStart time.Time `json:"hour_start"`
@@ -374,25 +376,29 @@ func TestUIDecisionOrigins(t *testing.T) {
 
 	s := l.uiSummary()
 	type list struct {
-		Name  string
-		Count int64
-		Types map[string]int64
+		Name          string
+		Count         int64
+		Types, Scopes map[string]int64
 	}
 	type origin struct {
-		Origin string
-		Count  int64
-		Types  map[string]int64
-		Lists  []list
+		Origin        string
+		Count         int64
+		Types, Scopes map[string]int64
+		Lists         []list
 	}
+	type m = map[string]int64
 	want := []origin{
-		{"lists", 5, map[string]int64{"ban": 3, "captcha": 2}, []list{{"lists:feed", 3, map[string]int64{"ban": 3}}, {"firehol", 2, map[string]int64{"captcha": 2}}}},
-		{"CAPI", 4, map[string]int64{"ban": 4}, nil},
-		{"cscli", 2, map[string]int64{"ban": 2}, nil},
-		{"crowdsec", 1, map[string]int64{"ban": 1}, nil},
+		{"lists", 5, m{"ban": 3, "captcha": 2}, m{"Ip": 4, "Range": 1}, []list{
+			{"lists:feed", 3, m{"ban": 3}, m{"Ip": 2, "Range": 1}},
+			{"firehol", 2, m{"captcha": 2}, m{"Ip": 2}},
+		}},
+		{"CAPI", 4, m{"ban": 4}, m{"Ip": 4}, nil},
+		{"cscli", 2, m{"ban": 2}, m{"Ip": 1, "Range": 1}, nil},
+		{"crowdsec", 1, m{"ban": 1}, m{"Ip": 1}, nil},
 	}
 	var got []origin
 	for _, o := range s.Origins {
-		g := origin{o.Origin, o.Count, o.Types, nil}
+		g := origin{o.Origin, o.Count, o.Types, o.Scopes, nil}
 		for _, l := range o.Lists {
 			g.Lists = append(g.Lists, list(l))
 		}

@@ -157,24 +157,26 @@ func (s *Store) UIBouncers(ctx context.Context, limit int) ([]UIBouncer, error) 
 	return out, rows.Err()
 }
 
-// UIOrigin is the number of active decisions of one origin, by type, and
-// for origin lists by list.
+// UIOrigin is the number of active decisions of one origin, by type and
+// by scope, and for origin lists by list.
 type UIOrigin struct {
 	Origin string           `json:"origin"`
 	Count  int64            `json:"count"`
 	Types  map[string]int64 `json:"types"`
+	Scopes map[string]int64 `json:"scopes"`
 	Lists  []UIList         `json:"lists,omitempty"`
 }
 
-// UIList is the number of active decisions of one list, by type.
+// UIList is the number of active decisions of one list, by type and scope.
 type UIList struct {
-	Name  string           `json:"name"`
-	Count int64            `json:"count"`
-	Types map[string]int64 `json:"types"`
+	Name   string           `json:"name"`
+	Count  int64            `json:"count"`
+	Types  map[string]int64 `json:"types"`
+	Scopes map[string]int64 `json:"scopes"`
 }
 
-// UIDecisionOrigins counts the active decisions per origin, type and (for
-// origin lists) list, the largest first. It reads the counts the triggers
+// UIDecisionOrigins counts the active decisions per origin, type, scope
+// and (for origin lists) list, the largest first. It reads the counts the triggers
 // keep (CountActiveDecisions), so it costs the same at 10 or 1M decisions.
 func (s *Store) UIDecisionOrigins(ctx context.Context, now time.Time) ([]UIOrigin, error) {
 	counts, err := s.CountActiveDecisions(ctx, now)
@@ -187,12 +189,13 @@ func (s *Store) UIDecisionOrigins(ctx context.Context, now time.Time) ([]UIOrigi
 	for _, c := range counts {
 		o := byOrigin[c.Origin]
 		if o == nil {
-			o = &UIOrigin{Origin: c.Origin, Types: map[string]int64{}}
+			o = &UIOrigin{Origin: c.Origin, Types: map[string]int64{}, Scopes: map[string]int64{}}
 			byOrigin[c.Origin] = o
 			order = append(order, o)
 		}
 		o.Count += c.Count
 		o.Types[c.Type] += c.Count
+		o.Scopes[c.Scope] += c.Count
 		if c.Origin != OriginLists {
 			continue
 		}
@@ -200,10 +203,11 @@ func (s *Store) UIDecisionOrigins(ctx context.Context, now time.Time) ([]UIOrigi
 		if !ok {
 			i = len(o.Lists)
 			lists[c.Scenario] = i
-			o.Lists = append(o.Lists, UIList{Name: c.Scenario, Types: map[string]int64{}})
+			o.Lists = append(o.Lists, UIList{Name: c.Scenario, Types: map[string]int64{}, Scopes: map[string]int64{}})
 		}
 		o.Lists[i].Count += c.Count
 		o.Lists[i].Types[c.Type] += c.Count
+		o.Lists[i].Scopes[c.Scope] += c.Count
 	}
 	out := make([]UIOrigin, 0, len(order))
 	for _, o := range order {

@@ -124,8 +124,9 @@ function originText(o) {
   return k && k !== o ? o + " (" + k + ")" : o;
 }
 
-function typesText(types) {
-  return Object.entries(types || {}).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+// countsText is "ban 3, captcha 1": a count per type or per scope.
+function countsText(counts) {
+  return Object.entries(counts || {}).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
     .map(([t, n]) => t + " " + NUM.format(n)).join(", ");
 }
 
@@ -164,8 +165,8 @@ function fillFilter(origins) {
 function originRows(origins) {
   const rows = [];
   for (const o of origins || []) {
-    rows.push({ name: originText(o.origin), count: o.count, types: o.types });
-    for (const l of o.lists || []) rows.push({ name: l.name, count: l.count, types: l.types, sub: true });
+    rows.push({ name: originText(o.origin), count: o.count, types: o.types, scopes: o.scopes });
+    for (const l of o.lists || []) rows.push({ name: l.name, count: l.count, types: l.types, scopes: l.scopes, sub: true });
   }
   return rows;
 }
@@ -176,7 +177,7 @@ function render(s) {
   fillTable("sources", s.top_sources, (r) => [r.name, { text: r.count, cls: "num" }]);
   const origins = s.decision_origins || [];
   fillTable("origins", originRows(origins), (r) => [
-    { text: r.name, cls: r.sub ? "sub" : "" }, { text: NUM.format(r.count), cls: "num" }, r.types ? typesText(r.types) : "",
+    { text: r.name, cls: r.sub ? "sub" : "" }, { text: NUM.format(r.count), cls: "num" }, countsText(r.types), countsText(r.scopes),
   ]);
   const total = origins.reduce((a, o) => a + o.count, 0);
   document.getElementById("ocount").textContent = "(" + NUM.format(total) + ")";

@@ -316,10 +316,10 @@ on_success = "break"
 		t.Errorf("manual decision row %q", r)
 	}
 	wantOrigins := [][]string{
-		{"crowdsec (local detection)", "4", "ban 4"},
-		{"lists", "2", "ban 2"},
-		{"lists:drop", "2", "ban 2"},
-		{"cscli (manual)", "1", "ban 1"},
+		{"crowdsec (local detection)", "4", "ban 4", "Ip 4"},
+		{"lists", "2", "ban 2", "Ip 1, Range 1"},
+		{"lists:drop", "2", "ban 2", "Ip 1, Range 1"},
+		{"cscli (manual)", "1", "ban 1", "Ip 1"},
 	}
 	if !slices.EqualFunc(page.Origins, wantOrigins, slices.Equal) {
 		t.Errorf("origin rows %q, want %q", page.Origins, wantOrigins)
