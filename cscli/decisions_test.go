@@ -37,8 +37,12 @@ type lapiEnv struct {
 func startLAPI(t testing.TB) *lapiEnv {
 	t.Helper()
 	dir := t.TempDir()
-	dbPath := filepath.Join(dir, "crowdsec.db")
-	l := lapitest.Start(t, dbPath, "")
+	return newLAPIEnv(t, dir, lapitest.Start(t, filepath.Join(dir, "crowdsec.db"), ""))
+}
+
+// newLAPIEnv is cscli's configuration in dir for the running LAPI l.
+func newLAPIEnv(t testing.TB, dir string, l *lapitest.LAPI) *lapiEnv {
+	t.Helper()
 	l.AddMachine(testLogin, testPassword)
 	st := l.Store
 	env := &lapiEnv{dir: dir, url: l.URL(), st: st, lapi: l}

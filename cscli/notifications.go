@@ -85,21 +85,70 @@ func newNotificationsListCmd(cli *CLI) *cobra.Command {
 			if err := cli.prepare(cmd); err != nil {
 				return err
 			}
-			return cli.listNotifications()
+			return cli.listNotifications(cmd.Context())
 		},
 	}
 }
 
-// notifJSON is one notification in -o json, upstream's shape.
+// notifJSON is one notification in -o json, upstream's shape, with the
+// LAPI's deliveries (Rampart's; absent when the LAPI could not say).
 type notifJSON struct {
-	Config   *notify.Config `json:"plugin_config"`
-	Profiles []string       `json:"associated_profiles"`
+	Config     *notify.Config             `json:"plugin_config"`
+	Profiles   []string                   `json:"associated_profiles"`
+	Deliveries *models.NotificationStatus `json:"deliveries,omitempty"`
 }
 
-func (cli *CLI) listNotifications() error {
+// notificationStatuses asks the LAPI for its notifications' deliveries
+// (what the dashboard shows); nil, after a warning, when it cannot say.
+func (cli *CLI) notificationStatuses(ctx context.Context) map[string]*models.NotificationStatus {
+	client, _, err := cli.Client()
+	if err != nil {
+		fmt.Fprintf(cli.Err, "warning: cannot reach the local API for the deliveries: %v\n", err)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
+	defer cancel()
+	sts, err := client.Notifications(ctx)
+	if err != nil {
+		fmt.Fprintf(cli.Err, "warning: cannot read the deliveries from the local API: %v\n", err)
+		return nil
+	}
+	out := make(map[string]*models.NotificationStatus, len(sts))
+	for i := range sts {
+		out[sts[i].Name] = &sts[i]
+	}
+	return out
+}
+
+// deliveryCells are the delivery columns of a notification's row; dashes
+// when the LAPI did not report it (not loaded there, or unreachable).
+func deliveryCells(d *models.NotificationStatus) []string {
+	if d == nil {
+		return []string{"-", "-", "-", "-", ""}
+	}
+	last := "never"
+	if d.LastSent != nil {
+		last = d.LastSent.UTC().Format(time.RFC3339)
+	}
+	errText := d.LastError
+	if d.LastErrorAt != nil {
+		errText = d.LastErrorAt.UTC().Format(time.RFC3339) + ": " + errText
+	}
+	waiting := strconv.Itoa(d.Queued)
+	if d.Retrying > 0 {
+		waiting += fmt.Sprintf(" (%d retrying)", d.Retrying)
+	}
+	return []string{strconv.FormatUint(d.Sent, 10), strconv.FormatUint(d.Failed, 10), waiting, last, errText}
+}
+
+func (cli *CLI) listNotifications(ctx context.Context) error {
 	st, err := cli.loadNotifications()
 	if err != nil {
 		return err
+	}
+	var deliveries map[string]*models.NotificationStatus
+	if len(st.configs) > 0 {
+		deliveries = cli.notificationStatuses(ctx)
 	}
 	cs := slices.Clone(st.configs)
 	// Upstream's order: the most used first.
@@ -113,15 +162,15 @@ func (cli *CLI) listNotifications() error {
 	case "json":
 		out := map[string]notifJSON{}
 		for _, c := range cs {
-			out[c.Name] = notifJSON{Config: redactNotification(c), Profiles: nonNil(st.refs[c.Name])}
+			out[c.Name] = notifJSON{Config: redactNotification(c), Profiles: nonNil(st.refs[c.Name]), Deliveries: deliveries[c.Name]}
 		}
 		return cli.printJSON(out)
 	case "raw":
 		rows := make([][]string, 0, len(cs))
 		for _, c := range cs {
-			rows = append(rows, []string{c.Name, c.Type, strings.Join(st.refs[c.Name], ",")})
+			rows = append(rows, append([]string{c.Name, c.Type, strings.Join(st.refs[c.Name], ",")}, deliveryCells(deliveries[c.Name])...))
 		}
-		return writeCSV(cli.Out, []string{"Name", "Type", "Profile name"}, rows)
+		return writeCSV(cli.Out, append([]string{"Name", "Type", "Profile name"}, deliveryHeader()...), rows)
 	}
 	rows := make([][]string, 0, len(cs))
 	for _, c := range cs {
@@ -129,14 +178,20 @@ func (cli *CLI) listNotifications() error {
 		if len(st.refs[c.Name]) > 0 {
 			active = markCheck
 		}
-		rows = append(rows, []string{active, c.Name, c.Type, strings.Join(st.refs[c.Name], ", ")})
+		rows = append(rows, append([]string{active, c.Name, c.Type, strings.Join(st.refs[c.Name], ", ")}, deliveryCells(deliveries[c.Name])...))
 	}
 	if len(rows) == 0 {
 		fmt.Fprintln(cli.Out, "No notification configured (see the notification folder, config_paths.notification_dir)")
 		return nil
 	}
-	renderTable(cli.Out, []string{"Active", "Name", "Type", "Profile name"}, rows)
+	renderTable(cli.Out, append([]string{"Active", "Name", "Type", "Profile name"}, deliveryHeader()...), rows)
 	return nil
+}
+
+// deliveryHeader names deliveryCells' columns: the LAPI's figures since it
+// started, as the dashboard shows them.
+func deliveryHeader() []string {
+	return []string{"Sent", "Failed", "Waiting", "Last sent", "Last error"}
 }
 
 func nonNil(s []string) []string {

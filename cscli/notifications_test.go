@@ -11,6 +11,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/rampart-ips/rampart/internal/lapitest"
+	"github.com/rampart-ips/rampart/lapi/profiles"
+	"github.com/rampart-ips/rampart/models"
 )
 
 // webhook is a loopback endpoint keeping the bodies it receives; it
@@ -111,7 +116,10 @@ func TestNotificationsListInspect(t *testing.T) {
 		t.Errorf("order:\n%s", out)
 	}
 	raw := env.mustRun(t, "notifications", "list", "-o", "raw")
-	if want := "Name,Type,Profile name\nhook,http,default_ip_remediation\nbroken,http,\nspare,file,\n"; raw != want {
+	// The delivery columns are dashes: this LAPI was started without the
+	// notifications (TestNotificationsListDeliveries has them).
+	if want := "Name,Type,Profile name,Sent,Failed,Waiting,Last sent,Last error\nhook,http,default_ip_remediation,-,-,-,-,\n" +
+		"broken,http,,-,-,-,-,\nspare,file,,-,-,-,-,\n"; raw != want {
 		t.Errorf("raw:\n%s\nwant\n%s", raw, want)
 	}
 	var list map[string]struct {
@@ -206,5 +214,81 @@ func TestNotificationsReinject(t *testing.T) {
 	}
 	if _, _, err := env.run(t, nil, "notifications", "reinject", "999999"); err == nil {
 		t.Error("reinject of a missing alert succeeded")
+	}
+}
+
+// TestNotificationsListDeliveries lists what the LAPI's notification did:
+// a message refused once, then delivered on its retry.
+func TestNotificationsListDeliveries(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if calls++; calls == 1 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(hs.Close)
+	dir := t.TempDir()
+	notifDir, profPath := filepath.Join(dir, "notifications"), filepath.Join(dir, "profiles.toml")
+	if err := os.MkdirAll(notifDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(p, s string) {
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(notifDir, "http.toml"), "type = \"http\"\nname = \"flaky\"\nformat = \"x\"\nmax_retry = 3\nurl = \""+hs.URL+"\"\n")
+	write(profPath, `
+[[profile]]
+name = "default_ip_remediation"
+filters = ["Alert.Remediation == true && Alert.GetScope() == 'Ip'"]
+decisions = [{type = "ban", duration = "4h"}]
+notifications = ["flaky"]
+on_success = "break"
+`)
+	prof, err := profiles.Load(profPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := lapitest.StartNotifying(t, filepath.Join(dir, "crowdsec.db"), prof, notifDir)
+	env := newLAPIEnv(t, dir, l)
+	conf, err := os.ReadFile(env.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(env.cfgPath, "[config_paths]\nnotification_dir = "+strconv.Quote(notifDir)+"\n\n"+
+		strings.Replace(string(conf), "[api.server]\n", "[api.server]\nprofiles_path = "+strconv.Quote(profPath)+"\n", 1))
+
+	pushAgentAlert(t, env, "192.0.2.70", true)
+	deadline := time.Now().Add(30 * time.Second)
+	for st := l.Server.Notifications().Stats(); st[0].Sent == 0; st = l.Server.Notifications().Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never delivered: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	var list map[string]struct {
+		Deliveries *models.NotificationStatus `json:"deliveries"`
+	}
+	if err := json.Unmarshal([]byte(env.mustRun(t, "notifications", "list", "-o", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	d := list["flaky"].Deliveries
+	if d == nil || d.Sent != 1 || d.Failed != 0 || d.Queued != 0 || d.LastSent == nil || d.LastErrorAt == nil ||
+		d.LastError != "HTTP status 503: busy" || len(d.Recent) != 1 || d.Recent[0].Attempts != 2 || d.Recent[0].Error != "" {
+		t.Fatalf("deliveries: %+v", d)
+	}
+	raw := env.mustRun(t, "notifications", "list", "-o", "raw")
+	want := "Name,Type,Profile name,Sent,Failed,Waiting,Last sent,Last error\nflaky,http,default_ip_remediation,1,0,0," +
+		d.LastSent.UTC().Format(time.RFC3339) + "," + d.LastErrorAt.UTC().Format(time.RFC3339) + ": HTTP status 503: busy\n"
+	if raw != want {
+		t.Errorf("raw:\n%s\nwant\n%s", raw, want)
+	}
+	if out := env.mustRun(t, "notifications", "list"); !strings.Contains(out, "Last error") || !strings.Contains(out, "HTTP status 503: busy") {
+		t.Errorf("table:\n%s", out)
 	}
 }

@@ -15,22 +15,58 @@ import (
 
 // fillDecisions stores n IPv4 bans directly (the HTTP path is measured elsewhere).
 func fillDecisions(tb testing.TB, l *testLAPI, n int) {
+	fillDecisionsOf(tb, l, 0, n, "cscli-import", "manual import")
+}
+
+// fillDecisionsOf stores the IPv4 bans number from to to-1 with origin
+// and scenario, in alerts of up to 50,000.
+func fillDecisionsOf(tb testing.TB, l *testLAPI, from, to int, origin, scenario string) {
 	tb.Helper()
 	now := time.Now()
 	const batch = 50_000
-	for start := 0; start < n; start += batch {
-		end := min(start+batch, n)
+	for start := from; start < to; start += batch {
+		end := min(start+batch, to)
 		ds := make([]store.NewDecision, 0, end-start)
 		for i := start; i < end; i++ {
 			v := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
 			r, _ := store.ParseRange(v)
 			ds = append(ds, store.NewDecision{UUID: fmt.Sprintf("6f1c3e2a-0000-4000-8000-%012d", i), Until: now.Add(4 * time.Hour),
-				Scenario: "manual import", Type: "ban", Scope: "Ip", Value: v, Origin: "cscli-import", Range: r})
+				Scenario: scenario, Type: "ban", Scope: "Ip", Value: v, Origin: origin, Range: r})
 		}
-		a := &models.Alert{Scenario: "manual import", Source: &models.Source{Scope: "cscli-import", Value: "import"}}
+		a := &models.Alert{Scenario: scenario, Source: &models.Source{Scope: origin, Value: "import"}}
 		if _, err := l.Store.CreateAlerts(context.Background(), []store.NewAlert{{Alert: a, UUID: fmt.Sprintf("bench-%d", start), StartAt: now, StopAt: now, Decisions: ds}}); err != nil {
 			tb.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkUISummary1M is one refresh of the dashboard (GET
+// /ui/api/summary) with 1M active decisions of several origins, unfiltered
+// and filtered on the oldest origin; cpu-ms/op is the process's CPU.
+func BenchmarkUISummary1M(b *testing.B) {
+	l := startLAPI(&testing.T{}, nil)
+	defer l.Stop()
+	fillDecisionsOf(b, l, 0, 100_000, "cscli", "manual ban")
+	fillDecisionsOf(b, l, 100_000, 400_000, "lists", "lists:feed-a")
+	fillDecisionsOf(b, l, 400_000, 500_000, "lists", "lists:feed-b")
+	fillDecisionsOf(b, l, 500_000, 1_000_000, "CAPI", "crowdsecurity/ssh-bf")
+	for _, q := range []string{"", "?origin=cscli"} {
+		b.Run("filter="+q, func(b *testing.B) {
+			cpu0 := cpuTime()
+			for i := 0; i < b.N; i++ {
+				resp, err := http.Get(l.URL + "/ui/api/summary" + q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 {
+					b.Fatalf("status %d err %v", resp.StatusCode, err)
+				}
+			}
+			// The LAPI serves in this process: its CPU is counted.
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e6, "cpu-ms/op")
+		})
 	}
 }
 

@@ -190,8 +190,19 @@ func (d *dbCollector) refresh(now time.Time) []prometheus.Metric {
 	if ds, err := d.store.CountActiveDecisions(ctx, now); err != nil {
 		d.log.Warnf("counting active decisions for metrics: %v", err)
 	} else {
+		// The gauge has no scope label: sum the scopes of each series.
+		type series struct{ scenario, origin, typ string }
+		sums := map[series]int64{}
+		var order []series
 		for _, c := range ds {
-			out = append(out, prometheus.MustNewConstMetric(d.decisions, prometheus.GaugeValue, float64(c.Count), c.Scenario, c.Origin, c.Type))
+			k := series{c.Scenario, c.Origin, c.Type}
+			if _, ok := sums[k]; !ok {
+				order = append(order, k)
+			}
+			sums[k] += c.Count
+		}
+		for _, k := range order {
+			out = append(out, prometheus.MustNewConstMetric(d.decisions, prometheus.GaugeValue, float64(sums[k]), k.scenario, k.origin, k.typ))
 		}
 	}
 	if as, err := d.store.CountAlertsByScenario(ctx); err != nil {

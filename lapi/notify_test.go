@@ -52,8 +52,9 @@ func (h *hook) got() []string {
 }
 
 // notifyLAPI starts a LAPI whose profile bans every IP alert for 4h and
-// notifies "hook", an http notification posting to url.
-func notifyLAPI(t *testing.T, url string, extra string) *testLAPI {
+// notifies "hook", an http notification posting to url; mutate adjusts
+// the rest of its configuration.
+func notifyLAPI(t *testing.T, url string, extra string, mutate ...func(*csconfig.Config)) *testLAPI {
 	t.Helper()
 	dir := t.TempDir()
 	prof := filepath.Join(dir, "profiles.toml")
@@ -74,6 +75,9 @@ format = '''{{range .}}{{.Scenario}} from {{.Source.IP}}: {{range .Decisions}}{{
 	return startLAPIAt(t, filepath.Join(dir, "crowdsec.db"), func(c *csconfig.Config) {
 		c.API.Server.ProfilesPath = prof
 		c.ConfigPaths.NotificationDir = filepath.Join(dir, "notifications")
+		for _, m := range mutate {
+			m(c)
+		}
 	})
 }
 

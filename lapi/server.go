@@ -193,6 +193,7 @@ func (s *Server) routes() *echo.Echo {
 	v1.GET("/allowlists/:name", s.getAllowlist, j)
 	v1.GET("/blocklists", s.listBlocklists, j)
 	v1.POST("/blocklists/refresh", s.refreshBlocklists, j)
+	v1.GET("/notifications", s.listNotifications, j)
 
 	v1.GET("/decisions", s.getDecisions, bo)
 	v1.HEAD("/decisions", s.getDecisions, bo)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"embed"
+	"fmt"
 	"math"
 	"net/http"
 	"path"
@@ -27,7 +28,8 @@ const (
 	uiHours        = 24
 	uiMaxBouncers  = 100
 	uiMaxAgents    = 100
-	uiMaxSources   = 50 // per agent
+	uiMaxSources   = 50  // per agent
+	uiMaxFilter    = 256 // bytes of an origin or list name in the decision filter
 )
 
 // uiRoutes registers the read-only status page. It has no login of its own,
@@ -92,26 +94,18 @@ type uiSummary struct {
 	Bouncers  []uiBouncer     `json:"bouncers"`
 	Agents    []uiAgent       `json:"agents"`
 	Truncated bool            `json:"decisions_truncated"`
+	// Filter is the decision list's filter (?origin=&list=), as applied.
+	Filter store.UIOriginFilter `json:"decisions_filter"`
+	// Origins counts every active decision by where it came from.
+	Origins []store.UIOrigin `json:"decision_origins"`
 	// Notifications are the deliveries since the LAPI started.
-	Notifications []uiNotification `json:"notifications"`
+	Notifications []models.NotificationStatus `json:"notifications"`
 }
 
-// uiNotification is one notification's deliveries; the times are null
-// when nothing happened yet.
-type uiNotification struct {
-	Name        string     `json:"name"`
-	Type        string     `json:"type"`
-	Sent        uint64     `json:"sent"`
-	Failed      uint64     `json:"failed"`
-	Dropped     uint64     `json:"dropped"`
-	Queued      int        `json:"queued"`
-	LastSent    *time.Time `json:"last_sent"`
-	LastError   string     `json:"last_error"`
-	LastErrorAt *time.Time `json:"last_error_at"`
-}
-
-func (s *Server) uiNotifications() []uiNotification {
-	out := []uiNotification{}
+// notificationStatuses is every notification's deliveries, for the page
+// and GET /v1/notifications alike.
+func (s *Server) notificationStatuses() []models.NotificationStatus {
+	out := []models.NotificationStatus{}
 	opt := func(t time.Time) *time.Time {
 		if t.IsZero() {
 			return nil
@@ -119,11 +113,21 @@ func (s *Server) uiNotifications() []uiNotification {
 		return new(t.UTC())
 	}
 	for _, st := range s.notify.Stats() {
-		out = append(out, uiNotification{Name: st.Name, Type: st.Type, Sent: st.Sent, Failed: st.Failed,
-			Dropped: st.Dropped, Queued: st.Queued, LastSent: opt(st.LastSent), LastError: st.LastError,
-			LastErrorAt: opt(st.LastErrorAt)})
+		n := models.NotificationStatus{Name: st.Name, Type: st.Type, Sent: st.Sent, Failed: st.Failed,
+			Dropped: st.Dropped, Queued: st.Queued, Retrying: st.Retrying, LastSent: opt(st.LastSent),
+			LastError: st.LastError, LastErrorAt: opt(st.LastErrorAt), Recent: make([]models.NotificationDelivery, len(st.Recent))}
+		for i, d := range st.Recent {
+			n.Recent[i] = models.NotificationDelivery{At: d.At.UTC(), Alerts: d.Alerts, Attempts: d.Attempts, Error: d.Error}
+		}
+		out = append(out, n)
 	}
 	return out
+}
+
+// listNotifications reports the notifications' deliveries (GET
+// /v1/notifications, cscli notifications list).
+func (s *Server) listNotifications(c echo.Context) error {
+	return c.JSON(http.StatusOK, s.notificationStatuses())
 }
 
 // uiBouncer adds the traffic a bouncer reported dropping (usage metrics,
@@ -163,7 +167,18 @@ func (s *Server) uiSummary(c echo.Context) error {
 	ctx := c.Request().Context()
 	now := s.now()
 	out := uiSummary{Now: now.UTC()}
-	ds, err := s.store.UIActiveDecisions(ctx, now, uiMaxDecisions+1)
+	out.Filter = store.UIOriginFilter{Origin: c.QueryParam("origin"), List: c.QueryParam("list")}
+	if len(out.Filter.Origin) > uiMaxFilter || len(out.Filter.List) > uiMaxFilter {
+		return jsonError(c, http.StatusBadRequest, fmt.Sprintf("origin and list are at most %d bytes", uiMaxFilter))
+	}
+	if out.Filter.Origin == "" {
+		out.Filter.List = ""
+	}
+	var err error
+	if out.Origins, err = s.store.UIDecisionOrigins(ctx, now); err != nil {
+		return s.storeError(c, err)
+	}
+	ds, err := s.store.UIActiveDecisions(ctx, now, out.Filter, uiMaxDecisions+1)
 	if err != nil {
 		return s.storeError(c, err)
 	}
@@ -192,7 +207,7 @@ func (s *Server) uiSummary(c echo.Context) error {
 	if out.Agents, err = s.uiAgents(ctx); err != nil {
 		return s.storeError(c, err)
 	}
-	out.Notifications = s.uiNotifications()
+	out.Notifications = s.notificationStatuses()
 	return c.JSON(http.StatusOK, out)
 }
 

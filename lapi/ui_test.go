@@ -1,12 +1,20 @@
 package lapi
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rampart-ips/rampart/capi"
 	"github.com/rampart-ips/rampart/csconfig"
+	"github.com/rampart-ips/rampart/internal/capitest"
 	"github.com/rampart-ips/rampart/models"
 )
 
@@ -65,6 +73,21 @@ type uiSummaryReply struct {
 		Value, Scope, Type, Scenario, Origin string
 		ExpiresIn                            int64 `json:"expires_in"`
 	}
+	Filter struct {
+		Origin, List string
+	} `json:"decisions_filter"`
+	Origins []struct {
+		Origin string
+		Count  int64
+		Types  map[string]int64
+		Scopes map[string]int64
+		Lists  []struct {
+			Name   string
+			Count  int64
+			Types  map[string]int64
+			Scopes map[string]int64
+		}
+	} `json:"decision_origins"`
 	HourStart time.Time `json:"hour_start"`
 	PerHour   []int64   `json:"alerts_per_hour"`
 	Scenarios []struct {
@@ -90,14 +113,7 @@ type uiSummaryReply struct {
 		}
 		SourcesTruncated bool `json:"sources_truncated"`
 	}
-	Notifications []struct {
-		Name, Type            string
-		Sent, Failed, Dropped uint64
-		Queued                int
-		LastSent              *time.Time `json:"last_sent"`
-		LastError             string     `json:"last_error"`
-		LastErrorAt           *time.Time `json:"last_error_at"`
-	}
+	Notifications []models.NotificationStatus
 }
 
 // usageWindow is one window of usage items, ending now.
@@ -311,4 +327,166 @@ func deref[T any](p *T) any {
 		return nil
 	}
 	return *p
+}
+
+// TestUIDecisionOrigins fills a LAPI from every origin (cscli, an agent's
+// alert, a blocklist feed on loopback, the Central API's community list
+// and one of its linked lists) and reads the dashboard: the counts by
+// origin and list are exact, the decision list filters on them, and the
+// notification (refused once by its webhook, then taking every message)
+// shows its deliveries.
+func TestUIDecisionOrigins(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	wh := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if calls++; calls == 1 {
+			http.Error(w, "not now", http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(wh.Close)
+	feed := newFeedServer(t)
+	feed.set("", "203.0.113.1\n203.0.113.2\n203.0.113.64/26\n", "")
+	l := notifyLAPI(t, wh.URL, "max_retry = 3\n", func(c *csconfig.Config) {
+		c.Blocklists = []csconfig.Blocklist{blocklistCfg("feed", feed.URL)}
+	})
+
+	l.push(manualAlert("192.0.2.1", "Ip", "4h", "cscli"), manualAlert("192.0.2.16/28", "Range", "4h", "cscli"))
+	l.push(agentAlert("198.51.100.9", "crowdsecurity/ssh-bf"))
+	if status, _, msg := l.refreshLists(""); status != 200 {
+		t.Fatalf("blocklist refresh: %d %s", status, msg)
+	}
+	cs := capitest.Start(t)
+	cs.AddMachine("capi-login", "capi-password-0123456789")
+	startup := capitest.Community("crowdsecurity/ssh-bf", 4, "24h")
+	startup.Links = &capi.StreamLinks{Blocklists: []capi.BlocklistLink{{Name: "firehol", URL: cs.ListURL("firehol"),
+		Remediation: "captcha", Scope: "ip", Duration: "24h"}}}
+	cs.SetStartup(startup)
+	cs.SetList("firehol", &capitest.List{Body: "192.0.2.200\n192.0.2.201\n"})
+	client, err := capi.NewClient(capi.ClientConfig{URL: cs.URL(), Login: "capi-login", Password: "capi-password-0123456789",
+		Scenarios: l.Store.MachineScenarios, Tokens: l.Store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := capi.New(capi.Options{Client: client, Store: l.Store, Filter: l.Server.FilterPulled, PullCommunity: true, PullBlocklists: true})
+	if err := svc.Pull(context.Background(), true); err != nil {
+		t.Fatalf("pulling from the Central API: %v", err)
+	}
+
+	s := l.uiSummary()
+	type list struct {
+		Name          string
+		Count         int64
+		Types, Scopes map[string]int64
+	}
+	type origin struct {
+		Origin        string
+		Count         int64
+		Types, Scopes map[string]int64
+		Lists         []list
+	}
+	type m = map[string]int64
+	want := []origin{
+		{"lists", 5, m{"ban": 3, "captcha": 2}, m{"Ip": 4, "Range": 1}, []list{
+			{"lists:feed", 3, m{"ban": 3}, m{"Ip": 2, "Range": 1}},
+			{"firehol", 2, m{"captcha": 2}, m{"Ip": 2}},
+		}},
+		{"CAPI", 4, m{"ban": 4}, m{"Ip": 4}, nil},
+		{"cscli", 2, m{"ban": 2}, m{"Ip": 1, "Range": 1}, nil},
+		{"crowdsec", 1, m{"ban": 1}, m{"Ip": 1}, nil},
+	}
+	var got []origin
+	for _, o := range s.Origins {
+		g := origin{o.Origin, o.Count, o.Types, o.Scopes, nil}
+		for _, l := range o.Lists {
+			g.Lists = append(g.Lists, list(l))
+		}
+		got = append(got, g)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("origins:\n%+v\nwant\n%+v", got, want)
+	}
+	if len(s.Decisions) != 12 || s.Filter.Origin != "" {
+		t.Errorf("unfiltered: %d decisions, filter %+v", len(s.Decisions), s.Filter)
+	}
+
+	for _, tc := range []struct {
+		query  string
+		values []string
+	}{
+		{"?origin=cscli", []string{"192.0.2.16/28", "192.0.2.1"}},
+		{"?origin=lists&list=firehol", []string{"192.0.2.201", "192.0.2.200"}},
+		{"?origin=lists&list=lists:feed", []string{"203.0.113.64/26", "203.0.113.2", "203.0.113.1"}},
+		{"?origin=crowdsec", []string{"198.51.100.9"}},
+		{"?origin=nobody", nil},
+		{"?list=firehol", nil}, // a list without its origin is no filter
+	} {
+		r := l.send("GET", "/ui/api/summary"+tc.query, hdr(), nil)
+		var f uiSummaryReply
+		if r.Status != 200 || json.Unmarshal(r.Body, &f) != nil {
+			t.Fatalf("%s: %s", tc.query, r)
+		}
+		var vals []string
+		for _, d := range f.Decisions {
+			vals = append(vals, d.Value)
+		}
+		if tc.query == "?list=firehol" {
+			if len(vals) != 12 || f.Filter.List != "" {
+				t.Errorf("%s: %d decisions, filter %+v", tc.query, len(vals), f.Filter)
+			}
+			continue
+		}
+		// The order within one store call is the feed's or the pull's:
+		// compare as sets, the newest call first being checked above.
+		if !sameSet(vals, tc.values) || len(f.Origins) != 4 {
+			t.Errorf("%s: decisions %q, want %q", tc.query, vals, tc.values)
+		}
+	}
+	expectMsg(t, "long filter", l.send("GET", "/ui/api/summary?origin="+strings.Repeat("x", 300), hdr(), nil), 400,
+		"origin and list are at most 256 bytes")
+
+	// Two alerts matched the profile (an Ip scope; not the Range, nor the
+	// pulled ones): the first message was refused once, then sent on its
+	// retry.
+	var n models.NotificationStatus
+	eventually(t, "two messages delivered", func() bool {
+		ns := l.uiSummary().Notifications
+		if len(ns) != 1 {
+			return false
+		}
+		n = ns[0]
+		return n.Sent == 2 && n.Queued == 0
+	})
+	if n.Name != "hook" || n.Failed != 0 || n.Dropped != 0 || n.Retrying != 0 || n.LastSent == nil ||
+		n.LastError != "HTTP status 503: not now" || n.LastErrorAt == nil || len(n.Recent) != 2 {
+		t.Fatalf("notification: %+v", n)
+	}
+	// Newest first: the first message, retried, is the last row.
+	for i, d := range n.Recent {
+		wantAttempts := 1
+		if i == 1 {
+			wantAttempts = 2
+		}
+		if d.Alerts != 1 || d.Attempts != wantAttempts || d.Error != "" || d.At.IsZero() {
+			t.Errorf("delivery %d: %+v, want 1 alert sent in %d attempts", i, d, wantAttempts)
+		}
+	}
+	// GET /v1/notifications (cscli notifications list) says the same, to a
+	// logged-in machine only.
+	status, body := l.do("GET", "/v1/notifications", l.jwtHeaders(), nil)
+	var api []models.NotificationStatus
+	if status != 200 || json.Unmarshal(body, &api) != nil || len(api) != 1 || api[0].Sent != 2 || len(api[0].Recent) != 2 {
+		t.Errorf("GET /v1/notifications: %d %s", status, body)
+	}
+	if status, _ := l.do("GET", "/v1/notifications", nil, nil); status != 401 {
+		t.Errorf("GET /v1/notifications without a token: %d, want 401", status)
+	}
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }

@@ -24,6 +24,10 @@ const (
 	retryMax = 30 * time.Second
 )
 
+// RecentDeliveries is how many message outcomes each notification keeps
+// for the dashboard and cscli notifications list.
+const RecentDeliveries = 20
+
 // dropLogEvery bounds the overflow warnings: a flood would otherwise log
 // one line per alert.
 const dropLogEvery = 10 * time.Second
@@ -55,12 +59,27 @@ type Stats struct {
 	// Dropped counts alerts lost before any message: the queue was full
 	// or the alert could not be read back.
 	Dropped uint64
-	// Queued is how many alerts wait now.
+	// Queued is how many alerts wait now, those of a message being
+	// retried included.
 	Queued int
+	// Retrying is how many alerts the message being retried holds: an
+	// attempt failed, and it is neither sent nor given up yet (0: none).
+	Retrying int
 	// LastSent is when a message last got through; LastError says why
 	// the last failed attempt failed, and when (zero: none yet).
 	LastSent, LastErrorAt time.Time
 	LastError             string
+	// Recent are the outcomes of the last RecentDeliveries messages,
+	// newest first.
+	Recent []Delivery
+}
+
+// Delivery is the outcome of one message: sent (Error empty) or given up.
+type Delivery struct {
+	At       time.Time
+	Alerts   int // in the message
+	Attempts int // the rendering failing counts as one
+	Error    string
 }
 
 // Broker delivers alerts to notifications: one bounded queue and one
@@ -86,12 +105,15 @@ type worker struct {
 	// waiting counts the alerts queued or grouped, not yet sent or given
 	// up: raised before the queue takes one, so it is never short.
 	waiting     atomic.Int64
+	retrying    atomic.Int64 // alerts of the message being retried
 	lastDropLog atomic.Int64 // unix nanoseconds
 
 	mu          sync.Mutex // guards the fields below
 	lastSent    time.Time
 	lastErr     string
 	lastErrTime time.Time
+	recent      [RecentDeliveries]Delivery // a ring; recentN entries, the next at recentN % len
+	recentN     int
 }
 
 // note records the outcome of an attempt for Stats.
@@ -104,6 +126,14 @@ func (w *worker) note(err error) {
 		return
 	}
 	w.lastErr, w.lastErrTime = err.Error(), now
+}
+
+// record keeps the outcome of a message among the recent ones.
+func (w *worker) record(d Delivery) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.recent[w.recentN%len(w.recent)] = d
+	w.recentN++
 }
 
 // NewBroker prepares a worker for every notification; src reads the
@@ -198,9 +228,14 @@ func (b *Broker) Stats() []Stats {
 	for _, n := range b.order {
 		w := b.workers[n]
 		st := Stats{Name: n, Type: w.cfg.Type, Sent: w.sent.Load(), Failed: w.failed.Load(),
-			Dropped: w.dropped.Load(), Queued: int(w.waiting.Load())}
+			Dropped: w.dropped.Load(), Queued: int(w.waiting.Load()), Retrying: int(w.retrying.Load())}
 		w.mu.Lock()
 		st.LastSent, st.LastError, st.LastErrorAt = w.lastSent, w.lastErr, w.lastErrTime
+		n := min(w.recentN, len(w.recent))
+		st.Recent = make([]Delivery, 0, n)
+		for i := 1; i <= n; i++ {
+			st.Recent = append(st.Recent, w.recent[(w.recentN-i)%len(w.recent)])
+		}
 		w.mu.Unlock()
 		out = append(out, st)
 	}
@@ -297,16 +332,31 @@ func (w *worker) read(ctx context.Context, id int64) (*models.Alert, error) {
 	return w.b.src.GetAlert(ctx, id, w.b.now())
 }
 
-// send renders and delivers one message, counting the outcome.
+// send renders and delivers one message, counting and recording the
+// outcome.
 func (w *worker) send(ctx context.Context, alerts []*models.Alert) {
-	err := deliverNoting(ctx, w.cfg, w.sender, alerts, w.cfg.policy(w.b.retryMin, w.b.retryMax), w.log, w.note)
+	attempts := 0
+	note := func(err error) {
+		attempts++
+		w.note(err)
+		if err != nil {
+			// Cleared below when no retry follows.
+			w.retrying.Store(int64(len(alerts)))
+		}
+	}
+	err := deliverNoting(ctx, w.cfg, w.sender, alerts, w.cfg.policy(w.b.retryMin, w.b.retryMax), w.log, note)
+	w.retrying.Store(0)
+	d := Delivery{At: w.b.now(), Alerts: len(alerts), Attempts: attempts}
 	switch {
 	case err == nil:
 		w.sent.Add(1)
+		w.record(d)
 	case ctx.Err() != nil:
 		// Stopping: neither sent nor given up.
 	default:
 		w.failed.Add(1)
+		d.Error = err.Error()
+		w.record(d)
 		w.log.WithError(err).WithField("alerts", len(alerts)).Error("notification not delivered")
 	}
 }

@@ -2,8 +2,11 @@ package notify
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,5 +169,74 @@ func TestGroupIsBounded(t *testing.T) {
 	}
 	if s := stats(b, "g"); s.Queued != 0 || s.Dropped != 0 {
 		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestDeliveriesRecorded follows one message failing, being retried and
+// getting through, and one given up: the figures say which message is
+// being retried and keep each outcome, newest first, bounded. The webhook's
+// secret query never shows in an error.
+func TestDeliveriesRecorded(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	var mu sync.Mutex
+	calls := 0
+	inSecond, release := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		switch {
+		case n == 1:
+			w.WriteHeader(http.StatusInternalServerError)
+		case n == 2:
+			close(inSecond)
+			<-release
+		case r.URL.Query().Get("fail") != "":
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	c := mustParse(t, "type = \"http\"\nname = \"h\"\nformat = '"+ipsFormat+"'\nmax_retry = 2\nurl = "+q(srv.URL+"/?token=s3cret"))
+	b := runBroker(t, st, c)
+	b.Enqueue([]string{"h"}, storeAlert(t, st, "192.0.2.1", "s"))
+	<-inSecond
+	if s := stats(b, "h"); s.Retrying != 1 || s.Queued != 1 || s.Sent != 0 || !strings.Contains(s.LastError, "HTTP status 500") || len(s.Recent) != 0 {
+		t.Errorf("during the retry: %+v", s)
+	}
+	close(release)
+	waitFor(t, "the message delivered", func() bool { return stats(b, "h").Sent == 1 })
+	s := stats(b, "h")
+	if s.Retrying != 0 || s.Queued != 0 || len(s.Recent) != 1 || s.LastSent.IsZero() {
+		t.Fatalf("after the retry: %+v", s)
+	}
+	if d := s.Recent[0]; d.Alerts != 1 || d.Attempts != 2 || d.Error != "" || d.At.IsZero() {
+		t.Errorf("delivery %+v: want 1 alert in 2 attempts, sent", d)
+	}
+
+	// Given up after max_retry, on a connection refused: its error names
+	// the endpoint without its query.
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	c2 := mustParse(t, "type = \"http\"\nname = \"d\"\nformat = '"+ipsFormat+"'\nmax_retry = 1\nurl = "+q(deadURL+"/hook?token=s3cret"))
+	b2 := runBroker(t, st, c2)
+	for i := 1; i <= RecentDeliveries+2; i++ {
+		b2.Enqueue([]string{"d"}, storeAlert(t, st, fmt.Sprintf("192.0.2.%d", i), "s"))
+	}
+	waitFor(t, "every message given up", func() bool { return stats(b2, "d").Failed == RecentDeliveries+2 })
+	s = stats(b2, "d")
+	if len(s.Recent) != RecentDeliveries || s.Retrying != 0 || s.Queued != 0 || !s.LastSent.IsZero() {
+		t.Fatalf("after giving up: %+v", s)
+	}
+	for i, d := range s.Recent {
+		if d.Attempts != 2 || d.Alerts != 1 || !strings.Contains(d.Error, "after 2 attempts") || !strings.Contains(d.Error, deadURL+"/hook") ||
+			strings.Contains(d.Error, "s3cret") || (i > 0 && d.At.After(s.Recent[i-1].At)) {
+			t.Errorf("delivery %d: %+v", i, d)
+		}
+	}
+	if strings.Contains(s.LastError, "s3cret") {
+		t.Errorf("last error shows the secret: %s", s.LastError)
 	}
 }

@@ -119,6 +119,13 @@ func (h *httpSender) send(ctx context.Context, text string) error {
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
+		// The error is shown on the dashboard and by cscli: it must not
+		// carry the URL, which can hold a credential (a Slack webhook's
+		// path, a token in a query).
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return fmt.Errorf("%s %s: %w", ue.Op, h.where(), ue.Err)
+		}
 		return err
 	}
 	defer resp.Body.Close()
@@ -130,6 +137,19 @@ func (h *httpSender) send(ctx context.Context, text string) error {
 		return &statusError{code: resp.StatusCode, body: strings.TrimSpace(string(snippet))}
 	}
 	return nil
+}
+
+// where names the endpoint without its secrets: a Slack webhook's URL is
+// its credential, and an http URL's query may hold one.
+func (h *httpSender) where() string {
+	if h.cfg.Type == TypeSlack {
+		return "the Slack webhook"
+	}
+	u, err := url.Parse(h.cfg.URL)
+	if err != nil || u.Host == "" {
+		return "the endpoint"
+	}
+	return u.Scheme + "://" + u.Host + u.Path
 }
 
 func (h *httpSender) close() error {

@@ -7,20 +7,21 @@ import (
 )
 
 // DecisionCount is the number of active decisions sharing a scenario
-// (upstream's "reason"), origin and type (its "action").
+// (upstream's "reason"), origin, type (its "action") and scope.
 type DecisionCount struct {
-	Scenario, Origin, Type string
-	Count                  int64
+	Scenario, Origin, Type, Scope string
+	Count                         int64
 }
 
 // CountActiveDecisions counts the active, unexpired decisions per
-// scenario, origin and type. The active ones are counted by triggers
-// (migration 3); those whose time ran out but that the once-a-second sweep
-// has not ended yet are subtracted through the (active, until) index. Both
-// reads are proportional to the number of groups and of such stragglers,
-// not to the table: the gauge costs the same at 10 or 1M decisions.
+// scenario, origin, type and scope. The active ones are counted by
+// triggers (migrations 3 and 8); those whose time ran out but that the
+// once-a-second sweep has not ended yet are subtracted through the
+// (active, until) index. Both reads are proportional to the number of
+// groups and of such stragglers, not to the table: the gauge costs the
+// same at 10 or 1M decisions.
 func (s *Store) CountActiveDecisions(ctx context.Context, now time.Time) ([]DecisionCount, error) {
-	type group struct{ scenario, origin, typ string }
+	type group struct{ scenario, origin, typ, scope string }
 	counts := map[group]int64{}
 	var order []group
 	read := func(q string, sign int64, args ...any) error {
@@ -32,7 +33,7 @@ func (s *Store) CountActiveDecisions(ctx context.Context, now time.Time) ([]Deci
 		for rows.Next() {
 			var g group
 			var n int64
-			if err := rows.Scan(&g.scenario, &g.origin, &g.typ, &n); err != nil {
+			if err := rows.Scan(&g.scenario, &g.origin, &g.typ, &g.scope, &n); err != nil {
 				return fmt.Errorf("counting active decisions: %w", err)
 			}
 			if _, ok := counts[g]; !ok {
@@ -42,17 +43,17 @@ func (s *Store) CountActiveDecisions(ctx context.Context, now time.Time) ([]Deci
 		}
 		return rows.Err()
 	}
-	if err := read(`SELECT scenario, origin, type, n FROM active_decision_counts WHERE n > 0`, 1); err != nil {
+	if err := read(`SELECT scenario, origin, type, scope, n FROM active_decision_counts WHERE n > 0`, 1); err != nil {
 		return nil, err
 	}
-	if err := read(`SELECT scenario, origin, type, COUNT(*) FROM decisions WHERE active = TRUE AND until <= ?
-		GROUP BY scenario, origin, type`, -1, now.UnixNano()); err != nil {
+	if err := read(`SELECT scenario, origin, type, scope, COUNT(*) FROM decisions WHERE active = TRUE AND until <= ?
+		GROUP BY scenario, origin, type, scope`, -1, now.UnixNano()); err != nil {
 		return nil, err
 	}
 	var out []DecisionCount
 	for _, g := range order {
 		if n := counts[g]; n > 0 {
-			out = append(out, DecisionCount{Scenario: g.scenario, Origin: g.origin, Type: g.typ, Count: n})
+			out = append(out, DecisionCount{Scenario: g.scenario, Origin: g.origin, Type: g.typ, Scope: g.scope, Count: n})
 		}
 	}
 	return out, nil

@@ -15,8 +15,8 @@ import (
 // naiveActiveCounts is the full-table grouping the triggers replace.
 func naiveActiveCounts(t *testing.T, s *Store, now time.Time) []DecisionCount {
 	t.Helper()
-	rows, err := s.r.QueryContext(context.Background(), `SELECT scenario, origin, type, COUNT(*) FROM decisions
-		WHERE active AND until > ? GROUP BY scenario, origin, type`, now.UnixNano())
+	rows, err := s.r.QueryContext(context.Background(), `SELECT scenario, origin, type, scope, COUNT(*) FROM decisions
+		WHERE active AND until > ? GROUP BY scenario, origin, type, scope`, now.UnixNano())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +24,7 @@ func naiveActiveCounts(t *testing.T, s *Store, now time.Time) []DecisionCount {
 	var out []DecisionCount
 	for rows.Next() {
 		var d DecisionCount
-		if err := rows.Scan(&d.Scenario, &d.Origin, &d.Type, &d.Count); err != nil {
+		if err := rows.Scan(&d.Scenario, &d.Origin, &d.Type, &d.Scope, &d.Count); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, d)
@@ -34,7 +34,7 @@ func naiveActiveCounts(t *testing.T, s *Store, now time.Time) []DecisionCount {
 
 func sortCounts(c []DecisionCount) []DecisionCount {
 	slices.SortFunc(c, func(a, b DecisionCount) int {
-		return strings.Compare(a.Scenario+"\x00"+a.Origin+"\x00"+a.Type, b.Scenario+"\x00"+b.Origin+"\x00"+b.Type)
+		return strings.Compare(a.Scenario+"\x00"+a.Origin+"\x00"+a.Type+"\x00"+a.Scope, b.Scenario+"\x00"+b.Origin+"\x00"+b.Type+"\x00"+b.Scope)
 	})
 	return c
 }
@@ -50,10 +50,14 @@ func TestCountActiveDecisionsMatchesTable(t *testing.T) {
 		t.Helper()
 		ds := make([]NewDecision, n)
 		for i := range ds {
-			v := fmt.Sprintf("192.0.2.%d", i)
+			// Every third one a range: the counts are per scope too.
+			scope, v := "Ip", fmt.Sprintf("192.0.2.%d", i)
+			if i%3 == 2 {
+				scope, v = "Range", fmt.Sprintf("198.51.100.%d/32", i)
+			}
 			r, _ := ParseRange(v)
 			ds[i] = NewDecision{UUID: fmt.Sprintf("%s-%d", alertUUID, i), Until: now.Add(ttl), Scenario: scenario,
-				Type: typ, Scope: "Ip", Value: v, Origin: origin, Range: r}
+				Type: typ, Scope: scope, Value: v, Origin: origin, Range: r}
 		}
 		a := &models.Alert{Scenario: scenario, Source: &models.Source{Scope: "Ip", Value: "192.0.2.1"}}
 		if _, err := s.CreateAlerts(ctx, []NewAlert{{Alert: a, UUID: alertUUID, StartAt: now, StopAt: now, Decisions: ds}}); err != nil {

@@ -253,6 +253,41 @@ CREATE TABLE IF NOT EXISTS capi_signals (
 	body TEXT NOT NULL
 );
 `,
+	// 8: the active decision counts (migration 3) also per scope, for the
+	// dashboard's counts by origin; recounted once from the table.
+	`
+DROP TRIGGER IF EXISTS decisions_count_insert;
+DROP TRIGGER IF EXISTS decisions_count_end;
+DROP TRIGGER IF EXISTS decisions_count_revive;
+DROP TRIGGER IF EXISTS decisions_count_delete;
+DROP TABLE IF EXISTS active_decision_counts;
+CREATE TABLE active_decision_counts (
+	scenario TEXT NOT NULL,
+	origin TEXT NOT NULL,
+	type TEXT NOT NULL,
+	scope TEXT NOT NULL,
+	n INTEGER NOT NULL,
+	PRIMARY KEY (scenario, origin, type, scope)
+) WITHOUT ROWID;
+CREATE TRIGGER decisions_count_insert AFTER INSERT ON decisions WHEN NEW.active BEGIN
+	INSERT INTO active_decision_counts (scenario, origin, type, scope, n) VALUES (NEW.scenario, NEW.origin, NEW.type, NEW.scope, 1)
+		ON CONFLICT (scenario, origin, type, scope) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER decisions_count_end AFTER UPDATE OF active ON decisions WHEN OLD.active AND NOT NEW.active BEGIN
+	UPDATE active_decision_counts SET n = n - 1
+		WHERE scenario = OLD.scenario AND origin = OLD.origin AND type = OLD.type AND scope = OLD.scope;
+END;
+CREATE TRIGGER decisions_count_revive AFTER UPDATE OF active ON decisions WHEN NEW.active AND NOT OLD.active BEGIN
+	INSERT INTO active_decision_counts (scenario, origin, type, scope, n) VALUES (NEW.scenario, NEW.origin, NEW.type, NEW.scope, 1)
+		ON CONFLICT (scenario, origin, type, scope) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER decisions_count_delete AFTER DELETE ON decisions WHEN OLD.active BEGIN
+	UPDATE active_decision_counts SET n = n - 1
+		WHERE scenario = OLD.scenario AND origin = OLD.origin AND type = OLD.type AND scope = OLD.scope;
+END;
+INSERT INTO active_decision_counts (scenario, origin, type, scope, n)
+	SELECT scenario, origin, type, scope, COUNT(*) FROM decisions WHERE active GROUP BY scenario, origin, type, scope;
+`,
 }
 
 // migrationStep is the work of migration v that SQL alone cannot do, run

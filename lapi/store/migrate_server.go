@@ -229,6 +229,53 @@ END $$`,
 	created_at BIGINT NOT NULL,
 	body TEXT NOT NULL)`,
 	},
+	// 4: SQLite's migration 8 (the active decision counts per scope too).
+	{
+		`DROP TRIGGER decisions_count_insert ON decisions`,
+		`DROP TRIGGER decisions_count_update ON decisions`,
+		`DROP TRIGGER decisions_count_delete ON decisions`,
+		`DROP TABLE active_decision_counts`,
+		`CREATE TABLE active_decision_counts (
+	scenario TEXT NOT NULL,
+	origin TEXT NOT NULL,
+	type TEXT NOT NULL,
+	scope TEXT NOT NULL,
+	n BIGINT NOT NULL,
+	PRIMARY KEY (scenario, origin, type, scope))`,
+		`CREATE OR REPLACE FUNCTION decisions_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO active_decision_counts (scenario, origin, type, scope, n)
+		SELECT scenario, origin, type, scope, COUNT(*) FROM new_rows WHERE active GROUP BY scenario, origin, type, scope
+		ON CONFLICT (scenario, origin, type, scope) DO UPDATE SET n = active_decision_counts.n + EXCLUDED.n;
+	RETURN NULL;
+END $$`,
+		`CREATE TRIGGER decisions_count_insert AFTER INSERT ON decisions REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION decisions_count_insert()`,
+		`CREATE OR REPLACE FUNCTION decisions_count_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO active_decision_counts (scenario, origin, type, scope, n)
+		SELECT scenario, origin, type, scope, SUM(d) FROM (
+			SELECT n.scenario, n.origin, n.type, n.scope, 1 AS d FROM new_rows n JOIN old_rows o ON o.id = n.id WHERE n.active AND NOT o.active
+			UNION ALL
+			SELECT o.scenario, o.origin, o.type, o.scope, -1 FROM new_rows n JOIN old_rows o ON o.id = n.id WHERE o.active AND NOT n.active
+		) changed GROUP BY scenario, origin, type, scope
+		ON CONFLICT (scenario, origin, type, scope) DO UPDATE SET n = active_decision_counts.n + EXCLUDED.n;
+	RETURN NULL;
+END $$`,
+		`CREATE TRIGGER decisions_count_update AFTER UPDATE ON decisions REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION decisions_count_update()`,
+		`CREATE OR REPLACE FUNCTION decisions_count_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE active_decision_counts c SET n = c.n - gone.k
+		FROM (SELECT scenario, origin, type, scope, COUNT(*) AS k FROM old_rows WHERE active GROUP BY scenario, origin, type, scope) gone
+		WHERE c.scenario = gone.scenario AND c.origin = gone.origin AND c.type = gone.type AND c.scope = gone.scope;
+	RETURN NULL;
+END $$`,
+		`CREATE TRIGGER decisions_count_delete AFTER DELETE ON decisions REFERENCING OLD TABLE AS old_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION decisions_count_delete()`,
+		`INSERT INTO active_decision_counts (scenario, origin, type, scope, n)
+	SELECT scenario, origin, type, scope, COUNT(*) FROM decisions WHERE active GROUP BY scenario, origin, type, scope`,
+	},
 }
 
 // mysqlTable is the table options of every MySQL/MariaDB table: InnoDB
@@ -429,5 +476,46 @@ END`,
 	id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
 	created_at BIGINT NOT NULL,
 	body LONGTEXT NOT NULL)` + mysqlTable,
+	},
+	// 3: SQLite's migration 8 (the active decision counts per scope too);
+	// a re-run counts again from the table.
+	{
+		`DROP TRIGGER IF EXISTS decisions_count_insert`,
+		`DROP TRIGGER IF EXISTS decisions_count_update`,
+		`DROP TRIGGER IF EXISTS decisions_count_delete`,
+		`DROP TABLE IF EXISTS active_decision_counts`,
+		`CREATE TABLE active_decision_counts (
+	scenario VARCHAR(255) NOT NULL,
+	origin VARCHAR(128) NOT NULL,
+	type VARCHAR(64) NOT NULL,
+	scope VARCHAR(128) NOT NULL,
+	n BIGINT NOT NULL,
+	PRIMARY KEY (scenario, origin, type, scope))` + mysqlTable,
+		`CREATE TRIGGER decisions_count_insert AFTER INSERT ON decisions FOR EACH ROW
+BEGIN
+	IF NEW.active THEN
+		INSERT INTO active_decision_counts (scenario, origin, type, scope, n) VALUES (NEW.scenario, NEW.origin, NEW.type, NEW.scope, 1)
+			ON DUPLICATE KEY UPDATE n = n + 1;
+	END IF;
+END`,
+		`CREATE TRIGGER decisions_count_update AFTER UPDATE ON decisions FOR EACH ROW
+BEGIN
+	IF OLD.active AND NOT NEW.active THEN
+		UPDATE active_decision_counts SET n = n - 1
+			WHERE scenario = OLD.scenario AND origin = OLD.origin AND type = OLD.type AND scope = OLD.scope;
+	ELSEIF NEW.active AND NOT OLD.active THEN
+		INSERT INTO active_decision_counts (scenario, origin, type, scope, n) VALUES (NEW.scenario, NEW.origin, NEW.type, NEW.scope, 1)
+			ON DUPLICATE KEY UPDATE n = n + 1;
+	END IF;
+END`,
+		`CREATE TRIGGER decisions_count_delete AFTER DELETE ON decisions FOR EACH ROW
+BEGIN
+	IF OLD.active THEN
+		UPDATE active_decision_counts SET n = n - 1
+			WHERE scenario = OLD.scenario AND origin = OLD.origin AND type = OLD.type AND scope = OLD.scope;
+	END IF;
+END`,
+		`INSERT INTO active_decision_counts (scenario, origin, type, scope, n)
+	SELECT scenario, origin, type, scope, COUNT(*) FROM decisions WHERE active GROUP BY scenario, origin, type, scope`,
 	},
 }

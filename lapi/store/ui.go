@@ -1,9 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -43,10 +45,27 @@ type UIBouncer struct {
 const uiLocalAlerts = `NOT EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id AND d.origin IN ('CAPI', 'lists'))
 	AND NOT (a.source_scope LIKE 'lists:%' OR a.source_scope = 'crowdsecurity/community-blocklist')`
 
-// UIActiveDecisions returns up to limit active decisions, newest first.
-func (s *Store) UIActiveDecisions(ctx context.Context, now time.Time, limit int) ([]UIDecision, error) {
+// UIOriginFilter narrows the page's decision list to one origin and, when
+// List is set, to one list (a decision's scenario under origin lists).
+type UIOriginFilter struct {
+	Origin string `json:"origin"`
+	List   string `json:"list"`
+}
+
+// UIActiveDecisions returns up to limit active decisions matching f (the
+// zero filter: all), the last stored first. By id, not created_at: walking
+// the primary key backwards stops at limit, where sorting on created_at
+// read and sorted every active decision (seconds at 1M).
+func (s *Store) UIActiveDecisions(ctx context.Context, now time.Time, f UIOriginFilter, limit int) ([]UIDecision, error) {
+	cond, args := "", []any{now.UnixNano()}
+	if f.Origin != "" {
+		cond, args = " AND origin = ?", append(args, f.Origin)
+		if f.List != "" {
+			cond, args = cond+" AND scenario = ?", append(args, f.List)
+		}
+	}
 	rows, err := s.r.QueryContext(ctx, `SELECT value, scope, type, scenario, origin, simulated, created_at, until
-		FROM decisions WHERE active AND until > ? ORDER BY created_at DESC, id DESC LIMIT ?`, now.UnixNano(), limit)
+		FROM decisions WHERE active AND until > ?`+cond+` ORDER BY id DESC LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("listing active decisions: %w", err)
 	}
@@ -136,4 +155,65 @@ func (s *Store) UIBouncers(ctx context.Context, limit int) ([]UIBouncer, error) 
 		out = append(out, b)
 	}
 	return out, rows.Err()
+}
+
+// UIOrigin is the number of active decisions of one origin, by type and
+// by scope, and for origin lists by list.
+type UIOrigin struct {
+	Origin string           `json:"origin"`
+	Count  int64            `json:"count"`
+	Types  map[string]int64 `json:"types"`
+	Scopes map[string]int64 `json:"scopes"`
+	Lists  []UIList         `json:"lists,omitempty"`
+}
+
+// UIList is the number of active decisions of one list, by type and scope.
+type UIList struct {
+	Name   string           `json:"name"`
+	Count  int64            `json:"count"`
+	Types  map[string]int64 `json:"types"`
+	Scopes map[string]int64 `json:"scopes"`
+}
+
+// UIDecisionOrigins counts the active decisions per origin, type, scope
+// and (for origin lists) list, the largest first. It reads the counts the triggers
+// keep (CountActiveDecisions), so it costs the same at 10 or 1M decisions.
+func (s *Store) UIDecisionOrigins(ctx context.Context, now time.Time) ([]UIOrigin, error) {
+	counts, err := s.CountActiveDecisions(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	byOrigin := map[string]*UIOrigin{}
+	lists := map[string]int{} // list name: index in the lists origin's Lists
+	var order []*UIOrigin
+	for _, c := range counts {
+		o := byOrigin[c.Origin]
+		if o == nil {
+			o = &UIOrigin{Origin: c.Origin, Types: map[string]int64{}, Scopes: map[string]int64{}}
+			byOrigin[c.Origin] = o
+			order = append(order, o)
+		}
+		o.Count += c.Count
+		o.Types[c.Type] += c.Count
+		o.Scopes[c.Scope] += c.Count
+		if c.Origin != OriginLists {
+			continue
+		}
+		i, ok := lists[c.Scenario]
+		if !ok {
+			i = len(o.Lists)
+			lists[c.Scenario] = i
+			o.Lists = append(o.Lists, UIList{Name: c.Scenario, Types: map[string]int64{}, Scopes: map[string]int64{}})
+		}
+		o.Lists[i].Count += c.Count
+		o.Lists[i].Types[c.Type] += c.Count
+		o.Lists[i].Scopes[c.Scope] += c.Count
+	}
+	out := make([]UIOrigin, 0, len(order))
+	for _, o := range order {
+		slices.SortFunc(o.Lists, func(a, b UIList) int { return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Name, b.Name)) })
+		out = append(out, *o)
+	}
+	slices.SortFunc(out, func(a, b UIOrigin) int { return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Origin, b.Origin)) })
+	return out, nil
 }

@@ -109,12 +109,81 @@ function drawChart(start, counts) {
   document.getElementById("chart").replaceChildren(svg);
 }
 
+// What each origin means to a person; unknown ones show as they are.
+function originKind(o) {
+  if (o === "crowdsec" || o.startsWith("crowdsec/")) return "local detection";
+  if (o === "cscli" || o === "cscli-import") return "manual";
+  if (o === "CAPI") return "community";
+  if (o === "lists") return "lists";
+  if (o === "console") return "console";
+  return "";
+}
+
+function originText(o) {
+  const k = originKind(o);
+  return k && k !== o ? o + " (" + k + ")" : o;
+}
+
+// countsText is "ban 3, captcha 1": a count per type or per scope.
+function countsText(counts) {
+  return Object.entries(counts || {}).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+    .map(([t, n]) => t + " " + NUM.format(n)).join(", ");
+}
+
+// The decision list's filter, sent with every refresh: "" for all, or an
+// origin, or "lists" and a list name.
+const filter = { origin: "", list: "" };
+
+function filterKey(origin, list) {
+  return JSON.stringify([origin, list]);
+}
+
+// fillFilter offers every origin and list that has active decisions, and
+// keeps the current choice even when its decisions are gone.
+function fillFilter(origins) {
+  const sel = document.getElementById("dfilter");
+  const opts = [{ key: filterKey("", ""), text: "all origins" }];
+  for (const o of origins || []) {
+    opts.push({ key: filterKey(o.origin, ""), text: originText(o.origin) + ": " + NUM.format(o.count) });
+    for (const l of o.lists || []) {
+      opts.push({ key: filterKey(o.origin, l.name), text: "\u2003" + l.name + ": " + NUM.format(l.count) });
+    }
+  }
+  const cur = filterKey(filter.origin, filter.list);
+  if (!opts.some((o) => o.key === cur)) {
+    opts.push({ key: cur, text: (filter.list || originText(filter.origin)) + ": 0" });
+  }
+  sel.replaceChildren(...opts.map((o) => {
+    const e = el("option", o.text);
+    e.value = o.key;
+    return e;
+  }));
+  sel.value = cur;
+}
+
+// One row per origin, then one per list of origin lists.
+function originRows(origins) {
+  const rows = [];
+  for (const o of origins || []) {
+    rows.push({ name: originText(o.origin), count: o.count, types: o.types, scopes: o.scopes });
+    for (const l of o.lists || []) rows.push({ name: l.name, count: l.count, types: l.types, scopes: l.scopes, sub: true });
+  }
+  return rows;
+}
+
 function render(s) {
   drawChart(s.hour_start, s.alerts_per_hour || []);
   fillTable("scenarios", s.top_scenarios, (r) => [r.name, { text: r.count, cls: "num" }]);
   fillTable("sources", s.top_sources, (r) => [r.name, { text: r.count, cls: "num" }]);
+  const origins = s.decision_origins || [];
+  fillTable("origins", originRows(origins), (r) => [
+    { text: r.name, cls: r.sub ? "sub" : "" }, { text: NUM.format(r.count), cls: "num" }, countsText(r.types), countsText(r.scopes),
+  ]);
+  const total = origins.reduce((a, o) => a + o.count, 0);
+  document.getElementById("ocount").textContent = "(" + NUM.format(total) + ")";
+  fillFilter(origins);
   fillTable("decisions", s.decisions, (d) => [
-    d.value, d.scope, d.simulated ? d.type + " (simulated)" : d.type, d.scenario, d.origin,
+    d.value, d.scope, d.simulated ? d.type + " (simulated)" : d.type, d.scenario, originText(d.origin),
     { text: duration(d.expires_in), cls: "num", title: "until " + when(d.until) },
   ]);
   const n = (s.decisions || []).length;
@@ -142,8 +211,18 @@ function render(s) {
       when(r.agent.last_report)];
   });
   fillTable("notifications", s.notifications, (n) => [
-    n.name, n.type, count(n.sent), count(n.failed), count(n.dropped), count(n.queued), when(n.last_sent),
+    n.name, n.type, count(n.sent), count(n.failed), count(n.dropped), count(n.queued), count(n.retrying), when(n.last_sent),
     n.last_error ? { text: when(n.last_error_at) + ": " + n.last_error, title: n.last_error } : { text: "none", cls: "muted" },
+  ]);
+  // Every notification's recent messages, newest first.
+  const recent = [];
+  for (const n of s.notifications || []) {
+    for (const d of n.recent || []) recent.push({ name: n.name, d: d });
+  }
+  recent.sort((a, b) => (a.d.at < b.d.at ? 1 : a.d.at > b.d.at ? -1 : 0));
+  fillTable("deliveries", recent, (r) => [
+    when(r.d.at), r.name, count(r.d.alerts), count(r.d.attempts),
+    r.d.error ? { text: "failed: " + r.d.error, cls: "bad", title: r.d.error } : { text: "sent", cls: "good" },
   ]);
   document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
@@ -151,7 +230,11 @@ function render(s) {
 async function refresh() {
   const banner = document.getElementById("error");
   try {
-    const resp = await fetch("/ui/api/summary", { cache: "no-store", credentials: "same-origin" });
+    const q = new URLSearchParams();
+    if (filter.origin) q.set("origin", filter.origin);
+    if (filter.list) q.set("list", filter.list);
+    const qs = q.toString();
+    const resp = await fetch("/ui/api/summary" + (qs ? "?" + qs : ""), { cache: "no-store", credentials: "same-origin" });
     if (!resp.ok) throw new Error("HTTP " + resp.status);
     render(await resp.json());
     banner.hidden = true;
@@ -161,5 +244,9 @@ async function refresh() {
   }
 }
 
+document.getElementById("dfilter").addEventListener("change", (e) => {
+  [filter.origin, filter.list] = JSON.parse(e.target.value);
+  refresh();
+});
 refresh();
 setInterval(refresh, 10000);

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -104,6 +105,8 @@ func artifactDir(t *testing.T) string {
 // uiPage is what the test reads back from the rendered page.
 type uiPage struct {
 	Decisions, Scenarios, Sources, Bouncers, Agents, Notifications [][]string
+	Origins, Deliveries                                            [][]string
+	Filters                                                        []string // the origin filter's choices
 	Bars, Filled                                                   int
 	ChartHeight                                                    float64
 	CellMarkup                                                     int
@@ -118,6 +121,8 @@ const readPage = `(() => {
 	return {
 		Decisions: rows("decisions"), Scenarios: rows("scenarios"), Sources: rows("sources"),
 		Bouncers: rows("bouncers"), Agents: rows("agents"), Notifications: rows("notifications"),
+		Origins: rows("origins"), Deliveries: rows("deliveries"),
+		Filters: Array.from(document.querySelectorAll("#dfilter option"), (o) => o.textContent),
 		Bars: rects.length,
 		Filled: rects.filter((r) => parseFloat(r.getAttribute("height")) > 0).length,
 		ChartHeight: document.getElementById("chart").getBoundingClientRect().height,
@@ -188,6 +193,15 @@ on_success = "break"
 		}
 	}
 	push(manualAlert("192.0.2.10", "Ip", "4h", "cscli"))
+	// Two decisions of a blocklist, as a feed stores them (no remediation
+	// asked: no profile, no notification).
+	feedAlert := manualAlert("203.0.113.1", "Ip", "4h", "lists")
+	feedAlert.Remediation, feedAlert.Scenario = false, "lists:drop"
+	feedAlert.Decisions = append(feedAlert.Decisions, &models.Decision{Duration: "4h", Origin: "lists", Scope: "Range", Type: "ban", Value: "203.0.113.64/26"})
+	for _, d := range feedAlert.Decisions {
+		d.Scenario = "lists:drop"
+	}
+	push(feedAlert)
 	push(agentAlert("198.51.100.20", "crowdsecurity/ssh-bf"), agentAlert("198.51.100.20", "crowdsecurity/ssh-bf"),
 		agentAlert("198.51.100.21", "crowdsecurity/ssh-bf"), agentAlert("198.51.100.22", "crowdsecurity/http-probing"))
 	fw, err := apiclient.New(apiclient.Config{URL: l.URL(), APIKey: l.AddBouncer("fw"), UserAgent: "crowdsec-firewall-bouncer/v0.0.30"})
@@ -207,7 +221,7 @@ on_success = "break"
 		lines("file", "/var/log/<b>x</b>.log", 10, 10, 0)...)...))); err != nil {
 		t.Fatalf("agent usage metrics: %v", err)
 	}
-	wantDecisions := []string{"198.51.100.22", "198.51.100.21", "198.51.100.20", "198.51.100.20", "192.0.2.10"}
+	wantDecisions := []string{"198.51.100.22", "198.51.100.21", "198.51.100.20", "198.51.100.20", "203.0.113.64/26", "203.0.113.1", "192.0.2.10"}
 	// The page reads what the broker did: wait for it to be done.
 	for {
 		st := l.Server.Notifications().Stats()
@@ -288,12 +302,31 @@ on_success = "break"
 	}
 	for _, r := range page.Decisions {
 		want := []string{"3h59m", "4h0m"} // default profile: 4 h bans
-		if len(r) != 6 || r[1] != "Ip" || r[2] != "ban" || !slices.Contains(want, r[5]) {
+		if len(r) != 6 || (r[1] != "Ip" && r[0] != "203.0.113.64/26") || r[2] != "ban" || !slices.Contains(want, r[5]) {
 			t.Errorf("decision row %q: want Ip ban expiring in %q", r, want)
 		}
 	}
-	if r := page.Decisions[4]; r[3] != "manual 'ban' from 'test'" || r[4] != "cscli" {
+	if r := page.Decisions[0]; r[3] != "crowdsecurity/http-probing" || r[4] != "crowdsec (local detection)" {
+		t.Errorf("agent decision row %q", r)
+	}
+	if r := page.Decisions[5]; r[3] != "lists:drop" || r[4] != "lists" {
+		t.Errorf("list decision row %q", r)
+	}
+	if r := page.Decisions[6]; r[3] != "manual 'ban' from 'test'" || r[4] != "cscli (manual)" {
 		t.Errorf("manual decision row %q", r)
+	}
+	wantOrigins := [][]string{
+		{"crowdsec (local detection)", "4", "ban 4", "Ip 4"},
+		{"lists", "2", "ban 2", "Ip 1, Range 1"},
+		{"lists:drop", "2", "ban 2", "Ip 1, Range 1"},
+		{"cscli (manual)", "1", "ban 1", "Ip 1"},
+	}
+	if !slices.EqualFunc(page.Origins, wantOrigins, slices.Equal) {
+		t.Errorf("origin rows %q, want %q", page.Origins, wantOrigins)
+	}
+	wantFilters := []string{"all origins", "crowdsec (local detection): 4", "lists: 2", "\u2003lists:drop: 2", "cscli (manual): 1"}
+	if !slices.Equal(page.Filters, wantFilters) {
+		t.Errorf("filter choices %q, want %q", page.Filters, wantFilters)
 	}
 	if len(page.Scenarios) != 3 || !slices.Equal(page.Scenarios[0], []string{"crowdsecurity/ssh-bf", "3"}) {
 		t.Errorf("top scenarios %q", page.Scenarios)
@@ -324,11 +357,27 @@ on_success = "break"
 	if len(page.Notifications) != 2 {
 		t.Fatalf("notification rows %q", page.Notifications)
 	}
-	if n := page.Notifications[0]; !slices.Equal(n[:6], []string{"webhook", "http", "5", "0", "0", "0"}) || n[6] == "never" || n[7] != "none" {
+	if n := page.Notifications[0]; !slices.Equal(n[:7], []string{"webhook", "http", "5", "0", "0", "0", "0"}) || n[7] == "never" || n[8] != "none" {
 		t.Errorf("notification row %q: want webhook, 5 sent, a last delivery, no error", n)
 	}
-	if n := page.Notifications[1]; n[0] != "pager" || n[2] != "0" || n[3] == "0" || n[6] != "never" || !strings.Contains(n[7], "HTTP status 503") {
+	if n := page.Notifications[1]; n[0] != "pager" || n[2] != "0" || n[3] == "0" || n[7] != "never" || !strings.Contains(n[8], "HTTP status 503") {
 		t.Errorf("notification row %q: want pager failing with its status", n)
+	}
+	// Every message's outcome: the webhook's five, and the pager's
+	// failures with their attempts (max_retry = 1: two each).
+	sent, failed := 0, 0
+	for _, d := range page.Deliveries {
+		switch {
+		case len(d) == 5 && d[1] == "webhook" && d[2] == "1" && d[3] == "1" && d[4] == "sent":
+			sent++
+		case len(d) == 5 && d[1] == "pager" && d[3] == "2" && strings.HasPrefix(d[4], "failed: ") && strings.Contains(d[4], "HTTP status 503"):
+			failed++
+		default:
+			t.Errorf("delivery row %q", d)
+		}
+	}
+	if sent != 5 || failed == 0 || sent+failed != len(page.Deliveries) {
+		t.Errorf("delivery rows %q: want 5 sent by webhook, and the pager's failures", page.Deliveries)
 	}
 	if page.CellMarkup != 0 {
 		t.Errorf("%d elements inside table cells: values must be text", page.CellMarkup)
@@ -338,6 +387,33 @@ on_success = "break"
 	}
 	if page.Banner != "" || !strings.HasPrefix(page.Updated, "updated ") {
 		t.Errorf("banner %q, updated %q", page.Banner, page.Updated)
+	}
+
+	// Choosing an origin, then a list, lists their decisions only.
+	for _, f := range []struct {
+		choice string
+		want   []string
+	}{
+		{`["cscli",""]`, []string{"192.0.2.10"}},
+		{`["lists","lists:drop"]`, []string{"203.0.113.64/26", "203.0.113.1"}},
+		{`["",""]`, wantDecisions},
+	} {
+		choose := `(() => {
+			const s = document.getElementById("dfilter");
+			s.value = ` + strconv.Quote(f.choice) + `;
+			s.dispatchEvent(new Event("change"));
+		})()`
+		if _, err := chromedp.Run(bctx, chromedp.Evaluate[chromedp.Void](choose)); err != nil {
+			t.Fatalf("choosing %s: %v", f.choice, err)
+		}
+		_, err := chromedp.Run(bctx, chromedp.PollFunction[bool](`(want) => {
+			const got = Array.from(document.querySelectorAll("#decisions tbody tr td:first-child"), (td) => td.textContent);
+			return JSON.stringify(got) === JSON.stringify(want);
+		}`, chromedp.WithPollingArgs(f.want), chromedp.WithPollingTimeout(20*time.Second)))
+		if err != nil {
+			page, _ := chromedp.Run(bctx, chromedp.OuterHTML(chromedp.CSS("main")))
+			t.Fatalf("filter %s never showed %q: %v\n%s", f.choice, f.want, err, page)
+		}
 	}
 
 	// A console error of our own proves the listener works, and it comes
