@@ -253,6 +253,16 @@ CREATE TABLE IF NOT EXISTS capi_signals (
 	body TEXT NOT NULL
 );
 `,
+	// 8: UUIDs of decisions ended here, waiting to be told to the console
+	// (POST /v3/decisions/delete), queued in the transaction that ends
+	// them and deleted only once CAPI took them, as signals are.
+	`
+CREATE TABLE IF NOT EXISTS capi_deletions (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	created_at BIGINT NOT NULL,
+	uuid TEXT NOT NULL
+);
+`,
 }
 
 // migrationStep is the work of migration v that SQL alone cannot do, run
