@@ -2,93 +2,103 @@ package capi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
-	"sync"
 	"time"
+
+	log "github.com/sirupsen/logrus"
 )
 
 // Decisions ended here are told to the console (POST /v3/decisions/delete,
 // a JSON array of UUIDs), as upstream does for enrolled instances sharing
-// manual decisions or managed from the console.
+// manual decisions or managed from the console. The LAPI queues their
+// UUIDs in the database in the transaction that ends them
+// (store.DeleteDecisionsShared): unlike upstream's, which keeps them in
+// memory, a CAPI outage, a restart or a crash loses none.
 const (
-	// deletedQueueMax bounds the UUIDs waiting while CAPI is away.
+	// deletedQueueMax bounds the queued deletions while CAPI is away.
 	deletedQueueMax = 10000
 	// deleteBatch and deleteTimeout are upstream's per request.
 	deleteBatch   = 50
 	deleteTimeout = 5 * time.Second
+	// deleteLock keeps the LAPIs of one database from sending the same
+	// queued deletions (the signals have their own lock: the two loops
+	// of one service must not release each other's).
+	deleteLock = "pushDeletions"
 )
 
-// deletions are the UUIDs waiting to be sent. Kept in memory (a restart
-// loses them, as upstream's; a reload hands them to the new service), but
-// a failed request keeps them for the next try rather than dropping them.
-type deletions struct {
-	mu      sync.Mutex
-	uuids   []string
-	dropped int64
-}
-
-// QueueDeleted queues the UUIDs of decisions that ended (the LAPI's
-// ReportDeletions); it never blocks. Beyond the bound the oldest go.
-func (s *Service) QueueDeleted(uuids []string) {
-	if len(uuids) == 0 {
-		return
-	}
-	d := &s.deleted
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.uuids = append(d.uuids, uuids...)
-	if over := len(d.uuids) - deletedQueueMax; over > 0 {
-		d.uuids = append(d.uuids[:0], d.uuids[over:]...)
-		d.dropped += int64(over)
-		s.log.WithField("dropped", d.dropped).Warn("too many decision deletions wait for the Central API: the oldest were dropped")
-	}
-}
-
-// takeDeleted empties the queue and returns what it held.
-func (s *Service) takeDeleted() []string {
-	s.deleted.mu.Lock()
-	defer s.deleted.mu.Unlock()
-	u := s.deleted.uuids
-	s.deleted.uuids = nil
-	return u
-}
-
-// PushDeletions sends the queued UUIDs, 50 per request. An instance that
-// is not enrolled tells the console nothing: the queue is emptied.
+// PushDeletions bounds the queue, then sends the queued deletions 50 per
+// request until none is left; each batch leaves the queue only once CAPI
+// took it. An instance that is not enrolled tells the console nothing: the
+// queue is emptied.
 func (s *Service) PushDeletions(ctx context.Context) error {
-	d := &s.deleted
-	pending := s.takeDeleted()
-	if len(pending) == 0 {
-		return nil
+	// An idle queue costs one read every push tick, no write.
+	queued, err := s.o.Store.DeletionQueueLen(ctx)
+	if err != nil || queued == 0 {
+		return err
 	}
-	requeue := func(rest []string) {
-		d.mu.Lock()
-		d.uuids = append(rest, d.uuids...)
-		d.mu.Unlock()
+	ok, release, err := s.pushLock(ctx, deleteLock)
+	if err != nil || !ok {
+		return err // another LAPI of the database sends them
+	}
+	defer release()
+	if queued > deletedQueueMax {
+		n, err := s.o.Store.TrimDeletions(ctx, deletedQueueMax)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			s.Stats.DeletionsDropped.Add(n)
+			s.log.WithFields(log.Fields{"dropped": n, "total_dropped": s.Stats.DeletionsDropped.Load(), "bound": deletedQueueMax}).
+				Warn("too many decision deletions wait for the Central API: the oldest were dropped")
+		}
 	}
 	_, claims, err := s.o.Client.Token(ctx)
 	if err != nil {
-		requeue(pending)
 		return err
 	}
-	if _, ok := claims["organization_id"]; !ok {
-		s.log.WithField("deletions", len(pending)).Debug("not enrolled in the console: decision deletions not sent")
-		return nil
-	}
-	for len(pending) > 0 {
-		n := min(deleteBatch, len(pending))
-		rctx, cancel := context.WithTimeout(ctx, deleteTimeout)
-		status, err := s.o.Client.do(rctx, http.MethodPost, "v3/decisions/delete", nil, pending[:n], nil)
-		cancel()
-		if err != nil {
-			if status == http.StatusBadRequest || status == http.StatusUnprocessableEntity {
-				s.log.WithError(err).WithField("deletions", n).Error("the Central API refused decision deletions as invalid: dropped")
-			} else {
-				requeue(pending)
+	_, enrolled := claims["organization_id"]
+	for first := true; ; first = false {
+		if !first { // refreshed per batch: a long drain keeps its lock
+			if ok, _, err := s.pushLock(ctx, deleteLock); err != nil || !ok {
 				return err
 			}
 		}
-		pending = pending[n:]
+		batch, err := s.o.Store.PendingDeletions(ctx, deleteBatch)
+		if err != nil || len(batch) == 0 {
+			return err
+		}
+		ids := make([]int64, len(batch))
+		uuids := make([]string, len(batch))
+		for i, q := range batch {
+			ids[i], uuids[i] = q.ID, q.UUID
+		}
+		if !enrolled {
+			s.log.WithField("deletions", len(batch)).Debug("not enrolled in the console: decision deletions not sent")
+		} else if err := s.sendDeletions(ctx, uuids); err != nil {
+			return err
+		}
+		// Taken: removed even if ctx ends now, or they would go twice.
+		if err := s.o.Store.AckDeletions(context.WithoutCancel(ctx), ids); err != nil {
+			return fmt.Errorf("removing sent decision deletions from the queue: %w", err)
+		}
+	}
+}
+
+// sendDeletions makes one request; a batch CAPI refuses as invalid (400,
+// 422) can never be taken: it is dropped (nil), counted and logged.
+func (s *Service) sendDeletions(ctx context.Context, uuids []string) error {
+	rctx, cancel := context.WithTimeout(ctx, deleteTimeout)
+	defer cancel()
+	status, err := s.o.Client.do(rctx, http.MethodPost, "v3/decisions/delete", nil, uuids, nil)
+	switch {
+	case err == nil:
+		s.Stats.DeletionsSent.Add(int64(len(uuids)))
+	case status == http.StatusBadRequest || status == http.StatusUnprocessableEntity:
+		s.Stats.DeletionsRejected.Add(int64(len(uuids)))
+		s.log.WithError(err).WithField("deletions", len(uuids)).Error("the Central API refused decision deletions as invalid: dropped")
+	default:
+		return err
 	}
 	return nil
 }

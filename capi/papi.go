@@ -221,14 +221,15 @@ func (s *Service) handleOrder(ctx context.Context, ev PAPIEvent) error {
 			return bad(errors.New("no decision UUID"))
 		}
 		// Told back to the console, as a local deletion is.
-		ended, err := s.o.Store.DeleteDecisionsUUIDs(ctx, store.DecisionFilter{UUIDs: d.Decisions})
+		del := s.o.Store.DeleteDecisions
+		if s.o.ShareDeletions {
+			del = s.o.Store.DeleteDecisionsShared
+		}
+		ended, err := del(ctx, store.DecisionFilter{UUIDs: d.Decisions})
 		if err != nil {
 			return fmt.Errorf("unable to expire decisions %v: %w", d.Decisions, err)
 		}
-		if s.o.ShareDeletions {
-			s.QueueDeleted(ended)
-		}
-		lg.WithField("deleted", len(ended)).Info("decisions deleted from the console")
+		lg.WithField("deleted", ended).Info("decisions deleted from the console")
 	case "alert add":
 		if s.o.Console == nil {
 			return errors.New("no LAPI to store console alerts in")

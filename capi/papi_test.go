@@ -3,6 +3,7 @@ package capi_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -148,7 +149,8 @@ func TestPAPINotEligible(t *testing.T) {
 
 // Decisions the machines delete are told to the console by UUID (by
 // filter and by id), 50 per request; a failed request keeps them for the
-// next try; an instance that is not enrolled sends nothing.
+// next try; an instance that is not enrolled sends nothing and empties the
+// queue.
 func TestDeletionsToConsole(t *testing.T) {
 	cs := capitest.Start(t)
 	cs.AddMachine(capiLogin, capiPassword)
@@ -183,37 +185,50 @@ func TestDeletionsToConsole(t *testing.T) {
 		return slices.Contains(got, want["192.0.2.70"]) && slices.Contains(got, want["192.0.2.71"])
 	})
 
-	// A service of its own, without its loop: the calls decide.
-	c, err := capi.NewClient(capi.ClientConfig{URL: cs.URL(), Login: capiLogin, Password: capiPassword, BusyWait: time.Millisecond})
-	if err != nil {
+	// Many ended at once go 50 per request; a failed request keeps them
+	// for the next try.
+	var ips []string
+	for i := range 120 {
+		ips = append(ips, fmt.Sprintf("198.51.100.%d", i))
+	}
+	many, _ := pushBans(t, r, ips...)
+	before, posts := len(cs.Deleted()), cs.Requests(deletePath)
+	cs.Fail(deletePath, 500)
+	if _, err := ag.DeleteDecisions(ctx, url.Values{"range": {"198.51.100.0/24"}, "contains": {"false"}}); err != nil {
 		t.Fatal(err)
 	}
-	svc := capi.New(capi.Options{Client: c, Store: r.Store})
-	many := make([]string, 120)
-	for i := range many {
-		many[i] = uuid.NewString()
+	waitFor(t, "the many deletions sent", func() bool {
+		n, err := r.Store.DeletionQueueLen(ctx)
+		return err == nil && n == 0 && len(cs.Deleted()) > before
+	})
+	for u, n := range countIn(cs.Deleted()[before:], many) {
+		if n != 1 {
+			t.Errorf("deletion %s sent %d times after a failure, want once", u, n)
+		}
 	}
-	svc.QueueDeleted(many)
-	before := len(cs.Deleted())
-	cs.Fail("/v3/decisions/delete", 500)
-	if err := svc.PushDeletions(ctx); err == nil {
-		t.Fatal("a refused request was reported sent")
+	if n := cs.Requests(deletePath) - posts; n != 4 {
+		t.Errorf("%d requests for 120 deletions and one failure, want 4", n)
 	}
-	if err := svc.PushDeletions(ctx); err != nil {
+
+	// Not enrolled: the queue is emptied, nothing sent. A LAPI of its own
+	// whose service does not send deletions: the call decides.
+	r2 := startRig(t, filepath.Join(t.TempDir(), "other.db"), cs, nil)
+	r2.addAgent()
+	pushBans(t, r2, "192.0.2.72")
+	if _, err := r2.Store.DeleteDecisionsShared(ctx, store.DecisionFilter{Value: "192.0.2.72"}); err != nil {
 		t.Fatal(err)
-	}
-	if got := cs.Deleted()[before:]; !slices.Equal(got, many) {
-		t.Errorf("after a failure: %d of %d sent", len(got), len(many))
 	}
 	cs.AddMachine("lonely", "lonely-password")
 	c2, err := capi.NewClient(capi.ClientConfig{URL: cs.URL(), Login: "lonely", Password: "lonely-password"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc = capi.New(capi.Options{Client: c2, Store: r.Store})
-	svc.QueueDeleted([]string{uuid.NewString()})
+	svc := capi.New(capi.Options{Client: c2, Store: r2.Store})
 	before = len(cs.Deleted())
 	if err := svc.PushDeletions(ctx); err != nil || len(cs.Deleted()) != before {
 		t.Errorf("not enrolled: %v, %d sent", err, len(cs.Deleted())-before)
+	}
+	if n, err := r2.Store.DeletionQueueLen(ctx); err != nil || n != 0 {
+		t.Errorf("not enrolled: %d deletions left queued (%v)", n, err)
 	}
 }

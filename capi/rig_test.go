@@ -74,9 +74,7 @@ func startRig(t testing.TB, dbPath string, cs *capitest.Server, opt func(*capi.O
 		opt(&o)
 	}
 	svc := capi.New(o)
-	if o.ShareDeletions {
-		srv.ReportDeletions(svc.QueueDeleted)
-	}
+	srv.ReportDeletions(o.ShareDeletions)
 	console, _ := csconfig.LoadConsole(filepath.Join(t.TempDir(), "none.yaml"))
 	srv.ShareSignals(&capi.SharePolicy{Console: console})
 	ln, err := srv.Listen()

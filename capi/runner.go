@@ -17,10 +17,10 @@ type Sharer interface {
 	ShareSignals(*SharePolicy)
 }
 
-// DeletionReporter is told which decisions the LAPI's deletions end
-// (lapi.Server).
+// DeletionReporter is told whether the LAPI's deletions queue the UUIDs
+// of the decisions they end for the console (lapi.Server).
 type DeletionReporter interface {
-	ReportDeletions(func(uuids []string))
+	ReportDeletions(on bool)
 }
 
 // Runner runs the service the configuration asks for, and replaces it
@@ -56,25 +56,18 @@ func (r *Runner) Apply(ctx context.Context, cfg *csconfig.Config) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old := r.cur
 	r.stopLocked()
-	// Deletions the stopped service had not sent yet go with the new one.
-	if old != nil && svc != nil && svc.o.ShareDeletions {
-		svc.QueueDeleted(old.takeDeleted())
-	}
 	r.Share.ShareSignals(share)
-	rep, _ := r.Share.(DeletionReporter)
-	if rep != nil {
-		rep.ReportDeletions(nil)
+	// Deletions queued and not sent yet stay in the database: the new
+	// service (or the next one that shares them) sends them.
+	if rep, ok := r.Share.(DeletionReporter); ok {
+		rep.ReportDeletions(svc != nil && svc.o.ShareDeletions)
 	}
 	if svc == nil {
 		return nil
 	}
 	if sink, ok := r.Share.(ConsoleSink); ok {
 		svc.o.Console = sink
-	}
-	if rep != nil && svc.o.ShareDeletions {
-		rep.ReportDeletions(svc.QueueDeleted)
 	}
 	if r.Reg != nil {
 		r.coll = svc.collectors()

@@ -95,9 +95,10 @@ type Options struct {
 
 // Stats count what the service did, for logs, metrics and tests.
 type Stats struct {
-	SignalsSent, SignalsDropped, SignalsRejected atomic.Int64
-	Pulls, PullFailures                          atomic.Int64
-	ListsFailed                                  atomic.Int64
+	SignalsSent, SignalsDropped, SignalsRejected       atomic.Int64
+	DeletionsSent, DeletionsDropped, DeletionsRejected atomic.Int64
+	Pulls, PullFailures                                atomic.Int64
+	ListsFailed                                        atomic.Int64
 }
 
 // Service runs the push, pull, metrics and PAPI routines. They are independent:
@@ -107,12 +108,11 @@ type Service struct {
 	log   *log.Entry
 	Stats Stats
 
-	deleted deletions  // UUIDs of ended decisions for the console
 	pullMu  sync.Mutex // one pull at a time
 	startup atomic.Bool
 	// owner names this service in the database locks that keep the LAPIs
 	// of one database (a fleet) from pulling, or sending the same queued
-	// signals, at the same time.
+	// signals or deletions, at the same time.
 	owner string
 }
 
@@ -225,15 +225,11 @@ func (s *Service) PushSignals(ctx context.Context) error {
 	if err != nil || queued == 0 {
 		return err
 	}
-	ok, err := s.o.Store.TryLock(ctx, "pushCAPI", s.owner, pushLockStale)
+	ok, release, err := s.pushLock(ctx, "pushCAPI")
 	if err != nil || !ok {
 		return err // another LAPI of the database sends them
 	}
-	defer func() {
-		if err := s.o.Store.Unlock(context.WithoutCancel(ctx), "pushCAPI", s.owner); err != nil {
-			s.log.WithError(err).Warn("releasing the signal push lock")
-		}
-	}()
+	defer release()
 	if queued <= int64(s.o.QueueMax) {
 		// within the bound
 	} else if n, err := s.o.Store.TrimSignals(ctx, s.o.QueueMax); err != nil {
@@ -245,7 +241,7 @@ func (s *Service) PushSignals(ctx context.Context) error {
 	}
 	for first := true; ; first = false {
 		if !first { // refreshed per batch: a long drain keeps its lock
-			if ok, err := s.o.Store.TryLock(ctx, "pushCAPI", s.owner, pushLockStale); err != nil || !ok {
+			if ok, _, err := s.pushLock(ctx, "pushCAPI"); err != nil || !ok {
 				return err
 			}
 		}
@@ -274,10 +270,26 @@ func (s *Service) PushSignals(ctx context.Context) error {
 		} else {
 			s.Stats.SignalsSent.Add(int64(len(batch)))
 		}
-		if err := s.o.Store.AckSignals(ctx, ids); err != nil {
+		// Taken: removed even if ctx ends now, or they would go twice.
+		if err := s.o.Store.AckSignals(context.WithoutCancel(ctx), ids); err != nil {
 			return fmt.Errorf("removing sent signals from the queue: %w", err)
 		}
 	}
+}
+
+// pushLock takes (or refreshes) the named lock that keeps the LAPIs of
+// one database from sending the same queued rows; false when another LAPI
+// holds it. release, deferred by the first taker, gives it back.
+func (s *Service) pushLock(ctx context.Context, name string) (bool, func(), error) {
+	ok, err := s.o.Store.TryLock(ctx, name, s.owner, pushLockStale)
+	if err != nil || !ok {
+		return false, nil, err
+	}
+	return true, func() {
+		if err := s.o.Store.Unlock(context.WithoutCancel(ctx), name, s.owner); err != nil {
+			s.log.WithError(err).WithField("lock", name).Warn("releasing a Central API push lock")
+		}
+	}, nil
 }
 
 // metricsLoop sends the metrics at once, then every MetricsInterval (the

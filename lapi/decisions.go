@@ -637,16 +637,12 @@ func (s *Server) deleteDecisions(c echo.Context) error {
 			f.UUIDs = vs
 		}
 	}
-	var n int64
-	var err error
-	if report := s.deleted.Load(); report != nil {
-		uuids, err := s.store.DeleteDecisionsUUIDs(c.Request().Context(), f)
-		if err != nil {
-			return s.storeError(c, err)
-		}
-		n = int64(len(uuids))
-		(*report)(uuids)
-	} else if n, err = s.store.DeleteDecisions(c.Request().Context(), f); err != nil {
+	del := s.store.DeleteDecisions
+	if s.shareDel.Load() {
+		del = s.store.DeleteDecisionsShared
+	}
+	n, err := del(c.Request().Context(), f)
+	if err != nil {
 		return s.storeError(c, err)
 	}
 	s.log.WithFields(log.Fields{"machine": c.Get(ctxMachine), "count": n, "filter": q.Encode()}).Info("decisions deleted")
@@ -659,27 +655,16 @@ func (s *Server) deleteDecision(c echo.Context) error {
 	if err != nil {
 		return jsonError(c, http.StatusBadRequest, "decision_id must be valid integer")
 	}
-	// Looked up first: the console is told of a decision that ends here.
-	var ending string
-	report := s.deleted.Load()
-	if report != nil {
-		u, active, err := s.store.DecisionUUID(c.Request().Context(), id)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return s.storeError(c, err)
-		}
-		if active {
-			ending = u
-		}
+	del := s.store.DeleteDecision
+	if s.shareDel.Load() {
+		del = s.store.DeleteDecisionShared
 	}
-	if err := s.store.DeleteDecision(c.Request().Context(), id); err != nil {
+	if err := del(c.Request().Context(), id); err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			return s.storeError(c, err)
 		}
 		// upstream answers an unknown id with 500, not 404
 		return jsonError(c, http.StatusInternalServerError, strings.TrimSuffix(err.Error(), ": "+store.ErrNotFound.Error()))
-	}
-	if ending != "" {
-		(*report)([]string{ending})
 	}
 	return c.JSON(http.StatusOK, models.DeleteResponse{NbDeleted: "1"})
 }

@@ -65,7 +65,7 @@ type Server struct {
 	metrics    atomic.Pointer[lapiMetrics] // nil until RegisterMetrics
 	usage      usageCache
 	share      atomic.Pointer[capi.SharePolicy] // nil: no signals queued for the Central API
-	deleted    atomic.Pointer[func([]string)]   // told the UUIDs DELETE /v1/decisions ends; nil: nobody
+	shareDel   atomic.Bool                      // DELETE /v1/decisions queues the UUIDs it ends for the console
 	streams    streamWatch
 	deltas     sharedDeltas
 	// Reads every bouncer request makes, shared by the requests waiting
@@ -624,16 +624,10 @@ var (
 	_ capi.DeletionReporter = (*Server)(nil)
 )
 
-// ReportDeletions tells f, from now on, the UUIDs of the decisions the
-// machines' DELETE /v1/decisions ends (the console keeps its copy of
-// them); nil stops. f must not block.
-func (s *Server) ReportDeletions(f func(uuids []string)) {
-	if f == nil {
-		s.deleted.Store(nil)
-		return
-	}
-	s.deleted.Store(&f)
-}
+// ReportDeletions makes, from now on, the machines' DELETE /v1/decisions
+// queue the UUIDs of the decisions it ends for the console (which keeps
+// its copy of them), in the deleting transaction; false stops.
+func (s *Server) ReportDeletions(on bool) { s.shareDel.Store(on) }
 
 // FilterPulled drops the pulled decisions (community list, blocklists)
 // whose address or range overlaps the host allowlist or a user allowlist:

@@ -48,44 +48,99 @@ func (s *Store) PendingSignals(ctx context.Context, limit int) ([]QueuedSignal, 
 
 // SignalQueueLen is how many signals wait for the Central API.
 func (s *Store) SignalQueueLen(ctx context.Context) (int64, error) {
-	var n int64
-	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM capi_signals`).Scan(&n); err != nil {
-		return 0, fmt.Errorf("counting queued signals: %w", err)
-	}
-	return n, nil
+	return s.queueLen(ctx, "capi_signals", "signals")
 }
 
 // AckSignals deletes the signals the Central API took.
 func (s *Store) AckSignals(ctx context.Context, ids []int64) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	return s.write(ctx, func(tx *wtx) error {
-		cond, args := inInts("id", ids)
-		if _, err := tx.ExecContext(ctx, `DELETE FROM capi_signals WHERE `+cond, args...); err != nil {
-			return fmt.Errorf("deleting sent signals: %w", err)
-		}
-		return nil
-	})
+	return s.ackQueue(ctx, "capi_signals", "signals", ids)
 }
 
 // TrimSignals keeps the newest max queued signals and returns how many
 // older ones it dropped.
 func (s *Store) TrimSignals(ctx context.Context, max int) (int64, error) {
+	return s.trimQueue(ctx, "capi_signals", "signal", max)
+}
+
+// QueuedDeletion is the UUID of a decision ended here, waiting to be told
+// to the console.
+type QueuedDeletion struct {
+	ID   int64
+	UUID string
+}
+
+// PendingDeletions returns up to limit queued deletions, oldest first.
+func (s *Store) PendingDeletions(ctx context.Context, limit int) ([]QueuedDeletion, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, uuid FROM capi_deletions ORDER BY id LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading queued decision deletions: %w", err)
+	}
+	defer rows.Close()
+	var out []QueuedDeletion
+	for rows.Next() {
+		var q QueuedDeletion
+		if err := rows.Scan(&q.ID, &q.UUID); err != nil {
+			return nil, fmt.Errorf("reading queued decision deletions: %w", err)
+		}
+		out = append(out, q)
+	}
+	return out, rows.Err()
+}
+
+// DeletionQueueLen is how many decision deletions wait for the console.
+func (s *Store) DeletionQueueLen(ctx context.Context) (int64, error) {
+	return s.queueLen(ctx, "capi_deletions", "decision deletions")
+}
+
+// AckDeletions deletes the queued deletions the Central API took.
+func (s *Store) AckDeletions(ctx context.Context, ids []int64) error {
+	return s.ackQueue(ctx, "capi_deletions", "decision deletions", ids)
+}
+
+// TrimDeletions keeps the newest max queued deletions and returns how
+// many older ones it dropped.
+func (s *Store) TrimDeletions(ctx context.Context, max int) (int64, error) {
+	return s.trimQueue(ctx, "capi_deletions", "decision deletion", max)
+}
+
+// queueLen, ackQueue and trimQueue serve both queues for the Central API
+// (capi_signals, capi_deletions): what is named by table, never by input.
+func (s *Store) queueLen(ctx context.Context, table, what string) (int64, error) {
+	var n int64
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+table).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting queued %s: %w", what, err)
+	}
+	return n, nil
+}
+
+func (s *Store) ackQueue(ctx context.Context, table, what string, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.write(ctx, func(tx *wtx) error {
+		cond, args := inInts("id", ids)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE `+cond, args...); err != nil {
+			return fmt.Errorf("deleting sent %s: %w", what, err)
+		}
+		return nil
+	})
+}
+
+func (s *Store) trimQueue(ctx context.Context, table, what string, max int) (int64, error) {
 	var dropped int64
 	err := s.write(ctx, func(tx *wtx) error {
 		// Two statements: MySQL refuses a DELETE reading its own table.
 		var cut int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM capi_signals ORDER BY id DESC LIMIT 1 OFFSET ?`, max).Scan(&cut)
+		err := tx.QueryRowContext(ctx, `SELECT id FROM `+table+` ORDER BY id DESC LIMIT 1 OFFSET ?`, max).Scan(&cut)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("bounding the signal queue: %w", err)
+			return fmt.Errorf("bounding the %s queue: %w", what, err)
 		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM capi_signals WHERE id <= ?`, cut)
+		res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE id <= ?`, cut)
 		if err != nil {
-			return fmt.Errorf("bounding the signal queue: %w", err)
+			return fmt.Errorf("bounding the %s queue: %w", what, err)
 		}
 		dropped, _ = res.RowsAffected()
 		return nil

@@ -52,6 +52,85 @@ func TestSignalQueue(t *testing.T) {
 	}
 }
 
+// The shared deletions queue the UUIDs of the decisions they end (by
+// filter and by id; an already ended one and one without UUID are not
+// queued), the plain ones queue nothing; the queue gives them back oldest
+// first, forgets what is acknowledged and keeps only the newest when
+// bounded.
+func TestDeletionQueue(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "d.db"))
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now()
+	var ds []NewDecision
+	for i := range 8 {
+		v := fmt.Sprintf("192.0.2.%d", i)
+		u := fmt.Sprintf("u%d", i)
+		if i == 7 {
+			u = ""
+		}
+		ds = append(ds, NewDecision{UUID: u, Until: now.Add(time.Hour), Scenario: "s", Type: "ban", Scope: "Ip", Value: v,
+			Origin: "crowdsec", Range: RangeOf(netip.MustParsePrefix(v + "/32"))})
+	}
+	if _, err := s.CreateAlerts(ctx, []NewAlert{{Alert: &models.Alert{Scenario: "s", Source: &models.Source{Scope: "Ip", Value: "192.0.2.0"}},
+		UUID: "a", StartAt: now, StopAt: now, Decisions: ds}}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.QueryDecisions(ctx, DecisionFilter{Value: "192.0.2.5"}, now)
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("decision on 192.0.2.5: %d, %v", len(rows), err)
+	}
+	pending := func() []string {
+		t.Helper()
+		q, err := s.PendingDeletions(ctx, 50)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, d := range q {
+			out = append(out, d.UUID)
+		}
+		return out
+	}
+	if n, err := s.DeleteDecisions(ctx, DecisionFilter{Value: "192.0.2.0"}); err != nil || n != 1 {
+		t.Fatalf("plain deletion: %d, %v", n, err)
+	}
+	if got := pending(); len(got) != 0 {
+		t.Fatalf("a plain deletion queued %v", got)
+	}
+	if n, err := s.DeleteDecisionsShared(ctx, DecisionFilter{Value: "192.0.2.1"}); err != nil || n != 1 {
+		t.Fatalf("shared deletion: %d, %v", n, err)
+	}
+	if err := s.DeleteDecisionShared(ctx, rows[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteDecisionShared(ctx, rows[0].ID); err != nil { // already ended
+		t.Fatal(err)
+	}
+	if n, err := s.DeleteDecisionsShared(ctx, DecisionFilter{}); err != nil || n != 5 {
+		t.Fatalf("shared deletion of the rest: %d, %v", n, err)
+	}
+	if got := pending(); !slices.Equal(got[:2], []string{"u1", "u5"}) || len(got) != 6 {
+		t.Fatalf("queued %v; want u1, u5, then u2 u3 u4 u6", got)
+	}
+	if n, err := s.DeletionQueueLen(ctx); err != nil || n != 6 {
+		t.Fatalf("queue %d, %v; want 6", n, err)
+	}
+	q, err := s.PendingDeletions(ctx, 2)
+	if err != nil || len(q) != 2 {
+		t.Fatalf("pending %v, %v", q, err)
+	}
+	if err := s.AckDeletions(ctx, []int64{q[0].ID, q[1].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if dropped, err := s.TrimDeletions(ctx, 3); err != nil || dropped != 1 {
+		t.Fatalf("trim dropped %d, %v; want 1", dropped, err)
+	}
+	if got := pending(); len(got) != 3 {
+		t.Fatalf("after trim %v", got)
+	}
+}
+
 // A pull replaces the same origin's decisions on the values it brings
 // (chunk by chunk), leaves other values and other origins alone, and
 // bouncers see the new decisions hold every value; CAPI's deletions end

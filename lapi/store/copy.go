@@ -22,6 +22,7 @@ var copyTables = []string{
 	"kv", "machines", "bouncers", "stream_cursors",
 	"alerts", "alert_meta", "decisions",
 	"allowlists", "allowlist_items", "usage_metrics", "capi_signals",
+	"capi_deletions",
 }
 
 // derivedTables are kept by triggers: the target's count the copied rows

@@ -659,76 +659,66 @@ func (s *Store) QueryDecisions(ctx context.Context, f DecisionFilter, now time.T
 // DeleteDecisions expires the active decisions matching f and returns how
 // many ended. An empty filter expires everything.
 func (s *Store) DeleteDecisions(ctx context.Context, f DecisionFilter) (int64, error) {
-	f.IncludeSimulated = true
-	conds, args := f.where("")
-	now := nowNS()
-	conds = append(conds, "until > ?")
-	args = append(args, now)
-	var n int64
-	err := s.write(ctx, func(tx *wtx) error {
-		var err error
-		n, err = endDecisions(tx, strings.Join(conds, " AND "), args, now, true)
-		return err
-	})
-	return n, err
+	return s.deleteDecisions(ctx, f, false)
 }
 
-// DeleteDecisionsUUIDs is DeleteDecisions returning the UUIDs of the
-// decisions it ended (for the console, which keeps its own copy of them).
-// It reads them first in the same transaction: DeleteDecisions stays the
-// cheaper call when nobody needs them.
-func (s *Store) DeleteDecisionsUUIDs(ctx context.Context, f DecisionFilter) ([]string, error) {
+// DeleteDecisionsShared is DeleteDecisions queuing, in the same
+// transaction, the UUIDs of the decisions it ends for the console
+// (capi_deletions): a crash or restart loses none. DeleteDecisions stays
+// the cheaper call when nothing is shared.
+func (s *Store) DeleteDecisionsShared(ctx context.Context, f DecisionFilter) (int64, error) {
+	return s.deleteDecisions(ctx, f, true)
+}
+
+func (s *Store) deleteDecisions(ctx context.Context, f DecisionFilter, share bool) (int64, error) {
 	f.IncludeSimulated = true
 	conds, args := f.where("")
 	now := nowNS()
 	conds = append(conds, "until > ?")
 	args = append(args, now)
 	cond := strings.Join(conds, " AND ")
-	var uuids []string
+	var n int64
 	err := s.write(ctx, func(tx *wtx) error {
-		uuids = uuids[:0]
-		rows, err := tx.QueryContext(ctx, `SELECT uuid FROM decisions WHERE active AND `+cond, args...)
-		if err != nil {
-			return fmt.Errorf("reading the decisions to end: %w", err)
-		}
-		for rows.Next() {
-			var u string
-			if err := rows.Scan(&u); err != nil {
-				rows.Close()
-				return fmt.Errorf("reading the decisions to end: %w", err)
+		if share {
+			if err := queueDeletions(tx, cond, args, now); err != nil {
+				return err
 			}
-			uuids = append(uuids, u)
 		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		_, err = endDecisions(tx, cond, args, now, true)
+		var err error
+		n, err = endDecisions(tx, cond, args, now, true)
 		return err
 	})
-	return uuids, err
+	return n, err
 }
 
-// DecisionUUID is the UUID of decision id and whether it is active;
-// ErrNotFound when the id is unknown.
-func (s *Store) DecisionUUID(ctx context.Context, id int64) (string, bool, error) {
-	var u string
-	var active bool
-	err := s.r.QueryRowContext(ctx, `SELECT uuid, active FROM decisions WHERE id = ?`, id).Scan(&u, &active)
-	if err == sql.ErrNoRows {
-		return "", false, ErrNotFound
+// queueDeletions queues the UUIDs of the active decisions matching cond,
+// which the caller ends next in the same transaction. The change number
+// is taken first: it makes this transaction the only writer of decisions,
+// so another LAPI of the database cannot end (and queue) the same ones.
+func queueDeletions(tx *wtx, cond string, args []any, now int64) error {
+	if _, err := tx.seq(); err != nil {
+		return err
 	}
-	if err != nil {
-		return "", false, fmt.Errorf("reading decision %d: %w", id, err)
+	if _, err := tx.ExecContext(tx.ctx, `INSERT INTO capi_deletions (created_at, uuid) SELECT ?, uuid FROM decisions WHERE active AND uuid <> '' AND `+cond,
+		append([]any{now}, args...)...); err != nil {
+		return fmt.Errorf("queuing decision deletions for the console: %w", err)
 	}
-	return u, active, nil
+	return nil
 }
 
 // DeleteDecision expires one decision by id; an already ended one is
 // reported to bouncers again. ErrNotFound when the id is unknown.
 func (s *Store) DeleteDecision(ctx context.Context, id int64) error {
+	return s.deleteDecision(ctx, id, false)
+}
+
+// DeleteDecisionShared is DeleteDecision queuing the decision's UUID for
+// the console when it ends here (see DeleteDecisionsShared).
+func (s *Store) DeleteDecisionShared(ctx context.Context, id int64) error {
+	return s.deleteDecision(ctx, id, true)
+}
+
+func (s *Store) deleteDecision(ctx context.Context, id int64, share bool) error {
 	now := nowNS()
 	return s.write(ctx, func(tx *wtx) error {
 		// The change number first: on a server another LAPI may end the
@@ -746,6 +736,11 @@ func (s *Store) DeleteDecision(ctx context.Context, id int64) error {
 			return fmt.Errorf("reading decision %d: %w", id, err)
 		}
 		if active {
+			if share {
+				if err := queueDeletions(tx, `id = ?`, []any{id}, now); err != nil {
+					return err
+				}
+			}
 			_, err = endDecisions(tx, `id = ?`, []any{id}, now, true)
 			return err
 		}

@@ -288,6 +288,16 @@ END;
 INSERT INTO active_decision_counts (scenario, origin, type, scope, n)
 	SELECT scenario, origin, type, scope, COUNT(*) FROM decisions WHERE active GROUP BY scenario, origin, type, scope;
 `,
+	// 9: UUIDs of decisions ended here, waiting to be told to the console
+	// (POST /v3/decisions/delete), queued in the transaction that ends
+	// them and deleted only once CAPI took them, as signals are.
+	`
+CREATE TABLE IF NOT EXISTS capi_deletions (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	created_at BIGINT NOT NULL,
+	uuid TEXT NOT NULL
+);
+`,
 }
 
 // migrationStep is the work of migration v that SQL alone cannot do, run
