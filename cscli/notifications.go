@@ -136,6 +136,11 @@ func (cli *CLI) listNotifications() error {
 		return nil
 	}
 	renderTable(cli.Out, []string{"Active", "Name", "Type", "Profile name"}, rows)
+	for _, c := range cs {
+		if c.Problem != nil {
+			fmt.Fprintf(cli.Out, "%s cannot send: %v\n", c.Name, c.Problem)
+		}
+	}
 	return nil
 }
 
@@ -148,11 +153,11 @@ func nonNil(s []string) []string {
 
 // redactNotification is a copy of c with its secrets hidden, as cscli
 // config show and support dump hide them: the SMTP password, a Slack
-// webhook (its URL is its credential) and the values of secret-looking
-// headers (Authorization...).
+// webhook (its URL is its credential), a Splunk token, a Sentinel key and
+// the values of secret-looking headers (Authorization...).
 func redactNotification(c *notify.Config) *notify.Config {
 	r := *c
-	for _, p := range []*string{&r.SMTPPassword, &r.Webhook} {
+	for _, p := range []*string{&r.SMTPPassword, &r.Webhook, &r.Token, &r.SharedKey} {
 		if *p != "" {
 			*p = redacted
 		}
@@ -206,6 +211,9 @@ func (cli *CLI) inspectNotification(name string) error {
 	fmt.Fprintf(cli.Out, " - %15s: %15s\n", "Format", r.Format)
 	for _, kv := range typeKeyValues(r) {
 		fmt.Fprintf(cli.Out, " - %15s: %15s\n", kv[0], kv[1])
+	}
+	if c.Problem != nil {
+		fmt.Fprintf(cli.Out, " - %15s: %15s\n", "Cannot send", c.Problem)
 	}
 	return nil
 }
@@ -286,6 +294,17 @@ func typeKeyValues(c *notify.Config) [][2]string {
 		add("send_timeout", c.SendTimeout.Duration)
 		add("ca_cert_path", c.CACertPath)
 		add("skip_tls_verification", c.SkipTLSVerification)
+	case notify.TypeSplunk:
+		add("url", c.URL)
+		add("token", c.Token)
+		add("ca_cert_path", c.CACertPath)
+		add("skip_tls_verification", c.SkipTLSVerification)
+	case notify.TypeSentinel:
+		add("customer_id", c.CustomerID)
+		add("shared_key", c.SharedKey)
+		add("log_type", c.LogType)
+		add("time_generated_field", c.TimeGeneratedField)
+		add("url", c.URL)
 	case notify.TypeFile:
 		add("log_path", c.LogPath)
 		add("file_format", c.FileFormat)
@@ -341,6 +360,9 @@ func (cli *CLI) testNotification(ctx context.Context, name, override string) err
 	c, err := st.find(name)
 	if err != nil {
 		return err
+	}
+	if c.Problem != nil {
+		return fmt.Errorf("notification %q cannot send: %w", name, c.Problem)
 	}
 	a := notify.TestAlert(time.Now())
 	if err := applyOverride(a, override); err != nil {

@@ -208,3 +208,40 @@ func TestNotificationsReinject(t *testing.T) {
 		t.Error("reinject of a missing alert succeeded")
 	}
 }
+
+// Upstream's YAML files beside the TOML ones: listed and sent alike; one
+// still holding upstream's placeholder is listed with why it cannot send,
+// and test refuses it.
+func TestNotificationsUpstreamYAML(t *testing.T) {
+	env, _, _ := notifEnv(t, `["hook"]`)
+	splunk := &webhook{}
+	ss := httptest.NewServer(splunk)
+	t.Cleanup(ss.Close)
+	dir := filepath.Join(env.dir, "notifications")
+	yaml := "type: splunk\nname: splunk_default\nformat: |\n  {{range .}}{{.Source.IP}}{{end}}\nurl: " + ss.URL +
+		"\ntoken: hec-secret\n---\n# type: splunk\n# name: splunk_second_notification\n"
+	if err := os.WriteFile(filepath.Join(dir, "splunk.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	placeholder := "type: http\nname: http_default\nformat: |\n  {{.|toJson}}\nurl: <HTTP_url>\nmethod: POST\n"
+	if err := os.WriteFile(filepath.Join(dir, "http.yaml"), []byte(placeholder), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := env.mustRun(t, "notifications", "list")
+	for _, want := range []string{"splunk_default", "splunk", "http_default", `http_default cannot send: `, `url "<HTTP_url>"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list lacks %q:\n%s", want, out)
+		}
+	}
+	out = env.mustRun(t, "notifications", "inspect", "splunk_default")
+	if !strings.Contains(out, "token") || strings.Contains(out, "hec-secret") {
+		t.Errorf("inspect shows no token or the secret:\n%s", out)
+	}
+	env.mustRun(t, "notifications", "test", "splunk_default")
+	if got := splunk.got(); len(got) != 1 || got[0] != `{"event":"10.10.10.10\n"}` {
+		t.Errorf("splunk got %q", got)
+	}
+	if _, _, err := env.run(t, nil, "notifications", "test", "http_default"); err == nil || !strings.Contains(err.Error(), "cannot send") {
+		t.Errorf("test of a notification with a placeholder url: %v", err)
+	}
+}

@@ -49,27 +49,46 @@ group_wait = "30s"
 	}
 }
 
+// What makes a file wrong fails its load; a type-specific value missing
+// or wrong only makes the notification unusable (Problem), which is an
+// error once a profile names it (TestUnusableNotification).
 func TestParseErrors(t *testing.T) {
-	for _, tc := range []struct{ doc, want string }{
-		{"type = \"http\"\nname = \"a\"\nformat = \"x\"\nurl = \"http://h/\"\nuri = \"x\"", "uri"},
-		{"type = \"http\"\nformat = \"x\"\nurl = \"http://h/\"", "missing name"},
-		{"type = \"sentinel\"\nname = \"a\"\nformat = \"x\"", `type "sentinel" is not built in`},
-		{"name = \"a\"\nformat = \"x\"", "missing type"},
-		{"type = \"http\"\nname = \"a\"\nurl = \"http://h/\"", "missing format"},
-		{"type = \"http\"\nname = \"a\"\nformat = \"{{.Foo\"\nurl = \"http://h/\"", "format"},
-		{"type = \"http\"\nname = \"a\"\nformat = \"x\"", "missing url"},
-		{"type = \"http\"\nname = \"a\"\nformat = \"x\"\nurl = \"ftp://h/\"", "scheme"},
-		{"type = \"slack\"\nname = \"a\"\nformat = \"x\"\nwebhook = \"http://h/\"\nsmtp_host = \"m\"", "key smtp_host belongs to type email, not slack"},
-		{"type = \"email\"\nname = \"a\"\nformat = \"x\"\nsmtp_host = \"m\"", "missing receiver_emails"},
-		{"type = \"email\"\nname = \"a\"\nformat = \"x\"\nsmtp_host = \"m\"\nreceiver_emails = [\"a@b\"]\nauth_type = \"ntlm\"", "auth_type"},
-		{"type = \"email\"\nname = \"a\"\nformat = \"x\"\nsmtp_host = \"m\"\nreceiver_emails = [\"a@b\"]\nauth_type = \"plain\"", "needs smtp_username"},
-		{"type = \"email\"\nname = \"a\"\nformat = \"x\"\nsmtp_host = \"m\"\nreceiver_emails = [\"a@b\"]\nencryption_type = \"tls\"", "encryption_type"},
-		{"type = \"file\"\nname = \"a\"\nformat = \"x\"\nlog_path = \"rel.log\"", "absolute"},
-		{"type = \"file\"\nname = \"a\"\nformat = \"x\"\nlog_path = \"/a.log\"\nfile_format = \"xml\"", "file_format"},
-		{"type = \"file\"\nname = \"a\"\nformat = \"x\"\nlog_path = \"/a.log\"\n[rotate]\nmax_sise = 3", "max_sise"},
-		{"type = \"http\"\nname = \"a\"\nformat = \"x\"\nurl = \"http://h/\"\ntimeout = \"soon\"", "timeout"},
+	for _, tc := range []struct {
+		doc, want string
+		fatal     bool
+	}{
+		{"type = \"http\"\nname = \"a\"\nformat = \"x\"\nurl = \"http://h/\"\nuri = \"x\"", "n.toml:5: uri: unknown key", true},
+		{"type = \"http\"\nformat = \"x\"\nurl = \"http://h/\"", "missing name", true},
+		{"type = \"teams\"\nname = \"a\"\nformat = \"x\"", `notification "a": type "teams" is not built in (http, slack, email, file, splunk or sentinel): Rampart runs no plugin binaries, so a notification-teams plugin`, true},
+		{"name = \"a\"\nformat = \"x\"", "missing type", true},
+		{"type = \"http\"\nname = \"a\"\nurl = \"http://h/\"", "missing format", true},
+		{"type = \"http\"\nname = \"a\"\nformat = \"{{.Foo\"\nurl = \"http://h/\"", "format", true},
+		{"type = \"slack\"\nname = \"a\"\nformat = \"x\"\nwebhook = \"http://h/\"\nsmtp_host = \"m\"", "key smtp_host belongs to type email, not slack", true},
+		{"type = \"http\"\nname = \"a\"\nformat = \"x\"\ntoken = \"t\"\nurl = \"http://h/\"", "key token belongs to type splunk, not http", true},
+		{"type = \"file\"\nname = \"a\"\nformat = \"x\"\nlog_path = \"/a.log\"\n[rotate]\nmax_sise = 3", "max_sise", true},
+		{"type = \"http\"\nname = \"a\"\nformat = \"x\"\nurl = \"http://h/\"\ntimeout = \"soon\"", "timeout", true},
+		{"type = \"http\"\nname = \"a\"\nformat = \"x\"", "missing url", false},
+		{"type = \"http\"\nname = \"a\"\nformat = \"x\"\nurl = \"ftp://h/\"", "scheme", false},
+		{"type = \"email\"\nname = \"a\"\nformat = \"x\"\nsmtp_host = \"m\"", "missing receiver_emails", false},
+		{"type = \"email\"\nname = \"a\"\nformat = \"x\"\nsmtp_host = \"m\"\nreceiver_emails = [\"a@b\"]\nauth_type = \"ntlm\"", "auth_type", false},
+		{"type = \"email\"\nname = \"a\"\nformat = \"x\"\nsmtp_host = \"m\"\nreceiver_emails = [\"a@b\"]\nauth_type = \"plain\"", "needs smtp_username", false},
+		{"type = \"email\"\nname = \"a\"\nformat = \"x\"\nsmtp_host = \"m\"\nreceiver_emails = [\"a@b\"]\nencryption_type = \"tls\"", "encryption_type", false},
+		{"type = \"file\"\nname = \"a\"\nformat = \"x\"\nlog_path = \"rel.log\"", "absolute", false},
+		{"type = \"file\"\nname = \"a\"\nformat = \"x\"\nlog_path = \"/a.log\"\nfile_format = \"xml\"", "file_format", false},
+		{"type = \"splunk\"\nname = \"a\"\nformat = \"x\"\nurl = \"<SPLUNK_HTTP_URL>\"\ntoken = \"t\"", "scheme", false},
+		{"type = \"splunk\"\nname = \"a\"\nformat = \"x\"\nurl = \"https://h:8088/services/collector\"", "missing token", false},
+		{"type = \"sentinel\"\nname = \"a\"\nformat = \"x\"\nshared_key = \"a2V5\"\nlog_type = \"t\"", "missing customer_id", false},
+		{"type = \"sentinel\"\nname = \"a\"\nformat = \"x\"\ncustomer_id = \"XXX-XXX\"\nshared_key = \"XXXXXXX\"\nlog_type = \"t\"", "shared_key is not base64", false},
+		{"type = \"sentinel\"\nname = \"a\"\nformat = \"x\"\ncustomer_id = \"c\"\nshared_key = \"a2V5\"\nlog_type = \"bad-type\"", "log_type", false},
 	} {
-		_, err := Parse([]byte(tc.doc), "n.toml")
+		cs, err := Parse([]byte(tc.doc), "n.toml")
+		if !tc.fatal {
+			if err != nil || len(cs) != 1 {
+				t.Errorf("%q: %v, want one notification with a problem", tc.doc, err)
+				continue
+			}
+			err = cs[0].Problem
+		}
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "n.toml") {
 			t.Errorf("%q: error %v, want one from n.toml naming %q", tc.doc, err, tc.want)
 		}
@@ -104,10 +123,10 @@ func TestLoadDirAndReferences(t *testing.T) {
 	// A file all comments (the shipped examples) defines nothing.
 	write("slack.toml", "# type = \"slack\"\n# name = \"slack_default\"\n")
 	write("notes.txt", "not a notification")
-	// Upstream's YAML files are left alone (with a warning).
-	write("slack.yaml", "type: slack\nname: slack_default\n")
+	// Upstream's YAML files are read too.
+	write("slack.yaml", "type: slack\nname: slack_default\nformat: x\nwebhook: https://hooks.slack.test/x\n")
 	cs, err := LoadDir(dir)
-	if err != nil || len(cs) != 1 || cs[0].Name != "hook" {
+	if err != nil || len(cs) != 2 || cs[0].Name != "hook" || cs[1].Name != "slack_default" {
 		t.Fatalf("LoadDir: %v %+v", err, cs)
 	}
 	if err := CheckReferences(map[string][]string{"hook": {"p"}}, cs, dir); err != nil {
