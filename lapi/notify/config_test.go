@@ -145,22 +145,40 @@ func TestLoadDirAndReferences(t *testing.T) {
 	}
 }
 
-// The examples the package installs in /etc/crowdsec/notifications load,
-// and name nothing a profile uses yet.
+// The examples the package installs in /etc/crowdsec/notifications (YAML,
+// upstream's file names) load, can send, and name nothing a profile uses
+// yet; their TOML forms (installed as documentation) say the same.
 func TestShippedExamples(t *testing.T) {
-	cs, err := LoadDir(filepath.Join("..", "..", "config", "notifications"))
-	if err != nil {
-		t.Fatal(err)
+	load := func(dir string) map[string]*Config {
+		t.Helper()
+		cs, err := LoadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*Config{}
+		for _, c := range cs {
+			if c.Problem != nil {
+				t.Errorf("%s cannot send: %v", c.Name, c.Problem)
+			}
+			if _, err := c.Render([]*models.Alert{TestAlert(time.Now())}); err != nil {
+				t.Errorf("%s: %v", c.Name, err)
+			}
+			out[c.Name] = c
+		}
+		return out
 	}
+	yamls := load(filepath.Join("..", "..", "config", "notifications"))
+	tomls := load(filepath.Join("..", "..", "config", "examples", "notifications"))
 	names := map[string]string{}
-	for _, c := range cs {
-		names[c.Name] = c.Type
-		if _, err := c.Render([]*models.Alert{TestAlert(time.Now())}); err != nil {
-			t.Errorf("%s: %v", c.Name, err)
+	for n, c := range yamls {
+		names[n] = c.Type + " in " + filepath.Base(c.Source)
+		if tc := tomls[n]; tc == nil || !sameConfig(c, tc) {
+			t.Errorf("%s: the TOML example differs from the YAML one:\n%+v\n%+v", n, c, tc)
 		}
 	}
-	want := map[string]string{"http_default": "http", "slack_default": "slack", "email_default": "email", "file_default": "file"}
-	if fmt.Sprint(names) != fmt.Sprint(want) {
-		t.Errorf("examples %v, want %v", names, want)
+	want := map[string]string{"http_default": "http in http.yaml", "slack_default": "slack in slack.yaml", "email_default": "email in email.yaml",
+		"file_default": "file in file.yaml", "splunk_default": "splunk in splunk.yaml", "sentinel_default": "sentinel in sentinel.yaml"}
+	if fmt.Sprint(names) != fmt.Sprint(want) || len(tomls) != len(yamls) {
+		t.Errorf("examples %v (and %d in TOML), want %v", names, len(tomls), want)
 	}
 }

@@ -227,8 +227,9 @@ func TestPackages(t *testing.T) {
 			"/usr/bin/cscli":                                                   "-rwxr-xr-x",
 			"/etc/crowdsec/config.toml":                                        "-rw-r--r--",
 			"/etc/crowdsec/profiles.toml":                                      "-rw-r--r--",
-			"/etc/crowdsec/notifications/http.toml":                            "-rw-r--r--",
-			"/etc/crowdsec/notifications/email.toml":                           "-rw-r--r--",
+			"/etc/crowdsec/notifications/http.yaml":                            "-rw-r--r--",
+			"/etc/crowdsec/notifications/sentinel.yaml":                        "-rw-r--r--",
+			"/usr/share/doc/crowdsec/examples/notifications/http.toml":         "-rw-r--r--",
 			"/etc/crowdsec/acquis.d/":                                          "drwxr-xr-x",
 			"/etc/crowdsec/hub":                                                "lrwxrwxrwx",
 			"/usr/share/crowdsec/hub/":                                         "drwxr-xr-x",
@@ -277,8 +278,9 @@ func TestPackages(t *testing.T) {
 		}
 		control := extractControl(t, deb)
 		checkConffiles(t, control, "/etc/crowdsec/config.toml", "/etc/crowdsec/profiles.toml", "/etc/logrotate.d/crowdsec",
-			"/etc/crowdsec/notifications/http.toml", "/etc/crowdsec/notifications/slack.toml",
-			"/etc/crowdsec/notifications/email.toml", "/etc/crowdsec/notifications/file.toml")
+			"/etc/crowdsec/notifications/http.yaml", "/etc/crowdsec/notifications/slack.yaml",
+			"/etc/crowdsec/notifications/email.yaml", "/etc/crowdsec/notifications/file.yaml",
+			"/etc/crowdsec/notifications/splunk.yaml", "/etc/crowdsec/notifications/sentinel.yaml")
 		checkScripts(t, control, "preinst", "postinst", "prerm", "postrm")
 		checkSameFile(t, deb, "/etc/crowdsec/config.toml", filepath.Join(repoRoot, "config", "config.toml"))
 		checkSameFile(t, deb, "/usr/share/crowdsec/hub/index.json", filepath.Join(repoRoot, "rules", "index.json"))
