@@ -76,8 +76,9 @@ type Broker struct {
 
 	// state is read by Enqueue on the alert path, without a lock.
 	state atomic.Pointer[brokerState]
-	mu    sync.Mutex      // serializes Set and Run's start
+	mu    sync.Mutex      // serializes Set and Run's start and end
 	ctx   context.Context // Run's, once it runs
+	ended bool            // Run's context ended: Set starts no worker
 	wg    sync.WaitGroup  // running workers
 }
 
@@ -175,7 +176,7 @@ func (b *Broker) Set(configs []*Config) error {
 		started = append(started, w)
 	}
 	b.state.Store(next)
-	running := b.ctx != nil && b.ctx.Err() == nil
+	running := b.ctx != nil && !b.ended
 	for _, w := range old.workers {
 		switch {
 		case next.workers[w.cfg.Name] == w:
@@ -317,9 +318,10 @@ func (b *Broker) Run(ctx context.Context) {
 	}
 	b.mu.Unlock()
 	<-ctx.Done()
-	// Past this lock no Set starts a worker: the wait covers them all.
+	// From here no Set starts a worker: the wait covers them all.
 	b.mu.Lock()
-	b.mu.Unlock() //nolint:staticcheck // an empty critical section, on purpose
+	b.ended = true
+	b.mu.Unlock()
 	b.wg.Wait()
 }
 
@@ -341,9 +343,9 @@ func (w *worker) run(ctx context.Context) {
 		if w.b.ctx.Err() == nil {
 			// Replaced or removed by a reload: the queue (if any) goes to
 			// the next worker, the alerts read already are lost.
-			for range group {
+			for _, a := range group {
 				w.waiting.Add(-1)
-				w.drop(w.b.now(), "notification reloaded", 0)
+				w.drop(w.b.now(), "notification reloaded", a.ID)
 			}
 			return
 		}

@@ -386,3 +386,19 @@ max_retry: 1
 		t.Errorf("default url %s", u)
 	}
 }
+
+// FuzzParseYAML: any bytes give notifications or an error that starts
+// with the file name, never a panic.
+func FuzzParseYAML(f *testing.F) {
+	for _, s := range upstreamFiles {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte("type: http\nname: a\nformat: x\nurl: http://h/\n---\n- a\n"))
+	f.Add([]byte("a: &a [*a, *a]\n"))
+	f.Add([]byte("rotate: {enabled: yes, max_size: -1}\ntype: file\nname: f\nformat: x\nlog_path: /x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := ParseYAML(data, "f.yaml"); err != nil && !strings.HasPrefix(err.Error(), "f.yaml") {
+			t.Fatalf("error without the file name: %v", err)
+		}
+	})
+}
