@@ -356,30 +356,70 @@ func (c *Config) wrote(k string) bool {
 	return false
 }
 
-// expandEnv replaces $VAR and ${VAR} by the variable's value in the keys
-// that hold addresses and secrets, as upstream does for a whole config,
-// leaving an undefined variable as written. Unlike upstream, the format
-// is left alone: a template may well print a dollar sign.
+// expandEnv replaces $VAR and ${VAR} by the variable's value in every
+// value but the format, as upstream does for a whole config, leaving an
+// undefined variable exactly as written (a password may hold a dollar
+// sign). Unlike upstream, the format is left alone: a template may well
+// print a dollar sign. Name and type stay as written: profiles name them.
 func (c *Config) expandEnv() {
-	exp := func(s string) string {
-		return os.Expand(s, func(v string) string {
-			if val, ok := os.LookupEnv(v); ok {
-				return val
-			}
-			return "${" + v + "}"
-		})
-	}
-	for _, p := range []*string{&c.URL, &c.UnixSocket, &c.Webhook, &c.SMTPHost, &c.SMTPUsername,
-		&c.SMTPPassword, &c.SenderEmail, &c.LogPath, &c.CACertPath, &c.CertPath, &c.KeyPath, &c.Token, &c.CustomerID,
-		&c.SharedKey} {
-		*p = exp(*p)
+	for _, p := range []*string{&c.URL, &c.Method, &c.UnixSocket, &c.CACertPath, &c.CertPath, &c.KeyPath,
+		&c.Webhook, &c.Channel, &c.Username, &c.IconEmoji, &c.IconURL,
+		&c.SMTPHost, &c.SMTPUsername, &c.SMTPPassword, &c.SenderEmail, &c.SenderName, &c.EmailSubject,
+		&c.EncryptionType, &c.AuthType, &c.HeloHost, &c.LogPath, &c.FileFormat,
+		&c.Token, &c.CustomerID, &c.SharedKey, &c.LogType, &c.TimeGeneratedField} {
+		*p = expandDefined(*p)
 	}
 	for k, v := range c.Headers {
-		c.Headers[k] = exp(v)
+		c.Headers[k] = expandDefined(v)
 	}
 	for i, r := range c.ReceiverEmails {
-		c.ReceiverEmails[i] = exp(r)
+		c.ReceiverEmails[i] = expandDefined(r)
 	}
+}
+
+// expandDefined replaces $NAME and ${NAME} (NAME: letters, digits and
+// underscores, not starting with a digit) by the environment's value
+// when the variable is defined; anything else is kept as written.
+func expandDefined(s string) string {
+	if !strings.Contains(s, "$") {
+		return s
+	}
+	isName := func(b byte, first bool) bool {
+		return b == '_' || (b|0x20 >= 'a' && b|0x20 <= 'z') || (!first && b >= '0' && b <= '9')
+	}
+	var out strings.Builder
+	for i := 0; i < len(s); {
+		if s[i] != '$' || i+1 == len(s) {
+			out.WriteByte(s[i])
+			i++
+			continue
+		}
+		name, end := "", i+1
+		if s[i+1] == '{' {
+			if j := strings.IndexByte(s[i+2:], '}'); j > 0 {
+				name, end = s[i+2:i+2+j], i+3+j
+				for k := 0; k < len(name); k++ {
+					if !isName(name[k], k == 0) {
+						name = ""
+						break
+					}
+				}
+			}
+		} else {
+			for end < len(s) && isName(s[end], end == i+1) {
+				end++
+			}
+			name = s[i+1 : end]
+		}
+		if v, ok := os.LookupEnv(name); ok && name != "" {
+			out.WriteString(v)
+			i = end
+			continue
+		}
+		out.WriteByte('$')
+		i++
+	}
+	return out.String()
 }
 
 // LoadDir reads every *.toml, *.yaml and *.yml file directly in dir, in

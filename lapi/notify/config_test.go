@@ -102,13 +102,44 @@ name = "a"
 format = "cost: $5 ${RAMPART_TEST_TOKEN}"
 url = "http://127.0.0.1/${RAMPART_TEST_TOKEN}/$RAMPART_TEST_UNSET"
 headers = { Authorization = "Bearer ${RAMPART_TEST_TOKEN}" }`)
-	if c.URL != "http://127.0.0.1/s3cret/${RAMPART_TEST_UNSET}" || c.Headers["Authorization"] != "Bearer s3cret" {
+	if c.URL != "http://127.0.0.1/s3cret/$RAMPART_TEST_UNSET" || c.Headers["Authorization"] != "Bearer s3cret" {
 		t.Errorf("expanded: url %q headers %v", c.URL, c.Headers)
 	}
 	// The format is a template, not a place for secrets (upstream
 	// expands it too, eating the dollar signs of a template).
 	if got, _ := c.Render(nil); got != "cost: $5 ${RAMPART_TEST_TOKEN}" {
 		t.Errorf("format rendered %q", got)
+	}
+}
+
+// A value with dollar signs that name no defined variable is kept as
+// written (upstream's rule): a password is not rewritten.
+func TestEnvExpansionKeepsUndefined(t *testing.T) {
+	t.Setenv("RAMPART_TEST_CHANNEL", "#sec")
+	t.Setenv("RAMPART_TEST_EMPTY", "")
+	for in, want := range map[string]string{
+		"pa$$w0rd$x${y}$":                  "pa$$w0rd$x${y}$",
+		"${RAMPART_TEST_CHANNEL}-$5-${ x}": "#sec-$5-${ x}",
+		"$RAMPART_TEST_CHANNEL.x${":        "#sec.x${",
+		"a${RAMPART_TEST_EMPTY}b":          "ab",
+	} {
+		if got := expandDefined(in); got != want {
+			t.Errorf("%q expanded to %q, want %q", in, got, want)
+		}
+	}
+	c := mustParse(t, `type = "email"
+name = "m"
+format = "x"
+smtp_host = "mail.test"
+receiver_emails = ["a@b.test"]
+smtp_username = "u"
+smtp_password = "pa$$w0rd$x"`)
+	if c.SMTPPassword != "pa$$w0rd$x" {
+		t.Errorf("password %q", c.SMTPPassword)
+	}
+	y, err := ParseYAML([]byte("type: slack\nname: s\nformat: x\nwebhook: https://hooks.slack.test/x\nchannel: ${RAMPART_TEST_CHANNEL}\n"), "s.yaml")
+	if err != nil || len(y) != 1 || y[0].Channel != "#sec" {
+		t.Errorf("YAML channel: %v %+v", err, y)
 	}
 }
 
