@@ -1,8 +1,10 @@
 // Package notify sends notifications about alerts, as CrowdSec's
 // notification plugins do, but built in: http (webhooks), slack, email
-// (SMTP) and file. A profile names the notifications its alerts go to
-// (notifications = ["name"]); each notification is a TOML file under the
-// notification folder with upstream's keys.
+// (SMTP), file, splunk (HTTP Event Collector) and sentinel (Azure Log
+// Analytics). A profile names the notifications its alerts go to
+// (notifications = ["name"]); each notification is written with
+// upstream's keys in a file of the notification folder, upstream's YAML
+// or TOML, read by one loader into one Config.
 //
 // The Broker delivers them off the ban path: the LAPI hands it the id of
 // an alert it has stored, a bounded queue per notification takes it or
