@@ -41,6 +41,7 @@ type notifState struct {
 	configs  []*notify.Config
 	refs     map[string][]string // notification -> enabled profiles
 	profiles *profiles.Set
+	dir      string // the notification folder
 }
 
 // loadNotifications reads the profiles and the notification folder, and
@@ -62,7 +63,7 @@ func (cli *CLI) loadNotifications() (*notifState, error) {
 	if err := notify.CheckReferences(prof.Notifications(), configs, dir); err != nil {
 		return nil, err
 	}
-	return &notifState{configs: configs, refs: prof.EnabledNotifications(), profiles: prof}, nil
+	return &notifState{configs: configs, refs: prof.EnabledNotifications(), profiles: prof, dir: dir}, nil
 }
 
 func (s *notifState) find(name string) (*notify.Config, error) {
@@ -132,7 +133,10 @@ func (cli *CLI) listNotifications() error {
 		rows = append(rows, []string{active, c.Name, c.Type, strings.Join(st.refs[c.Name], ", ")})
 	}
 	if len(rows) == 0 {
-		fmt.Fprintln(cli.Out, "No notification configured (see the notification folder, config_paths.notification_dir)")
+		// The shipped examples are commented out: say so, a fresh install
+		// looks like this.
+		fmt.Fprintf(cli.Out, "No notification configured in %s (config_paths.notification_dir): its *.toml examples are commented out; "+
+			"uncomment one, fill it in and name it in a profile (notifications = [\"http_default\"])\n", st.dir)
 		return nil
 	}
 	renderTable(cli.Out, []string{"Active", "Name", "Type", "Profile name"}, rows)

@@ -244,4 +244,54 @@ func TestNotificationsUpstreamYAML(t *testing.T) {
 	if _, _, err := env.run(t, nil, "notifications", "test", "http_default"); err == nil || !strings.Contains(err.Error(), "cannot send") {
 		t.Errorf("test of a notification with a placeholder url: %v", err)
 	}
+	// A name defined twice (a kept YAML file and an uncommented TOML
+	// example, say): list says which and where, before any restart does.
+	if err := os.WriteFile(filepath.Join(dir, "webhook.yaml"), []byte("type: http\nname: hook\nformat: x\nurl: http://127.0.0.1/\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := env.run(t, nil, "notifications", "list")
+	if want := `notification "hook" is defined twice: in ` + filepath.Join(dir, "http.toml") + " and in " + filepath.Join(dir, "webhook.yaml") + "; "; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("list with a name defined twice: %v, want %q", err, want)
+	}
+}
+
+// A fresh install: the shipped examples, all commented out, define no
+// notification, and list says how to make one.
+func TestNotificationsShippedExamples(t *testing.T) {
+	env := startLAPI(t)
+	dir := filepath.Join(env.dir, "notifications")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shipped, err := filepath.Glob(filepath.Join("..", "config", "notifications", "*.toml"))
+	if err != nil || len(shipped) == 0 {
+		t.Fatalf("shipped examples: %v %v", shipped, err)
+	}
+	for _, p := range shipped {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(p)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// With the shipped profiles too.
+	prof, err := filepath.Abs(filepath.Join("..", "config", "profiles.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, err := os.ReadFile(env.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := "[config_paths]\nnotification_dir = " + strconv.Quote(dir) + "\n\n" +
+		strings.Replace(string(conf), "[api.server]\n", "[api.server]\nprofiles_path = "+strconv.Quote(prof)+"\n", 1)
+	if err := os.WriteFile(env.cfgPath, []byte(c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := env.mustRun(t, "notifications", "list")
+	if !strings.Contains(out, "No notification configured in "+dir) || !strings.Contains(out, "commented out") {
+		t.Errorf("list:\n%s", out)
+	}
 }

@@ -493,6 +493,18 @@ func TestReloadNotifications(t *testing.T) {
 	}
 	dir := filepath.Join(d.dir, "notifications")
 	must(t, os.MkdirAll(dir, 0o755))
+	// As a user switching from CrowdSec has it: the package's TOML
+	// examples (commented out) beside upstream's http.yaml, edited.
+	shipped, err := filepath.Glob("../config/notifications/*.toml")
+	must(t, err)
+	if len(shipped) == 0 {
+		t.Fatal("no shipped notification example")
+	}
+	for _, p := range shipped {
+		b, err := os.ReadFile(p)
+		must(t, err)
+		must(t, os.WriteFile(filepath.Join(dir, filepath.Base(p)), b, 0o644))
+	}
 	must(t, os.WriteFile(filepath.Join(dir, "http.yaml"), []byte(`type: http
 name: http_default
 log_level: info
@@ -536,6 +548,19 @@ on_success = "break"
 	}
 	slow("192.0.2.51")
 	waitReceived("192.0.2.51")
+
+	// The http.toml example uncommented beside http.yaml: a name defined
+	// twice, which the reload refuses naming both files.
+	must(t, os.Remove(bad))
+	must(t, os.WriteFile(filepath.Join(dir, "http.toml"), []byte("type = \"http\"\nname = \"http_default\"\nformat = \"x\"\nurl = \"http://127.0.0.1:1/\"\n"), 0o644))
+	if d.reload() {
+		t.Fatalf("a reload with a notification defined twice succeeded:\n%s", d.readLog())
+	}
+	if log := d.readLog(); !strings.Contains(log, `notification \"http_default\" is defined twice: in `+filepath.Join(dir, "http.toml")+" and in "+filepath.Join(dir, "http.yaml")) {
+		t.Errorf("the failed reload does not name the notification and both files:\n%s", log)
+	}
+	slow("192.0.2.52")
+	waitReceived("192.0.2.52")
 }
 
 // notifications reads sd_notify messages sent to a socket of its own.

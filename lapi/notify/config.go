@@ -462,13 +462,25 @@ func LoadDir(dir string) ([]*Config, error) {
 		}
 		for _, c := range cs {
 			if prev, ok := seen[c.Name]; ok {
-				return nil, fmt.Errorf("notification %q is defined twice: in %s and in %s", c.Name, prev.Source, c.Source)
+				return nil, duplicateError(c.Name, prev.Source, c.Source)
 			}
 			seen[c.Name] = c
 			out = append(out, c)
 		}
 	}
 	return out, nil
+}
+
+// duplicateError says where a name is defined twice, and what to do: a
+// CrowdSec user's kept YAML file and an uncommented TOML example may well
+// both define http_default.
+func duplicateError(name, first, second string) error {
+	where := ": in " + first + " and in " + second
+	if first == second {
+		where = " in " + first
+	}
+	return fmt.Errorf("notification %q is defined twice%s; a name must be defined once across the notification folder: "+
+		"rename one (and the profiles naming it) or comment it out", name, where)
 }
 
 // CheckReferences fails when a profile names a notification that is not

@@ -167,49 +167,149 @@ func TestLoadDirAndReferences(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `profile "default_ip_remediation" names notification "mail"`) {
 		t.Errorf("unknown name: %v", err)
 	}
-	write("dup.toml", "type = \"file\"\nname = \"hook\"\nformat = \"x\"\nlog_path = \"/tmp/x\"")
-	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "defined twice") {
-		t.Errorf("duplicate name: %v", err)
+	// An empty file defines nothing either.
+	write("empty.toml", "")
+	if cs, err := LoadDir(dir); err != nil || len(cs) != 2 {
+		t.Errorf("with an empty file: %v %+v", err, cs)
+	}
+	// A name defined twice names both files, whatever their formats.
+	write("http.yaml", "type: http\nname: hook\nformat: x\nurl: http://127.0.0.1/\n")
+	_, err = LoadDir(dir)
+	if want := fmt.Sprintf(`notification "hook" is defined twice: in %s and in %s; `, filepath.Join(dir, "http.toml"), filepath.Join(dir, "http.yaml")); err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("duplicate name: %v, want %q...", err, want)
+	}
+	if err := os.Remove(filepath.Join(dir, "http.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	write("dup.toml", "[[notification]]\ntype = \"file\"\nname = \"f\"\nformat = \"x\"\nlog_path = \"/tmp/x\"\n[[notification]]\ntype = \"file\"\nname = \"f\"\nformat = \"y\"\nlog_path = \"/tmp/y\"\n")
+	if _, err := LoadDir(dir); err == nil || !strings.HasPrefix(err.Error(), `notification "f" is defined twice in `+filepath.Join(dir, "dup.toml")+"; ") {
+		t.Errorf("duplicate name in one file: %v", err)
 	}
 	if cs, err := LoadDir(filepath.Join(dir, "missing")); err != nil || cs != nil {
 		t.Errorf("missing folder: %v %v", cs, err)
 	}
 }
 
-// The examples the package installs in /etc/crowdsec/notifications (YAML,
-// upstream's file names) load, can send, and name nothing a profile uses
-// yet; their TOML forms (installed as documentation) say the same.
+// exampleMarker is the line of a shipped example after which every line
+// is the configuration, commented out.
+const exampleMarker = `# ---- uncomment every line below this one (remove its first "# ") ----`
+
+// uncommentExample is a shipped example as an operator uncomments it:
+// the first "# " (or the lone "#" of a blank line) of every line after
+// the marker removed. Every such line must be commented.
+func uncommentExample(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, body, ok := strings.Cut(string(data), "\n"+exampleMarker+"\n")
+	if !ok || strings.Contains(body, exampleMarker) {
+		t.Fatalf("%s: want one marker line %q", path, exampleMarker)
+	}
+	for i, l := range strings.Split(head, "\n") {
+		if l != "#" && !strings.HasPrefix(l, "# ") {
+			t.Errorf("%s:%d: header line not a comment: %q", path, i+1, l)
+		}
+	}
+	var out strings.Builder
+	for i, l := range strings.Split(strings.TrimSuffix(body, "\n"), "\n") {
+		switch {
+		case l == "#":
+		case strings.HasPrefix(l, "# "):
+			out.WriteString(l[2:])
+		default:
+			t.Errorf("%s: line %d after the marker is not commented: %q", path, i+1, l)
+		}
+		out.WriteString("\n")
+	}
+	return []byte(out.String())
+}
+
+// The examples the package installs in /etc/crowdsec/notifications are
+// TOML with their whole configuration commented out: as shipped they
+// define nothing (a CrowdSec user's YAML files, upstream's names, load
+// beside them without a name defined twice); uncommented, each defines
+// upstream's notification of its file name (http.toml as upstream's
+// http.yaml) and can send.
 func TestShippedExamples(t *testing.T) {
-	load := func(dir string) map[string]*Config {
-		t.Helper()
-		cs, err := LoadDir(dir)
+	shipped := filepath.Join("..", "..", "config", "notifications")
+	cs, err := LoadDir(shipped)
+	if err != nil || len(cs) != 0 {
+		t.Fatalf("the shipped examples define %d notifications (%v), want none", len(cs), err)
+	}
+	// Beside upstream's files, as a switching user has them.
+	both := t.TempDir()
+	for name, body := range upstreamFiles {
+		if err := os.WriteFile(filepath.Join(both, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	paths, err := filepath.Glob(filepath.Join(shipped, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uncommented := t.TempDir()
+	var names []string
+	for _, p := range paths {
+		names = append(names, filepath.Base(p))
+		data, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := map[string]*Config{}
-		for _, c := range cs {
-			if c.Problem != nil {
-				t.Errorf("%s cannot send: %v", c.Name, c.Problem)
-			}
-			if _, err := c.Render([]*models.Alert{TestAlert(time.Now())}); err != nil {
-				t.Errorf("%s: %v", c.Name, err)
-			}
-			out[c.Name] = c
+		if err := os.WriteFile(filepath.Join(both, filepath.Base(p)), data, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		return out
-	}
-	yamls := load(filepath.Join("..", "..", "config", "notifications"))
-	tomls := load(filepath.Join("..", "..", "config", "examples", "notifications"))
-	names := map[string]string{}
-	for n, c := range yamls {
-		names[n] = c.Type + " in " + filepath.Base(c.Source)
-		if tc := tomls[n]; tc == nil || !sameConfig(c, tc) {
-			t.Errorf("%s: the TOML example differs from the YAML one:\n%+v\n%+v", n, c, tc)
+		if err := os.WriteFile(filepath.Join(uncommented, filepath.Base(p)), uncommentExample(t, p), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
-	want := map[string]string{"http_default": "http in http.yaml", "slack_default": "slack in slack.yaml", "email_default": "email in email.yaml",
-		"file_default": "file in file.yaml", "splunk_default": "splunk in splunk.yaml", "sentinel_default": "sentinel in sentinel.yaml"}
-	if fmt.Sprint(names) != fmt.Sprint(want) || len(tomls) != len(yamls) {
-		t.Errorf("examples %v (and %d in TOML), want %v", names, len(tomls), want)
+	if got := strings.Join(names, " "); got != "email.toml file.toml http.toml sentinel.toml slack.toml splunk.toml" {
+		t.Errorf("shipped examples: %s", got)
+	}
+	if cs, err := LoadDir(both); err != nil || len(cs) != len(upstreamFiles) {
+		t.Errorf("beside upstream's files: %d notifications, %v", len(cs), err)
+	}
+	cs, err = LoadDir(uncommented)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, c := range cs {
+		got[filepath.Base(c.Source)] = c.Type + " " + c.Name
+		if c.Problem != nil {
+			t.Errorf("%s cannot send: %v", c.Name, c.Problem)
+		}
+		if _, err := c.Render([]*models.Alert{TestAlert(time.Now())}); err != nil {
+			t.Errorf("%s: %v", c.Name, err)
+		}
+	}
+	want := map[string]string{}
+	for name, body := range upstreamFiles {
+		ys, err := ParseYAML([]byte(body), name)
+		if err != nil || len(ys) != 1 {
+			t.Fatalf("%s: %v", name, err)
+		}
+		want[strings.TrimSuffix(name, ".yaml")+".toml"] = ys[0].Type + " " + ys[0].Name
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("uncommented examples define\n%v\nwant upstream's\n%v", got, want)
+	}
+	// Values as written, not only names: a sample of each kind.
+	for _, c := range cs {
+		switch c.Name {
+		case "email_default":
+			if c.SMTPPort != 465 || c.AuthType != "login" || len(c.ReceiverEmails) != 1 {
+				t.Errorf("email: %+v", c)
+			}
+		case "file_default":
+			if c.Rotate != (Rotate{Enabled: true, MaxSize: 100, MaxFiles: 5, MaxAge: 30, Compress: true}) || c.FileFormat != "json" {
+				t.Errorf("file: %+v", c)
+			}
+		case "http_default":
+			if c.Method != "POST" || c.Headers["Content-Type"] != "application/json" || c.GroupWait.Duration != 0 {
+				t.Errorf("http: %+v", c)
+			}
+		}
 	}
 }

@@ -122,7 +122,8 @@ func Build(o Options) ([]string, error) {
 	return out, nil
 }
 
-// notificationExamples are the notification files installed, upstream's.
+// notificationExamples are the notification files installed, upstream's
+// notification names.
 var notificationExamples = []string{"http", "slack", "email", "file", "splunk", "sentinel"}
 
 func crowdsecInfo(o Options, scripts string) (*nfpm.Info, error) {
@@ -130,17 +131,15 @@ func crowdsecInfo(o Options, scripts string) (*nfpm.Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Notification examples, used by no profile until the operator names
-	// them: upstream's file names and format, so that on a switch from
-	// CrowdSec's package dpkg sees the same conffiles (a file the
-	// operator edited is kept, never a second one defining its name
-	// beside it); their TOML forms go with the documentation.
+	// Notification examples in TOML, their configuration commented out:
+	// they define nothing until the operator uncomments one. A CrowdSec
+	// user's upstream YAML files (http.yaml, defining http_default...),
+	// which dpkg keeps as obsolete conffiles, are read beside them
+	// without any name defined twice.
 	var notifications files.Contents
 	for _, n := range notificationExamples {
 		notifications = append(notifications,
-			conffile(filepath.Join(o.Root, "config", "notifications", n+".yaml"), "/etc/crowdsec/notifications/"+n+".yaml", 0o644),
-			plain(filepath.Join(o.Root, "config", "examples", "notifications", n+".toml"),
-				"/usr/share/doc/crowdsec/examples/notifications/"+n+".toml", 0o644))
+			conffile(filepath.Join(o.Root, "config", "notifications", n+".toml"), "/etc/crowdsec/notifications/"+n+".toml", 0o644))
 	}
 	contents := files.Contents{
 		binary(o, "crowdsec"),
