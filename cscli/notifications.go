@@ -41,6 +41,7 @@ type notifState struct {
 	configs  []*notify.Config
 	refs     map[string][]string // notification -> enabled profiles
 	profiles *profiles.Set
+	dir      string // the notification folder
 }
 
 // loadNotifications reads the profiles and the notification folder, and
@@ -62,7 +63,7 @@ func (cli *CLI) loadNotifications() (*notifState, error) {
 	if err := notify.CheckReferences(prof.Notifications(), configs, dir); err != nil {
 		return nil, err
 	}
-	return &notifState{configs: configs, refs: prof.EnabledNotifications(), profiles: prof}, nil
+	return &notifState{configs: configs, refs: prof.EnabledNotifications(), profiles: prof, dir: dir}, nil
 }
 
 func (s *notifState) find(name string) (*notify.Config, error) {
@@ -181,10 +182,18 @@ func (cli *CLI) listNotifications(ctx context.Context) error {
 		rows = append(rows, append([]string{active, c.Name, c.Type, strings.Join(st.refs[c.Name], ", ")}, deliveryCells(deliveries[c.Name])...))
 	}
 	if len(rows) == 0 {
-		fmt.Fprintln(cli.Out, "No notification configured (see the notification folder, config_paths.notification_dir)")
+		// The shipped examples are commented out: say so, a fresh install
+		// looks like this.
+		fmt.Fprintf(cli.Out, "No notification configured in %s (config_paths.notification_dir): its *.toml examples are commented out; "+
+			"uncomment one, fill it in and name it in a profile (notifications = [\"http_default\"])\n", st.dir)
 		return nil
 	}
 	renderTable(cli.Out, append([]string{"Active", "Name", "Type", "Profile name"}, deliveryHeader()...), rows)
+	for _, c := range cs {
+		if c.Problem != nil {
+			fmt.Fprintf(cli.Out, "%s cannot send: %v\n", c.Name, c.Problem)
+		}
+	}
 	return nil
 }
 
@@ -203,11 +212,11 @@ func nonNil(s []string) []string {
 
 // redactNotification is a copy of c with its secrets hidden, as cscli
 // config show and support dump hide them: the SMTP password, a Slack
-// webhook (its URL is its credential) and the values of secret-looking
-// headers (Authorization...).
+// webhook (its URL is its credential), a Splunk token, a Sentinel key and
+// the values of secret-looking headers (Authorization...).
 func redactNotification(c *notify.Config) *notify.Config {
 	r := *c
-	for _, p := range []*string{&r.SMTPPassword, &r.Webhook} {
+	for _, p := range []*string{&r.SMTPPassword, &r.Webhook, &r.Token, &r.SharedKey} {
 		if *p != "" {
 			*p = redacted
 		}
@@ -261,6 +270,9 @@ func (cli *CLI) inspectNotification(name string) error {
 	fmt.Fprintf(cli.Out, " - %15s: %15s\n", "Format", r.Format)
 	for _, kv := range typeKeyValues(r) {
 		fmt.Fprintf(cli.Out, " - %15s: %15s\n", kv[0], kv[1])
+	}
+	if c.Problem != nil {
+		fmt.Fprintf(cli.Out, " - %15s: %15s\n", "Cannot send", c.Problem)
 	}
 	return nil
 }
@@ -341,6 +353,17 @@ func typeKeyValues(c *notify.Config) [][2]string {
 		add("send_timeout", c.SendTimeout.Duration)
 		add("ca_cert_path", c.CACertPath)
 		add("skip_tls_verification", c.SkipTLSVerification)
+	case notify.TypeSplunk:
+		add("url", c.URL)
+		add("token", c.Token)
+		add("ca_cert_path", c.CACertPath)
+		add("skip_tls_verification", c.SkipTLSVerification)
+	case notify.TypeSentinel:
+		add("customer_id", c.CustomerID)
+		add("shared_key", c.SharedKey)
+		add("log_type", c.LogType)
+		add("time_generated_field", c.TimeGeneratedField)
+		add("url", c.URL)
 	case notify.TypeFile:
 		add("log_path", c.LogPath)
 		add("file_format", c.FileFormat)
@@ -396,6 +419,9 @@ func (cli *CLI) testNotification(ctx context.Context, name, override string) err
 	c, err := st.find(name)
 	if err != nil {
 		return err
+	}
+	if c.Problem != nil {
+		return fmt.Errorf("notification %q cannot send: %w", name, c.Problem)
 	}
 	a := notify.TestAlert(time.Now())
 	if err := applyOverride(a, override); err != nil {

@@ -292,3 +292,90 @@ on_success = "break"
 		t.Errorf("table:\n%s", out)
 	}
 }
+
+// Upstream's YAML files beside the TOML ones: listed and sent alike; one
+// still holding upstream's placeholder is listed with why it cannot send,
+// and test refuses it.
+func TestNotificationsUpstreamYAML(t *testing.T) {
+	env, _, _ := notifEnv(t, `["hook"]`)
+	splunk := &webhook{}
+	ss := httptest.NewServer(splunk)
+	t.Cleanup(ss.Close)
+	dir := filepath.Join(env.dir, "notifications")
+	yaml := "type: splunk\nname: splunk_default\nformat: |\n  {{range .}}{{.Source.IP}}{{end}}\nurl: " + ss.URL +
+		"\ntoken: hec-secret\n---\n# type: splunk\n# name: splunk_second_notification\n"
+	if err := os.WriteFile(filepath.Join(dir, "splunk.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	placeholder := "type: http\nname: http_default\nformat: |\n  {{.|toJson}}\nurl: <HTTP_url>\nmethod: POST\n"
+	if err := os.WriteFile(filepath.Join(dir, "http.yaml"), []byte(placeholder), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := env.mustRun(t, "notifications", "list")
+	for _, want := range []string{"splunk_default", "splunk", "http_default", `http_default cannot send: `, `url "<HTTP_url>"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("list lacks %q:\n%s", want, out)
+		}
+	}
+	out = env.mustRun(t, "notifications", "inspect", "splunk_default")
+	if !strings.Contains(out, "token") || strings.Contains(out, "hec-secret") {
+		t.Errorf("inspect shows no token or the secret:\n%s", out)
+	}
+	env.mustRun(t, "notifications", "test", "splunk_default")
+	if got := splunk.got(); len(got) != 1 || got[0] != `{"event":"10.10.10.10\n"}` {
+		t.Errorf("splunk got %q", got)
+	}
+	if _, _, err := env.run(t, nil, "notifications", "test", "http_default"); err == nil || !strings.Contains(err.Error(), "cannot send") {
+		t.Errorf("test of a notification with a placeholder url: %v", err)
+	}
+	// A name defined twice (a kept YAML file and an uncommented TOML
+	// example, say): list says which and where, before any restart does.
+	if err := os.WriteFile(filepath.Join(dir, "webhook.yaml"), []byte("type: http\nname: hook\nformat: x\nurl: http://127.0.0.1/\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := env.run(t, nil, "notifications", "list")
+	if want := `notification "hook" is defined twice: in ` + filepath.Join(dir, "http.toml") + " and in " + filepath.Join(dir, "webhook.yaml") + "; "; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("list with a name defined twice: %v, want %q", err, want)
+	}
+}
+
+// A fresh install: the shipped examples, all commented out, define no
+// notification, and list says how to make one.
+func TestNotificationsShippedExamples(t *testing.T) {
+	env := startLAPI(t)
+	dir := filepath.Join(env.dir, "notifications")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shipped, err := filepath.Glob(filepath.Join("..", "config", "notifications", "*.toml"))
+	if err != nil || len(shipped) == 0 {
+		t.Fatalf("shipped examples: %v %v", shipped, err)
+	}
+	for _, p := range shipped {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(p)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// With the shipped profiles too.
+	prof, err := filepath.Abs(filepath.Join("..", "config", "profiles.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, err := os.ReadFile(env.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := "[config_paths]\nnotification_dir = " + strconv.Quote(dir) + "\n\n" +
+		strings.Replace(string(conf), "[api.server]\n", "[api.server]\nprofiles_path = "+strconv.Quote(prof)+"\n", 1)
+	if err := os.WriteFile(env.cfgPath, []byte(c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := env.mustRun(t, "notifications", "list")
+	if !strings.Contains(out, "No notification configured in "+dir) || !strings.Contains(out, "commented out") {
+		t.Errorf("list:\n%s", out)
+	}
+}

@@ -34,6 +34,8 @@ var operatorSecrets = map[string]string{
 	"smtp password":      "smtpPassw0rd-2c7e",
 	"slack webhook":      "SlackHookT0ken-91ab",
 	"webhook header":     "hookBearer-5d0f3a",
+	"splunk token":       "splunkHecT0ken-3a9d",
+	"sentinel key":       "c2VudGluZWxLZXktOGYzMQ==",
 }
 
 // operatorEnv is a full configuration under a temporary folder: config
@@ -101,6 +103,8 @@ listen_port = %s
 	write("notifications/mail.toml", fmt.Sprintf("type = \"email\"\nname = \"mail\"\nformat = \"x\"\nsmtp_host = \"mail.example.test\"\nreceiver_emails = [\"a@example.test\"]\nsmtp_username = \"u\"\nsmtp_password = %q\n", operatorSecrets["smtp password"]))
 	write("notifications/hooks.toml", fmt.Sprintf("[[notification]]\ntype = \"slack\"\nname = \"slack\"\nformat = \"x\"\nwebhook = \"https://hooks.slack.com/services/T0/B0/%s\"\n\n[[notification]]\ntype = \"http\"\nname = \"hook\"\nformat = \"x\"\nurl = \"https://hook.example.test/\"\nheaders = { Authorization = \"Bearer %s\" }\n",
 		operatorSecrets["slack webhook"], operatorSecrets["webhook header"]))
+	write("notifications/siem.yaml", fmt.Sprintf("type: splunk\nname: splunk\nformat: x\nurl: https://splunk.example.test/\ntoken: %s\n---\n# an empty document\n---\ntype: sentinel\nname: sentinel\nformat: x\ncustomer_id: c\nshared_key: %s\nlog_type: crowdsec\n",
+		operatorSecrets["splunk token"], operatorSecrets["sentinel key"]))
 	write("bouncers/crowdsec-firewall-bouncer.toml", fmt.Sprintf("mode = \"nftables\"\napi_url = \"http://127.0.0.1:1/\"\napi_key = %q\n", operatorSecrets["bouncer key"]))
 	// a log line that leaked a secret: the dump must scrub it anyway
 	write("log/crowdsec.log", "time=x level=info msg=\"started\"\ntime=x level=debug msg=\"oops\" key="+operatorSecrets["bouncer key"]+"\n")
@@ -335,6 +339,7 @@ func TestSupportDump(t *testing.T) {
 		"config/acquis.d/ssh.toml":                       "/var/log/auth.log",
 		"config/notifications/mail.toml":                 "smtp_host = \"mail.example.test\"",
 		"config/notifications/hooks.toml":                "webhook = \"********\"",
+		"config/notifications/siem.yaml":                 "shared_key: '********'",
 		"config/bouncers/crowdsec-firewall-bouncer.toml": "api_key = \"********\"",
 		"metrics/crowdsec.prom":                          "cs_info",
 		"metrics/crowdsec-firewall-bouncer.prom":         "fw_bouncer_banned_ips 42",

@@ -2,11 +2,14 @@ package cscli
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"gopkg.in/yaml.v3"
 )
 
 // redacted replaces every secret cscli shows or puts in a support dump.
@@ -70,6 +73,35 @@ func redactTOML(data []byte, found *[]string) ([]byte, error) {
 	var b bytes.Buffer
 	if err := toml.NewEncoder(&b).Encode(m); err != nil {
 		return nil, fmt.Errorf("encoding TOML: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// redactYAML is redactTOML for a YAML file of one or more documents
+// (upstream's notification files), re-encoded as YAML.
+func redactYAML(data []byte, found *[]string) ([]byte, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	for {
+		var doc any
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("decoding YAML: %w", err)
+		}
+		if doc == nil {
+			continue
+		}
+		if err := enc.Encode(redactTree(doc, found)); err != nil {
+			return nil, fmt.Errorf("encoding YAML: %w", err)
+		}
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encoding YAML: %w", err)
 	}
 	return b.Bytes(), nil
 }

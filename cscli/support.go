@@ -147,7 +147,7 @@ func (d *supportDumper) collect(ctx context.Context, journalLines int) {
 	d.addTOML("config/profiles.toml.local", cfg.API.Server.ProfilesPath+".local")
 	d.addTOML("config/simulation.toml", cfg.ConfigPaths.SimulationPath)
 	d.addDir("config/acquis.d", cfg.Crowdsec.AcquisitionDir, "*.toml")
-	d.addDir("config/notifications", cfg.ConfigPaths.NotificationDir, "*.toml")
+	d.addDir("config/notifications", cfg.ConfigPaths.NotificationDir, "*.toml", "*.yaml", "*.yml")
 	bouncerFiles := d.addDir("config/bouncers", filepath.Join(cfg.ConfigPaths.ConfigDir, "bouncers"), "*.toml")
 	d.jwtSecret(ctx)
 
@@ -198,9 +198,10 @@ func (d *supportDumper) collect(ctx context.Context, journalLines int) {
 	}
 }
 
-// addTOML adds a TOML file with its secrets redacted; a missing file is
-// left out. A file that does not parse is left out too (it could hide a
-// secret where the redaction cannot see it), and said so.
+// addTOML adds a TOML file (or a YAML one, by its name) with its secrets
+// redacted; a missing file is left out. A file that does not parse is
+// left out too (it could hide a secret where the redaction cannot see
+// it), and said so.
 func (d *supportDumper) addTOML(name, path string) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -210,7 +211,11 @@ func (d *supportDumper) addTOML(name, path string) {
 		d.fail(path, err)
 		return
 	}
-	red, err := redactTOML(data, &d.secrets)
+	redact := redactTOML
+	if ext := filepath.Ext(path); ext == ".yaml" || ext == ".yml" {
+		redact = redactYAML
+	}
+	red, err := redact(data, &d.secrets)
 	if err != nil {
 		d.fail(path+" (left out)", err)
 		return
@@ -218,9 +223,14 @@ func (d *supportDumper) addTOML(name, path string) {
 	d.add(name, append([]byte("# "+path+", secrets redacted\n"), red...))
 }
 
-// addDir adds a folder's matching TOML files and returns their paths.
-func (d *supportDumper) addDir(prefix, dir, pattern string) []string {
-	files, _ := filepath.Glob(filepath.Join(dir, pattern))
+// addDir adds a folder's files matching the patterns and returns their
+// paths.
+func (d *supportDumper) addDir(prefix, dir string, patterns ...string) []string {
+	var files []string
+	for _, p := range patterns {
+		m, _ := filepath.Glob(filepath.Join(dir, p))
+		files = append(files, m...)
+	}
 	sort.Strings(files)
 	for _, f := range files {
 		d.addTOML(prefix+"/"+filepath.Base(f), f)

@@ -77,8 +77,8 @@ type ConfigPaths struct {
 	// SimulationPath is the TOML file saying which scenarios are in
 	// simulation (cscli simulation); a missing file simulates nothing.
 	SimulationPath string `toml:"simulation_path"`
-	// NotificationDir holds the notifications profiles may name, one or
-	// more per *.toml file (upstream's notification_dir).
+	// NotificationDir holds the notifications profiles may name, in
+	// *.toml files or upstream's *.yaml ones (upstream's notification_dir).
 	NotificationDir string `toml:"notification_dir"`
 	// BlocklistsPath holds the [[blocklists]] `cscli blocklists add`
 	// manages, read beside config.toml's own; a missing file holds none.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -456,6 +458,109 @@ func TestReloadAddsFirstSource(t *testing.T) {
 	d.write("b", "new 192.0.2.40")
 	d.write("b", "slow 192.0.2.41", "slow 192.0.2.41", "slow 192.0.2.41", "slow 192.0.2.41", "slow 192.0.2.41")
 	d.waitAlert("192.0.2.41", "e2e/slow")
+}
+
+// TestReloadNotifications: SIGHUP makes a running daemon read its
+// notification folder again with the profiles: an upstream YAML file
+// added then is used by the next alert and listed by cscli; a broken file
+// fails the reload, naming it, and the running notifications go on.
+func TestReloadNotifications(t *testing.T) {
+	d := startReloadDaemon(t)
+	var mu sync.Mutex
+	var bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	received := func(ip string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range bodies {
+			if strings.Contains(b, ip) {
+				return true
+			}
+		}
+		return false
+	}
+	waitReceived := func(ip string) {
+		t.Helper()
+		if !nstest.Eventually(20*time.Second, func() bool { return received(ip) }) {
+			t.Fatalf("the webhook never received %s", ip)
+		}
+	}
+	dir := filepath.Join(d.dir, "notifications")
+	must(t, os.MkdirAll(dir, 0o755))
+	// As a user switching from CrowdSec has it: the package's TOML
+	// examples (commented out) beside upstream's http.yaml, edited.
+	shipped, err := filepath.Glob("../config/notifications/*.toml")
+	must(t, err)
+	if len(shipped) == 0 {
+		t.Fatal("no shipped notification example")
+	}
+	for _, p := range shipped {
+		b, err := os.ReadFile(p)
+		must(t, err)
+		must(t, os.WriteFile(filepath.Join(dir, filepath.Base(p)), b, 0o644))
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "http.yaml"), []byte(`type: http
+name: http_default
+log_level: info
+format: |
+  {{range .}}{{.Scenario}} {{.Source.IP}}{{end}}
+url: `+srv.URL+`
+method: POST
+headers:
+  Content-Type: text/plain
+---
+# type: http
+# name: http_second_notification
+`), 0o644))
+	must(t, os.WriteFile(filepath.Join(d.dir, "profiles.toml"), []byte(`[[profile]]
+name = "default_ip_remediation"
+filters = ["Alert.Remediation == true && Alert.GetScope() == 'Ip'"]
+decisions = [{type = "ban", duration = "4h"}]
+notifications = ["http_default"]
+on_success = "break"
+`), 0o600))
+	if !d.reload() {
+		t.Fatalf("the reload failed:\n%s", d.readLog())
+	}
+	if out := d.cscli("notifications", "list", "-o", "raw"); !strings.Contains(out, "http_default,http,default_ip_remediation") {
+		t.Errorf("cscli notifications list after the reload:\n%s", out)
+	}
+	slow := func(ip string) {
+		d.write("a", "slow "+ip, "slow "+ip, "slow "+ip, "slow "+ip, "slow "+ip)
+	}
+	slow("192.0.2.50")
+	waitReceived("192.0.2.50")
+
+	// A typo in a new file: the reload fails and says where.
+	bad := filepath.Join(dir, "slack.yaml")
+	must(t, os.WriteFile(bad, []byte("type: slack\nname: slack_default\nformat: x\nwebhok: https://hooks.slack.test/x\n"), 0o644))
+	if d.reload() {
+		t.Fatalf("a reload with a broken notification file succeeded:\n%s", d.readLog())
+	}
+	if log := d.readLog(); !strings.Contains(log, bad+":4: webhok: unknown key") {
+		t.Errorf("the failed reload does not name the file and line:\n%s", log)
+	}
+	slow("192.0.2.51")
+	waitReceived("192.0.2.51")
+
+	// The http.toml example uncommented beside http.yaml: a name defined
+	// twice, which the reload refuses naming both files.
+	must(t, os.Remove(bad))
+	must(t, os.WriteFile(filepath.Join(dir, "http.toml"), []byte("type = \"http\"\nname = \"http_default\"\nformat = \"x\"\nurl = \"http://127.0.0.1:1/\"\n"), 0o644))
+	if d.reload() {
+		t.Fatalf("a reload with a notification defined twice succeeded:\n%s", d.readLog())
+	}
+	if log := d.readLog(); !strings.Contains(log, `notification \"http_default\" is defined twice: in `+filepath.Join(dir, "http.toml")+" and in "+filepath.Join(dir, "http.yaml")) {
+		t.Errorf("the failed reload does not name the notification and both files:\n%s", log)
+	}
+	slow("192.0.2.52")
+	waitReceived("192.0.2.52")
 }
 
 // notifications reads sd_notify messages sent to a socket of its own.

@@ -135,7 +135,7 @@ func (s *Server) prepareAlert(ctx context.Context, a *models.Alert, machineID st
 		}
 		decisions, notifyTo = o.Decisions, o.Notify
 		fromProfiles = true
-	} else if s.notify != nil {
+	} else if s.notify.Len() > 0 {
 		// As upstream, an alert with its own decisions still goes to the
 		// notifications of the profiles it matches; a filter failing on
 		// it costs the notification only.

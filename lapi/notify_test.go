@@ -215,35 +215,106 @@ func TestUnknownNotificationStopsStart(t *testing.T) {
 	}
 }
 
-// A reload must not bring in a profile naming a notification the running
-// LAPI does not have (notifications are read at start only).
-func TestCheckProfilesOnReload(t *testing.T) {
-	l := notifyLAPI(t, "http://127.0.0.1:1/", "")
-	dir := t.TempDir()
-	good := filepath.Join(dir, "good.toml")
-	writeFile(t, good, "[[profile]]\nname = \"p\"\nfilters = [\"true\"]\nnotifications = [\"hook\"]\n")
-	bad := filepath.Join(dir, "bad.toml")
-	writeFile(t, bad, "[[profile]]\nname = \"p2\"\nfilters = [\"true\"]\nnotifications = [\"hook\", \"teams\"]\n")
-	for _, tc := range []struct {
-		path string
-		want string
-	}{{good, ""}, {bad, `profile "p2" names notification "teams"`}} {
-		set, err := profiles.Load(tc.path)
+// waitBodies waits until h has n messages (or 10 s), and returns them.
+func waitBodies(h *hook, n int) []string {
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.got()) < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return h.got()
+}
+
+// A reload (LoadNotifications, then SetNotifications and SetProfiles)
+// adds a notification written in upstream's YAML beside the TOML one and
+// keeps the unchanged one running; a broken file or a profile naming an
+// unknown notification is refused and leaves the running set alone.
+func TestNotificationReload(t *testing.T) {
+	h1, h2 := &hook{}, &hook{}
+	s1, s2 := httptest.NewServer(h1), httptest.NewServer(h2)
+	t.Cleanup(s1.Close)
+	t.Cleanup(s2.Close)
+	l := notifyLAPI(t, s1.URL, "")
+	l.push(agentAlert("203.0.113.20", "crowdsecurity/ssh-bf"))
+	if got := waitBodies(h1, 1); len(got) != 1 {
+		t.Fatalf("before the reload: %q", got)
+	}
+	dir := l.Cfg.ConfigPaths.NotificationDir
+	profDir := t.TempDir()
+	reload := func(profilesTOML string) error {
+		t.Helper()
+		p := filepath.Join(profDir, "profiles.toml")
+		writeFile(t, p, profilesTOML)
+		set, err := profiles.Load(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = l.Server.CheckProfiles(set)
-		if (tc.want == "" && err != nil) || (tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want))) {
-			t.Errorf("%s: %v, want %q", tc.path, err, tc.want)
+		nc, err := LoadNotifications(l.Cfg, set)
+		if err != nil {
+			return err
+		}
+		if err := l.Server.SetNotifications(nc); err != nil {
+			return err
+		}
+		l.Server.SetProfiles(set)
+		return nil
+	}
+	both := `[[profile]]
+name = "p"
+filters = ["Alert.Remediation == true && Alert.GetScope() == 'Ip'"]
+decisions = [{type = "ban", duration = "4h"}]
+notifications = ["hook", "hook2"]
+`
+	writeFile(t, filepath.Join(dir, "second.yaml"), "type: http\nname: hook2\nformat: |\n  {{range .}}{{.Source.IP}}{{end}}\nurl: "+s2.URL+"\nmethod: PUT\n")
+	if err := reload(both); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	l.push(agentAlert("203.0.113.21", "crowdsecurity/ssh-bf"))
+	if got := waitBodies(h2, 1); len(got) != 1 || got[0] != "203.0.113.21\n" {
+		t.Errorf("new notification after the reload: %q", got)
+	}
+	if got := waitBodies(h1, 2); len(got) != 2 || !strings.Contains(got[1], "203.0.113.21") {
+		t.Errorf("kept notification after the reload: %q", got)
+	}
+	// Unchanged, hook kept its worker and its figures.
+	for _, st := range l.Server.Notifications().Stats() {
+		if st.Name == "hook" && st.Sent != 2 {
+			t.Errorf("hook stats after the reload %+v, want 2 sent", st)
 		}
 	}
-	// Without any notification, only profiles naming none pass.
-	plain := startLAPI(t, nil)
-	set, _ := profiles.Load(bad)
-	if err := plain.Server.CheckProfiles(set); err == nil {
-		t.Error("a LAPI without notifications accepted profiles naming some")
+
+	// A broken file: refused, naming the file and line; nothing changes.
+	writeFile(t, filepath.Join(dir, "third.yaml"), "type: http\nname: hook3\nformat: x\nurl: http://127.0.0.1:1/\nurl_typo: 1\n")
+	err := reload(both)
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "third.yaml")+":5: url_typo: unknown key") {
+		t.Errorf("reload with a broken file: %v", err)
 	}
-	if err := plain.Server.CheckProfiles(profiles.Default()); err != nil {
-		t.Errorf("default profiles: %v", err)
+	if err := os.Remove(filepath.Join(dir, "third.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	// A profile naming a notification nobody defines: refused.
+	if err := reload(strings.Replace(both, `"hook2"]`, `"hook2", "teams"]`, 1)); err == nil || !strings.Contains(err.Error(), `notification "teams"`) {
+		t.Errorf("reload naming an unknown notification: %v", err)
+	}
+	l.push(agentAlert("203.0.113.22", "crowdsecurity/ssh-bf"))
+	if got := waitBodies(h2, 2); len(got) != 2 || got[1] != "203.0.113.22\n" {
+		t.Errorf("after the refused reloads: %q", got)
+	}
+
+	// Removed again: hook2 stops, hook goes on.
+	if err := os.Remove(filepath.Join(dir, "second.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := reload(strings.Replace(both, `, "hook2"`, "", 1)); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if cs := l.Server.Notifications().Configs(); len(cs) != 1 || cs[0].Name != "hook" {
+		t.Errorf("after removing hook2: %d notifications", len(cs))
+	}
+	l.push(agentAlert("203.0.113.23", "crowdsecurity/ssh-bf"))
+	if got := waitBodies(h1, 4); len(got) != 4 || !strings.Contains(got[3], "203.0.113.23") {
+		t.Errorf("after removing hook2: %q", got)
+	}
+	if got := h2.got(); len(got) != 2 {
+		t.Errorf("hook2 still notified: %q", got)
 	}
 }

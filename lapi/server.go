@@ -49,7 +49,7 @@ type Server struct {
 	cfg        *csconfig.Config
 	store      *store.Store
 	profiles   atomic.Pointer[profiles.Set] // swapped whole by SetProfiles (reload)
-	notify     *notify.Broker               // nil without notifications
+	notify     *notify.Broker               // possibly with no notification
 	log        *log.Entry
 	echo       *echo.Echo
 	jwt        *jwtKeys
@@ -96,10 +96,15 @@ func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profi
 	s := &Server{cfg: cfg, store: st, log: log.WithField("component", "lapi"), now: time.Now,
 		stopping: make(chan struct{}), shutdownTimeout: 5 * time.Second}
 	s.profiles.Store(prof)
-	var err error
-	if s.notify, err = loadNotifications(cfg, prof, st); err != nil {
+	nc, err := LoadNotifications(cfg, prof)
+	if err != nil {
 		return nil, err
 	}
+	// A broker even without notifications: a reload may add some.
+	if s.notify, err = notify.NewBroker(nc, st); err != nil {
+		return nil, err
+	}
+	warnUnusable(nc)
 	if s.jwt, err = loadJWTKeys(ctx, st); err != nil {
 		return nil, err
 	}
@@ -656,34 +661,46 @@ func (s *Server) SetBlocklists(lists []csconfig.Blocklist) error { return s.list
 
 // SetProfiles replaces the profiles alerts are evaluated with (a reload):
 // each alert sees the old set or the new one whole, never a mix. Check
-// them with CheckProfiles first.
+// the notifications they name with LoadNotifications first, and apply
+// those with SetNotifications.
 func (s *Server) SetProfiles(p *profiles.Set) { s.profiles.Store(p) }
 
-// CheckProfiles fails when p names a notification the server does not
-// have (notifications themselves are read at start only).
-func (s *Server) CheckProfiles(p *profiles.Set) error {
-	return notify.CheckReferences(p.Notifications(), s.notify.Configs(), s.cfg.ConfigPaths.NotificationDir)
-}
-
-// loadNotifications reads the notification folder and checks that every
-// notification the profiles name exists. nil when there is none.
-func loadNotifications(cfg *csconfig.Config, prof *profiles.Set, st *store.Store) (*notify.Broker, error) {
+// LoadNotifications reads the notification folder of cfg and checks that
+// every notification the profiles name exists and can send.
+func LoadNotifications(cfg *csconfig.Config, prof *profiles.Set) ([]*notify.Config, error) {
 	dir := cfg.ConfigPaths.NotificationDir
 	var configs []*notify.Config
 	if dir != "" {
 		var err error
 		if configs, err = notify.LoadDir(dir); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("loading notifications: %w", err)
 		}
 	}
 	if err := notify.CheckReferences(prof.Notifications(), configs, dir); err != nil {
 		return nil, err
 	}
-	if len(configs) == 0 {
-		return nil, nil
-	}
-	return notify.NewBroker(configs, st)
+	return configs, nil
 }
 
-// Notifications is the server's notification broker (nil without any).
+// SetNotifications replaces the notifications (a reload, after
+// LoadNotifications): unchanged ones keep their queue.
+func (s *Server) SetNotifications(configs []*notify.Config) error {
+	if err := s.notify.Set(configs); err != nil {
+		return err
+	}
+	warnUnusable(configs)
+	return nil
+}
+
+// warnUnusable names the notifications left out for a problem (no
+// profile names them: LoadNotifications checked).
+func warnUnusable(configs []*notify.Config) {
+	for _, c := range configs {
+		if c.Problem != nil {
+			log.WithError(c.Problem).Warn("notification left out: it cannot send (no profile names it)")
+		}
+	}
+}
+
+// Notifications is the server's notification broker.
 func (s *Server) Notifications() *notify.Broker { return s.notify }

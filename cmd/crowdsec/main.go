@@ -124,10 +124,7 @@ func run() error {
 		if prof, err = profiles.Load(cfg.API.Server.ProfilesPath); err != nil {
 			return fmt.Errorf("loading profiles: %w", err)
 		}
-		if nc, err = notifications.LoadDir(cfg.ConfigPaths.NotificationDir); err != nil {
-			return fmt.Errorf("loading notifications: %w", err)
-		}
-		if err := notifications.CheckReferences(prof.Notifications(), nc, cfg.ConfigPaths.NotificationDir); err != nil {
+		if nc, err = lapi.LoadNotifications(cfg, prof); err != nil {
 			return err
 		}
 	}
@@ -249,7 +246,7 @@ func run() error {
 }
 
 // reload rereads the configuration on SIGHUP and applies its rules, log
-// sources and profiles (see daemon.Agent.Reload), or nothing at all if any
+// sources, profiles and notifications (see daemon.Agent.Reload), or nothing at all if any
 // of them is broken: the daemon then keeps running as before and says why.
 // systemd learns of it (Type=notify: RELOADING=1, then READY=1) so that
 // `systemctl reload` and `status` show it.
@@ -262,12 +259,13 @@ func reload(ctx context.Context, cfgPath string, ag *daemon.Agent, srv *lapi.Ser
 			return err
 		}
 		var prof *profiles.Set
+		var nc []*notifications.Config
 		if srv != nil {
 			if prof, err = profiles.Load(cfg.API.Server.ProfilesPath); err != nil {
 				return fmt.Errorf("loading profiles: %w", err)
 			}
-			if err := srv.CheckProfiles(prof); err != nil {
-				return fmt.Errorf("loading profiles: %w (notifications are read at start only: restart to add one)", err)
+			if nc, err = lapi.LoadNotifications(cfg, prof); err != nil {
+				return err
 			}
 		}
 		if ag != nil {
@@ -276,6 +274,10 @@ func reload(ctx context.Context, cfgPath string, ag *daemon.Agent, srv *lapi.Ser
 			}
 		}
 		if srv != nil {
+			// The notifications first: the new profiles may name new ones.
+			if err := srv.SetNotifications(nc); err != nil {
+				return fmt.Errorf("notifications: %w", err)
+			}
 			srv.SetProfiles(prof)
 			if err := srv.SetBlocklists(cfg.Blocklists); err != nil {
 				return fmt.Errorf("blocklists: %w", err)
@@ -291,7 +293,7 @@ func reload(ctx context.Context, cfgPath string, ag *daemon.Agent, srv *lapi.Ser
 	}()
 	status := "running"
 	if err != nil {
-		log.WithError(err).Error("reload failed: the previous rules, log sources and profiles keep running")
+		log.WithError(err).Error("reload failed: the previous rules, log sources, profiles and notifications keep running")
 		status = "reload failed, previous configuration kept: " + err.Error()
 	} else {
 		log.WithField("took", time.Since(start).Round(time.Millisecond)).Info("configuration reloaded")

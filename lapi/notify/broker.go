@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,15 +84,27 @@ type Delivery struct {
 }
 
 // Broker delivers alerts to notifications: one bounded queue and one
-// worker per notification. Enqueue never blocks.
+// worker per notification. Enqueue never blocks. Set replaces the
+// notifications while it runs (a reload).
 type Broker struct {
 	log      *log.Entry
 	src      AlertSource
-	workers  map[string]*worker
-	order    []string
 	retryMin time.Duration // tests shorten the backoff
 	retryMax time.Duration
 	now      func() time.Time
+
+	// state is read by Enqueue on the alert path, without a lock.
+	state atomic.Pointer[brokerState]
+	mu    sync.Mutex      // serializes Set and Run's start and end
+	ctx   context.Context // Run's, once it runs
+	ended bool            // Run's context ended: Set starts no worker
+	wg    sync.WaitGroup  // running workers
+}
+
+// brokerState is one set of notifications, never changed once stored.
+type brokerState struct {
+	workers map[string]*worker
+	order   []string
 }
 
 type worker struct {
@@ -100,7 +113,14 @@ type worker struct {
 	sender sender
 	queue  chan int64
 	log    *log.Entry
+	stop   context.CancelFunc // set when it starts
+	// tally outlives the worker when a reload changes its notification:
+	// the next worker takes over its figures and its queue.
+	*tally
+}
 
+// tally is a notification's figures.
+type tally struct {
 	sent, failed, dropped atomic.Uint64
 	// waiting counts the alerts queued or grouped, not yet sent or given
 	// up: raised before the queue takes one, so it is never short.
@@ -136,26 +156,92 @@ func (w *worker) record(d Delivery) {
 	w.recentN++
 }
 
-// NewBroker prepares a worker for every notification; src reads the
-// alerts back from the store. Run starts them.
+// NewBroker prepares a worker for every notification that can send (see
+// Config.Problem); src reads the alerts back from the store. Run starts
+// them.
 func NewBroker(configs []*Config, src AlertSource) (*Broker, error) {
-	b := &Broker{log: log.WithField("component", "notifications"), src: src, workers: map[string]*worker{},
+	b := &Broker{log: log.WithField("component", "notifications"), src: src,
 		retryMin: retryMin, retryMax: retryMax, now: time.Now}
-	for _, c := range configs {
-		s, err := newSender(c)
-		if err != nil {
-			return nil, fmt.Errorf("notification %q: %w", c.Name, err)
-		}
-		b.workers[c.Name] = &worker{b: b, cfg: c, sender: s, queue: make(chan int64, QueueSize),
-			log: b.log.WithFields(log.Fields{"notification": c.Name, "type": c.Type})}
-		b.order = append(b.order, c.Name)
+	b.state.Store(&brokerState{workers: map[string]*worker{}})
+	if err := b.Set(configs); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
 
+// Set replaces the notifications: a new one starts, a removed one stops
+// (the alerts it holds are dropped and counted), a changed one restarts
+// with its queue and figures, an unchanged one goes on untouched. Those
+// with a Problem are left out. On error nothing changes.
+func (b *Broker) Set(configs []*Config) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := b.state.Load()
+	next := &brokerState{workers: map[string]*worker{}}
+	var started []*worker
+	for _, c := range configs {
+		if c.Problem != nil {
+			continue
+		}
+		prev := old.workers[c.Name]
+		if prev != nil && sameConfig(prev.cfg, c) {
+			next.workers[c.Name] = prev
+			next.order = append(next.order, c.Name)
+			continue
+		}
+		s, err := newSender(c)
+		if err != nil {
+			for _, w := range started {
+				_ = w.sender.close()
+			}
+			return fmt.Errorf("notification %q: %w", c.Name, err)
+		}
+		w := &worker{b: b, cfg: c, sender: s, queue: make(chan int64, QueueSize), tally: &tally{},
+			log: b.log.WithFields(log.Fields{"notification": c.Name, "type": c.Type})}
+		if prev != nil {
+			w.queue, w.tally = prev.queue, prev.tally
+		}
+		next.workers[c.Name] = w
+		next.order = append(next.order, c.Name)
+		started = append(started, w)
+	}
+	b.state.Store(next)
+	running := b.ctx != nil && !b.ended
+	for _, w := range old.workers {
+		switch {
+		case next.workers[w.cfg.Name] == w:
+		case w.stop != nil:
+			w.stop() // its run closes the sender
+		case !running:
+			_ = w.sender.close()
+		}
+	}
+	if !running {
+		return nil
+	}
+	for _, w := range started {
+		b.start(w)
+	}
+	return nil
+}
+
+// sameConfig reports whether two notifications are written alike.
+func sameConfig(a, b *Config) bool {
+	x, y := *a, *b
+	x.tmpl, y.tmpl, x.Source, y.Source = nil, nil, "", ""
+	return reflect.DeepEqual(x, y)
+}
+
+// start runs w until Run's context ends or a Set stops it; b.mu held.
+func (b *Broker) start(w *worker) {
+	ctx, cancel := context.WithCancel(b.ctx)
+	w.stop = cancel
+	b.wg.Go(func() { w.run(ctx) })
+}
+
 func newSender(c *Config) (sender, error) {
 	switch c.Type {
-	case TypeHTTP, TypeSlack:
+	case TypeHTTP, TypeSlack, TypeSplunk, TypeSentinel:
 		return newHTTPSender(c)
 	case TypeEmail:
 		return &emailSender{cfg: c}, nil
@@ -165,13 +251,21 @@ func newSender(c *Config) (sender, error) {
 	return nil, fmt.Errorf("type %q is not built in", c.Type)
 }
 
-// Has reports whether a notification is configured.
+// Has reports whether a notification is configured and can send.
 func (b *Broker) Has(name string) bool {
 	if b == nil {
 		return false
 	}
-	_, ok := b.workers[name]
+	_, ok := b.state.Load().workers[name]
 	return ok
+}
+
+// Len is how many notifications can send.
+func (b *Broker) Len() int {
+	if b == nil {
+		return 0
+	}
+	return len(b.state.Load().order)
 }
 
 // Configs returns the notifications, in load order.
@@ -179,9 +273,10 @@ func (b *Broker) Configs() []*Config {
 	if b == nil {
 		return nil
 	}
-	out := make([]*Config, 0, len(b.order))
-	for _, n := range b.order {
-		out = append(out, b.workers[n].cfg)
+	st := b.state.Load()
+	out := make([]*Config, 0, len(st.order))
+	for _, n := range st.order {
+		out = append(out, st.workers[n].cfg)
 	}
 	return out
 }
@@ -193,8 +288,9 @@ func (b *Broker) Enqueue(names []string, id int64) {
 	if b == nil {
 		return
 	}
+	workers := b.state.Load().workers
 	for _, n := range names {
-		w, ok := b.workers[n]
+		w, ok := workers[n]
 		if !ok {
 			continue
 		}
@@ -224,9 +320,10 @@ func (b *Broker) Stats() []Stats {
 	if b == nil {
 		return nil
 	}
-	out := make([]Stats, 0, len(b.order))
-	for _, n := range b.order {
-		w := b.workers[n]
+	state := b.state.Load()
+	out := make([]Stats, 0, len(state.order))
+	for _, n := range state.order {
+		w := state.workers[n]
 		st := Stats{Name: n, Type: w.cfg.Type, Sent: w.sent.Load(), Failed: w.failed.Load(),
 			Dropped: w.dropped.Load(), Queued: int(w.waiting.Load()), Retrying: int(w.retrying.Load())}
 		w.mu.Lock()
@@ -249,12 +346,18 @@ func (b *Broker) Run(ctx context.Context) {
 	if b == nil {
 		return
 	}
-	var wg sync.WaitGroup
-	for _, n := range b.order {
-		w := b.workers[n]
-		wg.Go(func() { w.run(ctx) })
+	b.mu.Lock()
+	b.ctx = ctx
+	for _, w := range b.state.Load().workers {
+		b.start(w)
 	}
-	wg.Wait()
+	b.mu.Unlock()
+	<-ctx.Done()
+	// From here no Set starts a worker: the wait covers them all.
+	b.mu.Lock()
+	b.ended = true
+	b.mu.Unlock()
+	b.wg.Wait()
 }
 
 // run groups alerts as the configuration says and sends them:
@@ -267,16 +370,25 @@ func (b *Broker) Run(ctx context.Context) {
 // A group never holds more than QueueSize alerts (read back in memory):
 // reaching that sends it early.
 func (w *worker) run(ctx context.Context) {
+	var group []*models.Alert
 	defer func() {
 		if err := w.sender.close(); err != nil {
 			w.log.WithError(err).Warn("closing notification")
+		}
+		if w.b.ctx.Err() == nil {
+			// Replaced or removed by a reload: the queue (if any) goes to
+			// the next worker, the alerts read already are lost.
+			for _, a := range group {
+				w.waiting.Add(-1)
+				w.drop(w.b.now(), "notification reloaded", a.ID)
+			}
+			return
 		}
 		if n := w.waiting.Load(); n > 0 {
 			w.log.WithField("alerts", n).Warn("stopping with alerts not notified")
 		}
 	}()
 	c := w.cfg
-	var group []*models.Alert
 	var timer *time.Timer
 	var fire <-chan time.Time
 	flush := func() {
@@ -294,7 +406,9 @@ func (w *worker) run(ctx context.Context) {
 			w.waiting.Add(-int64(n))
 			group = group[n:]
 		}
-		group = nil
+		if len(group) == 0 {
+			group = nil
+		}
 	}
 	for {
 		select {

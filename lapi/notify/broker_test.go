@@ -240,3 +240,46 @@ func TestDeliveriesRecorded(t *testing.T) {
 		t.Errorf("last error shows the secret: %s", s.LastError)
 	}
 }
+
+// Set while running: an unchanged notification keeps its worker, a new
+// one starts, a changed one goes on with its figures, a removed one stops.
+func TestBrokerSetWhileRunning(t *testing.T) {
+	t.Parallel()
+	st := testStore(t)
+	rec := &recorder{}
+	srv := startRecorder(t, rec)
+	rec2 := &recorder{}
+	srv2 := startRecorder(t, rec2)
+	g := func(prefix string) *Config {
+		return mustParse(t, "type = \"http\"\nname = \"g\"\nformat = '"+prefix+ipsFormat+"'\nurl = "+q(srv.URL))
+	}
+	two := mustParse(t, "type = \"http\"\nname = \"two\"\nformat = '"+ipsFormat+"'\nurl = "+q(srv2.URL))
+	b := runBroker(t, st, g("one:"))
+	b.Enqueue([]string{"g"}, storeAlert(t, st, "192.0.2.1", "s"))
+	waitFor(t, "the first message", func() bool { return stats(b, "g").Sent == 1 })
+	before := b.state.Load().workers["g"]
+
+	if err := b.Set([]*Config{g("one:"), two}); err != nil {
+		t.Fatal(err)
+	}
+	if b.state.Load().workers["g"] != before {
+		t.Error("an unchanged notification got a new worker")
+	}
+	b.Enqueue([]string{"g", "two"}, storeAlert(t, st, "192.0.2.2", "s"))
+	waitFor(t, "both messages", func() bool { return stats(b, "g").Sent == 2 && stats(b, "two").Sent == 1 })
+
+	if err := b.Set([]*Config{g("new:")}); err != nil {
+		t.Fatal(err)
+	}
+	if b.Has("two") || b.Len() != 1 {
+		t.Errorf("after removing two: %v", b.Configs())
+	}
+	b.Enqueue([]string{"g", "two"}, storeAlert(t, st, "192.0.2.3", "s"))
+	waitFor(t, "the changed notification's message", func() bool { return stats(b, "g").Sent == 3 })
+	if got := bodies(rec); !slices.Equal(got, []string{"one:192.0.2.1", "one:192.0.2.2", "new:192.0.2.3"}) {
+		t.Errorf("messages %q", got)
+	}
+	if got := bodies(rec2); !slices.Equal(got, []string{"192.0.2.2"}) {
+		t.Errorf("removed notification's messages %q", got)
+	}
+}

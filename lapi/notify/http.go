@@ -11,21 +11,15 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/rampart-ips/rampart/apiclient"
 )
 
 // checkHTTP validates an http notification and applies its defaults.
 func (c *Config) checkHTTP() error {
-	if c.URL == "" {
-		return errors.New("missing url")
-	}
-	u, err := url.Parse(c.URL)
-	if err != nil {
-		return fmt.Errorf("url: %w", err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("url %q: scheme must be http or https", c.URL)
+	if err := checkURL(c.URL); err != nil {
+		return err
 	}
 	// Upstream sends a GET when method is unset, a body and all; its
 	// sample says POST, which is what a webhook expects.
@@ -35,6 +29,21 @@ func (c *Config) checkHTTP() error {
 	c.Method = strings.ToUpper(c.Method)
 	if _, err := c.httpClient(); err != nil {
 		return err
+	}
+	return nil
+}
+
+// checkURL checks the url key of the types posting to one.
+func checkURL(u string) error {
+	if u == "" {
+		return errors.New("missing url")
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return fmt.Errorf("url: %w", err)
+	}
+	if p.Scheme != "http" && p.Scheme != "https" {
+		return fmt.Errorf("url %q: scheme must be http or https", u)
 	}
 	return nil
 }
@@ -64,8 +73,9 @@ func (c *Config) httpClient() (*http.Client, error) {
 	return &http.Client{Transport: tr}, nil
 }
 
-// httpSender posts the rendered text to a URL (http) or wraps it in
-// Slack's incoming-webhook JSON (slack).
+// httpSender posts the rendered text to a URL (http), wraps it in
+// Slack's incoming-webhook JSON (slack) or in a Splunk HEC event
+// (splunk), or posts it signed to Azure Log Analytics (sentinel).
 type httpSender struct {
 	cfg    *Config
 	client *http.Client
@@ -89,33 +99,9 @@ type slackMessage struct {
 }
 
 func (h *httpSender) send(ctx context.Context, text string) error {
-	c := h.cfg
-	method, target, body := c.Method, c.URL, []byte(text)
-	header := http.Header{}
-	if c.Type == TypeSlack {
-		var err error
-		body, err = json.Marshal(slackMessage{Text: text, Channel: c.Channel, Username: c.Username,
-			IconEmoji: c.IconEmoji, IconURL: c.IconURL})
-		if err != nil {
-			return err
-		}
-		method, target = http.MethodPost, c.Webhook
-		header.Set("Content-Type", "application/json")
-	}
-	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
+	req, err := h.cfg.request(ctx, text, time.Now())
 	if err != nil {
 		return fmt.Errorf("building request: %w", err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	for k, v := range c.Headers {
-		// Host is not a header to Go's client: set it where it is read.
-		if strings.EqualFold(k, "Host") {
-			req.Host = v
-			continue
-		}
-		req.Header.Set(k, v)
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
@@ -145,11 +131,62 @@ func (h *httpSender) where() string {
 	if h.cfg.Type == TypeSlack {
 		return "the Slack webhook"
 	}
-	u, err := url.Parse(h.cfg.URL)
+	target := h.cfg.URL
+	if h.cfg.Type == TypeSentinel {
+		target = h.cfg.sentinelURL()
+	}
+	u, err := url.Parse(target)
 	if err != nil || u.Host == "" {
 		return "the endpoint"
 	}
 	return u.Scheme + "://" + u.Host + u.Path
+}
+
+// request builds the HTTP request carrying text for c's type; now dates
+// a sentinel request's signature.
+func (c *Config) request(ctx context.Context, text string, now time.Time) (*http.Request, error) {
+	method, target, body := c.Method, c.URL, []byte(text)
+	header := http.Header{}
+	switch c.Type {
+	case TypeSlack:
+		var err error
+		body, err = json.Marshal(slackMessage{Text: text, Channel: c.Channel, Username: c.Username,
+			IconEmoji: c.IconEmoji, IconURL: c.IconURL})
+		if err != nil {
+			return nil, err
+		}
+		method, target = http.MethodPost, c.Webhook
+		header.Set("Content-Type", "application/json")
+	case TypeSplunk:
+		var err error
+		if body, err = json.Marshal(splunkEvent{Event: text}); err != nil {
+			return nil, err
+		}
+		method = http.MethodPost
+		header.Set("Content-Type", "application/json")
+		header.Set("Authorization", "Splunk "+c.Token)
+	case TypeSentinel:
+		method, target = http.MethodPost, c.sentinelURL()
+		if err := c.signSentinel(header, len(body), now); err != nil {
+			return nil, err
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	for k, v := range c.Headers {
+		// Host is not a header to Go's client: set it where it is read.
+		if strings.EqualFold(k, "Host") {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	return req, nil
 }
 
 func (h *httpSender) close() error {

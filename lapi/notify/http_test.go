@@ -28,15 +28,15 @@ type recorder struct {
 }
 
 type recorded struct {
-	method, path string
-	header       http.Header
-	body         string
+	method, path, query string
+	header              http.Header
+	body                string
 }
 
 func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	r.mu.Lock()
-	r.reqs = append(r.reqs, recorded{req.Method, req.URL.Path, req.Header.Clone(), string(body)})
+	r.reqs = append(r.reqs, recorded{req.Method, req.URL.Path, req.URL.RawQuery, req.Header.Clone(), string(body)})
 	n := len(r.reqs)
 	status := http.StatusOK
 	if len(r.answers) > 0 {

@@ -122,21 +122,30 @@ func Build(o Options) ([]string, error) {
 	return out, nil
 }
 
+// notificationExamples are the notification files installed, upstream's
+// notification names.
+var notificationExamples = []string{"http", "slack", "email", "file", "splunk", "sentinel"}
+
 func crowdsecInfo(o Options, scripts string) (*nfpm.Info, error) {
 	sc, err := prepareScripts(o.Root, "crowdsec", scripts)
 	if err != nil {
 		return nil, err
+	}
+	// Notification examples in TOML, their configuration commented out:
+	// they define nothing until the operator uncomments one. A CrowdSec
+	// user's upstream YAML files (http.yaml, defining http_default...),
+	// which dpkg keeps as obsolete conffiles, are read beside them
+	// without any name defined twice.
+	var notifications files.Contents
+	for _, n := range notificationExamples {
+		notifications = append(notifications,
+			conffile(filepath.Join(o.Root, "config", "notifications", n+".toml"), "/etc/crowdsec/notifications/"+n+".toml", 0o644))
 	}
 	contents := files.Contents{
 		binary(o, "crowdsec"),
 		binary(o, "cscli"),
 		conffile(filepath.Join(o.Root, "config", "config.toml"), "/etc/crowdsec/config.toml", 0o644),
 		conffile(filepath.Join(o.Root, "config", "profiles.toml"), "/etc/crowdsec/profiles.toml", 0o644),
-		// Examples, used by no profile until the operator names them.
-		conffile(filepath.Join(o.Root, "config", "notifications", "http.toml"), "/etc/crowdsec/notifications/http.toml", 0o644),
-		conffile(filepath.Join(o.Root, "config", "notifications", "slack.toml"), "/etc/crowdsec/notifications/slack.toml", 0o644),
-		conffile(filepath.Join(o.Root, "config", "notifications", "email.toml"), "/etc/crowdsec/notifications/email.toml", 0o644),
-		conffile(filepath.Join(o.Root, "config", "notifications", "file.toml"), "/etc/crowdsec/notifications/file.toml", 0o644),
 		conffile(filepath.Join(o.Root, "packaging", "crowdsec", "logrotate"), "/etc/logrotate.d/crowdsec", 0o644),
 		dir("/etc/crowdsec/acquis.d", 0o755),
 		// The database, with every machine's password hash and bouncer key
@@ -166,7 +175,7 @@ func crowdsecInfo(o Options, scripts string) (*nfpm.Info, error) {
 			"as /etc/crowdsec/hub) and serves the CrowdSec local API, with its\n" +
 			"SQLite database, to bouncers.",
 	}
-	info.Contents = append(contents, hub...)
+	info.Contents = append(append(contents, notifications...), hub...)
 	// Decisions only reach the firewall through a bouncer.
 	info.Recommends = []string{"crowdsec-firewall-bouncer"}
 	info.Scripts = sc

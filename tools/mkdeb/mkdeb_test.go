@@ -228,7 +228,7 @@ func TestPackages(t *testing.T) {
 			"/etc/crowdsec/config.toml":                                        "-rw-r--r--",
 			"/etc/crowdsec/profiles.toml":                                      "-rw-r--r--",
 			"/etc/crowdsec/notifications/http.toml":                            "-rw-r--r--",
-			"/etc/crowdsec/notifications/email.toml":                           "-rw-r--r--",
+			"/etc/crowdsec/notifications/sentinel.toml":                        "-rw-r--r--",
 			"/etc/crowdsec/acquis.d/":                                          "drwxr-xr-x",
 			"/etc/crowdsec/hub":                                                "lrwxrwxrwx",
 			"/usr/share/crowdsec/hub/":                                         "drwxr-xr-x",
@@ -257,6 +257,12 @@ func TestPackages(t *testing.T) {
 			if f.user != "root/root" {
 				t.Errorf("%s is owned by %s", p, f.user)
 			}
+			// One set of notification examples, TOML: upstream's YAML
+			// names beside them would define each name twice.
+			if (strings.HasPrefix(p, "/etc/crowdsec/notifications/") && !strings.HasSuffix(p, "/") && !strings.HasSuffix(p, ".toml")) ||
+				strings.Contains(p, "/examples/notifications") {
+				t.Errorf("%s should not be packaged", p)
+			}
 		}
 		// Every rule file of rules/ is there.
 		var missing []string
@@ -278,9 +284,11 @@ func TestPackages(t *testing.T) {
 		control := extractControl(t, deb)
 		checkConffiles(t, control, "/etc/crowdsec/config.toml", "/etc/crowdsec/profiles.toml", "/etc/logrotate.d/crowdsec",
 			"/etc/crowdsec/notifications/http.toml", "/etc/crowdsec/notifications/slack.toml",
-			"/etc/crowdsec/notifications/email.toml", "/etc/crowdsec/notifications/file.toml")
+			"/etc/crowdsec/notifications/email.toml", "/etc/crowdsec/notifications/file.toml",
+			"/etc/crowdsec/notifications/splunk.toml", "/etc/crowdsec/notifications/sentinel.toml")
 		checkScripts(t, control, "preinst", "postinst", "prerm", "postrm")
 		checkSameFile(t, deb, "/etc/crowdsec/config.toml", filepath.Join(repoRoot, "config", "config.toml"))
+		checkSameFile(t, deb, "/etc/crowdsec/notifications/http.toml", filepath.Join(repoRoot, "config", "notifications", "http.toml"))
 		checkSameFile(t, deb, "/usr/share/crowdsec/hub/index.json", filepath.Join(repoRoot, "rules", "index.json"))
 		checkSameFile(t, deb, "/usr/share/doc/crowdsec/grafana/rampart.json", filepath.Join(repoRoot, "packaging", "grafana", "rampart.json"))
 		postinst := readFile(t, filepath.Join(control, "postinst"))
