@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -71,17 +72,34 @@ func BenchmarkCommunityPull(b *testing.B) {
 		return c
 	}
 	pid := os.Getpid()
+	// allocated is what the process allocated so far (the pull's bytes
+	// per decision: a regression in how much a pull holds or copies
+	// shows there first).
+	allocated := func() uint64 {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.TotalAlloc
+	}
+	// live is the heap in use once collected.
+	live := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
 	b.Run("startup", func(b *testing.B) {
 		var cpu time.Duration
+		var bytes uint64
 		for b.Loop() {
 			b.StopTimer()
 			svc, st := benchService(b, cs)
 			b.StartTimer()
-			c0 := procstat.CPU(pid)
+			c0, a0 := procstat.CPU(pid), allocated()
 			if err := svc.Pull(ctx, true); err != nil {
 				b.Fatal(err)
 			}
 			cpu += procstat.CPU(pid) - c0
+			bytes += allocated() - a0
 			b.StopTimer()
 			if c := count(st); c != n {
 				b.Fatalf("%d active decisions, want %d", c, n)
@@ -89,6 +107,38 @@ func BenchmarkCommunityPull(b *testing.B) {
 			b.StartTimer()
 		}
 		b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+		b.ReportMetric(float64(bytes)/float64(b.N*n), "B/decision")
+	})
+	// Deltas of 100k after the startup pull, in one service (as one
+	// LAPI's pulls every two hours, here each replacing the last): what
+	// each allocates, and how the collected heap grows from the first
+	// pull to the last (a leak shows as growth).
+	b.Run("delta", func(b *testing.B) {
+		cs.SetStream(capitest.Community("crowdsecurity/ssh-bf", n, "48h"))
+		defer cs.SetStream(capi.StreamResponse{})
+		svc, st := benchService(b, cs)
+		if err := svc.Pull(ctx, true); err != nil {
+			b.Fatal(err)
+		}
+		first := live()
+		var cpu time.Duration
+		var bytes uint64
+		for b.Loop() {
+			c0, a0 := procstat.CPU(pid), allocated()
+			if err := svc.Pull(ctx, true); err != nil {
+				b.Fatal(err)
+			}
+			cpu += procstat.CPU(pid) - c0
+			bytes += allocated() - a0
+		}
+		b.StopTimer()
+		b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+		b.ReportMetric(float64(bytes)/float64(b.N*n), "B/decision")
+		b.ReportMetric((float64(live())-float64(first))/(1<<20), "heap-growth-MB")
+		b.ReportMetric(float64(procstat.KB(pid, "VmRSS"))/1024, "rss-MB")
+		if c := count(st); c != n {
+			b.Fatalf("%d active decisions, want %d", c, n)
+		}
 	})
 	b.Run("replace", func(b *testing.B) {
 		svc, st := benchService(b, cs)

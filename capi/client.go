@@ -375,6 +375,10 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 }
 
+// bodyReader is an answer that reads itself from the body as it arrives
+// (a community list of 100k addresses), instead of being decoded whole.
+type bodyReader interface{ readBody(io.Reader) error }
+
 // send makes one request: JSON body (gzipped over 5 KiB), JSON answer
 // into out; tok "" sends no Authorization.
 func (c *Client) send(ctx context.Context, method, path string, query url.Values, body, out any, tok string) (int, error) {
@@ -432,7 +436,11 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 		}
 		return resp.StatusCode, &APIError{Method: method, Path: path, Status: resp.StatusCode, Message: text}
 	}
-	if out != nil && resp.StatusCode != http.StatusNotModified {
+	if br, ok := out.(bodyReader); ok && resp.StatusCode != http.StatusNotModified {
+		if err := br.readBody(resp.Body); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: decoding the answer: %w", method, path, err)
+		}
+	} else if out != nil && resp.StatusCode != http.StatusNotModified {
 		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 			return resp.StatusCode, fmt.Errorf("%s %s: decoding the answer: %w", method, path, err)
 		}

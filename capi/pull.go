@@ -9,13 +9,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"time"
 
 	log "github.com/sirupsen/logrus"
 
 	"github.com/rampart-ips/rampart/internal/backoff"
-	"github.com/rampart-ips/rampart/internal/netaddr"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -103,26 +103,39 @@ func (s *Service) Pull(ctx context.Context, force bool) error {
 	if !s.o.PullBlocklists {
 		q.Set("additional_pull", "false")
 	}
-	var resp StreamResponse
-	if _, err := s.o.Client.do(ctx, http.MethodGet, "v3/decisions/stream", q, nil, &resp); err != nil {
+	var resp pullAnswer
+	if _, err = s.o.Client.do(ctx, http.MethodGet, "v3/decisions/stream", q, nil, &resp); err != nil {
 		s.Stats.PullFailures.Add(1)
 		return err
 	}
 	s.Stats.Pulls.Add(1)
-	if err := s.apply(ctx, &resp, force); err != nil {
+	s.stored = 0
+	err = s.apply(ctx, &resp, force)
+	if s.stored >= releaseAfter {
+		// The pull's memory is garbage now: hand it back to the system
+		// rather than keep a heap sized for it (under GOGC=300, four
+		// times the pull's live data) until collections shrink it.
+		resp = pullAnswer{}
+		debug.FreeOSMemory()
+	}
+	if err != nil {
 		return err // startup=true again next time: the full list is asked for again
 	}
 	s.startup.Store(false)
 	return nil
 }
 
+// releaseAfter is how many stored decisions make a pull return its
+// memory to the system at once: the community list's startup pull (tens
+// of thousands) does, its deltas every two hours (hundreds) do not.
+const releaseAfter = 10000
+
 // apply stores a pull in upstream's order: explicit deletions, console
 // allowlists, the community decisions (filtered by every allowlist), each
 // linked blocklist, then the ending of what the console allowlists cover.
-func (s *Service) apply(ctx context.Context, resp *StreamResponse, force bool) error {
-	now := time.Now()
+func (s *Service) apply(ctx context.Context, resp *pullAnswer, force bool) error {
 	deleted := int64(0)
-	for _, g := range resp.Deleted {
+	for _, g := range resp.deleted {
 		n, err := s.o.Store.ExpirePulled(ctx, store.OriginCAPI, models.NormalizeScope(g.Scope), g.Decisions)
 		if err != nil {
 			return fmt.Errorf("expiring decisions CAPI deleted: %w", err)
@@ -133,8 +146,8 @@ func (s *Service) apply(ctx context.Context, resp *StreamResponse, force bool) e
 		s.log.WithField("deleted", deleted).Info("capi/community-blocklist: explicit deletions")
 	}
 	var allowed []store.Range // the console allowlists' entries
-	if resp.Links != nil {
-		for _, l := range resp.Links.Allowlists {
+	if resp.links != nil {
+		for _, l := range resp.links.Allowlists {
 			rs, err := s.pullAllowlist(ctx, l)
 			if err != nil {
 				s.Stats.ListsFailed.Add(1)
@@ -144,37 +157,22 @@ func (s *Service) apply(ctx context.Context, resp *StreamResponse, force bool) e
 			allowed = append(allowed, rs...)
 		}
 	}
-	total := 0
-	for _, g := range resp.New {
-		total += len(g.Decisions)
+	p := &resp.community
+	for _, err := range p.errs {
+		s.log.WithError(err).Warn("skipping a community decision")
 	}
-	ds := make([]store.NewDecision, 0, total)
-	bad := 0
-	for _, g := range resp.New {
-		scope := models.NormalizeScope(g.Scope)
-		for _, d := range g.Decisions {
-			nd, err := newDecision(g.Scenario, scope, "ban", store.OriginCAPI, d.Value, d.Duration, now)
-			if err != nil {
-				bad++
-				if bad <= 5 {
-					s.log.WithError(err).Warn("skipping a community decision")
-				}
-				continue
-			}
-			ds = append(ds, nd)
-		}
-	}
-	if len(ds) == 0 && bad == 0 {
+	if p.Len() == 0 && p.bad == 0 {
 		s.log.Info("received 0 new entries (expected if you just installed crowdsec)")
 	} else {
-		added, err := s.store(ctx, ds, store.OriginCAPI, store.CommunitySourceScope, int(deleted), now)
+		added, err := s.store(ctx, p, store.CommunitySourceScope, int(deleted), resp.now)
 		if err != nil {
 			return err
 		}
-		s.log.WithFields(log.Fields{"added": added, "invalid": bad}).Info("capi/community-blocklist: decisions stored")
+		s.log.WithFields(log.Fields{"added": added, "invalid": p.bad}).Info("capi/community-blocklist: decisions stored")
 	}
-	if resp.Links != nil {
-		for _, l := range resp.Links.Blocklists {
+	*p = pulled{} // its strings are garbage once stored
+	if resp.links != nil {
+		for _, l := range resp.links.Blocklists {
 			if err := s.pullList(ctx, l, force); err != nil {
 				// Unlike upstream, one failing list does not keep the
 				// others from being fetched.
@@ -281,48 +279,28 @@ func (s *Service) fetch(ctx context.Context, u, ifModifiedSince string) (io.Read
 	return nil, fmt.Errorf("%s answered %d", u, resp.StatusCode)
 }
 
-// store filters ds through the allowlists and saves them as one alert of
-// origin, replacing that origin's decisions on the same values.
-func (s *Service) store(ctx context.Context, ds []store.NewDecision, origin, sourceScope string, deleted int, now time.Time) (int, error) {
-	dropped := 0
-	if s.o.Filter != nil && len(ds) > 0 {
-		var err error
-		if ds, dropped, err = s.o.Filter(ctx, ds); err != nil {
-			return 0, fmt.Errorf("checking pulled decisions against the allowlists: %w", err)
-		}
+// store filters p through the allowlists and saves it as one alert of
+// p's origin, replacing that origin's decisions on the same values.
+func (s *Service) store(ctx context.Context, p *pulled, sourceScope string, deleted int, now time.Time) (int, error) {
+	dropped, err := s.filterPulled(ctx, p)
+	if err != nil {
+		return 0, err
 	}
 	if dropped > 0 {
 		s.log.WithFields(log.Fields{"dropped": dropped, "source": sourceScope}).Info("pulled decisions on allowlisted addresses were dropped")
 	}
-	if len(ds) == 0 {
+	if p.Len() == 0 {
 		return 0, nil
 	}
 	ts := now.UTC().Format(time.RFC3339)
-	a := &models.Alert{Scenario: fmt.Sprintf("update : +%d/-%d IPs", len(ds), deleted), Kind: "capi", Remediation: true,
+	a := &models.Alert{Scenario: fmt.Sprintf("update : +%d/-%d IPs", p.Len(), deleted), Kind: "capi", Remediation: true,
 		StartAt: ts, StopAt: ts, Source: &models.Source{Scope: sourceScope}}
-	na := store.NewAlert{Alert: a, UUID: models.NewAlertUUID(), StartAt: now, StopAt: now, Decisions: ds}
-	if _, err := s.o.Store.ReplacePulled(ctx, na, origin, s.o.ApplyChunk); err != nil {
+	na := store.NewAlert{Alert: a, UUID: models.NewAlertUUID(), StartAt: now, StopAt: now}
+	if _, err := s.o.Store.ReplacePulled(ctx, na, p.origin, p, s.o.ApplyChunk); err != nil {
 		return 0, fmt.Errorf("storing %s decisions: %w", sourceScope, err)
 	}
-	return len(ds), nil
-}
-
-// newDecision checks one pulled value.
-func newDecision(scenario, scope, typ, origin, value, duration string, now time.Time) (store.NewDecision, error) {
-	dur, err := models.ParseDuration(duration)
-	if err != nil || dur <= 0 {
-		return store.NewDecision{}, fmt.Errorf("%s: duration %q is not a positive duration", value, duration)
-	}
-	nd := store.NewDecision{UUID: models.NewAlertUUID(), Until: now.Add(dur), Scenario: scenario, Type: typ, Scope: scope,
-		Value: value, Origin: origin}
-	if store.IsAddressScope(scope) {
-		p, err := netaddr.ParsePrefix(value)
-		if err != nil {
-			return store.NewDecision{}, fmt.Errorf("%s: %w", value, err)
-		}
-		nd.Range = store.RangeOf(p)
-	}
-	return nd, nil
+	s.stored += p.Len()
+	return p.Len(), nil
 }
 
 func listKey(name string) string { return "blocklist:" + name + ":last_pull" }
@@ -342,7 +320,7 @@ func (s *Service) pullList(ctx context.Context, l BlocklistLink, force bool) err
 		typ = "ban"
 	}
 	// Checked before the download: a list of bad links costs nothing.
-	if _, err := newDecision(l.Name, scope, typ, store.OriginLists, "0.0.0.0", l.Duration, now); err != nil && store.IsAddressScope(scope) {
+	if _, err := checkDuration("0.0.0.0", l.Duration); err != nil && store.IsAddressScope(scope) {
 		return fmt.Errorf("list %s: %w", l.Name, err)
 	}
 	if !force {
@@ -369,8 +347,8 @@ func (s *Service) pullList(ctx context.Context, l BlocklistLink, force bool) err
 		return nil
 	}
 	defer body.Close()
-	var ds []store.NewDecision
-	bad := 0
+	p := &pulled{origin: store.OriginLists}
+	kind := p.kind(l.Name, typ, scope)
 	sc := bufio.NewScanner(io.LimitReader(body, maxListBytes))
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
 	for sc.Scan() {
@@ -378,23 +356,18 @@ func (s *Service) pullList(ctx context.Context, l BlocklistLink, force bool) err
 		if v == "" || v[0] == '#' {
 			continue
 		}
-		nd, err := newDecision(l.Name, scope, typ, store.OriginLists, v, l.Duration, now)
-		if err != nil {
-			bad++ // one bad line no longer throws the whole list away
-			continue
-		}
-		ds = append(ds, nd)
+		p.add(kind, v, l.Duration, now) // one bad line no longer throws the whole list away
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("list %s: reading: %w", l.Name, err)
 	}
-	added, err := s.store(ctx, ds, store.OriginLists, store.ListSourcePrefix+l.Name, 0, now)
+	added, err := s.store(ctx, p, store.ListSourcePrefix+l.Name, 0, now)
 	if err != nil {
 		return err
 	}
 	if err := s.o.Store.PutKV(ctx, listKey(l.Name), now.UTC().Format(http.TimeFormat)); err != nil {
 		return err
 	}
-	s.log.WithFields(log.Fields{"list": l.Name, "added": added, "invalid": bad}).Info("blocklist stored")
+	s.log.WithFields(log.Fields{"list": l.Name, "added": added, "invalid": p.bad}).Info("blocklist stored")
 	return nil
 }

@@ -38,9 +38,9 @@ const (
 	defaultApplyChunk = 5000
 )
 
-// FilterFunc drops the pulled decisions the allowlists cover and says how
-// many it dropped (lapi.Server.FilterPulled).
-type FilterFunc func(context.Context, []store.NewDecision) ([]store.NewDecision, int, error)
+// FilterFunc gives what says whether an allowlist covers a pulled decision
+// of scope on r, which is then dropped (lapi.Server.FilterPulled).
+type FilterFunc func(context.Context) (func(scope string, r store.Range) bool, error)
 
 // Options configure a Service. Zero durations take upstream's values.
 type Options struct {
@@ -109,6 +109,7 @@ type Service struct {
 	Stats Stats
 
 	pullMu  sync.Mutex // one pull at a time
+	stored  int        // decisions the current pull stored (under pullMu)
 	startup atomic.Bool
 	// owner names this service in the database locks that keep the LAPIs
 	// of one database (a fleet) from pulling, or sending the same queued

@@ -634,24 +634,17 @@ var (
 // its copy of them), in the deleting transaction; false stops.
 func (s *Server) ReportDeletions(on bool) { s.shareDel.Store(on) }
 
-// FilterPulled drops the pulled decisions (community list, blocklists)
-// whose address or range overlaps the host allowlist or a user allowlist:
-// those always win, ranges included. It returns how many it dropped.
-func (s *Server) FilterPulled(ctx context.Context, ds []store.NewDecision) ([]store.NewDecision, int, error) {
+// FilterPulled returns what says whether a pulled decision (community
+// list, blocklists) of scope on r overlaps the host allowlist or a user
+// allowlist, as of now: those always win, ranges included, and such a
+// decision is dropped. A predicate rather than a filter of NewDecisions,
+// so that a 100k-address pull need not be built as NewDecisions for it.
+func (s *Server) FilterPulled(ctx context.Context) (func(scope string, r store.Range) bool, error) {
 	allow, err := s.allow.snapshot(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	out := ds[:0]
-	dropped := 0
-	for _, d := range ds {
-		if store.IsAddressScope(d.Scope) && allow.overlaps(d.Range) {
-			dropped++
-			continue
-		}
-		out = append(out, d)
-	}
-	return out, dropped, nil
+	return func(scope string, r store.Range) bool { return store.IsAddressScope(scope) && allow.overlaps(r) }, nil
 }
 
 // SetBlocklists replaces the blocklist subscriptions (a reload): new and

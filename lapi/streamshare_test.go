@@ -90,3 +90,67 @@ func TestSharedDeltaForLongPolls(t *testing.T) {
 		t.Errorf("%d renderings for %d bouncers at one cursor, want 1 to 3", r, n)
 	}
 }
+
+// TestSharedDeltaInBlocks: a shared delta larger than one rendering block
+// reaches the bouncer whole, in order, with its length right.
+func TestSharedDeltaInBlocks(t *testing.T) {
+	l := startProtectedLAPI(t)
+	key := l.addBouncer("fw")
+	get := func(query string) (*http.Response, []byte, error) {
+		req, _ := http.NewRequest("GET", l.URL+"/v1/decisions/stream?"+query, nil)
+		req.Header.Set("X-Api-Key", key)
+		resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp, b, err
+	}
+	resp, body, err := get("startup=true&cursor=")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("startup: %v %s", err, body)
+	}
+	cursor := resp.Header.Get(models.CursorHeader)
+	type answer struct {
+		resp *http.Response
+		body []byte
+		err  error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		resp, body, err := get("wait=15s&cursor=" + cursor)
+		done <- answer{resp, body, err}
+	}()
+	const n = 1000 // about 180 KB: three blocks
+	a := manualAlert("198.18.0.0", "Ip", "4h", "crowdsec")
+	a.Decisions = a.Decisions[:0]
+	for i := range n {
+		a.Decisions = append(a.Decisions, &models.Decision{Duration: "4h", Origin: "crowdsec", Scenario: "s", Scope: "Ip", Type: "ban",
+			Value: fmt.Sprintf("198.18.%d.%d", i>>8, i&255)})
+	}
+	before := l.Server.deltas.renders.Load()
+	l.push(a)
+	got := <-done
+	if got.err != nil || got.resp.StatusCode != 200 {
+		t.Fatalf("long-poll: %v %s", got.err, got.body)
+	}
+	if l.Server.deltas.renders.Load() == before {
+		t.Fatal("the answer was not a shared rendering")
+	}
+	if got.resp.ContentLength != int64(len(got.body)) || len(got.body) < 2*deltaBlock {
+		t.Fatalf("Content-Length %d, body %d bytes (want more than two blocks)", got.resp.ContentLength, len(got.body))
+	}
+	var sr models.StreamResponse
+	if err := json.Unmarshal(got.body, &sr); err != nil {
+		t.Fatalf("body: %v", err)
+	}
+	if len(sr.New) != n {
+		t.Fatalf("%d new decisions, want %d", len(sr.New), n)
+	}
+	for i, d := range sr.New {
+		if want := fmt.Sprintf("198.18.%d.%d", i>>8, i&255); d.Value != want {
+			t.Fatalf("decision %d is %s, want %s", i, d.Value, want)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -422,6 +423,10 @@ func writeHeapProfile(path string) error {
 	if err != nil {
 		return err
 	}
+	// The profile is as of the last collection: one now counts what the
+	// run allocated since (a run ending right after a burst left most of
+	// it out).
+	runtime.GC()
 	if err := pprof.WriteHeapProfile(f); err != nil {
 		f.Close()
 		return err

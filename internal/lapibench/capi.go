@@ -40,8 +40,8 @@ const capiScenario = "crowdsecurity/ssh-bf"
 // logs in without any first and with one once the bouncers and the agent
 // run: that login is the pull's start. It reports the time until every
 // bouncer has received every community decision, the pushes' latency
-// before and during the pull (worst, p99, errors), and the LAPI's peak
-// RSS and CPU-s.
+// before and during the pull (worst, p99, errors), the LAPI's CPU-s, and
+// its RSS before, at its peak, right after and o.capiSettle later.
 func benchCAPI(r *report, o opts) error {
 	n, nb := o.capiN, o.capiBouncers
 	ctx, cancel := context.WithTimeout(context.Background(), o.capiTimeout)
@@ -243,14 +243,19 @@ wait:
 	}
 	allAt := time.Now()
 	lapiCPU := procstat.CPU(pid) - cpu0
-	// One more second of pushes after the pull, then stop.
+	// One more second of pushes after the pull, then the RSS as it is
+	// right after; then o.capiSettle more of pushes (no forced
+	// collection: what an administrator's top shows) for the RSS the
+	// pull leaves behind.
 	time.Sleep(time.Second)
-	stopAgent()
-	<-agentDone
+	rss, peak := procstat.KB(pid, "VmRSS"), procstat.KB(pid, "VmHWM")
 	stopBouncers()
 	bwg.Wait()
 	selfCPU := procstat.CPU(os.Getpid()) - self0
-	rss, peak := procstat.KB(pid, "VmRSS"), procstat.KB(pid, "VmHWM")
+	time.Sleep(o.capiSettle)
+	settled := procstat.KB(pid, "VmRSS")
+	stopAgent()
+	<-agentDone
 
 	var before, during []time.Duration
 	pushErrs := 0
@@ -298,9 +303,11 @@ wait:
 	fmt.Printf("capi: pushes of %d alerts, before the pull: %d, p99 %s, worst %s; during it: %d (%.0f alerts/s achieved), p50 %s, p99 %s, worst %s, %d over %s; %d failed (target: worst <= %s, 0 failed)\n",
 		batch, len(before), pct(before, 0.99), pct(before, 1), len(during), float64(len(during)*batch)/allAt.Sub(pullStart).Seconds(),
 		pct(during, 0.5), pct(during, 0.99), pct(during, 1), stalls, stallAt, pushErrs, stallAt)
-	fmt.Printf("capi: LAPI RSS %.1f MB before the pull, %.1f MB after, peak %.1f MB\n", float64(rssBefore)/1024, float64(rss)/1024, float64(peak)/1024)
+	fmt.Printf("capi: LAPI RSS %.1f MB before the pull, %.1f MB after, peak %.1f MB; %.1f MB %s later (pushes going on)\n",
+		float64(rssBefore)/1024, float64(rss)/1024, float64(peak)/1024, float64(settled)/1024, o.capiSettle)
 	r.add(fmt.Sprintf("community pull %d -> %d bouncers", n, nb), e.db.kind,
-		fmt.Sprintf("%.2f s, LAPI %.1f CPU-s, peak %.0f MB", allAt.Sub(pullStart).Seconds(), lapiCPU.Seconds(), float64(peak)/1024))
+		fmt.Sprintf("%.2f s, LAPI %.1f CPU-s, RSS %.0f -> peak %.0f -> %.0f MB", allAt.Sub(pullStart).Seconds(), lapiCPU.Seconds(),
+			float64(rssBefore)/1024, float64(peak)/1024, float64(settled)/1024))
 	r.add(fmt.Sprintf("  push during it, worst (<= %s, 0 errors)", stallAt), e.db.kind,
 		fmt.Sprintf("worst %s p99 %s, %d err", pct(during, 1), pct(during, 0.99), pushErrs))
 	if waitErr != nil {

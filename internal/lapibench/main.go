@@ -56,17 +56,18 @@ func main() {
 	capiBouncers := flag.Int("capi-bouncers", 50, "bouncers long-polling while the community list is pulled (capi)")
 	capiRate := flag.Float64("capi-rate", 100, "alerts per second pushed, in batches of 10, during the pull (capi)")
 	capiTimeout := flag.Duration("capi-timeout", 3*time.Minute, "the capi measurement's bound, from the LAPI's start")
+	capiSettle := flag.Duration("capi-settle", 20*time.Second, "how long the agent keeps pushing after the pull before the LAPI's settled RSS is read (capi)")
 	loadRate := flag.Float64("load-rate", 5000, "alerts per second pushed during the load test")
 	loadFor := flag.Duration("load-for", 60*time.Second, "how long the load test pushes alerts")
 	loadBatch := flag.Int("load-batch", 50, "alerts per request in the load test")
 	loadSample := flag.Int("load-sample", 100, "every how many alerts of the load test one is timed to the bouncers")
 	dbs := flag.String("db", "sqlite", "databases to measure on, in turn: sqlite, postgresql, mysql (comma-separated)")
 	lapis := flag.Int("lapis", 1, "LAPI processes sharing a server database for ingest and load (SQLite: always 1)")
-	profile := flag.String("profile", "", "folder where every LAPI process writes a CPU profile of its run (crowdsec -cpuprofile)")
+	profile := flag.String("profile", "", "folder where every LAPI process writes a CPU and a heap profile of its run (crowdsec -cpuprofile, -memprofile) and its log")
 	flag.Parse()
 	o := opts{bin: *bin, n: *n, bouncers: *bouncers, pullFor: *pullFor, ingestFor: *ingestFor, loadRate: *loadRate, loadFor: *loadFor, lapis: *lapis,
 		loadBatch: max(*loadBatch, 1), loadSample: max(*loadSample, 1),
-		capiN: *capiN, capiBouncers: max(*capiBouncers, 1), capiRate: *capiRate, capiTimeout: *capiTimeout}
+		capiN: *capiN, capiBouncers: max(*capiBouncers, 1), capiRate: *capiRate, capiTimeout: *capiTimeout, capiSettle: *capiSettle}
 	o.bin, _ = filepath.Abs(o.bin)
 	if *profile != "" {
 		if err := os.MkdirAll(*profile, 0o755); err != nil {
@@ -108,6 +109,7 @@ type opts struct {
 	capiN, capiBouncers         int
 	capiRate                    float64
 	capiTimeout                 time.Duration
+	capiSettle                  time.Duration
 }
 
 func run(o opts, r *report) error {
@@ -314,7 +316,8 @@ func (e *env) launch() error {
 	args := []string{"-c", e.cfg, "-no-cs"}
 	if e.profile != "" {
 		e.launches++
-		args = append(args, "-cpuprofile", filepath.Join(e.profile, fmt.Sprintf("%s-%s-%d.prof", e.db.kind, strings.TrimSuffix(filepath.Base(e.cfg), ".toml"), e.launches)))
+		name := filepath.Join(e.profile, fmt.Sprintf("%s-%s-%d", e.db.kind, strings.TrimSuffix(filepath.Base(e.cfg), ".toml"), e.launches))
+		args = append(args, "-cpuprofile", name+".prof", "-memprofile", name+".heap")
 	}
 	e.cmd = exec.Command(filepath.Join(e.bin, "crowdsec"), args...)
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
@@ -351,6 +354,12 @@ func (e *env) stop() {
 	}
 	e.peers = nil
 	e.halt()
+	if e.profile != "" {
+		// The log goes with the profiles: it tells what the run did.
+		if data, err := os.ReadFile(e.cfg + ".log"); err == nil {
+			_ = os.WriteFile(filepath.Join(e.profile, fmt.Sprintf("%s-%s.log", e.db.kind, filepath.Base(e.cfg))), data, 0o600)
+		}
+	}
 	if e.owner {
 		e.db.drop()
 		os.RemoveAll(e.dir)

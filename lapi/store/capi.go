@@ -200,27 +200,52 @@ func (s *Store) MachineScenarios(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// DecisionSource gives a large set of decisions by index, so that their
+// NewDecisions (about 200 bytes each with the UUID) are built a chunk at a
+// time instead of being held all at once: a 100k-address community pull
+// held 21 MB of them for the whole store, and the collector let the heap
+// grow to several times that.
+type DecisionSource interface {
+	Len() int
+	// Fill appends decisions [from, to) to dst.
+	Fill(dst []NewDecision, from, to int) []NewDecision
+}
+
+// Decisions is a DecisionSource over decisions already built.
+type Decisions []NewDecision
+
+// Len is how many there are.
+func (ds Decisions) Len() int { return len(ds) }
+
+// Fill appends ds[from:to] to dst.
+func (ds Decisions) Fill(dst []NewDecision, from, to int) []NewDecision {
+	return append(dst, ds[from:to]...)
+}
+
 // ReplacePulled stores an alert of pulled decisions (the community list, or
-// one blocklist) and ends the active decisions of the same origin on the
-// same values held by other alerts: bouncers see the new decisions take
-// over, never a gap. Values missing from the alert are left alone (they
-// run out, or CAPI deletes them), as upstream does.
+// one blocklist), the decisions of src (a.Decisions is ignored), and ends
+// the active decisions of the same origin on the same values held by other
+// alerts: bouncers see the new decisions take over, never a gap. Values
+// missing from src are left alone (they run out, or CAPI deletes them), as
+// upstream does.
 //
 // The decisions go chunk at a time (all at once when chunk <= 0), each
 // chunk in its own transaction with the ending of what it replaces: one
 // transaction of 100k decisions held the database's writer for seconds,
-// and every agent's push waited behind it.
-func (s *Store) ReplacePulled(ctx context.Context, a NewAlert, origin string, chunk int) (int64, error) {
+// and every agent's push waited behind it. Only one chunk of NewDecisions
+// is built at a time.
+func (s *Store) ReplacePulled(ctx context.Context, a NewAlert, origin string, src DecisionSource, chunk int) (int64, error) {
 	ctx = context.WithoutCancel(ctx) // see PushAlerts
 	if err := s.prepare(ctx, pushStatements); err != nil {
 		return 0, err
 	}
-	all := a.Decisions
-	if chunk <= 0 || chunk > len(all) {
-		chunk = len(all)
+	total := src.Len()
+	if chunk <= 0 || chunk > total {
+		chunk = max(total, 1)
 	}
-	a.Decisions = all[:chunk]
-	all = all[chunk:]
+	buf := src.Fill(make([]NewDecision, 0, min(chunk, total)), 0, min(chunk, total))
+	a.Decisions = buf
+	next := len(buf)
 	var id int64
 	now := nowNS()
 	err := s.write(ctx, func(tx *wtx) error {
@@ -234,10 +259,11 @@ func (s *Store) ReplacePulled(ctx context.Context, a NewAlert, origin string, ch
 		}
 		return endReplaced(tx, origin, id, 0, now)
 	})
-	for err == nil && len(all) > 0 {
-		n := min(chunk, len(all))
-		part := all[:n]
-		all = all[n:]
+	for err == nil && next < total {
+		to := min(next+chunk, total)
+		// The previous chunk is stored: its slots are reused.
+		part := src.Fill(buf[:0], next, to)
+		next = to
 		err = s.write(ctx, func(tx *wtx) error {
 			// Once the transaction holds its change number it is the only
 			// writer of decisions: its rows are those above the maximum.

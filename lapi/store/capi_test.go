@@ -140,16 +140,17 @@ func TestReplacePulled(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	now := time.Now()
-	pulled := func(until time.Time, values ...string) NewAlert {
-		var ds []NewDecision
+	pulled := func(until time.Time, values ...string) (NewAlert, Decisions) {
+		var ds Decisions
 		for _, v := range values {
 			ds = append(ds, NewDecision{UUID: v + until.String(), Until: until, Scenario: "crowdsecurity/ssh-bf", Type: "ban", Scope: "Ip",
 				Value: v, Origin: OriginCAPI, Range: RangeOf(netip.MustParsePrefix(v + "/32"))})
 		}
 		return NewAlert{Alert: &models.Alert{Scenario: "update", Source: &models.Source{Scope: CommunitySourceScope}},
-			UUID: models.NewAlertUUID(), StartAt: now, StopAt: now, Decisions: ds}
+			UUID: models.NewAlertUUID(), StartAt: now, StopAt: now}, ds
 	}
-	if _, err := s.ReplacePulled(ctx, pulled(now.Add(time.Hour), "192.0.2.1", "192.0.2.2", "192.0.2.3"), OriginCAPI, 2); err != nil {
+	a, ds := pulled(now.Add(time.Hour), "192.0.2.1", "192.0.2.2", "192.0.2.3")
+	if _, err := s.ReplacePulled(ctx, a, OriginCAPI, ds, 2); err != nil {
 		t.Fatal(err)
 	}
 	// A local ban on .3 is not CAPI's: it stays.
@@ -160,7 +161,8 @@ func TestReplacePulled(t *testing.T) {
 		t.Fatal(err)
 	}
 	later := now.Add(2 * time.Hour)
-	if _, err := s.ReplacePulled(ctx, pulled(later, "192.0.2.4", "192.0.2.2", "192.0.2.3"), OriginCAPI, 2); err != nil {
+	a, ds = pulled(later, "192.0.2.4", "192.0.2.2", "192.0.2.3")
+	if _, err := s.ReplacePulled(ctx, a, OriginCAPI, ds, 2); err != nil {
 		t.Fatal(err)
 	}
 	active, err := s.QueryDecisions(ctx, DecisionFilter{Origins: []string{OriginCAPI}}, now)
@@ -193,6 +195,44 @@ func TestReplacePulled(t *testing.T) {
 	}
 	if last, err := s.LastAlertCreated(ctx, CommunitySourceScope); err != nil || last.IsZero() {
 		t.Errorf("last pull %v, %v", last, err)
+	}
+}
+
+// fillLog is a DecisionSource that records what it was asked for.
+type fillLog struct {
+	Decisions
+	calls [][2]int
+}
+
+func (f *fillLog) Fill(dst []NewDecision, from, to int) []NewDecision {
+	f.calls = append(f.calls, [2]int{from, to})
+	return f.Decisions.Fill(dst, from, to)
+}
+
+// ReplacePulled builds the decisions a chunk at a time, in order, and
+// stores them all.
+func TestReplacePulledChunks(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "c.db"))
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now()
+	src := &fillLog{}
+	for i := range 7 {
+		v := fmt.Sprintf("192.0.2.%d", i)
+		src.Decisions = append(src.Decisions, NewDecision{UUID: v, Until: now.Add(time.Hour), Scenario: "crowdsecurity/ssh-bf", Type: "ban",
+			Scope: "Ip", Value: v, Origin: OriginCAPI, Range: RangeOf(netip.MustParsePrefix(v + "/32"))})
+	}
+	a := NewAlert{Alert: &models.Alert{Scenario: "update", Source: &models.Source{Scope: CommunitySourceScope}},
+		UUID: models.NewAlertUUID(), StartAt: now, StopAt: now}
+	if _, err := s.ReplacePulled(ctx, a, OriginCAPI, src, 3); err != nil {
+		t.Fatal(err)
+	}
+	if want := [][2]int{{0, 3}, {3, 6}, {6, 7}}; !slices.Equal(src.calls, want) {
+		t.Errorf("filled %v, want %v", src.calls, want)
+	}
+	active, err := s.QueryDecisions(ctx, DecisionFilter{Origins: []string{OriginCAPI}}, now)
+	if err != nil || len(active) != 7 {
+		t.Fatalf("%d active CAPI decisions, %v; want 7", len(active), err)
 	}
 }
 
