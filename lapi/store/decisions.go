@@ -408,20 +408,18 @@ func hideStmt(id int64) stmt {
 // to now, expiry keeps it), then promotes, per key whose shown row ended, the
 // longest remaining active row so bouncers learn the new state.
 func endDecisions(tx *wtx, cond string, args []any, now int64, setUntil bool) (int64, error) {
+	return endDecisionsIn(tx, "decisions", cond, args, now, setUntil)
+}
+
+// endDecisionsIn is endDecisions updating table, the decisions table
+// with an index hint (see lookupFrom).
+func endDecisionsIn(tx *wtx, table, cond string, args []any, now int64, setUntil bool) (int64, error) {
 	seq, err := tx.seq()
 	if err != nil {
 		return 0, err
 	}
-	ctx := tx.ctx
-	q := `UPDATE decisions SET active = FALSE, seq = ?`
-	a := []any{seq}
-	if setUntil {
-		q += `, until = CASE WHEN until > ? THEN ? ELSE until END`
-		a = append(a, now, now)
-	}
-	q += ` WHERE active AND ` + cond
-	a = append(a, args...)
-	res, err := tx.ExecContext(ctx, q, a...)
+	st := endStmt(table, cond, args, seq, now, setUntil)
+	res, err := tx.ExecContext(tx.ctx, st.q, st.args...)
 	if err != nil {
 		return 0, fmt.Errorf("ending decisions: %w", err)
 	}
@@ -433,6 +431,18 @@ func endDecisions(tx *wtx, cond string, args []any, now int64, setUntil bool) (i
 		return 0, err
 	}
 	return n, nil
+}
+
+// endStmt ends the active decisions of table matching cond.
+func endStmt(table, cond string, args []any, seq, now int64, setUntil bool) stmt {
+	q := `UPDATE ` + table + ` SET active = FALSE, seq = ?`
+	a := []any{seq}
+	if setUntil {
+		q += `, until = CASE WHEN until > ? THEN ? ELSE until END`
+		a = append(a, now, now)
+	}
+	q += ` WHERE active AND ` + cond
+	return stmt{"ending decisions", q, append(a, args...)}
 }
 
 // settleEnded keeps, per key whose shown row ended in this transaction,
@@ -630,17 +640,8 @@ func (s *Store) sweepDue(seq, ns int64) bool {
 
 // QueryDecisions returns the active decisions matching f (GET /v1/decisions).
 func (s *Store) QueryDecisions(ctx context.Context, f DecisionFilter, now time.Time) ([]DecisionRow, error) {
-	conds, args := f.where("")
-	conds = append([]string{"active", "until > ?"}, conds...)
-	args = append([]any{now.UnixNano()}, args...)
-	q := `SELECT ` + decisionCols + ` FROM decisions WHERE ` + strings.Join(conds, " AND ") + ` ORDER BY id`
-	if f.Limit > 0 {
-		q += fmt.Sprintf(" LIMIT %d", f.Limit)
-		if f.Offset > 0 {
-			q += fmt.Sprintf(" OFFSET %d", f.Offset)
-		}
-	}
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	st := queryDecisionsStmt(s.d.kind, f, now)
+	rows, err := s.r.QueryContext(ctx, st.q, st.args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying decisions: %w", err)
 	}
@@ -656,21 +657,70 @@ func (s *Store) QueryDecisions(ctx context.Context, f DecisionFilter, now time.T
 	return out, rows.Err()
 }
 
+// queryDecisionsStmt selects the active decisions matching f. A bouncer in
+// live mode asks by address on every request it filters, so a lookup by
+// address or range must be a seek of decisions_range (see rangeCond) and
+// one by value a seek of decisions_key, whatever the statistics: both are
+// pinned (the ORDER BY id drew SQLite and MariaDB to the primary key, a
+// walk of every decision, when their statistics made the table look
+// small or the match large).
+func queryDecisionsStmt(k kind, f DecisionFilter, now time.Time) stmt {
+	conds, args := f.where("")
+	conds = append([]string{"active = TRUE", "until > ?"}, conds...)
+	args = append([]any{now.UnixNano()}, args...)
+	q := `SELECT ` + decisionCols + ` FROM ` + lookupFrom(k, f) + ` WHERE ` + strings.Join(conds, " AND ") + ` ORDER BY id`
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+		if f.Offset > 0 {
+			q += fmt.Sprintf(" OFFSET %d", f.Offset)
+		}
+	}
+	return stmt{"querying decisions", q, args}
+}
+
+// lookupFrom is the decisions table for a statement selecting f: pinned
+// to the index a filter by value or address seeks (SQLite INDEXED BY,
+// MySQL FORCE INDEX; PostgreSQL, which has no hints, plans these seeks
+// with its statistics, fresh or stale), plain for the other filters, which
+// read what they select.
+func lookupFrom(k kind, f DecisionFilter) string {
+	var idx string
+	switch {
+	case f.Value != "":
+		idx = "decisions_key"
+	case f.Range != nil:
+		idx = "decisions_range"
+	default:
+		return "decisions"
+	}
+	if k == mysqlDB {
+		return "decisions FORCE INDEX (" + idx + ")"
+	}
+	return "decisions INDEXED BY " + idx
+}
+
 // DeleteDecisions expires the active decisions matching f and returns how
 // many ended. An empty filter expires everything.
 func (s *Store) DeleteDecisions(ctx context.Context, f DecisionFilter) (int64, error) {
-	f.IncludeSimulated = true
-	conds, args := f.where("")
 	now := nowNS()
-	conds = append(conds, "until > ?")
-	args = append(args, now)
+	table, cond, args := deleteCond(s.d.kind, f, now)
 	var n int64
 	err := s.write(ctx, func(tx *wtx) error {
 		var err error
-		n, err = endDecisions(tx, strings.Join(conds, " AND "), args, now, true)
+		n, err = endDecisionsIn(tx, table, cond, args, now, true)
 		return err
 	})
 	return n, err
+}
+
+// deleteCond is the table (with its index hint) and condition of the
+// decisions DeleteDecisions ends: a deletion by address (DELETE
+// /v1/decisions?ip=, an allowlist's new entry) seeks like a lookup.
+func deleteCond(k kind, f DecisionFilter, now int64) (table, cond string, args []any) {
+	f.IncludeSimulated = true
+	conds, args := f.where("")
+	conds = append(conds, "until > ?")
+	return lookupFrom(k, f), strings.Join(conds, " AND "), append(args, now)
 }
 
 // DeleteDecision expires one decision by id; an already ended one is
