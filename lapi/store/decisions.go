@@ -455,8 +455,8 @@ func settleEnded(tx *wtx, seq, now int64) error {
 	for _, st := range []struct {
 		find, set stmt
 	}{
-		{olderTombstonesStmt(seq), hideStmt(0)},
-		{promotedStmt(seq, now), promoteStmt(seq, 0)},
+		{olderTombstonesStmt(tx.s.d.kind, seq), hideStmt(0)},
+		{promotedStmt(tx.s.d.kind, seq, now), promoteStmt(seq, 0)},
 	} {
 		ids, err := queryIDs(tx, st.find)
 		if err != nil {
@@ -471,19 +471,36 @@ func settleEnded(tx *wtx, seq, now int64) error {
 
 // olderTombstonesStmt finds the ended rows still shown for keys whose shown
 // row ended now: only the latest ended row of a key stays shown.
-func olderTombstonesStmt(seq int64) stmt {
+func olderTombstonesStmt(k kind, seq int64) stmt {
 	return stmt{"finding older ended decisions", `SELECT o.id FROM decisions e INDEXED BY decisions_seq CROSS JOIN decisions o INDEXED BY decisions_key
-		WHERE e.seq = ? AND NOT e.active AND e.shown AND o.value = e.value AND o.type = e.type AND o.scope = e.scope
-		AND o.active = FALSE AND o.shown AND o.seq < ?`, []any{seq, seq}}
+		WHERE e.seq = ? AND ` + notActive(k, "e") + ` AND e.shown AND o.value = e.value AND o.type = e.type AND o.scope = e.scope
+		AND ` + notActive(k, "o") + ` AND o.shown AND o.seq < ?`, []any{seq, seq}}
 }
 
 // promotedStmt finds, per key whose shown row ended now, the longest
 // remaining active row that is not simulated (NULL when none is left).
-func promotedStmt(seq, now int64) stmt {
-	return stmt{"finding decisions to promote", `SELECT (SELECT a.id FROM decisions a INDEXED BY decisions_key
+func promotedStmt(k kind, seq, now int64) stmt {
+	a := "decisions a INDEXED BY decisions_key"
+	if k == mysqlDB {
+		a = "decisions a FORCE INDEX (decisions_key)"
+	}
+	return stmt{"finding decisions to promote", `SELECT (SELECT a.id FROM ` + a + `
 			WHERE a.value = e.value AND a.type = e.type AND a.scope = e.scope AND a.active = TRUE AND a.until > ? AND NOT a.simulated
 			ORDER BY a.until DESC, a.id ASC LIMIT 1)
-		FROM decisions e INDEXED BY decisions_seq WHERE e.seq = ? AND NOT e.active AND e.shown`, []any{now, seq}}
+		FROM decisions e INDEXED BY decisions_seq WHERE e.seq = ? AND ` + notActive(k, "e") + ` AND e.shown`, []any{now, seq}}
+}
+
+// notActive is the condition that alias's row has ended. On servers it is
+// written so that no index can serve it: with statistics taken before
+// decisions ended (few ended rows), PostgreSQL read the other rows of the
+// ended keys, and MariaDB the ended rows themselves, through
+// decisions_active_until (every ended decision, per ended row) instead of
+// decisions_key and decisions_seq, which the hints pin on SQLite.
+func notActive(k kind, alias string) string {
+	if k == sqliteDB {
+		return alias + ".active = FALSE"
+	}
+	return "COALESCE(" + alias + ".active, TRUE) = FALSE"
 }
 
 // promoteStmt shows one decision to bouncers as a change of seq.

@@ -185,3 +185,23 @@ func TestUIDecisionsPlan(t *testing.T) {
 		t.Errorf("want a walk of the primary key:\n%s", all)
 	}
 }
+
+// TestAlertListPlanMariaDB: cscli decisions list (the newest alerts with
+// an active decision and no CAPI one) checks each alert's decisions by
+// alert_id. MariaDB turned the EXISTS into IN subqueries it materialised
+// whole, reading every decision (4.4 s at 1M); the store's sessions keep
+// them correlated.
+func TestAlertListPlanMariaDB(t *testing.T) {
+	if testdb.Kind() != "mysql" {
+		t.Skip("a MariaDB optimizer switch; running on " + testdb.Kind())
+	}
+	s := grownAfterStatistics(t)
+	yes := true
+	f := AlertFilter{Contains: true, HasActiveDecision: &yes, Limit: 100}
+	conds, args := f.where(time.Now().UnixNano())
+	q := `SELECT a.id FROM alerts a WHERE ` + strings.Join(conds, " AND ") + ` ORDER BY a.created_at DESC, a.id DESC LIMIT 100`
+	all := strings.Join(serverPlan(t, s, false, q, args...), "\n")
+	if strings.Contains(all, "MATERIALIZED") || strings.Count(all, "select_type=DEPENDENT SUBQUERY table=d type=ref") != 2 {
+		t.Errorf("want each alert's decisions by alert_id:\n%s", all)
+	}
+}
