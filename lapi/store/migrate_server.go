@@ -229,6 +229,11 @@ END $$`,
 	created_at BIGINT NOT NULL,
 	body TEXT NOT NULL)`,
 	},
+	// 4: SQLite's migration 8 (an alert's decisions by origin).
+	{
+		`CREATE INDEX decisions_alert_origin ON decisions (alert_id, origin)`,
+		`DROP INDEX decisions_alert`,
+	},
 }
 
 // mysqlTable is the table options of every MySQL/MariaDB table: InnoDB
@@ -429,5 +434,10 @@ END`,
 	id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
 	created_at BIGINT NOT NULL,
 	body LONGTEXT NOT NULL)` + mysqlTable,
+	},
+	// 3: SQLite's migration 8 (an alert's decisions by origin).
+	{
+		`CREATE INDEX IF NOT EXISTS decisions_alert_origin ON decisions (alert_id, origin)`,
+		`DROP INDEX IF EXISTS decisions_alert ON decisions`,
 	},
 }
