@@ -678,9 +678,9 @@ func (s *Store) QueryDecisions(ctx context.Context, f DecisionFilter, now time.T
 // live mode asks by address on every request it filters, so a lookup by
 // address or range must be a seek of decisions_range (see rangeCond) and
 // one by value a seek of decisions_key, whatever the statistics: both are
-// pinned (the ORDER BY id drew SQLite and MariaDB to the primary key, a
-// walk of every decision, when their statistics made the table look
-// small or the match large).
+// pinned (with statistics from a small table SQLite scanned every decision
+// in id order, and MariaDB ended decisions by address through a walk of
+// the primary key).
 func queryDecisionsStmt(k kind, f DecisionFilter, now time.Time) stmt {
 	conds, args := f.where("")
 	conds = append([]string{"active = TRUE", "until > ?"}, conds...)
