@@ -219,10 +219,10 @@ func (cli *CLI) consoleEnroll(ctx context.Context, st *store.Store, key string, 
 func newConsoleSetCmd(cli *CLI, enable bool) *cobra.Command {
 	var all bool
 	use, short, long, ex := "enable [option]...", "Enable a console option",
-		"Enable given information push to the central API. Allows to empower the console", "sudo cscli console enable tainted"
+		"Share more with the Central API, so the console can show and do more", "sudo cscli console enable tainted"
 	if !enable {
 		use, short, long, ex = "disable [option]...", "Disable a console option",
-			"Disable given information push to the central API.", "sudo cscli console disable tainted"
+			"Stop sharing the given information with the Central API.", "sudo cscli console disable tainted"
 	}
 	cmd := &cobra.Command{
 		Use:               use,

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -45,20 +44,15 @@ func (s *Store) CountDecisions(ctx context.Context, value string, since, now tim
 }
 
 // countStmt selects the counts in one pass over the decisions covering
-// value. A covering decision is a masked CIDR, so its start is value's
-// start masked to one of the prefix lengths: listing those (33 for IPv4,
-// 65 for IPv6 upper halves) makes the lookup a few index probes of
-// decisions_range instead of a scan of every decision starting below value;
-// the index is pinned, as the planner would scan a table its statistics
-// say is small.
+// value, a few index probes of decisions_range (see rangeCond); the index
+// is pinned, as the planner would scan a table its statistics say is
+// small.
 func countStmt(value string, since, now time.Time) (stmt, error) {
 	r, err := ParseRange(value)
 	if err != nil {
 		return stmt{}, fmt.Errorf("%w: %w", ErrNotAddress, err)
 	}
 	cond, args := rangeCond(r, true, "")
-	starts := candidateStarts(r)
-	ph := strings.TrimSuffix(strings.Repeat("?, ", len(starts)), ", ")
 	sinceNS := int64(-1 << 63)
 	if !since.IsZero() {
 		sinceNS = since.UnixNano()
@@ -68,18 +62,20 @@ func countStmt(value string, since, now time.Time) (stmt, error) {
 		COALESCE(SUM(CASE WHEN ? AND created_at > ? THEN 1 ELSE 0 END), 0),
 		COALESCE(SUM(CASE WHEN active AND until > ? THEN 1 ELSE 0 END), 0),
 		MAX(CASE WHEN active AND until > ? THEN until END)
-		FROM decisions INDEXED BY decisions_range WHERE ip_size = ? AND start_ip IN (` + ph + `) AND ` + cond
-	a := append([]any{!since.IsZero(), sinceNS, n, n, r.Size}, starts...)
+		FROM decisions INDEXED BY decisions_range WHERE ` + cond
+	a := []any{!since.IsZero(), sinceNS, n, n}
 	return stmt{"counting decisions", q, append(a, args...)}, nil
 }
 
-// candidateStarts lists the start_ip every CIDR covering r can have.
+// candidateStarts lists the start_ip every CIDR covering r can have (33
+// for IPv4, 65 for IPv6 upper halves, fewer for a range: its longer masks
+// repeat its start).
 func candidateStarts(r Range) []any {
 	if r.Size == 4 {
 		out := make([]any, 0, 33)
 		start := uint32(r.Start)
 		for bits := 0; bits <= 32; bits++ {
-			out = append(out, int64(start&^(^uint32(0)>>uint(bits))))
+			out = appendNew(out, int64(start&^(^uint32(0)>>uint(bits))))
 		}
 		return out
 	}
@@ -92,9 +88,18 @@ func candidateStarts(r Range) []any {
 		if bits < 64 {
 			m = ^uint64(0) >> uint(bits)
 		}
-		out = append(out, shift(hi&^m))
+		out = appendNew(out, shift(hi&^m))
 	}
 	return out
+}
+
+// appendNew appends v unless it is the last value (masks by growing
+// prefix length are ascending, so repeats are adjacent).
+func appendNew(out []any, v int64) []any {
+	if len(out) > 0 && out[len(out)-1] == any(v) {
+		return out
+	}
+	return append(out, v)
 }
 
 // DecisionsCount counts every decision covering value (profiles'

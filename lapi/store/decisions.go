@@ -408,20 +408,18 @@ func hideStmt(id int64) stmt {
 // to now, expiry keeps it), then promotes, per key whose shown row ended, the
 // longest remaining active row so bouncers learn the new state.
 func endDecisions(tx *wtx, cond string, args []any, now int64, setUntil bool) (int64, error) {
+	return endDecisionsIn(tx, "decisions", cond, args, now, setUntil)
+}
+
+// endDecisionsIn is endDecisions updating table, the decisions table
+// with an index hint (see lookupFrom).
+func endDecisionsIn(tx *wtx, table, cond string, args []any, now int64, setUntil bool) (int64, error) {
 	seq, err := tx.seq()
 	if err != nil {
 		return 0, err
 	}
-	ctx := tx.ctx
-	q := `UPDATE decisions SET active = FALSE, seq = ?`
-	a := []any{seq}
-	if setUntil {
-		q += `, until = CASE WHEN until > ? THEN ? ELSE until END`
-		a = append(a, now, now)
-	}
-	q += ` WHERE active AND ` + cond
-	a = append(a, args...)
-	res, err := tx.ExecContext(ctx, q, a...)
+	st := endStmt(table, cond, args, seq, now, setUntil)
+	res, err := tx.ExecContext(tx.ctx, st.q, st.args...)
 	if err != nil {
 		return 0, fmt.Errorf("ending decisions: %w", err)
 	}
@@ -435,6 +433,18 @@ func endDecisions(tx *wtx, cond string, args []any, now int64, setUntil bool) (i
 	return n, nil
 }
 
+// endStmt ends the active decisions of table matching cond.
+func endStmt(table, cond string, args []any, seq, now int64, setUntil bool) stmt {
+	q := `UPDATE ` + table + ` SET active = FALSE, seq = ?`
+	a := []any{seq}
+	if setUntil {
+		q += `, until = CASE WHEN until > ? THEN ? ELSE until END`
+		a = append(a, now, now)
+	}
+	q += ` WHERE active AND ` + cond
+	return stmt{"ending decisions", q, append(a, args...)}
+}
+
 // settleEnded keeps, per key whose shown row ended in this transaction,
 // only that ended row shown and promotes the longest remaining active row.
 // Like settleInserted it must stay linear whatever the statistics: the
@@ -445,8 +455,8 @@ func settleEnded(tx *wtx, seq, now int64) error {
 	for _, st := range []struct {
 		find, set stmt
 	}{
-		{olderTombstonesStmt(seq), hideStmt(0)},
-		{promotedStmt(seq, now), promoteStmt(seq, 0)},
+		{olderTombstonesStmt(tx.s.d.kind, seq), hideStmt(0)},
+		{promotedStmt(tx.s.d.kind, seq, now), promoteStmt(seq, 0)},
 	} {
 		ids, err := queryIDs(tx, st.find)
 		if err != nil {
@@ -461,19 +471,36 @@ func settleEnded(tx *wtx, seq, now int64) error {
 
 // olderTombstonesStmt finds the ended rows still shown for keys whose shown
 // row ended now: only the latest ended row of a key stays shown.
-func olderTombstonesStmt(seq int64) stmt {
+func olderTombstonesStmt(k kind, seq int64) stmt {
 	return stmt{"finding older ended decisions", `SELECT o.id FROM decisions e INDEXED BY decisions_seq CROSS JOIN decisions o INDEXED BY decisions_key
-		WHERE e.seq = ? AND NOT e.active AND e.shown AND o.value = e.value AND o.type = e.type AND o.scope = e.scope
-		AND o.active = FALSE AND o.shown AND o.seq < ?`, []any{seq, seq}}
+		WHERE e.seq = ? AND ` + notActive(k, "e") + ` AND e.shown AND o.value = e.value AND o.type = e.type AND o.scope = e.scope
+		AND ` + notActive(k, "o") + ` AND o.shown AND o.seq < ?`, []any{seq, seq}}
 }
 
 // promotedStmt finds, per key whose shown row ended now, the longest
 // remaining active row that is not simulated (NULL when none is left).
-func promotedStmt(seq, now int64) stmt {
-	return stmt{"finding decisions to promote", `SELECT (SELECT a.id FROM decisions a INDEXED BY decisions_key
+func promotedStmt(k kind, seq, now int64) stmt {
+	a := "decisions a INDEXED BY decisions_key"
+	if k == mysqlDB {
+		a = "decisions a FORCE INDEX (decisions_key)"
+	}
+	return stmt{"finding decisions to promote", `SELECT (SELECT a.id FROM ` + a + `
 			WHERE a.value = e.value AND a.type = e.type AND a.scope = e.scope AND a.active = TRUE AND a.until > ? AND NOT a.simulated
 			ORDER BY a.until DESC, a.id ASC LIMIT 1)
-		FROM decisions e INDEXED BY decisions_seq WHERE e.seq = ? AND NOT e.active AND e.shown`, []any{now, seq}}
+		FROM decisions e INDEXED BY decisions_seq WHERE e.seq = ? AND ` + notActive(k, "e") + ` AND e.shown`, []any{now, seq}}
+}
+
+// notActive is the condition that alias's row has ended. On servers it is
+// written so that no index can serve it: with statistics taken before
+// decisions ended (few ended rows), PostgreSQL read the other rows of the
+// ended keys, and MariaDB the ended rows themselves, through
+// decisions_active_until (every ended decision, per ended row) instead of
+// decisions_key and decisions_seq, which the hints pin on SQLite.
+func notActive(k kind, alias string) string {
+	if k == sqliteDB {
+		return alias + ".active = FALSE"
+	}
+	return "COALESCE(" + alias + ".active, TRUE) = FALSE"
 }
 
 // promoteStmt shows one decision to bouncers as a change of seq.
@@ -630,17 +657,8 @@ func (s *Store) sweepDue(seq, ns int64) bool {
 
 // QueryDecisions returns the active decisions matching f (GET /v1/decisions).
 func (s *Store) QueryDecisions(ctx context.Context, f DecisionFilter, now time.Time) ([]DecisionRow, error) {
-	conds, args := f.where("")
-	conds = append([]string{"active", "until > ?"}, conds...)
-	args = append([]any{now.UnixNano()}, args...)
-	q := `SELECT ` + decisionCols + ` FROM decisions WHERE ` + strings.Join(conds, " AND ") + ` ORDER BY id`
-	if f.Limit > 0 {
-		q += fmt.Sprintf(" LIMIT %d", f.Limit)
-		if f.Offset > 0 {
-			q += fmt.Sprintf(" OFFSET %d", f.Offset)
-		}
-	}
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	st := queryDecisionsStmt(s.d.kind, f, now)
+	rows, err := s.r.QueryContext(ctx, st.q, st.args...)
 	if err != nil {
 		return nil, fmt.Errorf("querying decisions: %w", err)
 	}
@@ -654,6 +672,48 @@ func (s *Store) QueryDecisions(ctx context.Context, f DecisionFilter, now time.T
 		out = append(out, d)
 	}
 	return out, rows.Err()
+}
+
+// queryDecisionsStmt selects the active decisions matching f. A bouncer in
+// live mode asks by address on every request it filters, so a lookup by
+// address or range must be a seek of decisions_range (see rangeCond) and
+// one by value a seek of decisions_key, whatever the statistics: both are
+// pinned (with statistics from a small table SQLite scanned every decision
+// in id order, and MariaDB ended decisions by address through a walk of
+// the primary key).
+func queryDecisionsStmt(k kind, f DecisionFilter, now time.Time) stmt {
+	conds, args := f.where("")
+	conds = append([]string{"active = TRUE", "until > ?"}, conds...)
+	args = append([]any{now.UnixNano()}, args...)
+	q := `SELECT ` + decisionCols + ` FROM ` + lookupFrom(k, f) + ` WHERE ` + strings.Join(conds, " AND ") + ` ORDER BY id`
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+		if f.Offset > 0 {
+			q += fmt.Sprintf(" OFFSET %d", f.Offset)
+		}
+	}
+	return stmt{"querying decisions", q, args}
+}
+
+// lookupFrom is the decisions table for a statement selecting f: pinned
+// to the index a filter by value or address seeks (SQLite INDEXED BY,
+// MySQL FORCE INDEX; PostgreSQL, which has no hints, plans these seeks
+// with its statistics, fresh or stale), plain for the other filters, which
+// read what they select.
+func lookupFrom(k kind, f DecisionFilter) string {
+	var idx string
+	switch {
+	case f.Value != "":
+		idx = "decisions_key"
+	case f.Range != nil:
+		idx = "decisions_range"
+	default:
+		return "decisions"
+	}
+	if k == mysqlDB {
+		return "decisions FORCE INDEX (" + idx + ")"
+	}
+	return "decisions INDEXED BY " + idx
 }
 
 // DeleteDecisions expires the active decisions matching f and returns how
@@ -671,21 +731,17 @@ func (s *Store) DeleteDecisionsShared(ctx context.Context, f DecisionFilter) (in
 }
 
 func (s *Store) deleteDecisions(ctx context.Context, f DecisionFilter, share bool) (int64, error) {
-	f.IncludeSimulated = true
-	conds, args := f.where("")
 	now := nowNS()
-	conds = append(conds, "until > ?")
-	args = append(args, now)
-	cond := strings.Join(conds, " AND ")
+	table, cond, args := deleteCond(s.d.kind, f, now)
 	var n int64
 	err := s.write(ctx, func(tx *wtx) error {
 		if share {
-			if err := queueDeletions(tx, cond, args, now); err != nil {
+			if err := queueDeletions(tx, table, cond, args, now); err != nil {
 				return err
 			}
 		}
 		var err error
-		n, err = endDecisions(tx, cond, args, now, true)
+		n, err = endDecisionsIn(tx, table, cond, args, now, true)
 		return err
 	})
 	return n, err
@@ -695,15 +751,25 @@ func (s *Store) deleteDecisions(ctx context.Context, f DecisionFilter, share boo
 // which the caller ends next in the same transaction. The change number
 // is taken first: it makes this transaction the only writer of decisions,
 // so another LAPI of the database cannot end (and queue) the same ones.
-func queueDeletions(tx *wtx, cond string, args []any, now int64) error {
+func queueDeletions(tx *wtx, table, cond string, args []any, now int64) error {
 	if _, err := tx.seq(); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(tx.ctx, `INSERT INTO capi_deletions (created_at, uuid) SELECT ?, uuid FROM decisions WHERE active AND uuid <> '' AND `+cond,
+	if _, err := tx.ExecContext(tx.ctx, `INSERT INTO capi_deletions (created_at, uuid) SELECT ?, uuid FROM `+table+` WHERE active AND uuid <> '' AND `+cond,
 		append([]any{now}, args...)...); err != nil {
 		return fmt.Errorf("queuing decision deletions for the console: %w", err)
 	}
 	return nil
+}
+
+// deleteCond is the table (with its index hint) and condition of the
+// decisions DeleteDecisions ends: a deletion by address (DELETE
+// /v1/decisions?ip=, an allowlist's new entry) seeks like a lookup.
+func deleteCond(k kind, f DecisionFilter, now int64) (table, cond string, args []any) {
+	f.IncludeSimulated = true
+	conds, args := f.where("")
+	conds = append(conds, "until > ?")
+	return lookupFrom(k, f), strings.Join(conds, " AND "), append(args, now)
 }
 
 // DeleteDecision expires one decision by id; an already ended one is
@@ -737,7 +803,7 @@ func (s *Store) deleteDecision(ctx context.Context, id int64, share bool) error 
 		}
 		if active {
 			if share {
-				if err := queueDeletions(tx, `id = ?`, []any{id}, now); err != nil {
+				if err := queueDeletions(tx, "decisions", `id = ?`, []any{id}, now); err != nil {
 					return err
 				}
 			}

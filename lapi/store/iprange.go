@@ -82,25 +82,40 @@ func (r Range) Contains(q Range) bool {
 }
 
 // rangeCond returns the SQL condition (and its arguments) matching decisions
-// that contain q (contains=true) or lie inside q (contains=false).
+// that contain q (contains=true) or lie inside q (contains=false). It
+// bounds start_ip on both sides so that it is a seek of decisions_range
+// (ip_size, start_ip, end_ip), never a walk of every decision starting
+// below (or above) q: a covering decision is a masked CIDR, so its start
+// is q's start masked to one of the prefix lengths (candidateStarts: a
+// few dozen probes); a decision inside q starts within q.
 func rangeCond(q Range, contains bool, prefix string) (string, []any) {
 	c := func(col string) string { return prefix + col }
+	size := fmt.Sprintf("%s = %d", c("ip_size"), q.Size)
+	var start string
+	var sargs []any
+	if contains {
+		starts := candidateStarts(q)
+		start = c("start_ip") + " IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(starts)), ", ") + ")"
+		sargs = starts
+	} else {
+		start = c("start_ip") + " BETWEEN ? AND ?"
+		sargs = []any{q.Start, q.End}
+	}
 	if q.Size == 4 {
 		if contains {
-			return fmt.Sprintf("(%s = 4 AND %s <= ? AND %s >= ?)", c("ip_size"), c("start_ip"), c("end_ip")),
-				[]any{q.Start, q.End}
+			return fmt.Sprintf("(%s AND %s AND %s <= ? AND %s >= ?)", size, start, c("start_ip"), c("end_ip")),
+				append(sargs, q.Start, q.End)
 		}
-		return fmt.Sprintf("(%s = 4 AND %s >= ? AND %s <= ?)", c("ip_size"), c("start_ip"), c("end_ip")),
-			[]any{q.Start, q.End}
+		return fmt.Sprintf("(%s AND %s AND %s <= ?)", size, start, c("end_ip")), append(sargs, q.End)
 	}
 	if contains {
-		return fmt.Sprintf("(%[1]s = 16 AND (%[2]s < ? OR (%[2]s = ? AND %[3]s <= ?)) AND (%[4]s > ? OR (%[4]s = ? AND %[5]s >= ?)))",
-				c("ip_size"), c("start_ip"), c("start_suffix"), c("end_ip"), c("end_suffix")),
-			[]any{q.Start, q.Start, q.StartSuffix, q.End, q.End, q.EndSuffix}
+		return fmt.Sprintf("(%[1]s AND %[6]s AND (%[2]s < ? OR (%[2]s = ? AND %[3]s <= ?)) AND (%[4]s > ? OR (%[4]s = ? AND %[5]s >= ?)))",
+				size, c("start_ip"), c("start_suffix"), c("end_ip"), c("end_suffix"), start),
+			append(sargs, q.Start, q.Start, q.StartSuffix, q.End, q.End, q.EndSuffix)
 	}
-	return fmt.Sprintf("(%[1]s = 16 AND (%[2]s > ? OR (%[2]s = ? AND %[3]s >= ?)) AND (%[4]s < ? OR (%[4]s = ? AND %[5]s <= ?)))",
-			c("ip_size"), c("start_ip"), c("start_suffix"), c("end_ip"), c("end_suffix")),
-		[]any{q.Start, q.Start, q.StartSuffix, q.End, q.End, q.EndSuffix}
+	return fmt.Sprintf("(%[1]s AND %[6]s AND (%[2]s > ? OR (%[2]s = ? AND %[3]s >= ?)) AND (%[4]s < ? OR (%[4]s = ? AND %[5]s <= ?)))",
+			size, c("start_ip"), c("start_suffix"), c("end_ip"), c("end_suffix"), start),
+		append(sargs, q.Start, q.Start, q.StartSuffix, q.End, q.End, q.EndSuffix)
 }
 
 // IsAddressScope reports whether decisions of this scope carry numeric bounds.

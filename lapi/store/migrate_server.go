@@ -283,6 +283,11 @@ END $$`,
 	created_at BIGINT NOT NULL,
 	uuid TEXT NOT NULL)`,
 	},
+	// 6: SQLite's migration 10 (an alert's decisions by origin).
+	{
+		`CREATE INDEX decisions_alert_origin ON decisions (alert_id, origin)`,
+		`DROP INDEX decisions_alert`,
+	},
 }
 
 // mysqlTable is the table options of every MySQL/MariaDB table: InnoDB
@@ -531,5 +536,10 @@ END`,
 	id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
 	created_at BIGINT NOT NULL,
 	uuid TEXT NOT NULL)` + mysqlTable,
+	},
+	// 5: SQLite's migration 10 (an alert's decisions by origin).
+	{
+		`CREATE INDEX IF NOT EXISTS decisions_alert_origin ON decisions (alert_id, origin)`,
+		`DROP INDEX IF EXISTS decisions_alert ON decisions`,
 	},
 }

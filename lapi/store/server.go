@@ -127,6 +127,43 @@ func mysqlConfig(cfg Config) (*mysql.Config, error) {
 	return mc, nil
 }
 
+// onMariaDB returns the pool to use on the server sdb reaches: on MariaDB
+// one whose sessions keep EXISTS subqueries correlated, as the store writes
+// them (per row, a seek by the correlated column). MariaDB turns them into
+// IN subqueries it materialises whole: the alerts' "has an active
+// decision" and "no CAPI decision" read every decision (4.4 s for the
+// newest 100 alerts at 1M decisions). MySQL has no such switch.
+func onMariaDB(ctx context.Context, sdb *sql.DB, cfg Config) (*sql.DB, error) {
+	var v string
+	if err := sdb.QueryRowContext(ctx, `SELECT VERSION()`).Scan(&v); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("reading the server version: %w", err)
+	}
+	if !strings.Contains(v, "MariaDB") {
+		return sdb, nil
+	}
+	sdb.Close()
+	mc, err := mysqlConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	mc.Params["optimizer_switch"] = "'exists_to_in=off'"
+	conn, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("mysql settings: %w", err)
+	}
+	db := sql.OpenDB(conn)
+	sizePool(db, cfg)
+	return db, nil
+}
+
+// sizePool applies the pool settings of a server store.
+func sizePool(db *sql.DB, cfg Config) {
+	db.SetMaxOpenConns(cfg.MaxOpenConns)
+	db.SetMaxIdleConns(cfg.MaxOpenConns)
+	db.SetConnMaxLifetime(time.Hour)
+}
+
 // mysqlLogger hands go-sql-driver/mysql's messages to logrus.
 type mysqlLogger struct{ l *log.Entry }
 
@@ -159,15 +196,18 @@ func openServer(ctx context.Context, k kind, cfg Config) (*Store, error) {
 		}
 		sdb = sql.OpenDB(conn)
 	}
-	sdb.SetMaxOpenConns(cfg.MaxOpenConns)
-	sdb.SetMaxIdleConns(cfg.MaxOpenConns)
-	sdb.SetConnMaxLifetime(time.Hour)
+	sizePool(sdb, cfg)
 	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	err := sdb.PingContext(pctx)
 	cancel()
 	if err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("cannot connect to %s at %s (database %q): %w", k, serverAddr(k, cfg), cfg.DBName, err)
+	}
+	if k == mysqlDB {
+		if sdb, err = onMariaDB(ctx, sdb, cfg); err != nil {
+			return nil, err
+		}
 	}
 	d := &dialect{kind: k}
 	h := &db{sdb, d}

@@ -136,9 +136,9 @@ func TestSettlePlans(t *testing.T) {
 		{beatenStmt(1), []string{"SEARCH decisions USING INTEGER PRIMARY KEY (rowid>?)", "SEARCH o " + byKey + " AND until>?)"}, true},
 		{supersededStmt(1), []string{"SEARCH n USING INTEGER PRIMARY KEY (rowid>?)", "SEARCH o " + byKey + ")"}, true},
 		{hideStmt(1), []string{"SEARCH decisions USING INTEGER PRIMARY KEY (rowid=?)"}, true},
-		{olderTombstonesStmt(1), []string{ended, "SEARCH o " + byKey + ")"}, false},
+		{olderTombstonesStmt(sqliteDB, 1), []string{ended, "SEARCH o " + byKey + ")"}, false},
 		// not covering: each candidate row's simulated flag is read (a key holds a handful of rows)
-		{promotedStmt(1, 1), []string{ended, "SEARCH a " + byKey + " AND until>?)"}, false},
+		{promotedStmt(sqliteDB, 1, 1), []string{ended, "SEARCH a " + byKey + " AND until>?)"}, false},
 		{promoteStmt(1, 1), []string{"SEARCH decisions USING INTEGER PRIMARY KEY (rowid=?)"}, false},
 	}
 	for _, st := range statistics {
@@ -564,5 +564,45 @@ func TestSweepProbePlan(t *testing.T) {
 	} else if !strings.Contains(all, "type=ref ") || !strings.Contains(all, "key=decisions_active_until ") || strings.Contains(all, "filesort") {
 		// ref on active, read in until order: the first entry is the answer.
 		t.Errorf("sweep probe:\n%s", all)
+	}
+}
+
+// TestSettleEndedPlansServer pins, on PostgreSQL and MariaDB, the plans of
+// settling ended decisions (every deletion and sweep): the ended rows by
+// decisions_seq, the other rows of their keys by decisions_key. With
+// statistics taken before any decision ended, PostgreSQL read the other
+// rows through decisions_active_until (every ended decision, per ended
+// row) and MariaDB read both sides that way.
+func TestSettleEndedPlansServer(t *testing.T) {
+	if testdb.IsSQLite() {
+		t.Skip("checks server query plans; TestSettlePlans covers SQLite")
+	}
+	s := grownAfterStatistics(t)
+	r, err := ParseRange("10.0.0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.DeleteDecisions(context.Background(), DecisionFilter{Range: &r, Contains: true}); err != nil || n == 0 {
+		t.Fatalf("ending decisions: %d, %v", n, err)
+	}
+	seq := s.Seq()
+	for _, st := range []struct {
+		st    stmt
+		other string // alias of the key's other rows
+	}{{olderTombstonesStmt(s.d.kind, seq), "o"}, {promotedStmt(s.d.kind, seq, time.Now().UnixNano()), "a"}} {
+		plan := serverPlan(t, s, false, st.st.q, st.st.args...)
+		all := strings.Join(plan, "\n")
+		if s.d.kind == postgresDB {
+			if !strings.Contains(all, "using decisions_seq on decisions e") || !strings.Contains(all, "using decisions_key on decisions "+st.other) ||
+				strings.Contains(all, "decisions_active_until") || strings.Contains(all, "Seq Scan") {
+				t.Errorf("%s:\n%s", st.st.what, all)
+			}
+			continue
+		}
+		if !strings.Contains(all, "table=e type=ref possible_keys=") || !strings.Contains(all, "key=decisions_seq ") ||
+			!strings.Contains(all, "table="+st.other+" type=ref") || !strings.Contains(all, "key=decisions_key ") ||
+			strings.Contains(all, "key=decisions_active_until") {
+			t.Errorf("%s:\n%s", st.st.what, all)
+		}
 	}
 }
