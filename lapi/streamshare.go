@@ -29,11 +29,13 @@ type sharedDeltas struct {
 	recent  map[string]*renderedDelta // answers under maxAge, for late wakers
 }
 
-// renderedDelta is a whole stream body and the snapshot it reaches.
+// renderedDelta is a whole stream body and the snapshot it reaches, and
+// the same as one line of a follow response (see followStream).
 type renderedDelta struct {
 	seq  int64
 	rows int
 	body []byte
+	line []byte
 	at   time.Time
 }
 
@@ -42,11 +44,12 @@ type renderedDelta struct {
 const sharedDeltaMaxAge = time.Second
 
 // deltaKey names a delta: the cursor, every query parameter that selects
-// decisions (not wait or cursor), and the allowlist snapshot applied.
+// decisions (not wait, follow or cursor), and the allowlist snapshot
+// applied: long-polls and followers share renderings.
 func deltaKey(q url.Values, cursor int64, allow *allowSnapshot) string {
 	sel := url.Values{}
 	for k, v := range q {
-		if k != "wait" && k != "cursor" {
+		if k != "wait" && k != "cursor" && k != "follow" {
 			sel[k] = v
 		}
 	}
@@ -127,7 +130,10 @@ func (s *Server) renderDelta(ctx context.Context, sq store.StreamQuery, allow *a
 		_ = del(&deleted[i])
 	}
 	buf = append(buf, `]}`...)
-	return &renderedDelta{seq: seq, rows: rows, body: buf, at: now}, nil
+	line := make([]byte, 0, len(buf)+32)
+	line = append(strconv.AppendInt(append(line, `{"cursor":`...), seq, 10), ',')
+	line = append(append(line, buf[1:]...), '\n')
+	return &renderedDelta{seq: seq, rows: rows, body: buf, line: line, at: now}, nil
 }
 
 // sendDelta answers with a shared rendering, as writeStream would for a
@@ -135,7 +141,7 @@ func (s *Server) renderDelta(ctx context.Context, sq store.StreamQuery, allow *a
 func (s *Server) sendDelta(c echo.Context, b *store.Bouncer, d *renderedDelta) error {
 	resp := c.Response()
 	resp.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
-	resp.Header().Set(models.LongPollHeader, s.cfg.API.Server.LongPollMax.Duration.String())
+	s.advertise(resp.Header())
 	resp.Header().Set(models.CursorHeader, strconv.FormatInt(d.seq, 10))
 	resp.Header().Set(echo.HeaderContentLength, strconv.Itoa(len(d.body)))
 	resp.WriteHeader(http.StatusOK)
