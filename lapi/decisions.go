@@ -261,10 +261,10 @@ func (s *Server) streamDecisions(c echo.Context) error {
 	poll:
 		for {
 			changed := s.store.Changed()
-			if s.store.Seq() > sq.Cursor {
+			if seq := s.store.Seq(); seq > sq.Cursor {
 				if allowSnap != nil {
 					cur := sq
-					d, err := s.deltas.delta(deltaKey(q, sq.Cursor, allowSnap), s.now(), func() (*renderedDelta, error) {
+					d, err := s.deltas.delta(deltaKey(q, sq.Cursor, allowSnap), seq, s.now(), func() (*renderedDelta, error) {
 						return s.renderDelta(context.WithoutCancel(ctx), cur, allowSnap)
 					})
 					if err != nil {

@@ -121,10 +121,10 @@ func (s *Server) followStream(c echo.Context, b *store.Bouncer, q url.Values, sq
 	lastWrite := time.Now()
 	for first := true; ; first = false {
 		changed := s.store.Changed()
-		if first || s.store.Seq() > cursor {
+		if seq := s.store.Seq(); first || seq > cursor {
 			cur := sq
 			cur.Cursor = cursor
-			d, err := s.deltas.delta(deltaKey(q, cursor, allowSnap), s.now(), func() (*renderedDelta, error) {
+			d, err := s.deltas.delta(deltaKey(q, cursor, allowSnap), seq, s.now(), func() (*renderedDelta, error) {
 				return s.renderDelta(context.WithoutCancel(ctx), cur, allowSnap)
 			})
 			if err != nil {

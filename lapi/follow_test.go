@@ -252,7 +252,7 @@ func followRaw(t *testing.T, l *testLAPI, key string, cursor int64, dial func(ct
 	t.Helper()
 	tr := &http.Transport{DialContext: dial}
 	t.Cleanup(tr.CloseIdleConnections)
-	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/v1/decisions/stream?follow=true&cursor=%d", l.URL, cursor), nil)
+	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/v1/decisions/stream?additional_pull=false&community_pull=false&follow=true&cursor=%d", l.URL, cursor), nil)
 	req.Header.Set("X-Api-Key", key)
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
@@ -449,5 +449,40 @@ func TestFollowOff(t *testing.T) {
 	}
 	if ty.news["192.0.2.1"] != 1 || ty.cursor != l.Store.Seq() {
 		t.Errorf("plain answer to follow: %v at cursor %d, want the new ban at %d", ty.news, ty.cursor, l.Store.Seq())
+	}
+}
+
+// TestChangeRightAfterSharedRender: a change committed within a second of
+// a shared rendering of the delta from the same cursor (here the first,
+// empty line of a follow response) must wake followers and long-polls at
+// that cursor with the change. The rendering was reused for a second as if
+// still current: the change reached a follower only with the next change
+// (or the shared check), a long-poll only at the end of its wait.
+func TestChangeRightAfterSharedRender(t *testing.T) {
+	// The long-poll waits a few seconds at most: it is answered with the
+	// change either way, only later with the reuse.
+	l := startLAPITuned(t, filepath.Join(t.TempDir(), "crowdsec.db"), nil,
+		func(c *csconfig.Config) { c.API.Server.LongPollMax.Duration = 3 * time.Second }, shortFollows(time.Hour, time.Hour))
+	key := l.addBouncer("fw")
+	seq := l.Store.Seq()
+	resp, r := followRaw(t, l, key, seq, nil)
+	if line, err := r.ReadString('\n'); err != nil || line != fmt.Sprintf("{\"cursor\":%d,\"new\": [], \"deleted\": []}\n", seq) {
+		t.Fatalf("first line %q (%v)", line, err)
+	}
+	polled := make(chan models.StreamResponse, 1)
+	go func() { polled <- l.stream(key, fmt.Sprintf("&cursor=%d&wait=3s", seq)) }()
+	for l.Server.longPolls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	l.push(manualAlert("192.0.2.7", "Ip", "4h", "cscli"))
+	expectStream(t, "long-poll", <-polled, []string{"192.0.2.7"}, nil)
+	// The follower: its next line brings the change (it would wait for
+	// the next change, or the hourly check, without the fix; the body is
+	// closed after a while so the test fails instead of hanging).
+	timer := time.AfterFunc(20*time.Second, func() { resp.Body.Close() })
+	defer timer.Stop()
+	line, err := r.ReadString('\n')
+	if err != nil || !strings.Contains(line, `"192.0.2.7"`) {
+		t.Fatalf("follower's next line %q (%v): want the change", line, err)
 	}
 }

@@ -56,38 +56,46 @@ func deltaKey(q url.Values, cursor int64, allow *allowSnapshot) string {
 	return strconv.FormatInt(cursor, 10) + "|" + sel.Encode() + "|" + strconv.FormatUint(allow.gen, 10)
 }
 
-// delta returns the rendered delta for key, computing it at most once for
-// all the callers that ask at the same time.
-func (d *sharedDeltas) delta(key string, now time.Time, render func() (*renderedDelta, error)) (*renderedDelta, error) {
+// delta returns the rendered delta for key reaching at least sequence want
+// (the store's, read by the caller: a rendering taken before that change
+// would leave the caller waiting for the next one), computing it at most
+// once for all the callers that ask at the same time.
+func (d *sharedDeltas) delta(key string, want int64, now time.Time, render func() (*renderedDelta, error)) (*renderedDelta, error) {
 	d.mu.Lock()
-	if r, ok := d.recent[key]; ok && now.Sub(r.at) < sharedDeltaMaxAge {
+	if r, ok := d.recent[key]; ok && now.Sub(r.at) < sharedDeltaMaxAge && r.seq >= want {
 		d.mu.Unlock()
 		return r, nil
 	}
 	d.mu.Unlock()
-	v, err, _ := d.flight.Do(key, func() (any, error) {
-		d.renders.Add(1)
-		r, err := render()
+	for try := 0; ; try++ {
+		v, err, _ := d.flight.Do(key, func() (any, error) {
+			d.renders.Add(1)
+			r, err := render()
+			if err != nil {
+				return nil, err
+			}
+			d.mu.Lock()
+			if d.recent == nil {
+				d.recent = map[string]*renderedDelta{}
+			}
+			for k, old := range d.recent {
+				if r.at.Sub(old.at) >= sharedDeltaMaxAge {
+					delete(d.recent, k)
+				}
+			}
+			d.recent[key] = r
+			d.mu.Unlock()
+			return r, nil
+		})
 		if err != nil {
 			return nil, err
 		}
-		d.mu.Lock()
-		if d.recent == nil {
-			d.recent = map[string]*renderedDelta{}
+		// A rendering in flight when the caller came may predate want:
+		// one more, begun after it, does not.
+		if r := v.(*renderedDelta); r.seq >= want || try == 1 {
+			return r, nil
 		}
-		for k, old := range d.recent {
-			if r.at.Sub(old.at) >= sharedDeltaMaxAge {
-				delete(d.recent, k)
-			}
-		}
-		d.recent[key] = r
-		d.mu.Unlock()
-		return r, nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	return v.(*renderedDelta), nil
 }
 
 // renderDelta renders the delta from sq.Cursor as writeStream would send
