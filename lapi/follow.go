@@ -115,6 +115,11 @@ func (s *Server) followStream(c echo.Context, b *store.Bouncer, q url.Values, sq
 		// response the server chose to end.
 		panic(http.ErrAbortHandler)
 	}
+	sel := deltaSelection(q)
+	// The bouncers' version the key was checked at (API keys); a
+	// certificate's bouncer is checked at every beat.
+	counts, authed := c.Get(ctxCounts).(changeCounts)
+	bouncers := counts.bouncers
 	end := time.NewTimer(s.follow.max)
 	defer end.Stop()
 	cursor, sent := sq.Cursor, int64(-1) // sent: the cursor of the last line written
@@ -124,7 +129,7 @@ func (s *Server) followStream(c echo.Context, b *store.Bouncer, q url.Values, sq
 		if seq := s.store.Seq(); first || seq > cursor {
 			cur := sq
 			cur.Cursor = cursor
-			d, err := s.deltas.delta(deltaKey(q, cursor, allowSnap), seq, s.now(), func() (*renderedDelta, error) {
+			d, err := s.deltas.delta(deltaKeyOf(sel, cursor, allowSnap), seq, s.now(), func() (*renderedDelta, error) {
 				return s.renderDelta(context.WithoutCancel(ctx), cur, allowSnap)
 			})
 			if err != nil {
@@ -157,15 +162,24 @@ func (s *Server) followStream(c echo.Context, b *store.Bouncer, q url.Values, sq
 		select {
 		case <-changed:
 		case <-s.followBeat.wait():
-			again, err := s.authBouncer(c)
-			if err != nil || again == nil || again.ID != b.ID {
-				// Key deleted, or its row replaced: the client finds out
-				// with a new request. A database failure ends it too; the
-				// client's retry tells it the LAPI's state.
-				s.log.WithError(err).WithField("bouncer", b.Name).Info("follow: the bouncer's key is no longer valid here; response ended")
-				return nil
+			// The change counters, one read shared by every follower; the
+			// key is looked up again only when a bouncer row changed.
+			counts, err := s.counts.get(ctx, struct{}{})
+			if err != nil {
+				fail(err, "follow: reading the change counters failed")
 			}
-			if allowSnap, err = s.followAllow(c); err != nil {
+			if !authed || counts.bouncers != bouncers {
+				again, err := s.authBouncer(c)
+				if err != nil || again == nil || again.ID != b.ID {
+					// Key deleted, or its row replaced: the client finds
+					// out with a new request. A database failure ends it
+					// too; the client's retry tells it the LAPI's state.
+					s.log.WithError(err).WithField("bouncer", b.Name).Info("follow: the bouncer's key is no longer valid here; response ended")
+					return nil
+				}
+				bouncers = counts.bouncers
+			}
+			if allowSnap, err = s.allow.snapshotAt(ctx, counts.allowlists); err != nil {
 				fail(err, "follow: reading the allowlists failed")
 			}
 			if time.Since(lastWrite) >= s.follow.heartbeat {

@@ -47,13 +47,23 @@ const sharedDeltaMaxAge = time.Second
 // decisions (not wait, follow or cursor), and the allowlist snapshot
 // applied: long-polls and followers share renderings.
 func deltaKey(q url.Values, cursor int64, allow *allowSnapshot) string {
+	return deltaKeyOf(deltaSelection(q), cursor, allow)
+}
+
+// deltaSelection is the part of a delta's key its query makes (a follower
+// computes it once).
+func deltaSelection(q url.Values) string {
 	sel := url.Values{}
 	for k, v := range q {
 		if k != "wait" && k != "cursor" && k != "follow" {
 			sel[k] = v
 		}
 	}
-	return strconv.FormatInt(cursor, 10) + "|" + sel.Encode() + "|" + strconv.FormatUint(allow.gen, 10)
+	return sel.Encode()
+}
+
+func deltaKeyOf(sel string, cursor int64, allow *allowSnapshot) string {
+	return strconv.FormatInt(cursor, 10) + "|" + sel + "|" + strconv.FormatUint(allow.gen, 10)
 }
 
 // delta returns the rendered delta for key reaching at least sequence want
