@@ -98,7 +98,7 @@ bench-capi: build
 # its databases are created and dropped.
 bench-fleet: build
 	$(GO) run ./internal/lapibench -bin $(BIN) -db sqlite,postgresql,mysql -lapis 2 -only import,stream,ingest,load \
-		-bouncers 5000 -load-rate 0.5 -load-batch 1 -load-sample 1 -load-for 60s
+		-bouncers 5000 -load-rate 0.5 -load-batch 1 -load-sample 1 -load-for 60s -load-mode follow,longpoll
 
 # The firewall bouncer in a network namespace fwbench creates (needs root;
 # never touches the host's firewall).
