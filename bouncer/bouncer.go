@@ -320,7 +320,7 @@ func (b *Bouncer) pullFull(ctx context.Context, resync string) error {
 	b.cursor = hdr.Get(models.CursorHeader)
 	b.metrics.setBanned(st)
 	b.log.WithFields(log.Fields{"elements": n, "skipped": skipped, "took": b.now().Sub(start).Round(time.Millisecond),
-		"long_poll": b.longPoll, "streamed": fresh && loadErr == nil, "own_cursor": b.cursor != ""}).Info("first sync in the kernel")
+		"long_poll": b.longPoll, "follow": b.follow, "streamed": fresh && loadErr == nil, "own_cursor": b.cursor != ""}).Info("first sync in the kernel")
 	return nil
 }
 
