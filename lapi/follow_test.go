@@ -3,6 +3,7 @@ package lapi
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -277,7 +278,11 @@ func TestFollowHeartbeat(t *testing.T) {
 	seq := l.Store.Seq()
 	_, r := followRaw(t, l, key, 0, nil)
 	first, err := r.ReadString('\n')
-	if err != nil || !strings.Contains(first, `"192.0.2.1"`) || !strings.HasPrefix(first, fmt.Sprintf(`{"cursor":%d,`, seq)) {
+	var chunk models.FollowChunk
+	if err == nil {
+		err = json.Unmarshal([]byte(first), &chunk)
+	}
+	if err != nil || chunk.Cursor != seq || len(chunk.New) != 1 || chunk.New[0].Value != "192.0.2.1" || len(chunk.Deleted) != 0 {
 		t.Fatalf("first line %q (%v): want the delta since 0, at cursor %d", first, err, seq)
 	}
 	for i := range 2 {
