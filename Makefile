@@ -92,13 +92,13 @@ bench-capi: build
 # The fleet figures (issue 15) on SQLite, PostgreSQL and MariaDB in one run,
 # side by side: cscli decisions import of 1M values, the 1M startup stream
 # from a restarted LAPI on an analyzed database, alert ingest through two
-# LAPIs, 5,000 bouncers long-polling two LAPIs for 60 s while a decision is
-# added on the first every 2 s (each timed to 20 bouncers of the second; every
-# decision wakes all 5,000). SQLite runs one LAPI. Needs the local servers (127.0.0.1:5432 postgres, :3306 root);
+# LAPIs, 5,000 bouncers on two LAPIs for 60 s while a decision is added on
+# the first every 2 s (each timed to 20 bouncers of the second; every
+# decision wakes all 5,000), in follow mode then long-polling. SQLite runs one LAPI. Needs the local servers (127.0.0.1:5432 postgres, :3306 root);
 # its databases are created and dropped.
 bench-fleet: build
 	$(GO) run ./internal/lapibench -bin $(BIN) -db sqlite,postgresql,mysql -lapis 2 -only import,stream,ingest,load \
-		-bouncers 5000 -load-rate 0.5 -load-batch 1 -load-sample 1 -load-for 60s
+		-bouncers 5000 -load-rate 0.5 -load-batch 1 -load-sample 1 -load-for 60s -load-mode follow,longpoll
 
 # The firewall bouncer in a network namespace fwbench creates (needs root;
 # never touches the host's firewall).

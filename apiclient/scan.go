@@ -137,38 +137,43 @@ func (s *scanner) stream(fn func(bool, *models.Decision) error) error {
 		if k != "new" && k != "deleted" {
 			return s.skipValue(0)
 		}
-		deleted := k == "deleted"
-		if b, err := s.peek(); err != nil {
-			return err
-		} else if b == 'n' {
-			return s.literal("null")
-		}
-		if err := s.expect('['); err != nil {
-			return err
-		}
-		for i := 0; ; i++ {
-			b, err := s.peek()
-			if err != nil {
-				return err
-			}
-			if b == ']' {
-				_, _ = s.r.ReadByte()
-				return nil
-			}
-			if i > 0 {
-				if err := s.expect(','); err != nil {
-					return err
-				}
-			}
-			d = models.Decision{}
-			if err := s.decision(&d); err != nil {
-				return fmt.Errorf("%s[%d]: %w", k, i, err)
-			}
-			if err := fn(deleted, &d); err != nil {
-				return err
-			}
-		}
+		return s.list(k, &d, fn)
 	})
+}
+
+// list walks the decision list k ("new" or "deleted", possibly null).
+func (s *scanner) list(k string, d *models.Decision, fn func(bool, *models.Decision) error) error {
+	deleted := k == "deleted"
+	if b, err := s.peek(); err != nil {
+		return err
+	} else if b == 'n' {
+		return s.literal("null")
+	}
+	if err := s.expect('['); err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		b, err := s.peek()
+		if err != nil {
+			return err
+		}
+		if b == ']' {
+			_, _ = s.r.ReadByte()
+			return nil
+		}
+		if i > 0 {
+			if err := s.expect(','); err != nil {
+				return err
+			}
+		}
+		*d = models.Decision{}
+		if err := s.decision(d); err != nil {
+			return fmt.Errorf("%s[%d]: %w", k, i, err)
+		}
+		if err := fn(deleted, d); err != nil {
+			return err
+		}
+	}
 }
 
 func (s *scanner) decision(d *models.Decision) error {

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"net/url"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,7 @@ type Bouncer struct {
 	st         *state
 	resync     bool // the kernel may differ from st: Ensure + Replace
 	longPoll   time.Duration
+	follow     time.Duration // the longest follow response the LAPI offers; 0: none
 	supported  map[string]bool
 	repairTick time.Duration
 	now        func() time.Time
@@ -298,7 +300,7 @@ func (b *Bouncer) pullFull(ctx context.Context, resync string) error {
 	if err != nil {
 		return err
 	}
-	b.noteLongPoll(hdr.Get(models.LongPollHeader))
+	b.noteModes(hdr)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := st.len()
@@ -318,7 +320,7 @@ func (b *Bouncer) pullFull(ctx context.Context, resync string) error {
 	b.cursor = hdr.Get(models.CursorHeader)
 	b.metrics.setBanned(st)
 	b.log.WithFields(log.Fields{"elements": n, "skipped": skipped, "took": b.now().Sub(start).Round(time.Millisecond),
-		"long_poll": b.longPoll, "streamed": fresh && loadErr == nil, "own_cursor": b.cursor != ""}).Info("first sync in the kernel")
+		"long_poll": b.longPoll, "follow": b.follow, "streamed": fresh && loadErr == nil, "own_cursor": b.cursor != ""}).Info("first sync in the kernel")
 	return nil
 }
 
@@ -371,13 +373,22 @@ func (b *Bouncer) resyncFull(ctx context.Context, reason string) error {
 	return nil
 }
 
-func (b *Bouncer) noteLongPoll(v string) {
-	b.longPoll = 0
-	if v == "" || (b.cfg.LongPoll != nil && !*b.cfg.LongPoll) {
+// noteModes reads what the LAPI offers beyond polling: long-poll, and the
+// follow mode, which is used when offered unless follow = false (and
+// neither when long_poll = false).
+func (b *Bouncer) noteModes(hdr http.Header) {
+	b.longPoll, b.follow = 0, 0
+	if b.cfg.LongPoll != nil && !*b.cfg.LongPoll {
 		return
 	}
-	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+	if d, err := time.ParseDuration(hdr.Get(models.LongPollHeader)); err == nil && d > 0 {
 		b.longPoll = min(d, 30*time.Second)
+	}
+	if b.cfg.Follow != nil && !*b.cfg.Follow {
+		return
+	}
+	if d, err := time.ParseDuration(hdr.Get(models.FollowHeader)); err == nil && d > 0 {
+		b.follow = d
 	}
 }
 
@@ -440,7 +451,8 @@ func (b *Bouncer) deltaLoop(ctx context.Context) error {
 	b.scheduleFull()
 	for {
 		wait := b.longPoll
-		if wait == 0 {
+		follow := b.follow > 0 && b.cursor != ""
+		if wait == 0 && !follow {
 			select {
 			case <-ctx.Done():
 				return nil
@@ -451,7 +463,11 @@ func (b *Bouncer) deltaLoop(ctx context.Context) error {
 		if b.missed {
 			err = b.resyncFull(ctx, "gap")
 		} else {
-			err = b.pullDelta(ctx, wait)
+			if follow {
+				err = b.followDelta(ctx)
+			} else {
+				err = b.pullDelta(ctx, wait)
+			}
 			switch {
 			case errors.Is(err, errCursorGone):
 				b.log.WithError(err).WithField("lapi", b.client.URL()).Warn("the LAPI cannot send this bouncer's missed changes " +
@@ -510,8 +526,26 @@ func (b *Bouncer) pullDelta(ctx context.Context, wait time.Duration) error {
 	var ops []op
 	rctx, cancel := b.reqCtx(ctx, wait)
 	defer cancel()
-	hdr, err := b.client.StreamScan(rctx, false, q, func(deleted bool, d *models.Decision) error {
-		now := b.now()
+	hdr, err := b.client.StreamScan(rctx, false, q, b.collect(&ops))
+	b.metrics.lapiRequest(err)
+	if err != nil {
+		return deltaErr(err)
+	}
+	// apply records ops in the state before touching the kernel, so the
+	// cursor may move even if the kernel refuses (the repair loop reloads).
+	b.cursor = hdr.Get(models.CursorHeader)
+	// Read at every pull: after a failover the LAPI answering may be
+	// another (an upstream one would ignore wait= and answer at once).
+	b.noteModes(hdr)
+	if len(ops) == 0 {
+		return nil
+	}
+	return b.apply(ctx, ops)
+}
+
+// collect returns a stream callback gathering a delta's decisions in ops.
+func (b *Bouncer) collect(ops *[]op) func(deleted bool, d *models.Decision) error {
+	return func(deleted bool, d *models.Decision) error {
 		if deleted {
 			if s := strings.ToLower(d.Scope); s != "ip" && s != "range" {
 				return nil
@@ -522,33 +556,61 @@ func (b *Bouncer) pullDelta(ctx context.Context, wait time.Duration) error {
 					Warn("skipping a deleted decision with an invalid address")
 				return nil
 			}
-			ops = append(ops, op{deleted: true, p: p, id: d.ID})
+			*ops = append(*ops, op{deleted: true, p: p, id: d.ID})
 			return nil
 		}
-		p, until, ok := b.accept(d, now)
+		p, until, ok := b.accept(d, b.now())
 		if ok {
-			ops = append(ops, op{p: p, id: d.ID, until: until})
+			*ops = append(*ops, op{p: p, id: d.ID, until: until})
 		}
 		return nil
+	}
+}
+
+// deltaErr marks a 410 Gone as errCursorGone.
+func deltaErr(err error) error {
+	var apiErr *apiclient.APIError
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusGone {
+		return fmt.Errorf("%w: %w", errCursorGone, err)
+	}
+	return err
+}
+
+// followDelta follows the stream (Rampart's follow mode) until the LAPI
+// ends the response: each chunk is applied as it comes and moves the
+// cursor, so a response that breaks resumes from its last whole chunk.
+func (b *Bouncer) followDelta(ctx context.Context) error {
+	q := b.filters()
+	q.Set("cursor", b.cursor)
+	var ops []op
+	start := b.now()
+	// The LAPI ends a response after b.follow; a silent one is given up
+	// by the client after apiclient.FollowIdle.
+	rctx, cancel := b.reqCtx(ctx, b.follow+apiclient.FollowIdle)
+	defer cancel()
+	hdr, err := b.client.StreamFollow(rctx, q, b.collect(&ops), func(cursor int64) error {
+		b.cursor = strconv.FormatInt(cursor, 10)
+		if len(ops) == 0 {
+			return nil
+		}
+		err := b.apply(ctx, ops)
+		ops = ops[:0]
+		return err
 	})
 	b.metrics.lapiRequest(err)
 	if err != nil {
-		var apiErr *apiclient.APIError
-		if errors.As(err, &apiErr) && apiErr.Status == http.StatusGone {
-			return fmt.Errorf("%w: %w", errCursorGone, err)
+		return deltaErr(err)
+	}
+	b.noteModes(hdr)
+	if b.now().Sub(start) < time.Second && ctx.Err() == nil {
+		// A response ended at once (the LAPI stopping, or its follow
+		// mode turned off): no tight loop of requests.
+		select {
+		case <-ctx.Done():
+		case <-time.After(b.cfg.UpdateFrequency.Duration):
 		}
-		return err
 	}
-	// apply records ops in the state before touching the kernel, so the
-	// cursor may move even if the kernel refuses (the repair loop reloads).
-	b.cursor = hdr.Get(models.CursorHeader)
-	// Read at every pull: after a failover the LAPI answering may be
-	// another (an upstream one would ignore wait= and answer at once).
-	b.noteLongPoll(hdr.Get(models.LongPollHeader))
-	if len(ops) == 0 {
-		return nil
-	}
-	return b.apply(ctx, ops)
+	return nil
 }
 
 // apply runs a delta: deletions first, then additions, as upstream's

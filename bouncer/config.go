@@ -36,6 +36,7 @@ type Config struct {
 	InsecureSkipVerify      bool     `toml:"insecure_skip_verify"`
 	UpdateFrequency         Duration `toml:"update_frequency"`
 	LongPoll                *bool    `toml:"long_poll"`
+	Follow                  *bool    `toml:"follow"`
 	RequestTimeout          Duration `toml:"request_timeout"`
 	SupportedDecisionsTypes []string `toml:"supported_decisions_types"`
 	Scopes                  []string `toml:"scopes"`

@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/rampart-ips/rampart/apiclient"
+	"github.com/rampart-ips/rampart/csconfig"
 	"github.com/rampart-ips/rampart/firewall"
 	"github.com/rampart-ips/rampart/internal/lapitest"
 	"github.com/rampart-ips/rampart/internal/nstest"
+	"github.com/rampart-ips/rampart/internal/testdb/storecfg"
 	"github.com/rampart-ips/rampart/lapi/store"
 	"github.com/rampart-ips/rampart/models"
 )
@@ -79,15 +81,23 @@ func (b *Bouncer) held() int {
 // TestTwoBouncersShareOneKey runs two bouncer processes on one host with
 // one API key (same address, same User-Agent) against a real LAPI while 400
 // decisions arrive in batches: each must end up enforcing all 400, polling
-// or long-polling. They used to share one server-side stream cursor, so
-// each pull stole the other's delta. The periodic full resync is off:
-// per-process cursors alone must deliver everything.
+// or long-polling, or following (Rampart's follow mode; and against a
+// LAPI with it off, where they fall back to long-polling). They used to
+// share one server-side stream cursor, so each pull stole the other's
+// delta. The periodic full resync is off: per-process cursors alone must
+// deliver everything.
 func TestTwoBouncersShareOneKey(t *testing.T) {
-	for _, mode := range []string{"poll", "long-poll"} {
+	for _, mode := range []string{"poll", "long-poll", "follow", "follow off at the LAPI"} {
 		t.Run(mode, func(t *testing.T) {
-			l := lapitest.Start(t, filepath.Join(t.TempDir(), "crowdsec.db"), "")
+			followOff := mode == "follow off at the LAPI"
+			l := lapitest.StartWith(t, storecfg.At(t, filepath.Join(t.TempDir(), "crowdsec.db")), "", func(c *csconfig.Config) {
+				if followOff {
+					c.API.Server.Follow = new(bool)
+				}
+			})
 			key := l.AddBouncer("fw")
-			extra := fmt.Sprintf("update_frequency = \"15ms\"\nlong_poll = %v\nresync_interval = \"0s\"\n", mode == "long-poll")
+			extra := fmt.Sprintf("update_frequency = \"15ms\"\nlong_poll = %v\nfollow = %v\nresync_interval = \"0s\"\n",
+				mode != "poll", mode != "long-poll")
 			b1, ns1 := runBouncer(t, l.URL(), key, extra)
 			b2, ns2 := runBouncer(t, l.URL(), key, extra)
 			const batches, per = 20, 20
@@ -108,6 +118,14 @@ func TestTwoBouncersShareOneKey(t *testing.T) {
 				if !nstest.Eventually(5*time.Second, func() bool { return bc.b.held() == want && kernelBans(t, bc.ns) == want }) {
 					t.Errorf("%s bouncer holds %d decisions, its kernel %d; want %d", bc.name, bc.b.held(), kernelBans(t, bc.ns), want)
 				}
+			}
+			// Both follow when the LAPI offers it, and only then.
+			if mode == "follow" {
+				if !nstest.Eventually(5*time.Second, func() bool { return l.Server.Follows() == 2 }) {
+					t.Errorf("%d follow responses open, want the 2 bouncers'", l.Server.Follows())
+				}
+			} else if n := l.Server.Follows(); n != 0 {
+				t.Errorf("%d follow responses open; want none in mode %s", n, mode)
 			}
 		})
 	}

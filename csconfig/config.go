@@ -206,6 +206,7 @@ type APIServer struct {
 	DisableRemoteLAPIRegistration bool              `toml:"disable_remote_lapi_registration"`
 	AllowlistHostAddresses        *bool             `toml:"allowlist_host_addresses"`
 	LongPollMax                   Duration          `toml:"long_poll_max"`
+	Follow                        *bool             `toml:"follow"` // the stream's follow mode for Rampart's bouncers; default true
 	TLS                           *TLS              `toml:"tls"`
 	AutoRegistration              *AutoRegistration `toml:"auto_registration"`
 	LoginLimit                    LoginLimit        `toml:"login_limit"`

@@ -190,7 +190,8 @@ func (s *Server) headStream(c echo.Context) error {
 // one database snapshot; the bouncer's cursor moves only once the whole body
 // was written. Rampart's opt-in long-poll: wait=<duration> on a delta holds
 // the request until a decision change concerns this bouncer. Rampart's
-// opt-in client-kept cursor: cursor=<seq> (see streamCursor).
+// opt-in client-kept cursor: cursor=<seq> (see streamCursor). Rampart's
+// opt-in follow mode: follow=true with cursor=<seq> (see followStream).
 func (s *Server) streamDecisions(c echo.Context) error {
 	ctx := c.Request().Context()
 	q := c.QueryParams()
@@ -212,6 +213,19 @@ func (s *Server) streamDecisions(c echo.Context) error {
 		}
 		wait = min(d, s.cfg.API.Server.LongPollMax.Duration)
 	}
+	// follow=true is honoured with a client-kept cursor on a delta; a LAPI
+	// with the mode off answers as a pull, without the header that offers it.
+	follow := false
+	if v := q.Get("follow"); v != "" && !sq.Startup {
+		f, err := parseBoolParam(v)
+		if err != nil {
+			return jsonError(c, http.StatusBadRequest, "invalid follow: "+err.Error())
+		}
+		if f && !sq.ClientCursor {
+			return jsonError(c, http.StatusBadRequest, "follow=true needs cursor=<seq>: the cursor of the previous response")
+		}
+		follow = f && s.followOn()
+	}
 	// Expired decisions go out as deletions in this very answer. The
 	// requests of a herd share one sweep (or one look finding none due).
 	if s.store.SweepDue(s.now()) {
@@ -220,6 +234,9 @@ func (s *Server) streamDecisions(c echo.Context) error {
 		}
 	}
 
+	if follow {
+		return s.followStream(c, b, q, sq)
+	}
 	if wait > 0 {
 		deadline := time.NewTimer(wait)
 		defer deadline.Stop()
@@ -244,10 +261,10 @@ func (s *Server) streamDecisions(c echo.Context) error {
 	poll:
 		for {
 			changed := s.store.Changed()
-			if s.store.Seq() > sq.Cursor {
+			if seq := s.store.Seq(); seq > sq.Cursor {
 				if allowSnap != nil {
 					cur := sq
-					d, err := s.deltas.delta(deltaKey(q, sq.Cursor, allowSnap), s.now(), func() (*renderedDelta, error) {
+					d, err := s.deltas.delta(deltaKey(q, sq.Cursor, allowSnap), seq, s.now(), func() (*renderedDelta, error) {
 						return s.renderDelta(context.WithoutCancel(ctx), cur, allowSnap)
 					})
 					if err != nil {
@@ -285,6 +302,15 @@ func (s *Server) streamDecisions(c echo.Context) error {
 		}
 	}
 	return s.writeStream(c, b, ua, sq)
+}
+
+// advertise sets the headers that offer Rampart's bouncer its long-poll
+// (the longest wait= honoured) and, when on, its follow mode.
+func (s *Server) advertise(h http.Header) {
+	h.Set(models.LongPollHeader, s.cfg.API.Server.LongPollMax.Duration.String())
+	if s.followOn() {
+		h.Set(models.FollowHeader, s.follow.max.String())
+	}
 }
 
 // streamClient names the client a server-kept cursor belongs to within its
@@ -464,9 +490,9 @@ func (s *Server) writeStream(c echo.Context, b *store.Bouncer, ua string, sq sto
 	}
 	resp := c.Response()
 	resp.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
-	// Tells Rampart's bouncer it may long-poll (wait=) up to this long, and
-	// the cursor this body brings it to; upstream clients ignore both.
-	resp.Header().Set(models.LongPollHeader, s.cfg.API.Server.LongPollMax.Duration.String())
+	// Tells Rampart's bouncer it may long-poll or follow, and the cursor
+	// this body brings it to; upstream clients ignore both.
+	s.advertise(resp.Header())
 	resp.Header().Set(models.CursorHeader, strconv.FormatInt(at, 10))
 	resp.WriteHeader(http.StatusOK)
 	// The body is rendered into buf, written out in pieces of at least

@@ -57,6 +57,13 @@ func startLAPIAt(t *testing.T, dbPath string, mutate func(*csconfig.Config)) *te
 // startLAPIOn serves on ln, or on the configured listener when ln is nil.
 func startLAPIOn(t *testing.T, dbPath string, ln net.Listener, mutate func(*csconfig.Config)) *testLAPI {
 	t.Helper()
+	return startLAPITuned(t, dbPath, ln, mutate, nil)
+}
+
+// startLAPITuned is startLAPIOn with tune run on the server before it
+// serves (timings tests shorten).
+func startLAPITuned(t *testing.T, dbPath string, ln net.Listener, mutate func(*csconfig.Config), tune func(*Server)) *testLAPI {
+	t.Helper()
 	cfg := csconfig.Default()
 	cfg.DBConfig.DBPath = dbPath
 	cfg.API.Server.ListenURI = "127.0.0.1:0"
@@ -85,6 +92,9 @@ func startLAPIOn(t *testing.T, dbPath string, ln net.Listener, mutate func(*csco
 		cancel()
 		st.Close()
 		t.Fatalf("creating server: %v", err)
+	}
+	if tune != nil {
+		tune(srv)
 	}
 	if ln == nil {
 		if ln, err = srv.Listen(); err != nil {

@@ -45,11 +45,13 @@ func (p *pullTimes) take() map[int64]time.Time {
 }
 
 // recordPull notes that bouncer b pulled at now, if its last pull (as read
-// at authentication) is older than pullRecordAge.
+// at authentication, or recorded since through b, the request's own copy:
+// a follow response pulls for minutes) is older than pullRecordAge.
 func (s *Server) recordPull(b *store.Bouncer, now time.Time) {
 	if b.LastPull == nil || now.Sub(*b.LastPull) >= pullRecordAge {
 		s.pulls.record(b.ID, now)
 		s.keyRows.pulled(b.APIKeyHash, b.ID, now)
+		b.LastPull = &now
 	}
 }
 

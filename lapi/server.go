@@ -86,6 +86,10 @@ type Server struct {
 	stopping  chan struct{}
 	stopOnce  sync.Once
 	longPolls atomic.Int64 // long-polls waiting now
+	follows   atomic.Int64 // follow responses open now
+	follow    followTiming
+	// followBeat fires every follow.check: the followers' shared checks.
+	followBeat beat
 	// shutdownTimeout bounds the graceful shutdown before connections are
 	// cut (5 s; tests shorten it).
 	shutdownTimeout time.Duration
@@ -94,7 +98,7 @@ type Server struct {
 // New builds a server over an open store.
 func New(ctx context.Context, cfg *csconfig.Config, st *store.Store, prof *profiles.Set) (*Server, error) {
 	s := &Server{cfg: cfg, store: st, log: log.WithField("component", "lapi"), now: time.Now,
-		stopping: make(chan struct{}), shutdownTimeout: 5 * time.Second}
+		stopping: make(chan struct{}), shutdownTimeout: 5 * time.Second, follow: defaultFollowTiming()}
 	s.profiles.Store(prof)
 	nc, err := LoadNotifications(cfg, prof)
 	if err != nil {
@@ -506,6 +510,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, ready func()) error
 		s.runJobs(jobsCtx)
 	}()
 	go s.notify.Run(jobsCtx)
+	go s.runBeat(jobsCtx)
 	listsDone := make(chan struct{})
 	go func() {
 		defer close(listsDone)

@@ -29,12 +29,29 @@ type sharedDeltas struct {
 	recent  map[string]*renderedDelta // answers under maxAge, for late wakers
 }
 
-// renderedDelta is a whole stream body and the snapshot it reaches.
+// renderedDelta is a whole stream body and the snapshot it reaches, and
+// the same as one line of a follow response (see followStream).
 type renderedDelta struct {
 	seq  int64
 	rows int
 	body []byte
 	at   time.Time
+
+	// line is body as a follow line, built on first use: most renderings
+	// go to pulls only, and a 100k-address one would be held twice.
+	lineOnce sync.Once
+	line     []byte
+}
+
+// followLine is the rendering as one line of a follow response:
+// {"cursor":N,"new":[...],"deleted":[...]} and a newline.
+func (d *renderedDelta) followLine() []byte {
+	d.lineOnce.Do(func() {
+		line := make([]byte, 0, len(d.body)+32)
+		line = append(strconv.AppendInt(append(line, `{"cursor":`...), d.seq, 10), ',')
+		d.line = append(append(line, d.body[1:]...), '\n')
+	})
+	return d.line
 }
 
 // deltaBlock is the size of the blocks a delta is rendered in before they
@@ -50,49 +67,68 @@ const deltaBlock = 64 << 10
 const sharedDeltaMaxAge = time.Second
 
 // deltaKey names a delta: the cursor, every query parameter that selects
-// decisions (not wait or cursor), and the allowlist snapshot applied.
+// decisions (not wait, follow or cursor), and the allowlist snapshot
+// applied: long-polls and followers share renderings.
 func deltaKey(q url.Values, cursor int64, allow *allowSnapshot) string {
+	return deltaKeyOf(deltaSelection(q), cursor, allow)
+}
+
+// deltaSelection is the part of a delta's key its query makes (a follower
+// computes it once).
+func deltaSelection(q url.Values) string {
 	sel := url.Values{}
 	for k, v := range q {
-		if k != "wait" && k != "cursor" {
+		if k != "wait" && k != "cursor" && k != "follow" {
 			sel[k] = v
 		}
 	}
-	return strconv.FormatInt(cursor, 10) + "|" + sel.Encode() + "|" + strconv.FormatUint(allow.gen, 10)
+	return sel.Encode()
 }
 
-// delta returns the rendered delta for key, computing it at most once for
-// all the callers that ask at the same time.
-func (d *sharedDeltas) delta(key string, now time.Time, render func() (*renderedDelta, error)) (*renderedDelta, error) {
+func deltaKeyOf(sel string, cursor int64, allow *allowSnapshot) string {
+	return strconv.FormatInt(cursor, 10) + "|" + sel + "|" + strconv.FormatUint(allow.gen, 10)
+}
+
+// delta returns the rendered delta for key reaching at least sequence want
+// (the store's, read by the caller: a rendering taken before that change
+// would leave the caller waiting for the next one), computing it at most
+// once for all the callers that ask at the same time.
+func (d *sharedDeltas) delta(key string, want int64, now time.Time, render func() (*renderedDelta, error)) (*renderedDelta, error) {
 	d.mu.Lock()
-	if r, ok := d.recent[key]; ok && now.Sub(r.at) < sharedDeltaMaxAge {
+	if r, ok := d.recent[key]; ok && now.Sub(r.at) < sharedDeltaMaxAge && r.seq >= want {
 		d.mu.Unlock()
 		return r, nil
 	}
 	d.mu.Unlock()
-	v, err, _ := d.flight.Do(key, func() (any, error) {
-		d.renders.Add(1)
-		r, err := render()
+	for try := 0; ; try++ {
+		v, err, _ := d.flight.Do(key, func() (any, error) {
+			d.renders.Add(1)
+			r, err := render()
+			if err != nil {
+				return nil, err
+			}
+			d.mu.Lock()
+			if d.recent == nil {
+				d.recent = map[string]*renderedDelta{}
+			}
+			for k, old := range d.recent {
+				if r.at.Sub(old.at) >= sharedDeltaMaxAge {
+					delete(d.recent, k)
+				}
+			}
+			d.recent[key] = r
+			d.mu.Unlock()
+			return r, nil
+		})
 		if err != nil {
 			return nil, err
 		}
-		d.mu.Lock()
-		if d.recent == nil {
-			d.recent = map[string]*renderedDelta{}
+		// A rendering in flight when the caller came may predate want:
+		// one more, begun after it, does not.
+		if r := v.(*renderedDelta); r.seq >= want || try == 1 {
+			return r, nil
 		}
-		for k, old := range d.recent {
-			if r.at.Sub(old.at) >= sharedDeltaMaxAge {
-				delete(d.recent, k)
-			}
-		}
-		d.recent[key] = r
-		d.mu.Unlock()
-		return r, nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	return v.(*renderedDelta), nil
 }
 
 // renderDelta renders the delta from sq.Cursor as writeStream would send
@@ -165,7 +201,7 @@ func (s *Server) renderDelta(ctx context.Context, sq store.StreamQuery, allow *a
 func (s *Server) sendDelta(c echo.Context, b *store.Bouncer, d *renderedDelta) error {
 	resp := c.Response()
 	resp.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
-	resp.Header().Set(models.LongPollHeader, s.cfg.API.Server.LongPollMax.Duration.String())
+	s.advertise(resp.Header())
 	resp.Header().Set(models.CursorHeader, strconv.FormatInt(d.seq, 10))
 	resp.Header().Set(echo.HeaderContentLength, strconv.Itoa(len(d.body)))
 	resp.WriteHeader(http.StatusOK)

@@ -664,3 +664,22 @@ func (e *Event) GetMeta(key string) string {
 	}
 	return ""
 }
+
+// FollowHeader is the stream response header in which Rampart's LAPI
+// announces its follow mode (follow=true with cursor=<seq>: one response
+// that stays open and carries every change as it happens, see
+// FollowChunk), giving the longest such a response lasts. Upstream LAPIs
+// never send it, so a bouncer that does not see it long-polls or polls.
+const FollowHeader = "X-Rampart-Follow"
+
+// FollowChunk is one line of a follow response (newline-delimited JSON):
+// the decisions of one delta and the cursor it brings the client to. A
+// line with neither list (a heartbeat, or the last line before the server
+// ends the response) only moves the cursor. The client applies a chunk
+// when its line is complete, then keeps its cursor, and resumes from it
+// with a new request when the response ends or breaks.
+type FollowChunk struct {
+	Cursor  int64       `json:"cursor"`
+	New     []*Decision `json:"new,omitempty"`
+	Deleted []*Decision `json:"deleted,omitempty"`
+}

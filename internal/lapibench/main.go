@@ -61,6 +61,7 @@ func main() {
 	loadFor := flag.Duration("load-for", 60*time.Second, "how long the load test pushes alerts")
 	loadBatch := flag.Int("load-batch", 50, "alerts per request in the load test")
 	loadSample := flag.Int("load-sample", 100, "every how many alerts of the load test one is timed to the bouncers")
+	loadMode := flag.String("load-mode", "follow", "how the load test's bouncers wait for changes, as Rampart's bouncer can: follow (one response carrying every change), longpoll (wait=30s), or both in turn (follow,longpoll)")
 	dbs := flag.String("db", "sqlite", "databases to measure on, in turn: sqlite, postgresql, mysql (comma-separated)")
 	lapis := flag.Int("lapis", 1, "LAPI processes sharing a server database for ingest and load (SQLite: always 1)")
 	profile := flag.String("profile", "", "folder where every LAPI process writes a CPU and a heap profile of its run (crowdsec -cpuprofile, -memprofile) and its log")
@@ -68,6 +69,13 @@ func main() {
 	o := opts{bin: *bin, n: *n, bouncers: *bouncers, pullFor: *pullFor, ingestFor: *ingestFor, loadRate: *loadRate, loadFor: *loadFor, lapis: *lapis,
 		loadBatch: max(*loadBatch, 1), loadSample: max(*loadSample, 1),
 		capiN: *capiN, capiBouncers: max(*capiBouncers, 1), capiRate: *capiRate, capiTimeout: *capiTimeout, capiSettle: *capiSettle}
+	for _, m := range strings.Split(*loadMode, ",") {
+		if m != "follow" && m != "longpoll" {
+			fmt.Fprintf(os.Stderr, "-load-mode %q: use follow, longpoll or both (follow,longpoll)\n", *loadMode)
+			os.Exit(2)
+		}
+		o.loadModes = append(o.loadModes, m)
+	}
 	o.bin, _ = filepath.Abs(o.bin)
 	if *profile != "" {
 		if err := os.MkdirAll(*profile, 0o755); err != nil {
@@ -104,6 +112,7 @@ type opts struct {
 	n, bouncers, lapis          int
 	loadRate                    float64
 	loadBatch, loadSample       int
+	loadModes                   []string
 	pullFor, ingestFor, loadFor time.Duration
 	want                        map[string]bool
 	capiN, capiBouncers         int
@@ -167,18 +176,22 @@ func run(o opts, r *report) error {
 		}
 	}
 	if want["load"] {
-		e, err := start(o.bin, o.kind, o.profile, o.bouncers)
-		if err != nil {
-			return err
+		// Each mode on LAPIs of its own, one after the other.
+		for _, mode := range o.loadModes {
+			e, err := start(o.bin, o.kind, o.profile, o.bouncers)
+			if err != nil {
+				return err
+			}
+			if err := e.addPeers(o.lapis - 1); err != nil {
+				e.stop()
+				return err
+			}
+			err = benchLoad(r, e.all(), mode, o.bouncers, o.loadRate, o.loadBatch, o.loadSample, o.loadFor)
+			e.stop()
+			if err != nil {
+				return err
+			}
 		}
-		defer e.stop()
-		if err := e.addPeers(o.lapis - 1); err != nil {
-			return err
-		}
-		if err := benchLoad(r, e.all(), o.bouncers, o.loadRate, o.loadBatch, o.loadSample, o.loadFor); err != nil {
-			return err
-		}
-		e.stop()
 	}
 	return nil
 }
