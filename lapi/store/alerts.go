@@ -434,7 +434,8 @@ type AlertFilter struct {
 	WithoutDecisions  bool // omit decisions from the result
 }
 
-func (f AlertFilter) where(now int64) ([]string, []any) {
+// where is f's conditions on alerts a for engine k.
+func (f AlertFilter) where(k kind, now int64) ([]string, []any) {
 	var conds []string
 	var args []any
 	add := func(c string, a ...any) { conds = append(conds, c); args = append(args, a...) }
@@ -448,7 +449,7 @@ func (f AlertFilter) where(now int64) ([]string, []any) {
 		add("a.source_value = ?", f.Value)
 	}
 	if f.Scenario != "" {
-		add("(a.scenario = ? OR EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id AND d.scenario = ?))", f.Scenario, f.Scenario)
+		add("(a.scenario = ? OR EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id AND d.scenario = ?"+perAlert(k)+"))", f.Scenario, f.Scenario)
 	}
 	if f.Range != nil {
 		// The alerts of the few decisions the address seek finds, not a
@@ -477,7 +478,7 @@ func (f AlertFilter) where(now int64) ([]string, []any) {
 	}
 	if f.HasActiveDecision != nil {
 		if *f.HasActiveDecision {
-			add("EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id AND d.active AND d.until >= ?)", now)
+			add("EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id AND d.active AND d.until >= ?"+perAlert(k)+")", now)
 		} else {
 			add("NOT EXISTS (SELECT 1 FROM decisions d WHERE d.alert_id = a.id)")
 		}
@@ -494,6 +495,20 @@ func (f AlertFilter) where(now int64) ([]string, []any) {
 	return conds, args
 }
 
+// perAlert ends an EXISTS on an alert's decisions that PostgreSQL must
+// check alert by alert, a seek of decisions_alert_origin, as the newest
+// alerts are walked: OFFSET 0 keeps it from becoming a semi-join or a
+// hashed subplan. Its sampled statistics at 1M (95% of the decisions in
+// 19 imports' alerts) put 450 decisions in each alert, and it hashed every
+// active decision, or every decision of the scenario, for cscli decisions
+// list --scenario (0.5-0.8 s; SQLite and MariaDB already check per alert).
+func perAlert(k kind) string {
+	if k == postgresDB {
+		return " OFFSET 0"
+	}
+	return ""
+}
+
 const alertCols = `a.id, a.uuid, a.machine_id, a.created_at, a.scenario, a.scenario_hash, a.scenario_version, a.message, a.events_count,
 	a.started_at, a.stopped_at, a.capacity, a.leakspeed, a.simulated, a.remediation, a.kind, a.source_scope, a.source_value, a.source_ip,
 	a.source_range, a.source_as_number, a.source_as_name, a.source_country, a.source_latitude, a.source_longitude, a.events`
@@ -503,7 +518,7 @@ func rfc3339(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC333
 // QueryAlerts returns alerts with their decisions, events and meta, newest
 // first (SortAsc reverses).
 func (s *Store) QueryAlerts(ctx context.Context, f AlertFilter, now time.Time) ([]*models.Alert, error) {
-	conds, args := f.where(now.UnixNano())
+	conds, args := f.where(s.d.kind, now.UnixNano())
 	q := `SELECT ` + alertCols + ` FROM alerts a`
 	if len(conds) > 0 {
 		q += ` WHERE ` + strings.Join(conds, " AND ")
@@ -793,7 +808,7 @@ func (s *Store) GetAlert(ctx context.Context, id int64, now time.Time) (*models.
 func (s *Store) DeleteAlerts(ctx context.Context, f AlertFilter) (int64, error) {
 	f.IncludeCAPI = true
 	now := nowNS()
-	conds, args := f.where(now)
+	conds, args := f.where(s.d.kind, now)
 	sel := `SELECT a.id FROM alerts a`
 	if len(conds) > 0 {
 		sel += ` WHERE ` + strings.Join(conds, " AND ")
