@@ -394,7 +394,6 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 					a.warmup(g, evt, b.preps[i])
 					continue
 				}
-				a.Stats.Lines.Add(1)
 				k := sourceKey{evt.Line.Module, evt.Line.Src, evt.Line.Labels["type"]}
 				if run == nil || run.key != k {
 					a.runs = append(a.runs, sourceRun{key: k})
@@ -403,17 +402,13 @@ func (a *Agent) pour(ctx context.Context, ordered <-chan *batch) error {
 				run.read++
 				switch {
 				case !evt.Process:
-					a.Stats.Unparsed.Add(1)
 					run.unparsed++
 					continue
 				case evt.Whitelisted:
-					a.Stats.Parsed.Add(1)
-					a.Stats.Whitelisted.Add(1)
 					run.parsed++
 					run.whitelisted++
 					continue
 				}
-				a.Stats.Parsed.Add(1)
 				run.parsed++
 				alerts, readAt = a.overflows(g, g.engine.PourPrepared(evt, b.preps[i]), alerts, readAt)
 			}
@@ -503,8 +498,20 @@ func (a *Agent) push(ctx context.Context, alerts []*models.Alert, readAt []time.
 	}
 }
 
-// addSourceRuns adds a batch's per-source counts to the totals.
+// addSourceRuns adds a batch's per-source counts to the totals, and to
+// Stats: once per batch, not per line.
 func (a *Agent) addSourceRuns(runs []sourceRun) {
+	var read, parsed, unparsed, whitelisted int64
+	for _, r := range runs {
+		read += r.read
+		parsed += r.parsed
+		unparsed += r.unparsed
+		whitelisted += r.whitelisted
+	}
+	a.Stats.Lines.Add(read)
+	a.Stats.Parsed.Add(parsed)
+	a.Stats.Unparsed.Add(unparsed)
+	a.Stats.Whitelisted.Add(whitelisted)
 	a.sourcesMu.Lock()
 	defer a.sourcesMu.Unlock()
 	for _, r := range runs {
