@@ -895,7 +895,7 @@ func ReadFile(ctx context.Context, path string, labels map[string]string, cut fu
 		return emit(full)
 	}
 	var split lineSplitter
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, 64<<10)
 	var n int64
 	for {
 		k, rerr := rd.Read(buf)

@@ -180,7 +180,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	lines := make(chan event.Line, 4*maxBatch)
 	// Sources that read faster than the agent parses (replays) send
 	// whole batches: one channel operation per batch, not per line.
-	chunks := make(chan []event.Line, 4)
+	chunks := make(chan []event.Line, 2)
 	a.srcs.start(ctx, cancel, lines, chunks, a.log, a.cfg.Replay)
 	for _, src := range a.cfg.Sources {
 		a.srcs.add(src)
