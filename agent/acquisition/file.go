@@ -808,77 +808,117 @@ func (s *fileReplay) Name() string { return s.name }
 // Run implements Source: it returns nil once every file was read, or when
 // ctx ends.
 func (s *fileReplay) Run(ctx context.Context, out chan<- event.Line) error {
-	for _, p := range s.paths {
-		if err := s.replay(ctx, p, out); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *fileReplay) replay(ctx context.Context, path string, out chan<- event.Line) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("opening replay file: %w", err)
-	}
-	defer f.Close()
-	var rd io.Reader = f
-	if strings.HasSuffix(path, ".gz") {
-		gz, err := gzip.NewReader(f)
-		if err != nil {
-			return fmt.Errorf("reading %s: %w", path, err)
-		}
-		defer gz.Close()
-		rd = gz
-	}
-	hits := s.opts.Metrics.hitCounter("file", path, s.labels["type"])
-	lines := s.opts.Metrics.lineCounter(path, s.labels["type"])
-	// readAt is when the buffer being split was read: the time of each of
-	// its lines (one clock read per buffer, not per line).
-	var readAt time.Time
-	emit := func(b []byte, cut bool) error {
-		if cut {
-			s.opts.Metrics.truncatedCounter(path).Inc()
-		}
-		l := event.Line{Raw: string(b), Src: path, Module: "file", Labels: s.labels, Time: readAt}
-		// The agent takes lines by batches: most sends find room and go
-		// at once, cheaper than a select on ctx too.
-		select {
-		case out <- l:
-		default:
+	return s.run(ctx, func(ls []event.Line) error {
+		for _, l := range ls {
 			select {
 			case out <- l:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
-		hits.Inc()
-		lines.Inc()
 		return nil
+	})
+}
+
+// RunBatches implements BatchSource.
+func (s *fileReplay) RunBatches(ctx context.Context, out chan<- []event.Line) error {
+	return s.run(ctx, func(ls []event.Line) error {
+		select {
+		case out <- ls:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+}
+
+func (s *fileReplay) run(ctx context.Context, emit func([]event.Line) error) error {
+	for _, path := range s.paths {
+		hits := s.opts.Metrics.hitCounter("file", path, s.labels["type"])
+		lines := s.opts.Metrics.lineCounter(path, s.labels["type"])
+		truncated := s.opts.Metrics.truncatedCounter(path)
+		n, err := ReadFile(ctx, path, s.labels, truncated.Inc, func(ls []event.Line) error {
+			if err := emit(ls); err != nil {
+				return err
+			}
+			hits.Add(float64(len(ls)))
+			lines.Add(float64(len(ls)))
+			return nil
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		s.log.WithFields(log.Fields{"file": path, "bytes": n}).Info("replay file read")
+	}
+	return nil
+}
+
+// ReadFile reads the file at path once, from its start (decompressing it
+// if its name ends in .gz), and hands its lines, cut as the tailing
+// source cuts them, to emit in batches of at most ReplayBatch, each the
+// receiver's; cut, if not nil, is called for each line cut to the maximum
+// length. It is the replay of a -dsn file://, and how the benchmarks read
+// their logs, so that both pay the same. It returns the bytes read, and
+// emit's error if it fails.
+func ReadFile(ctx context.Context, path string, labels map[string]string, cut func(), emit func([]event.Line) error) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("opening replay file: %w", err)
+	}
+	defer f.Close()
+	var rd io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		gz, err := gzip.NewReader(f)
+		if err != nil {
+			return 0, fmt.Errorf("reading %s: %w", path, err)
+		}
+		defer gz.Close()
+		rd = gz
+	}
+	// readAt is when the buffer being split was read: the time of each of
+	// its lines (one clock read per buffer, not per line).
+	var readAt time.Time
+	batch := make([]event.Line, 0, ReplayBatch)
+	add := func(b []byte, c bool) error {
+		if c && cut != nil {
+			cut()
+		}
+		batch = append(batch, event.Line{Raw: string(b), Src: path, Module: "file", Labels: labels, Time: readAt})
+		if len(batch) < ReplayBatch {
+			return nil
+		}
+		full := batch
+		batch = make([]event.Line, 0, ReplayBatch)
+		return emit(full)
 	}
 	var split lineSplitter
 	buf := make([]byte, 64<<10)
-	n := 0
+	var n int64
 	for {
 		k, rerr := rd.Read(buf)
 		readAt = time.Now()
-		n += k
-		if err := split.feed(buf[:k], emit); err != nil {
-			return err
+		n += int64(k)
+		if err := split.feed(buf[:k], add); err != nil {
+			return n, err
 		}
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			return fmt.Errorf("reading %s: %w", path, rerr)
+			return n, fmt.Errorf("reading %s: %w", path, rerr)
+		}
+		if err := ctx.Err(); err != nil {
+			return n, err
 		}
 	}
-	if err := split.flush(emit); err != nil {
-		return err
+	if err := split.flush(add); err != nil {
+		return n, err
 	}
-	s.log.WithFields(log.Fields{"file": path, "bytes": n}).Info("replay file read")
-	return nil
+	if len(batch) > 0 {
+		return n, emit(batch)
+	}
+	return n, nil
 }

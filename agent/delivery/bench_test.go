@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/rampart-ips/rampart/models"
 )
 
 // reportLatency adds p50/p99 (µs) of lat to the benchmark output.
@@ -105,4 +107,31 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 	b.StopTimer()
 	reportLatency(b, "e2e-", lat)
+}
+
+// BenchmarkPushBatch is a replay's push: 128 alerts of 6 events at once
+// into an ephemeral queue (no fsync), so what it measures is encoding the
+// alerts into the queue's records and writing them.
+func BenchmarkPushBatch(b *testing.B) {
+	p, err := New(Config{QueueDir: b.TempDir(), HeartbeatInterval: -1, Ephemeral: true}, newClient(b, "http://127.0.0.1:1/"), testLogger(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	alerts := make([]*models.Alert, 128)
+	for i := range alerts {
+		a := alert(fmt.Sprintf("bench %d", i))
+		for len(a.Events) < 6 {
+			a.Events = append(a.Events, a.Events[0])
+		}
+		alerts[i] = a
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Push(ctx, alerts...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(alerts)), "ns/alert")
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -256,7 +257,11 @@ func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*mo
 	}
 	payloads := make([][]byte, 0, len(alerts))
 	queued := make([]*models.Alert, 0, len(alerts))
-	var scratch []byte // encoded into, then copied at its size as json.Marshal does
+	// Each alert is encoded once, straight into its record of the batch
+	// the queue writes as it is (see queue.append); its payload is that
+	// record's slice of it.
+	var framed []byte
+	ends := make([]int, 0, len(alerts)) // of each record in framed
 	for i, a := range alerts {
 		if a == nil || a.Source == nil {
 			return fmt.Errorf("queueing alert %d: no source", i)
@@ -269,28 +274,40 @@ func (p *Pusher) PushTimed(ctx context.Context, readAt []time.Time, alerts []*mo
 			// The LAPI refuses a null events list; an empty one is fine.
 			c.Events = []*models.Event{}
 		}
+		if i == 1 {
+			// room for the others, sized on the first: growing by
+			// doubling would copy them again
+			framed = slices.Grow(framed, len(framed)*(len(alerts)-1)*5/4)
+		}
+		start := len(framed)
+		framed = append(framed, make([]byte, recordHeader)...)
 		var err error
-		scratch, err = models.AppendAlertJSON(scratch[:0], &c)
+		framed, err = models.AppendAlertJSON(framed, &c)
 		if err != nil {
 			return fmt.Errorf("queueing alert %d (%s): encoding: %w", i, c.Scenario, err)
 		}
-		b := append([]byte(nil), scratch...)
+		if n := len(framed) - start - recordHeader; n > p.maxAlert {
+			return fmt.Errorf("queueing alert %d (%s): %d bytes encoded, more than the %d a queued alert may take", i, c.Scenario, n, p.maxAlert)
+		}
+		ends = append(ends, len(framed))
 		if i < len(readAt) && !readAt[i].IsZero() {
 			p.noteRead(c.UUID, readAt[i])
 		}
-		if len(b) > p.maxAlert {
-			return fmt.Errorf("queueing alert %d (%s): %d bytes encoded, more than the %d a queued alert may take", i, c.Scenario, len(b), p.maxAlert)
-		}
-		payloads = append(payloads, b)
 		// What delivery reads of a queued alert besides its payload (the
 		// UUID, and for its logs the scenario and source): the events
 		// are not held while the alert waits.
 		queued = append(queued, &models.Alert{UUID: c.UUID, Scenario: c.Scenario, Source: c.Source})
 	}
-	if p.cfg.WaitForRoom > 0 {
-		return p.storeWaiting(ctx, payloads, queued)
+	// framed has its final array now: the payloads are cut from it
+	start := 0
+	for _, end := range ends {
+		payloads = append(payloads, p.q.frame(framed[start:end]))
+		start = end
 	}
-	if err := p.store(payloads, queued, true); err != nil {
+	if p.cfg.WaitForRoom > 0 {
+		return p.storeWaiting(ctx, payloads, framed, queued)
+	}
+	if err := p.store(payloads, framed, queued, true); err != nil {
 		return fmt.Errorf("queueing alerts: %w", err)
 	}
 	p.kick()
@@ -308,19 +325,20 @@ func (p *Pusher) kick() {
 // storeWaiting stores payloads as room appears in the queue, waiting for
 // the LAPI to take queued alerts instead of dropping them. What it could
 // not queue is counted as refused.
-func (p *Pusher) storeWaiting(ctx context.Context, payloads [][]byte, alerts []*models.Alert) error {
+func (p *Pusher) storeWaiting(ctx context.Context, payloads [][]byte, framed []byte, alerts []*models.Alert) error {
 	p.roomMu.Lock()
 	defer p.roomMu.Unlock()
 	for len(payloads) > 0 {
 		n, err := p.waitRoom(ctx, payloads)
 		if err == nil {
-			err = p.store(payloads[:n], alerts[:n], true)
+			err = p.store(payloads[:n], framed[:recordsSize(payloads[:n])], alerts[:n], true)
 		}
 		if err != nil {
 			p.addRefused(len(payloads))
 			return fmt.Errorf("queueing alerts: %w", err)
 		}
 		p.kick()
+		framed = framed[recordsSize(payloads[:n]):]
 		payloads, alerts = payloads[n:], alerts[n:]
 	}
 	return nil
@@ -459,11 +477,11 @@ func (p *Pusher) WaitEmpty(ctx context.Context, timeout time.Duration) bool {
 	return true
 }
 
-// store appends payloads to the queue on disk (alerts: the same decoded,
-// see queue.append); what the disk does not take waits in memory. It
-// fails only once the queue is closed.
-func (p *Pusher) store(payloads [][]byte, alerts []*models.Alert, bounded bool) error {
-	appended, dropped, err := p.q.append(payloads, alerts, bounded)
+// store appends payloads to the queue on disk (framed and alerts: the
+// same as records and decoded, or nil, see queue.append); what the disk
+// does not take waits in memory. It fails only once the queue is closed.
+func (p *Pusher) store(payloads [][]byte, framed []byte, alerts []*models.Alert, bounded bool) error {
+	appended, dropped, err := p.q.append(payloads, framed, alerts, bounded)
 	p.boundDropped(dropped)
 	if errors.Is(err, errQueueClosed) {
 		return err
@@ -488,7 +506,7 @@ func (p *Pusher) spill() {
 	for i, it := range items {
 		payloads[i] = it.payload
 	}
-	appended, dropped, err := p.q.append(payloads, nil, true)
+	appended, dropped, err := p.q.append(payloads, nil, nil, true)
 	p.boundDropped(dropped)
 	if appended > 0 {
 		p.mem.ack(items[appended-1].seq + 1)
@@ -896,7 +914,7 @@ func (l *loop) retrySuspect(ctx context.Context, recs []record) error {
 	// Appended before its old place is freed: in a full queue that waits
 	// for room rather than dropping (a replay's), the bound would push
 	// out the oldest alert, this one, for a moment.
-	if merr := l.p.store([][]byte{head.payload}, nil, l.p.cfg.WaitForRoom == 0); merr != nil {
+	if merr := l.p.store([][]byte{head.payload}, nil, nil, l.p.cfg.WaitForRoom == 0); merr != nil {
 		l.p.log.WithError(merr).Error("moving a failing alert to the back of the queue")
 		return err
 	}

@@ -409,16 +409,20 @@ func syncDir(dir string) error {
 // (same order): peek hands them out with the payloads instead of reading
 // the records back. bounded false leaves the
 // bounds alone this once: the caller frees the room right after.
-func (q *queue) append(payloads [][]byte, alerts []*models.Alert, bounded bool) (appended, dropped int, err error) {
-	size := 0
-	for _, p := range payloads {
-		size += recordHeader + len(p)
-	}
-	buf := make([]byte, 0, size)
-	for _, p := range payloads {
-		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(p)))
-		buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(p, q.crc))
-		buf = append(buf, p...)
+//
+// framed, when not nil, is payloads already framed as records back to
+// back (see frame), written as it is.
+func (q *queue) append(payloads [][]byte, framed []byte, alerts []*models.Alert, bounded bool) (appended, dropped int, err error) {
+	buf := framed
+	if buf == nil {
+		buf = make([]byte, 0, recordsSize(payloads))
+		for _, p := range payloads {
+			buf = binary.LittleEndian.AppendUint32(buf, uint32(len(p)))
+			buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(p, q.crc))
+			buf = append(buf, p...)
+		}
+	} else if len(buf) != recordsSize(payloads) {
+		return 0, 0, fmt.Errorf("appending to alert queue: %d bytes of records for %d bytes of payloads", len(buf), recordsSize(payloads))
 	}
 
 	q.mu.Lock()
@@ -494,6 +498,25 @@ func (q *queue) append(payloads [][]byte, alerts []*models.Alert, bounded bool) 
 	q.mu.Unlock()
 
 	return appended, dropped, errors.Join(werr, q.waitSynced(end))
+}
+
+// recordsSize is the bytes payloads take as records.
+func recordsSize(payloads [][]byte) int {
+	n := 0
+	for _, p := range payloads {
+		n += recordHeader + len(p)
+	}
+	return n
+}
+
+// frame fills the header of rec, a record's header room followed by its
+// payload, and returns the payload: alerts encoded straight into the
+// records append writes are not copied again.
+func (q *queue) frame(rec []byte) []byte {
+	p := rec[recordHeader:len(rec):len(rec)]
+	binary.LittleEndian.PutUint32(rec, uint32(len(p)))
+	binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(p, q.crc))
+	return p
 }
 
 // waitSynced returns once every seq below end is on stable storage.

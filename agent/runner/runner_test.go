@@ -93,7 +93,9 @@ func sshRules(t *testing.T) *ruleset.Ruleset {
 }
 
 // A replay raises the same alerts, in the same order, whatever the number
-// of parsing workers, and Run returns once the file is processed.
+// of parsing workers and whether its source sends lines one by one or in
+// batches (the -dsn file:// replay), and Run returns once the file is
+// processed.
 func TestReplaySameAlertsAnyWorkers(t *testing.T) {
 	rs := sshRules(t)
 	var buf bytes.Buffer
@@ -104,11 +106,23 @@ func TestReplaySameAlertsAnyWorkers(t *testing.T) {
 	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	labels := map[string]string{"type": "syslog"}
+	batched, err := acquisition.FromDSN("file://"+path, labels, acquisition.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := batched.(acquisition.BatchSource); !ok {
+		t.Fatal("the file replay does not send batches")
+	}
 	var first []string
-	for _, workers := range []int{1, 4} {
+	for _, run := range []struct {
+		workers int
+		src     acquisition.Source
+	}{{1, &lineSource{path: path, labels: labels}}, {4, &lineSource{path: path, labels: labels}}, {1, batched}, {4, batched}} {
+		workers := run.workers
 		s := &sink{}
 		a, err := runner.New(runner.Config{Rules: rs, Sink: s, Workers: workers, Replay: true,
-			Sources: []acquisition.Source{&lineSource{path: path, labels: map[string]string{"type": "syslog"}}}})
+			Sources: []acquisition.Source{run.src}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +145,7 @@ func TestReplaySameAlertsAnyWorkers(t *testing.T) {
 			continue
 		}
 		if !slices.Equal(first, keys) {
-			t.Fatalf("workers=%d: %d alerts differ from workers=1 (%d)", workers, len(keys), len(first))
+			t.Fatalf("workers=%d, %s: %d alerts differ from workers=1 (%d)", workers, run.src.Name(), len(keys), len(first))
 		}
 	}
 }

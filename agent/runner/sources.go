@@ -21,6 +21,7 @@ type sourceSet struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	out     chan<- event.Line
+	chunks  chan<- []event.Line // for the sources that send batches
 	log     *log.Entry
 	replay  bool
 	running map[acquisition.Source]*runningSource
@@ -36,10 +37,10 @@ type runningSource struct {
 	removed bool
 }
 
-func (s *sourceSet) start(ctx context.Context, cancel context.CancelFunc, out chan<- event.Line, l *log.Entry, replay bool) {
+func (s *sourceSet) start(ctx context.Context, cancel context.CancelFunc, out chan<- event.Line, chunks chan<- []event.Line, l *log.Entry, replay bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ctx, s.cancel, s.out, s.log, s.replay = ctx, cancel, out, l, replay
+	s.ctx, s.cancel, s.out, s.chunks, s.log, s.replay = ctx, cancel, out, chunks, l, replay
 	s.running = map[acquisition.Source]*runningSource{}
 	if s.done == nil {
 		s.done = make(chan struct{})
@@ -75,7 +76,12 @@ func (s *sourceSet) add(src acquisition.Source) {
 		defer cancel()
 		l := s.log.WithField("source", src.Name())
 		l.Info("reading")
-		err := src.Run(ctx, s.out)
+		var err error
+		if bs, ok := src.(acquisition.BatchSource); ok {
+			err = bs.RunBatches(ctx, s.chunks)
+		} else {
+			err = src.Run(ctx, s.out)
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		delete(s.running, src)

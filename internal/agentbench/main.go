@@ -22,7 +22,7 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"flag"
@@ -37,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rampart-ips/rampart/agent/acquisition"
 	"github.com/rampart-ips/rampart/agent/event"
 	"github.com/rampart-ips/rampart/agent/hub"
 	"github.com/rampart-ips/rampart/agent/leakybucket"
@@ -202,25 +203,21 @@ type result struct {
 }
 
 type batch struct {
-	lines []string
+	lines []event.Line
 	evts  []event.Event
 	preps []leakybucket.Prepared
 	err   error
 	done  chan struct{}
 }
 
-const batchSize = 512
-
 func replay(r *rules, path, logType string, workers int, attackers map[string]bool) (*result, error) {
 	runtime.GC()
 	_ = procstat.ResetPeak(os.Getpid())
 	start, cpu0 := time.Now(), cpuTime()
-	f, err := os.Open(path)
+	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	abs, _ := filepath.Abs(path)
 	labels := map[string]string{"type": logType}
 	work := make(chan *batch, workers*2)
 	ordered := make(chan *batch, workers*4)
@@ -228,27 +225,13 @@ func replay(r *rules, path, logType string, workers int, attackers map[string]bo
 	go func() {
 		defer close(work)
 		defer close(ordered)
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		b := &batch{done: make(chan struct{})}
-		flush := func() {
+		// read as the daemon's replay of a -dsn file:// reads
+		_, readErr = acquisition.ReadFile(context.Background(), abs, labels, nil, func(ls []event.Line) error {
+			b := &batch{lines: ls, done: make(chan struct{})}
 			ordered <- b
 			work <- b
-			b = &batch{done: make(chan struct{})}
-		}
-		for sc.Scan() {
-			if len(sc.Bytes()) == 0 {
-				continue
-			}
-			b.lines = append(b.lines, sc.Text())
-			if len(b.lines) == batchSize {
-				flush()
-			}
-		}
-		readErr = sc.Err()
-		if len(b.lines) > 0 {
-			flush()
-		}
+			return nil
+		})
 	}()
 	// Workers parse and run the per-event half of the scenarios (filter,
 	// groupby, distinct, cancel_on); one goroutine pours in input order.
@@ -264,7 +247,7 @@ func replay(r *rules, path, logType string, workers int, attackers map[string]bo
 				b.preps = make([]leakybucket.Prepared, len(b.lines))
 				for i, l := range b.lines {
 					evt := &b.evts[i]
-					*evt = mk.New(event.Line{Raw: l, Src: abs, Module: "file", Labels: labels})
+					*evt = mk.New(l)
 					if err := r.pipe.Parse(evt, nil); err != nil && b.err == nil {
 						b.err = err
 					}
