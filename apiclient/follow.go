@@ -19,6 +19,16 @@ import (
 // 25 s, so a silent one lost its LAPI or a middlebox dropped it.
 const FollowIdle = 75 * time.Second
 
+// FollowFirstLine bounds the wait for a follow response's first line,
+// which Rampart's LAPI writes at once. A proxy between that buffers
+// responses holds it back until the response ends (minutes later): the
+// caller gets ErrFollowHeldBack and should long-poll instead.
+const FollowFirstLine = 15 * time.Second
+
+// ErrFollowHeldBack: a follow response's first line did not come within
+// FollowFirstLine (see there).
+var ErrFollowHeldBack = fmt.Errorf("no first line of the follow response within %s: a proxy between may buffer responses", FollowFirstLine)
+
 // StreamFollow opens the decision stream in Rampart's follow mode (see
 // models.FollowHeader): one response carrying a chunk per change. extra
 // must hold cursor=<seq>. fn receives each decision of a chunk, in body
@@ -36,10 +46,15 @@ func (c *Client) StreamFollow(ctx context.Context, extra url.Values,
 	errIdle := fmt.Errorf("no line from the LAPI for %s", FollowIdle)
 	idle := time.AfterFunc(FollowIdle, func() { cancel(errIdle) })
 	defer idle.Stop()
+	first := time.AfterFunc(FollowFirstLine, func() { cancel(ErrFollowHeldBack) })
+	defer first.Stop()
 	q := streamQuery(false, extra)
 	q.Set("follow", "true")
 	resp, u, err := c.send(ctx, request{method: http.MethodGet, path: "v1/decisions/stream", query: q, auth: authBouncer})
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, ErrFollowHeldBack) {
+			return nil, fmt.Errorf("follow: %w", cause)
+		}
 		return nil, err
 	}
 	defer closeBody(resp)
@@ -57,6 +72,7 @@ func (c *Client) StreamFollow(ctx context.Context, extra url.Values,
 	lines := 0
 	err = ScanFollow(resp.Body, fn, func(cur int64) error {
 		lines++
+		first.Stop()
 		idle.Reset(FollowIdle)
 		return chunk(cur)
 	})
@@ -64,7 +80,7 @@ func (c *Client) StreamFollow(ctx context.Context, extra url.Values,
 		err = errors.New("the response ended before its first line")
 	}
 	if err != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, errIdle) {
+		if cause := context.Cause(ctx); errors.Is(cause, errIdle) || errors.Is(cause, ErrFollowHeldBack) {
 			err = cause
 		}
 		return resp.Header, fmt.Errorf("GET %s (follow): %w", u.EscapedPath(), err)

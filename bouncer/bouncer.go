@@ -39,14 +39,17 @@ type Bouncer struct {
 	metrics *Metrics
 	usage   *usagePusher // nil when metrics_interval is 0
 
-	mu         sync.Mutex // serialises state and backend changes
-	st         *state
-	resync     bool // the kernel may differ from st: Ensure + Replace
-	longPoll   time.Duration
-	follow     time.Duration // the longest follow response the LAPI offers; 0: none
-	supported  map[string]bool
-	repairTick time.Duration
-	now        func() time.Time
+	mu       sync.Mutex // serialises state and backend changes
+	st       *state
+	resync   bool // the kernel may differ from st: Ensure + Replace
+	longPoll time.Duration
+	follow   time.Duration // the longest follow response the LAPI offers; 0: none
+	// noFollowUntil: a follow response's first line was held back (a
+	// buffering proxy): long-poll until then.
+	noFollowUntil time.Time
+	supported     map[string]bool
+	repairTick    time.Duration
+	now           func() time.Time
 	// progressEvery is how often a pending first sync is reported.
 	progressEvery time.Duration
 
@@ -384,7 +387,7 @@ func (b *Bouncer) noteModes(hdr http.Header) {
 	if d, err := time.ParseDuration(hdr.Get(models.LongPollHeader)); err == nil && d > 0 {
 		b.longPoll = min(d, 30*time.Second)
 	}
-	if b.cfg.Follow != nil && !*b.cfg.Follow {
+	if b.cfg.Follow != nil && !*b.cfg.Follow || b.now().Before(b.noFollowUntil) {
 		return
 	}
 	if d, err := time.ParseDuration(hdr.Get(models.FollowHeader)); err == nil && d > 0 {
@@ -576,6 +579,10 @@ func deltaErr(err error) error {
 	return err
 }
 
+// followRetry is how long the bouncer long-polls a LAPI whose follow
+// responses were held back before trying follow again.
+const followRetry = time.Hour
+
 // followDelta follows the stream (Rampart's follow mode) until the LAPI
 // ends the response: each chunk is applied as it comes and moves the
 // cursor, so a response that breaks resumes from its last whole chunk.
@@ -598,6 +605,14 @@ func (b *Bouncer) followDelta(ctx context.Context) error {
 		return err
 	})
 	b.metrics.lapiRequest(err)
+	if errors.Is(err, apiclient.ErrFollowHeldBack) && b.longPoll > 0 {
+		// Long-polls get through a buffering proxy: each is a whole
+		// response. Follow is tried again after followRetry.
+		b.log.WithError(err).WithFields(log.Fields{"lapi": b.client.URL(), "retry_in": followRetry}).
+			Warn("follow mode held back; long-polling this LAPI instead (a proxy should pass responses on unbuffered, e.g. nginx proxy_buffering off)")
+		b.noFollowUntil, b.follow = b.now().Add(followRetry), 0
+		return nil
+	}
 	if err != nil {
 		return deltaErr(err)
 	}

@@ -1,9 +1,15 @@
 package bouncer
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -275,5 +281,33 @@ func TestResyncAfterFailedDeltaUpstream(t *testing.T) {
 	lapi.mu.Unlock()
 	if !nstest.Eventually(10*time.Second, func() bool { return kernelBans(t, ns) == 2 }) {
 		t.Fatalf("no full pull after the failed delta:\n%s", ruleset(t, ns))
+	}
+}
+
+// TestFollowThroughBufferingProxy: a proxy between the bouncer and the LAPI
+// that buffers whole responses holds a follow response back for minutes.
+// The bouncer notices the missing first line and long-polls instead, so a
+// ban still arrives, within apiclient.FollowFirstLine and a pull.
+func TestFollowThroughBufferingProxy(t *testing.T) {
+	l := lapitest.StartWith(t, storecfg.At(t, filepath.Join(t.TempDir(), "crowdsec.db")), "", nil)
+	key := l.AddBouncer("fw")
+	target, err := url.Parse(l.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		// Buffer the body whole before passing anything on.
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		return err
+	}
+	proxy := httptest.NewServer(rp)
+	t.Cleanup(proxy.Close)
+	b, ns := runBouncer(t, proxy.URL+"/", key, "update_frequency = \"50ms\"\nresync_interval = \"0s\"\n")
+	banBatch(t, l.Store, "late", []string{"198.18.7.7"})
+	if !nstest.Eventually(apiclient.FollowFirstLine+10*time.Second, func() bool { return b.held() == 1 && kernelBans(t, ns) == 1 }) {
+		t.Fatalf("the bouncer behind a buffering proxy holds %d decisions, its kernel %d; want 1", b.held(), kernelBans(t, ns))
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -250,6 +251,12 @@ func newLAPIProxyIn(t *testing.T, ns *nstest.Pair, listen, upstream string) *lap
 		if len(extra) == 0 || resp.StatusCode != 200 || !strings.HasPrefix(resp.Request.URL.Path, "/v1/decisions/stream") {
 			return nil
 		}
+		if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/x-ndjson") {
+			// A follow response stays open: the values go into each line
+			// as it passes, as a hostile LAPI would write them.
+			resp.Body = injectLines(resp.Body, extra)
+			return nil
+		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
@@ -288,6 +295,32 @@ func newLAPIProxyIn(t *testing.T, ns *nstest.Pair, listen, upstream string) *lap
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return p
+}
+
+// injectLines adds extra to the new and deleted lists of every line of a
+// follow response read from body.
+func injectLines(body io.ReadCloser, extra []*models.Decision) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		defer body.Close()
+		sc := bufio.NewScanner(body)
+		sc.Buffer(make([]byte, 64<<10), 64<<20)
+		for sc.Scan() {
+			var fc models.FollowChunk
+			if err := json.Unmarshal(sc.Bytes(), &fc); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+			fc.New = append(fc.New, extra...)
+			fc.Deleted = append(fc.Deleted, extra...)
+			line, _ := json.Marshal(fc)
+			if _, err := pw.Write(append(line, '\n')); err != nil {
+				return
+			}
+		}
+		pw.CloseWithError(sc.Err())
+	}()
+	return pr
 }
 
 func (p *lapiProxy) set(mode string) {
