@@ -94,9 +94,33 @@ func (a *appliance) cscli(args ...string) string {
 		if ee, ok := err.(*exec.ExitError); ok {
 			stderr = string(ee.Stderr)
 		}
-		a.t.Fatalf("cscli %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
+		a.t.Fatalf("cscli %s: %v\n%s%s\nLAPI: %s", strings.Join(args, " "), err, out, stderr, a.lapiDump())
 	}
 	return string(out)
+}
+
+// lapiDump ends the LAPI with SIGQUIT, which makes Go print every
+// goroutine's stack to its log, and returns the log's end: a cscli call
+// that got no answer (CI saw one wait out its 2 minutes) shows where the
+// LAPI was stuck.
+func (a *appliance) lapiDump() string {
+	if a.lapi == nil || a.lapi.Process == nil {
+		return "(not running)"
+	}
+	cmd := a.lapi
+	_ = cmd.Process.Signal(syscall.SIGQUIT)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	a.lapi = nil
+	b, _ := os.ReadFile(filepath.Join(a.dir, "crowdsec.log"))
+	if len(b) > 40000 {
+		b = b[len(b)-40000:]
+	}
+	return string(b)
 }
 
 func (a *appliance) logFile(name string) *os.File {
