@@ -474,7 +474,8 @@ func (b *Backend) ensureChain(f *famSpec, t *nftables.Table, sets map[string]*nf
 
 // Intact reports whether every owned object still exists as Ensure left
 // it: table, set (with its type and flags), chains (hook and priority) and
-// exactly one current rule of ours per chain. It reads no element. It also
+// exactly one current rule of ours per chain, and that no set of ours that
+// should hold elements is empty (flushed). It also
 // reports false after a failed Apply or Replace, since the set may then
 // differ from what the backend believes.
 func (b *Backend) Intact(ctx context.Context) (bool, error) {
@@ -504,10 +505,47 @@ func (b *Backend) Intact(ctx context.Context) (bool, error) {
 			return false, err
 		}
 	}
+	// A set flushed by someone else (nft flush set, a script) keeps every
+	// object, so only its emptiness shows it.
+	for _, flushed := range []func() (bool, error){
+		func() (bool, error) { return famFlushed(ctx, b, b.v4) },
+		func() (bool, error) { return famFlushed(ctx, b, b.v6) },
+	} {
+		gone, err := flushed()
+		if err != nil || gone {
+			if err != nil {
+				err = fmt.Errorf("nftables: check elements: %w", err)
+			}
+			return false, err
+		}
+	}
 	// Read before the check: a change made during it moves the
 	// generation, and the next call checks again.
 	b.checkedGen, b.checked = gen, genErr == nil
 	return true, nil
+}
+
+// famFlushed reports whether a set of e that should hold elements is
+// empty in the kernel, reading only the start of its dump. Hosts the
+// kernel expired may still count in the model: a false alarm costs one
+// Replace, after which the model holds only live ones.
+func famFlushed[A addr[A]](ctx context.Context, b *Backend, e *elems[A]) (bool, error) {
+	if e == nil || e.m == nil || e.spec.lay.migrating() {
+		return false, nil
+	}
+	for _, c := range []struct {
+		ref  *setRef
+		held int
+	}{{e.spec.hostRef(), e.hosts.len()}, {e.spec.ref(), e.m.size()}} {
+		if c.held == 0 {
+			continue
+		}
+		isEmpty, err := empty(ctx, b.cfg.NetNS, c.ref)
+		if err != nil || isEmpty {
+			return isEmpty, err
+		}
+	}
+	return false, nil
 }
 
 func (b *Backend) intactFamily(f *famSpec) (bool, error) {
